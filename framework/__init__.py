@@ -1,0 +1,43 @@
+"""fw: a plugin-based asynchronous web-crawling framework.
+
+What plugin authors import: ``Spider``, ``Request``, ``Response``, ``hookimpl``, the base
+classes ``Exporter`` and ``Middleware``, the ``option`` helper for option schemas, and
+the control-flow exceptions.
+"""
+
+from framework.__about__ import __version__
+from framework.errors import (
+                              Blocked,
+                              CloseSpider,
+                              DropItem,
+                              FetchError,
+                              FwError,
+                              HttpError,
+                              IgnoreRequest,
+)
+from framework.exporters import Exporter
+from framework.hookspecs import hookimpl
+from framework.http import NotSupported, Request, Response
+from framework.middleware import Handler, Middleware
+from framework.schema import option
+from framework.spider import Spider
+
+__all__ = [
+    "Blocked",
+    "CloseSpider",
+    "DropItem",
+    "Exporter",
+    "FetchError",
+    "FwError",
+    "Handler",
+    "HttpError",
+    "IgnoreRequest",
+    "Middleware",
+    "NotSupported",
+    "Request",
+    "Response",
+    "Spider",
+    "__version__",
+    "hookimpl",
+    "option",
+]

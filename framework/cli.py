@@ -1,0 +1,153 @@
+"""The ``fw`` command: argument parsing and exit codes, nothing else.
+
+Exit codes: 0 the crawl finished (failed pages are counted, not fatal); 1 it was aborted
+by an error; 2 bad usage or an invalid project; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from framework.__about__ import __version__
+from framework.errors import CrawlAborted, PluginError, UsageError
+from framework.plugins import PluginInfo, make_plugin_manager
+from framework.registry import Registry
+
+__all__ = ["main"]
+
+OK, ABORTED, USAGE, INTERRUPTED = 0, 1, 2, 130
+
+log = logging.getLogger("fw")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fw`` command line and return its exit code."""
+    args = _parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except (UsageError, PluginError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return USAGE
+    except CrawlAborted as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return ABORTED
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except Exception as exc:  # a bug in fw: one line, the traceback on request
+        log.debug("internal error", exc_info=exc)
+        print(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with "
+              "--log-level debug for the traceback)", file=sys.stderr)
+        return ABORTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fw", description="Crawl the web with plugins.")
+    parser.add_argument("--version", action="version", version=f"fw {__version__}")
+    parser.add_argument("--log-level", default="info", type=str.lower,
+                        choices=["debug", "info", "warning", "error"],
+                        help="how much to log to stderr (default: info)")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the crawl a project file describes")
+    _project_arguments(run)
+    run.add_argument("-o", "--output", action="append", default=[], metavar="PATH",
+                     help="also export items to PATH; the extension picks the format "
+                     "(.jsonl .json .csv .db .sqlite); - streams JSON lines to stdout")
+    run.add_argument("--stats", type=Path, metavar="PATH",
+                     help="write the final stats as JSON to PATH")
+    run.set_defaults(command=_run)
+
+    check = commands.add_parser("check", help="validate a project file without crawling")
+    _project_arguments(check)
+    check.set_defaults(command=_check)
+
+    plugins = commands.add_parser("plugins", help="list installed plugins")
+    plugins.add_argument("--json", action="store_true", help="print JSON for machines")
+    plugins.set_defaults(command=_plugins)
+    return parser
+
+
+def _project_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project", type=Path, help="the project file (YAML)")
+    parser.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides", help="override one project key by its dotted "
+                        "path, e.g. -s concurrency.per_domain=2")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(levelname)s: %(message)s")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from framework import runner  # imports the engine and aiohttp: only when crawling
+
+    prepared = runner.prepare(args.project, args.overrides, args.output)
+    log.info("%s: plugins: %s", prepared.project.name, _plugin_header(prepared.pm.infos()))
+    stats = runner.run(prepared)
+    for line in stats.summary():
+        print(line, file=sys.stderr)
+    if args.stats:
+        _write_stats(args.stats, stats.to_dict())
+    return INTERRUPTED if stats.reason == "interrupted" else OK
+
+
+def _write_stats(path: Path, stats: dict[str, object]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+    except OSError as exc:
+        raise CrawlAborted(f"--stats {path}: {exc.strerror or exc}") from exc
+
+
+def _check(args: argparse.Namespace) -> int:
+    from framework import runner
+
+    prepared = runner.prepare(args.project, args.overrides)
+    project, components = prepared.project, prepared.components
+    outputs = ", ".join(f"{e.format} -> {e.path}" for e in components.exporters) or "none"
+    print(f"OK: {args.project}: {project.name}: spider {components.spider.name}, "
+          f"{len(project.start_urls)} start URL(s), exporters: {outputs}")
+    return OK
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    pm = make_plugin_manager()
+    infos, provides = pm.infos(), _provided(Registry.collect(pm))
+    if args.json:
+        rows = [{"name": i.name, "distribution": i.distribution, "version": i.version,
+                 "module": i.module, "hooks": list(i.hooks),
+                 "provides": provides.get(i.name, {})} for i in infos]
+        print(json.dumps(rows, indent=2))
+        return OK
+    table = [("NAME", "DISTRIBUTION", "VERSION", "HOOKS", "PROVIDES")]
+    table += [(i.name, i.distribution or "-", i.version or "-", ", ".join(i.hooks),
+               "; ".join(f"{kind}: {', '.join(names)}"
+                         for kind, names in provides.get(i.name, {}).items()) or "-")
+              for i in infos]
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return OK
+
+
+def _provided(registry: Registry) -> dict[str, dict[str, list[str]]]:
+    """Map each plugin to the spiders, exporters and middlewares it registered."""
+    provided: dict[str, dict[str, list[str]]] = {}
+    for kind, table in (("spiders", registry.spiders), ("exporters", registry.exporters),
+                        ("middlewares", registry.middlewares)):
+        for name in table:
+            provided.setdefault(registry.owners[kind, name], {}).setdefault(kind, []).append(name)
+    return provided
+
+
+def _plugin_header(infos: list[PluginInfo]) -> str:
+    return ", ".join(f"{i.name}-{i.version}" if i.version else i.name for i in infos)

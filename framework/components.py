@@ -1,0 +1,108 @@
+"""Build the spider, exporters and middlewares a project asks for, checking every reference.
+
+This is the second half of validating a project: it needs the plugins loaded, to know
+which spider and exporter names exist and which top-level keys are plugin sections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from framework.errors import ProjectError
+from framework.exporters import Exporter
+from framework.middleware import Middleware
+from framework.parsers import Parsers
+from framework.project import ExporterSpec, Project
+from framework.registry import Registry
+from framework.schema import build, did_you_mean, keys_of
+from framework.spider import Spider
+from framework.yamlfile import KeyPath, Source
+
+__all__ = ["Components", "assemble"]
+
+
+@dataclass(frozen=True)
+class Components:
+    """The plugin-provided parts of one crawl, ready to run."""
+
+    spider: Spider
+    exporters: tuple[Exporter, ...]
+    middlewares: tuple[Middleware, ...]
+    parsers: Parsers
+
+
+def assemble(project: Project, registry: Registry, plugin_names: Iterable[str],
+             outputs: Sequence[ExporterSpec] = ()) -> Components:
+    """Check the project against the installed plugins and build its components.
+
+    ``outputs`` are the exporters added with ``-o`` on the command line.
+    """
+    source = project.error_source
+    _check_sections(project, registry, set(plugin_names))
+    spider_class = _lookup(registry.spiders, project.spider, "spider", source, ("spider",))
+    spider = spider_class(_options(spider_class, project, spider_class.name),
+                          start_urls=project.start_urls)
+    exporters = tuple(_exporter(spec, registry, source)
+                      for spec in (*project.exporters, *outputs))
+    middlewares = tuple(cls(_options(cls, project, cls.name))
+                        for cls in registry.middlewares.values())
+    return Components(spider, exporters, middlewares, registry.parsers)
+
+
+def _check_sections(project: Project, registry: Registry, plugin_names: set[str]) -> None:
+    """Every top-level key that is not a core key must name a plugin or something it provides."""
+    owners = plugin_names | set(registry.spiders) | set(registry.middlewares)
+    for key in project.sections:
+        if key not in owners:
+            known = [f.name for f in keys_of(Project)] + sorted(owners)
+            raise project.error_source.error((key,), f"unknown key{did_you_mean(key, known)}; "
+                                             "top-level keys are fw's own or a plugin's name")
+
+
+def _options(component: type[Spider] | type[Middleware], project: Project, name: str) -> Any:
+    """Validate the component's own section against its ``Options`` schema, if it has one."""
+    raw = project.section(name)
+    if component.Options is not None:
+        return build(component.Options, raw, project.error_source, (name,))
+    if raw is not None and not isinstance(raw, dict):
+        raise project.error_source.error((name,), "expected a mapping of options")
+    return raw or {}
+
+
+def _exporter(spec: ExporterSpec, registry: Registry, source: Source) -> Exporter:
+    if spec.format is not None:
+        exporter = _lookup(registry.exporters, spec.format, "exporter", source,
+                           (*spec.at, "format"))
+    else:
+        found = registry.exporter_for_extension(spec.path)
+        if found is None:
+            raise _no_exporter_for(spec, registry, source)
+        exporter = found
+    options: Any = dict(spec.options)
+    if exporter.Options is not None:
+        options = build(exporter.Options, options, source, spec.at)
+    elif options:
+        unknown = next(iter(options))
+        raise source.error((*spec.at, unknown), f"unknown key; exporter '{exporter.format}' "
+                           "takes no options")
+    built: Exporter = exporter(spec.path, options)
+    return built
+
+
+def _no_exporter_for(spec: ExporterSpec, registry: Registry, source: Source) -> ProjectError:
+    known = " ".join(registry.extensions())
+    if not spec.at:  # from -o on the command line
+        return ProjectError("-o", spec.path, f"no exporter for this file extension "
+                            f"(known: {known}); name one with format:")
+    return source.error((*spec.at, "format"), f"missing, and the path's extension names no "
+                        f"exporter (known: {known})")
+
+
+def _lookup(table: dict[str, Any], name: str, what: str, source: Source, at: KeyPath) -> Any:
+    if name in table:
+        return table[name]
+    installed = ", ".join(sorted(table)) or "none"
+    raise source.error(at, f"unknown {what} {name!r}{did_you_mean(name, table)}; installed: "
+                       f"{installed} (see fw plugins)")

@@ -1,0 +1,113 @@
+"""Fetch requests over one aiohttp session: a Response, or a FetchError naming the failure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiohttp
+from multidict import CIMultiDict
+
+from framework.__about__ import __version__
+from framework.errors import FetchError
+from framework.http import Request, Response
+from framework.parsers import Parsers
+
+__all__ = ["DEFAULT_HEADERS", "DownloadSettings", "Downloader"]
+
+DEFAULT_HEADERS: Mapping[str, str] = {
+    "User-Agent": f"fw/{__version__} (+https://pypi.org/project/fw/)",
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en;q=0.9,*;q=0.5",
+}
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """What the downloader needs from the project."""
+
+    concurrency: int
+    timeout: float
+    max_response_size: int
+    headers: Mapping[str, str]
+    cookies: bool
+
+
+class Downloader:
+    """Own the crawl's ``ClientSession`` and turn each request into a response."""
+
+    def __init__(self, settings: DownloadSettings, parsers: Parsers) -> None:
+        self._settings, self._parsers = settings, parsers
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Downloader:
+        settings = self._settings
+        headers = CIMultiDict(DEFAULT_HEADERS)
+        headers.update(settings.headers)
+        # fw enforces per-host limits itself; the pool only caps the total and reuses
+        # connections, and its DNS cache saves a look-up per request on the same host.
+        connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=0,
+                                         ttl_dns_cache=300)
+        jar = aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=headers, cookie_jar=jar, trust_env=True,
+            timeout=aiohttp.ClientTimeout(total=settings.timeout))
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def fetch(self, request: Request) -> Response:
+        """Fetch ``request`` without following redirects (the engine does, through dedup)."""
+        assert self._session is not None, "use the downloader as an async context manager"
+        try:
+            async with self._session.request(
+                    request.method, request.url, headers=request.headers, data=request.body,
+                    allow_redirects=False) as answer:
+                body = await self._read(answer)
+        except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
+            raise _classify(exc, self._settings.timeout) from exc
+        media_type = answer.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        return Response(request.url, answer.status, answer.headers, body, request,
+                        self._parsers.for_type(media_type))
+
+    async def _read(self, answer: aiohttp.ClientResponse) -> bytes:
+        """Read the body as it streams in, stopping as soon as it exceeds the limit.
+
+        The limit applies to decompressed bytes, so a small gzip bomb is cut off too.
+        """
+        limit = self._settings.max_response_size
+        if (answer.content_length or 0) > limit:
+            raise _too_large(limit)
+        chunks, size = [], 0
+        async for chunk in answer.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_large(limit: int) -> FetchError:
+    return FetchError("too_large", f"body larger than max_response_size ({limit} bytes)")
+
+
+def _classify(exc: BaseException, timeout: float) -> FetchError:
+    """Name a failed fetch for the stats, and say whether trying again may help."""
+    if isinstance(exc, TimeoutError):
+        return FetchError("timeout", f"no complete answer within {timeout:g}s", retryable=True)
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return FetchError("invalid_url", f"cannot fetch this URL: {exc}")
+    kinds: tuple[tuple[type[Exception], str], ...] = (
+        (aiohttp.ClientConnectorDNSError, "dns"),
+        (aiohttp.ClientConnectorError, "connection"),
+        (aiohttp.ServerDisconnectedError, "disconnected"),
+        (aiohttp.ClientPayloadError, "truncated"),
+        (aiohttp.ClientResponseError, "bad_response"),
+        (aiohttp.ClientError, "connection"),
+    )
+    kind = next((name for cls, name in kinds if isinstance(exc, cls)), "connection")
+    return FetchError(kind, f"{type(exc).__name__}: {exc}".rstrip(": "), retryable=True)

@@ -1,0 +1,106 @@
+"""Every exception fw raises or lets plugins raise, in one place.
+
+The hierarchy::
+
+    FwError
+    ├── UsageError                 bad command line; fw exits 2
+    │   └── ProjectError           invalid project file: FILE:LINE: key: what is wrong
+    ├── PluginError                a plugin failed to load or broke the hook contract; exit 2
+    ├── CrawlAborted               the crawl could not go on (e.g. an exporter failed); exit 1
+    ├── FetchError                 one request failed; counted by ``kind``, never fatal
+    │   └── HttpError              the server answered with a non-2xx status
+    └── Blocked                    a page says the site refuses this client (raised by spiders)
+
+    Control flow for plugin authors (not errors, never counted as failures):
+    DropItem                       raised from ``item_scraped``: the item is not exported
+    IgnoreRequest                  raised from a middleware: the request is dropped quietly
+    CloseSpider                    raised from a callback: stop scheduling, finish cleanly
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from framework.http import Response
+
+__all__ = [
+    "Blocked",
+    "CloseSpider",
+    "CrawlAborted",
+    "DropItem",
+    "FetchError",
+    "FwError",
+    "HttpError",
+    "IgnoreRequest",
+    "PluginError",
+    "ProjectError",
+    "UsageError",
+]
+
+
+class FwError(Exception):
+    """Base of every error fw raises itself."""
+
+
+class UsageError(FwError):
+    """The command line is wrong; the message is shown as ``Error: <message>``."""
+
+
+class ProjectError(UsageError):
+    """A project file is invalid at one place.
+
+    ``where`` is ``FILE:LINE`` (or ``-s`` for a command-line override) and ``key`` the
+    dotted path of the offending key, so the message points at what to fix.
+    """
+
+    def __init__(self, where: str, key: str, message: str) -> None:
+        self.where, self.key, self.message = where, key, message
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+class PluginError(FwError):
+    """A plugin could not be loaded, or it broke the hook contract."""
+
+
+class CrawlAborted(FwError):
+    """The crawl cannot continue, e.g. an exporter can no longer write."""
+
+
+class FetchError(FwError):
+    """One request failed; ``kind`` names the failure in the stats (``timeout``, ``http_503``)."""
+
+    def __init__(self, kind: str, message: str, *, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.retryable, self.retry_after = kind, retryable, retry_after
+
+
+class HttpError(FetchError):
+    """The server answered with a status the spider does not handle."""
+
+    def __init__(self, response: Response, *, retryable: bool,
+                 retry_after: float | None = None) -> None:
+        super().__init__(f"http_{response.status}", f"HTTP {response.status}",
+                         retryable=retryable, retry_after=retry_after)
+        self.response = response
+
+
+class Blocked(FwError):
+    """The site served a challenge or login wall instead of the page."""
+
+
+class DropItem(Exception):
+    """Raise from ``item_scraped`` to keep an item out of the exports."""
+
+
+class IgnoreRequest(Exception):
+    """Raise from a middleware to drop a request without counting it as failed."""
+
+
+class CloseSpider(Exception):
+    """Raise from a callback to stop the crawl cleanly; ``reason`` shows in the summary."""
+
+    def __init__(self, reason: str = "closed by spider") -> None:
+        super().__init__(reason)
+        self.reason = reason

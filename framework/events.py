@@ -1,0 +1,58 @@
+"""Call event hooks one plugin at a time, so that one plugin's failure spares the rest."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pluggy
+
+from framework.errors import DropItem
+from framework.plugins import HookCall, hook_calls
+
+__all__ = ["EventHook", "Events", "PluginFailed"]
+
+#: Told which plugin's hook raised what, with the hook's arguments.
+PluginFailed = Callable[[str, str, Exception, dict[str, Any]], Awaitable[None]]
+
+
+class EventHook:
+    """One event hook's implementations; falsy when no plugin implements it."""
+
+    def __init__(self, name: str, calls: list[HookCall], on_error: PluginFailed) -> None:
+        self.name, self._calls, self._on_error = name, calls, on_error
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    async def __call__(self, **kwargs: Any) -> None:
+        """Call each implementation in plugin order, awaiting those that are async.
+
+        ``DropItem`` passes through (it is a verdict, not a failure); any other exception
+        is handed to ``on_error`` with the plugin's name and the next plugin still runs.
+        """
+        for call in self._calls:
+            try:
+                outcome = call(**kwargs)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except DropItem:
+                raise
+            except Exception as exc:
+                await self._on_error(call.plugin, self.name, exc, kwargs)
+
+
+class Events:
+    """The event hooks of one crawl, resolved once so that unused hooks cost nothing."""
+
+    def __init__(self, pm: pluggy.PluginManager, on_error: PluginFailed) -> None:
+        def hook(name: str) -> EventHook:
+            return EventHook(name, hook_calls(pm, name), on_error)
+
+        self.crawl_started = hook("crawl_started")
+        self.request_scheduled = hook("request_scheduled")
+        self.response_received = hook("response_received")
+        self.item_scraped = hook("item_scraped")
+        self.crawl_error = hook("crawl_error")
+        self.crawl_finished = hook("crawl_finished")

@@ -1,0 +1,59 @@
+"""The base class for exporters: where items go as they are scraped."""
+
+from __future__ import annotations
+
+import sys
+import typing
+from collections.abc import Awaitable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+__all__ = ["Exporter"]
+
+
+class Exporter:
+    """Subclass this, set ``format`` and ``extensions``, and write ``write(item)``.
+
+    fw calls ``open()`` before the first item, ``write(item)`` for each item (it may
+    return an awaitable, which fw awaits), and ``close()`` once at the end, also after
+    an interrupted crawl. Exporters should write each item completely before
+    returning, so that a crash leaves whole records behind and never a torn one.
+    """
+
+    #: The name a project file selects the exporter by (``format: jsonl``).
+    format: ClassVar[str] = ""
+    #: File extensions ``-o PATH`` chooses this exporter for (``(".jsonl",)``).
+    extensions: ClassVar[tuple[str, ...]] = ()
+    #: A frozen dataclass describing the exporter's options, or None.
+    Options: ClassVar[type[Any] | None] = None
+
+    def __init__(self, path: str, options: Any = None) -> None:
+        #: The absolute path to write, or ``-`` for standard output.
+        self.path = path
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.format} {self.path}>"
+
+    def open(self) -> None:
+        """Prepare to receive items (create the file, write a header)."""
+
+    def write(self, item: Mapping[str, Any]) -> Awaitable[None] | None:
+        """Write one item durably enough that a crash right after keeps it whole."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the output (write a footer, flush, close the file)."""
+
+    def open_binary(self, mode: str = "wb") -> BinaryIO:
+        """Open ``path`` unbuffered, creating its folder; ``-`` gives standard output.
+
+        Unbuffered, so that each ``write`` of one whole record reaches the file at once.
+        """
+        if self.path == "-":
+            sys.stdout.flush()
+            stdout = open(sys.stdout.fileno(), mode, buffering=0, closefd=False)  # noqa: SIM115
+            return typing.cast(BinaryIO, stdout)
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return typing.cast(BinaryIO, path.open(mode, buffering=0))

@@ -1,0 +1,186 @@
+"""The hooks fw calls on plugins: the whole contract between fw and a plugin.
+
+A plugin is a module (or any object) with functions named after these hooks and marked
+with ``@framework.hookimpl``. An implementation may accept any subset of a hook's
+arguments, in any order: fw passes them by name.
+
+Two kinds of hooks:
+
+* **Registry hooks** run once at start-up, before the project is checked, in llm's callback
+  style: the plugin calls ``register(...)`` for each thing it provides. When two plugins
+  register the same name the first one called wins; plugins are called newest first, so a
+  user's plugin overrides a bundled one (order them with ``tryfirst``/``trylast``).
+* **Event hooks** run during a crawl. They may be ``async def``; fw awaits what they
+  return. An exception from one plugin is reported with the plugin's name and the URL,
+  counted as ``plugin_error``, and does not stop the crawl or the other plugins.
+
+``firstresult`` and hook wrappers are not used by fw: anything that wraps a request is a
+middleware (see ``register_middlewares``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from framework.exporters import Exporter
+    from framework.http import Parser, Request, Response
+    from framework.middleware import Middleware
+    from framework.project import Project
+    from framework.spider import Spider
+    from framework.stats import Stats
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("fw")
+hookimpl = pluggy.HookimplMarker("fw")
+
+
+# -------------------------------------------------------------------------------------------
+# Registry hooks: called once at start-up
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_spiders(register: Callable[[type[Spider]], None]) -> None:
+    """Register the spiders this plugin provides.
+
+    Called once when fw starts, before the project file's ``spider:`` is looked up. A
+    spider is selected by its class attribute ``name``. Not async.
+
+    :param register: Call ``register(SpiderClass)`` once per spider class.
+    """
+
+
+@hookspec
+def register_exporters(register: Callable[[type[Exporter]], None]) -> None:
+    """Register exporters: where items can be written.
+
+    Called once at start-up. An exporter is chosen by its ``format`` (``format: jsonl``
+    in the project file) or by a file extension in its ``extensions`` (``-o out.jsonl``).
+    Not async.
+
+    :param register: Call ``register(ExporterClass)`` once per exporter class.
+    """
+
+
+@hookspec
+def register_parsers(register: Callable[[str, Parser], None]) -> None:
+    """Register parsers: what turns a response body into the document spiders query.
+
+    Called once at start-up. ``response.css()`` and ``.xpath()`` use the parser registered
+    for the response's media type; a response with no parser (an image, a PDF) is not
+    parsed. Media types match exactly (``text/html``), by structured suffix (``+xml``)
+    or by top-level type (``text/*``); the empty string stands for a missing
+    Content-Type. fw's own HTML, XML and JSON parsers are registered ``trylast``, so a
+    plugin's parser replaces them. Not async.
+
+    :param register: Call ``register(media_type, parser)``; ``parser(response)`` returns
+        a ``parsel.Selector``.
+    """
+
+
+@hookspec
+def register_middlewares(register: Callable[[type[Middleware]], None]) -> None:
+    """Register middlewares: wrappers around every fetch, aiohttp style.
+
+    Called once at start-up; each registered class is instantiated once per crawl with
+    the options of its own section of the project file. A middleware's
+    ``async __call__(request, handler)`` may change the request, answer it without
+    fetching, inspect or replace the response, or raise ``IgnoreRequest``. The first
+    middleware registered is the outermost. Not async.
+
+    :param register: Call ``register(MiddlewareClass)`` once per middleware class.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Event hooks: called during a crawl; may be ``async def``
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def crawl_started(project: Project, spider: Spider) -> Awaitable[None] | None:
+    """Be told a crawl is starting.
+
+    Called once, after the exporters are open and before the first request is scheduled.
+    May be async.
+
+    :param project: The validated project; ``project.section(name)`` gives a plugin its
+        own options.
+    :param spider: The spider instance that will parse the pages.
+    """
+
+
+@hookspec
+def request_scheduled(request: Request, spider: Spider) -> Awaitable[None] | None:
+    """Be told a new request entered the frontier.
+
+    Called for each request that passed the scheme, offsite, depth and duplicate checks,
+    including start requests and redirects, but not retries. May be async; keep it cheap,
+    it runs for every link.
+
+    :param request: The request as queued; do not modify it.
+    :param spider: The running spider.
+    """
+
+
+@hookspec
+def response_received(response: Response, spider: Spider) -> Awaitable[None] | None:
+    """Be told a response arrived, before redirects and status checks.
+
+    Called for every response, including redirects and error statuses (but not for
+    connection errors or timeouts, which reach ``crawl_error``). May be async.
+
+    :param response: The response; reading ``.text`` or ``.css()`` here is allowed.
+    :param spider: The running spider.
+    """
+
+
+@hookspec
+def item_scraped(item: dict[str, Any], response: Response | None,
+                 spider: Spider) -> Awaitable[None] | None:
+    """Inspect, enrich or drop an item before it is exported.
+
+    Called for each item a callback yields, in plugin order, before any exporter sees
+    it. Modify ``item`` in place to change what is exported; raise ``DropItem`` to keep
+    it out of the exports (counted, not an error). May be async.
+
+    :param item: The item as a dict.
+    :param response: The response whose callback produced the item (None for an item
+        from an errback).
+    :param spider: The running spider.
+    """
+
+
+@hookspec
+def crawl_error(error: BaseException, kind: str, request: Request | None,
+                spider: Spider) -> Awaitable[None] | None:
+    """Be told something failed: a request after its last retry, a callback, a plugin.
+
+    Called once per counted failure, after it has been logged. May be async. An
+    exception raised here is logged and otherwise ignored (it is not reported again).
+
+    :param error: The exception (``FetchError``/``HttpError`` for failed requests).
+    :param kind: The failure's name in the stats, e.g. ``timeout``, ``http_404``,
+        ``spider_error``, ``plugin_error``, ``blocked``.
+    :param request: The request being handled, or None if the failure had none.
+    :param spider: The running spider.
+    """
+
+
+@hookspec
+def crawl_finished(project: Project, spider: Spider, stats: Stats) -> Awaitable[None] | None:
+    """Be told the crawl is over, however it ended.
+
+    Called once after the last request, before the exporters are closed, also when the
+    crawl was interrupted or aborted (``stats.reason`` says which). May be async.
+
+    :param project: The validated project.
+    :param spider: The spider that ran.
+    :param stats: The final counts: pages, items, errors by kind, elapsed time.
+    """
+

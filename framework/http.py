@@ -1,0 +1,159 @@
+"""The request a spider asks for and the response its callback receives."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urljoin
+
+from parsel import Selector, SelectorList
+from w3lib.html import get_base_url
+
+from framework.encoding import decode
+
+__all__ = ["NotSupported", "Parser", "Request", "Response"]
+
+#: Turns a response into the document its ``css()``/``xpath()`` query (see ``hookspecs``).
+Parser = Callable[["Response"], Selector]
+
+
+class NotSupported(TypeError):
+    """The response has no parser for its content type (an image, a PDF, ...)."""
+
+
+class Request:
+    """One URL to fetch, and what to do with the answer.
+
+    ``callback`` and ``errback`` are the *names* of spider methods, so that a request can
+    be stored as JSON by a persistent frontier; passing the bound method is accepted and
+    turned into its name. ``meta`` travels to the response and must be JSON-serialisable
+    for persistent frontiers. Higher ``priority`` is fetched first. ``depth``, ``retries``
+    and ``redirects`` are kept by the engine.
+    """
+
+    __slots__ = ("body", "callback", "depth", "dont_filter", "errback", "headers", "meta",
+                 "method", "priority", "redirects", "retries", "url")
+
+    def __init__(self, url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None,
+                 body: bytes | None = None, callback: object = None, errback: object = None,
+                 priority: int = 0, meta: dict[str, Any] | None = None, depth: int = 0,
+                 dont_filter: bool = False, retries: int = 0, redirects: int = 0) -> None:
+        self.url, self.method, self.headers, self.body = url, method.upper(), headers, body
+        self.callback, self.errback = _method_name(callback), _method_name(errback)
+        self.priority, self.meta, self.depth = priority, {} if meta is None else meta, depth
+        self.dont_filter, self.retries, self.redirects = dont_filter, retries, redirects
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass with eq
+
+    def replace(self, **changes: Any) -> Request:
+        """Return a copy with ``changes`` applied (the engine treats requests as values)."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        return Request(**(fields | changes))
+
+
+def _method_name(callback: object) -> str | None:
+    """Accept a spider method or its name; anything else could not be persisted."""
+    if callback is None or isinstance(callback, str):
+        return callback
+    name = getattr(callback, "__name__", None)
+    if getattr(callback, "__self__", None) is None or not name:
+        raise TypeError(f"callback must be a spider method or its name, not {callback!r}")
+    return str(name)
+
+
+class Response:
+    """What the server answered: status, headers, body, and ways to query and follow it."""
+
+    __slots__ = ("_base_url", "_encoding", "_parser", "_selector", "_text",
+                 "body", "headers", "request", "status", "url")
+
+    def __init__(self, url: str, status: int, headers: Mapping[str, str], body: bytes,
+                 request: Request, parser: Parser | None = None) -> None:
+        self.url, self.status, self.headers, self.body = url, status, headers, body
+        self.request, self._parser = request, parser
+        self._text: str | None = None
+        self._encoding: str | None = None
+        self._selector: Selector | None = None
+        self._base_url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.url}>"
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The ``meta`` of the request this answers."""
+        return self.request.meta
+
+    @property
+    def media_type(self) -> str:
+        """The content type without parameters, lower-cased (``text/html``)."""
+        return self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+    @property
+    def text(self) -> str:
+        """The body decoded: BOM, HTTP charset, ``<meta>`` charset, then detection."""
+        if self._text is None:
+            self._encoding, self._text = decode(self.body, self.headers.get("Content-Type"))
+        return self._text
+
+    @property
+    def encoding(self) -> str:
+        """The encoding ``text`` was decoded with."""
+        if self._encoding is None:
+            _ = self.text
+        assert self._encoding is not None
+        return self._encoding
+
+    def json(self) -> Any:
+        """Parse the body as JSON."""
+        return json.loads(self.text)
+
+    @property
+    def selector(self) -> Selector:
+        """The parsed document, built once by the parser registered for this content type."""
+        if self._selector is None:
+            if self._parser is None:
+                raise NotSupported(f"{self.url}: no parser for {self.media_type or 'this body'}")
+            self._selector = self._parser(self)
+        return self._selector
+
+    def css(self, query: str) -> SelectorList[Selector]:
+        """Query the document with a CSS selector (parsel, with ``::text``/``::attr()``)."""
+        return self.selector.css(query)
+
+    def xpath(self, query: str, **variables: Any) -> SelectorList[Selector]:
+        """Query the document with XPath."""
+        return self.selector.xpath(query, **variables)
+
+    @property
+    def base_url(self) -> str:
+        """The URL relative links resolve against: ``<base href>`` if the page has one."""
+        if self._base_url is None:
+            has_base = self._parser is not None and b"<base" in self.body[:4096].lower()
+            self._base_url = get_base_url(self.text, self.url) if has_base else self.url
+        return self._base_url
+
+    def urljoin(self, url: str) -> str:
+        """Resolve ``url`` against this page, as a browser would."""
+        return urljoin(self.base_url, url)
+
+    def follow(self, href: str | Selector, callback: object = None, *, priority: int = 0,
+               meta: dict[str, Any] | None = None, **kwargs: Any) -> Request:
+        """Make a request for a link on this page; ``href`` may be a string or an ``<a>``.
+
+        Links to other schemes (``mailto:``, ``javascript:``) are allowed here and dropped
+        by the engine, so spiders need not filter them.
+        """
+        if isinstance(href, Selector):
+            href = href.attrib.get("href") or href.attrib.get("src") or ""
+        return Request(self.urljoin(href.strip()), callback=callback, priority=priority,
+                       meta={} if meta is None else meta, **kwargs)

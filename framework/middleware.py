@@ -1,0 +1,56 @@
+"""Middlewares: aiohttp-style wrappers around every fetch."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, ClassVar
+
+from framework.errors import FetchError, IgnoreRequest
+from framework.http import Request, Response
+
+__all__ = ["Handler", "Middleware", "chain"]
+
+#: The rest of the chain: fetches a request and returns its response.
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Middleware:
+    """Subclass this, set ``name`` and write ``async __call__(request, handler)``.
+
+    ``await handler(request)`` runs the rest of the chain and the fetch; a middleware may
+    pass a changed request (``request.replace(...)``), return a response without calling
+    the handler, or raise ``IgnoreRequest``. Each attempt of a retried request passes
+    through the chain again. ``options`` is the middleware's section of the project file.
+    """
+
+    #: The section of the project file that configures this middleware.
+    name: ClassVar[str] = ""
+    #: A frozen dataclass describing that section, or None.
+    Options: ClassVar[type[Any] | None] = None
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = options
+
+    async def __call__(self, request: Request, handler: Handler) -> Response:
+        """Handle one request; the default passes it on unchanged."""
+        return await handler(request)
+
+
+def chain(middlewares: Sequence[Middleware], fetch: Handler) -> Handler:
+    """Wrap ``fetch`` so that ``middlewares[0]`` is the outermost."""
+    handler = fetch
+    for middleware in reversed(middlewares):
+        handler = partial(_guarded, middleware, handler=handler)
+    return handler
+
+
+async def _guarded(middleware: Middleware, request: Request, handler: Handler) -> Response:
+    """Run one middleware; a bug in it fails this request, named, instead of the crawl."""
+    try:
+        return await middleware(request, handler)
+    except (FetchError, IgnoreRequest):
+        raise
+    except Exception as exc:
+        raise FetchError("plugin_error", f"middleware '{middleware.name}' raised "
+                         f"{type(exc).__name__}: {exc}") from exc

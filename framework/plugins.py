@@ -1,0 +1,192 @@
+"""Build the plugin manager and find plugins.
+
+Discovery order (later plugins are called first, so each step can override the ones
+before it):
+
+1. fw's hook specifications (``framework.hookspecs``) are added.
+2. The built-in plugin ``fw`` (``framework.parsers``) is registered, its hooks ``trylast``.
+3. Every entry point in the ``fw`` group is loaded: the bundled plugins (``douban``,
+   ``rules``, ``exporters``) and every installed third-party plugin, the same way.
+4. The project's own ``plugins:`` are registered in the order listed: ``.py`` files
+   (relative to the project file) and importable module names.
+5. Every hook implementation is checked against its specification.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from framework import hookspecs, parsers
+from framework.__about__ import __version__
+from framework.errors import PluginError
+from framework.schema import did_you_mean
+from framework.yamlfile import Source
+
+__all__ = ["ENTRY_POINT_GROUP", "HookCall", "PluginInfo", "PluginManager", "hook_calls",
+           "make_plugin_manager"]
+
+ENTRY_POINT_GROUP = "fw"
+BUILTIN = "fw"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What ``fw plugins`` shows about one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: tuple[str, ...]
+    module: str
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """One plugin's implementation of one hook, ready to be called by name."""
+
+    plugin: str
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.function(*(kwargs[name] for name in self.argnames))
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, remembering which distribution each entry point came from."""
+
+    def __init__(self) -> None:
+        super().__init__(ENTRY_POINT_GROUP)
+        self.distributions: dict[str, tuple[str, str]] = {}
+
+    def infos(self) -> list[PluginInfo]:
+        """Describe every registered plugin, in registration order."""
+        return [self._info(name, plugin) for name, plugin in self.list_name_plugin()
+                if name is not None]
+
+    def _info(self, name: str, plugin: object) -> PluginInfo:
+        dist, version = self.distributions.get(name, (None, None))
+        hooks = tuple(sorted(caller.name for caller in self.get_hookcallers(plugin) or ()))
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        return PluginInfo(name, dist, version, hooks, module)
+
+
+def make_plugin_manager(project_plugins: Sequence[str] = (), *, source: Source | None = None,
+                        autoload: bool = True) -> PluginManager:
+    """Return a plugin manager with every plugin found, in the documented order."""
+    pm = PluginManager()
+    pm.add_hookspecs(hookspecs)
+    pm.register(parsers, name=BUILTIN)
+    pm.distributions[BUILTIN] = ("fw", __version__)
+    if autoload:
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+            _register_entry_point(pm, entry_point)
+    for index, spec in enumerate(project_plugins):
+        _register_project_plugin(pm, spec, source, index)
+    _check(pm)
+    return pm
+
+
+def _register_entry_point(pm: PluginManager, entry_point: EntryPoint) -> None:
+    if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
+        return
+    dist = entry_point.dist
+    origin = f"{dist.name} {dist.version}" if dist else "an unknown distribution"
+    try:
+        plugin = entry_point.load()
+    except Exception as exc:
+        raise PluginError(f"plugin '{entry_point.name}' (from {origin}) failed to load: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    _register(pm, plugin, entry_point.name)
+    if dist:
+        pm.distributions[entry_point.name] = (dist.name, dist.version)
+
+
+def _register_project_plugin(pm: PluginManager, spec: str, source: Source | None,
+                             index: int) -> None:
+    source = source or Source(Path("project.yaml"), {})
+    is_file = spec.endswith(".py") or "/" in spec or "\\" in spec
+    try:
+        module = _import_file(spec, source) if is_file else importlib.import_module(spec)
+    except Exception as exc:
+        raise source.error(("plugins", index), _import_failure(spec, exc)) from exc
+    name = Path(spec).stem if is_file else spec
+    if pm.get_plugin(name) is None and not pm.is_registered(module):
+        _register(pm, module, name)
+
+
+def _import_failure(spec: str, exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"no such plugin file {spec!r}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name == spec:
+        return f"no module named {spec!r} (install it, or give a path ending in .py)"
+    return f"{spec} failed to import: {_describe(exc)}"
+
+
+def _import_file(spec: str, source: Source) -> ModuleType:
+    """Import a plugin file under a private module name so it cannot shadow a package."""
+    path = (source.file.parent / spec).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    module_name = f"fw_project_plugins.{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _register(pm: PluginManager, plugin: object, name: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin '{name}': {exc}") from exc
+
+
+def _check(pm: PluginManager) -> None:
+    """Reject hooks fw does not define (typos) and wrappers, naming the plugin."""
+    for name in dir(pm.hook):
+        caller = getattr(pm.hook, name)
+        if not isinstance(caller, pluggy.HookCaller):
+            continue
+        for impl in caller.get_hookimpls():
+            if caller.spec is None:
+                hint = did_you_mean(name, _spec_names(pm))
+                raise PluginError(f"plugin '{impl.plugin_name}': {name} is not an fw "
+                                  f"hook{hint}")
+            if impl.hookwrapper or impl.wrapper:
+                raise PluginError(f"plugin '{impl.plugin_name}': {name} is a wrapper; fw "
+                                  "hooks take plain implementations (use a middleware)")
+
+
+def _spec_names(pm: PluginManager) -> list[str]:
+    return [n for n in dir(pm.hook) if getattr(getattr(pm.hook, n), "spec", None)]
+
+
+def hook_calls(pm: pluggy.PluginManager, hook: str) -> list[HookCall]:
+    """Return the implementations of ``hook`` in the order pluggy would call them."""
+    caller: pluggy.HookCaller = getattr(pm.hook, hook)
+    return [HookCall(impl.plugin_name, impl.function, tuple(impl.argnames))
+            for impl in reversed(caller.get_hookimpls())]

@@ -1,0 +1,204 @@
+"""Load a project file into frozen objects: what to crawl, how fast, and where items go.
+
+Only the core keys are checked here. Keys that name a plugin (``douban: {...}``) are kept
+as raw sections and checked by ``components.assemble`` once the plugins are loaded,
+because only then is it known which names exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from framework.errors import UsageError
+from framework.schema import build, keys_of, option
+from framework.urls import host_of, is_fetchable
+from framework.yamlfile import KeyPath, Source, load
+
+__all__ = ["Backoff", "Concurrency", "ExporterSpec", "Project", "load_project", "parse_override"]
+
+MiB = 1024 * 1024
+
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+def _http_url(url: str) -> str:
+    if not is_fetchable(url):
+        raise ValueError(f"{url!r} is not an http(s) URL; fw fetches only http:// and https://")
+    return url
+
+
+def _host_name(host: str) -> str:
+    if "/" in host or ":" in host or not host.strip("."):
+        raise ValueError(f"{host!r} is not a host name; write it like movie.douban.com")
+    return host.lower()
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How many requests may be in flight at once."""
+
+    total: int = option(16, doc="Requests in flight at once, across all hosts.", minimum=1)
+    per_domain: int = option(4, doc="Requests in flight at once to one host.", minimum=1)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long to wait before retrying a failed request."""
+
+    base: float = option(0.5, doc="Seconds before the first retry; doubled for each further "
+                         "retry, with jitter.", minimum=0)
+    max: float = option(60.0, doc="The longest wait before a retry, and the longest "
+                        "Retry-After honoured; a server asking for more fails the request.",
+                        minimum=0)
+
+
+@dataclass(frozen=True)
+class ExporterSpec:
+    """One place items go: a format, a path (``-`` is stdout) and the exporter's options."""
+
+    format: str | None
+    path: str
+    options: Mapping[str, Any] = field(default_factory=_empty)
+    at: KeyPath = ()
+
+
+def _exporters(raw: Any, source: Source, path: KeyPath) -> tuple[ExporterSpec, ...]:
+    if not isinstance(raw, list):
+        raise source.error(path, "expected a list like [{format: jsonl, path: out/items.jsonl}]")
+    return tuple(_exporter(item, source, (*path, i)) for i, item in enumerate(raw))
+
+
+def _exporter(raw: Any, source: Source, at: KeyPath) -> ExporterSpec:
+    if not isinstance(raw, Mapping):
+        raise source.error(at, "expected a mapping like {format: jsonl, path: out/items.jsonl}")
+    options = dict(raw)
+    target, fmt = options.pop("path", None), options.pop("format", None)
+    if not isinstance(target, str) or not target:
+        raise source.error((*at, "path"), "required: the file to write (or - for stdout)")
+    if fmt is not None and not isinstance(fmt, str):
+        raise source.error((*at, "format"), "expected an exporter name such as jsonl")
+    if target != "-":  # Paths in a project file are relative to the project file.
+        target = str((source.file.parent / target).resolve())
+    return ExporterSpec(fmt, target, MappingProxyType(options), at)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Project:
+    """A validated project file. Each component is handed only the part it needs."""
+
+    name: str = option("", doc="The crawl's name; defaults to the project file's name.")
+    spider: str = option(doc="The name of a registered spider (see `fw plugins`).")
+    start_urls: tuple[str, ...] = option((), doc="Where the crawl starts (http or https).",
+                                         check=lambda urls: tuple(map(_http_url, urls)))
+    allowed_domains: tuple[str, ...] | None = option(
+        None, doc="Hosts the crawl may visit, subdomains included; default: the hosts of "
+        "start_urls.", check=lambda hosts: tuple(map(_host_name, hosts)))
+    plugins: tuple[str, ...] = option((), doc="Extra plugins: .py files (relative to the "
+                                      "project file) or importable module names.")
+    concurrency: Concurrency = option(doc="Requests in flight at once.",
+                                      default_factory=Concurrency)
+    delay: float = option(0.0, doc="Seconds between two requests to one host, jittered "
+                          "between 0.5x and 1.5x.", minimum=0)
+    timeout: float = option(30.0, doc="Seconds one request may take, body included.",
+                            minimum=0.001)
+    retries: int = option(2, doc="Retries after a connection error, timeout, 5xx or 429.",
+                          minimum=0)
+    backoff: Backoff = option(doc="Waits between retries.", default_factory=Backoff)
+    max_depth: int | None = option(None, doc="Links followed from a start URL before "
+                                   "stopping; 0 fetches only the start URLs.", minimum=0)
+    max_pages: int | None = option(None, doc="Stop after this many responses.", minimum=1)
+    max_items: int | None = option(None, doc="Stop after this many items.", minimum=1)
+    max_response_size: int = option(16 * MiB, doc="Largest body in bytes, after "
+                                    "decompression; a larger response fails.", minimum=1)
+    max_redirects: int = option(10, doc="Redirects followed from one request.", minimum=0)
+    headers: Mapping[str, str] = option(doc="Headers sent with every request, e.g. a "
+                                        "User-Agent.", default_factory=_empty)
+    cookies: bool = option(True, doc="Keep cookies between requests, as a browser does.")
+    exporters: tuple[ExporterSpec, ...] = option((), doc="Where items go: a list of "
+                                                 "{format, path, ...options}.",
+                                                 parse=_exporters)
+    file: Path = Path("project.yaml")
+    source: Source | None = None
+    sections: Mapping[str, Any] = field(default_factory=_empty)
+
+    def section(self, name: str) -> Any:
+        """Return the raw options the project file gives the plugin ``name``."""
+        return self.sections.get(name)
+
+    @property
+    def error_source(self) -> Source:
+        """Where this project's keys were written, for errors found after loading."""
+        return self.source or Source(self.file, {})
+
+
+def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
+    """Read, override and validate a project file; raise ``ProjectError`` on any problem."""
+    data, source = load(file)
+    if data is None:
+        raise source.error((), "the project file is empty; it needs at least spider: and "
+                           "start_urls:")
+    if not isinstance(data, dict):
+        raise source.error((), "expected a mapping of keys such as spider: and start_urls:")
+    for key in data:
+        if not isinstance(key, str):
+            raise source.error((key,), "keys must be names, not numbers or lists")
+    paths = frozenset(_apply(data, parse_override(text)) for text in overrides)
+    source = source.with_overrides(paths)
+    core = {f.name for f in keys_of(Project)}
+    sections = MappingProxyType({k: v for k, v in data.items() if k not in core})
+    project = build(Project, {k: v for k, v in data.items() if k in core}, source,
+                    internal={"file": file, "source": source, "sections": sections})
+    return _with_defaults(project)
+
+
+def _with_defaults(project: Project) -> Project:
+    name = project.name or project.file.stem
+    domains = project.allowed_domains
+    if domains is None:
+        domains = tuple(dict.fromkeys(host_of(url) for url in project.start_urls))
+    return dataclasses.replace(project, name=name, allowed_domains=domains)
+
+
+def parse_override(text: str) -> tuple[KeyPath, Any]:
+    """Parse ``-s concurrency.per_domain=2`` into a key path and a YAML value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"-s {text}: expected KEY=VALUE, e.g. -s concurrency.total=8")
+    path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return path, parsed
+
+
+def _apply(data: dict[str, Any], override: tuple[KeyPath, Any]) -> KeyPath:
+    """Set one overridden value inside the loaded document, creating mappings on the way."""
+    path, value = override
+    node: Any = data
+    for depth, part in enumerate(path[:-1]):
+        child = node[part] if _has(node, part) else None
+        if not isinstance(child, dict | list):
+            if isinstance(node, list):
+                raise UsageError(f"-s: {'.'.join(map(str, path[:depth + 1]))}: no such item")
+            child = node[part] = {}
+        node = child
+    if isinstance(node, list) and not _has(node, path[-1]):
+        raise UsageError(f"-s: {'.'.join(map(str, path))}: no such item")
+    node[path[-1]] = value
+    return path
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, list):
+        return isinstance(part, int) and 0 <= part < len(node)
+    return part in node

@@ -1,0 +1,97 @@
+"""Collect what plugins register: spiders, exporters, parsers and middlewares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+from framework.errors import PluginError
+from framework.exporters import Exporter
+from framework.middleware import Middleware
+from framework.parsers import Parsers
+from framework.plugins import HookCall, hook_calls
+from framework.spider import Spider
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Everything the installed plugins provide, by name; the first registration wins."""
+
+    def __init__(self) -> None:
+        self.spiders: dict[str, type[Spider]] = {}
+        self.exporters: dict[str, type[Exporter]] = {}
+        self.middlewares: dict[str, type[Middleware]] = {}
+        self.parsers = Parsers()
+        #: Which plugin provided each thing: ``("spiders", "douban") -> "douban"``.
+        self.owners: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def collect(cls, pm: pluggy.PluginManager) -> Registry:
+        """Call every registry hook once and keep what each plugin registers."""
+        registry = cls()
+        for hook, adder in (("register_spiders", registry._add_spider),
+                            ("register_exporters", registry._add_exporter),
+                            ("register_parsers", registry._add_parser),
+                            ("register_middlewares", registry._add_middleware)):
+            for call in hook_calls(pm, hook):
+                _run(call, hook, adder)
+        return registry
+
+    def exporter_for_extension(self, path: str) -> type[Exporter] | None:
+        """Return the exporter whose extensions match the end of ``path``."""
+        lowered = path.lower()
+        for exporter in self.exporters.values():
+            if any(lowered.endswith(ext) for ext in exporter.extensions):
+                return exporter
+        return None
+
+    def extensions(self) -> list[str]:
+        """Return every extension ``-o`` understands."""
+        return [ext for exporter in self.exporters.values() for ext in exporter.extensions]
+
+    def _add_spider(self, plugin: str, spider: Any) -> None:
+        _require(plugin, spider, Spider, "name")
+        self._keep("spiders", spider.name, spider, plugin)
+
+    def _add_exporter(self, plugin: str, exporter: Any) -> None:
+        _require(plugin, exporter, Exporter, "format")
+        self._keep("exporters", exporter.format, exporter, plugin)
+
+    def _add_middleware(self, plugin: str, middleware: Any) -> None:
+        _require(plugin, middleware, Middleware, "name")
+        self._keep("middlewares", middleware.name, middleware, plugin)
+
+    def _add_parser(self, plugin: str, media_type: Any, parser: Any = None) -> None:
+        if not isinstance(media_type, str) or not callable(parser):
+            raise PluginError(f"plugin '{plugin}': register_parsers expects "
+                              f"register(media_type: str, parser), got {media_type!r}")
+        self.parsers.add(media_type, parser)
+
+    def _keep(self, kind: str, name: str, value: Any, plugin: str) -> None:
+        table: dict[str, Any] = getattr(self, kind)
+        if name not in table:
+            table[name] = value
+            self.owners[kind, name] = plugin
+
+
+def _require(plugin: str, value: Any, base: type, attribute: str) -> None:
+    if not (isinstance(value, type) and issubclass(value, base) and getattr(value, attribute)):
+        raise PluginError(f"plugin '{plugin}': registered {value!r}, which is not a "
+                          f"{base.__name__} subclass with a {attribute}")
+
+
+def _run(call: HookCall, hook: str, adder: Callable[..., None]) -> None:
+    """Call one plugin's registry hook with a ``register`` bound to that plugin's name."""
+    def register(*args: Any) -> None:
+        adder(call.plugin, *args)
+
+    try:
+        call(register=register)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin '{call.plugin}': {hook} raised "
+                          f"{type(exc).__name__}: {exc}") from exc

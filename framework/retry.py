@@ -1,0 +1,57 @@
+"""When to retry a failed request, and how long to wait first."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+__all__ = ["RetryPolicy", "parse_retry_after", "retryable_status"]
+
+
+def retryable_status(status: int) -> bool:
+    """Tell whether a status is worth retrying: server errors and 429 Too Many Requests."""
+    return status >= 500 or status == 429
+
+
+def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Read ``Retry-After`` (seconds or an HTTP date) as seconds from now, or None."""
+    value = headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(float((when - (now or datetime.now(UTC))).total_seconds()), 0.0)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, honouring the server's ``Retry-After``."""
+
+    retries: int
+    base: float
+    cap: float
+    jitter: Callable[[], float] = random.random
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float | None:
+        """Return the wait before retry number ``attempt + 1``, or None to give up.
+
+        The wait is ``base * 2**attempt`` scaled by a random 0.5-1.5 so that many
+        failures do not come back in step, capped at ``cap``. A ``Retry-After`` is
+        honoured as a minimum; one longer than ``cap`` means giving up now rather than
+        stalling the crawl.
+        """
+        if attempt >= self.retries:
+            return None
+        if retry_after is not None and retry_after > self.cap:
+            return None
+        wait = min(self.base * 2.0**attempt * (0.5 + self.jitter()), self.cap)
+        return max(wait, retry_after or 0.0)

@@ -1,0 +1,87 @@
+"""Turn a project file into a running crawl: load, find plugins, assemble, run, stop on signal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from framework.components import Components, assemble
+from framework.engine import Engine
+from framework.plugins import PluginManager, make_plugin_manager
+from framework.project import ExporterSpec, Project, load_project
+from framework.registry import Registry
+from framework.stats import Stats
+
+__all__ = ["Prepared", "output_spec", "prepare", "run"]
+
+#: Seconds the in-flight requests get after Ctrl-C, beyond the request timeout.
+_GRACE_EXTRA = 5.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated project with its plugins loaded and its components built."""
+
+    project: Project
+    pm: PluginManager
+    registry: Registry
+    components: Components
+
+
+def output_spec(path: str) -> ExporterSpec:
+    """Turn ``-o PATH`` into an exporter spec: ``-`` streams JSON lines to stdout."""
+    if path == "-":
+        return ExporterSpec("jsonl", "-")
+    return ExporterSpec(None, str(Path(path).resolve()))
+
+
+def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = ()) -> Prepared:
+    """Do everything short of crawling; raise a ``UsageError`` for any invalid input."""
+    project = load_project(file, overrides)
+    pm = make_plugin_manager(project.plugins, source=project.source)
+    registry = Registry.collect(pm)
+    names = [name for name, _ in pm.list_name_plugin() if name]
+    components = assemble(project, registry, names, [output_spec(o) for o in outputs])
+    return Prepared(project, pm, registry, components)
+
+
+def run(prepared: Prepared) -> Stats:
+    """Run the crawl to its end; Ctrl-C stops it cleanly (``stats.reason`` says so)."""
+    engine = Engine(prepared.project, prepared.components, prepared.pm)
+    try:
+        return asyncio.run(_run(engine, prepared.project.timeout + _GRACE_EXTRA))
+    except asyncio.CancelledError:  # the grace period after Ctrl-C ran out
+        return engine.stats
+
+
+async def _run(engine: Engine, grace: float) -> Stats:
+    """Run ``engine``; the first signal stops it gracefully, a second one exits at once."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+
+    presses = 0
+
+    def interrupted() -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            print("Quitting now.", file=sys.stderr, flush=True)
+            os._exit(130)  # the exporters write whole records as they go: nothing is torn
+        print(f"\nStopping: letting {engine.in_flight} requests in flight finish "
+              "(press Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+        engine.stop("interrupted")
+        loop.call_later(grace, main.cancel)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted)
+    try:
+        return await engine.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,183 @@
+"""Validate parsed YAML into frozen dataclasses, with errors that point at a line.
+
+A schema is an ordinary frozen dataclass whose fields are declared with ``option()``;
+the type hints say what each key accepts. The project file is one such schema, and a
+plugin declares the schema of its own section the same way (``Spider.Options``)::
+
+    @dataclass(frozen=True)
+    class Options:
+        city: str = option("beijing", doc="Which city's listing to start from.")
+        pages: int = option(1, doc="How many listing pages to follow.", minimum=1)
+
+Supported types: ``str``, ``int``, ``float``, ``bool``, ``Any``, ``X | None``,
+``Literal[...]``, ``tuple[X, ...]`` (a YAML list), ``Mapping[str, X]`` and nested
+schema dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from framework.yamlfile import KeyPath, Source
+
+__all__ = ["build", "did_you_mean", "has_default", "keys_of", "option"]
+
+T = TypeVar("T")
+#: Turns a raw value into the field's value, or raises ``ValueError`` with the reason.
+Check = Callable[[Any], Any]
+
+
+def option(default: Any = dataclasses.MISSING, *, doc: str, minimum: float | None = None,
+           maximum: float | None = None, check: Check | None = None,
+           parse: Callable[[Any, Source, KeyPath], Any] | None = None,
+           default_factory: Callable[[], Any] | None = None) -> Any:
+    """Declare one key of a schema: its default, its documentation and its limits.
+
+    ``check`` runs after type conversion and may return a normalised value; ``parse``
+    replaces type conversion altogether for values that need the source (e.g. paths).
+    """
+    metadata = {"doc": doc, "minimum": minimum, "maximum": maximum, "check": check,
+                "parse": parse}
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def has_default(f: dataclasses.Field[Any]) -> bool:
+    """Tell whether a schema key may be left out."""
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def keys_of(schema: type[Any]) -> list[dataclasses.Field[Any]]:
+    """Return the fields of ``schema`` that users write (those declared with ``option``)."""
+    return [f for f in dataclasses.fields(schema) if "doc" in f.metadata]
+
+
+def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def build(schema: type[T], data: Any, source: Source, path: KeyPath = (),
+          internal: Mapping[str, Any] | None = None) -> T:
+    """Validate ``data`` against ``schema`` and return the frozen instance.
+
+    ``internal`` fills fields that are not user keys (e.g. the project's file path).
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise source.error(path, f"expected a mapping of keys, got {_show(data)}")
+    hints = get_type_hints(schema)
+    fields = {f.name: f for f in keys_of(schema)}
+    for key in data:
+        if key not in fields:
+            hint = did_you_mean(str(key), fields)
+            raise source.error((*path, key), f"unknown key{hint}")
+    values = dict(internal or {})
+    for name, f in fields.items():
+        if name in data:
+            values[name] = _field_value(f, hints[name], data[name], source, (*path, name))
+        elif not has_default(f):
+            raise source.error((*path, name), "required key is missing")
+    return schema(**values)
+
+
+def _field_value(f: dataclasses.Field[Any], hint: Any, raw: Any, source: Source,
+                 path: KeyPath) -> Any:
+    meta = f.metadata
+    if meta["parse"] is not None:
+        return meta["parse"](raw, source, path)
+    value = convert(hint, raw, source, path)
+    if value is None:
+        return None
+    if meta["minimum"] is not None and value < meta["minimum"]:
+        raise source.error(path, f"must be at least {meta['minimum']}, got {_show(raw)}")
+    if meta["maximum"] is not None and value > meta["maximum"]:
+        raise source.error(path, f"must be at most {meta['maximum']}, got {_show(raw)}")
+    if meta["check"] is not None:
+        try:
+            value = meta["check"](value)
+        except ValueError as exc:
+            raise source.error(path, str(exc)) from None
+    return value
+
+
+def convert(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
+    """Convert ``raw`` to the type ``hint`` or raise an error at ``path``."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return raw
+    if origin in (typing.Union, types.UnionType):
+        return _union(args, raw, source, path)
+    if origin is Literal:
+        if raw not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise source.error(path, f"must be one of {choices}, got {_show(raw)}")
+        return raw
+    if origin is tuple:
+        return _sequence(args[0], raw, source, path)
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        return _mapping(args[1] if args else Any, raw, source, path)
+    if dataclasses.is_dataclass(hint):
+        return build(typing.cast(type[Any], hint), raw, source, path)
+    return _scalar(hint, raw, source, path)
+
+
+def _union(args: tuple[Any, ...], raw: Any, source: Source, path: KeyPath) -> Any:
+    if raw is None and type(None) in args:
+        return None
+    others = [a for a in args if a is not type(None)]
+    if len(others) != 1:
+        raise TypeError(f"schema unions other than 'X | None' are not supported: {args}")
+    return convert(others[0], raw, source, path)
+
+
+def _sequence(item: Any, raw: Any, source: Source, path: KeyPath) -> tuple[Any, ...]:
+    if not isinstance(raw, list):
+        raise source.error(path, f"expected a list, got {_show(raw)}")
+    return tuple(convert(item, value, source, (*path, i)) for i, value in enumerate(raw))
+
+
+def _mapping(value_type: Any, raw: Any, source: Source, path: KeyPath) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise source.error(path, f"expected a mapping, got {_show(raw)}")
+    return types.MappingProxyType(
+        {str(k): convert(value_type, v, source, (*path, k)) for k, v in raw.items()})
+
+
+def _scalar(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
+    if hint is bool and isinstance(raw, bool):
+        return raw
+    if hint is int and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if hint is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    # YAML reads `name: 2024` as a number; a string field takes it as written.
+    if hint is str and isinstance(raw, str | int | float) and not isinstance(raw, bool):
+        return str(raw)
+    raise source.error(path, f"expected {_describe(hint)}, got {_show(raw)}")
+
+
+def _describe(hint: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if hint in names:
+        return names[hint]
+    return "a mapping" if dataclasses.is_dataclass(hint) else f"a {getattr(hint, '__name__', hint)}"
+
+
+def _show(value: Any) -> str:
+    """Render a YAML value for an error message, short enough for one line."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    text = repr(value) if isinstance(value, str) else str(value).lower() \
+        if isinstance(value, bool) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,66 @@
+"""What the engine needs to know about a URL: is it fetchable, is it on-site, is it new."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from hashlib import blake2b
+from urllib.parse import urlsplit
+
+from w3lib.url import canonicalize_url
+
+from framework.http import Request
+
+__all__ = ["Offsite", "canonical_url", "fingerprint", "host_of", "is_fetchable"]
+
+_FETCHABLE = ("http://", "https://")
+
+
+def is_fetchable(url: str) -> bool:
+    """Tell whether fw fetches ``url``: only absolute http(s) URLs with a host."""
+    return url[:8].lower().startswith(_FETCHABLE) and bool(host_of(url))
+
+
+def host_of(url: str) -> str:
+    """Return the lower-cased host name of ``url`` (no port), or ``""`` if it has none."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:  # e.g. an unbalanced IPv6 bracket in a hostile link
+        return ""
+
+
+def canonical_url(url: str) -> str:
+    """Return ``url`` with the fragment dropped and the query sorted, for dedup."""
+    return canonicalize_url(url)
+
+
+def fingerprint(request: Request) -> int:
+    """Return a 64-bit fingerprint of method + canonical URL + body.
+
+    64 bits keep a billion-URL seen-set small; the chance of any collision among
+    10 million URLs is about 3 in a million.
+    """
+    digest = blake2b(digest_size=8)
+    digest.update(request.method.encode())
+    digest.update(canonical_url(request.url).encode())
+    if request.body:
+        digest.update(request.body)
+    return int.from_bytes(digest.digest(), "big")
+
+
+class Offsite:
+    """Decide which hosts a crawl may visit: the allowed domains and their subdomains."""
+
+    def __init__(self, allowed_domains: Iterable[str]) -> None:
+        self._domains = tuple(d.lower().lstrip(".") for d in allowed_domains)
+        self._verdicts: dict[str, bool] = {}
+
+    def allows(self, url: str) -> bool:
+        """Tell whether ``url`` is on an allowed host (every host if none were named)."""
+        if not self._domains:
+            return True
+        host = host_of(url)
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            verdict = self._verdicts[host] = any(
+                host == d or host.endswith("." + d) for d in self._domains)
+        return verdict

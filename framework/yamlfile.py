@@ -1,0 +1,87 @@
+"""Load a YAML file with ``yaml.safe_load`` and remember the line of every key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from framework.errors import ProjectError
+
+__all__ = ["KeyPath", "Source", "format_key", "load"]
+
+#: Where a value sits in the document: ``("exporters", 0, "path")``.
+KeyPath = tuple[str | int, ...]
+
+
+def format_key(path: KeyPath) -> str:
+    """Render ``("exporters", 0, "path")`` as ``exporters[0].path``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class Source:
+    """The file a document came from, and where each of its keys was written."""
+
+    def __init__(self, file: Path, lines: Mapping[KeyPath, int],
+                 overrides: frozenset[KeyPath] = frozenset()) -> None:
+        self.file, self._lines, self._overrides = file, lines, overrides
+
+    def with_overrides(self, paths: frozenset[KeyPath]) -> Source:
+        """Return a copy that attributes ``paths`` to ``-s`` on the command line."""
+        return Source(self.file, self._lines, self._overrides | paths)
+
+    def where(self, path: KeyPath) -> str:
+        """Return ``FILE:LINE`` for ``path`` (the nearest enclosing key that has a line)."""
+        for n in range(len(path), -1, -1):
+            if path[:n] in self._overrides:
+                return "-s"
+            if path[:n] in self._lines:
+                return f"{self.file}:{self._lines[path[:n]]}"
+        return f"{self.file}:1"
+
+    def error(self, path: KeyPath, message: str) -> ProjectError:
+        """Build the error for a problem with the value at ``path``."""
+        return ProjectError(self.where(path), format_key(path), message)
+
+
+def load(file: Path) -> tuple[Any, Source]:
+    """Parse ``file``; raise ``ProjectError`` with the line of any syntax error."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectError(str(file), "", f"cannot read the project file: {_reason(exc)}") from exc
+    try:
+        data, root = yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or str(exc)
+        raise ProjectError(f"{file}:{line}", "", f"invalid YAML: {problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{file}:1", "", f"invalid YAML: {exc}") from exc
+    lines: dict[KeyPath, int] = {}
+    if root is not None:
+        _record_lines(root, (), lines)
+    return data, Source(file, lines)
+
+
+def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
+    """Walk the composed node tree beside the loaded data and note each key's line."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                lines[(*path, key.value)] = key.start_mark.line + 1
+                _record_lines(value, (*path, key.value), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*path, index), lines)
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

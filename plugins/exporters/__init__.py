@@ -1,0 +1,20 @@
+"""The bundled exporters: JSON lines, a JSON array, CSV and SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from framework import Exporter, hookimpl
+from plugins.exporters.csvfile import CsvExporter
+from plugins.exporters.jsonarray import JsonArrayExporter
+from plugins.exporters.jsonl import JsonLinesExporter
+from plugins.exporters.sqlite import SqliteExporter
+
+__all__ = ["CsvExporter", "JsonArrayExporter", "JsonLinesExporter", "SqliteExporter"]
+
+
+@hookimpl
+def register_exporters(register: Callable[[type[Exporter]], None]) -> None:
+    """Provide jsonl, json, csv and sqlite."""
+    for exporter in (JsonLinesExporter, JsonArrayExporter, CsvExporter, SqliteExporter):
+        register(exporter)

@@ -1,0 +1,30 @@
+"""JSON lines: one item per line, the format that streams and survives crashes best."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, BinaryIO, ClassVar
+
+from framework import Exporter
+from plugins.exporters.values import dumps, write_all
+
+__all__ = ["JsonLinesExporter"]
+
+
+class JsonLinesExporter(Exporter):
+    """Write each item as one line of JSON, with one write, so no line is ever torn."""
+
+    format: ClassVar[str] = "jsonl"
+    extensions: ClassVar[tuple[str, ...]] = (".jsonl", ".jl", ".ndjson")
+
+    def open(self) -> None:
+        """Create (or truncate) the file."""
+        self._file: BinaryIO = self.open_binary()
+
+    def write(self, item: Mapping[str, Any]) -> None:
+        """Append one line."""
+        write_all(self._file, (dumps(item) + "\n").encode())
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
