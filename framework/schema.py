@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from framework.yamlfile import KeyPath, Source
 
-__all__ = ["build", "did_you_mean", "has_default", "keys_of", "option"]
+__all__ = ["build", "convert", "did_you_mean", "has_default", "keys_of", "option"]
 
 T = TypeVar("T")
 #: Turns a raw value into the field's value, or raises ``ValueError`` with the reason.
@@ -68,7 +68,9 @@ def build(schema: type[T], data: Any, source: Source, path: KeyPath = (),
           internal: Mapping[str, Any] | None = None) -> T:
     """Validate ``data`` against ``schema`` and return the frozen instance.
 
-    ``internal`` fills fields that are not user keys (e.g. the project's file path).
+    ``internal`` fills fields that are not user keys (e.g. the project's file path). A
+    ``ValueError`` from the schema's ``__post_init__`` (a rule that spans several keys)
+    becomes an error at ``path``.
     """
     if data is None:
         data = {}
@@ -86,7 +88,10 @@ def build(schema: type[T], data: Any, source: Source, path: KeyPath = (),
             values[name] = _field_value(f, hints[name], data[name], source, (*path, name))
         elif not has_default(f):
             raise source.error((*path, name), "required key is missing")
-    return schema(**values)
+    try:
+        return schema(**values)
+    except ValueError as exc:
+        raise source.error(path, str(exc)) from None
 
 
 def _field_value(f: dataclasses.Field[Any], hint: Any, raw: Any, source: Source,

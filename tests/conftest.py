@@ -1,0 +1,88 @@
+"""Shared fixtures: loopback HTTP servers, running ``fw`` as a user would, and in-process crawls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from framework import runner
+from framework.engine import Engine
+from framework.stats import Stats
+
+FIXTURES = Path(__file__).parent / "fixtures"
+_FW = Path(sys.executable).with_name("fw")
+
+Serve = Callable[[web.Application], Awaitable[str]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start aiohttp applications on free loopback ports; return each one's base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application, host: str = "127.0.0.1") -> str:
+        app_runner = web.AppRunner(app, access_log=None)
+        await app_runner.setup()
+        site = web.TCPSite(app_runner, host, 0)
+        await site.start()
+        runners.append(app_runner)
+        port = app_runner.addresses[0][1]
+        return f"http://{host}:{port}"
+
+    yield start
+    for app_runner in runners:
+        await app_runner.cleanup()
+
+
+@dataclass
+class Completed:
+    """What a finished ``fw`` process did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_fw(*args: str, cwd: Path | None = None, timeout: float = 60,
+                 env: dict[str, str] | None = None) -> Completed:
+    """Run the ``fw`` command in a subprocess while this loop keeps serving test sites."""
+    command = [str(_FW)] if _FW.exists() else [sys.executable, "-m", "framework"]
+    process = await asyncio.create_subprocess_exec(
+        *command, *args, cwd=cwd, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Completed(process.returncode, out.decode(), err.decode())
+
+
+def write_project(directory: Path, text: str, name: str = "project.yaml") -> Path:
+    """Write a project file (dedented) and return its path."""
+    path = directory / name
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+async def crawl(project: Path, *overrides: str, outputs: tuple[str, ...] = ()) -> Stats:
+    """Run a project in this process and event loop (faster than a subprocess)."""
+    prepared = runner.prepare(project, overrides, outputs)
+    return await Engine(prepared.project, prepared.components, prepared.pm).run()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON lines export."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
