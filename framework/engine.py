@@ -55,6 +55,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("fw")
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CODE_FAILURES = frozenset({"spider_error", "plugin_error", "blocked"})
 _SEED_BATCH = 100
 
 
@@ -144,8 +145,9 @@ class Engine:
         try:
             async for request in results(self.spider.start_requests()):
                 if not isinstance(request, Request):
-                    await self._spider_error(TypeError(f"start_requests yielded {request!r}, "
-                                                       "not a Request"), None)
+                    await self._report(TypeError(), "spider_error", None,
+                                       f"spider {self.spider.name}: start_requests yielded "
+                                       f"{type(request).__name__}; expected a Request")
                     continue
                 batch.append(request)
                 if len(batch) >= _SEED_BATCH:
@@ -153,7 +155,7 @@ class Engine:
                     batch = []
             await self._schedule(batch)
         except Exception as exc:
-            await self._spider_error(exc, None)
+            await self._spider_error(exc, None, "start_requests")
         finally:
             self._active -= 1
             self._idle.wake_all()  # if nothing was seeded, workers must see the crawl end
@@ -258,8 +260,10 @@ class Engine:
             raise FetchError("redirects", f"more than {self.project.max_redirects} redirects")
         target = urljoin(response.url, location.strip())
         if is_fetchable(target) and not self._offsite.allows(target):
-            log.warning("redirect to an offsite host dropped: %s -> %s (allowed_domains: %s)",
-                        response.url, target, ", ".join(self.project.allowed_domains or ()))
+            # A failure, not a filter: sites redirect to login walls and challenge hosts,
+            # and the spider's errback must get the chance to keep what it knew.
+            raise FetchError("offsite_redirect", f"redirected to {target}, outside "
+                             f"allowed_domains ({', '.join(self.project.allowed_domains or ())})")
         becomes_get = response.status == 303 or (response.status in (301, 302)
                                                  and request.method == "POST")
         return [request.replace(
@@ -286,7 +290,7 @@ class Engine:
             await self._frontier.retry(lease, request.replace(retries=request.retries + 1),
                                        delay)
             return
-        await self._report(error, error.kind, request, f"{error}")
+        await self._report(error, error.kind, request, str(error))
         items: list[dict[str, Any]] = []
         requests: list[Request] = []
         if request.errback:
@@ -308,7 +312,8 @@ class Engine:
         items: list[dict[str, Any]] = []
         requests: list[Request] = []
         if not callable(method):
-            await self._spider_error(AttributeError(f"no callback named {name!r}"), request)
+            await self._report(AttributeError(name), "spider_error", request,
+                               f"spider {self.spider.name} has no callback {name!r}")
             return items, requests
         try:
             async for result in results(method(*args)):
@@ -317,9 +322,10 @@ class Engine:
                 elif (item := _as_item(result)) is not None:
                     items.append(item)
                 elif result is not None:
-                    await self._spider_error(TypeError(
-                        f"{method.__name__} yielded {type(result).__name__}; expected a dict "
-                        "item or a Request"), request)
+                    await self._report(TypeError(), "spider_error", request,
+                                       f"spider {self.spider.name}: {method.__name__} yielded "
+                                       f"{type(result).__name__}; expected a dict item or a "
+                                       "Request")
         except CloseSpider as exc:
             self.stop(f"closed by spider: {exc.reason}")
         except Blocked as exc:
@@ -354,34 +360,39 @@ class Engine:
     # ---------------------------------------------------------------------------------------
 
     async def _spider_error(self, error: Exception, request: Request | None,
-                            callback: str = "start_requests") -> None:
-        where = f" ({request.url})" if request else ""
-        await self._report(error, "spider_error", request,
-                           f"spider {self.spider.name}: {callback} raised "
-                           f"{type(error).__name__}: {error}{where}", traceback=True)
+                            callback: str) -> None:
+        message = f"spider {self.spider.name}: {callback} raised {type(error).__name__}: {error}"
+        await self._report(error, "spider_error", request, message)
 
     async def _plugin_failed(self, plugin: str, hook: str, error: Exception,
                              kwargs: dict[str, Any]) -> None:
         request = kwargs.get("request") or getattr(kwargs.get("response"), "request", None)
-        where = f" ({request.url})" if request else ""
-        message = f"plugin '{plugin}': {hook} raised {type(error).__name__}: {error}{where}"
-        if hook == "crawl_error":  # reporting it again could loop
-            log.error("%s", message)
+        message = f"plugin '{plugin}': {hook} raised {type(error).__name__}: {error}"
+        if hook == "crawl_error":  # reporting it through crawl_error again could loop
+            log.error("plugin_error: %s%s", message, _at(request))
             return
-        await self._report(error, "plugin_error", request, message, traceback=True)
+        await self._report(error, "plugin_error", request, message)
 
     async def _report(self, error: BaseException, kind: str, request: Request | None,
-                      message: str, *, traceback: bool = False) -> None:
-        """Count a failure, log it on one line, and tell the ``crawl_error`` hook."""
+                      message: str) -> None:
+        """Count a failure, log it on one line, and tell the ``crawl_error`` hook.
+
+        Failures of code (spiders, plugins) are errors with a traceback at debug level;
+        failures of the network or the server are warnings.
+        """
         self.stats.errors[kind] += 1
-        if kind in ("spider_error", "plugin_error", "blocked"):
-            log.error("%s", message, exc_info=error if traceback and log.isEnabledFor(
-                logging.DEBUG) else None)
+        if kind in _CODE_FAILURES:
+            debug = log.isEnabledFor(logging.DEBUG)
+            log.error("%s: %s%s", kind, message, _at(request), exc_info=error if debug else None)
         else:
-            log.warning("%s: %s %s", kind, request.url if request else "", message)
+            log.warning("%s: %s%s", kind, message, _at(request))
         if self._events.crawl_error:
             await self._events.crawl_error(error=error, kind=kind, request=request,
                                            spider=self.spider)
+
+
+def _at(request: Request | None) -> str:
+    return f" ({request.url})" if request else ""
 
 
 def _first(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -128,7 +128,8 @@ def _register_project_plugin(pm: PluginManager, spec: str, source: Source | None
 def _import_failure(spec: str, exc: Exception) -> str:
     if isinstance(exc, FileNotFoundError):
         return f"no such plugin file {spec!r}"
-    if isinstance(exc, ModuleNotFoundError) and exc.name == spec:
+    if isinstance(exc, ModuleNotFoundError) and exc.name and \
+            (spec == exc.name or spec.startswith(exc.name + ".")):
         return f"no module named {spec!r} (install it, or give a path ending in .py)"
     return f"{spec} failed to import: {_describe(exc)}"
 

@@ -98,10 +98,10 @@ class Project:
     name: str = option("", doc="The crawl's name; defaults to the project file's name.")
     spider: str = option(doc="The name of a registered spider (see `fw plugins`).")
     start_urls: tuple[str, ...] = option((), doc="Where the crawl starts (http or https).",
-                                         check=lambda urls: tuple(map(_http_url, urls)))
+                                         each=_http_url)
     allowed_domains: tuple[str, ...] | None = option(
         None, doc="Hosts the crawl may visit, subdomains included; default: the hosts of "
-        "start_urls.", check=lambda hosts: tuple(map(_host_name, hosts)))
+        "start_urls.", each=_host_name)
     plugins: tuple[str, ...] = option((), doc="Extra plugins: .py files (relative to the "
                                       "project file) or importable module names.")
     concurrency: Concurrency = option(doc="Requests in flight at once.",

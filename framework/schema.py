@@ -34,15 +34,16 @@ Check = Callable[[Any], Any]
 
 def option(default: Any = dataclasses.MISSING, *, doc: str, minimum: float | None = None,
            maximum: float | None = None, check: Check | None = None,
-           parse: Callable[[Any, Source, KeyPath], Any] | None = None,
+           each: Check | None = None, parse: Callable[[Any, Source, KeyPath], Any] | None = None,
            default_factory: Callable[[], Any] | None = None) -> Any:
     """Declare one key of a schema: its default, its documentation and its limits.
 
-    ``check`` runs after type conversion and may return a normalised value; ``parse``
-    replaces type conversion altogether for values that need the source (e.g. paths).
+    ``check`` runs after type conversion and may return a normalised value; ``each`` does
+    the same for every element of a list, so that an error points at the element;
+    ``parse`` replaces type conversion altogether for values that need the source.
     """
     metadata = {"doc": doc, "minimum": minimum, "maximum": maximum, "check": check,
-                "parse": parse}
+                "each": each, "parse": parse}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -106,12 +107,18 @@ def _field_value(f: dataclasses.Field[Any], hint: Any, raw: Any, source: Source,
         raise source.error(path, f"must be at least {meta['minimum']}, got {_show(raw)}")
     if meta["maximum"] is not None and value > meta["maximum"]:
         raise source.error(path, f"must be at most {meta['maximum']}, got {_show(raw)}")
+    if meta["each"] is not None:
+        value = tuple(_checked(meta["each"], v, source, (*path, i)) for i, v in enumerate(value))
     if meta["check"] is not None:
-        try:
-            value = meta["check"](value)
-        except ValueError as exc:
-            raise source.error(path, str(exc)) from None
+        value = _checked(meta["check"], value, source, path)
     return value
+
+
+def _checked(check: Check, value: Any, source: Source, path: KeyPath) -> Any:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise source.error(path, str(exc)) from None
 
 
 def convert(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import socket
 from pathlib import Path
 
 from aiohttp import web
@@ -27,19 +30,28 @@ def register_spiders(register):
 
 def links_project(tmp_path: Path, base: str, extra: str = "") -> Path:
     (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
-    return write_project(tmp_path, f"""
+    path = write_project(tmp_path, f"""
         spider: links
         start_urls: [{base}/]
         plugins: [./links.py]
         exporters: [{{path: out/items.jsonl}}]
         backoff: {{base: 0.01, max: 1}}
-        {extra}
         """)
+    with path.open("a", encoding="utf-8") as file:
+        file.write(extra + "\n")
+    return path
 
 
 def page(*links: str) -> web.Response:
     body = "".join(f'<a href="{href}">x</a>' for href in links)
     return web.Response(text=f"<html><body>{body}</body></html>", content_type="text/html")
+
+
+def static(*links: str):  # type: ignore[no-untyped-def]
+    """A handler answering a page with these links."""
+    async def handler(request: web.Request) -> web.Response:
+        return page(*links)
+    return handler
 
 
 async def test_crawl_follows_links_once_and_ends_by_itself(tmp_path: Path, serve: Serve) -> None:
@@ -62,3 +74,255 @@ async def test_crawl_follows_links_once_and_ends_by_itself(tmp_path: Path, serve
     items = read_jsonl(tmp_path / "out/items.jsonl")
     assert len(items) == stats.items == stats.pages == len(hits)
     assert stats.filtered["scheme"] == 2 * len(hits)
+
+
+class Gauge:
+    """Count requests in flight on a server, overall and per host, and keep the peaks."""
+
+    def __init__(self) -> None:
+        self.now: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.total = self.peak_total = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        host = request.host.partition(":")[0]
+        self.now[host] = self.now.get(host, 0) + 1
+        self.total += 1
+        self.peak[host] = max(self.peak.get(host, 0), self.now[host])
+        self.peak_total = max(self.peak_total, self.total)
+        try:
+            await asyncio.sleep(0.02)  # latency, so that requests overlap
+            n = int(request.path.strip("/") or 0)
+            return page(*(f"/{m}" for m in range(n * 5 + 1, n * 5 + 6) if m < 40))
+        finally:
+            self.now[host] -= 1
+            self.total -= 1
+
+
+async def test_total_and_per_domain_concurrency_are_exact(tmp_path: Path, serve: Serve) -> None:
+    gauge = Gauge()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", gauge.handle)
+    bases = [await serve(app, host) for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3")]
+    project = links_project(tmp_path, bases[0], "concurrency: {total: 7, per_domain: 3}")
+    stats = await crawl(project, f"start_urls=[{bases[0]}/, {bases[1]}/, {bases[2]}/]")
+    assert stats.pages == 3 * 40
+    assert gauge.peak == {"127.0.0.1": 3, "127.0.0.2": 3, "127.0.0.3": 3}
+    assert gauge.peak_total == 7
+
+
+async def test_one_slow_host_does_not_starve_the_others(tmp_path: Path, serve: Serve) -> None:
+    release = asyncio.Event()
+    fast_done: list[str] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        return page()
+
+    async def fast(request: web.Request) -> web.Response:
+        fast_done.append(request.path)
+        n = int(request.path.strip("/") or 0)
+        if n == 20:
+            release.set()  # the slow host answers only once the fast one is done
+        return page(f"/{n + 1}") if n < 20 else page()
+
+    slow_app, fast_app = web.Application(), web.Application()
+    slow_app.router.add_get("/{tail:.*}", slow)
+    fast_app.router.add_get("/{tail:.*}", fast)
+    slow_base = await serve(slow_app, "127.0.0.1")
+    fast_base = await serve(fast_app, "127.0.0.2")
+    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
+    slow_urls = ", ".join(f"{slow_base}/s{i}" for i in range(10))
+    project = write_project(tmp_path, f"""
+        spider: links
+        start_urls: [{slow_urls}, {fast_base}/]
+        plugins: [./links.py]
+        concurrency: {{total: 4, per_domain: 2}}
+        """)
+    stats = await asyncio.wait_for(crawl(project), 20)
+    assert len(fast_done) == 21 and stats.pages == 31
+
+
+def flaky(statuses: list[int], headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """A handler answering with each status in turn, then 200; it records when it was hit."""
+    hits: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(asyncio.get_running_loop().time())
+        if len(hits) <= len(statuses):
+            return web.Response(status=statuses[len(hits) - 1], headers=headers)
+        return page()
+
+    return handler, hits
+
+
+async def test_5xx_is_retried_with_exponential_backoff(tmp_path: Path, serve: Serve) -> None:
+    handler, hits = flaky([503, 500, 502])
+    app = web.Application()
+    app.router.add_get("/", handler)
+    base = await serve(app)
+    stats = await crawl(links_project(tmp_path, base, "retries: 3"),
+                        "backoff.base=0.1")
+    assert len(hits) == 4 and stats.items == 1 and stats.retries == 3
+    gaps = [b - a for a, b in itertools.pairwise(hits)]
+    # base * 2**n, jittered by 0.5-1.5: each wait is at least half its nominal value.
+    assert all(gap >= 0.1 * 2**n * 0.5 for n, gap in enumerate(gaps)), gaps
+    assert stats.errors == {}
+
+
+async def test_retries_run_out_and_the_failure_is_counted(tmp_path: Path, serve: Serve) -> None:
+    handler, hits = flaky([503] * 10)
+    app = web.Application()
+    app.router.add_get("/", handler)
+    base = await serve(app)
+    stats = await crawl(links_project(tmp_path, base, "retries: 2"))
+    assert len(hits) == 3
+    assert stats.errors == {"http_503": 1} and stats.items == 0
+
+
+async def test_429_honours_retry_after(tmp_path: Path, serve: Serve) -> None:
+    handler, hits = flaky([429], {"Retry-After": "1"})
+    app = web.Application()
+    app.router.add_get("/", handler)
+    base = await serve(app)
+    stats = await crawl(links_project(tmp_path, base))
+    assert len(hits) == 2 and stats.items == 1
+    assert hits[1] - hits[0] >= 1.0
+
+
+async def test_retry_after_beyond_the_backoff_cap_fails_at_once(tmp_path: Path,
+                                                                serve: Serve) -> None:
+    handler, hits = flaky([429], {"Retry-After": "3600"})
+    app = web.Application()
+    app.router.add_get("/", handler)
+    base = await serve(app)
+    stats = await crawl(links_project(tmp_path, base))
+    assert len(hits) == 1 and stats.errors == {"http_429": 1}
+
+
+async def test_other_4xx_are_not_retried(tmp_path: Path, serve: Serve) -> None:
+    gone, gone_hits = flaky([410] * 5)
+    missing, missing_hits = flaky([404] * 5)
+    app = web.Application()
+    app.router.add_get("/", static("/gone", "/missing"))
+    app.router.add_get("/gone", gone)
+    app.router.add_get("/missing", missing)
+    base = await serve(app)
+    stats = await crawl(links_project(tmp_path, base))
+    assert len(gone_hits) == len(missing_hits) == 1
+    assert stats.errors == {"http_410": 1, "http_404": 1}
+
+
+async def test_connection_errors_and_timeouts_are_retried_and_counted(
+        tmp_path: Path, serve: Serve) -> None:
+    stalled = asyncio.Event()
+    stalls: list[int] = []
+
+    async def stall(request: web.Request) -> web.Response:
+        stalls.append(1)
+        await stalled.wait()
+        return page()
+
+    app = web.Application()
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app.router.add_get("/", static("/stall", dead + "/"))
+    app.router.add_get("/stall", stall)
+    base = await serve(app)
+    project = links_project(tmp_path, base, "retries: 1\ntimeout: 0.3")
+    try:
+        stats = await crawl(project, "allowed_domains=[127.0.0.1]")
+    finally:
+        stalled.set()
+    assert stats.errors == {"timeout": 1, "connection": 1}
+    assert len(stalls) == 2 and stats.retries == 2
+
+
+async def test_redirects_go_through_dedup_offsite_and_a_bound(
+        tmp_path: Path, serve: Serve) -> None:
+    hits: list[str] = []
+
+    def redirect(to: str, status: int = 302):  # type: ignore[no-untyped-def]
+        async def handler(request: web.Request) -> web.Response:
+            hits.append(request.path)
+            return web.Response(status=status, headers={"Location": to})
+        return handler
+
+    async def chain(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        n = int(request.match_info["n"])
+        return web.Response(status=301, headers={"Location": f"/chain/{n + 1}"})
+
+    async def target(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/", static("/a", "/away", "/chain/0", "/to-target", "/target"))
+    app.router.add_get("/a", redirect("/b"))
+    app.router.add_get("/b", redirect("/a", 301))  # a loop: /a is already seen
+    app.router.add_get("/away", redirect("http://elsewhere.example/"))
+    app.router.add_get("/chain/{n}", chain)
+    app.router.add_get("/to-target", redirect("/target", 307))
+    app.router.add_get("/target", target)
+    base = await serve(app)
+    stats = await crawl(links_project(tmp_path, base, "max_redirects: 3"))
+    assert hits.count("/a") == 1 and hits.count("/b") == 1 and hits.count("/target") == 1
+    assert [h for h in hits if h.startswith("/chain")] == [f"/chain/{n}" for n in range(4)]
+    assert stats.errors == {"redirects": 1, "offsite_redirect": 1}
+    assert stats.items == 2  # "/" and "/target"; redirects themselves yield nothing
+
+
+async def test_higher_priority_is_fetched_first(tmp_path: Path, serve: Serve) -> None:
+    order: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        order.append(request.path)
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    (tmp_path / "prio.py").write_text('''
+from framework import Request, Spider, hookimpl
+
+class Prio(Spider):
+    name = "prio"
+
+    async def parse(self, response):
+        if response.url.endswith("/"):
+            for n in (3, 1, 4, 1, 5, 9, 2, 6):
+                yield response.follow(f"/p{n}", priority=n)
+
+@hookimpl
+def register_spiders(register):
+    register(Prio)
+''', encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: prio
+        start_urls: [{base}/]
+        plugins: [./prio.py]
+        concurrency: {{total: 1, per_domain: 1}}
+        """)
+    await crawl(project)
+    assert order == ["/", "/p9", "/p6", "/p5", "/p4", "/p3", "/p2", "/p1"]
+
+
+async def test_max_depth_max_pages_and_max_items(tmp_path: Path, serve: Serve) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        n = int(request.path.strip("/") or 0)  # a binary tree: no page is linked twice
+        return page(f"/{2 * n + 1}", f"/{2 * n + 2}")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    project = links_project(tmp_path, base, "concurrency: {total: 1, per_domain: 1}")
+    deep = await crawl(project, "max_depth=2")
+    assert deep.pages == 1 + 2 + 4 and deep.reason == "finished"
+    assert deep.filtered["depth"] == 8
+    pages = await crawl(project, "max_pages=5")
+    assert pages.pages == 5 and pages.reason == "max_pages reached"
+    items = await crawl(project, "max_items=3")
+    assert items.items == 3 and items.reason == "max_items reached"
+    assert len(read_jsonl(tmp_path / "out/items.jsonl")) == 3

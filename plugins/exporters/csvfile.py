@@ -5,17 +5,31 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter, option
-from plugins.exporters.values import dumps, write_all
+from plugins.exporters.values import dumps, encode, simplify, write_all
 
 __all__ = ["CsvExporter"]
 
 log = logging.getLogger("fw.exporters.csv")
+
+
+def _one_character(delimiter: str) -> str:
+    if len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ValueError(f"must be one character other than a quote or a line break, "
+                         f"got {delimiter!r}")
+    return delimiter
+
+
+def _some_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
+    if not fields:
+        raise ValueError("must name at least one column; leave it out for every key")
+    return fields
 
 
 @dataclass(frozen=True)
@@ -24,16 +38,18 @@ class CsvOptions:
 
     fields: tuple[str, ...] | None = option(None, doc="The columns, in order; other keys "
                                             "are left out. Default: every key, in the order "
-                                            "first seen.")
-    delimiter: str = option(",", doc="The character between cells.")
+                                            "first seen.", check=_some_fields)
+    delimiter: str = option(",", doc="The character between cells.", check=_one_character)
 
 
 class CsvExporter(Exporter):
     """Write a header and then each item as one row, in one write.
 
     Columns are the first item's keys; a key that appears later gets a new column at the
-    end, and the header is rewritten when the export closes. Lists and mappings are
-    written as JSON, None as an empty cell.
+    end, and when the export closes the header is rewritten and earlier rows get empty
+    cells for it. Lists and mappings are written as JSON, None as an empty cell, dates
+    and other values as in the JSON exporters. Lines end in CRLF (RFC 4180), so that a
+    line break inside a value is always quoted.
     """
 
     format: ClassVar[str] = "csv"
@@ -45,53 +61,56 @@ class CsvExporter(Exporter):
         self._opts: CsvOptions = self.options or CsvOptions()
         self._file: BinaryIO = self.open_binary()
         self._columns: list[str] = list(self._opts.fields or ())
-        self._header: list[str] = []
-        if self._columns:
-            self._write_row(self._columns)
-            self._header = list(self._columns)
+        self._header: list[str] | None = None
+        if self._opts.fields:
+            self._write_header()
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one row."""
         if not self._opts.fields:
             self._columns += [key for key in item if key not in self._columns]
-        if not self._header:
-            self._write_row(self._columns)
-            self._header = list(self._columns)
+        if self._header is None:
+            self._write_header()
         self._write_row([_cell(item.get(column)) for column in self._columns])
 
     def close(self) -> None:
         """Close the file, rewriting the header if columns were added on the way."""
         self._file.close()
-        if self._columns != self._header:
+        if self._header is not None and self._columns != self._header:
             self._rewrite_header()
+
+    def _write_header(self) -> None:
+        self._header = list(self._columns)
+        self._write_row(self._header)
+
+    def _writer(self, file: Any) -> Any:
+        return csv.writer(file, delimiter=self._opts.delimiter, lineterminator="\r\n")
 
     def _write_row(self, cells: list[str]) -> None:
         buffer = io.StringIO()
-        csv.writer(buffer, delimiter=self._opts.delimiter, lineterminator="\n").writerow(cells)
-        write_all(self._file, buffer.getvalue().encode())
+        self._writer(buffer).writerow(cells)
+        write_all(self._file, encode(buffer.getvalue()))
 
     def _rewrite_header(self) -> None:
         if self.path == "-":
             log.warning("csv on stdout: columns %s appeared after the header was written",
-                        ", ".join(self._columns[len(self._header):]))
+                        ", ".join(self._columns[len(self._header or ()):]))
             return
         path = Path(self.path)
         partial = path.with_name(path.name + ".partial")
+        width = len(self._columns)
         with path.open(newline="", encoding="utf-8") as old, \
                 partial.open("w", newline="", encoding="utf-8") as new:
             rows = csv.reader(old, delimiter=self._opts.delimiter)
-            writer = csv.writer(new, delimiter=self._opts.delimiter, lineterminator="\n")
+            writer = self._writer(new)
             next(rows, None)
             writer.writerow(self._columns)
-            writer.writerows(rows)
+            writer.writerows(row + [""] * (width - len(row)) for row in rows)
         partial.replace(path)
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    value = simplify(value)
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | list | tuple | dict | set):
-        return dumps(value)
-    return str(value)
+    return value if isinstance(value, str) else dumps(value)

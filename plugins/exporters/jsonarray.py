@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter
-from plugins.exporters.values import dumps, write_all
+from plugins.exporters.values import dumps, encode, write_all
 
 __all__ = ["JsonArrayExporter"]
 
@@ -29,10 +29,12 @@ class JsonArrayExporter(Exporter):
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one element."""
-        write_all(self._file, self._separator + dumps(item).encode())
+        write_all(self._file, self._separator + encode(dumps(item)))
         self._separator = b",\n"
 
     def close(self) -> None:
         """Close the array and the file."""
-        write_all(self._file, b"\n]\n" if self._separator == b",\n" else b"]\n")
-        self._file.close()
+        try:
+            write_all(self._file, b"\n]\n" if self._separator == b",\n" else b"]\n")
+        finally:
+            self._file.close()

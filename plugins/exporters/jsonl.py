@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter
-from plugins.exporters.values import dumps, write_all
+from plugins.exporters.values import dumps, encode, write_all
 
 __all__ = ["JsonLinesExporter"]
 
@@ -23,7 +23,7 @@ class JsonLinesExporter(Exporter):
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one line."""
-        write_all(self._file, (dumps(item) + "\n").encode())
+        write_all(self._file, encode(dumps(item) + "\n"))
 
     def close(self) -> None:
         """Close the file."""

@@ -9,16 +9,27 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from framework import Exporter, option
-from plugins.exporters.values import dumps
+from plugins.exporters.values import dumps, encode, simplify
 
 __all__ = ["SqliteExporter"]
+
+#: The table's key column; an item key of that name gets a column of its own.
+_ROWID = "_rowid"
+_INT64 = range(-(2**63), 2**63)
+
+
+def _table_name(name: str) -> str:
+    if not name or name.lower().startswith("sqlite_"):
+        raise ValueError(f"{name!r} cannot name a table: SQLite reserves names that start "
+                         "with sqlite_")
+    return name
 
 
 @dataclass(frozen=True)
 class SqliteOptions:
     """Options of the sqlite exporter."""
 
-    table: str = option("items", doc="The table items go to.")
+    table: str = option("items", doc="The table items go to.", check=_table_name)
     if_exists: Literal["replace", "append"] = option(
         "replace", doc="What to do with a table of that name from an earlier run.")
 
@@ -26,8 +37,10 @@ class SqliteOptions:
 class SqliteExporter(Exporter):
     """Insert each item as one row, committed at once, so a crash loses no written row.
 
-    A column is added for each new key. Text and numbers are stored as such, booleans as
-    0/1, lists and mappings as JSON text.
+    A column is added for each new key; SQLite ignores case in column names, so a key
+    differing from an earlier one only in case gets a column named ``key_2``. Text and
+    numbers are stored as such (integers beyond 64 bits as text), booleans as 0/1, bytes
+    as blobs, lists and mappings as JSON text, dates and decimals as in the JSON exporters.
     """
 
     format: ClassVar[str] = "sqlite"
@@ -44,27 +57,42 @@ class SqliteExporter(Exporter):
         # WAL with synchronous=NORMAL makes each commit cheap while keeping it atomic.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        table = _quote(self._opts.table)
+        self._table = _quote(self._opts.table)
         if self._opts.if_exists == "replace":
-            self._db.execute(f"DROP TABLE IF EXISTS {table}")
-        self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (_rowid INTEGER PRIMARY KEY)")
-        self._columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            self._db.execute(f"DROP TABLE IF EXISTS {self._table}")
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS {self._table} "
+                         f"({_quote(_ROWID)} INTEGER PRIMARY KEY)")
+        existing = [row[1] for row in self._db.execute(f"PRAGMA table_info({self._table})")]
+        #: Item key -> its column, and every column name in lower case (as SQLite compares).
+        self._columns = {name: name for name in existing if name != _ROWID}
+        self._taken = {name.lower() for name in existing}
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Insert one row."""
-        table = _quote(self._opts.table)
-        for key in item:
-            if key not in self._columns:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(key)}")
-                self._columns.add(key)
-        names = ", ".join(_quote(key) for key in item)
+        if not item:
+            self._db.execute(f"INSERT INTO {self._table} DEFAULT VALUES")
+            return
+        names = ", ".join(_quote(self._column(_text(str(key)))) for key in item)
         marks = ", ".join("?" * len(item))
-        self._db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})",
+        self._db.execute(f"INSERT INTO {self._table} ({names}) VALUES ({marks})",
                          [_value(v) for v in item.values()])
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+    def _column(self, key: str) -> str:
+        """Return the column for ``key``, adding one the first time the key is seen."""
+        column = self._columns.get(key)
+        if column is None:
+            column, n = key, 1
+            while column.lower() in self._taken:
+                n += 1
+                column = f"{key}_{n}"
+            self._db.execute(f"ALTER TABLE {self._table} ADD COLUMN {_quote(column)}")
+            self._columns[key] = column
+            self._taken.add(column.lower())
+        return column
 
 
 def _quote(name: str) -> str:
@@ -72,6 +100,16 @@ def _quote(name: str) -> str:
 
 
 def _value(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bytes):
-        return int(value) if isinstance(value, bool) else value
-    return dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value if value in _INT64 else str(value)
+    if value is None or isinstance(value, float | bytes):
+        return value
+    value = simplify(value)
+    return _text(value if isinstance(value, str) else dumps(value))
+
+
+def _text(text: str) -> str:
+    """Escape lone surrogates as JSON does: sqlite3 cannot store them, and fails the crawl."""
+    return encode(text).decode("utf-8")

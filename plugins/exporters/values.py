@@ -1,4 +1,4 @@
-"""Turn item values into JSON the same way in every exporter."""
+"""Turn item values into JSON (and text) the same way in every exporter."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ import dataclasses
 import datetime
 import decimal
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
-__all__ = ["dumps", "write_all"]
+__all__ = ["dumps", "encode", "simplify", "write_all"]
 
 
-def _default(value: Any) -> Any:
-    """Encode what ``json`` cannot: dates, decimals, sets, bytes, dataclasses."""
+def simplify(value: Any) -> Any:
+    """Return what JSON shows for a value ``json`` cannot encode itself; others unchanged.
+
+    Dates and times become ISO 8601 text, decimals text, sets lists, bytes base64 text,
+    dataclasses dicts.
+    """
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
@@ -25,12 +30,45 @@ def _default(value: Any) -> Any:
         return base64.b64encode(value).decode("ascii")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
-    raise TypeError(f"cannot export a value of type {type(value).__name__}: {value!r}")
+    return value
+
+
+def _default(value: Any) -> Any:
+    simple = simplify(value)
+    if simple is value:
+        raise TypeError(f"cannot export a value of type {type(value).__name__}: {value!r}")
+    return _finite(simple)
+
+
+def _finite(value: Any, path: frozenset[int] = frozenset()) -> Any:
+    """Replace NaN and infinities by None: JSON has no such numbers, strict readers reject them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if not isinstance(value, dict | list | tuple) or id(value) in path:
+        return value  # a cycle is left for json to report
+    path = path | {id(value)}
+    if isinstance(value, dict):
+        return {key: _finite(v, path) for key, v in value.items()}
+    return [_finite(v, path) for v in value]
 
 
 def dumps(value: Mapping[str, Any] | Any) -> str:
-    """Return compact JSON, keeping non-ASCII text readable."""
-    return json.dumps(value, ensure_ascii=False, default=_default, separators=(",", ":"))
+    """Return compact, strictly valid JSON, keeping non-ASCII text readable."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=_default, allow_nan=False,
+                          separators=(",", ":"))
+    except ValueError:  # NaN or infinity somewhere: rare, so only then walk the value
+        return json.dumps(_finite(value), ensure_ascii=False, default=_default,
+                          allow_nan=False, separators=(",", ":"))
+
+
+def encode(text: str) -> bytes:
+    r"""Encode as UTF-8; a lone surrogate (from broken JSON input) becomes ``\udXXX``.
+
+    Inside a JSON string that escape is exactly what the surrogate means, so the item is
+    kept instead of failing the crawl with a ``UnicodeEncodeError``.
+    """
+    return text.encode("utf-8", "backslashreplace")
 
 
 def write_all(file: BinaryIO, data: bytes) -> None:

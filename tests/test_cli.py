@@ -1,0 +1,159 @@
+"""The ``fw`` command as users run it: output, stats, exit codes and Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from framework import __version__
+from tests.conftest import _FW, Serve, read_jsonl, run_fw, write_project
+
+SPIDER = '''
+from framework import Spider, hookimpl
+
+class Slow(Spider):
+    name = "slow"
+
+    async def parse(self, response):
+        yield {"path": response.url.rsplit("/", 1)[1] or "/"}
+        if response.url.endswith("/"):
+            yield response.follow("/slow", priority=10)
+            for n in range(5):
+                yield response.follow(f"/later{n}")
+
+@hookimpl
+def register_spiders(register):
+    register(Slow)
+'''
+
+
+class Site:
+    """A site whose /slow page answers only when the test says so."""
+
+    def __init__(self) -> None:
+        self.arrived, self.release = asyncio.Event(), asyncio.Event()
+        self.hits: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.hits.append(request.path)
+        if request.path == "/slow":
+            self.arrived.set()
+            await self.release.wait()
+        return web.Response(text="<p>ok</p>", content_type="text/html")
+
+
+@pytest.fixture
+async def site(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Site, Path]]:
+    state = Site()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", state.handle)
+    base = await serve(app)
+    (tmp_path / "slow.py").write_text(SPIDER, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: slow
+        start_urls: [{base}/]
+        plugins: [./slow.py]
+        concurrency: {{total: 1, per_domain: 1}}
+        exporters: [{{path: out/items.jsonl}}]
+        """)
+    yield state, project
+    state.release.set()
+
+
+async def start_fw(*args: str) -> asyncio.subprocess.Process:
+    command = [str(_FW)] if _FW.exists() else [sys.executable, "-m", "framework"]
+    return await asyncio.create_subprocess_exec(*command, *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+
+
+async def read_until(stream: asyncio.StreamReader, words: str) -> str:
+    """Read lines until one contains ``words``; fail after 10 seconds."""
+    async with asyncio.timeout(10):
+        while words not in (line := (await stream.readline()).decode()):
+            assert line, f"stream ended before {words!r}"
+    return line
+
+
+async def test_version() -> None:
+    result = await run_fw("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"fw {__version__}")
+
+
+async def test_dash_o_streams_json_lines_to_stdout_and_stats_to_a_file(
+        site: tuple[Site, Path], tmp_path: Path) -> None:
+    state, project = site
+    state.release.set()
+    result = await run_fw("run", str(project), "-o", "-", "--stats", str(tmp_path / "s.json"))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(item["path"] for item in lines) == sorted(
+        ["/", "slow", *(f"later{n}" for n in range(5))])
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert (stats["pages"], stats["items"], stats["reason"]) == (7, 7, "finished")
+    assert stats["errors"] == {} and stats["elapsed"] > 0 and stats["pages_per_second"] > 0
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith("project: finished in ") and "7 pages" in summary
+    assert "7 items, 0 errors" in summary
+
+
+async def test_ctrl_c_lets_in_flight_requests_finish_then_exits_130(
+        site: tuple[Site, Path], tmp_path: Path) -> None:
+    state, project = site
+    process = await start_fw("run", str(project))
+    assert process.stderr is not None
+    async with asyncio.timeout(10):
+        await state.arrived.wait()
+    process.send_signal(signal.SIGINT)
+    assert "letting 1 requests in flight finish" in await read_until(process.stderr, "Stopping")
+    state.release.set()
+    async with asyncio.timeout(10):
+        await process.wait()
+    assert process.returncode == 130
+    rest = (await process.stderr.read()).decode()
+    assert "interrupted" in rest
+    # The request in flight finished and its item was exported; nothing new was started.
+    items = read_jsonl(tmp_path / "out/items.jsonl")
+    assert sorted(item["path"] for item in items) == ["/", "slow"]
+    assert not any(hit.startswith("/later") for hit in state.hits)
+
+
+async def test_a_second_ctrl_c_exits_at_once(site: tuple[Site, Path], tmp_path: Path) -> None:
+    state, project = site
+    process = await start_fw("run", str(project))
+    assert process.stderr is not None
+    async with asyncio.timeout(10):
+        await state.arrived.wait()
+    process.send_signal(signal.SIGINT)
+    await read_until(process.stderr, "Stopping")
+    process.send_signal(signal.SIGINT)
+    async with asyncio.timeout(10):
+        await process.wait()
+    assert process.returncode == 130 and not state.release.is_set()
+    assert read_jsonl(tmp_path / "out/items.jsonl") == [{"path": "/"}]
+
+
+async def test_plugins_lists_the_bundled_plugins() -> None:
+    result = await run_fw("plugins", "--json")
+    assert result.returncode == 0
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["exporters"]["distribution"] == "fw"
+    assert plugins["exporters"]["hooks"] == ["register_exporters"]
+    assert plugins["exporters"]["provides"] == {"exporters": ["jsonl", "json", "csv", "sqlite"]}
+    assert plugins["douban"]["provides"] == {"spiders": ["douban"]}
+    assert plugins["rules"]["provides"] == {"spiders": ["rules"]}
+    table = await run_fw("plugins")
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "HOOKS", "PROVIDES"]
+    assert any(row.split()[:3] == ["douban", "fw", __version__] for row in rows)
+
+
+async def test_bad_usage_exits_2() -> None:
+    result = await run_fw("run")
+    assert result.returncode == 2 and "usage: fw run" in result.stderr

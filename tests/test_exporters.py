@@ -1,0 +1,645 @@
+"""The bundled exporters: values, streaming whole records, surviving a crash, and ``-o``."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime
+import decimal
+import json
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Mapping
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from framework import Exporter
+from framework.cli import main
+from plugins.exporters import CsvExporter, JsonArrayExporter, JsonLinesExporter, SqliteExporter
+from plugins.exporters.csvfile import CsvOptions
+from plugins.exporters.sqlite import SqliteOptions
+from tests.conftest import Serve, run_fw, write_project
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+ITEMS: list[dict[str, Any]] = [
+    {"title": "肖申克的救赎", "rating": 9.7, "votes": 3_000_000, "top": True,
+     "tags": ["剧情", "犯罪"], "meta": {"year": 1994, "langs": ["en", "中文"]}, "note": None,
+     "released": datetime.date(1994, 9, 10)},
+    {"title": '霸王别姬 "Farewell", 1993', "rating": 9.6, "votes": 0, "top": False,
+     "tags": [], "meta": {}, "note": "多行\n文本", "released": datetime.datetime(1993, 1, 1, 12, 30)},
+]
+#: ITEMS as JSON shows them: dates become ISO 8601 text.
+JSON_ITEMS: list[dict[str, Any]] = [
+    {**ITEMS[0], "released": "1994-09-10"},
+    {**ITEMS[1], "released": "1993-01-01T12:30:00"},
+]
+
+
+def _no_nan(name: str) -> Any:
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def strict_json(text: str) -> Any:
+    """Parse JSON as strict readers (jq, JavaScript) do: NaN and Infinity are errors."""
+    return json.loads(text, parse_constant=_no_nan)
+
+
+def export(exporter: Exporter, items: list[dict[str, Any]]) -> Path:
+    """Run one exporter over ``items`` as the engine does; return the path written."""
+    exporter.open()
+    for item in items:
+        exporter.write(item)
+    exporter.close()
+    return Path(exporter.path)
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """Read whole JSON lines strictly; a torn last line fails."""
+    data = path.read_bytes()
+    assert not data or data.endswith(b"\n"), f"torn last line: {data[-80:]!r}"
+    return [strict_json(line) for line in data.decode("utf-8").splitlines()]
+
+
+def read_json_array(path: Path, *, finished: bool = True) -> list[Any]:
+    """Read a JSON array export; an unfinished one is closed with ``]`` first, as documented."""
+    text = path.read_text(encoding="utf-8")
+    value = strict_json(text if finished else text + "\n]")
+    assert isinstance(value, list)
+    return value
+
+
+def read_csv(path: Path, delimiter: str = ",") -> list[list[str]]:
+    """Read every row, header included, as a spreadsheet would."""
+    with path.open(newline="", encoding="utf-8") as file:
+        return list(csv.reader(file, delimiter=delimiter, strict=True))
+
+
+def read_sqlite(path: Path, table: str = "items") -> list[dict[str, Any]]:
+    """Read a table through a separate connection, without the key column."""
+    with closing(sqlite3.connect(path)) as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute(f'SELECT * FROM "{table}" ORDER BY _rowid').fetchall()
+    return [{key: row[key] for key in row.keys() if key != "_rowid"} for row in rows]
+
+
+def sqlite_columns(path: Path, table: str = "items") -> list[str]:
+    with closing(sqlite3.connect(path)) as db:
+        return [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON lines and JSON array
+# ---------------------------------------------------------------------------------------------
+
+
+def test_jsonl_writes_each_item_as_one_readable_line(tmp_path: Path) -> None:
+    path = export(JsonLinesExporter(str(tmp_path / "items.jsonl")), ITEMS)
+    assert read_jsonl(path) == JSON_ITEMS
+    text = path.read_text(encoding="utf-8")
+    assert len(text.splitlines()) == len(ITEMS)  # the newline inside a value is escaped
+    assert "肖申克的救赎" in text  # UTF-8, not \u escapes
+
+
+@pytest.mark.parametrize("count", [0, 1, 2])
+def test_json_array_is_valid_json_for_any_number_of_items(tmp_path: Path, count: int) -> None:
+    path = export(JsonArrayExporter(str(tmp_path / "items.json")), ITEMS[:count])
+    assert read_json_array(path) == JSON_ITEMS[:count]
+
+
+@pytest.mark.parametrize("exporter", [JsonLinesExporter, JsonArrayExporter])
+def test_json_exporters_write_strict_json_for_awkward_values(
+        tmp_path: Path, exporter: type[Exporter]) -> None:
+    item = {"nan": float("nan"), "inf": [float("-inf"), 1.5], "big": 2**70,
+            "decimal": decimal.Decimal("0.10"), "set": {3}, "tuple": (1, "a"),
+            "bytes": b"\x00\xff", "time": datetime.time(8, 5), "broken": "\ud83d!"}
+    path = export(exporter(str(tmp_path / f"x{exporter.extensions[0]}")), [item])
+    records = read_jsonl(path) if exporter is JsonLinesExporter else read_json_array(path)
+    # NaN and infinities have no JSON form: they become null as in the sqlite exporter.
+    # A lone surrogate (a broken emoji from a JSON API) is kept, escaped, not a crash.
+    assert records == [{"nan": None, "inf": [None, 1.5], "big": 2**70, "decimal": "0.10",
+                        "set": [3], "tuple": [1, "a"], "bytes": "AP8=", "time": "08:05:00",
+                        "broken": "\ud83d!"}]
+
+
+def test_json_exporters_refuse_values_they_cannot_represent(tmp_path: Path) -> None:
+    exporter = JsonLinesExporter(str(tmp_path / "x.jsonl"))
+    exporter.open()
+    with pytest.raises(TypeError, match="cannot export a value of type object"):
+        exporter.write({"x": object()})
+    exporter.close()
+    assert (tmp_path / "x.jsonl").read_bytes() == b""  # nothing half-written
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+# ---------------------------------------------------------------------------------------------
+
+
+def test_csv_writes_json_cells_empty_none_and_iso_dates(tmp_path: Path) -> None:
+    path = export(CsvExporter(str(tmp_path / "items.csv")), ITEMS)
+    assert read_csv(path) == [
+        ["title", "rating", "votes", "top", "tags", "meta", "note", "released"],
+        ["肖申克的救赎", "9.7", "3000000", "true", '["剧情","犯罪"]',
+         '{"year":1994,"langs":["en","中文"]}', "", "1994-09-10"],
+        ['霸王别姬 "Farewell", 1993', "9.6", "0", "false", "[]", "{}", "多行\n文本",
+         "1993-01-01T12:30:00"],
+    ]
+
+
+def test_csv_fields_fix_the_columns_and_their_order(tmp_path: Path) -> None:
+    options = CsvOptions(fields=("votes", "title", "absent"))
+    path = export(CsvExporter(str(tmp_path / "items.csv"), options), ITEMS)
+    assert read_csv(path) == [["votes", "title", "absent"],
+                              ["3000000", "肖申克的救赎", ""],
+                              ["0", '霸王别姬 "Farewell", 1993', ""]]
+
+
+def test_csv_fields_header_is_written_before_any_item(tmp_path: Path) -> None:
+    path = export(CsvExporter(str(tmp_path / "items.csv"), CsvOptions(fields=("url",))), [])
+    assert read_csv(path) == [["url"]]
+
+
+def test_csv_delimiter(tmp_path: Path) -> None:
+    items = [{"a": "x;y", "b": "1,5"}]
+    path = export(CsvExporter(str(tmp_path / "items.csv"), CsvOptions(delimiter=";")), items)
+    assert path.read_bytes() == b'a;b\r\n"x;y";1,5\r\n'
+    assert read_csv(path, ";") == [["a", "b"], ["x;y", "1,5"]]
+
+
+def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(
+        tmp_path: Path) -> None:
+    exporter = CsvExporter(str(tmp_path / "items.csv"))
+    path = Path(exporter.path)
+    exporter.open()
+    exporter.write({"a": 1, "b": 2})
+    exporter.write({"b": 3, "c": "new"})
+    exporter.write({"a": 4})
+    # Until close, rows are appended as they come: the header still has the first columns.
+    assert read_csv(path) == [["a", "b"], ["1", "2"], ["", "3", "new"], ["4", "", ""]]
+    exporter.close()
+    assert read_csv(path) == [["a", "b", "c"], ["1", "2", ""], ["", "3", "new"],
+                              ["4", "", ""]]
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_csv_escapes_quotes_line_breaks_and_delimiters(tmp_path: Path, delimiter: str) -> None:
+    values = ['say "hi"', "a,b", "tab\there", "line\nbreak", "crlf\r\nbreak", "lone\rcr",
+              " padded ", "", '"', "中文,\n\"混合\""]
+    items = [{"n": i, "value": value} for i, value in enumerate(values)]
+    path = export(CsvExporter(str(tmp_path / "items.csv"), CsvOptions(delimiter=delimiter)),
+                  items)
+    rows = read_csv(path, delimiter)
+    assert rows == [["n", "value"], *([str(i), v] for i, v in enumerate(values))]
+
+
+def test_csv_first_item_without_keys_writes_one_header(tmp_path: Path) -> None:
+    path = export(CsvExporter(str(tmp_path / "items.csv")), [{}, {"a": 1}, {"a": 2}])
+    assert read_csv(path) == [["a"], [""], ["1"], ["2"]]
+
+
+def test_csv_cells_for_other_values(tmp_path: Path) -> None:
+    item = {"nan": float("nan"), "bytes": b"\x00\xff", "decimal": decimal.Decimal("2.50"),
+            "set": {"x"}, "broken": "\ud83d!", "big": 2**70}
+    path = export(CsvExporter(str(tmp_path / "items.csv")), [item])
+    assert read_csv(path) == [list(item), ["", "AP8=", "2.50", '["x"]', "\\ud83d!",
+                                           str(2**70)]]
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLite
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sqlite_stores_each_key_in_its_own_column(tmp_path: Path) -> None:
+    path = export(SqliteExporter(str(tmp_path / "items.db")), ITEMS)
+    assert sqlite_columns(path) == ["_rowid", *ITEMS[0]]
+    assert read_sqlite(path) == [
+        {"title": "肖申克的救赎", "rating": 9.7, "votes": 3_000_000, "top": 1,
+         "tags": '["剧情","犯罪"]', "meta": '{"year":1994,"langs":["en","中文"]}',
+         "note": None, "released": "1994-09-10"},
+        {"title": '霸王别姬 "Farewell", 1993', "rating": 9.6, "votes": 0, "top": 0,
+         "tags": "[]", "meta": "{}", "note": "多行\n文本", "released": "1993-01-01T12:30:00"},
+    ]
+    with closing(sqlite3.connect(path)) as db:  # numbers stay numbers, so SQL can use them
+        assert db.execute("SELECT title FROM items WHERE top AND rating > 9").fetchall() == [
+            ("肖申克的救赎",)]
+        assert db.execute("SELECT json_extract(tags, '$[1]') FROM items").fetchall() == [
+            ("犯罪",), (None,)]
+
+
+def test_sqlite_adds_a_column_when_a_new_key_appears(tmp_path: Path) -> None:
+    exporter = SqliteExporter(str(tmp_path / "items.db"))
+    path = Path(exporter.path)
+    exporter.open()
+    exporter.write({"a": 1})
+    assert sqlite_columns(path) == ["_rowid", "a"]
+    exporter.write({"b": [1, 2], "a": None})
+    assert sqlite_columns(path) == ["_rowid", "a", "b"]
+    exporter.close()
+    assert read_sqlite(path) == [{"a": 1, "b": None}, {"a": None, "b": "[1,2]"}]
+
+
+def test_sqlite_keeps_awkward_items(tmp_path: Path) -> None:
+    items: list[dict[str, Any]] = [
+        {"Name": "upper"}, {"name": "lower"},  # SQLite column names ignore case
+        {}, {"_rowid": "an item key, not the table's key"},
+        {"big": 2**70, "blob": b"\x00\xff", "decimal": decimal.Decimal("0.10"),
+         "nan": float("nan"), "broken": "\ud83d!", 'quo"te': "ok"},
+    ]
+    path = export(SqliteExporter(str(tmp_path / "items.db")), items)
+    rows = read_sqlite(path)
+    assert len(rows) == len(items)
+    assert [row["Name"] for row in rows] == ["upper", None, None, None, None]
+    assert [row["name_2"] for row in rows] == [None, "lower", None, None, None]
+    assert rows[3]["_rowid_2"] == "an item key, not the table's key"
+    assert {key: rows[4][key] for key in items[4]} == {
+        "big": str(2**70), "blob": b"\x00\xff", "decimal": "0.10", "nan": None,
+        "broken": "\\ud83d!", 'quo"te': "ok"}
+
+
+def test_sqlite_table_option_and_replace_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "items.db"
+    export(SqliteExporter(str(path), SqliteOptions(table="my movies")), [{"a": 1}, {"a": 2}])
+    export(SqliteExporter(str(path), SqliteOptions(table="my movies")), [{"b": 3}])
+    assert read_sqlite(path, "my movies") == [{"b": 3}]
+    assert sqlite_columns(path, "items") == []  # no default table was created
+
+
+def test_sqlite_append_keeps_earlier_rows_and_columns(tmp_path: Path) -> None:
+    path = tmp_path / "items.db"
+    append = SqliteOptions(if_exists="append")
+    export(SqliteExporter(str(path), append), [{"a": 1}])
+    export(SqliteExporter(str(path), append), [{"a": 2, "b": "x"}])
+    assert read_sqlite(path) == [{"a": 1, "b": None}, {"a": 2, "b": "x"}]
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: every write is on disk, whole, before the next one
+# ---------------------------------------------------------------------------------------------
+
+STREAMED = [{"n": i, "title": f"第{i}页, \"q\"\nx", "tags": ["a", i]} for i in range(5)]
+
+
+def _read_unfinished(exporter: Exporter) -> list[dict[str, Any]]:
+    """Read what an open exporter has written so far, from a separate handle."""
+    path = Path(exporter.path)
+    if isinstance(exporter, JsonLinesExporter):
+        return read_jsonl(path)
+    if isinstance(exporter, JsonArrayExporter):
+        return read_json_array(path, finished=False)
+    if isinstance(exporter, CsvExporter):
+        rows = read_csv(path)
+        assert not rows or rows[0] == ["n", "title", "tags"]
+        return [{"n": int(n), "title": title, "tags": json.loads(tags)}
+                for n, title, tags in rows[1:]]
+    rows = read_sqlite(path)
+    return [{**row, "tags": json.loads(row["tags"])} for row in rows]
+
+
+@pytest.mark.parametrize("exporter", [JsonLinesExporter, JsonArrayExporter, CsvExporter,
+                                      SqliteExporter])
+def test_each_item_is_on_disk_whole_as_soon_as_it_is_written(
+        tmp_path: Path, exporter: type[Exporter]) -> None:
+    opened = exporter(str(tmp_path / f"items{exporter.extensions[0]}"))
+    opened.open()
+    assert _read_unfinished(opened) == []
+    for count in range(1, len(STREAMED) + 1):
+        opened.write(STREAMED[count - 1])
+        assert _read_unfinished(opened) == STREAMED[:count]
+    opened.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# fw run as a user would: a spider plugin and a loopback site
+# ---------------------------------------------------------------------------------------------
+
+SPIDER = '''
+from framework import Spider, hookimpl
+
+class Pages(Spider):
+    name = "pages"
+
+    async def parse(self, response):
+        yield {"url": response.url, "title": response.css("title::text").get(),
+               "tags": response.css("li::text").getall(), "missing": None, "ok": True}
+        for href in response.css("a::attr(href)").getall():
+            yield response.follow(href)
+
+@hookimpl
+def register_spiders(register):
+    register(Pages)
+'''
+
+
+def pages_project(directory: Path, base: str, extra: str = "") -> Path:
+    """Write the spider plugin and a project crawling ``base`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "pages.py").write_text(SPIDER, encoding="utf-8")
+    return write_project(directory, f"""
+        spider: pages
+        start_urls: [{base}/]
+        plugins: [./pages.py]
+        concurrency: {{total: 4, per_domain: 4}}
+        {extra}
+        """)
+
+
+def page(n: int, *links: str) -> web.Response:
+    anchors = "".join(f'<a href="{href}">x</a>' for href in links)
+    return web.Response(text=f'<html><head><title>第{n}页, "引号"</title></head><body>'
+                        f"<ul><li>标签{n}</li><li>b,c</li></ul>{anchors}</body></html>",
+                        content_type="text/html")
+
+
+def small_site(pages: int) -> web.Application:
+    """``/`` links to ``/1`` .. ``/{pages - 1}``; each page is one item."""
+
+    async def handler(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"] or 0)
+        return page(n, *(f"/{k}" for k in range(1, pages))) if n == 0 else page(n)
+
+    app = web.Application()
+    app.router.add_get("/{n:[0-9]*}", handler)
+    return app
+
+
+def by_url(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda record: str(record["url"]))
+
+
+async def test_o_writes_every_format_with_the_same_items(tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(4))
+    project = pages_project(tmp_path, base)
+    done = await run_fw("run", str(project), "-o", "a.jsonl", "-o", "b.json", "-o", "c.csv",
+                        "-o", "d.db", "-o", "e.sqlite", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    expected = [{"url": f"{base}/{n or ''}", "title": f'第{n}页, "引号"',
+                 "tags": [f"标签{n}", "b,c"], "missing": None, "ok": True} for n in range(4)]
+    assert by_url(read_jsonl(tmp_path / "a.jsonl")) == expected
+    assert by_url(read_json_array(tmp_path / "b.json")) == expected
+    header, *rows = read_csv(tmp_path / "c.csv")
+    assert header == ["url", "title", "tags", "missing", "ok"]
+    assert by_url([{**dict(zip(header, row, strict=True)), "tags": json.loads(row[2]),
+                    "missing": None, "ok": row[4] == "true"} for row in rows]) == expected
+    assert [row[3:] for row in rows] == [["", "true"]] * 4
+    for db in ("d.db", "e.sqlite"):
+        stored = [{**row, "tags": json.loads(row["tags"]), "ok": bool(row["ok"])}
+                  for row in read_sqlite(tmp_path / db)]
+        assert by_url(stored) == expected
+    # The five files hold the items in the same order, the order they were scraped in.
+    order = [item["url"] for item in read_jsonl(tmp_path / "a.jsonl")]
+    assert [row[0] for row in rows] == order
+    assert [row["url"] for row in read_sqlite(tmp_path / "d.db")] == order
+
+
+async def test_o_dash_streams_json_lines_to_stdout_and_nothing_else(
+        tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(3))
+    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "-", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sorted(strict_json(line)["url"] for line in lines) == [
+        f"{base}/", f"{base}/1", f"{base}/2"]
+    assert "3 pages" in done.stderr and "3 items" in done.stderr  # the summary goes to stderr
+    assert "plugins:" in done.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "pages.py", tmp_path / "project.yaml"]
+
+
+async def test_o_creates_missing_folders(tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(2))
+    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "new/deeper/x.csv",
+                        cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(read_csv(tmp_path / "new/deeper/x.csv")) == 3
+
+
+async def test_project_file_exporters_write_relative_to_the_project_file(
+        tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(3))
+    project = pages_project(tmp_path / "project", base,
+                            "exporters: [{format: csv, path: out/x.csv, fields: [url]}]")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = await run_fw("run", str(project), cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    header, *rows = read_csv(tmp_path / "project/out/x.csv")
+    assert header == ["url"]
+    assert sorted(rows) == [[f"{base}/"], [f"{base}/1"], [f"{base}/2"]]
+    assert list(elsewhere.iterdir()) == []
+
+
+async def test_o_with_an_unknown_extension_is_a_usage_error(tmp_path: Path) -> None:
+    project = pages_project(tmp_path, "http://127.0.0.1:9")
+    done = await run_fw("run", str(project), "-o", "out.xml", cwd=tmp_path)
+    assert done.returncode == 2
+    error = done.stderr.strip()
+    assert error.startswith("Error: ") and "\n" not in error, done.stderr
+    assert str(tmp_path / "out.xml") in error
+    assert all(ext in error.split() or f"{ext})" in error
+               for ext in (".jsonl", ".json", ".csv", ".db", ".sqlite")), error
+    assert done.stdout == ""
+    assert not (tmp_path / "out.xml").exists()
+
+
+async def test_a_typo_in_an_exporter_option_is_a_usage_error(tmp_path: Path) -> None:
+    project = pages_project(tmp_path, "http://127.0.0.1:9", """
+        exporters:
+          - format: csv
+            path: out/x.csv
+            delimter: ";"
+        """.replace("\n        ", "\n"))
+    done = await run_fw("run", str(project), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (f"Error: {project}:9: exporters[0].delimter: unknown key "
+                           "(did you mean 'delimiter'?)\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("fmt", "option", "message"), [
+    ("jsonl", "indent: 2", "exporters[0].indent: unknown key; exporter 'jsonl' takes no "
+     "options"),
+    ("json", "fields: [url]", "exporters[0].fields: unknown key; exporter 'json' takes no "
+     "options"),
+    ("csv", "delimiter: ';;'", "exporters[0].delimiter: must be one character other than a "
+     "quote or a line break, got ';;'"),
+    ("csv", "fields: []", "exporters[0].fields: must name at least one column"),
+    ("csv", "fields: url", "exporters[0].fields: expected a list"),
+    ("sqlite", "if_exists: merge", "exporters[0].if_exists: must be one of 'replace', "
+     "'append'"),
+    ("sqlite", "table: sqlite_master", "exporters[0].table: 'sqlite_master' cannot name a "
+     "table"),
+    ("sqlite", "tabel: x", "exporters[0].tabel: unknown key (did you mean 'table'?)"),
+])
+def test_invalid_exporter_options_point_at_their_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, option: str,
+        message: str) -> None:
+    (tmp_path / "pages.py").write_text(SPIDER, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: pages
+        start_urls: [http://127.0.0.1:9/]
+        plugins: [./pages.py]
+        exporters:
+          - format: {fmt}
+            path: out/x
+            {option}
+        """)
+    assert main(["run", str(project)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"Error: {project}:7: {message}"), error
+    assert error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Exporters that cannot write abort the crawl: exit 1, one line naming exporter and path
+# ---------------------------------------------------------------------------------------------
+
+
+def _last_error(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(("output", "fmt"), [("out.jsonl", "jsonl"), ("out.json", "json"),
+                                             ("out.csv", "csv"), ("out.db", "sqlite")])
+async def test_output_that_is_a_directory_aborts(tmp_path: Path, serve: Serve, output: str,
+                                                 fmt: str) -> None:
+    base = await serve(small_site(2))
+    (tmp_path / output).mkdir()
+    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", output, cwd=tmp_path)
+    assert done.returncode == 1
+    error = _last_error(done.stderr)
+    assert error.startswith(f"Error: exporter {fmt} cannot open {tmp_path / output}: "), error
+
+
+async def test_output_under_a_file_aborts(tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(2))
+    (tmp_path / "file").write_text("not a folder")
+    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "file/out.jsonl",
+                        cwd=tmp_path)
+    assert done.returncode == 1
+    assert _last_error(done.stderr) == (f"Error: exporter jsonl cannot open "
+                                        f"{tmp_path / 'file/out.jsonl'}: Not a directory")
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0,
+                    reason="needs file permissions that apply (not root)")
+async def test_output_in_a_read_only_folder_aborts(tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(2))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        done = await run_fw("run", str(pages_project(tmp_path, base)), "-o",
+                            "locked/out.csv", cwd=tmp_path)
+    finally:
+        locked.chmod(0o700)
+    assert done.returncode == 1
+    assert _last_error(done.stderr) == (f"Error: exporter csv cannot open "
+                                        f"{locked / 'out.csv'}: Permission denied")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+async def test_output_that_fails_mid_crawl_aborts(tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(3))
+    (tmp_path / "full.jsonl").symlink_to("/dev/full")  # every write fails: disk full
+    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "full.jsonl",
+                        "-o", "ok.jsonl", cwd=tmp_path)
+    assert done.returncode == 1
+    assert _last_error(done.stderr) == (f"Error: exporter jsonl ({tmp_path / 'full.jsonl'}) "
+                                        "failed: No space left on device")
+    assert len(read_jsonl(tmp_path / "ok.jsonl")) <= 1  # the crawl stopped at the first item
+
+
+# ---------------------------------------------------------------------------------------------
+# A crash (SIGKILL) leaves whole records behind
+# ---------------------------------------------------------------------------------------------
+
+WHOLE = 30
+
+
+def _count(path: Path, fmt: str) -> int:
+    """Count the records on disk while fw writes them (a race-free lower bound)."""
+    if not path.exists():
+        return 0
+    if fmt == "sqlite":
+        try:
+            return len(read_sqlite(path))
+        except sqlite3.OperationalError:  # the table does not exist yet
+            return 0
+    data = path.read_bytes()
+    return data.count(b"\r\n") - 1 if fmt == "csv" else data.count(b"\n")
+
+
+async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -> None:
+    never = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/hang":
+            await never.wait()
+        n = int(request.match_info["n"] or 0)
+        # An endless chain, so fw is writing items when it is killed; /hang never answers.
+        return page(n, f"/{n + 1}", "/hang") if n == 0 else page(n, f"/{n + 1}")
+
+    app = web.Application()
+    app.router.add_get("/{n:[0-9]*|hang}", handler)
+    base = await serve(app)
+    project = pages_project(tmp_path, base, "timeout: 600")
+    outputs = {"jsonl": tmp_path / "x.jsonl", "csv": tmp_path / "x.csv",
+               "sqlite": tmp_path / "x.db", "json": tmp_path / "x.json"}
+    with (tmp_path / "stderr.txt").open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "framework", "run", str(project),
+            *(arg for path in outputs.values() for arg in ("-o", str(path))),
+            stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
+    try:
+        async with asyncio.timeout(30):
+            while not all(_count(outputs[fmt], fmt) >= WHOLE for fmt in ("jsonl", "csv",
+                                                                         "sqlite")):
+                assert process.returncode is None, (tmp_path / "stderr.txt").read_text()
+                await asyncio.sleep(0.01)
+        assert process.returncode is None  # still crawling: this is a crash, not an exit
+        process.kill()
+        assert await process.wait() == -signal.SIGKILL
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        never.set()
+
+    def check(record: Mapping[str, Any]) -> None:
+        n = int(str(record["url"]).rsplit("/", 1)[1] or 0)
+        assert record["title"] == f'第{n}页, "引号"'
+
+    lines = read_jsonl(outputs["jsonl"])
+    assert len(lines) >= WHOLE
+    for record in lines:
+        check(record)
+        assert json.loads(record["tags"]) if False else record["tags"] == [
+            f"标签{int(str(record['url']).rsplit('/', 1)[1] or 0)}", "b,c"]
+    header, *rows = read_csv(outputs["csv"])
+    assert header == ["url", "title", "tags", "missing", "ok"]
+    assert len(rows) >= WHOLE
+    for row in rows:
+        assert len(row) == len(header), row
+        check(dict(zip(header, row, strict=True)))
+    stored = read_sqlite(outputs["sqlite"])
+    assert len(stored) >= WHOLE
+    for record in stored:
+        check(record)
+    elements = read_json_array(outputs["json"], finished=False)
+    assert len(elements) >= WHOLE - 1  # fw may have been killed between two exporters
+    for record in elements:
+        check(record)

@@ -1,0 +1,156 @@
+"""Requests and responses: the API spiders use, and decoding the way browsers do."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from parsel import Selector
+
+from framework import NotSupported, Request, Response, Spider
+from framework.parsers import Parsers, parse_html, parse_json
+from framework.urls import fingerprint
+from tests.conftest import Serve, crawl, read_jsonl, write_project
+
+GBK_PAGE = '<html><head><meta charset="gbk"><title>即将上映</title></head><body>' \
+           '<h1>北京影讯</h1></body></html>'
+
+
+def response(body: bytes, content_type: str | None = "text/html",
+             url: str = "http://shop.example/a/b.html") -> Response:
+    headers = {"Content-Type": content_type} if content_type else {}
+    return Response(url, 200, headers, body, Request(url), parse_html)
+
+
+def test_gbk_page_with_only_a_meta_charset_decodes() -> None:
+    page = response(GBK_PAGE.encode("gbk"))
+    assert page.css("title::text").get() == "即将上映"
+    assert page.encoding in {"gbk", "gb18030"}
+
+
+@pytest.mark.parametrize(("body", "content_type", "expected"), [
+    # A byte-order mark beats everything, even a contradicting HTTP header.
+    (codecs.BOM_UTF8 + "<p>é</p>".encode(), "text/html; charset=iso-8859-1", "utf-8"),
+    # The HTTP charset beats the <meta> one.
+    ('<meta charset="utf-8"><p>é</p>'.encode("cp1252"), "text/html; charset=windows-1252",
+     "cp1252"),
+    # <meta http-equiv> is read when HTTP says nothing.
+    ('<meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><p>ж</p>'
+     .encode("koi8_r"), "text/html", "koi8-r"),
+    # Nothing declared: valid UTF-8 is UTF-8.
+    ("<p>日本語</p>".encode(), None, "utf-8"),
+])
+def test_decoding_follows_the_browser_order(body: bytes, content_type: str | None,
+                                            expected: str) -> None:
+    page = response(body, content_type)
+    assert codecs.lookup(page.encoding).name == codecs.lookup(expected).name
+    assert "\ufffd" not in page.text
+
+
+def test_undeclared_legacy_encoding_is_detected() -> None:
+    text = "<p>" + "这是一个没有声明编码的中文网页，内容足够长以便检测。" * 20 + "</p>"
+    page = response(text.encode("gb18030"), None)
+    assert "中文网页" in page.text
+
+
+def test_undecodable_bytes_never_raise() -> None:
+    page = response(b"<p>\xff\xfe\xfa broken \x80</p>", "text/html; charset=utf-8")
+    assert "broken" in page.css("p::text").get("")
+
+
+def test_response_api() -> None:
+    page = response(b'<base href="http://cdn.example/x/"><a class="n" href="next.html#top">n</a>'
+                    b'<img src="/i.png">')
+    assert page.urljoin("c.html") == "http://cdn.example/x/c.html"  # <base> is honoured
+    link = page.follow(page.css("a.n")[0], priority=3, meta={"k": 1})
+    assert (link.url, link.priority, link.meta) == ("http://cdn.example/x/next.html#top", 3,
+                                                      {"k": 1})
+    assert page.follow(page.css("img")[0]).url == "http://cdn.example/i.png"
+    assert page.xpath("//a/text()").get() == "n"
+    assert page.media_type == "text/html"
+    assert page.meta is page.request.meta
+
+
+def test_json_response() -> None:
+    url = "http://api.example/v1"
+    answer = Response(url, 200, {"Content-Type": "application/json"}, b'{"a": [1, 2]}',
+                      Request(url), parse_json)
+    assert answer.json() == {"a": [1, 2]}
+    assert answer.selector.jmespath("a[1]").get() == 2
+
+
+def test_binary_response_is_not_parsed() -> None:
+    url = "http://img.example/p.png"
+    image = Response(url, 200, {"Content-Type": "image/png"}, b"\x89PNG...", Request(url),
+                     Parsers().for_type("image/png"))
+    with pytest.raises(NotSupported, match="no parser for image/png"):
+        image.css("a")
+
+
+def test_parsers_match_exactly_then_by_suffix_then_by_type() -> None:
+    parsers = Parsers()
+
+    def html(r: Response) -> Selector:
+        return Selector(text="")
+
+    def xml(r: Response) -> Selector:
+        return Selector(text="")
+
+    def text(r: Response) -> Selector:
+        return Selector(text="")
+
+    assert parsers.add("text/html", html) and parsers.add("+xml", xml)
+    assert parsers.add("text/*", text)
+    assert not parsers.add("text/html", xml)  # the first registration wins
+    assert parsers.for_type("text/html") is html
+    assert parsers.for_type("application/atom+xml") is xml
+    assert parsers.for_type("text/csv") is text
+    assert parsers.for_type("image/png") is None
+
+
+def test_request_callbacks_are_stored_by_name() -> None:
+    class Shop(Spider):
+        name = "shop"
+
+        def parse_item(self, response: Response) -> None:
+            return None
+
+    request = Request("http://shop.example/", callback=Shop().parse_item)
+    assert request.callback == "parse_item"
+    with pytest.raises(TypeError, match="spider method or its name"):
+        Request("http://shop.example/", callback=lambda r: None)
+    assert request.replace(priority=5).priority == 5 and request.priority == 0
+
+
+def test_fingerprint_ignores_fragment_and_query_order_but_not_method_or_body() -> None:
+    base = fingerprint(Request("http://shop.example/p?a=1&b=2"))
+    assert fingerprint(Request("http://shop.example/p?b=2&a=1#reviews")) == base
+    assert fingerprint(Request("http://shop.example/p?a=1&b=2", method="POST")) != base
+    assert fingerprint(Request("http://shop.example/p?a=1&b=2", method="POST", body=b"x")) != \
+        fingerprint(Request("http://shop.example/p?a=1&b=2", method="POST", body=b"y"))
+
+
+async def test_gbk_page_through_a_crawl(tmp_path: Path, serve: Serve) -> None:
+    async def gbk(request: web.Request) -> web.Response:
+        return web.Response(body=GBK_PAGE.encode("gbk"), content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", gbk)
+    base = await serve(app)
+    (tmp_path / "titles.py").write_text(
+        "from framework import Spider, hookimpl\n\n"
+        "class Titles(Spider):\n    name = 'titles'\n\n"
+        "    async def parse(self, response):\n"
+        "        yield {'title': response.css('title::text').get(),\n"
+        "               'h1': response.xpath('//h1/text()').get()}\n\n"
+        "@hookimpl\ndef register_spiders(register):\n    register(Titles)\n", encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: titles
+        start_urls: [{base}/]
+        plugins: [./titles.py]
+        exporters: [{{path: out/t.jsonl}}]
+        """)
+    await crawl(project)
+    assert read_jsonl(tmp_path / "out/t.jsonl") == [{"title": "即将上映", "h1": "北京影讯"}]

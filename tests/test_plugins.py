@@ -1,0 +1,171 @@
+"""Plugins: a real installed distribution, discovery order, and clear failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from framework import Exporter, hookimpl
+from framework.errors import PluginError
+from framework.plugins import make_plugin_manager
+from framework.project import load_project
+from framework.registry import Registry
+from tests.conftest import Serve, read_jsonl, run_fw, write_project
+
+PACKAGE = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "fw-teamshop"
+        version = "1.2.3"
+        dependencies = []
+
+        [project.entry-points.fw]
+        teamshop = "fw_teamshop"
+        """,
+    "fw_teamshop/__init__.py": """
+        from framework import Spider, hookimpl
+
+        class TeamShop(Spider):
+            name = "teamshop"
+
+            async def parse(self, response):
+                yield {"team": "shop", "h1": response.css("h1::text").get()}
+
+        @hookimpl
+        def register_spiders(register):
+            register(TeamShop)
+        """,
+}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build and pip-install the team's plugin package into a folder of its own."""
+    root = tmp_path_factory.mktemp("teamshop")
+    for name, text in PACKAGE.items():
+        (root / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "src" / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    target = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(root / "src")],
+                   check=True, capture_output=True)
+    return target
+
+
+def with_path(target: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(target),
+                                                         os.environ.get("PYTHONPATH")]))}
+
+
+async def test_an_installed_distribution_is_listed(installed: Path) -> None:
+    result = await run_fw("plugins", "--json", env=with_path(installed))
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["teamshop"] == {
+        "name": "teamshop", "distribution": "fw-teamshop", "version": "1.2.3",
+        "module": "fw_teamshop", "hooks": ["register_spiders"],
+        "provides": {"spiders": ["teamshop"]}}
+    table = await run_fw("plugins", env=with_path(installed))
+    assert any(line.split()[:4] == ["teamshop", "fw-teamshop", "1.2.3", "register_spiders"]
+               for line in table.stdout.splitlines())
+
+
+async def test_an_installed_spider_is_usable_by_name(installed: Path, tmp_path: Path,
+                                                     serve: Serve) -> None:
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text="<h1>Team shop</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    base = await serve(app)
+    project = write_project(tmp_path, f"spider: teamshop\nstart_urls: [{base}/]\n")
+    result = await run_fw("run", str(project), "-o", str(tmp_path / "out.jsonl"),
+                          env=with_path(installed))
+    assert result.returncode == 0, result.stderr
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"team": "shop", "h1": "Team shop"}]
+    assert "teamshop-1.2.3" in result.stderr  # the plugins header
+
+
+async def test_a_broken_installed_plugin_is_named(tmp_path: Path) -> None:
+    # A distribution whose entry point cannot be imported, faked as pytest does.
+    info = tmp_path / "fw_broken-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fw-broken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[fw]\nbroken = fw_broken_missing_module\n")
+    result = await run_fw("plugins", env=with_path(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Error: plugin 'broken' (from fw-broken 0.1) failed to load: ModuleNotFoundError: "
+        "No module named 'fw_broken_missing_module'")
+
+
+class BetterJson(Exporter):
+    format = "jsonl"
+    extensions = (".jsonl",)
+
+
+class UserPlugin:
+    @hookimpl
+    def register_exporters(self, register):  # type: ignore[no-untyped-def]
+        register(BetterJson)
+
+
+def test_a_later_plugin_overrides_a_bundled_name() -> None:
+    pm = make_plugin_manager()
+    pm.register(UserPlugin(), name="user")
+    registry = Registry.collect(pm)
+    assert registry.exporters["jsonl"] is BetterJson
+    assert registry.owners["exporters", "jsonl"] == "user"
+    assert registry.exporters["csv"].__module__ == "plugins.exporters.csvfile"
+
+
+def test_wrappers_are_rejected(tmp_path: Path) -> None:
+    (tmp_path / "wrap.py").write_text(
+        "from framework import hookimpl\n\n@hookimpl(wrapper=True)\n"
+        "def crawl_started(project):\n    yield\n", encoding="utf-8")
+    project = write_project(tmp_path, "spider: x\n")
+    with pytest.raises(PluginError, match="plugin 'wrap': crawl_started is a wrapper"):
+        make_plugin_manager(["./wrap.py"], source=load_project(project).source)
+
+
+def test_a_registry_hook_that_raises_is_named() -> None:
+    class Raises:
+        @hookimpl
+        def register_spiders(self, register):  # type: ignore[no-untyped-def]
+            raise ValueError("bad config")
+
+    pm = make_plugin_manager()
+    pm.register(Raises(), name="raiser")
+    with pytest.raises(PluginError, match="plugin 'raiser': register_spiders raised "
+                                          "ValueError: bad config"):
+        Registry.collect(pm)
+
+
+def test_registering_something_that_is_not_a_spider_is_named() -> None:
+    class Wrong:
+        @hookimpl
+        def register_spiders(self, register):  # type: ignore[no-untyped-def]
+            register(dict)
+
+    pm = make_plugin_manager()
+    pm.register(Wrong(), name="wrong")
+    with pytest.raises(PluginError, match="plugin 'wrong': registered <class 'dict'>, which "
+                                          "is not a Spider subclass with a name"):
+        Registry.collect(pm)
+
+
+def test_discovery_order_is_documented_and_real() -> None:
+    pm = make_plugin_manager()
+    names = [name for name, _ in pm.list_name_plugin()]
+    assert names[0] == "fw"  # the built-in parsers come first, so everything overrides them
+    assert {"douban", "rules", "exporters"} <= set(names)

@@ -1,0 +1,169 @@
+"""Every invalid project gets one line, ``Error: FILE:LINE: key: what is wrong``, and exit 2."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from framework.cli import main
+from framework.project import load_project
+from tests.conftest import run_fw, write_project
+
+VALID = """\
+spider: shop
+start_urls: [https://shop.example/]
+plugins: [./shop.py]
+"""
+
+# (project text, line the error must point at, key, words the message must contain)
+INVALID = {
+    "yaml syntax": ("spider: shop\nstart_urls: [https://a.example/\nretries: 3\n", 3, "",
+                    "invalid YAML"),
+    "unknown top-level key": (VALID + "concurency: {total: 4}\n", 4, "concurency",
+                              "did you mean 'concurrency'"),
+    "unknown nested key": (VALID + "concurrency:\n  total: 4\n  per_domian: 2\n", 6,
+                           "concurrency.per_domian", "did you mean 'per_domain'"),
+    "wrong type": (VALID + "timeout: fast\n", 4, "timeout", "expected a number, got 'fast'"),
+    "wrong type in list": ("spider: shop\nstart_urls:\n  - https://a.example/\n  - 42\n", 4,
+                           "start_urls[1]", "not an http(s) URL"),
+    "out of range": (VALID + "concurrency: {total: 0}\n", 4, "concurrency.total",
+                     "at least 1"),
+    "negative delay": (VALID + "delay: -1\n", 4, "delay", "at least 0"),
+    "unknown spider": ("spider: shpo\nstart_urls: [https://a.example/]\nplugins: [./shop.py]\n",
+                       1, "spider", "unknown spider 'shpo' (did you mean 'shop'?)"),
+    "missing spider": ("start_urls: [https://a.example/]\n", 1, "spider",
+                       "required key is missing"),
+    "unknown exporter": (VALID + "exporters:\n  - {format: xml, path: out.xml}\n", 5,
+                         "exporters[0].format", "unknown exporter 'xml'"),
+    "exporter without path": (VALID + "exporters:\n  - format: jsonl\n", 5,
+                              "exporters[0].path", "required"),
+    "missing plugin file": (VALID.replace("[./shop.py]", "\n  - ./shop.py\n  - ./nowhere.py"),
+                            5, "plugins[1]", "no such plugin file './nowhere.py'"),
+    "broken plugin file": (VALID.replace("./shop.py", "./shop.py, ./broken.py"), 3,
+                           "plugins[1]", "SyntaxError"),
+    "failing plugin file": (VALID.replace("./shop.py", "./raises.py"), 3, "plugins[0]",
+                            "RuntimeError: no config"),
+    "missing plugin module": (VALID.replace("./shop.py", "team_pkg.spiders"), 3, "plugins[0]",
+                              "no module named 'team_pkg.spiders'"),
+    "ftp start url": ("spider: shop\nstart_urls: [ftp://files.example/x]\n", 2,
+                      "start_urls[0]", "not an http(s) URL"),
+    "url as allowed domain": (VALID + "allowed_domains: [https://shop.example/]\n", 4,
+                              "allowed_domains[0]", "not a host name"),
+    "empty file": ("", 1, "", "the project file is empty"),
+    "only a comment": ("# nothing yet\n", 1, "", "the project file is empty"),
+    "not a mapping": ("- spider: shop\n", 1, "", "expected a mapping"),
+    "plugin section not a mapping": (VALID + "shop: 5\n", 4, "shop", "expected a mapping"),
+    "headers not a mapping": (VALID + "headers: [User-Agent]\n", 4, "headers",
+                              "expected a mapping"),
+}
+
+PLUGIN_FILES = {
+    "shop.py": (
+        "from framework import Spider, hookimpl\n\n"
+        "class Shop(Spider):\n    name = 'shop'\n\n"
+        "@hookimpl\ndef register_spiders(register):\n    register(Shop)\n"),
+    "broken.py": "def register_spiders(register)\n    pass\n",
+    "raises.py": "raise RuntimeError('no config')\n",
+}
+
+
+def error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got:\n{stderr}"
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def expect(line: str, file: Path, lineno: int, key: str, words: str) -> None:
+    prefix = f"Error: {file}:{lineno}: " + (f"{key}: " if key else "")
+    assert line.startswith(prefix), f"{line!r} does not start with {prefix!r}"
+    assert words in line
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    for name, text in PLUGIN_FILES.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", INVALID)
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_invalid_project_gives_one_located_line_and_exit_2(
+        case: str, command: str, project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text, lineno, key, words = INVALID[case]
+    path = write_project(project_dir, text)
+    assert main([command, str(path)]) == 2
+    captured = capsys.readouterr()
+    expect(error_line(captured.err), path, lineno, key, words)
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_invalid_project_in_a_subprocess(command: str, project_dir: Path) -> None:
+    path = write_project(project_dir, VALID + "concurrency:\n  total: many\n")
+    result = await run_fw(command, str(path))
+    assert result.returncode == 2
+    expect(error_line(result.stderr), path, 5, "concurrency.total",
+           "expected an integer, got 'many'")
+
+
+def test_missing_project_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.yaml"
+    assert main(["check", str(missing)]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line == f"Error: {missing}: cannot read the project file: No such file or directory"
+
+
+def test_override_with_a_bad_value_points_at_the_command_line(
+        project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_project(project_dir, VALID)
+    assert main(["check", str(path), "-s", "concurrency.per_domain=lots"]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line == "Error: -s: concurrency.per_domain: expected an integer, got 'lots'"
+
+
+def test_override_without_equals_is_a_usage_error(
+        project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_project(project_dir, VALID)
+    assert main(["check", str(path), "-s", "retries"]) == 2
+    assert "expected KEY=VALUE" in error_line(capsys.readouterr().err)
+
+
+def test_plugin_with_a_misspelt_hook_is_named(project_dir: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (project_dir / "typo.py").write_text(
+        "from framework import hookimpl\n\n@hookimpl\ndef register_spider(register):\n"
+        "    pass\n", encoding="utf-8")
+    path = write_project(project_dir, VALID.replace("./shop.py", "./shop.py, ./typo.py"))
+    assert main(["check", str(path)]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith("Error: plugin 'typo': register_spider is not an fw hook")
+    assert "did you mean 'register_spiders'" in line
+
+
+def test_valid_project_loads_into_frozen_objects_with_defaults(tmp_path: Path) -> None:
+    path = write_project(tmp_path, VALID + "concurrency: {per_domain: 2}\nexporters:\n"
+                         "  - {format: csv, path: out/m.csv, delimiter: ';'}\n")
+    project = load_project(path, ["retries=5", "headers.User-Agent=Mozilla/5.0"])
+    assert project.name == "project"
+    assert project.allowed_domains == ("shop.example",)
+    assert project.concurrency.total == 16 and project.concurrency.per_domain == 2
+    assert project.retries == 5
+    assert dict(project.headers) == {"User-Agent": "Mozilla/5.0"}
+    spec = project.exporters[0]
+    assert spec.path == str(tmp_path / "out/m.csv")  # relative to the project file
+    assert dict(spec.options) == {"delimiter": ";"}
+    with pytest.raises(AttributeError):
+        project.retries = 1  # type: ignore[misc]
+
+
+async def test_check_accepts_the_example_projects() -> None:
+    paths = sorted((Path(__file__).parents[1] / "projects").glob("*.yaml"))
+    assert {p.name for p in paths} >= {"douban.yaml", "quotes.yaml"}
+    for path in paths:
+        result = await run_fw("check", str(path))
+        assert result.returncode == 0, result.stderr
+        assert re.match(rf"OK: {re.escape(str(path))}: ", result.stdout)
