@@ -61,6 +61,9 @@ LISTED: dict[str, dict[str, Any]] = {
     # first film of later_chengdu_2019-03.html; % 4 == 1
     "27624661": {"title": "比悲伤更悲伤的故事", "release_date": "03月14日", "genres": ["爱情"],
                  "region": "台湾", "wants": 9652},
+    # redirected to the challenge host in one test
+    "26715636": {"title": "地久天长", "release_date": "03月22日", "genres": ["剧情", "家庭"],
+                 "region": "中国大陆", "wants": 70742},
     # the one film with no want count; % 4 == 0
     "30474016": {"title": "爱无痕", "release_date": "03月19日", "genres": ["剧情"],
                  "region": "中国大陆", "wants": None},
