@@ -8,6 +8,7 @@ because only then is it known which names exist.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 
 from framework.errors import UsageError
-from framework.schema import build, keys_of, option
+from framework.schema import build, check_key_names, keys_of, option
 from framework.urls import host_of, is_fetchable
 from framework.yamlfile import KeyPath, Source, load
 
@@ -87,7 +88,8 @@ def _exporter(raw: Any, source: Source, at: KeyPath) -> ExporterSpec:
     if fmt is not None and not isinstance(fmt, str):
         raise source.error((*at, "format"), "expected an exporter name such as jsonl")
     if target != "-":  # Paths in a project file are relative to the project file.
-        target = str((source.file.parent / target).resolve())
+        # abspath, not resolve(): a symlink keeps the name whose extension picks the format.
+        target = os.path.abspath(source.file.parent / target)  # noqa: PTH100
     return ExporterSpec(fmt, target, MappingProxyType(options), at)
 
 
@@ -148,9 +150,7 @@ def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
                            "start_urls:")
     if not isinstance(data, dict):
         raise source.error((), "expected a mapping of keys such as spider: and start_urls:")
-    for key in data:
-        if not isinstance(key, str):
-            raise source.error((key,), "keys must be names, not numbers or lists")
+    check_key_names(data, source, ())
     paths = frozenset(_apply(data, parse_override(text)) for text in overrides)
     source = source.with_overrides(paths)
     core = {f.name for f in keys_of(Project)}

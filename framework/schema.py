@@ -25,7 +25,8 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from framework.yamlfile import KeyPath, Source
 
-__all__ = ["build", "convert", "did_you_mean", "has_default", "keys_of", "option"]
+__all__ = ["build", "check_key_names", "convert", "did_you_mean", "has_default", "keys_of",
+           "option"]
 
 T = TypeVar("T")
 #: Turns a raw value into the field's value, or raises ``ValueError`` with the reason.
@@ -65,6 +66,14 @@ def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def check_key_names(data: Mapping[Any, Any], source: Source, path: KeyPath) -> None:
+    """Reject keys YAML did not read as strings, which no schema can name."""
+    for key in data:
+        if not isinstance(key, str):
+            raise source.error(path, f"{key!r} is not a key name: YAML reads on/off/yes/no "
+                               "as true/false and digits as numbers; quote it ('on')")
+
+
 def build(schema: type[T], data: Any, source: Source, path: KeyPath = (),
           internal: Mapping[str, Any] | None = None) -> T:
     """Validate ``data`` against ``schema`` and return the frozen instance.
@@ -79,6 +88,7 @@ def build(schema: type[T], data: Any, source: Source, path: KeyPath = (),
         raise source.error(path, f"expected a mapping of keys, got {_show(data)}")
     hints = get_type_hints(schema)
     fields = {f.name: f for f in keys_of(schema)}
+    check_key_names(data, source, path)
     for key in data:
         if key not in fields:
             hint = did_you_mean(str(key), fields)
