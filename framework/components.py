@@ -80,6 +80,9 @@ def _exporter(spec: ExporterSpec, registry: Registry, source: Source) -> Exporte
         if found is None:
             raise _no_exporter_for(spec, registry, source)
         exporter = found
+    if spec.path == "-" and not exporter.stdout:
+        raise source.error((*spec.at, "path"), f"exporter '{exporter.format}' cannot write "
+                           "to standard output; give a file")
     options: Any = dict(spec.options)
     if exporter.Options is not None:
         options = build(exporter.Options, options, source, spec.at)
@@ -95,7 +98,7 @@ def _no_exporter_for(spec: ExporterSpec, registry: Registry, source: Source) -> 
     known = " ".join(registry.extensions())
     if not spec.at:  # from -o on the command line
         return ProjectError("-o", spec.path, f"no exporter for this file extension "
-                            f"(known: {known}); name one with format:")
+                            f"(known: {known})")
     return source.error((*spec.at, "format"), f"missing, and the path's extension names no "
                         f"exporter (known: {known})")
 

@@ -39,6 +39,7 @@ from framework.errors import (
     IgnoreRequest,
 )
 from framework.events import Events
+from framework.exporters import Exporter
 from framework.frontier import Frontier, HostPolicy, Lease
 from framework.frontier.memory import MemoryFrontier
 from framework.http import Request, Response
@@ -67,6 +68,7 @@ class Engine:
         self.project, self.spider = project, components.spider
         self.stats = Stats(project.name)
         self._components = components
+        self._exporters = components.exporters  # less any whose reader went away
         self._frontier = frontier or MemoryFrontier(
             HostPolicy(project.concurrency.per_domain, project.delay))
         self._events = Events(pm, self._plugin_failed)
@@ -349,11 +351,28 @@ class Engine:
                     self.stats.dropped += 1
                     log.debug("item dropped (%s): %s", exc, item)
                     continue
-            for exporter in self._components.exporters:
-                await _write(exporter, item)
+            for exporter in self._exporters:
+                await self._write(exporter, item)
             self.stats.items += 1
         if limit is not None and self.stats.items >= limit:
             self.stop("max_items reached")
+
+    async def _write(self, exporter: Exporter, item: dict[str, Any]) -> None:
+        """Write one item; an exporter that cannot write aborts the crawl."""
+        try:
+            outcome: Awaitable[None] | None = exporter.write(item)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except BrokenPipeError:
+            if exporter.path != "-":
+                raise CrawlAborted(f"exporter {exporter.format} ({exporter.path}) failed: "
+                                   "Broken pipe") from None
+            # `fw run -o - | head` is done reading: stop quietly, as Unix tools do.
+            self._exporters = tuple(e for e in self._exporters if e is not exporter)
+            self.stop("stdout closed")
+        except Exception as exc:
+            raise CrawlAborted(f"exporter {exporter.format} ({exporter.path}) failed: "
+                               f"{_reason(exc)}") from exc
 
     # ---------------------------------------------------------------------------------------
     # Failures
@@ -410,16 +429,6 @@ def _as_item(result: object) -> dict[str, Any] | None:
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         return dataclasses.asdict(result)
     return None
-
-
-async def _write(exporter: Any, item: dict[str, Any]) -> None:
-    try:
-        outcome: Awaitable[None] | None = exporter.write(item)
-        if inspect.isawaitable(outcome):
-            await outcome
-    except Exception as exc:
-        raise CrawlAborted(f"exporter {exporter.format} ({exporter.path}) failed: "
-                           f"{_reason(exc)}") from exc
 
 
 def _close_exporter(exporter: Any) -> None:

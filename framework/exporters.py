@@ -26,6 +26,8 @@ class Exporter:
     extensions: ClassVar[tuple[str, ...]] = ()
     #: A frozen dataclass describing the exporter's options, or None.
     Options: ClassVar[type[Any] | None] = None
+    #: Whether ``path`` may be ``-``, standard output.
+    stdout: ClassVar[bool] = True
 
     def __init__(self, path: str, options: Any = None) -> None:
         #: The absolute path to write, or ``-`` for standard output.
@@ -55,5 +57,8 @@ class Exporter:
             stdout = open(sys.stdout.fileno(), mode, buffering=0, closefd=False)  # noqa: SIM115
             return typing.cast(BinaryIO, stdout)
         path = Path(self.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return typing.cast(BinaryIO, path.open(mode, buffering=0))
+        try:
+            return typing.cast(BinaryIO, path.open(mode, buffering=0))
+        except FileNotFoundError:  # only then create the folder: a file in the way says so
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return typing.cast(BinaryIO, path.open(mode, buffering=0))

@@ -41,12 +41,14 @@ class Registry:
         return registry
 
     def exporter_for_extension(self, path: str) -> type[Exporter] | None:
-        """Return the exporter whose extensions match the end of ``path``."""
+        """Return the exporter whose longest extension matches the end of ``path``.
+
+        The longest match wins, so ``.ndjson`` is not taken for ``.json``.
+        """
         lowered = path.lower()
-        for exporter in self.exporters.values():
-            if any(lowered.endswith(ext) for ext in exporter.extensions):
-                return exporter
-        return None
+        matches = [(len(ext), exporter) for exporter in self.exporters.values()
+                   for ext in exporter.extensions if lowered.endswith(ext.lower())]
+        return max(matches, key=lambda match: match[0])[1] if matches else None
 
     def extensions(self) -> list[str]:
         """Return every extension ``-o`` understands."""

@@ -37,7 +37,8 @@ def output_spec(path: str) -> ExporterSpec:
     """Turn ``-o PATH`` into an exporter spec: ``-`` streams JSON lines to stdout."""
     if path == "-":
         return ExporterSpec("jsonl", "-")
-    return ExporterSpec(None, str(Path(path).resolve()))
+    # abspath, not resolve(): a symlink keeps the name whose extension picks the format.
+    return ExporterSpec(None, os.path.abspath(path))  # noqa: PTH100
 
 
 def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = ()) -> Prepared:

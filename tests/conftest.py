@@ -53,12 +53,16 @@ class Completed:
     stderr: str
 
 
+def fw_command() -> list[str]:
+    """Return how to start ``fw``: its console script, as users run it, if installed."""
+    return [str(_FW)] if _FW.exists() else [sys.executable, "-m", "framework"]
+
+
 async def run_fw(*args: str, cwd: Path | None = None, timeout: float = 60,
                  env: dict[str, str] | None = None) -> Completed:
     """Run the ``fw`` command in a subprocess while this loop keeps serving test sites."""
-    command = [str(_FW)] if _FW.exists() else [sys.executable, "-m", "framework"]
     process = await asyncio.create_subprocess_exec(
-        *command, *args, cwd=cwd, env={**os.environ, **(env or {})},
+        *fw_command(), *args, cwd=cwd, env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)

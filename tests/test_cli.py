@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from framework import __version__
-from tests.conftest import _FW, Serve, read_jsonl, run_fw, write_project
+from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
 
 SPIDER = '''
 from framework import Spider, hookimpl
@@ -68,8 +67,8 @@ async def site(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Site, Path]]
 
 
 async def start_fw(*args: str) -> asyncio.subprocess.Process:
-    command = [str(_FW)] if _FW.exists() else [sys.executable, "-m", "framework"]
-    return await asyncio.create_subprocess_exec(*command, *args, stdout=asyncio.subprocess.PIPE,
+    return await asyncio.create_subprocess_exec(*fw_command(), *args,
+                                                stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
 
 

@@ -8,6 +8,8 @@ import datetime
 import decimal
 import json
 import os
+import re
+import shlex
 import signal
 import sqlite3
 import sys
@@ -21,10 +23,12 @@ from aiohttp import web
 
 from framework import Exporter
 from framework.cli import main
+from framework.plugins import make_plugin_manager
+from framework.registry import Registry
 from plugins.exporters import CsvExporter, JsonArrayExporter, JsonLinesExporter, SqliteExporter
 from plugins.exporters.csvfile import CsvOptions
 from plugins.exporters.sqlite import SqliteOptions
-from tests.conftest import Serve, run_fw, write_project
+from tests.conftest import Serve, fw_command, run_fw, write_project
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -35,7 +39,8 @@ ITEMS: list[dict[str, Any]] = [
      "tags": ["剧情", "犯罪"], "meta": {"year": 1994, "langs": ["en", "中文"]}, "note": None,
      "released": datetime.date(1994, 9, 10)},
     {"title": '霸王别姬 "Farewell", 1993', "rating": 9.6, "votes": 0, "top": False,
-     "tags": [], "meta": {}, "note": "多行\n文本", "released": datetime.datetime(1993, 1, 1, 12, 30)},
+     "tags": [], "meta": {}, "note": "多行\n文本",
+     "released": datetime.datetime(1993, 1, 1, 12, 30)},
 ]
 #: ITEMS as JSON shows them: dates become ISO 8601 text.
 JSON_ITEMS: list[dict[str, Any]] = [
@@ -86,9 +91,10 @@ def read_csv(path: Path, delimiter: str = ",") -> list[list[str]]:
 def read_sqlite(path: Path, table: str = "items") -> list[dict[str, Any]]:
     """Read a table through a separate connection, without the key column."""
     with closing(sqlite3.connect(path)) as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute(f'SELECT * FROM "{table}" ORDER BY _rowid').fetchall()
-    return [{key: row[key] for key in row.keys() if key != "_rowid"} for row in rows]
+        cursor = db.execute(f'SELECT * FROM "{table}" ORDER BY _rowid')
+        names = [column[0] for column in cursor.description]
+        return [{name: value for name, value in zip(names, row, strict=True)
+                 if name != "_rowid"} for row in cursor]
 
 
 def sqlite_columns(path: Path, table: str = "items") -> list[str]:
@@ -128,6 +134,14 @@ def test_json_exporters_write_strict_json_for_awkward_values(
     assert records == [{"nan": None, "inf": [None, 1.5], "big": 2**70, "decimal": "0.10",
                         "set": [3], "tuple": [1, "a"], "bytes": "AP8=", "time": "08:05:00",
                         "broken": "\ud83d!"}]
+
+
+def test_jsonl_lines_survive_readers_that_split_on_unicode_line_breaks(tmp_path: Path) -> None:
+    item = {"text": "a\u2028b\u2029c\x85d", "other": "中文"}
+    path = export(JsonLinesExporter(str(tmp_path / "x.jsonl")), [item, item])
+    text = path.read_text(encoding="utf-8")
+    assert len(text.splitlines()) == 2  # str.splitlines breaks lines at these too
+    assert [json.loads(line) for line in text.splitlines()] == [item, item]
 
 
 def test_json_exporters_refuse_values_they_cannot_represent(tmp_path: Path) -> None:
@@ -181,12 +195,12 @@ def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(
     path = Path(exporter.path)
     exporter.open()
     exporter.write({"a": 1, "b": 2})
-    exporter.write({"b": 3, "c": "new"})
+    exporter.write({"b": 3, "c": 'new,\r\n"q"'})
     exporter.write({"a": 4})
     # Until close, rows are appended as they come: the header still has the first columns.
-    assert read_csv(path) == [["a", "b"], ["1", "2"], ["", "3", "new"], ["4", "", ""]]
+    assert read_csv(path) == [["a", "b"], ["1", "2"], ["", "3", 'new,\r\n"q"'], ["4", "", ""]]
     exporter.close()
-    assert read_csv(path) == [["a", "b", "c"], ["1", "2", ""], ["", "3", "new"],
+    assert read_csv(path) == [["a", "b", "c"], ["1", "2", ""], ["", "3", 'new,\r\n"q"'],
                               ["4", "", ""]]
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
@@ -283,6 +297,33 @@ def test_sqlite_append_keeps_earlier_rows_and_columns(tmp_path: Path) -> None:
     assert read_sqlite(path) == [{"a": 1, "b": None}, {"a": 2, "b": "x"}]
 
 
+def test_sqlite_refuses_a_file_that_is_not_a_database_and_leaves_it_alone(
+        tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("my notes\n" * 100)
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        SqliteExporter(str(path)).open()
+    assert path.read_text() == "my notes\n" * 100
+
+
+def test_sqlite_replace_leaves_other_tables_alone(tmp_path: Path) -> None:
+    path = tmp_path / "items.db"
+    export(SqliteExporter(str(path), SqliteOptions(table="other")), [{"keep": 1}])
+    export(SqliteExporter(str(path)), [{"a": 1}])
+    export(SqliteExporter(str(path)), [{"a": 2}])
+    assert read_sqlite(path, "other") == [{"keep": 1}]
+    assert read_sqlite(path) == [{"a": 2}]
+
+
+@pytest.mark.parametrize(("name", "exporter"), [
+    ("x.jsonl", JsonLinesExporter), ("x.jl", JsonLinesExporter),
+    ("x.ndjson", JsonLinesExporter), ("X.JSON", JsonArrayExporter), ("x.csv", CsvExporter),
+    ("x.db", SqliteExporter), ("x.sqlite", SqliteExporter), ("x.sqlite3", SqliteExporter)])
+def test_the_extension_picks_the_exporter(name: str, exporter: type[Exporter]) -> None:
+    registry = Registry.collect(make_plugin_manager())
+    assert registry.exporter_for_extension(f"/out/{name}") is exporter
+
+
 # ---------------------------------------------------------------------------------------------
 # Streaming: every write is on disk, whole, before the next one
 # ---------------------------------------------------------------------------------------------
@@ -298,12 +339,11 @@ def _read_unfinished(exporter: Exporter) -> list[dict[str, Any]]:
     if isinstance(exporter, JsonArrayExporter):
         return read_json_array(path, finished=False)
     if isinstance(exporter, CsvExporter):
-        rows = read_csv(path)
-        assert not rows or rows[0] == ["n", "title", "tags"]
+        cells = read_csv(path)
+        assert not cells or cells[0] == ["n", "title", "tags"]
         return [{"n": int(n), "title": title, "tags": json.loads(tags)}
-                for n, title, tags in rows[1:]]
-    rows = read_sqlite(path)
-    return [{**row, "tags": json.loads(row["tags"])} for row in rows]
+                for n, title, tags in cells[1:]]
+    return [{**row, "tags": json.loads(row["tags"])} for row in read_sqlite(path)]
 
 
 @pytest.mark.parametrize("exporter", [JsonLinesExporter, JsonArrayExporter, CsvExporter,
@@ -445,22 +485,25 @@ async def test_o_with_an_unknown_extension_is_a_usage_error(tmp_path: Path) -> N
     error = done.stderr.strip()
     assert error.startswith("Error: ") and "\n" not in error, done.stderr
     assert str(tmp_path / "out.xml") in error
-    assert all(ext in error.split() or f"{ext})" in error
-               for ext in (".jsonl", ".json", ".csv", ".db", ".sqlite")), error
+    assert {".jsonl", ".json", ".csv", ".db", ".sqlite"} <= set(re.findall(r"\.\w+", error))
     assert done.stdout == ""
     assert not (tmp_path / "out.xml").exists()
 
 
 async def test_a_typo_in_an_exporter_option_is_a_usage_error(tmp_path: Path) -> None:
-    project = pages_project(tmp_path, "http://127.0.0.1:9", """
+    (tmp_path / "pages.py").write_text(SPIDER, encoding="utf-8")
+    project = write_project(tmp_path, """
+        spider: pages
+        start_urls: [http://127.0.0.1:9/]
+        plugins: [./pages.py]
         exporters:
           - format: csv
             path: out/x.csv
             delimter: ";"
-        """.replace("\n        ", "\n"))
+        """)
     done = await run_fw("run", str(project), cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr == (f"Error: {project}:9: exporters[0].delimter: unknown key "
+    assert done.stderr == (f"Error: {project}:7: exporters[0].delimter: unknown key "
                            "(did you mean 'delimiter'?)\n")
     assert not (tmp_path / "out").exists()
 
@@ -505,7 +548,7 @@ def test_invalid_exporter_options_point_at_their_line(
 # ---------------------------------------------------------------------------------------------
 
 
-def _last_error(stderr: str) -> str:
+def _one_error_line(stderr: str) -> str:
     errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, stderr
     assert "Traceback" not in stderr
@@ -520,47 +563,63 @@ async def test_output_that_is_a_directory_aborts(tmp_path: Path, serve: Serve, o
     (tmp_path / output).mkdir()
     done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", output, cwd=tmp_path)
     assert done.returncode == 1
-    error = _last_error(done.stderr)
-    assert error.startswith(f"Error: exporter {fmt} cannot open {tmp_path / output}: "), error
+    error = _one_error_line(done.stderr)
+    assert error == f"Error: exporter {fmt} cannot open {tmp_path / output}: Is a directory"
 
 
-async def test_output_under_a_file_aborts(tmp_path: Path, serve: Serve) -> None:
+@pytest.mark.parametrize("fmt", [
+    "jsonl", "sqlite"])
+async def test_output_under_a_file_aborts(tmp_path: Path, serve: Serve, fmt: str) -> None:
     base = await serve(small_site(2))
     (tmp_path / "file").write_text("not a folder")
-    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "file/out.jsonl",
+    output = tmp_path / f"file/out.{fmt}"
+    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", str(output),
                         cwd=tmp_path)
     assert done.returncode == 1
-    assert _last_error(done.stderr) == (f"Error: exporter jsonl cannot open "
-                                        f"{tmp_path / 'file/out.jsonl'}: Not a directory")
+    assert _one_error_line(done.stderr) == (f"Error: exporter {fmt} cannot open {output}: "
+                                        "Not a directory")
 
 
 @pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0,
                     reason="needs file permissions that apply (not root)")
-async def test_output_in_a_read_only_folder_aborts(tmp_path: Path, serve: Serve) -> None:
+@pytest.mark.parametrize(("output", "fmt"), [("out.csv", "csv"), ("out.db", "sqlite")])
+async def test_output_in_a_read_only_folder_aborts(tmp_path: Path, serve: Serve, output: str,
+                                                   fmt: str) -> None:
     base = await serve(small_site(2))
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
         done = await run_fw("run", str(pages_project(tmp_path, base)), "-o",
-                            "locked/out.csv", cwd=tmp_path)
+                            f"locked/{output}", cwd=tmp_path)
     finally:
         locked.chmod(0o700)
     assert done.returncode == 1
-    assert _last_error(done.stderr) == (f"Error: exporter csv cannot open "
-                                        f"{locked / 'out.csv'}: Permission denied")
+    assert _one_error_line(done.stderr) == (f"Error: exporter {fmt} cannot open "
+                                        f"{locked / output}: Permission denied")
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 async def test_output_that_fails_mid_crawl_aborts(tmp_path: Path, serve: Serve) -> None:
     base = await serve(small_site(3))
-    (tmp_path / "full.jsonl").symlink_to("/dev/full")  # every write fails: disk full
-    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "full.jsonl",
-                        "-o", "ok.jsonl", cwd=tmp_path)
+    # Every write to /dev/full fails as on a full disk; opening it works.
+    project = pages_project(tmp_path, base, "exporters: [{format: jsonl, path: /dev/full}]")
+    done = await run_fw("run", str(project), "-o", "ok.jsonl", cwd=tmp_path)
     assert done.returncode == 1
-    assert _last_error(done.stderr) == (f"Error: exporter jsonl ({tmp_path / 'full.jsonl'}) "
-                                        "failed: No space left on device")
-    assert len(read_jsonl(tmp_path / "ok.jsonl")) <= 1  # the crawl stopped at the first item
+    assert _one_error_line(done.stderr) == ("Error: exporter jsonl (/dev/full) failed: No space "
+                                        "left on device")
+    assert len(read_jsonl(tmp_path / "ok.jsonl")) == 0  # the crawl stopped at the first item
+
+
+async def test_o_through_a_symlink_picks_the_exporter_by_the_name_given(
+        tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(2))
+    (tmp_path / "target").touch()
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "target")
+    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "link.jsonl",
+                        cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(read_jsonl(tmp_path / "target")) == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -571,7 +630,7 @@ WHOLE = 30
 
 
 def _count(path: Path, fmt: str) -> int:
-    """Count the records on disk while fw writes them (a race-free lower bound)."""
+    """Count the records on disk while fw may still be writing them."""
     if not path.exists():
         return 0
     if fmt == "sqlite":
@@ -585,15 +644,28 @@ def _count(path: Path, fmt: str) -> int:
     return data.count(b"\r\n") - 1 if fmt == "csv" else data.count(b"\n")
 
 
+async def _wait_for_records(outputs: dict[str, Path], process: asyncio.subprocess.Process,
+                            log: Path) -> None:
+    """Poll until every output holds WHOLE records; fail if fw exits or 15 s pass."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    counts = {fmt: _count(path, fmt) for fmt, path in outputs.items()}
+    while min(counts.values()) < WHOLE and loop.time() < deadline:
+        assert process.returncode is None, log.read_text()
+        await asyncio.sleep(0.01)
+        counts = {fmt: _count(path, fmt) for fmt, path in outputs.items()}
+    assert min(counts.values()) >= WHOLE, f"records on disk while fw waits: {counts}"
+
+
 async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -> None:
     never = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
         if request.path == "/hang":
-            await never.wait()
+            await never.wait()  # fw keeps waiting: its timeout is generous
+            return web.Response(text="too late")
         n = int(request.match_info["n"] or 0)
-        # An endless chain, so fw is writing items when it is killed; /hang never answers.
-        return page(n, f"/{n + 1}", "/hang") if n == 0 else page(n, f"/{n + 1}")
+        return page(n, *(f"/{k}" for k in range(1, WHOLE)), "/hang") if n == 0 else page(n)
 
     app = web.Application()
     app.router.add_get("/{n:[0-9]*|hang}", handler)
@@ -601,16 +673,15 @@ async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -
     project = pages_project(tmp_path, base, "timeout: 600")
     outputs = {"jsonl": tmp_path / "x.jsonl", "csv": tmp_path / "x.csv",
                "sqlite": tmp_path / "x.db", "json": tmp_path / "x.json"}
-    with (tmp_path / "stderr.txt").open("wb") as stderr:
+    log = tmp_path / "stderr.txt"
+    with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "framework", "run", str(project),
             *(arg for path in outputs.values() for arg in ("-o", str(path))),
             stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
     try:
-        async with asyncio.timeout(30):
-            while not all(_count(path, fmt) >= WHOLE for fmt, path in outputs.items()):
-                assert process.returncode is None, (tmp_path / "stderr.txt").read_text()
-                await asyncio.sleep(0.01)
+        # Every item is scraped, and fw waits for /hang: what it wrote must be on disk.
+        await _wait_for_records(outputs, process, log)
         assert process.returncode is None  # still crawling: this is a crash, not an exit
         process.kill()
         assert await process.wait() == -signal.SIGKILL
@@ -618,7 +689,7 @@ async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -
         if process.returncode is None:
             process.kill()
             await process.wait()
-        never.set()
+        never.set()  # lets the test server shut down at once
 
     def check(record: Mapping[str, Any]) -> None:
         n = int(str(record["url"]).rsplit("/", 1)[1] or 0)
@@ -633,6 +704,40 @@ async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -
     assert all(len(row) == len(header) for row in rows), rows
     records["csv"] = [dict(zip(header, row, strict=True)) for row in rows]
     for fmt, found in records.items():
-        assert len(found) >= WHOLE, fmt
+        assert len(found) == WHOLE, fmt
+        assert len({record["url"] for record in found}) == WHOLE, fmt
         for record in found:
             check(record)
+
+
+async def test_o_dash_into_a_reader_that_stops_early_ends_quietly(
+        tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(40))
+    project = pages_project(tmp_path, base, "concurrency: {total: 1, per_domain: 1}")
+    command = " ".join(["exec", *(shlex.quote(str(c)) for c in fw_command()), "run",
+                        shlex.quote(str(project)), "-o", "-", "|", "head", "-n", "1"])
+    process = await asyncio.create_subprocess_shell(
+        f"set -o pipefail; {command}", executable="/bin/bash",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert len(out.decode().splitlines()) == 1
+    assert "stdout closed" in err.decode() and "Error" not in err.decode()
+
+
+async def test_sqlite_cannot_write_to_stdout(tmp_path: Path, serve: Serve) -> None:
+    base = await serve(small_site(1))
+    project = pages_project(tmp_path, base, "exporters: [{format: sqlite, path: '-'}]")
+    done = await run_fw("check", str(project), cwd=tmp_path)
+    assert done.returncode == 2
+    assert _one_error_line(done.stderr).endswith(
+        "exporters[0].path: exporter 'sqlite' cannot write to standard output; give a file")
+
+
+def test_the_longest_extension_picks_the_exporter() -> None:
+    registry = Registry.collect(make_plugin_manager())
+    picks = {name: registry.exporter_for_extension(name) for name in
+             ("a.ndjson", "a.json", "A.JSONL", "a.sqlite3", "a.xml")}
+    assert {name: e.format if e else None for name, e in picks.items()} == {
+        "a.ndjson": "jsonl", "a.json": "json", "A.JSONL": "jsonl", "a.sqlite3": "sqlite",
+        "a.xml": None}

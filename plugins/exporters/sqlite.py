@@ -46,13 +46,12 @@ class SqliteExporter(Exporter):
     format: ClassVar[str] = "sqlite"
     extensions: ClassVar[tuple[str, ...]] = (".db", ".sqlite", ".sqlite3")
     Options: ClassVar[type[Any] | None] = SqliteOptions
+    stdout: ClassVar[bool] = False
 
     def open(self) -> None:
         """Open the database and (re)create the table."""
         self._opts: SqliteOptions = self.options or SqliteOptions()
-        if self.path == "-":
-            raise ValueError("sqlite cannot write to standard output")
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        _create(Path(self.path))
         self._db = sqlite3.connect(self.path, isolation_level=None)
         # WAL with synchronous=NORMAL makes each commit cheap while keeping it atomic.
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -93,6 +92,19 @@ class SqliteExporter(Exporter):
             self._columns[key] = column
             self._taken.add(column.lower())
         return column
+
+
+def _create(path: Path) -> None:
+    """Create the file and its folder, so that a failure has the system's reason.
+
+    sqlite3 says only "unable to open database file" for a folder, a missing permission
+    or a file in the way. Appending nothing leaves an existing database as it is.
+    """
+    try:
+        path.open("ab").close()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.open("ab").close()
 
 
 def _quote(name: str) -> str:

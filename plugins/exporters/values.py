@@ -8,10 +8,15 @@ import datetime
 import decimal
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 __all__ = ["dumps", "encode", "simplify", "write_all"]
+
+#: Characters json leaves raw that ``str.splitlines`` (and older JavaScript) take as a line
+#: break: one would split a JSON line in two for many readers.
+_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 
 def simplify(value: Any) -> Any:
@@ -53,13 +58,14 @@ def _finite(value: Any, path: frozenset[int] = frozenset()) -> Any:
 
 
 def dumps(value: Mapping[str, Any] | Any) -> str:
-    """Return compact, strictly valid JSON, keeping non-ASCII text readable."""
+    """Return compact, strictly valid JSON on one line, keeping non-ASCII text readable."""
     try:
-        return json.dumps(value, ensure_ascii=False, default=_default, allow_nan=False,
+        text = json.dumps(value, ensure_ascii=False, default=_default, allow_nan=False,
                           separators=(",", ":"))
     except ValueError:  # NaN or infinity somewhere: rare, so only then walk the value
-        return json.dumps(_finite(value), ensure_ascii=False, default=_default,
+        text = json.dumps(_finite(value), ensure_ascii=False, default=_default,
                           allow_nan=False, separators=(",", ":"))
+    return _LINE_BREAKS.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
 
 
 def encode(text: str) -> bytes:
