@@ -183,7 +183,7 @@ def test_a_walled_subject_page_exports_the_listing_data_then_reports_blocked() -
     results = DoubanSpider().parse_subject(response(film["url"], fixture("login_wall.html"),
                                                     {"film": film}))
     assert next(results) == film | NO_SUBJECT
-    with pytest.raises(Blocked, match="^a login wall .* instead of the film's page"):
+    with pytest.raises(Blocked, match=r"^a login wall .* instead of the film's page"):
         next(results)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
 
 from framework.cli import main
-from framework.project import load_project
+from framework.project import Project, load_project
+from framework.schema import keys_of
 from tests.conftest import run_fw, write_project
 
 VALID = """\
@@ -167,3 +170,14 @@ async def test_check_accepts_the_example_projects() -> None:
         result = await run_fw("check", str(path))
         assert result.returncode == 0, result.stderr
         assert re.match(rf"OK: {re.escape(str(path))}: ", result.stdout)
+
+
+def test_every_project_key_is_in_the_readme_reference() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    hints = typing.get_type_hints(Project)
+    for f in keys_of(Project):
+        kind = hints[f.name]
+        nested = [f"{f.name}.{g.name}" for g in keys_of(kind)] \
+            if dataclasses.is_dataclass(kind) else []
+        for key in nested or [f.name]:
+            assert f"| `{key}` |" in readme, f"README's project reference lacks {key}"
