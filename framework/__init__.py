@@ -5,6 +5,8 @@ classes ``Exporter`` and ``Middleware``, the ``option`` helper for option schema
 the control-flow exceptions.
 """
 
+from __future__ import annotations
+
 from framework.__about__ import __version__
 from framework.errors import (
                               Blocked,

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from framework.__about__ import __version__
 from framework.errors import CrawlAborted, PluginError, UsageError
-from framework.plugins import PluginInfo, make_plugin_manager
+from framework.plugins import make_plugin_manager
 from framework.registry import Registry
+from framework.stats import Stats
 
 __all__ = ["main"]
 
@@ -90,20 +91,25 @@ def _run(args: argparse.Namespace) -> int:
     from framework import runner  # imports the engine and aiohttp: only when crawling
 
     prepared = runner.prepare(args.project, args.overrides, args.output)
-    log.info("%s: plugins: %s", prepared.project.name, _plugin_header(prepared.pm.infos()))
-    stats = runner.run(prepared)
-    for line in stats.summary():
-        print(line, file=sys.stderr)
-    if args.stats:
-        _write_stats(args.stats, stats.to_dict())
+    log.info("%s: plugins: %s", prepared.project.name, ", ".join(
+        f"{i.name}-{i.version}" if i.version else i.name for i in prepared.pm.infos()))
+    try:
+        stats = runner.run(prepared)
+    except CrawlAborted as exc:
+        if exc.stats is not None:
+            _summarise(exc.stats, args.stats)
+        raise
+    _summarise(stats, args.stats)
     return INTERRUPTED if stats.reason == "interrupted" else OK
 
 
-def _write_stats(path: Path, stats: dict[str, object]) -> None:
+def _summarise(stats: Stats, path: Path | None) -> None:
+    for line in stats.summary():
+        print(line, file=sys.stderr)
+    if path is None:
+        return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        stats.save(path)
     except OSError as exc:
         raise CrawlAborted(f"--stats {path}: {exc.strerror or exc}") from exc
 
@@ -121,33 +127,15 @@ def _check(args: argparse.Namespace) -> int:
 
 def _plugins(args: argparse.Namespace) -> int:
     pm = make_plugin_manager()
-    infos, provides = pm.infos(), _provided(Registry.collect(pm))
+    rows = Registry.collect(pm).describe(pm)
     if args.json:
-        rows = [{"name": i.name, "distribution": i.distribution, "version": i.version,
-                 "module": i.module, "hooks": list(i.hooks),
-                 "provides": provides.get(i.name, {})} for i in infos]
         print(json.dumps(rows, indent=2))
         return OK
-    table = [("NAME", "DISTRIBUTION", "VERSION", "HOOKS", "PROVIDES")]
-    table += [(i.name, i.distribution or "-", i.version or "-", ", ".join(i.hooks),
-               "; ".join(f"{kind}: {', '.join(names)}"
-                         for kind, names in provides.get(i.name, {}).items()) or "-")
-              for i in infos]
+    table = [["NAME", "DISTRIBUTION", "VERSION", "HOOKS", "PROVIDES"]]
+    table += [[r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"]),
+               "; ".join(f"{kind}: {', '.join(names)}" for kind, names in r["provides"].items())
+               or "-"] for r in rows]
     widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return OK
-
-
-def _provided(registry: Registry) -> dict[str, dict[str, list[str]]]:
-    """Map each plugin to the spiders, exporters and middlewares it registered."""
-    provided: dict[str, dict[str, list[str]]] = {}
-    for kind, table in (("spiders", registry.spiders), ("exporters", registry.exporters),
-                        ("middlewares", registry.middlewares)):
-        for name in table:
-            provided.setdefault(registry.owners[kind, name], {}).setdefault(kind, []).append(name)
-    return provided
-
-
-def _plugin_header(infos: list[PluginInfo]) -> str:
-    return ", ".join(f"{i.name}-{i.version}" if i.version else i.name for i in infos)

@@ -6,11 +6,11 @@ which spider and exporter names exist and which top-level keys are plugin sectio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from framework.errors import ProjectError
+from framework.errors import PluginError, ProjectError
 from framework.exporters import Exporter
 from framework.middleware import Middleware
 from framework.parsers import Parsers
@@ -21,6 +21,8 @@ from framework.spider import Spider
 from framework.yamlfile import KeyPath, Source
 
 __all__ = ["Components", "assemble"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,26 @@ def assemble(project: Project, registry: Registry, plugin_names: Iterable[str],
     source = project.error_source
     _check_sections(project, registry, set(plugin_names))
     spider_class = _lookup(registry.spiders, project.spider, "spider", source, ("spider",))
-    spider = spider_class(_options(spider_class, project, spider_class.name),
-                          start_urls=project.start_urls)
+    spider = _start(registry, "spiders", spider_class.name, spider_class,
+                    _options(spider_class, project, spider_class.name),
+                    start_urls=project.start_urls)
     exporters = tuple(_exporter(spec, registry, source)
                       for spec in (*project.exporters, *outputs))
-    middlewares = tuple(cls(_options(cls, project, cls.name))
-                        for cls in registry.middlewares.values())
+    middlewares = tuple(_start(registry, "middlewares", name, cls,
+                               _options(cls, project, name))
+                        for name, cls in registry.middlewares.items())
     return Components(spider, exporters, middlewares, registry.parsers)
+
+
+def _start(registry: Registry, kind: str, name: str, component: Callable[..., T],
+           *args: Any, **kwargs: Any) -> T:
+    """Instantiate a plugin's class; a constructor that raises is the plugin's to fix."""
+    try:
+        return component(*args, **kwargs)
+    except Exception as exc:
+        plugin = registry.owners.get((kind, name), "?")
+        raise PluginError(f"plugin '{plugin}': {kind[:-1]} '{name}' failed to start: "
+                          f"{type(exc).__name__}: {exc}") from exc
 
 
 def _check_sections(project: Project, registry: Registry, plugin_names: set[str]) -> None:
@@ -90,7 +105,8 @@ def _exporter(spec: ExporterSpec, registry: Registry, source: Source) -> Exporte
         unknown = next(iter(options))
         raise source.error((*spec.at, unknown), f"unknown key; exporter '{exporter.format}' "
                            "takes no options")
-    built: Exporter = exporter(spec.path, options)
+    built: Exporter = _start(registry, "exporters", exporter.format, exporter, spec.path,
+                             options)
     return built
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 from urllib.request import getproxies
 
 import aiohttp
@@ -17,13 +18,27 @@ from framework.errors import FetchError
 from framework.http import Request, Response
 from framework.parsers import Parsers
 
-__all__ = ["DEFAULT_HEADERS", "DownloadSettings", "Downloader"]
+__all__ = ["DEFAULT_HEADERS", "DownloadSettings", "Downloader", "Fetcher"]
 
 DEFAULT_HEADERS: Mapping[str, str] = {
     "User-Agent": f"fw/{__version__} (+https://pypi.org/project/fw/)",
     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
     "Accept-Language": "en;q=0.9,*;q=0.5",
 }
+
+
+class Fetcher(Protocol):
+    """The fetching seam, an async context manager. This is all the engine calls."""
+
+    async def __aenter__(self) -> Fetcher:
+        """Open connections, sessions, whatever fetching needs."""
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        """Release them."""
+
+    async def fetch(self, request: Request) -> Response:
+        """Return the response to ``request`` (no redirects followed), or raise FetchError."""
 
 
 @dataclass(frozen=True)

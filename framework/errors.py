@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from framework.http import Response
+    from framework.stats import Stats
 
 __all__ = [
     "Blocked",
@@ -64,16 +65,25 @@ class PluginError(FwError):
 
 
 class CrawlAborted(FwError):
-    """The crawl cannot continue, e.g. an exporter can no longer write."""
+    """The crawl cannot continue, e.g. an exporter can no longer write.
+
+    ``stats`` holds the counts up to the abort, once the engine has them.
+    """
+
+    def __init__(self, message: str, stats: Stats | None = None) -> None:
+        super().__init__(message)
+        self.stats = stats
 
 
 class FetchError(FwError):
     """One request failed; ``kind`` names the failure in the stats (``timeout``, ``http_503``)."""
 
     def __init__(self, kind: str, message: str, *, retryable: bool = False,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, redirect_to: str | None = None) -> None:
         super().__init__(message)
         self.kind, self.retryable, self.retry_after = kind, retryable, retry_after
+        #: Where the server redirected, for ``offsite_redirect``.
+        self.redirect_to = redirect_to
 
 
 class HttpError(FetchError):

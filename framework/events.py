@@ -22,6 +22,9 @@ class EventHook:
 
     def __init__(self, name: str, calls: list[HookCall], on_error: PluginFailed) -> None:
         self.name, self._calls, self._on_error = name, calls, on_error
+        # Only item_scraped may drop an item; anywhere else DropItem is a plugin's mistake.
+        self._verdicts: tuple[type[Exception], ...] = (DropItem,) \
+            if name == "item_scraped" else ()
 
     def __bool__(self) -> bool:
         return bool(self._calls)
@@ -29,15 +32,16 @@ class EventHook:
     async def __call__(self, **kwargs: Any) -> None:
         """Call each implementation in plugin order, awaiting those that are async.
 
-        ``DropItem`` passes through (it is a verdict, not a failure); any other exception
-        is handed to ``on_error`` with the plugin's name and the next plugin still runs.
+        ``DropItem`` from ``item_scraped`` passes through (a verdict, not a failure); any
+        other exception is handed to ``on_error`` with the plugin's name, and the next
+        plugin still runs.
         """
         for call in self._calls:
             try:
                 outcome = call(**kwargs)
                 if inspect.isawaitable(outcome):
                     await outcome
-            except DropItem:
+            except self._verdicts:
                 raise
             except Exception as exc:
                 await self._on_error(call.plugin, self.name, exc, kwargs)

@@ -48,9 +48,13 @@ def chain(middlewares: Sequence[Middleware], fetch: Handler) -> Handler:
 async def _guarded(middleware: Middleware, request: Request, handler: Handler) -> Response:
     """Run one middleware; a bug in it fails this request, named, instead of the crawl."""
     try:
-        return await middleware(request, handler)
+        response = await middleware(request, handler)
     except (FetchError, IgnoreRequest):
         raise
     except Exception as exc:
         raise FetchError("plugin_error", f"middleware '{middleware.name}' raised "
                          f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(response, Response):
+        raise FetchError("plugin_error", f"middleware '{middleware.name}' returned "
+                         f"{type(response).__name__}, not a Response")
+    return response

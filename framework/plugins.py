@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -120,9 +121,14 @@ def _register_project_plugin(pm: PluginManager, spec: str, source: Source | None
         module = _import_file(spec, source) if is_file else importlib.import_module(spec)
     except Exception as exc:
         raise source.error(("plugins", index), _import_failure(spec, exc)) from exc
-    name = Path(spec).stem if is_file else spec
-    if pm.get_plugin(name) is None and not pm.is_registered(module):
+    # A file is named by its path, which no installed plugin's name can clash with.
+    name = os.path.normpath(spec) if is_file else spec
+    if pm.get_plugin(name) is not None or pm.is_registered(module):
+        return  # listed twice
+    try:
         _register(pm, module, name)
+    except PluginError as exc:
+        raise source.error(("plugins", index), str(exc)) from exc
 
 
 def _import_failure(spec: str, exc: Exception) -> str:
@@ -139,7 +145,10 @@ def _import_file(spec: str, source: Source) -> ModuleType:
     path = (source.file.parent / spec).resolve()
     if not path.is_file():
         raise FileNotFoundError(path)
-    module_name = f"fw_project_plugins.{path.stem}"
+    module_name, n = f"fw_project_plugins.{path.stem}", 1
+    while getattr(sys.modules.get(module_name), "__file__", str(path)) != str(path):
+        n += 1  # another project's file of the same name
+        module_name = f"fw_project_plugins.{path.stem}_{n}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     if module_spec is None or module_spec.loader is None:
         raise ImportError(f"cannot load {path}")
@@ -163,7 +172,7 @@ def _register(pm: PluginManager, plugin: object, name: str) -> None:
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{name}': {exc}") from exc
+        raise PluginError(f"plugin '{name}': {' '.join(str(exc).split())}") from exc
 
 
 def _check(pm: PluginManager) -> None:

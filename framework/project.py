@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 
 from framework.errors import UsageError
 from framework.schema import build, check_key_names, keys_of, option
-from framework.urls import host_of, is_fetchable
+from framework.urls import host_of, unfetchable
 from framework.yamlfile import KeyPath, Source, load
 
 __all__ = ["Backoff", "Concurrency", "ExporterSpec", "Project", "load_project", "parse_override"]
@@ -32,8 +33,11 @@ def _empty() -> Mapping[str, Any]:
 
 
 def _http_url(url: str) -> str:
-    if not is_fetchable(url):
+    problem = unfetchable(url)
+    if problem == "scheme":
         raise ValueError(f"{url!r} is not an http(s) URL; fw fetches only http:// and https://")
+    if problem:
+        raise ValueError(f"{url!r} is not a valid URL (check the host and port)")
     return url
 
 
@@ -43,12 +47,26 @@ def _host_name(host: str) -> str:
     return host.lower()
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field names
+
+
+def _headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    for name, value in headers.items():
+        if not _TOKEN.match(name):
+            raise ValueError(f"{name!r} is not a valid header name")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"the value of {name} contains a line break")
+    return headers
+
+
 @dataclass(frozen=True)
 class Concurrency:
     """How many requests may be in flight at once."""
 
-    total: int = option(16, doc="Requests in flight at once, across all hosts.", minimum=1)
-    per_domain: int = option(4, doc="Requests in flight at once to one host.", minimum=1)
+    total: int = option(16, doc="Requests in flight at once, across all hosts.", minimum=1,
+                        maximum=10_000)
+    per_domain: int = option(4, doc="Requests in flight at once to one host.", minimum=1,
+                             maximum=10_000)
 
 
 @dataclass(frozen=True)
@@ -123,7 +141,8 @@ class Project:
                                     "decompression; a larger response fails.", minimum=1)
     max_redirects: int = option(10, doc="Redirects followed from one request.", minimum=0)
     headers: Mapping[str, str] = option(doc="Headers sent with every request, e.g. a "
-                                        "User-Agent.", default_factory=_empty)
+                                        "User-Agent.", default_factory=_empty,
+                                        check=_headers)
     cookies: bool = option(True, doc="Keep cookies between requests, as a browser does.")
     exporters: tuple[ExporterSpec, ...] = option((), doc="Where items go: a list of "
                                                  "{format, path, ...options}.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,10 +13,12 @@ from framework.errors import PluginError
 from framework.exporters import Exporter
 from framework.middleware import Middleware
 from framework.parsers import Parsers
-from framework.plugins import HookCall, hook_calls
+from framework.plugins import HookCall, PluginManager, hook_calls
 from framework.spider import Spider
 
 __all__ = ["Registry"]
+
+log = logging.getLogger("fw")
 
 
 class Registry:
@@ -39,6 +43,15 @@ class Registry:
             for call in hook_calls(pm, hook):
                 _run(call, hook, adder)
         return registry
+
+    def describe(self, pm: PluginManager) -> list[dict[str, Any]]:
+        """Describe every plugin: its distribution, version, hooks and what it provides."""
+        provides: dict[str, dict[str, list[str]]] = {}
+        for (kind, name), plugin in self.owners.items():
+            provides.setdefault(plugin, {}).setdefault(kind, []).append(name)
+        return [{"name": i.name, "distribution": i.distribution, "version": i.version,
+                 "module": i.module, "hooks": list(i.hooks),
+                 "provides": provides.get(i.name, {})} for i in pm.infos()]
 
     def exporter_for_extension(self, path: str) -> type[Exporter] | None:
         """Return the exporter whose longest extension matches the end of ``path``.
@@ -77,6 +90,9 @@ class Registry:
         if name not in table:
             table[name] = value
             self.owners[kind, name] = plugin
+        elif table[name] is not value:
+            log.info("%s '%s' of plugin '%s' is overridden by plugin '%s'", kind[:-1], name,
+                     plugin, self.owners[kind, name])
 
 
 def _require(plugin: str, value: Any, base: type, attribute: str) -> None:
@@ -91,9 +107,12 @@ def _run(call: HookCall, hook: str, adder: Callable[..., None]) -> None:
         adder(call.plugin, *args)
 
     try:
-        call(register=register)
+        outcome = call(register=register)
     except PluginError:
         raise
     except Exception as exc:
         raise PluginError(f"plugin '{call.plugin}': {hook} raised "
                           f"{type(exc).__name__}: {exc}") from exc
+    if inspect.iscoroutine(outcome):  # registering happens once at start-up, synchronously
+        outcome.close()
+        raise PluginError(f"plugin '{call.plugin}': {hook} must be a plain def, not async def")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -180,6 +181,8 @@ def _scalar(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
     if hint is int and isinstance(raw, int) and not isinstance(raw, bool):
         return raw
     if hint is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+        if not math.isfinite(raw):
+            raise source.error(path, f"expected a finite number, got {_show(raw)}")
         return float(raw)
     # YAML reads `name: 2024` as a number; a string field takes it as written.
     if hint is str and isinstance(raw, str | int | float) and not isinstance(raw, bool):

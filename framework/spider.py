@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Collection, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
 from framework.http import Request, Response
 
-__all__ = ["CallbackResult", "Spider", "results"]
+__all__ = ["CallbackResult", "Spider", "as_item", "results"]
 
 #: What a callback may return: an (async) generator or iterable of items and requests,
 #: a coroutine returning one, or None.
@@ -63,3 +63,14 @@ async def results(outcome: CallbackResult) -> AsyncIterator[Any]:
             yield result
     else:
         yield outcome  # the engine reports what it cannot use
+
+
+def as_item(result: object) -> dict[str, Any] | None:
+    """Return ``result`` as an item dict if it is one: a dict, a mapping or a dataclass."""
+    if isinstance(result, dict):
+        return result
+    if isinstance(result, Mapping):
+        return dict(result)
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return None

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from framework.frontier import Counts
 
 __all__ = ["Stats"]
 
@@ -29,6 +33,12 @@ class Stats:
     filtered: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     hosts: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    #: Per host, the offsite hosts it redirected to (login walls, challenge hosts).
+    away: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    #: Pages a spider reported as challenge or login pages.
+    blocked_pages: list[str] = field(default_factory=list)
+    #: What the frontier still held when the crawl ended (stopped early, or interrupted).
+    left: Counts | None = None
     started: float = field(default_factory=time.time)
     _clock_start: float = field(default_factory=time.monotonic, repr=False)
     elapsed: float = 0.0
@@ -39,6 +49,10 @@ class Stats:
         self.bytes += size
         self.statuses[status] += 1
         self.hosts[host][status] += 1
+
+    def redirected(self, host: str, target: str) -> None:
+        """Count a redirect from ``host`` to an offsite ``target`` host."""
+        self.away[host][target] += 1
 
     def finish(self, reason: str | None = None) -> None:
         """Stop the clock; ``reason`` says why the crawl ended if not by running out."""
@@ -51,15 +65,24 @@ class Stats:
         """Responses per second of elapsed time."""
         return self.pages / self.elapsed if self.elapsed > 0 else 0.0
 
-    def blocked(self) -> list[tuple[str, int, int]]:
-        """Return ``(host, status, count)`` for hosts that refused every request."""
-        found = []
+    def blocked(self) -> list[str]:
+        """Describe each way the crawl was refused, one line per host or kind."""
+        lines = []
         for host, statuses in self.hosts.items():
+            if any(200 <= s < 300 for s in statuses):
+                continue
             refusals = {s: n for s, n in statuses.items() if s in _REFUSALS}
-            if refusals and not any(200 <= s < 300 for s in statuses):
+            if refusals:
                 status = max(refusals, key=refusals.__getitem__)
-                found.append((host, status, sum(statuses.values())))
-        return found
+                lines.append(f"{host} answered HTTP {status} to all {statuses.total()} "
+                             "requests")
+            elif host in self.away:
+                target = self.away[host].most_common(1)[0][0]
+                lines.append(f"{host} redirected all {statuses.total()} requests to {target}")
+        if self.blocked_pages:
+            lines.append(f"{len(self.blocked_pages)} pages were challenge or login pages "
+                         f"(first: {self.blocked_pages[0]})")
+        return lines
 
     def summary(self) -> list[str]:
         """Return the lines printed at the end of a crawl."""
@@ -70,10 +93,18 @@ class Stats:
                  f"{errors} error{'s' if errors != 1 else ''}"
                  + (f" ({detail})" if detail else "")
                  + (f", {self.retries} retries" if self.retries else "")]
-        lines += [f"blocked: {host} answered HTTP {status} to all {n} requests: the site "
-                  "refuses this client; send a browser User-Agent (headers:) and slow down "
-                  "(delay:)" for host, status, n in self.blocked()]
+        lines += [f"blocked: {what}: the site refuses this client; send a browser User-Agent "
+                  "(headers:) and slow down (delay:)" for what in self.blocked()]
+        if self.left and (self.left.pending or self.left.delayed):
+            lines.append(f"not fetched: {self.left.pending} queued and {self.left.delayed} "
+                         "waiting to retry when the crawl stopped")
         return lines
+
+    def save(self, path: Path) -> None:
+        """Write the stats as JSON to ``path``, creating its folder."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the stats as JSON-ready data."""
@@ -85,5 +116,7 @@ class Stats:
             "dropped_items": self.dropped, "bytes": self.bytes,
             "errors": dict(self.errors), "filtered": dict(self.filtered),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "blocked": [{"host": h, "status": s, "requests": n} for h, s, n in self.blocked()],
+            "blocked": self.blocked(),
+            "left": {"pending": self.left.pending, "delayed": self.left.delayed}
+            if self.left else None,
         }

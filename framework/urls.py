@@ -10,14 +10,30 @@ from w3lib.url import canonicalize_url
 
 from framework.http import Request
 
-__all__ = ["Offsite", "canonical_url", "fingerprint", "host_of", "is_fetchable"]
+__all__ = ["Offsite", "canonical_url", "fingerprint", "host_of", "is_fetchable", "unfetchable"]
 
 _FETCHABLE = ("http://", "https://")
 
 
+def unfetchable(url: str) -> str | None:
+    """Say why fw would not fetch ``url`` (``scheme`` or ``invalid_url``), or return None.
+
+    Only absolute http(s) URLs with a host and a valid port are fetched; ``mailto:`` and
+    ``javascript:`` links are not errors, just not for a crawler.
+    """
+    if not url[:8].lower().startswith(_FETCHABLE):
+        return "scheme"
+    try:
+        parts = urlsplit(url)
+        valid = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # an unbalanced IPv6 bracket, a port like 99999
+        valid = False
+    return None if valid else "invalid_url"
+
+
 def is_fetchable(url: str) -> bool:
     """Tell whether fw fetches ``url``: only absolute http(s) URLs with a host."""
-    return url[:8].lower().startswith(_FETCHABLE) and bool(host_of(url))
+    return unfetchable(url) is None
 
 
 def host_of(url: str) -> str:
@@ -29,8 +45,15 @@ def host_of(url: str) -> str:
 
 
 def canonical_url(url: str) -> str:
-    """Return ``url`` with the fragment dropped and the query sorted, for dedup."""
-    return canonicalize_url(url)
+    """Return ``url`` with the fragment dropped and the query sorted, for dedup.
+
+    A URL w3lib cannot take apart is its own canonical form: deduplicating it by its exact
+    text is the best that can be done, and fetching it will say what is wrong.
+    """
+    try:
+        return canonicalize_url(url)
+    except ValueError:
+        return url
 
 
 def fingerprint(request: Request) -> int:

@@ -66,21 +66,34 @@ def load(file: Path) -> tuple[Any, Source]:
         raise ProjectError(f"{file}:1", "", f"invalid YAML: {exc}") from exc
     lines: dict[KeyPath, int] = {}
     if root is not None:
-        _record_lines(root, (), lines)
+        _record_lines(root, (), lines, set(), file)
     return data, Source(file, lines)
 
 
-def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
-    """Walk the composed node tree beside the loaded data and note each key's line."""
+def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int],
+                  seen: set[int], file: Path) -> None:
+    """Walk the composed node tree beside the loaded data and note each key's line.
+
+    Each node is walked once, so a small file of nested aliases (a "billion laughs") costs
+    no more than its size; a key written twice in one mapping is an error.
+    """
     lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
+        keys: dict[str, int] = {}
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode):
-                lines[(*path, key.value)] = key.start_mark.line + 1
-                _record_lines(value, (*path, key.value), lines)
+                line = key.start_mark.line + 1
+                if key.value in keys and key.tag != "tag:yaml.org,2002:merge":
+                    raise ProjectError(f"{file}:{line}", format_key((*path, key.value)),
+                                       f"written twice (first on line {keys[key.value]})")
+                keys[key.value] = lines[(*path, key.value)] = line
+                _record_lines(value, (*path, key.value), lines, seen, file)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines)
+            _record_lines(item, (*path, index), lines, seen, file)
 
 
 def _reason(exc: Exception) -> str:

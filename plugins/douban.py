@@ -232,7 +232,7 @@ def _snippet(film: Selector) -> str:
     return text[:80]
 
 
-@hookimpl
+@hookimpl(trylast=True)  # bundled: any installed plugin may override it
 def register_spiders(register: Callable[[type[Spider]], None]) -> None:
     """Provide the ``douban`` spider."""
     register(DoubanSpider)

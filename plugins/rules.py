@@ -413,7 +413,7 @@ class RulesSpider(Spider):
         self.logger.debug("item skipped: %s is missing on %s", field, response.url)
 
 
-@hookimpl
+@hookimpl(trylast=True)  # bundled: any installed plugin may override it
 def register_spiders(register: Callable[[type[Spider]], None]) -> None:
     """Provide the ``rules`` spider."""
     register(RulesSpider)

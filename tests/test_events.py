@@ -172,7 +172,7 @@ async def test_every_hook_runs_and_failures_are_counted_by_kind(
     assert seen["scheduled"][0] == "start" and "gone" in seen["scheduled"]
     assert ("gone", 404) in seen["received"]
     messages = [r.getMessage() for r in caplog.records]
-    assert any("plugin 'faulty': item_scraped raised RuntimeError: faulty plugin" in m
+    assert any("plugin 'faulty.py': item_scraped raised RuntimeError: faulty plugin" in m
                for m in messages)
     assert any("spider shop: parse_product raised ValueError: cannot parse price "
                f"({base}/broken)" in m for m in messages)

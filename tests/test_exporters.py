@@ -713,9 +713,10 @@ async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -
 async def test_o_dash_into_a_reader_that_stops_early_ends_quietly(
         tmp_path: Path, serve: Serve) -> None:
     base = await serve(small_site(40))
-    project = pages_project(tmp_path, base, "concurrency: {total: 1, per_domain: 1}")
+    project = pages_project(tmp_path, base)
     command = " ".join(["exec", *(shlex.quote(str(c)) for c in fw_command()), "run",
-                        shlex.quote(str(project)), "-o", "-", "|", "head", "-n", "1"])
+                        shlex.quote(str(project)), "-s", "concurrency.total=1", "-o", "-",
+                        "|", "head", "-n", "1"])
     process = await asyncio.create_subprocess_shell(
         f"set -o pipefail; {command}", executable="/bin/bash",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -134,7 +134,7 @@ def test_wrappers_are_rejected(tmp_path: Path) -> None:
         "from framework import hookimpl\n\n@hookimpl(wrapper=True)\n"
         "def crawl_started(project):\n    yield\n", encoding="utf-8")
     project = write_project(tmp_path, "spider: x\n")
-    with pytest.raises(PluginError, match="plugin 'wrap': crawl_started is a wrapper"):
+    with pytest.raises(PluginError, match=r"plugin 'wrap\.py': crawl_started is a wrapper"):
         make_plugin_manager(["./wrap.py"], source=load_project(project).source)
 
 

@@ -143,7 +143,7 @@ def test_plugin_with_a_misspelt_hook_is_named(project_dir: Path,
     path = write_project(project_dir, VALID.replace("./shop.py", "./shop.py, ./typo.py"))
     assert main(["check", str(path)]) == 2
     line = error_line(capsys.readouterr().err)
-    assert line.startswith("Error: plugin 'typo': register_spider is not an fw hook")
+    assert line.startswith("Error: plugin 'typo.py': register_spider is not an fw hook")
     assert "did you mean 'register_spiders'" in line
 
 

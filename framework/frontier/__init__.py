@@ -36,7 +36,7 @@ class Lease:
 
 @dataclass(frozen=True)
 class Counts:
-    """How much work the frontier holds, for progress and ``fw status``."""
+    """How much work the frontier holds, for progress reports and the final stats."""
 
     pending: int
     delayed: int

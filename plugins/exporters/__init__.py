@@ -13,7 +13,7 @@ from plugins.exporters.sqlite import SqliteExporter
 __all__ = ["CsvExporter", "JsonArrayExporter", "JsonLinesExporter", "SqliteExporter"]
 
 
-@hookimpl
+@hookimpl(trylast=True)  # bundled: any installed plugin may override it
 def register_exporters(register: Callable[[type[Exporter]], None]) -> None:
     """Provide jsonl, json, csv and sqlite."""
     for exporter in (JsonLinesExporter, JsonArrayExporter, CsvExporter, SqliteExporter):

@@ -1,0 +1,54 @@
+"""What the engine does with a response before a spider sees it: redirects and statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from urllib.parse import urljoin
+
+from framework.errors import FetchError, HttpError
+from framework.http import Request, Response
+from framework.retry import parse_retry_after, retryable_status
+from framework.urls import Offsite, unfetchable
+
+__all__ = ["check_status", "redirect_of"]
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> Request | None:
+    """Return the request a redirect leads to, or None if ``response`` is no redirect.
+
+    The new request goes through dedup like any link. A redirect to a host outside
+    ``allowed_domains`` is a failure, not a filter: sites redirect to login walls and
+    challenge hosts, and the spider's errback must get the chance to keep what it knew.
+    """
+    location = response.headers.get("Location")
+    if response.status not in _REDIRECTS or not location:
+        return None
+    request = response.request
+    if request.redirects >= max_redirects:
+        raise FetchError("redirects", f"more than {max_redirects} redirects")
+    try:
+        target = urljoin(response.url, location.strip())
+    except ValueError:
+        target = location
+    if unfetchable(target) == "invalid_url":
+        raise FetchError("invalid_url", f"redirected to an invalid URL: {location!r}")
+    if unfetchable(target) is None and not offsite.allows(target):
+        raise FetchError("offsite_redirect", f"redirected to {target}, outside allowed_domains",
+                         redirect_to=target)
+    becomes_get = response.status == 303 or (response.status in (301, 302)
+                                             and request.method == "POST")
+    return request.replace(url=target, redirects=request.redirects + 1,
+                           method="GET" if becomes_get else request.method,
+                           body=None if becomes_get else request.body)
+
+
+def check_status(response: Response, allowed: Collection[int]) -> None:
+    """Raise ``HttpError`` unless the status is 2xx or one the spider asked to handle."""
+    status = response.status
+    if 200 <= status < 300 or status in allowed:
+        return
+    retryable = retryable_status(status)
+    retry_after = parse_retry_after(response.headers) if retryable else None
+    raise HttpError(response, retryable=retryable, retry_after=retry_after)
