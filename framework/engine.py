@@ -27,7 +27,7 @@ import pluggy
 
 from framework.components import Components
 from framework.downloader import Downloader, DownloadSettings, Fetcher
-from framework.errors import Blocked, CloseSpider, CrawlAborted, FetchError, IgnoreRequest
+from framework.errors import CloseSpider, CrawlAborted, FetchError, IgnoreRequest
 from framework.events import Events
 from framework.exporters import Exporter
 from framework.frontier import Frontier, HostPolicy, Lease
@@ -39,7 +39,7 @@ from framework.pipeline import ItemPipeline
 from framework.project import Project
 from framework.responses import check_status, redirect_of
 from framework.retry import RetryPolicy
-from framework.spider import as_item, results
+from framework.spider import results, run_callback
 from framework.stats import Stats
 from framework.urls import Offsite, host_of, unfetchable
 
@@ -100,6 +100,16 @@ class Engine:
     async def run(self) -> Stats:
         """Crawl until the frontier is exhausted or ``stop()``; return the stats."""
         try:
+            await self._run()
+        except CrawlAborted as exc:
+            if not self.stats.elapsed:  # it failed before the crawl began
+                self.stats.finish("aborted")
+            exc.stats = self.stats
+            raise
+        return self.stats
+
+    async def _run(self) -> None:
+        try:
             async with AsyncExitStack() as stack:
                 self._open_exporters(stack)
                 await self._frontier.open()
@@ -110,10 +120,6 @@ class Engine:
         except BaseExceptionGroup as group:
             # The task group wraps what a worker raised: report the first cause plainly.
             raise _first(group) from group
-        except CrawlAborted as exc:
-            exc.stats = self.stats
-            raise
-        return self.stats
 
     def _downloader(self) -> Downloader:
         project = self.project
@@ -318,38 +324,15 @@ class Engine:
         await self._frontier.fail(lease, kind)
         await self._schedule(discovered)
 
-    # ---------------------------------------------------------------------------------------
-    # Spider callbacks
-    # ---------------------------------------------------------------------------------------
-
     async def _callback(self, request: Request, name: str | None, *args: Any
                         ) -> tuple[list[dict[str, Any]], list[Request]]:
-        """Run one spider callback; keep what it yielded even if it raises half-way."""
-        method = getattr(self.spider, name or "parse", None)
-        items: list[dict[str, Any]] = []
-        requests: list[Request] = []
-        if not callable(method):
-            await self._report(AttributeError(name), "spider_error", request,
-                               f"spider {self.spider.name} has no callback {name!r}")
-            return items, requests
-        try:
-            async for result in results(method(*args)):
-                if isinstance(result, Request):
-                    requests.append(result)
-                elif (item := as_item(result)) is not None:
-                    items.append(item)
-                elif result is not None:
-                    await self._report(TypeError(), "spider_error", request,
-                                       f"spider {self.spider.name}: {method.__name__} yielded "
-                                       f"{type(result).__name__}; expected a dict item or a "
-                                       "Request")
-        except CloseSpider as exc:
-            self.stop(f"closed by spider: {exc.reason}")
-        except Blocked as exc:
-            await self._report(exc, "blocked", request, str(exc))
-        except Exception as exc:
-            await self._spider_error(exc, request, getattr(method, "__name__", str(name)))
-        return items, requests
+        """Run a spider callback, report what went wrong in it, and return what it found."""
+        outcome = await run_callback(self.spider, name, *args)
+        for kind, error, message in outcome.problems:
+            await self._report(error, kind, request, message)
+        if outcome.close is not None:
+            self.stop(f"closed by spider: {outcome.close}")
+        return outcome.items, outcome.requests
 
     # ---------------------------------------------------------------------------------------
     # Failures

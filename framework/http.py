@@ -143,8 +143,15 @@ class Response:
         return self._base_url
 
     def urljoin(self, url: str) -> str:
-        """Resolve ``url`` against this page, as a browser would."""
-        return urljoin(self.base_url, url)
+        """Resolve ``url`` against this page, as a browser would.
+
+        A link too broken to resolve (``http://[::1``) comes back as written: the engine
+        then drops it as ``invalid_url`` instead of the spider crashing on one bad href.
+        """
+        try:
+            return urljoin(self.base_url, url)
+        except ValueError:
+            return url
 
     def follow(self, href: str | Selector, callback: object = None, *, priority: int = 0,
                meta: dict[str, Any] | None = None, **kwargs: Any) -> Request:

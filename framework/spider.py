@@ -6,11 +6,13 @@ import dataclasses
 import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from framework.errors import Blocked, CloseSpider
 from framework.http import Request, Response
 
-__all__ = ["CallbackResult", "Spider", "as_item", "results"]
+__all__ = ["CallbackResult", "Outcome", "Spider", "as_item", "results", "run_callback"]
 
 #: What a callback may return: an (async) generator or iterable of items and requests,
 #: a coroutine returning one, or None.
@@ -74,3 +76,48 @@ def as_item(result: object) -> dict[str, Any] | None:
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         return dataclasses.asdict(result)
     return None
+
+
+@dataclass
+class Outcome:
+    """What one callback produced, and what went wrong on the way."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    #: ``(kind, error, message)`` for each failure, in the order they happened.
+    problems: list[tuple[str, BaseException, str]] = field(default_factory=list)
+    #: Set when the callback raised ``CloseSpider``: why the crawl should stop.
+    close: str | None = None
+
+
+async def run_callback(spider: Spider, name: str | None, *args: Any) -> Outcome:
+    """Run one spider callback; keep what it yielded even if it raises half-way."""
+    outcome = Outcome()
+    method = getattr(spider, name or "parse", None)
+    if not callable(method):
+        message = f"spider {spider.name} has no callback {name!r}"
+        outcome.problems.append(("spider_error", AttributeError(name), message))
+        return outcome
+    label = f"spider {spider.name}: {getattr(method, '__name__', name)}"
+    try:
+        async for result in results(method(*args)):
+            _sort(result, outcome, label)
+    except CloseSpider as exc:
+        outcome.close = exc.reason
+    except Blocked as exc:
+        outcome.problems.append(("blocked", exc, str(exc)))
+    except Exception as exc:
+        message = f"{label} raised {type(exc).__name__}: {exc}"
+        outcome.problems.append(("spider_error", exc, message))
+    return outcome
+
+
+def _sort(result: object, outcome: Outcome, label: str) -> None:
+    if isinstance(result, Request):
+        outcome.requests.append(result)
+    elif (item := as_item(result)) is not None:
+        outcome.items.append(item)
+    elif result is not None:
+        message = (f"{label} yielded {type(result).__name__}; expected a dict item or a "
+                   "Request")
+        outcome.problems.append(("spider_error", TypeError(message), message))

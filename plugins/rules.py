@@ -339,7 +339,7 @@ _NUMBER = re.compile(r"""
     (?P<fraction>\.\d+)?
     (?P<suffix>[kKMB](?![a-zA-Z]))?        # 1.5k, 3M, 2B; not the K of "5 Kids"
     """, re.VERBOSE)
-_SCALE: dict[str | None, int] = {None: 1, "k": 1000, "K": 1000, "M": 1000**2, "B": 1000**3}
+_EXPONENT: dict[str | None, int] = {None: 0, "k": 3, "K": 3, "M": 6, "B": 9}
 _FALSE = frozenset({"false", "no", "off", "0"})
 
 
@@ -349,9 +349,11 @@ def _number(text: str, kind: Callable[[Decimal], Any]) -> Any:
     if found is None:
         return None
     sign, digits, fraction, suffix = found.group("sign", "digits", "fraction", "suffix")
-    # Decimal keeps big integers exact, and int() of it drops a fraction toward zero.
-    number = Decimal(digits.replace(",", "") + (fraction or "")) * _SCALE[suffix]
-    return kind(-number if sign else number)
+    # Building a Decimal from text is exact (arithmetic would round to 28 digits), so a
+    # 40-digit integer stays exact; int() of it drops a fraction toward zero.
+    number = Decimal(f"{'-' if sign else ''}{digits.replace(',', '')}{fraction or ''}"
+                     f"E{_EXPONENT[suffix]}")
+    return kind(number)
 
 
 _TYPES: dict[str, Callable[[str, Response], Any]] = {

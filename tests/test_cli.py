@@ -37,11 +37,13 @@ class Site:
     """A site whose /slow page answers only when the test says so."""
 
     def __init__(self) -> None:
-        self.arrived, self.release = asyncio.Event(), asyncio.Event()
+        self.arrived, self.release, self.hit = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self.hits: list[str] = []
+        self.base = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.hits.append(request.path)
+        self.hit.set()
         if request.path == "/slow":
             self.arrived.set()
             await self.release.wait()
@@ -53,7 +55,7 @@ async def site(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Site, Path]]
     state = Site()
     app = web.Application()
     app.router.add_get("/{tail:.*}", state.handle)
-    base = await serve(app)
+    base = state.base = await serve(app)
     (tmp_path / "slow.py").write_text(SPIDER, encoding="utf-8")
     project = write_project(tmp_path, f"""
         spider: slow
@@ -156,3 +158,58 @@ async def test_plugins_lists_the_bundled_plugins() -> None:
 async def test_bad_usage_exits_2() -> None:
     result = await run_fw("run")
     assert result.returncode == 2 and "usage: fw run" in result.stderr
+
+
+HANGING = '''
+import asyncio
+from framework import Spider, hookimpl
+
+class Hangs(Spider):
+    name = "hangs"
+
+    async def parse(self, response):
+        yield {"path": "/"}
+        await asyncio.Event().wait()  # a callback that never finishes
+
+@hookimpl
+def register_spiders(register):
+    register(Hangs)
+'''
+
+
+async def test_ctrl_c_gives_up_on_in_flight_work_after_the_grace_period(
+        site: tuple[Site, Path], tmp_path: Path) -> None:
+    state, _ = site
+    state.release.set()
+    (tmp_path / "hangs.py").write_text(HANGING, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: hangs
+        start_urls: [{state.base}/]
+        plugins: [./hangs.py]
+        timeout: 0.5
+        """, name="hangs.yaml")
+    process = await start_fw("run", str(project))
+    assert process.stderr is not None
+    async with asyncio.timeout(10):
+        await state.hit.wait()  # the engine runs, so Ctrl-C is handled by it
+    process.send_signal(signal.SIGINT)
+    await read_until(process.stderr, "Stopping")
+    async with asyncio.timeout(15):  # grace: the request timeout plus 5 s
+        await process.wait()
+    assert process.returncode == 130
+    assert "interrupted" in (await process.stderr.read()).decode()
+
+
+async def test_an_aborted_crawl_still_summarises_and_writes_stats(
+        site: tuple[Site, Path], tmp_path: Path) -> None:
+    state, project = site
+    state.release.set()
+    # Every write to /dev/full fails as on a full disk: the crawl aborts at the first item.
+    result = await run_fw("run", str(project), "-s", "exporters=[{path: /dev/full, format: "
+                          "jsonl}]", "--stats", str(tmp_path / "stats.json"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "Error: exporter jsonl (/dev/full) failed: No space left on device"
+    assert lines[-2].startswith("project: aborted in ")
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["reason"] == "aborted" and stats["pages"] >= 1

@@ -7,6 +7,7 @@ import itertools
 import socket
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from tests.conftest import Serve, crawl, read_jsonl, write_project
@@ -326,3 +327,241 @@ async def test_max_depth_max_pages_and_max_items(tmp_path: Path, serve: Serve) -
     items = await crawl(project, "max_items=3")
     assert items.items == 3 and items.reason == "max_items reached"
     assert len(read_jsonl(tmp_path / "out/items.jsonl")) == 3
+
+
+async def test_invalid_links_and_locations_are_filtered_not_fatal(tmp_path: Path,
+                                                                  serve: Serve) -> None:
+    hits: list[str] = []
+
+    async def bad_location(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": "http://[::1/"})
+
+    async def good(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/", static("http://127.0.0.1:99999/x", "http://[::1/", "/bad-location",
+                                   "/good"))
+    app.router.add_get("/bad-location", bad_location)
+    app.router.add_get("/good", good)
+    base = await serve(app)
+    stats = await crawl(links_project(tmp_path, base))
+    assert stats.reason == "finished" and hits == ["/good"]
+    assert stats.filtered["invalid_url"] == 2
+    assert stats.errors == {"invalid_url": 1}  # the redirect to nowhere
+
+
+ENDLESS = '''
+import asyncio, itertools
+from framework import CloseSpider, Request, Spider, hookimpl
+
+class Endless(Spider):
+    name = "endless"
+
+    def start_requests(self):
+        if self.options.get("close"):
+            yield Request(self.start_urls[0] + "0")
+            raise CloseSpider("no more")
+        for n in itertools.count():  # never awaits, never ends
+            yield Request(f"{self.start_urls[0]}{n}")
+
+    async def parse(self, response):
+        yield {"url": response.url}
+
+class EndlessAsync(Endless):
+    name = "endless_async"
+
+    async def start_requests(self):
+        for n in itertools.count():
+            await asyncio.sleep(0)
+            yield Request(f"{self.start_urls[0]}{n}")
+
+@hookimpl
+def register_spiders(register):
+    register(Endless)
+    register(EndlessAsync)
+'''
+
+
+@pytest.mark.parametrize("spider", ["endless", "endless_async"])
+async def test_endless_start_requests_stop_with_the_crawl(tmp_path: Path, serve: Serve,
+                                                         spider: str) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{n}", handler)
+    base = await serve(app)
+    (tmp_path / "endless.py").write_text(ENDLESS, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: {spider}
+        start_urls: [{base}/]
+        plugins: [./endless.py]
+        max_pages: 5
+        """)
+    async with asyncio.timeout(20):
+        stats = await crawl(project)
+    assert stats.pages == 5 and stats.reason == "max_pages reached"
+    assert stats.left is not None and stats.left.pending <= 10_000 + 100  # back-pressure
+
+
+async def test_close_spider_from_start_requests_stops_cleanly(tmp_path: Path,
+                                                              serve: Serve) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{n}", handler)
+    base = await serve(app)
+    (tmp_path / "endless.py").write_text(ENDLESS, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: endless
+        start_urls: [{base}/]
+        plugins: [./endless.py]
+        endless: {{close: true}}
+        """)
+    stats = await crawl(project)
+    assert stats.reason == "closed by spider: no more" and stats.errors == {}
+    assert stats.pages <= 1
+
+
+MISBEHAVING = '''
+import asyncio
+from framework import DropItem, Middleware, Spider, hookimpl
+
+class Items(Spider):
+    name = "items"
+
+    async def parse(self, response):
+        if response.url.endswith("/"):
+            for n in range(6):
+                yield response.follow(f"/{n}")
+        yield {"url": response.url, "odd": object() if response.url.endswith("/3") else None}
+
+class ReturnsNothing(Middleware):
+    name = "returns_nothing"
+
+    async def __call__(self, request, handler):
+        if request.url.endswith("/5"):
+            return None
+        return await handler(request)
+
+@hookimpl
+def register_spiders(register):
+    register(Items)
+
+@hookimpl
+def register_middlewares(register):
+    register(ReturnsNothing)
+
+@hookimpl
+def response_received(response):
+    if response.url.endswith("/4"):
+        raise DropItem("not allowed here")
+
+@hookimpl
+async def item_scraped(item):
+    await asyncio.sleep(0)  # lets other workers reach the limit check meanwhile
+'''
+
+
+async def test_plugin_and_item_mistakes_fail_alone(tmp_path: Path, serve: Serve) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    (tmp_path / "misbehaving.py").write_text(MISBEHAVING, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: items
+        start_urls: [{base}/]
+        plugins: [./misbehaving.py]
+        exporters: [{{path: out/items.jsonl}}]
+        """)
+    stats = await crawl(project)
+    exported = {item["url"] for item in read_jsonl(tmp_path / "out/items.jsonl")}
+    # /3 cannot be encoded; /5 was answered with None by a middleware; /4's hook misused
+    # DropItem, which is reported but does not drop anything.
+    assert exported == {f"{base}/", *(f"{base}/{n}" for n in (0, 1, 2, 4))}
+    assert stats.errors == {"item_error": 1, "plugin_error": 2}
+    assert stats.reason == "finished"
+
+
+async def test_max_items_is_exact_with_async_hooks(tmp_path: Path, serve: Serve) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    (tmp_path / "misbehaving.py").write_text(MISBEHAVING, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: items
+        start_urls: [{base}/]
+        plugins: [./misbehaving.py]
+        exporters: [{{path: out/items.jsonl}}]
+        max_items: 3
+        """)
+    stats = await crawl(project)
+    assert stats.items == 3 == len(read_jsonl(tmp_path / "out/items.jsonl"))
+
+
+async def test_delay_spaces_requests_to_one_host(tmp_path: Path, serve: Serve) -> None:
+    starts: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        starts.append(asyncio.get_running_loop().time())
+        n = int(request.path.strip("/") or 0)
+        return page(f"/{n + 1}") if n < 4 else page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    project = links_project(tmp_path, base, "delay: 0.2\nconcurrency: {total: 4, per_domain: 4}")
+    await crawl(project)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(gaps) == 4 and min(gaps) >= 0.2 * 0.5  # jittered between 0.5x and 1.5x
+
+
+async def test_303_and_a_redirected_post_become_get(tmp_path: Path, serve: Serve) -> None:
+    seen: list[tuple[str, str, bytes]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.method, request.path, await request.read()))
+        if request.path == "/form":
+            return web.Response(status=303, headers={"Location": "/done"})
+        if request.path == "/moved":
+            return web.Response(status=302, headers={"Location": "/done2"})
+        if request.path == "/keep":
+            return web.Response(status=307, headers={"Location": "/kept"})
+        return page()
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    base = await serve(app)
+    (tmp_path / "post.py").write_text('''
+from framework import Request, Spider, hookimpl
+
+class Poster(Spider):
+    name = "poster"
+
+    def start_requests(self):
+        for path in ("/form", "/moved", "/keep"):
+            yield Request(self.start_urls[0] + path, method="POST", body=b"q=1")
+
+    async def parse(self, response):
+        yield {"url": response.url}
+
+@hookimpl
+def register_spiders(register):
+    register(Poster)
+''', encoding="utf-8")
+    project = write_project(tmp_path, f"spider: poster\nstart_urls: [{base}]\n"
+                            "plugins: [./post.py]\n")
+    await crawl(project)
+    assert sorted(seen) == sorted([
+        ("POST", "/form", b"q=1"), ("GET", "/done", b""),
+        ("POST", "/moved", b"q=1"), ("GET", "/done2", b""),
+        ("POST", "/keep", b"q=1"), ("POST", "/kept", b"q=1")])

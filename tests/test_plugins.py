@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from framework import Exporter, hookimpl
+from framework.cli import main
 from framework.errors import PluginError
 from framework.plugins import make_plugin_manager
 from framework.project import load_project
@@ -164,8 +165,68 @@ def test_registering_something_that_is_not_a_spider_is_named() -> None:
         Registry.collect(pm)
 
 
-def test_discovery_order_is_documented_and_real() -> None:
+def test_discovery_order_is_documented_and_real(tmp_path: Path) -> None:
+    spider_file(tmp_path, "mine.py", "mine")
+    project = load_project(write_project(tmp_path, "spider: mine\nplugins: [./mine.py]\n"))
+    names = [name for name, _ in make_plugin_manager(project.plugins,
+                                                      source=project.source).list_name_plugin()]
+    # 1-2: the built-in plugin; 3: entry points (bundled ones among them); 4: the project's.
+    assert names[0] == "fw" and names[-1] == "mine.py"
+    assert {"douban", "rules", "exporters"} <= set(names[1:-1])
+
+
+def spider_file(directory: Path, name: str, spider: str, body: str = "") -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(
+        "from framework import Spider, hookimpl\n\n"
+        f"class S(Spider):\n    name = {spider!r}\n{body}\n\n"
+        "@hookimpl\ndef register_spiders(register):\n    register(S)\n", encoding="utf-8")
+
+
+def test_a_project_file_named_like_an_installed_plugin_is_still_loaded(tmp_path: Path) -> None:
+    spider_file(tmp_path, "douban.py", "mine")
+    spider_file(tmp_path / "a", "spiders.py", "from_a")
+    spider_file(tmp_path / "b", "spiders.py", "from_b")
+    project = write_project(tmp_path, "spider: mine\nplugins: [./douban.py, a/spiders.py, "
+                            "b/spiders.py]\n")
+    pm = make_plugin_manager(load_project(project).plugins, source=load_project(project).source)
+    registry = Registry.collect(pm)
+    assert {"mine", "from_a", "from_b", "douban"} <= set(registry.spiders)
+    assert registry.owners["spiders", "from_b"] == "b/spiders.py"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("    def __init__(self, *args, **kwargs):\n        raise KeyError('api_key')",
+     "Error: plugin 'boom.py': spider 'boom' failed to start: KeyError: 'api_key'"),
+])
+def test_a_spider_that_cannot_start_is_named(tmp_path: Path, body: str, message: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    spider_file(tmp_path, "boom.py", "boom", body)
+    project = write_project(tmp_path, "spider: boom\nplugins: [./boom.py]\n")
+    assert main(["check", str(project)]) == 2
+    assert capsys.readouterr().err.strip() == message
+
+
+def test_async_registry_hooks_are_refused(tmp_path: Path) -> None:
+    class Async:
+        @hookimpl
+        async def register_spiders(self, register):  # type: ignore[no-untyped-def]
+            register(None)
+
     pm = make_plugin_manager()
-    names = [name for name, _ in pm.list_name_plugin()]
-    assert names[0] == "fw"  # the built-in parsers come first, so everything overrides them
-    assert {"douban", "rules", "exporters"} <= set(names)
+    pm.register(Async(), name="asyncy")
+    with pytest.raises(PluginError, match="plugin 'asyncy': register_spiders must be a plain "
+                                          "def, not async def"):
+        Registry.collect(pm)
+
+
+def test_a_hook_with_a_wrong_signature_is_one_located_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "sig.py").write_text("from framework import hookimpl\n\n@hookimpl\n"
+                                     "def register_spiders(registr):\n    pass\n")
+    project = write_project(tmp_path, "spider: x\nplugins:\n  - ./sig.py\n")
+    assert main(["check", str(project)]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1
+    assert error.startswith(f"Error: {project}:3: plugins[0]: plugin 'sig.py': ")
+    assert "registr" in error

@@ -60,6 +60,21 @@ INVALID = {
     "plugin section not a mapping": (VALID + "shop: 5\n", 4, "shop", "expected a mapping"),
     "headers not a mapping": (VALID + "headers: [User-Agent]\n", 4, "headers",
                               "expected a mapping"),
+    "header name with a line break": (VALID + 'headers: {"X-A\\nB": v}\n', 4, "headers",
+                                      "not a valid header name"),
+    "not a number": (VALID + "delay: .nan\n", 4, "delay", "expected a finite number"),
+    "infinite": (VALID + "timeout: .inf\n", 4, "timeout", "expected a finite number"),
+    "absurd concurrency": (VALID + "concurrency: {total: 100000000}\n", 4,
+                           "concurrency.total", "at most 10000"),
+    "start url with a bad port": ("spider: shop\nstart_urls: [http://a.example:99999/]\n", 2,
+                                  "start_urls[0]", "not a valid URL"),
+    "key written twice": (VALID + "delay: 1\nretries: 2\ndelay: 2\n", 6, "delay",
+                          "written twice (first on line 4)"),
+    "yaml boolean as a key": (VALID + "concurrency:\n  on: 3\n", 4, "concurrency",
+                              "True is not a key name"),
+    "alias bomb": ("a0: &a0 [x]\n" + "".join(
+        f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 10)) + VALID,
+        1, "a0", "unknown key"),
 }
 
 PLUGIN_FILES = {

@@ -249,6 +249,8 @@ def test_follow_rules_pick_links_by_query_url_and_page(tmp_path: Path) -> None:
     ("5 Kids", 5, 5.0),
     ("1,2,3", 1, 1.0),
     ("1,234,567,890,123,456,789", 1234567890123456789, 1.2345678901234568e18),
+    ("12345678901234567890123456789012345",  # more digits than Decimal's 28: still exact
+     12345678901234567890123456789012345, 1.2345678901234568e34),
     ("n/a", None, None),
 ])
 def test_numbers_are_read_sensibly(tmp_path: Path, text: str, as_int: int | None,
