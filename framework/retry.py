@@ -13,7 +13,7 @@ __all__ = ["RetryPolicy", "parse_retry_after", "retryable_status"]
 
 def retryable_status(status: int) -> bool:
     """Tell whether a status is worth retrying: server errors and 429 Too Many Requests."""
-    return status >= 500 or status == 429
+    return 500 <= status <= 599 or status == 429
 
 
 def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
@@ -21,7 +21,7 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
     value = headers.get("Retry-After", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone admits "²"
         return float(value)
     try:
         when = parsedate_to_datetime(value)

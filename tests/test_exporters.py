@@ -645,27 +645,35 @@ def _count(path: Path, fmt: str) -> int:
 
 
 async def _wait_for_records(outputs: dict[str, Path], process: asyncio.subprocess.Process,
-                            log: Path) -> None:
-    """Poll until every output holds WHOLE records; fail if fw exits or 15 s pass."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
+                            log: Path, hanging: asyncio.Event) -> None:
+    """Wait until fw asks for the hanging page; by then every output must hold WHOLE records.
+
+    The site is a chain, each page linking only to the next and the last to ``/hang``, and
+    fw exports a page's items before it queues the links found on it; so when ``/hang`` is
+    requested, every page's record has been written. Fail if fw exits or 15 s pass first.
+    """
+    asked, exited = asyncio.ensure_future(hanging.wait()), asyncio.ensure_future(process.wait())
+    try:
+        async with asyncio.timeout(15):
+            await asyncio.wait([asked, exited], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        asked.cancel()
+        exited.cancel()
+    assert process.returncode is None, log.read_text()
     counts = {fmt: _count(path, fmt) for fmt, path in outputs.items()}
-    while min(counts.values()) < WHOLE and loop.time() < deadline:
-        assert process.returncode is None, log.read_text()
-        await asyncio.sleep(0.01)
-        counts = {fmt: _count(path, fmt) for fmt, path in outputs.items()}
     assert min(counts.values()) >= WHOLE, f"records on disk while fw waits: {counts}"
 
 
 async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -> None:
-    never = asyncio.Event()
+    never, hanging = asyncio.Event(), asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
         if request.path == "/hang":
+            hanging.set()
             await never.wait()  # fw keeps waiting: its timeout is generous
             return web.Response(text="too late")
         n = int(request.match_info["n"] or 0)
-        return page(n, *(f"/{k}" for k in range(1, WHOLE)), "/hang") if n == 0 else page(n)
+        return page(n, f"/{n + 1}" if n < WHOLE - 1 else "/hang")
 
     app = web.Application()
     app.router.add_get("/{n:[0-9]*|hang}", handler)
@@ -681,7 +689,7 @@ async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -
             stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
     try:
         # Every item is scraped, and fw waits for /hang: what it wrote must be on disk.
-        await _wait_for_records(outputs, process, log)
+        await _wait_for_records(outputs, process, log, hanging)
         assert process.returncode is None  # still crawling: this is a crash, not an exit
         process.kill()
         assert await process.wait() == -signal.SIGKILL

@@ -49,7 +49,8 @@ class MemoryFrontier:
         self._waiting: list[tuple[float, int, int, _Host]] = []
         self._delayed: list[tuple[float, int, Request]] = []
         self._seq = itertools.count()
-        self._pending = self._leased = 0
+        self._pending = 0
+        self._leases: set[int] = set()  # tokens of leases not yet settled
 
     async def open(self) -> None:
         """Nothing to open: the state lives in this object."""
@@ -83,14 +84,13 @@ class MemoryFrontier:
 
     async def ack(self, lease: Lease, discovered: Sequence[Request]) -> list[Request]:
         """Free the lease's host slot and queue the new requests it found."""
-        new = await self.add(discovered) if discovered else []
         self._release(lease)
-        return new
+        return await self.add(discovered) if discovered else []
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
         """Free the slot and hold ``request`` back for ``delay`` seconds."""
-        heapq.heappush(self._delayed, (self._clock() + delay, next(self._seq), request))
         self._release(lease)
+        heapq.heappush(self._delayed, (self._clock() + delay, next(self._seq), request))
 
     async def fail(self, lease: Lease, reason: str) -> None:
         """Free the slot; a memory frontier keeps no record of failures."""
@@ -98,7 +98,7 @@ class MemoryFrontier:
 
     def counts(self) -> Counts:
         """Return the queue sizes."""
-        return Counts(self._pending, len(self._delayed), self._leased, len(self._seen))
+        return Counts(self._pending, len(self._delayed), len(self._leases), len(self._seen))
 
     def _enqueue(self, request: Request) -> None:
         name = host_of(request.url)
@@ -114,18 +114,22 @@ class MemoryFrontier:
     def _lease(self, host: _Host, now: float) -> Lease:
         _, _, request = heapq.heappop(host.heap)
         self._pending -= 1
-        self._leased += 1
+        token = next(self._seq)
+        self._leases.add(token)
         host.inflight += 1
         delay = self._policy.delay
         host.next_at = now + delay * (0.5 + self._jitter()) if delay else now
         host.state = 0
         self._file(host, now)
-        return Lease(request, host.name)
+        return Lease(request, host.name, token)
 
     def _release(self, lease: Lease) -> None:
+        """Settle ``lease``: each lease is settled once, a second time is an error."""
+        if lease.token not in self._leases:
+            raise ValueError(f"lease {lease.token} of {lease.request.url} is already settled")
+        self._leases.remove(lease.token)
         host = self._hosts[lease.host]
         host.inflight -= 1
-        self._leased -= 1
         self._file(host, self._clock())
 
     def _file(self, host: _Host, now: float) -> None:
