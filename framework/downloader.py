@@ -17,6 +17,7 @@ from framework.__about__ import __version__
 from framework.errors import FetchError
 from framework.http import Request, Response
 from framework.parsers import Parsers
+from framework.stats import Stats
 
 __all__ = ["DEFAULT_HEADERS", "DownloadSettings", "Downloader", "Fetcher"]
 
@@ -55,8 +56,10 @@ class DownloadSettings:
 class Downloader:
     """Own the crawl's ``ClientSession`` and turn each request into a response."""
 
-    def __init__(self, settings: DownloadSettings, parsers: Parsers) -> None:
+    def __init__(self, settings: DownloadSettings, parsers: Parsers,
+                 stats: Stats | None = None) -> None:
         self._settings, self._parsers = settings, parsers
+        self._stats = stats or Stats("")
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Downloader:
@@ -70,8 +73,23 @@ class Downloader:
         jar = aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
         self._session = aiohttp.ClientSession(
             connector=connector, headers=headers, cookie_jar=jar, trust_env=_environment_matters(),
-            timeout=aiohttp.ClientTimeout(total=settings.timeout))
+            timeout=aiohttp.ClientTimeout(total=settings.timeout),
+            trace_configs=[self._trace()])
         return self
+
+    def _trace(self) -> aiohttp.TraceConfig:
+        """Count DNS look-ups and new connections: what pooling and the DNS cache save."""
+        stats, trace = self._stats, aiohttp.TraceConfig()
+
+        async def looked_up(*_: object) -> None:
+            stats.dns_lookups += 1
+
+        async def connected(*_: object) -> None:
+            stats.connections += 1
+
+        trace.on_dns_resolvehost_end.append(looked_up)
+        trace.on_connection_create_end.append(connected)
+        return trace
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         traceback: TracebackType | None) -> None:

@@ -26,19 +26,21 @@ from typing import Any
 import pluggy
 
 from framework.components import Components
-from framework.downloader import Downloader, DownloadSettings, Fetcher
+from framework.downloader import DEFAULT_HEADERS, Downloader, DownloadSettings, Fetcher
 from framework.errors import CloseSpider, CrawlAborted, FetchError, IgnoreRequest
 from framework.events import Events
 from framework.exporters import Exporter
-from framework.frontier import Frontier, HostPolicy, Lease
+from framework.frontier import Frontier, Lease
 from framework.frontier.memory import MemoryFrontier
 from framework.http import Request, Response
 from framework.idle import Idle
 from framework.middleware import Handler, chain
 from framework.pipeline import ItemPipeline
+from framework.politeness import Politeness, Throttler
 from framework.project import Project
 from framework.responses import check_status, redirect_of
 from framework.retry import RetryPolicy
+from framework.robots import Robots
 from framework.spider import results, run_callback
 from framework.stats import Stats
 from framework.urls import Offsite, host_of, unfetchable
@@ -67,8 +69,11 @@ class Engine:
         self.project, self.spider = project, components.spider
         self.stats = Stats(project.name)
         self._components = components
-        self._frontier = frontier or MemoryFrontier(
-            HostPolicy(project.concurrency.per_domain, project.delay))
+        politeness = Politeness.of(project)
+        self._frontier = frontier or MemoryFrontier(politeness)
+        self._throttle = Throttler(politeness, enabled=project.throttle.enabled,
+                                   max_delay=project.throttle.max_delay)
+        self._robots: Robots | None = None
         self._fetcher = fetcher
         self._events = Events(pm, self._plugin_failed)
         self._items = ItemPipeline(components.exporters, self._events.item_scraped, self.stats,
@@ -116,6 +121,9 @@ class Engine:
                 stack.push_async_callback(self._frontier.close)
                 fetcher = await stack.enter_async_context(self._fetcher or self._downloader())
                 self._fetch = chain(self._components.middlewares, fetcher.fetch)
+                if self.project.robots == "obey":
+                    self._robots = Robots(self._fetch, _user_agent(self.project),
+                                          self._crawl_delay)
                 await self._crawl()
         except BaseExceptionGroup as group:
             # The task group wraps what a worker raised: report the first cause plainly.
@@ -125,7 +133,7 @@ class Engine:
         project = self.project
         return Downloader(DownloadSettings(
             project.concurrency.total, project.timeout, project.max_response_size,
-            project.headers, project.cookies), self._components.parsers)
+            project.headers, project.cookies), self._components.parsers, self.stats)
 
     async def _crawl(self) -> None:
         await self._events.crawl_started(project=self.project, spider=self.spider)
@@ -276,8 +284,19 @@ class Engine:
         """Fetch and parse one request; return how its lease is to be settled."""
         request = lease.request
         assert self._fetch is not None
+        if self._robots is not None and not await self._robots.allows(request):
+            self.stats.filtered["robots"] += 1
+            return partial(self._ack, lease, [])
+        started = asyncio.get_running_loop().time()
         try:
-            response = await self._fetch(request)
+            try:
+                response = await self._fetch(request)
+            except FetchError as exc:
+                if exc.kind == "timeout":  # a host too slow to answer: give it air
+                    await self._pace(lease.host, None, 0.0)
+                raise
+            await self._pace(lease.host, response.status,
+                             asyncio.get_running_loop().time() - started)
             await self._received(lease, response)
             redirect = redirect_of(response, max_redirects=self.project.max_redirects,
                                    offsite=self._offsite)
@@ -293,6 +312,19 @@ class Engine:
         await self._items.export(items, response, request)
         return partial(self._ack, lease, self._admit(_deeper(requests, request)))
 
+    async def _pace(self, host: str, status: int | None, latency: float) -> None:
+        """Let adaptive throttling learn from a reply, and tell the frontier what it decides."""
+        delay = self._throttle.observe(host, status, latency)
+        if delay is not None:
+            await self._frontier.tune(host, delay=delay)
+
+    async def _crawl_delay(self, host: str, seconds: float) -> None:
+        """Make a robots.txt Crawl-delay the host's least delay."""
+        delay = self._throttle.raise_floor(host, seconds)
+        if delay is not None:
+            log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, seconds)
+            await self._frontier.tune(host, delay=delay)
+
     async def _received(self, lease: Lease, response: Response) -> None:
         self.stats.response(lease.host, response.status, len(response.body))
         if self._events.response_received:
@@ -304,6 +336,8 @@ class Engine:
     async def _failed(self, lease: Lease, error: FetchError) -> Settle:
         """Retry a failed request after a backoff, or count it failed and run its errback."""
         request = lease.request
+        if error.retry_after:  # the server said when to come back: the whole host waits
+            await self._frontier.tune(lease.host, pause=error.retry_after)
         delay = self._retry.delay(request.retries, error.retry_after) if error.retryable \
             else None
         if delay is not None:
@@ -370,6 +404,14 @@ class Engine:
         if self._events.crawl_error:
             await self._events.crawl_error(error=error, kind=kind, request=request,
                                            spider=self.spider)
+
+
+def _user_agent(project: Project) -> str:
+    """Return the User-Agent the crawl sends, which robots.txt rules are matched against."""
+    for name, value in project.headers.items():
+        if name.lower() == "user-agent":
+            return value
+    return DEFAULT_HEADERS["User-Agent"]
 
 
 def _at(request: Request | None) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -23,7 +23,8 @@ from framework.schema import build, check_key_names, keys_of, option
 from framework.urls import host_of, unfetchable
 from framework.yamlfile import KeyPath, Source, load
 
-__all__ = ["Backoff", "Concurrency", "ExporterSpec", "Project", "load_project", "parse_override"]
+__all__ = ["Backoff", "Concurrency", "DomainPolicy", "ExporterSpec", "Project", "Throttle",
+           "load_project", "parse_override"]
 
 MiB = 1024 * 1024
 
@@ -67,6 +68,41 @@ class Concurrency:
                         maximum=10_000)
     per_domain: int = option(4, doc="Requests in flight at once to one host.", minimum=1,
                              maximum=10_000)
+
+
+@dataclass(frozen=True)
+class DomainPolicy:
+    """How hard the hosts matching one pattern may be hit; unset keys keep the defaults."""
+
+    concurrency: int | None = option(None, doc="Requests in flight at once to one matching "
+                                     "host.", minimum=1, maximum=10_000)
+    delay: float | None = option(None, doc="Seconds between two requests to one matching "
+                                 "host, jittered.", minimum=0)
+    rate: float | None = option(None, doc="At most this many requests per second to one "
+                                "matching host.", minimum=0.001)
+
+
+def _patterns(domains: Mapping[str, DomainPolicy]) -> Mapping[str, DomainPolicy]:
+    for pattern in domains:
+        if "/" in pattern or ":" in pattern or not pattern.strip("*."):
+            raise ValueError(f"{pattern!r} is not a host pattern; write it like *.douban.com")
+    return MappingProxyType({pattern.lower(): policy for pattern, policy in domains.items()})
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Adaptive throttling: each host's delay follows its latency and its 429/503 replies."""
+
+    enabled: bool = option(True, doc="Raise a host's delay when it slows down or answers "
+                           "429/503, lower it back toward the configured delay when healthy.")
+    max_delay: float = option(60.0, doc="The longest delay throttling may impose.", minimum=0)
+
+
+def _throttle(raw: Any, source: Source, path: KeyPath) -> Throttle:
+    """Accept ``throttle: false`` as well as ``throttle: {enabled: false, ...}``."""
+    if isinstance(raw, bool):
+        return Throttle(enabled=raw)
+    return build(Throttle, raw, source, path)
 
 
 @dataclass(frozen=True)
@@ -128,6 +164,16 @@ class Project:
                                       default_factory=Concurrency)
     delay: float = option(0.0, doc="Seconds between two requests to one host, jittered "
                           "between 0.5x and 1.5x.", minimum=0)
+    rate: float | None = option(None, doc="At most this many requests per second to one "
+                                "host.", minimum=0.001)
+    domains: Mapping[str, DomainPolicy] = option(
+        doc="Per-host overrides of concurrency, delay and rate, by host pattern "
+        "(*.douban.com); an exact host beats a pattern, a longer pattern a shorter one.",
+        default_factory=_empty, check=_patterns)
+    throttle: Throttle = option(doc="Adaptive throttling, on by default; throttle: false "
+                                "turns it off.", default_factory=Throttle, parse=_throttle)
+    robots: Literal["obey", "ignore"] = option("obey", doc="Obey each host's robots.txt "
+                                               "(Disallow and Crawl-delay), or ignore it.")
     timeout: float = option(30.0, doc="Seconds one request may take, body included.",
                             minimum=0.001)
     retries: int = option(2, doc="Retries after a connection error, timeout, 5xx or 429.",

@@ -28,6 +28,8 @@ class Stats:
     retries: int = 0
     dropped: int = 0
     bytes: int = 0
+    connections: int = 0
+    dns_lookups: int = 0
     reason: str = "finished"
     errors: Counter[str] = field(default_factory=Counter)
     filtered: Counter[str] = field(default_factory=Counter)
@@ -114,6 +116,7 @@ class Stats:
             "pages_per_second": round(self.pages_per_second, 2), "pages": self.pages,
             "items": self.items, "requests": self.requests, "retries": self.retries,
             "dropped_items": self.dropped, "bytes": self.bytes,
+            "connections": self.connections, "dns_lookups": self.dns_lookups,
             "errors": dict(self.errors), "filtered": dict(self.filtered),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "blocked": self.blocked(),

@@ -37,6 +37,7 @@ def links_project(tmp_path: Path, base: str, extra: str = "") -> Path:
         plugins: [./links.py]
         exporters: [{{path: out/items.jsonl}}]
         backoff: {{base: 0.01, max: 1}}
+        robots: ignore
         """)
     with path.open("a", encoding="utf-8") as file:
         file.write(extra + "\n")
@@ -139,6 +140,7 @@ async def test_one_slow_host_does_not_starve_the_others(tmp_path: Path, serve: S
         start_urls: [{slow_urls}, {fast_base}/]
         plugins: [./links.py]
         concurrency: {{total: 4, per_domain: 2}}
+        robots: ignore
         """)
     stats = await asyncio.wait_for(crawl(project), 20)
     assert len(fast_done) == 21 and stats.pages == 31
@@ -305,6 +307,7 @@ def register_spiders(register):
         start_urls: [{base}/]
         plugins: [./prio.py]
         concurrency: {{total: 1, per_domain: 1}}
+        robots: ignore
         """)
     await crawl(project)
     assert order == ["/", "/p9", "/p6", "/p5", "/p4", "/p3", "/p2", "/p1"]
@@ -559,7 +562,7 @@ def register_spiders(register):
     register(Poster)
 ''', encoding="utf-8")
     project = write_project(tmp_path, f"spider: poster\nstart_urls: [{base}]\n"
-                            "plugins: [./post.py]\n")
+                            "plugins: [./post.py]\nrobots: ignore\n")
     await crawl(project)
     assert sorted(seen) == sorted([
         ("POST", "/form", b"q=1"), ("GET", "/done", b""),

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from framework.frontier import Counts, HostPolicy, Lease
+from framework.frontier import Counts, Lease
 from framework.frontier.memory import MemoryFrontier
 from framework.http import Request
+from framework.politeness import HostPolicy, Politeness
 
 #: With this jitter a host's delay is scaled by 0.5 + 0.25: ``delay * 0.75``.
 JITTER = 0.25
@@ -30,7 +31,7 @@ class Clock:
 
 def make(concurrency: int = 8, delay: float = 0.0) -> tuple[MemoryFrontier, Clock]:
     clock = Clock()
-    return MemoryFrontier(HostPolicy(concurrency, delay), clock=clock,
+    return MemoryFrontier(Politeness(HostPolicy(concurrency, delay), {}), clock=clock,
                           jitter=lambda: JITTER), clock
 
 

@@ -14,15 +14,7 @@ from typing import Protocol
 
 from framework.http import Request
 
-__all__ = ["Counts", "Frontier", "HostPolicy", "Lease"]
-
-
-@dataclass(frozen=True)
-class HostPolicy:
-    """How hard one host may be hit: requests in flight, and seconds between starts."""
-
-    concurrency: int
-    delay: float
+__all__ = ["Counts", "Frontier", "Lease"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +67,11 @@ class Frontier(Protocol):
 
     async def fail(self, lease: Lease, reason: str) -> None:
         """Settle a lease of a request that failed for good."""
+
+    async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
+        """Change a host's pace: its delay between requests from now on (throttling, a
+        robots.txt Crawl-delay), and/or no request to it for ``pause`` seconds (Retry-After).
+        """
 
     def counts(self) -> Counts:
         """Return the current sizes (may be slightly stale for shared backends)."""

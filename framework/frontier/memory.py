@@ -15,8 +15,9 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from framework.frontier import Counts, HostPolicy, Lease
+from framework.frontier import Counts, Lease
 from framework.http import Request
+from framework.politeness import HostPolicy, Politeness
 from framework.urls import fingerprint, host_of
 
 __all__ = ["MemoryFrontier"]
@@ -25,13 +26,15 @@ _READY, _WAITING = 1, 2
 
 
 class _Host:
-    __slots__ = ("heap", "inflight", "name", "next_at", "rank", "state", "token")
+    __slots__ = ("delay", "heap", "inflight", "last_start", "name", "next_at", "policy", "rank",
+                 "state", "token")
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, policy: HostPolicy) -> None:
+        self.name, self.policy, self.delay = name, policy, policy.delay
         self.heap: list[tuple[int, int, Request]] = []  # (-priority, seq, request)
         self.inflight = 0
         self.next_at = 0.0  # when the delay since the last request start is over
+        self.last_start = -math.inf
         self.state = 0  # _READY or _WAITING when the host has a live heap entry
         self.rank = 0  # the priority key of its live entry in the ready heap
         self.token = 0  # bumped to invalidate older heap entries
@@ -40,9 +43,10 @@ class _Host:
 class MemoryFrontier:
     """Keep the crawl's queue and seen-set in this process."""
 
-    def __init__(self, policy: HostPolicy, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, politeness: Politeness, *,
+                 clock: Callable[[], float] = time.monotonic,
                  jitter: Callable[[], float] = random.random) -> None:
-        self._policy, self._clock, self._jitter = policy, clock, jitter
+        self._politeness, self._clock, self._jitter = politeness, clock, jitter
         self._seen: set[int] = set()
         self._hosts: dict[str, _Host] = {}
         self._ready: list[tuple[int, int, int, _Host]] = []
@@ -96,15 +100,28 @@ class MemoryFrontier:
         """Free the slot; a memory frontier keeps no record of failures."""
         self._release(lease)
 
+    async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
+        """Set the host's delay from now on, and/or keep it idle for ``pause`` seconds."""
+        state, now = self._host(host), self._clock()
+        if delay is not None:  # it counts from the last start, not only from the next one
+            state.delay = delay
+            state.next_at = max(state.next_at, state.last_start + self._spacing(state))
+        if pause > 0:
+            state.next_at = max(state.next_at, now + pause)
+        self._file(state, now)
+
     def counts(self) -> Counts:
         """Return the queue sizes."""
         return Counts(self._pending, len(self._delayed), len(self._leases), len(self._seen))
 
-    def _enqueue(self, request: Request) -> None:
-        name = host_of(request.url)
+    def _host(self, name: str) -> _Host:
         host = self._hosts.get(name)
         if host is None:
-            host = self._hosts[name] = _Host(name)
+            host = self._hosts[name] = _Host(name, self._politeness.for_host(name))
+        return host
+
+    def _enqueue(self, request: Request) -> None:
+        host = self._host(host_of(request.url))
         heapq.heappush(host.heap, (-request.priority, next(self._seq), request))
         self._pending += 1
         # A filed host keeps its place unless this request outranks its ready entry.
@@ -117,11 +134,16 @@ class MemoryFrontier:
         token = next(self._seq)
         self._leases.add(token)
         host.inflight += 1
-        delay = self._policy.delay
-        host.next_at = now + delay * (0.5 + self._jitter()) if delay else now
+        host.last_start = now
+        host.next_at = max(host.next_at, now + self._spacing(host))
         host.state = 0
         self._file(host, now)
         return Lease(request, host.name, token)
+
+    def _spacing(self, host: _Host) -> float:
+        """Seconds until the host's next request may start: jittered delay, or the rate's."""
+        jittered = host.delay * (0.5 + self._jitter()) if host.delay else 0.0
+        return max(jittered, host.policy.interval)
 
     def _release(self, lease: Lease) -> None:
         """Settle ``lease``: each lease is settled once, a second time is an error."""
@@ -136,7 +158,7 @@ class MemoryFrontier:
         """Put the host in the heap its next request will be found through, if any."""
         host.token += 1
         host.state = 0
-        if not host.heap or host.inflight >= self._policy.concurrency:
+        if not host.heap or host.inflight >= host.policy.concurrency:
             return
         if host.next_at <= now:
             host.state, host.rank = _READY, host.heap[0][0]

@@ -1,0 +1,121 @@
+"""How hard each host may be hit: its policy from the project file, and adaptive throttling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from framework.project import DomainPolicy, Project
+
+__all__ = ["HostPolicy", "Politeness", "Throttler"]
+
+#: The first delay after a 429 or 503 when the host had none; doubled on each further one.
+_FIRST_BACKOFF = 0.5
+#: A delay change smaller than this fraction is not worth telling the frontier about.
+_NOTICEABLE = 0.1
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """One host's limits: requests in flight, seconds between starts, requests per second."""
+
+    concurrency: int
+    delay: float
+    rate: float | None = None
+
+    @property
+    def interval(self) -> float:
+        """The least time between two request starts that ``rate`` allows."""
+        return 1.0 / self.rate if self.rate else 0.0
+
+
+class Politeness:
+    """Resolve each host's policy: the defaults, overridden by the best matching pattern.
+
+    An exact host name beats any pattern; among patterns (``*.douban.com``) the longest
+    wins. Unset keys of an override keep the defaults.
+    """
+
+    def __init__(self, default: HostPolicy, domains: Mapping[str, DomainPolicy]) -> None:
+        self.default = default
+        # Most specific first: exact names, then patterns from the longest.
+        self._domains = sorted(domains.items(), key=lambda item: ("*" in item[0] or "?" in
+                                                                   item[0], -len(item[0])))
+        self._cache: dict[str, HostPolicy] = {}
+
+    @classmethod
+    def of(cls, project: Project) -> Politeness:
+        """Build the politeness a project file asks for."""
+        default = HostPolicy(project.concurrency.per_domain, project.delay, project.rate)
+        return cls(default, project.domains)
+
+    def for_host(self, host: str) -> HostPolicy:
+        """Return the policy for ``host`` (lower-case, no port)."""
+        policy = self._cache.get(host)
+        if policy is None:
+            policy = self._cache[host] = self._resolve(host)
+        return policy
+
+    def _resolve(self, host: str) -> HostPolicy:
+        default = self.default
+        for pattern, override in self._domains:
+            if fnmatchcase(host, pattern):
+                return HostPolicy(
+                    default.concurrency if override.concurrency is None else override.concurrency,
+                    default.delay if override.delay is None else override.delay,
+                    default.rate if override.rate is None else override.rate)
+        return default
+
+
+class Throttler:
+    """Adapt each host's delay to how it is doing, within ``[floor, max_delay]``.
+
+    A host's floor is its configured delay, raised by its robots.txt Crawl-delay. A 429 or
+    503 reply (or a timeout) doubles the delay; a healthy reply moves it halfway toward
+    ``latency / concurrency``, the spacing at which the host's concurrency stays busy
+    without queueing more at the server (AutoThrottle's rule, with the target concurrency
+    being the host's own limit). Error statuses never lower it.
+    """
+
+    def __init__(self, politeness: Politeness, *, enabled: bool, max_delay: float) -> None:
+        self._politeness, self.enabled, self._max = politeness, enabled, max_delay
+        self._floors: dict[str, float] = {}
+        self._delays: dict[str, float] = {}  # what the rule says, smoothed
+        self._told: dict[str, float] = {}  # what the frontier was last told
+
+    def floor(self, host: str) -> float:
+        """Return the least delay for ``host``."""
+        return self._floors.get(host, self._politeness.for_host(host).delay)
+
+    def raise_floor(self, host: str, seconds: float) -> float | None:
+        """Make ``seconds`` (a robots.txt Crawl-delay) the least delay; return the new delay."""
+        if seconds <= self.floor(host):
+            return None
+        delay = max(self._delays.get(host, 0.0), seconds)
+        self._floors[host] = self._delays[host] = self._told[host] = delay
+        return delay
+
+    def observe(self, host: str, status: int | None, latency: float) -> float | None:
+        """Learn from one reply (``status`` None: a timeout); return the new delay if it moved."""
+        if not self.enabled:
+            return None
+        floor = self.floor(host)
+        current = self._delays.get(host, floor)
+        if status is None or status in (429, 503):
+            wanted = max(current * 2, _FIRST_BACKOFF)
+        else:
+            target = latency / self._politeness.for_host(host).concurrency
+            wanted = (current + target) / 2
+            if status >= 400:  # errors may slow a host down, never speed it up
+                wanted = max(wanted, current)
+        return self._set(host, min(max(wanted, floor), max(self._max, floor)))
+
+    def _set(self, host: str, delay: float) -> float | None:
+        """Keep ``delay``; return it if it differs enough from what the frontier has."""
+        self._delays[host] = delay
+        told = self._told.get(host, self.floor(host))
+        if abs(delay - told) <= _NOTICEABLE * max(told, 0.001):
+            return None
+        self._told[host] = delay
+        return delay

@@ -1,0 +1,92 @@
+"""Obey robots.txt: fetch it once per site, then ask it before each request.
+
+A robots.txt that is missing (4xx), broken (5xx, a timeout, a refused connection) or not
+parseable allows the whole site: a crawler that stopped on a flaky robots.txt would fail
+for no reason of the site's making.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from urllib.parse import urljoin, urlsplit
+
+from protego import Protego
+
+from framework.errors import FetchError, IgnoreRequest
+from framework.http import Request, Response
+from framework.middleware import Handler
+from framework.urls import host_of
+
+__all__ = ["Robots"]
+
+log = logging.getLogger("fw")
+
+#: Told a site's Crawl-delay once its robots.txt is read: ``(host, seconds)``.
+CrawlDelay = Callable[[str, float], Awaitable[None]]
+
+_MAX_REDIRECTS = 5
+
+
+class Robots:
+    """The robots.txt of every site the crawl visits, each fetched once on first use."""
+
+    def __init__(self, fetch: Handler, user_agent: str, on_crawl_delay: CrawlDelay) -> None:
+        self._fetch, self._agent, self._on_crawl_delay = fetch, user_agent, on_crawl_delay
+        self._sites: dict[str, asyncio.Future[Protego | None]] = {}
+        self.fetched = 0
+
+    async def allows(self, request: Request) -> bool:
+        """Tell whether the site's robots.txt lets this crawler fetch ``request``."""
+        rules = await self._rules(_origin(request.url))
+        return rules is None or bool(rules.can_fetch(request.url, self._agent))
+
+    async def _rules(self, origin: str) -> Protego | None:
+        site = self._sites.get(origin)
+        if site is not None:
+            return await site
+        # The first request to this site reads robots.txt for all the others, which wait.
+        site = self._sites[origin] = asyncio.get_running_loop().create_future()
+        rules = None
+        try:
+            rules = await self._read(origin)
+        finally:  # even if cancelled: the others must not wait forever
+            site.set_result(rules)
+        return rules
+
+    async def _read(self, origin: str) -> Protego | None:
+        url = origin + "/robots.txt"
+        self.fetched += 1
+        try:
+            response = await self._get(url)
+        except (FetchError, IgnoreRequest) as exc:
+            log.info("robots.txt of %s could not be read (%s): crawling it all", origin, exc)
+            return None
+        if response.status != 200:
+            return None
+        try:
+            rules = Protego.parse(response.text)
+        except Exception as exc:  # protego on a hostile file: allow, as browsers would
+            log.info("robots.txt of %s is unreadable (%s): crawling it all", origin, exc)
+            return None
+        delay = rules.crawl_delay(self._agent)
+        if delay:
+            await self._on_crawl_delay(host_of(origin), float(delay))
+        return rules
+
+    async def _get(self, url: str) -> Response:
+        """Fetch robots.txt, following a few redirects (sites move it to www., https)."""
+        request = Request(url, meta={"robots.txt": True})
+        for _ in range(_MAX_REDIRECTS):
+            response = await self._fetch(request)
+            location = response.headers.get("Location")
+            if response.status not in (301, 302, 303, 307, 308) or not location:
+                return response
+            request = Request(urljoin(response.url, location), meta=request.meta)
+        raise FetchError("redirects", "robots.txt redirects too often")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()

@@ -1,0 +1,233 @@
+"""Politeness: per-host policies, adaptive throttling, Retry-After, robots.txt, pooling."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from framework.politeness import HostPolicy, Politeness, Throttler
+from framework.project import DomainPolicy
+from tests.conftest import Serve, crawl, write_project
+from tests.test_engine import SPIDER, Gauge, page
+
+
+def politeness(**domains: DomainPolicy) -> Politeness:
+    return Politeness(HostPolicy(4, 0.5), {k.replace("_", "."): v for k, v in domains.items()})
+
+
+def test_the_most_specific_pattern_wins() -> None:
+    rules = Politeness(HostPolicy(4, 0.5), {
+        "*.douban.com": DomainPolicy(concurrency=2, delay=1.0),
+        "*.movie.douban.com": DomainPolicy(delay=2.0),
+        "img1.movie.douban.com": DomainPolicy(rate=3.0),
+    })
+    assert rules.for_host("www.douban.com") == HostPolicy(2, 1.0)
+    assert rules.for_host("x.movie.douban.com") == HostPolicy(4, 2.0)  # unset keys: defaults
+    assert rules.for_host("img1.movie.douban.com") == HostPolicy(4, 0.5, 3.0)
+    assert rules.for_host("douban.com") == HostPolicy(4, 0.5)  # *. needs a subdomain
+    assert rules.for_host("example.com") == HostPolicy(4, 0.5)
+    assert HostPolicy(1, 0, rate=4.0).interval == 0.25
+
+
+def test_throttling_backs_off_on_429_and_recovers_toward_the_floor() -> None:
+    throttle = Throttler(Politeness(HostPolicy(2, 0.1), {}), enabled=True, max_delay=3.0)
+    assert throttle.observe("a", 429, 0.01) == 0.5
+    assert throttle.observe("a", 503, 0.01) == 1.0
+    assert throttle.observe("a", None, 0.0) == 2.0  # a timeout counts as overload
+    assert throttle.observe("a", 429, 0.01) == 3.0  # capped at max_delay
+    assert throttle.observe("a", 404, 0.01) is None  # errors never speed a host up
+    delays = [throttle.observe("a", 200, 0.02) for _ in range(12)]
+    settled = [d for d in delays if d is not None]
+    assert settled == sorted(settled, reverse=True) and settled[-1] == pytest.approx(0.1, 0.1)
+    # A slow but healthy host gets about latency / concurrency between requests.
+    roomy = Throttler(Politeness(HostPolicy(2, 0.1), {}), enabled=True, max_delay=10.0)
+    for _ in range(20):
+        roomy.observe("b", 200, 4.0)
+    assert 1.8 * 2 <= roomy.observe("b", 503, 0.0) <= 2.0 * 2  # doubled from about 4.0 / 2
+
+
+def test_disabled_throttling_changes_nothing_but_crawl_delay_still_counts() -> None:
+    throttle = Throttler(Politeness(HostPolicy(2, 0.1), {}), enabled=False, max_delay=3.0)
+    assert throttle.observe("a", 429, 0.01) is None
+    assert throttle.raise_floor("a", 0.05) is None  # below the configured delay
+    assert throttle.raise_floor("a", 2.0) == 2.0 and throttle.floor("a") == 2.0
+
+
+def links_site(gauge: Gauge) -> web.Application:
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", gauge.handle)
+    return app
+
+
+def project(tmp_path: Path, starts: list[str], extra: str = "") -> Path:
+    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
+    path = write_project(tmp_path, f"""
+        spider: links
+        start_urls: [{", ".join(starts)}]
+        plugins: [./links.py]
+        robots: ignore
+        """)
+    with path.open("a", encoding="utf-8") as file:
+        file.write(extra + "\n")
+    return path
+
+
+async def test_domain_overrides_set_each_hosts_concurrency(tmp_path: Path, serve: Serve) -> None:
+    gauge = Gauge()
+    a = await serve(links_site(gauge), "127.0.0.1")
+    b = await serve(links_site(gauge), "127.0.0.2")
+    path = project(tmp_path, [f"{a}/", f"{b}/"], "concurrency: {total: 8, per_domain: 3}\n"
+                   "domains:\n  '127.0.0.2': {concurrency: 1}\n  '*.0.0.9': {concurrency: 5}")
+    stats = await crawl(path)
+    assert stats.pages == 80
+    assert gauge.peak == {"127.0.0.1": 3, "127.0.0.2": 1}
+
+
+async def test_rate_caps_requests_per_second(tmp_path: Path, serve: Serve) -> None:
+    starts: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        starts.append(asyncio.get_running_loop().time())
+        n = int(request.path.strip("/") or 0)
+        return page(f"/{n + 1}") if n < 5 else page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    await crawl(project(tmp_path, [f"{base}/"], "rate: 10\nthrottle: false"))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(gaps) == 5 and min(gaps) >= 0.1 * 0.95  # never jittered below 1/rate
+
+
+async def test_429s_slow_a_host_down_and_healthy_replies_speed_it_up(
+        tmp_path: Path, serve: Serve) -> None:
+    starts: list[tuple[str, float]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        starts.append((request.path, asyncio.get_running_loop().time()))
+        if request.path in ("/busy1", "/busy2"):
+            return web.Response(status=429)  # no Retry-After: throttling decides
+        n = int(request.path.strip("/") or 0)
+        return page(f"/{n + 1}") if n < 12 else page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    path = project(tmp_path, [f"{base}/busy1", f"{base}/busy2", f"{base}/"],
+                   "concurrency: {total: 1, per_domain: 1}\nretries: 0")
+    stats = await crawl(path)
+    assert stats.errors == {"http_429": 2} and stats.pages == 15
+    times = [t for _, t in starts]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # After two 429s the delay is 1 s (jittered 0.5-1.5x), then halves back toward zero.
+    assert gaps[1] >= 0.5 * 0.5 and gaps[2] >= 1.0 * 0.5
+    assert gaps[-1] < 0.05
+
+
+async def test_retry_after_pauses_the_whole_host(tmp_path: Path, serve: Serve) -> None:
+    starts: dict[str, list[float]] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        times = starts.setdefault(request.path, [])
+        times.append(asyncio.get_running_loop().time())
+        if request.path == "/busy" and len(times) == 1:
+            return web.Response(status=503, headers={"Retry-After": "1"})
+        return page("/other") if request.path == "/busy" else page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    path = project(tmp_path, [f"{base}/busy"], "throttle: false")
+    stats = await crawl(path)
+    assert stats.retries == 1 and stats.pages == 3
+    assert starts["/busy"][1] - starts["/busy"][0] >= 1.0
+
+
+def robots_site(robots: web.Response | None, hits: Counter[str]) -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        hits[request.path] += 1
+        if request.path == "/robots.txt":
+            if robots is None:
+                raise web.HTTPNotFound
+            return robots
+        return page("/private/x", "/public/1", "/public/2")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    return app
+
+
+ROBOTS = "User-agent: *\nDisallow: /private/\nCrawl-delay: 0.3\n"
+
+
+async def test_robots_txt_is_obeyed_cached_and_its_crawl_delay_kept(
+        tmp_path: Path, serve: Serve) -> None:
+    hits: Counter[str] = Counter()
+    base = await serve(robots_site(web.Response(text=ROBOTS), hits))
+    path = project(tmp_path, [f"{base}/"], "concurrency: {total: 4, per_domain: 4}")
+    stats = await crawl(path, "robots=obey")
+    # Read once for the whole site, although four workers asked at the same time.
+    assert hits == {"/robots.txt": 1, "/": 1, "/public/1": 1, "/public/2": 1}
+    assert stats.filtered["robots"] == 1
+
+
+async def test_crawl_delay_spaces_requests(tmp_path: Path, serve: Serve) -> None:
+    starts: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/robots.txt":
+            return web.Response(text=ROBOTS)
+        starts.append(asyncio.get_running_loop().time())
+        n = int(request.path.strip("/") or 0)
+        return page(f"/{n + 1}") if n < 3 else page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    await crawl(project(tmp_path, [f"{base}/"]), "robots=obey")
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(gaps) == 3 and min(gaps) >= 0.3 * 0.5  # the delay, jittered 0.5-1.5x
+
+
+@pytest.mark.parametrize("robots", ["missing", "500", "garbage"])
+async def test_a_missing_or_failing_robots_txt_allows_the_crawl(
+        tmp_path: Path, serve: Serve, robots: str) -> None:
+    hits: Counter[str] = Counter()
+    answer = {"missing": None, "500": web.Response(status=500, text=ROBOTS),
+              "garbage": web.Response(body=b"\xff\x00<html>" * 1000)}[robots]
+    base = await serve(robots_site(answer, hits))
+    stats = await crawl(project(tmp_path, [f"{base}/"], "retries: 0"), "robots=obey")
+    assert hits["/private/x"] == 1 and stats.filtered["robots"] == 0
+
+
+async def test_robots_ignore_fetches_no_robots_txt(tmp_path: Path, serve: Serve) -> None:
+    hits: Counter[str] = Counter()
+    base = await serve(robots_site(web.Response(text=ROBOTS), hits))
+    await crawl(project(tmp_path, [f"{base}/"]))  # the helper writes robots: ignore
+    assert hits["/robots.txt"] == 0 and hits["/private/x"] == 1
+
+
+async def test_many_pages_on_one_host_cost_one_lookup_and_few_connections(
+        tmp_path: Path, serve: Serve) -> None:
+    gauge = Gauge()
+    peers: set[object] = set()
+
+    @web.middleware
+    async def remember(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        peers.add(request.transport)
+        return await handler(request)
+
+    app = web.Application(middlewares=[remember])
+    app.router.add_get("/{tail:.*}", gauge.handle)
+    base = await serve(app)
+    by_name = base.replace("127.0.0.1", "localhost")  # a name, so that DNS is involved
+    path = project(tmp_path, [f"{by_name}/"], "concurrency: {total: 4, per_domain: 2}")
+    stats = await crawl(path)
+    assert stats.pages == 40
+    assert stats.dns_lookups == 1
+    assert stats.connections == len(peers) <= 2  # kept alive and reused, never one per page
