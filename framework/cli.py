@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
                      "(.jsonl .json .csv .db .sqlite); - streams JSON lines to stdout")
     run.add_argument("--stats", type=Path, metavar="PATH",
                      help="write the final stats as JSON to PATH")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="fetch only the requests the last run listed in its failures file, "
+                     "adding to its exports")
     run.set_defaults(command=_run)
 
     check = commands.add_parser("check", help="validate a project file without crawling")
@@ -90,7 +93,8 @@ def _configure_logging(level: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from framework import runner  # imports the engine and aiohttp: only when crawling
 
-    prepared = runner.prepare(args.project, args.overrides, args.output)
+    prepared = runner.prepare(args.project, args.overrides, args.output,
+                              retry_failed=args.retry_failed)
     log.info("%s: plugins: %s", prepared.project.name, ", ".join(
         f"{i.name}-{i.version}" if i.version else i.name for i in prepared.pm.infos()))
     try:

@@ -36,10 +36,11 @@ class Components:
 
 
 def assemble(project: Project, registry: Registry, plugin_names: Iterable[str],
-             outputs: Sequence[ExporterSpec] = ()) -> Components:
+             outputs: Sequence[ExporterSpec] = (), *, append: bool = False) -> Components:
     """Check the project against the installed plugins and build its components.
 
-    ``outputs`` are the exporters added with ``-o`` on the command line.
+    ``outputs`` are the exporters added with ``-o`` on the command line; ``append`` makes
+    every exporter add to what an earlier run wrote.
     """
     source = project.error_source
     _check_sections(project, registry, set(plugin_names))
@@ -47,7 +48,7 @@ def assemble(project: Project, registry: Registry, plugin_names: Iterable[str],
     spider = _start(registry, "spiders", spider_class.name, spider_class,
                     _options(spider_class, project, spider_class.name),
                     start_urls=project.start_urls)
-    exporters = tuple(_exporter(spec, registry, source)
+    exporters = tuple(_exporter(spec, registry, source, append)
                       for spec in (*project.exporters, *outputs))
     middlewares = tuple(_start(registry, "middlewares", name, cls,
                                _options(cls, project, name))
@@ -86,7 +87,8 @@ def _options(component: type[Spider] | type[Middleware], project: Project, name:
     return raw or {}
 
 
-def _exporter(spec: ExporterSpec, registry: Registry, source: Source) -> Exporter:
+def _exporter(spec: ExporterSpec, registry: Registry, source: Source,
+              append: bool) -> Exporter:
     if spec.format is not None:
         exporter = _lookup(registry.exporters, spec.format, "exporter", source,
                            (*spec.at, "format"))
@@ -106,7 +108,7 @@ def _exporter(spec: ExporterSpec, registry: Registry, source: Source) -> Exporte
         raise source.error((*spec.at, unknown), f"unknown key; exporter '{exporter.format}' "
                            "takes no options")
     built: Exporter = _start(registry, "exporters", exporter.format, exporter, spec.path,
-                             options)
+                             options, append=append)
     return built
 
 

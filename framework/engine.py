@@ -30,6 +30,7 @@ from framework.downloader import DEFAULT_HEADERS, Downloader, DownloadSettings, 
 from framework.errors import CloseSpider, CrawlAborted, FetchError, IgnoreRequest
 from framework.events import Events
 from framework.exporters import Exporter
+from framework.failures import FailureLog
 from framework.frontier import Frontier, Lease
 from framework.frontier.memory import MemoryFrontier
 from framework.http import Request, Response
@@ -65,7 +66,9 @@ class Engine:
     """Run one crawl of one project; ``stop()`` ends it early but cleanly."""
 
     def __init__(self, project: Project, components: Components, pm: pluggy.PluginManager,
-                 *, frontier: Frontier | None = None, fetcher: Fetcher | None = None) -> None:
+                 *, frontier: Frontier | None = None, fetcher: Fetcher | None = None,
+                 seeds: Sequence[Request] | None = None,
+                 failures: FailureLog | None = None) -> None:
         self.project, self.spider = project, components.spider
         self.stats = Stats(project.name)
         self._components = components
@@ -75,6 +78,7 @@ class Engine:
                                    max_delay=project.throttle.max_delay)
         self._robots: Robots | None = None
         self._fetcher = fetcher
+        self._seeds, self._failures = seeds, failures
         self._events = Events(pm, self._plugin_failed)
         self._items = ItemPipeline(components.exporters, self._events.item_scraped, self.stats,
                                    self.spider, max_items=project.max_items,
@@ -116,6 +120,9 @@ class Engine:
     async def _run(self) -> None:
         try:
             async with AsyncExitStack() as stack:
+                if self._failures is not None:
+                    self._failures.start()
+                    stack.callback(self._failures.close)
                 self._open_exporters(stack)
                 await self._frontier.open()
                 stack.push_async_callback(self._frontier.close)
@@ -149,6 +156,8 @@ class Engine:
         finally:
             self.stats.finish(self._stopping)
             self.stats.left = self._frontier.counts()
+            if self._failures is not None and self._failures.count:
+                self.stats.failures = (self._failures.count, str(self._failures.path))
             await self._events.crawl_finished(project=self.project, spider=self.spider,
                                               stats=self.stats)
 
@@ -169,7 +178,8 @@ class Engine:
         """Feed the spider's start requests to the frontier in batches, as room allows."""
         batch: list[Request] = []
         try:
-            async for request in results(self.spider.start_requests()):
+            start = self._seeds if self._seeds is not None else self.spider.start_requests()
+            async for request in results(start):
                 if self._stopping is not None:
                     break
                 if not isinstance(request, Request):
@@ -348,6 +358,8 @@ class Engine:
         if error.redirect_to:
             self.stats.redirected(lease.host, host_of(error.redirect_to))
         await self._report(error, error.kind, request, str(error))
+        if self._failures is not None:
+            self._failures.record(request, error.kind, str(error))
         requests: list[Request] = []
         if request.errback:
             items, requests = await self._callback(request, request.errback, request, error)
@@ -364,6 +376,8 @@ class Engine:
         outcome = await run_callback(self.spider, name, *args)
         for kind, error, message in outcome.problems:
             await self._report(error, kind, request, message)
+            if self._failures is not None and isinstance(args[0], Response):
+                self._failures.record(request, kind, message)  # the page's output is lost
         if outcome.close is not None:
             self.stop(f"closed by spider: {outcome.close}")
         return outcome.items, outcome.requests

@@ -29,10 +29,12 @@ class Exporter:
     #: Whether ``path`` may be ``-``, standard output.
     stdout: ClassVar[bool] = True
 
-    def __init__(self, path: str, options: Any = None) -> None:
+    def __init__(self, path: str, options: Any = None, *, append: bool = False) -> None:
         #: The absolute path to write, or ``-`` for standard output.
         self.path = path
         self.options = options
+        #: Add to what an earlier run wrote instead of starting over (``--retry-failed``).
+        self.append = append
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.format} {self.path}>"
@@ -47,11 +49,13 @@ class Exporter:
     def close(self) -> None:
         """Finish the output (write a footer, flush, close the file)."""
 
-    def open_binary(self, mode: str = "wb") -> BinaryIO:
+    def open_binary(self, mode: str | None = None) -> BinaryIO:
         """Open ``path`` unbuffered, creating its folder; ``-`` gives standard output.
 
-        Unbuffered, so that each ``write`` of one whole record reaches the file at once.
+        Unbuffered, so that each ``write`` of one whole record reaches the file at once. The
+        mode is ``ab`` when appending, else ``wb``, unless given.
         """
+        mode = mode or ("ab" if self.append else "wb")
         if self.path == "-":
             sys.stdout.flush()
             stdout = open(sys.stdout.fileno(), mode, buffering=0, closefd=False)  # noqa: SIM115

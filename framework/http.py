@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -58,6 +59,21 @@ class Request:
         """Return a copy with ``changes`` applied (the engine treats requests as values)."""
         fields = {name: getattr(self, name) for name in self.__slots__}
         return Request(**(fields | changes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the request as JSON-ready data (the body in base64); never pickle."""
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["headers"] = dict(self.headers) if self.headers is not None else None
+        data["body"] = base64.b64encode(self.body).decode() if self.body is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Request:
+        """Rebuild a request from ``to_dict()``'s data; unknown keys are an error."""
+        fields = dict(data)
+        if fields.get("body") is not None:
+            fields["body"] = base64.b64decode(fields["body"])
+        return cls(**fields)
 
 
 def _method_name(callback: object) -> str | None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from framework.components import Components, assemble
 from framework.engine import Engine
+from framework.failures import FailureLog, failures_path, load_failures
+from framework.http import Request
 from framework.plugins import PluginManager, make_plugin_manager
 from framework.project import ExporterSpec, Project, load_project
 from framework.registry import Registry
@@ -31,6 +33,10 @@ class Prepared:
     pm: PluginManager
     registry: Registry
     components: Components
+    #: Where this crawl lists the requests that failed.
+    failures: Path
+    #: The requests to start from instead of the spider's (``--retry-failed``).
+    seeds: list[Request] | None = None
 
 
 def output_spec(path: str) -> ExporterSpec:
@@ -41,19 +47,28 @@ def output_spec(path: str) -> ExporterSpec:
     return ExporterSpec(None, os.path.abspath(path))  # noqa: PTH100
 
 
-def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = ()) -> Prepared:
-    """Do everything short of crawling; raise a ``UsageError`` for any invalid input."""
+def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = (), *,
+            retry_failed: bool = False) -> Prepared:
+    """Do everything short of crawling; raise a ``UsageError`` for any invalid input.
+
+    With ``retry_failed`` the crawl starts from the last run's failures file and the
+    exporters add to what that run wrote.
+    """
     project = load_project(file, overrides)
     pm = make_plugin_manager(project.plugins, source=project.source)
     registry = Registry.collect(pm)
     names = [name for name, _ in pm.list_name_plugin() if name]
-    components = assemble(project, registry, names, [output_spec(o) for o in outputs])
-    return Prepared(project, pm, registry, components)
+    components = assemble(project, registry, names, [output_spec(o) for o in outputs],
+                          append=retry_failed)
+    failures = failures_path(file, project.name, [e.path for e in components.exporters])
+    seeds = load_failures(failures) if retry_failed else None
+    return Prepared(project, pm, registry, components, failures, seeds)
 
 
 def run(prepared: Prepared) -> Stats:
     """Run the crawl to its end; Ctrl-C stops it cleanly (``stats.reason`` says so)."""
-    engine = Engine(prepared.project, prepared.components, prepared.pm)
+    engine = Engine(prepared.project, prepared.components, prepared.pm, seeds=prepared.seeds,
+                    failures=FailureLog(prepared.failures))
     try:
         return asyncio.run(_run(engine, prepared.project.timeout + _GRACE_EXTRA))
     except asyncio.CancelledError:  # the grace period after Ctrl-C ran out

@@ -41,6 +41,8 @@ class Stats:
     blocked_pages: list[str] = field(default_factory=list)
     #: What the frontier still held when the crawl ended (stopped early, or interrupted).
     left: Counts | None = None
+    #: How many requests the failures file lists, and where it is.
+    failures: tuple[int, str] | None = None
     started: float = field(default_factory=time.time)
     _clock_start: float = field(default_factory=time.monotonic, repr=False)
     elapsed: float = 0.0
@@ -97,6 +99,10 @@ class Stats:
                  + (f", {self.retries} retries" if self.retries else "")]
         lines += [f"blocked: {what}: the site refuses this client; send a browser User-Agent "
                   "(headers:) and slow down (delay:)" for what in self.blocked()]
+        if self.failures:
+            count, path = self.failures
+            lines.append(f"failures: {count} requests listed in {path}; fw run --retry-failed "
+                         "tries them again")
         if self.left and (self.left.pending or self.left.delayed):
             lines.append(f"not fetched: {self.left.pending} queued and {self.left.delayed} "
                          "waiting to retry when the crawl stopped")
@@ -122,4 +128,5 @@ class Stats:
             "blocked": self.blocked(),
             "left": {"pending": self.left.pending, "delayed": self.left.delayed}
             if self.left else None,
+            "failures_file": self.failures[1] if self.failures else None,
         }

@@ -59,11 +59,21 @@ class CsvExporter(Exporter):
     def open(self) -> None:
         """Create the file; the header waits for the first item (or is ``fields``)."""
         self._opts: CsvOptions = self.options or CsvOptions()
-        self._file: BinaryIO = self.open_binary()
         self._columns: list[str] = list(self._opts.fields or ())
-        self._header: list[str] | None = None
-        if self._opts.fields:
+        self._header: list[str] | None = self._earlier_header() if self.append else None
+        if self._header is not None:  # appending: keep the earlier run's columns
+            self._columns = list(self._header)
+        self._file: BinaryIO = self.open_binary()
+        if self._header is None and self._opts.fields:
             self._write_header()
+
+    def _earlier_header(self) -> list[str] | None:
+        """Return the header of the file an earlier run wrote, if there is one."""
+        try:
+            with Path(self.path).open(newline="", encoding="utf-8") as earlier:
+                return next(csv.reader(earlier, delimiter=self._opts.delimiter), None)
+        except FileNotFoundError:
+            return None
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one row."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter
@@ -22,8 +23,12 @@ class JsonArrayExporter(Exporter):
     extensions: ClassVar[tuple[str, ...]] = (".json",)
 
     def open(self) -> None:
-        """Create the file and open the array."""
-        self._file: BinaryIO = self.open_binary()
+        """Create the file and open the array, or reopen an earlier run's array."""
+        if self.append and Path(self.path).is_file() and Path(self.path).stat().st_size:
+            self._file: BinaryIO = self.open_binary("r+b")
+            self._separator = _reopen(self._file)
+            return
+        self._file = self.open_binary("wb")
         self._separator = b"\n"
         write_all(self._file, b"[")
 
@@ -38,3 +43,20 @@ class JsonArrayExporter(Exporter):
             write_all(self._file, b"\n]\n" if self._separator == b",\n" else b"]\n")
         finally:
             self._file.close()
+
+
+def _reopen(file: BinaryIO) -> bytes:
+    """Cut an earlier run's closing bracket off; return the separator for the next element.
+
+    A run that was killed never wrote the bracket, but its last element is whole: the
+    array is continued as it is.
+    """
+    end = file.seek(0, 2)
+    start = max(end - 64, 0)  # the bracket and the blanks around it are at the very end
+    file.seek(start)
+    body = file.read().rstrip()
+    if body.endswith(b"]"):
+        body = body[:-1].rstrip()
+    file.seek(start + len(body))
+    file.truncate()
+    return b"\n" if body.endswith(b"[") else b",\n"

@@ -18,7 +18,7 @@ class JsonLinesExporter(Exporter):
     extensions: ClassVar[tuple[str, ...]] = (".jsonl", ".jl", ".ndjson")
 
     def open(self) -> None:
-        """Create (or truncate) the file."""
+        """Create (or truncate, or append to) the file."""
         self._file: BinaryIO = self.open_binary()
 
     def write(self, item: Mapping[str, Any]) -> None:

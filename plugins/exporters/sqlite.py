@@ -57,7 +57,7 @@ class SqliteExporter(Exporter):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._table = _quote(self._opts.table)
-        if self._opts.if_exists == "replace":
+        if self._opts.if_exists == "replace" and not self.append:
             self._db.execute(f"DROP TABLE IF EXISTS {self._table}")
         self._db.execute(f"CREATE TABLE IF NOT EXISTS {self._table} "
                          f"({_quote(_ROWID)} INTEGER PRIMARY KEY)")

@@ -1,0 +1,115 @@
+"""The failures file, and ``fw run --retry-failed`` fetching just those requests again."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from collections import Counter
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from framework.failures import load_failures
+from framework.http import Request
+from tests.conftest import Serve, read_jsonl, run_fw, write_project
+from tests.test_engine import SPIDER
+
+
+class Site:
+    """Pages / and /a../c; /down and /down2 answer 503 until the site is fixed."""
+
+    def __init__(self) -> None:
+        self.broken = True
+        self.hits: Counter[str] = Counter()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.hits[request.path] += 1
+        if self.broken and request.path.startswith("/down"):
+            return web.Response(status=503)
+        links = {"/": ["/a", "/b", "/down", "/down2"], "/down": ["/c"]}.get(request.path, [])
+        body = "".join(f'<a href="{href}">x</a>' for href in links)
+        return web.Response(text=body, content_type="text/html")
+
+
+async def start(serve: Serve, tmp_path: Path) -> tuple[Site, Path]:
+    site = Site()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", site.handle)
+    base = await serve(app)
+    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        name: shop
+        spider: links
+        start_urls: [{base}/]
+        plugins: [./links.py]
+        robots: ignore
+        retries: 1
+        backoff: {{base: 0.01, max: 0.05}}
+        exporters:
+          - {{path: out/items.jsonl}}
+          - {{path: out/items.json}}
+          - {{path: out/items.csv}}
+          - {{path: out/items.db}}
+        """)
+    return site, project
+
+
+async def test_failures_are_listed_and_retried_into_the_same_exports(
+        tmp_path: Path, serve: Serve) -> None:
+    site, project = await start(serve, tmp_path)
+    first = await run_fw("run", str(project))
+    assert first.returncode == 0, first.stderr
+    failures = tmp_path / "out/shop.failures.jsonl"
+    assert f"failures: 2 requests listed in {failures}" in first.stderr
+    records = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert sorted(r["request"]["url"].rsplit("/", 1)[1] for r in records) == ["down", "down2"]
+    assert {r["kind"] for r in records} == {"http_503"} and records[0]["reason"] == "HTTP 503"
+
+    site.broken = False
+    site.hits.clear()
+    again = await run_fw("run", str(project), "--retry-failed")
+    assert again.returncode == 0, again.stderr
+    # Only the failed pages, and what they link to, were fetched again.
+    assert site.hits == {"/down": 1, "/down2": 1, "/c": 1}
+    assert not failures.exists()  # nothing failed this time
+    out = tmp_path / "out"
+    expected = sorted(f"{path}" for path in ("/", "/a", "/b", "/down", "/down2", "/c"))
+
+    def paths(urls: list[str]) -> list[str]:
+        return sorted("/" + url.split("/", 3)[3] for url in urls)
+
+    assert paths([i["url"] for i in read_jsonl(out / "items.jsonl")]) == expected
+    assert paths([i["url"] for i in json.loads((out / "items.json").read_text())]) == expected
+    with (out / "items.csv").open(newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["url", "status"] and paths([r[0] for r in rows[1:]]) == expected
+    with closing(sqlite3.connect(out / "items.db")) as db:
+        assert paths([row[0] for row in db.execute("SELECT url FROM items")]) == expected
+
+
+async def test_retry_failed_without_a_failures_file_is_a_usage_error(
+        tmp_path: Path, serve: Serve) -> None:
+    _, project = await start(serve, tmp_path)
+    result = await run_fw("run", str(project), "--retry-failed")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"Error: --retry-failed: no failures file "
+                                     f"{tmp_path / 'out/shop.failures.jsonl'}: the last crawl "
+                                     "had no failures, or exported elsewhere")
+
+
+def test_requests_survive_the_round_trip_through_json() -> None:
+    request = Request("http://a.test/p?q=1", method="POST", headers={"X-A": "b"},
+                      body=b"\x00\xffdata", callback="parse_item", errback="failed",
+                      priority=3, meta={"film": {"id": "1"}}, depth=2, dont_filter=True,
+                      retries=2, redirects=1)
+    assert Request.from_dict(json.loads(json.dumps(request.to_dict()))) == request
+
+
+def test_a_damaged_failures_file_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.failures.jsonl"
+    path.write_text('{"request": {"url": "http://a.test/"}}\n{"req\n')
+    with pytest.raises(Exception, match=rf"{path}:2: not a failure record"):
+        load_failures(path)
