@@ -120,10 +120,10 @@ class Engine:
     async def _run(self) -> None:
         try:
             async with AsyncExitStack() as stack:
+                self._open_exporters(stack)
                 if self._failures is not None:
                     self._failures.start()
                     stack.callback(self._failures.close)
-                self._open_exporters(stack)
                 await self._frontier.open()
                 stack.push_async_callback(self._frontier.close)
                 fetcher = await stack.enter_async_context(self._fetcher or self._downloader())

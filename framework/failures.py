@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -14,6 +16,8 @@ from framework.errors import UsageError
 from framework.http import Request
 
 __all__ = ["FailureLog", "failures_path", "load_failures"]
+
+log = logging.getLogger("fw")
 
 
 def failures_path(project_file: Path, name: str, exports: list[str]) -> Path:
@@ -30,23 +34,30 @@ class FailureLog:
         self.count = 0
         self._file: BinaryIO | None = None
         self._logged: set[int] = set()  # one line per request, however many problems it had
+        self._broken = False
 
     def start(self) -> None:
         """Forget an earlier run's failures: the file lists this run's only."""
-        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # unwritable: record() will say so
+            self.path.unlink(missing_ok=True)
 
     def record(self, request: Request, kind: str, reason: str) -> None:
         """Append ``request`` with why it failed; a request is recorded once."""
-        if id(request) in self._logged:
+        if id(request) in self._logged or self._broken:
             return
         self._logged.add(id(request))
-        self.count += 1
         line = {"kind": kind, "reason": reason, "time": round(time.time(), 3),
                 "request": request.to_dict()}
-        if self._file is None:  # a crawl without failures leaves no file behind
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("ab", buffering=0)
-        self._file.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+        try:
+            if self._file is None:  # a crawl without failures leaves no file behind
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("ab", buffering=0)
+            self._file.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+        except OSError as exc:  # the list of failures must not become one more failure
+            self._broken = True
+            log.warning("cannot write the failures file %s: %s", self.path, exc.strerror or exc)
+            return
+        self.count += 1
 
     def close(self) -> None:
         """Close the file, if any failure opened it."""
