@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,9 @@ from typing import Protocol
 from urllib.request import getproxies
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.http_exceptions import ContentEncodingError
 from multidict import CIMultiDict
 
 from framework.__about__ import __version__
@@ -69,27 +73,20 @@ class Downloader:
         # fw enforces per-host limits itself; the pool only caps the total and reuses
         # connections, and its DNS cache saves a look-up per request on the same host.
         connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=0,
-                                         ttl_dns_cache=300)
+                                         ttl_dns_cache=300, resolver=_CountingResolver(
+                                             aiohttp.DefaultResolver(), self._stats),
+                                         socket_factory=self._new_socket)
         jar = aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
         self._session = aiohttp.ClientSession(
             connector=connector, headers=headers, cookie_jar=jar, trust_env=_environment_matters(),
-            timeout=aiohttp.ClientTimeout(total=settings.timeout),
-            trace_configs=[self._trace()])
+            timeout=aiohttp.ClientTimeout(total=settings.timeout))
         return self
 
-    def _trace(self) -> aiohttp.TraceConfig:
-        """Count DNS look-ups and new connections: what pooling and the DNS cache save."""
-        stats, trace = self._stats, aiohttp.TraceConfig()
-
-        async def looked_up(*_: object) -> None:
-            stats.dns_lookups += 1
-
-        async def connected(*_: object) -> None:
-            stats.connections += 1
-
-        trace.on_dns_resolvehost_end.append(looked_up)
-        trace.on_connection_create_end.append(connected)
-        return trace
+    def _new_socket(self, address: AddrInfoType) -> socket.socket:
+        """Open a socket for a new connection, counting it: what pooling saves."""
+        self._stats.connections += 1
+        family, kind, proto, _, _ = address
+        return socket.socket(family, kind, proto)
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         traceback: TracebackType | None) -> None:
@@ -127,6 +124,21 @@ class Downloader:
         return b"".join(chunks)
 
 
+class _CountingResolver(AbstractResolver):
+    """Count look-ups that miss the connector's DNS cache (a trace would cost every request)."""
+
+    def __init__(self, resolver: AbstractResolver, stats: Stats) -> None:
+        self._resolver, self._stats = resolver, stats
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        self._stats.dns_lookups += 1
+        return await self._resolver.resolve(host, port, family)
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
 def _environment_matters() -> bool:
     """Tell whether proxy variables or a netrc file exist for aiohttp to honour.
 
@@ -147,6 +159,8 @@ def _classify(exc: BaseException, timeout: float) -> FetchError:
         return FetchError("timeout", f"no complete answer within {timeout:g}s", retryable=True)
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         return FetchError("invalid_url", f"cannot fetch this URL: {exc}")
+    if isinstance(exc.__cause__, ContentEncodingError):  # the same bytes will not inflate
+        return FetchError("bad_response", f"undecodable body: {_one_line(exc.__cause__)}")
     kinds: tuple[tuple[type[Exception], str], ...] = (
         (aiohttp.ClientConnectorDNSError, "dns"),
         (aiohttp.ClientConnectorError, "connection"),
@@ -156,4 +170,11 @@ def _classify(exc: BaseException, timeout: float) -> FetchError:
         (aiohttp.ClientError, "connection"),
     )
     kind = next((name for cls, name in kinds if isinstance(exc, cls)), "connection")
-    return FetchError(kind, f"{type(exc).__name__}: {exc}".rstrip(": "), retryable=True)
+    detail = exc.message if isinstance(exc, aiohttp.ClientResponseError) else exc
+    return FetchError(kind, f"{type(exc).__name__}: {_one_line(detail)}".rstrip(": "),
+                      retryable=True)
+
+
+def _one_line(detail: object) -> str:
+    """Squeeze a message onto one line: aiohttp's span several for some errors."""
+    return " ".join(str(detail).split())

@@ -54,6 +54,9 @@ log = logging.getLogger("fw")
 _CODE_FAILURES = frozenset({"spider_error", "plugin_error", "item_error", "internal_error",
                             "blocked"})
 _SEED_BATCH = 100
+#: Raw URLs remembered as already queued, so that a link seen again skips canonicalising
+#: and fingerprinting; past this many the memo starts over (the frontier still dedups).
+_KNOWN_URLS = 1_000_000
 #: Start requests wait while this many requests are queued, so an endless start_requests
 #: cannot fill memory; they resume below the low mark.
 _SEED_HIGH, _SEED_LOW = 10_000, 5_000
@@ -89,6 +92,7 @@ class Engine:
         self._fetch: Handler | None = None
         self._active = 0  # leases being handled, plus the seeder while it runs
         self._claimed = 0
+        self._known: set[str] = set()
         self._stopping: str | None = None
         self._seeder: asyncio.Task[None] | None = None
         self._seed_room = asyncio.Event()
@@ -215,17 +219,30 @@ class Engine:
             await self._scheduled(await self._frontier.add(admitted), len(admitted))
 
     def _admit(self, requests: Iterable[Request]) -> list[Request]:
-        """Keep the requests the crawl may fetch: valid http(s), allowed host, not too deep."""
+        """Keep the requests the crawl may fetch: valid http(s), allowed host, not too deep.
+
+        Most links on a page lead to pages already queued; a plain GET whose exact URL was
+        queued before is a duplicate at the cost of one set look-up.
+        """
         admitted, filtered, max_depth = [], self.stats.filtered, self.project.max_depth
+        known = self._known
         for request in requests:
-            if (problem := unfetchable(request.url)) is not None:
+            url = request.url
+            plain = request.method == "GET" and not request.body and not request.dont_filter
+            if plain and url in known:
+                filtered["duplicate"] += 1
+            elif (problem := unfetchable(url)) is not None:
                 filtered[problem] += 1
-            elif not self._offsite.allows(request.url):
+            elif not self._offsite.allows(url):
                 filtered["offsite"] += 1
             elif max_depth is not None and request.depth > max_depth:
                 filtered["depth"] += 1
             else:
                 admitted.append(request)
+                if plain:
+                    if len(known) >= _KNOWN_URLS:
+                        known.clear()
+                    known.add(url)
         return admitted
 
     async def _scheduled(self, new: list[Request], admitted: int) -> None:

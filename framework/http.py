@@ -143,11 +143,18 @@ class Response:
         return self._selector
 
     def css(self, query: str) -> SelectorList[Selector]:
-        """Query the document with a CSS selector (parsel, with ``::text``/``::attr()``)."""
+        """Query the document with a CSS selector (parsel, with ``::text``/``::attr()``).
+
+        A response fw does not parse (an image, a PDF) matches nothing.
+        """
+        if self._parser is None:
+            return SelectorList()
         return self.selector.css(query)
 
     def xpath(self, query: str, **variables: Any) -> SelectorList[Selector]:
-        """Query the document with XPath."""
+        """Query the document with XPath; an unparsed response matches nothing."""
+        if self._parser is None:
+            return SelectorList()
         return self.selector.xpath(query, **variables)
 
     @property

@@ -8,7 +8,7 @@ from urllib.parse import urljoin
 from framework.errors import FetchError, HttpError
 from framework.http import Request, Response
 from framework.retry import parse_retry_after, retryable_status
-from framework.urls import Offsite, unfetchable
+from framework.urls import Offsite, canonical_url, unfetchable
 
 __all__ = ["check_status", "redirect_of"]
 
@@ -37,9 +37,14 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
     if unfetchable(target) is None and not offsite.allows(target):
         raise FetchError("offsite_redirect", f"redirected to {target}, outside allowed_domains",
                          redirect_to=target)
+    # The chain travels in meta, so that a loop is a failure rather than a lost page.
+    chain = [*request.meta.get("redirect_urls", ()), request.url]
+    if canonical_url(target) in {canonical_url(url) for url in chain}:
+        raise FetchError("redirects", f"redirect loop: {' -> '.join([*chain, target])}")
     becomes_get = response.status == 303 or (response.status in (301, 302)
                                              and request.method == "POST")
     return request.replace(url=target, redirects=request.redirects + 1,
+                           meta={**request.meta, "redirect_urls": chain},
                            method="GET" if becomes_get else request.method,
                            body=None if becomes_get else request.body)
 

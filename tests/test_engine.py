@@ -264,7 +264,7 @@ async def test_redirects_go_through_dedup_offsite_and_a_bound(
     app = web.Application()
     app.router.add_get("/", static("/a", "/away", "/chain/0", "/to-target", "/target"))
     app.router.add_get("/a", redirect("/b"))
-    app.router.add_get("/b", redirect("/a", 301))  # a loop: /a is already seen
+    app.router.add_get("/b", redirect("/a", 301))  # a loop: a failure, not a lost page
     app.router.add_get("/away", redirect("http://elsewhere.example/"))
     app.router.add_get("/chain/{n}", chain)
     app.router.add_get("/to-target", redirect("/target", 307))
@@ -273,7 +273,7 @@ async def test_redirects_go_through_dedup_offsite_and_a_bound(
     stats = await crawl(links_project(tmp_path, base, "max_redirects: 3"))
     assert hits.count("/a") == 1 and hits.count("/b") == 1 and hits.count("/target") == 1
     assert [h for h in hits if h.startswith("/chain")] == [f"/chain/{n}" for n in range(4)]
-    assert stats.errors == {"redirects": 1, "offsite_redirect": 1}
+    assert stats.errors == {"redirects": 2, "offsite_redirect": 1}  # the loop and the chain
     assert stats.items == 2  # "/" and "/target"; redirects themselves yield nothing
 
 

@@ -85,8 +85,9 @@ def test_binary_response_is_not_parsed() -> None:
     url = "http://img.example/p.png"
     image = Response(url, 200, {"Content-Type": "image/png"}, b"\x89PNG...", Request(url),
                      Parsers().for_type("image/png"))
+    assert image.css("a") == [] and image.xpath("//a") == []  # nothing to match in it
     with pytest.raises(NotSupported, match="no parser for image/png"):
-        image.css("a")
+        _ = image.selector
 
 
 def test_parsers_match_exactly_then_by_suffix_then_by_type() -> None:
