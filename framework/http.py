@@ -6,12 +6,12 @@ import base64
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from parsel import Selector, SelectorList
 from w3lib.html import get_base_url
 
-from framework.encoding import decode
+from framework.encoding import decode, is_utf8, sniff
 
 __all__ = ["NotSupported", "Parser", "Request", "Response"]
 
@@ -86,10 +86,19 @@ def _method_name(callback: object) -> str | None:
     return str(name)
 
 
+def _plain_link(url: str) -> bool:
+    """Tell whether urljoin would keep ``url``'s text: no dot segment, no empty parts.
+
+    urljoin re-assembles what it parsed, dropping an empty query, fragment or ;params.
+    """
+    return ("/." not in url and ";" not in url and not url.startswith("//")
+            and not url.endswith(("?", "#")) and "?#" not in url)
+
+
 class Response:
     """What the server answered: status, headers, body, and ways to query and follow it."""
 
-    __slots__ = ("_base_url", "_encoding", "_parser", "_selector", "_text",
+    __slots__ = ("_base_url", "_bom", "_encoding", "_origin", "_parser", "_selector", "_text",
                  "body", "headers", "request", "status", "url")
 
     def __init__(self, url: str, status: int, headers: Mapping[str, str], body: bytes,
@@ -98,8 +107,10 @@ class Response:
         self.request, self._parser = request, parser
         self._text: str | None = None
         self._encoding: str | None = None
+        self._bom = 0
         self._selector: Selector | None = None
         self._base_url: str | None = None
+        self._origin: str | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
@@ -118,16 +129,20 @@ class Response:
     def text(self) -> str:
         """The body decoded: BOM, HTTP charset, ``<meta>`` charset, then detection."""
         if self._text is None:
-            self._encoding, self._text = decode(self.body, self.headers.get("Content-Type"))
+            self._text = decode(self.body, self.encoding, self._bom)
         return self._text
 
     @property
     def encoding(self) -> str:
-        """The encoding ``text`` was decoded with."""
+        """The encoding a browser would read the body with (see ``text``)."""
         if self._encoding is None:
-            _ = self.text
-        assert self._encoding is not None
+            self._encoding, self._bom = sniff(self.body, self.headers.get("Content-Type"))
         return self._encoding
+
+    @property
+    def utf8_body(self) -> bytes | None:
+        """The body without its BOM if it is UTF-8, for parsers that take bytes; else None."""
+        return self.body[self._bom:] if is_utf8(self.encoding) else None
 
     def json(self) -> Any:
         """Parse the body as JSON."""
@@ -171,10 +186,24 @@ class Response:
         A link too broken to resolve (``http://[::1``) comes back as written: the engine
         then drops it as ``invalid_url`` instead of the spider crashing on one bad href.
         """
+        if _plain_link(url):
+            # The two usual shapes of link, joined as urljoin would (a test checks it) but
+            # without parsing both URLs: this runs for every link on every page.
+            if url.startswith("/"):
+                return self._base_origin() + url
+            if url.startswith(("http://", "https://")) and \
+                    url.partition("://")[2][:1] not in ("", "/", "?", "#"):  # it has a host
+                return url
         try:
             return urljoin(self.base_url, url)
         except ValueError:
             return url
+
+    def _base_origin(self) -> str:
+        if self._origin is None:
+            parts = urlsplit(self.base_url)
+            self._origin = f"{parts.scheme}://{parts.netloc}"
+        return self._origin
 
     def follow(self, href: str | Selector, callback: object = None, *, priority: int = 0,
                meta: dict[str, Any] | None = None, **kwargs: Any) -> Request:

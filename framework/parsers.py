@@ -42,7 +42,14 @@ class Parsers:
 
 
 def parse_html(response: Response) -> Selector:
-    """Parse HTML leniently with lxml, as browsers do with broken markup."""
+    """Parse HTML leniently with lxml, as browsers do with broken markup.
+
+    A UTF-8 page is parsed from its bytes: decoding it to text only for parsel to encode
+    it back would cost a tenth of the parse.
+    """
+    body = response.utf8_body
+    if body is not None:
+        return Selector(body=body, encoding="utf-8", type="html", base_url=response.url)
     return Selector(text=response.text, type="html", base_url=response.url)
 
 

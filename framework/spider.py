@@ -49,8 +49,14 @@ class Spider:
         raise NotImplementedError(f"{type(self).__name__} must define parse(response)")
 
 
-async def results(outcome: CallbackResult) -> AsyncIterator[Any]:
+def results(outcome: CallbackResult) -> AsyncIterator[Any]:
     """Iterate whatever a callback returned, as one async stream of items and requests."""
+    if inspect.isasyncgen(outcome):  # the usual case: no wrapper around each result
+        return outcome
+    return _results(outcome)
+
+
+async def _results(outcome: CallbackResult) -> AsyncIterator[Any]:
     if inspect.isawaitable(outcome):
         outcome = await outcome
     if outcome is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from hashlib import blake2b
 from urllib.parse import urlsplit
@@ -13,6 +14,9 @@ from framework.http import Request
 __all__ = ["Offsite", "canonical_url", "fingerprint", "host_of", "is_fetchable", "unfetchable"]
 
 _FETCHABLE = ("http://", "https://")
+# No ";": w3lib reads it as the start of path parameters and drops empty ones.
+_CANONICAL = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~!$&'()*+,=:@/]*\Z")
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
 
 
 def unfetchable(url: str) -> str | None:
@@ -47,9 +51,13 @@ def host_of(url: str) -> str:
 def canonical_url(url: str) -> str:
     """Return ``url`` with the fragment dropped and the query sorted, for dedup.
 
-    A URL w3lib cannot take apart is its own canonical form: deduplicating it by its exact
-    text is the best that can be done, and fetching it will say what is wrong.
+    Most URLs are canonical already: a lower-case host, a path of plain characters, no
+    query, fragment, escape or dot segment. Those are returned as they are, which is what
+    w3lib would return (a test checks it) at a fraction of the cost. A URL w3lib cannot
+    take apart is its own canonical form: fetching it will say what is wrong.
     """
+    if _CANONICAL.match(url) and not _DOT_SEGMENT.search(url):
+        return url
     try:
         return canonicalize_url(url)
     except ValueError:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import codecs
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from parsel import Selector
 
 from framework import NotSupported, Request, Response, Spider
@@ -155,3 +158,32 @@ async def test_gbk_page_through_a_crawl(tmp_path: Path, serve: Serve) -> None:
         """)
     await crawl(project)
     assert read_jsonl(tmp_path / "out/t.jsonl") == [{"title": "即将上映", "h1": "北京影讯"}]
+
+
+LINK_CHARS = "ab/.:?#;=%@ "
+
+
+@settings(max_examples=3000, deadline=None)
+@given(base=st.sampled_from(["http://a.test/x/y.html", "https://u@b.test:8443/", "http://c.test",
+                             "http://d.test/x/?q=1#f"]),
+       prefix=st.sampled_from(["/", "//", "http://", "https://", "", "./", "../", "?", "#"]),
+       rest=st.text(alphabet=LINK_CHARS, max_size=16))
+def test_urljoin_agrees_with_the_standard_library(base: str, prefix: str, rest: str) -> None:
+    page = Response(base, 200, {}, b"", Request(base), parse_html)
+    try:
+        expected = urljoin(base, prefix + rest)
+    except ValueError:
+        expected = prefix + rest  # too broken to join: returned as written
+    assert page.urljoin(prefix + rest) == expected
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    # HTTP says UTF-8, so the contradicting <meta> is ignored, as browsers do.
+    ('<meta charset="gbk"><title>北京</title>'.encode(), "text/html; charset=utf-8"),
+    (codecs.BOM_UTF8 + "<title>北京</title>".encode(), "text/html"),
+    ('<meta charset="gbk"><title>北京</title>'.encode("gbk"), "text/html"),
+])
+def test_the_parser_reads_the_encoding_fw_chose(body: bytes, content_type: str) -> None:
+    page = response(body, content_type)
+    assert page.css("title::text").get() == "北京"
+    assert page.text.endswith("<title>北京</title>")

@@ -1,0 +1,44 @@
+"""URLs: what is fetchable, what is the same page, which hosts are allowed."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from w3lib.url import canonicalize_url
+
+from framework.urls import _CANONICAL, Offsite, canonical_url, host_of, unfetchable
+
+PATH_CHARS = "abcXYZ019-._~!$&'()*+,;=:@/%?#é .2"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(scheme=st.sampled_from(["http", "https", "HTTP"]),
+       host=st.sampled_from(["a.test", "A.test", "127.0.0.1", "x-y.example", "b.test:8080"]),
+       path=st.text(alphabet=PATH_CHARS, max_size=24))
+def test_the_fast_path_agrees_with_w3lib(scheme: str, host: str, path: str) -> None:
+    url = f"{scheme}://{host}/{path}"
+    assert canonical_url(url) == canonicalize_url(url)
+
+
+def test_the_fast_path_is_taken_for_ordinary_urls() -> None:
+    assert _CANONICAL.match("http://127.0.0.1:8088/p/123.html")
+    assert not _CANONICAL.match("http://a.test/p?b=1&a=2")  # queries are sorted by w3lib
+    assert canonical_url("http://a.test/p?b=1&a=2#x") == "http://a.test/p?a=2&b=1"
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("https://a.test/x", None), ("HTTP://A.TEST/", None), ("mailto:a@b.test", "scheme"),
+    ("javascript:void(0)", "scheme"), ("ftp://a.test/", "scheme"), ("/relative", "scheme"),
+    ("http://a.test:99999/", "invalid_url"), ("http://[::1/", "invalid_url"),
+    ("http:///path", "invalid_url")])
+def test_unfetchable(url: str, problem: str | None) -> None:
+    assert unfetchable(url) == problem
+
+
+def test_offsite_allows_subdomains_only_of_allowed_domains() -> None:
+    offsite = Offsite(["douban.com", ".example.org"])
+    assert offsite.allows("https://movie.douban.com/x") and offsite.allows("http://douban.com/")
+    assert not offsite.allows("https://notdouban.com/") and offsite.allows("http://example.org")
+    assert Offsite([]).allows("http://anything.test/")
+    assert host_of("http://User@Host.Test:81/p") == "host.test" and host_of("http://[::1") == ""
