@@ -48,7 +48,7 @@ def parse_html(response: Response) -> Selector:
     it back would cost a tenth of the parse.
     """
     body = response.utf8_body
-    if body is not None:
+    if body:  # parsel wants text for an empty page
         return Selector(body=body, encoding="utf-8", type="html", base_url=response.url)
     return Selector(text=response.text, type="html", base_url=response.url)
 

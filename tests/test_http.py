@@ -58,6 +58,10 @@ def test_undeclared_legacy_encoding_is_detected() -> None:
     assert "中文网页" in page.text
 
 
+def test_an_empty_page_parses_to_nothing() -> None:
+    assert response(b"", "text/html; charset=utf-8").css("a") == []
+
+
 def test_undecodable_bytes_never_raise() -> None:
     page = response(b"<p>\xff\xfe\xfa broken \x80</p>", "text/html; charset=utf-8")
     assert "broken" in page.css("p::text").get("")
