@@ -14,6 +14,11 @@ __all__ = ["HostPolicy", "Politeness", "Throttler"]
 _FIRST_BACKOFF = 0.5
 #: A delay change smaller than this fraction is not worth telling the frontier about.
 _NOTICEABLE = 0.1
+#: A host is slowing down when a reply takes this many times its best, and at least
+#: ``_SLOW`` seconds: below that, latency is the crawler's own queueing, not the server's.
+_SLOWER, _SLOW = 2.0, 0.25
+#: An excess over the floor this small is dropped: halving would never quite reach it.
+_SNAP = 0.01
 
 
 @dataclass(frozen=True)
@@ -71,18 +76,22 @@ class Politeness:
 class Throttler:
     """Adapt each host's delay to how it is doing, within ``[floor, max_delay]``.
 
-    A host's floor is its configured delay, raised by its robots.txt Crawl-delay. A 429 or
-    503 reply (or a timeout) doubles the delay; a healthy reply moves it halfway toward
-    ``latency / concurrency``, the spacing at which the host's concurrency stays busy
-    without queueing more at the server (AutoThrottle's rule, with the target concurrency
-    being the host's own limit). Error statuses never lower it.
+    A host's floor is its configured delay, raised by its robots.txt Crawl-delay.
+
+    * A 429 or 503 reply, or a timeout, doubles the delay (from 0.5 s).
+    * A reply slower than twice the host's best (and than 0.25 s) raises the delay to
+      ``latency / concurrency``: the spacing at which the host's concurrency keeps it busy
+      without queueing more at the server (AutoThrottle's rule).
+    * Any other successful reply halves the delay's excess over the floor, so a healthy
+      host is soon back at its configured pace. Error statuses never lower the delay.
     """
 
     def __init__(self, politeness: Politeness, *, enabled: bool, max_delay: float) -> None:
         self._politeness, self.enabled, self._max = politeness, enabled, max_delay
         self._floors: dict[str, float] = {}
-        self._delays: dict[str, float] = {}  # what the rule says, smoothed
+        self._delays: dict[str, float] = {}  # what the rules say
         self._told: dict[str, float] = {}  # what the frontier was last told
+        self._best: dict[str, float] = {}  # each host's fastest reply
 
     def floor(self, host: str) -> float:
         """Return the least delay for ``host``."""
@@ -100,15 +109,20 @@ class Throttler:
         """Learn from one reply (``status`` None: a timeout); return the new delay if it moved."""
         if not self.enabled:
             return None
+        best = self._best[host] = min(self._best.get(host, latency), latency)
         floor = self.floor(host)
         current = self._delays.get(host, floor)
         if status is None or status in (429, 503):
             wanted = max(current * 2, _FIRST_BACKOFF)
-        else:
-            target = latency / self._politeness.for_host(host).concurrency
-            wanted = (current + target) / 2
-            if status >= 400:  # errors may slow a host down, never speed it up
-                wanted = max(wanted, current)
+        elif latency > _SLOWER * best and latency > _SLOW:
+            wanted = max(current, latency / self._politeness.for_host(host).concurrency)
+        elif status < 400:
+            if current == floor:  # the usual case: a healthy host at its configured pace
+                return None
+            excess = (current - floor) / 2
+            wanted = floor + (excess if excess > _SNAP else 0.0)
+        else:  # errors may slow a host down, never speed it up
+            return None
         return self._set(host, min(max(wanted, floor), max(self._max, floor)))
 
     def _set(self, host: str, delay: float) -> float | None:
