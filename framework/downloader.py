@@ -113,8 +113,11 @@ class Downloader:
         The limit applies to decompressed bytes, so a small gzip bomb is cut off too.
         """
         limit = self._settings.max_response_size
-        if (answer.content_length or 0) > limit:
+        length = answer.content_length
+        if length is not None and length > limit:
             raise _too_large(limit)
+        if length is not None and "Content-Encoding" not in answer.headers:
+            return await answer.read()  # the usual case: bounded by the length just checked
         chunks, size = [], 0
         async for chunk in answer.content.iter_any():
             size += len(chunk)

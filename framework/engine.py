@@ -314,17 +314,21 @@ class Engine:
         if self._robots is not None and not await self._robots.allows(request):
             self.stats.filtered["robots"] += 1
             return partial(self._ack, lease, [])
-        started = asyncio.get_running_loop().time()
+        clock = asyncio.get_running_loop().time
+        started = clock()
         try:
             try:
                 response = await self._fetch(request)
             except FetchError as exc:
                 if exc.kind == "timeout":  # a host too slow to answer: give it air
-                    await self._pace(lease.host, None, 0.0)
+                    await self._pace(lease.host, self._throttle.observe(lease.host, None, 0))
                 raise
-            await self._pace(lease.host, response.status,
-                             asyncio.get_running_loop().time() - started)
-            await self._received(lease, response)
+            delay = self._throttle.observe(lease.host, response.status, clock() - started)
+            if delay is not None:
+                await self._pace(lease.host, delay)
+            self.stats.response(lease.host, response.status, len(response.body))
+            if self._events.response_received:
+                await self._events.response_received(response=response, spider=self.spider)
             redirect = redirect_of(response, max_redirects=self.project.max_redirects,
                                    offsite=self._offsite)
             if redirect is not None:
@@ -339,9 +343,8 @@ class Engine:
         await self._items.export(items, response, request)
         return partial(self._ack, lease, self._admit(_deeper(requests, request)))
 
-    async def _pace(self, host: str, status: int | None, latency: float) -> None:
-        """Let adaptive throttling learn from a reply, and tell the frontier what it decides."""
-        delay = self._throttle.observe(host, status, latency)
+    async def _pace(self, host: str, delay: float | None) -> None:
+        """Tell the frontier the delay adaptive throttling chose for ``host``."""
         if delay is not None:
             await self._frontier.tune(host, delay=delay)
 
@@ -351,11 +354,6 @@ class Engine:
         if delay is not None:
             log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, seconds)
             await self._frontier.tune(host, delay=delay)
-
-    async def _received(self, lease: Lease, response: Response) -> None:
-        self.stats.response(lease.host, response.status, len(response.body))
-        if self._events.response_received:
-            await self._events.response_received(response=response, spider=self.spider)
 
     async def _ack(self, lease: Lease, admitted: list[Request]) -> None:
         await self._scheduled(await self._frontier.ack(lease, admitted), len(admitted))

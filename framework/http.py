@@ -40,8 +40,12 @@ class Request:
                  body: bytes | None = None, callback: object = None, errback: object = None,
                  priority: int = 0, meta: dict[str, Any] | None = None, depth: int = 0,
                  dont_filter: bool = False, retries: int = 0, redirects: int = 0) -> None:
-        self.url, self.method, self.headers, self.body = url, method.upper(), headers, body
-        self.callback, self.errback = _method_name(callback), _method_name(errback)
+        self.url, self.headers, self.body = url, headers, body
+        self.method = method if method == "GET" else method.upper()
+        # Names pass straight through; only a method needs turning into its name.
+        self.callback = callback if callback is None or type(callback) is str \
+            else _method_name(callback)
+        self.errback = errback if errback is None else _method_name(errback)
         self.priority, self.meta, self.depth = priority, {} if meta is None else meta, depth
         self.dont_filter, self.retries, self.redirects = dont_filter, retries, redirects
 

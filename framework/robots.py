@@ -39,7 +39,10 @@ class Robots:
 
     async def allows(self, request: Request) -> bool:
         """Tell whether the site's robots.txt lets this crawler fetch ``request``."""
-        rules = await self._rules(_origin(request.url))
+        origin = _origin(request.url)
+        site = self._sites.get(origin)
+        # Once a site's robots.txt is read, asking it costs no await (it runs per request).
+        rules = site.result() if site is not None and site.done() else await self._rules(origin)
         return rules is None or bool(rules.can_fetch(request.url, self._agent))
 
     async def _rules(self, origin: str) -> Protego | None:

@@ -59,18 +59,21 @@ def results(outcome: CallbackResult) -> AsyncIterator[Any]:
 async def _results(outcome: CallbackResult) -> AsyncIterator[Any]:
     if inspect.isawaitable(outcome):
         outcome = await outcome
-    if outcome is None:
-        return
     if isinstance(outcome, AsyncIterable):
         async for result in outcome:
             yield result
-    elif isinstance(outcome, Request | dict) or dataclasses.is_dataclass(outcome):
-        yield outcome
-    elif isinstance(outcome, Iterable) and not isinstance(outcome, str | bytes):
-        for result in outcome:
-            yield result
     else:
-        yield outcome  # the engine reports what it cannot use
+        for result in each(outcome):
+            yield result
+
+
+def each(outcome: object) -> Iterable[Any]:
+    """Return what a callback returned, other than an async stream, as an iterable."""
+    if outcome is None:
+        return ()
+    if isinstance(outcome, Request | dict | str | bytes) or dataclasses.is_dataclass(outcome):
+        return (outcome,)  # one item, request or mistake (the engine reports mistakes)
+    return outcome if isinstance(outcome, Iterable) else (outcome,)
 
 
 def as_item(result: object) -> dict[str, Any] | None:
@@ -106,8 +109,15 @@ async def run_callback(spider: Spider, name: str | None, *args: Any) -> Outcome:
         return outcome
     label = f"spider {spider.name}: {getattr(method, '__name__', name)}"
     try:
-        async for result in results(method(*args)):
-            _sort(result, outcome, label)
+        produced = method(*args)
+        if inspect.isawaitable(produced):
+            produced = await produced
+        if isinstance(produced, AsyncIterable):
+            async for result in produced:
+                _sort(result, outcome, label)
+        else:  # a plain generator or list: no async machinery per result
+            for result in each(produced):
+                _sort(result, outcome, label)
     except CloseSpider as exc:
         outcome.close = exc.reason
     except Blocked as exc:

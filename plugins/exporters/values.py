@@ -57,14 +57,19 @@ def _finite(value: Any, path: frozenset[int] = frozenset()) -> Any:
     return [_finite(v, path) for v in value]
 
 
+#: One encoder for all items: json.dumps with any option builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_default, allow_nan=False,
+                            separators=(",", ":"))
+
+
 def dumps(value: Mapping[str, Any] | Any) -> str:
     """Return compact, strictly valid JSON on one line, keeping non-ASCII text readable."""
     try:
-        text = json.dumps(value, ensure_ascii=False, default=_default, allow_nan=False,
-                          separators=(",", ":"))
+        text = _ENCODER.encode(value)
     except ValueError:  # NaN or infinity somewhere: rare, so only then walk the value
-        text = json.dumps(_finite(value), ensure_ascii=False, default=_default,
-                          allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(_finite(value))
+    if _LINE_BREAKS.search(text) is None:  # the usual case: nothing to escape
+        return text
     return _LINE_BREAKS.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
 
 
@@ -79,7 +84,10 @@ def encode(text: str) -> bytes:
 
 def write_all(file: BinaryIO, data: bytes) -> None:
     """Write all of ``data``; unbuffered files may accept a write only in part."""
-    view = memoryview(data)
+    written = file.write(data)
+    if written is None or written == len(data):  # the usual case: all of it at once
+        return
+    view = memoryview(data)[written:]
     while view:
         written = file.write(view)
         view = view[written if written is not None else len(view):]
