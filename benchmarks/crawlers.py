@@ -1,0 +1,133 @@
+"""The crawlers compared, and how to start each one against a site as a child process.
+
+Every crawler does the same crawl (one item per page: url, sku, title, price, desc; follow
+``ul.related a``) at the same concurrency, and writes its items to a file run.py counts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+__all__ = ["CRAWLER_NAMES", "Crawler", "Job", "find_crawlers"]
+
+HERE = Path(__file__).resolve().parent
+VENVS = HERE / ".venvs"
+#: In the order they run; the floor first, as everything is compared with it.
+CRAWLER_NAMES = ("floor", "fw", "scrapy", "crawlee")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One crawl to run: the site, the concurrency, and the scratch directory to run in."""
+
+    base: str
+    concurrency: int
+    workdir: Path
+
+    @property
+    def start_url(self) -> str:
+        """The page every other is reachable from."""
+        return self.base + "/p/0.html"
+
+
+@dataclass(frozen=True)
+class Crawler:
+    """A crawler that can run: its command for a job, where it writes, its version."""
+
+    name: str
+    output: str  # the export's file name in the job's workdir; .json means a JSON array
+    command: Callable[[Job, Path], list[str]]
+    version: str
+
+
+def find_crawlers(names: list[str], scrapy_bin: Path | None, crawlee_python: Path | None
+                  ) -> tuple[list[Crawler], dict[str, str]]:
+    """Return the named crawlers that are installed, and why each other one was skipped."""
+    scrapy_bin = scrapy_bin or VENVS / "scrapy" / "bin" / "scrapy"
+    crawlee_python = crawlee_python or VENVS / "crawlee" / "bin" / "python"
+    makers: dict[str, Callable[[], Crawler | str]] = {
+        "floor": _floor,
+        "fw": _fw,
+        "scrapy": lambda: _scrapy(scrapy_bin),
+        "crawlee": lambda: _crawlee(crawlee_python),
+    }
+    found, skipped = [], {}
+    for name in CRAWLER_NAMES:
+        if name in names:
+            made = makers[name]()
+            if isinstance(made, Crawler):
+                found.append(made)
+            else:
+                skipped[name] = made
+    return found, skipped
+
+
+def _floor() -> Crawler:
+    def command(job: Job, out: Path) -> list[str]:
+        return [sys.executable, str(HERE / "limit_aiohttp.py"), job.base, str(out),
+                str(job.concurrency)]
+
+    return Crawler("floor", "items.jsonl", command, f"aiohttp {_version('aiohttp')}, "
+                   f"parsel {_version('parsel')}")
+
+
+def _fw() -> Crawler:
+    def command(job: Job, out: Path) -> list[str]:
+        concurrency = job.concurrency
+        return [*_fw_command(), "--log-level", "warning", "run", str(HERE / "shop.yaml"),
+                "-s", f'start_urls=["{job.start_url}"]',
+                "-s", f"concurrency.total={concurrency}",
+                "-s", f"concurrency.per_domain={concurrency}",
+                "-o", str(out), "--stats", str(job.workdir / "fw-stats.json")]
+
+    return Crawler("fw", "items.jsonl", command, f"fw {_version('fw')}")
+
+
+def _fw_command() -> list[str]:
+    """Run ``fw`` as users do, through its console script, when it is installed."""
+    script = Path(sys.executable).with_name("fw")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "framework"]
+
+
+def _scrapy(scrapy_bin: Path) -> Crawler | str:
+    if not scrapy_bin.exists():
+        return f"{scrapy_bin} not found (run benchmarks/setup_peers.sh, or --scrapy-bin)"
+
+    def command(job: Job, out: Path) -> list[str]:
+        concurrency = job.concurrency
+        return [str(scrapy_bin), "runspider", str(HERE / "scrapy_spider.py"),
+                "-a", f"base={job.base}", "-O", f"{out}:jsonlines",
+                "-s", f"CONCURRENT_REQUESTS={concurrency}",
+                "-s", f"CONCURRENT_REQUESTS_PER_DOMAIN={concurrency}"]
+
+    return Crawler("scrapy", "items.jsonl", command, _output_of([str(scrapy_bin), "version"]))
+
+
+def _crawlee(python: Path) -> Crawler | str:
+    if not python.exists():
+        return f"{python} not found (run benchmarks/setup_peers.sh, or --crawlee-python)"
+
+    def command(job: Job, out: Path) -> list[str]:
+        return [str(python), str(HERE / "crawlee_crawler.py"), job.base, str(out),
+                str(job.concurrency)]
+
+    found = _output_of([str(python), "-c", "import crawlee; print(crawlee.__version__)"])
+    return Crawler("crawlee", "items.json", command, f"crawlee {found}")
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"
+
+
+def _output_of(command: list[str]) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    text = done.stdout.strip() or done.stderr.strip()
+    return text.splitlines()[-1] if text else "?"

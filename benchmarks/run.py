@@ -1,0 +1,201 @@
+"""Crawl one generated shop site with fw and its peers, side by side, and compare them.
+
+1. Generate a static site of N ~16 KB pages (reused if one of the same shape is there).
+2. Serve it on loopback: nginx if installed, else fastserver.py; check it answers, and
+   measure how fast it serves, so the crawlers, not the server, are what is measured.
+3. Run each crawler as a child process, one after another (round-robin with --runs):
+   wall time, items exported, CPU time and peak RSS from os.wait4.
+4. Print a table of the medians and fw's ratios, and write everything to
+   benchmarks/results/<timestamp>.json.
+
+usage: python benchmarks/run.py [--pages 20000] [--concurrency 32] [--runs 1]
+                                [--only floor,fw,scrapy,crawlee] [--server auto]
+Peers (Scrapy, Crawlee) run only when installed: bash benchmarks/setup_peers.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from crawlers import CRAWLER_NAMES, Crawler, Job, find_crawlers
+from measure import Run, median_of, run_measured
+from report import ratios, table, write_results
+from servers import Server, measure_server, running_server
+from shopsite import KiB, Site, ensure_site
+
+HERE = Path(__file__).resolve().parent
+#: Below this many times the fastest crawler's rate, the server may be what limits a crawl.
+_HEADROOM_WARNING = 2.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit 0 if every run of every crawler was valid."""
+    args = _parser().parse_args(argv)
+    started = datetime.now()
+    crawlers, skipped = find_crawlers(args.only, args.scrapy_bin, args.crawlee_python)
+    for name, why in skipped.items():
+        print(f"skipping {name}: {why}")
+    site = _site(args)
+    with running_server(site.root, args.server) as server:
+        rate = _server_rate(server, site, args)
+        runs = _run_all(crawlers, server.base, site.pages, args)
+    versions = {c.name: c.version for c in crawlers}
+    print(f"\n{site.pages:,} pages of {site.page_bytes // KiB} KB, concurrency "
+          f"{args.concurrency}, {args.runs} run(s) each, median of the valid runs; "
+          f"server: {server.kind} {server.detail}\n")
+    print(table(runs, versions))
+    found = ratios(runs)
+    for label, value in found.items():
+        print(f"{label}: {value:.2f}")
+    _warn_about_headroom(rate, runs)
+    results = _results(args, started, site, server, rate, runs, versions, skipped, found)
+    print(f"\nresults: {write_results(args.results_dir, results, started)}")
+    return 0 if all(run.valid for its_runs in runs.values() for run in its_runs) else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Crawl a generated site with fw, the aiohttp floor, Scrapy and Crawlee.")
+    parser.add_argument("--pages", type=int, default=20_000, help="site size (default 20000)")
+    parser.add_argument("--page-kb", type=int, default=16, help="page size (default 16)")
+    parser.add_argument("--concurrency", type=int, default=32,
+                        help="requests in flight, for every crawler (default 32)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs per crawler, round-robin; the median is reported")
+    parser.add_argument("--only", type=_names, default=list(CRAWLER_NAMES),
+                        help=f"comma-separated subset of {','.join(CRAWLER_NAMES)}")
+    parser.add_argument("--server", choices=["auto", "nginx", "python"], default="auto",
+                        help="auto: nginx if installed, else fastserver.py")
+    parser.add_argument("--scrapy-bin", type=Path,
+                        help="default: benchmarks/.venvs/scrapy/bin/scrapy")
+    parser.add_argument("--crawlee-python", type=Path,
+                        help="default: benchmarks/.venvs/crawlee/bin/python")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="seconds one crawl may take before it is killed (default 1800)")
+    parser.add_argument("--server-seconds", type=float, default=3.0,
+                        help="how long to load the server to measure it (0: skip)")
+    parser.add_argument("--site-dir", type=Path, default=HERE / "site")
+    parser.add_argument("--results-dir", type=Path, default=HERE / "results")
+    parser.add_argument("--keep-output", action="store_true",
+                        help="keep each run's scratch directory (items, logs)")
+    return parser
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(CRAWLER_NAMES))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown crawler {', '.join(unknown) or '(none)'}; choose from "
+            f"{', '.join(CRAWLER_NAMES)}")
+    return names
+
+
+def _site(args: argparse.Namespace) -> Site:
+    print(f"site: {args.pages:,} pages under {args.site_dir} ...", end=" ", flush=True)
+    site = ensure_site(args.site_dir, args.pages, args.page_kb * KiB)
+    print(f"{site.total_bytes / site.pages / KiB:.1f} KB per page")
+    return site
+
+
+def _server_rate(server: Server, site: Site, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Measure what the server delivers, over the site's pages in a random order."""
+    print(f"server: {server.kind} {server.detail} at {server.base}")
+    if args.server_seconds <= 0:
+        return None
+    paths = [f"/p/{i}.html" for i in range(site.pages)]
+    random.Random(1).shuffle(paths)
+    rate = measure_server(server, paths, seconds=args.server_seconds,
+                          connections=args.concurrency)
+    per_core = rate.get("requests_per_cpu_s")
+    print(f"server rate: {rate['requests_per_s']:,.0f} pages/s ({rate['mib_per_s']:,.0f} MiB/s)"
+          f" using {rate.get('server_cpu_share', 0):.0%} of a core"
+          + (f", ~{per_core:,.0f} pages/s per core" if per_core else "")
+          + f", {rate['errors']} errors")
+    if rate["errors"]:
+        raise SystemExit("the server failed requests under load: fix it before measuring "
+                         "crawlers against it")
+    return rate
+
+
+def _run_all(crawlers: list[Crawler], base: str, pages: int, args: argparse.Namespace
+             ) -> dict[str, list[Run]]:
+    """Run every crawler ``args.runs`` times, round-robin, so drift affects all alike."""
+    runs: dict[str, list[Run]] = {c.name: [] for c in crawlers}
+    for number in range(1, args.runs + 1):
+        for crawler in crawlers:
+            run = _run_one(crawler, base, pages, args)
+            runs[crawler.name].append(run)
+            print(f"{crawler.name} run {number}/{args.runs}: {run.pages_per_s:,.0f} pages/s, "
+                  f"{run.cpu_ms_per_page:.2f} CPU ms/page, {run.peak_rss_mb:.0f} MB, "
+                  f"{run.items:,} items in {run.wall_s:.1f}s"
+                  + ("" if run.valid else f" — INVALID (exit {run.returncode}"
+                     f"{', timed out' if run.timed_out else ''}):\n{run.log_tail}"), flush=True)
+    return runs
+
+
+def _run_one(crawler: Crawler, base: str, pages: int, args: argparse.Namespace) -> Run:
+    """Crawl once in a scratch directory outside the repository, then clean it up."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"fw-bench-{crawler.name}-"))
+    try:
+        job = Job(base, args.concurrency, workdir)
+        output = workdir / crawler.output
+        return run_measured(crawler.name, crawler.command(job, output), cwd=workdir,
+                            output=output, expected=pages, timeout=args.timeout,
+                            env=_child_env())
+    finally:
+        if args.keep_output:
+            print(f"  kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _child_env() -> dict[str, str]:
+    """The environment for crawlers: ours, minus what would make one import another's code."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _warn_about_headroom(rate: dict[str, Any] | None, runs: dict[str, list[Run]]) -> None:
+    fastest = max((m["pages_per_s"] for r in runs.values() if (m := median_of(r))), default=0)
+    if rate is None or not fastest:
+        return
+    headroom = rate["requests_per_s"] / fastest
+    print(f"server headroom: it served {headroom:.1f}x the fastest crawler's rate")
+    if headroom < _HEADROOM_WARNING:
+        print("warning: the server may be limiting the fastest crawler", file=sys.stderr)
+
+
+def _results(args: argparse.Namespace, started: datetime, site: Site, server: Server,
+             rate: dict[str, Any] | None, runs: dict[str, list[Run]], versions: dict[str, str],
+             skipped: dict[str, str], found: dict[str, float]) -> dict[str, Any]:
+    """Gather everything measured, and what it was measured on, for the results file."""
+    return {
+        "started": started.isoformat(timespec="seconds"),
+        "arguments": {key: str(value) if isinstance(value, Path) else value
+                      for key, value in vars(args).items()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "site": {**asdict(site), "root": str(site.root)},
+        "server": {"kind": server.kind, "detail": server.detail, "rate": rate},
+        "crawlers": {name: {"version": versions[name], "median": median_of(its_runs),
+                            "runs": [run.to_json() for run in its_runs]}
+                     for name, its_runs in runs.items()},
+        "skipped": skipped,
+        "ratios": found,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

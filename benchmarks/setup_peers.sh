@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create the peer crawlers' virtualenvs that benchmarks/run.py looks for:
+#   benchmarks/.venvs/scrapy   (Scrapy)
+#   benchmarks/.venvs/crawlee  (Crawlee for Python with its Parsel crawler)
+# They live apart from fw's environment so their dependencies cannot change what fw runs on.
+# usage: bash benchmarks/setup_peers.sh   (PYTHON=python3.12 to pick the interpreter)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+python="${PYTHON:-python3}"
+venvs="$here/.venvs"
+
+make_venv() {  # NAME REQUIREMENT...
+    local name="$1"; shift
+    echo "== $name: $*"
+    "$python" -m venv "$venvs/$name"
+    "$venvs/$name/bin/pip" install --quiet --upgrade pip
+    "$venvs/$name/bin/pip" install --quiet "$@"
+}
+
+make_venv scrapy scrapy
+# ParselCrawler needs the `parsel` extra; uvloop is not used, so peers run on the same loop as fw.
+make_venv crawlee 'crawlee[parsel]'
+
+"$venvs/scrapy/bin/scrapy" version
+"$venvs/crawlee/bin/python" -c 'import crawlee; print("crawlee", crawlee.__version__)'
