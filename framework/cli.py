@@ -66,11 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true",
                      help="fetch only the requests the last run listed in its failures file, "
                      "adding to its exports")
+    run.add_argument("--fresh", action="store_true",
+                     help="discard the saved state of a persistent frontier and start over")
     run.set_defaults(command=_run)
 
     check = commands.add_parser("check", help="validate a project file without crawling")
     _project_arguments(check)
     check.set_defaults(command=_check)
+
+    status = commands.add_parser("status", help="show the state of a crawl with a "
+                                 "persistent frontier (sqlite or redis)")
+    _project_arguments(status)
+    status.add_argument("--json", action="store_true", help="print JSON for machines")
+    status.set_defaults(command=_status)
 
     plugins = commands.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true", help="print JSON for machines")
@@ -94,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     from framework import runner  # imports the engine and aiohttp: only when crawling
 
     prepared = runner.prepare(args.project, args.overrides, args.output,
-                              retry_failed=args.retry_failed)
+                              retry_failed=args.retry_failed, fresh=args.fresh)
     log.info("%s: plugins: %s", prepared.project.name, ", ".join(
         f"{i.name}-{i.version}" if i.version else i.name for i in prepared.pm.infos()))
     try:
@@ -126,6 +134,13 @@ def _check(args: argparse.Namespace) -> int:
     outputs = ", ".join(f"{e.format} -> {e.path}" for e in components.exporters) or "none"
     print(f"OK: {args.project}: {project.name}: spider {components.spider.name}, "
           f"{len(project.start_urls)} start URL(s), exporters: {outputs}")
+    return OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from framework import status
+
+    print(status.show(args.project, args.overrides, as_json=args.json))
     return OK
 
 

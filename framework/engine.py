@@ -9,13 +9,16 @@ The data flows one way:
 4. Redirects go back to step 1 as new requests; failures are retried later with backoff
    or counted; a good response goes to the spider's callback.
 5. The callback's items pass ``item_scraped`` and go to every exporter; its requests go
-   back to step 1, settled together with the request that found them.
+   back to step 1, settled together with the request that found them. With a durable
+   frontier, writing a page's items and acknowledging it (with the exporters' new
+   positions) happen in one uninterrupted step, so that a crash can be resumed exactly.
 6. The crawl ends when the frontier is empty and no request is in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -31,8 +34,8 @@ from framework.errors import CloseSpider, CrawlAborted, FetchError, IgnoreReques
 from framework.events import Events
 from framework.exporters import Exporter
 from framework.failures import FailureLog
-from framework.frontier import Frontier, Lease
-from framework.frontier.memory import MemoryFrontier
+from framework.frontier import Frontier, Lease, LeaseLost, Saved
+from framework.frontier.backends import make_frontier
 from framework.http import Request, Response
 from framework.idle import Idle
 from framework.middleware import Handler, chain
@@ -56,13 +59,13 @@ _CODE_FAILURES = frozenset({"spider_error", "plugin_error", "item_error", "inter
 _SEED_BATCH = 100
 #: Raw URLs remembered as already queued, so that a link seen again skips canonicalising
 #: and fingerprinting; past this many the memo starts over (the frontier still dedups).
-_KNOWN_URLS = 1_000_000
+_KNOWN_URLS = 100_000
 #: Start requests wait while this many requests are queued, so an endless start_requests
 #: cannot fill memory; they resume below the low mark.
 _SEED_HIGH, _SEED_LOW = 10_000, 5_000
 
 #: How a handled request's lease is settled, decided before it is carried out.
-Settle = Callable[[], Awaitable[None]]
+Settle = Callable[[], Awaitable[object]]
 
 
 class Engine:
@@ -71,12 +74,12 @@ class Engine:
     def __init__(self, project: Project, components: Components, pm: pluggy.PluginManager,
                  *, frontier: Frontier | None = None, fetcher: Fetcher | None = None,
                  seeds: Sequence[Request] | None = None,
-                 failures: FailureLog | None = None) -> None:
+                 failures: FailureLog | None = None, fresh: bool = False) -> None:
         self.project, self.spider = project, components.spider
         self.stats = Stats(project.name)
         self._components = components
         politeness = Politeness.of(project)
-        self._frontier = frontier or MemoryFrontier(politeness)
+        self._frontier = frontier or make_frontier(project, politeness, fresh=fresh)
         self._throttle = Throttler(politeness, enabled=project.throttle.enabled,
                                    max_delay=project.throttle.max_delay)
         self._robots: Robots | None = None
@@ -96,6 +99,10 @@ class Engine:
         self._stopping: str | None = None
         self._seeder: asyncio.Task[None] | None = None
         self._seed_room = asyncio.Event()
+        #: Held while a page's items are written and the page is acknowledged.
+        self._settling = asyncio.Lock()
+        self._mark: dict[str, Any] = {}  # the exporters' positions after the last ack
+        self._marked = False  # whether the frontier has stored ``_mark``
 
     def stop(self, reason: str) -> None:
         """Stop claiming requests; those in flight finish and the crawl ends."""
@@ -124,12 +131,17 @@ class Engine:
     async def _run(self) -> None:
         try:
             async with AsyncExitStack() as stack:
-                self._open_exporters(stack)
+                saved = await self._open_frontier(stack)
+                if saved.finished and self._seeds is None:
+                    log.warning("%s: this crawl is already finished (%d requests settled); "
+                                "`fw run --fresh` starts it over", self.project.name,
+                                saved.settled)
+                    self.stats.finish("already finished")
+                    return
+                self._open_exporters(stack, saved)
                 if self._failures is not None:
-                    self._failures.start()
+                    self._failures.start(keep=saved.resumed)
                     stack.callback(self._failures.close)
-                await self._frontier.open()
-                stack.push_async_callback(self._frontier.close)
                 fetcher = await stack.enter_async_context(self._fetcher or self._downloader())
                 self._fetch = chain(self._components.middlewares, fetcher.fetch)
                 if self.project.robots == "obey":
@@ -165,14 +177,34 @@ class Engine:
             await self._events.crawl_finished(project=self.project, spider=self.spider,
                                               stats=self.stats)
 
-    def _open_exporters(self, stack: AsyncExitStack) -> None:
+    async def _open_frontier(self, stack: AsyncExitStack) -> Saved:
+        saved = await self._frontier.open()
+        stack.push_async_callback(self._frontier.close)
+        if saved.resumed and not saved.finished:
+            counts = self._frontier.counts()
+            log.info("%s: resuming: %d requests settled, %d queued, %d to retry",
+                     self.project.name, saved.settled, counts.pending, counts.delayed)
+        return saved
+
+    def _open_exporters(self, stack: AsyncExitStack, saved: Saved) -> None:
+        """Open the exporters; a resumed crawl adds to its exports, cut back to the last ack."""
         for exporter in self._components.exporters:
+            exporter.append = exporter.append or saved.resumed
             try:
                 exporter.open()
             except Exception as exc:
                 raise CrawlAborted(f"exporter {exporter.format} cannot open {exporter.path}: "
                                    f"{_reason(exc)}") from exc
             stack.callback(_close_exporter, exporter)
+        try:
+            self._items.rewind(saved.checkpoints)
+            self._mark = self._items.checkpoint() if self._frontier.durable else {}
+        except Exception as exc:
+            raise CrawlAborted(f"cannot resume the exports: {_reason(exc)}") from exc
+        unsure = [key for key, value in self._mark.items() if value is None]
+        if unsure and saved.resumed:
+            log.warning("%s cannot be rewound: after a crash it may repeat the items of pages "
+                        "that were not acknowledged", ", ".join(unsure))
 
     # ---------------------------------------------------------------------------------------
     # Scheduling
@@ -237,6 +269,8 @@ class Engine:
                 filtered["offsite"] += 1
             elif max_depth is not None and request.depth > max_depth:
                 filtered["depth"] += 1
+            elif request.meta and self._frontier.durable and not self._storable(request):
+                filtered["unstorable"] += 1
             else:
                 admitted.append(request)
                 if plain:
@@ -244,6 +278,18 @@ class Engine:
                         known.clear()
                     known.add(url)
         return admitted
+
+    def _storable(self, request: Request) -> bool:
+        """A durable frontier stores requests as JSON: their meta must be JSON."""
+        try:
+            json.dumps(request.meta, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            log.error("spider_error: spider %s: the meta of %s is not JSON, which a %s "
+                      "frontier needs to store it: %s", self.spider.name, request.url,
+                      self.project.frontier.split(":")[0], exc)
+            self.stats.errors["spider_error"] += 1
+            return False
+        return True
 
     async def _scheduled(self, new: list[Request], admitted: int) -> None:
         """Account for requests the frontier accepted, and wake a worker for them."""
@@ -305,7 +351,12 @@ class Engine:
                       lease.request.url, exc_info=exc)
             self.stats.errors["internal_error"] += 1
             settle = partial(self._frontier.fail, lease, "internal_error")
-        await settle()
+        try:
+            await settle()
+        except LeaseLost:  # it expired while we worked: another worker has the request now
+            log.warning("lease of %s expired before it was settled; another worker took it "
+                        "over", lease.request.url)
+            self.stats.errors["lease_lost"] += 1
 
     async def _process(self, lease: Lease) -> Settle:
         """Fetch and parse one request; return how its lease is to be settled."""
@@ -313,7 +364,7 @@ class Engine:
         assert self._fetch is not None
         if self._robots is not None and not await self._robots.allows(request):
             self.stats.filtered["robots"] += 1
-            return partial(self._ack, lease, [])
+            return partial(self._ack, lease, [], [])
         clock = asyncio.get_running_loop().time
         started = clock()
         try:
@@ -332,16 +383,16 @@ class Engine:
             redirect = redirect_of(response, max_redirects=self.project.max_redirects,
                                    offsite=self._offsite)
             if redirect is not None:
-                return partial(self._ack, lease, self._admit([redirect]))
+                return partial(self._ack, lease, [], self._admit([redirect]))
             check_status(response, self.spider.allowed_status)
         except IgnoreRequest:
             self.stats.filtered["ignored"] += 1
-            return partial(self._ack, lease, [])
+            return partial(self._ack, lease, [], [])
         except FetchError as exc:
             return await self._failed(lease, exc)
         items, requests = await self._callback(request, request.callback, response)
-        await self._items.export(items, response, request)
-        return partial(self._ack, lease, self._admit(_deeper(requests, request)))
+        items = await self._items.accept(items, response)
+        return partial(self._ack, lease, items, self._admit(_deeper(requests, request)))
 
     async def _pace(self, host: str, delay: float | None) -> None:
         """Tell the frontier the delay adaptive throttling chose for ``host``."""
@@ -355,8 +406,34 @@ class Engine:
             log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, seconds)
             await self._frontier.tune(host, delay=delay)
 
-    async def _ack(self, lease: Lease, admitted: list[Request]) -> None:
-        await self._scheduled(await self._frontier.ack(lease, admitted), len(admitted))
+    async def _ack(self, lease: Lease, items: list[dict[str, Any]],
+                   admitted: list[Request]) -> None:
+        """Export the page's items, then acknowledge it with what it discovered."""
+        new = await self._commit(lease, items, partial(self._frontier.ack, lease, admitted))
+        await self._scheduled(new, len(admitted))
+
+    async def _commit(self, lease: Lease, items: list[dict[str, Any]],
+                      settle: Callable[..., Awaitable[list[Request]]]) -> list[Request]:
+        """Write ``items`` and settle the lease, as one step for a durable frontier.
+
+        Under the lock no other page's items can slip in between, so the exporters'
+        positions stored with the ack are exactly this page's end. If the lease was lost
+        meanwhile, the items are cut back out: the new holder will export them.
+        """
+        if not self._frontier.durable:
+            await self._items.write(items, lease.request)
+            return await settle()
+        async with self._settling:
+            await self._items.write(items, lease.request)
+            mark = self._items.checkpoint() if items else self._mark
+            try:
+                new = await settle(checkpoint=None if self._marked and not items else mark)
+            except LeaseLost:
+                self._items.rewind(self._mark)
+                self.stats.items -= len(items)
+                raise
+            self._mark, self._marked = mark, True
+            return new
 
     async def _failed(self, lease: Lease, error: FetchError) -> Settle:
         """Retry a failed request after a backoff, or count it failed and run its errback."""
@@ -375,15 +452,20 @@ class Engine:
         await self._report(error, error.kind, request, str(error))
         if self._failures is not None:
             self._failures.record(request, error.kind, str(error))
+        items: list[dict[str, Any]] = []
         requests: list[Request] = []
         if request.errback:
             items, requests = await self._callback(request, request.errback, request, error)
-            await self._items.export(items, None, request)
-        return partial(self._fail, lease, error.kind, _deeper(requests, request))
+            items = await self._items.accept(items, None)
+        return partial(self._fail, lease, error.kind, items, _deeper(requests, request))
 
-    async def _fail(self, lease: Lease, kind: str, discovered: list[Request]) -> None:
-        await self._frontier.fail(lease, kind)
-        await self._schedule(discovered)
+    async def _fail(self, lease: Lease, kind: str, items: list[dict[str, Any]],
+                    discovered: list[Request]) -> None:
+        """Export the errback's items, then settle the lease as failed."""
+        admitted = self._admit(discovered)
+        new = await self._commit(lease, items,
+                                 partial(self._frontier.fail, lease, kind, admitted))
+        await self._scheduled(new, len(admitted))
 
     async def _callback(self, request: Request, name: str | None, *args: Any
                         ) -> tuple[list[dict[str, Any]], list[Request]]:

@@ -49,6 +49,19 @@ class Exporter:
     def close(self) -> None:
         """Finish the output (write a footer, flush, close the file)."""
 
+    def checkpoint(self) -> Any:
+        """Return where the output stands now, as JSON-ready data, or None if it cannot say.
+
+        A persistent frontier stores it with each acknowledged page. After a crash, fw
+        opens the exporter with ``append`` set and calls ``rewind`` with the last stored
+        checkpoint, so that items of pages not acknowledged are not exported twice. An
+        exporter returning None may repeat those items after a crash.
+        """
+        return None
+
+    def rewind(self, checkpoint: Any) -> None:
+        """Drop everything written after ``checkpoint`` (called just after ``open``)."""
+
     def open_binary(self, mode: str | None = None) -> BinaryIO:
         """Open ``path`` unbuffered, creating its folder; ``-`` gives standard output.
 

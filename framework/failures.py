@@ -36,8 +36,13 @@ class FailureLog:
         self._logged: set[int] = set()  # one line per request, however many problems it had
         self._broken = False
 
-    def start(self) -> None:
-        """Forget an earlier run's failures: the file lists this run's only."""
+    def start(self, *, keep: bool = False) -> None:
+        """Forget an earlier run's failures, so that the file lists this crawl's only.
+
+        ``keep`` them when this run continues the earlier one (a resumed crawl).
+        """
+        if keep:
+            return
         with contextlib.suppress(OSError):  # unwritable: record() will say so
             self.path.unlink(missing_ok=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from framework.errors import CrawlAborted, DropItem
@@ -33,22 +33,43 @@ class ItemPipeline:
         self._limit, self._report, self._stop = max_items, report, stop
         self._taken = 0  # items past the limit check, counted before any await: exact limits
 
-    async def export(self, items: list[dict[str, Any]], response: Response | None,
-                     request: Request) -> None:
-        """Export ``items`` found while handling ``request`` (``response`` is None in errbacks)."""
+    async def accept(self, items: list[dict[str, Any]], response: Response | None
+                     ) -> list[dict[str, Any]]:
+        """Return the items that pass ``item_scraped`` and the ``max_items`` limit.
+
+        ``response`` is None for items of an errback. Accepting is separate from writing
+        so that a persistent frontier can write a page's items and acknowledge the page
+        in one uninterrupted step.
+        """
+        accepted = []
         for item in items:
             if self._limit is not None and self._taken >= self._limit:
-                self._stop("max_items reached")
-                return
-            self._taken += 1
-            if not await self._accepted(item, response):
+                break
+            self._taken += 1  # before the await: concurrent pages must not pass the limit
+            if await self._accepted(item, response):
+                accepted.append(item)
+            else:
                 self._taken -= 1
-                continue
+        if self._limit is not None and self._taken >= self._limit:
+            self._stop("max_items reached")
+        return accepted
+
+    async def write(self, items: list[dict[str, Any]], request: Request) -> None:
+        """Write accepted items to every exporter."""
+        for item in items:
             for exporter in self._exporters:
                 await self._write(exporter, item, request)
             self._stats.items += 1
-        if self._limit is not None and self._taken >= self._limit:
-            self._stop("max_items reached")
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Return every exporter's position, by ``format:path``."""
+        return {_key(e): e.checkpoint() for e in self._exporters}
+
+    def rewind(self, checkpoints: Mapping[str, Any]) -> None:
+        """Cut every exporter back to its position in ``checkpoints``."""
+        for exporter in self._exporters:
+            if _key(exporter) in checkpoints:
+                exporter.rewind(checkpoints[_key(exporter)])
 
     async def _accepted(self, item: dict[str, Any], response: Response | None) -> bool:
         if not self._item_scraped:
@@ -81,3 +102,7 @@ class ItemPipeline:
             await self._report(exc, "item_error", request,
                                f"spider {self._spider.name}: exporter {exporter.format} "
                                f"cannot write this item: {type(exc).__name__}: {exc}")
+
+
+def _key(exporter: Exporter) -> str:
+    return f"{exporter.format}:{exporter.path}"

@@ -60,6 +60,18 @@ def _headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     return headers
 
 
+_FRONTIERS = ("memory", "sqlite:///", "redis://", "rediss://", "unix://")
+
+
+def _frontier(url: str) -> str:
+    if url != "memory" and not url.startswith(_FRONTIERS[1:]):
+        raise ValueError(f"{url!r} is not a frontier; use memory, sqlite:///path/to/crawl.db "
+                         "or redis://host:6379/0")
+    if url.startswith("sqlite:///") and not url.removeprefix("sqlite:///").strip("/"):
+        raise ValueError("sqlite:/// needs a file, e.g. sqlite:///state/crawl.db")
+    return url
+
+
 @dataclass(frozen=True)
 class Concurrency:
     """How many requests may be in flight at once."""
@@ -190,6 +202,10 @@ class Project:
                                         "User-Agent.", default_factory=_empty,
                                         check=_headers)
     cookies: bool = option(True, doc="Keep cookies between requests, as a browser does.")
+    frontier: str = option("memory", doc="Where the queue and the seen-set live: memory; "
+                           "sqlite:///state/crawl.db (a file relative to the project file; "
+                           "survives kill -9); redis://host:6379/0 (shared by every worker "
+                           "running the project).", check=_frontier)
     exporters: tuple[ExporterSpec, ...] = option((), doc="Where items go: a list of "
                                                  "{format, path, ...options}.",
                                                  parse=_exporters)
@@ -230,7 +246,11 @@ def _with_defaults(project: Project) -> Project:
     domains = project.allowed_domains
     if domains is None:
         domains = tuple(dict.fromkeys(host_of(url) for url in project.start_urls))
-    return dataclasses.replace(project, name=name, allowed_domains=domains)
+    frontier = project.frontier
+    if frontier.startswith("sqlite:///"):  # a relative path is relative to the project file
+        path = project.file.parent / frontier.removeprefix("sqlite:///")
+        frontier = "sqlite:///" + os.path.abspath(path)  # noqa: PTH100
+    return dataclasses.replace(project, name=name, allowed_domains=domains, frontier=frontier)
 
 
 def parse_override(text: str) -> tuple[KeyPath, Any]:

@@ -37,6 +37,8 @@ class Prepared:
     failures: Path
     #: The requests to start from instead of the spider's (``--retry-failed``).
     seeds: list[Request] | None = None
+    #: Discard a persistent frontier's saved state (``--fresh``).
+    fresh: bool = False
 
 
 def output_spec(path: str) -> ExporterSpec:
@@ -48,7 +50,7 @@ def output_spec(path: str) -> ExporterSpec:
 
 
 def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = (), *,
-            retry_failed: bool = False) -> Prepared:
+            retry_failed: bool = False, fresh: bool = False) -> Prepared:
     """Do everything short of crawling; raise a ``UsageError`` for any invalid input.
 
     With ``retry_failed`` the crawl starts from the last run's failures file and the
@@ -62,13 +64,13 @@ def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = 
                           append=retry_failed)
     failures = failures_path(file, project.name, [e.path for e in components.exporters])
     seeds = load_failures(failures) if retry_failed else None
-    return Prepared(project, pm, registry, components, failures, seeds)
+    return Prepared(project, pm, registry, components, failures, seeds, fresh)
 
 
 def run(prepared: Prepared) -> Stats:
     """Run the crawl to its end; Ctrl-C stops it cleanly (``stats.reason`` says so)."""
     engine = Engine(prepared.project, prepared.components, prepared.pm, seeds=prepared.seeds,
-                    failures=FailureLog(prepared.failures))
+                    failures=FailureLog(prepared.failures), fresh=prepared.fresh)
     try:
         return asyncio.run(_run(engine, prepared.project.timeout + _GRACE_EXTRA))
     except asyncio.CancelledError:  # the grace period after Ctrl-C ran out

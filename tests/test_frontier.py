@@ -1,17 +1,21 @@
-"""The in-memory frontier: dedup, priorities, per-host limits and delays, lease settlement.
+"""The local frontiers: dedup, priorities, per-host limits and delays, lease settlement.
 
-Time is a fake clock the tests advance and the jitter is fixed, so every wait is exact.
+Every test runs against the memory and the SQLite backend, which schedule alike. Time is
+a fake clock the tests advance and the jitter is fixed, so every wait is exact.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from framework.frontier import Counts, Lease
+from framework.frontier import Counts, Frontier, Lease, LeaseLost
 from framework.frontier.memory import MemoryFrontier
+from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
 from framework.politeness import HostPolicy, Politeness
 
@@ -29,24 +33,58 @@ class Clock:
         return self.now
 
 
-def make(concurrency: int = 8, delay: float = 0.0) -> tuple[MemoryFrontier, Clock]:
+_made: list[Frontier] = []
+
+
+@pytest.fixture(autouse=True, params=["memory", "sqlite"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Run each test on both backends; ``make`` builds the current one."""
+    global _backend, _state
+    _backend, _state = request.param, tmp_path / "crawl.db"
+    yield _backend
+    for frontier in _made:
+        _finish(frontier.close())
+    _made.clear()
+
+
+_backend, _state = "memory", Path()
+
+
+def make(concurrency: int = 8, delay: float = 0.0) -> tuple[Frontier, Clock]:
     clock = Clock()
-    return MemoryFrontier(Politeness(HostPolicy(concurrency, delay), {}), clock=clock,
-                          jitter=lambda: JITTER), clock
+    politeness = Politeness(HostPolicy(concurrency, delay), {})
+    frontier: Frontier
+    if _backend == "sqlite":
+        frontier = SqliteFrontier(_state, politeness, clock=clock, wall=clock,
+                                  jitter=lambda: JITTER)
+    else:
+        frontier = MemoryFrontier(politeness, clock=clock, jitter=lambda: JITTER)
+    _finish(frontier.open())
+    _made.append(frontier)
+    return frontier, clock
+
+
+def _finish(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never awaits (the local backends' open and close) to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("expected a coroutine that does not await")
 
 
 def req(url: str, priority: int = 0, **kwargs: Any) -> Request:
     return Request(url, priority=priority, **kwargs)
 
 
-async def lease_of(frontier: MemoryFrontier) -> Lease:
+async def lease_of(frontier: Frontier) -> Lease:
     """Claim, insisting on a lease rather than a wait."""
     got = await frontier.claim()
     assert isinstance(got, Lease), f"expected a lease, got {got!r}"
     return got
 
 
-async def urls_claimed(frontier: MemoryFrontier) -> list[str]:
+async def urls_claimed(frontier: Frontier) -> list[str]:
     """Claim until the frontier has nothing ready; return the URLs in claim order."""
     urls = []
     while isinstance(got := await frontier.claim(), Lease):
@@ -192,7 +230,7 @@ async def test_a_lease_is_settled_once(second: str) -> None:
     settle = {"ack": lambda: frontier.ack(lease, [req("http://a.test/3")]),
               "retry": lambda: frontier.retry(lease, lease.request, 0.0),
               "fail": lambda: frontier.fail(lease, "x")}[second]
-    with pytest.raises(ValueError, match="already settled"):
+    with pytest.raises(LeaseLost):
         await settle()
     # Nothing was queued or freed by the stale settlement.
     assert frontier.counts() == Counts(pending=1, delayed=0, leased=0, seen=2)

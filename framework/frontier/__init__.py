@@ -1,20 +1,28 @@
 """The frontier: the crawl's queue of requests, its dedup, and per-host politeness.
 
-``Frontier`` is all the engine calls; backends implement it (``memory`` here; persistent
-ones plug in the same way). The model is lease/ack: ``claim`` leases a request whose host
-may be visited now, and the engine later settles that lease exactly once with ``ack``
-(done, plus the requests it discovered), ``retry`` (try again later) or ``fail``.
+``Frontier`` is all the engine calls; one module per backend implements it (``memory``,
+``sqlite``, ``redis``), and ``open_frontier`` picks one from the project's ``frontier:``
+URL. The model is lease/ack: ``claim`` leases a request whose host may be visited now,
+and the engine later settles that lease exactly once with ``ack`` (done, plus the
+requests it discovered), ``retry`` (try again later) or ``fail``. A durable backend
+keeps a lease until it is settled or expires, never pops a request destructively, and
+stores the exporters' checkpoint in the same atomic step as the ack, so that a crawl
+killed at any moment resumes with every page fetched and every item exported once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
+from framework.errors import CrawlAborted
 from framework.http import Request
 
-__all__ = ["Counts", "Frontier", "Lease"]
+__all__ = ["Counts", "Frontier", "HostStatus", "Lease", "LeaseLost", "Saved", "Status",
+           "WorkerStatus", "decode_request", "encode_request"]
 
 
 class Lease(NamedTuple):  # a tuple: cheaper to make than a dataclass, once per page
@@ -22,7 +30,15 @@ class Lease(NamedTuple):  # a tuple: cheaper to make than a dataclass, once per 
 
     request: Request
     host: str
-    token: int = 0
+    token: int | str = 0
+
+
+class LeaseLost(Exception):  # control flow, like DropItem
+    """Raised by ``ack``/``fail``/``retry`` when the lease expired and went to another worker.
+
+    The engine undoes what it wrote for that page: the worker now holding the request
+    will export its items.
+    """
 
 
 @dataclass(frozen=True)
@@ -35,11 +51,72 @@ class Counts:
     seen: int
 
 
+def _nothing() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a frontier found when it opened: a new crawl, or one to continue."""
+
+    #: An earlier run's state was found and this run continues it.
+    resumed: bool = False
+    #: That crawl is over: nothing pending, delayed or leased, and some request settled.
+    finished: bool = False
+    #: Requests settled so far (done or failed), for the resume message.
+    settled: int = 0
+    #: The exporters' positions at the last ack, by ``exporter_key``; empty if none.
+    checkpoints: Mapping[str, Any] = field(default_factory=_nothing)
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """One host's share of a crawl."""
+
+    pending: int = 0
+    leased: int = 0
+    done: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A worker process a shared crawl has seen."""
+
+    id: str
+    #: Seconds since it last showed a sign of life.
+    idle: float
+    #: Whether it is still heartbeating (a worker that exited or died is not).
+    alive: bool
+
+
+@dataclass(frozen=True)
+class Status:
+    """A crawl's state as ``fw status`` shows it."""
+
+    backend: str
+    pending: int
+    delayed: int
+    leased: int
+    done: int
+    failed: int
+    hosts: Mapping[str, HostStatus] = field(default_factory=_nothing)
+    workers: tuple[WorkerStatus, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        """Nothing is left to do and something was done."""
+        return not (self.pending or self.delayed or self.leased) and bool(self.done + self.failed)
+
+
 class Frontier(Protocol):
     """The queue + dedup seam. This is all the engine calls."""
 
-    async def open(self) -> None:
-        """Connect to the backend or load saved state."""
+    #: Whether state outlives the process (and acks carry exporter checkpoints).
+    durable: bool
+
+    async def open(self) -> Saved:
+        """Connect to the backend, load saved state, and say what was found."""
 
     async def close(self) -> None:
         """Release the backend; the frontier is not used afterwards."""
@@ -51,21 +128,25 @@ class Frontier(Protocol):
         """Lease the most urgent request whose host may be visited now.
 
         Otherwise return how many seconds to wait before asking again (``math.inf``: until
-        a lease is settled or requests are added), or None when nothing is queued or
-        delayed at all.
+        a lease is settled or requests are added), or None when nothing is queued, delayed
+        or (for a shared backend) leased by any worker: the crawl is over.
         """
 
-    async def ack(self, lease: Lease, discovered: Sequence[Request]) -> list[Request]:
-        """Settle a handled request and queue what it discovered, in one step.
+    async def ack(self, lease: Lease, discovered: Sequence[Request],
+                  checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
+        """Settle a handled request and queue what it discovered, in one atomic step.
 
-        Returns the discovered requests that were new.
+        ``checkpoint`` (durable backends) records where the exporters stand now that this
+        page's items are written. Returns the discovered requests that were new; raises
+        ``LeaseLost`` if the lease is no longer this worker's.
         """
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
         """Settle a lease by queueing ``request`` again after ``delay`` seconds."""
 
-    async def fail(self, lease: Lease, reason: str) -> None:
-        """Settle a lease of a request that failed for good."""
+    async def fail(self, lease: Lease, reason: str, discovered: Sequence[Request] = (),
+                   checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
+        """Settle a lease of a request that failed for good; like ``ack`` otherwise."""
 
     async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
         """Change a host's pace: its delay between requests from now on (throttling, a
@@ -74,3 +155,21 @@ class Frontier(Protocol):
 
     def counts(self) -> Counts:
         """Return the current sizes (may be slightly stale for shared backends)."""
+
+    async def status(self) -> Status:
+        """Return the crawl's state in detail, for ``fw status``; works without ``open()``."""
+
+
+def encode_request(request: Request) -> str:
+    """Serialise a request as JSON for a durable backend; its meta must be JSON too."""
+    try:
+        return json.dumps(request.to_dict(), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CrawlAborted(f"{request.url}: a persistent frontier stores requests as JSON, "
+                           f"and this one's meta is not: {exc}") from exc
+
+
+def decode_request(text: str | bytes) -> Request:
+    """Rebuild a request that ``encode_request`` stored."""
+    return Request.from_dict(json.loads(text))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter, option
-from plugins.exporters.values import dumps, encode, simplify, write_all
+from plugins.exporters.values import dumps, encode, file_offset, simplify, truncate, write_all
 
 __all__ = ["CsvExporter"]
 
@@ -88,6 +88,19 @@ class CsvExporter(Exporter):
         self._file.close()
         if self._header is not None and self._columns != self._header:
             self._rewrite_header()
+
+    def checkpoint(self) -> int | None:
+        """Return the file's length: every row up to it is whole."""
+        return file_offset(self._file, self.path)
+
+    def rewind(self, checkpoint: int | None) -> None:
+        """Cut off the rows written after ``checkpoint`` (the header too, at 0)."""
+        truncate(self._file, self.path, checkpoint)
+        if checkpoint == 0:
+            self._header = None
+            self._columns = list(self._opts.fields or ())
+            if self._opts.fields:
+                self._write_header()
 
     def _write_header(self) -> None:
         self._header = list(self._columns)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter
-from plugins.exporters.values import dumps, encode, write_all
+from plugins.exporters.values import dumps, encode, file_offset, truncate, write_all
 
 __all__ = ["JsonArrayExporter"]
 
@@ -43,6 +43,18 @@ class JsonArrayExporter(Exporter):
             write_all(self._file, b"\n]\n" if self._separator == b",\n" else b"]\n")
         finally:
             self._file.close()
+
+
+    def checkpoint(self) -> int | None:
+        """Return the array's length so far: every element up to it is whole."""
+        return file_offset(self._file, self.path)
+
+    def rewind(self, checkpoint: int | None) -> None:
+        """Cut off the elements written after ``checkpoint``."""
+        truncate(self._file, self.path, checkpoint)
+        if checkpoint is not None and self.path != "-":
+            self._file.seek(max(checkpoint - 1, 0))
+            self._separator = b"\n" if self._file.read(1) == b"[" else b",\n"
 
 
 def _reopen(file: BinaryIO) -> bytes:

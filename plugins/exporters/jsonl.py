@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter
-from plugins.exporters.values import dumps, encode, write_all
+from plugins.exporters.values import dumps, encode, file_offset, truncate, write_all
 
 __all__ = ["JsonLinesExporter"]
 
@@ -28,3 +28,11 @@ class JsonLinesExporter(Exporter):
     def close(self) -> None:
         """Close the file."""
         self._file.close()
+
+    def checkpoint(self) -> int | None:
+        """Return the file's length: every line up to it is whole."""
+        return file_offset(self._file, self.path)
+
+    def rewind(self, checkpoint: int | None) -> None:
+        """Cut off the lines written after ``checkpoint``."""
+        truncate(self._file, self.path, checkpoint)

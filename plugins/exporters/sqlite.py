@@ -80,6 +80,17 @@ class SqliteExporter(Exporter):
         """Close the database."""
         self._db.close()
 
+    def checkpoint(self) -> int:
+        """Return the last row's key: every row up to it is committed."""
+        row = self._db.execute(f"SELECT max({_quote(_ROWID)}) FROM {self._table}").fetchone()
+        return int(row[0] or 0)
+
+    def rewind(self, checkpoint: int | None) -> None:
+        """Delete the rows inserted after ``checkpoint``."""
+        if checkpoint is not None:
+            self._db.execute(f"DELETE FROM {self._table} WHERE {_quote(_ROWID)} > ?",
+                             (checkpoint,))
+
     def _column(self, key: str) -> str:
         """Return the column for ``key``, adding one the first time the key is seen."""
         column = self._columns.get(key)

@@ -1,0 +1,27 @@
+"""Pick the frontier backend a project's ``frontier:`` key names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from framework.errors import UsageError
+from framework.frontier import Frontier
+from framework.frontier.memory import MemoryFrontier
+from framework.politeness import Politeness
+from framework.project import Project
+
+__all__ = ["make_frontier"]
+
+
+def make_frontier(project: Project, politeness: Politeness | None = None, *,
+                  fresh: bool = False) -> Frontier:
+    """Build (not yet open) the project's frontier; ``fresh`` discards saved state."""
+    politeness = politeness or Politeness.of(project)
+    url = project.frontier
+    if url.startswith("sqlite:///"):
+        from framework.frontier.sqlite import SqliteFrontier
+
+        return SqliteFrontier(Path(url.removeprefix("sqlite:///")), politeness, fresh=fresh)
+    if url != "memory":
+        raise UsageError(f"frontier: {url}: the Redis backend is not available yet")
+    return MemoryFrontier(politeness)

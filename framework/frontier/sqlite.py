@@ -1,0 +1,365 @@
+"""A SQLite frontier: the queue, the seen-set and the exporters' checkpoint in one file.
+
+One table holds every request the crawl has seen, by state; the process keeps only
+per-host counts in memory, so a million pending requests cost disk, not RAM, and a claim
+is one indexed look-up whatever the queue's size. Each ack is one transaction: the
+request is marked done, the requests it discovered are inserted unless their fingerprint
+is already there, and the exporters' positions are recorded — so after a SIGKILL the
+next run resets unacknowledged leases to pending, cuts the exports back to the last
+acknowledged position, and carries on.
+
+Durability: WAL with ``synchronous=NORMAL`` survives the process being killed at any
+moment (the OS still holds every committed write); a power cut may lose the last
+transactions, and then the exports may hold items of pages fetched again.
+
+One process at a time: a lock file beside the database (``crawl.db.lock``) is held for
+the crawl; a second ``fw run`` on the same state stops with a clear error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from framework.errors import UsageError
+from framework.frontier import (
+    Counts,
+    HostStatus,
+    Lease,
+    LeaseLost,
+    Saved,
+    Status,
+    WorkerStatus,
+    decode_request,
+    encode_request,
+)
+from framework.frontier.hosts import Hosts
+from framework.http import Request
+from framework.politeness import Politeness
+from framework.urls import fingerprint, host_of
+
+__all__ = ["SqliteFrontier"]
+
+log = logging.getLogger("fw")
+
+_PENDING, _LEASED, _DONE, _FAILED, _DELAYED = range(5)
+#: Lease tokens, unique in the process: a lease from an earlier opening never matches.
+_TOKENS = itertools.count(1)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    fp INTEGER UNIQUE,          -- signed 64-bit fingerprint; NULL for dont_filter requests
+    host TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state INTEGER NOT NULL,     -- 0 pending, 1 leased, 2 done, 3 failed, 4 delayed
+    due REAL,                   -- when a delayed request may go (Unix time)
+    reason TEXT,                -- why it failed
+    data TEXT                   -- the request as JSON; dropped once it is done
+);
+CREATE INDEX IF NOT EXISTS queue ON requests (host, priority DESC, id) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS delayed ON requests (due) WHERE state = 4;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SqliteFrontier:
+    """Keep the crawl in a SQLite file so that it survives the process."""
+
+    durable = True
+
+    def __init__(self, path: Path, politeness: Politeness, *, fresh: bool = False,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.path, self._fresh, self._clock, self._wall = path, fresh, clock, wall
+        self._hosts = Hosts(politeness, lambda: None, clock=clock, jitter=jitter)
+        self._db: sqlite3.Connection | None = None
+        self._lock: IO[str] | None = None
+        self._pending = self._leased = self._delayed = self._seen = 0
+        self._next_due = math.inf  # the soonest delayed request's due time
+        self._leases: dict[int | str, int] = {}  # lease token -> row id
+
+    # -------------------------------------------------------------------------------------
+    # Opening and closing
+    # -------------------------------------------------------------------------------------
+
+    async def open(self) -> Saved:
+        """Lock the state, create or load it, and put unfinished leases back in the queue."""
+        self._lock = _lock(self.path)
+        try:
+            if self._fresh:
+                _remove(self.path)
+            existed = self.path.exists() and self.path.stat().st_size > 0
+            self._db = _connect(self.path)
+        except BaseException:
+            await self.close()
+            raise
+        settled = self._load()
+        checkpoints = json.loads(self._meta("checkpoints") or "{}")
+        busy = self._pending or self._delayed
+        return Saved(resumed=existed and bool(busy or settled), settled=settled,
+                     finished=existed and not busy and settled > 0, checkpoints=checkpoints)
+
+    async def close(self) -> None:
+        """Close the database and let another process have the state."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _load(self) -> int:
+        """Rebuild the per-host counts from the table; return how many requests settled."""
+        db = self._conn
+        for host, count, best in db.execute("SELECT host, count(*), -max(priority) FROM "
+                                            "requests WHERE state = 0 GROUP BY host"):
+            self._hosts.restore(self._hosts.get(host), count, best)
+            self._pending += count
+        self._delayed, due = db.execute("SELECT count(*), min(due) FROM requests "
+                                        "WHERE state = 4").fetchone()
+        self._next_due = self._to_clock(due)
+        self._seen = db.execute("SELECT count(*) FROM requests").fetchone()[0]
+        return int(db.execute("SELECT count(*) FROM requests WHERE state IN (2, 3)")
+                   .fetchone()[0])
+
+    # -------------------------------------------------------------------------------------
+    # The queue
+    # -------------------------------------------------------------------------------------
+
+    async def add(self, requests: Sequence[Request]) -> list[Request]:
+        """Queue the requests whose fingerprint is new and return them."""
+        with self._transaction() as db:
+            new = self._insert(db, requests)
+        self._queued(new)
+        return new
+
+    async def claim(self) -> Lease | float | None:
+        """Lease the best request of the best ready host, or say how long to wait."""
+        now = self._clock()
+        if self._next_due <= now:
+            self._promote()
+        host = self._hosts.next_ready(now)
+        if host is not None:
+            rows = self._conn.execute(
+                "SELECT id, data, priority FROM requests WHERE host = ? AND state = 0 "
+                "ORDER BY priority DESC, id LIMIT 2", (host.name,)).fetchall()
+            (key, data, _), rest = rows[0], rows[1:]
+            self._conn.execute("UPDATE requests SET state = 1 WHERE id = ?", (key,))
+            self._pending -= 1
+            self._leased += 1
+            self._hosts.started(host, now, -rest[0][2] if rest else math.inf)
+            token = next(_TOKENS)
+            self._leases[token] = key
+            return Lease(decode_request(data), host.name, token)
+        if not self._pending and not self._delayed:
+            return None
+        return max(min(self._hosts.next_rest_over(), self._next_due) - now, 0.0)
+
+    async def ack(self, lease: Lease, discovered: Sequence[Request],
+                  checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
+        """Mark the request done, queue what it found and record the checkpoint, at once."""
+        return self._settle(lease, "state = 2, data = NULL", (), discovered, checkpoint)
+
+    async def fail(self, lease: Lease, reason: str, discovered: Sequence[Request] = (),
+                   checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
+        """Mark the request failed with its reason; otherwise like ``ack``."""
+        return self._settle(lease, "state = 3, reason = ?", (reason,), discovered, checkpoint)
+
+    async def retry(self, lease: Lease, request: Request, delay: float) -> None:
+        """Hold the request back for ``delay`` seconds, as ``request`` (its retry count)."""
+        due = self._wall() + delay
+        self._settle(lease, "state = 4, due = ?, data = ?", (due, encode_request(request)),
+                     (), None)
+        self._delayed += 1
+        self._next_due = min(self._next_due, self._clock() + delay)
+
+    async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
+        """Set the host's delay from now on, and/or keep it idle for ``pause`` seconds."""
+        self._hosts.tune(self._hosts.get(host), delay, pause)
+
+    def counts(self) -> Counts:
+        """Return the queue sizes, kept in memory as the table changes."""
+        return Counts(self._pending, self._delayed, self._leased, self._seen)
+
+    async def status(self) -> Status:
+        """Read the state without taking the lock, so it works while a crawl runs."""
+        if not self.path.is_file():
+            raise UsageError(f"{self.path}: no crawl state here yet")
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            return _status(db, _holder(self.path))
+        finally:
+            db.close()
+
+    # -------------------------------------------------------------------------------------
+    # Inside
+    # -------------------------------------------------------------------------------------
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        assert self._db is not None, "the frontier is not open"
+        return self._db
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _settle(self, lease: Lease, change: str, values: tuple[Any, ...],
+                discovered: Sequence[Request], checkpoint: Mapping[str, Any] | None
+                ) -> list[Request]:
+        key = self._leases.pop(lease.token, None)
+        if key is None:
+            raise LeaseLost(f"lease {lease.token} of {lease.request.url} is not held")
+        with self._transaction() as db:
+            db.execute(f"UPDATE requests SET {change} WHERE id = ?", (*values, key))
+            new = self._insert(db, discovered) if discovered else []
+            if checkpoint is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('checkpoints', ?)",
+                           (json.dumps(checkpoint),))
+        self._queued(new)
+        self._leased -= 1
+        self._hosts.released(self._hosts.get(lease.host))
+        return new
+
+    def _insert(self, db: sqlite3.Connection, requests: Sequence[Request]) -> list[Request]:
+        """Insert the requests not seen before; return them for ``_queued`` after commit."""
+        new = []
+        for request in requests:
+            key = None if request.dont_filter else _signed(fingerprint(request))
+            cursor = db.execute("INSERT OR IGNORE INTO requests (fp, host, priority, state, "
+                                "data) VALUES (?, ?, ?, 0, ?)",
+                                (key, host_of(request.url), request.priority,
+                                 encode_request(request)))
+            if cursor.rowcount:
+                new.append(request)
+        return new
+
+    def _queued(self, new: list[Request]) -> None:
+        """Count committed new requests in: a rolled-back insert must not be counted."""
+        for request in new:
+            self._hosts.queued(self._hosts.get(host_of(request.url)), -request.priority)
+        self._pending += len(new)
+        self._seen += len(new)
+
+    def _promote(self) -> None:
+        """Queue the delayed requests that are due."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT id, host, priority FROM requests WHERE state = 4 AND "
+                              "due <= ?", (self._wall(),)).fetchall()
+            db.executemany("UPDATE requests SET state = 0 WHERE id = ?",
+                           [(row[0],) for row in rows])
+            due = db.execute("SELECT min(due) FROM requests WHERE state = 4").fetchone()[0]
+        for _, host, priority in rows:
+            self._hosts.queued(self._hosts.get(host), -priority)
+        self._pending += len(rows)
+        self._delayed -= len(rows)
+        self._next_due = self._to_clock(due)
+
+    def _to_clock(self, due: float | None) -> float:
+        """Turn a stored due time (Unix time, which outlives the process) into clock time."""
+        return math.inf if due is None else self._clock() + (due - self._wall())
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (or create) the state, and put the leases of a run that was killed back."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise UsageError(f"frontier: cannot open {path}: {exc}") from exc
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        db.execute("UPDATE requests SET state = ? WHERE state = ?", (_PENDING, _LEASED))
+    except sqlite3.Error as exc:
+        db.close()
+        raise UsageError(f"frontier: {path} is not fw crawl state ({exc}); remove it or "
+                         "run with --fresh") from exc
+    return db
+
+
+def _lock(path: Path) -> IO[str]:
+    """Hold ``path``.lock for the crawl, with this process's name in it for ``fw status``."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = lock_path.open("a+")
+    except OSError as exc:
+        raise UsageError(f"frontier: cannot create {lock_path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise UsageError(f"frontier: another fw process is running this crawl "
+                         f"({path}); a SQLite frontier serves one process — use a redis:// "
+                         "frontier to run several workers") from None
+    lock.truncate(0)
+    lock.write(f"{socket.gethostname()}:{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def _holder(path: Path) -> WorkerStatus | None:
+    """Return the process holding the crawl's lock, if one is running it."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        with lock_path.open("r") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return WorkerStatus(lock.read().strip() or "?", 0.0, True)
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def _remove(path: Path) -> None:
+    """Discard saved state (``--fresh``): the database and its WAL files."""
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _status(db: sqlite3.Connection, holder: WorkerStatus | None) -> Status:
+    totals = [0] * 5
+    hosts: dict[str, list[int]] = {}
+    for host, state, count in db.execute("SELECT host, state, count(*) FROM requests "
+                                         "GROUP BY host, state"):
+        totals[state] += count
+        slot = {_PENDING: 0, _DELAYED: 0, _LEASED: 1, _DONE: 2, _FAILED: 3}[state]
+        hosts.setdefault(host, [0, 0, 0, 0])[slot] += count
+    return Status("sqlite", totals[_PENDING], totals[_DELAYED], totals[_LEASED],
+                  totals[_DONE], totals[_FAILED],
+                  {host: HostStatus(*counts) for host, counts in sorted(hosts.items())},
+                  (holder,) if holder else ())
+
+
+def _signed(fingerprint: int) -> int:
+    """SQLite integers are signed 64-bit: fold the fingerprint into that range."""
+    return fingerprint - (1 << 64) if fingerprint >= 1 << 63 else fingerprint
+

@@ -1,0 +1,140 @@
+"""What only the SQLite frontier does: state that outlives the process, and its lock."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from framework.errors import UsageError
+from framework.frontier import Lease, LeaseLost, Saved
+from framework.frontier.sqlite import SqliteFrontier
+from framework.http import Request
+from framework.politeness import HostPolicy, Politeness
+
+POLITENESS = Politeness(HostPolicy(4, 0.0), {})
+
+
+async def opened(path: Path, *, fresh: bool = False) -> tuple[SqliteFrontier, Saved]:
+    frontier = SqliteFrontier(path, POLITENESS, fresh=fresh)
+    return frontier, await frontier.open()
+
+
+async def lease_of(frontier: SqliteFrontier) -> Lease:
+    got = await frontier.claim()
+    assert isinstance(got, Lease), f"expected a lease, got {got!r}"
+    return got
+
+
+def urls(*paths: str) -> list[Request]:
+    return [Request(f"http://a.test/{p}") for p in paths]
+
+
+async def test_a_new_state_is_not_a_resumed_crawl(tmp_path: Path) -> None:
+    frontier, saved = await opened(tmp_path / "state" / "crawl.db")
+    assert saved == Saved()
+    await frontier.close()
+
+
+async def test_queue_seen_set_and_checkpoint_outlive_the_process(tmp_path: Path) -> None:
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.add(urls("1", "2"))
+    lease = await lease_of(frontier)
+    await frontier.ack(lease, urls("3", "1"), checkpoint={"jsonl:/x": 120})
+    await frontier.close()
+
+    again, saved = await opened(tmp_path / "crawl.db")
+    assert saved.resumed and not saved.finished
+    assert (saved.settled, dict(saved.checkpoints)) == (1, {"jsonl:/x": 120})
+    assert await again.add(urls("1", "2", "3", "4")) == urls("4")  # dedup survived
+    claimed = {(await lease_of(again)).request.url for _ in range(3)}
+    assert claimed == {"http://a.test/2", "http://a.test/3", "http://a.test/4"}
+    await again.close()
+
+
+async def test_leases_of_a_killed_run_go_back_to_the_queue(tmp_path: Path) -> None:
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.add(urls("1"))
+    lease = await lease_of(frontier)
+    await frontier.close()  # as if killed: the lease was never settled
+
+    again, saved = await opened(tmp_path / "crawl.db")
+    assert saved.resumed and again.counts().pending == 1
+    assert (await lease_of(again)).request == lease.request
+    with pytest.raises(LeaseLost):  # the dead run's lease is not this run's
+        await again.ack(lease, [])
+    await again.close()
+
+
+async def test_a_retry_outlives_the_process_with_its_retry_count(tmp_path: Path) -> None:
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.add(urls("1"))
+    lease = await lease_of(frontier)
+    await frontier.retry(lease, lease.request.replace(retries=1), 0.0)
+    await frontier.close()
+
+    again, saved = await opened(tmp_path / "crawl.db")
+    assert saved.resumed and again.counts().delayed == 1
+    assert (await lease_of(again)).request.retries == 1
+    await again.close()
+
+
+async def test_a_finished_crawl_says_so_and_fresh_starts_over(tmp_path: Path) -> None:
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.add(urls("1", "2"))
+    await frontier.ack(await lease_of(frontier), [])
+    await frontier.fail(await lease_of(frontier), "http_404")
+    await frontier.close()
+
+    again, saved = await opened(tmp_path / "crawl.db")
+    assert (saved.finished, saved.settled) == (True, 2)
+    await again.close()
+    fresh, saved = await opened(tmp_path / "crawl.db", fresh=True)
+    assert saved == Saved()
+    assert await fresh.add(urls("1")) == urls("1")
+    await fresh.close()
+
+
+async def test_a_second_process_on_the_same_state_is_refused(tmp_path: Path) -> None:
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    with pytest.raises(UsageError, match="another fw process is running this crawl"):
+        await opened(tmp_path / "crawl.db")  # a second open file description: like a process
+    status = await SqliteFrontier(tmp_path / "crawl.db", POLITENESS).status()
+    assert len(status.workers) == 1 and status.workers[0].alive  # status needs no lock
+    await frontier.close()
+    assert (await SqliteFrontier(tmp_path / "crawl.db", POLITENESS).status()).workers == ()
+
+
+async def test_status_counts_by_state_and_host(tmp_path: Path) -> None:
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.add([*urls("1", "2", "3"), Request("http://b.test/1")])
+    for settle in ("ack", "fail", "hold"):
+        lease = await lease_of(frontier)
+        if settle == "ack":
+            await frontier.ack(lease, [])
+        elif settle == "fail":
+            await frontier.fail(lease, "timeout")
+    status = await frontier.status()
+    assert (status.pending, status.leased, status.done, status.failed) == (1, 1, 1, 1)
+    assert sum(h.pending + h.leased + h.done + h.failed for h in status.hosts.values()) == 4
+    assert set(status.hosts) == {"a.test", "b.test"}
+    await frontier.close()
+
+
+async def test_claiming_uses_the_queue_index_not_a_scan(tmp_path: Path) -> None:
+    """Dequeue cost stays flat as the queue grows: the claim query walks an index."""
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.close()
+    db = sqlite3.connect(tmp_path / "crawl.db")
+    plan = " ".join(row[3] for row in db.execute(
+        "EXPLAIN QUERY PLAN SELECT id, data, priority FROM requests WHERE host = ? AND "
+        "state = 0 ORDER BY priority DESC, id LIMIT 2", ("a.test",)))
+    db.close()
+    assert "USING INDEX queue" in plan and "TEMP B-TREE" not in plan, plan
+
+
+async def test_a_state_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "crawl.db").write_text("not a database, just text " * 100)
+    with pytest.raises(UsageError, match=r"crawl\.db"):
+        await opened(tmp_path / "crawl.db")

@@ -1,0 +1,158 @@
+"""Crash-safe crawls: SIGKILL a crawl with a SQLite frontier at any moment and run it again.
+
+Each run is a real ``fw run`` process crawling a loopback site; the site counts what it
+served, and the test kills the crawler once the site has served a chosen number of pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import signal
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.conftest import Serve, fw_command, run_fw, write_project
+
+PAGES = 150
+OUTPUTS = ("items.jsonl", "items.csv", "items.json", "items.db")
+
+
+class Site:
+    """``PAGES`` pages, each linking to four others, one ``<h1>`` each; it counts fetches."""
+
+    def __init__(self) -> None:
+        self.fetched: Counter[str] = Counter()
+        self._changed = asyncio.Condition()
+
+    async def page(self, request: web.Request) -> web.Response:
+        number = int(request.match_info["n"])
+        links = "".join(f'<a href="/p/{(number * 7 + k) % PAGES}">next</a>' for k in range(1, 5))
+        await asyncio.sleep(0.002)  # a little latency, so kills land mid-crawl
+        async with self._changed:
+            self.fetched[request.path] += 1
+            self._changed.notify_all()
+        return web.Response(text=f"<html><h1>Page {number}</h1>{links}</html>",
+                            content_type="text/html")
+
+    async def served(self, count: int) -> None:
+        """Wait until the site has served ``count`` pages in all."""
+        async with asyncio.timeout(30), self._changed:
+            await self._changed.wait_for(lambda: self.fetched.total() >= count)
+
+
+@pytest.fixture
+async def site(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Site, Path]]:
+    state = Site()
+    app = web.Application()
+    app.router.add_get("/p/{n}", state.page)
+    base = await serve(app)
+    project = write_project(tmp_path, f"""
+        spider: rules
+        start_urls: [{base}/p/0]
+        robots: ignore
+        frontier: sqlite:///state/crawl.db
+        concurrency: {{total: 4, per_domain: 4}}
+        rules:
+          follow: [a]
+          items:
+            - fields:
+                title: h1::text
+                page: {{value: url}}
+        """)
+    yield state, project
+
+
+def outputs(directory: Path) -> list[str]:
+    return [arg for name in OUTPUTS for arg in ("-o", str(directory / name))]
+
+
+async def run_until_killed(project: Path, site: Site, served: int,
+                           sig: signal.Signals = signal.SIGKILL) -> int:
+    """Start ``fw run``, signal it once the site has served ``served`` pages; return its exit."""
+    process = await asyncio.create_subprocess_exec(
+        *fw_command(), "run", str(project), *outputs(project.parent),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await site.served(served)
+        process.send_signal(sig)
+    finally:
+        async with asyncio.timeout(30):
+            code = await process.wait()
+    return code
+
+
+def exported(directory: Path) -> dict[str, list[str]]:
+    """Return the page URLs each export holds, in order; every record must be whole."""
+    jsonl = [json.loads(line)["page"]
+             for line in (directory / "items.jsonl").read_text().splitlines()]
+    with (directory / "items.csv").open(newline="", encoding="utf-8") as file:
+        rows = [row["page"] for row in csv.DictReader(file)]
+    array = [item["page"] for item in json.loads((directory / "items.json").read_text())]
+    db = sqlite3.connect(directory / "items.db")
+    table = [row[0] for row in db.execute("SELECT page FROM items ORDER BY _rowid")]
+    db.close()
+    return {"jsonl": jsonl, "csv": rows, "json": array, "sqlite": table}
+
+
+@pytest.mark.parametrize("kills", [(1, 30, 70, 110), (10, 50, 90, 130, 145)])
+async def test_a_crawl_killed_again_and_again_resumes_to_every_item_exactly_once(
+        site: tuple[Site, Path], kills: tuple[int, ...]) -> None:
+    state, project = site
+    for served in kills:  # from before the first ack to the last few pages
+        assert await run_until_killed(project, state, served) == -signal.SIGKILL
+    done = await run_fw("run", str(project), *outputs(project.parent))
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stderr
+
+    every_page = {f"/p/{n}" for n in range(PAGES)}
+    assert set(state.fetched) == every_page  # every page fetched, whatever was killed
+    for name, pages in exported(project.parent).items():
+        assert len(pages) == PAGES, f"{name}: {len(pages)} items for {PAGES} pages"
+        assert {page.split("/", 3)[3] for page in pages} == {p[1:] for p in every_page}, name
+
+
+async def test_ctrl_c_then_a_rerun_continues_where_it_stopped(site: tuple[Site, Path]) -> None:
+    state, project = site
+    assert await run_until_killed(project, state, 40, signal.SIGINT) == 130
+    done = await run_fw("run", str(project), *outputs(project.parent))
+    assert done.returncode == 0, done.stderr
+    assert all(len(pages) == PAGES for pages in exported(project.parent).values())
+    # A clean stop lets the pages in flight finish and be acknowledged: none is fetched twice.
+    assert set(state.fetched.values()) == {1} and len(state.fetched) == PAGES
+
+
+async def test_a_finished_crawl_says_so_and_fresh_starts_over(site: tuple[Site, Path]) -> None:
+    state, project = site
+    first = await run_fw("run", str(project), *outputs(project.parent))
+    assert first.returncode == 0, first.stderr
+
+    again = await run_fw("run", str(project), *outputs(project.parent))
+    assert again.returncode == 0
+    assert "already finished" in again.stderr and "--fresh" in again.stderr
+    assert state.fetched.total() == PAGES  # nothing fetched a second time
+
+    status = await run_fw("status", str(project))
+    assert status.returncode == 0, status.stderr
+    assert ": finished" in status.stdout and f"done {PAGES} " in status.stdout
+
+    fresh = await run_fw("run", str(project), "--fresh", *outputs(project.parent))
+    assert fresh.returncode == 0, fresh.stderr
+    assert state.fetched.total() == 2 * PAGES
+    assert all(len(pages) == PAGES for pages in exported(project.parent).values())
+
+
+async def test_status_of_a_memory_crawl_is_a_usage_error(tmp_path: Path) -> None:
+    project = write_project(tmp_path, """
+        spider: rules
+        start_urls: [http://127.0.0.1:9/]
+        """)
+    done = await run_fw("status", str(project))
+    assert done.returncode == 2
+    assert "frontier: memory keeps no state" in done.stderr
