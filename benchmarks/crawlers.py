@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-__all__ = ["CRAWLER_NAMES", "Crawler", "Job", "find_crawlers"]
+__all__ = ["CRAWLER_NAMES", "DEFAULT_CRAWLERS", "Crawler", "Job", "find_crawlers"]
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 #: In the order they run; the floor first, as everything is compared with it.
-CRAWLER_NAMES = ("floor", "fw", "scrapy", "crawlee")
+CRAWLER_NAMES = ("floor", "fw", "fw-sqlite", "fw-redis", "fw-redis-x2", "scrapy", "crawlee")
+#: What runs without ``--only``: fw's persistent frontiers are compared on request.
+DEFAULT_CRAWLERS = ("floor", "fw", "scrapy", "crawlee")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ def find_crawlers(names: list[str], scrapy_bin: Path | None, crawlee_python: Pat
     makers: dict[str, Callable[[], Crawler | str]] = {
         "floor": _floor,
         "fw": _fw,
+        "fw-sqlite": _fw_sqlite,
+        "fw-redis": lambda: _fw_redis(1),
+        "fw-redis-x2": lambda: _fw_redis(2),
         "scrapy": lambda: _scrapy(scrapy_bin),
         "crawlee": lambda: _crawlee(crawlee_python),
     }
@@ -78,14 +83,37 @@ def _floor() -> Crawler:
 
 def _fw() -> Crawler:
     def command(job: Job, out: Path) -> list[str]:
-        concurrency = job.concurrency
-        return [*_fw_command(), "--log-level", "warning", "run", str(HERE / "shop.yaml"),
-                "-s", f'start_urls=["{job.start_url}"]',
-                "-s", f"concurrency.total={concurrency}",
-                "-s", f"concurrency.per_domain={concurrency}",
-                "-o", str(out), "--stats", str(job.workdir / "fw-stats.json")]
+        return [*_fw_run(job), "-o", str(out), "--stats", str(job.workdir / "fw-stats.json")]
 
     return Crawler("fw", "items.jsonl", command, f"fw {_version('fw')}")
+
+
+def _fw_sqlite() -> Crawler:
+    def command(job: Job, out: Path) -> list[str]:
+        return [*_fw_run(job), "-s", f"frontier=sqlite:///{job.workdir / 'crawl.db'}",
+                "-o", str(out)]
+
+    return Crawler("fw-sqlite", "items.jsonl", command, f"fw {_version('fw')}, SQLite frontier")
+
+
+def _fw_redis(workers: int) -> Crawler:
+    """``workers`` fw processes sharing a Redis frontier (``workers.py`` starts Redis)."""
+    def command(job: Job, out: Path) -> list[str]:
+        return [sys.executable, str(HERE / "workers.py"), str(workers), str(out), "--",
+                *_fw_run(job)]
+
+    name = "fw-redis" if workers == 1 else f"fw-redis-x{workers}"
+    return Crawler(name, "items.jsonl", command,
+                   f"fw {_version('fw')}, Redis frontier, {workers} worker(s)")
+
+
+def _fw_run(job: Job) -> list[str]:
+    """The ``fw run`` command line every fw variant shares."""
+    concurrency = job.concurrency
+    return [*_fw_command(), "--log-level", "warning", "run", str(HERE / "shop.yaml"),
+            "-s", f'start_urls=["{job.start_url}"]',
+            "-s", f"concurrency.total={concurrency}",
+            "-s", f"concurrency.per_domain={concurrency}"]
 
 
 def _fw_command() -> list[str]:

@@ -20,6 +20,9 @@ RATIOS: dict[str, tuple[str, str, str]] = {
     "fw/crawlee pages/s": ("fw", "crawlee", "pages_per_s"),
     "fw/floor CPU per page": ("fw", "floor", "cpu_ms_per_page"),
     "fw/floor peak RSS": ("fw", "floor", "peak_rss_mb"),
+    "fw-sqlite/fw pages/s": ("fw-sqlite", "fw", "pages_per_s"),
+    "fw-redis/fw pages/s": ("fw-redis", "fw", "pages_per_s"),
+    "fw-redis-x2/fw-redis pages/s": ("fw-redis-x2", "fw-redis", "pages_per_s"),
 }
 
 _COLUMNS = ("crawler", "pages/s", "CPU ms/page", "peak RSS MB", "items", "wall s", "valid",

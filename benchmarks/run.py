@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from crawlers import CRAWLER_NAMES, Crawler, Job, find_crawlers
+from crawlers import CRAWLER_NAMES, DEFAULT_CRAWLERS, Crawler, Job, find_crawlers
 from measure import Run, median_of, run_measured
 from report import ratios, table, write_results
 from servers import Server, measure_server, running_server
@@ -72,8 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="requests in flight, for every crawler (default 32)")
     parser.add_argument("--runs", type=int, default=1,
                         help="runs per crawler, round-robin; the median is reported")
-    parser.add_argument("--only", type=_names, default=list(CRAWLER_NAMES),
-                        help=f"comma-separated subset of {','.join(CRAWLER_NAMES)}")
+    parser.add_argument("--only", type=_names, default=list(DEFAULT_CRAWLERS),
+                        help=f"comma-separated subset of {','.join(CRAWLER_NAMES)} "
+                        f"(default: {','.join(DEFAULT_CRAWLERS)})")
     parser.add_argument("--server", choices=["auto", "nginx", "python"], default="auto",
                         help="auto: nginx if installed, else fastserver.py")
     parser.add_argument("--scrapy-bin", type=Path,

@@ -142,15 +142,17 @@ class Engine:
                 if self._failures is not None:
                     self._failures.start(keep=saved.resumed)
                     stack.callback(self._failures.close)
-                fetcher = await stack.enter_async_context(self._fetcher or self._downloader())
-                self._fetch = chain(self._components.middlewares, fetcher.fetch)
-                if self.project.robots == "obey":
-                    self._robots = Robots(self._fetch, _user_agent(self.project),
-                                          self._crawl_delay)
+                await self._open_fetcher(stack)
                 await self._crawl()
         except BaseExceptionGroup as group:
             # The task group wraps what a worker raised: report the first cause plainly.
             raise _first(group) from group
+
+    async def _open_fetcher(self, stack: AsyncExitStack) -> None:
+        fetcher = await stack.enter_async_context(self._fetcher or self._downloader())
+        self._fetch = chain(self._components.middlewares, fetcher.fetch)
+        if self.project.robots == "obey":
+            self._robots = Robots(self._fetch, _user_agent(self.project), self._crawl_delay)
 
     def _downloader(self) -> Downloader:
         project = self.project

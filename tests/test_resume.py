@@ -12,13 +12,20 @@ import json
 import signal
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 
-from tests.conftest import Serve, fw_command, run_fw, write_project
+from framework import runner
+from framework.engine import Engine
+from framework.frontier import Lease, LeaseLost
+from framework.frontier.sqlite import SqliteFrontier
+from framework.http import Request
+from framework.politeness import Politeness
+from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
 
 PAGES = 150
 OUTPUTS = ("items.jsonl", "items.csv", "items.json", "items.db")
@@ -156,3 +163,34 @@ async def test_status_of_a_memory_crawl_is_a_usage_error(tmp_path: Path) -> None
     done = await run_fw("status", str(project))
     assert done.returncode == 2
     assert "frontier: memory keeps no state" in done.stderr
+
+
+class LosesOneLease(SqliteFrontier):
+    """A frontier whose lease on one URL expires while the page is handled."""
+
+    def __init__(self, *args: Any, lost: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost = lost
+
+    async def ack(self, lease: Lease, discovered: Sequence[Request],
+                  checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
+        if lease.request.url.endswith(self.lost):
+            await super().ack(lease, discovered)  # the worker that took it over is done
+            raise LeaseLost("taken over")
+        return await super().ack(lease, discovered, checkpoint)
+
+
+async def test_a_lost_lease_cuts_its_pages_items_back_out_of_the_export(
+        site: tuple[Site, Path]) -> None:
+    _, project = site
+    out = project.parent / "items.jsonl"
+    prepared = runner.prepare(project, (), (str(out),))
+    frontier = LosesOneLease(project.parent / "state" / "crawl.db",
+                             Politeness.of(prepared.project), lost="/p/7")
+    engine = Engine(prepared.project, prepared.components, prepared.pm, frontier=frontier)
+    stats = await engine.run()
+
+    pages = [item["page"] for item in read_jsonl(out)]
+    assert len(pages) == len(set(pages)) == PAGES - 1 == stats.items
+    assert not any(page.endswith("/p/7") for page in pages)
+    assert stats.errors["lease_lost"] == 1
