@@ -81,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(command=_status)
 
     plugins = commands.add_parser("plugins", help="list installed plugins")
-    plugins.add_argument("--json", action="store_true", help="print JSON for machines")
+    shown = plugins.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print JSON for machines")
+    shown.add_argument("--requirements", action="store_true",
+                       help="print name==version of each distribution providing plugins, "
+                       "for another team's requirements file")
     plugins.set_defaults(command=_plugins)
     return parser
 
@@ -146,6 +150,10 @@ def _status(args: argparse.Namespace) -> int:
 
 def _plugins(args: argparse.Namespace) -> int:
     pm = make_plugin_manager()
+    if args.requirements:
+        for name, version in sorted(set(pm.distributions.values()), key=lambda d: d[0].lower()):
+            print(f"{name}=={version}")
+        return OK
     rows = Registry.collect(pm).describe(pm)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -33,7 +33,12 @@ if TYPE_CHECKING:
     from framework.spider import Spider
     from framework.stats import Stats
 
-__all__ = ["hookimpl", "hookspec"]
+__all__ = ["API_VERSION", "hookimpl", "hookspec"]
+
+#: The version of this contract. It goes up when a hook changes incompatibly; a plugin
+#: declares what it was built for with a module attribute ``FW_API_VERSION = 1`` (or a
+#: tuple of the versions it supports), and fw refuses to load it for any other.
+API_VERSION = 1
 
 hookspec = pluggy.HookspecMarker("fw")
 hookimpl = pluggy.HookimplMarker("fw")

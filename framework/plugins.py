@@ -6,10 +6,17 @@ before it):
 1. fw's hook specifications (``framework.hookspecs``) are added.
 2. The built-in plugin ``fw`` (``framework.parsers``) is registered, its hooks ``trylast``.
 3. Every entry point in the ``fw`` group is loaded: the bundled plugins (``douban``,
-   ``rules``, ``exporters``) and every installed third-party plugin, the same way.
+   ``rules``, ``exporters``) and every installed third-party plugin, the same way —
+   except those named in the project's ``disable_plugins:``, and none at all when the
+   environment variable ``FW_DISABLE_PLUGIN_AUTOLOAD`` is set (then list the ones you
+   want under ``plugins:`` by module name, e.g. ``plugins.exporters``).
 4. The project's own ``plugins:`` are registered in the order listed: ``.py`` files
    (relative to the project file) and importable module names.
-5. Every hook implementation is checked against its specification.
+5. Every plugin's ``FW_API_VERSION``, if it declares one, must include
+   ``hookspecs.API_VERSION``, and every hook implementation is checked against its
+   specification.
+
+``FW_TRACE_PLUGINS=1`` prints every hook call, and which plugin it reaches, to stderr.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -31,7 +38,7 @@ from framework import hookspecs, parsers
 from framework.__about__ import __version__
 from framework.errors import PluginError
 from framework.schema import did_you_mean
-from framework.yamlfile import Source
+from framework.yamlfile import KeyPath, Source
 
 __all__ = ["ENTRY_POINT_GROUP", "HookCall", "PluginInfo", "PluginManager", "hook_calls",
            "make_plugin_manager"]
@@ -58,8 +65,12 @@ class HookCall:
     plugin: str
     function: Callable[..., Any]
     argnames: tuple[str, ...]
+    traced: bool = False
+    hook: str = ""
 
     def __call__(self, **kwargs: Any) -> Any:
+        if self.traced:
+            trace(self.hook or self.function.__name__, self.plugin, kwargs)
         return self.function(*(kwargs[name] for name in self.argnames))
 
 
@@ -83,19 +94,42 @@ class PluginManager(pluggy.PluginManager):
 
 
 def make_plugin_manager(project_plugins: Sequence[str] = (), *, source: Source | None = None,
-                        autoload: bool = True) -> PluginManager:
-    """Return a plugin manager with every plugin found, in the documented order."""
+                        autoload: bool | None = None, disabled: Sequence[str] = ()
+                        ) -> PluginManager:
+    """Return a plugin manager with every plugin found, in the documented order.
+
+    ``autoload`` defaults to true unless ``FW_DISABLE_PLUGIN_AUTOLOAD`` is set.
+    """
     pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     pm.register(parsers, name=BUILTIN)
     pm.distributions[BUILTIN] = ("fw", __version__)
+    _disable(pm, disabled, source or Source(Path("project.yaml"), {}))
+    if autoload is None:
+        autoload = not os.environ.get("FW_DISABLE_PLUGIN_AUTOLOAD")
     if autoload:
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             _register_entry_point(pm, entry_point)
     for index, spec in enumerate(project_plugins):
         _register_project_plugin(pm, spec, source, index)
     _check(pm)
+    if os.environ.get("FW_TRACE_PLUGINS"):
+        pm.add_hookcall_monitoring(_trace_registry_call, lambda *_: None)
     return pm
+
+
+def _disable(pm: PluginManager, names: Sequence[str], source: Source) -> None:
+    """Block the plugins named in ``disable_plugins:``; each must be an installed one."""
+    installed = [e.name for e in entry_points(group=ENTRY_POINT_GROUP)]
+    for index, name in enumerate(names):
+        at: KeyPath = ("disable_plugins", index)
+        if name == BUILTIN:
+            raise source.error(at, "fw's built-in plugin cannot be disabled")
+        if name not in installed:
+            raise source.error(at, f"no installed plugin {name!r}"
+                               f"{did_you_mean(name, installed)}; installed: "
+                               f"{', '.join(sorted(installed))}")
+        pm.set_blocked(name)
 
 
 def _register_entry_point(pm: PluginManager, entry_point: EntryPoint) -> None:
@@ -108,6 +142,7 @@ def _register_entry_point(pm: PluginManager, entry_point: EntryPoint) -> None:
     except Exception as exc:
         raise PluginError(f"plugin '{entry_point.name}' (from {origin}) failed to load: "
                           f"{type(exc).__name__}: {exc}") from exc
+    _check_api(plugin, f"plugin '{entry_point.name}' (from {origin})")
     _register(pm, plugin, entry_point.name)
     if dist:
         pm.distributions[entry_point.name] = (dist.name, dist.version)
@@ -126,6 +161,7 @@ def _register_project_plugin(pm: PluginManager, spec: str, source: Source | None
     if pm.get_plugin(name) is not None or pm.is_registered(module):
         return  # listed twice
     try:
+        _check_api(module, f"plugin '{name}'")
         _register(pm, module, name)
     except PluginError as exc:
         raise source.error(("plugins", index), str(exc)) from exc
@@ -175,6 +211,39 @@ def _register(pm: PluginManager, plugin: object, name: str) -> None:
         raise PluginError(f"plugin '{name}': {' '.join(str(exc).split())}") from exc
 
 
+def _check_api(plugin: object, named: str) -> None:
+    """Refuse a plugin built for another version of the hook contract."""
+    declared = getattr(plugin, "FW_API_VERSION", None)
+    if declared is None:
+        return
+    versions = declared if isinstance(declared, tuple | list | range) else (declared,)
+    if hookspecs.API_VERSION not in versions:
+        raise PluginError(f"{named} was built for fw plugin API {declared}, but fw "
+                          f"{__version__} provides API {hookspecs.API_VERSION}: install a "
+                          "version of the plugin made for this fw, or another fw")
+
+
+def _trace_registry_call(hook: str, impls: Sequence[pluggy.HookImpl],
+                         kwargs: Mapping[str, Any]) -> None:
+    for impl in impls:
+        trace(hook, impl.plugin_name)
+
+
+def trace(hook: str, plugin: str, kwargs: Mapping[str, Any] | None = None) -> None:
+    """Print one hook call on stderr (``FW_TRACE_PLUGINS=1``)."""
+    about = ""
+    for name in ("item", "request", "response"):
+        if kwargs and name in kwargs:
+            about = f" {name}={_short(kwargs[name])}"
+            break
+    print(f"fw trace: {hook} -> {plugin}{about}", file=sys.stderr, flush=True)
+
+
+def _short(value: object) -> str:
+    text = getattr(value, "url", None) or repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def _check(pm: PluginManager) -> None:
     """Reject hooks fw does not define (typos) and wrappers, naming the plugin."""
     for name in dir(pm.hook):
@@ -198,5 +267,6 @@ def _spec_names(pm: PluginManager) -> list[str]:
 def hook_calls(pm: pluggy.PluginManager, hook: str) -> list[HookCall]:
     """Return the implementations of ``hook`` in the order pluggy would call them."""
     caller: pluggy.HookCaller = getattr(pm.hook, hook)
-    return [HookCall(impl.plugin_name, impl.function, tuple(impl.argnames))
+    traced = bool(os.environ.get("FW_TRACE_PLUGINS"))
+    return [HookCall(impl.plugin_name, impl.function, tuple(impl.argnames), traced, hook)
             for impl in reversed(caller.get_hookimpls())]

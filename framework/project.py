@@ -170,6 +170,8 @@ class Project:
     allowed_domains: tuple[str, ...] | None = option(
         None, doc="Hosts the crawl may visit, subdomains included; default: the hosts of "
         "start_urls.", each=_host_name)
+    disable_plugins: tuple[str, ...] = option((), doc="Installed plugins not to load, by "
+                                              "name (see `fw plugins`).")
     plugins: tuple[str, ...] = option((), doc="Extra plugins: .py files (relative to the "
                                       "project file) or importable module names.")
     concurrency: Concurrency = option(doc="Requests in flight at once.",

@@ -57,7 +57,8 @@ def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = 
     exporters add to what that run wrote.
     """
     project = load_project(file, overrides)
-    pm = make_plugin_manager(project.plugins, source=project.source)
+    pm = make_plugin_manager(project.plugins, source=project.source,
+                             disabled=project.disable_plugins)
     registry = Registry.collect(pm)
     names = [name for name, _ in pm.list_name_plugin() if name]
     components = assemble(project, registry, names, [output_spec(o) for o in outputs],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import yaml
 
 from framework.errors import ProjectError
 
-__all__ = ["KeyPath", "Source", "format_key", "load"]
+__all__ = ["KeyPath", "Source", "format_key", "load", "resolve_env"]
 
 #: Where a value sits in the document: ``("exporters", 0, "path")``.
 KeyPath = tuple[str | int, ...]
@@ -67,7 +68,39 @@ def load(file: Path) -> tuple[Any, Source]:
     lines: dict[KeyPath, int] = {}
     if root is not None:
         _record_lines(root, (), lines, set(), file)
-    return data, Source(file, lines)
+    source = Source(file, lines)
+    return resolve_env(data, source, ()), source
+
+
+def resolve_env(value: Any, source: Source, path: KeyPath,
+                memo: dict[int, Any] | None = None) -> Any:
+    """Replace each ``{"$env": "NAME"}`` by the environment variable NAME (secrets).
+
+    A mapping or list shared through YAML aliases is resolved once (``memo``), so a
+    "billion laughs" document costs no more than its size here either.
+    """
+    memo = {} if memo is None else memo
+    if not isinstance(value, dict | list):
+        return value
+    if id(value) in memo:
+        return memo[id(value)]
+    if isinstance(value, dict) and set(value) == {"$env"}:
+        resolved: Any = _env(value["$env"], source, path)
+    elif isinstance(value, dict):
+        resolved = {k: resolve_env(v, source, (*path, k), memo) for k, v in value.items()}
+    else:
+        resolved = [resolve_env(v, source, (*path, i), memo) for i, v in enumerate(value)]
+    memo[id(value)] = resolved
+    return resolved
+
+
+def _env(name: Any, source: Source, path: KeyPath) -> str:
+    if not isinstance(name, str) or not name:
+        raise source.error(path, "$env takes the name of an environment variable")
+    found = os.environ.get(name)
+    if found is None:
+        raise source.error(path, f"the environment variable {name} is not set")
+    return found
 
 
 def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int],

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from framework import Exporter, hookimpl
+from framework import Exporter, hookimpl, runner
+from framework.__about__ import __version__
 from framework.cli import main
-from framework.errors import PluginError
+from framework.errors import PluginError, ProjectError
 from framework.plugins import make_plugin_manager
 from framework.project import load_project
 from framework.registry import Registry
@@ -230,3 +231,98 @@ def test_a_hook_with_a_wrong_signature_is_one_located_line(
     assert len(error.strip().splitlines()) == 1
     assert error.startswith(f"Error: {project}:3: plugins[0]: plugin 'sig.py': ")
     assert "registr" in error
+
+
+# ---------------------------------------------------------------------------------------------
+# Plugin control: what loads, tracing, the API version, requirements
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_requirements_list_each_distribution_once(installed: Path) -> None:
+    result = await run_fw("plugins", "--requirements", env=with_path(installed))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"fw=={__version__}", "fw-teamshop==1.2.3"]
+
+
+async def test_autoload_can_be_turned_off_and_plugins_listed_by_module(
+        installed: Path, tmp_path: Path) -> None:
+    env = {**with_path(installed), "FW_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    listed = await run_fw("plugins", "--json", env=env)
+    assert [p["name"] for p in json.loads(listed.stdout)] == ["fw"]
+    project = write_project(tmp_path, """
+        spider: teamshop
+        start_urls: [http://127.0.0.1:9/]
+        plugins: [fw_teamshop]
+        """)
+    checked = await run_fw("check", str(project), env=env)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_disable_plugins_keeps_a_plugin_out(tmp_path: Path) -> None:
+    project = write_project(tmp_path, """
+        spider: douban
+        start_urls: [http://127.0.0.1:9/]
+        disable_plugins: [douban]
+        """)
+    with pytest.raises(ProjectError, match="spider: unknown spider 'douban'"):
+        runner.prepare(project)
+
+
+def test_disabling_a_plugin_that_is_not_installed_is_one_located_line(tmp_path: Path) -> None:
+    project = write_project(tmp_path, """
+        spider: rules
+        start_urls: [http://127.0.0.1:9/]
+        disable_plugins:
+          - dooban
+        """)
+    with pytest.raises(ProjectError) as raised:
+        runner.prepare(project)
+    assert str(raised.value).startswith(f"{project}:4: disable_plugins[0]: no installed "
+                                        "plugin 'dooban' (did you mean 'douban'?)")
+
+
+@pytest.mark.parametrize(("declared", "loads"), [("1", True), ("(1, 2)", True), ("2", False)])
+def test_a_plugin_for_another_api_version_is_refused_by_name(
+        tmp_path: Path, declared: str, loads: bool) -> None:
+    spider_file(tmp_path, "future.py", "future", body="")
+    with (tmp_path / "future.py").open("a", encoding="utf-8") as file:
+        file.write(f"FW_API_VERSION = {declared}\n")
+    project = write_project(tmp_path, """
+        spider: future
+        start_urls: [http://127.0.0.1:9/]
+        plugins: [./future.py]
+        """)
+    if loads:
+        assert runner.prepare(project).components.spider.name == "future"
+        return
+    with pytest.raises(ProjectError, match=r"plugin 'future\.py' was built for fw plugin "
+                       r"API 2, but fw .* provides API 1"):
+        runner.prepare(project)
+
+
+async def test_trace_prints_every_hook_call_with_its_plugin(tmp_path: Path,
+                                                            serve: Serve) -> None:
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text="<h1>hi</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    base = await serve(app)
+    (tmp_path / "watch.py").write_text(textwrap.dedent("""
+        from framework import hookimpl
+
+        @hookimpl
+        def item_scraped(item):
+            pass
+        """), encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: rules
+        start_urls: [{base}/]
+        robots: ignore
+        plugins: [./watch.py]
+        rules: {{items: [{{fields: {{title: h1::text}}}}]}}
+        """)
+    result = await run_fw("run", str(project), env={"FW_TRACE_PLUGINS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "fw trace: register_spiders -> rules" in result.stderr
+    assert "fw trace: item_scraped -> watch.py item={'title': 'hi'}" in result.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from framework.cli import main
+from framework.errors import ProjectError
 from framework.project import Project, load_project
 from framework.schema import keys_of
 from tests.conftest import run_fw, write_project
@@ -196,3 +197,31 @@ def test_every_project_key_is_in_the_readme_reference() -> None:
             if dataclasses.is_dataclass(kind) else []
         for key in nested or [f.name]:
             assert f"| `{key}` |" in readme, f"README's project reference lacks {key}"
+
+
+def test_env_pulls_a_secret_from_the_environment(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOP_TOKEN", "s3cret")
+    project = load_project(write_project(tmp_path, """
+        spider: rules
+        start_urls: [https://a.example/]
+        headers: {Authorization: {$env: SHOP_TOKEN}}
+        rules: {api_key: {$env: SHOP_TOKEN}}
+        """))
+    assert project.headers == {"Authorization": "s3cret"}
+    assert project.section("rules") == {"api_key": "s3cret"}  # plugin sections too
+
+
+def test_an_unset_env_variable_is_one_located_line(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOP_TOKEN", raising=False)
+    path = write_project(tmp_path, """
+        spider: rules
+        start_urls: [https://a.example/]
+        headers:
+          Authorization: {$env: SHOP_TOKEN}
+        """)
+    with pytest.raises(ProjectError) as raised:
+        load_project(path)
+    assert str(raised.value) == (f"{path}:4: headers.Authorization: the environment "
+                                 "variable SHOP_TOKEN is not set")
