@@ -15,7 +15,9 @@ from pathlib import Path
 
 from framework.__about__ import __version__
 from framework.errors import CrawlAborted, PluginError, UsageError
+from framework.logs import configure_logging
 from framework.plugins import make_plugin_manager
+from framework.progress import Mode
 from framework.registry import Registry
 from framework.stats import Stats
 
@@ -29,7 +31,12 @@ log = logging.getLogger("fw")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fw`` command line and return its exit code."""
     args = _parser().parse_args(argv)
-    _configure_logging(args.log_level)
+    try:
+        configure_logging(args.log_level, args.log_format, args.log_file,
+                          quiet=getattr(args, "quiet", False))
+    except OSError as exc:
+        print(f"Error: --log-file {args.log_file}: {exc.strerror or exc}", file=sys.stderr)
+        return USAGE
     command: Callable[[argparse.Namespace], int] = args.command
     try:
         return command(args)
@@ -54,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", type=str.lower,
                         choices=["debug", "info", "warning", "error"],
                         help="how much to log to stderr (default: info)")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="json: one JSON object per log line, for log collectors")
+    parser.add_argument("--log-file", type=Path, metavar="PATH",
+                        help="also write the log to PATH (appending)")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the crawl a project file describes")
@@ -66,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true",
                      help="fetch only the requests the last run listed in its failures file, "
                      "adding to its exports")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress display and no info logs: warnings, errors and the "
+                     "summary only")
     run.add_argument("--fresh", action="store_true",
                      help="discard the saved state of a persistent frontier and start over")
     run.set_defaults(command=_run)
@@ -97,9 +111,6 @@ def _project_arguments(parser: argparse.ArgumentParser) -> None:
                         "path, e.g. -s concurrency.per_domain=2")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(levelname)s: %(message)s")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -110,13 +121,20 @@ def _run(args: argparse.Namespace) -> int:
     log.info("%s: plugins: %s", prepared.project.name, ", ".join(
         f"{i.name}-{i.version}" if i.version else i.name for i in prepared.pm.infos()))
     try:
-        stats = runner.run(prepared)
+        stats = runner.run(prepared, _progress_mode(args))
     except CrawlAborted as exc:
         if exc.stats is not None:
             _summarise(exc.stats, args.stats)
         raise
     _summarise(stats, args.stats)
     return INTERRUPTED if stats.reason == "interrupted" else OK
+
+
+def _progress_mode(args: argparse.Namespace) -> Mode:
+    """A live panel on a terminal, a log line now and then elsewhere, nothing with -q."""
+    if args.quiet or args.log_level in ("warning", "error"):
+        return "off"
+    return "live" if sys.stderr.isatty() and args.log_format == "text" else "log"
 
 
 def _summarise(stats: Stats, path: Path | None) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
@@ -41,6 +42,7 @@ from framework.idle import Idle
 from framework.middleware import Handler, chain
 from framework.pipeline import ItemPipeline
 from framework.politeness import Politeness, Throttler
+from framework.progress import Snapshot
 from framework.project import Project
 from framework.responses import check_status, redirect_of
 from framework.retry import RetryPolicy
@@ -116,6 +118,13 @@ class Engine:
     def in_flight(self) -> int:
         """Requests being fetched or parsed right now."""
         return self._active - (self._seeder is not None and not self._seeder.done())
+
+    def snapshot(self) -> Snapshot:
+        """Return the crawl's counters now, for progress reports."""
+        stats, counts = self.stats, self._frontier.counts()
+        return Snapshot(time.monotonic() - stats.clock_start, stats.pages, stats.items,
+                        counts.pending, counts.delayed, self.in_flight, dict(stats.errors),
+                        self._throttle.slowed())
 
     async def run(self) -> Stats:
         """Crawl until the frontier is exhausted or ``stop()``; return the stats."""

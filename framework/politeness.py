@@ -97,6 +97,11 @@ class Throttler:
         """Return the least delay for ``host``."""
         return self._floors.get(host, self._politeness.for_host(host).delay)
 
+    def slowed(self) -> dict[str, float]:
+        """Return the hosts throttling holds above their floor, with their delay now."""
+        return {host: delay for host, delay in self._delays.items()
+                if delay > self.floor(host)}
+
     def raise_floor(self, host: str, seconds: float) -> float | None:
         """Make ``seconds`` (a robots.txt Crawl-delay) the least delay; return the new delay."""
         if seconds <= self.floor(host):

@@ -15,6 +15,7 @@ from framework.engine import Engine
 from framework.failures import FailureLog, failures_path, load_failures
 from framework.http import Request
 from framework.plugins import PluginManager, make_plugin_manager
+from framework.progress import Mode, Progress
 from framework.project import ExporterSpec, Project, load_project
 from framework.registry import Registry
 from framework.stats import Stats
@@ -68,17 +69,18 @@ def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = 
     return Prepared(project, pm, registry, components, failures, seeds, fresh)
 
 
-def run(prepared: Prepared) -> Stats:
+def run(prepared: Prepared, progress: Mode = "off") -> Stats:
     """Run the crawl to its end; Ctrl-C stops it cleanly (``stats.reason`` says so)."""
     engine = Engine(prepared.project, prepared.components, prepared.pm, seeds=prepared.seeds,
                     failures=FailureLog(prepared.failures), fresh=prepared.fresh)
+    shown = Progress(engine.snapshot, progress, prepared.project.name)
     try:
-        return asyncio.run(_run(engine, prepared.project.timeout + _GRACE_EXTRA))
+        return asyncio.run(_run(engine, prepared.project.timeout + _GRACE_EXTRA, shown))
     except asyncio.CancelledError:  # the grace period after Ctrl-C ran out
         return engine.stats
 
 
-async def _run(engine: Engine, grace: float) -> Stats:
+async def _run(engine: Engine, grace: float, progress: Progress) -> Stats:
     """Run ``engine``; the first signal stops it gracefully, a second one exits at once."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -99,8 +101,11 @@ async def _run(engine: Engine, grace: float) -> Stats:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted)
+    shown = asyncio.create_task(progress.run())
     try:
         return await engine.run()
     finally:
+        shown.cancel()
+        await asyncio.gather(shown, return_exceptions=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -44,7 +44,7 @@ class Stats:
     #: How many requests the failures file lists, and where it is.
     failures: tuple[int, str] | None = None
     started: float = field(default_factory=time.time)
-    _clock_start: float = field(default_factory=time.monotonic, repr=False)
+    clock_start: float = field(default_factory=time.monotonic, repr=False)
     elapsed: float = 0.0
 
     def response(self, host: str, status: int, size: int) -> None:
@@ -60,7 +60,7 @@ class Stats:
 
     def finish(self, reason: str | None = None) -> None:
         """Stop the clock; ``reason`` says why the crawl ended if not by running out."""
-        self.elapsed = time.monotonic() - self._clock_start
+        self.elapsed = time.monotonic() - self.clock_start
         if reason:
             self.reason = reason
 

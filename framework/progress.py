@@ -1,0 +1,126 @@
+"""Show a running crawl: a live panel on a terminal, periodic log lines elsewhere.
+
+The engine hands out a ``Snapshot`` of its counters on request; this module only reads
+snapshots, so that showing progress can never change what the crawl does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["Mode", "Progress", "Snapshot"]
+
+log = logging.getLogger("fw")
+
+#: ``live``: a rich panel on the terminal; ``log``: a line every ``interval``; ``off``.
+Mode = Literal["live", "log", "off"]
+
+#: Seconds between two log lines when stderr is not a terminal.
+LOG_INTERVAL = 10.0
+#: Hosts shown as slowed down, at most.
+_SLOW_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A crawl's counters at one moment."""
+
+    elapsed: float
+    pages: int
+    items: int
+    queued: int
+    delayed: int
+    in_flight: int
+    errors: Mapping[str, int]
+    #: Hosts throttling has slowed down, with their delay in seconds.
+    slowed: Mapping[str, float]
+
+    @property
+    def rate(self) -> float:
+        """Pages per second since the crawl began."""
+        return self.pages / self.elapsed if self.elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        """Return the snapshot as one log line."""
+        errors = sum(self.errors.values())
+        text = (f"{self.pages} pages ({self.rate:.1f}/s), {self.items} items, "
+                f"{self.queued} queued, {self.delayed} to retry, {self.in_flight} in flight, "
+                f"{errors} errors")
+        if self.errors:
+            text += " (" + ", ".join(f"{k} {n}" for k, n in _top(self.errors)) + ")"
+        if self.slowed:
+            text += "; slowed: " + ", ".join(f"{h} {d:.2f}s" for h, d in _top(self.slowed))
+        return text
+
+
+class Progress:
+    """Report ``sample()`` every so often, in the chosen ``mode``, until cancelled."""
+
+    def __init__(self, sample: Callable[[], Snapshot], mode: Mode, name: str,
+                 interval: float = LOG_INTERVAL) -> None:
+        self._sample, self.mode, self._name, self._interval = sample, mode, name, interval
+
+    async def run(self) -> None:
+        """Report until cancelled (the runner cancels it when the crawl ends)."""
+        if self.mode == "log":
+            while True:
+                await asyncio.sleep(self._interval)
+                log.info("%s: %s", self._name, self._sample().line())
+        elif self.mode == "live":
+            with self._live() as live:
+                while True:
+                    live.update(panel(self._name, self._sample()))
+                    await asyncio.sleep(0.25)
+
+    @contextmanager
+    def _live(self) -> Iterator[Live]:
+        """Show the panel at the bottom; log records print above it meanwhile."""
+        console = Console(stderr=True)
+        handler = RichHandler(console=console, show_path=False, show_time=False)
+        root = logging.getLogger()
+        saved = root.handlers[:]
+        handler.setLevel(min((h.level for h in saved), default=logging.INFO))
+        root.handlers = [handler, *(h for h in saved if _writes_a_file(h))]
+        try:
+            with Live(console=console, transient=True, auto_refresh=False) as live:
+                yield live
+        finally:
+            root.handlers = saved
+
+
+def panel(name: str, snap: Snapshot) -> Group:
+    """Render a snapshot for the terminal."""
+    head = Text.assemble((f"{name} ", "bold"), f"{snap.elapsed:.0f}s  ",
+                         (f"{snap.pages}", "bold green"), f" pages ({snap.rate:.1f}/s)  ",
+                         (f"{snap.items}", "bold"), " items  ",
+                         f"{snap.queued} queued  {snap.delayed} to retry  "
+                         f"{snap.in_flight} in flight")
+    parts: list[Table | Text] = [head]
+    if snap.errors:
+        parts.append(Text("errors: " + ", ".join(f"{k} {n}" for k, n in _top(snap.errors)),
+                          style="red"))
+    if snap.slowed:
+        table = Table("slowed host", "delay", box=None, padding=(0, 2))
+        for host, delay in _top(snap.slowed, _SLOW_SHOWN):
+            table.add_row(host, f"{delay:.2f}s")
+        parts.append(table)
+    return Group(*parts)
+
+
+def _top(counts: Mapping[str, float], n: int = 6) -> list[tuple[str, float]]:
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:n]
+
+
+def _writes_a_file(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.FileHandler)
