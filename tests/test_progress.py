@@ -33,15 +33,34 @@ def test_the_live_panel_shows_rate_queue_errors_and_slowed_hosts() -> None:
         assert expected in text, expected
 
 
-async def test_without_a_terminal_progress_is_a_periodic_log_line(
-        caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="fw")
+class Lines(logging.Handler):
+    """Collect log lines, and set ``enough`` once ``wanted`` of them have arrived."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.wanted, self.enough = wanted, asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if len(self.lines) >= self.wanted:
+            self.enough.set()
+
+
+async def test_without_a_terminal_progress_is_a_periodic_log_line() -> None:
+    lines, logger = Lines(2), logging.getLogger("fw")
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
     task = asyncio.create_task(Progress(lambda: SNAPSHOT, "log", "shop", interval=0.01).run())
-    async with asyncio.timeout(5):
-        while sum("shop: 250 pages" in r.getMessage() for r in caplog.records) < 2:
-            await asyncio.sleep(0.01)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    try:
+        async with asyncio.timeout(5):
+            await lines.enough.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        logger.removeHandler(lines)
+        logger.setLevel(logging.NOTSET)
+    assert lines.lines[:2] == [f"shop: {SNAPSHOT.line()}"] * 2
 
 
 @pytest.fixture
