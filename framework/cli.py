@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true",
                      help="fetch only the requests the last run listed in its failures file, "
                      "adding to its exports")
+    run.add_argument("--record", type=Path, metavar="DIR",
+                     help="save every response to DIR, for --replay")
+    run.add_argument("--replay", type=Path, metavar="DIR",
+                     help="answer every request from a recording in DIR; never touch the "
+                     "network (a request not recorded fails as not_recorded)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="no progress display and no info logs: warnings, errors and the "
                      "summary only")
@@ -117,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
     from framework import runner  # imports the engine and aiohttp: only when crawling
 
     prepared = runner.prepare(args.project, args.overrides, args.output,
-                              retry_failed=args.retry_failed, fresh=args.fresh)
+                              retry_failed=args.retry_failed, fresh=args.fresh,
+                              record=args.record, replay=args.replay)
     log.info("%s: plugins: %s", prepared.project.name, ", ".join(
         f"{i.name}-{i.version}" if i.version else i.name for i in prepared.pm.infos()))
     try:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -44,6 +45,7 @@ from framework.pipeline import ItemPipeline
 from framework.politeness import Politeness, Throttler
 from framework.progress import Snapshot
 from framework.project import Project
+from framework.recording import Recorder, Replayer
 from framework.responses import check_status, redirect_of
 from framework.retry import RetryPolicy
 from framework.robots import Robots
@@ -76,7 +78,8 @@ class Engine:
     def __init__(self, project: Project, components: Components, pm: pluggy.PluginManager,
                  *, frontier: Frontier | None = None, fetcher: Fetcher | None = None,
                  seeds: Sequence[Request] | None = None,
-                 failures: FailureLog | None = None, fresh: bool = False) -> None:
+                 failures: FailureLog | None = None, fresh: bool = False,
+                 record: Path | None = None, replay: Path | None = None) -> None:
         self.project, self.spider = project, components.spider
         self.stats = Stats(project.name)
         self._components = components
@@ -86,6 +89,7 @@ class Engine:
                                    max_delay=project.throttle.max_delay)
         self._robots: Robots | None = None
         self._fetcher = fetcher
+        self._record, self._replay = record, replay
         self._seeds, self._failures = seeds, failures
         self._events = Events(pm, self._plugin_failed)
         self._items = ItemPipeline(components.exporters, self._events.item_scraped, self.stats,
@@ -158,7 +162,12 @@ class Engine:
             raise _first(group) from group
 
     async def _open_fetcher(self, stack: AsyncExitStack) -> None:
-        fetcher = await stack.enter_async_context(self._fetcher or self._downloader())
+        fetcher: Fetcher = self._fetcher or self._downloader()
+        if self._replay is not None:
+            fetcher = Replayer(self._replay, self._components.parsers)
+        elif self._record is not None:
+            fetcher = Recorder(fetcher, self._record)
+        fetcher = await stack.enter_async_context(fetcher)
         self._fetch = chain(self._components.middlewares, fetcher.fetch)
         if self.project.robots == "obey":
             self._robots = Robots(self._fetch, _user_agent(self.project), self._crawl_delay)

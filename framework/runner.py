@@ -12,6 +12,7 @@ from pathlib import Path
 
 from framework.components import Components, assemble
 from framework.engine import Engine
+from framework.errors import UsageError
 from framework.failures import FailureLog, failures_path, load_failures
 from framework.http import Request
 from framework.plugins import PluginManager, make_plugin_manager
@@ -40,6 +41,10 @@ class Prepared:
     seeds: list[Request] | None = None
     #: Discard a persistent frontier's saved state (``--fresh``).
     fresh: bool = False
+    #: Save every response to this folder (``--record``).
+    record: Path | None = None
+    #: Answer every request from this recording, never the network (``--replay``).
+    replay: Path | None = None
 
 
 def output_spec(path: str) -> ExporterSpec:
@@ -51,7 +56,8 @@ def output_spec(path: str) -> ExporterSpec:
 
 
 def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = (), *,
-            retry_failed: bool = False, fresh: bool = False) -> Prepared:
+            retry_failed: bool = False, fresh: bool = False, record: Path | None = None,
+            replay: Path | None = None) -> Prepared:
     """Do everything short of crawling; raise a ``UsageError`` for any invalid input.
 
     With ``retry_failed`` the crawl starts from the last run's failures file and the
@@ -66,13 +72,16 @@ def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = 
                           append=retry_failed)
     failures = failures_path(file, project.name, [e.path for e in components.exporters])
     seeds = load_failures(failures) if retry_failed else None
-    return Prepared(project, pm, registry, components, failures, seeds, fresh)
+    if record is not None and replay is not None:
+        raise UsageError("--record and --replay exclude each other")
+    return Prepared(project, pm, registry, components, failures, seeds, fresh, record, replay)
 
 
 def run(prepared: Prepared, progress: Mode = "off") -> Stats:
     """Run the crawl to its end; Ctrl-C stops it cleanly (``stats.reason`` says so)."""
     engine = Engine(prepared.project, prepared.components, prepared.pm, seeds=prepared.seeds,
-                    failures=FailureLog(prepared.failures), fresh=prepared.fresh)
+                    failures=FailureLog(prepared.failures), fresh=prepared.fresh,
+                    record=prepared.record, replay=prepared.replay)
     shown = Progress(engine.snapshot, progress, prepared.project.name)
     try:
         return asyncio.run(_run(engine, prepared.project.timeout + _GRACE_EXTRA, shown))
