@@ -93,6 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     _project_arguments(check)
     check.set_defaults(command=_check)
 
+    parse = commands.add_parser("parse", help="fetch one URL and print what a spider "
+                                "callback yields from it")
+    _probe_arguments(parse)
+    parse.add_argument("-c", "--callback", metavar="NAME",
+                       help="the spider method to run (default: parse)")
+    parse.add_argument("--json", action="store_true", help="print JSON for machines")
+    parse.set_defaults(command=_parse)
+
+    shell = commands.add_parser("shell", help="fetch one URL and open an interactive "
+                                "session with the response (IPython when installed)")
+    _probe_arguments(shell)
+    shell.set_defaults(command=_shell)
+
     status = commands.add_parser("status", help="show the state of a crawl with a "
                                  "persistent frontier (sqlite or redis)")
     _project_arguments(status)
@@ -116,6 +129,16 @@ def _project_arguments(parser: argparse.ArgumentParser) -> None:
                         "path, e.g. -s concurrency.per_domain=2")
 
 
+
+
+def _probe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", help="the page to fetch")
+    parser.add_argument("--spider", metavar="NAME", help="the spider (default: the project's)")
+    parser.add_argument("-p", "--project", type=Path, metavar="FILE",
+                        help="take headers, cookies, timeout, plugins and the spider's "
+                        "options from this project file")
+    parser.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides", help="override one project key (with --project)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -162,6 +185,23 @@ def _check(args: argparse.Namespace) -> int:
     outputs = ", ".join(f"{e.format} -> {e.path}" for e in components.exporters) or "none"
     print(f"OK: {args.project}: {project.name}: spider {components.spider.name}, "
           f"{len(project.start_urls)} start URL(s), exporters: {outputs}")
+    return OK
+
+
+def _parse(args: argparse.Namespace) -> int:
+    from framework import probe
+
+    found = probe.Probe.load(args.url, args.spider, args.project, args.overrides)
+    outcome = probe.parse(found, args.url, args.callback)
+    print(probe.format_outcome(outcome, as_json=args.json))
+    return ABORTED if outcome.problems else OK
+
+
+def _shell(args: argparse.Namespace) -> int:
+    from framework import probe
+
+    probe.shell(probe.Probe.load(args.url, args.spider, args.project, args.overrides),
+                args.url)
     return OK
 
 

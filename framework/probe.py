@@ -1,0 +1,132 @@
+"""Look at one page the way a spider sees it: ``fw parse`` and ``fw shell``.
+
+Both fetch a single URL with the project's headers, cookies, timeout and middlewares —
+following redirects, ignoring robots.txt and politeness, since a person asked for this
+one page — and then either run one spider callback on the response and print what it
+yields, or open an interactive session with the response at hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import code
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from framework.components import Components, assemble
+from framework.downloader import Downloader, DownloadSettings
+from framework.errors import CrawlAborted, FetchError, UsageError
+from framework.http import Request, Response
+from framework.middleware import chain
+from framework.plugins import make_plugin_manager
+from framework.project import Project, load_project
+from framework.registry import Registry
+from framework.responses import redirect_of
+from framework.spider import Outcome, run_callback
+from framework.urls import Offsite, unfetchable
+
+__all__ = ["Probe", "format_outcome", "parse", "shell"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A project's settings and spider, ready to fetch single pages."""
+
+    project: Project
+    components: Components
+
+    @classmethod
+    def load(cls, url: str, spider: str | None, project_file: Path | None,
+             overrides: Sequence[str] = ()) -> Probe:
+        """Use the project file's settings if given, else defaults; ``spider`` overrides."""
+        if unfetchable(url):
+            raise UsageError(f"{url}: not an http(s) URL")
+        if project_file is not None:
+            project = load_project(project_file, [*overrides, *_spider(spider)])
+        elif spider is None:
+            raise UsageError("name a spider (--spider NAME) or a project (--project FILE)")
+        else:
+            project = Project(spider=spider, name="probe")
+        pm = make_plugin_manager(project.plugins, source=project.source,
+                                 disabled=project.disable_plugins)
+        registry = Registry.collect(pm)
+        names = [name for name, _ in pm.list_name_plugin() if name]
+        return cls(project, assemble(project, registry, names))
+
+    async def fetch(self, url: str) -> Response:
+        """Fetch ``url``, following redirects; raise ``FetchError`` if that fails."""
+        project = self.project
+        settings = DownloadSettings(1, project.timeout, project.max_response_size,
+                                    project.headers, project.cookies)
+        async with Downloader(settings, self.components.parsers) as downloader:
+            fetch = chain(self.components.middlewares, downloader.fetch)
+            request: Request | None = Request(url)
+            while request is not None:
+                response = await fetch(request)
+                request = redirect_of(response, max_redirects=project.max_redirects,
+                                      offsite=Offsite(()))
+            return response
+
+
+def _spider(name: str | None) -> list[str]:
+    return [f"spider={name}"] if name else []
+
+
+def parse(probe: Probe, url: str, callback: str | None) -> Outcome:
+    """Fetch ``url`` and run the spider's ``callback`` (default ``parse``) on it."""
+    async def run() -> Outcome:
+        response = await probe.fetch(url)
+        return await run_callback(probe.components.spider, callback, response)
+
+    try:
+        return asyncio.run(run())
+    except FetchError as exc:
+        raise CrawlAborted(f"{url}: {exc.kind}: {exc}") from exc
+
+
+def format_outcome(outcome: Outcome, *, as_json: bool) -> str:
+    """Render what a callback yielded: items as JSON lines, then requests."""
+    if as_json:
+        return json.dumps({"items": outcome.items,
+                           "requests": [r.to_dict() for r in outcome.requests],
+                           "problems": [message for _, _, message in outcome.problems]},
+                          ensure_ascii=False, default=str, indent=2)
+    lines = [f"# items ({len(outcome.items)})"]
+    lines += [json.dumps(item, ensure_ascii=False, default=str) for item in outcome.items]
+    lines.append(f"# requests ({len(outcome.requests)})")
+    lines += [_request_line(r) for r in outcome.requests]
+    if outcome.problems:
+        lines.append(f"# problems ({len(outcome.problems)})")
+        lines += [f"{kind}: {message}" for kind, _, message in outcome.problems]
+    return "\n".join(lines)
+
+
+def _request_line(request: Request) -> str:
+    extras = [f"callback={request.callback}" if request.callback else "",
+              f"priority={request.priority}" if request.priority else "",
+              f"meta={json.dumps(request.meta, default=str)}" if request.meta else ""]
+    return " ".join([request.method, request.url, *filter(None, extras)])
+
+
+def shell(probe: Probe, url: str) -> None:
+    """Open an interactive session with ``response`` (IPython when installed)."""
+    try:
+        response = asyncio.run(probe.fetch(url))
+    except FetchError as exc:
+        raise CrawlAborted(f"{url}: {exc.kind}: {exc}") from exc
+    names: dict[str, Any] = {"response": response, "request": response.request,
+                             "spider": probe.components.spider,
+                             "fetch": lambda other: asyncio.run(probe.fetch(other))}
+    banner = (f"fw shell: {response.status} {response.url} ({len(response.body)} bytes)\n"
+              "response.css(...), response.xpath(...), response.text, fetch(url), spider")
+    if importlib.util.find_spec("IPython") is None or not sys.stdin.isatty():
+        code.interact(banner=banner, local=names, exitmsg="")
+        return
+    print(banner, file=sys.stderr)  # IPython is optional: nicer when installed
+    importlib.import_module("IPython").start_ipython(argv=[], user_ns=names)

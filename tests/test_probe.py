@@ -1,0 +1,104 @@
+"""fw parse and fw shell: one page, seen the way a spider sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.conftest import Completed, Serve, fw_command, run_fw, write_project
+
+SPIDER = '''
+from framework import Request, Spider, hookimpl
+
+class Shop(Spider):
+    name = "shop"
+
+    def parse(self, response):
+        yield {"title": response.css("h1::text").get(), "url": response.url}
+        yield response.follow("/b", callback=self.detail, priority=3, meta={"from": "a"})
+
+    def detail(self, response):
+        raise ValueError("no price on " + response.url)
+
+@hookimpl
+def register_spiders(register):
+    register(Shop)
+'''
+
+
+@pytest.fixture
+async def project(serve: Serve, tmp_path: Path) -> tuple[str, Path]:
+    seen: list[str] = []
+
+    async def page(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("X-Team", ""))
+        if request.path == "/old":
+            raise web.HTTPFound("/a")
+        return web.Response(text=f"<h1>Page {request.path}</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    base = await serve(app)
+    (tmp_path / "shop.py").write_text(SPIDER, encoding="utf-8")
+    path = write_project(tmp_path, f"""
+        spider: shop
+        start_urls: [{base}/]
+        plugins: [./shop.py]
+        headers: {{X-Team: crawlers}}
+        """)
+    return base, path
+
+
+async def test_parse_prints_items_and_requests_after_following_redirects(
+        project: tuple[str, Path]) -> None:
+    base, path = project
+    done = await run_fw("parse", f"{base}/old", "-p", str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "# items (1)", json.dumps({"title": "Page /a", "url": f"{base}/a"}),
+        "# requests (1)", f'GET {base}/b callback=detail priority=3 meta={{"from": "a"}}']
+
+
+async def test_parse_json_and_a_failing_callback(project: tuple[str, Path]) -> None:
+    base, path = project
+    done = await run_fw("parse", f"{base}/b", "-p", str(path), "--callback", "detail",
+                        "--json")
+    assert done.returncode == 1
+    shown = json.loads(done.stdout)
+    assert shown["items"] == [] and shown["requests"] == []
+    assert shown["problems"] == [f"spider shop: detail raised ValueError: no price on {base}/b"]
+
+
+async def test_parse_needs_a_spider_and_a_live_server(project: tuple[str, Path]) -> None:
+    nothing = await run_fw("parse", "http://127.0.0.1:9/")
+    assert nothing.returncode == 2 and "--spider NAME" in nothing.stderr
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    dead = await run_fw("parse", f"http://127.0.0.1:{port}/", "-p", str(project[1]))
+    assert dead.returncode == 1
+    assert dead.stderr.startswith(f"Error: http://127.0.0.1:{port}/: connection")
+
+
+async def test_shell_runs_code_with_the_response_at_hand(project: tuple[str, Path]) -> None:
+    base, path = project
+    script = ('print(response.status, response.css("h1::text").get())\n'
+              f'print(fetch("{base}/c").css("h1::text").get())\n')
+    done = await shell(script, f"{base}/a", "-p", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "200 Page /a" in done.stdout and "Page /c" in done.stdout
+    assert f"fw shell: 200 {base}/a" in done.stderr
+
+
+async def shell(script: str, *args: str) -> Completed:
+    process = await asyncio.create_subprocess_exec(
+        *fw_command(), "shell", *args, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(script.encode()), 30)
+    assert process.returncode is not None
+    return Completed(process.returncode, out.decode(), err.decode())
