@@ -1,0 +1,193 @@
+"""The offline testing kit for spider authors: a pytest plugin installed with fw.
+
+Fixtures (available in any project that has fw installed):
+
+``fw_pages``
+    ``await fw_pages(folder, hosts=("movie.douban.com",), routes={...})`` serves a folder
+    of saved pages on 127.0.0.1 and returns its base URL. A URL path is answered with the
+    file of that path (``/a/b/`` → ``a/b/index.html`` or ``a/b.html``), or the file a
+    ``routes`` regex names; in every text answer, absolute links to ``hosts`` are
+    rewritten to the loopback server, so a spider that follows links stays offline.
+
+``fw_crawl``
+    ``await fw_crawl("douban", start_urls=[...], options={...}, settings={...})`` runs a
+    crawl in this process and returns a ``Crawl``: the ``items`` exported, the
+    ``requests`` scheduled, and the ``stats``. ``options`` is the spider's section of the
+    project file, ``settings`` any other project keys (robots.txt is ignored by default).
+
+``fw_snapshot``
+    ``fw_snapshot(items)`` compares data with the snapshot stored beside the test
+    (``snapshots/<module>/<test>.json``) and fails with a readable diff; run pytest with
+    ``--fw-update-snapshots`` to write (or rewrite) the snapshots.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import mimetypes
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from framework import hookimpl, runner
+from framework.engine import Engine
+from framework.http import Request
+from framework.stats import Stats
+
+__all__ = ["Crawl", "Snapshot", "page_server"]
+
+#: Text types whose absolute links to the mapped hosts are rewritten.
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+
+
+@dataclass(frozen=True)
+class Crawl:
+    """What one ``fw_crawl`` produced."""
+
+    items: list[dict[str, Any]]
+    requests: list[Request]
+    stats: Stats
+
+
+def page_server(folder: Path, base: Callable[[], str], hosts: Iterable[str] = (),
+                routes: Mapping[str, str] | None = None) -> web.Application:
+    """Build the application ``fw_pages`` serves; ``base()`` is its URL once started."""
+    folder = folder.resolve()
+    patterns = [(re.compile(pattern), name) for pattern, name in (routes or {}).items()]
+    links = re.compile("(?:https?:)?//(?:" + "|".join(re.escape(h) for h in hosts) + ")\\b") \
+        if hosts else None
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        file = _find(folder, request.path, patterns)
+        if file is None:
+            return web.Response(status=404, text=f"{request.path} is not among the saved pages")
+        kind = mimetypes.guess_type(file.name)[0] or "text/html"
+        body = file.read_bytes()
+        if links is not None and kind.startswith(_TEXT_TYPES):
+            body = links.sub(base(), body.decode("utf-8", "surrogateescape")).encode(
+                "utf-8", "surrogateescape")
+        return web.Response(body=body, content_type=kind)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    return app
+
+
+def _find(folder: Path, path: str, patterns: list[tuple[re.Pattern[str], str]]
+          ) -> Path | None:
+    for pattern, name in patterns:
+        if pattern.fullmatch(path):
+            return folder / name
+    relative = path.strip("/")
+    candidates = [folder / relative / "index.html", folder / f"{relative}.html",
+                  folder / relative] if relative else [folder / "index.html"]
+    for candidate in candidates:
+        resolved = candidate.resolve()
+        if resolved.is_file() and resolved.is_relative_to(folder):
+            return resolved
+    return None
+
+
+@pytest.fixture
+async def fw_pages() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Serve folders of saved pages on loopback; see the module docstring."""
+    runners: list[web.AppRunner] = []
+
+    async def serve(folder: str | Path, *, hosts: Iterable[str] = (),
+                    routes: Mapping[str, str] | None = None) -> str:
+        where: list[str] = []
+        app_runner = web.AppRunner(page_server(Path(folder), lambda: where[0], hosts, routes),
+                                   access_log=None)
+        await app_runner.setup()
+        site = web.TCPSite(app_runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(app_runner)
+        where.append(f"http://127.0.0.1:{app_runner.addresses[0][1]}")
+        return where[0]
+
+    yield serve
+    for app_runner in runners:
+        await app_runner.cleanup()
+
+
+class _Collector:
+    """A plugin that keeps what the crawl scheduled and exported."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.requests: list[Request] = []
+
+    @hookimpl(trylast=True)  # after every other plugin had its say about the item
+    def item_scraped(self, item: dict[str, Any]) -> None:
+        self.items.append(item)
+
+    @hookimpl
+    def request_scheduled(self, request: Request) -> None:
+        self.requests.append(request)
+
+
+@pytest.fixture
+def fw_crawl(tmp_path: Path) -> Callable[..., Awaitable[Crawl]]:
+    """Run a crawl in this process; see the module docstring."""
+    async def crawl(spider: str, start_urls: Iterable[str], *,
+                    options: Mapping[str, Any] | None = None,
+                    settings: Mapping[str, Any] | None = None) -> Crawl:
+        project: dict[str, Any] = {"spider": spider, "start_urls": list(start_urls),
+                                   "robots": "ignore", **(settings or {})}
+        if options is not None:
+            project[spider] = dict(options)
+        file = tmp_path / f"{spider}-crawl.yaml"
+        file.write_text(yaml.safe_dump(project, allow_unicode=True), encoding="utf-8")
+        prepared = runner.prepare(file)
+        collector = _Collector()
+        prepared.pm.register(collector, name="fw-testing")
+        stats = await Engine(prepared.project, prepared.components, prepared.pm).run()
+        return Crawl(collector.items, collector.requests, stats)
+
+    return crawl
+
+
+class Snapshot:
+    """Compare data with a stored JSON snapshot; rewrite it when asked to."""
+
+    def __init__(self, path: Path, update: bool) -> None:
+        self.path, self.update = path, update
+
+    def __call__(self, data: Any) -> None:
+        """Fail with a unified diff if ``data`` differs from the snapshot."""
+        text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+        if self.update:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(text + "\n", encoding="utf-8")
+            return
+        if not self.path.exists():
+            pytest.fail(f"no snapshot {self.path}; run pytest --fw-update-snapshots to "
+                        "write it", pytrace=False)
+        stored = self.path.read_text(encoding="utf-8").rstrip("\n")
+        if stored != text:
+            diff = difflib.unified_diff(stored.splitlines(), text.splitlines(),
+                                        f"{self.path.name} (stored)", "this run", lineterm="")
+            pytest.fail(f"items differ from the snapshot {self.path} (rerun with "
+                        "--fw-update-snapshots if the change is right):\n" + "\n".join(diff),
+                        pytrace=False)
+
+
+@pytest.fixture
+def fw_snapshot(request: pytest.FixtureRequest) -> Snapshot:
+    """Compare with ``snapshots/<module>/<test>.json`` beside the test file."""
+    name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    path = Path(request.node.path).parent / "snapshots" / request.node.path.stem / f"{name}.json"
+    return Snapshot(path, bool(request.config.getoption("fw_update_snapshots")))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--fw-update-snapshots``."""
+    parser.addoption("--fw-update-snapshots", action="store_true", default=False,
+                     help="fw: write item snapshots instead of comparing with them")
