@@ -106,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     _probe_arguments(shell)
     shell.set_defaults(command=_shell)
 
+    new = commands.add_parser("new", help="start a project folder or a plugin package")
+    new.add_argument("kind", choices=["project", "plugin"],
+                     help="project: a project file, a spider and a test; plugin: a "
+                     "pip-installable package with a spider, an exporter and tests")
+    new.add_argument("name", help="lower-case letters, digits and _")
+    new.add_argument("-d", "--directory", type=Path, default=Path(),
+                     help="where to create it (default: here)")
+    new.set_defaults(command=_new)
+
     status = commands.add_parser("status", help="show the state of a crawl with a "
                                  "persistent frontier (sqlite or redis)")
     _project_arguments(status)
@@ -202,6 +211,18 @@ def _shell(args: argparse.Namespace) -> int:
 
     probe.shell(probe.Probe.load(args.url, args.spider, args.project, args.overrides),
                 args.url)
+    return OK
+
+
+def _new(args: argparse.Namespace) -> int:
+    from framework.scaffold import new
+
+    target = new(args.kind, args.name, args.directory)
+    print(f"wrote {target}")
+    if args.kind == "project":
+        print(f"next: cd {target} && fw run project.yaml   (tests: pytest)")
+    else:
+        print(f"next: pip install -e '{target}[test]' && pytest {target}")
     return OK
 
 
