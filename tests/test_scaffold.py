@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -26,7 +27,7 @@ async def test_a_new_project_checks_and_passes_its_own_test(tmp_path: Path) -> N
     checked = await run_fw("check", str(folder / "project.yaml"))
     assert checked.returncode == 0, checked.stderr
     assert "spider shop_news" in checked.stdout
-    tested = pytest_in(folder)
+    tested = await asyncio.to_thread(pytest_in, folder)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "1 passed" in tested.stdout
 
@@ -37,15 +38,16 @@ async def test_a_new_plugin_installs_is_listed_and_passes_its_own_tests(
     assert made.returncode == 0, made.stderr
     package = tmp_path / "fw-shop-news"
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(site), str(package)],
-                   check=True, capture_output=True, timeout=120)
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                         "--no-build-isolation", "--target", str(site), str(package)],
+        check=True, capture_output=True, timeout=120)
     path = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site),
                                                          os.environ.get("PYTHONPATH")]))}
     listed = await run_fw("plugins", "--json", env=path)
     plugin = next(p for p in json.loads(listed.stdout) if p["name"] == "shop_news")
     assert plugin["provides"] == {"spiders": ["shop_news"], "exporters": ["shop_news"]}
-    tested = pytest_in(package, path)
+    tested = await asyncio.to_thread(pytest_in, package, path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "2 passed" in tested.stdout
 
