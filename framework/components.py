@@ -6,8 +6,10 @@ which spider and exporter names exist and which top-level keys are plugin sectio
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from framework.errors import PluginError, ProjectError
@@ -20,7 +22,7 @@ from framework.schema import build, did_you_mean, keys_of
 from framework.spider import Spider
 from framework.yamlfile import KeyPath, Source
 
-__all__ = ["Components", "assemble"]
+__all__ = ["Components", "assemble", "configure_plugins"]
 
 T = TypeVar("T")
 
@@ -65,6 +67,22 @@ def _start(registry: Registry, kind: str, name: str, component: Callable[..., T]
         plugin = registry.owners.get((kind, name), "?")
         raise PluginError(f"plugin '{plugin}': {kind[:-1]} '{name}' failed to start: "
                           f"{type(exc).__name__}: {exc}") from exc
+
+
+def configure_plugins(project: Project, plugins: Iterable[tuple[str, object]]) -> Project:
+    """Validate the section of each plugin that declares an ``Options`` schema.
+
+    A plugin module with ``Options = <a frozen dataclass>`` gets its section of the project
+    file checked like fw's own keys (``FILE:LINE: key: ...``); afterwards
+    ``project.section(name)`` returns the built options object instead of the raw data.
+    """
+    sections = dict(project.sections)
+    for name, plugin in plugins:
+        schema = getattr(plugin, "Options", None)
+        if isinstance(schema, type) and dataclasses.is_dataclass(schema):
+            sections[name] = build(schema, project.section(name), project.error_source,
+                                   (name,))
+    return dataclasses.replace(project, sections=MappingProxyType(sections))
 
 
 def _check_sections(project: Project, registry: Registry, plugin_names: set[str]) -> None:

@@ -24,10 +24,9 @@ from framework.downloader import Downloader, DownloadSettings
 from framework.errors import CrawlAborted, FetchError, UsageError
 from framework.http import Request, Response
 from framework.middleware import chain
-from framework.plugins import make_plugin_manager
 from framework.project import Project, load_project
-from framework.registry import Registry
 from framework.responses import redirect_of
+from framework.runner import load_plugins
 from framework.spider import Outcome, run_callback
 from framework.urls import Offsite, unfetchable
 
@@ -53,9 +52,7 @@ class Probe:
             raise UsageError("name a spider (--spider NAME) or a project (--project FILE)")
         else:
             project = Project(spider=spider, name="probe")
-        pm = make_plugin_manager(project.plugins, source=project.source,
-                                 disabled=project.disable_plugins)
-        registry = Registry.collect(pm)
+        project, pm, registry = load_plugins(project)
         names = [name for name, _ in pm.list_name_plugin() if name]
         return cls(project, assemble(project, registry, names))
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from framework.components import Components, assemble
+from framework.components import Components, assemble, configure_plugins
 from framework.engine import Engine
 from framework.errors import UsageError
 from framework.failures import FailureLog, failures_path, load_failures
@@ -21,7 +21,7 @@ from framework.project import ExporterSpec, Project, load_project
 from framework.registry import Registry
 from framework.stats import Stats
 
-__all__ = ["Prepared", "output_spec", "prepare", "run"]
+__all__ = ["Prepared", "load_plugins", "output_spec", "prepare", "run"]
 
 #: Seconds the in-flight requests get after Ctrl-C, beyond the request timeout.
 _GRACE_EXTRA = 5.0
@@ -63,10 +63,7 @@ def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = 
     With ``retry_failed`` the crawl starts from the last run's failures file and the
     exporters add to what that run wrote.
     """
-    project = load_project(file, overrides)
-    pm = make_plugin_manager(project.plugins, source=project.source,
-                             disabled=project.disable_plugins)
-    registry = Registry.collect(pm)
+    project, pm, registry = load_plugins(load_project(file, overrides))
     names = [name for name, _ in pm.list_name_plugin() if name]
     components = assemble(project, registry, names, [output_spec(o) for o in outputs],
                           append=retry_failed)
@@ -75,6 +72,14 @@ def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = 
     if record is not None and replay is not None:
         raise UsageError("--record and --replay exclude each other")
     return Prepared(project, pm, registry, components, failures, seeds, fresh, record, replay)
+
+
+def load_plugins(project: Project) -> tuple[Project, PluginManager, Registry]:
+    """Load the project's plugins; return the project with their options validated."""
+    pm = make_plugin_manager(project.plugins, source=project.source,
+                             disabled=project.disable_plugins)
+    registry = Registry.collect(pm)
+    return configure_plugins(project, pm.list_name_plugin()), pm, registry
 
 
 def run(prepared: Prepared, progress: Mode = "off") -> Stats:

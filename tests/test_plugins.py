@@ -326,3 +326,47 @@ async def test_trace_prints_every_hook_call_with_its_plugin(tmp_path: Path,
     assert result.returncode == 0, result.stderr
     assert "fw trace: register_spiders -> rules" in result.stderr
     assert "fw trace: item_scraped -> watch.py item={'title': 'hi'}" in result.stderr
+
+
+WATCH = '''
+from dataclasses import dataclass
+
+from framework import hookimpl, option
+
+
+@dataclass(frozen=True)
+class Options:
+    webhook: str = option(doc="Where to post the stats.")
+    every: int = option(100, doc="Post every this many items.", minimum=1)
+
+
+@hookimpl
+def crawl_started(project):
+    options = project.section("watch.py")
+    print(f"watching: {type(options).__name__} {options.webhook} {options.every}")
+'''
+
+
+@pytest.mark.parametrize(("section", "error"), [
+    ("{webhook: https://hooks.example/x, every: 5}", None),
+    ("{webhook: https://hooks.example/x, every: 0}", "every: must be at least 1"),
+    ("{webhok: https://hooks.example/x}", "webhok: unknown key (did you mean 'webhook'?)"),
+])
+async def test_a_plugin_declares_the_schema_of_its_own_section(
+        tmp_path: Path, section: str, error: str | None) -> None:
+    (tmp_path / "watch.py").write_text(WATCH, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        spider: rules
+        start_urls: [http://127.0.0.1:9/]
+        plugins: [./watch.py]
+        retries: 0
+        rules: {{items: [{{fields: {{title: h1::text}}}}]}}
+        watch.py: {section}
+        """)
+    result = await run_fw("run", "-q", str(project))
+    if error is None:
+        assert result.returncode == 0, result.stderr
+        assert "watching: Options https://hooks.example/x 5" in result.stdout
+    else:
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"Error: {project}:6: watch.py.{error}"), result.stderr
