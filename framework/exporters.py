@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
+import stat
 import sys
 import typing
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import IO, Any, BinaryIO, ClassVar
 
 __all__ = ["Exporter"]
 
@@ -74,8 +78,25 @@ class Exporter:
             stdout = open(sys.stdout.fileno(), mode, buffering=0, closefd=False)  # noqa: SIM115
             return typing.cast(BinaryIO, stdout)
         path = Path(self.path)
+        # Truncating waits until the lock is held: never cut another process's export.
+        opening = "ab" if mode == "wb" else mode
         try:
-            return typing.cast(BinaryIO, path.open(mode, buffering=0))
+            file = path.open(opening, buffering=0)
         except FileNotFoundError:  # only then create the folder: a file in the way says so
             path.parent.mkdir(parents=True, exist_ok=True)
-            return typing.cast(BinaryIO, path.open(mode, buffering=0))
+            file = path.open(opening, buffering=0)
+        _exclusive(file, path)
+        if mode == "wb" and stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # not /dev/null
+            file.truncate(0)
+        return typing.cast(BinaryIO, file)
+
+
+def _exclusive(file: IO[bytes], path: Path) -> None:
+    """Hold a lock on an export while it is written: two workers of a shared crawl on one
+    machine must not write (and truncate) the same file."""
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.close()
+        raise OSError(errno.EBUSY, "another fw process is writing it; give each worker its "
+                      "own export (-o)", str(path)) from None

@@ -750,3 +750,16 @@ def test_the_longest_extension_picks_the_exporter() -> None:
     assert {name: e.format if e else None for name, e in picks.items()} == {
         "a.ndjson": "jsonl", "a.json": "json", "A.JSONL": "jsonl", "a.sqlite3": "sqlite",
         "a.xml": None}
+
+
+def test_a_second_writer_of_one_export_is_refused_and_truncates_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "items.jsonl")
+    first = JsonLinesExporter(path)
+    first.open()
+    first.write({"n": 1})
+    second = JsonLinesExporter(path)
+    with pytest.raises(OSError, match="another fw process is writing it"):
+        second.open()
+    first.write({"n": 2})
+    first.close()
+    assert read_jsonl(Path(path)) == [{"n": 1}, {"n": 2}]
