@@ -99,8 +99,10 @@ def _fw_sqlite() -> Crawler:
 def _fw_redis(workers: int) -> Crawler:
     """``workers`` fw processes sharing a Redis frontier (``workers.py`` starts Redis)."""
     def command(job: Job, out: Path) -> list[str]:
+        # Per-host limits hold across workers: give the one host room for all of them, so
+        # that the comparison is of workers, not of a politeness cap.
         return [sys.executable, str(HERE / "workers.py"), str(workers), str(out), "--",
-                *_fw_run(job)]
+                *_fw_run(job), "-s", f"concurrency.per_domain={job.concurrency * 2}"]
 
     name = "fw-redis" if workers == 1 else f"fw-redis-x{workers}"
     return Crawler(name, "items.jsonl", command,

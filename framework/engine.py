@@ -18,6 +18,7 @@ The data flows one way:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -202,8 +203,8 @@ class Engine:
         stack.push_async_callback(self._frontier.close)
         if saved.resumed and not saved.finished:
             counts = self._frontier.counts()
-            log.info("%s: resuming: %d requests settled, %d queued, %d to retry",
-                     self.project.name, saved.settled, counts.pending, counts.delayed)
+            log.info("%s: continuing the saved crawl: %d requests settled, %d queued, %d to "
+                     "retry", self.project.name, saved.settled, counts.pending, counts.delayed)
         return saved
 
     def _open_exporters(self, stack: AsyncExitStack, saved: Saved) -> None:
@@ -341,7 +342,8 @@ class Engine:
             got = await self._frontier.claim()
             if self._stopping is not None:  # stopped while claiming: hand it back unfetched
                 if isinstance(got, Lease):
-                    await self._frontier.retry(got, got.request, 0.0)
+                    with contextlib.suppress(LeaseLost):  # then it is back already
+                        await self._frontier.retry(got, got.request, 0.0)
                 return None
             if isinstance(got, Lease):
                 return self._took(got)

@@ -116,7 +116,7 @@ async def test_a_crawl_killed_again_and_again_resumes_to_every_item_exactly_once
         assert await run_until_killed(project, state, served) == -signal.SIGKILL
     done = await run_fw("run", str(project), *outputs(project.parent))
     assert done.returncode == 0, done.stderr
-    assert "resuming" in done.stderr
+    assert "continuing the saved crawl" in done.stderr
 
     every_page = {f"/p/{n}" for n in range(PAGES)}
     assert set(state.fetched) == every_page  # every page fetched, whatever was killed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from framework.errors import UsageError
 from framework.frontier import Frontier
 from framework.frontier.memory import MemoryFrontier
 from framework.politeness import Politeness
@@ -23,5 +22,8 @@ def make_frontier(project: Project, politeness: Politeness | None = None, *,
 
         return SqliteFrontier(Path(url.removeprefix("sqlite:///")), politeness, fresh=fresh)
     if url != "memory":
-        raise UsageError(f"frontier: {url}: the Redis backend is not available yet")
+        from framework.frontier.redis import RedisFrontier  # redis-py only when used
+
+        frontier: Frontier = RedisFrontier(url, politeness, name=project.name, fresh=fresh)
+        return frontier
     return MemoryFrontier(politeness)

@@ -1,0 +1,12 @@
+-- Deregister a worker: return the leases it still holds to the queue, mark it stopped.
+-- ARGV: prefix, worker, then (request id, lease token) pairs. Returns how many went back.
+local worker, t, returned = ARGV[2], now(), 0
+for i = 3, #ARGV, 2 do
+  if redis.call('HGET', TOKENS, ARGV[i]) == ARGV[i + 1] then
+    requeue(ARGV[i], t)
+    returned = returned + 1
+  end
+end
+redis.call('HSET', WORKERS, worker, t .. ' stopped')
+redis.call('DEL', P .. 'calls:' .. worker)
+return returned

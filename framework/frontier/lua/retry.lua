@@ -1,0 +1,24 @@
+-- Settle a lease by holding its request (as given: e.g. with its retry count) back.
+-- ARGV: prefix, worker, call, request id, lease token, delay seconds, then the request's
+-- host, priority, JSON, and that host's concurrency, delay and interval.
+-- Returns {'ok', '', counts} or {'lost', '', counts}, as settle.lua does.
+local worker, call, id, token, delay = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+if recall(worker, call) then
+  return {'ok', '', counts()}
+end
+if redis.call('HGET', TOKENS, id) ~= token then
+  return {'lost', '', counts()}
+end
+local t = now()
+local old_host = unrecord(redis.call('HGET', REQ, id))
+local host = ARGV[7]
+redis.call('ZREM', LEASES, id)
+redis.call('HDEL', TOKENS, id)
+set_policy(host, ARGV[10], ARGV[11], ARGV[12])
+redis.call('HSET', REQ, id, record(host, tonumber(ARGV[8]), ARGV[9]))
+redis.call('ZADD', DELAYED, t + delay, id)
+redis.call('HINCRBY', host_key(host), 'delayed', 1)
+redis.call('HINCRBY', host_key(old_host), 'inflight', -1)
+file(old_host, t)
+remember(worker, call, '')
+return {'ok', '', counts()}

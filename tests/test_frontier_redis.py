@@ -1,0 +1,383 @@
+"""The Redis frontier against a real ``redis-server``: what several workers share, and outages.
+
+Each "worker" is a ``RedisFrontier`` of its own on one server, as separate ``fw run``
+processes would be. The jitter is fixed at 0.5, so a host's delay is exact. Nothing
+sleeps to guess: a test waits for a condition with a deadline, or for the wait the
+frontier itself asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framework.errors import CrawlAborted, UsageError
+from framework.frontier import HostStatus, Lease, LeaseLost, Saved
+from framework.frontier.redis import RedisFrontier
+from framework.http import Request
+from framework.politeness import HostPolicy, Politeness
+from tests.redis_server import CuttingProxy, RedisServer, redis_binary
+
+pytestmark = pytest.mark.skipif(redis_binary() is None, reason="no redis-server to run")
+
+PREFIX = "fw:test:"
+Make = Callable[..., Awaitable[RedisFrontier]]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, writing every change to its append-only file."""
+    redis_server = RedisServer(tmp_path, appendonly=True)
+    redis_server.start()
+    yield redis_server
+    redis_server.stop()
+
+
+@pytest.fixture
+async def make(server: RedisServer) -> AsyncIterator[Make]:
+    """Open workers on ``server``; every one is closed after the test."""
+    opened: list[RedisFrontier] = []
+
+    async def make(concurrency: int = 8, delay: float = 0.0, rate: float | None = None, *,
+                   lease: float = 30, prefix: str = PREFIX, fresh: bool = False,
+                   url: str | None = None, open: bool = True) -> RedisFrontier:
+        frontier = RedisFrontier(f"{url or server.url}?lease={lease}&prefix={prefix}",
+                                 Politeness(HostPolicy(concurrency, delay, rate), {}),
+                                 name="test", fresh=fresh, jitter=lambda: 0.5)
+        opened.append(frontier)
+        if open:
+            await frontier.open()
+        return frontier
+
+    yield make
+    for frontier in opened:
+        await frontier.close()
+
+
+def urls(*paths: str, host: str = "a.test", **kwargs: Any) -> list[Request]:
+    return [Request(f"http://{host}/{path}", **kwargs) for path in paths]
+
+
+async def lease_of(frontier: RedisFrontier, timeout: float = 10.0) -> Lease:
+    """Claim until a lease comes, sleeping as long as the frontier says to."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        got = await frontier.claim()
+        if isinstance(got, Lease):
+            return got
+        assert got is not None, "the crawl ended before a lease came"
+        assert loop.time() < deadline, "no lease in time"
+        await asyncio.sleep(got)
+
+
+class Heard(logging.Handler):
+    """Set ``event`` when fw logs a message containing ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.event = text, asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def stall(frontier: RedisFrontier) -> None:
+    """Stop the worker's heartbeat, as if its process hung: its leases will expire."""
+    assert frontier._heartbeat is not None
+    frontier._heartbeat.cancel()
+
+
+# -------------------------------------------------------------------------------------------
+# One worker
+# -------------------------------------------------------------------------------------------
+
+async def test_lease_then_ack_fail_and_retry(make: Make, server: RedisServer) -> None:
+    frontier = await make()
+    assert await frontier.add(urls("1", "2", "3")) == urls("1", "2", "3")
+    first = await lease_of(frontier)
+    assert first.request == urls("1")[0] and first.host == "a.test"
+    assert await frontier.ack(first, urls("4", "1")) == urls("4")  # "1" was seen
+    second = await lease_of(frontier)
+    assert await frontier.fail(second, "http_status", urls("5")) == urls("5")
+    third = await lease_of(frontier)
+    await frontier.retry(third, third.request.replace(retries=1), 0.3)
+    assert frontier.counts().delayed == 1
+
+    leases = [await lease_of(frontier) for _ in range(3)]  # "4", "5", then the retry
+    assert [lease.request.url[-1] for lease in leases] == ["4", "5", "3"]
+    assert leases[-1].request.retries == 1
+    for lease in leases:
+        await frontier.ack(lease, [])
+    with pytest.raises(LeaseLost):  # settled already
+        await frontier.ack(leases[0], [])
+    assert await frontier.claim() is None
+    status = await frontier.status()
+    assert (status.pending, status.delayed, status.leased, status.done, status.failed) \
+        == (0, 0, 0, 4, 1)
+    assert status.hosts == {"a.test": HostStatus(0, 0, 4, 1)}
+    with server.client() as client:
+        assert b"http_status\n" in next(iter(client.hgetall(PREFIX + "failures").values()))
+
+
+async def test_priorities_within_and_across_hosts(make: Make) -> None:
+    frontier = await make()
+
+    async def order(requests: list[Request]) -> list[str]:
+        await frontier.add(requests)
+        return [(await lease_of(frontier)).request.url[7:] for _ in requests]
+
+    within = [Request("http://a.test/0"), Request("http://a.test/5", priority=5),
+              Request("http://a.test/1", priority=1), Request("http://a.test/5b", priority=5)]
+    assert await order(within) == ["a.test/5", "a.test/5b", "a.test/1", "a.test/0"]
+    across = [Request("http://b.test/1", priority=1), Request("http://c.test/3", priority=3),
+              Request("http://d.test/3", priority=3), Request("http://b.test/9", priority=9)]
+    # The host with the best request first; equal ones in the order they became ready.
+    assert await order(across) == ["b.test/9", "c.test/3", "d.test/3", "b.test/1"]
+
+
+async def test_reopening_resumes_a_crawl_and_close_hands_leases_back(make: Make) -> None:
+    first = await make(open=False)
+    assert await first.open() == Saved()
+    await first.add(urls("1", "2"))
+    await first.ack(await lease_of(first), [])
+    await lease_of(first)
+    await first.close()  # holding the lease of "2"
+
+    again = await make()
+    assert again.counts().pending == 1 and again.counts().leased == 0
+    await again.ack(await lease_of(again), [])
+    await again.close()
+    last = await make(open=False)
+    assert await last.open() == Saved(resumed=True, finished=True, settled=2)
+
+
+async def test_a_meta_that_is_not_json_is_refused_and_nothing_breaks(make: Make) -> None:
+    frontier = await make()
+    with pytest.raises(CrawlAborted, match="JSON"):
+        await frontier.add(urls("1", meta={"handle": object()}))
+    await frontier.add(urls("2"))
+    lease = await lease_of(frontier)
+    with pytest.raises(CrawlAborted):
+        await frontier.ack(lease, urls("3", meta={"handle": object()}))
+    assert await frontier.ack(lease, urls("3")) == urls("3")  # the lease was kept
+
+
+async def test_options_and_mistakes_in_the_url(server: RedisServer) -> None:
+    politeness = Politeness(HostPolicy(1, 0.0), {})
+    frontier = RedisFrontier(f"{server.url}?lease=12&prefix=x:&health_check_interval=5",
+                             politeness, name="n")
+    assert (frontier.lease, frontier.prefix) == (12.0, "x:")
+    assert frontier.url == f"{server.url}?health_check_interval=5"
+    assert RedisFrontier(server.url, politeness, name="n").prefix == "fw:n:"
+    with pytest.raises(UsageError, match="lease=soon"):
+        RedisFrontier(f"{server.url}?lease=soon", politeness, name="n")
+    with pytest.raises(UsageError, match="no crawl state"):
+        await frontier.status()
+
+
+# -------------------------------------------------------------------------------------------
+# Several workers
+# -------------------------------------------------------------------------------------------
+
+async def test_dedup_and_seeding_are_shared(make: Make, server: RedisServer) -> None:
+    one, two = await make(), await make()
+    assert await one.add(urls("1", "2")) == urls("1", "2")
+    assert await two.add(urls("2", "3", "1")) == urls("3")  # a second worker seeds again
+    assert await one.add(urls("2", dont_filter=True)) == urls("2", dont_filter=True)
+    lease = await lease_of(two)
+    assert await two.ack(lease, urls("1", "4")) == urls("4")
+    assert (await one.status()).pending == 4
+    with server.client() as client:  # fingerprints stay compact integer sets
+        shards = list(client.scan_iter(match=PREFIX + "seen:*"))
+        assert len(shards) == 4
+        assert {client.object("encoding", key) for key in shards} == {b"intset"}
+
+
+async def test_host_concurrency_holds_across_workers(make: Make) -> None:
+    one, two = await make(concurrency=2), await make(concurrency=2)
+    await one.add(urls("1", "2", "3"))
+    held = [await lease_of(one), await lease_of(two)]
+    await two.add(urls("x", host="b.test"))
+    assert (await lease_of(two)).host == "b.test"  # a full host does not block others
+    got = await two.claim()
+    assert isinstance(got, float) and got <= 0.25
+    await one.ack(held[0], [])
+    assert (await lease_of(two)).request == urls("3")[0]
+
+
+@pytest.mark.parametrize(("delay", "rate", "tuned"), [(0.2, None, None), (0.0, 5.0, None),
+                                                      (0.0, None, 0.2)],
+                         ids=["delay", "rate", "tuned"])
+async def test_starts_are_spaced_across_workers(make: Make, server: RedisServer,
+                                                delay: float, rate: float | None,
+                                                tuned: float | None) -> None:
+    one, two = await make(delay=delay, rate=rate), await make(delay=delay, rate=rate)
+    await one.add(urls(*"123456"))
+    if tuned is not None:
+        await two.tune("a.test", delay=tuned)
+
+    async def take(worker: RedisFrontier, count: int) -> None:
+        for _ in range(count):
+            await lease_of(worker)
+
+    await asyncio.gather(take(one, 2), take(two, 2))
+    with server.client() as client:  # each lease expires 30 s after it started, server time
+        starts = [score - 30 for _, score in client.zrange(PREFIX + "leases", 0, -1,
+                                                            withscores=True)]
+    assert len(starts) == 4
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.2 - 0.001, gaps
+
+
+async def test_a_pause_holds_every_worker(make: Make) -> None:
+    one, two = await make(), await make()
+    await one.add(urls("1"))
+    await one.tune("a.test", pause=0.5)
+    got = await two.claim()
+    assert isinstance(got, float) and 0 < got <= 0.5
+    assert (await lease_of(two)).request == urls("1")[0]
+
+
+async def test_claim_waits_for_other_workers_and_none_ends_the_crawl(make: Make) -> None:
+    one, two = await make(), await make()
+    await one.add(urls("1"))
+    lease = await lease_of(one)
+    got = await two.claim()
+    assert isinstance(got, float) and got <= 0.25  # one may still discover more
+    await one.ack(lease, [])
+    assert await two.claim() is None
+    assert await one.claim() is None
+
+
+async def test_an_expired_lease_goes_back_and_a_late_ack_changes_nothing(make: Make) -> None:
+    slow, other = await make(lease=1), await make(lease=1)
+    await slow.add(urls("1"))
+    late = await lease_of(slow)
+    stall(slow)
+    taken = await lease_of(other)  # once the lease expired, a claim puts it back
+    assert taken.request == late.request
+    with pytest.raises(LeaseLost):
+        await slow.ack(late, urls("found-late"))
+    status = await other.status()
+    assert (status.leased, status.done, status.pending) == (1, 0, 0)
+    assert await other.ack(taken, urls("found-late")) == urls("found-late")  # still new
+
+
+async def test_status_counts_hosts_and_workers(make: Make, server: RedisServer) -> None:
+    one, two = await make(), await make()
+    await one.add(urls("1", "2") + urls("1", host="b.test"))
+    await one.fail(await lease_of(one), "timeout")
+    await lease_of(two)
+    await two.close()
+    reader = RedisFrontier(f"{server.url}?prefix={PREFIX}", Politeness(HostPolicy(1, 0), {}),
+                           name="x")
+    status = await reader.status()  # not opened: a connection of its own
+    assert (status.backend, status.pending, status.leased, status.failed) == ("redis", 2, 0, 1)
+    assert status.hosts == {"a.test": HostStatus(pending=1, failed=1),
+                            "b.test": HostStatus(pending=1)}
+    workers = {worker.id: worker for worker in status.workers}
+    assert workers[one.worker].alive and not workers[two.worker].alive
+    assert all(0 <= worker.idle < 5 for worker in status.workers)
+
+
+async def test_fresh_wipes_this_crawl_only(make: Make) -> None:
+    old, neighbour = await make(), await make(prefix="fw:other:")
+    await old.add(urls("1", "2"))
+    await old.ack(await lease_of(old), [])
+    await neighbour.add(urls("1"))
+    await old.close()
+
+    fresh = await make(fresh=True)
+    assert fresh.counts().pending == 0
+    assert await fresh.add(urls("1")) == urls("1")
+    assert (await neighbour.status()).pending == 1
+
+
+async def test_two_prefixes_do_not_interfere(make: Make) -> None:
+    one, two = await make(concurrency=1), await make(concurrency=1, prefix="fw:two:")
+    assert await one.add(urls("1")) == urls("1")
+    assert await two.add(urls("1")) == urls("1")
+    assert (await lease_of(one)).request == (await lease_of(two)).request  # no shared slot
+    assert (await one.status()).leased == (await two.status()).leased == 1
+
+
+# -------------------------------------------------------------------------------------------
+# Outages
+# -------------------------------------------------------------------------------------------
+
+async def test_an_outage_pauses_a_call_until_redis_is_back(
+        make: Make, server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fw")
+    heard = Heard("unreachable")
+    logging.getLogger("fw").addHandler(heard)
+    frontier = await make()
+    await frontier.add(urls("1", "2"))
+    lease = await lease_of(frontier)
+    server.stop()
+    ack = asyncio.create_task(frontier.ack(lease, urls("3")))
+    claim = asyncio.create_task(frontier.claim())
+    try:
+        await asyncio.wait_for(heard.event.wait(), 10)
+    finally:
+        logging.getLogger("fw").removeHandler(heard)
+    assert not ack.done() and not claim.done()
+    server.start()  # the same port and append-only file
+    assert await asyncio.wait_for(ack, 15) == urls("3")
+    assert isinstance(await asyncio.wait_for(claim, 15), Lease)
+    messages = [r.getMessage() for r in caplog.records if r.name == "fw"]
+    assert len([m for m in messages if "unreachable" in m]) == 1
+    assert messages[0].startswith(f"redis at 127.0.0.1:{server.port} is unreachable (")
+    assert messages[0].endswith("); pausing until it is back")
+    assert "redis is back; resuming" in messages
+    status = await frontier.status()
+    assert (status.pending, status.leased, status.done) == (1, 1, 1)
+
+
+async def test_a_call_whose_answer_was_lost_is_not_run_twice(make: Make,
+                                                             server: RedisServer) -> None:
+    proxy = CuttingProxy(server.port)
+    await proxy.start()
+    try:
+        frontier = await make(url=proxy.url)
+        proxy.cut_next_reply = True
+        assert await frontier.add(urls("1", "2")) == urls("1", "2")
+        proxy.cut_next_reply = True
+        lease = await frontier.claim()
+        assert isinstance(lease, Lease) and frontier.counts().leased == 1
+        proxy.cut_next_reply = True
+        assert await frontier.ack(lease, urls("3")) == urls("3")
+        assert proxy.cuts == 3
+        status = await frontier.status()
+        assert (status.pending, status.leased, status.done) == (2, 0, 1)
+    finally:
+        await proxy.close()
+
+
+async def test_a_cancelled_call_ends_at_once_and_leaves_the_frontier_usable(
+        make: Make) -> None:
+    frontier = await make(concurrency=100)
+
+    async def busy() -> None:  # like an engine worker
+        while True:
+            await frontier.add(urls("seed"))
+            await frontier.claim()
+
+    for yields in range(60):  # cancel at a different point of a call each time
+        task = asyncio.create_task(busy())
+        for _ in range(yields % 17):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert done and task.cancelled(), "the cancellation was lost"
+    await frontier.add(urls("last"))
+    lease = await lease_of(frontier)
+    assert await frontier.ack(lease, urls("new")) == urls("new")
+    assert (await frontier.status()).done == 1
