@@ -125,3 +125,48 @@ async def test_a_worker_joining_a_finished_crawl_says_so(site: tuple[Site, Path]
     late = await run_fw("run", str(project), "-o", str(tmp_path / "b.jsonl"))
     assert late.returncode == 0 and "already finished" in late.stderr
     assert state.fetched.total() == PAGES
+
+
+async def read_until(stream: asyncio.StreamReader, words: str) -> str:
+    """Read stderr lines until one contains ``words``; fail after 30 seconds."""
+    async with asyncio.timeout(30):
+        while words not in (line := (await stream.readline()).decode()):
+            assert line, f"stderr ended before {words!r}"
+    return line
+
+
+async def test_a_redis_outage_pauses_the_crawl_which_then_finishes_with_nothing_lost(
+        serve: Serve, tmp_path: Path) -> None:
+    state = Site()
+    app = web.Application()
+    app.router.add_get("/p/{n}", state.page)
+    base = await serve(app)
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", appendonly=True)  # survives its restart
+    await asyncio.to_thread(server.start)
+    try:
+        project = write_project(tmp_path, f"""
+            spider: rules
+            start_urls: [{base}/p/0]
+            robots: ignore
+            frontier: "{server.url}"
+            concurrency: {{total: 4, per_domain: 4}}
+            rules:
+              follow: [a]
+              items: [{{fields: {{page: {{value: url}}}}}}]
+            """)
+        out = tmp_path / "items.jsonl"
+        worker = await start_worker(project, out)
+        assert worker.stderr is not None
+        await state.served(PAGES // 4)
+        await asyncio.to_thread(server.stop)
+        warning = await read_until(worker.stderr, "unreachable")
+        assert "pausing until it is back" in warning
+        await asyncio.to_thread(server.start)
+        await read_until(worker.stderr, "redis is back; resuming")
+        async with asyncio.timeout(60):
+            assert await worker.wait() == 0
+    finally:
+        await asyncio.to_thread(server.stop)
+    pages = pages_in(out)
+    assert sorted(pages) == sorted(f"p/{n}" for n in range(PAGES))  # each exactly once
