@@ -154,7 +154,8 @@ class Engine:
                     return
                 self._open_exporters(stack, saved)
                 if self._failures is not None:
-                    self._failures.start(keep=saved.resumed)
+                    # Kept when continuing after a crash; --retry-failed has read it already.
+                    self._failures.start(keep=saved.resumed and self._seeds is None)
                     stack.callback(self._failures.close)
                 await self._open_fetcher(stack)
                 await self._crawl()
@@ -235,7 +236,7 @@ class Engine:
         """Feed the spider's start requests to the frontier in batches, as room allows."""
         batch: list[Request] = []
         try:
-            start = self._seeds if self._seeds is not None else self.spider.start_requests()
+            start = self.spider.start_requests() if self._seeds is None else self._retried()
             async for request in results(start):
                 if self._stopping is not None:
                     break
@@ -257,6 +258,11 @@ class Engine:
         finally:
             self._active -= 1
             self._idle.wake_all()  # if nothing was seeded, workers must see the crawl end
+
+    def _retried(self) -> list[Request]:
+        """The requests --retry-failed tries again; a durable frontier has seen them all."""
+        seeds = self._seeds or []
+        return [r.replace(dont_filter=True) for r in seeds] if self._frontier.durable else seeds
 
     async def _room_for_seeds(self) -> None:
         """Let workers run, and wait while the frontier is full of unclaimed requests."""

@@ -57,9 +57,12 @@ async def start(serve: Serve, tmp_path: Path) -> tuple[Site, Path]:
     return site, project
 
 
+@pytest.mark.parametrize("frontier", ["memory", "sqlite:///state/crawl.db"])
 async def test_failures_are_listed_and_retried_into_the_same_exports(
-        tmp_path: Path, serve: Serve) -> None:
+        tmp_path: Path, serve: Serve, frontier: str) -> None:
     site, project = await start(serve, tmp_path)
+    with project.open("a", encoding="utf-8") as file:
+        file.write(f"frontier: {frontier}\n")
     first = await run_fw("run", str(project))
     assert first.returncode == 0, first.stderr
     failures = tmp_path / "out/shop.failures.jsonl"
