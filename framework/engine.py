@@ -261,8 +261,8 @@ class Engine:
 
     def _retried(self) -> list[Request]:
         """The requests --retry-failed tries again; a durable frontier has seen them all."""
-        seeds = self._seeds or []
-        return [r.replace(dont_filter=True) for r in seeds] if self._frontier.durable else seeds
+        durable = self._frontier.durable
+        return [r.replace(dont_filter=True) if durable else r for r in self._seeds or ()]
 
     async def _room_for_seeds(self) -> None:
         """Let workers run, and wait while the frontier is full of unclaimed requests."""
