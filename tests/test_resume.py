@@ -11,13 +11,11 @@ import csv
 import json
 import signal
 import sqlite3
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from framework import runner
 from framework.engine import Engine
@@ -26,61 +24,26 @@ from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
 from framework.politeness import Politeness
 from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
+from tests.linked_site import LinkedSite, linked_project
 
 PAGES = 150
+#: The site and the project file that crawls it.
+SiteAndProject = tuple[LinkedSite, Path]
 OUTPUTS = ("items.jsonl", "items.csv", "items.json", "items.db")
 
 
-class Site:
-    """``PAGES`` pages, each linking to four others, one ``<h1>`` each; it counts fetches."""
-
-    def __init__(self) -> None:
-        self.fetched: Counter[str] = Counter()
-        self._changed = asyncio.Condition()
-
-    async def page(self, request: web.Request) -> web.Response:
-        number = int(request.match_info["n"])
-        links = "".join(f'<a href="/p/{(number * 7 + k) % PAGES}">next</a>' for k in range(1, 5))
-        await asyncio.sleep(0.002)  # a little latency, so kills land mid-crawl
-        async with self._changed:
-            self.fetched[request.path] += 1
-            self._changed.notify_all()
-        return web.Response(text=f"<html><h1>Page {number}</h1>{links}</html>",
-                            content_type="text/html")
-
-    async def served(self, count: int) -> None:
-        """Wait until the site has served ``count`` pages in all."""
-        async with asyncio.timeout(30), self._changed:
-            await self._changed.wait_for(lambda: self.fetched.total() >= count)
-
-
 @pytest.fixture
-async def site(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Site, Path]]:
-    state = Site()
-    app = web.Application()
-    app.router.add_get("/p/{n}", state.page)
-    base = await serve(app)
-    project = write_project(tmp_path, f"""
-        spider: rules
-        start_urls: [{base}/p/0]
-        robots: ignore
-        frontier: sqlite:///state/crawl.db
-        concurrency: {{total: 4, per_domain: 4}}
-        rules:
-          follow: [a]
-          items:
-            - fields:
-                title: h1::text
-                page: {{value: url}}
-        """)
-    yield state, project
+async def site(serve: Serve, tmp_path: Path) -> AsyncIterator[SiteAndProject]:
+    state = LinkedSite(PAGES, latency=0.002)
+    base = await state.start(serve)
+    yield state, linked_project(tmp_path, base, "sqlite:///state/crawl.db")
 
 
 def outputs(directory: Path) -> list[str]:
     return [arg for name in OUTPUTS for arg in ("-o", str(directory / name))]
 
 
-async def run_until_killed(project: Path, site: Site, served: int,
+async def run_until_killed(project: Path, site: LinkedSite, served: int,
                            sig: signal.Signals = signal.SIGKILL) -> int:
     """Start ``fw run``, signal it once the site has served ``served`` pages; return its exit."""
     process = await asyncio.create_subprocess_exec(
@@ -110,7 +73,7 @@ def exported(directory: Path) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("kills", [(1, 30, 70, 110), (10, 50, 90, 130, 145)])
 async def test_a_crawl_killed_again_and_again_resumes_to_every_item_exactly_once(
-        site: tuple[Site, Path], kills: tuple[int, ...]) -> None:
+        site: SiteAndProject, kills: tuple[int, ...]) -> None:
     state, project = site
     for served in kills:  # from before the first ack to the last few pages
         assert await run_until_killed(project, state, served) == -signal.SIGKILL
@@ -125,7 +88,7 @@ async def test_a_crawl_killed_again_and_again_resumes_to_every_item_exactly_once
         assert {page.split("/", 3)[3] for page in pages} == {p[1:] for p in every_page}, name
 
 
-async def test_ctrl_c_then_a_rerun_continues_where_it_stopped(site: tuple[Site, Path]) -> None:
+async def test_ctrl_c_then_a_rerun_continues_where_it_stopped(site: SiteAndProject) -> None:
     state, project = site
     assert await run_until_killed(project, state, 40, signal.SIGINT) == 130
     done = await run_fw("run", str(project), *outputs(project.parent))
@@ -135,7 +98,7 @@ async def test_ctrl_c_then_a_rerun_continues_where_it_stopped(site: tuple[Site, 
     assert set(state.fetched.values()) == {1} and len(state.fetched) == PAGES
 
 
-async def test_a_finished_crawl_says_so_and_fresh_starts_over(site: tuple[Site, Path]) -> None:
+async def test_a_finished_crawl_says_so_and_fresh_starts_over(site: SiteAndProject) -> None:
     state, project = site
     first = await run_fw("run", str(project), *outputs(project.parent))
     assert first.returncode == 0, first.stderr
@@ -181,7 +144,7 @@ class LosesOneLease(SqliteFrontier):
 
 
 async def test_a_lost_lease_cuts_its_pages_items_back_out_of_the_export(
-        site: tuple[Site, Path]) -> None:
+        site: SiteAndProject) -> None:
     _, project = site
     out = project.parent / "items.jsonl"
     prepared = runner.prepare(project, (), (str(out),))
