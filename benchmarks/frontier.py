@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from framework.frontier import Frontier, Lease
+from framework.frontier import Frontier, Lease, Settlement
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
@@ -55,7 +55,7 @@ async def dequeue_cost(frontier: Frontier, sample: int, next_url: int) -> tuple[
         lease = await frontier.claim()
         claimed = time.perf_counter()
         assert isinstance(lease, Lease), lease
-        await frontier.ack(lease, requests(next_url + n, 1))
+        await frontier.settle([Settlement(lease, requests(next_url + n, 1))])
         claiming += claimed - started
         acking += time.perf_counter() - claimed
     return claiming / sample * 1e6, acking / sample * 1e6

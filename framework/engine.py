@@ -11,7 +11,8 @@ The data flows one way:
 5. The callback's items pass ``item_scraped`` and go to every exporter; its requests go
    back to step 1, settled together with the request that found them. With a durable
    frontier, writing a page's items and acknowledging it (with the exporters' new
-   positions) happen in one uninterrupted step, so that a crash can be resumed exactly.
+   positions) happen in one uninterrupted step, so that a crash can be resumed exactly;
+   the committer (``commits.py``) takes the pages that finish meanwhile in the same step.
 6. The crawl ends when the frontier is empty and no request is in flight.
 """
 
@@ -31,13 +32,14 @@ from typing import Any
 
 import pluggy
 
+from framework.commits import Committer
 from framework.components import Components
 from framework.downloader import DEFAULT_HEADERS, Downloader, DownloadSettings, Fetcher
 from framework.errors import CloseSpider, CrawlAborted, FetchError, IgnoreRequest
 from framework.events import Events
 from framework.exporters import Exporter
 from framework.failures import FailureLog
-from framework.frontier import Frontier, Lease, LeaseLost, Saved
+from framework.frontier import Frontier, Lease, LeaseLost, Saved, Settlement
 from framework.frontier.backends import make_frontier
 from framework.http import Request, Response
 from framework.idle import Idle
@@ -96,6 +98,7 @@ class Engine:
         self._items = ItemPipeline(components.exporters, self._events.item_scraped, self.stats,
                                    self.spider, max_items=project.max_items,
                                    report=self._report, stop=self.stop)
+        self._commits = Committer(self._frontier, self._items, self.stats)
         self._offsite = Offsite(project.allowed_domains or ())
         self._retry = RetryPolicy(project.retries, project.backoff.base, project.backoff.max)
         self._idle = Idle()
@@ -106,10 +109,6 @@ class Engine:
         self._stopping: str | None = None
         self._seeder: asyncio.Task[None] | None = None
         self._seed_room = asyncio.Event()
-        #: Held while a page's items are written and the page is acknowledged.
-        self._settling = asyncio.Lock()
-        self._mark: dict[str, Any] = {}  # the exporters' positions after the last ack
-        self._marked = False  # whether the frontier has stored ``_mark``
 
     def stop(self, reason: str) -> None:
         """Stop claiming requests; those in flight finish and the crawl ends."""
@@ -186,8 +185,11 @@ class Engine:
             async with asyncio.TaskGroup() as tasks:
                 self._active += 1  # the seeder counts as work until it is done
                 self._seeder = tasks.create_task(self._seed())
-                for _ in range(self.project.concurrency.total):
-                    tasks.create_task(self._worker())
+                tasks.create_task(self._commits.run())
+                workers = [tasks.create_task(self._worker())
+                           for _ in range(self.project.concurrency.total)]
+                await asyncio.wait(workers)
+                self._commits.close()  # the last pages are settled, then the crawl ends
         except BaseException:
             self._stopping = self._stopping or "aborted"
             raise
@@ -220,10 +222,10 @@ class Engine:
             stack.callback(_close_exporter, exporter)
         try:
             self._items.rewind(saved.checkpoints)
-            self._mark = self._items.checkpoint() if self._frontier.durable else {}
+            mark = self._commits.start()
         except Exception as exc:
             raise CrawlAborted(f"cannot resume the exports: {_reason(exc)}") from exc
-        unsure = [key for key, value in self._mark.items() if value is None]
+        unsure = [key for key, value in mark.items() if value is None]
         if unsure and saved.resumed:
             log.warning("%s cannot be rewound: after a crash it may repeat the items of pages "
                         "that were not acknowledged", ", ".join(unsure))
@@ -378,7 +380,7 @@ class Engine:
             log.error("internal_error: %s: %s (%s)", type(exc).__name__, exc,
                       lease.request.url, exc_info=exc)
             self.stats.errors["internal_error"] += 1
-            settle = partial(self._frontier.fail, lease, "internal_error")
+            settle = partial(self._fail, lease, "internal_error", [], [])
         try:
             await settle()
         except LeaseLost:  # it expired while we worked: another worker has the request now
@@ -437,31 +439,8 @@ class Engine:
     async def _ack(self, lease: Lease, items: list[dict[str, Any]],
                    admitted: list[Request]) -> None:
         """Export the page's items, then acknowledge it with what it discovered."""
-        new = await self._commit(lease, items, partial(self._frontier.ack, lease, admitted))
+        new = await self._commits.commit(Settlement(lease, admitted), items)
         await self._scheduled(new, len(admitted))
-
-    async def _commit(self, lease: Lease, items: list[dict[str, Any]],
-                      settle: Callable[..., Awaitable[list[Request]]]) -> list[Request]:
-        """Write ``items`` and settle the lease, as one step for a durable frontier.
-
-        Under the lock no other page's items can slip in between, so the exporters'
-        positions stored with the ack are exactly this page's end. If the lease was lost
-        meanwhile, the items are cut back out: the new holder will export them.
-        """
-        if not self._frontier.durable:
-            await self._items.write(items, lease.request)
-            return await settle()
-        async with self._settling:
-            await self._items.write(items, lease.request)
-            mark = self._items.checkpoint() if items else self._mark
-            try:
-                new = await settle(checkpoint=None if self._marked and not items else mark)
-            except LeaseLost:
-                self._items.rewind(self._mark)
-                self.stats.items -= len(items)
-                raise
-            self._mark, self._marked = mark, True
-            return new
 
     async def _failed(self, lease: Lease, error: FetchError) -> Settle:
         """Retry a failed request after a backoff, or count it failed and run its errback."""
@@ -491,8 +470,7 @@ class Engine:
                     discovered: list[Request]) -> None:
         """Export the errback's items, then settle the lease as failed."""
         admitted = self._admit(discovered)
-        new = await self._commit(lease, items,
-                                 partial(self._frontier.fail, lease, kind, admitted))
+        new = await self._commits.commit(Settlement(lease, admitted, kind), items)
         await self._scheduled(new, len(admitted))
 
     async def _callback(self, request: Request, name: str | None, *args: Any

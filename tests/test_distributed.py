@@ -75,8 +75,8 @@ async def test_three_workers_one_killed_the_survivors_finish_with_nothing_lost(
     assert len(survivors) == len(set(survivors)), "the survivors exported a page twice"
     assert set(killed) | set(survivors) == every, "a page's item was lost"
     # Only what the killed worker wrote but had not acknowledged may be exported again:
-    # it writes and acknowledges one page at a time, so that is one page at most.
-    assert len(set(killed) & set(survivors)) <= 1
+    # its last batch, at most one page per worker of its (concurrency.total: 4).
+    assert len(set(killed) & set(survivors)) <= 4
 
     status = await run_fw("status", str(project))
     assert ": finished" in status.stdout and f"done {PAGES} " in status.stdout, status.stdout

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from framework.frontier import Counts, Frontier, Lease, LeaseLost
+from framework.frontier import Counts, Frontier, Lease, LeaseLost, Settlement
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
 from framework.politeness import HostPolicy, Politeness
+from tests.frontiers import ack, fail
 
 #: With this jitter a host's delay is scaled by 0.5 + 0.25: ``delay * 0.75``.
 JITTER = 0.25
@@ -197,7 +198,7 @@ async def test_ack_frees_the_slot_and_queues_the_new_discoveries() -> None:
     assert await frontier.claim() == math.inf
     found = [req("http://a.test/2"), req("http://b.test/new"), req("http://a.test/new", 5),
              req("http://b.test/new#again")]
-    assert await frontier.ack(lease, found) == [found[1], found[2]]
+    assert await ack(frontier, lease, found) == [found[1], found[2]]
     assert frontier.counts() == Counts(pending=3, delayed=0, leased=0, seen=4)
     assert await urls_claimed(frontier) == ["http://a.test/new", "http://b.test/new"]
     assert await frontier.claim() == math.inf  # a/2 waits for a's slot
@@ -207,7 +208,7 @@ async def test_ack_without_discoveries_frees_the_slot() -> None:
     frontier, _ = make(concurrency=1)
     await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
     lease = await lease_of(frontier)
-    assert await frontier.ack(lease, []) == []
+    assert await ack(frontier, lease, []) == []
     assert (await lease_of(frontier)).request.url == "http://a.test/2"
 
 
@@ -216,7 +217,7 @@ async def test_fail_frees_the_slot() -> None:
     await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
     lease = await lease_of(frontier)
     assert await frontier.claim() == math.inf
-    await frontier.fail(lease, "http_error")
+    await fail(frontier, lease, "http_error")
     assert frontier.counts() == Counts(pending=1, delayed=0, leased=0, seen=2)
     assert (await lease_of(frontier)).request.url == "http://a.test/2"
 
@@ -226,14 +227,29 @@ async def test_a_lease_is_settled_once(second: str) -> None:
     frontier, _ = make(concurrency=1)
     await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
     lease = await lease_of(frontier)
-    await frontier.ack(lease, [])
-    settle = {"ack": lambda: frontier.ack(lease, [req("http://a.test/3")]),
+    await ack(frontier, lease, [])
+    settle = {"ack": lambda: ack(frontier, lease, [req("http://a.test/3")]),
               "retry": lambda: frontier.retry(lease, lease.request, 0.0),
-              "fail": lambda: frontier.fail(lease, "x")}[second]
+              "fail": lambda: fail(frontier, lease, "x")}[second]
     with pytest.raises(LeaseLost):
         await settle()
     # Nothing was queued or freed by the stale settlement.
     assert frontier.counts() == Counts(pending=1, delayed=0, leased=0, seen=2)
+
+
+async def test_one_settle_settles_many_leases_and_skips_one_settled_already() -> None:
+    frontier, _ = make(concurrency=3)
+    await frontier.add([req("http://a.test/1"), req("http://a.test/2"), req("http://a.test/3")])
+    one, two, three = [await lease_of(frontier) for _ in range(3)]
+    await ack(frontier, two)
+    found = await frontier.settle([
+        Settlement(one, [req("http://a.test/4")]),
+        Settlement(two, [req("http://a.test/5")]),  # settled already: nothing happens
+        Settlement(three, [req("http://a.test/4"), req("http://a.test/6")], "http_500")])
+    assert found == [[req("http://a.test/4")], None, [req("http://a.test/6")]]
+    assert frontier.counts() == Counts(pending=2, delayed=0, leased=0, seen=5)
+    status = await frontier.status()
+    assert (status.done, status.failed) == (2, 1)
 
 
 async def test_leases_name_their_host() -> None:
@@ -288,7 +304,7 @@ async def test_the_delay_counts_from_the_start_not_the_end() -> None:
     await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
     lease = await lease_of(frontier)
     clock.now = 1001.0
-    await frontier.ack(lease, [])  # settling the lease does not restart the delay
+    await ack(frontier, lease, [])  # settling the lease does not restart the delay
     assert await frontier.claim() == pytest.approx(0.5)
 
 
@@ -367,7 +383,7 @@ async def test_the_wait_is_for_the_soonest_of_a_retry_and_a_rested_host() -> Non
     await frontier.add([req("http://a.test/1"), req("http://b.test/1"), req("http://b.test/2")])
     a = await lease_of(frontier)
     b = await lease_of(frontier)
-    await frontier.ack(b, [])  # b.test may start again at 1007.5
+    await ack(frontier, b, [])  # b.test may start again at 1007.5
     await frontier.retry(a, a.request, 3.0)  # a.test/1 is due at 1003
     assert await frontier.claim() == pytest.approx(3.0)
     clock.now = 1003.0

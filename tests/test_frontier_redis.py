@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from framework.errors import CrawlAborted, UsageError
-from framework.frontier import HostStatus, Lease, LeaseLost, Saved
+from framework.frontier import HostStatus, Lease, LeaseLost, Saved, Settlement
 from framework.frontier.redis import RedisFrontier
 from framework.http import Request
 from framework.politeness import HostPolicy, Politeness
+from tests.frontiers import ack, fail
 from tests.redis_server import CuttingProxy, RedisServer, redis_binary
 
 pytestmark = pytest.mark.skipif(redis_binary() is None, reason="no redis-server to run")
@@ -104,9 +105,9 @@ async def test_lease_then_ack_fail_and_retry(make: Make, server: RedisServer) ->
     assert await frontier.add(urls("1", "2", "3")) == urls("1", "2", "3")
     first = await lease_of(frontier)
     assert first.request == urls("1")[0] and first.host == "a.test"
-    assert await frontier.ack(first, urls("4", "1")) == urls("4")  # "1" was seen
+    assert await ack(frontier, first, urls("4", "1")) == urls("4")  # "1" was seen
     second = await lease_of(frontier)
-    assert await frontier.fail(second, "http_status", urls("5")) == urls("5")
+    assert await fail(frontier, second, "http_status", urls("5")) == urls("5")
     third = await lease_of(frontier)
     await frontier.retry(third, third.request.replace(retries=1), 0.3)
     assert frontier.counts().delayed == 1
@@ -115,9 +116,9 @@ async def test_lease_then_ack_fail_and_retry(make: Make, server: RedisServer) ->
     assert [lease.request.url[-1] for lease in leases] == ["4", "5", "3"]
     assert leases[-1].request.retries == 1
     for lease in leases:
-        await frontier.ack(lease, [])
+        await ack(frontier, lease, [])
     with pytest.raises(LeaseLost):  # settled already
-        await frontier.ack(leases[0], [])
+        await ack(frontier, leases[0], [])
     assert await frontier.claim() is None
     status = await frontier.status()
     assert (status.pending, status.delayed, status.leased, status.done, status.failed) \
@@ -125,6 +126,64 @@ async def test_lease_then_ack_fail_and_retry(make: Make, server: RedisServer) ->
     assert status.hosts == {"a.test": HostStatus(0, 0, 4, 1)}
     with server.client() as client:
         assert b"http_status\n" in next(iter(client.hgetall(PREFIX + "failures").values()))
+
+
+def script_calls(server: RedisServer) -> int:
+    """How many scripts the server has run: one per frontier call."""
+    with server.client() as client:
+        return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_claims_made_together_go_in_one_call(make: Make, server: RedisServer) -> None:
+    frontier = await make(concurrency=3)
+    await frontier.add(urls("1", "2", "3", "4"))
+    before = script_calls(server)
+    got = await asyncio.gather(*(frontier.claim() for _ in range(5)))
+    assert script_calls(server) == before + 1
+    leases = [lease for lease in got if isinstance(lease, Lease)]
+    assert sorted(lease.request.url[-1] for lease in leases) == ["1", "2", "3"]
+    assert len({lease.token for lease in leases}) == 3
+    # The host's 3 slots are taken: ask again soon, as a lease may be settled any time.
+    assert got[3:] == [0.05, 0.05]
+    assert frontier.counts().leased == 3
+
+
+async def test_a_settle_of_many_leases_is_one_call_and_a_lost_one_changes_nothing(
+        make: Make, server: RedisServer) -> None:
+    frontier, other = await make(lease=1), await make(lease=1)
+    await frontier.add(urls("1"))
+    lost = await lease_of(frontier)
+    stall(frontier)
+    taken = await lease_of(other)  # once the lease expired, a claim put it back
+    assert taken.request == lost.request
+    await frontier.add(urls("2", "3"))
+    second, third = await lease_of(frontier), await lease_of(frontier)  # fresh: still held
+    before = script_calls(server)
+    found = await frontier.settle([
+        Settlement(second, urls("new-1")), Settlement(lost, urls("lost-1")),
+        Settlement(third, urls("new-1", "new-2"), "http_500")])
+    assert script_calls(server) == before + 1
+    assert found == [urls("new-1"), None, urls("new-2")]
+    status = await frontier.status()
+    assert (status.pending, status.leased, status.done, status.failed) == (2, 1, 1, 1)
+    assert await ack(other, taken, urls("lost-1")) == urls("lost-1")  # never queued
+
+
+async def test_a_repeated_claim_of_many_gets_the_same_leases(make: Make,
+                                                             server: RedisServer) -> None:
+    proxy = CuttingProxy(server.port)
+    await proxy.start()
+    try:
+        frontier = await make(url=proxy.url)
+        await frontier.add(urls("1", "2", "3", "4"))
+        proxy.cut_next_reply = True
+        got = await asyncio.gather(*(frontier.claim() for _ in range(3)))
+        assert proxy.cuts == 1
+        assert sorted(lease.request.url[-1] for lease in got if isinstance(lease, Lease)) \
+            == ["1", "2", "3"]
+        assert (await frontier.status()).leased == 3  # not six
+    finally:
+        await proxy.close()
 
 
 async def test_priorities_within_and_across_hosts(make: Make) -> None:
@@ -147,13 +206,13 @@ async def test_reopening_resumes_a_crawl_and_close_hands_leases_back(make: Make)
     first = await make(open=False)
     assert await first.open() == Saved()
     await first.add(urls("1", "2"))
-    await first.ack(await lease_of(first), [])
+    await ack(first, await lease_of(first), [])
     await lease_of(first)
     await first.close()  # holding the lease of "2"
 
     again = await make()
     assert again.counts().pending == 1 and again.counts().leased == 0
-    await again.ack(await lease_of(again), [])
+    await ack(again, await lease_of(again), [])
     await again.close()
     last = await make(open=False)
     assert await last.open() == Saved(resumed=True, finished=True, settled=2)
@@ -166,8 +225,8 @@ async def test_a_meta_that_is_not_json_is_refused_and_nothing_breaks(make: Make)
     await frontier.add(urls("2"))
     lease = await lease_of(frontier)
     with pytest.raises(CrawlAborted):
-        await frontier.ack(lease, urls("3", meta={"handle": object()}))
-    assert await frontier.ack(lease, urls("3")) == urls("3")  # the lease was kept
+        await ack(frontier, lease, urls("3", meta={"handle": object()}))
+    assert await ack(frontier, lease, urls("3")) == urls("3")  # the lease was kept
 
 
 async def test_options_and_mistakes_in_the_url(server: RedisServer) -> None:
@@ -193,7 +252,7 @@ async def test_dedup_and_seeding_are_shared(make: Make, server: RedisServer) -> 
     assert await two.add(urls("2", "3", "1")) == urls("3")  # a second worker seeds again
     assert await one.add(urls("2", dont_filter=True)) == urls("2", dont_filter=True)
     lease = await lease_of(two)
-    assert await two.ack(lease, urls("1", "4")) == urls("4")
+    assert await ack(two, lease, urls("1", "4")) == urls("4")
     assert (await one.status()).pending == 4
     with server.client() as client:  # fingerprints stay compact integer sets
         shards = list(client.scan_iter(match=PREFIX + "seen:*"))
@@ -208,8 +267,8 @@ async def test_host_concurrency_holds_across_workers(make: Make) -> None:
     await two.add(urls("x", host="b.test"))
     assert (await lease_of(two)).host == "b.test"  # a full host does not block others
     got = await two.claim()
-    assert isinstance(got, float) and got <= 0.25
-    await one.ack(held[0], [])
+    assert isinstance(got, float) and got <= 0.05
+    await ack(one, held[0], [])
     assert (await lease_of(two)).request == urls("3")[0]
 
 
@@ -251,8 +310,8 @@ async def test_claim_waits_for_other_workers_and_none_ends_the_crawl(make: Make)
     await one.add(urls("1"))
     lease = await lease_of(one)
     got = await two.claim()
-    assert isinstance(got, float) and got <= 0.25  # one may still discover more
-    await one.ack(lease, [])
+    assert isinstance(got, float) and got <= 0.05  # one may still discover more
+    await ack(one, lease, [])
     assert await two.claim() is None
     assert await one.claim() is None
 
@@ -265,16 +324,16 @@ async def test_an_expired_lease_goes_back_and_a_late_ack_changes_nothing(make: M
     taken = await lease_of(other)  # once the lease expired, a claim puts it back
     assert taken.request == late.request
     with pytest.raises(LeaseLost):
-        await slow.ack(late, urls("found-late"))
+        await ack(slow, late, urls("found-late"))
     status = await other.status()
     assert (status.leased, status.done, status.pending) == (1, 0, 0)
-    assert await other.ack(taken, urls("found-late")) == urls("found-late")  # still new
+    assert await ack(other, taken, urls("found-late")) == urls("found-late")  # still new
 
 
 async def test_status_counts_hosts_and_workers(make: Make, server: RedisServer) -> None:
     one, two = await make(), await make()
     await one.add(urls("1", "2") + urls("1", host="b.test"))
-    await one.fail(await lease_of(one), "timeout")
+    await fail(one, await lease_of(one), "timeout")
     await lease_of(two)
     await two.close()
     reader = RedisFrontier(f"{server.url}?prefix={PREFIX}", Politeness(HostPolicy(1, 0), {}),
@@ -291,7 +350,7 @@ async def test_status_counts_hosts_and_workers(make: Make, server: RedisServer) 
 async def test_fresh_wipes_this_crawl_only(make: Make) -> None:
     old, neighbour = await make(), await make(prefix="fw:other:")
     await old.add(urls("1", "2"))
-    await old.ack(await lease_of(old), [])
+    await ack(old, await lease_of(old), [])
     await neighbour.add(urls("1"))
     await old.close()
 
@@ -322,15 +381,15 @@ async def test_an_outage_pauses_a_call_until_redis_is_back(
     await frontier.add(urls("1", "2"))
     lease = await lease_of(frontier)
     server.stop()
-    ack = asyncio.create_task(frontier.ack(lease, urls("3")))
+    acking = asyncio.create_task(ack(frontier, lease, urls("3")))
     claim = asyncio.create_task(frontier.claim())
     try:
         await asyncio.wait_for(heard.event.wait(), 10)
     finally:
         logging.getLogger("fw").removeHandler(heard)
-    assert not ack.done() and not claim.done()
+    assert not acking.done() and not claim.done()
     server.start()  # the same port and append-only file
-    assert await asyncio.wait_for(ack, 15) == urls("3")
+    assert await asyncio.wait_for(acking, 15) == urls("3")
     assert isinstance(await asyncio.wait_for(claim, 15), Lease)
     messages = [r.getMessage() for r in caplog.records if r.name == "fw"]
     assert len([m for m in messages if "unreachable" in m]) == 1
@@ -353,7 +412,7 @@ async def test_a_call_whose_answer_was_lost_is_not_run_twice(make: Make,
         lease = await frontier.claim()
         assert isinstance(lease, Lease) and frontier.counts().leased == 1
         proxy.cut_next_reply = True
-        assert await frontier.ack(lease, urls("3")) == urls("3")
+        assert await ack(frontier, lease, urls("3")) == urls("3")
         assert proxy.cuts == 3
         status = await frontier.status()
         assert (status.pending, status.leased, status.done) == (2, 0, 1)
@@ -379,5 +438,5 @@ async def test_a_cancelled_call_ends_at_once_and_leaves_the_frontier_usable(
         assert done and task.cancelled(), "the cancellation was lost"
     await frontier.add(urls("last"))
     lease = await lease_of(frontier)
-    assert await frontier.ack(lease, urls("new")) == urls("new")
+    assert await ack(frontier, lease, urls("new")) == urls("new")
     assert (await frontier.status()).done == 1

@@ -12,6 +12,7 @@ from framework.frontier import Lease, LeaseLost, Saved
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
 from framework.politeness import HostPolicy, Politeness
+from tests.frontiers import ack, fail
 
 POLITENESS = Politeness(HostPolicy(4, 0.0), {})
 
@@ -41,7 +42,7 @@ async def test_queue_seen_set_and_checkpoint_outlive_the_process(tmp_path: Path)
     frontier, _ = await opened(tmp_path / "crawl.db")
     await frontier.add(urls("1", "2"))
     lease = await lease_of(frontier)
-    await frontier.ack(lease, urls("3", "1"), checkpoint={"jsonl:/x": 120})
+    await ack(frontier, lease, urls("3", "1"), checkpoint={"jsonl:/x": 120})
     await frontier.close()
 
     again, saved = await opened(tmp_path / "crawl.db")
@@ -63,7 +64,7 @@ async def test_leases_of_a_killed_run_go_back_to_the_queue(tmp_path: Path) -> No
     assert saved.resumed and again.counts().pending == 1
     assert (await lease_of(again)).request == lease.request
     with pytest.raises(LeaseLost):  # the dead run's lease is not this run's
-        await again.ack(lease, [])
+        await ack(again, lease, [])
     await again.close()
 
 
@@ -83,8 +84,8 @@ async def test_a_retry_outlives_the_process_with_its_retry_count(tmp_path: Path)
 async def test_a_finished_crawl_says_so_and_fresh_starts_over(tmp_path: Path) -> None:
     frontier, _ = await opened(tmp_path / "crawl.db")
     await frontier.add(urls("1", "2"))
-    await frontier.ack(await lease_of(frontier), [])
-    await frontier.fail(await lease_of(frontier), "http_404")
+    await ack(frontier, await lease_of(frontier), [])
+    await fail(frontier, await lease_of(frontier), "http_404")
     await frontier.close()
 
     again, saved = await opened(tmp_path / "crawl.db")
@@ -112,9 +113,9 @@ async def test_status_counts_by_state_and_host(tmp_path: Path) -> None:
     for settle in ("ack", "fail", "hold"):
         lease = await lease_of(frontier)
         if settle == "ack":
-            await frontier.ack(lease, [])
+            await ack(frontier, lease, [])
         elif settle == "fail":
-            await frontier.fail(lease, "timeout")
+            await fail(frontier, lease, "timeout")
     status = await frontier.status()
     assert (status.pending, status.leased, status.done, status.failed) == (1, 1, 1, 1)
     assert sum(h.pending + h.leased + h.done + h.failed for h in status.hosts.values()) == 4

@@ -19,7 +19,7 @@ import pytest
 
 from framework import runner
 from framework.engine import Engine
-from framework.frontier import Lease, LeaseLost
+from framework.frontier import Settlement
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
 from framework.politeness import Politeness
@@ -135,12 +135,12 @@ class LosesOneLease(SqliteFrontier):
         super().__init__(*args, **kwargs)
         self.lost = lost
 
-    async def ack(self, lease: Lease, discovered: Sequence[Request],
-                  checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
-        if lease.request.url.endswith(self.lost):
-            await super().ack(lease, discovered)  # the worker that took it over is done
-            raise LeaseLost("taken over")
-        return await super().ack(lease, discovered, checkpoint)
+    async def settle(self, settlements: Sequence[Settlement],
+                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+        # The worker that took the lost one over settles it; this one hears it is lost.
+        found = await super().settle(settlements, checkpoint)
+        return [None if settlement.lease.request.url.endswith(self.lost) else new
+                for settlement, new in zip(settlements, found, strict=True)]
 
 
 async def test_a_lost_lease_cuts_its_pages_items_back_out_of_the_export(

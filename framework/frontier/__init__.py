@@ -3,11 +3,12 @@
 ``Frontier`` is all the engine calls; one module per backend implements it (``memory``,
 ``sqlite``, ``redis``), and ``open_frontier`` picks one from the project's ``frontier:``
 URL. The model is lease/ack: ``claim`` leases a request whose host may be visited now,
-and the engine later settles that lease exactly once with ``ack`` (done, plus the
-requests it discovered), ``retry`` (try again later) or ``fail``. A durable backend
-keeps a lease until it is settled or expires, never pops a request destructively, and
-stores the exporters' checkpoint in the same atomic step as the ack, so that a crawl
-killed at any moment resumes with every page fetched and every item exported once.
+and the engine later settles that lease exactly once: with ``settle`` (done or failed,
+plus the requests it discovered; many leases in one step) or ``retry`` (try again
+later). A durable backend keeps a lease until it is settled or expires, never pops a
+request destructively, and stores the exporters' checkpoint in the same atomic step as
+the settle, so that a crawl killed at any moment resumes with every page fetched and
+every item exported once.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any, NamedTuple, Protocol
 from framework.errors import CrawlAborted
 from framework.http import Request
 
-__all__ = ["Counts", "Frontier", "HostStatus", "Lease", "LeaseLost", "Saved", "Status",
-           "WorkerStatus", "decode_request", "encode_request"]
+__all__ = ["Counts", "Frontier", "HostStatus", "Lease", "LeaseLost", "Saved", "Settlement",
+           "Status", "WorkerStatus", "decode_request", "encode_request"]
 
 
 class Lease(NamedTuple):  # a tuple: cheaper to make than a dataclass, once per page
@@ -33,11 +34,21 @@ class Lease(NamedTuple):  # a tuple: cheaper to make than a dataclass, once per 
     token: int | str = 0
 
 
-class LeaseLost(Exception):  # control flow, like DropItem
-    """Raised by ``ack``/``fail``/``retry`` when the lease expired and went to another worker.
+class Settlement(NamedTuple):
+    """How a handled lease ends: done, or failed for good; with the requests its page found."""
 
-    The engine undoes what it wrote for that page: the worker now holding the request
-    will export its items.
+    lease: Lease
+    discovered: Sequence[Request] = ()
+    #: Why the request failed for good (``http_404``, ``timeout``); None if it was done.
+    failure: str | None = None
+
+
+class LeaseLost(Exception):  # control flow, like DropItem
+    """A lease expired and went to another worker before this one settled it.
+
+    ``retry`` raises it; ``settle`` answers None for that lease instead, and the engine
+    raises it for the page. The engine undoes what it wrote for that page: the worker now
+    holding the request will export its items.
     """
 
 
@@ -132,21 +143,22 @@ class Frontier(Protocol):
         or (for a shared backend) leased by any worker: the crawl is over.
         """
 
-    async def ack(self, lease: Lease, discovered: Sequence[Request],
-                  checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
-        """Settle a handled request and queue what it discovered, in one atomic step.
+    async def settle(self, settlements: Sequence[Settlement],
+                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+        """Settle handled leases and queue what they discovered, all in one atomic step.
 
-        ``checkpoint`` (durable backends) records where the exporters stand now that this
-        page's items are written. Returns the discovered requests that were new; raises
-        ``LeaseLost`` if the lease is no longer this worker's.
+        ``checkpoint`` (durable backends) records where the exporters stand now that these
+        pages' items are written. Returns, for each settlement in order, its discovered
+        requests that were new, or None if the lease is no longer this worker's. A backend
+        that stores checkpoints never loses a lease while its worker lives: the checkpoint
+        of a batch with a lost lease would count that page's items.
         """
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
-        """Settle a lease by queueing ``request`` again after ``delay`` seconds."""
+        """Settle a lease by queueing ``request`` again after ``delay`` seconds.
 
-    async def fail(self, lease: Lease, reason: str, discovered: Sequence[Request] = (),
-                   checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
-        """Settle a lease of a request that failed for good; like ``ack`` otherwise."""
+        Raises ``LeaseLost`` if the lease is no longer this worker's.
+        """
 
     async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
         """Change a host's pace: its delay between requests from now on (throttling, a

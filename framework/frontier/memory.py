@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from framework.frontier import Counts, Lease, LeaseLost, Saved, Status
+from framework.frontier import Counts, Lease, LeaseLost, Saved, Settlement, Status
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
 from framework.politeness import Politeness
@@ -44,17 +44,7 @@ class MemoryFrontier:
 
     async def add(self, requests: Sequence[Request]) -> list[Request]:
         """Queue the requests whose fingerprint is new and return them."""
-        new = []
-        seen = self._seen
-        for request in requests:
-            if not request.dont_filter:
-                key = fingerprint(request)
-                if key in seen:
-                    continue
-                seen.add(key)
-            self._enqueue(request)
-            new.append(request)
-        return new
+        return self._add(requests)
 
     async def claim(self) -> Lease | float | None:
         """Lease the best request of the best ready host, or say how long to wait."""
@@ -70,24 +60,19 @@ class MemoryFrontier:
         soonest = min(self._hosts.next_rest_over(), delayed[0][0] if delayed else math.inf)
         return max(soonest - now, 0.0)
 
-    async def ack(self, lease: Lease, discovered: Sequence[Request],
-                  checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
-        """Free the lease's host slot and queue the new requests it found."""
-        self._release(lease)
-        self._done += 1
-        return await self.add(discovered) if discovered else []
+    async def settle(self, settlements: Sequence[Settlement],
+                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+        """Free the leases' host slots and queue the new requests they found.
+
+        A memory frontier keeps no record of why a request failed, nor checkpoints.
+        """
+        return [self._settle(settlement) for settlement in settlements]
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
         """Free the slot and hold ``request`` back for ``delay`` seconds."""
-        self._release(lease)
+        if not self._release(lease):
+            raise LeaseLost(f"lease {lease.token} of {lease.request.url} is already settled")
         heapq.heappush(self._delayed, (self._clock() + delay, next(self._seq), request))
-
-    async def fail(self, lease: Lease, reason: str, discovered: Sequence[Request] = (),
-                   checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
-        """Free the slot; a memory frontier keeps no record of why."""
-        self._release(lease)
-        self._failed += 1
-        return await self.add(discovered) if discovered else []
 
     async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
         """Set the host's delay from now on, and/or keep it idle for ``pause`` seconds."""
@@ -101,6 +86,28 @@ class MemoryFrontier:
         """Return this process's view; nothing outlives it."""
         return Status("memory", self._pending, len(self._delayed), len(self._leases),
                       self._done, self._failed)
+
+    def _add(self, requests: Sequence[Request]) -> list[Request]:
+        new = []
+        seen = self._seen
+        for request in requests:
+            if not request.dont_filter:
+                key = fingerprint(request)
+                if key in seen:
+                    continue
+                seen.add(key)
+            self._enqueue(request)
+            new.append(request)
+        return new
+
+    def _settle(self, settlement: Settlement) -> list[Request] | None:
+        if not self._release(settlement.lease):
+            return None
+        if settlement.failure is None:
+            self._done += 1
+        else:
+            self._failed += 1
+        return self._add(settlement.discovered) if settlement.discovered else []
 
     def _enqueue(self, request: Request) -> None:
         host = self._hosts.get(host_of(request.url))
@@ -117,9 +124,10 @@ class MemoryFrontier:
         self._leases.add(token)
         return Lease(request, host.name, token)
 
-    def _release(self, lease: Lease) -> None:
-        """Settle ``lease``: each lease is settled once, a second time is an error."""
+    def _release(self, lease: Lease) -> bool:
+        """Settle ``lease``, or return False if it was settled already."""
         if lease.token not in self._leases:
-            raise LeaseLost(f"lease {lease.token} of {lease.request.url} is already settled")
+            return False
         self._leases.remove(lease.token)
         self._hosts.released(self._hosts.get(lease.host))
+        return True

@@ -2,9 +2,9 @@
 
 One table holds every request the crawl has seen, by state; the process keeps only
 per-host counts in memory, so a million pending requests cost disk, not RAM, and a claim
-is one indexed look-up whatever the queue's size. Each ack is one transaction: the
-request is marked done, the requests it discovered are inserted unless their fingerprint
-is already there, and the exporters' positions are recorded — so after a SIGKILL the
+is one indexed look-up whatever the queue's size. Each settle is one transaction: the
+requests are marked done or failed, the requests they discovered are inserted unless their
+fingerprint is already there, and the exporters' positions are recorded — so after a SIGKILL the
 next run resets unacknowledged leases to pending, cuts the exports back to the last
 acknowledged position, and carries on.
 
@@ -40,6 +40,7 @@ from framework.frontier import (
     Lease,
     LeaseLost,
     Saved,
+    Settlement,
     Status,
     WorkerStatus,
     decode_request,
@@ -169,21 +170,32 @@ class SqliteFrontier:
             return None
         return max(min(self._hosts.next_rest_over(), self._next_due) - now, 0.0)
 
-    async def ack(self, lease: Lease, discovered: Sequence[Request],
-                  checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
-        """Mark the request done, queue what it found and record the checkpoint, at once."""
-        return self._settle(lease, "state = 2, data = NULL", (), discovered, checkpoint)
-
-    async def fail(self, lease: Lease, reason: str, discovered: Sequence[Request] = (),
-                   checkpoint: Mapping[str, Any] | None = None) -> list[Request]:
-        """Mark the request failed with its reason; otherwise like ``ack``."""
-        return self._settle(lease, "state = 3, reason = ?", (reason,), discovered, checkpoint)
+    async def settle(self, settlements: Sequence[Settlement],
+                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+        """Mark the requests done or failed (with the reason), queue what they found and
+        record the checkpoint, in one transaction."""
+        keys = [self._leases.pop(s.lease.token, None) for s in settlements]
+        with self._transaction() as db:
+            found = [None if key is None else self._settled(db, key, settlement)
+                     for key, settlement in zip(keys, settlements, strict=True)]
+            if checkpoint is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('checkpoints', ?)",
+                           (json.dumps(checkpoint),))
+        for new, settlement in zip(found, settlements, strict=True):
+            if new is not None:
+                self._queued(new)
+                self._released(settlement.lease)
+        return found
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
         """Hold the request back for ``delay`` seconds, as ``request`` (its retry count)."""
-        due = self._wall() + delay
-        self._settle(lease, "state = 4, due = ?, data = ?", (due, encode_request(request)),
-                     (), None)
+        key = self._leases.pop(lease.token, None)
+        if key is None:
+            raise LeaseLost(f"lease {lease.token} of {lease.request.url} is not held")
+        with self._transaction() as db:
+            db.execute("UPDATE requests SET state = 4, due = ?, data = ? WHERE id = ?",
+                       (self._wall() + delay, encode_request(request), key))
+        self._released(lease)
         self._delayed += 1
         self._next_due = min(self._next_due, self._clock() + delay)
 
@@ -225,22 +237,20 @@ class SqliteFrontier:
             raise
         db.execute("COMMIT")
 
-    def _settle(self, lease: Lease, change: str, values: tuple[Any, ...],
-                discovered: Sequence[Request], checkpoint: Mapping[str, Any] | None
-                ) -> list[Request]:
-        key = self._leases.pop(lease.token, None)
-        if key is None:
-            raise LeaseLost(f"lease {lease.token} of {lease.request.url} is not held")
-        with self._transaction() as db:
-            db.execute(f"UPDATE requests SET {change} WHERE id = ?", (*values, key))
-            new = self._insert(db, discovered) if discovered else []
-            if checkpoint is not None:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('checkpoints', ?)",
-                           (json.dumps(checkpoint),))
-        self._queued(new)
+    def _settled(self, db: sqlite3.Connection, key: int, settlement: Settlement
+                 ) -> list[Request]:
+        """Mark one request done or failed; return its new discoveries, not yet counted."""
+        if settlement.failure is None:
+            db.execute("UPDATE requests SET state = 2, data = NULL WHERE id = ?", (key,))
+        else:
+            db.execute("UPDATE requests SET state = 3, reason = ? WHERE id = ?",
+                       (settlement.failure, key))
+        return self._insert(db, settlement.discovered) if settlement.discovered else []
+
+    def _released(self, lease: Lease) -> None:
+        """Count a settled lease out, and free its host slot."""
         self._leased -= 1
         self._hosts.released(self._hosts.get(lease.host))
-        return new
 
     def _insert(self, db: sqlite3.Connection, requests: Sequence[Request]) -> list[Request]:
         """Insert the requests not seen before; return them for ``_queued`` after commit."""

@@ -7,6 +7,7 @@ for i = 3, #ARGV, 2 do
     returned = returned + 1
   end
 end
+flush()
 redis.call('HSET', WORKERS, worker, t .. ' stopped')
 redis.call('DEL', P .. 'calls:' .. worker)
 return returned

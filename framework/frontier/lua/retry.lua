@@ -18,7 +18,6 @@ set_policy(host, ARGV[10], ARGV[11], ARGV[12])
 redis.call('HSET', REQ, id, record(host, tonumber(ARGV[8]), ARGV[9]))
 redis.call('ZADD', DELAYED, t + delay, id)
 redis.call('HINCRBY', host_key(host), 'delayed', 1)
-redis.call('HINCRBY', host_key(old_host), 'inflight', -1)
-file(old_host, t)
+release(old_host, t)
 remember(worker, call, '')
 return {'ok', '', counts()}

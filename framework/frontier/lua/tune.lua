@@ -16,4 +16,5 @@ if pause > 0 then
 end
 redis.call('HSET', key, 'next', next_at)
 file(host, t)
+flush()
 return 1

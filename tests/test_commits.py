@@ -1,0 +1,152 @@
+"""The committer: pages that finish together are written and settled in one step.
+
+A real SQLite frontier and a real JSON-lines export; the frontier is told to lose one
+lease, as a Redis lease that expired while its page was handled would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framework.commits import Committer
+from framework.events import EventHook
+from framework.frontier import Lease, LeaseLost, Settlement
+from framework.frontier.sqlite import SqliteFrontier
+from framework.http import Request
+from framework.pipeline import ItemPipeline
+from framework.politeness import HostPolicy, Politeness
+from framework.spider import Spider
+from framework.stats import Stats
+from plugins.exporters.jsonl import JsonLinesExporter
+
+
+class Losing(SqliteFrontier):
+    """Record each settle's batch, and answer that the lease of ``lost`` URLs was lost."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, Politeness(HostPolicy(100, 0.0), {}))
+        self.lost: set[str] = set()
+        self.batches: list[list[str]] = []
+        self.checkpoints: list[Mapping[str, Any] | None] = []
+
+    async def settle(self, settlements: Sequence[Settlement],
+                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+        self.batches.append([s.lease.request.url for s in settlements])
+        self.checkpoints.append(checkpoint)
+        found = await super().settle(settlements, checkpoint)
+        return [None if s.lease.request.url in self.lost else new
+                for s, new in zip(settlements, found, strict=True)]
+
+
+class Crawl:
+    """A frontier, an export and a running committer, as the engine wires them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.frontier = Losing(folder / "crawl.db")
+        self.export = JsonLinesExporter(str(folder / "items.jsonl"))
+        self.stats = Stats("test")
+        self.items = ItemPipeline([self.export], EventHook("item_scraped", [], _never),
+                                  self.stats, Spider(), max_items=None, report=_never,
+                                  stop=lambda reason: None)
+        self.committer = Committer(self.frontier, self.items, self.stats)
+
+    async def leases(self, *paths: str) -> list[Lease]:
+        await self.frontier.add([Request(f"http://a.test/{path}") for path in paths])
+        leases = [await self.frontier.claim() for _ in paths]
+        assert all(isinstance(lease, Lease) for lease in leases)
+        return leases  # type: ignore[return-value]
+
+    def exported(self) -> list[str]:
+        return [json.loads(line)["page"] for line in Path(self.export.path).read_text()
+                .splitlines()]
+
+
+async def _never(*args: Any) -> None:
+    raise AssertionError(f"nothing should be reported: {args}")
+
+
+@pytest.fixture
+async def crawl(tmp_path: Path) -> AsyncIterator[Crawl]:
+    crawl = Crawl(tmp_path)
+    await crawl.frontier.open()
+    crawl.export.open()
+    crawl.committer.start()
+    running = asyncio.create_task(crawl.committer.run())
+    yield crawl
+    crawl.committer.close()
+    await asyncio.wait_for(running, 5)
+    crawl.export.close()
+    await crawl.frontier.close()
+
+
+def page(lease: Lease, items: int = 1) -> tuple[Settlement, list[dict[str, Any]]]:
+    url = lease.request.url
+    return Settlement(lease, [Request(url + "/next")]), [{"page": url}] * items
+
+
+async def test_pages_finished_together_are_settled_in_one_step(crawl: Crawl) -> None:
+    leases = await crawl.leases("1", "2", "3")
+    found = await asyncio.gather(*(crawl.committer.commit(*page(lease)) for lease in leases))
+    assert crawl.frontier.batches == [[lease.request.url for lease in leases]]
+    assert [[r.url for r in new] for new in found] == [
+        [f"http://a.test/{n}/next"] for n in "123"]
+    assert crawl.exported() == [lease.request.url for lease in leases]
+    # The positions stored with the settle are the export's end, where a resume cuts back to.
+    assert crawl.frontier.checkpoints == [{f"jsonl:{crawl.export.path}":
+                                           Path(crawl.export.path).stat().st_size}]
+
+
+async def test_a_page_settled_alone_waits_for_no_one(crawl: Crawl) -> None:
+    (lease,) = await crawl.leases("1")
+    await asyncio.wait_for(crawl.committer.commit(*page(lease)), 5)
+    assert crawl.frontier.batches == [["http://a.test/1"]]
+
+
+async def test_a_lost_lease_in_a_batch_takes_only_its_own_items_out(crawl: Crawl) -> None:
+    first, lost, last = await crawl.leases("1", "2", "3")
+    crawl.frontier.lost = {lost.request.url}
+    outcomes = await asyncio.gather(
+        *(crawl.committer.commit(*page(lease, items=2)) for lease in (first, lost, last)),
+        return_exceptions=True)
+    assert isinstance(outcomes[1], LeaseLost)
+    assert not isinstance(outcomes[0], BaseException)
+    assert not isinstance(outcomes[2], BaseException)
+    assert len(crawl.frontier.batches) == 1
+    assert crawl.exported() == [first.request.url] * 2 + [last.request.url] * 2
+    assert crawl.stats.items == 4
+    # The positions stored included the lost items: the next settle stores them anew.
+    (next_one,) = await crawl.leases("4")
+    await crawl.committer.commit(Settlement(next_one), [])
+    assert crawl.frontier.checkpoints[-1] == {f"jsonl:{crawl.export.path}":
+                                              Path(crawl.export.path).stat().st_size}
+
+
+async def test_a_settle_that_carries_no_new_items_stores_no_positions_again(
+        crawl: Crawl) -> None:
+    one, two = await crawl.leases("1", "2")
+    await crawl.committer.commit(*page(one))
+    await crawl.committer.commit(Settlement(two), [])
+    assert crawl.frontier.checkpoints[0] is not None
+    assert crawl.frontier.checkpoints[1] is None
+
+
+async def test_close_lets_queued_pages_be_settled_first(tmp_path: Path) -> None:
+    crawl = Crawl(tmp_path)
+    await crawl.frontier.open()
+    crawl.export.open()
+    crawl.committer.start()
+    leases = await crawl.leases("1", "2")
+    commits = [asyncio.create_task(crawl.committer.commit(*page(lease))) for lease in leases]
+    crawl.committer.close()
+    # Tasks start in the order they were made: both pages are queued before run() starts.
+    await asyncio.wait_for(crawl.committer.run(), 5)
+    assert [len(found) for found in await asyncio.gather(*commits)] == [1, 1]
+    assert crawl.exported() == [lease.request.url for lease in leases]
+    crawl.export.close()
+    await crawl.frontier.close()
