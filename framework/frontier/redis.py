@@ -1,7 +1,7 @@
 """A Redis frontier: one crawl's queue, seen-set and host pacing shared by many workers.
 
-Every state change is one Lua script (``lua/*.lua``, each behind the shared ``lib.lua``)
-run on the server's clock, so any number of ``fw run`` processes on any machines share a
+Every state change is one Lua script (``lua/*.lua``, run by ``scripts.py``) run on the
+server's clock, so any number of ``fw run`` processes on any machines share a
 crawl: a request is leased, never popped, and a lease that is not settled in time goes
 back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by default)::
 
@@ -30,11 +30,11 @@ fingerprint at 1M URLs, where the per-key overhead dominates, and 8.2-8.9 bytes 
 density of 100M URLs (381 per set, measured with 1.56M in 2^12 sets), about 0.9 GB.
 Past about 130M URLs the fullest sets turn into hash tables of 56 bytes an entry.
 
-If Redis is unreachable, every call waits for it (one warning, then retries backing off
-from 0.1 s to 5 s) and then carries on. A call may have run before the connection
-dropped, so each mutating call carries a number and the worker's answers are kept
-(``calls:<worker>``): a repeated push, claim, ack, fail or retry gets its first answer
-instead of running twice. A lease that expired during the outage is answered as lost.
+If Redis is unreachable, every call waits for it (``scripts.py``) and then carries on.
+A call may have run before the connection dropped, so each mutating call carries a number
+and the worker's answers are kept (``calls:<worker>``): a repeated push, claim, settle or
+retry gets its first answer instead of running twice. A lease that expired during the
+outage is answered as lost.
 
 Round trips, not Redis, are what a worker spends most on: a claim or a settle costs the
 worker ~0.3 ms of CPU (packing, a send and a receive on the socket, parsing) whatever it
@@ -46,24 +46,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import os
 import random
-import re
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from importlib import resources
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.retry import Retry
 
 from framework.errors import UsageError
 from framework.frontier import (
@@ -78,6 +71,7 @@ from framework.frontier import (
     decode_request,
     encode_request,
 )
+from framework.frontier.scripts import Scripts
 from framework.http import Request
 from framework.politeness import Politeness
 from framework.urls import fingerprint, host_of
@@ -86,16 +80,10 @@ __all__ = ["RedisFrontier"]
 
 log = logging.getLogger("fw")
 
-T = TypeVar("T")
-
-_SCRIPTS = ("push", "claim", "settle", "retry", "extend", "tune", "open", "close", "status")
 #: Fingerprints are sharded by their top bits: 2^18 sets stay compact up to ~130M URLs.
 _SHARD_SHIFT = 64 - 18
 #: Expired leases, due retries and rested hosts a claim moves at most, to bound its cost.
 _SWEEP = 100
-#: Backoff while Redis is unreachable: the first pause and the longest.
-_PAUSE_FIRST, _PAUSE_MAX = 0.1, 5.0
-_UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 
 
 class RedisFrontier:
@@ -108,17 +96,14 @@ class RedisFrontier:
         self.url, options = _split_url(url)
         self.lease = _seconds(options.get("lease", "30"), url)
         self.prefix = options.get("prefix", f"fw:{name}:")
+        self._scripts = Scripts(self.url, self.prefix)
         self._politeness, self._fresh, self._jitter = politeness, fresh, jitter
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._calls = itertools.count(1)  # numbers this worker's mutating calls
         self._held: dict[str, str] = {}  # lease token -> request id, for the heartbeat
         self._policies: dict[str, tuple[int, str, str]] = {}  # by host, see _policy
-        self._client: Redis | None = None
-        self._scripts: dict[str, AsyncScript] = {}
         self._counts = Counts(0, 0, 0, 0)
         self._heartbeat: asyncio.Task[None] | None = None
-        self._up: asyncio.Event | None = None  # cleared while Redis is unreachable
-        self._running: set[asyncio.Future[Any]] = set()  # commands under way, see _shielded
         self._claimers: list[asyncio.Future[Lease | float | None]] = []  # for the next call
         self._claiming: asyncio.Task[None] | None = None  # makes the claim calls, one by one
 
@@ -128,14 +113,7 @@ class RedisFrontier:
 
     async def open(self) -> Saved:
         """Connect, register this worker, start its heartbeat, and say what was found."""
-        self._up = asyncio.Event()
-        self._up.set()
-        self._client = self._connect()
-        self._scripts = {name: self._client.register_script(_source(name))
-                         for name in _SCRIPTS}
-        await self._retrying(self._load_scripts)
-        if self._fresh:
-            await self._retrying(self._wipe)
+        await self._scripts.open(wipe=self._fresh)
         existed, counts = await self._run("open", self.worker)
         done, failed = counts[4], counts[5]
         self._note(counts)
@@ -152,20 +130,11 @@ class RedisFrontier:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._heartbeat = self._claiming = None
-        if self._client is None:
-            return
-        if self._running:  # commands of cancelled calls: let them finish on this client
-            await asyncio.wait(self._running, timeout=10)
-        try:  # once: a crawl that stops must not wait for Redis to come back
-            await self._scripts["close"](args=[self.prefix, self.worker, *self._pairs()])
-            self._held.clear()
-        except _UNREACHABLE as exc:
-            log.warning("redis at %s is unreachable (%s): %d leases go back to the queue "
-                        "when they expire in %gs", self._address(), exc, len(self._held),
-                        self.lease)
-        finally:
-            await self._client.aclose()
-            self._client = None
+        problem = await self._scripts.close("close", self.worker, *self._pairs())
+        if problem is not None:
+            log.warning("%s: %d leases go back to the queue when they expire in %gs",
+                        problem, len(self._held), self.lease)
+        self._held.clear()
 
     # -------------------------------------------------------------------------------------
     # The queue
@@ -238,71 +207,20 @@ class RedisFrontier:
 
     async def status(self) -> Status:
         """Read the crawl's state; without ``open()``, on a connection of its own."""
-        if self._client is not None:
+        if self._heartbeat is not None:  # open: on this worker's connection
             return self._status(await self._run("status"))
-        client = self._connect()
-        try:
-            reply = await client.register_script(_source("status"))(args=[self.prefix])
-        except _UNREACHABLE as exc:
-            raise UsageError(f"frontier: redis at {self._address()} is unreachable: "
-                             f"{exc}") from exc
-        finally:
-            await client.aclose()
+        reply = await self._scripts.read("status")
         if not reply[1]:
             raise UsageError(f"frontier: no crawl state under {self.prefix!r} in the redis "
-                             f"at {self._address()} yet")
+                             f"at {self._scripts.address} yet")
         return self._status(reply)
 
     # -------------------------------------------------------------------------------------
     # Inside
     # -------------------------------------------------------------------------------------
 
-    def _connect(self) -> Redis:
-        """Make a client that fails fast: ``_retrying`` does the waiting, and logs it."""
-        try:
-            return Redis.from_url(self.url, retry=Retry(NoBackoff(), 0),
-                                  socket_connect_timeout=5, socket_timeout=30)
-        except ValueError as exc:
-            raise UsageError(f"frontier: {self.url}: {exc}") from exc
-
     async def _run(self, script: str, *args: Any) -> Any:
-        """Run one of the scripts on this crawl's keys, waiting out an outage."""
-        call = self._scripts[script]
-        return await self._retrying(lambda: call(args=[self.prefix, *args]))
-
-    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Await ``attempt()`` until Redis answers; say once that it is away, and when back."""
-        assert self._up is not None, "the frontier is not open"
-        pause = _PAUSE_FIRST
-        while True:
-            try:
-                result = await self._shielded(attempt)
-            except _UNREACHABLE as exc:
-                if self._up.is_set():
-                    self._up.clear()
-                    log.warning("redis at %s is unreachable (%s); pausing until it is back",
-                                self._address(), exc)
-                with contextlib.suppress(TimeoutError):  # or until another call got through
-                    await asyncio.wait_for(self._up.wait(), pause)
-                pause = min(pause * 2, _PAUSE_MAX)
-                continue
-            if not self._up.is_set():
-                self._up.set()
-                log.warning("redis is back; resuming")
-            return result
-
-    async def _shielded(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run ``attempt()`` in a task of its own, which cancelling the caller does not reach.
-
-        redis-py can lose a cancellation that lands mid-command, or turn it into a
-        ConnectionError (redis/redis-py#2028, #2551): the caller would go on, or wait for
-        an outage that is not there. Shielded, the caller is cancelled at once, while the
-        command runs to its end and leaves its connection in order for the next one.
-        """
-        task = asyncio.ensure_future(attempt())
-        self._running.add(task)
-        task.add_done_callback(self._finished)
-        return await asyncio.shield(task)
+        return await self._scripts.run(script, *args)
 
     async def _claim_batches(self) -> None:
         """Make claim calls while claims wait, each for all the claims waiting."""
@@ -333,11 +251,6 @@ class RedisFrontier:
     def _leased(self, key: bytes, host: bytes, data: bytes, token: bytes) -> Lease:
         self._held[token.decode()] = key.decode()
         return Lease(decode_request(data), host.decode(), token.decode())
-
-    def _finished(self, task: asyncio.Future[Any]) -> None:
-        self._running.discard(task)
-        if not task.cancelled():
-            task.exception()  # seen: a cancelled caller never looks at it
 
     def _settled(self, lease: Lease, reply: Any) -> None:
         """Forget a settled lease; raise ``LeaseLost`` if it was not ours any more."""
@@ -392,25 +305,6 @@ class RedisFrontier:
             except redis_errors.RedisError as exc:  # a refusal, not an outage: try again
                 log.error("redis heartbeat failed: %s", exc)
 
-    async def _load_scripts(self) -> None:
-        """Load every script now: a mistake in one shows at once, not mid-crawl."""
-        assert self._client is not None
-        for script in self._scripts.values():
-            await self._client.script_load(script.script)
-
-    async def _wipe(self) -> None:
-        """Delete every key of this crawl (``--fresh``); other crawls' keys stay."""
-        assert self._client is not None
-        batch: list[bytes] = []
-        async for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*",
-                                                count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                await self._client.unlink(*batch)
-                batch = []
-        if batch:
-            await self._client.unlink(*batch)
-
     def _status(self, reply: Any) -> Status:
         """Turn status.lua's answer into a ``Status``."""
         now, _, counts, hosts, workers = reply
@@ -420,14 +314,6 @@ class RedisFrontier:
                       dict(sorted(found.items())),
                       tuple(_worker(workers[i], workers[i + 1], float(now), self.lease)
                             for i in range(0, len(workers), 2)))
-
-    def _address(self) -> str:
-        """Say where Redis is, for messages: host:port, or a Unix socket's path."""
-        parts = urlsplit(self.url)
-        if parts.scheme == "unix":
-            return parts.path
-        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
-
 
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
     """Take fw's own options (``lease``, ``prefix``) out of a ``redis://`` URL's query."""
@@ -474,15 +360,3 @@ def _worker(name: bytes, value: bytes, now: float, lease: float) -> WorkerStatus
     beat, _, stopped = value.decode().partition(" ")
     idle = max(now - float(beat), 0.0)
     return WorkerStatus(name.decode(), idle, not stopped and idle <= lease)
-
-
-def _glob_escape(text: str) -> str:
-    """Quote the characters SCAN's MATCH pattern would read as wildcards."""
-    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
-
-
-@functools.cache
-def _source(name: str) -> str:
-    """Return a script's text, behind the helpers every script shares."""
-    folder = resources.files("framework.frontier") / "lua"
-    return (folder / "lib.lua").read_text("utf-8") + (folder / f"{name}.lua").read_text("utf-8")

@@ -1,0 +1,178 @@
+"""fw's Lua scripts on a Redis server: loading them, running them, waiting out outages.
+
+Every state change of a Redis frontier is one script of ``lua/`` (each behind the shared
+``lib.lua``), run on one crawl's keys: ``ARGV[1]`` is always the crawl's key prefix. If
+Redis is unreachable, a call waits for it (one warning, then retries backing off from
+0.1 s to 5 s) and then carries on; whether a repeated call is safe is the scripts' own
+business (they remember their answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.retry import Retry
+
+from framework.errors import UsageError
+
+__all__ = ["Scripts"]
+
+log = logging.getLogger("fw")
+
+T = TypeVar("T")
+
+_NAMES = ("push", "claim", "settle", "retry", "extend", "tune", "open", "close", "status")
+#: Backoff while Redis is unreachable: the first pause and the longest.
+_PAUSE_FIRST, _PAUSE_MAX = 0.1, 5.0
+_UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+
+
+class Scripts:
+    """Run the frontier's scripts on the keys under ``prefix`` in the Redis at ``url``."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url, self.prefix = url, prefix
+        self._client: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._up = asyncio.Event()  # cleared while Redis is unreachable
+        self._up.set()
+        self._running: set[asyncio.Future[Any]] = set()  # commands under way, see _shielded
+
+    @property
+    def address(self) -> str:
+        """Say where Redis is, for messages: host:port, or a Unix socket's path."""
+        parts = urlsplit(self.url)
+        if parts.scheme == "unix":
+            return parts.path
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+    async def open(self, *, wipe: bool = False) -> None:
+        """Connect and load every script (a mistake in one shows now, not mid-crawl);
+        ``wipe`` first deletes every key of this crawl (``--fresh``)."""
+        self._client = self._connect()
+        self._scripts = {name: self._client.register_script(_source(name)) for name in _NAMES}
+        await self._retrying(self._load)
+        if wipe:
+            await self._retrying(self._wipe)
+
+    async def run(self, script: str, *args: Any) -> Any:
+        """Run a script, waiting out an outage; a cancelled caller leaves it running."""
+        call = self._scripts[script]
+        return await self._retrying(lambda: call(args=[self.prefix, *args]))
+
+    async def close(self, script: str, *args: Any) -> str | None:
+        """Run a last script once, then disconnect; return why it could not run, or None.
+
+        Once: a crawl that stops must not wait for Redis to come back.
+        """
+        if self._client is None:
+            return None
+        if self._running:  # commands of cancelled calls: let them finish on this client
+            await asyncio.wait(self._running, timeout=10)
+        try:
+            await self._scripts[script](args=[self.prefix, *args])
+        except _UNREACHABLE as exc:
+            return f"redis at {self.address} is unreachable ({exc})"
+        finally:
+            await self._client.aclose()
+            self._client = None
+        return None
+
+    async def read(self, script: str, *args: Any) -> Any:
+        """Run a script that changes nothing once, on a connection of its own."""
+        client = self._connect()
+        try:
+            return await client.register_script(_source(script))(args=[self.prefix, *args])
+        except _UNREACHABLE as exc:
+            raise UsageError(f"frontier: redis at {self.address} is unreachable: "
+                             f"{exc}") from exc
+        finally:
+            await client.aclose()
+
+    def _connect(self) -> Redis:
+        """Make a client that fails fast: ``_retrying`` does the waiting, and logs it."""
+        try:
+            return Redis.from_url(self.url, retry=Retry(NoBackoff(), 0),
+                                  socket_connect_timeout=5, socket_timeout=30)
+        except ValueError as exc:
+            raise UsageError(f"frontier: {self.url}: {exc}") from exc
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Await ``attempt()`` until Redis answers; say once that it is away, and when back."""
+        pause = _PAUSE_FIRST
+        while True:
+            try:
+                result = await self._shielded(attempt)
+            except _UNREACHABLE as exc:
+                if self._up.is_set():
+                    self._up.clear()
+                    log.warning("redis at %s is unreachable (%s); pausing until it is back",
+                                self.address, exc)
+                with contextlib.suppress(TimeoutError):  # or until another call got through
+                    await asyncio.wait_for(self._up.wait(), pause)
+                pause = min(pause * 2, _PAUSE_MAX)
+                continue
+            if not self._up.is_set():
+                self._up.set()
+                log.warning("redis is back; resuming")
+            return result
+
+    async def _shielded(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt()`` in a task of its own, which cancelling the caller does not reach.
+
+        redis-py can lose a cancellation that lands mid-command, or turn it into a
+        ConnectionError (redis/redis-py#2028, #2551): the caller would go on, or wait for
+        an outage that is not there. Shielded, the caller is cancelled at once, while the
+        command runs to its end and leaves its connection in order for the next one.
+        """
+        task = asyncio.ensure_future(attempt())
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()  # seen: a cancelled caller never looks at it
+
+    async def _load(self) -> None:
+        assert self._client is not None
+        for script in self._scripts.values():
+            await self._client.script_load(script.script)
+
+    async def _wipe(self) -> None:
+        """Delete every key of this crawl; other crawls' keys stay."""
+        assert self._client is not None
+        batch: list[bytes] = []
+        async for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*",
+                                                count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await self._client.unlink(*batch)
+                batch = []
+        if batch:
+            await self._client.unlink(*batch)
+
+
+def _glob_escape(text: str) -> str:
+    """Quote the characters SCAN's MATCH pattern would read as wildcards."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+@functools.cache
+def _source(name: str) -> str:
+    """Return a script's text, behind the helpers every script shares."""
+    folder = resources.files("framework.frontier") / "lua"
+    return (folder / "lib.lua").read_text("utf-8") + (folder / f"{name}.lua").read_text("utf-8")
