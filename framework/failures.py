@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 from framework.errors import UsageError
 from framework.http import Request
+from framework.urls import fingerprint
 
 __all__ = ["FailureLog", "failures_path", "load_failures"]
 
@@ -33,7 +34,9 @@ class FailureLog:
         self.path = path
         self.count = 0
         self._file: BinaryIO | None = None
-        self._logged: set[int] = set()  # one line per request, however many problems it had
+        # One line per request, however many problems it had; by fingerprint, the identity
+        # the frontier dedups by (an id() is reused once its request is freed).
+        self._logged: set[int] = set()
         self._broken = False
 
     def start(self, *, keep: bool = False) -> None:
@@ -48,9 +51,10 @@ class FailureLog:
 
     def record(self, request: Request, kind: str, reason: str) -> None:
         """Append ``request`` with why it failed; a request is recorded once."""
-        if id(request) in self._logged or self._broken:
+        key = fingerprint(request)
+        if key in self._logged or self._broken:
             return
-        self._logged.add(id(request))
+        self._logged.add(key)
         line = {"kind": kind, "reason": reason, "time": round(time.time(), 3),
                 "request": request.to_dict()}
         try:

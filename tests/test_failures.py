@@ -116,3 +116,48 @@ def test_a_damaged_failures_file_names_its_line(tmp_path: Path) -> None:
     path.write_text('{"request": {"url": "http://a.test/"}}\n{"req\n')
     with pytest.raises(Exception, match=rf"{path}:2: not a failure record"):
         load_failures(path)
+
+
+async def test_hundreds_of_failures_are_all_listed_and_all_retried(
+        tmp_path: Path, serve: Serve) -> None:
+    # A chain of pages, each linking the next and one missing page: each failed request
+    # is freed once settled, and the next one, made later, may get its id() back, which
+    # once made the failures file skip it as "already recorded".
+    broken = True
+    hits: Counter[str] = Counter()
+
+    async def handle(request: web.Request) -> web.Response:
+        hits[request.path] += 1
+        if request.path.startswith("/missing/"):
+            return web.Response(status=404 if broken else 200, text="ok",
+                                content_type="text/html")
+        n = int(request.path.strip("/") or 0)
+        body = f'<a href="/missing/{n}">x</a>' + (f'<a href="/{n + 1}">x</a>' if n < 299 else "")
+        return web.Response(text=body, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    base = await serve(app)
+    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        name: many
+        spider: links
+        start_urls: [{base}/]
+        plugins: [./links.py]
+        robots: ignore
+        exporters: [{{path: out/items.jsonl}}]
+        """)
+    first = await run_fw("run", str(project))
+    assert first.returncode == 0, first.stderr
+    failures = tmp_path / "out/many.failures.jsonl"
+    missing = {f"/missing/{n}" for n in range(300)}
+    listed = [r["request"]["url"].removeprefix(base) for r in read_jsonl(failures)]
+    assert sorted(listed) == sorted(missing)
+    assert f"failures: 300 requests listed in {failures}" in first.stderr
+
+    broken = False
+    hits.clear()
+    again = await run_fw("run", str(project), "--retry-failed")
+    assert again.returncode == 0, again.stderr
+    assert hits == dict.fromkeys(missing, 1)
+    assert not failures.exists()
