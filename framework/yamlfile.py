@@ -37,13 +37,26 @@ class Source:
         return Source(self.file, self._lines, self._overrides | paths)
 
     def where(self, path: KeyPath) -> str:
-        """Return ``FILE:LINE`` for ``path`` (the nearest enclosing key that has a line)."""
+        """Return ``-s`` for a value from the command line, else ``FILE:LINE``.
+
+        The line is that of the nearest enclosing key the file has.
+        """
+        if self._overridden(path):
+            return "-s"
         for n in range(len(path), -1, -1):
-            if path[:n] in self._overrides:
-                return "-s"
             if path[:n] in self._lines:
                 return f"{self.file}:{self._lines[path[:n]]}"
         return f"{self.file}:1"
+
+    def _overridden(self, path: KeyPath) -> bool:
+        """Tell whether ``path`` lies in, or is a key created by, a ``-s`` override.
+
+        An override replaces the whole value at its key, so the file's lines for what it
+        replaced must not be blamed: any overridden prefix wins over a longer line.
+        """
+        if any(path[:n] in self._overrides for n in range(1, len(path) + 1)):
+            return True
+        return path not in self._lines and any(o[:len(path)] == path for o in self._overrides)
 
     def error(self, path: KeyPath, message: str) -> ProjectError:
         """Build the error for a problem with the value at ``path``."""

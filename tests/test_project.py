@@ -225,3 +225,44 @@ def test_an_unset_env_variable_is_one_located_line(tmp_path: Path,
         load_project(path)
     assert str(raised.value) == (f"{path}:4: headers.Authorization: the environment "
                                  "variable SHOP_TOKEN is not set")
+
+
+OVERRIDDEN = """\
+spider: rules
+start_urls: [https://a.example/]
+concurrency: {total: 8}
+exporters:
+  - {format: jsonl, path: out.jsonl}
+rules:
+  follow: [li.next a]
+  items: [{fields: {title: h1}}]
+"""
+
+# -s VALUE, the key the error names, words the message must contain
+BAD_OVERRIDES = {
+    "a mapping": ("concurrency={total: 0}", "concurrency.total", "at least 1"),
+    "a list of mappings": ("exporters=[{format: xml, path: a}]", "exporters[0].format",
+                           "unknown exporter 'xml'"),
+    "a list": ("start_urls=[ftp://x/]", "start_urls[0]", "not an http(s) URL"),
+    "a plugin's list": ('rules.follow=["a[[["]', "rules.follow[0]", "not a valid CSS selector"),
+    "a misspelt key": ("concurency.total=2", "concurency", "did you mean 'concurrency'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_OVERRIDES)
+async def test_an_error_inside_an_overridden_value_blames_the_command_line(
+        case: str, tmp_path: Path) -> None:
+    value, key, words = BAD_OVERRIDES[case]
+    path = write_project(tmp_path, OVERRIDDEN)
+    result = await run_fw("check", str(path), "-s", value)
+    assert result.returncode == 2
+    line = error_line(result.stderr)
+    assert line.startswith(f"Error: -s: {key}: "), line
+    assert words in line
+
+
+def test_an_override_beside_a_bad_key_still_blames_the_file(tmp_path: Path) -> None:
+    path = write_project(tmp_path, OVERRIDDEN.replace("{total: 8}", "{total: 0}"))
+    with pytest.raises(ProjectError) as raised:
+        load_project(path, ["concurrency.per_domain=2"])
+    assert str(raised.value).startswith(f"{path}:3: concurrency.total: must be at least 1")
