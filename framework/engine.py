@@ -446,7 +446,7 @@ class Engine:
         """Retry a failed request after a backoff, or count it failed and run its errback."""
         request = lease.request
         if error.retry_after:  # the server said when to come back: the whole host waits
-            await self._frontier.tune(lease.host, pause=error.retry_after)
+            await self._frontier.tune(lease.host, pause=self._retry.rest(error.retry_after))
         delay = self._retry.delay(request.retries, error.retry_after) if error.retryable \
             else None
         if delay is not None:

@@ -55,3 +55,11 @@ class RetryPolicy:
             return None
         wait = min(self.base * 2.0**attempt * (0.5 + self.jitter()), self.cap)
         return max(wait, retry_after or 0.0)
+
+    def rest(self, retry_after: float) -> float:
+        """Return how long a host rests after its ``Retry-After``: as asked, at most ``cap``.
+
+        A server asking for longer gets its request failed (``delay`` gives up) rather than
+        the crawl stalled for it; the host still rests ``cap``, since it did ask for air.
+        """
+        return min(retry_after, self.cap)

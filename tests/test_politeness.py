@@ -153,6 +153,30 @@ async def test_retry_after_pauses_the_whole_host(tmp_path: Path, serve: Serve) -
     assert starts["/busy"][1] - starts["/busy"][0] >= 1.0
 
 
+async def test_a_retry_after_beyond_backoff_max_rests_the_host_only_backoff_max(
+        tmp_path: Path, serve: Serve) -> None:
+    starts: list[tuple[str, float]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        starts.append((request.path, asyncio.get_running_loop().time()))
+        if request.path == "/limited":
+            return web.Response(status=429, headers={"Retry-After": "3600"})
+        n = int(request.path.strip("/") or 0)
+        return page(f"/{n + 1}") if n < 5 else page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    path = project(tmp_path, [f"{base}/limited", f"{base}/"],
+                   "throttle: false\nbackoff: {base: 0.01, max: 0.5}\n"
+                   "concurrency: {total: 1, per_domain: 1}")
+    async with asyncio.timeout(20):  # the host once rested the whole hour
+        stats = await crawl(path)
+    assert stats.errors == {"http_429": 1} and stats.pages == 7
+    assert [p for p, _ in starts] == ["/limited", "/", "/1", "/2", "/3", "/4", "/5"]
+    assert starts[1][1] - starts[0][1] >= 0.5  # it did rest, as long as backoff.max
+
+
 def robots_site(robots: web.Response | None, hits: Counter[str]) -> web.Application:
     async def handler(request: web.Request) -> web.Response:
         hits[request.path] += 1

@@ -70,6 +70,12 @@ def test_retry_after_up_to_the_cap_is_honoured_and_beyond_it_gives_up() -> None:
     assert backoff.delay(0, retry_after=3600.0) is None
 
 
+def test_the_host_rests_as_long_as_retry_after_asks_but_never_beyond_the_cap() -> None:
+    backoff = policy(cap=60.0)
+    assert backoff.rest(30.0) == 30.0
+    assert backoff.rest(3600.0) == 60.0  # the request gives up; the crawl must not stall
+
+
 def test_retry_after_does_not_extend_the_attempts() -> None:
     assert policy(retries=2).delay(2, retry_after=1.0) is None
 
