@@ -72,10 +72,7 @@ def load(file: Path) -> tuple[Any, Source]:
     try:
         data, root = yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        problem = exc.problem or str(exc)
-        raise ProjectError(f"{file}:{line}", "", f"invalid YAML: {problem}") from exc
+        raise _syntax_error(file, text, exc) from exc
     except yaml.YAMLError as exc:
         raise ProjectError(f"{file}:1", "", f"invalid YAML: {exc}") from exc
     lines: dict[KeyPath, int] = {}
@@ -83,6 +80,28 @@ def load(file: Path) -> tuple[Any, Source]:
         _record_lines(root, (), lines, set(), file)
     source = Source(file, lines)
     return resolve_env(data, source, ()), source
+
+
+#: Where PyYAML notices that one of these is unfinished is where it gave up (the next key,
+#: or past the end of the file); the mistake is on the line where it began.
+_BEGUN = {"while parsing a flow sequence": "in the [ opened on this line",
+          "while parsing a flow mapping": "in the { opened on this line",
+          "while scanning a quoted scalar": "in the string quoted on this line",
+          "while scanning a simple key": "after the key on this line"}
+
+
+def _syntax_error(file: Path, text: str, exc: yaml.MarkedYAMLError) -> ProjectError:
+    """Blame the line to fix: where an unclosed bracket or quote began, else the problem's."""
+    last = max(len(text.splitlines()), 1)
+    problem = exc.problem or str(exc)
+    line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+    begun = _BEGUN.get(exc.context or "") if exc.context_mark else None
+    if exc.context_mark is None or begun is None:
+        return ProjectError(f"{file}:{min(line, last)}", "", f"invalid YAML: {problem}")
+    opened = exc.context_mark.line + 1
+    at = "" if line == opened else f" on line {line}" if line <= last else \
+        " at the end of the file"
+    return ProjectError(f"{file}:{opened}", "", f"invalid YAML {begun}: {problem}{at}")
 
 
 def resolve_env(value: Any, source: Source, path: KeyPath,

@@ -23,8 +23,19 @@ plugins: [./shop.py]
 
 # (project text, line the error must point at, key, words the message must contain)
 INVALID = {
-    "yaml syntax": ("spider: shop\nstart_urls: [https://a.example/\nretries: 3\n", 3, "",
-                    "invalid YAML"),
+    # An unclosed bracket or quote is blamed where it opened, not where PyYAML gave up.
+    "unclosed bracket": ("spider: shop\nstart_urls: [https://a.example/\nretries: 3\n", 2, "",
+                         "invalid YAML in the [ opened on this line: expected ',' or ']', "
+                         "but got ':' on line 3"),
+    "unclosed bracket at the end": ("spider: shop\nstart_urls: [https://a.example/\n", 2, "",
+                                    "in the [ opened on this line"),
+    "unclosed quote": ('spider: "shop\nretries: 3\n', 1, "",
+                       "in the string quoted on this line: found unexpected end of stream at "
+                       "the end of the file"),
+    "bad indentation": ("spider: shop\n  bad: indent\nretries: 3\n", 2, "",
+                        "invalid YAML: mapping values are not allowed here"),
+    "sequence item dedented": ("start_urls:\n  - https://a.example/\n - https://b.example/\n",
+                               3, "", "invalid YAML: expected <block end>"),
     "unknown top-level key": (VALID + "concurency: {total: 4}\n", 4, "concurency",
                               "did you mean 'concurrency'"),
     "unknown nested key": (VALID + "concurrency:\n  total: 4\n  per_domian: 2\n", 6,
