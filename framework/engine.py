@@ -402,7 +402,7 @@ class Engine:
                 response = await self._fetch(request)
             except FetchError as exc:
                 if exc.kind == "timeout":  # a host too slow to answer: give it air
-                    await self._pace(lease.host, self._throttle.observe(lease.host, None, 0))
+                    await self._pace(lease.host, self._throttle.timed_out(lease.host))
                 raise
             delay = self._throttle.observe(lease.host, response.status, clock() - started)
             if delay is not None:

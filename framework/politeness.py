@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -84,6 +85,10 @@ class Throttler:
       without queueing more at the server (AutoThrottle's rule).
     * Any other successful reply halves the delay's excess over the floor, so a healthy
       host is soon back at its configured pace. Error statuses never lower the delay.
+
+    The host's best is its fastest 2xx reply: a timeout has no latency to learn from, and
+    an error page or a redirect is served far quicker than a page, so either would make
+    every later page look slow and keep the delay up for good.
     """
 
     def __init__(self, politeness: Politeness, *, enabled: bool, max_delay: float) -> None:
@@ -91,7 +96,7 @@ class Throttler:
         self._floors: dict[str, float] = {}
         self._delays: dict[str, float] = {}  # what the rules say
         self._told: dict[str, float] = {}  # what the frontier was last told
-        self._best: dict[str, float] = {}  # each host's fastest reply
+        self._best: dict[str, float] = {}  # each host's fastest page
 
     def floor(self, host: str) -> float:
         """Return the least delay for ``host``."""
@@ -110,16 +115,18 @@ class Throttler:
         self._floors[host] = self._delays[host] = self._told[host] = delay
         return delay
 
-    def observe(self, host: str, status: int | None, latency: float) -> float | None:
-        """Learn from one reply (``status`` None: a timeout); return the new delay if it moved."""
+    def observe(self, host: str, status: int, latency: float) -> float | None:
+        """Learn from one reply; return the host's new delay if it moved."""
         if not self.enabled:
             return None
-        best = self._best[host] = min(self._best.get(host, latency), latency)
+        if status in (429, 503):
+            return self._back_off(host)
+        best = self._best.get(host, math.inf)
+        if 200 <= status < 300 and latency < best:
+            best = self._best[host] = latency
         floor = self.floor(host)
         current = self._delays.get(host, floor)
-        if status is None or status in (429, 503):
-            wanted = max(current * 2, _FIRST_BACKOFF)
-        elif latency > _SLOWER * best and latency > _SLOW:
+        if latency > _SLOWER * best and latency > _SLOW:
             wanted = max(current, latency / self._politeness.for_host(host).concurrency)
         elif status < 400:
             if current == floor:  # the usual case: a healthy host at its configured pace
@@ -128,12 +135,21 @@ class Throttler:
             wanted = floor + (excess if excess > _SNAP else 0.0)
         else:  # errors may slow a host down, never speed it up
             return None
-        return self._set(host, min(max(wanted, floor), max(self._max, floor)))
+        return self._set(host, wanted)
 
-    def _set(self, host: str, delay: float) -> float | None:
-        """Keep ``delay``; return it if it differs enough from what the frontier has."""
-        self._delays[host] = delay
-        told = self._told.get(host, self.floor(host))
+    def timed_out(self, host: str) -> float | None:
+        """Learn that a request got no reply in time; return the new delay if it moved."""
+        return self._back_off(host) if self.enabled else None
+
+    def _back_off(self, host: str) -> float | None:
+        """Double the delay of a host that says, or shows, it is overloaded."""
+        return self._set(host, max(self._delays.get(host, self.floor(host)) * 2, _FIRST_BACKOFF))
+
+    def _set(self, host: str, wanted: float) -> float | None:
+        """Keep ``wanted``, within bounds; return it if the frontier should be told."""
+        floor = self.floor(host)
+        delay = self._delays[host] = min(max(wanted, floor), max(self._max, floor))
+        told = self._told.get(host, floor)
         if abs(delay - told) <= _NOTICEABLE * max(told, 0.001):
             return None
         self._told[host] = delay

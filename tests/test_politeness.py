@@ -38,7 +38,7 @@ def test_throttling_backs_off_on_429_and_recovers_toward_the_floor() -> None:
     throttle = Throttler(Politeness(HostPolicy(2, 0.1), {}), enabled=True, max_delay=3.0)
     assert throttle.observe("a", 429, 0.01) == 0.5
     assert throttle.observe("a", 503, 0.01) == 1.0
-    assert throttle.observe("a", None, 0.0) == 2.0  # a timeout counts as overload
+    assert throttle.timed_out("a") == 2.0  # a timeout counts as overload
     assert throttle.observe("a", 429, 0.01) == 3.0  # capped at max_delay
     assert throttle.observe("a", 404, 0.01) is None  # errors never speed a host up
     delays = [throttle.observe("a", 200, 0.02) for _ in range(12)]
@@ -51,6 +51,23 @@ def test_throttling_backs_off_on_429_and_recovers_toward_the_floor() -> None:
     assert roomy.observe("b", 200, 4.0) == 2.0
     assert roomy.observe("always-slow", 200, 4.0) is None
     assert roomy.observe("fast", 200, 0.2) is None and roomy.observe("fast", 200, 0.02) is None
+
+
+@pytest.mark.parametrize("surprise", ["timeout", "quick 404", "quick redirect"])
+def test_a_timeout_or_a_quick_error_page_leaves_the_latency_baseline_alone(
+        surprise: str) -> None:
+    # A timeout was once learnt as a 0 s reply: from then on every page slower than 0.25 s
+    # was "slow", and the delay never came back down.
+    throttle = Throttler(Politeness(HostPolicy(2, 0.0), {}), enabled=True, max_delay=60.0)
+    assert [throttle.observe("h", 200, 0.3) for _ in range(5)] == [None] * 5
+    if surprise == "timeout":
+        assert throttle.timed_out("h") == 0.5
+    else:
+        throttle.observe("h", 404 if surprise == "quick 404" else 301, 0.001)
+    for _ in range(30):
+        throttle.observe("h", 200, 0.3)
+    assert throttle.slowed() == {}  # back at its configured pace
+    assert throttle.observe("h", 200, 0.7) == 0.35  # and a slowdown is still seen
 
 
 def test_disabled_throttling_changes_nothing_but_crawl_delay_still_counts() -> None:
