@@ -21,7 +21,7 @@ import yaml
 from framework.errors import UsageError
 from framework.schema import build, check_key_names, keys_of, option
 from framework.urls import host_of, unfetchable
-from framework.yamlfile import KeyPath, Source, load
+from framework.yamlfile import EnvText, KeyPath, Source, load
 
 __all__ = ["Backoff", "Concurrency", "DomainPolicy", "ExporterSpec", "Project", "Throttle",
            "load_project", "parse_override"]
@@ -112,8 +112,9 @@ class Throttle:
 
 def _throttle(raw: Any, source: Source, path: KeyPath) -> Throttle:
     """Accept ``throttle: false`` as well as ``throttle: {enabled: false, ...}``."""
-    if isinstance(raw, bool):
-        return Throttle(enabled=raw)
+    value = raw.scalar() if isinstance(raw, EnvText) else raw
+    if isinstance(value, bool):
+        return Throttle(enabled=value)
     return build(Throttle, raw, source, path)
 
 

@@ -24,7 +24,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from framework.yamlfile import KeyPath, Source
+from framework.yamlfile import EnvText, KeyPath, Source
 
 __all__ = ["build", "check_key_names", "convert", "did_you_mean", "has_default", "keys_of",
            "option"]
@@ -143,7 +143,7 @@ def convert(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
         if raw not in args:
             choices = ", ".join(repr(a) for a in args)
             raise source.error(path, f"must be one of {choices}, got {_show(raw)}")
-        return raw
+        return args[args.index(raw)]
     if origin is tuple:
         return _sequence(args[0], raw, source, path)
     if origin in (dict, Mapping) or hint in (dict, Mapping):
@@ -176,18 +176,21 @@ def _mapping(value_type: Any, raw: Any, source: Source, path: KeyPath) -> Mappin
 
 
 def _scalar(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
-    if hint is bool and isinstance(raw, bool):
-        return raw
-    if hint is int and isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if hint is float and isinstance(raw, int | float) and not isinstance(raw, bool):
-        if not math.isfinite(raw):
+    # An environment variable is text; a key that takes a number reads it as YAML would.
+    value = raw.scalar() if isinstance(raw, EnvText) and hint is not str else raw
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
             raise source.error(path, f"expected a finite number, got {_show(raw)}")
-        return float(raw)
+        return float(value)
     # YAML reads `name: 2024` as a number; a string field takes it as written.
-    if hint is str and isinstance(raw, str | int | float) and not isinstance(raw, bool):
-        return str(raw)
-    raise source.error(path, f"expected {_describe(hint)}, got {_show(raw)}")
+    if hint is str and isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    origin = f" (from $env {raw.name})" if isinstance(raw, EnvText) else ""
+    raise source.error(path, f"expected {_describe(hint)}, got {_show(raw)}{origin}")
 
 
 def _describe(hint: Any) -> str:

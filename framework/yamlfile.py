@@ -11,7 +11,7 @@ import yaml
 
 from framework.errors import ProjectError
 
-__all__ = ["KeyPath", "Source", "format_key", "load", "resolve_env"]
+__all__ = ["EnvText", "KeyPath", "Source", "format_key", "load", "resolve_env"]
 
 #: Where a value sits in the document: ``("exporters", 0, "path")``.
 KeyPath = tuple[str | int, ...]
@@ -126,13 +126,40 @@ def resolve_env(value: Any, source: Source, path: KeyPath,
     return resolved
 
 
-def _env(name: Any, source: Source, path: KeyPath) -> str:
+class EnvText(str):
+    """The value of an environment variable named with ``$env``, as text.
+
+    It stays text, so that a secret such as ``0123`` reaches a string key unchanged (YAML
+    would read it as the number 83); a key that takes a number or true/false reads it as a
+    YAML scalar instead (``scalar()``), so ``D=0.5`` works for ``delay: {$env: D}``.
+    """
+
+    name: str
+
+    def __new__(cls, text: str, name: str = "") -> EnvText:
+        self = super().__new__(cls, text)
+        self.name = name
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # copy and pickle
+        return str(self), self.name
+
+    def scalar(self) -> Any:
+        """Return the text read as a YAML number or boolean, or the text if it is neither."""
+        try:
+            value = yaml.safe_load(self)
+        except yaml.YAMLError:
+            return str(self)
+        return value if isinstance(value, bool | int | float) else str(self)
+
+
+def _env(name: Any, source: Source, path: KeyPath) -> EnvText:
     if not isinstance(name, str) or not name:
         raise source.error(path, "$env takes the name of an environment variable")
     found = os.environ.get(name)
     if found is None:
         raise source.error(path, f"the environment variable {name} is not set")
-    return found
+    return EnvText(found, name)
 
 
 def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int],

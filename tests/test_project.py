@@ -8,12 +8,13 @@ import typing
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from framework.cli import main
 from framework.errors import ProjectError
 from framework.project import Project, load_project
 from framework.schema import keys_of
-from tests.conftest import run_fw, write_project
+from tests.conftest import Serve, read_jsonl, run_fw, write_project
 
 VALID = """\
 spider: shop
@@ -277,3 +278,40 @@ def test_an_override_beside_a_bad_key_still_blames_the_file(tmp_path: Path) -> N
     with pytest.raises(ProjectError) as raised:
         load_project(path, ["concurrency.per_domain=2"])
     assert str(raised.value).startswith(f"{path}:3: concurrency.total: must be at least 1")
+
+
+async def test_env_values_are_read_as_the_key_needs(tmp_path: Path, serve: Serve) -> None:
+    seen: list[str] = []
+
+    async def page(request: web.Request) -> web.Response:
+        seen.append(request.headers["X-Token"])
+        return web.Response(text="<h1>Hi</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    base = await serve(app)
+    path = write_project(tmp_path, f"""
+        spider: rules
+        start_urls: [{base}/]
+        robots: {{$env: FW_ROBOTS}}
+        delay: {{$env: FW_DELAY}}
+        retries: {{$env: FW_RETRIES}}
+        cookies: {{$env: FW_COOKIES}}
+        headers: {{X-Token: {{$env: FW_TOKEN}}}}
+        rules: {{items: [{{fields: {{title: h1, token: {{const: {{$env: FW_TOKEN}}}}}}}}]}}
+        exporters: [{{path: out.jsonl}}]
+        """)
+    env = {"FW_ROBOTS": "ignore", "FW_DELAY": "0.5", "FW_RETRIES": "1", "FW_COOKIES": "false",
+           "FW_TOKEN": "0123"}  # YAML would read 0123 as the octal number 83
+    result = await run_fw("run", str(path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert seen == ["0123"]
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"title": "Hi", "token": "0123"}]
+
+
+async def test_an_env_value_of_the_wrong_type_names_the_variable(tmp_path: Path) -> None:
+    path = write_project(tmp_path, VALID + "delay: {$env: FW_DELAY}\n")
+    result = await run_fw("check", str(path), env={"FW_DELAY": "soon"})
+    assert result.returncode == 2
+    assert error_line(result.stderr) == (f"Error: {path}:4: delay: expected a number, got "
+                                         "'soon' (from $env FW_DELAY)")
