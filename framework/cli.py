@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 from framework.__about__ import __version__
 from framework.errors import CrawlAborted, PluginError, UsageError
@@ -55,19 +56,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ABORTED
 
 
+#: The ``add_subparsers()`` object each command's parser is added to.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def _parser() -> argparse.ArgumentParser:
+    """Build the ``fw`` parser: the global options, then one sub-parser per command."""
     parser = argparse.ArgumentParser(prog="fw", description="Crawl the web with plugins.")
     parser.add_argument("--version", action="version", version=f"fw {__version__}")
-    parser.add_argument("--log-level", default="info", type=str.lower,
-                        choices=["debug", "info", "warning", "error"],
-                        help="how much to log to stderr (default: info)")
-    parser.add_argument("--log-format", default="text", choices=["text", "json"],
-                        help="json: one JSON object per log line, for log collectors")
-    parser.add_argument("--log-file", type=Path, metavar="PATH",
-                        help="also write the log to PATH (appending)")
+    _logging_arguments(parser, defaults=True)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    for add in (_run_parser, _check_parser, _parse_parser, _shell_parser, _new_parser,
+                _status_parser, _plugins_parser):
+        _logging_arguments(add(commands), defaults=False)
+    return parser
 
-    run = commands.add_parser("run", help="run the crawl a project file describes")
+
+def _logging_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """Add the logging options, which fw takes before the command and after it.
+
+    After the command they default to ``SUPPRESS``: left out there, they keep the value
+    given before the command (or its default) instead of resetting it.
+    """
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("logging")
+    group.add_argument("--log-level", default=default("info"), type=str.lower,
+                       choices=["debug", "info", "warning", "error"],
+                       help="how much to log to stderr (default: info)")
+    group.add_argument("--log-format", default=default("text"), choices=["text", "json"],
+                       help="json: one JSON object per log line, for log collectors")
+    group.add_argument("--log-file", type=Path, metavar="PATH", default=default(None),
+                       help="also write the log to PATH (appending)")
+
+
+def _run_parser(commands: Commands) -> argparse.ArgumentParser:
+    run: argparse.ArgumentParser = commands.add_parser(
+        "run", help="run the crawl a project file describes")
     _project_arguments(run)
     run.add_argument("-o", "--output", action="append", default=[], metavar="PATH",
                      help="also export items to PATH; the extension picks the format "
@@ -88,25 +114,40 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true",
                      help="discard the saved state of a persistent frontier and start over")
     run.set_defaults(command=_run)
+    return run
 
-    check = commands.add_parser("check", help="validate a project file without crawling")
+
+def _check_parser(commands: Commands) -> argparse.ArgumentParser:
+    check: argparse.ArgumentParser = commands.add_parser(
+        "check", help="validate a project file without crawling")
     _project_arguments(check)
     check.set_defaults(command=_check)
+    return check
 
-    parse = commands.add_parser("parse", help="fetch one URL and print what a spider "
-                                "callback yields from it")
+
+def _parse_parser(commands: Commands) -> argparse.ArgumentParser:
+    parse: argparse.ArgumentParser = commands.add_parser(
+        "parse", help="fetch one URL and print what a spider callback yields from it")
     _probe_arguments(parse)
     parse.add_argument("-c", "--callback", metavar="NAME",
                        help="the spider method to run (default: parse)")
     parse.add_argument("--json", action="store_true", help="print JSON for machines")
     parse.set_defaults(command=_parse)
+    return parse
 
-    shell = commands.add_parser("shell", help="fetch one URL and open an interactive "
-                                "session with the response (IPython when installed)")
+
+def _shell_parser(commands: Commands) -> argparse.ArgumentParser:
+    shell: argparse.ArgumentParser = commands.add_parser(
+        "shell", help="fetch one URL and open an interactive session with the response "
+        "(IPython when installed)")
     _probe_arguments(shell)
     shell.set_defaults(command=_shell)
+    return shell
 
-    new = commands.add_parser("new", help="start a project folder or a plugin package")
+
+def _new_parser(commands: Commands) -> argparse.ArgumentParser:
+    new: argparse.ArgumentParser = commands.add_parser(
+        "new", help="start a project folder or a plugin package")
     new.add_argument("kind", choices=["project", "plugin"],
                      help="project: a project file, a spider and a test; plugin: a "
                      "pip-installable package with a spider, an exporter and tests")
@@ -114,21 +155,29 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("-d", "--directory", type=Path, default=Path(),
                      help="where to create it (default: here)")
     new.set_defaults(command=_new)
+    return new
 
-    status = commands.add_parser("status", help="show the state of a crawl with a "
-                                 "persistent frontier (sqlite or redis)")
+
+def _status_parser(commands: Commands) -> argparse.ArgumentParser:
+    status: argparse.ArgumentParser = commands.add_parser(
+        "status", help="show the state of a crawl with a persistent frontier (sqlite or "
+        "redis)")
     _project_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON for machines")
     status.set_defaults(command=_status)
+    return status
 
-    plugins = commands.add_parser("plugins", help="list installed plugins")
+
+def _plugins_parser(commands: Commands) -> argparse.ArgumentParser:
+    plugins: argparse.ArgumentParser = commands.add_parser(
+        "plugins", help="list installed plugins")
     shown = plugins.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="print JSON for machines")
     shown.add_argument("--requirements", action="store_true",
                        help="print name==version of each distribution providing plugins, "
                        "for another team's requirements file")
     plugins.set_defaults(command=_plugins)
-    return parser
+    return plugins
 
 
 def _project_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,8 +185,6 @@ def _project_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="override one project key by its dotted "
                         "path, e.g. -s concurrency.per_domain=2")
-
-
 
 
 def _probe_arguments(parser: argparse.ArgumentParser) -> None:

@@ -213,3 +213,47 @@ async def test_an_aborted_crawl_still_summarises_and_writes_stats(
     assert lines[-2].startswith("project: aborted in ")
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["reason"] == "aborted" and stats["pages"] >= 1
+
+
+@pytest.fixture
+async def skipping(serve: Serve, tmp_path: Path) -> Path:
+    """A one-page crawl whose only item lacks a required field: logged at debug and warning."""
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<h1>Hi</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    base = await serve(app)
+    return write_project(tmp_path, f"""
+        spider: rules
+        start_urls: [{base}/]
+        robots: ignore
+        rules: {{items: [{{fields: {{title: h1, price: {{css: .price, required: true}}}}}}]}}
+        """)
+
+
+@pytest.mark.parametrize("where", ["before the command", "after the command"])
+async def test_log_level_is_taken_before_or_after_the_command(where: str,
+                                                              skipping: Path) -> None:
+    def run(level: str) -> list[str]:
+        option = ["--log-level", level]
+        return [*option, "run", str(skipping)] if where == "before the command" \
+            else ["run", str(skipping), *option]
+
+    debug = await run_fw(*run("debug"))
+    assert debug.returncode == 0, debug.stderr
+    assert "DEBUG: item skipped: rules.items[0].fields.price is missing" in debug.stderr
+    warning = await run_fw(*run("warning"))
+    assert warning.returncode == 0, warning.stderr
+    assert "WARNING: items skipped for lacking a required field" in warning.stderr
+    assert "INFO:" not in warning.stderr and "DEBUG:" not in warning.stderr
+
+
+async def test_log_format_and_file_are_taken_after_the_command(skipping: Path,
+                                                               tmp_path: Path) -> None:
+    log_file = tmp_path / "fw.log"
+    result = await run_fw("run", str(skipping), "--log-format", "json",
+                          "--log-file", str(log_file))
+    assert result.returncode == 0, result.stderr
+    logged = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert any(entry["message"].startswith("project: plugins: ") for entry in logged)
