@@ -36,12 +36,12 @@ import pluggy
 
 from framework import hookspecs, parsers
 from framework.__about__ import __version__
-from framework.errors import PluginError
+from framework.errors import FwError, PluginError
 from framework.schema import did_you_mean
 from framework.yamlfile import KeyPath, Source
 
 __all__ = ["ENTRY_POINT_GROUP", "HookCall", "PluginInfo", "PluginManager", "hook_calls",
-           "make_plugin_manager"]
+           "make_plugin_manager", "project_plugin_name"]
 
 ENTRY_POINT_GROUP = "fw"
 BUILTIN = "fw"
@@ -75,16 +75,41 @@ class HookCall:
 
 
 class PluginManager(pluggy.PluginManager):
-    """pluggy's manager, remembering which distribution each entry point came from."""
+    """pluggy's manager, remembering where each plugin came from, to name it in errors."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: Source | None = None) -> None:
         super().__init__(ENTRY_POINT_GROUP)
         self.distributions: dict[str, tuple[str, str]] = {}
+        #: The project's own plugins (its ``plugins:`` list), by name: where each is listed.
+        self.listed: dict[str, KeyPath] = {}
+        self.source = source or Source(Path("project.yaml"), {})
 
     def infos(self) -> list[PluginInfo]:
-        """Describe every registered plugin, in registration order."""
+        """Describe every loaded plugin, in registration order.
+
+        Plugins kept out by ``disable_plugins:`` are left out: pluggy holds a placeholder
+        (``None``) under each blocked name, which is not a loaded plugin.
+        """
         return [self._info(name, plugin) for name, plugin in self.list_name_plugin()
-                if name is not None]
+                if name is not None and plugin is not None]
+
+    def named(self, plugin: str) -> str:
+        """Return ``plugin 'x'``, with the distribution it was installed from, if any."""
+        if plugin in self.distributions:
+            dist, version = self.distributions[plugin]
+            return f"plugin '{plugin}' (from {dist} {version})"
+        return f"plugin '{plugin}'"
+
+    def error(self, plugin: str, message: str) -> FwError:
+        """Build the error ``message`` about ``plugin``, located where the user can fix it.
+
+        A plugin from the project's ``plugins:`` list is the project's to fix, so the
+        error points at its entry (``FILE:LINE: plugins[i]: ...``); an installed plugin
+        has no line to point at and is named with its distribution instead.
+        """
+        if plugin in self.listed:
+            return self.source.error(self.listed[plugin], message)
+        return PluginError(message)
 
     def _info(self, name: str, plugin: object) -> PluginInfo:
         dist, version = self.distributions.get(name, (None, None))
@@ -100,18 +125,18 @@ def make_plugin_manager(project_plugins: Sequence[str] = (), *, source: Source |
 
     ``autoload`` defaults to true unless ``FW_DISABLE_PLUGIN_AUTOLOAD`` is set.
     """
-    pm = PluginManager()
+    pm = PluginManager(source)
     pm.add_hookspecs(hookspecs)
     pm.register(parsers, name=BUILTIN)
     pm.distributions[BUILTIN] = ("fw", __version__)
-    _disable(pm, disabled, source or Source(Path("project.yaml"), {}))
+    _disable(pm, disabled, pm.source)
     if autoload is None:
         autoload = not os.environ.get("FW_DISABLE_PLUGIN_AUTOLOAD")
     if autoload:
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             _register_entry_point(pm, entry_point)
     for index, spec in enumerate(project_plugins):
-        _register_project_plugin(pm, spec, source, index)
+        _register_project_plugin(pm, spec, index)
     _check(pm)
     if os.environ.get("FW_TRACE_PLUGINS"):
         pm.add_hookcall_monitoring(_trace_registry_call, lambda *_: None)
@@ -135,36 +160,43 @@ def _disable(pm: PluginManager, names: Sequence[str], source: Source) -> None:
 def _register_entry_point(pm: PluginManager, entry_point: EntryPoint) -> None:
     if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
         return
-    dist = entry_point.dist
-    origin = f"{dist.name} {dist.version}" if dist else "an unknown distribution"
+    name, dist = entry_point.name, entry_point.dist
+    if dist:  # known before loading, so that every error can name the distribution
+        pm.distributions[name] = (dist.name, dist.version)
     try:
         plugin = entry_point.load()
     except Exception as exc:
-        raise PluginError(f"plugin '{entry_point.name}' (from {origin}) failed to load: "
+        raise PluginError(f"{pm.named(name)} failed to load: "
                           f"{type(exc).__name__}: {exc}") from exc
-    _check_api(plugin, f"plugin '{entry_point.name}' (from {origin})")
-    _register(pm, plugin, entry_point.name)
-    if dist:
-        pm.distributions[entry_point.name] = (dist.name, dist.version)
+    _check_api(pm, plugin, name)
+    _register(pm, plugin, name)
 
 
-def _register_project_plugin(pm: PluginManager, spec: str, source: Source | None,
-                             index: int) -> None:
-    source = source or Source(Path("project.yaml"), {})
-    is_file = spec.endswith(".py") or "/" in spec or "\\" in spec
+def _is_file(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or "\\" in spec
+
+
+def project_plugin_name(spec: str) -> str:
+    """Return the name a ``plugins:`` entry is registered under.
+
+    A file is named by its path, which no installed plugin's name can clash with; a
+    module by its dotted name.
+    """
+    return os.path.normpath(spec) if _is_file(spec) else spec
+
+
+def _register_project_plugin(pm: PluginManager, spec: str, index: int) -> None:
     try:
-        module = _import_file(spec, source) if is_file else importlib.import_module(spec)
+        module = _import_file(spec, pm.source) if _is_file(spec) else \
+            importlib.import_module(spec)
     except Exception as exc:
-        raise source.error(("plugins", index), _import_failure(spec, exc)) from exc
-    # A file is named by its path, which no installed plugin's name can clash with.
-    name = os.path.normpath(spec) if is_file else spec
+        raise pm.source.error(("plugins", index), _import_failure(spec, exc)) from exc
+    name = project_plugin_name(spec)
     if pm.get_plugin(name) is not None or pm.is_registered(module):
         return  # listed twice
-    try:
-        _check_api(module, f"plugin '{name}'")
-        _register(pm, module, name)
-    except PluginError as exc:
-        raise source.error(("plugins", index), str(exc)) from exc
+    pm.listed[name] = ("plugins", index)
+    _check_api(pm, module, name)
+    _register(pm, module, name)
 
 
 def _import_failure(spec: str, exc: Exception) -> str:
@@ -208,19 +240,19 @@ def _register(pm: PluginManager, plugin: object, name: str) -> None:
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{name}': {' '.join(str(exc).split())}") from exc
+        raise pm.error(name, f"{pm.named(name)}: {' '.join(str(exc).split())}") from exc
 
 
-def _check_api(plugin: object, named: str) -> None:
+def _check_api(pm: PluginManager, plugin: object, name: str) -> None:
     """Refuse a plugin built for another version of the hook contract."""
     declared = getattr(plugin, "FW_API_VERSION", None)
     if declared is None:
         return
     versions = declared if isinstance(declared, tuple | list | range) else (declared,)
     if hookspecs.API_VERSION not in versions:
-        raise PluginError(f"{named} was built for fw plugin API {declared}, but fw "
-                          f"{__version__} provides API {hookspecs.API_VERSION}: install a "
-                          "version of the plugin made for this fw, or another fw")
+        raise pm.error(name, f"{pm.named(name)} was built for fw plugin API {declared}, but "
+                       f"fw {__version__} provides API {hookspecs.API_VERSION}: install a "
+                       "version of the plugin made for this fw, or another fw")
 
 
 def _trace_registry_call(hook: str, impls: Sequence[pluggy.HookImpl],
@@ -251,13 +283,13 @@ def _check(pm: PluginManager) -> None:
         if not isinstance(caller, pluggy.HookCaller):
             continue
         for impl in caller.get_hookimpls():
+            plugin = impl.plugin_name
             if caller.spec is None:
                 hint = did_you_mean(name, _spec_names(pm))
-                raise PluginError(f"plugin '{impl.plugin_name}': {name} is not an fw "
-                                  f"hook{hint}")
+                raise pm.error(plugin, f"{pm.named(plugin)}: {name} is not an fw hook{hint}")
             if impl.hookwrapper or impl.wrapper:
-                raise PluginError(f"plugin '{impl.plugin_name}': {name} is a wrapper; fw "
-                                  "hooks take plain implementations (use a middleware)")
+                raise pm.error(plugin, f"{pm.named(plugin)}: {name} is a wrapper; fw hooks "
+                               "take plain implementations (use a middleware)")
 
 
 def _spec_names(pm: PluginManager) -> list[str]:

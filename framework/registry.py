@@ -7,9 +7,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import pluggy
-
-from framework.errors import PluginError
 from framework.exporters import Exporter
 from framework.middleware import Middleware
 from framework.parsers import Parsers
@@ -33,15 +30,22 @@ class Registry:
         self.owners: dict[tuple[str, str], str] = {}
 
     @classmethod
-    def collect(cls, pm: pluggy.PluginManager) -> Registry:
-        """Call every registry hook once and keep what each plugin registers."""
+    def collect(cls, pm: PluginManager) -> Registry:
+        """Call every registry hook once and keep what each plugin registers.
+
+        A plugin that breaks the contract gets an error located at its ``plugins:``
+        entry when the project listed it (see ``PluginManager.error``).
+        """
         registry = cls()
         for hook, adder in (("register_spiders", registry._add_spider),
                             ("register_exporters", registry._add_exporter),
                             ("register_parsers", registry._add_parser),
                             ("register_middlewares", registry._add_middleware)):
             for call in hook_calls(pm, hook):
-                _run(call, hook, adder)
+                try:
+                    _run(call, hook, adder)
+                except _Refused as exc:
+                    raise pm.error(call.plugin, f"{pm.named(call.plugin)}: {exc}") from exc
         return registry
 
     def describe(self, pm: PluginManager) -> list[dict[str, Any]]:
@@ -68,21 +72,21 @@ class Registry:
         return [ext for exporter in self.exporters.values() for ext in exporter.extensions]
 
     def _add_spider(self, plugin: str, spider: Any) -> None:
-        _require(plugin, spider, Spider, "name")
+        _require(spider, Spider, "name")
         self._keep("spiders", spider.name, spider, plugin)
 
     def _add_exporter(self, plugin: str, exporter: Any) -> None:
-        _require(plugin, exporter, Exporter, "format")
+        _require(exporter, Exporter, "format")
         self._keep("exporters", exporter.format, exporter, plugin)
 
     def _add_middleware(self, plugin: str, middleware: Any) -> None:
-        _require(plugin, middleware, Middleware, "name")
+        _require(middleware, Middleware, "name")
         self._keep("middlewares", middleware.name, middleware, plugin)
 
     def _add_parser(self, plugin: str, media_type: Any, parser: Any = None) -> None:
         if not isinstance(media_type, str) or not callable(parser):
-            raise PluginError(f"plugin '{plugin}': register_parsers expects "
-                              f"register(media_type: str, parser), got {media_type!r}")
+            raise _Refused("register_parsers expects register(media_type: str, parser), "
+                           f"got {media_type!r}")
         self.parsers.add(media_type, parser)
 
     def _keep(self, kind: str, name: str, value: Any, plugin: str) -> None:
@@ -95,10 +99,14 @@ class Registry:
                      plugin, self.owners[kind, name])
 
 
-def _require(plugin: str, value: Any, base: type, attribute: str) -> None:
+class _Refused(Exception):
+    """A plugin broke the registry contract; the message says how, the caller says who."""
+
+
+def _require(value: Any, base: type, attribute: str) -> None:
     if not (isinstance(value, type) and issubclass(value, base) and getattr(value, attribute)):
-        raise PluginError(f"plugin '{plugin}': registered {value!r}, which is not a "
-                          f"{base.__name__} subclass with a {attribute}")
+        raise _Refused(f"registered {value!r}, which is not a {base.__name__} subclass "
+                       f"with a {attribute}")
 
 
 def _run(call: HookCall, hook: str, adder: Callable[..., None]) -> None:
@@ -108,11 +116,10 @@ def _run(call: HookCall, hook: str, adder: Callable[..., None]) -> None:
 
     try:
         outcome = call(register=register)
-    except PluginError:
+    except _Refused:
         raise
     except Exception as exc:
-        raise PluginError(f"plugin '{call.plugin}': {hook} raised "
-                          f"{type(exc).__name__}: {exc}") from exc
+        raise _Refused(f"{hook} raised {type(exc).__name__}: {exc}") from exc
     if inspect.iscoroutine(outcome):  # registering happens once at start-up, synchronously
         outcome.close()
-        raise PluginError(f"plugin '{call.plugin}': {hook} must be a plain def, not async def")
+        raise _Refused(f"{hook} must be a plain def, not async def")

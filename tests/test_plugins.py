@@ -20,6 +20,7 @@ from framework.plugins import make_plugin_manager
 from framework.project import load_project
 from framework.registry import Registry
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
+from tests.distributions import fake_distribution, on_path
 
 PACKAGE = {
     "pyproject.toml": """
@@ -135,9 +136,11 @@ def test_wrappers_are_rejected(tmp_path: Path) -> None:
     (tmp_path / "wrap.py").write_text(
         "from framework import hookimpl\n\n@hookimpl(wrapper=True)\n"
         "def crawl_started(project):\n    yield\n", encoding="utf-8")
-    project = write_project(tmp_path, "spider: x\n")
-    with pytest.raises(PluginError, match=r"plugin 'wrap\.py': crawl_started is a wrapper"):
-        make_plugin_manager(["./wrap.py"], source=load_project(project).source)
+    project = load_project(write_project(tmp_path, "spider: x\nplugins: [./wrap.py]\n"))
+    with pytest.raises(ProjectError) as raised:
+        make_plugin_manager(project.plugins, source=project.source)
+    assert str(raised.value).startswith(f"{project.file}:2: plugins[0]: plugin 'wrap.py': "
+                                        "crawl_started is a wrapper")
 
 
 def test_a_registry_hook_that_raises_is_named() -> None:
@@ -233,6 +236,41 @@ def test_a_hook_with_a_wrong_signature_is_one_located_line(
     assert "registr" in error
 
 
+@pytest.mark.parametrize(("hook", "message"), [
+    ("def register_spyders(register):\n    pass",
+     "register_spyders is not an fw hook (did you mean 'register_spiders'?)"),
+    ("def register_spiders(register):\n    raise ValueError('oops')",
+     "register_spiders raised ValueError: oops"),
+    ("def register_spiders(register):\n    register(dict)",
+     "registered <class 'dict'>, which is not a Spider subclass with a name"),
+    ("async def register_spiders(register):\n    pass",
+     "register_spiders must be a plain def, not async def"),
+])
+def test_a_project_plugin_that_breaks_registration_is_located_at_its_entry(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], hook: str, message: str) -> None:
+    (tmp_path / "bad.py").write_text(f"from framework import hookimpl\n\n@hookimpl\n{hook}\n",
+                                     encoding="utf-8")
+    project = write_project(tmp_path, "spider: rules\nplugins:\n  - ./bad.py\n")
+    assert main(["check", str(project)]) == 2
+    assert capsys.readouterr().err == (f"Error: {project}:3: plugins[0]: plugin 'bad.py': "
+                                       f"{message}\n")
+
+
+async def test_an_installed_plugin_that_breaks_registration_names_its_distribution(
+        tmp_path: Path) -> None:
+    site = fake_distribution(tmp_path, "fw-typo", "1.0", "typo", "fw_typo", """
+        from framework import hookimpl
+
+        @hookimpl
+        def register_spyders(register):
+            pass
+        """)
+    result = await run_fw("plugins", env=on_path(site))
+    assert result.returncode == 2
+    assert result.stderr == ("Error: plugin 'typo' (from fw-typo 1.0): register_spyders is "
+                             "not an fw hook (did you mean 'register_spiders'?)\n")
+
+
 # ---------------------------------------------------------------------------------------------
 # Plugin control: what loads, tracing, the API version, requirements
 # ---------------------------------------------------------------------------------------------
@@ -268,6 +306,34 @@ def test_disable_plugins_keeps_a_plugin_out(tmp_path: Path) -> None:
         runner.prepare(project)
 
 
+async def test_the_plugins_header_leaves_disabled_plugins_out(tmp_path: Path,
+                                                              serve: Serve) -> None:
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text="<h1>hi</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    base = await serve(app)
+    project = write_project(tmp_path, f"""
+        spider: rules
+        start_urls: [{base}/]
+        robots: ignore
+        disable_plugins: [douban, exporters]
+        rules: {{items: [{{fields: {{title: h1::text}}}}]}}
+        """)
+    result = await run_fw("run", str(project))
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stderr.splitlines() if "plugins:" in line)
+    assert header.endswith(f"project: plugins: fw-{__version__}, rules-{__version__}")
+
+
+def test_fw_plugins_does_not_describe_a_disabled_plugin() -> None:
+    pm = make_plugin_manager(disabled=["douban"])
+    assert "douban" not in [info.name for info in pm.infos()]
+    assert "douban" not in [row["name"] for row in Registry.collect(pm).describe(pm)]
+    assert "rules" in [info.name for info in pm.infos()]
+
+
 def test_disabling_a_plugin_that_is_not_installed_is_one_located_line(tmp_path: Path) -> None:
     project = write_project(tmp_path, """
         spider: rules
@@ -298,6 +364,22 @@ def test_a_plugin_for_another_api_version_is_refused_by_name(
     with pytest.raises(ProjectError, match=r"plugin 'future\.py' was built for fw plugin "
                        r"API 2, but fw .* provides API 1"):
         runner.prepare(project)
+
+
+async def test_an_installed_plugin_for_another_api_version_is_one_line_naming_it(
+        tmp_path: Path) -> None:
+    site = fake_distribution(tmp_path / "site", "fw-oldapi", "0.3", "oldapi", "fw_oldapi", """
+        FW_API_VERSION = 2
+        """)
+    project = write_project(tmp_path, "spider: rules\nstart_urls: [http://127.0.0.1:9/]\n")
+    for args in (["plugins"], ["check", str(project)]):
+        result = await run_fw(*args, env=on_path(site))
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr == (
+            "Error: plugin 'oldapi' (from fw-oldapi 0.3) was built for fw plugin API 2, but "
+            f"fw {__version__} provides API 1: install a version of the plugin made for this "
+            "fw, or another fw\n")
 
 
 async def test_trace_prints_every_hook_call_with_its_plugin(tmp_path: Path,
@@ -370,3 +452,4 @@ async def test_a_plugin_declares_the_schema_of_its_own_section(
     else:
         assert result.returncode == 2
         assert result.stderr.startswith(f"Error: {project}:6: watch.py.{error}"), result.stderr
+
