@@ -16,13 +16,14 @@ from framework.errors import PluginError, ProjectError
 from framework.exporters import Exporter
 from framework.middleware import Middleware
 from framework.parsers import Parsers
+from framework.plugins import project_plugin_name
 from framework.project import ExporterSpec, Project
-from framework.registry import Registry
-from framework.schema import build, did_you_mean, keys_of
+from framework.registry import Registry, section_schema
+from framework.schema import build, did_you_mean, has_default, keys_of
 from framework.spider import Spider
 from framework.yamlfile import KeyPath, Source
 
-__all__ = ["Components", "assemble", "configure_plugins"]
+__all__ = ["Components", "assemble", "configure_plugins", "middlewares"]
 
 T = TypeVar("T")
 
@@ -46,16 +47,29 @@ def assemble(project: Project, registry: Registry, plugin_names: Iterable[str],
     """
     source = project.error_source
     _check_sections(project, registry, set(plugin_names))
+    for spec in project.plugins:  # listing a plugin is using it
+        _require_section(project, registry, project_plugin_name(spec))
     spider_class = _lookup(registry.spiders, project.spider, "spider", source, ("spider",))
-    spider = _start(registry, "spiders", spider_class.name, spider_class,
-                    _options(spider_class, project, spider_class.name),
-                    start_urls=project.start_urls)
-    exporters = tuple(_exporter(spec, registry, source, append)
+    spider = _component(project, registry, "spiders", spider_class,
+                        start_urls=project.start_urls)
+    exporters = tuple(_exporter(spec, project, registry, append)
                       for spec in (*project.exporters, *outputs))
-    middlewares = tuple(_start(registry, "middlewares", name, cls,
-                               _options(cls, project, name))
-                        for name, cls in registry.middlewares.items())
-    return Components(spider, exporters, middlewares, registry.parsers)
+    return Components(spider, exporters, middlewares(project, registry), registry.parsers)
+
+
+def middlewares(project: Project, registry: Registry) -> tuple[Middleware, ...]:
+    """Build every registered middleware: each wraps every fetch, in every crawl."""
+    return tuple(_component(project, registry, "middlewares", cls)
+                 for cls in registry.middlewares.values())
+
+
+def _component(project: Project, registry: Registry, kind: str,
+               component: type[Spider] | type[Middleware], **kwargs: Any) -> Any:
+    """Start a spider or middleware with the options of the section named after it."""
+    owner = registry.owners.get((kind, component.name), "?")
+    _require_section(project, registry, owner)
+    options = _options(component, project, kind, owner)
+    return _start(registry, kind, component.name, component, options, **kwargs)
 
 
 def _start(registry: Registry, kind: str, name: str, component: Callable[..., T],
@@ -70,19 +84,35 @@ def _start(registry: Registry, kind: str, name: str, component: Callable[..., T]
 
 
 def configure_plugins(project: Project, plugins: Iterable[tuple[str, object]]) -> Project:
-    """Validate the section of each plugin that declares an ``Options`` schema.
+    """Validate the section of each plugin module that declares an ``Options`` schema.
 
     A plugin module with ``Options = <a frozen dataclass>`` gets its section of the project
     file checked like fw's own keys (``FILE:LINE: key: ...``); afterwards
     ``project.section(name)`` returns the built options object instead of the raw data.
+
+    A section that is written is always checked in full. A section that is left out is
+    built from the defaults; if some key has no default, the section stays out (None)
+    here, and ``assemble`` requires it only when the crawl uses the plugin — its
+    spider, an exporter or middleware of it, or its entry in ``plugins:`` — so an
+    installed plugin that needs configuring does not break every other project.
     """
     sections = dict(project.sections)
     for name, plugin in plugins:
-        schema = getattr(plugin, "Options", None)
-        if isinstance(schema, type) and dataclasses.is_dataclass(schema):
-            sections[name] = build(schema, project.section(name), project.error_source,
-                                   (name,))
+        schema = section_schema(plugin)
+        if schema is None:
+            continue
+        if name in sections:
+            sections[name] = build(schema, sections[name], project.error_source, (name,))
+        elif all(has_default(f) for f in keys_of(schema)):
+            sections[name] = build(schema, None, project.error_source, (name,))
     return dataclasses.replace(project, sections=MappingProxyType(sections))
+
+
+def _require_section(project: Project, registry: Registry, plugin: str) -> None:
+    """Insist on the section of a plugin the crawl uses, if its schema has required keys."""
+    schema = registry.schemas.get(plugin)
+    if schema is not None and project.section(plugin) is None:
+        build(schema, None, project.error_source, (plugin,))  # raises: which key is missing
 
 
 def _check_sections(project: Project, registry: Registry, plugin_names: set[str]) -> None:
@@ -95,18 +125,41 @@ def _check_sections(project: Project, registry: Registry, plugin_names: set[str]
                                              "top-level keys are fw's own or a plugin's name")
 
 
-def _options(component: type[Spider] | type[Middleware], project: Project, name: str) -> Any:
-    """Validate the component's own section against its ``Options`` schema, if it has one."""
-    raw = project.section(name)
+def _options(component: type[Spider] | type[Middleware], project: Project, kind: str,
+             owner: str) -> Any:
+    """Return the options of the section named after ``component``, validated.
+
+    One section per name, with one schema. When the plugin module that owns the name
+    declares ``Options``, ``configure_plugins`` has built the section already, and the
+    component is handed that same object (the scaffold's plugin and its spider share
+    their name this way); a component may also declare that same class, but not
+    another one, since one section cannot follow two schemas. Otherwise the
+    component's own ``Options``, if any, validates the section.
+    """
+    name = component.name
+    section = project.section(name)
+    if _is_built(section):
+        if component.Options not in (None, type(section)):
+            raise PluginError(
+                f"plugin '{owner}': {kind[:-1]} '{name}' declares Options, and so does the "
+                f"plugin module that owns the section '{name}:'; one section has one "
+                f"schema: drop one, or write Options = <the module's> in the {kind[:-1]}")
+        return section
     if component.Options is not None:
-        return build(component.Options, raw, project.error_source, (name,))
-    if raw is not None and not isinstance(raw, dict):
+        return build(component.Options, section, project.error_source, (name,))
+    if section is not None and not isinstance(section, dict):
         raise project.error_source.error((name,), "expected a mapping of options")
-    return raw or {}
+    return section or {}
 
 
-def _exporter(spec: ExporterSpec, registry: Registry, source: Source,
+def _is_built(section: Any) -> bool:
+    """Tell a section built by ``configure_plugins`` from raw YAML (never a dataclass)."""
+    return dataclasses.is_dataclass(section) and not isinstance(section, type)
+
+
+def _exporter(spec: ExporterSpec, project: Project, registry: Registry,
               append: bool) -> Exporter:
+    source = project.error_source
     if spec.format is not None:
         exporter = _lookup(registry.exporters, spec.format, "exporter", source,
                            (*spec.at, "format"))
@@ -115,6 +168,7 @@ def _exporter(spec: ExporterSpec, registry: Registry, source: Source,
         if found is None:
             raise _no_exporter_for(spec, registry, source)
         exporter = found
+    _require_section(project, registry, registry.owners.get(("exporters", exporter.format), "?"))
     if spec.path == "-" and not exporter.stdout:
         raise source.error((*spec.at, "path"), f"exporter '{exporter.format}' cannot write "
                            "to standard output; give a file")

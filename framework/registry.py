@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from framework.parsers import Parsers
 from framework.plugins import HookCall, PluginManager, hook_calls
 from framework.spider import Spider
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "section_schema"]
 
 log = logging.getLogger("fw")
 
@@ -28,6 +29,8 @@ class Registry:
         self.parsers = Parsers()
         #: Which plugin provided each thing: ``("spiders", "douban") -> "douban"``.
         self.owners: dict[tuple[str, str], str] = {}
+        #: The schema each plugin module declares for its own section (``Options``).
+        self.schemas: dict[str, type[Any]] = {}
 
     @classmethod
     def collect(cls, pm: PluginManager) -> Registry:
@@ -46,6 +49,10 @@ class Registry:
                     _run(call, hook, adder)
                 except _Refused as exc:
                     raise pm.error(call.plugin, f"{pm.named(call.plugin)}: {exc}") from exc
+        for name, plugin in pm.list_name_plugin():
+            schema = section_schema(plugin)
+            if name is not None and schema is not None:
+                registry.schemas[name] = schema
         return registry
 
     def describe(self, pm: PluginManager) -> list[dict[str, Any]]:
@@ -97,6 +104,12 @@ class Registry:
         elif table[name] is not value:
             log.info("%s '%s' of plugin '%s' is overridden by plugin '%s'", kind[:-1], name,
                      plugin, self.owners[kind, name])
+
+
+def section_schema(plugin: object) -> type[Any] | None:
+    """Return the ``Options`` dataclass a plugin module declares for its section, if any."""
+    schema = getattr(plugin, "Options", None)
+    return schema if isinstance(schema, type) and dataclasses.is_dataclass(schema) else None
 
 
 class _Refused(Exception):

@@ -453,3 +453,156 @@ async def test_a_plugin_declares_the_schema_of_its_own_section(
         assert result.returncode == 2
         assert result.stderr.startswith(f"Error: {project}:6: watch.py.{error}"), result.stderr
 
+
+# ---------------------------------------------------------------------------------------------
+# A plugin module's Options: one section per name, required only when the plugin is used
+# ---------------------------------------------------------------------------------------------
+
+MYPLUG = '''
+    """An installed plugin whose module and spider share a name, as `fw new plugin` makes."""
+
+    import json
+    from dataclasses import dataclass
+
+    from framework import Exporter, Spider, hookimpl, option
+
+
+    @dataclass(frozen=True)
+    class Options:
+        token: str = option(doc="The API token.")
+        every: int = option(10, doc="Report every this many items.", minimum=1)
+
+
+    class MyplugSpider(Spider):
+        name = "myplug"
+
+        async def parse(self, response):
+            yield {"title": response.css("h1::text").get(), "token": self.options.token,
+                   "every": self.options.every}
+
+
+    class MyplugExporter(Exporter):
+        format = "myplug"
+        extensions = (".myplug",)
+
+        def open(self):
+            self._file = self.open_binary()
+
+        def write(self, item):
+            self._file.write((json.dumps(item) + "\\n").encode())
+
+        def close(self):
+            self._file.close()
+
+
+    @hookimpl
+    def register_spiders(register):
+        register(MyplugSpider)
+
+
+    @hookimpl
+    def register_exporters(register):
+        register(MyplugExporter)
+
+
+    @hookimpl
+    def crawl_started(project, spider):
+        options = project.section("myplug")
+        print(f"myplug: {type(options).__name__}, the spider's: {spider.options is options}")
+'''
+
+
+@pytest.fixture(scope="module")
+def myplug(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    site = tmp_path_factory.mktemp("myplug")
+    return on_path(fake_distribution(site, "fw-myplug", "0.1.0", "myplug", "fw_myplug", MYPLUG))
+
+
+async def test_a_plugin_module_and_its_spider_share_one_section(
+        myplug: dict[str, str], tmp_path: Path, serve: Serve) -> None:
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text="<h1>Home</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    base = await serve(app)
+    project = write_project(tmp_path, f"""
+        spider: myplug
+        start_urls: [{base}/]
+        robots: ignore
+        myplug: {{token: secret, every: 3}}
+        """)
+    result = await run_fw("run", str(project), "-o", str(tmp_path / "out.jsonl"), env=myplug)
+    assert result.returncode == 0, result.stderr
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"title": "Home", "token": "secret",
+                                                   "every": 3}]
+    assert "myplug: Options, the spider's: True" in result.stdout
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    # The plugin is used (its spider, its exporter): its section must be there.
+    ("spider: myplug\n", "1: myplug.token: required key is missing"),
+    ("spider: rules\nrules: {items: [{fields: {t: h1::text}}]}\n"
+     "exporters: [{format: myplug, path: out.myplug}]\n",
+     "1: myplug.token: required key is missing"),
+    # A section that is written is checked, whether the plugin is used or not.
+    ("spider: rules\nrules: {items: [{fields: {t: h1::text}}]}\nmyplug:\n  tokn: x\n",
+     "5: myplug.tokn: unknown key (did you mean 'token'?)"),
+    # Not used, and not configured: no concern of this project.
+    ("spider: rules\nrules: {items: [{fields: {t: h1::text}}]}\n", None),
+    ("spider: douban\nexporters: [{format: jsonl, path: out.jsonl}]\n", None),
+])
+async def test_a_plugin_section_with_required_keys_is_required_only_when_used(
+        myplug: dict[str, str], tmp_path: Path, text: str, error: str | None) -> None:
+    project = write_project(tmp_path, "start_urls: [http://127.0.0.1:9/]\n" + text)
+    result = await run_fw("check", str(project), env=myplug)
+    if error is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 2
+        assert result.stderr == f"Error: {project}:{error}\n"
+
+
+async def test_one_section_cannot_follow_two_schemas(tmp_path: Path) -> None:
+    site = fake_distribution(tmp_path / "site", "fw-twice", "1.0", "twice", "fw_twice", """
+        from dataclasses import dataclass
+
+        from framework import Spider, hookimpl, option
+
+
+        @dataclass(frozen=True)
+        class Options:
+            token: str = option("", doc="The API token.")
+
+
+        class Twice(Spider):
+            name = "twice"
+
+            @dataclass(frozen=True)
+            class Options:
+                pages: int = option(1, doc="How many pages.")
+
+
+        @hookimpl
+        def register_spiders(register):
+            register(Twice)
+        """)
+    project = write_project(tmp_path, "spider: twice\nstart_urls: [http://127.0.0.1:9/]\n")
+    result = await run_fw("check", str(project), env=on_path(site))
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: plugin 'twice': spider 'twice' declares Options, "
+                                    "and so does the plugin module that owns the section "
+                                    "'twice:'; one section has one schema")
+
+
+def test_a_plugin_listed_in_the_project_must_be_configured(tmp_path: Path) -> None:
+    (tmp_path / "watch.py").write_text(WATCH, encoding="utf-8")
+    project = write_project(tmp_path, """
+        spider: rules
+        start_urls: [http://127.0.0.1:9/]
+        plugins: [./watch.py]
+        rules: {items: [{fields: {title: h1::text}}]}
+        """)
+    with pytest.raises(ProjectError) as raised:
+        runner.prepare(project)
+    assert str(raised.value) == f"{project}:1: watch.py.webhook: required key is missing"
