@@ -153,8 +153,9 @@ class Engine:
                     return
                 self._open_exporters(stack, saved)
                 if self._failures is not None:
-                    # Kept when continuing after a crash; --retry-failed has read it already.
-                    self._failures.start(keep=saved.resumed and self._seeds is None)
+                    # Kept when continuing after a crash, or retrying: until each of its
+                    # requests is settled, lest a stop or a crash lose the others.
+                    self._failures.start(keep=saved.resumed or self._seeds is not None)
                     stack.callback(self._failures.close)
                 await self._open_fetcher(stack)
                 await self._crawl()
@@ -196,8 +197,10 @@ class Engine:
         finally:
             self.stats.finish(self._stopping)
             self.stats.left = self._frontier.counts()
-            if self._failures is not None and self._failures.count:
-                self.stats.failures = (self._failures.count, str(self._failures.path))
+            if self._failures is not None:
+                self._failures.close()  # now, so that the count is what the file lists
+                if self._failures.count:
+                    self.stats.failures = (self._failures.count, str(self._failures.path))
             await self._events.crawl_finished(project=self.project, spider=self.spider,
                                               stats=self.stats)
 
@@ -440,6 +443,8 @@ class Engine:
                    admitted: list[Request]) -> None:
         """Export the page's items, then acknowledge it with what it discovered."""
         new = await self._commits.commit(Settlement(lease, admitted), items)
+        if self._failures is not None:
+            self._failures.settled(lease.request)
         await self._scheduled(new, len(admitted))
 
     async def _failed(self, lease: Lease, error: FetchError) -> Settle:
@@ -471,6 +476,8 @@ class Engine:
         """Export the errback's items, then settle the lease as failed."""
         admitted = self._admit(discovered)
         new = await self._commits.commit(Settlement(lease, admitted, kind), items)
+        if self._failures is not None:
+            self._failures.settled(lease.request)
         await self._scheduled(new, len(admitted))
 
     async def _callback(self, request: Request, name: str | None, *args: Any

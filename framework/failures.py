@@ -28,26 +28,42 @@ def failures_path(project_file: Path, name: str, exports: list[str]) -> Path:
 
 
 class FailureLog:
-    """Write one line per failed request, whole, as failures happen."""
+    """Keep the failures file: one line per failed request, written whole as it fails.
+
+    A run that continues an earlier one (a resumed crawl, ``fw run --retry-failed``)
+    keeps the earlier lines and appends its own, so that a crash or a second Ctrl-C
+    loses none. When the run ends, however it ends, the file is rewritten without the
+    earlier lines of the requests this run settled (fetched, or failed again and listed
+    anew), by an atomic rename: a retry stopped half-way leaves the requests it never
+    reached listed for the next one. A run killed before that leaves the file listing
+    the requests it retried as well; a next retry fetches them again, but none is lost.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: How many requests the file lists.
         self.count = 0
         self._file: BinaryIO | None = None
         # One line per request, however many problems it had; by fingerprint, the identity
         # the frontier dedups by (an id() is reused once its request is freed).
         self._logged: set[int] = set()
+        self._earlier = 0  # lines the earlier run left at the head of the file
+        self._unsettled: set[int] = set()  # their requests, until this run settles them
         self._broken = False
 
     def start(self, *, keep: bool = False) -> None:
         """Forget an earlier run's failures, so that the file lists this crawl's only.
 
-        ``keep`` them when this run continues the earlier one (a resumed crawl).
+        ``keep`` them when this run continues the earlier one; each stays listed until
+        this run settles its request.
         """
-        if keep:
+        if not keep:
+            with contextlib.suppress(OSError):  # unwritable: record() will say so
+                self.path.unlink(missing_ok=True)
             return
-        with contextlib.suppress(OSError):  # unwritable: record() will say so
-            self.path.unlink(missing_ok=True)
+        lines = _lines(self.path)
+        self._earlier = self.count = len(lines)
+        self._unsettled = {key for _, key in lines if key is not None}
 
     def record(self, request: Request, kind: str, reason: str) -> None:
         """Append ``request`` with why it failed; a request is recorded once."""
@@ -68,10 +84,57 @@ class FailureLog:
             return
         self.count += 1
 
+    def settled(self, request: Request) -> None:
+        """Note that this run settled ``request``: an earlier line for it is out of date."""
+        if self._unsettled:  # empty, and free, unless this run continues an earlier one
+            self._unsettled.discard(fingerprint(request))
+
     def close(self) -> None:
-        """Close the file, if any failure opened it."""
+        """Close the file; drop the earlier lines of the requests this run settled."""
         if self._file is not None:
             self._file.close()
+            self._file = None
+        if self._earlier and not self._broken:
+            self._drop_settled()
+            self._earlier = 0
+
+    def _drop_settled(self) -> None:
+        lines = _lines(self.path)
+        kept = [line for n, (line, key) in enumerate(lines)
+                if n >= self._earlier or key is None or key in self._unsettled]
+        if len(kept) == len(lines):
+            return
+        try:
+            if not kept:
+                self.path.unlink()
+            else:
+                part = self.path.with_name(self.path.name + ".part")
+                part.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+                part.replace(self.path)  # atomic: a crash leaves the old list or the new one
+        except OSError as exc:  # the old list stays: some requests may be retried again
+            log.warning("cannot update the failures file %s: %s", self.path,
+                        exc.strerror or exc)
+            return
+        self.count = len(kept)
+
+
+def _lines(path: Path) -> list[tuple[str, int | None]]:
+    """Read the failures file's lines, each with its request's fingerprint (None: unreadable)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("cannot read the failures file %s: %s", path, exc)
+        return []
+    return [(line, _fingerprint(line)) for line in text.splitlines() if line]
+
+
+def _fingerprint(line: str) -> int | None:
+    try:
+        return fingerprint(Request.from_dict(json.loads(line)["request"]))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def load_failures(path: Path) -> list[Request]:
@@ -81,7 +144,9 @@ def load_failures(path: Path) -> list[Request]:
     except FileNotFoundError:
         raise UsageError(f"--retry-failed: no failures file {path}: the last crawl had no "
                          "failures, or exported elsewhere") from None
-    return [_request(line, path, number) for number, line in enumerate(lines, 1) if line]
+    # A run killed after retrying a request lists it twice: the last line is its latest.
+    requests = (_request(line, path, number) for number, line in enumerate(lines, 1) if line)
+    return list({fingerprint(request): request for request in requests}.values())
 
 
 def _request(line: str, path: Path, number: int) -> Request:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+import signal
 import sqlite3
 from collections import Counter
 from contextlib import closing
@@ -15,6 +17,7 @@ from aiohttp import web
 from framework.failures import load_failures
 from framework.http import Request
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
+from tests.test_cli import read_until, start_fw
 from tests.test_engine import SPIDER
 
 
@@ -161,3 +164,81 @@ async def test_hundreds_of_failures_are_all_listed_and_all_retried(
     assert again.returncode == 0, again.stderr
     assert hits == dict.fromkeys(missing, 1)
     assert not failures.exists()
+
+
+async def test_a_retry_stopped_half_way_keeps_the_requests_it_did_not_reach(
+        tmp_path: Path, serve: Serve) -> None:
+    broken, held = True, asyncio.Event()
+    arrived, release = asyncio.Event(), asyncio.Event()
+    hits: Counter[str] = Counter()
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/":
+            return web.Response(text="".join(f'<a href="/down/{n}">x</a>' for n in range(20)),
+                                content_type="text/html")
+        hits[request.path] += 1
+        if broken:
+            return web.Response(status=503)
+        if not held.is_set() and hits.total() == 3:  # the third retry is in flight at Ctrl-C
+            held.set()
+            arrived.set()
+            await release.wait()
+        return web.Response(text="ok", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    base = await serve(app)
+    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
+    project = write_project(tmp_path, f"""
+        name: shop
+        spider: links
+        start_urls: [{base}/]
+        plugins: [./links.py]
+        robots: ignore
+        throttle: false
+        retries: 0
+        concurrency: {{total: 1, per_domain: 1}}
+        exporters: [{{path: out/items.jsonl}}]
+        """)
+    assert (await run_fw("run", str(project))).returncode == 0
+    failures = tmp_path / "out/shop.failures.jsonl"
+    assert len(read_jsonl(failures)) == 20
+
+    broken = False
+    hits.clear()
+    process = await start_fw("run", str(project), "--retry-failed")
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(20):
+            await arrived.wait()
+        process.send_signal(signal.SIGINT)
+        await read_until(process.stderr, "Stopping")
+        release.set()
+        async with asyncio.timeout(20):
+            await process.wait()
+    finally:
+        release.set()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 130
+    reached = set(hits)
+    assert len(reached) == 3  # two done, one finished in flight, none started after Ctrl-C
+    left = {r["request"]["url"].removeprefix(base) for r in read_jsonl(failures)}
+    assert left == {f"/down/{n}" for n in range(20)} - reached
+
+    hits.clear()
+    again = await run_fw("run", str(project), "--retry-failed")
+    assert again.returncode == 0, again.stderr
+    assert set(hits) == left and set(hits.values()) == {1}
+    assert not failures.exists()
+    items = [item["url"].removeprefix(base) for item in read_jsonl(tmp_path / "out/items.jsonl")]
+    assert sorted(items) == sorted(["/", *(f"/down/{n}" for n in range(20))])
+
+
+def test_a_request_listed_twice_is_retried_once(tmp_path: Path) -> None:
+    # A retry run killed outright leaves its new line after the earlier one.
+    path = tmp_path / "x.failures.jsonl"
+    line = json.dumps({"kind": "http_503", "request": Request("http://a.test/p").to_dict()})
+    path.write_text(f"{line}\n{line}\n")
+    assert load_failures(path) == [Request("http://a.test/p")]
