@@ -197,6 +197,8 @@ class Engine:
         finally:
             self.stats.finish(self._stopping)
             self.stats.left = self._frontier.counts()
+            self.stats.throttled = self._throttle.throttled()
+            self.stats.robots_fetched = self._robots.fetched if self._robots else 0
             if self._failures is not None:
                 self._failures.close()  # now, so that the count is what the file lists
                 if self._failures.count:
@@ -436,6 +438,7 @@ class Engine:
         """Make a robots.txt Crawl-delay the host's least delay."""
         delay = self._throttle.raise_floor(host, seconds)
         if delay is not None:
+            self.stats.crawl_delays[host] = seconds
             log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, seconds)
             await self._frontier.tune(host, delay=delay)
 

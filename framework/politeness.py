@@ -97,6 +97,7 @@ class Throttler:
         self._delays: dict[str, float] = {}  # what the rules say
         self._told: dict[str, float] = {}  # what the frontier was last told
         self._best: dict[str, float] = {}  # each host's fastest page
+        self._slowed: set[str] = set()  # hosts ever held above their floor
 
     def floor(self, host: str) -> float:
         """Return the least delay for ``host``."""
@@ -106,6 +107,10 @@ class Throttler:
         """Return the hosts throttling holds above their floor, with their delay now."""
         return {host: delay for host, delay in self._delays.items()
                 if delay > self.floor(host)}
+
+    def throttled(self) -> dict[str, float]:
+        """Return the hosts throttling ever slowed down, with their delay now."""
+        return {host: self._delays[host] for host in sorted(self._slowed)}
 
     def raise_floor(self, host: str, seconds: float) -> float | None:
         """Make ``seconds`` (a robots.txt Crawl-delay) the least delay; return the new delay."""
@@ -149,6 +154,8 @@ class Throttler:
         """Keep ``wanted``, within bounds; return it if the frontier should be told."""
         floor = self.floor(host)
         delay = self._delays[host] = min(max(wanted, floor), max(self._max, floor))
+        if delay > floor:
+            self._slowed.add(host)
         told = self._told.get(host, floor)
         if abs(delay - told) <= _NOTICEABLE * max(told, 0.001):
             return None

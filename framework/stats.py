@@ -43,6 +43,11 @@ class Stats:
     left: Counts | None = None
     #: How many requests the failures file lists, and where it is.
     failures: tuple[int, str] | None = None
+    #: The hosts adaptive throttling slowed down, with their delay when the crawl ended.
+    throttled: dict[str, float] = field(default_factory=dict)
+    #: The robots.txt files fetched, and each Crawl-delay (seconds) that slowed a host.
+    robots_fetched: int = 0
+    crawl_delays: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     clock_start: float = field(default_factory=time.monotonic, repr=False)
     elapsed: float = 0.0
@@ -99,6 +104,7 @@ class Stats:
                  + (f", {self.retries} retries" if self.retries else "")]
         lines += [f"blocked: {what}: the site refuses this client; send a browser User-Agent "
                   "(headers:) and slow down (delay:)" for what in self.blocked()]
+        lines += self._politeness()
         if self.failures:
             count, path = self.failures
             lines.append(f"failures: {count} requests listed in {path}; fw run --retry-failed "
@@ -106,6 +112,16 @@ class Stats:
         if self.left and (self.left.pending or self.left.delayed):
             lines.append(f"not fetched: {self.left.pending} queued and {self.left.delayed} "
                          "waiting to retry when the crawl stopped")
+        return lines
+
+    def _politeness(self) -> list[str]:
+        """Say which hosts were slowed down, by throttling or by their robots.txt."""
+        lines = []
+        if self.throttled:
+            lines.append(f"throttled: {_hosts(self.throttled)} (delay at the end); "
+                         "they answered 429/503, timed out or slowed down")
+        if self.crawl_delays:
+            lines.append(f"robots.txt Crawl-delay: {_hosts(self.crawl_delays)}")
         return lines
 
     def save(self, path: Path) -> None:
@@ -129,4 +145,13 @@ class Stats:
             "left": {"pending": self.left.pending, "delayed": self.left.delayed}
             if self.left else None,
             "failures_file": self.failures[1] if self.failures else None,
+            "throttled": {host: round(delay, 3) for host, delay in self.throttled.items()},
+            "robots": {"fetched": self.robots_fetched, "crawl_delay": dict(self.crawl_delays)},
         }
+
+
+def _hosts(delays: dict[str, float], shown: int = 3) -> str:
+    """List the hosts with the longest delays first, and how many more there are."""
+    ranked = sorted(delays.items(), key=lambda item: -item[1])
+    text = ", ".join(f"{host} {delay:g}s" for host, delay in ranked[:shown])
+    return text + (f" and {len(ranked) - shown} more" if len(ranked) > shown else "")

@@ -149,6 +149,9 @@ async def test_429s_slow_a_host_down_and_healthy_replies_speed_it_up(
     # After two 429s the delay is 1 s (jittered 0.5-1.5x), then halves back toward zero.
     assert gaps[1] >= 0.5 * 0.5 and gaps[2] >= 1.0 * 0.5
     assert gaps[-1] < 0.05
+    throttled = stats.to_dict()["throttled"]
+    assert list(throttled) == ["127.0.0.1"] and throttled["127.0.0.1"] < 0.05  # recovered
+    assert any(line.startswith("throttled: 127.0.0.1 ") for line in stats.summary())
 
 
 async def test_retry_after_pauses_the_whole_host(tmp_path: Path, serve: Serve) -> None:
@@ -220,6 +223,8 @@ async def test_robots_txt_is_obeyed_cached_and_its_crawl_delay_kept(
     # Read once for the whole site, although four workers asked at the same time.
     assert hits == {"/robots.txt": 1, "/": 1, "/public/1": 1, "/public/2": 1}
     assert stats.filtered["robots"] == 1
+    assert stats.to_dict()["robots"] == {"fetched": 1, "crawl_delay": {"127.0.0.1": 0.3}}
+    assert "robots.txt Crawl-delay: 127.0.0.1 0.3s" in stats.summary()
 
 
 async def test_crawl_delay_spaces_requests(tmp_path: Path, serve: Serve) -> None:
@@ -249,13 +254,15 @@ async def test_a_missing_or_failing_robots_txt_allows_the_crawl(
     base = await serve(robots_site(answer, hits))
     stats = await crawl(project(tmp_path, [f"{base}/"], "retries: 0"), "robots=obey")
     assert hits["/private/x"] == 1 and stats.filtered["robots"] == 0
+    assert stats.to_dict()["robots"] == {"fetched": 1, "crawl_delay": {}}
 
 
 async def test_robots_ignore_fetches_no_robots_txt(tmp_path: Path, serve: Serve) -> None:
     hits: Counter[str] = Counter()
     base = await serve(robots_site(web.Response(text=ROBOTS), hits))
-    await crawl(project(tmp_path, [f"{base}/"]))  # the helper writes robots: ignore
+    stats = await crawl(project(tmp_path, [f"{base}/"]))  # the helper writes robots: ignore
     assert hits["/robots.txt"] == 0 and hits["/private/x"] == 1
+    assert stats.to_dict()["robots"] == {"fetched": 0, "crawl_delay": {}}
 
 
 async def test_many_pages_on_one_host_cost_one_lookup_and_few_connections(
