@@ -6,8 +6,10 @@ Fixtures (available in any project that has fw installed):
     ``await fw_pages(folder, hosts=("movie.douban.com",), routes={...})`` serves a folder
     of saved pages on 127.0.0.1 and returns its base URL. A URL path is answered with the
     file of that path (``/a/b/`` → ``a/b/index.html`` or ``a/b.html``), or the file a
-    ``routes`` regex names; in every text answer, absolute links to ``hosts`` are
-    rewritten to the loopback server, so a spider that follows links stays offline.
+    ``routes`` regex names; in every text answer, absolute links to ``hosts``
+    (``https://movie.douban.com/x``, ``//movie.douban.com:443/x``; not
+    ``movie.douban.com.example.org``) are rewritten to the loopback server, so a spider
+    that follows links stays offline.
 
 ``fw_crawl``
     ``await fw_crawl("douban", start_urls=[...], options={...}, settings={...})`` runs a
@@ -45,6 +47,8 @@ __all__ = ["Crawl", "Snapshot", "page_server"]
 
 #: Text types whose absolute links to the mapped hosts are rewritten.
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+#: What may follow a host in a link: the path, query or fragment, or the link's end.
+_HOST_END = r"""(?=[/?#"'\s<>)\\]|$)"""
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,7 @@ def page_server(folder: Path, base: Callable[[], str], hosts: Iterable[str] = ()
     """Build the application ``fw_pages`` serves; ``base()`` is its URL once started."""
     folder = folder.resolve()
     patterns = [(re.compile(pattern), name) for pattern, name in (routes or {}).items()]
-    links = re.compile("(?:https?:)?//(?:" + "|".join(re.escape(h) for h in hosts) + ")\\b") \
-        if hosts else None
+    links = _links_to(hosts)
 
     async def answer(request: web.Request) -> web.StreamResponse:
         file = _find(folder, request.path, patterns)
@@ -71,13 +74,25 @@ def page_server(folder: Path, base: Callable[[], str], hosts: Iterable[str] = ()
         kind = mimetypes.guess_type(file.name)[0] or "text/html"
         body = file.read_bytes()
         if links is not None and kind.startswith(_TEXT_TYPES):
-            body = links.sub(base(), body.decode("utf-8", "surrogateescape")).encode(
-                "utf-8", "surrogateescape")
+            text = links.sub(lambda _: base(), body.decode("utf-8", "surrogateescape"))
+            body = text.encode("utf-8", "surrogateescape")
         return web.Response(body=body, content_type=kind)
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", answer)
     return app
+
+
+def _links_to(hosts: Iterable[str]) -> re.Pattern[str] | None:
+    """Match ``scheme://host[:port]`` of a link to one of ``hosts``, and nothing longer.
+
+    The lookahead keeps ``example.com.evil.org`` and ``example.com-cdn.net`` out; the
+    port goes with the host, since the loopback server has a port of its own.
+    """
+    names = "|".join(re.escape(host) for host in hosts)
+    if not names:
+        return None
+    return re.compile(f"(?:https?:)?//(?:{names})(?::\\d+)?{_HOST_END}", re.IGNORECASE)
 
 
 def _find(folder: Path, path: str, patterns: list[tuple[re.Pattern[str], str]]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from framework.testing import Crawl
@@ -79,3 +81,27 @@ def test_snapshots_are_written_on_request_then_compared_with_a_readable_diff(
     changed.stdout.fnmatch_lines(['*items differ from the snapshot*',
                                   '*-    "title": "another title",',
                                   '*+    "title": "比悲伤更悲伤的故事",'])
+
+
+#: Links in a saved page, and what fw_pages must make of each (BASE: its loopback URL).
+LINKS = {
+    "https://example.com/a": "BASE/a",
+    "http://example.com": "BASE",
+    "//example.com?q=1": "BASE?q=1",
+    "https://Example.COM#top": "BASE#top",
+    "https://example.com:443/x": "BASE/x",
+    "https://example.com.evil.org/x": "https://example.com.evil.org/x",
+    "https://example.community/": "https://example.community/",
+    "https://www.example.com/": "https://www.example.com/",
+}
+
+
+async def test_only_links_to_a_mapped_host_itself_are_rewritten(
+        fw_pages: Callable[..., Awaitable[str]], tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text(
+        "".join(f'<a href="{link}">x</a>\n' for link in LINKS), encoding="utf-8")
+    base = await fw_pages(tmp_path, hosts=["example.com"])
+    async with aiohttp.ClientSession() as session, session.get(base + "/") as response:
+        page = await response.text()
+    assert page == "".join(f'<a href="{want.replace("BASE", base)}">x</a>\n'
+                           for want in LINKS.values())
