@@ -20,7 +20,11 @@ Fixtures (available in any project that has fw installed):
 ``fw_snapshot``
     ``fw_snapshot(items)`` compares data with the snapshot stored beside the test
     (``snapshots/<module>/<test>.json``) and fails with a readable diff; run pytest with
-    ``--fw-update-snapshots`` to write (or rewrite) the snapshots.
+    ``--fw-update-snapshots`` to write (or rewrite) the snapshots. The base URL of each
+    ``fw_pages`` server, whose port changes from run to run, is written as the first of
+    its ``hosts`` (``https://movie.douban.com``), or as ``http://fw-pages`` (then
+    ``http://fw-pages-2``, ...) for a server given no hosts, so ``response.url`` in an
+    item gives the same snapshot every run.
 """
 
 from __future__ import annotations
@@ -111,12 +115,20 @@ def _find(folder: Path, path: str, patterns: list[tuple[re.Pattern[str], str]]
 
 
 @pytest.fixture
-async def fw_pages() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+def fw_served_urls() -> dict[str, str]:
+    """Map each ``fw_pages`` base URL of this test to the stable URL snapshots show."""
+    return {}
+
+
+@pytest.fixture
+async def fw_pages(fw_served_urls: dict[str, str]
+                   ) -> AsyncIterator[Callable[..., Awaitable[str]]]:
     """Serve folders of saved pages on loopback; see the module docstring."""
     runners: list[web.AppRunner] = []
 
     async def serve(folder: str | Path, *, hosts: Iterable[str] = (),
                     routes: Mapping[str, str] | None = None) -> str:
+        hosts = tuple(hosts)  # read twice: for the links, and for snapshots
         where: list[str] = []
         app_runner = web.AppRunner(page_server(Path(folder), lambda: where[0], hosts, routes),
                                    access_log=None)
@@ -125,6 +137,7 @@ async def fw_pages() -> AsyncIterator[Callable[..., Awaitable[str]]]:
         await site.start()
         runners.append(app_runner)
         where.append(f"http://127.0.0.1:{app_runner.addresses[0][1]}")
+        fw_served_urls[where[0]] = _stable_url(hosts, len(fw_served_urls))
         return where[0]
 
     yield serve
@@ -169,15 +182,31 @@ def fw_crawl(tmp_path: Path) -> Callable[..., Awaitable[Crawl]]:
     return crawl
 
 
-class Snapshot:
-    """Compare data with a stored JSON snapshot; rewrite it when asked to."""
+def _stable_url(hosts: Iterable[str], index: int) -> str:
+    """Return what a server's base URL reads as in snapshots: not its port of the day."""
+    first = next(iter(hosts), None)
+    if first is not None:
+        return f"https://{first.lower()}"
+    return "http://fw-pages" if index == 0 else f"http://fw-pages-{index + 1}"
 
-    def __init__(self, path: Path, update: bool) -> None:
+
+class Snapshot:
+    """Compare data with a stored JSON snapshot; rewrite it when asked to.
+
+    ``served`` maps URLs that change between runs (a loopback server's base URL) to what
+    the snapshot shows instead; it is read at each comparison, so servers started after
+    the snapshot fixture are covered.
+    """
+
+    def __init__(self, path: Path, update: bool, served: Mapping[str, str] | None = None
+                 ) -> None:
         self.path, self.update = path, update
+        self.served: Mapping[str, str] = served if served is not None else {}
 
     def __call__(self, data: Any) -> None:
         """Fail with a unified diff if ``data`` differs from the snapshot."""
-        text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+        text = self._stable(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True,
+                                       default=str))
         if self.update:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(text + "\n", encoding="utf-8")
@@ -194,12 +223,20 @@ class Snapshot:
                         pytrace=False)
 
 
+    def _stable(self, text: str) -> str:
+        for served, stable in self.served.items():
+            # Not inside a longer port: http://127.0.0.1:8000 is no prefix of ...:80001.
+            text = re.sub(re.escape(served) + r"(?!\d)", stable, text)
+        return text
+
+
 @pytest.fixture
-def fw_snapshot(request: pytest.FixtureRequest) -> Snapshot:
+def fw_snapshot(request: pytest.FixtureRequest, fw_served_urls: dict[str, str]) -> Snapshot:
     """Compare with ``snapshots/<module>/<test>.json`` beside the test file."""
     name = re.sub(r"[^\w.-]+", "_", request.node.name)
     path = Path(request.node.path).parent / "snapshots" / request.node.path.stem / f"{name}.json"
-    return Snapshot(path, bool(request.config.getoption("fw_update_snapshots")))
+    update = bool(request.config.getoption("fw_update_snapshots"))
+    return Snapshot(path, update, fw_served_urls)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

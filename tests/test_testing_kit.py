@@ -3,6 +3,7 @@ in-process crawl, and item snapshots — used here on the bundled douban spider.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -105,3 +106,52 @@ async def test_only_links_to_a_mapped_host_itself_are_rewritten(
         page = await response.text()
     assert page == "".join(f'<a href="{want.replace("BASE", base)}">x</a>\n'
                            for want in LINKS.values())
+
+
+TUTORIAL_RECIPE = '''
+    from pathlib import Path
+
+    from framework import Spider, hookimpl
+
+    HERE = Path(__file__).parent
+
+
+    class Books(Spider):
+        name = "books"
+
+        async def parse(self, response):
+            yield {"title": response.css("h1::text").get(), "url": response.url}
+            for href in response.css("a::attr(href)").getall():
+                yield response.follow(href)
+
+
+    @hookimpl
+    def register_spiders(register):
+        register(Books)
+
+
+    async def test_books(fw_pages, fw_crawl, fw_snapshot):
+        base = await fw_pages(HERE / "pages", hosts=["books.example"])
+        crawl = await fw_crawl("books", [base + "/"], settings={"plugins": [__file__]})
+        assert crawl.stats.errors == {}
+        fw_snapshot(sorted(crawl.items, key=lambda item: item["url"]))
+'''
+
+
+def test_a_snapshot_with_response_urls_passes_again_on_another_port(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_mode = auto\n"
+                     "asyncio_default_fixture_loop_scope = function\n")
+    pages = pytester.mkdir("pages")
+    (pages / "index.html").write_text(
+        '<h1>Home</h1><a href="https://books.example/a-book/">a book</a>', encoding="utf-8")
+    (pages / "a-book.html").write_text("<h1>A book</h1>", encoding="utf-8")
+    pytester.makepyfile(test_spider=textwrap.dedent(TUTORIAL_RECIPE))
+    pytester.runpytest("-q", "-p", "no:cacheprovider",
+                       "--fw-update-snapshots").assert_outcomes(passed=1)
+    snapshot = pytester.path / "snapshots" / "test_spider" / "test_books.json"
+    assert json.loads(snapshot.read_text(encoding="utf-8")) == [
+        {"title": "Home", "url": "https://books.example/"},
+        {"title": "A book", "url": "https://books.example/a-book/"}]
+    # Each run serves the pages on a new port; the snapshot does not see it.
+    pytester.runpytest("-q", "-p", "no:cacheprovider").assert_outcomes(passed=1)
