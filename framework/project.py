@@ -19,8 +19,8 @@ from typing import Any, Literal
 import yaml
 
 from framework.errors import UsageError
-from framework.schema import build, check_key_names, keys_of, option
-from framework.urls import host_of, unfetchable
+from framework.schema import build, check_key_names, keys_of, option, strings
+from framework.urls import Offsite, host_of, unfetchable
 from framework.yamlfile import EnvText, KeyPath, Source, load
 
 __all__ = ["Backoff", "Concurrency", "DomainPolicy", "ExporterSpec", "Project", "Throttle",
@@ -167,10 +167,11 @@ class Project:
     name: str = option("", doc="The crawl's name; defaults to the project file's name.")
     spider: str = option(doc="The name of a registered spider (see `fw plugins`).")
     start_urls: tuple[str, ...] = option((), doc="Where the crawl starts (http or https).",
-                                         each=_http_url)
+                                         parse=strings(_http_url, "an http(s) URL"))
     allowed_domains: tuple[str, ...] | None = option(
         None, doc="Hosts the crawl may visit, subdomains included; default: the hosts of "
-        "start_urls.", each=_host_name)
+        "start_urls.", parse=strings(_host_name, "a host name such as movie.douban.com",
+                                     optional=True))
     disable_plugins: tuple[str, ...] = option((), doc="Installed plugins not to load, by "
                                               "name (see `fw plugins`).")
     plugins: tuple[str, ...] = option((), doc="Extra plugins: .py files (relative to the "
@@ -241,7 +242,21 @@ def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
     sections = MappingProxyType({k: v for k, v in data.items() if k not in core})
     project = build(Project, {k: v for k, v in data.items() if k in core}, source,
                     internal={"file": file, "source": source, "sections": sections})
+    _check_on_site(project)
     return _with_defaults(project)
+
+
+def _check_on_site(project: Project) -> None:
+    """Refuse a start URL outside ``allowed_domains``: the crawl would drop it unseen."""
+    if project.allowed_domains is None:
+        return
+    offsite = Offsite(project.allowed_domains)
+    for index, url in enumerate(project.start_urls):
+        if not offsite.allows(url):
+            raise project.error_source.error(
+                ("start_urls", index), f"host {host_of(url)} is not in allowed_domains "
+                f"[{', '.join(project.allowed_domains)}]; add it there, or drop "
+                "allowed_domains to allow the hosts of start_urls")
 
 
 def _with_defaults(project: Project) -> Project:

@@ -19,6 +19,7 @@ from framework.plugins import PluginManager, make_plugin_manager
 from framework.progress import Mode, Progress
 from framework.project import ExporterSpec, Project, load_project
 from framework.registry import Registry
+from framework.spider import Spider
 from framework.stats import Stats
 
 __all__ = ["Prepared", "load_plugins", "output_spec", "prepare", "run"]
@@ -67,11 +68,27 @@ def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = 
     names = [name for name, _ in pm.list_name_plugin() if name]
     components = assemble(project, registry, names, [output_spec(o) for o in outputs],
                           append=retry_failed)
+    if not retry_failed:
+        _check_has_start(project, components.spider)
     failures = failures_path(file, project.name, [e.path for e in components.exporters])
     seeds = load_failures(failures) if retry_failed else None
     if record is not None and replay is not None:
         raise UsageError("--record and --replay exclude each other")
     return Prepared(project, pm, registry, components, failures, seeds, fresh, record, replay)
+
+
+def _check_has_start(project: Project, spider: Spider) -> None:
+    """Refuse a crawl that could fetch nothing: no start URL for a spider that needs one.
+
+    A spider that overrides ``start_requests()`` may need none, and a persistent frontier
+    may hold the requests of an earlier run or of other workers.
+    """
+    if project.start_urls or project.frontier != "memory":
+        return
+    if type(spider).start_requests is Spider.start_requests:
+        raise project.error_source.error(
+            ("start_urls",), f"no start URLs, and spider {spider.name} starts from them: "
+            "the crawl would fetch nothing; give one, e.g. start_urls: [https://example.com/]")
 
 
 def load_plugins(project: Project) -> tuple[Project, PluginManager, Registry]:

@@ -27,16 +27,18 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 from framework.yamlfile import EnvText, KeyPath, Source
 
 __all__ = ["build", "check_key_names", "convert", "did_you_mean", "has_default", "keys_of",
-           "option"]
+           "option", "strings"]
 
 T = TypeVar("T")
 #: Turns a raw value into the field's value, or raises ``ValueError`` with the reason.
 Check = Callable[[Any], Any]
+#: Turns a raw value into the field's value, raising the error at its key itself.
+Parse = Callable[[Any, Source, KeyPath], Any]
 
 
 def option(default: Any = dataclasses.MISSING, *, doc: str, minimum: float | None = None,
            maximum: float | None = None, check: Check | None = None,
-           each: Check | None = None, parse: Callable[[Any, Source, KeyPath], Any] | None = None,
+           each: Check | None = None, parse: Parse | None = None,
            default_factory: Callable[[], Any] | None = None) -> Any:
     """Declare one key of a schema: its default, its documentation and its limits.
 
@@ -49,6 +51,25 @@ def option(default: Any = dataclasses.MISSING, *, doc: str, minimum: float | Non
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def strings(check: Check, what: str, *, optional: bool = False) -> Parse:
+    """Make a ``parse=`` hook for a list of strings that are never numbers, such as URLs.
+
+    A ``tuple[str, ...]`` key takes ``[2024]`` as ``("2024",)``; this one refuses it, saying
+    that ``what`` was expected (a host written ``5`` is a mistake, not a host). ``check``
+    normalises each string; with ``optional`` a null is kept as None.
+    """
+    def parse(raw: Any, source: Source, path: KeyPath) -> tuple[Any, ...] | None:
+        if raw is None and optional:
+            return None
+        items = _sequence(Any, raw, source, path)
+        for index, item in enumerate(items):
+            if not isinstance(item, str):
+                raise source.error((*path, index), f"expected {what}, got {_show(item)}")
+        return tuple(_checked(check, str(item), source, (*path, i))
+                     for i, item in enumerate(items))
+    return parse
 
 
 def has_default(f: dataclasses.Field[Any]) -> bool:

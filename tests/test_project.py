@@ -43,7 +43,17 @@ INVALID = {
                            "concurrency.per_domian", "did you mean 'per_domain'"),
     "wrong type": (VALID + "timeout: fast\n", 4, "timeout", "expected a number, got 'fast'"),
     "wrong type in list": ("spider: shop\nstart_urls:\n  - https://a.example/\n  - 42\n", 4,
-                           "start_urls[1]", "not an http(s) URL"),
+                           "start_urls[1]", "expected an http(s) URL, got 42"),
+    "start url outside allowed_domains": (
+        "spider: shop\nstart_urls:\n  - https://www.shop.example/\n  - https://other.example/\n"
+        "allowed_domains: [shop.example]\nplugins: [./shop.py]\n", 4, "start_urls[1]",
+        "host other.example is not in allowed_domains [shop.example]"),
+    "number as allowed domain": (VALID + "allowed_domains: [5]\n", 4, "allowed_domains[0]",
+                                 "expected a host name such as movie.douban.com, got 5"),
+    "no start urls": ("spider: shop\nstart_urls: []\nplugins: [./shop.py]\n", 2, "start_urls",
+                      "no start URLs, and spider shop starts from them"),
+    "start_urls left out": ("spider: shop\nplugins: [./shop.py]\n", 1, "start_urls",
+                            "the crawl would fetch nothing"),
     "out of range": (VALID + "concurrency: {total: 0}\n", 4, "concurrency.total",
                      "at least 1"),
     "negative delay": (VALID + "delay: -1\n", 4, "delay", "at least 0"),
@@ -97,6 +107,11 @@ PLUGIN_FILES = {
         "@hookimpl\ndef register_spiders(register):\n    register(Shop)\n"),
     "broken.py": "def register_spiders(register)\n    pass\n",
     "raises.py": "raise RuntimeError('no config')\n",
+    "seeds.py": (
+        "from framework import Request, Spider, hookimpl\n\n"
+        "class Seeds(Spider):\n    name = 'seeds'\n\n"
+        "    def start_requests(self):\n        yield Request('https://shop.example/')\n\n"
+        "@hookimpl\ndef register_spiders(register):\n    register(Seeds)\n"),
 }
 
 
@@ -171,7 +186,8 @@ def test_plugin_with_a_misspelt_hook_is_named(project_dir: Path,
     path = write_project(project_dir, VALID.replace("./shop.py", "./shop.py, ./typo.py"))
     assert main(["check", str(path)]) == 2
     line = error_line(capsys.readouterr().err)
-    assert line.startswith("Error: plugin 'typo.py': register_spider is not an fw hook")
+    assert line.startswith(f"Error: {path}:3: plugins[1]: plugin 'typo.py': register_spider "
+                           "is not an fw hook")
     assert "did you mean 'register_spiders'" in line
 
 
@@ -315,3 +331,39 @@ async def test_an_env_value_of_the_wrong_type_names_the_variable(tmp_path: Path)
     assert result.returncode == 2
     assert error_line(result.stderr) == (f"Error: {path}:4: delay: expected a number, got "
                                          "'soon' (from $env FW_DELAY)")
+
+
+async def test_fw_run_refuses_an_offsite_start_url_without_fetching(tmp_path: Path,
+                                                                    serve: Serve) -> None:
+    hits: list[str] = []
+
+    async def page(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text="<h1>Hi</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    base = await serve(app)
+    path = write_project(tmp_path, f"""
+        spider: rules
+        start_urls: [{base}/]
+        allowed_domains: [example.com]
+        rules: {{items: [{{fields: {{title: h1}}}}]}}
+        """)
+    result = await run_fw("run", str(path))
+    assert result.returncode == 2
+    assert error_line(result.stderr) == (
+        f"Error: {path}:2: start_urls[0]: host 127.0.0.1 is not in allowed_domains "
+        "[example.com]; add it there, or drop allowed_domains to allow the hosts of start_urls")
+    assert hits == []
+
+
+@pytest.mark.parametrize("text", [
+    "spider: seeds\nplugins: [./seeds.py]\n",  # its start_requests() needs no start_urls
+    "spider: shop\nplugins: [./shop.py]\nfrontier: sqlite:///crawl.db\n",  # may resume
+    "spider: shop\nplugins: [./shop.py]\nstart_urls: [https://www.shop.example/]\n"
+    "allowed_domains: [shop.example]\n",  # a subdomain is allowed
+])
+def test_projects_that_can_crawl_are_accepted(text: str, project_dir: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(write_project(project_dir, text))]) == 0, capsys.readouterr().err
