@@ -57,6 +57,8 @@ def register_spiders(register: Callable[[type[Spider]], None]) -> None:
     spider is selected by its class attribute ``name``. Not async.
 
     :param register: Call ``register(SpiderClass)`` once per spider class.
+    :returns: Nothing; fw ignores the return value. What the plugin provides is what it
+        passes to ``register``.
     """
 
 
@@ -69,6 +71,8 @@ def register_exporters(register: Callable[[type[Exporter]], None]) -> None:
     Not async.
 
     :param register: Call ``register(ExporterClass)`` once per exporter class.
+    :returns: Nothing; fw ignores the return value. What the plugin provides is what it
+        passes to ``register``.
     """
 
 
@@ -85,6 +89,8 @@ def register_parsers(register: Callable[[str, Parser], None]) -> None:
 
     :param register: Call ``register(media_type, parser)``; ``parser(response)`` returns
         a ``parsel.Selector``.
+    :returns: Nothing; fw ignores the return value. What the plugin provides is what it
+        passes to ``register``.
     """
 
 
@@ -99,6 +105,8 @@ def register_middlewares(register: Callable[[type[Middleware]], None]) -> None:
     middleware registered is the outermost. Not async.
 
     :param register: Call ``register(MiddlewareClass)`` once per middleware class.
+    :returns: Nothing; fw ignores the return value. What the plugin provides is what it
+        passes to ``register``.
     """
 
 
@@ -117,6 +125,8 @@ def crawl_started(project: Project, spider: Spider) -> Awaitable[None] | None:
     :param project: The validated project; ``project.section(name)`` gives a plugin its
         own options.
     :param spider: The spider instance that will parse the pages.
+    :returns: None, or the awaitable an ``async def`` implementation returns, which fw
+        awaits; any other value is ignored.
     """
 
 
@@ -130,6 +140,8 @@ def request_scheduled(request: Request, spider: Spider) -> Awaitable[None] | Non
 
     :param request: The request as queued; do not modify it.
     :param spider: The running spider.
+    :returns: None, or the awaitable an ``async def`` implementation returns, which fw
+        awaits; any other value is ignored.
     """
 
 
@@ -142,6 +154,8 @@ def response_received(response: Response, spider: Spider) -> Awaitable[None] | N
 
     :param response: The response; reading ``.text`` or ``.css()`` here is allowed.
     :param spider: The running spider.
+    :returns: None, or the awaitable an ``async def`` implementation returns, which fw
+        awaits; any other value is ignored.
     """
 
 
@@ -158,6 +172,9 @@ def item_scraped(item: dict[str, Any], response: Response | None,
     :param response: The response whose callback produced the item (None for an item
         from an errback).
     :param spider: The running spider.
+    :returns: None, or the awaitable an ``async def`` implementation returns, which fw
+        awaits; any other value is ignored: change the item in place, or raise
+        ``DropItem``, to change what is exported.
     """
 
 
@@ -174,6 +191,8 @@ def crawl_error(error: BaseException, kind: str, request: Request | None,
         ``spider_error``, ``plugin_error``, ``blocked``.
     :param request: The request being handled, or None if the failure had none.
     :param spider: The running spider.
+    :returns: None, or the awaitable an ``async def`` implementation returns, which fw
+        awaits; any other value is ignored.
     """
 
 
@@ -187,5 +206,7 @@ def crawl_finished(project: Project, spider: Spider, stats: Stats) -> Awaitable[
     :param project: The validated project.
     :param spider: The spider that ran.
     :param stats: The final counts: pages, items, errors by kind, elapsed time.
+    :returns: None, or the awaitable an ``async def`` implementation returns, which fw
+        awaits; any other value is ignored.
     """
 

@@ -22,7 +22,8 @@ def test_there_are_registry_and_event_hooks() -> None:
 
 
 @pytest.mark.parametrize("name", HOOKS)
-def test_hook_docstring_says_what_when_async_and_each_argument(name: str) -> None:
+def test_hook_docstring_says_what_when_async_each_argument_and_the_return_value(
+        name: str) -> None:
     hook = getattr(hookspecs, name)
     doc = inspect.getdoc(hook) or ""
     summary = doc.splitlines()[0] if doc else ""
@@ -31,6 +32,9 @@ def test_hook_docstring_says_what_when_async_and_each_argument(name: str) -> Non
     assert "async" in doc.lower(), f"{name}: does not say whether it may be async"
     for argument in inspect.signature(hook).parameters:
         assert f":param {argument}:" in doc, f"{name}: argument {argument} is undocumented"
+    returns = [line for line in doc.splitlines() if line.startswith(":returns: ")]
+    assert len(returns) == 1, f"{name}: no ':returns:' line saying what the return value means"
+    assert doc.index(":returns:") > doc.rindex(":param "), f"{name}: :returns: goes last"
 
 
 @pytest.mark.parametrize("name", HOOKS)
