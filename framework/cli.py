@@ -203,6 +203,8 @@ def _run(args: argparse.Namespace) -> int:
     prepared = runner.prepare(args.project, args.overrides, args.output,
                               retry_failed=args.retry_failed, fresh=args.fresh,
                               record=args.record, replay=args.replay)
+    if args.stats is not None:
+        _check_writable(args.stats, "--stats")
     log.info("%s: plugins: %s", prepared.project.name, ", ".join(
         f"{i.name}-{i.version}" if i.version else i.name for i in prepared.pm.infos()))
     try:
@@ -231,6 +233,22 @@ def _summarise(stats: Stats, path: Path | None) -> None:
         stats.save(path)
     except OSError as exc:
         raise CrawlAborted(f"--stats {path}: {exc.strerror or exc}") from exc
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Fail before the crawl, not after it, if ``path`` cannot be written."""
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except FileExistsError as exc:  # a file where a folder of the path should be
+        raise UsageError(f"{option} {path}: cannot write it: {exc.filename} is not a "
+                         "folder") from exc
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write it: {exc.strerror or exc}") from exc
+    if not existed:
+        path.unlink()  # written at the end; until then no empty file should suggest a result
 
 
 def _check(args: argparse.Namespace) -> int:

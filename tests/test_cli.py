@@ -257,3 +257,34 @@ async def test_log_format_and_file_are_taken_after_the_command(skipping: Path,
     assert result.returncode == 0, result.stderr
     logged = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert any(entry["message"].startswith("project: plugins: ") for entry in logged)
+
+
+@pytest.mark.parametrize("where", ["/proc/fw-stats.json", "a folder", "under a file"])
+async def test_an_unwritable_stats_path_fails_before_the_crawl(
+        where: str, site: tuple[Site, Path], tmp_path: Path) -> None:
+    state, project = site
+    state.release.set()
+    (tmp_path / "file").write_text("")
+    stats = {"a folder": str(tmp_path), "under a file": str(tmp_path / "file" / "s.json")}.get(
+        where, where)
+    result = await run_fw("run", str(project), "--stats", stats)
+    assert result.returncode == 2
+    reason = {"a folder": "Is a directory", "under a file": f"{tmp_path / 'file'} is not a "
+              "folder"}.get(where, "No such file or directory")
+    assert result.stderr.strip() == f"Error: --stats {stats}: cannot write it: {reason}"
+    assert state.hits == []  # checked before crawling
+
+
+async def test_a_stats_path_is_only_written_at_the_end(site: tuple[Site, Path],
+                                                       tmp_path: Path) -> None:
+    state, project = site
+    stats = tmp_path / "new" / "stats.json"
+    process = await start_fw("run", str(project), "--stats", str(stats))
+    async with asyncio.timeout(10):
+        await state.arrived.wait()
+    assert not stats.exists()  # the up-front check leaves no empty file behind
+    state.release.set()
+    async with asyncio.timeout(10):
+        await process.wait()
+    assert process.returncode == 0
+    assert json.loads(stats.read_text())["reason"] == "finished"
