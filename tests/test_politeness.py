@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -100,11 +101,16 @@ async def test_domain_overrides_set_each_hosts_concurrency(tmp_path: Path, serve
     gauge = Gauge()
     a = await serve(links_site(gauge), "127.0.0.1")
     b = await serve(links_site(gauge), "127.0.0.2")
-    path = project(tmp_path, [f"{a}/", f"{b}/"], "concurrency: {total: 8, per_domain: 3}\n"
-                   "domains:\n  '127.0.0.2': {concurrency: 1}\n  '*.0.0.9': {concurrency: 5}")
+    c = (await serve(links_site(gauge), "127.0.0.1")).replace("127.0.0.1", "localhost")
+    # 127.0.0.1 gets the longest pattern matching it, 127.0.0.2 its exact name (which beats
+    # any pattern), localhost the defaults.
+    path = project(tmp_path, [f"{a}/", f"{b}/", f"{c}/"],
+                   "concurrency: {total: 8, per_domain: 3}\ndomains:\n"
+                   "  '127.0.0.2': {concurrency: 1}\n  '127.0.0.*': {concurrency: 2}\n"
+                   "  '*.0.0.1': {concurrency: 4}")
     stats = await crawl(path)
-    assert stats.pages == 80
-    assert gauge.peak == {"127.0.0.1": 3, "127.0.0.2": 1}
+    assert stats.pages == 120
+    assert gauge.peak == {"127.0.0.1": 2, "127.0.0.2": 1, "localhost": 3}
 
 
 async def test_rate_caps_requests_per_second(tmp_path: Path, serve: Serve) -> None:
@@ -152,6 +158,30 @@ async def test_429s_slow_a_host_down_and_healthy_replies_speed_it_up(
     throttled = stats.to_dict()["throttled"]
     assert list(throttled) == ["127.0.0.1"] and throttled["127.0.0.1"] < 0.05  # recovered
     assert any(line.startswith("throttled: 127.0.0.1 ") for line in stats.summary())
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_with_throttling_off_429_and_503_do_not_slow_a_host_down(
+        tmp_path: Path, serve: Serve, status: int) -> None:
+    starts: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        starts.append(asyncio.get_running_loop().time())
+        if request.path.startswith("/busy"):
+            return web.Response(status=status)  # no Retry-After: only throttling would wait
+        n = int(request.path.strip("/") or 0)
+        return page(f"/{n + 1}") if n < 4 else page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    path = project(tmp_path, [*(f"{base}/busy{n}" for n in range(4)), f"{base}/"],
+                   "throttle: false\nretries: 0\nconcurrency: {total: 1, per_domain: 1}")
+    stats = await crawl(path)
+    assert stats.errors == {f"http_{status}": 4} and stats.pages == 9
+    # Throttling would have waited at least 0.25 + 0.5 + 1 + 2 s after these four.
+    assert starts[-1] - starts[0] < 1.0
+    assert stats.to_dict()["throttled"] == {}
 
 
 async def test_retry_after_pauses_the_whole_host(tmp_path: Path, serve: Serve) -> None:
@@ -254,6 +284,35 @@ async def test_a_missing_or_failing_robots_txt_allows_the_crawl(
     base = await serve(robots_site(answer, hits))
     stats = await crawl(project(tmp_path, [f"{base}/"], "retries: 0"), "robots=obey")
     assert hits["/private/x"] == 1 and stats.filtered["robots"] == 0
+    assert stats.to_dict()["robots"] == {"fetched": 1, "crawl_delay": {}}
+
+
+@pytest.mark.parametrize("failure", ["timeout", "refused"])
+async def test_a_robots_txt_that_times_out_or_is_refused_allows_the_crawl(
+        tmp_path: Path, serve: Serve, failure: str) -> None:
+    hits: Counter[str] = Counter()
+    never = asyncio.Event()
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    async def handler(request: web.Request) -> web.Response:
+        hits[request.path] += 1
+        if request.path != "/robots.txt":
+            return page("/private/x", "/public/1")
+        if failure == "timeout":
+            await never.wait()
+        raise web.HTTPMovedPermanently(f"{dead}/robots.txt")  # moved where nothing listens
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    try:
+        stats = await crawl(project(tmp_path, [f"{base}/"], "timeout: 0.3"), "robots=obey")
+    finally:
+        never.set()
+    assert hits == {"/robots.txt": 1, "/": 1, "/private/x": 1, "/public/1": 1}
+    assert stats.errors == {} and stats.filtered["robots"] == 0
     assert stats.to_dict()["robots"] == {"fetched": 1, "crawl_delay": {}}
 
 
