@@ -3,7 +3,8 @@
 Both fetch a single URL with the project's headers, cookies, timeout and middlewares —
 following redirects, ignoring robots.txt and politeness, since a person asked for this
 one page — and then either run one spider callback on the response and print what it
-yields, or open an interactive session with the response at hand.
+yields, or open an interactive session with the response at hand. With no project file
+fw's defaults apply; ``fw shell URL`` needs no spider at all.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from framework.components import Components, assemble
+from framework.components import assemble, middlewares
 from framework.downloader import Downloader, DownloadSettings
-from framework.errors import CrawlAborted, FetchError, UsageError
+from framework.errors import CrawlAborted, FetchError, ProjectError, UsageError
 from framework.http import Request, Response
-from framework.middleware import chain
+from framework.middleware import Middleware, chain
+from framework.parsers import Parsers
 from framework.project import Project, load_project
 from framework.responses import redirect_of
 from framework.runner import load_plugins
-from framework.spider import Outcome, run_callback
+from framework.spider import Outcome, Spider, run_callback
 from framework.urls import Offsite, unfetchable
 
 __all__ = ["Probe", "format_outcome", "parse", "shell"]
@@ -35,34 +37,45 @@ __all__ = ["Probe", "format_outcome", "parse", "shell"]
 
 @dataclass(frozen=True)
 class Probe:
-    """A project's settings and spider, ready to fetch single pages."""
+    """A project's settings, middlewares and spider (if any), ready to fetch single pages."""
 
     project: Project
-    components: Components
+    spider: Spider | None
+    middlewares: tuple[Middleware, ...]
+    parsers: Parsers
 
     @classmethod
     def load(cls, url: str, spider: str | None, project_file: Path | None,
              overrides: Sequence[str] = ()) -> Probe:
-        """Use the project file's settings if given, else defaults; ``spider`` overrides."""
+        """Use the project file's settings if given, else defaults; ``spider`` overrides.
+
+        With neither a project nor a spider there is no spider: enough for ``fw shell``.
+        """
         if unfetchable(url):
             raise UsageError(f"{url}: not an http(s) URL")
         if project_file is not None:
-            project = load_project(project_file, [*overrides, *_spider(spider)])
-        elif spider is None:
-            raise UsageError("name a spider (--spider NAME) or a project (--project FILE)")
-        else:
-            project = Project(spider=spider, name="probe")
+            return cls._build(load_project(project_file, [*overrides, *_spider(spider)]))
+        try:
+            return cls._build(Project(spider=spider or "", name="probe"))
+        except ProjectError as exc:  # no file of the user's to point at: name what was given
+            raise _without_project(spider, exc) from exc
+
+    @classmethod
+    def _build(cls, project: Project) -> Probe:
         project, pm, registry = load_plugins(project)
+        if not project.spider:
+            return cls(project, None, middlewares(project, registry), registry.parsers)
         names = [name for name, _ in pm.list_name_plugin() if name]
-        return cls(project, assemble(project, registry, names))
+        components = assemble(project, registry, names)
+        return cls(project, components.spider, components.middlewares, components.parsers)
 
     async def fetch(self, url: str) -> Response:
         """Fetch ``url``, following redirects; raise ``FetchError`` if that fails."""
         project = self.project
         settings = DownloadSettings(1, project.timeout, project.max_response_size,
                                     project.headers, project.cookies)
-        async with Downloader(settings, self.components.parsers) as downloader:
-            fetch = chain(self.components.middlewares, downloader.fetch)
+        async with Downloader(settings, self.parsers) as downloader:
+            fetch = chain(self.middlewares, downloader.fetch)
             request: Request | None = Request(url)
             while request is not None:
                 response = await fetch(request)
@@ -75,11 +88,25 @@ def _spider(name: str | None) -> list[str]:
     return [f"spider={name}"] if name else []
 
 
+def _without_project(spider: str | None, error: ProjectError) -> ProjectError:
+    """Say what is wrong in terms of the command line, not of a project file never given."""
+    given = f"--spider {spider}" if spider else "no project file"
+    if error.key == "spider":
+        return ProjectError(given, "", error.message)
+    return ProjectError(given, error.key, f"{error.message}; give the options with "
+                        "-p PROJECT.yaml")
+
+
 def parse(probe: Probe, url: str, callback: str | None) -> Outcome:
     """Fetch ``url`` and run the spider's ``callback`` (default ``parse``) on it."""
+    spider = probe.spider
+    if spider is None:
+        raise UsageError("fw parse needs a spider: name one (--spider NAME) or a project "
+                         "(-p PROJECT.yaml)")
+
     async def run() -> Outcome:
         response = await probe.fetch(url)
-        return await run_callback(probe.components.spider, callback, response)
+        return await run_callback(spider, callback, response)
 
     try:
         return asyncio.run(run())
@@ -118,10 +145,11 @@ def shell(probe: Probe, url: str) -> None:
     except FetchError as exc:
         raise CrawlAborted(f"{url}: {exc.kind}: {exc}") from exc
     names: dict[str, Any] = {"response": response, "request": response.request,
-                             "spider": probe.components.spider,
+                             "spider": probe.spider,
                              "fetch": lambda other: asyncio.run(probe.fetch(other))}
     banner = (f"fw shell: {response.status} {response.url} ({len(response.body)} bytes)\n"
-              "response.css(...), response.xpath(...), response.text, fetch(url), spider")
+              "response.css(...), response.xpath(...), response.text, fetch(url)"
+              + (f", spider ({probe.spider.name})" if probe.spider else ""))
     if importlib.util.find_spec("IPython") is None or not sys.stdin.isatty():
         code.interact(banner=banner, local=names, exitmsg="")
         return

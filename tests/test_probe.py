@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import Completed, Serve, fw_command, run_fw, write_project
+from tests.distributions import fake_distribution, on_path
 
 SPIDER = '''
 from framework import Request, Spider, hookimpl
@@ -99,6 +100,53 @@ async def test_shell_runs_code_with_the_response_at_hand(project: tuple[str, Pat
     assert done.returncode == 0, done.stderr
     assert "200 Page /a" in done.stdout and "Page /c" in done.stdout
     assert f"fw shell: 200 {base}/a" in done.stderr
+
+
+async def test_shell_needs_no_spider_and_no_ipython(project: tuple[str, Path]) -> None:
+    base, _ = project
+    script = ('print(response.status, response.css("h1::text").get(), spider)\n'
+              'import sys; print("IPython loaded:", "IPython" in sys.modules)\n')
+    done = await shell(script, f"{base}/plain")
+    assert done.returncode == 0, done.stderr
+    shown = [line.removeprefix(">>> ") for line in done.stdout.splitlines()]  # the prompts
+    assert shown == ["200 Page /plain None", "IPython loaded: False", ""]
+    assert done.stderr.startswith(f"fw shell: 200 {base}/plain (")
+    assert "spider" not in done.stderr.splitlines()[1]
+
+
+PROBESHOP = """
+    from framework import Spider, hookimpl
+
+    class ProbeShop(Spider):
+        name = "probeshop"
+
+        def parse(self, response):
+            yield {"title": response.css("h1::text").get()}
+            yield response.follow("/next")
+
+    @hookimpl
+    def register_spiders(register):
+        register(ProbeShop)
+    """
+
+
+async def test_parse_with_an_installed_spider_needs_no_project(
+        project: tuple[str, Path], tmp_path: Path) -> None:
+    base, _ = project
+    site = fake_distribution(tmp_path / "site", "fw-probeshop", "1.0", "probeshop",
+                             "fw_probeshop", PROBESHOP)
+    done = await run_fw("parse", f"{base}/old", "--spider", "probeshop", env=on_path(site))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "# items (1)", json.dumps({"title": "Page /a"}), "# requests (1)", f"GET {base}/next"]
+    assert SEEN_HEADERS == ["", ""]  # fw's defaults: no project, no X-Team header
+
+
+async def test_a_spider_that_needs_options_without_a_project_names_the_flag() -> None:
+    done = await run_fw("parse", "http://127.0.0.1:9/", "--spider", "rules")
+    assert done.returncode == 2
+    assert done.stderr == ("Error: --spider rules: rules.items: required key is missing; "
+                           "give the options with -p PROJECT.yaml\n")
 
 
 async def shell(script: str, *args: str) -> Completed:
