@@ -1,0 +1,83 @@
+"""A plugin calling ``sys.exit()`` while fw loads it: one line naming it and exit 2, not silence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_fw, write_project
+from tests.distributions import fake_distribution, on_path
+
+SHOP = '''
+from framework import Spider, hookimpl
+
+class Shop(Spider):
+    name = "shop"
+
+@hookimpl
+def register_spiders(register):
+    register(Shop)
+'''
+
+ADVICE = "while loading; a plugin should raise an exception instead"
+
+
+def project_with(tmp_path: Path, plugin: str) -> Path:
+    (tmp_path / "shop.py").write_text(SHOP, encoding="utf-8")
+    return write_project(tmp_path, f"""
+        spider: shop
+        start_urls: [http://127.0.0.1:9/]
+        plugins:
+          - ./shop.py
+          - {plugin}
+        """)
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_a_plugin_file_exiting_at_import_is_located(command: str, tmp_path: Path) -> None:
+    (tmp_path / "exits.py").write_text("import sys\n\nsys.exit(3)\n", encoding="utf-8")
+    project = project_with(tmp_path, "./exits.py")
+    result = await run_fw(command, str(project))
+    assert result.returncode == 2
+    assert result.stderr == (f"Error: {project}:5: plugins[1]: ./exits.py called sys.exit(3) "
+                             f"{ADVICE}\n")
+
+
+async def test_argparse_in_a_plugin_file_is_located(tmp_path: Path) -> None:
+    # argparse exits from its own code; the plugin's frame in between names the plugin.
+    (tmp_path / "cli.py").write_text(
+        "import argparse\n\nargparse.ArgumentParser(prog='cli').parse_args(['--bogus'])\n",
+        encoding="utf-8")
+    project = project_with(tmp_path, "./cli.py")
+    result = await run_fw("check", str(project))
+    assert result.returncode == 2
+    *printed_by_argparse, last = result.stderr.splitlines()
+    assert "unrecognized arguments: --bogus" in printed_by_argparse[-1]
+    assert last == f"Error: {project}:5: plugins[1]: ./cli.py called sys.exit(2) {ADVICE}"
+
+
+async def test_a_plugin_module_exiting_in_a_registry_hook_is_located(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "team_exit").mkdir(parents=True)
+    (site / "team_exit" / "__init__.py").write_text(
+        "import sys\nfrom framework import hookimpl\n\n@hookimpl\n"
+        "def register_spiders(register):\n    sys.exit('no config')\n", encoding="utf-8")
+    project = project_with(tmp_path, "team_exit")
+    result = await run_fw("check", str(project), env=on_path(site))
+    assert result.returncode == 2
+    assert result.stderr == (f"Error: {project}:5: plugins[1]: team_exit called "
+                             f"sys.exit('no config') {ADVICE}\n")
+
+
+async def test_an_installed_plugin_exiting_is_named_with_its_distribution(
+        tmp_path: Path) -> None:
+    site = fake_distribution(tmp_path, "fw-quits", "1.0", "quits", "fw_quits", """
+        import sys
+
+        sys.exit()
+        """)
+    result = await run_fw("plugins", env=on_path(site))
+    assert result.returncode == 2
+    assert result.stderr == (f"Error: plugin 'quits' (from fw-quits 1.0) called sys.exit() "
+                             f"{ADVICE}\n")
