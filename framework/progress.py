@@ -2,12 +2,17 @@
 
 The engine hands out a ``Snapshot`` of its counters on request; this module only reads
 snapshots, so that showing progress can never change what the crawl does.
+
+``FW_PROGRESS_INTERVAL`` sets the seconds between two log lines (default 10): more for
+quieter logs of a long crawl, less to watch a short one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +24,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from framework.errors import UsageError
+
 __all__ = ["Mode", "Progress", "Snapshot"]
 
 log = logging.getLogger("fw")
@@ -28,6 +35,8 @@ Mode = Literal["live", "log", "off"]
 
 #: Seconds between two log lines when stderr is not a terminal.
 LOG_INTERVAL = 10.0
+#: Seconds between two redraws of the live panel.
+_REDRAW = 0.25
 #: Hosts shown as slowed down, at most.
 _SLOW_SHOWN = 5
 
@@ -68,8 +77,10 @@ class Progress:
     """Report ``sample()`` every so often, in the chosen ``mode``, until cancelled."""
 
     def __init__(self, sample: Callable[[], Snapshot], mode: Mode, name: str,
-                 interval: float = LOG_INTERVAL) -> None:
-        self._sample, self.mode, self._name, self._interval = sample, mode, name, interval
+                 interval: float | None = None) -> None:
+        """``interval`` defaults to ``FW_PROGRESS_INTERVAL``, else ``LOG_INTERVAL``."""
+        self._sample, self.mode, self._name = sample, mode, name
+        self._interval = log_interval() if interval is None else interval
 
     async def run(self) -> None:
         """Report until cancelled (the runner cancels it when the crawl ends)."""
@@ -80,8 +91,10 @@ class Progress:
         elif self.mode == "live":
             with self._live() as live:
                 while True:
-                    live.update(panel(self._name, self._sample()))
-                    await asyncio.sleep(0.25)
+                    # Live's own refresh thread is off: the panel is redrawn here, on a
+                    # new snapshot, so every update must ask for the redraw.
+                    live.update(panel(self._name, self._sample()), refresh=True)
+                    await asyncio.sleep(_REDRAW)
 
     @contextmanager
     def _live(self) -> Iterator[Live]:
@@ -97,6 +110,20 @@ class Progress:
                 yield live
         finally:
             root.handlers = saved
+
+
+def log_interval() -> float:
+    """Return the seconds between log lines: ``FW_PROGRESS_INTERVAL``, else the default."""
+    text = os.environ.get("FW_PROGRESS_INTERVAL", "").strip()
+    if not text:
+        return LOG_INTERVAL
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"FW_PROGRESS_INTERVAL={text}: expected a number of seconds above 0")
+    return seconds
 
 
 def panel(name: str, snap: Snapshot) -> Group:
