@@ -31,19 +31,27 @@ silently. Send a browser ``User-Agent`` and keep ``delay:`` at a second or more,
 
 Links are followed as the page gives them, never rebuilt from a host name, so the spider
 works as well against a mirror or a local test server.
+
+Its section of the project file takes one option (``DoubanOptions``)::
+
+    douban:
+      subjects: false   # export the listing's fields only: one request per listing, and
+                        # poster, rating, year null and directors empty (default: true)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TypedDict
 
 from parsel import Selector
 
-from framework import Blocked, FetchError, Request, Response, Spider, hookimpl
+from framework import Blocked, FetchError, Request, Response, Spider, hookimpl, option
 
-__all__ = ["DoubanSpider", "Film", "Listed", "SubjectDetails", "register_spiders"]
+__all__ = ["DoubanOptions", "DoubanSpider", "Film", "Listed", "SubjectDetails",
+           "register_spiders"]
 
 # A listing's li.dt entries are told apart by what they hold, not by position: the want
 # count is sometimes missing (爱无痕 in the March 2019 listing), which shifts positions.
@@ -89,12 +97,27 @@ def _unknown() -> SubjectDetails:
     return {"poster": None, "rating": None, "year": None, "directors": []}
 
 
+@dataclass(frozen=True)
+class DoubanOptions:
+    """The ``douban:`` section of a project file; a misspelt key is an error, not ignored."""
+
+    subjects: bool = option(True, doc="Follow each film to its subject page for poster, "
+                            "rating, year and directors; false exports the listing's fields "
+                            "only (those four null or empty): one request per listing.")
+
+
 class DoubanSpider(Spider):
     """Crawl Douban's coming-soon listings and each film's subject page."""
 
     name = "douban"
+    Options = DoubanOptions
+    options: DoubanOptions
 
-    def parse(self, response: Response) -> Iterator[Request]:
+    def __init__(self, options: DoubanOptions | None = None, *,
+                 start_urls: Iterable[str] = ()) -> None:
+        super().__init__(options or DoubanOptions(), start_urls=start_urls)
+
+    def parse(self, response: Response) -> Iterator[Request | Film]:
         """Follow every film on a coming-soon listing to its subject page."""
         _check_listing(response)
         films = response.css("#showing-soon > div.item")
@@ -106,6 +129,9 @@ class DoubanSpider(Spider):
             if listed is None:
                 self.logger.warning("%s: skipped a film without a subject link: %s",
                                     response.url, _snippet(film))
+                continue
+            if not self.options.subjects:
+                yield _film(listed, _unknown())
                 continue
             yield response.follow(href, callback=self.parse_subject,
                                   errback=self.subject_failed, meta={"film": listed})

@@ -331,3 +331,28 @@ async def test_fw_run_reports_login_walls_served_with_200(tmp_path: Path, serve:
     assert len(items) == FILMS_MARCH
     assert next(i for i in items if i["id"] == "30474016") == \
         listed(base, "30474016") | NO_SUBJECT
+
+
+async def test_fw_run_with_subjects_false_exports_the_listings_only(tmp_path: Path,
+                                                                    serve: Serve) -> None:
+    hits: dict[str, int] = {}
+    base = await start_douban(serve, hits=hits)
+    result, items, stats = await run_douban(tmp_path, base, ["chengdu"],
+                                            "-s", "douban.subjects=false")
+    assert result.returncode == 0, result.stderr
+    assert len(items) == stats["items"] == FILMS_MARCH
+    assert hits == {"/cinema/later/chengdu/": 1}  # no subject page was fetched
+    by_id = {item["id"]: item for item in items}
+    for subject_id in ("27624661", "26715636", "30474016"):
+        assert by_id[subject_id] == listed(base, subject_id) | NO_SUBJECT
+
+
+async def test_a_misspelt_douban_option_is_a_located_error(tmp_path: Path) -> None:
+    project = tmp_path / "douban.yaml"
+    project.write_text(PROJECT.read_text(encoding="utf-8") + "douban:\n  subject: false\n",
+                       encoding="utf-8")
+    lines = project.read_text(encoding="utf-8").count("\n")
+    result = await run_fw("check", str(project))
+    assert result.returncode == 2
+    assert result.stderr == (f"Error: {project}:{lines}: douban.subject: unknown key (did you "
+                             "mean 'subjects'?)\n")
