@@ -2,7 +2,7 @@
 
 The files come from ``framework/templates/``: ``project/`` or ``plugin/``, plus
 ``common/`` (saved pages for the generated tests). Each ``*.tmpl`` file is filled in with
-``string.Template`` (``$name``, ``$Name``, ``$fw_version``, ``$api_version``), and
+``string.Template`` (``$name``, ``$Name``, ``$dist``, ``$fw_version``, ``$api_version``), and
 ``NAME`` in a path becomes the name.
 """
 
@@ -29,11 +29,12 @@ def new(kind: Literal["project", "plugin"], name: str, where: Path) -> Path:
     if not _NAME.match(name):
         raise UsageError(f"fw new {kind} {name}: a name is lower-case letters, digits and _, "
                          "starting with a letter (it becomes a Python name)")
-    target = where / (name if kind == "project" else f"fw-{name.replace('_', '-')}")
+    dist = f"fw-{name.replace('_', '-')}"  # the distribution's name, as pip spells it
+    target = where / (name if kind == "project" else dist)
     if target.exists():
         raise UsageError(f"fw new {kind} {name}: {target} already exists")
     values = {"name": name, "Name": "".join(p.title() for p in name.split("_")),
-              "fw_version": __version__, "api_version": str(API_VERSION)}
+              "dist": dist, "fw_version": __version__, "api_version": str(API_VERSION)}
     templates = files("framework") / "templates"
     for part in (kind, "common"):
         _copy(templates / part, target, values)

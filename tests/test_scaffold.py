@@ -7,7 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
+import venv
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import run_fw
 
@@ -32,24 +36,58 @@ async def test_a_new_project_checks_and_passes_its_own_test(tmp_path: Path) -> N
     assert "1 passed" in tested.stdout
 
 
-async def test_a_new_plugin_installs_is_listed_and_passes_its_own_tests(
+def throwaway_venv(where: Path) -> Path:
+    """Create a venv that installs into itself but sees this one's packages; return python.
+
+    ``--system-site-packages`` would show the base interpreter's packages, not those of the
+    venv running the tests, so a ``.pth`` line adds this venv's site-packages (with its
+    ``.pth`` files, among them fw's own editable install): fw, pytest and pip are there,
+    and nothing is fetched from the network.
+    """
+    try:
+        venv.EnvBuilder(with_pip=False).create(where)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot create a virtual environment here: {exc}")
+    python = where / "bin" / "python"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path("
+                          "'purelib'))"], capture_output=True, text=True, check=True)
+    parent = sysconfig.get_path("purelib")
+    (Path(own.stdout.strip()) / "fw_tests_parent.pth").write_text(
+        f"import site; site.addsitedir({parent!r})\n", encoding="utf-8")
+    return python
+
+
+def run(*command: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+async def test_a_new_plugin_passes_its_own_tests_right_after_pip_install_e(
         tmp_path: Path) -> None:
     made = await run_fw("new", "plugin", "shop_news", "-d", str(tmp_path))
     assert made.returncode == 0, made.stderr
     package = tmp_path / "fw-shop-news"
-    site = tmp_path / "site"
-    await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                         "--no-build-isolation", "--target", str(site), str(package)],
-        check=True, capture_output=True, timeout=120)
-    path = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site),
-                                                         os.environ.get("PYTHONPATH")]))}
-    listed = await run_fw("plugins", "--json", env=path)
+    python = await asyncio.to_thread(throwaway_venv, tmp_path / "venv")
+    # As the README says, offline: the build backend and fw come from this environment.
+    installed = await asyncio.to_thread(
+        run, python, "-m", "pip", "install", "--quiet", "--no-index", "--no-build-isolation",
+        "-e", f"{package}[test]")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    listed = await asyncio.to_thread(run, python, "-m", "framework", "plugins", "--json")
     plugin = next(p for p in json.loads(listed.stdout) if p["name"] == "shop_news")
+    assert (plugin["distribution"], plugin["version"]) == ("fw-shop-news", "0.1.0")
     assert plugin["provides"] == {"spiders": ["shop_news"], "exporters": ["shop_news"]}
-    tested = await asyncio.to_thread(pytest_in, package, path)
+    tested = await asyncio.to_thread(run, python, "-m", "pytest", "-q", "-p",
+                                     "no:cacheprovider", cwd=package)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "2 passed" in tested.stdout
+    # Editable: a change to the source is what the next crawl runs, with no reinstall.
+    module = package / "src" / "fw_shop_news" / "__init__.py"
+    module.write_text(module.read_text(encoding="utf-8").replace(
+        'name = "shop_news"', 'name = "shop_news_v2"'), encoding="utf-8")
+    relisted = await asyncio.to_thread(run, python, "-m", "framework", "plugins", "--json")
+    plugin = next(p for p in json.loads(relisted.stdout) if p["name"] == "shop_news")
+    assert plugin["provides"]["spiders"] == ["shop_news_v2"]
 
 
 async def test_bad_names_and_existing_folders_are_usage_errors(tmp_path: Path) -> None:
