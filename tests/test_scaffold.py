@@ -80,7 +80,7 @@ async def test_a_new_plugin_passes_its_own_tests_right_after_pip_install_e(
     tested = await asyncio.to_thread(run, python, "-m", "pytest", "-q", "-p",
                                      "no:cacheprovider", cwd=package)
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "2 passed" in tested.stdout
+    assert "3 passed" in tested.stdout
     # Editable: a change to the source is what the next crawl runs, with no reinstall.
     module = package / "src" / "fw_shop_news" / "__init__.py"
     module.write_text(module.read_text(encoding="utf-8").replace(
