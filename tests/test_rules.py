@@ -16,7 +16,8 @@ from framework.cli import main
 from framework.parsers import parse_html
 from framework.runner import prepare
 from plugins import rules
-from plugins.rules import _TYPES, FieldType, RulesSpider
+from plugins.rules import RulesSpider
+from plugins.rules_values import TYPES, FieldType
 from tests.conftest import FIXTURES, Serve, crawl, read_jsonl, run_fw, write_project
 
 QUOTES_SITE = FIXTURES / "quotes"
@@ -273,7 +274,7 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
 
 
 def test_every_type_has_a_converter() -> None:
-    assert set(_TYPES) == set(get_args(FieldType))
+    assert set(TYPES) == set(get_args(FieldType))
 
 
 def test_defaults_are_fresh_for_every_item(tmp_path: Path) -> None:
