@@ -6,14 +6,22 @@ plugin's parser for the same media type replaces these.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from lxml import etree, html  # type: ignore[import-untyped]  # no stubs installed
 from parsel import Selector
 
 from framework.hookspecs import hookimpl
 from framework.http import Parser, Response
 
-__all__ = ["Parsers", "register_parsers"]
+__all__ = ["Parsers", "html_root", "register_parsers"]
+
+log = logging.getLogger("fw")
+
+_RESOURCE_LIMIT = etree.ErrorTypes.ERR_RESOURCE_LIMIT
+_ENCODING_ERRORS = frozenset({etree.ErrorTypes.ERR_INVALID_CHAR,
+                              etree.ErrorTypes.ERR_INVALID_ENCODING})
 
 
 class Parsers:
@@ -44,13 +52,46 @@ class Parsers:
 def parse_html(response: Response) -> Selector:
     """Parse HTML leniently with lxml, as browsers do with broken markup.
 
-    A UTF-8 page is parsed from its bytes: decoding it to text only for parsel to encode
-    it back would cost a tenth of the parse.
+    A UTF-8 page is parsed from its bytes: decoding it to text only for lxml to encode it
+    back would cost a tenth of the parse.
     """
     body = response.utf8_body
-    if body:  # parsel wants text for an empty page
-        return Selector(body=body, encoding="utf-8", type="html", base_url=response.url)
-    return Selector(text=response.text, type="html", base_url=response.url)
+    if body is None:
+        body = response.text.strip().encode("utf-8")
+    return Selector(root=html_root(body, response.url), type="html")
+
+
+def html_root(body: bytes, url: str) -> etree._Element:
+    """Build the tree of a UTF-8 HTML document, as parsel does, but to any depth.
+
+    libxml2 stops building a tree 2,048 elements deep (even with ``huge_tree``) and
+    silently drops the rest of the page, links and all; it notes that as its last error.
+    Such a page is parsed again by a parser feeding a tree builder, which has no depth
+    limit but takes four times as long, and makes plain ``lxml.etree`` elements rather
+    than ``lxml.html`` ones. Checking the last error costs nothing on other pages.
+    """
+    body = body.replace(b"\x00", b"").strip() or b"<html/>"
+    parser = html.HTMLParser(recover=True, encoding="utf-8", huge_tree=True)
+    try:
+        root = etree.fromstring(body, parser=parser, base_url=url)
+    except etree.XMLSyntaxError:
+        if not _bad_bytes(parser):
+            raise
+        root = None
+    if _bad_bytes(parser):  # lxml keeps invalid UTF-8 in the tree, which reading then raises
+        return html_root(body.decode("utf-8", "replace").encode("utf-8"), url)
+    last = parser.error_log.last_error
+    if last is not None and last.type == _RESOURCE_LIMIT:
+        log.debug("%s is nested too deep for lxml's tree: parsed again without limits", url)
+        deep = etree.HTMLParser(target=etree.TreeBuilder(), encoding="utf-8", huge_tree=True)
+        root = etree.fromstring(body, parser=deep)
+    if root is None:  # nothing but comments or whitespace
+        root = etree.fromstring(b"<html/>", parser=parser, base_url=url)
+    return root
+
+
+def _bad_bytes(parser: etree.HTMLParser) -> bool:
+    return any(error.type in _ENCODING_ERRORS for error in parser.error_log)
 
 
 def parse_xml(response: Response) -> Selector:
