@@ -123,7 +123,9 @@ def crawl_started(project: Project, spider: Spider) -> Awaitable[None] | None:
     May be async.
 
     :param project: The validated project; ``project.section(name)`` gives a plugin its
-        own options.
+        own options: the built ``Options`` object when the plugin module declares one,
+        or None when the section is left out and some key of it has no default (a
+        plugin not used by this crawl need not be configured).
     :param spider: The spider instance that will parse the pages.
     :returns: None, or the awaitable an ``async def`` implementation returns, which fw
         awaits; any other value is ignored.
