@@ -49,6 +49,7 @@ from framework.politeness import Politeness, Throttler
 from framework.progress import Snapshot
 from framework.project import Project
 from framework.recording import Recorder, Replayer
+from framework.reports import Reporter, spider_origin
 from framework.responses import check_status, redirect_of
 from framework.retry import RetryPolicy
 from framework.robots import Robots
@@ -60,9 +61,6 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("fw")
 
-#: Failures of code rather than of the network: logged as errors, with a traceback at debug.
-_CODE_FAILURES = frozenset({"spider_error", "plugin_error", "item_error", "internal_error",
-                            "blocked"})
 _SEED_BATCH = 100
 #: Raw URLs remembered as already queued, so that a link seen again skips canonicalising
 #: and fingerprinting; past this many the memo starts over (the frontier still dedups).
@@ -94,10 +92,12 @@ class Engine:
         self._fetcher = fetcher
         self._record, self._replay = record, replay
         self._seeds, self._failures = seeds, failures
-        self._events = Events(pm, self._plugin_failed)
+        self._reporter = Reporter(self.stats, self.spider, spider_origin(pm, self.spider))
+        self._events = Events(pm, self._reporter.plugin_failed)
+        self._reporter.crawl_error = self._events.crawl_error
         self._items = ItemPipeline(components.exporters, self._events.item_scraped, self.stats,
                                    self.spider, max_items=project.max_items,
-                                   report=self._report, stop=self.stop)
+                                   report=self._reporter.report, stop=self.stop)
         self._commits = Committer(self._frontier, self._items, self.stats)
         self._offsite = Offsite(project.allowed_domains or ())
         self._retry = RetryPolicy(project.retries, project.backoff.base, project.backoff.max)
@@ -248,9 +248,10 @@ class Engine:
                 if self._stopping is not None:
                     break
                 if not isinstance(request, Request):
-                    await self._report(TypeError(), "spider_error", None,
-                                       f"spider {self.spider.name}: start_requests yielded "
-                                       f"{type(request).__name__}; expected a Request")
+                    await self._reporter.report(TypeError(), "spider_error", None,
+                                                f"spider {self.spider.name}: start_requests "
+                                                f"yielded {type(request).__name__}; expected "
+                                                "a Request")
                     continue
                 batch.append(request)
                 if len(batch) >= _SEED_BATCH:
@@ -261,7 +262,7 @@ class Engine:
         except CloseSpider as exc:
             self.stop(f"closed by spider: {exc.reason}")
         except Exception as exc:
-            await self._spider_error(exc, None, "start_requests")
+            await self._reporter.spider_error(exc, None, "start_requests")
         finally:
             self._active -= 1
             self._idle.wake_all()  # if nothing was seeded, workers must see the crawl end
@@ -464,7 +465,7 @@ class Engine:
                            request.replace(retries=request.retries + 1), delay)
         if error.redirect_to:
             self.stats.redirected(lease.host, host_of(error.redirect_to))
-        await self._report(error, error.kind, request, str(error))
+        await self._reporter.report(error, error.kind, request, str(error))
         if self._failures is not None:
             self._failures.record(request, error.kind, str(error))
         items: list[dict[str, Any]] = []
@@ -488,49 +489,12 @@ class Engine:
         """Run a spider callback, report what went wrong in it, and return what it found."""
         outcome = await run_callback(self.spider, name, *args)
         for kind, error, message in outcome.problems:
-            await self._report(error, kind, request, message)
+            await self._reporter.report(error, kind, request, message)
             if self._failures is not None and isinstance(args[0], Response):
                 self._failures.record(request, kind, message)  # the page's output is lost
         if outcome.close is not None:
             self.stop(f"closed by spider: {outcome.close}")
         return outcome.items, outcome.requests
-
-    # ---------------------------------------------------------------------------------------
-    # Failures
-    # ---------------------------------------------------------------------------------------
-
-    async def _spider_error(self, error: Exception, request: Request | None,
-                            callback: str) -> None:
-        message = f"spider {self.spider.name}: {callback} raised {type(error).__name__}: {error}"
-        await self._report(error, "spider_error", request, message)
-
-    async def _plugin_failed(self, plugin: str, hook: str, error: Exception,
-                             kwargs: dict[str, Any]) -> None:
-        request = kwargs.get("request") or getattr(kwargs.get("response"), "request", None)
-        message = f"plugin '{plugin}': {hook} raised {type(error).__name__}: {error}"
-        if hook == "crawl_error":  # reporting it through crawl_error again could loop
-            log.error("plugin_error: %s%s", message, _at(request))
-            return
-        await self._report(error, "plugin_error", request, message)
-
-    async def _report(self, error: BaseException, kind: str, request: Request | None,
-                      message: str) -> None:
-        """Count a failure, log it on one line, and tell the ``crawl_error`` hook.
-
-        Failures of code (spiders, plugins) are errors with a traceback at debug level;
-        failures of the network or the server are warnings.
-        """
-        self.stats.errors[kind] += 1
-        if kind == "blocked":
-            self.stats.blocked_pages.append(request.url if request else "")
-        if kind in _CODE_FAILURES:
-            debug = log.isEnabledFor(logging.DEBUG)
-            log.error("%s: %s%s", kind, message, _at(request), exc_info=error if debug else None)
-        else:
-            log.warning("%s: %s%s", kind, message, _at(request))
-        if self._events.crawl_error:
-            await self._events.crawl_error(error=error, kind=kind, request=request,
-                                           spider=self.spider)
 
 
 def _user_agent(project: Project) -> str:
@@ -539,10 +503,6 @@ def _user_agent(project: Project) -> str:
         if name.lower() == "user-agent":
             return value
     return DEFAULT_HEADERS["User-Agent"]
-
-
-def _at(request: Request | None) -> str:
-    return f" ({request.url})" if request else ""
 
 
 def _deeper(requests: list[Request], parent: Request) -> list[Request]:

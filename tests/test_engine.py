@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import socket
+import types
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from framework.plugins import make_plugin_manager
+from framework.reports import spider_origin
+from framework.spider import Spider
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 
 SPIDER = '''
@@ -568,3 +573,48 @@ def register_spiders(register):
         ("POST", "/form", b"q=1"), ("GET", "/done", b""),
         ("POST", "/moved", b"q=1"), ("GET", "/done2", b""),
         ("POST", "/keep", b"q=1"), ("POST", "/kept", b"q=1")])
+
+
+RAISING = '''
+from framework import Spider, hookimpl
+
+class Raising(Spider):
+    name = "raising"
+
+    def parse(self, response):
+        raise ValueError("boom")
+
+@hookimpl
+def register_spiders(register):
+    register(Raising)
+'''
+
+
+async def test_a_spider_error_names_the_plugin_the_spider_comes_from(
+        tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
+    app = web.Application()
+    app.router.add_get("/", static())
+    base = await serve(app)
+    (tmp_path / "raising.py").write_text(RAISING, encoding="utf-8")
+    project = write_project(tmp_path, f"spider: raising\nstart_urls: [{base}/]\n"
+                            "plugins: [./raising.py]\nrobots: ignore\n")
+    caplog.set_level(logging.ERROR, logger="fw")
+    stats = await crawl(project)
+    assert stats.errors == {"spider_error": 1}
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"spider_error: spider raising: parse raised ValueError: boom ({base}/); in " \
+           "plugin 'raising.py'" in messages
+
+
+def test_a_spider_defined_in_a_plugin_package_is_named_after_that_plugin() -> None:
+    pm = make_plugin_manager()
+    package = types.ModuleType("acme_fw")
+    pm.register(package, "acme")
+
+    class Shop(Spider):
+        name = "shop"
+
+    Shop.__module__ = "acme_fw.spiders.shop"
+    assert spider_origin(pm, Shop()) == "plugin 'acme'"
+    Shop.__module__ = "elsewhere"
+    assert spider_origin(pm, Shop()) is None
