@@ -240,32 +240,40 @@ class Engine:
     # ---------------------------------------------------------------------------------------
 
     async def _seed(self) -> None:
-        """Feed the spider's start requests to the frontier in batches, as room allows."""
+        """Feed the spider's start requests to the frontier in batches, as room allows.
+
+        What start_requests yielded before it raised is kept, as a callback's results are.
+        """
         batch: list[Request] = []
         try:
-            start = self.spider.start_requests() if self._seeds is None else self._retried()
-            async for request in results(start):
-                if self._stopping is not None:
-                    break
-                if not isinstance(request, Request):
-                    await self._reporter.report(TypeError(), "spider_error", None,
-                                                f"spider {self.spider.name}: start_requests "
-                                                f"yielded {type(request).__name__}; expected "
-                                                "a Request")
-                    continue
-                batch.append(request)
-                if len(batch) >= _SEED_BATCH:
-                    await self._schedule(batch)
-                    batch = []
-                    await self._room_for_seeds()
+            try:
+                await self._take_seeds(batch)
+            except CloseSpider as exc:
+                self.stop(f"closed by spider: {exc.reason}")
+            except Exception as exc:
+                await self._reporter.spider_error(exc, None, "start_requests")
             await self._schedule(batch)
-        except CloseSpider as exc:
-            self.stop(f"closed by spider: {exc.reason}")
-        except Exception as exc:
-            await self._reporter.spider_error(exc, None, "start_requests")
         finally:
             self._active -= 1
             self._idle.wake_all()  # if nothing was seeded, workers must see the crawl end
+
+    async def _take_seeds(self, batch: list[Request]) -> None:
+        """Schedule the start requests, full batches at a time; ``batch`` keeps the rest."""
+        start = self.spider.start_requests() if self._seeds is None else self._retried()
+        async for request in results(start):
+            if self._stopping is not None:
+                break
+            if not isinstance(request, Request):
+                await self._reporter.report(TypeError(), "spider_error", None,
+                                            f"spider {self.spider.name}: start_requests "
+                                            f"yielded {type(request).__name__}; expected a "
+                                            "Request")
+                continue
+            batch.append(request)
+            if len(batch) >= _SEED_BATCH:
+                await self._schedule(batch)
+                batch.clear()
+                await self._room_for_seeds()
 
     def _retried(self) -> list[Request]:
         """The requests --retry-failed tries again; a durable frontier has seen them all."""

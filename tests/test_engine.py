@@ -581,6 +581,10 @@ from framework import Spider, hookimpl
 class Raising(Spider):
     name = "raising"
 
+    def start_requests(self):
+        yield from super().start_requests()
+        raise RuntimeError("no more")
+
     def parse(self, response):
         raise ValueError("boom")
 
@@ -600,8 +604,10 @@ async def test_a_spider_error_names_the_plugin_the_spider_comes_from(
                             "plugins: [./raising.py]\nrobots: ignore\n")
     caplog.set_level(logging.ERROR, logger="fw")
     stats = await crawl(project)
-    assert stats.errors == {"spider_error": 1}
+    assert stats.errors == {"spider_error": 2}
     messages = [record.getMessage() for record in caplog.records]
+    assert "spider_error: spider raising: start_requests raised RuntimeError: no more; in " \
+           "plugin 'raising.py'" in messages
     assert f"spider_error: spider raising: parse raised ValueError: boom ({base}/); in " \
            "plugin 'raising.py'" in messages
 
