@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 import pluggy
 
+from framework.admission import Admission
 from framework.commits import Committer
 from framework.components import Components
 from framework.downloader import DEFAULT_HEADERS, Downloader, DownloadSettings, Fetcher
@@ -55,16 +55,13 @@ from framework.retry import RetryPolicy
 from framework.robots import Robots
 from framework.spider import results, run_callback
 from framework.stats import Stats
-from framework.urls import Offsite, host_of, unfetchable
+from framework.urls import host_of
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("fw")
 
 _SEED_BATCH = 100
-#: Raw URLs remembered as already queued, so that a link seen again skips canonicalising
-#: and fingerprinting; past this many the memo starts over (the frontier still dedups).
-_KNOWN_URLS = 100_000
 #: Start requests wait while this many requests are queued, so an endless start_requests
 #: cannot fill memory; they resume below the low mark.
 _SEED_HIGH, _SEED_LOW = 10_000, 5_000
@@ -99,13 +96,14 @@ class Engine:
                                    self.spider, max_items=project.max_items,
                                    report=self._reporter.report, stop=self.stop)
         self._commits = Committer(self._frontier, self._items, self.stats)
-        self._offsite = Offsite(project.allowed_domains or ())
+        self._admission = Admission(project, self.stats, self.spider.name,
+                                    durable=self._frontier.durable)
+        self._admit = self._admission.admit
         self._retry = RetryPolicy(project.retries, project.backoff.base, project.backoff.max)
         self._idle = Idle()
         self._fetch: Handler | None = None
         self._active = 0  # leases being handled, plus the seeder while it runs
         self._claimed = 0
-        self._known: set[str] = set()
         self._stopping: str | None = None
         self._seeder: asyncio.Task[None] | None = None
         self._seed_room = asyncio.Event()
@@ -293,47 +291,6 @@ class Engine:
         if admitted:
             await self._scheduled(await self._frontier.add(admitted), len(admitted))
 
-    def _admit(self, requests: Iterable[Request]) -> list[Request]:
-        """Keep the requests the crawl may fetch: valid http(s), allowed host, not too deep.
-
-        Most links on a page lead to pages already queued; a plain GET whose exact URL was
-        queued before is a duplicate at the cost of one set look-up.
-        """
-        admitted, filtered, max_depth = [], self.stats.filtered, self.project.max_depth
-        known = self._known
-        for request in requests:
-            url = request.url
-            plain = request.method == "GET" and not request.body and not request.dont_filter
-            if plain and url in known:
-                filtered["duplicate"] += 1
-            elif (problem := unfetchable(url)) is not None:
-                filtered[problem] += 1
-            elif not self._offsite.allows(url):
-                filtered["offsite"] += 1
-            elif max_depth is not None and request.depth > max_depth:
-                filtered["depth"] += 1
-            elif request.meta and self._frontier.durable and not self._storable(request):
-                filtered["unstorable"] += 1
-            else:
-                admitted.append(request)
-                if plain:
-                    if len(known) >= _KNOWN_URLS:
-                        known.clear()
-                    known.add(url)
-        return admitted
-
-    def _storable(self, request: Request) -> bool:
-        """A durable frontier stores requests as JSON: their meta must be JSON."""
-        try:
-            json.dumps(request.meta, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            log.error("spider_error: spider %s: the meta of %s is not JSON, which a %s "
-                      "frontier needs to store it: %s", self.spider.name, request.url,
-                      self.project.frontier.split(":")[0], exc)
-            self.stats.errors["spider_error"] += 1
-            return False
-        return True
-
     async def _scheduled(self, new: list[Request], admitted: int) -> None:
         """Account for requests the frontier accepted, and wake a worker for them."""
         self.stats.requests += len(new)
@@ -425,7 +382,7 @@ class Engine:
             if self._events.response_received:
                 await self._events.response_received(response=response, spider=self.spider)
             redirect = redirect_of(response, max_redirects=self.project.max_redirects,
-                                   offsite=self._offsite)
+                                   offsite=self._admission.offsite)
             if redirect is not None:
                 return partial(self._ack, lease, [], self._admit([redirect]))
             check_status(response, self.spider.allowed_status)

@@ -1,0 +1,71 @@
+"""Which requests a crawl may fetch: valid http(s), an allowed host, not too deep, storable."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+
+from framework.http import Request
+from framework.project import Project
+from framework.stats import Stats
+from framework.urls import Offsite, unfetchable
+
+__all__ = ["Admission"]
+
+log = logging.getLogger("fw")
+
+#: Raw URLs remembered as already queued, so that a link seen again skips canonicalising
+#: and fingerprinting; past this many the memo starts over (the frontier still dedups).
+_KNOWN_URLS = 100_000
+
+
+class Admission:
+    """Sort out the requests a crawl finds before they reach the frontier, counting why."""
+
+    def __init__(self, project: Project, stats: Stats, spider: str, *, durable: bool) -> None:
+        self.offsite = Offsite(project.allowed_domains or ())
+        self._max_depth, self._stats, self._spider = project.max_depth, stats, spider
+        self._durable, self._backend = durable, project.frontier.split(":")[0]
+        self._known: set[str] = set()
+
+    def admit(self, requests: Iterable[Request]) -> list[Request]:
+        """Keep the requests the crawl may fetch: valid http(s), allowed host, not too deep.
+
+        Most links on a page lead to pages already queued; a plain GET whose exact URL was
+        queued before is a duplicate at the cost of one set look-up.
+        """
+        admitted, filtered, max_depth = [], self._stats.filtered, self._max_depth
+        known = self._known
+        for request in requests:
+            url = request.url
+            plain = request.method == "GET" and not request.body and not request.dont_filter
+            if plain and url in known:
+                filtered["duplicate"] += 1
+            elif (problem := unfetchable(url)) is not None:
+                filtered[problem] += 1
+            elif not self.offsite.allows(url):
+                filtered["offsite"] += 1
+            elif max_depth is not None and request.depth > max_depth:
+                filtered["depth"] += 1
+            elif request.meta and self._durable and not self._storable(request):
+                filtered["unstorable"] += 1
+            else:
+                admitted.append(request)
+                if plain:
+                    if len(known) >= _KNOWN_URLS:
+                        known.clear()
+                    known.add(url)
+        return admitted
+
+    def _storable(self, request: Request) -> bool:
+        """A durable frontier stores requests as JSON: their meta must be JSON."""
+        try:
+            json.dumps(request.meta, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            log.error("spider_error: spider %s: the meta of %s is not JSON, which a %s "
+                      "frontier needs to store it: %s", self._spider, request.url,
+                      self._backend, exc)
+            self._stats.errors["spider_error"] += 1
+            return False
+        return True
