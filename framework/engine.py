@@ -34,21 +34,20 @@ import pluggy
 from framework.admission import Admission
 from framework.commits import Committer
 from framework.components import Components
-from framework.downloader import DEFAULT_HEADERS, Downloader, DownloadSettings, Fetcher
+from framework.downloader import Fetcher
 from framework.errors import CloseSpider, CrawlAborted, FetchError, IgnoreRequest
 from framework.events import Events
-from framework.exporters import Exporter
 from framework.failures import FailureLog
-from framework.frontier import Frontier, Lease, LeaseLost, Saved, Settlement
+from framework.frontier import Frontier, Lease, LeaseLost, Settlement
 from framework.frontier.backends import make_frontier
 from framework.http import Request, Response
 from framework.idle import Idle
-from framework.middleware import Handler, chain
+from framework.middleware import Handler
+from framework.opening import downloader, open_exports, open_fetcher, open_frontier, user_agent
 from framework.pipeline import ItemPipeline
 from framework.politeness import Politeness, Throttler
 from framework.progress import Snapshot
 from framework.project import Project
-from framework.recording import Recorder, Replayer
 from framework.reports import Reporter, spider_origin
 from framework.responses import check_status, redirect_of
 from framework.retry import RetryPolicy
@@ -142,14 +141,15 @@ class Engine:
     async def _run(self) -> None:
         try:
             async with AsyncExitStack() as stack:
-                saved = await self._open_frontier(stack)
+                saved = await open_frontier(self._frontier, stack, self.project.name)
                 if saved.finished and self._seeds is None:
                     log.warning("%s: this crawl is already finished (%d requests settled); "
                                 "`fw run --fresh` starts it over", self.project.name,
                                 saved.settled)
                     self.stats.finish("already finished")
                     return
-                self._open_exporters(stack, saved)
+                open_exports(stack, self._components.exporters, self._items, self._commits,
+                             saved)
                 if self._failures is not None:
                     # Kept when continuing after a crash, or retrying: until each of its
                     # requests is settled, lest a stop or a crash lose the others.
@@ -162,21 +162,11 @@ class Engine:
             raise _first(group) from group
 
     async def _open_fetcher(self, stack: AsyncExitStack) -> None:
-        fetcher: Fetcher = self._fetcher or self._downloader()
-        if self._replay is not None:
-            fetcher = Replayer(self._replay, self._components.parsers)
-        elif self._record is not None:
-            fetcher = Recorder(fetcher, self._record)
-        fetcher = await stack.enter_async_context(fetcher)
-        self._fetch = chain(self._components.middlewares, fetcher.fetch)
+        fetcher = self._fetcher or downloader(self.project, self._components, self.stats)
+        self._fetch = await open_fetcher(stack, fetcher, self._components,
+                                         record=self._record, replay=self._replay)
         if self.project.robots == "obey":
-            self._robots = Robots(self._fetch, _user_agent(self.project), self._crawl_delay)
-
-    def _downloader(self) -> Downloader:
-        project = self.project
-        return Downloader(DownloadSettings(
-            project.concurrency.total, project.timeout, project.max_response_size,
-            project.headers, project.cookies), self._components.parsers, self.stats)
+            self._robots = Robots(self._fetch, user_agent(self.project), self._crawl_delay)
 
     async def _crawl(self) -> None:
         await self._events.crawl_started(project=self.project, spider=self.spider)
@@ -203,35 +193,6 @@ class Engine:
                     self.stats.failures = (self._failures.count, str(self._failures.path))
             await self._events.crawl_finished(project=self.project, spider=self.spider,
                                               stats=self.stats)
-
-    async def _open_frontier(self, stack: AsyncExitStack) -> Saved:
-        saved = await self._frontier.open()
-        stack.push_async_callback(self._frontier.close)
-        if saved.resumed and not saved.finished:
-            counts = self._frontier.counts()
-            log.info("%s: continuing the saved crawl: %d requests settled, %d queued, %d to "
-                     "retry", self.project.name, saved.settled, counts.pending, counts.delayed)
-        return saved
-
-    def _open_exporters(self, stack: AsyncExitStack, saved: Saved) -> None:
-        """Open the exporters; a resumed crawl adds to its exports, cut back to the last ack."""
-        for exporter in self._components.exporters:
-            exporter.append = exporter.append or saved.resumed
-            try:
-                exporter.open()
-            except Exception as exc:
-                raise CrawlAborted(f"exporter {exporter.format} cannot open {exporter.path}: "
-                                   f"{_reason(exc)}") from exc
-            stack.callback(_close_exporter, exporter)
-        try:
-            self._items.rewind(saved.checkpoints)
-            mark = self._commits.start()
-        except Exception as exc:
-            raise CrawlAborted(f"cannot resume the exports: {_reason(exc)}") from exc
-        unsure = [key for key, value in mark.items() if value is None]
-        if unsure and saved.resumed:
-            log.warning("%s cannot be rewound: after a crash it may repeat the items of pages "
-                        "that were not acknowledged", ", ".join(unsure))
 
     # ---------------------------------------------------------------------------------------
     # Scheduling
@@ -462,14 +423,6 @@ class Engine:
         return outcome.items, outcome.requests
 
 
-def _user_agent(project: Project) -> str:
-    """Return the User-Agent the crawl sends, which robots.txt rules are matched against."""
-    for name, value in project.headers.items():
-        if name.lower() == "user-agent":
-            return value
-    return DEFAULT_HEADERS["User-Agent"]
-
-
 def _deeper(requests: list[Request], parent: Request) -> list[Request]:
     """Mark requests found while handling ``parent`` as one level deeper."""
     for request in requests:
@@ -481,17 +434,3 @@ def _first(group: BaseExceptionGroup[Any]) -> BaseException:
     """Return the first leaf exception of a (possibly nested) exception group."""
     first = group.exceptions[0]
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def _close_exporter(exporter: Exporter) -> None:
-    try:
-        exporter.close()
-    except Exception as exc:
-        raise CrawlAborted(f"exporter {exporter.format} ({exporter.path}) failed to close: "
-                           f"{_reason(exc)}") from exc
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}"
