@@ -35,7 +35,7 @@ from framework.admission import Admission
 from framework.commits import Committer
 from framework.components import Components
 from framework.downloader import Fetcher
-from framework.errors import CloseSpider, CrawlAborted, FetchError, IgnoreRequest
+from framework.errors import CrawlAborted, FetchError, IgnoreRequest
 from framework.events import Events
 from framework.failures import FailureLog
 from framework.frontier import Frontier, Lease, LeaseLost, Settlement
@@ -52,18 +52,14 @@ from framework.reports import Reporter, spider_origin
 from framework.responses import check_status, redirect_of
 from framework.retry import RetryPolicy
 from framework.robots import Robots
-from framework.spider import results, run_callback
+from framework.seeding import Seeder
+from framework.spider import CallbackResult, run_callback
 from framework.stats import Stats
 from framework.urls import host_of
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("fw")
-
-_SEED_BATCH = 100
-#: Start requests wait while this many requests are queued, so an endless start_requests
-#: cannot fill memory; they resume below the low mark.
-_SEED_HIGH, _SEED_LOW = 10_000, 5_000
 
 #: How a handled request's lease is settled, decided before it is carried out.
 Settle = Callable[[], Awaitable[object]]
@@ -104,21 +100,23 @@ class Engine:
         self._active = 0  # leases being handled, plus the seeder while it runs
         self._claimed = 0
         self._stopping: str | None = None
-        self._seeder: asyncio.Task[None] | None = None
-        self._seed_room = asyncio.Event()
+        self._seeder = Seeder(self._start_requests, self._schedule, self._frontier,
+                              self._reporter, spider=self.spider.name, close=self.stop)
+        self._seeding: asyncio.Task[None] | None = None
 
     def stop(self, reason: str) -> None:
         """Stop claiming requests; those in flight finish and the crawl ends."""
         if self._stopping is None:
             self._stopping = reason
             self._idle.wake_all()
-            if self._seeder is not None:
-                self._seeder.cancel()
+            self._seeder.stop()
+            if self._seeding is not None:
+                self._seeding.cancel()
 
     @property
     def in_flight(self) -> int:
         """Requests being fetched or parsed right now."""
-        return self._active - (self._seeder is not None and not self._seeder.done())
+        return self._active - (self._seeding is not None and not self._seeding.done())
 
     def snapshot(self) -> Snapshot:
         """Return the crawl's counters now, for progress reports."""
@@ -173,7 +171,7 @@ class Engine:
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._active += 1  # the seeder counts as work until it is done
-                self._seeder = tasks.create_task(self._seed())
+                self._seeding = tasks.create_task(self._seed())
                 tasks.create_task(self._commits.run())
                 workers = [tasks.create_task(self._worker())
                            for _ in range(self.project.concurrency.total)]
@@ -199,52 +197,21 @@ class Engine:
     # ---------------------------------------------------------------------------------------
 
     async def _seed(self) -> None:
-        """Feed the spider's start requests to the frontier in batches, as room allows.
-
-        What start_requests yielded before it raised is kept, as a callback's results are.
-        """
-        batch: list[Request] = []
         try:
-            try:
-                await self._take_seeds(batch)
-            except CloseSpider as exc:
-                self.stop(f"closed by spider: {exc.reason}")
-            except Exception as exc:
-                await self._reporter.spider_error(exc, None, "start_requests")
-            await self._schedule(batch)
+            await self._seeder.run()
         finally:
             self._active -= 1
             self._idle.wake_all()  # if nothing was seeded, workers must see the crawl end
 
-    async def _take_seeds(self, batch: list[Request]) -> None:
-        """Schedule the start requests, full batches at a time; ``batch`` keeps the rest."""
-        start = self.spider.start_requests() if self._seeds is None else self._retried()
-        async for request in results(start):
-            if self._stopping is not None:
-                break
-            if not isinstance(request, Request):
-                await self._reporter.report(TypeError(), "spider_error", None,
-                                            f"spider {self.spider.name}: start_requests "
-                                            f"yielded {type(request).__name__}; expected a "
-                                            "Request")
-                continue
-            batch.append(request)
-            if len(batch) >= _SEED_BATCH:
-                await self._schedule(batch)
-                batch.clear()
-                await self._room_for_seeds()
+    def _start_requests(self) -> CallbackResult:
+        """The spider's start requests, or those --retry-failed tries again.
 
-    def _retried(self) -> list[Request]:
-        """The requests --retry-failed tries again; a durable frontier has seen them all."""
+        A durable frontier has seen every retried request: they must pass its dedup.
+        """
+        if self._seeds is None:
+            return self.spider.start_requests()
         durable = self._frontier.durable
-        return [r.replace(dont_filter=True) if durable else r for r in self._seeds or ()]
-
-    async def _room_for_seeds(self) -> None:
-        """Let workers run, and wait while the frontier is full of unclaimed requests."""
-        await asyncio.sleep(0)  # a generator that never awaits must not starve the loop
-        while self._stopping is None and self._frontier.counts().pending >= _SEED_HIGH:
-            self._seed_room.clear()
-            await self._seed_room.wait()
+        return [r.replace(dont_filter=True) if durable else r for r in self._seeds]
 
     async def _schedule(self, requests: Sequence[Request]) -> None:
         """Add requests straight to the frontier (start requests, errback requests)."""
@@ -297,8 +264,7 @@ class Engine:
         self._claimed += 1
         if self.project.max_pages and self._claimed >= self.project.max_pages:
             self.stop("max_pages reached")
-        if not self._seed_room.is_set() and self._frontier.counts().pending < _SEED_LOW:
-            self._seed_room.set()
+        self._seeder.claimed()
         self._idle.wake_one()  # more may be ready; the woken worker checks
         return lease
 
