@@ -278,7 +278,7 @@ class Engine:
             log.error("internal_error: %s: %s (%s)", type(exc).__name__, exc,
                       lease.request.url, exc_info=exc)
             self.stats.errors["internal_error"] += 1
-            settle = partial(self._fail, lease, "internal_error", [], [])
+            settle = partial(self._settle, lease, [], [], "internal_error")
         try:
             await settle()
         except LeaseLost:  # it expired while we worked: another worker has the request now
@@ -292,7 +292,7 @@ class Engine:
         assert self._fetch is not None
         if self._robots is not None and not await self._robots.allows(request):
             self.stats.filtered["robots"] += 1
-            return partial(self._ack, lease, [], [])
+            return partial(self._settle, lease, [], [])
         clock = asyncio.get_running_loop().time
         started = clock()
         try:
@@ -311,16 +311,16 @@ class Engine:
             redirect = redirect_of(response, max_redirects=self.project.max_redirects,
                                    offsite=self._admission.offsite)
             if redirect is not None:
-                return partial(self._ack, lease, [], self._admit([redirect]))
+                return partial(self._settle, lease, [], self._admit([redirect]))
             check_status(response, self.spider.allowed_status)
         except IgnoreRequest:
             self.stats.filtered["ignored"] += 1
-            return partial(self._ack, lease, [], [])
+            return partial(self._settle, lease, [], [])
         except FetchError as exc:
             return await self._failed(lease, exc)
         items, requests = await self._callback(request, request.callback, response)
         items = await self._items.accept(items, response)
-        return partial(self._ack, lease, items, self._admit(_deeper(requests, request)))
+        return partial(self._settle, lease, items, self._admit(_deeper(requests, request)))
 
     async def _pace(self, host: str, delay: float | None) -> None:
         """Tell the frontier the delay adaptive throttling chose for ``host``."""
@@ -335,10 +335,11 @@ class Engine:
             log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, seconds)
             await self._frontier.tune(host, delay=delay)
 
-    async def _ack(self, lease: Lease, items: list[dict[str, Any]],
-                   admitted: list[Request]) -> None:
-        """Export the page's items, then acknowledge it with what it discovered."""
-        new = await self._commits.commit(Settlement(lease, admitted), items)
+    async def _settle(self, lease: Lease, items: list[dict[str, Any]],
+                      admitted: list[Request], failure: str | None = None) -> None:
+        """Export the page's (or errback's) items, then settle the lease as done (or failed
+        for ``failure``) with the requests it discovered."""
+        new = await self._commits.commit(Settlement(lease, admitted, failure), items)
         if self._failures is not None:
             self._failures.settled(lease.request)
         await self._scheduled(new, len(admitted))
@@ -365,16 +366,8 @@ class Engine:
         if request.errback:
             items, requests = await self._callback(request, request.errback, request, error)
             items = await self._items.accept(items, None)
-        return partial(self._fail, lease, error.kind, items, _deeper(requests, request))
-
-    async def _fail(self, lease: Lease, kind: str, items: list[dict[str, Any]],
-                    discovered: list[Request]) -> None:
-        """Export the errback's items, then settle the lease as failed."""
-        admitted = self._admit(discovered)
-        new = await self._commits.commit(Settlement(lease, admitted, kind), items)
-        if self._failures is not None:
-            self._failures.settled(lease.request)
-        await self._scheduled(new, len(admitted))
+        return partial(self._settle, lease, items, self._admit(_deeper(requests, request)),
+                       error.kind)
 
     async def _callback(self, request: Request, name: str | None, *args: Any
                         ) -> tuple[list[dict[str, Any]], list[Request]]:

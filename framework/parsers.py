@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from lxml import etree, html  # type: ignore[import-untyped]  # no stubs installed
+from lxml import etree, html
 from parsel import Selector
 
 from framework.hookspecs import hookimpl
@@ -72,6 +72,7 @@ def html_root(body: bytes, url: str) -> etree._Element:
     """
     body = body.replace(b"\x00", b"").strip() or b"<html/>"
     parser = html.HTMLParser(recover=True, encoding="utf-8", huge_tree=True)
+    root: etree._Element | None
     try:
         root = etree.fromstring(body, parser=parser, base_url=url)
     except etree.XMLSyntaxError:

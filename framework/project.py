@@ -125,7 +125,8 @@ class Backoff:
     base: float = option(0.5, doc="Seconds before the first retry; doubled for each further "
                          "retry, with jitter.", minimum=0)
     max: float = option(60.0, doc="The longest wait before a retry, and the longest "
-                        "Retry-After honoured; a server asking for more fails the request.",
+                        "Retry-After honoured; a server asking for more fails the request, "
+                        "and its host rests this long.",
                         minimum=0)
 
 
