@@ -299,16 +299,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from framework.runner import plugin_exits
-
-    with plugin_exits():
-        pm = make_plugin_manager()
+    pm = make_plugin_manager()
     if args.requirements:
         for name, version in sorted(set(pm.distributions.values()), key=lambda d: d[0].lower()):
             print(f"{name}=={version}")
         return OK
-    with plugin_exits():
-        rows = Registry.collect(pm).describe(pm)
+    rows = Registry.collect(pm).describe(pm)
     if args.json:
         print(json.dumps(rows, indent=2))
         return OK

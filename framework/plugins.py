@@ -165,9 +165,8 @@ def _register_entry_point(pm: PluginManager, entry_point: EntryPoint) -> None:
         pm.distributions[name] = (dist.name, dist.version)
     try:
         plugin = entry_point.load()
-    except Exception as exc:
-        raise PluginError(f"{pm.named(name)} failed to load: "
-                          f"{type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        raise PluginError(f"{pm.named(name)} {_load_failure(exc)}") from exc
     _check_api(pm, plugin, name)
     _register(pm, plugin, name)
 
@@ -189,7 +188,7 @@ def _register_project_plugin(pm: PluginManager, spec: str, index: int) -> None:
     try:
         module = _import_file(spec, pm.source) if _is_file(spec) else \
             importlib.import_module(spec)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise pm.source.error(("plugins", index), _import_failure(spec, exc)) from exc
     name = project_plugin_name(spec)
     if pm.get_plugin(name) is not None or pm.is_registered(module):
@@ -199,7 +198,28 @@ def _register_project_plugin(pm: PluginManager, spec: str, index: int) -> None:
     _register(pm, module, name)
 
 
-def _import_failure(spec: str, exc: Exception) -> str:
+def exited(exc: SystemExit) -> str:
+    """Say what a plugin did that it should not: ``called sys.exit(3)``.
+
+    ``SystemExit`` is no ``Exception``: let through, fw would end with the plugin's exit
+    code and not a word (e.g. a plugin file that parses the command line at import).
+    """
+    called = "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"
+    return f"called {called}"
+
+
+_RAISE_INSTEAD = "a plugin should raise an exception instead"
+
+
+def _load_failure(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"{exited(exc)} while loading; {_RAISE_INSTEAD}"
+    return f"failed to load: {type(exc).__name__}: {exc}"
+
+
+def _import_failure(spec: str, exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"{spec} {_load_failure(exc)}"
     if isinstance(exc, FileNotFoundError):
         return f"no such plugin file {spec!r}"
     if isinstance(exc, ModuleNotFoundError) and exc.name and \

@@ -11,7 +11,7 @@ from typing import Any
 from framework.exporters import Exporter
 from framework.middleware import Middleware
 from framework.parsers import Parsers
-from framework.plugins import HookCall, PluginManager, hook_calls
+from framework.plugins import HookCall, PluginManager, exited, hook_calls
 from framework.spider import Spider
 
 __all__ = ["Registry", "section_schema"]
@@ -131,6 +131,9 @@ def _run(call: HookCall, hook: str, adder: Callable[..., None]) -> None:
         outcome = call(register=register)
     except _Refused:
         raise
+    except SystemExit as exc:
+        raise _Refused(f"{hook} {exited(exc)}; a plugin should raise an exception instead") \
+            from exc
     except Exception as exc:
         raise _Refused(f"{hook} raised {type(exc).__name__}: {exc}") from exc
     if inspect.iscoroutine(outcome):  # registering happens once at start-up, synchronously

@@ -6,27 +6,23 @@ import asyncio
 import os
 import signal
 import sys
-import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
-from types import FrameType
 
 from framework.components import Components, assemble, configure_plugins
 from framework.engine import Engine
-from framework.errors import FwError, PluginError, UsageError
+from framework.errors import UsageError
 from framework.failures import FailureLog, failures_path, load_failures
 from framework.http import Request
-from framework.plugins import ENTRY_POINT_GROUP, PluginManager, make_plugin_manager
+from framework.plugins import PluginManager, make_plugin_manager
 from framework.progress import Mode, Progress
 from framework.project import ExporterSpec, Project, load_project
 from framework.registry import Registry
 from framework.spider import Spider
 from framework.stats import Stats
 
-__all__ = ["Prepared", "load_plugins", "output_spec", "plugin_exits", "prepare", "run"]
+__all__ = ["Prepared", "load_plugins", "output_spec", "prepare", "run"]
 
 #: Seconds the in-flight requests get after Ctrl-C, beyond the request timeout.
 _GRACE_EXTRA = 5.0
@@ -97,53 +93,10 @@ def _check_has_start(project: Project, spider: Spider) -> None:
 
 def load_plugins(project: Project) -> tuple[Project, PluginManager, Registry]:
     """Load the project's plugins; return the project with their options validated."""
-    with plugin_exits(project):
-        pm = make_plugin_manager(project.plugins, source=project.source,
-                                 disabled=project.disable_plugins)
-        registry = Registry.collect(pm)
+    pm = make_plugin_manager(project.plugins, source=project.source,
+                             disabled=project.disable_plugins)
+    registry = Registry.collect(pm)
     return configure_plugins(project, pm.list_name_plugin()), pm, registry
-
-
-@contextmanager
-def plugin_exits(project: Project | None = None) -> Iterator[None]:
-    """Turn a plugin's ``sys.exit()`` while fw loads it into an error naming the plugin.
-
-    fw reports what a plugin raises, but ``SystemExit`` is no ``Exception``: let through,
-    fw would end with the plugin's exit code and not a word (e.g. a plugin file that parses
-    the command line with argparse at import).
-    """
-    try:
-        yield
-    except SystemExit as exc:
-        raise _exit_error(exc, project) from None
-
-
-def _exit_error(exc: SystemExit, project: Project | None) -> FwError:
-    called = "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"
-    message = f"called {called} while loading; a plugin should raise an exception instead"
-    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
-    for frame in reversed(frames):  # the innermost plugin frame is the one that exited
-        module = str(frame.f_globals.get("__name__", ""))
-        if project is not None and (index := _listed(project, frame, module)) is not None:
-            return project.error_source.error(("plugins", index),
-                                              f"{project.plugins[index]} {message}")
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            if module == entry_point.module or module.startswith(entry_point.module + "."):
-                dist = entry_point.dist
-                origin = f" (from {dist.name} {dist.version})" if dist else ""
-                return PluginError(f"plugin '{entry_point.name}'{origin} {message}")
-    where = f" ({frames[-1].f_code.co_filename})" if frames else ""
-    return PluginError(f"a plugin {message}{where}")
-
-
-def _listed(project: Project, frame: FrameType, module: str) -> int | None:
-    """Return the index of the ``plugins:`` entry that ``frame`` runs the code of, if any."""
-    for index, spec in enumerate(project.plugins):
-        file = (project.file.parent / spec).resolve()
-        if frame.f_code.co_filename == str(file) or module == spec or \
-                module.startswith(spec + "."):
-            return index
-    return None
 
 
 def run(prepared: Prepared, progress: Mode = "off") -> Stats:

@@ -45,7 +45,7 @@ async def test_a_plugin_file_exiting_at_import_is_located(command: str, tmp_path
 
 
 async def test_argparse_in_a_plugin_file_is_located(tmp_path: Path) -> None:
-    # argparse exits from its own code; the plugin's frame in between names the plugin.
+    # argparse exits from its own code, while fw imports the plugin file.
     (tmp_path / "cli.py").write_text(
         "import argparse\n\nargparse.ArgumentParser(prog='cli').parse_args(['--bogus'])\n",
         encoding="utf-8")
@@ -66,8 +66,9 @@ async def test_a_plugin_module_exiting_in_a_registry_hook_is_located(tmp_path: P
     project = project_with(tmp_path, "team_exit")
     result = await run_fw("check", str(project), env=on_path(site))
     assert result.returncode == 2
-    assert result.stderr == (f"Error: {project}:5: plugins[1]: team_exit called "
-                             f"sys.exit('no config') {ADVICE}\n")
+    assert result.stderr == (f"Error: {project}:5: plugins[1]: plugin 'team_exit': "
+                             "register_spiders called sys.exit('no config'); a plugin should "
+                             "raise an exception instead\n")
 
 
 async def test_an_installed_plugin_exiting_is_named_with_its_distribution(
