@@ -10,13 +10,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from framework.commits import Committer
 from framework.events import EventHook
 from framework.frontier import Lease, LeaseLost, Settlement
+from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
 from framework.pipeline import ItemPipeline
@@ -150,3 +151,30 @@ async def test_close_lets_queued_pages_be_settled_first(tmp_path: Path) -> None:
     assert crawl.exported() == [lease.request.url for lease in leases]
     crawl.export.close()
     await crawl.frontier.close()
+
+
+async def test_a_memory_frontiers_pages_are_batched_too(tmp_path: Path) -> None:
+    class Recording(MemoryFrontier):
+        batches: ClassVar[list[int]] = []
+
+        async def settle(self, settlements: Sequence[Settlement],
+                         checkpoint: Mapping[str, Any] | None = None
+                         ) -> list[list[Request] | None]:
+            self.batches.append(len(settlements))
+            assert checkpoint is None or checkpoint == {}  # it stores no positions
+            return await super().settle(settlements, checkpoint)
+
+    crawl, frontier = Crawl(tmp_path), Recording(Politeness(HostPolicy(100, 0.0), {}))
+    crawl.committer = Committer(frontier, crawl.items, crawl.stats)
+    await frontier.add([Request(f"http://a.test/{n}") for n in range(3)])
+    leases = [await frontier.claim() for _ in range(3)]
+    crawl.export.open()
+    crawl.committer.start()
+    running = asyncio.create_task(crawl.committer.run())
+    await asyncio.gather(*(crawl.committer.commit(*page(lease)) for lease in leases
+                           if isinstance(lease, Lease)))
+    crawl.committer.close()
+    await asyncio.wait_for(running, 5)
+    crawl.export.close()
+    assert Recording.batches == [3]
+    assert len(crawl.exported()) == 3
