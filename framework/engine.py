@@ -44,6 +44,7 @@ from framework.http import Request, Response
 from framework.idle import Idle
 from framework.middleware import Handler
 from framework.opening import downloader, open_exports, open_fetcher, open_frontier, user_agent
+from framework.parsers import parse_big
 from framework.pipeline import ItemPipeline
 from framework.politeness import Politeness, Throttler
 from framework.progress import Snapshot
@@ -318,6 +319,7 @@ class Engine:
             return partial(self._settle, lease, [], [])
         except FetchError as exc:
             return await self._failed(lease, exc)
+        await parse_big(response)
         items, requests = await self._callback(request, request.callback, response)
         items = await self._items.accept(items, response)
         return partial(self._settle, lease, items, self._admit(_deeper(requests, request)))

@@ -153,6 +153,11 @@ class Response:
         return json.loads(self.text)
 
     @property
+    def parseable(self) -> bool:
+        """Whether a parser is registered for this response's content type."""
+        return self._parser is not None
+
+    @property
     def selector(self) -> Selector:
         """The parsed document, built once by the parser registered for this content type."""
         if self._selector is None:

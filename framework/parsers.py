@@ -6,6 +6,8 @@ plugin's parser for the same media type replaces these.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -15,10 +17,12 @@ from parsel import Selector
 from framework.hookspecs import hookimpl
 from framework.http import Parser, Response
 
-__all__ = ["Parsers", "html_root", "register_parsers"]
+__all__ = ["Parsers", "html_root", "parse_big", "register_parsers"]
 
 log = logging.getLogger("fw")
 
+#: A body this big is parsed in a worker thread (``parse_big``).
+BIG = 256 * 1024
 _RESOURCE_LIMIT = etree.ErrorTypes.ERR_RESOURCE_LIMIT
 _ENCODING_ERRORS = frozenset({etree.ErrorTypes.ERR_INVALID_CHAR,
                               etree.ErrorTypes.ERR_INVALID_ENCODING})
@@ -47,6 +51,19 @@ class Parsers:
         if parser is None and "/" in media_type:
             parser = by_type.get(media_type.partition("/")[0] + "/*")
         return parser
+
+
+async def parse_big(response: Response) -> None:
+    """Parse a big document now, in a worker thread, so that its callback finds it parsed.
+
+    lxml lets go of the GIL while it parses, so the event loop goes on meanwhile with other
+    downloads and callbacks: parsing a 2 MB page takes ~11 ms, which on the loop would delay
+    everything else that long (``benchmarks/looplag.py``). A parser that fails here is left
+    for the callback to meet, as if nothing had been done.
+    """
+    if len(response.body) >= BIG and response.parseable:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(lambda: response.selector)
 
 
 def parse_html(response: Response) -> Selector:
