@@ -44,6 +44,18 @@ async def serve() -> AsyncIterator[Serve]:
         await app_runner.cleanup()
 
 
+def pages(html: dict[str, str]) -> web.Application:
+    """An app serving these HTML pages by path (``{"/": "<h1>hi</h1>"}``); others are 404."""
+    async def page(request: web.Request) -> web.Response:
+        if request.path not in html:
+            raise web.HTTPNotFound()
+        return web.Response(text=html[request.path], content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    return app
+
+
 @dataclass
 class Completed:
     """What a finished ``fw`` process did."""

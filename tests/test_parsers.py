@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiohttp import web
-
 from framework.parsers import BIG
-from tests.conftest import Serve, crawl, read_jsonl, write_project
+from tests.conftest import Serve, crawl, pages, read_jsonl, write_project
 
 PLUGIN = '''
 import threading
@@ -44,15 +42,8 @@ async def test_a_big_page_is_parsed_off_the_loop_and_a_small_one_on_it(
         tmp_path: Path, serve: Serve) -> None:
     filler = "<p>" + "x" * 1000 + "</p>"
     big = f"<html><body>{filler * (BIG // len(filler) + 1)}<a href='/end'>end</a></body></html>"
-    pages = {"/": "<html><body><a href='/big'>big</a></body></html>", "/big": big,
-             "/end": "<html><body>the end</body></html>"}
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=pages[request.path], content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    base = await serve(app)
+    base = await serve(pages({"/": "<html><body><a href='/big'>big</a></body></html>",
+                              "/big": big, "/end": "<html><body>the end</body></html>"}))
     (tmp_path / "pages.py").write_text(PLUGIN, encoding="utf-8")
     project = write_project(tmp_path, f"""
         spider: pages

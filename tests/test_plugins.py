@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from framework import Exporter, hookimpl, runner
 from framework.__about__ import __version__
@@ -19,7 +18,7 @@ from framework.errors import PluginError, ProjectError
 from framework.plugins import make_plugin_manager
 from framework.project import load_project
 from framework.registry import Registry
-from tests.conftest import Serve, read_jsonl, run_fw, write_project
+from tests.conftest import Serve, pages, read_jsonl, run_fw, write_project
 from tests.distributions import fake_distribution, on_path
 
 PACKAGE = {
@@ -85,12 +84,7 @@ async def test_an_installed_distribution_is_listed(installed: Path) -> None:
 
 async def test_an_installed_spider_is_usable_by_name(installed: Path, tmp_path: Path,
                                                      serve: Serve) -> None:
-    async def home(request: web.Request) -> web.Response:
-        return web.Response(text="<h1>Team shop</h1>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", home)
-    base = await serve(app)
+    base = await serve(pages({"/": "<h1>Team shop</h1>"}))
     project = write_project(tmp_path, f"spider: teamshop\nstart_urls: [{base}/]\n")
     result = await run_fw("run", str(project), "-o", str(tmp_path / "out.jsonl"),
                           env=with_path(installed))
@@ -308,12 +302,7 @@ def test_disable_plugins_keeps_a_plugin_out(tmp_path: Path) -> None:
 
 async def test_the_plugins_header_leaves_disabled_plugins_out(tmp_path: Path,
                                                               serve: Serve) -> None:
-    async def home(request: web.Request) -> web.Response:
-        return web.Response(text="<h1>hi</h1>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", home)
-    base = await serve(app)
+    base = await serve(pages({"/": "<h1>hi</h1>"}))
     project = write_project(tmp_path, f"""
         spider: rules
         start_urls: [{base}/]
@@ -384,12 +373,7 @@ async def test_an_installed_plugin_for_another_api_version_is_one_line_naming_it
 
 async def test_trace_prints_every_hook_call_with_its_plugin(tmp_path: Path,
                                                             serve: Serve) -> None:
-    async def home(request: web.Request) -> web.Response:
-        return web.Response(text="<h1>hi</h1>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", home)
-    base = await serve(app)
+    base = await serve(pages({"/": "<h1>hi</h1>"}))
     (tmp_path / "watch.py").write_text(textwrap.dedent("""
         from framework import hookimpl
 
@@ -520,12 +504,7 @@ def myplug(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 async def test_a_plugin_module_and_its_spider_share_one_section(
         myplug: dict[str, str], tmp_path: Path, serve: Serve) -> None:
-    async def home(request: web.Request) -> web.Response:
-        return web.Response(text="<h1>Home</h1>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", home)
-    base = await serve(app)
+    base = await serve(pages({"/": "<h1>Home</h1>"}))
     project = write_project(tmp_path, f"""
         spider: myplug
         start_urls: [{base}/]

@@ -19,7 +19,7 @@ from aiohttp import web
 from rich.console import Console
 
 from framework.progress import Progress, Snapshot, panel
-from tests.conftest import Serve, fw_command, run_fw, write_project
+from tests.conftest import Serve, fw_command, pages, run_fw, write_project
 
 SNAPSHOT = Snapshot(elapsed=10.0, pages=250, items=240, queued=1200, delayed=3, in_flight=16,
                     errors={"timeout": 4, "http_503": 2}, slowed={"slow.example": 1.5})
@@ -72,12 +72,7 @@ async def test_without_a_terminal_progress_is_a_periodic_log_line() -> None:
 
 @pytest.fixture
 async def project(serve: Serve, tmp_path: Path) -> Path:
-    async def home(request: web.Request) -> web.Response:
-        return web.Response(text="<h1>hi</h1>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", home)
-    base = await serve(app)
+    base = await serve(pages({"/": "<h1>hi</h1>"}))
     return write_project(tmp_path, f"""
         spider: rules
         start_urls: [{base}/]
