@@ -63,12 +63,12 @@ def strings(check: Check, what: str, *, optional: bool = False) -> Parse:
     def parse(raw: Any, source: Source, path: KeyPath) -> tuple[Any, ...] | None:
         if raw is None and optional:
             return None
-        items = _sequence(Any, raw, source, path)
-        for index, item in enumerate(items):
+        checked = []
+        for index, item in enumerate(_sequence(Any, raw, source, path)):
             if not isinstance(item, str):
                 raise source.error((*path, index), f"expected {what}, got {_show(item)}")
-        return tuple(_checked(check, str(item), source, (*path, i))
-                     for i, item in enumerate(items))
+            checked.append(_checked(check, str(item), source, (*path, index)))
+        return tuple(checked)
     return parse
 
 
