@@ -53,7 +53,7 @@ import random
 import secrets
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
@@ -71,6 +71,7 @@ from framework.frontier import (
     decode_request,
     encode_request,
 )
+from framework.frontier.known import Known
 from framework.frontier.scripts import Scripts
 from framework.http import Request
 from framework.politeness import Politeness
@@ -84,6 +85,13 @@ log = logging.getLogger("fw")
 _SHARD_SHIFT = 64 - 18
 #: Expired leases, due retries and rested hosts a claim moves at most, to bound its cost.
 _SWEEP = 100
+
+
+class _Unknown(NamedTuple):
+    """Requests to send to the seen-set, with their fingerprints (None: ``dont_filter``)."""
+
+    requests: list[Request]
+    keys: list[int | None]
 
 
 class RedisFrontier:
@@ -102,10 +110,12 @@ class RedisFrontier:
         self._calls = itertools.count(1)  # numbers this worker's mutating calls
         self._held: dict[str, str] = {}  # lease token -> request id, for the heartbeat
         self._policies: dict[str, tuple[int, str, str]] = {}  # by host, see _policy
+        self._known = Known()  # fingerprints the seen-set holds, not to send again
         self._counts = Counts(0, 0, 0, 0)
         self._heartbeat: asyncio.Task[None] | None = None
         self._claimers: list[asyncio.Future[Lease | float | None]] = []  # for the next call
         self._claiming: asyncio.Task[None] | None = None  # makes the claim calls, one by one
+        self._spare: list[Lease] = []  # leased for a claim that was cancelled meanwhile
 
     # -------------------------------------------------------------------------------------
     # Opening and closing
@@ -135,6 +145,7 @@ class RedisFrontier:
             log.warning("%s: %d leases go back to the queue when they expire in %gs",
                         problem, len(self._held), self.lease)
         self._held.clear()
+        self._spare.clear()
 
     # -------------------------------------------------------------------------------------
     # The queue
@@ -142,12 +153,13 @@ class RedisFrontier:
 
     async def add(self, requests: Sequence[Request]) -> list[Request]:
         """Queue the requests no worker has queued before (by fingerprint); return them."""
-        if not requests:
+        sent = self._unknown(requests)
+        if not sent.requests:
             return []
-        args = self._requests(requests)
-        new, counts = await self._run("push", self.worker, next(self._calls), *args)
+        new, counts = await self._run("push", self.worker, next(self._calls),
+                                      *self._pack(sent))
         self._note(counts)
-        return _picked(requests, new)
+        return self._answered(sent, new)
 
     async def claim(self) -> Lease | float | None:
         """Lease the best request of the best ready host, or say how long to wait.
@@ -155,6 +167,8 @@ class RedisFrontier:
         None means the crawl is over for every worker: nothing pending, delayed or leased.
         Claims made while a claim call is under way are made together by the next call.
         """
+        if self._spare:
+            return self._spare.pop()
         waiter: asyncio.Future[Lease | float | None] = \
             asyncio.get_running_loop().create_future()
         self._claimers.append(waiter)
@@ -170,14 +184,15 @@ class RedisFrontier:
         ``checkpoint`` is not stored: each worker writes its own exports.
         """
         keys = [self._held.get(str(s.lease.token)) for s in settlements]
+        sent = [None if key is None else self._unknown(s.discovered)
+                for key, s in zip(keys, settlements, strict=True)]
         args: list[Any] = []
-        for key, settlement in zip(keys, settlements, strict=True):
-            if key is not None:
-                discovered, failure = settlement.discovered, settlement.failure
-                outcome = "done" if failure is None else "failed"
-                args.append(f"{key}\t{settlement.lease.token}\t{outcome}\t{len(discovered)}"
-                            f"\t{failure or ''}")
-                args += self._requests(discovered)
+        for key, settlement, part in zip(keys, settlements, sent, strict=True):
+            if key is not None and part is not None:
+                outcome = "done" if settlement.failure is None else "failed"
+                args.append(f"{key}\t{settlement.lease.token}\t{outcome}"
+                            f"\t{len(part.requests)}\t{settlement.failure or ''}")
+                args += self._pack(part)
         answers: Iterator[str] = iter(())
         if args:
             answer, counts = await self._run("settle", self.worker, next(self._calls), *args)
@@ -185,8 +200,8 @@ class RedisFrontier:
             answers = iter(answer.decode().split("|"))
         for settlement in settlements:
             self._held.pop(str(settlement.lease.token), None)
-        return [None if key is None else _new(settlement.discovered, next(answers))
-                for key, settlement in zip(keys, settlements, strict=True)]
+        return [None if part is None else self._settled_part(part, next(answers))
+                for part in sent]
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
         """Hold ``request`` back for ``delay`` seconds (server time) in the lease's stead."""
@@ -225,7 +240,12 @@ class RedisFrontier:
     async def _claim_batches(self) -> None:
         """Make claim calls while claims wait, each for all the claims waiting."""
         while self._claimers:
-            waiters, self._claimers = self._claimers, []
+            waiters = [waiter for waiter in self._claimers if not waiter.done()]
+            self._claimers = []
+            while waiters and self._spare:  # leased for claims cancelled during the last call
+                waiters.pop().set_result(self._spare.pop())
+            if not waiters:
+                continue
             try:
                 answers = await self._claim(len(waiters))
             except Exception as exc:  # not an outage (that is waited out): a refusal
@@ -234,8 +254,10 @@ class RedisFrontier:
                         waiter.set_exception(exc)
                 continue
             for waiter, answer in zip(waiters, answers, strict=True):
-                if not waiter.done():  # else its worker was cancelled: close() hands it back
+                if not waiter.done():
                     waiter.set_result(answer)
+                elif isinstance(answer, Lease):  # its claimer was cancelled: the next one's
+                    self._spare.append(answer)
 
     async def _claim(self, count: int) -> list[Lease | float | None]:
         """Lease up to ``count`` requests; the claims left over are told how long to wait."""
@@ -267,16 +289,41 @@ class RedisFrontier:
             raise LeaseLost(f"lease {lease.token} of {lease.request.url} is not held")
         return key
 
-    def _requests(self, requests: Sequence[Request]) -> list[str]:
+    def _unknown(self, requests: Sequence[Request]) -> _Unknown:
+        """Leave out the requests this worker has seen the seen-set hold (see known.py)."""
+        sent = _Unknown([], [])
+        for request in requests:
+            key = None if request.dont_filter else fingerprint(request)
+            if key is None or key not in self._known:
+                sent.requests.append(request)
+                sent.keys.append(key)
+        return sent
+
+    def _pack(self, sent: _Unknown) -> list[str]:
         """Pack each request into the one script argument ``push`` in lib.lua reads."""
         packed = []
-        for request in requests:
+        for request, key in zip(sent.requests, sent.keys, strict=True):
             host = host_of(request.url)
-            shard, member = ("", "") if request.dont_filter else _fingerprint(request)
+            shard, member = ("", "") if key is None else _member(key)
             concurrency, delay, interval = self._policy(host)
             packed.append(f"{shard}\t{member}\t{host}\t{request.priority}\t{concurrency}\t"
                           f"{delay}\t{interval}\t{encode_request(request)}")
         return packed
+
+    def _answered(self, sent: _Unknown, answer: bytes | str) -> list[Request]:
+        """Read a push's answer, the positions of the new requests, and return those.
+
+        Every fingerprint sent is in the seen-set now, whether it was new or not.
+        """
+        self._known.update(key for key in sent.keys if key is not None)
+        return _picked(sent.requests, answer)
+
+    def _settled_part(self, sent: _Unknown, answer: str) -> list[Request] | None:
+        """Read settle.lua's answer for one lease: its new requests, or None if it was lost.
+
+        A lost lease queued nothing, so its page's next fetch must send its links again.
+        """
+        return None if answer == "!" else self._answered(sent, answer)
 
     def _policy(self, host: str) -> tuple[int, str, str]:
         """Return the host's concurrency, delay and interval, as the scripts store them."""
@@ -335,12 +382,11 @@ def _seconds(text: str, url: str) -> float:
     return seconds
 
 
-def _fingerprint(request: Request) -> tuple[int, int]:
-    """Return the request's seen-set shard and its fingerprint as a signed 64-bit integer.
+def _member(key: int) -> tuple[int, int]:
+    """Return a fingerprint's seen-set shard and the fingerprint as a signed 64-bit integer.
 
     Signed, so that Redis stores it as an integer (an intset entry, 8 bytes).
     """
-    key = fingerprint(request)
     return key >> _SHARD_SHIFT, key - (1 << 64) if key >= 1 << 63 else key
 
 
@@ -348,11 +394,6 @@ def _picked(requests: Sequence[Request], positions: bytes | str) -> list[Request
     """Return the requests at the 1-based comma-separated ``positions`` a script gave."""
     text = positions.decode() if isinstance(positions, bytes) else positions
     return [requests[int(n) - 1] for n in text.split(",") if n]
-
-
-def _new(requests: Sequence[Request], answer: str) -> list[Request] | None:
-    """Read settle.lua's answer for one lease: its new requests, or None if it was lost."""
-    return None if answer == "!" else _picked(requests, answer)
 
 
 def _worker(name: bytes, value: bytes, now: float, lease: float) -> WorkerStatus:
