@@ -228,6 +228,23 @@ async def test_priorities_within_and_across_hosts(make: Make) -> None:
     assert await order(across) == ["b.test/9", "c.test/3", "d.test/3", "b.test/1"]
 
 
+async def test_claims_made_together_get_what_claims_one_by_one_would(make: Make) -> None:
+    one_by_one, together = await make(prefix="fw:one:"), await make(prefix="fw:all:")
+    requests = [Request(f"http://{host}.test/{path}", priority=int(path[0]))
+                for host, path in [("a", "5"), ("a", "3"), ("a", "1"), ("b", "4"), ("b", "3"),
+                                   ("c", "3"), ("a", "3b"), ("e", "9"), ("e", "8")]]
+    await one_by_one.add(requests)
+    await together.add(requests)
+    expected = [(await lease_of(one_by_one)).request for _ in range(8)]
+    got = await asyncio.gather(*(together.claim() for _ in range(8)))
+    assert [lease.request for lease in got if isinstance(lease, Lease)] == expected
+    # Best first, ties by when the host became ready: a host keeps its turn for a second
+    # request only while that request outranks every other host's best.
+    assert [request.url[7:] for request in expected] == [
+        "e.test/9", "e.test/8", "a.test/5", "b.test/4", "c.test/3", "a.test/3", "b.test/3",
+        "a.test/3b"]
+
+
 async def test_reopening_resumes_a_crawl_and_close_hands_leases_back(make: Make) -> None:
     first = await make(open=False)
     assert await first.open() == Saved()

@@ -21,9 +21,9 @@ end
 
 local function leased(ids)
   local reply = {'lease', '', ''}
-  for i, id in ipairs(ids) do
-    local host, _, json = unrecord(redis.call('HGET', REQ, id))
-    for _, value in ipairs({id, host, json, token_of(i)}) do reply[#reply + 1] = value end
+  for i, value in ipairs(hmget(REQ, ids)) do
+    local host, _, json = unrecord(value)
+    append(reply, ids[i], host, json, token_of(i))
   end
   return reply
 end
@@ -61,32 +61,59 @@ end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', t, 'LIMIT', 0, sweep)) do
   redis.call('ZREM', DELAYED, id)
   local host, priority = unrecord(redis.call('HGET', REQ, id))
-  redis.call('HINCRBY', host_key(host), 'delayed', -1)
+  add_to(host, 'delayed', -1)
   enqueue(id, host, priority, t)
 end
 for _, host in ipairs(redis.call('ZRANGEBYSCORE', WAITING, '-inf', t, 'LIMIT', 0, sweep)) do
   file(host, t)
 end
 
-local ids = {}
+-- Pop up to `room` of the host's best requests: the first, and those after it that rank
+-- before `rival`, the next ready host's rank. One at a time, the host would have stayed
+-- first in READY for each of them: these are the same leases, in a few calls.
+local function take(host, room, rival)
+  local queue, ids = queue_key(host), {}
+  if not rival then
+    local popped = redis.call('ZPOPMIN', queue, room)
+    for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+    return ids
+  end
+  local best = redis.call('ZRANGE', queue, 0, room - 1, 'WITHSCORES')
+  for i = 1, #best, 2 do
+    if i > 1 and tonumber(best[i + 1]) >= rival then break end
+    ids[#ids + 1] = best[i]
+  end
+  redis.call('ZREMRANGEBYRANK', queue, 0, #ids - 1)
+  return ids
+end
+
+local ids, expiries, tokens = {}, {}, {}
 while #ids < count do
-  local entry = redis.call('ZRANGE', READY, 0, 0)[1]
-  if not entry then break end
-  local host = string.sub(entry, 13)
-  local key, queue = host_key(host), queue_key(host)
-  local id = redis.call('ZRANGE', queue, 0, 0)[1]
-  redis.call('ZREM', queue, id)
-  redis.call('ZADD', LEASES, t + lease, id)
-  ids[#ids + 1] = id
-  redis.call('HSET', TOKENS, id, token_of(#ids))
-  bump('pending', -1)
-  redis.call('HINCRBY', key, 'inflight', 1)
-  local pace = redis.call('HMGET', key, 'next', 'delay', 'delay0', 'interval')
-  local next_at = math.max(num(pace[1]), t + gap_of(pace[2], pace[3], pace[4], jitter))
-  redis.call('HSET', key, 'last', t, 'next', next_at)
+  local top = redis.call('ZRANGE', READY, 0, 1, 'WITHSCORES')
+  if not top[1] then break end
+  local host = string.sub(top[1], 13)
+  local h = host_state(host)
+  local pace, room = gap(host, jitter), 1
+  if pace == 0 then  -- else the host rests after one start
+    room = math.max(math.min(count - #ids, (tonumber(h.conc) or 1) - num(h.inflight)), 1)
+  end
+  local taken = take(host, room, tonumber(top[4]))
+  for _, id in ipairs(taken) do
+    ids[#ids + 1] = id
+    append(expiries, t + lease, id)
+    append(tokens, id, token_of(#ids))
+  end
+  bump('pending', -#taken)
+  set_field(host, 'inflight', num(h.inflight) + #taken)
+  set_field(host, 'last', t)
+  set_field(host, 'next', math.max(num(h.next), t + pace))
   file(host, t)
 end
-if #ids > 0 then remember(worker, call, table.concat(ids, ',')) end
+if #ids > 0 then
+  each_slice(expiries, 2, function(...) redis.call('ZADD', LEASES, ...) end)
+  each_slice(tokens, 2, function(...) redis.call('HSET', TOKENS, ...) end)
+  remember(worker, call, table.concat(ids, ','))
+end
 
 local c = counts()
 if #ids > 0 then

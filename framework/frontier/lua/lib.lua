@@ -46,11 +46,88 @@ local function next_of(field)
   return sequences[field]
 end
 
+local function append(list, ...)
+  for _, value in ipairs({...}) do list[#list + 1] = value end
+end
+
+-- Lua unpacks at most ~8000 values into one call: long lists go in slices.
+local SLICE = 1000
+
+local function each_slice(list, width, f)
+  for first = 1, #list, SLICE * width do
+    f(unpack(list, first, math.min(first + SLICE * width - 1, #list)))
+  end
+end
+
+local function hmget(key, fields)
+  local values = {}
+  each_slice(fields, 1, function(...)
+    for _, value in ipairs(redis.call('HMGET', key, ...)) do values[#values + 1] = value end
+  end)
+  return values
+end
+
+local function hdel_all(key, fields)
+  each_slice(fields, 1, function(...) redis.call('HDEL', key, ...) end)
+end
+
+-- The hosts a script meets, each read with one HMGET and written back by flush(): a
+-- claim or settle of many requests of one host touches its hash twice, not per request.
+-- A field is a string as read, a number once set, false if absent (or to delete it).
+local HOST_FIELDS = {'entry', 'inflight', 'conc', 'next', 'last', 'delay', 'delay0',
+                     'interval'}
+local hosts, host_changed, host_totals = {}, {}, {}
+
+local function host_state(host)
+  local h = hosts[host]
+  if not h then
+    h = {}
+    local values = redis.call('HMGET', host_key(host), unpack(HOST_FIELDS))
+    for i, field in ipairs(HOST_FIELDS) do h[field] = values[i] end
+    hosts[host], host_changed[host], host_totals[host] = h, {}, {}
+  end
+  return h
+end
+
+local function set_field(host, field, value)
+  host_state(host)[field] = value
+  host_changed[host][field] = true
+end
+
+-- Add to a host's total that no script reads back: done, failed, delayed.
+local function add_to(host, field, by)
+  host_state(host)
+  host_totals[host][field] = (host_totals[host][field] or 0) + by
+end
+
+local function flush_host(host)
+  local key, h, set, gone = host_key(host), hosts[host], {}, {}
+  for field in pairs(host_changed[host]) do
+    if h[field] then
+      append(set, field, h[field])
+    else
+      gone[#gone + 1] = field
+    end
+  end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  for field, by in pairs(host_totals[host]) do
+    if by ~= 0 then redis.call('HINCRBY', key, field, by) end
+  end
+  host_changed[host], host_totals[host] = {}, {}
+end
+
+-- New requests' records (id, record, id, record...), stored together by flush().
+local stored = {}
+
 local function flush()
   for field, by in pairs(changed) do
     if by ~= 0 then redis.call('HINCRBY', META, field, by) end
   end
   changed = {}
+  for host in pairs(hosts) do flush_host(host) end
+  each_slice(stored, 2, function(...) redis.call('HSET', REQ, ...) end)
+  stored = {}
 end
 
 -- The sizes every script reports, for the worker's cached counts(); the sets that hold
@@ -85,15 +162,14 @@ local function remember(worker, call, answer)
   redis.call('HDEL', key, tostring(tonumber(call) - CALLS_KEPT))
 end
 
--- The host's limits come from the project file, the same for every worker: stored once
--- per script for each host it meets.
-local policies_set = {}
-
+-- The host's limits come from the project file, the same for every worker: stored when
+-- the host is first met (or a project changed them).
 local function set_policy(host, concurrency, delay, interval)
-  if policies_set[host] then return end
-  policies_set[host] = true
-  redis.call('HSET', host_key(host), 'conc', concurrency, 'delay0', delay, 'interval', interval)
-  redis.call('SADD', HOSTS, host)
+  local h = host_state(host)
+  if not h.conc then redis.call('SADD', HOSTS, host) end
+  for field, value in pairs({conc = concurrency, delay0 = delay, interval = interval}) do
+    if h[field] ~= value then set_field(host, field, value) end
+  end
 end
 
 -- Seconds before the host's next start: its delay (tuned, else configured) jittered by
@@ -106,39 +182,40 @@ local function gap_of(tuned, configured, interval, jitter)
 end
 
 local function gap(host, jitter)
-  local s = redis.call('HMGET', host_key(host), 'delay', 'delay0', 'interval')
-  return gap_of(s[1], s[2], s[3], jitter)
+  local h = host_state(host)
+  return gap_of(h.delay, h.delay0, h.interval, jitter)
 end
 
 -- Put the host where its next request will be found: READY (by the rank of its best
 -- request, ties by filing order) if it may be visited now, WAITING (by when it may) if
--- it must rest, neither if it has nothing queued or all its slots are taken.
+-- it must rest, neither if it has nothing queued or all its slots are taken. A ready
+-- host's rank is kept in its state for the script (not stored).
 local function file(host, t)
-  local key = host_key(host)
-  local s = redis.call('HMGET', key, 'entry', 'inflight', 'conc', 'next')
-  if s[1] then  -- a host is in READY (with its entry) or in WAITING, never in both
-    redis.call('ZREM', READY, s[1])
+  local h = host_state(host)
+  if h.entry then  -- a host is in READY (with its entry) or in WAITING, never in both
+    redis.call('ZREM', READY, h.entry)
   else
     redis.call('ZREM', WAITING, host)
   end
   local best = redis.call('ZRANGE', queue_key(host), 0, 0, 'WITHSCORES')
-  local free = #best > 0 and num(s[2]) < (tonumber(s[3]) or 1)
-  if free and num(s[4]) <= t then
+  local free = #best > 0 and num(h.inflight) < (tonumber(h.conc) or 1)
+  if free and num(h.next) <= t then
     local entry = string.format('%012d', next_of('filed')) .. host
     redis.call('ZADD', READY, best[2], entry)
-    redis.call('HSET', key, 'entry', entry)
+    set_field(host, 'entry', entry)
+    h.rank = tonumber(best[2])
     return
   end
-  if s[1] then redis.call('HDEL', key, 'entry') end
-  if free then redis.call('ZADD', WAITING, s[4], host) end
+  if h.entry then set_field(host, 'entry', false) end
+  if free then redis.call('ZADD', WAITING, h.next, host) end
 end
 
 -- One of the host's requests is no longer in flight. A host that is ready already stays
 -- where it is; one whose slots were all taken may be filed now.
 local function release(host, t)
-  local key = host_key(host)
-  redis.call('HINCRBY', key, 'inflight', -1)
-  if not redis.call('HGET', key, 'entry') then
+  local h = host_state(host)
+  set_field(host, 'inflight', num(h.inflight) - 1)
+  if not h.entry then
     file(host, t)
   end
 end
@@ -147,10 +224,12 @@ end
 local function enqueue(id, host, priority, t)
   redis.call('ZADD', queue_key(host), -priority, id)
   bump('pending', 1)
-  local entry = redis.call('HGET', host_key(host), 'entry')
-  if entry then  -- a ready host keeps its place, moving up if this request outranks it
-    if -priority < num(redis.call('ZSCORE', READY, entry)) then
-      redis.call('ZADD', READY, -priority, entry)
+  local h = host_state(host)
+  if h.entry then  -- a ready host keeps its place, moving up if this request outranks it
+    h.rank = h.rank or num(redis.call('ZSCORE', READY, h.entry))
+    if -priority < h.rank then
+      redis.call('ZADD', READY, -priority, h.entry)
+      h.rank = -priority
     end
   elseif not redis.call('ZSCORE', WAITING, host) then
     file(host, t)
@@ -172,7 +251,7 @@ local function push(from, last, t)
       priority = tonumber(priority)
       local id = string.format('%012d', next_of('seq'))
       set_policy(host, conc, delay, interval)
-      redis.call('HSET', REQ, id, record(host, priority, string.sub(ARGV[i], at)))
+      append(stored, id, record(host, priority, string.sub(ARGV[i], at)))
       enqueue(id, host, priority, t)
       new[#new + 1] = i - from + 1
     end
@@ -186,6 +265,6 @@ local function requeue(id, t)
   redis.call('ZREM', LEASES, id)
   redis.call('HDEL', TOKENS, id)
   local host, priority = unrecord(redis.call('HGET', REQ, id))
-  redis.call('HINCRBY', host_key(host), 'inflight', -1)
+  set_field(host, 'inflight', num(host_state(host).inflight) - 1)
   enqueue(id, host, priority, t)
 end

@@ -17,7 +17,7 @@ redis.call('HDEL', TOKENS, id)
 set_policy(host, ARGV[10], ARGV[11], ARGV[12])
 redis.call('HSET', REQ, id, record(host, tonumber(ARGV[8]), ARGV[9]))
 redis.call('ZADD', DELAYED, t + delay, id)
-redis.call('HINCRBY', host_key(host), 'delayed', 1)
+add_to(host, 'delayed', 1)
 release(old_host, t)
 remember(worker, call, '')
 return {'ok', '', counts()}

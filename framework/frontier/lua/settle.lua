@@ -12,30 +12,48 @@ if answer then
 end
 local t = now()
 
-local function settle(id, token, outcome, reason, from, last)
-  if redis.call('HGET', TOKENS, id) ~= token then
-    return '!'
-  end
-  local host, _, json = unrecord(redis.call('HGET', REQ, id))
-  redis.call('ZREM', LEASES, id)
-  redis.call('HDEL', TOKENS, id)
-  redis.call('HDEL', REQ, id)
-  bump(outcome, 1)
-  redis.call('HINCRBY', host_key(host), outcome, 1)
-  if outcome == 'failed' then  -- kept for the record: why, and the request itself
-    redis.call('HSET', FAILURES, id, reason .. '\n' .. json)
-  end
-  release(host, t)
-  return table.concat(push(from, last, t), ',')
-end
-
-local answers, i = {}, 4
+-- Read every lease's argument first, so that their tokens, records and keys are read and
+-- deleted in a few calls for the whole batch, not a few per lease.
+local leases, i = {}, 4
 while i <= #ARGV do
   local id, token, outcome, found, reason =
     string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   local last = i + tonumber(found)
-  answers[#answers + 1] = settle(id, token, outcome, reason, i + 1, last)
+  leases[#leases + 1] = {id = id, token = token, outcome = outcome, reason = reason,
+                         from = i + 1, last = last}
   i = last + 1
+end
+
+local ids, held, taken = {}, {}, {}
+for n, lease in ipairs(leases) do ids[n] = lease.id end
+for n, token in ipairs(hmget(TOKENS, ids)) do
+  local lease = leases[n]
+  if token == lease.token and not taken[lease.id] then  -- else it expired: '!'
+    taken[lease.id] = true
+    held[#held + 1] = lease
+  end
+end
+ids = {}
+for n, lease in ipairs(held) do ids[n] = lease.id end
+for n, value in ipairs(hmget(REQ, ids)) do held[n].record = value end
+each_slice(ids, 1, function(...) redis.call('ZREM', LEASES, ...) end)
+hdel_all(TOKENS, ids)
+hdel_all(REQ, ids)
+
+local function settle(lease)
+  local host, _, json = unrecord(lease.record)
+  bump(lease.outcome, 1)
+  add_to(host, lease.outcome, 1)
+  if lease.outcome == 'failed' then  -- kept for the record: why, and the request itself
+    redis.call('HSET', FAILURES, lease.id, lease.reason .. '\n' .. json)
+  end
+  release(host, t)
+  return table.concat(push(lease.from, lease.last, t), ',')
+end
+
+local answers = {}
+for n, lease in ipairs(leases) do
+  answers[n] = lease.record and settle(lease) or '!'
 end
 answer = table.concat(answers, '|')
 remember(worker, call, answer)

@@ -5,9 +5,7 @@ local hosts = {}
 for _, host in ipairs(redis.call('SMEMBERS', HOSTS)) do
   local s = redis.call('HMGET', host_key(host), 'delayed', 'inflight', 'done', 'failed')
   local pending = redis.call('ZCARD', queue_key(host)) + num(s[1])
-  for _, value in ipairs({host, pending, num(s[2]), num(s[3]), num(s[4])}) do
-    hosts[#hosts + 1] = value
-  end
+  append(hosts, host, pending, num(s[2]), num(s[3]), num(s[4]))
 end
 local exists = redis.call('EXISTS', META)
 return {tostring(now()), exists, counts(), hosts, redis.call('HGETALL', WORKERS)}

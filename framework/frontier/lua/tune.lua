@@ -4,17 +4,16 @@
 local host, delay, pause, jitter = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local t = now()
 set_policy(host, ARGV[6], ARGV[7], ARGV[8])
-local key = host_key(host)
-local s = redis.call('HMGET', key, 'next', 'last')
-local next_at = num(s[1])
+local h = host_state(host)
+local next_at = num(h.next)
 if delay ~= '' then  -- the new delay counts from the last start, not only from the next
-  redis.call('HSET', key, 'delay', delay)
-  if s[2] then next_at = math.max(next_at, tonumber(s[2]) + gap(host, jitter)) end
+  set_field(host, 'delay', delay)
+  if h.last then next_at = math.max(next_at, tonumber(h.last) + gap(host, jitter)) end
 end
 if pause > 0 then
   next_at = math.max(next_at, t + pause)
 end
-redis.call('HSET', key, 'next', next_at)
+set_field(host, 'next', next_at)
 file(host, t)
 flush()
 return 1
