@@ -166,19 +166,7 @@ async def test_a_settle_of_many_leases_is_one_call_and_a_lost_one_changes_nothin
     assert found == [urls("new-1"), None, urls("new-2")]
     status = await frontier.status()
     assert (status.pending, status.leased, status.done, status.failed) == (2, 1, 1, 1)
-    assert await frontier.add(urls("lost-1")) == urls("lost-1")  # never queued, nor known
-
-
-async def test_links_a_worker_saw_queued_are_not_sent_again(make: Make,
-                                                              server: RedisServer) -> None:
-    one, two = await make(), await make()
-    await one.add(urls("1", "2"))
-    before = script_calls(server)
-    assert await one.add(urls("2", "1")) == []
-    assert script_calls(server) == before  # both known: nothing to ask
-    assert await two.add(urls("2", "3")) == urls("3")  # two knows nothing yet: it asks
-    lease = await lease_of(one)
-    assert await ack(one, lease, urls("1", "3", "4")) == urls("4")
+    assert await frontier.add(urls("lost-1")) == urls("lost-1")  # never queued
 
 
 async def test_a_lease_made_for_a_cancelled_claim_goes_to_the_next_claim(make: Make) -> None:

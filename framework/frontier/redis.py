@@ -71,7 +71,6 @@ from framework.frontier import (
     decode_request,
     encode_request,
 )
-from framework.frontier.known import Known
 from framework.frontier.scripts import Scripts
 from framework.http import Request
 from framework.politeness import Politeness
@@ -87,8 +86,8 @@ _SHARD_SHIFT = 64 - 18
 _SWEEP = 100
 
 
-class _Unknown(NamedTuple):
-    """Requests to send to the seen-set, with their fingerprints (None: ``dont_filter``)."""
+class _Batch(NamedTuple):
+    """Requests to push, with their fingerprints (None: ``dont_filter``)."""
 
     requests: list[Request]
     keys: list[int | None]
@@ -110,7 +109,6 @@ class RedisFrontier:
         self._calls = itertools.count(1)  # numbers this worker's mutating calls
         self._held: dict[str, str] = {}  # lease token -> request id, for the heartbeat
         self._policies: dict[str, tuple[int, str, str]] = {}  # by host, see _policy
-        self._known = Known()  # fingerprints the seen-set holds, not to send again
         self._counts = Counts(0, 0, 0, 0)
         self._heartbeat: asyncio.Task[None] | None = None
         self._claimers: list[asyncio.Future[Lease | float | None]] = []  # for the next call
@@ -153,7 +151,7 @@ class RedisFrontier:
 
     async def add(self, requests: Sequence[Request]) -> list[Request]:
         """Queue the requests no worker has queued before (by fingerprint); return them."""
-        sent = self._unknown(requests)
+        sent = self._fingerprinted(requests)
         if not sent.requests:
             return []
         new, counts = await self._run("push", self.worker, next(self._calls),
@@ -184,7 +182,7 @@ class RedisFrontier:
         ``checkpoint`` is not stored: each worker writes its own exports.
         """
         keys = [self._held.get(str(s.lease.token)) for s in settlements]
-        sent = [None if key is None else self._unknown(s.discovered)
+        sent = [None if key is None else self._fingerprinted(s.discovered)
                 for key, s in zip(keys, settlements, strict=True)]
         args: list[Any] = []
         for key, settlement, part in zip(keys, settlements, sent, strict=True):
@@ -289,17 +287,12 @@ class RedisFrontier:
             raise LeaseLost(f"lease {lease.token} of {lease.request.url} is not held")
         return key
 
-    def _unknown(self, requests: Sequence[Request]) -> _Unknown:
-        """Leave out the requests this worker has seen the seen-set hold (see known.py)."""
-        sent = _Unknown([], [])
-        for request in requests:
-            key = None if request.dont_filter else fingerprint(request)
-            if key is None or key not in self._known:
-                sent.requests.append(request)
-                sent.keys.append(key)
-        return sent
+    def _fingerprinted(self, requests: Sequence[Request]) -> _Batch:
+        """Fingerprint the requests for the seen-set (None: ``dont_filter``, never a duplicate)."""
+        return _Batch(list(requests), [None if request.dont_filter else fingerprint(request)
+                                         for request in requests])
 
-    def _pack(self, sent: _Unknown) -> list[str]:
+    def _pack(self, sent: _Batch) -> list[str]:
         """Pack each request into the one script argument ``push`` in lib.lua reads."""
         packed = []
         for request, key in zip(sent.requests, sent.keys, strict=True):
@@ -310,19 +303,12 @@ class RedisFrontier:
                           f"{delay}\t{interval}\t{encode_request(request)}")
         return packed
 
-    def _answered(self, sent: _Unknown, answer: bytes | str) -> list[Request]:
-        """Read a push's answer, the positions of the new requests, and return those.
-
-        Every fingerprint sent is in the seen-set now, whether it was new or not.
-        """
-        self._known.update(key for key in sent.keys if key is not None)
+    def _answered(self, sent: _Batch, answer: bytes | str) -> list[Request]:
+        """Read a push's answer, the positions of the new requests, and return those."""
         return _picked(sent.requests, answer)
 
-    def _settled_part(self, sent: _Unknown, answer: str) -> list[Request] | None:
-        """Read settle.lua's answer for one lease: its new requests, or None if it was lost.
-
-        A lost lease queued nothing, so its page's next fetch must send its links again.
-        """
+    def _settled_part(self, sent: _Batch, answer: str) -> list[Request] | None:
+        """Read settle.lua's answer for one lease: its new requests, or None if it was lost."""
         return None if answer == "!" else self._answered(sent, answer)
 
     def _policy(self, host: str) -> tuple[int, str, str]:
