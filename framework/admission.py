@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
+from framework.frontier import LeaseLost
 from framework.http import Request
 from framework.project import Project
 from framework.stats import Stats
@@ -57,6 +59,30 @@ class Admission:
                         known.clear()
                     known.add(url)
         return admitted
+
+    def queued(self, request: Request) -> None:
+        """Remember a request the frontier holds (this worker leased it), as if admitted.
+
+        With several workers most links lead to pages another one queued: a page this one
+        leased need not be sent to the frontier again when it meets a link to it.
+        """
+        if request.method == "GET" and not request.body and not request.dont_filter:
+            if len(self._known) >= _KNOWN_URLS:
+                self._known.clear()
+            self._known.add(request.url)
+
+    @contextlib.contextmanager
+    def unless_lost(self, requests: Iterable[Request]) -> Iterator[None]:
+        """Forget admitted requests if their page's lease is lost: nothing queued them.
+
+        Whichever worker fetches that page again must send its links again, this one too.
+        """
+        try:
+            yield
+        except LeaseLost:
+            for request in requests:
+                self._known.discard(request.url)
+            raise
 
     def _storable(self, request: Request) -> bool:
         """A durable frontier stores requests as JSON: their meta must be JSON."""

@@ -266,6 +266,7 @@ class Engine:
         if self.project.max_pages and self._claimed >= self.project.max_pages:
             self.stop("max_pages reached")
         self._seeder.claimed()
+        self._admission.queued(lease.request)
         self._idle.wake_one()  # more may be ready; the woken worker checks
         return lease
 
@@ -341,7 +342,8 @@ class Engine:
                       admitted: list[Request], failure: str | None = None) -> None:
         """Export the page's (or errback's) items, then settle the lease as done (or failed
         for ``failure``) with the requests it discovered."""
-        new = await self._commits.commit(Settlement(lease, admitted, failure), items)
+        with self._admission.unless_lost(admitted):
+            new = await self._commits.commit(Settlement(lease, admitted, failure), items)
         if self._failures is not None:
             self._failures.settled(lease.request)
         await self._scheduled(new, len(admitted))

@@ -1,0 +1,40 @@
+"""Admission's memo of queued URLs: what it skips, and what it must not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from framework.admission import Admission
+from framework.frontier import LeaseLost
+from framework.http import Request
+from framework.project import load_project
+from framework.stats import Stats
+from tests.conftest import write_project
+
+
+def admission(tmp_path: Path) -> Admission:
+    project = load_project(write_project(tmp_path, "spider: x\n"))
+    return Admission(project, Stats("x"), "x", durable=True)
+
+
+def test_a_queued_url_is_a_duplicate_and_a_leased_one_too(tmp_path: Path) -> None:
+    gate = admission(tmp_path)
+    one, two = Request("http://a.test/1"), Request("http://a.test/2")
+    assert gate.admit([one, one]) == [one]
+    gate.queued(two)  # another worker queued it, this one leased it
+    assert gate.admit([two, Request("http://a.test/3")]) == [Request("http://a.test/3")]
+    gate.queued(Request("http://a.test/4", dont_filter=True))  # never a duplicate
+    assert gate.admit([Request("http://a.test/4")]) == [Request("http://a.test/4")]
+
+
+def test_the_links_of_a_page_whose_lease_was_lost_are_admitted_again(tmp_path: Path) -> None:
+    gate = admission(tmp_path)
+    links = gate.admit([Request("http://a.test/1"), Request("http://a.test/2")])
+    with pytest.raises(LeaseLost), gate.unless_lost(links):
+        raise LeaseLost("expired")
+    assert gate.admit(links) == links  # nothing queued them: they must be sent again
+    with gate.unless_lost(links):
+        pass
+    assert gate.admit(links) == []
