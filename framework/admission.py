@@ -41,7 +41,7 @@ class Admission:
         known = self._known
         for request in requests:
             url = request.url
-            plain = request.method == "GET" and not request.body and not request.dont_filter
+            plain = _plain(request)
             if plain and url in known:
                 filtered["duplicate"] += 1
             elif (problem := unfetchable(url)) is not None:
@@ -55,9 +55,7 @@ class Admission:
             else:
                 admitted.append(request)
                 if plain:
-                    if len(known) >= _KNOWN_URLS:
-                        known.clear()
-                    known.add(url)
+                    self._remember(url)
         return admitted
 
     def queued(self, request: Request) -> None:
@@ -66,10 +64,13 @@ class Admission:
         With several workers most links lead to pages another one queued: a page this one
         leased need not be sent to the frontier again when it meets a link to it.
         """
-        if request.method == "GET" and not request.body and not request.dont_filter:
-            if len(self._known) >= _KNOWN_URLS:
-                self._known.clear()
-            self._known.add(request.url)
+        if _plain(request):
+            self._remember(request.url)
+
+    def _remember(self, url: str) -> None:
+        if len(self._known) >= _KNOWN_URLS:
+            self._known.clear()
+        self._known.add(url)
 
     @contextlib.contextmanager
     def unless_lost(self, requests: Iterable[Request]) -> Iterator[None]:
@@ -95,3 +96,8 @@ class Admission:
             self._stats.errors["spider_error"] += 1
             return False
         return True
+
+
+def _plain(request: Request) -> bool:
+    """A plain GET, deduplicated by URL alone: its exact URL queued means a duplicate."""
+    return request.method == "GET" and not request.body and not request.dont_filter

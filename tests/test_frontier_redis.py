@@ -216,6 +216,19 @@ async def test_priorities_within_and_across_hosts(make: Make) -> None:
     assert await order(across) == ["b.test/9", "c.test/3", "d.test/3", "b.test/1"]
 
 
+async def test_batches_longer_than_lua_can_unpack_at_once(make: Make) -> None:
+    frontier = await make(concurrency=3000)  # Lua unpacks ~8000 values: scripts slice
+    pages = urls(*(str(n) for n in range(2500)))
+    assert await frontier.add(pages) == pages
+    got = await asyncio.gather(*(frontier.claim() for _ in range(2500)))
+    leases = [lease for lease in got if isinstance(lease, Lease)]
+    assert sorted(lease.request.url for lease in leases) == sorted(r.url for r in pages)
+    found = await frontier.settle([Settlement(lease) for lease in leases])
+    assert found == [[]] * 2500
+    status = await frontier.status()
+    assert (status.pending, status.leased, status.done) == (0, 0, 2500)
+
+
 async def test_claims_made_together_get_what_claims_one_by_one_would(make: Make) -> None:
     one_by_one, together = await make(prefix="fw:one:"), await make(prefix="fw:all:")
     requests = [Request(f"http://{host}.test/{path}", priority=int(path[0]))

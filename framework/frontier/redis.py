@@ -53,7 +53,7 @@ import random
 import secrets
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
@@ -84,13 +84,6 @@ log = logging.getLogger("fw")
 _SHARD_SHIFT = 64 - 18
 #: Expired leases, due retries and rested hosts a claim moves at most, to bound its cost.
 _SWEEP = 100
-
-
-class _Batch(NamedTuple):
-    """Requests to push, with their fingerprints (None: ``dont_filter``)."""
-
-    requests: list[Request]
-    keys: list[int | None]
 
 
 class RedisFrontier:
@@ -151,13 +144,12 @@ class RedisFrontier:
 
     async def add(self, requests: Sequence[Request]) -> list[Request]:
         """Queue the requests no worker has queued before (by fingerprint); return them."""
-        sent = self._fingerprinted(requests)
-        if not sent.requests:
+        if not requests:
             return []
-        new, counts = await self._run("push", self.worker, next(self._calls),
-                                      *self._pack(sent))
+        args = self._requests(requests)
+        new, counts = await self._run("push", self.worker, next(self._calls), *args)
         self._note(counts)
-        return self._answered(sent, new)
+        return _picked(requests, new)
 
     async def claim(self) -> Lease | float | None:
         """Lease the best request of the best ready host, or say how long to wait.
@@ -182,15 +174,14 @@ class RedisFrontier:
         ``checkpoint`` is not stored: each worker writes its own exports.
         """
         keys = [self._held.get(str(s.lease.token)) for s in settlements]
-        sent = [None if key is None else self._fingerprinted(s.discovered)
-                for key, s in zip(keys, settlements, strict=True)]
         args: list[Any] = []
-        for key, settlement, part in zip(keys, settlements, sent, strict=True):
-            if key is not None and part is not None:
-                outcome = "done" if settlement.failure is None else "failed"
-                args.append(f"{key}\t{settlement.lease.token}\t{outcome}"
-                            f"\t{len(part.requests)}\t{settlement.failure or ''}")
-                args += self._pack(part)
+        for key, settlement in zip(keys, settlements, strict=True):
+            if key is not None:
+                discovered, failure = settlement.discovered, settlement.failure
+                outcome = "done" if failure is None else "failed"
+                args.append(f"{key}\t{settlement.lease.token}\t{outcome}\t{len(discovered)}"
+                            f"\t{failure or ''}")
+                args += self._requests(discovered)
         answers: Iterator[str] = iter(())
         if args:
             answer, counts = await self._run("settle", self.worker, next(self._calls), *args)
@@ -198,8 +189,8 @@ class RedisFrontier:
             answers = iter(answer.decode().split("|"))
         for settlement in settlements:
             self._held.pop(str(settlement.lease.token), None)
-        return [None if part is None else self._settled_part(part, next(answers))
-                for part in sent]
+        return [None if key is None else _new(settlement.discovered, next(answers))
+                for key, settlement in zip(keys, settlements, strict=True)]
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
         """Hold ``request`` back for ``delay`` seconds (server time) in the lease's stead."""
@@ -287,29 +278,16 @@ class RedisFrontier:
             raise LeaseLost(f"lease {lease.token} of {lease.request.url} is not held")
         return key
 
-    def _fingerprinted(self, requests: Sequence[Request]) -> _Batch:
-        """Fingerprint the requests for the seen-set (None: ``dont_filter``, never a duplicate)."""
-        return _Batch(list(requests), [None if request.dont_filter else fingerprint(request)
-                                         for request in requests])
-
-    def _pack(self, sent: _Batch) -> list[str]:
+    def _requests(self, requests: Sequence[Request]) -> list[str]:
         """Pack each request into the one script argument ``push`` in lib.lua reads."""
         packed = []
-        for request, key in zip(sent.requests, sent.keys, strict=True):
+        for request in requests:
             host = host_of(request.url)
-            shard, member = ("", "") if key is None else _member(key)
+            shard, member = ("", "") if request.dont_filter else _fingerprint(request)
             concurrency, delay, interval = self._policy(host)
             packed.append(f"{shard}\t{member}\t{host}\t{request.priority}\t{concurrency}\t"
                           f"{delay}\t{interval}\t{encode_request(request)}")
         return packed
-
-    def _answered(self, sent: _Batch, answer: bytes | str) -> list[Request]:
-        """Read a push's answer, the positions of the new requests, and return those."""
-        return _picked(sent.requests, answer)
-
-    def _settled_part(self, sent: _Batch, answer: str) -> list[Request] | None:
-        """Read settle.lua's answer for one lease: its new requests, or None if it was lost."""
-        return None if answer == "!" else self._answered(sent, answer)
 
     def _policy(self, host: str) -> tuple[int, str, str]:
         """Return the host's concurrency, delay and interval, as the scripts store them."""
@@ -368,11 +346,12 @@ def _seconds(text: str, url: str) -> float:
     return seconds
 
 
-def _member(key: int) -> tuple[int, int]:
-    """Return a fingerprint's seen-set shard and the fingerprint as a signed 64-bit integer.
+def _fingerprint(request: Request) -> tuple[int, int]:
+    """Return the request's seen-set shard and its fingerprint as a signed 64-bit integer.
 
     Signed, so that Redis stores it as an integer (an intset entry, 8 bytes).
     """
+    key = fingerprint(request)
     return key >> _SHARD_SHIFT, key - (1 << 64) if key >= 1 << 63 else key
 
 
@@ -380,6 +359,11 @@ def _picked(requests: Sequence[Request], positions: bytes | str) -> list[Request
     """Return the requests at the 1-based comma-separated ``positions`` a script gave."""
     text = positions.decode() if isinstance(positions, bytes) else positions
     return [requests[int(n) - 1] for n in text.split(",") if n]
+
+
+def _new(requests: Sequence[Request], answer: str) -> list[Request] | None:
+    """Read settle.lua's answer for one lease: its new requests, or None if it was lost."""
+    return None if answer == "!" else _picked(requests, answer)
 
 
 def _worker(name: bytes, value: bytes, now: float, lease: float) -> WorkerStatus:

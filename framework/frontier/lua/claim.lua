@@ -87,7 +87,7 @@ local function take(host, room, rival)
   return ids
 end
 
-local ids, expiries, tokens = {}, {}, {}
+local ids, expiries, tokens, expiry = {}, {}, {}, t + lease
 while #ids < count do
   local top = redis.call('ZRANGE', READY, 0, 1, 'WITHSCORES')
   if not top[1] then break end
@@ -100,7 +100,7 @@ while #ids < count do
   local taken = take(host, room, tonumber(top[4]))
   for _, id in ipairs(taken) do
     ids[#ids + 1] = id
-    append(expiries, t + lease, id)
+    append(expiries, expiry, id)
     append(tokens, id, token_of(#ids))
   end
   bump('pending', -#taken)
@@ -110,8 +110,8 @@ while #ids < count do
   file(host, t)
 end
 if #ids > 0 then
-  each_slice(expiries, 2, function(...) redis.call('ZADD', LEASES, ...) end)
-  each_slice(tokens, 2, function(...) redis.call('HSET', TOKENS, ...) end)
+  call_all('ZADD', LEASES, expiries, 2)
+  call_all('HSET', TOKENS, tokens, 2)
   remember(worker, call, table.concat(ids, ','))
 end
 

@@ -53,22 +53,23 @@ end
 -- Lua unpacks at most ~8000 values into one call: long lists go in slices.
 local SLICE = 1000
 
-local function each_slice(list, width, f)
-  for first = 1, #list, SLICE * width do
-    f(unpack(list, first, math.min(first + SLICE * width - 1, #list)))
+-- Run `command key ...list`, in slices of whole `width`-value groups (field, value pairs).
+local function call_all(command, key, list, width)
+  local step = SLICE * (width or 1)
+  for first = 1, #list, step do
+    redis.call(command, key, unpack(list, first, math.min(first + step - 1, #list)))
   end
 end
 
 local function hmget(key, fields)
   local values = {}
-  each_slice(fields, 1, function(...)
-    for _, value in ipairs(redis.call('HMGET', key, ...)) do values[#values + 1] = value end
-  end)
+  for first = 1, #fields, SLICE do
+    local last = math.min(first + SLICE - 1, #fields)
+    for _, value in ipairs(redis.call('HMGET', key, unpack(fields, first, last))) do
+      values[#values + 1] = value
+    end
+  end
   return values
-end
-
-local function hdel_all(key, fields)
-  each_slice(fields, 1, function(...) redis.call('HDEL', key, ...) end)
 end
 
 -- The hosts a script meets, each read with one HMGET and written back by flush(): a
@@ -126,7 +127,7 @@ local function flush()
   end
   changed = {}
   for host in pairs(hosts) do flush_host(host) end
-  each_slice(stored, 2, function(...) redis.call('HSET', REQ, ...) end)
+  call_all('HSET', REQ, stored, 2)
   stored = {}
 end
 
@@ -167,9 +168,9 @@ end
 local function set_policy(host, concurrency, delay, interval)
   local h = host_state(host)
   if not h.conc then redis.call('SADD', HOSTS, host) end
-  for field, value in pairs({conc = concurrency, delay0 = delay, interval = interval}) do
-    if h[field] ~= value then set_field(host, field, value) end
-  end
+  if h.conc ~= concurrency then set_field(host, 'conc', concurrency) end
+  if h.delay0 ~= delay then set_field(host, 'delay0', delay) end
+  if h.interval ~= interval then set_field(host, 'interval', interval) end
 end
 
 -- Seconds before the host's next start: its delay (tuned, else configured) jittered by

@@ -36,9 +36,9 @@ end
 ids = {}
 for n, lease in ipairs(held) do ids[n] = lease.id end
 for n, value in ipairs(hmget(REQ, ids)) do held[n].record = value end
-each_slice(ids, 1, function(...) redis.call('ZREM', LEASES, ...) end)
-hdel_all(TOKENS, ids)
-hdel_all(REQ, ids)
+call_all('ZREM', LEASES, ids)
+call_all('HDEL', TOKENS, ids)
+call_all('HDEL', REQ, ids)
 
 local function settle(lease)
   local host, _, json = unrecord(lease.record)
