@@ -21,7 +21,7 @@ import yaml
 from framework.errors import UsageError
 from framework.schema import build, check_key_names, keys_of, option, strings
 from framework.urls import Offsite, host_of, unfetchable
-from framework.yamlfile import EnvText, KeyPath, Source, load
+from framework.yamlfile import EnvText, KeyPath, Source, load, resolve_env
 
 __all__ = ["Backoff", "Concurrency", "DomainPolicy", "ExporterSpec", "Project", "Throttle",
            "load_project", "parse_override"]
@@ -237,8 +237,10 @@ def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
     if not isinstance(data, dict):
         raise source.error((), "expected a mapping of keys such as spider: and start_urls:")
     check_key_names(data, source, ())
-    paths = frozenset(_apply(data, parse_override(text)) for text in overrides)
-    source = source.with_overrides(paths)
+    parsed = [parse_override(text) for text in overrides]
+    source = source.with_overrides(frozenset(path for path, _ in parsed))
+    for path, value in parsed:  # {$env: NAME} works on the command line too
+        _apply(data, (path, resolve_env(value, source, path)))
     core = {f.name for f in keys_of(Project)}
     sections = MappingProxyType({k: v for k, v in data.items() if k not in core})
     project = build(Project, {k: v for k, v in data.items() if k in core}, source,
@@ -277,7 +279,8 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"-s {text}: expected KEY=VALUE, e.g. -s concurrency.total=8")
-    path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    top, *rest = key.strip().split(".")  # a top-level key is a name, even "0"
+    path = (top, *(int(p) if p.isdigit() else p for p in rest))
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError:
@@ -285,7 +288,7 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     return path, parsed
 
 
-def _apply(data: dict[str, Any], override: tuple[KeyPath, Any]) -> KeyPath:
+def _apply(data: dict[str, Any], override: tuple[KeyPath, Any]) -> None:
     """Set one overridden value inside the loaded document, creating mappings on the way."""
     path, value = override
     node: Any = data
@@ -299,7 +302,6 @@ def _apply(data: dict[str, Any], override: tuple[KeyPath, Any]) -> KeyPath:
     if isinstance(node, list) and not _has(node, path[-1]):
         raise UsageError(f"-s: {'.'.join(map(str, path))}: no such item")
     node[path[-1]] = value
-    return path
 
 
 def _has(node: Any, part: str | int) -> bool:

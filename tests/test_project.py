@@ -171,6 +171,32 @@ def test_override_with_a_bad_value_points_at_the_command_line(
     assert line == "Error: -s: concurrency.per_domain: expected an integer, got 'lots'"
 
 
+def test_override_takes_a_secret_from_the_environment(
+        project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FW_TOKEN", "0123")  # YAML would read 0123 as the octal number 83
+    path = write_project(project_dir, VALID)
+    project = load_project(path, ["headers.X-Token={$env: FW_TOKEN}"])
+    assert project.headers == {"X-Token": "0123"}
+
+
+def test_override_naming_an_unset_variable_points_at_the_command_line(
+        project_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FW_NOT_SET", raising=False)
+    path = write_project(project_dir, VALID)
+    assert main(["check", str(path), "-s", "start_urls.0={$env: FW_NOT_SET}"]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line == "Error: -s: start_urls[0]: the environment variable FW_NOT_SET is not set"
+
+
+def test_override_of_an_all_digit_top_level_key_is_an_unknown_key(
+        project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_project(project_dir, VALID)
+    assert main(["check", str(path), "-s", "0=1"]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith("Error: -s: 0: unknown key")
+
+
 def test_override_without_equals_is_a_usage_error(
         project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_project(project_dir, VALID)
