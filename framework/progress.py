@@ -16,15 +16,13 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.logging import RichHandler
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Literal
 
 from framework.errors import UsageError
+
+if TYPE_CHECKING:  # rich takes ~50 ms to import: only a live panel imports it
+    from rich.console import Group
+    from rich.live import Live
 
 __all__ = ["Mode", "Progress", "Snapshot"]
 
@@ -99,6 +97,10 @@ class Progress:
     @contextmanager
     def _live(self) -> Iterator[Live]:
         """Show the panel at the bottom; log records print above it meanwhile."""
+        from rich.console import Console
+        from rich.live import Live
+        from rich.logging import RichHandler
+
         console = Console(stderr=True)
         handler = RichHandler(console=console, show_path=False, show_time=False)
         root = logging.getLogger()
@@ -128,6 +130,10 @@ def log_interval() -> float:
 
 def panel(name: str, snap: Snapshot) -> Group:
     """Render a snapshot for the terminal."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     head = Text.assemble((f"{name} ", "bold"), f"{snap.elapsed:.0f}s  ",
                          (f"{snap.pages}", "bold green"), f" pages ({snap.rate:.1f}/s)  ",
                          (f"{snap.items}", "bold"), " items  ",
