@@ -18,7 +18,8 @@ __all__ = ["CRAWLER_NAMES", "DEFAULT_CRAWLERS", "Crawler", "Job", "find_crawlers
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 #: In the order they run; the floor first, as everything is compared with it.
-CRAWLER_NAMES = ("floor", "fw", "fw-sqlite", "fw-redis", "fw-redis-x2", "scrapy", "crawlee")
+CRAWLER_NAMES = ("floor", "fw", "fw-apart-x2", "fw-sqlite", "fw-redis", "fw-redis-x2",
+                 "scrapy", "crawlee")
 #: What runs without ``--only``: fw's persistent frontiers are compared on request.
 DEFAULT_CRAWLERS = ("floor", "fw", "scrapy", "crawlee")
 
@@ -45,6 +46,7 @@ class Crawler:
     output: str  # the export's file name in the job's workdir; .json means a JSON array
     command: Callable[[Job, Path], list[str]]
     version: str
+    copies: int = 1  # how many times it crawls the whole site (fw-apart-x2: twice)
 
 
 def find_crawlers(names: list[str], scrapy_bin: Path | None, crawlee_python: Path | None
@@ -55,6 +57,7 @@ def find_crawlers(names: list[str], scrapy_bin: Path | None, crawlee_python: Pat
     makers: dict[str, Callable[[], Crawler | str]] = {
         "floor": _floor,
         "fw": _fw,
+        "fw-apart-x2": _fw_apart,
         "fw-sqlite": _fw_sqlite,
         "fw-redis": lambda: _fw_redis(1),
         "fw-redis-x2": lambda: _fw_redis(2),
@@ -86,6 +89,20 @@ def _fw() -> Crawler:
         return [*_fw_run(job), "-o", str(out), "--stats", str(job.workdir / "fw-stats.json")]
 
     return Crawler("fw", "items.jsonl", command, f"fw {_version('fw')}")
+
+
+def _fw_apart() -> Crawler:
+    """Two fw processes side by side, each crawling the whole site on its own.
+
+    Each has its own memory frontier: what two processes that share nothing get out of
+    this machine, the ceiling for two workers that share one crawl (``fw-redis-x2``).
+    """
+    def command(job: Job, out: Path) -> list[str]:
+        return [sys.executable, str(HERE / "workers.py"), "2", str(out), "--apart", "--",
+                *_fw_run(job)]
+
+    return Crawler("fw-apart-x2", "items.jsonl", command,
+                   f"fw {_version('fw')}, 2 separate crawls", copies=2)
 
 
 def _fw_sqlite() -> Crawler:

@@ -36,16 +36,19 @@ class Run:
     peak_rss_mb: float
     items: int
     unique_items: int
-    expected: int
+    expected: int  # distinct items: the site's pages
     returncode: int
     timed_out: bool = False
     log_tail: str = ""
+    copies: int = 1  # how many times the crawler crawls the whole site
+
 
     @property
     def valid(self) -> bool:
-        """Tell whether the crawl finished and exported every page exactly once."""
+        """Tell whether the crawl finished and exported every page exactly once a copy."""
         return (self.returncode == 0 and not self.timed_out
-                and self.items == self.unique_items == self.expected)
+                and self.items == self.expected * self.copies
+                and self.unique_items == self.expected)
 
     @property
     def pages_per_s(self) -> float:
@@ -65,7 +68,7 @@ class Run:
 
 
 def run_measured(name: str, command: Sequence[str], *, cwd: Path, output: Path, expected: int,
-                 timeout: float, env: dict[str, str] | None = None) -> Run:
+                 timeout: float, env: dict[str, str] | None = None, copies: int = 1) -> Run:
     """Run ``command`` in ``cwd`` to its end (killed after ``timeout`` s) and measure it.
 
     The command is started by ``launch.py``, which measures it with ``os.wait4`` from a
@@ -86,7 +89,8 @@ def run_measured(name: str, command: Sequence[str], *, cwd: Path, output: Path, 
     items, unique = count_items(output)
     return Run(name, measured["wall_s"], measured["user_s"], measured["sys_s"],
                measured["peak_rss_kb"] / 1024, items, unique, expected,
-               measured["returncode"], timed_out=measured["timed_out"], log_tail=_tail(log))
+               measured["returncode"], timed_out=measured["timed_out"], log_tail=_tail(log),
+               copies=copies)
 
 
 def count_items(path: Path) -> tuple[int, int]:

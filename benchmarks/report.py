@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from measure import Run, median_of
 
-__all__ = ["RATIOS", "ratios", "table", "write_results"]
+__all__ = ["PAIRED", "RATIOS", "ratios", "table", "write_results"]
 
 #: name -> (numerator crawler, denominator crawler, figure). Above 1 is better for fw in
 #: pages/s, worse in CPU and memory.
@@ -20,10 +21,16 @@ RATIOS: dict[str, tuple[str, str, str]] = {
     "fw/crawlee pages/s": ("fw", "crawlee", "pages_per_s"),
     "fw/floor CPU per page": ("fw", "floor", "cpu_ms_per_page"),
     "fw/floor peak RSS": ("fw", "floor", "peak_rss_mb"),
+    "fw-apart-x2/fw pages/s": ("fw-apart-x2", "fw", "pages_per_s"),
     "fw-sqlite/fw pages/s": ("fw-sqlite", "fw", "pages_per_s"),
     "fw-redis/fw pages/s": ("fw-redis", "fw", "pages_per_s"),
     "fw-redis-x2/fw-redis pages/s": ("fw-redis-x2", "fw-redis", "pages_per_s"),
 }
+
+#: Ratios also given as the median of each round's own ratio. Runs round-robin, so one
+#: round's two runs are minutes apart, not a whole run apart: on a machine whose speed
+#: drifts (shared hosts), the ratio of two medians can pair a fast run with a slow one.
+PAIRED = ("fw-apart-x2/fw pages/s", "fw-redis-x2/fw-redis pages/s")
 
 _COLUMNS = ("crawler", "pages/s", "CPU ms/page", "peak RSS MB", "items", "wall s", "valid",
             "version")
@@ -64,7 +71,16 @@ def ratios(runs: Mapping[str, Sequence[Run]]) -> dict[str, float]:
         a, b = medians.get(top), medians.get(bottom)
         if a is not None and b is not None and b[figure]:
             found[label] = a[figure] / b[figure]
+            if label in PAIRED and (paired := _paired(runs[top], runs[bottom], figure)):
+                found[f"{label}, median of {len(paired)} rounds"] = statistics.median(paired)
     return found
+
+
+def _paired(tops: Sequence[Run], bottoms: Sequence[Run], figure: str) -> list[float]:
+    """Return the ratio of the two crawlers' runs in each round where both were valid."""
+    return [getattr(top, figure) / getattr(bottom, figure)
+            for top, bottom in zip(tops, bottoms, strict=False)
+            if top.valid and bottom.valid and getattr(bottom, figure)]
 
 
 def write_results(directory: Path, results: dict[str, Any], started: datetime) -> Path:

@@ -168,7 +168,7 @@ def _run_one(crawler: Crawler, base: str, pages: int, args: argparse.Namespace) 
         output = workdir / crawler.output
         return run_measured(crawler.name, crawler.command(job, output), cwd=workdir,
                             output=output, expected=pages, timeout=args.timeout,
-                            env=_child_env())
+                            env=_child_env(), copies=crawler.copies)
     finally:
         if args.keep_output:
             print(f"  kept {workdir}")
