@@ -42,7 +42,6 @@ class Run:
     log_tail: str = ""
     copies: int = 1  # how many times the crawler crawls the whole site
 
-
     @property
     def valid(self) -> bool:
         """Tell whether the crawl finished and exported every page exactly once a copy."""
