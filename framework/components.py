@@ -7,8 +7,10 @@ which spider and exporter names exist and which top-level keys are plugin sectio
 from __future__ import annotations
 
 import dataclasses
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -79,8 +81,19 @@ def _start(registry: Registry, kind: str, name: str, component: Callable[..., T]
         return component(*args, **kwargs)
     except Exception as exc:
         plugin = registry.owners.get((kind, name), "?")
-        raise PluginError(f"plugin '{plugin}': {kind[:-1]} '{name}' failed to start: "
-                          f"{type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"plugin '{plugin}': {kind[:-1]} '{name}' failed to start"
+                          f"{_raised_at(exc)}: {type(exc).__name__}: {exc}") from exc
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Return `` at FILE:LINE``, the last line outside fw that raised ``exc``, if any.
+
+    That is the plugin's own line (or a library it called), the one its author must fix.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = Path(__file__).resolve().parent
+    theirs = [f for f in frames if not Path(f.filename).resolve().is_relative_to(ours)]
+    return f" at {theirs[-1].filename}:{theirs[-1].lineno}" if theirs else ""
 
 
 def configure_plugins(project: Project, plugins: Iterable[tuple[str, object]]) -> Project:

@@ -195,14 +195,19 @@ def test_a_project_file_named_like_an_installed_plugin_is_still_loaded(tmp_path:
 
 @pytest.mark.parametrize(("body", "message"), [
     ("    def __init__(self, *args, **kwargs):\n        raise KeyError('api_key')",
-     "Error: plugin 'boom.py': spider 'boom' failed to start: KeyError: 'api_key'"),
+     "Error: plugin 'boom.py': spider 'boom' failed to start at {file}:6: KeyError: "
+     "'api_key'"),
+    # The call itself fails: no line of the plugin ran, so none is named.
+    ("    def __init__(self):\n        pass",
+     "Error: plugin 'boom.py': spider 'boom' failed to start: TypeError: "
+     "S.__init__() got an unexpected keyword argument 'start_urls'"),
 ])
 def test_a_spider_that_cannot_start_is_named(tmp_path: Path, body: str, message: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     spider_file(tmp_path, "boom.py", "boom", body)
     project = write_project(tmp_path, "spider: boom\nplugins: [./boom.py]\n")
     assert main(["check", str(project)]) == 2
-    assert capsys.readouterr().err.strip() == message
+    assert capsys.readouterr().err.strip() == message.format(file=tmp_path / "boom.py")
 
 
 def test_async_registry_hooks_are_refused(tmp_path: Path) -> None:
