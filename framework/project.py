@@ -240,7 +240,8 @@ def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
     parsed = [parse_override(text) for text in overrides]
     source = source.with_overrides(frozenset(path for path, _ in parsed))
     for path, value in parsed:  # {$env: NAME} works on the command line too
-        _apply(data, (path, resolve_env(value, source, path)))
+        node = _place(data, path)  # first: a wrong path is the error, not its value
+        node[path[-1]] = resolve_env(value, source, path)
     core = {f.name for f in keys_of(Project)}
     sections = MappingProxyType({k: v for k, v in data.items() if k not in core})
     project = build(Project, {k: v for k, v in data.items() if k in core}, source,
@@ -288,9 +289,11 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     return path, parsed
 
 
-def _apply(data: dict[str, Any], override: tuple[KeyPath, Any]) -> None:
-    """Set one overridden value inside the loaded document, creating mappings on the way."""
-    path, value = override
+def _place(data: dict[str, Any], path: KeyPath) -> Any:
+    """Return the mapping or list that an override of ``path`` sets its last key in.
+
+    Mappings missing on the way are created; a list item must exist already.
+    """
     node: Any = data
     for depth, part in enumerate(path[:-1]):
         child = node[part] if _has(node, part) else None
@@ -301,7 +304,7 @@ def _apply(data: dict[str, Any], override: tuple[KeyPath, Any]) -> None:
         node = child
     if isinstance(node, list) and not _has(node, path[-1]):
         raise UsageError(f"-s: {'.'.join(map(str, path))}: no such item")
-    node[path[-1]] = value
+    return node
 
 
 def _has(node: Any, part: str | int) -> bool:

@@ -189,6 +189,15 @@ def test_override_naming_an_unset_variable_points_at_the_command_line(
     assert line == "Error: -s: start_urls[0]: the environment variable FW_NOT_SET is not set"
 
 
+def test_override_of_a_missing_item_is_blamed_before_its_variable(
+        project_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FW_NOT_SET", raising=False)
+    path = write_project(project_dir, VALID)
+    assert main(["check", str(path), "-s", "start_urls.5={$env: FW_NOT_SET}"]) == 2
+    assert error_line(capsys.readouterr().err) == "Error: -s: start_urls.5: no such item"
+
+
 def test_override_of_an_all_digit_top_level_key_is_an_unknown_key(
         project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_project(project_dir, VALID)
