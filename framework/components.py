@@ -7,6 +7,7 @@ which spider and exporter names exist and which top-level keys are plugin sectio
 from __future__ import annotations
 
 import dataclasses
+import sysconfig
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from framework.yamlfile import KeyPath, Source
 __all__ = ["Components", "assemble", "configure_plugins", "middlewares"]
 
 T = TypeVar("T")
+
+_FW = Path(__file__).resolve().parent
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 
 
 @dataclass(frozen=True)
@@ -86,14 +90,21 @@ def _start(registry: Registry, kind: str, name: str, component: Callable[..., T]
 
 
 def _raised_at(exc: BaseException) -> str:
-    """Return `` at FILE:LINE``, the last line outside fw that raised ``exc``, if any.
+    """Return `` at FILE:LINE`` of the last frame that is neither fw's nor Python's own.
 
-    That is the plugin's own line (or a library it called), the one its author must fix.
+    That is the plugin's line (or that of a library it called): ``os.environ["KEY"]``
+    fails inside the standard library, but the line to fix is the one that asked.
     """
     frames = traceback.extract_tb(exc.__traceback__)
-    ours = Path(__file__).resolve().parent
-    theirs = [f for f in frames if not Path(f.filename).resolve().is_relative_to(ours)]
+    theirs = [f for f in frames if not _ours_or_pythons(f.filename)]
     return f" at {theirs[-1].filename}:{theirs[-1].lineno}" if theirs else ""
+
+
+def _ours_or_pythons(filename: str) -> bool:
+    if filename.startswith("<"):  # <frozen os>, <string>
+        return True
+    path = Path(filename).resolve()
+    return path.is_relative_to(_FW) or path.is_relative_to(_STDLIB)
 
 
 def configure_plugins(project: Project, plugins: Iterable[tuple[str, object]]) -> Project:

@@ -197,6 +197,11 @@ def test_a_project_file_named_like_an_installed_plugin_is_still_loaded(tmp_path:
     ("    def __init__(self, *args, **kwargs):\n        raise KeyError('api_key')",
      "Error: plugin 'boom.py': spider 'boom' failed to start at {file}:6: KeyError: "
      "'api_key'"),
+    # It fails inside the standard library: the plugin's line that called it is named.
+    ("    def __init__(self, *args, **kwargs):\n        import os\n"
+     "        self.key = os.environ['FW_TEST_NEVER_SET']",
+     "Error: plugin 'boom.py': spider 'boom' failed to start at {file}:7: KeyError: "
+     "'FW_TEST_NEVER_SET'"),
     # The call itself fails: no line of the plugin ran, so none is named.
     ("    def __init__(self):\n        pass",
      "Error: plugin 'boom.py': spider 'boom' failed to start: TypeError: "
@@ -207,7 +212,8 @@ def test_a_spider_that_cannot_start_is_named(tmp_path: Path, body: str, message:
     spider_file(tmp_path, "boom.py", "boom", body)
     project = write_project(tmp_path, "spider: boom\nplugins: [./boom.py]\n")
     assert main(["check", str(project)]) == 2
-    assert capsys.readouterr().err.strip() == message.format(file=tmp_path / "boom.py")
+    expected = message.format(file=(tmp_path / "boom.py").resolve())  # as it was imported
+    assert capsys.readouterr().err.strip() == expected
 
 
 def test_async_registry_hooks_are_refused(tmp_path: Path) -> None:
