@@ -13,6 +13,7 @@ import signal
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ class Run:
     sys_s: float
     peak_rss_mb: float
     items: int
-    unique_items: int
+    unique_items: int  # SKUs exported exactly ``copies`` times
     expected: int  # distinct items: the site's pages
     returncode: int
     timed_out: bool = False
@@ -44,7 +45,7 @@ class Run:
 
     @property
     def valid(self) -> bool:
-        """Tell whether the crawl finished and exported every page exactly once a copy."""
+        """Tell whether the crawl finished and exported every page exactly ``copies`` times."""
         return (self.returncode == 0 and not self.timed_out
                 and self.items == self.expected * self.copies
                 and self.unique_items == self.expected)
@@ -85,25 +86,26 @@ def run_measured(name: str, command: Sequence[str], *, cwd: Path, output: Path, 
     if not report.exists():
         raise RuntimeError(f"{name}: launch.py wrote no measurement:\n{_tail(log)}")
     measured = json.loads(report.read_text(encoding="utf-8"))
-    items, unique = count_items(output)
+    items, unique = count_items(output, copies)
     return Run(name, measured["wall_s"], measured["user_s"], measured["sys_s"],
                measured["peak_rss_kb"] / 1024, items, unique, expected,
                measured["returncode"], timed_out=measured["timed_out"], log_tail=_tail(log),
                copies=copies)
 
 
-def count_items(path: Path) -> tuple[int, int]:
-    """Return how many items a JSON lines or JSON array export holds, and how many SKUs.
+def count_items(path: Path, copies: int = 1) -> tuple[int, int]:
+    """Return how many items a JSON lines or JSON array export holds, and how many SKUs
+    it holds exactly ``copies`` times.
 
-    Counting distinct SKUs as well catches a crawler that exported a page twice and
-    missed another.
+    Counting SKUs as well catches a crawler that exported a page twice and missed another.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return 0, 0
     items = _parse_items(text, json_array=path.suffix == ".json")
-    return len(items), len({item.get("sku") for item in items})
+    skus = Counter(item.get("sku") for item in items)
+    return len(items), sum(1 for times in skus.values() if times == copies)
 
 
 def _parse_items(text: str, *, json_array: bool) -> list[dict[str, Any]]:

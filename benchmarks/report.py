@@ -27,9 +27,10 @@ RATIOS: dict[str, tuple[str, str, str]] = {
     "fw-redis-x2/fw-redis pages/s": ("fw-redis-x2", "fw-redis", "pages_per_s"),
 }
 
-#: Ratios also given as the median of each round's own ratio. Runs round-robin, so one
-#: round's two runs are minutes apart, not a whole run apart: on a machine whose speed
-#: drifts (shared hosts), the ratio of two medians can pair a fast run with a slow one.
+#: Ratios also given as the median of each round's own ratio. Crawlers run round-robin,
+#: so one round's two runs are a minute apart, where two medians may come from runs many
+#: minutes apart: on a machine whose speed drifts (shared hosts), the ratio of two
+#: medians can pair a fast run with a slow one.
 PAIRED = ("fw-apart-x2/fw pages/s", "fw-redis-x2/fw-redis pages/s")
 
 _COLUMNS = ("crawler", "pages/s", "CPU ms/page", "peak RSS MB", "items", "wall s", "valid",
@@ -79,7 +80,7 @@ def ratios(runs: Mapping[str, Sequence[Run]]) -> dict[str, float]:
 def _paired(tops: Sequence[Run], bottoms: Sequence[Run], figure: str) -> list[float]:
     """Return the ratio of the two crawlers' runs in each round where both were valid."""
     return [getattr(top, figure) / getattr(bottom, figure)
-            for top, bottom in zip(tops, bottoms, strict=False)
+            for top, bottom in zip(tops, bottoms, strict=True)
             if top.valid and bottom.valid and getattr(bottom, figure)]
 
 
