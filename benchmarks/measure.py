@@ -94,10 +94,10 @@ def run_measured(name: str, command: Sequence[str], *, cwd: Path, output: Path, 
 
 
 def count_items(path: Path, copies: int = 1) -> tuple[int, int]:
-    """Return how many items a JSON lines or JSON array export holds, and how many SKUs
-    it holds exactly ``copies`` times.
+    """Return how many items an export holds, and how many SKUs it holds ``copies`` times.
 
-    Counting SKUs as well catches a crawler that exported a page twice and missed another.
+    The export is JSON lines, or a JSON array (``.json``). Counting SKUs as well catches
+    a crawler that exported a page twice and missed another.
     """
     try:
         text = path.read_text(encoding="utf-8")

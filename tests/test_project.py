@@ -163,12 +163,23 @@ def test_missing_project_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert line == f"Error: {missing}: cannot read the project file: No such file or directory"
 
 
-def test_override_with_a_bad_value_points_at_the_command_line(
-        project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("override", "message"), [
+    ("concurrency.per_domain=lots",
+     "concurrency.per_domain: expected an integer, got 'lots'"),
+    ("start_urls.0={$env: FW_NOT_SET}",
+     "start_urls[0]: the environment variable FW_NOT_SET is not set"),
+    # A wrong path is the error, not the variable its value names.
+    ("start_urls.5={$env: FW_NOT_SET}", "start_urls.5: no such item"),
+    # A top-level key is a name, even all digits.
+    ("0=1", "0: unknown key; top-level keys are fw's own or a plugin's name"),
+])
+def test_a_bad_override_points_at_the_command_line(
+        project_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, override: str, message: str) -> None:
+    monkeypatch.delenv("FW_NOT_SET", raising=False)
     path = write_project(project_dir, VALID)
-    assert main(["check", str(path), "-s", "concurrency.per_domain=lots"]) == 2
-    line = error_line(capsys.readouterr().err)
-    assert line == "Error: -s: concurrency.per_domain: expected an integer, got 'lots'"
+    assert main(["check", str(path), "-s", override]) == 2
+    assert error_line(capsys.readouterr().err) == f"Error: -s: {message}"
 
 
 def test_override_takes_a_secret_from_the_environment(
@@ -177,33 +188,6 @@ def test_override_takes_a_secret_from_the_environment(
     path = write_project(project_dir, VALID)
     project = load_project(path, ["headers.X-Token={$env: FW_TOKEN}"])
     assert project.headers == {"X-Token": "0123"}
-
-
-def test_override_naming_an_unset_variable_points_at_the_command_line(
-        project_dir: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("FW_NOT_SET", raising=False)
-    path = write_project(project_dir, VALID)
-    assert main(["check", str(path), "-s", "start_urls.0={$env: FW_NOT_SET}"]) == 2
-    line = error_line(capsys.readouterr().err)
-    assert line == "Error: -s: start_urls[0]: the environment variable FW_NOT_SET is not set"
-
-
-def test_override_of_a_missing_item_is_blamed_before_its_variable(
-        project_dir: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("FW_NOT_SET", raising=False)
-    path = write_project(project_dir, VALID)
-    assert main(["check", str(path), "-s", "start_urls.5={$env: FW_NOT_SET}"]) == 2
-    assert error_line(capsys.readouterr().err) == "Error: -s: start_urls.5: no such item"
-
-
-def test_override_of_an_all_digit_top_level_key_is_an_unknown_key(
-        project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_project(project_dir, VALID)
-    assert main(["check", str(path), "-s", "0=1"]) == 2
-    line = error_line(capsys.readouterr().err)
-    assert line.startswith("Error: -s: 0: unknown key")
 
 
 def test_override_without_equals_is_a_usage_error(
