@@ -20,21 +20,25 @@ async def crawl(base: str, out: str, concurrency: int) -> None:
     """Crawl every page reachable from ``base/p/0.html`` and export the items to ``out``."""
     crawler = ParselCrawler(
         concurrency_settings=ConcurrencySettings(
-            min_concurrency=concurrency, desired_concurrency=concurrency,
-            max_concurrency=concurrency),
+            min_concurrency=concurrency,
+            desired_concurrency=concurrency,
+            max_concurrency=concurrency,
+        ),
         max_requests_per_crawl=None,
     )
 
     @crawler.router.default_handler
     async def handler(context: ParselCrawlingContext) -> None:
         product = context.selector.css("div.product")
-        await context.push_data({
-            "url": context.request.url,
-            "sku": product.attrib.get("data-sku"),
-            "title": product.css("h1.title::text").get(),
-            "price": float(product.css("span.price::text").get() or "nan"),
-            "desc": product.css("p.desc::text").get(),
-        })
+        await context.push_data(
+            {
+                "url": context.request.url,
+                "sku": product.attrib.get("data-sku"),
+                "title": product.css("h1.title::text").get(),
+                "price": float(product.css("span.price::text").get() or "nan"),
+                "desc": product.css("p.desc::text").get(),
+            }
+        )
         await context.enqueue_links(selector="ul.related a")
 
     await crawler.run([base + "/p/0.html"])

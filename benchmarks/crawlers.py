@@ -18,8 +18,16 @@ __all__ = ["CRAWLER_NAMES", "DEFAULT_CRAWLERS", "Crawler", "Job", "find_crawlers
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 #: In the order they run; the floor first, as everything is compared with it.
-CRAWLER_NAMES = ("floor", "fw", "fw-apart-x2", "fw-sqlite", "fw-redis", "fw-redis-x2",
-                 "scrapy", "crawlee")
+CRAWLER_NAMES = (
+    "floor",
+    "fw",
+    "fw-apart-x2",
+    "fw-sqlite",
+    "fw-redis",
+    "fw-redis-x2",
+    "scrapy",
+    "crawlee",
+)
 #: What runs without ``--only``: fw's persistent frontiers are compared on request.
 DEFAULT_CRAWLERS = ("floor", "fw", "scrapy", "crawlee")
 
@@ -49,8 +57,9 @@ class Crawler:
     copies: int = 1  # how many times it crawls the whole site (fw-apart-x2: twice)
 
 
-def find_crawlers(names: list[str], scrapy_bin: Path | None, crawlee_python: Path | None
-                  ) -> tuple[list[Crawler], dict[str, str]]:
+def find_crawlers(
+    names: list[str], scrapy_bin: Path | None, crawlee_python: Path | None
+) -> tuple[list[Crawler], dict[str, str]]:
     """Return the named crawlers that are installed, and why each other one was skipped."""
     scrapy_bin = scrapy_bin or VENVS / "scrapy" / "bin" / "scrapy"
     crawlee_python = crawlee_python or VENVS / "crawlee" / "bin" / "python"
@@ -77,11 +86,20 @@ def find_crawlers(names: list[str], scrapy_bin: Path | None, crawlee_python: Pat
 
 def _floor() -> Crawler:
     def command(job: Job, out: Path) -> list[str]:
-        return [sys.executable, str(HERE / "limit_aiohttp.py"), job.base, str(out),
-                str(job.concurrency)]
+        return [
+            sys.executable,
+            str(HERE / "limit_aiohttp.py"),
+            job.base,
+            str(out),
+            str(job.concurrency),
+        ]
 
-    return Crawler("floor", "items.jsonl", command, f"aiohttp {_version('aiohttp')}, "
-                   f"parsel {_version('parsel')}")
+    return Crawler(
+        "floor",
+        "items.jsonl",
+        command,
+        f"aiohttp {_version('aiohttp')}, parsel {_version('parsel')}",
+    )
 
 
 def _fw() -> Crawler:
@@ -97,42 +115,75 @@ def _fw_apart() -> Crawler:
     Each has its own memory frontier: what two processes that share nothing get out of
     this machine, the ceiling for two workers that share one crawl (``fw-redis-x2``).
     """
-    def command(job: Job, out: Path) -> list[str]:
-        return [sys.executable, str(HERE / "workers.py"), "2", str(out), "--apart", "--",
-                *_fw_run(job)]
 
-    return Crawler("fw-apart-x2", "items.jsonl", command,
-                   f"fw {_version('fw')}, 2 separate crawls", copies=2)
+    def command(job: Job, out: Path) -> list[str]:
+        return [
+            sys.executable,
+            str(HERE / "workers.py"),
+            "2",
+            str(out),
+            "--apart",
+            "--",
+            *_fw_run(job),
+        ]
+
+    return Crawler(
+        "fw-apart-x2", "items.jsonl", command, f"fw {_version('fw')}, 2 separate crawls", copies=2
+    )
 
 
 def _fw_sqlite() -> Crawler:
     def command(job: Job, out: Path) -> list[str]:
-        return [*_fw_run(job), "-s", f"frontier=sqlite:///{job.workdir / 'crawl.db'}",
-                "-o", str(out)]
+        return [
+            *_fw_run(job),
+            "-s",
+            f"frontier=sqlite:///{job.workdir / 'crawl.db'}",
+            "-o",
+            str(out),
+        ]
 
     return Crawler("fw-sqlite", "items.jsonl", command, f"fw {_version('fw')}, SQLite frontier")
 
 
 def _fw_redis(workers: int) -> Crawler:
     """``workers`` fw processes sharing a Redis frontier (``workers.py`` starts Redis)."""
+
     def command(job: Job, out: Path) -> list[str]:
         # Per-host limits hold across workers: give the one host room for all of them, so
         # that the comparison is of workers, not of a politeness cap.
-        return [sys.executable, str(HERE / "workers.py"), str(workers), str(out), "--",
-                *_fw_run(job), "-s", f"concurrency.per_domain={job.concurrency * 2}"]
+        return [
+            sys.executable,
+            str(HERE / "workers.py"),
+            str(workers),
+            str(out),
+            "--",
+            *_fw_run(job),
+            "-s",
+            f"concurrency.per_domain={job.concurrency * 2}",
+        ]
 
     name = "fw-redis" if workers == 1 else f"fw-redis-x{workers}"
-    return Crawler(name, "items.jsonl", command,
-                   f"fw {_version('fw')}, Redis frontier, {workers} worker(s)")
+    return Crawler(
+        name, "items.jsonl", command, f"fw {_version('fw')}, Redis frontier, {workers} worker(s)"
+    )
 
 
 def _fw_run(job: Job) -> list[str]:
     """The ``fw run`` command line every fw variant shares."""
     concurrency = job.concurrency
-    return [*_fw_command(), "--log-level", "warning", "run", str(HERE / "shop.yaml"),
-            "-s", f'start_urls=["{job.start_url}"]',
-            "-s", f"concurrency.total={concurrency}",
-            "-s", f"concurrency.per_domain={concurrency}"]
+    return [
+        *_fw_command(),
+        "--log-level",
+        "warning",
+        "run",
+        str(HERE / "shop.yaml"),
+        "-s",
+        f'start_urls=["{job.start_url}"]',
+        "-s",
+        f"concurrency.total={concurrency}",
+        "-s",
+        f"concurrency.per_domain={concurrency}",
+    ]
 
 
 def _fw_command() -> list[str]:
@@ -147,10 +198,19 @@ def _scrapy(scrapy_bin: Path) -> Crawler | str:
 
     def command(job: Job, out: Path) -> list[str]:
         concurrency = job.concurrency
-        return [str(scrapy_bin), "runspider", str(HERE / "scrapy_spider.py"),
-                "-a", f"base={job.base}", "-O", f"{out}:jsonlines",
-                "-s", f"CONCURRENT_REQUESTS={concurrency}",
-                "-s", f"CONCURRENT_REQUESTS_PER_DOMAIN={concurrency}"]
+        return [
+            str(scrapy_bin),
+            "runspider",
+            str(HERE / "scrapy_spider.py"),
+            "-a",
+            f"base={job.base}",
+            "-O",
+            f"{out}:jsonlines",
+            "-s",
+            f"CONCURRENT_REQUESTS={concurrency}",
+            "-s",
+            f"CONCURRENT_REQUESTS_PER_DOMAIN={concurrency}",
+        ]
 
     return Crawler("scrapy", "items.jsonl", command, _output_of([str(scrapy_bin), "version"]))
 
@@ -160,8 +220,13 @@ def _crawlee(python: Path) -> Crawler | str:
         return f"{python} not found (run benchmarks/setup_peers.sh, or --crawlee-python)"
 
     def command(job: Job, out: Path) -> list[str]:
-        return [str(python), str(HERE / "crawlee_crawler.py"), job.base, str(out),
-                str(job.concurrency)]
+        return [
+            str(python),
+            str(HERE / "crawlee_crawler.py"),
+            job.base,
+            str(out),
+            str(job.concurrency),
+        ]
 
     found = _output_of([str(python), "-c", "import crawlee; print(crawlee.__version__)"])
     return Crawler("crawlee", "items.json", command, f"crawlee {found}")

@@ -26,10 +26,14 @@ __all__ = ["HttpProtocol", "load_responses", "serve"]
 
 _TYPES = {".html": b"text/html", ".json": b"application/json", ".txt": b"text/plain"}
 _MAX_HEAD = 64 * 1024  # a request head longer than this is not from a crawler
-_NOT_FOUND = (b"HTTP/1.1 404 Not Found\r\nServer: fastserver\r\nContent-Type: text/plain\r\n"
-              b"Content-Length: 10\r\n\r\nnot found\n")
-_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nServer: fastserver\r\nContent-Length: 0\r\n"
-                b"Connection: close\r\n\r\n")
+_NOT_FOUND = (
+    b"HTTP/1.1 404 Not Found\r\nServer: fastserver\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 10\r\n\r\nnot found\n"
+)
+_BAD_REQUEST = (
+    b"HTTP/1.1 400 Bad Request\r\nServer: fastserver\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
 
 
 def load_responses(root: Path) -> dict[bytes, tuple[bytes, int]]:
@@ -38,9 +42,13 @@ def load_responses(root: Path) -> dict[bytes, tuple[bytes, int]]:
     for path in sorted(root.rglob("*")):
         if path.is_file():
             body = path.read_bytes()
-            head = (b"HTTP/1.1 200 OK\r\nServer: fastserver\r\nContent-Type: "
-                    + _TYPES.get(path.suffix, b"application/octet-stream")
-                    + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+            head = (
+                b"HTTP/1.1 200 OK\r\nServer: fastserver\r\nContent-Type: "
+                + _TYPES.get(path.suffix, b"application/octet-stream")
+                + b"\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+            )
             url = "/" + path.relative_to(root).as_posix()
             responses[url.encode()] = (head + body, len(head))
     return responses
@@ -65,7 +73,7 @@ class HttpProtocol(asyncio.Protocol):
         buffer += data
         while (end := buffer.find(b"\r\n\r\n")) >= 0:
             head = bytes(buffer[:end])
-            del buffer[:end + 4]
+            del buffer[: end + 4]
             if not self._answer(head):
                 return
         if len(buffer) > _MAX_HEAD:
@@ -80,8 +88,9 @@ class HttpProtocol(asyncio.Protocol):
             self._close(_BAD_REQUEST)  # bodies are not read, so nothing after this is safe
             return False
         method, target, version = parts
-        response, head_length = self._responses.get(target.partition(b"?")[0],
-                                                    (_NOT_FOUND, len(_NOT_FOUND) - 10))
+        response, head_length = self._responses.get(
+            target.partition(b"?")[0], (_NOT_FOUND, len(_NOT_FOUND) - 10)
+        )
         self._transport.write(response if method == b"GET" else response[:head_length])
         if _wants_close(version, headers):
             self._close(b"")
@@ -107,11 +116,15 @@ async def serve(root: Path, host: str, port: int) -> None:
     """Serve ``root`` until SIGTERM or SIGINT."""
     responses = load_responses(root)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpProtocol(responses), host, port,
-                                      backlog=4096, reuse_address=True)
+    server = await loop.create_server(
+        lambda: HttpProtocol(responses), host, port, backlog=4096, reuse_address=True
+    )
     bound = server.sockets[0].getsockname()
-    print(f"listening on http://{bound[0]}:{bound[1]} ({len(responses)} files, "
-          f"{type(loop).__module__.partition('.')[0]} loop)", flush=True)
+    print(
+        f"listening on http://{bound[0]}:{bound[1]} ({len(responses)} files, "
+        f"{type(loop).__module__.partition('.')[0]} loop)",
+        flush=True,
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

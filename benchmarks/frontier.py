@@ -40,8 +40,10 @@ def current_rss_mb() -> float:
 
 
 def requests(start: int, count: int) -> list[Request]:
-    return [Request(f"http://host{n % HOSTS}.test/item/{n}?ref=list&page={n // HOSTS}")
-            for n in range(start, start + count)]
+    return [
+        Request(f"http://host{n % HOSTS}.test/item/{n}?ref=list&page={n // HOSTS}")
+        for n in range(start, start + count)
+    ]
 
 
 async def dequeue_cost(frontier: Frontier, sample: int, next_url: int) -> tuple[float, float]:
@@ -64,8 +66,11 @@ async def dequeue_cost(frontier: Frontier, sample: int, next_url: int) -> tuple[
 async def measure(backend: str, sizes: list[int], sample: int, folder: Path) -> list[dict]:
     # Unlimited concurrency per host: the benchmark is the queue, not politeness.
     politeness = Politeness(HostPolicy(10**9, 0.0), {})
-    frontier: Frontier = (SqliteFrontier(folder / "crawl.db", politeness)
-                          if backend == "sqlite" else MemoryFrontier(politeness))
+    frontier: Frontier = (
+        SqliteFrontier(folder / "crawl.db", politeness)
+        if backend == "sqlite"
+        else MemoryFrontier(politeness)
+    )
     await frontier.open()
     rows, queued, next_url = [], 0, 10**9
     for size in sizes:
@@ -77,10 +82,16 @@ async def measure(backend: str, sizes: list[int], sample: int, folder: Path) -> 
         added = time.perf_counter() - started
         claim, ack = await dequeue_cost(frontier, sample, next_url)
         next_url += sample
-        rows.append({"backend": backend, "pending": frontier.counts().pending,
-                     "us_per_claim": round(claim, 1), "us_per_ack": round(ack, 1),
-                     "rss_mb": round(current_rss_mb(), 1),
-                     "add_seconds": round(added, 1)})
+        rows.append(
+            {
+                "backend": backend,
+                "pending": frontier.counts().pending,
+                "us_per_claim": round(claim, 1),
+                "us_per_ack": round(ack, 1),
+                "rss_mb": round(current_rss_mb(), 1),
+                "add_seconds": round(added, 1),
+            }
+        )
     await frontier.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000
     for row in rows:
@@ -106,15 +117,31 @@ def main() -> int:
     if args.child:
         child(args.child, sizes, args.sample)
         return 0
-    print(f"{'backend':<8} {'pending':>10} {'µs/claim':>9} {'µs/ack+add':>11} {'RSS MB':>8} "
-          f"{'add s':>7}")
+    print(
+        f"{'backend':<8} {'pending':>10} {'µs/claim':>9} {'µs/ack+add':>11} {'RSS MB':>8} "
+        f"{'add s':>7}"
+    )
     for backend in args.backends.split(","):
-        out = subprocess.run([sys.executable, __file__, "--child", backend, "--pending",
-                              str(args.pending), "--sample", str(args.sample)],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                backend,
+                "--pending",
+                str(args.pending),
+                "--sample",
+                str(args.sample),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         for row in json.loads(out):
-            print(f"{row['backend']:<8} {row['pending']:>10,} {row['us_per_claim']:>9.1f} "
-                  f"{row['us_per_ack']:>11.1f} {row['rss_mb']:>8.1f} {row['add_seconds']:>7.1f}")
+            print(
+                f"{row['backend']:<8} {row['pending']:>10,} {row['us_per_claim']:>9.1f} "
+                f"{row['us_per_ack']:>11.1f} {row['rss_mb']:>8.1f} {row['add_seconds']:>7.1f}"
+            )
         print(f"{backend}: peak RSS {row['peak_rss_mb']:.0f} MB")
     return 0
 

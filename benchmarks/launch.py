@@ -26,8 +26,9 @@ def launch(command: list[str], timeout: float, log_path: Path) -> dict[str, obje
     """Run ``command`` (killed after ``timeout`` s) and return what the kernel measured."""
     with log_path.open("wb") as log:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
         timed_out = threading.Event()
 
         def kill() -> None:
@@ -43,9 +44,14 @@ def launch(command: list[str], timeout: float, log_path: Path) -> dict[str, obje
             killer.cancel()
         wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
-    return {"wall_s": wall, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
-            "peak_rss_kb": usage.ru_maxrss, "returncode": process.returncode,
-            "timed_out": timed_out.is_set()}
+    return {
+        "wall_s": wall,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "peak_rss_kb": usage.ru_maxrss,
+        "returncode": process.returncode,
+        "timed_out": timed_out.is_set(),
+    }
 
 
 def main(argv: list[str]) -> int:

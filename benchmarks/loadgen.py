@@ -81,11 +81,11 @@ class _Client(asyncio.Protocol):
                 self.errors += 1
             length = head.partition(b"content-length:")[2].partition(b"\r\n")[0]
             self._remaining = int(length or 0)
-            del buffer[:end + 4]
+            del buffer[: end + 4]
         if len(buffer) < self._remaining:
             return False
         self.bytes += self._remaining
-        del buffer[:self._remaining]
+        del buffer[: self._remaining]
         self._remaining = None
         return True
 
@@ -95,8 +95,9 @@ class _Client(asyncio.Protocol):
         self._transport.write(request.encode())
 
 
-async def hammer(base: str, paths: Sequence[str], *, seconds: float = 3.0,
-                 connections: int = 32) -> LoadResult:
+async def hammer(
+    base: str, paths: Sequence[str], *, seconds: float = 3.0, connections: int = 32
+) -> LoadResult:
     """Fetch ``paths`` round-robin over ``connections`` connections for ``seconds``."""
     parts = urlsplit(base)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -107,12 +108,17 @@ async def hammer(base: str, paths: Sequence[str], *, seconds: float = 3.0,
     clients = []
     for _ in range(connections):
         _, client = await loop.create_connection(
-            lambda: _Client(parts.netloc, cycle, deadline), host, port)
+            lambda: _Client(parts.netloc, cycle, deadline), host, port
+        )
         clients.append(client)
     await asyncio.gather(*(client.done for client in clients))
     elapsed = time.perf_counter() - start
-    return LoadResult(sum(c.requests for c in clients), sum(c.bytes for c in clients), elapsed,
-                      sum(c.errors for c in clients))
+    return LoadResult(
+        sum(c.requests for c in clients),
+        sum(c.bytes for c in clients),
+        elapsed,
+        sum(c.errors for c in clients),
+    )
 
 
 def main() -> None:
@@ -123,10 +129,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    result = asyncio.run(hammer(args.base, args.paths, seconds=args.seconds,
-                                connections=args.connections))
-    print(f"{result.rate:,.0f} requests/s, {result.bytes / result.seconds / 2**20:,.1f} MiB/s, "
-          f"{result.errors} errors")
+    result = asyncio.run(
+        hammer(args.base, args.paths, seconds=args.seconds, connections=args.connections)
+    )
+    print(
+        f"{result.rate:,.0f} requests/s, {result.bytes / result.seconds / 2**20:,.1f} MiB/s, "
+        f"{result.errors} errors"
+    )
 
 
 if __name__ == "__main__":

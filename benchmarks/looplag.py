@@ -53,13 +53,17 @@ class Lag:
         ms = sorted(1000 * t for t in self.ticks)
         p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
         over = sum(t > 50 for t in ms)
-        return (f"{self.scenario:<26} {self.items:>6} {self.seconds:>7.2f} "
-                f"{len(ms):>6} {statistics.median(ms):>8.2f} {p99:>8.2f} {ms[-1]:>8.2f} "
-                f"{over:>7}")
+        return (
+            f"{self.scenario:<26} {self.items:>6} {self.seconds:>7.2f} "
+            f"{len(ms):>6} {statistics.median(ms):>8.2f} {p99:>8.2f} {ms[-1]:>8.2f} "
+            f"{over:>7}"
+        )
 
 
-HEADER = (f"{'crawler, pages':<26} {'items':>6} {'secs':>7} {'ticks':>6} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'>50 ms':>7}")
+HEADER = (
+    f"{'crawler, pages':<26} {'items':>6} {'secs':>7} {'ticks':>6} "
+    f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'>50 ms':>7}"
+)
 
 
 async def ticker(period: float, lags: list[float], stop: asyncio.Event) -> None:
@@ -78,9 +82,15 @@ Crawl = Callable[[str, Path, int], Awaitable[int]]
 
 async def crawl_fw(base: str, workdir: Path, concurrency: int) -> int:
     """Crawl with fw in this event loop, the way ``tests/conftest.py``'s ``crawl()`` does."""
-    prepared = runner.prepare(HERE / "shop.yaml", [
-        f'start_urls=["{base}/p/0.html"]', f"concurrency.total={concurrency}",
-        f"concurrency.per_domain={concurrency}"], [str(workdir / "items.jsonl")])
+    prepared = runner.prepare(
+        HERE / "shop.yaml",
+        [
+            f'start_urls=["{base}/p/0.html"]',
+            f"concurrency.total={concurrency}",
+            f"concurrency.per_domain={concurrency}",
+        ],
+        [str(workdir / "items.jsonl")],
+    )
     stats = await Engine(prepared.project, prepared.components, prepared.pm).run()
     return stats.items
 
@@ -92,8 +102,9 @@ async def crawl_floor(base: str, workdir: Path, concurrency: int) -> int:
     return out.getvalue().count("\n")
 
 
-async def measured(crawl: Crawl, base: str, workdir: Path, concurrency: int, period: float
-                   ) -> tuple[int, float, list[float]]:
+async def measured(
+    crawl: Crawl, base: str, workdir: Path, concurrency: int, period: float
+) -> tuple[int, float, list[float]]:
     """Run ``crawl`` while the ticker runs; return the items, the seconds and the lags."""
     lags: list[float] = []
     stop = asyncio.Event()
@@ -119,13 +130,26 @@ def run_scenario(name: str, root: Path, args: argparse.Namespace) -> list[Lag]:
         for _ in range(args.repeat):
             for crawler, crawl in crawls.items():
                 with tempfile.TemporaryDirectory(prefix="fw-looplag-") as tmp:
-                    seen[crawler].append(asyncio.run(measured(
-                        crawl, server.base, Path(tmp), args.concurrency,
-                        args.period_ms / 1000)))
-    return [Lag(f"{crawler}, {name}", min(items for items, _, _ in runs),
-                statistics.median(seconds for _, seconds, _ in runs),
-                [lag for _, _, ticks in runs for lag in ticks])
-            for crawler, runs in seen.items()]
+                    seen[crawler].append(
+                        asyncio.run(
+                            measured(
+                                crawl,
+                                server.base,
+                                Path(tmp),
+                                args.concurrency,
+                                args.period_ms / 1000,
+                            )
+                        )
+                    )
+    return [
+        Lag(
+            f"{crawler}, {name}",
+            min(items for items, _, _ in runs),
+            statistics.median(seconds for _, seconds, _ in runs),
+            [lag for _, _, ticks in runs for lag in ticks],
+        )
+        for crawler, runs in seen.items()
+    ]
 
 
 def parse_cost(path: Path, repeat: int = 5) -> float:
@@ -135,8 +159,7 @@ def parse_cost(path: Path, repeat: int = 5) -> float:
     best = float("inf")
     for _ in range(repeat):
         url = "http://127.0.0.1/p/" + path.name
-        response = Response(url, 200, {"Content-Type": "text/html"}, body, Request(url),
-                            parse_html)
+        response = Response(url, 200, {"Content-Type": "text/html"}, body, Request(url), parse_html)
         started = time.perf_counter()
         list(spider.parse(response))
         best = min(best, time.perf_counter() - started)
@@ -148,17 +171,27 @@ def main() -> None:
     args = _parser().parse_args()
     with tempfile.TemporaryDirectory(prefix="fw-looplag-sites-") as tmp:
         normal = write_site(Path(tmp) / "normal", args.pages)
-        mixed = write_site(Path(tmp) / "mixed", args.pages, big_every=args.big_every,
-                           big_bytes=int(args.big_mb * MiB))
+        mixed = write_site(
+            Path(tmp) / "mixed",
+            args.pages,
+            big_every=args.big_every,
+            big_bytes=int(args.big_mb * MiB),
+        )
         big_page = mixed.root / "p" / f"{args.big_every - 1}.html"
-        print(f"{args.pages} pages; the mixed site has {args.pages // args.big_every} of "
-              f"{big_page.stat().st_size / MiB:.1f} MB; concurrency {args.concurrency}, "
-              f"tick every {args.period_ms:g} ms\n")
-        print(f"fw parses one page in {parse_cost(normal.root / 'p' / '0.html'):.2f} ms "
-              f"({(normal.root / 'p' / '0.html').stat().st_size / KiB:.0f} KB) and "
-              f"{parse_cost(big_page):.1f} ms ({big_page.stat().st_size / MiB:.1f} MB)\n")
-        results = [*run_scenario("16 KB pages only", normal.root, args),
-                   *run_scenario(f"with {args.big_mb:g} MB pages", mixed.root, args)]
+        print(
+            f"{args.pages} pages; the mixed site has {args.pages // args.big_every} of "
+            f"{big_page.stat().st_size / MiB:.1f} MB; concurrency {args.concurrency}, "
+            f"tick every {args.period_ms:g} ms\n"
+        )
+        print(
+            f"fw parses one page in {parse_cost(normal.root / 'p' / '0.html'):.2f} ms "
+            f"({(normal.root / 'p' / '0.html').stat().st_size / KiB:.0f} KB) and "
+            f"{parse_cost(big_page):.1f} ms ({big_page.stat().st_size / MiB:.1f} MB)\n"
+        )
+        results = [
+            *run_scenario("16 KB pages only", normal.root, args),
+            *run_scenario(f"with {args.big_mb:g} MB pages", mixed.root, args),
+        ]
     print(HEADER)
     for result in results:
         print(result.row())
@@ -167,15 +200,24 @@ def main() -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--pages", type=int, default=2000)
-    parser.add_argument("--big-every", type=int, default=20,
-                        help="every Nth page is a big one (default 20)")
+    parser.add_argument(
+        "--big-every", type=int, default=20, help="every Nth page is a big one (default 20)"
+    )
     parser.add_argument("--big-mb", type=float, default=2.0, help="big page size in MB")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--period-ms", type=float, default=5.0, help="ticker period")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="crawls per crawler and site, ticks pooled (default 3)")
-    parser.add_argument("--server", choices=["auto", "nginx", "python"], default="auto",
-                        help="auto: nginx if installed, else fastserver.py")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="crawls per crawler and site, ticks pooled (default 3)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=["auto", "nginx", "python"],
+        default="auto",
+        help="auto: nginx if installed, else fastserver.py",
+    )
     return parser
 
 

@@ -46,9 +46,12 @@ class Run:
     @property
     def valid(self) -> bool:
         """Tell whether the crawl finished and exported every page exactly ``copies`` times."""
-        return (self.returncode == 0 and not self.timed_out
-                and self.items == self.expected * self.copies
-                and self.unique_items == self.expected)
+        return (
+            self.returncode == 0
+            and not self.timed_out
+            and self.items == self.expected * self.copies
+            and self.unique_items == self.expected
+        )
 
     @property
     def pages_per_s(self) -> float:
@@ -62,13 +65,25 @@ class Run:
 
     def to_json(self) -> dict[str, Any]:
         """Return every field and derived figure, for the results file."""
-        derived = {"valid": self.valid, "pages_per_s": self.pages_per_s,
-                   "cpu_ms_per_page": self.cpu_ms_per_page}
+        derived = {
+            "valid": self.valid,
+            "pages_per_s": self.pages_per_s,
+            "cpu_ms_per_page": self.cpu_ms_per_page,
+        }
         return asdict(self) | derived
 
 
-def run_measured(name: str, command: Sequence[str], *, cwd: Path, output: Path, expected: int,
-                 timeout: float, env: dict[str, str] | None = None, copies: int = 1) -> Run:
+def run_measured(
+    name: str,
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    output: Path,
+    expected: int,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    copies: int = 1,
+) -> Run:
     """Run ``command`` in ``cwd`` to its end (killed after ``timeout`` s) and measure it.
 
     The command is started by ``launch.py``, which measures it with ``os.wait4`` from a
@@ -77,7 +92,11 @@ def run_measured(name: str, command: Sequence[str], *, cwd: Path, output: Path, 
     report, log = cwd / f"{name}.measured.json", cwd / f"{name}.log"
     launcher = subprocess.Popen(
         [sys.executable, str(_LAUNCHER), str(report), str(timeout), str(log), "--", *command],
-        cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         launcher.wait(timeout + _LAUNCHER_GRACE)
     except subprocess.TimeoutExpired:  # the launcher itself hung: end it and its child
@@ -87,10 +106,20 @@ def run_measured(name: str, command: Sequence[str], *, cwd: Path, output: Path, 
         raise RuntimeError(f"{name}: launch.py wrote no measurement:\n{_tail(log)}")
     measured = json.loads(report.read_text(encoding="utf-8"))
     items, unique = count_items(output, copies)
-    return Run(name, measured["wall_s"], measured["user_s"], measured["sys_s"],
-               measured["peak_rss_kb"] / 1024, items, unique, expected,
-               measured["returncode"], timed_out=measured["timed_out"], log_tail=_tail(log),
-               copies=copies)
+    return Run(
+        name,
+        measured["wall_s"],
+        measured["user_s"],
+        measured["sys_s"],
+        measured["peak_rss_kb"] / 1024,
+        items,
+        unique,
+        expected,
+        measured["returncode"],
+        timed_out=measured["timed_out"],
+        log_tail=_tail(log),
+        copies=copies,
+    )
 
 
 def count_items(path: Path, copies: int = 1) -> tuple[int, int]:

@@ -33,8 +33,16 @@ RATIOS: dict[str, tuple[str, str, str]] = {
 #: medians can pair a fast run with a slow one.
 PAIRED = ("fw-apart-x2/fw pages/s", "fw-redis-x2/fw-redis pages/s")
 
-_COLUMNS = ("crawler", "pages/s", "CPU ms/page", "peak RSS MB", "items", "wall s", "valid",
-            "version")
+_COLUMNS = (
+    "crawler",
+    "pages/s",
+    "CPU ms/page",
+    "peak RSS MB",
+    "items",
+    "wall s",
+    "valid",
+    "version",
+)
 
 
 def table(runs: Mapping[str, Sequence[Run]], versions: Mapping[str, str]) -> str:
@@ -46,8 +54,10 @@ def table(runs: Mapping[str, Sequence[Run]], versions: Mapping[str, str]) -> str
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     lines = []
     for row in rows:
-        cells = [cell.rjust(w) if i in numeric else cell.ljust(w)
-                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            cell.rjust(w) if i in numeric else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -57,11 +67,26 @@ def _row(name: str, runs: Sequence[Run], version: str) -> list[str]:
     median = median_of(runs)
     if median is None:  # show what the last failed run did, so the failure is visible
         last = runs[-1]
-        return [name, "-", "-", f"{last.peak_rss_mb:.0f}", f"{last.items:,}",
-                f"{last.wall_s:.1f}", f"{valid} INVALID", version]
-    return [name, f"{median['pages_per_s']:,.0f}", f"{median['cpu_ms_per_page']:.2f}",
-            f"{median['peak_rss_mb']:.0f}", f"{median['items']:,.0f}",
-            f"{median['wall_s']:.1f}", valid, version]
+        return [
+            name,
+            "-",
+            "-",
+            f"{last.peak_rss_mb:.0f}",
+            f"{last.items:,}",
+            f"{last.wall_s:.1f}",
+            f"{valid} INVALID",
+            version,
+        ]
+    return [
+        name,
+        f"{median['pages_per_s']:,.0f}",
+        f"{median['cpu_ms_per_page']:.2f}",
+        f"{median['peak_rss_mb']:.0f}",
+        f"{median['items']:,.0f}",
+        f"{median['wall_s']:.1f}",
+        valid,
+        version,
+    ]
 
 
 def ratios(runs: Mapping[str, Sequence[Run]]) -> dict[str, float]:
@@ -79,9 +104,11 @@ def ratios(runs: Mapping[str, Sequence[Run]]) -> dict[str, float]:
 
 def _paired(tops: Sequence[Run], bottoms: Sequence[Run], figure: str) -> list[float]:
     """Return the ratio of the two crawlers' runs in each round where both were valid."""
-    return [getattr(top, figure) / getattr(bottom, figure)
-            for top, bottom in zip(tops, bottoms, strict=True)
-            if top.valid and bottom.valid and getattr(bottom, figure)]
+    return [
+        getattr(top, figure) / getattr(bottom, figure)
+        for top, bottom in zip(tops, bottoms, strict=True)
+        if top.valid and bottom.valid and getattr(bottom, figure)
+    ]
 
 
 def write_results(directory: Path, results: dict[str, Any], started: datetime) -> Path:

@@ -53,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         rate = _server_rate(server, site, args)
         runs = _run_all(crawlers, server.base, site.pages, args)
     versions = {c.name: c.version for c in crawlers}
-    print(f"\n{site.pages:,} pages of {site.page_bytes // KiB} KB, concurrency "
-          f"{args.concurrency}, {args.runs} run(s) each, median of the valid runs; "
-          f"server: {server.kind} {server.detail}\n")
+    print(
+        f"\n{site.pages:,} pages of {site.page_bytes // KiB} KB, concurrency "
+        f"{args.concurrency}, {args.runs} run(s) each, median of the valid runs; "
+        f"server: {server.kind} {server.detail}\n"
+    )
     print(table(runs, versions))
     found = ratios(runs)
     for label, value in found.items():
@@ -80,30 +82,55 @@ def _compile_fw() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Crawl a generated site with fw, the aiohttp floor, Scrapy and Crawlee.")
+        description="Crawl a generated site with fw, the aiohttp floor, Scrapy and Crawlee."
+    )
     parser.add_argument("--pages", type=int, default=20_000, help="site size (default 20000)")
     parser.add_argument("--page-kb", type=int, default=16, help="page size (default 16)")
-    parser.add_argument("--concurrency", type=int, default=32,
-                        help="requests in flight, for every crawler (default 32)")
-    parser.add_argument("--runs", type=int, default=1,
-                        help="runs per crawler, round-robin; the median is reported")
-    parser.add_argument("--only", type=_names, default=list(DEFAULT_CRAWLERS),
-                        help=f"comma-separated subset of {','.join(CRAWLER_NAMES)} "
-                        f"(default: {','.join(DEFAULT_CRAWLERS)})")
-    parser.add_argument("--server", choices=["auto", "nginx", "python"], default="auto",
-                        help="auto: nginx if installed, else fastserver.py")
-    parser.add_argument("--scrapy-bin", type=Path,
-                        help="default: benchmarks/.venvs/scrapy/bin/scrapy")
-    parser.add_argument("--crawlee-python", type=Path,
-                        help="default: benchmarks/.venvs/crawlee/bin/python")
-    parser.add_argument("--timeout", type=float, default=1800,
-                        help="seconds one crawl may take before it is killed (default 1800)")
-    parser.add_argument("--server-seconds", type=float, default=3.0,
-                        help="how long to load the server to measure it (0: skip)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=32,
+        help="requests in flight, for every crawler (default 32)",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="runs per crawler, round-robin; the median is reported"
+    )
+    parser.add_argument(
+        "--only",
+        type=_names,
+        default=list(DEFAULT_CRAWLERS),
+        help=f"comma-separated subset of {','.join(CRAWLER_NAMES)} "
+        f"(default: {','.join(DEFAULT_CRAWLERS)})",
+    )
+    parser.add_argument(
+        "--server",
+        choices=["auto", "nginx", "python"],
+        default="auto",
+        help="auto: nginx if installed, else fastserver.py",
+    )
+    parser.add_argument(
+        "--scrapy-bin", type=Path, help="default: benchmarks/.venvs/scrapy/bin/scrapy"
+    )
+    parser.add_argument(
+        "--crawlee-python", type=Path, help="default: benchmarks/.venvs/crawlee/bin/python"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800,
+        help="seconds one crawl may take before it is killed (default 1800)",
+    )
+    parser.add_argument(
+        "--server-seconds",
+        type=float,
+        default=3.0,
+        help="how long to load the server to measure it (0: skip)",
+    )
     parser.add_argument("--site-dir", type=Path, default=HERE / "site")
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
-    parser.add_argument("--keep-output", action="store_true",
-                        help="keep each run's scratch directory (items, logs)")
+    parser.add_argument(
+        "--keep-output", action="store_true", help="keep each run's scratch directory (items, logs)"
+    )
     return parser
 
 
@@ -113,7 +140,8 @@ def _names(text: str) -> list[str]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown crawler {', '.join(unknown) or '(none)'}; choose from "
-            f"{', '.join(CRAWLER_NAMES)}")
+            f"{', '.join(CRAWLER_NAMES)}"
+        )
     return names
 
 
@@ -131,32 +159,42 @@ def _server_rate(server: Server, site: Site, args: argparse.Namespace) -> dict[s
         return None
     paths = [f"/p/{i}.html" for i in range(site.pages)]
     random.Random(1).shuffle(paths)
-    rate = measure_server(server, paths, seconds=args.server_seconds,
-                          connections=args.concurrency)
+    rate = measure_server(server, paths, seconds=args.server_seconds, connections=args.concurrency)
     per_core = rate.get("requests_per_cpu_s")
-    print(f"server rate: {rate['requests_per_s']:,.0f} pages/s ({rate['mib_per_s']:,.0f} MiB/s)"
-          f" using {rate.get('server_cpu_share', 0):.0%} of a core"
-          + (f", ~{per_core:,.0f} pages/s per core" if per_core else "")
-          + f", {rate['errors']} errors")
+    print(
+        f"server rate: {rate['requests_per_s']:,.0f} pages/s ({rate['mib_per_s']:,.0f} MiB/s)"
+        f" using {rate.get('server_cpu_share', 0):.0%} of a core"
+        + (f", ~{per_core:,.0f} pages/s per core" if per_core else "")
+        + f", {rate['errors']} errors"
+    )
     if rate["errors"]:
-        raise SystemExit("the server failed requests under load: fix it before measuring "
-                         "crawlers against it")
+        raise SystemExit(
+            "the server failed requests under load: fix it before measuring crawlers against it"
+        )
     return rate
 
 
-def _run_all(crawlers: list[Crawler], base: str, pages: int, args: argparse.Namespace
-             ) -> dict[str, list[Run]]:
+def _run_all(
+    crawlers: list[Crawler], base: str, pages: int, args: argparse.Namespace
+) -> dict[str, list[Run]]:
     """Run every crawler ``args.runs`` times, round-robin, so drift affects all alike."""
     runs: dict[str, list[Run]] = {c.name: [] for c in crawlers}
     for number in range(1, args.runs + 1):
         for crawler in crawlers:
             run = _run_one(crawler, base, pages, args)
             runs[crawler.name].append(run)
-            print(f"{crawler.name} run {number}/{args.runs}: {run.pages_per_s:,.0f} pages/s, "
-                  f"{run.cpu_ms_per_page:.2f} CPU ms/page, {run.peak_rss_mb:.0f} MB, "
-                  f"{run.items:,} items in {run.wall_s:.1f}s"
-                  + ("" if run.valid else f" — INVALID (exit {run.returncode}"
-                     f"{', timed out' if run.timed_out else ''}):\n{run.log_tail}"), flush=True)
+            print(
+                f"{crawler.name} run {number}/{args.runs}: {run.pages_per_s:,.0f} pages/s, "
+                f"{run.cpu_ms_per_page:.2f} CPU ms/page, {run.peak_rss_mb:.0f} MB, "
+                f"{run.items:,} items in {run.wall_s:.1f}s"
+                + (
+                    ""
+                    if run.valid
+                    else f" — INVALID (exit {run.returncode}"
+                    f"{', timed out' if run.timed_out else ''}):\n{run.log_tail}"
+                ),
+                flush=True,
+            )
     return runs
 
 
@@ -166,9 +204,16 @@ def _run_one(crawler: Crawler, base: str, pages: int, args: argparse.Namespace) 
     try:
         job = Job(base, args.concurrency, workdir)
         output = workdir / crawler.output
-        return run_measured(crawler.name, crawler.command(job, output), cwd=workdir,
-                            output=output, expected=pages, timeout=args.timeout,
-                            env=_child_env(), copies=crawler.copies)
+        return run_measured(
+            crawler.name,
+            crawler.command(job, output),
+            cwd=workdir,
+            output=output,
+            expected=pages,
+            timeout=args.timeout,
+            env=_child_env(),
+            copies=crawler.copies,
+        )
     finally:
         if args.keep_output:
             print(f"  kept {workdir}")
@@ -193,21 +238,39 @@ def _warn_about_headroom(rate: dict[str, Any] | None, runs: dict[str, list[Run]]
         print("warning: the server may be limiting the fastest crawler", file=sys.stderr)
 
 
-def _results(args: argparse.Namespace, started: datetime, site: Site, server: Server,
-             rate: dict[str, Any] | None, runs: dict[str, list[Run]], versions: dict[str, str],
-             skipped: dict[str, str], found: dict[str, float]) -> dict[str, Any]:
+def _results(
+    args: argparse.Namespace,
+    started: datetime,
+    site: Site,
+    server: Server,
+    rate: dict[str, Any] | None,
+    runs: dict[str, list[Run]],
+    versions: dict[str, str],
+    skipped: dict[str, str],
+    found: dict[str, float],
+) -> dict[str, Any]:
     """Gather everything measured, and what it was measured on, for the results file."""
     return {
         "started": started.isoformat(timespec="seconds"),
-        "arguments": {key: str(value) if isinstance(value, Path) else value
-                      for key, value in vars(args).items()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
+        "arguments": {
+            key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items()
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "site": {**asdict(site), "root": str(site.root)},
         "server": {"kind": server.kind, "detail": server.detail, "rate": rate},
-        "crawlers": {name: {"version": versions[name], "median": median_of(its_runs),
-                            "runs": [run.to_json() for run in its_runs]}
-                     for name, its_runs in runs.items()},
+        "crawlers": {
+            name: {
+                "version": versions[name],
+                "median": median_of(its_runs),
+                "runs": [run.to_json() for run in its_runs],
+            }
+            for name, its_runs in runs.items()
+        },
         "skipped": skipped,
         "ratios": found,
     }

@@ -96,8 +96,9 @@ def running_server(root: Path, kind: str = "auto") -> Iterator[Server]:
 
     ``kind`` is ``nginx``, ``python`` (fastserver.py) or ``auto``: nginx if it is on PATH.
     """
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
-                                      else None)
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
     if kind == "nginx" and nginx is None:
         raise SystemExit("--server nginx: nginx is not installed")
     with tempfile.TemporaryDirectory(prefix="fw-bench-server-") as tmp:
@@ -118,34 +119,43 @@ def _start_nginx(nginx: str, root: Path, tmp: Path) -> Server:
     for _ in range(3):  # the free port may be taken between choosing and binding it
         port = _free_port()
         conf = tmp / "nginx.conf"
-        conf.write_text(_NGINX_CONF.format(tmp=tmp, port=port, root=root.resolve(),
-                                           user=_current_user()), encoding="utf-8")
+        conf.write_text(
+            _NGINX_CONF.format(tmp=tmp, port=port, root=root.resolve(), user=_current_user()),
+            encoding="utf-8",
+        )
         log = (tmp / "stderr.log").open("wb")
-        process = subprocess.Popen([nginx, "-p", str(tmp), "-e", str(tmp / "error.log"),
-                                    "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         server = Server("nginx", f"http://127.0.0.1:{port}", process, _version(nginx))
         if _wait_for_port(port, process):
             return server
         server.stop()
-    raise SystemExit("nginx did not start:\n"
-                     + (tmp / "error.log").read_text(errors="replace"))
+    raise SystemExit("nginx did not start:\n" + (tmp / "error.log").read_text(errors="replace"))
 
 
 def _start_fastserver(root: Path, tmp: Path) -> Server:
     """Start fastserver.py on a free port and read the address it prints once ready."""
     log = (tmp / "stderr.log").open("wb")
-    process = subprocess.Popen([sys.executable, str(HERE / "fastserver.py"), str(root)],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "fastserver.py"), str(root)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
     log.close()
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], _STARTUP_TIMEOUT)
     line = process.stdout.readline().decode() if ready else ""
     if not line.startswith("listening on "):
         process.kill()
-        raise SystemExit("fastserver.py did not start:\n"
-                         + (tmp / "stderr.log").read_text(errors="replace"))
+        raise SystemExit(
+            "fastserver.py did not start:\n" + (tmp / "stderr.log").read_text(errors="replace")
+        )
     base, _, detail = line.removeprefix("listening on ").strip().partition(" ")
     return Server("fastserver", base, process, detail.strip("()"))
 
@@ -165,8 +175,9 @@ def _check_up(server: Server, root: Path) -> None:
             raise SystemExit(f"{server.kind} serves {url} wrongly ({content_type})")
 
 
-def measure_server(server: Server, paths: Sequence[str], *, seconds: float = 3.0,
-                   connections: int = 32) -> dict[str, Any]:
+def measure_server(
+    server: Server, paths: Sequence[str], *, seconds: float = 3.0, connections: int = 32
+) -> dict[str, Any]:
     """Load the server with ``loadgen`` and return its rate and the CPU share it took.
 
     A first, unmeasured second of load lets loopback socket buffers grow to their working
@@ -177,8 +188,11 @@ def measure_server(server: Server, paths: Sequence[str], *, seconds: float = 3.0
     result = asyncio.run(hammer(server.base, paths, seconds=seconds, connections=connections))
     cpu_after = server.cpu_seconds()
     report: dict[str, Any] = {
-        "requests_per_s": result.rate, "mib_per_s": result.bytes / result.seconds / 2**20,
-        "errors": result.errors, "seconds": result.seconds, "connections": connections,
+        "requests_per_s": result.rate,
+        "mib_per_s": result.bytes / result.seconds / 2**20,
+        "errors": result.errors,
+        "seconds": result.seconds,
+        "connections": connections,
     }
     if cpu_before is not None and cpu_after is not None:
         # The load generator (one Python process) may be what limits the rate; the CPU the

@@ -25,8 +25,26 @@ __all__ = ["Site", "ensure_site", "write_site"]
 GENERATOR_VERSION = 2
 KiB, MiB = 1024, 1024 * 1024
 _STAMP = "site.json"
-_WORDS = ("alpha", "beta", "gamma", "delta", "crawl", "spider", "async", "await", "loop",
-          "task", "queue", "fetch", "parse", "export", "item", "price", "stock", "ship")
+_WORDS = (
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "crawl",
+    "spider",
+    "async",
+    "await",
+    "loop",
+    "task",
+    "queue",
+    "fetch",
+    "parse",
+    "export",
+    "item",
+    "price",
+    "stock",
+    "ship",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,12 @@ class Site:
     def same_shape(self, other: Site) -> bool:
         """Tell whether ``other`` has the same pages (so either can stand for the other)."""
         return (self.pages, self.page_bytes, self.big_every, self.big_bytes, self.generator) == (
-            other.pages, other.page_bytes, other.big_every, other.big_bytes, other.generator)
+            other.pages,
+            other.page_bytes,
+            other.big_every,
+            other.big_bytes,
+            other.generator,
+        )
 
 
 def ensure_site(root: Path, pages: int, page_bytes: int = 16 * KiB) -> Site:
@@ -61,8 +84,15 @@ def ensure_site(root: Path, pages: int, page_bytes: int = 16 * KiB) -> Site:
     return write_site(root, pages, page_bytes=page_bytes)
 
 
-def write_site(root: Path, pages: int, *, page_bytes: int = 16 * KiB, big_every: int = 0,
-               big_bytes: int = 2 * MiB, seed: int = 42) -> Site:
+def write_site(
+    root: Path,
+    pages: int,
+    *,
+    page_bytes: int = 16 * KiB,
+    big_every: int = 0,
+    big_bytes: int = 2 * MiB,
+    seed: int = 42,
+) -> Site:
     """Write ``pages`` pages under ``root/p/`` (replacing what was there) and stamp the site."""
     if pages < 1:
         raise ValueError("a site needs at least one page")
@@ -100,8 +130,10 @@ def _boilerplate(rnd: random.Random, size: int) -> str:
     blocks: list[str] = []
     length = 1300
     while length < size:
-        block = (f'<div class="promo"><a href="#promo{len(blocks)}">{_sentence(rnd, 8)}</a>'
-                 f"<p>{_sentence(rnd, 60)}</p></div>\n")
+        block = (
+            f'<div class="promo"><a href="#promo{len(blocks)}">{_sentence(rnd, 8)}</a>'
+            f"<p>{_sentence(rnd, 60)}</p></div>\n"
+        )
         blocks.append(block)
         length += len(block)
     return "".join(blocks)

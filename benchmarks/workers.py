@@ -47,10 +47,11 @@ def frontier(apart: bool) -> Iterator[list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    count, out, command = int(argv[0]), Path(argv[1]), argv[argv.index("--") + 1:]
-    with frontier("--apart" in argv[:argv.index("--")]) as shared:
-        workers = [subprocess.Popen([*command, *shared, "-o", str(part(out, i))])
-                   for i in range(count)]
+    count, out, command = int(argv[0]), Path(argv[1]), argv[argv.index("--") + 1 :]
+    with frontier("--apart" in argv[: argv.index("--")]) as shared:
+        workers = [
+            subprocess.Popen([*command, *shared, "-o", str(part(out, i))]) for i in range(count)
+        ]
         codes = [worker.wait() for worker in workers]
     with out.open("wb") as merged:
         for i in range(count):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from framework.__about__ import __version__
 from framework.errors import (
-                              Blocked,
-                              CloseSpider,
-                              DropItem,
-                              FetchError,
-                              FwError,
-                              HttpError,
-                              IgnoreRequest,
+    Blocked,
+    CloseSpider,
+    DropItem,
+    FetchError,
+    FwError,
+    HttpError,
+    IgnoreRequest,
 )
 from framework.exporters import Exporter
 from framework.hookspecs import hookimpl

@@ -90,9 +90,14 @@ class Admission:
         try:
             json.dumps(request.meta, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            log.error("spider_error: spider %s: the meta of %s is not JSON, which a %s "
-                      "frontier needs to store it: %s", self._spider, request.url,
-                      self._backend, exc)
+            log.error(
+                "spider_error: spider %s: the meta of %s is not JSON, which a %s "
+                "frontier needs to store it: %s",
+                self._spider,
+                request.url,
+                self._backend,
+                exc,
+            )
             self._stats.errors["spider_error"] += 1
             return False
         return True

@@ -33,8 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fw`` command line and return its exit code."""
     args = _parser().parse_args(argv)
     try:
-        configure_logging(args.log_level, args.log_format, args.log_file,
-                          quiet=getattr(args, "quiet", False))
+        configure_logging(
+            args.log_level, args.log_format, args.log_file, quiet=getattr(args, "quiet", False)
+        )
     except OSError as exc:
         print(f"Error: --log-file {args.log_file}: {exc.strerror or exc}", file=sys.stderr)
         return USAGE
@@ -51,8 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
     except Exception as exc:  # a bug in fw: one line, the traceback on request
         log.debug("internal error", exc_info=exc)
-        print(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with "
-              "--log-level debug for the traceback)", file=sys.stderr)
+        print(
+            f"Error: internal error: {type(exc).__name__}: {exc} (rerun with "
+            "--log-level debug for the traceback)",
+            file=sys.stderr,
+        )
         return ABORTED
 
 
@@ -66,8 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fw {__version__}")
     _logging_arguments(parser, defaults=True)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    for add in (_run_parser, _check_parser, _parse_parser, _shell_parser, _new_parser,
-                _status_parser, _plugins_parser):
+    for add in (
+        _run_parser,
+        _check_parser,
+        _parse_parser,
+        _shell_parser,
+        _new_parser,
+        _status_parser,
+        _plugins_parser,
+    ):
         _logging_arguments(add(commands), defaults=False)
     return parser
 
@@ -78,48 +89,85 @@ def _logging_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
     After the command they default to ``SUPPRESS``: left out there, they keep the value
     given before the command (or its default) instead of resetting it.
     """
+
     def default(value: object) -> object:
         return value if defaults else argparse.SUPPRESS
 
     group = parser.add_argument_group("logging")
-    group.add_argument("--log-level", default=default("info"), type=str.lower,
-                       choices=["debug", "info", "warning", "error"],
-                       help="how much to log to stderr (default: info)")
-    group.add_argument("--log-format", default=default("text"), choices=["text", "json"],
-                       help="json: one JSON object per log line, for log collectors")
-    group.add_argument("--log-file", type=Path, metavar="PATH", default=default(None),
-                       help="also write the log to PATH (appending)")
+    group.add_argument(
+        "--log-level",
+        default=default("info"),
+        type=str.lower,
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log to stderr (default: info)",
+    )
+    group.add_argument(
+        "--log-format",
+        default=default("text"),
+        choices=["text", "json"],
+        help="json: one JSON object per log line, for log collectors",
+    )
+    group.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="PATH",
+        default=default(None),
+        help="also write the log to PATH (appending)",
+    )
 
 
 def _run_parser(commands: Commands) -> argparse.ArgumentParser:
     run: argparse.ArgumentParser = commands.add_parser(
-        "run", help="run the crawl a project file describes")
+        "run", help="run the crawl a project file describes"
+    )
     _project_arguments(run)
-    run.add_argument("-o", "--output", action="append", default=[], metavar="PATH",
-                     help="also export items to PATH; the extension picks the format "
-                     "(.jsonl .json .csv .db .sqlite); - streams JSON lines to stdout")
-    run.add_argument("--stats", type=Path, metavar="PATH",
-                     help="write the final stats as JSON to PATH")
-    run.add_argument("--retry-failed", action="store_true",
-                     help="fetch only the requests the last run listed in its failures file, "
-                     "adding to its exports")
-    run.add_argument("--record", type=Path, metavar="DIR",
-                     help="save every response to DIR, for --replay")
-    run.add_argument("--replay", type=Path, metavar="DIR",
-                     help="answer every request from a recording in DIR; never touch the "
-                     "network (a request not recorded fails as not_recorded)")
-    run.add_argument("-q", "--quiet", action="store_true",
-                     help="no progress display and no info logs: warnings, errors and the "
-                     "summary only")
-    run.add_argument("--fresh", action="store_true",
-                     help="discard the saved state of a persistent frontier and start over")
+    run.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also export items to PATH; the extension picks the format "
+        "(.jsonl .json .csv .db .sqlite); - streams JSON lines to stdout",
+    )
+    run.add_argument(
+        "--stats", type=Path, metavar="PATH", help="write the final stats as JSON to PATH"
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="fetch only the requests the last run listed in its failures file, "
+        "adding to its exports",
+    )
+    run.add_argument(
+        "--record", type=Path, metavar="DIR", help="save every response to DIR, for --replay"
+    )
+    run.add_argument(
+        "--replay",
+        type=Path,
+        metavar="DIR",
+        help="answer every request from a recording in DIR; never touch the "
+        "network (a request not recorded fails as not_recorded)",
+    )
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress display and no info logs: warnings, errors and the summary only",
+    )
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the saved state of a persistent frontier and start over",
+    )
     run.set_defaults(command=_run)
     return run
 
 
 def _check_parser(commands: Commands) -> argparse.ArgumentParser:
     check: argparse.ArgumentParser = commands.add_parser(
-        "check", help="validate a project file without crawling")
+        "check", help="validate a project file without crawling"
+    )
     _project_arguments(check)
     check.set_defaults(command=_check)
     return check
@@ -127,10 +175,12 @@ def _check_parser(commands: Commands) -> argparse.ArgumentParser:
 
 def _parse_parser(commands: Commands) -> argparse.ArgumentParser:
     parse: argparse.ArgumentParser = commands.add_parser(
-        "parse", help="fetch one URL and print what a spider callback yields from it")
+        "parse", help="fetch one URL and print what a spider callback yields from it"
+    )
     _probe_arguments(parse)
-    parse.add_argument("-c", "--callback", metavar="NAME",
-                       help="the spider method to run (default: parse)")
+    parse.add_argument(
+        "-c", "--callback", metavar="NAME", help="the spider method to run (default: parse)"
+    )
     parse.add_argument("--json", action="store_true", help="print JSON for machines")
     parse.set_defaults(command=_parse)
     return parse
@@ -138,8 +188,10 @@ def _parse_parser(commands: Commands) -> argparse.ArgumentParser:
 
 def _shell_parser(commands: Commands) -> argparse.ArgumentParser:
     shell: argparse.ArgumentParser = commands.add_parser(
-        "shell", help="fetch one URL and open an interactive session with the response "
-        "(IPython when installed)")
+        "shell",
+        help="fetch one URL and open an interactive session with the response "
+        "(IPython when installed)",
+    )
     _probe_arguments(shell)
     shell.set_defaults(command=_shell)
     return shell
@@ -147,21 +199,26 @@ def _shell_parser(commands: Commands) -> argparse.ArgumentParser:
 
 def _new_parser(commands: Commands) -> argparse.ArgumentParser:
     new: argparse.ArgumentParser = commands.add_parser(
-        "new", help="start a project folder or a plugin package")
-    new.add_argument("kind", choices=["project", "plugin"],
-                     help="project: a project file, a spider and a test; plugin: a "
-                     "pip-installable package with a spider, an exporter and tests")
+        "new", help="start a project folder or a plugin package"
+    )
+    new.add_argument(
+        "kind",
+        choices=["project", "plugin"],
+        help="project: a project file, a spider and a test; plugin: a "
+        "pip-installable package with a spider, an exporter and tests",
+    )
     new.add_argument("name", help="lower-case letters, digits and _")
-    new.add_argument("-d", "--directory", type=Path, default=Path(),
-                     help="where to create it (default: here)")
+    new.add_argument(
+        "-d", "--directory", type=Path, default=Path(), help="where to create it (default: here)"
+    )
     new.set_defaults(command=_new)
     return new
 
 
 def _status_parser(commands: Commands) -> argparse.ArgumentParser:
     status: argparse.ArgumentParser = commands.add_parser(
-        "status", help="show the state of a crawl with a persistent frontier (sqlite or "
-        "redis)")
+        "status", help="show the state of a crawl with a persistent frontier (sqlite or redis)"
+    )
     _project_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON for machines")
     status.set_defaults(command=_status)
@@ -169,44 +226,73 @@ def _status_parser(commands: Commands) -> argparse.ArgumentParser:
 
 
 def _plugins_parser(commands: Commands) -> argparse.ArgumentParser:
-    plugins: argparse.ArgumentParser = commands.add_parser(
-        "plugins", help="list installed plugins")
+    plugins: argparse.ArgumentParser = commands.add_parser("plugins", help="list installed plugins")
     shown = plugins.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="print JSON for machines")
-    shown.add_argument("--requirements", action="store_true",
-                       help="print name==version of each distribution providing plugins, "
-                       "for another team's requirements file")
+    shown.add_argument(
+        "--requirements",
+        action="store_true",
+        help="print name==version of each distribution providing plugins, "
+        "for another team's requirements file",
+    )
     plugins.set_defaults(command=_plugins)
     return plugins
 
 
 def _project_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("project", type=Path, help="the project file (YAML)")
-    parser.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
-                        dest="overrides", help="override one project key by its dotted "
-                        "path, e.g. -s concurrency.per_domain=2")
+    parser.add_argument(
+        "-s",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override one project key by its dotted path, e.g. -s concurrency.per_domain=2",
+    )
 
 
 def _probe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="the page to fetch")
     parser.add_argument("--spider", metavar="NAME", help="the spider (default: the project's)")
-    parser.add_argument("-p", "--project", type=Path, metavar="FILE",
-                        help="take headers, cookies, timeout, plugins and the spider's "
-                        "options from this project file")
-    parser.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
-                        dest="overrides", help="override one project key (with --project)")
+    parser.add_argument(
+        "-p",
+        "--project",
+        type=Path,
+        metavar="FILE",
+        help="take headers, cookies, timeout, plugins and the spider's "
+        "options from this project file",
+    )
+    parser.add_argument(
+        "-s",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override one project key (with --project)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     from framework import runner  # imports the engine and aiohttp: only when crawling
 
-    prepared = runner.prepare(args.project, args.overrides, args.output,
-                              retry_failed=args.retry_failed, fresh=args.fresh,
-                              record=args.record, replay=args.replay)
+    prepared = runner.prepare(
+        args.project,
+        args.overrides,
+        args.output,
+        retry_failed=args.retry_failed,
+        fresh=args.fresh,
+        record=args.record,
+        replay=args.replay,
+    )
     if args.stats is not None:
         _check_writable(args.stats, "--stats")
-    log.info("%s: plugins: %s", prepared.project.name, ", ".join(
-        f"{i.name}-{i.version}" if i.version else i.name for i in prepared.pm.infos()))
+    log.info(
+        "%s: plugins: %s",
+        prepared.project.name,
+        ", ".join(f"{i.name}-{i.version}" if i.version else i.name for i in prepared.pm.infos()),
+    )
     try:
         stats = runner.run(prepared, _progress_mode(args))
     except CrawlAborted as exc:
@@ -243,8 +329,9 @@ def _check_writable(path: Path, option: str) -> None:
         with path.open("a", encoding="utf-8"):
             pass
     except FileExistsError as exc:  # a file where a folder of the path should be
-        raise UsageError(f"{option} {path}: cannot write it: {exc.filename} is not a "
-                         "folder") from exc
+        raise UsageError(
+            f"{option} {path}: cannot write it: {exc.filename} is not a folder"
+        ) from exc
     except OSError as exc:
         raise UsageError(f"{option} {path}: cannot write it: {exc.strerror or exc}") from exc
     if not existed:
@@ -257,8 +344,10 @@ def _check(args: argparse.Namespace) -> int:
     prepared = runner.prepare(args.project, args.overrides)
     project, components = prepared.project, prepared.components
     outputs = ", ".join(f"{e.format} -> {e.path}" for e in components.exporters) or "none"
-    print(f"OK: {args.project}: {project.name}: spider {components.spider.name}, "
-          f"{len(project.start_urls)} start URL(s), exporters: {outputs}")
+    print(
+        f"OK: {args.project}: {project.name}: spider {components.spider.name}, "
+        f"{len(project.start_urls)} start URL(s), exporters: {outputs}"
+    )
     return OK
 
 
@@ -274,8 +363,7 @@ def _parse(args: argparse.Namespace) -> int:
 def _shell(args: argparse.Namespace) -> int:
     from framework import probe
 
-    probe.shell(probe.Probe.load(args.url, args.spider, args.project, args.overrides),
-                args.url)
+    probe.shell(probe.Probe.load(args.url, args.spider, args.project, args.overrides), args.url)
     return OK
 
 
@@ -309,9 +397,17 @@ def _plugins(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return OK
     table = [["NAME", "DISTRIBUTION", "VERSION", "HOOKS", "PROVIDES"]]
-    table += [[r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"]),
-               "; ".join(f"{kind}: {', '.join(names)}" for kind, names in r["provides"].items())
-               or "-"] for r in rows]
+    table += [
+        [
+            r["name"],
+            r["distribution"] or "-",
+            r["version"] or "-",
+            ", ".join(r["hooks"]),
+            "; ".join(f"{kind}: {', '.join(names)}" for kind, names in r["provides"].items())
+            or "-",
+        ]
+        for r in rows
+    ]
     widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -41,7 +41,8 @@ class _Page:
     settlement: Settlement
     items: list[dict[str, Any]]
     outcome: asyncio.Future[Outcome] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class Committer:
@@ -60,8 +61,7 @@ class Committer:
         self._mark = self._items.checkpoint() if self._frontier.durable else {}
         return self._mark
 
-    async def commit(self, settlement: Settlement, items: list[dict[str, Any]]
-                     ) -> list[Request]:
+    async def commit(self, settlement: Settlement, items: list[dict[str, Any]]) -> list[Request]:
         """Write a page's items and settle its lease; return the new requests it found.
 
         Raises ``LeaseLost`` if the lease expired meanwhile: its items are not exported.
@@ -71,8 +71,9 @@ class Committer:
         self._arrived.set()
         outcome = await page.outcome
         if outcome is None:
-            raise LeaseLost(f"the lease of {settlement.lease.request.url} expired before "
-                            "it was settled")
+            raise LeaseLost(
+                f"the lease of {settlement.lease.request.url} expired before it was settled"
+            )
         return outcome
 
     async def run(self) -> None:
@@ -122,7 +123,8 @@ class Committer:
         """Cut the items of lost leases' pages back out; return the exporters' positions."""
         self._items.rewind(self._mark)
         self._stats.items -= sum(len(page.items) for page in batch)
-        await self._write([page for page, outcome in zip(batch, outcomes, strict=True)
-                           if outcome is not None])
+        await self._write(
+            [page for page, outcome in zip(batch, outcomes, strict=True) if outcome is not None]
+        )
         self._stored = False  # what the frontier stored counted the lost items: store anew
         return self._items.checkpoint()

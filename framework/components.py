@@ -44,8 +44,14 @@ class Components:
     parsers: Parsers
 
 
-def assemble(project: Project, registry: Registry, plugin_names: Iterable[str],
-             outputs: Sequence[ExporterSpec] = (), *, append: bool = False) -> Components:
+def assemble(
+    project: Project,
+    registry: Registry,
+    plugin_names: Iterable[str],
+    outputs: Sequence[ExporterSpec] = (),
+    *,
+    append: bool = False,
+) -> Components:
     """Check the project against the installed plugins and build its components.
 
     ``outputs`` are the exporters added with ``-o`` on the command line; ``append`` makes
@@ -56,21 +62,27 @@ def assemble(project: Project, registry: Registry, plugin_names: Iterable[str],
     for spec in project.plugins:  # listing a plugin is using it
         _require_section(project, registry, project_plugin_name(spec))
     spider_class = _lookup(registry.spiders, project.spider, "spider", source, ("spider",))
-    spider = _component(project, registry, "spiders", spider_class,
-                        start_urls=project.start_urls)
-    exporters = tuple(_exporter(spec, project, registry, append)
-                      for spec in (*project.exporters, *outputs))
+    spider = _component(project, registry, "spiders", spider_class, start_urls=project.start_urls)
+    exporters = tuple(
+        _exporter(spec, project, registry, append) for spec in (*project.exporters, *outputs)
+    )
     return Components(spider, exporters, middlewares(project, registry), registry.parsers)
 
 
 def middlewares(project: Project, registry: Registry) -> tuple[Middleware, ...]:
     """Build every registered middleware: each wraps every fetch, in every crawl."""
-    return tuple(_component(project, registry, "middlewares", cls)
-                 for cls in registry.middlewares.values())
+    return tuple(
+        _component(project, registry, "middlewares", cls) for cls in registry.middlewares.values()
+    )
 
 
-def _component(project: Project, registry: Registry, kind: str,
-               component: type[Spider] | type[Middleware], **kwargs: Any) -> Any:
+def _component(
+    project: Project,
+    registry: Registry,
+    kind: str,
+    component: type[Spider] | type[Middleware],
+    **kwargs: Any,
+) -> Any:
     """Start a spider or middleware with the options of the section named after it."""
     owner = registry.owners.get((kind, component.name), "?")
     _require_section(project, registry, owner)
@@ -78,15 +90,18 @@ def _component(project: Project, registry: Registry, kind: str,
     return _start(registry, kind, component.name, component, options, **kwargs)
 
 
-def _start(registry: Registry, kind: str, name: str, component: Callable[..., T],
-           *args: Any, **kwargs: Any) -> T:
+def _start(
+    registry: Registry, kind: str, name: str, component: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
     """Instantiate a plugin's class; a constructor that raises is the plugin's to fix."""
     try:
         return component(*args, **kwargs)
     except Exception as exc:
         plugin = registry.owners.get((kind, name), "?")
-        raise PluginError(f"plugin '{plugin}': {kind[:-1]} '{name}' failed to start"
-                          f"{_raised_at(exc)}: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"plugin '{plugin}': {kind[:-1]} '{name}' failed to start"
+            f"{_raised_at(exc)}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _raised_at(exc: BaseException) -> str:
@@ -145,12 +160,16 @@ def _check_sections(project: Project, registry: Registry, plugin_names: set[str]
     for key in project.sections:
         if key not in owners:
             known = [f.name for f in keys_of(Project)] + sorted(owners)
-            raise project.error_source.error((key,), f"unknown key{did_you_mean(key, known)}; "
-                                             "top-level keys are fw's own or a plugin's name")
+            raise project.error_source.error(
+                (key,),
+                f"unknown key{did_you_mean(key, known)}; "
+                "top-level keys are fw's own or a plugin's name",
+            )
 
 
-def _options(component: type[Spider] | type[Middleware], project: Project, kind: str,
-             owner: str) -> Any:
+def _options(
+    component: type[Spider] | type[Middleware], project: Project, kind: str, owner: str
+) -> Any:
     """Return the options of the section named after ``component``, validated.
 
     One section per name, with one schema. When the plugin module that owns the name
@@ -167,7 +186,8 @@ def _options(component: type[Spider] | type[Middleware], project: Project, kind:
             raise PluginError(
                 f"plugin '{owner}': {kind[:-1]} '{name}' declares Options, and so does the "
                 f"plugin module that owns the section '{name}:'; one section has one "
-                f"schema: drop one, or write Options = <the module's> in the {kind[:-1]}")
+                f"schema: drop one, or write Options = <the module's> in the {kind[:-1]}"
+            )
         return section
     if component.Options is not None:
         return build(component.Options, section, project.error_source, (name,))
@@ -181,12 +201,12 @@ def _is_built(section: Any) -> bool:
     return dataclasses.is_dataclass(section) and not isinstance(section, type)
 
 
-def _exporter(spec: ExporterSpec, project: Project, registry: Registry,
-              append: bool) -> Exporter:
+def _exporter(spec: ExporterSpec, project: Project, registry: Registry, append: bool) -> Exporter:
     source = project.error_source
     if spec.format is not None:
-        exporter = _lookup(registry.exporters, spec.format, "exporter", source,
-                           (*spec.at, "format"))
+        exporter = _lookup(
+            registry.exporters, spec.format, "exporter", source, (*spec.at, "format")
+        )
     else:
         found = registry.exporter_for_extension(spec.path)
         if found is None:
@@ -194,32 +214,42 @@ def _exporter(spec: ExporterSpec, project: Project, registry: Registry,
         exporter = found
     _require_section(project, registry, registry.owners.get(("exporters", exporter.format), "?"))
     if spec.path == "-" and not exporter.stdout:
-        raise source.error((*spec.at, "path"), f"exporter '{exporter.format}' cannot write "
-                           "to standard output; give a file")
+        raise source.error(
+            (*spec.at, "path"),
+            f"exporter '{exporter.format}' cannot write to standard output; give a file",
+        )
     options: Any = dict(spec.options)
     if exporter.Options is not None:
         options = build(exporter.Options, options, source, spec.at)
     elif options:
         unknown = next(iter(options))
-        raise source.error((*spec.at, unknown), f"unknown key; exporter '{exporter.format}' "
-                           "takes no options")
-    built: Exporter = _start(registry, "exporters", exporter.format, exporter, spec.path,
-                             options, append=append)
+        raise source.error(
+            (*spec.at, unknown), f"unknown key; exporter '{exporter.format}' takes no options"
+        )
+    built: Exporter = _start(
+        registry, "exporters", exporter.format, exporter, spec.path, options, append=append
+    )
     return built
 
 
 def _no_exporter_for(spec: ExporterSpec, registry: Registry, source: Source) -> ProjectError:
     known = " ".join(registry.extensions())
     if not spec.at:  # from -o on the command line
-        return ProjectError("-o", spec.path, f"no exporter for this file extension "
-                            f"(known: {known})")
-    return source.error((*spec.at, "format"), f"missing, and the path's extension names no "
-                        f"exporter (known: {known})")
+        return ProjectError(
+            "-o", spec.path, f"no exporter for this file extension (known: {known})"
+        )
+    return source.error(
+        (*spec.at, "format"),
+        f"missing, and the path's extension names no exporter (known: {known})",
+    )
 
 
 def _lookup(table: dict[str, Any], name: str, what: str, source: Source, at: KeyPath) -> Any:
     if name in table:
         return table[name]
     installed = ", ".join(sorted(table)) or "none"
-    raise source.error(at, f"unknown {what} {name!r}{did_you_mean(name, table)}; installed: "
-                       f"{installed} (see fw plugins)")
+    raise source.error(
+        at,
+        f"unknown {what} {name!r}{did_you_mean(name, table)}; installed: "
+        f"{installed} (see fw plugins)",
+    )

@@ -38,8 +38,12 @@ class Fetcher(Protocol):
     async def __aenter__(self) -> Fetcher:
         """Open connections, sessions, whatever fetching needs."""
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         """Release them."""
 
     async def fetch(self, request: Request) -> Response:
@@ -60,8 +64,9 @@ class DownloadSettings:
 class Downloader:
     """Own the crawl's ``ClientSession`` and turn each request into a response."""
 
-    def __init__(self, settings: DownloadSettings, parsers: Parsers,
-                 stats: Stats | None = None) -> None:
+    def __init__(
+        self, settings: DownloadSettings, parsers: Parsers, stats: Stats | None = None
+    ) -> None:
         self._settings, self._parsers = settings, parsers
         self._stats = stats or Stats("")
         self._session: aiohttp.ClientSession | None = None
@@ -72,14 +77,21 @@ class Downloader:
         headers.update(settings.headers)
         # fw enforces per-host limits itself; the pool only caps the total and reuses
         # connections, and its DNS cache saves a look-up per request on the same host.
-        connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=0,
-                                         ttl_dns_cache=300, resolver=_CountingResolver(
-                                             aiohttp.DefaultResolver(), self._stats),
-                                         socket_factory=self._new_socket)
+        connector = aiohttp.TCPConnector(
+            limit=settings.concurrency,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            resolver=_CountingResolver(aiohttp.DefaultResolver(), self._stats),
+            socket_factory=self._new_socket,
+        )
         jar = aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
         self._session = aiohttp.ClientSession(
-            connector=connector, headers=headers, cookie_jar=jar, trust_env=_environment_matters(),
-            timeout=aiohttp.ClientTimeout(total=settings.timeout))
+            connector=connector,
+            headers=headers,
+            cookie_jar=jar,
+            trust_env=_environment_matters(),
+            timeout=aiohttp.ClientTimeout(total=settings.timeout),
+        )
         return self
 
     def _new_socket(self, address: AddrInfoType) -> socket.socket:
@@ -88,8 +100,12 @@ class Downloader:
         family, kind, proto, _, _ = address
         return socket.socket(family, kind, proto)
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         if self._session is not None:
             await self._session.close()
 
@@ -98,14 +114,24 @@ class Downloader:
         assert self._session is not None, "use the downloader as an async context manager"
         try:
             async with self._session.request(
-                    request.method, request.url, headers=request.headers, data=request.body,
-                    allow_redirects=False) as answer:
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                allow_redirects=False,
+            ) as answer:
                 body = await self._read(answer)
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             raise _classify(exc, self._settings.timeout) from exc
         media_type = answer.headers.get("Content-Type", "").partition(";")[0].strip().lower()
-        return Response(request.url, answer.status, answer.headers, body, request,
-                        self._parsers.for_type(media_type))
+        return Response(
+            request.url,
+            answer.status,
+            answer.headers,
+            body,
+            request,
+            self._parsers.for_type(media_type),
+        )
 
     async def _read(self, answer: aiohttp.ClientResponse) -> bytes:
         """Read the body as it streams in, stopping as soon as it exceeds the limit.
@@ -133,8 +159,9 @@ class _CountingResolver(AbstractResolver):
     def __init__(self, resolver: AbstractResolver, stats: Stats) -> None:
         self._resolver, self._stats = resolver, stats
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         self._stats.dns_lookups += 1
         return await self._resolver.resolve(host, port, family)
 
@@ -174,8 +201,9 @@ def _classify(exc: BaseException, timeout: float) -> FetchError:
     )
     kind = next((name for cls, name in kinds if isinstance(exc, cls)), "connection")
     detail = exc.message if isinstance(exc, aiohttp.ClientResponseError) else exc
-    return FetchError(kind, f"{type(exc).__name__}: {_one_line(detail)}".rstrip(": "),
-                      retryable=True)
+    return FetchError(
+        kind, f"{type(exc).__name__}: {_one_line(detail)}".rstrip(": "), retryable=True
+    )
 
 
 def _one_line(detail: object) -> str:

@@ -46,6 +46,8 @@ def is_utf8(encoding: str) -> bool:
         return codecs.lookup(encoding).name == "utf-8"
     except LookupError:
         return False
+
+
 def _detect(body: bytes) -> str | None:
     """Guess the encoding of a page that declares none: UTF-8 if it is valid UTF-8."""
     sample = body[:_SNIFF_BYTES]

@@ -69,18 +69,28 @@ Settle = Callable[[], Awaitable[object]]
 class Engine:
     """Run one crawl of one project; ``stop()`` ends it early but cleanly."""
 
-    def __init__(self, project: Project, components: Components, pm: pluggy.PluginManager,
-                 *, frontier: Frontier | None = None, fetcher: Fetcher | None = None,
-                 seeds: Sequence[Request] | None = None,
-                 failures: FailureLog | None = None, fresh: bool = False,
-                 record: Path | None = None, replay: Path | None = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        components: Components,
+        pm: pluggy.PluginManager,
+        *,
+        frontier: Frontier | None = None,
+        fetcher: Fetcher | None = None,
+        seeds: Sequence[Request] | None = None,
+        failures: FailureLog | None = None,
+        fresh: bool = False,
+        record: Path | None = None,
+        replay: Path | None = None,
+    ) -> None:
         self.project, self.spider = project, components.spider
         self.stats = Stats(project.name)
         self._components = components
         politeness = Politeness.of(project)
         self._frontier = frontier or make_frontier(project, politeness, fresh=fresh)
-        self._throttle = Throttler(politeness, enabled=project.throttle.enabled,
-                                   max_delay=project.throttle.max_delay)
+        self._throttle = Throttler(
+            politeness, enabled=project.throttle.enabled, max_delay=project.throttle.max_delay
+        )
         self._robots: Robots | None = None
         self._fetcher = fetcher
         self._record, self._replay = record, replay
@@ -88,12 +98,19 @@ class Engine:
         self._reporter = Reporter(self.stats, self.spider, spider_origin(pm, self.spider))
         self._events = Events(pm, self._reporter.plugin_failed)
         self._reporter.crawl_error = self._events.crawl_error
-        self._items = ItemPipeline(components.exporters, self._events.item_scraped, self.stats,
-                                   self.spider, max_items=project.max_items,
-                                   report=self._reporter.report, stop=self.stop)
+        self._items = ItemPipeline(
+            components.exporters,
+            self._events.item_scraped,
+            self.stats,
+            self.spider,
+            max_items=project.max_items,
+            report=self._reporter.report,
+            stop=self.stop,
+        )
         self._commits = Committer(self._frontier, self._items, self.stats)
-        self._admission = Admission(project, self.stats, self.spider.name,
-                                    durable=self._frontier.durable)
+        self._admission = Admission(
+            project, self.stats, self.spider.name, durable=self._frontier.durable
+        )
         self._admit = self._admission.admit
         self._retry = RetryPolicy(project.retries, project.backoff.base, project.backoff.max)
         self._idle = Idle()
@@ -101,8 +118,14 @@ class Engine:
         self._active = 0  # leases being handled, plus the seeder while it runs
         self._claimed = 0
         self._stopping: str | None = None
-        self._seeder = Seeder(self._start_requests, self._schedule, self._frontier,
-                              self._reporter, spider=self.spider.name, close=self.stop)
+        self._seeder = Seeder(
+            self._start_requests,
+            self._schedule,
+            self._frontier,
+            self._reporter,
+            spider=self.spider.name,
+            close=self.stop,
+        )
         self._seeding: asyncio.Task[None] | None = None
 
     def stop(self, reason: str) -> None:
@@ -122,9 +145,16 @@ class Engine:
     def snapshot(self) -> Snapshot:
         """Return the crawl's counters now, for progress reports."""
         stats, counts = self.stats, self._frontier.counts()
-        return Snapshot(time.monotonic() - stats.clock_start, stats.pages, stats.items,
-                        counts.pending, counts.delayed, self.in_flight, dict(stats.errors),
-                        self._throttle.slowed())
+        return Snapshot(
+            time.monotonic() - stats.clock_start,
+            stats.pages,
+            stats.items,
+            counts.pending,
+            counts.delayed,
+            self.in_flight,
+            dict(stats.errors),
+            self._throttle.slowed(),
+        )
 
     async def run(self) -> Stats:
         """Crawl until the frontier is exhausted or ``stop()``; return the stats."""
@@ -142,13 +172,15 @@ class Engine:
             async with AsyncExitStack() as stack:
                 saved = await open_frontier(self._frontier, stack, self.project.name)
                 if saved.finished and self._seeds is None:
-                    log.warning("%s: this crawl is already finished (%d requests settled); "
-                                "`fw run --fresh` starts it over", self.project.name,
-                                saved.settled)
+                    log.warning(
+                        "%s: this crawl is already finished (%d requests settled); "
+                        "`fw run --fresh` starts it over",
+                        self.project.name,
+                        saved.settled,
+                    )
                     self.stats.finish("already finished")
                     return
-                open_exports(stack, self._components.exporters, self._items, self._commits,
-                             saved)
+                open_exports(stack, self._components.exporters, self._items, self._commits, saved)
                 if self._failures is not None:
                     # Kept when continuing after a crash, or retrying: until each of its
                     # requests is settled, lest a stop or a crash lose the others.
@@ -162,8 +194,9 @@ class Engine:
 
     async def _open_fetcher(self, stack: AsyncExitStack) -> None:
         fetcher = self._fetcher or downloader(self.project, self._components, self.stats)
-        self._fetch = await open_fetcher(stack, fetcher, self._components,
-                                         record=self._record, replay=self._replay)
+        self._fetch = await open_fetcher(
+            stack, fetcher, self._components, record=self._record, replay=self._replay
+        )
         if self.project.robots == "obey":
             self._robots = Robots(self._fetch, user_agent(self.project), self._crawl_delay)
 
@@ -174,8 +207,9 @@ class Engine:
                 self._active += 1  # the seeder counts as work until it is done
                 self._seeding = tasks.create_task(self._seed())
                 tasks.create_task(self._commits.run())
-                workers = [tasks.create_task(self._worker())
-                           for _ in range(self.project.concurrency.total)]
+                workers = [
+                    tasks.create_task(self._worker()) for _ in range(self.project.concurrency.total)
+                ]
                 await asyncio.wait(workers)
                 self._commits.close()  # the last pages are settled, then the crawl ends
         except BaseException:
@@ -190,8 +224,9 @@ class Engine:
                 self._failures.close()  # now, so that the count is what the file lists
                 if self._failures.count:
                     self.stats.failures = (self._failures.count, str(self._failures.path))
-            await self._events.crawl_finished(project=self.project, spider=self.spider,
-                                              stats=self.stats)
+            await self._events.crawl_finished(
+                project=self.project, spider=self.spider, stats=self.stats
+            )
 
     # ---------------------------------------------------------------------------------------
     # Scheduling
@@ -277,15 +312,22 @@ class Engine:
         except CrawlAborted:
             raise
         except Exception as exc:  # a bug, in fw or in a plugin that broke its contract
-            log.error("internal_error: %s: %s (%s)", type(exc).__name__, exc,
-                      lease.request.url, exc_info=exc)
+            log.error(
+                "internal_error: %s: %s (%s)",
+                type(exc).__name__,
+                exc,
+                lease.request.url,
+                exc_info=exc,
+            )
             self.stats.errors["internal_error"] += 1
             settle = partial(self._settle, lease, [], [], "internal_error")
         try:
             await settle()
         except LeaseLost:  # it expired while we worked: another worker has the request now
-            log.warning("lease of %s expired before it was settled; another worker took it "
-                        "over", lease.request.url)
+            log.warning(
+                "lease of %s expired before it was settled; another worker took it over",
+                lease.request.url,
+            )
             self.stats.errors["lease_lost"] += 1
 
     async def _process(self, lease: Lease) -> Settle:
@@ -310,8 +352,9 @@ class Engine:
             self.stats.response(lease.host, response.status, len(response.body))
             if self._events.response_received:
                 await self._events.response_received(response=response, spider=self.spider)
-            redirect = redirect_of(response, max_redirects=self.project.max_redirects,
-                                   offsite=self._admission.offsite)
+            redirect = redirect_of(
+                response, max_redirects=self.project.max_redirects, offsite=self._admission.offsite
+            )
             if redirect is not None:
                 return partial(self._settle, lease, [], self._admit([redirect]))
             check_status(response, self.spider.allowed_status)
@@ -338,8 +381,13 @@ class Engine:
             log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, seconds)
             await self._frontier.tune(host, delay=delay)
 
-    async def _settle(self, lease: Lease, items: list[dict[str, Any]],
-                      admitted: list[Request], failure: str | None = None) -> None:
+    async def _settle(
+        self,
+        lease: Lease,
+        items: list[dict[str, Any]],
+        admitted: list[Request],
+        failure: str | None = None,
+    ) -> None:
         """Export the page's (or errback's) items, then settle the lease as done (or failed
         for ``failure``) with the requests it discovered."""
         with self._admission.unless_lost(admitted):
@@ -353,13 +401,13 @@ class Engine:
         request = lease.request
         if error.retry_after:  # the server said when to come back: the whole host waits
             await self._frontier.tune(lease.host, pause=self._retry.rest(error.retry_after))
-        delay = self._retry.delay(request.retries, error.retry_after) if error.retryable \
-            else None
+        delay = self._retry.delay(request.retries, error.retry_after) if error.retryable else None
         if delay is not None:
             self.stats.retries += 1
             log.debug("retrying in %.2fs (%s): %s", delay, error.kind, request.url)
-            return partial(self._frontier.retry, lease,
-                           request.replace(retries=request.retries + 1), delay)
+            return partial(
+                self._frontier.retry, lease, request.replace(retries=request.retries + 1), delay
+            )
         if error.redirect_to:
             self.stats.redirected(lease.host, host_of(error.redirect_to))
         await self._reporter.report(error, error.kind, request, str(error))
@@ -370,11 +418,13 @@ class Engine:
         if request.errback:
             items, requests = await self._callback(request, request.errback, request, error)
             items = await self._items.accept(items, None)
-        return partial(self._settle, lease, items, self._admit(_deeper(requests, request)),
-                       error.kind)
+        return partial(
+            self._settle, lease, items, self._admit(_deeper(requests, request)), error.kind
+        )
 
-    async def _callback(self, request: Request, name: str | None, *args: Any
-                        ) -> tuple[list[dict[str, Any]], list[Request]]:
+    async def _callback(
+        self, request: Request, name: str | None, *args: Any
+    ) -> tuple[list[dict[str, Any]], list[Request]]:
         """Run a spider callback, report what went wrong in it, and return what it found."""
         outcome = await run_callback(self.spider, name, *args)
         for kind, error, message in outcome.problems:

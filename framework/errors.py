@@ -78,8 +78,15 @@ class CrawlAborted(FwError):
 class FetchError(FwError):
     """One request failed; ``kind`` names the failure in the stats (``timeout``, ``http_503``)."""
 
-    def __init__(self, kind: str, message: str, *, retryable: bool = False,
-                 retry_after: float | None = None, redirect_to: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        redirect_to: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind, self.retryable, self.retry_after = kind, retryable, retry_after
         #: Where the server redirected, for ``offsite_redirect``.
@@ -89,10 +96,15 @@ class FetchError(FwError):
 class HttpError(FetchError):
     """The server answered with a status the spider does not handle."""
 
-    def __init__(self, response: Response, *, retryable: bool,
-                 retry_after: float | None = None) -> None:
-        super().__init__(f"http_{response.status}", f"HTTP {response.status}",
-                         retryable=retryable, retry_after=retry_after)
+    def __init__(
+        self, response: Response, *, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        super().__init__(
+            f"http_{response.status}",
+            f"HTTP {response.status}",
+            retryable=retryable,
+            retry_after=retry_after,
+        )
         self.response = response
 
 

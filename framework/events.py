@@ -23,8 +23,7 @@ class EventHook:
     def __init__(self, name: str, calls: list[HookCall], on_error: PluginFailed) -> None:
         self.name, self._calls, self._on_error = name, calls, on_error
         # Only item_scraped may drop an item; anywhere else DropItem is a plugin's mistake.
-        self._verdicts: tuple[type[Exception], ...] = (DropItem,) \
-            if name == "item_scraped" else ()
+        self._verdicts: tuple[type[Exception], ...] = (DropItem,) if name == "item_scraped" else ()
 
     def __bool__(self) -> bool:
         return bool(self._calls)

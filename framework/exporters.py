@@ -98,5 +98,8 @@ def _exclusive(file: IO[bytes], path: Path) -> None:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         file.close()
-        raise OSError(errno.EBUSY, "another fw process is writing it; give each worker its "
-                      "own export (-o)", str(path)) from None
+        raise OSError(
+            errno.EBUSY,
+            "another fw process is writing it; give each worker its own export (-o)",
+            str(path),
+        ) from None

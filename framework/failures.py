@@ -71,8 +71,12 @@ class FailureLog:
         if key in self._logged or self._broken:
             return
         self._logged.add(key)
-        line = {"kind": kind, "reason": reason, "time": round(time.time(), 3),
-                "request": request.to_dict()}
+        line = {
+            "kind": kind,
+            "reason": reason,
+            "time": round(time.time(), 3),
+            "request": request.to_dict(),
+        }
         try:
             if self._file is None:  # a crawl without failures leaves no file behind
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +104,11 @@ class FailureLog:
 
     def _drop_settled(self) -> None:
         lines = _lines(self.path)
-        kept = [line for n, (line, key) in enumerate(lines)
-                if n >= self._earlier or key is None or key in self._unsettled]
+        kept = [
+            line
+            for n, (line, key) in enumerate(lines)
+            if n >= self._earlier or key is None or key in self._unsettled
+        ]
         if len(kept) == len(lines):
             return
         try:
@@ -112,8 +119,7 @@ class FailureLog:
                 part.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
                 part.replace(self.path)  # atomic: a crash leaves the old list or the new one
         except OSError as exc:  # the old list stays: some requests may be retried again
-            log.warning("cannot update the failures file %s: %s", self.path,
-                        exc.strerror or exc)
+            log.warning("cannot update the failures file %s: %s", self.path, exc.strerror or exc)
             return
         self.count = len(kept)
 
@@ -142,8 +148,10 @@ def load_failures(path: Path) -> list[Request]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise UsageError(f"--retry-failed: no failures file {path}: the last crawl had no "
-                         "failures, or exported elsewhere") from None
+        raise UsageError(
+            f"--retry-failed: no failures file {path}: the last crawl had no "
+            "failures, or exported elsewhere"
+        ) from None
     # A run killed after retrying a request lists it twice: the last line is its latest.
     requests = (_request(line, path, number) for number, line in enumerate(lines, 1) if line)
     return list({fingerprint(request): request for request in requests}.values())

@@ -162,8 +162,9 @@ def response_received(response: Response, spider: Spider) -> Awaitable[None] | N
 
 
 @hookspec
-def item_scraped(item: dict[str, Any], response: Response | None,
-                 spider: Spider) -> Awaitable[None] | None:
+def item_scraped(
+    item: dict[str, Any], response: Response | None, spider: Spider
+) -> Awaitable[None] | None:
     """Inspect, enrich or drop an item before it is exported.
 
     Called for each item a callback yields, in plugin order, before any exporter sees
@@ -181,8 +182,9 @@ def item_scraped(item: dict[str, Any], response: Response | None,
 
 
 @hookspec
-def crawl_error(error: BaseException, kind: str, request: Request | None,
-                spider: Spider) -> Awaitable[None] | None:
+def crawl_error(
+    error: BaseException, kind: str, request: Request | None, spider: Spider
+) -> Awaitable[None] | None:
     """Be told something failed: a request after its last retry, a callback, a plugin.
 
     Called once per counted failure, after it has been logged. May be async. An
@@ -211,4 +213,3 @@ def crawl_finished(project: Project, spider: Spider, stats: Stats) -> Awaitable[
     :returns: None, or the awaitable an ``async def`` implementation returns, which fw
         awaits; any other value is ignored.
     """
-

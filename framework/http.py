@@ -33,18 +33,43 @@ class Request:
     and ``redirects`` are kept by the engine.
     """
 
-    __slots__ = ("body", "callback", "depth", "dont_filter", "errback", "headers", "meta",
-                 "method", "priority", "redirects", "retries", "url")
+    __slots__ = (
+        "body",
+        "callback",
+        "depth",
+        "dont_filter",
+        "errback",
+        "headers",
+        "meta",
+        "method",
+        "priority",
+        "redirects",
+        "retries",
+        "url",
+    )
 
-    def __init__(self, url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None,
-                 body: bytes | None = None, callback: object = None, errback: object = None,
-                 priority: int = 0, meta: dict[str, Any] | None = None, depth: int = 0,
-                 dont_filter: bool = False, retries: int = 0, redirects: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        callback: object = None,
+        errback: object = None,
+        priority: int = 0,
+        meta: dict[str, Any] | None = None,
+        depth: int = 0,
+        dont_filter: bool = False,
+        retries: int = 0,
+        redirects: int = 0,
+    ) -> None:
         self.url, self.headers, self.body = url, headers, body
         self.method = method if method == "GET" else method.upper()
         # Names pass straight through; only a method needs turning into its name.
-        self.callback = callback if callback is None or type(callback) is str \
-            else _method_name(callback)
+        self.callback = (
+            callback if callback is None or type(callback) is str else _method_name(callback)
+        )
         self.errback = errback if errback is None else _method_name(errback)
         self.priority, self.meta, self.depth = priority, {} if meta is None else meta, depth
         self.dont_filter, self.retries, self.redirects = dont_filter, retries, redirects
@@ -95,18 +120,42 @@ def _plain_link(url: str) -> bool:
 
     urljoin re-assembles what it parsed, dropping an empty query, fragment or ;params.
     """
-    return ("/." not in url and ";" not in url and not url.startswith("//")
-            and not url.endswith(("?", "#")) and "?#" not in url)
+    return (
+        "/." not in url
+        and ";" not in url
+        and not url.startswith("//")
+        and not url.endswith(("?", "#"))
+        and "?#" not in url
+    )
 
 
 class Response:
     """What the server answered: status, headers, body, and ways to query and follow it."""
 
-    __slots__ = ("_base_url", "_bom", "_encoding", "_origin", "_parser", "_selector", "_text",
-                 "body", "headers", "request", "status", "url")
+    __slots__ = (
+        "_base_url",
+        "_bom",
+        "_encoding",
+        "_origin",
+        "_parser",
+        "_selector",
+        "_text",
+        "body",
+        "headers",
+        "request",
+        "status",
+        "url",
+    )
 
-    def __init__(self, url: str, status: int, headers: Mapping[str, str], body: bytes,
-                 request: Request, parser: Parser | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        request: Request,
+        parser: Parser | None = None,
+    ) -> None:
         self.url, self.status, self.headers, self.body = url, status, headers, body
         self.request, self._parser = request, parser
         self._text: str | None = None
@@ -146,7 +195,7 @@ class Response:
     @property
     def utf8_body(self) -> bytes | None:
         """The body without its BOM if it is UTF-8, for parsers that take bytes; else None."""
-        return self.body[self._bom:] if is_utf8(self.encoding) else None
+        return self.body[self._bom :] if is_utf8(self.encoding) else None
 
     def json(self) -> Any:
         """Parse the body as JSON."""
@@ -200,8 +249,12 @@ class Response:
             # without parsing both URLs: this runs for every link on every page.
             if url.startswith("/"):
                 return self._base_origin() + url
-            if url.startswith(("http://", "https://")) and \
-                    url.partition("://")[2][:1] not in ("", "/", "?", "#"):  # it has a host
+            if url.startswith(("http://", "https://")) and url.partition("://")[2][:1] not in (
+                "",
+                "/",
+                "?",
+                "#",
+            ):  # it has a host
                 return url
         try:
             return urljoin(self.base_url, url)
@@ -214,8 +267,15 @@ class Response:
             self._origin = f"{parts.scheme}://{parts.netloc}"
         return self._origin
 
-    def follow(self, href: str | Selector, callback: object = None, *, priority: int = 0,
-               meta: dict[str, Any] | None = None, **kwargs: Any) -> Request:
+    def follow(
+        self,
+        href: str | Selector,
+        callback: object = None,
+        *,
+        priority: int = 0,
+        meta: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Request:
         """Make a request for a link on this page; ``href`` may be a string or an ``<a>``.
 
         Links to other schemes (``mailto:``, ``javascript:``) are allowed here and dropped
@@ -223,5 +283,10 @@ class Response:
         """
         if isinstance(href, Selector):
             href = href.attrib.get("href") or href.attrib.get("src") or ""
-        return Request(self.urljoin(href.strip()), callback=callback, priority=priority,
-                       meta={} if meta is None else meta, **kwargs)
+        return Request(
+            self.urljoin(href.strip()),
+            callback=callback,
+            priority=priority,
+            meta={} if meta is None else meta,
+            **kwargs,
+        )

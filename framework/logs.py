@@ -19,17 +19,25 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as one line of JSON."""
-        line = {"time": round(record.created, 3),
-                "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
-                "level": record.levelname.lower(), "logger": record.name,
-                "message": record.getMessage()}
+        line = {
+            "time": round(record.created, 3),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
 
 
-def configure_logging(level: str, fmt: Literal["text", "json"] | str = "text",
-                      file: Path | None = None, *, quiet: bool = False) -> None:
+def configure_logging(
+    level: str,
+    fmt: Literal["text", "json"] | str = "text",
+    file: Path | None = None,
+    *,
+    quiet: bool = False,
+) -> None:
     """Log to stderr (and ``file``) at ``level``; ``quiet`` raises it to warnings."""
     formatter = JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]

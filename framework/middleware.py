@@ -52,9 +52,12 @@ async def _guarded(middleware: Middleware, request: Request, handler: Handler) -
     except (FetchError, IgnoreRequest):
         raise
     except Exception as exc:
-        raise FetchError("plugin_error", f"middleware '{middleware.name}' raised "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise FetchError(
+            "plugin_error", f"middleware '{middleware.name}' raised {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(response, Response):
-        raise FetchError("plugin_error", f"middleware '{middleware.name}' returned "
-                         f"{type(response).__name__}, not a Response")
+        raise FetchError(
+            "plugin_error",
+            f"middleware '{middleware.name}' returned {type(response).__name__}, not a Response",
+        )
     return response

@@ -34,21 +34,32 @@ async def open_frontier(frontier: Frontier, stack: AsyncExitStack, name: str) ->
     stack.push_async_callback(frontier.close)
     if saved.resumed and not saved.finished:
         counts = frontier.counts()
-        log.info("%s: continuing the saved crawl: %d requests settled, %d queued, %d to "
-                 "retry", name, saved.settled, counts.pending, counts.delayed)
+        log.info(
+            "%s: continuing the saved crawl: %d requests settled, %d queued, %d to retry",
+            name,
+            saved.settled,
+            counts.pending,
+            counts.delayed,
+        )
     return saved
 
 
-def open_exports(stack: AsyncExitStack, exporters: Sequence[Exporter], items: ItemPipeline,
-                 commits: Committer, saved: Saved) -> None:
+def open_exports(
+    stack: AsyncExitStack,
+    exporters: Sequence[Exporter],
+    items: ItemPipeline,
+    commits: Committer,
+    saved: Saved,
+) -> None:
     """Open the exporters; a resumed crawl adds to its exports, cut back to the last ack."""
     for exporter in exporters:
         exporter.append = exporter.append or saved.resumed
         try:
             exporter.open()
         except Exception as exc:
-            raise CrawlAborted(f"exporter {exporter.format} cannot open {exporter.path}: "
-                               f"{_reason(exc)}") from exc
+            raise CrawlAborted(
+                f"exporter {exporter.format} cannot open {exporter.path}: {_reason(exc)}"
+            ) from exc
         stack.callback(_close_exporter, exporter)
     try:
         items.rewind(saved.checkpoints)
@@ -57,12 +68,21 @@ def open_exports(stack: AsyncExitStack, exporters: Sequence[Exporter], items: It
         raise CrawlAborted(f"cannot resume the exports: {_reason(exc)}") from exc
     unsure = [key for key, value in mark.items() if value is None]
     if unsure and saved.resumed:
-        log.warning("%s cannot be rewound: after a crash it may repeat the items of pages "
-                    "that were not acknowledged", ", ".join(unsure))
+        log.warning(
+            "%s cannot be rewound: after a crash it may repeat the items of pages "
+            "that were not acknowledged",
+            ", ".join(unsure),
+        )
 
 
-async def open_fetcher(stack: AsyncExitStack, fetcher: Fetcher, components: Components, *,
-                       record: Path | None, replay: Path | None) -> Handler:
+async def open_fetcher(
+    stack: AsyncExitStack,
+    fetcher: Fetcher,
+    components: Components,
+    *,
+    record: Path | None,
+    replay: Path | None,
+) -> Handler:
     """Open the fetcher (or the recording that stands in for it) behind the middlewares."""
     if replay is not None:
         fetcher = Replayer(replay, components.parsers)
@@ -74,9 +94,17 @@ async def open_fetcher(stack: AsyncExitStack, fetcher: Fetcher, components: Comp
 
 def downloader(project: Project, components: Components, stats: Stats) -> Downloader:
     """Build the aiohttp downloader the project's settings ask for."""
-    return Downloader(DownloadSettings(
-        project.concurrency.total, project.timeout, project.max_response_size,
-        project.headers, project.cookies), components.parsers, stats)
+    return Downloader(
+        DownloadSettings(
+            project.concurrency.total,
+            project.timeout,
+            project.max_response_size,
+            project.headers,
+            project.cookies,
+        ),
+        components.parsers,
+        stats,
+    )
 
 
 def user_agent(project: Project) -> str:
@@ -91,8 +119,9 @@ def _close_exporter(exporter: Exporter) -> None:
     try:
         exporter.close()
     except Exception as exc:
-        raise CrawlAborted(f"exporter {exporter.format} ({exporter.path}) failed to close: "
-                           f"{_reason(exc)}") from exc
+        raise CrawlAborted(
+            f"exporter {exporter.format} ({exporter.path}) failed to close: {_reason(exc)}"
+        ) from exc
 
 
 def _reason(exc: BaseException) -> str:

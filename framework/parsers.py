@@ -24,8 +24,9 @@ log = logging.getLogger("fw")
 #: A body this big is parsed in a worker thread (``parse_big``).
 BIG = 256 * 1024
 _RESOURCE_LIMIT = etree.ErrorTypes.ERR_RESOURCE_LIMIT
-_ENCODING_ERRORS = frozenset({etree.ErrorTypes.ERR_INVALID_CHAR,
-                              etree.ErrorTypes.ERR_INVALID_ENCODING})
+_ENCODING_ERRORS = frozenset(
+    {etree.ErrorTypes.ERR_INVALID_CHAR, etree.ErrorTypes.ERR_INVALID_ENCODING}
+)
 
 
 class Parsers:

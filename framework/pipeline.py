@@ -25,16 +25,25 @@ Report = Callable[[BaseException, str, Request | None, str], Awaitable[None]]
 class ItemPipeline:
     """Hand each item to ``item_scraped`` and then to every exporter, up to ``max_items``."""
 
-    def __init__(self, exporters: Sequence[Exporter], item_scraped: EventHook, stats: Stats,
-                 spider: Spider, *, max_items: int | None, report: Report,
-                 stop: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        exporters: Sequence[Exporter],
+        item_scraped: EventHook,
+        stats: Stats,
+        spider: Spider,
+        *,
+        max_items: int | None,
+        report: Report,
+        stop: Callable[[str], None],
+    ) -> None:
         self._exporters = tuple(exporters)
         self._item_scraped, self._stats, self._spider = item_scraped, stats, spider
         self._limit, self._report, self._stop = max_items, report, stop
         self._taken = 0  # items past the limit check, counted before any await: exact limits
 
-    async def accept(self, items: list[dict[str, Any]], response: Response | None
-                     ) -> list[dict[str, Any]]:
+    async def accept(
+        self, items: list[dict[str, Any]], response: Response | None
+    ) -> list[dict[str, Any]]:
         """Return the items that pass ``item_scraped`` and the ``max_items`` limit.
 
         ``response`` is None for items of an errback. Accepting is separate from writing
@@ -90,18 +99,24 @@ class ItemPipeline:
                 await outcome
         except BrokenPipeError:
             if exporter.path != "-":
-                raise CrawlAborted(f"exporter {exporter.format} ({exporter.path}) failed: "
-                                   "Broken pipe") from None
+                raise CrawlAborted(
+                    f"exporter {exporter.format} ({exporter.path}) failed: Broken pipe"
+                ) from None
             # `fw run -o - | head` is done reading: stop quietly, as Unix tools do.
             self._exporters = tuple(e for e in self._exporters if e is not exporter)
             self._stop("stdout closed")
         except OSError as exc:
-            raise CrawlAborted(f"exporter {exporter.format} ({exporter.path}) failed: "
-                               f"{exc.strerror or exc}") from exc
+            raise CrawlAborted(
+                f"exporter {exporter.format} ({exporter.path}) failed: {exc.strerror or exc}"
+            ) from exc
         except Exception as exc:  # the item itself: a value no exporter can write
-            await self._report(exc, "item_error", request,
-                               f"spider {self._spider.name}: exporter {exporter.format} "
-                               f"cannot write this item: {type(exc).__name__}: {exc}")
+            await self._report(
+                exc,
+                "item_error",
+                request,
+                f"spider {self._spider.name}: exporter {exporter.format} "
+                f"cannot write this item: {type(exc).__name__}: {exc}",
+            )
 
 
 def _key(exporter: Exporter) -> str:

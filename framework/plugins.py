@@ -40,8 +40,15 @@ from framework.errors import FwError, PluginError
 from framework.schema import did_you_mean
 from framework.yamlfile import KeyPath, Source
 
-__all__ = ["ENTRY_POINT_GROUP", "HookCall", "PluginInfo", "PluginManager", "hook_calls",
-           "make_plugin_manager", "project_plugin_name"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "HookCall",
+    "PluginInfo",
+    "PluginManager",
+    "hook_calls",
+    "make_plugin_manager",
+    "project_plugin_name",
+]
 
 ENTRY_POINT_GROUP = "fw"
 BUILTIN = "fw"
@@ -90,8 +97,11 @@ class PluginManager(pluggy.PluginManager):
         Plugins kept out by ``disable_plugins:`` are left out: pluggy holds a placeholder
         (``None``) under each blocked name, which is not a loaded plugin.
         """
-        return [self._info(name, plugin) for name, plugin in self.list_name_plugin()
-                if name is not None and plugin is not None]
+        return [
+            self._info(name, plugin)
+            for name, plugin in self.list_name_plugin()
+            if name is not None and plugin is not None
+        ]
 
     def named(self, plugin: str) -> str:
         """Return ``plugin 'x'``, with the distribution it was installed from, if any."""
@@ -118,9 +128,13 @@ class PluginManager(pluggy.PluginManager):
         return PluginInfo(name, dist, version, hooks, module)
 
 
-def make_plugin_manager(project_plugins: Sequence[str] = (), *, source: Source | None = None,
-                        autoload: bool | None = None, disabled: Sequence[str] = ()
-                        ) -> PluginManager:
+def make_plugin_manager(
+    project_plugins: Sequence[str] = (),
+    *,
+    source: Source | None = None,
+    autoload: bool | None = None,
+    disabled: Sequence[str] = (),
+) -> PluginManager:
     """Return a plugin manager with every plugin found, in the documented order.
 
     ``autoload`` defaults to true unless ``FW_DISABLE_PLUGIN_AUTOLOAD`` is set.
@@ -151,9 +165,12 @@ def _disable(pm: PluginManager, names: Sequence[str], source: Source) -> None:
         if name == BUILTIN:
             raise source.error(at, "fw's built-in plugin cannot be disabled")
         if name not in installed:
-            raise source.error(at, f"no installed plugin {name!r}"
-                               f"{did_you_mean(name, installed)}; installed: "
-                               f"{', '.join(sorted(installed))}")
+            raise source.error(
+                at,
+                f"no installed plugin {name!r}"
+                f"{did_you_mean(name, installed)}; installed: "
+                f"{', '.join(sorted(installed))}",
+            )
         pm.set_blocked(name)
 
 
@@ -186,8 +203,7 @@ def project_plugin_name(spec: str) -> str:
 
 def _register_project_plugin(pm: PluginManager, spec: str, index: int) -> None:
     try:
-        module = _import_file(spec, pm.source) if _is_file(spec) else \
-            importlib.import_module(spec)
+        module = _import_file(spec, pm.source) if _is_file(spec) else importlib.import_module(spec)
     except (Exception, SystemExit) as exc:
         raise pm.source.error(("plugins", index), _import_failure(spec, exc)) from exc
     name = project_plugin_name(spec)
@@ -222,8 +238,11 @@ def _import_failure(spec: str, exc: BaseException) -> str:
         return f"{spec} {_load_failure(exc)}"
     if isinstance(exc, FileNotFoundError):
         return f"no such plugin file {spec!r}"
-    if isinstance(exc, ModuleNotFoundError) and exc.name and \
-            (spec == exc.name or spec.startswith(exc.name + ".")):
+    if (
+        isinstance(exc, ModuleNotFoundError)
+        and exc.name
+        and (spec == exc.name or spec.startswith(exc.name + "."))
+    ):
         return f"no module named {spec!r} (install it, or give a path ending in .py)"
     return f"{spec} failed to import: {_describe(exc)}"
 
@@ -270,13 +289,17 @@ def _check_api(pm: PluginManager, plugin: object, name: str) -> None:
         return
     versions = declared if isinstance(declared, tuple | list | range) else (declared,)
     if hookspecs.API_VERSION not in versions:
-        raise pm.error(name, f"{pm.named(name)} was built for fw plugin API {declared}, but "
-                       f"fw {__version__} provides API {hookspecs.API_VERSION}: install a "
-                       "version of the plugin made for this fw, or another fw")
+        raise pm.error(
+            name,
+            f"{pm.named(name)} was built for fw plugin API {declared}, but "
+            f"fw {__version__} provides API {hookspecs.API_VERSION}: install a "
+            "version of the plugin made for this fw, or another fw",
+        )
 
 
-def _trace_registry_call(hook: str, impls: Sequence[pluggy.HookImpl],
-                         kwargs: Mapping[str, Any]) -> None:
+def _trace_registry_call(
+    hook: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
+) -> None:
     for impl in impls:
         trace(hook, impl.plugin_name)
 
@@ -308,8 +331,11 @@ def _check(pm: PluginManager) -> None:
                 hint = did_you_mean(name, _spec_names(pm))
                 raise pm.error(plugin, f"{pm.named(plugin)}: {name} is not an fw hook{hint}")
             if impl.hookwrapper or impl.wrapper:
-                raise pm.error(plugin, f"{pm.named(plugin)}: {name} is a wrapper; fw hooks "
-                               "take plain implementations (use a middleware)")
+                raise pm.error(
+                    plugin,
+                    f"{pm.named(plugin)}: {name} is a wrapper; fw hooks "
+                    "take plain implementations (use a middleware)",
+                )
 
 
 def _spec_names(pm: PluginManager) -> list[str]:
@@ -320,5 +346,7 @@ def hook_calls(pm: pluggy.PluginManager, hook: str) -> list[HookCall]:
     """Return the implementations of ``hook`` in the order pluggy would call them."""
     caller: pluggy.HookCaller = getattr(pm.hook, hook)
     traced = bool(os.environ.get("FW_TRACE_PLUGINS"))
-    return [HookCall(impl.plugin_name, impl.function, tuple(impl.argnames), traced, hook)
-            for impl in reversed(caller.get_hookimpls())]
+    return [
+        HookCall(impl.plugin_name, impl.function, tuple(impl.argnames), traced, hook)
+        for impl in reversed(caller.get_hookimpls())
+    ]

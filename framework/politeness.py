@@ -46,8 +46,9 @@ class Politeness:
     def __init__(self, default: HostPolicy, domains: Mapping[str, DomainPolicy]) -> None:
         self.default = default
         # Most specific first: exact names, then patterns from the longest.
-        self._domains = sorted(domains.items(), key=lambda item: ("*" in item[0] or "?" in
-                                                                   item[0], -len(item[0])))
+        self._domains = sorted(
+            domains.items(), key=lambda item: ("*" in item[0] or "?" in item[0], -len(item[0]))
+        )
         self._cache: dict[str, HostPolicy] = {}
 
     @classmethod
@@ -70,7 +71,8 @@ class Politeness:
                 return HostPolicy(
                     default.concurrency if override.concurrency is None else override.concurrency,
                     default.delay if override.delay is None else override.delay,
-                    default.rate if override.rate is None else override.rate)
+                    default.rate if override.rate is None else override.rate,
+                )
         return default
 
 
@@ -105,8 +107,7 @@ class Throttler:
 
     def slowed(self) -> dict[str, float]:
         """Return the hosts throttling holds above their floor, with their delay now."""
-        return {host: delay for host, delay in self._delays.items()
-                if delay > self.floor(host)}
+        return {host: delay for host, delay in self._delays.items() if delay > self.floor(host)}
 
     def throttled(self) -> dict[str, float]:
         """Return the hosts throttling ever slowed down, with their delay now."""

@@ -45,8 +45,9 @@ class Probe:
     parsers: Parsers
 
     @classmethod
-    def load(cls, url: str, spider: str | None, project_file: Path | None,
-             overrides: Sequence[str] = ()) -> Probe:
+    def load(
+        cls, url: str, spider: str | None, project_file: Path | None, overrides: Sequence[str] = ()
+    ) -> Probe:
         """Use the project file's settings if given, else defaults; ``spider`` overrides.
 
         With neither a project nor a spider there is no spider: enough for ``fw shell``.
@@ -72,15 +73,17 @@ class Probe:
     async def fetch(self, url: str) -> Response:
         """Fetch ``url``, following redirects; raise ``FetchError`` if that fails."""
         project = self.project
-        settings = DownloadSettings(1, project.timeout, project.max_response_size,
-                                    project.headers, project.cookies)
+        settings = DownloadSettings(
+            1, project.timeout, project.max_response_size, project.headers, project.cookies
+        )
         async with Downloader(settings, self.parsers) as downloader:
             fetch = chain(self.middlewares, downloader.fetch)
             request: Request | None = Request(url)
             while request is not None:
                 response = await fetch(request)
-                request = redirect_of(response, max_redirects=project.max_redirects,
-                                      offsite=Offsite(()))
+                request = redirect_of(
+                    response, max_redirects=project.max_redirects, offsite=Offsite(())
+                )
             return response
 
 
@@ -93,16 +96,16 @@ def _without_project(spider: str | None, error: ProjectError) -> ProjectError:
     given = f"--spider {spider}" if spider else "no project file"
     if error.key == "spider":
         return ProjectError(given, "", error.message)
-    return ProjectError(given, error.key, f"{error.message}; give the options with "
-                        "-p PROJECT.yaml")
+    return ProjectError(given, error.key, f"{error.message}; give the options with -p PROJECT.yaml")
 
 
 def parse(probe: Probe, url: str, callback: str | None) -> Outcome:
     """Fetch ``url`` and run the spider's ``callback`` (default ``parse``) on it."""
     spider = probe.spider
     if spider is None:
-        raise UsageError("fw parse needs a spider: name one (--spider NAME) or a project "
-                         "(-p PROJECT.yaml)")
+        raise UsageError(
+            "fw parse needs a spider: name one (--spider NAME) or a project (-p PROJECT.yaml)"
+        )
 
     async def run() -> Outcome:
         response = await probe.fetch(url)
@@ -117,10 +120,16 @@ def parse(probe: Probe, url: str, callback: str | None) -> Outcome:
 def format_outcome(outcome: Outcome, *, as_json: bool) -> str:
     """Render what a callback yielded: items as JSON lines, then requests."""
     if as_json:
-        return json.dumps({"items": outcome.items,
-                           "requests": [r.to_dict() for r in outcome.requests],
-                           "problems": [message for _, _, message in outcome.problems]},
-                          ensure_ascii=False, default=str, indent=2)
+        return json.dumps(
+            {
+                "items": outcome.items,
+                "requests": [r.to_dict() for r in outcome.requests],
+                "problems": [message for _, _, message in outcome.problems],
+            },
+            ensure_ascii=False,
+            default=str,
+            indent=2,
+        )
     lines = [f"# items ({len(outcome.items)})"]
     lines += [json.dumps(item, ensure_ascii=False, default=str) for item in outcome.items]
     lines.append(f"# requests ({len(outcome.requests)})")
@@ -132,9 +141,11 @@ def format_outcome(outcome: Outcome, *, as_json: bool) -> str:
 
 
 def _request_line(request: Request) -> str:
-    extras = [f"callback={request.callback}" if request.callback else "",
-              f"priority={request.priority}" if request.priority else "",
-              f"meta={json.dumps(request.meta, default=str)}" if request.meta else ""]
+    extras = [
+        f"callback={request.callback}" if request.callback else "",
+        f"priority={request.priority}" if request.priority else "",
+        f"meta={json.dumps(request.meta, default=str)}" if request.meta else "",
+    ]
     return " ".join([request.method, request.url, *filter(None, extras)])
 
 
@@ -144,12 +155,17 @@ def shell(probe: Probe, url: str) -> None:
         response = asyncio.run(probe.fetch(url))
     except FetchError as exc:
         raise CrawlAborted(f"{url}: {exc.kind}: {exc}") from exc
-    names: dict[str, Any] = {"response": response, "request": response.request,
-                             "spider": probe.spider,
-                             "fetch": lambda other: asyncio.run(probe.fetch(other))}
-    banner = (f"fw shell: {response.status} {response.url} ({len(response.body)} bytes)\n"
-              "response.css(...), response.xpath(...), response.text, fetch(url)"
-              + (f", spider ({probe.spider.name})" if probe.spider else ""))
+    names: dict[str, Any] = {
+        "response": response,
+        "request": response.request,
+        "spider": probe.spider,
+        "fetch": lambda other: asyncio.run(probe.fetch(other)),
+    }
+    banner = (
+        f"fw shell: {response.status} {response.url} ({len(response.body)} bytes)\n"
+        "response.css(...), response.xpath(...), response.text, fetch(url)"
+        + (f", spider ({probe.spider.name})" if probe.spider else "")
+    )
     if importlib.util.find_spec("IPython") is None or not sys.stdin.isatty():
         code.interact(banner=banner, local=names, exitmsg="")
         return

@@ -61,9 +61,11 @@ class Snapshot:
     def line(self) -> str:
         """Return the snapshot as one log line."""
         errors = sum(self.errors.values())
-        text = (f"{self.pages} pages ({self.rate:.1f}/s), {self.items} items, "
-                f"{self.queued} queued, {self.delayed} to retry, {self.in_flight} in flight, "
-                f"{errors} errors")
+        text = (
+            f"{self.pages} pages ({self.rate:.1f}/s), {self.items} items, "
+            f"{self.queued} queued, {self.delayed} to retry, {self.in_flight} in flight, "
+            f"{errors} errors"
+        )
         if self.errors:
             text += " (" + ", ".join(f"{k} {n}" for k, n in _top(self.errors)) + ")"
         if self.slowed:
@@ -74,8 +76,9 @@ class Snapshot:
 class Progress:
     """Report ``sample()`` every so often, in the chosen ``mode``, until cancelled."""
 
-    def __init__(self, sample: Callable[[], Snapshot], mode: Mode, name: str,
-                 interval: float | None = None) -> None:
+    def __init__(
+        self, sample: Callable[[], Snapshot], mode: Mode, name: str, interval: float | None = None
+    ) -> None:
         """``interval`` defaults to ``FW_PROGRESS_INTERVAL``, else ``LOG_INTERVAL``."""
         self._sample, self.mode, self._name = sample, mode, name
         self._interval = log_interval() if interval is None else interval
@@ -134,15 +137,20 @@ def panel(name: str, snap: Snapshot) -> Group:
     from rich.table import Table
     from rich.text import Text
 
-    head = Text.assemble((f"{name} ", "bold"), f"{snap.elapsed:.0f}s  ",
-                         (f"{snap.pages}", "bold green"), f" pages ({snap.rate:.1f}/s)  ",
-                         (f"{snap.items}", "bold"), " items  ",
-                         f"{snap.queued} queued  {snap.delayed} to retry  "
-                         f"{snap.in_flight} in flight")
+    head = Text.assemble(
+        (f"{name} ", "bold"),
+        f"{snap.elapsed:.0f}s  ",
+        (f"{snap.pages}", "bold green"),
+        f" pages ({snap.rate:.1f}/s)  ",
+        (f"{snap.items}", "bold"),
+        " items  ",
+        f"{snap.queued} queued  {snap.delayed} to retry  {snap.in_flight} in flight",
+    )
     parts: list[Table | Text] = [head]
     if snap.errors:
-        parts.append(Text("errors: " + ", ".join(f"{k} {n}" for k, n in _top(snap.errors)),
-                          style="red"))
+        parts.append(
+            Text("errors: " + ", ".join(f"{k} {n}" for k, n in _top(snap.errors)), style="red")
+        )
     if snap.slowed:
         table = Table("slowed host", "delay", box=None, padding=(0, 2))
         for host, delay in _top(snap.slowed, _SLOW_SHOWN):

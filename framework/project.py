@@ -23,8 +23,16 @@ from framework.schema import build, check_key_names, keys_of, option, strings
 from framework.urls import Offsite, host_of, unfetchable
 from framework.yamlfile import EnvText, KeyPath, Source, load, resolve_env
 
-__all__ = ["Backoff", "Concurrency", "DomainPolicy", "ExporterSpec", "Project", "Throttle",
-           "load_project", "parse_override"]
+__all__ = [
+    "Backoff",
+    "Concurrency",
+    "DomainPolicy",
+    "ExporterSpec",
+    "Project",
+    "Throttle",
+    "load_project",
+    "parse_override",
+]
 
 MiB = 1024 * 1024
 
@@ -65,8 +73,10 @@ _FRONTIERS = ("memory", "sqlite:///", "redis://", "rediss://", "unix://")
 
 def _frontier(url: str) -> str:
     if url != "memory" and not url.startswith(_FRONTIERS[1:]):
-        raise ValueError(f"{url!r} is not a frontier; use memory, sqlite:///path/to/crawl.db "
-                         "or redis://host:6379/0")
+        raise ValueError(
+            f"{url!r} is not a frontier; use memory, sqlite:///path/to/crawl.db "
+            "or redis://host:6379/0"
+        )
     if url.startswith("sqlite:///") and not url.removeprefix("sqlite:///").strip("/"):
         raise ValueError("sqlite:/// needs a file, e.g. sqlite:///state/crawl.db")
     return url
@@ -76,22 +86,27 @@ def _frontier(url: str) -> str:
 class Concurrency:
     """How many requests may be in flight at once."""
 
-    total: int = option(16, doc="Requests in flight at once, across all hosts.", minimum=1,
-                        maximum=10_000)
-    per_domain: int = option(4, doc="Requests in flight at once to one host.", minimum=1,
-                             maximum=10_000)
+    total: int = option(
+        16, doc="Requests in flight at once, across all hosts.", minimum=1, maximum=10_000
+    )
+    per_domain: int = option(
+        4, doc="Requests in flight at once to one host.", minimum=1, maximum=10_000
+    )
 
 
 @dataclass(frozen=True)
 class DomainPolicy:
     """How hard the hosts matching one pattern may be hit; unset keys keep the defaults."""
 
-    concurrency: int | None = option(None, doc="Requests in flight at once to one matching "
-                                     "host.", minimum=1, maximum=10_000)
-    delay: float | None = option(None, doc="Seconds between two requests to one matching "
-                                 "host, jittered.", minimum=0)
-    rate: float | None = option(None, doc="At most this many requests per second to one "
-                                "matching host.", minimum=0.001)
+    concurrency: int | None = option(
+        None, doc="Requests in flight at once to one matching host.", minimum=1, maximum=10_000
+    )
+    delay: float | None = option(
+        None, doc="Seconds between two requests to one matching host, jittered.", minimum=0
+    )
+    rate: float | None = option(
+        None, doc="At most this many requests per second to one matching host.", minimum=0.001
+    )
 
 
 def _patterns(domains: Mapping[str, DomainPolicy]) -> Mapping[str, DomainPolicy]:
@@ -105,8 +120,11 @@ def _patterns(domains: Mapping[str, DomainPolicy]) -> Mapping[str, DomainPolicy]
 class Throttle:
     """Adaptive throttling: each host's delay follows its latency and its 429/503 replies."""
 
-    enabled: bool = option(True, doc="Raise a host's delay when it slows down or answers "
-                           "429/503, lower it back toward the configured delay when healthy.")
+    enabled: bool = option(
+        True,
+        doc="Raise a host's delay when it slows down or answers "
+        "429/503, lower it back toward the configured delay when healthy.",
+    )
     max_delay: float = option(60.0, doc="The longest delay throttling may impose.", minimum=0)
 
 
@@ -122,12 +140,18 @@ def _throttle(raw: Any, source: Source, path: KeyPath) -> Throttle:
 class Backoff:
     """How long to wait before retrying a failed request."""
 
-    base: float = option(0.5, doc="Seconds before the first retry; doubled for each further "
-                         "retry, with jitter.", minimum=0)
-    max: float = option(60.0, doc="The longest wait before a retry, and the longest "
-                        "Retry-After honoured; a server asking for more fails the request, "
-                        "and its host rests this long.",
-                        minimum=0)
+    base: float = option(
+        0.5,
+        doc="Seconds before the first retry; doubled for each further retry, with jitter.",
+        minimum=0,
+    )
+    max: float = option(
+        60.0,
+        doc="The longest wait before a retry, and the longest "
+        "Retry-After honoured; a server asking for more fails the request, "
+        "and its host rests this long.",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)
@@ -167,53 +191,83 @@ class Project:
 
     name: str = option("", doc="The crawl's name; defaults to the project file's name.")
     spider: str = option(doc="The name of a registered spider (see `fw plugins`).")
-    start_urls: tuple[str, ...] = option((), doc="Where the crawl starts (http or https).",
-                                         parse=strings(_http_url, "an http(s) URL"))
+    start_urls: tuple[str, ...] = option(
+        (),
+        doc="Where the crawl starts (http or https).",
+        parse=strings(_http_url, "an http(s) URL"),
+    )
     allowed_domains: tuple[str, ...] | None = option(
-        None, doc="Hosts the crawl may visit, subdomains included; default: the hosts of "
-        "start_urls.", parse=strings(_host_name, "a host name such as movie.douban.com",
-                                     optional=True))
-    disable_plugins: tuple[str, ...] = option((), doc="Installed plugins not to load, by "
-                                              "name (see `fw plugins`).")
-    plugins: tuple[str, ...] = option((), doc="Extra plugins: .py files (relative to the "
-                                      "project file) or importable module names.")
-    concurrency: Concurrency = option(doc="Requests in flight at once.",
-                                      default_factory=Concurrency)
-    delay: float = option(0.0, doc="Seconds between two requests to one host, jittered "
-                          "between 0.5x and 1.5x.", minimum=0)
-    rate: float | None = option(None, doc="At most this many requests per second to one "
-                                "host.", minimum=0.001)
+        None,
+        doc="Hosts the crawl may visit, subdomains included; default: the hosts of start_urls.",
+        parse=strings(_host_name, "a host name such as movie.douban.com", optional=True),
+    )
+    disable_plugins: tuple[str, ...] = option(
+        (), doc="Installed plugins not to load, by name (see `fw plugins`)."
+    )
+    plugins: tuple[str, ...] = option(
+        (),
+        doc="Extra plugins: .py files (relative to the project file) or importable module names.",
+    )
+    concurrency: Concurrency = option(
+        doc="Requests in flight at once.", default_factory=Concurrency
+    )
+    delay: float = option(
+        0.0,
+        doc="Seconds between two requests to one host, jittered between 0.5x and 1.5x.",
+        minimum=0,
+    )
+    rate: float | None = option(
+        None, doc="At most this many requests per second to one host.", minimum=0.001
+    )
     domains: Mapping[str, DomainPolicy] = option(
         doc="Per-host overrides of concurrency, delay and rate, by host pattern "
         "(*.douban.com); an exact host beats a pattern, a longer pattern a shorter one.",
-        default_factory=_empty, check=_patterns)
-    throttle: Throttle = option(doc="Adaptive throttling, on by default; throttle: false "
-                                "turns it off.", default_factory=Throttle, parse=_throttle)
-    robots: Literal["obey", "ignore"] = option("obey", doc="Obey each host's robots.txt "
-                                               "(Disallow and Crawl-delay), or ignore it.")
-    timeout: float = option(30.0, doc="Seconds one request may take, body included.",
-                            minimum=0.001)
-    retries: int = option(2, doc="Retries after a connection error, timeout, 5xx or 429.",
-                          minimum=0)
+        default_factory=_empty,
+        check=_patterns,
+    )
+    throttle: Throttle = option(
+        doc="Adaptive throttling, on by default; throttle: false turns it off.",
+        default_factory=Throttle,
+        parse=_throttle,
+    )
+    robots: Literal["obey", "ignore"] = option(
+        "obey", doc="Obey each host's robots.txt (Disallow and Crawl-delay), or ignore it."
+    )
+    timeout: float = option(30.0, doc="Seconds one request may take, body included.", minimum=0.001)
+    retries: int = option(
+        2, doc="Retries after a connection error, timeout, 5xx or 429.", minimum=0
+    )
     backoff: Backoff = option(doc="Waits between retries.", default_factory=Backoff)
-    max_depth: int | None = option(None, doc="Links followed from a start URL before "
-                                   "stopping; 0 fetches only the start URLs.", minimum=0)
+    max_depth: int | None = option(
+        None,
+        doc="Links followed from a start URL before stopping; 0 fetches only the start URLs.",
+        minimum=0,
+    )
     max_pages: int | None = option(None, doc="Stop after this many responses.", minimum=1)
     max_items: int | None = option(None, doc="Stop after this many items.", minimum=1)
-    max_response_size: int = option(16 * MiB, doc="Largest body in bytes, after "
-                                    "decompression; a larger response fails.", minimum=1)
+    max_response_size: int = option(
+        16 * MiB,
+        doc="Largest body in bytes, after decompression; a larger response fails.",
+        minimum=1,
+    )
     max_redirects: int = option(10, doc="Redirects followed from one request.", minimum=0)
-    headers: Mapping[str, str] = option(doc="Headers sent with every request, e.g. a "
-                                        "User-Agent.", default_factory=_empty,
-                                        check=_headers)
+    headers: Mapping[str, str] = option(
+        doc="Headers sent with every request, e.g. a User-Agent.",
+        default_factory=_empty,
+        check=_headers,
+    )
     cookies: bool = option(True, doc="Keep cookies between requests, as a browser does.")
-    frontier: str = option("memory", doc="Where the queue and the seen-set live: memory; "
-                           "sqlite:///state/crawl.db (a file relative to the project file; "
-                           "survives kill -9); redis://host:6379/0 (shared by every worker "
-                           "running the project).", check=_frontier)
-    exporters: tuple[ExporterSpec, ...] = option((), doc="Where items go: a list of "
-                                                 "{format, path, ...options}.",
-                                                 parse=_exporters)
+    frontier: str = option(
+        "memory",
+        doc="Where the queue and the seen-set live: memory; "
+        "sqlite:///state/crawl.db (a file relative to the project file; "
+        "survives kill -9); redis://host:6379/0 (shared by every worker "
+        "running the project).",
+        check=_frontier,
+    )
+    exporters: tuple[ExporterSpec, ...] = option(
+        (), doc="Where items go: a list of {format, path, ...options}.", parse=_exporters
+    )
     file: Path = Path("project.yaml")
     source: Source | None = None
     sections: Mapping[str, Any] = field(default_factory=_empty)
@@ -232,8 +286,9 @@ def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
     """Read, override and validate a project file; raise ``ProjectError`` on any problem."""
     data, source = load(file)
     if data is None:
-        raise source.error((), "the project file is empty; it needs at least spider: and "
-                           "start_urls:")
+        raise source.error(
+            (), "the project file is empty; it needs at least spider: and start_urls:"
+        )
     if not isinstance(data, dict):
         raise source.error((), "expected a mapping of keys such as spider: and start_urls:")
     check_key_names(data, source, ())
@@ -244,8 +299,12 @@ def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
         node[path[-1]] = resolve_env(value, source, path)
     core = {f.name for f in keys_of(Project)}
     sections = MappingProxyType({k: v for k, v in data.items() if k not in core})
-    project = build(Project, {k: v for k, v in data.items() if k in core}, source,
-                    internal={"file": file, "source": source, "sections": sections})
+    project = build(
+        Project,
+        {k: v for k, v in data.items() if k in core},
+        source,
+        internal={"file": file, "source": source, "sections": sections},
+    )
     _check_on_site(project)
     return _with_defaults(project)
 
@@ -258,9 +317,11 @@ def _check_on_site(project: Project) -> None:
     for index, url in enumerate(project.start_urls):
         if not offsite.allows(url):
             raise project.error_source.error(
-                ("start_urls", index), f"host {host_of(url)} is not in allowed_domains "
+                ("start_urls", index),
+                f"host {host_of(url)} is not in allowed_domains "
                 f"[{', '.join(project.allowed_domains)}]; add it there, or drop "
-                "allowed_domains to allow the hosts of start_urls")
+                "allowed_domains to allow the hosts of start_urls",
+            )
 
 
 def _with_defaults(project: Project) -> Project:
@@ -299,7 +360,7 @@ def _place(data: dict[str, Any], path: KeyPath) -> Any:
         child = node[part] if _has(node, part) else None
         if not isinstance(child, dict | list):
             if isinstance(node, list):
-                raise UsageError(f"-s: {'.'.join(map(str, path[:depth + 1]))}: no such item")
+                raise UsageError(f"-s: {'.'.join(map(str, path[: depth + 1]))}: no such item")
             child = node[part] = {}
         node = child
     if isinstance(node, list) and not _has(node, path[-1]):

@@ -48,8 +48,12 @@ class Recorder:
         await self._inner.__aenter__()
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         await self._inner.__aexit__(kind, error, traceback)
 
     async def fetch(self, request: Request) -> Response:
@@ -57,12 +61,24 @@ class Recorder:
         try:
             response = await self._inner.fetch(request)
         except FetchError as exc:
-            self._save(request, {"error": {"kind": exc.kind, "message": str(exc),
-                                           "retryable": exc.retryable,
-                                           "retry_after": exc.retry_after}}, b"")
+            self._save(
+                request,
+                {
+                    "error": {
+                        "kind": exc.kind,
+                        "message": str(exc),
+                        "retryable": exc.retryable,
+                        "retry_after": exc.retry_after,
+                    }
+                },
+                b"",
+            )
             raise
-        self._save(request, {"status": response.status,
-                             "headers": list(response.headers.items())}, response.body)
+        self._save(
+            request,
+            {"status": response.status, "headers": list(response.headers.items())},
+            response.body,
+        )
         return response
 
     def _save(self, request: Request, outcome: dict[str, Any], body: bytes) -> None:
@@ -70,8 +86,9 @@ class Recorder:
         (self.folder / f"{key}.body").write_bytes(body)
         record = {"method": request.method, "url": request.url, **outcome}
         # The .json last: a crash between the two leaves no record that lacks its body.
-        (self.folder / f"{key}.json").write_text(json.dumps(record, ensure_ascii=False),
-                                                 encoding="utf-8")
+        (self.folder / f"{key}.json").write_text(
+            json.dumps(record, ensure_ascii=False), encoding="utf-8"
+        )
 
 
 class Replayer:
@@ -82,12 +99,17 @@ class Replayer:
 
     async def __aenter__(self) -> Replayer:
         if not self.folder.is_dir():
-            raise UsageError(f"--replay {self.folder}: no such folder (record one with "
-                             "fw run --record)")
+            raise UsageError(
+                f"--replay {self.folder}: no such folder (record one with fw run --record)"
+            )
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         """Nothing to release."""
 
     async def fetch(self, request: Request) -> Response:
@@ -97,13 +119,25 @@ class Replayer:
             record = json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8"))
             body = (self.folder / f"{key}.body").read_bytes()
         except FileNotFoundError:
-            raise FetchError("not_recorded", f"{request.method} {request.url} is not in the "
-                             f"recording {self.folder}") from None
+            raise FetchError(
+                "not_recorded",
+                f"{request.method} {request.url} is not in the recording {self.folder}",
+            ) from None
         if "error" in record:
             error = record["error"]
-            raise FetchError(error["kind"], error["message"], retryable=error["retryable"],
-                             retry_after=error["retry_after"])
+            raise FetchError(
+                error["kind"],
+                error["message"],
+                retryable=error["retryable"],
+                retry_after=error["retry_after"],
+            )
         headers = CIMultiDict(record["headers"])
         media_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
-        return Response(request.url, record["status"], headers, body, request,
-                        self._parsers.for_type(media_type))
+        return Response(
+            request.url,
+            record["status"],
+            headers,
+            body,
+            request,
+            self._parsers.for_type(media_type),
+        )

@@ -40,10 +40,12 @@ class Registry:
         entry when the project listed it (see ``PluginManager.error``).
         """
         registry = cls()
-        for hook, adder in (("register_spiders", registry._add_spider),
-                            ("register_exporters", registry._add_exporter),
-                            ("register_parsers", registry._add_parser),
-                            ("register_middlewares", registry._add_middleware)):
+        for hook, adder in (
+            ("register_spiders", registry._add_spider),
+            ("register_exporters", registry._add_exporter),
+            ("register_parsers", registry._add_parser),
+            ("register_middlewares", registry._add_middleware),
+        ):
             for call in hook_calls(pm, hook):
                 try:
                     _run(call, hook, adder)
@@ -60,9 +62,17 @@ class Registry:
         provides: dict[str, dict[str, list[str]]] = {}
         for (kind, name), plugin in self.owners.items():
             provides.setdefault(plugin, {}).setdefault(kind, []).append(name)
-        return [{"name": i.name, "distribution": i.distribution, "version": i.version,
-                 "module": i.module, "hooks": list(i.hooks),
-                 "provides": provides.get(i.name, {})} for i in pm.infos()]
+        return [
+            {
+                "name": i.name,
+                "distribution": i.distribution,
+                "version": i.version,
+                "module": i.module,
+                "hooks": list(i.hooks),
+                "provides": provides.get(i.name, {}),
+            }
+            for i in pm.infos()
+        ]
 
     def exporter_for_extension(self, path: str) -> type[Exporter] | None:
         """Return the exporter whose longest extension matches the end of ``path``.
@@ -70,8 +80,12 @@ class Registry:
         The longest match wins, so ``.ndjson`` is not taken for ``.json``.
         """
         lowered = path.lower()
-        matches = [(len(ext), exporter) for exporter in self.exporters.values()
-                   for ext in exporter.extensions if lowered.endswith(ext.lower())]
+        matches = [
+            (len(ext), exporter)
+            for exporter in self.exporters.values()
+            for ext in exporter.extensions
+            if lowered.endswith(ext.lower())
+        ]
         return max(matches, key=lambda match: match[0])[1] if matches else None
 
     def extensions(self) -> list[str]:
@@ -92,8 +106,9 @@ class Registry:
 
     def _add_parser(self, plugin: str, media_type: Any, parser: Any = None) -> None:
         if not isinstance(media_type, str) or not callable(parser):
-            raise _Refused("register_parsers expects register(media_type: str, parser), "
-                           f"got {media_type!r}")
+            raise _Refused(
+                f"register_parsers expects register(media_type: str, parser), got {media_type!r}"
+            )
         self.parsers.add(media_type, parser)
 
     def _keep(self, kind: str, name: str, value: Any, plugin: str) -> None:
@@ -102,8 +117,13 @@ class Registry:
             table[name] = value
             self.owners[kind, name] = plugin
         elif table[name] is not value:
-            log.info("%s '%s' of plugin '%s' is overridden by plugin '%s'", kind[:-1], name,
-                     plugin, self.owners[kind, name])
+            log.info(
+                "%s '%s' of plugin '%s' is overridden by plugin '%s'",
+                kind[:-1],
+                name,
+                plugin,
+                self.owners[kind, name],
+            )
 
 
 def section_schema(plugin: object) -> type[Any] | None:
@@ -118,12 +138,14 @@ class _Refused(Exception):
 
 def _require(value: Any, base: type, attribute: str) -> None:
     if not (isinstance(value, type) and issubclass(value, base) and getattr(value, attribute)):
-        raise _Refused(f"registered {value!r}, which is not a {base.__name__} subclass "
-                       f"with a {attribute}")
+        raise _Refused(
+            f"registered {value!r}, which is not a {base.__name__} subclass with a {attribute}"
+        )
 
 
 def _run(call: HookCall, hook: str, adder: Callable[..., None]) -> None:
     """Call one plugin's registry hook with a ``register`` bound to that plugin's name."""
+
     def register(*args: Any) -> None:
         adder(call.plugin, *args)
 
@@ -132,8 +154,7 @@ def _run(call: HookCall, hook: str, adder: Callable[..., None]) -> None:
     except _Refused:
         raise
     except SystemExit as exc:
-        raise _Refused(f"{hook} {exited(exc)}; a plugin should raise an exception instead") \
-            from exc
+        raise _Refused(f"{hook} {exited(exc)}; a plugin should raise an exception instead") from exc
     except Exception as exc:
         raise _Refused(f"{hook} raised {type(exc).__name__}: {exc}") from exc
     if inspect.iscoroutine(outcome):  # registering happens once at start-up, synchronously

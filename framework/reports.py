@@ -18,8 +18,9 @@ __all__ = ["Reporter", "spider_origin"]
 log = logging.getLogger("fw")
 
 #: Failures of code rather than of the network: logged as errors, with a traceback at debug.
-_CODE_FAILURES = frozenset({"spider_error", "plugin_error", "item_error", "internal_error",
-                            "blocked"})
+_CODE_FAILURES = frozenset(
+    {"spider_error", "plugin_error", "item_error", "internal_error", "blocked"}
+)
 
 
 class Reporter:
@@ -34,8 +35,9 @@ class Reporter:
         #: The ``crawl_error`` hook, once the crawl's events exist (they report here too).
         self.crawl_error: EventHook | None = None
 
-    async def report(self, error: BaseException, kind: str, request: Request | None,
-                     message: str) -> None:
+    async def report(
+        self, error: BaseException, kind: str, request: Request | None, message: str
+    ) -> None:
         """Count a failure, log it on one line, and tell the ``crawl_error`` hook.
 
         Failures of code (spiders, plugins) are errors with a traceback at debug level;
@@ -55,14 +57,14 @@ class Reporter:
         if self.crawl_error:
             await self.crawl_error(error=error, kind=kind, request=request, spider=self._spider)
 
-    async def spider_error(self, error: Exception, request: Request | None,
-                           callback: str) -> None:
+    async def spider_error(self, error: Exception, request: Request | None, callback: str) -> None:
         """Report that the spider's ``callback`` raised ``error``."""
         message = f"spider {self._spider.name}: {callback} raised {type(error).__name__}: {error}"
         await self.report(error, "spider_error", request, message)
 
-    async def plugin_failed(self, plugin: str, hook: str, error: Exception,
-                            kwargs: dict[str, Any]) -> None:
+    async def plugin_failed(
+        self, plugin: str, hook: str, error: Exception, kwargs: dict[str, Any]
+    ) -> None:
         """Report that ``plugin``'s implementation of ``hook`` raised ``error``."""
         request = kwargs.get("request") or getattr(kwargs.get("response"), "request", None)
         message = f"plugin '{plugin}': {hook} raised {type(error).__name__}: {error}"
@@ -77,8 +79,11 @@ def spider_origin(pm: pluggy.PluginManager, spider: Spider) -> str | None:
 
     That is where the code that raised lives, whichever plugin registered the spider.
     """
-    modules = {getattr(plugin, "__name__", None): name
-               for name, plugin in pm.list_name_plugin() if name and plugin is not None}
+    modules = {
+        getattr(plugin, "__name__", None): name
+        for name, plugin in pm.list_name_plugin()
+        if name and plugin is not None
+    }
     module = type(spider).__module__
     while module and module not in modules:
         module = module.rpartition(".")[0]

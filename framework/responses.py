@@ -35,18 +35,25 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
     if unfetchable(target) == "invalid_url":
         raise FetchError("invalid_url", f"redirected to an invalid URL: {location!r}")
     if unfetchable(target) is None and not offsite.allows(target):
-        raise FetchError("offsite_redirect", f"redirected to {target}, outside allowed_domains",
-                         redirect_to=target)
+        raise FetchError(
+            "offsite_redirect",
+            f"redirected to {target}, outside allowed_domains",
+            redirect_to=target,
+        )
     # The chain travels in meta, so that a loop is a failure rather than a lost page.
     chain = [*request.meta.get("redirect_urls", ()), request.url]
     if canonical_url(target) in {canonical_url(url) for url in chain}:
         raise FetchError("redirects", f"redirect loop: {' -> '.join([*chain, target])}")
-    becomes_get = response.status == 303 or (response.status in (301, 302)
-                                             and request.method == "POST")
-    return request.replace(url=target, redirects=request.redirects + 1,
-                           meta={**request.meta, "redirect_urls": chain},
-                           method="GET" if becomes_get else request.method,
-                           body=None if becomes_get else request.body)
+    becomes_get = response.status == 303 or (
+        response.status in (301, 302) and request.method == "POST"
+    )
+    return request.replace(
+        url=target,
+        redirects=request.redirects + 1,
+        meta={**request.meta, "redirect_urls": chain},
+        method="GET" if becomes_get else request.method,
+        body=None if becomes_get else request.body,
+    )
 
 
 def check_status(response: Response, allowed: Collection[int]) -> None:

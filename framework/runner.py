@@ -56,9 +56,16 @@ def output_spec(path: str) -> ExporterSpec:
     return ExporterSpec(None, os.path.abspath(path))  # noqa: PTH100
 
 
-def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = (), *,
-            retry_failed: bool = False, fresh: bool = False, record: Path | None = None,
-            replay: Path | None = None) -> Prepared:
+def prepare(
+    file: Path,
+    overrides: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+    *,
+    retry_failed: bool = False,
+    fresh: bool = False,
+    record: Path | None = None,
+    replay: Path | None = None,
+) -> Prepared:
     """Do everything short of crawling; raise a ``UsageError`` for any invalid input.
 
     With ``retry_failed`` the crawl starts from the last run's failures file and the
@@ -66,8 +73,9 @@ def prepare(file: Path, overrides: Sequence[str] = (), outputs: Sequence[str] = 
     """
     project, pm, registry = load_plugins(load_project(file, overrides))
     names = [name for name, _ in pm.list_name_plugin() if name]
-    components = assemble(project, registry, names, [output_spec(o) for o in outputs],
-                          append=retry_failed)
+    components = assemble(
+        project, registry, names, [output_spec(o) for o in outputs], append=retry_failed
+    )
     if not retry_failed:
         _check_has_start(project, components.spider)
     failures = failures_path(file, project.name, [e.path for e in components.exporters])
@@ -87,23 +95,33 @@ def _check_has_start(project: Project, spider: Spider) -> None:
         return
     if type(spider).start_requests is Spider.start_requests:
         raise project.error_source.error(
-            ("start_urls",), f"no start URLs, and spider {spider.name} starts from them: "
-            "the crawl would fetch nothing; give one, e.g. start_urls: [https://example.com/]")
+            ("start_urls",),
+            f"no start URLs, and spider {spider.name} starts from them: "
+            "the crawl would fetch nothing; give one, e.g. start_urls: [https://example.com/]",
+        )
 
 
 def load_plugins(project: Project) -> tuple[Project, PluginManager, Registry]:
     """Load the project's plugins; return the project with their options validated."""
-    pm = make_plugin_manager(project.plugins, source=project.source,
-                             disabled=project.disable_plugins)
+    pm = make_plugin_manager(
+        project.plugins, source=project.source, disabled=project.disable_plugins
+    )
     registry = Registry.collect(pm)
     return configure_plugins(project, pm.list_name_plugin()), pm, registry
 
 
 def run(prepared: Prepared, progress: Mode = "off") -> Stats:
     """Run the crawl to its end; Ctrl-C stops it cleanly (``stats.reason`` says so)."""
-    engine = Engine(prepared.project, prepared.components, prepared.pm, seeds=prepared.seeds,
-                    failures=FailureLog(prepared.failures), fresh=prepared.fresh,
-                    record=prepared.record, replay=prepared.replay)
+    engine = Engine(
+        prepared.project,
+        prepared.components,
+        prepared.pm,
+        seeds=prepared.seeds,
+        failures=FailureLog(prepared.failures),
+        fresh=prepared.fresh,
+        record=prepared.record,
+        replay=prepared.replay,
+    )
     shown = Progress(engine.snapshot, progress, prepared.project.name)
     try:
         return asyncio.run(_run(engine, prepared.project.timeout + _GRACE_EXTRA, shown))
@@ -125,8 +143,12 @@ async def _run(engine: Engine, grace: float, progress: Progress) -> Stats:
         if presses > 1:
             print("Quitting now.", file=sys.stderr, flush=True)
             os._exit(130)  # the exporters write whole records as they go: nothing is torn
-        print(f"\nStopping: letting {engine.in_flight} requests in flight finish "
-              "(press Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+        print(
+            f"\nStopping: letting {engine.in_flight} requests in flight finish "
+            "(press Ctrl-C again to quit now)",
+            file=sys.stderr,
+            flush=True,
+        )
         engine.stop("interrupted")
         loop.call_later(grace, main.cancel)
 

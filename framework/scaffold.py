@@ -27,14 +27,21 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 def new(kind: Literal["project", "plugin"], name: str, where: Path) -> Path:
     """Write a new ``kind`` called ``name`` into a new folder under ``where``; return it."""
     if not _NAME.match(name):
-        raise UsageError(f"fw new {kind} {name}: a name is lower-case letters, digits and _, "
-                         "starting with a letter (it becomes a Python name)")
+        raise UsageError(
+            f"fw new {kind} {name}: a name is lower-case letters, digits and _, "
+            "starting with a letter (it becomes a Python name)"
+        )
     dist = f"fw-{name.replace('_', '-')}"  # the distribution's name, as pip spells it
     target = where / (name if kind == "project" else dist)
     if target.exists():
         raise UsageError(f"fw new {kind} {name}: {target} already exists")
-    values = {"name": name, "Name": "".join(p.title() for p in name.split("_")),
-              "dist": dist, "fw_version": __version__, "api_version": str(API_VERSION)}
+    values = {
+        "name": name,
+        "Name": "".join(p.title() for p in name.split("_")),
+        "dist": dist,
+        "fw_version": __version__,
+        "api_version": str(API_VERSION),
+    }
     templates = files("framework") / "templates"
     for part in (kind, "common"):
         _copy(templates / part, target, values)

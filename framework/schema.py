@@ -26,8 +26,16 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from framework.yamlfile import EnvText, KeyPath, Source
 
-__all__ = ["build", "check_key_names", "convert", "did_you_mean", "has_default", "keys_of",
-           "option", "strings"]
+__all__ = [
+    "build",
+    "check_key_names",
+    "convert",
+    "did_you_mean",
+    "has_default",
+    "keys_of",
+    "option",
+    "strings",
+]
 
 T = TypeVar("T")
 #: Turns a raw value into the field's value, or raises ``ValueError`` with the reason.
@@ -36,18 +44,31 @@ Check = Callable[[Any], Any]
 Parse = Callable[[Any, Source, KeyPath], Any]
 
 
-def option(default: Any = dataclasses.MISSING, *, doc: str, minimum: float | None = None,
-           maximum: float | None = None, check: Check | None = None,
-           each: Check | None = None, parse: Parse | None = None,
-           default_factory: Callable[[], Any] | None = None) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    check: Check | None = None,
+    each: Check | None = None,
+    parse: Parse | None = None,
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
     """Declare one key of a schema: its default, its documentation and its limits.
 
     ``check`` runs after type conversion and may return a normalised value; ``each`` does
     the same for every element of a list, so that an error points at the element;
     ``parse`` replaces type conversion altogether for values that need the source.
     """
-    metadata = {"doc": doc, "minimum": minimum, "maximum": maximum, "check": check,
-                "each": each, "parse": parse}
+    metadata = {
+        "doc": doc,
+        "minimum": minimum,
+        "maximum": maximum,
+        "check": check,
+        "each": each,
+        "parse": parse,
+    }
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -60,6 +81,7 @@ def strings(check: Check, what: str, *, optional: bool = False) -> Parse:
     that ``what`` was expected (a host written ``5`` is a mistake, not a host). ``check``
     normalises each string; with ``optional`` a null is kept as None.
     """
+
     def parse(raw: Any, source: Source, path: KeyPath) -> tuple[Any, ...] | None:
         if raw is None and optional:
             return None
@@ -69,6 +91,7 @@ def strings(check: Check, what: str, *, optional: bool = False) -> Parse:
                 raise source.error((*path, index), f"expected {what}, got {_show(item)}")
             checked.append(_checked(check, str(item), source, (*path, index)))
         return tuple(checked)
+
     return parse
 
 
@@ -92,12 +115,20 @@ def check_key_names(data: Mapping[Any, Any], source: Source, path: KeyPath) -> N
     """Reject keys YAML did not read as strings, which no schema can name."""
     for key in data:
         if not isinstance(key, str):
-            raise source.error(path, f"{key!r} is not a key name: YAML reads on/off/yes/no "
-                               "as true/false and digits as numbers; quote it ('on')")
+            raise source.error(
+                path,
+                f"{key!r} is not a key name: YAML reads on/off/yes/no "
+                "as true/false and digits as numbers; quote it ('on')",
+            )
 
 
-def build(schema: type[T], data: Any, source: Source, path: KeyPath = (),
-          internal: Mapping[str, Any] | None = None) -> T:
+def build(
+    schema: type[T],
+    data: Any,
+    source: Source,
+    path: KeyPath = (),
+    internal: Mapping[str, Any] | None = None,
+) -> T:
     """Validate ``data`` against ``schema`` and return the frozen instance.
 
     ``internal`` fills fields that are not user keys (e.g. the project's file path). A
@@ -127,8 +158,9 @@ def build(schema: type[T], data: Any, source: Source, path: KeyPath = (),
         raise source.error(path, str(exc)) from None
 
 
-def _field_value(f: dataclasses.Field[Any], hint: Any, raw: Any, source: Source,
-                 path: KeyPath) -> Any:
+def _field_value(
+    f: dataclasses.Field[Any], hint: Any, raw: Any, source: Source, path: KeyPath
+) -> Any:
     meta = f.metadata
     if meta["parse"] is not None:
         return meta["parse"](raw, source, path)
@@ -193,7 +225,8 @@ def _mapping(value_type: Any, raw: Any, source: Source, path: KeyPath) -> Mappin
     if not isinstance(raw, Mapping):
         raise source.error(path, f"expected a mapping, got {_show(raw)}")
     return types.MappingProxyType(
-        {str(k): convert(value_type, v, source, (*path, k)) for k, v in raw.items()})
+        {str(k): convert(value_type, v, source, (*path, k)) for k, v in raw.items()}
+    )
 
 
 def _scalar(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
@@ -227,6 +260,11 @@ def _show(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, dict | list):
         return "a mapping" if isinstance(value, dict) else "a list"
-    text = repr(value) if isinstance(value, str) else str(value).lower() \
-        if isinstance(value, bool) else str(value)
+    text = (
+        repr(value)
+        if isinstance(value, str)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
     return text if len(text) <= 60 else text[:57] + "..."

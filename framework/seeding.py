@@ -25,9 +25,16 @@ Schedule = Callable[[Sequence[Request]], Awaitable[None]]
 class Seeder:
     """Schedule what ``start()`` yields: the spider's start requests, or the ones retried."""
 
-    def __init__(self, start: Callable[[], CallbackResult], schedule: Schedule,
-                 frontier: Frontier, reporter: Reporter, *, spider: str,
-                 close: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        start: Callable[[], CallbackResult],
+        schedule: Schedule,
+        frontier: Frontier,
+        reporter: Reporter,
+        *,
+        spider: str,
+        close: Callable[[str], None],
+    ) -> None:
         self._start, self._schedule, self._frontier = start, schedule, frontier
         self._reporter, self._spider, self._close = reporter, spider, close
         self._room = asyncio.Event()
@@ -63,9 +70,13 @@ class Seeder:
             if self._stopped:
                 break
             if not isinstance(request, Request):
-                await self._reporter.report(TypeError(), "spider_error", None,
-                                            f"spider {self._spider}: start_requests yielded "
-                                            f"{type(request).__name__}; expected a Request")
+                await self._reporter.report(
+                    TypeError(),
+                    "spider_error",
+                    None,
+                    f"spider {self._spider}: start_requests yielded "
+                    f"{type(request).__name__}; expected a Request",
+                )
                 continue
             batch.append(request)
             if len(batch) >= _BATCH:

@@ -134,6 +134,5 @@ def _sort(result: object, outcome: Outcome, label: str) -> None:
     elif (item := as_item(result)) is not None:
         outcome.items.append(item)
     elif result is not None:
-        message = (f"{label} yielded {type(result).__name__}; expected a dict item or a "
-                   "Request")
+        message = f"{label} yielded {type(result).__name__}; expected a dict item or a Request"
         outcome.problems.append(("spider_error", TypeError(message), message))

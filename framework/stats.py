@@ -83,43 +83,55 @@ class Stats:
             refusals = {s: n for s, n in statuses.items() if s in _REFUSALS}
             if refusals:
                 status = max(refusals, key=refusals.__getitem__)
-                lines.append(f"{host} answered HTTP {status} to all {statuses.total()} "
-                             "requests")
+                lines.append(f"{host} answered HTTP {status} to all {statuses.total()} requests")
             elif host in self.away:
                 target = self.away[host].most_common(1)[0][0]
                 lines.append(f"{host} redirected all {statuses.total()} requests to {target}")
         if self.blocked_pages:
-            lines.append(f"{len(self.blocked_pages)} pages were challenge or login pages "
-                         f"(first: {self.blocked_pages[0]})")
+            lines.append(
+                f"{len(self.blocked_pages)} pages were challenge or login pages "
+                f"(first: {self.blocked_pages[0]})"
+            )
         return lines
 
     def summary(self) -> list[str]:
         """Return the lines printed at the end of a crawl."""
         errors = sum(self.errors.values())
         detail = ", ".join(f"{kind} {n}" for kind, n in self.errors.most_common())
-        lines = [f"{self.name}: {self.reason} in {self.elapsed:.1f}s: {self.pages} pages "
-                 f"({self.pages_per_second:.1f}/s), {self.items} items, "
-                 f"{errors} error{'s' if errors != 1 else ''}"
-                 + (f" ({detail})" if detail else "")
-                 + (f", {self.retries} retries" if self.retries else "")]
-        lines += [f"blocked: {what}: the site refuses this client; send a browser User-Agent "
-                  "(headers:) and slow down (delay:)" for what in self.blocked()]
+        lines = [
+            f"{self.name}: {self.reason} in {self.elapsed:.1f}s: {self.pages} pages "
+            f"({self.pages_per_second:.1f}/s), {self.items} items, "
+            f"{errors} error{'s' if errors != 1 else ''}"
+            + (f" ({detail})" if detail else "")
+            + (f", {self.retries} retries" if self.retries else "")
+        ]
+        lines += [
+            f"blocked: {what}: the site refuses this client; send a browser User-Agent "
+            "(headers:) and slow down (delay:)"
+            for what in self.blocked()
+        ]
         lines += self._politeness()
         if self.failures:
             count, path = self.failures
-            lines.append(f"failures: {count} requests listed in {path}; fw run --retry-failed "
-                         "tries them again")
+            lines.append(
+                f"failures: {count} requests listed in {path}; fw run --retry-failed "
+                "tries them again"
+            )
         if self.left and (self.left.pending or self.left.delayed):
-            lines.append(f"not fetched: {self.left.pending} queued and {self.left.delayed} "
-                         "waiting to retry when the crawl stopped")
+            lines.append(
+                f"not fetched: {self.left.pending} queued and {self.left.delayed} "
+                "waiting to retry when the crawl stopped"
+            )
         return lines
 
     def _politeness(self) -> list[str]:
         """Say which hosts were slowed down, by throttling or by their robots.txt."""
         lines = []
         if self.throttled:
-            lines.append(f"throttled: {_hosts(self.throttled)} (delay at the end); "
-                         "they answered 429/503, timed out or slowed down")
+            lines.append(
+                f"throttled: {_hosts(self.throttled)} (delay at the end); "
+                "they answered 429/503, timed out or slowed down"
+            )
         if self.crawl_delays:
             lines.append(f"robots.txt Crawl-delay: {_hosts(self.crawl_delays)}")
         return lines
@@ -127,23 +139,33 @@ class Stats:
     def save(self, path: Path) -> None:
         """Write the stats as JSON to ``path``, creating its folder."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        path.write_text(
+            json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the stats as JSON-ready data."""
         return {
-            "name": self.name, "reason": self.reason, "started": self.started,
+            "name": self.name,
+            "reason": self.reason,
+            "started": self.started,
             "elapsed": round(self.elapsed, 3),
-            "pages_per_second": round(self.pages_per_second, 2), "pages": self.pages,
-            "items": self.items, "requests": self.requests, "retries": self.retries,
-            "dropped_items": self.dropped, "bytes": self.bytes,
-            "connections": self.connections, "dns_lookups": self.dns_lookups,
-            "errors": dict(self.errors), "filtered": dict(self.filtered),
+            "pages_per_second": round(self.pages_per_second, 2),
+            "pages": self.pages,
+            "items": self.items,
+            "requests": self.requests,
+            "retries": self.retries,
+            "dropped_items": self.dropped,
+            "bytes": self.bytes,
+            "connections": self.connections,
+            "dns_lookups": self.dns_lookups,
+            "errors": dict(self.errors),
+            "filtered": dict(self.filtered),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "blocked": self.blocked(),
             "left": {"pending": self.left.pending, "delayed": self.left.delayed}
-            if self.left else None,
+            if self.left
+            else None,
             "failures_file": self.failures[1] if self.failures else None,
             "throttled": {host: round(delay, 3) for host, delay in self.throttled.items()},
             "robots": {"fetched": self.robots_fetched, "crawl_delay": dict(self.crawl_delays)},

@@ -20,13 +20,22 @@ def show(file: Path, overrides: Sequence[str] = (), *, as_json: bool = False) ->
     """Return the state of the crawl ``file`` describes, for people or (``as_json``) machines."""
     project = load_project(file, overrides)
     if project.frontier == "memory":
-        raise UsageError(f"{file}: frontier: memory keeps no state outside its `fw run`; "
-                         "set frontier: sqlite:///… or redis://… to follow a crawl")
+        raise UsageError(
+            f"{file}: frontier: memory keeps no state outside its `fw run`; "
+            "set frontier: sqlite:///… or redis://… to follow a crawl"
+        )
     status = asyncio.run(make_frontier(project).status())
     where = f"{project.name} ({project.frontier})"
     if as_json:
-        return json.dumps({"crawl": project.name, "frontier": project.frontier,
-                           "state": _state(status), **dataclasses.asdict(status)}, indent=2)
+        return json.dumps(
+            {
+                "crawl": project.name,
+                "frontier": project.frontier,
+                "state": _state(status),
+                **dataclasses.asdict(status),
+            },
+            indent=2,
+        )
     return "\n".join(_lines(where, status))
 
 
@@ -39,17 +48,25 @@ def _state(status: Status) -> str:
 
 
 def _lines(where: str, status: Status) -> list[str]:
-    lines = [f"{where}: {_state(status)}",
-             f"pending {status.pending}  delayed {status.delayed}  leased {status.leased}  "
-             f"done {status.done}  failed {status.failed}"]
+    lines = [
+        f"{where}: {_state(status)}",
+        f"pending {status.pending}  delayed {status.delayed}  leased {status.leased}  "
+        f"done {status.done}  failed {status.failed}",
+    ]
     if status.hosts:
         table = [["HOST", "PENDING", "LEASED", "DONE", "FAILED"]]
-        table += [[host, str(h.pending), str(h.leased), str(h.done), str(h.failed)]
-                  for host, h in status.hosts.items()]
+        table += [
+            [host, str(h.pending), str(h.leased), str(h.done), str(h.failed)]
+            for host, h in status.hosts.items()
+        ]
         widths = [max(len(row[i]) for row in table) for i in range(5)]
-        lines += ["  ".join(cell.rjust(w) if i else cell.ljust(w)
-                            for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-                  for row in table]
+        lines += [
+            "  ".join(
+                cell.rjust(w) if i else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+            for row in table
+        ]
     for worker in status.workers:
         alive = "alive" if worker.alive else "gone"
         lines.append(f"worker {worker.id}: {alive}, last seen {worker.idle:.1f}s ago")

@@ -64,8 +64,12 @@ class Crawl:
     stats: Stats
 
 
-def page_server(folder: Path, base: Callable[[], str], hosts: Iterable[str] = (),
-                routes: Mapping[str, str] | None = None) -> web.Application:
+def page_server(
+    folder: Path,
+    base: Callable[[], str],
+    hosts: Iterable[str] = (),
+    routes: Mapping[str, str] | None = None,
+) -> web.Application:
     """Build the application ``fw_pages`` serves; ``base()`` is its URL once started."""
     folder = folder.resolve()
     patterns = [(re.compile(pattern), name) for pattern, name in (routes or {}).items()]
@@ -99,14 +103,16 @@ def _links_to(hosts: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(f"(?:https?:)?//(?:{names})(?::\\d+)?{_HOST_END}", re.IGNORECASE)
 
 
-def _find(folder: Path, path: str, patterns: list[tuple[re.Pattern[str], str]]
-          ) -> Path | None:
+def _find(folder: Path, path: str, patterns: list[tuple[re.Pattern[str], str]]) -> Path | None:
     for pattern, name in patterns:
         if pattern.fullmatch(path):
             return folder / name
     relative = path.strip("/")
-    candidates = [folder / relative / "index.html", folder / f"{relative}.html",
-                  folder / relative] if relative else [folder / "index.html"]
+    candidates = (
+        [folder / relative / "index.html", folder / f"{relative}.html", folder / relative]
+        if relative
+        else [folder / "index.html"]
+    )
     for candidate in candidates:
         resolved = candidate.resolve()
         if resolved.is_file() and resolved.is_relative_to(folder):
@@ -121,17 +127,18 @@ def fw_served_urls() -> dict[str, str]:
 
 
 @pytest.fixture
-async def fw_pages(fw_served_urls: dict[str, str]
-                   ) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+async def fw_pages(fw_served_urls: dict[str, str]) -> AsyncIterator[Callable[..., Awaitable[str]]]:
     """Serve folders of saved pages on loopback; see the module docstring."""
     runners: list[web.AppRunner] = []
 
-    async def serve(folder: str | Path, *, hosts: Iterable[str] = (),
-                    routes: Mapping[str, str] | None = None) -> str:
+    async def serve(
+        folder: str | Path, *, hosts: Iterable[str] = (), routes: Mapping[str, str] | None = None
+    ) -> str:
         hosts = tuple(hosts)  # read twice: for the links, and for snapshots
         where: list[str] = []
-        app_runner = web.AppRunner(page_server(Path(folder), lambda: where[0], hosts, routes),
-                                   access_log=None)
+        app_runner = web.AppRunner(
+            page_server(Path(folder), lambda: where[0], hosts, routes), access_log=None
+        )
         await app_runner.setup()
         site = web.TCPSite(app_runner, "127.0.0.1", 0)
         await site.start()
@@ -164,11 +171,20 @@ class _Collector:
 @pytest.fixture
 def fw_crawl(tmp_path: Path) -> Callable[..., Awaitable[Crawl]]:
     """Run a crawl in this process; see the module docstring."""
-    async def crawl(spider: str, start_urls: Iterable[str], *,
-                    options: Mapping[str, Any] | None = None,
-                    settings: Mapping[str, Any] | None = None) -> Crawl:
-        project: dict[str, Any] = {"spider": spider, "start_urls": list(start_urls),
-                                   "robots": "ignore", **(settings or {})}
+
+    async def crawl(
+        spider: str,
+        start_urls: Iterable[str],
+        *,
+        options: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> Crawl:
+        project: dict[str, Any] = {
+            "spider": spider,
+            "start_urls": list(start_urls),
+            "robots": "ignore",
+            **(settings or {}),
+        }
         if options is not None:
             project[spider] = dict(options)
         file = tmp_path / f"{spider}-crawl.yaml"
@@ -198,30 +214,38 @@ class Snapshot:
     the snapshot fixture are covered.
     """
 
-    def __init__(self, path: Path, update: bool, served: Mapping[str, str] | None = None
-                 ) -> None:
+    def __init__(self, path: Path, update: bool, served: Mapping[str, str] | None = None) -> None:
         self.path, self.update = path, update
         self.served: Mapping[str, str] = served if served is not None else {}
 
     def __call__(self, data: Any) -> None:
         """Fail with a unified diff if ``data`` differs from the snapshot."""
-        text = self._stable(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True,
-                                       default=str))
+        text = self._stable(
+            json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+        )
         if self.update:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(text + "\n", encoding="utf-8")
             return
         if not self.path.exists():
-            pytest.fail(f"no snapshot {self.path}; run pytest --fw-update-snapshots to "
-                        "write it", pytrace=False)
+            pytest.fail(
+                f"no snapshot {self.path}; run pytest --fw-update-snapshots to write it",
+                pytrace=False,
+            )
         stored = self.path.read_text(encoding="utf-8").rstrip("\n")
         if stored != text:
-            diff = difflib.unified_diff(stored.splitlines(), text.splitlines(),
-                                        f"{self.path.name} (stored)", "this run", lineterm="")
-            pytest.fail(f"items differ from the snapshot {self.path} (rerun with "
-                        "--fw-update-snapshots if the change is right):\n" + "\n".join(diff),
-                        pytrace=False)
-
+            diff = difflib.unified_diff(
+                stored.splitlines(),
+                text.splitlines(),
+                f"{self.path.name} (stored)",
+                "this run",
+                lineterm="",
+            )
+            pytest.fail(
+                f"items differ from the snapshot {self.path} (rerun with "
+                "--fw-update-snapshots if the change is right):\n" + "\n".join(diff),
+                pytrace=False,
+            )
 
     def _stable(self, text: str) -> str:
         for served, stable in self.served.items():
@@ -241,5 +265,9 @@ def fw_snapshot(request: pytest.FixtureRequest, fw_served_urls: dict[str, str]) 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add ``--fw-update-snapshots``."""
-    parser.addoption("--fw-update-snapshots", action="store_true", default=False,
-                     help="fw: write item snapshots instead of comparing with them")
+    parser.addoption(
+        "--fw-update-snapshots",
+        action="store_true",
+        default=False,
+        help="fw: write item snapshots instead of comparing with them",
+    )

@@ -93,5 +93,6 @@ class Offsite:
         verdict = self._verdicts.get(host)
         if verdict is None:
             verdict = self._verdicts[host] = any(
-                host == d or host.endswith("." + d) for d in self._domains)
+                host == d or host.endswith("." + d) for d in self._domains
+            )
         return verdict

@@ -28,8 +28,9 @@ def format_key(path: KeyPath) -> str:
 class Source:
     """The file a document came from, and where each of its keys was written."""
 
-    def __init__(self, file: Path, lines: Mapping[KeyPath, int],
-                 overrides: frozenset[KeyPath] = frozenset()) -> None:
+    def __init__(
+        self, file: Path, lines: Mapping[KeyPath, int], overrides: frozenset[KeyPath] = frozenset()
+    ) -> None:
         self.file, self._lines, self._overrides = file, lines, overrides
 
     def with_overrides(self, paths: frozenset[KeyPath]) -> Source:
@@ -56,7 +57,7 @@ class Source:
         """
         if any(path[:n] in self._overrides for n in range(1, len(path) + 1)):
             return True
-        return path not in self._lines and any(o[:len(path)] == path for o in self._overrides)
+        return path not in self._lines and any(o[: len(path)] == path for o in self._overrides)
 
     def error(self, path: KeyPath, message: str) -> ProjectError:
         """Build the error for a problem with the value at ``path``."""
@@ -84,10 +85,12 @@ def load(file: Path) -> tuple[Any, Source]:
 
 #: Where PyYAML notices that one of these is unfinished is where it gave up (the next key,
 #: or past the end of the file); the mistake is on the line where it began.
-_BEGUN = {"while parsing a flow sequence": "in the [ opened on this line",
-          "while parsing a flow mapping": "in the { opened on this line",
-          "while scanning a quoted scalar": "in the string quoted on this line",
-          "while scanning a simple key": "after the key on this line"}
+_BEGUN = {
+    "while parsing a flow sequence": "in the [ opened on this line",
+    "while parsing a flow mapping": "in the { opened on this line",
+    "while scanning a quoted scalar": "in the string quoted on this line",
+    "while scanning a simple key": "after the key on this line",
+}
 
 
 def _syntax_error(file: Path, text: str, exc: yaml.MarkedYAMLError) -> ProjectError:
@@ -99,13 +102,13 @@ def _syntax_error(file: Path, text: str, exc: yaml.MarkedYAMLError) -> ProjectEr
     if exc.context_mark is None or begun is None:
         return ProjectError(f"{file}:{min(line, last)}", "", f"invalid YAML: {problem}")
     opened = exc.context_mark.line + 1
-    at = "" if line == opened else f" on line {line}" if line <= last else \
-        " at the end of the file"
+    at = "" if line == opened else f" on line {line}" if line <= last else " at the end of the file"
     return ProjectError(f"{file}:{opened}", "", f"invalid YAML {begun}: {problem}{at}")
 
 
-def resolve_env(value: Any, source: Source, path: KeyPath,
-                memo: dict[int, Any] | None = None) -> Any:
+def resolve_env(
+    value: Any, source: Source, path: KeyPath, memo: dict[int, Any] | None = None
+) -> Any:
     """Replace each ``{"$env": "NAME"}`` by the environment variable NAME (secrets).
 
     A mapping or list shared through YAML aliases is resolved once (``memo``), so a
@@ -162,8 +165,9 @@ def _env(name: Any, source: Source, path: KeyPath) -> EnvText:
     return EnvText(found, name)
 
 
-def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int],
-                  seen: set[int], file: Path) -> None:
+def _record_lines(
+    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], seen: set[int], file: Path
+) -> None:
     """Walk the composed node tree beside the loaded data and note each key's line.
 
     Each node is walked once, so a small file of nested aliases (a "billion laughs") costs
@@ -179,8 +183,11 @@ def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int],
             if isinstance(key, yaml.ScalarNode):
                 line = key.start_mark.line + 1
                 if key.value in keys and key.tag != "tag:yaml.org,2002:merge":
-                    raise ProjectError(f"{file}:{line}", format_key((*path, key.value)),
-                                       f"written twice (first on line {keys[key.value]})")
+                    raise ProjectError(
+                        f"{file}:{line}",
+                        format_key((*path, key.value)),
+                        f"written twice (first on line {keys[key.value]})",
+                    )
                 keys[key.value] = lines[(*path, key.value)] = line
                 _record_lines(value, (*path, key.value), lines, seen, file)
     elif isinstance(node, yaml.SequenceNode):

@@ -50,8 +50,7 @@ from parsel import Selector
 
 from framework import Blocked, FetchError, Request, Response, Spider, hookimpl, option
 
-__all__ = ["DoubanOptions", "DoubanSpider", "Film", "Listed", "SubjectDetails",
-           "register_spiders"]
+__all__ = ["DoubanOptions", "DoubanSpider", "Film", "Listed", "SubjectDetails", "register_spiders"]
 
 # A listing's li.dt entries are told apart by what they hold, not by position: the want
 # count is sometimes missing (爱无痕 in the March 2019 listing), which shifts positions.
@@ -62,8 +61,10 @@ _YEAR = re.compile(r"\d{4}")
 # What Douban's login wall says; seen with both HTTP 403 and 200.
 _WALL_TITLE = "登录跳转"
 _WALL_TEXT = "有异常请求从你的 IP 发出"
-_ADVICE = ("Douban takes this client for a bot: send a browser User-Agent (headers:), "
-           "slow down (delay:), or try again later")
+_ADVICE = (
+    "Douban takes this client for a bot: send a browser User-Agent (headers:), "
+    "slow down (delay:), or try again later"
+)
 
 
 class Listed(TypedDict):
@@ -101,9 +102,12 @@ def _unknown() -> SubjectDetails:
 class DoubanOptions:
     """The ``douban:`` section of a project file; a misspelt key is an error, not ignored."""
 
-    subjects: bool = option(True, doc="Follow each film to its subject page for poster, "
-                            "rating, year and directors; false exports the listing's fields "
-                            "only (those four null or empty): one request per listing.")
+    subjects: bool = option(
+        True,
+        doc="Follow each film to its subject page for poster, "
+        "rating, year and directors; false exports the listing's fields "
+        "only (those four null or empty): one request per listing.",
+    )
 
 
 class DoubanSpider(Spider):
@@ -113,8 +117,9 @@ class DoubanSpider(Spider):
     Options = DoubanOptions
     options: DoubanOptions
 
-    def __init__(self, options: DoubanOptions | None = None, *,
-                 start_urls: Iterable[str] = ()) -> None:
+    def __init__(
+        self, options: DoubanOptions | None = None, *, start_urls: Iterable[str] = ()
+    ) -> None:
         super().__init__(options or DoubanOptions(), start_urls=start_urls)
 
     def parse(self, response: Response) -> Iterator[Request | Film]:
@@ -127,14 +132,19 @@ class DoubanSpider(Spider):
             href = film.css("div.intro h3 a::attr(href)").get(default="").strip()
             listed = _listed(film, response.urljoin(href)) if href else None
             if listed is None:
-                self.logger.warning("%s: skipped a film without a subject link: %s",
-                                    response.url, _snippet(film))
+                self.logger.warning(
+                    "%s: skipped a film without a subject link: %s", response.url, _snippet(film)
+                )
                 continue
             if not self.options.subjects:
                 yield _film(listed, _unknown())
                 continue
-            yield response.follow(href, callback=self.parse_subject,
-                                  errback=self.subject_failed, meta={"film": listed})
+            yield response.follow(
+                href,
+                callback=self.parse_subject,
+                errback=self.subject_failed,
+                meta={"film": listed},
+            )
 
     def parse_subject(self, response: Response) -> Iterator[Film]:
         """Complete a film's listing data with its subject page."""
@@ -157,15 +167,18 @@ class DoubanSpider(Spider):
 # Listing page
 # -------------------------------------------------------------------------------------------
 
+
 def _check_listing(response: Response) -> None:
     """Raise ``Blocked`` unless the page is a coming-soon listing (even an empty one)."""
     reason = _wall(response)
     if reason is not None:
         raise Blocked(f"{reason} instead of the listing; {_ADVICE}")
     if not response.css("#showing-soon"):
-        raise Blocked("no #showing-soon: a challenge page or not a coming-soon listing; "
-                      "open it in a browser, and check that start_urls are "
-                      "/cinema/later/<city>/ pages")
+        raise Blocked(
+            "no #showing-soon: a challenge page or not a coming-soon listing; "
+            "open it in a browser, and check that start_urls are "
+            "/cinema/later/<city>/ pages"
+        )
 
 
 def _listed(film: Selector, url: str) -> Listed | None:
@@ -215,6 +228,7 @@ def _digits(text: str | None) -> int | None:
 # Subject page
 # -------------------------------------------------------------------------------------------
 
+
 def _subject_details(response: Response) -> SubjectDetails:
     """Read the fields only the subject page has; RDFa attributes are stable since 2018."""
     year = _YEAR.search(response.css("#content h1 span.year::text").get(default=""))
@@ -222,8 +236,11 @@ def _subject_details(response: Response) -> SubjectDetails:
         "poster": response.css('#mainpic img[rel="v:image"]::attr(src)').get(),
         "rating": _rating(response.css("strong.rating_num::text").get(default="")),
         "year": int(year.group()) if year else None,
-        "directors": [name.strip() for name in
-                      response.css('a[rel="v:directedBy"]::text').getall() if name.strip()],
+        "directors": [
+            name.strip()
+            for name in response.css('a[rel="v:directedBy"]::text').getall()
+            if name.strip()
+        ],
     }
 
 
@@ -242,6 +259,7 @@ def _film(listed: Listed, details: SubjectDetails) -> Film:
 # -------------------------------------------------------------------------------------------
 # Blocking
 # -------------------------------------------------------------------------------------------
+
 
 def _wall(response: Response) -> str | None:
     """Describe the login wall or challenge ``response`` is, or return None if it is none."""

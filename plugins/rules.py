@@ -81,8 +81,7 @@ class RulesSpider(Spider):
         try:
             page = response.selector
         except NotSupported:  # an image or PDF a broad follow rule led to: nothing to read
-            self.logger.debug("no parser for %s; not read: %s", response.media_type,
-                              response.url)
+            self.logger.debug("no parser for %s; not read: %s", response.media_type, response.url)
             return
         yield from self._items(page, response)
         for url in dict.fromkeys(self._links(page, response)):

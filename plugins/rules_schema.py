@@ -42,9 +42,11 @@ class Query:
 _PROBE = Selector(text="<html></html>")
 
 
-def _compiled(compile: Callable[[str], Any], what: str,
-              errors: type[Exception]) -> Callable[[Any, Source, KeyPath], Any]:
+def _compiled(
+    compile: Callable[[str], Any], what: str, errors: type[Exception]
+) -> Callable[[Any, Source, KeyPath], Any]:
     """Make a ``parse=`` hook that compiles a string option, reporting errors at its key."""
+
     def parse(raw: Any, source: Source, path: KeyPath) -> Any:
         if raw is None:
             return None
@@ -53,6 +55,7 @@ def _compiled(compile: Callable[[str], Any], what: str,
             return compile(text)
         except errors as exc:
             raise source.error(path, f"not a valid {what}: {exc}") from None
+
     return parse
 
 
@@ -84,13 +87,17 @@ def _entry(raw: Any, schema: type[Any], source: Source, path: KeyPath) -> Any:
 
 def _fields(raw: Any, source: Source, path: KeyPath) -> Mapping[str, Field]:
     if not isinstance(raw, Mapping) or not raw:
-        raise source.error(path, "expected a mapping of field names to CSS queries or "
-                           "options, such as {title: h1, price: {css: .price, type: float}}")
+        raise source.error(
+            path,
+            "expected a mapping of field names to CSS queries or "
+            "options, such as {title: h1, price: {css: .price, type: float}}",
+        )
     for name in raw:
         if not isinstance(name, str):  # YAML reads `on:`, `no:` as booleans, `1:` as a number
             raise source.error(path, f"field name {name!r} is not a string: quote it")
-    return MappingProxyType({name: _entry(spec, Field, source, (*path, name))
-                             for name, spec in raw.items()})
+    return MappingProxyType(
+        {name: _entry(spec, Field, source, (*path, name)) for name, spec in raw.items()}
+    )
 
 
 def _follow(raw: Any, source: Source, path: KeyPath) -> tuple[FollowRule, ...]:
@@ -114,16 +121,22 @@ def _some_items(rules: tuple[ItemRule, ...]) -> tuple[ItemRule, ...]:
 class Field:
     """One field of an item: where its value comes from and how to read it."""
 
-    css: Query | None = option(None, doc="A CSS query (parsel: ::text and ::attr() work); "
-                               "the first match is the value.", parse=_css)
+    css: Query | None = option(
+        None,
+        doc="A CSS query (parsel: ::text and ::attr() work); the first match is the value.",
+        parse=_css,
+    )
     xpath: Query | None = option(None, doc="An XPath query, instead of css.", parse=_xpath)
-    value: Literal["url"] | None = option(None, doc="A value of the page instead of a "
-                                          "query: url.")
+    value: Literal["url"] | None = option(None, doc="A value of the page instead of a query: url.")
     const: Any = option(None, doc="A fixed value, used as written.")
-    attr: str | None = option(None, doc="Read this attribute of the matched element "
-                              "instead of its text.")
-    re: Pattern[str] | None = option(None, doc="A regex searched in the text: its first "
-                                     "group (or the whole match) is the value.", parse=_regex)
+    attr: str | None = option(
+        None, doc="Read this attribute of the matched element instead of its text."
+    )
+    re: Pattern[str] | None = option(
+        None,
+        doc="A regex searched in the text: its first group (or the whole match) is the value.",
+        parse=_regex,
+    )
     type: FieldType = option("str", doc="Convert the text to str, int, float, bool or url.")
     many: bool = option(False, doc="Take every match, as a list.")
     default: Any = option(None, doc="The value when nothing matched.")
@@ -150,8 +163,11 @@ class Field:
         """Return the value in ``scope``: the first match, or a list with ``many``."""
         if self.const is not None:
             return fresh(self.const)
-        found = (v for text in self._texts(scope, response)
-                 if (v := self._read(text, response)) is not None)
+        found = (
+            v
+            for text in self._texts(scope, response)
+            if (v := self._read(text, response)) is not None
+        )
         value = list(found) if self.many else next(found, None)
         return fresh(self.default) if is_missing(value) and self.default is not None else value
 
@@ -179,14 +195,20 @@ class Field:
 class FollowRule:
     """Which links of a page to follow."""
 
-    css: Query | None = option(None, doc="Elements whose href/src (or whose links inside) "
-                               "to follow, or ::attr() strings.", parse=_css)
-    xpath: Query | None = option(None, doc="The same as an XPath query, instead of css.",
-                                 parse=_xpath)
-    match: Pattern[str] | None = option(None, doc="Follow only links whose absolute URL "
-                                        "this regex matches.", parse=_regex)
-    pages: Pattern[str] | None = option(None, doc="Apply the rule only on pages whose URL "
-                                        "this regex matches.", parse=_regex)
+    css: Query | None = option(
+        None,
+        doc="Elements whose href/src (or whose links inside) to follow, or ::attr() strings.",
+        parse=_css,
+    )
+    xpath: Query | None = option(
+        None, doc="The same as an XPath query, instead of css.", parse=_xpath
+    )
+    match: Pattern[str] | None = option(
+        None, doc="Follow only links whose absolute URL this regex matches.", parse=_regex
+    )
+    pages: Pattern[str] | None = option(
+        None, doc="Apply the rule only on pages whose URL this regex matches.", parse=_regex
+    )
 
     def __post_init__(self) -> None:
         if self.css is not None and self.xpath is not None:
@@ -206,15 +228,21 @@ class FollowRule:
 class ItemRule:
     """Which items a page holds, and their fields."""
 
-    fields: Mapping[str, Field] = option(doc="Field name → a CSS query, or the field's "
-                                         "options.", parse=_fields)
-    each: Query | None = option(None, doc="A CSS query: one item per match, its fields "
-                                "queried inside it. Default: the page is one item.",
-                                parse=_css)
-    each_xpath: Query | None = option(None, doc="The same as an XPath query, instead of "
-                                      "each.", parse=_xpath)
-    pages: Pattern[str] | None = option(None, doc="Apply the rule only on pages whose URL "
-                                        "this regex matches.", parse=_regex)
+    fields: Mapping[str, Field] = option(
+        doc="Field name → a CSS query, or the field's options.", parse=_fields
+    )
+    each: Query | None = option(
+        None,
+        doc="A CSS query: one item per match, its fields "
+        "queried inside it. Default: the page is one item.",
+        parse=_css,
+    )
+    each_xpath: Query | None = option(
+        None, doc="The same as an XPath query, instead of each.", parse=_xpath
+    )
+    pages: Pattern[str] | None = option(
+        None, doc="Apply the rule only on pages whose URL this regex matches.", parse=_regex
+    )
 
     def __post_init__(self) -> None:
         if self.each is not None and self.each_xpath is not None:
@@ -231,15 +259,23 @@ class ItemRule:
 
     def missing(self, item: Mapping[str, Any]) -> str | None:
         """Return the first required field ``item`` lacks, if any."""
-        return next((name for name, field in self.fields.items()
-                     if field.required and is_missing(item[name])), None)
+        return next(
+            (
+                name
+                for name, field in self.fields.items()
+                if field.required and is_missing(item[name])
+            ),
+            None,
+        )
 
 
 @dataclass(frozen=True)
 class RulesOptions:
     """The ``rules:`` section of a project file."""
 
-    items: tuple[ItemRule, ...] = option(doc="What to extract: a list of item rules.",
-                                         check=_some_items)
-    follow: tuple[FollowRule, ...] = option((), doc="Which links to follow: CSS queries or "
-                                            "follow rules.", parse=_follow)
+    items: tuple[ItemRule, ...] = option(
+        doc="What to extract: a list of item rules.", check=_some_items
+    )
+    follow: tuple[FollowRule, ...] = option(
+        (), doc="Which links to follow: CSS queries or follow rules.", parse=_follow
+    )

@@ -63,13 +63,16 @@ def fresh(value: Any) -> Any:
 # Types: from matched text to a field's value
 # ---------------------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"""
+_NUMBER = re.compile(
+    r"""
     (?:(?<!\w)(?P<sign>[-\u2212]))?       # a minus, unless it joins words (COVID-19)
     (?P<digits>\d{1,3}(?:,\d{3})+(?!\d)   # 1,234,567: commas between thousands
               |\d+)
     (?P<fraction>\.\d+)?
     (?P<suffix>[kKMB](?![a-zA-Z]))?        # 1.5k, 3M, 2B; not the K of "5 Kids"
-    """, re.VERBOSE)
+    """,
+    re.VERBOSE,
+)
 _EXPONENT: dict[str | None, int] = {None: 0, "k": 3, "K": 3, "M": 6, "B": 9}
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -82,8 +85,9 @@ def _number(text: str, kind: Callable[[Decimal], Any]) -> Any:
     sign, digits, fraction, suffix = found.group("sign", "digits", "fraction", "suffix")
     # Building a Decimal from text is exact (arithmetic would round to 28 digits), so a
     # 40-digit integer stays exact; int() of it drops a fraction toward zero.
-    number = Decimal(f"{'-' if sign else ''}{digits.replace(',', '')}{fraction or ''}"
-                     f"E{_EXPONENT[suffix]}")
+    number = Decimal(
+        f"{'-' if sign else ''}{digits.replace(',', '')}{fraction or ''}E{_EXPONENT[suffix]}"
+    )
     return kind(number)
 
 

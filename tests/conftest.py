@@ -46,6 +46,7 @@ async def serve() -> AsyncIterator[Serve]:
 
 def pages(html: dict[str, str]) -> web.Application:
     """An app serving these HTML pages by path (``{"/": "<h1>hi</h1>"}``); others are 404."""
+
     async def page(request: web.Request) -> web.Response:
         if request.path not in html:
             raise web.HTTPNotFound()
@@ -70,12 +71,18 @@ def fw_command() -> list[str]:
     return [str(_FW)] if _FW.exists() else [sys.executable, "-m", "framework"]
 
 
-async def run_fw(*args: str, cwd: Path | None = None, timeout: float = 60,
-                 env: dict[str, str] | None = None) -> Completed:
+async def run_fw(
+    *args: str, cwd: Path | None = None, timeout: float = 60, env: dict[str, str] | None = None
+) -> Completed:
     """Run the ``fw`` command in a subprocess while this loop keeps serving test sites."""
     process = await asyncio.create_subprocess_exec(
-        *fw_command(), *args, cwd=cwd, env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *fw_command(),
+        *args,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:

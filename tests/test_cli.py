@@ -14,7 +14,7 @@ from aiohttp import web
 from framework import __version__
 from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
 
-SPIDER = '''
+SPIDER = """
 from framework import Spider, hookimpl
 
 class Slow(Spider):
@@ -30,7 +30,7 @@ class Slow(Spider):
 @hookimpl
 def register_spiders(register):
     register(Slow)
-'''
+"""
 
 
 class Site:
@@ -57,21 +57,24 @@ async def site(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Site, Path]]
     app.router.add_get("/{tail:.*}", state.handle)
     base = state.base = await serve(app)
     (tmp_path / "slow.py").write_text(SPIDER, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: slow
         start_urls: [{base}/]
         plugins: [./slow.py]
         concurrency: {{total: 1, per_domain: 1}}
         exporters: [{{path: out/items.jsonl}}]
-        """)
+        """,
+    )
     yield state, project
     state.release.set()
 
 
 async def start_fw(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(*fw_command(), *args,
-                                                stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+    return await asyncio.create_subprocess_exec(
+        *fw_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
 
 
 async def read_until(stream: asyncio.StreamReader, words: str) -> str:
@@ -88,14 +91,16 @@ async def test_version() -> None:
 
 
 async def test_dash_o_streams_json_lines_to_stdout_and_stats_to_a_file(
-        site: tuple[Site, Path], tmp_path: Path) -> None:
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
     state, project = site
     state.release.set()
     result = await run_fw("run", str(project), "-o", "-", "--stats", str(tmp_path / "s.json"))
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(item["path"] for item in lines) == sorted(
-        ["/", "slow", *(f"later{n}" for n in range(5))])
+        ["/", "slow", *(f"later{n}" for n in range(5))]
+    )
     stats = json.loads((tmp_path / "s.json").read_text())
     assert (stats["pages"], stats["items"], stats["reason"]) == (7, 7, "finished")
     assert stats["errors"] == {} and stats["elapsed"] > 0 and stats["pages_per_second"] > 0
@@ -105,7 +110,8 @@ async def test_dash_o_streams_json_lines_to_stdout_and_stats_to_a_file(
 
 
 async def test_ctrl_c_lets_in_flight_requests_finish_then_exits_130(
-        site: tuple[Site, Path], tmp_path: Path) -> None:
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
     state, project = site
     process = await start_fw("run", str(project))
     assert process.stderr is not None
@@ -160,7 +166,7 @@ async def test_bad_usage_exits_2() -> None:
     assert result.returncode == 2 and "usage: fw run" in result.stderr
 
 
-HANGING = '''
+HANGING = """
 import asyncio
 from framework import Spider, hookimpl
 
@@ -174,20 +180,25 @@ class Hangs(Spider):
 @hookimpl
 def register_spiders(register):
     register(Hangs)
-'''
+"""
 
 
 async def test_ctrl_c_gives_up_on_in_flight_work_after_the_grace_period(
-        site: tuple[Site, Path], tmp_path: Path) -> None:
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
     state, _ = site
     state.release.set()
     (tmp_path / "hangs.py").write_text(HANGING, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: hangs
         start_urls: [{state.base}/]
         plugins: [./hangs.py]
         timeout: 0.5
-        """, name="hangs.yaml")
+        """,
+        name="hangs.yaml",
+    )
     process = await start_fw("run", str(project))
     assert process.stderr is not None
     async with asyncio.timeout(10):
@@ -201,12 +212,19 @@ async def test_ctrl_c_gives_up_on_in_flight_work_after_the_grace_period(
 
 
 async def test_an_aborted_crawl_still_summarises_and_writes_stats(
-        site: tuple[Site, Path], tmp_path: Path) -> None:
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
     state, project = site
     state.release.set()
     # Every write to /dev/full fails as on a full disk: the crawl aborts at the first item.
-    result = await run_fw("run", str(project), "-s", "exporters=[{path: /dev/full, format: "
-                          "jsonl}]", "--stats", str(tmp_path / "stats.json"))
+    result = await run_fw(
+        "run",
+        str(project),
+        "-s",
+        "exporters=[{path: /dev/full, format: jsonl}]",
+        "--stats",
+        str(tmp_path / "stats.json"),
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines[-1] == "Error: exporter jsonl (/dev/full) failed: No space left on device"
@@ -218,27 +236,33 @@ async def test_an_aborted_crawl_still_summarises_and_writes_stats(
 @pytest.fixture
 async def skipping(serve: Serve, tmp_path: Path) -> Path:
     """A one-page crawl whose only item lacks a required field: logged at debug and warning."""
+
     async def page(request: web.Request) -> web.Response:
         return web.Response(text="<h1>Hi</h1>", content_type="text/html")
 
     app = web.Application()
     app.router.add_get("/", page)
     base = await serve(app)
-    return write_project(tmp_path, f"""
+    return write_project(
+        tmp_path,
+        f"""
         spider: rules
         start_urls: [{base}/]
         robots: ignore
         rules: {{items: [{{fields: {{title: h1, price: {{css: .price, required: true}}}}}}]}}
-        """)
+        """,
+    )
 
 
 @pytest.mark.parametrize("where", ["before the command", "after the command"])
-async def test_log_level_is_taken_before_or_after_the_command(where: str,
-                                                              skipping: Path) -> None:
+async def test_log_level_is_taken_before_or_after_the_command(where: str, skipping: Path) -> None:
     def run(level: str) -> list[str]:
         option = ["--log-level", level]
-        return [*option, "run", str(skipping)] if where == "before the command" \
+        return (
+            [*option, "run", str(skipping)]
+            if where == "before the command"
             else ["run", str(skipping), *option]
+        )
 
     debug = await run_fw(*run("debug"))
     assert debug.returncode == 0, debug.stderr
@@ -249,11 +273,11 @@ async def test_log_level_is_taken_before_or_after_the_command(where: str,
     assert "INFO:" not in warning.stderr and "DEBUG:" not in warning.stderr
 
 
-async def test_log_format_and_file_are_taken_after_the_command(skipping: Path,
-                                                               tmp_path: Path) -> None:
+async def test_log_format_and_file_are_taken_after_the_command(
+    skipping: Path, tmp_path: Path
+) -> None:
     log_file = tmp_path / "fw.log"
-    result = await run_fw("run", str(skipping), "--log-format", "json",
-                          "--log-file", str(log_file))
+    result = await run_fw("run", str(skipping), "--log-format", "json", "--log-file", str(log_file))
     assert result.returncode == 0, result.stderr
     logged = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert any(entry["message"].startswith("project: plugins: ") for entry in logged)
@@ -261,22 +285,27 @@ async def test_log_format_and_file_are_taken_after_the_command(skipping: Path,
 
 @pytest.mark.parametrize("where", ["/proc/fw-stats.json", "a folder", "under a file"])
 async def test_an_unwritable_stats_path_fails_before_the_crawl(
-        where: str, site: tuple[Site, Path], tmp_path: Path) -> None:
+    where: str, site: tuple[Site, Path], tmp_path: Path
+) -> None:
     state, project = site
     state.release.set()
     (tmp_path / "file").write_text("")
     stats = {"a folder": str(tmp_path), "under a file": str(tmp_path / "file" / "s.json")}.get(
-        where, where)
+        where, where
+    )
     result = await run_fw("run", str(project), "--stats", stats)
     assert result.returncode == 2
-    reason = {"a folder": "Is a directory", "under a file": f"{tmp_path / 'file'} is not a "
-              "folder"}.get(where, "No such file or directory")
+    reason = {
+        "a folder": "Is a directory",
+        "under a file": f"{tmp_path / 'file'} is not a folder",
+    }.get(where, "No such file or directory")
     assert result.stderr.strip() == f"Error: --stats {stats}: cannot write it: {reason}"
     assert state.hits == []  # checked before crawling
 
 
-async def test_a_stats_path_is_only_written_at_the_end(site: tuple[Site, Path],
-                                                       tmp_path: Path) -> None:
+async def test_a_stats_path_is_only_written_at_the_end(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
     state, project = site
     stats = tmp_path / "new" / "stats.json"
     process = await start_fw("run", str(project), "--stats", str(stats))

@@ -36,13 +36,16 @@ class Losing(SqliteFrontier):
         self.batches: list[list[str]] = []
         self.checkpoints: list[Mapping[str, Any] | None] = []
 
-    async def settle(self, settlements: Sequence[Settlement],
-                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+    async def settle(
+        self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
+    ) -> list[list[Request] | None]:
         self.batches.append([s.lease.request.url for s in settlements])
         self.checkpoints.append(checkpoint)
         found = await super().settle(settlements, checkpoint)
-        return [None if s.lease.request.url in self.lost else new
-                for s, new in zip(settlements, found, strict=True)]
+        return [
+            None if s.lease.request.url in self.lost else new
+            for s, new in zip(settlements, found, strict=True)
+        ]
 
 
 class Crawl:
@@ -52,9 +55,15 @@ class Crawl:
         self.frontier = Losing(folder / "crawl.db")
         self.export = JsonLinesExporter(str(folder / "items.jsonl"))
         self.stats = Stats("test")
-        self.items = ItemPipeline([self.export], EventHook("item_scraped", [], _never),
-                                  self.stats, Spider(), max_items=None, report=_never,
-                                  stop=lambda reason: None)
+        self.items = ItemPipeline(
+            [self.export],
+            EventHook("item_scraped", [], _never),
+            self.stats,
+            Spider(),
+            max_items=None,
+            report=_never,
+            stop=lambda reason: None,
+        )
         self.committer = Committer(self.frontier, self.items, self.stats)
 
     async def leases(self, *paths: str) -> list[Lease]:
@@ -64,8 +73,9 @@ class Crawl:
         return leases  # type: ignore[return-value]
 
     def exported(self) -> list[str]:
-        return [json.loads(line)["page"] for line in Path(self.export.path).read_text()
-                .splitlines()]
+        return [
+            json.loads(line)["page"] for line in Path(self.export.path).read_text().splitlines()
+        ]
 
 
 async def _never(*args: Any) -> None:
@@ -95,12 +105,12 @@ async def test_pages_finished_together_are_settled_in_one_step(crawl: Crawl) -> 
     leases = await crawl.leases("1", "2", "3")
     found = await asyncio.gather(*(crawl.committer.commit(*page(lease)) for lease in leases))
     assert crawl.frontier.batches == [[lease.request.url for lease in leases]]
-    assert [[r.url for r in new] for new in found] == [
-        [f"http://a.test/{n}/next"] for n in "123"]
+    assert [[r.url for r in new] for new in found] == [[f"http://a.test/{n}/next"] for n in "123"]
     assert crawl.exported() == [lease.request.url for lease in leases]
     # The positions stored with the settle are the export's end, where a resume cuts back to.
-    assert crawl.frontier.checkpoints == [{f"jsonl:{crawl.export.path}":
-                                           Path(crawl.export.path).stat().st_size}]
+    assert crawl.frontier.checkpoints == [
+        {f"jsonl:{crawl.export.path}": Path(crawl.export.path).stat().st_size}
+    ]
 
 
 async def test_a_page_settled_alone_waits_for_no_one(crawl: Crawl) -> None:
@@ -114,7 +124,8 @@ async def test_a_lost_lease_in_a_batch_takes_only_its_own_items_out(crawl: Crawl
     crawl.frontier.lost = {lost.request.url}
     outcomes = await asyncio.gather(
         *(crawl.committer.commit(*page(lease, items=2)) for lease in (first, lost, last)),
-        return_exceptions=True)
+        return_exceptions=True,
+    )
     assert isinstance(outcomes[1], LeaseLost)
     assert not isinstance(outcomes[0], BaseException)
     assert not isinstance(outcomes[2], BaseException)
@@ -124,12 +135,12 @@ async def test_a_lost_lease_in_a_batch_takes_only_its_own_items_out(crawl: Crawl
     # The positions stored included the lost items: the next settle stores them anew.
     (next_one,) = await crawl.leases("4")
     await crawl.committer.commit(Settlement(next_one), [])
-    assert crawl.frontier.checkpoints[-1] == {f"jsonl:{crawl.export.path}":
-                                              Path(crawl.export.path).stat().st_size}
+    assert crawl.frontier.checkpoints[-1] == {
+        f"jsonl:{crawl.export.path}": Path(crawl.export.path).stat().st_size
+    }
 
 
-async def test_a_settle_that_carries_no_new_items_stores_no_positions_again(
-        crawl: Crawl) -> None:
+async def test_a_settle_that_carries_no_new_items_stores_no_positions_again(crawl: Crawl) -> None:
     one, two = await crawl.leases("1", "2")
     await crawl.committer.commit(*page(one))
     await crawl.committer.commit(Settlement(two), [])
@@ -157,9 +168,9 @@ async def test_a_memory_frontiers_pages_are_batched_too(tmp_path: Path) -> None:
     class Recording(MemoryFrontier):
         batches: ClassVar[list[int]] = []
 
-        async def settle(self, settlements: Sequence[Settlement],
-                         checkpoint: Mapping[str, Any] | None = None
-                         ) -> list[list[Request] | None]:
+        async def settle(
+            self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
+        ) -> list[list[Request] | None]:
             self.batches.append(len(settlements))
             assert checkpoint is None or checkpoint == {}  # it stores no positions
             return await super().settle(settlements, checkpoint)
@@ -171,8 +182,9 @@ async def test_a_memory_frontiers_pages_are_batched_too(tmp_path: Path) -> None:
     crawl.export.open()
     crawl.committer.start()
     running = asyncio.create_task(crawl.committer.run())
-    await asyncio.gather(*(crawl.committer.commit(*page(lease)) for lease in leases
-                           if isinstance(lease, Lease)))
+    await asyncio.gather(
+        *(crawl.committer.commit(*page(lease)) for lease in leases if isinstance(lease, Lease))
+    )
     crawl.committer.close()
     await asyncio.wait_for(running, 5)
     crawl.export.close()

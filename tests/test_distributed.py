@@ -35,8 +35,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-async def site(serve: Serve, tmp_path: Path, redis_server: RedisServer
-               ) -> AsyncIterator[tuple[LinkedSite, Path]]:
+async def site(
+    serve: Serve, tmp_path: Path, redis_server: RedisServer
+) -> AsyncIterator[tuple[LinkedSite, Path]]:
     state = LinkedSite(PAGES, latency=0.01)
     base = await state.start(serve)
     yield state, linked_project(tmp_path, base, f"{redis_server.url}?lease=2", per_domain=6)
@@ -44,20 +45,30 @@ async def site(serve: Serve, tmp_path: Path, redis_server: RedisServer
 
 async def start_worker(project: Path, out: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        *fw_command(), "run", "-q", str(project), "-o", str(out),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        *fw_command(),
+        "run",
+        "-q",
+        str(project),
+        "-o",
+        str(out),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 def pages_in(path: Path) -> list[str]:
     """The pages a worker exported (``p/<n>``); every line must be whole JSON."""
     if not path.exists():
         return []
-    return [urlsplit(json.loads(line)["page"]).path.lstrip("/")
-            for line in path.read_text().splitlines()]
+    return [
+        urlsplit(json.loads(line)["page"]).path.lstrip("/")
+        for line in path.read_text().splitlines()
+    ]
 
 
 async def test_three_workers_one_killed_the_survivors_finish_with_nothing_lost(
-        site: tuple[LinkedSite, Path], tmp_path: Path) -> None:
+    site: tuple[LinkedSite, Path], tmp_path: Path
+) -> None:
     state, project = site
     outs = [tmp_path / f"worker{i}.jsonl" for i in range(3)]
     workers = [await start_worker(project, out) for out in outs]
@@ -65,8 +76,11 @@ async def test_three_workers_one_killed_the_survivors_finish_with_nothing_lost(
     workers[0].send_signal(signal.SIGKILL)
     async with asyncio.timeout(60):  # the survivors end by themselves
         codes = [await worker.wait() for worker in workers]
-        errors = [(await worker.stderr.read()).decode() for worker in workers[1:]
-                  if worker.stderr is not None]
+        errors = [
+            (await worker.stderr.read()).decode()
+            for worker in workers[1:]
+            if worker.stderr is not None
+        ]
     assert codes == [-signal.SIGKILL, 0, 0], errors
 
     every = {f"p/{n}" for n in range(PAGES)}
@@ -82,8 +96,9 @@ async def test_three_workers_one_killed_the_survivors_finish_with_nothing_lost(
     assert ": finished" in status.stdout and f"done {PAGES} " in status.stdout, status.stdout
 
 
-async def test_a_worker_joining_a_finished_crawl_says_so(site: tuple[LinkedSite, Path],
-                                                        tmp_path: Path) -> None:
+async def test_a_worker_joining_a_finished_crawl_says_so(
+    site: tuple[LinkedSite, Path], tmp_path: Path
+) -> None:
     state, project = site
     first = await run_fw("run", str(project), "-o", str(tmp_path / "a.jsonl"))
     assert first.returncode == 0, first.stderr
@@ -101,7 +116,8 @@ async def read_until(stream: asyncio.StreamReader, words: str) -> str:
 
 
 async def test_a_redis_outage_pauses_the_crawl_which_then_finishes_with_nothing_lost(
-        serve: Serve, tmp_path: Path) -> None:
+    serve: Serve, tmp_path: Path
+) -> None:
     state = LinkedSite(PAGES, latency=0.01)
     base = await state.start(serve)
     (tmp_path / "redis").mkdir()

@@ -15,8 +15,9 @@ DOCS = Path(__file__).parents[1] / "docs"
 @pytest.mark.parametrize("name", sorted(docs.PAGES))
 def test_generated_references_match_the_code(name: str) -> None:
     written = (DOCS / name).read_text(encoding="utf-8")
-    assert written == docs.PAGES[name](), (f"docs/{name} is out of date: run "
-                                           "python -m framework.docs")
+    assert written == docs.PAGES[name](), (
+        f"docs/{name} is out of date: run python -m framework.docs"
+    )
 
 
 def test_every_hook_is_in_the_hook_reference() -> None:

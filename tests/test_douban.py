@@ -23,50 +23,117 @@ from tests.conftest import FIXTURES, Completed, Serve, read_jsonl, run_fw
 PAGES = FIXTURES / "douban"
 PROJECT = Path(__file__).parents[1] / "projects" / "douban.yaml"
 DOUBAN = "https://movie.douban.com"
-FIELDS = ["id", "url", "title", "release_date", "genres", "region", "wants",
-          "poster", "rating", "year", "directors"]
+FIELDS = [
+    "id",
+    "url",
+    "title",
+    "release_date",
+    "genres",
+    "region",
+    "wants",
+    "poster",
+    "rating",
+    "year",
+    "directors",
+]
 
 # The loopback site answers /subject/<id>/ with SUBJECT_PAGES[id % 4].
-SUBJECT_PAGES = ("subject_26336252.html", "subject_1293181.html", "subject_1417598.html",
-                 "subject_1417598_unrated.html")
+SUBJECT_PAGES = (
+    "subject_26336252.html",
+    "subject_1293181.html",
+    "subject_1417598.html",
+    "subject_1417598_unrated.html",
+)
 SUBJECT_FIELDS: dict[str, dict[str, Any]] = {
     "subject_26336252.html": {  # 2018 template: .webp poster, /celebrity/ links
         "poster": "https://img3.doubanio.com/view/photo/s_ratio_poster/public/p2529365085.webp",
-        "rating": 8.3, "year": 2018, "directors": ["克里斯托弗·麦奎里"]},
+        "rating": 8.3,
+        "year": 2018,
+        "directors": ["克里斯托弗·麦奎里"],
+    },
     "subject_1293181.html": {
         "poster": "https://img9.doubanio.com/view/photo/s_ratio_poster/public/p1021883305.jpg",
-        "rating": 9.0, "year": 1960, "directors": ["阿尔弗雷德·希区柯克"]},
+        "rating": 9.0,
+        "year": 1960,
+        "directors": ["阿尔弗雷德·希区柯克"],
+    },
     "subject_1417598.html": {
         "poster": "https://img9.doubanio.com/view/photo/s_ratio_poster/public/p726839485.jpg",
-        "rating": 8.7, "year": 2004, "directors": ["温子仁"]},
+        "rating": 8.7,
+        "year": 2004,
+        "directors": ["温子仁"],
+    },
     "subject_1417598_unrated.html": {
         "poster": "https://img9.doubanio.com/view/photo/s_ratio_poster/public/p726839485.jpg",
-        "rating": None, "year": 2004, "directors": ["温子仁"]},
+        "rating": None,
+        "year": 2004,
+        "directors": ["温子仁"],
+    },
 }
 NO_SUBJECT: dict[str, Any] = {"poster": None, "rating": None, "year": None, "directors": []}
 
 # Listing fields of chosen films, as the listings write them; the URL's host is added later.
 LISTED: dict[str, dict[str, Any]] = {
     # first film of later_chengdu_2019-12.html; 26848640 % 4 == 0
-    "26848640": {"title": "教授与疯子", "release_date": "12月24日", "genres": ["剧情", "传记"],
-                 "region": "爱尔兰", "wants": 16577},
-    "27065625": {"title": "浴血反击", "release_date": "12月24日", "genres": ["战争"],
-                 "region": "中国大陆", "wants": 156},  # % 4 == 1
-    "34906654": {"title": "煽疯点火", "release_date": "12月24日",
-                 "genres": ["剧情", "喜剧", "爱情"], "region": "中国大陆", "wants": 58},  # 2
-    "34800447": {"title": "妈妈，我想你", "release_date": "12月27日", "genres": ["剧情", "家庭"],
-                 "region": "中国大陆", "wants": 4646},  # % 4 == 3: the unrated page
-    "34901106": {"title": "老嘎", "release_date": "12月31日", "genres": ["喜剧", "爱情"],
-                 "region": "中国大陆", "wants": 43},  # last film of 2019-12
+    "26848640": {
+        "title": "教授与疯子",
+        "release_date": "12月24日",
+        "genres": ["剧情", "传记"],
+        "region": "爱尔兰",
+        "wants": 16577,
+    },
+    "27065625": {
+        "title": "浴血反击",
+        "release_date": "12月24日",
+        "genres": ["战争"],
+        "region": "中国大陆",
+        "wants": 156,
+    },  # % 4 == 1
+    "34906654": {
+        "title": "煽疯点火",
+        "release_date": "12月24日",
+        "genres": ["剧情", "喜剧", "爱情"],
+        "region": "中国大陆",
+        "wants": 58,
+    },  # 2
+    "34800447": {
+        "title": "妈妈，我想你",
+        "release_date": "12月27日",
+        "genres": ["剧情", "家庭"],
+        "region": "中国大陆",
+        "wants": 4646,
+    },  # % 4 == 3: the unrated page
+    "34901106": {
+        "title": "老嘎",
+        "release_date": "12月31日",
+        "genres": ["喜剧", "爱情"],
+        "region": "中国大陆",
+        "wants": 43,
+    },  # last film of 2019-12
     # first film of later_chengdu_2019-03.html; % 4 == 1
-    "27624661": {"title": "比悲伤更悲伤的故事", "release_date": "03月14日", "genres": ["爱情"],
-                 "region": "台湾", "wants": 9652},
+    "27624661": {
+        "title": "比悲伤更悲伤的故事",
+        "release_date": "03月14日",
+        "genres": ["爱情"],
+        "region": "台湾",
+        "wants": 9652,
+    },
     # redirected to the challenge host in one test
-    "26715636": {"title": "地久天长", "release_date": "03月22日", "genres": ["剧情", "家庭"],
-                 "region": "中国大陆", "wants": 70742},
+    "26715636": {
+        "title": "地久天长",
+        "release_date": "03月22日",
+        "genres": ["剧情", "家庭"],
+        "region": "中国大陆",
+        "wants": 70742,
+    },
     # the one film with no want count; % 4 == 0
-    "30474016": {"title": "爱无痕", "release_date": "03月19日", "genres": ["剧情"],
-                 "region": "中国大陆", "wants": None},
+    "30474016": {
+        "title": "爱无痕",
+        "release_date": "03月19日",
+        "genres": ["剧情"],
+        "region": "中国大陆",
+        "wants": None,
+    },
 }
 # The two listings share no film, so a crawl of both exports 21 + 20 items.
 FILMS_DECEMBER, FILMS_MARCH = 21, 20
@@ -84,8 +151,14 @@ def expected(base: str, subject_id: str) -> dict[str, Any]:
 
 
 def response(url: str, body: bytes, meta: dict[str, Any] | None = None) -> Response:
-    return Response(url, 200, {"Content-Type": "text/html; charset=utf-8"}, body,
-                    Request(url, meta=meta), parser=parse_html)
+    return Response(
+        url,
+        200,
+        {"Content-Type": "text/html; charset=utf-8"},
+        body,
+        Request(url, meta=meta),
+        parser=parse_html,
+    )
 
 
 def fixture(name: str) -> bytes:
@@ -96,12 +169,15 @@ def fixture(name: str) -> bytes:
 # The callbacks, in process, on the real pages
 # -------------------------------------------------------------------------------------------
 
+
 def test_listing_yields_one_subject_request_per_film_with_its_listing_fields() -> None:
     url = f"{DOUBAN}/cinema/later/chengdu/"
     requests = list(DoubanSpider().parse(response(url, fixture("later_chengdu_2019-03.html"))))
     assert len(requests) == FILMS_MARCH
-    assert all(isinstance(r, Request) and r.callback == "parse_subject"
-               and r.errback == "subject_failed" for r in requests)
+    assert all(
+        isinstance(r, Request) and r.callback == "parse_subject" and r.errback == "subject_failed"
+        for r in requests
+    )
     assert [r.url for r in requests] == [r.meta["film"]["url"] for r in requests]
     by_id = {r.meta["film"]["id"]: r for r in requests}
     assert by_id["27624661"] is requests[0]
@@ -134,10 +210,24 @@ def test_listing_entries_are_told_apart_by_content_and_links_resolved_against_th
     url = "http://mirror.test/cinema/later/beijing/"
     films = [r.meta["film"] for r in DoubanSpider().parse(response(url, page.encode()))]
     assert films == [
-        {"id": "11", "url": "http://mirror.test/subject/11/", "title": "甲", "release_date": None,
-         "genres": ["剧情", "动画"], "region": "日本", "wants": 7},
-        {"id": "22", "url": "http://mirror.test/subject/22/", "title": "乙",
-         "release_date": "1月5日", "genres": ["喜剧"], "region": "法国", "wants": None},
+        {
+            "id": "11",
+            "url": "http://mirror.test/subject/11/",
+            "title": "甲",
+            "release_date": None,
+            "genres": ["剧情", "动画"],
+            "region": "日本",
+            "wants": 7,
+        },
+        {
+            "id": "22",
+            "url": "http://mirror.test/subject/22/",
+            "title": "乙",
+            "release_date": "1月5日",
+            "genres": ["喜剧"],
+            "region": "法国",
+            "wants": None,
+        },
     ]
 
 
@@ -162,10 +252,15 @@ CHALLENGE = """<html><head><title>豆瓣</title></head><body>
   <p>检测到有异常请求从你的 IP 发出，请 <a href="/login">登录</a> 使用豆瓣。</p></body></html>"""
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (fixture("login_wall.html"), "a login wall"), (CHALLENGE.encode(), "a challenge page"),
-    (fixture("subject_1293181.html"), "no #showing-soon")],
-    ids=["login-wall", "challenge-text", "no-showing-soon"])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (fixture("login_wall.html"), "a login wall"),
+        (CHALLENGE.encode(), "a challenge page"),
+        (fixture("subject_1293181.html"), "no #showing-soon"),
+    ],
+    ids=["login-wall", "challenge-text", "no-showing-soon"],
+)
 def test_a_listing_that_is_not_one_is_reported_blocked(body: bytes, reason: str) -> None:
     url = f"{DOUBAN}/cinema/later/beijing/"
     with pytest.raises(Blocked, match=f"^{re.escape(reason)}"):
@@ -174,14 +269,16 @@ def test_a_listing_that_is_not_one_is_reported_blocked(body: bytes, reason: str)
 
 def test_an_empty_listing_is_not_blocked() -> None:
     body = '<html><body><div id="showing-soon" class="tab-bd"></div></body></html>'
-    assert list(DoubanSpider().parse(response(f"{DOUBAN}/cinema/later/lhasa/", body.encode()))) \
-        == []
+    assert (
+        list(DoubanSpider().parse(response(f"{DOUBAN}/cinema/later/lhasa/", body.encode()))) == []
+    )
 
 
 def test_a_walled_subject_page_exports_the_listing_data_then_reports_blocked() -> None:
     film = listed(DOUBAN, "27065625")
-    results = DoubanSpider().parse_subject(response(film["url"], fixture("login_wall.html"),
-                                                    {"film": film}))
+    results = DoubanSpider().parse_subject(
+        response(film["url"], fixture("login_wall.html"), {"film": film})
+    )
     assert next(results) == film | NO_SUBJECT
     with pytest.raises(Blocked, match=r"^a login wall .* instead of the film's page"):
         next(results)
@@ -198,10 +295,15 @@ def html(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="text/html", charset="utf-8")
 
 
-async def start_douban(serve: Serve, *, listings: Mapping[str, str] = LISTINGS,
-                       statuses: Mapping[str, int] | None = None,
-                       walled: Collection[str] = (), hits: dict[str, int] | None = None,
-                       challenged: Collection[str] = ()) -> str:
+async def start_douban(
+    serve: Serve,
+    *,
+    listings: Mapping[str, str] = LISTINGS,
+    statuses: Mapping[str, int] | None = None,
+    walled: Collection[str] = (),
+    hits: dict[str, int] | None = None,
+    challenged: Collection[str] = (),
+) -> str:
     """Serve the fixtures as Douban would, with Douban's URLs pointing at this server.
 
     ``statuses`` makes some subject ids answer with an error status, ``walled`` with the
@@ -217,8 +319,9 @@ async def start_douban(serve: Serve, *, listings: Mapping[str, str] = LISTINGS,
         if name is None:
             raise web.HTTPNotFound
         body = fixture(name)
-        return html(body if name == "login_wall.html" else
-                    body.replace(DOUBAN.encode(), base.encode()))
+        return html(
+            body if name == "login_wall.html" else body.replace(DOUBAN.encode(), base.encode())
+        )
 
     async def subject(request: web.Request) -> web.Response:
         counts[request.path] = counts.get(request.path, 0) + 1
@@ -238,15 +341,30 @@ async def start_douban(serve: Serve, *, listings: Mapping[str, str] = LISTINGS,
     return base
 
 
-async def run_douban(tmp_path: Path, base: str, cities: Collection[str] = LISTINGS,
-                     *overrides: str) -> tuple[Completed, list[dict[str, Any]], dict[str, Any]]:
+async def run_douban(
+    tmp_path: Path, base: str, cities: Collection[str] = LISTINGS, *overrides: str
+) -> tuple[Completed, list[dict[str, Any]], dict[str, Any]]:
     """Run ``fw run projects/douban.yaml`` pointed at ``base``; return items and stats."""
     starts = ", ".join(f"{base}/cinema/later/{city}/" for city in cities)
     out, stats = tmp_path / "movies.jsonl", tmp_path / "stats.json"
-    result = await run_fw("run", str(PROJECT), "-s", f"start_urls=[{starts}]",
-                          "-s", "allowed_domains=[127.0.0.1]", "-s", "delay=0",
-                          "-s", "exporters=[]", *overrides, "-o", str(out),
-                          "--stats", str(stats), cwd=tmp_path)
+    result = await run_fw(
+        "run",
+        str(PROJECT),
+        "-s",
+        f"start_urls=[{starts}]",
+        "-s",
+        "allowed_domains=[127.0.0.1]",
+        "-s",
+        "delay=0",
+        "-s",
+        "exporters=[]",
+        *overrides,
+        "-o",
+        str(out),
+        "--stats",
+        str(stats),
+        cwd=tmp_path,
+    )
     items = read_jsonl(out) if out.exists() else []
     return result, items, json.loads(stats.read_text(encoding="utf-8"))
 
@@ -279,13 +397,14 @@ async def test_fw_run_exports_every_film_of_every_listing(tmp_path: Path, serve:
         assert {k: item[k] for k in NO_SUBJECT} == SUBJECT_FIELDS[page]
 
 
-async def test_fw_run_exports_films_whose_subject_page_failed(tmp_path: Path,
-                                                              serve: Serve) -> None:
+async def test_fw_run_exports_films_whose_subject_page_failed(tmp_path: Path, serve: Serve) -> None:
     hits: dict[str, int] = {}
-    base = await start_douban(serve, statuses={"30474016": 404, "27624661": 503}, hits=hits,
-                              challenged={"26715636"})
-    result, items, stats = await run_douban(tmp_path, base, ["chengdu"],
-                                            "-s", "backoff={base: 0.01, max: 0.05}")
+    base = await start_douban(
+        serve, statuses={"30474016": 404, "27624661": 503}, hits=hits, challenged={"26715636"}
+    )
+    result, items, stats = await run_douban(
+        tmp_path, base, ["chengdu"], "-s", "backoff={base: 0.01, max: 0.05}"
+    )
     assert result.returncode == 0, result.stderr
     assert len(items) == FILMS_MARCH
     by_id = {item["id"]: item for item in items}
@@ -300,8 +419,7 @@ async def test_fw_run_exports_films_whose_subject_page_failed(tmp_path: Path,
     assert hits["/subject/27624661/"] == 4 and hits["/subject/30474016/"] == 1
 
 
-async def test_fw_run_reports_a_host_that_refuses_everything(tmp_path: Path,
-                                                             serve: Serve) -> None:
+async def test_fw_run_reports_a_host_that_refuses_everything(tmp_path: Path, serve: Serve) -> None:
     async def teapot(request: web.Request) -> web.Response:
         return web.Response(status=418)
 
@@ -316,29 +434,36 @@ async def test_fw_run_reports_a_host_that_refuses_everything(tmp_path: Path,
 
 
 async def test_fw_run_reports_login_walls_served_with_200(tmp_path: Path, serve: Serve) -> None:
-    base = await start_douban(serve, walled={"30474016"}, listings={
-        "beijing": "login_wall.html", "chengdu": "later_chengdu_2019-03.html"})
+    base = await start_douban(
+        serve,
+        walled={"30474016"},
+        listings={"beijing": "login_wall.html", "chengdu": "later_chengdu_2019-03.html"},
+    )
     result, items, stats = await run_douban(tmp_path, base)
     assert result.returncode == 0, result.stderr
     assert stats["errors"] == {"blocked": 2}
     walls = [line for line in result.stderr.splitlines() if "login wall" in line]
     assert len(walls) == 2
     # One line each, naming the page: "ERROR: blocked: a login wall (...) ... (URL)".
-    assert any(line.startswith("ERROR: blocked: a login wall") and
-               line.endswith(f"({base}/cinema/later/beijing/)") for line in walls)
+    assert any(
+        line.startswith("ERROR: blocked: a login wall")
+        and line.endswith(f"({base}/cinema/later/beijing/)")
+        for line in walls
+    )
     assert any(line.endswith(f"({base}/subject/30474016/)") for line in walls)
     # The walled subject page's film is still exported, from the listing.
     assert len(items) == FILMS_MARCH
-    assert next(i for i in items if i["id"] == "30474016") == \
-        listed(base, "30474016") | NO_SUBJECT
+    assert next(i for i in items if i["id"] == "30474016") == listed(base, "30474016") | NO_SUBJECT
 
 
-async def test_fw_run_with_subjects_false_exports_the_listings_only(tmp_path: Path,
-                                                                    serve: Serve) -> None:
+async def test_fw_run_with_subjects_false_exports_the_listings_only(
+    tmp_path: Path, serve: Serve
+) -> None:
     hits: dict[str, int] = {}
     base = await start_douban(serve, hits=hits)
-    result, items, stats = await run_douban(tmp_path, base, ["chengdu"],
-                                            "-s", "douban.subjects=false")
+    result, items, stats = await run_douban(
+        tmp_path, base, ["chengdu"], "-s", "douban.subjects=false"
+    )
     assert result.returncode == 0, result.stderr
     assert len(items) == stats["items"] == FILMS_MARCH
     assert hits == {"/cinema/later/chengdu/": 1}  # no subject page was fetched
@@ -349,10 +474,12 @@ async def test_fw_run_with_subjects_false_exports_the_listings_only(tmp_path: Pa
 
 async def test_a_misspelt_douban_option_is_a_located_error(tmp_path: Path) -> None:
     project = tmp_path / "douban.yaml"
-    project.write_text(PROJECT.read_text(encoding="utf-8") + "douban:\n  subject: false\n",
-                       encoding="utf-8")
+    project.write_text(
+        PROJECT.read_text(encoding="utf-8") + "douban:\n  subject: false\n", encoding="utf-8"
+    )
     lines = project.read_text(encoding="utf-8").count("\n")
     result = await run_fw("check", str(project))
     assert result.returncode == 2
-    assert result.stderr == (f"Error: {project}:{lines}: douban.subject: unknown key (did you "
-                             "mean 'subjects'?)\n")
+    assert result.stderr == (
+        f"Error: {project}:{lines}: douban.subject: unknown key (did you mean 'subjects'?)\n"
+    )

@@ -17,7 +17,7 @@ from framework.reports import spider_origin
 from framework.spider import Spider
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 
-SPIDER = '''
+SPIDER = """
 from framework import Spider, hookimpl
 
 class Links(Spider):
@@ -31,19 +31,22 @@ class Links(Spider):
 @hookimpl
 def register_spiders(register):
     register(Links)
-'''
+"""
 
 
 def links_project(tmp_path: Path, base: str, extra: str = "") -> Path:
     (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
-    path = write_project(tmp_path, f"""
+    path = write_project(
+        tmp_path,
+        f"""
         spider: links
         start_urls: [{base}/]
         plugins: [./links.py]
         exporters: [{{path: out/items.jsonl}}]
         backoff: {{base: 0.01, max: 1}}
         robots: ignore
-        """)
+        """,
+    )
     with path.open("a", encoding="utf-8") as file:
         file.write(extra + "\n")
     return path
@@ -56,8 +59,10 @@ def page(*links: str) -> web.Response:
 
 def static(*links: str):  # type: ignore[no-untyped-def]
     """A handler answering a page with these links."""
+
     async def handler(request: web.Request) -> web.Response:
         return page(*links)
+
     return handler
 
 
@@ -67,8 +72,14 @@ async def test_crawl_follows_links_once_and_ends_by_itself(tmp_path: Path, serve
     async def handler(request: web.Request) -> web.Response:
         hits[request.path_qs] = hits.get(request.path_qs, 0) + 1
         n = int(request.path.strip("/") or 0)
-        return page(f"/{(n + 1) % 10}", f"/{(n * 3) % 10}#frag", "mailto:a@b",
-                    "javascript:void(0)", "/1?b=2&a=1", "/1?a=1&b=2")
+        return page(
+            f"/{(n + 1) % 10}",
+            f"/{(n * 3) % 10}#frag",
+            "mailto:a@b",
+            "javascript:void(0)",
+            "/1?b=2&a=1",
+            "/1?a=1&b=2",
+        )
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
@@ -140,13 +151,16 @@ async def test_one_slow_host_does_not_starve_the_others(tmp_path: Path, serve: S
     fast_base = await serve(fast_app, "127.0.0.2")
     (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
     slow_urls = ", ".join(f"{slow_base}/s{i}" for i in range(10))
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: links
         start_urls: [{slow_urls}, {fast_base}/]
         plugins: [./links.py]
         concurrency: {{total: 4, per_domain: 2}}
         robots: ignore
-        """)
+        """,
+    )
     stats = await asyncio.wait_for(crawl(project), 20)
     assert len(fast_done) == 21 and stats.pages == 31
 
@@ -169,8 +183,7 @@ async def test_5xx_is_retried_with_exponential_backoff(tmp_path: Path, serve: Se
     app = web.Application()
     app.router.add_get("/", handler)
     base = await serve(app)
-    stats = await crawl(links_project(tmp_path, base, "retries: 3"),
-                        "backoff.base=0.1")
+    stats = await crawl(links_project(tmp_path, base, "retries: 3"), "backoff.base=0.1")
     assert len(hits) == 4 and stats.items == 1 and stats.retries == 3
     gaps = [b - a for a, b in itertools.pairwise(hits)]
     # base * 2**n, jittered by 0.5-1.5: each wait is at least half its nominal value.
@@ -198,8 +211,9 @@ async def test_429_honours_retry_after(tmp_path: Path, serve: Serve) -> None:
     assert hits[1] - hits[0] >= 1.0
 
 
-async def test_retry_after_beyond_the_backoff_cap_fails_at_once(tmp_path: Path,
-                                                                serve: Serve) -> None:
+async def test_retry_after_beyond_the_backoff_cap_fails_at_once(
+    tmp_path: Path, serve: Serve
+) -> None:
     handler, hits = flaky([429], {"Retry-After": "3600"})
     app = web.Application()
     app.router.add_get("/", handler)
@@ -222,7 +236,8 @@ async def test_other_4xx_are_not_retried(tmp_path: Path, serve: Serve) -> None:
 
 
 async def test_connection_errors_and_timeouts_are_retried_and_counted(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     stalled = asyncio.Event()
     stalls: list[int] = []
 
@@ -247,14 +262,14 @@ async def test_connection_errors_and_timeouts_are_retried_and_counted(
     assert len(stalls) == 2 and stats.retries == 2
 
 
-async def test_redirects_go_through_dedup_offsite_and_a_bound(
-        tmp_path: Path, serve: Serve) -> None:
+async def test_redirects_go_through_dedup_offsite_and_a_bound(tmp_path: Path, serve: Serve) -> None:
     hits: list[str] = []
 
     def redirect(to: str, status: int = 302):  # type: ignore[no-untyped-def]
         async def handler(request: web.Request) -> web.Response:
             hits.append(request.path)
             return web.Response(status=status, headers={"Location": to})
+
         return handler
 
     async def chain(request: web.Request) -> web.Response:
@@ -292,7 +307,8 @@ async def test_higher_priority_is_fetched_first(tmp_path: Path, serve: Serve) ->
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
     base = await serve(app)
-    (tmp_path / "prio.py").write_text('''
+    (tmp_path / "prio.py").write_text(
+        """
 from framework import Request, Spider, hookimpl
 
 class Prio(Spider):
@@ -306,14 +322,19 @@ class Prio(Spider):
 @hookimpl
 def register_spiders(register):
     register(Prio)
-''', encoding="utf-8")
-    project = write_project(tmp_path, f"""
+""",
+        encoding="utf-8",
+    )
+    project = write_project(
+        tmp_path,
+        f"""
         spider: prio
         start_urls: [{base}/]
         plugins: [./prio.py]
         concurrency: {{total: 1, per_domain: 1}}
         robots: ignore
-        """)
+        """,
+    )
     await crawl(project)
     assert order == ["/", "/p9", "/p6", "/p5", "/p4", "/p3", "/p2", "/p1"]
 
@@ -337,8 +358,9 @@ async def test_max_depth_max_pages_and_max_items(tmp_path: Path, serve: Serve) -
     assert len(read_jsonl(tmp_path / "out/items.jsonl")) == 3
 
 
-async def test_invalid_links_and_locations_are_filtered_not_fatal(tmp_path: Path,
-                                                                  serve: Serve) -> None:
+async def test_invalid_links_and_locations_are_filtered_not_fatal(
+    tmp_path: Path, serve: Serve
+) -> None:
     hits: list[str] = []
 
     async def bad_location(request: web.Request) -> web.Response:
@@ -349,8 +371,9 @@ async def test_invalid_links_and_locations_are_filtered_not_fatal(tmp_path: Path
         return page()
 
     app = web.Application()
-    app.router.add_get("/", static("http://127.0.0.1:99999/x", "http://[::1/", "/bad-location",
-                                   "/good"))
+    app.router.add_get(
+        "/", static("http://127.0.0.1:99999/x", "http://[::1/", "/bad-location", "/good")
+    )
     app.router.add_get("/bad-location", bad_location)
     app.router.add_get("/good", good)
     base = await serve(app)
@@ -360,7 +383,7 @@ async def test_invalid_links_and_locations_are_filtered_not_fatal(tmp_path: Path
     assert stats.errors == {"invalid_url": 1}  # the redirect to nowhere
 
 
-ENDLESS = '''
+ENDLESS = """
 import asyncio, itertools
 from framework import CloseSpider, Request, Spider, hookimpl
 
@@ -389,12 +412,13 @@ class EndlessAsync(Endless):
 def register_spiders(register):
     register(Endless)
     register(EndlessAsync)
-'''
+"""
 
 
 @pytest.mark.parametrize("spider", ["endless", "endless_async"])
-async def test_endless_start_requests_stop_with_the_crawl(tmp_path: Path, serve: Serve,
-                                                         spider: str) -> None:
+async def test_endless_start_requests_stop_with_the_crawl(
+    tmp_path: Path, serve: Serve, spider: str
+) -> None:
     async def handler(request: web.Request) -> web.Response:
         return page()
 
@@ -402,20 +426,22 @@ async def test_endless_start_requests_stop_with_the_crawl(tmp_path: Path, serve:
     app.router.add_get("/{n}", handler)
     base = await serve(app)
     (tmp_path / "endless.py").write_text(ENDLESS, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: {spider}
         start_urls: [{base}/]
         plugins: [./endless.py]
         max_pages: 5
-        """)
+        """,
+    )
     async with asyncio.timeout(20):
         stats = await crawl(project)
     assert stats.pages == 5 and stats.reason == "max_pages reached"
     assert stats.left is not None and stats.left.pending <= 10_000 + 100  # back-pressure
 
 
-async def test_close_spider_from_start_requests_stops_cleanly(tmp_path: Path,
-                                                              serve: Serve) -> None:
+async def test_close_spider_from_start_requests_stops_cleanly(tmp_path: Path, serve: Serve) -> None:
     async def handler(request: web.Request) -> web.Response:
         return page()
 
@@ -423,18 +449,21 @@ async def test_close_spider_from_start_requests_stops_cleanly(tmp_path: Path,
     app.router.add_get("/{n}", handler)
     base = await serve(app)
     (tmp_path / "endless.py").write_text(ENDLESS, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: endless
         start_urls: [{base}/]
         plugins: [./endless.py]
         endless: {{close: true}}
-        """)
+        """,
+    )
     stats = await crawl(project)
     assert stats.reason == "closed by spider: no more" and stats.errors == {}
     assert stats.pages <= 1
 
 
-MISBEHAVING = '''
+MISBEHAVING = """
 import asyncio
 from framework import DropItem, Middleware, Spider, hookimpl
 
@@ -471,7 +500,7 @@ def response_received(response):
 @hookimpl
 async def item_scraped(item):
     await asyncio.sleep(0)  # lets other workers reach the limit check meanwhile
-'''
+"""
 
 
 async def test_plugin_and_item_mistakes_fail_alone(tmp_path: Path, serve: Serve) -> None:
@@ -482,12 +511,15 @@ async def test_plugin_and_item_mistakes_fail_alone(tmp_path: Path, serve: Serve)
     app.router.add_get("/{tail:.*}", handler)
     base = await serve(app)
     (tmp_path / "misbehaving.py").write_text(MISBEHAVING, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: items
         start_urls: [{base}/]
         plugins: [./misbehaving.py]
         exporters: [{{path: out/items.jsonl}}]
-        """)
+        """,
+    )
     stats = await crawl(project)
     exported = {item["url"] for item in read_jsonl(tmp_path / "out/items.jsonl")}
     # /3 cannot be encoded; /5 was answered with None by a middleware; /4's hook misused
@@ -505,13 +537,16 @@ async def test_max_items_is_exact_with_async_hooks(tmp_path: Path, serve: Serve)
     app.router.add_get("/{tail:.*}", handler)
     base = await serve(app)
     (tmp_path / "misbehaving.py").write_text(MISBEHAVING, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: items
         start_urls: [{base}/]
         plugins: [./misbehaving.py]
         exporters: [{{path: out/items.jsonl}}]
         max_items: 3
-        """)
+        """,
+    )
     stats = await crawl(project)
     assert stats.items == 3 == len(read_jsonl(tmp_path / "out/items.jsonl"))
 
@@ -549,7 +584,8 @@ async def test_303_and_a_redirected_post_become_get(tmp_path: Path, serve: Serve
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
     base = await serve(app)
-    (tmp_path / "post.py").write_text('''
+    (tmp_path / "post.py").write_text(
+        """
 from framework import Request, Spider, hookimpl
 
 class Poster(Spider):
@@ -565,17 +601,26 @@ class Poster(Spider):
 @hookimpl
 def register_spiders(register):
     register(Poster)
-''', encoding="utf-8")
-    project = write_project(tmp_path, f"spider: poster\nstart_urls: [{base}]\n"
-                            "plugins: [./post.py]\nrobots: ignore\n")
+""",
+        encoding="utf-8",
+    )
+    project = write_project(
+        tmp_path, f"spider: poster\nstart_urls: [{base}]\nplugins: [./post.py]\nrobots: ignore\n"
+    )
     await crawl(project)
-    assert sorted(seen) == sorted([
-        ("POST", "/form", b"q=1"), ("GET", "/done", b""),
-        ("POST", "/moved", b"q=1"), ("GET", "/done2", b""),
-        ("POST", "/keep", b"q=1"), ("POST", "/kept", b"q=1")])
+    assert sorted(seen) == sorted(
+        [
+            ("POST", "/form", b"q=1"),
+            ("GET", "/done", b""),
+            ("POST", "/moved", b"q=1"),
+            ("GET", "/done2", b""),
+            ("POST", "/keep", b"q=1"),
+            ("POST", "/kept", b"q=1"),
+        ]
+    )
 
 
-RAISING = '''
+RAISING = """
 from framework import Spider, hookimpl
 
 class Raising(Spider):
@@ -591,25 +636,32 @@ class Raising(Spider):
 @hookimpl
 def register_spiders(register):
     register(Raising)
-'''
+"""
 
 
 async def test_a_spider_error_names_the_plugin_the_spider_comes_from(
-        tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
     app = web.Application()
     app.router.add_get("/", static())
     base = await serve(app)
     (tmp_path / "raising.py").write_text(RAISING, encoding="utf-8")
-    project = write_project(tmp_path, f"spider: raising\nstart_urls: [{base}/]\n"
-                            "plugins: [./raising.py]\nrobots: ignore\n")
+    project = write_project(
+        tmp_path,
+        f"spider: raising\nstart_urls: [{base}/]\nplugins: [./raising.py]\nrobots: ignore\n",
+    )
     caplog.set_level(logging.ERROR, logger="fw")
     stats = await crawl(project)
     assert stats.errors == {"spider_error": 2}
     messages = [record.getMessage() for record in caplog.records]
-    assert "spider_error: spider raising: start_requests raised RuntimeError: no more; in " \
-           "plugin 'raising.py'" in messages
-    assert f"spider_error: spider raising: parse raised ValueError: boom ({base}/); in " \
-           "plugin 'raising.py'" in messages
+    assert (
+        "spider_error: spider raising: start_requests raised RuntimeError: no more; in "
+        "plugin 'raising.py'" in messages
+    )
+    assert (
+        f"spider_error: spider raising: parse raised ValueError: boom ({base}/); in "
+        "plugin 'raising.py'" in messages
+    )
 
 
 def test_a_spider_defined_in_a_plugin_package_is_named_after_that_plugin() -> None:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 
-PLUGIN = '''
+PLUGIN = """
 import asyncio
 from framework import (CloseSpider, DropItem, IgnoreRequest, Middleware, Request, Spider,
                        hookimpl)
@@ -102,16 +102,16 @@ def crawl_error(kind, request):
 @hookimpl
 def crawl_finished(stats):
     SEEN["finished"] = stats.reason
-'''
+"""
 
-FAULTY = '''
+FAULTY = """
 from framework import hookimpl
 
 @hookimpl
 def item_scraped(item):
     if item["page"] == "a":
         raise RuntimeError("faulty plugin")
-'''
+"""
 
 
 @pytest.fixture
@@ -122,11 +122,14 @@ async def shop(serve: Serve) -> tuple[str, list[str]]:
         async def handler(request: web.Request) -> web.Response:
             tags.append(request.headers.get("X-Tag", ""))
             return web.Response(text=f"<h1>{name}</h1>", content_type="text/html")
+
         return handler
 
     async def start(request: web.Request) -> web.Response:
-        links = "".join(f'<a href="/{p}">{p}</a>' for p in
-                        ("a", "secret", "broken", "odd", "gone", "private", "buggy"))
+        links = "".join(
+            f'<a href="/{p}">{p}</a>'
+            for p in ("a", "secret", "broken", "odd", "gone", "private", "buggy")
+        )
         return web.Response(text=links, content_type="text/html")
 
     app = web.Application()
@@ -137,11 +140,14 @@ async def shop(serve: Serve) -> tuple[str, list[str]]:
 
 
 async def test_every_hook_runs_and_failures_are_counted_by_kind(
-        tmp_path: Path, shop: tuple[str, list[str]], caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, shop: tuple[str, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
     base, tags = shop
     (tmp_path / "shop_plugin.py").write_text(PLUGIN, encoding="utf-8")
     (tmp_path / "faulty.py").write_text(FAULTY, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: shop
         start_urls: [{base}/]
         plugins: [./shop_plugin.py, ./faulty.py]
@@ -149,7 +155,8 @@ async def test_every_hook_runs_and_failures_are_counted_by_kind(
         concurrency: {{total: 1, per_domain: 1}}
         retries: 0
         tagger: {{tag: hello}}
-        """)
+        """,
+    )
     with caplog.at_level(logging.WARNING, logger="fw"):
         stats = await crawl(project)
     seen = sys.modules["fw_project_plugins.shop_plugin"].SEEN  # loaded by the crawl
@@ -172,11 +179,17 @@ async def test_every_hook_runs_and_failures_are_counted_by_kind(
     assert seen["scheduled"][0] == "start" and "gone" in seen["scheduled"]
     assert ("gone", 404) in seen["received"]
     messages = [r.getMessage() for r in caplog.records]
-    assert any("plugin 'faulty.py': item_scraped raised RuntimeError: faulty plugin" in m
-               for m in messages)
-    assert any("spider shop: parse_product raised ValueError: cannot parse price "
-               f"({base}/broken)" in m for m in messages)
-    assert any("spider_error: spider shop: parse_product yielded int; expected a dict item "
-               "or a Request" in m for m in messages)
+    assert any(
+        "plugin 'faulty.py': item_scraped raised RuntimeError: faulty plugin" in m for m in messages
+    )
+    assert any(
+        f"spider shop: parse_product raised ValueError: cannot parse price ({base}/broken)" in m
+        for m in messages
+    )
+    assert any(
+        "spider_error: spider shop: parse_product yielded int; expected a dict item "
+        "or a Request" in m
+        for m in messages
+    )
     assert f"plugin_error: middleware 'tagger' raised KeyError: 'oops' ({base}/buggy)" in messages
     assert f"http_404: HTTP 404 ({base}/gone)" in messages

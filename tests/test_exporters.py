@@ -35,12 +35,26 @@ from tests.conftest import Serve, fw_command, run_fw, write_project
 # ---------------------------------------------------------------------------------------------
 
 ITEMS: list[dict[str, Any]] = [
-    {"title": "肖申克的救赎", "rating": 9.7, "votes": 3_000_000, "top": True,
-     "tags": ["剧情", "犯罪"], "meta": {"year": 1994, "langs": ["en", "中文"]}, "note": None,
-     "released": datetime.date(1994, 9, 10)},
-    {"title": '霸王别姬 "Farewell", 1993', "rating": 9.6, "votes": 0, "top": False,
-     "tags": [], "meta": {}, "note": "多行\n文本",
-     "released": datetime.datetime(1993, 1, 1, 12, 30)},
+    {
+        "title": "肖申克的救赎",
+        "rating": 9.7,
+        "votes": 3_000_000,
+        "top": True,
+        "tags": ["剧情", "犯罪"],
+        "meta": {"year": 1994, "langs": ["en", "中文"]},
+        "note": None,
+        "released": datetime.date(1994, 9, 10),
+    },
+    {
+        "title": '霸王别姬 "Farewell", 1993',
+        "rating": 9.6,
+        "votes": 0,
+        "top": False,
+        "tags": [],
+        "meta": {},
+        "note": "多行\n文本",
+        "released": datetime.datetime(1993, 1, 1, 12, 30),
+    },
 ]
 #: ITEMS as JSON shows them: dates become ISO 8601 text.
 JSON_ITEMS: list[dict[str, Any]] = [
@@ -93,8 +107,10 @@ def read_sqlite(path: Path, table: str = "items") -> list[dict[str, Any]]:
     with closing(sqlite3.connect(path)) as db:
         cursor = db.execute(f'SELECT * FROM "{table}" ORDER BY _rowid')
         names = [column[0] for column in cursor.description]
-        return [{name: value for name, value in zip(names, row, strict=True)
-                 if name != "_rowid"} for row in cursor]
+        return [
+            {name: value for name, value in zip(names, row, strict=True) if name != "_rowid"}
+            for row in cursor
+        ]
 
 
 def sqlite_columns(path: Path, table: str = "items") -> list[str]:
@@ -123,17 +139,36 @@ def test_json_array_is_valid_json_for_any_number_of_items(tmp_path: Path, count:
 
 @pytest.mark.parametrize("exporter", [JsonLinesExporter, JsonArrayExporter])
 def test_json_exporters_write_strict_json_for_awkward_values(
-        tmp_path: Path, exporter: type[Exporter]) -> None:
-    item = {"nan": float("nan"), "inf": [float("-inf"), 1.5], "big": 2**70,
-            "decimal": decimal.Decimal("0.10"), "set": {3}, "tuple": (1, "a"),
-            "bytes": b"\x00\xff", "time": datetime.time(8, 5), "broken": "\ud83d!"}
+    tmp_path: Path, exporter: type[Exporter]
+) -> None:
+    item = {
+        "nan": float("nan"),
+        "inf": [float("-inf"), 1.5],
+        "big": 2**70,
+        "decimal": decimal.Decimal("0.10"),
+        "set": {3},
+        "tuple": (1, "a"),
+        "bytes": b"\x00\xff",
+        "time": datetime.time(8, 5),
+        "broken": "\ud83d!",
+    }
     path = export(exporter(str(tmp_path / f"x{exporter.extensions[0]}")), [item])
     records = read_jsonl(path) if exporter is JsonLinesExporter else read_json_array(path)
     # NaN and infinities have no JSON form: they become null as in the sqlite exporter.
     # A lone surrogate (a broken emoji from a JSON API) is kept, escaped, not a crash.
-    assert records == [{"nan": None, "inf": [None, 1.5], "big": 2**70, "decimal": "0.10",
-                        "set": [3], "tuple": [1, "a"], "bytes": "AP8=", "time": "08:05:00",
-                        "broken": "\ud83d!"}]
+    assert records == [
+        {
+            "nan": None,
+            "inf": [None, 1.5],
+            "big": 2**70,
+            "decimal": "0.10",
+            "set": [3],
+            "tuple": [1, "a"],
+            "bytes": "AP8=",
+            "time": "08:05:00",
+            "broken": "\ud83d!",
+        }
+    ]
 
 
 def test_jsonl_lines_survive_readers_that_split_on_unicode_line_breaks(tmp_path: Path) -> None:
@@ -162,19 +197,37 @@ def test_csv_writes_json_cells_empty_none_and_iso_dates(tmp_path: Path) -> None:
     path = export(CsvExporter(str(tmp_path / "items.csv")), ITEMS)
     assert read_csv(path) == [
         ["title", "rating", "votes", "top", "tags", "meta", "note", "released"],
-        ["肖申克的救赎", "9.7", "3000000", "true", '["剧情","犯罪"]',
-         '{"year":1994,"langs":["en","中文"]}', "", "1994-09-10"],
-        ['霸王别姬 "Farewell", 1993', "9.6", "0", "false", "[]", "{}", "多行\n文本",
-         "1993-01-01T12:30:00"],
+        [
+            "肖申克的救赎",
+            "9.7",
+            "3000000",
+            "true",
+            '["剧情","犯罪"]',
+            '{"year":1994,"langs":["en","中文"]}',
+            "",
+            "1994-09-10",
+        ],
+        [
+            '霸王别姬 "Farewell", 1993',
+            "9.6",
+            "0",
+            "false",
+            "[]",
+            "{}",
+            "多行\n文本",
+            "1993-01-01T12:30:00",
+        ],
     ]
 
 
 def test_csv_fields_fix_the_columns_and_their_order(tmp_path: Path) -> None:
     options = CsvOptions(fields=("votes", "title", "absent"))
     path = export(CsvExporter(str(tmp_path / "items.csv"), options), ITEMS)
-    assert read_csv(path) == [["votes", "title", "absent"],
-                              ["3000000", "肖申克的救赎", ""],
-                              ["0", '霸王别姬 "Farewell", 1993', ""]]
+    assert read_csv(path) == [
+        ["votes", "title", "absent"],
+        ["3000000", "肖申克的救赎", ""],
+        ["0", '霸王别姬 "Farewell", 1993', ""],
+    ]
 
 
 def test_csv_fields_header_is_written_before_any_item(tmp_path: Path) -> None:
@@ -189,8 +242,7 @@ def test_csv_delimiter(tmp_path: Path) -> None:
     assert read_csv(path, ";") == [["a", "b"], ["x;y", "1,5"]]
 
 
-def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(
-        tmp_path: Path) -> None:
+def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(tmp_path: Path) -> None:
     exporter = CsvExporter(str(tmp_path / "items.csv"))
     path = Path(exporter.path)
     exporter.open()
@@ -200,18 +252,31 @@ def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(
     # Until close, rows are appended as they come: the header still has the first columns.
     assert read_csv(path) == [["a", "b"], ["1", "2"], ["", "3", 'new,\r\n"q"'], ["4", "", ""]]
     exporter.close()
-    assert read_csv(path) == [["a", "b", "c"], ["1", "2", ""], ["", "3", 'new,\r\n"q"'],
-                              ["4", "", ""]]
+    assert read_csv(path) == [
+        ["a", "b", "c"],
+        ["1", "2", ""],
+        ["", "3", 'new,\r\n"q"'],
+        ["4", "", ""],
+    ]
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 
 @pytest.mark.parametrize("delimiter", [",", "\t"])
 def test_csv_escapes_quotes_line_breaks_and_delimiters(tmp_path: Path, delimiter: str) -> None:
-    values = ['say "hi"', "a,b", "tab\there", "line\nbreak", "crlf\r\nbreak", "lone\rcr",
-              " padded ", "", '"', "中文,\n\"混合\""]
+    values = [
+        'say "hi"',
+        "a,b",
+        "tab\there",
+        "line\nbreak",
+        "crlf\r\nbreak",
+        "lone\rcr",
+        " padded ",
+        "",
+        '"',
+        '中文,\n"混合"',
+    ]
     items = [{"n": i, "value": value} for i, value in enumerate(values)]
-    path = export(CsvExporter(str(tmp_path / "items.csv"), CsvOptions(delimiter=delimiter)),
-                  items)
+    path = export(CsvExporter(str(tmp_path / "items.csv"), CsvOptions(delimiter=delimiter)), items)
     rows = read_csv(path, delimiter)
     assert rows == [["n", "value"], *([str(i), v] for i, v in enumerate(values))]
 
@@ -222,11 +287,16 @@ def test_csv_first_item_without_keys_writes_one_header(tmp_path: Path) -> None:
 
 
 def test_csv_cells_for_other_values(tmp_path: Path) -> None:
-    item = {"nan": float("nan"), "bytes": b"\x00\xff", "decimal": decimal.Decimal("2.50"),
-            "set": {"x"}, "broken": "\ud83d!", "big": 2**70}
+    item = {
+        "nan": float("nan"),
+        "bytes": b"\x00\xff",
+        "decimal": decimal.Decimal("2.50"),
+        "set": {"x"},
+        "broken": "\ud83d!",
+        "big": 2**70,
+    }
     path = export(CsvExporter(str(tmp_path / "items.csv")), [item])
-    assert read_csv(path) == [list(item), ["", "AP8=", "2.50", '["x"]', "\\ud83d!",
-                                           str(2**70)]]
+    assert read_csv(path) == [list(item), ["", "AP8=", "2.50", '["x"]', "\\ud83d!", str(2**70)]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,17 +308,35 @@ def test_sqlite_stores_each_key_in_its_own_column(tmp_path: Path) -> None:
     path = export(SqliteExporter(str(tmp_path / "items.db")), ITEMS)
     assert sqlite_columns(path) == ["_rowid", *ITEMS[0]]
     assert read_sqlite(path) == [
-        {"title": "肖申克的救赎", "rating": 9.7, "votes": 3_000_000, "top": 1,
-         "tags": '["剧情","犯罪"]', "meta": '{"year":1994,"langs":["en","中文"]}',
-         "note": None, "released": "1994-09-10"},
-        {"title": '霸王别姬 "Farewell", 1993', "rating": 9.6, "votes": 0, "top": 0,
-         "tags": "[]", "meta": "{}", "note": "多行\n文本", "released": "1993-01-01T12:30:00"},
+        {
+            "title": "肖申克的救赎",
+            "rating": 9.7,
+            "votes": 3_000_000,
+            "top": 1,
+            "tags": '["剧情","犯罪"]',
+            "meta": '{"year":1994,"langs":["en","中文"]}',
+            "note": None,
+            "released": "1994-09-10",
+        },
+        {
+            "title": '霸王别姬 "Farewell", 1993',
+            "rating": 9.6,
+            "votes": 0,
+            "top": 0,
+            "tags": "[]",
+            "meta": "{}",
+            "note": "多行\n文本",
+            "released": "1993-01-01T12:30:00",
+        },
     ]
     with closing(sqlite3.connect(path)) as db:  # numbers stay numbers, so SQL can use them
         assert db.execute("SELECT title FROM items WHERE top AND rating > 9").fetchall() == [
-            ("肖申克的救赎",)]
+            ("肖申克的救赎",)
+        ]
         assert db.execute("SELECT json_extract(tags, '$[1]') FROM items").fetchall() == [
-            ("犯罪",), (None,)]
+            ("犯罪",),
+            (None,),
+        ]
 
 
 def test_sqlite_adds_a_column_when_a_new_key_appears(tmp_path: Path) -> None:
@@ -265,10 +353,18 @@ def test_sqlite_adds_a_column_when_a_new_key_appears(tmp_path: Path) -> None:
 
 def test_sqlite_keeps_awkward_items(tmp_path: Path) -> None:
     items: list[dict[str, Any]] = [
-        {"Name": "upper"}, {"name": "lower"},  # SQLite column names ignore case
-        {}, {"_rowid": "an item key, not the table's key"},
-        {"big": 2**70, "blob": b"\x00\xff", "decimal": decimal.Decimal("0.10"),
-         "nan": float("nan"), "broken": "\ud83d!", 'quo"te': "ok"},
+        {"Name": "upper"},
+        {"name": "lower"},  # SQLite column names ignore case
+        {},
+        {"_rowid": "an item key, not the table's key"},
+        {
+            "big": 2**70,
+            "blob": b"\x00\xff",
+            "decimal": decimal.Decimal("0.10"),
+            "nan": float("nan"),
+            "broken": "\ud83d!",
+            'quo"te': "ok",
+        },
     ]
     path = export(SqliteExporter(str(tmp_path / "items.db")), items)
     rows = read_sqlite(path)
@@ -277,8 +373,13 @@ def test_sqlite_keeps_awkward_items(tmp_path: Path) -> None:
     assert [row["name_2"] for row in rows] == [None, "lower", None, None, None]
     assert rows[3]["_rowid_2"] == "an item key, not the table's key"
     assert {key: rows[4][key] for key in items[4]} == {
-        "big": str(2**70), "blob": b"\x00\xff", "decimal": "0.10", "nan": None,
-        "broken": "\\ud83d!", 'quo"te': "ok"}
+        "big": str(2**70),
+        "blob": b"\x00\xff",
+        "decimal": "0.10",
+        "nan": None,
+        "broken": "\\ud83d!",
+        'quo"te': "ok",
+    }
 
 
 def test_sqlite_table_option_and_replace_by_default(tmp_path: Path) -> None:
@@ -297,8 +398,7 @@ def test_sqlite_append_keeps_earlier_rows_and_columns(tmp_path: Path) -> None:
     assert read_sqlite(path) == [{"a": 1, "b": None}, {"a": 2, "b": "x"}]
 
 
-def test_sqlite_refuses_a_file_that_is_not_a_database_and_leaves_it_alone(
-        tmp_path: Path) -> None:
+def test_sqlite_refuses_a_file_that_is_not_a_database_and_leaves_it_alone(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("my notes\n" * 100)
     with pytest.raises(sqlite3.DatabaseError, match="not a database"):
@@ -315,10 +415,19 @@ def test_sqlite_replace_leaves_other_tables_alone(tmp_path: Path) -> None:
     assert read_sqlite(path) == [{"a": 2}]
 
 
-@pytest.mark.parametrize(("name", "exporter"), [
-    ("x.jsonl", JsonLinesExporter), ("x.jl", JsonLinesExporter),
-    ("x.ndjson", JsonLinesExporter), ("X.JSON", JsonArrayExporter), ("x.csv", CsvExporter),
-    ("x.db", SqliteExporter), ("x.sqlite", SqliteExporter), ("x.sqlite3", SqliteExporter)])
+@pytest.mark.parametrize(
+    ("name", "exporter"),
+    [
+        ("x.jsonl", JsonLinesExporter),
+        ("x.jl", JsonLinesExporter),
+        ("x.ndjson", JsonLinesExporter),
+        ("X.JSON", JsonArrayExporter),
+        ("x.csv", CsvExporter),
+        ("x.db", SqliteExporter),
+        ("x.sqlite", SqliteExporter),
+        ("x.sqlite3", SqliteExporter),
+    ],
+)
 def test_the_extension_picks_the_exporter(name: str, exporter: type[Exporter]) -> None:
     registry = Registry.collect(make_plugin_manager())
     assert registry.exporter_for_extension(f"/out/{name}") is exporter
@@ -328,7 +437,7 @@ def test_the_extension_picks_the_exporter(name: str, exporter: type[Exporter]) -
 # Streaming: every write is on disk, whole, before the next one
 # ---------------------------------------------------------------------------------------------
 
-STREAMED = [{"n": i, "title": f"第{i}页, \"q\"\nx", "tags": ["a", i]} for i in range(5)]
+STREAMED = [{"n": i, "title": f'第{i}页, "q"\nx', "tags": ["a", i]} for i in range(5)]
 
 
 def _read_unfinished(exporter: Exporter) -> list[dict[str, Any]]:
@@ -341,15 +450,18 @@ def _read_unfinished(exporter: Exporter) -> list[dict[str, Any]]:
     if isinstance(exporter, CsvExporter):
         cells = read_csv(path)
         assert not cells or cells[0] == ["n", "title", "tags"]
-        return [{"n": int(n), "title": title, "tags": json.loads(tags)}
-                for n, title, tags in cells[1:]]
+        return [
+            {"n": int(n), "title": title, "tags": json.loads(tags)} for n, title, tags in cells[1:]
+        ]
     return [{**row, "tags": json.loads(row["tags"])} for row in read_sqlite(path)]
 
 
-@pytest.mark.parametrize("exporter", [JsonLinesExporter, JsonArrayExporter, CsvExporter,
-                                      SqliteExporter])
+@pytest.mark.parametrize(
+    "exporter", [JsonLinesExporter, JsonArrayExporter, CsvExporter, SqliteExporter]
+)
 def test_each_item_is_on_disk_whole_as_soon_as_it_is_written(
-        tmp_path: Path, exporter: type[Exporter]) -> None:
+    tmp_path: Path, exporter: type[Exporter]
+) -> None:
     opened = exporter(str(tmp_path / f"items{exporter.extensions[0]}"))
     opened.open()
     assert _read_unfinished(opened) == []
@@ -363,7 +475,7 @@ def test_each_item_is_on_disk_whole_as_soon_as_it_is_written(
 # fw run as a user would: a spider plugin and a loopback site
 # ---------------------------------------------------------------------------------------------
 
-SPIDER = '''
+SPIDER = """
 from framework import Spider, hookimpl
 
 class Pages(Spider):
@@ -378,27 +490,32 @@ class Pages(Spider):
 @hookimpl
 def register_spiders(register):
     register(Pages)
-'''
+"""
 
 
 def pages_project(directory: Path, base: str, extra: str = "") -> Path:
     """Write the spider plugin and a project crawling ``base`` into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "pages.py").write_text(SPIDER, encoding="utf-8")
-    return write_project(directory, f"""
+    return write_project(
+        directory,
+        f"""
         spider: pages
         start_urls: [{base}/]
         plugins: [./pages.py]
         concurrency: {{total: 4, per_domain: 4}}
         {extra}
-        """)
+        """,
+    )
 
 
 def page(n: int, *links: str) -> web.Response:
     anchors = "".join(f'<a href="{href}">x</a>' for href in links)
-    return web.Response(text=f'<html><head><title>第{n}页, "引号"</title></head><body>'
-                        f"<ul><li>标签{n}</li><li>b,c</li></ul>{anchors}</body></html>",
-                        content_type="text/html")
+    return web.Response(
+        text=f'<html><head><title>第{n}页, "引号"</title></head><body>'
+        f"<ul><li>标签{n}</li><li>b,c</li></ul>{anchors}</body></html>",
+        content_type="text/html",
+    )
 
 
 def small_site(pages: int) -> web.Application:
@@ -420,21 +537,56 @@ def by_url(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def test_o_writes_every_format_with_the_same_items(tmp_path: Path, serve: Serve) -> None:
     base = await serve(small_site(4))
     project = pages_project(tmp_path, base)
-    done = await run_fw("run", str(project), "-o", "a.jsonl", "-o", "b.json", "-o", "c.csv",
-                        "-o", "d.db", "-o", "e.sqlite", cwd=tmp_path)
+    done = await run_fw(
+        "run",
+        str(project),
+        "-o",
+        "a.jsonl",
+        "-o",
+        "b.json",
+        "-o",
+        "c.csv",
+        "-o",
+        "d.db",
+        "-o",
+        "e.sqlite",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
-    expected = [{"url": f"{base}/{n or ''}", "title": f'第{n}页, "引号"',
-                 "tags": [f"标签{n}", "b,c"], "missing": None, "ok": True} for n in range(4)]
+    expected = [
+        {
+            "url": f"{base}/{n or ''}",
+            "title": f'第{n}页, "引号"',
+            "tags": [f"标签{n}", "b,c"],
+            "missing": None,
+            "ok": True,
+        }
+        for n in range(4)
+    ]
     assert by_url(read_jsonl(tmp_path / "a.jsonl")) == expected
     assert by_url(read_json_array(tmp_path / "b.json")) == expected
     header, *rows = read_csv(tmp_path / "c.csv")
     assert header == ["url", "title", "tags", "missing", "ok"]
-    assert by_url([{**dict(zip(header, row, strict=True)), "tags": json.loads(row[2]),
-                    "missing": None, "ok": row[4] == "true"} for row in rows]) == expected
+    assert (
+        by_url(
+            [
+                {
+                    **dict(zip(header, row, strict=True)),
+                    "tags": json.loads(row[2]),
+                    "missing": None,
+                    "ok": row[4] == "true",
+                }
+                for row in rows
+            ]
+        )
+        == expected
+    )
     assert [row[3:] for row in rows] == [["", "true"]] * 4
     for db in ("d.db", "e.sqlite"):
-        stored = [{**row, "tags": json.loads(row["tags"]), "ok": bool(row["ok"])}
-                  for row in read_sqlite(tmp_path / db)]
+        stored = [
+            {**row, "tags": json.loads(row["tags"]), "ok": bool(row["ok"])}
+            for row in read_sqlite(tmp_path / db)
+        ]
         assert by_url(stored) == expected
     # The five files hold the items in the same order, the order they were scraped in.
     order = [item["url"] for item in read_jsonl(tmp_path / "a.jsonl")]
@@ -443,13 +595,17 @@ async def test_o_writes_every_format_with_the_same_items(tmp_path: Path, serve: 
 
 
 async def test_o_dash_streams_json_lines_to_stdout_and_nothing_else(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     base = await serve(small_site(3))
     done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "-", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert sorted(strict_json(line)["url"] for line in lines) == [
-        f"{base}/", f"{base}/1", f"{base}/2"]
+        f"{base}/",
+        f"{base}/1",
+        f"{base}/2",
+    ]
     assert "3 pages" in done.stderr and "3 items" in done.stderr  # the summary goes to stderr
     assert "plugins:" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pages.py", "project.yaml"]
@@ -457,17 +613,20 @@ async def test_o_dash_streams_json_lines_to_stdout_and_nothing_else(
 
 async def test_o_creates_missing_folders(tmp_path: Path, serve: Serve) -> None:
     base = await serve(small_site(2))
-    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "new/deeper/x.csv",
-                        cwd=tmp_path)
+    done = await run_fw(
+        "run", str(pages_project(tmp_path, base)), "-o", "new/deeper/x.csv", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert len(read_csv(tmp_path / "new/deeper/x.csv")) == 3
 
 
 async def test_project_file_exporters_write_relative_to_the_project_file(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     base = await serve(small_site(3))
-    project = pages_project(tmp_path / "project", base,
-                            "exporters: [{format: csv, path: out/x.csv, fields: [url]}]")
+    project = pages_project(
+        tmp_path / "project", base, "exporters: [{format: csv, path: out/x.csv, fields: [url]}]"
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     done = await run_fw("run", str(project), cwd=elsewhere)
@@ -492,7 +651,9 @@ async def test_o_with_an_unknown_extension_is_a_usage_error(tmp_path: Path) -> N
 
 async def test_a_typo_in_an_exporter_option_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "pages.py").write_text(SPIDER, encoding="utf-8")
-    project = write_project(tmp_path, """
+    project = write_project(
+        tmp_path,
+        """
         spider: pages
         start_urls: [http://127.0.0.1:9/]
         plugins: [./pages.py]
@@ -500,34 +661,57 @@ async def test_a_typo_in_an_exporter_option_is_a_usage_error(tmp_path: Path) -> 
           - format: csv
             path: out/x.csv
             delimter: ";"
-        """)
+        """,
+    )
     done = await run_fw("run", str(project), cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr == (f"Error: {project}:7: exporters[0].delimter: unknown key "
-                           "(did you mean 'delimiter'?)\n")
+    assert done.stderr == (
+        f"Error: {project}:7: exporters[0].delimter: unknown key (did you mean 'delimiter'?)\n"
+    )
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("fmt", "option", "message"), [
-    ("jsonl", "indent: 2", "exporters[0].indent: unknown key; exporter 'jsonl' takes no "
-     "options"),
-    ("json", "fields: [url]", "exporters[0].fields: unknown key; exporter 'json' takes no "
-     "options"),
-    ("csv", "delimiter: ';;'", "exporters[0].delimiter: must be one character other than a "
-     "quote or a line break, got ';;'"),
-    ("csv", "fields: []", "exporters[0].fields: must name at least one column"),
-    ("csv", "fields: url", "exporters[0].fields: expected a list"),
-    ("sqlite", "if_exists: merge", "exporters[0].if_exists: must be one of 'replace', "
-     "'append'"),
-    ("sqlite", "table: sqlite_master", "exporters[0].table: 'sqlite_master' cannot name a "
-     "table"),
-    ("sqlite", "tabel: x", "exporters[0].tabel: unknown key (did you mean 'table'?)"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "option", "message"),
+    [
+        (
+            "jsonl",
+            "indent: 2",
+            "exporters[0].indent: unknown key; exporter 'jsonl' takes no options",
+        ),
+        (
+            "json",
+            "fields: [url]",
+            "exporters[0].fields: unknown key; exporter 'json' takes no options",
+        ),
+        (
+            "csv",
+            "delimiter: ';;'",
+            "exporters[0].delimiter: must be one character other than a "
+            "quote or a line break, got ';;'",
+        ),
+        ("csv", "fields: []", "exporters[0].fields: must name at least one column"),
+        ("csv", "fields: url", "exporters[0].fields: expected a list"),
+        (
+            "sqlite",
+            "if_exists: merge",
+            "exporters[0].if_exists: must be one of 'replace', 'append'",
+        ),
+        (
+            "sqlite",
+            "table: sqlite_master",
+            "exporters[0].table: 'sqlite_master' cannot name a table",
+        ),
+        ("sqlite", "tabel: x", "exporters[0].tabel: unknown key (did you mean 'table'?)"),
+    ],
+)
 def test_invalid_exporter_options_point_at_their_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, option: str,
-        message: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, option: str, message: str
+) -> None:
     (tmp_path / "pages.py").write_text(SPIDER, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: pages
         start_urls: [http://127.0.0.1:9/]
         plugins: [./pages.py]
@@ -535,7 +719,8 @@ def test_invalid_exporter_options_point_at_their_line(
           - format: {fmt}
             path: out/x
             {option}
-        """)
+        """,
+    )
     assert main(["run", str(project)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"Error: {project}:7: {message}"), error
@@ -555,10 +740,13 @@ def _one_error_line(stderr: str) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize(("output", "fmt"), [("out.jsonl", "jsonl"), ("out.json", "json"),
-                                             ("out.csv", "csv"), ("out.db", "sqlite")])
-async def test_output_that_is_a_directory_aborts(tmp_path: Path, serve: Serve, output: str,
-                                                 fmt: str) -> None:
+@pytest.mark.parametrize(
+    ("output", "fmt"),
+    [("out.jsonl", "jsonl"), ("out.json", "json"), ("out.csv", "csv"), ("out.db", "sqlite")],
+)
+async def test_output_that_is_a_directory_aborts(
+    tmp_path: Path, serve: Serve, output: str, fmt: str
+) -> None:
     base = await serve(small_site(2))
     (tmp_path / output).mkdir()
     done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", output, cwd=tmp_path)
@@ -567,36 +755,40 @@ async def test_output_that_is_a_directory_aborts(tmp_path: Path, serve: Serve, o
     assert error == f"Error: exporter {fmt} cannot open {tmp_path / output}: Is a directory"
 
 
-@pytest.mark.parametrize("fmt", [
-    "jsonl", "sqlite"])
+@pytest.mark.parametrize("fmt", ["jsonl", "sqlite"])
 async def test_output_under_a_file_aborts(tmp_path: Path, serve: Serve, fmt: str) -> None:
     base = await serve(small_site(2))
     (tmp_path / "file").write_text("not a folder")
     output = tmp_path / f"file/out.{fmt}"
-    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", str(output),
-                        cwd=tmp_path)
+    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", str(output), cwd=tmp_path)
     assert done.returncode == 1
-    assert _one_error_line(done.stderr) == (f"Error: exporter {fmt} cannot open {output}: "
-                                        "Not a directory")
+    assert _one_error_line(done.stderr) == (
+        f"Error: exporter {fmt} cannot open {output}: Not a directory"
+    )
 
 
-@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0,
-                    reason="needs file permissions that apply (not root)")
+@pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() == 0,
+    reason="needs file permissions that apply (not root)",
+)
 @pytest.mark.parametrize(("output", "fmt"), [("out.csv", "csv"), ("out.db", "sqlite")])
-async def test_output_in_a_read_only_folder_aborts(tmp_path: Path, serve: Serve, output: str,
-                                                   fmt: str) -> None:
+async def test_output_in_a_read_only_folder_aborts(
+    tmp_path: Path, serve: Serve, output: str, fmt: str
+) -> None:
     base = await serve(small_site(2))
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        done = await run_fw("run", str(pages_project(tmp_path, base)), "-o",
-                            f"locked/{output}", cwd=tmp_path)
+        done = await run_fw(
+            "run", str(pages_project(tmp_path, base)), "-o", f"locked/{output}", cwd=tmp_path
+        )
     finally:
         locked.chmod(0o700)
     assert done.returncode == 1
-    assert _one_error_line(done.stderr) == (f"Error: exporter {fmt} cannot open "
-                                        f"{locked / output}: Permission denied")
+    assert _one_error_line(done.stderr) == (
+        f"Error: exporter {fmt} cannot open {locked / output}: Permission denied"
+    )
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
@@ -606,18 +798,19 @@ async def test_output_that_fails_mid_crawl_aborts(tmp_path: Path, serve: Serve) 
     project = pages_project(tmp_path, base, "exporters: [{format: jsonl, path: /dev/full}]")
     done = await run_fw("run", str(project), "-o", "ok.jsonl", cwd=tmp_path)
     assert done.returncode == 1
-    assert _one_error_line(done.stderr) == ("Error: exporter jsonl (/dev/full) failed: No space "
-                                        "left on device")
+    assert _one_error_line(done.stderr) == (
+        "Error: exporter jsonl (/dev/full) failed: No space left on device"
+    )
     assert len(read_jsonl(tmp_path / "ok.jsonl")) == 0  # the crawl stopped at the first item
 
 
 async def test_o_through_a_symlink_picks_the_exporter_by_the_name_given(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     base = await serve(small_site(2))
     (tmp_path / "target").touch()
     (tmp_path / "link.jsonl").symlink_to(tmp_path / "target")
-    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "link.jsonl",
-                        cwd=tmp_path)
+    done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "link.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert len(read_jsonl(tmp_path / "target")) == 2
 
@@ -644,8 +837,9 @@ def _count(path: Path, fmt: str) -> int:
     return data.count(b"\r\n") - 1 if fmt == "csv" else data.count(b"\n")
 
 
-async def _wait_for_records(outputs: dict[str, Path], process: asyncio.subprocess.Process,
-                            log: Path, hanging: asyncio.Event) -> None:
+async def _wait_for_records(
+    outputs: dict[str, Path], process: asyncio.subprocess.Process, log: Path, hanging: asyncio.Event
+) -> None:
     """Wait until fw asks for the hanging page; by then every output must hold WHOLE records.
 
     The site is a chain, each page linking only to the next and the last to ``/hang``, and
@@ -679,14 +873,24 @@ async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -
     app.router.add_get("/{n:[0-9]*|hang}", handler)
     base = await serve(app)
     project = pages_project(tmp_path, base, "timeout: 600")
-    outputs = {"jsonl": tmp_path / "x.jsonl", "csv": tmp_path / "x.csv",
-               "sqlite": tmp_path / "x.db", "json": tmp_path / "x.json"}
+    outputs = {
+        "jsonl": tmp_path / "x.jsonl",
+        "csv": tmp_path / "x.csv",
+        "sqlite": tmp_path / "x.db",
+        "json": tmp_path / "x.json",
+    }
     log = tmp_path / "stderr.txt"
     with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "framework", "run", str(project),
+            sys.executable,
+            "-m",
+            "framework",
+            "run",
+            str(project),
             *(arg for path in outputs.values() for arg in ("-o", str(path))),
-            stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
         # Every item is scraped, and fw waits for /hang: what it wrote must be on disk.
         await _wait_for_records(outputs, process, log, hanging)
@@ -705,8 +909,11 @@ async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -
         assert record["title"] == f'第{n}页, "引号"'
         assert (json.loads(tags) if isinstance(tags, str) else tags) == [f"标签{n}", "b,c"]
 
-    records = {"jsonl": read_jsonl(outputs["jsonl"]), "sqlite": read_sqlite(outputs["sqlite"]),
-               "json": read_json_array(outputs["json"], finished=False)}
+    records = {
+        "jsonl": read_jsonl(outputs["jsonl"]),
+        "sqlite": read_sqlite(outputs["sqlite"]),
+        "json": read_json_array(outputs["json"], finished=False),
+    }
     header, *rows = read_csv(outputs["csv"])
     assert header == ["url", "title", "tags", "missing", "ok"]
     assert all(len(row) == len(header) for row in rows), rows
@@ -719,15 +926,32 @@ async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -
 
 
 async def test_o_dash_into_a_reader_that_stops_early_ends_quietly(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     base = await serve(small_site(40))
     project = pages_project(tmp_path, base)
-    command = " ".join(["exec", *(shlex.quote(str(c)) for c in fw_command()), "run",
-                        shlex.quote(str(project)), "-s", "concurrency.total=1", "-o", "-",
-                        "|", "head", "-n", "1"])
+    command = " ".join(
+        [
+            "exec",
+            *(shlex.quote(str(c)) for c in fw_command()),
+            "run",
+            shlex.quote(str(project)),
+            "-s",
+            "concurrency.total=1",
+            "-o",
+            "-",
+            "|",
+            "head",
+            "-n",
+            "1",
+        ]
+    )
     process = await asyncio.create_subprocess_shell(
-        f"set -o pipefail; {command}", executable="/bin/bash",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        f"set -o pipefail; {command}",
+        executable="/bin/bash",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()
     assert len(out.decode().splitlines()) == 1
@@ -740,16 +964,23 @@ async def test_sqlite_cannot_write_to_stdout(tmp_path: Path, serve: Serve) -> No
     done = await run_fw("check", str(project), cwd=tmp_path)
     assert done.returncode == 2
     assert _one_error_line(done.stderr).endswith(
-        "exporters[0].path: exporter 'sqlite' cannot write to standard output; give a file")
+        "exporters[0].path: exporter 'sqlite' cannot write to standard output; give a file"
+    )
 
 
 def test_the_longest_extension_picks_the_exporter() -> None:
     registry = Registry.collect(make_plugin_manager())
-    picks = {name: registry.exporter_for_extension(name) for name in
-             ("a.ndjson", "a.json", "A.JSONL", "a.sqlite3", "a.xml")}
+    picks = {
+        name: registry.exporter_for_extension(name)
+        for name in ("a.ndjson", "a.json", "A.JSONL", "a.sqlite3", "a.xml")
+    }
     assert {name: e.format if e else None for name, e in picks.items()} == {
-        "a.ndjson": "jsonl", "a.json": "json", "A.JSONL": "jsonl", "a.sqlite3": "sqlite",
-        "a.xml": None}
+        "a.ndjson": "jsonl",
+        "a.json": "json",
+        "A.JSONL": "jsonl",
+        "a.sqlite3": "sqlite",
+        "a.xml": None,
+    }
 
 
 def test_a_second_writer_of_one_export_is_refused_and_truncates_nothing(tmp_path: Path) -> None:

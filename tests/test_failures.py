@@ -43,7 +43,9 @@ async def start(serve: Serve, tmp_path: Path) -> tuple[Site, Path]:
     app.router.add_get("/{tail:.*}", site.handle)
     base = await serve(app)
     (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         name: shop
         spider: links
         start_urls: [{base}/]
@@ -56,13 +58,15 @@ async def start(serve: Serve, tmp_path: Path) -> tuple[Site, Path]:
           - {{path: out/items.json}}
           - {{path: out/items.csv}}
           - {{path: out/items.db}}
-        """)
+        """,
+    )
     return site, project
 
 
 @pytest.mark.parametrize("frontier", ["memory", "sqlite:///state/crawl.db"])
 async def test_failures_are_listed_and_retried_into_the_same_exports(
-        tmp_path: Path, serve: Serve, frontier: str) -> None:
+    tmp_path: Path, serve: Serve, frontier: str
+) -> None:
     site, project = await start(serve, tmp_path)
     with project.open("a", encoding="utf-8") as file:
         file.write(f"frontier: {frontier}\n")
@@ -97,20 +101,33 @@ async def test_failures_are_listed_and_retried_into_the_same_exports(
 
 
 async def test_retry_failed_without_a_failures_file_is_a_usage_error(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     _, project = await start(serve, tmp_path)
     result = await run_fw("run", str(project), "--retry-failed")
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"Error: --retry-failed: no failures file "
-                                     f"{tmp_path / 'out/shop.failures.jsonl'}: the last crawl "
-                                     "had no failures, or exported elsewhere")
+    assert result.stderr.strip() == (
+        f"Error: --retry-failed: no failures file "
+        f"{tmp_path / 'out/shop.failures.jsonl'}: the last crawl "
+        "had no failures, or exported elsewhere"
+    )
 
 
 def test_requests_survive_the_round_trip_through_json() -> None:
-    request = Request("http://a.test/p?q=1", method="POST", headers={"X-A": "b"},
-                      body=b"\x00\xffdata", callback="parse_item", errback="failed",
-                      priority=3, meta={"film": {"id": "1"}}, depth=2, dont_filter=True,
-                      retries=2, redirects=1)
+    request = Request(
+        "http://a.test/p?q=1",
+        method="POST",
+        headers={"X-A": "b"},
+        body=b"\x00\xffdata",
+        callback="parse_item",
+        errback="failed",
+        priority=3,
+        meta={"film": {"id": "1"}},
+        depth=2,
+        dont_filter=True,
+        retries=2,
+        redirects=1,
+    )
     assert Request.from_dict(json.loads(json.dumps(request.to_dict()))) == request
 
 
@@ -122,7 +139,8 @@ def test_a_damaged_failures_file_names_its_line(tmp_path: Path) -> None:
 
 
 async def test_hundreds_of_failures_are_all_listed_and_all_retried(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     # A chain of pages, each linking the next and one missing page: each failed request
     # is freed once settled, and the next one, made later, may get its id() back, which
     # once made the failures file skip it as "already recorded".
@@ -132,8 +150,7 @@ async def test_hundreds_of_failures_are_all_listed_and_all_retried(
     async def handle(request: web.Request) -> web.Response:
         hits[request.path] += 1
         if request.path.startswith("/missing/"):
-            return web.Response(status=404 if broken else 200, text="ok",
-                                content_type="text/html")
+            return web.Response(status=404 if broken else 200, text="ok", content_type="text/html")
         n = int(request.path.strip("/") or 0)
         body = f'<a href="/missing/{n}">x</a>' + (f'<a href="/{n + 1}">x</a>' if n < 299 else "")
         return web.Response(text=body, content_type="text/html")
@@ -142,14 +159,17 @@ async def test_hundreds_of_failures_are_all_listed_and_all_retried(
     app.router.add_get("/{tail:.*}", handle)
     base = await serve(app)
     (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         name: many
         spider: links
         start_urls: [{base}/]
         plugins: [./links.py]
         robots: ignore
         exporters: [{{path: out/items.jsonl}}]
-        """)
+        """,
+    )
     first = await run_fw("run", str(project))
     assert first.returncode == 0, first.stderr
     failures = tmp_path / "out/many.failures.jsonl"
@@ -167,15 +187,18 @@ async def test_hundreds_of_failures_are_all_listed_and_all_retried(
 
 
 async def test_a_retry_stopped_half_way_keeps_the_requests_it_did_not_reach(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     broken, held = True, asyncio.Event()
     arrived, release = asyncio.Event(), asyncio.Event()
     hits: Counter[str] = Counter()
 
     async def handle(request: web.Request) -> web.Response:
         if request.path == "/":
-            return web.Response(text="".join(f'<a href="/down/{n}">x</a>' for n in range(20)),
-                                content_type="text/html")
+            return web.Response(
+                text="".join(f'<a href="/down/{n}">x</a>' for n in range(20)),
+                content_type="text/html",
+            )
         hits[request.path] += 1
         if broken:
             return web.Response(status=503)
@@ -189,7 +212,9 @@ async def test_a_retry_stopped_half_way_keeps_the_requests_it_did_not_reach(
     app.router.add_get("/{tail:.*}", handle)
     base = await serve(app)
     (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         name: shop
         spider: links
         start_urls: [{base}/]
@@ -199,7 +224,8 @@ async def test_a_retry_stopped_half_way_keeps_the_requests_it_did_not_reach(
         retries: 0
         concurrency: {{total: 1, per_domain: 1}}
         exporters: [{{path: out/items.jsonl}}]
-        """)
+        """,
+    )
     assert (await run_fw("run", str(project))).returncode == 0
     failures = tmp_path / "out/shop.failures.jsonl"
     assert len(read_jsonl(failures)) == 20

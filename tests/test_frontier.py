@@ -56,8 +56,9 @@ def make(concurrency: int = 8, delay: float = 0.0) -> tuple[Frontier, Clock]:
     politeness = Politeness(HostPolicy(concurrency, delay), {})
     frontier: Frontier
     if _backend == "sqlite":
-        frontier = SqliteFrontier(_state, politeness, clock=clock, wall=clock,
-                                  jitter=lambda: JITTER)
+        frontier = SqliteFrontier(
+            _state, politeness, clock=clock, wall=clock, jitter=lambda: JITTER
+        )
     else:
         frontier = MemoryFrontier(politeness, clock=clock, jitter=lambda: JITTER)
     _finish(frontier.open())
@@ -102,9 +103,11 @@ async def test_add_drops_requests_seen_before_by_fingerprint() -> None:
     frontier, _ = make()
     first = [req("http://a.test/p?x=1&y=2"), req("http://a.test/q")]
     assert await frontier.add(first) == first
-    again = [req("http://a.test/p?y=2&x=1"),  # the same query in another order
-             req("http://a.test/q#section"),  # a fragment is not a different page
-             req("http://a.test/r")]
+    again = [
+        req("http://a.test/p?y=2&x=1"),  # the same query in another order
+        req("http://a.test/q#section"),  # a fragment is not a different page
+        req("http://a.test/r"),
+    ]
     assert await frontier.add(again) == [again[2]]
     assert frontier.counts() == Counts(pending=3, delayed=0, leased=0, seen=3)
 
@@ -118,9 +121,12 @@ async def test_add_drops_duplicates_within_one_batch() -> None:
 
 async def test_method_and_body_are_part_of_the_fingerprint() -> None:
     frontier, _ = make()
-    batch = [req("http://a.test/f"), req("http://a.test/f", method="POST", body=b"a=1"),
-             req("http://a.test/f", method="POST", body=b"a=2"),
-             req("http://a.test/f", method="POST", body=b"a=1")]
+    batch = [
+        req("http://a.test/f"),
+        req("http://a.test/f", method="POST", body=b"a=1"),
+        req("http://a.test/f", method="POST", body=b"a=2"),
+        req("http://a.test/f", method="POST", body=b"a=1"),
+    ]
     assert await frontier.add(batch) == batch[:3]
 
 
@@ -140,23 +146,43 @@ async def test_dont_filter_bypasses_dedup() -> None:
 
 async def test_higher_priority_first_within_a_host_and_first_come_among_equals() -> None:
     frontier, _ = make()
-    await frontier.add([req("http://a.test/low", -1), req("http://a.test/first"),
-                        req("http://a.test/high", 5), req("http://a.test/second"),
-                        req("http://a.test/mid", 2)])
+    await frontier.add(
+        [
+            req("http://a.test/low", -1),
+            req("http://a.test/first"),
+            req("http://a.test/high", 5),
+            req("http://a.test/second"),
+            req("http://a.test/mid", 2),
+        ]
+    )
     assert await urls_claimed(frontier) == [
-        "http://a.test/high", "http://a.test/mid", "http://a.test/first",
-        "http://a.test/second", "http://a.test/low"]
+        "http://a.test/high",
+        "http://a.test/mid",
+        "http://a.test/first",
+        "http://a.test/second",
+        "http://a.test/low",
+    ]
 
 
 async def test_the_host_with_the_best_request_goes_first() -> None:
     frontier, _ = make()
-    await frontier.add([req("http://a.test/3", 3), req("http://a.test/0", 0),
-                        req("http://b.test/2", 2), req("http://c.test/9", 9),
-                        req("http://b.test/1", 1)])
+    await frontier.add(
+        [
+            req("http://a.test/3", 3),
+            req("http://a.test/0", 0),
+            req("http://b.test/2", 2),
+            req("http://c.test/9", 9),
+            req("http://b.test/1", 1),
+        ]
+    )
     # After each claim the host is filed again by its next best request.
     assert await urls_claimed(frontier) == [
-        "http://c.test/9", "http://a.test/3", "http://b.test/2", "http://b.test/1",
-        "http://a.test/0"]
+        "http://c.test/9",
+        "http://a.test/3",
+        "http://b.test/2",
+        "http://b.test/1",
+        "http://a.test/0",
+    ]
 
 
 async def test_a_better_request_moves_an_already_ready_host_up() -> None:
@@ -164,15 +190,17 @@ async def test_a_better_request_moves_an_already_ready_host_up() -> None:
     await frontier.add([req("http://a.test/0"), req("http://b.test/5", 5)])
     await frontier.add([req("http://a.test/10", 10)])  # a is filed already, with rank 0
     assert await urls_claimed(frontier) == [
-        "http://a.test/10", "http://b.test/5", "http://a.test/0"]
+        "http://a.test/10",
+        "http://b.test/5",
+        "http://a.test/0",
+    ]
 
 
 async def test_a_ready_host_keeps_its_place_when_an_equal_request_arrives() -> None:
     frontier, _ = make()
     await frontier.add([req("http://a.test/1"), req("http://b.test/1")])
     await frontier.add([req("http://a.test/2")])
-    assert await urls_claimed(frontier) == [
-        "http://a.test/1", "http://b.test/1", "http://a.test/2"]
+    assert await urls_claimed(frontier) == ["http://a.test/1", "http://b.test/1", "http://a.test/2"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,8 +210,14 @@ async def test_a_ready_host_keeps_its_place_when_an_equal_request_arrives() -> N
 
 async def test_a_host_at_its_limit_waits_while_other_hosts_are_served() -> None:
     frontier, _ = make(concurrency=2)
-    await frontier.add([req("http://a.test/1", 9), req("http://a.test/2", 8),
-                        req("http://a.test/3", 7), req("http://b.test/1")])
+    await frontier.add(
+        [
+            req("http://a.test/1", 9),
+            req("http://a.test/2", 8),
+            req("http://a.test/3", 7),
+            req("http://b.test/1"),
+        ]
+    )
     first = [(await lease_of(frontier)).request.url for _ in range(3)]
     # a's third request outranks b's, but a has two in flight.
     assert first == ["http://a.test/1", "http://a.test/2", "http://b.test/1"]
@@ -196,8 +230,12 @@ async def test_ack_frees_the_slot_and_queues_the_new_discoveries() -> None:
     await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
     lease = await lease_of(frontier)
     assert await frontier.claim() == math.inf
-    found = [req("http://a.test/2"), req("http://b.test/new"), req("http://a.test/new", 5),
-             req("http://b.test/new#again")]
+    found = [
+        req("http://a.test/2"),
+        req("http://b.test/new"),
+        req("http://a.test/new", 5),
+        req("http://b.test/new#again"),
+    ]
     assert await ack(frontier, lease, found) == [found[1], found[2]]
     assert frontier.counts() == Counts(pending=3, delayed=0, leased=0, seen=4)
     assert await urls_claimed(frontier) == ["http://a.test/new", "http://b.test/new"]
@@ -228,9 +266,11 @@ async def test_a_lease_is_settled_once(second: str) -> None:
     await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
     lease = await lease_of(frontier)
     await ack(frontier, lease, [])
-    settle = {"ack": lambda: ack(frontier, lease, [req("http://a.test/3")]),
-              "retry": lambda: frontier.retry(lease, lease.request, 0.0),
-              "fail": lambda: fail(frontier, lease, "x")}[second]
+    settle = {
+        "ack": lambda: ack(frontier, lease, [req("http://a.test/3")]),
+        "retry": lambda: frontier.retry(lease, lease.request, 0.0),
+        "fail": lambda: fail(frontier, lease, "x"),
+    }[second]
     with pytest.raises(LeaseLost):
         await settle()
     # Nothing was queued or freed by the stale settlement.
@@ -242,10 +282,13 @@ async def test_one_settle_settles_many_leases_and_skips_one_settled_already() ->
     await frontier.add([req("http://a.test/1"), req("http://a.test/2"), req("http://a.test/3")])
     one, two, three = [await lease_of(frontier) for _ in range(3)]
     await ack(frontier, two)
-    found = await frontier.settle([
-        Settlement(one, [req("http://a.test/4")]),
-        Settlement(two, [req("http://a.test/5")]),  # settled already: nothing happens
-        Settlement(three, [req("http://a.test/4"), req("http://a.test/6")], "http_500")])
+    found = await frontier.settle(
+        [
+            Settlement(one, [req("http://a.test/4")]),
+            Settlement(two, [req("http://a.test/5")]),  # settled already: nothing happens
+            Settlement(three, [req("http://a.test/4"), req("http://a.test/6")], "http_500"),
+        ]
+    )
     assert found == [[req("http://a.test/4")], None, [req("http://a.test/6")]]
     assert frontier.counts() == Counts(pending=2, delayed=0, leased=0, seen=5)
     status = await frontier.status()
@@ -310,10 +353,15 @@ async def test_the_delay_counts_from_the_start_not_the_end() -> None:
 
 async def test_a_delayed_host_does_not_block_other_hosts() -> None:
     frontier, clock = make(delay=4.0)
-    await frontier.add([req("http://a.test/1", 5), req("http://a.test/2", 5),
-                        req("http://b.test/1"), req("http://c.test/1")])
-    assert await urls_claimed(frontier) == [
-        "http://a.test/1", "http://b.test/1", "http://c.test/1"]
+    await frontier.add(
+        [
+            req("http://a.test/1", 5),
+            req("http://a.test/2", 5),
+            req("http://b.test/1"),
+            req("http://c.test/1"),
+        ]
+    )
+    assert await urls_claimed(frontier) == ["http://a.test/1", "http://b.test/1", "http://c.test/1"]
     assert await frontier.claim() == pytest.approx(3.0)
     clock.now += 3.0
     assert (await lease_of(frontier)).request.url == "http://a.test/2"
@@ -375,7 +423,10 @@ async def test_a_due_retry_competes_by_priority() -> None:
     await frontier.add([req("http://a.test/low"), req("http://b.test/high", 2)])
     clock.now += 1.0
     assert await urls_claimed(frontier) == [
-        "http://b.test/high", "http://a.test/retried", "http://a.test/low"]
+        "http://b.test/high",
+        "http://a.test/retried",
+        "http://a.test/low",
+    ]
 
 
 async def test_the_wait_is_for_the_soonest_of_a_retry_and_a_rested_host() -> None:

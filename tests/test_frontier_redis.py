@@ -45,12 +45,24 @@ async def make(server: RedisServer) -> AsyncIterator[Make]:
     """Open workers on ``server``; every one is closed after the test."""
     opened: list[RedisFrontier] = []
 
-    async def make(concurrency: int = 8, delay: float = 0.0, rate: float | None = None, *,
-                   lease: float = 30, prefix: str = PREFIX, fresh: bool = False,
-                   url: str | None = None, open: bool = True) -> RedisFrontier:
-        frontier = RedisFrontier(f"{url or server.url}?lease={lease}&prefix={prefix}",
-                                 Politeness(HostPolicy(concurrency, delay, rate), {}),
-                                 name="test", fresh=fresh, jitter=lambda: 0.5)
+    async def make(
+        concurrency: int = 8,
+        delay: float = 0.0,
+        rate: float | None = None,
+        *,
+        lease: float = 30,
+        prefix: str = PREFIX,
+        fresh: bool = False,
+        url: str | None = None,
+        open: bool = True,
+    ) -> RedisFrontier:
+        frontier = RedisFrontier(
+            f"{url or server.url}?lease={lease}&prefix={prefix}",
+            Politeness(HostPolicy(concurrency, delay, rate), {}),
+            name="test",
+            fresh=fresh,
+            jitter=lambda: 0.5,
+        )
         opened.append(frontier)
         if open:
             await frontier.open()
@@ -100,6 +112,7 @@ def stall(frontier: RedisFrontier) -> None:
 # One worker
 # -------------------------------------------------------------------------------------------
 
+
 async def test_lease_then_ack_fail_and_retry(make: Make, server: RedisServer) -> None:
     frontier = await make()
     assert await frontier.add(urls("1", "2", "3")) == urls("1", "2", "3")
@@ -121,8 +134,13 @@ async def test_lease_then_ack_fail_and_retry(make: Make, server: RedisServer) ->
         await ack(frontier, leases[0], [])
     assert await frontier.claim() is None
     status = await frontier.status()
-    assert (status.pending, status.delayed, status.leased, status.done, status.failed) \
-        == (0, 0, 0, 4, 1)
+    assert (status.pending, status.delayed, status.leased, status.done, status.failed) == (
+        0,
+        0,
+        0,
+        4,
+        1,
+    )
     assert status.hosts == {"a.test": HostStatus(0, 0, 4, 1)}
     with server.client() as client:
         assert b"http_status\n" in next(iter(client.hgetall(PREFIX + "failures").values()))
@@ -149,7 +167,8 @@ async def test_claims_made_together_go_in_one_call(make: Make, server: RedisServ
 
 
 async def test_a_settle_of_many_leases_is_one_call_and_a_lost_one_changes_nothing(
-        make: Make, server: RedisServer) -> None:
+    make: Make, server: RedisServer
+) -> None:
     frontier, other = await make(lease=1), await make(lease=1)
     await frontier.add(urls("1"))
     lost = await lease_of(frontier)
@@ -159,9 +178,13 @@ async def test_a_settle_of_many_leases_is_one_call_and_a_lost_one_changes_nothin
     await frontier.add(urls("2", "3"))
     second, third = await lease_of(frontier), await lease_of(frontier)  # fresh: still held
     before = script_calls(server)
-    found = await frontier.settle([
-        Settlement(second, urls("new-1")), Settlement(lost, urls("lost-1")),
-        Settlement(third, urls("new-1", "new-2"), "http_500")])
+    found = await frontier.settle(
+        [
+            Settlement(second, urls("new-1")),
+            Settlement(lost, urls("lost-1")),
+            Settlement(third, urls("new-1", "new-2"), "http_500"),
+        ]
+    )
     assert script_calls(server) == before + 1
     assert found == [urls("new-1"), None, urls("new-2")]
     status = await frontier.status()
@@ -183,8 +206,9 @@ async def test_a_lease_made_for_a_cancelled_claim_goes_to_the_next_claim(make: M
         await ack(frontier, got)
 
 
-async def test_a_repeated_claim_of_many_gets_the_same_leases(make: Make,
-                                                             server: RedisServer) -> None:
+async def test_a_repeated_claim_of_many_gets_the_same_leases(
+    make: Make, server: RedisServer
+) -> None:
     proxy = CuttingProxy(server.port)
     await proxy.start()
     try:
@@ -193,8 +217,11 @@ async def test_a_repeated_claim_of_many_gets_the_same_leases(make: Make,
         proxy.cut_next_reply = True
         got = await asyncio.gather(*(frontier.claim() for _ in range(3)))
         assert proxy.cuts == 1
-        assert sorted(lease.request.url[-1] for lease in got if isinstance(lease, Lease)) \
-            == ["1", "2", "3"]
+        assert sorted(lease.request.url[-1] for lease in got if isinstance(lease, Lease)) == [
+            "1",
+            "2",
+            "3",
+        ]
         assert (await frontier.status()).leased == 3  # not six
     finally:
         await proxy.close()
@@ -207,11 +234,19 @@ async def test_priorities_within_and_across_hosts(make: Make) -> None:
         await frontier.add(requests)
         return [(await lease_of(frontier)).request.url[7:] for _ in requests]
 
-    within = [Request("http://a.test/0"), Request("http://a.test/5", priority=5),
-              Request("http://a.test/1", priority=1), Request("http://a.test/5b", priority=5)]
+    within = [
+        Request("http://a.test/0"),
+        Request("http://a.test/5", priority=5),
+        Request("http://a.test/1", priority=1),
+        Request("http://a.test/5b", priority=5),
+    ]
     assert await order(within) == ["a.test/5", "a.test/5b", "a.test/1", "a.test/0"]
-    across = [Request("http://b.test/1", priority=1), Request("http://c.test/3", priority=3),
-              Request("http://d.test/3", priority=3), Request("http://b.test/9", priority=9)]
+    across = [
+        Request("http://b.test/1", priority=1),
+        Request("http://c.test/3", priority=3),
+        Request("http://d.test/3", priority=3),
+        Request("http://b.test/9", priority=9),
+    ]
     # The host with the best request first; equal ones in the order they became ready.
     assert await order(across) == ["b.test/9", "c.test/3", "d.test/3", "b.test/1"]
 
@@ -231,9 +266,20 @@ async def test_batches_longer_than_lua_can_unpack_at_once(make: Make) -> None:
 
 async def test_claims_made_together_get_what_claims_one_by_one_would(make: Make) -> None:
     one_by_one, together = await make(prefix="fw:one:"), await make(prefix="fw:all:")
-    requests = [Request(f"http://{host}.test/{path}", priority=int(path[0]))
-                for host, path in [("a", "5"), ("a", "3"), ("a", "1"), ("b", "4"), ("b", "3"),
-                                   ("c", "3"), ("a", "3b"), ("e", "9"), ("e", "8")]]
+    requests = [
+        Request(f"http://{host}.test/{path}", priority=int(path[0]))
+        for host, path in [
+            ("a", "5"),
+            ("a", "3"),
+            ("a", "1"),
+            ("b", "4"),
+            ("b", "3"),
+            ("c", "3"),
+            ("a", "3b"),
+            ("e", "9"),
+            ("e", "8"),
+        ]
+    ]
     await one_by_one.add(requests)
     await together.add(requests)
     expected = [(await lease_of(one_by_one)).request for _ in range(8)]
@@ -242,8 +288,15 @@ async def test_claims_made_together_get_what_claims_one_by_one_would(make: Make)
     # Best first, ties by when the host became ready: a host keeps its turn for a second
     # request only while that request outranks every other host's best.
     assert [request.url[7:] for request in expected] == [
-        "e.test/9", "e.test/8", "a.test/5", "b.test/4", "c.test/3", "a.test/3", "b.test/3",
-        "a.test/3b"]
+        "e.test/9",
+        "e.test/8",
+        "a.test/5",
+        "b.test/4",
+        "c.test/3",
+        "a.test/3",
+        "b.test/3",
+        "a.test/3b",
+    ]
 
 
 async def test_reopening_resumes_a_crawl_and_close_hands_leases_back(make: Make) -> None:
@@ -275,8 +328,9 @@ async def test_a_meta_that_is_not_json_is_refused_and_nothing_breaks(make: Make)
 
 async def test_options_and_mistakes_in_the_url(server: RedisServer) -> None:
     politeness = Politeness(HostPolicy(1, 0.0), {})
-    frontier = RedisFrontier(f"{server.url}?lease=12&prefix=x:&health_check_interval=5",
-                             politeness, name="n")
+    frontier = RedisFrontier(
+        f"{server.url}?lease=12&prefix=x:&health_check_interval=5", politeness, name="n"
+    )
     assert (frontier.lease, frontier.prefix) == (12.0, "x:")
     assert frontier.url == f"{server.url}?health_check_interval=5"
     assert RedisFrontier(server.url, politeness, name="n").prefix == "fw:n:"
@@ -289,6 +343,7 @@ async def test_options_and_mistakes_in_the_url(server: RedisServer) -> None:
 # -------------------------------------------------------------------------------------------
 # Several workers
 # -------------------------------------------------------------------------------------------
+
 
 async def test_dedup_and_seeding_are_shared(make: Make, server: RedisServer) -> None:
     one, two = await make(), await make()
@@ -316,12 +371,14 @@ async def test_host_concurrency_holds_across_workers(make: Make) -> None:
     assert (await lease_of(two)).request == urls("3")[0]
 
 
-@pytest.mark.parametrize(("delay", "rate", "tuned"), [(0.2, None, None), (0.0, 5.0, None),
-                                                      (0.0, None, 0.2)],
-                         ids=["delay", "rate", "tuned"])
-async def test_starts_are_spaced_across_workers(make: Make, server: RedisServer,
-                                                delay: float, rate: float | None,
-                                                tuned: float | None) -> None:
+@pytest.mark.parametrize(
+    ("delay", "rate", "tuned"),
+    [(0.2, None, None), (0.0, 5.0, None), (0.0, None, 0.2)],
+    ids=["delay", "rate", "tuned"],
+)
+async def test_starts_are_spaced_across_workers(
+    make: Make, server: RedisServer, delay: float, rate: float | None, tuned: float | None
+) -> None:
     one, two = await make(delay=delay, rate=rate), await make(delay=delay, rate=rate)
     await one.add(urls(*"123456"))
     if tuned is not None:
@@ -333,8 +390,9 @@ async def test_starts_are_spaced_across_workers(make: Make, server: RedisServer,
 
     await asyncio.gather(take(one, 2), take(two, 2))
     with server.client() as client:  # each lease expires 30 s after it started, server time
-        starts = [score - 30 for _, score in client.zrange(PREFIX + "leases", 0, -1,
-                                                            withscores=True)]
+        starts = [
+            score - 30 for _, score in client.zrange(PREFIX + "leases", 0, -1, withscores=True)
+        ]
     assert len(starts) == 4
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.2 - 0.001, gaps
@@ -380,12 +438,15 @@ async def test_status_counts_hosts_and_workers(make: Make, server: RedisServer) 
     await fail(one, await lease_of(one), "timeout")
     await lease_of(two)
     await two.close()
-    reader = RedisFrontier(f"{server.url}?prefix={PREFIX}", Politeness(HostPolicy(1, 0), {}),
-                           name="x")
+    reader = RedisFrontier(
+        f"{server.url}?prefix={PREFIX}", Politeness(HostPolicy(1, 0), {}), name="x"
+    )
     status = await reader.status()  # not opened: a connection of its own
     assert (status.backend, status.pending, status.leased, status.failed) == ("redis", 2, 0, 1)
-    assert status.hosts == {"a.test": HostStatus(pending=1, failed=1),
-                            "b.test": HostStatus(pending=1)}
+    assert status.hosts == {
+        "a.test": HostStatus(pending=1, failed=1),
+        "b.test": HostStatus(pending=1),
+    }
     workers = {worker.id: worker for worker in status.workers}
     assert workers[one.worker].alive and not workers[two.worker].alive
     assert all(0 <= worker.idle < 5 for worker in status.workers)
@@ -416,8 +477,10 @@ async def test_two_prefixes_do_not_interfere(make: Make) -> None:
 # Outages
 # -------------------------------------------------------------------------------------------
 
+
 async def test_an_outage_pauses_a_call_until_redis_is_back(
-        make: Make, server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    make: Make, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="fw")
     heard = Heard("unreachable")
     logging.getLogger("fw").addHandler(heard)
@@ -444,8 +507,9 @@ async def test_an_outage_pauses_a_call_until_redis_is_back(
     assert (status.pending, status.leased, status.done) == (1, 1, 1)
 
 
-async def test_a_call_whose_answer_was_lost_is_not_run_twice(make: Make,
-                                                             server: RedisServer) -> None:
+async def test_a_call_whose_answer_was_lost_is_not_run_twice(
+    make: Make, server: RedisServer
+) -> None:
     proxy = CuttingProxy(server.port)
     await proxy.start()
     try:
@@ -464,8 +528,7 @@ async def test_a_call_whose_answer_was_lost_is_not_run_twice(make: Make,
         await proxy.close()
 
 
-async def test_a_cancelled_call_ends_at_once_and_leaves_the_frontier_usable(
-        make: Make) -> None:
+async def test_a_cancelled_call_ends_at_once_and_leaves_the_frontier_usable(make: Make) -> None:
     frontier = await make(concurrency=100)
 
     async def busy() -> None:  # like an engine worker

@@ -128,9 +128,14 @@ async def test_claiming_uses_the_queue_index_not_a_scan(tmp_path: Path) -> None:
     frontier, _ = await opened(tmp_path / "crawl.db")
     await frontier.close()
     db = sqlite3.connect(tmp_path / "crawl.db")
-    plan = " ".join(row[3] for row in db.execute(
-        "EXPLAIN QUERY PLAN SELECT id, data, priority FROM requests WHERE host = ? AND "
-        "state = 0 ORDER BY priority DESC, id LIMIT 2", ("a.test",)))
+    plan = " ".join(
+        row[3]
+        for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT id, data, priority FROM requests WHERE host = ? AND "
+            "state = 0 ORDER BY priority DESC, id LIMIT 2",
+            ("a.test",),
+        )
+    )
     db.close()
     assert "USING INDEX queue" in plan and "TEMP B-TREE" not in plan, plan
 

@@ -9,21 +9,31 @@ import pytest
 
 from framework import hookspecs
 
-HOOKS = [name for name, f in vars(hookspecs).items()
-         if inspect.isfunction(f) and hasattr(f, "fw_spec")]
+HOOKS = [
+    name for name, f in vars(hookspecs).items() if inspect.isfunction(f) and hasattr(f, "fw_spec")
+]
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 
 
 def test_there_are_registry_and_event_hooks() -> None:
-    assert {"register_spiders", "register_exporters", "register_parsers",
-            "register_middlewares"} <= set(HOOKS)
-    assert {"crawl_started", "crawl_finished", "request_scheduled", "response_received",
-            "item_scraped", "crawl_error"} <= set(HOOKS)
+    assert {
+        "register_spiders",
+        "register_exporters",
+        "register_parsers",
+        "register_middlewares",
+    } <= set(HOOKS)
+    assert {
+        "crawl_started",
+        "crawl_finished",
+        "request_scheduled",
+        "response_received",
+        "item_scraped",
+        "crawl_error",
+    } <= set(HOOKS)
 
 
 @pytest.mark.parametrize("name", HOOKS)
-def test_hook_docstring_says_what_when_async_each_argument_and_the_return_value(
-        name: str) -> None:
+def test_hook_docstring_says_what_when_async_each_argument_and_the_return_value(name: str) -> None:
     hook = getattr(hookspecs, name)
     doc = inspect.getdoc(hook) or ""
     summary = doc.splitlines()[0] if doc else ""

@@ -61,7 +61,7 @@ def register_spiders(register):
     register(Hostile)
 '''
 
-HOOKS = '''
+HOOKS = """
 from framework import hookimpl
 
 @hookimpl
@@ -73,13 +73,15 @@ def response_received(response):
 async def item_scraped(item):
     if item["url"].endswith("/item-boom"):
         raise KeyError("no such field")
-'''
+"""
 
 
 def hostile_project(tmp_path: Path, base: str, *, plugins: str = "./hostile.py") -> Path:
     """A project crawling ``base`` with small timeouts and quick retries."""
     (tmp_path / "hostile.py").write_text(SPIDER, encoding="utf-8")
-    return write_project(tmp_path, f"""
+    return write_project(
+        tmp_path,
+        f"""
         spider: hostile
         start_urls: [{base}/]
         allowed_domains: [{SITE_HOST}, {", ".join(HOSTILE_HOSTS)}]
@@ -89,7 +91,8 @@ def hostile_project(tmp_path: Path, base: str, *, plugins: str = "./hostile.py")
         timeout: 2
         max_response_size: {LIMIT}
         backoff: {{base: 0.01, max: 0.05}}
-        """)
+        """,
+    )
 
 
 async def crawl_quickly(project: Path, *overrides: str) -> Stats:
@@ -108,13 +111,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def linking(*links: str) -> Handler:
     """A handler answering a page with these links."""
+
     async def handler(request: web.Request) -> web.Response:
         return page(*links)
+
     return handler
 
 
-async def start_app(serve: Serve, routes: dict[str, Handler], host: str
-                    ) -> tuple[str, Counter[str]]:
+async def start_app(
+    serve: Serve, routes: dict[str, Handler], host: str
+) -> tuple[str, Counter[str]]:
     """Serve ``routes`` on ``host``; return the base URL and a count of hits by path."""
     hits: Counter[str] = Counter()
 
@@ -129,11 +135,13 @@ async def start_app(serve: Serve, routes: dict[str, Handler], host: str
     return await serve(app, host), hits
 
 
-async def site(serve: Serve, *links: str, routes: dict[str, Handler] | None = None
-               ) -> tuple[str, Counter[str]]:
+async def site(
+    serve: Serve, *links: str, routes: dict[str, Handler] | None = None
+) -> tuple[str, Counter[str]]:
     """Start the good site: its root links to the good pages and to ``links``."""
-    return await start_app(serve, {"/": linking(*GOOD, *links), "/ok/{n}": linking(),
-                                   **(routes or {})}, SITE_HOST)
+    return await start_app(
+        serve, {"/": linking(*GOOD, *links), "/ok/{n}": linking(), **(routes or {})}, SITE_HOST
+    )
 
 
 def exported(tmp_path: Path) -> set[str]:
@@ -183,6 +191,7 @@ class Hostile:
 
     async def raw(self, respond: Respond) -> RawServer:
         """Start a raw server; the connection is closed when ``respond`` returns."""
+
         async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
@@ -223,37 +232,46 @@ async def hostile(serve: Serve) -> AsyncIterator[Hostile]:
 
 def head(status: str = "200 OK", **headers: str | int) -> bytes:
     """An HTTP/1.1 response head; ``Content_Length=5`` becomes ``Content-Length: 5``."""
-    lines = [f"HTTP/1.1 {status}", "Connection: close",
-             *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items())]
+    lines = [
+        f"HTTP/1.1 {status}",
+        "Connection: close",
+        *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def answer(data: bytes) -> Respond:
     """Answer with these bytes, then close cleanly."""
+
     async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(data)
         await writer.drain()
+
     return respond
 
 
 def reset(data: bytes = b"") -> Respond:
     """Answer with these bytes, then reset the connection (RST, not FIN)."""
+
     async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(data)
         await writer.drain()
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
+
     return respond
 
 
 def stall(data: bytes = b"") -> Respond:
     """Answer with these bytes, then nothing, until the client gives up."""
+
     async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(data)
         await writer.drain()
         while await reader.read(65536):
             pass
+
     return respond
 
 
@@ -277,10 +295,12 @@ async def test_connection_refused_is_retried_and_counted(tmp_path: Path, serve: 
     assert exported(tmp_path) == good_urls(base)
 
 
-async def test_a_connection_reset_mid_body_is_truncated(tmp_path: Path, serve: Serve,
-                                                        hostile: Hostile) -> None:
-    server = await hostile.raw(reset(head(Content_Type="text/html", Content_Length=100_000)
-                                     + b"<html>" * 1000))
+async def test_a_connection_reset_mid_body_is_truncated(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
+    server = await hostile.raw(
+        reset(head(Content_Type="text/html", Content_Length=100_000) + b"<html>" * 1000)
+    )
     base, _ = await site(serve, server.url + "/reset")
     stats = await crawl_quickly(hostile_project(tmp_path, base))
     assert stats.reason == "finished"
@@ -290,10 +310,12 @@ async def test_a_connection_reset_mid_body_is_truncated(tmp_path: Path, serve: S
 
 
 async def test_a_body_shorter_than_its_content_length_is_truncated(
-        tmp_path: Path, serve: Serve, hostile: Hostile) -> None:
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
     # A clean close (FIN) 99,400 bytes early.
-    server = await hostile.raw(answer(head(Content_Type="text/html", Content_Length=100_000)
-                                      + b"<html>" * 100))
+    server = await hostile.raw(
+        answer(head(Content_Type="text/html", Content_Length=100_000) + b"<html>" * 100)
+    )
     base, _ = await site(serve, server.url + "/short")
     stats = await crawl_quickly(hostile_project(tmp_path, base))
     assert stats.reason == "finished"
@@ -302,7 +324,8 @@ async def test_a_body_shorter_than_its_content_length_is_truncated(
 
 
 async def test_a_server_that_hangs_up_without_answering_is_counted(
-        tmp_path: Path, serve: Serve, hostile: Hostile) -> None:
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
     closing, resetting = await hostile.raw(answer(b"")), await hostile.raw(reset())
     base, _ = await site(serve, closing.url + "/hang-up", resetting.url + "/reset")
     stats = await crawl_quickly(hostile_project(tmp_path, base))
@@ -313,7 +336,8 @@ async def test_a_server_that_hangs_up_without_answering_is_counted(
 
 
 async def test_a_server_that_hangs_up_is_asked_a_bounded_number_of_times(
-        tmp_path: Path, serve: Serve, hostile: Hostile) -> None:
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
     closing, resetting = await hostile.raw(answer(b"")), await hostile.raw(reset())
     base, _ = await site(serve, closing.url + "/hang-up", resetting.url + "/reset")
     stats = await crawl_quickly(hostile_project(tmp_path, base))
@@ -324,11 +348,13 @@ async def test_a_server_that_hangs_up_is_asked_a_bounded_number_of_times(
     assert stats.retries == 4 and sum(stats.errors.values()) == 2
 
 
-async def test_a_server_that_stalls_times_out(tmp_path: Path, serve: Serve,
-                                              hostile: Hostile) -> None:
+async def test_a_server_that_stalls_times_out(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
     silent = await hostile.raw(stall())
-    stalling = await hostile.raw(stall(head(Content_Type="text/html", Content_Length=1000)
-                                       + b"<html><body>"))
+    stalling = await hostile.raw(
+        stall(head(Content_Type="text/html", Content_Length=1000) + b"<html><body>")
+    )
     base, _ = await site(serve, silent.url + "/silent", stalling.url + "/stall")
     stats = await crawl_quickly(hostile_project(tmp_path, base), "timeout=0.3", "retries=1")
     assert stats.reason == "finished"
@@ -348,8 +374,9 @@ GARBAGE = {
 }
 
 
-async def test_malformed_http_is_a_bad_response(tmp_path: Path, serve: Serve,
-                                                hostile: Hostile) -> None:
+async def test_malformed_http_is_a_bad_response(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
     servers = {name: await hostile.raw(answer(data)) for name, data in GARBAGE.items()}
     base, _ = await site(serve, *(server.url + "/garbage" for server in servers.values()))
     stats = await crawl_quickly(hostile_project(tmp_path, base))
@@ -359,13 +386,19 @@ async def test_malformed_http_is_a_bad_response(tmp_path: Path, serve: Serve,
     assert exported(tmp_path) == good_urls(base)
 
 
-async def test_huge_response_headers_are_a_bad_response(tmp_path: Path, serve: Serve,
-                                                        hostile: Hostile) -> None:
-    huge = await hostile.raw(answer(head(Content_Type="text/html", Content_Length=6,
-                                         Set_Cookie="a=" + "x" * 100_000) + b"<html>"))
+async def test_huge_response_headers_are_a_bad_response(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
+    huge = await hostile.raw(
+        answer(
+            head(Content_Type="text/html", Content_Length=6, Set_Cookie="a=" + "x" * 100_000)
+            + b"<html>"
+        )
+    )
     headers = b"".join(b"X-H%d: %d\r\n" % (n, n) for n in range(20_000))
-    numerous = await hostile.raw(answer(head(Content_Type="text/html", Content_Length=6)[:-2]
-                                        + headers + b"\r\n<html>"))
+    numerous = await hostile.raw(
+        answer(head(Content_Type="text/html", Content_Length=6)[:-2] + headers + b"\r\n<html>")
+    )
     base, _ = await site(serve, huge.url + "/cookie", numerous.url + "/many")
     stats = await crawl_quickly(hostile_project(tmp_path, base))
     assert stats.reason == "finished"
@@ -391,24 +424,36 @@ def statuses(*answers: int, headers: dict[str, str] | None = None) -> tuple[Hand
     return handler, hits
 
 
-async def test_5xx_is_retried_and_4xx_is_not(tmp_path: Path, serve: Serve,
-                                             hostile: Hostile) -> None:
-    routes = {"/recovers": statuses(503), "/broken": statuses(*[500] * 10),
-              "/missing": statuses(*[404] * 10), "/gone": statuses(*[410] * 10)}
-    urls = {path: (await hostile.app({path: handler}))[0] + path
-            for path, (handler, _) in routes.items()}
+async def test_5xx_is_retried_and_4xx_is_not(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
+    routes = {
+        "/recovers": statuses(503),
+        "/broken": statuses(*[500] * 10),
+        "/missing": statuses(*[404] * 10),
+        "/gone": statuses(*[410] * 10),
+    }
+    urls = {
+        path: (await hostile.app({path: handler}))[0] + path
+        for path, (handler, _) in routes.items()
+    }
     base, _ = await site(serve, *urls.values())
     stats = await crawl_quickly(hostile_project(tmp_path, base))
     assert stats.reason == "finished"
     assert stats.errors == {"http_500": 1, "http_404": 1, "http_410": 1}
     assert {path: len(hits) for path, (_, hits) in routes.items()} == {
-        "/recovers": 2, "/broken": 3, "/missing": 1, "/gone": 1}
+        "/recovers": 2,
+        "/broken": 3,
+        "/missing": 1,
+        "/gone": 1,
+    }
     assert stats.retries == 1 + 2
     assert exported(tmp_path) == good_urls(base) | {urls["/recovers"]}
 
 
-async def test_429_waits_as_long_as_retry_after_says(tmp_path: Path, serve: Serve,
-                                                     hostile: Hostile) -> None:
+async def test_429_waits_as_long_as_retry_after_says(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
     limited, hits = statuses(429, headers={"Retry-After": "1"})
     bad, _ = await hostile.app({"/limited": limited})
     base, _ = await site(serve, f"{bad}/limited")
@@ -421,16 +466,19 @@ async def test_429_waits_as_long_as_retry_after_says(tmp_path: Path, serve: Serv
 def redirect(to: str, status: int = 302) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=status, headers={"Location": to})
+
     return handler
 
 
 async def chain(request: web.Request) -> web.Response:
-    return web.Response(status=301, headers={
-        "Location": f"/chain/{int(request.match_info['n']) + 1}"})
+    return web.Response(
+        status=301, headers={"Location": f"/chain/{int(request.match_info['n']) + 1}"}
+    )
 
 
-async def test_a_redirect_chain_longer_than_max_redirects_is_cut(tmp_path: Path,
-                                                                  serve: Serve) -> None:
+async def test_a_redirect_chain_longer_than_max_redirects_is_cut(
+    tmp_path: Path, serve: Serve
+) -> None:
     base, hits = await site(serve, "/chain/0", routes={"/chain/{n}": chain})
     stats = await crawl_quickly(hostile_project(tmp_path, base), "max_redirects=3")
     assert stats.reason == "finished" and stats.errors == {"redirects": 1}
@@ -486,8 +534,9 @@ class Firehose:
 
 
 @pytest.mark.parametrize("announce", [True, False], ids=["content-length", "chunked"])
-async def test_a_body_over_max_response_size_is_cut_off(tmp_path: Path, serve: Serve,
-                                                        hostile: Hostile, announce: bool) -> None:
+async def test_a_body_over_max_response_size_is_cut_off(
+    tmp_path: Path, serve: Serve, hostile: Hostile, announce: bool
+) -> None:
     firehose = Firehose(announce)
     bad, hits = await hostile.app({"/firehose": firehose.handle})
     base, _ = await site(serve, f"{bad}/firehose")
@@ -522,14 +571,18 @@ def bomb(encoding: str) -> bytes:
 
 def compressed(body: bytes, encoding: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=body, headers={
-            "Content-Type": "text/html", "Content-Encoding": encoding.rpartition("-")[2]})
+        return web.Response(
+            body=body,
+            headers={"Content-Type": "text/html", "Content-Encoding": encoding.rpartition("-")[2]},
+        )
+
     return handler
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
 async def test_a_compression_bomb_is_too_large_once_decompressed(
-        tmp_path: Path, serve: Serve, encoding: str) -> None:
+    tmp_path: Path, serve: Serve, encoding: str
+) -> None:
     body = bomb(encoding)
     assert len(body) < LIMIT  # only decompressed is it too large
     base, hits = await site(serve, "/bomb", routes={"/bomb": compressed(body, encoding)})
@@ -540,8 +593,9 @@ async def test_a_compression_bomb_is_too_large_once_decompressed(
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate", "br"])
-async def test_a_compressed_page_within_the_limit_is_decoded(tmp_path: Path, serve: Serve,
-                                                             encoding: str) -> None:
+async def test_a_compressed_page_within_the_limit_is_decoded(
+    tmp_path: Path, serve: Serve, encoding: str
+) -> None:
     html = b'<html><body><a href="/ok/2">x</a>' + b"<p>ok</p>" * 10_000
     body = compress(encoding, html)
     base, _ = await site(serve, "/packed", routes={"/packed": compressed(body, encoding)})
@@ -551,12 +605,15 @@ async def test_a_compressed_page_within_the_limit_is_decoded(tmp_path: Path, ser
     assert sizes(tmp_path)[f"{base}/packed"] == len(html)
 
 
-CORRUPT_GZIP = head(Content_Type="text/html", Content_Encoding="gzip",
-                    Content_Length=20) + b"this is not gzip !!!"
+CORRUPT_GZIP = (
+    head(Content_Type="text/html", Content_Encoding="gzip", Content_Length=20)
+    + b"this is not gzip !!!"
+)
 
 
-async def test_a_corrupt_compressed_body_fails_alone(tmp_path: Path, serve: Serve,
-                                                     hostile: Hostile) -> None:
+async def test_a_corrupt_compressed_body_fails_alone(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
     server = await hostile.raw(answer(CORRUPT_GZIP))
     base, _ = await site(serve, server.url + "/corrupt")
     stats = await crawl_quickly(hostile_project(tmp_path, base))
@@ -564,8 +621,9 @@ async def test_a_corrupt_compressed_body_fails_alone(tmp_path: Path, serve: Serv
     assert exported(tmp_path) == good_urls(base)
 
 
-async def test_a_corrupt_compressed_body_is_a_bad_response(tmp_path: Path, serve: Serve,
-                                                           hostile: Hostile) -> None:
+async def test_a_corrupt_compressed_body_is_a_bad_response(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
     server = await hostile.raw(answer(CORRUPT_GZIP))
     base, _ = await site(serve, server.url + "/corrupt")
     stats = await crawl_quickly(hostile_project(tmp_path, base))
@@ -573,9 +631,9 @@ async def test_a_corrupt_compressed_body_is_a_bad_response(tmp_path: Path, serve
     assert server.attempts == 1  # the same bytes would come back: not worth retrying
 
 
-async def test_each_failure_is_logged_on_one_line(tmp_path: Path, serve: Serve,
-                                                  hostile: Hostile,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_each_failure_is_logged_on_one_line(
+    tmp_path: Path, serve: Serve, hostile: Hostile, caplog: pytest.LogCaptureFixture
+) -> None:
     servers = [await hostile.raw(answer(data)) for data in (CORRUPT_GZIP, *GARBAGE.values())]
     base, _ = await site(serve, *(server.url + "/hostile" for server in servers))
     caplog.set_level(logging.WARNING, logger="fw")
@@ -601,12 +659,15 @@ def binaries() -> dict[str, Handler]:
     def serve_bytes(media_type: str, body: bytes) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             return web.Response(body=body, content_type=media_type)
+
         return handler
+
     return {path: serve_bytes(*answer) for path, answer in BINARIES.items()}
 
 
 async def test_binary_responses_are_fetched_without_stopping_the_crawl(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     base, hits = await site(serve, *BINARIES, routes=binaries())
     stats = await crawl_quickly(hostile_project(tmp_path, base))
     assert stats.reason == "finished"
@@ -614,7 +675,8 @@ async def test_binary_responses_are_fetched_without_stopping_the_crawl(
     # The spider yields its item before it calls css(), so each binary is exported whole.
     assert exported(tmp_path) == good_urls(base) | {base + path for path in BINARIES}
     assert {path: sizes(tmp_path)[base + path] for path in BINARIES} == {
-        path: len(body) for path, (_, body) in BINARIES.items()}
+        path: len(body) for path, (_, body) in BINARIES.items()
+    }
 
 
 async def test_a_response_with_no_parser_is_not_an_error(tmp_path: Path, serve: Serve) -> None:
@@ -625,14 +687,17 @@ async def test_a_response_with_no_parser_is_not_an_error(tmp_path: Path, serve: 
 
 MALFORMED = {
     "unclosed": b"<html><body><div><p>text<table><tr><td>cell<a href='/found/unclosed'>x",
-    "garbage": bytes(range(1, 256)) * 40 + b"<a href='/found/garbage'>x</a>"
-               + bytes(range(255, 0, -1)) * 40,
+    "garbage": bytes(range(1, 256)) * 40
+    + b"<a href='/found/garbage'>x</a>"
+    + bytes(range(255, 0, -1)) * 40,
     "nul": b"<html><body>\x00\x00<p>a\x00b</p><a href='/found/nul'>x</a>\x00</body></html>",
     "long-line": b"<html><body><p>" + b"word " * (MiB // 5) + b"<a href='/found/long-line'>x</a>",
-    "deep": b"<html><body><a href='/found/deep'>x</a>" + b"<div>" * 10_000 + b"deep"
-            + b"</div>" * 10_000,
+    "deep": b"<html><body><a href='/found/deep'>x</a>"
+    + b"<div>" * 10_000
+    + b"deep"
+    + b"</div>" * 10_000,
     "bad-utf8": "<html><body>caf\xe9 <a href='/found/bad-utf8'>x</a>".encode("latin-1")
-                + b"\xff\xfe\xc3\x28\xa0\xa1\xe2\x82",
+    + b"\xff\xfe\xc3\x28\xa0\xa1\xe2\x82",
     "bogus-charset": "<html><body>na\u00efve <a href='/found/bogus-charset'>x</a>".encode(),
 }
 CHARSETS = {"bad-utf8": "utf-8", "bogus-charset": "x-nonsense"}
@@ -645,6 +710,7 @@ async def test_malformed_html_is_still_parsed(tmp_path: Path, serve: Serve) -> N
 
         async def handler(request: web.Request) -> web.Response:
             return web.Response(body=body, headers={"Content-Type": content_type})
+
         return handler
 
     routes = {f"/{name}": serve_html(name, body) for name, body in MALFORMED.items()}
@@ -653,18 +719,25 @@ async def test_malformed_html_is_still_parsed(tmp_path: Path, serve: Serve) -> N
     assert stats.reason == "finished" and stats.errors == {}
     # Each page reached the spider, and the link on it was found and followed.
     assert exported(tmp_path) == good_urls(base) | {
-        f"{base}{prefix}{name}" for name in MALFORMED for prefix in ("/", "/found/")}
+        f"{base}{prefix}{name}" for name in MALFORMED for prefix in ("/", "/found/")
+    }
     starts = {item["url"]: item["start"] for item in read_jsonl(tmp_path / "out/items.jsonl")}
     assert starts[f"{base}/bad-utf8"].startswith("<html><body>caf\ufffd <a")
     assert starts[f"{base}/bogus-charset"].startswith("<html><body>na\u00efve <a")
 
 
-async def test_a_link_after_deep_nesting_is_found(tmp_path: Path, serve: Serve,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_link_after_deep_nesting_is_found(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
     # lxml's tree stops 2,048 elements deep and drops the rest of the page unless told.
     async def deep(request: web.Request) -> web.Response:
-        return web.Response(body=b"<html><body>" + b"<div>" * 10_000 + b"</div>" * 10_000
-                            + b"<a href='/after-deep'>x</a>", content_type="text/html")
+        return web.Response(
+            body=b"<html><body>"
+            + b"<div>" * 10_000
+            + b"</div>" * 10_000
+            + b"<a href='/after-deep'>x</a>",
+            content_type="text/html",
+        )
 
     caplog.set_level(logging.DEBUG, logger="fw")
     base, hits = await site(serve, "/deep", routes={"/deep": deep, "/after-deep": linking()})
@@ -672,8 +745,9 @@ async def test_a_link_after_deep_nesting_is_found(tmp_path: Path, serve: Serve,
     assert stats.reason == "finished"
     assert hits["/after-deep"] == 1
     deep_pages = [r.getMessage() for r in caplog.records if "nested too deep" in r.getMessage()]
-    assert deep_pages == [f"{base}/deep is nested too deep for lxml's tree: parsed again "
-                          "without limits"]
+    assert deep_pages == [
+        f"{base}/deep is nested too deep for lxml's tree: parsed again without limits"
+    ]
 
 
 # -------------------------------------------------------------------------------------------
@@ -682,14 +756,19 @@ async def test_a_link_after_deep_nesting_is_found(tmp_path: Path, serve: Serve,
 
 
 async def test_other_schemes_offsite_links_and_fragments_are_filtered(
-        tmp_path: Path, serve: Serve, hostile: Hostile) -> None:
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
     ftp = await hostile.raw(answer(b"220 welcome\r\n"))
     offsite, offsite_hits = await start_app(serve, {"/": linking()}, OFFSITE_HOST)
-    schemes = ["mailto:someone@example.com", "javascript:void(0)", "tel:+15550100",
-               "data:text/html,<a href='/x'>x</a>", ftp.url.replace("http:", "ftp:") + "/file"]
+    schemes = [
+        "mailto:someone@example.com",
+        "javascript:void(0)",
+        "tel:+15550100",
+        "data:text/html,<a href='/x'>x</a>",
+        ftp.url.replace("http:", "ftp:") + "/file",
+    ]
     fragments = ["#top", "/ok/0#section", "/ok/1#"]
-    base, hits = await site(serve, *schemes, f"{offsite}/", "http://elsewhere.invalid/",
-                            *fragments)
+    base, hits = await site(serve, *schemes, f"{offsite}/", "http://elsewhere.invalid/", *fragments)
     stats = await crawl_quickly(hostile_project(tmp_path, base))
     assert stats.reason == "finished" and stats.errors == {}
     assert stats.filtered == {"scheme": 5, "offsite": 2, "duplicate": 3}
@@ -704,9 +783,14 @@ async def test_other_schemes_offsite_links_and_fragments_are_filtered(
 
 
 async def test_a_raising_callback_or_hook_is_named_counted_and_survived(
-        tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
-    routes = {"/boom": linking("/after-boom"), "/hook-boom": linking(),
-              "/item-boom": linking(), "/after-boom": linking()}
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    routes = {
+        "/boom": linking("/after-boom"),
+        "/hook-boom": linking(),
+        "/item-boom": linking(),
+        "/after-boom": linking(),
+    }
     base, hits = await site(serve, "/boom", "/hook-boom", "/item-boom", routes=routes)
     (tmp_path / "hooks.py").write_text(HOOKS, encoding="utf-8")
     project = hostile_project(tmp_path, base, plugins="./hostile.py, ./hooks.py")
@@ -718,9 +802,11 @@ async def test_a_raising_callback_or_hook_is_named_counted_and_survived(
     assert hits["/after-boom"] == 1
     assert exported(tmp_path) == good_urls(base) | {base + path for path in routes}
     messages = [record.getMessage() for record in caplog.records]
-    for parts in [("spider hostile", "ValueError: kaboom", f"{base}/boom"),
-                  ("plugin 'hooks.py'", "response_received", f"{base}/hook-boom"),
-                  ("plugin 'hooks.py'", "item_scraped", f"{base}/item-boom")]:
+    for parts in [
+        ("spider hostile", "ValueError: kaboom", f"{base}/boom"),
+        ("plugin 'hooks.py'", "response_received", f"{base}/hook-boom"),
+        ("plugin 'hooks.py'", "item_scraped", f"{base}/item-boom"),
+    ]:
         assert any(all(part in message for part in parts) for message in messages), parts
 
 
@@ -729,13 +815,20 @@ async def test_a_raising_callback_or_hook_is_named_counted_and_survived(
 # -------------------------------------------------------------------------------------------
 
 
-async def test_fw_run_summary_names_each_error_kind(tmp_path: Path, serve: Serve,
-                                                    hostile: Hostile) -> None:
-    truncating = await hostile.raw(answer(head(Content_Type="text/html", Content_Length=1000)
-                                          + b"<html>"))
+async def test_fw_run_summary_names_each_error_kind(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
+    truncating = await hostile.raw(
+        answer(head(Content_Type="text/html", Content_Length=1000) + b"<html>")
+    )
     missing, _ = statuses(*[404] * 10)
-    base, _ = await site(serve, dead_url(HOSTILE_HOSTS[-1]), truncating.url + "/short",
-                         "/missing", routes={"/missing": missing})
+    base, _ = await site(
+        serve,
+        dead_url(HOSTILE_HOSTS[-1]),
+        truncating.url + "/short",
+        "/missing",
+        routes={"/missing": missing},
+    )
     project = hostile_project(tmp_path, base)
     done = await run_fw("run", str(project), "--stats", str(tmp_path / "stats.json"))
     assert done.returncode == 0, done.stderr

@@ -17,12 +17,15 @@ from framework.parsers import Parsers, parse_html, parse_json
 from framework.urls import fingerprint
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 
-GBK_PAGE = '<html><head><meta charset="gbk"><title>即将上映</title></head><body>' \
-           '<h1>北京影讯</h1></body></html>'
+GBK_PAGE = (
+    '<html><head><meta charset="gbk"><title>即将上映</title></head><body>'
+    "<h1>北京影讯</h1></body></html>"
+)
 
 
-def response(body: bytes, content_type: str | None = "text/html",
-             url: str = "http://shop.example/a/b.html") -> Response:
+def response(
+    body: bytes, content_type: str | None = "text/html", url: str = "http://shop.example/a/b.html"
+) -> Response:
     headers = {"Content-Type": content_type} if content_type else {}
     return Response(url, 200, headers, body, Request(url), parse_html)
 
@@ -33,20 +36,32 @@ def test_gbk_page_with_only_a_meta_charset_decodes() -> None:
     assert page.encoding in {"gbk", "gb18030"}
 
 
-@pytest.mark.parametrize(("body", "content_type", "expected"), [
-    # A byte-order mark beats everything, even a contradicting HTTP header.
-    (codecs.BOM_UTF8 + "<p>é</p>".encode(), "text/html; charset=iso-8859-1", "utf-8"),
-    # The HTTP charset beats the <meta> one.
-    ('<meta charset="utf-8"><p>é</p>'.encode("cp1252"), "text/html; charset=windows-1252",
-     "cp1252"),
-    # <meta http-equiv> is read when HTTP says nothing.
-    ('<meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><p>ж</p>'
-     .encode("koi8_r"), "text/html", "koi8-r"),
-    # Nothing declared: valid UTF-8 is UTF-8.
-    ("<p>日本語</p>".encode(), None, "utf-8"),
-])
-def test_decoding_follows_the_browser_order(body: bytes, content_type: str | None,
-                                            expected: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        # A byte-order mark beats everything, even a contradicting HTTP header.
+        (codecs.BOM_UTF8 + "<p>é</p>".encode(), "text/html; charset=iso-8859-1", "utf-8"),
+        # The HTTP charset beats the <meta> one.
+        (
+            '<meta charset="utf-8"><p>é</p>'.encode("cp1252"),
+            "text/html; charset=windows-1252",
+            "cp1252",
+        ),
+        # <meta http-equiv> is read when HTTP says nothing.
+        (
+            '<meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><p>ж</p>'.encode(
+                "koi8_r"
+            ),
+            "text/html",
+            "koi8-r",
+        ),
+        # Nothing declared: valid UTF-8 is UTF-8.
+        ("<p>日本語</p>".encode(), None, "utf-8"),
+    ],
+)
+def test_decoding_follows_the_browser_order(
+    body: bytes, content_type: str | None, expected: str
+) -> None:
     page = response(body, content_type)
     assert codecs.lookup(page.encoding).name == codecs.lookup(expected).name
     assert "\ufffd" not in page.text
@@ -68,12 +83,17 @@ def test_undecodable_bytes_never_raise() -> None:
 
 
 def test_response_api() -> None:
-    page = response(b'<base href="http://cdn.example/x/"><a class="n" href="next.html#top">n</a>'
-                    b'<img src="/i.png">')
+    page = response(
+        b'<base href="http://cdn.example/x/"><a class="n" href="next.html#top">n</a>'
+        b'<img src="/i.png">'
+    )
     assert page.urljoin("c.html") == "http://cdn.example/x/c.html"  # <base> is honoured
     link = page.follow(page.css("a.n")[0], priority=3, meta={"k": 1})
-    assert (link.url, link.priority, link.meta) == ("http://cdn.example/x/next.html#top", 3,
-                                                      {"k": 1})
+    assert (link.url, link.priority, link.meta) == (
+        "http://cdn.example/x/next.html#top",
+        3,
+        {"k": 1},
+    )
     assert page.follow(page.css("img")[0]).url == "http://cdn.example/i.png"
     assert page.xpath("//a/text()").get() == "n"
     assert page.media_type == "text/html"
@@ -82,16 +102,23 @@ def test_response_api() -> None:
 
 def test_json_response() -> None:
     url = "http://api.example/v1"
-    answer = Response(url, 200, {"Content-Type": "application/json"}, b'{"a": [1, 2]}',
-                      Request(url), parse_json)
+    answer = Response(
+        url, 200, {"Content-Type": "application/json"}, b'{"a": [1, 2]}', Request(url), parse_json
+    )
     assert answer.json() == {"a": [1, 2]}
     assert answer.selector.jmespath("a[1]").get() == 2
 
 
 def test_binary_response_is_not_parsed() -> None:
     url = "http://img.example/p.png"
-    image = Response(url, 200, {"Content-Type": "image/png"}, b"\x89PNG...", Request(url),
-                     Parsers().for_type("image/png"))
+    image = Response(
+        url,
+        200,
+        {"Content-Type": "image/png"},
+        b"\x89PNG...",
+        Request(url),
+        Parsers().for_type("image/png"),
+    )
     assert image.css("a") == [] and image.xpath("//a") == []  # nothing to match in it
     with pytest.raises(NotSupported, match="no parser for image/png"):
         _ = image.selector
@@ -136,8 +163,9 @@ def test_fingerprint_ignores_fragment_and_query_order_but_not_method_or_body() -
     base = fingerprint(Request("http://shop.example/p?a=1&b=2"))
     assert fingerprint(Request("http://shop.example/p?b=2&a=1#reviews")) == base
     assert fingerprint(Request("http://shop.example/p?a=1&b=2", method="POST")) != base
-    assert fingerprint(Request("http://shop.example/p?a=1&b=2", method="POST", body=b"x")) != \
-        fingerprint(Request("http://shop.example/p?a=1&b=2", method="POST", body=b"y"))
+    assert fingerprint(
+        Request("http://shop.example/p?a=1&b=2", method="POST", body=b"x")
+    ) != fingerprint(Request("http://shop.example/p?a=1&b=2", method="POST", body=b"y"))
 
 
 async def test_gbk_page_through_a_crawl(tmp_path: Path, serve: Serve) -> None:
@@ -153,13 +181,18 @@ async def test_gbk_page_through_a_crawl(tmp_path: Path, serve: Serve) -> None:
         "    async def parse(self, response):\n"
         "        yield {'title': response.css('title::text').get(),\n"
         "               'h1': response.xpath('//h1/text()').get()}\n\n"
-        "@hookimpl\ndef register_spiders(register):\n    register(Titles)\n", encoding="utf-8")
-    project = write_project(tmp_path, f"""
+        "@hookimpl\ndef register_spiders(register):\n    register(Titles)\n",
+        encoding="utf-8",
+    )
+    project = write_project(
+        tmp_path,
+        f"""
         spider: titles
         start_urls: [{base}/]
         plugins: [./titles.py]
         exporters: [{{path: out/t.jsonl}}]
-        """)
+        """,
+    )
     await crawl(project)
     assert read_jsonl(tmp_path / "out/t.jsonl") == [{"title": "即将上映", "h1": "北京影讯"}]
 
@@ -168,10 +201,18 @@ LINK_CHARS = "ab/.:?#;=%@ "
 
 
 @settings(max_examples=3000, deadline=None)
-@given(base=st.sampled_from(["http://a.test/x/y.html", "https://u@b.test:8443/", "http://c.test",
-                             "http://d.test/x/?q=1#f"]),
-       prefix=st.sampled_from(["/", "//", "http://", "https://", "", "./", "../", "?", "#"]),
-       rest=st.text(alphabet=LINK_CHARS, max_size=16))
+@given(
+    base=st.sampled_from(
+        [
+            "http://a.test/x/y.html",
+            "https://u@b.test:8443/",
+            "http://c.test",
+            "http://d.test/x/?q=1#f",
+        ]
+    ),
+    prefix=st.sampled_from(["/", "//", "http://", "https://", "", "./", "../", "?", "#"]),
+    rest=st.text(alphabet=LINK_CHARS, max_size=16),
+)
 def test_urljoin_agrees_with_the_standard_library(base: str, prefix: str, rest: str) -> None:
     page = Response(base, 200, {}, b"", Request(base), parse_html)
     try:
@@ -181,12 +222,15 @@ def test_urljoin_agrees_with_the_standard_library(base: str, prefix: str, rest: 
     assert page.urljoin(prefix + rest) == expected
 
 
-@pytest.mark.parametrize(("body", "content_type"), [
-    # HTTP says UTF-8, so the contradicting <meta> is ignored, as browsers do.
-    ('<meta charset="gbk"><title>北京</title>'.encode(), "text/html; charset=utf-8"),
-    (codecs.BOM_UTF8 + "<title>北京</title>".encode(), "text/html"),
-    ('<meta charset="gbk"><title>北京</title>'.encode("gbk"), "text/html"),
-])
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # HTTP says UTF-8, so the contradicting <meta> is ignored, as browsers do.
+        ('<meta charset="gbk"><title>北京</title>'.encode(), "text/html; charset=utf-8"),
+        (codecs.BOM_UTF8 + "<title>北京</title>".encode(), "text/html"),
+        ('<meta charset="gbk"><title>北京</title>'.encode("gbk"), "text/html"),
+    ],
+)
 def test_the_parser_reads_the_encoding_fw_chose(body: bytes, content_type: str) -> None:
     page = response(body, content_type)
     assert page.css("title::text").get() == "北京"

@@ -12,8 +12,9 @@ from framework.idle import Idle
 LIMIT = 5.0
 
 
-async def start_sleepers(idle: Idle, count: int, timeout: float | None = None
-                         ) -> list[asyncio.Task[None]]:
+async def start_sleepers(
+    idle: Idle, count: int, timeout: float | None = None
+) -> list[asyncio.Task[None]]:
     """Start ``count`` sleepers one after the other, so the first has slept longest."""
     tasks, before = [], len(idle)
     for _ in range(count):

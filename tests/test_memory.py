@@ -31,14 +31,16 @@ PEAK = textwrap.dedent("""
 
 def site() -> web.Application:
     """A start page linking to 40 pages of 1.5 MiB and to 40 bodies of 50 MiB."""
+
     async def start(request: web.Request) -> web.Response:
         links = "".join(f'<a href="/large/{n}">l</a><a href="/huge/{n}">h</a>' for n in range(40))
         return web.Response(text=links, content_type="text/html")
 
     async def large(request: web.Request) -> web.Response:
         filler = "<p>" + "x" * 1000 + "</p>"
-        return web.Response(text=f"<html><body>{filler * 1500}</body></html>",
-                            content_type="text/html")
+        return web.Response(
+            text=f"<html><body>{filler * 1500}</body></html>", content_type="text/html"
+        )
 
     async def huge(request: web.Request) -> web.StreamResponse:
         answer = web.StreamResponse(headers={"Content-Type": "text/html"})
@@ -61,18 +63,27 @@ def site() -> web.Application:
 async def peak_of(*args: str) -> tuple[int, int, str]:
     """Run fw; return its peak resident memory in bytes, its exit code and its stderr."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", PEAK, *fw_command(), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        PEAK,
+        *fw_command(),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     peak, code = out.decode().split()
     return int(peak) * 1024, int(code), err.decode()
 
 
 async def test_peak_memory_is_bounded_by_concurrency_times_the_size_limit(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     base = await serve(site())
     (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: links
         start_urls: [{base}/]
         plugins: [./links.py]
@@ -80,9 +91,13 @@ async def test_peak_memory_is_bounded_by_concurrency_times_the_size_limit(
         retries: 0
         concurrency: {{total: {CONCURRENCY}, per_domain: {CONCURRENCY}}}
         max_response_size: {LIMIT}
-        """)
-    empty = write_project(tmp_path, f"spider: links\nstart_urls: [{base}/large/0]\n"
-                          "plugins: [./links.py]\nrobots: ignore\n", name="empty.yaml")
+        """,
+    )
+    empty = write_project(
+        tmp_path,
+        f"spider: links\nstart_urls: [{base}/large/0]\nplugins: [./links.py]\nrobots: ignore\n",
+        name="empty.yaml",
+    )
     baseline, code, _ = await peak_of("run", str(empty))
     assert code == 0
     stats_path = tmp_path / "stats.json"

@@ -7,7 +7,7 @@ from pathlib import Path
 from framework.parsers import BIG
 from tests.conftest import Serve, crawl, pages, read_jsonl, write_project
 
-PLUGIN = '''
+PLUGIN = """
 import threading
 
 from framework import Spider, hookimpl
@@ -35,22 +35,33 @@ def register_parsers(register):
 @hookimpl
 def register_spiders(register):
     register(Pages)
-'''
+"""
 
 
 async def test_a_big_page_is_parsed_off_the_loop_and_a_small_one_on_it(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     filler = "<p>" + "x" * 1000 + "</p>"
     big = f"<html><body>{filler * (BIG // len(filler) + 1)}<a href='/end'>end</a></body></html>"
-    base = await serve(pages({"/": "<html><body><a href='/big'>big</a></body></html>",
-                              "/big": big, "/end": "<html><body>the end</body></html>"}))
+    base = await serve(
+        pages(
+            {
+                "/": "<html><body><a href='/big'>big</a></body></html>",
+                "/big": big,
+                "/end": "<html><body>the end</body></html>",
+            }
+        )
+    )
     (tmp_path / "pages.py").write_text(PLUGIN, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: pages
         start_urls: [{base}/]
         plugins: [./pages.py]
         robots: ignore
-        """)
+        """,
+    )
     out = tmp_path / "items.jsonl"
     stats = await crawl(project, outputs=(str(out),))
 

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import run_fw, write_project
 from tests.distributions import fake_distribution, on_path
 
-SHOP = '''
+SHOP = """
 from framework import Spider, hookimpl
 
 class Shop(Spider):
@@ -18,20 +18,23 @@ class Shop(Spider):
 @hookimpl
 def register_spiders(register):
     register(Shop)
-'''
+"""
 
 ADVICE = "while loading; a plugin should raise an exception instead"
 
 
 def project_with(tmp_path: Path, plugin: str) -> Path:
     (tmp_path / "shop.py").write_text(SHOP, encoding="utf-8")
-    return write_project(tmp_path, f"""
+    return write_project(
+        tmp_path,
+        f"""
         spider: shop
         start_urls: [http://127.0.0.1:9/]
         plugins:
           - ./shop.py
           - {plugin}
-        """)
+        """,
+    )
 
 
 @pytest.mark.parametrize("command", ["check", "run"])
@@ -40,15 +43,17 @@ async def test_a_plugin_file_exiting_at_import_is_located(command: str, tmp_path
     project = project_with(tmp_path, "./exits.py")
     result = await run_fw(command, str(project))
     assert result.returncode == 2
-    assert result.stderr == (f"Error: {project}:5: plugins[1]: ./exits.py called sys.exit(3) "
-                             f"{ADVICE}\n")
+    assert result.stderr == (
+        f"Error: {project}:5: plugins[1]: ./exits.py called sys.exit(3) {ADVICE}\n"
+    )
 
 
 async def test_argparse_in_a_plugin_file_is_located(tmp_path: Path) -> None:
     # argparse exits from its own code, while fw imports the plugin file.
     (tmp_path / "cli.py").write_text(
         "import argparse\n\nargparse.ArgumentParser(prog='cli').parse_args(['--bogus'])\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     project = project_with(tmp_path, "./cli.py")
     result = await run_fw("check", str(project))
     assert result.returncode == 2
@@ -62,23 +67,34 @@ async def test_a_plugin_module_exiting_in_a_registry_hook_is_located(tmp_path: P
     (site / "team_exit").mkdir(parents=True)
     (site / "team_exit" / "__init__.py").write_text(
         "import sys\nfrom framework import hookimpl\n\n@hookimpl\n"
-        "def register_spiders(register):\n    sys.exit('no config')\n", encoding="utf-8")
+        "def register_spiders(register):\n    sys.exit('no config')\n",
+        encoding="utf-8",
+    )
     project = project_with(tmp_path, "team_exit")
     result = await run_fw("check", str(project), env=on_path(site))
     assert result.returncode == 2
-    assert result.stderr == (f"Error: {project}:5: plugins[1]: plugin 'team_exit': "
-                             "register_spiders called sys.exit('no config'); a plugin should "
-                             "raise an exception instead\n")
+    assert result.stderr == (
+        f"Error: {project}:5: plugins[1]: plugin 'team_exit': "
+        "register_spiders called sys.exit('no config'); a plugin should "
+        "raise an exception instead\n"
+    )
 
 
-async def test_an_installed_plugin_exiting_is_named_with_its_distribution(
-        tmp_path: Path) -> None:
-    site = fake_distribution(tmp_path, "fw-quits", "1.0", "quits", "fw_quits", """
+async def test_an_installed_plugin_exiting_is_named_with_its_distribution(tmp_path: Path) -> None:
+    site = fake_distribution(
+        tmp_path,
+        "fw-quits",
+        "1.0",
+        "quits",
+        "fw_quits",
+        """
         import sys
 
         sys.exit()
-        """)
+        """,
+    )
     result = await run_fw("plugins", env=on_path(site))
     assert result.returncode == 2
-    assert result.stderr == (f"Error: plugin 'quits' (from fw-quits 1.0) called sys.exit() "
-                             f"{ADVICE}\n")
+    assert result.stderr == (
+        f"Error: plugin 'quits' (from fw-quits 1.0) called sys.exit() {ADVICE}\n"
+    )

@@ -59,35 +59,57 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / "src" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "src" / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
     target = root / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), str(root / "src")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(root / "src"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
 def with_path(target: Path) -> dict[str, str]:
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(target),
-                                                         os.environ.get("PYTHONPATH")]))}
+    return {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+    }
 
 
 async def test_an_installed_distribution_is_listed(installed: Path) -> None:
     result = await run_fw("plugins", "--json", env=with_path(installed))
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     assert plugins["teamshop"] == {
-        "name": "teamshop", "distribution": "fw-teamshop", "version": "1.2.3",
-        "module": "fw_teamshop", "hooks": ["register_spiders"],
-        "provides": {"spiders": ["teamshop"]}}
+        "name": "teamshop",
+        "distribution": "fw-teamshop",
+        "version": "1.2.3",
+        "module": "fw_teamshop",
+        "hooks": ["register_spiders"],
+        "provides": {"spiders": ["teamshop"]},
+    }
     table = await run_fw("plugins", env=with_path(installed))
-    assert any(line.split()[:4] == ["teamshop", "fw-teamshop", "1.2.3", "register_spiders"]
-               for line in table.stdout.splitlines())
+    assert any(
+        line.split()[:4] == ["teamshop", "fw-teamshop", "1.2.3", "register_spiders"]
+        for line in table.stdout.splitlines()
+    )
 
 
-async def test_an_installed_spider_is_usable_by_name(installed: Path, tmp_path: Path,
-                                                     serve: Serve) -> None:
+async def test_an_installed_spider_is_usable_by_name(
+    installed: Path, tmp_path: Path, serve: Serve
+) -> None:
     base = await serve(pages({"/": "<h1>Team shop</h1>"}))
     project = write_project(tmp_path, f"spider: teamshop\nstart_urls: [{base}/]\n")
-    result = await run_fw("run", str(project), "-o", str(tmp_path / "out.jsonl"),
-                          env=with_path(installed))
+    result = await run_fw(
+        "run", str(project), "-o", str(tmp_path / "out.jsonl"), env=with_path(installed)
+    )
     assert result.returncode == 0, result.stderr
     assert read_jsonl(tmp_path / "out.jsonl") == [{"team": "shop", "h1": "Team shop"}]
     assert "teamshop-1.2.3" in result.stderr  # the plugins header
@@ -103,7 +125,8 @@ async def test_a_broken_installed_plugin_is_named(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "Error: plugin 'broken' (from fw-broken 0.1) failed to load: ModuleNotFoundError: "
-        "No module named 'fw_broken_missing_module'")
+        "No module named 'fw_broken_missing_module'"
+    )
 
 
 class BetterJson(Exporter):
@@ -129,12 +152,15 @@ def test_a_later_plugin_overrides_a_bundled_name() -> None:
 def test_wrappers_are_rejected(tmp_path: Path) -> None:
     (tmp_path / "wrap.py").write_text(
         "from framework import hookimpl\n\n@hookimpl(wrapper=True)\n"
-        "def crawl_started(project):\n    yield\n", encoding="utf-8")
+        "def crawl_started(project):\n    yield\n",
+        encoding="utf-8",
+    )
     project = load_project(write_project(tmp_path, "spider: x\nplugins: [./wrap.py]\n"))
     with pytest.raises(ProjectError) as raised:
         make_plugin_manager(project.plugins, source=project.source)
-    assert str(raised.value).startswith(f"{project.file}:2: plugins[0]: plugin 'wrap.py': "
-                                        "crawl_started is a wrapper")
+    assert str(raised.value).startswith(
+        f"{project.file}:2: plugins[0]: plugin 'wrap.py': crawl_started is a wrapper"
+    )
 
 
 def test_a_registry_hook_that_raises_is_named() -> None:
@@ -145,8 +171,9 @@ def test_a_registry_hook_that_raises_is_named() -> None:
 
     pm = make_plugin_manager()
     pm.register(Raises(), name="raiser")
-    with pytest.raises(PluginError, match="plugin 'raiser': register_spiders raised "
-                                          "ValueError: bad config"):
+    with pytest.raises(
+        PluginError, match="plugin 'raiser': register_spiders raised ValueError: bad config"
+    ):
         Registry.collect(pm)
 
 
@@ -158,16 +185,23 @@ def test_registering_something_that_is_not_a_spider_is_named() -> None:
 
     pm = make_plugin_manager()
     pm.register(Wrong(), name="wrong")
-    with pytest.raises(PluginError, match="plugin 'wrong': registered <class 'dict'>, which "
-                                          "is not a Spider subclass with a name"):
+    with pytest.raises(
+        PluginError,
+        match="plugin 'wrong': registered <class 'dict'>, which "
+        "is not a Spider subclass with a name",
+    ):
         Registry.collect(pm)
 
 
 def test_discovery_order_is_documented_and_real(tmp_path: Path) -> None:
     spider_file(tmp_path, "mine.py", "mine")
     project = load_project(write_project(tmp_path, "spider: mine\nplugins: [./mine.py]\n"))
-    names = [name for name, _ in make_plugin_manager(project.plugins,
-                                                      source=project.source).list_name_plugin()]
+    names = [
+        name
+        for name, _ in make_plugin_manager(
+            project.plugins, source=project.source
+        ).list_name_plugin()
+    ]
     # 1-2: the built-in plugin; 3: entry points (bundled ones among them); 4: the project's.
     assert names[0] == "fw" and names[-1] == "mine.py"
     assert {"douban", "rules", "exporters"} <= set(names[1:-1])
@@ -178,37 +212,50 @@ def spider_file(directory: Path, name: str, spider: str, body: str = "") -> None
     (directory / name).write_text(
         "from framework import Spider, hookimpl\n\n"
         f"class S(Spider):\n    name = {spider!r}\n{body}\n\n"
-        "@hookimpl\ndef register_spiders(register):\n    register(S)\n", encoding="utf-8")
+        "@hookimpl\ndef register_spiders(register):\n    register(S)\n",
+        encoding="utf-8",
+    )
 
 
 def test_a_project_file_named_like_an_installed_plugin_is_still_loaded(tmp_path: Path) -> None:
     spider_file(tmp_path, "douban.py", "mine")
     spider_file(tmp_path / "a", "spiders.py", "from_a")
     spider_file(tmp_path / "b", "spiders.py", "from_b")
-    project = write_project(tmp_path, "spider: mine\nplugins: [./douban.py, a/spiders.py, "
-                            "b/spiders.py]\n")
+    project = write_project(
+        tmp_path, "spider: mine\nplugins: [./douban.py, a/spiders.py, b/spiders.py]\n"
+    )
     pm = make_plugin_manager(load_project(project).plugins, source=load_project(project).source)
     registry = Registry.collect(pm)
     assert {"mine", "from_a", "from_b", "douban"} <= set(registry.spiders)
     assert registry.owners["spiders", "from_b"] == "b/spiders.py"
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("    def __init__(self, *args, **kwargs):\n        raise KeyError('api_key')",
-     "Error: plugin 'boom.py': spider 'boom' failed to start at {file}:6: KeyError: "
-     "'api_key'"),
-    # It fails inside the standard library: the plugin's line that called it is named.
-    ("    def __init__(self, *args, **kwargs):\n        import os\n"
-     "        self.key = os.environ['FW_TEST_NEVER_SET']",
-     "Error: plugin 'boom.py': spider 'boom' failed to start at {file}:7: KeyError: "
-     "'FW_TEST_NEVER_SET'"),
-    # The call itself fails: no line of the plugin ran, so none is named.
-    ("    def __init__(self):\n        pass",
-     "Error: plugin 'boom.py': spider 'boom' failed to start: TypeError: "
-     "S.__init__() got an unexpected keyword argument 'start_urls'"),
-])
-def test_a_spider_that_cannot_start_is_named(tmp_path: Path, body: str, message: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "    def __init__(self, *args, **kwargs):\n        raise KeyError('api_key')",
+            "Error: plugin 'boom.py': spider 'boom' failed to start at {file}:6: KeyError: "
+            "'api_key'",
+        ),
+        # It fails inside the standard library: the plugin's line that called it is named.
+        (
+            "    def __init__(self, *args, **kwargs):\n        import os\n"
+            "        self.key = os.environ['FW_TEST_NEVER_SET']",
+            "Error: plugin 'boom.py': spider 'boom' failed to start at {file}:7: KeyError: "
+            "'FW_TEST_NEVER_SET'",
+        ),
+        # The call itself fails: no line of the plugin ran, so none is named.
+        (
+            "    def __init__(self):\n        pass",
+            "Error: plugin 'boom.py': spider 'boom' failed to start: TypeError: "
+            "S.__init__() got an unexpected keyword argument 'start_urls'",
+        ),
+    ],
+)
+def test_a_spider_that_cannot_start_is_named(
+    tmp_path: Path, body: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     spider_file(tmp_path, "boom.py", "boom", body)
     project = write_project(tmp_path, "spider: boom\nplugins: [./boom.py]\n")
     assert main(["check", str(project)]) == 2
@@ -224,15 +271,18 @@ def test_async_registry_hooks_are_refused(tmp_path: Path) -> None:
 
     pm = make_plugin_manager()
     pm.register(Async(), name="asyncy")
-    with pytest.raises(PluginError, match="plugin 'asyncy': register_spiders must be a plain "
-                                          "def, not async def"):
+    with pytest.raises(
+        PluginError, match="plugin 'asyncy': register_spiders must be a plain def, not async def"
+    ):
         Registry.collect(pm)
 
 
 def test_a_hook_with_a_wrong_signature_is_one_located_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "sig.py").write_text("from framework import hookimpl\n\n@hookimpl\n"
-                                     "def register_spiders(registr):\n    pass\n")
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sig.py").write_text(
+        "from framework import hookimpl\n\n@hookimpl\ndef register_spiders(registr):\n    pass\n"
+    )
     project = write_project(tmp_path, "spider: x\nplugins:\n  - ./sig.py\n")
     assert main(["check", str(project)]) == 2
     error = capsys.readouterr().err
@@ -241,39 +291,63 @@ def test_a_hook_with_a_wrong_signature_is_one_located_line(
     assert "registr" in error
 
 
-@pytest.mark.parametrize(("hook", "message"), [
-    ("def register_spyders(register):\n    pass",
-     "register_spyders is not an fw hook (did you mean 'register_spiders'?)"),
-    ("def register_spiders(register):\n    raise ValueError('oops')",
-     "register_spiders raised ValueError: oops"),
-    ("def register_spiders(register):\n    register(dict)",
-     "registered <class 'dict'>, which is not a Spider subclass with a name"),
-    ("async def register_spiders(register):\n    pass",
-     "register_spiders must be a plain def, not async def"),
-])
+@pytest.mark.parametrize(
+    ("hook", "message"),
+    [
+        (
+            "def register_spyders(register):\n    pass",
+            "register_spyders is not an fw hook (did you mean 'register_spiders'?)",
+        ),
+        (
+            "def register_spiders(register):\n    raise ValueError('oops')",
+            "register_spiders raised ValueError: oops",
+        ),
+        (
+            "def register_spiders(register):\n    register(dict)",
+            "registered <class 'dict'>, which is not a Spider subclass with a name",
+        ),
+        (
+            "async def register_spiders(register):\n    pass",
+            "register_spiders must be a plain def, not async def",
+        ),
+    ],
+)
 def test_a_project_plugin_that_breaks_registration_is_located_at_its_entry(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], hook: str, message: str) -> None:
-    (tmp_path / "bad.py").write_text(f"from framework import hookimpl\n\n@hookimpl\n{hook}\n",
-                                     encoding="utf-8")
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], hook: str, message: str
+) -> None:
+    (tmp_path / "bad.py").write_text(
+        f"from framework import hookimpl\n\n@hookimpl\n{hook}\n", encoding="utf-8"
+    )
     project = write_project(tmp_path, "spider: rules\nplugins:\n  - ./bad.py\n")
     assert main(["check", str(project)]) == 2
-    assert capsys.readouterr().err == (f"Error: {project}:3: plugins[0]: plugin 'bad.py': "
-                                       f"{message}\n")
+    assert capsys.readouterr().err == (
+        f"Error: {project}:3: plugins[0]: plugin 'bad.py': {message}\n"
+    )
 
 
 async def test_an_installed_plugin_that_breaks_registration_names_its_distribution(
-        tmp_path: Path) -> None:
-    site = fake_distribution(tmp_path, "fw-typo", "1.0", "typo", "fw_typo", """
+    tmp_path: Path,
+) -> None:
+    site = fake_distribution(
+        tmp_path,
+        "fw-typo",
+        "1.0",
+        "typo",
+        "fw_typo",
+        """
         from framework import hookimpl
 
         @hookimpl
         def register_spyders(register):
             pass
-        """)
+        """,
+    )
     result = await run_fw("plugins", env=on_path(site))
     assert result.returncode == 2
-    assert result.stderr == ("Error: plugin 'typo' (from fw-typo 1.0): register_spyders is "
-                             "not an fw hook (did you mean 'register_spiders'?)\n")
+    assert result.stderr == (
+        "Error: plugin 'typo' (from fw-typo 1.0): register_spyders is "
+        "not an fw hook (did you mean 'register_spiders'?)\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,39 +362,48 @@ async def test_requirements_list_each_distribution_once(installed: Path) -> None
 
 
 async def test_autoload_can_be_turned_off_and_plugins_listed_by_module(
-        installed: Path, tmp_path: Path) -> None:
+    installed: Path, tmp_path: Path
+) -> None:
     env = {**with_path(installed), "FW_DISABLE_PLUGIN_AUTOLOAD": "1"}
     listed = await run_fw("plugins", "--json", env=env)
     assert [p["name"] for p in json.loads(listed.stdout)] == ["fw"]
-    project = write_project(tmp_path, """
+    project = write_project(
+        tmp_path,
+        """
         spider: teamshop
         start_urls: [http://127.0.0.1:9/]
         plugins: [fw_teamshop]
-        """)
+        """,
+    )
     checked = await run_fw("check", str(project), env=env)
     assert checked.returncode == 0, checked.stderr
 
 
 def test_disable_plugins_keeps_a_plugin_out(tmp_path: Path) -> None:
-    project = write_project(tmp_path, """
+    project = write_project(
+        tmp_path,
+        """
         spider: douban
         start_urls: [http://127.0.0.1:9/]
         disable_plugins: [douban]
-        """)
+        """,
+    )
     with pytest.raises(ProjectError, match="spider: unknown spider 'douban'"):
         runner.prepare(project)
 
 
-async def test_the_plugins_header_leaves_disabled_plugins_out(tmp_path: Path,
-                                                              serve: Serve) -> None:
+async def test_the_plugins_header_leaves_disabled_plugins_out(tmp_path: Path, serve: Serve) -> None:
     base = await serve(pages({"/": "<h1>hi</h1>"}))
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: rules
         start_urls: [{base}/]
         robots: ignore
         disable_plugins: [douban, exporters]
         rules: {{items: [{{fields: {{title: h1::text}}}}]}}
-        """)
+        """,
+    )
     result = await run_fw("run", str(project))
     assert result.returncode == 0, result.stderr
     header = next(line for line in result.stderr.splitlines() if "plugins:" in line)
@@ -335,42 +418,61 @@ def test_fw_plugins_does_not_describe_a_disabled_plugin() -> None:
 
 
 def test_disabling_a_plugin_that_is_not_installed_is_one_located_line(tmp_path: Path) -> None:
-    project = write_project(tmp_path, """
+    project = write_project(
+        tmp_path,
+        """
         spider: rules
         start_urls: [http://127.0.0.1:9/]
         disable_plugins:
           - dooban
-        """)
+        """,
+    )
     with pytest.raises(ProjectError) as raised:
         runner.prepare(project)
-    assert str(raised.value).startswith(f"{project}:4: disable_plugins[0]: no installed "
-                                        "plugin 'dooban' (did you mean 'douban'?)")
+    assert str(raised.value).startswith(
+        f"{project}:4: disable_plugins[0]: no installed plugin 'dooban' (did you mean 'douban'?)"
+    )
 
 
 @pytest.mark.parametrize(("declared", "loads"), [("1", True), ("(1, 2)", True), ("2", False)])
 def test_a_plugin_for_another_api_version_is_refused_by_name(
-        tmp_path: Path, declared: str, loads: bool) -> None:
+    tmp_path: Path, declared: str, loads: bool
+) -> None:
     spider_file(tmp_path, "future.py", "future", body="")
     with (tmp_path / "future.py").open("a", encoding="utf-8") as file:
         file.write(f"FW_API_VERSION = {declared}\n")
-    project = write_project(tmp_path, """
+    project = write_project(
+        tmp_path,
+        """
         spider: future
         start_urls: [http://127.0.0.1:9/]
         plugins: [./future.py]
-        """)
+        """,
+    )
     if loads:
         assert runner.prepare(project).components.spider.name == "future"
         return
-    with pytest.raises(ProjectError, match=r"plugin 'future\.py' was built for fw plugin "
-                       r"API 2, but fw .* provides API 1"):
+    with pytest.raises(
+        ProjectError,
+        match=r"plugin 'future\.py' was built for fw plugin "
+        r"API 2, but fw .* provides API 1",
+    ):
         runner.prepare(project)
 
 
 async def test_an_installed_plugin_for_another_api_version_is_one_line_naming_it(
-        tmp_path: Path) -> None:
-    site = fake_distribution(tmp_path / "site", "fw-oldapi", "0.3", "oldapi", "fw_oldapi", """
+    tmp_path: Path,
+) -> None:
+    site = fake_distribution(
+        tmp_path / "site",
+        "fw-oldapi",
+        "0.3",
+        "oldapi",
+        "fw_oldapi",
+        """
         FW_API_VERSION = 2
-        """)
+        """,
+    )
     project = write_project(tmp_path, "spider: rules\nstart_urls: [http://127.0.0.1:9/]\n")
     for args in (["plugins"], ["check", str(project)]):
         result = await run_fw(*args, env=on_path(site))
@@ -379,33 +481,39 @@ async def test_an_installed_plugin_for_another_api_version_is_one_line_naming_it
         assert result.stderr == (
             "Error: plugin 'oldapi' (from fw-oldapi 0.3) was built for fw plugin API 2, but "
             f"fw {__version__} provides API 1: install a version of the plugin made for this "
-            "fw, or another fw\n")
+            "fw, or another fw\n"
+        )
 
 
-async def test_trace_prints_every_hook_call_with_its_plugin(tmp_path: Path,
-                                                            serve: Serve) -> None:
+async def test_trace_prints_every_hook_call_with_its_plugin(tmp_path: Path, serve: Serve) -> None:
     base = await serve(pages({"/": "<h1>hi</h1>"}))
-    (tmp_path / "watch.py").write_text(textwrap.dedent("""
+    (tmp_path / "watch.py").write_text(
+        textwrap.dedent("""
         from framework import hookimpl
 
         @hookimpl
         def item_scraped(item):
             pass
-        """), encoding="utf-8")
-    project = write_project(tmp_path, f"""
+        """),
+        encoding="utf-8",
+    )
+    project = write_project(
+        tmp_path,
+        f"""
         spider: rules
         start_urls: [{base}/]
         robots: ignore
         plugins: [./watch.py]
         rules: {{items: [{{fields: {{title: h1::text}}}}]}}
-        """)
+        """,
+    )
     result = await run_fw("run", str(project), env={"FW_TRACE_PLUGINS": "1"})
     assert result.returncode == 0, result.stderr
     assert "fw trace: register_spiders -> rules" in result.stderr
     assert "fw trace: item_scraped -> watch.py item={'title': 'hi'}" in result.stderr
 
 
-WATCH = '''
+WATCH = """
 from dataclasses import dataclass
 
 from framework import hookimpl, option
@@ -421,25 +529,32 @@ class Options:
 def crawl_started(project):
     options = project.section("watch.py")
     print(f"watching: {type(options).__name__} {options.webhook} {options.every}")
-'''
+"""
 
 
-@pytest.mark.parametrize(("section", "error"), [
-    ("{webhook: https://hooks.example/x, every: 5}", None),
-    ("{webhook: https://hooks.example/x, every: 0}", "every: must be at least 1"),
-    ("{webhok: https://hooks.example/x}", "webhok: unknown key (did you mean 'webhook'?)"),
-])
+@pytest.mark.parametrize(
+    ("section", "error"),
+    [
+        ("{webhook: https://hooks.example/x, every: 5}", None),
+        ("{webhook: https://hooks.example/x, every: 0}", "every: must be at least 1"),
+        ("{webhok: https://hooks.example/x}", "webhok: unknown key (did you mean 'webhook'?)"),
+    ],
+)
 async def test_a_plugin_declares_the_schema_of_its_own_section(
-        tmp_path: Path, section: str, error: str | None) -> None:
+    tmp_path: Path, section: str, error: str | None
+) -> None:
     (tmp_path / "watch.py").write_text(WATCH, encoding="utf-8")
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: rules
         start_urls: [http://127.0.0.1:9/]
         plugins: [./watch.py]
         retries: 0
         rules: {{items: [{{fields: {{title: h1::text}}}}]}}
         watch.py: {section}
-        """)
+        """,
+    )
     result = await run_fw("run", "-q", str(project))
     if error is None:
         assert result.returncode == 0, result.stderr
@@ -514,36 +629,47 @@ def myplug(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 async def test_a_plugin_module_and_its_spider_share_one_section(
-        myplug: dict[str, str], tmp_path: Path, serve: Serve) -> None:
+    myplug: dict[str, str], tmp_path: Path, serve: Serve
+) -> None:
     base = await serve(pages({"/": "<h1>Home</h1>"}))
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: myplug
         start_urls: [{base}/]
         robots: ignore
         myplug: {{token: secret, every: 3}}
-        """)
+        """,
+    )
     result = await run_fw("run", str(project), "-o", str(tmp_path / "out.jsonl"), env=myplug)
     assert result.returncode == 0, result.stderr
-    assert read_jsonl(tmp_path / "out.jsonl") == [{"title": "Home", "token": "secret",
-                                                   "every": 3}]
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"title": "Home", "token": "secret", "every": 3}]
     assert "myplug: Options, the spider's: True" in result.stdout
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    # The plugin is used (its spider, its exporter): its section must be there.
-    ("spider: myplug\n", "1: myplug.token: required key is missing"),
-    ("spider: rules\nrules: {items: [{fields: {t: h1::text}}]}\n"
-     "exporters: [{format: myplug, path: out.myplug}]\n",
-     "1: myplug.token: required key is missing"),
-    # A section that is written is checked, whether the plugin is used or not.
-    ("spider: rules\nrules: {items: [{fields: {t: h1::text}}]}\nmyplug:\n  tokn: x\n",
-     "5: myplug.tokn: unknown key (did you mean 'token'?)"),
-    # Not used, and not configured: no concern of this project.
-    ("spider: rules\nrules: {items: [{fields: {t: h1::text}}]}\n", None),
-    ("spider: douban\nexporters: [{format: jsonl, path: out.jsonl}]\n", None),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        # The plugin is used (its spider, its exporter): its section must be there.
+        ("spider: myplug\n", "1: myplug.token: required key is missing"),
+        (
+            "spider: rules\nrules: {items: [{fields: {t: h1::text}}]}\n"
+            "exporters: [{format: myplug, path: out.myplug}]\n",
+            "1: myplug.token: required key is missing",
+        ),
+        # A section that is written is checked, whether the plugin is used or not.
+        (
+            "spider: rules\nrules: {items: [{fields: {t: h1::text}}]}\nmyplug:\n  tokn: x\n",
+            "5: myplug.tokn: unknown key (did you mean 'token'?)",
+        ),
+        # Not used, and not configured: no concern of this project.
+        ("spider: rules\nrules: {items: [{fields: {t: h1::text}}]}\n", None),
+        ("spider: douban\nexporters: [{format: jsonl, path: out.jsonl}]\n", None),
+    ],
+)
 async def test_a_plugin_section_with_required_keys_is_required_only_when_used(
-        myplug: dict[str, str], tmp_path: Path, text: str, error: str | None) -> None:
+    myplug: dict[str, str], tmp_path: Path, text: str, error: str | None
+) -> None:
     project = write_project(tmp_path, "start_urls: [http://127.0.0.1:9/]\n" + text)
     result = await run_fw("check", str(project), env=myplug)
     if error is None:
@@ -554,7 +680,13 @@ async def test_a_plugin_section_with_required_keys_is_required_only_when_used(
 
 
 async def test_one_section_cannot_follow_two_schemas(tmp_path: Path) -> None:
-    site = fake_distribution(tmp_path / "site", "fw-twice", "1.0", "twice", "fw_twice", """
+    site = fake_distribution(
+        tmp_path / "site",
+        "fw-twice",
+        "1.0",
+        "twice",
+        "fw_twice",
+        """
         from dataclasses import dataclass
 
         from framework import Spider, hookimpl, option
@@ -576,23 +708,29 @@ async def test_one_section_cannot_follow_two_schemas(tmp_path: Path) -> None:
         @hookimpl
         def register_spiders(register):
             register(Twice)
-        """)
+        """,
+    )
     project = write_project(tmp_path, "spider: twice\nstart_urls: [http://127.0.0.1:9/]\n")
     result = await run_fw("check", str(project), env=on_path(site))
     assert result.returncode == 2
-    assert result.stderr.startswith("Error: plugin 'twice': spider 'twice' declares Options, "
-                                    "and so does the plugin module that owns the section "
-                                    "'twice:'; one section has one schema")
+    assert result.stderr.startswith(
+        "Error: plugin 'twice': spider 'twice' declares Options, "
+        "and so does the plugin module that owns the section "
+        "'twice:'; one section has one schema"
+    )
 
 
 def test_a_plugin_listed_in_the_project_must_be_configured(tmp_path: Path) -> None:
     (tmp_path / "watch.py").write_text(WATCH, encoding="utf-8")
-    project = write_project(tmp_path, """
+    project = write_project(
+        tmp_path,
+        """
         spider: rules
         start_urls: [http://127.0.0.1:9/]
         plugins: [./watch.py]
         rules: {items: [{fields: {title: h1::text}}]}
-        """)
+        """,
+    )
     with pytest.raises(ProjectError) as raised:
         runner.prepare(project)
     assert str(raised.value) == f"{project}:1: watch.py.webhook: required key is missing"

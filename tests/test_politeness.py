@@ -22,11 +22,14 @@ def politeness(**domains: DomainPolicy) -> Politeness:
 
 
 def test_the_most_specific_pattern_wins() -> None:
-    rules = Politeness(HostPolicy(4, 0.5), {
-        "*.douban.com": DomainPolicy(concurrency=2, delay=1.0),
-        "*.movie.douban.com": DomainPolicy(delay=2.0),
-        "img1.movie.douban.com": DomainPolicy(rate=3.0),
-    })
+    rules = Politeness(
+        HostPolicy(4, 0.5),
+        {
+            "*.douban.com": DomainPolicy(concurrency=2, delay=1.0),
+            "*.movie.douban.com": DomainPolicy(delay=2.0),
+            "img1.movie.douban.com": DomainPolicy(rate=3.0),
+        },
+    )
     assert rules.for_host("www.douban.com") == HostPolicy(2, 1.0)
     assert rules.for_host("x.movie.douban.com") == HostPolicy(4, 2.0)  # unset keys: defaults
     assert rules.for_host("img1.movie.douban.com") == HostPolicy(4, 0.5, 3.0)
@@ -55,8 +58,7 @@ def test_throttling_backs_off_on_429_and_recovers_toward_the_floor() -> None:
 
 
 @pytest.mark.parametrize("surprise", ["timeout", "quick 404", "quick redirect"])
-def test_a_timeout_or_a_quick_error_page_leaves_the_latency_baseline_alone(
-        surprise: str) -> None:
+def test_a_timeout_or_a_quick_error_page_leaves_the_latency_baseline_alone(surprise: str) -> None:
     # A timeout was once learnt as a 0 s reply: from then on every page slower than 0.25 s
     # was "slow", and the delay never came back down.
     throttle = Throttler(Politeness(HostPolicy(2, 0.0), {}), enabled=True, max_delay=60.0)
@@ -86,12 +88,15 @@ def links_site(gauge: Gauge) -> web.Application:
 
 def project(tmp_path: Path, starts: list[str], extra: str = "") -> Path:
     (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
-    path = write_project(tmp_path, f"""
+    path = write_project(
+        tmp_path,
+        f"""
         spider: links
         start_urls: [{", ".join(starts)}]
         plugins: [./links.py]
         robots: ignore
-        """)
+        """,
+    )
     with path.open("a", encoding="utf-8") as file:
         file.write(extra + "\n")
     return path
@@ -104,10 +109,13 @@ async def test_domain_overrides_set_each_hosts_concurrency(tmp_path: Path, serve
     c = (await serve(links_site(gauge), "127.0.0.1")).replace("127.0.0.1", "localhost")
     # 127.0.0.1 gets the longest pattern matching it, 127.0.0.2 its exact name (which beats
     # any pattern), localhost the defaults.
-    path = project(tmp_path, [f"{a}/", f"{b}/", f"{c}/"],
-                   "concurrency: {total: 8, per_domain: 3}\ndomains:\n"
-                   "  '127.0.0.2': {concurrency: 1}\n  '127.0.0.*': {concurrency: 2}\n"
-                   "  '*.0.0.1': {concurrency: 4}")
+    path = project(
+        tmp_path,
+        [f"{a}/", f"{b}/", f"{c}/"],
+        "concurrency: {total: 8, per_domain: 3}\ndomains:\n"
+        "  '127.0.0.2': {concurrency: 1}\n  '127.0.0.*': {concurrency: 2}\n"
+        "  '*.0.0.1': {concurrency: 4}",
+    )
     stats = await crawl(path)
     assert stats.pages == 120
     assert gauge.peak == {"127.0.0.1": 2, "127.0.0.2": 1, "localhost": 3}
@@ -133,7 +141,8 @@ async def test_rate_caps_requests_per_second(tmp_path: Path, serve: Serve) -> No
 
 
 async def test_429s_slow_a_host_down_and_healthy_replies_speed_it_up(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     starts: list[tuple[str, float]] = []
 
     async def handler(request: web.Request) -> web.Response:
@@ -146,8 +155,11 @@ async def test_429s_slow_a_host_down_and_healthy_replies_speed_it_up(
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
     base = await serve(app)
-    path = project(tmp_path, [f"{base}/busy1", f"{base}/busy2", f"{base}/"],
-                   "concurrency: {total: 1, per_domain: 1}\nretries: 0")
+    path = project(
+        tmp_path,
+        [f"{base}/busy1", f"{base}/busy2", f"{base}/"],
+        "concurrency: {total: 1, per_domain: 1}\nretries: 0",
+    )
     stats = await crawl(path)
     assert stats.errors == {"http_429": 2} and stats.pages == 15
     times = [t for _, t in starts]
@@ -162,7 +174,8 @@ async def test_429s_slow_a_host_down_and_healthy_replies_speed_it_up(
 
 @pytest.mark.parametrize("status", [429, 503])
 async def test_with_throttling_off_429_and_503_do_not_slow_a_host_down(
-        tmp_path: Path, serve: Serve, status: int) -> None:
+    tmp_path: Path, serve: Serve, status: int
+) -> None:
     starts: list[float] = []
 
     async def handler(request: web.Request) -> web.Response:
@@ -175,8 +188,11 @@ async def test_with_throttling_off_429_and_503_do_not_slow_a_host_down(
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
     base = await serve(app)
-    path = project(tmp_path, [*(f"{base}/busy{n}" for n in range(4)), f"{base}/"],
-                   "throttle: false\nretries: 0\nconcurrency: {total: 1, per_domain: 1}")
+    path = project(
+        tmp_path,
+        [*(f"{base}/busy{n}" for n in range(4)), f"{base}/"],
+        "throttle: false\nretries: 0\nconcurrency: {total: 1, per_domain: 1}",
+    )
     stats = await crawl(path)
     assert stats.errors == {f"http_{status}": 4} and stats.pages == 9
     # Throttling would have waited at least 0.25 + 0.5 + 1 + 2 s after these four.
@@ -204,7 +220,8 @@ async def test_retry_after_pauses_the_whole_host(tmp_path: Path, serve: Serve) -
 
 
 async def test_a_retry_after_beyond_backoff_max_rests_the_host_only_backoff_max(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     starts: list[tuple[str, float]] = []
 
     async def handler(request: web.Request) -> web.Response:
@@ -217,9 +234,11 @@ async def test_a_retry_after_beyond_backoff_max_rests_the_host_only_backoff_max(
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
     base = await serve(app)
-    path = project(tmp_path, [f"{base}/limited", f"{base}/"],
-                   "throttle: false\nbackoff: {base: 0.01, max: 0.5}\n"
-                   "concurrency: {total: 1, per_domain: 1}")
+    path = project(
+        tmp_path,
+        [f"{base}/limited", f"{base}/"],
+        "throttle: false\nbackoff: {base: 0.01, max: 0.5}\nconcurrency: {total: 1, per_domain: 1}",
+    )
     async with asyncio.timeout(20):  # the host once rested the whole hour
         stats = await crawl(path)
     assert stats.errors == {"http_429": 1} and stats.pages == 7
@@ -245,7 +264,8 @@ ROBOTS = "User-agent: *\nDisallow: /private/\nCrawl-delay: 0.3\n"
 
 
 async def test_robots_txt_is_obeyed_cached_and_its_crawl_delay_kept(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     hits: Counter[str] = Counter()
     base = await serve(robots_site(web.Response(text=ROBOTS), hits))
     path = project(tmp_path, [f"{base}/"], "concurrency: {total: 4, per_domain: 4}")
@@ -277,10 +297,14 @@ async def test_crawl_delay_spaces_requests(tmp_path: Path, serve: Serve) -> None
 
 @pytest.mark.parametrize("robots", ["missing", "500", "garbage"])
 async def test_a_missing_or_failing_robots_txt_allows_the_crawl(
-        tmp_path: Path, serve: Serve, robots: str) -> None:
+    tmp_path: Path, serve: Serve, robots: str
+) -> None:
     hits: Counter[str] = Counter()
-    answer = {"missing": None, "500": web.Response(status=500, text=ROBOTS),
-              "garbage": web.Response(body=b"\xff\x00<html>" * 1000)}[robots]
+    answer = {
+        "missing": None,
+        "500": web.Response(status=500, text=ROBOTS),
+        "garbage": web.Response(body=b"\xff\x00<html>" * 1000),
+    }[robots]
     base = await serve(robots_site(answer, hits))
     stats = await crawl(project(tmp_path, [f"{base}/"], "retries: 0"), "robots=obey")
     assert hits["/private/x"] == 1 and stats.filtered["robots"] == 0
@@ -289,7 +313,8 @@ async def test_a_missing_or_failing_robots_txt_allows_the_crawl(
 
 @pytest.mark.parametrize("failure", ["timeout", "refused"])
 async def test_a_robots_txt_that_times_out_or_is_refused_allows_the_crawl(
-        tmp_path: Path, serve: Serve, failure: str) -> None:
+    tmp_path: Path, serve: Serve, failure: str
+) -> None:
     hits: Counter[str] = Counter()
     never = asyncio.Event()
     with socket.socket() as sock:  # a port nothing listens on
@@ -325,7 +350,8 @@ async def test_robots_ignore_fetches_no_robots_txt(tmp_path: Path, serve: Serve)
 
 
 async def test_many_pages_on_one_host_cost_one_lookup_and_few_connections(
-        tmp_path: Path, serve: Serve) -> None:
+    tmp_path: Path, serve: Serve
+) -> None:
     gauge = Gauge()
     peers: set[object] = set()
 

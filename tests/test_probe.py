@@ -13,7 +13,7 @@ from aiohttp import web
 from tests.conftest import Completed, Serve, fw_command, run_fw, write_project
 from tests.distributions import fake_distribution, on_path
 
-SPIDER = '''
+SPIDER = """
 from framework import Request, Spider, hookimpl
 
 class Shop(Spider):
@@ -29,7 +29,7 @@ class Shop(Spider):
 @hookimpl
 def register_spiders(register):
     register(Shop)
-'''
+"""
 
 
 #: The X-Team header of each request the site received: the project's headers apply.
@@ -51,30 +51,36 @@ async def project(serve: Serve, tmp_path: Path) -> tuple[str, Path]:
     app.router.add_get("/{tail:.*}", page)
     base = await serve(app)
     (tmp_path / "shop.py").write_text(SPIDER, encoding="utf-8")
-    path = write_project(tmp_path, f"""
+    path = write_project(
+        tmp_path,
+        f"""
         spider: shop
         start_urls: [{base}/]
         plugins: [./shop.py]
         headers: {{X-Team: crawlers}}
-        """)
+        """,
+    )
     return base, path
 
 
 async def test_parse_prints_items_and_requests_after_following_redirects(
-        project: tuple[str, Path]) -> None:
+    project: tuple[str, Path],
+) -> None:
     base, path = project
     done = await run_fw("parse", f"{base}/old", "-p", str(path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "# items (1)", json.dumps({"title": "Page /a", "url": f"{base}/a"}),
-        "# requests (1)", f'GET {base}/b callback=detail priority=3 meta={{"from": "a"}}']
+        "# items (1)",
+        json.dumps({"title": "Page /a", "url": f"{base}/a"}),
+        "# requests (1)",
+        f'GET {base}/b callback=detail priority=3 meta={{"from": "a"}}',
+    ]
     assert SEEN_HEADERS == ["crawlers", "crawlers"]  # /old, then /a, with the header
 
 
 async def test_parse_json_and_a_failing_callback(project: tuple[str, Path]) -> None:
     base, path = project
-    done = await run_fw("parse", f"{base}/b", "-p", str(path), "--callback", "detail",
-                        "--json")
+    done = await run_fw("parse", f"{base}/b", "-p", str(path), "--callback", "detail", "--json")
     assert done.returncode == 1
     shown = json.loads(done.stdout)
     assert shown["items"] == [] and shown["requests"] == []
@@ -94,8 +100,10 @@ async def test_parse_needs_a_spider_and_a_live_server(project: tuple[str, Path])
 
 async def test_shell_runs_code_with_the_response_at_hand(project: tuple[str, Path]) -> None:
     base, path = project
-    script = ('print(response.status, response.css("h1::text").get())\n'
-              f'print(fetch("{base}/c").css("h1::text").get())\n')
+    script = (
+        'print(response.status, response.css("h1::text").get())\n'
+        f'print(fetch("{base}/c").css("h1::text").get())\n'
+    )
     done = await shell(script, f"{base}/a", "-p", str(path))
     assert done.returncode == 0, done.stderr
     assert "200 Page /a" in done.stdout and "Page /c" in done.stdout
@@ -104,8 +112,10 @@ async def test_shell_runs_code_with_the_response_at_hand(project: tuple[str, Pat
 
 async def test_shell_needs_no_spider_and_no_ipython(project: tuple[str, Path]) -> None:
     base, _ = project
-    script = ('print(response.status, response.css("h1::text").get(), spider)\n'
-              'import sys; print("IPython loaded:", "IPython" in sys.modules)\n')
+    script = (
+        'print(response.status, response.css("h1::text").get(), spider)\n'
+        'import sys; print("IPython loaded:", "IPython" in sys.modules)\n'
+    )
     done = await shell(script, f"{base}/plain")
     assert done.returncode == 0, done.stderr
     shown = [line.removeprefix(">>> ") for line in done.stdout.splitlines()]  # the prompts
@@ -131,28 +141,41 @@ PROBESHOP = """
 
 
 async def test_parse_with_an_installed_spider_needs_no_project(
-        project: tuple[str, Path], tmp_path: Path) -> None:
+    project: tuple[str, Path], tmp_path: Path
+) -> None:
     base, _ = project
-    site = fake_distribution(tmp_path / "site", "fw-probeshop", "1.0", "probeshop",
-                             "fw_probeshop", PROBESHOP)
+    site = fake_distribution(
+        tmp_path / "site", "fw-probeshop", "1.0", "probeshop", "fw_probeshop", PROBESHOP
+    )
     done = await run_fw("parse", f"{base}/old", "--spider", "probeshop", env=on_path(site))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "# items (1)", json.dumps({"title": "Page /a"}), "# requests (1)", f"GET {base}/next"]
+        "# items (1)",
+        json.dumps({"title": "Page /a"}),
+        "# requests (1)",
+        f"GET {base}/next",
+    ]
     assert SEEN_HEADERS == ["", ""]  # fw's defaults: no project, no X-Team header
 
 
 async def test_a_spider_that_needs_options_without_a_project_names_the_flag() -> None:
     done = await run_fw("parse", "http://127.0.0.1:9/", "--spider", "rules")
     assert done.returncode == 2
-    assert done.stderr == ("Error: --spider rules: rules.items: required key is missing; "
-                           "give the options with -p PROJECT.yaml\n")
+    assert done.stderr == (
+        "Error: --spider rules: rules.items: required key is missing; "
+        "give the options with -p PROJECT.yaml\n"
+    )
 
 
 async def shell(script: str, *args: str) -> Completed:
     process = await asyncio.create_subprocess_exec(
-        *fw_command(), "shell", *args, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *fw_command(),
+        "shell",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(script.encode()), 30)
     assert process.returncode is not None
     return Completed(process.returncode, out.decode(), err.decode())

@@ -21,22 +21,40 @@ from rich.console import Console
 from framework.progress import Progress, Snapshot, panel
 from tests.conftest import Serve, fw_command, pages, run_fw, write_project
 
-SNAPSHOT = Snapshot(elapsed=10.0, pages=250, items=240, queued=1200, delayed=3, in_flight=16,
-                    errors={"timeout": 4, "http_503": 2}, slowed={"slow.example": 1.5})
+SNAPSHOT = Snapshot(
+    elapsed=10.0,
+    pages=250,
+    items=240,
+    queued=1200,
+    delayed=3,
+    in_flight=16,
+    errors={"timeout": 4, "http_503": 2},
+    slowed={"slow.example": 1.5},
+)
 
 
 def test_a_snapshot_reads_as_one_log_line() -> None:
-    assert SNAPSHOT.line() == ("250 pages (25.0/s), 240 items, 1200 queued, 3 to retry, "
-                               "16 in flight, 6 errors (timeout 4, http_503 2); slowed: "
-                               "slow.example 1.50s")
+    assert SNAPSHOT.line() == (
+        "250 pages (25.0/s), 240 items, 1200 queued, 3 to retry, "
+        "16 in flight, 6 errors (timeout 4, http_503 2); slowed: "
+        "slow.example 1.50s"
+    )
 
 
 def test_the_live_panel_shows_rate_queue_errors_and_slowed_hosts() -> None:
     console = Console(record=True, width=120)
     console.print(panel("shop", SNAPSHOT))
     text = console.export_text()
-    for expected in ("shop", "250 pages (25.0/s)", "240 items", "1200 queued",
-                     "16 in flight", "timeout 4", "slow.example", "1.50s"):
+    for expected in (
+        "shop",
+        "250 pages (25.0/s)",
+        "240 items",
+        "1200 queued",
+        "16 in flight",
+        "timeout 4",
+        "slow.example",
+        "1.50s",
+    ):
         assert expected in text, expected
 
 
@@ -73,26 +91,29 @@ async def test_without_a_terminal_progress_is_a_periodic_log_line() -> None:
 @pytest.fixture
 async def project(serve: Serve, tmp_path: Path) -> Path:
     base = await serve(pages({"/": "<h1>hi</h1>"}))
-    return write_project(tmp_path, f"""
+    return write_project(
+        tmp_path,
+        f"""
         spider: rules
         start_urls: [{base}/]
         robots: ignore
         rules: {{items: [{{fields: {{title: h1::text}}}}]}}
-        """)
+        """,
+    )
 
 
 async def test_quiet_leaves_only_the_summary(project: Path) -> None:
     result = await run_fw("run", "--quiet", str(project))
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
-        line for line in result.stderr.splitlines() if not line.startswith("INFO")]
+        line for line in result.stderr.splitlines() if not line.startswith("INFO")
+    ]
     assert "project: finished" in result.stderr and "plugins:" not in result.stderr
 
 
 async def test_json_logs_and_a_log_file(project: Path, tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "fw.log"
-    result = await run_fw("--log-format", "json", "--log-file", str(log_file), "run",
-                          str(project))
+    result = await run_fw("--log-format", "json", "--log-file", str(log_file), "run", str(project))
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     header = next(r for r in records if "plugins:" in r["message"])
@@ -104,8 +125,7 @@ async def test_json_logs_and_a_log_file(project: Path, tmp_path: Path) -> None:
 
 async def test_an_unwritable_log_file_is_a_usage_error(project: Path, tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("a file, not a folder")
-    result = await run_fw("--log-file", str(tmp_path / "taken" / "fw.log"), "run",
-                          str(project))
+    result = await run_fw("--log-file", str(tmp_path / "taken" / "fw.log"), "run", str(project))
     assert result.returncode == 2
     assert result.stderr.startswith("Error: --log-file")
 
@@ -121,8 +141,16 @@ LOG_IN_FLIGHT = "project: 0 pages (0.0/s), 0 items, 0 queued, 0 to retry, 1 in f
 #: Terminal control sequences, which rich writes between the words on a terminal.
 ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 #: Settings that change how rich sees a terminal; the test gives its own.
-RICH_ENV = ("TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE",
-            "TTY_INTERACTIVE", "COLUMNS", "LINES")
+RICH_ENV = (
+    "TERM",
+    "COLORTERM",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "COLUMNS",
+    "LINES",
+)
 
 
 @dataclass
@@ -144,12 +172,15 @@ async def held(serve: Serve, tmp_path: Path) -> AsyncIterator[HeldSite]:
     app = web.Application()
     app.router.add_get("/", home)
     base = await serve(app)
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: rules
         start_urls: [{base}/]
         robots: ignore
         rules: {{items: [{{fields: {{title: h1::text}}}}]}}
-        """)
+        """,
+    )
     site = HeldSite(project, release)
     yield site
     release.set()  # a failed test must not leave fw waiting
@@ -201,8 +232,14 @@ async def test_on_a_terminal_fw_run_shows_the_live_panel(held: HeldSite) -> None
     env = {k: v for k, v in os.environ.items() if k not in RICH_ENV}
     env["TERM"] = "xterm-256color"
     process = await asyncio.create_subprocess_exec(
-        *fw_command(), "run", str(held.project), stdin=asyncio.subprocess.DEVNULL,
-        stdout=terminal.slave, stderr=terminal.slave, env=env)
+        *fw_command(),
+        "run",
+        str(held.project),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=terminal.slave,
+        stderr=terminal.slave,
+        env=env,
+    )
     os.close(terminal.slave)  # the child holds it now: its exit closes the terminal
     try:
         async with asyncio.timeout(20):
@@ -219,12 +256,16 @@ async def test_on_a_terminal_fw_run_shows_the_live_panel(held: HeldSite) -> None
     assert LOG_IN_FLIGHT not in terminal.text  # the panel, not the log line
 
 
-async def test_without_a_terminal_fw_run_logs_a_progress_line_now_and_then(
-        held: HeldSite) -> None:
+async def test_without_a_terminal_fw_run_logs_a_progress_line_now_and_then(held: HeldSite) -> None:
     process = await asyncio.create_subprocess_exec(
-        *fw_command(), "run", str(held.project), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "FW_PROGRESS_INTERVAL": "0.05"})
+        *fw_command(),
+        "run",
+        str(held.project),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "FW_PROGRESS_INTERVAL": "0.05"},
+    )
     assert process.stderr is not None
     lines: list[str] = []
     try:
@@ -247,5 +288,6 @@ async def test_without_a_terminal_fw_run_logs_a_progress_line_now_and_then(
 async def test_a_bad_progress_interval_is_a_usage_error(project: Path) -> None:
     result = await run_fw("run", str(project), env={"FW_PROGRESS_INTERVAL": "soon"})
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1] == ("Error: FW_PROGRESS_INTERVAL=soon: expected a "
-                                              "number of seconds above 0")
+    assert result.stderr.splitlines()[-1] == (
+        "Error: FW_PROGRESS_INTERVAL=soon: expected a number of seconds above 0"
+    )

@@ -25,93 +25,208 @@ plugins: [./shop.py]
 # (project text, line the error must point at, key, words the message must contain)
 INVALID = {
     # An unclosed bracket or quote is blamed where it opened, not where PyYAML gave up.
-    "unclosed bracket": ("spider: shop\nstart_urls: [https://a.example/\nretries: 3\n", 2, "",
-                         "invalid YAML in the [ opened on this line: expected ',' or ']', "
-                         "but got ':' on line 3"),
-    "unclosed bracket at the end": ("spider: shop\nstart_urls: [https://a.example/\n", 2, "",
-                                    "in the [ opened on this line"),
-    "unclosed quote": ('spider: "shop\nretries: 3\n', 1, "",
-                       "in the string quoted on this line: found unexpected end of stream at "
-                       "the end of the file"),
-    "bad indentation": ("spider: shop\n  bad: indent\nretries: 3\n", 2, "",
-                        "invalid YAML: mapping values are not allowed here"),
-    "sequence item dedented": ("start_urls:\n  - https://a.example/\n - https://b.example/\n",
-                               3, "", "invalid YAML: expected <block end>"),
-    "unknown top-level key": (VALID + "concurency: {total: 4}\n", 4, "concurency",
-                              "did you mean 'concurrency'"),
-    "unknown nested key": (VALID + "concurrency:\n  total: 4\n  per_domian: 2\n", 6,
-                           "concurrency.per_domian", "did you mean 'per_domain'"),
+    "unclosed bracket": (
+        "spider: shop\nstart_urls: [https://a.example/\nretries: 3\n",
+        2,
+        "",
+        "invalid YAML in the [ opened on this line: expected ',' or ']', but got ':' on line 3",
+    ),
+    "unclosed bracket at the end": (
+        "spider: shop\nstart_urls: [https://a.example/\n",
+        2,
+        "",
+        "in the [ opened on this line",
+    ),
+    "unclosed quote": (
+        'spider: "shop\nretries: 3\n',
+        1,
+        "",
+        "in the string quoted on this line: found unexpected end of stream at the end of the file",
+    ),
+    "bad indentation": (
+        "spider: shop\n  bad: indent\nretries: 3\n",
+        2,
+        "",
+        "invalid YAML: mapping values are not allowed here",
+    ),
+    "sequence item dedented": (
+        "start_urls:\n  - https://a.example/\n - https://b.example/\n",
+        3,
+        "",
+        "invalid YAML: expected <block end>",
+    ),
+    "unknown top-level key": (
+        VALID + "concurency: {total: 4}\n",
+        4,
+        "concurency",
+        "did you mean 'concurrency'",
+    ),
+    "unknown nested key": (
+        VALID + "concurrency:\n  total: 4\n  per_domian: 2\n",
+        6,
+        "concurrency.per_domian",
+        "did you mean 'per_domain'",
+    ),
     "wrong type": (VALID + "timeout: fast\n", 4, "timeout", "expected a number, got 'fast'"),
-    "wrong type in list": ("spider: shop\nstart_urls:\n  - https://a.example/\n  - 42\n", 4,
-                           "start_urls[1]", "expected an http(s) URL, got 42"),
+    "wrong type in list": (
+        "spider: shop\nstart_urls:\n  - https://a.example/\n  - 42\n",
+        4,
+        "start_urls[1]",
+        "expected an http(s) URL, got 42",
+    ),
     "start url outside allowed_domains": (
         "spider: shop\nstart_urls:\n  - https://www.shop.example/\n  - https://other.example/\n"
-        "allowed_domains: [shop.example]\nplugins: [./shop.py]\n", 4, "start_urls[1]",
-        "host other.example is not in allowed_domains [shop.example]"),
-    "number as allowed domain": (VALID + "allowed_domains: [5]\n", 4, "allowed_domains[0]",
-                                 "expected a host name such as movie.douban.com, got 5"),
-    "no start urls": ("spider: shop\nstart_urls: []\nplugins: [./shop.py]\n", 2, "start_urls",
-                      "no start URLs, and spider shop starts from them"),
-    "start_urls left out": ("spider: shop\nplugins: [./shop.py]\n", 1, "start_urls",
-                            "the crawl would fetch nothing"),
-    "out of range": (VALID + "concurrency: {total: 0}\n", 4, "concurrency.total",
-                     "at least 1"),
+        "allowed_domains: [shop.example]\nplugins: [./shop.py]\n",
+        4,
+        "start_urls[1]",
+        "host other.example is not in allowed_domains [shop.example]",
+    ),
+    "number as allowed domain": (
+        VALID + "allowed_domains: [5]\n",
+        4,
+        "allowed_domains[0]",
+        "expected a host name such as movie.douban.com, got 5",
+    ),
+    "no start urls": (
+        "spider: shop\nstart_urls: []\nplugins: [./shop.py]\n",
+        2,
+        "start_urls",
+        "no start URLs, and spider shop starts from them",
+    ),
+    "start_urls left out": (
+        "spider: shop\nplugins: [./shop.py]\n",
+        1,
+        "start_urls",
+        "the crawl would fetch nothing",
+    ),
+    "out of range": (VALID + "concurrency: {total: 0}\n", 4, "concurrency.total", "at least 1"),
     "negative delay": (VALID + "delay: -1\n", 4, "delay", "at least 0"),
-    "unknown spider": ("spider: shpo\nstart_urls: [https://a.example/]\nplugins: [./shop.py]\n",
-                       1, "spider", "unknown spider 'shpo' (did you mean 'shop'?)"),
-    "missing spider": ("start_urls: [https://a.example/]\n", 1, "spider",
-                       "required key is missing"),
-    "unknown exporter": (VALID + "exporters:\n  - {format: xml, path: out.xml}\n", 5,
-                         "exporters[0].format", "unknown exporter 'xml'"),
-    "exporter without path": (VALID + "exporters:\n  - format: jsonl\n", 5,
-                              "exporters[0].path", "required"),
-    "missing plugin file": (VALID.replace("[./shop.py]", "\n  - ./shop.py\n  - ./nowhere.py"),
-                            5, "plugins[1]", "no such plugin file './nowhere.py'"),
-    "broken plugin file": (VALID.replace("./shop.py", "./shop.py, ./broken.py"), 3,
-                           "plugins[1]", "SyntaxError"),
-    "failing plugin file": (VALID.replace("./shop.py", "./raises.py"), 3, "plugins[0]",
-                            "RuntimeError: no config"),
-    "missing plugin module": (VALID.replace("./shop.py", "team_pkg.spiders"), 3, "plugins[0]",
-                              "no module named 'team_pkg.spiders'"),
-    "ftp start url": ("spider: shop\nstart_urls: [ftp://files.example/x]\n", 2,
-                      "start_urls[0]", "not an http(s) URL"),
-    "url as allowed domain": (VALID + "allowed_domains: [https://shop.example/]\n", 4,
-                              "allowed_domains[0]", "not a host name"),
+    "unknown spider": (
+        "spider: shpo\nstart_urls: [https://a.example/]\nplugins: [./shop.py]\n",
+        1,
+        "spider",
+        "unknown spider 'shpo' (did you mean 'shop'?)",
+    ),
+    "missing spider": (
+        "start_urls: [https://a.example/]\n",
+        1,
+        "spider",
+        "required key is missing",
+    ),
+    "unknown exporter": (
+        VALID + "exporters:\n  - {format: xml, path: out.xml}\n",
+        5,
+        "exporters[0].format",
+        "unknown exporter 'xml'",
+    ),
+    "exporter without path": (
+        VALID + "exporters:\n  - format: jsonl\n",
+        5,
+        "exporters[0].path",
+        "required",
+    ),
+    "missing plugin file": (
+        VALID.replace("[./shop.py]", "\n  - ./shop.py\n  - ./nowhere.py"),
+        5,
+        "plugins[1]",
+        "no such plugin file './nowhere.py'",
+    ),
+    "broken plugin file": (
+        VALID.replace("./shop.py", "./shop.py, ./broken.py"),
+        3,
+        "plugins[1]",
+        "SyntaxError",
+    ),
+    "failing plugin file": (
+        VALID.replace("./shop.py", "./raises.py"),
+        3,
+        "plugins[0]",
+        "RuntimeError: no config",
+    ),
+    "missing plugin module": (
+        VALID.replace("./shop.py", "team_pkg.spiders"),
+        3,
+        "plugins[0]",
+        "no module named 'team_pkg.spiders'",
+    ),
+    "ftp start url": (
+        "spider: shop\nstart_urls: [ftp://files.example/x]\n",
+        2,
+        "start_urls[0]",
+        "not an http(s) URL",
+    ),
+    "url as allowed domain": (
+        VALID + "allowed_domains: [https://shop.example/]\n",
+        4,
+        "allowed_domains[0]",
+        "not a host name",
+    ),
     "empty file": ("", 1, "", "the project file is empty"),
     "only a comment": ("# nothing yet\n", 1, "", "the project file is empty"),
     "not a mapping": ("- spider: shop\n", 1, "", "expected a mapping"),
     "plugin section not a mapping": (VALID + "shop: 5\n", 4, "shop", "expected a mapping"),
-    "headers not a mapping": (VALID + "headers: [User-Agent]\n", 4, "headers",
-                              "expected a mapping"),
-    "header name with a line break": (VALID + 'headers: {"X-A\\nB": v}\n', 4, "headers",
-                                      "not a valid header name"),
+    "headers not a mapping": (
+        VALID + "headers: [User-Agent]\n",
+        4,
+        "headers",
+        "expected a mapping",
+    ),
+    "header name with a line break": (
+        VALID + 'headers: {"X-A\\nB": v}\n',
+        4,
+        "headers",
+        "not a valid header name",
+    ),
     "not a number": (VALID + "delay: .nan\n", 4, "delay", "expected a finite number"),
     "infinite": (VALID + "timeout: .inf\n", 4, "timeout", "expected a finite number"),
-    "absurd concurrency": (VALID + "concurrency: {total: 100000000}\n", 4,
-                           "concurrency.total", "at most 10000"),
-    "start url with a bad port": ("spider: shop\nstart_urls: [http://a.example:99999/]\n", 2,
-                                  "start_urls[0]", "not a valid URL"),
-    "key written twice": (VALID + "delay: 1\nretries: 2\ndelay: 2\n", 6, "delay",
-                          "written twice (first on line 4)"),
-    "yaml boolean as a key": (VALID + "concurrency:\n  on: 3\n", 4, "concurrency",
-                              "True is not a key name"),
-    "alias bomb": ("a0: &a0 [x]\n" + "".join(
-        f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 10)) + VALID,
-        1, "a0", "unknown key"),
+    "absurd concurrency": (
+        VALID + "concurrency: {total: 100000000}\n",
+        4,
+        "concurrency.total",
+        "at most 10000",
+    ),
+    "start url with a bad port": (
+        "spider: shop\nstart_urls: [http://a.example:99999/]\n",
+        2,
+        "start_urls[0]",
+        "not a valid URL",
+    ),
+    "key written twice": (
+        VALID + "delay: 1\nretries: 2\ndelay: 2\n",
+        6,
+        "delay",
+        "written twice (first on line 4)",
+    ),
+    "yaml boolean as a key": (
+        VALID + "concurrency:\n  on: 3\n",
+        4,
+        "concurrency",
+        "True is not a key name",
+    ),
+    "alias bomb": (
+        "a0: &a0 [x]\n"
+        + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 10))
+        + VALID,
+        1,
+        "a0",
+        "unknown key",
+    ),
 }
 
 PLUGIN_FILES = {
     "shop.py": (
         "from framework import Spider, hookimpl\n\n"
         "class Shop(Spider):\n    name = 'shop'\n\n"
-        "@hookimpl\ndef register_spiders(register):\n    register(Shop)\n"),
+        "@hookimpl\ndef register_spiders(register):\n    register(Shop)\n"
+    ),
     "broken.py": "def register_spiders(register)\n    pass\n",
     "raises.py": "raise RuntimeError('no config')\n",
     "seeds.py": (
         "from framework import Request, Spider, hookimpl\n\n"
         "class Seeds(Spider):\n    name = 'seeds'\n\n"
         "    def start_requests(self):\n        yield Request('https://shop.example/')\n\n"
-        "@hookimpl\ndef register_spiders(register):\n    register(Seeds)\n"),
+        "@hookimpl\ndef register_spiders(register):\n    register(Seeds)\n"
+    ),
 }
 
 
@@ -138,7 +253,8 @@ def project_dir(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("case", INVALID)
 @pytest.mark.parametrize("command", ["check", "run"])
 def test_invalid_project_gives_one_located_line_and_exit_2(
-        case: str, command: str, project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case: str, command: str, project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     text, lineno, key, words = INVALID[case]
     path = write_project(project_dir, text)
     assert main([command, str(path)]) == 2
@@ -152,8 +268,9 @@ async def test_invalid_project_in_a_subprocess(command: str, project_dir: Path) 
     path = write_project(project_dir, VALID + "concurrency:\n  total: many\n")
     result = await run_fw(command, str(path))
     assert result.returncode == 2
-    expect(error_line(result.stderr), path, 5, "concurrency.total",
-           "expected an integer, got 'many'")
+    expect(
+        error_line(result.stderr), path, 5, "concurrency.total", "expected an integer, got 'many'"
+    )
 
 
 def test_missing_project_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -163,19 +280,27 @@ def test_missing_project_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert line == f"Error: {missing}: cannot read the project file: No such file or directory"
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("concurrency.per_domain=lots",
-     "concurrency.per_domain: expected an integer, got 'lots'"),
-    ("start_urls.0={$env: FW_NOT_SET}",
-     "start_urls[0]: the environment variable FW_NOT_SET is not set"),
-    # A wrong path is the error, not the variable its value names.
-    ("start_urls.5={$env: FW_NOT_SET}", "start_urls.5: no such item"),
-    # A top-level key is a name, even all digits.
-    ("0=1", "0: unknown key; top-level keys are fw's own or a plugin's name"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("concurrency.per_domain=lots", "concurrency.per_domain: expected an integer, got 'lots'"),
+        (
+            "start_urls.0={$env: FW_NOT_SET}",
+            "start_urls[0]: the environment variable FW_NOT_SET is not set",
+        ),
+        # A wrong path is the error, not the variable its value names.
+        ("start_urls.5={$env: FW_NOT_SET}", "start_urls.5: no such item"),
+        # A top-level key is a name, even all digits.
+        ("0=1", "0: unknown key; top-level keys are fw's own or a plugin's name"),
+    ],
+)
 def test_a_bad_override_points_at_the_command_line(
-        project_dir: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch, override: str, message: str) -> None:
+    project_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    override: str,
+    message: str,
+) -> None:
     monkeypatch.delenv("FW_NOT_SET", raising=False)
     path = write_project(project_dir, VALID)
     assert main(["check", str(path), "-s", override]) == 2
@@ -183,7 +308,8 @@ def test_a_bad_override_points_at_the_command_line(
 
 
 def test_override_takes_a_secret_from_the_environment(
-        project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FW_TOKEN", "0123")  # YAML would read 0123 as the octal number 83
     path = write_project(project_dir, VALID)
     project = load_project(path, ["headers.X-Token={$env: FW_TOKEN}"])
@@ -191,28 +317,35 @@ def test_override_takes_a_secret_from_the_environment(
 
 
 def test_override_without_equals_is_a_usage_error(
-        project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_project(project_dir, VALID)
     assert main(["check", str(path), "-s", "retries"]) == 2
     assert "expected KEY=VALUE" in error_line(capsys.readouterr().err)
 
 
-def test_plugin_with_a_misspelt_hook_is_named(project_dir: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_plugin_with_a_misspelt_hook_is_named(
+    project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (project_dir / "typo.py").write_text(
-        "from framework import hookimpl\n\n@hookimpl\ndef register_spider(register):\n"
-        "    pass\n", encoding="utf-8")
+        "from framework import hookimpl\n\n@hookimpl\ndef register_spider(register):\n    pass\n",
+        encoding="utf-8",
+    )
     path = write_project(project_dir, VALID.replace("./shop.py", "./shop.py, ./typo.py"))
     assert main(["check", str(path)]) == 2
     line = error_line(capsys.readouterr().err)
-    assert line.startswith(f"Error: {path}:3: plugins[1]: plugin 'typo.py': register_spider "
-                           "is not an fw hook")
+    assert line.startswith(
+        f"Error: {path}:3: plugins[1]: plugin 'typo.py': register_spider is not an fw hook"
+    )
     assert "did you mean 'register_spiders'" in line
 
 
 def test_valid_project_loads_into_frozen_objects_with_defaults(tmp_path: Path) -> None:
-    path = write_project(tmp_path, VALID + "concurrency: {per_domain: 2}\nexporters:\n"
-                         "  - {format: csv, path: out/m.csv, delimiter: ';'}\n")
+    path = write_project(
+        tmp_path,
+        VALID + "concurrency: {per_domain: 2}\nexporters:\n"
+        "  - {format: csv, path: out/m.csv, delimiter: ';'}\n",
+    )
     project = load_project(path, ["retries=5", "headers.User-Agent=Mozilla/5.0"])
     assert project.name == "project"
     assert project.allowed_domains == ("shop.example",)
@@ -240,38 +373,50 @@ def test_every_project_key_is_in_the_readme_reference() -> None:
     hints = typing.get_type_hints(Project)
     for f in keys_of(Project):
         kind = hints[f.name]
-        nested = [f"{f.name}.{g.name}" for g in keys_of(kind)] \
-            if dataclasses.is_dataclass(kind) else []
+        nested = (
+            [f"{f.name}.{g.name}" for g in keys_of(kind)] if dataclasses.is_dataclass(kind) else []
+        )
         for key in nested or [f.name]:
             assert f"| `{key}` |" in readme, f"README's project reference lacks {key}"
 
 
-def test_env_pulls_a_secret_from_the_environment(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_pulls_a_secret_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SHOP_TOKEN", "s3cret")
-    project = load_project(write_project(tmp_path, """
+    project = load_project(
+        write_project(
+            tmp_path,
+            """
         spider: rules
         start_urls: [https://a.example/]
         headers: {Authorization: {$env: SHOP_TOKEN}}
         rules: {api_key: {$env: SHOP_TOKEN}}
-        """))
+        """,
+        )
+    )
     assert project.headers == {"Authorization": "s3cret"}
     assert project.section("rules") == {"api_key": "s3cret"}  # plugin sections too
 
 
-def test_an_unset_env_variable_is_one_located_line(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unset_env_variable_is_one_located_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SHOP_TOKEN", raising=False)
-    path = write_project(tmp_path, """
+    path = write_project(
+        tmp_path,
+        """
         spider: rules
         start_urls: [https://a.example/]
         headers:
           Authorization: {$env: SHOP_TOKEN}
-        """)
+        """,
+    )
     with pytest.raises(ProjectError) as raised:
         load_project(path)
-    assert str(raised.value) == (f"{path}:4: headers.Authorization: the environment "
-                                 "variable SHOP_TOKEN is not set")
+    assert str(raised.value) == (
+        f"{path}:4: headers.Authorization: the environment variable SHOP_TOKEN is not set"
+    )
 
 
 OVERRIDDEN = """\
@@ -288,8 +433,11 @@ rules:
 # -s VALUE, the key the error names, words the message must contain
 BAD_OVERRIDES = {
     "a mapping": ("concurrency={total: 0}", "concurrency.total", "at least 1"),
-    "a list of mappings": ("exporters=[{format: xml, path: a}]", "exporters[0].format",
-                           "unknown exporter 'xml'"),
+    "a list of mappings": (
+        "exporters=[{format: xml, path: a}]",
+        "exporters[0].format",
+        "unknown exporter 'xml'",
+    ),
     "a list": ("start_urls=[ftp://x/]", "start_urls[0]", "not an http(s) URL"),
     "a plugin's list": ('rules.follow=["a[[["]', "rules.follow[0]", "not a valid CSS selector"),
     "a misspelt key": ("concurency.total=2", "concurency", "did you mean 'concurrency'"),
@@ -298,7 +446,8 @@ BAD_OVERRIDES = {
 
 @pytest.mark.parametrize("case", BAD_OVERRIDES)
 async def test_an_error_inside_an_overridden_value_blames_the_command_line(
-        case: str, tmp_path: Path) -> None:
+    case: str, tmp_path: Path
+) -> None:
     value, key, words = BAD_OVERRIDES[case]
     path = write_project(tmp_path, OVERRIDDEN)
     result = await run_fw("check", str(path), "-s", value)
@@ -325,7 +474,9 @@ async def test_env_values_are_read_as_the_key_needs(tmp_path: Path, serve: Serve
     app = web.Application()
     app.router.add_get("/", page)
     base = await serve(app)
-    path = write_project(tmp_path, f"""
+    path = write_project(
+        tmp_path,
+        f"""
         spider: rules
         start_urls: [{base}/]
         robots: {{$env: FW_ROBOTS}}
@@ -335,9 +486,15 @@ async def test_env_values_are_read_as_the_key_needs(tmp_path: Path, serve: Serve
         headers: {{X-Token: {{$env: FW_TOKEN}}}}
         rules: {{items: [{{fields: {{title: h1, token: {{const: {{$env: FW_TOKEN}}}}}}}}]}}
         exporters: [{{path: out.jsonl}}]
-        """)
-    env = {"FW_ROBOTS": "ignore", "FW_DELAY": "0.5", "FW_RETRIES": "1", "FW_COOKIES": "false",
-           "FW_TOKEN": "0123"}  # YAML would read 0123 as the octal number 83
+        """,
+    )
+    env = {
+        "FW_ROBOTS": "ignore",
+        "FW_DELAY": "0.5",
+        "FW_RETRIES": "1",
+        "FW_COOKIES": "false",
+        "FW_TOKEN": "0123",
+    }  # YAML would read 0123 as the octal number 83
     result = await run_fw("run", str(path), env=env)
     assert result.returncode == 0, result.stderr
     assert seen == ["0123"]
@@ -348,12 +505,14 @@ async def test_an_env_value_of_the_wrong_type_names_the_variable(tmp_path: Path)
     path = write_project(tmp_path, VALID + "delay: {$env: FW_DELAY}\n")
     result = await run_fw("check", str(path), env={"FW_DELAY": "soon"})
     assert result.returncode == 2
-    assert error_line(result.stderr) == (f"Error: {path}:4: delay: expected a number, got "
-                                         "'soon' (from $env FW_DELAY)")
+    assert error_line(result.stderr) == (
+        f"Error: {path}:4: delay: expected a number, got 'soon' (from $env FW_DELAY)"
+    )
 
 
-async def test_fw_run_refuses_an_offsite_start_url_without_fetching(tmp_path: Path,
-                                                                    serve: Serve) -> None:
+async def test_fw_run_refuses_an_offsite_start_url_without_fetching(
+    tmp_path: Path, serve: Serve
+) -> None:
     hits: list[str] = []
 
     async def page(request: web.Request) -> web.Response:
@@ -363,26 +522,34 @@ async def test_fw_run_refuses_an_offsite_start_url_without_fetching(tmp_path: Pa
     app = web.Application()
     app.router.add_get("/{tail:.*}", page)
     base = await serve(app)
-    path = write_project(tmp_path, f"""
+    path = write_project(
+        tmp_path,
+        f"""
         spider: rules
         start_urls: [{base}/]
         allowed_domains: [example.com]
         rules: {{items: [{{fields: {{title: h1}}}}]}}
-        """)
+        """,
+    )
     result = await run_fw("run", str(path))
     assert result.returncode == 2
     assert error_line(result.stderr) == (
         f"Error: {path}:2: start_urls[0]: host 127.0.0.1 is not in allowed_domains "
-        "[example.com]; add it there, or drop allowed_domains to allow the hosts of start_urls")
+        "[example.com]; add it there, or drop allowed_domains to allow the hosts of start_urls"
+    )
     assert hits == []
 
 
-@pytest.mark.parametrize("text", [
-    "spider: seeds\nplugins: [./seeds.py]\n",  # its start_requests() needs no start_urls
-    "spider: shop\nplugins: [./shop.py]\nfrontier: sqlite:///crawl.db\n",  # may resume
-    "spider: shop\nplugins: [./shop.py]\nstart_urls: [https://www.shop.example/]\n"
-    "allowed_domains: [shop.example]\n",  # a subdomain is allowed
-])
-def test_projects_that_can_crawl_are_accepted(text: str, project_dir: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        "spider: seeds\nplugins: [./seeds.py]\n",  # its start_requests() needs no start_urls
+        "spider: shop\nplugins: [./shop.py]\nfrontier: sqlite:///crawl.db\n",  # may resume
+        "spider: shop\nplugins: [./shop.py]\nstart_urls: [https://www.shop.example/]\n"
+        "allowed_domains: [shop.example]\n",  # a subdomain is allowed
+    ],
+)
+def test_projects_that_can_crawl_are_accepted(
+    text: str, project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["check", str(write_project(project_dir, text))]) == 0, capsys.readouterr().err

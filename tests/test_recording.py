@@ -20,8 +20,7 @@ async def site(serve: Serve, hits: list[str]) -> str:
         hits.append(request.path)
         if request.path not in PAGES:
             return web.Response(status=404, text="no")
-        return web.Response(text=f"<html>{PAGES[request.path]}</html>",
-                            content_type="text/html")
+        return web.Response(text=f"<html>{PAGES[request.path]}</html>", content_type="text/html")
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", page)
@@ -29,28 +28,34 @@ async def site(serve: Serve, hits: list[str]) -> str:
 
 
 def project(directory: Path, base: str) -> Path:
-    return write_project(directory, f"""
+    return write_project(
+        directory,
+        f"""
         spider: rules
         start_urls: [{base}/]
         retries: 0
         rules:
           follow: [a]
           items: [{{fields: {{title: h1::text, url: {{value: url}}}}}}]
-        """)
+        """,
+    )
 
 
 async def test_a_recorded_crawl_replays_to_identical_items_without_the_network(
-        serve: Serve, tmp_path: Path) -> None:
+    serve: Serve, tmp_path: Path
+) -> None:
     hits: list[str] = []
     path = project(tmp_path, await site(serve, hits))
-    recorded = await run_fw("run", str(path), "--record", str(tmp_path / "rec"),
-                            "-o", str(tmp_path / "live.jsonl"))
+    recorded = await run_fw(
+        "run", str(path), "--record", str(tmp_path / "rec"), "-o", str(tmp_path / "live.jsonl")
+    )
     assert recorded.returncode == 0, recorded.stderr
     fetched = len(hits)
     assert fetched == 5  # robots.txt, three pages, one 404
 
-    replayed = await run_fw("run", str(path), "--replay", str(tmp_path / "rec"),
-                            "-o", str(tmp_path / "replayed.jsonl"))
+    replayed = await run_fw(
+        "run", str(path), "--replay", str(tmp_path / "rec"), "-o", str(tmp_path / "replayed.jsonl")
+    )
     assert replayed.returncode == 0, replayed.stderr
     assert len(hits) == fetched  # the site saw nothing
     live, again = read_jsonl(tmp_path / "live.jsonl"), read_jsonl(tmp_path / "replayed.jsonl")
@@ -59,14 +64,21 @@ async def test_a_recorded_crawl_replays_to_identical_items_without_the_network(
 
 
 async def test_a_request_missing_from_the_recording_is_a_clear_failure(
-        serve: Serve, tmp_path: Path) -> None:
+    serve: Serve, tmp_path: Path
+) -> None:
     hits: list[str] = []
     base = await site(serve, hits)
     path = project(tmp_path, base)
     assert (await run_fw("run", str(path), "--record", str(tmp_path / "rec"))).returncode == 0
     fetched = len(hits)
-    other = await run_fw("run", str(path), "--replay", str(tmp_path / "rec"),
-                         "-s", f"start_urls=[{base}/b, {base}/never]")
+    other = await run_fw(
+        "run",
+        str(path),
+        "--replay",
+        str(tmp_path / "rec"),
+        "-s",
+        f"start_urls=[{base}/b, {base}/never]",
+    )
     assert other.returncode == 0, other.stderr
     assert f"GET {base}/never is not in the recording" in other.stderr
     assert "not_recorded 1" in other.stderr

@@ -43,12 +43,18 @@ def outputs(directory: Path) -> list[str]:
     return [arg for name in OUTPUTS for arg in ("-o", str(directory / name))]
 
 
-async def run_until_killed(project: Path, site: LinkedSite, served: int,
-                           sig: signal.Signals = signal.SIGKILL) -> int:
+async def run_until_killed(
+    project: Path, site: LinkedSite, served: int, sig: signal.Signals = signal.SIGKILL
+) -> int:
     """Start ``fw run``, signal it once the site has served ``served`` pages; return its exit."""
     process = await asyncio.create_subprocess_exec(
-        *fw_command(), "run", str(project), *outputs(project.parent),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        *fw_command(),
+        "run",
+        str(project),
+        *outputs(project.parent),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         await site.served(served)
         process.send_signal(sig)
@@ -60,8 +66,9 @@ async def run_until_killed(project: Path, site: LinkedSite, served: int,
 
 def exported(directory: Path) -> dict[str, list[str]]:
     """Return the page URLs each export holds, in order; every record must be whole."""
-    jsonl = [json.loads(line)["page"]
-             for line in (directory / "items.jsonl").read_text().splitlines()]
+    jsonl = [
+        json.loads(line)["page"] for line in (directory / "items.jsonl").read_text().splitlines()
+    ]
     with (directory / "items.csv").open(newline="", encoding="utf-8") as file:
         rows = [row["page"] for row in csv.DictReader(file)]
     array = [item["page"] for item in json.loads((directory / "items.json").read_text())]
@@ -73,7 +80,8 @@ def exported(directory: Path) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("kills", [(1, 30, 70, 110), (10, 50, 90, 130, 145)])
 async def test_a_crawl_killed_again_and_again_resumes_to_every_item_exactly_once(
-        site: SiteAndProject, kills: tuple[int, ...]) -> None:
+    site: SiteAndProject, kills: tuple[int, ...]
+) -> None:
     state, project = site
     for served in kills:  # from before the first ack to the last few pages
         assert await run_until_killed(project, state, served) == -signal.SIGKILL
@@ -119,10 +127,13 @@ async def test_a_finished_crawl_says_so_and_fresh_starts_over(site: SiteAndProje
 
 
 async def test_status_of_a_memory_crawl_is_a_usage_error(tmp_path: Path) -> None:
-    project = write_project(tmp_path, """
+    project = write_project(
+        tmp_path,
+        """
         spider: rules
         start_urls: [http://127.0.0.1:9/]
-        """)
+        """,
+    )
     done = await run_fw("status", str(project))
     assert done.returncode == 2
     assert "frontier: memory keeps no state" in done.stderr
@@ -135,21 +146,26 @@ class LosesOneLease(SqliteFrontier):
         super().__init__(*args, **kwargs)
         self.lost = lost
 
-    async def settle(self, settlements: Sequence[Settlement],
-                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+    async def settle(
+        self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
+    ) -> list[list[Request] | None]:
         # The worker that took the lost one over settles it; this one hears it is lost.
         found = await super().settle(settlements, checkpoint)
-        return [None if settlement.lease.request.url.endswith(self.lost) else new
-                for settlement, new in zip(settlements, found, strict=True)]
+        return [
+            None if settlement.lease.request.url.endswith(self.lost) else new
+            for settlement, new in zip(settlements, found, strict=True)
+        ]
 
 
 async def test_a_lost_lease_cuts_its_pages_items_back_out_of_the_export(
-        site: SiteAndProject) -> None:
+    site: SiteAndProject,
+) -> None:
     _, project = site
     out = project.parent / "items.jsonl"
     prepared = runner.prepare(project, (), (str(out),))
-    frontier = LosesOneLease(project.parent / "state" / "crawl.db",
-                             Politeness.of(prepared.project), lost="/p/7")
+    frontier = LosesOneLease(
+        project.parent / "state" / "crawl.db", Politeness.of(prepared.project), lost="/p/7"
+    )
     engine = Engine(prepared.project, prepared.components, prepared.pm, frontier=frontier)
     stats = await engine.run()
 

@@ -12,8 +12,9 @@ from framework.retry import RetryPolicy, parse_retry_after, retryable_status
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def policy(retries: int = 10, base: float = 0.5, cap: float = 100.0,
-           jitter: float = 0.5) -> RetryPolicy:
+def policy(
+    retries: int = 10, base: float = 0.5, cap: float = 100.0, jitter: float = 0.5
+) -> RetryPolicy:
     return RetryPolicy(retries, base, cap, jitter=lambda: jitter)
 
 
@@ -29,7 +30,8 @@ def test_the_wait_doubles_with_each_attempt() -> None:
 
 @pytest.mark.parametrize(("jitter", "expected"), [(0.0, 0.5), (0.25, 0.75), (1.0, 1.5)])
 def test_jitter_scales_the_wait_between_half_and_one_and_a_half(
-        jitter: float, expected: float) -> None:
+    jitter: float, expected: float
+) -> None:
     assert policy(base=2.0, jitter=jitter).delay(1) == pytest.approx(4.0 * expected)
 
 
@@ -47,7 +49,12 @@ def test_the_cap_bounds_the_wait() -> None:
 def test_no_retry_after_the_last_attempt() -> None:
     backoff = policy(retries=3)
     assert [backoff.delay(attempt) is None for attempt in range(5)] == [
-        False, False, False, True, True]
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
     assert policy(retries=0).delay(0) is None
 
 
@@ -96,14 +103,16 @@ def test_retry_after_as_a_past_http_date_is_zero() -> None:
     assert parse_retry_after({"Retry-After": earlier}, now=NOW) == 0.0
 
 
-@pytest.mark.parametrize("value", ["soon", "-5", "1.5", "12 seconds", "Wed, 99 Foo 2024",
-                                   "²", "٣"])  # digits to isdigit(), not to float()
+@pytest.mark.parametrize(
+    "value", ["soon", "-5", "1.5", "12 seconds", "Wed, 99 Foo 2024", "²", "٣"]
+)  # digits to isdigit(), not to float()
 def test_unreadable_retry_after_is_none(value: str) -> None:
     assert parse_retry_after({"Retry-After": value}, now=NOW) is None
 
 
-@pytest.mark.parametrize("headers", [{}, {"Retry-After": ""}, {"Retry-After": "   "},
-                                     {"Content-Type": "text/html"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Retry-After": ""}, {"Retry-After": "   "}, {"Content-Type": "text/html"}]
+)
 def test_missing_retry_after_is_none(headers: dict[str, str]) -> None:
     assert parse_retry_after(headers, now=NOW) is None
 

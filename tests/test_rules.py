@@ -29,35 +29,76 @@ QUOTES_PROJECT = Path(__file__).parents[1] / "projects" / "quotes.yaml"
 
 #: (text, author, author page, tags, listing page) of every quote in the fixtures.
 QUOTES = [
-    ("“The world as we have created it is a process of our thinking. It cannot be changed "
-     "without changing our thinking.”", "Albert Einstein", "Albert-Einstein",
-     ["change", "deep-thoughts", "thinking", "world"], "/"),
-    ("“It is our choices, Harry, that show what we truly are, far more than our "
-     "abilities.”", "J.K. Rowling", "J-K-Rowling", ["abilities", "choices"], "/"),
-    ("“The person, be it gentleman or lady, who has not pleasure in a good novel, must be "
-     "intolerably stupid.”", "Jane Austen", "Jane-Austen",
-     ["aliteracy", "books", "classic", "humor"], "/"),
-    ("“Try not to become a man of success. Rather become a man of value.”",
-     "Albert Einstein", "Albert-Einstein", ["adulthood", "success", "value"], "/page/2/"),
-    ("“It takes a great deal of bravery to stand up to our enemies, but just as much to "
-     "stand up to our friends.”", "J.K. Rowling", "J-K-Rowling", ["courage", "friends"],
-     "/page/2/"),
-    ("“There is nothing I would not do for those who are really my friends. I have no "
-     "notion of loving people by halves, it is not my nature.”", "Jane Austen",
-     "Jane-Austen", [], "/page/2/"),
+    (
+        "“The world as we have created it is a process of our thinking. It cannot be changed "
+        "without changing our thinking.”",
+        "Albert Einstein",
+        "Albert-Einstein",
+        ["change", "deep-thoughts", "thinking", "world"],
+        "/",
+    ),
+    (
+        "“It is our choices, Harry, that show what we truly are, far more than our abilities.”",
+        "J.K. Rowling",
+        "J-K-Rowling",
+        ["abilities", "choices"],
+        "/",
+    ),
+    (
+        "“The person, be it gentleman or lady, who has not pleasure in a good novel, must be "
+        "intolerably stupid.”",
+        "Jane Austen",
+        "Jane-Austen",
+        ["aliteracy", "books", "classic", "humor"],
+        "/",
+    ),
+    (
+        "“Try not to become a man of success. Rather become a man of value.”",
+        "Albert Einstein",
+        "Albert-Einstein",
+        ["adulthood", "success", "value"],
+        "/page/2/",
+    ),
+    (
+        "“It takes a great deal of bravery to stand up to our enemies, but just as much to "
+        "stand up to our friends.”",
+        "J.K. Rowling",
+        "J-K-Rowling",
+        ["courage", "friends"],
+        "/page/2/",
+    ),
+    (
+        "“There is nothing I would not do for those who are really my friends. I have no "
+        "notion of loving people by halves, it is not my nature.”",
+        "Jane Austen",
+        "Jane-Austen",
+        [],
+        "/page/2/",
+    ),
 ]
 #: (author page, name, born date, born location, born year) of every author page.
 AUTHORS = [
     ("Albert-Einstein", "Albert Einstein", "March 14, 1879", "Ulm, Germany", 1879),
-    ("J-K-Rowling", "J.K. Rowling", "July 31, 1965",
-     "Yate, South Gloucestershire, England, The United Kingdom", 1965),
-    ("Jane-Austen", "Jane Austen", "December 16, 1775",
-     "Steventon Rectory, Hampshire, The United Kingdom", 1775),
+    (
+        "J-K-Rowling",
+        "J.K. Rowling",
+        "July 31, 1965",
+        "Yate, South Gloucestershire, England, The United Kingdom",
+        1965,
+    ),
+    (
+        "Jane-Austen",
+        "Jane Austen",
+        "December 16, 1775",
+        "Steventon Rectory, Hampshire, The United Kingdom",
+        1775,
+    ),
 ]
 
 
 def quotes_site(hits: Counter[str]) -> web.Application:
     """Serve the fixtures, each file at its URL path, counting requests by path."""
+
     async def page(request: web.Request) -> web.Response:
         hits[request.path] += 1
         file = QUOTES_SITE / request.path.strip("/") / "index.html"
@@ -74,30 +115,68 @@ async def test_quotes_project_runs_end_to_end(tmp_path: Path, serve: Serve) -> N
     hits: Counter[str] = Counter()
     base = await serve(quotes_site(hits))
     out = tmp_path / "quotes.jsonl"
-    done = await run_fw("run", str(QUOTES_PROJECT), "-s", f"start_urls=[{base}/]",
-                        "-s", "allowed_domains=[127.0.0.1]", "-s", "delay=0",
-                        "-s", "exporters=[]", "-o", str(out))
+    done = await run_fw(
+        "run",
+        str(QUOTES_PROJECT),
+        "-s",
+        f"start_urls=[{base}/]",
+        "-s",
+        "allowed_domains=[127.0.0.1]",
+        "-s",
+        "delay=0",
+        "-s",
+        "exporters=[]",
+        "-o",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     items = read_jsonl(out)
-    assert sorted((i for i in items if i["kind"] == "quote"), key=str) == sorted((
-        {"kind": "quote", "text": text, "author": author, "tags": tags,
-         "author_url": f"{base}/author/{slug}", "page": base + page}
-        for text, author, slug, tags, page in QUOTES), key=str)
-    assert sorted((i for i in items if i["kind"] == "author"), key=str) == sorted((
-        {"kind": "author", "name": name, "born_date": date, "born_location": location,
-         "born_year": year, "url": f"{base}/author/{slug}"}
-        for slug, name, date, location, year in AUTHORS), key=str)
+    assert sorted((i for i in items if i["kind"] == "quote"), key=str) == sorted(
+        (
+            {
+                "kind": "quote",
+                "text": text,
+                "author": author,
+                "tags": tags,
+                "author_url": f"{base}/author/{slug}",
+                "page": base + page,
+            }
+            for text, author, slug, tags, page in QUOTES
+        ),
+        key=str,
+    )
+    assert sorted((i for i in items if i["kind"] == "author"), key=str) == sorted(
+        (
+            {
+                "kind": "author",
+                "name": name,
+                "born_date": date,
+                "born_location": location,
+                "born_year": year,
+                "url": f"{base}/author/{slug}",
+            }
+            for slug, name, date, location, year in AUTHORS
+        ),
+        key=str,
+    )
     assert len(items) == len(QUOTES) + len(AUTHORS)
     # Only the pagination and the (about) links are followed, each page once.
     # robots.txt is read once (it is missing here, which allows everything).
-    assert hits == {"/robots.txt": 1, "/": 1, "/page/2/": 1,
-                    **{f"/author/{a[0]}": 1 for a in AUTHORS}}
+    assert hits == {
+        "/robots.txt": 1,
+        "/": 1,
+        "/page/2/": 1,
+        **{f"/author/{a[0]}": 1 for a in AUTHORS},
+    }
 
 
 async def test_items_lacking_a_required_field_are_reported_at_the_end(
-        tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
     base = await serve(quotes_site(Counter()))
-    project = write_project(tmp_path, f"""
+    project = write_project(
+        tmp_path,
+        f"""
         spider: rules
         start_urls: [{base}/page/2/]
         exporters: [{{path: out/items.jsonl}}]
@@ -107,15 +186,18 @@ async def test_items_lacking_a_required_field_are_reported_at_the_end(
               fields:
                 author: small.author::text
                 first_tag: {{css: a.tag::text, required: true}}
-        """)
+        """,
+    )
     with caplog.at_level(logging.WARNING, logger="fw"):
         stats = await crawl(project)
     assert read_jsonl(tmp_path / "out/items.jsonl") == [
         {"author": "Albert Einstein", "first_tag": "adulthood"},
-        {"author": "J.K. Rowling", "first_tag": "courage"}]
+        {"author": "J.K. Rowling", "first_tag": "courage"},
+    ]
     assert stats.items == 2
-    assert caplog.messages == ["items skipped for lacking a required field: "
-                               "rules.items[0].fields.first_tag 1"]
+    assert caplog.messages == [
+        "items skipped for lacking a required field: rules.items[0].fields.first_tag 1"
+    ]
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,27 +234,40 @@ SHOP_PAGE = """
 
 def rules_spider(tmp_path: Path, rules: str) -> RulesSpider:
     """Load a project with this ``rules:`` section, as ``fw`` does, and return its spider."""
-    project = write_project(tmp_path, "spider: rules\nstart_urls: [http://shop.test/]\n"
-                            "rules:\n" + textwrap.indent(textwrap.dedent(rules), "  "))
+    project = write_project(
+        tmp_path,
+        "spider: rules\nstart_urls: [http://shop.test/]\n"
+        "rules:\n" + textwrap.indent(textwrap.dedent(rules), "  "),
+    )
     spider = prepare(project).components.spider
     assert isinstance(spider, RulesSpider)
     return spider
 
 
 def html(url: str, body: str) -> Response:
-    return Response(url, 200, {"Content-Type": "text/html; charset=utf-8"}, body.encode(),
-                    Request(url), parse_html)
+    return Response(
+        url,
+        200,
+        {"Content-Type": "text/html; charset=utf-8"},
+        body.encode(),
+        Request(url),
+        parse_html,
+    )
 
 
 def parse(spider: RulesSpider, response: Response) -> tuple[list[dict[str, Any]], list[str]]:
     """Return the items and the URLs of the requests the spider makes of one page."""
     results = list(spider.parse(response))
-    return ([r for r in results if isinstance(r, dict)],
-            [r.url for r in results if isinstance(r, Request)])
+    return (
+        [r for r in results if isinstance(r, dict)],
+        [r.url for r in results if isinstance(r, Request)],
+    )
 
 
 def test_fields_read_queries_attributes_regexes_and_types(tmp_path: Path) -> None:
-    spider = rules_spider(tmp_path, r"""
+    spider = rules_spider(
+        tmp_path,
+        r"""
         items:
           - each: div.product
             fields:
@@ -189,24 +284,49 @@ def test_fields_read_queries_attributes_regexes_and_types(tmp_path: Path) -> Non
               first_colour: .colours li
               page: {value: url}
               kind: {const: product}
-        """)
+        """,
+    )
     items, _ = parse(spider, html(SHOP, SHOP_PAGE))
     assert items == [
-        {"name": "Widget", "name_xpath": "Widget", "sku": "W-1", "price": 1234.5,
-         "reviews": 1234, "in_stock": True, "on_sale": True, "rating": 4.5,
-         "link": "http://shop.test/catalog/w1.html", "colours": ["red", "dark blue"],
-         "first_colour": "red", "page": SHOP, "kind": "product"},
-        {"name": "Gadget", "name_xpath": "Gadget", "sku": "W-2", "price": 3500.0,
-         "reviews": None, "in_stock": False, "on_sale": False, "rating": 0, "link": None,
-         "colours": [], "first_colour": None, "page": SHOP, "kind": "product"},
+        {
+            "name": "Widget",
+            "name_xpath": "Widget",
+            "sku": "W-1",
+            "price": 1234.5,
+            "reviews": 1234,
+            "in_stock": True,
+            "on_sale": True,
+            "rating": 4.5,
+            "link": "http://shop.test/catalog/w1.html",
+            "colours": ["red", "dark blue"],
+            "first_colour": "red",
+            "page": SHOP,
+            "kind": "product",
+        },
+        {
+            "name": "Gadget",
+            "name_xpath": "Gadget",
+            "sku": "W-2",
+            "price": 3500.0,
+            "reviews": None,
+            "in_stock": False,
+            "on_sale": False,
+            "rating": 0,
+            "link": None,
+            "colours": [],
+            "first_colour": None,
+            "page": SHOP,
+            "kind": "product",
+        },
     ]
     # W-3 has no name, which is required: skipped, and counted for the end-of-crawl warning.
     assert spider.skipped == {"rules.items[0].fields.name": 1}
 
 
-def test_the_page_is_one_item_without_each_and_pages_picks_the_rules(
-        tmp_path: Path) -> None:
-    spider = rules_spider(tmp_path, """
+def test_the_page_is_one_item_without_each_and_pages_picks_the_rules(tmp_path: Path) -> None:
+    spider = rules_spider(
+        tmp_path,
+        """
         items:
           - pages: /products/
             fields:
@@ -215,16 +335,18 @@ def test_the_page_is_one_item_without_each_and_pages_picks_the_rules(
               skus: {css: 'div.product::attr(data-sku)', many: true}
           - pages: /basket/
             fields: {title: h1}
-        """)
+        """,
+    )
     items, _ = parse(spider, html(SHOP, SHOP_PAGE))
-    assert items == [{"title": "The Widget shop", "products": 3,
-                      "skus": ["W-1", "W-2", "W-3"]}]
+    assert items == [{"title": "The Widget shop", "products": 3, "skus": ["W-1", "W-2", "W-3"]}]
     basket_items, _ = parse(spider, html("http://shop.test/basket/", SHOP_PAGE))
     assert basket_items == [{"title": "The Widget shop"}]
 
 
 def test_follow_rules_pick_links_by_query_url_and_page(tmp_path: Path) -> None:
-    spider = rules_spider(tmp_path, """
+    spider = rules_spider(
+        tmp_path,
+        """
         follow:
           - li.next                     # an element without href: the links inside it
           - css: a::attr(href)
@@ -233,34 +355,48 @@ def test_follow_rules_pick_links_by_query_url_and_page(tmp_path: Path) -> None:
             pages: /basket/
           - match: mailto             # no query: every link
         items: [{fields: {title: h1}}]
-        """)
+        """,
+    )
     _, urls = parse(spider, html(SHOP, SHOP_PAGE))
-    assert urls == ["http://shop.test/catalog/?page=2", "http://shop.test/about",
-                    "mailto:shop@example.com"]
+    assert urls == [
+        "http://shop.test/catalog/?page=2",
+        "http://shop.test/about",
+        "mailto:shop@example.com",
+    ]
     _, basket_urls = parse(spider, html("http://shop.test/basket/", SHOP_PAGE))
     assert "http://shop.test/catalog/w1.html" in basket_urls
 
 
-@pytest.mark.parametrize(("text", "as_int", "as_float"), [
-    ("1,234", 1234, 1234.0),
-    ("$1,234.56", 1234, 1234.56),
-    ("1.5k views", 1500, 1500.0),
-    ("3M", 3_000_000, 3e6),
-    ("2B", 2_000_000_000, 2e9),
-    ("-7 °C", -7, -7.0),
-    ("COVID-19", 19, 19.0),
-    ("5 Kids", 5, 5.0),
-    ("1,2,3", 1, 1.0),
-    ("1,234,567,890,123,456,789", 1234567890123456789, 1.2345678901234568e18),
-    ("12345678901234567890123456789012345",  # more digits than Decimal's 28: still exact
-     12345678901234567890123456789012345, 1.2345678901234568e34),
-    ("n/a", None, None),
-])
-def test_numbers_are_read_sensibly(tmp_path: Path, text: str, as_int: int | None,
-                                         as_float: float | None) -> None:
-    spider = rules_spider(tmp_path, """
+@pytest.mark.parametrize(
+    ("text", "as_int", "as_float"),
+    [
+        ("1,234", 1234, 1234.0),
+        ("$1,234.56", 1234, 1234.56),
+        ("1.5k views", 1500, 1500.0),
+        ("3M", 3_000_000, 3e6),
+        ("2B", 2_000_000_000, 2e9),
+        ("-7 °C", -7, -7.0),
+        ("COVID-19", 19, 19.0),
+        ("5 Kids", 5, 5.0),
+        ("1,2,3", 1, 1.0),
+        ("1,234,567,890,123,456,789", 1234567890123456789, 1.2345678901234568e18),
+        (
+            "12345678901234567890123456789012345",  # more digits than Decimal's 28: still exact
+            12345678901234567890123456789012345,
+            1.2345678901234568e34,
+        ),
+        ("n/a", None, None),
+    ],
+)
+def test_numbers_are_read_sensibly(
+    tmp_path: Path, text: str, as_int: int | None, as_float: float | None
+) -> None:
+    spider = rules_spider(
+        tmp_path,
+        """
         items: [{fields: {n: {css: p, type: int}, x: {css: p, type: float}}}]
-        """)
+        """,
+    )
     items, _ = parse(spider, html(SHOP, f"<p>{text}</p>"))
     assert items == [{"n": as_int, "x": as_float}]
 
@@ -278,9 +414,12 @@ def test_every_type_has_a_converter() -> None:
 
 
 def test_defaults_are_fresh_for_every_item(tmp_path: Path) -> None:
-    spider = rules_spider(tmp_path, """
+    spider = rules_spider(
+        tmp_path,
+        """
         items: [{each: div.product, fields: {tags: {css: .tag, many: true, default: [new]}}}]
-        """)
+        """,
+    )
     items, _ = parse(spider, html(SHOP, SHOP_PAGE))
     items[0]["tags"].append("changed by a plugin")
     assert [item["tags"] for item in items[1:]] == [["new"], ["new"]]
@@ -297,82 +436,126 @@ def test_a_page_without_a_parser_is_skipped(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 
 ERRORS = [
-    ("""
+    (
+        """
      items:
        - fields:
            author:
              css: small.author::text
              reqired: true
-     """, "reqired", "rules.items[0].fields.author.reqired: unknown key (did you mean "
-     "'required'?)"),
-    ("""
+     """,
+        "reqired",
+        "rules.items[0].fields.author.reqired: unknown key (did you mean 'required'?)",
+    ),
+    (
+        """
      items:
        - fields:
            title: h1
            author:
              css: small.author
              xpath: //small
-     """, "author:", "rules.items[0].fields.author: give one of css, xpath, value or const, "
-     "not css and xpath"),
-    ("""
+     """,
+        "author:",
+        "rules.items[0].fields.author: give one of css, xpath, value or const, not css and xpath",
+    ),
+    (
+        """
      items:
        - fields:
            author: {attr: href}
-     """, "author:", "rules.items[0].fields.author: give one of css, xpath, value or const "
-     "to say where the value is"),
-    ("""
+     """,
+        "author:",
+        "rules.items[0].fields.author: give one of css, xpath, value or const "
+        "to say where the value is",
+    ),
+    (
+        """
      items:
        - fields:
            year:
              css: .born
              re: '(\\d{4}'
-     """, "re:", "rules.items[0].fields.year.re: not a valid regular expression: missing ), "
-     "unterminated subpattern at position 0"),
-    ("""
+     """,
+        "re:",
+        "rules.items[0].fields.year.re: not a valid regular expression: missing ), "
+        "unterminated subpattern at position 0",
+    ),
+    (
+        """
      items:
        - fields:
            year:
              css: .born
              type: integer
-     """, "type:", "rules.items[0].fields.year.type: must be one of 'str', 'int', 'float', "
-     "'bool', 'url', got 'integer'"),
-    ("""
+     """,
+        "type:",
+        "rules.items[0].fields.year.type: must be one of 'str', 'int', 'float', "
+        "'bool', 'url', got 'integer'",
+    ),
+    (
+        """
      items:
        - fields:
            title: h1
            tags: [a.tag, span.tag]
-     """, "tags:", "rules.items[0].fields.tags: expected a CSS query or a mapping such as "
-     "{css: h1}, got a list"),
-    ("""
+     """,
+        "tags:",
+        "rules.items[0].fields.tags: expected a CSS query or a mapping such as "
+        "{css: h1}, got a list",
+    ),
+    (
+        """
      items:
        - fields:
            no: h1
-     """, "fields:", "rules.items[0].fields: field name False is not a string: quote it"),
-    ("""
+     """,
+        "fields:",
+        "rules.items[0].fields: field name False is not a string: quote it",
+    ),
+    (
+        """
      items:
        - each_xpath: //div[
          fields: {title: h1}
-     """, "each_xpath:", "rules.items[0].each_xpath: not a valid XPath expression: XPath "
-     "error: Invalid expression in //div["),
-    ("""
+     """,
+        "each_xpath:",
+        "rules.items[0].each_xpath: not a valid XPath expression: XPath "
+        "error: Invalid expression in //div[",
+    ),
+    (
+        """
      follow:
        - li.next a
        - css: 'li.next a['
      items: [{fields: {title: h1}}]
-     """, "css:", "rules.follow[1].css: not a valid CSS selector: Expected ident or '*', "
-     "got <EOF at 10>"),
-    ("""
+     """,
+        "css:",
+        "rules.follow[1].css: not a valid CSS selector: Expected ident or '*', got <EOF at 10>",
+    ),
+    (
+        """
      items: []
-     """, "items:", "rules.items: give at least one item rule, such as {fields: {title: h1}}"),
+     """,
+        "items:",
+        "rules.items: give at least one item rule, such as {fields: {title: h1}}",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("rules", "marker", "message"), ERRORS,
-                         ids=[message.partition(":")[0] for _, _, message in ERRORS])
-def test_invalid_rules_are_one_located_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            rules: str, marker: str, message: str) -> None:
-    text = "spider: rules\nstart_urls: [http://shop.test/]\nrules:\n" + textwrap.indent(
-        textwrap.dedent(rules).strip("\n"), "  ") + "\n"
+@pytest.mark.parametrize(
+    ("rules", "marker", "message"),
+    ERRORS,
+    ids=[message.partition(":")[0] for _, _, message in ERRORS],
+)
+def test_invalid_rules_are_one_located_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rules: str, marker: str, message: str
+) -> None:
+    text = (
+        "spider: rules\nstart_urls: [http://shop.test/]\nrules:\n"
+        + textwrap.indent(textwrap.dedent(rules).strip("\n"), "  ")
+        + "\n"
+    )
     project = write_project(tmp_path, text)
     line = 1 + next(n for n, row in enumerate(text.splitlines()) if marker in row)
     assert main(["check", str(project)]) == 2
@@ -380,14 +563,18 @@ def test_invalid_rules_are_one_located_line(tmp_path: Path, capsys: pytest.Captu
 
 
 async def test_fw_check_reports_a_misspelt_rules_key(tmp_path: Path) -> None:
-    project = write_project(tmp_path, """
+    project = write_project(
+        tmp_path,
+        """
         spider: rules
         start_urls: [http://shop.test/]
         rules:
           folow: [li.next a]
           items: [{fields: {title: h1}}]
-        """)
+        """,
+    )
     done = await run_fw("check", str(project))
     assert done.returncode == 2
-    assert done.stderr == (f"Error: {project}:4: rules.folow: unknown key (did you mean "
-                           "'follow'?)\n")
+    assert done.stderr == (
+        f"Error: {project}:4: rules.folow: unknown key (did you mean 'follow'?)\n"
+    )

@@ -17,9 +17,15 @@ from tests.conftest import run_fw
 
 
 def pytest_in(folder: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                          cwd=folder, capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
 
 
 async def test_a_new_project_checks_and_passes_its_own_test(tmp_path: Path) -> None:
@@ -27,7 +33,11 @@ async def test_a_new_project_checks_and_passes_its_own_test(tmp_path: Path) -> N
     assert made.returncode == 0, made.stderr
     folder = tmp_path / "shop_news"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "project.yaml", "pytest.ini", "spider.py", "tests"]
+        "project.yaml",
+        "pytest.ini",
+        "spider.py",
+        "tests",
+    ]
     checked = await run_fw("check", str(folder / "project.yaml"))
     assert checked.returncode == 0, checked.stderr
     assert "spider shop_news" in checked.stdout
@@ -49,42 +59,64 @@ def throwaway_venv(where: Path) -> Path:
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot create a virtual environment here: {exc}")
     python = where / "bin" / "python"
-    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path("
-                          "'purelib'))"], capture_output=True, text=True, check=True)
+    own = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     parent = sysconfig.get_path("purelib")
     (Path(own.stdout.strip()) / "fw_tests_parent.pth").write_text(
-        f"import site; site.addsitedir({parent!r})\n", encoding="utf-8")
+        f"import site; site.addsitedir({parent!r})\n", encoding="utf-8"
+    )
     return python
 
 
 def run(*command: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True,
-                          text=True, timeout=180, check=False)
+    return subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
-async def test_a_new_plugin_passes_its_own_tests_right_after_pip_install_e(
-        tmp_path: Path) -> None:
+async def test_a_new_plugin_passes_its_own_tests_right_after_pip_install_e(tmp_path: Path) -> None:
     made = await run_fw("new", "plugin", "shop_news", "-d", str(tmp_path))
     assert made.returncode == 0, made.stderr
     package = tmp_path / "fw-shop-news"
     python = await asyncio.to_thread(throwaway_venv, tmp_path / "venv")
     # As the README says, offline: the build backend and fw come from this environment.
     installed = await asyncio.to_thread(
-        run, python, "-m", "pip", "install", "--quiet", "--no-index", "--no-build-isolation",
-        "-e", f"{package}[test]")
+        run,
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-index",
+        "--no-build-isolation",
+        "-e",
+        f"{package}[test]",
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     listed = await asyncio.to_thread(run, python, "-m", "framework", "plugins", "--json")
     plugin = next(p for p in json.loads(listed.stdout) if p["name"] == "shop_news")
     assert (plugin["distribution"], plugin["version"]) == ("fw-shop-news", "0.1.0")
     assert plugin["provides"] == {"spiders": ["shop_news"], "exporters": ["shop_news"]}
-    tested = await asyncio.to_thread(run, python, "-m", "pytest", "-q", "-p",
-                                     "no:cacheprovider", cwd=package)
+    tested = await asyncio.to_thread(
+        run, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package
+    )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "3 passed" in tested.stdout
     # Editable: a change to the source is what the next crawl runs, with no reinstall.
     module = package / "src" / "fw_shop_news" / "__init__.py"
-    module.write_text(module.read_text(encoding="utf-8").replace(
-        'name = "shop_news"', 'name = "shop_news_v2"'), encoding="utf-8")
+    module.write_text(
+        module.read_text(encoding="utf-8").replace('name = "shop_news"', 'name = "shop_news_v2"'),
+        encoding="utf-8",
+    )
     relisted = await asyncio.to_thread(run, python, "-m", "framework", "plugins", "--json")
     plugin = next(p for p in json.loads(relisted.stdout) if p["name"] == "shop_news")
     assert plugin["provides"]["spiders"] == ["shop_news_v2"]

@@ -13,9 +13,11 @@ PATH_CHARS = "abcXYZ019-._~!$&'()*+,;=:@/%?#é .2"
 
 
 @settings(max_examples=3000, deadline=None)
-@given(scheme=st.sampled_from(["http", "https", "HTTP"]),
-       host=st.sampled_from(["a.test", "A.test", "127.0.0.1", "x-y.example", "b.test:8080"]),
-       path=st.text(alphabet=PATH_CHARS, max_size=24))
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP"]),
+    host=st.sampled_from(["a.test", "A.test", "127.0.0.1", "x-y.example", "b.test:8080"]),
+    path=st.text(alphabet=PATH_CHARS, max_size=24),
+)
 def test_the_fast_path_agrees_with_w3lib(scheme: str, host: str, path: str) -> None:
     url = f"{scheme}://{host}/{path}"
     assert canonical_url(url) == canonicalize_url(url)
@@ -27,11 +29,20 @@ def test_the_fast_path_is_taken_for_ordinary_urls() -> None:
     assert canonical_url("http://a.test/p?b=1&a=2#x") == "http://a.test/p?a=2&b=1"
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("https://a.test/x", None), ("HTTP://A.TEST/", None), ("mailto:a@b.test", "scheme"),
-    ("javascript:void(0)", "scheme"), ("ftp://a.test/", "scheme"), ("/relative", "scheme"),
-    ("http://a.test:99999/", "invalid_url"), ("http://[::1/", "invalid_url"),
-    ("http:///path", "invalid_url")])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://a.test/x", None),
+        ("HTTP://A.TEST/", None),
+        ("mailto:a@b.test", "scheme"),
+        ("javascript:void(0)", "scheme"),
+        ("ftp://a.test/", "scheme"),
+        ("/relative", "scheme"),
+        ("http://a.test:99999/", "invalid_url"),
+        ("http://[::1/", "invalid_url"),
+        ("http:///path", "invalid_url"),
+    ],
+)
 def test_unfetchable(url: str, problem: str | None) -> None:
     assert unfetchable(url) == problem
 

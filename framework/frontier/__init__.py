@@ -22,8 +22,19 @@ from typing import Any, NamedTuple, Protocol
 from framework.errors import CrawlAborted
 from framework.http import Request
 
-__all__ = ["Counts", "Frontier", "HostStatus", "Lease", "LeaseLost", "Saved", "Settlement",
-           "Status", "WorkerStatus", "decode_request", "encode_request"]
+__all__ = [
+    "Counts",
+    "Frontier",
+    "HostStatus",
+    "Lease",
+    "LeaseLost",
+    "Saved",
+    "Settlement",
+    "Status",
+    "WorkerStatus",
+    "decode_request",
+    "encode_request",
+]
 
 
 class Lease(NamedTuple):  # a tuple: cheaper to make than a dataclass, once per page
@@ -143,8 +154,9 @@ class Frontier(Protocol):
         or (for a shared backend) leased by any worker: the crawl is over.
         """
 
-    async def settle(self, settlements: Sequence[Settlement],
-                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+    async def settle(
+        self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
+    ) -> list[list[Request] | None]:
         """Settle handled leases and queue what they discovered, all in one atomic step.
 
         ``checkpoint`` (durable backends) records where the exporters stand now that these
@@ -175,11 +187,14 @@ class Frontier(Protocol):
 def encode_request(request: Request) -> str:
     """Serialise a request as JSON for a durable backend; its meta must be JSON too."""
     try:
-        return json.dumps(request.to_dict(), ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False)
+        return json.dumps(
+            request.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
     except (TypeError, ValueError) as exc:
-        raise CrawlAborted(f"{request.url}: a persistent frontier stores requests as JSON, "
-                           f"and this one's meta is not: {exc}") from exc
+        raise CrawlAborted(
+            f"{request.url}: a persistent frontier stores requests as JSON, "
+            f"and this one's meta is not: {exc}"
+        ) from exc
 
 
 def decode_request(text: str | bytes) -> Request:

@@ -12,8 +12,9 @@ from framework.project import Project
 __all__ = ["make_frontier"]
 
 
-def make_frontier(project: Project, politeness: Politeness | None = None, *,
-                  fresh: bool = False) -> Frontier:
+def make_frontier(
+    project: Project, politeness: Politeness | None = None, *, fresh: bool = False
+) -> Frontier:
     """Build (not yet open) the project's frontier; ``fresh`` discards saved state."""
     politeness = politeness or Politeness.of(project)
     url = project.frontier

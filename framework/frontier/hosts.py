@@ -26,8 +26,20 @@ _READY, _WAITING = 1, 2
 class Host:
     """One host's scheduling state."""
 
-    __slots__ = ("best", "delay", "inflight", "last_start", "name", "next_at", "pending",
-                 "policy", "queue", "rank", "state", "token")
+    __slots__ = (
+        "best",
+        "delay",
+        "inflight",
+        "last_start",
+        "name",
+        "next_at",
+        "pending",
+        "policy",
+        "queue",
+        "rank",
+        "state",
+        "token",
+    )
 
     def __init__(self, name: str, policy: HostPolicy, queue: Any) -> None:
         self.name, self.policy, self.delay = name, policy, policy.delay
@@ -45,8 +57,14 @@ class Host:
 class Hosts:
     """Keep every host's slots, delay and queue size; say which may be visited next."""
 
-    def __init__(self, politeness: Politeness, new_queue: Callable[[], Any], *,
-                 clock: Callable[[], float], jitter: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        politeness: Politeness,
+        new_queue: Callable[[], Any],
+        *,
+        clock: Callable[[], float],
+        jitter: Callable[[], float],
+    ) -> None:
         self._politeness, self._new_queue = politeness, new_queue
         self._clock, self._jitter = clock, jitter
         self._hosts: dict[str, Host] = {}

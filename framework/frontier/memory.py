@@ -24,9 +24,13 @@ class MemoryFrontier:
 
     durable = False
 
-    def __init__(self, politeness: Politeness, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 jitter: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        politeness: Politeness,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self._clock = clock
         self._hosts = Hosts(politeness, list, clock=clock, jitter=jitter)
         self._seen: set[int] = set()
@@ -60,8 +64,9 @@ class MemoryFrontier:
         soonest = min(self._hosts.next_rest_over(), delayed[0][0] if delayed else math.inf)
         return max(soonest - now, 0.0)
 
-    async def settle(self, settlements: Sequence[Settlement],
-                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+    async def settle(
+        self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
+    ) -> list[list[Request] | None]:
         """Free the leases' host slots and queue the new requests they found.
 
         A memory frontier keeps no record of why a request failed, nor checkpoints.
@@ -84,8 +89,9 @@ class MemoryFrontier:
 
     async def status(self) -> Status:
         """Return this process's view; nothing outlives it."""
-        return Status("memory", self._pending, len(self._delayed), len(self._leases),
-                      self._done, self._failed)
+        return Status(
+            "memory", self._pending, len(self._delayed), len(self._leases), self._done, self._failed
+        )
 
     def _add(self, requests: Sequence[Request]) -> list[Request]:
         new = []

@@ -91,8 +91,15 @@ class RedisFrontier:
 
     durable = True
 
-    def __init__(self, url: str, politeness: Politeness, *, name: str, fresh: bool = False,
-                 jitter: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        url: str,
+        politeness: Politeness,
+        *,
+        name: str,
+        fresh: bool = False,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.url, options = _split_url(url)
         self.lease = _seconds(options.get("lease", "30"), url)
         self.prefix = options.get("prefix", f"fw:{name}:")
@@ -120,8 +127,11 @@ class RedisFrontier:
         self._note(counts)
         self._heartbeat = asyncio.create_task(self._beat(), name=f"fw heartbeat {self.worker}")
         busy = counts[0] or counts[1] or counts[2]
-        return Saved(resumed=bool(existed), finished=bool(existed) and not busy
-                     and done + failed > 0, settled=done + failed)
+        return Saved(
+            resumed=bool(existed),
+            finished=bool(existed) and not busy and done + failed > 0,
+            settled=done + failed,
+        )
 
     async def close(self) -> None:
         """Stop the heartbeat, hand back the leases still held, and disconnect."""
@@ -133,8 +143,12 @@ class RedisFrontier:
         self._heartbeat = self._claiming = None
         problem = await self._scripts.close("close", self.worker, *self._pairs())
         if problem is not None:
-            log.warning("%s: %d leases go back to the queue when they expire in %gs",
-                        problem, len(self._held), self.lease)
+            log.warning(
+                "%s: %d leases go back to the queue when they expire in %gs",
+                problem,
+                len(self._held),
+                self.lease,
+            )
         self._held.clear()
         self._spare.clear()
 
@@ -159,16 +173,17 @@ class RedisFrontier:
         """
         if self._spare:
             return self._spare.pop()
-        waiter: asyncio.Future[Lease | float | None] = \
-            asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Lease | float | None] = asyncio.get_running_loop().create_future()
         self._claimers.append(waiter)
         if self._claiming is None or self._claiming.done():
-            self._claiming = asyncio.create_task(self._claim_batches(),
-                                                 name=f"fw claims {self.worker}")
+            self._claiming = asyncio.create_task(
+                self._claim_batches(), name=f"fw claims {self.worker}"
+            )
         return await waiter
 
-    async def settle(self, settlements: Sequence[Settlement],
-                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+    async def settle(
+        self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
+    ) -> list[list[Request] | None]:
         """Mark the requests done or failed and queue what they discovered, in one step.
 
         ``checkpoint`` is not stored: each worker writes its own exports.
@@ -179,8 +194,10 @@ class RedisFrontier:
             if key is not None:
                 discovered, failure = settlement.discovered, settlement.failure
                 outcome = "done" if failure is None else "failed"
-                args.append(f"{key}\t{settlement.lease.token}\t{outcome}\t{len(discovered)}"
-                            f"\t{failure or ''}")
+                args.append(
+                    f"{key}\t{settlement.lease.token}\t{outcome}\t{len(discovered)}"
+                    f"\t{failure or ''}"
+                )
                 args += self._requests(discovered)
         answers: Iterator[str] = iter(())
         if args:
@@ -189,21 +206,38 @@ class RedisFrontier:
             answers = iter(answer.decode().split("|"))
         for settlement in settlements:
             self._held.pop(str(settlement.lease.token), None)
-        return [None if key is None else _new(settlement.discovered, next(answers))
-                for key, settlement in zip(keys, settlements, strict=True)]
+        return [
+            None if key is None else _new(settlement.discovered, next(answers))
+            for key, settlement in zip(keys, settlements, strict=True)
+        ]
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
         """Hold ``request`` back for ``delay`` seconds (server time) in the lease's stead."""
         key = self._key(lease)
         host = host_of(request.url)
-        args = (self.worker, next(self._calls), key, lease.token, delay, host,
-                request.priority, encode_request(request), *self._policy(host))
+        args = (
+            self.worker,
+            next(self._calls),
+            key,
+            lease.token,
+            delay,
+            host,
+            request.priority,
+            encode_request(request),
+            *self._policy(host),
+        )
         self._settled(lease, await self._run("retry", *args))
 
     async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
         """Set the host's delay from now on, and/or rest it ``pause`` s, for every worker."""
-        await self._run("tune", host, "" if delay is None else repr(float(delay)), pause,
-                        self._jitter(), *self._policy(host))
+        await self._run(
+            "tune",
+            host,
+            "" if delay is None else repr(float(delay)),
+            pause,
+            self._jitter(),
+            *self._policy(host),
+        )
 
     def counts(self) -> Counts:
         """Return the sizes the last call saw; other workers change them meanwhile."""
@@ -215,8 +249,10 @@ class RedisFrontier:
             return self._status(await self._run("status"))
         reply = await self._scripts.read("status")
         if not reply[1]:
-            raise UsageError(f"frontier: no crawl state under {self.prefix!r} in the redis "
-                             f"at {self._scripts.address} yet")
+            raise UsageError(
+                f"frontier: no crawl state under {self.prefix!r} in the redis "
+                f"at {self._scripts.address} yet"
+            )
         return self._status(reply)
 
     # -------------------------------------------------------------------------------------
@@ -251,12 +287,14 @@ class RedisFrontier:
     async def _claim(self, count: int) -> list[Lease | float | None]:
         """Lease up to ``count`` requests; the claims left over are told how long to wait."""
         kind, wait, counts, *leases = await self._run(
-            "claim", self.worker, next(self._calls), self.lease, self._jitter(), _SWEEP, count)
+            "claim", self.worker, next(self._calls), self.lease, self._jitter(), _SWEEP, count
+        )
         self._note(counts)
         if kind == b"over":
             return [None] * count
-        got: list[Lease | float | None] = [self._leased(*leases[i:i + 4])
-                                           for i in range(0, len(leases), 4)]
+        got: list[Lease | float | None] = [
+            self._leased(*leases[i : i + 4]) for i in range(0, len(leases), 4)
+        ]
         return got + [float(wait or 0)] * (count - len(got))
 
     def _leased(self, key: bytes, host: bytes, data: bytes, token: bytes) -> Lease:
@@ -268,8 +306,7 @@ class RedisFrontier:
         self._held.pop(str(lease.token), None)
         self._note(reply[-1])
         if reply[0] == b"lost":
-            raise LeaseLost(f"the lease of {lease.request.url} expired and went back to "
-                            "the queue")
+            raise LeaseLost(f"the lease of {lease.request.url} expired and went back to the queue")
 
     def _key(self, lease: Lease) -> str:
         """Return the id of the request a lease of this worker holds."""
@@ -285,8 +322,10 @@ class RedisFrontier:
             host = host_of(request.url)
             shard, member = ("", "") if request.dont_filter else _fingerprint(request)
             concurrency, delay, interval = self._policy(host)
-            packed.append(f"{shard}\t{member}\t{host}\t{request.priority}\t{concurrency}\t"
-                          f"{delay}\t{interval}\t{encode_request(request)}")
+            packed.append(
+                f"{shard}\t{member}\t{host}\t{request.priority}\t{concurrency}\t"
+                f"{delay}\t{interval}\t{encode_request(request)}"
+            )
         return packed
 
     def _policy(self, host: str) -> tuple[int, str, str]:
@@ -294,9 +333,11 @@ class RedisFrontier:
         policy = self._policies.get(host)
         if policy is None:
             configured = self._politeness.for_host(host)
-            policy = self._policies[host] = (configured.concurrency,
-                                             repr(float(configured.delay)),
-                                             repr(configured.interval))
+            policy = self._policies[host] = (
+                configured.concurrency,
+                repr(float(configured.delay)),
+                repr(configured.interval),
+            )
         return policy
 
     def _note(self, counts: Sequence[int]) -> None:
@@ -319,12 +360,24 @@ class RedisFrontier:
     def _status(self, reply: Any) -> Status:
         """Turn status.lua's answer into a ``Status``."""
         now, _, counts, hosts, workers = reply
-        found = {hosts[i].decode(): HostStatus(*map(int, hosts[i + 1:i + 5]))
-                 for i in range(0, len(hosts), 5)}
-        return Status("redis", counts[0], counts[1], counts[2], counts[4], counts[5],
-                      dict(sorted(found.items())),
-                      tuple(_worker(workers[i], workers[i + 1], float(now), self.lease)
-                            for i in range(0, len(workers), 2)))
+        found = {
+            hosts[i].decode(): HostStatus(*map(int, hosts[i + 1 : i + 5]))
+            for i in range(0, len(hosts), 5)
+        }
+        return Status(
+            "redis",
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[4],
+            counts[5],
+            dict(sorted(found.items())),
+            tuple(
+                _worker(workers[i], workers[i + 1], float(now), self.lease)
+                for i in range(0, len(workers), 2)
+            ),
+        )
+
 
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
     """Take fw's own options (``lease``, ``prefix``) out of a ``redis://`` URL's query."""

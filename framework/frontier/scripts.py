@@ -96,16 +96,16 @@ class Scripts:
         try:
             return await client.register_script(_source(script))(args=[self.prefix, *args])
         except _UNREACHABLE as exc:
-            raise UsageError(f"frontier: redis at {self.address} is unreachable: "
-                             f"{exc}") from exc
+            raise UsageError(f"frontier: redis at {self.address} is unreachable: {exc}") from exc
         finally:
             await client.aclose()
 
     def _connect(self) -> Redis:
         """Make a client that fails fast: ``_retrying`` does the waiting, and logs it."""
         try:
-            return Redis.from_url(self.url, retry=Retry(NoBackoff(), 0),
-                                  socket_connect_timeout=5, socket_timeout=30)
+            return Redis.from_url(
+                self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5, socket_timeout=30
+            )
         except ValueError as exc:
             raise UsageError(f"frontier: {self.url}: {exc}") from exc
 
@@ -118,8 +118,11 @@ class Scripts:
             except _UNREACHABLE as exc:
                 if self._up.is_set():
                     self._up.clear()
-                    log.warning("redis at %s is unreachable (%s); pausing until it is back",
-                                self.address, exc)
+                    log.warning(
+                        "redis at %s is unreachable (%s); pausing until it is back",
+                        self.address,
+                        exc,
+                    )
                 with contextlib.suppress(TimeoutError):  # or until another call got through
                     await asyncio.wait_for(self._up.wait(), pause)
                 pause = min(pause * 2, _PAUSE_MAX)
@@ -156,8 +159,7 @@ class Scripts:
         """Delete every key of this crawl; other crawls' keys stay."""
         assert self._client is not None
         batch: list[bytes] = []
-        async for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*",
-                                                count=1000):
+        async for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000):
             batch.append(key)
             if len(batch) >= 1000:
                 await self._client.unlink(*batch)

@@ -81,10 +81,16 @@ class SqliteFrontier:
 
     durable = True
 
-    def __init__(self, path: Path, politeness: Politeness, *, fresh: bool = False,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time,
-                 jitter: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        path: Path,
+        politeness: Politeness,
+        *,
+        fresh: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.path, self._fresh, self._clock, self._wall = path, fresh, clock, wall
         self._hosts = Hosts(politeness, lambda: None, clock=clock, jitter=jitter)
         self._db: sqlite3.Connection | None = None
@@ -111,8 +117,12 @@ class SqliteFrontier:
         settled = self._load()
         checkpoints = json.loads(self._meta("checkpoints") or "{}")
         busy = self._pending or self._delayed
-        return Saved(resumed=existed and bool(busy or settled), settled=settled,
-                     finished=existed and not busy and settled > 0, checkpoints=checkpoints)
+        return Saved(
+            resumed=existed and bool(busy or settled),
+            settled=settled,
+            finished=existed and not busy and settled > 0,
+            checkpoints=checkpoints,
+        )
 
     async def close(self) -> None:
         """Close the database and let another process have the state."""
@@ -126,16 +136,17 @@ class SqliteFrontier:
     def _load(self) -> int:
         """Rebuild the per-host counts from the table; return how many requests settled."""
         db = self._conn
-        for host, count, best in db.execute("SELECT host, count(*), -max(priority) FROM "
-                                            "requests WHERE state = 0 GROUP BY host"):
+        for host, count, best in db.execute(
+            "SELECT host, count(*), -max(priority) FROM requests WHERE state = 0 GROUP BY host"
+        ):
             self._hosts.restore(self._hosts.get(host), count, best)
             self._pending += count
-        self._delayed, due = db.execute("SELECT count(*), min(due) FROM requests "
-                                        "WHERE state = 4").fetchone()
+        self._delayed, due = db.execute(
+            "SELECT count(*), min(due) FROM requests WHERE state = 4"
+        ).fetchone()
         self._next_due = self._to_clock(due)
         self._seen = db.execute("SELECT count(*) FROM requests").fetchone()[0]
-        return int(db.execute("SELECT count(*) FROM requests WHERE state IN (2, 3)")
-                   .fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM requests WHERE state IN (2, 3)").fetchone()[0])
 
     # -------------------------------------------------------------------------------------
     # The queue
@@ -157,7 +168,9 @@ class SqliteFrontier:
         if host is not None:
             rows = self._conn.execute(
                 "SELECT id, data, priority FROM requests WHERE host = ? AND state = 0 "
-                "ORDER BY priority DESC, id LIMIT 2", (host.name,)).fetchall()
+                "ORDER BY priority DESC, id LIMIT 2",
+                (host.name,),
+            ).fetchall()
             (key, data, _), rest = rows[0], rows[1:]
             self._conn.execute("UPDATE requests SET state = 1 WHERE id = ?", (key,))
             self._pending -= 1
@@ -170,17 +183,22 @@ class SqliteFrontier:
             return None
         return max(min(self._hosts.next_rest_over(), self._next_due) - now, 0.0)
 
-    async def settle(self, settlements: Sequence[Settlement],
-                     checkpoint: Mapping[str, Any] | None = None) -> list[list[Request] | None]:
+    async def settle(
+        self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
+    ) -> list[list[Request] | None]:
         """Mark the requests done or failed (with the reason), queue what they found and
         record the checkpoint, in one transaction."""
         keys = [self._leases.pop(s.lease.token, None) for s in settlements]
         with self._transaction() as db:
-            found = [None if key is None else self._settled(db, key, settlement)
-                     for key, settlement in zip(keys, settlements, strict=True)]
+            found = [
+                None if key is None else self._settled(db, key, settlement)
+                for key, settlement in zip(keys, settlements, strict=True)
+            ]
             if checkpoint is not None:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('checkpoints', ?)",
-                           (json.dumps(checkpoint),))
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('checkpoints', ?)",
+                    (json.dumps(checkpoint),),
+                )
         for new, settlement in zip(found, settlements, strict=True):
             if new is not None:
                 self._queued(new)
@@ -193,8 +211,10 @@ class SqliteFrontier:
         if key is None:
             raise LeaseLost(f"lease {lease.token} of {lease.request.url} is not held")
         with self._transaction() as db:
-            db.execute("UPDATE requests SET state = 4, due = ?, data = ? WHERE id = ?",
-                       (self._wall() + delay, encode_request(request), key))
+            db.execute(
+                "UPDATE requests SET state = 4, due = ?, data = ? WHERE id = ?",
+                (self._wall() + delay, encode_request(request), key),
+            )
         self._released(lease)
         self._delayed += 1
         self._next_due = min(self._next_due, self._clock() + delay)
@@ -237,14 +257,14 @@ class SqliteFrontier:
             raise
         db.execute("COMMIT")
 
-    def _settled(self, db: sqlite3.Connection, key: int, settlement: Settlement
-                 ) -> list[Request]:
+    def _settled(self, db: sqlite3.Connection, key: int, settlement: Settlement) -> list[Request]:
         """Mark one request done or failed; return its new discoveries, not yet counted."""
         if settlement.failure is None:
             db.execute("UPDATE requests SET state = 2, data = NULL WHERE id = ?", (key,))
         else:
-            db.execute("UPDATE requests SET state = 3, reason = ? WHERE id = ?",
-                       (settlement.failure, key))
+            db.execute(
+                "UPDATE requests SET state = 3, reason = ? WHERE id = ?", (settlement.failure, key)
+            )
         return self._insert(db, settlement.discovered) if settlement.discovered else []
 
     def _released(self, lease: Lease) -> None:
@@ -257,10 +277,11 @@ class SqliteFrontier:
         new = []
         for request in requests:
             key = None if request.dont_filter else _signed(fingerprint(request))
-            cursor = db.execute("INSERT OR IGNORE INTO requests (fp, host, priority, state, "
-                                "data) VALUES (?, ?, ?, 0, ?)",
-                                (key, host_of(request.url), request.priority,
-                                 encode_request(request)))
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO requests (fp, host, priority, state, "
+                "data) VALUES (?, ?, ?, 0, ?)",
+                (key, host_of(request.url), request.priority, encode_request(request)),
+            )
             if cursor.rowcount:
                 new.append(request)
         return new
@@ -275,10 +296,13 @@ class SqliteFrontier:
     def _promote(self) -> None:
         """Queue the delayed requests that are due."""
         with self._transaction() as db:
-            rows = db.execute("SELECT id, host, priority FROM requests WHERE state = 4 AND "
-                              "due <= ?", (self._wall(),)).fetchall()
-            db.executemany("UPDATE requests SET state = 0 WHERE id = ?",
-                           [(row[0],) for row in rows])
+            rows = db.execute(
+                "SELECT id, host, priority FROM requests WHERE state = 4 AND due <= ?",
+                (self._wall(),),
+            ).fetchall()
+            db.executemany(
+                "UPDATE requests SET state = 0 WHERE id = ?", [(row[0],) for row in rows]
+            )
             due = db.execute("SELECT min(due) FROM requests WHERE state = 4").fetchone()[0]
         for _, host, priority in rows:
             self._hosts.queued(self._hosts.get(host), -priority)
@@ -309,8 +333,9 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.execute("UPDATE requests SET state = ? WHERE state = ?", (_PENDING, _LEASED))
     except sqlite3.Error as exc:
         db.close()
-        raise UsageError(f"frontier: {path} is not fw crawl state ({exc}); remove it or "
-                         "run with --fresh") from exc
+        raise UsageError(
+            f"frontier: {path} is not fw crawl state ({exc}); remove it or run with --fresh"
+        ) from exc
     return db
 
 
@@ -326,9 +351,11 @@ def _lock(path: Path) -> IO[str]:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise UsageError(f"frontier: another fw process is running this crawl "
-                         f"({path}); a SQLite frontier serves one process — use a redis:// "
-                         "frontier to run several workers") from None
+        raise UsageError(
+            f"frontier: another fw process is running this crawl "
+            f"({path}); a SQLite frontier serves one process — use a redis:// "
+            "frontier to run several workers"
+        ) from None
     lock.truncate(0)
     lock.write(f"{socket.gethostname()}:{os.getpid()}\n")
     lock.flush()
@@ -358,18 +385,24 @@ def _remove(path: Path) -> None:
 def _status(db: sqlite3.Connection, holder: WorkerStatus | None) -> Status:
     totals = [0] * 5
     hosts: dict[str, list[int]] = {}
-    for host, state, count in db.execute("SELECT host, state, count(*) FROM requests "
-                                         "GROUP BY host, state"):
+    for host, state, count in db.execute(
+        "SELECT host, state, count(*) FROM requests GROUP BY host, state"
+    ):
         totals[state] += count
         slot = {_PENDING: 0, _DELAYED: 0, _LEASED: 1, _DONE: 2, _FAILED: 3}[state]
         hosts.setdefault(host, [0, 0, 0, 0])[slot] += count
-    return Status("sqlite", totals[_PENDING], totals[_DELAYED], totals[_LEASED],
-                  totals[_DONE], totals[_FAILED],
-                  {host: HostStatus(*counts) for host, counts in sorted(hosts.items())},
-                  (holder,) if holder else ())
+    return Status(
+        "sqlite",
+        totals[_PENDING],
+        totals[_DELAYED],
+        totals[_LEASED],
+        totals[_DONE],
+        totals[_FAILED],
+        {host: HostStatus(*counts) for host, counts in sorted(hosts.items())},
+        (holder,) if holder else (),
+    )
 
 
 def _signed(fingerprint: int) -> int:
     """SQLite integers are signed 64-bit: fold the fingerprint into that range."""
     return fingerprint - (1 << 64) if fingerprint >= 1 << 63 else fingerprint
-

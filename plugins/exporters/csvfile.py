@@ -21,8 +21,9 @@ log = logging.getLogger("fw.exporters.csv")
 
 def _one_character(delimiter: str) -> str:
     if len(delimiter) != 1 or delimiter in '"\r\n':
-        raise ValueError(f"must be one character other than a quote or a line break, "
-                         f"got {delimiter!r}")
+        raise ValueError(
+            f"must be one character other than a quote or a line break, got {delimiter!r}"
+        )
     return delimiter
 
 
@@ -36,9 +37,13 @@ def _some_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
 class CsvOptions:
     """Options of the csv exporter."""
 
-    fields: tuple[str, ...] | None = option(None, doc="The columns, in order; other keys "
-                                            "are left out. Default: every key, in the order "
-                                            "first seen.", check=_some_fields)
+    fields: tuple[str, ...] | None = option(
+        None,
+        doc="The columns, in order; other keys "
+        "are left out. Default: every key, in the order "
+        "first seen.",
+        check=_some_fields,
+    )
     delimiter: str = option(",", doc="The character between cells.", check=_one_character)
 
 
@@ -116,14 +121,18 @@ class CsvExporter(Exporter):
 
     def _rewrite_header(self) -> None:
         if self.path == "-":
-            log.warning("csv on stdout: columns %s appeared after the header was written",
-                        ", ".join(self._columns[len(self._header or ()):]))
+            log.warning(
+                "csv on stdout: columns %s appeared after the header was written",
+                ", ".join(self._columns[len(self._header or ()) :]),
+            )
             return
         path = Path(self.path)
         partial = path.with_name(path.name + ".partial")
         width = len(self._columns)
-        with path.open(newline="", encoding="utf-8") as old, \
-                partial.open("w", newline="", encoding="utf-8") as new:
+        with (
+            path.open(newline="", encoding="utf-8") as old,
+            partial.open("w", newline="", encoding="utf-8") as new,
+        ):
             rows = csv.reader(old, delimiter=self._opts.delimiter)
             writer = self._writer(new)
             next(rows, None)

@@ -44,7 +44,6 @@ class JsonArrayExporter(Exporter):
         finally:
             self._file.close()
 
-
     def checkpoint(self) -> int | None:
         """Return the array's length so far: every element up to it is whole."""
         return file_offset(self._file, self.path)

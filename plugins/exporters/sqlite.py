@@ -20,8 +20,9 @@ _INT64 = range(-(2**63), 2**63)
 
 def _table_name(name: str) -> str:
     if not name or name.lower().startswith("sqlite_"):
-        raise ValueError(f"{name!r} cannot name a table: SQLite reserves names that start "
-                         "with sqlite_")
+        raise ValueError(
+            f"{name!r} cannot name a table: SQLite reserves names that start with sqlite_"
+        )
     return name
 
 
@@ -31,7 +32,8 @@ class SqliteOptions:
 
     table: str = option("items", doc="The table items go to.", check=_table_name)
     if_exists: Literal["replace", "append"] = option(
-        "replace", doc="What to do with a table of that name from an earlier run.")
+        "replace", doc="What to do with a table of that name from an earlier run."
+    )
 
 
 class SqliteExporter(Exporter):
@@ -59,8 +61,9 @@ class SqliteExporter(Exporter):
         self._table = _quote(self._opts.table)
         if self._opts.if_exists == "replace" and not self.append:
             self._db.execute(f"DROP TABLE IF EXISTS {self._table}")
-        self._db.execute(f"CREATE TABLE IF NOT EXISTS {self._table} "
-                         f"({_quote(_ROWID)} INTEGER PRIMARY KEY)")
+        self._db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._table} ({_quote(_ROWID)} INTEGER PRIMARY KEY)"
+        )
         existing = [row[1] for row in self._db.execute(f"PRAGMA table_info({self._table})")]
         #: Item key -> its column, and every column name in lower case (as SQLite compares).
         self._columns = {name: name for name in existing if name != _ROWID}
@@ -73,8 +76,10 @@ class SqliteExporter(Exporter):
             return
         names = ", ".join(_quote(self._column(_text(str(key)))) for key in item)
         marks = ", ".join("?" * len(item))
-        self._db.execute(f"INSERT INTO {self._table} ({names}) VALUES ({marks})",
-                         [_value(v) for v in item.values()])
+        self._db.execute(
+            f"INSERT INTO {self._table} ({names}) VALUES ({marks})",
+            [_value(v) for v in item.values()],
+        )
 
     def close(self) -> None:
         """Close the database."""
@@ -88,8 +93,7 @@ class SqliteExporter(Exporter):
     def rewind(self, checkpoint: int | None) -> None:
         """Delete the rows inserted after ``checkpoint``."""
         if checkpoint is not None:
-            self._db.execute(f"DELETE FROM {self._table} WHERE {_quote(_ROWID)} > ?",
-                             (checkpoint,))
+            self._db.execute(f"DELETE FROM {self._table} WHERE {_quote(_ROWID)} > ?", (checkpoint,))
 
     def _column(self, key: str) -> str:
         """Return the column for ``key``, adding one the first time the key is seen."""

@@ -61,8 +61,9 @@ def _finite(value: Any, path: frozenset[int] = frozenset()) -> Any:
 
 
 #: One encoder for all items: json.dumps with any option builds a new one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_default, allow_nan=False,
-                            separators=(",", ":"))
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, default=_default, allow_nan=False, separators=(",", ":")
+)
 
 
 def dumps(value: Mapping[str, Any] | Any) -> str:
@@ -93,7 +94,7 @@ def write_all(file: BinaryIO, data: bytes) -> None:
     view = memoryview(data)[written:]
     while view:
         written = file.write(view)
-        view = view[written if written is not None else len(view):]
+        view = view[written if written is not None else len(view) :]
 
 
 def file_offset(file: BinaryIO, path: str) -> int | None:
@@ -107,8 +108,13 @@ def truncate(file: BinaryIO, path: str, offset: int | None) -> None:
         return
     size = file.seek(0, 2)
     if size < offset:  # never pad with zeros: someone cut the file, say so
-        log.warning("%s is shorter than when its last items were acknowledged (%d < %d "
-                    "bytes): items may be missing from it", path, size, offset)
+        log.warning(
+            "%s is shorter than when its last items were acknowledged (%d < %d "
+            "bytes): items may be missing from it",
+            path,
+            size,
+            offset,
+        )
         return
     file.truncate(offset)
     file.seek(offset)
