@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import Frontier, Lease, Settlement
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from framework.politeness import HostPolicy, Politeness
 
 HOSTS = 100
 BATCH = 1_000

@@ -31,10 +31,10 @@ from servers import running_server
 from shop import ShopSpider
 from shopsite import KiB, MiB, write_site
 
-from framework import runner
-from framework.engine import Engine
+from framework.crawl import runner
+from framework.crawl.engine import Engine
+from framework.fetch.parsers import parse_html
 from framework.http import Request, Response
-from framework.parsers import parse_html
 
 HERE = Path(__file__).resolve().parent
 

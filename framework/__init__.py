@@ -8,6 +8,7 @@ the control-flow exceptions.
 from __future__ import annotations
 
 from framework.__about__ import __version__
+from framework.config.schema import option
 from framework.errors import (
     Blocked,
     CloseSpider,
@@ -21,7 +22,6 @@ from framework.exporters import Exporter
 from framework.hookspecs import hookimpl
 from framework.http import NotSupported, Request, Response
 from framework.middleware import Handler, Middleware
-from framework.schema import option
 from framework.spider import Spider
 
 __all__ = [

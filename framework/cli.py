@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TypeAlias
 
 from framework.__about__ import __version__
+from framework.crawl.progress import Mode
+from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, PluginError, UsageError
+from framework.hooks.manager import make_plugin_manager
+from framework.hooks.registry import Registry
 from framework.logs import configure_logging
-from framework.plugins import make_plugin_manager
-from framework.progress import Mode
-from framework.registry import Registry
-from framework.stats import Stats
 
 __all__ = ["main"]
 
@@ -275,7 +275,7 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from framework import runner  # imports the engine and aiohttp: only when crawling
+    from framework.crawl import runner  # imports the engine and aiohttp: only when crawling
 
     prepared = runner.prepare(
         args.project,
@@ -339,7 +339,7 @@ def _check_writable(path: Path, option: str) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from framework import runner
+    from framework.crawl import runner
 
     prepared = runner.prepare(args.project, args.overrides)
     project, components = prepared.project, prepared.components
@@ -352,7 +352,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _parse(args: argparse.Namespace) -> int:
-    from framework import probe
+    from framework.tools import probe
 
     found = probe.Probe.load(args.url, args.spider, args.project, args.overrides)
     outcome = probe.parse(found, args.url, args.callback)
@@ -361,14 +361,14 @@ def _parse(args: argparse.Namespace) -> int:
 
 
 def _shell(args: argparse.Namespace) -> int:
-    from framework import probe
+    from framework.tools import probe
 
     probe.shell(probe.Probe.load(args.url, args.spider, args.project, args.overrides), args.url)
     return OK
 
 
 def _new(args: argparse.Namespace) -> int:
-    from framework.scaffold import new
+    from framework.tools.scaffold import new
 
     target = new(args.kind, args.name, args.directory)
     print(f"wrote {target}")
@@ -380,7 +380,7 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from framework import status
+    from framework.tools import status
 
     print(status.show(args.project, args.overrides, as_json=args.json))
     return OK

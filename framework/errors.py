@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from framework.crawl.stats import Stats
     from framework.http import Response
-    from framework.stats import Stats
 
 __all__ = [
     "Blocked",

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from framework.config.project import Project
+    from framework.crawl.stats import Stats
     from framework.exporters import Exporter
     from framework.http import Parser, Request, Response
     from framework.middleware import Middleware
-    from framework.project import Project
     from framework.spider import Spider
-    from framework.stats import Stats
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 

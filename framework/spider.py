@@ -25,7 +25,7 @@ class Spider:
     ``parse`` (and any other callback) yields items (dicts or dataclass instances) and
     requests (``response.follow(href)``). ``options`` holds the spider's own section of the
     project file, validated against ``Options`` when the spider declares that dataclass
-    (see ``framework.schema``).
+    (see ``framework.config.schema``).
     """
 
     #: The name a project file selects the spider by (``spider: shop``).

@@ -42,10 +42,11 @@ import pytest
 import yaml
 from aiohttp import web
 
-from framework import hookimpl, runner
-from framework.engine import Engine
+from framework import hookimpl
+from framework.crawl import runner
+from framework.crawl.engine import Engine
+from framework.crawl.stats import Stats
 from framework.http import Request
-from framework.stats import Stats
 
 __all__ = ["Crawl", "Snapshot", "page_server"]
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from framework import runner
-from framework.engine import Engine
-from framework.stats import Stats
+from framework.crawl import runner
+from framework.crawl.engine import Engine
+from framework.crawl.stats import Stats
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _FW = Path(sys.executable).with_name("fw")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from framework.admission import Admission
+from framework.config.project import load_project
+from framework.crawl.admission import Admission
+from framework.crawl.stats import Stats
 from framework.frontier import LeaseLost
 from framework.http import Request
-from framework.project import load_project
-from framework.stats import Stats
 from tests.conftest import write_project
 
 

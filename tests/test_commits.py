@@ -14,16 +14,16 @@ from typing import Any, ClassVar
 
 import pytest
 
-from framework.commits import Committer
-from framework.events import EventHook
+from framework.crawl.pipeline import ItemPipeline
+from framework.crawl.settle import Committer
+from framework.crawl.stats import Stats
+from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import Lease, LeaseLost, Settlement
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
+from framework.hooks.events import EventHook
 from framework.http import Request
-from framework.pipeline import ItemPipeline
-from framework.politeness import HostPolicy, Politeness
 from framework.spider import Spider
-from framework.stats import Stats
 from plugins.exporters.jsonl import JsonLinesExporter
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from framework import docs, hookspecs
+from framework import hookspecs
+from framework.tools import docs
 
 DOCS = Path(__file__).parents[1] / "docs"
 
@@ -16,7 +17,7 @@ DOCS = Path(__file__).parents[1] / "docs"
 def test_generated_references_match_the_code(name: str) -> None:
     written = (DOCS / name).read_text(encoding="utf-8")
     assert written == docs.PAGES[name](), (
-        f"docs/{name} is out of date: run python -m framework.docs"
+        f"docs/{name} is out of date: run python -m framework.tools.docs"
     )
 
 

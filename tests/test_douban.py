@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from framework import Blocked, FetchError, Request, Response
-from framework.parsers import parse_html
+from framework.fetch.parsers import parse_html
 from plugins.douban import DoubanSpider
 from tests.conftest import FIXTURES, Completed, Serve, read_jsonl, run_fw
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from framework.plugins import make_plugin_manager
-from framework.reports import spider_origin
+from framework.crawl.reports import spider_origin
+from framework.hooks.manager import make_plugin_manager
 from framework.spider import Spider
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 

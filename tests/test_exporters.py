@@ -23,8 +23,8 @@ from aiohttp import web
 
 from framework import Exporter
 from framework.cli import main
-from framework.plugins import make_plugin_manager
-from framework.registry import Registry
+from framework.hooks.manager import make_plugin_manager
+from framework.hooks.registry import Registry
 from plugins.exporters import CsvExporter, JsonArrayExporter, JsonLinesExporter, SqliteExporter
 from plugins.exporters.csvfile import CsvOptions
 from plugins.exporters.sqlite import SqliteOptions

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from framework.failures import load_failures
+from framework.crawl.failures import load_failures
 from framework.http import Request
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 from tests.test_cli import read_until, start_fw

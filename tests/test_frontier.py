@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import Counts, Frontier, Lease, LeaseLost, Settlement
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from framework.politeness import HostPolicy, Politeness
 from tests.frontiers import ack, fail
 
 #: With this jitter a host's delay is scaled by 0.5 + 0.25: ``delay * 0.75``.

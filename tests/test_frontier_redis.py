@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from framework.errors import CrawlAborted, UsageError
+from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import HostStatus, Lease, LeaseLost, Saved, Settlement
 from framework.frontier.redis import RedisFrontier
 from framework.http import Request
-from framework.politeness import HostPolicy, Politeness
 from tests.frontiers import ack, fail
 from tests.redis_server import CuttingProxy, RedisServer, redis_binary
 

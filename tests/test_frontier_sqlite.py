@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from framework.errors import UsageError
+from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import Lease, LeaseLost, Saved
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from framework.politeness import HostPolicy, Politeness
 from tests.frontiers import ack, fail
 
 POLITENESS = Politeness(HostPolicy(4, 0.0), {})

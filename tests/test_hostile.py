@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from framework.stats import Stats
+from framework.crawl.stats import Stats
 from tests.conftest import Serve, crawl, read_jsonl, run_fw, write_project
 
 MiB = 2**20

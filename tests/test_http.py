@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from parsel import Selector
 
 from framework import NotSupported, Request, Response, Spider
-from framework.parsers import Parsers, parse_html, parse_json
-from framework.urls import fingerprint
+from framework.fetch.parsers import Parsers, parse_html, parse_json
+from framework.fetch.urls import fingerprint
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 
 GBK_PAGE = (

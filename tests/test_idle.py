@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from framework.idle import Idle
+from framework.crawl.idle import Idle
 
 #: A bound on every test: a sleeper that is never woken fails the test instead of hanging it.
 LIMIT = 5.0

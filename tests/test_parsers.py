@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from framework.parsers import BIG
+from framework.fetch.parsers import BIG
 from tests.conftest import Serve, crawl, pages, read_jsonl, write_project
 
 PLUGIN = """
 import threading
 
 from framework import Spider, hookimpl
-from framework.parsers import parse_html
+from framework.fetch.parsers import parse_html
 
 PARSED_IN = {}
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from framework import Exporter, hookimpl, runner
+from framework import Exporter, hookimpl
 from framework.__about__ import __version__
 from framework.cli import main
+from framework.config.project import load_project
+from framework.crawl import runner
 from framework.errors import PluginError, ProjectError
-from framework.plugins import make_plugin_manager
-from framework.project import load_project
-from framework.registry import Registry
+from framework.hooks.manager import make_plugin_manager
+from framework.hooks.registry import Registry
 from tests.conftest import Serve, pages, read_jsonl, run_fw, write_project
 from tests.distributions import fake_distribution, on_path
 

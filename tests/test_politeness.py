@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from framework.politeness import HostPolicy, Politeness, Throttler
-from framework.project import DomainPolicy
+from framework.config.project import DomainPolicy
+from framework.fetch.politeness import HostPolicy, Politeness, Throttler
 from tests.conftest import Serve, crawl, write_project
 from tests.test_engine import SPIDER, Gauge, page
 

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from rich.console import Console
 
-from framework.progress import Progress, Snapshot, panel
+from framework.crawl.progress import Progress, Snapshot, panel
 from tests.conftest import Serve, fw_command, pages, run_fw, write_project
 
 SNAPSHOT = Snapshot(

@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 
 from framework.cli import main
+from framework.config.project import Project, load_project
+from framework.config.schema import keys_of
 from framework.errors import ProjectError
-from framework.project import Project, load_project
-from framework.schema import keys_of
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 
 VALID = """\

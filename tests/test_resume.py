@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from framework import runner
-from framework.engine import Engine
+from framework.crawl import runner
+from framework.crawl.engine import Engine
+from framework.fetch.politeness import Politeness
 from framework.frontier import Settlement
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from framework.politeness import Politeness
 from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
 from tests.linked_site import LinkedSite, linked_project
 

@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from framework.retry import RetryPolicy, parse_retry_after, retryable_status
+from framework.fetch.retry import RetryPolicy, parse_retry_after, retryable_status
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

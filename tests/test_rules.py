@@ -13,8 +13,8 @@ from aiohttp import web
 
 from framework import Request, Response
 from framework.cli import main
-from framework.parsers import parse_html
-from framework.runner import prepare
+from framework.crawl.runner import prepare
+from framework.fetch.parsers import parse_html
 from plugins import rules
 from plugins.rules import RulesSpider
 from plugins.rules_values import TYPES, FieldType

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from framework.config.project import Project
+from framework.fetch.politeness import Politeness
 from framework.frontier import Frontier
 from framework.frontier.memory import MemoryFrontier
-from framework.politeness import Politeness
-from framework.project import Project
 
 __all__ = ["make_frontier"]
 

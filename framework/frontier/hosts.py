@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from framework.politeness import HostPolicy, Politeness
+from framework.fetch.politeness import HostPolicy, Politeness
 
 __all__ = ["Host", "Hosts"]
 

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from framework.errors import UsageError
+from framework.fetch.politeness import Politeness
+from framework.fetch.urls import fingerprint, host_of
 from framework.frontier import (
     Counts,
     HostStatus,
@@ -48,8 +50,6 @@ from framework.frontier import (
 )
 from framework.frontier.hosts import Hosts
 from framework.http import Request
-from framework.politeness import Politeness
-from framework.urls import fingerprint, host_of
 
 __all__ = ["SqliteFrontier"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import pluggy
 
 from framework.errors import DropItem
-from framework.plugins import HookCall, hook_calls
+from framework.hooks.manager import HookCall, hook_calls
 
 __all__ = ["EventHook", "Events", "PluginFailed"]
 

@@ -18,10 +18,10 @@ from aiohttp.http_exceptions import ContentEncodingError
 from multidict import CIMultiDict
 
 from framework.__about__ import __version__
+from framework.crawl.stats import Stats
 from framework.errors import FetchError
+from framework.fetch.parsers import Parsers
 from framework.http import Request, Response
-from framework.parsers import Parsers
-from framework.stats import Stats
 
 __all__ = ["DEFAULT_HEADERS", "DownloadSettings", "Downloader", "Fetcher"]
 

@@ -6,9 +6,9 @@ from collections.abc import Collection
 from urllib.parse import urljoin
 
 from framework.errors import FetchError, HttpError
+from framework.fetch.retry import parse_retry_after, retryable_status
+from framework.fetch.urls import Offsite, canonical_url, unfetchable
 from framework.http import Request, Response
-from framework.retry import parse_retry_after, retryable_status
-from framework.urls import Offsite, canonical_url, unfetchable
 
 __all__ = ["check_status", "redirect_of"]
 

@@ -7,12 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, DropItem
-from framework.events import EventHook
 from framework.exporters import Exporter
+from framework.hooks.events import EventHook
 from framework.http import Request, Response
 from framework.spider import Spider
-from framework.stats import Stats
 
 __all__ = ["ItemPipeline"]
 

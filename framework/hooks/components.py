@@ -15,22 +15,22 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from framework.config.project import ExporterSpec, Project
+from framework.config.schema import build, did_you_mean, has_default, keys_of
+from framework.config.yamlfile import KeyPath, Source
 from framework.errors import PluginError, ProjectError
 from framework.exporters import Exporter
+from framework.fetch.parsers import Parsers
+from framework.hooks.manager import project_plugin_name
+from framework.hooks.registry import Registry, section_schema
 from framework.middleware import Middleware
-from framework.parsers import Parsers
-from framework.plugins import project_plugin_name
-from framework.project import ExporterSpec, Project
-from framework.registry import Registry, section_schema
-from framework.schema import build, did_you_mean, has_default, keys_of
 from framework.spider import Spider
-from framework.yamlfile import KeyPath, Source
 
 __all__ = ["Components", "assemble", "configure_plugins", "middlewares"]
 
 T = TypeVar("T")
 
-_FW = Path(__file__).resolve().parent
+_FW = Path(__file__).resolve().parents[1]
 _STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pluggy
 
-from framework.events import EventHook
+from framework.crawl.stats import Stats
+from framework.hooks.events import EventHook
+from framework.hooks.manager import PluginManager
 from framework.http import Request
-from framework.plugins import PluginManager
 from framework.spider import Spider
-from framework.stats import Stats
 
 __all__ = ["Reporter", "spider_origin"]
 

@@ -1,6 +1,6 @@
 """``fw new``: write a new project folder or a pip-installable plugin package.
 
-The files come from ``framework/templates/``: ``project/`` or ``plugin/``, plus
+The files come from ``framework/tools/templates/``: ``project/`` or ``plugin/``, plus
 ``common/`` (saved pages for the generated tests). Each ``*.tmpl`` file is filled in with
 ``string.Template`` (``$name``, ``$Name``, ``$dist``, ``$fw_version``, ``$api_version``), and
 ``NAME`` in a path becomes the name.
@@ -42,7 +42,7 @@ def new(kind: Literal["project", "plugin"], name: str, where: Path) -> Path:
         "fw_version": __version__,
         "api_version": str(API_VERSION),
     }
-    templates = files("framework") / "templates"
+    templates = files("framework.tools") / "templates"
     for part in (kind, "common"):
         _copy(templates / part, target, values)
     return target

@@ -24,7 +24,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from framework.yamlfile import EnvText, KeyPath, Source
+from framework.config.yamlfile import EnvText, KeyPath, Source
 
 __all__ = [
     "build",

@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 import yaml
 
+from framework.config.schema import build, check_key_names, keys_of, option, strings
+from framework.config.yamlfile import EnvText, KeyPath, Source, load, resolve_env
 from framework.errors import UsageError
-from framework.schema import build, check_key_names, keys_of, option, strings
-from framework.urls import Offsite, host_of, unfetchable
-from framework.yamlfile import EnvText, KeyPath, Source, load, resolve_env
+from framework.fetch.urls import Offsite, host_of, unfetchable
 
 __all__ = [
     "Backoff",

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from framework.errors import UsageError
+from framework.fetch.urls import fingerprint
 from framework.http import Request
-from framework.urls import fingerprint
 
 __all__ = ["FailureLog", "failures_path", "load_failures"]
 

@@ -8,10 +8,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from framework.config.project import load_project
 from framework.errors import UsageError
 from framework.frontier import Status
 from framework.frontier.backends import make_frontier
-from framework.project import load_project
 
 __all__ = ["show"]
 

@@ -15,9 +15,9 @@ from urllib.parse import urljoin
 from protego import Protego
 
 from framework.errors import FetchError, IgnoreRequest
+from framework.fetch.urls import host_of
 from framework.http import Request, Response
 from framework.middleware import Handler
-from framework.urls import host_of
 
 __all__ = ["Robots"]
 

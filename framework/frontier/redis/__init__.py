@@ -59,6 +59,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from redis import exceptions as redis_errors
 
 from framework.errors import UsageError
+from framework.fetch.politeness import Politeness
+from framework.fetch.urls import fingerprint, host_of
 from framework.frontier import (
     Counts,
     HostStatus,
@@ -71,10 +73,8 @@ from framework.frontier import (
     decode_request,
     encode_request,
 )
-from framework.frontier.scripts import Scripts
+from framework.frontier.redis.scripts import Scripts
 from framework.http import Request
-from framework.politeness import Politeness
-from framework.urls import fingerprint, host_of
 
 __all__ = ["RedisFrontier"]
 

@@ -11,17 +11,17 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from framework.commits import Committer
-from framework.components import Components
-from framework.downloader import DEFAULT_HEADERS, Downloader, DownloadSettings, Fetcher
+from framework.config.project import Project
+from framework.crawl.pipeline import ItemPipeline
+from framework.crawl.settle import Committer
+from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted
 from framework.exporters import Exporter
+from framework.fetch.downloader import DEFAULT_HEADERS, Downloader, DownloadSettings, Fetcher
+from framework.fetch.recording import Recorder, Replayer
 from framework.frontier import Frontier, Saved
+from framework.hooks.components import Components
 from framework.middleware import Handler, chain
-from framework.pipeline import ItemPipeline
-from framework.project import Project
-from framework.recording import Recorder, Replayer
-from framework.stats import Stats
 
 __all__ = ["downloader", "open_exports", "open_fetcher", "open_frontier", "user_agent"]
 

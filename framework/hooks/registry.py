@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.exporters import Exporter
+from framework.fetch.parsers import Parsers
+from framework.hooks.manager import HookCall, PluginManager, exited, hook_calls
 from framework.middleware import Middleware
-from framework.parsers import Parsers
-from framework.plugins import HookCall, PluginManager, exited, hook_calls
 from framework.spider import Spider
 
 __all__ = ["Registry", "section_schema"]

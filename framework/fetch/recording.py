@@ -21,11 +21,11 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from framework.downloader import Fetcher
 from framework.errors import FetchError, UsageError
+from framework.fetch.downloader import Fetcher
+from framework.fetch.parsers import Parsers
+from framework.fetch.urls import fingerprint
 from framework.http import Request, Response
-from framework.parsers import Parsers
-from framework.urls import fingerprint
 
 __all__ = ["Recorder", "Replayer"]
 

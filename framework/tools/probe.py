@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from framework.components import assemble, middlewares
-from framework.downloader import Downloader, DownloadSettings
+from framework.config.project import Project, load_project
+from framework.crawl.runner import load_plugins
 from framework.errors import CrawlAborted, FetchError, ProjectError, UsageError
+from framework.fetch.downloader import Downloader, DownloadSettings
+from framework.fetch.parsers import Parsers
+from framework.fetch.statuses import redirect_of
+from framework.fetch.urls import Offsite, unfetchable
+from framework.hooks.components import assemble, middlewares
 from framework.http import Request, Response
 from framework.middleware import Middleware, chain
-from framework.parsers import Parsers
-from framework.project import Project, load_project
-from framework.responses import redirect_of
-from framework.runner import load_plugins
 from framework.spider import Outcome, Spider, run_callback
-from framework.urls import Offsite, unfetchable
 
 __all__ = ["Probe", "format_outcome", "parse", "shell"]
 

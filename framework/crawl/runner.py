@@ -10,17 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from framework.components import Components, assemble, configure_plugins
-from framework.engine import Engine
+from framework.config.project import ExporterSpec, Project, load_project
+from framework.crawl.engine import Engine
+from framework.crawl.failures import FailureLog, failures_path, load_failures
+from framework.crawl.progress import Mode, Progress
+from framework.crawl.stats import Stats
 from framework.errors import UsageError
-from framework.failures import FailureLog, failures_path, load_failures
+from framework.hooks.components import Components, assemble, configure_plugins
+from framework.hooks.manager import PluginManager, make_plugin_manager
+from framework.hooks.registry import Registry
 from framework.http import Request
-from framework.plugins import PluginManager, make_plugin_manager
-from framework.progress import Mode, Progress
-from framework.project import ExporterSpec, Project, load_project
-from framework.registry import Registry
 from framework.spider import Spider
-from framework.stats import Stats
 
 __all__ = ["Prepared", "load_plugins", "output_spec", "prepare", "run"]
 

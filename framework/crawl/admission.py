@@ -7,11 +7,11 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 
+from framework.config.project import Project
+from framework.crawl.stats import Stats
+from framework.fetch.urls import Offsite, unfetchable
 from framework.frontier import LeaseLost
 from framework.http import Request
-from framework.project import Project
-from framework.stats import Stats
-from framework.urls import Offsite, unfetchable
 
 __all__ = ["Admission"]
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from framework.project import DomainPolicy, Project
+from framework.config.project import DomainPolicy, Project
 
 __all__ = ["HostPolicy", "Politeness", "Throttler"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
+from framework.crawl.reports import Reporter
 from framework.errors import CloseSpider
 from framework.frontier import Frontier
 from framework.http import Request
-from framework.reports import Reporter
 from framework.spider import CallbackResult, results
 
 __all__ = ["Seeder"]

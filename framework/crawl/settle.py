@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from framework.crawl.pipeline import ItemPipeline
+from framework.crawl.stats import Stats
 from framework.frontier import Frontier, LeaseLost, Settlement
 from framework.http import Request
-from framework.pipeline import ItemPipeline
-from framework.stats import Stats
 
 __all__ = ["Committer"]
 

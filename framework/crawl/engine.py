@@ -31,32 +31,38 @@ from typing import Any
 
 import pluggy
 
-from framework.admission import Admission
-from framework.commits import Committer
-from framework.components import Components
-from framework.downloader import Fetcher
+from framework.config.project import Project
+from framework.crawl.admission import Admission
+from framework.crawl.failures import FailureLog
+from framework.crawl.idle import Idle
+from framework.crawl.opening import (
+    downloader,
+    open_exports,
+    open_fetcher,
+    open_frontier,
+    user_agent,
+)
+from framework.crawl.pipeline import ItemPipeline
+from framework.crawl.progress import Snapshot
+from framework.crawl.reports import Reporter, spider_origin
+from framework.crawl.seeding import Seeder
+from framework.crawl.settle import Committer
+from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, FetchError, IgnoreRequest
-from framework.events import Events
-from framework.failures import FailureLog
+from framework.fetch.downloader import Fetcher
+from framework.fetch.parsers import parse_big
+from framework.fetch.politeness import Politeness, Throttler
+from framework.fetch.retry import RetryPolicy
+from framework.fetch.robots import Robots
+from framework.fetch.statuses import check_status, redirect_of
+from framework.fetch.urls import host_of
 from framework.frontier import Frontier, Lease, LeaseLost, Settlement
 from framework.frontier.backends import make_frontier
+from framework.hooks.components import Components
+from framework.hooks.events import Events
 from framework.http import Request, Response
-from framework.idle import Idle
 from framework.middleware import Handler
-from framework.opening import downloader, open_exports, open_fetcher, open_frontier, user_agent
-from framework.parsers import parse_big
-from framework.pipeline import ItemPipeline
-from framework.politeness import Politeness, Throttler
-from framework.progress import Snapshot
-from framework.project import Project
-from framework.reports import Reporter, spider_origin
-from framework.responses import check_status, redirect_of
-from framework.retry import RetryPolicy
-from framework.robots import Robots
-from framework.seeding import Seeder
 from framework.spider import CallbackResult, run_callback
-from framework.stats import Stats
-from framework.urls import host_of
 
 __all__ = ["Engine"]
 

@@ -176,5 +176,5 @@ def _glob_escape(text: str) -> str:
 @functools.cache
 def _source(name: str) -> str:
     """Return a script's text, behind the helpers every script shares."""
-    folder = resources.files("framework.frontier") / "lua"
+    folder = resources.files("framework.frontier.redis") / "lua"
     return (folder / "lib.lua").read_text("utf-8") + (folder / f"{name}.lua").read_text("utf-8")
