@@ -14,7 +14,7 @@ from aiohttp import web
 from framework.config.project import DomainPolicy
 from framework.fetch.politeness import HostPolicy, Politeness, Throttler
 from tests.conftest import Serve, crawl, write_project
-from tests.test_engine import SPIDER, Gauge, page
+from tests.crawl.test_engine import SPIDER, Gauge, page
 
 
 def politeness(**domains: DomainPolicy) -> Politeness:

@@ -21,7 +21,7 @@ from plugins.douban import DoubanSpider
 from tests.conftest import FIXTURES, Completed, Serve, read_jsonl, run_fw
 
 PAGES = FIXTURES / "douban"
-PROJECT = Path(__file__).parents[1] / "projects" / "douban.yaml"
+PROJECT = Path(__file__).parents[2] / "projects" / "douban.yaml"
 DOUBAN = "https://movie.douban.com"
 FIELDS = [
     "id",

@@ -21,7 +21,7 @@ from plugins.rules_values import TYPES, FieldType
 from tests.conftest import FIXTURES, Serve, crawl, read_jsonl, run_fw, write_project
 
 QUOTES_SITE = FIXTURES / "quotes"
-QUOTES_PROJECT = Path(__file__).parents[1] / "projects" / "quotes.yaml"
+QUOTES_PROJECT = Path(__file__).parents[2] / "projects" / "quotes.yaml"
 
 # ---------------------------------------------------------------------------------------
 # The example project, as a user runs it

@@ -10,7 +10,7 @@ import pytest
 from framework import hookspecs
 from framework.tools import docs
 
-DOCS = Path(__file__).parents[1] / "docs"
+DOCS = Path(__file__).parents[2] / "docs"
 
 
 @pytest.mark.parametrize("name", sorted(docs.PAGES))

@@ -18,7 +18,7 @@ from framework.frontier import Counts, Frontier, Lease, LeaseLost, Settlement
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from tests.frontiers import ack, fail
+from tests.frontier.leases import ack, fail
 
 #: With this jitter a host's delay is scaled by 0.5 + 0.25: ``delay * 0.75``.
 JITTER = 0.25

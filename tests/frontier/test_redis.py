@@ -22,7 +22,7 @@ from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import HostStatus, Lease, LeaseLost, Saved, Settlement
 from framework.frontier.redis import RedisFrontier
 from framework.http import Request
-from tests.frontiers import ack, fail
+from tests.frontier.leases import ack, fail
 from tests.redis_server import CuttingProxy, RedisServer, redis_binary
 
 pytestmark = pytest.mark.skipif(redis_binary() is None, reason="no redis-server to run")

@@ -12,7 +12,7 @@ from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import Lease, LeaseLost, Saved
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from tests.frontiers import ack, fail
+from tests.frontier.leases import ack, fail
 
 POLITENESS = Politeness(HostPolicy(4, 0.0), {})
 

@@ -17,8 +17,8 @@ from aiohttp import web
 from framework.crawl.failures import load_failures
 from framework.http import Request
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
+from tests.crawl.test_engine import SPIDER
 from tests.test_cli import read_until, start_fw
-from tests.test_engine import SPIDER
 
 
 class Site:

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tests.conftest import Serve, fw_command, write_project
-from tests.test_engine import SPIDER
+from tests.crawl.test_engine import SPIDER
 
 MiB = 1024 * 1024
 CONCURRENCY = 8

@@ -360,7 +360,7 @@ def test_valid_project_loads_into_frozen_objects_with_defaults(tmp_path: Path) -
 
 
 async def test_check_accepts_the_example_projects() -> None:
-    paths = sorted((Path(__file__).parents[1] / "projects").glob("*.yaml"))
+    paths = sorted((Path(__file__).parents[2] / "projects").glob("*.yaml"))
     assert {p.name for p in paths} >= {"douban.yaml", "quotes.yaml"}
     for path in paths:
         result = await run_fw("check", str(path))
@@ -369,7 +369,7 @@ async def test_check_accepts_the_example_projects() -> None:
 
 
 def test_every_project_key_is_in_the_readme_reference() -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     hints = typing.get_type_hints(Project)
     for f in keys_of(Project):
         kind = hints[f.name]
