@@ -32,7 +32,6 @@ from shop import ShopSpider
 from shopsite import KiB, MiB, write_site
 
 from framework.crawl import runner
-from framework.crawl.engine import Engine
 from framework.fetch.parsers import parse_html
 from framework.http import Request, Response
 
@@ -91,7 +90,7 @@ async def crawl_fw(base: str, workdir: Path, concurrency: int) -> int:
         ],
         [str(workdir / "items.jsonl")],
     )
-    stats = await Engine(prepared.project, prepared.components, prepared.pm).run()
+    stats = await runner.engine(prepared, failures_file=False).run()
     return stats.items
 
 

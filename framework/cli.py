@@ -293,13 +293,10 @@ def _run(args: argparse.Namespace) -> int:
         prepared.project.name,
         ", ".join(f"{i.name}-{i.version}" if i.version else i.name for i in prepared.pm.infos()),
     )
-    try:
-        stats = runner.run(prepared, _progress_mode(args))
-    except CrawlAborted as exc:
-        if exc.stats is not None:
-            _summarise(exc.stats, args.stats)
-        raise
+    stats = runner.run(prepared, _progress_mode(args))
     _summarise(stats, args.stats)
+    if stats.error is not None:
+        raise CrawlAborted(stats.error)
     return INTERRUPTED if stats.reason == "interrupted" else OK
 
 

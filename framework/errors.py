@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from framework.crawl.stats import Stats
     from framework.http import Response
 
 __all__ = [
@@ -65,14 +64,7 @@ class PluginError(FwError):
 
 
 class CrawlAborted(FwError):
-    """The crawl cannot continue, e.g. an exporter can no longer write.
-
-    ``stats`` holds the counts up to the abort, once the engine has them.
-    """
-
-    def __init__(self, message: str, stats: Stats | None = None) -> None:
-        super().__init__(message)
-        self.stats = stats
+    """The crawl cannot continue, e.g. an exporter can no longer write."""
 
 
 class FetchError(FwError):

@@ -13,10 +13,15 @@ from w3lib.html import get_base_url
 
 from framework.fetch.encoding import decode, is_utf8, sniff
 
-__all__ = ["NotSupported", "Parser", "Request", "Response"]
+__all__ = ["NotSupported", "Parser", "Request", "Response", "media_type"]
 
 #: Turns a response into the document its ``css()``/``xpath()`` query (see ``hookspecs``).
 Parser = Callable[["Response"], Selector]
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    """Return the Content-Type's media type without parameters, lower-cased (``text/html``)."""
+    return headers.get("Content-Type", "").partition(";")[0].strip().lower()
 
 
 class NotSupported(TypeError):
@@ -176,7 +181,7 @@ class Response:
     @property
     def media_type(self) -> str:
         """The content type without parameters, lower-cased (``text/html``)."""
-        return self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        return media_type(self.headers)
 
     @property
     def text(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from framework.errors import Blocked, CloseSpider
 from framework.http import Request, Response
 
-__all__ = ["CallbackResult", "Outcome", "Spider", "as_item", "results", "run_callback"]
+__all__ = ["CallbackOutput", "CallbackResult", "Spider", "as_item", "results", "run_callback"]
 
 #: What a callback may return: an (async) generator or iterable of items and requests,
 #: a coroutine returning one, or None.
@@ -88,7 +88,7 @@ def as_item(result: object) -> dict[str, Any] | None:
 
 
 @dataclass
-class Outcome:
+class CallbackOutput:
     """What one callback produced, and what went wrong on the way."""
 
     items: list[dict[str, Any]] = field(default_factory=list)
@@ -99,14 +99,14 @@ class Outcome:
     close: str | None = None
 
 
-async def run_callback(spider: Spider, name: str | None, *args: Any) -> Outcome:
+async def run_callback(spider: Spider, name: str | None, *args: Any) -> CallbackOutput:
     """Run one spider callback; keep what it yielded even if it raises half-way."""
-    outcome = Outcome()
+    output = CallbackOutput()
     method = getattr(spider, name or "parse", None)
     if not callable(method):
         message = f"spider {spider.name} has no callback {name!r}"
-        outcome.problems.append(("spider_error", AttributeError(name), message))
-        return outcome
+        output.problems.append(("spider_error", AttributeError(name), message))
+        return output
     label = f"spider {spider.name}: {getattr(method, '__name__', name)}"
     try:
         produced = method(*args)
@@ -114,25 +114,25 @@ async def run_callback(spider: Spider, name: str | None, *args: Any) -> Outcome:
             produced = await produced
         if isinstance(produced, AsyncIterable):
             async for result in produced:
-                _sort(result, outcome, label)
+                _sort(result, output, label)
         else:  # a plain generator or list: no async machinery per result
             for result in each(produced):
-                _sort(result, outcome, label)
+                _sort(result, output, label)
     except CloseSpider as exc:
-        outcome.close = exc.reason
+        output.close = exc.reason
     except Blocked as exc:
-        outcome.problems.append(("blocked", exc, str(exc)))
+        output.problems.append(("blocked", exc, str(exc)))
     except Exception as exc:
         message = f"{label} raised {type(exc).__name__}: {exc}"
-        outcome.problems.append(("spider_error", exc, message))
-    return outcome
+        output.problems.append(("spider_error", exc, message))
+    return output
 
 
-def _sort(result: object, outcome: Outcome, label: str) -> None:
+def _sort(result: object, output: CallbackOutput, label: str) -> None:
     if isinstance(result, Request):
-        outcome.requests.append(result)
+        output.requests.append(result)
     elif (item := as_item(result)) is not None:
-        outcome.items.append(item)
+        output.items.append(item)
     elif result is not None:
         message = f"{label} yielded {type(result).__name__}; expected a dict item or a Request"
-        outcome.problems.append(("spider_error", TypeError(message), message))
+        output.problems.append(("spider_error", TypeError(message), message))

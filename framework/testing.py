@@ -44,7 +44,6 @@ from aiohttp import web
 
 from framework import hookimpl
 from framework.crawl import runner
-from framework.crawl.engine import Engine
 from framework.crawl.stats import Stats
 from framework.http import Request
 
@@ -193,7 +192,7 @@ def fw_crawl(tmp_path: Path) -> Callable[..., Awaitable[Crawl]]:
         prepared = runner.prepare(file)
         collector = _Collector()
         prepared.pm.register(collector, name="fw-testing")
-        stats = await Engine(prepared.project, prepared.components, prepared.pm).run()
+        stats = await runner.engine(prepared, failures_file=False).run()
         return Crawl(collector.items, collector.requests, stats)
 
     return crawl

@@ -16,7 +16,6 @@ import pytest
 from aiohttp import web
 
 from framework.crawl import runner
-from framework.crawl.engine import Engine
 from framework.crawl.stats import Stats
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -103,7 +102,7 @@ def write_project(directory: Path, text: str, name: str = "project.yaml") -> Pat
 async def crawl(project: Path, *overrides: str, outputs: tuple[str, ...] = ()) -> Stats:
     """Run a project in this process and event loop (faster than a subprocess)."""
     prepared = runner.prepare(project, overrides, outputs)
-    return await Engine(prepared.project, prepared.components, prepared.pm).run()
+    return await runner.engine(prepared, failures_file=False).run()
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

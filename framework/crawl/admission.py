@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from framework.config.project import Project
 from framework.crawl.stats import Stats
 from framework.fetch.urls import Offsite, unfetchable
-from framework.frontier import LeaseLost
 from framework.http import Request
 
 __all__ = ["Admission"]
@@ -25,10 +23,10 @@ _KNOWN_URLS = 100_000
 class Admission:
     """Sort out the requests a crawl finds before they reach the frontier, counting why."""
 
-    def __init__(self, project: Project, stats: Stats, spider: str, *, durable: bool) -> None:
+    def __init__(self, project: Project, stats: Stats, spider: str, *, persistent: bool) -> None:
         self.offsite = Offsite(project.allowed_domains or ())
         self._max_depth, self._stats, self._spider = project.max_depth, stats, spider
-        self._durable, self._backend = durable, project.frontier.split(":")[0]
+        self._persistent, self._backend = persistent, project.frontier.split(":")[0]
         self._known: set[str] = set()
 
     def admit(self, requests: Iterable[Request]) -> list[Request]:
@@ -50,7 +48,7 @@ class Admission:
                 filtered["offsite"] += 1
             elif max_depth is not None and request.depth > max_depth:
                 filtered["depth"] += 1
-            elif request.meta and self._durable and not self._storable(request):
+            elif request.meta and self._persistent and not self._storable(request):
                 filtered["unstorable"] += 1
             else:
                 admitted.append(request)
@@ -72,21 +70,16 @@ class Admission:
             self._known.clear()
         self._known.add(url)
 
-    @contextlib.contextmanager
-    def unless_lost(self, requests: Iterable[Request]) -> Iterator[None]:
-        """Forget admitted requests if their page's lease is lost: nothing queued them.
+    def forget(self, requests: Iterable[Request]) -> None:
+        """Forget requests admitted for a page whose lease was lost: nothing queued them.
 
         Whichever worker fetches that page again must send its links again, this one too.
         """
-        try:
-            yield
-        except LeaseLost:
-            for request in requests:
-                self._known.discard(request.url)
-            raise
+        for request in requests:
+            self._known.discard(request.url)
 
     def _storable(self, request: Request) -> bool:
-        """A durable frontier stores requests as JSON: their meta must be JSON."""
+        """A persistent frontier stores requests as JSON: their meta must be JSON."""
         try:
             json.dumps(request.meta, allow_nan=False)
         except (TypeError, ValueError) as exc:

@@ -1,19 +1,15 @@
-"""The engine: wires frontier, fetcher, spider and exporters together and runs a crawl.
+"""The engine: drive one crawl, request by request, until nothing is left to do.
 
-The data flows one way:
+Workers claim leases from the frontier; each request goes through robots.txt and the
+middlewares to the fetcher; a redirect, a retry or a final failure is decided from the
+response; a good response goes to the spider's callback; and every lease is settled
+exactly once. docs/architecture.md walks these steps module by module.
 
-1. The spider's start requests are filtered (scheme, offsite, depth) and added to the
-   frontier, which drops duplicates.
-2. ``concurrency.total`` workers each claim a request whose host may be visited now.
-3. The request goes through the middlewares to the fetcher, which returns a response.
-4. Redirects go back to step 1 as new requests; failures are retried later with backoff
-   or counted; a good response goes to the spider's callback.
-5. The callback's items pass ``item_scraped`` and go to every exporter; its requests go
-   back to step 1, settled together with the request that found them. With a durable
-   frontier, writing a page's items and acknowledging it (with the exporters' new
-   positions) happen in one uninterrupted step, so that a crash can be resumed exactly;
-   the committer (``commits.py``) takes the pages that finish meanwhile in the same step.
-6. The crawl ends when the frontier is empty and no request is in flight.
+The engine builds none of its collaborators: the runner (``crawl/runner.py``) builds them
+into a ``Crew`` and hands it over. Nothing calls back into the engine: each collaborator
+returns a value, and the engine reads two flags after a step — ``Settler.halt`` (stop:
+``max_items`` reached, stdout closed) and ``Seeder.closed`` (the spider's ``CloseSpider``
+while starting). ``stop()`` is for whoever runs the engine (the runner, on a signal).
 """
 
 from __future__ import annotations
@@ -23,115 +19,95 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from functools import partial
-from pathlib import Path
-from typing import Any
-
-import pluggy
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from framework.config.project import Project
 from framework.crawl.admission import Admission
-from framework.crawl.failures import FailureLog
+from framework.crawl.failures import Failures
 from framework.crawl.idle import Idle
-from framework.crawl.opening import (
-    downloader,
-    open_exports,
-    open_fetcher,
-    open_frontier,
-    user_agent,
-)
-from framework.crawl.pipeline import ItemPipeline
-from framework.crawl.progress import Snapshot
-from framework.crawl.reports import Reporter, spider_origin
+from framework.crawl.progress import Sample
 from framework.crawl.seeding import Seeder
-from framework.crawl.settle import Committer
+from framework.crawl.settle import Item, Settler
 from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, FetchError, IgnoreRequest
 from framework.fetch.downloader import Fetcher
 from framework.fetch.parsers import parse_big
-from framework.fetch.politeness import Politeness, Throttler
+from framework.fetch.politeness import Pace
 from framework.fetch.retry import RetryPolicy
 from framework.fetch.robots import Robots
 from framework.fetch.statuses import check_status, redirect_of
 from framework.fetch.urls import host_of
 from framework.frontier import Frontier, Lease, LeaseLost, Settlement
-from framework.frontier.backends import make_frontier
-from framework.hooks.components import Components
 from framework.hooks.events import Events
 from framework.http import Request, Response
 from framework.middleware import Handler
-from framework.spider import CallbackResult, run_callback
+from framework.spider import Spider, run_callback
 
-__all__ = ["Engine"]
+__all__ = ["Crew", "Engine", "Handled"]
 
 log = logging.getLogger("fw")
 
-#: How a handled request's lease is settled, decided before it is carried out.
-Settle = Callable[[], Awaitable[object]]
+
+@dataclass(frozen=True)
+class Crew:
+    """Everything one crawl works with, built by the runner.
+
+    The engine opens and closes what needs it — the frontier, the exports (through the
+    settler), the failures file, the fetcher — and drives the rest.
+    """
+
+    project: Project
+    spider: Spider
+    stats: Stats
+    frontier: Frontier
+    #: Opened by the engine; ``fetch`` is it behind the middlewares.
+    fetcher: Fetcher
+    fetch: Handler
+    #: None when the project ignores robots.txt.
+    robots: Robots | None
+    pace: Pace
+    retry: RetryPolicy
+    admission: Admission
+    seeder: Seeder
+    settler: Settler
+    failures: Failures
+    events: Events
+    #: The crawl tries an earlier run's failures again (``--retry-failed``).
+    retrying: bool = False
+
+
+class Handled(NamedTuple):
+    """What handling one leased request came to, and so how its lease is settled."""
+
+    #: The items to export (accepted already).
+    items: Sequence[Item] = ()
+    #: The requests found, admitted already.
+    discovered: Sequence[Request] = ()
+    #: Why the request failed for good; None if it was done.
+    failure: str | None = None
+    #: The request to try again after ``delay`` seconds, instead of settling the lease.
+    retry: Request | None = None
+    delay: float = 0.0
+
+
+_NOTHING = Handled()
 
 
 class Engine:
     """Run one crawl of one project; ``stop()`` ends it early but cleanly."""
 
-    def __init__(
-        self,
-        project: Project,
-        components: Components,
-        pm: pluggy.PluginManager,
-        *,
-        frontier: Frontier | None = None,
-        fetcher: Fetcher | None = None,
-        seeds: Sequence[Request] | None = None,
-        failures: FailureLog | None = None,
-        fresh: bool = False,
-        record: Path | None = None,
-        replay: Path | None = None,
-    ) -> None:
-        self.project, self.spider = project, components.spider
-        self.stats = Stats(project.name)
-        self._components = components
-        politeness = Politeness.of(project)
-        self._frontier = frontier or make_frontier(project, politeness, fresh=fresh)
-        self._throttle = Throttler(
-            politeness, enabled=project.throttle.enabled, max_delay=project.throttle.max_delay
-        )
-        self._robots: Robots | None = None
-        self._fetcher = fetcher
-        self._record, self._replay = record, replay
-        self._seeds, self._failures = seeds, failures
-        self._reporter = Reporter(self.stats, self.spider, spider_origin(pm, self.spider))
-        self._events = Events(pm, self._reporter.plugin_failed)
-        self._reporter.crawl_error = self._events.crawl_error
-        self._items = ItemPipeline(
-            components.exporters,
-            self._events.item_scraped,
-            self.stats,
-            self.spider,
-            max_items=project.max_items,
-            report=self._reporter.report,
-            stop=self.stop,
-        )
-        self._commits = Committer(self._frontier, self._items, self.stats)
-        self._admission = Admission(
-            project, self.stats, self.spider.name, durable=self._frontier.durable
-        )
-        self._admit = self._admission.admit
-        self._retry = RetryPolicy(project.retries, project.backoff.base, project.backoff.max)
+    def __init__(self, crew: Crew) -> None:
+        self._crew = crew
+        self.project, self.spider, self.stats = crew.project, crew.spider, crew.stats
+        self._frontier, self._fetch, self._events = crew.frontier, crew.fetch, crew.events
+        self._admission, self._settler, self._failures = crew.admission, crew.settler, crew.failures
         self._idle = Idle()
-        self._fetch: Handler | None = None
         self._active = 0  # leases being handled, plus the seeder while it runs
         self._claimed = 0
         self._stopping: str | None = None
-        self._seeder = Seeder(
-            self._start_requests,
-            self._schedule,
-            self._frontier,
-            self._reporter,
-            spider=self.spider.name,
-            close=self.stop,
-        )
         self._seeding: asyncio.Task[None] | None = None
 
     def stop(self, reason: str) -> None:
@@ -139,8 +115,8 @@ class Engine:
         if self._stopping is None:
             self._stopping = reason
             self._idle.wake_all()
-            self._seeder.stop()
-            if self._seeding is not None:
+            self._crew.seeder.stop()
+            if self._seeding is not None and self._seeding is not asyncio.current_task():
                 self._seeding.cancel()
 
     @property
@@ -148,10 +124,10 @@ class Engine:
         """Requests being fetched or parsed right now."""
         return self._active - (self._seeding is not None and not self._seeding.done())
 
-    def snapshot(self) -> Snapshot:
+    def sample(self) -> Sample:
         """Return the crawl's counters now, for progress reports."""
         stats, counts = self.stats, self._frontier.counts()
-        return Snapshot(
+        return Sample(
             time.monotonic() - stats.clock_start,
             stats.pages,
             stats.items,
@@ -159,52 +135,60 @@ class Engine:
             counts.delayed,
             self.in_flight,
             dict(stats.errors),
-            self._throttle.slowed(),
+            self._crew.pace.throttle.slowed(),
         )
 
     async def run(self) -> Stats:
         """Crawl until the frontier is exhausted or ``stop()``; return the stats."""
         try:
-            await self._run()
-        except CrawlAborted as exc:
-            if not self.stats.elapsed:  # it failed before the crawl began
-                self.stats.finish("aborted")
-            exc.stats = self.stats
-            raise
-        return self.stats
-
-    async def _run(self) -> None:
-        try:
             async with AsyncExitStack() as stack:
-                saved = await open_frontier(self._frontier, stack, self.project.name)
-                if saved.finished and self._seeds is None:
-                    log.warning(
-                        "%s: this crawl is already finished (%d requests settled); "
-                        "`fw run --fresh` starts it over",
-                        self.project.name,
-                        saved.settled,
-                    )
-                    self.stats.finish("already finished")
-                    return
-                open_exports(stack, self._components.exporters, self._items, self._commits, saved)
-                if self._failures is not None:
-                    # Kept when continuing after a crash, or retrying: until each of its
-                    # requests is settled, lest a stop or a crash lose the others.
-                    self._failures.start(keep=saved.resumed or self._seeds is not None)
-                    stack.callback(self._failures.close)
-                await self._open_fetcher(stack)
-                await self._crawl()
+                if await self._open(stack):
+                    await self._crawl()
         except BaseExceptionGroup as group:
             # The task group wraps what a worker raised: report the first cause plainly.
             raise _first(group) from group
+        except CrawlAborted:
+            if not self.stats.elapsed:  # it failed before the crawl began
+                self.stats.finish("aborted")
+            raise
+        return self.stats
 
-    async def _open_fetcher(self, stack: AsyncExitStack) -> None:
-        fetcher = self._fetcher or downloader(self.project, self._components, self.stats)
-        self._fetch = await open_fetcher(
-            stack, fetcher, self._components, record=self._record, replay=self._replay
-        )
-        if self.project.robots == "obey":
-            self._robots = Robots(self._fetch, user_agent(self.project), self._crawl_delay)
+    # ---------------------------------------------------------------------------------------
+    # Opening and the crawl's tasks
+    # ---------------------------------------------------------------------------------------
+
+    async def _open(self, stack: AsyncExitStack) -> bool:
+        """Open the frontier, the exports, the failures file and the fetcher, in that
+        order, each closed by ``stack``; return False if there is nothing to crawl."""
+        crew = self._crew
+        saved = await self._frontier.open()
+        stack.push_async_callback(self._frontier.close)
+        if saved.finished and not crew.retrying:
+            log.warning(
+                "%s: this crawl is already finished (%d requests settled); "
+                "`fw run --fresh` starts it over",
+                self.project.name,
+                saved.settled,
+            )
+            self.stats.finish("already finished")
+            return False
+        if saved.resumed and not saved.finished:
+            counts = self._frontier.counts()
+            log.info(
+                "%s: continuing the saved crawl: %d requests settled, %d queued, %d to retry",
+                self.project.name,
+                saved.settled,
+                counts.pending,
+                counts.delayed,
+            )
+        self._settler.open(stack, saved)
+        if self._failures.file is not None:
+            # Kept when continuing after a crash, or retrying: until each of its requests
+            # is settled, lest a stop or a crash lose the others.
+            self._failures.file.start(keep=saved.resumed or crew.retrying)
+            stack.callback(self._failures.file.close)
+        await stack.enter_async_context(crew.fetcher)
+        return True
 
     async def _crawl(self) -> None:
         await self._events.crawl_started(project=self.project, spider=self.spider)
@@ -212,52 +196,54 @@ class Engine:
             async with asyncio.TaskGroup() as tasks:
                 self._active += 1  # the seeder counts as work until it is done
                 self._seeding = tasks.create_task(self._seed())
-                tasks.create_task(self._commits.run())
+                tasks.create_task(self._settler.run())
                 workers = [
                     tasks.create_task(self._worker()) for _ in range(self.project.concurrency.total)
                 ]
                 await asyncio.wait(workers)
-                self._commits.close()  # the last pages are settled, then the crawl ends
+                self._settler.close()  # the last pages are settled, then the crawl ends
         except BaseException:
             self._stopping = self._stopping or "aborted"
             raise
         finally:
-            self.stats.finish(self._stopping)
-            self.stats.left = self._frontier.counts()
-            self.stats.throttled = self._throttle.throttled()
-            self.stats.robots_fetched = self._robots.fetched if self._robots else 0
-            if self._failures is not None:
-                self._failures.close()  # now, so that the count is what the file lists
-                if self._failures.count:
-                    self.stats.failures = (self._failures.count, str(self._failures.path))
+            self._finish()
             await self._events.crawl_finished(
                 project=self.project, spider=self.spider, stats=self.stats
             )
+
+    def _finish(self) -> None:
+        """Stop the clock and note what the crawl left and who slowed it down."""
+        stats, crew = self.stats, self._crew
+        stats.finish(self._stopping)
+        stats.left = self._frontier.counts()
+        stats.throttled = crew.pace.throttle.throttled()
+        stats.crawl_delays = dict(crew.pace.crawl_delays)
+        stats.robots_fetched = crew.robots.fetched if crew.robots else 0
+        file = self._failures.file
+        if file is not None:
+            file.close()  # now, so that the count is what the file lists
+            if file.count:
+                stats.failures = (file.count, str(file.path))
 
     # ---------------------------------------------------------------------------------------
     # Scheduling
     # ---------------------------------------------------------------------------------------
 
     async def _seed(self) -> None:
+        seeder = self._crew.seeder
         try:
-            await self._seeder.run()
+            async with contextlib.aclosing(seeder.batches()) as batches:
+                async for batch in batches:
+                    await self._schedule(batch)
+            if seeder.closed is not None:
+                self.stop(f"closed by spider: {seeder.closed}")
         finally:
             self._active -= 1
             self._idle.wake_all()  # if nothing was seeded, workers must see the crawl end
 
-    def _start_requests(self) -> CallbackResult:
-        """The spider's start requests, or those --retry-failed tries again.
-
-        A durable frontier has seen every retried request: they must pass its dedup.
-        """
-        if self._seeds is None:
-            return self.spider.start_requests()
-        durable = self._frontier.durable
-        return [r.replace(dont_filter=True) if durable else r for r in self._seeds]
-
     async def _schedule(self, requests: Sequence[Request]) -> None:
-        """Add requests straight to the frontier (start requests, errback requests)."""
-        admitted = self._admit(requests)
+        """Add start requests straight to the frontier."""
+        admitted = self._admission.admit(requests)
         if admitted:
             await self._scheduled(await self._frontier.add(admitted), len(admitted))
 
@@ -306,7 +292,7 @@ class Engine:
         self._claimed += 1
         if self.project.max_pages and self._claimed >= self.project.max_pages:
             self.stop("max_pages reached")
-        self._seeder.claimed()
+        self._crew.seeder.claimed()
         self._admission.queued(lease.request)
         self._idle.wake_one()  # more may be ready; the woken worker checks
         return lease
@@ -314,7 +300,7 @@ class Engine:
     async def _handle(self, lease: Lease) -> None:
         """Handle one leased request and settle its lease exactly once."""
         try:
-            settle = await self._process(lease)
+            handled = await self._process(lease)
         except CrawlAborted:
             raise
         except Exception as exc:  # a bug, in fw or in a plugin that broke its contract
@@ -326,120 +312,113 @@ class Engine:
                 exc_info=exc,
             )
             self.stats.errors["internal_error"] += 1
-            settle = partial(self._settle, lease, [], [], "internal_error")
+            handled = Handled(failure="internal_error")
+        self._halt_if_asked()
         try:
-            await settle()
+            await self._settle(lease, handled)
         except LeaseLost:  # it expired while we worked: another worker has the request now
             log.warning(
                 "lease of %s expired before it was settled; another worker took it over",
                 lease.request.url,
             )
             self.stats.errors["lease_lost"] += 1
+            self._admission.forget(handled.discovered)  # nothing queued them
+        self._halt_if_asked()
 
-    async def _process(self, lease: Lease) -> Settle:
-        """Fetch and parse one request; return how its lease is to be settled."""
-        request = lease.request
-        assert self._fetch is not None
-        if self._robots is not None and not await self._robots.allows(request):
+    async def _settle(self, lease: Lease, handled: Handled) -> None:
+        """Queue the request again, or settle its lease with what its page found."""
+        if handled.retry is not None:
+            await self._frontier.retry(lease, handled.retry, handled.delay)
+            return
+        settlement = Settlement(lease, handled.discovered, handled.failure)
+        new = await self._settler.commit(settlement, list(handled.items))
+        await self._scheduled(new, len(handled.discovered))
+
+    def _halt_if_asked(self) -> None:
+        if self._settler.halt is not None:
+            self.stop(self._settler.halt)
+
+    # ---------------------------------------------------------------------------------------
+    # Handling one request: fetch, decide, parse
+    # ---------------------------------------------------------------------------------------
+
+    async def _process(self, lease: Lease) -> Handled:
+        """Fetch and parse one request; return what it came to."""
+        request, robots = lease.request, self._crew.robots
+        if robots is not None and not await robots.allows(request):
             self.stats.filtered["robots"] += 1
-            return partial(self._settle, lease, [], [])
-        clock = asyncio.get_running_loop().time
-        started = clock()
+            return _NOTHING
         try:
-            try:
-                response = await self._fetch(request)
-            except FetchError as exc:
-                if exc.kind == "timeout":  # a host too slow to answer: give it air
-                    await self._pace(lease.host, self._throttle.timed_out(lease.host))
-                raise
-            delay = self._throttle.observe(lease.host, response.status, clock() - started)
-            if delay is not None:
-                await self._pace(lease.host, delay)
-            self.stats.response(lease.host, response.status, len(response.body))
-            if self._events.response_received:
-                await self._events.response_received(response=response, spider=self.spider)
+            response = await self._fetched(lease)
             redirect = redirect_of(
-                response, max_redirects=self.project.max_redirects, offsite=self._admission.offsite
+                response,
+                max_redirects=self.project.max_redirects,
+                offsite=self._admission.offsite,
             )
             if redirect is not None:
-                return partial(self._settle, lease, [], self._admit([redirect]))
+                return Handled(discovered=self._admission.admit([redirect]))
             check_status(response, self.spider.allowed_status)
         except IgnoreRequest:
             self.stats.filtered["ignored"] += 1
-            return partial(self._settle, lease, [], [])
+            return _NOTHING
         except FetchError as exc:
             return await self._failed(lease, exc)
         await parse_big(response)
         items, requests = await self._callback(request, request.callback, response)
-        items = await self._items.accept(items, response)
-        return partial(self._settle, lease, items, self._admit(_deeper(requests, request)))
+        return Handled(
+            await self._settler.accept(items, response),
+            self._admission.admit(_deeper(requests, request)),
+        )
 
-    async def _pace(self, host: str, delay: float | None) -> None:
-        """Tell the frontier the delay adaptive throttling chose for ``host``."""
-        if delay is not None:
-            await self._frontier.tune(host, delay=delay)
+    async def _fetched(self, lease: Lease) -> Response:
+        """Fetch a request through the middlewares; tell the pace how the host answered."""
+        pace, clock = self._crew.pace, asyncio.get_running_loop().time
+        started = clock()
+        try:
+            response = await self._fetch(lease.request)
+        except FetchError as exc:
+            if exc.kind == "timeout":
+                await pace.timed_out(lease.host)
+            raise
+        await pace.replied(lease.host, response.status, clock() - started)
+        self.stats.response(lease.host, response.status, len(response.body))
+        if self._events.response_received:
+            await self._events.response_received(response=response, spider=self.spider)
+        return response
 
-    async def _crawl_delay(self, host: str, seconds: float) -> None:
-        """Make a robots.txt Crawl-delay the host's least delay."""
-        delay = self._throttle.raise_floor(host, seconds)
-        if delay is not None:
-            self.stats.crawl_delays[host] = seconds
-            log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, seconds)
-            await self._frontier.tune(host, delay=delay)
-
-    async def _settle(
-        self,
-        lease: Lease,
-        items: list[dict[str, Any]],
-        admitted: list[Request],
-        failure: str | None = None,
-    ) -> None:
-        """Export the page's (or errback's) items, then settle the lease as done (or failed
-        for ``failure``) with the requests it discovered."""
-        with self._admission.unless_lost(admitted):
-            new = await self._commits.commit(Settlement(lease, admitted, failure), items)
-        if self._failures is not None:
-            self._failures.settled(lease.request)
-        await self._scheduled(new, len(admitted))
-
-    async def _failed(self, lease: Lease, error: FetchError) -> Settle:
+    async def _failed(self, lease: Lease, error: FetchError) -> Handled:
         """Retry a failed request after a backoff, or count it failed and run its errback."""
-        request = lease.request
+        request, retry = lease.request, self._crew.retry
         if error.retry_after:  # the server said when to come back: the whole host waits
-            await self._frontier.tune(lease.host, pause=self._retry.rest(error.retry_after))
-        delay = self._retry.delay(request.retries, error.retry_after) if error.retryable else None
+            await self._crew.pace.rest(lease.host, retry.rest(error.retry_after))
+        delay = retry.delay(request.retries, error.retry_after) if error.retryable else None
         if delay is not None:
             self.stats.retries += 1
             log.debug("retrying in %.2fs (%s): %s", delay, error.kind, request.url)
-            return partial(
-                self._frontier.retry, lease, request.replace(retries=request.retries + 1), delay
-            )
+            return Handled(retry=request.replace(retries=request.retries + 1), delay=delay)
         if error.redirect_to:
             self.stats.redirected(lease.host, host_of(error.redirect_to))
-        await self._reporter.report(error, error.kind, request, str(error))
-        if self._failures is not None:
-            self._failures.record(request, error.kind, str(error))
-        items: list[dict[str, Any]] = []
-        requests: list[Request] = []
-        if request.errback:
-            items, requests = await self._callback(request, request.errback, request, error)
-            items = await self._items.accept(items, None)
-        return partial(
-            self._settle, lease, items, self._admit(_deeper(requests, request)), error.kind
+        await self._failures.report(error, error.kind, request, str(error), listed=True)
+        if not request.errback:
+            return Handled(failure=error.kind)
+        items, requests = await self._callback(request, request.errback, request, error)
+        return Handled(
+            await self._settler.accept(items, None),
+            self._admission.admit(_deeper(requests, request)),
+            error.kind,
         )
 
     async def _callback(
         self, request: Request, name: str | None, *args: Any
-    ) -> tuple[list[dict[str, Any]], list[Request]]:
+    ) -> tuple[list[Item], list[Request]]:
         """Run a spider callback, report what went wrong in it, and return what it found."""
-        outcome = await run_callback(self.spider, name, *args)
-        for kind, error, message in outcome.problems:
-            await self._reporter.report(error, kind, request, message)
-            if self._failures is not None and isinstance(args[0], Response):
-                self._failures.record(request, kind, message)  # the page's output is lost
-        if outcome.close is not None:
-            self.stop(f"closed by spider: {outcome.close}")
-        return outcome.items, outcome.requests
+        output = await run_callback(self.spider, name, *args)
+        lost = isinstance(args[0], Response)  # a page's output is lost: list it, to retry
+        for kind, error, message in output.problems:
+            await self._failures.report(error, kind, request, message, listed=lost)
+        if output.close is not None:
+            self.stop(f"closed by spider: {output.close}")
+        return output.items, output.requests
 
 
 def _deeper(requests: list[Request], parent: Request) -> list[Request]:

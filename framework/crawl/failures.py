@@ -1,6 +1,7 @@
-"""The failures file: each request that finally failed, as a JSON line with its reason.
+"""What goes wrong in a crawl: each failure counted, logged and told to ``crawl_error``;
+each request that failed for good listed in the failures file.
 
-``fw run --retry-failed`` reads it back to fetch just those requests again.
+``fw run --retry-failed`` reads that file back to fetch just those requests again.
 """
 
 from __future__ import annotations
@@ -9,16 +10,127 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import pluggy
+
+from framework.crawl.stats import Stats
 from framework.errors import UsageError
 from framework.fetch.urls import fingerprint
+from framework.hooks.events import EventHook
+from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
+from framework.spider import Spider
 
-__all__ = ["FailureLog", "failures_path", "load_failures"]
+__all__ = ["FailureLog", "Failures", "failures_path", "load_failures", "spider_origin"]
 
 log = logging.getLogger("fw")
+
+#: Failures of code rather than of the network: logged as errors, with a traceback at debug.
+_CODE_FAILURES = frozenset(
+    {"spider_error", "plugin_error", "item_error", "internal_error", "blocked"}
+)
+
+
+class Failures:
+    """The one place a crawl's failures go, whoever noticed them: counted by kind, logged
+    on one line, told to the ``crawl_error`` hook, and — a request that failed for good,
+    or a page whose output was lost — listed in the failures file.
+
+    ``crawl_error`` are that hook's implementations; ``origin`` names the plugin the
+    spider's code comes from, for ``spider_error`` messages (see ``spider_origin``).
+    """
+
+    def __init__(
+        self,
+        stats: Stats,
+        spider: Spider,
+        crawl_error: Sequence[HookCall] = (),
+        file: FailureLog | None = None,
+        origin: str | None = None,
+    ) -> None:
+        self._stats, self._spider, self._origin = stats, spider, origin
+        self._crawl_error = EventHook("crawl_error", list(crawl_error), self.plugin_failed)
+        #: The failures file, if the crawl keeps one.
+        self.file = file
+
+    async def report(
+        self,
+        error: BaseException,
+        kind: str,
+        request: Request | None,
+        message: str,
+        *,
+        listed: bool = False,
+    ) -> None:
+        """Count a failure, log it on one line, and tell the ``crawl_error`` hook;
+        ``listed`` also writes ``request`` to the failures file, to be tried again.
+
+        Failures of code (spiders, plugins) are errors with a traceback at debug level;
+        failures of the network or the server are warnings.
+        """
+        self._stats.errors[kind] += 1
+        if kind == "blocked":
+            self._stats.blocked_pages.append(request.url if request else "")
+        where = at(request)
+        if kind == "spider_error" and self._origin:  # where the code to fix is
+            where += f"; in {self._origin}"
+        if kind in _CODE_FAILURES:
+            debug = log.isEnabledFor(logging.DEBUG)
+            log.error("%s: %s%s", kind, message, where, exc_info=error if debug else None)
+        else:
+            log.warning("%s: %s%s", kind, message, where)
+        if listed and request is not None and self.file is not None:
+            self.file.record(request, kind, message)
+        if self._crawl_error:
+            await self._crawl_error(error=error, kind=kind, request=request, spider=self._spider)
+
+    async def spider_error(self, error: Exception, request: Request | None, callback: str) -> None:
+        """Report that the spider's ``callback`` raised ``error``."""
+        message = f"spider {self._spider.name}: {callback} raised {type(error).__name__}: {error}"
+        await self.report(error, "spider_error", request, message)
+
+    async def plugin_failed(
+        self, plugin: str, hook: str, error: Exception, kwargs: dict[str, Any]
+    ) -> None:
+        """Report that ``plugin``'s implementation of ``hook`` raised ``error``."""
+        request = kwargs.get("request") or getattr(kwargs.get("response"), "request", None)
+        message = f"plugin '{plugin}': {hook} raised {type(error).__name__}: {error}"
+        if hook == "crawl_error":  # reporting it through crawl_error again could loop
+            log.error("plugin_error: %s%s", message, at(request))
+            return
+        await self.report(error, "plugin_error", request, message)
+
+
+def spider_origin(pm: pluggy.PluginManager, spider: Spider) -> str | None:
+    """Name the plugin whose module, or package, defines the spider's class, if one does.
+
+    That is where the code that raised lives, whichever plugin registered the spider.
+    """
+    modules = {
+        getattr(plugin, "__name__", None): name
+        for name, plugin in pm.list_name_plugin()
+        if name and plugin is not None
+    }
+    module = type(spider).__module__
+    while module and module not in modules:
+        module = module.rpartition(".")[0]
+    if not module:
+        return None
+    name = modules[module]
+    return pm.named(name) if isinstance(pm, PluginManager) else f"plugin '{name}'"
+
+
+def at(request: Request | None) -> str:
+    """Return `` (URL)`` to end a message about ``request`` with, if there is one."""
+    return f" ({request.url})" if request else ""
+
+
+# -------------------------------------------------------------------------------------------
+# The failures file
+# -------------------------------------------------------------------------------------------
 
 
 def failures_path(project_file: Path, name: str, exports: list[str]) -> Path:

@@ -15,9 +15,6 @@ class Idle:
     def __init__(self) -> None:
         self._sleepers: deque[asyncio.Future[None]] = deque()
 
-    def __len__(self) -> int:
-        return len(self._sleepers)
-
     async def wait(self, timeout: float | None) -> None:
         """Sleep until woken, or for ``timeout`` seconds when it is not None."""
         loop = asyncio.get_running_loop()

@@ -1,7 +1,7 @@
 """Show a running crawl: a live panel on a terminal, periodic log lines elsewhere.
 
-The engine hands out a ``Snapshot`` of its counters on request; this module only reads
-snapshots, so that showing progress can never change what the crawl does.
+The engine hands out a ``Sample`` of its counters on request; this module only reads
+samples, so that showing progress can never change what the crawl does.
 
 ``FW_PROGRESS_INTERVAL`` sets the seconds between two log lines (default 10): more for
 quieter logs of a long crawl, less to watch a short one.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # rich takes ~50 ms to import: only a live panel imports it
     from rich.console import Group
     from rich.live import Live
 
-__all__ = ["Mode", "Progress", "Snapshot"]
+__all__ = ["Mode", "Progress", "Sample"]
 
 log = logging.getLogger("fw")
 
@@ -40,7 +40,7 @@ _SLOW_SHOWN = 5
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Sample:
     """A crawl's counters at one moment."""
 
     elapsed: float
@@ -59,7 +59,7 @@ class Snapshot:
         return self.pages / self.elapsed if self.elapsed > 0 else 0.0
 
     def line(self) -> str:
-        """Return the snapshot as one log line."""
+        """Return the sample as one log line."""
         errors = sum(self.errors.values())
         text = (
             f"{self.pages} pages ({self.rate:.1f}/s), {self.items} items, "
@@ -77,7 +77,7 @@ class Progress:
     """Report ``sample()`` every so often, in the chosen ``mode``, until cancelled."""
 
     def __init__(
-        self, sample: Callable[[], Snapshot], mode: Mode, name: str, interval: float | None = None
+        self, sample: Callable[[], Sample], mode: Mode, name: str, interval: float | None = None
     ) -> None:
         """``interval`` defaults to ``FW_PROGRESS_INTERVAL``, else ``LOG_INTERVAL``."""
         self._sample, self.mode, self._name = sample, mode, name
@@ -93,7 +93,7 @@ class Progress:
             with self._live() as live:
                 while True:
                     # Live's own refresh thread is off: the panel is redrawn here, on a
-                    # new snapshot, so every update must ask for the redraw.
+                    # new sample, so every update must ask for the redraw.
                     live.update(panel(self._name, self._sample()), refresh=True)
                     await asyncio.sleep(_REDRAW)
 
@@ -131,29 +131,29 @@ def log_interval() -> float:
     return seconds
 
 
-def panel(name: str, snap: Snapshot) -> Group:
-    """Render a snapshot for the terminal."""
+def panel(name: str, sample: Sample) -> Group:
+    """Render a sample for the terminal."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     head = Text.assemble(
         (f"{name} ", "bold"),
-        f"{snap.elapsed:.0f}s  ",
-        (f"{snap.pages}", "bold green"),
-        f" pages ({snap.rate:.1f}/s)  ",
-        (f"{snap.items}", "bold"),
+        f"{sample.elapsed:.0f}s  ",
+        (f"{sample.pages}", "bold green"),
+        f" pages ({sample.rate:.1f}/s)  ",
+        (f"{sample.items}", "bold"),
         " items  ",
-        f"{snap.queued} queued  {snap.delayed} to retry  {snap.in_flight} in flight",
+        f"{sample.queued} queued  {sample.delayed} to retry  {sample.in_flight} in flight",
     )
     parts: list[Table | Text] = [head]
-    if snap.errors:
+    if sample.errors:
         parts.append(
-            Text("errors: " + ", ".join(f"{k} {n}" for k, n in _top(snap.errors)), style="red")
+            Text("errors: " + ", ".join(f"{k} {n}" for k, n in _top(sample.errors)), style="red")
         )
-    if snap.slowed:
+    if sample.slowed:
         table = Table("slowed host", "delay", box=None, padding=(0, 2))
-        for host, delay in _top(snap.slowed, _SLOW_SHOWN):
+        for host, delay in _top(sample.slowed, _SLOW_SHOWN):
             table.add_row(host, f"{delay:.2f}s")
         parts.append(table)
     return Group(*parts)

@@ -1,4 +1,9 @@
-"""Turn a project file into a running crawl: load, find plugins, assemble, run, stop on signal."""
+"""Turn a project file into a running crawl: load, find plugins, wire, run, stop on signal.
+
+``prepare`` does everything short of crawling (so ``fw check`` can stop there); ``engine``
+is the one place a crawl's parts are built and wired together; ``run`` drives it to its
+end, stopping it cleanly on a signal.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,41 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from framework.config.project import ExporterSpec, Project, load_project
-from framework.crawl.engine import Engine
-from framework.crawl.failures import FailureLog, failures_path, load_failures
+from framework.crawl.admission import Admission
+from framework.crawl.engine import Crew, Engine
+from framework.crawl.failures import (
+    FailureLog,
+    Failures,
+    failures_path,
+    load_failures,
+    spider_origin,
+)
 from framework.crawl.progress import Mode, Progress
+from framework.crawl.seeding import Seeder
+from framework.crawl.settle import Settler
 from framework.crawl.stats import Stats
-from framework.errors import UsageError
+from framework.errors import CrawlAborted, UsageError
+from framework.fetch.downloader import Downloader, DownloadSettings, Fetcher, user_agent
+from framework.fetch.politeness import Pace, Politeness, Throttler
+from framework.fetch.recording import Recorder, Replayer
+from framework.fetch.retry import RetryPolicy
+from framework.fetch.robots import Robots
+from framework.frontier import Frontier
+from framework.frontier.backends import make_frontier
 from framework.hooks.components import Components, assemble, configure_plugins
-from framework.hooks.manager import PluginManager, make_plugin_manager
+from framework.hooks.events import Events
+from framework.hooks.manager import PluginManager, hook_calls, make_plugin_manager
 from framework.hooks.registry import Registry
 from framework.http import Request
-from framework.spider import Spider
+from framework.middleware import chain
+from framework.spider import CallbackResult, Spider
 
-__all__ = ["Prepared", "load_plugins", "output_spec", "prepare", "run"]
+__all__ = ["Prepared", "engine", "load_plugins", "output_spec", "prepare", "run"]
 
 #: Seconds the in-flight requests get after Ctrl-C, beyond the request timeout.
 _GRACE_EXTRA = 5.0
@@ -110,27 +133,103 @@ def load_plugins(project: Project) -> tuple[Project, PluginManager, Registry]:
     return configure_plugins(project, pm.list_name_plugin()), pm, registry
 
 
-def run(prepared: Prepared, progress: Mode = "off") -> Stats:
-    """Run the crawl to its end; Ctrl-C stops it cleanly (``stats.reason`` says so)."""
-    engine = Engine(
-        prepared.project,
-        prepared.components,
-        prepared.pm,
-        seeds=prepared.seeds,
-        failures=FailureLog(prepared.failures),
-        fresh=prepared.fresh,
-        record=prepared.record,
-        replay=prepared.replay,
+def engine(
+    prepared: Prepared, *, failures_file: bool = True, frontier: Frontier | None = None
+) -> Engine:
+    """Build every part of the crawl and the engine that drives them.
+
+    This is the one place a crawl is wired together: the frontier, the fetcher behind the
+    middlewares, robots.txt, the pace kept per host, admission, seeding, the settle path
+    and the failures — each handed only what it needs. ``failures_file`` keeps the
+    failures file (in-process test crawls go without); ``frontier`` replaces the one the
+    project names.
+    """
+    project, spider = prepared.project, prepared.components.spider
+    stats = Stats(project.name)
+    politeness = Politeness.of(project)
+    frontier = frontier or make_frontier(project, politeness, fresh=prepared.fresh)
+    failures = Failures(
+        stats,
+        spider,
+        hook_calls(prepared.pm, "crawl_error"),
+        FailureLog(prepared.failures) if failures_file else None,
+        spider_origin(prepared.pm, spider),
     )
-    shown = Progress(engine.snapshot, progress, prepared.project.name)
+    events = Events(prepared.pm, failures.plugin_failed)
+    fetcher = _fetcher(prepared, stats)
+    fetch = chain(prepared.components.middlewares, fetcher.fetch)
+    throttle = Throttler(
+        politeness, enabled=project.throttle.enabled, max_delay=project.throttle.max_delay
+    )
+    pace = Pace(throttle, frontier)
+    return Engine(
+        Crew(
+            project,
+            spider,
+            stats,
+            frontier,
+            fetcher,
+            fetch,
+            Robots(fetch, user_agent(project.headers), pace) if project.robots == "obey" else None,
+            pace,
+            RetryPolicy(project.retries, project.backoff.base, project.backoff.max),
+            Admission(project, stats, spider.name, persistent=frontier.persistent),
+            Seeder(_starts(prepared, frontier), frontier.counts, failures, spider=spider.name),
+            Settler(
+                frontier,
+                prepared.components.exporters,
+                events.item_scraped,
+                failures,
+                stats,
+                spider,
+                max_items=project.max_items,
+            ),
+            failures,
+            events,
+            retrying=prepared.seeds is not None,
+        )
+    )
+
+
+def _fetcher(prepared: Prepared, stats: Stats) -> Fetcher:
+    """The network through aiohttp, recorded with ``--record``; a recording with ``--replay``."""
+    if prepared.replay is not None:
+        return Replayer(prepared.replay, prepared.components.parsers)
+    downloader = Downloader(
+        DownloadSettings.of(prepared.project), prepared.components.parsers, stats
+    )
+    return Recorder(downloader, prepared.record) if prepared.record is not None else downloader
+
+
+def _starts(prepared: Prepared, frontier: Frontier) -> Callable[[], CallbackResult]:
+    """The spider's start requests, or those ``--retry-failed`` tries again.
+
+    A persistent frontier has seen every retried request: they must pass its dedup.
+    """
+    if prepared.seeds is None:
+        return prepared.components.spider.start_requests
+    retried = [r.replace(dont_filter=True) if frontier.persistent else r for r in prepared.seeds]
+    return lambda: retried
+
+
+def run(prepared: Prepared, progress: Mode = "off") -> Stats:
+    """Run the crawl to its end and return its stats.
+
+    A signal stops it cleanly (``stats.reason`` says so); an abort is ``stats.error``.
+    """
+    crawl = engine(prepared)
+    shown = Progress(crawl.sample, progress, prepared.project.name)
     try:
-        return asyncio.run(_run(engine, prepared.project.timeout + _GRACE_EXTRA, shown))
+        asyncio.run(_run(crawl, prepared.project.timeout + _GRACE_EXTRA, shown))
     except asyncio.CancelledError:  # the grace period after Ctrl-C ran out
-        return engine.stats
+        pass
+    except CrawlAborted as exc:
+        crawl.stats.error = str(exc)
+    return crawl.stats
 
 
-async def _run(engine: Engine, grace: float, progress: Progress) -> Stats:
-    """Run ``engine``; the first signal stops it gracefully, a second one exits at once."""
+async def _run(crawl: Engine, grace: float, progress: Progress) -> Stats:
+    """Run ``crawl``; the first signal stops it gracefully, a second one exits at once."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -144,19 +243,19 @@ async def _run(engine: Engine, grace: float, progress: Progress) -> Stats:
             print("Quitting now.", file=sys.stderr, flush=True)
             os._exit(130)  # the exporters write whole records as they go: nothing is torn
         print(
-            f"\nStopping: letting {engine.in_flight} requests in flight finish "
+            f"\nStopping: letting {crawl.in_flight} requests in flight finish "
             "(press Ctrl-C again to quit now)",
             file=sys.stderr,
             flush=True,
         )
-        engine.stop("interrupted")
+        crawl.stop("interrupted")
         loop.call_later(grace, main.cancel)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted)
     shown = asyncio.create_task(progress.run())
     try:
-        return await engine.run()
+        return await crawl.run()
     finally:
         shown.cancel()
         await asyncio.gather(shown, return_exceptions=True)

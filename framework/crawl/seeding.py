@@ -1,13 +1,13 @@
-"""Feed a crawl's start requests to the frontier in batches, as room allows."""
+"""Take a crawl's start requests in batches, as the frontier has room for them."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable
 
-from framework.crawl.reports import Reporter
+from framework.crawl.failures import Failures
 from framework.errors import CloseSpider
-from framework.frontier import Frontier
+from framework.frontier import Counts
 from framework.http import Request
 from framework.spider import CallbackResult, results
 
@@ -18,41 +18,52 @@ _BATCH = 100
 #: cannot fill memory; they resume below the low mark.
 _HIGH, _LOW = 10_000, 5_000
 
-#: Filters requests and adds them to the frontier (the engine's ``_schedule``).
-Schedule = Callable[[Sequence[Request]], Awaitable[None]]
-
 
 class Seeder:
-    """Schedule what ``start()`` yields: the spider's start requests, or the ones retried."""
+    """Batch what ``start()`` yields: the spider's start requests, or the ones retried.
+
+    ``counts`` reads the frontier's sizes, for its room; ``closed`` is the reason the
+    spider gave if ``start_requests`` raised ``CloseSpider``.
+    """
 
     def __init__(
         self,
         start: Callable[[], CallbackResult],
-        schedule: Schedule,
-        frontier: Frontier,
-        reporter: Reporter,
+        counts: Callable[[], Counts],
+        failures: Failures,
         *,
         spider: str,
-        close: Callable[[str], None],
     ) -> None:
-        self._start, self._schedule, self._frontier = start, schedule, frontier
-        self._reporter, self._spider, self._close = reporter, spider, close
+        self._start, self._counts, self._failures, self._spider = start, counts, failures, spider
         self._room = asyncio.Event()
         self._stopped = False
+        #: Why the spider closed the crawl while starting it, if it did.
+        self.closed: str | None = None
 
-    async def run(self) -> None:
-        """Schedule every start request; ``CloseSpider`` from the spider stops the crawl.
+    async def batches(self) -> AsyncGenerator[list[Request]]:
+        """Yield the start requests a batch at a time, waiting for room between batches.
 
         What start_requests yielded before it raised is kept, as a callback's results are.
         """
         batch: list[Request] = []
         try:
-            await self._take(batch)
+            async for request in results(self._start()):
+                if self._stopped:
+                    break
+                if not isinstance(request, Request):
+                    await self._misfit(request)
+                    continue
+                batch.append(request)
+                if len(batch) >= _BATCH:
+                    yield batch
+                    batch = []
+                    await self._wait_for_room()
         except CloseSpider as exc:
-            self._close(f"closed by spider: {exc.reason}")
+            self.closed = exc.reason
         except Exception as exc:
-            await self._reporter.spider_error(exc, None, "start_requests")
-        await self._schedule(batch)
+            await self._failures.spider_error(exc, None, "start_requests")
+        if batch:
+            yield batch
 
     def stop(self) -> None:
         """Take no more start requests."""
@@ -61,32 +72,19 @@ class Seeder:
 
     def claimed(self) -> None:
         """Note that a request was claimed: the queue may have room for more seeds now."""
-        if not self._room.is_set() and self._frontier.counts().pending < _LOW:
+        if not self._room.is_set() and self._counts().pending < _LOW:
             self._room.set()
 
-    async def _take(self, batch: list[Request]) -> None:
-        """Schedule the start requests, full batches at a time; ``batch`` keeps the rest."""
-        async for request in results(self._start()):
-            if self._stopped:
-                break
-            if not isinstance(request, Request):
-                await self._reporter.report(
-                    TypeError(),
-                    "spider_error",
-                    None,
-                    f"spider {self._spider}: start_requests yielded "
-                    f"{type(request).__name__}; expected a Request",
-                )
-                continue
-            batch.append(request)
-            if len(batch) >= _BATCH:
-                await self._schedule(batch)
-                batch.clear()
-                await self._wait_for_room()
+    async def _misfit(self, thing: object) -> None:
+        message = (
+            f"spider {self._spider}: start_requests yielded {type(thing).__name__}; "
+            "expected a Request"
+        )
+        await self._failures.report(TypeError(message), "spider_error", None, message)
 
     async def _wait_for_room(self) -> None:
         """Let workers run, and wait while the frontier is full of unclaimed requests."""
         await asyncio.sleep(0)  # a generator that never awaits must not starve the loop
-        while not self._stopped and self._frontier.counts().pending >= _HIGH:
+        while not self._stopped and self._counts().pending >= _HIGH:
             self._room.clear()
             await self._room.wait()

@@ -1,67 +1,165 @@
-"""Group commit: write handled pages' items and settle their leases, many pages per step.
+"""Settle handled pages: items through ``item_scraped`` and ``max_items`` into every exporter,
+then leases acknowledged with the requests their pages discovered — many pages per step.
 
-A page is finished when its items are written and its lease is settled, with the
-requests it discovered; with a durable frontier, the exporters' new positions are stored
-in the same step, so that a crash resumes exactly. That step is a transaction (SQLite) or
-a round trip (Redis) costing about as much for thirty pages as for one. So one task, the
-committer, takes every page that finished while the previous settle was under way and
-settles them together: a quiet crawl waits for nothing, a busy one makes one call per
-batch instead of one per page.
+Read top to bottom, a page goes:
 
-Within a batch the pages' items are written in order and nothing else writes meanwhile,
-so the positions stored with the settle are exactly the batch's end. If a lease of the
-batch was lost (it expired and another worker holds the request now, which will export
-the page's items), the exports are cut back to where the batch began and the other
-pages' items are written again.
+1. **Accept** (in the worker that handled it): each item passes the ``item_scraped``
+   hooks (``DropItem`` keeps it out) and the ``max_items`` limit, counted before any
+   await, so that concurrent pages never pass the limit.
+2. **Commit** (in the worker): the page joins the committer's queue and waits. The
+   committer is one task that takes every page finished while its previous step was under
+   way: a settle costs about as much for thirty pages as for one (a transaction, a Redis
+   round trip), so a quiet crawl waits for nothing and a busy one makes one call a batch.
+3. **Write**: the batch's items go to every exporter, in order; nothing else writes
+   meanwhile, so the positions taken next are exactly the batch's end.
+4. **Checkpoint**: with a persistent frontier, the exporters' positions after the batch.
+5. **Acknowledge**: the frontier settles the batch's leases, queues what the pages
+   discovered and (SQLite) stores the positions, in one atomic step.
+6. **Cut back**: a lease lost meanwhile (it expired, and the worker now holding the
+   request will export its page) has its page's items cut back out: the exports are
+   rewound to where the batch began and the other pages' items written again.
 
-A memory frontier stores no positions, but its pages go the same way: measured on the
-crawl benchmark, writing and settling a batch at once costs 10-20% less CPU per page
-than doing it in each worker as its page ends (benchmarks/README.md).
+Opening the exports belongs here too: a resumed crawl opens them appending and rewinds
+them to the positions its frontier stored with the last acknowledged page.
+
+A memory frontier stores no positions, but its pages go the same way: writing and
+settling a batch at once costs 10-20% less CPU per page than doing it in each worker
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import inspect
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from framework.crawl.pipeline import ItemPipeline
+from framework.crawl.failures import Failures
 from framework.crawl.stats import Stats
-from framework.frontier import Frontier, LeaseLost, Settlement
-from framework.http import Request
+from framework.errors import CrawlAborted, DropItem
+from framework.exporters import Exporter
+from framework.frontier import Frontier, LeaseLost, Saved, Settlement
+from framework.hooks.events import EventHook
+from framework.http import Request, Response
+from framework.spider import Spider
 
-__all__ = ["Committer"]
+__all__ = ["Settler"]
 
-Outcome = list[Request] | None  # the settled page's new requests; None: its lease was lost
+log = logging.getLogger("fw")
+
+Item = dict[str, Any]
 
 
 @dataclass
 class _Page:
     settlement: Settlement
-    items: list[dict[str, Any]]
-    outcome: asyncio.Future[Outcome] = field(
+    items: list[Item]
+    #: Its new requests once settled; None if its lease was lost.
+    settled: asyncio.Future[list[Request] | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
-class Committer:
-    """Write pages' items and settle their leases; ``run()`` is the task that does it."""
+class Settler:
+    """Take handled pages from the workers to the exporters and the frontier.
 
-    def __init__(self, frontier: Frontier, items: ItemPipeline, stats: Stats) -> None:
-        self._frontier, self._items, self._stats = frontier, items, stats
+    ``run()`` is the committer task; ``halt`` says when the crawl should stop taking pages
+    (``max_items`` reached, stdout closed), which the engine reads after each step.
+    """
+
+    def __init__(
+        self,
+        frontier: Frontier,
+        exporters: Sequence[Exporter],
+        item_scraped: EventHook,
+        failures: Failures,
+        stats: Stats,
+        spider: Spider,
+        *,
+        max_items: int | None = None,
+    ) -> None:
+        self._frontier, self._exporters = frontier, tuple(exporters)
+        self._item_scraped, self._failures = item_scraped, failures
+        self._stats, self._spider, self._limit = stats, spider, max_items
+        #: Why the crawl should stop taking pages, once it should.
+        self.halt: str | None = None
+        self._taken = 0  # items past the limit check, counted before any await
         self._queue: list[_Page] = []
         self._arrived = asyncio.Event()
         self._closing = False
         self._mark: dict[str, Any] = {}  # the exporters' positions after the last settle
         self._stored = False  # whether the frontier holds ``_mark``
 
-    def start(self) -> dict[str, Any]:
-        """Take the exporters' positions as opened (and rewound) as the first batch's start."""
-        self._mark = self._items.checkpoint() if self._frontier.durable else {}
-        return self._mark
+    # ---------------------------------------------------------------------------------------
+    # Opening the exports
+    # ---------------------------------------------------------------------------------------
 
-    async def commit(self, settlement: Settlement, items: list[dict[str, Any]]) -> list[Request]:
+    def open(self, stack: AsyncExitStack, saved: Saved) -> None:
+        """Open the exporters (closed by ``stack``); a resumed crawl adds to its exports,
+        cut back to the positions stored with its last acknowledged page."""
+        for exporter in self._exporters:
+            exporter.append = exporter.append or saved.resumed
+            try:
+                exporter.open()
+            except Exception as exc:
+                raise CrawlAborted(
+                    f"exporter {exporter.format} cannot open {exporter.path}: {_reason(exc)}"
+                ) from exc
+            stack.callback(_close, exporter)
+        try:
+            self._rewind(saved.checkpoints)
+            self._mark = self._checkpoint() if self._frontier.persistent else {}
+        except Exception as exc:
+            raise CrawlAborted(f"cannot resume the exports: {_reason(exc)}") from exc
+        unsure = [key for key, value in self._mark.items() if value is None]
+        if unsure and saved.resumed:
+            log.warning(
+                "%s cannot be rewound: after a crash it may repeat the items of pages "
+                "that were not acknowledged",
+                ", ".join(unsure),
+            )
+
+    # ---------------------------------------------------------------------------------------
+    # 1. Accept
+    # ---------------------------------------------------------------------------------------
+
+    async def accept(self, items: list[Item], response: Response | None) -> list[Item]:
+        """Return the items that pass ``item_scraped`` and the ``max_items`` limit.
+
+        ``response`` is None for items of an errback.
+        """
+        accepted = []
+        for item in items:
+            if self._limit is not None and self._taken >= self._limit:
+                break
+            self._taken += 1  # before the await: concurrent pages must not pass the limit
+            if await self._scraped(item, response):
+                accepted.append(item)
+            else:
+                self._taken -= 1
+        if self._limit is not None and self._taken >= self._limit:
+            self.halt = self.halt or "max_items reached"
+        return accepted
+
+    async def _scraped(self, item: Item, response: Response | None) -> bool:
+        if not self._item_scraped:
+            return True
+        try:
+            await self._item_scraped(item=item, response=response, spider=self._spider)
+        except DropItem as exc:
+            self._stats.dropped += 1
+            log.debug("item dropped (%s): %s", exc, item)
+            return False
+        return True
+
+    # ---------------------------------------------------------------------------------------
+    # 2. Commit, and the committer
+    # ---------------------------------------------------------------------------------------
+
+    async def commit(self, settlement: Settlement, items: list[Item]) -> list[Request]:
         """Write a page's items and settle its lease; return the new requests it found.
 
         Raises ``LeaseLost`` if the lease expired meanwhile: its items are not exported.
@@ -69,12 +167,14 @@ class Committer:
         page = _Page(settlement, items)
         self._queue.append(page)
         self._arrived.set()
-        outcome = await page.outcome
-        if outcome is None:
+        new = await page.settled
+        if new is None:
             raise LeaseLost(
                 f"the lease of {settlement.lease.request.url} expired before it was settled"
             )
-        return outcome
+        if self._failures.file is not None:  # an earlier run's line for it is out of date
+            self._failures.file.settled(settlement.lease.request)
+        return new
 
     async def run(self) -> None:
         """Settle batches as pages arrive, until ``close()`` and every page is settled."""
@@ -92,39 +192,108 @@ class Committer:
 
     async def _commit(self, batch: list[_Page]) -> None:
         try:
-            outcomes = await self._settle(batch)
+            found = await self._settle(batch)
         except BaseException:
             for page in batch:  # the crawl is aborting: its workers stop waiting
-                page.outcome.cancel()
+                page.settled.cancel()
             raise
-        for page, outcome in zip(batch, outcomes, strict=True):
-            if not page.outcome.done():
-                page.outcome.set_result(outcome)
+        for page, new in zip(batch, found, strict=True):
+            if not page.settled.done():
+                page.settled.set_result(new)
 
-    async def _settle(self, batch: list[_Page]) -> list[Outcome]:
-        """Write the batch's items, then settle its leases with the exporters' positions."""
+    async def _settle(self, batch: list[_Page]) -> list[list[Request] | None]:
+        """Steps 3-6 for one batch: write, checkpoint, acknowledge, cut back."""
         await self._write(batch)
         wrote = any(page.items for page in batch)
-        durable = self._frontier.durable  # only a durable frontier stores the positions
-        mark = self._items.checkpoint() if wrote and durable else self._mark
-        stored = None if self._stored and not wrote else mark  # unchanged: not stored again
-        outcomes = await self._frontier.settle([page.settlement for page in batch], stored)
-        self._stored = True
-        if None in outcomes:
-            mark = await self._unwrite(batch, outcomes)
+        # A persistent frontier may lose a lease (Redis) or store the positions (SQLite).
+        mark = self._checkpoint() if wrote and self._frontier.persistent else self._mark
+        keeps = self._frontier.keeps_checkpoints
+        stored = mark if keeps and (wrote or not self._stored) else None  # unchanged: not again
+        found = await self._frontier.settle([page.settlement for page in batch], stored)
+        self._stored = self._stored or stored is not None
+        if None in found:
+            mark = await self._cut_back(batch, found)
         self._mark = mark
-        return outcomes
+        return found
+
+    # ---------------------------------------------------------------------------------------
+    # 3. Write
+    # ---------------------------------------------------------------------------------------
 
     async def _write(self, batch: Sequence[_Page]) -> None:
         for page in batch:
-            await self._items.write(page.items, page.settlement.lease.request)
+            request = page.settlement.lease.request
+            for item in page.items:
+                for exporter in self._exporters:
+                    await self._write_item(exporter, item, request)
+                self._stats.items += 1
 
-    async def _unwrite(self, batch: list[_Page], outcomes: list[Outcome]) -> dict[str, Any]:
+    async def _write_item(self, exporter: Exporter, item: Item, request: Request) -> None:
+        """Write one item; a failing disk aborts the crawl, an unwritable item does not."""
+        try:
+            written: Awaitable[None] | None = exporter.write(item)
+            if inspect.isawaitable(written):
+                await written
+        except BrokenPipeError:
+            if exporter.path != "-":
+                raise CrawlAborted(
+                    f"exporter {exporter.format} ({exporter.path}) failed: Broken pipe"
+                ) from None
+            # `fw run -o - | head` is done reading: stop quietly, as Unix tools do.
+            self._exporters = tuple(e for e in self._exporters if e is not exporter)
+            self.halt = self.halt or "stdout closed"
+        except OSError as exc:
+            raise CrawlAborted(
+                f"exporter {exporter.format} ({exporter.path}) failed: {exc.strerror or exc}"
+            ) from exc
+        except Exception as exc:  # the item itself: a value no exporter can write
+            await self._failures.report(
+                exc,
+                "item_error",
+                request,
+                f"spider {self._spider.name}: exporter {exporter.format} "
+                f"cannot write this item: {type(exc).__name__}: {exc}",
+            )
+
+    # ---------------------------------------------------------------------------------------
+    # 4. Checkpoint, and 6. cut back
+    # ---------------------------------------------------------------------------------------
+
+    def _checkpoint(self) -> dict[str, Any]:
+        """Return every exporter's position, by ``format:path``."""
+        return {_key(e): e.checkpoint() for e in self._exporters}
+
+    def _rewind(self, checkpoints: Mapping[str, Any]) -> None:
+        """Cut every exporter back to its position in ``checkpoints``."""
+        for exporter in self._exporters:
+            if _key(exporter) in checkpoints:
+                exporter.rewind(checkpoints[_key(exporter)])
+
+    async def _cut_back(
+        self, batch: list[_Page], found: list[list[Request] | None]
+    ) -> dict[str, Any]:
         """Cut the items of lost leases' pages back out; return the exporters' positions."""
-        self._items.rewind(self._mark)
+        self._rewind(self._mark)
         self._stats.items -= sum(len(page.items) for page in batch)
-        await self._write(
-            [page for page, outcome in zip(batch, outcomes, strict=True) if outcome is not None]
-        )
+        await self._write([page for page, new in zip(batch, found, strict=True) if new is not None])
         self._stored = False  # what the frontier stored counted the lost items: store anew
-        return self._items.checkpoint()
+        return self._checkpoint()
+
+
+def _key(exporter: Exporter) -> str:
+    return f"{exporter.format}:{exporter.path}"
+
+
+def _close(exporter: Exporter) -> None:
+    try:
+        exporter.close()
+    except Exception as exc:
+        raise CrawlAborted(
+            f"exporter {exporter.format} ({exporter.path}) failed to close: {_reason(exc)}"
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"

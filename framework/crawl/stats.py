@@ -31,6 +31,8 @@ class Stats:
     connections: int = 0
     dns_lookups: int = 0
     reason: str = "finished"
+    #: Why the crawl was aborted (an export that cannot be written), if it was.
+    error: str | None = None
     errors: Counter[str] = field(default_factory=Counter)
     filtered: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)

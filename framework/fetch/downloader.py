@@ -18,12 +18,12 @@ from aiohttp.http_exceptions import ContentEncodingError
 from multidict import CIMultiDict
 
 from framework.__about__ import __version__
-from framework.crawl.stats import Stats
+from framework.config.project import Project
 from framework.errors import FetchError
 from framework.fetch.parsers import Parsers
-from framework.http import Request, Response
+from framework.http import Request, Response, media_type
 
-__all__ = ["DEFAULT_HEADERS", "DownloadSettings", "Downloader", "Fetcher"]
+__all__ = ["DEFAULT_HEADERS", "DownloadSettings", "Downloader", "Fetcher", "Traffic", "user_agent"]
 
 DEFAULT_HEADERS: Mapping[str, str] = {
     "User-Agent": f"fw/{__version__} (+https://pypi.org/project/fw/)",
@@ -60,15 +60,47 @@ class DownloadSettings:
     headers: Mapping[str, str]
     cookies: bool
 
+    @classmethod
+    def of(cls, project: Project, concurrency: int | None = None) -> DownloadSettings:
+        """Take the project's settings; ``concurrency`` defaults to ``concurrency.total``."""
+        return cls(
+            concurrency or project.concurrency.total,
+            project.timeout,
+            project.max_response_size,
+            project.headers,
+            project.cookies,
+        )
+
+
+class Traffic(Protocol):
+    """Where the downloader counts what pooling saves: new connections and DNS look-ups."""
+
+    connections: int
+    dns_lookups: int
+
+
+@dataclass
+class _Uncounted:
+    connections: int = 0
+    dns_lookups: int = 0
+
+
+def user_agent(headers: Mapping[str, str]) -> str:
+    """Return the User-Agent sent with ``headers``: robots.txt rules are matched against it."""
+    for name, value in headers.items():
+        if name.lower() == "user-agent":
+            return value
+    return DEFAULT_HEADERS["User-Agent"]
+
 
 class Downloader:
     """Own the crawl's ``ClientSession`` and turn each request into a response."""
 
     def __init__(
-        self, settings: DownloadSettings, parsers: Parsers, stats: Stats | None = None
+        self, settings: DownloadSettings, parsers: Parsers, traffic: Traffic | None = None
     ) -> None:
         self._settings, self._parsers = settings, parsers
-        self._stats = stats or Stats("")
+        self._traffic = traffic or _Uncounted()
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Downloader:
@@ -81,7 +113,7 @@ class Downloader:
             limit=settings.concurrency,
             limit_per_host=0,
             ttl_dns_cache=300,
-            resolver=_CountingResolver(aiohttp.DefaultResolver(), self._stats),
+            resolver=_CountingResolver(aiohttp.DefaultResolver(), self._traffic),
             socket_factory=self._new_socket,
         )
         jar = aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
@@ -96,7 +128,7 @@ class Downloader:
 
     def _new_socket(self, address: AddrInfoType) -> socket.socket:
         """Open a socket for a new connection, counting it: what pooling saves."""
-        self._stats.connections += 1
+        self._traffic.connections += 1
         family, kind, proto, _, _ = address
         return socket.socket(family, kind, proto)
 
@@ -123,14 +155,13 @@ class Downloader:
                 body = await self._read(answer)
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             raise _classify(exc, self._settings.timeout) from exc
-        media_type = answer.headers.get("Content-Type", "").partition(";")[0].strip().lower()
         return Response(
             request.url,
             answer.status,
             answer.headers,
             body,
             request,
-            self._parsers.for_type(media_type),
+            self._parsers.for_type(media_type(answer.headers)),
         )
 
     async def _read(self, answer: aiohttp.ClientResponse) -> bytes:
@@ -156,13 +187,13 @@ class Downloader:
 class _CountingResolver(AbstractResolver):
     """Count look-ups that miss the connector's DNS cache (a trace would cost every request)."""
 
-    def __init__(self, resolver: AbstractResolver, stats: Stats) -> None:
-        self._resolver, self._stats = resolver, stats
+    def __init__(self, resolver: AbstractResolver, traffic: Traffic) -> None:
+        self._resolver, self._traffic = resolver, traffic
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        self._stats.dns_lookups += 1
+        self._traffic.dns_lookups += 1
         return await self._resolver.resolve(host, port, family)
 
     async def close(self) -> None:

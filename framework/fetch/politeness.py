@@ -1,15 +1,20 @@
-"""How hard each host may be hit: its policy from the project file, and adaptive throttling."""
+"""How hard each host may be hit: its policy from the project file, adaptive throttling,
+and the pace the frontier is told to keep for it."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Protocol
 
 from framework.config.project import DomainPolicy, Project
 
-__all__ = ["HostPolicy", "Politeness", "Throttler"]
+__all__ = ["HostPolicy", "Pace", "Politeness", "Throttler", "Tuner"]
+
+log = logging.getLogger("fw")
 
 #: The first delay after a 429 or 503 when the host had none; doubled on each further one.
 _FIRST_BACKOFF = 0.5
@@ -162,3 +167,48 @@ class Throttler:
             return None
         self._told[host] = delay
         return delay
+
+
+class Tuner(Protocol):
+    """Where a host's pace is kept: the frontier, which spaces the host's requests."""
+
+    async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
+        """Set the host's delay from now on, and/or rest it ``pause`` seconds."""
+
+
+class Pace:
+    """Keep each host's pace in the frontier: throttling's verdicts, robots.txt
+    ``Crawl-delay``, ``Retry-After`` rests.
+
+    The fetch path tells it what happened (a reply, a timeout, a Crawl-delay); it decides
+    with the ``Throttler`` and tells the frontier only when a host's pace changes.
+    """
+
+    def __init__(self, throttle: Throttler, frontier: Tuner) -> None:
+        self.throttle, self._frontier = throttle, frontier
+        #: The hosts whose robots.txt asked for a delay, with the seconds it asked for.
+        self.crawl_delays: dict[str, float] = {}
+
+    async def replied(self, host: str, status: int, latency: float) -> None:
+        """Learn from one reply of ``host`` that took ``latency`` seconds."""
+        await self._tell(host, self.throttle.observe(host, status, latency))
+
+    async def timed_out(self, host: str) -> None:
+        """Learn that ``host`` gave no complete answer in time: give it air."""
+        await self._tell(host, self.throttle.timed_out(host))
+
+    async def crawl_delay(self, host: str, seconds: float) -> None:
+        """Make a robots.txt ``Crawl-delay`` the host's least delay."""
+        delay = self.throttle.raise_floor(host, seconds)
+        if delay is not None:
+            self.crawl_delays[host] = seconds
+            log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, seconds)
+            await self._tell(host, delay)
+
+    async def rest(self, host: str, seconds: float) -> None:
+        """Send nothing to ``host`` for ``seconds`` (it answered with ``Retry-After``)."""
+        await self._frontier.tune(host, pause=seconds)
+
+    async def _tell(self, host: str, delay: float | None) -> None:
+        if delay is not None:
+            await self._frontier.tune(host, delay=delay)

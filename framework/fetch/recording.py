@@ -25,7 +25,7 @@ from framework.errors import FetchError, UsageError
 from framework.fetch.downloader import Fetcher
 from framework.fetch.parsers import Parsers
 from framework.fetch.urls import fingerprint
-from framework.http import Request, Response
+from framework.http import Request, Response, media_type
 
 __all__ = ["Recorder", "Replayer"]
 
@@ -132,12 +132,11 @@ class Replayer:
                 retry_after=error["retry_after"],
             )
         headers = CIMultiDict(record["headers"])
-        media_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
         return Response(
             request.url,
             record["status"],
             headers,
             body,
             request,
-            self._parsers.for_type(media_type),
+            self._parsers.for_type(media_type(headers)),
         )

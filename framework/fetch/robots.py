@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from urllib.parse import urljoin
 
 from protego import Protego
 
 from framework.errors import FetchError, IgnoreRequest
+from framework.fetch.politeness import Pace
+from framework.fetch.statuses import REDIRECTS
 from framework.fetch.urls import host_of
 from framework.http import Request, Response
 from framework.middleware import Handler
@@ -23,17 +24,14 @@ __all__ = ["Robots"]
 
 log = logging.getLogger("fw")
 
-#: Told a site's Crawl-delay once its robots.txt is read: ``(host, seconds)``.
-CrawlDelay = Callable[[str, float], Awaitable[None]]
-
 _MAX_REDIRECTS = 5
 
 
 class Robots:
     """The robots.txt of every site the crawl visits, each fetched once on first use."""
 
-    def __init__(self, fetch: Handler, user_agent: str, on_crawl_delay: CrawlDelay) -> None:
-        self._fetch, self._agent, self._on_crawl_delay = fetch, user_agent, on_crawl_delay
+    def __init__(self, fetch: Handler, user_agent: str, pace: Pace) -> None:
+        self._fetch, self._agent, self._pace = fetch, user_agent, pace
         self._sites: dict[str, asyncio.Future[Protego | None]] = {}
         self.fetched = 0
 
@@ -75,7 +73,7 @@ class Robots:
             return None
         delay = rules.crawl_delay(self._agent)
         if delay:
-            await self._on_crawl_delay(host_of(origin), float(delay))
+            await self._pace.crawl_delay(host_of(origin), float(delay))
         return rules
 
     async def _get(self, url: str) -> Response:
@@ -84,7 +82,7 @@ class Robots:
         for _ in range(_MAX_REDIRECTS):
             response = await self._fetch(request)
             location = response.headers.get("Location")
-            if response.status not in (301, 302, 303, 307, 308) or not location:
+            if response.status not in REDIRECTS or not location:
                 return response
             request = Request(urljoin(response.url, location), meta=request.meta)
         raise FetchError("redirects", "robots.txt redirects too often")

@@ -10,9 +10,10 @@ from framework.fetch.retry import parse_retry_after, retryable_status
 from framework.fetch.urls import Offsite, canonical_url, unfetchable
 from framework.http import Request, Response
 
-__all__ = ["check_status", "redirect_of"]
+__all__ = ["REDIRECTS", "check_status", "redirect_of"]
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: The statuses whose ``Location`` a crawler follows.
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> Request | None:
@@ -23,7 +24,7 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
     challenge hosts, and the spider's errback must get the chance to keep what it knew.
     """
     location = response.headers.get("Location")
-    if response.status not in _REDIRECTS or not location:
+    if response.status not in REDIRECTS or not location:
         return None
     request = response.request
     if request.redirects >= max_redirects:

@@ -1,12 +1,16 @@
 """The frontier: the crawl's queue of requests, its dedup, and per-host politeness.
 
-``Frontier`` is all the engine calls; one module per backend implements it (``memory``,
-``sqlite``, ``redis``), and ``open_frontier`` picks one from the project's ``frontier:``
-URL. The model is lease/ack: ``claim`` leases a request whose host may be visited now,
-and the engine later settles that lease exactly once: with ``settle`` (done or failed,
-plus the requests it discovered; many leases in one step) or ``retry`` (try again
-later). A durable backend keeps a lease until it is settled or expires, never pops a
-request destructively, and stores the exporters' checkpoint in the same atomic step as
+``Frontier`` is the seam: all the engine calls. One module per backend implements it
+(``memory``, ``sqlite``, ``redis``); ``backends.make_frontier`` picks one from the
+project's ``frontier:`` URL, and ``backends.read_status`` reads a crawl's state for
+``fw status`` without opening it. Scheduling shared by the local backends lives in
+``hosts``.
+
+The model is lease/ack: ``claim`` leases a request whose host may be visited now, and the
+engine later settles that lease exactly once: with ``settle`` (done or failed, plus the
+requests it discovered; many leases in one step) or ``retry`` (try again later). A
+persistent backend keeps a lease until it is settled or expires, never pops a request
+destructively, and (SQLite) stores the exporters' checkpoint in the same atomic step as
 the settle, so that a crawl killed at any moment resumes with every page fetched and
 every item exported once.
 """
@@ -34,6 +38,7 @@ __all__ = [
     "WorkerStatus",
     "decode_request",
     "encode_request",
+    "signed_fingerprint",
 ]
 
 
@@ -71,6 +76,10 @@ class Counts:
     delayed: int
     leased: int
     seen: int
+    #: Requests settled as done, and as failed for good: not work the frontier holds, so
+    #: left out of comparisons.
+    done: int = field(default=0, compare=False)
+    failed: int = field(default=0, compare=False)
 
 
 def _nothing() -> Mapping[str, Any]:
@@ -89,6 +98,70 @@ class Saved:
     settled: int = 0
     #: The exporters' positions at the last ack, by ``exporter_key``; empty if none.
     checkpoints: Mapping[str, Any] = field(default_factory=_nothing)
+
+
+class Frontier(Protocol):
+    """The queue + dedup seam. This is all the engine calls.
+
+    ``open`` and ``close`` bracket a crawl; ``add`` queues start requests; ``claim``
+    leases the next request; ``settle`` and ``retry`` end a lease; ``tune`` paces a host;
+    ``counts`` sizes the work left; ``persistent`` and ``keeps_checkpoints`` say what
+    the backend keeps.
+    """
+
+    #: Requests outlive this process: they are stored as JSON, and a later run (or
+    #: another worker) may continue the crawl.
+    persistent: bool
+    #: ``settle`` stores the exporters' checkpoint, which a resumed crawl rewinds to.
+    keeps_checkpoints: bool
+
+    async def open(self) -> Saved:
+        """Connect to the backend, load saved state, and say what was found."""
+
+    async def close(self) -> None:
+        """Release the backend; the frontier is not used afterwards."""
+
+    async def add(self, requests: Sequence[Request]) -> list[Request]:
+        """Queue the requests not seen before (by fingerprint) and return them."""
+
+    async def claim(self) -> Lease | float | None:
+        """Lease the most urgent request whose host may be visited now.
+
+        Otherwise return how many seconds to wait before asking again (``math.inf``: until
+        a lease is settled or requests are added), or None when nothing is queued, delayed
+        or (for a shared backend) leased by any worker: the crawl is over.
+        """
+
+    async def settle(
+        self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
+    ) -> list[list[Request] | None]:
+        """Settle handled leases and queue what they discovered, all in one atomic step.
+
+        ``checkpoint`` (backends that keep checkpoints) records where the exporters stand
+        now that these pages' items are written. Returns, for each settlement in order,
+        its discovered requests that were new, or None if the lease is no longer this
+        worker's. A backend that keeps checkpoints never loses a lease while its worker
+        lives: the checkpoint of a batch with a lost lease would count that page's items.
+        """
+
+    async def retry(self, lease: Lease, request: Request, delay: float) -> None:
+        """Settle a lease by queueing ``request`` again after ``delay`` seconds.
+
+        Raises ``LeaseLost`` if the lease is no longer this worker's.
+        """
+
+    async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
+        """Change a host's pace: its delay between requests from now on (throttling, a
+        robots.txt Crawl-delay), and/or no request to it for ``pause`` seconds (Retry-After).
+        """
+
+    def counts(self) -> Counts:
+        """Return the current sizes (may be slightly stale for shared backends)."""
+
+
+# -------------------------------------------------------------------------------------------
+# A crawl's state as ``fw status`` reads it (``backends.read_status``)
+# -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -131,61 +204,13 @@ class Status:
         return not (self.pending or self.delayed or self.leased) and bool(self.done + self.failed)
 
 
-class Frontier(Protocol):
-    """The queue + dedup seam. This is all the engine calls."""
-
-    #: Whether state outlives the process (and acks carry exporter checkpoints).
-    durable: bool
-
-    async def open(self) -> Saved:
-        """Connect to the backend, load saved state, and say what was found."""
-
-    async def close(self) -> None:
-        """Release the backend; the frontier is not used afterwards."""
-
-    async def add(self, requests: Sequence[Request]) -> list[Request]:
-        """Queue the requests not seen before (by fingerprint) and return them."""
-
-    async def claim(self) -> Lease | float | None:
-        """Lease the most urgent request whose host may be visited now.
-
-        Otherwise return how many seconds to wait before asking again (``math.inf``: until
-        a lease is settled or requests are added), or None when nothing is queued, delayed
-        or (for a shared backend) leased by any worker: the crawl is over.
-        """
-
-    async def settle(
-        self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
-    ) -> list[list[Request] | None]:
-        """Settle handled leases and queue what they discovered, all in one atomic step.
-
-        ``checkpoint`` (durable backends) records where the exporters stand now that these
-        pages' items are written. Returns, for each settlement in order, its discovered
-        requests that were new, or None if the lease is no longer this worker's. A backend
-        that stores checkpoints never loses a lease while its worker lives: the checkpoint
-        of a batch with a lost lease would count that page's items.
-        """
-
-    async def retry(self, lease: Lease, request: Request, delay: float) -> None:
-        """Settle a lease by queueing ``request`` again after ``delay`` seconds.
-
-        Raises ``LeaseLost`` if the lease is no longer this worker's.
-        """
-
-    async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
-        """Change a host's pace: its delay between requests from now on (throttling, a
-        robots.txt Crawl-delay), and/or no request to it for ``pause`` seconds (Retry-After).
-        """
-
-    def counts(self) -> Counts:
-        """Return the current sizes (may be slightly stale for shared backends)."""
-
-    async def status(self) -> Status:
-        """Return the crawl's state in detail, for ``fw status``; works without ``open()``."""
+# -------------------------------------------------------------------------------------------
+# How persistent backends store requests
+# -------------------------------------------------------------------------------------------
 
 
 def encode_request(request: Request) -> str:
-    """Serialise a request as JSON for a durable backend; its meta must be JSON too."""
+    """Serialise a request as JSON for a persistent backend; its meta must be JSON too."""
     try:
         return json.dumps(
             request.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
@@ -200,3 +225,9 @@ def encode_request(request: Request) -> str:
 def decode_request(text: str | bytes) -> Request:
     """Rebuild a request that ``encode_request`` stored."""
     return Request.from_dict(json.loads(text))
+
+
+def signed_fingerprint(fingerprint: int) -> int:
+    """Fold a 64-bit fingerprint into a signed 64-bit integer, which SQLite and Redis
+    store as a plain integer (Redis: an intset entry of 8 bytes)."""
+    return fingerprint - (1 << 64) if fingerprint >= 1 << 63 else fingerprint

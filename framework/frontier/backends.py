@@ -1,15 +1,16 @@
-"""Pick the frontier backend a project's ``frontier:`` key names."""
+"""Pick the frontier backend a project's ``frontier:`` key names: to crawl with, or to read."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from framework.config.project import Project
+from framework.errors import UsageError
 from framework.fetch.politeness import Politeness
-from framework.frontier import Frontier
+from framework.frontier import Frontier, Status
 from framework.frontier.memory import MemoryFrontier
 
-__all__ = ["make_frontier"]
+__all__ = ["make_frontier", "read_status"]
 
 
 def make_frontier(
@@ -28,3 +29,21 @@ def make_frontier(
         frontier: Frontier = RedisFrontier(url, politeness, name=project.name, fresh=fresh)
         return frontier
     return MemoryFrontier(politeness)
+
+
+async def read_status(project: Project) -> Status:
+    """Read the state of the project's crawl without joining it (``fw status``)."""
+    url = project.frontier
+    if url.startswith("sqlite:///"):
+        from framework.frontier import sqlite
+
+        return sqlite.read_status(Path(url.removeprefix("sqlite:///")))
+    if url != "memory":
+        from framework.frontier import redis
+
+        server, prefix, lease = redis.where(url, project.name)
+        return await redis.read_status(server, prefix, lease=lease)
+    raise UsageError(
+        f"{project.file}: frontier: memory keeps no state outside its `fw run`; "
+        "set frontier: sqlite:///… or redis://… to follow a crawl"
+    )

@@ -14,7 +14,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Generic, TypeVar
 
 from framework.fetch.politeness import HostPolicy, Politeness
 
@@ -35,15 +35,13 @@ class Host:
         "next_at",
         "pending",
         "policy",
-        "queue",
         "rank",
         "state",
         "token",
     )
 
-    def __init__(self, name: str, policy: HostPolicy, queue: Any) -> None:
+    def __init__(self, name: str, policy: HostPolicy) -> None:
         self.name, self.policy, self.delay = name, policy, policy.delay
-        self.queue = queue  # the backend's own: where this host's requests wait
         self.pending = 0  # requests queued
         self.best = math.inf  # the rank of the best of them
         self.inflight = 0
@@ -54,36 +52,39 @@ class Host:
         self.token = 0  # bumped to invalidate older heap entries
 
 
-class Hosts:
-    """Keep every host's slots, delay and queue size; say which may be visited next."""
+H = TypeVar("H", bound=Host)
+
+
+class Hosts(Generic[H]):
+    """Keep every host's slots, delay and queue size; say which may be visited next.
+
+    ``make`` builds a host's state: a backend that keeps more per host (the memory
+    frontier's queue) subclasses ``Host``.
+    """
 
     def __init__(
         self,
         politeness: Politeness,
-        new_queue: Callable[[], Any],
+        make: Callable[[str, HostPolicy], H],
         *,
         clock: Callable[[], float],
         jitter: Callable[[], float],
     ) -> None:
-        self._politeness, self._new_queue = politeness, new_queue
+        self._politeness, self._make = politeness, make
         self._clock, self._jitter = clock, jitter
-        self._hosts: dict[str, Host] = {}
-        self._ready: list[tuple[float, int, int, Host]] = []
-        self._waiting: list[tuple[float, int, int, Host]] = []
+        self._hosts: dict[str, H] = {}
+        self._ready: list[tuple[float, int, int, H]] = []
+        self._waiting: list[tuple[float, int, int, H]] = []
         self._seq = itertools.count()
 
-    def __iter__(self) -> Any:
-        return iter(self._hosts.values())
-
-    def get(self, name: str) -> Host:
+    def get(self, name: str) -> H:
         """Return the host called ``name``, creating its state the first time."""
         host = self._hosts.get(name)
         if host is None:
-            host = Host(name, self._politeness.for_host(name), self._new_queue())
-            self._hosts[name] = host
+            host = self._hosts[name] = self._make(name, self._politeness.for_host(name))
         return host
 
-    def queued(self, host: Host, rank: float) -> None:
+    def queued(self, host: H, rank: float) -> None:
         """Count one more request queued for ``host``, of rank ``-priority``."""
         host.pending += 1
         host.best = min(host.best, rank)
@@ -91,13 +92,13 @@ class Hosts:
         if host.state == 0 or (host.state == _READY and rank < host.rank):
             self._file(host, self._clock())
 
-    def restore(self, host: Host, pending: int, best: float) -> None:
+    def restore(self, host: H, pending: int, best: float) -> None:
         """Count ``pending`` requests saved by an earlier run, the best of rank ``best``."""
         host.pending += pending
         host.best = min(host.best, best)
         self._file(host, self._clock())
 
-    def next_ready(self, now: float) -> Host | None:
+    def next_ready(self, now: float) -> H | None:
         """Return the host whose best request should go next, if any may be visited now."""
         waiting = self._waiting
         while waiting and waiting[0][0] <= now:
@@ -111,7 +112,7 @@ class Hosts:
                 return host
         return None
 
-    def started(self, host: Host, now: float, best: float) -> None:
+    def started(self, host: H, now: float, best: float) -> None:
         """Record that a request of ``host`` was leased; ``best`` ranks what is left."""
         host.pending -= 1
         host.best = best if host.pending else math.inf
@@ -120,20 +121,25 @@ class Hosts:
         host.next_at = max(host.next_at, now + self._spacing(host))
         self._file(host, now)
 
-    def released(self, host: Host) -> None:
+    def released(self, host: H) -> None:
         """Free the slot a settled lease held."""
         host.inflight -= 1
         self._file(host, self._clock())
 
-    def tune(self, host: Host, delay: float | None, pause: float) -> None:
+    def tune(self, name: str, delay: float | None, pause: float) -> None:
         """Set the host's delay from now on, and/or keep it idle for ``pause`` seconds."""
-        now = self._clock()
+        host, now = self.get(name), self._clock()
         if delay is not None:  # it counts from the last start, not only from the next one
             host.delay = delay
             host.next_at = max(host.next_at, host.last_start + self._spacing(host))
         if pause > 0:
             host.next_at = max(host.next_at, now + pause)
         self._file(host, now)
+
+    def wait(self, now: float, due: float = math.inf) -> float:
+        """Return the seconds until a host may be visited, or ``due`` (a delayed request)
+        comes: how long a claim that found nothing ready should wait."""
+        return max(min(self.next_rest_over(), due) - now, 0.0)
 
     def next_rest_over(self) -> float:
         """Return when the soonest resting host may be visited (``inf``: none is resting)."""
@@ -142,12 +148,12 @@ class Hosts:
             heapq.heappop(waiting)  # drop stale entries so the time is right
         return waiting[0][0] if waiting else math.inf
 
-    def _spacing(self, host: Host) -> float:
+    def _spacing(self, host: H) -> float:
         """Seconds until the host's next request may start: jittered delay, or the rate's."""
         jittered = host.delay * (0.5 + self._jitter()) if host.delay else 0.0
         return max(jittered, host.policy.interval)
 
-    def _file(self, host: Host, now: float) -> None:
+    def _file(self, host: H, now: float) -> None:
         """Put the host in the heap its next request will be found through, if any."""
         host.token += 1
         host.state = 0

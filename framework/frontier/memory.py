@@ -10,19 +10,30 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from framework.fetch.politeness import Politeness
+from framework.fetch.politeness import HostPolicy, Politeness
 from framework.fetch.urls import fingerprint, host_of
-from framework.frontier import Counts, Lease, LeaseLost, Saved, Settlement, Status
+from framework.frontier import Counts, Lease, LeaseLost, Saved, Settlement
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
 
 __all__ = ["MemoryFrontier"]
 
 
+class _Host(Host):
+    """A host's scheduling state, and its queue: a heap of ``(-priority, seq, request)``."""
+
+    __slots__ = ("queue",)
+
+    def __init__(self, name: str, policy: HostPolicy) -> None:
+        super().__init__(name, policy)
+        self.queue: list[tuple[int, int, Request]] = []
+
+
 class MemoryFrontier:
     """Keep the crawl's queue and seen-set in this process; a crash forgets them."""
 
-    durable = False
+    persistent = False
+    keeps_checkpoints = False
 
     def __init__(
         self,
@@ -32,7 +43,7 @@ class MemoryFrontier:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._clock = clock
-        self._hosts = Hosts(politeness, list, clock=clock, jitter=jitter)
+        self._hosts = Hosts(politeness, _Host, clock=clock, jitter=jitter)
         self._seen: set[int] = set()
         self._delayed: list[tuple[float, int, Request]] = []
         self._seq = itertools.count()
@@ -61,8 +72,7 @@ class MemoryFrontier:
             return self._lease(host, now)
         if not self._pending and not delayed:
             return None
-        soonest = min(self._hosts.next_rest_over(), delayed[0][0] if delayed else math.inf)
-        return max(soonest - now, 0.0)
+        return self._hosts.wait(now, delayed[0][0] if delayed else math.inf)
 
     async def settle(
         self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
@@ -81,16 +91,17 @@ class MemoryFrontier:
 
     async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
         """Set the host's delay from now on, and/or keep it idle for ``pause`` seconds."""
-        self._hosts.tune(self._hosts.get(host), delay, pause)
+        self._hosts.tune(host, delay, pause)
 
     def counts(self) -> Counts:
         """Return the queue sizes."""
-        return Counts(self._pending, len(self._delayed), len(self._leases), len(self._seen))
-
-    async def status(self) -> Status:
-        """Return this process's view; nothing outlives it."""
-        return Status(
-            "memory", self._pending, len(self._delayed), len(self._leases), self._done, self._failed
+        return Counts(
+            self._pending,
+            len(self._delayed),
+            len(self._leases),
+            len(self._seen),
+            self._done,
+            self._failed,
         )
 
     def _add(self, requests: Sequence[Request]) -> list[Request]:
@@ -121,7 +132,7 @@ class MemoryFrontier:
         self._pending += 1
         self._hosts.queued(host, -request.priority)
 
-    def _lease(self, host: Host, now: float) -> Lease:
+    def _lease(self, host: _Host, now: float) -> Lease:
         heap = host.queue
         _, _, request = heapq.heappop(heap)
         self._pending -= 1

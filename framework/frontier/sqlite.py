@@ -47,11 +47,12 @@ from framework.frontier import (
     WorkerStatus,
     decode_request,
     encode_request,
+    signed_fingerprint,
 )
-from framework.frontier.hosts import Hosts
+from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
 
-__all__ = ["SqliteFrontier"]
+__all__ = ["SqliteFrontier", "read_status"]
 
 log = logging.getLogger("fw")
 
@@ -79,7 +80,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 class SqliteFrontier:
     """Keep the crawl in a SQLite file so that it survives the process."""
 
-    durable = True
+    persistent = True
+    keeps_checkpoints = True
 
     def __init__(
         self,
@@ -92,10 +94,11 @@ class SqliteFrontier:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.path, self._fresh, self._clock, self._wall = path, fresh, clock, wall
-        self._hosts = Hosts(politeness, lambda: None, clock=clock, jitter=jitter)
+        self._hosts = Hosts(politeness, Host, clock=clock, jitter=jitter)
         self._db: sqlite3.Connection | None = None
         self._lock: IO[str] | None = None
         self._pending = self._leased = self._delayed = self._seen = 0
+        self._done = self._failed = 0
         self._next_due = math.inf  # the soonest delayed request's due time
         self._leases: dict[int | str, int] = {}  # lease token -> row id
 
@@ -146,7 +149,10 @@ class SqliteFrontier:
         ).fetchone()
         self._next_due = self._to_clock(due)
         self._seen = db.execute("SELECT count(*) FROM requests").fetchone()[0]
-        return int(db.execute("SELECT count(*) FROM requests WHERE state IN (2, 3)").fetchone()[0])
+        self._done, self._failed = db.execute(
+            "SELECT coalesce(sum(state = 2), 0), coalesce(sum(state = 3), 0) FROM requests"
+        ).fetchone()
+        return self._done + self._failed
 
     # -------------------------------------------------------------------------------------
     # The queue
@@ -181,7 +187,7 @@ class SqliteFrontier:
             return Lease(decode_request(data), host.name, token)
         if not self._pending and not self._delayed:
             return None
-        return max(min(self._hosts.next_rest_over(), self._next_due) - now, 0.0)
+        return self._hosts.wait(now, self._next_due)
 
     async def settle(
         self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
@@ -203,6 +209,10 @@ class SqliteFrontier:
             if new is not None:
                 self._queued(new)
                 self._released(settlement.lease)
+                if settlement.failure is None:
+                    self._done += 1
+                else:
+                    self._failed += 1
         return found
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
@@ -221,21 +231,13 @@ class SqliteFrontier:
 
     async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
         """Set the host's delay from now on, and/or keep it idle for ``pause`` seconds."""
-        self._hosts.tune(self._hosts.get(host), delay, pause)
+        self._hosts.tune(host, delay, pause)
 
     def counts(self) -> Counts:
         """Return the queue sizes, kept in memory as the table changes."""
-        return Counts(self._pending, self._delayed, self._leased, self._seen)
-
-    async def status(self) -> Status:
-        """Read the state without taking the lock, so it works while a crawl runs."""
-        if not self.path.is_file():
-            raise UsageError(f"{self.path}: no crawl state here yet")
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        try:
-            return _status(db, _holder(self.path))
-        finally:
-            db.close()
+        return Counts(
+            self._pending, self._delayed, self._leased, self._seen, self._done, self._failed
+        )
 
     # -------------------------------------------------------------------------------------
     # Inside
@@ -276,7 +278,7 @@ class SqliteFrontier:
         """Insert the requests not seen before; return them for ``_queued`` after commit."""
         new = []
         for request in requests:
-            key = None if request.dont_filter else _signed(fingerprint(request))
+            key = None if request.dont_filter else signed_fingerprint(fingerprint(request))
             cursor = db.execute(
                 "INSERT OR IGNORE INTO requests (fp, host, priority, state, "
                 "data) VALUES (?, ?, ?, 0, ?)",
@@ -317,6 +319,17 @@ class SqliteFrontier:
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+
+def read_status(path: Path) -> Status:
+    """Read a crawl's state without taking its lock, so it works while the crawl runs."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no crawl state here yet")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return _status(db, _holder(path))
+    finally:
+        db.close()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -401,8 +414,3 @@ def _status(db: sqlite3.Connection, holder: WorkerStatus | None) -> Status:
         {host: HostStatus(*counts) for host, counts in sorted(hosts.items())},
         (holder,) if holder else (),
     )
-
-
-def _signed(fingerprint: int) -> int:
-    """SQLite integers are signed 64-bit: fold the fingerprint into that range."""
-    return fingerprint - (1 << 64) if fingerprint >= 1 << 63 else fingerprint

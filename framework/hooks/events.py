@@ -47,7 +47,11 @@ class EventHook:
 
 
 class Events:
-    """The event hooks of one crawl, resolved once so that unused hooks cost nothing."""
+    """The event hooks the engine calls, resolved once so that unused hooks cost nothing.
+
+    ``crawl_error`` is called where failures are reported (``crawl.failures``), and
+    ``item_scraped`` where items are accepted (``crawl.settle``).
+    """
 
     def __init__(self, pm: pluggy.PluginManager, on_error: PluginFailed) -> None:
         def hook(name: str) -> EventHook:
@@ -57,5 +61,4 @@ class Events:
         self.request_scheduled = hook("request_scheduled")
         self.response_received = hook("response_received")
         self.item_scraped = hook("item_scraped")
-        self.crawl_error = hook("crawl_error")
         self.crawl_finished = hook("crawl_finished")

@@ -30,7 +30,7 @@ from framework.fetch.urls import Offsite, unfetchable
 from framework.hooks.components import assemble, middlewares
 from framework.http import Request, Response
 from framework.middleware import Middleware, chain
-from framework.spider import Outcome, Spider, run_callback
+from framework.spider import CallbackOutput, Spider, run_callback
 
 __all__ = ["Probe", "format_outcome", "parse", "shell"]
 
@@ -99,7 +99,7 @@ def _without_project(spider: str | None, error: ProjectError) -> ProjectError:
     return ProjectError(given, error.key, f"{error.message}; give the options with -p PROJECT.yaml")
 
 
-def parse(probe: Probe, url: str, callback: str | None) -> Outcome:
+def parse(probe: Probe, url: str, callback: str | None) -> CallbackOutput:
     """Fetch ``url`` and run the spider's ``callback`` (default ``parse``) on it."""
     spider = probe.spider
     if spider is None:
@@ -107,7 +107,7 @@ def parse(probe: Probe, url: str, callback: str | None) -> Outcome:
             "fw parse needs a spider: name one (--spider NAME) or a project (-p PROJECT.yaml)"
         )
 
-    async def run() -> Outcome:
+    async def run() -> CallbackOutput:
         response = await probe.fetch(url)
         return await run_callback(spider, callback, response)
 
@@ -117,7 +117,7 @@ def parse(probe: Probe, url: str, callback: str | None) -> Outcome:
         raise CrawlAborted(f"{url}: {exc.kind}: {exc}") from exc
 
 
-def format_outcome(outcome: Outcome, *, as_json: bool) -> str:
+def format_outcome(outcome: CallbackOutput, *, as_json: bool) -> str:
     """Render what a callback yielded: items as JSON lines, then requests."""
     if as_json:
         return json.dumps(

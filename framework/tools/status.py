@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from framework.config.project import load_project
-from framework.errors import UsageError
 from framework.frontier import Status
-from framework.frontier.backends import make_frontier
+from framework.frontier.backends import read_status
 
 __all__ = ["show"]
 
@@ -19,12 +18,7 @@ __all__ = ["show"]
 def show(file: Path, overrides: Sequence[str] = (), *, as_json: bool = False) -> str:
     """Return the state of the crawl ``file`` describes, for people or (``as_json``) machines."""
     project = load_project(file, overrides)
-    if project.frontier == "memory":
-        raise UsageError(
-            f"{file}: frontier: memory keeps no state outside its `fw run`; "
-            "set frontier: sqlite:///… or redis://… to follow a crawl"
-        )
-    status = asyncio.run(make_frontier(project).status())
+    status = asyncio.run(read_status(project))
     where = f"{project.name} ({project.frontier})"
     if as_json:
         return json.dumps(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from framework.crawl.reports import spider_origin
+from framework.crawl.failures import spider_origin
 from framework.hooks.manager import make_plugin_manager
 from framework.spider import Spider
 from tests.conftest import Serve, crawl, read_jsonl, write_project

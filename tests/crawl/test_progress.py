@@ -18,10 +18,10 @@ import pytest
 from aiohttp import web
 from rich.console import Console
 
-from framework.crawl.progress import Progress, Snapshot, panel
+from framework.crawl.progress import Progress, Sample, panel
 from tests.conftest import Serve, fw_command, pages, run_fw, write_project
 
-SNAPSHOT = Snapshot(
+SNAPSHOT = Sample(
     elapsed=10.0,
     pages=250,
     items=240,

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from framework.crawl import runner
-from framework.crawl.engine import Engine
 from framework.fetch.politeness import Politeness
 from framework.frontier import Settlement
 from framework.frontier.sqlite import SqliteFrontier
@@ -166,7 +165,7 @@ async def test_a_lost_lease_cuts_its_pages_items_back_out_of_the_export(
     frontier = LosesOneLease(
         project.parent / "state" / "crawl.db", Politeness.of(prepared.project), lost="/p/7"
     )
-    engine = Engine(prepared.project, prepared.components, prepared.pm, frontier=frontier)
+    engine = runner.engine(prepared, failures_file=False, frontier=frontier)
     stats = await engine.run()
 
     pages = [item["page"] for item in read_jsonl(out)]

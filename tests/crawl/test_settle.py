@@ -1,4 +1,4 @@
-"""The committer: pages that finish together are written and settled in one step.
+"""The settle path: pages that finish together are written and settled in one step.
 
 A real SQLite frontier and a real JSON-lines export; the frontier is told to lose one
 lease, as a Redis lease that expired while its page was handled would be.
@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from framework.crawl.pipeline import ItemPipeline
-from framework.crawl.settle import Committer
+from framework.crawl.failures import Failures
+from framework.crawl.settle import Settler
 from framework.crawl.stats import Stats
 from framework.fetch.politeness import HostPolicy, Politeness
-from framework.frontier import Lease, LeaseLost, Settlement
+from framework.frontier import Frontier, Lease, LeaseLost, Saved, Settlement
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.hooks.events import EventHook
@@ -49,22 +50,26 @@ class Losing(SqliteFrontier):
 
 
 class Crawl:
-    """A frontier, an export and a running committer, as the engine wires them."""
+    """A frontier, an export and a running settler, as the runner wires them."""
 
     def __init__(self, folder: Path) -> None:
         self.frontier = Losing(folder / "crawl.db")
         self.export = JsonLinesExporter(str(folder / "items.jsonl"))
         self.stats = Stats("test")
-        self.items = ItemPipeline(
+        self.committer = self.settler(self.frontier)
+
+    def settler(self, frontier: Frontier) -> Settler:
+        return Settler(
+            frontier,
             [self.export],
             EventHook("item_scraped", [], _never),
+            Failures(self.stats, Spider()),
             self.stats,
             Spider(),
-            max_items=None,
-            report=_never,
-            stop=lambda reason: None,
         )
-        self.committer = Committer(self.frontier, self.items, self.stats)
+
+    def open(self, stack: AsyncExitStack) -> None:
+        self.committer.open(stack, Saved())
 
     async def leases(self, *paths: str) -> list[Lease]:
         await self.frontier.add([Request(f"http://a.test/{path}") for path in paths])
@@ -86,13 +91,12 @@ async def _never(*args: Any) -> None:
 async def crawl(tmp_path: Path) -> AsyncIterator[Crawl]:
     crawl = Crawl(tmp_path)
     await crawl.frontier.open()
-    crawl.export.open()
-    crawl.committer.start()
-    running = asyncio.create_task(crawl.committer.run())
-    yield crawl
-    crawl.committer.close()
-    await asyncio.wait_for(running, 5)
-    crawl.export.close()
+    async with AsyncExitStack() as exports:
+        crawl.open(exports)
+        running = asyncio.create_task(crawl.committer.run())
+        yield crawl
+        crawl.committer.close()
+        await asyncio.wait_for(running, 5)
     await crawl.frontier.close()
 
 
@@ -151,16 +155,15 @@ async def test_a_settle_that_carries_no_new_items_stores_no_positions_again(craw
 async def test_close_lets_queued_pages_be_settled_first(tmp_path: Path) -> None:
     crawl = Crawl(tmp_path)
     await crawl.frontier.open()
-    crawl.export.open()
-    crawl.committer.start()
-    leases = await crawl.leases("1", "2")
-    commits = [asyncio.create_task(crawl.committer.commit(*page(lease))) for lease in leases]
-    crawl.committer.close()
-    # Tasks start in the order they were made: both pages are queued before run() starts.
-    await asyncio.wait_for(crawl.committer.run(), 5)
-    assert [len(found) for found in await asyncio.gather(*commits)] == [1, 1]
+    async with AsyncExitStack() as exports:
+        crawl.open(exports)
+        leases = await crawl.leases("1", "2")
+        commits = [asyncio.create_task(crawl.committer.commit(*page(lease))) for lease in leases]
+        crawl.committer.close()
+        # Tasks start in the order they were made: both pages are queued before run() starts.
+        await asyncio.wait_for(crawl.committer.run(), 5)
+        assert [len(found) for found in await asyncio.gather(*commits)] == [1, 1]
     assert crawl.exported() == [lease.request.url for lease in leases]
-    crawl.export.close()
     await crawl.frontier.close()
 
 
@@ -176,17 +179,16 @@ async def test_a_memory_frontiers_pages_are_batched_too(tmp_path: Path) -> None:
             return await super().settle(settlements, checkpoint)
 
     crawl, frontier = Crawl(tmp_path), Recording(Politeness(HostPolicy(100, 0.0), {}))
-    crawl.committer = Committer(frontier, crawl.items, crawl.stats)
+    crawl.committer = crawl.settler(frontier)
     await frontier.add([Request(f"http://a.test/{n}") for n in range(3)])
     leases = [await frontier.claim() for _ in range(3)]
-    crawl.export.open()
-    crawl.committer.start()
-    running = asyncio.create_task(crawl.committer.run())
-    await asyncio.gather(
-        *(crawl.committer.commit(*page(lease)) for lease in leases if isinstance(lease, Lease))
-    )
-    crawl.committer.close()
-    await asyncio.wait_for(running, 5)
-    crawl.export.close()
+    async with AsyncExitStack() as exports:
+        crawl.open(exports)
+        running = asyncio.create_task(crawl.committer.run())
+        await asyncio.gather(
+            *(crawl.committer.commit(*page(lease)) for lease in leases if isinstance(lease, Lease))
+        )
+        crawl.committer.close()
+        await asyncio.wait_for(running, 5)
     assert Recording.batches == [3]
     assert len(crawl.exported()) == 3

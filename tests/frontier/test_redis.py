@@ -19,8 +19,8 @@ import pytest
 
 from framework.errors import CrawlAborted, UsageError
 from framework.fetch.politeness import HostPolicy, Politeness
-from framework.frontier import HostStatus, Lease, LeaseLost, Saved, Settlement
-from framework.frontier.redis import RedisFrontier
+from framework.frontier import HostStatus, Lease, LeaseLost, Saved, Settlement, Status
+from framework.frontier.redis import RedisFrontier, read_status
 from framework.http import Request
 from tests.frontier.leases import ack, fail
 from tests.redis_server import CuttingProxy, RedisServer, redis_binary
@@ -29,6 +29,11 @@ pytestmark = pytest.mark.skipif(redis_binary() is None, reason="no redis-server 
 
 PREFIX = "fw:test:"
 Make = Callable[..., Awaitable[RedisFrontier]]
+
+
+async def status_of(frontier: RedisFrontier) -> Status:
+    """Read the state of ``frontier``'s crawl as ``fw status`` does, on a connection of its own."""
+    return await read_status(frontier.url, frontier.prefix, lease=frontier.lease)
 
 
 @pytest.fixture
@@ -133,7 +138,7 @@ async def test_lease_then_ack_fail_and_retry(make: Make, server: RedisServer) ->
     with pytest.raises(LeaseLost):  # settled already
         await ack(frontier, leases[0], [])
     assert await frontier.claim() is None
-    status = await frontier.status()
+    status = await status_of(frontier)
     assert (status.pending, status.delayed, status.leased, status.done, status.failed) == (
         0,
         0,
@@ -187,7 +192,7 @@ async def test_a_settle_of_many_leases_is_one_call_and_a_lost_one_changes_nothin
     )
     assert script_calls(server) == before + 1
     assert found == [urls("new-1"), None, urls("new-2")]
-    status = await frontier.status()
+    status = await status_of(frontier)
     assert (status.pending, status.leased, status.done, status.failed) == (2, 1, 1, 1)
     assert await frontier.add(urls("lost-1")) == urls("lost-1")  # never queued
 
@@ -222,7 +227,7 @@ async def test_a_repeated_claim_of_many_gets_the_same_leases(
             "2",
             "3",
         ]
-        assert (await frontier.status()).leased == 3  # not six
+        assert (await status_of(frontier)).leased == 3  # not six
     finally:
         await proxy.close()
 
@@ -260,7 +265,7 @@ async def test_batches_longer_than_lua_can_unpack_at_once(make: Make) -> None:
     assert sorted(lease.request.url for lease in leases) == sorted(r.url for r in pages)
     found = await frontier.settle([Settlement(lease) for lease in leases])
     assert found == [[]] * 2500
-    status = await frontier.status()
+    status = await status_of(frontier)
     assert (status.pending, status.leased, status.done) == (0, 0, 2500)
 
 
@@ -337,7 +342,7 @@ async def test_options_and_mistakes_in_the_url(server: RedisServer) -> None:
     with pytest.raises(UsageError, match="lease=soon"):
         RedisFrontier(f"{server.url}?lease=soon", politeness, name="n")
     with pytest.raises(UsageError, match="no crawl state"):
-        await frontier.status()
+        await status_of(frontier)
 
 
 # -------------------------------------------------------------------------------------------
@@ -352,7 +357,7 @@ async def test_dedup_and_seeding_are_shared(make: Make, server: RedisServer) -> 
     assert await one.add(urls("2", dont_filter=True)) == urls("2", dont_filter=True)
     lease = await lease_of(two)
     assert await ack(two, lease, urls("1", "4")) == urls("4")
-    assert (await one.status()).pending == 4
+    assert (await status_of(one)).pending == 4
     with server.client() as client:  # fingerprints stay compact integer sets
         shards = list(client.scan_iter(match=PREFIX + "seen:*"))
         assert len(shards) == 4
@@ -427,7 +432,7 @@ async def test_an_expired_lease_goes_back_and_a_late_ack_changes_nothing(make: M
     assert taken.request == late.request
     with pytest.raises(LeaseLost):
         await ack(slow, late, urls("found-late"))
-    status = await other.status()
+    status = await status_of(other)
     assert (status.leased, status.done, status.pending) == (1, 0, 0)
     assert await ack(other, taken, urls("found-late")) == urls("found-late")  # still new
 
@@ -441,7 +446,7 @@ async def test_status_counts_hosts_and_workers(make: Make, server: RedisServer) 
     reader = RedisFrontier(
         f"{server.url}?prefix={PREFIX}", Politeness(HostPolicy(1, 0), {}), name="x"
     )
-    status = await reader.status()  # not opened: a connection of its own
+    status = await status_of(reader)  # not opened: a connection of its own
     assert (status.backend, status.pending, status.leased, status.failed) == ("redis", 2, 0, 1)
     assert status.hosts == {
         "a.test": HostStatus(pending=1, failed=1),
@@ -462,7 +467,7 @@ async def test_fresh_wipes_this_crawl_only(make: Make) -> None:
     fresh = await make(fresh=True)
     assert fresh.counts().pending == 0
     assert await fresh.add(urls("1")) == urls("1")
-    assert (await neighbour.status()).pending == 1
+    assert (await status_of(neighbour)).pending == 1
 
 
 async def test_two_prefixes_do_not_interfere(make: Make) -> None:
@@ -470,7 +475,7 @@ async def test_two_prefixes_do_not_interfere(make: Make) -> None:
     assert await one.add(urls("1")) == urls("1")
     assert await two.add(urls("1")) == urls("1")
     assert (await lease_of(one)).request == (await lease_of(two)).request  # no shared slot
-    assert (await one.status()).leased == (await two.status()).leased == 1
+    assert (await status_of(one)).leased == (await status_of(two)).leased == 1
 
 
 # -------------------------------------------------------------------------------------------
@@ -503,7 +508,7 @@ async def test_an_outage_pauses_a_call_until_redis_is_back(
     assert messages[0].startswith(f"redis at 127.0.0.1:{server.port} is unreachable (")
     assert messages[0].endswith("); pausing until it is back")
     assert "redis is back; resuming" in messages
-    status = await frontier.status()
+    status = await status_of(frontier)
     assert (status.pending, status.leased, status.done) == (1, 1, 1)
 
 
@@ -522,7 +527,7 @@ async def test_a_call_whose_answer_was_lost_is_not_run_twice(
         proxy.cut_next_reply = True
         assert await ack(frontier, lease, urls("3")) == urls("3")
         assert proxy.cuts == 3
-        status = await frontier.status()
+        status = await status_of(frontier)
         assert (status.pending, status.leased, status.done) == (2, 0, 1)
     finally:
         await proxy.close()
@@ -546,4 +551,4 @@ async def test_a_cancelled_call_ends_at_once_and_leaves_the_frontier_usable(make
     await frontier.add(urls("last"))
     lease = await lease_of(frontier)
     assert await ack(frontier, lease, urls("new")) == urls("new")
-    assert (await frontier.status()).done == 1
+    assert (await status_of(frontier)).done == 1

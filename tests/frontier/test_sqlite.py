@@ -10,7 +10,7 @@ import pytest
 from framework.errors import UsageError
 from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import Lease, LeaseLost, Saved
-from framework.frontier.sqlite import SqliteFrontier
+from framework.frontier.sqlite import SqliteFrontier, read_status
 from framework.http import Request
 from tests.frontier.leases import ack, fail
 
@@ -101,10 +101,10 @@ async def test_a_second_process_on_the_same_state_is_refused(tmp_path: Path) -> 
     frontier, _ = await opened(tmp_path / "crawl.db")
     with pytest.raises(UsageError, match="another fw process is running this crawl"):
         await opened(tmp_path / "crawl.db")  # a second open file description: like a process
-    status = await SqliteFrontier(tmp_path / "crawl.db", POLITENESS).status()
+    status = read_status(tmp_path / "crawl.db")
     assert len(status.workers) == 1 and status.workers[0].alive  # status needs no lock
     await frontier.close()
-    assert (await SqliteFrontier(tmp_path / "crawl.db", POLITENESS).status()).workers == ()
+    assert (read_status(tmp_path / "crawl.db")).workers == ()
 
 
 async def test_status_counts_by_state_and_host(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ async def test_status_counts_by_state_and_host(tmp_path: Path) -> None:
             await ack(frontier, lease, [])
         elif settle == "fail":
             await fail(frontier, lease, "timeout")
-    status = await frontier.status()
+    status = read_status(frontier.path)
     assert (status.pending, status.leased, status.done, status.failed) == (1, 1, 1, 1)
     assert sum(h.pending + h.leased + h.done + h.failed for h in status.hosts.values()) == 4
     assert set(status.hosts) == {"a.test", "b.test"}

@@ -72,11 +72,12 @@ from framework.frontier import (
     WorkerStatus,
     decode_request,
     encode_request,
+    signed_fingerprint,
 )
 from framework.frontier.redis.scripts import Scripts
 from framework.http import Request
 
-__all__ = ["RedisFrontier"]
+__all__ = ["RedisFrontier", "read_status", "where"]
 
 log = logging.getLogger("fw")
 
@@ -89,7 +90,9 @@ _SWEEP = 100
 class RedisFrontier:
     """Keep the crawl in Redis, so that several workers share it and it outlives them."""
 
-    durable = True
+    persistent = True
+    #: Each worker writes its own exports, whose positions mean nothing to the others.
+    keeps_checkpoints = False
 
     def __init__(
         self,
@@ -100,9 +103,7 @@ class RedisFrontier:
         fresh: bool = False,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.url, options = _split_url(url)
-        self.lease = _seconds(options.get("lease", "30"), url)
-        self.prefix = options.get("prefix", f"fw:{name}:")
+        self.url, self.prefix, self.lease = where(url, name)
         self._scripts = Scripts(self.url, self.prefix)
         self._politeness, self._fresh, self._jitter = politeness, fresh, jitter
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -243,18 +244,6 @@ class RedisFrontier:
         """Return the sizes the last call saw; other workers change them meanwhile."""
         return self._counts
 
-    async def status(self) -> Status:
-        """Read the crawl's state; without ``open()``, on a connection of its own."""
-        if self._heartbeat is not None:  # open: on this worker's connection
-            return self._status(await self._run("status"))
-        reply = await self._scripts.read("status")
-        if not reply[1]:
-            raise UsageError(
-                f"frontier: no crawl state under {self.prefix!r} in the redis "
-                f"at {self._scripts.address} yet"
-            )
-        return self._status(reply)
-
     # -------------------------------------------------------------------------------------
     # Inside
     # -------------------------------------------------------------------------------------
@@ -342,7 +331,7 @@ class RedisFrontier:
 
     def _note(self, counts: Sequence[int]) -> None:
         """Keep the sizes a script reported, for ``counts()``."""
-        self._counts = Counts(int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]))
+        self._counts = Counts(*map(int, counts[:6]))
 
     def _pairs(self) -> list[str]:
         """Return (request id, token) of every lease held, flat, for a script's arguments."""
@@ -357,26 +346,42 @@ class RedisFrontier:
             except redis_errors.RedisError as exc:  # a refusal, not an outage: try again
                 log.error("redis heartbeat failed: %s", exc)
 
-    def _status(self, reply: Any) -> Status:
-        """Turn status.lua's answer into a ``Status``."""
-        now, _, counts, hosts, workers = reply
-        found = {
-            hosts[i].decode(): HostStatus(*map(int, hosts[i + 1 : i + 5]))
-            for i in range(0, len(hosts), 5)
-        }
-        return Status(
-            "redis",
-            counts[0],
-            counts[1],
-            counts[2],
-            counts[4],
-            counts[5],
-            dict(sorted(found.items())),
-            tuple(
-                _worker(workers[i], workers[i + 1], float(now), self.lease)
-                for i in range(0, len(workers), 2)
-            ),
+
+def where(url: str, name: str) -> tuple[str, str, float]:
+    """Read a ``redis://`` frontier URL: the server's URL, the crawl's key prefix, the lease.
+
+    ``prefix`` and ``lease`` are fw's options in the query (``?lease=30&prefix=fw:shop:``);
+    the rest of the URL is redis-py's.
+    """
+    server, options = _split_url(url)
+    return server, options.get("prefix", f"fw:{name}:"), _seconds(options.get("lease", "30"), url)
+
+
+async def read_status(url: str, prefix: str, *, lease: float = 30.0) -> Status:
+    """Read a crawl's state on a connection of its own, without joining the crawl."""
+    scripts = Scripts(url, prefix)
+    now, exists, counts, hosts, workers = await scripts.read("status")
+    if not exists:
+        raise UsageError(
+            f"frontier: no crawl state under {prefix!r} in the redis at {scripts.address} yet"
         )
+    found = {
+        hosts[i].decode(): HostStatus(*map(int, hosts[i + 1 : i + 5]))
+        for i in range(0, len(hosts), 5)
+    }
+    return Status(
+        "redis",
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[4],
+        counts[5],
+        dict(sorted(found.items())),
+        tuple(
+            _worker(workers[i], workers[i + 1], float(now), lease)
+            for i in range(0, len(workers), 2)
+        ),
+    )
 
 
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -400,12 +405,10 @@ def _seconds(text: str, url: str) -> float:
 
 
 def _fingerprint(request: Request) -> tuple[int, int]:
-    """Return the request's seen-set shard and its fingerprint as a signed 64-bit integer.
-
-    Signed, so that Redis stores it as an integer (an intset entry, 8 bytes).
-    """
+    """Return the request's seen-set shard and its fingerprint, signed (see
+    ``signed_fingerprint``)."""
     key = fingerprint(request)
-    return key >> _SHARD_SHIFT, key - (1 << 64) if key >= 1 << 63 else key
+    return key >> _SHARD_SHIFT, signed_fingerprint(key)
 
 
 def _picked(requests: Sequence[Request], positions: bytes | str) -> list[Request]:
