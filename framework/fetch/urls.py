@@ -11,7 +11,7 @@ from w3lib.url import canonicalize_url
 
 from framework.http import Request
 
-__all__ = ["Offsite", "canonical_url", "fingerprint", "host_of", "is_fetchable", "unfetchable"]
+__all__ = ["Offsite", "canonical_url", "fingerprint", "host_of", "unfetchable"]
 
 _FETCHABLE = ("http://", "https://")
 # No ";": w3lib reads it as the start of path parameters and drops empty ones.
@@ -33,11 +33,6 @@ def unfetchable(url: str) -> str | None:
     except ValueError:  # an unbalanced IPv6 bracket, a port like 99999
         valid = False
     return None if valid else "invalid_url"
-
-
-def is_fetchable(url: str) -> bool:
-    """Tell whether fw fetches ``url``: only absolute http(s) URLs with a host."""
-    return unfetchable(url) is None
 
 
 def host_of(url: str) -> str:
