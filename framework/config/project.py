@@ -21,7 +21,7 @@ import yaml
 from framework.config.schema import build, check_key_names, keys_of, option, strings
 from framework.config.yamlfile import EnvText, KeyPath, Source, load, resolve_env
 from framework.errors import UsageError
-from framework.fetch.urls import Offsite, host_of, unfetchable
+from framework.http.urls import Offsite, host_of, unfetchable
 
 __all__ = [
     "Backoff",

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 
 from framework.config.project import Project
 from framework.crawl.stats import Stats
-from framework.fetch.urls import Offsite, unfetchable
 from framework.http import Request
+from framework.http.urls import Offsite, unfetchable
 
 __all__ = ["Admission"]
 

@@ -39,10 +39,10 @@ from framework.fetch.politeness import Pace
 from framework.fetch.retry import RetryPolicy
 from framework.fetch.robots import Robots
 from framework.fetch.statuses import check_status, redirect_of
-from framework.fetch.urls import host_of
 from framework.frontier import Frontier, Lease, LeaseLost, Settlement
 from framework.hooks.events import Events
 from framework.http import Request, Response
+from framework.http.urls import host_of
 from framework.middleware import Handler
 from framework.spider import Spider, run_callback
 

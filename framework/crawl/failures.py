@@ -18,10 +18,10 @@ import pluggy
 
 from framework.crawl.stats import Stats
 from framework.errors import UsageError
-from framework.fetch.urls import fingerprint
 from framework.hooks.events import EventHook
 from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
+from framework.http.urls import fingerprint
 from framework.spider import Spider
 
 __all__ = ["FailureLog", "Failures", "failures_path", "load_failures", "spider_origin"]

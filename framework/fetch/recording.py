@@ -24,8 +24,8 @@ from multidict import CIMultiDict
 from framework.errors import FetchError, UsageError
 from framework.fetch.downloader import Fetcher
 from framework.fetch.parsers import Parsers
-from framework.fetch.urls import fingerprint
 from framework.http import Request, Response, media_type
+from framework.http.urls import fingerprint
 
 __all__ = ["Recorder", "Replayer"]
 

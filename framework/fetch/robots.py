@@ -16,8 +16,8 @@ from protego import Protego
 from framework.errors import FetchError, IgnoreRequest
 from framework.fetch.politeness import Pace
 from framework.fetch.statuses import REDIRECTS
-from framework.fetch.urls import host_of
 from framework.http import Request, Response
+from framework.http.urls import host_of
 from framework.middleware import Handler
 
 __all__ = ["Robots"]

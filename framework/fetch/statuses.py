@@ -7,8 +7,8 @@ from urllib.parse import urljoin
 
 from framework.errors import FetchError, HttpError
 from framework.fetch.retry import parse_retry_after, retryable_status
-from framework.fetch.urls import Offsite, canonical_url, unfetchable
 from framework.http import Request, Response
+from framework.http.urls import Offsite, canonical_url, unfetchable
 
 __all__ = ["REDIRECTS", "check_status", "redirect_of"]
 

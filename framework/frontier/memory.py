@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from framework.fetch.politeness import HostPolicy, Politeness
-from framework.fetch.urls import fingerprint, host_of
 from framework.frontier import Counts, Lease, LeaseLost, Saved, Settlement
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
+from framework.http.urls import fingerprint, host_of
 
 __all__ = ["MemoryFrontier"]
 

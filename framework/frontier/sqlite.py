@@ -35,7 +35,6 @@ from typing import IO, Any
 
 from framework.errors import UsageError
 from framework.fetch.politeness import Politeness
-from framework.fetch.urls import fingerprint, host_of
 from framework.frontier import (
     Counts,
     HostStatus,
@@ -51,6 +50,7 @@ from framework.frontier import (
 )
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
+from framework.http.urls import fingerprint, host_of
 
 __all__ = ["SqliteFrontier", "read_status"]
 

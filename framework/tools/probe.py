@@ -26,9 +26,9 @@ from framework.errors import CrawlAborted, FetchError, ProjectError, UsageError
 from framework.fetch.downloader import Downloader, DownloadSettings
 from framework.fetch.parsers import Parsers
 from framework.fetch.statuses import redirect_of
-from framework.fetch.urls import Offsite, unfetchable
 from framework.hooks.components import assemble, middlewares
 from framework.http import Request, Response
+from framework.http.urls import Offsite, unfetchable
 from framework.middleware import Middleware, chain
 from framework.spider import CallbackOutput, Spider, run_callback
 

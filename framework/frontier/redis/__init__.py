@@ -60,7 +60,6 @@ from redis import exceptions as redis_errors
 
 from framework.errors import UsageError
 from framework.fetch.politeness import Politeness
-from framework.fetch.urls import fingerprint, host_of
 from framework.frontier import (
     Counts,
     HostStatus,
@@ -76,6 +75,7 @@ from framework.frontier import (
 )
 from framework.frontier.redis.scripts import Scripts
 from framework.http import Request
+from framework.http.urls import fingerprint, host_of
 
 __all__ = ["RedisFrontier", "read_status", "where"]
 

@@ -14,7 +14,7 @@ from parsel import Selector
 
 from framework import NotSupported, Request, Response, Spider
 from framework.fetch.parsers import Parsers, parse_html, parse_json
-from framework.fetch.urls import fingerprint
+from framework.http.urls import fingerprint
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 
 GBK_PAGE = (

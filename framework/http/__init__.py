@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 from parsel import Selector, SelectorList
 from w3lib.html import get_base_url
 
-from framework.fetch.encoding import decode, is_utf8, sniff
+from framework.http.encoding import decode, is_utf8, sniff
 
 __all__ = ["NotSupported", "Parser", "Request", "Response", "media_type"]
 

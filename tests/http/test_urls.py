@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from w3lib.url import canonicalize_url
 
-from framework.fetch.urls import _CANONICAL, Offsite, canonical_url, host_of, unfetchable
+from framework.http.urls import _CANONICAL, Offsite, canonical_url, host_of, unfetchable
 
 PATH_CHARS = "abcXYZ019-._~!$&'()*+,;=:@/%?#é .2"
 
