@@ -1,7 +1,7 @@
 """Choose the parser for a response by its media type; fw's own parsers live here too.
 
-This module is registered as the built-in plugin ``fw`` with ``trylast``, so any
-plugin's parser for the same media type replaces these.
+fw's built-in plugin (``hooks/builtin.py``) registers them ``trylast``, so any plugin's
+parser for the same media type replaces these.
 """
 
 from __future__ import annotations
@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from lxml import etree, html
 from parsel import Selector
 
-from framework.hookspecs import hookimpl
 from framework.http import Parser, Response
 
-__all__ = ["Parsers", "html_root", "parse_big", "register_parsers"]
+__all__ = ["BUILT_IN", "Parsers", "html_root", "parse_big"]
 
 log = logging.getLogger("fw")
 
@@ -123,7 +122,8 @@ def parse_json(response: Response) -> Selector:
     return Selector(text=response.text, type="json", base_url=response.url)
 
 
-_BUILT_IN: dict[str, Callable[[Response], Selector]] = {
+#: fw's own parsers, by media type.
+BUILT_IN: Mapping[str, Callable[[Response], Selector]] = {
     "text/html": parse_html,
     "application/xhtml+xml": parse_html,
     "": parse_html,  # no Content-Type: browsers sniff, and HTML is by far the likeliest
@@ -134,10 +134,3 @@ _BUILT_IN: dict[str, Callable[[Response], Selector]] = {
     "application/json": parse_json,
     "+json": parse_json,
 }
-
-
-@hookimpl(trylast=True)
-def register_parsers(register: Callable[[str, Parser], None]) -> None:
-    """Provide fw's parsers, last, so that plugins can replace any of them."""
-    for media_type, parser in _BUILT_IN.items():
-        register(media_type, parser)

@@ -4,7 +4,7 @@ Discovery order (later plugins are called first, so each step can override the o
 before it):
 
 1. fw's hook specifications (``framework.hookspecs``) are added.
-2. The built-in plugin ``fw`` (``framework.fetch.parsers``) is registered, its hooks ``trylast``.
+2. The built-in plugin ``fw`` (``framework.hooks.builtin``) is registered, its hooks ``trylast``.
 3. Every entry point in the ``fw`` group is loaded: the bundled plugins (``douban``,
    ``rules``, ``exporters``) and every installed third-party plugin, the same way —
    except those named in the project's ``disable_plugins:``, and none at all when the
@@ -39,7 +39,7 @@ from framework.__about__ import __version__
 from framework.config.schema import did_you_mean
 from framework.config.yamlfile import KeyPath, Source
 from framework.errors import FwError, PluginError
-from framework.fetch import parsers
+from framework.hooks import builtin
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -142,7 +142,7 @@ def make_plugin_manager(
     """
     pm = PluginManager(source)
     pm.add_hookspecs(hookspecs)
-    pm.register(parsers, name=BUILTIN)
+    pm.register(builtin, name=BUILTIN)
     pm.distributions[BUILTIN] = ("fw", __version__)
     _disable(pm, disabled, pm.source)
     if autoload is None:

@@ -1,4 +1,9 @@
-"""The request a spider asks for and the response its callback receives."""
+"""The request a spider asks for and the response its callback receives.
+
+The web's vocabulary, which every other package speaks: ``Request`` and ``Response``
+here; ``urls`` (fetchable, on-site, canonical, fingerprinted) and ``encoding`` (a body
+decoded as browsers do) beside them.
+"""
 
 from __future__ import annotations
 
