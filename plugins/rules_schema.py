@@ -18,8 +18,7 @@ from cssselect import SelectorError
 from parsel import Selector, css2xpath
 
 from framework import Response, option
-from framework.config.schema import build, convert
-from framework.config.yamlfile import KeyPath, Source
+from framework.config import KeyPath, Source, build, convert
 from plugins.rules_values import TYPES, FieldType, fresh, hrefs, is_missing, text_of
 
 __all__ = ["Field", "FollowRule", "ItemRule", "Query", "RulesOptions"]

@@ -20,3 +20,10 @@ def test_all_matches_the_public_names() -> None:
 
 def test_all_is_sorted() -> None:
     assert framework.__all__ == sorted(framework.__all__)
+
+
+def test_the_config_api_for_plugins_exports_what_it_lists() -> None:
+    import framework.config
+
+    assert framework.config.__all__ == sorted(framework.config.__all__)
+    assert all(hasattr(framework.config, name) for name in framework.config.__all__)

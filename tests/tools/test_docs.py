@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from framework import hookspecs
+from framework.config import Source
+from framework.crawl import runner
+from framework.errors import ProjectError
 from framework.tools import docs
 
 DOCS = Path(__file__).parents[2] / "docs"
@@ -33,3 +36,32 @@ def test_links_between_pages_resolve() -> None:
     for page in [*DOCS.glob("*.md"), DOCS.parent / "README.md"]:
         for target in re.findall(r"\]\(([^)#:]+\.md)\)", page.read_text(encoding="utf-8")):
             assert (page.parent / target).is_file(), f"{page.name} links to missing {target}"
+
+
+def python_blocks(page: str) -> list[str]:
+    """Return the ```python code blocks of a docs page, in order."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def test_the_options_page_plugin_reports_what_the_page_says(tmp_path: Path) -> None:
+    spider, regex = python_blocks("options.md")
+    (tmp_path / "shop.py").write_text(spider, encoding="utf-8")
+    project = tmp_path / "project.yaml"
+    page = (DOCS / "options.md").read_text(encoding="utf-8")
+    for section, said in [
+        ("{pages: 0}", "shop.pages: must be at least 1, got 0"),
+        ("{sortt: new}", "shop.sortt: unknown key (did you mean 'sort'?)"),
+    ]:
+        project.write_text(
+            f"spider: shop\nstart_urls: [http://a.test/]\nplugins: [./shop.py]\nshop: {section}\n",
+            encoding="utf-8",
+        )
+        assert said in page
+        with pytest.raises(ProjectError, match=re.escape(f"{project}:4: {said}")):
+            runner.prepare(project)
+    namespace: dict[str, object] = {}
+    exec(compile(regex, "options.md", "exec"), namespace)
+    source = Source(tmp_path / "x.yaml", {("rules", "match"): 7})
+    with pytest.raises(ProjectError, match=r"x.yaml:7: rules.match: not a valid regular"):
+        namespace["regex"]("(", source, ("rules", "match"))  # type: ignore[operator]
