@@ -1,7 +1,8 @@
-"""The local frontiers: dedup, priorities, per-host limits and delays, lease settlement.
+"""The local frontiers' scheduling, exactly: every wait on a fake clock.
 
-Every test runs against the memory and the SQLite backend, which schedule alike. Time is
-a fake clock the tests advance and the jitter is fixed, so every wait is exact.
+Every test runs against the memory and the SQLite backend, which schedule alike through
+``hosts.py``. Time is a fake clock the tests advance and the jitter is fixed, so every
+wait is exact. What every backend does alike is in ``test_contract.py``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any
 import pytest
 
 from framework.fetch.politeness import HostPolicy, Politeness
-from framework.frontier import Counts, Frontier, Lease, LeaseLost, Settlement
+from framework.frontier import Counts, Frontier, Lease
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from tests.frontier.leases import ack, fail
+from tests.frontier.leases import ack
 
 #: With this jitter a host's delay is scaled by 0.5 + 0.25: ``delay * 0.75``.
 JITTER = 0.25
@@ -95,105 +96,8 @@ async def urls_claimed(frontier: Frontier) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Dedup
-# ---------------------------------------------------------------------------------------------
-
-
-async def test_add_drops_requests_seen_before_by_fingerprint() -> None:
-    frontier, _ = make()
-    first = [req("http://a.test/p?x=1&y=2"), req("http://a.test/q")]
-    assert await frontier.add(first) == first
-    again = [
-        req("http://a.test/p?y=2&x=1"),  # the same query in another order
-        req("http://a.test/q#section"),  # a fragment is not a different page
-        req("http://a.test/r"),
-    ]
-    assert await frontier.add(again) == [again[2]]
-    assert frontier.counts() == Counts(pending=3, delayed=0, leased=0, seen=3)
-
-
-async def test_add_drops_duplicates_within_one_batch() -> None:
-    frontier, _ = make()
-    batch = [req("http://a.test/1"), req("http://a.test/1#top"), req("http://a.test/2")]
-    assert await frontier.add(batch) == [batch[0], batch[2]]
-    assert await urls_claimed(frontier) == ["http://a.test/1", "http://a.test/2"]
-
-
-async def test_method_and_body_are_part_of_the_fingerprint() -> None:
-    frontier, _ = make()
-    batch = [
-        req("http://a.test/f"),
-        req("http://a.test/f", method="POST", body=b"a=1"),
-        req("http://a.test/f", method="POST", body=b"a=2"),
-        req("http://a.test/f", method="POST", body=b"a=1"),
-    ]
-    assert await frontier.add(batch) == batch[:3]
-
-
-async def test_dont_filter_bypasses_dedup() -> None:
-    frontier, _ = make()
-    await frontier.add([req("http://a.test/")])
-    again = req("http://a.test/", dont_filter=True)
-    assert await frontier.add([again, again]) == [again, again]
-    assert frontier.counts().pending == 3
-    assert await urls_claimed(frontier) == ["http://a.test/"] * 3
-
-
-# ---------------------------------------------------------------------------------------------
 # Priority
 # ---------------------------------------------------------------------------------------------
-
-
-async def test_higher_priority_first_within_a_host_and_first_come_among_equals() -> None:
-    frontier, _ = make()
-    await frontier.add(
-        [
-            req("http://a.test/low", -1),
-            req("http://a.test/first"),
-            req("http://a.test/high", 5),
-            req("http://a.test/second"),
-            req("http://a.test/mid", 2),
-        ]
-    )
-    assert await urls_claimed(frontier) == [
-        "http://a.test/high",
-        "http://a.test/mid",
-        "http://a.test/first",
-        "http://a.test/second",
-        "http://a.test/low",
-    ]
-
-
-async def test_the_host_with_the_best_request_goes_first() -> None:
-    frontier, _ = make()
-    await frontier.add(
-        [
-            req("http://a.test/3", 3),
-            req("http://a.test/0", 0),
-            req("http://b.test/2", 2),
-            req("http://c.test/9", 9),
-            req("http://b.test/1", 1),
-        ]
-    )
-    # After each claim the host is filed again by its next best request.
-    assert await urls_claimed(frontier) == [
-        "http://c.test/9",
-        "http://a.test/3",
-        "http://b.test/2",
-        "http://b.test/1",
-        "http://a.test/0",
-    ]
-
-
-async def test_a_better_request_moves_an_already_ready_host_up() -> None:
-    frontier, _ = make()
-    await frontier.add([req("http://a.test/0"), req("http://b.test/5", 5)])
-    await frontier.add([req("http://a.test/10", 10)])  # a is filed already, with rank 0
-    assert await urls_claimed(frontier) == [
-        "http://a.test/10",
-        "http://b.test/5",
-        "http://a.test/0",
-    ]
 
 
 async def test_a_ready_host_keeps_its_place_when_an_equal_request_arrives() -> None:
@@ -208,40 +112,6 @@ async def test_a_ready_host_keeps_its_place_when_an_equal_request_arrives() -> N
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_a_host_at_its_limit_waits_while_other_hosts_are_served() -> None:
-    frontier, _ = make(concurrency=2)
-    await frontier.add(
-        [
-            req("http://a.test/1", 9),
-            req("http://a.test/2", 8),
-            req("http://a.test/3", 7),
-            req("http://b.test/1"),
-        ]
-    )
-    first = [(await lease_of(frontier)).request.url for _ in range(3)]
-    # a's third request outranks b's, but a has two in flight.
-    assert first == ["http://a.test/1", "http://a.test/2", "http://b.test/1"]
-    assert await frontier.claim() == math.inf
-    assert frontier.counts() == Counts(pending=1, delayed=0, leased=3, seen=4)
-
-
-async def test_ack_frees_the_slot_and_queues_the_new_discoveries() -> None:
-    frontier, _ = make(concurrency=1)
-    await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
-    lease = await lease_of(frontier)
-    assert await frontier.claim() == math.inf
-    found = [
-        req("http://a.test/2"),
-        req("http://b.test/new"),
-        req("http://a.test/new", 5),
-        req("http://b.test/new#again"),
-    ]
-    assert await ack(frontier, lease, found) == [found[1], found[2]]
-    assert frontier.counts() == Counts(pending=3, delayed=0, leased=0, seen=4)
-    assert await urls_claimed(frontier) == ["http://a.test/new", "http://b.test/new"]
-    assert await frontier.claim() == math.inf  # a/2 waits for a's slot
-
-
 async def test_ack_without_discoveries_frees_the_slot() -> None:
     frontier, _ = make(concurrency=1)
     await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
@@ -250,66 +120,9 @@ async def test_ack_without_discoveries_frees_the_slot() -> None:
     assert (await lease_of(frontier)).request.url == "http://a.test/2"
 
 
-async def test_fail_frees_the_slot() -> None:
-    frontier, _ = make(concurrency=1)
-    await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
-    lease = await lease_of(frontier)
-    assert await frontier.claim() == math.inf
-    await fail(frontier, lease, "http_error")
-    assert frontier.counts() == Counts(pending=1, delayed=0, leased=0, seen=2)
-    assert (await lease_of(frontier)).request.url == "http://a.test/2"
-
-
-@pytest.mark.parametrize("second", ["ack", "retry", "fail"])
-async def test_a_lease_is_settled_once(second: str) -> None:
-    frontier, _ = make(concurrency=1)
-    await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
-    lease = await lease_of(frontier)
-    await ack(frontier, lease, [])
-    settle = {
-        "ack": lambda: ack(frontier, lease, [req("http://a.test/3")]),
-        "retry": lambda: frontier.retry(lease, lease.request, 0.0),
-        "fail": lambda: fail(frontier, lease, "x"),
-    }[second]
-    with pytest.raises(LeaseLost):
-        await settle()
-    # Nothing was queued or freed by the stale settlement.
-    assert frontier.counts() == Counts(pending=1, delayed=0, leased=0, seen=2)
-
-
-async def test_one_settle_settles_many_leases_and_skips_one_settled_already() -> None:
-    frontier, _ = make(concurrency=3)
-    await frontier.add([req("http://a.test/1"), req("http://a.test/2"), req("http://a.test/3")])
-    one, two, three = [await lease_of(frontier) for _ in range(3)]
-    await ack(frontier, two)
-    found = await frontier.settle(
-        [
-            Settlement(one, [req("http://a.test/4")]),
-            Settlement(two, [req("http://a.test/5")]),  # settled already: nothing happens
-            Settlement(three, [req("http://a.test/4"), req("http://a.test/6")], "http_500"),
-        ]
-    )
-    assert found == [[req("http://a.test/4")], None, [req("http://a.test/6")]]
-    assert frontier.counts() == Counts(pending=2, delayed=0, leased=0, seen=5)
-    counts = frontier.counts()
-    assert (counts.done, counts.failed) == (2, 1)
-
-
-async def test_leases_name_their_host() -> None:
-    frontier, _ = make()
-    await frontier.add([req("http://A.Test:8080/x")])
-    lease = await lease_of(frontier)
-    assert (lease.host, lease.request.url) == ("a.test", "http://A.Test:8080/x")
-
-
 # ---------------------------------------------------------------------------------------------
 # Nothing to claim
 # ---------------------------------------------------------------------------------------------
-
-
-async def test_claim_is_none_when_nothing_was_added() -> None:
-    frontier, _ = make()
-    assert await frontier.claim() is None
 
 
 async def test_claim_is_none_when_all_is_leased_even_with_leases_out() -> None:
