@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 
+from framework.crawl.stats import Stats
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 
 PLUGIN = """
@@ -139,9 +142,27 @@ async def shop(serve: Serve) -> tuple[str, list[str]]:
     return await serve(app), tags
 
 
-async def test_every_hook_runs_and_failures_are_counted_by_kind(
+@dataclass
+class Crawled:
+    """What the shop crawl did, seen from its exports, stats, plugin and log."""
+
+    base: str
+    tags: list[str]
+    stats: Stats
+    seen: dict[str, Any]
+    exported: list[dict[str, Any]]
+    messages: list[str]
+
+    @property
+    def items(self) -> dict[str, dict[str, Any]]:
+        return {item["page"]: item for item in self.exported}
+
+
+@pytest.fixture
+async def crawled(
     tmp_path: Path, shop: tuple[str, list[str]], caplog: pytest.LogCaptureFixture
-) -> None:
+) -> Crawled:
+    """Crawl the shop with every hook implemented and a faulty plugin beside them."""
     base, tags = shop
     (tmp_path / "shop_plugin.py").write_text(PLUGIN, encoding="utf-8")
     (tmp_path / "faulty.py").write_text(FAULTY, encoding="utf-8")
@@ -159,37 +180,73 @@ async def test_every_hook_runs_and_failures_are_counted_by_kind(
     )
     with caplog.at_level(logging.WARNING, logger="fw"):
         stats = await crawl(project)
-    seen = sys.modules["fw_project_plugins.shop_plugin"].SEEN  # loaded by the crawl
+    plugin = str((tmp_path / "shop_plugin.py").resolve())  # loaded by the crawl, renamed
+    (seen,) = [m.SEEN for m in list(sys.modules.values()) if getattr(m, "__file__", "") == plugin]
     exported = read_jsonl(tmp_path / "out/items.jsonl")
-    items = {item["page"]: item for item in exported}
-    assert items["start"] == {"page": "start", "meta": "start_requests", "spider": "shop"}
+    return Crawled(base, tags, stats, seen, exported, [r.getMessage() for r in caplog.records])
+
+
+async def test_items_of_start_requests_pass_item_scraped(crawled: Crawled) -> None:
+    assert crawled.items["start"] == {"page": "start", "meta": "start_requests", "spider": "shop"}
+    assert crawled.items["sync"]["spider"] == "shop"  # from a plain callback's list
+
+
+async def test_a_faulty_plugin_fails_alone_and_is_named(crawled: Crawled) -> None:
     # The faulty plugin failed on item "a", which is still exported by the others' rules.
-    assert items["a"]["spider"] == "shop"
-    assert "broken" in items  # yielded before its callback raised
-    # The errback turns each failed request into an item of its own.
-    missing = sorted((i["url"], i["kind"]) for i in exported if i["page"] == "missing")
-    assert missing == [(f"{base}/buggy", "plugin_error"), (f"{base}/gone", "http_404")]
-    assert "secret" not in items and stats.dropped == 1
-    assert items["sync"]["spider"] == "shop"
-    assert stats.errors == {"plugin_error": 2, "spider_error": 2, "http_404": 1}
-    assert sorted(seen["errors"]) == sorted(stats.errors.elements())
-    assert stats.filtered["ignored"] == 1  # /private, by the middleware
-    assert set(tags) == {"hello"}
-    assert seen["started"] == 1 and seen["finished"] == "closed by spider: enough"
-    assert seen["scheduled"][0] == "start" and "gone" in seen["scheduled"]
-    assert ("gone", 404) in seen["received"]
-    messages = [r.getMessage() for r in caplog.records]
+    assert crawled.items["a"]["spider"] == "shop"
     assert any(
-        "plugin 'faulty.py': item_scraped raised RuntimeError: faulty plugin" in m for m in messages
+        "plugin 'faulty.py': item_scraped raised RuntimeError: faulty plugin" in m
+        for m in crawled.messages
     )
+
+
+async def test_what_a_callback_yielded_before_it_raised_is_kept(crawled: Crawled) -> None:
+    assert "broken" in crawled.items
     assert any(
-        f"spider shop: parse_product raised ValueError: cannot parse price ({base}/broken)" in m
-        for m in messages
+        f"spider shop: parse_product raised ValueError: cannot parse price ({crawled.base}/broken)"
+        in m
+        for m in crawled.messages
     )
+
+
+async def test_a_callback_yielding_neither_item_nor_request_is_a_spider_error(
+    crawled: Crawled,
+) -> None:
     assert any(
         "spider_error: spider shop: parse_product yielded int; expected a dict item "
         "or a Request" in m
-        for m in messages
+        for m in crawled.messages
     )
-    assert f"plugin_error: middleware 'tagger' raised KeyError: 'oops' ({base}/buggy)" in messages
-    assert f"http_404: HTTP 404 ({base}/gone)" in messages
+
+
+async def test_errbacks_turn_failed_requests_into_items(crawled: Crawled) -> None:
+    base = crawled.base
+    missing = sorted((i["url"], i["kind"]) for i in crawled.exported if i["page"] == "missing")
+    assert missing == [(f"{base}/buggy", "plugin_error"), (f"{base}/gone", "http_404")]
+    assert f"http_404: HTTP 404 ({base}/gone)" in crawled.messages
+
+
+async def test_drop_item_keeps_an_item_out_and_counts_it(crawled: Crawled) -> None:
+    assert "secret" not in crawled.items and crawled.stats.dropped == 1
+
+
+async def test_failures_are_counted_by_kind_and_told_to_crawl_error(crawled: Crawled) -> None:
+    stats = crawled.stats
+    assert stats.errors == {"plugin_error": 2, "spider_error": 2, "http_404": 1}
+    assert sorted(crawled.seen["errors"]) == sorted(stats.errors.elements())
+
+
+async def test_a_middleware_tags_ignores_and_fails_alone(crawled: Crawled) -> None:
+    assert crawled.stats.filtered["ignored"] == 1  # /private, by the middleware
+    assert set(crawled.tags) == {"hello"}
+    assert (
+        f"plugin_error: middleware 'tagger' raised KeyError: 'oops' ({crawled.base}/buggy)"
+        in crawled.messages
+    )
+
+
+async def test_the_crawl_event_hooks_run_in_order(crawled: Crawled) -> None:
+    seen = crawled.seen
+    assert seen["started"] == 1 and seen["finished"] == "closed by spider: enough"
+    assert seen["scheduled"][0] == "start" and "gone" in seen["scheduled"]
+    assert ("gone", 404) in seen["received"]
