@@ -1,4 +1,5 @@
-"""The linters are part of the test suite: ruff on everything, mypy (strict on framework/)."""
+"""The linters are part of the test suite: ruff and ruff format on everything, mypy (strict
+on framework/)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def run(*command: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff() -> None:
     result = run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format() -> None:
+    result = run("ruff", "format", "--check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
