@@ -65,3 +65,17 @@ def test_the_options_page_plugin_reports_what_the_page_says(tmp_path: Path) -> N
     source = Source(tmp_path / "x.yaml", {("rules", "match"): 7})
     with pytest.raises(ProjectError, match=r"x.yaml:7: rules.match: not a valid regular"):
         namespace["regex"]("(", source, ("rules", "match"))  # type: ignore[operator]
+
+
+def test_the_architecture_page_names_every_module_and_only_real_ones() -> None:
+    page = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    framework_dir = DOCS.parent / "framework"
+    for path in re.findall(r"`([a-z_]+/[a-z_/]*[a-z_]+\.py)`", page):
+        assert (framework_dir / path).is_file(), f"architecture.md names missing {path}"
+    named = set(re.findall(r"`(?:[a-z_]+/)*([a-z_]+\.py)`", page))
+    modules = {
+        path.name
+        for path in framework_dir.rglob("*.py")
+        if path.name not in ("__init__.py", "__about__.py", "__main__.py")
+    }
+    assert modules <= named, f"architecture.md does not name {sorted(modules - named)}"
