@@ -1,4 +1,4 @@
-"""Settle one lease at a time, as the frontier tests need: ``settle`` takes a batch."""
+"""Claim and settle one lease at a time, as the frontier tests need: ``settle`` takes a batch."""
 
 from __future__ import annotations
 
@@ -33,3 +33,11 @@ async def _settle(
     if new is None:
         raise LeaseLost(f"the lease of {settlement.lease.request.url} was not held")
     return new
+
+
+async def urls_claimed(frontier: Frontier) -> list[str]:
+    """Claim until the frontier has nothing ready; return the URLs in claim order."""
+    urls = []
+    while isinstance(got := await frontier.claim(), Lease):
+        urls.append(got.request.url)
+    return urls

@@ -22,7 +22,7 @@ from framework.frontier.memory import MemoryFrontier
 from framework.frontier.redis import RedisFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from tests.frontier.leases import ack, fail
+from tests.frontier.leases import ack, fail, urls_claimed
 from tests.redis_server import RedisServer, redis_binary
 
 #: What ``claim`` answers while every host with requests is at its limit: a local backend
@@ -92,14 +92,6 @@ async def lease_of(frontier: Frontier, timeout: float = 5.0) -> Lease:
         assert loop.time() + got < deadline, f"no lease within {timeout}s (told to wait {got})"
         await asyncio.sleep(got)
     return got
-
-
-async def urls_claimed(frontier: Frontier) -> list[str]:
-    """Claim until the frontier has nothing ready; return the URLs in claim order."""
-    urls = []
-    while isinstance(got := await frontier.claim(), Lease):
-        urls.append(got.request.url)
-    return urls
 
 
 # -------------------------------------------------------------------------------------------

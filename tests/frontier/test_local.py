@@ -19,7 +19,7 @@ from framework.frontier import Counts, Frontier, Lease
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from tests.frontier.leases import ack
+from tests.frontier.leases import ack, urls_claimed
 
 #: With this jitter a host's delay is scaled by 0.5 + 0.25: ``delay * 0.75``.
 JITTER = 0.25
@@ -85,14 +85,6 @@ async def lease_of(frontier: Frontier) -> Lease:
     got = await frontier.claim()
     assert isinstance(got, Lease), f"expected a lease, got {got!r}"
     return got
-
-
-async def urls_claimed(frontier: Frontier) -> list[str]:
-    """Claim until the frontier has nothing ready; return the URLs in claim order."""
-    urls = []
-    while isinstance(got := await frontier.claim(), Lease):
-        urls.append(got.request.url)
-    return urls
 
 
 # ---------------------------------------------------------------------------------------------
