@@ -21,7 +21,7 @@ import yaml
 from framework.config.schema import build, check_key_names, keys_of, option, strings
 from framework.config.yamlfile import EnvText, KeyPath, Source, load, resolve_env
 from framework.errors import UsageError
-from framework.http.urls import Offsite, host_of, unfetchable
+from framework.http.urls import Offsite, host_of, site_of, unfetchable
 
 __all__ = [
     "Backoff",
@@ -50,9 +50,18 @@ def _http_url(url: str) -> str:
     return url
 
 
+_HOST_AND_PORT = re.compile(r"[^/:@\s]+(?::(?P<port>\d{1,5}))?\Z")
+
+
 def _host_name(host: str) -> str:
-    if "/" in host or ":" in host or not host.strip("."):
-        raise ValueError(f"{host!r} is not a host name; write it like movie.douban.com")
+    found = _HOST_AND_PORT.match(host)
+    if found is None or not host.partition(":")[0].strip("."):
+        raise ValueError(
+            f"{host!r} is not a host name; write it like movie.douban.com, with a port if the "
+            "crawl must stay on one (example.com:8080)"
+        )
+    if found["port"] is not None and not 0 < int(found["port"]) < 65536:
+        raise ValueError(f"{host!r}: a port is a number from 1 to 65535")
     return host.lower()
 
 
@@ -198,7 +207,9 @@ class Project:
     )
     allowed_domains: tuple[str, ...] | None = option(
         None,
-        doc="Hosts the crawl may visit, subdomains included; default: the hosts of start_urls.",
+        doc="Hosts the crawl may visit, subdomains included; a host with a port "
+        "(example.com:8080) allows that port only, 80 and 443 counting as one. Default: the "
+        "hosts of start_urls, on their ports.",
         parse=strings(_host_name, "a host name such as movie.douban.com", optional=True),
     )
     disable_plugins: tuple[str, ...] = option(
@@ -327,8 +338,8 @@ def _check_on_site(project: Project) -> None:
 def _with_defaults(project: Project) -> Project:
     name = project.name or project.file.stem
     domains = project.allowed_domains
-    if domains is None:
-        domains = tuple(dict.fromkeys(host_of(url) for url in project.start_urls))
+    if domains is None:  # on the start URLs' ports: a host's other ports are other services
+        domains = tuple(dict.fromkeys(site_of(url) for url in project.start_urls))
     frontier = project.frontier
     if frontier.startswith("sqlite:///"):  # a relative path is relative to the project file
         path = project.file.parent / frontier.removeprefix("sqlite:///")

@@ -345,6 +345,9 @@ class Engine:
     async def _process(self, lease: Lease) -> Handled:
         """Fetch and parse one request; return what it came to."""
         request, robots = lease.request, self._crew.robots
+        if not self._admission.offsite.allows(request.url):  # queued before it was narrowed
+            self.stats.filtered["offsite"] += 1
+            return _NOTHING
         if robots is not None and not await robots.allows(request):
             self.stats.filtered["robots"] += 1
             return _NOTHING

@@ -11,7 +11,15 @@ from w3lib.url import canonicalize_url
 
 from framework.http import Request
 
-__all__ = ["Offsite", "canonical_url", "fingerprint", "host_of", "unfetchable"]
+__all__ = [
+    "Offsite",
+    "canonical_url",
+    "fingerprint",
+    "host_and_port",
+    "host_of",
+    "site_of",
+    "unfetchable",
+]
 
 _FETCHABLE = ("http://", "https://")
 # No ";": w3lib reads it as the start of path parameters and drops empty ones.
@@ -73,21 +81,65 @@ def fingerprint(request: Request) -> int:
     return int.from_bytes(digest.digest(), "big")
 
 
+#: The standard web ports count as one, so that a site's redirect from http to https stays
+#: on-site; any other port is a service of its own.
+_WEB_PORTS = frozenset({80, 443})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def host_and_port(url: str) -> tuple[str, int | None]:
+    """Return the lower-cased host name of ``url`` and its port, the scheme's if unwritten."""
+    try:
+        parts = urlsplit(url)
+        return parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:  # an unbalanced IPv6 bracket, a port like 99999
+        return "", None
+
+
+def site_of(url: str) -> str:
+    """Return ``host:port`` of ``url``, its port the scheme's if unwritten (``a.test:443``)."""
+    host, port = host_and_port(url)
+    return f"{host}:{port}"
+
+
 class Offsite:
-    """Decide which hosts a crawl may visit: the allowed domains and their subdomains."""
+    """Decide which hosts a crawl may visit: the allowed domains and their subdomains.
+
+    An entry with a port (``example.com:8080``) allows that port only, the standard web
+    ports 80 and 443 counting as one; an entry without one allows any port.
+    """
 
     def __init__(self, allowed_domains: Iterable[str]) -> None:
-        self._domains = tuple(d.lower().lstrip(".") for d in allowed_domains)
+        self._domains = tuple(_domain(d) for d in allowed_domains)
         self._verdicts: dict[str, bool] = {}
 
     def allows(self, url: str) -> bool:
         """Tell whether ``url`` is on an allowed host (every host if none were named)."""
         if not self._domains:
             return True
-        host = host_of(url)
-        verdict = self._verdicts.get(host)
+        key = _authority(url)  # the same authority always gets the same verdict
+        verdict = self._verdicts.get(key)
         if verdict is None:
-            verdict = self._verdicts[host] = any(
-                host == d or host.endswith("." + d) for d in self._domains
+            host, port = host_and_port(url)
+            verdict = self._verdicts[key] = any(
+                _on(host, port, domain, pinned) for domain, pinned in self._domains
             )
         return verdict
+
+
+def _domain(entry: str) -> tuple[str, int | None]:
+    host, _, port = entry.lower().lstrip(".").partition(":")
+    return host, int(port) if port else None
+
+
+def _on(host: str, port: int | None, domain: str, pinned: int | None) -> bool:
+    if host != domain and not host.endswith("." + domain):
+        return False
+    return pinned is None or port == pinned or {port, pinned} <= _WEB_PORTS
+
+
+def _authority(url: str) -> str:
+    """Return the part of ``url`` between ``//`` and the path, cheaply: it runs per link."""
+    start = url.find("//") + 2
+    end = min((i for i in (url.find(c, start) for c in "/?#") if i != -1), default=len(url))
+    return url[:end].lower()

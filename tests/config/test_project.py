@@ -161,6 +161,12 @@ INVALID = {
         "allowed_domains[0]",
         "not a host name",
     ),
+    "port out of range in an allowed domain": (
+        VALID + "allowed_domains: ['shop.example:99999']\n",
+        4,
+        "allowed_domains[0]",
+        "a port is a number from 1 to 65535",
+    ),
     "empty file": ("", 1, "", "the project file is empty"),
     "only a comment": ("# nothing yet\n", 1, "", "the project file is empty"),
     "not a mapping": ("- spider: shop\n", 1, "", "expected a mapping"),
@@ -348,7 +354,7 @@ def test_valid_project_loads_into_frozen_objects_with_defaults(tmp_path: Path) -
     )
     project = load_project(path, ["retries=5", "headers.User-Agent=Mozilla/5.0"])
     assert project.name == "project"
-    assert project.allowed_domains == ("shop.example",)
+    assert project.allowed_domains == ("shop.example:443",)  # the start URL's host and port
     assert project.concurrency.total == 16 and project.concurrency.per_domain == 2
     assert project.retries == 5
     assert dict(project.headers) == {"User-Agent": "Mozilla/5.0"}
@@ -547,6 +553,8 @@ async def test_fw_run_refuses_an_offsite_start_url_without_fetching(
         "spider: shop\nplugins: [./shop.py]\nfrontier: sqlite:///crawl.db\n",  # may resume
         "spider: shop\nplugins: [./shop.py]\nstart_urls: [https://www.shop.example/]\n"
         "allowed_domains: [shop.example]\n",  # a subdomain is allowed
+        "spider: shop\nplugins: [./shop.py]\nstart_urls: ['http://shop.example:8080/']\n"
+        "allowed_domains: ['shop.example:8080']\n",  # a port pins the crawl to it
     ],
 )
 def test_projects_that_can_crawl_are_accepted(

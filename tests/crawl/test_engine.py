@@ -676,3 +676,27 @@ def test_a_spider_defined_in_a_plugin_package_is_named_after_that_plugin() -> No
     assert spider_origin(pm, Shop()) == "plugin 'acme'"
     Shop.__module__ = "elsewhere"
     assert spider_origin(pm, Shop()) is None
+
+
+async def test_the_same_host_on_another_port_is_offsite_by_default(
+    tmp_path: Path, serve: Serve
+) -> None:
+    hits: list[str] = []
+
+    async def other(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return page()
+
+    other_app = web.Application()
+    other_app.router.add_get("/{tail:.*}", other)
+    other_base = await serve(other_app)  # 127.0.0.1, another port
+
+    async def moved(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": other_base + "/redirected"})
+
+    app = web.Application()
+    app.router.add_get("/", static(other_base + "/linked", "/moved"))
+    app.router.add_get("/moved", moved)
+    stats = await crawl(links_project(tmp_path, await serve(app)))
+    assert hits == []
+    assert stats.filtered["offsite"] == 1 and stats.errors == {"offsite_redirect": 1}

@@ -53,3 +53,22 @@ def test_offsite_allows_subdomains_only_of_allowed_domains() -> None:
     assert not offsite.allows("https://notdouban.com/") and offsite.allows("http://example.org")
     assert Offsite([]).allows("http://anything.test/")
     assert host_of("http://User@Host.Test:81/p") == "host.test" and host_of("http://[::1") == ""
+
+
+def test_an_allowed_domain_with_a_port_allows_that_port_only() -> None:
+    offsite = Offsite(["example.com:8080", "other.test"])
+    assert offsite.allows("http://example.com:8080/x") and offsite.allows(
+        "http://a.example.com:8080/"
+    )
+    assert not offsite.allows("http://example.com:9090/") and not offsite.allows(
+        "http://example.com/"
+    )
+    assert offsite.allows("http://other.test:1234/")  # no port written: any port
+
+
+def test_the_standard_web_ports_count_as_one() -> None:
+    offsite = Offsite(["example.com:443"])
+    assert offsite.allows("https://example.com/") and offsite.allows("http://example.com/a")
+    assert offsite.allows("http://example.com:80/") and not offsite.allows(
+        "https://example.com:8443/"
+    )
