@@ -32,6 +32,7 @@ __all__ = [
     "HostStatus",
     "Lease",
     "LeaseLost",
+    "Owner",
     "Saved",
     "Settlement",
     "Status",
@@ -98,6 +99,16 @@ class Saved:
     settled: int = 0
     #: The exporters' positions at the last ack, by ``exporter_key``; empty if none.
     checkpoints: Mapping[str, Any] = field(default_factory=_nothing)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose crawl a persistent frontier holds; ``where`` locates the project's
+    ``frontier:`` key (``FILE:LINE``) for the error when the state is another's."""
+
+    project: str
+    spider: str
+    where: str = "frontier"
 
 
 class Frontier(Protocol):

@@ -7,7 +7,7 @@ from pathlib import Path
 from framework.config.project import Project
 from framework.errors import UsageError
 from framework.fetch.politeness import Politeness
-from framework.frontier import Frontier, Status
+from framework.frontier import Frontier, Owner, Status
 from framework.frontier.memory import MemoryFrontier
 
 __all__ = ["make_frontier", "read_status"]
@@ -22,7 +22,10 @@ def make_frontier(
     if url.startswith("sqlite:///"):
         from framework.frontier.sqlite import SqliteFrontier
 
-        return SqliteFrontier(Path(url.removeprefix("sqlite:///")), politeness, fresh=fresh)
+        owner = Owner(project.name, project.spider, project.error_source.where(("frontier",)))
+        return SqliteFrontier(
+            Path(url.removeprefix("sqlite:///")), politeness, fresh=fresh, owner=owner
+        )
     if url != "memory":
         from framework.frontier.redis import RedisFrontier  # redis-py only when used
 

@@ -12,8 +12,13 @@ Durability: WAL with ``synchronous=NORMAL`` survives the process being killed at
 moment (the OS still holds every committed write); a power cut may lose the last
 transactions, and then the exports may hold items of pages fetched again.
 
-One process at a time: a lock file beside the database (``crawl.db.lock``) is held for
-the crawl; a second ``fw run`` on the same state stops with a clear error.
+One process at a time: an OS lock on the database file itself is held for the crawl (a
+lock on a file beside it would be lost with that file); a second ``fw run`` on the same
+state stops with a clear error. ``crawl.db.lock`` only names the process, for
+``fw status``.
+
+The state records whose crawl it is (project and spider): another project pointed at
+the same file is refused instead of continuing a crawl that is not its own.
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from framework.errors import UsageError
+from framework.errors import CrawlAborted, ProjectError, UsageError
 from framework.fetch.politeness import Politeness
 from framework.frontier import (
     Counts,
     HostStatus,
     Lease,
     LeaseLost,
+    Owner,
     Saved,
     Settlement,
     Status,
@@ -89,14 +95,16 @@ class SqliteFrontier:
         politeness: Politeness,
         *,
         fresh: bool = False,
+        owner: Owner | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.path, self._fresh, self._clock, self._wall = path, fresh, clock, wall
         self._hosts = Hosts(politeness, Host, clock=clock, jitter=jitter)
+        self._owner = owner
         self._db: sqlite3.Connection | None = None
-        self._lock: IO[str] | None = None
+        self._lock: IO[bytes] | None = None
         self._pending = self._leased = self._delayed = self._seen = 0
         self._done = self._failed = 0
         self._next_due = math.inf  # the soonest delayed request's due time
@@ -111,9 +119,10 @@ class SqliteFrontier:
         self._lock = _lock(self.path)
         try:
             if self._fresh:
-                _remove(self.path)
-            existed = self.path.exists() and self.path.stat().st_size > 0
+                _discard(self.path, self._lock)
+            existed = self.path.stat().st_size > 0
             self._db = _connect(self.path)
+            self._claim_ownership()
         except BaseException:
             await self.close()
             raise
@@ -135,6 +144,26 @@ class SqliteFrontier:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+    def _claim_ownership(self) -> None:
+        """Record whose crawl this state is, or refuse it if it is another project's."""
+        if self._owner is None:
+            return
+        found = (self._meta("project"), self._meta("spider"))
+        if found == (None, None):  # new, or written before fw recorded its owner
+            with self._transaction() as db:
+                db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [("project", self._owner.project), ("spider", self._owner.spider)],
+                )
+        elif found != (self._owner.project, self._owner.spider):
+            project, spider = found
+            raise ProjectError(
+                self._owner.where,
+                "frontier",
+                f"{self.path} holds the crawl of project '{project}' (spider {spider}); use "
+                "another path, or --fresh to discard it",
+            )
 
     def _load(self) -> int:
         """Rebuild the per-host counts from the table; return how many requests settled."""
@@ -172,13 +201,14 @@ class SqliteFrontier:
             self._promote()
         host = self._hosts.next_ready(now)
         if host is not None:
-            rows = self._conn.execute(
-                "SELECT id, data, priority FROM requests WHERE host = ? AND state = 0 "
-                "ORDER BY priority DESC, id LIMIT 2",
-                (host.name,),
-            ).fetchall()
-            (key, data, _), rest = rows[0], rows[1:]
-            self._conn.execute("UPDATE requests SET state = 1 WHERE id = ?", (key,))
+            with self._writing():
+                rows = self._conn.execute(
+                    "SELECT id, data, priority FROM requests WHERE host = ? AND state = 0 "
+                    "ORDER BY priority DESC, id LIMIT 2",
+                    (host.name,),
+                ).fetchall()
+                (key, data, _), rest = rows[0], rows[1:]
+                self._conn.execute("UPDATE requests SET state = 1 WHERE id = ?", (key,))
             self._pending -= 1
             self._leased += 1
             self._hosts.started(host, now, -rest[0][2] if rest else math.inf)
@@ -251,13 +281,26 @@ class SqliteFrontier:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._conn
-        db.execute("BEGIN IMMEDIATE")
+        with self._writing():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a failing state file (a full disk, an I/O error) into the crawl's end."""
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            yield
+        except sqlite3.Error as exc:
+            reason = "No space left on device" if _full(exc) else str(exc)
+            raise CrawlAborted(
+                f"frontier {self.path}: {reason} ({self._done + self._failed} requests "
+                "settled; a rerun continues from them)"
+            ) from exc
 
     def _settled(self, db: sqlite3.Connection, key: int, settlement: Settlement) -> list[Request]:
         """Mark one request done or failed; return its new discoveries, not yet counted."""
@@ -352,47 +395,60 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _lock(path: Path) -> IO[str]:
-    """Hold ``path``.lock for the crawl, with this process's name in it for ``fw status``."""
-    lock_path = path.with_name(path.name + ".lock")
+def _lock(path: Path) -> IO[bytes]:
+    """Hold an OS lock on the database file for the crawl; name this process beside it.
+
+    The lock is on the database itself (SQLite's own locks are fcntl ones, which flock's
+    do not touch): a lock file could be deleted under a running crawl, letting a second
+    process in. The ``.lock`` file only says who holds the state, for ``fw status``.
+    """
     try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = lock_path.open("a+")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = path.open("ab")
     except OSError as exc:
-        raise UsageError(f"frontier: cannot create {lock_path}: {exc.strerror}") from exc
+        raise UsageError(f"frontier: cannot open {path}: {exc.strerror}") from exc
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(state, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        lock.close()
+        state.close()
         raise UsageError(
             f"frontier: another fw process is running this crawl "
             f"({path}); a SQLite frontier serves one process — use a redis:// "
             "frontier to run several workers"
         ) from None
-    lock.truncate(0)
-    lock.write(f"{socket.gethostname()}:{os.getpid()}\n")
-    lock.flush()
-    return lock
+    with contextlib.suppress(OSError):  # only informative
+        _holder_file(path).write_text(f"{socket.gethostname()}:{os.getpid()}\n")
+    return state
 
 
 def _holder(path: Path) -> WorkerStatus | None:
     """Return the process holding the crawl's lock, if one is running it."""
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        with lock_path.open("r") as lock:
+    with path.open("rb") as state:
+        try:
+            fcntl.flock(state, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
             try:
-                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return WorkerStatus(lock.read().strip() or "?", 0.0, True)
-    except FileNotFoundError:
-        pass
+                name = _holder_file(path).read_text().strip()
+            except OSError:
+                name = ""
+            return WorkerStatus(name or "?", 0.0, True)
     return None
 
 
-def _remove(path: Path) -> None:
-    """Discard saved state (``--fresh``): the database and its WAL files."""
-    for suffix in ("", "-wal", "-shm"):
+def _holder_file(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _discard(path: Path, state: IO[bytes]) -> None:
+    """Discard saved state (``--fresh``) while holding its lock: empty the database and
+    remove its WAL files, which would otherwise be replayed into the empty file."""
+    state.truncate(0)
+    for suffix in ("-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
 
 
 def _status(db: sqlite3.Connection, holder: WorkerStatus | None) -> Status:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +14,10 @@ from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import Lease, LeaseLost, Saved
 from framework.frontier.sqlite import SqliteFrontier, read_status
 from framework.http import Request
+from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
+from tests.disks import small_disk
 from tests.frontier.leases import ack, fail
+from tests.linked_site import LinkedSite
 
 POLITENESS = Politeness(HostPolicy(4, 0.0), {})
 
@@ -144,3 +149,110 @@ async def test_a_state_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -
     (tmp_path / "crawl.db").write_text("not a database, just text " * 100)
     with pytest.raises(UsageError, match=r"crawl\.db"):
         await opened(tmp_path / "crawl.db")
+
+
+# -------------------------------------------------------------------------------------------
+# Whose crawl the state is, who holds it, and a state file that cannot be written
+# -------------------------------------------------------------------------------------------
+
+
+def rules_project(folder: Path, name: str, starts: list[str], state: Path, *extra: str) -> Path:
+    """A rules crawl of a linked site, with its frontier in ``state``; ``extra`` lines added."""
+    path = write_project(
+        folder,
+        f"""
+        name: {name}
+        spider: rules
+        start_urls: [{", ".join(starts)}]
+        robots: ignore
+        frontier: "sqlite:///{state}"
+        rules:
+          follow: [a]
+          items: [{{fields: {{page: {{value: url}}}}}}]
+        """,
+        name=f"{name}.yaml",
+    )
+    with path.open("a", encoding="utf-8") as file:
+        file.writelines(line + "\n" for line in extra)
+    return path
+
+
+async def test_another_projects_state_is_refused_not_continued(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await LinkedSite(20, latency=0).start(serve)
+    state = tmp_path / "state" / "crawl.db"
+    alpha = rules_project(tmp_path, "alpha", [f"{base}/p/0"], state, "max_pages: 5")
+    assert (await run_fw("run", str(alpha), "-q", "-o", str(tmp_path / "a.jsonl"))).returncode == 0
+    beta = rules_project(tmp_path, "beta", [f"{base}/p/0"], state)
+    refused = await run_fw("run", str(beta), "-o", str(tmp_path / "b.jsonl"))
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"Error: {beta}:5: frontier: {state} holds the crawl of project 'alpha' (spider rules); "
+        "use another path, or --fresh to discard it"
+    )
+    assert not (tmp_path / "b.jsonl").exists() or not read_jsonl(tmp_path / "b.jsonl")
+    fresh = await run_fw("run", str(beta), "-q", "--fresh", "-o", str(tmp_path / "b.jsonl"))
+    assert fresh.returncode == 0, fresh.stderr
+    assert len(read_jsonl(tmp_path / "b.jsonl")) == 20
+
+
+async def test_narrowing_allowed_domains_between_runs_takes_effect(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = LinkedSite(40, latency=0)
+    base = await site.start(serve)
+    other = base.replace("127.0.0.1", "localhost")  # the same site under a second name
+    state = tmp_path / "crawl.db"
+    starts = [f"{base}/p/0", f"{other}/p/1", f"{other}/p/2", f"{other}/p/3"]
+    wide = rules_project(
+        tmp_path, "shop", starts, state, "max_pages: 2", "allowed_domains: [127.0.0.1, localhost]"
+    )
+    first = await run_fw("run", str(wide), "-q", "-o", str(tmp_path / "first.jsonl"))
+    assert first.returncode == 0, first.stderr
+    narrow = rules_project(tmp_path, "shop", starts[:1], state, "allowed_domains: [127.0.0.1]")
+    second = await run_fw("run", str(narrow), "-q", "-o", str(tmp_path / "second.jsonl"))
+    assert second.returncode == 0, second.stderr
+    pages = [item["page"] for item in read_jsonl(tmp_path / "second.jsonl")]
+    assert pages and not any(page.startswith(other) for page in pages)
+
+
+async def test_a_deleted_lock_file_does_not_let_a_second_process_in(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = LinkedSite(400, latency=0.05)
+    base = await site.start(serve)
+    state = tmp_path / "crawl.db"
+    project = rules_project(tmp_path, "shop", [f"{base}/p/0"], state)
+    first = await asyncio.create_subprocess_exec(
+        *fw_command(),
+        "run",
+        str(project),
+        "-q",
+        "-o",
+        str(tmp_path / "one.jsonl"),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await site.served(5)
+        Path(f"{state}.lock").unlink()
+        second = await run_fw("run", str(project), "-o", str(tmp_path / "two.jsonl"))
+        assert second.returncode == 2
+        assert "another fw process is running this crawl" in second.stderr
+    finally:
+        first.kill()
+        await first.wait()
+
+
+async def test_a_full_disk_under_the_state_file_is_one_located_error(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await LinkedSite(3000, latency=0).start(serve)
+    with small_disk(tmp_path / "state", "96k") as folder:
+        project = rules_project(tmp_path, "shop", [f"{base}/p/0"], folder / "crawl.db")
+        done = await run_fw("run", str(project), "-q", "-o", str(tmp_path / "items.jsonl"))
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: frontier {folder / 'crawl.db'}: No space left on device (")
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+    assert all(json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines())
