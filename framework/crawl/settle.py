@@ -203,7 +203,7 @@ class Settler:
 
     async def _settle(self, batch: list[_Page]) -> list[list[Request] | None]:
         """Steps 3-6 for one batch: write, checkpoint, acknowledge, cut back."""
-        await self._write(batch)
+        written = await self._write(batch)
         wrote = any(page.items for page in batch)
         # A persistent frontier may lose a lease (Redis) or store the positions (SQLite).
         mark = self._checkpoint() if wrote and self._frontier.persistent else self._mark
@@ -212,7 +212,7 @@ class Settler:
         found = await self._frontier.settle([page.settlement for page in batch], stored)
         self._stored = self._stored or stored is not None
         if None in found:
-            mark = await self._cut_back(batch, found)
+            mark = await self._cut_back(batch, found, written)
         self._mark = mark
         return found
 
@@ -220,20 +220,25 @@ class Settler:
     # 3. Write
     # ---------------------------------------------------------------------------------------
 
-    async def _write(self, batch: Sequence[_Page]) -> None:
+    async def _write(self, batch: Sequence[_Page]) -> int:
+        """Write the pages' items to every exporter; count and return those written."""
+        count = 0
         for page in batch:
             request = page.settlement.lease.request
             for item in page.items:
-                for exporter in self._exporters:
-                    await self._write_item(exporter, item, request)
-                self._stats.items += 1
+                written = [await self._write_item(e, item, request) for e in self._exporters]
+                count += any(written) or not self._exporters  # one no exporter took is no item
+        self._stats.items += count
+        return count
 
-    async def _write_item(self, exporter: Exporter, item: Item, request: Request) -> None:
-        """Write one item; a failing disk aborts the crawl, an unwritable item does not."""
+    async def _write_item(self, exporter: Exporter, item: Item, request: Request) -> bool:
+        """Write one item and say whether it was written; a failing disk aborts the crawl,
+        an unwritable item does not."""
         try:
             written: Awaitable[None] | None = exporter.write(item)
             if inspect.isawaitable(written):
                 await written
+            return True
         except BrokenPipeError:
             if exporter.path != "-":
                 raise CrawlAborted(
@@ -242,6 +247,7 @@ class Settler:
             # `fw run -o - | head` is done reading: stop quietly, as Unix tools do.
             self._exporters = tuple(e for e in self._exporters if e is not exporter)
             self.halt = self.halt or "stdout closed"
+            return False
         except OSError as exc:
             raise CrawlAborted(
                 f"exporter {exporter.format} ({exporter.path}) failed: {exc.strerror or exc}"
@@ -254,6 +260,7 @@ class Settler:
                 f"spider {self._spider.name}: exporter {exporter.format} "
                 f"cannot write this item: {type(exc).__name__}: {exc}",
             )
+            return False
 
     # ---------------------------------------------------------------------------------------
     # 4. Checkpoint, and 6. cut back
@@ -270,11 +277,11 @@ class Settler:
                 exporter.rewind(checkpoints[_key(exporter)])
 
     async def _cut_back(
-        self, batch: list[_Page], found: list[list[Request] | None]
+        self, batch: list[_Page], found: list[list[Request] | None], written: int
     ) -> dict[str, Any]:
         """Cut the items of lost leases' pages back out; return the exporters' positions."""
         self._rewind(self._mark)
-        self._stats.items -= sum(len(page.items) for page in batch)
+        self._stats.items -= written
         await self._write([page for page, new in zip(batch, found, strict=True) if new is not None])
         self._stored = False  # what the frontier stored counted the lost items: store anew
         return self._checkpoint()

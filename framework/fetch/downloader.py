@@ -23,13 +23,27 @@ from framework.errors import FetchError
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
 
-__all__ = ["DEFAULT_HEADERS", "DownloadSettings", "Downloader", "Fetcher", "Traffic", "user_agent"]
+__all__ = [
+    "DEFAULT_HEADERS",
+    "READ_AT_MOST",
+    "DownloadSettings",
+    "Downloader",
+    "Fetcher",
+    "Traffic",
+    "user_agent",
+]
 
 DEFAULT_HEADERS: Mapping[str, str] = {
     "User-Agent": f"fw/{__version__} (+https://pypi.org/project/fw/)",
     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
     "Accept-Language": "en;q=0.9,*;q=0.5",
 }
+
+
+#: A request's meta key: read at most this many bytes of the body and keep them, instead of
+#: failing as ``too_large`` past ``max_response_size`` (robots.txt, of which RFC 9309 reads
+#: the first 500 KiB).
+READ_AT_MOST = "read_at_most"
 
 
 class Fetcher(Protocol):
@@ -152,7 +166,7 @@ class Downloader:
                 data=request.body,
                 allow_redirects=False,
             ) as answer:
-                body = await self._read(answer)
+                body = await self._read(answer, request.meta.get(READ_AT_MOST))
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             raise _classify(exc, self._settings.timeout) from exc
         return Response(
@@ -164,23 +178,26 @@ class Downloader:
             self._parsers.for_type(media_type(answer.headers)),
         )
 
-    async def _read(self, answer: aiohttp.ClientResponse) -> bytes:
+    async def _read(self, answer: aiohttp.ClientResponse, at_most: int | None = None) -> bytes:
         """Read the body as it streams in, stopping as soon as it exceeds the limit.
 
         The limit applies to decompressed bytes, so a small gzip bomb is cut off too.
+        ``at_most`` (the request's ``READ_AT_MOST``) keeps that many bytes instead of failing.
         """
-        limit = self._settings.max_response_size
+        limit = self._settings.max_response_size if at_most is None else at_most
         length = answer.content_length
-        if length is not None and length > limit:
+        if length is not None and length > limit and at_most is None:
             raise _too_large(limit)
-        if length is not None and "Content-Encoding" not in answer.headers:
+        if length is not None and length <= limit and "Content-Encoding" not in answer.headers:
             return await answer.read()  # the usual case: bounded by the length just checked
         chunks, size = [], 0
         async for chunk in answer.content.iter_any():
+            chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
+                if at_most is None:
+                    raise _too_large(limit)
+                return b"".join(chunks)[:limit]
         return b"".join(chunks)
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urljoin
 from protego import Protego
 
 from framework.errors import FetchError, IgnoreRequest
+from framework.fetch.downloader import READ_AT_MOST
 from framework.fetch.politeness import Pace
 from framework.fetch.statuses import REDIRECTS
 from framework.http import Request, Response
@@ -25,6 +26,9 @@ __all__ = ["Robots"]
 log = logging.getLogger("fw")
 
 _MAX_REDIRECTS = 5
+#: RFC 9309: a crawler reads at least the first 500 KiB of a robots.txt; a longer one is
+#: cut there, not ignored (ignoring it would crawl everything it disallows).
+_READ = 500 * 1024
 
 
 class Robots:
@@ -78,7 +82,7 @@ class Robots:
 
     async def _get(self, url: str) -> Response:
         """Fetch robots.txt, following a few redirects (sites move it to www., https)."""
-        request = Request(url, meta={"robots.txt": True})
+        request = Request(url, meta={"robots.txt": True, READ_AT_MOST: _READ})
         for _ in range(_MAX_REDIRECTS):
             response = await self._fetch(request)
             location = response.headers.get("Location")

@@ -33,9 +33,12 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
         target = urljoin(response.url, location.strip())
     except ValueError:
         target = location
-    if unfetchable(target) == "invalid_url":
+    problem = unfetchable(target)
+    if problem == "invalid_url":
         raise FetchError("invalid_url", f"redirected to an invalid URL: {location!r}")
-    if unfetchable(target) is None and not offsite.allows(target):
+    if problem == "scheme":  # file:, data:, ftp:: never followed, but never silently
+        raise FetchError("bad_redirect", f"redirected to {target[:200]!r}, which is not http(s)")
+    if not offsite.allows(target):
         raise FetchError(
             "offsite_redirect",
             f"redirected to {target}, outside allowed_domains",

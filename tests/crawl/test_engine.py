@@ -527,6 +527,7 @@ async def test_plugin_and_item_mistakes_fail_alone(tmp_path: Path, serve: Serve)
     assert exported == {f"{base}/", *(f"{base}/{n}" for n in (0, 1, 2, 4))}
     assert stats.errors == {"item_error": 1, "plugin_error": 2}
     assert stats.reason == "finished"
+    assert stats.items == len(exported)  # the item no exporter could write is not counted
 
 
 async def test_max_items_is_exact_with_async_hooks(tmp_path: Path, serve: Serve) -> None:
@@ -700,3 +701,24 @@ async def test_the_same_host_on_another_port_is_offsite_by_default(
     stats = await crawl(links_project(tmp_path, await serve(app)))
     assert hits == []
     assert stats.filtered["offsite"] == 1 and stats.errors == {"offsite_redirect": 1}
+
+
+async def test_a_redirect_to_another_scheme_is_a_counted_failure(
+    tmp_path: Path, serve: Serve
+) -> None:
+    targets = {
+        "/file": "file:///etc/passwd",
+        "/data": "data:text/html,<h1>x</h1>",
+        "/ftp": "ftp://a/",
+    }
+
+    async def away(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": targets[request.path]})
+
+    app = web.Application()
+    app.router.add_get("/", static(*targets))
+    for path in targets:
+        app.router.add_get(path, away)
+    stats = await crawl(links_project(tmp_path, await serve(app)))
+    assert stats.errors == {"bad_redirect": 3}
+    assert stats.filtered["scheme"] == 0

@@ -277,6 +277,20 @@ async def test_robots_txt_is_obeyed_cached_and_its_crawl_delay_kept(
     assert "robots.txt Crawl-delay: 127.0.0.1 0.3s" in stats.summary()
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+async def test_a_robots_txt_over_the_size_cap_is_read_up_to_500_kib(
+    tmp_path: Path, serve: Serve, compressed: bool
+) -> None:
+    hits: Counter[str] = Counter()
+    huge = ROBOTS + "# padding\n" * 200_000  # 2 MB: over 500 KiB and over max_response_size
+    answer = web.Response(text=huge)
+    if compressed:
+        answer.enable_compression()
+    base = await serve(robots_site(answer, hits))
+    stats = await crawl(project(tmp_path, [f"{base}/"]), "robots=obey", "max_response_size=100000")
+    assert hits["/private/x"] == 0 and stats.filtered["robots"] == 1
+
+
 async def test_crawl_delay_spaces_requests(tmp_path: Path, serve: Serve) -> None:
     starts: list[float] = []
 
