@@ -1,7 +1,8 @@
 """The ``fw`` command: argument parsing and exit codes, nothing else.
 
 Exit codes: 0 the crawl finished (failed pages are counted, not fatal); 1 it was aborted
-by an error; 2 bad usage or an invalid project; 130 interrupted.
+by an error; 2 bad usage or an invalid project; 130 interrupted (Ctrl-C, SIGINT); 143
+terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from framework.logs import configure_logging
 
 __all__ = ["main"]
 
-OK, ABORTED, USAGE, INTERRUPTED = 0, 1, 2, 130
+OK, ABORTED, USAGE, INTERRUPTED, TERMINATED = 0, 1, 2, 130, 143
+#: The exit code of a crawl stopped by a signal, by the reason it gives the crawl's end.
+_STOPPED = {"interrupted": INTERRUPTED, "terminated": TERMINATED}
 
 log = logging.getLogger("fw")
 
@@ -297,7 +300,7 @@ def _run(args: argparse.Namespace) -> int:
     _summarise(stats, args.stats)
     if stats.error is not None:
         raise CrawlAborted(stats.error)
-    return INTERRUPTED if stats.reason == "interrupted" else OK
+    return _STOPPED.get(stats.reason, OK)
 
 
 def _progress_mode(args: argparse.Namespace) -> Mode:

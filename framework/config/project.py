@@ -245,6 +245,12 @@ class Project:
         "obey", doc="Obey each host's robots.txt (Disallow and Crawl-delay), or ignore it."
     )
     timeout: float = option(30.0, doc="Seconds one request may take, body included.", minimum=0.001)
+    stop_timeout: float = option(
+        5.0,
+        doc="Seconds the requests in flight get to finish after SIGTERM or Ctrl-C; then they "
+        "are cut short and handed back, so that a rerun fetches them.",
+        minimum=0,
+    )
     retries: int = option(
         2, doc="Retries after a connection error, timeout, 5xx or 429.", minimum=0
     )

@@ -9,7 +9,8 @@ The engine builds none of its collaborators: the runner (``crawl/runner.py``) bu
 into a ``Crew`` and hands it over. Nothing calls back into the engine: each collaborator
 returns a value, and the engine reads two flags after a step — ``Settler.halt`` (stop:
 ``max_items`` reached, stdout closed) and ``Seeder.closed`` (the spider's ``CloseSpider``
-while starting). ``stop()`` is for whoever runs the engine (the runner, on a signal).
+while starting). ``stop()`` and ``cut_short()`` are for whoever runs the engine (the runner,
+on a signal).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class Engine:
         self._claimed = 0
         self._stopping: str | None = None
         self._seeding: asyncio.Task[None] | None = None
+        self._processing: set[asyncio.Task[Any]] = set()  # workers fetching or parsing
+        self._cut: set[asyncio.Task[Any]] = set()  # those cut_short() cancelled
 
     def stop(self, reason: str) -> None:
         """Stop claiming requests; those in flight finish and the crawl ends."""
@@ -118,6 +121,17 @@ class Engine:
             self._crew.seeder.stop()
             if self._seeding is not None and self._seeding is not asyncio.current_task():
                 self._seeding.cancel()
+
+    def cut_short(self) -> int:
+        """Cancel the requests in flight; their leases go back to the frontier unsettled.
+
+        Call it after ``stop()``, once the requests in flight have had their time. Return
+        how many were cut short.
+        """
+        for task in self._processing - self._cut:
+            self._cut.add(task)
+            task.cancel()
+        return len(self._cut)
 
     @property
     def in_flight(self) -> int:
@@ -300,7 +314,7 @@ class Engine:
     async def _handle(self, lease: Lease) -> None:
         """Handle one leased request and settle its lease exactly once."""
         try:
-            handled = await self._process(lease)
+            handled = await self._cancellable(lease)
         except CrawlAborted:
             raise
         except Exception as exc:  # a bug, in fw or in a plugin that broke its contract
@@ -324,6 +338,22 @@ class Engine:
             self.stats.errors["lease_lost"] += 1
             self._admission.forget(handled.discovered)  # nothing queued them
         self._halt_if_asked()
+
+    async def _cancellable(self, lease: Lease) -> Handled:
+        """Process a request; one ``cut_short()`` cancels is handed back, to be fetched again."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._processing.add(task)
+        try:
+            return await self._process(lease)
+        except asyncio.CancelledError:
+            if task not in self._cut or task.uncancel() > 0:  # cancelled from outside too
+                raise
+            self.stats.cut_short += 1
+            return Handled(retry=lease.request)
+        finally:
+            self._processing.discard(task)
+            self._cut.discard(task)
 
     async def _settle(self, lease: Lease, handled: Handled) -> None:
         """Queue the request again, or settle its lease with what its page found."""

@@ -8,6 +8,7 @@ end, stopping it cleanly on a signal.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -47,8 +48,7 @@ from framework.spider import CallbackResult, Spider
 
 __all__ = ["Prepared", "engine", "load_plugins", "output_spec", "prepare", "run"]
 
-#: Seconds the in-flight requests get after Ctrl-C, beyond the request timeout.
-_GRACE_EXTRA = 5.0
+log = logging.getLogger("fw")
 
 
 @dataclass(frozen=True)
@@ -215,49 +215,64 @@ def _starts(prepared: Prepared, frontier: Frontier) -> Callable[[], CallbackResu
 def run(prepared: Prepared, progress: Mode = "off") -> Stats:
     """Run the crawl to its end and return its stats.
 
-    A signal stops it cleanly (``stats.reason`` says so); an abort is ``stats.error``.
+    A signal stops it (``stats.reason`` says which); an abort is ``stats.error``.
     """
     crawl = engine(prepared)
     shown = Progress(crawl.sample, progress, prepared.project.name)
     try:
-        asyncio.run(_run(crawl, prepared.project.timeout + _GRACE_EXTRA, shown))
-    except asyncio.CancelledError:  # the grace period after Ctrl-C ran out
+        asyncio.run(_run(crawl, prepared.project.stop_timeout, shown))
+    except asyncio.CancelledError:  # closing took too long after a signal
         pass
     except CrawlAborted as exc:
         crawl.stats.error = str(exc)
     return crawl.stats
 
 
-async def _run(crawl: Engine, grace: float, progress: Progress) -> Stats:
-    """Run ``crawl``; the first signal stops it gracefully, a second one exits at once."""
+#: What each signal is called for people, and the reason it gives the crawl's end.
+_SIGNALS = {signal.SIGINT: ("Ctrl-C", "interrupted"), signal.SIGTERM: ("SIGTERM", "terminated")}
+
+
+async def _run(crawl: Engine, stop_timeout: float, progress: Progress) -> Stats:
+    """Run ``crawl`` until it ends or a signal stops it.
+
+    The first SIGINT or SIGTERM stops claiming; the requests in flight get ``stop_timeout``
+    seconds, then are cut short and handed back; closing the exports and the frontier gets
+    as long again, then the crawl is cancelled outright. A second signal exits at once.
+    """
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
+    signalled: list[signal.Signals] = []
 
-    presses = 0
-
-    def interrupted() -> None:
-        nonlocal presses
-        presses += 1
-        if presses > 1:
-            print("Quitting now.", file=sys.stderr, flush=True)
-            os._exit(130)  # the exporters write whole records as they go: nothing is torn
+    def stop(sig: signal.Signals) -> None:
+        name, reason = _SIGNALS[sig]
+        signalled.append(sig)
+        if len(signalled) > 1:
+            print(f"Quitting now ({name} again).", file=sys.stderr, flush=True)
+            os._exit(128 + sig)  # whole records are on disk: nothing is torn
+        again = " (press Ctrl-C again to quit now)" if sig == signal.SIGINT else ""
         print(
-            f"\nStopping: letting {crawl.in_flight} requests in flight finish "
-            "(press Ctrl-C again to quit now)",
+            f"\nStopping ({name}): letting {crawl.in_flight} requests in flight finish, at most "
+            f"{stop_timeout:g}s{again}",
             file=sys.stderr,
             flush=True,
         )
-        crawl.stop("interrupted")
-        loop.call_later(grace, main.cancel)
+        crawl.stop(reason)
+        loop.call_later(stop_timeout, _cut_short, crawl)
+        loop.call_later(2 * stop_timeout + 1, main.cancel)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupted)
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
     shown = asyncio.create_task(progress.run())
     try:
         return await crawl.run()
     finally:
         shown.cancel()
         await asyncio.gather(shown, return_exceptions=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
+
+
+def _cut_short(crawl: Engine) -> None:
+    if cut := crawl.cut_short():
+        log.warning("cut short %d requests still in flight; they are fetched again next run", cut)

@@ -26,6 +26,8 @@ class Stats:
     items: int = 0
     requests: int = 0
     retries: int = 0
+    #: Requests in flight when the crawl was stopped, cancelled after ``stop_timeout``.
+    cut_short: int = 0
     dropped: int = 0
     bytes: int = 0
     connections: int = 0
@@ -118,6 +120,11 @@ class Stats:
             lines.append(
                 f"failures: {count} requests listed in {path}; fw run --retry-failed "
                 "tries them again"
+            )
+        if self.cut_short:
+            lines.append(
+                f"cut short: {self.cut_short} requests in flight when the crawl stopped, "
+                "handed back to be fetched again"
             )
         if self.left and (self.left.pending or self.left.delayed):
             lines.append(

@@ -1,0 +1,112 @@
+"""SIGTERM and Ctrl-C stop a crawl within ``stop_timeout``, whatever its requests are doing.
+
+A real ``fw run`` process, a real signal, and a site whose stalled pages never answer
+until the test lets them: ``docker stop`` sends SIGTERM and SIGKILLs 10 s later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.conftest import Serve, run_fw, write_project
+from tests.test_cli import read_until, start_fw
+
+STALLED = ("/stall/1", "/stall/2", "/stall/3")
+
+
+class Stalling:
+    """``/`` links to three pages that answer only once ``release`` is set, and two others."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.waiting: set[str] = set()
+        self.arrived = asyncio.Condition()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.path == "/":
+            links = "".join(f'<a href="{p}">x</a>' for p in (*STALLED, "/ok/1", "/ok/2"))
+            return web.Response(text=links, content_type="text/html")
+        if request.path.startswith("/stall/") and not self.release.is_set():
+            async with self.arrived:
+                self.waiting.add(request.path)
+                self.arrived.notify_all()
+            await self.release.wait()
+        return web.Response(text="<p>ok</p>", content_type="text/html")
+
+    async def all_stalled(self) -> None:
+        async with asyncio.timeout(10), self.arrived:
+            await self.arrived.wait_for(lambda: self.waiting >= set(STALLED))
+
+
+@pytest.fixture
+async def stalling(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Stalling, Path]]:
+    site = Stalling()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", site.handle)
+    base = await serve(app)
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [{base}/]
+        robots: ignore
+        timeout: 30
+        stop_timeout: 1
+        frontier: "sqlite:///state/crawl.db"
+        rules:
+          follow: [a]
+          items: [{{fields: {{page: {{value: url}}}}}}]
+        exporters: [{{path: out/items.json}}]
+        """,
+    )
+    yield site, project
+    site.release.set()
+
+
+def pages(export: Path) -> list[str]:
+    """The paths a JSON export holds; it must be a whole JSON array."""
+    return [item["page"].split("/", 3)[3] for item in json.loads(export.read_text())]
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "name"),
+    [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")],
+    ids=["SIGTERM", "SIGINT"],
+)
+async def test_a_signal_stops_stalled_requests_within_stop_timeout_and_hands_them_back(
+    stalling: tuple[Stalling, Path], tmp_path: Path, sig: signal.Signals, code: int, name: str
+) -> None:
+    site, project = stalling
+    process = await start_fw("run", str(project))
+    assert process.stderr is not None
+    await site.all_stalled()
+    process.send_signal(sig)
+    line = await read_until(process.stderr, "Stopping")
+    assert (
+        f"Stopping ({name}): letting " in line and "requests in flight finish, at most 1s" in line
+    )
+    assert ("press Ctrl-C again" in line) == (sig == signal.SIGINT)
+    async with asyncio.timeout(4):  # 1 s for the stalled requests, then closing
+        await process.wait()
+    rest = (await process.stderr.read()).decode()
+    assert process.returncode == code, rest
+    assert "cut short: 3 requests in flight" in rest
+    first = pages(tmp_path / "out" / "items.json")  # whole: the array was closed
+    assert "" in first and set(first) <= {"", "ok/1", "ok/2"}
+
+    site.release.set()
+    again = await run_fw("run", str(project), "-q")
+    assert again.returncode == 0, again.stderr
+    assert sorted(pages(tmp_path / "out" / "items.json")) == [
+        "",
+        "ok/1",
+        "ok/2",
+        *(p[1:] for p in STALLED),
+    ]
