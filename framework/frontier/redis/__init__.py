@@ -180,7 +180,14 @@ class RedisFrontier:
             self._claiming = asyncio.create_task(
                 self._claim_batches(), name=f"fw claims {self.worker}"
             )
-        return await waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # Cancelled after its lease came but before it was taken: keep it for the next.
+            got = waiter.result() if waiter.done() and not waiter.cancelled() else None
+            if isinstance(got, Lease):
+                self._spare.append(got)
+            raise
 
     async def settle(
         self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
