@@ -39,6 +39,7 @@ from framework.fetch.parsers import parse_big
 from framework.fetch.politeness import Pace
 from framework.fetch.retry import RetryPolicy
 from framework.fetch.robots import Robots
+from framework.fetch.stalls import Stalls
 from framework.fetch.statuses import check_status, redirect_of
 from framework.frontier import Frontier, Lease, LeaseLost, Settlement
 from framework.hooks.events import Events
@@ -70,6 +71,8 @@ class Crew:
     #: None when the project ignores robots.txt.
     robots: Robots | None
     pace: Pace
+    #: Watches the event loop, so that time a callback held it is charged to no host.
+    stalls: Stalls
     retry: RetryPolicy
     admission: Admission
     seeder: Seeder
@@ -211,11 +214,13 @@ class Engine:
                 self._active += 1  # the seeder counts as work until it is done
                 self._seeding = tasks.create_task(self._seed())
                 tasks.create_task(self._settler.run())
+                watching = tasks.create_task(self._crew.stalls.run())
                 workers = [
                     tasks.create_task(self._worker()) for _ in range(self.project.concurrency.total)
                 ]
                 await asyncio.wait(workers)
                 self._settler.close()  # the last pages are settled, then the crawl ends
+                watching.cancel()
         except BaseException:
             self._stopping = self._stopping or "aborted"
             raise
@@ -233,6 +238,7 @@ class Engine:
         stats.throttled = crew.pace.throttle.throttled()
         stats.crawl_delays = dict(crew.pace.crawl_delays)
         stats.robots_fetched = crew.robots.fetched if crew.robots else 0
+        stats.stalls = dict(crew.stalls.culprits)
         file = self._failures.file
         if file is not None:
             file.close()  # now, so that the count is what the file lists
@@ -405,15 +411,16 @@ class Engine:
 
     async def _fetched(self, lease: Lease) -> Response:
         """Fetch a request through the middlewares; tell the pace how the host answered."""
-        pace, clock = self._crew.pace, asyncio.get_running_loop().time
-        started = clock()
+        pace, stalls, clock = self._crew.pace, self._crew.stalls, asyncio.get_running_loop().time
+        started, held = clock(), stalls.held
         try:
             response = await self._fetch(lease.request)
         except FetchError as exc:
             if exc.kind == "timeout":
                 await pace.timed_out(lease.host)
             raise
-        await pace.replied(lease.host, response.status, clock() - started)
+        latency = clock() - started - stalls.held_since(started, held)  # not a callback's
+        await pace.replied(lease.host, response.status, latency)
         self.stats.response(lease.host, response.status, len(response.body))
         if self._events.response_received:
             await self._events.response_received(response=response, spider=self.spider)

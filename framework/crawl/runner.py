@@ -36,6 +36,7 @@ from framework.fetch.politeness import Pace, Politeness, Throttler
 from framework.fetch.recording import Recorder, Replayer
 from framework.fetch.retry import RetryPolicy
 from framework.fetch.robots import Robots
+from framework.fetch.stalls import Stalls
 from framework.frontier import Frontier
 from framework.frontier.backends import make_frontier
 from framework.hooks.components import Components, assemble, configure_plugins
@@ -156,7 +157,8 @@ def engine(
         spider_origin(prepared.pm, spider),
     )
     events = Events(prepared.pm, failures.plugin_failed)
-    fetcher = _fetcher(prepared, stats)
+    stalls = Stalls()
+    fetcher = _fetcher(prepared, stats, stalls)
     fetch = chain(prepared.components.middlewares, fetcher.fetch)
     throttle = Throttler(
         politeness, enabled=project.throttle.enabled, max_delay=project.throttle.max_delay
@@ -172,6 +174,7 @@ def engine(
             fetch,
             Robots(fetch, user_agent(project.headers), pace) if project.robots == "obey" else None,
             pace,
+            stalls,
             RetryPolicy(project.retries, project.backoff.base, project.backoff.max),
             Admission(project, stats, spider.name, persistent=frontier.persistent),
             Seeder(_starts(prepared, frontier), frontier.counts, failures, spider=spider.name),
@@ -191,12 +194,12 @@ def engine(
     )
 
 
-def _fetcher(prepared: Prepared, stats: Stats) -> Fetcher:
+def _fetcher(prepared: Prepared, stats: Stats, stalls: Stalls) -> Fetcher:
     """The network through aiohttp, recorded with ``--record``; a recording with ``--replay``."""
     if prepared.replay is not None:
         return Replayer(prepared.replay, prepared.components.parsers)
     downloader = Downloader(
-        DownloadSettings.of(prepared.project), prepared.components.parsers, stats
+        DownloadSettings.of(prepared.project), prepared.components.parsers, stats, stalls
     )
     return Recorder(downloader, prepared.record) if prepared.record is not None else downloader
 

@@ -28,6 +28,8 @@ class Stats:
     retries: int = 0
     #: Requests in flight when the crawl was stopped, cancelled after ``stop_timeout``.
     cut_short: int = 0
+    #: What blocked the event loop (``spider 'x' callback parse``): how often, seconds in all.
+    stalls: dict[str, tuple[int, float]] = field(default_factory=dict)
     dropped: int = 0
     bytes: int = 0
     connections: int = 0
@@ -121,6 +123,11 @@ class Stats:
                 f"failures: {count} requests listed in {path}; fw run --retry-failed "
                 "tries them again"
             )
+        lines += [
+            f"blocked the event loop: {who} {n} time{'s' if n != 1 else ''}, {seconds:.1f} s in "
+            "all; requests in flight were not charged for it"
+            for who, (n, seconds) in self.stalls.items()
+        ]
         if self.cut_short:
             lines.append(
                 f"cut short: {self.cut_short} requests in flight when the crawl stopped, "
@@ -178,6 +185,9 @@ class Stats:
             "failures_file": self.failures[1] if self.failures else None,
             "throttled": {host: round(delay, 3) for host, delay in self.throttled.items()},
             "robots": {"fetched": self.robots_fetched, "crawl_delay": dict(self.crawl_delays)},
+            "loop_stalls": {
+                who: {"count": n, "seconds": round(s, 3)} for who, (n, s) in self.stalls.items()
+            },
         }
 
 

@@ -21,6 +21,7 @@ from framework.__about__ import __version__
 from framework.config.project import Project
 from framework.errors import FetchError
 from framework.fetch.parsers import Parsers
+from framework.fetch.stalls import Stalls
 from framework.http import Request, Response, media_type
 
 __all__ = [
@@ -111,10 +112,15 @@ class Downloader:
     """Own the crawl's ``ClientSession`` and turn each request into a response."""
 
     def __init__(
-        self, settings: DownloadSettings, parsers: Parsers, traffic: Traffic | None = None
+        self,
+        settings: DownloadSettings,
+        parsers: Parsers,
+        traffic: Traffic | None = None,
+        stalls: Stalls | None = None,
     ) -> None:
         self._settings, self._parsers = settings, parsers
         self._traffic = traffic or _Uncounted()
+        self._stalls = stalls or Stalls()
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Downloader:
@@ -136,7 +142,7 @@ class Downloader:
             headers=headers,
             cookie_jar=jar,
             trust_env=_environment_matters(),
-            timeout=aiohttp.ClientTimeout(total=settings.timeout),
+            timeout=aiohttp.ClientTimeout(total=None),  # fetch() keeps its own deadline
         )
         return self
 
@@ -159,13 +165,17 @@ class Downloader:
         """Fetch ``request`` without following redirects (the engine does, through dedup)."""
         assert self._session is not None, "use the downloader as an async context manager"
         try:
-            async with self._session.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.body,
-                allow_redirects=False,
-            ) as answer:
+            # The time a blocking callback held the loop is not the server's.
+            async with (
+                self._stalls.deadline(self._settings.timeout),
+                self._session.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    data=request.body,
+                    allow_redirects=False,
+                ) as answer,
+            ):
                 body = await self._read(answer, request.meta.get(READ_AT_MOST))
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             raise _classify(exc, self._settings.timeout) from exc

@@ -1,0 +1,159 @@
+"""The event loop's stalls: time that code holding the loop must not be charged to a host.
+
+A spider callback that blocks (``time.sleep``, a CPU-bound loop) holds the whole event
+loop. Every request in flight meanwhile would run out of time and every host look slow:
+timeouts, retries and throttling for no fault of the server. So:
+
+- a ticker task notes when the loop last ran; a late tick is a stall, added up in
+  ``held``;
+- request deadlines (``deadline()``) and latencies (``held_since()``) leave stalls out,
+  including one that has just ended and that the ticker has not seen yet;
+- a watchdog thread looks, during a stall, at what the loop's thread is running, and
+  names the spider callback that holds it: the stall is logged once per callback, and
+  counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
+
+from framework.http import Request, Response
+from framework.spider import Spider
+
+__all__ = ["Stalls"]
+
+log = logging.getLogger("fw")
+
+#: How often the ticker notes that the loop runs.
+_TICK = 0.05
+#: A tick this late is a stall: far beyond a busy loop's jitter, short of what users notice.
+_STALL = 0.5
+
+
+class Stalls:
+    """Measure how long the event loop was held up; see the module docstring."""
+
+    def __init__(self, *, tick: float = _TICK, stall: float = _STALL) -> None:
+        self._tick, self._stall = tick, stall
+        self._clock: Callable[[], float] = time.monotonic
+        self._last = self._clock()  # when the ticker last ran (loop clock)
+        #: Seconds the loop was held up in all.
+        self.held = 0.0
+        #: Stalls by what held the loop (``spider 'x' callback parse``): how many, how long.
+        self.culprits: dict[str, tuple[int, float]] = {}
+        self._culprit: tuple[str, str] | None = None  # what the watchdog saw: (who, URL)
+        self._loop_thread = threading.get_ident()
+        self._ticking = False
+
+    async def run(self) -> None:
+        """Tick until cancelled; the watchdog thread runs alongside."""
+        loop = asyncio.get_running_loop()
+        self._clock, self._last = loop.time, loop.time()
+        self._loop_thread, self._ticking = threading.get_ident(), True
+        stop = threading.Event()
+        watchdog = threading.Thread(target=self._watch, args=(stop,), daemon=True)
+        watchdog.start()
+        try:
+            while True:
+                await asyncio.sleep(self._tick)
+                self._ticked(loop.time())
+        finally:
+            self._ticking = False
+            stop.set()
+
+    def held_since(self, start: float, held_then: float) -> float:
+        """Return the seconds the loop was held since ``start``, when ``held`` was
+        ``held_then``: what a request that started then must not be charged."""
+        return self.held - held_then + self._pending(start)
+
+    @contextlib.asynccontextmanager
+    async def deadline(self, seconds: float) -> AsyncIterator[None]:
+        """Raise ``TimeoutError`` unless the block ends within ``seconds`` of loop time that
+        was not a stall."""
+        async with asyncio.timeout(None) as scope:
+            deadline = _Deadline(self, scope, seconds)
+            try:
+                yield
+            finally:
+                deadline.cancel()
+
+    def _pending(self, start: float) -> float:
+        """A stall that has just ended, which the ticker has not counted yet."""
+        if not self._ticking:  # nobody watches the loop (fw parse): nothing to leave out
+            return 0.0
+        late = self._clock() - max(start, self._last + self._tick)
+        return late if late > self._stall else 0.0
+
+    def _ticked(self, now: float) -> None:
+        late = now - self._last - self._tick
+        self._last = now
+        if late > self._stall:
+            self.held += late
+            self._blame(late)
+
+    def _blame(self, seconds: float) -> None:
+        who, url = self._culprit or ("code on the event loop", "")
+        self._culprit = None
+        count, total = self.culprits.get(who, (0, 0.0))
+        self.culprits[who] = (count + 1, total + seconds)
+        if not count:  # once per culprit; the summary has the count
+            at = f" ({url})" if url else ""
+            log.warning(
+                "%s blocked the event loop for %.1f s%s; requests in flight were not charged "
+                "for it (use async I/O, or asyncio.to_thread for blocking work)",
+                who,
+                seconds,
+                at,
+            )
+
+    def _watch(self, stop: threading.Event) -> None:
+        """In a thread: during a stall, note which spider callback holds the loop.
+
+        ``_last`` is on the loop's clock, which is ``time.monotonic``.
+        """
+        while not stop.wait(self._stall / 2):
+            if self._culprit is None and time.monotonic() - self._last > self._stall:
+                frame = sys._current_frames().get(self._loop_thread)
+                self._culprit = _callback_in(frame)
+
+
+class _Deadline:
+    """Expire ``scope`` once ``seconds`` of loop time that was no stall have passed."""
+
+    def __init__(self, stalls: Stalls, scope: asyncio.Timeout, seconds: float) -> None:
+        self._stalls, self._scope, self._seconds = stalls, scope, seconds
+        self._loop = asyncio.get_running_loop()
+        self._start, self._held = self._loop.time(), stalls.held
+        self._timer = self._loop.call_at(self._start + seconds, self._check)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        due = self._start + self._seconds + self._stalls.held_since(self._start, self._held)
+        now = self._loop.time()
+        if due <= now:
+            self._scope.reschedule(now)  # the time is up: the scope raises TimeoutError
+        else:  # a stall just ended: the request gets the time it lost
+            self._timer = self._loop.call_at(due, self._check)
+
+
+def _callback_in(frame: FrameType | None) -> tuple[str, str] | None:
+    """Return (``spider 'x' callback parse``, its URL) for the innermost spider method."""
+    while frame is not None:
+        spider = frame.f_locals.get("self")
+        if isinstance(spider, Spider):
+            url = next(
+                (v.url for v in frame.f_locals.values() if isinstance(v, Response | Request)),
+                "",
+            )
+            return f"spider '{spider.name}' callback {frame.f_code.co_name}", url
+        frame = frame.f_back
+    return None
