@@ -90,7 +90,7 @@ async def crawl_fw(base: str, workdir: Path, concurrency: int) -> int:
         ],
         [str(workdir / "items.jsonl")],
     )
-    stats = await runner.engine(prepared, failures_file=False).run()
+    stats = await runner.build_engine(prepared, failures_file=False).run()
     return stats.items
 
 

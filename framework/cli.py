@@ -298,8 +298,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     stats = runner.run(prepared, _progress_mode(args))
     _summarise(stats, args.stats)
-    if stats.error is not None:
-        raise CrawlAborted(stats.error)
+    if stats.aborted is not None:
+        raise CrawlAborted(stats.aborted)
     return _STOPPED.get(stats.reason, OK)
 
 

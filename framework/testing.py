@@ -192,7 +192,7 @@ def fw_crawl(tmp_path: Path) -> Callable[..., Awaitable[Crawl]]:
         prepared = runner.prepare(file)
         collector = _Collector()
         prepared.pm.register(collector, name="fw-testing")
-        stats = await runner.engine(prepared, failures_file=False).run()
+        stats = await runner.build_engine(prepared, failures_file=False).run()
         return Crawl(collector.items, collector.requests, stats)
 
     return crawl

@@ -102,7 +102,7 @@ def write_project(directory: Path, text: str, name: str = "project.yaml") -> Pat
 async def crawl(project: Path, *overrides: str, outputs: tuple[str, ...] = ()) -> Stats:
     """Run a project in this process and event loop (faster than a subprocess)."""
     prepared = runner.prepare(project, overrides, outputs)
-    return await runner.engine(prepared, failures_file=False).run()
+    return await runner.build_engine(prepared, failures_file=False).run()
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

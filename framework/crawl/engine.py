@@ -7,10 +7,10 @@ exactly once. docs/architecture.md walks these steps module by module.
 
 The engine builds none of its collaborators: the runner (``crawl/runner.py``) builds them
 into a ``Crew`` and hands it over. Nothing calls back into the engine: each collaborator
-returns a value, and the engine reads two flags after a step — ``Settler.halt`` (stop:
-``max_items`` reached, stdout closed) and ``Seeder.closed`` (the spider's ``CloseSpider``
-while starting). ``stop()`` and ``cut_short()`` are for whoever runs the engine (the runner,
-on a signal).
+returns a value, and the engine reads two after a step — ``Settler.stop_reason``
+(``max_items`` reached, stdout closed) and ``Seeder.close_reason`` (the spider's
+``CloseSpider`` while starting). ``stop()`` and ``cut_short()`` are for whoever runs the
+engine (the runner, on a signal).
 """
 
 from __future__ import annotations
@@ -152,11 +152,25 @@ class Engine:
             counts.delayed,
             self.in_flight,
             dict(stats.errors),
-            self._crew.pace.throttle.slowed(),
+            self._crew.pace.slowed(),
         )
 
     async def run(self) -> Stats:
-        """Crawl until the frontier is exhausted or ``stop()``; return the stats."""
+        """Crawl until the frontier is exhausted or ``stop()``; return the stats.
+
+        Raises ``CrawlAborted`` when the crawl cannot go on; ``stats.aborted`` says why.
+        """
+        try:
+            await self._run()
+        except CrawlAborted as exc:
+            self.stats.abort(str(exc))
+            raise
+        finally:
+            if not self.stats.elapsed:  # it ended before it began: cancelled while opening
+                self.stats.finish(self._stopping or "aborted")
+        return self.stats
+
+    async def _run(self) -> None:
         try:
             async with AsyncExitStack() as stack:
                 if await self._open(stack):
@@ -164,11 +178,6 @@ class Engine:
         except BaseExceptionGroup as group:
             # The task group wraps what a worker raised: report the first cause plainly.
             raise _first(group) from group
-        except CrawlAborted:
-            if not self.stats.elapsed:  # it failed before the crawl began
-                self.stats.finish("aborted")
-            raise
-        return self.stats
 
     # ---------------------------------------------------------------------------------------
     # Opening and the crawl's tasks
@@ -199,11 +208,10 @@ class Engine:
                 counts.delayed,
             )
         self._settler.open(stack, saved)
-        if self._failures.file is not None:
-            # Kept when continuing after a crash, or retrying: until each of its requests
-            # is settled, lest a stop or a crash lose the others.
-            self._failures.file.start(keep=saved.resumed or crew.retrying)
-            stack.callback(self._failures.file.close)
+        # Kept when continuing after a crash, or retrying: until each of its requests is
+        # settled, lest a stop or a crash lose the others.
+        self._failures.start_listing(keep=saved.resumed or crew.retrying)
+        stack.callback(self._failures.close_listing)
         await stack.enter_async_context(crew.fetcher)
         return True
 
@@ -235,15 +243,10 @@ class Engine:
         stats, crew = self.stats, self._crew
         stats.finish(self._stopping)
         stats.left = self._frontier.counts()
-        stats.throttled = crew.pace.throttle.throttled()
-        stats.crawl_delays = dict(crew.pace.crawl_delays)
+        stats.throttled, stats.crawl_delays = crew.pace.throttled(), dict(crew.pace.crawl_delays)
         stats.robots_fetched = crew.robots.fetched if crew.robots else 0
         stats.stalls = dict(crew.stalls.culprits)
-        file = self._failures.file
-        if file is not None:
-            file.close()  # now, so that the count is what the file lists
-            if file.count:
-                stats.failures = (file.count, str(file.path))
+        stats.failures = self._failures.close_listing()  # now: the count is what it lists
 
     # ---------------------------------------------------------------------------------------
     # Scheduling
@@ -254,9 +257,11 @@ class Engine:
         try:
             async with contextlib.aclosing(seeder.batches()) as batches:
                 async for batch in batches:
+                    if seeder.close_reason is not None:  # stop first: no start request runs
+                        self.stop(f"closed by spider: {seeder.close_reason}")
                     await self._schedule(batch)
-            if seeder.closed is not None:
-                self.stop(f"closed by spider: {seeder.closed}")
+            if seeder.close_reason is not None:
+                self.stop(f"closed by spider: {seeder.close_reason}")
         finally:
             self._active -= 1
             self._idle.wake_all()  # if nothing was seeded, workers must see the crawl end
@@ -371,8 +376,8 @@ class Engine:
         await self._scheduled(new, len(handled.discovered))
 
     def _halt_if_asked(self) -> None:
-        if self._settler.halt is not None:
-            self.stop(self._settler.halt)
+        if self._settler.stop_reason is not None:
+            self.stop(self._settler.stop_reason)
 
     # ---------------------------------------------------------------------------------------
     # Handling one request: fetch, decide, parse

@@ -53,8 +53,7 @@ class Failures:
     ) -> None:
         self._stats, self._spider, self._origin = stats, spider, origin
         self._crawl_error = EventHook("crawl_error", list(crawl_error), self.plugin_failed)
-        #: The failures file, if the crawl keeps one.
-        self.file = file
+        self._file = file
 
     async def report(
         self,
@@ -82,10 +81,27 @@ class Failures:
             log.error("%s: %s%s", kind, message, where, exc_info=error if debug else None)
         else:
             log.warning("%s: %s%s", kind, message, where)
-        if listed and request is not None and self.file is not None:
-            self.file.record(request, kind, message)
+        if listed and request is not None and self._file is not None:
+            self._file.record(request, kind, message)
         if self._crawl_error:
             await self._crawl_error(error=error, kind=kind, request=request, spider=self._spider)
+
+    def start_listing(self, *, keep: bool) -> None:
+        """Start the failures file; ``keep`` the earlier run's lines (see ``FailureLog``)."""
+        if self._file is not None:
+            self._file.start(keep=keep)
+
+    def settled(self, request: Request) -> None:
+        """Note that this run settled ``request``: an earlier run's line for it is out of date."""
+        if self._file is not None:
+            self._file.settled(request)
+
+    def close_listing(self) -> tuple[int, str] | None:
+        """Close the failures file; return how many requests it lists and where, if any."""
+        if self._file is None:
+            return None
+        self._file.close()
+        return (self._file.count, str(self._file.path)) if self._file.count else None
 
     async def spider_error(self, error: Exception, request: Request | None, callback: str) -> None:
         """Report that the spider's ``callback`` raised ``error``."""

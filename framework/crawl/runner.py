@@ -1,6 +1,6 @@
 """Turn a project file into a running crawl: load, find plugins, wire, run, stop on signal.
 
-``prepare`` does everything short of crawling (so ``fw check`` can stop there); ``engine``
+``prepare`` does everything short of crawling (so ``fw check`` can stop there); ``build_engine``
 is the one place a crawl's parts are built and wired together; ``run`` drives it to its
 end, stopping it cleanly on a signal.
 """
@@ -47,7 +47,7 @@ from framework.http import Request
 from framework.middleware import chain
 from framework.spider import CallbackResult, Spider
 
-__all__ = ["Prepared", "engine", "load_plugins", "output_spec", "prepare", "run"]
+__all__ = ["Prepared", "build_engine", "load_plugins", "output_spec", "prepare", "run"]
 
 log = logging.getLogger("fw")
 
@@ -134,7 +134,7 @@ def load_plugins(project: Project) -> tuple[Project, PluginManager, Registry]:
     return configure_plugins(project, pm.list_name_plugin()), pm, registry
 
 
-def engine(
+def build_engine(
     prepared: Prepared, *, failures_file: bool = True, frontier: Frontier | None = None
 ) -> Engine:
     """Build every part of the crawl and the engine that drives them.
@@ -218,16 +218,16 @@ def _starts(prepared: Prepared, frontier: Frontier) -> Callable[[], CallbackResu
 def run(prepared: Prepared, progress: Mode = "off") -> Stats:
     """Run the crawl to its end and return its stats.
 
-    A signal stops it (``stats.reason`` says which); an abort is ``stats.error``.
+    A signal stops it (``stats.reason`` says which); an abort is ``stats.aborted``.
     """
-    crawl = engine(prepared)
+    crawl = build_engine(prepared)
     shown = Progress(crawl.sample, progress, prepared.project.name)
     try:
         asyncio.run(_run(crawl, prepared.project.stop_timeout, shown))
     except asyncio.CancelledError:  # closing took too long after a signal
         pass
     except CrawlAborted as exc:
-        crawl.stats.error = str(exc)
+        crawl.stats.abort(str(exc))
     return crawl.stats
 
 

@@ -22,8 +22,8 @@ _HIGH, _LOW = 10_000, 5_000
 class Seeder:
     """Batch what ``start()`` yields: the spider's start requests, or the ones retried.
 
-    ``counts`` reads the frontier's sizes, for its room; ``closed`` is the reason the
-    spider gave if ``start_requests`` raised ``CloseSpider``.
+    ``counts`` reads the frontier's sizes, for its room; ``close_reason`` is the reason
+    the spider gave if ``start_requests`` raised ``CloseSpider``.
     """
 
     def __init__(
@@ -37,8 +37,8 @@ class Seeder:
         self._start, self._counts, self._failures, self._spider = start, counts, failures, spider
         self._room = asyncio.Event()
         self._stopped = False
-        #: Why the spider closed the crawl while starting it, if it did.
-        self.closed: str | None = None
+        #: Why the spider closed the crawl while starting it (``CloseSpider``), if it did.
+        self.close_reason: str | None = None
 
     async def batches(self) -> AsyncGenerator[list[Request]]:
         """Yield the start requests a batch at a time, waiting for room between batches.
@@ -59,7 +59,7 @@ class Seeder:
                     batch = []
                     await self._wait_for_room()
         except CloseSpider as exc:
-            self.closed = exc.reason
+            self.close_reason = exc.reason
         except Exception as exc:
             await self._failures.spider_error(exc, None, "start_requests")
         if batch:

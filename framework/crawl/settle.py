@@ -66,8 +66,8 @@ class _Page:
 class Settler:
     """Take handled pages from the workers to the exporters and the frontier.
 
-    ``run()`` is the committer task; ``halt`` says when the crawl should stop taking pages
-    (``max_items`` reached, stdout closed), which the engine reads after each step.
+    ``run()`` is the committer task; ``stop_reason`` says when the crawl should stop taking
+    pages (``max_items`` reached, stdout closed), which the engine reads after each step.
     """
 
     def __init__(
@@ -85,7 +85,7 @@ class Settler:
         self._item_scraped, self._failures = item_scraped, failures
         self._stats, self._spider, self._limit = stats, spider, max_items
         #: Why the crawl should stop taking pages, once it should.
-        self.halt: str | None = None
+        self.stop_reason: str | None = None
         self._taken = 0  # items past the limit check, counted before any await
         self._queue: list[_Page] = []
         self._arrived = asyncio.Event()
@@ -141,7 +141,7 @@ class Settler:
             else:
                 self._taken -= 1
         if self._limit is not None and self._taken >= self._limit:
-            self.halt = self.halt or "max_items reached"
+            self.stop_reason = self.stop_reason or "max_items reached"
         return accepted
 
     async def _scraped(self, item: Item, response: Response | None) -> bool:
@@ -172,8 +172,7 @@ class Settler:
             raise LeaseLost(
                 f"the lease of {settlement.lease.request.url} expired before it was settled"
             )
-        if self._failures.file is not None:  # an earlier run's line for it is out of date
-            self._failures.file.settled(settlement.lease.request)
+        self._failures.settled(settlement.lease.request)
         return new
 
     async def run(self) -> None:
@@ -246,7 +245,7 @@ class Settler:
                 ) from None
             # `fw run -o - | head` is done reading: stop quietly, as Unix tools do.
             self._exporters = tuple(e for e in self._exporters if e is not exporter)
-            self.halt = self.halt or "stdout closed"
+            self.stop_reason = self.stop_reason or "stdout closed"
             return False
         except OSError as exc:
             raise CrawlAborted(

@@ -36,7 +36,7 @@ class Stats:
     dns_lookups: int = 0
     reason: str = "finished"
     #: Why the crawl was aborted (an export that cannot be written), if it was.
-    error: str | None = None
+    aborted: str | None = None
     errors: Counter[str] = field(default_factory=Counter)
     filtered: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
@@ -68,6 +68,13 @@ class Stats:
     def redirected(self, host: str, target: str) -> None:
         """Count a redirect from ``host`` to an offsite ``target`` host."""
         self.away[host][target] += 1
+
+    def abort(self, why: str) -> None:
+        """Note that the crawl was aborted, and why; its clock stops if it still runs."""
+        self.aborted = why
+        if not self.elapsed:
+            self.elapsed = time.monotonic() - self.clock_start
+        self.reason = "aborted"
 
     def finish(self, reason: str | None = None) -> None:
         """Stop the clock; ``reason`` says why the crawl ended if not by running out."""

@@ -51,7 +51,8 @@ class Fetcher(Protocol):
     """The fetching seam, an async context manager. This is all the engine calls."""
 
     async def __aenter__(self) -> Fetcher:
-        """Open connections, sessions, whatever fetching needs."""
+        """Open connections, sessions, whatever fetching needs; return the fetcher itself
+        (the engine calls ``fetch`` of the object it was given)."""
 
     async def __aexit__(
         self,

@@ -209,6 +209,14 @@ class Pace:
         """Send nothing to ``host`` for ``seconds`` (it answered with ``Retry-After``)."""
         await self._frontier.tune(host, pause=seconds)
 
+    def slowed(self) -> dict[str, float]:
+        """Return the hosts throttling holds above their floor now, with their delay."""
+        return self.throttle.slowed()
+
+    def throttled(self) -> dict[str, float]:
+        """Return the hosts throttling ever slowed down, with their delay now."""
+        return self.throttle.throttled()
+
     async def _tell(self, host: str, delay: float | None) -> None:
         if delay is not None:
             await self._frontier.tune(host, delay=delay)

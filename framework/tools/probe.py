@@ -73,9 +73,7 @@ class Probe:
     async def fetch(self, url: str) -> Response:
         """Fetch ``url``, following redirects; raise ``FetchError`` if that fails."""
         project = self.project
-        settings = DownloadSettings(
-            1, project.timeout, project.max_response_size, project.headers, project.cookies
-        )
+        settings = DownloadSettings.of(project, concurrency=1)
         async with Downloader(settings, self.parsers) as downloader:
             fetch = chain(self.middlewares, downloader.fetch)
             request: Request | None = Request(url)

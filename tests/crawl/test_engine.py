@@ -463,6 +463,49 @@ async def test_close_spider_from_start_requests_stops_cleanly(tmp_path: Path, se
     assert stats.pages <= 1
 
 
+CLOSING = """
+import asyncio
+from framework import CloseSpider, Request, Spider, hookimpl
+
+class Closing(Spider):
+    name = "closing"
+
+    def start_requests(self):
+        for n in range(5):
+            yield Request(f"{self.start_urls[0]}{n}")
+        raise CloseSpider("enough at start")
+
+@hookimpl
+def register_spiders(register):
+    register(Closing)
+
+@hookimpl
+async def request_scheduled(request):
+    await asyncio.sleep(0.01)  # workers would claim meanwhile
+"""
+
+
+async def test_close_spider_from_start_requests_fetches_none_of_them(
+    tmp_path: Path, serve: Serve
+) -> None:
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{n}", handler)
+    base = await serve(app)
+    (tmp_path / "closing.py").write_text(CLOSING, encoding="utf-8")
+    project = write_project(
+        tmp_path, f"spider: closing\nstart_urls: [{base}/]\nplugins: [./closing.py]\n"
+    )
+    stats = await crawl(project)
+    assert stats.reason == "closed by spider: enough at start"
+    assert hits == [] and stats.pages == 0
+
+
 MISBEHAVING = """
 import asyncio
 from framework import DropItem, Middleware, Spider, hookimpl

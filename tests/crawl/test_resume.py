@@ -165,7 +165,7 @@ async def test_a_lost_lease_cuts_its_pages_items_back_out_of_the_export(
     frontier = LosesOneLease(
         project.parent / "state" / "crawl.db", Politeness.of(prepared.project), lost="/p/7"
     )
-    engine = runner.engine(prepared, failures_file=False, frontier=frontier)
+    engine = runner.build_engine(prepared, failures_file=False, frontier=frontier)
     stats = await engine.run()
 
     pages = [item["page"] for item in read_jsonl(out)]
