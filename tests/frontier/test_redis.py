@@ -1,4 +1,5 @@
-"""The Redis frontier against a real ``redis-server``: what several workers share, and outages.
+"""The Redis frontier against a real ``redis-server``: what several workers share, outages,
+and a crawl whose state vanishes from Redis.
 
 Each "worker" is a ``RedisFrontier`` of its own on one server, as separate ``fw run``
 processes would be. The jitter is fixed at 0.5, so a host's delay is exact. Nothing
@@ -552,3 +553,142 @@ async def test_a_cancelled_call_ends_at_once_and_leaves_the_frontier_usable(make
     lease = await lease_of(frontier)
     assert await ack(frontier, lease, urls("new")) == urls("new")
     assert (await status_of(frontier)).done == 1
+
+
+# -------------------------------------------------------------------------------------------
+# A crawl's state that vanishes
+# -------------------------------------------------------------------------------------------
+
+
+def gone(url: str, settled: int) -> str:
+    """The error that stops a worker whose crawl's state is no longer in Redis."""
+    return (
+        f"the crawl's state in Redis at {url} is gone (flushed or restarted without "
+        f"persistence); {settled} pages settled by this worker, its exports are complete "
+        "up to them"
+    )
+
+
+def flush(server: RedisServer, password: str | None = None) -> None:
+    """Empty the server, as ``redis-cli FLUSHALL`` would."""
+    with server.client() as client:
+        if password is not None:
+            client.connection_pool.connection_kwargs["password"] = password
+        client.flushall()
+
+
+def keys_in(server: RedisServer) -> int:
+    with server.client() as client:
+        return int(client.dbsize())
+
+
+async def settle_two_hold_one(frontier: RedisFrontier) -> Lease:
+    """Settle two pages, one done and one failed; return the lease of a third, held."""
+    await frontier.add(urls("1", "2", "3"))
+    await ack(frontier, await lease_of(frontier))
+    await fail(frontier, await lease_of(frontier), "http_404")
+    return await lease_of(frontier)
+
+
+CALLS: dict[str, Callable[[RedisFrontier, Lease], Awaitable[Any]]] = {
+    "claim": lambda frontier, lease: frontier.claim(),
+    "settle": ack,
+    "push": lambda frontier, lease: frontier.add(urls("4")),
+    "retry": lambda frontier, lease: frontier.retry(lease, lease.request, 0.0),
+    "tune": lambda frontier, lease: frontier.tune("a.test", delay=1.0),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+async def test_a_flush_stops_the_worker_at_its_next_call_and_it_writes_nothing(
+    make: Make, server: RedisServer, call: str
+) -> None:
+    frontier = await make()
+    held = await settle_two_hold_one(frontier)
+    flush(server)
+    with pytest.raises(CrawlAborted) as raised:
+        await CALLS[call](frontier, held)
+    assert str(raised.value) == gone(server.url, 2)
+    with pytest.raises(CrawlAborted):  # and every call after it
+        await frontier.claim()
+    await frontier.close()
+    assert keys_in(server) == 0  # no stray key for a worker opening later to trip on
+
+
+async def test_the_heartbeat_notices_a_flush_first_and_stops_beating(
+    make: Make, server: RedisServer
+) -> None:
+    frontier = await make(lease=0.3)  # a beat every 0.1 s
+    await frontier.add(urls("1"))
+    await lease_of(frontier)
+    flush(server)
+    assert frontier._heartbeat is not None
+    async with asyncio.timeout(5):
+        await asyncio.shield(frontier._heartbeat)
+    assert keys_in(server) == 0
+    with pytest.raises(CrawlAborted, match="0 pages settled by this worker"):
+        await frontier.claim()
+
+
+async def test_a_worker_opening_after_a_flush_starts_a_new_crawl_the_old_one_stops(
+    make: Make, server: RedisServer
+) -> None:
+    old = await make()
+    await old.add(urls("1"))
+    flush(server)
+    new = await make(open=False)
+    assert await new.open() == Saved()
+    assert await new.add(urls("1")) == urls("1")
+    with pytest.raises(CrawlAborted) as raised:
+        await old.add(urls("2"))
+    assert str(raised.value) == gone(server.url, 0)
+    status = await status_of(new)
+    assert status.pending == 1
+    assert [worker.id for worker in status.workers] == [new.worker]
+
+
+async def test_fresh_stops_the_running_workers_of_the_crawl_it_wiped(
+    make: Make, server: RedisServer
+) -> None:
+    old = await make()
+    await old.add(urls("1", "2"))
+    await ack(old, await lease_of(old))
+    fresh = await make(fresh=True)
+    with pytest.raises(CrawlAborted) as raised:
+        await old.claim()
+    assert str(raised.value) == gone(server.url, 1)
+    assert await fresh.add(urls("1")) == urls("1")
+    status = await status_of(fresh)
+    assert (status.pending, status.done) == (1, 0)
+    assert [worker.id for worker in status.workers] == [fresh.worker]
+
+
+async def test_a_restart_keeps_the_crawl_only_if_redis_kept_its_data(
+    make: Make, server: RedisServer
+) -> None:
+    frontier = await make()
+    await frontier.add(urls("1", "2", "3"))
+    await ack(frontier, await lease_of(frontier))
+    server.stop()
+    server.start()  # from its append-only file
+    await ack(frontier, await lease_of(frontier))
+    assert frontier.counts().done == 2 and frontier.counts().pending == 1
+    server.stop()
+    server.appendonly = False  # and no RDB snapshot either: it starts empty
+    server.start()
+    with pytest.raises(CrawlAborted) as raised:
+        await frontier.claim()
+    assert str(raised.value) == gone(server.url, 2)
+
+
+async def test_the_error_names_redis_without_its_credentials(
+    make: Make, server: RedisServer
+) -> None:
+    with server.client() as client:
+        client.config_set("requirepass", "s3cret")
+    frontier = await make(url=f"redis://:s3cret@127.0.0.1:{server.port}/0")
+    await frontier.add(urls("1"))
+    flush(server, password="s3cret")
+    with pytest.raises(CrawlAborted) as raised:
+        await frontier.claim()
+    assert str(raised.value) == gone(server.url, 0)

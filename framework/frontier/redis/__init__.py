@@ -5,7 +5,8 @@ server's clock, so any number of ``fw run`` processes on any machines share a
 crawl: a request is leased, never popped, and a lease that is not settled in time goes
 back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by default)::
 
-    meta             hash   counters (pending, seen, done, failed), id and filing sequences
+    meta             hash   counters (pending, seen, done, failed), id and filing sequences,
+                            when the crawl was created and its epoch
     seen:<shard>     set    64-bit fingerprints, sharded by their top 18 bits
     req              hash   id -> host, priority and JSON of every live request
     q:<host>         zset   the host's queued ids by -priority (then by id: oldest first)
@@ -18,6 +19,13 @@ back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by def
     failures         hash   id -> reason and request, for failed requests
     workers          hash   worker id -> last heartbeat (server time), "… stopped" after close
     calls:<worker>   hash   the worker's last 4096 answers, to make repeated calls safe
+
+Keys that vanish under a running crawl (``FLUSHALL``, a restart without persistence,
+``--fresh``) must not read as an empty crawl, which is a finished one. So a crawl is
+created with a random epoch, which its workers pass to every script and ``lib.lua``
+compares with the one in ``meta`` (one ``HGET``) before changing anything: a worker that
+finds another epoch, or none, raises ``CrawlAborted``. One that opens then starts a new
+crawl. A Redis restarted with its data keeps the epoch, and the crawl goes on.
 
 A claim touches a bounded number of entries of sorted sets: its cost grows as
 O(log n) with the queue, never by scanning it.
@@ -52,13 +60,13 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 
-from framework.errors import UsageError
+from framework.errors import CrawlAborted, UsageError
 from framework.fetch.politeness import Politeness
 from framework.frontier import (
     Counts,
@@ -73,7 +81,7 @@ from framework.frontier import (
     encode_request,
     signed_fingerprint,
 )
-from framework.frontier.redis.scripts import Scripts
+from framework.frontier.redis.scripts import Gone, Scripts
 from framework.http import Request
 from framework.http.urls import fingerprint, host_of
 
@@ -107,6 +115,9 @@ class RedisFrontier:
         self._scripts = Scripts(self.url, self.prefix)
         self._politeness, self._fresh, self._jitter = politeness, fresh, jitter
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._epoch = secrets.token_hex(8)  # the crawl's, if open creates it; else replaced
+        self._gone = False  # the crawl's state vanished from Redis: every call stops the crawl
+        self._settled_here = 0  # pages this worker settled: its exports hold their items
         self._calls = itertools.count(1)  # numbers this worker's mutating calls
         self._held: dict[str, str] = {}  # lease token -> request id, for the heartbeat
         self._policies: dict[str, tuple[int, str, str]] = {}  # by host, see _policy
@@ -123,7 +134,8 @@ class RedisFrontier:
     async def open(self) -> Saved:
         """Connect, register this worker, start its heartbeat, and say what was found."""
         await self._scripts.open(wipe=self._fresh)
-        existed, counts = await self._run("open", self.worker)
+        existed, epoch, counts = await self._run("open", self.worker)
+        self._epoch = epoch.decode()
         done, failed = counts[4], counts[5]
         self._note(counts)
         self._heartbeat = asyncio.create_task(self._beat(), name=f"fw heartbeat {self.worker}")
@@ -142,7 +154,12 @@ class RedisFrontier:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._heartbeat = self._claiming = None
-        problem = await self._scripts.close("close", self.worker, *self._pairs())
+        try:
+            problem = await self._scripts.close("close", self._epoch, self.worker, *self._pairs())
+        except Gone:  # nothing to hand back, and the crawl ends anyway
+            if not self._gone:
+                log.warning("%s", self._lost())
+            problem = None
         if problem is not None:
             log.warning(
                 "%s: %d leases go back to the queue when they expire in %gs",
@@ -207,15 +224,17 @@ class RedisFrontier:
                     f"\t{failure or ''}"
                 )
                 args += self._requests(discovered)
-        answers: Iterator[str] = iter(())
+        answers: list[str] = []
         if args:
             answer, counts = await self._run("settle", self.worker, next(self._calls), *args)
             self._note(counts)
-            answers = iter(answer.decode().split("|"))
+            answers = answer.decode().split("|")
+            self._settled_here += len(answers) - answers.count("!")
         for settlement in settlements:
             self._held.pop(str(settlement.lease.token), None)
+        found = iter(answers)
         return [
-            None if key is None else _new(settlement.discovered, next(answers))
+            None if key is None else _new(settlement.discovered, next(found))
             for key, settlement in zip(keys, settlements, strict=True)
         ]
 
@@ -256,7 +275,22 @@ class RedisFrontier:
     # -------------------------------------------------------------------------------------
 
     async def _run(self, script: str, *args: Any) -> Any:
-        return await self._scripts.run(script, *args)
+        """Run a script on this worker's crawl; raise ``CrawlAborted`` once it is gone."""
+        if self._gone:
+            raise self._lost()
+        try:
+            return await self._scripts.run(script, self._epoch, *args)
+        except Gone as exc:
+            self._gone = True
+            raise self._lost() from exc
+
+    def _lost(self) -> CrawlAborted:
+        """Say that the crawl's state is gone, and how far this worker's exports are whole."""
+        return CrawlAborted(
+            f"the crawl's state in Redis at {_shown(self.url)} is gone (flushed or restarted "
+            f"without persistence); {self._settled_here} pages settled by this worker, its "
+            "exports are complete up to them"
+        )
 
     async def _claim_batches(self) -> None:
         """Make claim calls while claims wait, each for all the claims waiting."""
@@ -345,11 +379,14 @@ class RedisFrontier:
         return [value for token, key in self._held.items() for value in (key, token)]
 
     async def _beat(self) -> None:
-        """Every third of a lease, extend this worker's leases and show it is alive."""
+        """Every third of a lease, extend this worker's leases and show it is alive; stop
+        if the crawl is gone (the worker's next call says so)."""
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
                 await self._run("extend", self.worker, self.lease, *self._pairs())
+            except CrawlAborted:
+                return
             except redis_errors.RedisError as exc:  # a refusal, not an outage: try again
                 log.error("redis heartbeat failed: %s", exc)
 
@@ -398,6 +435,14 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
     ours = {key: value for key, value in query if key in ("lease", "prefix")}
     rest = urlencode([(key, value) for key, value in query if key not in ours])
     return urlunsplit(parts._replace(query=rest)), ours
+
+
+def _shown(url: str) -> str:
+    """Return the server's URL for a message: without credentials, nor the query (which
+    may hold a password)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
 
 
 def _seconds(text: str, url: str) -> float:

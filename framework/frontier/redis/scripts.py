@@ -4,7 +4,9 @@ Every state change of a Redis frontier is one script of ``lua/`` (each behind th
 ``lib.lua``), run on one crawl's keys: ``ARGV[1]`` is always the crawl's key prefix. If
 Redis is unreachable, a call waits for it (one warning, then retries backing off from
 0.1 s to 5 s) and then carries on; whether a repeated call is safe is the scripts' own
-business (they remember their answers).
+business (they remember their answers). A script that finds the crawl gone (its epoch,
+``ARGV[2]``, is not the one in Redis) changes nothing and raises ``Gone``: a Redis
+restarted without its data answers "unreachable", then this.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -27,7 +29,7 @@ from redis.retry import Retry
 
 from framework.errors import UsageError
 
-__all__ = ["Scripts"]
+__all__ = ["Gone", "Scripts"]
 
 log = logging.getLogger("fw")
 
@@ -37,6 +39,13 @@ _NAMES = ("push", "claim", "settle", "retry", "extend", "tune", "open", "close",
 #: Backoff while Redis is unreachable: the first pause and the longest.
 _PAUSE_FIRST, _PAUSE_MAX = 0.1, 5.0
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+#: How lib.lua's GONE reply starts.
+_GONE = "FWGONE "
+
+
+class Gone(Exception):
+    """The crawl's keys are gone, or are another crawl's: Redis was flushed, restarted
+    without its data, or the crawl wiped by ``--fresh``."""
 
 
 class Scripts:
@@ -69,8 +78,7 @@ class Scripts:
 
     async def run(self, script: str, *args: Any) -> Any:
         """Run a script, waiting out an outage; a cancelled caller leaves it running."""
-        call = self._scripts[script]
-        return await self._retrying(lambda: call(args=[self.prefix, *args]))
+        return await self._retrying(lambda: self._call(script, args))
 
     async def close(self, script: str, *args: Any) -> str | None:
         """Run a last script once, then disconnect; return why it could not run, or None.
@@ -82,7 +90,7 @@ class Scripts:
         if self._running:  # commands of cancelled calls: let them finish on this client
             await asyncio.wait(self._running, timeout=10)
         try:
-            await self._scripts[script](args=[self.prefix, *args])
+            await self._call(script, args)
         except _UNREACHABLE as exc:
             return f"redis at {self.address} is unreachable ({exc})"
         finally:
@@ -99,6 +107,15 @@ class Scripts:
             raise UsageError(f"frontier: redis at {self.address} is unreachable: {exc}") from exc
         finally:
             await client.aclose()
+
+    async def _call(self, script: str, args: Sequence[Any]) -> Any:
+        """Run a script once; raise ``Gone`` if it found the crawl gone."""
+        try:
+            return await self._scripts[script](args=[self.prefix, *args])
+        except redis_errors.ResponseError as exc:
+            if str(exc).startswith(_GONE):
+                raise Gone(str(exc)) from None
+            raise
 
     def _connect(self) -> Redis:
         """Make a client that fails fast: ``_retrying`` does the waiting, and logs it."""
@@ -127,10 +144,17 @@ class Scripts:
                     await asyncio.wait_for(self._up.wait(), pause)
                 pause = min(pause * 2, _PAUSE_MAX)
                 continue
-            if not self._up.is_set():
-                self._up.set()
-                log.warning("redis is back; resuming")
+            except (redis_errors.RedisError, Gone):  # an answer all the same: Redis is back
+                self._back()
+                raise
+            self._back()
             return result
+
+    def _back(self) -> None:
+        """Wake the calls waiting out an outage, which Redis has just answered."""
+        if not self._up.is_set():
+            self._up.set()
+            log.warning("redis is back; resuming")
 
     async def _shielded(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt()`` in a task of its own, which cancelling the caller does not reach.
@@ -156,8 +180,13 @@ class Scripts:
             await self._client.script_load(script.script)
 
     async def _wipe(self) -> None:
-        """Delete every key of this crawl; other crawls' keys stay."""
+        """Delete every key of this crawl; other crawls' keys stay.
+
+        The meta hash, which holds the crawl's epoch, goes first: from then on a script of
+        a worker still running finds the crawl gone and writes nothing the scan has passed.
+        """
         assert self._client is not None
+        await self._client.unlink(self.prefix + "meta")
         batch: list[bytes] = []
         async for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000):
             batch.append(key)

@@ -1,13 +1,15 @@
 -- Lease up to `count` requests, each the best request of the best host that may be visited
 -- now, and say how long to wait if fewer could be leased.
--- ARGV: prefix, worker, call, lease seconds, jitter (0-1), how many expired leases, due
--- requests and rested hosts to move at most (bounded, so a claim costs O(log n)), count.
+-- ARGV: prefix, epoch, worker, call, lease seconds, jitter (0-1), how many expired
+-- leases, due requests and rested hosts to move at most (bounded, so a claim costs
+-- O(log n)), count.
 -- Returns {'lease', wait, counts, id, host, json, token, id, host, json, token, ...}, with
 -- at least one lease and wait '' if all `count` were leased; else {'wait', seconds, counts}
 -- or {'over', '', counts} when nothing is pending, delayed or leased by any worker.
-local worker, call = ARGV[2], ARGV[3]
-local lease, jitter, sweep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local count = tonumber(ARGV[7])
+if gone() then return GONE end
+local worker, call = ARGV[3], ARGV[4]
+local lease, jitter, sweep = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local count = tonumber(ARGV[8])
 -- How often a worker asks again while others hold leases: it is not told when they add
 -- requests, and one call per poll for all its idle claims is cheap.
 local POLL = 0.05

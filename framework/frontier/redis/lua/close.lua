@@ -1,7 +1,9 @@
 -- Deregister a worker: return the leases it still holds to the queue, mark it stopped.
--- ARGV: prefix, worker, then (request id, lease token) pairs. Returns how many went back.
-local worker, t, returned = ARGV[2], now(), 0
-for i = 3, #ARGV, 2 do
+-- ARGV: prefix, epoch, worker, then (request id, lease token) pairs. Returns how many
+-- went back.
+if gone() then return GONE end
+local worker, t, returned = ARGV[3], now(), 0
+for i = 4, #ARGV, 2 do
   if redis.call('HGET', TOKENS, ARGV[i]) == ARGV[i + 1] then
     requeue(ARGV[i], t)
     returned = returned + 1

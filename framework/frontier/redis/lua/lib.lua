@@ -1,15 +1,28 @@
 -- Shared by every fw frontier script: RedisFrontier puts this text in front of each one.
 --
--- ARGV[1] is the crawl's key prefix. The keys a script touches depend on the hosts it
--- meets, so they cannot all be declared in KEYS: this needs a standalone Redis (or one
--- Cluster slot), not a Cluster spreading the crawl's keys. Every time comes from the
--- server's clock, so workers on several machines agree without synchronised clocks.
+-- ARGV[1] is the crawl's key prefix, ARGV[2] its epoch (see gone()). The keys a script
+-- touches depend on the hosts it meets, so they cannot all be declared in KEYS: this
+-- needs a standalone Redis (or one Cluster slot), not a Cluster spreading the crawl's
+-- keys. Every time comes from the server's clock, so workers on several machines agree
+-- without synchronised clocks.
 
 local P = ARGV[1]
 local META, REQ, SEEN = P .. 'meta', P .. 'req', P .. 'seen:'
 local READY, WAITING, HOSTS = P .. 'ready', P .. 'waiting', P .. 'hosts'
 local LEASES, TOKENS, DELAYED = P .. 'leases', P .. 'tokens', P .. 'delayed'
 local WORKERS, FAILURES = P .. 'workers', P .. 'failures'
+
+-- The crawl's identity: a random epoch that open.lua gives a crawl it creates and every
+-- worker then passes in ARGV[2]. Keys that vanished (FLUSHALL, a restart without
+-- persistence, --fresh) would otherwise read as an empty crawl, that is a finished one:
+-- each script that changes the crawl starts with `if gone() then return GONE end`, before
+-- it writes anything, and the worker stops.
+local GONE = redis.error_reply('FWGONE this crawl is not in this Redis any more')
+
+local function gone()
+  return redis.call('HGET', META, 'epoch') ~= ARGV[2]
+end
+
 -- How many answers each worker's call record keeps: far more than it has calls in flight.
 local CALLS_KEPT = 4096
 

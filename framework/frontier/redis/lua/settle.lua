@@ -1,11 +1,12 @@
 -- Settle leases as done or failed and queue what their pages discovered, in one step.
--- ARGV: prefix, worker, call, then for each lease: one argument with its request id,
--- lease token, 'done' or 'failed', how many requests it discovered and the reason,
+-- ARGV: prefix, epoch, worker, call, then for each lease: one argument with its request
+-- id, lease token, 'done' or 'failed', how many requests it discovered and the reason,
 -- separated by tabs; then those requests (see push in lib.lua).
 -- Returns {answers, counts}: for each lease in order, joined by '|', the positions of its
 -- new requests (comma-separated), or '!' when the token no longer holds the lease (it
 -- expired and was returned to the queue).
-local worker, call = ARGV[2], ARGV[3]
+if gone() then return GONE end
+local worker, call = ARGV[3], ARGV[4]
 local answer = recall(worker, call)
 if answer then
   return {answer, counts()}
@@ -14,7 +15,7 @@ local t = now()
 
 -- Read every lease's argument first, so that their tokens, records and keys are read and
 -- deleted in a few calls for the whole batch, not a few per lease.
-local leases, i = {}, 4
+local leases, i = {}, 5
 while i <= #ARGV do
   local id, token, outcome, found, reason =
     string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')

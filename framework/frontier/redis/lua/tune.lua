@@ -1,9 +1,10 @@
 -- Change a host's pace for every worker: its delay from now on and/or a pause.
--- ARGV: prefix, host, delay ('' keeps it), pause seconds, jitter, and the host's
+-- ARGV: prefix, epoch, host, delay ('' keeps it), pause seconds, jitter, and the host's
 -- configured concurrency, delay and interval.
-local host, delay, pause, jitter = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+if gone() then return GONE end
+local host, delay, pause, jitter = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local t = now()
-set_policy(host, ARGV[6], ARGV[7], ARGV[8])
+set_policy(host, ARGV[7], ARGV[8], ARGV[9])
 local h = host_state(host)
 local next_at = num(h.next)
 if delay ~= '' then  -- the new delay counts from the last start, not only from the next
