@@ -2,13 +2,15 @@
 
 Three workers share one crawl; one is killed with SIGKILL mid-crawl. The survivors must
 finish the crawl by themselves, fetch every page, and between them export every item the
-killed worker had not exported, none twice.
+killed worker had not exported, none twice. Redis itself goes away too: restarted with its
+append-only file, the workers carry on; flushed, they stop with an error, never "finished".
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -139,4 +141,82 @@ async def test_a_redis_outage_pauses_the_crawl_which_then_finishes_with_nothing_
     finally:
         await asyncio.to_thread(server.stop)
     pages = pages_in(out)
+    assert sorted(pages) == sorted(f"p/{n}" for n in range(PAGES))  # each exactly once
+
+
+def lines_in(path: Path) -> int:
+    """Count the whole lines a worker has exported so far."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+async def exported(paths: list[Path], count: int) -> None:
+    """Wait until each worker has exported ``count`` lines; fail after 30 seconds."""
+    async with asyncio.timeout(30):
+        while min(map(lines_in, paths)) < count:  # noqa: ASYNC110 - a file sets no event
+            await asyncio.sleep(0.02)
+
+
+async def ended(workers: list[asyncio.subprocess.Process]) -> list[tuple[int, str]]:
+    """Wait for the workers to exit; return each one's exit code and stderr."""
+    async with asyncio.timeout(60):
+        return [
+            (await worker.wait(), (await worker.stderr.read()).decode())
+            for worker in workers
+            if worker.stderr is not None
+        ]
+
+
+GONE = re.compile(
+    r"^Error: the crawl's state in Redis at (\S+) is gone \(flushed or restarted without "
+    r"persistence\); (\d+) pages settled by this worker, its exports are complete up to "
+    r"them$",
+    re.MULTILINE,
+)
+
+
+async def test_a_flushed_redis_stops_every_worker_with_an_error_never_finished(
+    serve: Serve, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    state = LinkedSite(2000, latency=0.01)  # far more than is crawled before the flush
+    base = await state.start(serve)
+    project = linked_project(tmp_path, base, redis_server.url, per_domain=8)  # 4 a worker
+    outs = [tmp_path / f"worker{i}.jsonl" for i in range(2)]
+    workers = [await start_worker(project, out) for out in outs]
+    await exported(outs, 20)
+    with redis_server.client() as client:
+        client.flushall()
+    results = await ended(workers)
+    assert [code for code, _ in results] == [1, 1], results
+    for (_, stderr), out in zip(results, outs, strict=True):
+        assert ": finished" not in stderr
+        found = GONE.search(stderr)
+        assert found is not None, stderr
+        assert found[1] == redis_server.url
+        assert 0 < int(found[2]) <= len(set(pages_in(out)))  # whole records, none missing
+    assert state.fetched.total() < 2000
+
+
+async def test_two_workers_go_on_after_redis_restarts_with_its_append_only_file(
+    serve: Serve, tmp_path: Path
+) -> None:
+    state = LinkedSite(PAGES, latency=0.01)
+    base = await state.start(serve)
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    await asyncio.to_thread(server.start)
+    try:
+        project = linked_project(tmp_path, base, server.url, per_domain=8)
+        outs = [tmp_path / f"worker{i}.jsonl" for i in range(2)]
+        workers = [await start_worker(project, out) for out in outs]
+        await exported(outs, PAGES // 8)
+        await asyncio.to_thread(server.stop)
+        for worker in workers:  # both are paused mid-crawl
+            assert worker.stderr is not None
+            await read_until(worker.stderr, "unreachable")
+        await asyncio.to_thread(server.start)
+        results = await ended(workers)
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert [code for code, _ in results] == [0, 0], results
+    pages = pages_in(outs[0]) + pages_in(outs[1])
     assert sorted(pages) == sorted(f"p/{n}" for n in range(PAGES))  # each exactly once
