@@ -106,7 +106,7 @@ def _fw() -> Crawler:
     def command(job: Job, out: Path) -> list[str]:
         return [*_fw_run(job), "-o", str(out), "--stats", str(job.workdir / "fw-stats.json")]
 
-    return Crawler("fw", "items.jsonl", command, f"fw {_version('fw')}")
+    return Crawler("fw", "items.jsonl", command, f"fw {_version('fwcrawl')}")
 
 
 def _fw_apart() -> Crawler:

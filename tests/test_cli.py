@@ -150,7 +150,7 @@ async def test_plugins_lists_the_bundled_plugins() -> None:
     result = await run_fw("plugins", "--json")
     assert result.returncode == 0
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
-    assert plugins["exporters"]["distribution"] == "fw"
+    assert plugins["exporters"]["distribution"] == "fwcrawl"
     assert plugins["exporters"]["hooks"] == ["register_exporters"]
     assert plugins["exporters"]["provides"] == {"exporters": ["jsonl", "json", "csv", "sqlite"]}
     assert plugins["douban"]["provides"] == {"spiders": ["douban"]}
@@ -158,7 +158,7 @@ async def test_plugins_lists_the_bundled_plugins() -> None:
     table = await run_fw("plugins")
     header, *rows = table.stdout.splitlines()
     assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "HOOKS", "PROVIDES"]
-    assert any(row.split()[:3] == ["douban", "fw", __version__] for row in rows)
+    assert any(row.split()[:3] == ["douban", "fwcrawl", __version__] for row in rows)
 
 
 async def test_bad_usage_exits_2() -> None:

@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.http_exceptions import ContentEncodingError
 from multidict import CIMultiDict
 
-from framework.__about__ import __version__
+from framework.__about__ import DISTRIBUTION, __version__
 from framework.config.project import Project
 from framework.errors import FetchError
 from framework.fetch.parsers import Parsers
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 DEFAULT_HEADERS: Mapping[str, str] = {
-    "User-Agent": f"fw/{__version__} (+https://pypi.org/project/fw/)",
+    "User-Agent": f"fw/{__version__} (+https://pypi.org/project/{DISTRIBUTION}/)",
     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
     "Accept-Language": "en;q=0.9,*;q=0.5",
 }

@@ -35,7 +35,7 @@ from typing import Any
 import pluggy
 
 from framework import hookspecs
-from framework.__about__ import __version__
+from framework.__about__ import DISTRIBUTION, __version__
 from framework.config.schema import did_you_mean
 from framework.config.yamlfile import KeyPath, Source
 from framework.errors import FwError, PluginError
@@ -143,7 +143,7 @@ def make_plugin_manager(
     pm = PluginManager(source)
     pm.add_hookspecs(hookspecs)
     pm.register(builtin, name=BUILTIN)
-    pm.distributions[BUILTIN] = ("fw", __version__)
+    pm.distributions[BUILTIN] = (DISTRIBUTION, __version__)
     _disable(pm, disabled, pm.source)
     if autoload is None:
         autoload = not os.environ.get("FW_DISABLE_PLUGIN_AUTOLOAD")

@@ -2,8 +2,8 @@
 
 The files come from ``framework/tools/templates/``: ``project/`` or ``plugin/``, plus
 ``common/`` (saved pages for the generated tests). Each ``*.tmpl`` file is filled in with
-``string.Template`` (``$name``, ``$Name``, ``$dist``, ``$fw_version``, ``$api_version``), and
-``NAME`` in a path becomes the name.
+``string.Template`` (``$name``, ``$Name``, ``$dist``, ``$fw_version``, ``$fw_dist``,
+``$api_version``), and ``NAME`` in a path becomes the name.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
-from framework.__about__ import __version__
+from framework.__about__ import DISTRIBUTION, __version__
 from framework.errors import UsageError
 from framework.hookspecs import API_VERSION
 
@@ -40,6 +40,7 @@ def new(kind: Literal["project", "plugin"], name: str, where: Path) -> Path:
         "Name": "".join(p.title() for p in name.split("_")),
         "dist": dist,
         "fw_version": __version__,
+        "fw_dist": DISTRIBUTION,
         "api_version": str(API_VERSION),
     }
     templates = files("framework.tools") / "templates"

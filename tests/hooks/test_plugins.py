@@ -359,7 +359,7 @@ async def test_an_installed_plugin_that_breaks_registration_names_its_distributi
 async def test_requirements_list_each_distribution_once(installed: Path) -> None:
     result = await run_fw("plugins", "--requirements", env=with_path(installed))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"fw=={__version__}", "fw-teamshop==1.2.3"]
+    assert result.stdout.splitlines() == ["fw-teamshop==1.2.3", f"fwcrawl=={__version__}"]
 
 
 async def test_autoload_can_be_turned_off_and_plugins_listed_by_module(

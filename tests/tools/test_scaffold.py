@@ -33,6 +33,7 @@ async def test_a_new_project_checks_and_passes_its_own_test(tmp_path: Path) -> N
     assert made.returncode == 0, made.stderr
     folder = tmp_path / "shop_news"
     assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",  # which names fwcrawl[testing], what the tests need
         "project.yaml",
         "pytest.ini",
         "spider.py",
@@ -41,6 +42,7 @@ async def test_a_new_project_checks_and_passes_its_own_test(tmp_path: Path) -> N
     checked = await run_fw("check", str(folder / "project.yaml"))
     assert checked.returncode == 0, checked.stderr
     assert "spider shop_news" in checked.stdout
+    assert "pip install 'fwcrawl[testing]'" in (folder / "README.md").read_text()
     tested = await asyncio.to_thread(pytest_in, folder)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "1 passed" in tested.stdout
