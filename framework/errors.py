@@ -19,6 +19,10 @@ The hierarchy::
 
 from __future__ import annotations
 
+import os
+import sysconfig
+import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,6 +40,7 @@ __all__ = [
     "PluginError",
     "ProjectError",
     "UsageError",
+    "raised_at",
 ]
 
 
@@ -118,3 +123,35 @@ class CloseSpider(Exception):
     def __init__(self, reason: str = "closed by spider") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+_FW = Path(__file__).resolve().parent
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
+
+
+def raised_at(exc: BaseException, *, prefer: str | None = None) -> str | None:
+    """Return ``FILE:LINE`` of the user's code that raised ``exc``, or None.
+
+    That is the last frame in ``prefer`` (a spider's own file) if any, else the last that
+    is neither fw's nor Python's own: ``os.environ["KEY"]`` fails inside the standard
+    library, but the line to fix is the one that asked. A file under the working folder
+    is named relative to it.
+    """
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _ours(f.filename)]
+    preferred = [f for f in frames if prefer and Path(f.filename).resolve() == Path(prefer)]
+    chosen = preferred or frames
+    if not chosen:
+        return None
+    return f"{_shown(chosen[-1].filename)}:{chosen[-1].lineno}"
+
+
+def _ours(filename: str) -> bool:
+    if filename.startswith("<"):  # <frozen os>, <string>
+        return True
+    path = Path(filename).resolve()
+    return path.is_relative_to(_FW) or path.is_relative_to(_STDLIB)
+
+
+def _shown(filename: str) -> str:
+    relative = os.path.relpath(filename)
+    return filename if relative.startswith("..") else relative

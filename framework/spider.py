@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from itemadapter import ItemAdapter
+
+from framework.config.schema import did_you_mean
 from framework.errors import Blocked, CloseSpider
 from framework.http import Request, Response
 
@@ -71,19 +73,32 @@ def each(outcome: object) -> Iterable[Any]:
     """Return what a callback returned, other than an async stream, as an iterable."""
     if outcome is None:
         return ()
-    if isinstance(outcome, Request | dict | str | bytes) or dataclasses.is_dataclass(outcome):
+    if isinstance(outcome, Request | dict | str | bytes) or ItemAdapter.is_item(outcome):
         return (outcome,)  # one item, request or mistake (the engine reports mistakes)
     return outcome if isinstance(outcome, Iterable) else (outcome,)
 
 
 def as_item(result: object) -> dict[str, Any] | None:
-    """Return ``result`` as an item dict if it is one: a dict, a mapping or a dataclass."""
+    """Return ``result`` as an item dict if it is one: a dict, a mapping, or an object
+    itemadapter knows (a dataclass, an attrs or pydantic object, a Scrapy item)."""
     if isinstance(result, dict):
         return result
     if isinstance(result, Mapping):
         return dict(result)
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        return dataclasses.asdict(result)
+    if ItemAdapter.is_item(result) and not isinstance(result, type):
+        return ItemAdapter(result).asdict()
+    return None
+
+
+def unknown_callback(spider: Spider, request: Request) -> str | None:
+    """Say what is wrong if ``request`` names a callback or errback ``spider`` lacks."""
+    for kind, name in (("callback", request.callback), ("errback", request.errback)):
+        if name is not None and not callable(getattr(spider, name, None)):
+            methods = [m for m in dir(spider) if not m.startswith("_")]
+            return (
+                f"a request for {request.url} with {kind} {name!r}, which spider "
+                f"{spider.name} does not have{did_you_mean(name, methods)}"
+            )
     return None
 
 
@@ -114,10 +129,10 @@ async def run_callback(spider: Spider, name: str | None, *args: Any) -> Callback
             produced = await produced
         if isinstance(produced, AsyncIterable):
             async for result in produced:
-                _sort(result, output, label)
+                _sort(result, output, spider, label)
         else:  # a plain generator or list: no async machinery per result
             for result in each(produced):
-                _sort(result, output, label)
+                _sort(result, output, spider, label)
     except CloseSpider as exc:
         output.close = exc.reason
     except Blocked as exc:
@@ -128,9 +143,13 @@ async def run_callback(spider: Spider, name: str | None, *args: Any) -> Callback
     return output
 
 
-def _sort(result: object, output: CallbackOutput, label: str) -> None:
+def _sort(result: object, output: CallbackOutput, spider: Spider, label: str) -> None:
     if isinstance(result, Request):
-        output.requests.append(result)
+        if (mistake := unknown_callback(spider, result)) is None:
+            output.requests.append(result)
+        else:  # now, not once the page is fetched: the request is dropped, and said why
+            message = f"{label} yielded {mistake}"
+            output.problems.append(("spider_error", AttributeError(message), message))
     elif (item := as_item(result)) is not None:
         output.items.append(item)
     elif result is not None:

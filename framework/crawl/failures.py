@@ -7,6 +7,7 @@ each request that failed for good listed in the failures file.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from typing import Any, BinaryIO
 import pluggy
 
 from framework.crawl.stats import Stats
-from framework.errors import UsageError
+from framework.errors import UsageError, raised_at
 from framework.hooks.events import EventHook
 from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
@@ -52,6 +53,7 @@ class Failures:
         origin: str | None = None,
     ) -> None:
         self._stats, self._spider, self._origin = stats, spider, origin
+        self._spider_file = _file_of(type(spider))
         self._crawl_error = EventHook("crawl_error", list(crawl_error), self.plugin_failed)
         self._file = file
 
@@ -74,8 +76,8 @@ class Failures:
         if kind == "blocked":
             self._stats.blocked_pages.append(request.url if request else "")
         where = at(request)
-        if kind == "spider_error" and self._origin:  # where the code to fix is
-            where += f"; in {self._origin}"
+        if kind == "spider_error":
+            where += self._blame(error)
         if kind in _CODE_FAILURES:
             debug = log.isEnabledFor(logging.DEBUG)
             log.error("%s: %s%s", kind, message, where, exc_info=error if debug else None)
@@ -85,6 +87,17 @@ class Failures:
             self._file.record(request, kind, message)
         if self._crawl_error:
             await self._crawl_error(error=error, kind=kind, request=request, spider=self._spider)
+
+    def _blame(self, error: BaseException) -> str:
+        """Say where the spider's code raised ``error``, and how to see the traceback."""
+        parts = []
+        if (line := raised_at(error, prefer=self._spider_file)) is not None:
+            parts.append(f"at {line}")
+        if self._origin:
+            parts.append(f"in {self._origin}")
+        if error.__traceback__ is not None and not log.isEnabledFor(logging.DEBUG):
+            parts.append("--log-level debug shows the traceback")
+        return "".join(f"; {part}" for part in parts)
 
     def start_listing(self, *, keep: bool) -> None:
         """Start the failures file; ``keep`` the earlier run's lines (see ``FailureLog``)."""
@@ -137,6 +150,13 @@ def spider_origin(pm: pluggy.PluginManager, spider: Spider) -> str | None:
         return None
     name = modules[module]
     return pm.named(name) if isinstance(pm, PluginManager) else f"plugin '{name}'"
+
+
+def _file_of(cls: type) -> str | None:
+    try:
+        return str(Path(inspect.getfile(cls)).resolve())
+    except (TypeError, OSError):  # defined in a REPL, or built dynamically
+        return None
 
 
 def at(request: Request | None) -> str:

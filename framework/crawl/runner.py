@@ -177,7 +177,7 @@ def build_engine(
             stalls,
             RetryPolicy(project.retries, project.backoff.base, project.backoff.max),
             Admission(project, stats, spider.name, persistent=frontier.persistent),
-            Seeder(_starts(prepared, frontier), frontier.counts, failures, spider=spider.name),
+            Seeder(_starts(prepared, frontier), frontier.counts, failures, spider),
             Settler(
                 frontier,
                 prepared.components.exporters,

@@ -9,7 +9,7 @@ from framework.crawl.failures import Failures
 from framework.errors import CloseSpider
 from framework.frontier import Counts
 from framework.http import Request
-from framework.spider import CallbackResult, results
+from framework.spider import CallbackResult, Spider, results, unknown_callback
 
 __all__ = ["Seeder"]
 
@@ -31,8 +31,7 @@ class Seeder:
         start: Callable[[], CallbackResult],
         counts: Callable[[], Counts],
         failures: Failures,
-        *,
-        spider: str,
+        spider: Spider,
     ) -> None:
         self._start, self._counts, self._failures, self._spider = start, counts, failures, spider
         self._room = asyncio.Event()
@@ -51,7 +50,10 @@ class Seeder:
                 if self._stopped:
                     break
                 if not isinstance(request, Request):
-                    await self._misfit(request)
+                    await self._misfit(f"{type(request).__name__}; expected a Request")
+                    continue
+                if (mistake := unknown_callback(self._spider, request)) is not None:
+                    await self._misfit(mistake)
                     continue
                 batch.append(request)
                 if len(batch) >= _BATCH:
@@ -75,11 +77,8 @@ class Seeder:
         if not self._room.is_set() and self._counts().pending < _LOW:
             self._room.set()
 
-    async def _misfit(self, thing: object) -> None:
-        message = (
-            f"spider {self._spider}: start_requests yielded {type(thing).__name__}; "
-            "expected a Request"
-        )
+    async def _misfit(self, what: str) -> None:
+        message = f"spider {self._spider.name}: start_requests yielded {what}"
         await self._failures.report(TypeError(message), "spider_error", None, message)
 
     async def _wait_for_room(self) -> None:

@@ -7,18 +7,15 @@ which spider and exporter names exist and which top-level keys are plugin sectio
 from __future__ import annotations
 
 import dataclasses
-import sysconfig
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from framework.config.project import ExporterSpec, Project
 from framework.config.schema import build, did_you_mean, has_default, keys_of
 from framework.config.yamlfile import KeyPath, Source
-from framework.errors import PluginError, ProjectError
+from framework.errors import PluginError, ProjectError, raised_at
 from framework.exporters import Exporter
 from framework.fetch.parsers import Parsers
 from framework.hooks.manager import project_plugin_name
@@ -29,9 +26,6 @@ from framework.spider import Spider
 __all__ = ["Components", "assemble", "configure_plugins", "middlewares"]
 
 T = TypeVar("T")
-
-_FW = Path(__file__).resolve().parents[1]
-_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 
 
 @dataclass(frozen=True)
@@ -100,26 +94,12 @@ def _start(
         plugin = registry.owners.get((kind, name), "?")
         raise PluginError(
             f"plugin '{plugin}': {kind[:-1]} '{name}' failed to start"
-            f"{_raised_at(exc)}: {type(exc).__name__}: {exc}"
+            f"{_at(raised_at(exc))}: {type(exc).__name__}: {exc}"
         ) from exc
 
 
-def _raised_at(exc: BaseException) -> str:
-    """Return `` at FILE:LINE`` of the last frame that is neither fw's nor Python's own.
-
-    That is the plugin's line (or that of a library it called): ``os.environ["KEY"]``
-    fails inside the standard library, but the line to fix is the one that asked.
-    """
-    frames = traceback.extract_tb(exc.__traceback__)
-    theirs = [f for f in frames if not _ours_or_pythons(f.filename)]
-    return f" at {theirs[-1].filename}:{theirs[-1].lineno}" if theirs else ""
-
-
-def _ours_or_pythons(filename: str) -> bool:
-    if filename.startswith("<"):  # <frozen os>, <string>
-        return True
-    path = Path(filename).resolve()
-    return path.is_relative_to(_FW) or path.is_relative_to(_STDLIB)
+def _at(where: str | None) -> str:
+    return f" at {where}" if where else ""
 
 
 def configure_plugins(project: Project, plugins: Iterable[tuple[str, object]]) -> Project:

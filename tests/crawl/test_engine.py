@@ -698,13 +698,15 @@ async def test_a_spider_error_names_the_plugin_the_spider_comes_from(
     stats = await crawl(project)
     assert stats.errors == {"spider_error": 2}
     messages = [record.getMessage() for record in caplog.records]
+    # The spider's own file and line, the plugin, and how to see the traceback.
+    file, debug = tmp_path / "raising.py", "--log-level debug shows the traceback"
     assert (
-        "spider_error: spider raising: start_requests raised RuntimeError: no more; in "
-        "plugin 'raising.py'" in messages
+        f"spider_error: spider raising: start_requests raised RuntimeError: no more; at "
+        f"{file}:9; in plugin 'raising.py'; {debug}" in messages
     )
     assert (
-        f"spider_error: spider raising: parse raised ValueError: boom ({base}/); in "
-        "plugin 'raising.py'" in messages
+        f"spider_error: spider raising: parse raised ValueError: boom ({base}/); at {file}:12; "
+        f"in plugin 'raising.py'; {debug}" in messages
     )
 
 
