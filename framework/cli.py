@@ -291,6 +291,13 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.stats is not None:
         _check_writable(args.stats, "--stats")
+    if not prepared.components.exporters:
+        log.warning(
+            "%s: no exporter and no -o: the items go nowhere; add -o items.jsonl, or "
+            "exporters: [{path: out/items.jsonl}] in %s",
+            prepared.project.name,
+            args.project,
+        )
     log.info(
         "%s: plugins: %s",
         prepared.project.name,

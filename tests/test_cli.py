@@ -106,7 +106,7 @@ async def test_dash_o_streams_json_lines_to_stdout_and_stats_to_a_file(
     assert stats["errors"] == {} and stats["elapsed"] > 0 and stats["pages_per_second"] > 0
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith("project: finished in ") and "7 pages" in summary
-    assert "7 items, 0 errors" in summary
+    assert "7 items exported, 0 errors" in summary
 
 
 async def test_ctrl_c_lets_in_flight_requests_finish_then_exits_130(
@@ -317,3 +317,19 @@ async def test_a_stats_path_is_only_written_at_the_end(
         await process.wait()
     assert process.returncode == 0
     assert json.loads(stats.read_text())["reason"] == "finished"
+
+
+async def test_a_crawl_with_nowhere_to_put_items_says_so(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, _ = site
+    state.release.set()
+    project = write_project(
+        tmp_path,
+        f"spider: slow\nstart_urls: [{state.base}/]\nplugins: [./slow.py]\nmax_pages: 1\n",
+        name="nowhere.yaml",
+    )
+    result = await run_fw("run", str(project))
+    assert result.returncode == 0, result.stderr
+    assert "no exporter and no -o: the items go nowhere; add -o items.jsonl" in result.stderr
+    assert "1 items scraped, none exported (no exporter: add -o items.jsonl)" in result.stderr

@@ -146,7 +146,7 @@ def build_engine(
     project names.
     """
     project, spider = prepared.project, prepared.components.spider
-    stats = Stats(project.name)
+    stats = Stats(project.name, exporters=len(prepared.components.exporters))
     politeness = Politeness.of(project)
     frontier = frontier or make_frontier(project, politeness, fresh=prepared.fresh)
     failures = Failures(

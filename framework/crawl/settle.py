@@ -226,7 +226,10 @@ class Settler:
             request = page.settlement.lease.request
             for item in page.items:
                 written = [await self._write_item(e, item, request) for e in self._exporters]
-                count += any(written) or not self._exporters  # one no exporter took is no item
+                if any(written) or not self._exporters:
+                    count += 1
+                else:  # no exporter took it: reported as item_error, and no item
+                    self._stats.unexportable += 1
         self._stats.items += count
         return count
 

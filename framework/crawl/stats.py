@@ -26,6 +26,10 @@ class Stats:
     items: int = 0
     requests: int = 0
     retries: int = 0
+    #: Items no exporter could write (each is also an ``item_error``).
+    unexportable: int = 0
+    #: How many exporters the crawl writes to; with none, its items go nowhere.
+    exporters: int = 0
     #: Requests in flight when the crawl was stopped, cancelled after ``stop_timeout``.
     cut_short: int = 0
     #: What blocked the event loop (``spider 'x' callback parse``): how often, seconds in all.
@@ -113,7 +117,7 @@ class Stats:
         detail = ", ".join(f"{kind} {n}" for kind, n in self.errors.most_common())
         lines = [
             f"{self.name}: {self.reason} in {self.elapsed:.1f}s: {self.pages} pages "
-            f"({self.pages_per_second:.1f}/s), {self.items} items, "
+            f"({self.pages_per_second:.1f}/s), {self._items()}, "
             f"{errors} error{'s' if errors != 1 else ''}"
             + (f" ({detail})" if detail else "")
             + (f", {self.retries} retries" if self.retries else "")
@@ -147,6 +151,17 @@ class Stats:
             )
         return lines
 
+    def _items(self) -> str:
+        """Say how many items went where: exported, dropped, or not writable at all."""
+        if not self.exporters:
+            return f"{self.items} items scraped, none exported (no exporter: add -o items.jsonl)"
+        lost = [
+            f"{n} {what}"
+            for n, what in ((self.dropped, "dropped"), (self.unexportable, "unexportable"))
+            if n
+        ]
+        return f"{self.items} items exported" + (f" ({', '.join(lost)})" if lost else "")
+
     def _politeness(self) -> list[str]:
         """Say which hosts were slowed down, by throttling or by their robots.txt."""
         lines = []
@@ -179,6 +194,7 @@ class Stats:
             "requests": self.requests,
             "retries": self.retries,
             "dropped_items": self.dropped,
+            "unexportable_items": self.unexportable,
             "bytes": self.bytes,
             "connections": self.connections,
             "dns_lookups": self.dns_lookups,

@@ -571,6 +571,7 @@ async def test_plugin_and_item_mistakes_fail_alone(tmp_path: Path, serve: Serve)
     assert stats.errors == {"item_error": 1, "plugin_error": 2}
     assert stats.reason == "finished"
     assert stats.items == len(exported)  # the item no exporter could write is not counted
+    assert f"{len(exported)} items exported (1 unexportable)" in stats.summary()[0]
 
 
 async def test_max_items_is_exact_with_async_hooks(tmp_path: Path, serve: Serve) -> None:

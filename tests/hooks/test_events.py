@@ -228,6 +228,7 @@ async def test_errbacks_turn_failed_requests_into_items(crawled: Crawled) -> Non
 
 async def test_drop_item_keeps_an_item_out_and_counts_it(crawled: Crawled) -> None:
     assert "secret" not in crawled.items and crawled.stats.dropped == 1
+    assert f"{len(crawled.exported)} items exported (1 dropped)" in crawled.stats.summary()[0]
 
 
 async def test_failures_are_counted_by_kind_and_told_to_crawl_error(crawled: Crawled) -> None:
