@@ -8,8 +8,10 @@ terminated (SIGTERM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ABORTED
     except KeyboardInterrupt:
         return INTERRUPTED
+    except BrokenPipeError:  # the reader is gone (fw plugins | head -1): stop quietly
+        _drop_stdout()
+        return OK
     except Exception as exc:  # a bug in fw: one line, the traceback on request
         log.debug("internal error", exc_info=exc)
         print(
@@ -61,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return ABORTED
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's last flush at exit finds no broken pipe."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 #: The ``add_subparsers()`` object each command's parser is added to.

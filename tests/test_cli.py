@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -333,3 +335,21 @@ async def test_a_crawl_with_nowhere_to_put_items_says_so(
     assert result.returncode == 0, result.stderr
     assert "no exporter and no -o: the items go nowhere; add -o items.jsonl" in result.stderr
     assert "1 items scraped, none exported (no exporter: add -o items.jsonl)" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("plugins",), ("plugins", "--json"), ("--version",)])
+def test_a_closed_pipe_ends_any_command_quietly(command: tuple[str, ...]) -> None:
+    reader, writer = os.pipe()
+    os.close(reader)  # as `fw plugins | head -1` once head has read its line
+    try:
+        done = subprocess.run(
+            [*fw_command(), *command],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert done.returncode == 0
+    assert done.stderr == b""

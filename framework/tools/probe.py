@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from framework.config.project import Project, load_project
 from framework.crawl.runner import load_plugins
 from framework.errors import CrawlAborted, FetchError, ProjectError, UsageError
@@ -93,8 +95,25 @@ def _without_project(spider: str | None, error: ProjectError) -> ProjectError:
     """Say what is wrong in terms of the command line, not of a project file never given."""
     given = f"--spider {spider}" if spider else "no project file"
     if error.key == "spider":
-        return ProjectError(given, "", error.message)
+        return ProjectError(given, "", error.message + _defined_here(spider))
     return ProjectError(given, error.key, f"{error.message}; give the options with -p PROJECT.yaml")
+
+
+def _defined_here(spider: str | None) -> str:
+    """Point at a project file in the working folder that uses ``spider``, if one does:
+    its spider is a plugin of that project, unknown without it."""
+    for path in sorted([*Path().glob("*.yaml"), *Path().glob("*.yml")]):
+        try:
+            if path.stat().st_size < 64 * 1024 and _spider_of(path) == spider:
+                return f"; {path} defines it: use -p {path}"
+        except (OSError, yaml.YAMLError):
+            continue
+    return ""
+
+
+def _spider_of(path: Path) -> object:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data.get("spider") if isinstance(data, dict) else None
 
 
 def parse(probe: Probe, url: str, callback: str | None) -> CallbackOutput:
@@ -153,12 +172,15 @@ def shell(probe: Probe, url: str) -> None:
         response = asyncio.run(probe.fetch(url))
     except FetchError as exc:
         raise CrawlAborted(f"{url}: {exc.kind}: {exc}") from exc
-    names: dict[str, Any] = {
-        "response": response,
-        "request": response.request,
-        "spider": probe.spider,
-        "fetch": lambda other: asyncio.run(probe.fetch(other)),
-    }
+    names: dict[str, Any] = {"response": response, "request": response.request}
+
+    def fetch(url: str) -> Response:
+        """Fetch ``url`` and make it ``response`` (and its request ``request``)."""
+        names["response"] = asyncio.run(probe.fetch(url))
+        names["request"] = names["response"].request
+        return names["response"]  # type: ignore[no-any-return]
+
+    names.update(spider=probe.spider, fetch=fetch)
     banner = (
         f"fw shell: {response.status} {response.url} ({len(response.body)} bytes)\n"
         "response.css(...), response.xpath(...), response.text, fetch(url)"

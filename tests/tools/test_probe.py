@@ -110,6 +110,25 @@ async def test_shell_runs_code_with_the_response_at_hand(project: tuple[str, Pat
     assert f"fw shell: 200 {base}/a" in done.stderr
 
 
+async def test_fetch_in_the_shell_makes_the_new_page_the_response(
+    project: tuple[str, Path],
+) -> None:
+    base, _ = project
+    script = f'fetch("{base}/c")\nprint(response.url, request.url)\n'
+    done = await shell(script, f"{base}/a")
+    assert done.returncode == 0, done.stderr
+    assert f"{base}/c {base}/c" in done.stdout
+
+
+async def test_an_unknown_spider_that_a_project_here_uses_points_at_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "shop.yaml").write_text("spider: myshop\nplugins: [./shop.py]\n")
+    done = await run_fw("parse", "http://127.0.0.1:9/", "--spider", "myshop", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("; shop.yaml defines it: use -p shop.yaml")
+
+
 async def test_shell_needs_no_spider_and_no_ipython(project: tuple[str, Path]) -> None:
     base, _ = project
     script = (
