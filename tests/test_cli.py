@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from framework import __version__
+from framework.cli import _parser as cli_parser
 from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
 
 SPIDER = """
@@ -353,3 +355,16 @@ def test_a_closed_pipe_ends_any_command_quietly(command: tuple[str, ...]) -> Non
         os.close(writer)
     assert done.returncode == 0
     assert done.stderr == b""
+
+
+def test_the_readme_synopsis_lists_every_option_of_every_command() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    synopsis = readme.split("## Command line", 1)[1].split("```", 2)[1].replace("\n       ", " ")
+    parser = cli_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        line = next(line for line in synopsis.splitlines() if line.startswith(f"fw {name} "))
+        for action in sub._actions:
+            flags = [f for f in action.option_strings if f.startswith("-")]
+            if flags and action.dest not in ("help", "log_level", "log_format", "log_file"):
+                assert any(flag in line for flag in flags), f"fw {name}: {flags} not in {line!r}"
