@@ -53,8 +53,9 @@ class Stats:
     left: Counts | None = None
     #: How many requests the failures file lists, and where it is.
     failures: tuple[int, str] | None = None
-    #: The hosts adaptive throttling slowed down, with their delay when the crawl ended.
-    throttled: dict[str, float] = field(default_factory=dict)
+    #: The hosts adaptive throttling still slowed down when the crawl ended: their delay,
+    #: and what slowed them (``answered 429/503``, ``timed out``, ``slow replies``).
+    throttled: dict[str, tuple[float, str]] = field(default_factory=dict)
     #: The robots.txt files fetched, and each Crawl-delay (seconds) that slowed a host.
     robots_fetched: int = 0
     crawl_delays: dict[str, float] = field(default_factory=dict)
@@ -166,10 +167,10 @@ class Stats:
         """Say which hosts were slowed down, by throttling or by their robots.txt."""
         lines = []
         if self.throttled:
-            lines.append(
-                f"throttled: {_hosts(self.throttled)} (delay at the end); "
-                "they answered 429/503, timed out or slowed down"
-            )
+            ranked = sorted(self.throttled.items(), key=lambda item: -item[1][0])
+            shown = ", ".join(f"{host} {delay:g}s ({why})" for host, (delay, why) in ranked[:3])
+            more = f" and {len(ranked) - 3} more" if len(ranked) > 3 else ""
+            lines.append(f"throttled: {shown}{more}, still slowed when the crawl ended")
         if self.crawl_delays:
             lines.append(f"robots.txt Crawl-delay: {_hosts(self.crawl_delays)}")
         return lines
@@ -206,7 +207,8 @@ class Stats:
             if self.left
             else None,
             "failures_file": self.failures[1] if self.failures else None,
-            "throttled": {host: round(delay, 3) for host, delay in self.throttled.items()},
+            "throttled": {host: round(delay, 3) for host, (delay, _) in self.throttled.items()},
+            "throttled_why": {host: why for host, (_, why) in self.throttled.items()},
             "robots": {"fetched": self.robots_fetched, "crawl_delay": dict(self.crawl_delays)},
             "loop_stalls": {
                 who: {"count": n, "seconds": round(s, 3)} for who, (n, s) in self.stalls.items()

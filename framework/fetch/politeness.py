@@ -104,7 +104,7 @@ class Throttler:
         self._delays: dict[str, float] = {}  # what the rules say
         self._told: dict[str, float] = {}  # what the frontier was last told
         self._best: dict[str, float] = {}  # each host's fastest page
-        self._slowed: set[str] = set()  # hosts ever held above their floor
+        self._why: dict[str, str] = {}  # what last raised each host's delay
 
     def floor(self, host: str) -> float:
         """Return the least delay for ``host``."""
@@ -114,9 +114,10 @@ class Throttler:
         """Return the hosts throttling holds above their floor, with their delay now."""
         return {host: delay for host, delay in self._delays.items() if delay > self.floor(host)}
 
-    def throttled(self) -> dict[str, float]:
-        """Return the hosts throttling ever slowed down, with their delay now."""
-        return {host: self._delays[host] for host in sorted(self._slowed)}
+    def throttled(self) -> dict[str, tuple[float, str]]:
+        """Return the hosts throttling still holds above their floor, each with its delay
+        and what slowed it (``answered 429/503``, ``timed out``, ``slow replies``)."""
+        return {host: (delay, self._why[host]) for host, delay in sorted(self.slowed().items())}
 
     def raise_floor(self, host: str, seconds: float) -> float | None:
         """Make ``seconds`` (a robots.txt Crawl-delay) the least delay; return the new delay."""
@@ -131,7 +132,7 @@ class Throttler:
         if not self.enabled:
             return None
         if status in (429, 503):
-            return self._back_off(host)
+            return self._back_off(host, "answered 429/503")
         best = self._best.get(host, math.inf)
         if 200 <= status < 300 and latency < best:
             best = self._best[host] = latency
@@ -139,6 +140,8 @@ class Throttler:
         current = self._delays.get(host, floor)
         if latency > _SLOWER * best and latency > _SLOW:
             wanted = max(current, latency / self._politeness.for_host(host).concurrency)
+            if wanted > current:
+                self._why[host] = "slow replies"
         elif status < 400:
             if current == floor:  # the usual case: a healthy host at its configured pace
                 return None
@@ -150,18 +153,17 @@ class Throttler:
 
     def timed_out(self, host: str) -> float | None:
         """Learn that a request got no reply in time; return the new delay if it moved."""
-        return self._back_off(host) if self.enabled else None
+        return self._back_off(host, "timed out") if self.enabled else None
 
-    def _back_off(self, host: str) -> float | None:
+    def _back_off(self, host: str, why: str) -> float | None:
         """Double the delay of a host that says, or shows, it is overloaded."""
+        self._why[host] = why
         return self._set(host, max(self._delays.get(host, self.floor(host)) * 2, _FIRST_BACKOFF))
 
     def _set(self, host: str, wanted: float) -> float | None:
         """Keep ``wanted``, within bounds; return it if the frontier should be told."""
         floor = self.floor(host)
         delay = self._delays[host] = min(max(wanted, floor), max(self._max, floor))
-        if delay > floor:
-            self._slowed.add(host)
         told = self._told.get(host, floor)
         if abs(delay - told) <= _NOTICEABLE * max(told, 0.001):
             return None
@@ -213,8 +215,8 @@ class Pace:
         """Return the hosts throttling holds above their floor now, with their delay."""
         return self.throttle.slowed()
 
-    def throttled(self) -> dict[str, float]:
-        """Return the hosts throttling ever slowed down, with their delay now."""
+    def throttled(self) -> dict[str, tuple[float, str]]:
+        """Return the hosts throttling still slows down, with their delay and why."""
         return self.throttle.throttled()
 
     async def _tell(self, host: str, delay: float | None) -> None:

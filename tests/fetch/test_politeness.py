@@ -167,9 +167,33 @@ async def test_429s_slow_a_host_down_and_healthy_replies_speed_it_up(
     # After two 429s the delay is 1 s (jittered 0.5-1.5x), then halves back toward zero.
     assert gaps[1] >= 0.5 * 0.5 and gaps[2] >= 1.0 * 0.5
     assert gaps[-1] < 0.05
-    throttled = stats.to_dict()["throttled"]
-    assert list(throttled) == ["127.0.0.1"] and throttled["127.0.0.1"] < 0.05  # recovered
-    assert any(line.startswith("throttled: 127.0.0.1 ") for line in stats.summary())
+    # It recovered: a host back at its pace is not named as throttled.
+    assert stats.to_dict()["throttled"] == {}
+    assert not any(line.startswith("throttled:") for line in stats.summary())
+
+
+async def test_a_host_still_slowed_at_the_end_is_named_with_what_slowed_it(
+    tmp_path: Path, serve: Serve
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        if request.path.startswith("/busy"):
+            return web.Response(status=503)
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    path = project(
+        tmp_path,
+        [f"{base}/", f"{base}/busy1", f"{base}/busy2"],
+        "concurrency: {total: 1, per_domain: 1}\nretries: 0",
+    )
+    stats = await crawl(path)
+    assert stats.to_dict()["throttled"] == {"127.0.0.1": 1.0}
+    assert stats.to_dict()["throttled_why"] == {"127.0.0.1": "answered 429/503"}
+    assert "throttled: 127.0.0.1 1s (answered 429/503), still slowed when the crawl ended" in (
+        stats.summary()
+    )
 
 
 @pytest.mark.parametrize("status", [429, 503])
