@@ -1,8 +1,8 @@
 """The ``fw`` command: argument parsing and exit codes, nothing else.
 
 Exit codes: 0 the crawl finished (failed pages are counted, not fatal); 1 it was aborted
-by an error; 2 bad usage or an invalid project; 130 interrupted (Ctrl-C, SIGINT); 143
-terminated (SIGTERM).
+by an error, or fetched nothing at all because every request failed; 2 bad usage or an
+invalid project; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -318,7 +318,17 @@ def _run(args: argparse.Namespace) -> int:
     _summarise(stats, args.stats)
     if stats.aborted is not None:
         raise CrawlAborted(stats.aborted)
+    if stats.reason == "finished" and not stats.pages and stats.errors:
+        # A crawl that got no answer at all did nothing: a script or a scheduler must see it.
+        raise CrawlAborted(
+            f"nothing was fetched: every request failed ({_kinds(stats)}); check the start "
+            "URLs and the network"
+        )
     return _STOPPED.get(stats.reason, OK)
+
+
+def _kinds(stats: Stats) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in stats.errors.most_common())
 
 
 def _progress_mode(args: argparse.Namespace) -> Mode:

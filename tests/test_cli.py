@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -368,3 +369,20 @@ def test_the_readme_synopsis_lists_every_option_of_every_command() -> None:
             flags = [f for f in action.option_strings if f.startswith("-")]
             if flags and action.dest not in ("help", "log_level", "log_format", "log_file"):
                 assert any(flag in line for flag in flags), f"fw {name}: {flags} not in {line!r}"
+
+
+async def test_a_crawl_that_fetched_nothing_at_all_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    project = write_project(
+        tmp_path,
+        f"spider: rules\nstart_urls: [{dead}]\nretries: 0\nrules: {{items: [{{fields: "
+        "{page: {value: url}}}]}\n",
+    )
+    done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: nothing was fetched: every request failed (connection 1); check the start URLs "
+        "and the network"
+    )

@@ -32,7 +32,7 @@ from framework.crawl.settle import Settler
 from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, UsageError
 from framework.fetch.downloader import Downloader, DownloadSettings, Fetcher, user_agent
-from framework.fetch.politeness import Pace, Politeness, Throttler
+from framework.fetch.politeness import HostPolicy, Pace, Politeness, Throttler
 from framework.fetch.recording import Recorder, Replayer
 from framework.fetch.retry import RetryPolicy
 from framework.fetch.robots import Robots
@@ -147,7 +147,7 @@ def build_engine(
     """
     project, spider = prepared.project, prepared.components.spider
     stats = Stats(project.name, exporters=len(prepared.components.exporters))
-    politeness = Politeness.of(project)
+    politeness = _politeness(prepared)
     frontier = frontier or make_frontier(project, politeness, fresh=prepared.fresh)
     failures = Failures(
         stats,
@@ -161,7 +161,9 @@ def build_engine(
     fetcher = _fetcher(prepared, stats, stalls)
     fetch = chain(prepared.components.middlewares, fetcher.fetch)
     throttle = Throttler(
-        politeness, enabled=project.throttle.enabled, max_delay=project.throttle.max_delay
+        politeness,
+        enabled=project.throttle.enabled and prepared.replay is None,
+        max_delay=project.throttle.max_delay,
     )
     pace = Pace(throttle, frontier)
     return Engine(
@@ -192,6 +194,13 @@ def build_engine(
             retrying=prepared.seeds is not None,
         )
     )
+
+
+def _politeness(prepared: Prepared) -> Politeness:
+    """The project's politeness; a replay has no server to spare, so no delays."""
+    if prepared.replay is None:
+        return Politeness.of(prepared.project)
+    return Politeness(HostPolicy(prepared.project.concurrency.per_domain, 0.0), {})
 
 
 def _fetcher(prepared: Prepared, stats: Stats, stalls: Stalls) -> Fetcher:

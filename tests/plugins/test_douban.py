@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import shutil
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from aiohttp import web
 from framework import Blocked, FetchError, Request, Response
 from framework.fetch.parsers import parse_html
 from plugins.douban import DoubanSpider
+from tests import douban_recording
 from tests.conftest import FIXTURES, Completed, Serve, read_jsonl, run_fw
 
 PAGES = FIXTURES / "douban"
@@ -483,3 +486,45 @@ async def test_a_misspelt_douban_option_is_a_located_error(tmp_path: Path) -> No
     assert result.stderr == (
         f"Error: {project}:{lines}: douban.subject: unknown key (did you mean 'subjects'?)\n"
     )
+
+
+# -------------------------------------------------------------------------------------------
+# The shipped recording: fw seen working with no network
+# -------------------------------------------------------------------------------------------
+
+ELEVEN = {
+    "id",
+    "url",
+    "title",
+    "release_date",
+    "genres",
+    "region",
+    "wants",
+    "poster",
+    "rating",
+    "year",
+    "directors",
+}
+
+
+async def test_the_readme_replay_command_gives_every_film_with_its_eleven_fields(
+    tmp_path: Path,
+) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    (command,) = re.findall(r"`(fw run projects/douban\.yaml --replay [^`]+)`", readme)
+    shutil.copytree(PROJECT.parent, tmp_path / "projects")
+    done = await run_fw(*shlex.split(command)[1:], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    films = read_jsonl(tmp_path / "movies.jsonl")
+    assert len(films) == 21 and all(set(film) == ELEVEN for film in films)
+    assert all(film["poster"] and film["year"] and film["directors"] for film in films)
+    assert "21 items exported, 0 errors" in done.stderr
+
+
+async def test_the_shipped_recording_is_what_the_saved_pages_make(tmp_path: Path) -> None:
+    await douban_recording.write(tmp_path / "made")
+    shipped = sorted(p.name for p in douban_recording.RECORDING.iterdir())
+    assert shipped == sorted(p.name for p in (tmp_path / "made").iterdir())
+    for name in shipped:
+        made = (tmp_path / "made" / name).read_bytes()
+        assert (douban_recording.RECORDING / name).read_bytes() == made, name
