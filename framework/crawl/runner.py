@@ -206,7 +206,9 @@ def _politeness(prepared: Prepared) -> Politeness:
 def _fetcher(prepared: Prepared, stats: Stats, stalls: Stalls) -> Fetcher:
     """The network through aiohttp, recorded with ``--record``; a recording with ``--replay``."""
     if prepared.replay is not None:
-        return Replayer(prepared.replay, prepared.components.parsers)
+        return Replayer(
+            prepared.replay, prepared.components.parsers, prepared.project.max_response_size
+        )
     downloader = Downloader(
         DownloadSettings.of(prepared.project), prepared.components.parsers, stats, stalls
     )

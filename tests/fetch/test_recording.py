@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
-from tests.conftest import Serve, read_jsonl, run_fw, write_project
+from framework.config.project import MiB
+from framework.crawl import runner
+from framework.http import Request
+from framework.http.urls import fingerprint
+from tests.conftest import Completed, Serve, fw_command, read_jsonl, run_fw, write_project
 
 PAGES = {
     "/": '<h1>Home</h1><a href="/a">a</a><a href="/b">b</a><a href="/gone">gone</a>',
@@ -59,7 +71,8 @@ async def test_a_recorded_crawl_replays_to_identical_items_without_the_network(
     assert replayed.returncode == 0, replayed.stderr
     assert len(hits) == fetched  # the site saw nothing
     live, again = read_jsonl(tmp_path / "live.jsonl"), read_jsonl(tmp_path / "replayed.jsonl")
-    assert again == live and len(live) == 3
+    # Pages are fetched concurrently, so items come in no fixed order, live or replayed.
+    assert sorted(again, key=str) == sorted(live, key=str) and len(live) == 3
     assert "http_404 1" in replayed.stderr  # failures replay as they happened
 
 
@@ -97,3 +110,189 @@ async def test_replaying_a_missing_folder_is_a_usage_error(tmp_path: Path) -> No
     missing = await run_fw("run", str(path), "--replay", str(tmp_path / "nothing"))
     assert missing.returncode == 2
     assert "no such folder" in missing.stderr
+
+
+# A recording is trusted no more than a server: the tests below replay hostile ones.
+
+# These replays run with their heap capped: one that reads what it must not (an endless
+# device) dies of MemoryError rather than eating the machine, and "it stays small" is checked.
+HEAP = 1024 * MiB
+_CAPPED = (
+    "import os, resource, sys; "
+    "resource.setrlimit(resource.RLIMIT_DATA, (int(sys.argv[1]),) * 2); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def entry(folder: Path, url: str, suffix: str) -> Path:
+    """Return the file holding the recorded ``json`` record or ``body`` of a GET of ``url``."""
+    return folder / f"{fingerprint(Request(url)):016x}.{suffix}"
+
+
+async def recorded(serve: Serve, tmp_path: Path, *, fw: bool = True) -> tuple[Path, str]:
+    """Record a crawl under ``tmp_path/rec``; return its project and the site's base URL.
+
+    The crawl also starts at a port that refuses connections, so the recording holds a
+    failure as well as pages. ``fw=False`` records in this process, which is faster.
+    """
+    base = await site(serve, [])
+    with socket.socket() as refusing:  # bound but not listening: connections are refused
+        refusing.bind(("127.0.0.1", 0))
+        path = project(tmp_path, base)
+        path.write_text(
+            path.read_text().replace(
+                f"[{base}/]", f"[{base}/, http://127.0.0.1:{refusing.getsockname()[1]}/]"
+            )
+        )
+        if fw:
+            done = await run_fw("run", str(path), "--record", str(tmp_path / "rec"))
+            assert done.returncode == 0, done.stderr
+        else:
+            prepared = runner.prepare(path, record=tmp_path / "rec")
+            await runner.engine(prepared, failures_file=False).run()
+    return path, base
+
+
+async def replay(path: Path, *options: str) -> Completed:
+    """Replay ``rec`` beside the project with ``fw run``, its heap capped; export to out.jsonl.
+
+    A replay still running after 30 seconds is killed and fails the test.
+    """
+    folder = path.parent
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _CAPPED,
+        str(HEAP),
+        *fw_command(),
+        *("run", str(path), "--replay", str(folder / "rec"), "-o", str(folder / "out.jsonl")),
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Completed(process.returncode, out.decode(), err.decode())
+
+
+def assert_failed_alone(replayed: Completed, folder: Path, url: str, failure: str) -> None:
+    """Check ``url`` failed as ``failure`` (``kind: message``): logged, counted and listed.
+
+    The rest replays as recorded: the other pages, the 404 and the refused connection.
+    """
+    assert replayed.returncode == 0, replayed.stderr
+    assert failure in replayed.stderr
+    assert "Traceback" not in replayed.stderr and "internal_error" not in replayed.stderr
+    kind = failure.partition(":")[0]
+    summary = next(line for line in replayed.stderr.splitlines() if line.startswith("project: "))
+    counts = summary.partition(" errors (")[2].removesuffix(")").split(", ")
+    assert sorted(counts) == sorted(["connection 1", "http_404 1", f"{kind} 1"])
+    failures = read_jsonl(folder / "project.failures.jsonl")
+    assert {r["request"]["url"]: r["kind"] for r in failures}.get(url) == kind
+    assert len(read_jsonl(folder / "out.jsonl")) == 2  # the pages / and /b
+
+
+async def test_a_body_linked_out_of_the_folder_is_a_bad_recording_and_never_exported(
+    serve: Serve, tmp_path: Path
+) -> None:
+    path, base = await recorded(serve, tmp_path)
+    secret = tmp_path / "secret.html"
+    secret.write_text("<html><h1>secret</h1></html>")
+    body = entry(tmp_path / "rec", f"{base}/a", "body")
+    body.unlink()
+    body.symlink_to(secret)
+    replayed = await replay(path)
+    assert_failed_alone(replayed, tmp_path, f"{base}/a", f"bad_recording: {body}: a symbolic link")
+    assert "secret" not in (tmp_path / "out.jsonl").read_text()
+
+
+async def test_a_body_linked_to_an_endless_device_fails_without_growing(
+    serve: Serve, tmp_path: Path
+) -> None:
+    path, base = await recorded(serve, tmp_path)
+    body = entry(tmp_path / "rec", f"{base}/a", "body")
+    body.unlink()
+    body.symlink_to("/dev/zero")
+    replayed = await replay(path)  # within HEAP
+    assert_failed_alone(replayed, tmp_path, f"{base}/a", f"bad_recording: {body}: a symbolic link")
+
+
+@pytest.mark.parametrize("suffix", ["json", "body"])
+async def test_a_fifo_in_the_folder_fails_its_request_without_hanging(
+    serve: Serve, tmp_path: Path, suffix: str
+) -> None:
+    path, base = await recorded(serve, tmp_path)
+    fifo = entry(tmp_path / "rec", f"{base}/a", suffix)
+    fifo.unlink()
+    os.mkfifo(fifo)  # opening it to read would wait for a writer that never comes
+    replayed = await replay(path)  # killed, failing the test, if it hangs
+    assert_failed_alone(
+        replayed, tmp_path, f"{base}/a", f"bad_recording: {fifo}: not a regular file (a FIFO)"
+    )
+
+
+async def test_a_body_over_max_response_size_is_too_large(serve: Serve, tmp_path: Path) -> None:
+    path, base = await recorded(serve, tmp_path)
+    body = entry(tmp_path / "rec", f"{base}/a", "body")
+    body.write_bytes(b"<html><h1>big</h1>" + b" " * 5000 + b"</html>")
+    replayed = await replay(path, "-s", "max_response_size=4096")
+    assert_failed_alone(
+        replayed,
+        tmp_path,
+        f"{base}/a",
+        f"too_large: {body}: body larger than max_response_size (4096 bytes)",
+    )
+
+
+Change = Callable[[Path, Path], None]
+
+
+def written(text: bytes) -> Change:
+    """Replace the record with ``text``."""
+    return lambda record, body: record.write_bytes(text)
+
+
+def replaced(suffix: str, by: Callable[[Path], None]) -> Change:
+    """Replace the ``json`` record or the ``body`` by what ``by`` makes at its path."""
+
+    def replace(record: Path, body: Path) -> None:
+        path = record if suffix == "json" else body
+        path.unlink()
+        by(path)
+
+    return replace
+
+
+def linked_to_a_sibling(path: Path) -> None:
+    """Make ``path`` a symbolic link to another entry's file in the same folder."""
+    path.symlink_to(next(p for p in path.parent.glob(f"*{path.suffix}") if p != path).name)
+
+
+BAD_ENTRIES: dict[str, tuple[Change, str, str]] = {
+    "huge": (written(b"{}" + b" " * MiB), "json", "larger than 1 MiB"),
+    "record a folder": (replaced("json", Path.mkdir), "json", "not a regular file (a folder)"),
+    "record a link inside": (replaced("json", linked_to_a_sibling), "json", "a symbolic link"),
+    "body a link inside": (replaced("body", linked_to_a_sibling), "body", "a symbolic link"),
+    "body missing": (replaced("body", lambda path: None), "body", "missing"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_ENTRIES.values(), ids=BAD_ENTRIES.keys())
+async def test_a_bad_entry_is_a_bad_recording_naming_its_file(
+    serve: Serve, tmp_path: Path, caplog: pytest.LogCaptureFixture, bad: tuple[Change, str, str]
+) -> None:
+    change, suffix, what = bad
+    path, base = await recorded(serve, tmp_path, fw=False)
+    folder, url = tmp_path / "rec", f"{base}/a"
+    change(entry(folder, url, "json"), entry(folder, url, "body"))
+    caplog.set_level(logging.WARNING, logger="fw")
+    stats = await runner.engine(runner.prepare(path, replay=folder), failures_file=False).run()
+    assert stats.errors == Counter({"connection": 1, "http_404": 1, "bad_recording": 1})
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("bad_")]
+    assert logged.startswith(f"bad_recording: {entry(folder, url, suffix)}: {what}")
+    assert logged.endswith(f" ({url})")
