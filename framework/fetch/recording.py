@@ -17,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import math
 import os
+import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from multidict import CIMultiDict
 
@@ -30,7 +33,7 @@ from framework.errors import FetchError, UsageError
 from framework.fetch.downloader import Fetcher
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
-from framework.http.urls import fingerprint
+from framework.http.urls import canonical_url, fingerprint
 
 __all__ = ["Recorder", "Replayer"]
 
@@ -39,6 +42,8 @@ _RECORD_LIMIT = MiB
 # O_NONBLOCK: opening a FIFO does not wait for a writer; O_NOCTTY: nor does a terminal
 # become fw's. Either is then refused for not being a regular file.
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+# A failure's kind is a key in the stats and opens its log line: a short name, on one line.
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def _key(request: Request) -> str:
@@ -106,9 +111,10 @@ class Replayer:
     """A fetcher that answers every request from a recording and never opens a socket.
 
     The folder is trusted no more than a server. Only regular files directly in it are
-    read, never through a symbolic link, and a body is capped at ``max_response_size``.
-    A bad entry fails its request as ``bad_recording``, naming the file. Files are read in
-    a worker thread, so a slow disk never stalls the crawl.
+    read, never through a symbolic link; a body is capped at ``max_response_size``; each
+    record must be the Recorder's, for this request. A bad entry fails its request as
+    ``bad_recording``, naming the file. Files are read in a worker thread, so a slow disk
+    never stalls the crawl.
     """
 
     def __init__(self, folder: Path, parsers: Parsers, max_response_size: int) -> None:
@@ -165,7 +171,10 @@ class Replayer:
             )
         if len(data) > _RECORD_LIMIT:
             raise self._bad(f"{key}.json", f"larger than {_RECORD_LIMIT // MiB} MiB")
-        return _parse(data)
+        try:
+            return _parse(data, request)
+        except _Malformed as exc:
+            raise self._bad(f"{key}.json", str(exc)) from None
 
     def _body(self, key: str) -> bytes:
         """Return the recorded body; over ``max_response_size`` it fails as downloaded."""
@@ -209,18 +218,92 @@ class Replayer:
         return FetchError("bad_recording", f"{self.folder / name}: {what}")
 
 
-def _parse(data: bytes) -> tuple[int, list[tuple[str, str]]]:
+class _Malformed(Exception):
+    """A record is not what the Recorder writes; the message says what is wrong."""
+
+
+def _parse(data: bytes, request: Request) -> tuple[int, list[tuple[str, str]]]:
     """Return the status and headers a record holds, or raise the failure it holds."""
-    record = json.loads(data)
+    record = _json_object(data)
+    method: str = _get(record, "method", _is_string, "a string")
+    url: str = _get(record, "url", _is_string, "a string")
+    # A tampered record, or two requests sharing a fingerprint: never another URL's page.
+    if method != request.method or canonical_url(url) != canonical_url(request.url):
+        raise _Malformed(f"records another request, not {request.method} {request.url}")
     if "error" in record:
-        error = record["error"]
-        raise FetchError(
-            error["kind"],
-            error["message"],
-            retryable=error["retryable"],
-            retry_after=error["retry_after"],
-        )
-    return record["status"], record["headers"]
+        raise _failure(record["error"])
+    status: int = _get(record, "status", _is_status, "an integer from 100 to 999")
+    headers = _get(record, "headers", _is_pairs, "a list of [name, value] pairs of strings")
+    return status, [(name, value) for name, value in headers]
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    """Decode a record: a JSON object in UTF-8."""
+    try:
+        record = json.loads(data.decode("utf-8"), parse_constant=_not_json)
+    except RecursionError:
+        raise _Malformed("nested too deeply to be a record") from None
+    except ValueError as exc:  # undecodable UTF-8 too
+        raise _Malformed(f"not JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise _Malformed("not a JSON object")
+    return record
+
+
+def _not_json(constant: str) -> NoReturn:
+    """Refuse NaN and Infinity: Python's json reads them, but JSON has neither."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _failure(error: object) -> FetchError:
+    """Return the recorded failure ``error`` stands for."""
+    if not isinstance(error, dict):
+        raise _Malformed("error: not an object")
+    try:
+        kind: str = _get(error, "kind", _is_kind, "a name like http_503")
+        message: str = _get(error, "message", _is_string, "a string")
+        retryable: bool = _get(error, "retryable", _is_bool, "true or false")
+        retry_after = _get(error, "retry_after", _is_delay, "null or a number of seconds")
+    except _Malformed as exc:
+        raise _Malformed(f"error.{exc}") from None
+    # One line, as the downloader writes it: a line break would forge lines in the log.
+    return FetchError(kind, " ".join(message.split()), retryable=retryable, retry_after=retry_after)
+
+
+def _get(record: dict[str, Any], key: str, valid: Callable[[Any], bool], what: str) -> Any:
+    """Return ``record[key]`` if ``valid`` says it is ``what``; else say what is wrong."""
+    if key not in record:
+        raise _Malformed(f"{key}: missing")
+    if not valid(record[key]):
+        raise _Malformed(f"{key}: not {what}")
+    return record[key]
+
+
+def _is_string(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_kind(value: Any) -> bool:
+    return isinstance(value, str) and _KIND.fullmatch(value) is not None
+
+
+def _is_status(value: Any) -> bool:
+    return type(value) is int and 100 <= value <= 999  # three digits, as HTTP parses them
+
+
+def _is_pairs(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, str) for s in pair)
+        for pair in value
+    )
+
+
+def _is_delay(value: Any) -> bool:
+    return value is None or (type(value) in (int, float) and math.isfinite(value) and value >= 0)
 
 
 def _unopenable(error: OSError) -> str:

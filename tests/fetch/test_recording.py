@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -236,6 +237,16 @@ async def test_a_fifo_in_the_folder_fails_its_request_without_hanging(
     )
 
 
+async def test_a_malformed_record_is_a_located_failure_not_a_traceback(
+    serve: Serve, tmp_path: Path
+) -> None:
+    path, base = await recorded(serve, tmp_path)
+    record = entry(tmp_path / "rec", f"{base}/a", "json")
+    record.write_text('{"method": "GET", "url": ')
+    replayed = await replay(path)
+    assert_failed_alone(replayed, tmp_path, f"{base}/a", f"bad_recording: {record}: not JSON")
+
+
 async def test_a_body_over_max_response_size_is_too_large(serve: Serve, tmp_path: Path) -> None:
     path, base = await recorded(serve, tmp_path)
     body = entry(tmp_path / "rec", f"{base}/a", "body")
@@ -250,11 +261,22 @@ async def test_a_body_over_max_response_size_is_too_large(serve: Serve, tmp_path
 
 
 Change = Callable[[Path, Path], None]
+_DELETE = object()
 
 
 def written(text: bytes) -> Change:
     """Replace the record with ``text``."""
     return lambda record, body: record.write_bytes(text)
+
+
+def edited(**fields: object) -> Change:
+    """Change fields of the record (``_DELETE`` removes one)."""
+
+    def edit(record: Path, body: Path) -> None:
+        changed = {**json.loads(record.read_text()), **fields}
+        record.write_text(json.dumps({k: v for k, v in changed.items() if v is not _DELETE}))
+
+    return edit
 
 
 def replaced(suffix: str, by: Callable[[Path], None]) -> Change:
@@ -273,8 +295,56 @@ def linked_to_a_sibling(path: Path) -> None:
     path.symlink_to(next(p for p in path.parent.glob(f"*{path.suffix}") if p != path).name)
 
 
+def failure(**fields: object) -> dict[str, object]:
+    """A recorded failure as the Recorder writes it, with ``fields`` changed."""
+    return {
+        "kind": "connection",
+        "message": "refused",
+        "retryable": False,
+        "retry_after": None,
+    } | fields
+
+
 BAD_ENTRIES: dict[str, tuple[Change, str, str]] = {
+    "not JSON": (written(b"{not json"), "json", "not JSON"),
+    "not UTF-8": (written(b'{"url": "\xff"}'), "json", "not JSON"),
+    "not an object": (written(b"[]"), "json", "not a JSON object"),
+    "nested without end": (written(b"[" * 100_000 + b"]" * 100_000), "json", "nested too deeply"),
+    "NaN": (written(b'{"status": NaN}'), "json", "not JSON (NaN is not a JSON number)"),
     "huge": (written(b"{}" + b" " * MiB), "json", "larger than 1 MiB"),
+    "status missing": (edited(status=_DELETE), "json", "status: missing"),
+    "status a string": (edited(status="200"), "json", "status: not an integer from 100 to 999"),
+    "status a boolean": (edited(status=True), "json", "status: not an integer from 100 to 999"),
+    "status out of range": (edited(status=1000), "json", "status: not an integer from 100 to 999"),
+    "headers not pairs": (
+        edited(headers=[["Content-Type"]]),
+        "json",
+        "headers: not a list of [name, value] pairs of strings",
+    ),
+    "headers an object": (
+        edited(headers={"Content-Type": "text/html"}),
+        "json",
+        "headers: not a list of [name, value] pairs of strings",
+    ),
+    "url missing": (edited(url=_DELETE), "json", "url: missing"),
+    "another URL": (edited(url="http://elsewhere.test/a"), "json", "records another request"),
+    "another method": (edited(method="POST"), "json", "records another request"),
+    "error not an object": (edited(error="refused"), "json", "error: not an object"),
+    "error kind not a name": (
+        edited(error=failure(kind="connection\nWARNING: forged")),
+        "json",
+        "error.kind: not a name like http_503",
+    ),
+    "error retryable not a boolean": (
+        edited(error=failure(retryable="yes")),
+        "json",
+        "error.retryable: not true or false",
+    ),
+    "error retry_after negative": (
+        edited(error=failure(retry_after=-1)),
+        "json",
+        "error.retry_after: not null or a number of seconds",
+    ),
     "record a folder": (replaced("json", Path.mkdir), "json", "not a regular file (a folder)"),
     "record a link inside": (replaced("json", linked_to_a_sibling), "json", "a symbolic link"),
     "body a link inside": (replaced("body", linked_to_a_sibling), "body", "a symbolic link"),
