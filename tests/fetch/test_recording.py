@@ -219,7 +219,7 @@ async def test_a_body_linked_to_an_endless_device_fails_without_growing(
     body = entry(tmp_path / "rec", f"{base}/a", "body")
     body.unlink()
     body.symlink_to("/dev/zero")
-    replayed = await replay(path)  # within HEAP
+    replayed = await replay(path)  # reading /dev/zero would be a MemoryError past HEAP
     assert_failed_alone(replayed, tmp_path, f"{base}/a", f"bad_recording: {body}: a symbolic link")
 
 
