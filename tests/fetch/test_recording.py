@@ -150,7 +150,7 @@ async def recorded(serve: Serve, tmp_path: Path, *, fw: bool = True) -> tuple[Pa
             assert done.returncode == 0, done.stderr
         else:
             prepared = runner.prepare(path, record=tmp_path / "rec")
-            await runner.engine(prepared, failures_file=False).run()
+            await runner.build_engine(prepared, failures_file=False).run()
     return path, base
 
 
@@ -361,7 +361,9 @@ async def test_a_bad_entry_is_a_bad_recording_naming_its_file(
     folder, url = tmp_path / "rec", f"{base}/a"
     change(entry(folder, url, "json"), entry(folder, url, "body"))
     caplog.set_level(logging.WARNING, logger="fw")
-    stats = await runner.engine(runner.prepare(path, replay=folder), failures_file=False).run()
+    stats = await runner.build_engine(
+        runner.prepare(path, replay=folder), failures_file=False
+    ).run()
     assert stats.errors == Counter({"connection": 1, "http_404": 1, "bad_recording": 1})
     [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("bad_")]
     assert logged.startswith(f"bad_recording: {entry(folder, url, suffix)}: {what}")
