@@ -88,6 +88,7 @@ class Exporter:
         _exclusive(file, path)
         if mode == "wb" and stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # not /dev/null
             file.truncate(0)
+            file.seek(0)  # else ``tell()`` gives the old length until the first write
         return typing.cast(BinaryIO, file)
 
 

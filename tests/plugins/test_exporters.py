@@ -983,6 +983,17 @@ def test_the_longest_extension_picks_the_exporter() -> None:
     }
 
 
+def test_an_export_started_over_stands_at_its_beginning(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"earlier": "run"}\n' * 10)
+    exporter = JsonLinesExporter(str(path))
+    exporter.open()
+    try:
+        assert exporter.checkpoint() == 0  # not the length the file had
+    finally:
+        exporter.close()
+
+
 def test_a_second_writer_of_one_export_is_refused_and_truncates_nothing(tmp_path: Path) -> None:
     path = str(tmp_path / "items.jsonl")
     first = JsonLinesExporter(path)
