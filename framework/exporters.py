@@ -22,6 +22,9 @@ class Exporter:
     return an awaitable, which fw awaits), and ``close()`` once at the end, also after
     an interrupted crawl. Exporters should write each item completely before
     returning, so that a crash leaves whole records behind and never a torn one.
+
+    An ``OSError`` from ``write`` (a full disk) aborts the crawl, naming the path and
+    ``count()``; the exporter should first cut off what the failed write left.
     """
 
     #: The name a project file selects the exporter by (``format: jsonl``).
@@ -52,6 +55,13 @@ class Exporter:
 
     def close(self) -> None:
         """Finish the output (write a footer, flush, close the file)."""
+
+    def count(self) -> int | None:
+        """Return how many items the export holds whole, or None if it cannot say.
+
+        fw reports it when a write fails, so it must not raise.
+        """
+        return None
 
     def checkpoint(self) -> Any:
         """Return where the output stands now, as JSON-ready data, or None if it cannot say.

@@ -232,7 +232,7 @@ async def test_an_aborted_crawl_still_summarises_and_writes_stats(
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert lines[-1] == "Error: exporter jsonl (/dev/full) failed: No space left on device"
+    assert lines[-1] == "Error: export /dev/full: No space left on device (0 items written)"
     assert lines[-2].startswith("project: aborted in ")
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["reason"] == "aborted" and stats["pages"] >= 1

@@ -82,6 +82,7 @@ class Settler:
         max_items: int | None = None,
     ) -> None:
         self._frontier, self._exporters = frontier, tuple(exporters)
+        self._exporting = bool(exporters)  # items of a crawl without exporters go nowhere
         self._item_scraped, self._failures = item_scraped, failures
         self._stats, self._spider, self._limit = stats, spider, max_items
         #: Why the crawl should stop taking pages, once it should.
@@ -226,7 +227,7 @@ class Settler:
             request = page.settlement.lease.request
             for item in page.items:
                 written = [await self._write_item(e, item, request) for e in self._exporters]
-                if any(written) or not self._exporters:
+                if any(written) or not self._exporting:
                     count += 1
                 else:  # no exporter took it: reported as item_error, and no item
                     self._stats.unexportable += 1
@@ -241,19 +242,15 @@ class Settler:
             if inspect.isawaitable(written):
                 await written
             return True
-        except BrokenPipeError:
-            if exporter.path != "-":
-                raise CrawlAborted(
-                    f"exporter {exporter.format} ({exporter.path}) failed: Broken pipe"
-                ) from None
-            # `fw run -o - | head` is done reading: stop quietly, as Unix tools do.
-            self._exporters = tuple(e for e in self._exporters if e is not exporter)
-            self.stop_reason = self.stop_reason or "stdout closed"
-            return False
         except OSError as exc:
-            raise CrawlAborted(
-                f"exporter {exporter.format} ({exporter.path}) failed: {exc.strerror or exc}"
-            ) from exc
+            if isinstance(exc, BrokenPipeError) and exporter.path == "-":
+                # `fw run -o - | head` is done reading: stop quietly, as Unix tools do.
+                self._exporters = tuple(e for e in self._exporters if e is not exporter)
+                self.stop_reason = self.stop_reason or "stdout closed"
+                return False
+            count = exporter.count()  # what the export holds, once cut back to whole items
+            held = "" if count is None else f" ({count} item{'' if count == 1 else 's'} written)"
+            raise CrawlAborted(f"export {exporter.path}: {exc.strerror or exc}{held}") from exc
         except Exception as exc:  # the item itself: a value no exporter can write
             await self._failures.report(
                 exc,

@@ -9,10 +9,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 from framework import Exporter, option
-from plugins.exporters.values import dumps, encode, file_offset, simplify, truncate, write_all
+from plugins.exporters.records import RecordFile, chunks
+from plugins.exporters.values import dumps, encode, simplify
 
 __all__ = ["CsvExporter"]
 
@@ -68,7 +69,7 @@ class CsvExporter(Exporter):
         self._header: list[str] | None = self._earlier_header() if self.append else None
         if self._header is not None:  # appending: keep the earlier run's columns
             self._columns = list(self._header)
-        self._file: BinaryIO = self.open_binary()
+        self._file = RecordFile(self.open_binary(), self.path, _count_rows)
         if self._header is None and self._opts.fields:
             self._write_header()
 
@@ -94,13 +95,17 @@ class CsvExporter(Exporter):
         if self._header is not None and self._columns != self._header:
             self._rewrite_header()
 
+    def count(self) -> int | None:
+        """Return how many rows the file holds, not counting the header."""
+        return self._file.count()
+
     def checkpoint(self) -> int | None:
         """Return the file's length: every row up to it is whole."""
-        return file_offset(self._file, self.path)
+        return self._file.offset()
 
     def rewind(self, checkpoint: int | None) -> None:
         """Cut off the rows written after ``checkpoint`` (the header too, at 0)."""
-        truncate(self._file, self.path, checkpoint)
+        self._file.rewind(checkpoint)
         if checkpoint == 0:
             self._header = None
             self._columns = list(self._opts.fields or ())
@@ -108,16 +113,16 @@ class CsvExporter(Exporter):
                 self._write_header()
 
     def _write_header(self) -> None:
+        self._write_row(self._columns, records=0)
         self._header = list(self._columns)
-        self._write_row(self._header)
 
     def _writer(self, file: Any) -> Any:
         return csv.writer(file, delimiter=self._opts.delimiter, lineterminator="\r\n")
 
-    def _write_row(self, cells: list[str]) -> None:
+    def _write_row(self, cells: list[str], records: int = 1) -> None:
         buffer = io.StringIO()
         self._writer(buffer).writerow(cells)
-        write_all(self._file, encode(buffer.getvalue()))
+        self._file.append(encode(buffer.getvalue()), records)
 
     def _rewrite_header(self) -> None:
         if self.path == "-":
@@ -146,3 +151,13 @@ def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     return value if isinstance(value, str) else dumps(value)
+
+
+def _count_rows(path: str, start: int) -> int:
+    """Count the rows from ``start``, not the header: each ends with a CRLF outside quotes."""
+    rows, quoted = 0, False
+    for chunk in chunks(path, start):
+        parts = chunk.split(b'"')
+        rows += sum(part.count(b"\r\n") for part in parts[1 if quoted else 0 :: 2])
+        quoted ^= len(parts) % 2 == 0
+    return rows - 1 if start == 0 and rows else rows

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter
-from plugins.exporters.values import dumps, encode, file_offset, truncate, write_all
+from plugins.exporters.records import RecordFile, chunks
+from plugins.exporters.values import dumps, encode
 
 __all__ = ["JsonArrayExporter"]
+
+log = logging.getLogger("fw.exporters.json")
 
 
 class JsonArrayExporter(Exporter):
@@ -25,35 +29,45 @@ class JsonArrayExporter(Exporter):
     def open(self) -> None:
         """Create the file and open the array, or reopen an earlier run's array."""
         if self.append and Path(self.path).is_file() and Path(self.path).stat().st_size:
-            self._file: BinaryIO = self.open_binary("r+b")
-            self._separator = _reopen(self._file)
+            file = self.open_binary("r+b")
+            self._separator = _reopen(file)
+            self._file = RecordFile(file, self.path, _count_elements)
             return
-        self._file = self.open_binary("wb")
+        self._file = RecordFile(self.open_binary("wb"), self.path, _count_elements)
         self._separator = b"\n"
-        write_all(self._file, b"[")
+        self._file.append(b"[", records=0)
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one element."""
-        write_all(self._file, self._separator + encode(dumps(item)))
+        self._file.append(self._separator + encode(dumps(item)))
         self._separator = b",\n"
 
     def close(self) -> None:
         """Close the array and the file."""
+        failed = self._file.failed
         try:
-            write_all(self._file, b"\n]\n" if self._separator == b",\n" else b"]\n")
+            self._file.append(b"\n]\n" if self._separator == b",\n" else b"]\n", records=0)
+        except OSError as exc:
+            if failed is None:
+                raise
+            # The failed write is what fw reports; the array is left open, as after a kill.
+            log.warning("%s: no room for the closing ]: %s", self.path, exc.strerror or exc)
         finally:
             self._file.close()
 
+    def count(self) -> int | None:
+        """Return how many elements the array holds."""
+        return self._file.count()
+
     def checkpoint(self) -> int | None:
         """Return the array's length so far: every element up to it is whole."""
-        return file_offset(self._file, self.path)
+        return self._file.offset()
 
     def rewind(self, checkpoint: int | None) -> None:
         """Cut off the elements written after ``checkpoint``."""
-        truncate(self._file, self.path, checkpoint)
-        if checkpoint is not None and self.path != "-":
-            self._file.seek(max(checkpoint - 1, 0))
-            self._separator = b"\n" if self._file.read(1) == b"[" else b",\n"
+        self._file.rewind(checkpoint)
+        if checkpoint is not None and self._file.seekable:
+            self._separator = _separator_after(self.path, checkpoint)
 
 
 def _reopen(file: BinaryIO) -> bytes:
@@ -71,3 +85,19 @@ def _reopen(file: BinaryIO) -> bytes:
     file.seek(start + len(body))
     file.truncate()
     return b"\n" if body.endswith(b"[") else b",\n"
+
+
+def _separator_after(path: str, end: int) -> bytes:
+    """Return what goes before the element that starts at ``end``: none is before ``[``."""
+    with Path(path).open("rb") as file:
+        file.seek(max(end - 1, 0))
+        return b"\n" if file.read(1) == b"[" else b",\n"
+
+
+def _count_elements(path: str, start: int) -> int:
+    """Count the elements from ``start``: each starts a line with ``{``."""
+    count, last = 0, b""
+    for chunk in chunks(path, start):
+        count += (last + chunk).count(b"\n{")
+        last = chunk[-1:]
+    return count

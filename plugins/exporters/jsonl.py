@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 from framework import Exporter
-from plugins.exporters.values import dumps, encode, file_offset, truncate, write_all
+from plugins.exporters.records import RecordFile, chunks
+from plugins.exporters.values import dumps, encode
 
 __all__ = ["JsonLinesExporter"]
 
@@ -19,20 +20,28 @@ class JsonLinesExporter(Exporter):
 
     def open(self) -> None:
         """Create (or truncate, or append to) the file."""
-        self._file: BinaryIO = self.open_binary()
+        self._file = RecordFile(self.open_binary(), self.path, _count_lines)
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one line."""
-        write_all(self._file, encode(dumps(item) + "\n"))
+        self._file.append(encode(dumps(item) + "\n"))
 
     def close(self) -> None:
         """Close the file."""
         self._file.close()
 
+    def count(self) -> int | None:
+        """Return how many lines the file holds."""
+        return self._file.count()
+
     def checkpoint(self) -> int | None:
         """Return the file's length: every line up to it is whole."""
-        return file_offset(self._file, self.path)
+        return self._file.offset()
 
     def rewind(self, checkpoint: int | None) -> None:
         """Cut off the lines written after ``checkpoint``."""
-        truncate(self._file, self.path, checkpoint)
+        self._file.rewind(checkpoint)
+
+
+def _count_lines(path: str, start: int) -> int:
+    return sum(chunk.count(b"\n") for chunk in chunks(path, start))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,7 +72,16 @@ class SqliteExporter(Exporter):
         self._taken = {name.lower() for name in existing}
 
     def write(self, item: Mapping[str, Any]) -> None:
-        """Insert one row."""
+        """Insert one row; a full disk is an ``OSError``, as in the other exporters."""
+        try:
+            self._insert(item)
+        except sqlite3.OperationalError as exc:
+            failed = _disk_error(exc, self.path)
+            if failed is None:
+                raise
+            raise failed from exc
+
+    def _insert(self, item: Mapping[str, Any]) -> None:
         if not item:
             self._db.execute(f"INSERT INTO {self._table} DEFAULT VALUES")
             return
@@ -84,6 +95,13 @@ class SqliteExporter(Exporter):
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+    def count(self) -> int | None:
+        """Return how many rows the table holds."""
+        try:
+            return int(self._db.execute(f"SELECT count(*) FROM {self._table}").fetchone()[0])
+        except sqlite3.Error:
+            return None
 
     def checkpoint(self) -> int:
         """Return the last row's key: every row up to it is committed."""
@@ -120,6 +138,19 @@ def _create(path: Path) -> None:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.open("ab").close()
+
+
+def _disk_error(exc: sqlite3.OperationalError, path: str) -> OSError | None:
+    """Return the ``OSError`` a failed write is, or None for another error (a bad item).
+
+    A statement that fails is rolled back whole, so the table holds whole rows.
+    """
+    code = exc.sqlite_errorcode & 0xFF  # the primary code, without the extended part
+    if code == sqlite3.SQLITE_FULL:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    if code == sqlite3.SQLITE_IOERR:  # SQLite keeps the system's own reason to itself
+        return OSError(errno.EIO, str(exc), path)
+    return None
 
 
 def _quote(name: str) -> str:

@@ -7,15 +7,12 @@ import dataclasses
 import datetime
 import decimal
 import json
-import logging
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, BinaryIO
+from typing import Any
 
-__all__ = ["dumps", "encode", "file_offset", "simplify", "truncate", "write_all"]
-
-log = logging.getLogger("fw.exporters")
+__all__ = ["dumps", "encode", "simplify"]
 
 #: Characters json leaves raw that ``str.splitlines`` (and older JavaScript) take as a line
 #: break: one would split a JSON line in two for many readers.
@@ -84,37 +81,3 @@ def encode(text: str) -> bytes:
     kept instead of failing the crawl with a ``UnicodeEncodeError``.
     """
     return text.encode("utf-8", "backslashreplace")
-
-
-def write_all(file: BinaryIO, data: bytes) -> None:
-    """Write all of ``data``; unbuffered files may accept a write only in part."""
-    written = file.write(data)
-    if written is None or written == len(data):  # the usual case: all of it at once
-        return
-    view = memoryview(data)[written:]
-    while view:
-        written = file.write(view)
-        view = view[written if written is not None else len(view) :]
-
-
-def file_offset(file: BinaryIO, path: str) -> int | None:
-    """Return how many bytes a file export holds (None for stdout: it cannot be rewound)."""
-    return None if path == "-" else file.tell()
-
-
-def truncate(file: BinaryIO, path: str, offset: int | None) -> None:
-    """Cut a file export back to ``offset``, the end of its last acknowledged record."""
-    if path == "-" or offset is None:
-        return
-    size = file.seek(0, 2)
-    if size < offset:  # never pad with zeros: someone cut the file, say so
-        log.warning(
-            "%s is shorter than when its last items were acknowledged (%d < %d "
-            "bytes): items may be missing from it",
-            path,
-            size,
-            offset,
-        )
-        return
-    file.truncate(offset)
-    file.seek(offset)

@@ -9,12 +9,16 @@ import decimal
 import json
 import os
 import re
+import resource
 import shlex
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ from framework.hooks.registry import Registry
 from plugins.exporters import CsvExporter, JsonArrayExporter, JsonLinesExporter, SqliteExporter
 from plugins.exporters.csvfile import CsvOptions
 from plugins.exporters.sqlite import SqliteOptions
-from tests.conftest import Serve, fw_command, run_fw, write_project
+from tests.conftest import Completed, Serve, fw_command, run_fw, write_project
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -97,9 +101,13 @@ def read_json_array(path: Path, *, finished: bool = True) -> list[Any]:
 
 
 def read_csv(path: Path, delimiter: str = ",") -> list[list[str]]:
-    """Read every row, header included, as a spreadsheet would."""
-    with path.open(newline="", encoding="utf-8") as file:
-        return list(csv.reader(file, delimiter=delimiter, strict=True))
+    """Read every row, header included, as a spreadsheet would (cells of any size)."""
+    limit = csv.field_size_limit(sys.maxsize)  # the default, 128 KB, is far too small
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            return list(csv.reader(file, delimiter=delimiter, strict=True))
+    finally:
+        csv.field_size_limit(limit)
 
 
 def read_sqlite(path: Path, table: str = "items") -> list[dict[str, Any]]:
@@ -799,7 +807,7 @@ async def test_output_that_fails_mid_crawl_aborts(tmp_path: Path, serve: Serve) 
     done = await run_fw("run", str(project), "-o", "ok.jsonl", cwd=tmp_path)
     assert done.returncode == 1
     assert _one_error_line(done.stderr) == (
-        "Error: exporter jsonl (/dev/full) failed: No space left on device"
+        "Error: export /dev/full: No space left on device (0 items written)"
     )
     assert len(read_jsonl(tmp_path / "ok.jsonl")) == 0  # the crawl stopped at the first item
 
@@ -813,6 +821,149 @@ async def test_o_through_a_symlink_picks_the_exporter_by_the_name_given(
     done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", "link.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert len(read_jsonl(tmp_path / "target")) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# A full disk: the export is cut back to its last whole record, and fw says how many it holds
+# ---------------------------------------------------------------------------------------------
+
+#: The bytes a small disk holds: a few dozen items fit, then one is cut part-way.
+DISK_SIZE = 128 * 1024
+
+
+@dataclass
+class SmallDisk:
+    """A folder where writes fail part-way once ``DISK_SIZE`` bytes are reached."""
+
+    folder: Path
+    #: What the system says when a write fails there.
+    reason: str
+    #: Run in fw's process before it starts; None if the folder itself is small.
+    limit: Callable[[], None] | None = None
+
+
+def limit_files_to(size: int) -> Callable[[], None]:
+    """Return what limits the files a process writes to ``size`` bytes."""
+
+    def limit() -> None:
+        # Python ignores SIGXFSZ: a write past the limit writes what fits, then fails (EFBIG).
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+@pytest.fixture(params=["tmpfs", "file_size_limit"])
+def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SmallDisk]:
+    """A real small filesystem (needs root to mount it) or a real limit on file sizes."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if request.param == "file_size_limit":
+        yield SmallDisk(folder, "File too large", limit_files_to(DISK_SIZE))
+        return
+    mount = shutil.which("mount")
+    command = [str(mount), "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", str(folder)]
+    if mount is None or subprocess.run(command, capture_output=True, check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        yield SmallDisk(folder, "No space left on device")
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+async def run_fw_on(disk: SmallDisk, *args: str, cwd: Path) -> Completed:
+    """Run ``fw`` as ``run_fw`` does, within the small disk's limit."""
+    process = await asyncio.create_subprocess_exec(
+        *fw_command(),
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=disk.limit,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Completed(process.returncode, out.decode(), err.decode())
+
+
+def wordy_site(pages: int) -> web.Application:
+    """``/`` links to ``/1`` .. ``/{pages - 1}``; each page is one item of about 1 KB."""
+
+    async def handler(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"] or 0)
+        links = "".join(f'<a href="/{k}">x</a>' for k in range(1, pages)) if n == 0 else ""
+        title = f'第{n}页, "引号"' + "字" * 300
+        return web.Response(
+            text=f"<html><head><title>{title}</title></head><body>{links}</body></html>",
+            content_type="text/html",
+        )
+
+    app = web.Application()
+    app.router.add_get("/{n:[0-9]*}", handler)
+    return app
+
+
+def whole_records(path: Path, fmt: str) -> list[Any]:
+    """Read the records of an export that stopped part-way; fail on any torn one."""
+    if fmt == "jsonl":
+        return read_jsonl(path)
+    if fmt == "json":  # unfinished if even the closing bracket did not fit
+        return read_json_array(path, finished=path.read_bytes().rstrip().endswith(b"]"))
+    if fmt == "sqlite":
+        return read_sqlite(path)
+    header, *rows = read_csv(path)
+    assert all(len(row) == len(header) for row in rows), rows[-1:]
+    return rows
+
+
+def items_written(count: int) -> str:
+    return f"({count} item written)" if count == 1 else f"({count} items written)"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "sqlite"])
+async def test_a_full_disk_leaves_whole_records_and_says_how_many(
+    tmp_path: Path, serve: Serve, small_disk: SmallDisk, fmt: str
+) -> None:
+    base = await serve(wordy_site(200))
+    output = small_disk.folder / f"items.{fmt}"
+    project = pages_project(tmp_path, base)
+    done = await run_fw_on(small_disk, "run", str(project), "-o", str(output), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    held = whole_records(output, fmt)
+    assert len(held) > 1  # the disk filled up part-way through the crawl
+    reason = small_disk.reason
+    if fmt == "sqlite" and small_disk.limit:  # SQLite tells only a full disk from other failures
+        reason = "disk I/O error"
+    assert _one_error_line(done.stderr) == (
+        f"Error: export {output}: {reason} {items_written(len(held))}"
+    )
+    # No temporary file; SQLite keeps its journal until it has the room to fold it in.
+    journal = {f"{output.name}-wal", f"{output.name}-shm"}
+    assert {p.name for p in small_disk.folder.iterdir()} - journal == {output.name}
+
+
+@pytest.mark.parametrize(
+    "exporter", [JsonLinesExporter, JsonArrayExporter, CsvExporter, SqliteExporter]
+)
+def test_a_rewind_mid_crawl_cuts_the_items_written_since(
+    tmp_path: Path, exporter: type[Exporter]
+) -> None:
+    opened = exporter(str(tmp_path / f"items{exporter.extensions[0]}"))
+    opened.open()
+    opened.write(STREAMED[0])
+    checkpoint = opened.checkpoint()
+    opened.write(STREAMED[1])
+    opened.rewind(checkpoint)  # its page's lease was lost: another worker exports it
+    opened.write(STREAMED[2])
+    try:
+        assert _read_unfinished(opened) == [STREAMED[0], STREAMED[2]]
+        assert opened.count() == 2
+    finally:
+        opened.close()
 
 
 # ---------------------------------------------------------------------------------------------

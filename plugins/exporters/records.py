@@ -1,0 +1,123 @@
+"""Export files that grow by whole records: a write that fails part-way is cut back off."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["RecordCounter", "RecordFile", "chunks"]
+
+log = logging.getLogger("fw.exporters")
+
+#: Count the records of the file at a path, from a byte offset where one starts to its end.
+RecordCounter = Callable[[str, int], int]
+
+_CHUNK = 1 << 20
+
+
+class RecordFile:
+    """Append records to an export file, each whole or not at all, and count them.
+
+    A write that fails part-way (a full disk, a file size limit, an I/O error) is cut back
+    off before its error goes on, so the file always ends with a whole record. Standard
+    output and other streams cannot be cut back or rewound.
+    """
+
+    def __init__(self, file: BinaryIO, path: str, counter: RecordCounter) -> None:
+        self.file, self.path, self._counter = file, path, counter
+        #: Whether the file can be cut back: a regular file, not stdout or a device.
+        self.seekable = path != "-" and stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+        self._end = file.tell() if self.seekable else 0
+        #: Records held; None until counted, for a file that held some when opened.
+        self._count: int | None = 0 if self._end == 0 else None
+        #: The error of the first write that failed, if one did.
+        self.failed: OSError | None = None
+
+    def append(self, data: bytes, records: int = 1) -> None:
+        """Write ``data``, holding ``records`` whole records, at the end of the file."""
+        try:
+            _write_all(self.file, data)
+        except OSError as exc:
+            self.failed = self.failed or exc
+            self._cut(self._end)
+            raise
+        self._end += len(data)
+        if self._count is not None:
+            self._count += records
+
+    def offset(self) -> int | None:
+        """Return the file's length, where the next record starts (None for a stream)."""
+        return self._end if self.seekable else None
+
+    def count(self) -> int | None:
+        """Return how many records the file holds, or None if it cannot be read to count."""
+        if self._count is None:
+            try:
+                self._count = self._counter(self.path, 0)
+            except OSError:
+                return None
+        return self._count
+
+    def rewind(self, offset: int | None, count: int | None = None) -> None:
+        """Cut the file back to ``offset``; ``count`` is how many records that leaves, if known."""
+        if offset is None or not self.seekable:
+            return
+        size = self.file.seek(0, os.SEEK_END)
+        if size < offset:  # never pad with zeros: someone cut the file, say so
+            log.warning(
+                "%s is shorter than when its last items were acknowledged (%d < %d "
+                "bytes): items may be missing from it",
+                self.path,
+                size,
+                offset,
+            )
+            self._end, self._count = size, None
+            return
+        if count is None and self._count is not None:
+            count = self._count - self._counter(self.path, offset)
+        self._truncate(offset)
+        self._count = count
+
+    def close(self) -> None:
+        """Close the file."""
+        self.file.close()
+
+    def _cut(self, offset: int) -> None:
+        """Cut off what a failed write left; its own error is the one reported."""
+        if not self.seekable:
+            return
+        try:
+            self._truncate(offset)
+        except OSError as exc:
+            log.error("%s: cannot cut a torn record off: %s", self.path, exc.strerror or exc)
+
+    def _truncate(self, offset: int) -> None:
+        self.file.truncate(offset)
+        self.file.seek(offset)
+        self._end = offset
+
+
+def chunks(path: str, start: int = 0) -> Iterator[bytes]:
+    """Yield a file's bytes from ``start`` to its end, a megabyte at a time.
+
+    A chunk never ends between the CR and the LF of a line break.
+    """
+    with Path(path).open("rb") as file:
+        file.seek(start)
+        while chunk := file.read(_CHUNK):
+            yield chunk + file.read(1) if chunk.endswith(b"\r") else chunk
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """Write all of ``data``; unbuffered files may accept a write only in part."""
+    written = file.write(data)
+    if written is None or written == len(data):  # the usual case: all of it at once
+        return
+    view = memoryview(data)[written:]
+    while view:
+        written = file.write(view)
+        view = view[written if written is not None else len(view) :]
