@@ -6,13 +6,16 @@ import csv
 import io
 import logging
 import math
+import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from framework import Exporter, option
-from plugins.exporters.records import RecordFile, chunks
+from plugins.exporters.csvrows import count_rows, end_of_row, pad_rows
+from plugins.exporters.records import RecordFile
 from plugins.exporters.values import dumps, encode, simplify
 
 __all__ = ["CsvExporter"]
@@ -52,10 +55,11 @@ class CsvExporter(Exporter):
     """Write a header and then each item as one row, in one write.
 
     Columns are the first item's keys; a key that appears later gets a new column at the
-    end, and when the export closes the header is rewritten and earlier rows get empty
-    cells for it. Lists and mappings are written as JSON, None as an empty cell, dates
-    and other values as in the JSON exporters. Lines end in CRLF (RFC 4180), so that a
-    line break inside a value is always quoted.
+    end, and when the export closes the header is completed: a copy with the whole header,
+    every earlier row given empty cells for the new columns, replaces the file at once.
+    Lists and mappings are written as JSON, None as an empty cell, dates and other values
+    as in the JSON exporters. Lines end in CRLF (RFC 4180), so that a line break inside a
+    value is always quoted.
     """
 
     format: ClassVar[str] = "csv"
@@ -65,11 +69,14 @@ class CsvExporter(Exporter):
     def open(self) -> None:
         """Create the file; the header waits for the first item (or is ``fields``)."""
         self._opts: CsvOptions = self.options or CsvOptions()
+        self._delimiter = self._opts.delimiter.encode()
         self._columns: list[str] = list(self._opts.fields or ())
         self._header: list[str] | None = self._earlier_header() if self.append else None
         if self._header is not None:  # appending: keep the earlier run's columns
             self._columns = list(self._header)
-        self._file = RecordFile(self.open_binary(), self.path, _count_rows)
+        self._file = RecordFile(self.open_binary(), self.path, self._count_rows)
+        if self._file.seekable:  # a copy a killed run left half-written
+            self._copy_path().unlink(missing_ok=True)
         if self._header is None and self._opts.fields:
             self._write_header()
 
@@ -87,63 +94,112 @@ class CsvExporter(Exporter):
             self._columns += [key for key in item if key not in self._columns]
         if self._header is None:
             self._write_header()
-        self._write_row([_cell(item.get(column)) for column in self._columns])
+        self._file.append(self._row([_cell(item.get(column)) for column in self._columns]))
 
     def close(self) -> None:
-        """Close the file, rewriting the header if columns were added on the way."""
-        self._file.close()
-        if self._header is not None and self._columns != self._header:
-            self._rewrite_header()
+        """Close the file, first completing the header if columns were added on the way."""
+        failed = self._file.failed
+        try:
+            if self._header is not None and self._columns != self._header:
+                self._complete_header()
+        except OSError as exc:
+            if failed is None:
+                raise
+            # The failed write is what fw reports; the rows are whole, the header short.
+            log.warning(
+                "%s: no room to add columns %s to the header: %s",
+                self.path,
+                ", ".join(self._columns[len(self._header or ()) :]),
+                exc.strerror or exc,
+            )
+        finally:
+            self._file.close()
 
     def count(self) -> int | None:
         """Return how many rows the file holds, not counting the header."""
         return self._file.count()
 
-    def checkpoint(self) -> int | None:
-        """Return the file's length: every row up to it is whole."""
-        return self._file.offset()
+    def checkpoint(self) -> dict[str, Any] | int | None:
+        """Return where the rows end, how many there are, and the columns they have.
 
-    def rewind(self, checkpoint: int | None) -> None:
-        """Cut off the rows written after ``checkpoint`` (the header too, at 0)."""
-        self._file.rewind(checkpoint)
-        if checkpoint == 0:
+        The header's width tells a later ``rewind`` whether the header was completed
+        since, which moved every row.
+        """
+        offset, rows = self._file.offset(), self._file.count()
+        if offset is None or rows is None:
+            return offset
+        header = None if self._header is None else len(self._header)
+        return {"offset": offset, "rows": rows, "header": header, "columns": list(self._columns)}
+
+    def rewind(self, checkpoint: dict[str, Any] | int | None) -> None:
+        """Cut off the rows written after ``checkpoint`` (the header too, if before it)."""
+        if not isinstance(checkpoint, dict):  # a length alone, from fw 0.1
+            self._file.rewind(checkpoint)
+        elif self._header is not None and checkpoint["header"] not in (None, len(self._header)):
+            self._rewind_moved(checkpoint["rows"])
+        else:
+            self._file.rewind(checkpoint["offset"], checkpoint["rows"])
+            self._columns = list(checkpoint["columns"])
+        if self._file.offset() == 0:
             self._header = None
             self._columns = list(self._opts.fields or ())
             if self._opts.fields:
                 self._write_header()
 
+    def _rewind_moved(self, rows: int) -> None:
+        """Cut the file back after row ``rows``, found anew: completing the header moved it."""
+        end = end_of_row(self.path, rows, self._delimiter)
+        if end is None:
+            log.warning(
+                "%s has fewer rows than when its last items were acknowledged (%d): "
+                "items may be missing from it",
+                self.path,
+                rows,
+            )
+            return
+        self._file.rewind(end, rows)
+        self._columns = list(self._header or ())
+
     def _write_header(self) -> None:
-        self._write_row(self._columns, records=0)
+        self._file.append(self._row(self._columns), records=0)
         self._header = list(self._columns)
 
-    def _writer(self, file: Any) -> Any:
-        return csv.writer(file, delimiter=self._opts.delimiter, lineterminator="\r\n")
-
-    def _write_row(self, cells: list[str], records: int = 1) -> None:
+    def _row(self, cells: list[str]) -> bytes:
         buffer = io.StringIO()
-        self._writer(buffer).writerow(cells)
-        self._file.append(encode(buffer.getvalue()), records)
+        csv.writer(buffer, delimiter=self._opts.delimiter, lineterminator="\r\n").writerow(cells)
+        return encode(buffer.getvalue())
 
-    def _rewrite_header(self) -> None:
-        if self.path == "-":
+    def _count_rows(self, path: str, start: int) -> int:
+        rows = count_rows(path, start, self._delimiter)
+        return rows - 1 if start == 0 and rows else rows  # the header is no item
+
+    def _copy_path(self) -> Path:
+        """Return where the copy with the completed header is written, beside the file."""
+        real = Path(self.path).resolve()  # through a symlink: replace its target, not it
+        return real.with_name(f".{real.name}.fw-header")
+
+    def _complete_header(self) -> None:
+        """Replace the file at once by a copy with every column in its header."""
+        if not self._file.seekable:
             log.warning(
-                "csv on stdout: columns %s appeared after the header was written",
+                "csv on %s: columns %s appeared after the header was written",
+                self.path,
                 ", ".join(self._columns[len(self._header or ()) :]),
             )
             return
-        path = Path(self.path)
-        partial = path.with_name(path.name + ".partial")
-        width = len(self._columns)
-        with (
-            path.open(newline="", encoding="utf-8") as old,
-            partial.open("w", newline="", encoding="utf-8") as new,
-        ):
-            rows = csv.reader(old, delimiter=self._opts.delimiter)
-            writer = self._writer(new)
-            next(rows, None)
-            writer.writerow(self._columns)
-            writer.writerows(row + [""] * (width - len(row)) for row in rows)
-        partial.replace(path)
+        copy = self._copy_path()
+        try:
+            with copy.open("wb") as new:
+                new.write(self._row(self._columns))
+                pad_rows(self.path, new, len(self._columns), self._delimiter)
+                new.flush()
+                os.fsync(new.fileno())  # whole on disk before it replaces the file
+            shutil.copymode(self.path, copy)
+            copy.replace(Path(self.path).resolve())
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
+        self._header = list(self._columns)
 
 
 def _cell(value: Any) -> str:
@@ -151,13 +207,3 @@ def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     return value if isinstance(value, str) else dumps(value)
-
-
-def _count_rows(path: str, start: int) -> int:
-    """Count the rows from ``start``, not the header: each ends with a CRLF outside quotes."""
-    rows, quoted = 0, False
-    for chunk in chunks(path, start):
-        parts = chunk.split(b'"')
-        rows += sum(part.count(b"\r\n") for part in parts[1 if quoted else 0 :: 2])
-        quoted ^= len(parts) % 2 == 0
-    return rows - 1 if start == 0 and rows else rows

@@ -104,12 +104,24 @@ class RecordFile:
 def chunks(path: str, start: int = 0) -> Iterator[bytes]:
     """Yield a file's bytes from ``start`` to its end, a megabyte at a time.
 
-    A chunk never ends between the CR and the LF of a line break.
+    A chunk never ends inside a UTF-8 character, nor between the CR and LF of a line break,
+    so that what a reader looks for (a delimiter, a line break) is never cut in two.
     """
     with Path(path).open("rb") as file:
         file.seek(start)
         while chunk := file.read(_CHUNK):
+            chunk += file.read(_missing(chunk))
             yield chunk + file.read(1) if chunk.endswith(b"\r") else chunk
+
+
+def _missing(chunk: bytes) -> int:
+    """Return how many bytes the UTF-8 character at the end of ``chunk`` lacks."""
+    for back in range(1, min(len(chunk), 4) + 1):
+        byte = chunk[-back]
+        if byte & 0xC0 != 0x80:  # not a continuation: the character's first byte
+            length = 1 if byte < 0xC0 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return max(length - back, 0)
+    return 0
 
 
 def _write_all(file: BinaryIO, data: bytes) -> None:

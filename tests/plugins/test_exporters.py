@@ -6,6 +6,7 @@ import asyncio
 import csv
 import datetime
 import decimal
+import html
 import json
 import os
 import re
@@ -944,6 +945,198 @@ async def test_a_full_disk_leaves_whole_records_and_says_how_many(
     # No temporary file; SQLite keeps its journal until it has the room to fold it in.
     journal = {f"{output.name}-wal", f"{output.name}-shm"}
     assert {p.name for p in small_disk.folder.iterdir()} - journal == {output.name}
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV: any cell size and columns first seen late, in any outcome
+# ---------------------------------------------------------------------------------------------
+
+CELLS = """
+from framework import Spider, hookimpl
+
+class Cells(Spider):
+    name = "cells"
+
+    async def parse(self, response):
+        yield {"url": response.url, **{p.attrib["class"]: p.css("::text").get()
+                                       for p in response.css("p")}}
+        for href in response.css("a::attr(href)").getall():
+            yield response.follow(href)
+
+@hookimpl
+def register_spiders(register):
+    register(Cells)
+"""
+
+
+def cells_project(directory: Path, base: str, extra: str = "") -> Path:
+    """A project whose items are each page's URL and its ``<p class=KEY>VALUE</p>``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cells.py").write_text(CELLS, encoding="utf-8")
+    return write_project(
+        directory,
+        f"""
+        spider: cells
+        start_urls: [{base}/0]
+        plugins: [./cells.py]
+        {extra}
+        """,
+    )
+
+
+def chain_site(
+    items: list[dict[str, str]], reached: Callable[[int], Any] | None = None
+) -> web.Application:
+    """Page ``/n`` holds ``items[n]`` and links to the next; ``reached(n)`` is awaited first."""
+
+    async def handler(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        if reached is not None:
+            await reached(n)
+        cells = "".join(f'<p class="{k}">{html.escape(v)}</p>' for k, v in items[n].items())
+        link = f'<a href="/{n + 1}">next</a>' if n + 1 < len(items) else ""
+        return web.Response(
+            text=f"<html><body>{cells}{link}</body></html>", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_get("/{n:[0-9]+}", handler)
+    return app
+
+
+#: Over 1 MB, far past the 128 KB the csv module reads by default, with quotes and commas.
+HUGE = 'a "quoted", cell\n' * 70_000
+LATE_ITEMS = [{"n": "0"}, {"n": "1", "huge": HUGE}, {"n": "2"}, {"n": "3", "late": "at last"}]
+
+
+async def test_csv_with_a_huge_cell_and_a_column_first_seen_late_is_valid(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(chain_site(LATE_ITEMS))
+    project = cells_project(tmp_path, base)
+    done = await run_fw("run", str(project), "-o", "out/items.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert read_csv(tmp_path / "out/items.csv") == [
+        ["url", "n", "huge", "late"],
+        [f"{base}/0", "0", "", ""],
+        [f"{base}/1", "1", HUGE, ""],
+        [f"{base}/2", "2", "", ""],
+        [f"{base}/3", "3", "", "at last"],
+    ]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["items.csv"]
+
+
+async def test_a_csv_header_that_cannot_be_completed_leaves_the_rows_and_no_other_file(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(chain_site(LATE_ITEMS))
+    project = cells_project(tmp_path, base)
+    output = tmp_path / "out/items.csv"
+    done = await run_fw("run", str(project), "-o", str(output), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    # Again, with room for the rows but not for the copy with the complete header.
+    disk = SmallDisk(output.parent, "File too large", limit_files_to(output.stat().st_size - 1))
+    done = await run_fw_on(disk, "run", str(project), "-o", str(output), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    error = _one_error_line(done.stderr)
+    assert str(output) in error and error.endswith("File too large"), error
+    assert [p.name for p in output.parent.iterdir()] == ["items.csv"]
+    header, *rows = read_csv(output)
+    assert header == ["url", "n"]  # the columns seen later could not be added to it
+    assert [row[:2] for row in rows] == [[f"{base}/{n}", str(n)] for n in range(4)]
+    assert rows[1][2] == HUGE
+
+
+async def test_a_crawl_resumed_after_its_csv_header_was_completed_exports_each_item_once(
+    tmp_path: Path, serve: Serve
+) -> None:
+    reached_six, interrupted = asyncio.Event(), asyncio.Event()
+    items = [{"n": str(n), **({"late": "yes"} if n >= 2 else {})} for n in range(12)]
+
+    async def reached(n: int) -> None:
+        if n == 6:  # fw stops with this page in flight: it is exported, then the header
+            reached_six.set()
+            await interrupted.wait()
+
+    base = await serve(chain_site(items, reached))
+    project = cells_project(tmp_path, base, "frontier: sqlite:///state.db")
+    output = str(tmp_path / "items.csv")
+    process = await asyncio.create_subprocess_exec(
+        *fw_command(),
+        "run",
+        str(project),
+        "-o",
+        output,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        await reached_six.wait()
+        process.send_signal(signal.SIGINT)
+        interrupted.set()
+        _, err = await process.communicate()
+    assert process.returncode == 130, err.decode()
+    assert read_csv(Path(output))[0] == ["url", "n", "late"]  # completed as fw stopped
+
+    done = await run_fw("run", str(project), "-o", output, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert read_csv(Path(output)) == [
+        ["url", "n", "late"],
+        *([f"{base}/{n}", str(n), "yes" if n >= 2 else ""] for n in range(12)),
+    ]
+
+
+def test_csv_rewinds_to_a_checkpoint_taken_before_its_header_was_completed(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "items.csv")
+    first = CsvExporter(path)
+    first.open()
+    first.write({"a": 1})
+    first.write({"a": 2, "b": "x"})
+    checkpoint = first.checkpoint()
+    first.write({"a": 3, "c": "cut"})
+    first.close()  # the header gets b and c, every row a cell for each
+    again = CsvExporter(path, append=True)
+    again.open()
+    again.rewind(checkpoint)
+    again.write({"a": 4, "b": "y"})
+    again.close()
+    assert read_csv(Path(path)) == [["a", "b", "c"], ["1", "", ""], ["2", "x", ""], ["4", "y", ""]]
+
+
+def test_a_copy_left_by_a_run_killed_while_completing_the_header_is_removed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".items.csv.fw-header").write_bytes(b"a,b\r\n1,")  # cut short by the kill
+    export(CsvExporter(str(tmp_path / "items.csv")), [{"a": 1}])
+    assert [p.name for p in tmp_path.iterdir()] == ["items.csv"]
+
+
+KILLED_CSV = """
+import json, os, sys
+from plugins.exporters import CsvExporter
+
+exporter = CsvExporter(sys.argv[1])
+exporter.open()
+exporter.write({"a": 1})
+exporter.write({"a": 2, "b": "x"})
+print(json.dumps(exporter.checkpoint()))
+os._exit(0)  # killed: close() never runs, the header lacks b
+"""
+
+
+def test_csv_resumed_after_a_kill_keeps_the_columns_of_its_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CSV, str(path)], capture_output=True, check=True, text=True
+    )
+    again = CsvExporter(str(path), append=True)
+    again.open()
+    again.rewind(json.loads(killed.stdout))
+    again.write({"c": "z", "b": "y"})
+    again.close()
+    assert read_csv(path) == [["a", "b", "c"], ["1", "", ""], ["2", "x", ""], ["", "y", "z"]]
 
 
 @pytest.mark.parametrize(
