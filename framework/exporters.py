@@ -84,6 +84,8 @@ class Exporter:
         """
         mode = mode or ("ab" if self.append else "wb")
         if self.path == "-":
+            if sys.stdout is None:  # started with stdout closed (fw run -o - >&-)
+                raise OSError(errno.EBADF, "standard output is closed", "-")
             sys.stdout.flush()
             stdout = open(sys.stdout.fileno(), mode, buffering=0, closefd=False)  # noqa: SIM115
             return typing.cast(BinaryIO, stdout)

@@ -294,9 +294,7 @@ def _close(exporter: Exporter) -> None:
     try:
         exporter.close()
     except Exception as exc:
-        raise CrawlAborted(
-            f"exporter {exporter.format} ({exporter.path}) failed to close: {_reason(exc)}"
-        ) from exc
+        raise CrawlAborted(f"export {exporter.path}: cannot close it: {_reason(exc)}") from exc
 
 
 def _reason(exc: BaseException) -> str:
