@@ -57,7 +57,8 @@ from typing import Any
 from parsel import Selector
 
 from framework import NotSupported, Request, Response, Spider, hookimpl
-from plugins.rules_schema import Field, FollowRule, ItemRule, Query, RulesOptions
+
+from .rules_schema import Field, FollowRule, ItemRule, Query, RulesOptions
 
 __all__ = ["Field", "FollowRule", "ItemRule", "Query", "RulesOptions", "RulesSpider"]
 

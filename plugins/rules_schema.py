@@ -19,7 +19,8 @@ from parsel import Selector, css2xpath
 
 from framework import Response, option
 from framework.config import KeyPath, Source, build, convert
-from plugins.rules_values import TYPES, FieldType, fresh, hrefs, is_missing, text_of
+
+from .rules_values import TYPES, FieldType, fresh, hrefs, is_missing, text_of
 
 __all__ = ["Field", "FollowRule", "ItemRule", "Query", "RulesOptions"]
 

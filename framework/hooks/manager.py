@@ -9,7 +9,7 @@ before it):
    ``rules``, ``exporters``) and every installed third-party plugin, the same way —
    except those named in the project's ``disable_plugins:``, and none at all when the
    environment variable ``FW_DISABLE_PLUGIN_AUTOLOAD`` is set (then list the ones you
-   want under ``plugins:`` by module name, e.g. ``plugins.exporters``).
+   want under ``plugins:`` by module name, e.g. ``fwcrawl_plugins.exporters``).
 4. The project's own ``plugins:`` are registered in the order listed: ``.py`` files
    (relative to the project file) and importable module names.
 5. Every plugin's ``FW_API_VERSION``, if it declares one, must include

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from framework import Exporter, hookimpl
-from plugins.exporters.csvfile import CsvExporter
-from plugins.exporters.jsonarray import JsonArrayExporter
-from plugins.exporters.jsonl import JsonLinesExporter
-from plugins.exporters.sqlite import SqliteExporter
+
+from .csvfile import CsvExporter
+from .jsonarray import JsonArrayExporter
+from .jsonl import JsonLinesExporter
+from .sqlite import SqliteExporter
 
 __all__ = ["CsvExporter", "JsonArrayExporter", "JsonLinesExporter", "SqliteExporter"]
 

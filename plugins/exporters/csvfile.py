@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from framework import Exporter, option
-from plugins.exporters.csvrows import count_rows, end_of_row, pad_rows
-from plugins.exporters.records import RecordFile
-from plugins.exporters.values import dumps, encode, simplify
+
+from .csvrows import count_rows, end_of_row, pad_rows
+from .records import RecordFile
+from .values import dumps, encode, simplify
 
 __all__ = ["CsvExporter"]
 

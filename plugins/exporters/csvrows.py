@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from plugins.exporters.records import chunks
+from .records import chunks
 
 __all__ = ["Rows", "count_rows", "end_of_row", "pad_rows"]
 

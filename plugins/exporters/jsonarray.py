@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter
-from plugins.exporters.records import RecordFile, chunks
-from plugins.exporters.values import dumps, encode
+
+from .records import RecordFile, chunks
+from .values import dumps, encode
 
 __all__ = ["JsonArrayExporter"]
 

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from framework import Exporter
-from plugins.exporters.records import RecordFile, chunks
-from plugins.exporters.values import dumps, encode
+
+from .records import RecordFile, chunks
+from .values import dumps, encode
 
 __all__ = ["JsonLinesExporter"]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from framework import Exporter, option
-from plugins.exporters.values import dumps, encode, simplify
+
+from .values import dumps, encode, simplify
 
 __all__ = ["SqliteExporter"]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from fwcrawl_plugins.exporters.jsonl import JsonLinesExporter
 
 from framework.crawl.failures import Failures
 from framework.crawl.settle import Settler
@@ -25,7 +26,6 @@ from framework.frontier.sqlite import SqliteFrontier
 from framework.hooks.events import EventHook
 from framework.http import Request
 from framework.spider import Spider
-from plugins.exporters.jsonl import JsonLinesExporter
 
 
 class Losing(SqliteFrontier):

@@ -147,7 +147,7 @@ def test_a_later_plugin_overrides_a_bundled_name() -> None:
     registry = Registry.collect(pm)
     assert registry.exporters["jsonl"] is BetterJson
     assert registry.owners["exporters", "jsonl"] == "user"
-    assert registry.exporters["csv"].__module__ == "plugins.exporters.csvfile"
+    assert registry.exporters["csv"].__module__ == "fwcrawl_plugins.exporters.csvfile"
 
 
 def test_wrappers_are_rejected(tmp_path: Path) -> None:

@@ -8,11 +8,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from fwcrawl_plugins.exporters import records
+from fwcrawl_plugins.exporters.csvrows import count_rows, end_of_row, pad_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from plugins.exporters import records
-from plugins.exporters.csvrows import count_rows, end_of_row, pad_rows
 
 #: Cells made of what is hard for a reader: quotes, line breaks, delimiters, wide characters.
 CELLS = st.lists(

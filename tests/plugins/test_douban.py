@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from fwcrawl_plugins.douban import DoubanSpider
 
 from framework import Blocked, FetchError, Request, Response
 from framework.fetch.parsers import parse_html
-from plugins.douban import DoubanSpider
 from tests import douban_recording
 from tests.conftest import FIXTURES, Completed, Serve, read_jsonl, run_fw
 

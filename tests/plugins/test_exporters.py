@@ -25,14 +25,19 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from fwcrawl_plugins.exporters import (
+    CsvExporter,
+    JsonArrayExporter,
+    JsonLinesExporter,
+    SqliteExporter,
+)
+from fwcrawl_plugins.exporters.csvfile import CsvOptions
+from fwcrawl_plugins.exporters.sqlite import SqliteOptions
 
 from framework import Exporter
 from framework.cli import main
 from framework.hooks.manager import make_plugin_manager
 from framework.hooks.registry import Registry
-from plugins.exporters import CsvExporter, JsonArrayExporter, JsonLinesExporter, SqliteExporter
-from plugins.exporters.csvfile import CsvOptions
-from plugins.exporters.sqlite import SqliteOptions
 from tests.conftest import Completed, Serve, fw_command, run_fw, write_project
 
 # ---------------------------------------------------------------------------------------------
@@ -1115,7 +1120,7 @@ def test_a_copy_left_by_a_run_killed_while_completing_the_header_is_removed(
 
 KILLED_CSV = """
 import json, os, sys
-from plugins.exporters import CsvExporter
+from fwcrawl_plugins.exporters import CsvExporter
 
 exporter = CsvExporter(sys.argv[1])
 exporter.open()

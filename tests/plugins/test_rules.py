@@ -10,14 +10,14 @@ from typing import Any, get_args
 
 import pytest
 from aiohttp import web
+from fwcrawl_plugins.rules import RulesSpider
+from fwcrawl_plugins.rules_values import TYPES, FieldType
 
 from framework import Request, Response
 from framework.cli import main
 from framework.crawl.runner import prepare
 from framework.fetch.parsers import parse_html
 from plugins import rules
-from plugins.rules import RulesSpider
-from plugins.rules_values import TYPES, FieldType
 from tests.conftest import FIXTURES, Serve, crawl, read_jsonl, run_fw, write_project
 
 QUOTES_SITE = FIXTURES / "quotes"
