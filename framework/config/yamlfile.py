@@ -1,4 +1,4 @@
-"""Load a YAML file with ``yaml.safe_load`` and remember the line of every key."""
+"""Load a YAML file, within ``yamllimits``, and remember the line of every key."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from framework.config.yamllimits import MAX_BYTES, BoundedLoader, Overrun
 from framework.errors import ProjectError
 
 __all__ = ["EnvText", "KeyPath", "Source", "format_key", "load", "resolve_env"]
@@ -65,22 +66,51 @@ class Source:
 
 
 def load(file: Path) -> tuple[Any, Source]:
-    """Parse ``file``; raise ``ProjectError`` with the line of any syntax error."""
+    """Parse ``file``; raise ``ProjectError`` at the line of a syntax error or an overrun."""
+    text = _read(file)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProjectError(str(file), "", f"cannot read the project file: {_reason(exc)}") from exc
-    try:
-        data, root = yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+        data, lines = _parse(text, file)
+    except Overrun as exc:
+        raise ProjectError(f"{file}:{exc.line}", "", exc.problem) from exc
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(file, text, exc) from exc
     except yaml.YAMLError as exc:
         raise ProjectError(f"{file}:1", "", f"invalid YAML: {exc}") from exc
-    lines: dict[KeyPath, int] = {}
-    if root is not None:
-        _record_lines(root, (), lines, set(), file)
     source = Source(file, lines)
     return resolve_env(data, source, ()), source
+
+
+def _read(file: Path) -> str:
+    """Return the text of ``file``, refusing a file over ``MAX_BYTES`` before reading it all."""
+    try:
+        with file.open("rb") as stream:
+            raw, size = stream.read(MAX_BYTES + 1), os.fstat(stream.fileno()).st_size
+        if len(raw) > MAX_BYTES:
+            raise _too_big(file, size)
+        return raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectError(str(file), "", f"cannot read the project file: {_reason(exc)}") from exc
+
+
+def _too_big(file: Path, size: int) -> ProjectError:
+    # A pipe has no size: say what is known.
+    known = f"{size:,} bytes" if size > MAX_BYTES else f"over {MAX_BYTES:,} bytes"
+    limit = f"fw reads project files up to {MAX_BYTES:,} bytes"
+    return ProjectError(f"{file}:1", "", f"the project file is {known}; {limit}")
+
+
+def _parse(text: str, file: Path) -> tuple[Any, dict[KeyPath, int]]:
+    """Compose ``text`` once; note the line of each key, then build the value from the nodes."""
+    loader = BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+        lines: dict[KeyPath, int] = {}
+        if root is None:
+            return None, lines
+        _record_lines(root, (), lines, set(), file)  # first: building merges ``<<`` into nodes
+        return loader.construct_document(root), lines
+    finally:
+        loader.dispose()
 
 
 #: Where PyYAML notices that one of these is unfinished is where it gave up (the next key,

@@ -213,9 +213,9 @@ INVALID = {
         "a0: &a0 [x]\n"
         + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 10))
         + VALID,
-        1,
-        "a0",
-        "unknown key",
+        6,
+        "",
+        "fw expands aliases to at most 100,000 values",
     ),
 }
 

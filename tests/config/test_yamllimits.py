@@ -2,9 +2,126 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import resource
+from pathlib import Path
+
 import pytest
 
-from framework.config.yamllimits import MAX_DEPTH, MAX_REPEATED, Overrun, parse
+from framework.config.project import load_project
+from framework.config.yamllimits import MAX_BYTES, MAX_DEPTH, MAX_REPEATED, Overrun, parse
+from framework.errors import ProjectError
+from tests.conftest import Completed, Serve, fw_command, pages, write_project
+
+#: Far below what an unbounded loader needs for a bomb (gigabytes), far above what fw
+#: needs to refuse one: a test that regresses dies of MemoryError instead of the host.
+ADDRESS_SPACE = 1024 * 1024 * 1024
+
+#: A billion laughs: nine levels of nine aliases, 387 million values in 600 bytes. The
+#: aliases pass MAX_REPEATED on line 13, the sixth level (the line of &f).
+BOMB = "".join(
+    f"            - &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+BOMB_LINE = 13
+REPEATED = "fw expands aliases to at most 100,000 values"
+
+
+def _bomb_project(start_url: str) -> str:
+    return (
+        f"spider: rules\nstart_urls: [{start_url}]\n"
+        "rules:\n  items:\n    - fields:\n        x:\n          const:\n"
+        "            - &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + BOMB
+    )
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+
+async def run_fw_bounded(*args: str, cwd: Path) -> Completed:
+    """Run ``fw`` in a subprocess limited to ``ADDRESS_SPACE`` bytes of memory."""
+    process = await asyncio.create_subprocess_exec(
+        *fw_command(),
+        *args,
+        cwd=cwd,
+        preexec_fn=_limit_memory,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:  # generous: a bounded loader answers in about a second
+        out, err = await asyncio.wait_for(process.communicate(), 90)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Completed(process.returncode, out.decode(), err.decode())
+
+
+def one_error(result: Completed) -> str:
+    """Return the one line a refused project prints, checking it exited 2 and said nothing."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_an_alias_bomb_in_a_rules_const_is_refused(
+    command: str, tmp_path: Path, serve: Serve
+) -> None:
+    # A page to scrape, so that an unbounded fw run would copy the const into an item.
+    site = await serve(pages({"/": "<h1>hi</h1>"}))
+    path = write_project(tmp_path, _bomb_project(f"{site}/"))
+    line = one_error(await run_fw_bounded(command, str(path), cwd=tmp_path))
+    assert line.startswith(f"Error: {path}:{BOMB_LINE}: the aliases up to here repeat "), line
+    assert line.endswith(REPEATED)
+
+
+DEEP = 10_000
+HEAD = "spider: rules\nstart_urls: [http://127.0.0.1:9/]\n"  # never fetched: refused first
+
+# The value of ``rules:`` (from line 3), the line the error names, words it must contain.
+ENDLESS = {
+    "nested lists": (" " + "[" * DEEP + "]" * DEEP, 3, "nested 101 levels deep"),
+    "nested mappings": (" " + "{a: " * DEEP + "}" * DEEP, 3, "nested 101 levels deep"),
+    "nested block lists": ("\n  x:\n    " + "- " * DEEP + "x", 5, "nested 101 levels deep"),
+    "an alias inside its own value": (
+        "\n  x: &a\n    - y\n    - *a",
+        6,
+        "the alias *a is inside the value &a it repeats",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ENDLESS)
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_an_endless_value_is_refused_at_its_line(
+    case: str, command: str, tmp_path: Path
+) -> None:
+    value, lineno, words = ENDLESS[case]
+    path = tmp_path / "project.yaml"
+    path.write_text(f"{HEAD}rules:{value}\n", encoding="utf-8")
+    line = one_error(await run_fw_bounded(command, str(path), cwd=tmp_path))
+    assert line.startswith(f"Error: {path}:{lineno}: "), line
+    assert words in line
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_a_10_mb_project_file_is_refused_unparsed(command: str, tmp_path: Path) -> None:
+    urls = "".join(f"  - http://127.0.0.1:9/{n:07}\n" for n in range(330_000))
+    path = tmp_path / "big.yaml"
+    path.write_text(f"spider: rules\nstart_urls:\n{urls}", encoding="utf-8")
+    size = path.stat().st_size
+    assert size > 10_000_000
+    line = one_error(await run_fw_bounded(command, str(path), cwd=tmp_path))
+    assert line == (
+        f"Error: {path}:1: the project file is {size:,} bytes; "
+        "fw reads project files up to 1,048,576 bytes"
+    )
 
 
 def test_values_may_nest_up_to_the_limit() -> None:
@@ -20,3 +137,28 @@ def test_aliases_may_repeat_up_to_the_limit() -> None:
     assert len(parse(at_the_limit)) == 2 + MAX_REPEATED // 1000
     with pytest.raises(Overrun, match="repeat 100,001 values"):
         parse(f"[{named}{', *a' * (MAX_REPEATED // 1000)}, *s]")
+
+
+def test_merge_keys_repeat_values_like_aliases(tmp_path: Path) -> None:
+    # &base names 2,001 values: the mapping, its 1,000 keys and their values.
+    base = f"  base: &base {{{', '.join(f'k{n}: {n}' for n in range(1000))}}}\n"
+    merges = "".join(f"  m{n}:\n    <<: *base\n    own: {n}\n" for n in range(49))
+    text = f"{HEAD}rules:\n{base}{merges}"
+    path = write_project(tmp_path, text)
+    project = load_project(path)
+    assert project.section("rules")["m1"] == {**project.section("rules")["base"], "own": 1}
+    assert project.error_source.where(("rules", "m1", "own")) == f"{path}:10"
+    path.write_text(f"{text}  m49: {{<<: *base}}\n", encoding="utf-8")  # 50 x 2,001 > 100,000
+    with pytest.raises(
+        ProjectError, match=rf"{re.escape(str(path))}:{4 + 3 * 49 + 1}: .*{REPEATED}"
+    ):
+        load_project(path)
+
+
+def test_a_project_file_may_be_up_to_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "project.yaml"
+    path.write_text(HEAD + "#" * (MAX_BYTES - len(HEAD) - 1) + "\n", encoding="utf-8")
+    assert load_project(path).spider == "rules"
+    path.write_text(path.read_text() + "\n", encoding="utf-8")
+    with pytest.raises(ProjectError, match="1,048,577 bytes"):
+        load_project(path)
