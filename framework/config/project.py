@@ -19,8 +19,9 @@ from typing import Any, Literal
 import yaml
 
 from framework.config.schema import build, check_key_names, keys_of, option, strings
-from framework.config.yamlfile import EnvText, KeyPath, Source, load, resolve_env
-from framework.errors import UsageError
+from framework.config.yamlfile import EnvText, KeyPath, Source, format_key, load, resolve_env
+from framework.config.yamllimits import Overrun, parse
+from framework.errors import ProjectError, UsageError
 from framework.http.urls import Offsite, host_of, site_of, unfetchable
 
 __all__ = [
@@ -361,8 +362,10 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     top, *rest = key.strip().split(".")  # a top-level key is a name, even "0"
     path = (top, *(int(p) if p.isdigit() else p for p in rest))
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed = parse(value) if value.strip() else ""
+    except Overrun as exc:
+        raise ProjectError("-s", format_key(path), exc.problem) from exc
+    except yaml.YAMLError:  # not YAML: the text itself
         parsed = value
     return path, parsed
 

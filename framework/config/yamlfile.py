@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from framework.config.yamllimits import MAX_BYTES, BoundedLoader, Overrun
+from framework.config.yamllimits import MAX_BYTES, BoundedLoader, Overrun, parse
 from framework.errors import ProjectError
 
 __all__ = ["EnvText", "KeyPath", "Source", "format_key", "load", "resolve_env"]
@@ -180,7 +180,7 @@ class EnvText(str):
     def scalar(self) -> Any:
         """Return the text read as a YAML number or boolean, or the text if it is neither."""
         try:
-            value = yaml.safe_load(self)
+            value = parse(self)
         except yaml.YAMLError:
             return str(self)
         return value if isinstance(value, bool | int | float) else str(self)

@@ -36,6 +36,16 @@ def _bomb_project(start_url: str) -> str:
     )
 
 
+def _flow_bomb() -> str:
+    """Return the bomb as one line of flow YAML, as it would be given to ``-s``."""
+    levels = ["&a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    levels += [
+        f"&{name} [{', '.join([f'*{prev}'] * 9)}]"
+        for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    return f"[{', '.join(levels)}]"
+
+
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
@@ -122,6 +132,40 @@ async def test_a_10_mb_project_file_is_refused_unparsed(command: str, tmp_path: 
         f"Error: {path}:1: the project file is {size:,} bytes; "
         "fw reads project files up to 1,048,576 bytes"
     )
+
+
+# -s KEY=VALUE, words the error must contain
+BAD_OVERRIDES = {
+    "an alias bomb": (f"rules.items.0.fields.x.const={_flow_bomb()}", REPEATED),
+    "nested lists": (
+        "rules.items.0.fields.x.const=" + "[" * DEEP + "]" * DEEP,
+        "nested 101 levels deep",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_OVERRIDES)
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_an_override_past_a_limit_is_refused(
+    case: str, command: str, tmp_path: Path, serve: Serve
+) -> None:
+    override, words = BAD_OVERRIDES[case]
+    site = await serve(pages({"/": "<h1>hi</h1>"}))
+    rules = "rules: {items: [{fields: {x: {const: 1}}}]}\n"
+    path = write_project(tmp_path, f"spider: rules\nstart_urls: [{site}/]\n{rules}")
+    line = one_error(await run_fw_bounded(command, str(path), "-s", override, cwd=tmp_path))
+    assert line.startswith("Error: -s: rules.items[0].fields.x.const: "), line
+    assert words in line
+
+
+def test_an_env_value_nested_past_the_limit_is_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FW_DELAY", "[" * DEEP)
+    path = write_project(tmp_path, f"{HEAD}delay: {{$env: FW_DELAY}}\n")
+    with pytest.raises(ProjectError) as raised:
+        load_project(path)
+    assert str(raised.value).startswith(f"{path}:3: delay: expected a number, got '[[[")
 
 
 def test_values_may_nest_up_to_the_limit() -> None:
