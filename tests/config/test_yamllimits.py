@@ -206,3 +206,11 @@ def test_a_project_file_may_be_up_to_the_limit(tmp_path: Path) -> None:
     path.write_text(path.read_text() + "\n", encoding="utf-8")
     with pytest.raises(ProjectError, match="1,048,577 bytes"):
         load_project(path)
+
+
+def test_the_readme_states_the_limits() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    reference = " ".join(readme.split("Parsed once with", 1)[1].split("| Key |")[0].split())
+    assert f"project files of up to {MAX_BYTES // 1024**2} MiB" in reference
+    assert f"nested up to {MAX_DEPTH} levels" in reference
+    assert f"repeat at most {MAX_REPEATED:,} values" in reference
