@@ -1,7 +1,7 @@
 """The project file: loaded once, validated into frozen objects, every error at its line.
 
-- ``yamlfile``: YAML with the line of every key, and ``$env`` values.
-- ``yamllimits``: the most a YAML document may cost: bytes, nesting, repeated values.
+- ``yamlfile``: YAML with the line of every key, ``$env`` values, and limits on its size,
+  nesting and aliases.
 - ``schema``: frozen dataclasses as schemas (``option()``), and the validator.
 - ``project``: the ``Project`` schema, ``-s`` overrides, and ``load_project``.
 

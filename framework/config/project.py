@@ -19,8 +19,16 @@ from typing import Any, Literal
 import yaml
 
 from framework.config.schema import build, check_key_names, keys_of, option, strings
-from framework.config.yamlfile import EnvText, KeyPath, Source, format_key, load, resolve_env
-from framework.config.yamllimits import Overrun, parse
+from framework.config.yamlfile import (
+    EnvText,
+    KeyPath,
+    Overrun,
+    Source,
+    format_key,
+    load,
+    parse,
+    resolve_env,
+)
 from framework.errors import ProjectError, UsageError
 from framework.http.urls import Offsite, host_of, site_of, unfetchable
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from framework.config.project import load_project
-from framework.config.yamllimits import MAX_BYTES, MAX_DEPTH, MAX_REPEATED, Overrun, parse
+from framework.config.yamlfile import MAX_BYTES, MAX_DEPTH, MAX_REPEATED, Overrun, parse
 from framework.errors import ProjectError
 from tests.conftest import Completed, Serve, fw_command, pages, write_project
 
