@@ -11,6 +11,7 @@ folder whose own ``plugins`` package comes first on ``sys.path``:
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -55,6 +56,7 @@ def _clean_environment() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     work = tmp_path_factory.mktemp("packaging")
+    source = _copy_of_the_checkout(work / "source")  # building writes build/ beside it
     built = subprocess.run(
         [
             sys.executable,
@@ -66,7 +68,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
             "-q",
             "-w",
             str(work / "dist"),
-            str(ROOT),
+            str(source),
         ],
         capture_output=True,
         text=True,
@@ -80,6 +82,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     added = env.run("pip", "install", "-q", f"{wheel}[testing]", cwd=work)
     assert added.returncode == 0, added.stdout + added.stderr
     yield env
+
+
+def _copy_of_the_checkout(target: Path) -> Path:
+    """Copy the files git tracks (and new ones it does not ignore), as they are now."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for name in listed.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    return target
 
 
 @pytest.fixture
