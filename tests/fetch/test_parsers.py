@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from framework.fetch.parsers import BIG
+from framework.fetch.parsers import BIG, parse_xml
+from framework.http import Request, Response
 from tests.conftest import Serve, crawl, pages, read_jsonl, write_project
 
 PLUGIN = """
@@ -68,3 +69,39 @@ async def test_a_big_page_is_parsed_off_the_loop_and_a_small_one_on_it(
     assert stats.errors == {}
     on_loop = {item["url"].removeprefix(base): item["on_loop"] for item in read_jsonl(out)}
     assert on_loop == {"/": True, "/big": False, "/end": True}
+
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE feed [<!ENTITY secret SYSTEM "file:///etc/hostname">]>
+<feed><title>&secret;</title></feed>"""
+
+LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<feed><title>&lol9;</title></feed>"""
+
+
+def xml(body: bytes) -> Response:
+    return Response(
+        "http://a.test/feed.xml",
+        200,
+        {"Content-Type": "application/xml"},
+        body,
+        Request("http://a.test/feed.xml"),
+        parse_xml,
+    )
+
+
+def test_xml_entities_are_not_resolved_from_files_or_expanded() -> None:
+    assert Path("/etc/hostname").read_text().strip() not in xml(XXE).xpath("string(//title)").get()
+    assert len(xml(LAUGHS).xpath("string(//title)").get() or "") < 1000  # not 10^9 "lol"s

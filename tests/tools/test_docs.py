@@ -79,3 +79,13 @@ def test_the_architecture_page_names_every_module_and_only_real_ones() -> None:
         if path.name not in ("__init__.py", "__about__.py", "__main__.py")
     }
     assert modules <= named, f"architecture.md does not name {sorted(modules - named)}"
+
+
+def test_the_readme_fault_table_names_tests_that_exist() -> None:
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### What holds, and the faults fw is tested against", 1)[1]
+    table = table.split("\n## ", 1)[0]
+    named = re.findall(r"`(tests/[\w/]+(?:\.py)?/?)`", table)
+    assert len(named) >= 15
+    for path in named:
+        assert (DOCS.parent / path).exists(), f"the README's fault table names missing {path}"
