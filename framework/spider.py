@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-from itemadapter import ItemAdapter
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from framework.config.schema import did_you_mean
 from framework.errors import Blocked, CloseSpider
 from framework.http import Request, Response
+
+if TYPE_CHECKING:
+    from itemadapter import ItemAdapter
 
 __all__ = ["CallbackOutput", "CallbackResult", "Spider", "as_item", "results", "run_callback"]
 
@@ -73,8 +76,12 @@ def each(outcome: object) -> Iterable[Any]:
     """Return what a callback returned, other than an async stream, as an iterable."""
     if outcome is None:
         return ()
-    if isinstance(outcome, Request | dict | str | bytes) or ItemAdapter.is_item(outcome):
+    if isinstance(outcome, Request | dict | str | bytes):
         return (outcome,)  # one item, request or mistake (the engine reports mistakes)
+    if isinstance(outcome, GeneratorType | list | tuple):  # the usual case
+        return outcome
+    if _adapter().is_item(outcome):  # an attrs or pydantic object: one item
+        return (outcome,)
     return outcome if isinstance(outcome, Iterable) else (outcome,)
 
 
@@ -85,13 +92,25 @@ def as_item(result: object) -> dict[str, Any] | None:
         return result
     if isinstance(result, Mapping):
         return dict(result)
-    if ItemAdapter.is_item(result) and not isinstance(result, type):
-        return ItemAdapter(result).asdict()
+    adapter = _adapter()
+    if adapter.is_item(result) and not isinstance(result, type):
+        return adapter(result).asdict()
     return None
+
+
+@functools.cache
+def _adapter() -> type[ItemAdapter]:
+    """itemadapter, imported when an item is first neither a dict nor a mapping: it imports
+    attrs and pydantic, a tenth of a second at start-up."""
+    from itemadapter import ItemAdapter
+
+    return ItemAdapter
 
 
 def unknown_callback(spider: Spider, request: Request) -> str | None:
     """Say what is wrong if ``request`` names a callback or errback ``spider`` lacks."""
+    if request.callback is None and request.errback is None:  # most links: nothing to check
+        return None
     for kind, name in (("callback", request.callback), ("errback", request.errback)):
         if name is not None and not callable(getattr(spider, name, None)):
             methods = [m for m in dir(spider) if not m.startswith("_")]

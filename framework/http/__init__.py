@@ -1,22 +1,23 @@
 """The request a spider asks for and the response its callback receives.
 
 The web's vocabulary, which every other package speaks: ``Request`` and ``Response``
-here; ``urls`` (fetchable, on-site, canonical, fingerprinted) and ``encoding`` (a body
-decoded as browsers do) beside them.
+here; ``urls`` (fetchable, on-site, canonical, fingerprinted), ``links`` (a page's links,
+resolved fast) and ``encoding`` (a body decoded as browsers do) beside them.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
+from lxml import etree
 from parsel import Selector, SelectorList
 from w3lib.html import get_base_url
 
 from framework.http.encoding import decode, is_utf8, sniff
+from framework.http.links import Joiner, hrefs
 
 __all__ = ["NotSupported", "Parser", "Request", "Response", "media_type"]
 
@@ -36,11 +37,12 @@ class NotSupported(TypeError):
 class Request:
     """One URL to fetch, and what to do with the answer.
 
-    ``callback`` and ``errback`` are the *names* of spider methods, so that a request can
-    be stored as JSON by a persistent frontier; passing the bound method is accepted and
-    turned into its name. ``meta`` travels to the response and must be JSON-serialisable
-    for persistent frontiers. Higher ``priority`` is fetched first. ``depth``, ``retries``
-    and ``redirects`` are kept by the engine.
+    A URL's fragment (``#section``) is never sent to a server, so a request holds the URL
+    without it. ``callback`` and ``errback`` are the *names* of spider methods, so that a
+    request can be stored as JSON by a persistent frontier; passing the bound method is
+    accepted and turned into its name. ``meta`` travels to the response and must be
+    JSON-serialisable for persistent frontiers. Higher ``priority`` is fetched first.
+    ``depth``, ``retries`` and ``redirects`` are kept by the engine.
     """
 
     __slots__ = (
@@ -74,6 +76,8 @@ class Request:
         retries: int = 0,
         redirects: int = 0,
     ) -> None:
+        if "#" in url:  # never sent: the page is the same with or without it
+            url = url.partition("#")[0]
         self.url, self.headers, self.body = url, headers, body
         self.method = method if method == "GET" else method.upper()
         # Names pass straight through; only a method needs turning into its name.
@@ -125,20 +129,6 @@ def _method_name(callback: object) -> str | None:
     return str(name)
 
 
-def _plain_link(url: str) -> bool:
-    """Tell whether urljoin would keep ``url``'s text: no dot segment, no empty parts.
-
-    urljoin re-assembles what it parsed, dropping an empty query, fragment or ;params.
-    """
-    return (
-        "/." not in url
-        and ";" not in url
-        and not url.startswith("//")
-        and not url.endswith(("?", "#"))
-        and "?#" not in url
-    )
-
-
 class Response:
     """What the server answered: status, headers, body, and ways to query and follow it."""
 
@@ -146,7 +136,7 @@ class Response:
         "_base_url",
         "_bom",
         "_encoding",
-        "_origin",
+        "_links",
         "_parser",
         "_selector",
         "_text",
@@ -173,7 +163,7 @@ class Response:
         self._bom = 0
         self._selector: Selector | None = None
         self._base_url: str | None = None
-        self._origin: str | None = None
+        self._links: Joiner | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
@@ -249,33 +239,14 @@ class Response:
         return self._base_url
 
     def urljoin(self, url: str) -> str:
-        """Resolve ``url`` against this page, as a browser would.
+        """Resolve ``url`` against this page, as a browser would, less its fragment.
 
         A link too broken to resolve (``http://[::1``) comes back as written: the engine
         then drops it as ``invalid_url`` instead of the spider crashing on one bad href.
         """
-        if _plain_link(url):
-            # The two usual shapes of link, joined as urljoin would (a test checks it) but
-            # without parsing both URLs: this runs for every link on every page.
-            if url.startswith("/"):
-                return self._base_origin() + url
-            if url.startswith(("http://", "https://")) and url.partition("://")[2][:1] not in (
-                "",
-                "/",
-                "?",
-                "#",
-            ):  # it has a host
-                return url
-        try:
-            return urljoin(self.base_url, url)
-        except ValueError:
-            return url
-
-    def _base_origin(self) -> str:
-        if self._origin is None:
-            parts = urlsplit(self.base_url)
-            self._origin = f"{parts.scheme}://{parts.netloc}"
-        return self._origin
+        if self._links is None:
+            self._links = Joiner(self.base_url)
+        return self._links.join(url)
 
     def follow(
         self,
@@ -284,19 +255,65 @@ class Response:
         *,
         priority: int = 0,
         meta: dict[str, Any] | None = None,
+        keep_fragment: bool = False,
         **kwargs: Any,
     ) -> Request:
         """Make a request for a link on this page; ``href`` may be a string or an ``<a>``.
 
         Links to other schemes (``mailto:``, ``javascript:``) are allowed here and dropped
-        by the engine, so spiders need not filter them.
+        by the engine, so spiders need not filter them. The request has no fragment; with
+        ``keep_fragment`` the link's fragment is in ``meta["fragment"]``.
         """
         if isinstance(href, Selector):
-            href = href.attrib.get("href") or href.attrib.get("src") or ""
+            href = _link_of(href)
+        if keep_fragment:
+            meta = {**(meta or {}), "fragment": href.partition("#")[2]}
         return Request(
-            self.urljoin(href.strip()),
+            self.urljoin(href),
             callback=callback,
             priority=priority,
             meta={} if meta is None else meta,
             **kwargs,
         )
+
+    def follow_all(
+        self,
+        urls: Iterable[str | Selector] | None = None,
+        callback: object = None,
+        *,
+        css: str | None = None,
+        xpath: str | None = None,
+        priority: int = 0,
+        meta: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Request]:
+        """Make requests for many links of this page at once: those in ``urls``, or those a
+        ``css`` or ``xpath`` query picks (default: every ``a[href]``).
+
+        A query reads the links straight from the parsed page, as strings: much cheaper
+        than a ``Selector`` per element. Links to the page itself (``#section``) are
+        left out. Each request gets its own copy of ``meta``.
+        """
+        if urls is None:
+            links = hrefs(self.selector.root, css=css, xpath=xpath) if self._parser else []
+        else:
+            links = [_link_of(url) if isinstance(url, Selector) else url for url in urls]
+        return [
+            Request(
+                self.urljoin(link),
+                callback=callback,
+                priority=priority,
+                meta={} if meta is None else dict(meta),
+                **kwargs,
+            )
+            for link in links
+            if not link.startswith("#")
+        ]
+
+
+def _link_of(element: Selector) -> str:
+    """Return an element's ``href`` (else ``src``), read from lxml without building ``attrib``."""
+    root = element.root
+    if isinstance(root, etree._Element):
+        return root.get("href") or root.get("src") or ""
+    return element.attrib.get("href") or element.attrib.get("src") or ""

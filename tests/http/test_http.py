@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urldefrag, urljoin
 
 import pytest
 from aiohttp import web
@@ -90,10 +90,12 @@ def test_response_api() -> None:
     assert page.urljoin("c.html") == "http://cdn.example/x/c.html"  # <base> is honoured
     link = page.follow(page.css("a.n")[0], priority=3, meta={"k": 1})
     assert (link.url, link.priority, link.meta) == (
-        "http://cdn.example/x/next.html#top",
+        "http://cdn.example/x/next.html",  # a fragment is never sent to a server
         3,
         {"k": 1},
     )
+    kept = page.follow(page.css("a.n")[0], keep_fragment=True)
+    assert (kept.url, kept.meta) == ("http://cdn.example/x/next.html", {"fragment": "top"})
     assert page.follow(page.css("img")[0]).url == "http://cdn.example/i.png"
     assert page.xpath("//a/text()").get() == "n"
     assert page.media_type == "text/html"
@@ -215,10 +217,11 @@ LINK_CHARS = "ab/.:?#;=%@ "
 )
 def test_urljoin_agrees_with_the_standard_library(base: str, prefix: str, rest: str) -> None:
     page = Response(base, 200, {}, b"", Request(base), parse_html)
+    link = (prefix + rest).partition("#")[0].strip()  # a fragment is never sent
     try:
-        expected = urljoin(base, prefix + rest)
+        expected = urldefrag(urljoin(base, link))[0]
     except ValueError:
-        expected = prefix + rest  # too broken to join: returned as written
+        expected = link  # too broken to join: returned as written
     assert page.urljoin(prefix + rest) == expected
 
 
@@ -235,3 +238,25 @@ def test_the_parser_reads_the_encoding_fw_chose(body: bytes, content_type: str) 
     page = response(body, content_type)
     assert page.css("title::text").get() == "北京"
     assert page.text.endswith("<title>北京</title>")
+
+
+def test_follow_all_reads_links_as_strings_and_skips_the_page_itself() -> None:
+    page = response(
+        b'<a href="a.html#x">a</a><a href="#top">top</a><a href="/b">b</a><img src="i.png">'
+        b'<a name="no-link">none</a>',
+        url="http://a.test/",
+    )
+    assert [r.url for r in page.follow_all()] == ["http://a.test/a.html", "http://a.test/b"]
+    assert [r.url for r in page.follow_all(css="img")] == ["http://a.test/i.png"]
+    assert [r.url for r in page.follow_all(xpath="//a/@href")] == [
+        "http://a.test/a.html",
+        "http://a.test/b",
+    ]
+    selected = page.follow_all(page.css("a"), callback="parse_item", meta={"n": 1})
+    assert [r.url for r in selected][:1] == ["http://a.test/a.html"]
+    assert selected[0].meta == {"n": 1} and selected[0].meta is not selected[1].meta
+    assert selected[0].callback == "parse_item"
+
+
+def test_a_request_holds_its_url_without_the_fragment() -> None:
+    assert Request("http://a.test/p.html#section").url == "http://a.test/p.html"
