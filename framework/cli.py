@@ -262,7 +262,8 @@ def _project_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         dest="overrides",
-        help="override one project key by its dotted path, e.g. -s concurrency.per_domain=2",
+        help="override one project key by its dotted path, e.g. -s concurrency.per_domain=2; "
+        "name a list item by its index: rules.items[0].fields.title or rules.items.0.fields.title",
     )
 
 

@@ -321,7 +321,8 @@ def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
     parsed = [parse_override(text) for text in overrides]
     source = source.with_overrides(frozenset(path for path, _ in parsed))
     for path, value in parsed:  # {$env: NAME} works on the command line too
-        node = _place(data, path)  # first: a wrong path is the error, not its value
+        node, replaced = _place(data, path)  # first: a wrong path is the error, not its value
+        source = source.with_overrides(frozenset({replaced}))
         node[path[-1]] = resolve_env(value, source, path)
     core = {f.name for f in keys_of(Project)}
     sections = MappingProxyType({k: v for k, v in data.items() if k not in core})
@@ -363,12 +364,11 @@ def _with_defaults(project: Project) -> Project:
 
 
 def parse_override(text: str) -> tuple[KeyPath, Any]:
-    """Parse ``-s concurrency.per_domain=2`` into a key path and a YAML value."""
+    """Parse ``-s rules.items[0].fields.title=h1`` into a key path and a YAML value."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"-s {text}: expected KEY=VALUE, e.g. -s concurrency.total=8")
-    top, *rest = key.strip().split(".")  # a top-level key is a name, even "0"
-    path = (top, *(int(p) if p.isdigit() else p for p in rest))
+    path = _key_path(key.strip(), text)
     try:
         parsed = parse(value) if value.strip() else ""
     except Overrun as exc:
@@ -378,22 +378,69 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     return path, parsed
 
 
-def _place(data: dict[str, Any], path: KeyPath) -> Any:
-    """Return the mapping or list that an override of ``path`` sets its last key in.
+_NAME = re.compile(r"[^.\[\]]+")
+#: After the first name: ``.name``, ``.0`` or ``[0]``, the last two an index into a list.
+_STEP = re.compile(r"\.(?:(?P<number>[0-9]+)|(?P<name>[^.\[\]]+))|\[(?P<index>[0-9]+)\]")
 
-    Mappings missing on the way are created; a list item must exist already.
+
+def _key_path(key: str, text: str) -> KeyPath:
+    """Split ``rules.items[0].fields`` (or ``rules.items.0.fields``) into its keys.
+
+    The first name is a key even if it is all digits: the top level is a mapping.
+    """
+    top = _NAME.match(key)
+    if top is None:
+        raise _not_a_path(key, text)
+    path: list[str | int] = [top.group()]
+    at = top.end()
+    while at < len(key):
+        step = _STEP.match(key, at)
+        if step is None:
+            raise _not_a_path(key, text)
+        number = step["number"] or step["index"]
+        path.append(int(number) if number else step["name"])
+        at = step.end()
+    return tuple(path)
+
+
+def _not_a_path(key: str, text: str) -> UsageError:
+    return UsageError(
+        f"-s {text}: {key!r} is not a key path: join keys with dots and name a list item "
+        "by its index, as in rules.items[0].fields.title or rules.items.0.fields.title"
+    )
+
+
+def _place(data: dict[str, Any], path: KeyPath) -> tuple[Any, KeyPath]:
+    """Return the mapping or list that an override of ``path`` sets its last key in, and
+    the shortest key whose whole value is now the override's (for ``Source.where``).
+
+    On the way, a key that is missing or holds neither a mapping nor a list gets an empty
+    mapping (``throttle: false`` becomes ``{enabled: ...}``); a list item must exist already.
     """
     node: Any = data
+    replaced = path
     for depth, part in enumerate(path[:-1]):
+        _check_step(node, path[: depth + 1])
         child = node[part] if _has(node, part) else None
         if not isinstance(child, dict | list):
-            if isinstance(node, list):
-                raise UsageError(f"-s: {'.'.join(map(str, path[: depth + 1]))}: no such item")
             child = node[part] = {}
+            replaced = path[: depth + 1] if replaced == path else replaced
         node = child
-    if isinstance(node, list) and not _has(node, path[-1]):
-        raise UsageError(f"-s: {'.'.join(map(str, path))}: no such item")
-    return node
+    _check_step(node, path)
+    return node, replaced
+
+
+def _check_step(node: Any, path: KeyPath) -> None:
+    """Refuse to step into a list by a name, or to an item it does not have."""
+    if not isinstance(node, list) or _has(node, path[-1]):
+        return
+    if not isinstance(path[-1], int):
+        raise UsageError(
+            f"-s: {format_key(path)}: {format_key(path[:-1])} is a list: name an item by "
+            f"its index, e.g. {format_key((*path[:-1], 0))}"
+        )
+    size = f"has {len(node)}" if node else "is empty"
+    raise UsageError(f"-s: {format_key(path)}: no such item (the list {size})")
 
 
 def _has(node: Any, part: str | int) -> bool:

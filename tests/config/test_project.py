@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 
 from framework.cli import main
-from framework.config.project import Project, load_project
+from framework.config.project import Project, load_project, parse_override
 from framework.config.schema import keys_of
 from framework.errors import ProjectError
-from tests.conftest import Serve, read_jsonl, run_fw, write_project
+from tests.conftest import Serve, pages, read_jsonl, run_fw, write_project
 
 VALID = """\
 spider: shop
@@ -295,7 +295,7 @@ def test_missing_project_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
             "start_urls[0]: the environment variable FW_NOT_SET is not set",
         ),
         # A wrong path is the error, not the variable its value names.
-        ("start_urls.5={$env: FW_NOT_SET}", "start_urls.5: no such item"),
+        ("start_urls.5={$env: FW_NOT_SET}", "start_urls[5]: no such item (the list has 1)"),
         # A top-level key is a name, even all digits.
         ("0=1", "0: unknown key; top-level keys are fw's own or a plugin's name"),
     ],
@@ -468,6 +468,70 @@ def test_an_override_beside_a_bad_key_still_blames_the_file(tmp_path: Path) -> N
     with pytest.raises(ProjectError) as raised:
         load_project(path, ["concurrency.per_domain=2"])
     assert str(raised.value).startswith(f"{path}:3: concurrency.total: must be at least 1")
+
+
+@pytest.mark.parametrize(
+    ("key", "path"),
+    [
+        ("rules.items[0].fields.text", ("rules", "items", 0, "fields", "text")),
+        ("rules.items.0.fields.text", ("rules", "items", 0, "fields", "text")),
+        ("table[1][0]", ("table", 1, 0)),
+        ("table.1.0", ("table", 1, 0)),
+        ("0.1", ("0", 1)),  # a top-level key is a name, even all digits
+        (" headers.X-Token ", ("headers", "X-Token")),
+    ],
+)
+def test_an_override_names_list_items_by_index_either_way(key: str, path: tuple[object]) -> None:
+    assert parse_override(f"{key}=h2") == (path, "h2")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("rules.items[3].fields.text=h2", "-s: rules.items[3]: no such item (the list has 1)"),
+        ("rules.items.3.fields.text=h2", "-s: rules.items[3]: no such item (the list has 1)"),
+        ("start_urls[0]=", "-s: start_urls[0]: no such item (the list is empty)"),
+        (
+            "rules.items.fields.text=h2",
+            "-s: rules.items.fields: rules.items is a list: name an item by its index, "
+            "e.g. rules.items[0]",
+        ),
+        (
+            "rules.items.[0].fields.text=h2",
+            "-s rules.items.[0].fields.text=h2: 'rules.items.[0].fields.text' is not a key "
+            "path: join keys with dots and name a list item by its index, as in "
+            "rules.items[0].fields.title or rules.items.0.fields.title",
+        ),
+        ("rules..items=[]", "-s rules..items=[]: 'rules..items' is not a key path: join"),
+        ("[0]=1", "-s [0]=1: '[0]' is not a key path: join"),
+        ("rules.items[x]=1", "-s rules.items[x]=1: 'rules.items[x]' is not a key path: join"),
+    ],
+)
+def test_an_override_of_a_missing_item_says_what_the_list_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, message: str
+) -> None:
+    text = OVERRIDDEN.replace("start_urls: [https://a.example/]", "start_urls: []")
+    path = write_project(tmp_path, text)
+    assert main(["check", str(path), "-s", override]) == 2
+    assert error_line(capsys.readouterr().err).startswith(f"Error: {message}")
+
+
+async def test_fw_run_overrides_a_field_of_a_list_item(tmp_path: Path, serve: Serve) -> None:
+    base = await serve(pages({"/": "<h1>Title</h1><h2>Text</h2>"}))
+    path = write_project(tmp_path, OVERRIDDEN.replace("https://a.example/", f"{base}/"))
+    result = await run_fw("run", str(path), "-s", "rules.items[0].fields.text=h2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"title": "Title", "text": "Text"}]
+
+
+def test_an_override_inside_a_value_it_replaces_blames_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_project(tmp_path, OVERRIDDEN)
+    assert main(["check", str(path), "-s", "start_urls[0].url=https://b.example/"]) == 2
+    assert error_line(capsys.readouterr().err) == (
+        "Error: -s: start_urls[0]: expected an http(s) URL, got a mapping"
+    )
 
 
 async def test_env_values_are_read_as_the_key_needs(tmp_path: Path, serve: Serve) -> None:
