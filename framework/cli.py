@@ -20,7 +20,7 @@ from typing import TypeAlias
 from framework.__about__ import __version__
 from framework.crawl.progress import Mode
 from framework.crawl.stats import Stats
-from framework.errors import CrawlAborted, PluginError, UsageError
+from framework.errors import CrawlAborted, PluginError, ProjectErrors, UsageError
 from framework.hooks.manager import make_plugin_manager
 from framework.hooks.registry import Registry
 from framework.logs import configure_logging
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except (UsageError, PluginError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        _print_errors(exc.errors if isinstance(exc, ProjectErrors) else [exc])
         return USAGE
     except CrawlAborted as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -66,6 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return ABORTED
+
+
+#: A project file with more errors than this is likely not one (or not yet): show the first.
+MAX_ERRORS_SHOWN = 20
+
+
+def _print_errors(errors: Sequence[Exception]) -> None:
+    """Print each error on its own ``Error:`` line, up to ``MAX_ERRORS_SHOWN``."""
+    for error in errors[:MAX_ERRORS_SHOWN]:
+        print(f"Error: {error}", file=sys.stderr)
+    if len(errors) > MAX_ERRORS_SHOWN:
+        print(f"… and {len(errors) - MAX_ERRORS_SHOWN} more errors", file=sys.stderr)
 
 
 def _drop_stdout() -> None:

@@ -5,6 +5,7 @@ The hierarchy::
     FwError
     ├── UsageError                 bad command line; fw exits 2
     │   └── ProjectError           invalid project file: FILE:LINE: key: what is wrong
+    │       └── ProjectErrors      invalid at several places: ``errors`` holds each
     ├── PluginError                a plugin failed to load or broke the hook contract; exit 2
     ├── CrawlAborted               the crawl could not go on (e.g. an exporter failed); exit 1
     ├── FetchError                 one request failed; counted by ``kind``, never fatal
@@ -19,11 +20,13 @@ The hierarchy::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sysconfig
 import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from framework.http import Response
@@ -33,13 +36,16 @@ __all__ = [
     "CloseSpider",
     "CrawlAborted",
     "DropItem",
+    "ErrorList",
     "FetchError",
     "FwError",
     "HttpError",
     "IgnoreRequest",
     "PluginError",
     "ProjectError",
+    "ProjectErrors",
     "UsageError",
+    "check_all",
     "raised_at",
 ]
 
@@ -62,6 +68,78 @@ class ProjectError(UsageError):
     def __init__(self, where: str, key: str, message: str) -> None:
         self.where, self.key, self.message = where, key, message
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+class ProjectErrors(ProjectError):
+    """A project file is invalid at several places; ``errors`` holds each, in file order.
+
+    ``where``, ``key`` and ``message`` are the first error's; the message is one line per
+    error.
+    """
+
+    def __init__(self, errors: Sequence[ProjectError]) -> None:
+        first = errors[0]
+        super().__init__(first.where, first.key, first.message)
+        self.errors = tuple(errors)
+        self.args = ("\n".join(str(error) for error in errors),)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+
+class ErrorList:
+    """The errors of checks that do not depend on each other, raised together at the end.
+
+    Each check still raises ``ProjectError`` where it finds a problem: run it inside
+    ``collect()``, and call ``raise_any()`` once all have run, so that one run of
+    ``fw check`` lists every mistake. A check that needs a value an earlier one failed to
+    make is not run.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[str, ProjectError] = {}  # by text: two checks may find one mistake
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[None]:
+        """Run the block as one check: keep the ``ProjectError`` it raises, and go on."""
+        try:
+            yield
+        except ProjectErrors as exc:
+            for error in exc.errors:
+                self.add(error)
+        except ProjectError as exc:
+            self.add(exc)
+
+    def add(self, error: ProjectError) -> None:
+        """Keep ``error``, without the frames that raised it (a list may hold thousands)."""
+        self._found.setdefault(str(error), error.with_traceback(None))
+
+    def raise_any(self) -> None:
+        """Raise the one error kept, or ``ProjectErrors`` for several, sorted by line."""
+        found = sorted(self._found.values(), key=_position)
+        if len(found) == 1:
+            raise found[0]
+        if found:
+            raise ProjectErrors(found)
+
+
+def _position(error: ProjectError) -> int:
+    """Return the line ``error`` points at; 0 for the command line (``-s``, ``-o``)."""
+    line = error.where.rpartition(":")[2]
+    return int(line) if line.isdecimal() else 0
+
+
+def check_all(check: Callable[[K, V], T], items: Iterable[tuple[K, V]]) -> list[T]:
+    """Return ``check(key, value)`` for every item, or raise the errors of all that fail."""
+    errors = ErrorList()
+    checked = []
+    for key, value in items:
+        with errors.collect():
+            checked.append(check(key, value))
+    errors.raise_any()
+    return checked
 
 
 class PluginError(FwError):
