@@ -29,7 +29,7 @@ from framework.config.yamlfile import (
     parse,
     resolve_env,
 )
-from framework.errors import ProjectError, UsageError
+from framework.errors import ErrorList, ProjectError, UsageError, check_all
 from framework.http.urls import Offsite, host_of, site_of, unfetchable
 
 __all__ = [
@@ -185,7 +185,7 @@ class ExporterSpec:
 def _exporters(raw: Any, source: Source, path: KeyPath) -> tuple[ExporterSpec, ...]:
     if not isinstance(raw, list):
         raise source.error(path, "expected a list like [{format: jsonl, path: out/items.jsonl}]")
-    return tuple(_exporter(item, source, (*path, i)) for i, item in enumerate(raw))
+    return tuple(check_all(lambda i, item: _exporter(item, source, (*path, i)), enumerate(raw)))
 
 
 def _exporter(raw: Any, source: Source, at: KeyPath) -> ExporterSpec:
@@ -340,15 +340,18 @@ def _check_on_site(project: Project) -> None:
     """Refuse a start URL outside ``allowed_domains``: the crawl would drop it unseen."""
     if project.allowed_domains is None:
         return
-    offsite = Offsite(project.allowed_domains)
+    offsite, errors = Offsite(project.allowed_domains), ErrorList()
     for index, url in enumerate(project.start_urls):
         if not offsite.allows(url):
-            raise project.error_source.error(
-                ("start_urls", index),
-                f"host {host_of(url)} is not in allowed_domains "
-                f"[{', '.join(project.allowed_domains)}]; add it there, or drop "
-                "allowed_domains to allow the hosts of start_urls",
+            errors.add(
+                project.error_source.error(
+                    ("start_urls", index),
+                    f"host {host_of(url)} is not in allowed_domains "
+                    f"[{', '.join(project.allowed_domains)}]; add it there, or drop "
+                    "allowed_domains to allow the hosts of start_urls",
+                )
             )
+    errors.raise_any()
 
 
 def _with_defaults(project: Project) -> Project:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from framework.config.yamlfile import EnvText, KeyPath, Source
+from framework.errors import ErrorList, check_all
 
 __all__ = [
     "build",
@@ -85,12 +86,13 @@ def strings(check: Check, what: str, *, optional: bool = False) -> Parse:
     def parse(raw: Any, source: Source, path: KeyPath) -> tuple[Any, ...] | None:
         if raw is None and optional:
             return None
-        checked = []
-        for index, item in enumerate(_sequence(Any, raw, source, path)):
-            if not isinstance(item, str):
-                raise source.error((*path, index), f"expected {what}, got {_show(item)}")
-            checked.append(_checked(check, str(item), source, (*path, index)))
-        return tuple(checked)
+        items = enumerate(_sequence(Any, raw, source, path))
+        return tuple(check_all(lambda index, item: one(item, source, (*path, index)), items))
+
+    def one(item: Any, source: Source, at: KeyPath) -> Any:
+        if not isinstance(item, str):
+            raise source.error(at, f"expected {what}, got {_show(item)}")
+        return _checked(check, str(item), source, at)
 
     return parse
 
@@ -107,19 +109,28 @@ def keys_of(schema: type[Any]) -> list[dataclasses.Field[Any]]:
 
 def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest choice, or ``""``."""
+    close = _closest(word, choices)
+    return f" (did you mean '{close}'?)" if close else ""
+
+
+def _closest(word: str, choices: typing.Iterable[str]) -> str | None:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return close[0] if close else None
 
 
 def check_key_names(data: Mapping[Any, Any], source: Source, path: KeyPath) -> None:
     """Reject keys YAML did not read as strings, which no schema can name."""
+    errors = ErrorList()
     for key in data:
         if not isinstance(key, str):
-            raise source.error(
-                path,
-                f"{key!r} is not a key name: YAML reads on/off/yes/no "
-                "as true/false and digits as numbers; quote it ('on')",
+            errors.add(
+                source.error(
+                    path,
+                    f"{key!r} is not a key name: YAML reads on/off/yes/no "
+                    "as true/false and digits as numbers; quote it ('on')",
+                )
             )
+    errors.raise_any()
 
 
 def build(
@@ -131,9 +142,10 @@ def build(
 ) -> T:
     """Validate ``data`` against ``schema`` and return the frozen instance.
 
-    ``internal`` fills fields that are not user keys (e.g. the project's file path). A
-    ``ValueError`` from the schema's ``__post_init__`` (a rule that spans several keys)
-    becomes an error at ``path``.
+    ``internal`` fills fields that are not user keys (e.g. the project's file path). Each
+    key is checked on its own, and the errors of all are raised together. A ``ValueError``
+    from the schema's ``__post_init__`` (a rule that spans several keys) becomes an error at
+    ``path``, once every key is valid.
     """
     if data is None:
         data = {}
@@ -141,21 +153,36 @@ def build(
         raise source.error(path, f"expected a mapping of keys, got {_show(data)}")
     hints = get_type_hints(schema)
     fields = {f.name: f for f in keys_of(schema)}
-    check_key_names(data, source, path)
-    for key in data:
-        if key not in fields:
-            hint = did_you_mean(str(key), fields)
-            raise source.error((*path, key), f"unknown key{hint}")
+    errors = ErrorList()
+    with errors.collect():
+        _check_keys(data, fields, source, path)
+    # A misspelt required key is one mistake, and the unknown key's error names the key.
+    meant = {_closest(key, fields) for key in data if isinstance(key, str) and key not in fields}
     values = dict(internal or {})
     for name, f in fields.items():
-        if name in data:
-            values[name] = _field_value(f, hints[name], data[name], source, (*path, name))
-        elif not has_default(f):
-            raise source.error((*path, name), "required key is missing")
+        with errors.collect():
+            if name in data:
+                values[name] = _field_value(f, hints[name], data[name], source, (*path, name))
+            elif not has_default(f) and name not in meant:
+                raise source.error((*path, name), "required key is missing")
+    errors.raise_any()
     try:
         return schema(**values)
     except ValueError as exc:
         raise source.error(path, str(exc)) from None
+
+
+def _check_keys(
+    data: Mapping[Any, Any], fields: Mapping[str, Any], source: Source, path: KeyPath
+) -> None:
+    """Reject every key that is not a name, and every name that is not one of ``fields``."""
+    errors = ErrorList()
+    with errors.collect():
+        check_key_names(data, source, path)
+    for key in data:
+        if isinstance(key, str) and key not in fields:
+            errors.add(source.error((*path, key), f"unknown key{did_you_mean(key, fields)}"))
+    errors.raise_any()
 
 
 def _field_value(
@@ -172,7 +199,10 @@ def _field_value(
     if meta["maximum"] is not None and value > meta["maximum"]:
         raise source.error(path, f"must be at most {meta['maximum']}, got {_show(raw)}")
     if meta["each"] is not None:
-        value = tuple(_checked(meta["each"], v, source, (*path, i)) for i, v in enumerate(value))
+        each = meta["each"]
+        value = tuple(
+            check_all(lambda i, v: _checked(each, v, source, (*path, i)), enumerate(value))
+        )
     if meta["check"] is not None:
         value = _checked(meta["check"], value, source, path)
     return value
@@ -218,15 +248,16 @@ def _union(args: tuple[Any, ...], raw: Any, source: Source, path: KeyPath) -> An
 def _sequence(item: Any, raw: Any, source: Source, path: KeyPath) -> tuple[Any, ...]:
     if not isinstance(raw, list):
         raise source.error(path, f"expected a list, got {_show(raw)}")
-    return tuple(convert(item, value, source, (*path, i)) for i, value in enumerate(raw))
+    return tuple(
+        check_all(lambda i, value: convert(item, value, source, (*path, i)), enumerate(raw))
+    )
 
 
 def _mapping(value_type: Any, raw: Any, source: Source, path: KeyPath) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         raise source.error(path, f"expected a mapping, got {_show(raw)}")
-    return types.MappingProxyType(
-        {str(k): convert(value_type, v, source, (*path, k)) for k, v in raw.items()}
-    )
+    values = check_all(lambda k, v: convert(value_type, v, source, (*path, k)), raw.items())
+    return types.MappingProxyType(dict(zip(map(str, raw), values, strict=True)))
 
 
 def _scalar(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:

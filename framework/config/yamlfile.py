@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from framework.errors import ProjectError
+from framework.errors import ProjectError, check_all
 
 __all__ = [
     "MAX_BYTES",
@@ -246,7 +246,8 @@ def resolve_env(
     """Replace each ``{"$env": "NAME"}`` by the environment variable NAME (secrets).
 
     A mapping or list shared through YAML aliases is resolved once (``memo``), so a
-    "billion laughs" document costs no more than its size here either.
+    "billion laughs" document costs no more than its size here either. Every variable
+    that is not set is reported, not just the first.
     """
     memo = {} if memo is None else memo
     if not isinstance(value, dict | list):
@@ -256,9 +257,12 @@ def resolve_env(
     if isinstance(value, dict) and set(value) == {"$env"}:
         resolved: Any = _env(value["$env"], source, path)
     elif isinstance(value, dict):
-        resolved = {k: resolve_env(v, source, (*path, k), memo) for k, v in value.items()}
+        values = check_all(lambda k, v: resolve_env(v, source, (*path, k), memo), value.items())
+        resolved = dict(zip(value, values, strict=True))
     else:
-        resolved = [resolve_env(v, source, (*path, i), memo) for i, v in enumerate(value)]
+        resolved = check_all(
+            lambda i, v: resolve_env(v, source, (*path, i), memo), enumerate(value)
+        )
     memo[id(value)] = resolved
     return resolved
 

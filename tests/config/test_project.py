@@ -12,8 +12,9 @@ from aiohttp import web
 
 from framework.cli import main
 from framework.config.project import Project, load_project, parse_override
-from framework.config.schema import keys_of
-from framework.errors import ProjectError
+from framework.config.schema import build, keys_of, option
+from framework.config.yamlfile import Source
+from framework.errors import ProjectError, ProjectErrors
 from tests.conftest import Serve, pages, read_jsonl, run_fw, write_project
 
 VALID = """\
@@ -277,6 +278,129 @@ async def test_invalid_project_in_a_subprocess(command: str, project_dir: Path) 
     expect(
         error_line(result.stderr), path, 5, "concurrency.total", "expected an integer, got 'many'"
     )
+
+
+MANY_ERRORS = (
+    VALID
+    + """\
+timeout: fast
+concurrency:
+  total: 0
+  per_domian: 2
+exporters:
+  - {format: jsonl}
+  - {path: out.jsonl, format: 5}
+"""
+)
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_every_error_in_the_file_gets_its_own_line_in_file_order(
+    command: str, project_dir: Path
+) -> None:
+    path = write_project(project_dir, MANY_ERRORS)
+    result = await run_fw(command, str(path))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error: {path}:4: timeout: expected a number, got 'fast'",
+        f"Error: {path}:6: concurrency.total: must be at least 1, got 0",
+        f"Error: {path}:7: concurrency.per_domian: unknown key (did you mean 'per_domain'?)",
+        f"Error: {path}:9: exporters[0].path: required: the file to write (or - for stdout)",
+        f"Error: {path}:10: exporters[1].format: expected an exporter name such as jsonl",
+    ]
+
+
+async def test_past_twenty_errors_fw_check_says_how_many_more(project_dir: Path) -> None:
+    urls = "".join(f"  - {n}\n" for n in range(25))
+    path = write_project(project_dir, f"spider: shop\nstart_urls:\n{urls}timeout: fast\n")
+    result = await run_fw("check", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[:2] == [
+        f"Error: {path}:3: start_urls[0]: expected an http(s) URL, got 0",
+        f"Error: {path}:4: start_urls[1]: expected an http(s) URL, got 1",
+    ]
+    assert lines[19] == f"Error: {path}:22: start_urls[19]: expected an http(s) URL, got 19"
+    assert lines[20:] == ["… and 6 more errors"]
+
+
+def test_errors_on_the_command_line_come_first(
+    project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_project(project_dir, VALID + "delay: -1\n")
+    assert main(["check", str(path), "-s", "timeout=fast", "-s", "retries=-1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "Error: -s: timeout: expected a number, got 'fast'",
+        "Error: -s: retries: must be at least 0, got -1",
+        f"Error: {path}:4: delay: must be at least 0, got -1",
+    ]
+
+
+def test_several_errors_are_one_project_error_listing_each(project_dir: Path) -> None:
+    path = write_project(project_dir, MANY_ERRORS)
+    with pytest.raises(ProjectError) as raised:
+        load_project(path)
+    error = raised.value
+    assert isinstance(error, ProjectErrors)
+    assert [(e.where, e.key) for e in error.errors] == [
+        (f"{path}:4", "timeout"),
+        (f"{path}:6", "concurrency.total"),
+        (f"{path}:7", "concurrency.per_domian"),
+        (f"{path}:9", "exporters[0].path"),
+        (f"{path}:10", "exporters[1].format"),
+    ]
+    assert (error.where, error.key, error.message) == (
+        f"{path}:4",
+        "timeout",
+        "expected a number, got 'fast'",
+    )
+    assert str(error) == "\n".join(str(e) for e in error.errors)
+
+
+def test_every_unset_environment_variable_is_named(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FW_TOKEN", raising=False)
+    monkeypatch.delenv("FW_PROXY", raising=False)
+    text = VALID + "headers:\n  X-Token: {$env: FW_TOKEN}\n  X-Proxy: {$env: FW_PROXY}\n"
+    with pytest.raises(ProjectErrors) as raised:
+        load_project(write_project(project_dir, text))
+    assert [e.message for e in raised.value.errors] == [
+        "the environment variable FW_TOKEN is not set",
+        "the environment variable FW_PROXY is not set",
+    ]
+
+
+def test_every_offsite_start_url_is_named(project_dir: Path) -> None:
+    text = (
+        "spider: shop\nstart_urls:\n  - https://a.example/\n  - https://shop.example/\n"
+        "  - https://b.example/\nallowed_domains: [shop.example]\n"
+    )
+    with pytest.raises(ProjectErrors) as raised:
+        load_project(write_project(project_dir, text))
+    assert [e.key for e in raised.value.errors] == ["start_urls[0]", "start_urls[2]"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    token: str = option(doc="A key without a default.")
+    every: int = option(1, doc="A key with a limit.", minimum=1)
+
+
+def test_a_misspelt_required_key_is_one_error_a_missing_one_another() -> None:
+    source = Source(Path("p.yaml"), {})
+    with pytest.raises(ProjectError) as raised:
+        build(Needs, {"tokn": "x"}, source, ("needs",))
+    assert not isinstance(raised.value, ProjectErrors)
+    assert str(raised.value) == "p.yaml:1: needs.tokn: unknown key (did you mean 'token'?)"
+    with pytest.raises(ProjectErrors) as several:
+        build(Needs, {"colour": "red", "every": 0}, source, ("needs",))
+    assert [str(e) for e in several.value.errors] == [
+        "p.yaml:1: needs.colour: unknown key",
+        "p.yaml:1: needs.token: required key is missing",
+        "p.yaml:1: needs.every: must be at least 1, got 0",
+    ]
 
 
 def test_missing_project_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
