@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from framework.config.project import ExporterSpec, Project
 from framework.config.schema import build, did_you_mean, has_default, keys_of
 from framework.config.yamlfile import KeyPath, Source
-from framework.errors import PluginError, ProjectError, raised_at
+from framework.errors import ErrorList, PluginError, ProjectError, check_all, raised_at
 from framework.exporters import Exporter
 from framework.fetch.parsers import Parsers
 from framework.hooks.manager import project_plugin_name
@@ -49,25 +49,42 @@ def assemble(
     """Check the project against the installed plugins and build its components.
 
     ``outputs`` are the exporters added with ``-o`` on the command line; ``append`` makes
-    every exporter add to what an earlier run wrote.
+    every exporter add to what an earlier run wrote. The spider, each exporter and the
+    middlewares are checked whether or not another failed, and their errors raised together.
     """
-    source = project.error_source
-    _check_sections(project, registry, set(plugin_names))
+    errors = ErrorList()
+    with errors.collect():
+        _check_sections(project, registry, set(plugin_names))
     for spec in project.plugins:  # listing a plugin is using it
-        _require_section(project, registry, project_plugin_name(spec))
-    spider_class = _lookup(registry.spiders, project.spider, "spider", source, ("spider",))
-    spider = _component(project, registry, "spiders", spider_class, start_urls=project.start_urls)
-    exporters = tuple(
-        _exporter(spec, project, registry, append) for spec in (*project.exporters, *outputs)
-    )
-    return Components(spider, exporters, middlewares(project, registry), registry.parsers)
+        with errors.collect():
+            _require_section(project, registry, project_plugin_name(spec))
+    specs = enumerate((*project.exporters, *outputs))
+    # Each value below is made, or its error collected and raised by raise_any().
+    with errors.collect():
+        spider = _spider(project, registry)
+    with errors.collect():
+        exporters = check_all(lambda _, spec: _exporter(spec, project, registry, append), specs)
+    with errors.collect():
+        wrappers = middlewares(project, registry)
+    errors.raise_any()
+    return Components(spider, tuple(exporters), wrappers, registry.parsers)
 
 
 def middlewares(project: Project, registry: Registry) -> tuple[Middleware, ...]:
     """Build every registered middleware: each wraps every fetch, in every crawl."""
+    classes = registry.middlewares.items()
     return tuple(
-        _component(project, registry, "middlewares", cls) for cls in registry.middlewares.values()
+        check_all(lambda _, cls: _component(project, registry, "middlewares", cls), classes)
     )
+
+
+def _spider(project: Project, registry: Registry) -> Spider:
+    source = project.error_source
+    spider_class = _lookup(registry.spiders, project.spider, "spider", source, ("spider",))
+    spider: Spider = _component(
+        project, registry, "spiders", spider_class, start_urls=project.start_urls
+    )
+    return spider
 
 
 def _component(
@@ -115,15 +132,17 @@ def configure_plugins(project: Project, plugins: Iterable[tuple[str, object]]) -
     spider, an exporter or middleware of it, or its entry in ``plugins:`` — so an
     installed plugin that needs configuring does not break every other project.
     """
-    sections = dict(project.sections)
+    sections, errors = dict(project.sections), ErrorList()
     for name, plugin in plugins:
         schema = section_schema(plugin)
         if schema is None:
             continue
-        if name in sections:
-            sections[name] = build(schema, sections[name], project.error_source, (name,))
-        elif all(has_default(f) for f in keys_of(schema)):
-            sections[name] = build(schema, None, project.error_source, (name,))
+        with errors.collect():
+            if name in sections:
+                sections[name] = build(schema, sections[name], project.error_source, (name,))
+            elif all(has_default(f) for f in keys_of(schema)):
+                sections[name] = build(schema, None, project.error_source, (name,))
+    errors.raise_any()
     return dataclasses.replace(project, sections=MappingProxyType(sections))
 
 
@@ -137,14 +156,18 @@ def _require_section(project: Project, registry: Registry, plugin: str) -> None:
 def _check_sections(project: Project, registry: Registry, plugin_names: set[str]) -> None:
     """Every top-level key that is not a core key must name a plugin or something it provides."""
     owners = plugin_names | set(registry.spiders) | set(registry.middlewares)
+    known = [f.name for f in keys_of(Project)] + sorted(owners)
+    errors = ErrorList()
     for key in project.sections:
         if key not in owners:
-            known = [f.name for f in keys_of(Project)] + sorted(owners)
-            raise project.error_source.error(
-                (key,),
-                f"unknown key{did_you_mean(key, known)}; "
-                "top-level keys are fw's own or a plugin's name",
+            errors.add(
+                project.error_source.error(
+                    (key,),
+                    f"unknown key{did_you_mean(key, known)}; "
+                    "top-level keys are fw's own or a plugin's name",
+                )
             )
+    errors.raise_any()
 
 
 def _options(

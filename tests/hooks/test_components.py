@@ -1,0 +1,56 @@
+"""Checking a project against the loaded plugins reports every mistake it finds at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import run_fw, write_project
+
+BROKEN_PLUGIN = "def register_spiders(register)\n    pass\n"
+
+
+async def test_fw_run_reports_every_error_found_after_the_plugins_load(tmp_path: Path) -> None:
+    path = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [https://a.example/]
+        concurency: {total: 4}
+        rules:
+          itemz: [{fields: {title: h1}}]
+        exporters:
+          - {format: xml, path: out.xml}
+          - {path: out.jsonl, indent: 2}
+        """,
+    )
+    result = await run_fw("run", str(path), "-o", "items.txt", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"Error: -o: {tmp_path.resolve() / 'items.txt'}: no exporter for this file extension "
+        "(known: .jsonl .jl .ndjson .json .csv .db .sqlite .sqlite3)",
+        f"Error: {path}:3: concurency: unknown key (did you mean 'concurrency'?); top-level "
+        "keys are fw's own or a plugin's name",
+        f"Error: {path}:5: rules.itemz: unknown key (did you mean 'items'?)",
+        f"Error: {path}:7: exporters[0].format: unknown exporter 'xml'; installed: csv, json, "
+        "jsonl, sqlite (see fw plugins)",
+        f"Error: {path}:8: exporters[1].indent: unknown key; exporter 'jsonl' takes no options",
+    ]
+
+
+async def test_a_plugin_that_fails_to_load_is_the_only_error_shown(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(BROKEN_PLUGIN, encoding="utf-8")
+    path = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [https://a.example/]
+        plugins: [./broken.py]
+        concurency: {total: 4}
+        exporters: [{format: xml, path: out.xml}]
+        """,
+    )
+    result = await run_fw("check", str(path))
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: {path}:3: plugins[0]: "), line
+    assert "SyntaxError" in line
