@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ABORTED
 
 
-#: A project file with more errors than this is likely not one (or not yet): show the first.
+#: More would scroll the first errors, often the cause of the rest, off the screen.
 MAX_ERRORS_SHOWN = 20
 
 

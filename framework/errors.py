@@ -71,7 +71,7 @@ class ProjectError(UsageError):
 
 
 class ProjectErrors(ProjectError):
-    """A project file is invalid at several places; ``errors`` holds each, in file order.
+    """A project is invalid at several places; ``errors`` holds each, by line (``-s`` first).
 
     ``where``, ``key`` and ``message`` are the first error's; the message is one line per
     error.

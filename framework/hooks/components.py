@@ -49,8 +49,8 @@ def assemble(
     """Check the project against the installed plugins and build its components.
 
     ``outputs`` are the exporters added with ``-o`` on the command line; ``append`` makes
-    every exporter add to what an earlier run wrote. The spider, each exporter and the
-    middlewares are checked whether or not another failed, and their errors raised together.
+    every exporter add to what an earlier run wrote. Each check runs whether or not another
+    failed, and their errors are raised together; a plugin that fails to start stops it.
     """
     errors = ErrorList()
     with errors.collect():
@@ -79,6 +79,7 @@ def middlewares(project: Project, registry: Registry) -> tuple[Middleware, ...]:
 
 
 def _spider(project: Project, registry: Registry) -> Spider:
+    """Find the project's spider and start it with the options of its section."""
     source = project.error_source
     spider_class = _lookup(registry.spiders, project.spider, "spider", source, ("spider",))
     spider: Spider = _component(
