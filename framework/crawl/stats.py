@@ -132,7 +132,8 @@ class Stats:
         if self.failures:
             count, path = self.failures
             lines.append(
-                f"failures: {count} requests listed in {path}; fw run --retry-failed "
+                f"failures: {count} request{'s' if count != 1 else ''} listed in {path}; "
+                "fw run --retry-failed "
                 "tries them again"
             )
         lines += [
