@@ -80,11 +80,10 @@ local function take(host, room, rival)
     for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
     return ids
   end
-  local best = redis.call('ZRANGE', queue, 0, room - 1, 'WITHSCORES')
-  for i = 1, #best, 2 do
-    if i > 1 and tonumber(best[i + 1]) >= rival then break end
-    ids[#ids + 1] = best[i]
-  end
+  -- Only those that outrank the rival are read: a host with a long queue of requests as
+  -- good as the rival's gives one, not a page of them to throw away.
+  ids = redis.call('ZRANGEBYSCORE', queue, '-inf', '(' .. rival, 'LIMIT', 0, room)
+  if #ids == 0 then ids = redis.call('ZRANGE', queue, 0, 0) end
   redis.call('ZREMRANGEBYRANK', queue, 0, #ids - 1)
   return ids
 end
