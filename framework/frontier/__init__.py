@@ -221,10 +221,20 @@ class Status:
 
 
 def encode_request(request: Request) -> str:
-    """Serialise a request as JSON for a persistent backend; its meta must be JSON too."""
+    """Serialise a request for a persistent backend, as small as it can be stored: its URL
+    alone if every other field has its default (most discovered links), else JSON of the
+    fields that differ from their defaults. Its meta must be JSON."""
+    data = request.to_dict()
+    url = data.pop("url")
+    changed = {name: value for name, value in data.items() if value != _DEFAULTS[name]}
+    if not changed and url.startswith(("http://", "https://")):
+        return str(url)
     try:
         return json.dumps(
-            request.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            {"url": url} | changed,
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
         )
     except (TypeError, ValueError) as exc:
         raise CrawlAborted(
@@ -234,8 +244,16 @@ def encode_request(request: Request) -> str:
 
 
 def decode_request(text: str | bytes) -> Request:
-    """Rebuild a request that ``encode_request`` stored."""
-    return Request.from_dict(json.loads(text))
+    """Rebuild a request that ``encode_request`` stored (or an older fw's full JSON)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if text.startswith("{"):
+        return Request.from_dict(json.loads(text))
+    return Request(text)
+
+
+#: Every field's default (the URL has none): what a stored request leaves out.
+_DEFAULTS = Request("http://example.com/").to_dict()
 
 
 def signed_fingerprint(fingerprint: int) -> int:

@@ -112,6 +112,35 @@ async def test_add_drops_requests_seen_before_by_fingerprint(make: Backend) -> N
     assert frontier.counts() == Counts(pending=3, delayed=0, leased=0, seen=3)
 
 
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Request("http://a.test/plain?q=1"),  # stored as its URL alone
+        Request("http://a.test/item", callback="parse_item", depth=3),
+        Request(
+            "http://a.test/form",
+            method="POST",
+            body=b"\x00a=1\n",
+            headers={"X-Token": "t\tab"},
+            callback="parse",
+            errback="failed",
+            priority=-2,
+            meta={"page": 2, "tags": ["x", None], "note": "line\nbreak\ttab"},
+            dont_filter=True,
+            retries=1,
+            redirects=2,
+        ),
+    ],
+    ids=["url-only", "callback", "every-field"],
+)
+async def test_a_request_comes_back_as_it_was_added(make: Backend, request_: Request) -> None:
+    frontier = await make()
+    await frontier.add([request_])
+    lease = await frontier.claim()
+    assert isinstance(lease, Lease)
+    assert lease.request == request_
+
+
 async def test_add_drops_duplicates_within_one_batch(make: Backend) -> None:
     frontier = await make()
     batch = [req("http://a.test/1"), req("http://a.test/1#top"), req("http://a.test/2")]
