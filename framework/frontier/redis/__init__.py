@@ -90,7 +90,8 @@ __all__ = ["RedisFrontier", "read_status", "where"]
 log = logging.getLogger("fw")
 
 #: Fingerprints are sharded by their top bits: 2^18 sets stay compact up to ~130M URLs.
-_SHARD_SHIFT = 64 - 18
+#: Fixed for a crawl's life (a fingerprint is looked for in one shard only).
+SHARD_BITS = 18
 #: Expired leases, due retries and rested hosts a claim moves at most, to bound its cost.
 _SWEEP = 100
 
@@ -460,7 +461,7 @@ def _fingerprint(request: Request) -> tuple[int, int]:
     """Return the request's seen-set shard and its fingerprint, signed (see
     ``signed_fingerprint``)."""
     key = fingerprint(request)
-    return key >> _SHARD_SHIFT, signed_fingerprint(key)
+    return key >> (64 - SHARD_BITS), signed_fingerprint(key)
 
 
 def _picked(requests: Sequence[Request], positions: bytes | str) -> list[Request]:
