@@ -122,11 +122,11 @@ class SqliteFrontier:
                 _discard(self.path, self._lock)
             existed = self.path.stat().st_size > 0
             self._db = _connect(self.path)
+            settled = self._load()  # first: a message that stops the crawl counts them
             self._claim_ownership()
         except BaseException:
             await self.close()
             raise
-        settled = self._load()
         checkpoints = json.loads(self._meta("checkpoints") or "{}")
         busy = self._pending or self._delayed
         return Saved(
@@ -296,11 +296,7 @@ class SqliteFrontier:
         try:
             yield
         except sqlite3.Error as exc:
-            reason = "No space left on device" if _full(exc) else str(exc)
-            raise CrawlAborted(
-                f"frontier {self.path}: {reason} ({self._done + self._failed} requests "
-                "settled; a rerun continues from them)"
-            ) from exc
+            raise _unwritable(self.path, exc, self._done + self._failed) from exc
 
     def _settled(self, db: sqlite3.Connection, key: int, settlement: Settlement) -> list[Request]:
         """Mark one request done or failed; return its new discoveries, not yet counted."""
@@ -389,9 +385,11 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.execute("UPDATE requests SET state = ? WHERE state = ?", (_PENDING, _LEASED))
     except sqlite3.Error as exc:
         db.close()
-        raise UsageError(
-            f"frontier: {path} is not fw crawl state ({exc}); remove it or run with --fresh"
-        ) from exc
+        if _foreign(exc):
+            raise UsageError(
+                f"frontier: {path} is not fw crawl state ({exc}); remove it or run with --fresh"
+            ) from exc
+        raise _unwritable(path, exc, _settled_in(path)) from exc  # intact: say so
     return db
 
 
@@ -447,8 +445,45 @@ def _discard(path: Path, state: IO[bytes]) -> None:
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
+def _unwritable(path: Path, exc: sqlite3.Error, settled: int | None) -> CrawlAborted:
+    """Say that the state file cannot be written (or read), and that a rerun continues."""
+    reason = "No space left on device" if _full(exc) else str(exc)
+    if settled is None:
+        return CrawlAborted(f"frontier {path}: {reason} (a rerun continues from it)")
+    return CrawlAborted(
+        f"frontier {path}: {reason} ({settled} requests settled; a rerun continues from them)"
+    )
+
+
 def _full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
+    # Extending the -shm file, which a state closed cleanly needs first, fails this way.
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE")
+
+
+def _foreign(exc: sqlite3.Error) -> bool:
+    """Say whether an error means the file is not fw's state, rather than that the disk or
+    the file system failed: only then may a message suggest removing it."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name in ("SQLITE_NOTADB", "SQLITE_ERROR") or name.startswith("SQLITE_CORRUPT")
+
+
+def _settled_in(path: Path) -> int | None:
+    """Count the requests a state has settled, reading only; None if it cannot be read.
+
+    Read as immutable if need be, which needs no -shm file: a state whose -shm cannot be
+    made was closed cleanly, its WAL emptied into the main file.
+    """
+    if path.stat().st_size == 0:  # a new state
+        return 0
+    query = "SELECT count(*) FROM requests WHERE state IN (2, 3)"
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        uri = f"{path.resolve().as_uri()}?{options}"
+        with (
+            contextlib.suppress(sqlite3.Error),
+            contextlib.closing(sqlite3.connect(uri, uri=True)) as db,
+        ):
+            return int(db.execute(query).fetchone()[0])
+    return None
 
 
 def _status(db: sqlite3.Connection, holder: WorkerStatus | None) -> Status:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from framework.errors import UsageError
+from framework.errors import CrawlAborted, UsageError
 from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import Lease, LeaseLost, Saved
 from framework.frontier.sqlite import SqliteFrontier, read_status
@@ -256,3 +258,72 @@ async def test_a_full_disk_under_the_state_file_is_one_located_error(
     assert last.startswith(f"Error: frontier {folder / 'crawl.db'}: No space left on device (")
     assert "internal error" not in done.stderr and "Traceback" not in done.stderr
     assert all(json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines())
+
+
+def fill(folder: Path) -> None:
+    """Write a file in ``folder`` until its disk is full."""
+    with (folder / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"\0" * 4096)
+
+
+async def test_a_full_disk_when_a_closed_crawl_reopens_is_not_taken_for_bad_state(
+    tmp_path: Path,
+) -> None:
+    with small_disk(tmp_path / "state", "256k") as folder:
+        frontier, _ = await opened(folder / "crawl.db")
+        await frontier.add(urls(*map(str, range(200))))
+        for _ in range(3):
+            await ack(frontier, await lease_of(frontier))
+        await frontier.close()  # cleanly: the WAL is emptied, its -shm must be made anew
+        fill(folder)
+        with pytest.raises(CrawlAborted) as raised:
+            await opened(folder / "crawl.db")
+        assert str(raised.value) == (
+            f"frontier {folder / 'crawl.db'}: No space left on device (3 requests settled; "
+            "a rerun continues from them)"
+        )
+        (folder / "filler").unlink()
+        again, saved = await opened(folder / "crawl.db")
+        assert (saved.resumed, saved.settled, again.counts().pending) == (True, 3, 197)
+        await again.close()
+
+
+async def test_a_full_disk_when_a_killed_crawl_resumes_says_so_and_the_rerun_continues(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = LinkedSite(300, latency=0.02)
+    base = await site.start(serve)
+    items = tmp_path / "items.jsonl"
+    with small_disk(tmp_path / "state", "8m") as folder:  # room for its WAL
+        state = folder / "crawl.db"
+        project = rules_project(tmp_path, "shop", [f"{base}/p/0"], state)
+        first = await asyncio.create_subprocess_exec(
+            *fw_command(),
+            "run",
+            str(project),
+            "-q",
+            "-o",
+            str(items),
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await site.served(30)
+        finally:
+            first.kill()  # its leases stay leased in the state, to be put back
+            await first.wait()
+        fill(folder)
+        full = await run_fw("run", str(project), "-q", "-o", str(items))
+        assert full.returncode == 1, full.stderr
+        last = full.stderr.strip().splitlines()[-1]
+        assert re.fullmatch(
+            rf"Error: frontier {re.escape(str(state))}: No space left on device \(\d+ requests "
+            r"settled; a rerun continues from them\)",
+            last,
+        ), last
+        assert "not fw crawl state" not in full.stderr
+        (folder / "filler").unlink()
+        rerun = await run_fw("run", str(project), "-q", "-o", str(items))
+    assert rerun.returncode == 0, rerun.stderr
+    pages = [item["page"] for item in read_jsonl(items)]
+    assert sorted(pages) == sorted(f"{base}/p/{n}" for n in range(300))  # each exactly once
