@@ -146,11 +146,18 @@ class SqliteFrontier:
             self._lock = None
 
     def _claim_ownership(self) -> None:
-        """Record whose crawl this state is, or refuse it if it is another project's."""
+        """Record whose crawl this state is, or refuse it if it is another project's.
+
+        The owner is the project's name and spider, not its file: a project moved or
+        copied elsewhere keeps its crawl. So two projects of one name and spider share a
+        state unchecked. A state without an owner (new, or written before fw recorded
+        one) becomes the crawl of the first project that opens it: nothing tells whose
+        it was, and refusing it would strand every crawl saved by an older fw.
+        """
         if self._owner is None:
             return
         found = (self._meta("project"), self._meta("spider"))
-        if found == (None, None):  # new, or written before fw recorded its owner
+        if found == (None, None):
             with self._transaction() as db:
                 db.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
