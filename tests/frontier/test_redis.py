@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,15 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
     redis_server.start()
     yield redis_server
     redis_server.stop()
+
+
+@pytest.fixture
+async def proxy(server: RedisServer) -> AsyncIterator[CuttingProxy]:
+    """A proxy to ``server``, for a worker whose replies a test cuts or holds back."""
+    cutting = CuttingProxy(server.port)
+    await cutting.start()
+    yield cutting
+    await cutting.close()
 
 
 @pytest.fixture
@@ -693,3 +703,100 @@ async def test_the_error_names_redis_without_its_credentials(
     with pytest.raises(CrawlAborted) as raised:
         await frontier.claim()
     assert str(raised.value) == gone(server.url, 0)
+
+
+# -------------------------------------------------------------------------------------------
+# --fresh: the wipe, and workers that open while it runs
+# -------------------------------------------------------------------------------------------
+
+
+async def wipe_held_midway(
+    make: Make, server: RedisServer, proxy: CuttingProxy
+) -> tuple[RedisFrontier, RedisFrontier, asyncio.Task[Saved]]:
+    """Start a crawl of 5,000 requests, then a ``--fresh`` worker whose wipe is held midway
+    (meta is the wipe's mark, part of the old keys are deleted); return the old worker,
+    the --fresh one and the task opening it."""
+    old = await make()
+    await old.add(urls(*map(str, range(5000))))
+    before = keys_in(server)
+
+    def midway() -> bool:
+        with server.client() as client:
+            return bool(client.hexists(PREFIX + "meta", "wiping")) and client.dbsize() < before
+
+    proxy.hold_when(midway)
+    fresh = await make(fresh=True, url=proxy.url, open=False)
+    opening = asyncio.create_task(fresh.open())
+    await asyncio.wait_for(proxy.holding.wait(), 10)
+    assert 1 < keys_in(server) < before
+    return old, fresh, opening
+
+
+async def test_a_worker_opening_during_a_fresh_wipe_waits_then_joins_the_new_crawl(
+    server: RedisServer, proxy: CuttingProxy, make: Make
+) -> None:
+    old, fresh, opening = await wipe_held_midway(make, server, proxy)
+    with pytest.raises(CrawlAborted, match="is gone"):  # the old crawl's workers stop
+        await old.claim()
+    heard = Heard("is wiping this crawl in redis at")
+    logging.getLogger("fw").addHandler(heard)
+    try:
+        joiner = await make(open=False)
+        joining = asyncio.create_task(joiner.open())
+        await asyncio.wait_for(heard.event.wait(), 10)
+    finally:
+        logging.getLogger("fw").removeHandler(heard)
+    assert not joining.done() and not opening.done()
+    proxy.release()
+    assert await asyncio.wait_for(opening, 10) == Saved()
+    assert await asyncio.wait_for(joining, 10) == Saved()  # new to it too: exports restart
+    assert await fresh.add(urls("1")) == urls("1")  # the old crawl's seen-set is gone
+    assert await joiner.add(urls("1", "2")) == urls("2")  # one crawl, shared by both
+    status = await status_of(joiner)
+    assert (status.pending, status.done) == (2, 0)
+    assert {worker.id for worker in status.workers} == {fresh.worker, joiner.worker}
+
+
+async def test_a_wipe_killed_midway_stops_later_workers_until_fresh_wipes_again(
+    server: RedisServer, proxy: CuttingProxy, make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, _, opening = await wipe_held_midway(make, server, proxy)
+    opening.cancel()  # the --fresh worker dies, its connection with it
+    await proxy.close()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    left = keys_in(server)
+
+    late = await make(lease=0.5, open=False)  # waits for the wipe until it is a lease idle
+    with pytest.raises(UsageError) as raised:
+        await late.open()
+    assert re.fullmatch(
+        rf"frontier: a `fw run --fresh` began wiping the crawl in Redis at {server.url} and "
+        r"stopped \ds ago before it finished; run `fw run --fresh` to start the crawl over",
+        str(raised.value),
+    ), raised.value
+    assert "is wiping this crawl" in caplog.text
+    with pytest.raises(UsageError, match="before it finished"):
+        await read_status(server.url, PREFIX, lease=0.5)
+    assert keys_in(server) == left  # the late worker wrote nothing
+
+    again = await make(fresh=True)
+    assert await again.add(urls("1")) == urls("1")
+    status = await status_of(again)
+    assert (status.pending, status.done) == (1, 0)
+    assert [worker.id for worker in status.workers] == [again.worker]
+
+
+async def test_two_fresh_runs_at_once_end_in_one_crawl(
+    server: RedisServer, proxy: CuttingProxy, make: Make
+) -> None:
+    _, first, opening = await wipe_held_midway(make, server, proxy)
+    second = await make(fresh=True, open=False)
+    assert await second.open() == Saved()  # takes the wipe over and finishes it
+    assert await second.add(urls("1")) == urls("1")
+    proxy.release()
+    assert await asyncio.wait_for(opening, 10) == Saved()  # finds its wipe taken: joins
+    assert await first.add(urls("1", "2")) == urls("2")
+    status = await status_of(first)
+    assert (status.pending, status.done) == (2, 0)
+    assert {worker.id for worker in status.workers} == {first.worker, second.worker}

@@ -6,7 +6,8 @@ crawl: a request is leased, never popped, and a lease that is not settled in tim
 back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by default)::
 
     meta             hash   counters (pending, seen, done, failed), id and filing sequences,
-                            when the crawl was created and its epoch
+                            when the crawl was created and its epoch; while ``--fresh``
+                            wipes the crawl, only the wipe's mark (see below)
     seen:<shard>     set    64-bit fingerprints, sharded by their top 18 bits
     req              hash   id -> host, priority and JSON of every live request
     q:<host>         zset   the host's queued ids by -priority (then by id: oldest first)
@@ -26,6 +27,15 @@ created with a random epoch, which its workers pass to every script and ``lib.lu
 compares with the one in ``meta`` (one ``HGET``) before changing anything: a worker that
 finds another epoch, or none, raises ``CrawlAborted``. One that opens then starts a new
 crawl. A Redis restarted with its data keeps the epoch, and the crawl goes on.
+
+``--fresh`` deletes the crawl's keys with SCAN, which takes a while for a big crawl, so a
+worker opening meanwhile must not create a crawl the scan would then half delete. The wipe
+first replaces ``meta`` with a mark (its token and the time of its last progress), which
+has no epoch: the old crawl's workers stop, and ``open.lua`` answers "wiping" instead of
+creating a crawl. Such a worker waits (saying so) for the new crawl, which the wiping
+worker's ``open.lua`` creates when it lifts the mark, in one step. A wipe that makes no
+progress for a lease (its worker was killed) is never taken for a crawl, finished or not:
+workers refuse to start until a ``--fresh`` run wipes it again.
 
 A claim touches a bounded number of entries of sorted sets: its cost grows as
 O(log n) with the queue, never by scanning it.
@@ -94,6 +104,8 @@ log = logging.getLogger("fw")
 SHARD_BITS = 18
 #: Expired leases, due retries and rested hosts a claim moves at most, to bound its cost.
 _SWEEP = 100
+#: How often a worker opening during another's ``--fresh`` wipe asks again: first, at most.
+_WIPE_POLL_FIRST, _WIPE_POLL_MAX = 0.05, 1.0
 
 
 class RedisFrontier:
@@ -117,6 +129,7 @@ class RedisFrontier:
         self._politeness, self._fresh, self._jitter = politeness, fresh, jitter
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._epoch = secrets.token_hex(8)  # the crawl's, if open creates it; else replaced
+        self._joined = False  # open registered this worker in a crawl: close deregisters it
         self._gone = False  # the crawl's state vanished from Redis: every call stops the crawl
         self._settled_here = 0  # pages this worker settled: its exports hold their items
         self._calls = itertools.count(1)  # numbers this worker's mutating calls
@@ -134,15 +147,24 @@ class RedisFrontier:
 
     async def open(self) -> Saved:
         """Connect, register this worker, start its heartbeat, and say what was found."""
-        await self._scripts.open(wipe=self._fresh)
-        existed, epoch, counts = await self._run("open", self.worker)
-        self._epoch = epoch.decode()
+        try:
+            await self._scripts.open()
+            wipe = secrets.token_hex(8) if self._fresh else ""
+            if wipe:
+                await self._scripts.wipe(wipe)
+            existed, epoch, counts, waited = await self._join(wipe)
+        except BaseException:
+            await self._scripts.disconnect()
+            raise
+        self._epoch, self._joined = epoch.decode(), True
         done, failed = counts[4], counts[5]
         self._note(counts)
         self._heartbeat = asyncio.create_task(self._beat(), name=f"fw heartbeat {self.worker}")
         busy = counts[0] or counts[1] or counts[2]
         return Saved(
-            resumed=bool(existed),
+            # A crawl created since this worker began (its --fresh, or one it waited for)
+            # is new to it: its exports start over.
+            resumed=bool(existed) and not (self._fresh or waited),
             finished=bool(existed) and not busy and done + failed > 0,
             settled=done + failed,
         )
@@ -155,6 +177,9 @@ class RedisFrontier:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._heartbeat = self._claiming = None
+        if not self._joined:  # open failed: there is no crawl to leave
+            await self._scripts.disconnect()
+            return
         try:
             problem = await self._scripts.close("close", self._epoch, self.worker, *self._pairs())
         except Gone:  # nothing to hand back, and the crawl ends anyway
@@ -274,6 +299,29 @@ class RedisFrontier:
     # -------------------------------------------------------------------------------------
     # Inside
     # -------------------------------------------------------------------------------------
+
+    async def _join(self, wipe: str) -> tuple[int, bytes, list[int], bool]:
+        """Open the crawl: existed, epoch, counts, and whether this worker waited. While
+        another worker's ``--fresh`` wipes it, wait for the crawl that wipe creates, as
+        long as the wipe makes progress."""
+        pause, waiting = _WIPE_POLL_FIRST, False
+        while True:
+            kind, *answer = await self._run("open", self.worker, wipe)
+            if kind == b"open":
+                existed, epoch, counts = answer
+                return existed, epoch, counts, waiting
+            idle = float(answer[0])
+            if idle > self.lease:  # its worker died (or lost Redis for a lease)
+                raise _half_wiped(self.url, idle)
+            if not waiting:
+                waiting = True
+                log.warning(
+                    "a `fw run --fresh` is wiping this crawl in redis at %s; waiting for it "
+                    "to finish",
+                    self._scripts.address,
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _WIPE_POLL_MAX)
 
     async def _run(self, script: str, *args: Any) -> Any:
         """Run a script on this worker's crawl; raise ``CrawlAborted`` once it is gone."""
@@ -405,11 +453,14 @@ def where(url: str, name: str) -> tuple[str, str, float]:
 async def read_status(url: str, prefix: str, *, lease: float = 30.0) -> Status:
     """Read a crawl's state on a connection of its own, without joining the crawl."""
     scripts = Scripts(url, prefix)
-    now, exists, counts, hosts, workers = await scripts.read("status")
+    now, exists, counts, hosts, workers, wiping = await scripts.read("status")
+    place = f"under {prefix!r} in the redis at {scripts.address}"
     if not exists:
-        raise UsageError(
-            f"frontier: no crawl state under {prefix!r} in the redis at {scripts.address} yet"
-        )
+        raise UsageError(f"frontier: no crawl state {place} yet")
+    if wiping and float(wiping) > lease:
+        raise _half_wiped(url, float(wiping))
+    if wiping:
+        raise UsageError(f"frontier: the crawl {place} is being wiped by `fw run --fresh`")
     found = {
         hosts[i].decode(): HostStatus(*map(int, hosts[i + 1 : i + 5]))
         for i in range(0, len(hosts), 5)
@@ -436,6 +487,15 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
     ours = {key: value for key, value in query if key in ("lease", "prefix")}
     rest = urlencode([(key, value) for key, value in query if key not in ours])
     return urlunsplit(parts._replace(query=rest)), ours
+
+
+def _half_wiped(url: str, idle: float) -> UsageError:
+    """Say that a ``--fresh`` wipe stopped midway, and what to do about it."""
+    return UsageError(
+        f"frontier: a `fw run --fresh` began wiping the crawl in Redis at {_shown(url)} and "
+        f"stopped {idle:.0f}s ago before it finished; run `fw run --fresh` to start the "
+        "crawl over"
+    )
 
 
 def _shown(url: str) -> str:

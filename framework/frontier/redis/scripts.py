@@ -35,7 +35,7 @@ log = logging.getLogger("fw")
 
 T = TypeVar("T")
 
-_NAMES = ("push", "claim", "settle", "retry", "extend", "tune", "open", "close", "status")
+_NAMES = ("push", "claim", "settle", "retry", "extend", "tune", "open", "close", "status", "wipe")
 #: Backoff while Redis is unreachable: the first pause and the longest.
 _PAUSE_FIRST, _PAUSE_MAX = 0.1, 5.0
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
@@ -67,14 +67,23 @@ class Scripts:
             return parts.path
         return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
-    async def open(self, *, wipe: bool = False) -> None:
-        """Connect and load every script (a mistake in one shows now, not mid-crawl);
-        ``wipe`` first deletes every key of this crawl (``--fresh``)."""
+    async def open(self) -> None:
+        """Connect and load every script (a mistake in one shows now, not mid-crawl)."""
         self._client = self._connect()
         self._scripts = {name: self._client.register_script(_source(name)) for name in _NAMES}
         await self._retrying(self._load)
-        if wipe:
-            await self._retrying(self._wipe)
+
+    async def wipe(self, token: str) -> None:
+        """Delete every key of this crawl (``--fresh``) under a mark that keeps other
+        workers from creating a crawl meanwhile: see ``lua/wipe.lua``. ``open.lua``, run
+        with the same ``token``, lifts the mark; a wipe another worker took over is its."""
+        await self._retrying(lambda: self._wipe(token))
+
+    async def disconnect(self) -> None:
+        """Close the connection, if open."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def run(self, script: str, *args: Any) -> Any:
         """Run a script, waiting out an outage; a cancelled caller leaves it running."""
@@ -94,8 +103,7 @@ class Scripts:
         except _UNREACHABLE as exc:
             return f"redis at {self.address} is unreachable ({exc})"
         finally:
-            await self._client.aclose()
-            self._client = None
+            await self.disconnect()
         return None
 
     async def read(self, script: str, *args: Any) -> Any:
@@ -179,22 +187,13 @@ class Scripts:
         for script in self._scripts.values():
             await self._client.script_load(script.script)
 
-    async def _wipe(self) -> None:
-        """Delete every key of this crawl; other crawls' keys stay.
-
-        The meta hash, which holds the crawl's epoch, goes first: from then on a script of
-        a worker still running finds the crawl gone and writes nothing the scan has passed.
-        """
-        assert self._client is not None
-        await self._client.unlink(self.prefix + "meta")
-        batch: list[bytes] = []
-        async for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                await self._client.unlink(*batch)
-                batch = []
-        if batch:
-            await self._client.unlink(*batch)
+    async def _wipe(self, token: str) -> None:
+        """Delete this crawl's keys, other crawls' stay, one SCAN page a call."""
+        cursor, pattern = "", _glob_escape(self.prefix) + "*"
+        while cursor != "0":
+            cursor = (await self._call("wipe", (token, cursor, pattern))).decode()
+            if cursor == "taken":
+                return
 
 
 def _glob_escape(text: str) -> str:

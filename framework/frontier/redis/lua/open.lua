@@ -1,8 +1,20 @@
 -- Register a worker and say whether the crawl existed before it, and which crawl it is.
--- ARGV: prefix, the epoch the crawl gets if it has none yet, worker.
--- Returns {1 if the crawl existed else 0, the crawl's epoch, counts}.
+-- ARGV: prefix, the epoch the crawl gets if it has none yet, worker, the token of the wipe
+-- this worker made ('' if none: see wipe.lua).
+-- Returns {'open', 1 if the crawl existed else 0, the crawl's epoch, counts}, or, while
+-- another worker's `fw run --fresh` wipes the crawl, {'wiping', seconds since its last
+-- progress} and changes nothing.
 local t = now()
+local wiping = redis.call('HGET', META, 'wiping')
+if wiping and wiping ~= ARGV[4] then
+  return {'wiping', tostring(t - num(redis.call('HGET', META, 'beat')))}
+end
+if wiping then  -- this worker's wipe is over: lift the mark, the new crawl begins
+  redis.call('DEL', META)
+end
+-- A crawl with this worker's epoch is one its own earlier call made (its answer was lost).
 local existed = redis.call('HSETNX', META, 'created', t) == 0
+  and redis.call('HGET', META, 'epoch') ~= ARGV[2]
 redis.call('HSETNX', META, 'epoch', ARGV[2])  -- also for a crawl made before epochs were
 local workers = redis.call('HGETALL', WORKERS)
 for i = 1, #workers, 2 do  -- forget workers that stopped over a day ago
@@ -12,4 +24,4 @@ for i = 1, #workers, 2 do  -- forget workers that stopped over a day ago
   end
 end
 redis.call('HSET', WORKERS, ARGV[3], t)
-return {existed and 1 or 0, redis.call('HGET', META, 'epoch'), counts()}
+return {'open', existed and 1 or 0, redis.call('HGET', META, 'epoch'), counts()}
