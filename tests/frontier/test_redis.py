@@ -469,6 +469,21 @@ async def test_status_counts_hosts_and_workers(make: Make, server: RedisServer) 
     assert all(0 <= worker.idle < 5 for worker in status.workers)
 
 
+async def test_opening_forgets_workers_silent_for_a_day_and_their_call_records(
+    make: Make, server: RedisServer
+) -> None:
+    dead = await make()
+    await dead.add(urls("1"))
+    stall(dead)
+    calls = f"{PREFIX}calls:{dead.worker}"
+    with server.client() as client:
+        assert client.exists(calls)
+        client.hset(PREFIX + "workers", dead.worker, "1000.5")  # its last beat, long ago
+        alive = await make()
+        assert not client.exists(calls)
+    assert [worker.id for worker in (await status_of(alive)).workers] == [alive.worker]
+
+
 async def test_fresh_wipes_this_crawl_only(make: Make) -> None:
     old, neighbour = await make(), await make(prefix="fw:other:")
     await old.add(urls("1", "2"))

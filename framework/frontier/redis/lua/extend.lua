@@ -4,8 +4,6 @@
 if gone() then return GONE end
 local t = now()
 redis.call('HSET', WORKERS, ARGV[3], t)
--- A worker that died leaves its call record behind; it goes a day after the last beat.
-redis.call('EXPIRE', P .. 'calls:' .. ARGV[3], 86400)
 local expiry, kept = t + tonumber(ARGV[4]), 0
 for i = 5, #ARGV, 2 do
   if redis.call('HGET', TOKENS, ARGV[i]) == ARGV[i + 1] then

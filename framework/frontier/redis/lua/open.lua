@@ -17,10 +17,10 @@ local existed = redis.call('HSETNX', META, 'created', t) == 0
   and redis.call('HGET', META, 'epoch') ~= ARGV[2]
 redis.call('HSETNX', META, 'epoch', ARGV[2])  -- also for a crawl made before epochs were
 local workers = redis.call('HGETALL', WORKERS)
-for i = 1, #workers, 2 do  -- forget workers that stopped over a day ago
-  local stopped_at = string.match(workers[i + 1], '^(%S+) stopped$')
-  if stopped_at and t - tonumber(stopped_at) > 86400 then
+for i = 1, #workers, 2 do  -- forget workers silent for over a day, stopped or dead
+  if t - tonumber(string.match(workers[i + 1], '^%S+')) > 86400 then
     redis.call('HDEL', WORKERS, workers[i])
+    redis.call('DEL', P .. 'calls:' .. workers[i])
   end
 end
 redis.call('HSET', WORKERS, ARGV[3], t)
