@@ -4,7 +4,8 @@ Three workers share one crawl; one is killed with SIGKILL mid-crawl. The survivo
 finish the crawl by themselves, fetch every page, and between them export every item the
 killed worker had not exported, none twice. Redis itself goes away too: restarted with its
 append-only file, the workers carry on; flushed, they stop with an error, never "finished".
-And `fw run --fresh` wipes a big crawl while other workers start.
+So does a Redis out of memory; and `fw run --fresh` wipes a big crawl while other workers
+start.
 """
 
 from __future__ import annotations
@@ -311,3 +312,52 @@ async def test_a_fresh_killed_midway_leaves_no_crawl_until_fresh_runs_again(
     assert again.returncode == 0, again.stderr
     assert sorted(pages_in(tmp_path / "again.jsonl")) == sorted(f"p/{n}" for n in range(PAGES))
     assert set(state.fetched.values()) == {1}
+
+
+# -------------------------------------------------------------------------------------------
+# A Redis out of memory
+# -------------------------------------------------------------------------------------------
+
+OUT_OF_MEMORY = re.compile(
+    r"^Error: the Redis at (\S+) is out of memory \(used memory > maxmemory\) and refuses "
+    r"to store more of the crawl; (\d+) pages settled by this worker, its exports are "
+    r"complete up to them; a rerun continues once Redis has room$",
+    re.MULTILINE,
+)
+
+
+async def test_redis_out_of_memory_stops_the_worker_and_a_rerun_finishes_the_crawl(
+    serve: Serve, tmp_path: Path
+) -> None:
+    state = LinkedSite(PAGES, latency=0.01)
+    base = await state.start(serve)
+    (tmp_path / "redis").mkdir()
+    options = ["--maxmemory", "100mb", "--maxmemory-policy", "noeviction"]
+    server = RedisServer(tmp_path / "redis", options=options)
+    await asyncio.to_thread(server.start)
+    try:
+        project = linked_project(tmp_path, base, server.url)
+        first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+        worker = await start_worker(project, first)
+        await exported([first], 20)
+        with server.client() as client:
+            client.config_set("maxmemory", 1)  # far below what Redis uses: it is full
+        ((code, stderr),) = await ended([worker])
+        assert code == 1 and ": finished" not in stderr, stderr
+        found = OUT_OF_MEMORY.search(stderr)
+        assert found is not None, stderr
+        assert found[1] == server.url
+        assert 0 < int(found[2]) <= len(set(pages_in(first)))
+        with server.client() as client:
+            client.config_set("maxmemory", 0)
+        rerun = await run_fw("run", "-q", str(project), "-o", str(second))
+        assert rerun.returncode == 0, rerun.stderr
+        status = await run_fw("status", str(project))
+    finally:
+        await asyncio.to_thread(server.stop)
+    before, after = pages_in(first), pages_in(second)
+    assert len(before) == len(set(before)) and len(after) == len(set(after))
+    assert set(before) | set(after) == {f"p/{n}" for n in range(PAGES)}
+    # Again only what was written but not acknowledged: at most a batch of 4 pages.
+    assert len(set(before) & set(after)) <= 4
+    assert f"done {PAGES} " in status.stdout, status.stdout

@@ -39,9 +39,10 @@ async def status_of(frontier: RedisFrontier) -> Status:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, writing every change to its append-only file."""
-    redis_server = RedisServer(tmp_path, appendonly=True)
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, writing every change to its append-only file;
+    parametrized indirectly, the parameter is more command-line options."""
+    redis_server = RedisServer(tmp_path, appendonly=True, options=getattr(request, "param", ()))
     redis_server.start()
     yield redis_server
     redis_server.stop()
@@ -815,3 +816,55 @@ async def test_two_fresh_runs_at_once_end_in_one_crawl(
     status = await status_of(first)
     assert (status.pending, status.done) == (2, 0)
     assert {worker.id for worker in status.workers} == {first.worker, second.worker}
+
+
+# -------------------------------------------------------------------------------------------
+# A Redis out of memory, or one that would evict the crawl's keys
+# -------------------------------------------------------------------------------------------
+
+
+def out_of_memory(url: str, settled: int) -> str:
+    """The error that stops a worker whose Redis refuses writes for lack of memory."""
+    return (
+        f"the Redis at {url} is out of memory (used memory > maxmemory) and refuses to store "
+        f"more of the crawl; {settled} pages settled by this worker, its exports are "
+        "complete up to them; a rerun continues once Redis has room"
+    )
+
+
+def set_maxmemory(server: RedisServer, limit: int) -> None:
+    with server.client() as client:
+        client.config_set("maxmemory", limit)
+
+
+def totals(status: Status) -> tuple[int, ...]:
+    return (status.pending, status.delayed, status.leased, status.done, status.failed)
+
+
+NOEVICTION = ["--maxmemory", "100mb", "--maxmemory-policy", "noeviction"]
+
+
+@pytest.mark.parametrize("server", [NOEVICTION], indirect=True, ids=["noeviction"])
+@pytest.mark.parametrize("call", ["push", "claim"])
+async def test_a_redis_out_of_memory_stops_the_worker_and_a_rerun_finishes_every_page_once(
+    make: Make, server: RedisServer, call: str
+) -> None:
+    frontier = await make()
+    held = await settle_two_hold_one(frontier)
+    before = await status_of(frontier)
+    set_maxmemory(server, 1)  # far below what Redis uses: every write that adds is refused
+    with pytest.raises(CrawlAborted) as raised:
+        await CALLS[call](frontier, held)
+    assert str(raised.value) == out_of_memory(server.url, 2)
+    after = await status_of(frontier)
+    assert totals(after) == totals(before) and after.hosts == before.hosts  # all or nothing
+    await frontier.close()  # Redis still full: the lease goes back all the same
+    assert totals(await status_of(frontier)) == (1, 0, 0, 1, 1)
+
+    set_maxmemory(server, 0)
+    rerun = await make()
+    assert await rerun.add(urls("1", "2", "3", "4")) == urls("4")  # the refused push added nothing
+    for _ in range(2):
+        await ack(rerun, await lease_of(rerun))
+    assert await rerun.claim() is None
+    assert totals(await status_of(rerun)) == (0, 0, 0, 3, 1)

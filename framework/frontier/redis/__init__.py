@@ -91,7 +91,7 @@ from framework.frontier import (
     encode_request,
     signed_fingerprint,
 )
-from framework.frontier.redis.scripts import Gone, Scripts
+from framework.frontier.redis.scripts import Gone, OutOfMemory, Scripts
 from framework.http import Request
 from framework.http.urls import fingerprint, host_of
 
@@ -324,7 +324,8 @@ class RedisFrontier:
             pause = min(pause * 2, _WIPE_POLL_MAX)
 
     async def _run(self, script: str, *args: Any) -> Any:
-        """Run a script on this worker's crawl; raise ``CrawlAborted`` once it is gone."""
+        """Run a script on this worker's crawl; raise ``CrawlAborted`` once it is gone, or
+        if Redis is out of memory."""
         if self._gone:
             raise self._lost()
         try:
@@ -332,13 +333,25 @@ class RedisFrontier:
         except Gone as exc:
             self._gone = True
             raise self._lost() from exc
+        except OutOfMemory as exc:
+            raise CrawlAborted(
+                f"the Redis at {_shown(self.url)} is out of memory (used memory > maxmemory) "
+                f"and refuses to store more of the crawl; {self._whole()}; a rerun continues "
+                "once Redis has room"
+            ) from exc
 
     def _lost(self) -> CrawlAborted:
         """Say that the crawl's state is gone, and how far this worker's exports are whole."""
         return CrawlAborted(
             f"the crawl's state in Redis at {_shown(self.url)} is gone (flushed or restarted "
-            f"without persistence); {self._settled_here} pages settled by this worker, its "
-            "exports are complete up to them"
+            f"without persistence); {self._whole()}"
+        )
+
+    def _whole(self) -> str:
+        """Say how far this worker's exports are whole, for a message that stops it."""
+        return (
+            f"{self._settled_here} pages settled by this worker, its exports are complete "
+            "up to them"
         )
 
     async def _claim_batches(self) -> None:
@@ -434,8 +447,10 @@ class RedisFrontier:
             await asyncio.sleep(self.lease / 3)
             try:
                 await self._run("extend", self.worker, self.lease, *self._pairs())
-            except CrawlAborted:
-                return
+            except CrawlAborted as exc:
+                if self._gone:
+                    return
+                log.error("redis heartbeat failed: %s", exc.__cause__)  # out of memory
             except redis_errors.RedisError as exc:  # a refusal, not an outage: try again
                 log.error("redis heartbeat failed: %s", exc)
 

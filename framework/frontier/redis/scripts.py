@@ -6,7 +6,10 @@ Redis is unreachable, a call waits for it (one warning, then retries backing off
 0.1 s to 5 s) and then carries on; whether a repeated call is safe is the scripts' own
 business (they remember their answers). A script that finds the crawl gone (its epoch,
 ``ARGV[2]``, is not the one in Redis) changes nothing and raises ``Gone``: a Redis
-restarted without its data answers "unreachable", then this.
+restarted without its data answers "unreachable", then this. One that Redis refuses for
+lack of memory raises ``OutOfMemory``, having changed nothing either: Redis refuses a
+script's writes only until its first write has run, and its first write is then the one
+refused.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from redis.retry import Retry
 
 from framework.errors import UsageError
 
-__all__ = ["Gone", "Scripts"]
+__all__ = ["Gone", "OutOfMemory", "Scripts"]
 
 log = logging.getLogger("fw")
 
@@ -41,11 +44,18 @@ _PAUSE_FIRST, _PAUSE_MAX = 0.1, 5.0
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 #: How lib.lua's GONE reply starts.
 _GONE = "FWGONE "
+#: How Redis 6 words a script's write refused for lack of memory, inside its own message;
+#: Redis 7 keeps the OOM code, which redis-py raises as OutOfMemoryError.
+_OOM = "OOM command not allowed"
 
 
 class Gone(Exception):
     """The crawl's keys are gone, or are another crawl's: Redis was flushed, restarted
     without its data, or the crawl wiped by ``--fresh``."""
+
+
+class OutOfMemory(Exception):
+    """Redis is at its ``maxmemory`` and refused a script, which changed nothing."""
 
 
 class Scripts:
@@ -117,12 +127,15 @@ class Scripts:
             await client.aclose()
 
     async def _call(self, script: str, args: Sequence[Any]) -> Any:
-        """Run a script once; raise ``Gone`` if it found the crawl gone."""
+        """Run a script once; raise ``Gone`` if it found the crawl gone, ``OutOfMemory``
+        if Redis refused it for lack of memory."""
         try:
             return await self._scripts[script](args=[self.prefix, *args])
         except redis_errors.ResponseError as exc:
             if str(exc).startswith(_GONE):
                 raise Gone(str(exc)) from None
+            if isinstance(exc, redis_errors.OutOfMemoryError) or _OOM in str(exc):
+                raise OutOfMemory(str(exc)) from None
             raise
 
     def _connect(self) -> Redis:
@@ -152,7 +165,7 @@ class Scripts:
                     await asyncio.wait_for(self._up.wait(), pause)
                 pause = min(pause * 2, _PAUSE_MAX)
                 continue
-            except (redis_errors.RedisError, Gone):  # an answer all the same: Redis is back
+            except (redis_errors.RedisError, Gone, OutOfMemory):  # an answer: Redis is back
                 self._back()
                 raise
             self._back()

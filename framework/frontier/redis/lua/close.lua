@@ -3,6 +3,9 @@
 -- went back.
 if gone() then return GONE end
 local worker, t, returned = ARGV[3], now(), 0
+-- A delete first: Redis refuses a script's writes for lack of memory only until its first
+-- write, and a worker must be able to stop (and hand its leases back) when Redis is full.
+redis.call('DEL', P .. 'calls:' .. worker)
 for i = 4, #ARGV, 2 do
   if redis.call('HGET', TOKENS, ARGV[i]) == ARGV[i + 1] then
     requeue(ARGV[i], t)
@@ -11,5 +14,4 @@ for i = 4, #ARGV, 2 do
 end
 flush()
 redis.call('HSET', WORKERS, worker, t .. ' stopped')
-redis.call('DEL', P .. 'calls:' .. worker)
 return returned
