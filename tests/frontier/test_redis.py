@@ -868,3 +868,44 @@ async def test_a_redis_out_of_memory_stops_the_worker_and_a_rerun_finishes_every
         await ack(rerun, await lease_of(rerun))
     assert await rerun.claim() is None
     assert totals(await status_of(rerun)) == (0, 0, 0, 3, 1)
+
+
+@pytest.mark.parametrize(
+    "server", [["--maxmemory-policy", "allkeys-lru"]], indirect=True, ids=["allkeys-lru"]
+)
+async def test_a_redis_that_would_evict_the_crawls_keys_is_refused(
+    make: Make, server: RedisServer
+) -> None:
+    with pytest.raises(UsageError) as raised:
+        await make()
+    assert str(raised.value) == (
+        f"frontier: redis at 127.0.0.1:{server.port} has maxmemory-policy allkeys-lru, which "
+        "evicts the crawl's keys (its seen-set, its queue) when memory is full; set it to "
+        "noeviction"
+    )
+    assert keys_in(server) == 0
+
+
+@pytest.mark.parametrize(
+    "server",
+    [["--maxmemory-policy", "volatile-lru"], ["--rename-command", "CONFIG", ""]],
+    indirect=True,
+    ids=["volatile-lru", "config-disabled"],
+)
+async def test_a_redis_that_spares_keys_without_expiry_or_hides_its_config_is_used(
+    make: Make, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="fw")
+    frontier = await make(lease=0.3)  # a heartbeat every 0.1 s
+    await frontier.add(urls("1"))
+    await ack(frontier, await lease_of(frontier), urls("2"))
+    await lease_of(frontier)
+    with server.client() as client:
+        first = client.hget(PREFIX + "workers", frontier.worker)
+        async with asyncio.timeout(5):  # until the heartbeat has run
+            while client.hget(PREFIX + "workers", frontier.worker) == first:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        # No key of fw's ever expires: a volatile-* policy never evicts one.
+        assert {client.ttl(key) for key in client.scan_iter(match=PREFIX + "*")} == {-1}
+    disabled = "--rename-command" in server.options
+    assert ("cannot read maxmemory-policy" in caplog.text) == disabled

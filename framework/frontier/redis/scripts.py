@@ -78,9 +78,11 @@ class Scripts:
         return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
     async def open(self) -> None:
-        """Connect and load every script (a mistake in one shows now, not mid-crawl)."""
+        """Connect, refuse a Redis that would evict the crawl's keys, and load every script
+        (a mistake in one shows now, not mid-crawl)."""
         self._client = self._connect()
         self._scripts = {name: self._client.register_script(_source(name)) for name in _NAMES}
+        await self._retrying(self._check_eviction)
         await self._retrying(self._load)
 
     async def wipe(self, token: str) -> None:
@@ -199,6 +201,22 @@ class Scripts:
         assert self._client is not None
         for script in self._scripts.values():
             await self._client.script_load(script.script)
+
+    async def _check_eviction(self) -> None:
+        """Refuse a Redis that evicts any key when full: it would drop the seen-set or the
+        queue without a word. fw's keys never expire, so ``volatile-*`` policies spare them."""
+        assert self._client is not None
+        try:
+            policy = (await self._client.config_get("maxmemory-policy")).get("maxmemory-policy")
+        except redis_errors.ResponseError as exc:  # CONFIG disabled, as managed Redis may do
+            log.debug("redis at %s: cannot read maxmemory-policy (%s)", self.address, exc)
+            return
+        if str(policy).startswith("allkeys-"):
+            raise UsageError(
+                f"frontier: redis at {self.address} has maxmemory-policy {policy}, which "
+                "evicts the crawl's keys (its seen-set, its queue) when memory is full; set "
+                "it to noeviction"
+            )
 
     async def _wipe(self, token: str) -> None:
         """Delete this crawl's keys, other crawls' stay, one SCAN page a call."""
