@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
-from framework.errors import FetchError, IgnoreRequest
+from framework.errors import CrawlAborted, FetchError, IgnoreRequest
 from framework.http import Request, Response
 
 __all__ = ["Handler", "Middleware", "chain"]
@@ -49,7 +49,7 @@ async def _guarded(middleware: Middleware, request: Request, handler: Handler) -
     """Run one middleware; a bug in it fails this request, named, instead of the crawl."""
     try:
         response = await middleware(request, handler)
-    except (FetchError, IgnoreRequest):
+    except (FetchError, IgnoreRequest, CrawlAborted):  # the last from below: a full --record
         raise
     except Exception as exc:
         raise FetchError(

@@ -9,12 +9,14 @@ spider and exporters run as usual, so a recorded crawl replays to identical item
 A recording is one pair of files per request, named by the request's fingerprint
 (method, canonical URL, body): ``<fp>.json`` (URL, status, headers, or the failure) and
 ``<fp>.body`` (the body, as received after decompression). A request fetched more than
-once (a retry) keeps its last answer.
+once (a retry) keeps its last answer. Each pair is written whole or not at all; one that
+cannot be written (a full disk) aborts the crawl, as an export that cannot be written does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import math
@@ -29,7 +31,7 @@ from typing import Any, NoReturn
 from multidict import CIMultiDict
 
 from framework.config.project import MiB
-from framework.errors import FetchError, UsageError
+from framework.errors import CrawlAborted, FetchError, UsageError
 from framework.fetch.downloader import Fetcher
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
@@ -77,7 +79,7 @@ class Recorder:
         try:
             response = await self._inner.fetch(request)
         except FetchError as exc:
-            self._save(
+            self._keep(
                 request,
                 {
                     "error": {
@@ -90,21 +92,61 @@ class Recorder:
                 b"",
             )
             raise
-        self._save(
+        self._keep(
             request,
             {"status": response.status, "headers": list(response.headers.items())},
             response.body,
         )
         return response
 
+    def _keep(self, request: Request, outcome: dict[str, Any], body: bytes) -> None:
+        """Record an outcome, or abort the crawl: its page would be missing from a replay.
+
+        Aborting also leaves the request unsettled, so that a resumed crawl fetches it again.
+        """
+        try:
+            self._save(request, outcome, body)
+        except OSError as exc:
+            held = _records(self.folder)
+            count = "" if held is None else f" ({held} response{'' if held == 1 else 's'} recorded)"
+            raise CrawlAborted(f"record {self.folder}: {exc.strerror or exc}{count}") from exc
+
     def _save(self, request: Request, outcome: dict[str, Any], body: bytes) -> None:
+        """Write both files under temporary names, then rename them: whole or not at all."""
         key = _key(request)
-        (self.folder / f"{key}.body").write_bytes(body)
-        record = {"method": request.method, "url": request.url, **outcome}
-        # The .json last: a crash between the two leaves no record that lacks its body.
-        (self.folder / f"{key}.json").write_text(
-            json.dumps(record, ensure_ascii=False), encoding="utf-8"
-        )
+        # ASCII: a header aiohttp decoded with surrogates (bytes not UTF-8) is escaped, not lost.
+        record = json.dumps({"method": request.method, "url": request.url, **outcome})
+        final = {suffix: self.folder / f"{key}.{suffix}" for suffix in ("body", "json")}
+        # Hidden, and per process: two workers recording into one folder never share one.
+        part = {suffix: self.folder / f".{key}.{suffix}.{os.getpid()}.part" for suffix in final}
+        try:
+            part["body"].write_bytes(body)
+            part["json"].write_text(record, encoding="ascii")
+            # The old record first: a rename failing after this leaves no record, never an
+            # old one with a new body; the .json last, so that a record never lacks its body.
+            final["json"].unlink(missing_ok=True)
+            part["body"].replace(final["body"])
+            part["json"].replace(final["json"])
+        except BaseException:
+            _clean_up(part, final)
+            raise
+
+
+def _clean_up(part: dict[str, Path], final: dict[str, Path]) -> None:
+    """Remove what a save that failed part-way left: its temporary files, a lone body."""
+    lone = [] if os.path.lexists(final["json"]) else [final["body"]]
+    for path in [*part.values(), *lone]:
+        with contextlib.suppress(OSError):  # the error that stopped the save is the one told
+            path.unlink(missing_ok=True)
+
+
+def _records(folder: Path) -> int | None:
+    """Return how many records ``folder`` holds, or None if it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return sum(1 for e in entries if e.name.endswith(".json") and e.name[0] != ".")
+    except OSError:
+        return None
 
 
 class Replayer:

@@ -20,6 +20,7 @@ from framework.crawl import runner
 from framework.http import Request
 from framework.http.urls import fingerprint
 from tests.conftest import Completed, Serve, fw_command, read_jsonl, run_fw, write_project
+from tests.disks import small_disk
 
 PAGES = {
     "/": '<h1>Home</h1><a href="/a">a</a><a href="/b">b</a><a href="/gone">gone</a>',
@@ -368,3 +369,132 @@ async def test_a_bad_entry_is_a_bad_recording_naming_its_file(
     [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("bad_")]
     assert logged.startswith(f"bad_recording: {entry(folder, url, suffix)}: {what}")
     assert logged.endswith(f" ({url})")
+
+
+# ---------------------------------------------------------------------------------------------
+# A recording that cannot be written stops the crawl, as an export that cannot be written does
+# ---------------------------------------------------------------------------------------------
+
+#: A middleware that only passes requests on: what the recorder raises must pass through it.
+PASS_ON = """
+from framework import Middleware, hookimpl
+
+class PassOn(Middleware):
+    name = "pass_on"
+
+@hookimpl
+def register_middlewares(register):
+    register(PassOn)
+"""
+
+
+async def wide_site(serve: Serve, pages: int) -> str:
+    """``/`` links to ``/1`` .. ``/{pages - 1}``; each page's body is about 3 KB."""
+
+    async def page(request: web.Request) -> web.Response:
+        links = (
+            "".join(f'<a href="/{n}">x</a>' for n in range(1, pages)) if request.path == "/" else ""
+        )
+        filler = "<p>" + "x" * 3000 + "</p>"
+        return web.Response(
+            text=f"<html><h1>{request.path}</h1>{links}{filler}</html>", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    return await serve(app)
+
+
+def resumable_project(directory: Path, base: str, plugins: str = "") -> Path:
+    """The recording tests' project, with a SQLite frontier and an export beside it."""
+    path = project(directory, base)
+    with path.open("a", encoding="utf-8") as file:
+        file.write(
+            "robots: ignore\nfrontier: sqlite:///state.db\nexporters: [{path: items.jsonl}]\n"
+        )
+        if plugins:
+            file.write(f"plugins: [{plugins}]\n")
+    return path
+
+
+def recorded_urls(folder: Path) -> list[str]:
+    """Return the URL of every record in ``folder``, checking each is whole: a pair, parsed."""
+    names = sorted(p.name for p in folder.iterdir())
+    keys = {name.removesuffix(".json") for name in names if name.endswith(".json")}
+    assert names == sorted([*(f"{k}.json" for k in keys), *(f"{k}.body" for k in keys)])
+    records = [json.loads((folder / f"{key}.json").read_text()) for key in keys]
+    assert all(
+        r["status"] == 200 and (folder / f"{k}.body").stat().st_size > 3000
+        for k, r in zip(keys, records, strict=True)
+    )
+    return [r["url"] for r in records]
+
+
+def one_error_line(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr and "internal_error" not in stderr, stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("middleware", [False, True], ids=["alone", "under_a_middleware"])
+async def test_a_full_disk_stops_the_recording_crawl_and_a_rerun_records_the_rest(
+    serve: Serve, tmp_path: Path, middleware: bool
+) -> None:
+    base = await wide_site(serve, 30)
+    (tmp_path / "pass_on.py").write_text(PASS_ON, encoding="utf-8")
+    path = resumable_project(tmp_path, base, "./pass_on.py" if middleware else "")
+    with small_disk(tmp_path / "disk", "64k") as disk:  # room for a few 8 KB records
+        rec = disk / "rec"
+        first = await run_fw("run", str(path), "--record", str(rec), "-q")
+        assert first.returncode == 1, first.stderr
+        urls = recorded_urls(rec)
+        assert 0 < len(urls) < 30
+        assert one_error_line(first.stderr) == (
+            f"Error: record {rec}: No space left on device ({len(urls)} responses recorded)"
+        )
+        # The page that could not be recorded was not settled: the rerun fetches it.
+        again = await run_fw("run", str(path), "--record", str(tmp_path / "rec2"), "-q")
+        assert again.returncode == 0, again.stderr
+    every = {f"{base}/", *(f"{base}/{n}" for n in range(1, 30))}
+    assert set(urls) | set(recorded_urls(tmp_path / "rec2")) == every
+    assert sorted(item["url"] for item in read_jsonl(tmp_path / "items.jsonl")) == sorted(every)
+
+
+async def test_a_record_that_cannot_be_put_in_place_leaves_no_file_behind(
+    serve: Serve, tmp_path: Path
+) -> None:
+    base = await site(serve, [])
+    path = project(tmp_path, base)
+    rec = tmp_path / "rec"
+    in_the_way = entry(rec, f"{base}/", "body")  # a folder where the start page's body goes
+    (in_the_way / "inside").mkdir(parents=True)
+    done = await run_fw("run", str(path), "--record", str(rec), "-s", "robots=ignore")
+    assert done.returncode == 1, done.stderr
+    assert (
+        one_error_line(done.stderr) == f"Error: record {rec}: Is a directory (0 responses recorded)"
+    )
+    assert [p.name for p in rec.iterdir()] == [in_the_way.name]  # no temporary file, no .json
+
+
+async def test_a_header_not_in_utf8_is_recorded_and_replayed(tmp_path: Path) -> None:
+    page = b"<html><h1>caf\xc3\xa9</h1></html>"
+    head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/html\r\nX-Name: caf\xe9\r\n"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + b"Content-Length: %d\r\n\r\n" % len(page) + page)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with server:
+        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        path = project(tmp_path, base)
+        live = await run_fw("run", str(path), "--record", "rec", "-o", "live.jsonl", cwd=tmp_path)
+    assert live.returncode == 0, live.stderr
+    assert "Traceback" not in live.stderr and "internal_error" not in live.stderr, live.stderr
+    replayed = await run_fw("run", str(path), "--replay", "rec", "-o", "again.jsonl", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert read_jsonl(tmp_path / "again.jsonl") == read_jsonl(tmp_path / "live.jsonl")
+    assert read_jsonl(tmp_path / "live.jsonl")[0]["title"] == "café"
