@@ -7,9 +7,12 @@ each request that failed for good listed in the failures file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import json
 import logging
+import os
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any, BinaryIO
 import pluggy
 
 from framework.crawl.stats import Stats
-from framework.errors import UsageError, raised_at
+from framework.errors import CrawlAborted, UsageError, raised_at
 from framework.hooks.events import EventHook
 from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
@@ -33,6 +36,8 @@ log = logging.getLogger("fw")
 _CODE_FAILURES = frozenset(
     {"spider_error", "plugin_error", "item_error", "internal_error", "blocked"}
 )
+#: How much of the failures file is read at a time, looking back for its last line break.
+_CHUNK = 1 << 16
 
 
 class Failures:
@@ -178,6 +183,9 @@ def failures_path(project_file: Path, name: str, exports: list[str]) -> Path:
 class FailureLog:
     """Keep the failures file: one line per failed request, written whole as it fails.
 
+    A line that cannot be written (a full disk) is cut back off, and the crawl aborts: a
+    request not listed could never be retried. The file then ends with its last whole line.
+
     A run that continues an earlier one (a resumed crawl, ``fw run --retry-failed``)
     keeps the earlier lines and appends its own, so that a crash or a second Ctrl-C
     loses none. When the run ends, however it ends, the file is rewritten without the
@@ -197,7 +205,7 @@ class FailureLog:
         self._logged: set[int] = set()
         self._earlier = 0  # lines the earlier run left at the head of the file
         self._unsettled: set[int] = set()  # their requests, until this run settles them
-        self._broken = False
+        self._broken: CrawlAborted | None = None  # why the file can no longer be written
 
     def start(self, *, keep: bool = False) -> None:
         """Forget an earlier run's failures, so that the file lists this crawl's only.
@@ -209,32 +217,64 @@ class FailureLog:
             with contextlib.suppress(OSError):  # unwritable: record() will say so
                 self.path.unlink(missing_ok=True)
             return
+        _cut_torn_line(self.path)  # else the first line appended would be glued to it
         lines = _lines(self.path)
         self._earlier = self.count = len(lines)
         self._unsettled = {key for _, key in lines if key is not None}
 
     def record(self, request: Request, kind: str, reason: str) -> None:
-        """Append ``request`` with why it failed; a request is recorded once."""
+        """Append ``request`` with why it failed; a request is recorded once.
+
+        Raises ``CrawlAborted`` if the line cannot be written.
+        """
         key = fingerprint(request)
-        if key in self._logged or self._broken:
+        if key in self._logged:
             return
-        self._logged.add(key)
+        if self._broken is not None:  # another worker's request: it must not go unlisted
+            raise self._broken
         line = {
             "kind": kind,
             "reason": reason,
             "time": round(time.time(), 3),
             "request": request.to_dict(),
         }
+        # backslashreplace: a lone surrogate (a header not in UTF-8) stays a JSON escape.
+        data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
         try:
-            if self._file is None:  # a crawl without failures leaves no file behind
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("ab", buffering=0)
-            self._file.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
-        except OSError as exc:  # the list of failures must not become one more failure
-            self._broken = True
-            log.warning("cannot write the failures file %s: %s", self.path, exc.strerror or exc)
-            return
+            self._append(data)
+        except OSError as exc:
+            listed = f"{self.count} request{'' if self.count == 1 else 's'} listed"
+            self._broken = CrawlAborted(
+                f"failures file {self.path}: {exc.strerror or exc} ({listed})"
+            )
+            raise self._broken from exc
+        self._logged.add(key)
         self.count += 1
+
+    def _append(self, data: bytes) -> None:
+        """Write one line at the end of the file, whole: one torn part-way is cut back off."""
+        if self._file is None:  # a crawl without failures leaves no file behind
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("ab", buffering=0)
+        now = os.fstat(self._file.fileno())
+        try:
+            view = memoryview(data)
+            while view:  # an unbuffered write may take only part of it, as a full disk does
+                written = self._file.write(view)
+                if not written:  # a FIFO no one reads: never spin, never drop the line
+                    raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                view = view[written:]
+        except OSError:
+            if stat.S_ISREG(now.st_mode):  # not /dev/null, nor a FIFO
+                self._cut(now.st_size)
+            raise
+
+    def _cut(self, end: int) -> None:
+        assert self._file is not None
+        try:
+            self._file.truncate(end)
+        except OSError as exc:  # the write's own error is the one reported
+            log.error("%s: cannot cut a torn line off: %s", self.path, exc.strerror or exc)
 
     def settled(self, request: Request) -> None:
         """Note that this run settled ``request``: an earlier line for it is out of date."""
@@ -246,7 +286,7 @@ class FailureLog:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._earlier and not self._broken:
+        if self._earlier and self._broken is None:
             self._drop_settled()
             self._earlier = 0
 
@@ -259,55 +299,102 @@ class FailureLog:
         ]
         if len(kept) == len(lines):
             return
+        part = self.path.with_name(self.path.name + ".part")
         try:
             if not kept:
                 self.path.unlink()
             else:
-                part = self.path.with_name(self.path.name + ".part")
-                part.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+                part.write_bytes(b"".join(line + b"\n" for line in kept))
                 part.replace(self.path)  # atomic: a crash leaves the old list or the new one
         except OSError as exc:  # the old list stays: some requests may be retried again
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
             log.warning("cannot update the failures file %s: %s", self.path, exc.strerror or exc)
             return
         self.count = len(kept)
 
 
-def _lines(path: Path) -> list[tuple[str, int | None]]:
+def _cut_torn_line(path: Path) -> None:
+    """Cut off a last line without its line break: torn by a crash, or by an older fw."""
+    try:
+        with path.open("r+b") as file:
+            size = file.seek(0, os.SEEK_END)
+            end = _end_of_last_line(file, size)
+            if end == size:
+                return
+            file.truncate(end)
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # unreadable: _lines() says so; unwritable: record() will
+        log.warning("cannot check the failures file %s: %s", path, exc.strerror or exc)
+        return
+    log.warning("%s: cut off its last line, torn when a crawl stopped part-way through it", path)
+
+
+def _end_of_last_line(file: BinaryIO, size: int) -> int:
+    """Return where the file's last whole line ends (past its line break), reading backwards."""
+    end = size
+    while end > 0:
+        start = max(end - _CHUNK, 0)
+        file.seek(start)
+        found = file.read(end - start).rfind(b"\n")
+        if found != -1:
+            return start + found + 1
+        end = start
+    return 0
+
+
+def _lines(path: Path) -> list[tuple[bytes, int | None]]:
     """Read the failures file's lines, each with its request's fingerprint (None: unreadable)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return []
-    except (OSError, UnicodeDecodeError) as exc:
-        log.warning("cannot read the failures file %s: %s", path, exc)
+    except OSError as exc:
+        log.warning("cannot read the failures file %s: %s", path, exc.strerror or exc)
         return []
-    return [(line, _fingerprint(line)) for line in text.splitlines() if line]
+    return [(line, _fingerprint(line)) for line in data.split(b"\n") if line]
 
 
-def _fingerprint(line: str) -> int | None:
+def _fingerprint(line: bytes) -> int | None:
     try:
         return fingerprint(Request.from_dict(json.loads(line)["request"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
         return None
 
 
 def load_failures(path: Path) -> list[Request]:
-    """Read the failed requests back, ready to be tried again from their first attempt."""
+    """Read the failed requests back, ready to be tried again from their first attempt.
+
+    A last line without its line break was torn by a crawl that stopped while writing it:
+    it is skipped, with a warning. Any other line that is not a record is an error.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(
             f"--retry-failed: no failures file {path}: the last crawl had no "
             "failures, or exported elsewhere"
         ) from None
+    except OSError as exc:
+        raise UsageError(f"--retry-failed: {path}: {exc.strerror or exc}") from exc
+    # Split at line breaks alone: a reason may hold U+2028, which splitlines() breaks at.
+    lines = data.split(b"\n")
+    if lines[-1] and _fingerprint(lines[-1]) is None:
+        log.warning(
+            "%s:%d: skipped its last line, torn when a crawl stopped part-way through it",
+            path,
+            len(lines),
+        )
+        lines[-1] = b""
     # A run killed after retrying a request lists it twice: the last line is its latest.
     requests = (_request(line, path, number) for number, line in enumerate(lines, 1) if line)
     return list({fingerprint(request): request for request in requests}.values())
 
 
-def _request(line: str, path: Path, number: int) -> Request:
+def _request(line: bytes, path: Path, number: int) -> Request:
     try:
         data: dict[str, Any] = json.loads(line)["request"]
         return Request.from_dict(data).replace(retries=0, redirects=0)
-    except (ValueError, KeyError, TypeError) as exc:  # a torn last line or an edited file
+    except (ValueError, KeyError, TypeError) as exc:  # an edited or damaged file
         raise UsageError(f"{path}:{number}: not a failure record: {exc}") from exc

@@ -18,6 +18,7 @@ from framework.crawl.failures import load_failures
 from framework.http import Request
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 from tests.crawl.test_engine import SPIDER
+from tests.disks import small_disk
 from tests.test_cli import read_until, start_fw
 
 
@@ -268,3 +269,109 @@ def test_a_request_listed_twice_is_retried_once(tmp_path: Path) -> None:
     line = json.dumps({"kind": "http_503", "request": Request("http://a.test/p").to_dict()})
     path.write_text(f"{line}\n{line}\n")
     assert load_failures(path) == [Request("http://a.test/p")]
+
+
+def test_a_torn_last_line_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An older fw on a full disk, or a crawl killed while writing: no line break, and
+    # here a character cut in two as well.
+    path = tmp_path / "x.failures.jsonl"
+    whole = json.dumps({"kind": "http_503", "request": Request("http://a.test/p").to_dict()})
+    torn = json.dumps(
+        {"kind": "x", "request": Request("http://a.test/é").to_dict()}, ensure_ascii=False
+    )
+    cut = len(torn[: torn.index("é")].encode()) + 1  # one byte of the two
+    path.write_bytes(f"{whole}\n".encode() + torn.encode()[:cut])
+    assert load_failures(path) == [Request("http://a.test/p")]
+    assert f"{path}:2: skipped its last line, torn" in caplog.text
+
+
+def test_a_damaged_line_before_the_last_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.failures.jsonl"
+    whole = json.dumps({"kind": "http_503", "request": Request("http://a.test/p").to_dict()})
+    path.write_text(f"{whole}\n{{garbage\n{whole[:20]}")
+    with pytest.raises(Exception, match=rf"{path}:2: not a failure record"):
+        load_failures(path)
+
+
+def test_a_line_break_inside_a_reason_does_not_split_its_line(tmp_path: Path) -> None:
+    # json leaves U+2028 raw, and str.splitlines() breaks lines at it.
+    path = tmp_path / "x.failures.jsonl"
+    line = json.dumps(
+        {"reason": "a\u2028b", "request": Request("http://a.test/p").to_dict()}, ensure_ascii=False
+    )
+    path.write_text(f"{line}\n", encoding="utf-8")
+    assert load_failures(path) == [Request("http://a.test/p")]
+
+
+async def test_a_retry_cuts_a_torn_last_line_off_before_listing_again(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site, project = await start(serve, tmp_path)
+    assert (await run_fw("run", str(project))).returncode == 0
+    failures = tmp_path / "out/shop.failures.jsonl"
+    lines = failures.read_bytes()
+    failures.write_bytes(lines + lines[: len(lines) // 3])  # a third line, torn
+    site.hits.clear()
+    again = await run_fw("run", str(project), "--retry-failed")  # still broken: listed again
+    assert again.returncode == 0, again.stderr
+    assert f"{failures}:3: skipped its last line" in again.stderr
+    assert site.hits["/down"] == site.hits["/down2"] == 2  # retries: 1
+    assert failures.read_bytes().endswith(b"\n")
+    assert sorted(r.url.rsplit("/", 1)[1] for r in load_failures(failures)) == ["down", "down2"]
+
+
+async def test_a_full_disk_under_the_failures_file_stops_the_crawl_listing_whole_lines(
+    tmp_path: Path, serve: Serve
+) -> None:
+    pad = "z" * 2000  # a line of about 2.3 KB: a dozen fill the disk's free room
+    missing = [f"/missing/{n}?pad={pad}" for n in range(50)]
+    hits: Counter[str] = Counter()
+
+    async def handle(request: web.Request) -> web.Response:
+        hits[request.path_qs] += 1
+        if request.path != "/":
+            return web.Response(status=404)
+        return web.Response(
+            text="".join(f'<a href="{href}">x</a>' for href in missing), content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    base = await serve(app)
+    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        name: shop
+        spider: links
+        start_urls: [{base}/]
+        plugins: [./links.py]
+        robots: ignore
+        retries: 0
+        frontier: sqlite:///state.db
+        exporters: [{{path: disk/items.jsonl}}]
+        """,
+    )
+    with small_disk(tmp_path / "disk", "160k") as disk:
+        ballast = disk / "ballast"
+        ballast.write_bytes(b"\0" * 128 * 1024)
+        first = await run_fw("run", str(project), "-q")
+        failures = disk / "shop.failures.jsonl"
+        assert first.returncode == 1, first.stderr
+        listed = read_jsonl(failures)  # whole lines only
+        assert failures.read_bytes().endswith(b"\n") and 0 < len(listed) < 50
+        errors = [line for line in first.stderr.splitlines() if line.startswith("Error:")]
+        assert errors == [
+            f"Error: failures file {failures}: No space left on device "
+            f"({len(listed)} requests listed)"
+        ]
+        assert f"failures: {len(listed)} requests listed in {failures}" in first.stderr
+        # Room again: the rerun fetches the requests the file could not list, and lists them.
+        ballast.unlink()
+        again = await run_fw("run", str(project), "-q")
+        assert again.returncode == 0, again.stderr
+        urls = [r["request"]["url"].removeprefix(base) for r in read_jsonl(failures)]
+    assert sorted(urls) == sorted(missing)
+    assert all(hits[href] >= 1 for href in missing)
