@@ -248,9 +248,9 @@ class Settler:
                 self._exporters = tuple(e for e in self._exporters if e is not exporter)
                 self.stop_reason = self.stop_reason or "stdout closed"
                 return False
-            count = exporter.count()  # what the export holds, once cut back to whole items
-            held = "" if count is None else f" ({count} item{'' if count == 1 else 's'} written)"
-            raise CrawlAborted(f"export {exporter.path}: {exc.strerror or exc}{held}") from exc
+            raise CrawlAborted(
+                f"export {exporter.path}: {exc.strerror or exc}{_held(exporter)}"
+            ) from exc
         except Exception as exc:  # the item itself: a value no exporter can write
             await self._failures.report(
                 exc,
@@ -294,7 +294,18 @@ def _close(exporter: Exporter) -> None:
     try:
         exporter.close()
     except Exception as exc:
-        raise CrawlAborted(f"export {exporter.path}: cannot close it: {_reason(exc)}") from exc
+        raise CrawlAborted(
+            f"export {exporter.path}: cannot close it: {_reason(exc)}{_held(exporter)}"
+        ) from exc
+
+
+def _held(exporter: Exporter) -> str:
+    """Say how many items the export holds whole, once a failed write is cut back off."""
+    try:
+        count = exporter.count()
+    except Exception:  # a plugin's exporter that breaks the contract: the error matters more
+        count = None
+    return "" if count is None else f" ({count} item{'' if count == 1 else 's'} written)"
 
 
 def _reason(exc: BaseException) -> str:

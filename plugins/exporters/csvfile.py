@@ -98,21 +98,24 @@ class CsvExporter(Exporter):
         self._file.append(self._row([_cell(item.get(column)) for column in self._columns]))
 
     def close(self) -> None:
-        """Close the file, first completing the header if columns were added on the way."""
+        """Close the file, first completing the header if columns were added on the way.
+
+        If the header cannot be completed, the file keeps its old header and every row
+        whole; rows written after a column was added have more cells than the header.
+        """
         failed = self._file.failed
         try:
             if self._header is not None and self._columns != self._header:
                 self._complete_header()
         except OSError as exc:
-            if failed is None:
-                raise
-            # The failed write is what fw reports; the rows are whole, the header short.
             log.warning(
-                "%s: no room to add columns %s to the header: %s",
+                "%s: cannot add columns %s to the header: %s",
                 self.path,
-                ", ".join(self._columns[len(self._header or ()) :]),
+                _names(self._columns[len(self._header or ()) :]),
                 exc.strerror or exc,
             )
+            if failed is None:  # else the failed write is what fw reports
+                raise
         finally:
             self._file.close()
 
@@ -185,7 +188,7 @@ class CsvExporter(Exporter):
             log.warning(
                 "csv on %s: columns %s appeared after the header was written",
                 self.path,
-                ", ".join(self._columns[len(self._header or ()) :]),
+                _names(self._columns[len(self._header or ()) :]),
             )
             return
         copy = self._copy_path()
@@ -201,6 +204,11 @@ class CsvExporter(Exporter):
             copy.unlink(missing_ok=True)
             raise
         self._header = list(self._columns)
+
+
+def _names(columns: list[str]) -> str:
+    """List column names for a log line, each cut short: a key may be megabytes long."""
+    return ", ".join(name if len(name) <= 40 else name[:40] + "..." for name in columns)
 
 
 def _cell(value: Any) -> str:

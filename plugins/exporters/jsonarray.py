@@ -44,15 +44,15 @@ class JsonArrayExporter(Exporter):
         self._separator = b",\n"
 
     def close(self) -> None:
-        """Close the array and the file."""
+        """Close the array and the file; if ``]`` cannot be written, the array is left open,
+        every element whole, as after a kill."""
         failed = self._file.failed
         try:
             self._file.append(b"\n]\n" if self._separator == b",\n" else b"]\n", records=0)
         except OSError as exc:
-            if failed is None:
+            log.warning("%s: cannot write the closing ]: %s", self.path, exc.strerror or exc)
+            if failed is None:  # else the failed write is what fw reports
                 raise
-            # The failed write is what fw reports; the array is left open, as after a kill.
-            log.warning("%s: no room for the closing ]: %s", self.path, exc.strerror or exc)
         finally:
             self._file.close()
 
