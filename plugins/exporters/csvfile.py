@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from framework import Exporter, option
 
-from .csvrows import count_rows, end_of_row, pad_rows
+from .csvrows import count_rows, end_of_row, header, pad_rows
 from .records import RecordFile
 from .values import dumps, encode, simplify
 
@@ -84,8 +84,7 @@ class CsvExporter(Exporter):
     def _earlier_header(self) -> list[str] | None:
         """Return the header of the file an earlier run wrote, if there is one."""
         try:
-            with Path(self.path).open(newline="", encoding="utf-8") as earlier:
-                return next(csv.reader(earlier, delimiter=self._opts.delimiter), None)
+            return header(self.path, self._opts.delimiter)
         except FileNotFoundError:
             return None
 

@@ -1,19 +1,21 @@
 """Find the rows of a CSV file by its quotes and line breaks, never reading a cell whole.
 
 The csv module holds each cell in memory and refuses one over its field size limit (128 KB
-by default); this looks only for quotes, delimiters and line breaks, so a cell of any size
-streams through. It reads CSV as the csv module writes it: a quote in a cell is doubled,
-and a cell with a line break is quoted.
+by default, a setting global to the process); this looks only for quotes, delimiters and
+line breaks, so a cell of any size streams through. It reads CSV as the csv module writes
+it: a quote in a cell is doubled, and a cell with a quote, a delimiter or a line break is
+quoted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from .records import chunks
 
-__all__ = ["Rows", "count_rows", "end_of_row", "pad_rows"]
+__all__ = ["Rows", "cells", "count_rows", "end_of_row", "header", "pad_rows"]
 
 
 class Rows:
@@ -71,6 +73,37 @@ def end_of_row(path: str, index: int, delimiter: bytes) -> int | None:
             seen += 1
         offset += len(chunk)
     return None
+
+
+def header(path: str, delimiter: str) -> list[str] | None:
+    """Return the cells of the file's first row, each of any size; None for an empty file."""
+    end = end_of_row(path, 0, delimiter.encode())
+    with Path(path).open("rb") as file:
+        row = file.read(-1 if end is None else end)  # no line break: a header cut short
+    if not row:
+        return None
+    return cells(row.decode("utf-8").removesuffix("\n").removesuffix("\r"), delimiter)
+
+
+def cells(row: str, delimiter: str) -> list[str]:
+    """Split one row, without its line break, into its cells, as ``csv.reader`` does."""
+    if not row:
+        return []
+    found, cell = [], []
+    pieces = row.split('"')  # every other piece is inside quotes
+    for n, piece in enumerate(pieces):
+        if n % 2:
+            cell.append(piece)
+        elif not piece:  # between two quoted pieces, a doubled quote
+            cell.append('"' if 0 < n < len(pieces) - 1 else "")
+        else:
+            first, *others = piece.split(delimiter)
+            cell.append(first)
+            for text in others:
+                found.append("".join(cell))
+                cell = [text]
+    found.append("".join(cell))
+    return found
 
 
 def pad_rows(path: str, target: BinaryIO, width: int, delimiter: bytes) -> None:

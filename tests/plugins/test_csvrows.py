@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fwcrawl_plugins.exporters import records
-from fwcrawl_plugins.exporters.csvrows import count_rows, end_of_row, pad_rows
+from fwcrawl_plugins.exporters.csvrows import count_rows, end_of_row, header, pad_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,3 +61,28 @@ def test_rows_are_found_and_padded_as_the_csv_module_reads_them(
         pad_rows(str(path), padded, width, delimiter.encode())
     cells = csv.reader(io.StringIO(padded.getvalue().decode(), newline=""), delimiter=delimiter)
     assert list(cells) == [row + [""] * (width - len(row)) for row in rows[1:]]
+
+
+@pytest.mark.usefixtures("tiny_chunks")
+@settings(max_examples=500, deadline=None)
+@given(
+    rows=st.lists(CELLS, min_size=1, max_size=3),
+    delimiter=st.sampled_from([",", ";", "\t", "；", "€"]),
+)
+def test_the_header_is_read_as_the_csv_module_reads_it(
+    rows: list[list[str]], delimiter: str
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "items.csv"
+        path.write_bytes(b"".join(written(rows, delimiter)))
+        found = header(str(path), delimiter)
+    text = b"".join(written(rows, delimiter)).decode()
+    assert found == next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+
+
+def test_a_header_cell_of_any_size_is_read_and_an_empty_file_has_none(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_bytes(b"".join(written([["k" * 300_000, 'a "b",\r\nc'], ["1", "2"]], ",")))
+    assert header(str(path), ",") == ["k" * 300_000, 'a "b",\r\nc']
+    path.write_bytes(b"")
+    assert header(str(path), ",") is None

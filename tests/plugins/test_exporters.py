@@ -1111,6 +1111,53 @@ async def test_a_json_array_that_cannot_be_closed_keeps_every_element_and_says_h
     ]
 
 
+#: A column name far over the 128 KB the csv module reads in one cell by default.
+HUGE_KEY = "k" * 200_000
+
+
+def test_csv_appends_under_a_header_with_a_huge_cell_and_leaves_the_csv_module_alone(
+    tmp_path: Path,
+) -> None:
+    limit = csv.field_size_limit()
+    path = str(tmp_path / "items.csv")
+    export(CsvExporter(path), [{HUGE_KEY: 1, "n": 1}])
+    export(CsvExporter(path, append=True), [{"n": 2}, {"n": 3, "late": "x"}])
+    assert csv.field_size_limit() == limit
+    assert read_csv(Path(path)) == [
+        [HUGE_KEY, "n", "late"],
+        ["1", "1", ""],
+        ["", "2", ""],
+        ["", "3", "x"],
+    ]
+
+
+async def test_retry_failed_appends_to_a_csv_whose_header_has_a_huge_cell(
+    tmp_path: Path, serve: Serve
+) -> None:
+    broken = True
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/down" and broken:
+            return web.Response(status=503)
+        cells = f'<p class="{HUGE_KEY}">v</p><a href="/down">x</a>' if request.path == "/0" else ""
+        return web.Response(text=f"<html><body>{cells}</body></html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    project = cells_project(tmp_path, base, "retries: 0")
+    first = await run_fw("run", str(project), "-o", "items.csv", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    broken = False
+    again = await run_fw("run", str(project), "-o", "items.csv", "--retry-failed", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert read_csv(tmp_path / "items.csv") == [
+        ["url", HUGE_KEY],
+        [f"{base}/0", "v"],
+        [f"{base}/down", ""],
+    ]
+
+
 async def test_a_crawl_resumed_after_its_csv_header_was_completed_exports_each_item_once(
     tmp_path: Path, serve: Serve
 ) -> None:
