@@ -217,7 +217,7 @@ class FailureLog:
             with contextlib.suppress(OSError):  # unwritable: record() will say so
                 self.path.unlink(missing_ok=True)
             return
-        _cut_torn_line(self.path)  # else the first line appended would be glued to it
+        _mend_last_line(self.path)  # else the first line appended would be glued to it
         lines = _lines(self.path)
         self._earlier = self.count = len(lines)
         self._unsettled = {key for _, key in lines if key is not None}
@@ -314,20 +314,30 @@ class FailureLog:
         self.count = len(kept)
 
 
-def _cut_torn_line(path: Path) -> None:
-    """Cut off a last line without its line break: torn by a crash, or by an older fw."""
+def _mend_last_line(path: Path) -> None:
+    """End the file with a whole line: a last line a crash (or an older fw) tore is cut
+    off; one that lacks only its line break gets it.
+
+    Raises ``CrawlAborted`` if the file cannot be mended: a line appended to it would be
+    glued to the torn one, and lost.
+    """
     try:
         with path.open("r+b") as file:
             size = file.seek(0, os.SEEK_END)
             end = _end_of_last_line(file, size)
             if end == size:
                 return
+            file.seek(end)
+            if _fingerprint(file.read()) is not None:
+                file.write(b"\n")
+                return
             file.truncate(end)
     except FileNotFoundError:
         return
-    except OSError as exc:  # unreadable: _lines() says so; unwritable: record() will
-        log.warning("cannot check the failures file %s: %s", path, exc.strerror or exc)
-        return
+    except OSError as exc:
+        raise CrawlAborted(
+            f"failures file {path}: cannot mend its torn last line: {exc.strerror or exc}"
+        ) from exc
     log.warning("%s: cut off its last line, torn when a crawl stopped part-way through it", path)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from framework.crawl.failures import load_failures
+from framework.crawl.failures import FailureLog, load_failures
 from framework.http import Request
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 from tests.crawl.test_engine import SPIDER
@@ -375,3 +375,20 @@ async def test_a_full_disk_under_the_failures_file_stops_the_crawl_listing_whole
         urls = [r["request"]["url"].removeprefix(base) for r in read_jsonl(failures)]
     assert sorted(urls) == sorted(missing)
     assert all(hits[href] >= 1 for href in missing)
+
+
+@pytest.mark.parametrize("torn", [False, True], ids=["lacking_its_line_break", "torn"])
+def test_a_continued_list_appends_after_a_whole_last_line(tmp_path: Path, torn: bool) -> None:
+    path = tmp_path / "x.failures.jsonl"
+    first, second = (
+        json.dumps({"kind": "http_503", "request": Request(url).to_dict()}).encode()
+        for url in ("http://a.test/1", "http://a.test/2")
+    )
+    path.write_bytes(first + b"\n" + (second[:-5] if torn else second))
+    listing = FailureLog(path)
+    listing.start(keep=True)
+    listing.record(Request("http://a.test/3"), "http_404", "HTTP 404")
+    listing.close()
+    kept = ["1", "3"] if torn else ["1", "2", "3"]
+    assert [r.url.rsplit("/", 1)[1] for r in load_failures(path)] == kept
+    assert listing.count == len(kept) and path.read_bytes().endswith(b"\n")
