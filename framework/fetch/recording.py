@@ -9,8 +9,10 @@ spider and exporters run as usual, so a recorded crawl replays to identical item
 A recording is one pair of files per request, named by the request's fingerprint
 (method, canonical URL, body): ``<fp>.json`` (URL, status, headers, or the failure) and
 ``<fp>.body`` (the body, as received after decompression). A request fetched more than
-once (a retry) keeps its last answer. Each pair is written whole or not at all; one that
-cannot be written (a full disk) aborts the crawl, as an export that cannot be written does.
+once (a retry) keeps its last answer. Each pair is written whole or not at all, under
+hidden names first (a recorder killed meanwhile leaves those, and the next one on that
+machine removes them); a pair that cannot be written (a full disk) aborts the crawl, as an
+export that cannot be written does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import re
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +49,10 @@ _RECORD_LIMIT = MiB
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 # A failure's kind is a key in the stats and opens its log line: a short name, on one line.
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# A record is saved under hidden names first, one per process: workers on several machines
+# may record into one shared folder, and a killed one's files are known by host and pid.
+_HOST = socket.gethostname()
+_PART = re.compile(r"\.[0-9a-f]{16}\.(?:body|json)\.(?P<host>.*)-(?P<pid>[0-9]{1,9})\.part")
 
 
 def _key(request: Request) -> str:
@@ -63,6 +70,7 @@ class Recorder:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--record {self.folder}: {exc.strerror or exc}") from exc
+        await asyncio.to_thread(_sweep, self.folder)
         await self._inner.__aenter__()
         return self
 
@@ -117,8 +125,8 @@ class Recorder:
         # ASCII: a header aiohttp decoded with surrogates (bytes not UTF-8) is escaped, not lost.
         record = json.dumps({"method": request.method, "url": request.url, **outcome})
         final = {suffix: self.folder / f"{key}.{suffix}" for suffix in ("body", "json")}
-        # Hidden, and per process: two workers recording into one folder never share one.
-        part = {suffix: self.folder / f".{key}.{suffix}.{os.getpid()}.part" for suffix in final}
+        owner = f"{_HOST}-{os.getpid()}"
+        part = {suffix: self.folder / f".{key}.{suffix}.{owner}.part" for suffix in final}
         try:
             part["body"].write_bytes(body)
             part["json"].write_text(record, encoding="ascii")
@@ -138,6 +146,26 @@ def _clean_up(part: dict[str, Path], final: dict[str, Path]) -> None:
     for path in [*part.values(), *lone]:
         with contextlib.suppress(OSError):  # the error that stopped the save is the one told
             path.unlink(missing_ok=True)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the temporary files of recorders on this machine killed while saving."""
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            owner = _PART.fullmatch(entry.name)
+            if owner and owner["host"] == _HOST and not _alive(int(owner["pid"])):
+                with contextlib.suppress(OSError):
+                    Path(entry.path).unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _records(folder: Path) -> int | None:

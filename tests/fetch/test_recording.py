@@ -498,3 +498,22 @@ async def test_a_header_not_in_utf8_is_recorded_and_replayed(tmp_path: Path) -> 
     assert replayed.returncode == 0, replayed.stderr
     assert read_jsonl(tmp_path / "again.jsonl") == read_jsonl(tmp_path / "live.jsonl")
     assert read_jsonl(tmp_path / "live.jsonl")[0]["title"] == "café"
+
+
+async def test_a_recorder_killed_while_saving_leaves_files_the_next_one_removes(
+    serve: Serve, tmp_path: Path
+) -> None:
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    ended = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await ended.wait()  # its pid is no one's now
+    host = socket.gethostname()
+    killed = rec / f".{'0' * 16}.body.{host}-{ended.pid}.part"
+    elsewhere = rec / f".{'0' * 16}.body.another-host-{os.getpid()}.part"  # maybe saving now
+    killed.write_bytes(b"half a bo")
+    elsewhere.write_bytes(b"half a bo")
+    path = project(tmp_path, await site(serve, []))
+    done = await run_fw("run", str(path), "--record", str(rec))
+    assert done.returncode == 0, done.stderr
+    assert not killed.exists() and elsewhere.exists()
+    assert len(list(rec.glob("*.json"))) == 5  # robots.txt, three pages and the 404
