@@ -4,7 +4,7 @@ The csv module holds each cell in memory and refuses one over its field size lim
 by default, a setting global to the process); this looks only for quotes, delimiters and
 line breaks, so a cell of any size streams through. It reads CSV as the csv module writes
 it: a quote in a cell is doubled, and a cell with a quote, a delimiter or a line break is
-quoted.
+quoted. Only ``header`` reads cells whole: an export keeps its header's cells as columns.
 """
 
 from __future__ import annotations
