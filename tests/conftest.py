@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,21 +27,36 @@ Serve = Callable[[web.Application], Awaitable[str]]
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    """Start aiohttp applications on free loopback ports; return each one's base URL."""
+    """Start aiohttp applications on free loopback ports; return each one's base URL.
+
+    ``host`` may be ``::1``: the URL then has it in brackets. A test of IPv6 skips itself
+    where the machine has no IPv6 loopback.
+    """
     runners: list[web.AppRunner] = []
 
     async def start(app: web.Application, host: str = "127.0.0.1") -> str:
+        if ":" in host and not _has_ipv6_loopback():
+            pytest.skip("this machine has no IPv6 loopback")
         app_runner = web.AppRunner(app, access_log=None)
         await app_runner.setup()
         site = web.TCPSite(app_runner, host, 0)
         await site.start()
         runners.append(app_runner)
         port = app_runner.addresses[0][1]
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     yield start
     for app_runner in runners:
         await app_runner.cleanup()
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
 
 
 def pages(html: dict[str, str]) -> web.Application:

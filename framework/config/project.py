@@ -7,6 +7,7 @@ because only then is it known which names exist.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -30,7 +31,7 @@ from framework.config.yamlfile import (
     resolve_env,
 )
 from framework.errors import ErrorList, ProjectError, UsageError, check_all
-from framework.http.urls import Offsite, host_of, site_of, unfetchable
+from framework.http.urls import Offsite, host_of, site_of, split_host, unfetchable
 
 __all__ = [
     "Backoff",
@@ -59,18 +60,11 @@ def _http_url(url: str) -> str:
     return url
 
 
-_HOST_AND_PORT = re.compile(r"[^/:@\s]+(?::(?P<port>\d{1,5}))?\Z")
-
-
 def _host_name(host: str) -> str:
-    found = _HOST_AND_PORT.match(host)
-    if found is None or not host.partition(":")[0].strip("."):
-        raise ValueError(
-            f"{host!r} is not a host name; write it like movie.douban.com, with a port if the "
-            "crawl must stay on one (example.com:8080)"
-        )
-    if found["port"] is not None and not 0 < int(found["port"]) < 65536:
-        raise ValueError(f"{host!r}: a port is a number from 1 to 65535")
+    try:
+        split_host(host)
+    except ValueError as exc:
+        raise ValueError(f"{host!r}: {exc}") from None
     return host.lower()
 
 
@@ -128,10 +122,20 @@ class DomainPolicy:
 
 
 def _patterns(domains: Mapping[str, DomainPolicy]) -> Mapping[str, DomainPolicy]:
-    for pattern in domains:
-        if "/" in pattern or ":" in pattern or not pattern.strip("*."):
-            raise ValueError(f"{pattern!r} is not a host pattern; write it like *.douban.com")
-    return MappingProxyType({pattern.lower(): policy for pattern, policy in domains.items()})
+    return MappingProxyType({_pattern(pattern): policy for pattern, policy in domains.items()})
+
+
+def _pattern(pattern: str) -> str:
+    if "/" not in pattern and ":" not in pattern and pattern.strip("*."):
+        return pattern.lower()
+    with contextlib.suppress(ValueError):  # an IPv6 address is a host name here, a port is not
+        host, port = split_host(pattern)
+        if port is None and ":" in host:
+            return host
+    raise ValueError(
+        f"{pattern!r} is not a host pattern; write it like *.douban.com (no port), "
+        "or an IPv6 address like ::1"
+    )
 
 
 @dataclass(frozen=True)
@@ -217,8 +221,9 @@ class Project:
     allowed_domains: tuple[str, ...] | None = option(
         None,
         doc="Hosts the crawl may visit, subdomains included; a host with a port "
-        "(example.com:8080) allows that port only, 80 and 443 counting as one. Default: the "
-        "hosts of start_urls, on their ports.",
+        "(example.com:8080) allows that port only, 80 and 443 counting as one; an IPv6 "
+        "address is written ::1, or [::1]:8080 with a port. Default: the hosts of start_urls, "
+        "on their ports.",
         parse=strings(_host_name, "a host name such as movie.douban.com", optional=True),
     )
     disable_plugins: tuple[str, ...] = option(
@@ -241,7 +246,8 @@ class Project:
     )
     domains: Mapping[str, DomainPolicy] = option(
         doc="Per-host overrides of concurrency, delay and rate, by host pattern "
-        "(*.douban.com); an exact host beats a pattern, a longer pattern a shorter one.",
+        "(*.douban.com) or IPv6 address (::1); an exact host beats a pattern, a longer "
+        "pattern a shorter one.",
         default_factory=_empty,
         check=_patterns,
     )

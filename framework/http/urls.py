@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from hashlib import blake2b
@@ -18,6 +19,7 @@ __all__ = [
     "host_and_port",
     "host_of",
     "site_of",
+    "split_host",
     "unfetchable",
 ]
 
@@ -44,11 +46,22 @@ def unfetchable(url: str) -> str | None:
 
 
 def host_of(url: str) -> str:
-    """Return the lower-cased host name of ``url`` (no port), or ``""`` if it has none."""
+    """Return the lower-cased host name of ``url`` (no port, an IPv6 address without its
+    brackets), or ``""`` if it has none."""
     try:
-        return urlsplit(url).hostname or ""
+        return _same_ip6(urlsplit(url).hostname or "")
     except ValueError:  # e.g. an unbalanced IPv6 bracket in a hostile link
         return ""
+
+
+def _same_ip6(host: str) -> str:
+    """Write an IPv6 address one way (``::1``, not ``0::1``), so that it is one host."""
+    if ":" not in host:  # a name or an IPv4 address: the usual case, and cheap
+        return host
+    try:
+        return ipaddress.IPv6Address(host).compressed
+    except ValueError:
+        return host
 
 
 def canonical_url(url: str) -> str:
@@ -91,15 +104,49 @@ def host_and_port(url: str) -> tuple[str, int | None]:
     """Return the lower-cased host name of ``url`` and its port, the scheme's if unwritten."""
     try:
         parts = urlsplit(url)
-        return parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        host = _same_ip6(parts.hostname or "")
+        return host, parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
     except ValueError:  # an unbalanced IPv6 bracket, a port like 99999
         return "", None
 
 
 def site_of(url: str) -> str:
-    """Return ``host:port`` of ``url``, its port the scheme's if unwritten (``a.test:443``)."""
+    """Return ``host:port`` of ``url``, its port the scheme's if unwritten (``a.test:443``,
+    ``[::1]:8080``)."""
     host, port = host_and_port(url)
-    return f"{host}:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_HOST_PORT = re.compile(
+    r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[^/:@\s\[\]]+))(?::(?P<port>[0-9]{1,5}))?\Z"
+)
+
+
+def split_host(entry: str) -> tuple[str, int | None]:
+    """Split an ``allowed_domains`` entry into its host and port (None if unwritten).
+
+    An entry is ``host``, ``host:port``, ``[::1]``, ``[::1]:8080``, or a bare IPv6
+    address (``::1``), which has no port; a leading dot is dropped. Raise ``ValueError``
+    saying what is wrong with anything else.
+    """
+    text = entry.strip().lower().lstrip(".")
+    if text.count(":") > 1 and not text.startswith("["):
+        text = f"[{text}]"
+    found = _HOST_PORT.match(text)
+    if found is None:
+        raise ValueError(
+            "not a host name; write it like movie.douban.com, with a port if the crawl must "
+            "stay on one (example.com:8080); an IPv6 address as ::1 or [::1]:8080"
+        )
+    port = int(found["port"]) if found["port"] else None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("a port is a number from 1 to 65535")
+    if found["name"] is not None:
+        return found["name"], port
+    try:
+        return ipaddress.IPv6Address(found["ip6"]).compressed, port
+    except ValueError as exc:
+        raise ValueError(f"not an IPv6 address: {exc}") from None
 
 
 class Offsite:
@@ -110,7 +157,7 @@ class Offsite:
     """
 
     def __init__(self, allowed_domains: Iterable[str]) -> None:
-        self._domains = tuple(_domain(d) for d in allowed_domains)
+        self._domains = tuple(split_host(d) for d in allowed_domains)
         self._verdicts: dict[str, bool] = {}
 
     def allows(self, url: str) -> bool:
@@ -125,11 +172,6 @@ class Offsite:
                 _on(host, port, domain, pinned) for domain, pinned in self._domains
             )
         return verdict
-
-
-def _domain(entry: str) -> tuple[str, int | None]:
-    host, _, port = entry.lower().lstrip(".").partition(":")
-    return host, int(port) if port else None
 
 
 def _on(host: str, port: int | None, domain: str, pinned: int | None) -> bool:

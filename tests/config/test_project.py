@@ -168,6 +168,24 @@ INVALID = {
         "allowed_domains[0]",
         "a port is a number from 1 to 65535",
     ),
+    "ipv6 start url on another port than allowed": (
+        "spider: shop\nstart_urls: ['http://[::1]:8080/']\nallowed_domains: ['[::1]:8081']\n",
+        2,
+        "start_urls[0]",
+        "host ::1 is not in allowed_domains [[::1]:8081]",
+    ),
+    "not an ipv6 address": (
+        VALID + "allowed_domains: ['[1::2::3]:80']\n",
+        4,
+        "allowed_domains[0]",
+        "'[1::2::3]:80': not an IPv6 address",
+    ),
+    "ipv6 pattern with a port": (
+        VALID + "domains: {'[::1]:80': {delay: 1}}\n",
+        4,
+        "domains",
+        "'[::1]:80' is not a host pattern",
+    ),
     "empty file": ("", 1, "", "the project file is empty"),
     "only a comment": ("# nothing yet\n", 1, "", "the project file is empty"),
     "not a mapping": ("- spider: shop\n", 1, "", "expected a mapping"),
@@ -479,6 +497,8 @@ def test_valid_project_loads_into_frozen_objects_with_defaults(tmp_path: Path) -
     project = load_project(path, ["retries=5", "headers.User-Agent=Mozilla/5.0"])
     assert project.name == "project"
     assert project.allowed_domains == ("shop.example:443",)  # the start URL's host and port
+    ipv6 = load_project(path, ["start_urls=['http://[::1]:8080/']", "domains={'[::1]': {}}"])
+    assert ipv6.allowed_domains == ("[::1]:8080",) and list(ipv6.domains) == ["::1"]
     assert project.concurrency.total == 16 and project.concurrency.per_domain == 2
     assert project.retries == 5
     assert dict(project.headers) == {"User-Agent": "Mozilla/5.0"}
@@ -743,6 +763,11 @@ async def test_fw_run_refuses_an_offsite_start_url_without_fetching(
         "allowed_domains: [shop.example]\n",  # a subdomain is allowed
         "spider: shop\nplugins: [./shop.py]\nstart_urls: ['http://shop.example:8080/']\n"
         "allowed_domains: ['shop.example:8080']\n",  # a port pins the crawl to it
+        *(
+            "spider: shop\nplugins: [./shop.py]\nstart_urls: ['http://[::1]:8080/']\n"
+            f"allowed_domains: [{allowed}]\ndomains: {{'[::1]': {{delay: 1}}}}\n"
+            for allowed in ("'::1'", "'[::1]'", "'[::1]:8080'", "'[0::1]:8080'")
+        ),
     ],
 )
 def test_projects_that_can_crawl_are_accepted(

@@ -15,6 +15,7 @@ from aiohttp import web
 from framework.crawl.failures import spider_origin
 from framework.hooks.manager import make_plugin_manager
 from framework.spider import Spider
+from framework.tools import status
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 
 SPIDER = """
@@ -768,3 +769,31 @@ async def test_a_redirect_to_another_scheme_is_a_counted_failure(
     stats = await crawl(links_project(tmp_path, await serve(app)))
     assert stats.errors == {"bad_redirect": 3}
     assert stats.filtered["scheme"] == 0
+
+
+async def test_an_ipv6_host_is_crawled_like_any_other(tmp_path: Path, serve: Serve) -> None:
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nDisallow: /private\nCrawl-delay: 0.05\n")
+        return page("/1", "/2", "/2#again", "/private", other + "/elsewhere", "http://[::1/")
+
+    other = await serve(web.Application(), "::1")  # the same host on another port: offsite
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app, "::1")
+    path = links_project(tmp_path, "", "frontier: sqlite:///crawl.db")
+    text = path.read_text().replace("[/]", f"['{base}/']").replace("ignore", "obey")
+    path.write_text(text, encoding="utf-8")
+    stats = await crawl(path, "domains={'[::1]': {delay: 0.01}}")
+    assert stats.reason == "finished" and not stats.errors
+    assert sorted(hits) == ["/", "/1", "/2", "/robots.txt"]
+    assert stats.filtered["robots"] == 1 and stats.filtered["offsite"] == 3
+    assert stats.filtered["invalid_url"] == 3 and stats.crawl_delays == {"::1": 0.05}
+    shown = await asyncio.to_thread(status.show, path)  # it runs its own event loop
+    assert shown.splitlines()[2:4] == [
+        "HOST  PENDING  LEASED  DONE  FAILED",
+        "::1         0       0     4       0",
+    ]

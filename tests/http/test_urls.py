@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from w3lib.url import canonicalize_url
 
-from framework.http.urls import _CANONICAL, Offsite, canonical_url, host_of, unfetchable
+from framework.http import Request
+from framework.http.urls import (
+    _CANONICAL,
+    Offsite,
+    canonical_url,
+    fingerprint,
+    host_of,
+    site_of,
+    split_host,
+    unfetchable,
+)
 
 PATH_CHARS = "abcXYZ019-._~!$&'()*+,;=:@/%?#é .2"
 
@@ -72,3 +84,51 @@ def test_the_standard_web_ports_count_as_one() -> None:
     assert offsite.allows("http://example.com:80/") and not offsite.allows(
         "https://example.com:8443/"
     )
+
+
+def test_an_ipv6_host_is_one_host_however_written() -> None:
+    assert host_of("http://[::1]:8080/p") == host_of("http://[0:0::1]/") == "::1"
+    assert site_of("http://[::1]:8080/p") == "[::1]:8080" and site_of("https://[::1]/") == (
+        "[::1]:443"
+    )
+    assert fingerprint(Request("http://[::1]:8080/p?b=1&a=2#x")) == fingerprint(
+        Request("http://[::1]:8080/p?a=2&b=1")
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "split"),
+    [
+        ("Shop.Example", ("shop.example", None)),
+        (".shop.example:8080", ("shop.example", 8080)),
+        ("::1", ("::1", None)),
+        ("[::1]", ("::1", None)),
+        ("[0::1]:8080", ("::1", 8080)),
+        ("[2001:DB8::1]:443", ("2001:db8::1", 443)),
+    ],
+)
+def test_split_host_reads_names_and_ipv6_addresses(entry: str, split: tuple[str, int]) -> None:
+    assert split_host(entry) == split
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("https://a.test/", "not a host name"),
+        ("[::1", "not a host name"),
+        ("[::1]8080", "not a host name"),
+        ("a.test:0", "a port is a number from 1 to 65535"),
+        ("[::1]:70000", "a port is a number from 1 to 65535"),
+        ("1:2:3", "not an IPv6 address"),
+    ],
+)
+def test_split_host_says_what_is_wrong(entry: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        split_host(entry)
+
+
+def test_offsite_reads_ipv6_entries_with_and_without_a_port() -> None:
+    any_port, one_port = Offsite(["::1"]), Offsite(["[::1]:8080"])
+    assert any_port.allows("http://[::1]:8080/") and any_port.allows("http://[0::1]:9/")
+    assert one_port.allows("http://[::1]:8080/x") and not one_port.allows("http://[::1]:8081/")
+    assert not any_port.allows("http://[::2]/") and not any_port.allows("http://127.0.0.1/")
