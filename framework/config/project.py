@@ -21,6 +21,7 @@ import yaml
 
 from framework.config.schema import build, check_key_names, keys_of, option, strings
 from framework.config.yamlfile import (
+    MAX_DEPTH,
     EnvText,
     KeyPath,
     Overrun,
@@ -378,8 +379,15 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     if not sep or not key.strip():
         raise UsageError(f"-s {text}: expected KEY=VALUE, e.g. -s concurrency.total=8")
     path = _key_path(key.strip(), text)
-    try:
-        parsed = parse(value) if value.strip() else ""
+    if len(path) > MAX_DEPTH:  # each key is a level of nesting, as in the file
+        raise ProjectError(
+            "-s",
+            f"{format_key(path[:3])}…",
+            f"the key path is {len(path):,} keys deep; fw reads values nested up to "
+            f"{MAX_DEPTH} levels",
+        )
+    try:  # the value sits as deep as its key path
+        parsed = parse(value, len(path)) if value.strip() else ""
     except Overrun as exc:
         raise ProjectError("-s", format_key(path), exc.problem) from exc
     except yaml.YAMLError:  # not YAML: the text itself

@@ -152,12 +152,21 @@ class Overrun(yaml.YAMLError):
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """A ``SafeLoader`` that raises ``Overrun`` at the first event past a limit."""
+    """A ``SafeLoader`` that raises ``Overrun`` at the first event past a limit.
 
-    def __init__(self, text: str) -> None:
+    Depth counts what the value will be, aliases expanded: an alias is as deep as the
+    value it repeats, so a chain of anchors each nesting the previous one is caught.
+    ``depth`` is how deep the document's value will sit (an ``-s`` key path).
+    """
+
+    def __init__(self, text: str, depth: int = 0) -> None:
         super().__init__(text)
-        self._open: list[tuple[str | None, int]] = []  # each open collection's anchor, start
+        self._depth = depth
+        # Each open collection: its anchor, the values expanded before it, and the height
+        # of its tallest child so far.
+        self._open: list[list[Any]] = []
         self._sizes: dict[str, int | None] = {}  # each anchor's values; None while it is open
+        self._heights: dict[str, int] = {}  # each anchor's levels of nesting
         self._written = self._expanded = 0  # values written; values with aliases expanded
 
     def get_event(self) -> Any:
@@ -170,20 +179,34 @@ class _BoundedLoader(yaml.SafeLoader):
         elif isinstance(event, yaml.ScalarEvent):
             self._count(event, 1)
         elif isinstance(event, yaml.CollectionEndEvent):
-            anchor, start = self._open.pop()
-            if anchor is not None:
-                self._sizes[anchor] = self._expanded - start
+            self._end()
         return event
 
     def _begin(self, event: yaml.CollectionStartEvent) -> None:
-        self._open.append((event.anchor, self._expanded))
+        self._open.append([event.anchor, self._expanded, 0])
         self._count(event, None)
-        if len(self._open) > MAX_DEPTH:
-            raise Overrun(
-                f"the value here is nested {len(self._open)} levels deep; "
-                f"fw reads values nested up to {MAX_DEPTH} levels",
-                event,
-            )
+        self._check_depth(self._depth + len(self._open), event)
+
+    def _end(self) -> None:
+        anchor, start, tallest = self._open.pop()
+        if anchor is not None:
+            self._sizes[anchor] = self._expanded - start
+            self._heights[anchor] = tallest + 1
+        self._nested(tallest + 1)
+
+    def _nested(self, height: int) -> None:
+        """Note a child ``height`` levels tall in the innermost open collection."""
+        if self._open and height > self._open[-1][2]:
+            self._open[-1][2] = height
+
+    def _check_depth(self, depth: int, event: yaml.Event, alias: str | None = None) -> None:
+        if depth <= MAX_DEPTH:
+            return
+        what = f"with the alias *{alias} here, the value is" if alias else "the value here is"
+        raise Overrun(
+            f"{what} nested {depth} levels deep; fw reads values nested up to {MAX_DEPTH} levels",
+            event,
+        )
 
     def _count(self, event: yaml.NodeEvent, size: int | None) -> None:
         self._written += 1
@@ -192,13 +215,18 @@ class _BoundedLoader(yaml.SafeLoader):
             self._sizes[event.anchor] = size
 
     def _repeat(self, event: yaml.AliasEvent) -> None:
-        size = self._sizes.get(event.anchor or "", 0)  # an unknown anchor: the composer says so
+        anchor = event.anchor or ""
+        size = self._sizes.get(anchor, 0)  # an unknown anchor: the composer says so
         if size is None:
             raise Overrun(
-                f"the alias *{event.anchor} is inside the value &{event.anchor} it repeats, "
+                f"the alias *{anchor} is inside the value &{anchor} it repeats, "
                 "which would never end",
                 event,
             )
+        height = self._heights.get(anchor, 0)
+        depth = self._depth + len(self._open) + height
+        self._check_depth(depth, event, anchor)
+        self._nested(height)
         self._expanded += size
         if self._expanded - self._written > MAX_REPEATED:
             raise Overrun(
@@ -208,9 +236,12 @@ class _BoundedLoader(yaml.SafeLoader):
             )
 
 
-def parse(text: str) -> Any:
-    """Return the value of a YAML document; raise ``Overrun`` past a limit."""
-    loader = _BoundedLoader(text)
+def parse(text: str, depth: int = 0) -> Any:
+    """Return the value of a YAML document; raise ``Overrun`` past a limit.
+
+    ``depth`` is how many levels deep the value will sit, which count against the limit.
+    """
+    loader = _BoundedLoader(text, depth)
     try:
         return loader.get_single_data()
     finally:

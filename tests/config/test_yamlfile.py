@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.config.project import load_project
+from framework.config.project import load_project, parse_override
 from framework.config.yamlfile import MAX_BYTES, MAX_DEPTH, MAX_REPEATED, Overrun, parse
 from framework.errors import ProjectError
 from tests.conftest import Completed, Serve, fw_command, pages, write_project
@@ -99,6 +99,12 @@ ENDLESS = {
     "nested lists": (" " + "[" * DEEP + "]" * DEEP, 3, "nested 101 levels deep"),
     "nested mappings": (" " + "{a: " * DEEP + "}" * DEEP, 3, "nested 101 levels deep"),
     "nested block lists": ("\n  x:\n    " + "- " * DEEP + "x", 5, "nested 101 levels deep"),
+    # Each anchor nests the one before: 60 levels written, 120 once the alias is expanded.
+    "a chain of aliases": (
+        f"\n  x:\n    - &a0 {'[' * 60}1{']' * 60}\n    - &a1 {'[' * 60}*a0{']' * 60}",
+        6,
+        "with the alias *a0 here, the value is nested 123 levels deep",
+    ),
     "an alias inside its own value": (
         "\n  x: &a\n    - y\n    - *a",
         6,
@@ -172,6 +178,26 @@ def test_values_may_nest_up_to_the_limit() -> None:
     assert parse("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
     with pytest.raises(Overrun, match="nested 101 levels deep"):
         parse("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+
+
+def test_aliases_may_nest_up_to_the_limit() -> None:
+    anchor = "&a " + "[" * 50 + "]" * 50  # 50 levels, at levels 2 to 51
+    assert parse(f"[{anchor}, {'[' * 49}*a{']' * 49}]") is not None  # *a at 51 to 100
+    with pytest.raises(Overrun, match=r"with the alias \*a here, the value is nested 101 levels"):
+        parse(f"[{anchor}, {'[' * 50}*a{']' * 50}]")
+
+
+def test_an_override_counts_its_key_path_against_the_limit() -> None:
+    key = ".".join(["rules"] + ["a"] * (MAX_DEPTH - 1))
+    assert parse_override(f"{key}=x") == (tuple(key.split(".")), "x")
+    assert parse_override(f"{key[:-2]}=[x]")[1] == ["x"]
+    with pytest.raises(ProjectError, match="nested 101 levels deep"):
+        parse_override(f"{key}=[x]")
+    with pytest.raises(ProjectError) as raised:
+        parse_override(".".join(["a"] * 5000) + "=1")
+    assert str(raised.value) == (
+        "-s: a.a.a…: the key path is 5,000 keys deep; fw reads values nested up to 100 levels"
+    )
 
 
 def test_aliases_may_repeat_up_to_the_limit() -> None:
