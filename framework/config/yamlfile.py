@@ -9,6 +9,7 @@ anything is built, so a refused document costs no more than its text.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -109,21 +110,38 @@ def load(file: Path) -> tuple[Any, Source]:
     return resolve_env(data, source, ()), source
 
 
+#: O_NONBLOCK: opening a FIFO does not wait for a writer; O_NOCTTY: nor does a terminal
+#: become fw's. Either is then refused for not being a regular file.
+_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
+
+
 def _read(file: Path) -> str:
-    """Return the text of ``file``, refusing a file over ``MAX_BYTES`` before reading it all."""
+    """Return the text of ``file``, refusing a file over ``MAX_BYTES`` before reading it all,
+    and anything but a regular file (a FIFO or a device may never end)."""
     try:
-        with file.open("rb") as stream:
-            raw, size = stream.read(MAX_BYTES + 1), os.fstat(stream.fileno()).st_size
+        fd = os.open(file, _OPEN)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ProjectError(str(file), "", f"not a regular file ({_kind(info.st_mode)})")
+            with open(fd, "rb", closefd=False) as stream:
+                raw = stream.read(MAX_BYTES + 1)
+        finally:
+            os.close(fd)
         if len(raw) > MAX_BYTES:
-            raise _too_big(file, size)
+            raise _too_big(file, info.st_size)
         return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProjectError(str(file), "", f"cannot read the project file: {_reason(exc)}") from exc
 
 
+def _kind(mode: int) -> str:
+    kinds = {"d": "a folder", "p": "a FIFO", "c": "a device", "b": "a device", "s": "a socket"}
+    return kinds.get(stat.filemode(mode)[0], "an unusual file")
+
+
 def _too_big(file: Path, size: int) -> ProjectError:
-    # A pipe has no size: say what is known.
-    known = f"{size:,} bytes" if size > MAX_BYTES else f"over {MAX_BYTES:,} bytes"
+    known = f"{max(size, MAX_BYTES + 1):,} bytes"  # it grew while read: at least this
     limit = f"fw reads project files up to {MAX_BYTES:,} bytes"
     return ProjectError(f"{file}:1", "", f"the project file is {known}; {limit}")
 

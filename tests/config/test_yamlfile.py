@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import resource
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -138,6 +140,32 @@ async def test_a_10_mb_project_file_is_refused_unparsed(command: str, tmp_path: 
         f"Error: {path}:1: the project file is {size:,} bytes; "
         "fw reads project files up to 1,048,576 bytes"
     )
+
+
+@pytest.mark.parametrize("command", ["check", "run", "status"])
+async def test_a_project_file_that_is_no_regular_file_is_refused_unread(
+    command: str, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # no writer will ever come: opening it for reading once waited forever
+    line = one_error(await run_fw_bounded(command, str(fifo), cwd=tmp_path))
+    assert line == f"Error: {fifo}: not a regular file (a FIFO)"
+    line = one_error(await run_fw_bounded(command, str(tmp_path), cwd=tmp_path))
+    assert line == f"Error: {tmp_path}: not a regular file (a folder)"
+
+
+def test_a_project_file_given_on_stdin_is_read_when_stdin_is_a_file(tmp_path: Path) -> None:
+    path = write_project(tmp_path, f"{HEAD}rules: {{items: [{{fields: {{t: h1}}}}]}}\n")
+    with path.open("rb") as stdin:
+        done = subprocess.run(
+            [*fw_command(), "check", "/dev/stdin"],
+            stdin=stdin,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"OK: /dev/stdin: stdin: spider rules, 1 start URL(s)")
 
 
 # -s KEY=VALUE, words the error must contain
