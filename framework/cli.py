@@ -331,8 +331,9 @@ def _run(args: argparse.Namespace) -> int:
     _summarise(stats, args.stats)
     if stats.aborted is not None:
         raise CrawlAborted(stats.aborted)
-    if stats.reason == "finished" and not stats.pages and stats.errors:
-        # A crawl that got no answer at all did nothing: a script or a scheduler must see it.
+    if stats.reason not in _STOPPED and not stats.pages and stats.errors:
+        # A crawl that got no answer at all did nothing, whatever ended it (max_pages
+        # too): a script or a scheduler must see it. A signal's exit code says more.
         raise CrawlAborted(
             f"nothing was fetched: every request failed ({_kinds(stats)}); check the start "
             "URLs and the network"

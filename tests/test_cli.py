@@ -371,18 +371,23 @@ def test_the_readme_synopsis_lists_every_option_of_every_command() -> None:
                 assert any(flag in line for flag in flags), f"fw {name}: {flags} not in {line!r}"
 
 
-async def test_a_crawl_that_fetched_nothing_at_all_exits_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ended_by", ["running out", "max_pages"])
+async def test_a_crawl_that_fetched_nothing_at_all_exits_1(tmp_path: Path, ended_by: str) -> None:
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
     project = write_project(
         tmp_path,
-        f"spider: rules\nstart_urls: [{dead}]\nretries: 0\nrules: {{items: [{{fields: "
-        "{page: {value: url}}}]}\n",
+        f"spider: rules\nstart_urls: [{dead}/a, {dead}/b]\nretries: 0\nrules: {{items: "
+        "[{fields: {page: {value: url}}}]}\n",
     )
-    done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
+    limit = ["-s", "max_pages=2"] if ended_by == "max_pages" else []
+    done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"), *limit)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == (
-        "Error: nothing was fetched: every request failed (connection 1); check the start URLs "
+    lines = done.stderr.strip().splitlines()
+    reason = "max_pages reached" if limit else "finished"
+    assert any(line.startswith(f"project: {reason} in ") for line in lines), done.stderr
+    assert lines[-1] == (
+        "Error: nothing was fetched: every request failed (connection 2); check the start URLs "
         "and the network"
     )

@@ -276,7 +276,13 @@ class Project:
         doc="Links followed from a start URL before stopping; 0 fetches only the start URLs.",
         minimum=0,
     )
-    max_pages: int | None = option(None, doc="Stop after this many responses.", minimum=1)
+    max_pages: int | None = option(
+        None,
+        doc="Stop after this many requests went to the network: pages, error pages, "
+        "redirects, retries and failed attempts each count; a request dropped as offsite "
+        "or by robots.txt does not, nor does robots.txt itself.",
+        minimum=1,
+    )
     max_items: int | None = option(None, doc="Stop after this many items.", minimum=1)
     max_response_size: int = option(
         16 * MiB,

@@ -110,7 +110,7 @@ class Engine:
         self._admission, self._settler, self._failures = crew.admission, crew.settler, crew.failures
         self._idle = Idle()
         self._active = 0  # leases being handled, plus the seeder while it runs
-        self._claimed = 0
+        self._sent = 0  # requests that went to the fetcher, for max_pages
         self._stopping: str | None = None
         self._seeding: asyncio.Task[None] | None = None
         self._processing: set[asyncio.Task[Any]] = set()  # workers fetching or parsing
@@ -314,9 +314,6 @@ class Engine:
 
     def _took(self, lease: Lease) -> Lease:
         self._active += 1
-        self._claimed += 1
-        if self.project.max_pages and self._claimed >= self.project.max_pages:
-            self.stop("max_pages reached")
         self._crew.seeder.claimed()
         self._admission.queued(lease.request)
         self._idle.wake_one()  # more may be ready; the woken worker checks
@@ -392,6 +389,8 @@ class Engine:
         if robots is not None and not await robots.allows(request):
             self.stats.filtered["robots"] += 1
             return _NOTHING
+        if not self._spend():  # max_pages went to requests claimed with this one
+            return Handled(retry=request)  # handed back unfetched, as when stopping
         try:
             response = await self._fetched(lease)
             redirect = redirect_of(
@@ -413,6 +412,20 @@ class Engine:
             await self._settler.accept(items, response),
             self._admission.admit(_deeper(requests, request)),
         )
+
+    def _spend(self) -> bool:
+        """Count one request going to the fetcher against ``max_pages``; False if none is
+        left. Counting here, not at claim time, leaves out what offsite and robots.txt drop.
+        """
+        limit = self.project.max_pages
+        if limit is None:
+            return True
+        if self._sent >= limit:
+            return False
+        self._sent += 1
+        if self._sent == limit:
+            self.stop("max_pages reached")
+        return True
 
     async def _fetched(self, lease: Lease) -> Response:
         """Fetch a request through the middlewares; tell the pace how the host answered."""

@@ -359,6 +359,31 @@ async def test_max_depth_max_pages_and_max_items(tmp_path: Path, serve: Serve) -
     assert len(read_jsonl(tmp_path / "out/items.jsonl")) == 3
 
 
+async def test_max_pages_counts_only_requests_that_went_to_the_network(
+    tmp_path: Path, serve: Serve
+) -> None:
+    fetched: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nDisallow: /private/\n")
+        fetched.append(request.path)
+        if request.path == "/":  # the disallowed links first: they are claimed first
+            return page(*(f"/private/{n}" for n in range(5)), *(f"/{n}" for n in range(1, 6)))
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    project = links_project(tmp_path, await serve(app), "concurrency: {total: 1, per_domain: 1}")
+    stats = await crawl(project, "robots=obey", "max_pages=4")
+    assert stats.reason == "max_pages reached" and stats.filtered["robots"] == 5
+    assert fetched == ["/", "/1", "/2", "/3"] and stats.pages == 4
+    many = await crawl(
+        project, "robots=obey", "max_pages=4", "concurrency={total: 8, per_domain: 8}"
+    )
+    assert many.pages == 4 and many.reason == "max_pages reached"  # exact, however many workers
+
+
 async def test_invalid_links_and_locations_are_filtered_not_fatal(
     tmp_path: Path, serve: Serve
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -110,3 +111,27 @@ async def test_a_signal_stops_stalled_requests_within_stop_timeout_and_hands_the
         "ok/2",
         *(p[1:] for p in STALLED),
     ]
+
+
+async def test_a_signal_keeps_its_exit_code_when_nothing_was_fetched(
+    stalling: tuple[Stalling, Path], tmp_path: Path
+) -> None:
+    site, project = stalling
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    base = project.read_text().split("start_urls: [", 1)[1].split("/]", 1)[0]
+    process = await start_fw(
+        "run", str(project), "-s", f"start_urls=[{dead}, {base}/stall/1]", "-s", "retries=0"
+    )
+    assert process.stderr is not None
+    await read_until(process.stderr, "connection")  # the dead one failed
+    async with asyncio.timeout(10), site.arrived:  # the other one will never answer
+        await site.arrived.wait_for(lambda: "/stall/1" in site.waiting)
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(5):
+        await process.wait()
+    rest = (await process.stderr.read()).decode()
+    assert process.returncode == 143, rest
+    assert "terminated in" in rest and "0 pages" in rest and "1 error (connection 1)" in rest
+    assert "nothing was fetched" not in rest
