@@ -148,7 +148,11 @@ class Throttle:
         doc="Raise a host's delay when it slows down or answers "
         "429/503, lower it back toward the configured delay when healthy.",
     )
-    max_delay: float = option(60.0, doc="The longest delay throttling may impose.", minimum=0)
+    max_delay: float = option(
+        60.0,
+        doc="The longest delay throttling, or a robots.txt Crawl-delay, may impose.",
+        minimum=0,
+    )
 
 
 def _throttle(raw: Any, source: Source, path: KeyPath) -> Throttle:

@@ -119,6 +119,11 @@ class Throttler:
         and what slowed it (``answered 429/503``, ``timed out``, ``slow replies``)."""
         return {host: (delay, self._why[host]) for host, delay in sorted(self.slowed().items())}
 
+    @property
+    def max_delay(self) -> float:
+        """The longest delay throttling, or a robots.txt Crawl-delay, may impose."""
+        return self._max
+
     def raise_floor(self, host: str, seconds: float) -> float | None:
         """Make ``seconds`` (a robots.txt Crawl-delay) the least delay; return the new delay."""
         if seconds <= self.floor(host):
@@ -200,11 +205,22 @@ class Pace:
         await self._tell(host, self.throttle.timed_out(host))
 
     async def crawl_delay(self, host: str, seconds: float) -> None:
-        """Make a robots.txt ``Crawl-delay`` the host's least delay."""
-        delay = self.throttle.raise_floor(host, seconds)
+        """Make a robots.txt ``Crawl-delay``, up to ``throttle.max_delay``, the host's least
+        delay: a site asking for a day between pages would hold the crawl for good."""
+        used = min(seconds, self.throttle.max_delay)
+        if used < seconds:
+            log.warning(
+                "%s asks for %gs between requests (robots.txt Crawl-delay); waiting %gs, "
+                "the most throttle.max_delay allows",
+                host,
+                seconds,
+                used,
+            )
+        delay = self.throttle.raise_floor(host, used)
         if delay is not None:
-            self.crawl_delays[host] = seconds
-            log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, seconds)
+            self.crawl_delays[host] = used
+            if used == seconds:
+                log.info("%s asks for %gs between requests (robots.txt Crawl-delay)", host, used)
             await self._tell(host, delay)
 
     async def rest(self, host: str, seconds: float) -> None:

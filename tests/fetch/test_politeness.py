@@ -301,6 +301,35 @@ async def test_robots_txt_is_obeyed_cached_and_its_crawl_delay_kept(
     assert "robots.txt Crawl-delay: 127.0.0.1 0.3s" in stats.summary()
 
 
+async def test_a_crawl_delay_past_max_delay_is_capped_and_said(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    hits: Counter[str] = Counter()
+    starts: list[float] = []
+    robots = web.Response(text="User-agent: *\nDisallow: /private/\nCrawl-delay: 1e9\n")
+    app = robots_site(robots, hits)
+    app.on_response_prepare.append(lambda request, _: _started(starts, request))
+    base = await serve(app)
+    path = project(tmp_path, [f"{base}/"], "throttle: {max_delay: 0.2}")
+    async with asyncio.timeout(20):  # a billion seconds between pages once held it for good
+        stats = await crawl(path, "robots=obey")
+    assert hits == {"/robots.txt": 1, "/": 1, "/public/1": 1, "/public/2": 1}
+    assert stats.crawl_delays == {"127.0.0.1": 0.2}
+    assert "robots.txt Crawl-delay: 127.0.0.1 0.2s" in stats.summary()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        "127.0.0.1 asks for 1e+09s between requests (robots.txt Crawl-delay); waiting 0.2s, "
+        "the most throttle.max_delay allows"
+    ]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(gaps) == 2 and min(gaps) >= 0.2 * 0.5  # the capped delay, jittered
+
+
+async def _started(starts: list[float], request: web.Request) -> None:
+    if request.path != "/robots.txt":
+        starts.append(asyncio.get_running_loop().time())
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 async def test_a_robots_txt_over_the_size_cap_is_read_up_to_500_kib(
     tmp_path: Path, serve: Serve, compressed: bool
