@@ -219,10 +219,11 @@ class Engine:
         await self._events.crawl_started(project=self.project, spider=self.spider)
         try:
             async with asyncio.TaskGroup() as tasks:
+                # First: a start_requests that blocks in its first batch must be watched too.
+                watching = tasks.create_task(self._crew.stalls.run())
                 self._active += 1  # the seeder counts as work until it is done
                 self._seeding = tasks.create_task(self._seed())
                 tasks.create_task(self._settler.run())
-                watching = tasks.create_task(self._crew.stalls.run())
                 workers = [
                     tasks.create_task(self._worker()) for _ in range(self.project.concurrency.total)
                 ]

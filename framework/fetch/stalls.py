@@ -9,8 +9,8 @@ timeouts, retries and throttling for no fault of the server. So:
 - request deadlines (``deadline()``) and latencies (``held_since()``) leave stalls out,
   including one that has just ended and that the ticker has not seen yet;
 - a watchdog thread looks, during a stall, at what the loop's thread is running, and
-  names the spider callback that holds it: the stall is logged once per callback, and
-  counted.
+  names the plugin code that holds it (a spider callback, a middleware, an event hook):
+  the stall is logged once per culprit, and counted.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
 
+from framework.hooks.events import EventHook
 from framework.http import Request, Response
+from framework.middleware import Middleware, end_of_chain
 from framework.spider import Spider
 
 __all__ = ["Stalls"]
@@ -114,14 +116,14 @@ class Stalls:
             )
 
     def _watch(self, stop: threading.Event) -> None:
-        """In a thread: during a stall, note which spider callback holds the loop.
+        """In a thread: during a stall, note which plugin code holds the loop.
 
         ``_last`` is on the loop's clock, which is ``time.monotonic``.
         """
         while not stop.wait(self._stall / 2):
             if self._culprit is None and time.monotonic() - self._last > self._stall:
                 frame = sys._current_frames().get(self._loop_thread)
-                self._culprit = _callback_in(frame)
+                self._culprit = _culprit_in(frame)
 
 
 class _Deadline:
@@ -145,15 +147,27 @@ class _Deadline:
             self._timer = self._loop.call_at(due, self._check)
 
 
-def _callback_in(frame: FrameType | None) -> tuple[str, str] | None:
-    """Return (``spider 'x' callback parse``, its URL) for the innermost spider method."""
+def _culprit_in(frame: FrameType | None) -> tuple[str, str] | None:
+    """Return (``spider 'x' callback parse``, its URL) for the innermost plugin code on the
+    stack: a spider method, a middleware, an event hook; None if it is fw's own."""
     while frame is not None:
-        spider = frame.f_locals.get("self")
-        if isinstance(spider, Spider):
-            url = next(
-                (v.url for v in frame.f_locals.values() if isinstance(v, Response | Request)),
-                "",
-            )
-            return f"spider '{spider.name}' callback {frame.f_code.co_name}", url
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Spider):
+            return f"spider '{owner.name}' callback {frame.f_code.co_name}", _url_in(frame)
+        if isinstance(owner, Middleware):
+            return f"middleware '{owner.name or type(owner).__name__}'", _url_in(frame)
+        if isinstance(owner, EventHook) and (call := frame.f_locals.get("call")) is not None:
+            return f"plugin '{call.plugin}' hook {owner.name}", _url_in(frame)
+        if frame.f_code is end_of_chain.__code__:  # below the middlewares: the fetcher
+            return None
         frame = frame.f_back
     return None
+
+
+def _url_in(frame: FrameType) -> str:
+    """Return the URL of the request or response a frame works on, if it has one."""
+    values = list(frame.f_locals.values())
+    kwargs = frame.f_locals.get("kwargs")  # an event hook's arguments
+    if isinstance(kwargs, dict):
+        values += kwargs.values()
+    return next((v.url for v in values if isinstance(v, Response | Request)), "")

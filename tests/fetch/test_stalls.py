@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from framework.fetch.stalls import _culprit_in
+from framework.http import Request, Response
+from framework.middleware import Handler, Middleware, chain
 from tests.conftest import Serve, crawl, write_project
 
 SLEEPY = """
@@ -76,3 +80,117 @@ async def test_a_blocking_callback_is_named_and_charged_to_no_host(
     assert "blocked the event loop: spider 'sleepy' callback parse 2 times" in "\n".join(
         stats.summary()
     )
+
+
+BLOCKERS = """
+import time
+from framework import Middleware, Request, Spider, hookimpl
+
+class Blockers(Spider):
+    name = "blockers"
+
+    def start_requests(self):
+        for n, path in enumerate(["slow-start", "mw", "resp", "item", "async-item", "fetch"]):
+            if n == 4:  # in the first batch: before any await of the crawl's
+                time.sleep(0.8)
+            yield Request(self.start_urls[0] + path)
+
+    def parse(self, response):
+        yield {"url": response.url}
+
+class Blocking(Middleware):
+    name = "blocking"
+
+    async def __call__(self, request, handler):
+        if request.url.endswith("/mw"):
+            time.sleep(0.8)
+        return await handler(request)
+
+@hookimpl
+def register_spiders(register):
+    register(Blockers)
+
+@hookimpl
+def register_middlewares(register):
+    register(Blocking)
+
+@hookimpl
+def response_received(response):
+    if response.url.endswith("/resp"):
+        time.sleep(0.8)
+
+@hookimpl
+def item_scraped(item):
+    if item["url"].endswith("/item"):
+        time.sleep(0.8)
+"""
+
+ASYNC_HOOK = """
+import time
+from framework import hookimpl
+
+@hookimpl
+async def item_scraped(item):
+    if item["url"].endswith("/async-item"):
+        time.sleep(0.8)
+"""
+
+
+async def test_each_kind_of_plugin_code_that_blocks_is_named(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(text="<p>ok</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    base = await serve(app)
+    (tmp_path / "blockers.py").write_text(BLOCKERS, encoding="utf-8")
+    (tmp_path / "async_hook.py").write_text(ASYNC_HOOK, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: blockers
+        start_urls: [{base}/]
+        plugins: [./blockers.py, ./async_hook.py]
+        robots: ignore
+        concurrency: {{total: 1, per_domain: 1}}
+        """,
+    )
+    with caplog.at_level(logging.WARNING, logger="fw"):
+        stats = await crawl(project)
+    assert stats.errors == {} and stats.items == 6
+    assert sorted(stats.stalls) == [
+        "middleware 'blocking'",
+        "plugin 'async_hook.py' hook item_scraped",
+        "plugin 'blockers.py' hook item_scraped",
+        "plugin 'blockers.py' hook response_received",
+        "spider 'blockers' callback start_requests",
+    ]
+    blamed = [r.getMessage() for r in caplog.records if "blocked the event loop" in r.getMessage()]
+    assert len(blamed) == 5  # each named once, with the URL it was working on
+    assert any(
+        re.match(rf"middleware 'blocking' blocked .* \({re.escape(base)}/mw\);", m) for m in blamed
+    )
+    assert any(
+        re.match(rf"plugin 'blockers.py' hook item_scraped .* \({re.escape(base)}/item\);", m)
+        for m in blamed
+    )
+
+
+async def test_the_fetcher_behind_a_middleware_is_not_blamed_on_it() -> None:
+    blamed: list[tuple[str, str] | None] = []
+
+    async def fetch(request: Request) -> Response:  # stands where the downloader runs
+        blamed.append(_culprit_in(sys._getframe()))
+        return Response(request.url, 200, {}, b"", request)
+
+    class Passing(Middleware):
+        name = "passing"
+
+        async def __call__(self, request: Request, handler: Handler) -> Response:
+            blamed.append(_culprit_in(sys._getframe()))
+            return await handler(request)
+
+    await chain([Passing()], fetch)(Request("http://a.test/x"))
+    assert blamed == [("middleware 'passing'", "http://a.test/x"), None]
