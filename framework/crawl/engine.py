@@ -44,7 +44,6 @@ from framework.fetch.statuses import check_status, redirect_of
 from framework.frontier import Frontier, Lease, LeaseLost, Settlement
 from framework.hooks.events import Events
 from framework.http import Request, Response
-from framework.http.urls import host_of
 from framework.middleware import Handler
 from framework.spider import Spider, run_callback
 
@@ -456,7 +455,7 @@ class Engine:
             log.debug("retrying in %.2fs (%s): %s", delay, error.kind, request.url)
             return Handled(retry=request.replace(retries=request.retries + 1), delay=delay)
         if error.redirect_to:
-            self.stats.redirected(lease.host, host_of(error.redirect_to))
+            self.stats.redirected(request.url, error.redirect_to)
         await self._failures.report(error, error.kind, request, str(error), listed=True)
         if not request.errback:
             return Handled(failure=error.kind)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.frontier import Counts
+from framework.http.urls import host_of, site_of
 
 __all__ = ["Stats"]
 
@@ -47,6 +48,8 @@ class Stats:
     hosts: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     #: Per host, the offsite hosts it redirected to (login walls, challenge hosts).
     away: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    #: Redirects to another port of the same host, outside allowed_domains: by (from, to).
+    ported: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: Pages a spider reported as challenge or login pages.
     blocked_pages: list[str] = field(default_factory=list)
     #: What the frontier still held when the crawl ended (stopped early, or interrupted).
@@ -70,9 +73,13 @@ class Stats:
         self.statuses[status] += 1
         self.hosts[host][status] += 1
 
-    def redirected(self, host: str, target: str) -> None:
-        """Count a redirect from ``host`` to an offsite ``target`` host."""
-        self.away[host][target] += 1
+    def redirected(self, url: str, target: str) -> None:
+        """Count a redirect from ``url`` to ``target``, outside allowed_domains."""
+        host, away = host_of(url), host_of(target)
+        if away == host:  # only the port differs: allowed_domains pins another one
+            self.ported[site_of(url), site_of(target)] += 1
+        else:
+            self.away[host][away] += 1
 
     def abort(self, why: str) -> None:
         """Note that the crawl was aborted, and why; its clock stops if it still runs."""
@@ -127,6 +134,12 @@ class Stats:
             f"blocked: {what}: the site refuses this client; send a browser User-Agent "
             "(headers:) and slow down (delay:)"
             for what in self.blocked()
+        ]
+        lines += [
+            f"offsite: {a} redirected {n} request{'s' if n != 1 else ''} to {b}, another port "
+            f"of the same host, outside allowed_domains; add {b} to allowed_domains (or "
+            f"{host_of('http://' + b)}, for every port)"
+            for (a, b), n in self.ported.items()
         ]
         lines += self._politeness()
         if self.failures:
@@ -204,6 +217,7 @@ class Stats:
             "filtered": dict(self.filtered),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "blocked": self.blocked(),
+            "redirected_to_port": {f"{a} -> {b}": n for (a, b), n in self.ported.items()},
             "left": {"pending": self.left.pending, "delayed": self.left.delayed}
             if self.left
             else None,

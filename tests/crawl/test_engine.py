@@ -775,6 +775,34 @@ async def test_the_same_host_on_another_port_is_offsite_by_default(
     assert stats.filtered["offsite"] == 1 and stats.errors == {"offsite_redirect": 1}
 
 
+async def test_a_start_url_redirected_offsite_is_explained_by_where_it_went(
+    tmp_path: Path, serve: Serve
+) -> None:
+    other = await serve(web.Application())  # 127.0.0.1, another port
+
+    async def away(request: web.Request) -> web.Response:
+        to = other if request.path == "/port" else "http://login.example"
+        return web.Response(status=302, headers={"Location": to + "/x"})
+
+    app = web.Application()
+    app.router.add_get("/{where}", away)
+    base = await serve(app)
+    project = links_project(tmp_path, base)
+    moved = await crawl(project, f"start_urls=[{base}/port]")
+    assert moved.errors == {"offsite_redirect": 1}
+    site, there = base.removeprefix("http://"), other.removeprefix("http://")
+    assert [line for line in moved.summary() if "redirected" in line] == [
+        f"offsite: {site} redirected 1 request to {there}, another port of the same host, "
+        f"outside allowed_domains; add {there} to allowed_domains (or 127.0.0.1, for every port)"
+    ]
+    assert moved.to_dict()["redirected_to_port"] == {f"{site} -> {there}": 1}
+    walled = await crawl(project, f"start_urls=[{base}/host]")
+    assert [line for line in walled.summary() if "redirected" in line] == [
+        "blocked: 127.0.0.1 redirected all 1 requests to login.example: the site refuses this "
+        "client; send a browser User-Agent (headers:) and slow down (delay:)"
+    ]
+
+
 async def test_a_redirect_to_another_scheme_is_a_counted_failure(
     tmp_path: Path, serve: Serve
 ) -> None:
