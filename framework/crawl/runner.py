@@ -160,12 +160,11 @@ def build_engine(
     stalls = Stalls()
     fetcher = _fetcher(prepared, stats, stalls)
     fetch = chain(prepared.components.middlewares, fetcher.fetch)
+    live = prepared.replay is None  # a replay has no server to spare: it waits for nothing
     throttle = Throttler(
-        politeness,
-        enabled=project.throttle.enabled and prepared.replay is None,
-        max_delay=project.throttle.max_delay,
+        politeness, enabled=project.throttle.enabled and live, max_delay=project.throttle.max_delay
     )
-    pace = Pace(throttle, frontier)
+    pace = Pace(throttle, frontier, waits=live)
     return Engine(
         Crew(
             project,
@@ -177,7 +176,7 @@ def build_engine(
             Robots(fetch, user_agent(project.headers), pace) if project.robots == "obey" else None,
             pace,
             stalls,
-            RetryPolicy(project.retries, project.backoff.base, project.backoff.max),
+            RetryPolicy(project.retries, project.backoff.base, project.backoff.max, waits=live),
             Admission(project, stats, spider.name, persistent=frontier.persistent),
             Seeder(_starts(prepared, frontier), frontier.counts, failures, spider),
             Settler(

@@ -188,11 +188,13 @@ class Pace:
     ``Crawl-delay``, ``Retry-After`` rests.
 
     The fetch path tells it what happened (a reply, a timeout, a Crawl-delay); it decides
-    with the ``Throttler`` and tells the frontier only when a host's pace changes.
+    with the ``Throttler`` and tells the frontier only when a host's pace changes. With
+    ``waits`` off (a replay, which has no server to spare) Crawl-delay and Retry-After
+    rests are not kept.
     """
 
-    def __init__(self, throttle: Throttler, frontier: Tuner) -> None:
-        self.throttle, self._frontier = throttle, frontier
+    def __init__(self, throttle: Throttler, frontier: Tuner, *, waits: bool = True) -> None:
+        self.throttle, self._frontier, self._waits = throttle, frontier, waits
         #: The hosts whose robots.txt asked for a delay, with the seconds it asked for.
         self.crawl_delays: dict[str, float] = {}
 
@@ -207,6 +209,8 @@ class Pace:
     async def crawl_delay(self, host: str, seconds: float) -> None:
         """Make a robots.txt ``Crawl-delay``, up to ``throttle.max_delay``, the host's least
         delay: a site asking for a day between pages would hold the crawl for good."""
+        if not self._waits:
+            return
         used = min(seconds, self.throttle.max_delay)
         if used < seconds:
             log.warning(
@@ -225,7 +229,8 @@ class Pace:
 
     async def rest(self, host: str, seconds: float) -> None:
         """Send nothing to ``host`` for ``seconds`` (it answered with ``Retry-After``)."""
-        await self._frontier.tune(host, pause=seconds)
+        if self._waits:
+            await self._frontier.tune(host, pause=seconds)
 
     def slowed(self) -> dict[str, float]:
         """Return the hosts throttling holds above their floor now, with their delay."""

@@ -34,12 +34,17 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, honouring the server's ``Retry-After``."""
+    """Exponential backoff with jitter, honouring the server's ``Retry-After``.
+
+    With ``waits`` off (a replay, which has no server to spare) every decision stays the
+    same, retry or give up, but no wait is longer than zero.
+    """
 
     retries: int
     base: float
     cap: float
     jitter: Callable[[], float] = random.random
+    waits: bool = True
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float | None:
         """Return the wait before retry number ``attempt + 1``, or None to give up.
@@ -54,7 +59,7 @@ class RetryPolicy:
         if retry_after is not None and retry_after > self.cap:
             return None
         wait = min(self.base * 2.0**attempt * (0.5 + self.jitter()), self.cap)
-        return max(wait, retry_after or 0.0)
+        return max(wait, retry_after or 0.0) if self.waits else 0.0
 
     def rest(self, retry_after: float) -> float:
         """Return how long a host rests after its ``Retry-After``: as asked, at most ``cap``.
@@ -62,4 +67,4 @@ class RetryPolicy:
         A server asking for longer gets its request failed (``delay`` gives up) rather than
         the crawl stalled for it; the host still rests ``cap``, since it did ask for air.
         """
-        return min(retry_after, self.cap)
+        return min(retry_after, self.cap) if self.waits else 0.0

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from framework.config.project import DomainPolicy
+from framework.crawl import runner
 from framework.fetch.politeness import HostPolicy, Politeness, Throttler
 from tests.conftest import Serve, crawl, write_project
 from tests.crawl.test_engine import SPIDER, Gauge, page
@@ -328,6 +329,34 @@ async def test_a_crawl_delay_past_max_delay_is_capped_and_said(
 async def _started(starts: list[float], request: web.Request) -> None:
     if request.path != "/robots.txt":
         starts.append(asyncio.get_running_loop().time())
+
+
+async def test_a_replay_waits_for_no_recorded_crawl_delay_or_retry_after(
+    tmp_path: Path, serve: Serve
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nCrawl-delay: 30\n")
+        if request.path == "/busy":
+            return web.Response(status=503, headers={"Retry-After": "59"})
+        return page("/busy", "/1", "/2")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    path = project(tmp_path, [f"{await serve(app)}/"])
+    recording = tmp_path / "recording"
+    # Recorded without waiting: Crawl-delay cut to nothing, Retry-After past backoff.max.
+    quick = ["robots=obey", "throttle.max_delay=0", "backoff.max=0.1", "retries=0"]
+    recorded = await runner.build_engine(
+        runner.prepare(path, quick, record=recording), failures_file=False
+    ).run()
+    assert recorded.errors == {"http_503": 1} and recorded.pages == 4
+    async with asyncio.timeout(10):  # honoured, they took 30 s a page and a minute a retry
+        replayed = await runner.build_engine(
+            runner.prepare(path, ["robots=obey"], replay=recording), failures_file=False
+        ).run()
+    assert replayed.errors == {"http_503": 1} and replayed.retries == 2
+    assert replayed.pages == 6 and replayed.crawl_delays == {}
 
 
 @pytest.mark.parametrize("compressed", [False, True])

@@ -87,6 +87,13 @@ def test_retry_after_does_not_extend_the_attempts() -> None:
     assert policy(retries=2).delay(2, retry_after=1.0) is None
 
 
+def test_without_waits_every_decision_stays_and_no_wait_is_longer_than_zero() -> None:
+    replay = RetryPolicy(2, 1.0, 60.0, jitter=lambda: 0.5, waits=False)
+    assert [replay.delay(n, retry_after=59.9) for n in range(3)] == [0.0, 0.0, None]
+    assert replay.delay(0, retry_after=60.5) is None  # given up on, as the crawl did
+    assert replay.rest(59.9) == 0.0
+
+
 @pytest.mark.parametrize(("value", "expected"), [("120", 120.0), ("0", 0.0), (" 7 ", 7.0)])
 def test_retry_after_in_seconds(value: str, expected: float) -> None:
     assert parse_retry_after({"Retry-After": value}, now=NOW) == expected
