@@ -207,15 +207,16 @@ class Pace:
         await self._tell(host, self.throttle.timed_out(host))
 
     async def crawl_delay(self, host: str, seconds: float) -> None:
-        """Make a robots.txt ``Crawl-delay``, up to ``throttle.max_delay``, the host's least
-        delay: a site asking for a day between pages would hold the crawl for good."""
+        """Make a robots.txt ``Crawl-delay`` the host's least delay, up to the longest of
+        ``throttle.max_delay`` and the host's own: a site asking for a day between pages
+        would hold the crawl for good."""
         if not self._waits:
             return
-        used = min(seconds, self.throttle.max_delay)
+        used = min(seconds, max(self.throttle.max_delay, self.throttle.floor(host)))
         if used < seconds:
             log.warning(
                 "%s asks for %gs between requests (robots.txt Crawl-delay); waiting %gs, "
-                "the most throttle.max_delay allows",
+                "the longest of throttle.max_delay and the host's delay",
                 host,
                 seconds,
                 used,

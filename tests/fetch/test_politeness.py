@@ -307,11 +307,17 @@ async def test_a_crawl_delay_past_max_delay_is_capped_and_said(
 ) -> None:
     hits: Counter[str] = Counter()
     starts: list[float] = []
-    robots = web.Response(text="User-agent: *\nDisallow: /private/\nCrawl-delay: 1e9\n")
-    app = robots_site(robots, hits)
-    app.on_response_prepare.append(lambda request, _: _started(starts, request))
-    base = await serve(app)
-    path = project(tmp_path, [f"{base}/"], "throttle: {max_delay: 0.2}")
+
+    async def handler(request: web.Request) -> web.Response:
+        hits[request.path] += 1
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nDisallow: /private/\nCrawl-delay: 1e9\n")
+        starts.append(asyncio.get_running_loop().time())
+        return page("/private/x", "/public/1", "/public/2")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    path = project(tmp_path, [f"{await serve(app)}/"], "throttle: {max_delay: 0.2}")
     async with asyncio.timeout(20):  # a billion seconds between pages once held it for good
         stats = await crawl(path, "robots=obey")
     assert hits == {"/robots.txt": 1, "/": 1, "/public/1": 1, "/public/2": 1}
@@ -320,15 +326,16 @@ async def test_a_crawl_delay_past_max_delay_is_capped_and_said(
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warned == [
         "127.0.0.1 asks for 1e+09s between requests (robots.txt Crawl-delay); waiting 0.2s, "
-        "the most throttle.max_delay allows"
+        "the longest of throttle.max_delay and the host's delay"
     ]
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) == 2 and min(gaps) >= 0.2 * 0.5  # the capped delay, jittered
-
-
-async def _started(starts: list[float], request: web.Request) -> None:
-    if request.path != "/robots.txt":
-        starts.append(asyncio.get_running_loop().time())
+    caplog.clear()
+    slower = await crawl(path, "robots=obey", "delay=0.3")  # a host's own delay is kept
+    assert slower.crawl_delays == {} and [r.getMessage() for r in caplog.records] == [
+        "127.0.0.1 asks for 1e+09s between requests (robots.txt Crawl-delay); waiting 0.3s, "
+        "the longest of throttle.max_delay and the host's delay"
+    ]
 
 
 async def test_a_replay_waits_for_no_recorded_crawl_delay_or_retry_after(
