@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -360,12 +361,19 @@ def _summarise(stats: Stats, path: Path | None) -> None:
     try:
         stats.save(path)
     except OSError as exc:
-        raise CrawlAborted(f"--stats {path}: {exc.strerror or exc}") from exc
+        raise CrawlAborted(f"--stats {path}: {_why(exc)}") from exc
+
+
+def _why(exc: OSError) -> str:
+    # What a FIFO that nothing reads gives an open that must not wait for a reader.
+    return "a FIFO that nothing reads" if exc.errno == errno.ENXIO else exc.strerror or str(exc)
 
 
 def _check_writable(path: Path, option: str) -> None:
     """Fail before the crawl, not after it, if ``path`` cannot be written."""
     existed = path.exists()
+    if existed and not path.is_file() and not path.is_dir():
+        return  # a FIFO or a device: opening it to try would end a reader's stream
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8"):
@@ -375,7 +383,7 @@ def _check_writable(path: Path, option: str) -> None:
             f"{option} {path}: cannot write it: {exc.filename} is not a folder"
         ) from exc
     except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot write it: {exc.strerror or exc}") from exc
+        raise UsageError(f"{option} {path}: cannot write it: {_why(exc)}") from exc
     if not existed:
         path.unlink()  # written at the end; until then no empty file should suggest a result
 

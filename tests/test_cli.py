@@ -308,6 +308,20 @@ async def test_an_unwritable_stats_path_fails_before_the_crawl(
     assert state.hits == []  # checked before crawling
 
 
+async def test_stats_to_a_fifo_nothing_reads_fails_instead_of_hanging(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    fifo = tmp_path / "stats.fifo"
+    os.mkfifo(fifo)  # opened to write, it once waited for a reader that never came
+    result = await run_fw("run", str(project), "--stats", str(fifo), timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: --stats {fifo}: a FIFO that nothing reads"
+    )
+
+
 async def test_a_stats_path_is_only_written_at_the_end(
     site: tuple[Site, Path], tmp_path: Path
 ) -> None:

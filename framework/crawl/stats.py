@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -190,11 +191,15 @@ class Stats:
         return lines
 
     def save(self, path: Path) -> None:
-        """Write the stats as JSON to ``path``, creating its folder."""
+        """Write the stats as JSON to ``path``, creating its folder.
+
+        A FIFO that nothing reads fails (ENXIO) instead of holding fw forever.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o666)
+        os.set_blocking(fd, True)  # only the open must not wait: a reader may be slow
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the stats as JSON-ready data."""
