@@ -56,6 +56,10 @@ def _http_url(url: str) -> str:
     problem = unfetchable(url)
     if problem == "scheme":
         raise ValueError(f"{url!r} is not an http(s) URL; fw fetches only http:// and https://")
+    try:  # its host and port are the default allowed_domains: they must read as one
+        split_host(site_of(url))
+    except ValueError:
+        problem = "invalid_url"
     if problem:
         raise ValueError(f"{url!r} is not a valid URL (check the host and port)")
     return url

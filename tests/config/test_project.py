@@ -210,6 +210,12 @@ INVALID = {
         "concurrency.total",
         "at most 10000",
     ),
+    "start url whose host is no host": (
+        "spider: shop\nstart_urls: ['http://a b/']\n",
+        2,
+        "start_urls[0]",
+        "'http://a b/' is not a valid URL",
+    ),
     "start url with a bad port": (
         "spider: shop\nstart_urls: [http://a.example:99999/]\n",
         2,

@@ -105,6 +105,7 @@ def test_an_ipv6_host_is_one_host_however_written() -> None:
         ("[::1]", ("::1", None)),
         ("[0::1]:8080", ("::1", 8080)),
         ("[2001:DB8::1]:443", ("2001:db8::1", 443)),
+        ("[fe80::1%25eth0]:80", ("fe80::1%25eth0", 80)),  # site_of a link-local URL
     ],
 )
 def test_split_host_reads_names_and_ipv6_addresses(entry: str, split: tuple[str, int]) -> None:
