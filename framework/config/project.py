@@ -286,7 +286,7 @@ class Project:
     )
     max_pages: int | None = option(
         None,
-        doc="Stop after this many requests went to the network: pages, error pages, "
+        doc="Stop after this many requests were sent to be fetched: pages, error pages, "
         "redirects, retries and failed attempts each count; a request dropped as offsite "
         "or by robots.txt does not, nor does robots.txt itself.",
         minimum=1,
