@@ -32,7 +32,7 @@ from framework.config.yamlfile import (
     resolve_env,
 )
 from framework.errors import ErrorList, ProjectError, UsageError, check_all
-from framework.http.urls import Offsite, host_of, site_of, split_host, unfetchable
+from framework.http.urls import Offsite, host_of, redact, site_of, split_host, unfetchable
 
 __all__ = [
     "Backoff",
@@ -88,10 +88,25 @@ def _headers(headers: Mapping[str, str]) -> Mapping[str, str]:
 _FRONTIERS = ("memory", "sqlite:///", "redis://", "rediss://", "unix://")
 
 
+def _crawl_name(name: str) -> str:
+    # It becomes a file name beside the project and a Redis key prefix (fw:NAME:), so no
+    # "/" or ".." to climb out of the folder, and no ":" to nest in another crawl's keys.
+    if name and not _CRAWL_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a crawl name: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+_CRAWL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
+_NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
+
+
 def _frontier(url: str) -> str:
     if url != "memory" and not url.startswith(_FRONTIERS[1:]):
         raise ValueError(
-            f"{url!r} is not a frontier; use memory, sqlite:///path/to/crawl.db "
+            f"{redact(url)!r} is not a frontier; use memory, sqlite:///path/to/crawl.db "
             "or redis://host:6379/0"
         )
     if url.startswith("sqlite:///") and not url.removeprefix("sqlite:///").strip("/"):
@@ -220,7 +235,12 @@ def _exporter(raw: Any, source: Source, at: KeyPath) -> ExporterSpec:
 class Project:
     """A validated project file. Each component is handed only the part it needs."""
 
-    name: str = option("", doc="The crawl's name; defaults to the project file's name.")
+    name: str = option(
+        "",
+        doc="The crawl's name: letters, digits, '.', '_' and '-'. It names the failures "
+        "file and a Redis crawl's keys; defaults to the project file's name.",
+        check=_crawl_name,
+    )
     spider: str = option(doc="The name of a registered spider (see `fw plugins`).")
     start_urls: tuple[str, ...] = option(
         (),
@@ -376,7 +396,7 @@ def _check_on_site(project: Project) -> None:
 
 
 def _with_defaults(project: Project) -> Project:
-    name = project.name or project.file.stem
+    name = project.name or _NOT_IN_NAMES.sub("-", project.file.stem).strip(".-_")[:100] or "crawl"
     domains = project.allowed_domains
     if domains is None:  # on the start URLs' ports: a host's other ports are other services
         domains = tuple(dict.fromkeys(site_of(url) for url in project.start_urls))

@@ -780,3 +780,22 @@ def test_projects_that_can_crawl_are_accepted(
     text: str, project_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["check", str(write_project(project_dir, text))]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "shop:eu", ".hidden", "", "x" * 101])
+def test_a_crawl_name_that_could_leave_the_folder_or_nest_keys_is_refused(
+    project_dir: Path, name: str
+) -> None:
+    text = VALID + f"name: {name!r}\n"
+    if not name:  # empty: the default, the file's name
+        assert load_project(write_project(project_dir, text)).name == "project"
+        return
+    with pytest.raises(ProjectError, match=r"project.yaml:\d+: name: .* is not a crawl name"):
+        load_project(write_project(project_dir, text))
+
+
+def test_a_crawl_named_after_its_file_keeps_only_the_characters_a_name_may_have(
+    project_dir: Path,
+) -> None:
+    path = write_project(project_dir, VALID, name="my shop: eu.yaml")
+    assert load_project(path).name == "my-shop-eu"
