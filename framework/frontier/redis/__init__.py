@@ -6,7 +6,8 @@ crawl: a request is leased, never popped, and a lease that is not settled in tim
 back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by default)::
 
     meta             hash   counters (pending, seen, done, failed), id and filing sequences,
-                            when the crawl was created and its epoch; while ``--fresh``
+                            when the crawl was created, its epoch, and its owner (the
+                            project's name and spider: another project is refused it); while ``--fresh``
                             wipes the crawl, only the wipe's mark (see below)
     seen:<shard>     set    64-bit fingerprints, sharded by their top 18 bits
     req              hash   id -> host, priority and JSON of every live request
@@ -76,13 +77,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 
-from framework.errors import CrawlAborted, UsageError
+from framework.errors import CrawlAborted, ProjectError, UsageError
 from framework.fetch.politeness import Politeness
 from framework.frontier import (
     Counts,
     HostStatus,
     Lease,
     LeaseLost,
+    Owner,
     Saved,
     Settlement,
     Status,
@@ -91,11 +93,11 @@ from framework.frontier import (
     encode_request,
     signed_fingerprint,
 )
-from framework.frontier.redis.scripts import Gone, OutOfMemory, Scripts
+from framework.frontier.redis.scripts import Gone, OutOfMemory, Owned, Scripts
 from framework.http import Request
-from framework.http.urls import fingerprint, host_of
+from framework.http.urls import fingerprint, host_of, redact
 
-__all__ = ["RedisFrontier", "read_status", "where"]
+__all__ = ["RedisFrontier", "read_status", "shown", "where"]
 
 log = logging.getLogger("fw")
 
@@ -122,9 +124,11 @@ class RedisFrontier:
         *,
         name: str,
         fresh: bool = False,
+        owner: Owner | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.url, self.prefix, self.lease = where(url, name)
+        self._owner = owner
         self._scripts = Scripts(self.url, self.prefix)
         self._politeness, self._fresh, self._jitter = politeness, fresh, jitter
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -151,8 +155,11 @@ class RedisFrontier:
             await self._scripts.open()
             wipe = secrets.token_hex(8) if self._fresh else ""
             if wipe:
-                await self._scripts.wipe(wipe)
+                await self._scripts.wipe(wipe, self._owner_names)
             existed, epoch, counts, waited = await self._join(wipe)
+        except Owned as exc:
+            await self._scripts.disconnect()
+            raise self._not_ours(*exc.args) from None
         except BaseException:
             await self._scripts.disconnect()
             raise
@@ -306,10 +313,12 @@ class RedisFrontier:
         long as the wipe makes progress."""
         pause, waiting = _WIPE_POLL_FIRST, False
         while True:
-            kind, *answer = await self._run("open", self.worker, wipe)
+            kind, *answer = await self._run("open", self.worker, wipe, *self._owner_names)
             if kind == b"open":
                 existed, epoch, counts = answer
                 return existed, epoch, counts, waiting
+            if kind == b"owner":
+                raise self._not_ours(*(name.decode() for name in answer))
             idle = float(answer[0])
             if idle > self.lease:  # its worker died (or lost Redis for a lease)
                 raise _half_wiped(self.url, idle)
@@ -335,15 +344,31 @@ class RedisFrontier:
             raise self._lost() from exc
         except OutOfMemory as exc:
             raise CrawlAborted(
-                f"the Redis at {_shown(self.url)} is out of memory (used memory > maxmemory) "
+                f"the Redis at {shown(self.url)} is out of memory (used memory > maxmemory) "
                 f"and refuses to store more of the crawl; {self._whole()}; a rerun continues "
                 "once Redis has room"
             ) from exc
 
+    @property
+    def _owner_names(self) -> tuple[str, str]:
+        owner = self._owner
+        return ("", "") if owner is None else (owner.project, owner.spider)
+
+    def _not_ours(self, project: str, spider: str) -> ProjectError:
+        """Say that the crawl under this prefix is another project's."""
+        assert self._owner is not None  # no owner, no check: open.lua compares ''
+        return ProjectError(
+            self._owner.where,
+            "frontier",
+            f"the Redis at {shown(self.url)} holds, under {self.prefix!r}, the crawl of "
+            f"project '{project}' (spider {spider}); give this project a name of its own "
+            "(name:), or its crawl another ?prefix=",
+        )
+
     def _lost(self) -> CrawlAborted:
         """Say that the crawl's state is gone, and how far this worker's exports are whole."""
         return CrawlAborted(
-            f"the crawl's state in Redis at {_shown(self.url)} is gone (flushed or restarted "
+            f"the crawl's state in Redis at {shown(self.url)} is gone (flushed or restarted "
             f"without persistence); {self._whole()}"
         )
 
@@ -507,18 +532,25 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
 def _half_wiped(url: str, idle: float) -> UsageError:
     """Say that a ``--fresh`` wipe stopped midway, and what to do about it."""
     return UsageError(
-        f"frontier: a `fw run --fresh` began wiping the crawl in Redis at {_shown(url)} and "
+        f"frontier: a `fw run --fresh` began wiping the crawl in Redis at {shown(url)} and "
         f"stopped {idle:.0f}s ago before it finished; run `fw run --fresh` to start the "
         "crawl over"
     )
 
 
-def _shown(url: str) -> str:
-    """Return the server's URL for a message: without credentials, nor the query (which
-    may hold a password)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
+def shown(url: str) -> str:
+    """Return a ``redis://`` URL for people to read: its credentials, in the userinfo or
+    in the query (``?password=``), masked."""
+    parts = urlsplit(redact(url))
+    query = [
+        (key, "***" if key.lower() in _SECRET_OPTIONS else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*:/")))
+
+
+#: Query options of a redis-py URL that hold credentials.
+_SECRET_OPTIONS = frozenset({"password", "username"})
 
 
 def _seconds(text: str, url: str) -> float:
@@ -528,7 +560,7 @@ def _seconds(text: str, url: str) -> float:
     except ValueError:
         seconds = 0.0
     if not seconds > 0 or seconds == float("inf"):
-        raise UsageError(f"frontier: {url}: lease={text}: expected a number of seconds > 0")
+        raise UsageError(f"frontier: {shown(url)}: lease={text}: expected a number of seconds > 0")
     return seconds
 
 

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from redis.commands.core import AsyncScript
 from redis.retry import Retry
 
 from framework.errors import UsageError
+from framework.http.urls import redact
 
 __all__ = ["Gone", "OutOfMemory", "Scripts"]
 
@@ -42,11 +44,23 @@ _NAMES = ("push", "claim", "settle", "retry", "extend", "tune", "open", "close",
 #: Backoff while Redis is unreachable: the first pause and the longest.
 _PAUSE_FIRST, _PAUSE_MAX = 0.1, 5.0
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+#: Answers that say fw may not use this Redis as configured: a wrong or missing password,
+#: an ACL that forbids a command. redis-py makes some of them ConnectionErrors.
+_REFUSALS = (
+    redis_errors.AuthenticationError,
+    redis_errors.AuthorizationError,
+    redis_errors.AuthenticationWrongNumberOfArgsError,
+    redis_errors.NoPermissionError,
+)
 #: How lib.lua's GONE reply starts.
 _GONE = "FWGONE "
 #: How Redis 6 words a script's write refused for lack of memory, inside its own message;
 #: Redis 7 keeps the OOM code, which redis-py raises as OutOfMemoryError.
 _OOM = "OOM command not allowed"
+
+
+class Owned(Exception):
+    """The crawl under the prefix is another project's: ``args`` are its name and spider."""
 
 
 class Gone(Exception):
@@ -85,11 +99,13 @@ class Scripts:
         await self._retrying(self._check_eviction)
         await self._retrying(self._load)
 
-    async def wipe(self, token: str) -> None:
+    async def wipe(self, token: str, owner: tuple[str, str]) -> None:
         """Delete every key of this crawl (``--fresh``) under a mark that keeps other
         workers from creating a crawl meanwhile: see ``lua/wipe.lua``. ``open.lua``, run
-        with the same ``token``, lifts the mark; a wipe another worker took over is its."""
-        await self._retrying(lambda: self._wipe(token))
+        with the same ``token``, lifts the mark; a wipe another worker took over is its.
+        ``owner`` is the project's name and spider: another project's crawl is left alone
+        and ``Owned`` raised."""
+        await self._retrying(lambda: self._wipe(token, owner))
 
     async def disconnect(self) -> None:
         """Close the connection, if open."""
@@ -123,7 +139,11 @@ class Scripts:
         client = self._connect()
         try:
             return await client.register_script(_source(script))(args=[self.prefix, *args])
+        except _REFUSALS as exc:
+            raise self._refused(exc) from None
         except _UNREACHABLE as exc:
+            if _untrusted(exc):
+                raise self._refused(exc) from None
             raise UsageError(f"frontier: redis at {self.address} is unreachable: {exc}") from exc
         finally:
             await client.aclose()
@@ -140,6 +160,11 @@ class Scripts:
                 raise OutOfMemory(str(exc)) from None
             raise
 
+    def _refused(self, exc: Exception) -> UsageError:
+        """Say that Redis refused fw (its password, its ACL, its certificate): no outage,
+        which waiting would end, but a setting to fix."""
+        return UsageError(f"frontier: redis at {self.address} refused the connection: {exc}")
+
     def _connect(self) -> Redis:
         """Make a client that fails fast: ``_retrying`` does the waiting, and logs it."""
         try:
@@ -147,7 +172,7 @@ class Scripts:
                 self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5, socket_timeout=30
             )
         except ValueError as exc:
-            raise UsageError(f"frontier: {self.url}: {exc}") from exc
+            raise UsageError(f"frontier: {redact(self.url)}: {exc}") from exc
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Await ``attempt()`` until Redis answers; say once that it is away, and when back."""
@@ -155,7 +180,11 @@ class Scripts:
         while True:
             try:
                 result = await self._shielded(attempt)
+            except _REFUSALS as exc:
+                raise self._refused(exc) from None
             except _UNREACHABLE as exc:
+                if _untrusted(exc):
+                    raise self._refused(exc) from None
                 if self._up.is_set():
                     self._up.clear()
                     log.warning(
@@ -218,13 +247,29 @@ class Scripts:
                 "it to noeviction"
             )
 
-    async def _wipe(self, token: str) -> None:
+    async def _wipe(self, token: str, owner: tuple[str, str]) -> None:
         """Delete this crawl's keys, other crawls' stay, one SCAN page a call."""
         cursor, pattern = "", _glob_escape(self.prefix) + "*"
         while cursor != "0":
-            cursor = (await self._call("wipe", (token, cursor, pattern))).decode()
+            cursor = (await self._call("wipe", (token, cursor, pattern, *owner))).decode()
             if cursor == "taken":
                 return
+            if cursor.startswith("owner\n"):
+                _, project, spider = cursor.split("\n")
+                raise Owned(project, spider)
+
+
+def _untrusted(exc: BaseException) -> bool:
+    """Whether a connection failed because TLS found the server's certificate untrusted
+    (which redis-py reports as a ConnectionError, like an outage)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            seen
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _glob_escape(text: str) -> str:

@@ -12,6 +12,19 @@ local READY, WAITING, HOSTS = P .. 'ready', P .. 'waiting', P .. 'hosts'
 local LEASES, TOKENS, DELAYED = P .. 'leases', P .. 'tokens', P .. 'delayed'
 local WORKERS, FAILURES = P .. 'workers', P .. 'failures'
 
+-- Whether a key under the prefix is one of this crawl's, not another crawl's whose prefix
+-- starts with this one's (a custom ?prefix=fw:shop:eu: under fw:shop:): --fresh deletes
+-- only these.
+local KINDS = {meta = true, req = true, hosts = true, ready = true, waiting = true,
+               leases = true, tokens = true, delayed = true, failures = true,
+               workers = true}
+local KINDS_OF = {seen = true, q = true, h = true, calls = true}
+
+local function ours(key)
+  local rest = string.sub(key, #P + 1)
+  return KINDS[rest] or KINDS_OF[string.match(rest, '^(%a+):')] or false
+end
+
 -- The crawl's identity: a random epoch that open.lua gives a crawl it creates and every
 -- worker then passes in ARGV[2]. Keys that vanished (FLUSHALL, a restart without
 -- persistence, --fresh) would otherwise read as an empty crawl, that is a finished one:
