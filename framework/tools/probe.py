@@ -30,7 +30,7 @@ from framework.fetch.parsers import Parsers
 from framework.fetch.statuses import redirect_of
 from framework.hooks.components import assemble, middlewares
 from framework.http import Request, Response
-from framework.http.urls import Offsite, unfetchable
+from framework.http.urls import Offsite, site_of, unfetchable
 from framework.middleware import Middleware, chain
 from framework.spider import CallbackOutput, Spider, run_callback
 
@@ -78,11 +78,15 @@ class Probe:
         settings = DownloadSettings.of(project, concurrency=1)
         async with Downloader(settings, self.parsers) as downloader:
             fetch = chain(self.middlewares, downloader.fetch)
+            # Redirects stay where fw run would follow them: the project's allowed_domains,
+            # else the site of the URL asked for.
+            allowed = project.allowed_domains
+            offsite = Offsite((site_of(url),) if allowed is None else allowed)
             request: Request | None = Request(url)
             while request is not None:
                 response = await fetch(request)
                 request = redirect_of(
-                    response, max_redirects=project.max_redirects, offsite=Offsite(())
+                    response, max_redirects=project.max_redirects, offsite=offsite
                 )
             return response
 
