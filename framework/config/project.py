@@ -139,6 +139,12 @@ class DomainPolicy:
     rate: float | None = option(
         None, doc="At most this many requests per second to one matching host.", minimum=0.001
     )
+    headers: Mapping[str, str] = option(
+        doc="Headers sent only to matching hosts, on top of the top-level headers: where "
+        "an API token belongs.",
+        default_factory=_empty,
+        check=_headers,
+    )
 
 
 def _patterns(domains: Mapping[str, DomainPolicy]) -> Mapping[str, DomainPolicy]:

@@ -273,7 +273,8 @@ def _scalar(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
         return float(value)
     # YAML reads `name: 2024` as a number; a string field takes it as written.
     if hint is str and isinstance(value, str | int | float) and not isinstance(value, bool):
-        return str(value)
+        # An $env value stays EnvText: it is a secret, which credentials.py keeps scoped.
+        return value if isinstance(value, str) else str(value)
     origin = f" (from $env {raw.name})" if isinstance(raw, EnvText) else ""
     raise source.error(path, f"expected {_describe(hint)}, got {_show(raw)}{origin}")
 

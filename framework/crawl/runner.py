@@ -31,6 +31,7 @@ from framework.crawl.seeding import Seeder
 from framework.crawl.settle import Settler
 from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, UsageError
+from framework.fetch.credentials import warn_of_wide_credentials
 from framework.fetch.downloader import Downloader, DownloadSettings, Fetcher, user_agent
 from framework.fetch.politeness import HostPolicy, Pace, Politeness, Throttler
 from framework.fetch.recording import Recorder, Replayer
@@ -146,6 +147,7 @@ def build_engine(
     project names.
     """
     project, spider = prepared.project, prepared.components.spider
+    warn_of_wide_credentials(project)
     stats = Stats(project.name, exporters=len(prepared.components.exporters))
     politeness = _politeness(prepared)
     frontier = frontier or make_frontier(project, politeness, fresh=prepared.fresh)

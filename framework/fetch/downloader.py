@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -18,8 +18,9 @@ from aiohttp.http_exceptions import ContentEncodingError
 from multidict import CIMultiDict
 
 from framework.__about__ import DISTRIBUTION, __version__
-from framework.config.project import Project
+from framework.config.project import DomainPolicy, Project
 from framework.errors import FetchError
+from framework.fetch.credentials import HostHeaders
 from framework.fetch.parsers import Parsers
 from framework.fetch.stalls import Stalls
 from framework.http import Request, Response, media_type
@@ -75,6 +76,7 @@ class DownloadSettings:
     max_response_size: int
     headers: Mapping[str, str]
     cookies: bool
+    domains: Mapping[str, DomainPolicy] = field(default_factory=dict)
 
     @classmethod
     def of(cls, project: Project, concurrency: int | None = None) -> DownloadSettings:
@@ -85,6 +87,7 @@ class DownloadSettings:
             project.max_response_size,
             project.headers,
             project.cookies,
+            project.domains,
         )
 
 
@@ -123,11 +126,12 @@ class Downloader:
         self._traffic = traffic or _Uncounted()
         self._stalls = stalls or Stalls()
         self._session: aiohttp.ClientSession | None = None
+        self._host_headers = HostHeaders(settings.headers, settings.domains)
 
     async def __aenter__(self) -> Downloader:
         settings = self._settings
         headers = CIMultiDict(DEFAULT_HEADERS)
-        headers.update(settings.headers)
+        headers.update(self._host_headers.everywhere)  # credentials go per request
         # fw enforces per-host limits itself; the pool only caps the total and reuses
         # connections, and its DNS cache saves a look-up per request on the same host.
         connector = aiohttp.TCPConnector(
@@ -172,7 +176,7 @@ class Downloader:
                 self._session.request(
                     request.method,
                     request.url,
-                    headers=request.headers,
+                    headers=self._headers(request),
                     data=request.body,
                     allow_redirects=False,
                 ) as answer,
@@ -188,6 +192,18 @@ class Downloader:
             request,
             self._parsers.for_type(media_type(answer.headers)),
         )
+
+    def _headers(self, request: Request) -> Mapping[str, str] | None:
+        """The request's headers beyond the session's: the project's for its host (see
+        ``credentials``), then its own."""
+        if not self._host_headers:
+            return request.headers
+        scoped = self._host_headers.for_request(request)
+        if not request.headers:
+            return scoped
+        merged = CIMultiDict(scoped)
+        merged.update(request.headers)  # the request's own win, whatever their case
+        return merged
 
     async def _read(self, answer: aiohttp.ClientResponse, at_most: int | None = None) -> bytes:
         """Read the body as it streams in, stopping as soon as it exceeds the limit.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from protego import Protego
 
@@ -18,7 +18,7 @@ from framework.fetch.downloader import READ_AT_MOST
 from framework.fetch.politeness import Pace
 from framework.fetch.statuses import REDIRECTS
 from framework.http import Request, Response
-from framework.http.urls import host_of
+from framework.http.urls import host_of, redact
 from framework.middleware import Handler
 
 __all__ = ["Robots"]
@@ -88,12 +88,34 @@ class Robots:
             location = response.headers.get("Location")
             if response.status not in REDIRECTS or not location:
                 return response
-            request = Request(urljoin(response.url, location), meta=request.meta)
+            target = urljoin(response.url, location)
+            if not _same_site(request.url, target):
+                log.info(
+                    "robots.txt of %s redirects to %s, off its site: not followed",
+                    redact(url),
+                    redact(target),
+                )
+                return response  # not a 200: read as no robots.txt
+            request = Request(target, meta=request.meta)
         raise FetchError("redirects", "robots.txt redirects too often")
+
+
+def _same_site(source: str, target: str) -> bool:
+    """Whether a robots.txt redirect stays on its site (RFC 9309): the same host, port and
+    scheme, or the same host moved from http to https. Anywhere else would take the
+    project's credentials there, or point fw at an address it was never meant to reach."""
+    before, after = urlsplit(source), urlsplit(target)
+    if before.hostname != after.hostname:
+        return False
+    if (before.scheme, before.port) == (after.scheme, after.port):
+        return True
+    upgrade = before.scheme == "http" and after.scheme == "https"
+    return upgrade and before.port in (None, 80) and after.port in (None, 443)
 
 
 def _origin(url: str) -> str:
     """Return ``scheme://host[:port]`` of a fetchable URL, cheaply: it runs per request."""
     start = url.index("://") + 3
     end = min((i for i in (url.find(c, start) for c in "/?#") if i != -1), default=len(url))
-    return url[:end].lower()
+    at = max(url.rfind("@", start, end) + 1, start)  # credentials keep their case
+    return url[:start].lower() + url[start:at] + url[at:end].lower()

@@ -6,9 +6,10 @@ from collections.abc import Collection
 from urllib.parse import urljoin
 
 from framework.errors import FetchError, HttpError
+from framework.fetch.credentials import UNCREDENTIALED, crossed_origin, without_credentials
 from framework.fetch.retry import parse_retry_after, retryable_status
 from framework.http import Request, Response
-from framework.http.urls import Offsite, canonical_url, unfetchable
+from framework.http.urls import Offsite, canonical_url, redact, unfetchable
 
 __all__ = ["REDIRECTS", "check_status", "redirect_of"]
 
@@ -51,10 +52,20 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
     becomes_get = response.status == 303 or (
         response.status in (301, 302) and request.method == "POST"
     )
+    meta, headers = {**request.meta, "redirect_urls": chain}, request.headers
+    if crossed_origin(request.url, target):  # no credentials where they were not meant to go
+        meta[UNCREDENTIALED], headers = True, without_credentials(headers)
+        if request.body and not becomes_get:
+            raise FetchError(
+                "bad_redirect",
+                f"a {response.status} redirect would send the {request.method} body to "
+                f"{redact(target)}, another origin; fw does not send it there",
+            )
     return request.replace(
         url=target,
         redirects=request.redirects + 1,
-        meta={**request.meta, "redirect_urls": chain},
+        meta=meta,
+        headers=headers,
         method="GET" if becomes_get else request.method,
         body=None if becomes_get else request.body,
     )

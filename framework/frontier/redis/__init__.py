@@ -7,8 +7,8 @@ back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by def
 
     meta             hash   counters (pending, seen, done, failed), id and filing sequences,
                             when the crawl was created, its epoch, and its owner (the
-                            project's name and spider: another project is refused it); while ``--fresh``
-                            wipes the crawl, only the wipe's mark (see below)
+                            project's name and spider: another project is refused it);
+                            while ``--fresh`` wipes the crawl, only the wipe's mark
     seen:<shard>     set    64-bit fingerprints, sharded by their top 18 bits
     req              hash   id -> host, priority and JSON of every live request
     q:<host>         zset   the host's queued ids by -priority (then by id: oldest first)

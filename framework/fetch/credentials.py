@@ -1,0 +1,126 @@
+"""Which headers are credentials, and which hosts may receive them.
+
+The project's ``headers:`` go to every host the crawl visits; ``domains: {PATTERN:
+{headers: …}}`` go only to the hosts matching the pattern. Credentials — ``Authorization``,
+``Cookie``, ``Proxy-Authorization``, and any header whose value comes from ``$env`` — are
+never sent after a redirect that changed the scheme, host or port (curl's and requests'
+rule, after their CVEs about credentials leaking on redirects): the redirect's target gets
+the request without them, the spider's own included, and without a body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
+
+from framework.config.project import DomainPolicy, Project
+from framework.config.yamlfile import EnvText
+from framework.http import Request
+from framework.http.urls import host_of
+
+__all__ = [
+    "UNCREDENTIALED",
+    "HostHeaders",
+    "crossed_origin",
+    "is_credential",
+    "warn_of_wide_credentials",
+    "without_credentials",
+]
+
+log = logging.getLogger("fw")
+
+#: The names of the headers that carry credentials, lower-case.
+CREDENTIAL_NAMES = frozenset({"authorization", "cookie", "proxy-authorization"})
+#: A request's meta key: a redirect on its way crossed origins, so it carries no credentials.
+UNCREDENTIALED = "uncredentialed"
+
+
+def is_credential(name: str, value: str) -> bool:
+    """Whether a header carries a credential: by its name, or a value from ``$env``."""
+    return name.lower() in CREDENTIAL_NAMES or isinstance(value, EnvText)
+
+
+def without_credentials(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Return ``headers`` less its credentials (None stays None)."""
+    if headers is None:
+        return None
+    return {name: value for name, value in headers.items() if not is_credential(name, value)}
+
+
+def crossed_origin(source: str, target: str) -> bool:
+    """Whether a redirect from ``source`` to ``target`` changes the scheme, host or port."""
+    before, after = urlsplit(source), urlsplit(target)
+    return (before.scheme, before.hostname, _port(before.scheme, before.port)) != (
+        after.scheme,
+        after.hostname,
+        _port(after.scheme, after.port),
+    )
+
+
+def _port(scheme: str, port: int | None) -> int | None:
+    return port if port is not None else {"http": 80, "https": 443}.get(scheme)
+
+
+class HostHeaders:
+    """The project's headers a request gets beyond the session's: its credentials and
+    the headers of the ``domains:`` pattern its host matches. Cached per host."""
+
+    def __init__(self, headers: Mapping[str, str], domains: Mapping[str, DomainPolicy]) -> None:
+        #: Every host gets these with each request, redirected or not.
+        self.everywhere = {k: v for k, v in headers.items() if not is_credential(k, v)}
+        self._credentials = {k: v for k, v in headers.items() if is_credential(k, v)}
+        # Most specific first, as politeness matches them: exact names, then the longest.
+        self._scoped = sorted(
+            ((p, d.headers) for p, d in domains.items() if d.headers),
+            key=lambda item: ("*" in item[0] or "?" in item[0], -len(item[0])),
+        )
+        self._cache: dict[tuple[str, bool], Mapping[str, str]] = {}
+
+    @classmethod
+    def of(cls, project: Project) -> HostHeaders:
+        return cls(project.headers, project.domains)
+
+    def __bool__(self) -> bool:
+        """Whether any request gets headers of its own: else the session's are all."""
+        return bool(self._credentials or self._scoped)
+
+    def for_request(self, request: Request) -> Mapping[str, str]:
+        """Return the headers ``request`` gets, besides the session's and its own."""
+        key = (host_of(request.url), bool(request.meta.get(UNCREDENTIALED)))
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._resolve(*key)
+        return found
+
+    def _resolve(self, host: str, uncredentialed: bool) -> Mapping[str, str]:
+        headers = dict(self._credentials)
+        for pattern, scoped in self._scoped:
+            if fnmatchcase(host, pattern):
+                headers.update(scoped)
+                break
+        if uncredentialed:
+            return {k: v for k, v in headers.items() if not is_credential(k, v)}
+        return headers
+
+
+def warn_of_wide_credentials(project: Project) -> None:
+    """Say, at start, where top-level credential headers will go if that is more than
+    one host: every host the crawl visits gets them."""
+    names = sorted(k for k, v in project.headers.items() if is_credential(k, v))
+    if not names:
+        return
+    hosts: Sequence[str] = project.allowed_domains or ()
+    if project.allowed_domains == ():
+        where = "every host the crawl visits (allowed_domains: [] allows any)"
+    elif len(hosts) > 1:
+        where = f"{len(hosts)} hosts and their subdomains: {', '.join(hosts)}"
+    else:
+        return
+    log.warning(
+        "headers: %s will be sent to %s; give credentials to one host with "
+        "domains: {HOST: {headers: …}}",
+        ", ".join(names),
+        where,
+    )
