@@ -1,7 +1,10 @@
 """The crawlers compared, and how to start each one against a site as a child process.
 
-Every crawler does the same crawl (one item per page: url, sku, title, price, desc; follow
-``ul.related a``) at the same concurrency, and writes its items to a file run.py counts.
+Every crawler does the same crawl of a site at the same concurrency, and writes its items
+to a file run.py counts. On the shop: one item per page (url, sku, title, price, desc),
+``ul.related a`` followed. On the Python docs: one item per page (url, title, h1, link
+count), every ``a[href]`` followed on the same host. ``SCRIPTS`` says which file each
+crawler runs for each site.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-__all__ = ["CRAWLER_NAMES", "DEFAULT_CRAWLERS", "Crawler", "Job", "find_crawlers"]
+__all__ = ["CRAWLER_NAMES", "DEFAULT_CRAWLERS", "SCRIPTS", "Crawler", "Job", "find_crawlers"]
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
@@ -30,20 +33,37 @@ CRAWLER_NAMES = (
 )
 #: What runs without ``--only``: fw's persistent frontiers are compared on request.
 DEFAULT_CRAWLERS = ("floor", "fw", "scrapy", "crawlee")
+#: Site -> crawler -> the script it runs (for fw: the project file). Each takes the
+#: server's base URL and knows where its site's crawl starts.
+SCRIPTS = {
+    "shop": {
+        "floor": HERE / "limit_aiohttp.py",
+        "fw": HERE / "shop.yaml",
+        "scrapy": HERE / "scrapy_spider.py",
+        "crawlee": HERE / "crawlee_crawler.py",
+    },
+    "pydocs": {
+        "floor": HERE / "pydocs" / "floor.py",
+        "fw": HERE / "pydocs" / "fw.yaml",
+        "scrapy": HERE / "pydocs" / "scrapy_spider.py",
+        "crawlee": HERE / "pydocs" / "crawlee_crawler.py",
+    },
+}
 
 
 @dataclass(frozen=True)
 class Job:
-    """One crawl to run: the site, the concurrency, and the scratch directory to run in."""
+    """One crawl to run: the site, where it starts, the concurrency, the scratch directory."""
 
+    site: str  # a key of SCRIPTS
     base: str
+    start_url: str  # the page every other is reachable from
     concurrency: int
     workdir: Path
 
-    @property
-    def start_url(self) -> str:
-        """The page every other is reachable from."""
-        return self.base + "/p/0.html"
+    def script(self, crawler: str) -> str:
+        """Return the file ``crawler`` runs for this job's site."""
+        return str(SCRIPTS[self.site][crawler])
 
 
 @dataclass(frozen=True)
@@ -88,7 +108,7 @@ def _floor() -> Crawler:
     def command(job: Job, out: Path) -> list[str]:
         return [
             sys.executable,
-            str(HERE / "limit_aiohttp.py"),
+            job.script("floor"),
             job.base,
             str(out),
             str(job.concurrency),
@@ -176,7 +196,7 @@ def _fw_run(job: Job) -> list[str]:
         "--log-level",
         "warning",
         "run",
-        str(HERE / "shop.yaml"),
+        job.script("fw"),
         "-s",
         f'start_urls=["{job.start_url}"]',
         "-s",
@@ -201,7 +221,7 @@ def _scrapy(scrapy_bin: Path) -> Crawler | str:
         return [
             str(scrapy_bin),
             "runspider",
-            str(HERE / "scrapy_spider.py"),
+            job.script("scrapy"),
             "-a",
             f"base={job.base}",
             "-O",
@@ -222,7 +242,7 @@ def _crawlee(python: Path) -> Crawler | str:
     def command(job: Job, out: Path) -> list[str]:
         return [
             str(python),
-            str(HERE / "crawlee_crawler.py"),
+            job.script("crawlee"),
             job.base,
             str(out),
             str(job.concurrency),

@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,13 @@ class Run:
     sys_s: float
     peak_rss_mb: float
     items: int
-    unique_items: int  # SKUs exported exactly ``copies`` times
+    unique_items: int  # pages (SKUs, or reference URLs) exported exactly ``copies`` times
     expected: int  # distinct items: the site's pages
     returncode: int
     timed_out: bool = False
     log_tail: str = ""
     copies: int = 1  # how many times the crawler crawls the whole site
+    mismatch: str = ""  # how the pages exported differ from the reference set, if one is given
 
     @property
     def valid(self) -> bool:
@@ -83,11 +84,14 @@ def run_measured(
     timeout: float,
     env: dict[str, str] | None = None,
     copies: int = 1,
+    reference: Set[str] | None = None,
 ) -> Run:
     """Run ``command`` in ``cwd`` to its end (killed after ``timeout`` s) and measure it.
 
     The command is started by ``launch.py``, which measures it with ``os.wait4`` from a
     process small enough not to inflate its peak RSS (see there why that matters).
+    Without a ``reference`` the items are told apart by SKU (the shop); with one, by URL,
+    and only the URLs in ``reference`` count.
     """
     report, log = cwd / f"{name}.measured.json", cwd / f"{name}.log"
     launcher = subprocess.Popen(
@@ -105,7 +109,7 @@ def run_measured(
     if not report.exists():
         raise RuntimeError(f"{name}: launch.py wrote no measurement:\n{_tail(log)}")
     measured = json.loads(report.read_text(encoding="utf-8"))
-    items, unique = count_items(output, copies)
+    items, unique, mismatch = count_items(output, copies, reference)
     return Run(
         name,
         measured["wall_s"],
@@ -119,22 +123,44 @@ def run_measured(
         timed_out=measured["timed_out"],
         log_tail=_tail(log),
         copies=copies,
+        mismatch=mismatch,
     )
 
 
-def count_items(path: Path, copies: int = 1) -> tuple[int, int]:
-    """Return how many items an export holds, and how many SKUs it holds ``copies`` times.
+def count_items(
+    path: Path, copies: int = 1, reference: Set[str] | None = None
+) -> tuple[int, int, str]:
+    """Return how many items an export holds, how many pages it holds ``copies`` times,
+    and how its URLs differ from ``reference`` (``""`` when they do not, or without one).
 
-    The export is JSON lines, or a JSON array (``.json``). Counting SKUs as well catches
-    a crawler that exported a page twice and missed another.
+    The export is JSON lines, or a JSON array (``.json``). A page is a SKU (the shop) or,
+    given a ``reference`` set of URLs, a URL of that set. Counting pages as well as items
+    catches a crawler that exported a page twice and missed another; with ``reference``,
+    ``items == len(reference) * copies`` and every URL there ``copies`` times means the
+    crawler found exactly the reference set.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return 0, 0
+        return 0, 0, ""
     items = _parse_items(text, json_array=path.suffix == ".json")
-    skus = Counter(item.get("sku") for item in items)
-    return len(items), sum(1 for times in skus.values() if times == copies)
+    if reference is None:
+        skus = Counter(item.get("sku") for item in items)
+        return len(items), sum(1 for times in skus.values() if times == copies), ""
+    urls = Counter(item.get("url") for item in items)
+    unique = sum(1 for url, times in urls.items() if times == copies and url in reference)
+    return len(items), unique, _difference(set(urls), reference)
+
+
+def _difference(found: Set[object], reference: Set[str]) -> str:
+    """Say which reference URLs are missing and which found ones are not in it."""
+    missing, extra = sorted(reference - found), sorted(map(str, found - reference))
+    parts = [
+        f"{len(urls)} {what} (e.g. {', '.join(urls[:3])})"
+        for urls, what in ((missing, "missing"), (extra, "not in the reference"))
+        if urls
+    ]
+    return "; ".join(parts)
 
 
 def _parse_items(text: str, *, json_array: bool) -> list[dict[str, Any]]:

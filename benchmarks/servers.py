@@ -43,7 +43,10 @@ error_log {tmp}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
-  types {{ text/html html; application/json json; }}
+  types {{
+    text/html html; application/json json; text/plain txt; text/css css;
+    application/javascript js; image/png png; image/svg+xml svg;
+  }}
   default_type application/octet-stream;
   sendfile on;
   tcp_nopush on;
@@ -91,10 +94,12 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(root: Path, kind: str = "auto") -> Iterator[Server]:
+def running_server(root: Path, check: Sequence[str], kind: str = "auto") -> Iterator[Server]:
     """Serve ``root`` for the duration of the ``with`` block.
 
-    ``kind`` is ``nginx``, ``python`` (fastserver.py) or ``auto``: nginx if it is on PATH.
+    ``check`` names pages (``/p/0.html``) the server must answer byte for byte before
+    anything is measured. ``kind`` is ``nginx``, ``python`` (fastserver.py) or ``auto``:
+    nginx if it is on PATH.
     """
     nginx = shutil.which("nginx") or (
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
@@ -107,7 +112,7 @@ def running_server(root: Path, kind: str = "auto") -> Iterator[Server]:
         else:
             server = _start_fastserver(root, Path(tmp))
         try:
-            _check_up(server, root)
+            _check_up(server, root, check)
             yield server
         finally:
             server.stop()
@@ -160,11 +165,10 @@ def _start_fastserver(root: Path, tmp: Path) -> Server:
     return Server("fastserver", base, process, detail.strip("()"))
 
 
-def _check_up(server: Server, root: Path) -> None:
-    """Fail unless the server answers the first and the last page of the site correctly."""
-    pages = sorted((root / "p").glob("*.html"), key=lambda p: int(p.stem))
-    for page in (pages[0], pages[-1]):
-        url = f"{server.base}/p/{page.name}"
+def _check_up(server: Server, root: Path, paths: Sequence[str]) -> None:
+    """Fail unless the server answers each of ``paths`` (HTML pages) correctly."""
+    for path in paths:
+        page, url = root / path.lstrip("/"), server.base + path
         try:
             with urllib.request.urlopen(url, timeout=10) as answer:
                 body = answer.read()

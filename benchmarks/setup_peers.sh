@@ -3,6 +3,7 @@
 #   benchmarks/.venvs/scrapy   (Scrapy)
 #   benchmarks/.venvs/crawlee  (Crawlee for Python with its Parsel crawler)
 # They live apart from fw's environment so their dependencies cannot change what fw runs on.
+# Then setup_docs.sh installs the Python docs that `run.py --site pydocs` crawls.
 # usage: bash benchmarks/setup_peers.sh   (PYTHON=python3.12 to pick the interpreter)
 set -euo pipefail
 
@@ -24,3 +25,5 @@ make_venv crawlee 'crawlee[parsel]'
 
 "$venvs/scrapy/bin/scrapy" version
 "$venvs/crawlee/bin/python" -c 'import crawlee; print("crawlee", crawlee.__version__)'
+
+bash "$here/setup_docs.sh"
