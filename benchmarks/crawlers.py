@@ -148,7 +148,11 @@ def _fw_apart() -> Crawler:
         ]
 
     return Crawler(
-        "fw-apart-x2", "items.jsonl", command, f"fw {_version('fw')}, 2 separate crawls", copies=2
+        "fw-apart-x2",
+        "items.jsonl",
+        command,
+        f"fw {_version('fwcrawl')}, 2 separate crawls",
+        copies=2,
     )
 
 
@@ -162,7 +166,9 @@ def _fw_sqlite() -> Crawler:
             str(out),
         ]
 
-    return Crawler("fw-sqlite", "items.jsonl", command, f"fw {_version('fw')}, SQLite frontier")
+    return Crawler(
+        "fw-sqlite", "items.jsonl", command, f"fw {_version('fwcrawl')}, SQLite frontier"
+    )
 
 
 def _fw_redis(workers: int) -> Crawler:
@@ -184,7 +190,10 @@ def _fw_redis(workers: int) -> Crawler:
 
     name = "fw-redis" if workers == 1 else f"fw-redis-x{workers}"
     return Crawler(
-        name, "items.jsonl", command, f"fw {_version('fw')}, Redis frontier, {workers} worker(s)"
+        name,
+        "items.jsonl",
+        command,
+        f"fw {_version('fwcrawl')}, Redis frontier, {workers} worker(s)",
     )
 
 
