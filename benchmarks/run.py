@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from broad import BROAD_CRAWLERS, DEFAULT_BROAD, run_broad
 from crawlers import CRAWLER_NAMES, DEFAULT_CRAWLERS, Crawler, Job, find_crawlers
 from docsite import DEFAULT_DOCS, START_PATH, load_docs, require_docs
 from measure import Run, median_of, run_measured
@@ -75,17 +76,22 @@ class Target:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit 0 if every run of every crawler was valid."""
     args = _parser().parse_args(argv)
-    if args.site == "broad":
-        from broad import run_broad  # a benchmark of its own
-
-        return run_broad(args)
     args.concurrency = args.concurrency or _CONCURRENCY[args.site]
+    _compile_fw()
+    if args.site == "broad":
+        return run_broad(args)
+    unknown = sorted(set(args.only or ()) - set(CRAWLER_NAMES))
+    if unknown:
+        raise SystemExit(
+            f"unknown crawler {', '.join(unknown)}; choose from {', '.join(CRAWLER_NAMES)}"
+        )
+    crawlers, skipped = find_crawlers(
+        args.only or list(DEFAULT_CRAWLERS), args.scrapy_bin, args.crawlee_python
+    )
     started = datetime.now()
-    crawlers, skipped = find_crawlers(args.only, args.scrapy_bin, args.crawlee_python)
     for name, why in skipped.items():
         print(f"skipping {name}: {why}")
     target = _target(args)
-    _compile_fw()
     with running_server(target.root, target.check, args.server) as server:
         rate = _server_rate(server, target, args)
         runs = _run_all(crawlers, server.base, target, args)
@@ -143,9 +149,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         type=_names,
-        default=list(DEFAULT_CRAWLERS),
         help=f"comma-separated subset of {','.join(CRAWLER_NAMES)} "
-        f"(default: {','.join(DEFAULT_CRAWLERS)})",
+        f"(default: {','.join(DEFAULT_CRAWLERS)}); for --site broad, of "
+        f"{','.join(BROAD_CRAWLERS)} (default: {','.join(DEFAULT_BROAD)})",
+    )
+    broad = parser.add_argument_group("--site broad")
+    broad.add_argument("--hosts", type=int, default=2000, help="hosts (default 2000)")
+    broad.add_argument(
+        "--pages-per-host", type=int, default=20, help="pages of each host (default 20)"
+    )
+    broad.add_argument(
+        "--delay",
+        type=float,
+        default=2.0,
+        help="seconds between two requests to one host (default 2)",
     )
     parser.add_argument(
         "--server",
@@ -187,11 +204,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(CRAWLER_NAMES))
+    unknown = sorted(set(names) - set(CRAWLER_NAMES) - set(BROAD_CRAWLERS))
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown crawler {', '.join(unknown) or '(none)'}; choose from "
-            f"{', '.join(CRAWLER_NAMES)}"
+            f"{', '.join(CRAWLER_NAMES)} (broad: {', '.join(BROAD_CRAWLERS)})"
         )
     return names
 

@@ -20,14 +20,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loadgen import hammer
 
-__all__ = ["Server", "measure_server", "running_server"]
+__all__ = ["Server", "measure_server", "running_server", "serving_hosts"]
 
 HERE = Path(__file__).resolve().parent
 _STARTUP_TIMEOUT = 60.0  # fastserver reads the whole site into memory first
@@ -37,10 +37,11 @@ _NGINX_CONF = """\
 # Written by benchmarks/servers.py for one benchmark run.
 user {user};
 worker_processes 1;
+worker_rlimit_nofile {files};
 daemon off;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {connections}; }}
 http {{
   access_log off;
   types {{
@@ -57,13 +58,17 @@ http {{
   fastcgi_temp_path {tmp}/fastcgi;
   uwsgi_temp_path {tmp}/uwsgi;
   scgi_temp_path {tmp}/scgi;
+{servers}}}
+"""
+_NGINX_SERVER = """\
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+{listen}
     root {root};
     location / {{ }}
   }}
-}}
 """
+#: nginx's one worker: connections (each listening socket takes one too) and open files.
+_CONNECTIONS, _FILES = 4096, 8192
 
 
 @dataclass
@@ -101,9 +106,7 @@ def running_server(root: Path, check: Sequence[str], kind: str = "auto") -> Iter
     anything is measured. ``kind`` is ``nginx``, ``python`` (fastserver.py) or ``auto``:
     nginx if it is on PATH.
     """
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    nginx = _nginx()
     if kind == "nginx" and nginx is None:
         raise SystemExit("--server nginx: nginx is not installed")
     with tempfile.TemporaryDirectory(prefix="fw-bench-server-") as tmp:
@@ -123,24 +126,83 @@ def _start_nginx(nginx: str, root: Path, tmp: Path) -> Server:
     _warm_page_cache(root)  # so the first crawler does not pay for the disk
     for _ in range(3):  # the free port may be taken between choosing and binding it
         port = _free_port()
-        conf = tmp / "nginx.conf"
-        conf.write_text(
-            _NGINX_CONF.format(tmp=tmp, port=port, root=root.resolve(), user=_current_user()),
-            encoding="utf-8",
-        )
-        log = (tmp / "stderr.log").open("wb")
-        process = subprocess.Popen(
-            [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        listen = f"    listen 127.0.0.1:{port} backlog=4096;"
+        servers = _NGINX_SERVER.format(listen=listen, root=root.resolve())
+        process = _launch_nginx(nginx, tmp, servers, _CONNECTIONS, _FILES)
         server = Server("nginx", f"http://127.0.0.1:{port}", process, _version(nginx))
-        if _wait_for_port(port, process):
+        if _wait_for_port("127.0.0.1", port, process):
             return server
         server.stop()
     raise SystemExit("nginx did not start:\n" + (tmp / "error.log").read_text(errors="replace"))
+
+
+@contextlib.contextmanager
+def serving_hosts(
+    one: Path, many: Path, addresses: Sequence[str], port: int, check: Mapping[str, Path]
+) -> Iterator[Server]:
+    """Serve ``one`` on 127.0.0.1 and ``many/<address>/`` on each of ``addresses``, on ``port``.
+
+    One nginx with a ``listen`` line per address; its root names the folder by
+    ``$server_addr``, the address the connection came to. Each listening socket takes one
+    of the worker's connections as well as a file, so the limits grow with the hosts:
+    room for the listening sockets and for a keep-alive connection per host from each of
+    up to three crawler processes. ``check`` maps URLs to the files they must answer with.
+    """
+    nginx = _nginx()
+    if nginx is None:
+        raise SystemExit("the broad benchmark needs nginx (apt-get install nginx-light)")
+    connections = 4 * len(addresses) + _CONNECTIONS
+    with tempfile.TemporaryDirectory(prefix="fw-bench-server-") as tmp:
+        _warm_page_cache(one)
+        _warm_page_cache(many)
+        listen = "\n".join(f"    listen {address}:{port};" for address in addresses)
+        servers = _NGINX_SERVER.format(
+            listen=f"    listen 127.0.0.1:{port} backlog=4096;", root=one.resolve()
+        ) + _NGINX_SERVER.format(listen=listen, root=f"{many.resolve()}/$server_addr")
+        process = _launch_nginx(nginx, Path(tmp), servers, connections, 2 * connections)
+        server = Server("nginx", f"http://127.0.0.1:{port}", process, _version(nginx))
+        try:
+            if not _wait_for_port(addresses[-1], port, process):
+                raise SystemExit(
+                    "nginx did not start:\n" + (Path(tmp) / "error.log").read_text(errors="replace")
+                )
+            for url, file in check.items():
+                _check_page(server, url, file)
+            yield server
+        finally:
+            server.stop()
+
+
+def _launch_nginx(
+    nginx: str, tmp: Path, servers: str, connections: int, files: int
+) -> subprocess.Popen[bytes]:
+    """Write the configuration for ``servers`` (server blocks) and start nginx on it."""
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        _NGINX_CONF.format(
+            tmp=tmp,
+            user=_current_user(),
+            servers=servers,
+            connections=connections,
+            files=files,
+        ),
+        encoding="utf-8",
+    )
+    log = (tmp / "stderr.log").open("wb")
+    process = subprocess.Popen(
+        [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    return process
+
+
+def _nginx() -> str | None:
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
 
 
 def _start_fastserver(root: Path, tmp: Path) -> Server:
@@ -168,15 +230,19 @@ def _start_fastserver(root: Path, tmp: Path) -> Server:
 def _check_up(server: Server, root: Path, paths: Sequence[str]) -> None:
     """Fail unless the server answers each of ``paths`` (HTML pages) correctly."""
     for path in paths:
-        page, url = root / path.lstrip("/"), server.base + path
-        try:
-            with urllib.request.urlopen(url, timeout=10) as answer:
-                body = answer.read()
-                content_type = answer.headers.get("Content-Type", "")
-        except OSError as exc:
-            raise SystemExit(f"{server.kind} does not serve {url}: {exc}") from exc
-        if body != page.read_bytes() or not content_type.startswith("text/html"):
-            raise SystemExit(f"{server.kind} serves {url} wrongly ({content_type})")
+        _check_page(server, server.base + path, root / path.lstrip("/"))
+
+
+def _check_page(server: Server, url: str, page: Path) -> None:
+    """Fail unless ``url`` answers with the bytes of ``page``, as HTML."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            body = answer.read()
+            content_type = answer.headers.get("Content-Type", "")
+    except OSError as exc:
+        raise SystemExit(f"{server.kind} does not serve {url}: {exc}") from exc
+    if body != page.read_bytes() or not content_type.startswith("text/html"):
+        raise SystemExit(f"{server.kind} serves {url} wrongly ({content_type})")
 
 
 def measure_server(
@@ -227,12 +293,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> bool:
+def _wait_for_port(
+    host: str, port: int, process: subprocess.Popen[bytes], timeout: float = 30
+) -> bool:
     """Wait until something accepts connections on ``port``; False if the process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection((host, port), timeout=1):
                 return True
         except OSError:
             time.sleep(0.05)
