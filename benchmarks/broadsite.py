@@ -164,9 +164,11 @@ def _free_port() -> int:
 
 
 def _port_is_free(site: BroadSite) -> bool:
-    """Tell whether the site's port can still be bound, on the one host and on host 0."""
+    """Tell whether the site's port can still be bound, on the one host and on hosts 0 and N-1."""
     for host in (_SINGLE_HOST, address(0), address(site.hosts - 1)):
         with socket.socket() as sock:
+            # As nginx does: connections of the last run waiting out TIME_WAIT do not count.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, site.port))
             except OSError:
