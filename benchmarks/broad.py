@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from broadsite import BroadSite, address, ensure_broad_site
-from crawlers import find_crawlers
+from crawlers import find_crawlers, fw_command
 from measure import Run, run_measured
 from report import write_results
 from servers import Server, serving_hosts
@@ -129,7 +129,7 @@ def _crawlers(args: argparse.Namespace) -> list[BroadCrawler]:
             f"--site broad: unknown crawler {', '.join(unknown)}; choose from "
             f"{', '.join(BROAD_CRAWLERS)}"
         )
-    fw = _fw_command(args)
+    fw = _fw(args)
     makers: dict[str, Callable[[], BroadCrawler | str]] = {
         "fw-1host": lambda: BroadCrawler("fw-1host", True, fw, _fw_version()),
         "fw": lambda: BroadCrawler("fw", False, fw, _fw_version()),
@@ -153,11 +153,10 @@ def _crawlers(args: argparse.Namespace) -> list[BroadCrawler]:
     return found
 
 
-def _fw_command(args: argparse.Namespace) -> Command:
+def _fw(args: argparse.Namespace) -> Command:
     """Return how to start fw on either copy of the site."""
 
     def command(site: BroadSite, out: Path, single: bool) -> list[str]:
-        fw = Path(sys.executable).with_name("fw")
         settings = [f'start_urls=["{site.start_url(single)}"]']
         if single:  # nothing to be polite to: as fast as the machine goes
             settings += ["delay=0", f"concurrency.per_domain={args.concurrency}"]
@@ -165,7 +164,7 @@ def _fw_command(args: argparse.Namespace) -> Command:
             settings += [f"delay={args.delay:g}"]
         settings += [f"concurrency.total={args.concurrency}"]
         return [
-            *([str(fw)] if fw.exists() else [sys.executable, "-m", "framework"]),
+            *fw_command(),
             "--log-level",
             "warning",
             "run",

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-__all__ = ["CRAWLER_NAMES", "DEFAULT_CRAWLERS", "SCRIPTS", "Crawler", "Job", "find_crawlers"]
+__all__ = [
+    "CRAWLER_NAMES",
+    "DEFAULT_CRAWLERS",
+    "SCRIPTS",
+    "Crawler",
+    "Job",
+    "find_crawlers",
+    "fw_command",
+]
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
@@ -201,7 +209,7 @@ def _fw_run(job: Job) -> list[str]:
     """The ``fw run`` command line every fw variant shares."""
     concurrency = job.concurrency
     return [
-        *_fw_command(),
+        *fw_command(),
         "--log-level",
         "warning",
         "run",
@@ -215,7 +223,7 @@ def _fw_run(job: Job) -> list[str]:
     ]
 
 
-def _fw_command() -> list[str]:
+def fw_command() -> list[str]:
     """Run ``fw`` as users do, through its console script, when it is installed."""
     script = Path(sys.executable).with_name("fw")
     return [str(script)] if script.exists() else [sys.executable, "-m", "framework"]
