@@ -11,6 +11,7 @@ import contextlib
 import grp
 import os
 import pwd
+import resource
 import select
 import shutil
 import signal
@@ -142,35 +143,54 @@ def serving_hosts(
 ) -> Iterator[Server]:
     """Serve ``one`` on 127.0.0.1 and ``many/<address>/`` on each of ``addresses``, on ``port``.
 
-    One nginx with a ``listen`` line per address; its root names the folder by
-    ``$server_addr``, the address the connection came to. Each listening socket takes one
-    of the worker's connections as well as a file, so the limits grow with the hosts:
-    room for the listening sockets and for a keep-alive connection per host from each of
-    up to three crawler processes. ``check`` maps URLs to the files they must answer with.
+    nginx with a ``listen`` line per address; its root names the folder by
+    ``$server_addr``, the address the connection came to. A worker needs a file for each
+    listening socket and for each connection, and a crawler process may keep a connection
+    to every host: room for up to three such processes makes four files per host. The
+    open-files hard limit caps that (root in a container cannot raise it: 20,000 on the
+    machine measured), so one nginx serves at most ``_hosts_per_nginx()`` addresses and
+    more hosts get more nginx processes, a slice of the addresses each; the first also
+    serves ``one``. ``check`` maps URLs to the files they must answer with.
     """
     nginx = _nginx()
     if nginx is None:
         raise SystemExit("the broad benchmark needs nginx (apt-get install nginx-light)")
-    connections = 4 * len(addresses) + _CONNECTIONS
+    per_nginx = _hosts_per_nginx()
+    slices = [addresses[i : i + per_nginx] for i in range(0, len(addresses), per_nginx)]
+    started: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="fw-bench-server-") as tmp:
         _warm_page_cache(one)
         _warm_page_cache(many)
-        listen = "\n".join(f"    listen {address}:{port};" for address in addresses)
-        servers = _NGINX_SERVER.format(
-            listen=f"    listen 127.0.0.1:{port} backlog=4096;", root=one.resolve()
-        ) + _NGINX_SERVER.format(listen=listen, root=f"{many.resolve()}/$server_addr")
-        process = _launch_nginx(nginx, Path(tmp), servers, connections, 2 * connections)
-        server = Server("nginx", f"http://127.0.0.1:{port}", process, _version(nginx))
         try:
-            if not _wait_for_port(addresses[-1], port, process):
-                raise SystemExit(
-                    "nginx did not start:\n" + (Path(tmp) / "error.log").read_text(errors="replace")
+            for number, hosts in enumerate(slices):
+                blocks = _NGINX_SERVER.format(
+                    listen="\n".join(f"    listen {address}:{port};" for address in hosts),
+                    root=f"{many.resolve()}/$server_addr",
                 )
+                if number == 0:
+                    listen = f"    listen 127.0.0.1:{port} backlog=4096;"
+                    blocks = _NGINX_SERVER.format(listen=listen, root=one.resolve()) + blocks
+                folder = Path(tmp) / str(number)
+                folder.mkdir()
+                connections = 4 * len(hosts) + _CONNECTIONS
+                process = _launch_nginx(nginx, folder, blocks, connections, 2 * connections)
+                detail = f"{_version(nginx)} x{len(slices)}"
+                started.append(Server("nginx", f"http://127.0.0.1:{port}", process, detail))
+                if not _wait_for_port(hosts[-1], port, process):
+                    log = (folder / "error.log").read_text(errors="replace")
+                    raise SystemExit(f"nginx did not start:\n{log}")
             for url, file in check.items():
-                _check_page(server, url, file)
-            yield server
+                _check_page(started[0], url, file)
+            yield started[0]
         finally:
-            server.stop()
+            for server in started:
+                server.stop()
+
+
+def _hosts_per_nginx() -> int:
+    """Return how many addresses one nginx can serve within the open-files hard limit."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return max(1, (hard - _CONNECTIONS) // 4) if hard != resource.RLIM_INFINITY else 1 << 30
 
 
 def _launch_nginx(
