@@ -101,23 +101,31 @@ def run_broad(args: argparse.Namespace) -> int:
     with serving_hosts(site.single_root, site.broad_root, addresses, site.port, check) as server:
         print(f"server: {server.kind} {server.detail}, port {site.port}, open files {files}")
         runs = _run_all(crawlers, site, args)
-    floor = politeness_floor(site.hosts, site.pages, args.delay)
+    figures = _report(runs, site, server, args)
+    results = _results(args, started, site, server, runs, figures, crawlers)
+    print(f"\nresults: {write_results(args.results_dir, results, started)}")
+    return 0 if all(r.run.valid for its_runs in runs.values() for r in its_runs) else 1
+
+
+def _report(
+    runs: dict[str, list[BroadRun]], site: BroadSite, server: Server, args: argparse.Namespace
+) -> dict[str, str]:
+    """Print the table and the figures; return the figures, for the results file."""
     print(
         f"\n{site.hosts:,} hosts x {site.pages} pages of {_kb(site)} KB, delay {args.delay:g} s, "
         f"per host 1, {args.concurrency} in flight; server: {server.kind} {server.detail}; "
-        f"load before: {_load()}\n"
+        f"load now: {_load()}\n"
     )
     print(_table(runs))
     figures = _figures(runs, site, args.delay)
+    floor = politeness_floor(site.hosts, site.pages, args.delay)
+    figures["politeness floor"] = (
+        f"no crawl of these hosts can take less than {floor:.1f} s from first page to last "
+        "(the slowest host's jittered delays)"
+    )
     for label, value in figures.items():
         print(f"{label}: {value}")
-    print(
-        f"politeness floor: no crawl of these hosts can take less than {floor:.1f} s from "
-        "first page to last (the slowest host's jittered delays)"
-    )
-    results = _results(args, started, site, server, runs, figures, floor, crawlers)
-    print(f"\nresults: {write_results(args.results_dir, results, started)}")
-    return 0 if all(r.run.valid for its_runs in runs.values() for r in its_runs) else 1
+    return figures
 
 
 def _crawlers(args: argparse.Namespace) -> list[BroadCrawler]:
@@ -391,7 +399,6 @@ def _results(
     server: Server,
     runs: dict[str, list[BroadRun]],
     figures: dict[str, str],
-    floor: float,
     crawlers: Sequence[BroadCrawler],
 ) -> dict[str, Any]:
     return {
@@ -409,7 +416,6 @@ def _results(
         },
         "site": {"root": str(site.root), "hosts": site.hosts, "pages": site.pages},
         "server": {"kind": server.kind, "detail": server.detail},
-        "politeness_floor_s": floor,
         "crawlers": {
             crawler.name: {
                 "version": crawler.version,
