@@ -62,7 +62,7 @@ DEFAULT_BROAD = ("fw-1host", "fw", "fw-redis-x2-1host", "fw-redis-x2", "scrapy")
 #: What the issue asks of fw: the share of the lower ideal it sustains, the most CPU per
 #: page it may spend over the one-host crawl.
 _TARGET_SHARE, _TARGET_CPU = 0.85, 1.2
-#: A window shorter than this says little: printed with a warning.
+#: A window shorter than this says little: no sustained rate is given for it.
 _SHORT_WINDOW_S = 5.0
 
 
@@ -321,7 +321,9 @@ def _table(runs: dict[str, list[BroadRun]]) -> str:
                     name,
                     f"{run.pages_per_s:,.0f}",
                     f"{pace.crawl_rate:,.0f}" if pace else "-",
-                    f"{pace.sustained_rate:,.0f}" if pace and pace.hosts > 1 else "-",
+                    f"{pace.sustained_rate:,.0f}"
+                    if pace and pace.hosts > 1 and _has_window(done)
+                    else "-",
                     f"{run.cpu_ms_per_page:.2f}",
                     f"{run.peak_rss_mb:.0f}",
                     f"{run.wall_s:.1f}",
@@ -352,32 +354,41 @@ def _figures(runs: dict[str, list[BroadRun]], site: BroadSite, delay: float) -> 
         many, one = _first_valid(runs.get(broad)), _first_valid(runs.get(single))
         if many is None or many.pace is None:
             continue
-        if one is not None and one.pace is not None:
-            cpu_bound = one.pace.crawl_rate
-            ideal = min(politeness, cpu_bound)
+        if not _has_window(many):  # a few pages over a moment make no rate
+            figures[f"{broad}: sustained rate"] = (
+                f"not measured: every host was known and none done for only "
+                f"{many.pace.window_s:.1f} s (fewer pages per host, a shorter window)"
+            )
+        if one is None or one.pace is None:
+            continue
+        cpu_bound = one.pace.crawl_rate
+        figures[f"{broad}: CPU-bound ideal ({single} crawling)"] = f"{cpu_bound:,.0f} pages/s"
+        if _has_window(many):
             bound = "politeness" if politeness <= cpu_bound else "CPU"
-            share = many.pace.sustained_rate / ideal
-            cpu = many.run.cpu_ms_per_page / one.run.cpu_ms_per_page
-            per_host = (many.run.peak_rss_mb - one.run.peak_rss_mb) * 1024 / site.hosts
-            figures[f"{broad}: CPU-bound ideal ({single} crawling)"] = f"{cpu_bound:,.0f} pages/s"
+            share = many.pace.sustained_rate / min(politeness, cpu_bound)
             figures[f"{broad}: sustained / lower ideal ({bound}-bound)"] = f"{share:.0%}" + (
                 f" (target >= {_TARGET_SHARE:.0%})" if broad == "fw" else ""
             )
-            figures[f"{broad}: CPU per page / {single}'s"] = f"{cpu:.2f}x" + (
-                f" (target <= {_TARGET_CPU:g}x)" if broad == "fw" else ""
-            )
-            figures[f"{broad}: memory per known host"] = (
-                f"{per_host:.1f} KB ((peak RSS - {single}'s) / hosts)"
-            )
-        if many.pace.window_s < _SHORT_WINDOW_S:
-            figures[f"{broad}: warning"] = f"the window is only {many.pace.window_s:.1f} s"
+        cpu = many.run.cpu_ms_per_page / one.run.cpu_ms_per_page
+        figures[f"{broad}: CPU per page / {single}'s"] = f"{cpu:.2f}x" + (
+            f" (target <= {_TARGET_CPU:g}x)" if broad == "fw" else ""
+        )
+        per_host = (many.run.peak_rss_mb - one.run.peak_rss_mb) * 1024 / site.hosts
+        figures[f"{broad}: memory per known host"] = (
+            f"{per_host:.1f} KB ((peak RSS - {single}'s) / hosts)"
+        )
     fw, scrapy = _first_valid(runs.get("fw")), _first_valid(runs.get("scrapy"))
-    if fw and scrapy and fw.pace and scrapy.pace and scrapy.pace.sustained_rate:
+    if fw and scrapy and fw.pace and scrapy.pace and _has_window(fw) and _has_window(scrapy):
         figures["fw / scrapy, sustained pages/s"] = (
             f"{fw.pace.sustained_rate / scrapy.pace.sustained_rate:.1f}x"
         )
         figures["fw / scrapy, wall"] = f"{fw.run.wall_s / scrapy.run.wall_s:.2f}x"
     return figures
+
+
+def _has_window(done: BroadRun) -> bool:
+    """Tell whether the run's sustained rate was measured over a window long enough."""
+    return done.pace is not None and done.pace.window_s >= _SHORT_WINDOW_S
 
 
 def _first_valid(runs: list[BroadRun] | None) -> BroadRun | None:
