@@ -114,9 +114,11 @@ async def test_a_worker_joining_a_finished_crawl_says_so(
 
 async def read_until(stream: asyncio.StreamReader, words: str) -> str:
     """Read stderr lines until one contains ``words``; fail after 30 seconds."""
+    seen = []
     async with asyncio.timeout(30):
         while words not in (line := (await stream.readline()).decode()):
-            assert line, f"stderr ended before {words!r}"
+            assert line, f"stderr ended before {words!r}: {''.join(seen)}"
+            seen.append(line)
     return line
 
 
@@ -272,7 +274,10 @@ async def test_fresh_and_a_worker_started_during_its_wipe_fetch_every_page_once(
     outs = [tmp_path / "fresh.jsonl", tmp_path / "joiner.jsonl"]
     fresh, proxy = await hold_a_wipe_midway(redis_server, project, outs[0])
     try:
-        joiner = await start_worker(project, outs[1])
+        # A long lease: on a loaded machine the joiner may start seconds after the hold,
+        # and with the project's 2 s it would rightly take the held wipe for a dead one.
+        patient = f"frontier={redis_server.url}?lease=60"
+        joiner = await start_worker(project, outs[1], "-s", patient)
         assert joiner.stderr is not None
         await read_until(joiner.stderr, "is wiping this crawl")
         proxy.release()
