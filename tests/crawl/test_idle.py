@@ -98,14 +98,45 @@ async def test_a_timed_wait_woken_early_returns_at_once() -> None:
     assert sleeping(idle) == 0
 
 
-async def test_a_timed_out_sleeper_does_not_take_the_next_wake_up() -> None:
+async def test_a_deadline_wakes_the_longest_sleeper_whoever_asked() -> None:
     idle = Idle()
     (patient,) = await start_sleepers(idle, 1)
     (hasty,) = await start_sleepers(idle, 1, timeout=0.01)
-    assert await first_done([patient, hasty]) == {hasty}  # its timer, not a wake-up
-    assert sleeping(idle) == 1
+    assert await first_done([patient, hasty]) == {patient}  # workers are alike
+    assert sleeping(idle) == 1 and idle._alarm is None
     idle.wake_one()
-    assert await first_done([patient]) == {patient}
+    assert await first_done([hasty]) == {hasty}
+    assert sleeping(idle) == 0
+
+
+async def test_a_deadline_many_wait_for_wakes_one_of_them() -> None:
+    idle = Idle()
+    tasks = await start_sleepers(idle, 50, timeout=0.01)
+    assert await first_done(tasks) == {tasks[0]}
+    # No alarm is left, so nothing else can wake the others: they would all claim for nothing.
+    assert idle._alarm is None and sleeping(idle) == 49
+    await finish(tasks, idle)
+
+
+async def test_only_the_earliest_deadline_is_kept() -> None:
+    idle = Idle()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tasks = await start_sleepers(idle, 1, timeout=LIMIT * 10)
+    tasks += await start_sleepers(idle, 1, timeout=0.01)
+    first = tasks[0]
+    assert await first_done(tasks) == {first}
+    assert loop.time() - started < LIMIT
+    await finish(tasks, idle)
+
+
+async def test_a_sleeper_woken_early_leaves_its_deadline_to_the_others() -> None:
+    idle = Idle()
+    (timed,) = await start_sleepers(idle, 1, timeout=0.01)
+    (untimed,) = await start_sleepers(idle, 1)
+    idle.wake_one()
+    assert await first_done([timed, untimed]) == {timed}
+    assert await first_done([untimed]) == {untimed}  # the alarm still rang
     assert sleeping(idle) == 0
 
 
