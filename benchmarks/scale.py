@@ -18,8 +18,13 @@ Redis's size is ``used_memory`` from ``INFO memory``; SQLite's the database file
 after a checkpoint. With ``--density N`` the Redis seen-set is also measured with the
 fingerprints as crowded as they are at N URLs (fewer shards, same count per shard).
 
+With ``--queued-only`` the URLs are only queued: the store's size with all of them waiting
+(queue and seen-set together) and the worker's peak memory, the figures for sizing a crawl
+that queues faster than it fetches.
+
 usage: python benchmarks/scale.py [--entries 1000000] [--hosts 10000] [--batch 500]
                                   [--backends redis,sqlite] [--density 100000000]
+                                  [--queued-only]
 """
 
 from __future__ import annotations
@@ -147,6 +152,9 @@ async def measure(backend: str, args: argparse.Namespace, folder: Path) -> dict[
             await frontier.add(batch)
         added = time.perf_counter() - started
         full = store.size()
+        if args.queued_only:
+            await frontier.close()
+            return queued_row(backend, args, full - empty, added)
         claiming, settling = await drain(frontier, store, args.entries, args.batch)
         await frontier.close()
         settled = seen = store.size()
@@ -164,6 +172,17 @@ async def measure(backend: str, args: argparse.Namespace, folder: Path) -> dict[
         "bytes_per_host": round((settled - seen) / args.hosts),
         "claims_per_core_s": round(args.entries / claiming),
         "settles_per_core_s": round(args.entries / settling),
+        "add_s": round(added, 1),
+    }
+
+
+def queued_row(backend: str, args: argparse.Namespace, used: int, added: float) -> dict[str, Any]:
+    """The figures of ``--queued-only``: what the store holds with every URL queued."""
+    return {
+        "backend": backend,
+        "bytes_per_queued": round(used / args.entries, 1),
+        "store_mb": round(used / 2**20),
+        "worker_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "add_s": round(added, 1),
     }
 
@@ -231,6 +250,11 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--backends", default="redis,sqlite")
     parser.add_argument("--density", type=int, default=100_000_000)
+    parser.add_argument(
+        "--queued-only",
+        action="store_true",
+        help="only queue the URLs, and report the store's size and the worker's memory",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -238,6 +262,8 @@ def main() -> int:
         return 0
     argv = sys.argv[1:]
     print(f"{args.entries:,} URLs over {args.hosts:,} hosts; redis-server {redis_version()}")
+    if args.queued_only:
+        return queued_only(args, argv)
     print(
         f"{'backend':<8} {'B/pending':>10} {'B/fingerprint':>14} {'claims/core-s':>14} "
         f"{'settles/core-s':>15} {'B/host':>7} {'add s':>7}"
@@ -254,6 +280,17 @@ def main() -> int:
         print(
             f"redis seen-set as crowded as at {row['density']:,} URLs ({row['per_shard']} "
             f"per shard): {row['bytes_per_fingerprint']} B/fingerprint"
+        )
+    return 0
+
+
+def queued_only(args: argparse.Namespace, argv: list[str]) -> int:
+    print(f"{'backend':<8} {'B/queued URL':>13} {'store MB':>9} {'worker RSS MB':>14} {'add s':>7}")
+    for backend in args.backends.split(","):
+        row = run_child(backend, argv)
+        print(
+            f"{backend:<8} {row['bytes_per_queued']:>13} {row['store_mb']:>9,} "
+            f"{row['worker_rss_mb']:>14,} {row['add_s']:>7}"
         )
     return 0
 
