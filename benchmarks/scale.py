@@ -201,6 +201,9 @@ async def seen_at_density(args: argparse.Namespace, folder: Path) -> dict[str, A
     per_shard = args.density / (1 << redis_frontier.SHARD_BITS)
     bits = max(1, round(math.log2(args.entries / per_shard)))
     redis_frontier.SHARD_BITS = bits  # this process's crawl only
+    # As many fingerprints as make the shards exactly as crowded: past 512 a shard is no
+    # longer an intset, so a rounded density would tell another story.
+    count = round(per_shard * (1 << bits))
     server = RedisServer(folder / "redis")
     server.start()
     try:
@@ -208,7 +211,7 @@ async def seen_at_density(args: argparse.Namespace, folder: Path) -> dict[str, A
         frontier = RedisFrontier(server.url, UNLIMITED, name="scale")
         await frontier.open()
         empty = store.size()
-        for batch in batches(args.entries, args.hosts):
+        for batch in batches(count, args.hosts):
             await frontier.add(batch)
         await frontier.close()
         keep_only_seen(server.url)
@@ -217,8 +220,8 @@ async def seen_at_density(args: argparse.Namespace, folder: Path) -> dict[str, A
         server.stop()
     return {
         "density": args.density,
-        "per_shard": round(args.entries / (1 << bits)),
-        "bytes_per_fingerprint": round((seen - empty) / args.entries, 1),
+        "per_shard": round(count / (1 << bits)),
+        "bytes_per_fingerprint": round((seen - empty) / count, 1),
     }
 
 
