@@ -206,7 +206,10 @@ def _parse_parser(commands: Commands) -> argparse.ArgumentParser:
     )
     _probe_arguments(parse)
     parse.add_argument(
-        "-c", "--callback", metavar="NAME", help="the spider method to run (default: parse)"
+        "-c",
+        "--callback",
+        metavar="NAME",
+        help="the spider method to run (default: parse), or a plugin's callback (plugin:name)",
     )
     parse.add_argument("--json", action="store_true", help="print JSON for machines")
     parse.set_defaults(command=_parse)

@@ -4,12 +4,14 @@ A plugin is a module (or any object) with functions named after these hooks and 
 with ``@framework.hookimpl``. An implementation may accept any subset of a hook's
 arguments, in any order: fw passes them by name.
 
-Two kinds of hooks:
+Three kinds of hooks:
 
 * **Registry hooks** run once at start-up, before the project is checked, in llm's callback
   style: the plugin calls ``register(...)`` for each thing it provides. When two plugins
   register the same name the first one called wins; plugins are called newest first, so a
   user's plugin overrides a bundled one (order them with ``tryfirst``/``trylast``).
+* **Start-up hooks** run once the project is checked and the spider built, before anything
+  is fetched (``fw check`` runs them too, so that their mistakes show there).
 * **Event hooks** run during a crawl. They may be ``async def``; fw awaits what they
   return. An exception from one plugin is reported with the plugin's name and the URL,
   counted as ``plugin_error``, and does not stop the crawl or the other plugins.
@@ -20,7 +22,7 @@ middleware (see ``register_middlewares``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -107,6 +109,54 @@ def register_middlewares(register: Callable[[type[Middleware]], None]) -> None:
     :param register: Call ``register(MiddlewareClass)`` once per middleware class.
     :returns: Nothing; fw ignores the return value. What the plugin provides is what it
         passes to ``register``.
+    """
+
+
+@hookspec
+def register_callbacks(register: Callable[..., None]) -> None:
+    """Register callbacks for the requests this plugin makes itself.
+
+    Called once at start-up. A request names a spider method as its ``callback`` or
+    ``errback``; it names a plugin's callback by the name registered here, which has a
+    colon (``sitemaps:sitemap``) so that it is never a spider method's. fw calls it where
+    it would call a spider's callback (with the response) or errback (with the request
+    and the error), passing by name whichever of ``response``, ``request``, ``error``,
+    ``spider`` and ``project`` it takes. Like a spider's callback it returns or yields
+    items and requests, may be a generator or ``async def``, and may raise ``FetchError``
+    to count the page as failed by that kind; an exception is counted as ``plugin_error``.
+    Unlike a spider's, the requests it yields keep the depth they were made with (0 unless
+    given): a plugin that seeds pages decides how deep they count. Registering is not async.
+
+    :param register: Call ``register(name, function)`` once per callback;
+        ``register(name, function, allowed_status={404})`` also hands responses with those
+        HTTP statuses to it instead of counting them as failures, as a spider's
+        ``allowed_status`` does.
+    :returns: Nothing; fw ignores the return value. What the plugin provides is what it
+        passes to ``register``.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Start-up hooks: called once the project is checked and the spider built
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def extra_start_requests(project: Project, spider: Spider) -> Iterable[Request] | None:
+    """Add requests to the start of the crawl, beside the spider's own start requests.
+
+    Called once by ``fw check`` and once by ``fw run``, before anything is fetched. Not
+    async: return the requests, quickly. They are queued before the spider's start
+    requests, and a project whose plugins add some needs no ``start_urls``. With
+    ``--retry-failed`` the crawl starts from its failures alone and these are not queued.
+    To report a mistake in the plugin's section at its line, raise
+    ``project.error_source.error((section, key), "what is wrong")``; any other exception
+    stops fw, naming the plugin.
+
+    :param project: The validated project; ``project.section(name)`` gives a plugin its
+        own section (see ``crawl_started``).
+    :param spider: The spider the crawl will run.
+    :returns: The requests to add (a list or any iterable of ``Request``), or None.
     """
 
 

@@ -5,19 +5,37 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Collection, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from framework.config.schema import did_you_mean
-from framework.errors import Blocked, CloseSpider
+from framework.errors import Blocked, CloseSpider, FetchError
 from framework.http import Request, Response
 
 if TYPE_CHECKING:
     from itemadapter import ItemAdapter
 
-__all__ = ["CallbackOutput", "CallbackResult", "Spider", "as_item", "results", "run_callback"]
+__all__ = [
+    "CALLBACK_ARGUMENTS",
+    "CallbackOutput",
+    "CallbackResult",
+    "PluginCallback",
+    "PluginCallbacks",
+    "Spider",
+    "as_item",
+    "results",
+    "run_callback",
+]
 
 #: What a callback may return: an (async) generator or iterable of items and requests,
 #: a coroutine returning one, or None.
@@ -107,12 +125,98 @@ def _adapter() -> type[ItemAdapter]:
     return ItemAdapter
 
 
-def unknown_callback(spider: Spider, request: Request) -> str | None:
-    """Say what is wrong if ``request`` names a callback or errback ``spider`` lacks."""
+#: What fw passes a plugin's callback, by name: it takes any of these.
+CALLBACK_ARGUMENTS = ("response", "request", "error", "spider", "project")
+
+
+@dataclass(frozen=True)
+class PluginCallback:
+    """A callback a plugin registered (``register_callbacks``) for the requests it makes."""
+
+    plugin: str
+    function: Callable[..., CallbackResult]
+    #: The arguments it takes, by name: some of ``CALLBACK_ARGUMENTS``.
+    argnames: tuple[str, ...]
+    #: HTTP statuses handed to it instead of counted as failures.
+    allowed_status: frozenset[int] = frozenset()
+
+
+class PluginCallbacks:
+    """The callbacks plugins registered, for one crawl, whose project each is given.
+
+    A request names one by its registered name, which has a colon (``sitemaps:sitemap``)
+    and so can never be a spider method's.
+    """
+
+    def __init__(
+        self, callbacks: Mapping[str, PluginCallback] | None = None, project: Any = None
+    ) -> None:
+        self._callbacks, self._project = dict(callbacks or {}), project
+
+    def get(self, name: str | None) -> PluginCallback | None:
+        """Return the plugin callback ``name`` names, if it names one."""
+        return self._callbacks.get(name) if name is not None and ":" in name else None
+
+    def names(self) -> list[str]:
+        """Return the registered names."""
+        return list(self._callbacks)
+
+    def bound(self, name: str, spider: Spider) -> Callable[..., CallbackResult] | None:
+        """Return the callback ``name``, called as a spider's is: ``(response)`` as a callback,
+        ``(request, error)`` as an errback; None if no plugin registered it."""
+        callback = self._callbacks.get(name)
+        if callback is None:
+            return None
+        project, function, argnames = self._project, callback.function, callback.argnames
+
+        def call(*args: Any) -> CallbackResult:
+            named = {**_given(args), "spider": spider, "project": project}
+            return function(**{arg: named[arg] for arg in argnames})
+
+        call.__name__ = name
+        return call
+
+
+def _given(args: tuple[Any, ...]) -> dict[str, Any]:
+    """Name what a callback is given (``response``), or an errback (``request, error``)."""
+    if len(args) == 1:
+        return {"response": args[0], "request": args[0].request, "error": None}
+    request, error = args
+    return {"response": None, "request": request, "error": error}
+
+
+#: A crawl whose plugins registered no callback.
+NO_PLUGIN_CALLBACKS = PluginCallbacks()
+
+
+def is_plugin_callback(name: str | None) -> bool:
+    """Tell whether ``name`` names a plugin's callback rather than a spider method."""
+    return name is not None and ":" in name
+
+
+def allowed_status(spider: Spider, request: Request, plugins: PluginCallbacks) -> Collection[int]:
+    """Return the statuses the callback of ``request`` handles instead of counting as failures."""
+    plugin = plugins.get(request.callback)
+    return spider.allowed_status if plugin is None else plugin.allowed_status
+
+
+def unknown_callback(
+    spider: Spider, request: Request, plugins: PluginCallbacks = NO_PLUGIN_CALLBACKS
+) -> str | None:
+    """Say what is wrong if ``request`` names a callback or errback no one has: ``spider``
+    for a plain name, a plugin for a name with a colon."""
     if request.callback is None and request.errback is None:  # most links: nothing to check
         return None
     for kind, name in (("callback", request.callback), ("errback", request.errback)):
-        if name is not None and not callable(getattr(spider, name, None)):
+        if name is None:
+            continue
+        if is_plugin_callback(name):
+            if plugins.get(name) is None:
+                return (
+                    f"a request for {request.url} with {kind} {name!r}, which no plugin "
+                    f"registered{did_you_mean(name, plugins.names())}"
+                )
+        elif not callable(getattr(spider, name, None)):
             methods = [m for m in dir(spider) if not m.startswith("_")]
             return (
                 f"a request for {request.url} with {kind} {name!r}, which spider "
@@ -133,44 +237,81 @@ class CallbackOutput:
     close: str | None = None
 
 
-async def run_callback(spider: Spider, name: str | None, *args: Any) -> CallbackOutput:
-    """Run one spider callback; keep what it yielded even if it raises half-way."""
+async def run_callback(
+    spider: Spider, name: str | None, *args: Any, plugins: PluginCallbacks = NO_PLUGIN_CALLBACKS
+) -> CallbackOutput:
+    """Run one callback, the spider's or a plugin's; keep what it yielded even if it raises
+    half-way.
+
+    A callback that raises ``FetchError`` says the page is no good: the failure is counted
+    by the error's ``kind``, as a failed fetch is.
+    """
     output = CallbackOutput()
-    method = getattr(spider, name or "parse", None)
-    if not callable(method):
-        message = f"spider {spider.name} has no callback {name!r}"
-        output.problems.append(("spider_error", AttributeError(name), message))
+    code = _code(spider, name, plugins)
+    if code is None:
+        output.problems.append(("spider_error", AttributeError(name), _missing(spider, name)))
         return output
-    label = f"spider {spider.name}: {getattr(method, '__name__', name)}"
     try:
-        produced = method(*args)
+        produced = code.call(*args)
         if inspect.isawaitable(produced):
             produced = await produced
         if isinstance(produced, AsyncIterable):
             async for result in produced:
-                _sort(result, output, spider, label)
+                _sort(result, output, code, spider, plugins)
         else:  # a plain generator or list: no async machinery per result
             for result in each(produced):
-                _sort(result, output, spider, label)
+                _sort(result, output, code, spider, plugins)
     except CloseSpider as exc:
         output.close = exc.reason
     except Blocked as exc:
         output.problems.append(("blocked", exc, str(exc)))
+    except FetchError as exc:
+        output.problems.append((exc.kind, exc, str(exc)))
     except Exception as exc:
-        message = f"{label} raised {type(exc).__name__}: {exc}"
-        output.problems.append(("spider_error", exc, message))
+        message = f"{code.label} raised {type(exc).__name__}: {exc}"
+        output.problems.append((code.kind, exc, message))
     return output
 
 
-def _sort(result: object, output: CallbackOutput, spider: Spider, label: str) -> None:
+@dataclass(frozen=True)
+class _Code:
+    """A callback found by name, how errors name it, and the kind its mistakes count as."""
+
+    call: Callable[..., CallbackResult]
+    label: str
+    kind: str
+
+
+def _code(spider: Spider, name: str | None, plugins: PluginCallbacks) -> _Code | None:
+    if is_plugin_callback(name):
+        plugin, bound = plugins.get(name), plugins.bound(name or "", spider)
+        if plugin is None or bound is None:
+            return None
+        return _Code(bound, f"plugin '{plugin.plugin}': callback {name}", "plugin_error")
+    method = getattr(spider, name or "parse", None)
+    if not callable(method):
+        return None
+    label = f"spider {spider.name}: {getattr(method, '__name__', name)}"
+    return _Code(method, label, "spider_error")
+
+
+def _missing(spider: Spider, name: str | None) -> str:
+    if is_plugin_callback(name):
+        return f"no plugin registered callback {name!r}"
+    return f"spider {spider.name} has no callback {name!r}"
+
+
+def _sort(
+    result: object, output: CallbackOutput, code: _Code, spider: Spider, plugins: PluginCallbacks
+) -> None:
     if isinstance(result, Request):
-        if (mistake := unknown_callback(spider, result)) is None:
+        if (mistake := unknown_callback(spider, result, plugins)) is None:
             output.requests.append(result)
         else:  # now, not once the page is fetched: the request is dropped, and said why
-            message = f"{label} yielded {mistake}"
-            output.problems.append(("spider_error", AttributeError(message), message))
+            message = f"{code.label} yielded {mistake}"
+            output.problems.append((code.kind, AttributeError(message), message))
     elif (item := as_item(result)) is not None:
         output.items.append(item)
     elif result is not None:
-        message = f"{label} yielded {type(result).__name__}; expected a dict item or a Request"
-        output.problems.append(("spider_error", TypeError(message), message))
+        message = f"{code.label} yielded {type(result).__name__}; expected a dict item or a Request"
+        output.problems.append((code.kind, TypeError(message), message))

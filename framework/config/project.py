@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -348,6 +349,14 @@ class Project:
     def section(self, name: str) -> Any:
         """Return the raw options the project file gives the plugin ``name``."""
         return self.sections.get(name)
+
+    def allows(self, url: str) -> bool:
+        """Tell whether ``url`` is on a host ``allowed_domains`` lets the crawl visit."""
+        return self._offsite.allows(url)
+
+    @functools.cached_property
+    def _offsite(self) -> Offsite:
+        return Offsite(self.allowed_domains or ())
 
     @property
     def error_source(self) -> Source:

@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from framework.config.project import Project
@@ -45,7 +45,13 @@ from framework.frontier import Frontier, Lease, LeaseLost, Settlement
 from framework.hooks.events import Events
 from framework.http import Request, Response
 from framework.middleware import Handler
-from framework.spider import Spider, run_callback
+from framework.spider import (
+    PluginCallbacks,
+    Spider,
+    allowed_status,
+    is_plugin_callback,
+    run_callback,
+)
 
 __all__ = ["Crew", "Engine", "Handled"]
 
@@ -80,6 +86,8 @@ class Crew:
     events: Events
     #: The crawl tries an earlier run's failures again (``--retry-failed``).
     retrying: bool = False
+    #: The callbacks plugins registered for their own requests.
+    callbacks: PluginCallbacks = field(default_factory=PluginCallbacks)
 
 
 class Handled(NamedTuple):
@@ -400,7 +408,7 @@ class Engine:
             )
             if redirect is not None:
                 return Handled(discovered=self._admission.admit([redirect]))
-            check_status(response, self.spider.allowed_status)
+            check_status(response, allowed_status(self.spider, request, self._crew.callbacks))
         except IgnoreRequest:
             self.stats.filtered["ignored"] += 1
             return _NOTHING
@@ -410,7 +418,7 @@ class Engine:
         items, requests = await self._callback(request, request.callback, response)
         return Handled(
             await self._settler.accept(items, response),
-            self._admission.admit(_deeper(requests, request)),
+            self._admission.admit(_deeper(requests, request, request.callback)),
         )
 
     def _spend(self) -> bool:
@@ -462,7 +470,7 @@ class Engine:
         items, requests = await self._callback(request, request.errback, request, error)
         return Handled(
             await self._settler.accept(items, None),
-            self._admission.admit(_deeper(requests, request)),
+            self._admission.admit(_deeper(requests, request, request.errback)),
             error.kind,
         )
 
@@ -470,7 +478,7 @@ class Engine:
         self, request: Request, name: str | None, *args: Any
     ) -> tuple[list[Item], list[Request]]:
         """Run a spider callback, report what went wrong in it, and return what it found."""
-        output = await run_callback(self.spider, name, *args)
+        output = await run_callback(self.spider, name, *args, plugins=self._crew.callbacks)
         lost = isinstance(args[0], Response)  # a page's output is lost: list it, to retry
         for kind, error, message in output.problems:
             await self._failures.report(error, kind, request, message, listed=lost)
@@ -479,8 +487,11 @@ class Engine:
         return output.items, output.requests
 
 
-def _deeper(requests: list[Request], parent: Request) -> list[Request]:
-    """Mark requests found while handling ``parent`` as one level deeper."""
+def _deeper(requests: list[Request], parent: Request, callback: str | None) -> list[Request]:
+    """Mark requests a spider's ``callback`` found while handling ``parent`` as one level
+    deeper; those of a plugin's callback keep the depth the plugin gave them."""
+    if is_plugin_callback(callback):
+        return requests
     for request in requests:
         request.depth = parent.depth + 1
     return requests

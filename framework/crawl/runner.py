@@ -27,7 +27,7 @@ from framework.crawl.failures import (
     spider_origin,
 )
 from framework.crawl.progress import Mode, Progress
-from framework.crawl.seeding import Seeder
+from framework.crawl.seeding import Seeder, extra_start_requests, plugins_first
 from framework.crawl.settle import Settler
 from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, UsageError
@@ -71,6 +71,8 @@ class Prepared:
     record: Path | None = None
     #: Answer every request from this recording, never the network (``--replay``).
     replay: Path | None = None
+    #: The start requests plugins add (``extra_start_requests``), queued first.
+    added: tuple[Request, ...] = ()
 
 
 def output_spec(path: str) -> ExporterSpec:
@@ -101,22 +103,26 @@ def prepare(
     components = assemble(
         project, registry, names, [output_spec(o) for o in outputs], append=retry_failed
     )
+    added = extra_start_requests(pm, project, components.spider, components.callbacks)
     if not retry_failed:
-        _check_has_start(project, components.spider)
+        _check_has_start(project, components.spider, added)
     failures = failures_path(file, project.name, [e.path for e in components.exporters])
     seeds = load_failures(failures) if retry_failed else None
     if record is not None and replay is not None:
         raise UsageError("--record and --replay exclude each other")
-    return Prepared(project, pm, registry, components, failures, seeds, fresh, record, replay)
+    return Prepared(
+        project, pm, registry, components, failures, seeds, fresh, record, replay, added
+    )
 
 
-def _check_has_start(project: Project, spider: Spider) -> None:
+def _check_has_start(project: Project, spider: Spider, added: Sequence[Request]) -> None:
     """Refuse a crawl that could fetch nothing: no start URL for a spider that needs one.
 
-    A spider that overrides ``start_requests()`` may need none, and a persistent frontier
-    may hold the requests of an earlier run or of other workers.
+    A spider that overrides ``start_requests()`` may need none, nor one whose plugins add
+    start requests, and a persistent frontier may hold the requests of an earlier run or
+    of other workers.
     """
-    if project.start_urls or project.frontier != "memory":
+    if project.start_urls or added or project.frontier != "memory":
         return
     if type(spider).start_requests is Spider.start_requests:
         raise project.error_source.error(
@@ -180,7 +186,13 @@ def build_engine(
             stalls,
             RetryPolicy(project.retries, project.backoff.base, project.backoff.max, waits=live),
             Admission(project, stats, spider.name, persistent=frontier.persistent),
-            Seeder(_starts(prepared, frontier), frontier.counts, failures, spider),
+            Seeder(
+                _starts(prepared, frontier),
+                frontier.counts,
+                failures,
+                spider,
+                prepared.components.callbacks,
+            ),
             Settler(
                 frontier,
                 prepared.components.exporters,
@@ -193,6 +205,7 @@ def build_engine(
             failures,
             events,
             retrying=prepared.seeds is not None,
+            callbacks=prepared.components.callbacks,
         )
     )
 
@@ -217,12 +230,14 @@ def _fetcher(prepared: Prepared, stats: Stats, stalls: Stalls) -> Fetcher:
 
 
 def _starts(prepared: Prepared, frontier: Frontier) -> Callable[[], CallbackResult]:
-    """The spider's start requests, or those ``--retry-failed`` tries again.
+    """The start requests plugins add, then the spider's; or those ``--retry-failed`` tries
+    again.
 
     A persistent frontier has seen every retried request: they must pass its dedup.
     """
     if prepared.seeds is None:
-        return prepared.components.spider.start_requests
+        start = prepared.components.spider.start_requests
+        return plugins_first(prepared.added, start) if prepared.added else start
     retried = [r.replace(dont_filter=True) if frontier.persistent else r for r in prepared.seeds]
     return lambda: retried
 

@@ -1,17 +1,28 @@
-"""Take a crawl's start requests in batches, as the frontier has room for them."""
+"""A crawl's start requests: those plugins add, checked at start-up, then the spider's,
+taken in batches as the frontier has room for them."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+import inspect
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
+from framework.config.project import Project
 from framework.crawl.failures import Failures
-from framework.errors import CloseSpider
+from framework.errors import CloseSpider, PluginError, ProjectError
 from framework.frontier import Counts
+from framework.hooks.manager import PluginManager, exited, hook_calls
 from framework.http import Request
-from framework.spider import CallbackResult, Spider, results, unknown_callback
+from framework.spider import (
+    NO_PLUGIN_CALLBACKS,
+    CallbackResult,
+    PluginCallbacks,
+    Spider,
+    results,
+    unknown_callback,
+)
 
-__all__ = ["Seeder"]
+__all__ = ["Seeder", "extra_start_requests", "plugins_first"]
 
 _BATCH = 100
 #: Start requests wait while this many requests are queued, so an endless start_requests
@@ -32,8 +43,10 @@ class Seeder:
         counts: Callable[[], Counts],
         failures: Failures,
         spider: Spider,
+        plugins: PluginCallbacks = NO_PLUGIN_CALLBACKS,
     ) -> None:
         self._start, self._counts, self._failures, self._spider = start, counts, failures, spider
+        self._plugins = plugins
         self._room = asyncio.Event()
         self._stopped = False
         #: Why the spider closed the crawl while starting it (``CloseSpider``), if it did.
@@ -52,7 +65,7 @@ class Seeder:
                 if not isinstance(request, Request):
                     await self._misfit(f"{type(request).__name__}; expected a Request")
                     continue
-                if (mistake := unknown_callback(self._spider, request)) is not None:
+                if (mistake := unknown_callback(self._spider, request, self._plugins)) is not None:
                     await self._misfit(mistake)
                     continue
                 batch.append(request)
@@ -87,3 +100,60 @@ class Seeder:
         while not self._stopped and self._counts().pending >= _HIGH:
             self._room.clear()
             await self._room.wait()
+
+
+def extra_start_requests(
+    pm: PluginManager, project: Project, spider: Spider, plugins: PluginCallbacks
+) -> tuple[Request, ...]:
+    """Collect the start requests plugins add (``extra_start_requests``), each checked.
+
+    A plugin that breaks the hook's contract stops fw, named; one that reports a mistake
+    in its section (``ProjectError``) is reported at that line.
+    """
+    added: list[Request] = []
+    for call in hook_calls(pm, "extra_start_requests"):
+        named = f"{pm.named(call.plugin)}: extra_start_requests"
+        try:
+            outcome = call(project=project, spider=spider)
+            if inspect.iscoroutine(outcome):
+                outcome.close()
+                raise PluginError(f"{named} must be a plain def, not async def")
+            requests = list(outcome or ())
+        except (ProjectError, PluginError):
+            raise
+        except SystemExit as exc:
+            raise PluginError(f"{named} {exited(exc)}") from exc
+        except Exception as exc:
+            raise PluginError(f"{named} raised {type(exc).__name__}: {exc}") from exc
+        added += _checked(requests, named, spider, plugins)
+    return tuple(added)
+
+
+def _checked(
+    requests: list[object], named: str, spider: Spider, plugins: PluginCallbacks
+) -> list[Request]:
+    checked = []
+    for request in requests:
+        if not isinstance(request, Request):
+            raise PluginError(f"{named} returned {type(request).__name__}; expected Requests")
+        if (mistake := unknown_callback(spider, request, plugins)) is not None:
+            raise PluginError(f"{named} returned {mistake}")
+        checked.append(request)
+    return checked
+
+
+def plugins_first(
+    added: Sequence[Request], start: Callable[[], CallbackResult]
+) -> Callable[[], AsyncIterator[object]]:
+    """Return a ``start`` that yields the requests plugins added, then the spider's own.
+
+    Plugins' first: they are few, and a spider's start requests may never end.
+    """
+
+    async def starts() -> AsyncIterator[object]:
+        for request in added:
+            yield request
+        async for request in results(start()):
+            yield request
+
+    return starts

@@ -1,5 +1,7 @@
 """Build the spider, exporters and middlewares a project asks for, checking every reference.
 
+It also binds the callbacks plugins registered to the project they run for.
+
 This is the second half of validating a project: it needs the plugins loaded, to know
 which spider and exporter names exist and which top-level keys are plugin sections.
 """
@@ -21,7 +23,7 @@ from framework.fetch.parsers import Parsers
 from framework.hooks.manager import project_plugin_name
 from framework.hooks.registry import Registry, section_schema
 from framework.middleware import Middleware
-from framework.spider import Spider
+from framework.spider import PluginCallbacks, Spider
 
 __all__ = ["Components", "assemble", "configure_plugins", "middlewares"]
 
@@ -36,6 +38,8 @@ class Components:
     exporters: tuple[Exporter, ...]
     middlewares: tuple[Middleware, ...]
     parsers: Parsers
+    #: The callbacks plugins registered for their own requests (``register_callbacks``).
+    callbacks: PluginCallbacks = dataclasses.field(default_factory=PluginCallbacks)
 
 
 def assemble(
@@ -67,7 +71,8 @@ def assemble(
     with errors.collect():
         wrappers = middlewares(project, registry)
     errors.raise_any()
-    return Components(spider, tuple(exporters), wrappers, registry.parsers)
+    callbacks = PluginCallbacks(registry.callbacks, project)
+    return Components(spider, tuple(exporters), wrappers, registry.parsers, callbacks)
 
 
 def middlewares(project: Project, registry: Registry) -> tuple[Middleware, ...]:

@@ -1,4 +1,4 @@
-"""Collect what plugins register: spiders, exporters, parsers and middlewares."""
+"""Collect what plugins register: spiders, exporters, parsers, middlewares and callbacks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from framework.exporters import Exporter
 from framework.fetch.parsers import Parsers
 from framework.hooks.manager import HookCall, PluginManager, exited, hook_calls
 from framework.middleware import Middleware
-from framework.spider import Spider
+from framework.spider import CALLBACK_ARGUMENTS, PluginCallback, Spider
 
 __all__ = ["Registry", "section_schema"]
 
@@ -27,6 +27,8 @@ class Registry:
         self.exporters: dict[str, type[Exporter]] = {}
         self.middlewares: dict[str, type[Middleware]] = {}
         self.parsers = Parsers()
+        #: The callbacks plugins provide for their own requests, by name (``sitemaps:sitemap``).
+        self.callbacks: dict[str, PluginCallback] = {}
         #: Which plugin provided each thing: ``("spiders", "douban") -> "douban"``.
         self.owners: dict[tuple[str, str], str] = {}
         #: The schema each plugin module declares for its own section (``Options``).
@@ -45,6 +47,7 @@ class Registry:
             ("register_exporters", registry._add_exporter),
             ("register_parsers", registry._add_parser),
             ("register_middlewares", registry._add_middleware),
+            ("register_callbacks", registry._add_callback),
         ):
             for call in hook_calls(pm, hook):
                 try:
@@ -111,6 +114,20 @@ class Registry:
             )
         self.parsers.add(media_type, parser)
 
+    def _add_callback(
+        self, plugin: str, name: Any, function: Any = None, *, allowed_status: Any = ()
+    ) -> None:
+        if not isinstance(name, str) or ":" not in name or not callable(function):
+            raise _Refused(
+                "register_callbacks expects register('plugin:name', function), the name with "
+                f"a colon so that it is no spider method's; got {name!r}"
+            )
+        argnames = _argnames(function, f"callback {name!r}")
+        statuses = frozenset(allowed_status)
+        if not all(isinstance(s, int) and 100 <= s <= 999 for s in statuses):
+            raise _Refused(f"callback {name!r}: allowed_status must be HTTP statuses")
+        self._keep("callbacks", name, PluginCallback(plugin, function, argnames, statuses), plugin)
+
     def _keep(self, kind: str, name: str, value: Any, plugin: str) -> None:
         table: dict[str, Any] = getattr(self, kind)
         if name not in table:
@@ -136,6 +153,22 @@ class _Refused(Exception):
     """A plugin broke the registry contract; the message says how, the caller says who."""
 
 
+def _argnames(function: Callable[..., Any], what: str) -> tuple[str, ...]:
+    """Return the arguments ``function`` takes by name, each one fw can pass a callback."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError) as exc:
+        raise _Refused(f"{what}: cannot read its arguments: {exc}") from exc
+    names = tuple(p.name for p in parameters)
+    unknown = [n for n in names if n not in CALLBACK_ARGUMENTS]
+    if unknown:
+        raise _Refused(
+            f"{what} takes {', '.join(unknown)}; a plugin's callback takes, by name, any of "
+            f"{', '.join(CALLBACK_ARGUMENTS)}"
+        )
+    return names
+
+
 def _require(value: Any, base: type, attribute: str) -> None:
     if not (isinstance(value, type) and issubclass(value, base) and getattr(value, attribute)):
         raise _Refused(
@@ -146,8 +179,8 @@ def _require(value: Any, base: type, attribute: str) -> None:
 def _run(call: HookCall, hook: str, adder: Callable[..., None]) -> None:
     """Call one plugin's registry hook with a ``register`` bound to that plugin's name."""
 
-    def register(*args: Any) -> None:
-        adder(call.plugin, *args)
+    def register(*args: Any, **kwargs: Any) -> None:
+        adder(call.plugin, *args, **kwargs)
 
     try:
         outcome = call(register=register)

@@ -32,7 +32,13 @@ from framework.hooks.components import assemble, middlewares
 from framework.http import Request, Response
 from framework.http.urls import Offsite, site_of, unfetchable
 from framework.middleware import Middleware, chain
-from framework.spider import CallbackOutput, Spider, run_callback
+from framework.spider import (
+    NO_PLUGIN_CALLBACKS,
+    CallbackOutput,
+    PluginCallbacks,
+    Spider,
+    run_callback,
+)
 
 __all__ = ["Probe", "format_outcome", "parse", "shell"]
 
@@ -45,6 +51,8 @@ class Probe:
     spider: Spider | None
     middlewares: tuple[Middleware, ...]
     parsers: Parsers
+    #: The callbacks plugins registered, which ``fw parse -c plugin:name`` may run too.
+    callbacks: PluginCallbacks = NO_PLUGIN_CALLBACKS
 
     @classmethod
     def load(
@@ -70,7 +78,13 @@ class Probe:
             return cls(project, None, middlewares(project, registry), registry.parsers)
         names = [name for name, _ in pm.list_name_plugin() if name]
         components = assemble(project, registry, names)
-        return cls(project, components.spider, components.middlewares, components.parsers)
+        return cls(
+            project,
+            components.spider,
+            components.middlewares,
+            components.parsers,
+            components.callbacks,
+        )
 
     async def fetch(self, url: str) -> Response:
         """Fetch ``url``, following redirects; raise ``FetchError`` if that fails."""
@@ -130,7 +144,7 @@ def parse(probe: Probe, url: str, callback: str | None) -> CallbackOutput:
 
     async def run() -> CallbackOutput:
         response = await probe.fetch(url)
-        return await run_callback(spider, callback, response)
+        return await run_callback(spider, callback, response, plugins=probe.callbacks)
 
     try:
         return asyncio.run(run())
