@@ -1,0 +1,286 @@
+"""Read one sitemap document, bounded and safe against a hostile server.
+
+A document is an XML ``<urlset>`` (pages) or ``<sitemapindex>`` (more sitemaps), or text
+with one URL a line; any of them may be gzip-compressed. What the server sends is
+trusted no more than a page:
+
+- gzip is decompressed up to the crawl's ``max_response_size``, as a page's body is; past
+  it the sitemap fails as ``too_large``;
+- XML is parsed by lxml with no DTD: a document with a ``<!DOCTYPE>`` is refused (a
+  sitemap has none), so no entity is ever declared or expanded (billion laughs, XXE);
+  nothing is fetched from the network and lxml's huge-tree mode stays off. Tags are
+  matched by their local name, whatever their namespace;
+- a document gives at most 50,000 entries, the protocol's limit; the rest is left out,
+  and said so.
+
+What could be read before a document broke off (a cut gzip stream, broken XML, too many
+entries) is kept, and ``Document.problem`` says what went wrong.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from lxml import etree
+
+from framework import FetchError
+
+__all__ = ["MAX_ENTRIES", "Document", "Entry", "period", "read"]
+
+#: The most entries one document gives (the sitemaps protocol's limit).
+MAX_ENTRIES = 50_000
+#: A longer ``<loc>`` is left out: the protocol allows 2,048 characters, servers about 8 KiB.
+_MAX_URL = 8192
+_GZIP = b"\x1f\x8b"
+_CHUNK = 1 << 16
+#: A ``&`` that starts no entity or character reference: sitemaps often leave the ``&`` of
+#: a query unescaped, which strict XML refuses and lxml's recover mode silently drops.
+_BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z_][\w.-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
+_FIRST_TAG = re.compile(rb"<[A-Za-z_]")
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+_TEXT_URL = re.compile(r"https?://\S+\Z", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ``<url>`` or ``<sitemap>`` of a document (or one line of a text sitemap)."""
+
+    loc: str
+    #: The ``<lastmod>`` as written, if any.
+    lastmod: str | None = None
+
+
+@dataclass
+class Document:
+    """What a sitemap lists, and what could not be read of it."""
+
+    kind: Literal["urlset", "sitemapindex", "text"]
+    entries: list[Entry] = field(default_factory=list)
+    #: Entries left out as unusable: no ``<loc>``, a line that is no URL, a URL too long.
+    unusable: int = 0
+    #: Why part of the document could not be read (the entries before it were); or None.
+    problem: str | None = None
+
+
+def read(body: bytes, limit: int) -> Document:
+    """Read a sitemap from its body, gzip-compressed or not, decompressed to ``limit`` bytes.
+
+    Raise ``FetchError`` (``too_large``, or ``bad_sitemap`` when nothing at all can be read
+    from it); a document read in part says why in ``problem``.
+    """
+    broken = None
+    if body.startswith(_GZIP):
+        body, broken = _gunzip(body, limit)
+    start = body.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not start:
+        raise FetchError("bad_sitemap", f"not a sitemap: {broken or 'the body is empty'}")
+    if start.startswith(b"<"):
+        document = _xml(start)
+    else:  # the last line of a stream that broke off may be a URL cut short
+        document = _text(start.rpartition(b"\n")[0] if broken else start)
+    if broken:
+        document.problem = broken
+    return document
+
+
+def _gunzip(body: bytes, limit: int) -> tuple[bytes, str | None]:
+    """Decompress ``body``, never past ``limit`` bytes; say where the stream broke, if it did."""
+    data = bytearray()
+    with gzip.GzipFile(fileobj=io.BytesIO(body)) as stream:
+        try:
+            while chunk := stream.read1(_CHUNK):
+                data += chunk
+                if len(data) > limit:
+                    raise FetchError(
+                        "too_large",
+                        f"larger than max_response_size ({limit:,} bytes) once decompressed",
+                    )
+        except (OSError, EOFError, zlib.error) as exc:
+            return bytes(data), f"its gzip stream breaks off after {len(data):,} bytes ({exc})"
+    return bytes(data), None
+
+
+# -------------------------------------------------------------------------------------------
+# XML: <urlset> and <sitemapindex>
+# -------------------------------------------------------------------------------------------
+
+
+def _xml(data: bytes) -> Document:
+    first = _FIRST_TAG.search(data)
+    if _DOCTYPE.search(data, 0, first.start() if first else len(data)):
+        raise FetchError("bad_sitemap", "refused: it has a <!DOCTYPE>, which no sitemap has")
+    if b"&" in data:
+        data = _BARE_AMPERSAND.sub(b"&amp;", data)
+    # No DTD, no entity expanded, nothing fetched, no huge tree: see the module docstring.
+    parser = etree.XMLPullParser(
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+    events = _events(parser, data)
+    try:
+        _, root = next(events)  # the root element opens
+    except StopIteration:
+        raise FetchError("bad_sitemap", "not a sitemap: no XML element in it") from None
+    except etree.XMLSyntaxError as exc:
+        raise FetchError("bad_sitemap", f"not a sitemap: not XML ({_cause(exc)})") from None
+    document = _begin(root)
+    try:
+        for event, element in events:
+            if event == "end" and element.getparent() is root:
+                _add(document, element, root)
+                if document.problem:  # full
+                    break
+    except etree.XMLSyntaxError as exc:
+        document.problem = f"its XML breaks off: {_cause(exc)}"
+    return document
+
+
+def _events(parser: etree.XMLPullParser, data: bytes) -> Iterator[tuple[str, etree._Element]]:
+    """Yield the parser's events as ``data`` is fed to it, those before an error included.
+
+    A pull parser rather than ``iterparse``, which drops the events of the chunk that broke.
+    """
+    try:
+        for offset in range(0, len(data), _CHUNK):
+            parser.feed(data[offset : offset + _CHUNK])
+            yield from parser.read_events()
+    except etree.XMLSyntaxError:
+        yield from parser.read_events()
+        raise
+    parser.close()  # if it raises, the elements it would close were cut: not yielded
+    yield from parser.read_events()
+
+
+def _cause(error: etree.XMLSyntaxError) -> str:
+    """Say what broke the XML: libxml2's last error, where it is more telling than lxml's."""
+    last = error.error_log.last_error if error.error_log else None
+    if last is None:
+        return f"{error.msg} (line {error.lineno})"
+    return f"{last.message} (line {last.line})"
+
+
+def _begin(root: etree._Element) -> Document:
+    """Start reading the document whose root element has just opened."""
+    if root.getroottree().docinfo.doctype:  # _xml looked already: this is a second lock
+        raise FetchError("bad_sitemap", "refused: it has a <!DOCTYPE>, which no sitemap has")
+    kind = _local(root)
+    if kind not in ("urlset", "sitemapindex"):
+        raise FetchError(
+            "bad_sitemap",
+            f"not a sitemap: its root element is <{kind}>, not <urlset> or <sitemapindex>",
+        )
+    return Document(kind)  # type: ignore[arg-type]  # one of the two, checked above
+
+
+def _add(document: Document, element: etree._Element, root: etree._Element) -> None:
+    """Keep the entry a child of the root holds, then free it; once the list is full, say so."""
+    if _local(element) in ("url", "sitemap"):
+        entry = _entry(element)
+        if entry is None:
+            document.unusable += 1
+        elif len(document.entries) < MAX_ENTRIES:
+            document.entries.append(entry)
+        else:
+            document.problem = _too_many()
+    element.clear(keep_tail=False)
+    while element.getprevious() is not None:
+        del root[0]  # entries already read: iterparse would keep the whole tree otherwise
+
+
+def _entry(element: etree._Element) -> Entry | None:
+    loc = lastmod = None
+    for child in element:
+        name = _local(child)
+        if name == "loc":
+            loc = (child.text or "").strip()
+        elif name == "lastmod":
+            lastmod = (child.text or "").strip() or None
+    if not loc or len(loc) > _MAX_URL:
+        return None
+    return Entry(loc, lastmod)
+
+
+def _local(element: etree._Element) -> str:
+    """Return an element's tag without its namespace; "" for what is not an element."""
+    tag = element.tag
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def _too_many() -> str:
+    return f"it lists more than {MAX_ENTRIES:,} entries, the protocol's limit; the rest is left out"
+
+
+# -------------------------------------------------------------------------------------------
+# Text: one URL a line
+# -------------------------------------------------------------------------------------------
+
+
+def _text(data: bytes) -> Document:
+    document = Document("text")
+    for line in data.decode("utf-8", "replace").splitlines():
+        url = line.strip()
+        if not url:
+            continue
+        if not _TEXT_URL.match(url) or len(url) > _MAX_URL:
+            document.unusable += 1
+        elif len(document.entries) < MAX_ENTRIES:
+            document.entries.append(Entry(url))
+        else:
+            document.problem = _too_many()
+            break
+    if not document.entries and document.unusable:
+        raise FetchError("bad_sitemap", "not a sitemap: neither XML nor a list of URLs")
+    return document
+
+
+# -------------------------------------------------------------------------------------------
+# <lastmod>: W3C datetimes
+# -------------------------------------------------------------------------------------------
+
+_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?\Z")
+
+
+def period(text: str) -> tuple[datetime, datetime] | None:
+    """Return the first and last moment (UTC) a W3C datetime may stand for; None if unreadable.
+
+    ``2026-11`` stands for all of November, ``2026-11-01`` for that day (UTC), a time for
+    itself; a time without a zone is taken as UTC.
+    """
+    text = text.strip()
+    if found := _DATE.match(text):
+        return _span(*found.groups())
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment, moment
+
+
+def _span(year: str, month: str | None, day: str | None) -> tuple[datetime, datetime] | None:
+    try:
+        start = datetime(int(year), int(month or 1), int(day or 1), tzinfo=UTC)
+        if day:
+            end = start + timedelta(days=1)
+        elif month:
+            end = (start + timedelta(days=32)).replace(day=1)
+        else:
+            end = start.replace(year=start.year + 1)
+    except ValueError:  # 2026-13, or the year 10000
+        return None
+    except OverflowError:  # the end of 9999-12-31
+        return start, datetime.max.replace(tzinfo=UTC)
+    return start, end - timedelta(microseconds=1)
