@@ -399,9 +399,14 @@ def _check(args: argparse.Namespace) -> int:
     outputs = ", ".join(f"{e.format} -> {e.path}" for e in components.exporters) or "none"
     print(
         f"OK: {args.project}: {project.name}: spider {components.spider.name}, "
-        f"{len(project.start_urls)} start URL(s), exporters: {outputs}"
+        f"{len(project.start_urls)} start URL(s){_added(prepared.added)}, exporters: {outputs}"
     )
     return OK
+
+
+def _added(requests: Sequence[object]) -> str:
+    """Say how many start requests plugins add (``extra_start_requests``), if any."""
+    return f" and {len(requests)} start request(s) from plugins" if requests else ""
 
 
 def _parse(args: argparse.Namespace) -> int:

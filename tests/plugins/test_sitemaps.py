@@ -225,7 +225,9 @@ async def test_a_sitemaps_only_project_needs_allowed_domains_not_start_urls(
         f"sitemaps: {{urls: ['{base}/sitemap.txt']}}",
     ]
     project = write_project(tmp_path, "\n".join(lines) + RULES)
-    assert (await run_fw("check", str(project))).returncode == 0
+    checked = await run_fw("check", str(project))
+    assert checked.returncode == 0
+    assert "0 start URL(s) and 1 start request(s) from plugins" in checked.stdout
     await run(project)
     assert names(tmp_path) == ["Product 4"]
 
