@@ -247,9 +247,10 @@ def sitemap_lines(text: str, base: str) -> list[str]:
     found = []
     for line in text.splitlines():
         name, colon, value = line.partition(":")
-        if colon and name.strip().lower() == "sitemap" and value.split():
-            found.append(urljoin(base, value.split()[0]))  # a comment may follow it
-    return list(dict.fromkeys(found))
+        words = value.split()  # the URL, and maybe a comment
+        if colon and name.strip().lower() == "sitemap" and words:
+            found.append(_absolute(base, words[0]))
+    return [url for url in dict.fromkeys(found) if url]
 
 
 # -------------------------------------------------------------------------------------------
@@ -307,6 +308,14 @@ def _log(url: str, document: Document, found: _Found) -> None:
     )
 
 
+def _absolute(base: str, loc: str) -> str:
+    """Return ``loc`` made absolute against ``base``; "" if it cannot be a URL."""
+    try:
+        return urljoin(base, loc)
+    except ValueError:  # "http://[::1": one bad entry must not lose the others
+        return ""
+
+
 def _recent(entry: Entry, since: datetime | None) -> bool | None:
     """Tell whether the entry's lastmod may be on or after ``since``; None if unknown."""
     if since is None or entry.lastmod is None:
@@ -324,8 +333,8 @@ class _Pages:
     def read(self, document: Document) -> _Found:
         found = _Found([], Counter())
         for entry in document.entries:
-            url = urljoin(self._sitemap, entry.loc)
-            reason = self._left_out(url, entry)
+            url = _absolute(self._sitemap, entry.loc)
+            reason = self._left_out(url, entry) if url else "not a URL"
             if reason is None:
                 meta = {"sitemap": {"url": self._sitemap, "lastmod": entry.lastmod}}
                 found.requests.append(Request(url, callback=self._options.callback, meta=meta))
@@ -356,8 +365,8 @@ class _Sitemaps:
     def read(self, document: Document) -> _Found:
         found = _Found([], Counter())
         for entry in document.entries:
-            url = urljoin(self._via[-1], entry.loc)
-            reason = self._left_out(url, entry)
+            url = _absolute(self._via[-1], entry.loc)
+            reason = self._left_out(url, entry) if url else "not a URL"
             if reason is None:
                 found.requests.append(Request(url, callback=SITEMAP, meta={_VIA: self._via}))
             else:

@@ -376,6 +376,26 @@ async def test_a_sitemap_that_breaks_off_gives_the_pages_it_listed_whole(
     assert not [p for p in site.hits if p.startswith("/products/") and p not in site.files]
 
 
+async def test_an_entry_that_is_no_url_is_left_out_and_the_others_read(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = Site(
+        {
+            "/": "<h1>Home</h1>",
+            "/robots.txt": "Sitemap: http://[::1\nSitemap: {base}/s.xml\n",
+            "/s.xml": "<urlset><url><loc>http://[::1</loc></url>"
+            "<url><loc>{base}/products/1</loc></url></urlset>",
+            "/products/1": product(1),
+        }
+    )
+    base = await site.start(serve)
+    project = shop_project(tmp_path, base, "{robots: true}", "max_depth: 0")
+    with caplog.at_level(logging.INFO, logger="fw.sitemaps"):
+        stats = await run(project)
+    assert names(tmp_path) == ["Product 1"] and not stats.errors
+    assert f"sitemap {base}/s.xml: 2 listed, 1 pages queued; left out: 1 not a URL" in caplog.text
+
+
 async def test_a_resumed_crawl_does_not_read_its_finished_sitemaps_again(
     tmp_path: Path, serve: Serve
 ) -> None:
