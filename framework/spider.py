@@ -25,6 +25,8 @@ from framework.http import Request, Response
 if TYPE_CHECKING:
     from itemadapter import ItemAdapter
 
+    from framework.config.project import Project
+
 __all__ = [
     "CALLBACK_ARGUMENTS",
     "CallbackOutput",
@@ -149,7 +151,7 @@ class PluginCallbacks:
     """
 
     def __init__(
-        self, callbacks: Mapping[str, PluginCallback] | None = None, project: Any = None
+        self, callbacks: Mapping[str, PluginCallback] | None = None, project: Project | None = None
     ) -> None:
         self._callbacks, self._project = dict(callbacks or {}), project
 
