@@ -43,8 +43,10 @@ _CHUNK = 1 << 16
 #: A ``&`` that starts no entity or character reference: sitemaps often leave the ``&`` of
 #: a query unescaped, which strict XML refuses and lxml's recover mode silently drops.
 _BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z_][\w.-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
-_FIRST_TAG = re.compile(rb"<[A-Za-z_]")
+#: The root element's start tag, and its local name (no namespace prefix).
+_FIRST_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)")
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+_REFUSED = "refused: it has a <!DOCTYPE>, which no sitemap has"
 _TEXT_URL = re.compile(r"https?://\S+\Z", re.IGNORECASE)
 
 
@@ -114,13 +116,18 @@ def _gunzip(body: bytes, limit: int) -> tuple[bytes, str | None]:
 
 def _xml(data: bytes) -> Document:
     first = _FIRST_TAG.search(data)
-    if _DOCTYPE.search(data, 0, first.start() if first else len(data)):
-        raise FetchError("bad_sitemap", "refused: it has a <!DOCTYPE>, which no sitemap has")
+    if first is None:
+        raise FetchError("bad_sitemap", "not a sitemap: no XML element in it")
+    if _DOCTYPE.search(data, 0, first.start()):
+        raise FetchError("bad_sitemap", _REFUSED)
+    document = _begin(first.group(1).decode("ascii"))
     if b"&" in data:
         data = _BARE_AMPERSAND.sub(b"&amp;", data)
     # No DTD, no entity expanded, nothing fetched, no huge tree: see the module docstring.
+    # Only the entries' ends are events: a Python call per element would cost 5 times more.
     parser = etree.XMLPullParser(
-        events=("start", "end"),
+        events=("end",),
+        tag="{*}url" if document.kind == "urlset" else "{*}sitemap",
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -129,20 +136,10 @@ def _xml(data: bytes) -> Document:
         remove_pis=True,
         collect_ids=False,
     )
-    events = _events(parser, data)
     try:
-        _, root = next(events)  # the root element opens
-    except StopIteration:
-        raise FetchError("bad_sitemap", "not a sitemap: no XML element in it") from None
-    except etree.XMLSyntaxError as exc:
-        raise FetchError("bad_sitemap", f"not a sitemap: not XML ({_cause(exc)})") from None
-    document = _begin(root)
-    try:
-        for event, element in events:
-            if event == "end" and element.getparent() is root:
-                _add(document, element, root)
-                if document.problem:  # full
-                    break
+        for _, element in _events(parser, data):
+            if _add(document, element):  # full
+                break
     except etree.XMLSyntaxError as exc:
         document.problem = f"its XML breaks off: {_cause(exc)}"
     return document
@@ -172,32 +169,34 @@ def _cause(error: etree.XMLSyntaxError) -> str:
     return f"{last.message} (line {last.line})"
 
 
-def _begin(root: etree._Element) -> Document:
-    """Start reading the document whose root element has just opened."""
-    if root.getroottree().docinfo.doctype:  # _xml looked already: this is a second lock
-        raise FetchError("bad_sitemap", "refused: it has a <!DOCTYPE>, which no sitemap has")
-    kind = _local(root)
-    if kind not in ("urlset", "sitemapindex"):
+def _begin(root: str) -> Document:
+    """Start reading the document whose root element has this local name."""
+    if root not in ("urlset", "sitemapindex"):
         raise FetchError(
             "bad_sitemap",
-            f"not a sitemap: its root element is <{kind}>, not <urlset> or <sitemapindex>",
+            f"not a sitemap: its root element is <{root}>, not <urlset> or <sitemapindex>",
         )
-    return Document(kind)  # type: ignore[arg-type]  # one of the two, checked above
+    return Document(root)  # type: ignore[arg-type]  # one of the two, checked above
 
 
-def _add(document: Document, element: etree._Element, root: etree._Element) -> None:
-    """Keep the entry a child of the root holds, then free it; once the list is full, say so."""
-    if _local(element) in ("url", "sitemap"):
-        entry = _entry(element)
-        if entry is None:
-            document.unusable += 1
-        elif len(document.entries) < MAX_ENTRIES:
-            document.entries.append(entry)
-        else:
-            document.problem = _too_many()
+def _add(document: Document, element: etree._Element) -> bool:
+    """Keep an entry of the root, then free it; return whether the list is full."""
+    root = element.getparent()
+    if root is None or root.getparent() is not None:  # the root itself, or nested deeper
+        return False
+    if not document.entries and not document.unusable and root.getroottree().docinfo.doctype:
+        raise FetchError("bad_sitemap", _REFUSED)  # a second lock: _xml looked already
+    entry = _entry(element)
+    if entry is None:
+        document.unusable += 1
+    elif len(document.entries) < MAX_ENTRIES:
+        document.entries.append(entry)
+    else:
+        document.problem = _too_many()
     element.clear(keep_tail=False)
     while element.getprevious() is not None:
-        del root[0]  # entries already read: iterparse would keep the whole tree otherwise
+        del root[0]  # entries already read: the parser would keep the whole tree otherwise
+    return document.problem is not None
 
 
 def _entry(element: etree._Element) -> Entry | None:
