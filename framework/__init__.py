@@ -1,8 +1,8 @@
 """fw: a plugin-based asynchronous web-crawling framework.
 
 What plugin authors import: ``Spider``, ``Request``, ``Response``, ``hookimpl``, the base
-classes ``Exporter`` and ``Middleware``, the ``option`` helper for option schemas, and
-the control-flow exceptions.
+classes ``Exporter``, ``Middleware`` and ``ItemStep`` (with the ``ItemContext`` a step is
+given), the ``option`` helper for option schemas, and the control-flow exceptions.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from framework.errors import (
     FwError,
     HttpError,
     IgnoreRequest,
+    InvalidItem,
 )
 from framework.exporters import Exporter
 from framework.hookspecs import hookimpl
 from framework.http import NotSupported, Request, Response
+from framework.items import ItemContext, ItemStep
 from framework.middleware import Handler, Middleware
 from framework.spider import Spider
 
@@ -34,6 +36,9 @@ __all__ = [
     "Handler",
     "HttpError",
     "IgnoreRequest",
+    "InvalidItem",
+    "ItemContext",
+    "ItemStep",
     "Middleware",
     "NotSupported",
     "Request",

@@ -13,7 +13,8 @@ The hierarchy::
     └── Blocked                    a page says the site refuses this client (raised by spiders)
 
     Control flow for plugin authors (not errors, never counted as failures):
-    DropItem                       raised from ``item_scraped``: the item is not exported
+    DropItem                       raised from ``item_scraped`` or an item step: not exported
+    └── InvalidItem                the item breaks its schema: counted ``item_invalid``
     IgnoreRequest                  raised from a middleware: the request is dropped quietly
     CloseSpider                    raised from a callback: stop scheduling, finish cleanly
 """
@@ -41,6 +42,7 @@ __all__ = [
     "FwError",
     "HttpError",
     "IgnoreRequest",
+    "InvalidItem",
     "PluginError",
     "ProjectError",
     "ProjectErrors",
@@ -188,7 +190,21 @@ class Blocked(FwError):
 
 
 class DropItem(Exception):
-    """Raise from ``item_scraped`` to keep an item out of the exports."""
+    """Raise from ``item_scraped`` or an item step to keep an item out of the exports."""
+
+
+class InvalidItem(DropItem):
+    """Raise from an item step: the item breaks its schema and is not exported.
+
+    Unlike a plain ``DropItem`` it is a failure: counted as ``item_invalid``, logged with
+    ``field`` and ``reason``, and its page listed in the failures file.
+    """
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        #: The offending field, dotted for a nested one (``genres.2``); None for the whole item.
+        self.field = field
+        self.reason = reason
 
 
 class IgnoreRequest(Exception):

@@ -42,6 +42,10 @@ class Exporter:
         self.options = options
         #: Add to what an earlier run wrote instead of starting over (``--retry-failed``).
         self.append = append
+        #: The fields items will have, in order, when the crawl knows them before the first
+        #: item (the spider declares ``Item``); None otherwise. Set before ``open()``: an
+        #: exporter with a header or a table writes every column from the start.
+        self.columns: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.format} {self.path}>"

@@ -12,6 +12,9 @@ Three kinds of hooks:
   user's plugin overrides a bundled one (order them with ``tryfirst``/``trylast``).
 * **Start-up hooks** run once the project is checked and the spider built, before anything
   is fetched (``fw check`` runs them too, so that their mistakes show there).
+* **The item pipeline hook** ``item_step`` runs once per crawl, once the project is
+  checked and its spider built: each plugin returns the step items take on their way from
+  the spider to the exporters, or None.
 * **Event hooks** run during a crawl. They may be ``async def``; fw awaits what they
   return. An exception from one plugin is reported with the plugin's name and the URL,
   counted as ``plugin_error``, and does not stop the crawl or the other plugins.
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from framework.crawl.stats import Stats
     from framework.exporters import Exporter
     from framework.http import Parser, Request, Response
+    from framework.items import ItemStep
     from framework.middleware import Middleware
     from framework.spider import Spider
 
@@ -161,6 +165,36 @@ def extra_start_requests(project: Project, spider: Spider) -> Iterable[Request] 
 
 
 # -------------------------------------------------------------------------------------------
+# Item pipeline: called once per crawl, before it starts
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def item_step(project: Project, spider: Spider) -> ItemStep | None:
+    """Return this plugin's step of the item pipeline for this crawl, or None.
+
+    Called once per crawl (and by ``fw check``), after the project is checked and the
+    spider built, before the exporters open. Not async. Each item a callback yields goes
+    through the steps in the order pluggy calls this hook (newest plugin first;
+    ``tryfirst``/``trylast`` move one), then through ``item_scraped``, then to the
+    exporters. The bundled ``schema`` step is ``tryfirst``: it validates what the spider
+    yielded.
+
+    A step (``framework.ItemStep``) may await, transform the item, or reject it with a
+    reason (``InvalidItem``: counted ``item_invalid``). The item's page is
+    acknowledged only once every step is done with it, so a crawl killed meanwhile gives
+    the page back to a persistent frontier and loses no item. ``columns()`` tells the
+    exporters the item's fields up front. An exception raised here stops the crawl before
+    it starts, naming the plugin (exit 2).
+
+    :param project: The validated project; ``project.section(name)`` gives a plugin its
+        own options (None when the section is left out and some key has no default).
+    :param spider: The spider instance of this crawl (its ``Item`` type, its options).
+    :returns: An ``ItemStep`` instance, or None to take no part in this crawl.
+    """
+
+
+# -------------------------------------------------------------------------------------------
 # Event hooks: called during a crawl; may be ``async def``
 # -------------------------------------------------------------------------------------------
 
@@ -217,9 +251,11 @@ def item_scraped(
 ) -> Awaitable[None] | None:
     """Inspect, enrich or drop an item before it is exported.
 
-    Called for each item a callback yields, in plugin order, before any exporter sees
-    it. Modify ``item`` in place to change what is exported; raise ``DropItem`` to keep
-    it out of the exports (counted, not an error). May be async.
+    Called for each item a callback yields, in plugin order, once it has been through the
+    item steps (``item_step``) and before any exporter sees it. Modify ``item`` in place
+    to change what is exported; raise ``DropItem`` to keep it out of the exports
+    (counted, not an error), or ``InvalidItem`` to reject it as an ``item_invalid``
+    failure. May be async.
 
     :param item: The item as a dict.
     :param response: The response whose callback produced the item (None for an item

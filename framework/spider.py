@@ -59,6 +59,10 @@ class Spider:
     Options: ClassVar[type[Any] | None] = None
     #: HTTP statuses handed to the callback instead of counted as failures.
     allowed_status: ClassVar[Collection[int]] = ()
+    #: The type of the items the spider yields (a dataclass or a ``TypedDict``), or None.
+    #: The bundled ``schema`` plugin validates each item against it, and the exporters
+    #: take their columns from it.
+    Item: ClassVar[type[Any] | None] = None
 
     def __init__(self, options: Any = None, *, start_urls: Iterable[str] = ()) -> None:
         self.options = options

@@ -44,9 +44,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypedDict
 
 from parsel import Selector
+from typing_extensions import TypedDict  # pydantic reads typing's own only from Python 3.12
 
 from framework import Blocked, FetchError, Request, Response, Spider, hookimpl, option
 
@@ -116,6 +116,8 @@ class DoubanSpider(Spider):
     name = "douban"
     Options = DoubanOptions
     options: DoubanOptions
+    #: Each item is checked against it (the ``schema`` plugin), and its fields are the columns.
+    Item = Film
 
     def __init__(
         self, options: DoubanOptions | None = None, *, start_urls: Iterable[str] = ()

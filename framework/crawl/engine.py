@@ -469,7 +469,7 @@ class Engine:
             return Handled(failure=error.kind)
         items, requests = await self._callback(request, request.errback, request, error)
         return Handled(
-            await self._settler.accept(items, None),
+            await self._settler.accept(items, None, request=request),
             self._admission.admit(_deeper(requests, request, request.errback)),
             error.kind,
         )

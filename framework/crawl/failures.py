@@ -34,7 +34,7 @@ log = logging.getLogger("fw")
 
 #: Failures of code rather than of the network: logged as errors, with a traceback at debug.
 _CODE_FAILURES = frozenset(
-    {"spider_error", "plugin_error", "item_error", "internal_error", "blocked"}
+    {"spider_error", "plugin_error", "item_error", "item_invalid", "internal_error", "blocked"}
 )
 #: How much of the failures file is read at a time, looking back for its last line break.
 _CHUNK = 1 << 16

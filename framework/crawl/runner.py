@@ -8,6 +8,7 @@ end, stopping it cleanly on a signal.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from framework.crawl.failures import (
     load_failures,
     spider_origin,
 )
+from framework.crawl.pipeline import Pipeline
 from framework.crawl.progress import Mode, Progress
 from framework.crawl.seeding import Seeder, extra_start_requests, plugins_first
 from framework.crawl.settle import Settler
@@ -40,7 +42,7 @@ from framework.fetch.robots import Robots
 from framework.fetch.stalls import Stalls
 from framework.frontier import Frontier
 from framework.frontier.backends import make_frontier
-from framework.hooks.components import Components, assemble, configure_plugins
+from framework.hooks.components import Components, assemble, configure_plugins, item_steps
 from framework.hooks.events import Events
 from framework.hooks.manager import PluginManager, hook_calls, make_plugin_manager
 from framework.hooks.registry import Registry
@@ -103,6 +105,7 @@ def prepare(
     components = assemble(
         project, registry, names, [output_spec(o) for o in outputs], append=retry_failed
     )
+    components = dataclasses.replace(components, items=item_steps(pm, project, components.spider))
     added = extra_start_requests(pm, project, components.spider, components.callbacks)
     if not retry_failed:
         _check_has_start(project, components.spider, added)
@@ -167,12 +170,15 @@ def build_engine(
     events = Events(prepared.pm, failures.plugin_failed)
     stalls = Stalls()
     fetcher = _fetcher(prepared, stats, stalls)
+    steps = prepared.components.items
     fetch = chain(prepared.components.middlewares, fetcher.fetch)
     live = prepared.replay is None  # a replay has no server to spare: it waits for nothing
     throttle = Throttler(
         politeness, enabled=project.throttle.enabled and live, max_delay=project.throttle.max_delay
     )
     pace = Pace(throttle, frontier, waits=live)
+    for exporter in prepared.components.exporters:
+        exporter.columns = steps.columns
     return Engine(
         Crew(
             project,
@@ -196,7 +202,13 @@ def build_engine(
             Settler(
                 frontier,
                 prepared.components.exporters,
-                events.item_scraped,
+                Pipeline(
+                    steps.steps,
+                    events.item_scraped,
+                    failures,
+                    stats,
+                    spider,
+                ),
                 failures,
                 stats,
                 spider,

@@ -1,11 +1,14 @@
-"""Settle handled pages: items through ``item_scraped`` and ``max_items`` into every exporter,
-then leases acknowledged with the requests their pages discovered — many pages per step.
+"""Settle handled pages: items through the item pipeline and ``max_items`` into every
+exporter, then leases acknowledged with the requests their pages discovered — many pages
+per step.
 
 Read top to bottom, a page goes:
 
-1. **Accept** (in the worker that handled it): each item passes the ``item_scraped``
-   hooks (``DropItem`` keeps it out) and the ``max_items`` limit, counted before any
-   await, so that concurrent pages never pass the limit.
+1. **Accept** (in the worker that handled it): each item passes the item pipeline
+   (``crawl/pipeline.py``: the item steps, which may await, then the
+   ``item_scraped`` hooks; a rejected item stays out) and the ``max_items`` limit, counted
+   before any await, so that concurrent pages never pass the limit. The page's lease is
+   held meanwhile: a crawl killed while an item waits gives the page back, item and all.
 2. **Commit** (in the worker): the page joins the committer's queue and waits. The
    committer is one task that takes every page finished while its previous step was under
    way: a settle costs about as much for thirty pages as for one (a transaction, a Redis
@@ -38,11 +41,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from framework.crawl.failures import Failures
+from framework.crawl.pipeline import Pipeline
 from framework.crawl.stats import Stats
-from framework.errors import CrawlAborted, DropItem
+from framework.errors import CrawlAborted
 from framework.exporters import Exporter
 from framework.frontier import Frontier, LeaseLost, Saved, Settlement
-from framework.hooks.events import EventHook
 from framework.http import Request, Response
 from framework.spider import Spider
 
@@ -74,7 +77,7 @@ class Settler:
         self,
         frontier: Frontier,
         exporters: Sequence[Exporter],
-        item_scraped: EventHook,
+        items: Pipeline,
         failures: Failures,
         stats: Stats,
         spider: Spider,
@@ -83,7 +86,7 @@ class Settler:
     ) -> None:
         self._frontier, self._exporters = frontier, tuple(exporters)
         self._exporting = bool(exporters)  # items of a crawl without exporters go nowhere
-        self._item_scraped, self._failures = item_scraped, failures
+        self._items, self._failures = items, failures
         self._stats, self._spider, self._limit = stats, spider, max_items
         #: Why the crawl should stop taking pages, once it should.
         self.stop_reason: str | None = None
@@ -110,6 +113,7 @@ class Settler:
                     f"exporter {exporter.format} cannot open {exporter.path}: {_reason(exc)}"
                 ) from exc
             stack.callback(_close, exporter)
+        stack.callback(self._items.close)  # first: its steps are done before the exports close
         try:
             self._rewind(saved.checkpoints)
             self._mark = self._checkpoint() if self._frontier.persistent else {}
@@ -127,34 +131,30 @@ class Settler:
     # 1. Accept
     # ---------------------------------------------------------------------------------------
 
-    async def accept(self, items: list[Item], response: Response | None) -> list[Item]:
-        """Return the items that pass ``item_scraped`` and the ``max_items`` limit.
+    async def accept(
+        self, items: list[Item], response: Response | None, *, request: Request | None = None
+    ) -> list[Item]:
+        """Return the items that pass the item pipeline and the ``max_items`` limit.
 
-        ``response`` is None for items of an errback.
+        ``response`` is None for items of an errback, which gives its ``request``.
         """
-        accepted = []
-        for item in items:
-            if self._limit is not None and self._taken >= self._limit:
+        if not self._items and self._limit is None:  # the usual case: nothing to ask
+            return items
+        request = request or (response.request if response is not None else None)
+        assert request is not None, "an errback's items come with its request"
+        accepted: list[Item] = []
+        while items:
+            room = len(items) if self._limit is None else self._limit - self._taken
+            if room <= 0:
                 break
-            self._taken += 1  # before the await: concurrent pages must not pass the limit
-            if await self._scraped(item, response):
-                accepted.append(item)
-            else:
-                self._taken -= 1
+            batch, items = items[:room], items[room:]
+            self._taken += len(batch)  # before the await: concurrent pages must not pass it
+            kept = [item for item in await self._items.each(batch, request, response) if item]
+            self._taken -= len(batch) - len(kept)  # the rejected leave room for the next
+            accepted += kept
         if self._limit is not None and self._taken >= self._limit:
             self.stop_reason = self.stop_reason or "max_items reached"
         return accepted
-
-    async def _scraped(self, item: Item, response: Response | None) -> bool:
-        if not self._item_scraped:
-            return True
-        try:
-            await self._item_scraped(item=item, response=response, spider=self._spider)
-        except DropItem as exc:
-            self._stats.dropped += 1
-            log.debug("item dropped (%s): %s", exc, item)
-            return False
-        return True
 
     # ---------------------------------------------------------------------------------------
     # 2. Commit, and the committer

@@ -20,14 +20,24 @@ from framework.config.yamlfile import KeyPath, Source
 from framework.errors import ErrorList, PluginError, ProjectError, check_all, raised_at
 from framework.exporters import Exporter
 from framework.fetch.parsers import Parsers
-from framework.hooks.manager import project_plugin_name
+from framework.hooks.manager import PluginManager, exited, hook_calls, project_plugin_name
 from framework.hooks.registry import Registry, section_schema
+from framework.items import ItemStep
 from framework.middleware import Middleware
 from framework.spider import PluginCallbacks, Spider
 
-__all__ = ["Components", "assemble", "configure_plugins", "middlewares"]
+__all__ = ["Components", "ItemSteps", "assemble", "configure_plugins", "item_steps", "middlewares"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ItemSteps:
+    """The crawl's item pipeline: each step with the plugin that gave it, in order."""
+
+    steps: tuple[tuple[str, ItemStep], ...] = ()
+    #: The fields items have once through the steps, when known up front (``columns()``).
+    columns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class Components:
     parsers: Parsers
     #: The callbacks plugins registered for their own requests (``register_callbacks``).
     callbacks: PluginCallbacks = dataclasses.field(default_factory=PluginCallbacks)
+    items: ItemSteps = ItemSteps()
 
 
 def assemble(
@@ -81,6 +92,44 @@ def middlewares(project: Project, registry: Registry) -> tuple[Middleware, ...]:
     return tuple(
         check_all(lambda _, cls: _component(project, registry, "middlewares", cls), classes)
     )
+
+
+def item_steps(pm: PluginManager, project: Project, spider: Spider) -> ItemSteps:
+    """Ask each plugin for its step of this crawl's item pipeline, in pluggy's call order,
+    and the steps for the items' columns; a plugin that fails at it stops the crawl."""
+    steps = []
+    for call in hook_calls(pm, "item_step"):
+        step = _call_step_hook(pm, call.plugin, "item_step", call, project=project, spider=spider)
+        if step is None:
+            continue
+        if not isinstance(step, ItemStep):
+            raise pm.error(
+                call.plugin,
+                f"{pm.named(call.plugin)}: item_step returned {type(step).__name__}, "
+                "not an ItemStep (or None)",
+            )
+        steps.append((call.plugin, step))
+    columns: list[str] | None = None
+    for plugin, step in steps:
+        columns = _call_step_hook(pm, plugin, "its step's columns", step.columns, columns)
+        if columns is not None and not all(isinstance(c, str) for c in columns):
+            raise pm.error(plugin, f"{pm.named(plugin)}: columns returned {columns!r}")
+    return ItemSteps(tuple(steps), None if columns is None else tuple(columns))
+
+
+def _call_step_hook(
+    pm: PluginManager, plugin: str, what: str, call: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """Call a plugin's ``item_step`` or its step's ``columns``; a failure is a PluginError."""
+    try:
+        return call(*args, **kwargs)
+    except SystemExit as exc:
+        raise pm.error(plugin, f"{pm.named(plugin)}: {what} {exited(exc)}") from exc
+    except Exception as exc:
+        raise pm.error(
+            plugin,
+            f"{pm.named(plugin)}: {what} raised{_at(raised_at(exc))}: {type(exc).__name__}: {exc}",
+        ) from exc
 
 
 def _spider(project: Project, registry: Registry) -> Spider:

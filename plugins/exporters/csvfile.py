@@ -55,9 +55,11 @@ class CsvOptions:
 class CsvExporter(Exporter):
     """Write a header and then each item as one row, in one write.
 
-    Columns are the first item's keys; a key that appears later gets a new column at the
-    end, and when the export closes the header is completed: a copy with the whole header,
-    every earlier row given empty cells for the new columns, replaces the file at once.
+    Columns are ``fields``, else the item type's fields (``columns``, when the spider
+    declares ``Item``), else the first item's keys; a key that appears later gets a new
+    column at the end, and when the export closes the header is completed: a copy with
+    the whole header, every earlier row given empty cells for the new columns, replaces
+    the file at once.
     Lists and mappings are written as JSON, None as an empty cell, dates and other values
     as in the JSON exporters. Lines end in CRLF (RFC 4180), so that a line break inside a
     value is always quoted.
@@ -68,18 +70,23 @@ class CsvExporter(Exporter):
     Options: ClassVar[type[Any] | None] = CsvOptions
 
     def open(self) -> None:
-        """Create the file; the header waits for the first item (or is ``fields``)."""
+        """Create the file; the header waits for the first item, unless the columns are
+        known up front (``fields``, or the item type's)."""
         self._opts: CsvOptions = self.options or CsvOptions()
         self._delimiter = self._opts.delimiter.encode()
-        self._columns: list[str] = list(self._opts.fields or ())
+        self._columns: list[str] = self._known_columns()
         self._header: list[str] | None = self._earlier_header() if self.append else None
         if self._header is not None:  # appending: keep the earlier run's columns
             self._columns = list(self._header)
         self._file = RecordFile(self.open_binary(), self.path, self._count_rows)
         if self._file.seekable:  # a copy a killed run left half-written
             self._copy_path().unlink(missing_ok=True)
-        if self._header is None and self._opts.fields:
+        if self._header is None and self._columns:
             self._write_header()
+
+    def _known_columns(self) -> list[str]:
+        """Return the columns known before the first item: ``fields``, or the item type's."""
+        return list(self._opts.fields or self.columns or ())
 
     def _earlier_header(self) -> list[str] | None:
         """Return the header of the file an earlier run wrote, if there is one."""
@@ -145,8 +152,8 @@ class CsvExporter(Exporter):
             self._columns = list(checkpoint["columns"])
         if self._file.offset() == 0:
             self._header = None
-            self._columns = list(self._opts.fields or ())
-            if self._opts.fields:
+            self._columns = self._known_columns()
+            if self._columns:
                 self._write_header()
 
     def _rewind_moved(self, rows: int) -> None:

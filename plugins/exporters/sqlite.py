@@ -42,7 +42,9 @@ class SqliteOptions:
 class SqliteExporter(Exporter):
     """Insert each item as one row, committed at once, so a crash loses no written row.
 
-    A column is added for each new key; SQLite ignores case in column names, so a key
+    The table has a column for each of the item type's fields from the start (``columns``,
+    when the spider declares ``Item``), and one is added for each new key; SQLite ignores
+    case in column names, so a key
     differing from an earlier one only in case gets a column named ``key_2``. Text and
     numbers are stored as such (integers beyond 64 bits as text), booleans as 0/1, bytes
     as blobs, lists and mappings as JSON text, dates and decimals as in the JSON exporters.
@@ -71,6 +73,8 @@ class SqliteExporter(Exporter):
         #: Item key -> its column, and every column name in lower case (as SQLite compares).
         self._columns = {name: name for name in existing if name != _ROWID}
         self._taken = {name.lower() for name in existing}
+        for key in self.columns or ():  # the item type's fields: every column from the start
+            self._column(_text(key))
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Insert one row; a full disk is an ``OSError``, as in the other exporters."""

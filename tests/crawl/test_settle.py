@@ -17,6 +17,7 @@ import pytest
 from fwcrawl_plugins.exporters.jsonl import JsonLinesExporter
 
 from framework.crawl.failures import Failures
+from framework.crawl.pipeline import Pipeline
 from framework.crawl.settle import Settler
 from framework.crawl.stats import Stats
 from framework.fetch.politeness import HostPolicy, Politeness
@@ -62,7 +63,13 @@ class Crawl:
         return Settler(
             frontier,
             [self.export],
-            EventHook("item_scraped", [], _never),
+            Pipeline(
+                (),
+                EventHook("item_scraped", [], _never),
+                Failures(self.stats, Spider()),
+                self.stats,
+                Spider(),
+            ),
             Failures(self.stats, Spider()),
             self.stats,
             Spider(),

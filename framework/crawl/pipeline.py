@@ -1,0 +1,128 @@
+"""Take each item through the item steps and the ``item_scraped`` hooks, to be exported.
+
+The steps come from the ``item_step`` hook, in the order pluggy calls it; each may await,
+transform the item, or reject it: ``InvalidItem`` is an ``item_invalid`` failure
+(counted, logged with its field and reason, its page listed in the failures file),
+``DropItem`` a quiet drop. Items of one page go through their
+steps concurrently, so that a step that awaits does it for every item of the page at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from framework.crawl.failures import Failures
+from framework.crawl.stats import Stats
+from framework.errors import DropItem, InvalidItem
+from framework.hooks.events import EventHook
+from framework.http import Request, Response
+from framework.items import ItemContext, ItemStep
+from framework.spider import Spider
+
+__all__ = ["NamedStep", "Pipeline"]
+
+log = logging.getLogger("fw")
+
+Item = dict[str, Any]
+#: A step and the plugin that provided it, named in its errors.
+NamedStep = tuple[str, ItemStep]
+
+
+class Pipeline:
+    """Run items through the steps, then ``item_scraped``; None for a rejected item."""
+
+    def __init__(
+        self,
+        steps: Sequence[NamedStep],
+        item_scraped: EventHook,
+        failures: Failures,
+        stats: Stats,
+        spider: Spider,
+    ) -> None:
+        self._steps, self._item_scraped = tuple(steps), item_scraped
+        self._failures, self._stats, self._spider = failures, stats, spider
+
+    def __bool__(self) -> bool:
+        """Whether items have anything to go through."""
+        return bool(self._steps or self._item_scraped)
+
+    async def each(
+        self, items: list[Item], request: Request, response: Response | None
+    ) -> list[Item | None]:
+        """Run every item of one page; return each one's outcome, in order."""
+        if not self._steps or len(items) < 2:
+            return [await self.run(item, request, response) for item in items]
+        try:
+            async with asyncio.TaskGroup() as group:
+                runs = [group.create_task(self.run(i, request, response)) for i in items]
+        except BaseExceptionGroup as failed:  # a crawl-ending error: raise it as it was
+            raise _first(failed) from None
+        return [run.result() for run in runs]
+
+    async def run(self, item: Item, request: Request, response: Response | None) -> Item | None:
+        """Take one item through every step and ``item_scraped``; None if rejected."""
+        try:
+            if self._steps:
+                context = ItemContext(self._spider, request, response)
+                item = await self._stepped(item, context)
+            if self._item_scraped:
+                await self._item_scraped(item=item, response=response, spider=self._spider)
+        except InvalidItem as exc:
+            await self._invalid(exc, request)
+            return None
+        except DropItem as exc:
+            self._stats.dropped += 1
+            log.debug("item dropped (%s): %s", exc, item)
+            return None
+        return item
+
+    async def _stepped(self, item: Item, context: ItemContext) -> Item:
+        for plugin, step in self._steps:
+            try:
+                result: Any = step.process(item, context)
+                if inspect.isawaitable(result):
+                    result = await result
+            except DropItem:
+                raise
+            except Exception as exc:  # the step's bug: the item goes on as it was
+                await self._failures.plugin_failed(
+                    plugin, f"{type(step).__name__}.process", exc, {"request": context.request}
+                )
+                continue
+            if isinstance(result, Mapping):
+                item = result if isinstance(result, dict) else dict(result)
+            else:
+                error = TypeError(f"returned {type(result).__name__}, not the item (a dict)")
+                await self._failures.plugin_failed(
+                    plugin, f"{type(step).__name__}.process", error, {"request": context.request}
+                )
+        return item
+
+    async def _invalid(self, exc: InvalidItem, request: Request) -> None:
+        where = f"field {exc.field}: " if exc.field else ""
+        message = f"spider {self._spider.name}: item not exported: {where}{exc.reason}"
+        # Listed: once the spider or the site is fixed, --retry-failed fetches the page again.
+        await self._failures.report(exc, "item_invalid", request, message, listed=True)
+
+    def close(self) -> None:
+        """Tell every step the crawl is over; a step that raises is logged, no more."""
+        for plugin, step in self._steps:
+            try:
+                step.close()
+            except Exception as exc:
+                log.error(
+                    "plugin_error: plugin '%s': %s.close raised %s: %s",
+                    plugin,
+                    type(step).__name__,
+                    type(exc).__name__,
+                    exc,
+                )
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first

@@ -1,0 +1,64 @@
+"""The item pipeline: the steps an item takes between the spider and the exporters.
+
+A plugin adds a step by returning an ``ItemStep`` from the ``item_step`` hook, once per
+crawl. Each item a callback yields goes through every step in turn, then through the
+``item_scraped`` hooks, and only then to the exporters; its page is acknowledged only
+once all of them are done with it, so a crawl killed while a step waits loses nothing
+(a persistent frontier gives the page back, and its items are made again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from framework.http import Request, Response
+    from framework.spider import Spider
+
+__all__ = ["ItemContext", "ItemStep"]
+
+Item = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ItemContext:
+    """What a step knows about an item besides the item itself."""
+
+    spider: Spider
+    #: The request whose callback (or errback) yielded the item.
+    request: Request
+    #: Its response; None for an item of an errback.
+    response: Response | None
+
+
+class ItemStep:
+    """Subclass this and write ``process(item, context)``; ``item_step`` returns one per crawl.
+
+    fw calls ``columns`` once before the exporters open, ``process`` for each item (it may
+    be ``async def``; items of one page go through it concurrently), and ``close`` once
+    when the crawl ends, however it ended.
+    """
+
+    def columns(self, columns: list[str] | None) -> list[str] | None:
+        """Return the fields items have after this step, in order, given those before it.
+
+        ``None`` means "not known up front"; fw gives the result of the last step to the
+        exporters (``Exporter.columns``), so that a CSV header lists every field from the
+        first row. The default keeps what came before.
+        """
+        return columns
+
+    def process(self, item: Item, context: ItemContext) -> Item | Awaitable[Item]:
+        """Return the item to pass on: ``item`` changed in place, or a new dict.
+
+        Raise ``InvalidItem(reason, field=...)`` to reject it as breaking its schema
+        (counted ``item_invalid``, logged, its page listed in the failures file), or
+        ``DropItem`` to leave it out quietly (counted as dropped). Any other exception is
+        the step's bug: reported as ``plugin_error``, and the item goes on as it was.
+        """
+        return item
+
+    def close(self) -> None:
+        """Finish: the crawl's last item has gone through (say what the step did)."""
