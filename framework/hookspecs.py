@@ -177,11 +177,13 @@ def item_step(project: Project, spider: Spider) -> ItemStep | None:
     spider built, before the exporters open. Not async. Each item a callback yields goes
     through the steps in the order pluggy calls this hook (newest plugin first;
     ``tryfirst``/``trylast`` move one), then through ``item_scraped``, then to the
-    exporters. The bundled ``schema`` step is ``tryfirst``: it validates what the spider
-    yielded.
+    exporters. The bundled ``schema`` step is ``tryfirst`` (it validates what the spider
+    yielded) and ``files`` is ``trylast`` (it downloads what the item holds last).
 
     A step (``framework.ItemStep``) may await, transform the item, or reject it with a
-    reason (``InvalidItem``: counted ``item_invalid``). The item's page is
+    reason (``InvalidItem``: counted ``item_invalid``); ``context.fetch(request)`` downloads
+    through the crawl's own scheduling, politeness and retries, and ``context.report``
+    counts a failure that does not reject the item. The item's page is
     acknowledged only once every step is done with it, so a crawl killed meanwhile gives
     the page back to a persistent frontier and loses no item. ``columns()`` tells the
     exporters the item's fields up front. An exception raised here stops the crawl before

@@ -11,15 +11,42 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from framework.http import Request, Response
     from framework.spider import Spider
 
-__all__ = ["ItemContext", "ItemStep"]
+__all__ = ["Fetch", "ItemContext", "ItemStep", "Report"]
 
 Item = dict[str, Any]
+
+
+class Fetch(Protocol):
+    """How a step downloads: ``await context.fetch(request, max_size=...)``."""
+
+    async def __call__(self, request: Request, *, max_size: int | None = None) -> Response:
+        """Fetch ``request`` as the crawl fetches pages and return its 2xx response.
+
+        The request waits in a queue of the crawl's downloads until its host may be
+        visited (per-host concurrency, delay, rate, robots.txt ``Crawl-delay`` and
+        throttling, as for pages), then goes through robots.txt, the middlewares and the
+        downloader; redirects are followed to any host and failures retried with backoff.
+        It does not count against ``max_pages``, nor is it checked against
+        ``allowed_domains`` (files often live on another host). ``max_size`` replaces
+        ``max_response_size`` for this body.
+
+        Raises ``FetchError`` once it failed for good; the failure is counted by its kind
+        (``http_404``, ``timeout``, ``too_large``, ``robots``) and logged with the URL.
+        """
+
+
+class Report(Protocol):
+    """How a step counts a failure of its own: ``await context.report(kind, message, error)``."""
+
+    async def __call__(self, kind: str, message: str, error: BaseException) -> None:
+        """Count a failure of ``kind`` in the summary and ``--stats``, log ``message``
+        with the item's URL, and tell the ``crawl_error`` hooks; the item goes on."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +58,10 @@ class ItemContext:
     request: Request
     #: Its response; None for an item of an errback.
     response: Response | None
+    #: Download something for the item (see ``Fetch``); the item's page waits for it.
+    fetch: Fetch
+    #: Count a failure the step met without rejecting the item (see ``Report``).
+    report: Report
 
 
 class ItemStep:

@@ -160,8 +160,9 @@ async def test_plugins_lists_the_bundled_plugins() -> None:
     assert plugins["exporters"]["provides"] == {"exporters": ["jsonl", "json", "csv", "sqlite"]}
     assert plugins["douban"]["provides"] == {"spiders": ["douban"]}
     assert plugins["rules"]["provides"] == {"spiders": ["rules"]}
-    assert plugins["schema"]["distribution"] == "fwcrawl"
-    assert plugins["schema"]["hooks"] == ["item_step"]
+    for battery in ("schema", "files"):  # item steps: no registry, a section or a spider type
+        assert plugins[battery]["distribution"] == "fwcrawl"
+        assert plugins[battery]["hooks"] == ["item_step"]
     table = await run_fw("plugins")
     header, *rows = table.stdout.splitlines()
     assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "HOOKS", "PROVIDES"]

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from framework.config.project import Project
 from framework.crawl.admission import Admission
+from framework.crawl.downloads import Downloads
 from framework.crawl.failures import Failures
 from framework.crawl.idle import Idle
 from framework.crawl.progress import Sample
@@ -88,6 +89,8 @@ class Crew:
     retrying: bool = False
     #: The callbacks plugins registered for their own requests.
     callbacks: PluginCallbacks = field(default_factory=PluginCallbacks)
+    #: What item steps download, with its task; None when the crawl has no item steps.
+    downloads: Downloads | None = None
 
 
 class Handled(NamedTuple):
@@ -231,11 +234,16 @@ class Engine:
                 self._active += 1  # the seeder counts as work until it is done
                 self._seeding = tasks.create_task(self._seed())
                 tasks.create_task(self._settler.run())
+                downloads = self._crew.downloads
+                if downloads is not None:  # the items of the workers' pages may wait for them
+                    tasks.create_task(downloads.run())
                 workers = [
                     tasks.create_task(self._worker()) for _ in range(self.project.concurrency.total)
                 ]
                 await asyncio.wait(workers)
                 self._settler.close()  # the last pages are settled, then the crawl ends
+                if downloads is not None:
+                    downloads.close()
                 watching.cancel()
         except BaseException:
             self._stopping = self._stopping or "aborted"

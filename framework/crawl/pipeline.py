@@ -1,10 +1,10 @@
 """Take each item through the item steps and the ``item_scraped`` hooks, to be exported.
 
-The steps come from the ``item_step`` hook, in the order pluggy calls it; each may await,
-transform the item, or reject it: ``InvalidItem`` is an ``item_invalid`` failure
-(counted, logged with its field and reason, its page listed in the failures file),
-``DropItem`` a quiet drop. Items of one page go through their
-steps concurrently, so that a step that awaits does it for every item of the page at once.
+The steps come from the ``item_step`` hook, in the order pluggy calls it; each may await
+(a download through ``Downloads``), transform the item, or reject it: ``InvalidItem`` is
+an ``item_invalid`` failure (counted, logged with its field and reason, its page listed
+in the failures file), ``DropItem`` a quiet drop. Items of one page go through their
+steps concurrently, so that a page of twenty films waits for twenty posters at once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from framework.crawl.stats import Stats
 from framework.errors import DropItem, InvalidItem
 from framework.hooks.events import EventHook
 from framework.http import Request, Response
-from framework.items import ItemContext, ItemStep
+from framework.items import Fetch, ItemContext, ItemStep, Report
 from framework.spider import Spider
 
 __all__ = ["NamedStep", "Pipeline"]
@@ -42,9 +42,11 @@ class Pipeline:
         failures: Failures,
         stats: Stats,
         spider: Spider,
+        fetch: Fetch | None = None,
     ) -> None:
         self._steps, self._item_scraped = tuple(steps), item_scraped
         self._failures, self._stats, self._spider = failures, stats, spider
+        self._fetch = fetch or _no_downloads
 
     def __bool__(self) -> bool:
         """Whether items have anything to go through."""
@@ -67,7 +69,9 @@ class Pipeline:
         """Take one item through every step and ``item_scraped``; None if rejected."""
         try:
             if self._steps:
-                context = ItemContext(self._spider, request, response)
+                context = ItemContext(
+                    self._spider, request, response, self._fetch, self._reporter(request)
+                )
                 item = await self._stepped(item, context)
             if self._item_scraped:
                 await self._item_scraped(item=item, response=response, spider=self._spider)
@@ -102,6 +106,12 @@ class Pipeline:
                 )
         return item
 
+    def _reporter(self, request: Request) -> Report:
+        async def report(kind: str, message: str, error: BaseException) -> None:
+            await self._failures.report(error, kind, request, message)
+
+        return report
+
     async def _invalid(self, exc: InvalidItem, request: Request) -> None:
         where = f"field {exc.field}: " if exc.field else ""
         message = f"spider {self._spider.name}: item not exported: {where}{exc.reason}"
@@ -121,6 +131,10 @@ class Pipeline:
                     type(exc).__name__,
                     exc,
                 )
+
+
+async def _no_downloads(request: Request, *, max_size: int | None = None) -> Response:
+    raise RuntimeError("this crawl was built without downloads for item steps")
 
 
 def _first(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -13,12 +13,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from framework.config.project import ExporterSpec, Project, load_project
 from framework.crawl.admission import Admission
+from framework.crawl.downloads import Downloads, sharing_slots
 from framework.crawl.engine import Crew, Engine
 from framework.crawl.failures import (
     FailureLog,
@@ -35,18 +36,19 @@ from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, UsageError
 from framework.fetch.credentials import warn_of_wide_credentials
 from framework.fetch.downloader import Downloader, DownloadSettings, Fetcher, user_agent
-from framework.fetch.politeness import HostPolicy, Pace, Politeness, Throttler
+from framework.fetch.politeness import HostPolicy, Pace, Politeness, Throttler, Tuner
 from framework.fetch.recording import Recorder, Replayer
 from framework.fetch.retry import RetryPolicy
 from framework.fetch.robots import Robots
 from framework.fetch.stalls import Stalls
 from framework.frontier import Frontier
 from framework.frontier.backends import make_frontier
+from framework.frontier.memory import MemoryFrontier
 from framework.hooks.components import Components, assemble, configure_plugins, item_steps
 from framework.hooks.events import Events
 from framework.hooks.manager import PluginManager, hook_calls, make_plugin_manager
 from framework.hooks.registry import Registry
-from framework.http import Request
+from framework.http import Request, Response
 from framework.middleware import chain
 from framework.spider import CallbackResult, Spider
 
@@ -171,12 +173,33 @@ def build_engine(
     stalls = Stalls()
     fetcher = _fetcher(prepared, stats, stalls)
     steps = prepared.components.items
-    fetch = chain(prepared.components.middlewares, fetcher.fetch)
+    # Item steps' downloads have a queue of their own, and share concurrency.total with pages.
+    downloading = MemoryFrontier(politeness) if steps.steps else None
+    inner = sharing_slots(fetcher.fetch, project.concurrency.total) if downloading else None
+    fetch = chain(prepared.components.middlewares, inner or fetcher.fetch)
     live = prepared.replay is None  # a replay has no server to spare: it waits for nothing
     throttle = Throttler(
         politeness, enabled=project.throttle.enabled and live, max_delay=project.throttle.max_delay
     )
-    pace = Pace(throttle, frontier, waits=live)
+    pace = Pace(throttle, _Both(frontier, downloading) if downloading else frontier, waits=live)
+    robots = Robots(fetch, user_agent(project.headers), pace) if project.robots == "obey" else None
+    retry = RetryPolicy(project.retries, project.backoff.base, project.backoff.max, waits=live)
+    downloads = (
+        Downloads(
+            downloading,
+            fetch,
+            robots,
+            pace,
+            stalls,
+            retry,
+            stats,
+            failures,
+            max_redirects=project.max_redirects,
+            received=_received(events, spider),
+        )
+        if downloading
+        else None
+    )
     for exporter in prepared.components.exporters:
         exporter.columns = steps.columns
     return Engine(
@@ -187,10 +210,10 @@ def build_engine(
             frontier,
             fetcher,
             fetch,
-            Robots(fetch, user_agent(project.headers), pace) if project.robots == "obey" else None,
+            robots,
             pace,
             stalls,
-            RetryPolicy(project.retries, project.backoff.base, project.backoff.max, waits=live),
+            retry,
             Admission(project, stats, spider.name, persistent=frontier.persistent),
             Seeder(
                 _starts(prepared, frontier),
@@ -208,6 +231,7 @@ def build_engine(
                     failures,
                     stats,
                     spider,
+                    downloads.fetch if downloads else None,
                 ),
                 failures,
                 stats,
@@ -218,8 +242,33 @@ def build_engine(
             events,
             retrying=prepared.seeds is not None,
             callbacks=prepared.components.callbacks,
+            downloads=downloads,
         )
     )
+
+
+class _Both:
+    """Pace a host in both queues: throttling, Crawl-delay and Retry-After hold for
+    pages and downloads alike."""
+
+    def __init__(self, *queues: Tuner) -> None:
+        self._queues = queues
+
+    async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
+        for queue in self._queues:
+            await queue.tune(host, delay=delay, pause=pause)
+
+
+def _received(events: Events, spider: Spider) -> Callable[[Response], Awaitable[None]] | None:
+    """Tell the ``response_received`` hooks of a download's response, if any plugin has one."""
+    hook = events.response_received
+    if not hook:
+        return None
+
+    async def received(response: Response) -> None:
+        await hook(response=response, spider=spider)
+
+    return received
 
 
 def _politeness(prepared: Prepared) -> Politeness:

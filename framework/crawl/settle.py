@@ -5,7 +5,7 @@ per step.
 Read top to bottom, a page goes:
 
 1. **Accept** (in the worker that handled it): each item passes the item pipeline
-   (``crawl/pipeline.py``: the item steps, which may await, then the
+   (``crawl/pipeline.py``: the item steps, which may wait for downloads, then the
    ``item_scraped`` hooks; a rejected item stays out) and the ``max_items`` limit, counted
    before any await, so that concurrent pages never pass the limit. The page's lease is
    held meanwhile: a crawl killed while an item waits gives the page back, item and all.

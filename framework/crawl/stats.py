@@ -25,6 +25,8 @@ class Stats:
 
     name: str
     pages: int = 0
+    #: Responses to what item steps downloaded (``files``): counted apart from pages.
+    downloads: int = 0
     items: int = 0
     requests: int = 0
     retries: int = 0
@@ -70,6 +72,13 @@ class Stats:
     def response(self, host: str, status: int, size: int) -> None:
         """Count one response."""
         self.pages += 1
+        self.bytes += size
+        self.statuses[status] += 1
+        self.hosts[host][status] += 1
+
+    def downloaded(self, host: str, status: int, size: int) -> None:
+        """Count one response to an item step's download."""
+        self.downloads += 1
         self.bytes += size
         self.statuses[status] += 1
         self.hosts[host][status] += 1
@@ -126,7 +135,9 @@ class Stats:
         detail = ", ".join(f"{kind} {n}" for kind, n in self.errors.most_common())
         lines = [
             f"{self.name}: {self.reason} in {self.elapsed:.1f}s: {self.pages} pages "
-            f"({self.pages_per_second:.1f}/s), {self._items()}, "
+            f"({self.pages_per_second:.1f}/s), "
+            + (f"{self.downloads} downloads, " if self.downloads else "")
+            + f"{self._items()}, "
             f"{errors} error{'s' if errors != 1 else ''}"
             + (f" ({detail})" if detail else "")
             + (f", {self.retries} retries" if self.retries else "")
@@ -210,6 +221,7 @@ class Stats:
             "elapsed": round(self.elapsed, 3),
             "pages_per_second": round(self.pages_per_second, 2),
             "pages": self.pages,
+            "downloads": self.downloads,
             "items": self.items,
             "requests": self.requests,
             "retries": self.retries,

@@ -27,6 +27,7 @@ from framework.http import Request, Response, media_type
 
 __all__ = [
     "DEFAULT_HEADERS",
+    "MAX_SIZE",
     "READ_AT_MOST",
     "DownloadSettings",
     "Downloader",
@@ -46,6 +47,9 @@ DEFAULT_HEADERS: Mapping[str, str] = {
 #: failing as ``too_large`` past ``max_response_size`` (robots.txt, of which RFC 9309 reads
 #: the first 500 KiB).
 READ_AT_MOST = "read_at_most"
+#: A request's meta key: the largest body in bytes to accept for it, in place of
+#: ``max_response_size`` (an item step's download, ``files.max_size``).
+MAX_SIZE = "max_size"
 
 
 class Fetcher(Protocol):
@@ -181,7 +185,9 @@ class Downloader:
                     allow_redirects=False,
                 ) as answer,
             ):
-                body = await self._read(answer, request.meta.get(READ_AT_MOST))
+                body = await self._read(
+                    answer, request.meta.get(READ_AT_MOST), request.meta.get(MAX_SIZE)
+                )
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             raise _classify(exc, self._settings.timeout) from exc
         return Response(
@@ -205,16 +211,23 @@ class Downloader:
         merged.update(request.headers)  # the request's own win, whatever their case
         return merged
 
-    async def _read(self, answer: aiohttp.ClientResponse, at_most: int | None = None) -> bytes:
+    async def _read(
+        self,
+        answer: aiohttp.ClientResponse,
+        at_most: int | None = None,
+        max_size: int | None = None,
+    ) -> bytes:
         """Read the body as it streams in, stopping as soon as it exceeds the limit.
 
         The limit applies to decompressed bytes, so a small gzip bomb is cut off too.
-        ``at_most`` (the request's ``READ_AT_MOST``) keeps that many bytes instead of failing.
+        ``at_most`` (the request's ``READ_AT_MOST``) keeps that many bytes instead of failing;
+        ``max_size`` (its ``MAX_SIZE``) replaces ``max_response_size``.
         """
-        limit = self._settings.max_response_size if at_most is None else at_most
+        cap = self._settings.max_response_size if max_size is None else max_size
+        limit = cap if at_most is None else at_most
         length = answer.content_length
         if length is not None and length > limit and at_most is None:
-            raise _too_large(limit)
+            raise _too_large(limit, max_size is not None)
         if length is not None and length <= limit and "Content-Encoding" not in answer.headers:
             return await answer.read()  # the usual case: bounded by the length just checked
         chunks, size = [], 0
@@ -223,7 +236,7 @@ class Downloader:
             size += len(chunk)
             if size > limit:
                 if at_most is None:
-                    raise _too_large(limit)
+                    raise _too_large(limit, max_size is not None)
                 return b"".join(chunks)[:limit]
         return b"".join(chunks)
 
@@ -254,8 +267,12 @@ def _environment_matters() -> bool:
     return bool(getproxies()) or netrc.is_file()
 
 
-def _too_large(limit: int) -> FetchError:
-    return FetchError("too_large", f"body larger than max_response_size ({limit} bytes)")
+def _too_large(limit: int, own: bool = False) -> FetchError:
+    """``own``: the request's ``MAX_SIZE`` set the limit, not ``max_response_size``."""
+    return FetchError(
+        "too_large",
+        f"body larger than {'its max_size' if own else 'max_response_size'} ({limit} bytes)",
+    )
 
 
 def _classify(exc: BaseException, timeout: float) -> FetchError:

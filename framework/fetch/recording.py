@@ -35,7 +35,7 @@ from multidict import CIMultiDict
 
 from framework.config.project import MiB
 from framework.errors import CrawlAborted, FetchError, UsageError
-from framework.fetch.downloader import Fetcher
+from framework.fetch.downloader import MAX_SIZE, Fetcher
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
 from framework.http.urls import canonical_url, fingerprint
@@ -229,7 +229,7 @@ class Replayer:
         """Read and check ``request``'s entry (in a worker thread)."""
         key = _key(request)
         status, headers = self._record(key, request)
-        return status, CIMultiDict(headers), self._body(key)
+        return status, CIMultiDict(headers), self._body(key, request.meta.get(MAX_SIZE))
 
     def _record(self, key: str, request: Request) -> tuple[int, list[tuple[str, str]]]:
         """Return the status and headers recorded for ``request``; raise its failure."""
@@ -246,16 +246,18 @@ class Replayer:
         except _Malformed as exc:
             raise self._bad(f"{key}.json", str(exc)) from None
 
-    def _body(self, key: str) -> bytes:
-        """Return the recorded body; over ``max_response_size`` it fails as downloaded."""
-        body = self._read(f"{key}.body", self._limit)
+    def _body(self, key: str, max_size: int | None = None) -> bytes:
+        """Return the recorded body; over ``max_response_size`` (or the request's
+        ``MAX_SIZE``) it fails as downloaded."""
+        limit = self._limit if max_size is None else max_size
+        body = self._read(f"{key}.body", limit)
         if body is None:
             raise self._bad(f"{key}.body", "missing, though its .json is there")
-        if len(body) > self._limit:
+        if len(body) > limit:
+            name = "max_response_size" if max_size is None else "its max_size"
             raise FetchError(
                 "too_large",
-                f"{self.folder / key}.body: body larger than max_response_size "
-                f"({self._limit} bytes)",
+                f"{self.folder / key}.body: body larger than {name} ({limit} bytes)",
             )
         return body
 

@@ -6,6 +6,7 @@ Expected values were read from the fixture files by hand, not computed with the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -13,6 +14,7 @@ import shutil
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -306,12 +308,14 @@ async def start_douban(
     walled: Collection[str] = (),
     hits: dict[str, int] | None = None,
     challenged: Collection[str] = (),
+    posters: dict[str, int] | None = None,
 ) -> str:
     """Serve the fixtures as Douban would, with Douban's URLs pointing at this server.
 
     ``statuses`` makes some subject ids answer with an error status, ``walled`` with the
     login wall, ``challenged`` with a redirect to Douban's challenge host; ``hits`` counts
-    requests by path.
+    requests by path. With ``posters`` (counting requests by path), the posters' image
+    hosts are served here too: ``https://img3.doubanio.com/…`` is ``BASE/img3.doubanio.com/…``.
     """
     base = ""
     counts = {} if hits is None else hits
@@ -335,9 +339,18 @@ async def start_douban(
             return html(fixture("login_wall.html"))
         if subject_id in challenged:
             raise web.HTTPFound(f"https://sec.douban.com/b?r={request.path}")
-        return html(fixture(SUBJECT_PAGES[int(subject_id) % len(SUBJECT_PAGES)]))
+        page = fixture(SUBJECT_PAGES[int(subject_id) % len(SUBJECT_PAGES)])
+        if posters is not None:
+            page = re.sub(rb"https://(img\d\.doubanio\.com)", base.encode() + rb"/\1", page)
+        return html(page)
+
+    async def poster(request: web.Request) -> web.Response:
+        assert posters is not None
+        posters[request.path] = posters.get(request.path, 0) + 1
+        return web.Response(body=b"poster " + request.path.encode(), content_type="image/jpeg")
 
     app = web.Application()
+    app.router.add_get(r"/{host:img\d\.doubanio\.com}/{path:.*}", poster)
     app.router.add_get("/cinema/later/{city}/", listing)
     app.router.add_get(r"/subject/{id:\d+}/", subject)
     base = await serve(app)
@@ -345,14 +358,18 @@ async def start_douban(
 
 
 async def run_douban(
-    tmp_path: Path, base: str, cities: Collection[str] = LISTINGS, *overrides: str
+    tmp_path: Path,
+    base: str,
+    cities: Collection[str] = LISTINGS,
+    *overrides: str,
+    project: Path = PROJECT,
 ) -> tuple[Completed, list[dict[str, Any]], dict[str, Any]]:
     """Run ``fw run projects/douban.yaml`` pointed at ``base``; return items and stats."""
     starts = ", ".join(f"{base}/cinema/later/{city}/" for city in cities)
     out, stats = tmp_path / "movies.jsonl", tmp_path / "stats.json"
     result = await run_fw(
         "run",
-        str(PROJECT),
+        str(project),
         "-s",
         f"start_urls=[{starts}]",
         "-s",
@@ -473,6 +490,30 @@ async def test_fw_run_with_subjects_false_exports_the_listings_only(
     by_id = {item["id"]: item for item in items}
     for subject_id in ("27624661", "26715636", "30474016"):
         assert by_id[subject_id] == listed(base, subject_id) | NO_SUBJECT
+
+
+async def test_the_commented_files_section_saves_every_poster_once(
+    tmp_path: Path, serve: Serve
+) -> None:
+    text = PROJECT.read_text(encoding="utf-8")
+    block = text[text.index("# files:") :]
+    uncommented = "\n".join(line.removeprefix("# ") for line in block.splitlines())
+    project = tmp_path / "douban.yaml"
+    project.write_text(text.replace(block, uncommented + "\n"), encoding="utf-8")
+    posters: dict[str, int] = {}
+    base = await start_douban(serve, posters=posters)
+    result, items, stats = await run_douban(tmp_path, base, ["beijing"], project=project)
+    assert result.returncode == 0, result.stderr
+    assert stats["errors"] == {} and len(items) == FILMS_DECEMBER
+    # The subject pages repeat: films share posters, and each poster is fetched once.
+    assert posters and set(posters.values()) == {1}
+    assert stats["downloads"] == len(posters)
+    for item in items:
+        [saved] = item["files"]
+        assert saved["url"] == item["poster"] and saved["error"] is None
+        body = (tmp_path / "out" / "posters" / saved["path"]).read_bytes()
+        assert body == b"poster " + urlsplit(item["poster"]).path.encode()
+        assert saved["sha256"] == hashlib.sha256(body).hexdigest()
 
 
 async def test_a_misspelt_douban_option_is_a_located_error(tmp_path: Path) -> None:
