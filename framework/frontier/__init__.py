@@ -115,9 +115,9 @@ class Frontier(Protocol):
     """The queue + dedup seam. This is all the engine calls.
 
     ``open`` and ``close`` bracket a crawl; ``add`` queues start requests; ``claim``
-    leases the next request; ``settle`` and ``retry`` end a lease; ``tune`` paces a host;
-    ``counts`` sizes the work left; ``persistent`` and ``keeps_checkpoints`` say what
-    the backend keeps.
+    leases the next request; ``settle`` and ``retry`` end a lease; ``tune`` paces a host
+    and ``refund`` gives back a turn a lease did not use; ``counts`` sizes the work left;
+    ``persistent`` and ``keeps_checkpoints`` say what the backend keeps.
     """
 
     #: Requests outlive this process: they are stored as JSON, and a later run (or
@@ -164,6 +164,13 @@ class Frontier(Protocol):
     async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
         """Change a host's pace: its delay between requests from now on (throttling, a
         robots.txt Crawl-delay), and/or no request to it for ``pause`` seconds (Retry-After).
+        """
+
+    async def refund(self, lease: Lease) -> None:
+        """Give back the turn ``lease`` took of its host's pace: its request was answered
+        without reaching the host (a cache hit), so the host's next request need not wait
+        the delay this one started. Nothing changes if another request of the host started
+        since, or its pace changed; call it before the lease is settled.
         """
 
     def counts(self) -> Counts:

@@ -38,6 +38,7 @@ class Host:
         "rank",
         "state",
         "token",
+        "turn",
     )
 
     def __init__(self, name: str, policy: HostPolicy) -> None:
@@ -50,6 +51,9 @@ class Host:
         self.state = 0  # _READY or _WAITING when the host has a live heap entry
         self.rank = 0.0  # the rank of its live entry in the ready heap
         self.token = 0  # bumped to invalidate older heap entries
+        # The last lease's turn: (lease token, next_at and last_start before it, next_at
+        # after it), so that a lease answered without the host can give its turn back.
+        self.turn: tuple[int | str, float, float, float] | None = None
 
 
 H = TypeVar("H", bound=Host)
@@ -112,14 +116,29 @@ class Hosts(Generic[H]):
                 return host
         return None
 
-    def started(self, host: H, now: float, best: float) -> None:
-        """Record that a request of ``host`` was leased; ``best`` ranks what is left."""
+    def started(self, host: H, now: float, best: float, lease: int | str = 0) -> None:
+        """Record that a request of ``host`` was leased (as ``lease``); ``best`` ranks what
+        is left."""
         host.pending -= 1
         host.best = best if host.pending else math.inf
         host.inflight += 1
+        before, last = host.next_at, host.last_start
         host.last_start = now
         host.next_at = max(host.next_at, now + self._spacing(host))
+        host.turn = (lease, before, last, host.next_at)
         self._file(host, now)
+
+    def refund(self, name: str, lease: int | str) -> None:
+        """Give the host back the turn ``lease`` took, unless another started or the host's
+        pace changed since (a pause, a new delay)."""
+        host = self._hosts.get(name)
+        if host is None or host.turn is None or host.turn[0] != lease:
+            return
+        _, before, last, after = host.turn
+        host.turn = None
+        if host.next_at == after:
+            host.next_at, host.last_start = before, last
+            self._file(host, self._clock())
 
     def released(self, host: H) -> None:
         """Free the slot a settled lease held."""
@@ -129,6 +148,7 @@ class Hosts(Generic[H]):
     def tune(self, name: str, delay: float | None, pause: float) -> None:
         """Set the host's delay from now on, and/or keep it idle for ``pause`` seconds."""
         host, now = self.get(name), self._clock()
+        host.turn = None  # a turn given back now would undo this
         if delay is not None:  # it counts from the last start, not only from the next one
             host.delay = delay
             host.next_at = max(host.next_at, host.last_start + self._spacing(host))

@@ -93,6 +93,10 @@ class MemoryFrontier:
         """Set the host's delay from now on, and/or keep it idle for ``pause`` seconds."""
         self._hosts.tune(host, delay, pause)
 
+    async def refund(self, lease: Lease) -> None:
+        """Give back the turn ``lease`` took of its host's pace."""
+        self._hosts.refund(lease.host, lease.token)
+
     def counts(self) -> Counts:
         """Return the queue sizes."""
         return Counts(
@@ -136,8 +140,8 @@ class MemoryFrontier:
         heap = host.queue
         _, _, request = heapq.heappop(heap)
         self._pending -= 1
-        self._hosts.started(host, now, heap[0][0] if heap else math.inf)
         token = next(self._seq)
+        self._hosts.started(host, now, heap[0][0] if heap else math.inf, token)
         self._leases.add(token)
         return Lease(request, host.name, token)
 

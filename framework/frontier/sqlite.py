@@ -218,8 +218,8 @@ class SqliteFrontier:
                 self._conn.execute("UPDATE requests SET state = 1 WHERE id = ?", (key,))
             self._pending -= 1
             self._leased += 1
-            self._hosts.started(host, now, -rest[0][2] if rest else math.inf)
             token = next(_TOKENS)
+            self._hosts.started(host, now, -rest[0][2] if rest else math.inf, token)
             self._leases[token] = key
             return Lease(decode_request(data), host.name, token)
         if not self._pending and not self._delayed:
@@ -269,6 +269,10 @@ class SqliteFrontier:
     async def tune(self, host: str, *, delay: float | None = None, pause: float = 0.0) -> None:
         """Set the host's delay from now on, and/or keep it idle for ``pause`` seconds."""
         self._hosts.tune(host, delay, pause)
+
+    async def refund(self, lease: Lease) -> None:
+        """Give back the turn ``lease`` took of its host's pace."""
+        self._hosts.refund(lease.host, lease.token)
 
     def counts(self) -> Counts:
         """Return the queue sizes, kept in memory as the table changes."""

@@ -354,6 +354,44 @@ async def test_a_delay_spaces_the_starts_of_one_host_only(make: Backend) -> None
     assert loop.time() - started >= 0.4 - 0.01  # the server's clock may tick apart a little
 
 
+async def nothing_within(frontier: Frontier, seconds: float) -> bool:
+    """Claim for ``seconds`` as a worker would; True if no lease came."""
+    try:
+        lease = await lease_of(frontier, timeout=seconds)
+    except AssertionError:
+        return True
+    await ack(frontier, lease)
+    return False
+
+
+async def test_a_refunded_turn_lets_the_hosts_next_request_start_at_once(make: Backend) -> None:
+    if make.name == "redis":
+        pytest.skip("Redis shares a host's pace among workers: a refund does nothing")
+    frontier = await make(delay=30)  # without the refund, the second waits 30 s
+    await frontier.add([req("http://a.test/1"), req("http://a.test/2"), req("http://a.test/3")])
+    first = await lease_of(frontier)
+    await frontier.refund(first)  # answered from a cache: the host was not visited
+    await ack(frontier, first)
+    second = await lease_of(frontier, timeout=1)
+    assert second.request.url == "http://a.test/2"
+    await ack(frontier, second)  # not refunded: the host was visited
+    assert await nothing_within(frontier, 0.5)
+
+
+async def test_a_refund_changes_nothing_once_the_host_rested_or_started_another(
+    make: Backend,
+) -> None:
+    frontier = await make(delay=30)
+    await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
+    first = await lease_of(frontier)
+    await frontier.tune("a.test", pause=60)  # a Retry-After meanwhile: the rest stands
+    await frontier.refund(first)
+    await ack(frontier, first)
+    assert await nothing_within(frontier, 0.5)
+    await frontier.refund(first)  # twice: still nothing
+    assert await nothing_within(frontier, 0.5)
+
+
 # -------------------------------------------------------------------------------------------
 # Completion
 # -------------------------------------------------------------------------------------------

@@ -156,6 +156,19 @@ async def test_the_delay_counts_from_the_start_not_the_end() -> None:
     assert await frontier.claim() == pytest.approx(0.5)
 
 
+async def test_a_refund_gives_back_the_hosts_last_start_only() -> None:
+    frontier, clock = make(delay=2.0)
+    await frontier.add([req(f"http://a.test/{n}") for n in range(4)])
+    visited = await lease_of(frontier)  # at 1000: the next may start at 1001.5
+    clock.now = 1001.5
+    cached = await lease_of(frontier)  # the next at 1003
+    await frontier.refund(visited)  # not the host's last start: nothing changes
+    assert await frontier.claim() == pytest.approx(1.5)
+    await frontier.refund(cached)  # as if it had not started: 1.5 s after the visit
+    assert (await lease_of(frontier)).request.url == "http://a.test/2"
+    assert await frontier.claim() == pytest.approx(1.5)  # spaced from this start
+
+
 async def test_a_delayed_host_does_not_block_other_hosts() -> None:
     frontier, clock = make(delay=4.0)
     await frontier.add(

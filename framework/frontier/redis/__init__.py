@@ -299,6 +299,10 @@ class RedisFrontier:
             *self._policy(host),
         )
 
+    async def refund(self, lease: Lease) -> None:
+        """Do nothing: the host's pace is shared by every worker, and a turn is not given
+        back (a cache hit on a Redis frontier waits its host's delay)."""
+
     def counts(self) -> Counts:
         """Return the sizes the last call saw; other workers change them meanwhile."""
         return self._counts
