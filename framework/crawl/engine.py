@@ -45,7 +45,7 @@ from framework.fetch.statuses import check_status, redirect_of
 from framework.frontier import Frontier, Lease, LeaseLost, Settlement
 from framework.hooks.events import Events
 from framework.http import Request, Response
-from framework.middleware import Handler
+from framework.middleware import Handler, Middleware, opened
 from framework.spider import (
     PluginCallbacks,
     Spider,
@@ -91,6 +91,8 @@ class Crew:
     callbacks: PluginCallbacks = field(default_factory=PluginCallbacks)
     #: What item steps download, with its task; None when the crawl has no item steps.
     downloads: Downloads | None = None
+    #: What ``fetch`` passes through; each is opened after the fetcher, closed before it.
+    middlewares: Sequence[Middleware] = ()
 
 
 class Handled(NamedTuple):
@@ -223,6 +225,7 @@ class Engine:
         self._failures.start_listing(keep=saved.resumed or crew.retrying)
         stack.callback(self._failures.close_listing)
         await stack.enter_async_context(crew.fetcher)
+        await stack.enter_async_context(opened(crew.middlewares, self.project))
         return True
 
     async def _crawl(self) -> None:
@@ -444,7 +447,11 @@ class Engine:
         return True
 
     async def _fetched(self, lease: Lease) -> Response:
-        """Fetch a request through the middlewares; tell the pace how the host answered."""
+        """Fetch a request through the middlewares; tell the pace how the host answered.
+
+        An answer that did not use the network (a cache hit) gives the host's turn back,
+        and says nothing of the host's speed.
+        """
         pace, stalls, clock = self._crew.pace, self._crew.stalls, asyncio.get_running_loop().time
         started, held = clock(), stalls.held
         try:
@@ -453,8 +460,11 @@ class Engine:
             if exc.kind == "timeout":
                 await pace.timed_out(lease.host)
             raise
-        latency = clock() - started - stalls.held_since(started, held)  # not a callback's
-        await pace.replied(lease.host, response.status, latency)
+        if response.cached:
+            await self._frontier.refund(lease)
+        else:
+            latency = clock() - started - stalls.held_since(started, held)  # not a callback's
+            await pace.replied(lease.host, response.status, latency)
         self.stats.response(lease.host, response.status, len(response.body))
         if self._events.response_received:
             await self._events.response_received(response=response, spider=self.spider)

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,9 +158,17 @@ def build_engine(
     failures file (in-process test crawls go without); ``frontier`` replaces the one the
     project names.
     """
-    project, spider = prepared.project, prepared.components.spider
+    project, spider, middlewares = (
+        prepared.project,
+        prepared.components.spider,
+        prepared.components.middlewares,
+    )
     warn_of_wide_credentials(project)
-    stats = Stats(project.name, exporters=len(prepared.components.exporters))
+    stats = Stats(
+        project.name,
+        exporters=len(prepared.components.exporters),
+        middlewares={m.name: m.counts for m in middlewares if isinstance(m.counts, Counter)},
+    )
     politeness = _politeness(prepared)
     frontier = frontier or make_frontier(project, politeness, fresh=prepared.fresh)
     failures = Failures(
@@ -176,7 +185,7 @@ def build_engine(
     # Item steps' downloads have a queue of their own, and share concurrency.total with pages.
     downloading = MemoryFrontier(politeness) if steps.steps else None
     inner = sharing_slots(fetcher.fetch, project.concurrency.total) if downloading else None
-    fetch = chain(prepared.components.middlewares, inner or fetcher.fetch)
+    fetch = chain(middlewares, inner or fetcher.fetch, prepared.components.parsers.for_type)
     live = prepared.replay is None  # a replay has no server to spare: it waits for nothing
     throttle = Throttler(
         politeness, enabled=project.throttle.enabled and live, max_delay=project.throttle.max_delay
@@ -243,6 +252,7 @@ def build_engine(
             retrying=prepared.seeds is not None,
             callbacks=prepared.components.callbacks,
             downloads=downloads,
+            middlewares=middlewares,
         )
     )
 

@@ -65,6 +65,8 @@ class Stats:
     #: The robots.txt files fetched, and each Crawl-delay (seconds) that slowed a host.
     robots_fetched: int = 0
     crawl_delays: dict[str, float] = field(default_factory=dict)
+    #: What each middleware counted (``Middleware.counts``), by the middleware's name.
+    middlewares: dict[str, Counter[str]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     clock_start: float = field(default_factory=time.monotonic, repr=False)
     elapsed: float = 0.0
@@ -141,6 +143,11 @@ class Stats:
             f"{errors} error{'s' if errors != 1 else ''}"
             + (f" ({detail})" if detail else "")
             + (f", {self.retries} retries" if self.retries else "")
+        ]
+        lines += [
+            f"{name}: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+            for name, counts in self.middlewares.items()
+            if any(counts.values())
         ]
         lines += [
             f"blocked: {what}: the site refuses this client; send a browser User-Agent "
@@ -245,6 +252,7 @@ class Stats:
             "loop_stalls": {
                 who: {"count": n, "seconds": round(s, 3)} for who, (n, s) in self.stalls.items()
             },
+            "middlewares": {name: dict(n) for name, n in self.middlewares.items() if n},
         }
 
 

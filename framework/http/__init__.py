@@ -141,6 +141,7 @@ class Response:
         "_selector",
         "_text",
         "body",
+        "cached",
         "headers",
         "request",
         "status",
@@ -155,9 +156,14 @@ class Response:
         body: bytes,
         request: Request,
         parser: Parser | None = None,
+        *,
+        cached: bool = False,
     ) -> None:
         self.url, self.status, self.headers, self.body = url, status, headers, body
         self.request, self._parser = request, parser
+        #: Answered without the network (from a cache or a recording): fw neither waits
+        #: the host's delay for it nor learns the host's speed from it.
+        self.cached = cached
         self._text: str | None = None
         self._encoding: str | None = None
         self._bom = 0
@@ -200,6 +206,12 @@ class Response:
     def json(self) -> Any:
         """Parse the body as JSON."""
         return json.loads(self.text)
+
+    def parse_with(self, parser: Parser | None) -> None:
+        """Parse with ``parser`` unless a parser was given: fw gives a response a middleware
+        made the parser registered for its media type, as it does a downloaded one."""
+        if self._parser is None:
+            self._parser = parser
 
     @property
     def parseable(self) -> bool:

@@ -31,7 +31,7 @@ from framework.fetch.statuses import redirect_of
 from framework.hooks.components import assemble, middlewares
 from framework.http import Request, Response
 from framework.http.urls import Offsite, site_of, unfetchable
-from framework.middleware import Middleware, chain
+from framework.middleware import Middleware, chain, opened
 from framework.spider import (
     NO_PLUGIN_CALLBACKS,
     CallbackOutput,
@@ -90,8 +90,11 @@ class Probe:
         """Fetch ``url``, following redirects; raise ``FetchError`` if that fails."""
         project = self.project
         settings = DownloadSettings.of(project, concurrency=1)
-        async with Downloader(settings, self.parsers) as downloader:
-            fetch = chain(self.middlewares, downloader.fetch)
+        async with (
+            Downloader(settings, self.parsers) as downloader,
+            opened(self.middlewares, project),
+        ):
+            fetch = chain(self.middlewares, downloader.fetch, self.parsers.for_type)
             # Redirects stay where fw run would follow them: the project's allowed_domains,
             # else the site of the URL asked for.
             allowed = project.allowed_domains
