@@ -2,7 +2,8 @@
 
 What plugin authors import: ``Spider``, ``Request``, ``Response``, ``hookimpl``, the base
 classes ``Exporter``, ``Middleware`` and ``ItemStep`` (with the ``ItemContext`` a step is
-given), the ``option`` helper for option schemas, and the control-flow exceptions.
+given), the ``option`` helper for option schemas, ``Recording`` (the folder ``--record``
+writes, with ``Recorded`` and ``Entry``: what it holds), and the control-flow exceptions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from framework.errors import (
     InvalidItem,
 )
 from framework.exporters import Exporter
+from framework.fetch.recording import Entry, Recorded, Recording
 from framework.hookspecs import hookimpl
 from framework.http import NotSupported, Request, Response
 from framework.items import ItemContext, ItemStep
@@ -30,6 +32,7 @@ __all__ = [
     "Blocked",
     "CloseSpider",
     "DropItem",
+    "Entry",
     "Exporter",
     "FetchError",
     "FwError",
@@ -41,6 +44,8 @@ __all__ = [
     "ItemStep",
     "Middleware",
     "NotSupported",
+    "Recorded",
+    "Recording",
     "Request",
     "Response",
     "Spider",

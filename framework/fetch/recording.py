@@ -1,18 +1,21 @@
-"""Record a crawl's responses to a folder, and replay a crawl from them with no network.
+"""Recordings: a crawl's answers in a folder, and the fetchers that write and read them.
 
-``fw run --record DIR`` wraps the downloader: every answer (and every failure to get one)
-is saved under DIR as it arrives. ``fw run --replay DIR`` swaps the downloader for the
-recording: each request is answered from DIR, the network is never touched, and a
-request that was not recorded fails as ``not_recorded``, naming the URL. Middlewares,
-spider and exporters run as usual, so a recorded crawl replays to identical items.
+``Recording`` is the folder and its format (public as ``framework.Recording``): what
+``fw run --record DIR`` writes, what ``fw run --replay DIR`` reads, and what the bundled
+``cache`` plugin reads and writes — so a recording is a cache and a cache can be replayed.
+``Recorder`` wraps the downloader and saves every answer (and every failure to get one) as
+it arrives; ``Replayer`` takes the downloader's place and answers each request from the
+folder, never opening a socket: a request that was not recorded fails as ``not_recorded``,
+naming the URL. Middlewares, spider and exporters run as usual, so a recorded crawl replays
+to identical items.
 
-A recording is one pair of files per request, named by the request's fingerprint
-(method, canonical URL, body): ``<fp>.json`` (URL, status, headers, or the failure) and
-``<fp>.body`` (the body, as received after decompression). A request fetched more than
-once (a retry) keeps its last answer. Each pair is written whole or not at all, under
-hidden names first (a recorder killed meanwhile leaves those, and the next one on that
-machine removes them); a pair that cannot be written (a full disk) aborts the crawl, as an
-export that cannot be written does.
+The format: one pair of files per request, named by the request's fingerprint (method,
+canonical URL, body): ``<fp>.json`` (method, URL, status, headers, or the failure) and
+``<fp>.body`` (the body, as received after decompression). A request saved again (a retry)
+keeps its last answer; the ``.json``'s modification time is when it was saved. Each pair
+is written whole or not at all, under hidden names first (a writer killed meanwhile leaves
+those, and the next one on that machine removes them); a pair that cannot be written (a
+full disk) aborts a recording crawl, as an export that cannot be written does.
 """
 
 from __future__ import annotations
@@ -26,21 +29,24 @@ import os
 import re
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from multidict import CIMultiDict
 
 from framework.config.project import MiB
 from framework.errors import CrawlAborted, FetchError, UsageError
-from framework.fetch.downloader import MAX_SIZE, Fetcher
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
 from framework.http.urls import canonical_url, fingerprint
 
-__all__ = ["Recorder", "Replayer"]
+if TYPE_CHECKING:  # the downloader imports aiohttp, which a plugin importing fw need not
+    from framework.fetch.downloader import Fetcher
+
+__all__ = ["Entry", "Recorded", "Recorder", "Recording", "Replayer"]
 
 # A record holds a URL, headers or a failure: a megabyte is far more than any needs.
 _RECORD_LIMIT = MiB
@@ -53,25 +59,58 @@ _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # may record into one shared folder, and a killed one's files are known by host and pid.
 _HOST = socket.gethostname()
 _PART = re.compile(r"\.[0-9a-f]{16}\.(?:body|json)\.(?P<host>.*)-(?P<pid>[0-9]{1,9})\.part")
+_ENTRY = re.compile(r"[0-9a-f]{16}\.json")
 
 
-def _key(request: Request) -> str:
-    return f"{fingerprint(request):016x}"
+@dataclass(frozen=True)
+class Recorded:
+    """One request's recorded answer: a response, or the failure to get one."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+    #: When it was saved, in seconds since the epoch.
+    saved: float
+    #: The failure recorded instead of a response (then status is 0 and the body empty).
+    error: FetchError | None = None
+
+    def response(self, request: Request) -> Response:
+        """Return the recorded response to ``request``, marked as not from the network."""
+        return Response(request.url, self.status, self.headers, self.body, request, cached=True)
 
 
-class Recorder:
-    """A fetcher that fetches with ``inner`` and saves every outcome under ``folder``."""
+class Entry(NamedTuple):
+    """A record in a recording's folder, as ``Recording.entries`` lists it."""
 
-    def __init__(self, inner: Fetcher, folder: Path) -> None:
-        self._inner, self.folder = inner, folder
+    #: The request's fingerprint, which names the pair of files.
+    key: str
+    #: The bytes both files take.
+    size: int
+    #: When it was saved, in seconds since the epoch.
+    saved: float
 
-    async def __aenter__(self) -> Recorder:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"--record {self.folder}: {exc.strerror or exc}") from exc
-        await asyncio.to_thread(_sweep, self.folder)
-        await self._inner.__aenter__()
+
+@dataclass
+class Recording:
+    """A folder of recorded answers, one pair of files per request.
+
+    Use it as an async context manager (or ``open``/``close``). The folder is trusted no
+    more than a server: only regular files directly in it are read, never through a
+    symbolic link; a body is read up to ``max_body`` bytes and a record up to 1 MiB; a record
+    must be what ``save`` writes, for this request, with its body. A bad entry raises
+    ``FetchError("bad_recording", "FILE: what is wrong")``. Files are read and written in
+    a worker thread, so a slow disk never stalls the crawl.
+    """
+
+    folder: Path
+    #: The largest body read; a larger one raises ``FetchError("too_large", ...)``.
+    max_body: int = 16 * MiB
+    #: Make the folder if it is missing, and remove what this machine's killed writers left.
+    create: bool = False
+    _fd: int | None = field(default=None, init=False, repr=False)
+
+    async def __aenter__(self) -> Recording:
+        await self.open()
         return self
 
     async def __aexit__(
@@ -80,48 +119,78 @@ class Recorder:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self._inner.__aexit__(kind, error, traceback)
+        await self.close()
 
-    async def fetch(self, request: Request) -> Response:
-        """Fetch ``request`` and record the response or the failure."""
-        try:
-            response = await self._inner.fetch(request)
-        except FetchError as exc:
-            self._keep(
-                request,
-                {
-                    "error": {
-                        "kind": exc.kind,
-                        "message": str(exc),
-                        "retryable": exc.retryable,
-                        "retry_after": exc.retry_after,
-                    }
-                },
-                b"",
-            )
-            raise
-        self._keep(
-            request,
-            {"status": response.status, "headers": list(response.headers.items())},
-            response.body,
-        )
-        return response
+    async def open(self) -> None:
+        """Open the folder (making it with ``create``); raise ``OSError`` if it cannot be."""
+        self._fd = await asyncio.to_thread(self._open)
 
-    def _keep(self, request: Request, outcome: dict[str, Any], body: bytes) -> None:
-        """Record an outcome, or abort the crawl: its page would be missing from a replay.
+    def _open(self) -> int:
+        if self.create:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _sweep(self.folder)
+        # Entries are opened relative to the folder's descriptor: they stay in that folder.
+        return os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
 
-        Aborting also leaves the request unsettled, so that a resumed crawl fetches it again.
+    async def close(self) -> None:
+        """Let go of the folder."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def key(request: Request) -> str:
+        """Return the name of ``request``'s pair of files, less the suffix: its fingerprint."""
+        return f"{fingerprint(request):016x}"
+
+    async def load(self, request: Request) -> Recorded | None:
+        """Return what was recorded for ``request``, or None if nothing was."""
+        return await asyncio.to_thread(self._load, request)
+
+    async def save(self, request: Request, response: Response) -> int:
+        """Record ``response`` as the answer to ``request``; return the bytes written.
+
+        Raises ``OSError`` if it cannot be written whole (nothing of it is left then).
         """
-        try:
-            self._save(request, outcome, body)
-        except OSError as exc:
-            held = _records(self.folder)
-            count = "" if held is None else f" ({held} response{'' if held == 1 else 's'} recorded)"
-            raise CrawlAborted(f"record {self.folder}: {exc.strerror or exc}{count}") from exc
+        outcome = {"status": response.status, "headers": list(response.headers.items())}
+        return await asyncio.to_thread(self._save, request, outcome, response.body)
 
-    def _save(self, request: Request, outcome: dict[str, Any], body: bytes) -> None:
+    async def save_failure(self, request: Request, error: FetchError) -> int:
+        """Record that ``request`` failed with ``error``; return the bytes written.
+
+        Raises ``OSError`` if it cannot be written whole (nothing of it is left then).
+        """
+        failure = {
+            "kind": error.kind,
+            "message": str(error),
+            "retryable": error.retryable,
+            "retry_after": error.retry_after,
+        }
+        return await asyncio.to_thread(self._save, request, {"error": failure}, b"")
+
+    async def entries(self) -> list[Entry]:
+        """List the records the folder holds, with their size and when each was saved."""
+        return await asyncio.to_thread(self._entries)
+
+    async def remove(self, key: str) -> None:
+        """Remove the record ``key`` (its ``.json`` first: a record never lacks its body)."""
+        await asyncio.to_thread(self._remove, key)
+
+    def count(self) -> int | None:
+        """Return how many records the folder holds, or None if it cannot be listed."""
+        try:
+            with os.scandir(self.folder) as entries:
+                return sum(1 for e in entries if e.name.endswith(".json") and e.name[0] != ".")
+        except OSError:
+            return None
+
+    # -------------------------------------------------------------------------------------
+    # Writing (in a worker thread)
+    # -------------------------------------------------------------------------------------
+
+    def _save(self, request: Request, outcome: dict[str, Any], body: bytes) -> int:
         """Write both files under temporary names, then rename them: whole or not at all."""
-        key = _key(request)
+        key = self.key(request)
         # ASCII: a header aiohttp decoded with surrogates (bytes not UTF-8) is escaped, not lost.
         record = json.dumps({"method": request.method, "url": request.url, **outcome})
         final = {suffix: self.folder / f"{key}.{suffix}" for suffix in ("body", "json")}
@@ -138,6 +207,88 @@ class Recorder:
         except BaseException:
             _clean_up(part, final)
             raise
+        return len(body) + len(record)
+
+    def _entries(self) -> list[Entry]:
+        found = []
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if not _ENTRY.fullmatch(entry.name):
+                    continue
+                key = entry.name.removesuffix(".json")
+                with contextlib.suppress(OSError):  # removed meanwhile, or not a file
+                    record = entry.stat(follow_symlinks=False)
+                    body = (self.folder / f"{key}.body").lstat()
+                    found.append(Entry(key, record.st_size + body.st_size, record.st_mtime))
+        return found
+
+    def _remove(self, key: str) -> None:
+        for suffix in ("json", "body"):
+            (self.folder / f"{key}.{suffix}").unlink(missing_ok=True)
+
+    # -------------------------------------------------------------------------------------
+    # Reading (in a worker thread)
+    # -------------------------------------------------------------------------------------
+
+    def _load(self, request: Request) -> Recorded | None:
+        """Read and check ``request``'s entry."""
+        key = self.key(request)
+        read = self._read(f"{key}.json", _RECORD_LIMIT)
+        if read is None:
+            return None
+        data, saved = read
+        if len(data) > _RECORD_LIMIT:
+            raise self._bad(f"{key}.json", f"larger than {_RECORD_LIMIT // MiB} MiB")
+        try:
+            status, headers, error = _parse(data, request)
+        except _Malformed as exc:
+            raise self._bad(f"{key}.json", str(exc)) from None
+        if error is not None:
+            return Recorded(0, CIMultiDict(), b"", saved, error)
+        return Recorded(status, CIMultiDict(headers), self._body(key), saved)
+
+    def _body(self, key: str) -> bytes:
+        """Return the recorded body; over ``max_body`` it fails as a download would."""
+        read = self._read(f"{key}.body", self.max_body)
+        if read is None:
+            raise self._bad(f"{key}.body", "missing, though its .json is there")
+        body = read[0]
+        if len(body) > self.max_body:
+            raise FetchError(
+                "too_large",
+                f"{self.folder / key}.body: body larger than max_response_size "
+                f"({self.max_body} bytes)",
+            )
+        return body
+
+    def _read(self, name: str, limit: int) -> tuple[bytes, float] | None:
+        """Return at most ``limit + 1`` bytes of the regular file ``name`` and when it was
+        last written; None if it is absent.
+
+        Nothing else is read: a symbolic link may lead out of the folder, a FIFO waits
+        for a writer forever, a device may never end.
+        """
+        assert self._fd is not None, "open the recording first"
+        try:
+            fd = os.open(name, _OPEN, dir_fd=self._fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._bad(name, _unopenable(exc)) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise self._bad(name, f"not a regular file ({_file_type(info.st_mode)})")
+            with open(fd, "rb", closefd=False) as file:
+                return file.read(limit + 1), info.st_mtime
+        except OSError as exc:
+            raise self._bad(name, exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
+
+    def _bad(self, name: str, what: str) -> FetchError:
+        """Return the failure of a bad entry, naming its file."""
+        return FetchError("bad_recording", f"{self.folder / name}: {what}")
 
 
 def _clean_up(part: dict[str, Path], final: dict[str, Path]) -> None:
@@ -149,7 +300,7 @@ def _clean_up(part: dict[str, Path], final: dict[str, Path]) -> None:
 
 
 def _sweep(folder: Path) -> None:
-    """Remove the temporary files of recorders on this machine killed while saving."""
+    """Remove the temporary files of writers on this machine killed while saving."""
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             owner = _PART.fullmatch(entry.name)
@@ -168,33 +319,74 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _records(folder: Path) -> int | None:
-    """Return how many records ``folder`` holds, or None if it cannot be listed."""
-    try:
-        with os.scandir(folder) as entries:
-            return sum(1 for e in entries if e.name.endswith(".json") and e.name[0] != ".")
-    except OSError:
-        return None
+# -------------------------------------------------------------------------------------------
+# The fetchers of --record and --replay
+# -------------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A fetcher that fetches with ``inner`` and saves every outcome under ``folder``."""
+
+    def __init__(self, inner: Fetcher, folder: Path) -> None:
+        self._inner, self.folder = inner, folder
+        self._recording = Recording(folder, create=True)
+
+    async def __aenter__(self) -> Recorder:
+        try:
+            await self._recording.open()
+        except OSError as exc:
+            raise UsageError(f"--record {self.folder}: {exc.strerror or exc}") from exc
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self._inner.__aexit__(kind, error, traceback)
+        finally:
+            await self._recording.close()
+
+    async def fetch(self, request: Request) -> Response:
+        """Fetch ``request`` and record the response or the failure."""
+        try:
+            response = await self._inner.fetch(request)
+        except FetchError as exc:
+            await self._keep(self._recording.save_failure(request, exc))
+            raise
+        await self._keep(self._recording.save(request, response))
+        return response
+
+    async def _keep(self, saving: Awaitable[int]) -> None:
+        """Record an outcome, or abort the crawl: its page would be missing from a replay.
+
+        Aborting also leaves the request unsettled, so that a resumed crawl fetches it again.
+        """
+        try:
+            await saving
+        except OSError as exc:
+            held = self._recording.count()
+            count = "" if held is None else f" ({held} response{'' if held == 1 else 's'} recorded)"
+            raise CrawlAborted(f"record {self.folder}: {exc.strerror or exc}{count}") from exc
 
 
 class Replayer:
     """A fetcher that answers every request from a recording and never opens a socket.
 
-    The folder is trusted no more than a server. Only regular files directly in it are
-    read, never through a symbolic link; a body is capped at ``max_response_size``; each
-    record must be the Recorder's, for this request. A bad entry fails its request as
-    ``bad_recording``, naming the file. Files are read in a worker thread, so a slow disk
-    never stalls the crawl.
+    A bad entry fails its request as ``bad_recording``, naming the file; a body over
+    ``max_response_size`` fails as ``too_large``.
     """
 
     def __init__(self, folder: Path, parsers: Parsers, max_response_size: int) -> None:
-        self.folder, self._parsers, self._limit = folder, parsers, max_response_size
-        self._fd: int | None = None
+        self.folder, self._parsers = folder, parsers
+        self._recording = Recording(folder, max_body=max_response_size)
 
     async def __aenter__(self) -> Replayer:
-        # Entries are opened relative to the folder's descriptor: they stay in that folder.
         try:
-            self._fd = await asyncio.to_thread(os.open, self.folder, os.O_RDONLY | os.O_DIRECTORY)
+            await self._recording.open()
         except (FileNotFoundError, NotADirectoryError):
             raise UsageError(
                 f"--replay {self.folder}: no such folder (record one with fw run --record)"
@@ -209,93 +401,40 @@ class Replayer:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        await self._recording.close()
 
     async def fetch(self, request: Request) -> Response:
         """Return the recorded answer, or raise the recorded failure."""
-        status, headers, body = await asyncio.to_thread(self._answer, request)
-        return Response(
-            request.url,
-            status,
-            headers,
-            body,
-            request,
-            self._parsers.for_type(media_type(headers)),
-        )
-
-    def _answer(self, request: Request) -> tuple[int, CIMultiDict[str], bytes]:
-        """Read and check ``request``'s entry (in a worker thread)."""
-        key = _key(request)
-        status, headers = self._record(key, request)
-        return status, CIMultiDict(headers), self._body(key, request.meta.get(MAX_SIZE))
-
-    def _record(self, key: str, request: Request) -> tuple[int, list[tuple[str, str]]]:
-        """Return the status and headers recorded for ``request``; raise its failure."""
-        data = self._read(f"{key}.json", _RECORD_LIMIT)
-        if data is None:
+        recorded = await self._recording.load(request)
+        if recorded is None:
             raise FetchError(
                 "not_recorded",
                 f"{request.method} {request.url} is not in the recording {self.folder}",
             )
-        if len(data) > _RECORD_LIMIT:
-            raise self._bad(f"{key}.json", f"larger than {_RECORD_LIMIT // MiB} MiB")
-        try:
-            return _parse(data, request)
-        except _Malformed as exc:
-            raise self._bad(f"{key}.json", str(exc)) from None
+        if recorded.error is not None:
+            raise recorded.error
+        response = recorded.response(request)
+        response.parse_with(self._parsers.for_type(media_type(recorded.headers)))
+        return response
 
-    def _body(self, key: str, max_size: int | None = None) -> bytes:
-        """Return the recorded body; over ``max_response_size`` (or the request's
-        ``MAX_SIZE``) it fails as downloaded."""
-        limit = self._limit if max_size is None else max_size
-        body = self._read(f"{key}.body", limit)
-        if body is None:
-            raise self._bad(f"{key}.body", "missing, though its .json is there")
-        if len(body) > limit:
-            name = "max_response_size" if max_size is None else "its max_size"
-            raise FetchError(
-                "too_large",
-                f"{self.folder / key}.body: body larger than {name} ({limit} bytes)",
-            )
-        return body
 
-    def _read(self, name: str, limit: int) -> bytes | None:
-        """Return at most ``limit + 1`` bytes of the regular file ``name``; None if absent.
-
-        Nothing else is read: a symbolic link may lead out of the folder, a FIFO waits
-        for a writer forever, a device may never end.
-        """
-        assert self._fd is not None, "use the replayer as an async context manager"
-        try:
-            fd = os.open(name, _OPEN, dir_fd=self._fd)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self._bad(name, _unopenable(exc)) from None
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise self._bad(name, f"not a regular file ({_file_type(mode)})")
-            with open(fd, "rb", closefd=False) as file:
-                return file.read(limit + 1)
-        except OSError as exc:
-            raise self._bad(name, exc.strerror or str(exc)) from None
-        finally:
-            os.close(fd)
-
-    def _bad(self, name: str, what: str) -> FetchError:
-        """Return the failure of a bad entry, naming its file."""
-        return FetchError("bad_recording", f"{self.folder / name}: {what}")
+# -------------------------------------------------------------------------------------------
+# Checking a record
+# -------------------------------------------------------------------------------------------
 
 
 class _Malformed(Exception):
-    """A record is not what the Recorder writes; the message says what is wrong."""
+    """A record is not what ``Recording.save`` writes; the message says what is wrong."""
 
 
-def _parse(data: bytes, request: Request) -> tuple[int, list[tuple[str, str]]]:
-    """Return the status and headers a record holds, or raise the failure it holds."""
+class _Parsed(NamedTuple):
+    status: int
+    headers: list[tuple[str, str]]
+    error: FetchError | None
+
+
+def _parse(data: bytes, request: Request) -> _Parsed:
+    """Return what a record holds: a status and headers, or a failure."""
     record = _json_object(data)
     method: str = _get(record, "method", _is_string, "a string")
     url: str = _get(record, "url", _is_string, "a string")
@@ -303,10 +442,10 @@ def _parse(data: bytes, request: Request) -> tuple[int, list[tuple[str, str]]]:
     if method != request.method or canonical_url(url) != canonical_url(request.url):
         raise _Malformed(f"records another request, not {request.method} {request.url}")
     if "error" in record:
-        raise _failure(record["error"])
+        return _Parsed(0, [], _failure(record["error"]))
     status: int = _get(record, "status", _is_status, "an integer from 100 to 999")
     headers = _get(record, "headers", _is_pairs, "a list of [name, value] pairs of strings")
-    return status, [(name, value) for name, value in headers]
+    return _Parsed(status, [(name, value) for name, value in headers], None)
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
