@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from framework.__about__ import __version__
 from framework.crawl.progress import Mode
@@ -25,6 +25,9 @@ from framework.errors import CrawlAborted, PluginError, ProjectErrors, UsageErro
 from framework.hooks.manager import make_plugin_manager
 from framework.hooks.registry import Registry
 from framework.logs import configure_logging
+
+if TYPE_CHECKING:
+    from framework.crawl.runner import Prepared
 
 __all__ = ["main"]
 
@@ -177,6 +180,18 @@ def _run_parser(commands: Commands) -> argparse.ArgumentParser:
         "network (a request not recorded fails as not_recorded)",
     )
     run.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="answer requests from the cache in DIR when it holds them (no network, no "
+        "delay) and store what is fetched; sets cache.dir (the cache plugin)",
+    )
+    run.add_argument(
+        "--cache-refresh",
+        action="store_true",
+        help="answer nothing from the cache: fetch every request and store the new answers",
+    )
+    run.add_argument(
         "-q",
         "--quiet",
         action="store_true",
@@ -310,13 +325,14 @@ def _run(args: argparse.Namespace) -> int:
 
     prepared = runner.prepare(
         args.project,
-        args.overrides,
+        [*args.overrides, *_cache_overrides(args)],
         args.output,
         retry_failed=args.retry_failed,
         fresh=args.fresh,
         record=args.record,
         replay=args.replay,
     )
+    _check_cache_apart(prepared, args)
     if args.stats is not None:
         _check_writable(args.stats, "--stats")
     if not prepared.components.exporters:
@@ -343,6 +359,33 @@ def _run(args: argparse.Namespace) -> int:
             "URLs and the network"
         )
     return _STOPPED.get(stats.reason, OK)
+
+
+def _cache_overrides(args: argparse.Namespace) -> list[str]:
+    """Turn ``--cache DIR`` and ``--cache-refresh`` into the cache plugin's section."""
+    overrides = []
+    if args.cache is not None:  # quoted: a path may hold what YAML reads otherwise (: # [)
+        folder = json.dumps(os.path.abspath(args.cache), ensure_ascii=False)  # noqa: PTH100
+        overrides.append(f"cache.dir={folder}")
+    if args.cache_refresh:
+        overrides.append("cache.refresh=true")
+    return overrides
+
+
+def _check_cache_apart(prepared: Prepared, args: argparse.Namespace) -> None:
+    """Refuse a cache with ``--record`` or ``--replay``: a hit would be missing from the
+    recording, or answer instead of the recording."""
+    other = "--record" if args.record is not None else "--replay" if args.replay else None
+    cache = next((m for m in prepared.components.middlewares if m.name == "cache"), None)
+    folder = getattr(cache.options, "dir", None) if cache is not None else None
+    if other is None or folder is None:
+        return
+    given = "--cache" if args.cache is not None else "the project's cache.dir"
+    raise UsageError(
+        f"{other} and a cache ({given}: {folder}) exclude each other: a cache folder is a "
+        f"recording already (fw run --replay {folder} replays it); for {other}, turn the "
+        "cache off with -s cache.dir=null"
+    )
 
 
 def _kinds(stats: Stats) -> str:
