@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tests.conftest import Completed, Serve, read_jsonl, run_fw, write_project
+from tests.disks import small_disk
 
 PAGES = {
     "/": '<h1>Home</h1><a href="/a">a</a><a href="/b">b</a><a href="/busy">busy</a>',
@@ -248,3 +249,22 @@ async def test_the_commands_of_docs_cache_md_run_as_written(serve: Serve, tmp_pa
         asked.append(sorted(site.pages()))
     everything = ["/", "/a", "/b", "/busy"]
     assert asked == [everything, ["/busy"], everything, []]
+
+
+async def test_a_full_disk_loses_no_page_and_warns_once(serve: Serve, tmp_path: Path) -> None:
+    big = {f"/{n}": "<h1>" + "x" * 6000 + f"{n}</h1>" for n in range(12)}
+
+    async def page(request: web.Request) -> web.Response:
+        links = "".join(f'<a href="{p}">.</a>' for p in big)
+        html = big.get(request.path, f"<h1>Home</h1>{links}")
+        return web.Response(text=f"<html>{html}</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    path = project(tmp_path, await serve(app))
+    with small_disk(tmp_path / "disk", "32k") as disk:  # room for a few answers only
+        done = await fw_run(path, tmp_path / "items.jsonl", "--cache", str(disk / "cache"))
+        assert len(read_jsonl(tmp_path / "items.jsonl")) == 13  # every page, none lost
+        assert done.stderr.count("cannot store answers: No space left on device") == 1
+        assert "unwritable" in done.stderr
+        assert not [f for f in (disk / "cache").iterdir() if f.name.endswith(".part")]
