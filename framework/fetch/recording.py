@@ -330,6 +330,9 @@ class Recorder:
     def __init__(self, inner: Fetcher, folder: Path) -> None:
         self._inner, self.folder = inner, folder
         self._recording = Recording(folder, create=True)
+        # One save at a time, as they were when written on the loop: a full disk's error
+        # counts the records that are there, none half-way.
+        self._saving = asyncio.Lock()
 
     async def __aenter__(self) -> Recorder:
         try:
@@ -365,12 +368,14 @@ class Recorder:
 
         Aborting also leaves the request unsettled, so that a resumed crawl fetches it again.
         """
-        try:
-            await saving
-        except OSError as exc:
-            held = self._recording.count()
-            count = "" if held is None else f" ({held} response{'' if held == 1 else 's'} recorded)"
-            raise CrawlAborted(f"record {self.folder}: {exc.strerror or exc}{count}") from exc
+        async with self._saving:
+            try:
+                await saving
+            except OSError as exc:
+                held = self._recording.count()
+                plural = "" if held == 1 else "s"
+                count = "" if held is None else f" ({held} response{plural} recorded)"
+                raise CrawlAborted(f"record {self.folder}: {exc.strerror or exc}{count}") from exc
 
 
 class Replayer:
