@@ -36,6 +36,8 @@ CRAWLER_NAMES = (
     "fw-sqlite",
     "fw-redis",
     "fw-redis-x2",
+    "fw-cache-cold",
+    "fw-cache-warm",
     "scrapy",
     "crawlee",
 )
@@ -83,6 +85,8 @@ class Crawler:
     command: Callable[[Job, Path], list[str]]
     version: str
     copies: int = 1  # how many times it crawls the whole site (fw-apart-x2: twice)
+    #: Run in the job's workdir before the measured command, unmeasured (fills a cache).
+    prepare: Callable[[Job], list[str]] | None = None
 
 
 def find_crawlers(
@@ -98,6 +102,8 @@ def find_crawlers(
         "fw-sqlite": _fw_sqlite,
         "fw-redis": lambda: _fw_redis(1),
         "fw-redis-x2": lambda: _fw_redis(2),
+        "fw-cache-cold": lambda: _fw_cache(warm=False),
+        "fw-cache-warm": lambda: _fw_cache(warm=True),
         "scrapy": lambda: _scrapy(scrapy_bin),
         "crawlee": lambda: _crawlee(crawlee_python),
     }
@@ -202,6 +208,26 @@ def _fw_redis(workers: int) -> Crawler:
         "items.jsonl",
         command,
         f"fw {_version('fwcrawl')}, Redis frontier, {workers} worker(s)",
+    )
+
+
+def _fw_cache(*, warm: bool) -> Crawler:
+    """fw with the development cache (``--cache``): cold, it crawls the network and stores
+    every page; warm, it re-runs the crawl from a cache an unmeasured cold run filled."""
+
+    def command(job: Job, out: Path) -> list[str]:
+        return [*_fw_run(job), "--cache", str(job.workdir / "cache"), "-o", str(out)]
+
+    def prepare(job: Job) -> list[str]:
+        return command(job, job.workdir / "cold.jsonl")
+
+    name, what = ("fw-cache-warm", "warm") if warm else ("fw-cache-cold", "cold")
+    return Crawler(
+        name,
+        "items.jsonl",
+        command,
+        f"fw {_version('fwcrawl')}, {what} --cache",
+        prepare=prepare if warm else None,
     )
 
 

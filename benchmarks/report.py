@@ -25,13 +25,19 @@ RATIOS: dict[str, tuple[str, str, str]] = {
     "fw-sqlite/fw pages/s": ("fw-sqlite", "fw", "pages_per_s"),
     "fw-redis/fw pages/s": ("fw-redis", "fw", "pages_per_s"),
     "fw-redis-x2/fw-redis pages/s": ("fw-redis-x2", "fw-redis", "pages_per_s"),
+    "fw-cache-cold/fw pages/s": ("fw-cache-cold", "fw", "pages_per_s"),
+    "fw-cache-warm/fw pages/s": ("fw-cache-warm", "fw", "pages_per_s"),
 }
 
 #: Ratios also given as the median of each round's own ratio. Crawlers run round-robin,
 #: so one round's two runs are a minute apart, where two medians may come from runs many
 #: minutes apart: on a machine whose speed drifts (shared hosts), the ratio of two
 #: medians can pair a fast run with a slow one.
-PAIRED = ("fw-apart-x2/fw pages/s", "fw-redis-x2/fw-redis pages/s")
+PAIRED = (
+    "fw-apart-x2/fw pages/s",
+    "fw-redis-x2/fw-redis pages/s",
+    "fw-cache-warm/fw pages/s",
+)
 
 _COLUMNS = (
     "crawler",

@@ -26,6 +26,7 @@ import os
 import platform
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Set
@@ -302,6 +303,15 @@ def _run_one(crawler: Crawler, base: str, target: Target, args: argparse.Namespa
     try:
         job = Job(target.site, base, base + target.start_path, args.concurrency, workdir)
         output = workdir / crawler.output
+        if crawler.prepare is not None:  # unmeasured: fills the warm cache
+            subprocess.run(
+                crawler.prepare(job),
+                cwd=workdir,
+                env=_child_env(),
+                check=True,
+                capture_output=True,
+                timeout=args.timeout,
+            )
         return run_measured(
             crawler.name,
             crawler.command(job, output),
