@@ -13,7 +13,8 @@ request that failed (a timeout, a refused connection). A redirect is stored like
 response, so that a hit replays each hop. A body cut short on purpose (robots.txt, read
 up to 500 KiB) is not stored. The cache key is the request's fingerprint: method,
 canonical URL and body. HTTP caching headers (``Cache-Control``, ``Expires``) are
-ignored: this cache is for developing a crawl, not for browsing.
+ignored: this cache is for developing a crawl, not for browsing. A request with
+``meta={"dont_cache": True}`` is neither answered from the cache nor stored.
 
 The middleware is registered ``trylast``, so that it is the innermost: it stands where
 the network would, and every other middleware sees a hit as it would see a fetch.
@@ -51,6 +52,8 @@ log = logging.getLogger("fw.cache")
 
 #: A request's meta key (fw's own, for robots.txt): read at most this many bytes.
 READ_AT_MOST = "read_at_most"
+#: A request's meta key, as in Scrapy: true keeps this request out of the cache.
+DONT_CACHE = "dont_cache"
 #: Statuses that say "try later" or "not you": a re-run asks again rather than remember them.
 TRANSIENT = frozenset({403, 408, 418, 429})
 #: What is kept of ``max_size`` after entries are removed for room, so that not every
@@ -201,7 +204,7 @@ class Cache(Middleware):
     async def __call__(self, request: Request, handler: Handler) -> Response:
         """Answer from the cache, or fetch and store."""
         recording = self._recording
-        if recording is None:
+        if recording is None or request.meta.get(DONT_CACHE):
             return await handler(request)
         if not self.options.refresh:
             hit = await self._lookup(recording, request)

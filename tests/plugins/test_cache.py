@@ -268,3 +268,39 @@ async def test_a_full_disk_loses_no_page_and_warns_once(serve: Serve, tmp_path: 
         assert done.stderr.count("cannot store answers: No space left on device") == 1
         assert "unwritable" in done.stderr
         assert not [f for f in (disk / "cache").iterdir() if f.name.endswith(".part")]
+
+
+FRESH_SPIDER = """
+from framework import Request, Spider, hookimpl
+
+class Fresh(Spider):
+    name = "fresh"
+
+    def start_requests(self):
+        yield Request(self.start_urls[0] + "a")
+        yield Request(self.start_urls[0] + "b", meta={"dont_cache": True})
+
+    def parse(self, response):
+        yield {"title": response.css("h1::text").get()}
+
+@hookimpl
+def register_spiders(register):
+    register(Fresh)
+"""
+
+
+async def test_a_request_marked_dont_cache_is_neither_answered_nor_stored(
+    serve: Serve, tmp_path: Path
+) -> None:
+    site = Site()
+    base = await site.start(serve)
+    (tmp_path / "fresh.py").write_text(FRESH_SPIDER, encoding="utf-8")
+    path = write_project(tmp_path, f"spider: fresh\nstart_urls: [{base}/]\nplugins: [./fresh.py]\n")
+    cache = str(tmp_path / "cache")
+    await fw_run(path, tmp_path / "cold.jsonl", "--cache", cache)
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2  # robots.txt and /a
+    site.hits.clear()
+    site.version = 2
+    await fw_run(path, tmp_path / "warm.jsonl", "--cache", cache)
+    assert site.pages() == ["/b"]
+    assert titles(tmp_path / "warm.jsonl") == ["A — é v1", "B v2"]
