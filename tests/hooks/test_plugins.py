@@ -401,7 +401,7 @@ async def test_the_plugins_header_leaves_disabled_plugins_out(tmp_path: Path, se
         spider: rules
         start_urls: [{base}/]
         robots: ignore
-        disable_plugins: [douban, exporters, files, schema, sitemaps]
+        disable_plugins: [cache, douban, exporters, files, schema, sitemaps]
         rules: {{items: [{{fields: {{title: h1::text}}}}]}}
         """,
     )
