@@ -245,19 +245,22 @@ class Recording:
             raise self._bad(f"{key}.json", str(exc)) from None
         if error is not None:
             return Recorded(0, CIMultiDict(), b"", saved, error)
-        return Recorded(status, CIMultiDict(headers), self._body(key), saved)
+        body = self._body(key, request.meta.get("max_size"))  # the downloader's MAX_SIZE
+        return Recorded(status, CIMultiDict(headers), body, saved)
 
-    def _body(self, key: str) -> bytes:
-        """Return the recorded body; over ``max_body`` it fails as a download would."""
-        read = self._read(f"{key}.body", self.max_body)
+    def _body(self, key: str, max_size: int | None = None) -> bytes:
+        """Return the recorded body; over ``max_body`` (or the request's own ``max_size``)
+        it fails as a download would."""
+        limit = self.max_body if max_size is None else max_size
+        read = self._read(f"{key}.body", limit)
         if read is None:
             raise self._bad(f"{key}.body", "missing, though its .json is there")
         body = read[0]
-        if len(body) > self.max_body:
+        if len(body) > limit:
+            name = "max_response_size" if max_size is None else "its max_size"
             raise FetchError(
                 "too_large",
-                f"{self.folder / key}.body: body larger than max_response_size "
-                f"({self.max_body} bytes)",
+                f"{self.folder / key}.body: body larger than {name} ({limit} bytes)",
             )
         return body
 
