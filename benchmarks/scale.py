@@ -90,7 +90,7 @@ class Store:
 
 
 def redis_store(url: str) -> Store:
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, socket_timeout=None)
 
     def cpu() -> float:
         info = client.info("cpu")
@@ -189,7 +189,7 @@ def queued_row(backend: str, args: argparse.Namespace, used: int, added: float) 
 
 def keep_only_seen(url: str) -> None:
     """Delete all but the seen-set and the counters, to weigh the seen-set alone."""
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, socket_timeout=None)
     for key in client.scan_iter("fw:scale:*", count=1000):
         if not key.startswith(b"fw:scale:seen:") and key != b"fw:scale:meta":
             client.delete(key)
