@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from framework.__about__ import DISTRIBUTION, __version__
 from framework.config.project import DomainPolicy, Project
 from framework.errors import FetchError
+from framework.fetch.cookies import CookieJar
 from framework.fetch.credentials import HostHeaders
 from framework.fetch.parsers import Parsers
 from framework.fetch.stalls import Stalls
@@ -145,7 +146,7 @@ class Downloader:
             resolver=_CountingResolver(aiohttp.DefaultResolver(), self._traffic),
             socket_factory=self._new_socket,
         )
-        jar = aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
+        jar = CookieJar() if settings.cookies else aiohttp.DummyCookieJar()
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers=headers,
