@@ -24,7 +24,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from framework.config.yamlfile import EnvText, KeyPath, Source
+from framework.config.yamlfile import EnvText, KeyPath, Source, quoted
 from framework.errors import ErrorList, check_all
 
 __all__ = [
@@ -92,7 +92,7 @@ def strings(check: Check, what: str, *, optional: bool = False) -> Parse:
     def one(item: Any, source: Source, at: KeyPath) -> Any:
         if not isinstance(item, str):
             raise source.error(at, f"expected {what}, got {_show(item)}")
-        return _checked(check, str(item), source, at)
+        return _checked(lambda text: check(str(text)), item, source, at)
 
     return parse
 
@@ -212,7 +212,14 @@ def _checked(check: Check, value: Any, source: Source, path: KeyPath) -> Any:
     try:
         return check(value)
     except ValueError as exc:
-        raise source.error(path, str(exc)) from None
+        raise source.error(path, _masked(str(exc), value)) from None
+
+
+def _masked(message: str, value: Any) -> str:
+    """Say ``message`` without the value of an ``$env``, which may be a secret."""
+    if not isinstance(value, EnvText) or not value:
+        return message
+    return message.replace(repr(str(value)), quoted(value)).replace(str(value), "***")
 
 
 def convert(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
@@ -275,8 +282,7 @@ def _scalar(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
     if hint is str and isinstance(value, str | int | float) and not isinstance(value, bool):
         # An $env value stays EnvText: it is a secret, which credentials.py keeps scoped.
         return value if isinstance(value, str) else str(value)
-    origin = f" (from $env {raw.name})" if isinstance(raw, EnvText) else ""
-    raise source.error(path, f"expected {_describe(hint)}, got {_show(raw)}{origin}")
+    raise source.error(path, f"expected {_describe(hint)}, got {_show(raw)}")
 
 
 def _describe(hint: Any) -> str:
@@ -290,6 +296,8 @@ def _show(value: Any) -> str:
     """Render a YAML value for an error message, short enough for one line."""
     if value is None:
         return "nothing (null)"
+    if isinstance(value, EnvText):
+        return quoted(value)
     if isinstance(value, dict | list):
         return "a mapping" if isinstance(value, dict) else "a list"
     text = (

@@ -29,6 +29,7 @@ __all__ = [
     "format_key",
     "load",
     "parse",
+    "quoted",
     "resolve_env",
 ]
 
@@ -341,6 +342,13 @@ class EnvText(str):
         except yaml.YAMLError:
             return str(self)
         return value if isinstance(value, bool | int | float) else str(self)
+
+
+def quoted(value: str) -> str:
+    """Quote ``value`` for an error message; one from ``$env`` may be a secret: name it."""
+    if isinstance(value, EnvText):
+        return f"the value of $env {value.name} (not shown)"
+    return repr(value)
 
 
 def _env(name: Any, source: Source, path: KeyPath) -> EnvText:

@@ -726,7 +726,7 @@ async def test_an_env_value_of_the_wrong_type_names_the_variable(tmp_path: Path)
     result = await run_fw("check", str(path), env={"FW_DELAY": "soon"})
     assert result.returncode == 2
     assert error_line(result.stderr) == (
-        f"Error: {path}:4: delay: expected a number, got 'soon' (from $env FW_DELAY)"
+        f"Error: {path}:4: delay: expected a number, got the value of $env FW_DELAY (not shown)"
     )
 
 
@@ -799,3 +799,25 @@ def test_a_crawl_named_after_its_file_keeps_only_the_characters_a_name_may_have(
 ) -> None:
     path = write_project(project_dir, VALID, name="my shop: eu.yaml")
     assert load_project(path).name == "my-shop-eu"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "headers={$env: FW_SECRET}",
+        "max_pages={$env: FW_SECRET}",
+        "start_urls=[{$env: FW_SECRET}]",
+        "allowed_domains=[{$env: FW_SECRET}]",
+        "name={$env: FW_SECRET}",
+        "frontier={$env: FW_SECRET}",
+    ],
+)
+def test_an_env_value_is_never_shown_in_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, override: str
+) -> None:
+    monkeypatch.setenv("FW_SECRET", "tok/s3cret")  # invalid for every one of these keys
+    path = write_project(tmp_path, "spider: rules\nstart_urls: [https://a.example/]\n")
+    with pytest.raises(ProjectError) as caught:
+        load_project(path, [override])
+    assert "s3cret" not in str(caught.value)
+    assert "$env FW_SECRET (not shown)" in str(caught.value)

@@ -199,7 +199,9 @@ def test_an_env_value_nested_past_the_limit_is_text(
     path = write_project(tmp_path, f"{HEAD}delay: {{$env: FW_DELAY}}\n")
     with pytest.raises(ProjectError) as raised:
         load_project(path)
-    assert str(raised.value).startswith(f"{path}:3: delay: expected a number, got '[[[")
+    assert str(raised.value) == (
+        f"{path}:3: delay: expected a number, got the value of $env FW_DELAY (not shown)"
+    )
 
 
 def test_values_may_nest_up_to_the_limit() -> None:
