@@ -26,6 +26,8 @@ __all__ = ["Joiner", "hrefs"]
 
 #: A scheme at the start of a link (``mailto:``, ``javascript:``, ``HTTP:``).
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+#: Characters urljoin drops silently (a raw line break): such a link is refused instead.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: What a link on the fast path may hold: no whitespace, backslash or ``;params``.
 _SIMPLE = re.compile(r"[^\s\\;]*")
 #: An absolute http(s) URL that urljoin would return as written.
@@ -86,6 +88,8 @@ class Joiner:
                 joined = self._relative(link)
                 if joined is not None:
                     return joined, not link.startswith("?")
+        if _CONTROL.search(link.strip()):
+            return link.strip(), False  # urljoin would drop them: the engine refuses it
         try:
             return urldefrag(urljoin(self._base, link.strip()))[0], False
         except ValueError:  # too broken to resolve: the engine drops it as invalid_url

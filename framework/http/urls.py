@@ -30,6 +30,8 @@ _CANONICAL = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~!$
 #: The authority's userinfo: up to its last "@", before the path, query or fragment.
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
+#: C0 controls and DEL: a raw line break in an href would forge a log line or a header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def redact(url: str) -> str:
@@ -42,8 +44,11 @@ def unfetchable(url: str) -> str | None:
     """Say why fw would not fetch ``url`` (``scheme`` or ``invalid_url``), or return None.
 
     Only absolute http(s) URLs with a host and a valid port are fetched; ``mailto:`` and
-    ``javascript:`` links are not errors, just not for a crawler.
+    ``javascript:`` links are not errors, just not for a crawler. A URL holding a control
+    character (a raw line break, a tab) is invalid: urllib would quietly drop it.
     """
+    if _CONTROL.search(url):
+        return "invalid_url"
     if not url[:8].lower().startswith(_FETCHABLE):
         return "scheme"
     try:

@@ -409,6 +409,22 @@ async def test_invalid_links_and_locations_are_filtered_not_fatal(
     assert stats.errors == {"invalid_url": 1}  # the redirect to nowhere
 
 
+async def test_a_link_with_a_raw_line_break_is_an_invalid_url(tmp_path: Path, serve: Serve) -> None:
+    hits: list[str] = []
+
+    async def good(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/", static("/a\nINFO: forged", "/b\tc", "/good\r\n", "/good"))
+    app.router.add_get("/{tail:.*}", good)
+    base = await serve(app)
+    stats = await crawl(links_project(tmp_path, base))
+    assert hits == ["/good"]  # the trailing line break of "/good\r\n" is only whitespace
+    assert stats.filtered["invalid_url"] == 2
+
+
 ENDLESS = """
 import asyncio, itertools
 from framework import CloseSpider, Request, Spider, hookimpl

@@ -53,6 +53,9 @@ def test_the_fast_path_is_taken_for_ordinary_urls() -> None:
         ("http://a.test:99999/", "invalid_url"),
         ("http://[::1/", "invalid_url"),
         ("http:///path", "invalid_url"),
+        ("http://a.test/x\nINFO: forged", "invalid_url"),  # urllib would drop the line break
+        ("http://a.test/x\ty", "invalid_url"),
+        ("http://a.test/\x00", "invalid_url"),
     ],
 )
 def test_unfetchable(url: str, problem: str | None) -> None:
