@@ -14,16 +14,18 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from framework.__about__ import __version__
 from framework.crawl.progress import Mode
-from framework.crawl.stats import Stats
+from framework.crawl.stats import Stats, is_stream
 from framework.errors import CrawlAborted, PluginError, ProjectErrors, UsageError
 from framework.hooks.manager import make_plugin_manager
 from framework.hooks.registry import Registry
+from framework.http.urls import redact_all
 from framework.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.log_level, args.log_format, args.log_file, quiet=getattr(args, "quiet", False)
         )
     except OSError as exc:
-        print(f"Error: --log-file {args.log_file}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"Error: --log-file {args.log_file}: {_why(exc)}", file=sys.stderr)
         return USAGE
     command: Callable[[argparse.Namespace], int] = args.command
     try:
@@ -55,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_errors(exc.errors if isinstance(exc, ProjectErrors) else [exc])
         return USAGE
     except CrawlAborted as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {redact_all(str(exc))}", file=sys.stderr)
         return ABORTED
     except KeyboardInterrupt:
         return INTERRUPTED
@@ -65,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug in fw: one line, the traceback on request
         log.debug("internal error", exc_info=exc)
         print(
-            f"Error: internal error: {type(exc).__name__}: {exc} (rerun with "
+            f"Error: internal error: {type(exc).__name__}: {redact_all(str(exc))} (rerun with "
             "--log-level debug for the traceback)",
             file=sys.stderr,
         )
@@ -79,7 +81,7 @@ MAX_ERRORS_SHOWN = 20
 def _print_errors(errors: Sequence[Exception]) -> None:
     """Print each error on its own ``Error:`` line, up to ``MAX_ERRORS_SHOWN``."""
     for error in errors[:MAX_ERRORS_SHOWN]:
-        print(f"Error: {error}", file=sys.stderr)
+        print(f"Error: {redact_all(str(error))}", file=sys.stderr)
     if len(errors) > MAX_ERRORS_SHOWN:
         print(f"… and {len(errors) - MAX_ERRORS_SHOWN} more errors", file=sys.stderr)
 
@@ -401,7 +403,7 @@ def _progress_mode(args: argparse.Namespace) -> Mode:
 
 def _summarise(stats: Stats, path: Path | None) -> None:
     for line in stats.summary():
-        print(line, file=sys.stderr)
+        print(redact_all(line), file=sys.stderr)
     if path is None:
         return
     try:
@@ -411,27 +413,32 @@ def _summarise(stats: Stats, path: Path | None) -> None:
 
 
 def _why(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:  # what O_NOFOLLOW gives
+        return "a symbolic link; fw does not write through one (remove it)"
     # What a FIFO that nothing reads gives an open that must not wait for a reader.
     return "a FIFO that nothing reads" if exc.errno == errno.ENXIO else exc.strerror or str(exc)
 
 
 def _check_writable(path: Path, option: str) -> None:
-    """Fail before the crawl, not after it, if ``path`` cannot be written."""
-    existed = path.exists()
-    if existed and not path.is_file() and not path.is_dir():
+    """Fail before the crawl, not after it, if ``path`` cannot be written.
+
+    The file is replaced at the end (see ``Stats.save``): its folder must take a new file.
+    """
+    if is_stream(path):
         return  # a FIFO or a device: opening it to try would end a reader's stream
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: cannot write it: {os.strerror(errno.EISDIR)}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8"):
-            pass
+        fd, part = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+        Path(part).unlink()
     except FileExistsError as exc:  # a file where a folder of the path should be
         raise UsageError(
             f"{option} {path}: cannot write it: {exc.filename} is not a folder"
         ) from exc
     except OSError as exc:
         raise UsageError(f"{option} {path}: cannot write it: {_why(exc)}") from exc
-    if not existed:
-        path.unlink()  # written at the end; until then no empty file should suggest a result
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
+
+from framework.http.urls import redact_all
 
 __all__ = ["JsonFormatter", "configure_logging"]
 
@@ -28,7 +31,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return redact_all(json.dumps(line, ensure_ascii=False))
+
+
+class _TextFormatter(logging.Formatter):
+    """``LEVEL: message``, with any credentials in a URL redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as text, no password in it."""
+        return redact_all(super().format(record))
 
 
 def configure_logging(
@@ -38,13 +49,23 @@ def configure_logging(
     *,
     quiet: bool = False,
 ) -> None:
-    """Log to stderr (and ``file``) at ``level``; ``quiet`` raises it to warnings."""
-    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT)
+    """Log to stderr (and ``file``) at ``level``; ``quiet`` raises it to warnings.
+
+    Credentials in URLs (``user:password@``) are redacted from every line.
+    """
+    formatter = JsonFormatter() if fmt == "json" else _TextFormatter(_TEXT)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(file, encoding="utf-8"))
+        handlers.append(logging.StreamHandler(_appended(file)))
     for handler in handlers:
         handler.setFormatter(formatter)
     chosen = logging.WARNING if quiet and level in ("debug", "info") else level.upper()
     logging.basicConfig(level=chosen, handlers=handlers, force=True)
+
+
+def _appended(file: Path) -> TextIO:
+    """Open the log file to append to it; a symbolic link planted there is refused (ELOOP),
+    never followed to truncate or fill its target."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(file, flags, 0o666), "a", encoding="utf-8")

@@ -408,3 +408,61 @@ async def test_a_crawl_that_fetched_nothing_at_all_exits_1(tmp_path: Path, ended
         "Error: nothing was fetched: every request failed (connection 2); check the start URLs "
         "and the network"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Planted symbolic links: --log-file refuses one, --stats replaces it, neither writes through
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_a_symlink_as_the_log_file_is_refused(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    (tmp_path / "fw.log").symlink_to(precious)
+    result = await run_fw("run", str(project), "--log-file", str(tmp_path / "fw.log"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"Error: --log-file {tmp_path / 'fw.log'}: a symbolic link; fw does not write "
+        "through one (remove it)"
+    )
+    assert precious.read_text() == "keep me\n" and state.hits == []
+
+
+async def test_the_log_file_is_appended_to(site: tuple[Site, Path], tmp_path: Path) -> None:
+    state, project = site
+    state.release.set()
+    (tmp_path / "fw.log").write_text("earlier\n")
+    result = await run_fw("run", str(project), "--log-file", str(tmp_path / "fw.log"))
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "fw.log").read_text().splitlines()
+    assert lines[0] == "earlier" and len(lines) > 1
+
+
+async def test_stats_replace_a_symlink_instead_of_writing_through_it(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    (tmp_path / "stats.json").symlink_to(precious)
+    result = await run_fw("run", str(project), "--stats", str(tmp_path / "stats.json"))
+    assert result.returncode == 0, result.stderr
+    assert precious.read_text() == "keep me\n"
+    assert not (tmp_path / "stats.json").is_symlink()
+    assert json.loads((tmp_path / "stats.json").read_text())["pages"] >= 1
+    assert [p.name for p in tmp_path.glob(".stats.json.*")] == []  # no temporary file left
+
+
+async def test_stats_to_standard_output_are_written_in_place(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    result = await run_fw("run", str(project), "--stats", "/dev/stdout")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pages"] >= 1

@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from framework.errors import CrawlAborted, UsageError, raised_at
 from framework.hooks.events import EventHook
 from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
-from framework.http.urls import fingerprint
+from framework.http.urls import fingerprint, redact, redact_all
 from framework.spider import Spider
 
 __all__ = ["FailureLog", "Failures", "failures_path", "load_failures", "spider_origin"]
@@ -38,6 +39,9 @@ _CODE_FAILURES = frozenset(
 )
 #: How much of the failures file is read at a time, looking back for its last line break.
 _CHUNK = 1 << 16
+#: Only this user reads it: a spider's own request headers may be credentials. A symbolic
+#: link planted in its place is refused (ELOOP), never followed.
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Failures:
@@ -79,7 +83,7 @@ class Failures:
         """
         self._stats.errors[kind] += 1
         if kind == "blocked":
-            self._stats.blocked_pages.append(request.url if request else "")
+            self._stats.blocked_pages.append(redact(request.url) if request else "")
         where = at(request)
         if kind == "spider_error":
             where += self._blame(error)
@@ -212,7 +216,14 @@ class FailureLog:
 
         ``keep`` them when this run continues the earlier one; each stays listed until
         this run settles its request.
+
+        Raises ``UsageError`` if a symbolic link stands in its place: fw writes through none.
         """
+        if self.path.is_symlink():
+            raise UsageError(
+                f"failures file {self.path}: a symbolic link; fw does not write through one "
+                "(remove it)"
+            )
         if not keep:
             with contextlib.suppress(OSError):  # unwritable: record() will say so
                 self.path.unlink(missing_ok=True)
@@ -232,14 +243,17 @@ class FailureLog:
             return
         if self._broken is not None:  # another worker's request: it must not go unlisted
             raise self._broken
+        # Credentials in a URL (user:password@) are not kept: it is retried without them.
+        # The rest of the request (its headers, its body) is kept as it is, to be resent.
         line = {
             "kind": kind,
-            "reason": reason,
+            "reason": redact_all(reason),
             "time": round(time.time(), 3),
-            "request": request.to_dict(),
+            "request": {**request.to_dict(), "url": redact(request.url)},
         }
+        text = json.dumps(line, ensure_ascii=False)
         # backslashreplace: a lone surrogate (a header not in UTF-8) stays a JSON escape.
-        data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+        data = (text + "\n").encode("utf-8", "backslashreplace")
         try:
             self._append(data)
         except OSError as exc:
@@ -255,7 +269,7 @@ class FailureLog:
         """Write one line at the end of the file, whole: one torn part-way is cut back off."""
         if self._file is None:  # a crawl without failures leaves no file behind
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("ab", buffering=0)
+            self._file = os.fdopen(os.open(self.path, _APPEND, 0o600), "ab", buffering=0)
         now = os.fstat(self._file.fileno())
         try:
             view = memoryview(data)
@@ -322,7 +336,7 @@ def _mend_last_line(path: Path) -> None:
     glued to the torn one, and lost.
     """
     try:
-        with path.open("r+b") as file:
+        with os.fdopen(os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC), "r+b") as file:
             size = file.seek(0, os.SEEK_END)
             end = _end_of_last_line(file, size)
             if end == size:
@@ -368,7 +382,7 @@ def _lines(path: Path) -> list[tuple[bytes, int | None]]:
 
 def _fingerprint(line: bytes) -> int | None:
     try:
-        return fingerprint(Request.from_dict(json.loads(line)["request"]))
+        return fingerprint(_listed(json.loads(line)["request"])[0])
     except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
         return None
 
@@ -398,13 +412,34 @@ def load_failures(path: Path) -> list[Request]:
         )
         lines[-1] = b""
     # A run killed after retrying a request lists it twice: the last line is its latest.
-    requests = (_request(line, path, number) for number, line in enumerate(lines, 1) if line)
-    return list({fingerprint(request): request for request in requests}.values())
+    found = [_request(line, path, number) for number, line in enumerate(lines, 1) if line]
+    bare = {fingerprint(request) for request, bared in found if bared}
+    if bare:
+        log.warning(
+            "%s: %d request%s had credentials in the URL (user:password@), which the file "
+            "does not keep: retried without them",
+            path,
+            len(bare),
+            "" if len(bare) == 1 else "s",
+        )
+    return list({fingerprint(request): request for request, _ in found}.values())
 
 
-def _request(line: bytes, path: Path, number: int) -> Request:
+#: A URL whose credentials the file did not keep (see ``FailureLog.record``).
+_REDACTED = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)\*\*\*@")
+
+
+def _listed(data: dict[str, Any]) -> tuple[Request, bool]:
+    """Make the request a record lists, without the ``***@`` that stands for credentials;
+    say whether it had them."""
+    request = Request.from_dict(data)
+    bare = _REDACTED.sub(r"\1", request.url)
+    return (request, False) if bare == request.url else (request.replace(url=bare), True)
+
+
+def _request(line: bytes, path: Path, number: int) -> tuple[Request, bool]:
     try:
-        data: dict[str, Any] = json.loads(line)["request"]
-        return Request.from_dict(data).replace(retries=0, redirects=0)
+        request, bared = _listed(json.loads(line)["request"])
+        return request.replace(retries=0, redirects=0), bared
     except (ValueError, KeyError, TypeError) as exc:  # an edited or damaged file
         raise UsageError(f"{path}:{number}: not a failure record: {exc}") from exc

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -11,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from framework.frontier import Counts
-from framework.http.urls import host_of, site_of
+from framework.http.urls import host_of, redact_all, site_of
 
-__all__ = ["Stats"]
+__all__ = ["Stats", "is_stream"]
 
 #: Statuses with which sites refuse a client they take for a bot.
 _REFUSALS = (403, 418, 429)
@@ -211,13 +214,29 @@ class Stats:
     def save(self, path: Path) -> None:
         """Write the stats as JSON to ``path``, creating its folder.
 
-        A FIFO that nothing reads fails (ENXIO) instead of holding fw forever.
+        A file is replaced atomically (a temporary file renamed over it), so a reader never
+        sees half of it, and a symbolic link planted there is replaced, never written
+        through. A FIFO or a device (``/dev/stdout``) is written to; one that nothing
+        reads fails (ENXIO) instead of holding fw forever.
         """
+        text = redact_all(json.dumps(self.to_dict(), indent=2, ensure_ascii=False)) + "\n"
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o666)
-        os.set_blocking(fd, True)  # only the open must not wait: a reader may be slow
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        if is_stream(path):
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            os.set_blocking(fd, True)  # only the open must not wait: a reader may be slow
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text)
+            return
+        fd, part = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                os.fchmod(file.fileno(), 0o644)  # nothing secret: readable, as a report
+                file.write(text)
+            Path(part).replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(part).unlink()
+            raise
 
     def to_dict(self) -> dict[str, Any]:
         """Return the stats as JSON-ready data."""
@@ -261,3 +280,12 @@ def _hosts(delays: dict[str, float], shown: int = 3) -> str:
     ranked = sorted(delays.items(), key=lambda item: -item[1])
     text = ", ".join(f"{host} {delay:g}s" for host, delay in ranked[:shown])
     return text + (f" and {len(ranked) - shown} more" if len(ranked) > shown else "")
+
+
+def is_stream(path: Path) -> bool:
+    """Tell whether ``path`` is (or links to) a FIFO or a device, written to in place."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)

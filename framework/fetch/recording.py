@@ -41,7 +41,7 @@ from framework.config.project import MiB
 from framework.errors import CrawlAborted, FetchError, UsageError
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
-from framework.http.urls import canonical_url, fingerprint
+from framework.http.urls import canonical_url, fingerprint, redact
 
 if TYPE_CHECKING:  # the downloader imports aiohttp, which a plugin importing fw need not
     from framework.fetch.downloader import Fetcher
@@ -192,7 +192,8 @@ class Recording:
         """Write both files under temporary names, then rename them: whole or not at all."""
         key = self.key(request)
         # ASCII: a header aiohttp decoded with surrogates (bytes not UTF-8) is escaped, not lost.
-        record = json.dumps({"method": request.method, "url": request.url, **outcome})
+        # The URL is for people to read (the key finds the record): no password in it.
+        record = json.dumps({"method": request.method, "url": redact(request.url), **outcome})
         final = {suffix: self.folder / f"{key}.{suffix}" for suffix in ("body", "json")}
         owner = f"{_HOST}-{os.getpid()}"
         part = {suffix: self.folder / f".{key}.{suffix}.{owner}.part" for suffix in final}
@@ -441,13 +442,17 @@ class _Parsed(NamedTuple):
     error: FetchError | None
 
 
+def _same(url: str) -> str:
+    return redact(canonical_url(url))
+
+
 def _parse(data: bytes, request: Request) -> _Parsed:
     """Return what a record holds: a status and headers, or a failure."""
     record = _json_object(data)
     method: str = _get(record, "method", _is_string, "a string")
     url: str = _get(record, "url", _is_string, "a string")
     # A tampered record, or two requests sharing a fingerprint: never another URL's page.
-    if method != request.method or canonical_url(url) != canonical_url(request.url):
+    if method != request.method or _same(url) != _same(request.url):
         raise _Malformed(f"records another request, not {request.method} {request.url}")
     if "error" in record:
         return _Parsed(0, [], _failure(record["error"]))

@@ -24,6 +24,7 @@ the same file is refused instead of continuing a crawl that is not its own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
@@ -413,9 +414,11 @@ def _lock(path: Path) -> IO[bytes]:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = path.open("ab")
+        # Only this user reads it (it holds requests, their headers too); a symbolic link
+        # planted in its place is refused, never followed.
+        state = os.fdopen(os.open(path, _STATE, 0o600), "ab")
     except OSError as exc:
-        raise UsageError(f"frontier: cannot open {path}: {exc.strerror}") from exc
+        raise UsageError(f"frontier: cannot open {path}: {_why(exc)}") from exc
     try:
         fcntl.flock(state, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -425,9 +428,29 @@ def _lock(path: Path) -> IO[bytes]:
             f"({path}); a SQLite frontier serves one process — use a redis:// "
             "frontier to run several workers"
         ) from None
-    with contextlib.suppress(OSError):  # only informative
-        _holder_file(path).write_text(f"{socket.gethostname()}:{os.getpid()}\n")
+    try:
+        _name_holder(_holder_file(path))
+    except OSError as exc:  # only informative: the crawl goes on
+        log.warning("frontier: cannot write %s: %s", _holder_file(path), _why(exc))
     return state
+
+
+#: How fw opens its own state files: created for this user alone, never through a link.
+_STATE = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _name_holder(lock: Path) -> None:
+    """Write who holds the crawl to ``lock``; a symbolic link there is refused (ELOOP)."""
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as file:
+        file.truncate(0)  # only after the open: a link is never followed to truncate
+        file.write(f"{socket.gethostname()}:{os.getpid()}\n")
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link; fw does not write through one (remove it)"
+    return exc.strerror or str(exc)
 
 
 def _holder(path: Path) -> WorkerStatus | None:

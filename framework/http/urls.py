@@ -19,6 +19,7 @@ __all__ = [
     "host_and_port",
     "host_of",
     "redact",
+    "redact_all",
     "site_of",
     "split_host",
     "unfetchable",
@@ -38,6 +39,15 @@ def redact(url: str) -> str:
     """Return ``url`` for people to read: any credentials in it (``user:password@``)
     become ``***@``. A username alone may be a token, so it goes too."""
     return _USERINFO.sub(r"\1***@", url, count=1)
+
+
+#: Userinfo in a URL anywhere in a text: up to an "@" before the path or a blank.
+_USERINFO_IN_TEXT = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*(?:@[^/?#@\s]*)*@")
+
+
+def redact_all(text: str) -> str:
+    """Return ``text`` (a log line, an error) with every URL in it redacted (``redact``)."""
+    return _USERINFO_IN_TEXT.sub(r"\1***@", text) if "@" in text else text
 
 
 def unfetchable(url: str) -> str | None:

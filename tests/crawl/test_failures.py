@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from framework.crawl.failures import FailureLog, load_failures
+from framework.errors import CrawlAborted, UsageError
 from framework.http import Request
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 from tests.crawl.test_engine import SPIDER
@@ -28,9 +29,12 @@ class Site:
     def __init__(self) -> None:
         self.broken = True
         self.hits: Counter[str] = Counter()
+        #: Each request's path and the Authorization it carried.
+        self.seen: list[tuple[str, str | None]] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         self.hits[request.path] += 1
+        self.seen.append((request.path, request.headers.get("Authorization")))
         if self.broken and request.path.startswith("/down"):
             return web.Response(status=503)
         links = {"/": ["/a", "/b", "/down", "/down2"], "/down": ["/c"]}.get(request.path, [])
@@ -392,3 +396,87 @@ def test_a_continued_list_appends_after_a_whole_last_line(tmp_path: Path, torn: 
     kept = ["1", "3"] if torn else ["1", "2", "3"]
     assert [r.url.rsplit("/", 1)[1] for r in load_failures(path)] == kept
     assert listing.count == len(kept) and path.read_bytes().endswith(b"\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials in a URL (http://user:password@host/) and a crawl's name
+# ---------------------------------------------------------------------------------------------
+
+BASIC = "Basic dXNlcjpwYTU1d29yZA=="  # user:pa55word
+
+
+async def test_credentials_in_a_url_are_sent_but_never_written_for_people(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site, project = await start(serve, tmp_path)
+    text = project.read_text(encoding="utf-8")
+    project.write_text(text.replace("start_urls: [http://", "start_urls: [http://user:pa55word@"))
+    outputs = ["--stats", "stats.json", "--log-level", "debug", "--log-file", "fw.log"]
+    first = await run_fw("run", str(project), *outputs, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert ("/", BASIC) in site.seen  # sent where it must be
+    failures = tmp_path / "out/shop.failures.jsonl"
+    written = [
+        first.stderr,
+        *(p.read_text() for p in (tmp_path / "stats.json", tmp_path / "fw.log", failures)),
+    ]
+    assert not [text for text in written if "pa55word" in text or "user:" in text]
+    assert "http://***@127.0.0.1:" in failures.read_text()
+
+    site.broken, site.seen = False, []
+    again = await run_fw("run", str(project), "--retry-failed", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (
+        "2 requests had credentials in the URL (user:password@), which the file does not "
+        "keep: retried without them"
+    ) in again.stderr
+    assert {("/down", None), ("/down2", None)} <= set(site.seen)  # retried, without them
+    assert not failures.exists()  # each retried request settled its line
+
+
+async def test_a_crawl_name_cannot_place_the_failures_file_outside_the_project(
+    tmp_path: Path, serve: Serve
+) -> None:
+    (tmp_path / "deep/er").mkdir(parents=True)
+    _, project = await start(serve, tmp_path / "deep/er")
+    text = project.read_text(encoding="utf-8").replace("name: shop", "name: ../../x")
+    project.write_text(text, encoding="utf-8")
+    done = await run_fw("run", str(project))
+    assert done.returncode == 2
+    assert "name: '../../x' is not a crawl name" in done.stderr
+    assert list(tmp_path.rglob("*.failures.jsonl")) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# A planted symbolic link is never written through
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_symlink_in_place_of_the_failures_file_is_refused(tmp_path: Path, keep: bool) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    (tmp_path / "shop.failures.jsonl").symlink_to(precious)
+    listing = FailureLog(tmp_path / "shop.failures.jsonl")
+    with pytest.raises(UsageError, match=r"failures.jsonl: a symbolic link; fw does not write"):
+        listing.start(keep=keep)
+    assert precious.read_text() == "keep me\n"
+
+
+def test_a_symlink_planted_during_the_crawl_is_not_followed(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    listing = FailureLog(tmp_path / "shop.failures.jsonl")
+    listing.start()
+    (tmp_path / "shop.failures.jsonl").symlink_to(precious)  # after fw checked
+    with pytest.raises(CrawlAborted):
+        listing.record(Request("https://a.test/"), "http_503", "HTTP 503")
+    assert precious.read_text() == "keep me\n"
+
+
+def test_the_failures_file_is_for_its_user_alone(tmp_path: Path) -> None:
+    listing = FailureLog(tmp_path / "shop.failures.jsonl")
+    listing.start()
+    listing.record(Request("https://a.test/", headers={"Authorization": "x"}), "http_503", "503")
+    listing.close()
+    assert (tmp_path / "shop.failures.jsonl").stat().st_mode & 0o777 == 0o600

@@ -78,6 +78,21 @@ async def test_a_recorded_crawl_replays_to_identical_items_without_the_network(
     assert "http_404 1" in replayed.stderr  # failures replay as they happened
 
 
+async def test_a_recording_keeps_no_password_of_a_url_and_still_replays(
+    serve: Serve, tmp_path: Path
+) -> None:
+    hits: list[str] = []
+    base = (await site(serve, hits)).replace("http://", "http://user:pa55word@")
+    path = project(tmp_path, base)
+    recorded = await run_fw("run", str(path), "--record", str(tmp_path / "rec"))
+    assert recorded.returncode == 0, recorded.stderr
+    records = [p.read_text() for p in (tmp_path / "rec").glob("*.json")]
+    assert len(records) == 5 and not [r for r in records if "pa55word" in r]
+    replayed = await run_fw("run", str(path), "--replay", str(tmp_path / "rec"))
+    assert replayed.returncode == 0, replayed.stderr
+    assert "3 items" in replayed.stderr and len(hits) == 5
+
+
 async def test_a_request_missing_from_the_recording_is_a_clear_failure(
     serve: Serve, tmp_path: Path
 ) -> None:

@@ -327,3 +327,37 @@ async def test_a_full_disk_when_a_killed_crawl_resumes_says_so_and_the_rerun_con
     assert rerun.returncode == 0, rerun.stderr
     pages = [item["page"] for item in read_jsonl(items)]
     assert sorted(pages) == sorted(f"{base}/p/{n}" for n in range(300))  # each exactly once
+
+
+# ---------------------------------------------------------------------------------------------
+# Planted symbolic links: fw's own state is never written through one
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_a_symlink_in_place_of_the_state_is_refused_and_its_target_kept(
+    tmp_path: Path,
+) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    (tmp_path / "crawl.db").symlink_to(precious)
+    with pytest.raises(UsageError, match=r"crawl.db: a symbolic link; fw does not write through"):
+        await opened(tmp_path / "crawl.db")
+    assert precious.read_text() == "keep me"
+
+
+async def test_a_symlink_in_place_of_the_lock_file_is_not_followed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    (tmp_path / "crawl.db.lock").symlink_to(precious)
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.close()
+    assert precious.read_text() == "keep me"
+    assert "crawl.db.lock: a symbolic link" in caplog.text
+
+
+async def test_the_state_is_for_its_user_alone(tmp_path: Path) -> None:
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.close()
+    assert (tmp_path / "crawl.db").stat().st_mode & 0o777 == 0o600  # it holds request headers
