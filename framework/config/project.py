@@ -259,7 +259,7 @@ class Project:
         doc="Hosts the crawl may visit, subdomains included; a host with a port "
         "(example.com:8080) allows that port only, 80 and 443 counting as one; an IPv6 "
         "address is written ::1, or [::1]:8080 with a port. Default: the hosts of start_urls, "
-        "on their ports.",
+        "on their ports. An empty list, [], means every host.",
         parse=strings(_host_name, "a host name such as movie.douban.com", optional=True),
     )
     disable_plugins: tuple[str, ...] = option(
