@@ -718,7 +718,8 @@ async def test_the_error_names_redis_without_its_credentials(
     flush(server, password="s3cret")
     with pytest.raises(CrawlAborted) as raised:
         await frontier.claim()
-    assert str(raised.value) == gone(server.url, 0)
+    assert str(raised.value) == gone(server.url.replace("redis://", "redis://***@"), 0)
+    assert "s3cret" not in str(raised.value)
 
 
 # -------------------------------------------------------------------------------------------
