@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from urllib.parse import urljoin
 
 from framework.errors import FetchError, HttpError
@@ -13,6 +13,10 @@ from framework.http.urls import Offsite, canonical_url, redact, unfetchable
 
 __all__ = ["REDIRECTS", "check_status", "redirect_of"]
 
+#: Headers about a request's body (Fetch's "request-body-header names").
+_BODY_HEADERS = frozenset(
+    {"content-type", "content-encoding", "content-language", "content-location"}
+)
 #: The statuses whose ``Location`` a crawler follows.
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -68,7 +72,15 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
         headers=headers,
         method="GET" if becomes_get else request.method,
         body=None if becomes_get else request.body,
+        headers=_without_body_headers(request.headers) if becomes_get else request.headers,
     )
+
+
+def _without_body_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Drop the headers that describe a body, as browsers do when a redirect drops it."""
+    if headers is None:
+        return None
+    return {name: value for name, value in headers.items() if name.lower() not in _BODY_HEADERS}
 
 
 def check_status(response: Response, allowed: Collection[int]) -> None:
