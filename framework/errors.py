@@ -10,7 +10,9 @@ The hierarchy::
     ├── CrawlAborted               the crawl could not go on (e.g. an exporter failed); exit 1
     ├── FetchError                 one request failed; counted by ``kind``, never fatal
     │   └── HttpError              the server answered with a non-2xx status
-    └── Blocked                    a page says the site refuses this client (raised by spiders)
+    ├── Blocked                    a page says the site refuses this client (raised by spiders)
+    └── FormError                  a page has no such form, or cannot submit it as asked
+                                   (``Response.form``); also a ValueError
 
     Control flow for plugin authors (not errors, never counted as failures):
     DropItem                       raised from ``item_scraped`` or an item step: not exported
@@ -39,6 +41,7 @@ __all__ = [
     "DropItem",
     "ErrorList",
     "FetchError",
+    "FormError",
     "FwError",
     "HttpError",
     "IgnoreRequest",
@@ -187,6 +190,10 @@ class HttpError(FetchError):
 
 class Blocked(FwError):
     """The site served a challenge or login wall instead of the page."""
+
+
+class FormError(FwError, ValueError):
+    """``Response.form`` cannot do what it was asked: the message names the page's URL."""
 
 
 class DropItem(Exception):

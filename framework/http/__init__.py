@@ -2,7 +2,8 @@
 
 The web's vocabulary, which every other package speaks: ``Request`` and ``Response``
 here; ``urls`` (fetchable, on-site, canonical, fingerprinted), ``links`` (a page's links,
-resolved fast) and ``encoding`` (a body decoded as browsers do) beside them.
+resolved fast), ``encoding`` (a body decoded as browsers do) and ``forms`` (a form
+submitted as browsers do, encoded by ``formdata``) beside them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from lxml import etree
 from parsel import Selector, SelectorList
 from w3lib.html import get_base_url
 
+from framework.errors import FormError
 from framework.http.encoding import decode, is_utf8, sniff
+from framework.http.forms import Click, FormData, submission
 from framework.http.links import Joiner, hrefs
 
 __all__ = ["NotSupported", "Parser", "Request", "Response", "media_type"]
@@ -321,6 +324,57 @@ class Response:
             for link in links
             if not link.startswith("#")
         ]
+
+    def form(
+        self,
+        *,
+        css: str | None = None,
+        xpath: str | None = None,
+        index: int = 0,
+        data: FormData | None = None,
+        click: Click = True,
+        callback: object = None,
+        priority: int = 0,
+        meta: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Request:
+        """Return the request a browser sends when a form of this page is submitted.
+
+        The form is the ``index``-th (default: the first) of those a ``css`` or ``xpath``
+        query picks — forms, or elements inside them — or of the page's forms. It sends
+        what the page set: hidden inputs (CSRF tokens), checked boxes, selected options,
+        typed defaults. ``data`` changes that: a string or a list of strings replaces a
+        field's values (or adds the field), None leaves it out. ``click`` is the submit
+        button pressed: True, the form's first one; False, none; or a CSS query or an
+        element picking one (its name and value are sent, its ``formaction``,
+        ``formmethod`` and ``formenctype`` apply).
+
+        A GET form puts the fields in the action's query; a POST one in the body,
+        urlencoded, multipart or text/plain, with its Content-Type. ``Referer`` and, for
+        POST, ``Origin`` are set as a browser sets them (CSRF checks read them);
+        ``headers`` adds to or replaces them. Raises ``FormError``, naming this page's URL,
+        when no form matches, ``index`` is out of range, or ``click`` picks no submit
+        button of the form.
+        """
+        if self._parser is None or self.selector.type != "html":
+            kind = self.media_type or "no content type"
+            raise FormError(f"{self.url}: not an HTML page ({kind}), so it has no forms")
+        sent = submission(
+            self.selector, self, css=css, xpath=xpath, index=index, data=data, click=click
+        )
+        given = {name.lower() for name in headers or ()}
+        merged = {name: value for name, value in sent.headers.items() if name.lower() not in given}
+        return Request(
+            sent.url,
+            method=sent.method,
+            headers={**merged, **(headers or {})},
+            body=sent.body,
+            callback=callback,
+            priority=priority,
+            meta={} if meta is None else meta,
+            **kwargs,
+        )
 
 
 def _link_of(element: Selector) -> str:
