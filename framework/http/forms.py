@@ -59,6 +59,8 @@ _FLOAT = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 _DATE = r"(\d{4,})-(\d\d)-(\d\d)"
 _TIME = r"(\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,3}))?)?"
+#: A character that may be strongly directional: not ASCII digits, spaces or punctuation.
+_NOT_ASCII_NEUTRAL = re.compile(r"[^\x00-\x40\x5b-\x60\x7b-\x7f]")
 
 
 class Page(Protocol):
@@ -137,14 +139,13 @@ def _pick(
     """Return the ``index``-th form the query picks: forms, the form an element is in, or
     the forms an element holds."""
     if css is None and xpath is None:
-        query, found = "", _elements(document.xpath("//form"))
+        query, found = "", owners.forms
     elif css is not None:
         query, found = f"css {css!r}", _elements(document.css(css))
     else:
         query, found = f"xpath {xpath!r}", _elements(document.xpath(xpath or ""))
-    forms: list[etree._Element] = []
-    for element in found:
-        forms += [form for form in owners.forms_of(element) if form not in forms]
+    # Each form once, in the order first met (a dict keeps it: thousands may match).
+    forms = list(dict.fromkeys(form for element in found for form in owners.forms_of(element)))
     if not forms:
         listed = [_describe(form) for form in owners.forms[:5]]
         where = f" (it has {len(owners.forms)}: {', '.join(listed)})" if listed else ""
@@ -294,6 +295,7 @@ def _entries(
     """Return what the form's controls send, in tree order."""
     controls = owners.controls_of(form)
     checked = _checked(controls)
+    directions: dict[etree._Element, str] = {}
     entries: list[_Slotted] = []
     for slot, field in enumerate(controls):
         kind = _input_type(field) if field.tag == "input" else str(field.tag)
@@ -313,7 +315,7 @@ def _entries(
         dirname = field.get("dirname")
         if dirname:
             text = values[0] if values and isinstance(values[0], str) else ""
-            entries.append((slot, dirname, _direction(field, text)))
+            entries.append((slot, dirname, _direction(field, text, directions)))
     return entries
 
 
@@ -499,21 +501,34 @@ def _valid_time(hour: int, minute: int, second: int) -> bool:
     return hour <= 23 and minute <= 59 and second <= 59
 
 
-def _direction(field: etree._Element, value: str) -> str:
-    """Return a control's text direction, ``ltr`` or ``rtl``, for its ``dirname`` field."""
-    node: etree._Element | None = field
-    while node is not None:
+def _direction(field: etree._Element, value: str, known: dict[etree._Element, str]) -> str:
+    """Return a control's text direction, ``ltr`` or ``rtl``, for its ``dirname`` field.
+
+    ``known`` keeps what ancestors with ``dir=auto`` said, so that many controls under
+    one read its text once.
+    """
+    for node in (field, *field.iterancestors()):
         written = (node.get("dir") or "").lower()
         if written in ("ltr", "rtl"):
             return written
+        if written == "auto" and node is field:
+            return _first_strong(value)
         if written == "auto":
-            text = value if node is field else "".join(node.itertext())
-            for char in text:
-                kind = unicodedata.bidirectional(char)
-                if kind in ("L", "R", "AL"):
-                    return "ltr" if kind == "L" else "rtl"
-            return "ltr"
-        node = node.getparent()
+            if node not in known:
+                known[node] = _first_strong(text for text in node.itertext())
+            return known[node]
+    return "ltr"
+
+
+def _first_strong(texts: str | Iterable[str]) -> str:
+    """Return the direction of the first strongly directional character; ltr if none."""
+    for text in [texts] if isinstance(texts, str) else texts:
+        start = 0
+        while found := _NOT_ASCII_NEUTRAL.search(text, start):  # skip digits, spaces, ...
+            kind = unicodedata.bidirectional(found[0])
+            if kind in ("L", "R", "AL"):
+                return "ltr" if kind == "L" else "rtl"
+            start = found.end()
     return "ltr"
 
 
@@ -632,9 +647,10 @@ class _Owners:
     """
 
     def __init__(self, root: etree._Element, page: Page) -> None:
-        self.forms = list(root.iter("form"))
-        in_templates = {c for t in root.iter("template") for c in t.iter(*_SUBMITTABLE)}
-        self.controls = [c for c in root.iter(*_SUBMITTABLE) if c not in in_templates]
+        # What a <template> holds is not part of the page: no form, no control.
+        inert = {e for t in root.iter("template") for e in t.iter("form", *_SUBMITTABLE)}
+        self.forms = [form for form in root.iter("form") if form not in inert]
+        self.controls = [c for c in root.iter(*_SUBMITTABLE) if c not in inert]
         self._owner: dict[etree._Element, etree._Element | None] = dict.fromkeys(self.controls)
         for form in self.forms:  # document order: an inner form comes later, and wins
             for control in form.iter(*_SUBMITTABLE):

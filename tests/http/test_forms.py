@@ -437,7 +437,8 @@ async def test_percent_encoding_keeps_only_what_browsers_keep(browser: Browser) 
 # -- Which form ---------------------------------------------------------------------------
 
 
-PICK = """<form id="search" action="/search"><input name="q" value="s"></form>
+PICK = """<template><form action="/template"></form></template>
+<form id="search" action="/search"><input name="q" value="s"></form>
 <div class="box"><form class="main" action="/one"><input name="n" value="1"></form></div>
 <form class="main" action="/two"><p><input name="n" value="2"></p></form>"""
 
