@@ -3,7 +3,8 @@
 What plugin authors import: ``Spider``, ``Request``, ``Response``, ``hookimpl``, the base
 classes ``Exporter``, ``Middleware`` and ``ItemStep`` (with the ``ItemContext`` a step is
 given), the ``option`` helper for option schemas, ``Recording`` (the folder ``--record``
-writes, with ``Recorded`` and ``Entry``: what it holds), and the control-flow exceptions.
+writes, with ``Recorded`` and ``Entry``: what it holds), the control-flow exceptions, and
+``CrawlAborted`` to stop a crawl that cannot go on.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from framework.config.schema import option
 from framework.errors import (
     Blocked,
     CloseSpider,
+    CrawlAborted,
     DropItem,
     FetchError,
     FormError,
@@ -32,6 +34,7 @@ from framework.spider import Spider
 __all__ = [
     "Blocked",
     "CloseSpider",
+    "CrawlAborted",
     "DropItem",
     "Entry",
     "Exporter",
