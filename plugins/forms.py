@@ -1,0 +1,185 @@
+"""The ``forms`` plugin: sign in to a site before a crawl, from the project file.
+
+``response.form(...)`` (fw's ``Response``) builds the request a browser sends when a form
+is submitted; a spider uses it for any form. This plugin uses it for the commonest one,
+the sign-in form, so that a project signs in with no Python::
+
+    login:
+      url: https://example.com/accounts/login    # the sign-in page
+      form: '#login'                             # CSS query of its form (default: first)
+      data: {username: ada, password: {$env: SITE_PASSWORD}}
+      check: a[href="/logout"]                   # CSS query only a signed-in page matches
+
+Before the crawl's first request, the ``login`` middleware fetches the page, submits the
+form with ``data`` (hidden fields such as CSRF tokens go along) and checks the answer;
+the site's session cookie then goes with every request (keep ``cookies: true``). A sign-in
+that fails — the page or the form is missing, the site refuses, the answer does not
+match ``check`` or shows the form again — stops the crawl with exit 1, naming why:
+crawling a members-only site signed out would export nothing and look like success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+from parsel import Selector
+
+from framework import (
+    CrawlAborted,
+    FetchError,
+    FormError,
+    Handler,
+    Middleware,
+    Request,
+    Response,
+    hookimpl,
+    option,
+)
+
+__all__ = ["LoginMiddleware", "LoginOptions", "register_middlewares"]
+
+log = logging.getLogger("fw.login")
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 10
+
+
+def _css(query: str) -> str:
+    """Check that ``query`` is a CSS query parsel can run."""
+    try:
+        Selector(text="<p></p>").css(query)
+    except Exception as exc:  # cssselect's errors share no useful base
+        raise ValueError(f"not a valid CSS query: {exc}") from None
+    return query
+
+
+def _page(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url
+
+
+@dataclass(frozen=True)
+class LoginOptions:
+    """The ``login:`` section: which form to submit, with what, and how to tell it worked."""
+
+    url: str | None = option(
+        None, check=_page, doc="The sign-in page. Without it, fw signs in nowhere."
+    )
+    form: str | None = option(
+        None,
+        check=_css,
+        doc="CSS query of the sign-in form (or an element in it); by default the first "
+        "form with a password field, else the first form.",
+    )
+    data: Mapping[str, str] = option(
+        default_factory=dict,
+        doc="Fields to fill in, such as the user name and password (`$env` for secrets); "
+        "the form's own fields, CSRF tokens included, are sent as the page set them.",
+    )
+    check: str | None = option(
+        None,
+        check=_css,
+        doc="CSS query that matches only a signed-in page, checked on the answer; without "
+        "it, an answer that shows the sign-in form again is a failure.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.url is None and (self.data or self.form or self.check):
+            raise ValueError("url: the sign-in page is required to sign in")
+
+
+class LoginMiddleware(Middleware):
+    """Sign in once, before the crawl's first request goes out."""
+
+    name = "login"
+    Options = LoginOptions
+    options: LoginOptions
+
+    def __init__(self, options: LoginOptions) -> None:
+        super().__init__(options)
+        self._lock = asyncio.Lock()
+        self._signed_in = options.url is None
+        self._failure: str | None = None
+
+    async def __call__(self, request: Request, handler: Handler) -> Response:
+        if not self._signed_in:
+            async with self._lock:  # the crawl's other first requests wait for it
+                if self._failure is None and not self._signed_in:
+                    self._failure = await self._sign_in(handler)
+                    self._signed_in = self._failure is None
+            if self._failure is not None:
+                raise CrawlAborted(self._failure)
+        return await handler(request)
+
+    async def _sign_in(self, handler: Handler) -> str | None:
+        """Sign in; return why it failed, or None."""
+        url, query = self.options.url, self.options.form
+        assert url is not None
+        try:
+            page = await _followed(handler, Request(url))
+            submit = _form(page, query, dict(self.options.data))
+            answer = await _followed(handler, submit)
+        except (FetchError, FormError) as exc:
+            return f"login: signing in at {url} failed: {exc}"
+        refused = _refusal(answer, query, submit, self.options.check)
+        where = answer.url.partition("?")[0]  # a GET form's query holds the password
+        if refused:
+            return f"login: signing in at {url} failed: {where} {refused}; check login.data"
+        log.info("signed in at %s: %s answered %d", url, where, answer.status)
+        return None
+
+
+async def _followed(handler: Handler, request: Request) -> Response:
+    """Fetch ``request``, following redirects as a browser does after a form's POST."""
+    for _ in range(_MAX_REDIRECTS + 1):
+        response = await handler(request)
+        location = response.headers.get("Location")
+        if response.status not in _REDIRECTS or not location:
+            if response.status >= 400:
+                raise FetchError(
+                    f"http_{response.status}", f"HTTP {response.status} ({response.url})"
+                )
+            return response
+        target = urljoin(response.url, location)
+        if not target.startswith(("http://", "https://")):
+            raise FetchError("bad_redirect", f"redirected to {target[:200]!r}")
+        if response.status in (307, 308):  # the method and body go along
+            request = request.replace(url=target)
+        else:  # GET, without the body or what described it
+            referer = (request.headers or {}).get("Referer")
+            request = Request(target, headers={"Referer": referer} if referer else None)
+    raise FetchError("redirects", f"more than {_MAX_REDIRECTS} redirects ({request.url})")
+
+
+def _form(page: Response, query: str | None, data: dict[str, str]) -> Request:
+    """Submit the form ``query`` picks; by default the first with a password, or the first."""
+    if query is not None:
+        return page.form(css=query, data=data)
+    try:
+        return page.form(xpath="//input[@type='password']", data=data)
+    except FormError:
+        return page.form(data=data)
+
+
+def _refusal(answer: Response, query: str | None, sent: Request, check: str | None) -> str:
+    """Say why the answer to a sign-in shows the site refused it; empty if it did not."""
+    if check is not None:
+        return "" if answer.css(check) else f"does not match check {check!r}"
+    try:
+        again = _form(answer, query, {})
+    except FormError:
+        return ""
+    if again.url == sent.url and again.method == sent.method:
+        return "shows the sign-in form again"
+    return ""
+
+
+@hookimpl(trylast=True)  # bundled: any installed plugin may override it
+def register_middlewares(register: Callable[[type[Middleware]], None]) -> None:
+    """Provide the ``login`` middleware."""
+    register(LoginMiddleware)

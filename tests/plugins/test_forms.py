@@ -1,0 +1,154 @@
+"""The forms plugin: a project's ``login:`` signs in on a real loopback site before the crawl."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.conftest import Serve, read_jsonl, run_fw, write_project
+from tests.login_site import LOGIN_PAGE, MEMBERS, LoginSite
+
+DOCS = Path(__file__).parents[2] / "docs" / "forms.md"
+
+SPIDER = """
+from framework import Spider, hookimpl
+
+
+class Members(Spider):
+    name = "members"
+
+    async def parse(self, response):
+        for name in response.css("li.member::text").getall():
+            yield {"name": name}
+
+
+@hookimpl
+def register_spiders(register):
+    register(Members)
+"""
+
+
+class ShowsTheFormAgain(LoginSite):
+    """A site that answers a wrong password 200, with the sign-in form again."""
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("password") == "s3cret":
+            return await super().login(request)
+        self._seen(request).verdict = "form again"
+        page = LOGIN_PAGE.format(token=request.cookies.get("csrftoken", ""))
+        return web.Response(text=page, content_type="text/html")
+
+
+def project(tmp_path: Path, base: str, login: str) -> Path:
+    (tmp_path / "members.py").write_text(SPIDER, encoding="utf-8")
+    return write_project(
+        tmp_path,
+        f"""
+        spider: members
+        start_urls: [{base}/members]
+        plugins: [./members.py]
+        exporters: [{{format: jsonl, path: members.jsonl}}]
+        login:
+          url: {base}/accounts/login
+          {login}
+        """,
+    )
+
+
+async def test_a_project_signs_in_before_the_crawl_and_reads_the_members_page(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = LoginSite()
+    base = await serve(site.app())
+    login = """form: '#login'
+          data: {username: ada, password: {$env: SITE_PASSWORD}}
+          check: li.member"""
+    path = project(tmp_path, base, login)
+    done = await run_fw("run", str(path), cwd=tmp_path, env={"SITE_PASSWORD": "s3cret"})
+    assert done.returncode == 0, done.stderr
+    assert [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")] == list(MEMBERS)
+    posts = [seen for seen in site.log if seen.method == "POST"]
+    assert [seen.verdict for seen in posts] == ["logged in"]  # once, before the crawl
+    assert site.logins[0]["csrfmiddlewaretoken"]  # the hidden CSRF field went along
+    assert "s3cret" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("site", "login", "said"),
+    [
+        (
+            LoginSite,
+            "data: {username: ada, password: wrong}\n          check: li.member",
+            "HTTP 403",
+        ),
+        (ShowsTheFormAgain, "data: {username: ada, password: wrong}", "shows the sign-in form"),
+        (
+            ShowsTheFormAgain,
+            "data: {password: wrong}\n          check: li.member",
+            "does not match check",
+        ),
+        (LoginSite, "form: '#signin'", "no form matches css '#signin'"),
+    ],
+)
+async def test_a_failed_sign_in_stops_the_crawl_with_exit_1_saying_why(
+    tmp_path: Path, serve: Serve, site: type[LoginSite], login: str, said: str
+) -> None:
+    server = site()
+    base = await serve(server.app())
+    done = await run_fw("run", str(project(tmp_path, base, login)), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert f"login: signing in at {base}/accounts/login failed" in done.stderr
+    assert said in done.stderr
+    assert not [seen for seen in server.log if seen.path == "/members"]  # never signed out
+
+
+async def test_without_check_an_answer_without_the_form_again_is_signed_in(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = ShowsTheFormAgain()
+    base = await serve(site.app())
+    login = "form: '#login'\n          data: {username: ada, password: s3cret}"
+    done = await run_fw("run", str(project(tmp_path, base, login)), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # the right password: the form does not come back
+    assert len(read_jsonl(tmp_path / "members.jsonl")) == len(MEMBERS)
+
+
+@pytest.mark.parametrize(
+    ("section", "said"),
+    [
+        ("login: {data: {username: ada}}", "login: url: the sign-in page is required"),
+        ("login: {url: 'ftp://x/'}", "login.url: 'ftp://x/' is not an http(s) URL"),
+        ("login: {url: 'http://x/', check: 'a['}", "login.check: not a valid CSS query"),
+        ("login: {url: 'http://x/', dat: {}}", "login.dat: unknown key (did you mean 'data'?)"),
+    ],
+)
+async def test_a_mistake_in_the_section_is_an_error_at_its_line(
+    tmp_path: Path, section: str, said: str
+) -> None:
+    path = write_project(tmp_path, f"spider: douban\n{section}\n")
+    done = await run_fw("check", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert said in done.stderr
+
+
+async def test_the_forms_page_signs_in_from_the_project_file_as_written(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = LoginSite()
+    base = await serve(site.app())
+    text = DOCS.read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"<!-- test-login: (\S+) -->\n```\w+\n(.*?)```", text, re.DOTALL))
+    assert set(blocks) == {"members.yaml", "command"}
+    project = blocks["members.yaml"].replace("http://127.0.0.1:8000", base)
+    (tmp_path / "members.yaml").write_text(project, encoding="utf-8")
+    variable, command = blocks["command"].strip().split(" ", 1)
+    name, value = variable.split("=")
+    assert command.startswith("fw ")
+    done = await run_fw(*command.split()[1:], cwd=tmp_path, env={name: value})
+    assert done.returncode == 0, done.stderr
+    assert [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")] == list(MEMBERS)
+    assert [seen.verdict for seen in site.log if seen.method == "POST"] == ["logged in"]
