@@ -6,7 +6,7 @@ the sign-in form, so that a project signs in with no Python::
 
     login:
       url: https://example.com/accounts/login    # the sign-in page
-      form: '#login'                             # CSS query of its form (default: first)
+      form: '#login'                             # its form (default: the first with a password)
       data: {username: ada, password: {$env: SITE_PASSWORD}}
       check: a[href="/logout"]                   # CSS query only a signed-in page matches
 
