@@ -18,6 +18,7 @@ from aiohttp import web
 
 from framework.crawl import runner
 from framework.crawl.stats import Stats
+from tests.proxies import ForwardProxy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _FW = Path(sys.executable).with_name("fw")
@@ -48,6 +49,24 @@ async def serve() -> AsyncIterator[Serve]:
     yield start
     for app_runner in runners:
         await app_runner.cleanup()
+
+
+#: Starts a ForwardProxy on 127.0.0.2 and returns its URL.
+Proxies = Callable[[ForwardProxy], Awaitable[str]]
+
+
+@pytest.fixture
+async def proxies() -> AsyncIterator[Proxies]:
+    """Start forward proxies on loopback (``tests/proxies.py``); stop them afterwards."""
+    started: list[ForwardProxy] = []
+
+    async def start(proxy: ForwardProxy) -> str:
+        started.append(proxy)
+        return await proxy.start()
+
+    yield start
+    for proxy in started:
+        await proxy.stop()
 
 
 def _has_ipv6_loopback() -> bool:

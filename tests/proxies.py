@@ -1,60 +1,176 @@
 """A real HTTP forward proxy on loopback: what ``HTTP_PROXY`` or a crawl's proxy points at.
 
 It answers absolute-form requests (``GET http://host:port/path HTTP/1.1``) by fetching them
-itself, as squid or tinyproxy would for plain http, and counts what it relayed. With
-``credentials`` it asks for ``Proxy-Authorization: Basic …`` and answers 407 without it.
+itself, as squid or tinyproxy would for plain http, and ``CONNECT host:port`` (https) by
+opening a tunnel it relays bytes through without reading them. It counts what it relayed
+and tunnelled. With ``credentials`` it asks for ``Proxy-Authorization: Basic …`` and
+answers 407 without it. ``answer`` makes it answer every request with that status
+instead (a proxy a site bans: 403, 429); ``drop`` makes it close every connection at once,
+unanswered. Both may change while it runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import socket
 from collections import Counter
+from http import HTTPStatus
 
 import aiohttp
-from aiohttp import web
+from multidict import CIMultiDict
 
-__all__ = ["ForwardProxy"]
+__all__ = ["ForwardProxy", "closed_port"]
+
+#: Response headers relayed to the client (the body is relayed decoded).
+_KEPT = frozenset({"content-type", "location", "retry-after", "set-cookie", "etag"})
 
 
 class ForwardProxy:
-    """Relay plain-http requests to their target; ``relayed`` counts them by URL."""
+    """Relay plain-http requests and tunnel https ones; count both by target."""
 
     def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self.relayed: Counter[str] = Counter()
+        self.tunnelled: Counter[str] = Counter()
         self.refused = 0
+        #: Requests it answered with ``answer``, and connections it dropped.
+        self.answered = 0
+        self.dropped = 0
+        self.answer: int | None = None
+        self.drop = False
         self._expected = (
             "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
             if credentials
             else None
         )
+        self._server: asyncio.Server | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._connections: set[asyncio.Task[None]] = set()
 
-    def app(self) -> web.Application:
-        """The aiohttp application to serve."""
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._relay)
-        return app
+    async def start(self, host: str = "127.0.0.2") -> str:
+        """Listen on a free port of ``host``; return the proxy's URL."""
+        self._session = aiohttp.ClientSession(auto_decompress=True)
+        self._server = await asyncio.start_server(self._connected, host, 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://{host}:{port}"
 
-    async def _relay(self, request: web.Request) -> web.StreamResponse:
-        if self._expected and request.headers.get("Proxy-Authorization") != self._expected:
+    async def stop(self) -> None:
+        """Close the listening socket, every connection and the relaying session."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            if self.drop:
+                self.dropped += 1
+                return
+            while await self._one(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one request; return whether the connection may carry another."""
+        head = await reader.readuntil(b"\r\n\r\n")
+        line, *fields = head.decode("latin-1").split("\r\n")[:-2]
+        method, target, _ = line.split(" ", 2)
+        headers = CIMultiDict(field.split(": ", 1) for field in fields)
+        body = await reader.readexactly(int(headers.get("Content-Length", "0")))
+        if self._expected and headers.get("Proxy-Authorization") != self._expected:
             self.refused += 1
-            return web.Response(status=407, headers={"Proxy-Authenticate": 'Basic realm="fw"'})
-        target = str(request.url)  # the absolute URL the client asked the proxy for
+            await _write(writer, 407, {"Proxy-Authenticate": 'Basic realm="fw"'})
+            return method != "CONNECT"
+        if self.answer is not None:
+            self.answered += 1
+            await _write(writer, self.answer)
+            return method != "CONNECT"
+        if method == "CONNECT":
+            await self._tunnel(target, reader, writer)
+            return False
+        await self._relay(method, target, headers, body, writer)
+        return True
+
+    async def _relay(
+        self,
+        method: str,
+        target: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        assert self._session is not None
         self.relayed[target] += 1
-        headers = {k: v for k, v in request.headers.items() if not k.lower().startswith("proxy-")}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.request(
-                request.method,
-                target,
-                headers=headers,
-                data=await request.read(),
-                allow_redirects=False,
-            ) as answer,
-        ):
-            body = await answer.read()
+        # What a proxy consumes itself, and what aiohttp sets again, does not go on.
+        sent = {
+            k: v
+            for k, v in headers.items()
+            if not k.lower().startswith("proxy-")
+            and k.lower() not in ("host", "content-length", "connection")
+        }
+        async with self._session.request(
+            method, target, headers=sent, data=body or None, allow_redirects=False
+        ) as answer:
+            data = await answer.read()
             kept = {k: v for k, v in answer.headers.items() if k.lower() in _KEPT}
-            return web.Response(status=answer.status, body=body, headers=kept)
+        await _write(writer, answer.status, kept, data)
+
+    async def _tunnel(
+        self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        host, _, port = target.rpartition(":")
+        try:
+            far_reader, far_writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        except OSError:
+            await _write(writer, 502)
+            return
+        self.tunnelled[target] += 1
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        try:
+            await asyncio.gather(_pipe(reader, far_writer), _pipe(far_reader, writer))
+        finally:
+            far_writer.close()
 
 
-#: Response headers relayed to the client (the body is relayed decoded).
-_KEPT = frozenset({"content-type", "location", "retry-after", "set-cookie", "etag"})
+async def _write(
+    writer: asyncio.StreamWriter,
+    status: int,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+) -> None:
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    await writer.drain()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy bytes one way until the reader ends; then end the writer's side."""
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+
+
+def closed_port(host: str = "127.0.0.2") -> str:
+    """Return the URL of a port of ``host`` nothing listens on: a proxy that is down."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    return f"http://{host}:{port}"

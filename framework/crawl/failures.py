@@ -26,7 +26,7 @@ from framework.errors import CrawlAborted, UsageError, raised_at
 from framework.hooks.events import EventHook
 from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
-from framework.http.urls import fingerprint, redact, redact_all
+from framework.http.urls import fingerprint, redact, redact_all, redact_proxy
 from framework.spider import Spider
 
 __all__ = ["FailureLog", "Failures", "failures_path", "load_failures", "spider_origin"]
@@ -249,7 +249,7 @@ class FailureLog:
             "kind": kind,
             "reason": redact_all(reason),
             "time": round(time.time(), 3),
-            "request": {**request.to_dict(), "url": redact(request.url)},
+            "request": _listed(request),
         }
         text = json.dumps(line, ensure_ascii=False)
         # backslashreplace: a lone surrogate (a header not in UTF-8) stays a JSON escape.
@@ -328,6 +328,15 @@ class FailureLog:
         self.count = len(kept)
 
 
+def _listed(request: Request) -> dict[str, Any]:
+    """Return the request as the file lists it: no password of its URL, and a proxy without
+    its credentials, which ``proxies:`` gives back to a proxy it lists (docs/proxies.md)."""
+    data = {**request.to_dict(), "url": redact(request.url)}
+    if request.proxy is not None:
+        data["proxy"] = redact_proxy(request.proxy, mask="")
+    return data
+
+
 def _mend_last_line(path: Path) -> None:
     """End the file with a whole line: a last line a crash (or an older fw) tore is cut
     off; one that lacks only its line break gets it.
@@ -382,7 +391,7 @@ def _lines(path: Path) -> list[tuple[bytes, int | None]]:
 
 def _fingerprint(line: bytes) -> int | None:
     try:
-        return fingerprint(_listed(json.loads(line)["request"])[0])
+        return fingerprint(_unlisted(json.loads(line)["request"])[0])
     except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
         return None
 
@@ -429,7 +438,7 @@ def load_failures(path: Path) -> list[Request]:
 _REDACTED = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)\*\*\*@")
 
 
-def _listed(data: dict[str, Any]) -> tuple[Request, bool]:
+def _unlisted(data: dict[str, Any]) -> tuple[Request, bool]:
     """Make the request a record lists, without the ``***@`` that stands for credentials;
     say whether it had them."""
     request = Request.from_dict(data)
@@ -439,7 +448,7 @@ def _listed(data: dict[str, Any]) -> tuple[Request, bool]:
 
 def _request(line: bytes, path: Path, number: int) -> tuple[Request, bool]:
     try:
-        request, bared = _listed(json.loads(line)["request"])
+        request, bared = _unlisted(json.loads(line)["request"])
         return request.replace(retries=0, redirects=0), bared
     except (ValueError, KeyError, TypeError) as exc:  # an edited or damaged file
         raise UsageError(f"{path}:{number}: not a failure record: {exc}") from exc

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
+from urllib.parse import urlsplit
 from urllib.request import getproxies
 
 import aiohttp
@@ -23,8 +24,10 @@ from framework.errors import FetchError
 from framework.fetch.cookies import CookieJar
 from framework.fetch.credentials import HostHeaders
 from framework.fetch.parsers import Parsers
+from framework.fetch.retry import retryable_status
 from framework.fetch.stalls import Stalls
 from framework.http import Request, Response, media_type
+from framework.http.urls import redact_proxy
 
 __all__ = [
     "DEFAULT_HEADERS",
@@ -172,8 +175,16 @@ class Downloader:
             await self._session.close()
 
     async def fetch(self, request: Request) -> Response:
-        """Fetch ``request`` without following redirects (the engine does, through dedup)."""
+        """Fetch ``request`` without following redirects (the engine does, through dedup).
+
+        Through ``request.proxy`` if it names one, else through the environment's proxy
+        if any. aiohttp sends the proxy's credentials to the proxy alone: for https they
+        go with ``CONNECT`` only, never into the tunnel.
+        """
         assert self._session is not None, "use the downloader as an async context manager"
+        proxy = request.proxy
+        if proxy is not None:
+            _check_proxy(proxy)
         try:
             # The time a blocking callback held the loop is not the server's.
             async with (
@@ -184,13 +195,19 @@ class Downloader:
                     headers=self._headers(request),
                     data=request.body,
                     allow_redirects=False,
+                    proxy=proxy,
                 ) as answer,
             ):
+                if answer.status == 407 and proxy is not None:
+                    raise _proxy_refused(proxy)
                 body = await self._read(
                     answer, request.meta.get(READ_AT_MOST), request.meta.get(MAX_SIZE)
                 )
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
-            raise _classify(exc, self._settings.timeout) from exc
+            timeout = self._settings.timeout
+            if proxy is None:
+                raise _classify(exc, timeout) from exc
+            raise _proxy_failure(exc, timeout, proxy) from exc
         return Response(
             request.url,
             answer.status,
@@ -268,6 +285,40 @@ def _environment_matters() -> bool:
     return bool(getproxies()) or netrc.is_file()
 
 
+def _check_proxy(proxy: str) -> None:
+    """Refuse a proxy aiohttp cannot use, naming it without its secret."""
+    try:
+        parts = urlsplit(proxy)
+        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises for a port out of range
+    except ValueError:  # that, or an unclosed IPv6 bracket
+        usable = False
+    if not usable:
+        raise FetchError(
+            "proxy", f"proxy {redact_proxy(proxy)}: not an http:// or https:// URL with a host"
+        )
+
+
+def _proxy_failure(exc: BaseException, timeout: float, proxy: str) -> FetchError:
+    """Name a failure through ``proxy``: which proxy, if its own, and never its secret."""
+    if isinstance(exc, aiohttp.ClientHttpProxyError) and exc.status == 407:
+        return _proxy_refused(proxy)
+    error = _classify(exc, timeout)
+    message = str(error)
+    if error.kind == "proxy":
+        message = f"proxy {redact_proxy(proxy)}: {message.removeprefix('the proxy: ')}"
+    secret = proxy[: proxy.rfind("@")].partition("//")[2]
+    if secret:  # should aiohttp ever quote the proxy's URL
+        message = message.replace(secret, "***")
+    return FetchError(error.kind, message, retryable=error.retryable, retry_after=error.retry_after)
+
+
+def _proxy_refused(proxy: str) -> FetchError:
+    """A 407: the proxy wants credentials, or other ones. The pool may route elsewhere."""
+    why = "it refused the credentials" if "@" in proxy else "it asks for credentials"
+    return FetchError("proxy", f"proxy {redact_proxy(proxy)}: HTTP 407: {why}", retryable=True)
+
+
 def _too_large(limit: int, own: bool = False) -> FetchError:
     """``own``: the request's ``MAX_SIZE`` set the limit, not ``max_response_size``."""
     return FetchError(
@@ -284,6 +335,10 @@ def _classify(exc: BaseException, timeout: float) -> FetchError:
         return FetchError("invalid_url", f"cannot fetch this URL: {exc}")
     if isinstance(exc.__cause__, ContentEncodingError):  # the same bytes will not inflate
         return FetchError("bad_response", f"undecodable body: {_one_line(exc.__cause__)}")
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return FetchError("proxy", f"the proxy: cannot reach it: {_one_line(exc)}", retryable=True)
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # an https tunnel the proxy refused
+        return _tunnel_refused(exc)
     kinds: tuple[tuple[type[Exception], str], ...] = (
         (aiohttp.ClientConnectorDNSError, "dns"),
         (aiohttp.ClientConnectorError, "connection"),
@@ -296,6 +351,18 @@ def _classify(exc: BaseException, timeout: float) -> FetchError:
     detail = exc.message if isinstance(exc, aiohttp.ClientResponseError) else exc
     return FetchError(
         kind, f"{type(exc).__name__}: {_one_line(detail)}".rstrip(": "), retryable=True
+    )
+
+
+def _tunnel_refused(exc: aiohttp.ClientHttpProxyError) -> FetchError:
+    """Name a ``CONNECT`` the proxy refused: its credentials, or the site beyond it, which
+    fails as the status the proxy gave, as it would have for a plain-http page."""
+    if exc.status == 407:
+        return FetchError("proxy", "the proxy: HTTP 407 to CONNECT", retryable=True)
+    return FetchError(
+        f"http_{exc.status}",
+        f"the proxy could not open a tunnel to the site: HTTP {exc.status} {exc.message}",
+        retryable=retryable_status(exc.status),
     )
 
 

@@ -56,7 +56,8 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
     becomes_get = response.status == 303 or (
         response.status in (301, 302) and request.method == "POST"
     )
-    meta, headers = {**request.meta, "redirect_urls": chain}, request.headers
+    meta = {**request.meta, "redirect_urls": chain}
+    headers = _without_body_headers(request.headers) if becomes_get else request.headers
     if crossed_origin(request.url, target):  # no credentials where they were not meant to go
         meta[UNCREDENTIALED], headers = True, without_credentials(headers)
         if request.body and not becomes_get:
@@ -72,7 +73,6 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
         headers=headers,
         method="GET" if becomes_get else request.method,
         body=None if becomes_get else request.body,
-        headers=_without_body_headers(request.headers) if becomes_get else request.headers,
     )
 
 

@@ -45,7 +45,10 @@ class Request:
     request can be stored as JSON by a persistent frontier; passing the bound method is
     accepted and turned into its name. ``meta`` travels to the response and must be
     JSON-serialisable for persistent frontiers. Higher ``priority`` is fetched first.
-    ``depth``, ``retries`` and ``redirects`` are kept by the engine.
+    ``proxy`` (``http://host:port``, credentials allowed) sends this request through that
+    HTTP proxy, whatever the project's ``proxies:`` or the environment say; it is not part
+    of the request's identity (dedup). ``depth``, ``retries`` and ``redirects`` are kept by
+    the engine.
     """
 
     __slots__ = (
@@ -58,6 +61,7 @@ class Request:
         "meta",
         "method",
         "priority",
+        "proxy",
         "redirects",
         "retries",
         "url",
@@ -78,6 +82,7 @@ class Request:
         dont_filter: bool = False,
         retries: int = 0,
         redirects: int = 0,
+        proxy: str | None = None,
     ) -> None:
         if "#" in url:  # never sent: the page is the same with or without it
             url = url.partition("#")[0]
@@ -90,6 +95,7 @@ class Request:
         self.errback = errback if errback is None else _method_name(errback)
         self.priority, self.meta, self.depth = priority, {} if meta is None else meta, depth
         self.dont_filter, self.retries, self.redirects = dont_filter, retries, redirects
+        self.proxy = proxy
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"

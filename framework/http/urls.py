@@ -20,6 +20,7 @@ __all__ = [
     "host_of",
     "redact",
     "redact_all",
+    "redact_proxy",
     "site_of",
     "split_host",
     "unfetchable",
@@ -139,6 +140,20 @@ def site_of(url: str) -> str:
     ``[::1]:8080``)."""
     host, port = host_and_port(url)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def redact_proxy(proxy: str, mask: str = "***") -> str:
+    """Return a proxy's URL with its credentials (``user:password@``) replaced by ``mask``;
+    an empty mask drops them with their ``@``. A proxy is shown this way everywhere.
+
+    Everything up to the last ``@`` goes, even a ``/`` or ``#`` a password was written with
+    unescaped: a proxy's URL has no path worth keeping, and a secret must not show.
+    """
+    start = proxy.find("//") + 2 if "//" in proxy else 0
+    at = proxy.rfind("@", start)
+    if at == -1:
+        return proxy
+    return proxy[:start] + (f"{mask}@" if mask else "") + proxy[at + 1 :]
 
 
 _HOST_PORT = re.compile(
