@@ -7,7 +7,8 @@ The hierarchy::
     │   └── ProjectError           invalid project file: FILE:LINE: key: what is wrong
     │       └── ProjectErrors      invalid at several places: ``errors`` holds each
     ├── PluginError                a plugin failed to load or broke the hook contract; exit 2
-    ├── CrawlAborted               the crawl could not go on (e.g. an exporter failed); exit 1
+    ├── CrawlAborted               the crawl could not go on (an export failed, no proxy
+    │                              left; plugins may raise it too); exit 1
     ├── FetchError                 one request failed; counted by ``kind``, never fatal
     │   └── HttpError              the server answered with a non-2xx status
     ├── Blocked                    a page says the site refuses this client (raised by spiders)

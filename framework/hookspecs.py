@@ -108,7 +108,11 @@ def register_middlewares(register: Callable[[type[Middleware]], None]) -> None:
     the options of its own section of the project file. A middleware's
     ``async __call__(request, handler)`` may change the request, answer it without
     fetching, inspect or replace the response, or raise ``IgnoreRequest``. The first
-    middleware registered is the outermost. Not async.
+    middleware registered is the outermost. A middleware reports what it counted with
+    ``stats()`` (JSON-ready data: ``plugins.<name>`` in ``--stats``) and ``summary()``
+    (lines for the end-of-crawl summary), both read when the crawl ends; it stops the
+    crawl, exit 1, by raising ``CrawlAborted`` (e.g. no proxy left to fetch through).
+    Not async.
 
     :param register: Call ``register(MiddlewareClass)`` once per middleware class.
     :returns: Nothing; fw ignores the return value. What the plugin provides is what it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,8 +33,9 @@ class Middleware:
     A response the middleware makes itself gets the parser registered for its media type,
     as a downloaded one does; made with ``cached=True`` it stands for an answer that did
     not use the network (a cache hit), for which fw neither waits the host's delay nor
-    learns the host's speed. ``open`` and ``close`` bracket each crawl; what ``counts``
-    holds is shown in the summary and in ``--stats``.
+    learns the host's speed. ``open`` and ``close`` bracket each crawl. What it counts
+    reaches ``--stats`` and the summary through ``stats()`` and ``summary()`` (by default,
+    what ``counts`` holds); raising ``CrawlAborted`` stops the crawl with exit 1.
     """
 
     #: The section of the project file that configures this middleware.
@@ -44,9 +45,9 @@ class Middleware:
 
     def __init__(self, options: Any = None) -> None:
         self.options = options
-        #: What the middleware counted, by name: the summary shows a line
+        #: What the middleware counted, by name: by default the summary shows a line
         #: ``<name>: 3 hits, 1 misses`` (in insertion order, zeros too) once one is not
-        #: zero, and ``--stats`` has ``middlewares: {<name>: {...}}``.
+        #: zero, and ``--stats`` has ``plugins: {<name>: {...}}``.
         self.counts: Counter[str] = Counter()
 
     async def open(self, project: Project) -> None:
@@ -61,6 +62,21 @@ class Middleware:
     async def __call__(self, request: Request, handler: Handler) -> Response:
         """Handle one request; the default passes it on unchanged."""
         return await handler(request)
+
+    def stats(self) -> Mapping[str, Any] | None:
+        """Return what this middleware counted, JSON-ready, or None to add nothing.
+
+        Read when the crawl ends: ``--stats`` shows it as ``plugins.<name>``. The default
+        is ``counts``, if anything was counted.
+        """
+        return dict(self.counts) if any(self.counts.values()) else None
+
+    def summary(self) -> Sequence[str]:
+        """Return lines to add to the summary printed when the crawl ends; the default is
+        one line of ``counts``, if anything was counted."""
+        if not any(self.counts.values()):
+            return ()
+        return [f"{self.name}: " + ", ".join(f"{n} {what}" for what, n in self.counts.items())]
 
 
 def chain(

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,7 +166,7 @@ def build_engine(
     stats = Stats(
         project.name,
         exporters=len(prepared.components.exporters),
-        middlewares={m.name: m.counts for m in middlewares if isinstance(m.counts, Counter)},
+        reporters=tuple(middlewares),
     )
     politeness = _politeness(prepared)
     frontier = frontier or make_frontier(project, politeness, fresh=prepared.fresh)

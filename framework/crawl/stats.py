@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import stat
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from framework.frontier import Counts
 from framework.http.urls import host_of, redact_all, site_of
+from framework.middleware import Middleware
 
 __all__ = ["Stats", "is_stream"]
+
+log = logging.getLogger("fw")
 
 #: Statuses with which sites refuse a client they take for a bot.
 _REFUSALS = (403, 418, 429)
@@ -68,8 +73,8 @@ class Stats:
     #: The robots.txt files fetched, and each Crawl-delay (seconds) that slowed a host.
     robots_fetched: int = 0
     crawl_delays: dict[str, float] = field(default_factory=dict)
-    #: What each middleware counted (``Middleware.counts``), by the middleware's name.
-    middlewares: dict[str, Counter[str]] = field(default_factory=dict)
+    #: The middlewares whose own counts (``stats()``, ``summary()``) join these.
+    reporters: tuple[Middleware, ...] = field(default=(), repr=False)
     started: float = field(default_factory=time.time)
     clock_start: float = field(default_factory=time.monotonic, repr=False)
     elapsed: float = 0.0
@@ -148,11 +153,6 @@ class Stats:
             + (f", {self.retries} retries" if self.retries else "")
         ]
         lines += [
-            f"{name}: " + ", ".join(f"{n} {what}" for what, n in counts.items())
-            for name, counts in self.middlewares.items()
-            if any(counts.values())
-        ]
-        lines += [
             f"blocked: {what}: the site refuses this client; send a browser User-Agent "
             "(headers:) and slow down (delay:)"
             for what in self.blocked()
@@ -186,7 +186,14 @@ class Stats:
                 f"not fetched: {self.left.pending} queued and {self.left.delayed} "
                 "waiting to retry when the crawl stopped"
             )
+        for reporter in self.reporters:
+            lines += _reported(reporter, reporter.summary, ())
         return lines
+
+    def plugins(self) -> dict[str, Any]:
+        """Return what each middleware counted itself, by its name (``plugins`` in --stats)."""
+        found = {m.name: _reported(m, m.stats, None) for m in self.reporters}
+        return {name: counts for name, counts in found.items() if counts is not None}
 
     def _items(self) -> str:
         """Say how many items went where: exported, dropped, or not writable at all."""
@@ -271,8 +278,22 @@ class Stats:
             "loop_stalls": {
                 who: {"count": n, "seconds": round(s, 3)} for who, (n, s) in self.stalls.items()
             },
-            "middlewares": {name: dict(n) for name, n in self.middlewares.items() if n},
+            "plugins": self.plugins(),
         }
+
+
+def _reported(middleware: Middleware, report: Callable[[], Any], instead: Any) -> Any:
+    """Ask a middleware for its counts; one that raises is named, and the stats go on."""
+    try:
+        return report()
+    except Exception as exc:
+        log.error(
+            "plugin_error: middleware '%s' failed to report its stats: %s: %s",
+            middleware.name,
+            type(exc).__name__,
+            exc,
+        )
+        return instead
 
 
 def _hosts(delays: dict[str, float], shown: int = 3) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from framework import Middleware
 from framework.crawl.stats import Stats
 from tests.conftest import Serve, crawl, read_jsonl, write_project
 
@@ -55,13 +56,21 @@ class Shop(Spider):
 
 class Tagger(Middleware):
     name = "tagger"
+    tagged = 0
 
     async def __call__(self, request, handler):
         if request.url.endswith("/private"):
             raise IgnoreRequest()
         if request.url.endswith("/buggy"):
             raise KeyError("oops")
+        self.tagged += 1
         return await handler(request.replace(headers={"X-Tag": self.options.get("tag", "")}))
+
+    def stats(self):
+        return {"tagged": self.tagged}
+
+    def summary(self):
+        return [f"tagger: {self.tagged} requests tagged"]
 
 
 @hookimpl
@@ -243,6 +252,34 @@ async def test_a_middleware_tags_ignores_and_fails_alone(crawled: Crawled) -> No
     assert (
         f"plugin_error: middleware 'tagger' raised KeyError: 'oops' ({crawled.base}/buggy)"
         in crawled.messages
+    )
+
+
+async def test_a_middleware_reports_its_counts_in_the_stats_and_the_summary(
+    crawled: Crawled,
+) -> None:
+    tagged = crawled.stats.to_dict()["plugins"]["tagger"]["tagged"]
+    assert tagged > len(crawled.tags)  # the products, and the start page, robots.txt, ...
+    assert f"tagger: {tagged} requests tagged" in crawled.stats.summary()
+
+
+def test_a_middleware_that_fails_to_report_is_named_and_the_stats_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(Middleware):
+        name = "broken"
+
+        def stats(self) -> dict[str, Any]:
+            raise KeyError("count")
+
+        def summary(self) -> list[str]:
+            raise KeyError("line")
+
+    stats = Stats("shop", reporters=(Broken(), Middleware()))
+    assert stats.to_dict()["plugins"] == {}
+    assert len(stats.summary()) == 1
+    assert "plugin_error: middleware 'broken' failed to report its stats: KeyError: 'count'" in (
+        caplog.messages
     )
 
 
