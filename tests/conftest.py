@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +24,7 @@ from tests.proxies import ForwardProxy
 FIXTURES = Path(__file__).parent / "fixtures"
 _FW = Path(sys.executable).with_name("fw")
 
-Serve = Callable[[web.Application], Awaitable[str]]
+Serve = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
@@ -31,20 +32,24 @@ async def serve() -> AsyncIterator[Serve]:
     """Start aiohttp applications on free loopback ports; return each one's base URL.
 
     ``host`` may be ``::1``: the URL then has it in brackets. A test of IPv6 skips itself
-    where the machine has no IPv6 loopback.
+    where the machine has no IPv6 loopback. With ``tls`` (a server context, see
+    ``tests/proxies.py``'s ``TestCA``) the site is served over https.
     """
     runners: list[web.AppRunner] = []
 
-    async def start(app: web.Application, host: str = "127.0.0.1") -> str:
+    async def start(
+        app: web.Application, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> str:
         if ":" in host and not _has_ipv6_loopback():
             pytest.skip("this machine has no IPv6 loopback")
         app_runner = web.AppRunner(app, access_log=None)
         await app_runner.setup()
-        site = web.TCPSite(app_runner, host, 0)
+        site = web.TCPSite(app_runner, host, 0, ssl_context=tls)
         await site.start()
         runners.append(app_runner)
         port = app_runner.addresses[0][1]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if tls else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     yield start
     for app_runner in runners:

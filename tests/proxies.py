@@ -15,13 +15,16 @@ import asyncio
 import base64
 import contextlib
 import socket
+import ssl
 from collections import Counter
 from http import HTTPStatus
+from pathlib import Path
 
 import aiohttp
+import trustme
 from multidict import CIMultiDict
 
-__all__ = ["ForwardProxy", "closed_port"]
+__all__ = ["ForwardProxy", "TestCA", "closed_port"]
 
 #: Response headers relayed to the client (the body is relayed decoded).
 _KEPT = frozenset({"content-type", "location", "retry-after", "set-cookie", "etag"})
@@ -174,3 +177,28 @@ def closed_port(host: str = "127.0.0.2") -> str:
         probe.bind((host, 0))
         port = probe.getsockname()[1]
     return f"http://{host}:{port}"
+
+
+class TestCA:
+    """A certificate authority of its own for https sites on loopback (trustme).
+
+    ``fw`` trusts it when run with ``SSL_CERT_FILE`` set to ``pem(folder)``.
+    """
+
+    __test__ = False  # not a test class, whatever pytest makes of its name
+
+    def __init__(self) -> None:
+        self._ca = trustme.CA()
+        self._site = self._ca.issue_cert("127.0.0.1", "localhost")
+
+    def server(self) -> ssl.SSLContext:
+        """The context an https site on 127.0.0.1 or localhost serves with."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._site.configure_cert(context)
+        return context
+
+    def pem(self, folder: Path) -> Path:
+        """Write the CA's certificate to ``folder``; return its path."""
+        path = folder / "ca.pem"
+        self._ca.cert_pem.write_to_path(str(path))
+        return path

@@ -307,7 +307,7 @@ def _proxy_failure(exc: BaseException, timeout: float, proxy: str) -> FetchError
     message = str(error)
     if error.kind == "proxy":
         message = f"proxy {redact_proxy(proxy)}: {message.removeprefix('the proxy: ')}"
-    secret = proxy[: proxy.rfind("@")].partition("//")[2]
+    secret = proxy[: proxy.rfind("@")].partition("//")[2] if "@" in proxy else ""
     if secret:  # should aiohttp ever quote the proxy's URL
         message = message.replace(secret, "***")
     return FetchError(error.kind, message, retryable=error.retryable, retry_after=error.retry_after)

@@ -119,16 +119,19 @@ async def test_a_proxy_that_answers_407_fails_the_request_as_proxy(
     assert "wrong" not in str(failed.value)
 
 
+@pytest.mark.parametrize("userinfo", ["crawler:hunter2@", ""])
 async def test_a_proxy_that_is_down_fails_as_proxy_and_names_it_without_its_secret(
-    serve: Serve,
+    serve: Serve, userinfo: str
 ) -> None:
     site = await serve(pages({"/": "<h1>hi</h1>"}))
-    down = closed_port().replace("http://", "http://crawler:hunter2@")
+    down = closed_port()
     async with downloader() as fetcher:
         with pytest.raises(FetchError) as failed:
-            await fetcher.fetch(Request(f"{site}/", proxy=down))
+            await fetcher.fetch(Request(f"{site}/", proxy=down.replace("//", "//" + userinfo)))
     assert failed.value.kind == "proxy"
-    assert str(failed.value).startswith(f"proxy {redact(down)}: cannot reach it: ")
+    shown = down.replace("//", "//***@" if userinfo else "//")
+    assert str(failed.value).startswith(f"proxy {shown}: cannot reach it: Cannot connect to ")
+    assert down.removeprefix("http://").replace(":", "', ") in str(failed.value)  # the address
     assert "hunter2" not in str(failed.value)
 
 
