@@ -14,11 +14,11 @@ from urllib.parse import quote, urlsplit
 from framework import option
 from framework.config import KeyPath, Source, build, convert
 
-__all__ = ["Backoff", "ProxiesOptions", "ProxyAddress", "origin_of", "redact"]
+__all__ = ["Backoff", "ProxiesOptions", "ProxyURL", "origin_of", "redact"]
 
 
 @dataclass(frozen=True)
-class ProxyAddress:
+class ProxyURL:
     """One proxy of the pool: its URL with credentials, and how it is shown."""
 
     url: str = field(repr=False)  # holds the secret: never printed
@@ -65,7 +65,7 @@ class _Entry:
     password: str | None = option(None, doc="The password it asks for.")
 
 
-def _address(raw: Any, source: Source, path: KeyPath) -> ProxyAddress:
+def _address(raw: Any, source: Source, path: KeyPath) -> ProxyURL:
     """Read one proxy: a URL, or a mapping of url, username and password."""
     if isinstance(raw, dict):
         entry = build(_Entry, raw, source, path)
@@ -84,16 +84,16 @@ def _address(raw: Any, source: Source, path: KeyPath) -> ProxyAddress:
         origin = origin_of(url)
     except ValueError as exc:
         raise source.error(at, f"{redact(url)}: {exc}") from None
-    return ProxyAddress(url, redact(url), origin)
+    return ProxyURL(url, redact(url), origin)
 
 
-def _addresses(raw: Any, source: Source, path: KeyPath) -> tuple[ProxyAddress, ...]:
+def _addresses(raw: Any, source: Source, path: KeyPath) -> tuple[ProxyURL, ...]:
     """Read the pool: a list of proxies, none listed twice."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise source.error(path, "expected a list of proxy URLs")
-    pool: list[ProxyAddress] = []
+    pool: list[ProxyURL] = []
     for index, item in enumerate(raw):
         address = _address(item, source, (*path, index))
         if any(address.url == other.url for other in pool):
@@ -108,8 +108,8 @@ class Backoff:
 
     base: float = option(
         5.0,
-        doc="Seconds a proxy rests after it fails; doubled for each further failure in a "
-        "row, rests included.",
+        doc="Seconds a proxy rests the first time; doubled for each further rest in a row "
+        "(with no success between).",
         minimum=0,
     )
     max: float = option(300.0, doc="The longest rest.", minimum=0)
@@ -119,7 +119,7 @@ class Backoff:
 class ProxiesOptions:
     """The ``proxies:`` section of a project file."""
 
-    urls: tuple[ProxyAddress, ...] = option(
+    urls: tuple[ProxyURL, ...] = option(
         (),
         doc="The proxies every request goes through, one at a time: "
         "`http://host:port`, `http://user:password@host:port` (https:// too), "
@@ -134,9 +134,9 @@ class ProxiesOptions:
     )
     fail_after: int = option(
         3,
-        doc="A proxy rests after this many failures in a row: answers with a "
-        "`ban_statuses` status, timeouts, dropped connections. One it cannot be reached "
-        "through, or that refuses its credentials (407), rests at once.",
+        doc="A proxy rests after this many strikes in a row: answers with a "
+        "`ban_statuses` status, timeouts, dropped connections. One that cannot be "
+        "reached, or refuses its credentials (407), rests at once.",
         minimum=1,
     )
     ban_statuses: tuple[int, ...] = option(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from .options import ProxiesOptions, ProxyAddress
+from .options import ProxiesOptions, ProxyURL
 
 __all__ = ["Pool", "Proxy", "Verdict"]
 
@@ -174,7 +174,7 @@ class Pool:
         return {p.name: p.report(self.options.dead_after, now) for p in self.proxies}
 
 
-def _name(address: ProxyAddress, pool: Sequence[ProxyAddress]) -> str:
+def _name(address: ProxyURL, pool: Sequence[ProxyURL]) -> str:
     """Name a proxy by its masked URL; proxies told apart by their user alone get ``#n``."""
     twins = [a for a in pool if a.shown == address.shown]
     return address.shown if len(twins) == 1 else f"{address.shown} #{twins.index(address) + 1}"

@@ -89,3 +89,16 @@ def test_the_readme_fault_table_names_tests_that_exist() -> None:
     assert len(named) >= 15
     for path in named:
         assert (DOCS.parent / path).exists(), f"the README's fault table names missing {path}"
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+def test_plugin_option_tables_match_their_schemas(page: str) -> None:
+    written = (DOCS / page).read_text(encoding="utf-8")
+    assert docs.section_tables(written) == written, (
+        f"docs/{page} is out of date: run python -m framework.tools.docs"
+    )
+
+
+def test_a_marked_table_of_a_plugin_that_declares_no_options_is_an_error() -> None:
+    with pytest.raises(LookupError, match="no installed plugin 'nothing' declares Options"):
+        docs.section_tables("<!-- options: nothing -->\n<!-- end options -->\n")

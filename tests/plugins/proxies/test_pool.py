@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
-from fwcrawl_plugins.proxies.options import Backoff, ProxiesOptions, ProxyAddress, redact
+from fwcrawl_plugins.proxies.options import Backoff, ProxiesOptions, ProxyURL, redact
 from fwcrawl_plugins.proxies.pool import Pool, Proxy, Verdict
 
 
@@ -18,9 +18,9 @@ class Clock:
         return self.now
 
 
-def address(url: str) -> ProxyAddress:
+def address(url: str) -> ProxyURL:
     host = url.rpartition("@")[2]
-    return ProxyAddress(url, redact(url), host)
+    return ProxyURL(url, redact(url), host)
 
 
 def pool_of(*urls: str, clock: Clock | None = None, **options: object) -> Pool:
