@@ -161,7 +161,10 @@ class ProxiesMiddleware(Middleware):
             log.info("proxy %s rests %gs after %s", proxy.name, seconds, proxy.last)
 
     def _obituary(self) -> str:
-        dead = ", ".join(f"{p.name} ({p.last})" for p in self.pool.proxies)
+        proxies = self.pool.proxies
+        dead = ", ".join(f"{p.name} ({p.last})" for p in proxies[:5])
+        if len(proxies) > 5:
+            dead += f" and {len(proxies) - 5} more"
         return (
             f"proxies: every proxy failed {self.options.dead_after} times in a row, "
             f"resting between: {dead}; check proxies.urls and their credentials"

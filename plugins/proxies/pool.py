@@ -99,35 +99,34 @@ class Pool:
         """Return a proxy for a request to ``host`` that has not ``tried`` it yet.
 
         If every such proxy rests, return the seconds until the first is back; None if
-        every proxy was tried.
+        every proxy was tried. Cheap with thousands of proxies: ``tried`` is short.
         """
-        now = self._clock()
-        others = [p for p in self.proxies if p not in tried]
-        if not others:
-            return None
-        ready = [p for p in others if p.until <= now]
-        if not ready:
-            return min(p.until for p in others) - now
-        if self.options.rotate == "random":
-            return self._choose(ready)
-        if self.options.rotate == "sticky_per_host":
+        now, rotate = self._clock(), self.options.rotate
+        if rotate == "sticky_per_host":
             given = self._sticky.get(host)
-            if given is not None and given in ready:
+            if given is not None and given.until <= now and given not in tried:
                 return given
-        proxy = self._next(ready)
-        if self.options.rotate == "sticky_per_host":
-            self._sticky[host] = proxy
-        return proxy
+        if rotate == "random":
+            ready = [p for p in self.proxies if p.until <= now and p not in tried]
+            proxy = self._choose(ready) if ready else None
+        else:
+            proxy = self._next(now, tried)
+        if proxy is not None:
+            if rotate == "sticky_per_host":
+                self._sticky[host] = proxy
+            return proxy
+        resting = [p.until for p in self.proxies if p not in tried]
+        return min(resting) - now if resting else None
 
-    def _next(self, ready: Sequence[Proxy]) -> Proxy:
-        """Round robin over the whole pool, skipping those not ready."""
+    def _next(self, now: float, tried: Sequence[Proxy]) -> Proxy | None:
+        """Round robin over the whole pool, skipping those resting or tried."""
         count = len(self.proxies)
         for step in range(count):
             proxy = self.proxies[(self._turn + step) % count]
-            if proxy in ready:
+            if proxy.until <= now and proxy not in tried:
                 self._turn = (self._turn + step + 1) % count
                 return proxy
-        return ready[0]  # unreachable: ready is a part of the pool
+        return None
 
     def judge(
         self, proxy: Proxy, epoch: int, verdict: Verdict, why: str, detail: str = ""
