@@ -83,6 +83,11 @@ def _headers(headers: Mapping[str, str]) -> Mapping[str, str]:
             raise ValueError(f"{name!r} is not a valid header name")
         if "\r" in value or "\n" in value or "\0" in value:
             raise ValueError(f"the value of {name} contains a line break")
+        if name.lower() == "proxy-authorization":  # inside an https tunnel, the site gets it
+            raise ValueError(
+                "Proxy-Authorization would reach the sites, not just the proxy; put the "
+                "credentials in the proxy's URL (proxies.urls, HTTP_PROXY)"
+            )
     return headers
 
 

@@ -102,6 +102,12 @@ def _addresses(raw: Any, source: Source, path: KeyPath) -> tuple[ProxyURL, ...]:
     return tuple(pool)
 
 
+def _refusal(status: int) -> int:
+    if not 400 <= status <= 599 or status == 407:
+        raise ValueError(f"{status} is not a status a site refuses with; give a 4xx or 5xx")
+    return status
+
+
 @dataclass(frozen=True)
 class Backoff:
     """How long a failed proxy rests."""
@@ -141,6 +147,7 @@ class ProxiesOptions:
     )
     ban_statuses: tuple[int, ...] = option(
         (403, 429),
+        each=_refusal,
         doc="Statuses that say a site refuses this proxy: the request is sent again at "
         "once through another, and `fail_after` of them in a row rest it.",
     )

@@ -59,6 +59,14 @@ def load(tmp_path: Path, section: str) -> ProxiesOptions:
             "proxies.rotate: must be one of 'round_robin', 'random', 'sticky_per_host'",
         ),
         ("proxies: {fail_after: 0}", "proxies.fail_after: must be at least 1, got 0"),
+        (
+            "proxies: {ban_statuses: [403, 200]}",
+            "proxies.ban_statuses[1]: 200 is not a status a site refuses with",
+        ),
+        (
+            "headers: {proxy-authorization: Basic Y3Jhd2xlcjpodW50ZXIy}",
+            "headers: Proxy-Authorization would reach the sites, not just the proxy",
+        ),
         ("proxies: {backoff: {base: -1}}", "proxies.backoff.base: must be at least 0, got -1"),
     ],
 )
