@@ -1,10 +1,11 @@
 """fw: a plugin-based asynchronous web-crawling framework.
 
 What plugin authors import: ``Spider``, ``Request``, ``Response``, ``hookimpl``, the base
-classes ``Exporter``, ``Middleware`` and ``ItemStep`` (with the ``ItemContext`` a step is
-given), the ``option`` helper for option schemas, ``Recording`` (the folder ``--record``
-writes, with ``Recorded`` and ``Entry``: what it holds), the control-flow exceptions, and
-``CrawlAborted`` to stop a crawl that cannot go on.
+classes ``Exporter``, ``Middleware``, ``ItemStep`` (with the ``ItemContext`` a step is
+given) and ``FetchLayer`` (with its ``FetchContext``), the ``option`` helper for option
+schemas, ``Recording`` (the folder ``--record`` writes, with ``Recorded`` and ``Entry``:
+what it holds), the control-flow exceptions, and ``CrawlAborted``, which stops a crawl
+that cannot go on (exit 1).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from framework.errors import (
     InvalidItem,
 )
 from framework.exporters import Exporter
+from framework.fetch.layers import FetchContext, FetchLayer
 from framework.fetch.recording import Entry, Recorded, Recording
 from framework.hookspecs import hookimpl
 from framework.http import NotSupported, Request, Response
@@ -38,7 +40,9 @@ __all__ = [
     "DropItem",
     "Entry",
     "Exporter",
+    "FetchContext",
     "FetchError",
+    "FetchLayer",
     "FormError",
     "FwError",
     "Handler",

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from framework.config.project import Project
     from framework.crawl.stats import Stats
     from framework.exporters import Exporter
+    from framework.fetch.layers import FetchLayer
     from framework.http import Parser, Request, Response
     from framework.items import ItemStep
     from framework.middleware import Middleware
@@ -139,6 +140,29 @@ def register_callbacks(register: Callable[..., None]) -> None:
         ``register(name, function, allowed_status={404})`` also hands responses with those
         HTTP statuses to it instead of counting them as failures, as a spider's
         ``allowed_status`` does.
+    :returns: Nothing; fw ignores the return value. What the plugin provides is what it
+        passes to ``register``.
+    """
+
+
+@hookspec
+def register_fetch_layers(register: Callable[[type[FetchLayer]], None]) -> None:
+    """Register fetch layers: plugins that fetch some requests themselves.
+
+    Called once at start-up; each registered class is instantiated once per crawl with
+    the options of its own section of the project file, opened when the crawl opens its
+    fetcher and closed with it. A layer sits below the middlewares and above fw's
+    downloader, inside ``--record`` and ``--replay``, so robots.txt, politeness, retries,
+    ``max_pages`` and the failures file treat what it fetches like any request, and a
+    recording replays its answers. Its ``fetch(request)`` answers a request (fw's
+    ``browser`` plugin renders pages in headless Chromium) or passes it to the layer
+    below; ``open(context)`` hands it that layer, the crawl's cookie jar and the
+    project. A middleware cannot do this: it is not opened or closed, sees no cookie
+    jar, and sits outside the recorder. The first layer registered is the outermost.
+    Not async.
+
+    :param register: Call ``register(FetchLayerClass)`` once per ``framework.FetchLayer``
+        subclass.
     :returns: Nothing; fw ignores the return value. What the plugin provides is what it
         passes to ``register``.
     """

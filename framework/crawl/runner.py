@@ -36,6 +36,7 @@ from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, UsageError
 from framework.fetch.credentials import warn_of_wide_credentials
 from framework.fetch.downloader import Downloader, DownloadSettings, Fetcher, user_agent
+from framework.fetch.layers import layered
 from framework.fetch.politeness import HostPolicy, Pace, Politeness, Throttler, Tuner
 from framework.fetch.recording import Recorder, Replayer
 from framework.fetch.retry import RetryPolicy
@@ -288,15 +289,14 @@ def _politeness(prepared: Prepared) -> Politeness:
 
 
 def _fetcher(prepared: Prepared, stats: Stats, stalls: Stalls) -> Fetcher:
-    """The network through aiohttp, recorded with ``--record``; a recording with ``--replay``."""
+    """The network through aiohttp below the fetch layers, recorded with ``--record``; a
+    recording with ``--replay`` (which needs no layer: it answers what they answered)."""
+    project, components = prepared.project, prepared.components
     if prepared.replay is not None:
-        return Replayer(
-            prepared.replay, prepared.components.parsers, prepared.project.max_response_size
-        )
-    downloader = Downloader(
-        DownloadSettings.of(prepared.project), prepared.components.parsers, stats, stalls
-    )
-    return Recorder(downloader, prepared.record) if prepared.record is not None else downloader
+        return Replayer(prepared.replay, components.parsers, project.max_response_size)
+    downloader = Downloader(DownloadSettings.of(project), components.parsers, stats, stalls)
+    fetcher = layered(downloader, components.fetch_layers, project, components.parsers)
+    return Recorder(fetcher, prepared.record) if prepared.record is not None else fetcher
 
 
 def _starts(prepared: Prepared, frontier: Frontier) -> Callable[[], CallbackResult]:

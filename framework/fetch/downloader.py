@@ -174,6 +174,12 @@ class Downloader:
         if self._session is not None:
             await self._session.close()
 
+    @property
+    def cookies(self) -> aiohttp.abc.AbstractCookieJar:
+        """The crawl's cookie jar, which fetch layers share (a headless browser's cookies)."""
+        assert self._session is not None, "use the downloader as an async context manager"
+        return self._session.cookie_jar
+
     async def fetch(self, request: Request) -> Response:
         """Fetch ``request`` without following redirects (the engine does, through dedup).
 
@@ -185,6 +191,8 @@ class Downloader:
         proxy = request.proxy
         if proxy is not None:
             _check_proxy(proxy)
+        if request.render:  # a fetch layer renders these, passing on ``render=False``
+            raise _not_rendered()
         try:
             # The time a blocking callback held the loop is not the server's.
             async with (
@@ -283,6 +291,14 @@ def _environment_matters() -> bool:
     """
     netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
     return bool(getproxies()) or netrc.is_file()
+
+
+def _not_rendered() -> FetchError:
+    return FetchError(
+        "not_rendered",
+        "Request(render=True), and no installed plugin renders pages: install fw's browser "
+        "extra (pip install 'fwcrawl[browser]') and do not disable its browser plugin",
+    )
 
 
 def _check_proxy(proxy: str) -> None:

@@ -1,4 +1,5 @@
-"""Build the spider, exporters and middlewares a project asks for, checking every reference.
+"""Build the spider, exporters, middlewares and fetch layers a project asks for, checking
+every reference.
 
 It also binds the callbacks plugins registered to the project they run for.
 
@@ -19,6 +20,7 @@ from framework.config.schema import build, did_you_mean, has_default, keys_of
 from framework.config.yamlfile import KeyPath, Source
 from framework.errors import ErrorList, PluginError, ProjectError, check_all, raised_at
 from framework.exporters import Exporter
+from framework.fetch.layers import FetchLayer
 from framework.fetch.parsers import Parsers
 from framework.hooks.manager import PluginManager, exited, hook_calls, project_plugin_name
 from framework.hooks.registry import Registry, section_schema
@@ -26,7 +28,15 @@ from framework.items import ItemStep
 from framework.middleware import Middleware
 from framework.spider import PluginCallbacks, Spider
 
-__all__ = ["Components", "ItemSteps", "assemble", "configure_plugins", "item_steps", "middlewares"]
+__all__ = [
+    "Components",
+    "ItemSteps",
+    "assemble",
+    "configure_plugins",
+    "fetch_layers",
+    "item_steps",
+    "middlewares",
+]
 
 T = TypeVar("T")
 
@@ -51,6 +61,8 @@ class Components:
     #: The callbacks plugins registered for their own requests (``register_callbacks``).
     callbacks: PluginCallbacks = dataclasses.field(default_factory=PluginCallbacks)
     items: ItemSteps = ItemSteps()
+    #: Below the middlewares, above the downloader: the first is the outermost.
+    fetch_layers: tuple[FetchLayer, ...] = ()
 
 
 def assemble(
@@ -81,9 +93,18 @@ def assemble(
         exporters = check_all(lambda _, spec: _exporter(spec, project, registry, append), specs)
     with errors.collect():
         wrappers = middlewares(project, registry)
+    with errors.collect():
+        layers = fetch_layers(project, registry)
     errors.raise_any()
     callbacks = PluginCallbacks(registry.callbacks, project)
-    return Components(spider, tuple(exporters), wrappers, registry.parsers, callbacks)
+    return Components(
+        spider,
+        tuple(exporters),
+        wrappers,
+        registry.parsers,
+        callbacks=callbacks,
+        fetch_layers=layers,
+    )
 
 
 def middlewares(project: Project, registry: Registry) -> tuple[Middleware, ...]:
@@ -132,6 +153,14 @@ def _call_step_hook(
         ) from exc
 
 
+def fetch_layers(project: Project, registry: Registry) -> tuple[FetchLayer, ...]:
+    """Build every registered fetch layer: each sees every fetch, in every crawl."""
+    classes = registry.fetch_layers.items()
+    return tuple(
+        check_all(lambda _, cls: _component(project, registry, "fetch_layers", cls), classes)
+    )
+
+
 def _spider(project: Project, registry: Registry) -> Spider:
     """Find the project's spider and start it with the options of its section."""
     source = project.error_source
@@ -146,10 +175,10 @@ def _component(
     project: Project,
     registry: Registry,
     kind: str,
-    component: type[Spider] | type[Middleware],
+    component: type[Spider] | type[Middleware] | type[FetchLayer],
     **kwargs: Any,
 ) -> Any:
-    """Start a spider or middleware with the options of the section named after it."""
+    """Start a spider, middleware or fetch layer with the options of the section named after it."""
     owner = registry.owners.get((kind, component.name), "?")
     _require_section(project, registry, owner)
     options = _options(component, project, kind, owner)
@@ -165,9 +194,13 @@ def _start(
     except Exception as exc:
         plugin = registry.owners.get((kind, name), "?")
         raise PluginError(
-            f"plugin '{plugin}': {kind[:-1]} '{name}' failed to start"
+            f"plugin '{plugin}': {_singular(kind)} '{name}' failed to start"
             f"{_at(raised_at(exc))}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _singular(kind: str) -> str:
+    return kind[:-1].replace("_", " ")  # "fetch_layers" -> "fetch layer"
 
 
 def _at(where: str | None) -> str:
@@ -211,6 +244,7 @@ def _require_section(project: Project, registry: Registry, plugin: str) -> None:
 def _check_sections(project: Project, registry: Registry, plugin_names: set[str]) -> None:
     """Every top-level key that is not a core key must name a plugin or something it provides."""
     owners = plugin_names | set(registry.spiders) | set(registry.middlewares)
+    owners |= set(registry.fetch_layers)
     known = [f.name for f in keys_of(Project)] + sorted(owners)
     errors = ErrorList()
     for key in project.sections:
@@ -226,7 +260,10 @@ def _check_sections(project: Project, registry: Registry, plugin_names: set[str]
 
 
 def _options(
-    component: type[Spider] | type[Middleware], project: Project, kind: str, owner: str
+    component: type[Spider] | type[Middleware] | type[FetchLayer],
+    project: Project,
+    kind: str,
+    owner: str,
 ) -> Any:
     """Return the options of the section named after ``component``, validated.
 
@@ -242,9 +279,9 @@ def _options(
     if _is_built(section):
         if component.Options not in (None, type(section)):
             raise PluginError(
-                f"plugin '{owner}': {kind[:-1]} '{name}' declares Options, and so does the "
+                f"plugin '{owner}': {_singular(kind)} '{name}' declares Options, and so does the "
                 f"plugin module that owns the section '{name}:'; one section has one "
-                f"schema: drop one, or write Options = <the module's> in the {kind[:-1]}"
+                f"schema: drop one, or write Options = <the module's> in the {_singular(kind)}"
             )
         return section
     if component.Options is not None:

@@ -1,4 +1,5 @@
-"""Collect what plugins register: spiders, exporters, parsers, middlewares and callbacks."""
+"""Collect what plugins register: spiders, exporters, parsers, middlewares, fetch layers
+and callbacks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.exporters import Exporter
+from framework.fetch.layers import FetchLayer
 from framework.fetch.parsers import Parsers
 from framework.hooks.manager import HookCall, PluginManager, exited, hook_calls
 from framework.middleware import Middleware
@@ -26,6 +28,7 @@ class Registry:
         self.spiders: dict[str, type[Spider]] = {}
         self.exporters: dict[str, type[Exporter]] = {}
         self.middlewares: dict[str, type[Middleware]] = {}
+        self.fetch_layers: dict[str, type[FetchLayer]] = {}
         self.parsers = Parsers()
         #: The callbacks plugins provide for their own requests, by name (``sitemaps:sitemap``).
         self.callbacks: dict[str, PluginCallback] = {}
@@ -48,6 +51,7 @@ class Registry:
             ("register_parsers", registry._add_parser),
             ("register_middlewares", registry._add_middleware),
             ("register_callbacks", registry._add_callback),
+            ("register_fetch_layers", registry._add_fetch_layer),
         ):
             for call in hook_calls(pm, hook):
                 try:
@@ -106,6 +110,10 @@ class Registry:
     def _add_middleware(self, plugin: str, middleware: Any) -> None:
         _require(middleware, Middleware, "name")
         self._keep("middlewares", middleware.name, middleware, plugin)
+
+    def _add_fetch_layer(self, plugin: str, layer: Any) -> None:
+        _require(layer, FetchLayer, "name")
+        self._keep("fetch_layers", layer.name, layer, plugin)
 
     def _add_parser(self, plugin: str, media_type: Any, parser: Any = None) -> None:
         if not isinstance(media_type, str) or not callable(parser):

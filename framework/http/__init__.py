@@ -47,8 +47,10 @@ class Request:
     JSON-serialisable for persistent frontiers. Higher ``priority`` is fetched first.
     ``proxy`` (``http://host:port``, credentials allowed) sends this request through that
     HTTP proxy, whatever the project's ``proxies:`` or the environment say; it is not part
-    of the request's identity (dedup). ``depth``, ``retries`` and ``redirects`` are kept by
-    the engine.
+    of the request's identity (dedup). ``render=True`` (or ``meta={"render": True}``) asks
+    for the page as a headless browser renders it, ``render=False`` for the page as
+    served; None leaves it to the project (``browser.render``); nor is it part of the
+    fingerprint. ``depth``, ``retries`` and ``redirects`` are kept by the engine.
     """
 
     __slots__ = (
@@ -63,6 +65,7 @@ class Request:
         "priority",
         "proxy",
         "redirects",
+        "render",
         "retries",
         "url",
     )
@@ -83,6 +86,7 @@ class Request:
         retries: int = 0,
         redirects: int = 0,
         proxy: str | None = None,
+        render: bool | None = None,
     ) -> None:
         if "#" in url:  # never sent: the page is the same with or without it
             url = url.partition("#")[0]
@@ -96,6 +100,10 @@ class Request:
         self.priority, self.meta, self.depth = priority, {} if meta is None else meta, depth
         self.dont_filter, self.retries, self.redirects = dont_filter, retries, redirects
         self.proxy = proxy
+        # Scrapy users say it in meta; the field is what fw reads.
+        if render is None and meta and meta.get("render") is not None:
+            render = bool(meta["render"])
+        self.render = render
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"

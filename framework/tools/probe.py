@@ -26,9 +26,10 @@ from framework.config.project import Project, load_project
 from framework.crawl.runner import load_plugins
 from framework.errors import CrawlAborted, FetchError, ProjectError, UsageError
 from framework.fetch.downloader import Downloader, DownloadSettings
+from framework.fetch.layers import FetchLayer, layered
 from framework.fetch.parsers import Parsers
 from framework.fetch.statuses import redirect_of
-from framework.hooks.components import assemble, middlewares
+from framework.hooks.components import assemble, fetch_layers, middlewares
 from framework.http import Request, Response
 from framework.http.urls import Offsite, site_of, unfetchable
 from framework.middleware import Middleware, chain, opened
@@ -53,6 +54,7 @@ class Probe:
     parsers: Parsers
     #: The callbacks plugins registered, which ``fw parse -c plugin:name`` may run too.
     callbacks: PluginCallbacks = NO_PLUGIN_CALLBACKS
+    fetch_layers: tuple[FetchLayer, ...] = ()
 
     @classmethod
     def load(
@@ -75,26 +77,23 @@ class Probe:
     def _build(cls, project: Project) -> Probe:
         project, pm, registry = load_plugins(project)
         if not project.spider:
-            return cls(project, None, middlewares(project, registry), registry.parsers)
+            layers = fetch_layers(project, registry)
+            wrappers = middlewares(project, registry)
+            return cls(project, None, wrappers, registry.parsers, fetch_layers=layers)
         names = [name for name, _ in pm.list_name_plugin() if name]
-        components = assemble(project, registry, names)
-        return cls(
-            project,
-            components.spider,
-            components.middlewares,
-            components.parsers,
-            components.callbacks,
-        )
+        c = assemble(project, registry, names)
+        return cls(project, c.spider, c.middlewares, c.parsers, c.callbacks, c.fetch_layers)
 
     async def fetch(self, url: str) -> Response:
         """Fetch ``url``, following redirects; raise ``FetchError`` if that fails."""
         project = self.project
         settings = DownloadSettings.of(project, concurrency=1)
+        downloader = Downloader(settings, self.parsers)
         async with (
-            Downloader(settings, self.parsers) as downloader,
+            layered(downloader, self.fetch_layers, project, self.parsers) as layers,
             opened(self.middlewares, project),
         ):
-            fetch = chain(self.middlewares, downloader.fetch, self.parsers.for_type)
+            fetch = chain(self.middlewares, layers.fetch, self.parsers.for_type)
             # Redirects stay where fw run would follow them: the project's allowed_domains,
             # else the site of the URL asked for.
             allowed = project.allowed_domains

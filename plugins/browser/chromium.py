@@ -1,0 +1,257 @@
+"""The crawl's headless Chromium: found, launched when first needed, launched again after a
+crash or a hang, with one shared context whose pages are reused."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from framework import CrawlAborted, Response
+
+from .options import INSTALL, BrowserOptions
+
+if TYPE_CHECKING:
+    from playwright.async_api import (
+        Browser,
+        BrowserContext,
+        CDPSession,
+        Page,
+        Playwright,
+        Route,
+    )
+    from playwright.async_api import Request as BrowserRequest
+
+__all__ = ["Chromium", "find_chromium"]
+
+log = logging.getLogger("fw.browser")
+
+#: Looked for on PATH when no executable_path is set, in this order.
+_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+#: Seconds a launch, a health check or a close may take before fw gives up on the browser.
+_LAUNCH_TIMEOUT, _CHECK_TIMEOUT, _CLOSE_TIMEOUT = 60.0, 5.0, 10.0
+
+
+def find_chromium(configured: str | None) -> str | None:
+    """Return the Chromium to launch; None means Playwright's own build."""
+    if configured is not None:
+        return configured
+    return next(filter(None, map(shutil.which, _NAMES)), None)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every page of the crawl shares: identity, cookies, blocked resources."""
+
+    user_agent: str
+    #: The project's own headers, sent with every request the browser makes.
+    headers: Mapping[str, str]
+    #: Keep one context for the crawl, cookies and all; else a new one per page.
+    shared: bool
+
+
+class Chromium:
+    """Launch, share, check and relaunch one headless Chromium.
+
+    ``page()`` hands out a tab, launching the browser if it is not running (first use,
+    or after a crash); ``done(page)`` takes it back for reuse, ``discard(page)`` closes it.
+    """
+
+    def __init__(self, options: BrowserOptions, setup: Setup) -> None:
+        self._options, self._setup = options, setup
+        self._blocked = frozenset(options.block)
+        self._lock = asyncio.Lock()
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._cdp: CDPSession | None = None
+        self._context: BrowserContext | None = None
+        self._idle: list[Page] = []
+        self._pid: int | None = None
+        #: The answer each tab's next navigation gets: the document fw fetched.
+        self.documents: dict[Page, Response] = {}
+        self.launches = 0
+        self.version = ""
+
+    # -- the browser ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Launch the browser now, if it does not run."""
+        await self._running()
+
+    async def _running(self) -> Browser:
+        async with self._lock:
+            if self._browser is None or not self._browser.is_connected():
+                await self._drop()
+                self._browser = await self._launch()
+            return self._browser
+
+    async def _launch(self) -> Browser:
+        try:
+            from playwright.async_api import Error, async_playwright
+        except ImportError:
+            raise CrawlAborted(
+                "browser: Playwright is not installed: pip install 'fwcrawl[browser]'"
+            ) from None
+        if self._playwright is None:
+            self._playwright = await async_playwright().start()
+        executable = find_chromium(self._options.executable_path)
+        try:
+            browser = await self._playwright.chromium.launch(
+                executable_path=executable,
+                headless=True,
+                args=["--disable-dev-shm-usage", *self._options.args],
+                timeout=_LAUNCH_TIMEOUT * 1000,
+            )
+        except Error as exc:
+            raise _no_launch(executable, exc) from exc
+        self.launches += 1
+        if self.launches > 1:
+            log.warning("browser: Chromium was gone (crashed, killed or hung); launched again")
+        self.version = browser.version
+        self._cdp = await browser.new_browser_cdp_session()
+        self._pid = await _browser_pid(self._cdp)
+        return browser
+
+    async def responsive(self) -> bool:
+        """Tell whether the browser still answers; a hung one is killed, to be relaunched."""
+        cdp = self._cdp
+        if cdp is None or self._browser is None or not self._browser.is_connected():
+            return False
+        try:
+            await asyncio.wait_for(cdp.send("Browser.getVersion"), _CHECK_TIMEOUT)
+        except Exception:
+            log.warning("browser: Chromium stopped answering; killing it")
+            self._kill()
+            return False
+        return True
+
+    def _kill(self) -> None:
+        if self._pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self._pid, signal.SIGKILL)
+
+    async def _drop(self) -> None:
+        """Let go of a browser that is gone or going; its pages went with it."""
+        self._idle.clear()
+        self.documents.clear()
+        self._context = self._cdp = None
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
+
+    async def close(self) -> None:
+        """Close the browser and Playwright."""
+        async with self._lock:
+            browser = self._browser
+            if browser is not None and browser.is_connected():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
+            await self._drop()
+            playwright, self._playwright = self._playwright, None
+            if playwright is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(playwright.stop(), _CLOSE_TIMEOUT)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the browser runs."""
+        return self._browser is not None and self._browser.is_connected()
+
+    # -- tabs -------------------------------------------------------------------------------
+
+    async def page(self) -> Page:
+        """Return a tab: an idle one of the shared context, or a new one."""
+        browser = await self._running()
+        while self._idle:
+            page = self._idle.pop()
+            if not page.is_closed():
+                return page
+        context = self._context if self._setup.shared else None
+        if context is None:
+            context = await self._new_context(browser)
+            if self._setup.shared:
+                self._context = context
+        return await context.new_page()
+
+    def done(self, page: Page) -> None:
+        """Take a tab back to reuse it (a tab of its own context is closed instead)."""
+        self.documents.pop(page, None)
+        if self._setup.shared and page.context is self._context and not page.is_closed():
+            self._idle.append(page)
+        else:
+            self.discard(page)
+
+    def discard(self, page: Page) -> None:
+        """Close a tab that failed, in the background: a hung one may take a while."""
+        self.documents.pop(page, None)
+        task = asyncio.ensure_future(_close_tab(page, not self._setup.shared))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    @property
+    def context(self) -> BrowserContext | None:
+        """The shared context, once a tab was opened."""
+        return self._context
+
+    async def _new_context(self, browser: Browser) -> BrowserContext:
+        context = await browser.new_context(
+            user_agent=self._setup.user_agent,
+            extra_http_headers=dict(self._setup.headers),
+        )
+        await context.route("**/*", self._route)
+        return context
+
+    async def _route(self, route: Route, request: BrowserRequest) -> None:
+        """Answer a tab's navigation with the document fw fetched; block unwanted types."""
+        try:
+            if request.resource_type in self._blocked:
+                await route.abort("blockedbyclient")
+            elif document := self._document_for(request):
+                await route.fulfill(
+                    status=document.status, headers=_served(document.headers), body=document.body
+                )
+            else:
+                await route.continue_()
+        except Exception as exc:  # the tab closed meanwhile: nobody waits for the answer
+            log.debug("browser: routing %s: %s", request.url, exc)
+
+    def _document_for(self, request: BrowserRequest) -> Response | None:
+        """The document for a tab's first navigation, which fw fetched itself."""
+        if not request.is_navigation_request():
+            return None
+        frame = request.frame
+        if frame.parent_frame is not None:
+            return None
+        return self.documents.pop(frame.page, None)
+
+
+def _served(headers: Mapping[str, str]) -> dict[str, str]:
+    """The document's headers as the browser should see them: the body is decoded."""
+    dropped = {"content-length", "content-encoding", "transfer-encoding", "set-cookie"}
+    return {name: value for name, value in headers.items() if name.lower() not in dropped}
+
+
+async def _close_tab(page: Page, with_context: bool) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(page.close(run_before_unload=False), _CLOSE_TIMEOUT)
+        if with_context:
+            await asyncio.wait_for(page.context.close(), _CLOSE_TIMEOUT)
+
+
+async def _browser_pid(cdp: CDPSession) -> int | None:
+    """The browser process's id, to kill it if it hangs."""
+    info: Any = await cdp.send("SystemInfo.getProcessInfo")
+    return next((p["id"] for p in info["processInfo"] if p["type"] == "browser"), None)
+
+
+def _no_launch(executable: str | None, error: Exception) -> CrawlAborted:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if executable is None:
+        return CrawlAborted(f"browser: no Chromium found ({first}); {INSTALL}")
+    return CrawlAborted(f"browser: cannot launch {executable}: {first}")

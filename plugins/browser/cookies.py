@@ -1,0 +1,84 @@
+"""Keep the browser's cookies and fw's cookie jar the same, both ways."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from email.utils import formatdate
+from http.cookies import Morsel
+from typing import TYPE_CHECKING, Any
+
+from yarl import URL
+
+if TYPE_CHECKING:
+    from aiohttp.abc import AbstractCookieJar
+    from playwright.async_api import BrowserContext
+
+__all__ = ["CookieSync"]
+
+#: A cookie's identity: domain (a leading dot for a domain cookie), path, name.
+Key = tuple[str, str, str]
+
+
+class CookieSync:
+    """Copy cookies new to one side to the other, remembering what each side was told."""
+
+    def __init__(self, jar: AbstractCookieJar) -> None:
+        self._jar = jar
+        self._known: dict[Key, str] = {}
+
+    async def to_browser(self, context: BrowserContext) -> None:
+        """Give the browser the cookies fw's jar holds that it does not have yet."""
+        new = [c for c in _of_jar(self._jar) if self._known.get(_key(c)) != c["value"]]
+        if new:
+            await context.add_cookies(new)  # type: ignore[arg-type]
+            self._known.update((_key(c), c["value"]) for c in new)
+
+    async def to_jar(self, context: BrowserContext) -> None:
+        """Put the cookies the browser set (by HTTP or by script) into fw's jar."""
+        for cookie in await context.cookies():
+            key = _key(cookie)
+            if self._known.get(key) != cookie["value"]:
+                self._known[key] = cookie["value"]
+                _store(self._jar, cookie)
+
+
+def _key(cookie: Mapping[str, Any]) -> Key:
+    return (cookie["domain"], cookie["path"], cookie["name"])
+
+
+def _of_jar(jar: AbstractCookieJar) -> Iterable[dict[str, Any]]:
+    """The jar's cookies as Playwright takes them."""
+    host_only: set[tuple[str, str]] = getattr(
+        jar, "_host_only_cookies", set()
+    )  # aiohttp keeps no public flag
+    for morsel in jar:
+        domain = morsel["domain"]
+        if domain and (domain, morsel.key) not in host_only and not _is_ip(domain):
+            domain = "." + domain
+        yield {
+            "name": morsel.key,
+            "value": morsel.value,
+            "domain": domain,
+            "path": morsel["path"] or "/",
+            "secure": bool(morsel["secure"]),
+            "httpOnly": bool(morsel["httponly"]),
+        }
+
+
+def _store(jar: AbstractCookieJar, cookie: Mapping[str, Any]) -> None:
+    morsel: Morsel[str] = Morsel()
+    morsel.set(cookie["name"], cookie["value"], cookie["value"])
+    morsel["path"] = cookie["path"]
+    domain = cookie["domain"]
+    if domain.startswith("."):
+        morsel["domain"] = domain[1:]
+    if cookie.get("expires", -1) > 0:
+        morsel["expires"] = formatdate(cookie["expires"], usegmt=True)
+    morsel["secure"] = cookie.get("secure", False)
+    morsel["httponly"] = cookie.get("httpOnly", False)
+    scheme = "https" if cookie.get("secure") else "http"
+    jar.update_cookies({cookie["name"]: morsel}, URL.build(scheme=scheme, host=domain.lstrip(".")))
+
+
+def _is_ip(host: str) -> bool:
+    return host.replace(".", "").isdigit() or ":" in host
