@@ -173,11 +173,12 @@ class Chromium:
             page = self._idle.pop()
             if not page.is_closed():
                 return page
-        context = self._context if self._setup.shared else None
-        if context is None:
-            context = await self._new_context(browser)
-            if self._setup.shared:
-                self._context = context
+        if not self._setup.shared:
+            return await (await self._new_context(browser)).new_page()
+        async with self._lock:  # one shared context, however many tabs open at once
+            if self._context is None:
+                self._context = await self._new_context(browser)
+            context = self._context
         return await context.new_page()
 
     def done(self, page: Page) -> None:

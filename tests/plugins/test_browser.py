@@ -139,3 +139,124 @@ async def test_infinite_scroll_loads_more_with_scroll_and_stops_when_the_page_st
     # 4 scrolls load everything; the fifth finds the page no longer grows and stops.
     assert items["scroll?n=99"]["products"] == [f"Item {n}" for n in range(SCROLL_TOTAL)]
     assert len(items["scroll?n=a"]["products"]) == 30
+
+
+# -------------------------------------------------------------------------------------------
+# Pages that never settle, and browsers that crash or hang
+# -------------------------------------------------------------------------------------------
+
+
+async def test_a_page_that_never_settles_is_a_counted_timeout_and_the_crawl_goes_on(
+    shop: tuple[BrowserSite, str], tmp_path: Path
+) -> None:
+    _, base = shop
+    idle = {"browser": {"wait_until": "networkidle"}}
+    stats, items = await crawl_asks(
+        tmp_path,
+        [
+            {"url": f"{base}/never?idle", "render": True, "meta": idle},
+            {"url": f"{base}/never?selector", "render": True, "meta": {"browser": {"wait_for": ".product"}}},
+            {"url": f"{base}/busy", "render": True},
+            {"url": f"{base}/js/", "render": True, "meta": {"browser": {"wait_for": ".product"}}},
+        ],
+        "{timeout: 4, concurrency: 4}",
+    )
+    assert stats.errors == {"render_timeout": 3}
+    assert list(items) == ["js/"]  # the good page rendered beside the hung ones
+    assert items["js/"]["products"] == [name for name, _ in PRODUCTS[1]]
+
+
+async def test_a_render_timeout_is_retried_and_listed_in_the_failures_file(
+    shop: tuple[BrowserSite, str], tmp_path: Path
+) -> None:
+    _, base = shop
+    project = asks_project(
+        tmp_path,
+        [{"url": f"{base}/never", "render": True, "meta": {"browser": {"wait_for": ".product"}}}],
+        "{timeout: 1}",
+    )
+    done = await run_fw("run", str(project), "-s", "retries=1", "-s", "backoff.base=0", timeout=90)
+    assert done.returncode == 1, done.stderr  # nothing at all was fetched: exit 1, as ever
+    assert "render_timeout" in done.stderr
+    assert "waited 1s for '.product' to be on the page" in done.stderr
+    listed = read_jsonl(tmp_path / "project.failures.jsonl")
+    assert [(line["request"]["url"], line["request"]["render"]) for line in listed] == [
+        (f"{base}/never", True)
+    ]
+    assert shop[0].served["/never"] == 2  # tried, and retried once
+
+
+def browser_processes() -> list[int]:
+    """The Chromium browser processes this test process started (not its helpers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            todo.append(pid)
+            try:
+                # Chromium's helpers rewrite their command line as one string: split both ways.
+                argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            words = argv.split()
+            if b"--headless" in words and not any(w.startswith(b"--type=") for w in words):
+                found.append(pid)
+    return found
+
+
+async def crash_midway(
+    shop: tuple[BrowserSite, str], tmp_path: Path, hurt: Callable[[int], None], timeout: str
+) -> tuple[Stats, dict[str, dict[str, Any]]]:
+    """Crawl 12 JS pages, doing ``hurt`` to Chromium once the site served 4 of them."""
+    site, base = shop
+    asks = [
+        {"url": f"{base}/js/?n={n}", "render": True, "meta": {"browser": {"wait_for": ".product"}}}
+        for n in range(12)
+    ]
+
+    async def hurt_when_busy() -> None:
+        async with asyncio.timeout(60):
+            while site.served["/api/products"] < 4:
+                await asyncio.sleep(0.01)
+        (pid,) = browser_processes()
+        hurt(pid)
+
+    hurting = asyncio.create_task(hurt_when_busy())
+    result = await crawl_asks(tmp_path, asks, f"{{concurrency: 2, timeout: {timeout}}}")
+    await hurting
+    return result
+
+
+async def test_chromium_killed_mid_crawl_fails_its_pages_and_is_launched_again(
+    shop: tuple[BrowserSite, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "fw")
+    stats, items = await crash_midway(
+        shop, tmp_path, lambda pid: os.kill(pid, signal.SIGKILL), timeout="20"
+    )
+    crashed = stats.errors["browser_crashed"]
+    assert 1 <= crashed <= 2  # the pages in its tabs at the time
+    assert set(stats.errors) == {"browser_crashed"}
+    assert len(items) == 12 - crashed  # every other page rendered, before and after
+    assert all(item["products"] == ["Lamp", "Kettle", "Rug"] for item in items.values())
+    assert "launched again" in caplog.text
+    assert "launched again 1 times" in caplog.text
+
+
+async def test_a_hung_chromium_is_killed_and_launched_again(
+    shop: tuple[BrowserSite, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "fw")
+    stats, items = await crash_midway(
+        shop, tmp_path, lambda pid: os.kill(pid, signal.SIGSTOP), timeout="3"
+    )
+    assert set(stats.errors) == {"browser_crashed"}
+    assert len(items) == 12 - stats.errors["browser_crashed"]
+    assert "Chromium stopped answering; killing it" in caplog.text
+    assert not browser_processes()  # the stopped one was killed, the new one closed
