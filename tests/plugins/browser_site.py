@@ -97,6 +97,12 @@ class BrowserSite:
     def __init__(self) -> None:
         self.served: Counter[str] = Counter()
         self.cookies: list[dict[str, str]] = []
+        self._changed = asyncio.Condition()
+
+    async def wait_served(self, path: str, times: int) -> None:
+        """Return once ``path`` was asked for ``times`` times."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.served[path] >= times)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._count])
@@ -121,12 +127,15 @@ class BrowserSite:
 
     @web.middleware
     async def _count(self, request: web.Request, handler: object) -> web.StreamResponse:
-        self.served[request.path] += 1
+        async with self._changed:
+            self.served[request.path] += 1
+            self._changed.notify_all()
         return await handler(request)  # type: ignore[operator, no-any-return]
 
     async def _static(self, request: web.Request) -> web.Response:
         page = 2 if request.path.endswith("page2") else 1
-        body = f'<html><head><title>Shop</title></head><body><div id="main">{product_html(page)}</div></body></html>'
+        main = f'<div id="main">{product_html(page)}</div>'
+        body = f"<html><head><title>Shop</title></head><body>{main}</body></html>"
         return web.Response(text=body, content_type="text/html")
 
     async def _js(self, request: web.Request) -> web.Response:
@@ -136,9 +145,7 @@ class BrowserSite:
     async def _products(self, request: web.Request) -> web.Response:
         page = int(request.query["page"])
         products = [{"name": name, "price": price} for name, price in PRODUCTS[page]]
-        return web.json_response(
-            {"products": products, "next": "/js/page2" if page == 1 else None}
-        )
+        return web.json_response({"products": products, "next": "/js/page2" if page == 1 else None})
 
     async def _scroll_page(self, request: web.Request) -> web.Response:
         return web.Response(text=_shell(1, _SCROLL), content_type="text/html")

@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 import pytest
-
 from fwcrawl_plugins.browser.chromium import find_chromium
 
 _MISSING: list[str] = []

@@ -13,14 +13,12 @@ from typing import Any
 
 import pytest
 
-from framework.crawl import runner
 from framework.crawl.stats import Stats
-from framework.errors import ProjectError
 from tests.conftest import Serve, crawl, read_jsonl, run_fw, write_project
 from tests.plugins.browser_site import PRODUCTS, SCROLL_TOTAL, BrowserSite
 
 #: A spider that asks for the requests a test lists, each with its own render and meta.
-SPIDER = '''
+SPIDER = """
 import json
 from framework import Request, Spider, hookimpl
 
@@ -44,7 +42,7 @@ class Asks(Spider):
 @hookimpl
 def register_spiders(register):
     register(Asks)
-'''
+"""
 
 
 @pytest.fixture
@@ -128,7 +126,9 @@ async def test_infinite_scroll_loads_more_with_scroll_and_stops_when_the_page_st
             {
                 "url": f"{base}/scroll?n=a",
                 "render": True,
-                "meta": {"browser": {"actions": [{"scroll": 2}, {"wait_for": ".product + .product"}]}},
+                "meta": {
+                    "browser": {"actions": [{"scroll": 2}, {"wait_for": ".product + .product"}]}
+                },
             },
         ],
         "{wait_for: .product, scroll_wait: 3}",
@@ -151,13 +151,14 @@ async def test_a_page_that_never_settles_is_a_counted_timeout_and_the_crawl_goes
 ) -> None:
     _, base = shop
     idle = {"browser": {"wait_until": "networkidle"}}
+    products = {"browser": {"wait_for": ".product"}}
     stats, items = await crawl_asks(
         tmp_path,
         [
             {"url": f"{base}/never?idle", "render": True, "meta": idle},
-            {"url": f"{base}/never?selector", "render": True, "meta": {"browser": {"wait_for": ".product"}}},
+            {"url": f"{base}/never?selector", "render": True, "meta": products},
             {"url": f"{base}/busy", "render": True},
-            {"url": f"{base}/js/", "render": True, "meta": {"browser": {"wait_for": ".product"}}},
+            {"url": f"{base}/js/", "render": True, "meta": products},
         ],
         "{timeout: 4, concurrency: 4}",
     )
@@ -222,8 +223,7 @@ async def crash_midway(
 
     async def hurt_when_busy() -> None:
         async with asyncio.timeout(60):
-            while site.served["/api/products"] < 4:
-                await asyncio.sleep(0.01)
+            await site.wait_served("/api/products", 4)
         (pid,) = browser_processes()
         hurt(pid)
 
