@@ -100,9 +100,7 @@ def section_tables(page: str) -> str:
         name = found[2]
         if name not in schemas:
             raise LookupError(f"no installed plugin {name!r} declares Options")
-        rows = [_row(*key) for key in _keys(schemas[name], f"{name}.")]
-        header = ["| Key | Type | Default | Meaning |", "| --- | --- | --- | --- |"]
-        return found[1] + "\n".join([*header, *rows]) + "\n" + found[3]
+        return found[1] + options_table(schemas[name], f"{name}.") + found[3]
 
     return _SECTION.sub(table, page)
 
@@ -156,7 +154,6 @@ def _yaml(value: Any) -> str:
 
 
 PAGES: dict[str, Callable[[], str]] = {"hooks.md": hooks_page, "project.md": project_page}
-
 
 def main(argv: list[str] | None = None) -> int:
     """Write the generated pages into ``docs/`` (or the folder given)."""

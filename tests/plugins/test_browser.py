@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -81,31 +82,32 @@ async def crawl_asks(
 # What a rendered page gives
 # -------------------------------------------------------------------------------------------
 
-RULES = """
-spider: rules
-start_urls: [{start}]
-rules:
-  follow: [a.next]
-  items:
-    - each: div.product
-      fields: {{name: h2::text, price: {{css: .price::text, type: float}}}}
-"""
+DOC = (Path(__file__).parents[2] / "docs" / "browser.md").read_text(encoding="utf-8")
+#: The project docs/browser.md shows, and the command it runs it with.
+SHOP = re.search(r"```yaml\n(spider: rules\n.*?)```", DOC, re.DOTALL).group(1)  # type: ignore[union-attr]
+COMMAND = "fw run shop.yaml -o items.jsonl"
 
 
 async def test_fw_run_renders_a_js_only_page_into_the_items_of_its_static_twin(
     shop: tuple[BrowserSite, str], tmp_path: Path
 ) -> None:
     site, base = shop
+    assert COMMAND in DOC
+    rendered = SHOP.replace("http://127.0.0.1:8080", base)
+    unrendered = re.sub(r"browser:\n(  .*\n)+", "", rendered)
     exports = {}
-    for name, start, extra in [
-        ("static", f"{base}/static/", ""),
-        ("unrendered", f"{base}/js/", ""),
-        ("rendered", f"{base}/js/", "browser: {render: ['127.0.0.1'], wait_for: .product}\n"),
+    for name, text in [
+        ("static", unrendered.replace("/js/", "/static/")),
+        ("unrendered", unrendered),
+        ("rendered", rendered),
     ]:
-        project = write_project(tmp_path, RULES.format(start=start) + extra, f"{name}.yaml")
-        done = await run_fw("run", str(project), "-o", str(tmp_path / f"{name}.jsonl"), timeout=90)
+        folder = tmp_path / name
+        folder.mkdir()
+        write_project(folder, text, "shop.yaml")
+        done = await run_fw(*COMMAND.split()[1:], cwd=folder, timeout=90)
         assert done.returncode == 0, done.stderr
-        exports[name] = sorted(json.dumps(i) for i in read_jsonl(tmp_path / f"{name}.jsonl"))
+        exports[name] = sorted(json.dumps(i) for i in read_jsonl(folder / "items.jsonl"))
+    assert "browser:" not in unrendered
     assert len(exports["static"]) == sum(map(len, PRODUCTS.values()))
     assert exports["unrendered"] == []  # the page's HTML holds no product
     assert exports["rendered"] == exports["static"]

@@ -24,6 +24,14 @@ def test_generated_references_match_the_code(name: str) -> None:
     )
 
 
+@pytest.mark.parametrize("page", sorted(DOCS.glob("*.md")), ids=lambda path: path.name)
+def test_generated_options_tables_match_the_plugins(page: Path) -> None:
+    written = page.read_text(encoding="utf-8")
+    assert written == docs.section_tables(written), (
+        f"docs/{page.name}'s options are out of date: run python -m framework.tools.docs"
+    )
+
+
 def test_every_hook_is_in_the_hook_reference() -> None:
     page = (DOCS / "hooks.md").read_text(encoding="utf-8")
     hooks = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "fw_spec")]
