@@ -213,23 +213,21 @@ class Chromium:
         try:
             if request.resource_type in self._blocked:
                 await route.abort("blockedbyclient")
-            elif document := self._document_for(request):
+            elif not _is_page_load(request):
+                await route.continue_()
+            elif document := self.documents.pop(request.frame.page, None):
                 await route.fulfill(
                     status=document.status, headers=_served(document.headers), body=document.body
                 )
-            else:
-                await route.continue_()
+            else:  # a script navigating away: fw fetches pages itself, politely, or not at all
+                await route.fulfill(status=204)  # which browsers do not navigate to
         except Exception as exc:  # the tab closed meanwhile: nobody waits for the answer
             log.debug("browser: routing %s: %s", request.url, exc)
 
-    def _document_for(self, request: BrowserRequest) -> Response | None:
-        """The document for a tab's first navigation, which fw fetched itself."""
-        if not request.is_navigation_request():
-            return None
-        frame = request.frame
-        if frame.parent_frame is not None:
-            return None
-        return self.documents.pop(frame.page, None)
+
+def _is_page_load(request: BrowserRequest) -> bool:
+    """Whether ``request`` loads a tab's document (not a frame's, not a resource)."""
+    return request.is_navigation_request() and request.frame.parent_frame is None
 
 
 def _served(headers: Mapping[str, str]) -> dict[str, str]:

@@ -8,7 +8,9 @@
 - ``/never``: a page whose script polls the server forever (never network-idle) and
   never shows ``.product``;
 - ``/busy``: a page whose script never returns (a busy loop);
-- ``/cookie``: a script sets a cookie; ``/whoami`` echoes the cookies it was sent.
+- ``/cookie``: a script sets a cookie; ``/whoami`` echoes the cookies it was sent;
+- ``/pictures``: a page with an image, a font and a video (``/media/...``);
+- ``/away``: a script that navigates to ``/static/`` once the page loaded.
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ class BrowserSite:
             "/cookie": self._cookie,
             "/whoami": self._whoami,
             "/robots.txt": self._robots,
+            "/pictures": self._pictures,
+            "/media/{name}": self._media,
+            "/away": self._away,
+            "/private": self._static,
         }
         for path, handler in routes.items():
             app.router.add_get(path, handler)
@@ -179,6 +185,23 @@ class BrowserSite:
     async def _whoami(self, request: web.Request) -> web.Response:
         self.cookies.append(dict(request.cookies))
         return web.Response(text=json.dumps(dict(request.cookies)), content_type="text/html")
+
+    async def _pictures(self, request: web.Request) -> web.Response:
+        body = (
+            "<style>@font-face { font-family: f; src: url(/media/f.woff2); }"
+            "body { font-family: f; }</style>"
+            '<div class="product"><h2>Pictures</h2></div><img src="/media/a.png">'
+            '<video src="/media/v.mp4" autoplay muted></video>'
+        )
+        return web.Response(text=_shell(1, body), content_type="text/html")
+
+    async def _media(self, request: web.Request) -> web.Response:
+        return web.Response(body=b"\0" * 100, content_type="application/octet-stream")
+
+    async def _away(self, request: web.Request) -> web.Response:
+        away = "<script>setTimeout(() => { location.href = '/static/'; }, 50);</script>"
+        script = f"<div class=product><h2>Away</h2></div>{away}"
+        return web.Response(text=_shell(1, script), content_type="text/html")
 
     async def _robots(self, request: web.Request) -> web.Response:
         return web.Response(text="User-agent: *\nDisallow: /private\n", content_type="text/plain")

@@ -52,9 +52,11 @@ async def shop(serve: Serve, chromium: str) -> tuple[BrowserSite, str]:
     return site, await serve(site.app())
 
 
-def asks_project(directory: Path, asks: list[dict[str, Any]], browser: str = "{}") -> Path:
+def asks_project(
+    directory: Path, asks: list[dict[str, Any]], browser: str = "{}", extra: str = ""
+) -> Path:
     (directory / "asks.py").write_text(SPIDER, encoding="utf-8")
-    return write_project(
+    project = write_project(
         directory,
         f"""
         spider: asks
@@ -67,13 +69,16 @@ def asks_project(directory: Path, asks: list[dict[str, Any]], browser: str = "{}
         exporters: [{{path: items.jsonl}}]
         """,
     )
+    with project.open("a", encoding="utf-8") as file:
+        file.write(extra)
+    return project
 
 
 async def crawl_asks(
-    directory: Path, asks: list[dict[str, Any]], browser: str = "{}"
+    directory: Path, asks: list[dict[str, Any]], browser: str = "{}", extra: str = ""
 ) -> tuple[Stats, dict[str, dict[str, Any]]]:
     """Crawl the asked requests; return the stats and the items by URL path."""
-    stats = await crawl(asks_project(directory, asks, browser))
+    stats = await crawl(asks_project(directory, asks, browser, extra))
     items = read_jsonl(directory / "items.jsonl")
     return stats, {item["url"].split("/", 3)[3]: item for item in items}
 
@@ -262,3 +267,127 @@ async def test_a_hung_chromium_is_killed_and_launched_again(
     assert len(items) == 12 - stats.errors["browser_crashed"]
     assert "Chromium stopped answering; killing it" in caplog.text
     assert not browser_processes()  # the stopped one was killed, the new one closed
+
+
+# -------------------------------------------------------------------------------------------
+# Cookies, blocked resources, files, and what fw decides before the browser sees a page
+# -------------------------------------------------------------------------------------------
+
+
+async def test_cookies_go_both_ways_between_fws_jar_and_the_browser(
+    shop: tuple[BrowserSite, str], tmp_path: Path
+) -> None:
+    site, base = shop
+    stats, items = await crawl_asks(
+        tmp_path,
+        [
+            {"url": f"{base}/cookie", "render": True, "meta": {"browser": {"wait_for": ".done"}}},
+            {"url": f"{base}/whoami"},  # fetched over aiohttp, after (one request at a time)
+        ],
+        extra="concurrency: {total: 1}\n",
+    )
+    assert stats.errors == {}
+    # The document's Set-Cookie reached the page's script (jar -> browser): it saw
+    # "from_http=h1", 12 characters; the script's cookie reached the jar (browser -> jar).
+    assert site.cookies == [{"from_http": "h1", "from_js": "12"}]
+    assert json.loads(items["whoami"]["text"]) == {"from_http": "h1", "from_js": "12"}
+
+
+@pytest.mark.parametrize(
+    ("block", "loaded"),
+    [(None, set()), ("[]", {"a.png", "f.woff2", "v.mp4"}), ("[image]", {"f.woff2", "v.mp4"})],
+)
+async def test_images_fonts_and_media_are_not_loaded_unless_asked(
+    shop: tuple[BrowserSite, str], tmp_path: Path, block: str | None, loaded: set[str]
+) -> None:
+    site, base = shop
+    settings = "{wait: 1}" if block is None else f"{{wait: 1, block: {block}}}"
+    stats, items = await crawl_asks(
+        tmp_path, [{"url": f"{base}/pictures", "render": True}], settings
+    )
+    assert stats.errors == {}
+    assert items["pictures"]["products"] == ["Pictures"]
+    asked = {path.removeprefix("/media/") for path in site.served if path.startswith("/media/")}
+    assert asked == loaded
+
+
+async def test_screenshots_and_pdfs_are_stored_as_files_named_in_meta(
+    shop: tuple[BrowserSite, str], tmp_path: Path
+) -> None:
+    _, base = shop
+    products = {"wait_for": ".product"}
+    stats, items = await crawl_asks(
+        tmp_path,
+        [
+            {"url": f"{base}/js/", "render": True, "meta": {"browser": products}},
+            {"url": f"{base}/js/page2", "render": True, "meta": {"browser": {"pdf": True}}},
+        ],
+        "{screenshot: true, wait_for: .product, files: shots}",
+    )
+    assert stats.errors == {}
+    first, second = items["js/"]["meta"], items["js/page2"]["meta"]
+    assert set(first) == {"screenshot"}
+    assert set(second) == {"screenshot", "pdf"}
+    for path in [first["screenshot"], second["screenshot"], second["pdf"]]:
+        assert Path(path).parent == tmp_path / "shots"
+    assert Path(first["screenshot"]).read_bytes().startswith(b"\x89PNG")
+    assert Path(second["pdf"]).read_bytes().startswith(b"%PDF")
+    assert first["screenshot"] != second["screenshot"]
+    assert not list((tmp_path / "shots").glob(".*"))  # no half-written file left
+
+
+async def test_robots_txt_and_dedup_apply_to_rendered_requests(
+    shop: tuple[BrowserSite, str], tmp_path: Path
+) -> None:
+    site, base = shop
+    project = asks_project(
+        tmp_path,
+        [
+            {"url": f"{base}/private", "render": True},
+            {"url": f"{base}/static/", "render": True},
+            {"url": f"{base}/static/", "meta": {"render": True}},  # the same page: deduplicated
+        ],
+    )
+    text = project.read_text(encoding="utf-8").replace("robots: ignore", "robots: obey")
+    project.write_text(text, encoding="utf-8")
+    (tmp_path / "asks.py").write_text(SPIDER.replace("dont_filter=True", ""), encoding="utf-8")
+    stats = await crawl(project)
+    assert site.served["/private"] == 0
+    assert site.served["/static/"] == 1
+    assert stats.filtered["robots"] == 1
+    assert stats.errors == {}
+    assert [item["products"][:1] for item in read_jsonl(tmp_path / "items.jsonl")] == [["Lamp"]]
+
+
+async def test_a_script_cannot_take_the_browser_to_a_page_fw_did_not_fetch(
+    shop: tuple[BrowserSite, str], tmp_path: Path
+) -> None:
+    site, base = shop
+    # The wait outlasts the script's timer: the tab is asked to leave while fw waits.
+    stats, items = await crawl_asks(
+        tmp_path, [{"url": f"{base}/away", "render": True}], "{wait: 0.5}"
+    )
+    assert stats.errors == {}
+    assert items["away"]["products"] == ["Away"]
+    assert site.served["/static/"] == 0
+
+
+async def test_no_chromium_stops_the_crawl_saying_what_to_install(
+    shop: tuple[BrowserSite, str], tmp_path: Path
+) -> None:
+    _, base = shop
+    project = asks_project(tmp_path, [{"url": f"{base}/js/"}], "{render: ['127.0.0.1']}")
+    env = {"PATH": str(tmp_path / "bin"), "PLAYWRIGHT_BROWSERS_PATH": str(tmp_path / "none")}
+    done = await run_fw("run", str(project), env=env, timeout=90)
+    assert done.returncode == 1, done.stderr
+    assert "browser: no Chromium found" in done.stderr
+    assert "apt-get install chromium" in done.stderr
+    assert shop[0].served["/js/"] == 0  # nothing fetched before the browser was there
+
+
+async def test_a_bad_executable_path_is_a_project_error(tmp_path: Path) -> None:
+    project = asks_project(tmp_path, [], "{executable_path: ./no-such-chrome}")
+    done = await run_fw("check", str(project), timeout=60)
+    assert done.returncode == 2
+    assert f"{project}:7: browser.executable_path: " in done.stderr
+    assert "no-such-chrome is not an executable file: install Chromium" in done.stderr
