@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -391,3 +392,16 @@ async def test_a_bad_executable_path_is_a_project_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"{project}:7: browser.executable_path: " in done.stderr
     assert "no-such-chrome is not an executable file: install Chromium" in done.stderr
+
+
+def test_the_install_commands_the_docs_show_name_the_real_extra_and_package() -> None:
+    root = Path(__file__).parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["name"] == "fwcrawl"
+    assert any(r.startswith("playwright") for r in project["optional-dependencies"]["browser"])
+    assert project["entry-points"]["fw"]["browser"] == "fwcrawl_plugins.browser"
+    assert "pip install 'fwcrawl[browser]'" in DOC
+    assert "apt-get install chromium" in DOC
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    assert "apt-get install -y -q chromium" in ci
+    assert "FW_REQUIRE_BROWSER=1" in ci
