@@ -75,7 +75,10 @@ class BrowserLayer(FetchLayer):
             return await self.context.fetch(request)
         document = await self.context.fetch(request.replace(render=False))
         if not 200 <= document.status < 300 or document.media_type not in _HTML:
-            return document  # a redirect, an error page, a PDF: fw handles it as fetched
+            # A redirect, an error page, a PDF: fw handles it as fetched, answering the
+            # request as asked (its redirect is rendered too).
+            document.request = request
+            return document
         options = self._page
         if "browser" in request.meta:
             options = page_options(self._page, request.meta["browser"])

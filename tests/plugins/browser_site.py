@@ -10,6 +10,7 @@
 - ``/busy``: a page whose script never returns (a busy loop);
 - ``/cookie``: a script sets a cookie; ``/whoami`` echoes the cookies it was sent;
 - ``/pictures``: a page with an image, a font and a video (``/media/...``);
+- ``/go``: a redirect to ``/js/``;
 - ``/away``: a script that navigates to ``/static/`` once the page loaded.
 """
 
@@ -126,6 +127,7 @@ class BrowserSite:
             "/media/{name}": self._media,
             "/away": self._away,
             "/private": self._static,
+            "/go": self._go,
         }
         for path, handler in routes.items():
             app.router.add_get(path, handler)
@@ -202,6 +204,9 @@ class BrowserSite:
         away = "<script>setTimeout(() => { location.href = '/static/'; }, 50);</script>"
         script = f"<div class=product><h2>Away</h2></div>{away}"
         return web.Response(text=_shell(1, script), content_type="text/html")
+
+    async def _go(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/js/")
 
     async def _robots(self, request: web.Request) -> web.Response:
         return web.Response(text="User-agent: *\nDisallow: /private\n", content_type="text/plain")

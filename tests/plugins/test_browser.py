@@ -360,6 +360,18 @@ async def test_robots_txt_and_dedup_apply_to_rendered_requests(
     assert [item["products"][:1] for item in read_jsonl(tmp_path / "items.jsonl")] == [["Lamp"]]
 
 
+async def test_a_redirect_is_followed_by_fw_and_its_target_rendered(
+    shop: tuple[BrowserSite, str], tmp_path: Path
+) -> None:
+    site, base = shop
+    meta = {"browser": {"wait_for": ".product"}}
+    stats, items = await crawl_asks(tmp_path, [{"url": f"{base}/go", "render": True, "meta": meta}])
+    assert stats.errors == {}
+    assert list(items) == ["js/"]
+    assert items["js/"]["products"] == [name for name, _ in PRODUCTS[1]]
+    assert (site.served["/go"], site.served["/js/"]) == (1, 1)
+
+
 async def test_a_script_cannot_take_the_browser_to_a_page_fw_did_not_fetch(
     shop: tuple[BrowserSite, str], tmp_path: Path
 ) -> None:
