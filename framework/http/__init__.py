@@ -102,7 +102,9 @@ class Request:
         self.proxy = proxy
         # Scrapy users say it in meta; the field is what fw reads.
         if render is None and meta and meta.get("render") is not None:
-            render = bool(meta["render"])
+            render = meta["render"]
+        if render is not None and not isinstance(render, bool):  # "false" is no False
+            raise ValueError(f"Request(render=...) must be True, False or None, not {render!r}")
         self.render = render
 
     def __repr__(self) -> str:

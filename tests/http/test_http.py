@@ -260,3 +260,18 @@ def test_follow_all_reads_links_as_strings_and_skips_the_page_itself() -> None:
 
 def test_a_request_holds_its_url_without_the_fragment() -> None:
     assert Request("http://a.test/p.html#section").url == "http://a.test/p.html"
+
+
+def test_render_is_read_from_the_argument_or_meta_and_kept_by_copies() -> None:
+    assert Request("http://a.test/").render is None
+    assert Request("http://a.test/", meta={"render": True}).render is True
+    assert Request("http://a.test/", render=False, meta={"render": True}).render is False
+    copied = Request.from_dict(Request("http://a.test/", render=True).to_dict())
+    assert copied.render is True
+    assert copied.replace(url="http://a.test/b").render is True
+
+
+@pytest.mark.parametrize("render", ["false", 1, "yes"])
+def test_a_render_that_is_not_a_bool_is_refused_by_name(render: object) -> None:
+    with pytest.raises(ValueError, match=r"render=...\) must be True, False or None"):
+        Request("http://a.test/", meta={"render": render})
