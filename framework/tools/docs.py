@@ -155,6 +155,7 @@ def _yaml(value: Any) -> str:
 
 PAGES: dict[str, Callable[[], str]] = {"hooks.md": hooks_page, "project.md": project_page}
 
+
 def main(argv: list[str] | None = None) -> int:
     """Write the generated pages into ``docs/`` (or the folder given)."""
     folder = Path((argv or sys.argv[1:] or ["docs"])[0])
