@@ -13,7 +13,7 @@ from framework.fetch.downloader import Downloader, DownloadSettings
 from framework.fetch.parsers import Parsers
 from framework.frontier import decode_request, encode_request
 from framework.http import Request
-from framework.http.urls import fingerprint, redact
+from framework.http.urls import fingerprint, redact_proxy
 from tests.conftest import Proxies, Serve, pages, read_jsonl, run_fw, write_project
 from tests.proxies import ForwardProxy, closed_port
 
@@ -115,7 +115,7 @@ async def test_a_proxy_that_answers_407_fails_the_request_as_proxy(
             await fetcher.fetch(Request(f"{site}/", proxy=proxy))
     assert failed.value.kind == "proxy"
     assert failed.value.retryable
-    assert str(failed.value) == f"proxy {redact(proxy)}: HTTP 407: {why}"
+    assert str(failed.value) == f"proxy {redact_proxy(proxy)}: HTTP 407: {why}"
     assert "wrong" not in str(failed.value)
 
 
@@ -169,5 +169,5 @@ def test_a_proxy_is_a_field_of_the_request_but_not_of_its_identity() -> None:
     ],
 )
 def test_redact_masks_everything_before_the_last_at(url: str, shown: str) -> None:
-    assert redact(url) == shown
-    assert redact(url, mask="") == shown.replace("***@", "")
+    assert redact_proxy(url) == shown
+    assert redact_proxy(url, mask="") == shown.replace("***@", "")
