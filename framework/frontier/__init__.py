@@ -13,6 +13,11 @@ persistent backend keeps a lease until it is settled or expires, never pops a re
 destructively, and (SQLite) stores the exporters' checkpoint in the same atomic step as
 the settle, so that a crawl killed at any moment resumes with every page fetched and
 every item exported once.
+
+A persistent crawl runs in **rounds**: built with ``renew``, a backend that finds its crawl
+finished starts a new round instead — it forgets every request it has seen and settled
+(dedup starts over) and keeps its ``memory``, what plugins noted about each page for the
+next round (``Memory``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "HostStatus",
     "Lease",
     "LeaseLost",
+    "Memory",
     "Owner",
     "Saved",
     "Settlement",
@@ -99,6 +105,8 @@ class Saved:
     settled: int = 0
     #: The exporters' positions at the last ack, by ``exporter_key``; empty if none.
     checkpoints: Mapping[str, Any] = field(default_factory=_nothing)
+    #: The round this run starts, when it found the crawl finished and renewed it; else 0.
+    renewed: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,13 +119,31 @@ class Owner:
     where: str = "frontier"
 
 
+class Memory(Protocol):
+    """What a crawl remembers about each page from one round to the next.
+
+    Plugins get it with ``crawl_started``; this is all they call. A value is text, kept
+    by the request's fingerprint (method, canonical URL, body). ``get`` answers what
+    earlier rounds left: a value put during this round is for the next one. So a page
+    fetched again after a crash, before its settle was acknowledged, is compared with
+    what the last finished round saw, whatever its first fetch noted.
+    """
+
+    async def get(self, request: Request) -> str | None:
+        """Return what earlier rounds left for ``request``, or None."""
+
+    async def put(self, request: Request, value: str | None) -> None:
+        """Keep ``value`` (None: nothing) for ``request`` for the next rounds."""
+
+
 class Frontier(Protocol):
     """The queue + dedup seam. This is all the engine calls.
 
     ``open`` and ``close`` bracket a crawl; ``add`` queues start requests; ``claim``
     leases the next request; ``settle`` and ``retry`` end a lease; ``tune`` paces a host
     and ``refund`` gives back a turn a lease did not use; ``counts`` sizes the work left;
-    ``persistent`` and ``keeps_checkpoints`` say what the backend keeps.
+    ``persistent`` and ``keeps_checkpoints`` say what the backend keeps; ``memory`` is
+    handed to plugins.
     """
 
     #: Requests outlive this process: they are stored as JSON, and a later run (or
@@ -125,6 +151,10 @@ class Frontier(Protocol):
     persistent: bool
     #: ``settle`` stores the exporters' checkpoint, which a resumed crawl rewinds to.
     keeps_checkpoints: bool
+
+    @property
+    def memory(self) -> Memory:
+        """What plugins note about each page for the next rounds; usable once open."""
 
     async def open(self) -> Saved:
         """Connect to the backend, load saved state, and say what was found."""

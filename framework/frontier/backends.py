@@ -14,9 +14,14 @@ __all__ = ["make_frontier", "read_status", "shown"]
 
 
 def make_frontier(
-    project: Project, politeness: Politeness | None = None, *, fresh: bool = False
+    project: Project,
+    politeness: Politeness | None = None,
+    *,
+    fresh: bool = False,
+    renew: bool = False,
 ) -> Frontier:
-    """Build (not yet open) the project's frontier; ``fresh`` discards saved state."""
+    """Build (not yet open) the project's frontier; ``fresh`` discards saved state, and
+    ``renew`` starts a new round of a finished crawl (see ``frontier``)."""
     politeness = politeness or Politeness.of(project)
     url = project.frontier
     owner = Owner(project.name, project.spider, project.error_source.where(("frontier",)))
@@ -24,13 +29,13 @@ def make_frontier(
         from framework.frontier.sqlite import SqliteFrontier
 
         return SqliteFrontier(
-            Path(url.removeprefix("sqlite:///")), politeness, fresh=fresh, owner=owner
+            Path(url.removeprefix("sqlite:///")), politeness, fresh=fresh, renew=renew, owner=owner
         )
     if url != "memory":
         from framework.frontier.redis import RedisFrontier  # redis-py only when used
 
         frontier: Frontier = RedisFrontier(
-            url, politeness, name=project.name, fresh=fresh, owner=owner
+            url, politeness, name=project.name, fresh=fresh, owner=owner, renew=renew
         )
         return frontier
     return MemoryFrontier(politeness)

@@ -16,7 +16,18 @@ from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
 from framework.http.urls import fingerprint, host_of
 
-__all__ = ["MemoryFrontier"]
+__all__ = ["Forgetful", "MemoryFrontier"]
+
+
+class Forgetful:
+    """The memory of a crawl that has no next round: it remembers nothing."""
+
+    async def get(self, request: Request) -> str | None:
+        """Answer None: no earlier round left anything."""
+        return None
+
+    async def put(self, request: Request, value: str | None) -> None:
+        """Forget ``value``: no later round will ask."""
 
 
 class _Host(Host):
@@ -34,6 +45,7 @@ class MemoryFrontier:
 
     persistent = False
     keeps_checkpoints = False
+    memory = Forgetful()
 
     def __init__(
         self,

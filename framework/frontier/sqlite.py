@@ -19,6 +19,10 @@ state stops with a clear error. ``crawl.db.lock`` only names the process, for
 
 The state records whose crawl it is (project and spider): another project pointed at
 the same file is refused instead of continuing a crawl that is not its own.
+
+The ``memory`` table is the crawl's memory (``frontier.Memory``): a value per request
+fingerprint, with the round that last put one and what the rounds before it left. A new
+round (``renew``) empties ``requests`` and keeps it, in one transaction.
 """
 
 from __future__ import annotations
@@ -83,6 +87,24 @@ CREATE INDEX IF NOT EXISTS delayed ON requests (due) WHERE state = 4;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+#: Made by the first ``memory.put``: a crawl whose plugins keep nothing has no such table.
+_MEMORY = """
+CREATE TABLE IF NOT EXISTS memory (
+    fp INTEGER PRIMARY KEY,     -- the request's signed 64-bit fingerprint
+    round INTEGER NOT NULL,     -- the round that last put a value
+    value TEXT,                 -- what it put, for the rounds after it
+    earlier TEXT                -- what the rounds before it left: get() answers this during it
+)
+"""
+
+#: Keep a value; in a round that has put one already, keep what the rounds before left.
+_PUT = """
+INSERT INTO memory VALUES (?, ?, ?, NULL) ON CONFLICT (fp) DO UPDATE SET
+    earlier = CASE WHEN memory.round = excluded.round THEN memory.earlier ELSE memory.value END,
+    value = excluded.value,
+    round = excluded.round
+"""
+
 
 class SqliteFrontier:
     """Keep the crawl in a SQLite file so that it survives the process."""
@@ -96,12 +118,14 @@ class SqliteFrontier:
         politeness: Politeness,
         *,
         fresh: bool = False,
+        renew: bool = False,
         owner: Owner | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.path, self._fresh, self._clock, self._wall = path, fresh, clock, wall
+        self.path, self._fresh, self._renew = path, fresh, renew
+        self._clock, self._wall = clock, wall
         self._hosts = Hosts(politeness, Host, clock=clock, jitter=jitter)
         self._owner = owner
         self._db: sqlite3.Connection | None = None
@@ -110,13 +134,17 @@ class SqliteFrontier:
         self._done = self._failed = 0
         self._next_due = math.inf  # the soonest delayed request's due time
         self._leases: dict[int | str, int] = {}  # lease token -> row id
+        self._round = 1
+        self._has_memory = False
+        self.memory = _Memory(self)
 
     # -------------------------------------------------------------------------------------
     # Opening and closing
     # -------------------------------------------------------------------------------------
 
     async def open(self) -> Saved:
-        """Lock the state, create or load it, and put unfinished leases back in the queue."""
+        """Lock the state, create or load it, and put unfinished leases back in the queue;
+        start a new round of a finished crawl if built to ``renew``."""
         self._lock = _lock(self.path)
         try:
             if self._fresh:
@@ -125,6 +153,10 @@ class SqliteFrontier:
             self._db = _connect(self.path)
             settled = self._load()  # first: a message that stops the crawl counts them
             self._claim_ownership()
+            self._round = int(self._meta("round") or 1)
+            finished = existed and not (self._pending or self._delayed) and settled > 0
+            if finished and self._renew:
+                return Saved(renewed=self._start_round())
         except BaseException:
             await self.close()
             raise
@@ -133,9 +165,20 @@ class SqliteFrontier:
         return Saved(
             resumed=existed and bool(busy or settled),
             settled=settled,
-            finished=existed and not busy and settled > 0,
+            finished=finished,
             checkpoints=checkpoints,
         )
+
+    def _start_round(self) -> int:
+        """Forget the finished round's requests and checkpoints, keep the memory; return
+        the new round's number."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM requests")
+            db.execute("DELETE FROM meta WHERE key = 'checkpoints'")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('round', ?)", (str(self._round + 1),))
+        self._round += 1
+        self._seen = self._done = self._failed = 0
+        return self._round
 
     async def close(self) -> None:
         """Close the database and let another process have the state."""
@@ -370,6 +413,55 @@ class SqliteFrontier:
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    def _recall(self, request: Request) -> str | None:
+        if not self._remembers():
+            return None
+        with self._writing():  # a read may fail as a write does (an I/O error)
+            row = self._conn.execute(
+                "SELECT round, value, earlier FROM memory WHERE fp = ?", (_memory_key(request),)
+            ).fetchone()
+        if row is None:
+            return None
+        found, value, earlier = row
+        chosen = earlier if found == self._round else value
+        return None if chosen is None else str(chosen)
+
+    def _note(self, request: Request, value: str | None) -> None:
+        with self._writing():
+            if not self._remembers():
+                self._conn.execute(_MEMORY)
+                self._has_memory = True
+            self._conn.execute(_PUT, (_memory_key(request), self._round, value))
+
+    def _remembers(self) -> bool:
+        """Tell whether the memory table exists (it is made by the first put)."""
+        if not self._has_memory:
+            with self._writing():
+                found = self._conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'memory'"
+                ).fetchone()
+            self._has_memory = found is not None
+        return self._has_memory
+
+
+class _Memory:
+    """The crawl's memory (``frontier.Memory``), in the frontier's database."""
+
+    def __init__(self, frontier: SqliteFrontier) -> None:
+        self._frontier = frontier
+
+    async def get(self, request: Request) -> str | None:
+        """Return what earlier rounds left for ``request``, or None."""
+        return self._frontier._recall(request)
+
+    async def put(self, request: Request, value: str | None) -> None:
+        """Keep ``value`` for ``request`` for the next rounds."""
+        self._frontier._note(request, value)
+
+
+def _memory_key(request: Request) -> int:
+    return signed_fingerprint(fingerprint(request))
 
 
 def read_status(path: Path) -> Status:

@@ -21,6 +21,8 @@ back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by def
     failures         hash   id -> reason and request, for failed requests
     workers          hash   worker id -> last heartbeat (server time), "… stopped" after close
     calls:<worker>   hash   the worker's last 4096 answers, to make repeated calls safe
+    memory           hash   the crawl's memory: a page's entry by fingerprint, and the
+                            current round (see ``lua/memory_put.lua``)
 
 Keys that vanish under a running crawl (``FLUSHALL``, a restart without persistence,
 ``--fresh``) must not read as an empty crawl, which is a finished one. So a crawl is
@@ -37,6 +39,12 @@ creating a crawl. Such a worker waits (saying so) for the new crawl, which the w
 worker's ``open.lua`` creates when it lifts the mark, in one step. A wipe that makes no
 progress for a lease (its worker was killed) is never taken for a crawl, finished or not:
 workers refuse to start until a ``--fresh`` run wipes it again.
+
+A new round of a finished crawl (``renew``) is such a wipe that spares ``memory``, made
+only if the crawl is still the finished one its worker saw: of several workers renewing
+at once, one wipes and the others wait for its round. ``open.lua`` counts the round as it
+lifts the mark. A new round's wipe whose worker was killed is taken over by the next
+worker that renews; any other waits for that.
 
 A claim touches a bounded number of entries of sorted sets: its cost grows as
 O(log n) with the queue, never by scanning it.
@@ -72,7 +80,7 @@ import random
 import secrets
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
@@ -110,6 +118,24 @@ _SWEEP = 100
 _WIPE_POLL_FIRST, _WIPE_POLL_MAX = 0.05, 1.0
 
 
+class _Joined(NamedTuple):
+    """What opening the crawl found, for this worker."""
+
+    existed: int
+    epoch: bytes
+    counts: list[int]
+    #: This worker waited for another's wipe: the crawl is new to it.
+    waited: bool
+    round: int
+    #: This worker took over a new round's wipe that another left half done.
+    renewed: bool = False
+
+    @property
+    def finished(self) -> bool:
+        pending, delayed, leased, _, done, failed = self.counts[:6]
+        return bool(self.existed) and not (pending or delayed or leased) and done + failed > 0
+
+
 class RedisFrontier:
     """Keep the crawl in Redis, so that several workers share it and it outlives them."""
 
@@ -125,12 +151,15 @@ class RedisFrontier:
         name: str,
         fresh: bool = False,
         owner: Owner | None = None,
+        renew: bool = False,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.url, self.prefix, self.lease = where(url, name)
         self._owner = owner
         self._scripts = Scripts(self.url, self.prefix)
-        self._politeness, self._fresh, self._jitter = politeness, fresh, jitter
+        self._politeness, self._fresh, self._renew = politeness, fresh, renew
+        self._jitter = jitter
+        self.memory = _Memory(self)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._epoch = secrets.token_hex(8)  # the crawl's, if open creates it; else replaced
         self._joined = False  # open registered this worker in a crawl: close deregisters it
@@ -150,31 +179,41 @@ class RedisFrontier:
     # -------------------------------------------------------------------------------------
 
     async def open(self) -> Saved:
-        """Connect, register this worker, start its heartbeat, and say what was found."""
+        """Connect, register this worker, start its heartbeat, and say what was found;
+        start a new round of a finished crawl if built to ``renew``."""
         try:
             await self._scripts.open()
             wipe = secrets.token_hex(8) if self._fresh else ""
             if wipe:
                 await self._scripts.wipe(wipe, self._owner_names)
-            existed, epoch, counts, waited = await self._join(wipe)
+            joined = await self._join(wipe)
+            if self._renew and joined.finished:
+                joined = await self._new_round(joined.epoch)
         except Owned as exc:
             await self._scripts.disconnect()
             raise self._not_ours(*exc.args) from None
         except BaseException:
             await self._scripts.disconnect()
             raise
-        self._epoch, self._joined = epoch.decode(), True
-        done, failed = counts[4], counts[5]
+        self._epoch, self._joined = joined.epoch.decode(), True
+        counts = joined.counts
         self._note(counts)
         self._heartbeat = asyncio.create_task(self._beat(), name=f"fw heartbeat {self.worker}")
-        busy = counts[0] or counts[1] or counts[2]
+        if joined.renewed:
+            return Saved(renewed=joined.round)
         return Saved(
             # A crawl created since this worker began (its --fresh, or one it waited for)
             # is new to it: its exports start over.
-            resumed=bool(existed) and not (self._fresh or waited),
-            finished=bool(existed) and not busy and done + failed > 0,
-            settled=done + failed,
+            resumed=bool(joined.existed) and not (self._fresh or joined.waited),
+            finished=joined.finished,
+            settled=counts[4] + counts[5],
         )
+
+    async def _new_round(self, epoch: bytes) -> _Joined:
+        """Renew the finished crawl of ``epoch``, or join the round another worker starts."""
+        token = secrets.token_hex(8)
+        await self._scripts.wipe(token, self._owner_names, renews=epoch.decode())
+        return (await self._join(token))._replace(renewed=True)
 
     async def close(self) -> None:
         """Stop the heartbeat, hand back the leases still held, and disconnect."""
@@ -311,26 +350,31 @@ class RedisFrontier:
     # Inside
     # -------------------------------------------------------------------------------------
 
-    async def _join(self, wipe: str) -> tuple[int, bytes, list[int], bool]:
-        """Open the crawl: existed, epoch, counts, and whether this worker waited. While
-        another worker's ``--fresh`` wipes it, wait for the crawl that wipe creates, as
-        long as the wipe makes progress."""
-        pause, waiting = _WIPE_POLL_FIRST, False
+    async def _join(self, wipe: str) -> _Joined:
+        """Open the crawl. While another worker's ``--fresh`` (or new round) wipes it,
+        wait for the crawl that wipe creates, as long as the wipe makes progress; take
+        over a new round's wipe that stopped, if this worker renews."""
+        pause, waiting, took_over = _WIPE_POLL_FIRST, False, False
         while True:
             kind, *answer = await self._run("open", self.worker, wipe, *self._owner_names)
             if kind == b"open":
-                existed, epoch, counts = answer
-                return existed, epoch, counts, waiting
+                existed, epoch, counts, round_ = answer
+                return _Joined(existed, epoch, counts, waiting, int(round_), took_over)
             if kind == b"owner":
                 raise self._not_ours(*(name.decode() for name in answer))
-            idle = float(answer[0])
+            idle, renewing = float(answer[0]), answer[1] == b"1"
+            if idle > self.lease and renewing and self._renew:
+                wipe, took_over = secrets.token_hex(8), True
+                log.warning("taking over a new round that another worker left half started")
+                await self._scripts.wipe(wipe, self._owner_names, keep=True)
+                continue
             if idle > self.lease:  # its worker died (or lost Redis for a lease)
-                raise _half_wiped(self.url, idle)
+                raise _half_wiped(self.url, idle, renewing)
             if not waiting:
                 waiting = True
                 log.warning(
-                    "a `fw run --fresh` is wiping this crawl in redis at %s; waiting for it "
-                    "to finish",
+                    "a `fw run --fresh` (or a new round) is wiping this crawl in redis at %s; "
+                    "waiting for it to finish",
                     self._scripts.address,
                 )
             await asyncio.sleep(pause)
@@ -502,9 +546,11 @@ async def read_status(url: str, prefix: str, *, lease: float = 30.0) -> Status:
     if not exists:
         raise UsageError(f"frontier: no crawl state {place} yet")
     if wiping and float(wiping) > lease:
-        raise _half_wiped(url, float(wiping))
+        raise _half_wiped(url, float(wiping), renewing=False)
     if wiping:
-        raise UsageError(f"frontier: the crawl {place} is being wiped by `fw run --fresh`")
+        raise UsageError(
+            f"frontier: the crawl {place} is being wiped by `fw run --fresh`, or for a new round"
+        )
     found = {
         hosts[i].decode(): HostStatus(*map(int, hosts[i + 1 : i + 5]))
         for i in range(0, len(hosts), 5)
@@ -533,8 +579,15 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=rest)), ours
 
 
-def _half_wiped(url: str, idle: float) -> UsageError:
+def _half_wiped(url: str, idle: float, renewing: bool) -> UsageError:
     """Say that a ``--fresh`` wipe stopped midway, and what to do about it."""
+    if renewing:
+        return UsageError(
+            f"frontier: a new round of the finished crawl in Redis at {shown(url)} began "
+            f"{idle:.0f}s ago and stopped before its start was done; run `fw run` with the "
+            "plugin that renews it (e.g. --incremental) to finish starting it, or `fw run "
+            "--fresh` to start the crawl over"
+        )
     return UsageError(
         f"frontier: a `fw run --fresh` began wiping the crawl in Redis at {shown(url)} and "
         f"stopped {idle:.0f}s ago before it finished; run `fw run --fresh` to start the "
@@ -566,6 +619,24 @@ def _seconds(text: str, url: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise UsageError(f"frontier: {shown(url)}: lease={text}: expected a number of seconds > 0")
     return seconds
+
+
+class _Memory:
+    """The crawl's memory (``frontier.Memory``), in the ``memory`` hash."""
+
+    def __init__(self, frontier: RedisFrontier) -> None:
+        self._frontier = frontier
+
+    async def get(self, request: Request) -> str | None:
+        """Return what earlier rounds left for ``request``, or None."""
+        key = signed_fingerprint(fingerprint(request))
+        found = await self._frontier._run("memory_get", key)
+        return None if found is None else bytes(found).decode("utf-8")
+
+    async def put(self, request: Request, value: str | None) -> None:
+        """Keep ``value`` for ``request`` for the next rounds."""
+        key = signed_fingerprint(fingerprint(request))
+        await self._frontier._run("memory_put", key, "-" if value is None else "=" + value)
 
 
 def _fingerprint(request: Request) -> tuple[int, int]:

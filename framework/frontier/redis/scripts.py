@@ -40,7 +40,20 @@ log = logging.getLogger("fw")
 
 T = TypeVar("T")
 
-_NAMES = ("push", "claim", "settle", "retry", "extend", "tune", "open", "close", "status", "wipe")
+_NAMES = (
+    "push",
+    "claim",
+    "settle",
+    "retry",
+    "extend",
+    "tune",
+    "open",
+    "close",
+    "status",
+    "wipe",
+    "memory_get",
+    "memory_put",
+)
 #: Backoff while Redis is unreachable: the first pause and the longest.
 _PAUSE_FIRST, _PAUSE_MAX = 0.1, 5.0
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
@@ -99,13 +112,20 @@ class Scripts:
         await self._retrying(self._check_eviction)
         await self._retrying(self._load)
 
-    async def wipe(self, token: str, owner: tuple[str, str]) -> None:
+    async def wipe(
+        self, token: str, owner: tuple[str, str], *, renews: str = "", keep: bool = False
+    ) -> None:
         """Delete every key of this crawl (``--fresh``) under a mark that keeps other
         workers from creating a crawl meanwhile: see ``lua/wipe.lua``. ``open.lua``, run
         with the same ``token``, lifts the mark; a wipe another worker took over is its.
         ``owner`` is the project's name and spider: another project's crawl is left alone
-        and ``Owned`` raised."""
-        await self._retrying(lambda: self._wipe(token, owner))
+        and ``Owned`` raised.
+
+        A new round keeps the memory: ``renews`` is the epoch of the finished crawl it
+        renews, if it is still there; ``keep`` takes over a new round's wipe that stopped.
+        """
+        keeping = "1" if keep or renews else "0"
+        await self._retrying(lambda: self._wipe(token, owner, renews, keeping))
 
     async def disconnect(self) -> None:
         """Close the connection, if open."""
@@ -247,11 +267,12 @@ class Scripts:
                 "it to noeviction"
             )
 
-    async def _wipe(self, token: str, owner: tuple[str, str]) -> None:
+    async def _wipe(self, token: str, owner: tuple[str, str], renews: str, keep: str) -> None:
         """Delete this crawl's keys, other crawls' stay, one SCAN page a call."""
         cursor, pattern = "", _glob_escape(self.prefix) + "*"
         while cursor != "0":
-            cursor = (await self._call("wipe", (token, cursor, pattern, *owner))).decode()
+            args = (token, cursor, pattern, *owner, renews, keep)
+            cursor = (await self._call("wipe", args)).decode()
             if cursor == "taken":
                 return
             if cursor.startswith("owner\n"):

@@ -11,13 +11,16 @@ local META, REQ, SEEN = P .. 'meta', P .. 'req', P .. 'seen:'
 local READY, WAITING, HOSTS = P .. 'ready', P .. 'waiting', P .. 'hosts'
 local LEASES, TOKENS, DELAYED = P .. 'leases', P .. 'tokens', P .. 'delayed'
 local WORKERS, FAILURES = P .. 'workers', P .. 'failures'
+-- The crawl's memory, which a new round keeps (see memory_put.lua): its field 'round' is
+-- the current round's number (1 while absent), every other a page's entry.
+local MEMORY = P .. 'memory'
 
 -- Whether a key under the prefix is one of this crawl's, not another crawl's whose prefix
 -- starts with this one's (a custom ?prefix=fw:shop:eu: under fw:shop:): --fresh deletes
 -- only these.
 local KINDS = {meta = true, req = true, hosts = true, ready = true, waiting = true,
                leases = true, tokens = true, delayed = true, failures = true,
-               workers = true}
+               workers = true, memory = true}
 local KINDS_OF = {seen = true, q = true, h = true, calls = true}
 
 local function ours(key)
@@ -46,6 +49,19 @@ end
 
 local function num(value)
   return tonumber(value) or 0
+end
+
+local function current_round()
+  return tonumber(redis.call('HGET', MEMORY, 'round')) or 1
+end
+
+-- A page's memory entry: '<round>\t<size>\t<value><earlier>', the round that last put a
+-- value, then what it put and what the rounds before it left, each '-' for nothing or
+-- '=' and the text; size is the length of the first. Returns round, value, earlier.
+local function unmemo(entry)
+  local round, size, at = string.match(entry, '^(%d+)\t(%d+)\t()')
+  local cut = at + tonumber(size)
+  return tonumber(round), string.sub(entry, at, cut - 1), string.sub(entry, cut)
 end
 
 local function host_key(host)

@@ -1,16 +1,20 @@
 -- Register a worker and say whether the crawl existed before it, and which crawl it is.
 -- ARGV: prefix, the epoch the crawl gets if it has none yet, worker, the token of the wipe
 -- this worker made ('' if none: see wipe.lua), the project's name and spider.
--- Returns {'open', 1 if the crawl existed else 0, the crawl's epoch, counts}, or, changing
--- nothing: while another worker's `fw run --fresh` wipes the crawl, {'wiping', seconds
--- since its last progress}; if the crawl is another project's, {'owner', its project,
--- its spider}.
+-- Returns {'open', 1 if the crawl existed else 0, the crawl's epoch, counts, its round},
+-- or, changing nothing: while another worker's `fw run --fresh` (or new round) wipes the
+-- crawl, {'wiping', seconds since its last progress, '1' if it is a new round's}; if the
+-- crawl is another project's, {'owner', its project, its spider}.
 local t = now()
 local wiping = redis.call('HGET', META, 'wiping')
 if wiping and wiping ~= ARGV[4] then
-  return {'wiping', tostring(t - num(redis.call('HGET', META, 'beat')))}
+  return {'wiping', tostring(t - num(redis.call('HGET', META, 'beat'))),
+          redis.call('HGET', META, 'renew') or '0'}
 end
-if wiping then  -- this worker's wipe is over: lift the mark, the new crawl begins
+if wiping then  -- this worker's wipe is over: lift the mark, the new crawl (or round) begins
+  if redis.call('HGET', META, 'renew') == '1' then
+    redis.call('HSET', MEMORY, 'round', current_round() + 1)
+  end
   redis.call('DEL', META)
 end
 -- Whose crawl it is: a project of another name or spider must not continue it (with its
@@ -34,4 +38,5 @@ for i = 1, #workers, 2 do  -- forget workers silent for over a day, stopped or d
   end
 end
 redis.call('HSET', WORKERS, ARGV[3], t)
-return {'open', existed and 1 or 0, redis.call('HGET', META, 'epoch'), counts()}
+return {'open', existed and 1 or 0, redis.call('HGET', META, 'epoch'), counts(),
+        current_round()}

@@ -1,34 +1,48 @@
--- Delete the crawl's keys for `fw run --fresh`, one SCAN page a call, under a mark in meta.
+-- Delete the crawl's keys for `fw run --fresh`, one SCAN page a call, under a mark in meta;
+-- or for a new round of a finished crawl, every key but its memory.
 -- ARGV: prefix, this wipe's token, the SCAN cursor ('' to begin), the MATCH pattern of the
--- crawl's keys, the project's name and spider ('' for none). Returns the next cursor ('0'
--- once every key is gone), 'taken' if the mark is not this wipe's any more (another --fresh
--- took it over, or Redis was flushed), or, before deleting anything, 'owner', the owning
--- project and its spider, newline-separated, if the crawl is another project's: --fresh
--- discards this project's crawl, never one it shares a name with by accident.
+-- crawl's keys, the project's name and spider ('' for none), the epoch of the finished
+-- crawl a new round renews ('' for any crawl), '1' to keep the memory (a new round) else
+-- '0'. Returns the next cursor ('0' once every key is gone), 'taken' if the mark is not
+-- this wipe's any more (another --fresh took it over, or Redis was flushed) or if the crawl
+-- to renew is not there any more (another worker renews it, or has), or, before deleting
+-- anything, 'owner', the owning project and its spider, newline-separated, if the crawl is
+-- another project's: --fresh (or a new round) discards this project's crawl, never one it
+-- shares a name with by accident.
 --
--- The mark is a meta hash of `wiping` (the token) and `beat` (its last progress) alone.
+-- The mark is a meta hash of `wiping` (the token), `beat` (its last progress), `renew`
+-- ('1' for a new round, which open.lua then counts) and the owner's `project` and `spider`
+-- (so that a wipe left half done is taken over by its own project only) alone.
 -- It has no epoch, so the old crawl's workers find their crawl gone and write nothing, and
 -- open.lua creates no crawl under it but waits: no key appears under the prefix while the
 -- scan runs, so SCAN misses none. open.lua lifts the mark and creates the new crawl in one
 -- step, once the wipe is over.
-local token, cursor = ARGV[2], ARGV[3]
+local token, cursor, keep = ARGV[2], ARGV[3], ARGV[8] == '1'
+local owner = redis.call('HMGET', META, 'project', 'spider')
 if cursor == '' then
-  local owner = redis.call('HMGET', META, 'project', 'spider')
   if ARGV[5] ~= '' and owner[1] and (owner[1] ~= ARGV[5] or owner[2] ~= ARGV[6]) then
     return 'owner\n' .. owner[1] .. '\n' .. (owner[2] or '')
   end
   cursor = '0'
+  if ARGV[7] ~= '' and redis.call('HGET', META, 'epoch') ~= ARGV[7] then
+    return 'taken'
+  end
 elseif redis.call('HGET', META, 'wiping') ~= token then
   return 'taken'
 end
 -- Rewritten whole, a delete first: Redis refuses a script's writes for lack of memory only
 -- until its first write, and a Redis that is full is one --fresh must be able to empty.
 redis.call('DEL', META)
-redis.call('HSET', META, 'wiping', token, 'beat', tostring(now()))
+redis.call('HSET', META, 'wiping', token, 'beat', tostring(now()), 'renew', ARGV[8])
+if owner[1] then
+  redis.call('HSET', META, 'project', owner[1], 'spider', owner[2] or '')
+end
 local page = redis.call('SCAN', cursor, 'MATCH', ARGV[4], 'COUNT', 1000)
 local doomed = {}
 for _, key in ipairs(page[2]) do
-  if key ~= META and ours(key) then doomed[#doomed + 1] = key end
+  if key ~= META and ours(key) and not (keep and key == MEMORY) then
+    doomed[#doomed + 1] = key
+  end
 end
 if #doomed > 0 then redis.call('UNLINK', unpack(doomed)) end
 return page[1]
