@@ -23,6 +23,7 @@ from framework.errors import (
     HttpError,
     IgnoreRequest,
     InvalidItem,
+    Unchanged,
 )
 from framework.exporters import Exporter
 from framework.fetch.layers import FetchContext, FetchLayer
@@ -58,6 +59,7 @@ __all__ = [
     "Request",
     "Response",
     "Spider",
+    "Unchanged",
     "__version__",
     "hookimpl",
     "option",

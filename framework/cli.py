@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, TypeAlias
 from framework.__about__ import __version__
 from framework.crawl.progress import Mode
 from framework.crawl.stats import Stats, is_stream
-from framework.errors import CrawlAborted, PluginError, ProjectErrors, UsageError
+from framework.errors import CrawlAborted, FwError, PluginError, ProjectErrors, UsageError
 from framework.hooks.manager import make_plugin_manager
-from framework.hooks.registry import Registry
+from framework.hooks.registry import Registry, flags
 from framework.http.urls import redact_all
 from framework.logs import configure_logging
 
@@ -42,7 +42,13 @@ log = logging.getLogger("fw")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fw`` command line and return its exit code."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        parser = _parser(plugin_flags=_command(argv) == "run")
+    except PluginError as exc:  # a plugin's flag is not one fw can take
+        _print_errors([exc])
+        return USAGE
+    args = parser.parse_args(argv)
     try:
         configure_logging(
             args.log_level, args.log_format, args.log_file, quiet=getattr(args, "quiet", False)
@@ -96,14 +102,18 @@ def _drop_stdout() -> None:
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def _parser() -> argparse.ArgumentParser:
-    """Build the ``fw`` parser: the global options, then one sub-parser per command."""
+def _parser(*, plugin_flags: bool = True) -> argparse.ArgumentParser:
+    """Build the ``fw`` parser: the global options, then one sub-parser per command;
+    ``fw run`` with the flags plugins add, unless ``plugin_flags`` is false."""
     parser = argparse.ArgumentParser(prog="fw", description="Crawl the web with plugins.")
     parser.add_argument("--version", action="version", version=f"fw {__version__}")
     _logging_arguments(parser, defaults=True)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    run = _run_parser(commands)
+    if plugin_flags:
+        _plugin_flags(run)
+    _logging_arguments(run, defaults=False)
     for add in (
-        _run_parser,
         _check_parser,
         _parse_parser,
         _shell_parser,
@@ -113,6 +123,24 @@ def _parser() -> argparse.ArgumentParser:
     ):
         _logging_arguments(add(commands), defaults=False)
     return parser
+
+
+#: The global options that take a value, which may come before the command.
+_VALUED = ("--log-level", "--log-format", "--log-file")
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """Return the command ``argv`` names (``run``), before parsing it: only ``fw run``
+    loads the installed plugins to add their flags."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUED:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _logging_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -204,8 +232,29 @@ def _run_parser(commands: Commands) -> argparse.ArgumentParser:
         action="store_true",
         help="discard the saved state of a persistent frontier and start over",
     )
-    run.set_defaults(command=_run)
+    run.set_defaults(command=_run, flagged=[])
     return run
+
+
+def _plugin_flags(run: argparse.ArgumentParser) -> None:
+    """Add the flags installed plugins register (``register_flags``), each one standing
+    for a ``-s`` override. A plugin that fails to load adds none: ``fw run`` says why."""
+    try:
+        pm = make_plugin_manager()
+    except FwError:
+        return
+    for flag in flags(pm):
+        if flag.flag in run._option_string_actions:
+            raise PluginError(
+                f"plugin '{flag.plugin}': register_flags: {flag.flag} is an option of fw run"
+            )
+        run.add_argument(
+            flag.flag,
+            action="append_const",
+            const=flag.override,
+            dest="flagged",
+            help=f"{flag.help} (-s {flag.override}; plugin {flag.plugin})",
+        )
 
 
 def _check_parser(commands: Commands) -> argparse.ArgumentParser:
@@ -327,7 +376,7 @@ def _run(args: argparse.Namespace) -> int:
 
     prepared = runner.prepare(
         args.project,
-        [*args.overrides, *_cache_overrides(args)],
+        [*args.flagged, *args.overrides, *_cache_overrides(args)],
         args.output,
         retry_failed=args.retry_failed,
         fresh=args.fresh,

@@ -19,6 +19,8 @@ The hierarchy::
     DropItem                       raised from ``item_scraped`` or an item step: not exported
     └── InvalidItem                the item breaks its schema: counted ``item_invalid``
     IgnoreRequest                  raised from a middleware: the request is dropped quietly
+    Unchanged                      raised from a middleware: the page is as it was; its
+                                   callback is skipped and its earlier links are followed
     CloseSpider                    raised from a callback: stop scheduling, finish cleanly
 """
 
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from framework.http import Response
+    from framework.http import Request, Response
 
 __all__ = [
     "Blocked",
@@ -50,6 +52,7 @@ __all__ = [
     "PluginError",
     "ProjectError",
     "ProjectErrors",
+    "Unchanged",
     "UsageError",
     "check_all",
     "raised_at",
@@ -217,6 +220,20 @@ class InvalidItem(DropItem):
 
 class IgnoreRequest(Exception):
     """Raise from a middleware to drop a request without counting it as failed."""
+
+
+class Unchanged(Exception):  # control flow, like IgnoreRequest
+    """Raise from a middleware: the page is as it was when last crawled.
+
+    fw counts ``response`` as the answer (stats, throttling, ``response_received``), runs
+    no callback, exports nothing, and queues ``requests`` as if the callback had yielded
+    them (the links the page led to last time; each passes the usual checks, one level
+    deeper). The request is settled as done.
+    """
+
+    def __init__(self, response: Response, requests: Sequence[Request] = ()) -> None:
+        super().__init__(f"{response.url} is unchanged")
+        self.response, self.requests = response, tuple(requests)
 
 
 class CloseSpider(Exception):

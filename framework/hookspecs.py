@@ -4,7 +4,7 @@ A plugin is a module (or any object) with functions named after these hooks and 
 with ``@framework.hookimpl``. An implementation may accept any subset of a hook's
 arguments, in any order: fw passes them by name.
 
-Three kinds of hooks:
+Five kinds of hooks:
 
 * **Registry hooks** run once at start-up, before the project is checked, in llm's callback
   style: the plugin calls ``register(...)`` for each thing it provides. When two plugins
@@ -15,9 +15,13 @@ Three kinds of hooks:
 * **The item pipeline hook** ``item_step`` runs once per crawl, once the project is
   checked and its spider built: each plugin returns the step items take on their way from
   the spider to the exporters, or None.
+* **Decision hooks** run once when a project is checked, and answer a question about its
+  crawl; fw combines every plugin's answer as the hook says.
 * **Event hooks** run during a crawl. They may be ``async def``; fw awaits what they
   return. An exception from one plugin is reported with the plugin's name and the URL,
-  counted as ``plugin_error``, and does not stop the crawl or the other plugins.
+  counted as ``plugin_error``, and does not stop the crawl or the other plugins. A
+  middleware object may implement event hooks too, as methods marked ``@hookimpl``: fw
+  calls them for that middleware's own crawl, which is how a plugin keeps state per crawl.
 
 ``firstresult`` and hook wrappers are not used by fw: anything that wraps a request is a
 middleware (see ``register_middlewares``).
@@ -25,7 +29,7 @@ middleware (see ``register_middlewares``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from framework.crawl.stats import Stats
     from framework.exporters import Exporter
     from framework.fetch.layers import FetchLayer
+    from framework.frontier import Memory
     from framework.http import Parser, Request, Response
     from framework.items import ItemStep
     from framework.middleware import Middleware
@@ -108,12 +113,14 @@ def register_middlewares(register: Callable[[type[Middleware]], None]) -> None:
     Called once at start-up; each registered class is instantiated once per crawl with
     the options of its own section of the project file. A middleware's
     ``async __call__(request, handler)`` may change the request, answer it without
-    fetching, inspect or replace the response, or raise ``IgnoreRequest``. The first
-    middleware registered is the outermost. A middleware reports what it counted with
-    ``stats()`` (JSON-ready data: ``plugins.<name>`` in ``--stats``) and ``summary()``
-    (lines for the end-of-crawl summary), both read when the crawl ends; it stops the
-    crawl, exit 1, by raising ``CrawlAborted`` (e.g. no proxy left to fetch through).
-    Not async.
+    fetching, inspect or replace the response, or raise ``IgnoreRequest`` (drop the
+    request) or ``Unchanged`` (the page is as it was: no callback, its earlier links
+    followed). Its methods marked ``@hookimpl`` are event hooks for its own crawl. The
+    first middleware registered is the outermost. A middleware reports what it counted
+    with ``stats()`` (JSON-ready data: ``plugins.<name>`` in ``--stats``) and
+    ``summary()`` (lines for the end-of-crawl summary), both read when the crawl ends; it
+    stops the crawl, exit 1, by raising ``CrawlAborted`` (e.g. no proxy left to fetch
+    through). Not async.
 
     :param register: Call ``register(MiddlewareClass)`` once per middleware class.
     :returns: Nothing; fw ignores the return value. What the plugin provides is what it
@@ -163,6 +170,22 @@ def register_fetch_layers(register: Callable[[type[FetchLayer]], None]) -> None:
 
     :param register: Call ``register(FetchLayerClass)`` once per ``framework.FetchLayer``
         subclass.
+    :returns: Nothing; fw ignores the return value. What the plugin provides is what it
+        passes to ``register``.
+    """
+
+
+@hookspec
+def register_flags(register: Callable[[str, str, str], None]) -> None:
+    """Register ``fw run`` flags, each standing for a ``-s`` override.
+
+    Called once when ``fw`` reads its command line, for the plugins found through the
+    ``fw`` entry points (a project's ``plugins:`` are loaded later, too late to add
+    flags). A flag's override comes before the ``-s`` ones, which can change it. Not async.
+
+    :param register: Call ``register(flag, override, help)``: ``flag`` is a long option
+        fw does not use itself (``--incremental``), ``override`` a ``KEY=VALUE`` as ``-s``
+        takes it (``incremental.enabled=true``), ``help`` one line for ``fw run --help``.
     :returns: Nothing; fw ignores the return value. What the plugin provides is what it
         passes to ``register``.
     """
@@ -225,12 +248,37 @@ def item_step(project: Project, spider: Spider) -> ItemStep | None:
 
 
 # -------------------------------------------------------------------------------------------
+# Decision hooks: called once when a project is checked
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def renew_finished_crawl(project: Project) -> bool | None:
+    """Say whether a finished crawl starts a new round when it is run again.
+
+    Called once when a project is checked (``fw check``, ``fw run``), its plugins' options
+    validated. When any plugin answers True and a persistent frontier finds its crawl
+    finished, a new round starts: the frontier forgets every request it has seen and
+    settled (dedup starts over), the exports and the failures file start over, the
+    spider's start requests are queued again, and the crawl's memory (``crawl_started``)
+    is kept. Otherwise a finished crawl says so and does nothing; ``--retry-failed``
+    never renews. Not async.
+
+    :param project: The validated project; ``project.section(name)`` gives a plugin its
+        options.
+    :returns: True to renew a finished crawl; False or None leaves the choice to other
+        plugins. Raise ``ValueError`` to refuse the project: its message is reported as
+        an error at the plugin's section of the project file, and fw exits 2.
+    """
+
+
+# -------------------------------------------------------------------------------------------
 # Event hooks: called during a crawl; may be ``async def``
 # -------------------------------------------------------------------------------------------
 
 
 @hookspec
-def crawl_started(project: Project, spider: Spider) -> Awaitable[None] | None:
+def crawl_started(project: Project, spider: Spider, memory: Memory) -> Awaitable[None] | None:
     """Be told a crawl is starting.
 
     Called once, after the exporters are open and before the first request is scheduled.
@@ -241,6 +289,14 @@ def crawl_started(project: Project, spider: Spider) -> Awaitable[None] | None:
         or None when the section is left out and some key of it has no default (a
         plugin not used by this crawl need not be configured).
     :param spider: The spider instance that will parse the pages.
+    :param memory: What the crawl remembers about each page from one round to the next,
+        kept by a persistent frontier (a memory frontier remembers nothing):
+        ``await memory.get(request)`` returns the text earlier rounds left for the
+        request (by fingerprint: method, canonical URL, body), or None;
+        ``await memory.put(request, text_or_None)`` keeps text for the next rounds.
+        During a round ``get`` answers what the rounds before it left, never what this
+        round put: so a page fetched again after a crash is compared with the last
+        finished round, and a value may be put before the page is settled.
     :returns: None, or the awaitable an ``async def`` implementation returns, which fw
         awaits; any other value is ignored.
     """
@@ -269,6 +325,28 @@ def response_received(response: Response, spider: Spider) -> Awaitable[None] | N
     connection errors or timeouts, which reach ``crawl_error``). May be async.
 
     :param response: The response; reading ``.text`` or ``.css()`` here is allowed.
+    :param spider: The running spider.
+    :returns: None, or the awaitable an ``async def`` implementation returns, which fw
+        awaits; any other value is ignored.
+    """
+
+
+@hookspec
+def page_parsed(
+    request: Request, response: Response, requests: Sequence[Request], spider: Spider
+) -> Awaitable[None] | None:
+    """Be told what a page led to: the requests its callback yielded.
+
+    Called once per response whose callback ran to its end and reported no problem
+    (``crawl_error`` reports those, and ``CloseSpider`` ends it), after its items passed
+    ``item_scraped`` and before the page is settled; not when ``max_items`` cut its items
+    off, nor for an errback, nor for a page a middleware found ``Unchanged``. May be async.
+
+    :param request: The request as the frontier handed it out, before the middlewares
+        changed it (``response.request`` is the one they fetched).
+    :param response: The response the callback parsed.
+    :param requests: Every request it yielded, in order, before the scheme, offsite,
+        depth and duplicate checks; do not modify them.
     :param spider: The running spider.
     :returns: None, or the awaitable an ``async def`` implementation returns, which fw
         awaits; any other value is ignored.

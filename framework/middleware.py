@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from framework.errors import CrawlAborted, FetchError, IgnoreRequest
+from framework.errors import CrawlAborted, FetchError, IgnoreRequest, Unchanged
 from framework.http import Parser, Request, Response
 
 if TYPE_CHECKING:
@@ -27,8 +27,11 @@ class Middleware:
 
     ``await handler(request)`` runs the rest of the chain and the fetch; a middleware may
     pass a changed request (``request.replace(...)``), return a response without calling
-    the handler, or raise ``IgnoreRequest``. Each attempt of a retried request passes
-    through the chain again. ``options`` is the middleware's section of the project file.
+    the handler, raise ``IgnoreRequest`` (drop the request), or raise ``Unchanged`` (the
+    page is as it was: no callback, its earlier links followed). Each attempt of a retried
+    request passes through the chain again, and so does robots.txt (its request's meta
+    has ``"robots.txt": True``). ``options`` is the middleware's section of the project
+    file. Its methods marked ``@hookimpl`` are event hooks, called for its own crawl.
 
     A response the middleware makes itself gets the parser registered for its media type,
     as a downloaded one does; made with ``cached=True`` it stands for an answer that did
@@ -130,7 +133,7 @@ async def _guarded(
     """Run one middleware; a bug in it fails this request, named, instead of the crawl."""
     try:
         response = await middleware(request, handler)
-    except (FetchError, IgnoreRequest, CrawlAborted):  # the last from below: a full --record
+    except (FetchError, IgnoreRequest, Unchanged, CrawlAborted):  # the last: a full --record
         raise
     except Exception as exc:
         raise FetchError(

@@ -145,14 +145,17 @@ def build(
     ``internal`` fills fields that are not user keys (e.g. the project's file path). Each
     key is checked on its own, and the errors of all are raised together. A ``ValueError``
     from the schema's ``__post_init__`` (a rule that spans several keys) becomes an error at
-    ``path``, once every key is valid.
+    ``path``, once every key is valid. A schema with an ``enabled`` key may be given as
+    true or false alone, short for ``{enabled: true}``.
     """
+    fields = {f.name: f for f in keys_of(schema)}
     if data is None:
         data = {}
+    if "enabled" in fields and isinstance(_plain(data), bool):
+        data = {"enabled": data}
     if not isinstance(data, Mapping):
         raise source.error(path, f"expected a mapping of keys, got {_show(data)}")
     hints = get_type_hints(schema)
-    fields = {f.name: f for f in keys_of(schema)}
     errors = ErrorList()
     with errors.collect():
         _check_keys(data, fields, source, path)
@@ -170,6 +173,11 @@ def build(
         return schema(**values)
     except ValueError as exc:
         raise source.error(path, str(exc)) from None
+
+
+def _plain(raw: Any) -> Any:
+    """Return a value as YAML reads it, an environment variable's text included."""
+    return raw.scalar() if isinstance(raw, EnvText) else raw
 
 
 def _check_keys(

@@ -34,7 +34,7 @@ from framework.crawl.progress import Sample
 from framework.crawl.seeding import Seeder
 from framework.crawl.settle import Item, Settler
 from framework.crawl.stats import Stats
-from framework.errors import CrawlAborted, FetchError, IgnoreRequest
+from framework.errors import CrawlAborted, FetchError, IgnoreRequest, Unchanged
 from framework.fetch.downloader import Fetcher
 from framework.fetch.parsers import parse_big
 from framework.fetch.politeness import Pace
@@ -210,6 +210,12 @@ class Engine:
             )
             self.stats.finish("already finished")
             return False
+        if saved.renewed:
+            log.info(
+                "%s: the saved crawl was finished: round %d starts from the start requests",
+                self.project.name,
+                saved.renewed,
+            )
         if saved.resumed and not saved.finished:
             counts = self._frontier.counts()
             log.info(
@@ -229,7 +235,9 @@ class Engine:
         return True
 
     async def _crawl(self) -> None:
-        await self._events.crawl_started(project=self.project, spider=self.spider)
+        await self._events.crawl_started(
+            project=self.project, spider=self.spider, memory=self._frontier.memory
+        )
         try:
             async with asyncio.TaskGroup() as tasks:
                 # First: a start_requests that blocks in its first batch must be watched too.
@@ -423,14 +431,20 @@ class Engine:
         except IgnoreRequest:
             self.stats.filtered["ignored"] += 1
             return _NOTHING
+        except Unchanged as exc:  # no callback: the links the page had last time
+            found = _deeper(list(exc.requests), request, request.callback)
+            return Handled(discovered=self._admission.admit(found))
         except FetchError as exc:
             return await self._failed(lease, exc)
         await parse_big(response)
-        items, requests = await self._callback(request, request.callback, response)
-        return Handled(
-            await self._settler.accept(items, response),
-            self._admission.admit(_deeper(requests, request, request.callback)),
-        )
+        items, requests, whole = await self._callback(request, request.callback, response)
+        accepted = await self._settler.accept(items, response)
+        if whole and self._events.page_parsed and self._settler.stop_reason is None:
+            await self._events.page_parsed(
+                request=request, response=response, requests=requests, spider=self.spider
+            )
+        found = _deeper(requests, request, request.callback)
+        return Handled(accepted, self._admission.admit(found))
 
     def _spend(self) -> bool:
         """Count one request going to the fetcher against ``max_pages``; False if none is
@@ -447,28 +461,36 @@ class Engine:
         return True
 
     async def _fetched(self, lease: Lease) -> Response:
-        """Fetch a request through the middlewares; tell the pace how the host answered.
-
-        An answer that did not use the network (a cache hit) gives the host's turn back,
-        and says nothing of the host's speed.
-        """
-        pace, stalls, clock = self._crew.pace, self._crew.stalls, asyncio.get_running_loop().time
+        """Fetch a request through the middlewares; tell the pace how the host answered."""
+        clock, stalls = asyncio.get_running_loop().time, self._crew.stalls
         started, held = clock(), stalls.held
         try:
             response = await self._fetch(lease.request)
         except FetchError as exc:
             if exc.kind == "timeout":
-                await pace.timed_out(lease.host)
+                await self._crew.pace.timed_out(lease.host)
             raise
+        except Unchanged as exc:  # still an answer: counted as one
+            await self._answered(lease, exc.response, started, held)
+            raise
+        await self._answered(lease, response, started, held)
+        return response
+
+    async def _answered(
+        self, lease: Lease, response: Response, started: float, held: float
+    ) -> None:
+        """Count a response, and tell the pace how fast the host gave it. An answer that
+        did not use the network (a cache hit) gives the host's turn back instead, and says
+        nothing of the host's speed."""
         if response.cached:
             await self._frontier.refund(lease)
         else:
-            latency = clock() - started - stalls.held_since(started, held)  # not a callback's
-            await pace.replied(lease.host, response.status, latency)
+            took = asyncio.get_running_loop().time() - started
+            latency = took - self._crew.stalls.held_since(started, held)  # not a callback's
+            await self._crew.pace.replied(lease.host, response.status, latency)
         self.stats.response(lease.host, response.status, len(response.body))
         if self._events.response_received:
             await self._events.response_received(response=response, spider=self.spider)
-        return response
 
     async def _failed(self, lease: Lease, error: FetchError) -> Handled:
         """Retry a failed request after a backoff, or count it failed and run its errback."""
@@ -485,7 +507,7 @@ class Engine:
         await self._failures.report(error, error.kind, request, str(error), listed=True)
         if not request.errback:
             return Handled(failure=error.kind)
-        items, requests = await self._callback(request, request.errback, request, error)
+        items, requests, _ = await self._callback(request, request.errback, request, error)
         return Handled(
             await self._settler.accept(items, None, request=request),
             self._admission.admit(_deeper(requests, request, request.errback)),
@@ -494,15 +516,17 @@ class Engine:
 
     async def _callback(
         self, request: Request, name: str | None, *args: Any
-    ) -> tuple[list[Item], list[Request]]:
-        """Run a spider callback, report what went wrong in it, and return what it found."""
+    ) -> tuple[list[Item], list[Request], bool]:
+        """Run a spider callback, report what went wrong in it, and return what it found,
+        and whether that is whole: nothing went wrong and it did not close the crawl."""
         output = await run_callback(self.spider, name, *args, plugins=self._crew.callbacks)
         lost = isinstance(args[0], Response)  # a page's output is lost: list it, to retry
         for kind, error, message in output.problems:
             await self._failures.report(error, kind, request, message, listed=lost)
         if output.close is not None:
             self.stop(f"closed by spider: {output.close}")
-        return output.items, output.requests
+        whole = not output.problems and output.close is None
+        return output.items, output.requests, whole
 
 
 def _deeper(requests: list[Request], parent: Request, callback: str | None) -> list[Request]:

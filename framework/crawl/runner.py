@@ -33,7 +33,7 @@ from framework.crawl.progress import Mode, Progress
 from framework.crawl.seeding import Seeder, extra_start_requests, plugins_first
 from framework.crawl.settle import Settler
 from framework.crawl.stats import Stats
-from framework.errors import CrawlAborted, UsageError
+from framework.errors import CrawlAborted, PluginError, UsageError
 from framework.fetch.credentials import warn_of_wide_credentials
 from framework.fetch.downloader import Downloader, DownloadSettings, Fetcher, user_agent
 from framework.fetch.layers import layered
@@ -47,7 +47,12 @@ from framework.frontier.backends import make_frontier
 from framework.frontier.memory import MemoryFrontier
 from framework.hooks.components import Components, assemble, configure_plugins, item_steps
 from framework.hooks.events import Events
-from framework.hooks.manager import PluginManager, hook_calls, make_plugin_manager
+from framework.hooks.manager import (
+    PluginManager,
+    hook_calls,
+    make_plugin_manager,
+    register_for_crawl,
+)
 from framework.hooks.registry import Registry
 from framework.http import Request, Response
 from framework.middleware import chain
@@ -78,6 +83,8 @@ class Prepared:
     replay: Path | None = None
     #: The start requests plugins add (``extra_start_requests``), queued first.
     added: tuple[Request, ...] = ()
+    #: A plugin asked that a finished crawl start a new round (``renew_finished_crawl``).
+    renew: bool = False
 
 
 def output_spec(path: str) -> ExporterSpec:
@@ -116,9 +123,26 @@ def prepare(
     seeds = load_failures(failures) if retry_failed else None
     if record is not None and replay is not None:
         raise UsageError("--record and --replay exclude each other")
+    renew = _renews(project, pm)
     return Prepared(
-        project, pm, registry, components, failures, seeds, fresh, record, replay, added
+        project, pm, registry, components, failures, seeds, fresh, record, replay, added, renew
     )
+
+
+def _renews(project: Project, pm: PluginManager) -> bool:
+    """Ask every plugin whether a finished crawl starts a new round; a ``ValueError`` is
+    the plugin refusing the project, at its section."""
+    answers = []
+    for call in hook_calls(pm, "renew_finished_crawl"):
+        try:
+            answers.append(call(project=project))
+        except ValueError as exc:
+            raise project.error_source.error((call.plugin,), str(exc)) from None
+        except Exception as exc:
+            raise PluginError(
+                f"plugin '{call.plugin}': renew_finished_crawl raised {type(exc).__name__}: {exc}"
+            ) from exc
+    return any(answer is True for answer in answers)
 
 
 def _check_has_start(project: Project, spider: Spider, added: Sequence[Request]) -> None:
@@ -170,7 +194,10 @@ def build_engine(
         reporters=tuple(middlewares),
     )
     politeness = _politeness(prepared)
-    frontier = frontier or make_frontier(project, politeness, fresh=prepared.fresh)
+    renew = prepared.renew and prepared.seeds is None  # --retry-failed retries, never renews
+    frontier = frontier or make_frontier(project, politeness, fresh=prepared.fresh, renew=renew)
+    for middleware in prepared.components.middlewares:  # first: its hooks are the crawl's
+        register_for_crawl(prepared.pm, middleware, f"{middleware.name} middleware")
     failures = Failures(
         stats,
         spider,

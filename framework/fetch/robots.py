@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 from protego import Protego
 
-from framework.errors import FetchError, IgnoreRequest
+from framework.errors import FetchError, IgnoreRequest, Unchanged
 from framework.fetch.downloader import READ_AT_MOST
 from framework.fetch.politeness import Pace
 from framework.fetch.statuses import REDIRECTS
@@ -65,7 +65,7 @@ class Robots:
         self.fetched += 1
         try:
             response = await self._get(url)
-        except (FetchError, IgnoreRequest) as exc:
+        except (FetchError, IgnoreRequest, Unchanged) as exc:
             log.info("robots.txt of %s could not be read (%s): crawling it all", origin, exc)
             return None
         if response.status != 200:

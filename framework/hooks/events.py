@@ -8,7 +8,7 @@ from typing import Any
 
 import pluggy
 
-from framework.errors import DropItem
+from framework.errors import CrawlAborted, DropItem
 from framework.hooks.manager import HookCall, hook_calls
 
 __all__ = ["EventHook", "Events", "PluginFailed"]
@@ -23,7 +23,9 @@ class EventHook:
     def __init__(self, name: str, calls: list[HookCall], on_error: PluginFailed) -> None:
         self.name, self._calls, self._on_error = name, calls, on_error
         # Only item_scraped may drop an item; anywhere else DropItem is a plugin's mistake.
-        self._verdicts: tuple[type[Exception], ...] = (DropItem,) if name == "item_scraped" else ()
+        self._passed: tuple[type[Exception], ...] = (
+            (DropItem, CrawlAborted) if name == "item_scraped" else (CrawlAborted,)
+        )
 
     def __bool__(self) -> bool:
         return bool(self._calls)
@@ -31,16 +33,17 @@ class EventHook:
     async def __call__(self, **kwargs: Any) -> None:
         """Call each implementation in plugin order, awaiting those that are async.
 
-        ``DropItem`` from ``item_scraped`` passes through (a verdict, not a failure); any
-        other exception is handed to ``on_error`` with the plugin's name, and the next
-        plugin still runs.
+        ``DropItem`` from ``item_scraped`` passes through (a verdict, not a failure), and
+        so does ``CrawlAborted`` (the crawl's memory cannot be written); any other
+        exception is handed to ``on_error`` with the plugin's name, and the next plugin
+        still runs.
         """
         for call in self._calls:
             try:
                 outcome = call(**kwargs)
                 if inspect.isawaitable(outcome):
                     await outcome
-            except self._verdicts:
+            except self._passed:
                 raise
             except Exception as exc:
                 await self._on_error(call.plugin, self.name, exc, kwargs)
@@ -60,5 +63,6 @@ class Events:
         self.crawl_started = hook("crawl_started")
         self.request_scheduled = hook("request_scheduled")
         self.response_received = hook("response_received")
+        self.page_parsed = hook("page_parsed")
         self.item_scraped = hook("item_scraped")
         self.crawl_finished = hook("crawl_finished")

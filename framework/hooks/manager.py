@@ -43,16 +43,30 @@ from framework.hooks import builtin
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "EVENT_HOOKS",
     "HookCall",
     "PluginInfo",
     "PluginManager",
     "hook_calls",
     "make_plugin_manager",
     "project_plugin_name",
+    "register_for_crawl",
 ]
 
 ENTRY_POINT_GROUP = "fw"
 BUILTIN = "fw"
+#: The hooks called during a crawl: the only ones an object of one crawl may implement.
+EVENT_HOOKS = frozenset(
+    {
+        "crawl_started",
+        "request_scheduled",
+        "response_received",
+        "page_parsed",
+        "item_scraped",
+        "crawl_error",
+        "crawl_finished",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -281,6 +295,26 @@ def _register(pm: PluginManager, plugin: object, name: str) -> None:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
         raise pm.error(name, f"{pm.named(name)}: {' '.join(str(exc).split())}") from exc
+
+
+def register_for_crawl(pm: PluginManager, component: object, name: str) -> None:
+    """Register the event hooks a crawl's own object implements (a middleware's methods
+    marked ``@hookimpl``), under ``name``, for that crawl only: ``pm`` is the crawl's."""
+    marked = [n for n in dir(type(component)) if hasattr(getattr(component, n, None), "fw_impl")]
+    if not marked or pm.is_registered(component):
+        return
+    wrong = sorted(set(marked) - EVENT_HOOKS)
+    if wrong:
+        raise PluginError(
+            f"plugin '{name}': {', '.join(wrong)} cannot be a method: an object of one crawl "
+            f"implements only event hooks ({', '.join(sorted(EVENT_HOOKS))})"
+        )
+    _register(pm, component, name)
+    try:
+        _check(pm)
+    except FwError:
+        pm.unregister(component)
+        raise
 
 
 def _check_api(pm: PluginManager, plugin: object, name: str) -> None:

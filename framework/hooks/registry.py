@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from framework.exporters import Exporter
 from framework.fetch.layers import FetchLayer
@@ -16,7 +17,7 @@ from framework.hooks.manager import HookCall, PluginManager, exited, hook_calls
 from framework.middleware import Middleware
 from framework.spider import CALLBACK_ARGUMENTS, PluginCallback, Spider
 
-__all__ = ["Registry", "section_schema"]
+__all__ = ["Flag", "Registry", "flags", "section_schema"]
 
 log = logging.getLogger("fw")
 
@@ -149,6 +150,37 @@ class Registry:
                 plugin,
                 self.owners[kind, name],
             )
+
+
+class Flag(NamedTuple):
+    """A ``fw run`` flag a plugin registered: it stands for the ``-s`` override."""
+
+    flag: str
+    override: str
+    help: str
+    plugin: str
+
+
+_FLAG = re.compile(r"--[a-z][a-z0-9-]*")
+
+
+def flags(pm: PluginManager) -> list[Flag]:
+    """Call ``register_flags`` on every plugin; the first plugin to register a flag wins."""
+    found: dict[str, Flag] = {}
+
+    def adder(plugin: str, flag: Any = None, override: Any = None, text: Any = "") -> None:
+        if not (isinstance(flag, str) and _FLAG.fullmatch(flag)):
+            raise _Refused(f"register_flags: {flag!r} is not a long option like --incremental")
+        if not (isinstance(override, str) and "=" in override and isinstance(text, str)):
+            raise _Refused(f"register_flags: {flag} needs an override KEY=VALUE and a help text")
+        found.setdefault(flag, Flag(flag, override, text, plugin))
+
+    for call in hook_calls(pm, "register_flags"):
+        try:
+            _run(call, "register_flags", adder)
+        except _Refused as exc:
+            raise pm.error(call.plugin, f"{pm.named(call.plugin)}: {exc}") from exc
+    return list(found.values())
 
 
 def section_schema(plugin: object) -> type[Any] | None:
