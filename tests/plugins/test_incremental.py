@@ -1,0 +1,329 @@
+"""The bundled incremental plugin: rounds of a crawl against a loopback site that changes
+between them, with SQLite and Redis frontiers, ``fw run --incremental`` as users run it,
+a round killed and run again, and the Douban spider on its saved pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from framework.crawl.stats import Stats
+from tests.conftest import Serve, crawl, fw_command, read_jsonl, run_fw, write_project
+from tests.plugins.test_douban import DOUBAN, SUBJECT_PAGES, fixture, html, run_douban
+from tests.redis_server import RedisServer, redis_binary
+
+#: When every page of the site was first modified.
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class Site:
+    """A loopback site whose pages change between rounds; it counts what it serves.
+
+    ``/`` lists every leaf and ``/section``, which links to ``/section/leaf`` and never
+    changes. ``/etag/<n>`` answers with an ETag (and 304 to a matching If-None-Match),
+    ``/modified/<n>`` with Last-Modified (304 to an If-Modified-Since not older), and
+    ``/plain/<n>`` with neither: only a hash of its body tells.
+    """
+
+    def __init__(self, leaves: int = 3, latency: float = 0.0) -> None:
+        self.leaves = [
+            f"/{kind}/{n}" for kind in ("etag", "modified", "plain") for n in range(leaves)
+        ]
+        self.latency = latency
+        self.versions: Counter[str] = Counter()
+        self.added: list[str] = []
+        self.served: Counter[tuple[str, int]] = Counter()
+        self.asked: Counter[str] = Counter()  # the conditional headers received, by name
+        self._changed = asyncio.Condition()
+
+    async def start(self, serve: Serve) -> str:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._page)
+        return await serve(app)
+
+    def change(self, *paths: str) -> None:
+        self.versions.update(paths)
+
+    def add(self, path: str) -> None:
+        self.added.append(path)
+
+    @property
+    def pages(self) -> list[str]:
+        return ["/", "/section", "/section/leaf", *self.leaves, *self.added]
+
+    async def served_pages(self, count: int) -> None:
+        """Wait until the site has answered ``count`` requests in all."""
+        async with asyncio.timeout(30), self._changed:
+            await self._changed.wait_for(lambda: self.served.total() >= count)
+
+    async def _page(self, request: web.Request) -> web.Response:
+        path = request.path
+        if path not in self.pages:
+            raise web.HTTPNotFound
+        await asyncio.sleep(self.latency)
+        response = self._answer(request, path)
+        async with self._changed:
+            self.served[path, response.status] += 1
+            self._changed.notify_all()
+        return response
+
+    def _answer(self, request: web.Request, path: str) -> web.Response:
+        version = self.versions[path]
+        headers = {}
+        if path.startswith("/etag/"):
+            headers["ETag"] = f'"{path}-{version}"'
+            if "If-None-Match" in request.headers:
+                self.asked["If-None-Match"] += 1
+                if request.headers["If-None-Match"] == headers["ETag"]:
+                    return web.Response(status=304, headers=headers)
+        if path.startswith("/modified/"):
+            modified = EPOCH + timedelta(days=version)
+            headers["Last-Modified"] = modified.strftime("%a, %d %b %Y %H:%M:%S GMT")
+            since = request.if_modified_since
+            if "If-Modified-Since" in request.headers:
+                self.asked["If-Modified-Since"] += 1
+                if since is not None and since >= modified:
+                    return web.Response(status=304, headers=headers)
+        links = {
+            "/": ["/section", *self.leaves, *self.added],
+            "/section": ["/section/leaf"],
+        }.get(path, [])
+        anchors = "".join(f'<a href="{link}">{link}</a>' for link in links)
+        body = f"<html><h1>{path} v{version}</h1>{anchors}</html>"
+        return web.Response(text=body, content_type="text/html", headers=headers)
+
+
+def project(directory: Path, base: str, frontier: str = "sqlite:///state/crawl.db") -> Path:
+    return write_project(
+        directory,
+        f"""
+        spider: rules
+        start_urls: [{base}/]
+        robots: ignore
+        frontier: "{frontier}"
+        incremental: true
+        rules:
+          follow: [a]
+          items: [{{fields: {{title: h1::text, page: {{value: url}}}}}}]
+        """,
+    )
+
+
+async def round_of(path: Path, name: str, *overrides: str) -> tuple[Stats, list[str]]:
+    """Run one round in this process; return its stats and the pages it exported."""
+    out = path.parent / name
+    stats = await crawl(path, *overrides, outputs=(str(out),))
+    assert stats.reason == "finished", stats.summary()
+    return stats, sorted(item["page"].split("/", 3)[3] for item in read_jsonl(out))
+
+
+def figures(new: int, changed: int, unchanged: int) -> dict[str, int]:
+    return {"new": new, "changed": changed, "unchanged": unchanged}
+
+
+@pytest.fixture
+async def site(serve: Serve) -> AsyncIterator[tuple[Site, str]]:
+    state = Site()
+    yield state, await state.start(serve)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def frontier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A persistent frontier's URL: a SQLite file, or a fresh redis-server's."""
+    if request.param == "sqlite":
+        yield "sqlite:///state/crawl.db"
+        return
+    if redis_binary() is None:
+        pytest.skip("no redis-server to run")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield f"{server.url}?prefix=fw:rounds:"
+    server.stop()
+
+
+async def test_each_round_exports_only_the_new_and_changed_pages(
+    tmp_path: Path, site: tuple[Site, str], frontier: str
+) -> None:
+    state, base = site
+    path = project(tmp_path, base, frontier)
+    every = len(state.pages)
+    stats, pages = await round_of(path, "1.jsonl")
+    assert len(pages) == every and stats.plugins() == {"incremental": figures(every, 0, 0)}
+
+    # One page of each kind changes, and a new page appears on the listing.
+    state.change("/etag/1", "/modified/1", "/plain/1")
+    state.add("/plain/new")
+    state.served.clear()
+    stats, pages = await round_of(path, "2.jsonl")
+    assert pages == ["", "etag/1", "modified/1", "plain/1", "plain/new"]  # "" is the listing
+    assert stats.plugins()["incremental"] == figures(1, 4, every - 4)
+    assert stats.pages == every + 1 and stats.items == 5
+    # The server was asked, and said so: a 304 for each unchanged page with a validator.
+    assert state.asked == {"If-None-Match": 3, "If-Modified-Since": 3}
+    assert state.served["/etag/0", 304] == state.served["/modified/2", 304] == 1
+    assert state.served["/plain/0", 200] == 1  # no validator: fetched, and found the same
+
+    # Nothing changes but a page under the unchanged /section: it is still found.
+    state.change("/section/leaf")
+    stats, pages = await round_of(path, "3.jsonl")
+    assert pages == ["section/leaf"]
+    assert stats.plugins()["incremental"] == figures(0, 1, every)
+    assert f"incremental: 0 new, 1 changed, {every} unchanged" in stats.summary()
+
+    stats, pages = await round_of(path, "4.jsonl")
+    assert pages == [] and stats.plugins()["incremental"] == figures(0, 0, every + 1)
+
+
+async def test_fw_run_incremental_renews_a_finished_crawl_and_says_what_changed(
+    tmp_path: Path, site: tuple[Site, str]
+) -> None:
+    state, base = site
+    path = project(tmp_path, base)
+    path.write_text(path.read_text().replace("incremental: true\n", ""))  # the flag, only
+    every = len(state.pages)
+    first = await run_fw("run", str(path), "--incremental", "-o", str(tmp_path / "1.jsonl"))
+    assert first.returncode == 0, first.stderr
+    assert f"incremental: {every} new, 0 changed, 0 unchanged" in first.stderr
+
+    state.change("/plain/2")
+    stats = tmp_path / "stats.json"
+    second = await run_fw(
+        "run", str(path), "--incremental", "-o", str(tmp_path / "2.jsonl"), "--stats", str(stats)
+    )
+    assert second.returncode == 0, second.stderr
+    assert "the saved crawl was finished: round 2 starts from the start requests" in second.stderr
+    assert f"incremental: 0 new, 1 changed, {every - 1} unchanged" in second.stderr
+    assert json.loads(stats.read_text())["plugins"]["incremental"] == figures(0, 1, every - 1)
+    assert [item["page"] for item in read_jsonl(tmp_path / "2.jsonl")] == [f"{base}/plain/2"]
+
+    # Without the flag (nor the key), a finished crawl stays finished.
+    again = await run_fw("run", str(path), "-o", str(tmp_path / "3.jsonl"))
+    assert again.returncode == 0 and "already finished" in again.stderr
+
+
+async def test_without_a_persistent_frontier_it_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = project(tmp_path, "http://127.0.0.1:9", "memory")
+    # --incremental stands for -s incremental.enabled=true, and is blamed as such.
+    for command, where in ((["check"], f"{path}:5"), (["run", "--incremental"], "-s")):
+        done = await run_fw(*command, str(path))
+        assert done.returncode == 2
+        assert done.stderr.startswith(
+            f"Error: {where}: incremental: needs a persistent frontier, which remembers each "
+            "page from one run to the next: set frontier: sqlite:///state/crawl.db"
+        ), done.stderr
+
+
+async def test_a_round_killed_again_and_again_exports_each_change_once(
+    tmp_path: Path, serve: Serve
+) -> None:
+    state = Site(leaves=40, latency=0.003)
+    path = project(tmp_path, await state.start(serve))
+    out = ["-o", str(tmp_path / "round.jsonl")]
+    first = await run_fw("run", str(path), *out)
+    assert first.returncode == 0, first.stderr
+
+    changed = [leaf for n, leaf in enumerate(state.leaves) if n % 3 == 0]
+    state.change(*changed)
+    for served in (20, 60):  # killed twice in the second round, then run to its end
+        state.served.clear()
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(), "run", str(path), *out, stderr=asyncio.subprocess.DEVNULL
+        )
+        await state.served_pages(served)
+        process.send_signal(signal.SIGKILL)
+        assert await process.wait() == -signal.SIGKILL
+    done = await run_fw("run", str(path), *out)
+    assert done.returncode == 0, done.stderr
+    assert "continuing the saved crawl" in done.stderr
+    exported = [item["page"].split("/", 3)[3] for item in read_jsonl(tmp_path / "round.jsonl")]
+    assert sorted(exported) == sorted(leaf[1:] for leaf in changed)  # each once, none more
+
+    # What the killed runs noted is whole: the next round finds nothing changed.
+    last = await run_fw("run", str(path), "-o", str(tmp_path / "after.jsonl"))
+    assert last.returncode == 0, last.stderr
+    assert f"incremental: 0 new, 0 changed, {len(state.pages)} unchanged" in last.stderr
+    assert read_jsonl(tmp_path / "after.jsonl") == []
+
+
+# -------------------------------------------------------------------------------------------
+# The daily Douban crawl: only the films new or changed since yesterday
+# -------------------------------------------------------------------------------------------
+
+LISTING = "later_chengdu_2019-12.html"
+#: The film that is new today: yesterday's listing did not have it.
+NEW_FILM = "34901106"
+
+
+def without_film(listing: bytes, subject_id: str) -> bytes:
+    """Cut one film's entry out of a coming-soon listing."""
+    at = listing.index(f"/subject/{subject_id}/".encode())
+    start = listing.rindex(b'<div class="item', 0, at)
+    end = listing.index(b'<p><a href="https://movie.douban.com/coming">', at)
+    return listing[:start] + listing[end:]
+
+
+async def test_the_daily_douban_crawl_exports_only_new_and_changed_films(
+    tmp_path: Path, serve: Serve
+) -> None:
+    today = fixture(LISTING)
+    films = re.findall(rb'class="thumb" href="https://movie.douban.com/subject/(\d+)/"', today)
+    ids = [film.decode() for film in films]
+    changed = next(i for i in ids if int(i) % 4 == 0 and i != NEW_FILM)  # a 8.3-rated page
+    listing, rating = without_film(today, NEW_FILM), b'property="v:average">8.3<'
+    subjects: dict[str, bytes] = {}
+    hits: Counter[str] = Counter()
+
+    async def listing_page(request: web.Request) -> web.Response:
+        hits[request.path] += 1
+        return html(listing.replace(DOUBAN.encode(), base.encode()))
+
+    async def subject_page(request: web.Request) -> web.Response:
+        hits[request.path] += 1
+        subject_id = request.match_info["id"]
+        page = fixture(SUBJECT_PAGES[int(subject_id) % len(SUBJECT_PAGES)])
+        return html(subjects.get(subject_id, page))
+
+    app = web.Application()
+    app.router.add_get("/cinema/later/beijing/", listing_page)
+    app.router.add_get(r"/subject/{id:\d+}/", subject_page)
+    base = await serve(app)
+    state = f"sqlite:///{tmp_path / 'douban.db'}"
+
+    async def day(name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        hits.clear()
+        result, items, stats = await run_douban(
+            tmp_path / name, base, ["beijing"], "-s", f"frontier={state}", "--incremental"
+        )
+        assert result.returncode == 0, result.stderr
+        return items, stats
+
+    (tmp_path / "yesterday").mkdir()
+    items, stats = await day("yesterday")
+    assert sorted(item["id"] for item in items) == sorted(set(ids) - {NEW_FILM})
+    assert stats["plugins"]["incremental"] == figures(len(ids), 0, 0)  # the listing and its films
+
+    # Overnight a film joins the listing, and another's rating changes on its page.
+    listing = today
+    assert rating in fixture(SUBJECT_PAGES[0])
+    subjects[changed] = fixture(SUBJECT_PAGES[0]).replace(rating, b'property="v:average">8.4<')
+    (tmp_path / "today").mkdir()
+    items, stats = await day("today")
+    assert {item["id"]: item["rating"] for item in items} == {NEW_FILM: 8.7, changed: 8.4}
+    # The listing changed (a film more), the rating page did, and the rest did not.
+    assert stats["plugins"]["incremental"] == figures(1, 2, len(ids) - 2)
+    assert hits[f"/subject/{NEW_FILM}/"] == 1 and set(hits.values()) == {1}
+
+    (tmp_path / "tomorrow").mkdir()
+    items, stats = await day("tomorrow")
+    assert items == [] and stats["plugins"]["incremental"] == figures(0, 0, len(ids) + 1)
