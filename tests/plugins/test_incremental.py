@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
+import shutil
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +22,7 @@ from aiohttp import web
 
 from framework.crawl.stats import Stats
 from tests.conftest import Serve, crawl, fw_command, read_jsonl, run_fw, write_project
-from tests.plugins.test_douban import DOUBAN, SUBJECT_PAGES, fixture, html, run_douban
+from tests.plugins.test_douban import DOUBAN, PROJECT, SUBJECT_PAGES, fixture, html
 from tests.redis_server import RedisServer, redis_binary
 
 #: When every page of the site was first modified.
@@ -298,17 +300,23 @@ async def test_the_daily_douban_crawl_exports_only_new_and_changed_films(
     app.router.add_get("/cinema/later/beijing/", listing_page)
     app.router.add_get(r"/subject/{id:\d+}/", subject_page)
     base = await serve(app)
-    state = f"sqlite:///{tmp_path / 'douban.db'}"
+    readme = (PROJECT.parents[1] / "README.md").read_text(encoding="utf-8")
+    (command,) = re.findall(r"`(fw run projects/douban\.yaml --incremental [^`]+)`", readme)
+    shutil.copytree(PROJECT.parent, tmp_path / "projects")
 
     async def day(name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Run the README's command against the loopback Douban: the day's films, stats."""
         hits.clear()
-        result, items, stats = await run_douban(
-            tmp_path / name, base, ["beijing"], "-s", f"frontier={state}", "--incremental"
+        stats = tmp_path / f"{name}.json"
+        done = await run_fw(
+            *shlex.split(command)[1:],
+            *("-s", f"start_urls=[{base}/cinema/later/beijing/]", "-s", "delay=0"),
+            *("-s", "allowed_domains=[127.0.0.1]", "-s", "exporters=[]", "--stats", str(stats)),
+            cwd=tmp_path,
         )
-        assert result.returncode == 0, result.stderr
-        return items, stats
+        assert done.returncode == 0, done.stderr
+        return read_jsonl(tmp_path / "movies.jsonl"), json.loads(stats.read_text())
 
-    (tmp_path / "yesterday").mkdir()
     items, stats = await day("yesterday")
     assert sorted(item["id"] for item in items) == sorted(set(ids) - {NEW_FILM})
     assert stats["plugins"]["incremental"] == figures(len(ids), 0, 0)  # the listing and its films
@@ -317,13 +325,11 @@ async def test_the_daily_douban_crawl_exports_only_new_and_changed_films(
     listing = today
     assert rating in fixture(SUBJECT_PAGES[0])
     subjects[changed] = fixture(SUBJECT_PAGES[0]).replace(rating, b'property="v:average">8.4<')
-    (tmp_path / "today").mkdir()
     items, stats = await day("today")
     assert {item["id"]: item["rating"] for item in items} == {NEW_FILM: 8.7, changed: 8.4}
     # The listing changed (a film more), the rating page did, and the rest did not.
     assert stats["plugins"]["incremental"] == figures(1, 2, len(ids) - 2)
     assert hits[f"/subject/{NEW_FILM}/"] == 1 and set(hits.values()) == {1}
 
-    (tmp_path / "tomorrow").mkdir()
     items, stats = await day("tomorrow")
     assert items == [] and stats["plugins"]["incremental"] == figures(0, 0, len(ids) + 1)
