@@ -43,6 +43,7 @@ class Site:
             f"/{kind}/{n}" for kind in ("etag", "modified", "plain") for n in range(leaves)
         ]
         self.latency = latency
+        self.gate: asyncio.Event | None = None  # set: every request waits for it
         self.versions: Counter[str] = Counter()
         self.added: list[str] = []
         self.served: Counter[tuple[str, int]] = Counter()
@@ -74,6 +75,8 @@ class Site:
         if path not in self.pages:
             raise web.HTTPNotFound
         await asyncio.sleep(self.latency)
+        if self.gate is not None:
+            await self.gate.wait()
         response = self._answer(request, path)
         async with self._changed:
             self.served[path, response.status] += 1
@@ -212,6 +215,51 @@ async def test_fw_run_incremental_renews_a_finished_crawl_and_says_what_changed(
     # Without the flag (nor the key), a finished crawl stays finished.
     again = await run_fw("run", str(path), "-o", str(tmp_path / "3.jsonl"))
     assert again.returncode == 0 and "already finished" in again.stderr
+
+
+async def test_two_redis_workers_renewing_at_once_share_one_round(
+    tmp_path: Path, site: tuple[Site, str]
+) -> None:
+    if redis_binary() is None:
+        pytest.skip("no redis-server to run")
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        state, base = site
+        path = project(tmp_path, base, f"{server.url}?prefix=fw:two:")
+        first = await run_fw("run", str(path), "-o", str(tmp_path / "first.jsonl"))
+        assert first.returncode == 0, first.stderr
+
+        state.change("/plain/0")
+        state.served.clear()
+        state.gate = asyncio.Event()  # the round waits until both workers are in it
+        runs = [
+            asyncio.create_task(
+                run_fw("run", str(path), "-o", str(tmp_path / f"{n}.jsonl"), "--incremental")
+            )
+            for n in range(2)
+        ]
+        with server.client() as client:
+            async with asyncio.timeout(60):
+                # Redis tells no one when a worker joins: poll its registry.
+                while client.hlen("fw:two:workers") < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        state.gate.set()
+        done = await asyncio.gather(*runs)
+    finally:
+        server.stop()
+    assert [run.returncode for run in done] == [0, 0], [run.stderr for run in done]
+    exported = read_jsonl(tmp_path / "0.jsonl") + read_jsonl(tmp_path / "1.jsonl")
+    assert [item["page"] for item in exported] == [f"{base}/plain/0"]
+    assert set(state.served.values()) == {1} and state.served.total() == len(state.pages)
+    counted: Counter[str] = Counter()
+    for run in done:
+        found = re.search(r"incremental: (\d+) new, (\d+) changed, (\d+) unchanged", run.stderr)
+        assert found is not None, run.stderr
+        counted.update(
+            dict(zip(("new", "changed", "unchanged"), map(int, found.groups()), strict=True))
+        )
+    assert counted == figures(0, 1, len(state.pages) - 1)
 
 
 async def test_without_a_persistent_frontier_it_is_refused_at_its_line(tmp_path: Path) -> None:
