@@ -13,7 +13,7 @@ from aiohttp import web
 
 from framework import Middleware
 from framework.crawl.stats import Stats
-from tests.conftest import Serve, crawl, read_jsonl, write_project
+from tests.conftest import Serve, crawl, pages, read_jsonl, write_project
 
 PLUGIN = """
 import asyncio
@@ -288,3 +288,70 @@ async def test_the_crawl_event_hooks_run_in_order(crawled: Crawled) -> None:
     assert seen["started"] == 1 and seen["finished"] == "closed by spider: enough"
     assert seen["scheduled"][0] == "start" and "gone" in seen["scheduled"]
     assert ("gone", 404) in seen["received"]
+
+
+UNCHANGED = """
+from framework import Middleware, Request, Spider, Unchanged, hookimpl
+
+
+class Pages(Spider):
+    name = "pages"
+
+    def parse(self, response):
+        yield {"page": response.url}
+        for href in response.css("a::attr(href)").getall():
+            yield response.follow(href)
+        if response.url.endswith("/broken"):
+            raise ValueError("no")
+
+
+class Skipper(Middleware):
+    name = "skipper"
+
+    async def __call__(self, request, handler):
+        response = await handler(request)
+        if request.url.endswith("/skip"):
+            raise Unchanged(response, [Request(request.url.replace("/skip", "/behind"))])
+        return response
+
+    @hookimpl
+    def page_parsed(self, request, requests):
+        self.counts[request.url.rsplit("/", 1)[1] or "start"] = len(requests)
+
+
+@hookimpl
+def register_spiders(register):
+    register(Pages)
+
+
+@hookimpl
+def register_middlewares(register):
+    register(Skipper)
+"""
+
+
+async def test_a_middleware_may_skip_a_page_as_unchanged_and_hears_what_pages_led_to(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = {
+        "/": '<a href="/skip">s</a><a href="/broken">b</a>',
+        "/skip": "<h1>skip</h1>",  # its callback never runs: no item, its links not read
+        "/behind": "<h1>behind</h1>",
+        "/broken": '<a href="/">s</a>',
+    }
+    base = await serve(pages(site))
+    (tmp_path / "skipper.py").write_text(UNCHANGED, encoding="utf-8")
+    out = tmp_path / "items.jsonl"
+    project = write_project(
+        tmp_path, f"spider: pages\nstart_urls: [{base}/]\nplugins: [./skipper.py]\nrobots: ignore\n"
+    )
+    stats = await crawl(project, outputs=(str(out),))
+    assert stats.pages == 4 and stats.reason == "finished"
+    assert {item["page"].removeprefix(base) for item in read_jsonl(out)} >= {"/", "/behind"}
+    assert "/skip" not in {item["page"].removeprefix(base) for item in read_jsonl(out)}
+    # Parsed whole: the start page (2 links) and the page behind the skipped one (0);
+    # neither the skipped page nor the one whose callback raised.
+    # Its counts reach the summary and --stats as every middleware's do.
+    assert stats.plugins() == {"skipper": {"start": 2, "behind": 0}}
+    assert "skipper: 2 start, 0 behind" in stats.summary()
+    assert stats.to_dict()["plugins"]["skipper"] == {"start": 2, "behind": 0}
