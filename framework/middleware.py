@@ -53,6 +53,12 @@ class Middleware:
         #: zero, and ``--stats`` has ``plugins: {<name>: {...}}``.
         self.counts: Counter[str] = Counter()
 
+    @property
+    def active(self) -> bool:
+        """Whether this crawl needs the middleware; one that answers False (its section is
+        not set, say) is left out of the chain, so that it costs no page anything."""
+        return True
+
     async def open(self, project: Project) -> None:
         """Prepare for a crawl of ``project``, before its first request (may open files).
 

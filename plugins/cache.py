@@ -180,6 +180,11 @@ class Cache(Middleware):
         self._pruning = asyncio.Lock()
         self._warned = False
 
+    @property
+    def active(self) -> bool:
+        """Only a crawl that sets the section needs it."""
+        return self.options.dir is not None
+
     async def open(self, project: Any) -> None:
         """Open (or make) the folder, and bring it within ``max_size``."""
         if self.options.dir is None:

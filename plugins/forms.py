@@ -106,6 +106,11 @@ class LoginMiddleware(Middleware):
         self._signed_in = options.url is None
         self._failure: str | None = None
 
+    @property
+    def active(self) -> bool:
+        """Only a crawl that sets the section needs it."""
+        return self.options.url is not None
+
     async def __call__(self, request: Request, handler: Handler) -> Response:
         if not self._signed_in:
             async with self._lock:  # the crawl's other first requests wait for it

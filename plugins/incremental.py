@@ -229,6 +229,11 @@ class Revisits(Middleware):
     # Each request
     # ---------------------------------------------------------------------------------------
 
+    @property
+    def active(self) -> bool:
+        """Only a crawl that sets the section needs it."""
+        return self.options.enabled
+
     async def __call__(self, request: Request, handler: Handler) -> Response:
         """Fetch ``request``, conditionally when its last visit allows; raise ``Unchanged``
         for a page as it was, and count each page new, changed or unchanged."""

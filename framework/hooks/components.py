@@ -108,11 +108,11 @@ def assemble(
 
 
 def middlewares(project: Project, registry: Registry) -> tuple[Middleware, ...]:
-    """Build every registered middleware: each wraps every fetch, in every crawl."""
+    """Build every registered middleware, and keep those this crawl needs (``active``):
+    each of them wraps every fetch."""
     classes = registry.middlewares.items()
-    return tuple(
-        check_all(lambda _, cls: _component(project, registry, "middlewares", cls), classes)
-    )
+    built = check_all(lambda _, cls: _component(project, registry, "middlewares", cls), classes)
+    return tuple(middleware for middleware in built if middleware.active)
 
 
 def item_steps(pm: PluginManager, project: Project, spider: Spider) -> ItemSteps:

@@ -738,3 +738,27 @@ def test_a_plugin_listed_in_the_project_must_be_configured(tmp_path: Path) -> No
     with pytest.raises(ProjectError) as raised:
         runner.prepare(project)
     assert str(raised.value) == f"{project}:1: watch.py.webhook: required key is missing"
+
+
+@pytest.mark.parametrize(
+    ("section", "chained"),
+    [
+        ("", ["proxies"]),  # a request may name its proxy: that one always takes part
+        ("cache: {dir: cache}", ["cache", "proxies"]),
+        ("login: {url: 'http://127.0.0.1:9/login', data: {user: me}}", ["login", "proxies"]),
+    ],
+)
+def test_a_middleware_a_crawl_does_not_need_is_left_out_of_its_chain(
+    tmp_path: Path, section: str, chained: list[str]
+) -> None:
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: ['http://127.0.0.1:9/']
+        rules: {{items: [{{fields: {{title: h1::text}}}}]}}
+        {section}
+        """,
+    )
+    prepared = runner.prepare(project)
+    assert sorted(m.name for m in prepared.components.middlewares) == chained
