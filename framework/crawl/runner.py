@@ -8,12 +8,14 @@ end, stopping it cleanly on a signal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -347,12 +349,37 @@ def run(prepared: Prepared, progress: Mode = "off") -> Stats:
     crawl = build_engine(prepared)
     shown = Progress(crawl.sample, progress, prepared.project.name)
     try:
-        asyncio.run(_run(crawl, prepared.project.stop_timeout, shown))
+        with _collector_tuned():
+            asyncio.run(_run(crawl, prepared.project.stop_timeout, shown))
     except asyncio.CancelledError:  # closing took too long after a signal
         pass
     except CrawlAborted as exc:
         crawl.stats.abort(str(exc))
     return crawl.stats
+
+
+#: Collect the youngest objects every this many allocations, not every 700 (Python's).
+_YOUNG_THRESHOLD = 20_000
+
+
+@contextlib.contextmanager
+def _collector_tuned() -> Iterator[None]:
+    """Tune Python's garbage collector for the crawl, and restore it after.
+
+    A crawl allocates many short-lived containers a page (requests, trees, items) beside a
+    large, long-lived heap (modules, the queue): by default young collections run every
+    700 allocations and full ones walk the whole heap again, ~3% of the shop benchmark's
+    CPU. What is already allocated is frozen out of every collection, and young ones run
+    rarely: what cycles hold waits a little longer to be freed, 20,000 objects at most.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(_YOUNG_THRESHOLD, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 #: What each signal is called for people, and the reason it gives the crawl's end.
