@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Mapping
 
 from lxml import etree, html
@@ -87,8 +88,10 @@ def html_root(body: bytes, url: str) -> etree._Element:
     limit but takes four times as long, and makes plain ``lxml.etree`` elements rather
     than ``lxml.html`` ones. Checking the last error costs nothing on other pages.
     """
-    body = body.replace(b"\x00", b"").strip() or b"<html/>"
-    parser = html.HTMLParser(recover=True, encoding="utf-8", huge_tree=True)
+    if b"\x00" in body:
+        body = body.replace(b"\x00", b"")
+    body = body.strip() or b"<html/>"
+    parser = _html_parser()
     root: etree._Element | None
     try:
         root = etree.fromstring(body, parser=parser, base_url=url)
@@ -106,6 +109,20 @@ def html_root(body: bytes, url: str) -> etree._Element:
     if root is None:  # nothing but comments or whitespace
         root = etree.fromstring(b"<html/>", parser=parser, base_url=url)
     return root
+
+
+_parsers = threading.local()
+
+
+def _html_parser() -> html.HTMLParser:
+    """This thread's HTML parser: made once, since each parse starts a fresh error log.
+
+    One per thread because big pages are parsed in worker threads (``parse_big``).
+    """
+    parser: html.HTMLParser | None = getattr(_parsers, "html", None)
+    if parser is None:
+        parser = _parsers.html = html.HTMLParser(recover=True, encoding="utf-8", huge_tree=True)
+    return parser
 
 
 def _bad_bytes(parser: etree.HTMLParser) -> bool:

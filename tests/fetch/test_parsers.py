@@ -1,10 +1,12 @@
-"""Big documents are parsed in a worker thread, so the event loop goes on meanwhile."""
+"""Parsing: big documents in a worker thread, so the event loop goes on meanwhile; every
+page as itself, whatever the thread parsed before."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from framework.fetch.parsers import BIG, parse_xml
+from framework.fetch.parsers import BIG, html_root, parse_xml
 from framework.http import Request, Response
 from tests.conftest import Serve, crawl, pages, read_jsonl, write_project
 
@@ -105,3 +107,25 @@ def xml(body: bytes) -> Response:
 def test_xml_entities_are_not_resolved_from_files_or_expanded() -> None:
     assert Path("/etc/hostname").read_text().strip() not in xml(XXE).xpath("string(//title)").get()
     assert len(xml(LAUGHS).xpath("string(//title)").get() or "") < 1000  # not 10^9 "lol"s
+
+
+def test_a_page_is_parsed_as_itself_after_a_broken_or_deep_one_in_any_thread() -> None:
+    # Each thread keeps one parser for every page: nothing of one page may reach the next.
+    broken = b"<html><body><p>\xff\xfe caf\xc3\xa9</p></body></html>"
+    deep = b"<div>" * 3000 + b"<a href='/deep'>x</a>"
+    clean = b"<html><body><a href='/clean'>x</a></body></html>"
+
+    def parse_all(index: int) -> list[list[str]]:
+        return [
+            html_root(body, f"http://a.test/{index}").xpath("//a/@href | //p/text()")
+            for body in (broken, deep, clean, broken, clean)
+        ]
+
+    with ThreadPoolExecutor(4) as threads:
+        results = list(threads.map(parse_all, range(8)))
+
+    for found in results:
+        assert found[0] == ["\ufffd\ufffd café"]
+        assert found[1] == ["/deep"]
+        assert found[2] == ["/clean"]
+        assert found[3:] == found[0:3:2]
