@@ -424,10 +424,13 @@ async def test_ctrl_c_while_an_item_waits_for_a_file_stops_within_stop_timeout(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(30):
-        await images.holding.wait()
-        process.send_signal(signal.SIGINT)
-        _, err = await process.communicate()
+    try:
+        async with asyncio.timeout(30):
+            await images.holding.wait()
+            process.send_signal(signal.SIGINT)
+            _, err = await process.communicate()
+    finally:
+        images.release.set()  # else the server's shutdown waits a minute for the handler
     assert process.returncode == 130, err.decode()
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["reason"] == "interrupted" and stats["items"] == 0
