@@ -506,8 +506,10 @@ class Engine:
             self.stats.redirected(request.url, error.redirect_to)
         await self._failures.report(error, error.kind, request, str(error), listed=True)
         if not request.errback:
+            _let_go(error)
             return Handled(failure=error.kind)
         items, requests, _ = await self._callback(request, request.errback, request, error)
+        _let_go(error)
         return Handled(
             await self._settler.accept(items, None, request=request),
             self._admission.admit(_deeper(requests, request, request.errback)),
@@ -523,10 +525,23 @@ class Engine:
         lost = isinstance(args[0], Response)  # a page's output is lost: list it, to retry
         for kind, error, message in output.problems:
             await self._failures.report(error, kind, request, message, listed=lost)
+            _let_go(error)
         if output.close is not None:
             self.stop(f"closed by spider: {output.close}")
         whole = not output.problems and output.close is None
         return output.items, output.requests, whole
+
+
+def _let_go(error: BaseException) -> None:
+    """Drop a reported error's tracebacks, its causes' too: their frames hold the page (its
+    body, its tree) in cycles that only a rare full collection would free (``runner.py``
+    tunes the collector to run seldom)."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
 
 
 def _deeper(requests: list[Request], parent: Request, callback: str | None) -> list[Request]:

@@ -1,4 +1,5 @@
-"""``runner.run``: what a crawl's process is tuned for while it runs, and restored after."""
+"""``runner.run``: the garbage collector tuned for a crawl while it runs, and restored after;
+and nothing of a crawl's left for that rarely run collector to free."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from framework.crawl import runner
-from tests.conftest import read_jsonl, write_project
+from framework.errors import FetchError
+from framework.http import Response
+from tests.conftest import Serve, crawl, read_jsonl, write_project
 
 SPIDER = """
 import gc
@@ -78,3 +82,66 @@ def test_the_garbage_collector_is_tuned_for_the_crawl_and_restored_after(
     assert during["frozen"] > 0  # what was loaded before the crawl is left out
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+FAILING = """
+from framework import Request, Spider, hookimpl
+
+class Failing(Spider):
+    name = "failing"
+
+    def parse(self, response):
+        yield from response.follow_all()
+        yield response.follow("/dead-link")  # the server answers 500
+        yield Request("http://127.0.0.1:9/refused")  # nothing listens there
+        page = response.body  # the frame that raises holds the page
+        raise ValueError(f"no product on {response.url} ({len(page)} bytes)")
+
+@hookimpl
+def register_spiders(register):
+    register(Failing)
+"""
+
+
+async def test_a_failed_page_is_left_in_no_cycle_the_rarely_run_collector_must_free(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # Reported errors keep tracebacks whose frames hold the page (its body, its tree),
+    # and those frames hold the errors: only a collection would free them, and a crawl
+    # collects rarely. fw lets go of an error's tracebacks once it is reported.
+    async def page(request: web.Request) -> web.Response:
+        if request.path == "/dead-link":
+            return web.Response(status=500)
+        links = "".join(f"<a href='/{n}'>{n}</a>" for n in range(1, 30))
+        return web.Response(text=f"<html><body>{links}</body></html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    base = await serve(app)
+    (tmp_path / "failing.py").write_text(FAILING, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: failing
+        start_urls: [{base}/]
+        plugins: [./failing.py]
+        robots: ignore
+        retries: 0
+        allowed_domains: []
+        """,
+    )
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds stays in gc.garbage
+    try:
+        stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+        gc.collect()
+        held = [o for o in gc.garbage if isinstance(o, (Response, ValueError, FetchError))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+    assert stats.errors["spider_error"] == 30 and stats.errors["http_500"] == 1
+    assert stats.errors["connection"] == 1
+    assert held == []
