@@ -27,7 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import Distribution, EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -162,8 +162,9 @@ def make_plugin_manager(
     if autoload is None:
         autoload = not os.environ.get("FW_DISABLE_PLUGIN_AUTOLOAD")
     if autoload:
+        read: dict[Distribution, tuple[str, str]] = {}
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            _register_entry_point(pm, entry_point)
+            _register_entry_point(pm, entry_point, read)
     for index, spec in enumerate(project_plugins):
         _register_project_plugin(pm, spec, index)
     _check(pm)
@@ -189,18 +190,32 @@ def _disable(pm: PluginManager, names: Sequence[str], source: Source) -> None:
         pm.set_blocked(name)
 
 
-def _register_entry_point(pm: PluginManager, entry_point: EntryPoint) -> None:
+def _register_entry_point(
+    pm: PluginManager, entry_point: EntryPoint, read: dict[Distribution, tuple[str, str]]
+) -> None:
     if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
         return
     name, dist = entry_point.name, entry_point.dist
     if dist:  # known before loading, so that every error can name the distribution
-        pm.distributions[name] = (dist.name, dist.version)
+        pm.distributions[name] = _name_and_version(dist, read)
     try:
         plugin = entry_point.load()
     except (Exception, SystemExit) as exc:
         raise PluginError(f"{pm.named(name)} {_load_failure(exc)}") from exc
     _check_api(pm, plugin, name)
     _register(pm, plugin, name)
+
+
+def _name_and_version(
+    dist: Distribution, read: dict[Distribution, tuple[str, str]]
+) -> tuple[str, str]:
+    """A distribution's name and version, read once for all its plugins: each of
+    ``dist.name`` and ``dist.version`` parses its metadata file again."""
+    found = read.get(dist)
+    if found is None:
+        metadata = dist.metadata
+        found = read[dist] = (metadata["Name"], metadata["Version"])
+    return found
 
 
 def _is_file(spec: str) -> bool:
