@@ -494,6 +494,12 @@ class Engine:
 
     async def _failed(self, lease: Lease, error: FetchError) -> Handled:
         """Retry a failed request after a backoff, or count it failed and run its errback."""
+        try:
+            return await self._retried_or_failed(lease, error)
+        finally:
+            _let_go(error)  # retried or reported: nothing needs its tracebacks now
+
+    async def _retried_or_failed(self, lease: Lease, error: FetchError) -> Handled:
         request, retry = lease.request, self._crew.retry
         if error.retry_after:  # the server said when to come back: the whole host waits
             await self._crew.pace.rest(lease.host, retry.rest(error.retry_after))
@@ -506,10 +512,8 @@ class Engine:
             self.stats.redirected(request.url, error.redirect_to)
         await self._failures.report(error, error.kind, request, str(error), listed=True)
         if not request.errback:
-            _let_go(error)
             return Handled(failure=error.kind)
         items, requests, _ = await self._callback(request, request.errback, request, error)
-        _let_go(error)
         return Handled(
             await self._settler.accept(items, None, request=request),
             self._admission.admit(_deeper(requests, request, request.errback)),
