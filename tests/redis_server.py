@@ -186,20 +186,22 @@ class CuttingProxy:
         handler = asyncio.current_task()
         assert handler is not None
         self._tasks.add(handler)  # so that close() ends it, not only its pumps
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        pumps = [
-            asyncio.create_task(self._pump(reader, up_writer, replies=False)),
-            asyncio.create_task(self._pump(up_reader, writer, replies=True)),
-        ]
-        self._tasks.update(pumps)
-        try:
+        streams, pumps = [writer], []
+        try:  # from the connection on: a close() during it must not leak the socket
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            streams.append(up_writer)
+            pumps = [
+                asyncio.create_task(self._pump(reader, up_writer, replies=False)),
+                asyncio.create_task(self._pump(up_reader, writer, replies=True)),
+            ]
+            self._tasks.update(pumps)
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             pass  # close() ends it: quietly, as Python 3.11 logs a handler's cancellation
         finally:
             for task in pumps:
                 task.cancel()
-            for stream in (writer, up_writer):
+            for stream in streams:
                 stream.close()
                 with contextlib.suppress(ConnectionError):
                     await stream.wait_closed()
