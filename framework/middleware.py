@@ -14,7 +14,7 @@ from framework.http import Parser, Request, Response
 if TYPE_CHECKING:
     from framework.config.project import Project
 
-__all__ = ["Handler", "Middleware", "chain", "opened"]
+__all__ = ["Handler", "Middleware", "chain", "checked_answer", "opened", "plugin_failure"]
 
 #: The rest of the chain: fetches a request and returns its response.
 Handler = Callable[[Request], Awaitable[Response]]
@@ -137,19 +137,27 @@ async def _guarded(
     middleware: Middleware, request: Request, handler: Handler, parser_for: ParserFor | None
 ) -> Response:
     """Run one middleware; a bug in it fails this request, named, instead of the crawl."""
+    who = f"middleware '{middleware.name}'"
     try:
-        response = await middleware(request, handler)
+        response = checked_answer(who, await middleware(request, handler))
     except (FetchError, IgnoreRequest, Unchanged, CrawlAborted):  # the last: a full --record
         raise
     except Exception as exc:
-        raise FetchError(
-            "plugin_error", f"middleware '{middleware.name}' raised {type(exc).__name__}: {exc}"
-        ) from exc
-    if not isinstance(response, Response):
-        raise FetchError(
-            "plugin_error",
-            f"middleware '{middleware.name}' returned {type(response).__name__}, not a Response",
-        )
+        raise plugin_failure(who, exc) from exc
     if parser_for is not None and not response.parseable:  # made by the middleware
         response.parse_with(parser_for(response.media_type))
     return response
+
+
+def checked_answer(who: str, answer: object) -> Response:
+    """Pass on what plugin code (``who``: a middleware, a fetch layer) answered a request
+    with, if it is a Response; anything else fails the request as a ``plugin_error``."""
+    if not isinstance(answer, Response):
+        raise FetchError("plugin_error", f"{who} returned {type(answer).__name__}, not a Response")
+    return answer
+
+
+def plugin_failure(who: str, exc: Exception) -> FetchError:
+    """The failure of a request whose plugin code (``who``) raised ``exc``: the request
+    fails, named, instead of the crawl."""
+    return FetchError("plugin_error", f"{who} raised {type(exc).__name__}: {exc}")

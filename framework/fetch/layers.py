@@ -26,7 +26,7 @@ from framework.errors import CrawlAborted, FetchError
 from framework.fetch.downloader import DEFAULT_HEADERS, Downloader, Fetcher
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
-from framework.middleware import Handler
+from framework.middleware import Handler, checked_answer, plugin_failure
 
 __all__ = ["FetchContext", "FetchLayer", "Layered", "layered"]
 
@@ -169,17 +169,10 @@ async def _close(layer: FetchLayer) -> None:
 
 async def _guarded(layer: FetchLayer, request: Request) -> Response:
     """Run one layer; a bug in it fails this request, named, instead of the crawl."""
+    who = f"fetch layer '{layer.name}'"
     try:
-        response = await layer.fetch(request)
+        return checked_answer(who, await layer.fetch(request))
     except (FetchError, CrawlAborted):
         raise
     except Exception as exc:
-        raise FetchError(
-            "plugin_error", f"fetch layer '{layer.name}' raised {type(exc).__name__}: {exc}"
-        ) from exc
-    if not isinstance(response, Response):
-        raise FetchError(
-            "plugin_error",
-            f"fetch layer '{layer.name}' returned {type(response).__name__}, not a Response",
-        )
-    return response
+        raise plugin_failure(who, exc) from exc
