@@ -19,7 +19,7 @@ from framework.crawl import runner
 from framework.errors import PluginError, ProjectError
 from framework.hooks.manager import make_plugin_manager
 from framework.hooks.registry import Registry
-from tests.conftest import Serve, pages, read_jsonl, run_fw, write_project
+from tests.conftest import Serve, crawl, pages, read_jsonl, run_fw, write_project
 from tests.distributions import fake_distribution, on_path
 
 PACKAGE = {
@@ -762,3 +762,63 @@ def test_a_middleware_a_crawl_does_not_need_is_left_out_of_its_chain(
     )
     prepared = runner.prepare(project)
     assert sorted(m.name for m in prepared.components.middlewares) == chained
+
+
+BROKEN_LAYER = """
+from framework import FetchLayer, Spider, hookimpl
+
+class Broken(FetchLayer):
+    name = "broken"
+
+    async def fetch(self, request):
+        if request.url.endswith("/raises"):
+            raise KeyError("oops")
+        if request.url.endswith("/answers-text"):
+            return "not a response"
+        return await self.context.fetch(request)
+
+class Links(Spider):
+    name = "links"
+
+    def parse(self, response):
+        yield {"url": response.url}
+        yield from response.follow_all()
+
+@hookimpl
+def register_fetch_layers(register):
+    register(Broken)
+
+@hookimpl
+def register_spiders(register):
+    register(Links)
+"""
+
+
+async def test_a_fetch_layer_that_raises_or_answers_no_response_fails_that_request_named(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = await serve(
+        pages(
+            {
+                "/": "<a href='/raises'>a</a> <a href='/answers-text'>b</a> <a href='/ok'>c</a>",
+                "/ok": "<p>fine</p>",
+            }
+        )
+    )
+    (tmp_path / "broken.py").write_text(BROKEN_LAYER, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: links
+        start_urls: [{base}/]
+        plugins: [./broken.py]
+        robots: ignore
+        """,
+    )
+    out = tmp_path / "items.jsonl"
+    stats = await crawl(project, outputs=(str(out),))
+
+    assert stats.errors == {"plugin_error": 2}
+    assert {item["url"] for item in read_jsonl(out)} == {f"{base}/", f"{base}/ok"}
+    assert "fetch layer 'broken' raised KeyError: 'oops'" in caplog.text
+    assert "fetch layer 'broken' returned str, not a Response" in caplog.text
