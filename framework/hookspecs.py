@@ -383,6 +383,8 @@ def crawl_error(
 
     Called once per counted failure, after it has been logged. May be async. An
     exception raised here is logged and otherwise ignored (it is not reported again).
+    Read or format the error's traceback during the call: once every hook has returned,
+    fw drops it, because its frames hold the page in memory until a rare collection.
 
     :param error: The exception (``FetchError``/``HttpError`` for failed requests).
     :param kind: The failure's name in the stats, e.g. ``timeout``, ``http_404``,

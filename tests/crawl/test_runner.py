@@ -15,7 +15,7 @@ from aiohttp import web
 
 from framework.crawl import runner
 from framework.http import Response
-from tests.conftest import Serve, crawl, read_jsonl, write_project
+from tests.conftest import Serve, crawl, pages, read_jsonl, write_project
 
 SPIDER = """
 import gc
@@ -150,3 +150,45 @@ async def test_a_failed_page_is_left_in_no_cycle_the_rarely_run_collector_must_f
     assert stats.errors["spider_error"] == 30 and stats.errors["http_500"] == 1
     assert stats.errors["connection"] == 1 and stats.retries == 2
     assert held == []
+
+
+TRACED = """
+from pathlib import Path
+
+from framework import Spider, hookimpl
+
+class Raising(Spider):
+    name = "raising"
+
+    def parse(self, response):
+        raise ValueError("no product")
+
+@hookimpl
+def crawl_error(error, kind, request, spider):
+    traced = error.__traceback__ is not None
+    Path(__file__).with_name("seen.txt").write_text(f"{kind} {traced}")
+
+@hookimpl
+def register_spiders(register):
+    register(Raising)
+"""
+
+
+async def test_a_crawl_error_hook_still_sees_the_traceback_fw_then_drops(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(pages({"/": "<p>no product here</p>"}))
+    (tmp_path / "traced.py").write_text(TRACED, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: raising
+        start_urls: [{base}/]
+        plugins: [./traced.py]
+        robots: ignore
+        """,
+    )
+    stats = await crawl(project)
+
+    assert stats.errors == {"spider_error": 1}
+    assert (tmp_path / "seen.txt").read_text() == "spider_error True"
