@@ -127,6 +127,9 @@ class Engine:
         self._seeding: asyncio.Task[None] | None = None
         self._processing: set[asyncio.Task[Any]] = set()  # workers fetching or parsing
         self._cut: set[asyncio.Task[Any]] = set()  # those cut_short() cancelled
+        #: The running loop, once ``run()`` has started: looking it up costs a system call
+        #: (``getpid``) on Python 3.11, and the hot path would do it several times a page.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def stop(self, reason: str) -> None:
         """Stop claiming requests; those in flight finish and the crawl ends."""
@@ -172,6 +175,7 @@ class Engine:
 
         Raises ``CrawlAborted`` when the crawl cannot go on; ``stats.aborted`` says why.
         """
+        self._loop = asyncio.get_running_loop()
         try:
             await self._run()
         except CrawlAborted as exc:
@@ -376,7 +380,7 @@ class Engine:
 
     async def _cancellable(self, lease: Lease) -> Handled:
         """Process a request; one ``cut_short()`` cancels is handed back, to be fetched again."""
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         assert task is not None
         self._processing.add(task)
         try:
@@ -462,7 +466,8 @@ class Engine:
 
     async def _fetched(self, lease: Lease) -> Response:
         """Fetch a request through the middlewares; tell the pace how the host answered."""
-        clock, stalls = asyncio.get_running_loop().time, self._crew.stalls
+        assert self._loop is not None, "requests are fetched while the engine runs"
+        clock, stalls = self._loop.time, self._crew.stalls
         started, held = clock(), stalls.held
         try:
             response = await self._fetch(lease.request)
@@ -482,10 +487,11 @@ class Engine:
         """Count a response, and tell the pace how fast the host gave it. An answer that
         did not use the network (a cache hit) gives the host's turn back instead, and says
         nothing of the host's speed."""
+        assert self._loop is not None, "requests are fetched while the engine runs"
         if response.cached:
             await self._frontier.refund(lease)
         else:
-            took = asyncio.get_running_loop().time() - started
+            took = self._loop.time() - started
             latency = took - self._crew.stalls.held_since(started, held)  # not a callback's
             await self._crew.pace.replied(lease.host, response.status, latency)
         self.stats.response(lease.host, response.status, len(response.body))

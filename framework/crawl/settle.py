@@ -37,7 +37,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from framework.crawl.failures import Failures
@@ -61,9 +61,7 @@ class _Page:
     settlement: Settlement
     items: list[Item]
     #: Its new requests once settled; None if its lease was lost.
-    settled: asyncio.Future[list[Request] | None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    settled: asyncio.Future[list[Request] | None]
 
 
 class Settler:
@@ -96,6 +94,9 @@ class Settler:
         self._closing = False
         self._mark: dict[str, Any] = {}  # the exporters' positions after the last settle
         self._stored = False  # whether the frontier holds ``_mark``
+        #: The running loop, from ``open()``: looking it up for each page costs a system
+        #: call (``getpid``) on Python 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---------------------------------------------------------------------------------------
     # Opening the exports
@@ -104,6 +105,7 @@ class Settler:
     def open(self, stack: AsyncExitStack, saved: Saved) -> None:
         """Open the exporters (closed by ``stack``); a resumed crawl adds to its exports,
         cut back to the positions stored with its last acknowledged page."""
+        self._loop = asyncio.get_running_loop()
         for exporter in self._exporters:
             exporter.append = exporter.append or saved.resumed
             try:
@@ -165,7 +167,8 @@ class Settler:
 
         Raises ``LeaseLost`` if the lease expired meanwhile: its items are not exported.
         """
-        page = _Page(settlement, items)
+        assert self._loop is not None, "open() the settler first"
+        page = _Page(settlement, items, self._loop.create_future())
         self._queue.append(page)
         self._arrived.set()
         new = await page.settled

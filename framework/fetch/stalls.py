@@ -16,13 +16,12 @@ timeouts, retries and throttling for no fault of the server. So:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from types import FrameType
+from collections.abc import Callable
+from types import FrameType, TracebackType
 
 from framework.hooks.events import EventHook
 from framework.http import Request, Response
@@ -53,10 +52,13 @@ class Stalls:
         self._culprit: tuple[str, str] | None = None  # what the watchdog saw: (who, URL)
         self._loop_thread = threading.get_ident()
         self._ticking = False
+        #: The running loop, once ``run()`` has started: looking it up costs a system call
+        #: (``getpid``) on Python 3.11, several times a page.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self) -> None:
         """Tick until cancelled; the watchdog thread runs alongside."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._clock, self._last = loop.time, loop.time()
         self._loop_thread, self._ticking = threading.get_ident(), True
         stop = threading.Event()
@@ -75,16 +77,11 @@ class Stalls:
         ``held_then``: what a request that started then must not be charged."""
         return self.held - held_then + self._pending(start)
 
-    @contextlib.asynccontextmanager
-    async def deadline(self, seconds: float) -> AsyncIterator[None]:
-        """Raise ``TimeoutError`` unless the block ends within ``seconds`` of loop time that
-        was not a stall."""
-        async with asyncio.timeout(None) as scope:
-            deadline = _Deadline(self, scope, seconds)
-            try:
-                yield
-            finally:
-                deadline.cancel()
+    def deadline(self, seconds: float) -> _Deadline:
+        """Return an async context manager that raises ``TimeoutError`` unless its block
+        ends within ``seconds`` of loop time that was not a stall."""
+        loop = self._loop if self._ticking and self._loop else asyncio.get_running_loop()
+        return _Deadline(self, loop, seconds)
 
     def _pending(self, start: float) -> float:
         """A stall that has just ended, which the ticker has not counted yet."""
@@ -127,22 +124,55 @@ class Stalls:
 
 
 class _Deadline:
-    """Expire ``scope`` once ``seconds`` of loop time that was no stall have passed."""
+    """Cancel the block's task once ``seconds`` of loop time that was no stall have passed,
+    and raise ``TimeoutError`` in its place, as ``asyncio.timeout`` does.
 
-    def __init__(self, stalls: Stalls, scope: asyncio.Timeout, seconds: float) -> None:
-        self._stalls, self._scope, self._seconds = stalls, scope, seconds
-        self._loop = asyncio.get_running_loop()
-        self._start, self._held = self._loop.time(), stalls.held
-        self._timer = self._loop.call_at(self._start + seconds, self._check)
+    Not ``asyncio.timeout`` itself: on Python 3.11 it looks the running loop up twice on
+    entry, a system call each time, and this runs for every request.
+    """
 
-    def cancel(self) -> None:
+    __slots__ = (
+        "_cancelling",
+        "_expired",
+        "_held",
+        "_loop",
+        "_seconds",
+        "_stalls",
+        "_start",
+        "_task",
+        "_timer",
+    )
+
+    def __init__(self, stalls: Stalls, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self._stalls, self._loop, self._seconds = stalls, loop, seconds
+        self._expired = False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task(self._loop)
+        if task is None:
+            raise RuntimeError("a deadline must be used inside a task")
+        self._task, self._cancelling = task, task.cancelling()
+        self._start, self._held = self._loop.time(), self._stalls.held
+        self._timer = self._loop.call_at(self._start + self._seconds, self._check)
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self._timer.cancel()
+        # Ours only if nobody else cancelled the task meanwhile: theirs must go on.
+        expired = self._expired and self._task.uncancel() <= self._cancelling
+        if expired and kind is asyncio.CancelledError:
+            raise TimeoutError from error
 
     def _check(self) -> None:
-        due = self._start + self._seconds + self._stalls.held_since(self._start, self._held)
-        now = self._loop.time()
-        if due <= now:
-            self._scope.reschedule(now)  # the time is up: the scope raises TimeoutError
+        held = self._stalls.held_since(self._start, self._held)
+        due = self._start + self._seconds + held
+        if due <= self._loop.time():  # the time is up
+            self._expired = True
+            self._task.cancel()
         else:  # a stall just ended: the request gets the time it lost
             self._timer = self._loop.call_at(due, self._check)
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from framework.fetch.stalls import _culprit_in
+from framework.fetch.stalls import Stalls, _culprit_in
 from framework.http import Request, Response
 from framework.middleware import Handler, Middleware, chain
 from tests.conftest import Serve, crawl, write_project
@@ -194,3 +197,56 @@ async def test_the_fetcher_behind_a_middleware_is_not_blamed_on_it() -> None:
 
     await chain([Passing()], fetch)(Request("http://a.test/x"))
     assert blamed == [("middleware 'passing'", "http://a.test/x"), None]
+
+
+@pytest.fixture
+async def stalls() -> AsyncIterator[Stalls]:
+    stalls = Stalls(tick=0.01, stall=0.2)
+    ticker = asyncio.create_task(stalls.run())
+    yield stalls
+    ticker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ticker
+
+
+async def test_a_deadline_that_passes_raises_timeout_and_leaves_the_task_uncancelled(
+    stalls: Stalls,
+) -> None:
+    with pytest.raises(TimeoutError):
+        async with stalls.deadline(0.05):
+            await asyncio.sleep(10)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0)  # no cancellation is left pending for the next await
+
+
+async def test_a_block_within_its_deadline_ends_as_it_would_without_one(stalls: Stalls) -> None:
+    async with stalls.deadline(5):
+        await asyncio.sleep(0.01)
+    with pytest.raises(KeyError):
+        async with stalls.deadline(5):
+            raise KeyError("its own error goes on")
+
+
+async def test_a_cancellation_from_outside_stays_a_cancellation(stalls: Stalls) -> None:
+    async def waits() -> None:
+        async with stalls.deadline(0.05):
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(waits())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_stall_inside_a_deadline_is_added_to_its_time(stalls: Stalls) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(TimeoutError):
+        async with stalls.deadline(0.3):
+            await asyncio.sleep(0)
+            time.sleep(0.5)  # holds the loop: longer than the deadline, not the request's fault
+            await asyncio.sleep(10)
+    assert stalls.held >= 0.4
+    assert loop.time() - start >= 0.3 + stalls.held  # the time it was given, besides the stall
