@@ -34,10 +34,14 @@ class Idle:
             self._wake_one_at(loop, loop.time() + timeout)
         try:
             await sleeper
-        finally:
-            # Woken by the alarm or cancelled, it may still be queued: leave no dead sleeper.
-            with contextlib.suppress(ValueError):
-                self._sleepers.remove(sleeper)
+        except BaseException:
+            # Cancelled while queued: leave no dead sleeper. A woken one is off the queue
+            # already; looking for it there would cost a search of the queue and, for the
+            # ValueError, the repr of a future (thousands a second in a broad crawl).
+            if sleeper.cancelled():
+                with contextlib.suppress(ValueError):
+                    self._sleepers.remove(sleeper)
+            raise
 
     def wake_one(self) -> None:
         """Wake the longest-sleeping worker, if any."""

@@ -163,3 +163,16 @@ async def test_wake_one_skips_a_sleeper_cancelled_but_not_yet_removed() -> None:
     assert sleeping(idle) == 1
     await finish([second, third], idle)
     assert all(task.done() for task in tasks)
+
+
+async def test_a_sleeper_woken_then_cancelled_before_it_runs_leaves_the_others_queued() -> None:
+    idle = Idle()
+    first, second, third = tasks = await start_sleepers(idle, 3)
+    idle.wake_one()  # takes the first off the queue...
+    first.cancel()  # ...and before it runs, its task is cancelled
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert sleeping(idle) == 2  # the two still asleep are still queued
+    idle.wake_one()
+    assert await first_done([second, third]) == {second}
+    await finish(tasks[1:], idle)
