@@ -11,6 +11,10 @@
                     (256 in flight, 1 per host, 2 s between two requests to a host)
    ``fw-1host``     the same pages from one host, no delay, 256 in flight: the CPU-bound
                     ideal, and the baseline for CPU and memory per page
+   ``fw-1host-serial``
+                    the same pages from one host, one request at a time: about the broad
+                    crawl's pace on a small machine, and the baseline that tells what
+                    CPU per page owes to the many hosts and what to the slower pace
    ``fw-redis-x2``, ``fw-redis-x2-1host``
                     the same with the Redis frontier and 2 workers (``workers.py``)
    ``scrapy``       Scrapy with the same politeness and its broad-crawl settings
@@ -52,13 +56,21 @@ Command = Callable[[BroadSite, Path, bool], list[str]]
 #: In the order they run: each one-host crawl before the broad crawl it is the ideal of.
 BROAD_CRAWLERS = (
     "fw-1host",
+    "fw-1host-serial",
     "fw",
     "fw-redis-x2-1host",
     "fw-redis-x2",
     "scrapy-1host",
     "scrapy",
 )
-DEFAULT_BROAD = ("fw-1host", "fw", "fw-redis-x2-1host", "fw-redis-x2", "scrapy")
+DEFAULT_BROAD = (
+    "fw-1host",
+    "fw-1host-serial",
+    "fw",
+    "fw-redis-x2-1host",
+    "fw-redis-x2",
+    "scrapy",
+)
 #: What the issue asks of fw: the share of the lower ideal it sustains, the most CPU per
 #: page it may spend over the one-host crawl.
 _TARGET_SHARE, _TARGET_CPU = 0.85, 1.2
@@ -140,6 +152,9 @@ def _crawlers(args: argparse.Namespace) -> list[BroadCrawler]:
     fw = _fw(args)
     makers: dict[str, Callable[[], BroadCrawler | str]] = {
         "fw-1host": lambda: BroadCrawler("fw-1host", True, fw, _fw_version()),
+        "fw-1host-serial": lambda: BroadCrawler(
+            "fw-1host-serial", True, _fw(args, serial=True), _fw_version()
+        ),
         "fw": lambda: BroadCrawler("fw", False, fw, _fw_version()),
         "fw-redis-x2-1host": lambda: BroadCrawler(
             "fw-redis-x2-1host", True, _workers(fw, 2), _fw_version() + ", Redis, 2 workers"
@@ -161,16 +176,17 @@ def _crawlers(args: argparse.Namespace) -> list[BroadCrawler]:
     return found
 
 
-def _fw(args: argparse.Namespace) -> Command:
-    """Return how to start fw on either copy of the site."""
+def _fw(args: argparse.Namespace, *, serial: bool = False) -> Command:
+    """Return how to start fw on either copy of the site; ``serial``: one request at a time."""
+    concurrency = 1 if serial else args.concurrency
 
     def command(site: BroadSite, out: Path, single: bool) -> list[str]:
         settings = [f'start_urls=["{site.start_url(single)}"]']
         if single:  # nothing to be polite to: as fast as the machine goes
-            settings += ["delay=0", f"concurrency.per_domain={args.concurrency}"]
+            settings += ["delay=0", f"concurrency.per_domain={concurrency}"]
         else:
             settings += [f"delay={args.delay:g}"]
-        settings += [f"concurrency.total={args.concurrency}"]
+        settings += [f"concurrency.total={concurrency}"]
         return [
             *fw_command(),
             "--log-level",
@@ -376,6 +392,12 @@ def _figures(runs: dict[str, list[BroadRun]], site: BroadSite, delay: float) -> 
         per_host = (many.run.peak_rss_mb - one.run.peak_rss_mb) * 1024 / site.hosts
         figures[f"{broad}: memory per known host"] = (
             f"{per_host:.1f} KB ((peak RSS - {single}'s) / hosts)"
+        )
+    fw, serial = _first_valid(runs.get("fw")), _first_valid(runs.get("fw-1host-serial"))
+    if fw and serial and serial.pace:
+        figures["fw: CPU per page / fw-1host-serial's"] = (
+            f"{fw.run.cpu_ms_per_page / serial.run.cpu_ms_per_page:.2f}x (one host, one "
+            f"request at a time: {serial.pace.crawl_rate:,.0f} pages/s)"
         )
     fw, scrapy = _first_valid(runs.get("fw")), _first_valid(runs.get("scrapy"))
     if fw and scrapy and fw.pace and scrapy.pace and _has_window(fw) and _has_window(scrapy):
