@@ -281,12 +281,17 @@ def _size_host_caches() -> None:
     2,000 hosts would miss those caches on every request: parsing 127.20.x.y alone cost
     3% of the broad benchmark's CPU. A full cache is a few megabytes.
     """
-    if yarl.cache_info()["encode_host"].maxsize != _HOST_CACHE:  # configuring empties them
+    info = yarl.cache_info()
+    sizes = {name: info[name].maxsize for name in ("idna_encode", "idna_decode", "encode_host")}
+    if any(size is not None and size < _HOST_CACHE for size in sizes.values()):
+        # Configuring empties every cache: only when one is too small, never shrinking one.
         yarl.cache_configure(
-            idna_encode_size=_HOST_CACHE,
-            idna_decode_size=_HOST_CACHE,
-            encode_host_size=_HOST_CACHE,
+            **{f"{name}_size": _at_least(size, _HOST_CACHE) for name, size in sizes.items()}
         )
+
+
+def _at_least(size: int | None, least: int) -> int | None:
+    return None if size is None else max(size, least)  # None: unbounded
 
 
 class _CountingResolver(AbstractResolver):

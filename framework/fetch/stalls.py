@@ -151,6 +151,8 @@ class _Deadline:
         task = asyncio.current_task(self._loop)
         if task is None:
             raise RuntimeError("a deadline must be used inside a task")
+        if hasattr(self, "_task"):  # once expired, it would take any cancel for its own
+            raise RuntimeError("a deadline is used once; make another")
         self._task, self._cancelling = task, task.cancelling()
         self._start, self._held = self._loop.time(), self._stalls.held
         self._timer = self._loop.call_at(self._start + self._seconds, self._check)
@@ -164,7 +166,7 @@ class _Deadline:
         self._timer.cancel()
         # Ours only if nobody else cancelled the task meanwhile: theirs must go on.
         expired = self._expired and self._task.uncancel() <= self._cancelling
-        if expired and kind is asyncio.CancelledError:
+        if expired and kind is not None and issubclass(kind, asyncio.CancelledError):
             raise TimeoutError from error
 
     def _check(self) -> None:

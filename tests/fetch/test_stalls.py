@@ -250,3 +250,14 @@ async def test_a_stall_inside_a_deadline_is_added_to_its_time(stalls: Stalls) ->
             await asyncio.sleep(10)
     assert stalls.held >= 0.4
     assert loop.time() - start >= 0.3 + stalls.held  # the time it was given, besides the stall
+
+
+async def test_a_deadline_is_used_once(stalls: Stalls) -> None:
+    deadline = stalls.deadline(0.01)
+    with pytest.raises(TimeoutError):
+        async with deadline:
+            await asyncio.sleep(10)
+    # Entered again, an expired deadline would take a cancel from outside for its own.
+    with pytest.raises(RuntimeError, match="used once"):
+        async with deadline:
+            pass
