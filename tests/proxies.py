@@ -54,7 +54,7 @@ class ForwardProxy:
     async def start(self, host: str = "127.0.0.2") -> str:
         """Listen on a free port of ``host``; return the proxy's URL."""
         self._session = aiohttp.ClientSession(auto_decompress=True)
-        self._server = await asyncio.start_server(self._connected, host, 0)
+        self._server = await asyncio.start_server(self._accepted, host, 0)
         port = self._server.sockets[0].getsockname()[1]
         return f"http://{host}:{port}"
 
@@ -68,10 +68,17 @@ class ForwardProxy:
         if self._session is not None:
             await self._session.close()
 
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Called as the connection is made, so that stop() knows its handler even if the
+        # handler has not started yet (Python 3.11's Server.close() leaves clients open);
+        # one cancelled before it starts never runs its finally: the socket closes anyway.
+        handler = asyncio.get_running_loop().create_task(self._connected(reader, writer))
+        handler.add_done_callback(lambda _: writer.close())
+        self._connections.add(handler)
+
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
         try:
             if self.drop:
                 self.dropped += 1

@@ -160,7 +160,15 @@ class CuttingProxy:
 
     async def start(self) -> None:
         """Listen on a free loopback port."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accepted, "127.0.0.1", 0)
+
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Called as the connection is made, so that close() knows its handler even if the
+        # handler has not started yet (Python 3.11's Server.close() leaves clients open);
+        # one cancelled before it starts never runs its finally: the socket closes anyway.
+        handler = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        handler.add_done_callback(lambda _: writer.close())
+        self._tasks.add(handler)
 
     def hold_when(self, condition: Callable[[], bool]) -> None:
         """Hold replies back from the first one for which ``condition()`` is true."""
@@ -185,7 +193,6 @@ class CuttingProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         handler = asyncio.current_task()
         assert handler is not None
-        self._tasks.add(handler)  # so that close() ends it, not only its pumps
         streams, pumps = [writer], []
         try:  # from the connection on: a close() during it must not leak the socket
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
