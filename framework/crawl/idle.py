@@ -24,10 +24,13 @@ class Idle:
         self._sleepers: deque[asyncio.Future[None]] = deque()
         self._alarm: asyncio.TimerHandle | None = None
         self._deadline = math.inf
+        #: The loop of the first wait (an Idle serves one crawl): looking it up for each
+        #: wait costs a system call (``getpid``) on Python 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def wait(self, timeout: float | None) -> None:
         """Sleep until woken; with a ``timeout``, one sleeper is woken when it is over."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = self._loop or asyncio.get_running_loop()
         sleeper: asyncio.Future[None] = loop.create_future()
         self._sleepers.append(sleeper)
         if timeout is not None:
