@@ -15,6 +15,8 @@
                     the same pages from one host, one request at a time: about the broad
                     crawl's pace on a small machine, and the baseline that tells what
                     CPU per page owes to the many hosts and what to the slower pace
+   ``fw-unpaced``   the broad crawl with no delay: as fast as the machine goes, like
+                    ``fw-1host``, so that the two differ only in the number of hosts
    ``fw-redis-x2``, ``fw-redis-x2-1host``
                     the same with the Redis frontier and 2 workers (``workers.py``)
    ``scrapy``       Scrapy with the same politeness and its broad-crawl settings
@@ -57,6 +59,7 @@ Command = Callable[[BroadSite, Path, bool], list[str]]
 BROAD_CRAWLERS = (
     "fw-1host",
     "fw-1host-serial",
+    "fw-unpaced",
     "fw",
     "fw-redis-x2-1host",
     "fw-redis-x2",
@@ -66,6 +69,7 @@ BROAD_CRAWLERS = (
 DEFAULT_BROAD = (
     "fw-1host",
     "fw-1host-serial",
+    "fw-unpaced",
     "fw",
     "fw-redis-x2-1host",
     "fw-redis-x2",
@@ -155,6 +159,9 @@ def _crawlers(args: argparse.Namespace) -> list[BroadCrawler]:
         "fw-1host-serial": lambda: BroadCrawler(
             "fw-1host-serial", True, _fw(args, serial=True), _fw_version()
         ),
+        "fw-unpaced": lambda: BroadCrawler(
+            "fw-unpaced", False, _fw(args, unpaced=True), _fw_version()
+        ),
         "fw": lambda: BroadCrawler("fw", False, fw, _fw_version()),
         "fw-redis-x2-1host": lambda: BroadCrawler(
             "fw-redis-x2-1host", True, _workers(fw, 2), _fw_version() + ", Redis, 2 workers"
@@ -176,8 +183,9 @@ def _crawlers(args: argparse.Namespace) -> list[BroadCrawler]:
     return found
 
 
-def _fw(args: argparse.Namespace, *, serial: bool = False) -> Command:
-    """Return how to start fw on either copy of the site; ``serial``: one request at a time."""
+def _fw(args: argparse.Namespace, *, serial: bool = False, unpaced: bool = False) -> Command:
+    """Return how to start fw on either copy of the site; ``serial``: one request at a
+    time; ``unpaced``: the broad crawl with no delay."""
     concurrency = 1 if serial else args.concurrency
 
     def command(site: BroadSite, out: Path, single: bool) -> list[str]:
@@ -185,7 +193,7 @@ def _fw(args: argparse.Namespace, *, serial: bool = False) -> Command:
         if single:  # nothing to be polite to: as fast as the machine goes
             settings += ["delay=0", f"concurrency.per_domain={concurrency}"]
         else:
-            settings += [f"delay={args.delay:g}"]
+            settings += [f"delay={0 if unpaced else args.delay:g}"]
         settings += [f"concurrency.total={concurrency}"]
         return [
             *fw_command(),
@@ -399,12 +407,33 @@ def _figures(runs: dict[str, list[BroadRun]], site: BroadSite, delay: float) -> 
             f"{fw.run.cpu_ms_per_page / serial.run.cpu_ms_per_page:.2f}x (one host, one "
             f"request at a time: {serial.pace.crawl_rate:,.0f} pages/s)"
         )
+    figures |= _unpaced(runs)
     fw, scrapy = _first_valid(runs.get("fw")), _first_valid(runs.get("scrapy"))
     if fw and scrapy and fw.pace and scrapy.pace and _has_window(fw) and _has_window(scrapy):
         figures["fw / scrapy, sustained pages/s"] = (
             f"{fw.pace.sustained_rate / scrapy.pace.sustained_rate:.1f}x"
         )
         figures["fw / scrapy, wall"] = f"{fw.run.wall_s / scrapy.run.wall_s:.2f}x"
+    return figures
+
+
+def _unpaced(runs: dict[str, list[BroadRun]]) -> dict[str, str]:
+    """Split the broad crawl's CPU per page over one host's into hosts and pace.
+
+    ``fw-unpaced`` and ``fw-1host`` both run flat out and differ only in their hosts;
+    ``fw`` and ``fw-unpaced`` crawl the same hosts and differ only in their pace.
+    """
+    unpaced, one = _first_valid(runs.get("fw-unpaced")), _first_valid(runs.get("fw-1host"))
+    if unpaced is None or unpaced.pace is None:
+        return {}
+    figures = {"fw-unpaced: crawling": f"{unpaced.pace.crawl_rate:,.0f} pages/s"}
+    if one is not None:
+        cpu = unpaced.run.cpu_ms_per_page / one.run.cpu_ms_per_page
+        figures["fw-unpaced: CPU per page / fw-1host's (what the hosts cost)"] = f"{cpu:.2f}x"
+    fw = _first_valid(runs.get("fw"))
+    if fw is not None:
+        cpu = fw.run.cpu_ms_per_page / unpaced.run.cpu_ms_per_page
+        figures["fw: CPU per page / fw-unpaced's (what the pace costs)"] = f"{cpu:.2f}x"
     return figures
 
 
