@@ -106,6 +106,12 @@ def ensure_broad_site(root: Path, hosts: int, pages: int) -> BroadSite:
     return site
 
 
+def sample_page(hosts: int = 2000, pages: int = 20) -> bytes:
+    """Return one page shaped as the broad site's are: host 0's first (for pace.py)."""
+    site = BroadSite(Path(), hosts, pages, port=8000)
+    return _page(site, 0, 0, _links(site, 0, 0, random.Random(0)), single=False)
+
+
 def write_broad_site(site: BroadSite) -> None:
     """Write both copies of ``site``, then its stamp (last: a half-written site has none)."""
     if site.root.exists():
