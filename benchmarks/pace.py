@@ -61,7 +61,7 @@ def bursts(body: bytes, pages: int, pause: float, burst: int) -> list[float]:
     costs: list[float] = []
     while len(costs) < pages:
         time.sleep(pause * burst)
-        costs += (timed(body) for _ in range(burst))
+        costs += (timed(body) for _ in range(min(burst, pages - len(costs))))
     return costs
 
 
