@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.retry import Retry
 
 from framework.errors import UsageError
 from framework.http.urls import redact
