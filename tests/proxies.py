@@ -50,6 +50,7 @@ class ForwardProxy:
         self._server: asyncio.Server | None = None
         self._session: aiohttp.ClientSession | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     async def start(self, host: str = "127.0.0.2") -> str:
         """Listen on a free port of ``host``; return the proxy's URL."""
@@ -60,11 +61,15 @@ class ForwardProxy:
 
     async def stop(self) -> None:
         """Close the listening socket, every connection and the relaying session."""
+        self._stopped = True
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        while self._connections:
+            tasks = list(self._connections)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._connections.difference_update(tasks)
         if self._session is not None:
             await self._session.close()
 
@@ -72,6 +77,10 @@ class ForwardProxy:
         # Called as the connection is made, so that stop() knows its handler even if the
         # handler has not started yet (Python 3.11's Server.close() leaves clients open);
         # one cancelled before it starts never runs its finally: the socket closes anyway.
+        # One accepted as stop() runs comes after the handlers were cancelled: closed at once.
+        if self._stopped:
+            writer.close()
+            return
         handler = asyncio.get_running_loop().create_task(self._connected(reader, writer))
         handler.add_done_callback(lambda _: writer.close())
         self._connections.add(handler)

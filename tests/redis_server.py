@@ -151,6 +151,7 @@ class CuttingProxy:
         self._released = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     @property
     def url(self) -> str:
@@ -166,6 +167,11 @@ class CuttingProxy:
         # Called as the connection is made, so that close() knows its handler even if the
         # handler has not started yet (Python 3.11's Server.close() leaves clients open);
         # one cancelled before it starts never runs its finally: the socket closes anyway.
+        # A connection accepted as close() runs (a worker's heartbeat reconnecting) comes
+        # after close() has cancelled the handlers: it is closed at once, not served.
+        if self._closed:
+            writer.close()
+            return
         handler = asyncio.get_running_loop().create_task(self._serve(reader, writer))
         handler.add_done_callback(lambda _: writer.close())
         self._tasks.add(handler)
@@ -181,12 +187,15 @@ class CuttingProxy:
 
     async def close(self) -> None:
         """Stop listening and drop every connection."""
+        self._closed = True
         if self._server is not None:
             self._server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while self._tasks:  # a handler may start pumps as it is cancelled
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.difference_update(tasks)
         if self._server is not None:
             await self._server.wait_closed()
 
