@@ -24,6 +24,8 @@ import aiohttp
 import trustme
 from multidict import CIMultiDict
 
+from tests.connections import Connections
+
 __all__ = ["ForwardProxy", "TestCA", "closed_port"]
 
 #: Response headers relayed to the client (the body is relayed decoded).
@@ -49,8 +51,7 @@ class ForwardProxy:
         )
         self._server: asyncio.Server | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._stopped = False
+        self._connections = Connections()
 
     async def start(self, host: str = "127.0.0.2") -> str:
         """Listen on a free port of ``host``; return the proxy's URL."""
@@ -61,33 +62,16 @@ class ForwardProxy:
 
     async def stop(self) -> None:
         """Close the listening socket, every connection and the relaying session."""
-        self._stopped = True
         if self._server is not None:
             self._server.close()
-        while self._connections:
-            tasks = list(self._connections)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._connections.difference_update(tasks)
+        await self._connections.close()
         if self._session is not None:
             await self._session.close()
 
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Called as the connection is made, so that stop() knows its handler even if the
-        # handler has not started yet (Python 3.11's Server.close() leaves clients open);
-        # one cancelled before it starts never runs its finally: the socket closes anyway.
-        # One accepted as stop() runs comes after the handlers were cancelled: closed at once.
-        if self._stopped:
-            writer.close()
-            return
-        handler = asyncio.get_running_loop().create_task(self._connected(reader, writer))
-        handler.add_done_callback(lambda _: writer.close())
-        self._connections.add(handler)
+        self._connections.serve(writer, self._connected(reader, writer))
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
         try:
             if self.drop:
                 self.dropped += 1
@@ -97,7 +81,6 @@ class ForwardProxy:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
-            self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import redis
 
+from tests.connections import Connections
+
 __all__ = ["CuttingProxy", "RedisServer", "redis_binary"]
 
 
@@ -150,8 +152,7 @@ class CuttingProxy:
         self._hold: Callable[[], bool] | None = None
         self._released = asyncio.Event()
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._connections = Connections()
 
     @property
     def url(self) -> str:
@@ -164,17 +165,7 @@ class CuttingProxy:
         self._server = await asyncio.start_server(self._accepted, "127.0.0.1", 0)
 
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Called as the connection is made, so that close() knows its handler even if the
-        # handler has not started yet (Python 3.11's Server.close() leaves clients open);
-        # one cancelled before it starts never runs its finally: the socket closes anyway.
-        # A connection accepted as close() runs (a worker's heartbeat reconnecting) comes
-        # after close() has cancelled the handlers: it is closed at once, not served.
-        if self._closed:
-            writer.close()
-            return
-        handler = asyncio.get_running_loop().create_task(self._serve(reader, writer))
-        handler.add_done_callback(lambda _: writer.close())
-        self._tasks.add(handler)
+        self._connections.serve(writer, self._serve(reader, writer))
 
     def hold_when(self, condition: Callable[[], bool]) -> None:
         """Hold replies back from the first one for which ``condition()`` is true."""
@@ -187,21 +178,13 @@ class CuttingProxy:
 
     async def close(self) -> None:
         """Stop listening and drop every connection."""
-        self._closed = True
         if self._server is not None:
             self._server.close()
-        while self._tasks:  # a handler may start pumps as it is cancelled
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._tasks.difference_update(tasks)
+        await self._connections.close()
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = asyncio.current_task()
-        assert handler is not None
         streams, pumps = [writer], []
         try:  # from the connection on: a close() during it must not leak the socket
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
@@ -210,7 +193,8 @@ class CuttingProxy:
                 asyncio.create_task(self._pump(reader, up_writer, replies=False)),
                 asyncio.create_task(self._pump(up_reader, writer, replies=True)),
             ]
-            self._tasks.update(pumps)
+            for pump in pumps:
+                self._connections.track(pump)
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             pass  # close() ends it: quietly, as Python 3.11 logs a handler's cancellation
@@ -221,7 +205,6 @@ class CuttingProxy:
                 stream.close()
                 with contextlib.suppress(ConnectionError):
                     await stream.wait_closed()
-            self._tasks.difference_update([*pumps, handler])
 
     async def _pump(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool
