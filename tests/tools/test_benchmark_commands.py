@@ -20,13 +20,18 @@ import pytest
 REPO = Path(__file__).parents[2]
 PAGES = [REPO / "README.md", REPO / "benchmarks" / "README.md", *sorted(REPO.glob("docs/*.md"))]
 COMMAND = re.compile(r"python3? (benchmarks/\w+\.py\b[^`#\n]*)")
+#: ``run.py``'s arguments quoted alone in the figures' tables: `--site pydocs --runs 3`.
+RUN_ARGUMENTS = re.compile(r"`(--(?:site|hosts|only)\b[^`]*)`")
 
 
 def documented_commands() -> list[tuple[str, list[str]]]:
     """Return each distinct ``python benchmarks/…`` command of the docs, as (page, words)."""
     found: dict[str, str] = {}
     for page in PAGES:
-        for command in COMMAND.findall(page.read_text(encoding="utf-8")):
+        text = page.read_text(encoding="utf-8")
+        commands = COMMAND.findall(text)
+        commands += (f"benchmarks/run.py {arguments}" for arguments in RUN_ARGUMENTS.findall(text))
+        for command in commands:
             found.setdefault(command.strip(), str(page.relative_to(REPO)))
     return [(page, shlex.split(command)) for command, page in sorted(found.items())]
 
@@ -67,7 +72,9 @@ def test_a_documented_command_uses_only_what_its_script_accepts(
         flag = argument.split("=", 1)[0]
         if flag.startswith("--"):
             assert flag in options, f"{page}: {script} has no {flag}"
-    if "--only" in arguments:
-        named = set(re.findall(r"[\w-]+", text))
+    if "--only" in arguments[:-1]:  # not a bare mention of the flag
+        # The names a script knows are the comma-separated lists its help gives.
+        lists = re.findall(r"[\w-]+(?:,[\w-]+)+", text)
+        named = {name for listed in lists for name in listed.split(",")}
         for crawler in arguments[arguments.index("--only") + 1].split(","):
             assert crawler in named, f"{page}: {script} --only knows no crawler {crawler!r}"
