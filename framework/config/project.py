@@ -279,7 +279,11 @@ class Project:
     )
     delay: float = option(
         0.0,
-        doc="Seconds between two requests to one host, jittered between 0.5x and 1.5x.",
+        doc=(
+            "Seconds between two requests to one host, jittered between 0.5x and 1.5x, "
+            "then moved to the nearest wave (a grid of 1/32 to 1/16 of it, never below "
+            "0.5x) that hosts of one delay share."
+        ),
         minimum=0,
     )
     rate: float | None = option(

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from framework.config.project import DomainPolicy, Project
 
-__all__ = ["HostPolicy", "Pace", "Politeness", "Throttler", "Tuner"]
+__all__ = ["HostPolicy", "Pace", "Politeness", "Throttler", "Tuner", "in_waves"]
 
 log = logging.getLogger("fw")
 
@@ -25,6 +25,8 @@ _NOTICEABLE = 0.1
 _SLOWER, _SLOW = 2.0, 0.25
 #: An excess over the floor this small is dropped: halving would never quite reach it.
 _SNAP = 0.01
+#: A paced host's turns fall on a grid at most this fraction of its pace: see in_waves.
+_WAVE = 1 / 16
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,22 @@ class HostPolicy:
     def interval(self) -> float:
         """The least time between two request starts that ``rate`` allows."""
         return 1.0 / self.rate if self.rate else 0.0
+
+
+def in_waves(at: float, earliest: float, pace: float) -> float:
+    """Move ``at``, when a host paced at ``pace`` seconds is next due, to the nearest wave
+    not before ``earliest``, the soonest its policy allows.
+
+    Waves are multiples of a power of two of seconds, the largest within 1/16 of the pace,
+    so hosts of one pace come due together instead of one a millisecond: a broad crawl then
+    fetches and parses pages in bursts, in fewer turns of the event loop and with warmer
+    caches, and spends less CPU a page (benchmarks/broad.py). The nearest wave keeps the
+    mean delay where it was; ``earliest`` keeps every turn within the policy.
+    """
+    if pace <= 0 or math.isinf(at):  # -inf: the host never started
+        return at
+    wave = 2.0 ** (math.frexp(pace * _WAVE)[1] - 1)  # exact: frexp splits off the exponent
+    return max(round(at / wave), math.ceil(earliest / wave)) * wave
 
 
 class Politeness:

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from framework.fetch.politeness import HostPolicy, Politeness
+from framework.fetch.politeness import HostPolicy, Politeness, in_waves
 
 __all__ = ["Host", "Hosts"]
 
@@ -124,7 +124,7 @@ class Hosts(Generic[H]):
         host.inflight += 1
         before, last = host.next_at, host.last_start
         host.last_start = now
-        host.next_at = max(host.next_at, now + self._spacing(host))
+        host.next_at = max(host.next_at, self._next_start(host, now))
         host.turn = (lease, before, last, host.next_at)
         self._file(host, now)
 
@@ -151,7 +151,7 @@ class Hosts(Generic[H]):
         host.turn = None  # a turn given back now would undo this
         if delay is not None:  # it counts from the last start, not only from the next one
             host.delay = delay
-            host.next_at = max(host.next_at, host.last_start + self._spacing(host))
+            host.next_at = max(host.next_at, self._next_start(host, host.last_start))
         if pause > 0:
             host.next_at = max(host.next_at, now + pause)
         self._file(host, now)
@@ -168,10 +168,13 @@ class Hosts(Generic[H]):
             heapq.heappop(waiting)  # drop stale entries so the time is right
         return waiting[0][0] if waiting else math.inf
 
-    def _spacing(self, host: H) -> float:
-        """Seconds until the host's next request may start: jittered delay, or the rate's."""
-        jittered = host.delay * (0.5 + self._jitter()) if host.delay else 0.0
-        return max(jittered, host.policy.interval)
+    def _next_start(self, host: H, start: float) -> float:
+        """When the host may be visited after a request that started at ``start``: its
+        delay jittered 0.5-1.5x, or its rate's interval if longer, moved to a wave."""
+        delay, interval = host.delay, host.policy.interval
+        jittered = delay * (0.5 + self._jitter()) if delay else 0.0
+        at, earliest = start + max(jittered, interval), start + max(delay / 2, interval)
+        return in_waves(at, earliest, max(delay, interval))
 
     def _file(self, host: H, now: float) -> None:
         """Put the host in the heap its next request will be found through, if any."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import socket
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from framework.config.project import DomainPolicy
 from framework.crawl import runner
-from framework.fetch.politeness import HostPolicy, Politeness, Throttler
+from framework.fetch.politeness import HostPolicy, Politeness, Throttler, in_waves
 from tests.conftest import Serve, crawl, write_project
 from tests.crawl.test_engine import SPIDER, Gauge, page
 
@@ -79,6 +80,25 @@ def test_disabled_throttling_changes_nothing_but_crawl_delay_still_counts() -> N
     assert throttle.observe("a", 429, 0.01) is None
     assert throttle.raise_floor("a", 0.05) is None  # below the configured delay
     assert throttle.raise_floor("a", 2.0) == 2.0 and throttle.floor("a") == 2.0
+
+
+@pytest.mark.parametrize("pace", [0.3, 0.4, 1.0, 2.0, 7.5, 60.0])
+def test_a_turn_moves_to_the_nearest_wave_and_never_before_the_earliest(pace: float) -> None:
+    for at in (1000.0, 1000.001, 1000.0625, 12345.678, 1_733_000_000.123456):
+        turn = in_waves(at, at - pace / 2, pace)
+        assert abs(turn - at) <= pace / 32  # half a wave at most: the mean delay stays
+        assert in_waves(turn, turn, pace) == turn  # a turn on a wave stays there
+        assert at <= in_waves(at, at, pace) < at + pace / 16  # at the earliest: the next wave
+
+
+def test_hosts_of_one_pace_due_a_few_ms_apart_come_due_together() -> None:
+    due = {in_waves(1000.0 + ms / 1000, 999.0, 2.0) for ms in range(-60, 60)}
+    assert due == {1000.0}  # 120 hosts, one wave of 1/8 s: one turn of the event loop
+
+
+def test_without_a_pace_a_turn_is_not_moved() -> None:
+    assert in_waves(1000.0123, 1000.0, 0.0) == 1000.0123
+    assert in_waves(-math.inf, -math.inf, 2.0) == -math.inf  # a host that never started
 
 
 def links_site(gauge: Gauge) -> web.Application:

@@ -147,6 +147,26 @@ async def test_delay_spaces_claims_to_one_host_by_the_jittered_delay() -> None:
     assert (await lease_of(frontier)).request.url == "http://a.test/2"
 
 
+async def test_hosts_started_apart_come_due_together_at_the_nearest_wave() -> None:
+    frontier, clock = make(delay=2.0)
+    urls = ["http://a.test/1", "http://a.test/2", "http://b.test/1", "http://b.test/2"]
+    await frontier.add([req(url) for url in urls])
+    await lease_of(frontier)  # a.test at 1000: due at 1001.5, a wave of 1/8 s
+    clock.now = 1000.04
+    await lease_of(frontier)  # b.test: due at 1001.54, so at the same wave
+    assert await frontier.claim() == pytest.approx(1001.5 - 1000.04)
+    clock.now = 1001.5
+    assert {(await lease_of(frontier)).request.url for _ in "ab"} == {urls[1], urls[3]}
+
+
+async def test_a_turn_past_the_middle_of_a_wave_waits_for_the_next() -> None:
+    frontier, clock = make(delay=2.0)
+    await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
+    clock.now = 1000.1
+    await lease_of(frontier)  # due at 1001.6, nearer the wave at 1001.625 than 1001.5
+    assert await frontier.claim() == pytest.approx(1.525)
+
+
 async def test_the_delay_counts_from_the_start_not_the_end() -> None:
     frontier, clock = make(delay=2.0)
     await frontier.add([req("http://a.test/1"), req("http://a.test/2")])

@@ -416,6 +416,16 @@ async def test_starts_are_spaced_across_workers(
     assert min(gaps) >= 0.2 - 0.001, gaps
 
 
+async def test_a_hosts_next_turn_is_on_a_wave_of_its_pace(make: Make, server: RedisServer) -> None:
+    worker = await make(delay=0.4)  # the next start 0.4 s after one, at a wave of 1/64 s
+    await worker.add(urls("1", "2"))
+    await lease_of(worker)
+    with server.client() as client:
+        last, due = (float(value) for value in client.hmget(PREFIX + "h:a.test", "last", "next"))
+    assert abs(due - (last + 0.4)) <= 1 / 128  # the nearest wave
+    assert (due * 64).is_integer()
+
+
 async def test_a_pause_holds_every_worker(make: Make) -> None:
     one, two = await make(), await make()
     await one.add(urls("1"))

@@ -94,8 +94,8 @@ while #ids < count do
   if not top[1] then break end
   local host = string.sub(top[1], 13)
   local h = host_state(host)
-  local pace, room = gap(host, jitter), 1
-  if pace == 0 then  -- else the host rests after one start
+  local after, room = next_start(host, t, jitter), 1
+  if after == t then  -- else the host rests after one start
     room = math.max(math.min(count - #ids, (tonumber(h.conc) or 1) - num(h.inflight)), 1)
   end
   local taken = take(host, room, tonumber(top[4]))
@@ -107,7 +107,7 @@ while #ids < count do
   bump('pending', -#taken)
   set_field(host, 'inflight', num(h.inflight) + #taken)
   set_field(host, 'last', t)
-  set_field(host, 'next', math.max(num(h.next), t + pace))
+  set_field(host, 'next', math.max(num(h.next), after))
   file(host, t)
 end
 if #ids > 0 then

@@ -215,18 +215,22 @@ local function set_policy(host, concurrency, delay, interval)
   if h.interval ~= interval then set_field(host, 'interval', interval) end
 end
 
--- Seconds before the host's next start: its delay (tuned, else configured) jittered by
--- 0.5-1.5x, or its rate's interval if that is longer.
-local function gap_of(tuned, configured, interval, jitter)
-  local delay = tonumber(tuned) or num(configured)
+-- When the host may start again after a start at `start`: its delay (tuned, else
+-- configured) jittered by 0.5-1.5x, or its rate's interval if that is longer, moved to
+-- the nearest wave of its pace that the policy allows (in_waves in
+-- framework/fetch/politeness.py says why); `start` itself if the host has no pace.
+local function next_start(host, start, jitter)
+  local h = host_state(host)
+  local delay, interval = tonumber(h.delay) or num(h.delay0), num(h.interval)
   local jittered = 0
   if delay > 0 then jittered = delay * (0.5 + jitter) end
-  return math.max(jittered, num(interval))
-end
-
-local function gap(host, jitter)
-  local h = host_state(host)
-  return gap_of(h.delay, h.delay0, h.interval, jitter)
+  local pace = math.max(delay, interval)
+  local at = start + math.max(jittered, interval)
+  if pace <= 0 then return at end
+  local _, exponent = math.frexp(pace / 16)
+  local wave = 2 ^ (exponent - 1)
+  local earliest = start + math.max(delay / 2, interval)
+  return math.max(math.floor(at / wave + 0.5), math.ceil(earliest / wave)) * wave
 end
 
 -- Put the host where its next request will be found: READY (by the rank of its best

@@ -9,7 +9,7 @@ local h = host_state(host)
 local next_at = num(h.next)
 if delay ~= '' then  -- the new delay counts from the last start, not only from the next
   set_field(host, 'delay', delay)
-  if h.last then next_at = math.max(next_at, tonumber(h.last) + gap(host, jitter)) end
+  if h.last then next_at = math.max(next_at, next_start(host, tonumber(h.last), jitter)) end
 end
 if pause > 0 then
   next_at = math.max(next_at, t + pause)
