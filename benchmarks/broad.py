@@ -35,6 +35,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -375,7 +376,7 @@ def _figures(runs: dict[str, list[BroadRun]], site: BroadSite, delay: float) -> 
         ("fw-redis-x2", "fw-redis-x2-1host"),
         ("scrapy", "scrapy-1host"),
     ):
-        many, one = _first_valid(runs.get(broad)), _first_valid(runs.get(single))
+        many, one = _typical(runs.get(broad)), _typical(runs.get(single))
         if many is None or many.pace is None:
             continue
         if not _has_window(many):  # a few pages over a moment make no rate
@@ -393,22 +394,21 @@ def _figures(runs: dict[str, list[BroadRun]], site: BroadSite, delay: float) -> 
             figures[f"{broad}: sustained / lower ideal ({bound}-bound)"] = f"{share:.0%}" + (
                 f" (target >= {_TARGET_SHARE:.0%})" if broad == "fw" else ""
             )
-        cpu = many.run.cpu_ms_per_page / one.run.cpu_ms_per_page
-        figures[f"{broad}: CPU per page / {single}'s"] = f"{cpu:.2f}x" + (
+        figures[f"{broad}: CPU per page / {single}'s"] = _cpu_ratio(runs, broad, single) + (
             f" (target <= {_TARGET_CPU:g}x)" if broad == "fw" else ""
         )
         per_host = (many.run.peak_rss_mb - one.run.peak_rss_mb) * 1024 / site.hosts
         figures[f"{broad}: memory per known host"] = (
             f"{per_host:.1f} KB ((peak RSS - {single}'s) / hosts)"
         )
-    fw, serial = _first_valid(runs.get("fw")), _first_valid(runs.get("fw-1host-serial"))
+    fw, serial = _typical(runs.get("fw")), _typical(runs.get("fw-1host-serial"))
     if fw and serial and serial.pace:
         figures["fw: CPU per page / fw-1host-serial's"] = (
-            f"{fw.run.cpu_ms_per_page / serial.run.cpu_ms_per_page:.2f}x (one host, one "
-            f"request at a time: {serial.pace.crawl_rate:,.0f} pages/s)"
+            f"{_cpu_ratio(runs, 'fw', 'fw-1host-serial')} (one host, one request at a "
+            f"time: {serial.pace.crawl_rate:,.0f} pages/s)"
         )
     figures |= _unpaced(runs)
-    fw, scrapy = _first_valid(runs.get("fw")), _first_valid(runs.get("scrapy"))
+    fw, scrapy = _typical(runs.get("fw")), _typical(runs.get("scrapy"))
     if fw and scrapy and fw.pace and scrapy.pace and _has_window(fw) and _has_window(scrapy):
         figures["fw / scrapy, sustained pages/s"] = (
             f"{fw.pace.sustained_rate / scrapy.pace.sustained_rate:.1f}x"
@@ -423,17 +423,18 @@ def _unpaced(runs: dict[str, list[BroadRun]]) -> dict[str, str]:
     ``fw-unpaced`` and ``fw-1host`` both run flat out and differ only in their hosts;
     ``fw`` and ``fw-unpaced`` crawl the same hosts and differ only in their pace.
     """
-    unpaced, one = _first_valid(runs.get("fw-unpaced")), _first_valid(runs.get("fw-1host"))
+    unpaced = _typical(runs.get("fw-unpaced"))
     if unpaced is None or unpaced.pace is None:
         return {}
     figures = {"fw-unpaced: crawling": f"{unpaced.pace.crawl_rate:,.0f} pages/s"}
-    if one is not None:
-        cpu = unpaced.run.cpu_ms_per_page / one.run.cpu_ms_per_page
-        figures["fw-unpaced: CPU per page / fw-1host's (what the hosts cost)"] = f"{cpu:.2f}x"
-    fw = _first_valid(runs.get("fw"))
-    if fw is not None:
-        cpu = fw.run.cpu_ms_per_page / unpaced.run.cpu_ms_per_page
-        figures["fw: CPU per page / fw-unpaced's (what the pace costs)"] = f"{cpu:.2f}x"
+    if _typical(runs.get("fw-1host")) is not None:
+        figures["fw-unpaced: CPU per page / fw-1host's (what the hosts cost)"] = _cpu_ratio(
+            runs, "fw-unpaced", "fw-1host"
+        )
+    if _typical(runs.get("fw")) is not None:
+        figures["fw: CPU per page / fw-unpaced's (what the pace costs)"] = _cpu_ratio(
+            runs, "fw", "fw-unpaced"
+        )
     return figures
 
 
@@ -442,8 +443,29 @@ def _has_window(done: BroadRun) -> bool:
     return done.pace is not None and done.pace.window_s >= _SHORT_WINDOW_S
 
 
-def _first_valid(runs: list[BroadRun] | None) -> BroadRun | None:
-    return next((done for done in runs or () if done.run.valid), None)
+def _typical(runs: list[BroadRun] | None) -> BroadRun | None:
+    """Return the valid run of median CPU per page (the lower one of an even count): with
+    ``--runs`` above 1, the run a crawler's figures come from."""
+    valid = sorted((done for done in runs or () if done.run.valid), key=_cpu_ms)
+    return valid[(len(valid) - 1) // 2] if valid else None
+
+
+def _cpu_ratio(runs: dict[str, list[BroadRun]], many: str, one: str) -> str:
+    """Return ``many``'s CPU per page over ``one``'s as the median of each round's own ratio.
+
+    A round runs every crawler once, minutes apart at most; on a VM whose speed drifts
+    over a longer time, a ratio of two medians could pair a fast run with a slow one.
+    """
+    pairs = zip(runs.get(many) or (), runs.get(one) or (), strict=False)
+    ratios = [_cpu_ms(a) / _cpu_ms(b) for a, b in pairs if a.run.valid and b.run.valid]
+    if len(ratios) < 2:
+        return f"{ratios[0]:.2f}x" if ratios else "no round with two valid runs"
+    listed = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+    return f"{statistics.median(ratios):.2f}x (median of {len(ratios)} rounds: {listed})"
+
+
+def _cpu_ms(done: BroadRun) -> float:
+    return done.run.cpu_ms_per_page
 
 
 def _kb(site: BroadSite) -> int:
