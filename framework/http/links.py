@@ -78,22 +78,29 @@ class Joiner:
 
     def _join(self, href: str) -> tuple[str, bool]:
         """Resolve ``href`` (no fragment); say whether the answer holds for the whole folder."""
-        link = href
-        if self._fast and not link.strip():
-            return self._base, False  # this page itself
-        if self._fast and _SIMPLE.fullmatch(link):
-            if _CLEAN_ABSOLUTE.fullmatch(link) and "/." not in link:
-                return link, True
-            if not _SCHEME.match(link) and not link.startswith("//"):
-                joined = self._relative(link)
-                if joined is not None:
-                    return joined, not link.startswith("?")
-        if _CONTROL.search(link.strip()):
-            return link.strip(), False  # urljoin would drop them: the engine refuses it
+        if self._fast:
+            found = self._fast_join(href)
+            if found is not None:
+                return found
+        link = href.strip()
+        if _CONTROL.search(link):
+            return link, False  # urljoin would drop them: the engine refuses it
         try:
-            return urldefrag(urljoin(self._base, link.strip()))[0], False
+            return urldefrag(urljoin(self._base, link))[0], False
         except ValueError:  # too broken to resolve: the engine drops it as invalid_url
-            return link.strip(), False
+            return link, False
+
+    def _fast_join(self, link: str) -> tuple[str, bool] | None:
+        """Resolve the usual forms without urljoin, as ``_join``; None for any other."""
+        if _CLEAN_ABSOLUTE.fullmatch(link) and "/." not in link:
+            return link, True  # first: a broad crawl's links are mostly such, each seen once
+        if not link.strip():
+            return self._base, False  # this page itself
+        if _SIMPLE.fullmatch(link) and not _SCHEME.match(link) and not link.startswith("//"):
+            joined = self._relative(link)
+            if joined is not None:
+                return joined, not link.startswith("?")
+        return None
 
     def _relative(self, link: str) -> str | None:
         """Join a relative reference (RFC 3986 5.2.2), or None for one urljoin treats oddly."""
