@@ -15,6 +15,9 @@
                     the same pages from one host, one request at a time: about the broad
                     crawl's pace on a small machine, and the baseline that tells what
                     CPU per page owes to the many hosts and what to the slower pace
+   ``fw-1host-idle``
+                    ``fw-1host`` stopped from outside 60% of the time (``idle.py``), about
+                    the paced crawl's idle share: what idle time alone costs a page here
    ``fw-unpaced``   the broad crawl with no delay: as fast as the machine goes, like
                     ``fw-1host``, so that the two differ only in the number of hosts
    ``fw-redis-x2``, ``fw-redis-x2-1host``
@@ -60,6 +63,7 @@ Command = Callable[[BroadSite, Path, bool], list[str]]
 BROAD_CRAWLERS = (
     "fw-1host",
     "fw-1host-serial",
+    "fw-1host-idle",
     "fw-unpaced",
     "fw",
     "fw-redis-x2-1host",
@@ -70,6 +74,7 @@ BROAD_CRAWLERS = (
 DEFAULT_BROAD = (
     "fw-1host",
     "fw-1host-serial",
+    "fw-1host-idle",
     "fw-unpaced",
     "fw",
     "fw-redis-x2-1host",
@@ -79,6 +84,9 @@ DEFAULT_BROAD = (
 #: What the issue asks of fw: the share of the lower ideal it sustains, the most CPU per
 #: page it may spend over the one-host crawl.
 _TARGET_SHARE, _TARGET_CPU = 0.85, 1.2
+#: ``fw-1host-idle`` runs this long, then is stopped this long: idle 60% of the time, about
+#: as much as the paced 2,000-host crawl on a small machine (~1,000 pages/s of ~2,500).
+_IDLE_RUN_S, _IDLE_STOP_S = 0.2, 0.3
 #: A window shorter than this says little: no sustained rate is given for it.
 _SHORT_WINDOW_S = 5.0
 
@@ -160,6 +168,7 @@ def _crawlers(args: argparse.Namespace) -> list[BroadCrawler]:
         "fw-1host-serial": lambda: BroadCrawler(
             "fw-1host-serial", True, _fw(args, serial=True), _fw_version()
         ),
+        "fw-1host-idle": lambda: BroadCrawler("fw-1host-idle", True, _idle(fw), _fw_version()),
         "fw-unpaced": lambda: BroadCrawler(
             "fw-unpaced", False, _fw(args, unpaced=True), _fw_version()
         ),
@@ -216,6 +225,16 @@ def _workers(fw: Command, count: int) -> Command:
     def command(site: BroadSite, out: Path, single: bool) -> list[str]:
         worker = fw(site, out, single)[:-2]  # workers.py gives each worker its own -o
         return [sys.executable, str(HERE / "workers.py"), str(count), str(out), "--", *worker]
+
+    return command
+
+
+def _idle(fw: Command) -> Command:
+    """Wrap an fw command in ``idle.py``: stopped from outside part of the time."""
+
+    def command(site: BroadSite, out: Path, single: bool) -> list[str]:
+        stops = [str(_IDLE_RUN_S), str(_IDLE_STOP_S)]
+        return [sys.executable, str(HERE / "idle.py"), *stops, "--", *fw(site, out, single)]
 
     return command
 
@@ -406,6 +425,12 @@ def _figures(runs: dict[str, list[BroadRun]], site: BroadSite, delay: float) -> 
         figures["fw: CPU per page / fw-1host-serial's"] = (
             f"{_cpu_ratio(runs, 'fw', 'fw-1host-serial')} (one host, one request at a "
             f"time: {serial.pace.crawl_rate:,.0f} pages/s)"
+        )
+    if _typical(runs.get("fw-1host-idle")) and _typical(runs.get("fw-1host")):
+        idle = _IDLE_STOP_S / (_IDLE_RUN_S + _IDLE_STOP_S)
+        figures["fw-1host-idle: CPU per page / fw-1host's (what idle time costs)"] = (
+            f"{_cpu_ratio(runs, 'fw-1host-idle', 'fw-1host')} (the same crawl, stopped "
+            f"{idle:.0%} of the time)"
         )
     figures |= _unpaced(runs)
     fw, scrapy = _typical(runs.get("fw")), _typical(runs.get("scrapy"))
