@@ -413,7 +413,8 @@ async def test_starts_are_spaced_across_workers(
         ]
     assert len(starts) == 4
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.2 - 0.001, gaps
+    # A turn moves to the nearest wave (1/128 s for a 0.2 s pace): up to half a wave sooner.
+    assert min(gaps) >= 0.2 - 1 / 256 - 0.001, gaps
 
 
 async def test_a_hosts_next_turn_is_on_a_wave_of_its_pace(make: Make, server: RedisServer) -> None:
