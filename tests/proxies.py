@@ -139,10 +139,10 @@ class ForwardProxy:
         except OSError:
             await _write(writer, 502)
             return
-        self.tunnelled[target] += 1
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await writer.drain()
-        try:
+        try:  # from the connection on: a client gone before the tunnel must not leak it
+            self.tunnelled[target] += 1
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
             await asyncio.gather(_pipe(reader, far_writer), _pipe(far_reader, writer))
         finally:
             far_writer.close()

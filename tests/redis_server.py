@@ -201,8 +201,9 @@ class CuttingProxy:
         finally:
             for task in pumps:
                 task.cancel()
-            for stream in streams:
+            for stream in streams:  # every one closed before any wait, which may be cut
                 stream.close()
+            for stream in streams:
                 with contextlib.suppress(ConnectionError):
                     await stream.wait_closed()
 
