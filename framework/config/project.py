@@ -281,8 +281,9 @@ class Project:
         0.0,
         doc=(
             "Seconds between two requests to one host, jittered between 0.5x and 1.5x, "
-            "then moved to the nearest wave (a grid of 1/32 to 1/16 of it, never below "
-            "0.5x) that hosts of one delay share."
+            "then moved to the nearest wave (a grid of 1/8 to 1/4 of it, never below "
+            "0.5x) that hosts of one delay share; a start late within its wave counts the "
+            "next delay from its turn."
         ),
         minimum=0,
     )

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from framework.fetch.politeness import HostPolicy, Politeness, in_waves
+from framework.fetch.politeness import HostPolicy, Politeness, in_waves, wave_of
 
 __all__ = ["Host", "Hosts"]
 
@@ -170,11 +170,18 @@ class Hosts(Generic[H]):
 
     def _next_start(self, host: H, start: float) -> float:
         """When the host may be visited after a request that started at ``start``: its
-        delay jittered 0.5-1.5x, or its rate's interval if longer, moved to a wave."""
+        delay jittered 0.5-1.5x, or its rate's interval if longer, moved to a wave.
+
+        A host that started within a wave of its turn counts the delay from the turn: the
+        hosts of a wave cannot all start at once, and counting from the start would add
+        that wait to every delay. The policy's least gap still counts from the start.
+        """
         delay, interval = host.delay, host.policy.interval
+        pace = max(delay, interval)
+        since = host.next_at if 0 <= start - host.next_at < wave_of(pace) else start
         jittered = delay * (0.5 + self._jitter()) if delay else 0.0
-        at, earliest = start + max(jittered, interval), start + max(delay / 2, interval)
-        return in_waves(at, earliest, max(delay, interval))
+        at, earliest = since + max(jittered, interval), start + max(delay / 2, interval)
+        return in_waves(at, earliest, pace)
 
     def _file(self, host: H, now: float) -> None:
         """Put the host in the heap its next request will be found through, if any."""

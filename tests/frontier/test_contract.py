@@ -348,11 +348,11 @@ async def test_a_delay_spaces_the_starts_of_one_host_only(make: Backend) -> None
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await urls_claimed(frontier) == ["http://a.test/1", "http://b.test/1"]
-    waited = await frontier.claim()  # 0.4 s, moved to the nearest wave of 1/64 s
-    assert isinstance(waited, float) and 0 < waited <= 0.4 + 1 / 128
+    waited = await frontier.claim()  # 0.4 s, moved to the nearest wave of 1/16 s
+    assert isinstance(waited, float) and 0 < waited <= 0.4 + 1 / 32
     assert (await lease_of(frontier)).request.url == "http://a.test/2"
     # The server's clock may tick apart a little.
-    assert loop.time() - started >= 0.4 - 1 / 128 - 0.01
+    assert loop.time() - started >= 0.4 - 1 / 32 - 0.01
 
 
 async def nothing_within(frontier: Frontier, seconds: float) -> bool:

@@ -52,16 +52,18 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 _backend, _state = "memory", Path()
 
 
-def make(concurrency: int = 8, delay: float = 0.0) -> tuple[Frontier, Clock]:
+def make(
+    concurrency: int = 8, delay: float = 0.0, jitter: float = JITTER
+) -> tuple[Frontier, Clock]:
     clock = Clock()
     politeness = Politeness(HostPolicy(concurrency, delay), {})
     frontier: Frontier
     if _backend == "sqlite":
         frontier = SqliteFrontier(
-            _state, politeness, clock=clock, wall=clock, jitter=lambda: JITTER
+            _state, politeness, clock=clock, wall=clock, jitter=lambda: jitter
         )
     else:
-        frontier = MemoryFrontier(politeness, clock=clock, jitter=lambda: JITTER)
+        frontier = MemoryFrontier(politeness, clock=clock, jitter=lambda: jitter)
     _finish(frontier.open())
     _made.append(frontier)
     return frontier, clock
@@ -151,7 +153,7 @@ async def test_hosts_started_apart_come_due_together_at_the_nearest_wave() -> No
     frontier, clock = make(delay=2.0)
     urls = ["http://a.test/1", "http://a.test/2", "http://b.test/1", "http://b.test/2"]
     await frontier.add([req(url) for url in urls])
-    await lease_of(frontier)  # a.test at 1000: due at 1001.5, a wave of 1/8 s
+    await lease_of(frontier)  # a.test at 1000: due at 1001.5, a wave of 1/2 s
     clock.now = 1000.04
     await lease_of(frontier)  # b.test: due at 1001.54, so at the same wave
     assert await frontier.claim() == pytest.approx(1001.5 - 1000.04)
@@ -162,9 +164,36 @@ async def test_hosts_started_apart_come_due_together_at_the_nearest_wave() -> No
 async def test_a_turn_past_the_middle_of_a_wave_waits_for_the_next() -> None:
     frontier, clock = make(delay=2.0)
     await frontier.add([req("http://a.test/1"), req("http://a.test/2")])
-    clock.now = 1000.1
-    await lease_of(frontier)  # due at 1001.6, nearer the wave at 1001.625 than 1001.5
-    assert await frontier.claim() == pytest.approx(1.525)
+    clock.now = 1000.3
+    await lease_of(frontier)  # due at 1001.8, nearer the wave at 1002 than 1001.5
+    assert await frontier.claim() == pytest.approx(1.7)
+
+
+async def test_a_start_late_in_its_wave_counts_the_delay_from_the_turn() -> None:
+    frontier, clock = make(delay=2.0)  # 1.5 s once jittered; waves of 1/2 s
+    await frontier.add([req(f"http://a.test/{n}") for n in range(3)])
+    await lease_of(frontier)  # at 1000: its turn comes at 1001.5
+    clock.now = 1001.9  # other hosts of the wave went first
+    await lease_of(frontier)
+    assert await frontier.claim() == pytest.approx(1003.0 - 1001.9)  # not 1003.5: no drift
+
+
+async def test_a_start_a_wave_or_more_late_counts_the_delay_from_the_start() -> None:
+    frontier, clock = make(delay=2.0)
+    await frontier.add([req(f"http://a.test/{n}") for n in range(3)])
+    await lease_of(frontier)  # its turn comes at 1001.5
+    clock.now = 1002.3  # the host had rested: its turn is long gone
+    await lease_of(frontier)
+    assert await frontier.claim() == pytest.approx(1004.0 - 1002.3)  # 1003.8, on a wave
+
+
+async def test_counting_from_the_turn_keeps_half_the_delay_from_the_start() -> None:
+    frontier, clock = make(delay=2.0, jitter=0.0)  # jittered to 1 s: the least allowed
+    await frontier.add([req(f"http://a.test/{n}") for n in range(3)])
+    await lease_of(frontier)  # its turn comes at 1001
+    clock.now = 1001.45
+    await lease_of(frontier)  # from the turn, 1002; but never before 1002.45
+    assert await frontier.claim() == pytest.approx(1002.5 - 1001.45)
 
 
 async def test_the_delay_counts_from_the_start_not_the_end() -> None:
@@ -272,10 +301,10 @@ async def test_the_wait_is_for_the_soonest_of_a_retry_and_a_rested_host() -> Non
     await frontier.add([req("http://a.test/1"), req("http://b.test/1"), req("http://b.test/2")])
     a = await lease_of(frontier)
     b = await lease_of(frontier)
-    await ack(frontier, b, [])  # b.test may start again at 1007.5
+    await ack(frontier, b, [])  # b.test may start again at 1008 (7.5 s, on a wave of 2 s)
     await frontier.retry(a, a.request, 3.0)  # a.test/1 is due at 1003
     assert await frontier.claim() == pytest.approx(3.0)
     clock.now = 1003.0
-    assert await frontier.claim() == pytest.approx(4.5)  # a/1 is queued, a rests till 1007.5
-    clock.now = 1007.5
+    assert await frontier.claim() == pytest.approx(5.0)  # a/1 is queued, a rests till 1008
+    clock.now = 1008.0
     assert sorted(await urls_claimed(frontier)) == ["http://a.test/1", "http://b.test/2"]

@@ -413,18 +413,35 @@ async def test_starts_are_spaced_across_workers(
         ]
     assert len(starts) == 4
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # A turn moves to the nearest wave (1/128 s for a 0.2 s pace): up to half a wave sooner.
-    assert min(gaps) >= 0.2 - 1 / 256 - 0.001, gaps
+    # A turn moves to the nearest wave (1/32 s for a 0.2 s pace): up to half a wave sooner.
+    assert min(gaps) >= 0.2 - 1 / 64 - 0.001, gaps
 
 
 async def test_a_hosts_next_turn_is_on_a_wave_of_its_pace(make: Make, server: RedisServer) -> None:
-    worker = await make(delay=0.4)  # the next start 0.4 s after one, at a wave of 1/64 s
+    worker = await make(delay=0.4)  # the next start 0.4 s after one, at a wave of 1/16 s
     await worker.add(urls("1", "2"))
     await lease_of(worker)
     with server.client() as client:
         last, due = (float(value) for value in client.hmget(PREFIX + "h:a.test", "last", "next"))
-    assert abs(due - (last + 0.4)) <= 1 / 128  # the nearest wave
-    assert (due * 64).is_integer()
+    assert abs(due - (last + 0.4)) <= 1 / 32  # the nearest wave
+    assert (due * 16).is_integer()
+
+
+async def test_a_start_late_in_its_wave_counts_the_delay_from_the_turn(
+    make: Make, server: RedisServer
+) -> None:
+    worker = await make(delay=1.6)  # waves of 1/4 s
+    await worker.add(urls("1", "2"))
+    await lease_of(worker)
+    with server.client() as client:
+        turn = float(client.hget(PREFIX + "h:a.test", "next"))
+        seconds, micros = client.time()
+    await asyncio.sleep(turn + 0.1 - (seconds + micros / 1e6))  # start 0.1 s late, on purpose
+    await lease_of(worker)
+    with server.client() as client:
+        last, due = (float(value) for value in client.hmget(PREFIX + "h:a.test", "last", "next"))
+    assert turn + 0.1 <= last < turn + 0.25, "the test needs a start late within the wave"
+    assert due == turn + 1.5  # from the turn, 1.6 s on the nearest wave; from the start, 1.75
 
 
 async def test_a_pause_holds_every_worker(make: Make) -> None:
