@@ -25,8 +25,6 @@ _NOTICEABLE = 0.1
 _SLOWER, _SLOW = 2.0, 0.25
 #: An excess over the floor this small is dropped: halving would never quite reach it.
 _SNAP = 0.01
-#: A paced host's turns fall on a grid at most this fraction of its pace: see in_waves.
-_WAVE = 1 / 4
 
 
 @dataclass(frozen=True)
@@ -43,27 +41,29 @@ class HostPolicy:
         return 1.0 / self.rate if self.rate else 0.0
 
 
-def in_waves(at: float, earliest: float, pace: float) -> float:
-    """Move ``at``, when a host paced at ``pace`` seconds is next due, to the nearest wave
-    not before ``earliest``, the soonest its policy allows.
+def in_waves(at: float, earliest: float, delay: float) -> float:
+    """Move ``at``, when a host with a ``delay`` is next due, to the nearest wave not
+    before ``earliest``, the soonest its policy allows.
 
-    Waves are multiples of a power of two of seconds, the largest within 1/4 of the pace,
-    so hosts of one pace come due together instead of one a millisecond: a broad crawl then
-    fetches and parses pages in bursts with idle time between, rather than a page or two
-    at every wake-up, and spends less CPU a page (benchmarks/broad.py). The nearest wave
-    keeps the mean delay where it was; ``earliest`` keeps every turn within the policy.
+    Waves are multiples of a power of two of seconds, the largest within 1/4 of the delay,
+    so hosts of one delay come due together instead of one a millisecond: a broad crawl
+    then fetches and parses pages in bursts with idle time between, rather than a page or
+    two at every wake-up, and spends less CPU a page (benchmarks/README.md). The nearest
+    wave keeps the mean delay about where it was; ``earliest`` keeps every turn within the
+    policy. Only a delay makes waves: a rate's interval is kept exactly.
     """
-    if pace <= 0 or math.isinf(at):  # -inf: the host never started
+    wave = wave_of(delay)
+    if not wave or math.isinf(at):  # -inf: the host never started
         return at
-    wave = wave_of(pace)
-    return max(round(at / wave), math.ceil(earliest / wave)) * wave
+    # Halves round up, not to even: the Redis frontier's Lua rounds so too.
+    return max(math.floor(at / wave + 0.5), math.ceil(earliest / wave)) * wave
 
 
-def wave_of(pace: float) -> float:
-    """Return the length of the waves of hosts paced at ``pace`` seconds (0: no pace)."""
-    if pace <= 0:
+def wave_of(delay: float) -> float:
+    """Return the length of the waves of hosts with ``delay`` (0: none)."""
+    if not 0 < delay < math.inf:
         return 0.0
-    return 2.0 ** (math.frexp(pace * _WAVE)[1] - 1)  # exact: frexp splits off the exponent
+    return math.ldexp(1.0, math.frexp(delay)[1] - 3)  # 1/8-1/4 of it; 0 if it underflows
 
 
 class Politeness:

@@ -46,7 +46,7 @@ class Host:
         self.pending = 0  # requests queued
         self.best = math.inf  # the rank of the best of them
         self.inflight = 0
-        self.next_at = 0.0  # when the delay since the last request start is over
+        self.next_at = -math.inf  # its turn: when it may start again
         self.last_start = -math.inf
         self.state = 0  # _READY or _WAITING when the host has a live heap entry
         self.rank = 0.0  # the rank of its live entry in the ready heap
@@ -177,11 +177,11 @@ class Hosts(Generic[H]):
         that wait to every delay. The policy's least gap still counts from the start.
         """
         delay, interval = host.delay, host.policy.interval
-        pace = max(delay, interval)
-        since = host.next_at if 0 <= start - host.next_at < wave_of(pace) else start
+        late = start - host.next_at
+        since = host.next_at if 0 <= late < wave_of(delay) else start
         jittered = delay * (0.5 + self._jitter()) if delay else 0.0
         at, earliest = since + max(jittered, interval), start + max(delay / 2, interval)
-        return in_waves(at, earliest, pace)
+        return in_waves(at, earliest, delay)
 
     def _file(self, host: H, now: float) -> None:
         """Put the host in the heap its next request will be found through, if any."""

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from framework.config.project import DomainPolicy
 from framework.crawl import runner
-from framework.fetch.politeness import HostPolicy, Politeness, Throttler, in_waves
+from framework.fetch.politeness import HostPolicy, Politeness, Throttler, in_waves, wave_of
 from tests.conftest import Serve, crawl, write_project
 from tests.crawl.test_engine import SPIDER, Gauge, page
 
@@ -94,6 +94,17 @@ def test_a_turn_moves_to_the_nearest_wave_and_never_before_the_earliest(pace: fl
 def test_hosts_of_one_pace_due_a_few_ms_apart_come_due_together() -> None:
     due = {in_waves(1000.0 + ms / 1000, 999.0, 2.0) for ms in range(-60, 60)}
     assert due == {1000.0}  # 120 hosts, one wave of 1/2 s: one turn of the event loop
+
+
+def test_a_turn_half_way_between_two_waves_takes_the_later_as_the_redis_frontier_does() -> None:
+    assert in_waves(1000.25, 999.0, 2.0) == 1000.5  # not to the even wave, 1000.0
+
+
+def test_a_delay_too_small_or_too_large_for_waves_makes_none() -> None:
+    for delay in (5e-324, math.inf, 0.0, -1.0):
+        assert wave_of(delay) == 0.0
+        assert in_waves(1000.0123, 1000.0, delay) == 1000.0123
+    assert wave_of(2.0) == 0.5 and wave_of(1.99) == 0.25 and wave_of(1e300) <= 1e300 / 4
 
 
 def test_without_a_pace_a_turn_is_not_moved() -> None:

@@ -53,10 +53,10 @@ _backend, _state = "memory", Path()
 
 
 def make(
-    concurrency: int = 8, delay: float = 0.0, jitter: float = JITTER
+    concurrency: int = 8, delay: float = 0.0, jitter: float = JITTER, rate: float | None = None
 ) -> tuple[Frontier, Clock]:
     clock = Clock()
-    politeness = Politeness(HostPolicy(concurrency, delay), {})
+    politeness = Politeness(HostPolicy(concurrency, delay, rate), {})
     frontier: Frontier
     if _backend == "sqlite":
         frontier = SqliteFrontier(
@@ -185,6 +185,24 @@ async def test_a_start_a_wave_or_more_late_counts_the_delay_from_the_start() -> 
     clock.now = 1002.3  # the host had rested: its turn is long gone
     await lease_of(frontier)
     assert await frontier.claim() == pytest.approx(1004.0 - 1002.3)  # 1003.8, on a wave
+
+
+async def test_a_start_exactly_a_wave_late_counts_the_delay_from_the_start() -> None:
+    frontier, clock = make(delay=2.0)
+    await frontier.add([req(f"http://a.test/{n}") for n in range(3)])
+    await lease_of(frontier)  # its turn comes at 1001.5
+    clock.now = 1002.0  # the next wave: this start is of that wave, not late for its own
+    await lease_of(frontier)
+    assert await frontier.claim() == pytest.approx(1.5)
+
+
+async def test_a_rate_alone_is_kept_exactly_however_late_a_start() -> None:
+    frontier, clock = make(rate=5.0)
+    await frontier.add([req(f"http://a.test/{n}") for n in range(3)])
+    await lease_of(frontier)
+    clock.now = 1000.2 + 0.001  # a millisecond late: no wave moves the next turn on
+    await lease_of(frontier)
+    assert await frontier.claim() == pytest.approx(0.2)
 
 
 async def test_counting_from_the_turn_keeps_half_the_delay_from_the_start() -> None:

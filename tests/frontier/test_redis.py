@@ -413,8 +413,10 @@ async def test_starts_are_spaced_across_workers(
         ]
     assert len(starts) == 4
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # A turn moves to the nearest wave (1/32 s for a 0.2 s pace): up to half a wave sooner.
-    assert min(gaps) >= 0.2 - 1 / 64 - 0.001, gaps
+    # The least gap the policy allows: a rate's interval, or half the delay.
+    assert min(gaps) >= (0.2 if rate else 0.1) - 0.001, gaps
+    # Each turn comes a delay after the one before, moved to a wave (1/32 s for 0.2 s).
+    assert starts[-1] - starts[0] >= 3 * (0.2 - 1 / 64) - 0.001, gaps
 
 
 async def test_a_hosts_next_turn_is_on_a_wave_of_its_pace(make: Make, server: RedisServer) -> None:

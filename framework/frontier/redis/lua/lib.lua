@@ -217,22 +217,20 @@ end
 
 -- When the host may start again after a start at `start`: its delay (tuned, else
 -- configured) jittered by 0.5-1.5x, or its rate's interval if that is longer, moved to
--- the nearest wave of its pace that the policy allows (in_waves in
--- framework/fetch/politeness.py says why); `start` itself if the host has no pace. A
--- start within a wave of the host's turn counts the delay from the turn, as
--- Hosts._next_start in framework/frontier/hosts.py does, and says why.
+-- the nearest wave of its delay that the policy allows (in_waves in
+-- framework/fetch/politeness.py says why). A start within a wave of the host's turn
+-- counts the delay from the turn, as Hosts._next_start in framework/frontier/hosts.py
+-- does, and says why.
 local function next_start(host, start, jitter)
   local h = host_state(host)
   local delay, interval = tonumber(h.delay) or num(h.delay0), num(h.interval)
-  local jittered = 0
-  if delay > 0 then jittered = delay * (0.5 + jitter) end
-  local pace = math.max(delay, interval)
-  if pace <= 0 then return start end
-  local _, exponent = math.frexp(pace / 4)
-  local wave = 2 ^ (exponent - 1)
+  if delay <= 0 then return start + interval end  -- a rate alone is kept exactly
+  local _, exponent = math.frexp(delay)
+  local wave = 2 ^ (exponent - 3)  -- 1/8 to 1/4 of the delay
+  if wave == 0 then return start + math.max(delay * (0.5 + jitter), interval) end
   local turn, since = tonumber(h.next), start
   if turn and start >= turn and start - turn < wave then since = turn end
-  local at = since + math.max(jittered, interval)
+  local at = since + math.max(delay * (0.5 + jitter), interval)
   local earliest = start + math.max(delay / 2, interval)
   return math.max(math.floor(at / wave + 0.5), math.ceil(earliest / wave)) * wave
 end
