@@ -41,9 +41,9 @@ class HostPolicy:
         return 1.0 / self.rate if self.rate else 0.0
 
 
-def in_waves(at: float, earliest: float, delay: float) -> float:
-    """Move ``at``, when a host with a ``delay`` is next due, to the nearest wave not
-    before ``earliest``, the soonest its policy allows.
+def in_waves(at: float, earliest: float, wave: float) -> float:
+    """Move ``at``, when a host is next due, to the nearest multiple of ``wave`` (its
+    delay's: ``wave_of``) not before ``earliest``, the soonest its policy allows.
 
     Waves are multiples of a power of two of seconds, the largest within 1/4 of the delay,
     so hosts of one delay come due together instead of one a millisecond: a broad crawl
@@ -52,7 +52,6 @@ def in_waves(at: float, earliest: float, delay: float) -> float:
     wave keeps the mean delay about where it was; ``earliest`` keeps every turn within the
     policy. Only a delay makes waves: a rate's interval is kept exactly.
     """
-    wave = wave_of(delay)
     if not wave or math.isinf(at):  # -inf: the host never started
         return at
     # Halves round up, not to even: the Redis frontier's Lua rounds so too.

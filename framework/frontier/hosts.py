@@ -177,11 +177,11 @@ class Hosts(Generic[H]):
         that wait to every delay. The policy's least gap still counts from the start.
         """
         delay, interval = host.delay, host.policy.interval
-        late = start - host.next_at
-        since = host.next_at if 0 <= late < wave_of(delay) else start
+        wave, late = wave_of(delay), start - host.next_at
+        since = host.next_at if 0 <= late < wave else start
         jittered = delay * (0.5 + self._jitter()) if delay else 0.0
         at, earliest = since + max(jittered, interval), start + max(delay / 2, interval)
-        return in_waves(at, earliest, delay)
+        return in_waves(at, earliest, wave)
 
     def _file(self, host: H, now: float) -> None:
         """Put the host in the heap its next request will be found through, if any."""

@@ -82,34 +82,35 @@ def test_disabled_throttling_changes_nothing_but_crawl_delay_still_counts() -> N
     assert throttle.raise_floor("a", 2.0) == 2.0 and throttle.floor("a") == 2.0
 
 
-@pytest.mark.parametrize("pace", [0.3, 0.4, 1.0, 2.0, 7.5, 60.0])
-def test_a_turn_moves_to_the_nearest_wave_and_never_before_the_earliest(pace: float) -> None:
+@pytest.mark.parametrize("delay", [0.3, 0.4, 1.0, 2.0, 7.5, 60.0])
+def test_a_turn_moves_to_the_nearest_wave_and_never_before_the_earliest(delay: float) -> None:
+    wave = wave_of(delay)
     for at in (1000.0, 1000.001, 1000.0625, 12345.678, 1_733_000_000.123456):
-        turn = in_waves(at, at - pace / 2, pace)
-        assert abs(turn - at) <= pace / 8  # half a wave at most: the mean delay stays
-        assert in_waves(turn, turn, pace) == turn  # a turn on a wave stays there
-        assert at <= in_waves(at, at, pace) < at + pace / 4  # at the earliest: the next wave
+        turn = in_waves(at, at - delay / 2, wave)
+        assert abs(turn - at) <= delay / 8  # half a wave at most: the mean delay stays
+        assert in_waves(turn, turn, wave) == turn  # a turn on a wave stays there
+        assert at <= in_waves(at, at, wave) < at + delay / 4  # at the earliest: the next wave
 
 
 def test_hosts_of_one_pace_due_a_few_ms_apart_come_due_together() -> None:
-    due = {in_waves(1000.0 + ms / 1000, 999.0, 2.0) for ms in range(-60, 60)}
+    due = {in_waves(1000.0 + ms / 1000, 999.0, wave_of(2.0)) for ms in range(-60, 60)}
     assert due == {1000.0}  # 120 hosts, one wave of 1/2 s: one turn of the event loop
 
 
 def test_a_turn_half_way_between_two_waves_takes_the_later_as_the_redis_frontier_does() -> None:
-    assert in_waves(1000.25, 999.0, 2.0) == 1000.5  # not to the even wave, 1000.0
+    assert in_waves(1000.25, 999.0, wave_of(2.0)) == 1000.5  # not to the even wave, 1000.0
 
 
 def test_a_delay_too_small_or_too_large_for_waves_makes_none() -> None:
     for delay in (5e-324, math.inf, 0.0, -1.0):
         assert wave_of(delay) == 0.0
-        assert in_waves(1000.0123, 1000.0, delay) == 1000.0123
+        assert in_waves(1000.0123, 1000.0, wave_of(delay)) == 1000.0123
     assert wave_of(2.0) == 0.5 and wave_of(1.99) == 0.25 and wave_of(1e300) <= 1e300 / 4
 
 
 def test_without_a_pace_a_turn_is_not_moved() -> None:
     assert in_waves(1000.0123, 1000.0, 0.0) == 1000.0123
-    assert in_waves(-math.inf, -math.inf, 2.0) == -math.inf  # a host that never started
+    assert in_waves(-math.inf, -math.inf, wave_of(2.0)) == -math.inf  # a host that never started
 
 
 def links_site(gauge: Gauge) -> web.Application:
