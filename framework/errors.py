@@ -22,10 +22,15 @@ The hierarchy::
     Unchanged                      raised from a middleware: the page is as it was; its
                                    callback is skipped and its earlier links are followed
     CloseSpider                    raised from a callback: stop scheduling, finish cleanly
+
+    ``sys.exit()``, ``GeneratorExit`` or a ``CancelledError`` nobody asked for, raised by a
+    spider's or a plugin's code while the crawl runs, is that code's failure like any other
+    exception (``reportable``), not an order for fw to stop or to drop the page quietly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sysconfig
@@ -56,6 +61,7 @@ __all__ = [
     "UsageError",
     "check_all",
     "raised_at",
+    "reportable",
 ]
 
 
@@ -246,6 +252,24 @@ class CloseSpider(Exception):
 
 _FW = Path(__file__).resolve().parent
 _STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
+
+
+def reportable(exc: BaseException) -> bool:
+    """Whether ``exc``, caught around a spider's or a plugin's code, is that code's failure
+    to report: any ``Exception``, and what would otherwise stop fw's own machinery without
+    a word (``sys.exit()``, ``GeneratorExit``, a cancellation of a task nobody cancelled).
+    A real cancellation, or Ctrl-C outside the crawl's signal handlers, is not."""
+    if isinstance(exc, asyncio.CancelledError):
+        return not _being_cancelled()
+    return isinstance(exc, (Exception, SystemExit, GeneratorExit))
+
+
+def _being_cancelled() -> bool:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no loop running: nothing can have been cancelled
+        return False
+    return task is not None and task.cancelling() > 0
 
 
 def raised_at(exc: BaseException, *, prefer: str | None = None) -> str | None:

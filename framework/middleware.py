@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from framework.errors import CrawlAborted, FetchError, IgnoreRequest, Unchanged
+from framework.errors import CrawlAborted, FetchError, IgnoreRequest, Unchanged, reportable
 from framework.http import Parser, Request, Response
 
 if TYPE_CHECKING:
@@ -142,7 +142,9 @@ async def _guarded(
         response = checked_answer(who, await middleware(request, handler))
     except (FetchError, IgnoreRequest, Unchanged, CrawlAborted):  # the last: a full --record
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if not reportable(exc):
+            raise
         raise plugin_failure(who, exc) from exc
     if parser_for is not None and not response.parseable:  # made by the middleware
         response.parse_with(parser_for(response.media_type))
@@ -157,7 +159,7 @@ def checked_answer(who: str, answer: object) -> Response:
     return answer
 
 
-def plugin_failure(who: str, exc: Exception) -> FetchError:
+def plugin_failure(who: str, exc: BaseException) -> FetchError:
     """The failure of a request whose plugin code (``who``) raised ``exc``: the request
     fails, named, instead of the crawl."""
     return FetchError("plugin_error", f"{who} raised {type(exc).__name__}: {exc}")

@@ -19,7 +19,7 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from framework.config.schema import did_you_mean
-from framework.errors import Blocked, CloseSpider, FetchError
+from framework.errors import Blocked, CloseSpider, FetchError, reportable
 from framework.http import Request, Response
 
 if TYPE_CHECKING:
@@ -273,7 +273,9 @@ async def run_callback(
         output.problems.append(("blocked", exc, str(exc)))
     except FetchError as exc:
         output.problems.append((exc.kind, exc, str(exc)))
-    except Exception as exc:
+    except BaseException as exc:
+        if not reportable(exc):
+            raise
         message = f"{code.label} raised {type(exc).__name__}: {exc}"
         output.problems.append((code.kind, exc, message))
     return output

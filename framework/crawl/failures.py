@@ -125,13 +125,15 @@ class Failures:
         self._file.close()
         return (self._file.count, str(self._file.path)) if self._file.count else None
 
-    async def spider_error(self, error: Exception, request: Request | None, callback: str) -> None:
+    async def spider_error(
+        self, error: BaseException, request: Request | None, callback: str
+    ) -> None:
         """Report that the spider's ``callback`` raised ``error``."""
         message = f"spider {self._spider.name}: {callback} raised {type(error).__name__}: {error}"
         await self.report(error, "spider_error", request, message)
 
     async def plugin_failed(
-        self, plugin: str, hook: str, error: Exception, kwargs: dict[str, Any]
+        self, plugin: str, hook: str, error: BaseException, kwargs: dict[str, Any]
     ) -> None:
         """Report that ``plugin``'s implementation of ``hook`` raised ``error``."""
         request = kwargs.get("request") or getattr(kwargs.get("response"), "request", None)

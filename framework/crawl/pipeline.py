@@ -17,7 +17,7 @@ from typing import Any
 
 from framework.crawl.failures import Failures
 from framework.crawl.stats import Stats
-from framework.errors import DropItem, InvalidItem
+from framework.errors import DropItem, InvalidItem, reportable
 from framework.hooks.events import EventHook
 from framework.http import Request, Response
 from framework.items import Fetch, ItemContext, ItemStep, Report
@@ -92,7 +92,9 @@ class Pipeline:
                     result = await result
             except DropItem:
                 raise
-            except Exception as exc:  # the step's bug: the item goes on as it was
+            except BaseException as exc:  # the step's bug: the item goes on as it was
+                if not reportable(exc):
+                    raise
                 await self._failures.plugin_failed(
                     plugin, f"{type(step).__name__}.process", exc, {"request": context.request}
                 )

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from framework.config.project import Project
 from framework.crawl.failures import Failures
-from framework.errors import CloseSpider, PluginError, ProjectError
+from framework.errors import CloseSpider, PluginError, ProjectError, reportable
 from framework.frontier import Counts
 from framework.hooks.manager import PluginManager, exited, hook_calls
 from framework.http import Request
@@ -75,7 +75,9 @@ class Seeder:
                     await self._wait_for_room()
         except CloseSpider as exc:
             self.close_reason = exc.reason
-        except Exception as exc:
+        except BaseException as exc:
+            if not reportable(exc):
+                raise
             await self._failures.spider_error(exc, None, "start_requests")
         if batch:
             yield batch

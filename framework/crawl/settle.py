@@ -43,7 +43,7 @@ from typing import Any
 from framework.crawl.failures import Failures
 from framework.crawl.pipeline import Pipeline
 from framework.crawl.stats import Stats
-from framework.errors import CrawlAborted
+from framework.errors import CrawlAborted, reportable
 from framework.exporters import Exporter
 from framework.frontier import Frontier, LeaseLost, Saved, Settlement
 from framework.http import Request, Response
@@ -254,7 +254,9 @@ class Settler:
             raise CrawlAborted(
                 f"export {exporter.path}: {exc.strerror or exc}{_held(exporter)}"
             ) from exc
-        except Exception as exc:  # the item itself: a value no exporter can write
+        except BaseException as exc:  # the item itself: a value no exporter can write
+            if not reportable(exc):
+                raise
             await self._failures.report(
                 exc,
                 "item_error",

@@ -8,13 +8,13 @@ from typing import Any
 
 import pluggy
 
-from framework.errors import CrawlAborted, DropItem
+from framework.errors import CrawlAborted, DropItem, reportable
 from framework.hooks.manager import HookCall, hook_calls
 
 __all__ = ["EventHook", "Events", "PluginFailed"]
 
 #: Told which plugin's hook raised what, with the hook's arguments.
-PluginFailed = Callable[[str, str, Exception, dict[str, Any]], Awaitable[None]]
+PluginFailed = Callable[[str, str, BaseException, dict[str, Any]], Awaitable[None]]
 
 
 class EventHook:
@@ -45,7 +45,9 @@ class EventHook:
                     await outcome
             except self._passed:
                 raise
-            except Exception as exc:
+            except BaseException as exc:
+                if not reportable(exc):
+                    raise
                 await self._on_error(call.plugin, self.name, exc, kwargs)
 
 

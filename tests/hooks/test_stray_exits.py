@@ -1,0 +1,160 @@
+"""Spider or plugin code calling ``sys.exit()``, raising ``GeneratorExit`` or a
+``CancelledError`` nobody asked for: that code's failure, counted and named like any
+exception, never a page dropped without a word or a crawl stopped that reports success."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from framework.errors import reportable
+from tests.conftest import Serve, crawl, pages, read_jsonl, run_fw, write_project
+
+SITE = {
+    "/": '<h1>home</h1><a href="/a">a</a><a href="/b">b</a><a href="/c">c</a>',
+    "/a": "<h1>a</h1>",
+    "/b": "<h1>b</h1>",
+    "/c": "<h1>c</h1>",
+}
+
+PLUGIN = """
+import asyncio, os, sys
+from framework import Middleware, Spider, hookimpl
+
+RAISED = {"cancel": asyncio.CancelledError, "exit": lambda: SystemExit(0),
+          "generator": GeneratorExit}[os.environ["FW_TEST_RAISE"]]
+WHERE = os.environ["FW_TEST_WHERE"]
+
+
+def boom(where):
+    if where == WHERE:
+        raise RAISED()
+
+
+class Stray(Spider):
+    name = "stray"
+
+    def parse(self, response):
+        yield {"url": response.url}
+        if response.url.endswith("/b"):
+            boom("callback")
+        yield from response.follow_all(css="a")
+
+
+class Trap(Middleware):
+    name = "trap"
+
+    async def __call__(self, request, handler):
+        if request.url.endswith("/c"):
+            boom("middleware")
+        return await handler(request)
+
+
+@hookimpl
+def register_spiders(register):
+    register(Stray)
+
+
+@hookimpl
+def register_middlewares(register):
+    register(Trap)
+
+
+@hookimpl
+def item_scraped(item, response, spider):
+    if response.url.endswith("/a"):
+        boom("item_scraped")
+"""
+
+RAISES = ["cancel", "exit", "generator"]
+
+
+async def stray_crawl(
+    tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch, raised: str, where: str
+) -> tuple[dict[str, int], set[str]]:
+    base = await serve(pages(SITE))
+    (tmp_path / "stray.py").write_text(PLUGIN, encoding="utf-8")
+    monkeypatch.setenv("FW_TEST_RAISE", raised)
+    monkeypatch.setenv("FW_TEST_WHERE", where)
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: stray
+        start_urls: [{base}/]
+        plugins: [./stray.py]
+        trap: {{}}
+        robots: ignore
+        retries: 0
+        exporters: [{{path: items.jsonl}}]
+        """,
+    )
+    stats = await asyncio.wait_for(crawl(project), 30)
+    exported = {item["url"].removeprefix(base) for item in read_jsonl(tmp_path / "items.jsonl")}
+    return dict(stats.errors), exported
+
+
+@pytest.mark.parametrize("raised", RAISES)
+async def test_a_callback_that_exits_keeps_its_items_and_is_a_spider_error(
+    raised: str, tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors, exported = await stray_crawl(tmp_path, serve, monkeypatch, raised, "callback")
+    assert errors == {"spider_error": 1}
+    assert exported == {"/", "/a", "/b", "/c"}  # /b's item came before the raise
+
+
+@pytest.mark.parametrize("raised", RAISES)
+async def test_an_event_hook_that_exits_is_a_plugin_error_and_the_crawl_goes_on(
+    raised: str, tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors, exported = await stray_crawl(tmp_path, serve, monkeypatch, raised, "item_scraped")
+    assert errors == {"plugin_error": 1}
+    assert exported == {"/", "/a", "/b", "/c"}
+
+
+@pytest.mark.parametrize("raised", RAISES)
+async def test_a_middleware_that_exits_fails_only_its_request(
+    raised: str, tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors, exported = await stray_crawl(tmp_path, serve, monkeypatch, raised, "middleware")
+    assert errors == {"plugin_error": 1}
+    assert exported == {"/", "/a", "/b"}
+
+
+async def test_fw_run_names_the_exit_on_one_line_and_finishes(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(pages(SITE))
+    (tmp_path / "stray.py").write_text(PLUGIN, encoding="utf-8")
+    write_project(
+        tmp_path,
+        f"spider: stray\nstart_urls: [{base}/]\nplugins: [./stray.py]\nrobots: ignore\n",
+    )
+    env = {"FW_TEST_RAISE": "exit", "FW_TEST_WHERE": "callback"}
+    done = await run_fw("run", "project.yaml", "-o", "items.jsonl", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr  # finished; the failed page is counted
+    assert "Traceback" not in done.stderr
+    assert "spider_error: spider stray: parse raised SystemExit: 0" in done.stderr
+    assert len(read_jsonl(tmp_path / "items.jsonl")) == 4
+
+
+async def test_a_real_cancellation_is_not_reportable() -> None:
+    seen: list[bool] = []
+
+    async def waits() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError as exc:
+            seen.append(reportable(exc))
+            raise
+
+    task = asyncio.create_task(waits())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == [False]
+    assert reportable(asyncio.CancelledError())  # raised by code, in a task nobody cancelled
+    assert reportable(SystemExit(0)) and reportable(GeneratorExit())
+    assert not reportable(KeyboardInterrupt())
