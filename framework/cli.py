@@ -402,9 +402,10 @@ def _run(args: argparse.Namespace) -> int:
     _summarise(stats, args.stats)
     if stats.aborted is not None:
         raise CrawlAborted(stats.aborted)
-    if stats.reason not in _STOPPED and not stats.pages and stats.errors:
-        # A crawl that got no answer at all did nothing, whatever ended it (max_pages
-        # too): a script or a scheduler must see it. A signal's exit code says more.
+    if stats.reason not in _STOPPED and not _answered_well(stats) and stats.errors:
+        # A crawl that got no good answer did nothing, whatever ended it (max_pages too):
+        # a dead server, a proxy answering 503 forever, a redirect loop. A script or a
+        # scheduler must see it. A signal's exit code says more.
         raise CrawlAborted(
             f"nothing was fetched: every request failed ({_kinds(stats)}); check the start "
             "URLs and the network"
@@ -437,6 +438,11 @@ def _check_cache_apart(prepared: Prepared, args: argparse.Namespace) -> None:
         f"recording already (fw run --replay {folder} replays it); for {other}, turn the "
         "cache off with -s cache.dir=null"
     )
+
+
+def _answered_well(stats: Stats) -> bool:
+    """Whether any request got a page: a 2xx answer, or 304 (unchanged since last time)."""
+    return any(200 <= status < 300 or status == 304 for status in stats.statuses)
 
 
 def _kinds(stats: Stats) -> str:

@@ -410,6 +410,39 @@ async def test_a_crawl_that_fetched_nothing_at_all_exits_1(tmp_path: Path, ended
     )
 
 
+def refusing() -> web.Application:
+    """A site whose start page never answers with a page: 503 forever, or a redirect loop."""
+
+    async def unavailable(request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": "0"}, text="down")
+
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    app = web.Application()
+    app.router.add_get("/down", unavailable)
+    app.router.add_get("/loop", loop)
+    return app
+
+
+@pytest.mark.parametrize(("path", "kinds"), [("/down", "http_503 1"), ("/loop", "redirects 1")])
+async def test_a_crawl_that_got_no_page_only_error_answers_exits_1(
+    tmp_path: Path, serve: Serve, path: str, kinds: str
+) -> None:
+    base = await serve(refusing())
+    project = write_project(
+        tmp_path,
+        f"spider: rules\nstart_urls: [{base}{path}]\nretries: 0\nrobots: ignore\n"
+        "rules: {items: [{fields: {page: {value: url}}}]}\n",
+    )
+    done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: nothing was fetched: every request failed ({kinds}); check the start URLs "
+        "and the network"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Planted symbolic links: --log-file refuses one, --stats replaces it, neither writes through
 # ---------------------------------------------------------------------------------------------

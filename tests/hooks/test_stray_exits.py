@@ -122,9 +122,7 @@ async def test_a_middleware_that_exits_fails_only_its_request(
     assert exported == {"/", "/a", "/b"}
 
 
-async def test_fw_run_names_the_exit_on_one_line_and_finishes(
-    tmp_path: Path, serve: Serve
-) -> None:
+async def test_fw_run_names_the_exit_on_one_line_and_finishes(tmp_path: Path, serve: Serve) -> None:
     base = await serve(pages(SITE))
     (tmp_path / "stray.py").write_text(PLUGIN, encoding="utf-8")
     write_project(
