@@ -328,7 +328,12 @@ class Project:
         "or by robots.txt does not, nor does robots.txt itself.",
         minimum=1,
     )
-    max_items: int | None = option(None, doc="Stop after this many items.", minimum=1)
+    max_items: int | None = option(
+        None,
+        doc="Stop after this many items. With a persistent frontier, a page whose items "
+        "would pass it is left whole for the next run.",
+        minimum=1,
+    )
     max_response_size: int = option(
         16 * MiB,
         doc="Largest body in bytes, after decompression; a larger response fails.",

@@ -443,6 +443,8 @@ class Engine:
         await parse_big(response)
         items, requests, whole = await self._callback(request, request.callback, response)
         accepted = await self._settler.accept(items, response)
+        if accepted is None:  # max_items: the next run fetches the page again, whole
+            return Handled(retry=request)
         if whole and self._events.page_parsed and self._settler.stop_reason is None:
             await self._events.page_parsed(
                 request=request, response=response, requests=requests, spider=self.spider
@@ -520,8 +522,11 @@ class Engine:
         if not request.errback:
             return Handled(failure=error.kind)
         items, requests, _ = await self._callback(request, request.errback, request, error)
+        accepted = await self._settler.accept(items, None, request=request)
+        if accepted is None:  # max_items: the next run fetches it again, errback and all
+            return Handled(retry=request)
         return Handled(
-            await self._settler.accept(items, None, request=request),
+            accepted,
             self._admission.admit(_deeper(requests, request, request.errback)),
             error.kind,
         )

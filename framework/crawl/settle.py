@@ -135,13 +135,17 @@ class Settler:
 
     async def accept(
         self, items: list[Item], response: Response | None, *, request: Request | None = None
-    ) -> list[Item]:
-        """Return the items that pass the item pipeline and the ``max_items`` limit.
+    ) -> list[Item] | None:
+        """Return the items that pass the item pipeline and the ``max_items`` limit; None
+        for a page to hand back unsettled, whose items the limit would cut.
 
         ``response`` is None for items of an errback, which gives its ``request``.
         """
         if not self._items and self._limit is None:  # the usual case: nothing to ask
             return items
+        if self._cuts_whole_page(items):
+            self.stop_reason = self.stop_reason or "max_items reached"
+            return None
         request = request or (response.request if response is not None else None)
         assert request is not None, "an errback's items come with its request"
         accepted: list[Item] = []
@@ -157,6 +161,14 @@ class Settler:
         if self._limit is not None and self._taken >= self._limit:
             self.stop_reason = self.stop_reason or "max_items reached"
         return accepted
+
+    def _cuts_whole_page(self, items: list[Item]) -> bool:
+        """Whether a resumable crawl must leave this page for its next run: settling it with
+        part of its items exported would lose the rest, as the next run would not fetch it
+        again. A memory frontier has no next run: it exports exactly ``max_items``."""
+        if self._limit is None or not self._frontier.persistent:
+            return False
+        return len(items) > self._limit - self._taken
 
     # ---------------------------------------------------------------------------------------
     # 2. Commit, and the committer

@@ -22,7 +22,8 @@ from framework.fetch.politeness import Politeness
 from framework.frontier import Settlement
 from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
-from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
+from tests import conftest
+from tests.conftest import Serve, crawl, fw_command, read_jsonl, run_fw, write_project
 from tests.linked_site import LinkedSite, linked_project
 
 PAGES = 150
@@ -172,3 +173,49 @@ async def test_a_lost_lease_cuts_its_pages_items_back_out_of_the_export(
     assert len(pages) == len(set(pages)) == PAGES - 1 == stats.items
     assert not any(page.endswith("/p/7") for page in pages)
     assert stats.errors["lease_lost"] == 1
+
+
+TRIPLES = """
+from framework import Spider, hookimpl
+
+class Triples(Spider):
+    name = "triples"
+
+    def parse(self, response):
+        for n in range(3):
+            yield {"page": response.url.rsplit("/", 1)[1], "n": n}
+        yield from response.follow_all(css="a")
+
+@hookimpl
+def register_spiders(register):
+    register(Triples)
+"""
+
+
+async def test_max_items_leaves_a_page_it_would_cut_for_the_next_run_whole(
+    serve: Serve, tmp_path: Path
+) -> None:
+    site = {f"/{n}": "".join(f'<a href="/{m}">{m}</a>' for m in range(10)) for n in range(10)}
+    base = await serve(conftest.pages(site))
+    (tmp_path / "triples.py").write_text(TRIPLES, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: triples
+        plugins: [./triples.py]
+        start_urls: [{base}/0]
+        robots: ignore
+        frontier: "sqlite:///state/crawl.db"
+        concurrency: {{total: 4, per_domain: 4}}
+        exporters: [{{path: items.jsonl}}]
+        """,
+    )
+    per_run = []
+    for _ in range(10):  # 30 items, at most 7 a run: 5 runs, whatever order pages come in
+        stats = await crawl(project, "max_items=7")
+        per_run.append(stats.items)
+        if stats.reason == "finished":
+            break
+    items = [(item["page"], item["n"]) for item in read_jsonl(tmp_path / "items.jsonl")]
+    assert sorted(items) == [(str(p), n) for p in range(10) for n in range(3)]
+    assert all(0 < count <= 6 for count in per_run[:-1]), per_run  # whole pages only
