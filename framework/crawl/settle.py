@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -259,9 +259,7 @@ class Settler:
             return True
         except OSError as exc:
             if isinstance(exc, BrokenPipeError) and exporter.path == "-":
-                # `fw run -o - | head` is done reading: stop quietly, as Unix tools do.
-                self._exporters = tuple(e for e in self._exporters if e is not exporter)
-                self.stop_reason = self.stop_reason or "stdout closed"
+                self._stdout_closed(exporter)
                 return False
             raise CrawlAborted(
                 f"export {exporter.path}: {exc.strerror or exc}{_held(exporter)}"
@@ -277,6 +275,15 @@ class Settler:
                 f"cannot write this item: {type(exc).__name__}: {exc}",
             )
             return False
+
+    def _stdout_closed(self, stdout: Exporter) -> None:
+        """`fw run -o - | head` is done reading: stop quietly, as Unix tools do, unless
+        other exports still want every item."""
+        self._exporters = tuple(e for e in self._exporters if e is not stdout)
+        if self._exporters:
+            log.warning("stdout closed: the crawl goes on for %s", _paths(self._exporters))
+        else:
+            self.stop_reason = self.stop_reason or "stdout closed"
 
     # ---------------------------------------------------------------------------------------
     # 4. Checkpoint, and 6. cut back
@@ -314,6 +321,10 @@ def _close(exporter: Exporter) -> None:
         raise CrawlAborted(
             f"export {exporter.path}: cannot close it: {_reason(exc)}{_held(exporter)}"
         ) from exc
+
+
+def _paths(exporters: Iterable[Exporter]) -> str:
+    return ", ".join(str(exporter.path) for exporter in exporters)
 
 
 def _held(exporter: Exporter) -> str:

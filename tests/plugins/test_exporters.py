@@ -1457,6 +1457,27 @@ async def test_o_dash_into_a_reader_that_stops_early_ends_quietly(
     assert "stdout closed" in err.decode() and "Error" not in err.decode()
 
 
+async def test_stdout_closing_early_leaves_the_other_exports_whole(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(small_site(40))
+    project = pages_project(tmp_path, base)
+    items = tmp_path / "items.jsonl"
+    fw = " ".join(shlex.quote(str(c)) for c in fw_command())
+    process = await asyncio.create_subprocess_shell(
+        f"set -o pipefail; exec {fw} run {shlex.quote(str(project))} -s concurrency.total=1 "
+        f"-o - -o {shlex.quote(str(items))} | head -n 1",
+        executable="/bin/bash",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert len(out.decode().splitlines()) == 1
+    assert f"stdout closed: the crawl goes on for {items}" in err.decode()
+    assert len(read_jsonl(items)) == 40  # every page's item, not those before head left
+
+
 async def test_sqlite_cannot_write_to_stdout(tmp_path: Path, serve: Serve) -> None:
     base = await serve(small_site(1))
     project = pages_project(tmp_path, base, "exporters: [{format: sqlite, path: '-'}]")
