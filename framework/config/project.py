@@ -331,7 +331,7 @@ class Project:
     max_items: int | None = option(
         None,
         doc="Stop after this many items. With a persistent frontier, a page whose items "
-        "would pass it is left whole for the next run.",
+        "would pass it is left whole for the next run (the first page of a run goes whole).",
         minimum=1,
     )
     max_response_size: int = option(

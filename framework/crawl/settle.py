@@ -143,14 +143,15 @@ class Settler:
         """
         if not self._items and self._limit is None:  # the usual case: nothing to ask
             return items
-        if self._cuts_whole_page(items):
+        limit = self._limit_for(items)
+        if limit == -1:
             self.stop_reason = self.stop_reason or "max_items reached"
             return None
         request = request or (response.request if response is not None else None)
         assert request is not None, "an errback's items come with its request"
         accepted: list[Item] = []
         while items:
-            room = len(items) if self._limit is None else self._limit - self._taken
+            room = len(items) if limit is None else limit - self._taken
             if room <= 0:
                 break
             batch, items = items[:room], items[room:]
@@ -162,13 +163,19 @@ class Settler:
             self.stop_reason = self.stop_reason or "max_items reached"
         return accepted
 
-    def _cuts_whole_page(self, items: list[Item]) -> bool:
-        """Whether a resumable crawl must leave this page for its next run: settling it with
-        part of its items exported would lose the rest, as the next run would not fetch it
-        again. A memory frontier has no next run: it exports exactly ``max_items``."""
+    def _limit_for(self, items: list[Item]) -> int | None:
+        """The ``max_items`` limit for this page's items; -1: leave the page for the next run.
+
+        A memory frontier has no next run: it exports exactly ``max_items``. A resumable
+        crawl must not settle a page with part of its items exported (the next run would
+        not fetch it again, and the rest would be lost): it leaves the page whole for the
+        next run, or, if the page alone has more items than the limit, exports them all.
+        """
         if self._limit is None or not self._frontier.persistent:
-            return False
-        return len(items) > self._limit - self._taken
+            return self._limit
+        if len(items) <= self._limit - self._taken:
+            return self._limit
+        return -1 if self._taken else len(items)
 
     # ---------------------------------------------------------------------------------------
     # 2. Commit, and the committer

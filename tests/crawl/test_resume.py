@@ -219,3 +219,25 @@ async def test_max_items_leaves_a_page_it_would_cut_for_the_next_run_whole(
     items = [(item["page"], item["n"]) for item in read_jsonl(tmp_path / "items.jsonl")]
     assert sorted(items) == [(str(p), n) for p in range(10) for n in range(3)]
     assert all(0 < count <= 6 for count in per_run[:-1]), per_run  # whole pages only
+
+
+async def test_a_page_with_more_items_than_max_items_is_exported_whole_once(
+    serve: Serve, tmp_path: Path
+) -> None:
+    base = await serve(conftest.pages({f"/{n}": f'<a href="/{n + 1}">next</a>' for n in range(3)}))
+    (tmp_path / "triples.py").write_text(TRIPLES, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: triples
+        plugins: [./triples.py]
+        start_urls: [{base}/0]
+        robots: ignore
+        frontier: "sqlite:///state/crawl.db"
+        exporters: [{{path: items.jsonl}}]
+        """,
+    )
+    per_run = [(await crawl(project, "max_items=2")).items for _ in range(3)]
+    assert per_run == [3, 3, 3]  # a page over the limit alone: whole, or it never progresses
+    items = [(item["page"], item["n"]) for item in read_jsonl(tmp_path / "items.jsonl")]
+    assert sorted(items) == [(str(p), n) for p in range(3) for n in range(3)]
