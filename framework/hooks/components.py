@@ -10,14 +10,15 @@ which spider and exporter names exist and which top-level keys are plugin sectio
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from framework.config.project import ExporterSpec, Project
 from framework.config.schema import build, did_you_mean, has_default, keys_of
-from framework.config.yamlfile import KeyPath, Source
+from framework.config.yamlfile import KeyPath, Source, format_key
 from framework.errors import ErrorList, PluginError, ProjectError, check_all, raised_at
 from framework.exporters import Exporter
 from framework.fetch.layers import FetchLayer
@@ -86,6 +87,9 @@ def assemble(
         with errors.collect():
             _require_section(project, registry, project_plugin_name(spec))
     specs = enumerate((*project.exporters, *outputs))
+    for repeated, first in _repeated_paths((*project.exporters, *outputs)):
+        with errors.collect():
+            raise _written_twice(repeated, first, project.error_source)
     # Each value below is made, or its error collected and raised by raise_any().
     with errors.collect():
         spider = _spider(project, registry)
@@ -325,6 +329,25 @@ def _exporter(spec: ExporterSpec, project: Project, registry: Registry, append: 
         registry, "exporters", exporter.format, exporter, spec.path, options, append=append
     )
     return built
+
+
+def _repeated_paths(specs: Sequence[ExporterSpec]) -> Iterator[tuple[ExporterSpec, ExporterSpec]]:
+    """Each exporter that writes where an earlier one does, with that earlier one: two
+    writers of one file tear each other's records (stdout, ``-``, too)."""
+    seen: dict[str, ExporterSpec] = {}
+    for spec in specs:
+        where = spec.path if spec.path == "-" else os.path.realpath(spec.path)
+        if where in seen:
+            yield spec, seen[where]
+        seen.setdefault(where, spec)
+
+
+def _written_twice(spec: ExporterSpec, first: ExporterSpec, source: Source) -> ProjectError:
+    earlier = format_key(first.at) if first.at else f"-o {first.path}"
+    message = f"already written by {earlier}; give each exporter its own file"
+    if not spec.at:  # from -o on the command line
+        return ProjectError("-o", spec.path, message)
+    return source.error((*spec.at, "path"), message)
 
 
 def _no_exporter_for(spec: ExporterSpec, registry: Registry, source: Source) -> ProjectError:

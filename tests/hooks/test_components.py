@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_fw, write_project
 
 BROKEN_PLUGIN = "def register_spiders(register)\n    pass\n"
@@ -54,3 +56,31 @@ async def test_a_plugin_that_fails_to_load_is_the_only_error_shown(tmp_path: Pat
     [line] = result.stderr.splitlines()
     assert line.startswith(f"Error: {path}:3: plugins[0]: "), line
     assert "SyntaxError" in line
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_two_exporters_writing_one_file_are_refused_naming_both(
+    tmp_path: Path, command: str
+) -> None:
+    path = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [https://a.example/]
+        rules: {items: [{fields: {page: {value: url}}}]}
+        exporters:
+          - {path: out/a.jsonl}
+          - {path: out/../out/a.jsonl}
+        """,
+    )
+    extra = ["-o", "out/a.jsonl", "-o", "-", "-o", "-"] if command == "run" else []
+    result = await run_fw(command, str(path), *extra, cwd=tmp_path)
+    assert result.returncode == 2
+    twice = "give each exporter its own file"
+    lines = [f"Error: {path}:6: exporters[1].path: already written by exporters[0]; {twice}"]
+    if command == "run":
+        lines += [
+            f"Error: -o: {tmp_path / 'out/a.jsonl'}: already written by exporters[0]; {twice}",
+            f"Error: -o: -: already written by -o -; {twice}",
+        ]
+    assert sorted(result.stderr.splitlines()) == sorted(lines)
