@@ -121,7 +121,9 @@ async def _call(middleware: Middleware, what: str, *args: Any) -> None:
         await getattr(middleware, what)(*args)
     except CrawlAborted:
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if not reportable(exc):
+            raise
         raise CrawlAborted(
             f"middleware '{middleware.name}' failed to {what}: {type(exc).__name__}: {exc}"
         ) from exc

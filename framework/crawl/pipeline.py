@@ -125,7 +125,9 @@ class Pipeline:
         for plugin, step in self._steps:
             try:
                 step.close()
-            except Exception as exc:
+            except BaseException as exc:
+                if not reportable(exc):
+                    raise
                 log.error(
                     "plugin_error: plugin '%s': %s.close raised %s: %s",
                     plugin,

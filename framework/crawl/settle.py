@@ -110,7 +110,9 @@ class Settler:
             exporter.append = exporter.append or saved.resumed
             try:
                 exporter.open()
-            except Exception as exc:
+            except BaseException as exc:
+                if not reportable(exc):
+                    raise
                 raise CrawlAborted(
                     f"exporter {exporter.format} cannot open {exporter.path}: {_reason(exc)}"
                 ) from exc
@@ -119,7 +121,9 @@ class Settler:
         try:
             self._rewind(saved.checkpoints)
             self._mark = self._checkpoint() if self._frontier.persistent else {}
-        except Exception as exc:
+        except BaseException as exc:
+            if not reportable(exc):
+                raise
             raise CrawlAborted(f"cannot resume the exports: {_reason(exc)}") from exc
         unsure = [key for key, value in self._mark.items() if value is None]
         if unsure and saved.resumed:
@@ -324,7 +328,9 @@ def _key(exporter: Exporter) -> str:
 def _close(exporter: Exporter) -> None:
     try:
         exporter.close()
-    except Exception as exc:
+    except BaseException as exc:
+        if not reportable(exc):
+            raise
         raise CrawlAborted(
             f"export {exporter.path}: cannot close it: {_reason(exc)}{_held(exporter)}"
         ) from exc

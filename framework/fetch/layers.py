@@ -22,7 +22,7 @@ from aiohttp.abc import AbstractCookieJar
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from framework.config.project import Project
-from framework.errors import CrawlAborted, FetchError
+from framework.errors import CrawlAborted, FetchError, reportable
 from framework.fetch.downloader import DEFAULT_HEADERS, Downloader, Fetcher
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
@@ -154,7 +154,9 @@ async def _open(layer: FetchLayer, context: FetchContext) -> None:
         await layer.open(context)
     except (CrawlAborted, FetchError):
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if not reportable(exc):
+            raise
         raise CrawlAborted(
             f"fetch layer '{layer.name}' failed to open: {type(exc).__name__}: {exc}"
         ) from exc
@@ -163,7 +165,9 @@ async def _open(layer: FetchLayer, context: FetchContext) -> None:
 async def _close(layer: FetchLayer) -> None:
     try:
         await layer.close()
-    except Exception as exc:  # nothing of the crawl's is lost: its pages are settled
+    except BaseException as exc:  # nothing of the crawl's is lost: its pages are settled
+        if not reportable(exc):
+            raise
         log.warning("fetch layer '%s' failed to close: %s: %s", layer.name, type(exc).__name__, exc)
 
 
@@ -174,5 +178,7 @@ async def _guarded(layer: FetchLayer, request: Request) -> Response:
         return checked_answer(who, await layer.fetch(request))
     except (FetchError, CrawlAborted):
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if not reportable(exc):
+            raise
         raise plugin_failure(who, exc) from exc

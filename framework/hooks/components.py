@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from framework.config.project import ExporterSpec, Project
 from framework.config.schema import build, did_you_mean, has_default, keys_of
 from framework.config.yamlfile import KeyPath, Source, format_key
-from framework.errors import ErrorList, PluginError, ProjectError, check_all, raised_at
+from framework.errors import ErrorList, PluginError, ProjectError, check_all, raised_at, reportable
 from framework.exporters import Exporter
 from framework.fetch.layers import FetchLayer
 from framework.fetch.parsers import Parsers
@@ -195,7 +195,9 @@ def _start(
     """Instantiate a plugin's class; a constructor that raises is the plugin's to fix."""
     try:
         return component(*args, **kwargs)
-    except Exception as exc:
+    except BaseException as exc:
+        if not reportable(exc):
+            raise
         plugin = registry.owners.get((kind, name), "?")
         raise PluginError(
             f"plugin '{plugin}': {_singular(kind)} '{name}' failed to start"

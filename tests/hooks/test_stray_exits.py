@@ -156,3 +156,79 @@ async def test_a_real_cancellation_is_not_reportable() -> None:
     assert reportable(asyncio.CancelledError())  # raised by code, in a task nobody cancelled
     assert reportable(SystemExit(0)) and reportable(GeneratorExit())
     assert not reportable(KeyboardInterrupt())
+
+
+LIFECYCLE = """
+import os, sys
+from framework import Exporter, Middleware, hookimpl
+
+WHERE = os.environ["FW_TEST_WHERE"]
+
+
+class Exits(Exporter):
+    format = "exits"
+    extensions = (".exits",)
+
+    def open(self):
+        if WHERE == "exporter open":
+            sys.exit(0)
+
+    def write(self, item):
+        pass
+
+    def close(self):
+        if WHERE == "exporter close":
+            sys.exit(0)
+
+
+class Opens(Middleware):
+    name = "opens"
+
+    async def open(self, project):
+        if WHERE == "middleware open":
+            sys.exit(0)
+
+    async def __call__(self, request, handler):
+        return await handler(request)
+
+
+@hookimpl
+def register_exporters(register):
+    register(Exits)
+
+
+@hookimpl
+def register_middlewares(register):
+    register(Opens)
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        ("exporter open", "Error: exporter exits cannot open {out}: SystemExit: 0"),
+        ("exporter close", "Error: export {out}: cannot close it: SystemExit: 0"),
+        ("middleware open", "Error: middleware 'opens' failed to open: SystemExit: 0"),
+    ],
+)
+async def test_an_exporter_or_middleware_exiting_as_it_opens_or_closes_aborts_with_1(
+    where: str, error: str, tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(pages(SITE))
+    (tmp_path / "lifecycle.py").write_text(LIFECYCLE, encoding="utf-8")
+    write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [{base}/]
+        plugins: [./lifecycle.py]
+        opens: {{}}
+        robots: ignore
+        rules: {{items: [{{fields: {{page: {{value: url}}}}}}]}}
+        exporters: [{{path: items.exits}}]
+        """,
+    )
+    env = {"FW_TEST_WHERE": where}
+    done = await run_fw("run", "project.yaml", cwd=tmp_path, env=env)
+    assert done.returncode == 1, done.stderr  # it did not finish: never 0
+    assert done.stderr.strip().splitlines()[-1] == error.format(out=tmp_path / "items.exits")
