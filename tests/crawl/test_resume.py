@@ -192,13 +192,11 @@ def register_spiders(register):
 """
 
 
-async def test_max_items_leaves_a_page_it_would_cut_for_the_next_run_whole(
-    serve: Serve, tmp_path: Path
-) -> None:
-    site = {f"/{n}": "".join(f'<a href="/{m}">{m}</a>' for m in range(10)) for n in range(10)}
+async def triples_crawl(serve: Serve, tmp_path: Path, site: dict[str, str]) -> Path:
+    """A resumable crawl of ``site`` from /0 that exports three items a page."""
     base = await serve(conftest.pages(site))
     (tmp_path / "triples.py").write_text(TRIPLES, encoding="utf-8")
-    project = write_project(
+    return write_project(
         tmp_path,
         f"""
         spider: triples
@@ -210,34 +208,33 @@ async def test_max_items_leaves_a_page_it_would_cut_for_the_next_run_whole(
         exporters: [{{path: items.jsonl}}]
         """,
     )
+
+
+def triples(directory: Path) -> list[tuple[str, int]]:
+    """The (page, n) of each exported item, sorted."""
+    return sorted((item["page"], item["n"]) for item in read_jsonl(directory / "items.jsonl"))
+
+
+async def test_max_items_leaves_a_page_it_would_cut_for_the_next_run_whole(
+    serve: Serve, tmp_path: Path
+) -> None:
+    site = {f"/{n}": "".join(f'<a href="/{m}">{m}</a>' for m in range(10)) for n in range(10)}
+    project = await triples_crawl(serve, tmp_path, site)
     per_run = []
     for _ in range(10):  # 30 items, at most 7 a run: 5 runs, whatever order pages come in
         stats = await crawl(project, "max_items=7")
         per_run.append(stats.items)
         if stats.reason == "finished":
             break
-    items = [(item["page"], item["n"]) for item in read_jsonl(tmp_path / "items.jsonl")]
-    assert sorted(items) == [(str(p), n) for p in range(10) for n in range(3)]
+    assert triples(tmp_path) == [(str(p), n) for p in range(10) for n in range(3)]
     assert all(0 < count <= 6 for count in per_run[:-1]), per_run  # whole pages only
 
 
 async def test_a_page_with_more_items_than_max_items_is_exported_whole_once(
     serve: Serve, tmp_path: Path
 ) -> None:
-    base = await serve(conftest.pages({f"/{n}": f'<a href="/{n + 1}">next</a>' for n in range(3)}))
-    (tmp_path / "triples.py").write_text(TRIPLES, encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"""
-        spider: triples
-        plugins: [./triples.py]
-        start_urls: [{base}/0]
-        robots: ignore
-        frontier: "sqlite:///state/crawl.db"
-        exporters: [{{path: items.jsonl}}]
-        """,
-    )
+    site = {f"/{n}": f'<a href="/{n + 1}">next</a>' for n in range(3)}
+    project = await triples_crawl(serve, tmp_path, site)
     per_run = [(await crawl(project, "max_items=2")).items for _ in range(3)]
     assert per_run == [3, 3, 3]  # a page over the limit alone: whole, or it never progresses
-    items = [(item["page"], item["n"]) for item in read_jsonl(tmp_path / "items.jsonl")]
-    assert sorted(items) == [(str(p), n) for p in range(3) for n in range(3)]
+    assert triples(tmp_path) == [(str(p), n) for p in range(3) for n in range(3)]

@@ -5,6 +5,7 @@ exception, never a page dropped without a word or a crawl stopped that reports s
 from __future__ import annotations
 
 import asyncio
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -71,25 +72,23 @@ def item_scraped(item, response, spider):
 RAISES = ["cancel", "exit", "generator"]
 
 
+async def site_and_project(
+    tmp_path: Path, serve: Serve, plugin: str, settings: str
+) -> tuple[str, Path]:
+    """Serve SITE; write ``plugin`` as plugin.py and a project using it; return both."""
+    base = await serve(pages(SITE))
+    (tmp_path / "plugin.py").write_text(plugin, encoding="utf-8")
+    head = f"start_urls: [{base}/]\nplugins: [./plugin.py]\nrobots: ignore\n"
+    return base, write_project(tmp_path, head + textwrap.dedent(settings))
+
+
 async def stray_crawl(
     tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch, raised: str, where: str
 ) -> tuple[dict[str, int], set[str]]:
-    base = await serve(pages(SITE))
-    (tmp_path / "stray.py").write_text(PLUGIN, encoding="utf-8")
     monkeypatch.setenv("FW_TEST_RAISE", raised)
     monkeypatch.setenv("FW_TEST_WHERE", where)
-    project = write_project(
-        tmp_path,
-        f"""
-        spider: stray
-        start_urls: [{base}/]
-        plugins: [./stray.py]
-        trap: {{}}
-        robots: ignore
-        retries: 0
-        exporters: [{{path: items.jsonl}}]
-        """,
-    )
+    settings = "spider: stray\ntrap: {}\nretries: 0\nexporters: [{path: items.jsonl}]\n"
+    base, project = await site_and_project(tmp_path, serve, PLUGIN, settings)
     stats = await asyncio.wait_for(crawl(project), 30)
     exported = {item["url"].removeprefix(base) for item in read_jsonl(tmp_path / "items.jsonl")}
     return dict(stats.errors), exported
@@ -123,12 +122,7 @@ async def test_a_middleware_that_exits_fails_only_its_request(
 
 
 async def test_fw_run_names_the_exit_on_one_line_and_finishes(tmp_path: Path, serve: Serve) -> None:
-    base = await serve(pages(SITE))
-    (tmp_path / "stray.py").write_text(PLUGIN, encoding="utf-8")
-    write_project(
-        tmp_path,
-        f"spider: stray\nstart_urls: [{base}/]\nplugins: [./stray.py]\nrobots: ignore\n",
-    )
+    await site_and_project(tmp_path, serve, PLUGIN, "spider: stray\n")
     env = {"FW_TEST_RAISE": "exit", "FW_TEST_WHERE": "callback"}
     done = await run_fw("run", "project.yaml", "-o", "items.jsonl", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr  # finished; the failed page is counted
@@ -214,20 +208,13 @@ def register_middlewares(register):
 async def test_an_exporter_or_middleware_exiting_as_it_opens_or_closes_aborts_with_1(
     where: str, error: str, tmp_path: Path, serve: Serve
 ) -> None:
-    base = await serve(pages(SITE))
-    (tmp_path / "lifecycle.py").write_text(LIFECYCLE, encoding="utf-8")
-    write_project(
-        tmp_path,
-        f"""
+    settings = """
         spider: rules
-        start_urls: [{base}/]
-        plugins: [./lifecycle.py]
-        opens: {{}}
-        robots: ignore
-        rules: {{items: [{{fields: {{page: {{value: url}}}}}}]}}
-        exporters: [{{path: items.exits}}]
-        """,
-    )
+        opens: {}
+        rules: {items: [{fields: {page: {value: url}}}]}
+        exporters: [{path: items.exits}]
+        """
+    await site_and_project(tmp_path, serve, LIFECYCLE, settings)
     env = {"FW_TEST_WHERE": where}
     done = await run_fw("run", "project.yaml", cwd=tmp_path, env=env)
     assert done.returncode == 1, done.stderr  # it did not finish: never 0

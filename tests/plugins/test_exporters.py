@@ -1424,57 +1424,42 @@ async def test_sigkill_leaves_only_whole_records(tmp_path: Path, serve: Serve) -
             check(record)
 
 
-async def test_o_dash_into_a_reader_that_stops_early_ends_quietly(
-    tmp_path: Path, serve: Serve
-) -> None:
-    base = await serve(small_site(40))
-    project = pages_project(tmp_path, base)
-    command = " ".join(
-        [
-            "exec",
-            *(shlex.quote(str(c)) for c in fw_command()),
-            "run",
-            shlex.quote(str(project)),
-            "-s",
-            "concurrency.total=1",
-            "-o",
-            "-",
-            "|",
-            "head",
-            "-n",
-            "1",
-        ]
-    )
+async def fw_into_head(project: Path, *outputs: str) -> tuple[int, str, str]:
+    """``fw run PROJECT -o ... | head -n 1``, one request at a time, with pipefail: fw's own
+    exit code, what head printed, and fw's stderr."""
+    fw = " ".join(shlex.quote(str(c)) for c in fw_command())
+    args = " ".join(f"-o {shlex.quote(output)}" for output in outputs)
     process = await asyncio.create_subprocess_shell(
-        f"set -o pipefail; {command}",
+        f"set -o pipefail; exec {fw} run {shlex.quote(str(project))} -s concurrency.total=1 "
+        f"{args} | head -n 1",
         executable="/bin/bash",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, err.decode()
-    assert len(out.decode().splitlines()) == 1
-    assert "stdout closed" in err.decode() and "Error" not in err.decode()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_o_dash_into_a_reader_that_stops_early_ends_quietly(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(small_site(40))
+    code, out, err = await fw_into_head(pages_project(tmp_path, base), "-")
+    assert code == 0, err
+    assert len(out.splitlines()) == 1
+    assert "stdout closed" in err and "Error" not in err
 
 
 async def test_stdout_closing_early_leaves_the_other_exports_whole(
     tmp_path: Path, serve: Serve
 ) -> None:
     base = await serve(small_site(40))
-    project = pages_project(tmp_path, base)
     items = tmp_path / "items.jsonl"
-    fw = " ".join(shlex.quote(str(c)) for c in fw_command())
-    process = await asyncio.create_subprocess_shell(
-        f"set -o pipefail; exec {fw} run {shlex.quote(str(project))} -s concurrency.total=1 "
-        f"-o - -o {shlex.quote(str(items))} | head -n 1",
-        executable="/bin/bash",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, err.decode()
-    assert len(out.decode().splitlines()) == 1
-    assert f"stdout closed: the crawl goes on for {items}" in err.decode()
+    code, out, err = await fw_into_head(pages_project(tmp_path, base), "-", str(items))
+    assert code == 0, err
+    assert len(out.splitlines()) == 1
+    assert f"stdout closed: the crawl goes on for {items}" in err
     assert len(read_jsonl(items)) == 40  # every page's item, not those before head left
 
 
