@@ -447,7 +447,7 @@ async def test_fw_run_reports_a_host_that_refuses_everything(tmp_path: Path, ser
     app.router.add_get("/{tail:.*}", teapot)
     base = await serve(app)
     result, items, stats = await run_douban(tmp_path, base)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # nothing fetched: a scheduler must see it
     assert items == [] and stats["errors"] == {"http_418": 2}
     blocked = [line for line in result.stderr.splitlines() if line.startswith("blocked:")]
     assert len(blocked) == 1 and blocked[0].startswith("blocked: 127.0.0.1 answered HTTP 418")
