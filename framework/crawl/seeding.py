@@ -75,6 +75,8 @@ class Seeder:
                     await self._wait_for_room()
         except CloseSpider as exc:
             self.close_reason = exc.reason
+        except GeneratorExit:  # this generator closed at its own yield: not the spider's doing
+            raise
         except BaseException as exc:
             if not reportable(exc):
                 raise

@@ -219,3 +219,39 @@ async def test_an_exporter_or_middleware_exiting_as_it_opens_or_closes_aborts_wi
     done = await run_fw("run", "project.yaml", cwd=tmp_path, env=env)
     assert done.returncode == 1, done.stderr  # it did not finish: never 0
     assert done.stderr.strip().splitlines()[-1] == error.format(out=tmp_path / "items.exits")
+
+
+SEEDS = """
+import asyncio
+from framework import Request, Spider, hookimpl
+
+
+class Seeds(Spider):
+    name = "seeds"
+
+    def start_requests(self):
+        for n in range(400):
+            yield Request(f"{self.start_urls[0]}?n={n}")
+
+    def parse(self, response):
+        yield {"url": response.url}
+
+
+@hookimpl
+def register_spiders(register):
+    register(Seeds)
+
+
+@hookimpl
+async def request_scheduled(request, spider):
+    await asyncio.sleep(0.001)  # the seeder waits here when the crawl stops
+"""
+
+
+async def test_stopping_while_start_requests_are_queued_is_no_spider_error(
+    tmp_path: Path, serve: Serve
+) -> None:
+    _, project = await site_and_project(tmp_path, serve, SEEDS, "spider: seeds\n")
+    stats = await asyncio.wait_for(crawl(project, "max_pages=1"), 30)
+    assert stats.reason == "max_pages reached"
+    assert stats.errors == {}  # closing the seeder at its yield is not start_requests failing
