@@ -175,7 +175,7 @@ class Settler:
         not fetch it again, and the rest would be lost): it leaves the page whole for the
         next run, or, if the page alone has more items than the limit, exports them all.
         """
-        if self._limit is None or not self._frontier.persistent:
+        if self._limit is None or not self._frontier.persistent or not items:
             return self._limit
         if len(items) <= self._limit - self._taken:
             return self._limit

@@ -59,7 +59,7 @@ class Crawl:
         self.stats = Stats("test")
         self.committer = self.settler(self.frontier)
 
-    def settler(self, frontier: Frontier) -> Settler:
+    def settler(self, frontier: Frontier, max_items: int | None = None) -> Settler:
         return Settler(
             frontier,
             [self.export],
@@ -73,6 +73,7 @@ class Crawl:
             Failures(self.stats, Spider()),
             self.stats,
             Spider(),
+            max_items=max_items,
         )
 
     def open(self, stack: AsyncExitStack) -> None:
@@ -199,3 +200,16 @@ async def test_a_memory_frontiers_pages_are_batched_too(tmp_path: Path) -> None:
         await asyncio.wait_for(running, 5)
     assert Recording.batches == [3]
     assert len(crawl.exported()) == 3
+
+
+async def test_max_items_on_a_resumable_crawl_takes_whole_pages_only(crawl: Crawl) -> None:
+    settler = crawl.settler(crawl.frontier, max_items=2)
+    request = Request("http://a.test/")
+
+    def items(n: int) -> list[dict[str, Any]]:
+        return [{"n": i} for i in range(n)]
+
+    assert await settler.accept(items(3), None, request=request) == items(3)  # a run's first
+    assert settler.stop_reason == "max_items reached"
+    assert await settler.accept(items(1), None, request=request) is None  # handed back whole
+    assert await settler.accept([], None, request=request) == []  # nothing to cut: settled
