@@ -402,8 +402,14 @@ def _run(args: argparse.Namespace) -> int:
     _summarise(stats, args.stats)
     if stats.aborted is not None:
         raise CrawlAborted(stats.aborted)
-    if stats.reason not in _STOPPED and not _answered_well(stats) and stats.errors:
-        # A crawl that got no good answer did nothing, whatever ended it (max_pages too):
+    if (
+        stats.reason not in _STOPPED
+        and not _answered_well(stats)
+        and not stats.items
+        and stats.errors
+    ):
+        # A crawl that got no good answer and exported nothing did nothing, whatever ended
+        # it (max_pages too):
         # a dead server, a proxy answering 503 forever, a redirect loop. A script or a
         # scheduler must see it. A signal's exit code says more.
         raise CrawlAborted(
