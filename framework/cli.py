@@ -409,9 +409,8 @@ def _run(args: argparse.Namespace) -> int:
         and stats.errors
     ):
         # A crawl that got no good answer and exported nothing did nothing, whatever ended
-        # it (max_pages too):
-        # a dead server, a proxy answering 503 forever, a redirect loop. A script or a
-        # scheduler must see it. A signal's exit code says more.
+        # it (max_pages too): a dead server, a proxy answering 503 forever, a redirect
+        # loop. A script or a scheduler must see it. A signal's exit code says more.
         raise CrawlAborted(
             f"nothing was fetched: every request failed ({_kinds(stats)}); check the start "
             "URLs and the network"
