@@ -94,31 +94,30 @@ async def stray_crawl(
     return dict(stats.errors), exported
 
 
-@pytest.mark.parametrize("raised", RAISES)
-async def test_a_callback_that_exits_keeps_its_items_and_is_a_spider_error(
-    raised: str, tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    errors, exported = await stray_crawl(tmp_path, serve, monkeypatch, raised, "callback")
-    assert errors == {"spider_error": 1}
-    assert exported == {"/", "/a", "/b", "/c"}  # /b's item came before the raise
+#: Where the plugin raises, the failure that is counted, and the pages whose items are
+#: exported: a callback keeps the items it yielded before the raise (/b's), a hook fails
+#: alone, and a middleware fails only its request (/c).
+WHERES = [
+    ("callback", "spider_error", {"/", "/a", "/b", "/c"}),
+    ("item_scraped", "plugin_error", {"/", "/a", "/b", "/c"}),
+    ("middleware", "plugin_error", {"/", "/a", "/b"}),
+]
 
 
 @pytest.mark.parametrize("raised", RAISES)
-async def test_an_event_hook_that_exits_is_a_plugin_error_and_the_crawl_goes_on(
-    raised: str, tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("where", "kind", "kept"), WHERES, ids=[w[0] for w in WHERES])
+async def test_code_that_exits_is_a_counted_failure_and_the_crawl_goes_on(
+    raised: str,
+    where: str,
+    kind: str,
+    kept: set[str],
+    tmp_path: Path,
+    serve: Serve,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    errors, exported = await stray_crawl(tmp_path, serve, monkeypatch, raised, "item_scraped")
-    assert errors == {"plugin_error": 1}
-    assert exported == {"/", "/a", "/b", "/c"}
-
-
-@pytest.mark.parametrize("raised", RAISES)
-async def test_a_middleware_that_exits_fails_only_its_request(
-    raised: str, tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    errors, exported = await stray_crawl(tmp_path, serve, monkeypatch, raised, "middleware")
-    assert errors == {"plugin_error": 1}
-    assert exported == {"/", "/a", "/b"}
+    errors, exported = await stray_crawl(tmp_path, serve, monkeypatch, raised, where)
+    assert errors == {kind: 1}
+    assert exported == kept
 
 
 async def test_fw_run_names_the_exit_on_one_line_and_finishes(tmp_path: Path, serve: Serve) -> None:
