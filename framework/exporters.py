@@ -60,6 +60,15 @@ class Exporter:
     def close(self) -> None:
         """Finish the output (write a footer, flush, close the file)."""
 
+    def close_now(self) -> None:
+        """Finish the output at once, instead of ``close()``: the user quits now (a second
+        Ctrl-C) and the process exits right after.
+
+        Called from the event loop, never inside a synchronous ``write()`` (an awaitable
+        one may be pending); it must not wait on anything (a network, a lock).
+        Exports of whole records need nothing, the default; one with a footer writes it.
+        """
+
     def count(self) -> int | None:
         """Return how many items the export holds whole, or None if it cannot say.
 

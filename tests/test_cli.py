@@ -138,7 +138,7 @@ async def test_ctrl_c_lets_in_flight_requests_finish_then_exits_130(
 
 async def test_a_second_ctrl_c_exits_at_once(site: tuple[Site, Path], tmp_path: Path) -> None:
     state, project = site
-    process = await start_fw("run", str(project))
+    process = await start_fw("run", str(project), "-o", str(tmp_path / "items.json"))
     assert process.stderr is not None
     async with asyncio.timeout(10):
         await state.arrived.wait()
@@ -149,6 +149,8 @@ async def test_a_second_ctrl_c_exits_at_once(site: tuple[Site, Path], tmp_path: 
         await process.wait()
     assert process.returncode == 130 and not state.release.is_set()
     assert read_jsonl(tmp_path / "out/items.jsonl") == [{"path": "/"}]
+    # Quitting at once still closes the JSON array: the file is one valid document.
+    assert json.loads((tmp_path / "items.json").read_text()) == [{"path": "/"}]
 
 
 async def test_plugins_lists_the_bundled_plugins() -> None:

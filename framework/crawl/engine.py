@@ -151,6 +151,10 @@ class Engine:
             task.cancel()
         return len(self._cut)
 
+    def quit_now(self) -> None:
+        """Finish the exports at once, before the process exits without cleaning up."""
+        self._settler.close_now()
+
     @property
     def in_flight(self) -> int:
         """Requests being fetched or parsed right now."""

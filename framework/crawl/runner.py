@@ -403,6 +403,7 @@ async def _run(crawl: Engine, stop_timeout: float, progress: Progress) -> Stats:
         signalled.append(sig)
         if len(signalled) > 1:
             print(f"Quitting now ({name} again).", file=sys.stderr, flush=True)
+            crawl.quit_now()  # a JSON array gets its closing bracket
             os._exit(128 + sig)  # whole records are on disk: nothing is torn
         again = " (press Ctrl-C again to quit now)" if sig == signal.SIGINT else ""
         print(

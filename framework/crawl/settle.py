@@ -94,6 +94,7 @@ class Settler:
         self._closing = False
         self._mark: dict[str, Any] = {}  # the exporters' positions after the last settle
         self._stored = False  # whether the frontier holds ``_mark``
+        self._open: list[Exporter] = []  # opened and not closed yet
         #: The running loop, from ``open()``: looking it up for each page costs a system
         #: call (``getpid``) on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,7 +117,8 @@ class Settler:
                 raise CrawlAborted(
                     f"exporter {exporter.format} cannot open {exporter.path}: {_reason(exc)}"
                 ) from exc
-            stack.callback(_close, exporter)
+            self._open.append(exporter)
+            stack.callback(self._close, exporter)
         stack.callback(self._items.close)  # first: its steps are done before the exports close
         try:
             self._rewind(saved.checkpoints)
@@ -132,6 +134,22 @@ class Settler:
                 "that were not acknowledged",
                 ", ".join(unsure),
             )
+
+    def close_now(self) -> None:
+        """Finish the exports still open at once: the user quits now (a second Ctrl-C).
+
+        Runs between two steps of the loop, so no write is half done.
+        """
+        for exporter in self._open:
+            try:
+                exporter.close_now()
+            except Exception as exc:  # quitting anyway: say what is left unfinished
+                log.error("export %s: cannot finish it: %s", exporter.path, _reason(exc))
+        self._open.clear()
+
+    def _close(self, exporter: Exporter) -> None:
+        self._open.remove(exporter)
+        _close(exporter)
 
     # ---------------------------------------------------------------------------------------
     # 1. Accept

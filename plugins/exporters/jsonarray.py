@@ -20,8 +20,8 @@ log = logging.getLogger("fw.exporters.json")
 class JsonArrayExporter(Exporter):
     """Write ``[`` first, each item on its own line as it arrives, and ``]`` at the end.
 
-    A crawl killed half-way leaves whole items and no closing bracket; appending ``]``
-    makes the file valid again.
+    A crawl killed half-way (``kill -9``, a crash) leaves whole items and no closing
+    bracket; appending ``]`` makes the file valid again. A second Ctrl-C closes it.
     """
 
     format: ClassVar[str] = "json"
@@ -55,6 +55,10 @@ class JsonArrayExporter(Exporter):
                 raise
         finally:
             self._file.close()
+
+    def close_now(self) -> None:
+        """Close the array: quitting at once must not leave a document no tool can read."""
+        self.close()
 
     def count(self) -> int | None:
         """Return how many elements the array holds."""
