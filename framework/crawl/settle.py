@@ -35,9 +35,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from framework.crawl.failures import Failures
@@ -54,6 +55,14 @@ __all__ = ["Settler"]
 log = logging.getLogger("fw")
 
 Item = dict[str, Any]
+
+
+@dataclass
+class _Written:
+    """What writing a batch came to: items written, and by export path those it missed."""
+
+    items: int = 0
+    missed: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -264,19 +273,25 @@ class Settler:
     # 3. Write
     # ---------------------------------------------------------------------------------------
 
-    async def _write(self, batch: Sequence[_Page]) -> int:
-        """Write the pages' items to every exporter; count and return those written."""
-        count = 0
+    async def _write(self, batch: Sequence[_Page]) -> _Written:
+        """Write the pages' items to every exporter; count and return what was written."""
+        done = _Written()
         for page in batch:
             request = page.settlement.lease.request
             for item in page.items:
-                written = [await self._write_item(e, item, request) for e in self._exporters]
+                exporters = self._exporters  # stdout drops out of it when its reader leaves
+                written = [await self._write_item(e, item, request) for e in exporters]
                 if any(written) or not self._exporting:
-                    count += 1
+                    done.items += 1
+                    if not all(written):  # reported as item_error: that file lacks it
+                        done.missed.update(
+                            e.path for e, ok in zip(exporters, written, strict=True) if not ok
+                        )
                 else:  # no exporter took it: reported as item_error, and no item
                     self._stats.unexportable += 1
-        self._stats.items += count
-        return count
+        self._stats.items += done.items
+        self._stats.missed.update(done.missed)
+        return done
 
     async def _write_item(self, exporter: Exporter, item: Item, request: Request) -> bool:
         """Write one item and say whether it was written; a failing disk aborts the crawl,
@@ -329,11 +344,12 @@ class Settler:
                 exporter.rewind(checkpoints[_key(exporter)])
 
     async def _cut_back(
-        self, batch: list[_Page], found: list[list[Request] | None], written: int
+        self, batch: list[_Page], found: list[list[Request] | None], written: _Written
     ) -> dict[str, Any]:
         """Cut the items of lost leases' pages back out; return the exporters' positions."""
         self._rewind(self._mark)
-        self._stats.items -= written
+        self._stats.items -= written.items
+        self._stats.missed.subtract(written.missed)
         await self._write([page for page, new in zip(batch, found, strict=True) if new is not None])
         self._stored = False  # what the frontier stored counted the lost items: store anew
         return self._checkpoint()

@@ -40,6 +40,9 @@ class Stats:
     retries: int = 0
     #: Items no exporter could write (each is also an ``item_error``).
     unexportable: int = 0
+    #: By export path, items that export could not write though another did (each is also
+    #: an ``item_error``): "N items exported" is not N in every file.
+    missed: Counter[str] = field(default_factory=Counter)
     #: How many exporters the crawl writes to; with none, its items go nowhere.
     exporters: int = 0
     #: Requests in flight when the crawl was stopped, cancelled after ``stop_timeout``.
@@ -204,6 +207,7 @@ class Stats:
             for n, what in ((self.dropped, "dropped"), (self.unexportable, "unexportable"))
             if n
         ]
+        lost += [f"{n} not in {path}" for path, n in self.missed.items() if n]
         return f"{self.items} items exported" + (f" ({', '.join(lost)})" if lost else "")
 
     def _politeness(self) -> list[str]:
@@ -260,6 +264,7 @@ class Stats:
             "retries": self.retries,
             "dropped_items": self.dropped,
             "unexportable_items": self.unexportable,
+            "missed_items": {path: n for path, n in self.missed.items() if n},
             "bytes": self.bytes,
             "connections": self.connections,
             "dns_lookups": self.dns_lookups,

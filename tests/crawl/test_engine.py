@@ -616,6 +616,69 @@ async def test_plugin_and_item_mistakes_fail_alone(tmp_path: Path, serve: Serve)
     assert f"{len(exported)} items exported (1 unexportable)" in stats.summary()[0]
 
 
+PICKY = """
+from framework import Exporter, Spider, hookimpl
+
+class Pages(Spider):
+    name = "pages"
+
+    async def parse(self, response):
+        if response.url.endswith("/"):
+            for n in range(4):
+                yield response.follow(f"/{n}")
+        yield {"url": response.url}
+
+class Picky(Exporter):
+    format = "picky"
+
+    def open(self):
+        self.file = open(self.path, "w")
+
+    def write(self, item):
+        if item["url"].endswith(("/1", "/2")):
+            raise ValueError("not this one")
+        self.file.write(item["url"] + "\\n")
+
+    def close(self):
+        self.file.close()
+
+@hookimpl
+def register_spiders(register):
+    register(Pages)
+
+@hookimpl
+def register_exporters(register):
+    register(Picky)
+"""
+
+
+async def test_an_export_that_misses_items_is_named_in_the_summary(
+    tmp_path: Path, serve: Serve
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    (tmp_path / "picky.py").write_text(PICKY, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: pages
+        start_urls: [{base}/]
+        plugins: [./picky.py]
+        exporters: [{{path: out/items.jsonl}}, {{path: out/picky.txt, format: picky}}]
+        """,
+    )
+    stats = await crawl(project)
+    assert len(read_jsonl(tmp_path / "out/items.jsonl")) == stats.items == 5
+    assert len((tmp_path / "out/picky.txt").read_text().splitlines()) == 3
+    picky = str(tmp_path / "out/picky.txt")
+    assert stats.errors == {"item_error": 2} and stats.to_dict()["missed_items"] == {picky: 2}
+    assert f"5 items exported (2 not in {picky})" in stats.summary()[0]
+
+
 async def test_max_items_is_exact_with_async_hooks(tmp_path: Path, serve: Serve) -> None:
     async def handler(request: web.Request) -> web.Response:
         return page()
