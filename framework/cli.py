@@ -415,6 +415,15 @@ def _run(args: argparse.Namespace) -> int:
             f"nothing was fetched: every request failed ({_kinds(stats)}); check the start "
             "URLs and the network"
         )
+    if (
+        stats.reason not in _STOPPED
+        and stats.starts
+        and stats.refused_starts.total() == stats.starts
+    ):
+        raise CrawlAborted(
+            f"nothing was fetched: every start request was refused ({_refusals(stats)}); "
+            "see the warnings above"
+        )
     return _STOPPED.get(stats.reason, OK)
 
 
@@ -452,6 +461,10 @@ def _answered_well(stats: Stats) -> bool:
 
 def _kinds(stats: Stats) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in stats.errors.most_common())
+
+
+def _refusals(stats: Stats) -> str:
+    return ", ".join(f"{why} {n}" for why, n in stats.refused_starts.most_common())
 
 
 def _progress_mode(args: argparse.Namespace) -> Mode:

@@ -445,6 +445,63 @@ async def test_a_crawl_that_got_no_page_only_error_answers_exits_1(
     )
 
 
+BAD_STARTS = """
+import os
+from framework import Request, Spider, hookimpl
+
+class BadStarts(Spider):
+    name = "bad_starts"
+
+    def start_requests(self):
+        yield Request("not a url")
+        yield Request("http://[::1/broken")
+        for n in range(5):
+            yield Request(f"http://elsewhere.invalid/{n}")
+        if os.environ.get("GOOD"):
+            yield Request(os.environ["GOOD"])
+
+    async def parse(self, response):
+        yield {"url": response.url}
+
+@hookimpl
+def register_spiders(register):
+    register(BadStarts)
+"""
+
+
+@pytest.mark.parametrize("good", [False, True])
+async def test_start_requests_the_crawl_refuses_are_said_and_all_refused_exits_1(
+    tmp_path: Path, serve: Serve, good: bool
+) -> None:
+    base = await serve(refusing())  # only its robots.txt and the good start are asked
+    (tmp_path / "bad.py").write_text(BAD_STARTS, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        "spider: bad_starts\nplugins: [./bad.py]\nallowed_domains: [127.0.0.1]\nrobots: ignore\n",
+    )
+    env = {"GOOD": f"{base}/down"} if good else {}
+    done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"), env=env)
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING: spider")]
+    assert warnings == [
+        "WARNING: spider bad_starts: start request 'not a url' dropped: not an http(s) URL",
+        "WARNING: spider bad_starts: start request 'http://[::1/broken' dropped: not a valid URL",
+        *(
+            f"WARNING: spider bad_starts: start request 'http://elsewhere.invalid/{n}' "
+            "dropped: its host is outside allowed_domains"
+            for n in range(3)
+        ),
+        "WARNING: spider bad_starts: more start requests dropped; --stats counts them (filtered)",
+    ]
+    if good:  # one start request went out: its failure is the crawl's story, not this
+        assert "every start request was refused" not in done.stderr
+        return
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: nothing was fetched: every start request was refused (offsite 5, scheme 1, "
+        "invalid_url 1); see the warnings above"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Planted symbolic links: --log-file refuses one, --stats replaces it, neither writes through
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from framework.config.project import Project
 from framework.crawl.stats import Stats
 from framework.http import Request
-from framework.http.urls import Offsite, unfetchable
+from framework.http.urls import Offsite, redact, unfetchable
 
 __all__ = ["Admission"]
 
@@ -18,6 +18,13 @@ log = logging.getLogger("fw")
 #: Raw URLs remembered as already queued, so that a link seen again skips canonicalising
 #: and fingerprinting; past this many the memo starts over (the frontier still dedups).
 _KNOWN_URLS = 100_000
+#: Refused start requests named one by one; a spider with many bad ones gets one more line.
+_REFUSALS_SHOWN = 5
+_WHY = {
+    "scheme": "not an http(s) URL",
+    "invalid_url": "not a valid URL",
+    "offsite": "its host is outside allowed_domains",
+}
 
 
 class Admission:
@@ -29,11 +36,13 @@ class Admission:
         self._persistent, self._backend = persistent, project.frontier.split(":")[0]
         self._known: set[str] = set()
 
-    def admit(self, requests: Iterable[Request]) -> list[Request]:
+    def admit(self, requests: Iterable[Request], *, starting: bool = False) -> list[Request]:
         """Keep the requests the crawl may fetch: valid http(s), allowed host, not too deep.
 
         Most links on a page lead to pages already queued; a plain GET whose exact URL was
-        queued before is a duplicate at the cost of one set look-up.
+        queued before is a duplicate at the cost of one set look-up. A page's ``mailto:``
+        or broken links are only counted; a start request refused (``starting``) is the
+        spider's mistake, and is said.
         """
         admitted, filtered, max_depth = [], self._stats.filtered, self._max_depth
         known = self._known
@@ -44,8 +53,12 @@ class Admission:
                 filtered["duplicate"] += 1
             elif (problem := unfetchable(url)) is not None:
                 filtered[problem] += 1
+                if starting:
+                    self._refused(url, problem)
             elif not self.offsite.allows(url):
                 filtered["offsite"] += 1
+                if starting:
+                    self._refused(url, "offsite")
             elif max_depth is not None and request.depth > max_depth:
                 filtered["depth"] += 1
             elif request.meta and self._persistent and not self._storable(request):
@@ -55,6 +68,21 @@ class Admission:
                 if plain:
                     self._remember(url)
         return admitted
+
+    def _refused(self, url: str, why: str) -> None:
+        """Warn of a start request the crawl will not fetch: the first few, then how to
+        count the rest."""
+        self._stats.refused_starts[why] += 1
+        shown = self._stats.refused_starts.total()
+        if shown <= _REFUSALS_SHOWN:
+            log.warning(
+                "spider %s: start request %r dropped: %s", self._spider, redact(url), _WHY[why]
+            )
+        elif shown == _REFUSALS_SHOWN + 1:
+            log.warning(
+                "spider %s: more start requests dropped; --stats counts them (filtered)",
+                self._spider,
+            )
 
     def queued(self, request: Request) -> None:
         """Remember a request the frontier holds (this worker leased it), as if admitted.

@@ -303,7 +303,8 @@ class Engine:
 
     async def _schedule(self, requests: Sequence[Request]) -> None:
         """Add start requests straight to the frontier."""
-        admitted = self._admission.admit(requests)
+        self.stats.starts += len(requests)
+        admitted = self._admission.admit(requests, starting=True)
         if admitted:
             await self._scheduled(await self._frontier.add(admitted), len(admitted))
 

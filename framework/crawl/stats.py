@@ -58,6 +58,10 @@ class Stats:
     aborted: str | None = None
     errors: Counter[str] = field(default_factory=Counter)
     filtered: Counter[str] = field(default_factory=Counter)
+    #: Start requests offered (the spider's, the plugins', those retried); those refused
+    #: (also in ``filtered``), by why: ``scheme``, ``invalid_url``, ``offsite``.
+    starts: int = 0
+    refused_starts: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     hosts: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     #: Per host, the offsite hosts it redirected to (login walls, challenge hosts).
