@@ -105,6 +105,13 @@ def load(file: Path) -> tuple[Any, Source]:
         raise ProjectError(f"{file}:{exc.line}", "", exc.problem) from exc
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(file, text, exc) from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids: at its own line
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        name = " (NUL)" if code == 0 else ""
+        raise ProjectError(
+            f"{file}:{line}", "", f"invalid YAML: character U+{code:04X}{name} is not allowed"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ProjectError(f"{file}:1", "", f"invalid YAML: {exc}") from exc
     source = Source(file, lines)
