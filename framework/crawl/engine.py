@@ -523,13 +523,14 @@ class Engine:
             return Handled(retry=request.replace(retries=request.retries + 1), delay=delay)
         if error.redirect_to:
             self.stats.redirected(request.url, error.redirect_to)
-        await self._failures.report(error, error.kind, request, str(error), listed=True)
         if not request.errback:
+            await self._failures.report(error, error.kind, request, str(error), listed=True)
             return Handled(failure=error.kind)
         items, requests, _ = await self._callback(request, request.errback, request, error)
         accepted = await self._settler.accept(items, None, request=request)
         if accepted is None:  # max_items: the next run fetches it again, errback and all
-            return Handled(retry=request)
+            return Handled(retry=request)  # so it is not a failure of this run
+        await self._failures.report(error, error.kind, request, str(error), listed=True)
         return Handled(
             accepted,
             self._admission.admit(_deeper(requests, request, request.errback)),

@@ -238,3 +238,50 @@ async def test_a_page_with_more_items_than_max_items_is_exported_whole_once(
     per_run = [(await crawl(project, "max_items=2")).items for _ in range(3)]
     assert per_run == [3, 3, 3]  # a page over the limit alone: whole, or it never progresses
     assert triples(tmp_path) == [(str(p), n) for p in range(3) for n in range(3)]
+
+
+ERRBACKS = """
+from framework import Spider, hookimpl
+
+class Errbacks(Spider):
+    name = "errbacks"
+
+    def parse(self, response):
+        yield {"page": "0", "n": 0}
+        for n in range(1, 5):
+            yield response.follow(f"/gone{n}", errback="gone")
+
+    def gone(self, request, error):
+        for n in range(2):
+            yield {"page": request.url.rsplit("/", 1)[1], "n": n}
+
+@hookimpl
+def register_spiders(register):
+    register(Errbacks)
+"""
+
+
+async def test_a_failure_handed_back_by_max_items_is_counted_by_the_run_that_settles_it(
+    serve: Serve, tmp_path: Path
+) -> None:
+    base = await serve(conftest.pages({"/0": "start"}))  # every /goneN answers 404
+    (tmp_path / "errbacks.py").write_text(ERRBACKS, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: errbacks
+        plugins: [./errbacks.py]
+        start_urls: [{base}/0]
+        robots: ignore
+        frontier: "sqlite:///state/crawl.db"
+        exporters: [{{path: items.jsonl}}]
+        """,
+    )
+    failures = 0
+    for _ in range(10):  # 9 items, at most 3 a run: an errback's 2 items go whole or wait
+        stats = await crawl(project, "max_items=3")
+        failures += stats.errors["http_404"]
+        if stats.reason == "finished":
+            break
+    assert triples(tmp_path) == [("0", 0), *((f"gone{p}", n) for p in range(1, 5) for n in (0, 1))]
+    assert failures == 4  # each failed request once, not again each time it was handed back
