@@ -490,7 +490,7 @@ async def test_start_requests_the_crawl_refuses_are_said_and_all_refused_exits_1
             "dropped: its host is outside allowed_domains"
             for n in range(3)
         ),
-        "WARNING: spider bad_starts: more start requests dropped; --stats counts them (filtered)",
+        "WARNING: spider bad_starts: more requests dropped; --stats counts them (filtered)",
     ]
     if good:  # one start request went out: its failure is the crawl's story, not this
         assert "every start request was refused" not in done.stderr

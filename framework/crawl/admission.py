@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 
 from framework.config.project import Project
@@ -18,8 +19,12 @@ log = logging.getLogger("fw")
 #: Raw URLs remembered as already queued, so that a link seen again skips canonicalising
 #: and fingerprinting; past this many the memo starts over (the frontier still dedups).
 _KNOWN_URLS = 100_000
-#: Refused start requests named one by one; a spider with many bad ones gets one more line.
-_REFUSALS_SHOWN = 5
+#: The spider's mistakes named one by one; a spider with many gets one more line.
+_MISTAKES_SHOWN = 5
+#: What a URL with no scheme in a request means: a relative link the spider did not resolve.
+_RELATIVE = "a relative URL; response.follow() resolves it against the page"
+#: A scheme at the start of a URL (``mailto:``, ``http:``).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _WHY = {
     "scheme": "not an http(s) URL",
     "invalid_url": "not a valid URL",
@@ -35,14 +40,17 @@ class Admission:
         self._max_depth, self._stats, self._spider = project.max_depth, stats, spider
         self._persistent, self._backend = persistent, project.frontier.split(":")[0]
         self._known: set[str] = set()
+        self._warned = 0  # the spider's mistakes said so far
 
-    def admit(self, requests: Iterable[Request], *, starting: bool = False) -> list[Request]:
+    def admit(
+        self, requests: Iterable[Request], *, starting: bool = False, found_on: str | None = None
+    ) -> list[Request]:
         """Keep the requests the crawl may fetch: valid http(s), allowed host, not too deep.
 
         Most links on a page lead to pages already queued; a plain GET whose exact URL was
         queued before is a duplicate at the cost of one set look-up. A page's ``mailto:``
-        or broken links are only counted; a start request refused (``starting``) is the
-        spider's mistake, and is said.
+        or broken links are only counted. The spider's mistakes are said: a start request
+        refused (``starting``), or a relative URL a callback on ``found_on`` made a request of.
         """
         admitted, filtered, max_depth = [], self._stats.filtered, self._max_depth
         known = self._known
@@ -55,6 +63,10 @@ class Admission:
                 filtered[problem] += 1
                 if starting:
                     self._refused(url, problem)
+                elif found_on is not None and problem == "scheme" and not _SCHEME.match(url):
+                    self._warn(
+                        f"request {redact(url)!r} from {redact(found_on)} dropped: {_RELATIVE}"
+                    )
             elif not self.offsite.allows(url):
                 filtered["offsite"] += 1
                 if starting:
@@ -70,18 +82,18 @@ class Admission:
         return admitted
 
     def _refused(self, url: str, why: str) -> None:
-        """Warn of a start request the crawl will not fetch: the first few, then how to
-        count the rest."""
+        """Count and warn of a start request the crawl will not fetch."""
         self._stats.refused_starts[why] += 1
-        shown = self._stats.refused_starts.total()
-        if shown <= _REFUSALS_SHOWN:
+        self._warn(f"start request {redact(url)!r} dropped: {_WHY[why]}")
+
+    def _warn(self, mistake: str) -> None:
+        """Warn of the spider's first few mistakes; then say how to count the rest."""
+        self._warned += 1
+        if self._warned <= _MISTAKES_SHOWN:
+            log.warning("spider %s: %s", self._spider, mistake)
+        elif self._warned == _MISTAKES_SHOWN + 1:
             log.warning(
-                "spider %s: start request %r dropped: %s", self._spider, redact(url), _WHY[why]
-            )
-        elif shown == _REFUSALS_SHOWN + 1:
-            log.warning(
-                "spider %s: more start requests dropped; --stats counts them (filtered)",
-                self._spider,
+                "spider %s: more requests dropped; --stats counts them (filtered)", self._spider
             )
 
     def queued(self, request: Request) -> None:

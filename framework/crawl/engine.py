@@ -455,7 +455,7 @@ class Engine:
                 request=request, response=response, requests=requests, spider=self.spider
             )
         found = _deeper(requests, request, request.callback)
-        return Handled(accepted, self._admission.admit(found))
+        return Handled(accepted, self._admission.admit(found, found_on=request.url))
 
     def _spend(self) -> bool:
         """Count one request going to the fetcher against ``max_pages``; False if none is
@@ -533,7 +533,9 @@ class Engine:
         await self._failures.report(error, error.kind, request, str(error), listed=True)
         return Handled(
             accepted,
-            self._admission.admit(_deeper(requests, request, request.errback)),
+            self._admission.admit(
+                _deeper(requests, request, request.errback), found_on=request.url
+            ),
             error.kind,
         )
 

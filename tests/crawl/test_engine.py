@@ -679,6 +679,47 @@ async def test_an_export_that_misses_items_is_named_in_the_summary(
     assert f"5 items exported (2 not in {picky})" in stats.summary()[0]
 
 
+RELATIVE = """
+from framework import Request, Spider, hookimpl
+
+class Relative(Spider):
+    name = "relative"
+
+    def parse(self, response):
+        yield Request("page/2")  # a mistake: never resolved against the page
+        yield Request("mailto:shop@example.com")  # not for a crawler, and no mistake
+        yield response.follow("/page/3")
+
+@hookimpl
+def register_spiders(register):
+    register(Relative)
+"""
+
+
+async def test_a_relative_url_made_a_request_is_said_and_dropped(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    (tmp_path / "relative.py").write_text(RELATIVE, encoding="utf-8")
+    project = write_project(
+        tmp_path, f"spider: relative\nstart_urls: [{base}/]\nplugins: [./relative.py]\n"
+    )
+    caplog.set_level(logging.WARNING, logger="fw")
+    stats = await crawl(project)
+    assert stats.pages == 2 and stats.filtered["scheme"] == 4  # / and /page/3, twice each
+    warned = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert warned == [
+        f"spider relative: request 'page/2' from {base}{path} dropped: a relative URL; "
+        "response.follow() resolves it against the page"
+        for path in ("/", "/page/3")
+    ]
+
+
 async def test_max_items_is_exact_with_async_hooks(tmp_path: Path, serve: Serve) -> None:
     async def handler(request: web.Request) -> web.Response:
         return page()
