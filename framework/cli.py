@@ -417,9 +417,11 @@ def _run(args: argparse.Namespace) -> int:
         )
     if (
         stats.reason not in _STOPPED
+        and not stats.pages
+        and not stats.items
         and stats.starts
         and stats.refused_starts.total() == stats.starts
-    ):
+    ):  # a resumed crawl goes on with what it queued before: not nothing
         raise CrawlAborted(
             f"nothing was fetched: every start request was refused ({_refusals(stats)}); "
             "see the warnings above"

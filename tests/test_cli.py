@@ -17,7 +17,7 @@ from aiohttp import web
 
 from framework import __version__
 from framework.cli import _parser as cli_parser
-from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
+from tests.conftest import Serve, fw_command, pages, read_jsonl, run_fw, write_project
 
 SPIDER = """
 from framework import Spider, hookimpl
@@ -460,8 +460,9 @@ class BadStarts(Spider):
         if os.environ.get("GOOD"):
             yield Request(os.environ["GOOD"])
 
-    async def parse(self, response):
+    def parse(self, response):
         yield {"url": response.url}
+        yield from response.follow_all()
 
 @hookimpl
 def register_spiders(register):
@@ -500,6 +501,30 @@ async def test_start_requests_the_crawl_refuses_are_said_and_all_refused_exits_1
         "Error: nothing was fetched: every start request was refused (offsite 5, scheme 1, "
         "invalid_url 1); see the warnings above"
     )
+
+
+async def test_a_resumed_crawl_whose_start_requests_are_refused_goes_on(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(pages({"/0": '<a href="/1">next</a>', "/1": "last"}))
+    (tmp_path / "bad.py").write_text(BAD_STARTS, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        "spider: bad_starts\nplugins: [./bad.py]\nallowed_domains: [127.0.0.1]\n"
+        'robots: ignore\nfrontier: "sqlite:///state/crawl.db"\n',
+    )
+    out = str(tmp_path / "items.jsonl")
+    first = await run_fw(
+        "run", str(project), "-o", out, "-s", "max_pages=1", env={"GOOD": f"{base}/0"}
+    )
+    assert first.returncode == 0, first.stderr
+    # Its start requests all refused now, the crawl still fetches what it queued before.
+    second = await run_fw("run", str(project), "-o", out)
+    assert second.returncode == 0, second.stderr
+    assert [item["url"] for item in read_jsonl(tmp_path / "items.jsonl")] == [
+        f"{base}/0",
+        f"{base}/1",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
