@@ -403,8 +403,10 @@ async def _run(crawl: Engine, stop_timeout: float, progress: Progress) -> Stats:
         signalled.append(sig)
         if len(signalled) > 1:
             print(f"Quitting now ({name} again).", file=sys.stderr, flush=True)
-            crawl.quit_now()  # a JSON array gets its closing bracket
-            os._exit(128 + sig)  # whole records are on disk: nothing is torn
+            try:
+                crawl.quit_now()  # a JSON array gets its closing bracket
+            finally:
+                os._exit(128 + sig)  # whole records are on disk: nothing is torn
         again = " (press Ctrl-C again to quit now)" if sig == signal.SIGINT else ""
         print(
             f"\nStopping ({name}): letting {crawl.in_flight} requests in flight finish, at most "
