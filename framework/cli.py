@@ -384,6 +384,7 @@ def _run(args: argparse.Namespace) -> int:
         replay=args.replay,
     )
     _check_cache_apart(prepared, args)
+    _check_own_files(prepared, args)
     if args.stats is not None:
         _check_writable(args.stats, "--stats")
     if not prepared.components.exporters:
@@ -454,6 +455,24 @@ def _check_cache_apart(prepared: Prepared, args: argparse.Namespace) -> None:
         f"recording already (fw run --replay {folder} replays it); for {other}, turn the "
         "cache off with -s cache.dir=null"
     )
+
+
+def _check_own_files(prepared: Prepared, args: argparse.Namespace) -> None:
+    """Refuse ``--log-file`` or ``--stats`` on a file the crawl writes: the log would be
+    mixed into it, the stats would replace it."""
+    taken = prepared.files()
+    for option, path, what in (
+        ("--log-file", args.log_file, "its log (--log-file)"),
+        ("--stats", args.stats, "its stats (--stats)"),
+    ):
+        if path is None or is_stream(Path(path)):
+            continue
+        where = os.path.realpath(path)
+        if where in taken:
+            raise UsageError(
+                f"{option} {path}: the crawl writes {taken[where]} there; give it its own file"
+            )
+        taken[where] = what
 
 
 def _answered_well(stats: Stats) -> bool:

@@ -528,6 +528,51 @@ async def test_a_resumed_crawl_whose_start_requests_are_refused_goes_on(
 
 
 # ---------------------------------------------------------------------------------------------
+# One file, two writers: an export, the failures file, the state, the log and the stats
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["--stats", "out/items.jsonl"],
+            "--stats out/items.jsonl: the crawl writes an export there; give it its own file",
+        ),
+        (
+            ["--log-file", "out/items.jsonl"],
+            "--log-file out/items.jsonl: the crawl writes an export there; give it its own file",
+        ),
+        (
+            ["--log-file", "fw.log", "--stats", "fw.log"],
+            "--stats fw.log: the crawl writes its log (--log-file) there; give it its own file",
+        ),
+        (
+            ["-o", "out/project.failures.jsonl"],
+            "-o: {tmp}/out/project.failures.jsonl: the crawl writes its failures file there; "
+            "give the export its own file",
+        ),
+        (
+            ["-o", "state/crawl.db", "-s", 'frontier="sqlite:///state/crawl.db"'],
+            "-o: {tmp}/state/crawl.db: the crawl writes its state (frontier) there; give the "
+            "export its own file",
+        ),
+    ],
+)
+async def test_a_file_the_crawl_writes_is_not_written_by_anything_else(
+    site: tuple[Site, Path], tmp_path: Path, args: list[str], error: str
+) -> None:
+    state, project = site
+    state.release.set()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/items.jsonl").write_text('{"kept": 1}\n')
+    done = await run_fw("run", str(project), *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "Error: " + error.format(tmp=tmp_path)
+    assert state.hits == [] and (tmp_path / "out/items.jsonl").read_text() == '{"kept": 1}\n'
+
+
+# ---------------------------------------------------------------------------------------------
 # Planted symbolic links: --log-file refuses one, --stats replaces it, neither writes through
 # ---------------------------------------------------------------------------------------------
 

@@ -88,6 +88,26 @@ class Prepared:
     #: A plugin asked that a finished crawl start a new round (``renew_finished_crawl``).
     renew: bool = False
 
+    def files(self) -> dict[str, str]:
+        """Every file the crawl writes, by real path, saying what each is."""
+        exports = {
+            os.path.realpath(e.path): "an export"
+            for e in self.components.exporters
+            if e.path != "-"
+        }
+        return {**own_files(self.project, self.failures), **exports}
+
+
+def own_files(project: Project, failures: Path) -> dict[str, str]:
+    """The files a crawl writes besides its exports, by real path, saying what each is: an
+    export there would be replaced (the failures file) or would break the crawl's state."""
+    files = {os.path.realpath(failures): "its failures file"}
+    if project.frontier.startswith("sqlite:///"):
+        state = project.frontier.removeprefix("sqlite:///")
+        for suffix in ("", "-wal", "-shm", "-journal"):  # SQLite's own files beside it
+            files[os.path.realpath(state + suffix)] = "its state (frontier)"
+    return files
+
 
 def output_spec(path: str) -> ExporterSpec:
     """Turn ``-o PATH`` into an exporter spec: ``-`` streams JSON lines to stdout."""
@@ -114,14 +134,15 @@ def prepare(
     """
     project, pm, registry = load_plugins(load_project(file, overrides))
     names = [name for name, _ in pm.list_name_plugin() if name]
+    specs = [output_spec(o) for o in outputs]
+    failures = failures_path(file, project.name, [s.path for s in (*project.exporters, *specs)])
     components = assemble(
-        project, registry, names, [output_spec(o) for o in outputs], append=retry_failed
+        project, registry, names, specs, append=retry_failed, reserved=own_files(project, failures)
     )
     components = dataclasses.replace(components, items=item_steps(pm, project, components.spider))
     added = extra_start_requests(pm, project, components.spider, components.callbacks)
     if not retry_failed:
         _check_has_start(project, components.spider, added)
-    failures = failures_path(file, project.name, [e.path for e in components.exporters])
     seeds = load_failures(failures) if retry_failed else None
     if record is not None and replay is not None:
         raise UsageError("--record and --replay exclude each other")

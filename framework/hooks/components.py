@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -73,12 +73,15 @@ def assemble(
     outputs: Sequence[ExporterSpec] = (),
     *,
     append: bool = False,
+    reserved: Mapping[str, str] = MappingProxyType({}),
 ) -> Components:
     """Check the project against the installed plugins and build its components.
 
     ``outputs`` are the exporters added with ``-o`` on the command line; ``append`` makes
-    every exporter add to what an earlier run wrote. Each check runs whether or not another
-    failed, and their errors are raised together; a plugin that fails to start stops it.
+    every exporter add to what an earlier run wrote; ``reserved`` are the files the crawl
+    writes itself (by real path, saying what each is), where no export may go. Each check
+    runs whether or not another failed, and their errors are raised together; a plugin that
+    fails to start stops it.
     """
     errors = ErrorList()
     with errors.collect():
@@ -87,9 +90,9 @@ def assemble(
         with errors.collect():
             _require_section(project, registry, project_plugin_name(spec))
     specs = enumerate((*project.exporters, *outputs))
-    for repeated, first in _repeated_paths((*project.exporters, *outputs)):
+    for error in _misplaced((*project.exporters, *outputs), project, reserved):
         with errors.collect():
-            raise _written_twice(repeated, first, project.error_source)
+            raise error
     # Each value below is made, or its error collected and raised by raise_any().
     with errors.collect():
         spider = _spider(project, registry)
@@ -333,23 +336,35 @@ def _exporter(spec: ExporterSpec, project: Project, registry: Registry, append: 
     return built
 
 
-def _repeated_paths(specs: Sequence[ExporterSpec]) -> Iterator[tuple[ExporterSpec, ExporterSpec]]:
-    """Each exporter that writes where an earlier one does, with that earlier one: two
-    writers of one file tear each other's records (stdout, ``-``, too)."""
+def _misplaced(
+    specs: Sequence[ExporterSpec], project: Project, reserved: Mapping[str, str]
+) -> Iterator[ProjectError]:
+    """An error for each exporter that writes where an earlier one does (two writers of one
+    file tear each other's records; stdout, ``-``, too) or where the crawl writes a file
+    of its own (which would replace the export, or break)."""
     seen: dict[str, ExporterSpec] = {}
     for spec in specs:
         where = spec.path if spec.path == "-" else os.path.realpath(spec.path)
         if where in seen:
-            yield spec, seen[where]
+            first = seen[where]
+            earlier = format_key(first.at) if first.at else f"-o {first.path}"
+            yield _export_error(
+                spec, f"already written by {earlier}; give each exporter its own file", project
+            )
+        elif where in reserved:
+            yield _export_error(
+                spec,
+                f"the crawl writes {reserved[where]} there; give the export its own file",
+                project,
+            )
         seen.setdefault(where, spec)
 
 
-def _written_twice(spec: ExporterSpec, first: ExporterSpec, source: Source) -> ProjectError:
-    earlier = format_key(first.at) if first.at else f"-o {first.path}"
-    message = f"already written by {earlier}; give each exporter its own file"
+def _export_error(spec: ExporterSpec, message: str, project: Project) -> ProjectError:
+    """An error about where an exporter writes: at its ``path`` key, or at ``-o``."""
     if not spec.at:  # from -o on the command line
         return ProjectError("-o", spec.path, message)
-    return source.error((*spec.at, "path"), message)
+    return project.error_source.error((*spec.at, "path"), message)
 
 
 def _no_exporter_for(spec: ExporterSpec, registry: Registry, source: Source) -> ProjectError:
