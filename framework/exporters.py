@@ -106,15 +106,32 @@ class Exporter:
         # Truncating waits until the lock is held: never cut another process's export.
         opening = "ab" if mode == "wb" else mode
         try:
-            file = path.open(opening, buffering=0)
+            file = _open(path, opening)
         except FileNotFoundError:  # only then create the folder: a file in the way says so
             path.parent.mkdir(parents=True, exist_ok=True)
-            file = path.open(opening, buffering=0)
+            file = _open(path, opening)
         _exclusive(file, path)
         if mode == "wb" and stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # not /dev/null
             file.truncate(0)
             file.seek(0)  # else ``tell()`` gives the old length until the first write
         return typing.cast(BinaryIO, file)
+
+
+def _open(path: Path, mode: str) -> IO[bytes]:
+    """Open ``path`` unbuffered. A FIFO that nothing reads fails at once: a blocking open
+    would hold the event loop, and with it every signal handler, until a reader came."""
+    try:
+        return open(path, mode, buffering=0, opener=_without_waiting)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "a FIFO that nothing reads", str(path)) from None
+        raise
+
+
+def _without_waiting(path: str, flags: int) -> int:
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    os.set_blocking(fd, True)  # only the open must not wait: a reader may be slow
+    return fd
 
 
 def _exclusive(file: IO[bytes], path: Path) -> None:

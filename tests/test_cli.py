@@ -327,6 +327,29 @@ async def test_stats_to_a_fifo_nothing_reads_fails_instead_of_hanging(
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("items.jsonl", "exporter jsonl cannot open {fifo}: a FIFO that nothing reads"),
+        (
+            "items.db",
+            "exporter sqlite cannot open {fifo}: not a regular file; an SQLite export needs one",
+        ),
+    ],
+)
+async def test_an_export_to_a_fifo_nothing_reads_fails_instead_of_hanging(
+    site: tuple[Site, Path], tmp_path: Path, name: str, error: str
+) -> None:
+    state, project = site
+    state.release.set()
+    fifo = tmp_path / name
+    os.mkfifo(fifo)  # its blocking open held the loop: no signal stopped it, only kill -9
+    result = await run_fw("run", str(project), "-o", str(fifo), timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "Error: " + error.format(fifo=fifo)
+    assert state.hits == []
+
+
 async def test_a_stats_path_is_only_written_at_the_end(
     site: tuple[Site, Path], tmp_path: Path
 ) -> None:

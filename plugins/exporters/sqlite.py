@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +138,12 @@ def _create(path: Path) -> None:
     """Create the file and its folder, so that a failure has the system's reason.
 
     sqlite3 says only "unable to open database file" for a folder, a missing permission
-    or a file in the way. Appending nothing leaves an existing database as it is.
+    or a file in the way. Appending nothing leaves an existing database as it is. A FIFO
+    or a device is refused: opening one may wait forever, and SQLite needs a file.
     """
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
+            raise OSError(errno.EINVAL, "not a regular file; an SQLite export needs one", str(path))
     try:
         path.open("ab").close()
     except FileNotFoundError:
