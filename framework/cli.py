@@ -403,30 +403,8 @@ def _run(args: argparse.Namespace) -> int:
     _summarise(stats, args.stats)
     if stats.aborted is not None:
         raise CrawlAborted(stats.aborted)
-    if (
-        stats.reason not in _STOPPED
-        and not _answered_well(stats)
-        and not stats.items
-        and stats.errors
-    ):
-        # A crawl that got no good answer and exported nothing did nothing, whatever ended
-        # it (max_pages too): a dead server, a proxy answering 503 forever, a redirect
-        # loop. A script or a scheduler must see it. A signal's exit code says more.
-        raise CrawlAborted(
-            f"nothing was fetched: every request failed ({_kinds(stats)}); check the start "
-            "URLs and the network"
-        )
-    if (
-        stats.reason not in _STOPPED
-        and not stats.pages
-        and not stats.items
-        and stats.starts
-        and stats.refused_starts.total() == stats.starts
-    ):  # a resumed crawl goes on with what it queued before: not nothing
-        raise CrawlAborted(
-            f"nothing was fetched: every start request was refused ({_refusals(stats)}); "
-            "see the warnings above"
-        )
+    if stats.reason not in _STOPPED:  # a signal's exit code says more
+        _check_did_something(stats)
     return _STOPPED.get(stats.reason, OK)
 
 
@@ -473,6 +451,38 @@ def _check_own_files(prepared: Prepared, args: argparse.Namespace) -> None:
                 f"{option} {path}: the crawl writes {taken[where]} there; give it its own file"
             )
         taken[where] = what
+
+
+def _check_did_something(stats: Stats) -> None:
+    """Raise ``CrawlAborted`` for a crawl that did nothing, whatever ended it (max_pages
+    too): a dead server, a proxy answering 503 forever, a redirect loop, a spider that
+    fails on every page, an export that takes no item. A script or a scheduler must see it.
+    """
+    if stats.items:
+        for path, missed in stats.missed.items():
+            if missed == stats.items and path != "-":  # stdout: its reader may leave at will
+                raise CrawlAborted(
+                    f"export {path}: none of the {stats.items} items could be written "
+                    f"(item_error); see the errors above"
+                )
+        return
+    if not stats.pages and stats.starts and stats.refused_starts.total() == stats.starts:
+        raise CrawlAborted(  # a resumed crawl goes on with what it queued before: not this
+            f"nothing was fetched: every start request was refused ({_refusals(stats)}); "
+            "see the warnings above"
+        )
+    if not stats.errors:
+        return
+    if not _answered_well(stats):
+        raise CrawlAborted(
+            f"nothing was fetched: every request failed ({_kinds(stats)}); check the start "
+            "URLs and the network"
+        )
+    if stats.unexportable or not stats.handled:
+        raise CrawlAborted(
+            f"nothing was exported: every page or item failed ({_kinds(stats)}); see the "
+            "errors above"
+        )
 
 
 def _answered_well(stats: Stats) -> bool:

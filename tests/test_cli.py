@@ -550,6 +550,72 @@ async def test_a_resumed_crawl_whose_start_requests_are_refused_goes_on(
     ]
 
 
+FAILING = """
+import os
+from framework import Exporter, Spider, hookimpl
+
+class Failing(Spider):
+    name = "failing"
+
+    def parse(self, response):
+        if os.environ.get("PARSE") == "raises":
+            raise ValueError("a spider bug")
+        yield {"url": response.url}
+        yield from response.follow_all()
+
+class Refuses(Exporter):
+    format = "refuses"
+    extensions = (".refused",)
+
+    def write(self, item):
+        raise ValueError("cannot take any item")
+
+@hookimpl
+def register_spiders(register):
+    register(Failing)
+
+@hookimpl
+def register_exporters(register):
+    register(Refuses)
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "outputs", "error"),
+    [
+        (
+            {"PARSE": "raises"},
+            ["items.jsonl"],
+            "nothing was exported: every page or item failed (spider_error 1); see the errors "
+            "above",
+        ),
+        (
+            {},
+            ["items.refused"],
+            "nothing was exported: every page or item failed (item_error 2); see the errors above",
+        ),
+        (
+            {},
+            ["items.jsonl", "items.refused"],
+            "export {tmp}/items.refused: none of the 2 items could be written (item_error); see "
+            "the errors above",
+        ),
+    ],
+)
+async def test_a_crawl_whose_every_page_or_item_failed_exits_1(
+    tmp_path: Path, serve: Serve, env: dict[str, str], outputs: list[str], error: str
+) -> None:
+    base = await serve(pages({"/0": '<a href="/1">next</a>', "/1": "last"}))
+    (tmp_path / "failing.py").write_text(FAILING, encoding="utf-8")
+    project = write_project(
+        tmp_path, f"spider: failing\nplugins: [./failing.py]\nstart_urls: [{base}/0]\n"
+    )
+    exports = [arg for name in outputs for arg in ("-o", str(tmp_path / name))]
+    done = await run_fw("run", str(project), *exports, env=env)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "Error: " + error.format(tmp=tmp_path)
+
+
 # ---------------------------------------------------------------------------------------------
 # One file, two writers: an export, the failures file, the state, the log and the stats
 # ---------------------------------------------------------------------------------------------

@@ -441,12 +441,14 @@ class Engine:
             self.stats.filtered["ignored"] += 1
             return _NOTHING
         except Unchanged as exc:  # no callback: the links the page had last time
+            self.stats.handled += 1
             found = _deeper(list(exc.requests), request, request.callback)
             return Handled(discovered=self._admission.admit(found))
         except FetchError as exc:
             return await self._failed(lease, exc)
         await parse_big(response)
         items, requests, whole = await self._callback(request, request.callback, response)
+        self.stats.handled += whole
         accepted = await self._settler.accept(items, response)
         if accepted is None:  # max_items: the next run fetches the page again, whole
             return Handled(retry=request)

@@ -35,6 +35,9 @@ class Stats:
     pages: int = 0
     #: Responses to what item steps downloaded (``files``): counted apart from pages.
     downloads: int = 0
+    #: Pages handled whole: their callback ran without a failure, or they had not changed
+    #: since the last crawl (incremental), which needs no callback.
+    handled: int = 0
     items: int = 0
     requests: int = 0
     retries: int = 0
@@ -263,6 +266,7 @@ class Stats:
             "pages_per_second": round(self.pages_per_second, 2),
             "pages": self.pages,
             "downloads": self.downloads,
+            "pages_handled": self.handled,
             "items": self.items,
             "requests": self.requests,
             "retries": self.retries,
