@@ -276,22 +276,27 @@ class Settler:
     async def _write(self, batch: Sequence[_Page]) -> _Written:
         """Write the pages' items to every exporter; count and return what was written."""
         done = _Written()
-        for page in batch:
-            request = page.settlement.lease.request
-            for item in page.items:
-                exporters = self._exporters  # stdout drops out of it when its reader leaves
-                written = [await self._write_item(e, item, request) for e in exporters]
-                if any(written) or not self._exporting:
-                    done.items += 1
-                    if not all(written):  # reported as item_error: that file lacks it
-                        done.missed.update(
-                            e.path for e, ok in zip(exporters, written, strict=True) if not ok
-                        )
-                else:  # no exporter took it: reported as item_error, and no item
-                    self._stats.unexportable += 1
-        self._stats.items += done.items
-        self._stats.missed.update(done.missed)
+        try:
+            for page in batch:
+                for item in page.items:
+                    await self._write_each(item, page.settlement.lease.request, done)
+        finally:  # an export that fails aborts the crawl: what went before still counts
+            self._stats.items += done.items
+            self._stats.missed.update(done.missed)
         return done
+
+    async def _write_each(self, item: Item, request: Request, done: _Written) -> None:
+        """Write one item to every exporter, and count it in ``done``."""
+        exporters = self._exporters  # stdout drops out of it when its reader leaves
+        written = [await self._write_item(e, item, request) for e in exporters]
+        if any(written) or not self._exporting:
+            done.items += 1
+            if not all(written):  # reported as item_error: that file lacks it
+                done.missed.update(
+                    e.path for e, ok in zip(exporters, written, strict=True) if not ok
+                )
+        else:  # no exporter took it: reported as item_error, and no item
+            self._stats.unexportable += 1
 
     async def _write_item(self, exporter: Exporter, item: Item, request: Request) -> bool:
         """Write one item and say whether it was written; a failing disk aborts the crawl,

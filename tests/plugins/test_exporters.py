@@ -992,6 +992,7 @@ async def test_a_full_disk_leaves_whole_records_and_says_how_many(
     assert _one_error_line(done.stderr) == (
         f"Error: export {output}: {reason} {items_written(len(held))}"
     )
+    assert f", {len(held)} items exported" in done.stderr  # the summary agrees with the file
     # No temporary file; SQLite keeps its journal until it has the room to fold it in.
     journal = {f"{output.name}-wal", f"{output.name}-shm"}
     assert {p.name for p in small_disk.folder.iterdir()} - journal == {output.name}
