@@ -330,8 +330,9 @@ class Project:
     )
     max_items: int | None = option(
         None,
-        doc="Stop after this many items. With a persistent frontier, a page whose items "
-        "would pass it is left whole for the next run (the first page of a run goes whole).",
+        doc="Stop after this many items. With a persistent frontier or --retry-failed, a "
+        "page whose items would pass it is left whole for the next run (the first page of a "
+        "run goes whole).",
         minimum=1,
     )
     max_response_size: int = option(

@@ -296,6 +296,7 @@ def build_engine(
                 stats,
                 spider,
                 max_items=project.max_items,
+                retrying=prepared.seeds is not None,
             ),
             failures,
             events,

@@ -90,11 +90,15 @@ class Settler:
         spider: Spider,
         *,
         max_items: int | None = None,
+        retrying: bool = False,
     ) -> None:
         self._frontier, self._exporters = frontier, tuple(exporters)
         self._exporting = bool(exporters)  # items of a crawl without exporters go nowhere
         self._items, self._failures = items, failures
         self._stats, self._spider, self._limit = stats, spider, max_items
+        #: Whether a next run takes what this one hands back: a persistent frontier's, or
+        #: the failures file's for a ``--retry-failed`` run.
+        self._resumable = frontier.persistent or retrying
         #: Why the crawl should stop taking pages, once it should.
         self.stop_reason: str | None = None
         self._taken = 0  # items past the limit check, counted before any await
@@ -198,11 +202,12 @@ class Settler:
         """The ``max_items`` limit for this page's items; -1: leave the page for the next run.
 
         A memory frontier has no next run: it exports exactly ``max_items``. A resumable
-        crawl must not settle a page with part of its items exported (the next run would
-        not fetch it again, and the rest would be lost): it leaves the page whole for the
-        next run, or, if the page alone has more items than the limit, exports them all.
+        crawl (a persistent frontier, or a retry of listed failures) must not settle a page
+        with part of its items exported (the next run would not fetch it again, and the rest
+        would be lost): it leaves the page whole for the next run, or, if the page alone has
+        more items than the limit, exports them all.
         """
-        if self._limit is None or not self._frontier.persistent or not items:
+        if self._limit is None or not self._resumable or not items:
             return self._limit
         if len(items) <= self._limit - self._taken:
             return self._limit

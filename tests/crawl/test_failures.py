@@ -267,6 +267,48 @@ async def test_a_retry_stopped_half_way_keeps_the_requests_it_did_not_reach(
     assert sorted(items) == sorted(["/", *(f"/down/{n}" for n in range(20))])
 
 
+async def test_a_retry_with_max_items_keeps_listed_the_pages_it_leaves(
+    tmp_path: Path, serve: Serve
+) -> None:
+    broken = True
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/":
+            links = "".join(f'<a href="/down/{n}">x</a>' for n in range(12))
+            return web.Response(text=links, content_type="text/html")
+        return web.Response(status=503 if broken else 200, text="ok", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    base = await serve(app)
+    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        name: shop
+        spider: links
+        start_urls: [{base}/]
+        plugins: [./links.py]
+        robots: ignore
+        throttle: false
+        retries: 0
+        concurrency: {{total: 4, per_domain: 4}}
+        exporters: [{{path: out/items.jsonl}}]
+        """,
+    )
+    assert (await run_fw("run", str(project))).returncode == 0
+    failures = tmp_path / "out/shop.failures.jsonl"
+    broken = False
+    per_run = []
+    while failures.exists() and len(per_run) < 10:  # pages fetched past the limit go back
+        done = await run_fw("run", str(project), "--retry-failed", "-s", "max_items=5")
+        assert done.returncode == 0, done.stderr
+        per_run.append(len(read_jsonl(tmp_path / "out/items.jsonl")))
+    items = [item["url"].removeprefix(base) for item in read_jsonl(tmp_path / "out/items.jsonl")]
+    assert sorted(items) == sorted(["/", *(f"/down/{n}" for n in range(12))])
+    assert per_run == [6, 11, 13]  # at most five more a run, and none lost
+
+
 def test_a_request_listed_twice_is_retried_once(tmp_path: Path) -> None:
     # A retry run killed outright leaves its new line after the earlier one.
     path = tmp_path / "x.failures.jsonl"
