@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
@@ -108,6 +109,7 @@ class Settler:
         self._mark: dict[str, Any] = {}  # the exporters' positions after the last settle
         self._stored = False  # whether the frontier holds ``_mark``
         self._open: list[Exporter] = []  # opened and not closed yet
+        self._unsure: set[int] = set()  # ids of the exporters whose checkpoint() failed
         #: The running loop, from ``open()``: looking it up for each page costs a system
         #: call (``getpid``) on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -345,7 +347,28 @@ class Settler:
 
     def _checkpoint(self) -> dict[str, Any]:
         """Return every exporter's position, by ``format:path``."""
-        return {_key(e): e.checkpoint() for e in self._exporters}
+        return {_key(e): self._position(e) for e in self._exporters}
+
+    def _position(self, exporter: Exporter) -> Any:
+        """Return an exporter's checkpoint; None, said once, for one that raises or is not
+        JSON (the frontier stores it as JSON): that export may repeat items after a crash."""
+        try:
+            position = exporter.checkpoint()
+            json.dumps(position)
+        except Exception as exc:
+            if id(exporter) not in self._unsure:
+                self._unsure.add(id(exporter))
+                self._stats.errors["plugin_error"] += 1
+                log.error(
+                    "plugin_error: exporter %s (%s): checkpoint() failed, so after a crash "
+                    "the export may repeat items: %s: %s",
+                    exporter.format,
+                    exporter.path,
+                    type(exc).__name__,
+                    exc,
+                )
+            return None
+        return position
 
     def _rewind(self, checkpoints: Mapping[str, Any]) -> None:
         """Cut every exporter back to its position in ``checkpoints``."""

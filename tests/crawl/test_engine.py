@@ -720,6 +720,45 @@ async def test_a_relative_url_made_a_request_is_said_and_dropped(
     ]
 
 
+ODD_CHECKPOINT = PICKY.replace(
+    "class Picky(Exporter):",
+    """class Picky(Exporter):
+    def checkpoint(self):
+        return object()  # not JSON: the frontier cannot store it
+""",
+).replace('if item["url"].endswith(("/1", "/2")):', "if False:")
+
+
+async def test_an_exporter_whose_checkpoint_is_not_json_is_named_and_the_crawl_goes_on(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    (tmp_path / "picky.py").write_text(ODD_CHECKPOINT, encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: pages
+        start_urls: [{base}/]
+        plugins: [./picky.py]
+        frontier: "sqlite:///state/crawl.db"
+        exporters: [{{path: out/picky.txt, format: picky}}]
+        """,
+    )
+    caplog.set_level(logging.ERROR, logger="fw")
+    stats = await crawl(project)
+    assert len((tmp_path / "out/picky.txt").read_text().splitlines()) == stats.items == 5
+    assert stats.errors == {"plugin_error": 1} and stats.reason == "finished"
+    assert [r.getMessage().split(": checkpoint()")[0] for r in caplog.records] == [
+        f"plugin_error: exporter picky ({tmp_path / 'out/picky.txt'})"
+    ]
+
+
 async def test_max_items_is_exact_with_async_hooks(tmp_path: Path, serve: Serve) -> None:
     async def handler(request: web.Request) -> web.Response:
         return page()
