@@ -13,6 +13,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -342,11 +343,11 @@ def _misplaced(
     """An error for each exporter that writes where an earlier one does (two writers of one
     file tear each other's records; stdout, ``-``, too) or where the crawl writes a file
     of its own (which would replace the export, or break)."""
-    seen: dict[str, ExporterSpec] = {}
+    seen: dict[object, ExporterSpec] = {}
     for spec in specs:
         where = spec.path if spec.path == "-" else os.path.realpath(spec.path)
-        if where in seen:
-            first = seen[where]
+        file = _identity(where)
+        if (first := seen.get(file)) is not None:
             earlier = format_key(first.at) if first.at else f"-o {first.path}"
             yield _export_error(
                 spec, f"already written by {earlier}; give each exporter its own file", project
@@ -357,7 +358,17 @@ def _misplaced(
                 f"the crawl writes {reserved[where]} there; give the export its own file",
                 project,
             )
-        seen.setdefault(where, spec)
+        seen.setdefault(file, spec)
+
+
+def _identity(path: str) -> object:
+    """What tells one file from another: its inode once it exists (a hard link is the same
+    file under another name), else its real path."""
+    try:
+        found = Path(path).stat() if path != "-" else None
+    except OSError:
+        found = None
+    return path if found is None else (found.st_dev, found.st_ino)
 
 
 def _export_error(spec: ExporterSpec, message: str, project: Project) -> ProjectError:

@@ -73,8 +73,11 @@ async def test_two_exporters_writing_one_file_are_refused_naming_both(
           - {path: out/../out/a.jsonl}
         """,
     )
-    extra = ["-o", "out/a.jsonl", "-o", "-", "-o", "-"] if command == "run" else []
-    result = await run_fw(command, str(path), *extra, cwd=tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/a.jsonl").write_text("")
+    (tmp_path / "out/hard.jsonl").hardlink_to(tmp_path / "out/a.jsonl")  # one file, two names
+    extra = ["-o", "out/a.jsonl", "-o", "-", "-o", "-", "-o", "out/hard.jsonl"]
+    result = await run_fw(command, str(path), *(extra if command == "run" else []), cwd=tmp_path)
     assert result.returncode == 2
     twice = "give each exporter its own file"
     lines = [f"Error: {path}:6: exporters[1].path: already written by exporters[0]; {twice}"]
@@ -82,5 +85,6 @@ async def test_two_exporters_writing_one_file_are_refused_naming_both(
         lines += [
             f"Error: -o: {tmp_path / 'out/a.jsonl'}: already written by exporters[0]; {twice}",
             f"Error: -o: -: already written by -o -; {twice}",
+            f"Error: -o: {tmp_path / 'out/hard.jsonl'}: already written by exporters[0]; {twice}",
         ]
     assert sorted(result.stderr.splitlines()) == sorted(lines)
