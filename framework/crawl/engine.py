@@ -406,6 +406,9 @@ class Engine:
             return
         settlement = Settlement(lease, handled.discovered, handled.failure)
         new = await self._settler.commit(settlement, list(handled.items))
+        if new is None:  # its items could not be written: the next run fetches it again
+            await self._frontier.retry(lease, lease.request, 0.0)
+            return
         await self._scheduled(new, len(handled.discovered))
 
     def _halt_if_asked(self) -> None:

@@ -72,6 +72,8 @@ class _Page:
     items: list[Item]
     #: Its new requests once settled; None if its lease was lost.
     settled: asyncio.Future[list[Request] | None]
+    #: Handed back unsettled: its items could not be written (stdout's reader left).
+    back: bool = False
 
 
 class Settler:
@@ -219,8 +221,9 @@ class Settler:
     # 2. Commit, and the committer
     # ---------------------------------------------------------------------------------------
 
-    async def commit(self, settlement: Settlement, items: list[Item]) -> list[Request]:
-        """Write a page's items and settle its lease; return the new requests it found.
+    async def commit(self, settlement: Settlement, items: list[Item]) -> list[Request] | None:
+        """Write a page's items and settle its lease; return the new requests it found, or
+        None for a page to hand back to the frontier (its items could not be written).
 
         Raises ``LeaseLost`` if the lease expired meanwhile: its items are not exported.
         """
@@ -229,6 +232,8 @@ class Settler:
         self._queue.append(page)
         self._arrived.set()
         new = await page.settled
+        if page.back:
+            return None
         if new is None:
             raise LeaseLost(
                 f"the lease of {settlement.lease.request.url} expired before it was settled"
@@ -269,31 +274,50 @@ class Settler:
         mark = self._checkpoint() if wrote and self._frontier.persistent else self._mark
         keeps = self._frontier.keeps_checkpoints
         stored = mark if keeps and (wrote or not self._stored) else None  # unchanged: not again
-        found = await self._frontier.settle([page.settlement for page in batch], stored)
+        found = await self._acknowledge(batch, stored)
         self._stored = self._stored or stored is not None
         if None in found:
             mark = await self._cut_back(batch, found, written)
         self._mark = mark
         return found
 
+    async def _acknowledge(
+        self, batch: list[_Page], stored: dict[str, Any] | None
+    ) -> list[list[Request] | None]:
+        """Settle the batch's pages but those handed back; return what each page found."""
+        kept = [page for page in batch if not page.back]
+        found = iter(await self._frontier.settle([page.settlement for page in kept], stored))
+        return [[] if page.back else next(found) for page in batch]
+
     # ---------------------------------------------------------------------------------------
     # 3. Write
     # ---------------------------------------------------------------------------------------
 
     async def _write(self, batch: Sequence[_Page]) -> _Written:
-        """Write the pages' items to every exporter; count and return what was written."""
+        """Write the pages' items to every exporter; count and return what was written.
+
+        Once stdout's reader has left and no other export remains, a resumable crawl hands
+        the pages whose items went nowhere back, for the next run; a memory frontier has no
+        next run, and counts them as not in ``-``.
+        """
         done = _Written()
         try:
             for page in batch:
                 for item in page.items:
-                    await self._write_each(item, page.settlement.lease.request, done)
+                    if await self._write_each(item, page.settlement.lease.request, done):
+                        continue
+                    if self._resumable:
+                        page.back = True
+                    else:
+                        done.missed["-"] += 1
         finally:  # an export that fails aborts the crawl: what went before still counts
             self._stats.items += done.items
             self._stats.missed.update(done.missed)
         return done
 
-    async def _write_each(self, item: Item, request: Request, done: _Written) -> None:
-        """Write one item to every exporter, and count it in ``done``."""
+    async def _write_each(self, item: Item, request: Request, done: _Written) -> bool:
+        """Write one item to every exporter, and count it in ``done``; False if no export is
+        left to take it (stdout, the only one, was closed by its reader)."""
         exporters = self._exporters  # stdout drops out of it when its reader leaves
         written = [await self._write_item(e, item, request) for e in exporters]
         if any(written) or not self._exporting:
@@ -302,8 +326,11 @@ class Settler:
                 done.missed.update(
                     e.path for e, ok in zip(exporters, written, strict=True) if not ok
                 )
+        elif not self._exporters:  # no error: stdout's reader is done
+            return False
         else:  # no exporter took it: reported as item_error, and no item
             self._stats.unexportable += 1
+        return True
 
     async def _write_item(self, exporter: Exporter, item: Item, request: Request) -> bool:
         """Write one item and say whether it was written; a failing disk aborts the crawl,

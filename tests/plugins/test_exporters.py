@@ -1464,6 +1464,23 @@ async def test_stdout_closing_early_leaves_the_other_exports_whole(
     assert len(read_jsonl(items)) == 40  # every page's item, not those before head left
 
 
+async def test_pages_whose_items_stdout_never_took_are_fetched_by_the_next_run(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(small_site(40))
+    project = pages_project(tmp_path, base, 'frontier: "sqlite:///state/crawl.db"')
+    code, out, err = await fw_into_head(project, "-")
+    assert code == 0 and "stdout closed" in err, err
+    # The pages handed back are fetched again; those whose items reached stdout are not.
+    rest = await run_fw("run", str(project), "-o", str(tmp_path / "rest.jsonl"))
+    assert rest.returncode == 0, rest.stderr
+    found = re.search(r"(\d+) items exported", err)
+    assert found is not None, err
+    rest_urls = {item["url"] for item in read_jsonl(tmp_path / "rest.jsonl")}
+    assert json.loads(out)["url"] not in rest_urls
+    assert len(rest_urls) == 40 - int(found[1])  # none lost: a page handed back comes again
+
+
 async def test_sqlite_cannot_write_to_stdout(tmp_path: Path, serve: Serve) -> None:
     base = await serve(small_site(1))
     project = pages_project(tmp_path, base, "exporters: [{format: sqlite, path: '-'}]")
