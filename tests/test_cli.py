@@ -221,6 +221,49 @@ async def test_ctrl_c_gives_up_on_in_flight_work_after_the_grace_period(
     assert "interrupted" in (await process.stderr.read()).decode()
 
 
+STUCK_EXPORT = """
+import asyncio
+from framework import Exporter, hookimpl
+
+class Stuck(Exporter):
+    format = "stuck"
+    extensions = (".stuck",)
+
+    async def write(self, item):
+        print("writing", flush=True)
+        await asyncio.Event().wait()  # a write that never returns
+
+@hookimpl
+def register_exporters(register):
+    register(Stuck)
+"""
+
+
+async def test_an_export_stuck_in_write_is_named_when_ctrl_c_gives_up(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    (tmp_path / "stuck.py").write_text(STUCK_EXPORT, encoding="utf-8")
+    with project.open("a", encoding="utf-8") as file:
+        file.write("stop_timeout: 0.2\n")
+    stuck = tmp_path / "items.stuck"
+    process = await start_fw(
+        "run", str(project), "-s", "plugins=[./slow.py, ./stuck.py]", "-o", str(stuck)
+    )
+    assert process.stdout is not None and process.stderr is not None
+    async with asyncio.timeout(10):
+        assert await process.stdout.readline() == b"writing\n"
+    process.send_signal(signal.SIGINT)
+    async with asyncio.timeout(10):  # twice stop_timeout, and a second
+        await process.wait()
+    assert process.returncode == 130
+    assert (
+        f"export {stuck}: write() had not returned when the crawl was cancelled"
+        in (await process.stderr.read()).decode()
+    )
+
+
 async def test_an_aborted_crawl_still_summarises_and_writes_stats(
     site: tuple[Site, Path], tmp_path: Path
 ) -> None:

@@ -338,7 +338,7 @@ class Settler:
         try:
             written: Awaitable[None] | None = exporter.write(item)
             if inspect.isawaitable(written):
-                await written
+                await _waited_for(written, exporter)
             return True
         except OSError as exc:
             if isinstance(exc, BrokenPipeError) and exporter.path == "-":
@@ -413,6 +413,16 @@ class Settler:
         await self._write([page for page, new in zip(batch, found, strict=True) if new is not None])
         self._stored = False  # what the frontier stored counted the lost items: store anew
         return self._checkpoint()
+
+
+async def _waited_for(write: Awaitable[None], exporter: Exporter) -> None:
+    """Await an exporter's write; one still waiting when the crawl is cancelled is named,
+    or a crawl stuck on it would end without saying why."""
+    try:
+        await write
+    except asyncio.CancelledError:
+        log.error("export %s: write() had not returned when the crawl was cancelled", exporter.path)
+        raise
 
 
 def _key(exporter: Exporter) -> str:
