@@ -58,6 +58,13 @@ def page(*links: str) -> web.Response:
     return web.Response(text=f"<html><body>{body}</body></html>", content_type="text/html")
 
 
+async def any_path(serve: Serve) -> str:
+    """Serve a page without links at every path; return the server's base URL."""
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", static())
+    return str(await serve(app))
+
+
 def static(*links: str):  # type: ignore[no-untyped-def]
     """A handler answering a page with these links."""
 
@@ -589,12 +596,7 @@ async def item_scraped(item):
 
 
 async def test_plugin_and_item_mistakes_fail_alone(tmp_path: Path, serve: Serve) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        return page()
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
-    base = await serve(app)
+    base = await any_path(serve)
     (tmp_path / "misbehaving.py").write_text(MISBEHAVING, encoding="utf-8")
     project = write_project(
         tmp_path,
@@ -655,12 +657,7 @@ def register_exporters(register):
 async def test_an_export_that_misses_items_is_named_in_the_summary(
     tmp_path: Path, serve: Serve
 ) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        return page()
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
-    base = await serve(app)
+    base = await any_path(serve)
     (tmp_path / "picky.py").write_text(PICKY, encoding="utf-8")
     project = write_project(
         tmp_path,
@@ -699,12 +696,7 @@ def register_spiders(register):
 async def test_a_relative_url_made_a_request_is_said_and_dropped(
     tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        return page()
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
-    base = await serve(app)
+    base = await any_path(serve)
     (tmp_path / "relative.py").write_text(RELATIVE, encoding="utf-8")
     project = write_project(
         tmp_path, f"spider: relative\nstart_urls: [{base}/]\nplugins: [./relative.py]\n"
@@ -732,12 +724,7 @@ ODD_CHECKPOINT = PICKY.replace(
 async def test_an_exporter_whose_checkpoint_is_not_json_is_named_and_the_crawl_goes_on(
     tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        return page()
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
-    base = await serve(app)
+    base = await any_path(serve)
     (tmp_path / "picky.py").write_text(ODD_CHECKPOINT, encoding="utf-8")
     (tmp_path / "out").mkdir()
     project = write_project(
@@ -760,12 +747,7 @@ async def test_an_exporter_whose_checkpoint_is_not_json_is_named_and_the_crawl_g
 
 
 async def test_max_items_is_exact_with_async_hooks(tmp_path: Path, serve: Serve) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        return page()
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
-    base = await serve(app)
+    base = await any_path(serve)
     (tmp_path / "misbehaving.py").write_text(MISBEHAVING, encoding="utf-8")
     project = write_project(
         tmp_path,

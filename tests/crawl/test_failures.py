@@ -191,6 +191,25 @@ async def test_hundreds_of_failures_are_all_listed_and_all_retried(
     assert not failures.exists()
 
 
+def down_project(directory: Path, base: str, *, concurrency: int) -> Path:
+    """A project following every link from ``base``/, each failure final and listed."""
+    (directory / "links.py").write_text(SPIDER, encoding="utf-8")
+    return write_project(
+        directory,
+        f"""
+        name: shop
+        spider: links
+        start_urls: [{base}/]
+        plugins: [./links.py]
+        robots: ignore
+        throttle: false
+        retries: 0
+        concurrency: {{total: {concurrency}, per_domain: {concurrency}}}
+        exporters: [{{path: out/items.jsonl}}]
+        """,
+    )
+
+
 async def test_a_retry_stopped_half_way_keeps_the_requests_it_did_not_reach(
     tmp_path: Path, serve: Serve
 ) -> None:
@@ -216,21 +235,7 @@ async def test_a_retry_stopped_half_way_keeps_the_requests_it_did_not_reach(
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
     base = await serve(app)
-    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"""
-        name: shop
-        spider: links
-        start_urls: [{base}/]
-        plugins: [./links.py]
-        robots: ignore
-        throttle: false
-        retries: 0
-        concurrency: {{total: 1, per_domain: 1}}
-        exporters: [{{path: out/items.jsonl}}]
-        """,
-    )
+    project = down_project(tmp_path, base, concurrency=1)
     assert (await run_fw("run", str(project))).returncode == 0
     failures = tmp_path / "out/shop.failures.jsonl"
     assert len(read_jsonl(failures)) == 20
@@ -281,21 +286,7 @@ async def test_a_retry_with_max_items_keeps_listed_the_pages_it_leaves(
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
     base = await serve(app)
-    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"""
-        name: shop
-        spider: links
-        start_urls: [{base}/]
-        plugins: [./links.py]
-        robots: ignore
-        throttle: false
-        retries: 0
-        concurrency: {{total: 4, per_domain: 4}}
-        exporters: [{{path: out/items.jsonl}}]
-        """,
-    )
+    project = down_project(tmp_path, base, concurrency=4)
     assert (await run_fw("run", str(project))).returncode == 0
     failures = tmp_path / "out/shop.failures.jsonl"
     broken = False
