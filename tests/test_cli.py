@@ -659,6 +659,36 @@ async def test_a_crawl_whose_every_page_or_item_failed_exits_1(
     assert done.stderr.strip().splitlines()[-1] == "Error: " + error.format(tmp=tmp_path)
 
 
+CLOSES = """
+from framework import CloseSpider, Spider, hookimpl
+
+class Closes(Spider):
+    name = "closes"
+
+    def parse(self, response):
+        raise CloseSpider("nothing new")
+
+@hookimpl
+def register_spiders(register):
+    register(Closes)
+"""
+
+
+async def test_a_crawl_the_spider_closes_at_once_is_no_failure(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(pages({"/": "news"}))  # /missing answers 404
+    (tmp_path / "closes.py").write_text(CLOSES, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"spider: closes\nplugins: [./closes.py]\nstart_urls: [{base}/missing, {base}/]\n"
+        "concurrency: {total: 1, per_domain: 1}\n",
+    )
+    done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
+    assert done.returncode == 0, done.stderr
+    assert "closed by spider: nothing new" in done.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # One file, two writers: an export, the failures file, the state, the log and the stats
 # ---------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from framework.hooks.events import Events
 from framework.http import Request, Response
 from framework.middleware import Handler, Middleware, opened
 from framework.spider import (
+    CallbackOutput,
     PluginCallbacks,
     Spider,
     allowed_status,
@@ -450,16 +451,18 @@ class Engine:
         except FetchError as exc:
             return await self._failed(lease, exc)
         await parse_big(response)
-        items, requests, whole = await self._callback(request, request.callback, response)
-        self.stats.handled += whole
-        accepted = await self._settler.accept(items, response)
+        output = await self._callback(request.callback, response)
+        accepted = await self._settler.accept(output.items, response)
         if accepted is None:  # max_items: the next run fetches the page again, whole
-            return Handled(retry=request)
+            return Handled(retry=request)  # and reports what went wrong in it then
+        await self._report(output, request, listed=True)  # a page's output is lost: to retry
+        self.stats.handled += not output.problems
+        whole = not output.problems and output.close is None
         if whole and self._events.page_parsed and self._settler.stop_reason is None:
             await self._events.page_parsed(
-                request=request, response=response, requests=requests, spider=self.spider
+                request=request, response=response, requests=output.requests, spider=self.spider
             )
-        found = _deeper(requests, request, request.callback)
+        found = _deeper(output.requests, request, request.callback)
         return Handled(accepted, self._admission.admit(found, found_on=request.url))
 
     def _spend(self) -> bool:
@@ -531,33 +534,35 @@ class Engine:
         if not request.errback:
             await self._failures.report(error, error.kind, request, str(error), listed=True)
             return Handled(failure=error.kind)
-        items, requests, _ = await self._callback(request, request.errback, request, error)
-        accepted = await self._settler.accept(items, None, request=request)
+        output = await self._callback(request.errback, request, error)
+        accepted = await self._settler.accept(output.items, None, request=request)
         if accepted is None:  # max_items: the next run fetches it again, errback and all
             return Handled(retry=request)  # so it is not a failure of this run
         await self._failures.report(error, error.kind, request, str(error), listed=True)
+        await self._report(output, request, listed=False)
         return Handled(
             accepted,
             self._admission.admit(
-                _deeper(requests, request, request.errback), found_on=request.url
+                _deeper(output.requests, request, request.errback), found_on=request.url
             ),
             error.kind,
         )
 
-    async def _callback(
-        self, request: Request, name: str | None, *args: Any
-    ) -> tuple[list[Item], list[Request], bool]:
-        """Run a spider callback, report what went wrong in it, and return what it found,
-        and whether that is whole: nothing went wrong and it did not close the crawl."""
+    async def _callback(self, name: str | None, *args: Any) -> CallbackOutput:
+        """Run a spider callback and return what it found and what went wrong in it, to be
+        reported once its items are accepted (a page handed back is reported by the run
+        that settles it). A ``CloseSpider`` from it stops the crawl at once."""
         output = await run_callback(self.spider, name, *args, plugins=self._crew.callbacks)
-        lost = isinstance(args[0], Response)  # a page's output is lost: list it, to retry
-        for kind, error, message in output.problems:
-            await self._failures.report(error, kind, request, message, listed=lost)
-            _let_go(error)
         if output.close is not None:
             self.stop(f"closed by spider: {output.close}")
-        whole = not output.problems and output.close is None
-        return output.items, output.requests, whole
+        return output
+
+    async def _report(self, output: CallbackOutput, request: Request, *, listed: bool) -> None:
+        """Report what went wrong in a callback; ``listed`` puts the request in the failures
+        file, to be retried."""
+        for kind, error, message in output.problems:
+            await self._failures.report(error, kind, request, message, listed=listed)
+            _let_go(error)
 
 
 def _let_go(error: BaseException) -> None:

@@ -251,9 +251,11 @@ class Errbacks(Spider):
         for n in range(1, 5):
             yield response.follow(f"/gone{n}", errback="gone")
 
-    def gone(self, request, error):
+    def gone(self, got, error=None):
         for n in range(2):
-            yield {"page": request.url.rsplit("/", 1)[1], "n": n}
+            yield {"page": got.url.rsplit("/", 1)[1], "n": n}
+        if error is None:  # a callback's failure, after its items
+            raise ValueError("a spider bug")
 
 @hookimpl
 def register_spiders(register):
@@ -261,11 +263,16 @@ def register_spiders(register):
 """
 
 
+@pytest.mark.parametrize("fails", ["the fetch", "the callback"])
 async def test_a_failure_handed_back_by_max_items_is_counted_by_the_run_that_settles_it(
-    serve: Serve, tmp_path: Path
+    serve: Serve, tmp_path: Path, fails: str
 ) -> None:
-    base = await serve(conftest.pages({"/0": "start"}))  # every /goneN answers 404
-    (tmp_path / "errbacks.py").write_text(ERRBACKS, encoding="utf-8")
+    found = {"/0": "start"}
+    if fails == "the callback":  # each /goneN answers, and its callback raises after 2 items
+        found |= {f"/gone{n}": "page" for n in range(1, 5)}
+    base = await serve(conftest.pages(found))  # else every /goneN answers 404
+    spider = ERRBACKS.replace("errback=", "callback=" if fails == "the callback" else "errback=")
+    (tmp_path / "errbacks.py").write_text(spider, encoding="utf-8")
     project = write_project(
         tmp_path,
         f"""
@@ -280,8 +287,8 @@ async def test_a_failure_handed_back_by_max_items_is_counted_by_the_run_that_set
     failures = 0
     for _ in range(10):  # 9 items, at most 3 a run: an errback's 2 items go whole or wait
         stats = await crawl(project, "max_items=3")
-        failures += stats.errors["http_404"]
+        failures += stats.errors["http_404" if fails == "the fetch" else "spider_error"]
         if stats.reason == "finished":
             break
     assert triples(tmp_path) == [("0", 0), *((f"gone{p}", n) for p in range(1, 5) for n in (0, 1))]
-    assert failures == 4  # each failed request once, not again each time it was handed back
+    assert failures == 4  # each failure once, not again each time its page was handed back
