@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from framework.__about__ import __version__
 from framework.crawl.progress import Mode
-from framework.crawl.stats import Stats, is_stream
+from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, FwError, PluginError, ProjectErrors, UsageError
 from framework.hooks.manager import make_plugin_manager
 from framework.hooks.registry import Registry, flags
 from framework.http.urls import redact_all
 from framework.logs import configure_logging
+from framework.paths import descriptor, identity, is_stream
 
 if TYPE_CHECKING:
     from framework.crawl.runner import Prepared
@@ -443,14 +444,14 @@ def _check_own_files(prepared: Prepared, args: argparse.Namespace) -> None:
         ("--log-file", args.log_file, "its log (--log-file)"),
         ("--stats", args.stats, "its stats (--stats)"),
     ):
-        if path is None or is_stream(Path(path)):
+        if path is None:
             continue
-        where = os.path.realpath(path)
-        if where in taken:
+        file = identity(str(path), follow=False)  # a link there is replaced, not written to
+        if file in taken:
             raise UsageError(
-                f"{option} {path}: the crawl writes {taken[where]} there; give it its own file"
+                f"{option} {path}: the crawl writes {taken[file]} there; give it its own file"
             )
-        taken[where] = what
+        taken[file] = what
 
 
 def _check_did_something(stats: Stats) -> None:
@@ -528,6 +529,12 @@ def _check_writable(path: Path, option: str) -> None:
 
     The file is replaced at the end (see ``Stats.save``): its folder must take a new file.
     """
+    if (fd := descriptor(path)) is not None:  # /dev/stdout: written through fw's own
+        try:
+            os.fstat(fd)
+        except OSError as exc:
+            raise UsageError(f"{option} {path}: cannot write it: {_why(exc)}") from exc
+        return
     if is_stream(path):
         return  # a FIFO or a device: opening it to try would end a reader's stream
     if path.is_dir():

@@ -393,6 +393,23 @@ async def test_an_export_to_a_fifo_nothing_reads_fails_instead_of_hanging(
     assert state.hits == []
 
 
+async def test_stats_to_dev_stdout_go_to_the_file_stdout_is(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    link = Path("/dev/stdout").readlink()
+    with (tmp_path / "stdout.txt").open("wb") as stdout:  # as the shell's `> stdout.txt`
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(), "run", str(project), "--stats", "/dev/stdout", "-q", stdout=stdout
+        )
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0
+    # Written through fw's own descriptor: never a file renamed over the system's link.
+    assert json.loads((tmp_path / "stdout.txt").read_text())["reason"] == "finished"
+    assert Path("/dev/stdout").readlink() == link
+
+
 async def test_a_stats_path_is_only_written_at_the_end(
     site: tuple[Site, Path], tmp_path: Path
 ) -> None:
@@ -708,6 +725,10 @@ async def test_a_crawl_the_spider_closes_at_once_is_no_failure(
         (
             ["--log-file", "fw.log", "--stats", "fw.log"],
             "--stats fw.log: the crawl writes its log (--log-file) there; give it its own file",
+        ),
+        (
+            ["-o", "-", "--stats", "/dev/stdout"],
+            "--stats /dev/stdout: the crawl writes its items (-o -) there; give it its own file",
         ),
         (
             ["-o", "out/project.failures.jsonl"],

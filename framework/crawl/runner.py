@@ -58,6 +58,7 @@ from framework.hooks.manager import (
 from framework.hooks.registry import Registry
 from framework.http import Request, Response
 from framework.middleware import chain
+from framework.paths import identity
 from framework.spider import CallbackResult, Spider
 
 __all__ = ["Prepared", "build_engine", "load_plugins", "output_spec", "prepare", "run"]
@@ -88,24 +89,24 @@ class Prepared:
     #: A plugin asked that a finished crawl start a new round (``renew_finished_crawl``).
     renew: bool = False
 
-    def files(self) -> dict[str, str]:
-        """Every file the crawl writes, by real path, saying what each is."""
+    def files(self) -> dict[object, str]:
+        """Every file the crawl writes (by ``paths.identity``), saying what each is."""
         exports = {
-            os.path.realpath(e.path): "an export"
+            identity(e.path): "its items (-o -)" if e.path == "-" else "an export"
             for e in self.components.exporters
-            if e.path != "-"
         }
         return {**own_files(self.project, self.failures), **exports}
 
 
-def own_files(project: Project, failures: Path) -> dict[str, str]:
-    """The files a crawl writes besides its exports, by real path, saying what each is: an
-    export there would be replaced (the failures file) or would break the crawl's state."""
-    files = {os.path.realpath(failures): "its failures file"}
+def own_files(project: Project, failures: Path) -> dict[object, str]:
+    """The files a crawl writes besides its exports (by ``paths.identity``), saying what
+    each is: an export there would be replaced (the failures file) or would break the
+    crawl's state."""
+    files: dict[object, str] = {identity(str(failures)): "its failures file"}
     if project.frontier.startswith("sqlite:///"):
         state = project.frontier.removeprefix("sqlite:///")
         for suffix in ("", "-wal", "-shm", "-journal"):  # SQLite's own files beside it
-            files[os.path.realpath(state + suffix)] = "its state (frontier)"
+            files[identity(state + suffix)] = "its state (frontier)"
     return files
 
 

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import os
-import stat
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -18,8 +17,9 @@ from typing import Any
 from framework.frontier import Counts
 from framework.http.urls import host_of, redact_all, site_of
 from framework.middleware import Middleware
+from framework.paths import descriptor, is_stream
 
-__all__ = ["Stats", "is_stream"]
+__all__ = ["Stats"]
 
 log = logging.getLogger("fw")
 
@@ -234,10 +234,15 @@ class Stats:
 
         A file is replaced atomically (a temporary file renamed over it), so a reader never
         sees half of it, and a symbolic link planted there is replaced, never written
-        through. A FIFO or a device (``/dev/stdout``) is written to; one that nothing
-        reads fails (ENXIO) instead of holding fw forever.
+        through. ``/dev/stdout`` and the like are written through fw's own descriptor,
+        whatever it is (a file the shell opened, too), and a FIFO or a device in place;
+        a FIFO that nothing reads fails (ENXIO) instead of holding fw forever.
         """
         text = redact_all(json.dumps(self.to_dict(), indent=2, ensure_ascii=False)) + "\n"
+        if (fd := descriptor(path)) is not None:  # /dev/stdout: fw's own, whatever it is
+            with os.fdopen(os.dup(fd), "w", encoding="utf-8") as file:
+                file.write(text)
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         if is_stream(path):
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
@@ -314,12 +319,3 @@ def _hosts(delays: dict[str, float], shown: int = 3) -> str:
     ranked = sorted(delays.items(), key=lambda item: -item[1])
     text = ", ".join(f"{host} {delay:g}s" for host, delay in ranked[:shown])
     return text + (f" and {len(ranked) - shown} more" if len(ranked) > shown else "")
-
-
-def is_stream(path: Path) -> bool:
-    """Tell whether ``path`` is (or links to) a FIFO or a device, written to in place."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)

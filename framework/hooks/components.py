@@ -10,10 +10,8 @@ which spider and exporter names exist and which top-level keys are plugin sectio
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -28,6 +26,7 @@ from framework.hooks.manager import PluginManager, exited, hook_calls, project_p
 from framework.hooks.registry import Registry, section_schema
 from framework.items import ItemStep
 from framework.middleware import Middleware
+from framework.paths import identity
 from framework.spider import PluginCallbacks, Spider
 
 __all__ = [
@@ -74,15 +73,15 @@ def assemble(
     outputs: Sequence[ExporterSpec] = (),
     *,
     append: bool = False,
-    reserved: Mapping[str, str] = MappingProxyType({}),
+    reserved: Mapping[object, str] = MappingProxyType({}),
 ) -> Components:
     """Check the project against the installed plugins and build its components.
 
     ``outputs`` are the exporters added with ``-o`` on the command line; ``append`` makes
     every exporter add to what an earlier run wrote; ``reserved`` are the files the crawl
-    writes itself (by real path, saying what each is), where no export may go. Each check
-    runs whether or not another failed, and their errors are raised together; a plugin that
-    fails to start stops it.
+    writes itself (by ``paths.identity``, saying what each is), where no export may go.
+    Each check runs whether or not another failed, and their errors are raised together; a
+    plugin that fails to start stops it.
     """
     errors = ErrorList()
     with errors.collect():
@@ -338,37 +337,26 @@ def _exporter(spec: ExporterSpec, project: Project, registry: Registry, append: 
 
 
 def _misplaced(
-    specs: Sequence[ExporterSpec], project: Project, reserved: Mapping[str, str]
+    specs: Sequence[ExporterSpec], project: Project, reserved: Mapping[object, str]
 ) -> Iterator[ProjectError]:
     """An error for each exporter that writes where an earlier one does (two writers of one
     file tear each other's records; stdout, ``-``, too) or where the crawl writes a file
     of its own (which would replace the export, or break)."""
     seen: dict[object, ExporterSpec] = {}
     for spec in specs:
-        where = spec.path if spec.path == "-" else os.path.realpath(spec.path)
-        file = _identity(where)
+        file = identity(spec.path)
         if (first := seen.get(file)) is not None:
             earlier = format_key(first.at) if first.at else f"-o {first.path}"
             yield _export_error(
                 spec, f"already written by {earlier}; give each exporter its own file", project
             )
-        elif where in reserved:
+        elif file in reserved:
             yield _export_error(
                 spec,
-                f"the crawl writes {reserved[where]} there; give the export its own file",
+                f"the crawl writes {reserved[file]} there; give the export its own file",
                 project,
             )
         seen.setdefault(file, spec)
-
-
-def _identity(path: str) -> object:
-    """What tells one file from another: its inode once it exists (a hard link is the same
-    file under another name), else its real path."""
-    try:
-        found = Path(path).stat() if path != "-" else None
-    except OSError:
-        found = None
-    return path if found is None else (found.st_dev, found.st_ino)
 
 
 def _export_error(spec: ExporterSpec, message: str, project: Project) -> ProjectError:

@@ -1,0 +1,62 @@
+"""Telling files apart: two writers of one file tear it, and fw writes several.
+
+A crawl writes its exports, its failures file and its state, and ``--stats`` and
+``--log-file`` name two more. Each must be a file of its own, whatever name it is given: a
+relative path, a symbolic link, a hard link, or ``/dev/stdout`` standing for ``-o -``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+__all__ = ["descriptor", "identity", "is_stream"]
+
+#: The names of this process's own open files: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
+_OWN = re.compile(r"/dev/(?:std(?:in|out|err)|fd/\d+)|/proc/self/fd/\d+")
+_STANDARD = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def descriptor(path: str | Path) -> int | None:
+    """Return the file descriptor ``path`` names (``/dev/stdout`` is 1), or None.
+
+    Such a path is written in place, through the descriptor: renaming a file over it would
+    replace the system's ``/dev/stdout`` link.
+    """
+    name = os.path.abspath(path)  # noqa: PTH100 - not resolved: /dev/stdout is a link
+    if not _OWN.fullmatch(name):
+        return None
+    return _STANDARD[name] if name in _STANDARD else int(name.rsplit("/", 1)[1])
+
+
+def identity(path: str, *, follow: bool = True) -> object:
+    """Return what tells the file at ``path`` from others.
+
+    An existing file is its device and inode (a hard link is the same file under another
+    name); a file yet to be made, its absolute path with links resolved. ``-`` is standard
+    output. With ``follow`` off, a symbolic link is itself, not its target: what a rename
+    replaces. A terminal or a device such as ``/dev/null`` is shared by design: only its
+    path tells it apart.
+    """
+    fd = 1 if path == "-" else descriptor(path)
+    try:
+        if fd is not None:
+            found = os.fstat(fd)
+        else:
+            found = Path(path).stat() if follow else Path(path).lstat()
+    except OSError:
+        return path if fd is not None else os.path.realpath(path)
+    if stat.S_ISCHR(found.st_mode):
+        return path
+    return (found.st_dev, found.st_ino)
+
+
+def is_stream(path: Path) -> bool:
+    """Tell whether ``path`` is (or links to) a FIFO or a device, written to in place."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
