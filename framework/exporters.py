@@ -7,12 +7,16 @@ import fcntl
 import os
 import stat
 import sys
+import time
 import typing
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO, ClassVar
 
 __all__ = ["Exporter"]
+
+#: Seconds an export to a FIFO waits for a reader before it fails.
+_FIFO_PATIENCE = 3.0
 
 
 class Exporter:
@@ -118,14 +122,19 @@ class Exporter:
 
 
 def _open(path: Path, mode: str) -> IO[bytes]:
-    """Open ``path`` unbuffered. A FIFO that nothing reads fails at once: a blocking open
-    would hold the event loop, and with it every signal handler, until a reader came."""
-    try:
-        return open(path, mode, buffering=0, opener=_without_waiting)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            raise OSError(errno.ENXIO, "a FIFO that nothing reads", str(path)) from None
-        raise
+    """Open ``path`` unbuffered. A FIFO gets a few seconds for its reader to come (``mkfifo
+    p; fw run -o p & cat p`` starts fw first), then fails: a blocking open would hold the
+    event loop, and with it every signal handler, until a reader came, if ever."""
+    deadline = time.monotonic() + _FIFO_PATIENCE
+    while True:
+        try:
+            return open(path, mode, buffering=0, opener=_without_waiting)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            if time.monotonic() >= deadline:
+                raise OSError(errno.ENXIO, "a FIFO that nothing reads", str(path)) from None
+        time.sleep(0.05)  # opened before the crawl: nothing else waits on the loop yet
 
 
 def _without_waiting(path: str, flags: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -391,6 +392,28 @@ async def test_an_export_to_a_fifo_nothing_reads_fails_instead_of_hanging(
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "Error: " + error.format(fifo=fifo)
     assert state.hits == []
+
+
+async def test_an_export_to_a_fifo_waits_for_a_reader_that_comes_after_fw(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    fifo = tmp_path / "items.jsonl"
+    os.mkfifo(fifo)
+    process = await start_fw("run", str(project), "-o", str(fifo))  # fw first, as with `&`
+    assert process.stderr is not None
+    await read_until(process.stderr, "plugins:")  # logged just before the exports open
+    reader = asyncio.create_task(asyncio.to_thread(fifo.read_text))  # then the reader
+    async with asyncio.timeout(30):
+        code = await process.wait()
+    with contextlib.suppress(OSError):  # a reader still waiting for fw: let it go
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    lines = (await reader).splitlines()
+    assert code == 0
+    assert sorted(json.loads(line)["path"] for line in lines) == sorted(
+        ["/", "slow", *(f"later{n}" for n in range(5))]
+    )
 
 
 async def test_stats_to_dev_stdout_go_to_the_file_stdout_is(
