@@ -112,6 +112,7 @@ class Settler:
         self._stored = False  # whether the frontier holds ``_mark``
         self._open: list[Exporter] = []  # opened and not closed yet
         self._unsure: set[int] = set()  # ids of the exporters whose checkpoint() failed
+        self._stdout_left = False  # stdout's reader left while other exports go on
         #: The running loop, from ``open()``: looking it up for each page costs a system
         #: call (``getpid``) on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -326,6 +327,8 @@ class Settler:
                 done.missed.update(
                     e.path for e, ok in zip(exporters, written, strict=True) if not ok
                 )
+            elif self._stdout_left:  # the others take every item; stdout no more
+                done.missed["-"] += 1
         elif not self._exporters:  # no error: stdout's reader is done
             return False
         else:  # no exporter took it: reported as item_error, and no item
@@ -364,6 +367,7 @@ class Settler:
         other exports still want every item."""
         self._exporters = tuple(e for e in self._exporters if e is not stdout)
         if self._exporters:
+            self._stdout_left = True
             log.warning("stdout closed: the crawl goes on for %s", _paths(self._exporters))
         else:
             self.stop_reason = self.stop_reason or "stdout closed"

@@ -1462,6 +1462,9 @@ async def test_stdout_closing_early_leaves_the_other_exports_whole(
     assert len(out.splitlines()) == 1
     assert f"stdout closed: the crawl goes on for {items}" in err
     assert len(read_jsonl(items)) == 40  # every page's item, not those before head left
+    # Stdout lacks every item after its reader left, not just the one that found it gone.
+    missed = re.search(r"40 items exported \((\d+) not in -\)", err)
+    assert missed is not None and 20 <= int(missed[1]) < 40, err
 
 
 async def test_pages_whose_items_stdout_never_took_are_fetched_by_the_next_run(
