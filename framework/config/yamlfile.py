@@ -9,6 +9,7 @@ anything is built, so a refused document costs no more than its text.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,6 +97,10 @@ class Source:
         return ProjectError(self.where(path), format_key(path), message)
 
 
+#: What YAML counts as a line break (YAML 1.1, as PyYAML reads it).
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
 def load(file: Path) -> tuple[Any, Source]:
     """Parse ``file``; raise ``ProjectError`` at the line of a syntax error or an overrun."""
     text = _read(file)
@@ -106,7 +111,7 @@ def load(file: Path) -> tuple[Any, Source]:
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(file, text, exc) from exc
     except yaml.reader.ReaderError as exc:  # a character YAML forbids: at its own line
-        line = text.count("\n", 0, exc.position) + 1
+        line = len(_LINE_BREAK.findall(text, 0, exc.position)) + 1
         code = exc.character if isinstance(exc.character, int) else ord(exc.character)
         name = " (NUL)" if code == 0 else ""
         raise ProjectError(

@@ -62,6 +62,12 @@ INVALID = {
         "",
         "invalid YAML: character U+0000 (NUL) is not allowed",
     ),
+    "a control character after bare CR line breaks": (
+        'spider: shop\rstart_urls: [https://shop.example/]\rname: "a\x01b"\r',
+        3,
+        "",
+        "invalid YAML: character U+0001 is not allowed",
+    ),
     "unknown top-level key": (
         VALID + "concurency: {total: 4}\n",
         4,
