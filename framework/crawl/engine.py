@@ -455,8 +455,10 @@ class Engine:
         accepted = await self._settler.accept(output.items, response)
         if accepted is None:  # max_items: the next run fetches the page again, whole
             return Handled(retry=request)  # and reports what went wrong in it then
-        await self._report(output, request, listed=True)  # a page's output is lost: to retry
-        self.stats.handled += not output.problems
+        if output.problems:  # a page's output is lost: listed, to be retried
+            await self._report(output, request, listed=True)
+        else:
+            self.stats.handled += 1
         whole = not output.problems and output.close is None
         if whole and self._events.page_parsed and self._settler.stop_reason is None:
             await self._events.page_parsed(
