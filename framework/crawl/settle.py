@@ -156,7 +156,7 @@ class Settler:
     def close_now(self) -> None:
         """Finish the exports still open at once: the user quits now (a second Ctrl-C).
 
-        Runs between two steps of the loop, so no write is half done.
+        Runs between two steps of the loop: no synchronous write is half done.
         """
         for exporter in self._open:
             try:
