@@ -10,7 +10,9 @@ timeouts, retries and throttling for no fault of the server. So:
   including one that has just ended and that the ticker has not seen yet;
 - a watchdog thread looks, during a stall, at what the loop's thread is running, and
   names the plugin code that holds it (a spider callback, a middleware, an event hook):
-  the stall is logged once per culprit, and counted.
+  the stall is logged once per culprit, and counted. Two callbacks that block one after
+  the other in one turn of the loop are one late tick, so the stall is split between
+  the culprits the watchdog saw, each from when it was first seen.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class Stalls:
         self.held = 0.0
         #: Stalls by what held the loop (``spider 'x' callback parse``): how many, how long.
         self.culprits: dict[str, tuple[int, float]] = {}
-        self._culprit: tuple[str, str] | None = None  # what the watchdog saw: (who, URL)
+        #: What the watchdog saw holding the loop in this stall: (since, who, URL).
+        self._seen: list[tuple[float, str, str]] = []
         self._loop_thread = threading.get_ident()
         self._ticking = False
         #: The running loop, once ``run()`` has started: looking it up costs a system call
@@ -95,11 +98,11 @@ class Stalls:
         self._last = now
         if late > self._stall:
             self.held += late
-            self._blame(late)
+            seen, self._seen = self._seen, []
+            for who, url, seconds in _shares(seen, now - late, now, self._stall):
+                self._blame(who, url, seconds)
 
-    def _blame(self, seconds: float) -> None:
-        who, url = self._culprit or ("code on the event loop", "")
-        self._culprit = None
+    def _blame(self, who: str, url: str, seconds: float) -> None:
         count, total = self.culprits.get(who, (0, 0.0))
         self.culprits[who] = (count + 1, total + seconds)
         if not count:  # once per culprit; the summary has the count
@@ -118,9 +121,35 @@ class Stalls:
         ``_last`` is on the loop's clock, which is ``time.monotonic``.
         """
         while not stop.wait(self._stall / 2):
-            if self._culprit is None and time.monotonic() - self._last > self._stall:
-                frame = sys._current_frames().get(self._loop_thread)
-                self._culprit = _culprit_in(frame)
+            now = time.monotonic()
+            if now - self._last <= self._stall:
+                continue
+            culprit = _culprit_in(sys._current_frames().get(self._loop_thread))
+            seen = self._seen  # the loop thread swaps in a new list when the stall ends
+            if culprit is not None and (not seen or seen[-1][1:] != culprit):
+                seen.append((now, *culprit))
+
+
+def _shares(
+    seen: list[tuple[float, str, str]], start: float, end: float, shortest: float
+) -> list[tuple[str, str, float]]:
+    """Split a stall from ``start`` to ``end`` among the culprits seen in it: (who, URL,
+    seconds), each from when it was first seen (the first from the start) to the next.
+
+    A share shorter than ``shortest`` would be no stall on its own (or was glimpsed as the
+    loop came free), so it goes to the culprit before it.
+    """
+    if not seen:
+        return [("code on the event loop", "", end - start)]
+    shares: list[tuple[str, str, float]] = []
+    for n, (since, who, url) in enumerate(seen):
+        until = seen[n + 1][0] if n + 1 < len(seen) else end
+        seconds = until - (since if n else start)
+        if shares and seconds < shortest:
+            shares[-1] = (*shares[-1][:2], shares[-1][2] + seconds)
+        else:
+            shares.append((who, url, seconds))
+    return shares
 
 
 class _Deadline:

@@ -17,6 +17,7 @@ from aiohttp import web
 from framework.fetch.stalls import Stalls, _culprit_in
 from framework.http import Request, Response
 from framework.middleware import Handler, Middleware, chain
+from framework.spider import Spider
 from tests.conftest import Serve, crawl, write_project
 
 SLEEPY = """
@@ -207,6 +208,25 @@ async def stalls() -> AsyncIterator[Stalls]:
     ticker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await ticker
+
+
+async def test_two_callbacks_that_block_in_one_turn_of_the_loop_are_each_counted(
+    stalls: Stalls,
+) -> None:
+    class Sleepy(Spider):
+        name = "sleepy"
+
+        def parse(self, response: Response) -> None:
+            time.sleep(0.6)
+
+    spider, loop = Sleepy(), asyncio.get_running_loop()
+    for url in ("http://a.test/1", "http://a.test/2"):  # both ready at once: one late tick
+        loop.call_soon(spider.parse, Response(url, 200, {}, b"", Request(url)))
+    async with asyncio.timeout(10):
+        while "spider 'sleepy' callback parse" not in stalls.culprits:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the ticker counts it on its next tick; no event says so
+    count, seconds = stalls.culprits["spider 'sleepy' callback parse"]
+    assert count == 2 and 1.1 <= seconds == pytest.approx(stalls.held)
 
 
 async def test_a_deadline_that_passes_raises_timeout_and_leaves_the_task_uncancelled(
