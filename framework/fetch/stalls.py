@@ -96,10 +96,12 @@ class Stalls:
     def _ticked(self, now: float) -> None:
         late = now - self._last - self._tick
         self._last = now
+        seen, self._seen = self._seen, []  # a tick just short of a stall may leave some
         if late > self._stall:
             self.held += late
-            seen, self._seen = self._seen, []
-            for who, url, seconds in _shares(seen, now - late, now, self._stall):
+            start = now - late  # a glimpse from before it, racing the swap, is not its own
+            seen = [glimpse for glimpse in seen if glimpse[0] >= start]
+            for who, url, seconds in _shares(seen, start, now, self._stall):
                 self._blame(who, url, seconds)
 
     def _blame(self, who: str, url: str, seconds: float) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from framework.fetch.stalls import Stalls, _culprit_in
+from framework.fetch.stalls import Stalls, _culprit_in, _shares
 from framework.http import Request, Response
 from framework.middleware import Handler, Middleware, chain
 from framework.spider import Spider
@@ -198,6 +198,14 @@ async def test_the_fetcher_behind_a_middleware_is_not_blamed_on_it() -> None:
 
     await chain([Passing()], fetch)(Request("http://a.test/x"))
     assert blamed == [("middleware 'passing'", "http://a.test/x"), None]
+
+
+def test_a_stall_is_split_among_its_culprits_and_a_glimpse_joins_the_one_before() -> None:
+    seen = [(1.0, "a", "u1"), (1.5, "b", "u2"), (2.9, "c", "u3")]
+    shares = _shares(seen, 0.5, 3.0, 0.5)  # c, seen 0.1 s before the end: no stall alone
+    assert [(who, url) for who, url, _ in shares] == [("a", "u1"), ("b", "u2")]
+    assert [seconds for _, _, seconds in shares] == pytest.approx([1.0, 1.5])
+    assert _shares([], 0.5, 3.0, 0.5) == [("code on the event loop", "", 2.5)]
 
 
 @pytest.fixture
