@@ -138,7 +138,8 @@ def _open(path: Path, mode: str) -> IO[bytes]:
 
 
 def _without_waiting(path: str, flags: int) -> int:
-    fd = os.open(path, flags | os.O_NONBLOCK)
+    # 0o666 as open() gives, less the umask: os.open's default 0o777 made exports executable.
+    fd = os.open(path, flags | os.O_NONBLOCK, 0o666)
     os.set_blocking(fd, True)  # only the open must not wait: a reader may be slow
     return fd
 

@@ -800,6 +800,29 @@ async def test_a_symlink_as_the_log_file_is_refused(
     assert precious.read_text() == "keep me\n" and state.hits == []
 
 
+async def test_every_file_fw_writes_is_0644_under_a_umask_of_022(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    before = set(tmp_path.rglob("*"))
+    outputs = [f"-o{name}" for name in ("a.json", "b.jsonl", "c.csv", "d.db")]
+    old = os.umask(0o022)
+    try:
+        result = await run_fw(
+            "run", str(project), *outputs, "--stats", "s.json", "--log-file", "fw.log", cwd=tmp_path
+        )
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    written = {
+        p.relative_to(tmp_path): p.stat().st_mode & 0o777
+        for p in set(tmp_path.rglob("*")) - before
+        if p.is_file()
+    }
+    assert len(written) >= 7 and set(written.values()) == {0o644}, written
+
+
 async def test_the_log_file_is_appended_to(site: tuple[Site, Path], tmp_path: Path) -> None:
     state, project = site
     state.release.set()
