@@ -1,6 +1,8 @@
 """Which headers are credentials, and which hosts may receive them.
 
-The project's ``headers:`` go to every host the crawl visits; ``domains: {PATTERN:
+The project's ``headers:`` go to every host the crawl visits, but their credentials only to
+hosts within ``allowed_domains``: a file a page names on another host (the ``files``
+plugin's downloads, fetched wherever they are) gets none. ``domains: {PATTERN:
 {headers: …}}`` go only to the hosts matching the pattern. Credentials — ``Authorization``,
 ``Cookie``, ``Proxy-Authorization``, and any header whose value comes from ``$env`` — are
 never sent after a redirect that changed the scheme, host or port (curl's and requests'
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 from framework.config.project import DomainPolicy, Project
 from framework.config.yamlfile import EnvText
 from framework.http import Request
-from framework.http.urls import host_of
+from framework.http.urls import Offsite, host_of
 
 __all__ = [
     "UNCREDENTIALED",
@@ -67,20 +69,22 @@ class HostHeaders:
     """The project's headers a request gets beyond the session's: its credentials and
     the headers of the ``domains:`` pattern its host matches. Cached per host."""
 
-    def __init__(self, headers: Mapping[str, str], domains: Mapping[str, DomainPolicy]) -> None:
+    def __init__(
+        self,
+        headers: Mapping[str, str],
+        domains: Mapping[str, DomainPolicy],
+        allowed_domains: Sequence[str] = (),
+    ) -> None:
         #: Every host gets these with each request, redirected or not.
         self.everywhere = {k: v for k, v in headers.items() if not is_credential(k, v)}
         self._credentials = {k: v for k, v in headers.items() if is_credential(k, v)}
+        self._offsite = Offsite(allowed_domains)  # no domains: every host is the crawl's
         # Most specific first, as politeness matches them: exact names, then the longest.
         self._scoped = sorted(
             ((p, d.headers) for p, d in domains.items() if d.headers),
             key=lambda item: ("*" in item[0] or "?" in item[0], -len(item[0])),
         )
-        self._cache: dict[tuple[str, bool], Mapping[str, str]] = {}
-
-    @classmethod
-    def of(cls, project: Project) -> HostHeaders:
-        return cls(project.headers, project.domains)
+        self._cache: dict[tuple[str, bool, bool], Mapping[str, str]] = {}
 
     def __bool__(self) -> bool:
         """Whether any request gets headers of its own: else the session's are all."""
@@ -88,14 +92,17 @@ class HostHeaders:
 
     def for_request(self, request: Request) -> Mapping[str, str]:
         """Return the headers ``request`` gets, besides the session's and its own."""
-        key = (host_of(request.url), bool(request.meta.get(UNCREDENTIALED)))
+        url = request.url
+        # A file on a host outside allowed_domains: its pattern's headers, not the project's.
+        offsite = bool(self._credentials) and not self._offsite.allows(url)
+        key = (host_of(url), bool(request.meta.get(UNCREDENTIALED)), offsite)
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = self._resolve(*key)
         return found
 
-    def _resolve(self, host: str, uncredentialed: bool) -> Mapping[str, str]:
-        headers = dict(self._credentials)
+    def _resolve(self, host: str, uncredentialed: bool, offsite: bool) -> Mapping[str, str]:
+        headers = {} if offsite else dict(self._credentials)
         for pattern, scoped in self._scoped:
             if fnmatchcase(host, pattern):
                 headers.update(scoped)

@@ -86,6 +86,8 @@ class DownloadSettings:
     headers: Mapping[str, str]
     cookies: bool
     domains: Mapping[str, DomainPolicy] = field(default_factory=dict)
+    #: The hosts the project's credentials go to (none named: every host).
+    allowed_domains: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, project: Project, concurrency: int | None = None) -> DownloadSettings:
@@ -97,6 +99,7 @@ class DownloadSettings:
             project.headers,
             project.cookies,
             project.domains,
+            project.allowed_domains or (),
         )
 
 
@@ -135,7 +138,9 @@ class Downloader:
         self._traffic = traffic or _Uncounted()
         self._stalls = stalls or Stalls()
         self._session: aiohttp.ClientSession | None = None
-        self._host_headers = HostHeaders(settings.headers, settings.domains)
+        self._host_headers = HostHeaders(
+            settings.headers, settings.domains, settings.allowed_domains
+        )
 
     async def __aenter__(self) -> Downloader:
         settings = self._settings

@@ -34,6 +34,7 @@ class ImageHost:
 
     def __init__(self, robots: str = "", big: int = 0) -> None:
         self.hits: Counter[str] = Counter()
+        self.authorization: set[str | None] = set()  # what each request, robots.txt too, had
         self.starts: list[float] = []
         self.inflight = self.most = 0
         self.robots, self.big = robots, big
@@ -52,11 +53,13 @@ class ImageHost:
         return await serve(app)
 
     async def _robots(self, request: web.Request) -> web.Response:
+        self.authorization.add(request.headers.get("Authorization"))
         return web.Response(text=self.robots) if self.robots else web.Response(status=404)
 
     async def _image(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.hits[name] += 1
+        self.authorization.add(request.headers.get("Authorization"))
         self.starts.append(asyncio.get_running_loop().time())
         self.inflight += 1
         self.most = max(self.most, self.inflight)
@@ -289,6 +292,36 @@ async def test_a_redirect_to_another_host_is_followed(serve: Serve, tmp_path: Pa
     assert entry["sha256"] == hashlib.sha256(ImageHost.body("real.gif")).hexdigest()
     assert entry["path"].endswith(".png")  # the URL the item names gives the extension
     assert cdn.hits["real.gif"] == 1
+
+
+async def test_the_projects_credentials_stay_off_an_image_host_outside_allowed_domains(
+    serve: Serve, tmp_path: Path
+) -> None:
+    own, scoped = ImageHost(), ImageHost()
+    host = await own.start(serve)  # 127.0.0.1, on another port than the pages: offsite
+    cdn = await scoped.start(lambda app: serve(app, host="127.0.0.2"))
+    films = film_site([("Alien", f"{host}/a.png"), ("Brazil", f"{cdn}/b.png")])
+    pages: set[str | None] = set()
+
+    @web.middleware
+    async def note(request: web.Request, handler: Any) -> web.StreamResponse:
+        pages.add(request.headers.get("Authorization"))
+        return await handler(request)
+
+    films.middlewares.append(note)
+    site = await serve(films)
+    more = """
+        headers: {Authorization: Bearer top}
+        domains: {"127.0.0.2": {headers: {Authorization: Bearer cdn}}}
+        """
+    path = project(tmp_path, site, more=textwrap.dedent(more))
+    path.write_text(path.read_text().replace("robots: ignore", "robots: obey"))
+    stats = await crawl(path, outputs=(str(tmp_path / "items.jsonl"),))
+    assert [i["files"][0]["error"] for i in read_jsonl(tmp_path / "items.jsonl")] == [None, None]
+    assert stats.downloads == 2
+    assert pages == {"Bearer top"}  # the crawl's own host
+    assert own.authorization == {None}  # robots.txt and the image alike
+    assert scoped.authorization == {"Bearer cdn"}  # what domains: gives that host
 
 
 # ---------------------------------------------------------------------------------------
