@@ -331,9 +331,12 @@ class FailureLog:
 
 
 def _listed(request: Request) -> dict[str, Any]:
-    """Return the request as the file lists it: no password of its URL, and a proxy without
-    its credentials, which ``proxies:`` gives back to a proxy it lists (docs/proxies.md)."""
+    """Return the request as the file lists it: no password of its URL, nor of the URLs
+    that redirected to it, and a proxy without its credentials, which ``proxies:`` gives
+    back to a proxy it lists (docs/proxies.md)."""
     data = {**request.to_dict(), "url": redact(request.url)}
+    if chain := request.meta.get("redirect_urls"):  # the URLs that led here: theirs too
+        data["meta"] = {**request.meta, "redirect_urls": [redact(url) for url in chain]}
     if request.proxy is not None:
         data["proxy"] = redact_proxy(request.proxy, mask="")
     return data

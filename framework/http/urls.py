@@ -29,8 +29,10 @@ __all__ = [
 _FETCHABLE = ("http://", "https://")
 # No ";": w3lib reads it as the start of path parameters and drops empty ones.
 _CANONICAL = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~!$&'()*+,=:@/]*\Z")
-#: The authority's userinfo: up to its last "@", before the path, query or fragment.
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+#: A URL's scheme and its authority as written: up to the path, query or fragment.
+_AUTHORITY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#\s'\"<>]*)")
+#: A URL in a text (a log line, an error): up to a blank or a quote.
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
 #: C0 controls and DEL: a raw line break in an href would forge a log line or a header.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -38,17 +40,32 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def redact(url: str) -> str:
     """Return ``url`` for people to read: any credentials in it (``user:password@``)
-    become ``***@``. A username alone may be a token, so it goes too."""
-    return _USERINFO.sub(r"\1***@", url, count=1)
+    become ``***@``. A username alone may be a token, so it goes too.
 
-
-#: Userinfo in a URL anywhere in a text: up to an "@" before the path or a blank.
-_USERINFO_IN_TEXT = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*(?:@[^/?#@\s]*)*@")
+    A password written with a raw ``/``, ``?`` or ``#`` ends the authority early, leaving
+    a "port" that is no number (``http://ada:pa#ss@host/``): then everything up to the
+    last ``@`` goes, or with no ``@`` left (a URL cut short in an error), that "port".
+    """
+    found = _AUTHORITY.match(url)
+    if found is None or not (found[2] and ("@" in url or ":" in found[2])):
+        return url
+    scheme, authority = found.groups()
+    rest = url[found.end() :]
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    host, colon, port = authority.rpartition(":")
+    if colon and port and not port.isdigit() and "]" not in port:  # no port: a password
+        if "@" in rest:
+            return f"{scheme}***@{rest.rpartition('@')[2]}"
+        authority = f"{host}:***"
+    return scheme + authority + rest
 
 
 def redact_all(text: str) -> str:
     """Return ``text`` (a log line, an error) with every URL in it redacted (``redact``)."""
-    return _USERINFO_IN_TEXT.sub(r"\1***@", text) if "@" in text else text
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda url: redact(url[0]), text)
 
 
 def unfetchable(url: str) -> str | None:

@@ -51,7 +51,15 @@ def origin_of(url: str) -> str:
         )
     if not parts.hostname:
         raise ValueError("has no host; write it like http://proxy.example:3128")
-    port = parts.port or (443 if scheme == "https" else 80)  # parts.port raises if invalid
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError as exc:  # urllib's message quotes the "port": maybe a password's start
+        if "out of range" in str(exc):
+            raise
+        raise ValueError(
+            "its port is not a number; a password with / ? or # in it must be "
+            "percent-encoded, or given as password:"
+        ) from None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{scheme}://{host}:{port}"
 

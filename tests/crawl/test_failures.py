@@ -467,6 +467,36 @@ async def test_credentials_in_a_url_are_sent_but_never_written_for_people(
     assert not failures.exists()  # each retried request settled its line
 
 
+async def test_the_urls_that_redirected_to_a_failure_are_listed_without_passwords(
+    tmp_path: Path, serve: Serve
+) -> None:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == "/moved":
+            raise web.HTTPFound(f"http://bob:s3cond@{request.host}/down")
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    base = (await serve(app)).replace("http://", "http://ada:f1rst@")
+    project = write_project(
+        tmp_path,
+        f"""
+        name: moved
+        spider: rules
+        start_urls: [{base}/moved]
+        robots: ignore
+        retries: 0
+        rules: {{items: [{{fields: {{h: h1::text}}}}]}}
+        """,
+    )
+    done = await run_fw("run", str(project), "-o", "items.jsonl", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    [listed] = [line["request"] for line in read_jsonl(tmp_path / "moved.failures.jsonl")]
+    assert listed["url"].startswith("http://***@127.0.0.1:")
+    assert [url.split("@")[0] for url in listed["meta"]["redirect_urls"]] == ["http://***"]
+    assert "f1rst" not in done.stderr and "s3cond" not in done.stderr
+
+
 async def test_a_crawl_name_cannot_place_the_failures_file_outside_the_project(
     tmp_path: Path, serve: Serve
 ) -> None:

@@ -16,6 +16,8 @@ from framework.http.urls import (
     canonical_url,
     fingerprint,
     host_of,
+    redact,
+    redact_all,
     site_of,
     split_host,
     unfetchable,
@@ -136,3 +138,28 @@ def test_offsite_reads_ipv6_entries_with_and_without_a_port() -> None:
     assert any_port.allows("http://[::1]:8080/") and any_port.allows("http://[0::1]:9/")
     assert one_port.allows("http://[::1]:8080/x") and not one_port.allows("http://[::1]:8081/")
     assert not any_port.allows("http://[::2]/") and not any_port.allows("http://127.0.0.1/")
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("http://ada:pw@h:1/x", "http://***@h:1/x"),
+        ("https://a@b@h/", "https://***@h/"),
+        ("redis://:pw@h:6379/0?prefix=fw:x:", "redis://***@h:6379/0?prefix=fw:x:"),
+        # A password written with a raw # / or ? cuts the authority short: no port there.
+        ("http://ada:pw#rest@h:1/x", "http://***@h:1/x"),
+        ("http://ada:pw/rest?x@h/", "http://***@h/"),
+        ("http://ada:pw", "http://ada:***"),  # an error that cut the URL at the "#"
+        # Nothing to hide: kept as written.
+        ("http://h:8080/?mail=a@b.example", "http://h:8080/?mail=a@b.example"),
+        ("http://[::1]:80/?a@b", "http://[::1]:80/?a@b"),
+        ("http://h:/x", "http://h:/x"),
+        ("mailto:ada@h", "mailto:ada@h"),
+    ],
+)
+def test_redact_hides_a_password_however_it_was_written(written: str, shown: str) -> None:
+    assert redact(written) == shown
+    assert (
+        redact_all(f"Error: '{written}' failed: {written} (x)")
+        == f"Error: '{shown}' failed: {shown} (x)"
+    )

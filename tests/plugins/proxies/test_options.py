@@ -45,6 +45,11 @@ def load(tmp_path: Path, section: str) -> ProxiesOptions:
             "proxies.urls[0]: http://***@p.test:99999: Port out of range",
         ),
         (
+            "proxies: {urls: ['http://crawler:hunter2#x@p.test:3128']}",  # a raw "#": no port
+            "proxies.urls[0]: http://***@p.test:3128: its port is not a number; a password "
+            "with / ? or # in it must be percent-encoded, or given as password:",
+        ),
+        (
             "proxies: {urls: [http://p.test:1, http://p.test:1]}",
             "proxies.urls[1]: http://p.test:1 is listed twice",
         ),
