@@ -456,8 +456,9 @@ def _check_own_files(prepared: Prepared, args: argparse.Namespace) -> None:
 
 def _check_did_something(stats: Stats) -> None:
     """Raise ``CrawlAborted`` for a crawl that did nothing, whatever ended it (max_pages
-    too): a dead server, a proxy answering 503 forever, a redirect loop, a spider that
-    fails on every page, an export that takes no item. A script or a scheduler must see it.
+    too): a dead server, a proxy answering 503 forever, a redirect loop, robots.txt
+    forbidding every start URL, a spider that fails on every page, an export that takes no
+    item. A script or a scheduler must see it.
     """
     if stats.items:
         for path, missed in stats.missed.items():
@@ -471,6 +472,12 @@ def _check_did_something(stats: Stats) -> None:
         raise CrawlAborted(  # a resumed crawl goes on with what it queued before: not this
             f"nothing was fetched: every start request was refused ({_refusals(stats)}); "
             "see the warnings above"
+        )
+    if not stats.pages and (forbidden := stats.filtered["robots"]):
+        failed = f"; and {_kinds(stats)}" if stats.errors else ""
+        raise CrawlAborted(
+            f"nothing was fetched: robots.txt forbids what the crawl asked for (robots "
+            f"{forbidden}{failed}); fw obeys it (robots: obey)"
         )
     if not stats.errors:
         return

@@ -609,6 +609,22 @@ async def test_start_requests_the_crawl_refuses_are_said_and_all_refused_exits_1
     )
 
 
+async def test_a_crawl_robots_txt_forbids_entirely_exits_1_and_says_so(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base = await serve(pages({"/robots.txt": "User-agent: *\nDisallow: /\n", "/a": "a"}))
+    project = write_project(
+        tmp_path,
+        f"spider: rules\nstart_urls: [{base}/a]\nrules: {{items: [{{fields: {{h: h1}}}}]}}\n",
+    )
+    done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: nothing was fetched: robots.txt forbids what the crawl asked for (robots 1); "
+        "fw obeys it (robots: obey)"
+    )
+
+
 async def test_a_resumed_crawl_whose_start_requests_are_refused_goes_on(
     tmp_path: Path, serve: Serve
 ) -> None:
