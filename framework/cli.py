@@ -437,19 +437,19 @@ def _check_cache_apart(prepared: Prepared, args: argparse.Namespace) -> None:
 
 
 def _check_own_files(prepared: Prepared, args: argparse.Namespace) -> None:
-    """Refuse ``--log-file`` or ``--stats`` on a file the crawl writes: the log would be
-    mixed into it, the stats would replace it."""
+    """Refuse ``--log-file`` or ``--stats`` on a file the crawl writes, or on its project
+    file: the log would be mixed into it, the stats would replace it."""
     taken = prepared.files()
     for option, path, what in (
-        ("--log-file", args.log_file, "its log (--log-file)"),
-        ("--stats", args.stats, "its stats (--stats)"),
+        ("--log-file", args.log_file, "writes its log (--log-file)"),
+        ("--stats", args.stats, "writes its stats (--stats)"),
     ):
         if path is None:
             continue
         file = identity(str(path), follow=False)  # a link there is replaced, not written to
         if file in taken:
             raise UsageError(
-                f"{option} {path}: the crawl writes {taken[file]} there; give it its own file"
+                f"{option} {path}: the crawl {taken[file]} there; give it its own file"
             )
         taken[file] = what
 

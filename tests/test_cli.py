@@ -770,6 +770,15 @@ async def test_a_crawl_the_spider_closes_at_once_is_no_failure(
             "--stats /dev/stdout: the crawl writes its items (-o -) there; give it its own file",
         ),
         (
+            ["--stats", "project.yaml"],
+            "--stats project.yaml: the crawl reads its project file there; give it its own file",
+        ),
+        (
+            ["--log-file", "./project.yaml"],
+            "--log-file project.yaml: the crawl reads its project file there; give it its "
+            "own file",
+        ),
+        (
             ["-o", "out/project.failures.jsonl"],
             "-o: {tmp}/out/project.failures.jsonl: the crawl writes its failures file there; "
             "give the export its own file",

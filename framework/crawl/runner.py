@@ -90,23 +90,27 @@ class Prepared:
     renew: bool = False
 
     def files(self) -> dict[object, str]:
-        """Every file the crawl writes (by ``paths.identity``), saying what each is."""
+        """Every file the crawl writes or reads as its own (by ``paths.identity``), saying
+        what the crawl does with each."""
         exports = {
-            identity(e.path): "its items (-o -)" if e.path == "-" else "an export"
+            identity(e.path): "writes its items (-o -)" if e.path == "-" else "writes an export"
             for e in self.components.exporters
         }
         return {**own_files(self.project, self.failures), **exports}
 
 
 def own_files(project: Project, failures: Path) -> dict[object, str]:
-    """The files a crawl writes besides its exports (by ``paths.identity``), saying what
-    each is: an export there would be replaced (the failures file) or would break the
-    crawl's state."""
-    files: dict[object, str] = {identity(str(failures)): "its failures file"}
+    """The files a crawl writes besides its exports, and its project file (by
+    ``paths.identity``), saying what it does with each: an export there would be replaced
+    (the failures file), would break the crawl's state, or would overwrite the project."""
+    files: dict[object, str] = {
+        identity(str(project.file)): "reads its project file",
+        identity(str(failures)): "writes its failures file",
+    }
     if project.frontier.startswith("sqlite:///"):
         state = project.frontier.removeprefix("sqlite:///")
         for suffix in ("", "-wal", "-shm", "-journal"):  # SQLite's own files beside it
-            files[identity(state + suffix)] = "its state (frontier)"
+            files[identity(state + suffix)] = "writes its state (frontier)"
     return files
 
 

@@ -353,7 +353,7 @@ def _misplaced(
         elif file in reserved:
             yield _export_error(
                 spec,
-                f"the crawl writes {reserved[file]} there; give the export its own file",
+                f"the crawl {reserved[file]} there; give the export its own file",
                 project,
             )
         seen.setdefault(file, spec)
