@@ -133,13 +133,13 @@ class Stats:
         """Describe each way the crawl was refused, one line per host or kind."""
         lines = []
         for host, statuses in self.hosts.items():
-            if any(200 <= s < 300 for s in statuses):
+            if not statuses or any(200 <= s < 300 for s in statuses):
                 continue
-            refusals = {s: n for s, n in statuses.items() if s in _REFUSALS}
-            if refusals:
-                status = max(refusals, key=refusals.__getitem__)
-                lines.append(f"{host} answered HTTP {status} to all {statuses.total()} requests")
-            elif host in self.away:
+            # Only where every answer was a refusal, or a redirect: a 404 or a 500 is not.
+            if all(s in _REFUSALS for s in statuses):
+                refused = " or ".join(f"HTTP {s}" for s, _ in statuses.most_common())
+                lines.append(f"{host} answered {refused} to all {statuses.total()} requests")
+            elif host in self.away and all(300 <= s < 400 for s in statuses):
                 target = self.away[host].most_common(1)[0][0]
                 lines.append(f"{host} redirected all {statuses.total()} requests to {target}")
         if self.blocked_pages:

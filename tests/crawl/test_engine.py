@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from framework.crawl.failures import spider_origin
+from framework.crawl.stats import Stats
 from framework.hooks.manager import make_plugin_manager
 from framework.spider import Spider
 from framework.tools import status
@@ -942,6 +943,18 @@ async def test_a_start_url_redirected_offsite_is_explained_by_where_it_went(
         "blocked: 127.0.0.1 redirected all 1 requests to login.example: the site refuses this "
         "client; send a browser User-Agent (headers:) and slow down (delay:)"
     ]
+
+
+def test_a_host_is_said_to_block_only_when_every_answer_was_a_refusal_or_a_redirect() -> None:
+    stats = Stats("shop")
+    for code in (500, 404, 404, 302):  # one redirect away among errors: not a wall
+        stats.response("mixed", code, 0)
+    stats.redirected("http://mixed/r", "http://login.example/")
+    for code in (403, 429, 403):
+        stats.response("refusing", code, 0)
+    for code in (403, 404):
+        stats.response("partly", code, 0)
+    assert stats.blocked() == ["refusing answered HTTP 403 or HTTP 429 to all 3 requests"]
 
 
 async def test_a_redirect_to_another_scheme_is_a_counted_failure(
