@@ -31,7 +31,7 @@ from framework.fetch.parsers import Parsers
 from framework.fetch.statuses import redirect_of
 from framework.hooks.components import assemble, fetch_layers, middlewares
 from framework.http import Request, Response
-from framework.http.urls import Offsite, site_of, unfetchable
+from framework.http.urls import Offsite, redact, site_of, unfetchable
 from framework.middleware import Middleware, chain, opened
 from framework.spider import (
     NO_PLUGIN_CALLBACKS,
@@ -160,7 +160,7 @@ def format_outcome(outcome: CallbackOutput, *, as_json: bool) -> str:
         return json.dumps(
             {
                 "items": outcome.items,
-                "requests": [r.to_dict() for r in outcome.requests],
+                "requests": [{**r.to_dict(), "url": redact(r.url)} for r in outcome.requests],
                 "problems": [message for _, _, message in outcome.problems],
             },
             ensure_ascii=False,
@@ -183,7 +183,7 @@ def _request_line(request: Request) -> str:
         f"priority={request.priority}" if request.priority else "",
         f"meta={json.dumps(request.meta, default=str)}" if request.meta else "",
     ]
-    return " ".join([request.method, request.url, *filter(None, extras)])
+    return " ".join([request.method, redact(request.url), *filter(None, extras)])
 
 
 def shell(probe: Probe, url: str) -> None:

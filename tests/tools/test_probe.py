@@ -78,6 +78,20 @@ async def test_parse_prints_items_and_requests_after_following_redirects(
     assert SEEN_HEADERS == ["crawlers", "crawlers"]  # /old, then /a, with the header
 
 
+async def test_parse_shows_the_requests_it_found_without_the_urls_password(
+    project: tuple[str, Path],
+) -> None:
+    base, path = project
+    secret = base.replace("http://", "http://ada:pa55@")
+    text = await run_fw("parse", f"{secret}/a", "-p", str(path))
+    shown = await run_fw("parse", f"{secret}/a", "-p", str(path), "--json")
+    assert text.returncode == shown.returncode == 0, text.stderr + shown.stderr
+    assert text.stdout.splitlines()[-1].startswith(f"GET {base.replace('//', '//***@')}/b ")
+    assert json.loads(shown.stdout)["requests"][0]["url"] == f"{secret}/b".replace(
+        "ada:pa55", "***"
+    )
+
+
 async def test_parse_json_and_a_failing_callback(project: tuple[str, Path]) -> None:
     base, path = project
     done = await run_fw("parse", f"{base}/b", "-p", str(path), "--callback", "detail", "--json")
