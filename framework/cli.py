@@ -473,12 +473,6 @@ def _check_did_something(stats: Stats) -> None:
             f"nothing was fetched: every start request was refused ({_refusals(stats)}); "
             "see the warnings above"
         )
-    if not stats.pages and (forbidden := stats.filtered["robots"]):
-        failed = f"; and {_kinds(stats)}" if stats.errors else ""
-        raise CrawlAborted(
-            f"nothing was fetched: robots.txt forbids what the crawl asked for (robots "
-            f"{forbidden}{failed}); fw obeys it (robots: obey)"
-        )
     if not stats.errors:
         return
     if not _answered_well(stats):

@@ -619,10 +619,33 @@ async def test_a_crawl_robots_txt_forbids_entirely_exits_1_and_says_so(
     )
     done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == (
-        "Error: nothing was fetched: robots.txt forbids what the crawl asked for (robots 1); "
-        "fw obeys it (robots: obey)"
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == (
+        "Error: nothing was fetched: every start request was refused (robots 1); see the "
+        "warnings above"
     )
+    assert (
+        f"WARNING: spider rules: start request '{base}/a' dropped: its site's robots.txt "
+        "forbids it"
+    ) in lines
+
+
+async def test_a_resumed_crawl_whose_queue_robots_txt_forbids_ends_well(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = {
+        "/robots.txt": "User-agent: *\nDisallow: /private/\n",
+        "/x": '<a href="/private/a">a</a><a href="/private/b">b</a>',
+    }
+    base = await serve(pages(site))
+    project = write_project(
+        tmp_path,
+        f"spider: rules\nstart_urls: [{base}/x]\nrules: {{follow: [a], items: [{{fields: "
+        '{h: h1}}]}\nfrontier: "sqlite:///state.db"\nmax_pages: 1\n',
+    )
+    runs = [await run_fw("run", str(project), "-o", "items.jsonl", cwd=tmp_path) for _ in "12"]
+    assert [run.returncode for run in runs] == [0, 0], runs[1].stderr
+    assert "refused" not in runs[1].stderr
 
 
 async def test_a_resumed_crawl_whose_start_requests_are_refused_goes_on(
@@ -775,8 +798,7 @@ async def test_a_crawl_the_spider_closes_at_once_is_no_failure(
         ),
         (
             ["--log-file", "./project.yaml"],
-            "--log-file project.yaml: the crawl reads its project file there; give it its "
-            "own file",
+            "--log-file project.yaml: the crawl reads its project file there; give it its own file",
         ),
         (
             ["-o", "out/project.failures.jsonl"],

@@ -29,6 +29,7 @@ _WHY = {
     "scheme": "not an http(s) URL",
     "invalid_url": "not a valid URL",
     "offsite": "its host is outside allowed_domains",
+    "robots": "its site's robots.txt forbids it",
 }
 
 
@@ -62,7 +63,7 @@ class Admission:
             elif (problem := unfetchable(url)) is not None:
                 filtered[problem] += 1
                 if starting:
-                    self._refused(url, problem)
+                    self.refused_start(url, problem)
                 elif found_on is not None and problem == "scheme" and not _SCHEME.match(url):
                     self._warn(
                         f"request {redact(url)!r} from {redact(found_on)} dropped: {_RELATIVE}"
@@ -70,7 +71,7 @@ class Admission:
             elif not self.offsite.allows(url):
                 filtered["offsite"] += 1
                 if starting:
-                    self._refused(url, "offsite")
+                    self.refused_start(url, "offsite")
             elif max_depth is not None and request.depth > max_depth:
                 filtered["depth"] += 1
             elif request.meta and self._persistent and not self._storable(request):
@@ -81,8 +82,9 @@ class Admission:
                     self._remember(url)
         return admitted
 
-    def _refused(self, url: str, why: str) -> None:
-        """Count and warn of a start request the crawl will not fetch."""
+    def refused_start(self, url: str, why: str) -> None:
+        """Count and warn of a start request the crawl will not fetch: refused here, or by
+        robots.txt when its turn came."""
         self._stats.refused_starts[why] += 1
         self._warn(f"start request {redact(url)!r} dropped: {_WHY[why]}")
 

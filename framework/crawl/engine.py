@@ -428,6 +428,8 @@ class Engine:
             return _NOTHING
         if robots is not None and not await robots.allows(request):
             self.stats.filtered["robots"] += 1
+            if not request.depth:  # a start request: a crawl refused them all did nothing
+                self._admission.refused_start(request.url, "robots")
             return _NOTHING
         if not self._spend():  # max_pages went to requests claimed with this one
             return Handled(retry=request)  # handed back unfetched, as when stopping

@@ -62,7 +62,7 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
     filtered: Counter[str] = field(default_factory=Counter)
     #: Start requests offered (the spider's, the plugins', those retried); those refused
-    #: (also in ``filtered``), by why: ``scheme``, ``invalid_url``, ``offsite``.
+    #: (also in ``filtered``), by why: ``scheme``, ``invalid_url``, ``offsite``, ``robots``.
     starts: int = 0
     refused_starts: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
