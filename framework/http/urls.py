@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from hashlib import blake2b
 from urllib.parse import urlsplit
 
@@ -29,10 +29,16 @@ __all__ = [
 _FETCHABLE = ("http://", "https://")
 # No ";": w3lib reads it as the start of path parameters and drops empty ones.
 _CANONICAL = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~!$&'()*+,=:@/]*\Z")
-#: A URL's scheme and its authority as written: up to the path, query or fragment.
-_AUTHORITY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#\s'\"<>]*)")
-#: A URL in a text (a log line, an error): up to a blank or a quote.
-_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
+#: Where a URL's authority begins: after its scheme and "//". The scheme is bounded, so that
+#: a long run of letters and dots (a hostile page's words in an error) costs linear time.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://")
+#: The userinfo after a URL's "//": up to its last "@" before the path, query or fragment.
+_USERINFO = re.compile(r"[^/?#@\s]*(?:@[^/?#@\s]*)*@")
+#: The authority after a URL's "//", as a text shows it: up to a path, a blank or a quote.
+_AUTHORITY = re.compile(r"[^/?#@\s'\"<>]*")
+#: What ends a URL in a sentence rather than its port: "(http://h:80)," keeps its port.
+_TRAILING = ").,;:!]'\""
+_BLANK = re.compile(r"\s")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
 #: C0 controls and DEL: a raw line break in an href would forge a log line or a header.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -46,26 +52,55 @@ def redact(url: str) -> str:
     a "port" that is no number (``http://ada:pa#ss@host/``): then everything up to the
     last ``@`` goes, or with no ``@`` left (a URL cut short in an error), that "port".
     """
-    found = _AUTHORITY.match(url)
-    if found is None or not (found[2] and ("@" in url or ":" in found[2])):
+    found = _SCHEME.match(url)
+    if found is None:
         return url
-    scheme, authority = found.groups()
-    rest = url[found.end() :]
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    host, colon, port = authority.rpartition(":")
-    if colon and port and not port.isdigit() and "]" not in port:  # no port: a password
-        if "@" in rest:
-            return f"{scheme}***@{rest.rpartition('@')[2]}"
-        authority = f"{host}:***"
-    return scheme + authority + rest
+    shown, stop = _masked(url, found.end(), lambda start: url.rfind("@", start))
+    return url[: found.end()] + shown + url[stop:]
 
 
 def redact_all(text: str) -> str:
-    """Return ``text`` (a log line, an error) with every URL in it redacted (``redact``)."""
+    """Return ``text`` (a log line, an error) with every URL in it redacted (``redact``).
+
+    In linear time: the text may hold a hostile page's words."""
     if "://" not in text:
         return text
-    return _URL_IN_TEXT.sub(lambda url: redact(url[0]), text)
+    word = (0, -1)  # the end of the blank-free run a URL is in, and its last "@" (or -1)
+
+    def last_at(start: int) -> int:
+        nonlocal word
+        if start >= word[0]:  # once per run, not once per URL in it
+            blank = _BLANK.search(text, start)
+            end = blank.start() if blank else len(text)
+            word = (end, text.rfind("@", start, end))
+        return word[1] if word[1] >= start else -1
+
+    pieces, done = [], 0
+    for found in _SCHEME.finditer(text):
+        if found.end() <= done:  # inside what the URL before it masked
+            continue
+        shown, stop = _masked(text, found.end(), last_at)
+        pieces += [text[done : found.end()], shown]
+        done = stop
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _masked(text: str, start: int, last_at: Callable[[int], int]) -> tuple[str, int]:
+    """Mask the credentials of the URL whose authority begins at ``start``: return what to
+    show, and where in ``text`` what it replaces ends (``start``: nothing)."""
+    userinfo = _USERINFO.match(text, start)
+    if userinfo is not None:
+        return "***@", userinfo.end()
+    authority = _AUTHORITY.match(text, start)
+    host, colon, port = authority[0].rpartition(":") if authority else ("", "", "")
+    port = port.rstrip(_TRAILING)
+    if not colon or not port or port.isdigit() or "]" in port:  # a port or none: no password
+        return "", start
+    at = last_at(start)
+    if at != -1:  # a password with a raw / ? or #: up to the last @ of the URL
+        return "***@", at + 1
+    return f"{host}:***", start + len(host) + 1 + len(port)  # a URL cut short at it
 
 
 def unfetchable(url: str) -> str | None:

@@ -150,6 +150,7 @@ def test_offsite_reads_ipv6_entries_with_and_without_a_port() -> None:
         ("http://ada:pw#rest@h:1/x", "http://***@h:1/x"),
         ("http://ada:pw/rest?x@h/", "http://***@h/"),
         ("http://ada:pw", "http://ada:***"),  # an error that cut the URL at the "#"
+        ("http://ada:x'secret@h:1/", "http://***@h:1/"),  # a quote, as userinfo may hold
         # Nothing to hide: kept as written.
         ("http://h:8080/?mail=a@b.example", "http://h:8080/?mail=a@b.example"),
         ("http://[::1]:80/?a@b", "http://[::1]:80/?a@b"),
@@ -163,3 +164,18 @@ def test_redact_hides_a_password_however_it_was_written(written: str, shown: str
         redact_all(f"Error: '{written}' failed: {written} (x)")
         == f"Error: '{shown}' failed: {shown} (x)"
     )
+
+
+def test_redact_all_finds_a_url_within_another_and_keeps_a_port_before_punctuation() -> None:
+    assert redact_all("GET http://a.test/?u=http://ada:pw@b.test/,http://c:pw@d/") == (
+        "GET http://a.test/?u=http://***@b.test/,http://***@d/"
+    )
+    assert redact_all("not fetched (http://127.0.0.1:8080), then") == (
+        "not fetched (http://127.0.0.1:8080), then"
+    )
+
+
+def test_redact_all_reads_a_hostile_pages_words_in_one_pass() -> None:
+    """A long run of scheme-like text once took minutes; the suite's timeout catches that."""
+    words = "a." * 500_000 + "http://a:b/" * 50_000 + " http://ada:pw@h/"
+    assert redact_all(words).endswith(" http://***@h/")
