@@ -625,8 +625,7 @@ async def test_a_crawl_robots_txt_forbids_entirely_exits_1_and_says_so(
         "warnings above"
     )
     assert (
-        f"WARNING: spider rules: start request '{base}/a' dropped: its site's robots.txt "
-        "forbids it"
+        f"WARNING: spider rules: start request '{base}/a' dropped: its site's robots.txt forbids it"
     ) in lines
 
 

@@ -47,8 +47,9 @@ class BrowserLayer(FetchLayer):
         project = context.project
         setup = Setup(
             user_agent=context.headers.get("User-Agent", ""),
-            headers={k: v for k, v in project.headers.items() if k.lower() != "user-agent"},
+            headers={k: v for k, v in context.headers.items() if k.lower() != "user-agent"},
             shared=project.cookies,
+            headers_for=context.headers_for,
         )
         self._chromium = Chromium(options, setup)
         self._cookies = CookieSync(context.cookies) if project.cookies else None

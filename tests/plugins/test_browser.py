@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from framework.crawl.stats import Stats
 from tests.conftest import Serve, crawl, read_jsonl, run_fw, write_project
@@ -310,6 +311,46 @@ async def test_images_fonts_and_media_are_not_loaded_unless_asked(
     assert items["pictures"]["products"] == ["Pictures"]
     asked = {path.removeprefix("/media/") for path in site.served if path.startswith("/media/")}
     assert asked == loaded
+
+
+#: A page fw hands the browser has no address, so Chromium takes it for a public one and
+#: refuses it loopback hosts (Local Network Access); these tests serve every host so.
+LOOPBACK_HOSTS = "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests"
+BROWSER = f"{{wait: 1, block: [], args: ['{LOOPBACK_HOSTS}']}}"
+
+
+async def test_a_rendered_pages_requests_get_credentials_only_where_the_crawls_do(
+    serve: Serve, chromium: str, tmp_path: Path
+) -> None:
+    """A page's scripts and images may be on any host: the top-level credentials go only
+    within allowed_domains, and a domains: header to its own host."""
+    seen: dict[str, set[str | None]] = {"own": set(), "cdn": set(), "tracker": set()}
+
+    def app(name: str, page: str = "") -> web.Application:
+        async def answer(request: web.Request) -> web.Response:
+            seen[name].add(request.headers.get("Authorization"))
+            if request.path == "/page":
+                return web.Response(text=page, content_type="text/html")
+            return web.Response(body=b"GIF89a", content_type="image/gif")
+
+        served = web.Application()
+        served.router.add_get("/{tail:.*}", answer)
+        return served
+
+    cdn = await serve(app("cdn"), host="127.0.0.2")
+    tracker = await serve(app("tracker"), host="127.0.0.3")
+    images = "".join(f'<img src="{host}/x.gif">' for host in ("", cdn, tracker))
+    base = await serve(app("own", f"<html><body><h1>hi</h1>{images}</body></html>"))
+    extra = """
+allowed_domains: [127.0.0.1]
+headers: {Authorization: Bearer top}
+domains: {"127.0.0.2": {headers: {Authorization: Bearer cdn}}}
+"""
+    stats, items = await crawl_asks(
+        tmp_path, [{"url": f"{base}/page", "render": True}], BROWSER, extra
+    )
+    assert stats.errors == {} and items["page"]["status"] == 200
+    assert seen == {"own": {"Bearer top"}, "cdn": {"Bearer cdn"}, "tracker": {None}}
 
 
 async def test_screenshots_and_pdfs_are_stored_as_files_named_in_meta(
