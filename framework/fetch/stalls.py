@@ -38,6 +38,8 @@ log = logging.getLogger("fw")
 _TICK = 0.05
 #: A tick this late is a stall: far beyond a busy loop's jitter, short of what users notice.
 _STALL = 0.5
+#: What holds the loop when no plugin code is on the stack.
+_FW_ITSELF = ("code on the event loop", "")
 
 
 class Stalls:
@@ -126,9 +128,10 @@ class Stalls:
             now = time.monotonic()
             if now - self._last <= self._stall:
                 continue
-            culprit = _culprit_in(sys._current_frames().get(self._loop_thread))
+            frame = sys._current_frames().get(self._loop_thread)
+            culprit = _culprit_in(frame) or _FW_ITSELF  # fw's own, before a plugin's: not theirs
             seen = self._seen  # the loop thread swaps in a new list when the stall ends
-            if culprit is not None and (not seen or seen[-1][1:] != culprit):
+            if not seen or seen[-1][1:] != culprit:
                 seen.append((now, *culprit))
 
 
@@ -142,7 +145,7 @@ def _shares(
     loop came free), so it goes to the culprit before it.
     """
     if not seen:
-        return [("code on the event loop", "", end - start)]
+        return [(*_FW_ITSELF, end - start)]
     shares: list[tuple[str, str, float]] = []
     for n, (since, who, url) in enumerate(seen):
         until = seen[n + 1][0] if n + 1 < len(seen) else end

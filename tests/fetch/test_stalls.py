@@ -200,6 +200,27 @@ async def test_the_fetcher_behind_a_middleware_is_not_blamed_on_it() -> None:
     assert blamed == [("middleware 'passing'", "http://a.test/x"), None]
 
 
+async def test_code_of_fws_own_before_a_callback_is_not_charged_to_the_callback(
+    stalls: Stalls,
+) -> None:
+    class Sleepy(Spider):
+        name = "sleepy"
+
+        def parse(self, response: Response) -> None:
+            time.sleep(0.6)
+
+    def own_then_callback() -> None:  # no plugin on the stack: fw's own work
+        time.sleep(0.6)
+        Sleepy().parse(Response("http://a.test/", 200, {}, b"", Request("http://a.test/")))
+
+    asyncio.get_running_loop().call_soon(own_then_callback)
+    async with asyncio.timeout(10):
+        while "spider 'sleepy' callback parse" not in stalls.culprits:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the ticker counts it on its next tick; no event says so
+    assert set(stalls.culprits) == {"code on the event loop", "spider 'sleepy' callback parse"}
+    assert stalls.culprits["spider 'sleepy' callback parse"][1] < 0.9  # not the whole 1.2 s
+
+
 def test_a_stall_is_split_among_its_culprits_and_a_glimpse_joins_the_one_before() -> None:
     seen = [(1.0, "a", "u1"), (1.5, "b", "u2"), (2.9, "c", "u3")]
     shares = _shares(seen, 0.5, 3.0, 0.5)  # c, seen 0.1 s before the end: no stall alone
