@@ -800,6 +800,10 @@ async def test_a_crawl_the_spider_closes_at_once_is_no_failure(
             "--log-file project.yaml: the crawl reads its project file there; give it its own file",
         ),
         (
+            ["--stats", "linked.yaml"],  # the project, run through a link to it
+            "--stats linked.yaml: the crawl reads its project file there; give it its own file",
+        ),
+        (
             ["-o", "out/project.failures.jsonl"],
             "-o: {tmp}/out/project.failures.jsonl: the crawl writes its failures file there; "
             "give the export its own file",
@@ -818,7 +822,9 @@ async def test_a_file_the_crawl_writes_is_not_written_by_anything_else(
     state.release.set()
     (tmp_path / "out").mkdir()
     (tmp_path / "out/items.jsonl").write_text('{"kept": 1}\n')
-    done = await run_fw("run", str(project), *args, cwd=tmp_path)
+    (tmp_path / "linked.yaml").symlink_to(project)
+    given = "linked.yaml" if "linked.yaml" in args else str(project)
+    done = await run_fw("run", given, *args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "Error: " + error.format(tmp=tmp_path)
     assert state.hits == [] and (tmp_path / "out/items.jsonl").read_text() == '{"kept": 1}\n'

@@ -104,9 +104,10 @@ def own_files(project: Project, failures: Path) -> dict[object, str]:
     ``paths.identity``), saying what it does with each: an export there would be replaced
     (the failures file), would break the crawl's state, or would overwrite the project."""
     files: dict[object, str] = {
-        identity(str(project.file)): "reads its project file",
-        identity(str(failures)): "writes its failures file",
+        identity(str(project.file), follow=follow): "reads its project file"
+        for follow in (True, False)  # a link to it too: --stats would replace the link
     }
+    files[identity(str(failures))] = "writes its failures file"
     if project.frontier.startswith("sqlite:///"):
         state = project.frontier.removeprefix("sqlite:///")
         for suffix in ("", "-wal", "-shm", "-journal"):  # SQLite's own files beside it

@@ -139,7 +139,7 @@ class Stats:
             if all(s in _REFUSALS for s in statuses):
                 refused = " or ".join(f"HTTP {s}" for s, _ in statuses.most_common())
                 lines.append(f"{host} answered {refused} to all {statuses.total()} requests")
-            elif host in self.away and all(300 <= s < 400 for s in statuses):
+            elif self.away[host].total() == statuses.total():  # each one, to another host
                 target = self.away[host].most_common(1)[0][0]
                 lines.append(f"{host} redirected all {statuses.total()} requests to {target}")
         if self.blocked_pages:

@@ -954,6 +954,9 @@ def test_a_host_is_said_to_block_only_when_every_answer_was_a_refusal_or_a_redir
         stats.response("refusing", code, 0)
     for code in (403, 404):
         stats.response("partly", code, 0)
+    for code in (301, 301, 304, 302):  # moved within the site, then once away
+        stats.response("moving", code, 0)
+    stats.redirected("http://moving/r", "http://tracker.example/")
     assert stats.blocked() == ["refusing answered HTTP 403 or HTTP 429 to all 3 requests"]
 
 
