@@ -26,7 +26,7 @@ from framework.errors import CrawlAborted, UsageError, raised_at
 from framework.hooks.events import EventHook
 from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
-from framework.http.urls import fingerprint, redact, redact_all, redact_proxy
+from framework.http.urls import fingerprint, redact, redact_all, redacted_request
 from framework.spider import Spider
 
 __all__ = ["FailureLog", "Failures", "failures_path", "load_failures", "spider_origin"]
@@ -251,7 +251,8 @@ class FailureLog:
             "kind": kind,
             "reason": redact_all(reason),
             "time": round(time.time(), 3),
-            "request": _listed(request),
+            # A proxy's credentials stay out: proxies: gives them back (docs/proxies.md).
+            "request": redacted_request(request),
         }
         text = json.dumps(line, ensure_ascii=False)
         # backslashreplace: a lone surrogate (a header not in UTF-8) stays a JSON escape.
@@ -328,18 +329,6 @@ class FailureLog:
             log.warning("cannot update the failures file %s: %s", self.path, exc.strerror or exc)
             return
         self.count = len(kept)
-
-
-def _listed(request: Request) -> dict[str, Any]:
-    """Return the request as the file lists it: no password of its URL, nor of the URLs
-    that redirected to it, and a proxy without its credentials, which ``proxies:`` gives
-    back to a proxy it lists (docs/proxies.md)."""
-    data = {**request.to_dict(), "url": redact(request.url)}
-    if chain := request.meta.get("redirect_urls"):  # the URLs that led here: theirs too
-        data["meta"] = {**request.meta, "redirect_urls": [redact(url) for url in chain]}
-    if request.proxy is not None:
-        data["proxy"] = redact_proxy(request.proxy, mask="")
-    return data
 
 
 def _mend_last_line(path: Path) -> None:

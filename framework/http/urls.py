@@ -6,6 +6,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from hashlib import blake2b
+from typing import Any
 from urllib.parse import urlsplit
 
 from w3lib.url import canonicalize_url
@@ -21,6 +22,7 @@ __all__ = [
     "redact",
     "redact_all",
     "redact_proxy",
+    "redacted_request",
     "site_of",
     "split_host",
     "unfetchable",
@@ -101,6 +103,17 @@ def _masked(text: str, start: int, last_at: Callable[[int], int]) -> tuple[str, 
     if at != -1:  # a password with a raw / ? or #: up to the last @ of the URL
         return "***@", at + 1
     return f"{host}:***", start + len(host) + 1 + len(port)  # a URL cut short at it
+
+
+def redacted_request(request: Request) -> dict[str, Any]:
+    """Return ``request.to_dict()`` as people and files may see it: no password of its
+    URL, nor of the URLs that redirected to it, and its proxy without its credentials."""
+    data = {**request.to_dict(), "url": redact(request.url)}
+    if chain := request.meta.get("redirect_urls"):
+        data["meta"] = {**request.meta, "redirect_urls": [redact(url) for url in chain]}
+    if request.proxy is not None:
+        data["proxy"] = redact_proxy(request.proxy, mask="")
+    return data
 
 
 def unfetchable(url: str) -> str | None:

@@ -31,7 +31,7 @@ from framework.fetch.parsers import Parsers
 from framework.fetch.statuses import redirect_of
 from framework.hooks.components import assemble, fetch_layers, middlewares
 from framework.http import Request, Response
-from framework.http.urls import Offsite, redact, site_of, unfetchable
+from framework.http.urls import Offsite, redacted_request, site_of, unfetchable
 from framework.middleware import Middleware, chain, opened
 from framework.spider import (
     NO_PLUGIN_CALLBACKS,
@@ -160,7 +160,7 @@ def format_outcome(outcome: CallbackOutput, *, as_json: bool) -> str:
         return json.dumps(
             {
                 "items": outcome.items,
-                "requests": [{**r.to_dict(), "url": redact(r.url)} for r in outcome.requests],
+                "requests": [redacted_request(r) for r in outcome.requests],
                 "problems": [message for _, _, message in outcome.problems],
             },
             ensure_ascii=False,
@@ -178,12 +178,14 @@ def format_outcome(outcome: CallbackOutput, *, as_json: bool) -> str:
 
 
 def _request_line(request: Request) -> str:
+    shown = redacted_request(request)
     extras = [
         f"callback={request.callback}" if request.callback else "",
         f"priority={request.priority}" if request.priority else "",
-        f"meta={json.dumps(request.meta, default=str)}" if request.meta else "",
+        f"meta={json.dumps(shown['meta'], default=str)}" if request.meta else "",
+        f"proxy={shown['proxy']}" if request.proxy else "",
     ]
-    return " ".join([request.method, redact(request.url), *filter(None, extras)])
+    return " ".join([request.method, shown["url"], *filter(None, extras)])
 
 
 def shell(probe: Probe, url: str) -> None:

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from framework.http import Request
+from framework.spider import CallbackOutput
+from framework.tools.probe import format_outcome
 from tests.conftest import Completed, Serve, fw_command, run_fw, write_project
 from tests.distributions import fake_distribution, on_path
 
@@ -212,3 +215,14 @@ async def shell(script: str, *args: str) -> Completed:
     out, err = await asyncio.wait_for(process.communicate(script.encode()), 30)
     assert process.returncode is not None
     return Completed(process.returncode, out.decode(), err.decode())
+
+
+def test_a_request_shown_has_no_password_in_its_proxy_nor_where_it_came_from() -> None:
+    moved = Request(
+        "http://ada:pa55@a.test/b",
+        proxy="http://bob:proxypw@proxy.test:3128",
+        meta={"redirect_urls": ["http://ada:pa55@a.test/a"]},
+    )
+    outcome = CallbackOutput(requests=[moved])
+    for shown in (format_outcome(outcome, as_json=True), format_outcome(outcome, as_json=False)):
+        assert "pa55" not in shown and "proxypw" not in shown and "http://***@a.test/a" in shown
