@@ -23,7 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from framework.config.project import Project
 from framework.errors import CrawlAborted, FetchError, reportable
-from framework.fetch.credentials import HostHeaders, without_credentials
+from framework.fetch.credentials import without_credentials
 from framework.fetch.downloader import DEFAULT_HEADERS, Downloader, Fetcher
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
@@ -47,15 +47,8 @@ class FetchContext:
     project: Project
     parsers: Parsers
     #: What fw sends with every request to any host: its defaults (``User-Agent``) and the
-    #: project's headers less their credentials, which go by host (``headers_for``).
+    #: project's headers less their credentials, which fw adds per host to its own requests.
     headers: Mapping[str, str]
-    host_headers: HostHeaders
-
-    def headers_for(self, url: str) -> Mapping[str, str]:
-        """Return the headers a request to ``url`` gets besides ``headers``: the project's
-        credentials on a host within ``allowed_domains``, and the ``domains:`` headers of
-        its host. A browser's own requests (scripts, images on any host) need them so."""
-        return self.host_headers.for_url(url)
 
     def response(
         self, url: str, status: int, headers: Mapping[str, str], body: bytes, request: Request
@@ -126,15 +119,12 @@ class Layered:
         self._fetch: Handler = downloader.fetch
 
     async def __aenter__(self) -> Layered:
-        hosts = HostHeaders(
-            self._project.headers, self._project.domains, self._project.allowed_domains or ()
-        )
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self._downloader)
             fetch: Handler = self._downloader.fetch
             for layer in reversed(self._layers):  # the first registered is the outermost
                 jar, project = self._downloader.cookies, self._project
-                context = FetchContext(fetch, jar, project, self._parsers, _headers(project), hosts)
+                context = FetchContext(fetch, jar, project, self._parsers, _headers(project))
                 await _open(layer, context)
                 stack.push_async_callback(_close, layer)
                 fetch = partial(_guarded, layer)

@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,12 +54,12 @@ class Setup:
 
     user_agent: str
     #: The project's headers but their credentials, sent with every request the browser
-    #: makes, to any host.
+    #: makes, to any host. The browser's own requests (a page's scripts, images,
+    #: ``fetch()`` calls) get no credentials from ``headers:``: a header added to one goes
+    #: along its redirects, to whatever host they lead. Cookies are the jar's, per site.
     headers: Mapping[str, str]
     #: Keep one context for the crawl, cookies and all; else a new one per page.
     shared: bool
-    #: The headers a URL gets on top (credentials within allowed_domains, ``domains:``).
-    headers_for: Callable[[str], Mapping[str, str]] = lambda url: {}
 
 
 class Chromium:
@@ -220,21 +220,13 @@ class Chromium:
         await context.route("**/*", self._route)
         return context
 
-    async def _continue(self, route: Route, request: BrowserRequest) -> None:
-        """Let a script, an image or a fetch() go out, with the headers its host gets."""
-        extra = self._setup.headers_for(request.url)
-        if extra:
-            await route.continue_(headers={**request.headers, **extra})
-        else:
-            await route.continue_()
-
     async def _route(self, route: Route, request: BrowserRequest) -> None:
         """Answer a tab's navigation with the document fw fetched; block unwanted types."""
         try:
             if request.resource_type in self._blocked:
                 await route.abort("blockedbyclient")
             elif not _is_page_load(request):
-                await self._continue(route, request)
+                await route.continue_()
             elif document := self.documents.pop(request.frame.page, None):
                 await route.fulfill(
                     status=document.status, headers=_served(document.headers), body=document.body

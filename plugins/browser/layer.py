@@ -45,11 +45,11 @@ class BrowserLayer(FetchLayer):
         await super().open(context)
         options: BrowserOptions = self.options
         project = context.project
-        setup = Setup(
+        own = {name.lower() for name in project.headers} - {"user-agent"}
+        setup = Setup(  # the project's own headers: fw's default Accept would override the page's
             user_agent=context.headers.get("User-Agent", ""),
-            headers={k: v for k, v in context.headers.items() if k.lower() != "user-agent"},
+            headers={k: v for k, v in context.headers.items() if k.lower() in own},
             shared=project.cookies,
-            headers_for=context.headers_for,
         )
         self._chromium = Chromium(options, setup)
         self._cookies = CookieSync(context.cookies) if project.cookies else None

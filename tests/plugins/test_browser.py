@@ -319,18 +319,24 @@ LOOPBACK_HOSTS = "--disable-features=LocalNetworkAccessChecks,BlockInsecurePriva
 BROWSER = f"{{wait: 1, block: [], args: ['{LOOPBACK_HOSTS}']}}"
 
 
-async def test_a_rendered_pages_requests_get_credentials_only_where_the_crawls_do(
+async def test_a_rendered_pages_own_requests_carry_no_credentials_from_headers(
     serve: Serve, chromium: str, tmp_path: Path
 ) -> None:
-    """A page's scripts and images may be on any host: the top-level credentials go only
-    within allowed_domains, and a domains: header to its own host."""
-    seen: dict[str, set[str | None]] = {"own": set(), "cdn": set(), "tracker": set()}
+    """A page's scripts and images may be on any host, and a header added to one request
+    would follow its redirects anywhere: they get the project's headers less credentials.
+    fw's own defaults (Accept) stay out of them too."""
+    seen: list[tuple[str, str, str | None, str | None, str]] = []
 
     def app(name: str, page: str = "") -> web.Application:
-        async def answer(request: web.Request) -> web.Response:
-            seen[name].add(request.headers.get("Authorization"))
+        async def answer(request: web.Request) -> web.StreamResponse:
+            got = request.headers
+            seen.append(
+                (name, request.path, got.get("Authorization"), got.get("X-Team"), got["Accept"])
+            )
             if request.path == "/page":
                 return web.Response(text=page, content_type="text/html")
+            if request.path == "/moved":
+                raise web.HTTPFound(f"{tracker}/moved.gif")
             return web.Response(body=b"GIF89a", content_type="image/gif")
 
         served = web.Application()
@@ -339,18 +345,28 @@ async def test_a_rendered_pages_requests_get_credentials_only_where_the_crawls_d
 
     cdn = await serve(app("cdn"), host="127.0.0.2")
     tracker = await serve(app("tracker"), host="127.0.0.3")
-    images = "".join(f'<img src="{host}/x.gif">' for host in ("", cdn, tracker))
+    images = "".join(f'<img src="{src}">' for src in ("/x.gif", "/moved", f"{cdn}/x.gif"))
     base = await serve(app("own", f"<html><body><h1>hi</h1>{images}</body></html>"))
     extra = """
 allowed_domains: [127.0.0.1]
-headers: {Authorization: Bearer top}
+headers: {Authorization: Bearer top, X-Team: crawlers}
 domains: {"127.0.0.2": {headers: {Authorization: Bearer cdn}}}
 """
     stats, items = await crawl_asks(
         tmp_path, [{"url": f"{base}/page", "render": True}], BROWSER, extra
     )
     assert stats.errors == {} and items["page"]["status"] == 200
-    assert seen == {"own": {"Bearer top"}, "cdn": {"Bearer cdn"}, "tracker": {None}}
+    fetched = [(who, auth) for who, path, auth, _, _ in seen if path == "/page"]
+    assert fetched == [("own", "Bearer top")]  # fw fetched the page itself
+    asked = {(who, path, auth, team) for who, path, auth, team, _ in seen if path != "/page"}
+    assert asked == {
+        ("own", "/x.gif", None, "crawlers"),
+        ("own", "/moved", None, "crawlers"),
+        ("tracker", "/moved.gif", None, "crawlers"),
+        ("cdn", "/x.gif", None, "crawlers"),
+    }
+    accepts = {accept for _, path, _, _, accept in seen if path != "/page"}
+    assert not any(accept.startswith("text/html") for accept in accepts)  # an image's
 
 
 async def test_screenshots_and_pdfs_are_stored_as_files_named_in_meta(
