@@ -474,6 +474,11 @@ def _check_did_something(stats: Stats) -> None:
             "see the warnings above"
         )
     if not stats.errors:
+        if not stats.pages and (forbidden := stats.filtered["robots"]) and not stats.resumed:
+            raise CrawlAborted(  # a start URL listed twice, a retried page: not all starts
+                f"nothing was fetched: robots.txt forbids every request the crawl made "
+                f"(robots {forbidden}); fw obeys it (robots: obey)"
+            )
         return
     if not _answered_well(stats):
         raise CrawlAborted(

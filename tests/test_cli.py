@@ -627,6 +627,42 @@ async def test_a_crawl_robots_txt_forbids_entirely_exits_1_and_says_so(
     assert (
         f"WARNING: spider rules: start request '{base}/a' dropped: its site's robots.txt forbids it"
     ) in lines
+    text = project.read_text().replace(f"[{base}/a]", f"[{base}/a, {base}/a]")
+    project.write_text(text)  # listed twice: one refused, one a duplicate
+    twice = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
+    assert twice.returncode == 1
+    assert "robots.txt forbids every request the crawl made (robots 1)" in twice.stderr
+
+
+async def test_a_retry_of_pages_robots_txt_now_forbids_exits_1(
+    tmp_path: Path, serve: Serve
+) -> None:
+    rules = {"robots": "User-agent: *\nDisallow: /nothing\n"}
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.path == "/robots.txt":
+            return web.Response(text=rules["robots"])
+        if request.path == "/a":
+            return web.Response(text='<a href="/deep/x">x</a>', content_type="text/html")
+        return web.Response(status=503, headers={"Retry-After": "0"})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    base = await serve(app)
+    project = write_project(
+        tmp_path,
+        f"spider: rules\nstart_urls: [{base}/a, {base}/a]\nretries: 0\n"
+        "rules: {follow: [a], items: [{fields: {h: h1}}]}\n",
+    )
+    first = await run_fw("run", str(project), "-o", "items.jsonl", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr  # /a answered; /deep/x is listed as failed
+    rules["robots"] = "User-agent: *\nDisallow: /deep/\n"
+    again = await run_fw("run", str(project), "--retry-failed", "-o", "items.jsonl", cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1] == (
+        "Error: nothing was fetched: robots.txt forbids every request the crawl made "
+        "(robots 1); fw obeys it (robots: obey)"
+    )
 
 
 async def test_a_resumed_crawl_whose_queue_robots_txt_forbids_ends_well(

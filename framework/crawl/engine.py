@@ -226,6 +226,7 @@ class Engine:
                 saved.renewed,
             )
         if saved.resumed and not saved.finished:
+            self.stats.resumed = True
             counts = self._frontier.counts()
             log.info(
                 "%s: continuing the saved crawl: %d requests settled, %d queued, %d to retry",
@@ -428,7 +429,7 @@ class Engine:
             return _NOTHING
         if robots is not None and not await robots.allows(request):
             self.stats.filtered["robots"] += 1
-            if not request.depth:  # a start request: a crawl refused them all did nothing
+            if not request.depth and not request.redirects:  # a start request, as asked
                 self._admission.refused_start(request.url, "robots")
             return _NOTHING
         if not self._spend():  # max_pages went to requests claimed with this one

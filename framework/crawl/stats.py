@@ -65,6 +65,8 @@ class Stats:
     #: (also in ``filtered``), by why: ``scheme``, ``invalid_url``, ``offsite``, ``robots``.
     starts: int = 0
     refused_starts: Counter[str] = field(default_factory=Counter)
+    #: The crawl went on from a saved one: what it had queued may all be forbidden or done.
+    resumed: bool = False
     statuses: Counter[int] = field(default_factory=Counter)
     hosts: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     #: Per host, the offsite hosts it redirected to (login walls, challenge hosts).
