@@ -35,12 +35,15 @@ _CANONICAL = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~!$
 #: a long run of letters and dots (a hostile page's words in an error) costs linear time.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://")
 #: The userinfo after a URL's "//": up to its last "@" before the path, query or fragment.
-_USERINFO = re.compile(r"[^/?#@\s]*(?:@[^/?#@\s]*)*@")
+#: Not across a double quote, which no URL holds raw: a JSON log line's next value may.
+_USERINFO = re.compile(r"[^/?#@\s\"<>]*(?:@[^/?#@\s\"<>]*)*@")
 #: The authority after a URL's "//", as a text shows it: up to a path, a blank or a quote.
 _AUTHORITY = re.compile(r"[^/?#@\s'\"<>]*")
 #: What ends a URL in a sentence rather than its port: "(http://h:80)," keeps its port.
 _TRAILING = ").,;:!]'\""
 _BLANK = re.compile(r"\s")
+#: What goes on after an authority within a URL: a path, a query, a fragment, userinfo.
+_GOES_ON = frozenset("/?#@")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
 #: C0 controls and DEL: a raw line break in an href would forge a log line or a header.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -94,9 +97,12 @@ def _masked(text: str, start: int, last_at: Callable[[int], int]) -> tuple[str, 
     userinfo = _USERINFO.match(text, start)
     if userinfo is not None:
         return "***@", userinfo.end()
-    authority = _AUTHORITY.match(text, start)
-    host, colon, port = authority[0].rpartition(":") if authority else ("", "", "")
-    port = port.rstrip(_TRAILING)
+    found = _AUTHORITY.match(text, start)
+    authority = found[0] if found else ""
+    host, colon, port = authority.rpartition(":")
+    end = start + len(authority)
+    if text[end : end + 1] not in _GOES_ON:  # ")," ending a sentence, not a password going on
+        port = port.rstrip(_TRAILING)
     if not colon or not port or port.isdigit() or "]" in port:  # a port or none: no password
         return "", start
     at = last_at(start)
