@@ -103,7 +103,10 @@ class Stalls:
             self.held += late
             start = now - late  # a glimpse from before it, racing the swap, is not its own
             seen = [glimpse for glimpse in seen if glimpse[0] >= start]
+            each: dict[tuple[str, str], float] = {}  # a callback resumed on one page: once
             for who, url, seconds in _shares(seen, start, now, self._stall):
+                each[who, url] = each.get((who, url), 0.0) + seconds
+            for (who, url), seconds in each.items():
                 self._blame(who, url, seconds)
 
     def _blame(self, who: str, url: str, seconds: float) -> None:

@@ -221,6 +221,29 @@ async def test_code_of_fws_own_before_a_callback_is_not_charged_to_the_callback(
     assert stalls.culprits["spider 'sleepy' callback parse"][1] < 0.9  # not the whole 1.2 s
 
 
+async def test_one_stall_counts_a_callback_on_one_page_once_however_it_resumes(
+    stalls: Stalls,
+) -> None:
+    class Sleepy(Spider):
+        name = "sleepy"
+
+        def parse(self, response: Response) -> None:
+            time.sleep(0.5)
+
+    def callback_own_callback() -> None:
+        page = Response("http://a.test/", 200, {}, b"", Request("http://a.test/"))
+        Sleepy().parse(page)
+        time.sleep(0.5)  # fw's own work between two callbacks, in one turn of the loop
+        Sleepy().parse(page)
+
+    asyncio.get_running_loop().call_soon(callback_own_callback)
+    async with asyncio.timeout(10):
+        while "spider 'sleepy' callback parse" not in stalls.culprits:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the ticker counts it on its next tick; no event says so
+    count, seconds = stalls.culprits["spider 'sleepy' callback parse"]
+    assert count == 1 and seconds >= 0.7
+
+
 def test_a_stall_is_split_among_its_culprits_and_a_glimpse_joins_the_one_before() -> None:
     seen = [(1.0, "a", "u1"), (1.5, "b", "u2"), (2.9, "c", "u3")]
     shares = _shares(seen, 0.5, 3.0, 0.5)  # c, seen 0.1 s before the end: no stall alone
