@@ -35,10 +35,11 @@ _CANONICAL = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~!$
 #: a long run of letters and dots (a hostile page's words in an error) costs linear time.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://")
 #: The userinfo after a URL's "//": up to its last "@" before the path, query or fragment.
-#: Not across a double quote, which no URL holds raw: a JSON log line's next value may.
-_USERINFO = re.compile(r"[^/?#@\s\"<>]*(?:@[^/?#@\s\"<>]*)*@")
-#: The authority after a URL's "//", as a text shows it: up to a path, a blank or a quote.
-_AUTHORITY = re.compile(r"[^/?#@\s'\"<>]*")
+#: Across quotes: a password may hold one, and a secret shown costs more than a value hidden.
+_USERINFO = re.compile(r"[^/?#@\s]*(?:@[^/?#@\s]*)*@")
+#: The authority after a URL's "//", as a text shows it: up to a path, a blank or a double
+#: quote. A single quote stays in: a password may start with one ("ada:'#x@h").
+_AUTHORITY = re.compile(r"[^/?#@\s\"<>]*")
 #: What ends a URL in a sentence rather than its port: "(http://h:80)," keeps its port.
 _TRAILING = ").,;:!]'\""
 _BLANK = re.compile(r"\s")
