@@ -612,7 +612,15 @@ async def test_start_requests_the_crawl_refuses_are_said_and_all_refused_exits_1
 async def test_a_crawl_robots_txt_forbids_entirely_exits_1_and_says_so(
     tmp_path: Path, serve: Serve
 ) -> None:
-    base = await serve(pages({"/robots.txt": "User-agent: *\nDisallow: /\n", "/a": "a"}))
+    async def answer(request: web.Request) -> web.Response:
+        if request.path == "/go":  # a start URL that leads there
+            raise web.HTTPFound("/a")
+        robots = request.path == "/robots.txt"
+        return web.Response(text="User-agent: *\nDisallow: /a\n" if robots else "a")
+
+    site = web.Application()
+    site.router.add_get("/{tail:.*}", answer)
+    base = await serve(site)
     project = write_project(
         tmp_path,
         f"spider: rules\nstart_urls: [{base}/a]\nrules: {{items: [{{fields: {{h: h1}}}}]}}\n",
@@ -632,6 +640,12 @@ async def test_a_crawl_robots_txt_forbids_entirely_exits_1_and_says_so(
     twice = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
     assert twice.returncode == 1
     assert "robots.txt forbids every request the crawl made (robots 1)" in twice.stderr
+    project.write_text(project.read_text().replace(f"[{base}/a, {base}/a]", f"[{base}/go]"))
+    led = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
+    assert (
+        f"WARNING: spider rules: start request '{base}/go' redirected to '{base}/a', which "
+        "its site's robots.txt forbids"
+    ) in led.stderr.splitlines()
 
 
 async def test_a_retry_of_pages_robots_txt_now_forbids_exits_1(

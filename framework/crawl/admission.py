@@ -88,6 +88,17 @@ class Admission:
         self._stats.refused_starts[why] += 1
         self._warn(f"start request {redact(url)!r} dropped: {_WHY[why]}")
 
+    def forbidden_start(self, request: Request) -> None:
+        """A start request robots.txt forbids: refused, or, if a redirect led there, said."""
+        chain = request.meta.get("redirect_urls") or ()
+        if not request.redirects or not chain:
+            self.refused_start(request.url, "robots")
+        else:
+            self._warn(
+                f"start request {redact(chain[0])!r} redirected to {redact(request.url)!r}, "
+                "which its site's robots.txt forbids"
+            )
+
     def _warn(self, mistake: str) -> None:
         """Warn of the spider's first few mistakes; then say how to count the rest."""
         self._warned += 1

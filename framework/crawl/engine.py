@@ -429,8 +429,8 @@ class Engine:
             return _NOTHING
         if robots is not None and not await robots.allows(request):
             self.stats.filtered["robots"] += 1
-            if not request.depth and not request.redirects:  # a start request, as asked
-                self._admission.refused_start(request.url, "robots")
+            if not request.depth:  # a crawl whose every start request is refused did nothing
+                self._admission.forbidden_start(request)
             return _NOTHING
         if not self._spend():  # max_pages went to requests claimed with this one
             return Handled(retry=request)  # handed back unfetched, as when stopping
