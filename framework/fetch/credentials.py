@@ -92,14 +92,10 @@ class HostHeaders:
 
     def for_request(self, request: Request) -> Mapping[str, str]:
         """Return the headers ``request`` gets, besides the session's and its own."""
-        return self.for_url(request.url, uncredentialed=bool(request.meta.get(UNCREDENTIALED)))
-
-    def for_url(self, url: str, *, uncredentialed: bool = False) -> Mapping[str, str]:
-        """Return the headers a request to ``url`` gets besides ``everywhere``; with
-        ``uncredentialed`` (a redirect crossed origins), none of them credentials."""
+        url = request.url
         # A file on a host outside allowed_domains: its pattern's headers, not the project's.
         offsite = bool(self._credentials) and not self._offsite.allows(url)
-        key = (host_of(url), uncredentialed, offsite)
+        key = (host_of(url), bool(request.meta.get(UNCREDENTIALED)), offsite)
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = self._resolve(*key)
