@@ -473,12 +473,13 @@ def _check_did_something(stats: Stats) -> None:
             f"nothing was fetched: every start request was refused ({_refusals(stats)}); "
             "see the warnings above"
         )
+    forbidden = stats.filtered["robots"]
+    if forbidden and not (stats.pages or stats.errors or stats.resumed):
+        raise CrawlAborted(  # a start URL listed twice, a retried page: not all starts
+            f"nothing was fetched: robots.txt forbids every request the crawl made "
+            f"(robots {forbidden}); fw obeys it (robots: obey)"
+        )
     if not stats.errors:
-        if not stats.pages and (forbidden := stats.filtered["robots"]) and not stats.resumed:
-            raise CrawlAborted(  # a start URL listed twice, a retried page: not all starts
-                f"nothing was fetched: robots.txt forbids every request the crawl made "
-                f"(robots {forbidden}); fw obeys it (robots: obey)"
-            )
         return
     if not _answered_well(stats):
         raise CrawlAborted(
