@@ -483,8 +483,8 @@ def _check_did_something(stats: Stats) -> None:
         return
     if not _answered_well(stats):
         raise CrawlAborted(
-            f"nothing was fetched: every request failed ({_kinds(stats)}); check the start "
-            "URLs and the network"
+            f"nothing was fetched: every request failed ({_kinds(stats)}){_and_robots(stats)}; "
+            "check the start URLs and the network"
         )
     if stats.unexportable or not stats.handled:
         raise CrawlAborted(
@@ -500,6 +500,13 @@ def _answered_well(stats: Stats) -> bool:
 
 def _kinds(stats: Stats) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in stats.errors.most_common())
+
+
+def _and_robots(stats: Stats) -> str:
+    """Name the requests robots.txt forbade beside those that failed: a crawl that
+    fetched nothing may have met both."""
+    forbidden = stats.filtered["robots"]
+    return f" or robots.txt forbade it (robots {forbidden})" if forbidden else ""
 
 
 def _refusals(stats: Stats) -> str:

@@ -615,6 +615,8 @@ async def test_a_crawl_robots_txt_forbids_entirely_exits_1_and_says_so(
     async def answer(request: web.Request) -> web.Response:
         if request.path == "/go":  # a start URL that leads there
             raise web.HTTPFound("/a")
+        if request.path == "/broken":
+            raise web.HTTPInternalServerError
         robots = request.path == "/robots.txt"
         return web.Response(text="User-agent: *\nDisallow: /a\n" if robots else "a")
 
@@ -646,6 +648,14 @@ async def test_a_crawl_robots_txt_forbids_entirely_exits_1_and_says_so(
         f"WARNING: spider rules: start request '{base}/go' redirected to '{base}/a', which "
         "its site's robots.txt forbids"
     ) in led.stderr.splitlines()
+    text = f"[{base}/a, {base}/broken]\nretries: 0"
+    project.write_text(project.read_text().replace(f"[{base}/go]", text))
+    failed = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
+    assert failed.returncode == 1  # one start refused, the other failed: both are said
+    assert failed.stderr.strip().splitlines()[-1] == (
+        "Error: nothing was fetched: every request failed (http_500 1) or robots.txt "
+        "forbade it (robots 1); check the start URLs and the network"
+    )
 
 
 async def test_a_retry_of_pages_robots_txt_now_forbids_exits_1(
@@ -902,14 +912,15 @@ async def test_a_symlink_as_the_log_file_is_refused(
     assert precious.read_text() == "keep me\n" and state.hits == []
 
 
-async def test_every_file_fw_writes_is_0644_under_a_umask_of_022(
-    site: tuple[Site, Path], tmp_path: Path
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+async def test_every_file_fw_writes_follows_the_umask(
+    site: tuple[Site, Path], tmp_path: Path, umask: int, mode: int
 ) -> None:
     state, project = site
     state.release.set()
     before = set(tmp_path.rglob("*"))
     outputs = [f"-o{name}" for name in ("a.json", "b.jsonl", "c.csv", "d.db")]
-    old = os.umask(0o022)
+    old = os.umask(umask)
     try:
         result = await run_fw(
             "run", str(project), *outputs, "--stats", "s.json", "--log-file", "fw.log", cwd=tmp_path
@@ -922,7 +933,7 @@ async def test_every_file_fw_writes_is_0644_under_a_umask_of_022(
         for p in set(tmp_path.rglob("*")) - before
         if p.is_file()
     }
-    assert len(written) >= 7 and set(written.values()) == {0o644}, written
+    assert len(written) >= 7 and set(written.values()) == {mode}, written
 
 
 async def test_the_log_file_is_appended_to(site: tuple[Site, Path], tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
+import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -252,15 +252,16 @@ class Stats:
             with os.fdopen(fd, "w", encoding="utf-8") as file:
                 file.write(text)
             return
-        fd, part = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        # Not mkstemp: its files are 0600 whatever the umask; a report is made as open() would.
+        part = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:
-                os.fchmod(file.fileno(), 0o644)  # nothing secret: readable, as a report
                 file.write(text)
-            Path(part).replace(path)
+            part.replace(path)
         except BaseException:
             with contextlib.suppress(OSError):
-                Path(part).unlink()
+                part.unlink()
             raise
 
     def to_dict(self) -> dict[str, Any]:
