@@ -72,7 +72,10 @@ def _since(raw: Any, source: Source, path: KeyPath) -> datetime | None:
     if raw is None:
         return None
     if isinstance(raw, datetime):  # YAML reads 2026-11-01T10:00:00Z as one
-        return raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw.astimezone(UTC)
+        try:
+            return raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is in the year 0 in UTC
+            raise source.error(path, f"expected a date such as 2026-11-01, got {raw}") from None
     if isinstance(raw, date):  # and 2026-11-01 as a date
         return datetime(raw.year, raw.month, raw.day, tzinfo=UTC)
     span = period(convert(str, raw, source, path))

@@ -263,9 +263,11 @@ def period(text: str) -> tuple[datetime, datetime] | None:
         return _span(*found.groups())
     try:
         moment = datetime.fromisoformat(text)
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError:
         return None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-23:59 is past the last moment Python knows
+        return None
     return moment, moment
 
 

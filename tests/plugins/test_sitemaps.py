@@ -9,11 +9,13 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from fwcrawl_plugins.sitemaps import SitemapsOptions
+from fwcrawl_plugins.sitemaps_documents import period
 
 from framework.crawl import runner
 from framework.crawl.stats import Stats
@@ -210,6 +212,15 @@ async def test_the_pages_go_to_the_callback_named_with_the_sitemaps_lastmod(
         ("2026-11-02", sitemap),
     ]
     assert site.hits["/about"] == 1  # no follow: every page; a 404, counted
+
+
+def test_a_lastmod_past_the_moments_python_knows_is_unreadable_not_an_error() -> None:
+    moment = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    assert period("2026-11-02T10:00:00+01:00") == (moment, moment)
+    # In UTC these are in the years 10000 and 0: kept as a lastmod fw cannot read is,
+    # where an OverflowError lost every entry of the sitemap.
+    assert period("9999-12-31T23:59:59-23:59") is None
+    assert period("0001-01-01T00:00:00+23:59") is None
 
 
 async def test_a_sitemaps_only_project_needs_allowed_domains_not_start_urls(
@@ -437,6 +448,10 @@ async def test_a_crawl_that_ignores_robots_txt_still_reads_its_sitemaps_once(
         ("{urls: [ftp://a.test/s.xml]}", "sitemaps.urls[0]: 'ftp://a.test/s.xml' is not an http"),
         ("{robots: true, follow: ['(']}", "sitemaps.follow[0]: not a valid regular expression"),
         ("{robots: true, since: soon}", "sitemaps.since: expected a date such as 2026-11-01"),
+        (  # the year 0 in UTC
+            "{robots: true, since: 0001-01-01T00:00:00+23:59}",
+            "sitemaps.since: expected a date such as 2026-11-01",
+        ),
         ("{robots: yes please}", "sitemaps.robots: expected true or false"),
         ("{robots: true, sinse: 2026-01-01}", "sitemaps.sinse: unknown key"),
         ("{robots: true, callback: parse_itme}", "sitemaps.callback: spider rules has no method"),
