@@ -3,6 +3,8 @@
 A crawl writes its exports, its failures file and its state, and ``--stats`` and
 ``--log-file`` name two more. Each must be a file of its own, whatever name it is given: a
 relative path, a symbolic link, a hard link, or ``/dev/stdout`` standing for ``-o -``.
+And a file written whole goes to a temporary name beside it first: ``open_new`` makes that
+one anew, so that no link planted at the known name redirects the write.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["descriptor", "identity", "is_stream"]
+__all__ = ["descriptor", "identity", "is_stream", "open_new"]
 
 #: The names of this process's own open files: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
 _OWN = re.compile(r"/dev/(?:std(?:in|out|err)|fd/\d+)|/proc/self/fd/\d+")
@@ -60,3 +63,16 @@ def is_stream(path: Path) -> bool:
     except OSError:
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def open_new(path: Path, mode: int = 0o666) -> BinaryIO:
+    """Open a file made anew at ``path`` for writing, never through a link planted there;
+    ``mode`` as for ``os.open`` (less the umask).
+
+    For the temporary files written beside a file and renamed over it: their names are
+    known in advance, so a link planted at one would have a file elsewhere overwritten. What
+    is at ``path`` (such a link, or a killed writer's leftover) is removed first.
+    """
+    path.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, mode), "wb")

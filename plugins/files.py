@@ -30,6 +30,7 @@ frontier), so no item is lost and none is exported twice.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import itertools
 import logging
@@ -42,7 +43,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from framework import FetchError, ItemContext, ItemStep, Request, Response, hookimpl, option
+from framework import (
+    FetchError,
+    ItemContext,
+    ItemStep,
+    Request,
+    Response,
+    hookimpl,
+    open_new,
+    option,
+)
 from framework.config import KeyPath, Source, convert
 
 __all__ = ["FilesOptions", "FilesStep", "Options", "item_step"]
@@ -232,9 +242,12 @@ class FilesStep(ItemStep):
         if target.is_file() and target.stat().st_size == len(body):
             return sha, relative
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent.is_symlink():  # planted for a folder: it would take files elsewhere
+            raise OSError(errno.ELOOP, f"{target.parent} is a symbolic link")
         part = target.with_name(f".{target.name}.{os.getpid()}-{next(_PARTS)}.part")
         try:
-            part.write_bytes(body)
+            with open_new(part) as file:
+                file.write(body)
             part.replace(target)
         except BaseException:
             part.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from framework.hooks.events import EventHook
 from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
 from framework.http.urls import fingerprint, redact, redact_all, redacted_request
+from framework.paths import open_new
 from framework.spider import Spider
 
 __all__ = ["FailureLog", "Failures", "failures_path", "load_failures", "spider_origin"]
@@ -321,7 +322,8 @@ class FailureLog:
             if not kept:
                 self.path.unlink()
             else:
-                part.write_bytes(b"".join(line + b"\n" for line in kept))
+                with open_new(part, 0o600) as file:  # it holds requests' headers
+                    file.write(b"".join(line + b"\n" for line in kept))
                 part.replace(self.path)  # atomic: a crash leaves the old list or the new one
         except OSError as exc:  # the old list stays: some requests may be retried again
             with contextlib.suppress(OSError):

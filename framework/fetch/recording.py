@@ -42,6 +42,7 @@ from framework.errors import CrawlAborted, FetchError, UsageError
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
 from framework.http.urls import canonical_url, fingerprint, redact
+from framework.paths import open_new
 
 if TYPE_CHECKING:  # the downloader imports aiohttp, which a plugin importing fw need not
     from framework.fetch.downloader import Fetcher
@@ -198,8 +199,9 @@ class Recording:
         owner = f"{_HOST}-{os.getpid()}"
         part = {suffix: self.folder / f".{key}.{suffix}.{owner}.part" for suffix in final}
         try:
-            part["body"].write_bytes(body)
-            part["json"].write_text(record, encoding="ascii")
+            for suffix, data in (("body", body), ("json", record.encode("ascii"))):
+                with open_new(part[suffix]) as file:
+                    file.write(data)
             # The old record first: a rename failing after this leaves no record, never an
             # old one with a new body; the .json last, so that a record never lacks its body.
             final["json"].unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
-from framework import FetchContext, FetchError, FetchLayer, Request, Response
+from framework import FetchContext, FetchError, FetchLayer, Request, Response, open_new
 
 from .chromium import Chromium, Setup
 from .cookies import CookieSync
@@ -190,7 +190,7 @@ def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f".{path.name}.part")
     try:
-        with part.open("wb") as file:
+        with open_new(part) as file:
             file.write(data)
         part.replace(path)
     except OSError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from framework import Exporter, option
+from framework import Exporter, open_new, option
 
 from .csvrows import count_rows, end_of_row, header, pad_rows
 from .records import RecordFile
@@ -215,7 +215,7 @@ class CsvExporter(Exporter):
             return
         copy = self._copy_path()
         try:
-            with copy.open("wb") as new:
+            with open_new(copy) as new:
                 new.write(self._row(self._head()))
                 pad_rows(self.path, new, len(self._columns), self._delimiter)
                 new.flush()

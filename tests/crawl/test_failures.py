@@ -537,6 +537,25 @@ def test_a_symlink_planted_during_the_crawl_is_not_followed(tmp_path: Path) -> N
     assert precious.read_text() == "keep me\n"
 
 
+def test_a_retry_rewrites_the_list_anew_for_its_user_alone(tmp_path: Path) -> None:
+    path, precious = tmp_path / "shop.failures.jsonl", tmp_path / "precious"
+    precious.write_text("keep me\n")
+    listing = FailureLog(path)
+    listing.start()
+    for url in ("https://a.test/1", "https://a.test/2"):
+        listing.record(Request(url), "http_503", "HTTP 503")
+    listing.close()
+    path.with_name(path.name + ".part").symlink_to(precious)  # where the new list is written
+    retry = FailureLog(path)
+    retry.start(keep=True)
+    retry.settled(Request("https://a.test/1"))
+    retry.close()
+    assert [json.loads(line)["request"]["url"] for line in path.read_text().splitlines()] == [
+        "https://a.test/2"
+    ]
+    assert precious.read_text() == "keep me\n" and path.stat().st_mode & 0o777 == 0o600
+
+
 def test_the_failures_file_is_for_its_user_alone(tmp_path: Path) -> None:
     listing = FailureLog(tmp_path / "shop.failures.jsonl")
     listing.start()

@@ -492,6 +492,25 @@ async def test_a_record_that_cannot_be_put_in_place_leaves_no_file_behind(
     assert [p.name for p in rec.iterdir()] == [in_the_way.name]  # no temporary file, no .json
 
 
+async def test_a_link_planted_at_a_temporary_name_is_replaced_never_written_through(
+    serve: Serve, tmp_path: Path
+) -> None:
+    base = await site(serve, [])
+    path = project(tmp_path, base)
+    rec, victim = tmp_path / "rec", tmp_path / "victim.txt"
+    rec.mkdir()
+    victim.write_text("keep me\n")
+    owner = f"{socket.gethostname()}-{os.getpid()}"  # the crawl runs in this process
+    for suffix in ("body", "json"):
+        planted = rec / f".{entry(rec, f'{base}/', suffix).name}.{owner}.part"
+        planted.symlink_to(victim)
+    stats = await runner.build_engine(runner.prepare(path, record=rec), failures_file=False).run()
+    assert stats.reason == "finished" and stats.pages == 4, stats.summary()
+    assert victim.read_text() == "keep me\n"
+    assert not [p for p in rec.iterdir() if p.is_symlink() or p.name.endswith(".part")]
+    assert b"<h1>Home</h1>" in entry(rec, f"{base}/", "body").read_bytes()
+
+
 async def test_a_header_not_in_utf8_is_recorded_and_replayed(tmp_path: Path) -> None:
     page = b"<html><h1>caf\xc3\xa9</h1></html>"
     head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/html\r\nX-Name: caf\xe9\r\n"

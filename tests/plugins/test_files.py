@@ -261,6 +261,23 @@ async def test_a_file_that_cannot_be_stored_is_counted_and_recorded(
     assert stats.errors == {"file_error": 1}
 
 
+async def test_a_link_planted_for_a_folder_of_the_store_is_never_written_through(
+    serve: Serve, tmp_path: Path
+) -> None:
+    images = ImageHost()
+    host = await images.start(serve)
+    sha = hashlib.sha256(ImageHost.body("a.png")).hexdigest()
+    (tmp_path / "files").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "files" / sha[:2]).symlink_to(tmp_path / "elsewhere")
+    items, stats = await crawl_films(serve, tmp_path, [("Alien", f"{host}/a.png")])
+    [entry] = items[0]["files"]
+    assert entry["path"] is None
+    assert entry["error"].endswith(f"{sha[:2]} is a symbolic link"), entry["error"]
+    assert stats.errors == {"file_error": 1}
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
 async def test_robots_txt_of_the_image_host_is_obeyed(serve: Serve, tmp_path: Path) -> None:
     images = ImageHost(robots="User-agent: *\nDisallow: /private\n")
     host = await images.start(serve)
