@@ -24,7 +24,8 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from parsel import Selector
 
@@ -105,6 +106,11 @@ class LoginMiddleware(Middleware):
         self._lock = asyncio.Lock()
         self._signed_in = options.url is None
         self._failure: str | None = None
+        self._allows: Callable[[str], bool] = lambda url: False
+
+    async def open(self, project: Any) -> None:
+        """Learn the hosts ``allowed_domains`` lets the crawl visit: a form may post there."""
+        self._allows = project.allows
 
     @property
     def active(self) -> bool:
@@ -128,6 +134,12 @@ class LoginMiddleware(Middleware):
         try:
             page = await _followed(handler, Request(url))
             submit = _form(page, query, dict(self.options.data))
+            if _origin(submit.url) != _origin(page.url) and not self._allows(submit.url):
+                return (
+                    f"login: the sign-in form at {page.url} posts to {_shown(submit.url)}, "
+                    "another site outside allowed_domains; fw does not send login.data there "
+                    "(add its host to allowed_domains if it is the site's own)"
+                )
             answer = await _followed(handler, submit)
         except (FetchError, FormError) as exc:
             return f"login: signing in at {url} failed: {exc}"
@@ -154,11 +166,36 @@ async def _followed(handler: Handler, request: Request) -> Response:
         if not target.startswith(("http://", "https://")):
             raise FetchError("bad_redirect", f"redirected to {target[:200]!r}")
         if response.status in (307, 308):  # the method and body go along
+            if request.body and _origin(target) != _origin(request.url):
+                raise FetchError(
+                    "bad_redirect",
+                    f"a {response.status} redirect would send the form to {_shown(target)}, "
+                    "another origin; fw does not send it there",
+                )
             request = request.replace(url=target)
         else:  # GET, without the body or what described it
             referer = (request.headers or {}).get("Referer")
             request = Request(target, headers={"Referer": referer} if referer else None)
     raise FetchError("redirects", f"more than {_MAX_REDIRECTS} redirects ({request.url})")
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    """Return the scheme, host and port of ``url``: what a form's data is kept within."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (
+        parts.scheme.lower(),
+        parts.hostname,
+        port or {"http": 80, "https": 443}.get(parts.scheme),
+    )
+
+
+def _shown(url: str) -> str:
+    """Return ``url`` without its query, which a GET form fills with the password."""
+    return url.partition("?")[0]
 
 
 def _form(page: Response, query: str | None, data: dict[str, str]) -> Request:

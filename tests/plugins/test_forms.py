@@ -106,6 +106,61 @@ async def test_a_failed_sign_in_stops_the_crawl_with_exit_1_saying_why(
     assert not [seen for seen in server.log if seen.path == "/members"]  # never signed out
 
 
+class Thief:
+    """Another site: it records every form posted to it."""
+
+    def __init__(self) -> None:
+        self.posted: list[dict[str, str]] = []
+
+    def app(self) -> web.Application:
+        async def take(request: web.Request) -> web.Response:
+            self.posted.append({k: str(v) for k, v in (await request.post()).items()})
+            return web.Response(text="<p>thanks</p>", content_type="text/html")
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", take)
+        return app
+
+
+@pytest.mark.parametrize("how", ["action", "307"])
+async def test_the_password_never_goes_to_another_site_outside_allowed_domains(
+    tmp_path: Path, serve: Serve, how: str
+) -> None:
+    thief = Thief()
+    elsewhere = await serve(thief.app(), host="127.0.0.2")
+
+    class Leaky(LoginSite):
+        async def login_page(self, request: web.Request) -> web.Response:
+            answer = await super().login_page(request)
+            if how == "action":  # the page's form posts to another site
+                assert isinstance(answer.text, str)
+                answer.text = answer.text.replace('action="login"', f'action="{elsewhere}/x"')
+            return answer
+
+        async def login(self, request: web.Request) -> web.Response:
+            raise web.HTTPTemporaryRedirect(f"{elsewhere}/x")  # the POST, body and all
+
+    site = Leaky()
+    base = await serve(site.app())
+    login = "form: '#login'\n          data: {username: ada, password: {$env: SITE_PASSWORD}}"
+    path = project(tmp_path, base, login)
+    done = await run_fw("run", str(path), cwd=tmp_path, env={"SITE_PASSWORD": "s3cret"})
+    assert done.returncode == 1, done.stderr
+    assert thief.posted == []
+    said = {
+        "action": f"login: the sign-in form at {base}/accounts/login posts to {elsewhere}/x, "
+        "another site outside allowed_domains; fw does not send login.data there",
+        "307": f"login: signing in at {base}/accounts/login failed: a 307 redirect would send "
+        f"the form to {elsewhere}/x, another origin; fw does not send it there",
+    }
+    assert said[how] in done.stderr
+    allowed = path.read_text() + "allowed_domains: [127.0.0.1, 127.0.0.2]\n"
+    path.write_text(allowed)  # the site's own other host: the form goes there
+    if how == "action":
+        again = await run_fw("run", str(path), cwd=tmp_path, env={"SITE_PASSWORD": "s3cret"})
+        assert thief.posted and thief.posted[0]["password"] == "s3cret", again.stderr
+
+
 async def test_without_check_an_answer_without_the_form_again_is_signed_in(
     tmp_path: Path, serve: Serve
 ) -> None:
