@@ -7,7 +7,7 @@ import errno
 import os
 import sqlite3
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -92,11 +92,28 @@ class SqliteExporter(Exporter):
         if not item:
             self._db.execute(f"INSERT INTO {self._table} DEFAULT VALUES")
             return
-        names = ", ".join(_quote(self._column(_text(str(key)))) for key in item)
-        marks = ", ".join("?" * len(item))
+        keys = [_text(str(key)) for key in item]
+        if all(key in self._columns for key in keys):
+            self._insert_row(keys, item.values())
+            return
+        # New columns and the row together or not at all: columns left by an item that
+        # failed (2,000 keys, past SQLite's limit) would make every later new key fail too.
+        columns, taken = dict(self._columns), set(self._taken)
+        self._db.execute("BEGIN")
+        try:
+            self._insert_row(keys, item.values())
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                self._db.execute("ROLLBACK")
+            self._columns, self._taken = columns, taken
+            raise
+
+    def _insert_row(self, keys: list[str], values: Iterable[Any]) -> None:
+        names = ", ".join(_quote(self._column(key)) for key in keys)
+        marks = ", ".join("?" * len(keys))
         self._db.execute(
-            f"INSERT INTO {self._table} ({names}) VALUES ({marks})",
-            [_value(v) for v in item.values()],
+            f"INSERT INTO {self._table} ({names}) VALUES ({marks})", [_value(v) for v in values]
         )
 
     def close(self) -> None:

@@ -410,6 +410,21 @@ def test_sqlite_adds_a_column_when_a_new_key_appears(tmp_path: Path) -> None:
     assert read_sqlite(path) == [{"a": 1, "b": None}, {"a": None, "b": "[1,2]"}]
 
 
+def test_sqlite_an_item_with_too_many_keys_leaves_no_column_for_the_next_to_trip_on(
+    tmp_path: Path,
+) -> None:
+    exporter = SqliteExporter(str(tmp_path / "items.db"))
+    path = Path(exporter.path)
+    exporter.open()
+    exporter.write({"a": 1})
+    with pytest.raises(sqlite3.OperationalError, match="too many columns"):
+        exporter.write({f"k{n}": n for n in range(2_100)})  # past SQLite's 2,000 columns
+    assert sqlite_columns(path) == ["_rowid", "a"]
+    exporter.write({"a": 2, "k5": 5})  # a key of the failed item, for the first time
+    exporter.close()
+    assert read_sqlite(path) == [{"a": 1, "k5": None}, {"a": 2, "k5": 5}]
+
+
 def test_sqlite_keeps_awkward_items(tmp_path: Path) -> None:
     items: list[dict[str, Any]] = [
         {"Name": "upper"},
