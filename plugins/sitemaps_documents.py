@@ -40,6 +40,10 @@ MAX_ENTRIES = 50_000
 _MAX_URL = 8192
 _GZIP = b"\x1f\x8b"
 _CHUNK = 1 << 16
+#: Read this far with no entry ending, and the document is cut there: an entry of an
+#: image sitemap (1,000 images) is ~250 KiB, and what lxml holds of a longer one grows
+#: without bound (a <url> of 4 million empty elements is 16 MiB, and 1.1 GB in lxml).
+_MAX_ENTRY = 8 * _CHUNK
 #: A ``&`` that starts no entity or character reference: sitemaps often leave the ``&`` of
 #: a query unescaped, which strict XML refuses and lxml's recover mode silently drops.
 _BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z_][\w.-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
@@ -142,7 +146,15 @@ def _xml(data: bytes) -> Document:
                 break
     except etree.XMLSyntaxError as exc:
         document.problem = f"its XML breaks off: {_cause(exc)}"
+    except _Oversized:
+        document.problem = (
+            f"an entry runs on past {_MAX_ENTRY // 1024} KiB without ending; the rest is left out"
+        )
     return document
+
+
+class _Oversized(Exception):
+    """Raised when the parser has read ``_MAX_ENTRY`` bytes and no entry ended."""
 
 
 def _events(parser: etree.XMLPullParser, data: bytes) -> Iterator[tuple[str, etree._Element]]:
@@ -150,10 +162,16 @@ def _events(parser: etree.XMLPullParser, data: bytes) -> Iterator[tuple[str, etr
 
     A pull parser rather than ``iterparse``, which drops the events of the chunk that broke.
     """
+    since = 0  # bytes fed since an entry last ended
     try:
         for offset in range(0, len(data), _CHUNK):
             parser.feed(data[offset : offset + _CHUNK])
-            yield from parser.read_events()
+            since += _CHUNK
+            for event in parser.read_events():
+                since = 0
+                yield event
+            if since > _MAX_ENTRY:
+                raise _Oversized
     except etree.XMLSyntaxError:
         yield from parser.read_events()
         raise
@@ -182,7 +200,10 @@ def _begin(root: str) -> Document:
 def _add(document: Document, element: etree._Element) -> bool:
     """Keep an entry of the root, then free it; return whether the list is full."""
     root = element.getparent()
-    if root is None or root.getparent() is not None:  # the root itself, or nested deeper
+    if root is None:  # the root itself
+        return False
+    if root.getparent() is not None:  # nested deeper: no entry, but freed all the same
+        _free(element, root)
         return False
     if not document.entries and not document.unusable and root.getroottree().docinfo.doctype:
         raise FetchError("bad_sitemap", _REFUSED)  # a second lock: _xml looked already
@@ -193,10 +214,15 @@ def _add(document: Document, element: etree._Element) -> bool:
         document.entries.append(entry)
     else:
         document.problem = _too_many()
+    _free(element, root)
+    return document.problem is not None
+
+
+def _free(element: etree._Element, parent: etree._Element) -> None:
+    """Drop an element read, and those before it: the parser would keep the whole tree."""
     element.clear(keep_tail=False)
     while element.getprevious() is not None:
-        del root[0]  # entries already read: the parser would keep the whole tree otherwise
-    return document.problem is not None
+        del parent[0]
 
 
 def _entry(element: etree._Element) -> Entry | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from fwcrawl_plugins.sitemaps import SitemapsOptions
-from fwcrawl_plugins.sitemaps_documents import period
+from fwcrawl_plugins.sitemaps_documents import Entry, period, read
 
 from framework.crawl import runner
 from framework.crawl.stats import Stats
@@ -212,6 +212,20 @@ async def test_the_pages_go_to_the_callback_named_with_the_sitemaps_lastmod(
         ("2026-11-02", sitemap),
     ]
     assert site.hits["/about"] == 1  # no follow: every page; a 404, counted
+
+
+def test_an_entry_that_runs_on_and_on_is_cut_with_the_entries_before_it_kept() -> None:
+    # 4 bytes of XML an element, 1.1 GB of lxml's memory for 16 MiB of them: cut at 512 KiB.
+    head = b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+    body = head + b"<url><loc>http://a.test/</loc></url><url>" + b"<a/>" * 200_000
+    document = read(body + b"</url></urlset>", 1 << 30)
+    assert document.entries == [Entry("http://a.test/")]
+    assert document.problem == (
+        "an entry runs on past 512 KiB without ending; the rest is left out"
+    )
+    nested = b"<x>" + b"<url><loc>http://a.test/n</loc></url>" * 30_000 + b"</x>"
+    document = read(head + nested + b"<url><loc>http://a.test/ok</loc></url></urlset>", 1 << 30)
+    assert document.entries == [Entry("http://a.test/ok")] and document.problem is None
 
 
 def test_a_lastmod_past_the_moments_python_knows_is_unreadable_not_an_error() -> None:
