@@ -58,7 +58,8 @@ class RetryPolicy:
             return None
         if retry_after is not None and retry_after > self.cap:
             return None
-        wait = min(self.base * 2.0**attempt * (0.5 + self.jitter()), self.cap)
+        # 2**64 s outlasts any cap; 2.0**1024 would overflow (retries: 5000 is allowed).
+        wait = min(self.base * 2.0 ** min(attempt, 64) * (0.5 + self.jitter()), self.cap)
         return max(wait, retry_after or 0.0) if self.waits else 0.0
 
     def rest(self, retry_after: float) -> float:

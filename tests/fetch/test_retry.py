@@ -44,6 +44,9 @@ def test_the_jitter_is_drawn_for_every_delay() -> None:
 def test_the_cap_bounds_the_wait() -> None:
     backoff = policy(base=1.0, cap=5.0, jitter=1.0)
     assert [backoff.delay(attempt) for attempt in range(5)] == [1.5, 3.0, 5.0, 5.0, 5.0]
+    many = policy(retries=5_000, base=1.0, cap=5.0)  # 2.0**1024 overflows a float
+    assert many.delay(1_024) == many.delay(4_999) == 5.0
+    assert policy(retries=5_000, base=0.0, cap=0.0).delay(2_000) == 0.0
 
 
 def test_no_retry_after_the_last_attempt() -> None:
