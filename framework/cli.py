@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PluginError as exc:  # a plugin's flag is not one fw can take
         _print_errors([exc])
         return USAGE
+    except KeyboardInterrupt:  # while the installed plugins load, for fw run's flags
+        return INTERRUPTED
     args = parser.parse_args(argv)
     try:
         configure_logging(
@@ -111,9 +113,9 @@ def _parser(*, plugin_flags: bool = True) -> argparse.ArgumentParser:
     _logging_arguments(parser, defaults=True)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     run = _run_parser(commands)
+    _logging_arguments(run, defaults=False)  # first: a plugin's flag may not take these
     if plugin_flags:
         _plugin_flags(run)
-    _logging_arguments(run, defaults=False)
     for add in (
         _check_parser,
         _parse_parser,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -193,9 +194,12 @@ def _disable(pm: PluginManager, names: Sequence[str], source: Source) -> None:
 def _register_entry_point(
     pm: PluginManager, entry_point: EntryPoint, read: dict[Distribution, tuple[str, str]]
 ) -> None:
-    if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
-        return
     name, dist = entry_point.name, entry_point.dist
+    if pm.is_blocked(name):
+        return
+    if pm.get_plugin(name) is not None:
+        _check_one_owner(pm, name, dist, read)
+        return
     if dist:  # known before loading, so that every error can name the distribution
         pm.distributions[name] = _name_and_version(dist, read)
     try:
@@ -204,6 +208,30 @@ def _register_entry_point(
         raise PluginError(f"{pm.named(name)} {_load_failure(exc)}") from exc
     _check_api(pm, plugin, name)
     _register(pm, plugin, name)
+
+
+def _check_one_owner(
+    pm: PluginManager,
+    name: str,
+    dist: Distribution | None,
+    read: dict[Distribution, tuple[str, str]],
+) -> None:
+    """Refuse a plugin name two distributions register: one of them would be left out
+    without a word, whichever the path lists second (fw's own exporters, say)."""
+    first = pm.distributions.get(name)
+    second = _name_and_version(dist, read) if dist else None
+    if first is None or second is None or _normal(first[0]) == _normal(second[0]):
+        return  # one distribution, found twice on the path
+    raise PluginError(
+        f"plugin name {name!r} is registered twice, by {first[0]} {first[1]} and by "
+        f"{second[0]} {second[1]}: only one of them could load; uninstall one, or rename "
+        "the entry point of yours in the [project.entry-points.fw] of its pyproject.toml"
+    )
+
+
+def _normal(distribution: str) -> str:
+    """Return a distribution's name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
 def _name_and_version(

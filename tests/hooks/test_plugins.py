@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import framework
 from framework import Exporter, hookimpl
 from framework.__about__ import __version__
 from framework.cli import main
@@ -127,6 +128,45 @@ async def test_a_broken_installed_plugin_is_named(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "Error: plugin 'broken' (from fw-broken 0.1) failed to load: ModuleNotFoundError: "
         "No module named 'fw_broken_missing_module'"
+    )
+
+
+def installed_plugin(folder: Path, dist: str, entry: str, source: str) -> None:
+    """Fake an installed distribution with one ``fw`` entry point, as pytest does."""
+    module = dist.replace("-", "_")
+    info = folder / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[fw]\n{entry} = {module}\n")
+    (folder / f"{module}.py").write_text(source)
+
+
+async def test_a_plugin_name_two_distributions_register_is_refused_naming_both(
+    tmp_path: Path,
+) -> None:
+    # Left alone, whichever the path lists first loads: here fw's own exporters would go.
+    installed_plugin(tmp_path, "fw-shadow", "exporters", '"""A plugin of a taken name."""\n')
+    result = await run_fw("plugins", env=with_path(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Error: plugin name 'exporters' is registered twice, by fw-shadow 0.1 and by "
+        f"fwcrawl {framework.__version__}: only one of them could load; uninstall one, or "
+        "rename the entry point of yours in the [project.entry-points.fw] of its pyproject.toml"
+    )
+
+
+@pytest.mark.parametrize("flag", ["--quiet", "--log-level"])
+async def test_a_plugin_flag_fw_run_has_already_is_refused(tmp_path: Path, flag: str) -> None:
+    source = (
+        "from framework import hookimpl\n\n@hookimpl\ndef register_flags(register):\n"
+        f"    register('{flag}', 'max_pages=1', 'mine')\n"
+    )
+    installed_plugin(tmp_path, "fw-mine", "mine", source)
+    project = write_project(tmp_path, "spider: x\n")
+    result = await run_fw("run", str(project), env=with_path(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"Error: plugin 'mine': register_flags: {flag} is an option of fw run"
     )
 
 
