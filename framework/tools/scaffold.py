@@ -8,7 +8,9 @@ The files come from ``framework/tools/templates/``: ``project/`` or ``plugin/``,
 
 from __future__ import annotations
 
+import os
 import re
+from importlib.metadata import entry_points
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -17,23 +19,32 @@ from typing import Literal
 
 from framework.__about__ import DISTRIBUTION, __version__
 from framework.errors import UsageError
+from framework.hooks.manager import BUILTIN, ENTRY_POINT_GROUP
 from framework.hookspecs import API_VERSION
 
 __all__ = ["new"]
 
-_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+#: Ends with a letter or digit: ``fw-ab-`` is no distribution name pip installs; and short
+#: enough to be a file name.
+_NAME = re.compile(r"[a-z](?:[a-z0-9_]{0,62}[a-z0-9])?\Z")
 
 
 def new(kind: Literal["project", "plugin"], name: str, where: Path) -> Path:
     """Write a new ``kind`` called ``name`` into a new folder under ``where``; return it."""
     if not _NAME.match(name):
         raise UsageError(
-            f"fw new {kind} {name}: a name is lower-case letters, digits and _, "
-            "starting with a letter (it becomes a Python name)"
+            f"fw new {kind} {name}: a name is up to 64 lower-case letters, digits and _, "
+            "starting with a letter and ending with a letter or digit (it becomes a Python "
+            "name and a distribution's)"
+        )
+    if kind == "plugin" and (owner := _installed(name)):
+        raise UsageError(
+            f"fw new plugin {name}: an installed plugin ({owner}) is named {name!r} already; "
+            "choose another name"
         )
     dist = f"fw-{name.replace('_', '-')}"  # the distribution's name, as pip spells it
     target = where / (name if kind == "project" else dist)
-    if target.exists():
+    if os.path.lexists(target):  # False for a path too long: the writing says so
         raise UsageError(f"fw new {kind} {name}: {target} already exists")
     values = {
         "name": name,
@@ -44,9 +55,24 @@ def new(kind: Literal["project", "plugin"], name: str, where: Path) -> Path:
         "api_version": str(API_VERSION),
     }
     templates = files("framework.tools") / "templates"
-    for part in (kind, "common"):
-        _copy(templates / part, target, values)
+    try:
+        for part in (kind, "common"):
+            _copy(templates / part, target, values)
+    except OSError as exc:  # -d names a file, a device, a folder fw may not write
+        raise UsageError(
+            f"fw new {kind} {name}: cannot write {target}: {exc.strerror or exc}"
+        ) from exc
     return target
+
+
+def _installed(name: str) -> str | None:
+    """Return the distribution of the installed plugin called ``name``, if there is one:
+    a second would be refused once installed (see ``hooks.manager``)."""
+    if name == BUILTIN:
+        return DISTRIBUTION
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        return entry_point.dist.name if entry_point.dist else name
+    return None
 
 
 def _copy(folder: Traversable, target: Path, values: dict[str, str]) -> None:

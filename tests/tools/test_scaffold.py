@@ -130,3 +130,18 @@ async def test_bad_names_and_existing_folders_are_usage_errors(tmp_path: Path) -
     (tmp_path / "taken").mkdir()
     taken = await run_fw("new", "project", "taken", "-d", str(tmp_path))
     assert taken.returncode == 2 and "already exists" in taken.stderr
+    for name in ("shop_", "a" * 65):  # fw-shop- is no distribution name pip installs
+        named = await run_fw("new", "plugin", name, "-d", str(tmp_path))
+        assert named.returncode == 2 and "ending with a letter or digit" in named.stderr
+    bundled = await run_fw("new", "plugin", "files", "-d", str(tmp_path))
+    assert bundled.returncode == 2, bundled.stderr
+    assert bundled.stderr.strip() == (
+        "Error: fw new plugin files: an installed plugin (fwcrawl) is named 'files' already; "
+        "choose another name"
+    )
+    (tmp_path / "afile").write_text("")
+    into_a_file = await run_fw("new", "project", "shop", "-d", str(tmp_path / "afile"))
+    assert into_a_file.stderr.strip() == (
+        f"Error: fw new project shop: cannot write {tmp_path / 'afile' / 'shop'}: Not a directory"
+    )
+    assert into_a_file.returncode == 2
