@@ -138,6 +138,11 @@ def prepare(
     With ``retry_failed`` the crawl starts from the last run's failures file and the
     exporters add to what that run wrote.
     """
+    if fresh and retry_failed:  # the state the failures belong to would be wiped first
+        raise UsageError(
+            "--fresh and --retry-failed exclude each other: --fresh starts the crawl over, "
+            "--retry-failed retries what its last run failed"
+        )
     project, pm, registry = load_plugins(load_project(file, overrides))
     names = [name for name, _ in pm.list_name_plugin() if name]
     specs = [output_spec(o) for o in outputs]

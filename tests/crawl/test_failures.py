@@ -116,6 +116,12 @@ async def test_retry_failed_without_a_failures_file_is_a_usage_error(
         f"{tmp_path / 'out/shop.failures.jsonl'}: the last crawl "
         "had no failures, or exported elsewhere"
     )
+    both = await run_fw("run", str(project), "--retry-failed", "--fresh")
+    assert both.returncode == 2
+    assert both.stderr.strip() == (
+        "Error: --fresh and --retry-failed exclude each other: --fresh starts the crawl "
+        "over, --retry-failed retries what its last run failed"
+    )
 
 
 def test_requests_survive_the_round_trip_through_json() -> None:
