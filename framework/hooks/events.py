@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +17,11 @@ __all__ = ["EventHook", "Events", "PluginFailed"]
 
 #: Told which plugin's hook raised what, with the hook's arguments.
 PluginFailed = Callable[[str, str, BaseException, dict[str, Any]], Awaitable[None]]
+#: Seconds an async hook may run before fw says which plugin it waits for, and again after
+#: as long each time: a hook that never returns would otherwise hold the crawl silently.
+PATIENCE = 60.0
+
+log = logging.getLogger("fw")
 
 
 class EventHook:
@@ -42,13 +49,36 @@ class EventHook:
             try:
                 outcome = call(**kwargs)
                 if inspect.isawaitable(outcome):
-                    await outcome
+                    await _awaited(outcome, call.plugin, self.name)
             except self._passed:
                 raise
             except BaseException as exc:
                 if not reportable(exc):
                     raise
                 await self._on_error(call.plugin, self.name, exc, kwargs)
+
+
+async def _awaited(outcome: Awaitable[Any], plugin: str, hook: str) -> None:
+    """Await what an async hook returned, saying so while it takes longer than ``PATIENCE``."""
+    loop = asyncio.get_running_loop()
+    since = loop.time()
+    handle: asyncio.TimerHandle | None = None
+
+    def still_waiting() -> None:
+        nonlocal handle
+        log.warning(
+            "plugin %r: %s has not returned for %.0fs; the crawl waits for it (Ctrl-C stops it)",
+            plugin,
+            hook,
+            loop.time() - since,
+        )
+        handle = loop.call_later(PATIENCE, still_waiting)
+
+    handle = loop.call_later(PATIENCE, still_waiting)
+    try:
+        await outcome
+    finally:
+        handle.cancel()  # the last one set: still_waiting replaces it
 
 
 class Events:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from dataclasses import dataclass
@@ -355,3 +356,53 @@ async def test_a_middleware_may_skip_a_page_as_unchanged_and_hears_what_pages_le
     assert stats.plugins() == {"skipper": {"start": 2, "behind": 0}}
     assert "skipper: 2 start, 0 behind" in stats.summary()
     assert stats.to_dict()["plugins"]["skipper"] == {"start": 2, "behind": 0}
+
+
+SLOW_HOOK = """
+import asyncio
+from framework import hookimpl
+
+ANSWERED = asyncio.Event()  # set by the test once fw has named this plugin
+
+
+@hookimpl
+async def item_scraped(item, response, spider):
+    await ANSWERED.wait()
+"""
+
+
+async def test_an_async_hook_that_does_not_return_is_named_while_the_crawl_waits(
+    tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("framework.hooks.events.PATIENCE", 0.05)
+    base = await serve(pages({"/": "<h1>one</h1>"}))
+    (tmp_path / "slow.py").write_text(SLOW_HOOK, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"spider: rules\nstart_urls: [{base}/]\nplugins: [./slow.py]\n"
+        "rules: {items: [{fields: {h: h1}}]}\n",
+    )
+    said: list[str] = []
+
+    class Answer(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+            if "has not returned" in said[-1]:
+                plugin = str((tmp_path / "slow.py").resolve())
+                (slow,) = [
+                    m for m in list(sys.modules.values()) if m.__dict__.get("__file__") == plugin
+                ]
+                slow.ANSWERED.set()
+
+    answer = Answer(logging.WARNING)
+    logging.getLogger("fw").addHandler(answer)
+    try:
+        async with asyncio.timeout(30):
+            stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+    finally:
+        logging.getLogger("fw").removeHandler(answer)
+    assert stats.items == 1 and read_jsonl(tmp_path / "items.jsonl") == [{"h": "one"}]
+    assert [m for m in said if "has not returned" in m] == [
+        "plugin 'slow.py': item_scraped has not returned for 0s; the crawl waits for it "
+        "(Ctrl-C stops it)"
+    ]
