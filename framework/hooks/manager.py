@@ -204,7 +204,9 @@ def _register_entry_point(
         pm.distributions[name] = _name_and_version(dist, read)
     try:
         plugin = entry_point.load()
-    except (Exception, SystemExit) as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit, CancelledError too: a plugin's, named
         raise PluginError(f"{pm.named(name)} {_load_failure(exc)}") from exc
     _check_api(pm, plugin, name)
     _register(pm, plugin, name)
@@ -262,7 +264,9 @@ def project_plugin_name(spec: str) -> str:
 def _register_project_plugin(pm: PluginManager, spec: str, index: int) -> None:
     try:
         module = _import_file(spec, pm.source) if _is_file(spec) else importlib.import_module(spec)
-    except (Exception, SystemExit) as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit, CancelledError too: a plugin's, located
         raise pm.source.error(("plugins", index), _import_failure(spec, exc)) from exc
     name = project_plugin_name(spec)
     if pm.get_plugin(name) is not None or pm.is_registered(module):

@@ -48,6 +48,19 @@ async def test_a_plugin_file_exiting_at_import_is_located(command: str, tmp_path
     )
 
 
+async def test_a_plugin_file_cancelled_at_import_is_located(tmp_path: Path) -> None:
+    # A BaseException, as SystemExit is: it gave a traceback.
+    code = "import asyncio\n\nraise asyncio.CancelledError('never ready')\n"
+    (tmp_path / "cancels.py").write_text(code, encoding="utf-8")
+    project = project_with(tmp_path, "./cancels.py")
+    result = await run_fw("check", str(project))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"Error: {project}:5: plugins[1]: ./cancels.py failed to import: CancelledError: "
+        "never ready\n"
+    )
+
+
 async def test_argparse_in_a_plugin_file_is_located(tmp_path: Path) -> None:
     # argparse exits from its own code, while fw imports the plugin file.
     (tmp_path / "cli.py").write_text(

@@ -131,22 +131,12 @@ async def test_a_broken_installed_plugin_is_named(tmp_path: Path) -> None:
     )
 
 
-def installed_plugin(folder: Path, dist: str, entry: str, source: str) -> None:
-    """Fake an installed distribution with one ``fw`` entry point, as pytest does."""
-    module = dist.replace("-", "_")
-    info = folder / f"{module}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[fw]\n{entry} = {module}\n")
-    (folder / f"{module}.py").write_text(source)
-
-
 async def test_a_plugin_name_two_distributions_register_is_refused_naming_both(
     tmp_path: Path,
 ) -> None:
     # Left alone, whichever the path lists first loads: here fw's own exporters would go.
-    installed_plugin(tmp_path, "fw-shadow", "exporters", '"""A plugin of a taken name."""\n')
-    result = await run_fw("plugins", env=with_path(tmp_path))
+    fake_distribution(tmp_path, "fw-shadow", "0.1", "exporters", "fw_shadow", '"""Taken."""')
+    result = await run_fw("plugins", env=on_path(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "Error: plugin name 'exporters' is registered twice, by fw-shadow 0.1 and by "
@@ -161,9 +151,9 @@ async def test_a_plugin_flag_fw_run_has_already_is_refused(tmp_path: Path, flag:
         "from framework import hookimpl\n\n@hookimpl\ndef register_flags(register):\n"
         f"    register('{flag}', 'max_pages=1', 'mine')\n"
     )
-    installed_plugin(tmp_path, "fw-mine", "mine", source)
+    fake_distribution(tmp_path, "fw-mine", "0.1", "mine", "fw_mine", source)
     project = write_project(tmp_path, "spider: x\n")
-    result = await run_fw("run", str(project), env=with_path(tmp_path))
+    result = await run_fw("run", str(project), env=on_path(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"Error: plugin 'mine': register_flags: {flag} is an option of fw run"
