@@ -461,8 +461,12 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
 
 
 _NAME = re.compile(r"[^.\[\]]+")
-#: After the first name: ``.name``, ``.0`` or ``[0]``, the last two an index into a list.
-_STEP = re.compile(r"\.(?:(?P<number>[0-9]+)|(?P<name>[^.\[\]]+))|\[(?P<index>[0-9]+)\]")
+#: After the first name: ``.name``, ``.0`` or ``[0]``, the last two an index into a list,
+#: or a key in quotes, ``['example.com']``, for one with dots in it (a host).
+_STEP = re.compile(
+    r"\.(?:(?P<number>[0-9]+)|(?P<name>[^.\[\]]+))|\[(?P<index>[0-9]+)\]"
+    r"|\[(?P<quote>[\"'])(?P<quoted>[^\"']+)(?P=quote)\]"
+)
 
 
 def _key_path(key: str, text: str) -> KeyPath:
@@ -480,7 +484,7 @@ def _key_path(key: str, text: str) -> KeyPath:
         if step is None:
             raise _not_a_path(key, text)
         number = step["number"] or step["index"]
-        path.append(int(number) if number else step["name"])
+        path.append(int(number) if number else step["name"] or step["quoted"])
         at = step.end()
     return tuple(path)
 
@@ -488,7 +492,8 @@ def _key_path(key: str, text: str) -> KeyPath:
 def _not_a_path(key: str, text: str) -> UsageError:
     return UsageError(
         f"-s {text}: {key!r} is not a key path: join keys with dots and name a list item "
-        "by its index, as in rules.items[0].fields.title or rules.items.0.fields.title"
+        "by its index, as in rules.items[0].fields.title or rules.items.0.fields.title; "
+        "a key with dots goes in quotes, as in domains['example.com'].delay"
     )
 
 
@@ -504,7 +509,9 @@ def _place(data: dict[str, Any], path: KeyPath) -> tuple[Any, KeyPath]:
     for depth, part in enumerate(path[:-1]):
         _check_step(node, path[: depth + 1])
         child = node[part] if _has(node, part) else None
-        if not isinstance(child, dict | list):
+        if isinstance(child, dict | list):  # a copy: a YAML alias shares it with another key
+            child = node[part] = child.copy()
+        else:
             child = node[part] = {}
             replaced = path[: depth + 1] if replaced == path else replaced
         node = child

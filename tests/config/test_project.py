@@ -641,6 +641,8 @@ def test_an_override_beside_a_bad_key_still_blames_the_file(tmp_path: Path) -> N
         ("table.1.0", ("table", 1, 0)),
         ("0.1", ("0", 1)),  # a top-level key is a name, even all digits
         (" headers.X-Token ", ("headers", "X-Token")),
+        ("domains['example.com'].delay", ("domains", "example.com", "delay")),  # dots in a key
+        ('domains["127.0.0.1"].headers.X-A', ("domains", "127.0.0.1", "headers", "X-A")),
     ],
 )
 def test_an_override_names_list_items_by_index_either_way(key: str, path: tuple[object]) -> None:
@@ -676,6 +678,16 @@ def test_an_override_of_a_missing_item_says_what_the_list_holds(
     path = write_project(tmp_path, text)
     assert main(["check", str(path), "-s", override]) == 2
     assert error_line(capsys.readouterr().err).startswith(f"Error: {message}")
+
+
+def test_an_override_of_a_section_an_alias_shares_changes_that_section_alone(
+    tmp_path: Path,
+) -> None:
+    text = OVERRIDDEN + "domains: {example.com: {delay: 1}}\ntable: &t {a: 1}\nother: *t\n"
+    path = write_project(tmp_path, text)
+    project = load_project(path, ["table.a=2", "domains['example.com'].delay=3"])
+    assert project.sections["table"] == {"a": 2} and project.sections["other"] == {"a": 1}
+    assert project.domains["example.com"].delay == 3
 
 
 async def test_fw_run_overrides_a_field_of_a_list_item(tmp_path: Path, serve: Serve) -> None:
