@@ -127,6 +127,8 @@ class Recording:
         self._fd = await asyncio.to_thread(self._open)
 
     def _open(self) -> int:
+        if os.path.lexists(self.folder) and not self.folder.is_dir():  # mkdir says "exists"
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(self.folder))
         if self.create:
             self.folder.mkdir(parents=True, exist_ok=True)
             _sweep(self.folder)
@@ -398,7 +400,7 @@ class Replayer:
     async def __aenter__(self) -> Replayer:
         try:
             await self._recording.open()
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             raise UsageError(
                 f"--replay {self.folder}: no such folder (record one with fw run --record)"
             ) from None

@@ -122,11 +122,20 @@ async def test_record_and_replay_exclude_each_other(tmp_path: Path) -> None:
     assert "--record and --replay exclude each other" in both.stderr
 
 
-async def test_replaying_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
+async def test_replaying_or_recording_into_what_is_no_folder_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
     path = project(tmp_path, "http://127.0.0.1:9")
     missing = await run_fw("run", str(path), "--replay", str(tmp_path / "nothing"))
     assert missing.returncode == 2
     assert "no such folder" in missing.stderr
+    (tmp_path / "afile").write_text("")
+    for option in ("--replay", "--record"):  # mkdir said "File exists"
+        a_file = await run_fw("run", str(path), option, str(tmp_path / "afile"))
+        assert a_file.returncode == 2
+        assert (
+            one_error_line(a_file.stderr) == f"Error: {option} {tmp_path / 'afile'}: not a folder"
+        )
 
 
 # A recording is trusted no more than a server: the tests below replay hostile ones.
