@@ -86,6 +86,10 @@ def assemble(
     errors = ErrorList()
     with errors.collect():
         _check_sections(project, registry, set(plugin_names))
+    for name, spider_class in registry.spiders.items():  # the spider in use: _spider below
+        if name != project.spider and name in project.sections:
+            with errors.collect():  # written, so checked, used or not: a typo shows now
+                _options(spider_class, project, "spiders", registry.owners[("spiders", name)])
     for spec in project.plugins:  # listing a plugin is using it
         with errors.collect():
             _require_section(project, registry, project_plugin_name(spec))

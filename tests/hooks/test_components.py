@@ -88,3 +88,20 @@ async def test_two_exporters_writing_one_file_are_refused_naming_both(
             f"Error: -o: {tmp_path / 'out/hard.jsonl'}: already written by exporters[0]; {twice}",
         ]
     assert sorted(result.stderr.splitlines()) == sorted(lines)
+
+
+async def test_the_section_of_a_spider_not_in_use_is_checked_all_the_same(tmp_path: Path) -> None:
+    path = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [https://a.example/]
+        rules: {items: [{fields: {title: h1}}]}
+        douban: {subject: false}
+        """,
+    )
+    result = await run_fw("check", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"Error: {path}:4: douban.subject: unknown key (did you mean 'subjects'?)"
+    )
