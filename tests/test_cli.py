@@ -265,6 +265,36 @@ async def test_an_export_stuck_in_write_is_named_when_ctrl_c_gives_up(
     )
 
 
+FINISHING_FOREVER = """
+import asyncio
+from framework import hookimpl
+
+@hookimpl
+async def crawl_finished(project, spider, stats):
+    print("finishing", flush=True)
+    await asyncio.Event().wait()  # an upload of the results, say, that never ends
+"""
+
+
+async def test_a_signal_during_crawl_finished_is_no_finished_crawl(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    (tmp_path / "finishing.py").write_text(FINISHING_FOREVER, encoding="utf-8")
+    with project.open("a", encoding="utf-8") as file:
+        file.write("stop_timeout: 0.2\n")
+    process = await start_fw("run", str(project), "-s", "plugins=[./slow.py, ./finishing.py]")
+    assert process.stdout is not None and process.stderr is not None
+    async with asyncio.timeout(10):
+        assert await process.stdout.readline() == b"finishing\n"
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(10):  # twice stop_timeout, and a second
+        await process.wait()
+    assert process.returncode == 143  # it said "finished", exit 0: a plugin's end was cut
+    assert ": terminated in " in (await process.stderr.read()).decode()
+
+
 async def test_an_aborted_crawl_still_summarises_and_writes_stats(
     site: tuple[Site, Path], tmp_path: Path
 ) -> None:

@@ -461,6 +461,8 @@ async def _run(crawl: Engine, stop_timeout: float, progress: Progress) -> Stats:
         await asyncio.gather(shown, return_exceptions=True)
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
+        if signalled and crawl.stats.reason == "finished":  # in crawl_finished, cut short
+            crawl.stats.reason = _SIGNALS[signalled[0]][1]
 
 
 def _cut_short(crawl: Engine) -> None:
