@@ -243,26 +243,35 @@ def register_exporters(register):
 async def test_an_export_stuck_in_write_is_named_when_ctrl_c_gives_up(
     site: tuple[Site, Path], tmp_path: Path
 ) -> None:
+    stuck = tmp_path / "items.stuck"
+    returncode, stderr = await signalled_when(
+        site, "writing", STUCK_EXPORT, signal.SIGINT, "-o", str(stuck)
+    )
+    assert returncode == 130
+    assert f"export {stuck}: write() had not returned when the crawl was cancelled" in stderr
+
+
+async def signalled_when(
+    site: tuple[Site, Path], said: str, plugin: str, sig: signal.Signals, *args: str
+) -> tuple[int, str]:
+    """Run the site's crawl with ``plugin`` too; send ``sig`` once the plugin prints
+    ``said``; return the exit code and stderr. The crawl has 0.2 s to stop."""
     state, project = site
     state.release.set()
-    (tmp_path / "stuck.py").write_text(STUCK_EXPORT, encoding="utf-8")
+    (project.parent / "signalled.py").write_text(plugin, encoding="utf-8")
     with project.open("a", encoding="utf-8") as file:
         file.write("stop_timeout: 0.2\n")
-    stuck = tmp_path / "items.stuck"
     process = await start_fw(
-        "run", str(project), "-s", "plugins=[./slow.py, ./stuck.py]", "-o", str(stuck)
+        "run", str(project), "-s", "plugins=[./slow.py, ./signalled.py]", *args
     )
     assert process.stdout is not None and process.stderr is not None
     async with asyncio.timeout(10):
-        assert await process.stdout.readline() == b"writing\n"
-    process.send_signal(signal.SIGINT)
+        assert await process.stdout.readline() == f"{said}\n".encode()
+    process.send_signal(sig)
     async with asyncio.timeout(10):  # twice stop_timeout, and a second
         await process.wait()
-    assert process.returncode == 130
-    assert (
-        f"export {stuck}: write() had not returned when the crawl was cancelled"
-        in (await process.stderr.read()).decode()
-    )
+    assert process.returncode is not None
+    return process.returncode, (await process.stderr.read()).decode()
 
 
 FINISHING_FOREVER = """
@@ -277,22 +286,11 @@ async def crawl_finished(project, spider, stats):
 
 
 async def test_a_signal_during_crawl_finished_is_no_finished_crawl(
-    site: tuple[Site, Path], tmp_path: Path
+    site: tuple[Site, Path],
 ) -> None:
-    state, project = site
-    state.release.set()
-    (tmp_path / "finishing.py").write_text(FINISHING_FOREVER, encoding="utf-8")
-    with project.open("a", encoding="utf-8") as file:
-        file.write("stop_timeout: 0.2\n")
-    process = await start_fw("run", str(project), "-s", "plugins=[./slow.py, ./finishing.py]")
-    assert process.stdout is not None and process.stderr is not None
-    async with asyncio.timeout(10):
-        assert await process.stdout.readline() == b"finishing\n"
-    process.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(10):  # twice stop_timeout, and a second
-        await process.wait()
-    assert process.returncode == 143  # it said "finished", exit 0: a plugin's end was cut
-    assert ": terminated in " in (await process.stderr.read()).decode()
+    returncode, stderr = await signalled_when(site, "finishing", FINISHING_FOREVER, signal.SIGTERM)
+    assert returncode == 143  # it said "finished", exit 0: a plugin's end was cut
+    assert ": terminated in " in stderr
 
 
 async def test_an_aborted_crawl_still_summarises_and_writes_stats(
