@@ -109,8 +109,10 @@ class LoginMiddleware(Middleware):
         self._allows: Callable[[str], bool] = lambda url: False
 
     async def open(self, project: Any) -> None:
-        """Learn the hosts ``allowed_domains`` lets the crawl visit: a form may post there."""
-        self._allows = project.allows
+        """Learn the hosts ``allowed_domains`` names: a form may post there. ``[]``, which
+        lets the crawl go anywhere, names none: the password goes to the sign-in site alone."""
+        if project.allowed_domains:
+            self._allows = project.allows
 
     @property
     def active(self) -> bool:
@@ -134,12 +136,8 @@ class LoginMiddleware(Middleware):
         try:
             page = await _followed(handler, Request(url))
             submit = _form(page, query, dict(self.options.data))
-            if _origin(submit.url) != _origin(page.url) and not self._allows(submit.url):
-                return (
-                    f"login: the sign-in form at {page.url} posts to {_shown(submit.url)}, "
-                    "another site outside allowed_domains; fw does not send login.data there "
-                    "(add its host to allowed_domains if it is the site's own)"
-                )
+            if problem := self._elsewhere(page.url, submit.url):
+                return f"login: {problem}; fw does not send login.data there"
             answer = await _followed(handler, submit)
         except (FetchError, FormError) as exc:
             return f"login: signing in at {url} failed: {exc}"
@@ -149,6 +147,33 @@ class LoginMiddleware(Middleware):
             return f"login: signing in at {url} failed: {where} {refused}; check login.data"
         log.info("signed in at %s: %s answered %d", url, where, answer.status)
         return None
+
+    def _elsewhere(self, page: str, action: str) -> str | None:
+        """Say where ``login.data`` would go that it must not, if anywhere: the sign-in page
+        may have redirected, and its form may post, to another site."""
+        if not self._trusts(page):
+            return f"the sign-in page {self.options.url} redirected to {self._why(page)}"
+        if not self._trusts(action):
+            return f"the sign-in form at {_shown(page)} posts to {self._why(action)}"
+        return None
+
+    def _trusts(self, url: str) -> bool:
+        """Whether ``login.data`` may go to ``url``: the site of ``login.url`` (or that site
+        over https) and hosts of ``allowed_domains``; never from https to http."""
+        assert self.options.url is not None
+        if _origin(self.options.url)[0] == "https" and _origin(url)[0] != "https":
+            return False
+        return _same_site(self.options.url, url) or self._allows(url)
+
+    def _why(self, url: str) -> str:
+        """Name ``url`` and say why ``login.data`` does not go there."""
+        assert self.options.url is not None
+        if _origin(self.options.url)[0] == "https" and _origin(url)[0] != "https":
+            return f"{_shown(url)}, over http from an https sign-in page"
+        return (
+            f"{_shown(url)}, another site outside allowed_domains (add its host there if it "
+            "is the site's own)"
+        )
 
 
 async def _followed(handler: Handler, request: Request) -> Response:
@@ -166,7 +191,7 @@ async def _followed(handler: Handler, request: Request) -> Response:
         if not target.startswith(("http://", "https://")):
             raise FetchError("bad_redirect", f"redirected to {target[:200]!r}")
         if response.status in (307, 308):  # the method and body go along
-            if request.body and _origin(target) != _origin(request.url):
+            if request.body and not _same_site(request.url, target):
                 raise FetchError(
                     "bad_redirect",
                     f"a {response.status} redirect would send the form to {_shown(target)}, "
@@ -191,6 +216,12 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
         parts.hostname,
         port or {"http": 80, "https": 443}.get(parts.scheme),
     )
+
+
+def _same_site(source: str, target: str) -> bool:
+    """Whether ``target`` is ``source``'s origin, or its host over https (an upgrade)."""
+    (scheme, host, port), to = _origin(source), _origin(target)
+    return to == (scheme, host, port) or to[:2] == ("https", host)
 
 
 def _shown(url: str) -> str:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 from tests.login_site import LOGIN_PAGE, MEMBERS, LoginSite
+from tests.proxies import TestCA
 
 DOCS = Path(__file__).parents[2] / "docs" / "forms.md"
 
@@ -107,32 +108,39 @@ async def test_a_failed_sign_in_stops_the_crawl_with_exit_1_saying_why(
 
 
 class Thief:
-    """Another site: it records every form posted to it."""
+    """Another site: a sign-in page of its own, and every form posted to it recorded."""
 
     def __init__(self) -> None:
         self.posted: list[dict[str, str]] = []
 
     def app(self) -> web.Application:
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text=LOGIN_PAGE.format(token="t"), content_type="text/html")
+
         async def take(request: web.Request) -> web.Response:
             self.posted.append({k: str(v) for k, v in (await request.post()).items()})
             return web.Response(text="<p>thanks</p>", content_type="text/html")
 
         app = web.Application()
+        app.router.add_get("/{tail:.*}", page)
         app.router.add_post("/{tail:.*}", take)
         return app
 
 
-@pytest.mark.parametrize("how", ["action", "307"])
+@pytest.mark.parametrize("how", ["action", "307", "redirected", "downgrade"])
 async def test_the_password_never_goes_to_another_site_outside_allowed_domains(
     tmp_path: Path, serve: Serve, how: str
 ) -> None:
-    thief = Thief()
-    elsewhere = await serve(thief.app(), host="127.0.0.2")
+    thief, ca = Thief(), TestCA()
+    downgrade = how == "downgrade"  # an https sign-in page posting over http, on its host
+    elsewhere = await serve(thief.app(), host="127.0.0.1" if downgrade else "127.0.0.2")
 
     class Leaky(LoginSite):
         async def login_page(self, request: web.Request) -> web.Response:
+            if how == "redirected":  # the sign-in page is another site's
+                raise web.HTTPFound(f"{elsewhere}/accounts/login")
             answer = await super().login_page(request)
-            if how == "action":  # the page's form posts to another site
+            if how in ("action", "downgrade"):  # its form posts to another site
                 assert isinstance(answer.text, str)
                 answer.text = answer.text.replace('action="login"', f'action="{elsewhere}/x"')
             return answer
@@ -140,24 +148,29 @@ async def test_the_password_never_goes_to_another_site_outside_allowed_domains(
         async def login(self, request: web.Request) -> web.Response:
             raise web.HTTPTemporaryRedirect(f"{elsewhere}/x")  # the POST, body and all
 
-    site = Leaky()
-    base = await serve(site.app())
+    base = await serve(Leaky().app(), tls=ca.server() if downgrade else None)
     login = "form: '#login'\n          data: {username: ada, password: {$env: SITE_PASSWORD}}"
     path = project(tmp_path, base, login)
-    done = await run_fw("run", str(path), cwd=tmp_path, env={"SITE_PASSWORD": "s3cret"})
+    if downgrade:  # a host of allowed_domains on any port: the scheme alone says no
+        path.write_text(path.read_text() + "allowed_domains: [127.0.0.1]\n")
+    env = {"SITE_PASSWORD": "s3cret", "SSL_CERT_FILE": str(ca.pem(tmp_path))}
+    done = await run_fw("run", str(path), cwd=tmp_path, env=env)
     assert done.returncode == 1, done.stderr
     assert thief.posted == []
+    outside = "another site outside allowed_domains (add its host there if it is the site's own)"
     said = {
-        "action": f"login: the sign-in form at {base}/accounts/login posts to {elsewhere}/x, "
-        "another site outside allowed_domains; fw does not send login.data there",
-        "307": f"login: signing in at {base}/accounts/login failed: a 307 redirect would send "
-        f"the form to {elsewhere}/x, another origin; fw does not send it there",
+        "action": f"the sign-in form at {base}/accounts/login posts to {elsewhere}/x, {outside}",
+        "307": f"signing in at {base}/accounts/login failed: a 307 redirect would send the form "
+        f"to {elsewhere}/x, another origin; fw does not send it there",
+        "redirected": f"the sign-in page {base}/accounts/login redirected to "
+        f"{elsewhere}/accounts/login, {outside}",
+        "downgrade": f"the sign-in form at {base}/accounts/login posts to {elsewhere}/x, over "
+        "http from an https sign-in page",
     }
-    assert said[how] in done.stderr
-    allowed = path.read_text() + "allowed_domains: [127.0.0.1, 127.0.0.2]\n"
-    path.write_text(allowed)  # the site's own other host: the form goes there
-    if how == "action":
-        again = await run_fw("run", str(path), cwd=tmp_path, env={"SITE_PASSWORD": "s3cret"})
+    assert f"Error: login: {said[how]}" in done.stderr
+    if how == "action":  # the site's own other host, named in allowed_domains: it goes there
+        path.write_text(path.read_text() + "allowed_domains: [127.0.0.1, 127.0.0.2]\n")
+        again = await run_fw("run", str(path), cwd=tmp_path, env=env)
         assert thief.posted and thief.posted[0]["password"] == "s3cret", again.stderr
 
 
