@@ -40,10 +40,12 @@ MAX_ENTRIES = 50_000
 _MAX_URL = 8192
 _GZIP = b"\x1f\x8b"
 _CHUNK = 1 << 16
-#: Read this far with no entry ending, and the document is cut there: an entry of an
-#: image sitemap (1,000 images) is ~250 KiB, and what lxml holds of a longer one grows
-#: without bound (a <url> of 4 million empty elements is 16 MiB, and 1.1 GB in lxml).
-_MAX_ENTRY = 8 * _CHUNK
+#: Read this far, or this many tags, with no entry of the root ending, and the document is
+#: cut there: what lxml holds of an entry grows with its tags (a <url> of 4 million empty
+#: elements is 16 MiB, and 1.1 GB in lxml). An image sitemap's entry of 1,000 images, each
+#: a 2 KiB URL with a caption, is ~3 MiB and ~10,000 tags.
+_MAX_ENTRY = 64 * _CHUNK
+_MAX_ENTRY_TAGS = 50_000
 #: A ``&`` that starts no entity or character reference: sitemaps often leave the ``&`` of
 #: a query unescaped, which strict XML refuses and lxml's recover mode silently drops.
 _BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z_][\w.-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
@@ -140,43 +142,55 @@ def _xml(data: bytes) -> Document:
         remove_pis=True,
         collect_ids=False,
     )
+    size = tags = 0  # read since an entry of the root last ended
     try:
-        for _, element in _events(parser, data):
-            if _add(document, element):  # full
+        for chunk, element in _events(parser, data):
+            if element is None:
+                size, tags = size + len(chunk), tags + chunk.count(b"<")
+                if size > _MAX_ENTRY or tags > _MAX_ENTRY_TAGS:
+                    document.problem = _too_long()
+                    break
+            elif _add(document, element):  # full
                 break
+            elif _of_root(element):
+                size = tags = 0
     except etree.XMLSyntaxError as exc:
         document.problem = f"its XML breaks off: {_cause(exc)}"
-    except _Oversized:
-        document.problem = (
-            f"an entry runs on past {_MAX_ENTRY // 1024} KiB without ending; the rest is left out"
-        )
     return document
 
 
-class _Oversized(Exception):
-    """Raised when the parser has read ``_MAX_ENTRY`` bytes and no entry ended."""
+def _of_root(element: etree._Element) -> bool:
+    """Whether ``element`` is an entry: a child of the root."""
+    parent = element.getparent()
+    return parent is not None and parent.getparent() is None
 
 
-def _events(parser: etree.XMLPullParser, data: bytes) -> Iterator[tuple[str, etree._Element]]:
-    """Yield the parser's events as ``data`` is fed to it, those before an error included.
+def _too_long() -> str:
+    return (
+        f"an entry runs on past {_MAX_ENTRY // 1024 // 1024} MiB or {_MAX_ENTRY_TAGS:,} tags "
+        "without ending; the rest is left out"
+    )
+
+
+def _events(
+    parser: etree.XMLPullParser, data: bytes
+) -> Iterator[tuple[bytes, etree._Element | None]]:
+    """Yield each chunk of ``data`` as it is fed to the parser (with None), then the elements
+    whose end it read (with b""), those before an error included.
 
     A pull parser rather than ``iterparse``, which drops the events of the chunk that broke.
     """
-    since = 0  # bytes fed since an entry last ended
     try:
         for offset in range(0, len(data), _CHUNK):
-            parser.feed(data[offset : offset + _CHUNK])
-            since += _CHUNK
-            for event in parser.read_events():
-                since = 0
-                yield event
-            if since > _MAX_ENTRY:
-                raise _Oversized
+            chunk = data[offset : offset + _CHUNK]
+            parser.feed(chunk)
+            yield chunk, None
+            yield from ((b"", element) for _, element in parser.read_events())
     except etree.XMLSyntaxError:
-        yield from parser.read_events()
+        yield from ((b"", element) for _, element in parser.read_events())
         raise
     parser.close()  # if it raises, the elements it would close were cut: not yielded
-    yield from parser.read_events()
+    yield from ((b"", element) for _, element in parser.read_events())
 
 
 def _cause(error: etree.XMLSyntaxError) -> str:
@@ -202,8 +216,8 @@ def _add(document: Document, element: etree._Element) -> bool:
     root = element.getparent()
     if root is None:  # the root itself
         return False
-    if root.getparent() is not None:  # nested deeper: no entry, but freed all the same
-        _free(element, root)
+    if root.getparent() is not None:  # nested deeper: no entry; emptied, its siblings kept
+        element.clear(keep_tail=False)
         return False
     if not document.entries and not document.unusable and root.getroottree().docinfo.doctype:
         raise FetchError("bad_sitemap", _REFUSED)  # a second lock: _xml looked already
@@ -214,15 +228,10 @@ def _add(document: Document, element: etree._Element) -> bool:
         document.entries.append(entry)
     else:
         document.problem = _too_many()
-    _free(element, root)
-    return document.problem is not None
-
-
-def _free(element: etree._Element, parent: etree._Element) -> None:
-    """Drop an element read, and those before it: the parser would keep the whole tree."""
     element.clear(keep_tail=False)
     while element.getprevious() is not None:
-        del parent[0]
+        del root[0]  # entries already read: the parser would keep the whole tree otherwise
+    return document.problem is not None
 
 
 def _entry(element: etree._Element) -> Entry | None:

@@ -214,18 +214,28 @@ async def test_the_pages_go_to_the_callback_named_with_the_sitemaps_lastmod(
     assert site.hits["/about"] == 1  # no follow: every page; a 404, counted
 
 
+HEAD = b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" xmlns:x="x">'
+CUT = "an entry runs on past 4 MiB or 50,000 tags without ending; the rest is left out"
+
+
 def test_an_entry_that_runs_on_and_on_is_cut_with_the_entries_before_it_kept() -> None:
-    # 4 bytes of XML an element, 1.1 GB of lxml's memory for 16 MiB of them: cut at 512 KiB.
-    head = b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-    body = head + b"<url><loc>http://a.test/</loc></url><url>" + b"<a/>" * 200_000
+    # 4 bytes of XML an element, 1.1 GB of lxml's memory for 16 MiB of them.
+    body = HEAD + b"<url><loc>http://a.test/</loc></url><url>" + b"<a/>" * 80_000
     document = read(body + b"</url></urlset>", 1 << 30)
-    assert document.entries == [Entry("http://a.test/")]
-    assert document.problem == (
-        "an entry runs on past 512 KiB without ending; the rest is left out"
-    )
-    nested = b"<x>" + b"<url><loc>http://a.test/n</loc></url>" * 30_000 + b"</x>"
-    document = read(head + nested + b"<url><loc>http://a.test/ok</loc></url></urlset>", 1 << 30)
-    assert document.entries == [Entry("http://a.test/ok")] and document.problem is None
+    assert document.entries == [Entry("http://a.test/")] and document.problem == CUT
+    # Elements named url inside it end too, and count for nothing: not entries of the root.
+    nested = b"<url><loc>http://a.test/n</loc>" + (b"<a/>" * 1_000 + b"<x:url/>") * 60
+    document = read(HEAD + nested + b"</url></urlset>", 1 << 30)
+    assert document.entries == [] and document.problem == CUT
+
+
+def test_a_long_entry_of_an_image_sitemap_is_read_whole_and_so_are_those_after_it() -> None:
+    image = b"<x:image><x:loc>http://cdn.a.test/" + b"i" * 400 + b"</x:loc></x:image>"
+    entry = b"<url><loc>http://a.test/1</loc>" + image * 1_000 + b"</url>"  # 440 KiB
+    tail = b"<url><loc>http://a.test/2</loc><x:url><loc>n</loc></x:url></url></urlset>"
+    document = read(HEAD + entry + tail, 1 << 30)
+    assert document.entries == [Entry("http://a.test/1"), Entry("http://a.test/2")]
+    assert document.problem is None  # the element named url in the second left its <loc>
 
 
 def test_a_lastmod_past_the_moments_python_knows_is_unreadable_not_an_error() -> None:
