@@ -456,13 +456,15 @@ async def _run(crawl: Engine, stop_timeout: float, progress: Progress) -> Stats:
     shown = asyncio.create_task(progress.run())
     try:
         return await crawl.run()
+    except asyncio.CancelledError:
+        if signalled and crawl.stats.reason == "finished":  # crawl_finished hooks cut short
+            crawl.stats.reason = _SIGNALS[signalled[0]][1]
+        raise
     finally:
         shown.cancel()
         await asyncio.gather(shown, return_exceptions=True)
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
-        if signalled and crawl.stats.reason == "finished":  # in crawl_finished, cut short
-            crawl.stats.reason = _SIGNALS[signalled[0]][1]
 
 
 def _cut_short(crawl: Engine) -> None:
