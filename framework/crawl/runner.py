@@ -138,12 +138,12 @@ def prepare(
     With ``retry_failed`` the crawl starts from the last run's failures file and the
     exporters add to what that run wrote.
     """
-    if fresh and retry_failed:  # the state the failures belong to would be wiped first
-        raise UsageError(
+    project, pm, registry = load_plugins(load_project(file, overrides))
+    if fresh and retry_failed and project.frontier != "memory":  # a memory one has no state
+        raise UsageError(  # the state the failures belong to would be wiped first
             "--fresh and --retry-failed exclude each other: --fresh starts the crawl over, "
             "--retry-failed retries what its last run failed"
         )
-    project, pm, registry = load_plugins(load_project(file, overrides))
     names = [name for name, _ in pm.list_name_plugin() if name]
     specs = [output_spec(o) for o in outputs]
     failures = failures_path(file, project.name, [s.path for s in (*project.exporters, *specs)])

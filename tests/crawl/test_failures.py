@@ -116,7 +116,8 @@ async def test_retry_failed_without_a_failures_file_is_a_usage_error(
         f"{tmp_path / 'out/shop.failures.jsonl'}: the last crawl "
         "had no failures, or exported elsewhere"
     )
-    both = await run_fw("run", str(project), "--retry-failed", "--fresh")
+    sqlite = "frontier=sqlite:///state/crawl.db"  # a memory frontier has no state to wipe
+    both = await run_fw("run", str(project), "--retry-failed", "--fresh", "-s", sqlite)
     assert both.returncode == 2
     assert both.stderr.strip() == (
         "Error: --fresh and --retry-failed exclude each other: --fresh starts the crawl "
