@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import pluggy
 from framework.errors import CrawlAborted, DropItem, reportable
 from framework.hooks.manager import HookCall, hook_calls
 
-__all__ = ["EventHook", "Events", "PluginFailed"]
+__all__ = ["EventHook", "Events", "PluginFailed", "Waiting"]
 
 #: Told which plugin's hook raised what, with the hook's arguments.
 PluginFailed = Callable[[str, str, BaseException, dict[str, Any]], Awaitable[None]]
@@ -27,8 +28,15 @@ log = logging.getLogger("fw")
 class EventHook:
     """One event hook's implementations; falsy when no plugin implements it."""
 
-    def __init__(self, name: str, calls: list[HookCall], on_error: PluginFailed) -> None:
+    def __init__(
+        self,
+        name: str,
+        calls: list[HookCall],
+        on_error: PluginFailed,
+        waiting: Waiting | None = None,
+    ) -> None:
         self.name, self._calls, self._on_error = name, calls, on_error
+        self._waiting = waiting or Waiting()  # shared by the crawl's hooks: see Events
         # Only item_scraped may drop an item; anywhere else DropItem is a plugin's mistake.
         self._passed: tuple[type[Exception], ...] = (
             (DropItem, CrawlAborted) if name == "item_scraped" else (CrawlAborted,)
@@ -49,7 +57,7 @@ class EventHook:
             try:
                 outcome = call(**kwargs)
                 if inspect.isawaitable(outcome):
-                    await _awaited(outcome, call.plugin, self.name)
+                    await self._waiting(outcome, call.plugin, self.name)
             except self._passed:
                 raise
             except BaseException as exc:
@@ -58,27 +66,39 @@ class EventHook:
                 await self._on_error(call.plugin, self.name, exc, kwargs)
 
 
-async def _awaited(outcome: Awaitable[Any], plugin: str, hook: str) -> None:
-    """Await what an async hook returned, saying so while it takes longer than ``PATIENCE``."""
-    loop = asyncio.get_running_loop()
-    since = loop.time()
-    handle: asyncio.TimerHandle | None = None
+class Waiting:
+    """The async hooks awaited now, looked at every ``PATIENCE`` seconds while there are
+    any: one timer for them all, not one a call (a few microseconds, on every page)."""
 
-    def still_waiting() -> None:
-        nonlocal handle
-        log.warning(
-            "plugin %r: %s has not returned for %.0fs; the crawl waits for it (Ctrl-C stops it)",
-            plugin,
-            hook,
-            loop.time() - since,
-        )
-        handle = loop.call_later(PATIENCE, still_waiting)
+    def __init__(self) -> None:
+        self._since: dict[object, tuple[str, str, float]] = {}
+        self._looking = False
 
-    handle = loop.call_later(PATIENCE, still_waiting)
-    try:
-        await outcome
-    finally:
-        handle.cancel()  # the last one set: still_waiting replaces it
+    async def __call__(self, outcome: Awaitable[Any], plugin: str, hook: str) -> None:
+        """Await ``outcome``, what ``plugin``'s ``hook`` returned."""
+        self._since[outcome] = (plugin, hook, time.monotonic())
+        if not self._looking:
+            self._looking = True
+            asyncio.get_running_loop().call_later(PATIENCE, self._look)
+        try:
+            await outcome
+        finally:
+            del self._since[outcome]
+
+    def _look(self) -> None:
+        now = time.monotonic()
+        for plugin, hook, since in list(self._since.values()):
+            if now - since >= PATIENCE:
+                log.warning(
+                    "plugin %r: %s has not returned for %.0fs; the crawl waits for it "
+                    "(Ctrl-C stops it)",
+                    plugin,
+                    hook,
+                    now - since,
+                )
+        self._looking = bool(self._since)
+        if self._looking:
+            asyncio.get_running_loop().call_later(PATIENCE, self._look)
 
 
 class Events:
@@ -89,8 +109,10 @@ class Events:
     """
 
     def __init__(self, pm: pluggy.PluginManager, on_error: PluginFailed) -> None:
+        waiting = Waiting()
+
         def hook(name: str) -> EventHook:
-            return EventHook(name, hook_calls(pm, name), on_error)
+            return EventHook(name, hook_calls(pm, name), on_error, waiting)
 
         self.crawl_started = hook("crawl_started")
         self.request_scheduled = hook("request_scheduled")
