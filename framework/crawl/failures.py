@@ -328,7 +328,10 @@ class FailureLog:
         except OSError as exc:  # the old list stays: some requests may be retried again
             with contextlib.suppress(OSError):
                 part.unlink(missing_ok=True)
-            log.warning("cannot update the failures file %s: %s", self.path, exc.strerror or exc)
+            why = exc.strerror or str(exc)
+            if exc.filename and str(exc.filename) != str(self.path):  # its new copy, beside it
+                why = f"{exc.filename}: {why}"
+            log.warning("cannot update the failures file %s: %s", self.path, why)
             return
         self.count = len(kept)
 

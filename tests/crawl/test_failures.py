@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
 import signal
 import sqlite3
 from collections import Counter
@@ -561,6 +562,26 @@ def test_a_retry_rewrites_the_list_anew_for_its_user_alone(tmp_path: Path) -> No
         "https://a.test/2"
     ]
     assert precious.read_text() == "keep me\n" and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_list_that_cannot_be_rewritten_stays_and_the_warning_names_what_was_in_the_way(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "shop.failures.jsonl"
+    listing = FailureLog(path)
+    listing.start()
+    for url in ("https://a.test/1", "https://a.test/2"):
+        listing.record(Request(url), "http_503", "HTTP 503")
+    listing.close()
+    part = path.with_name(path.name + ".part")
+    part.mkdir()  # where the new list is written
+    retry = FailureLog(path)
+    retry.start(keep=True)
+    retry.settled(Request("https://a.test/1"))
+    with caplog.at_level(logging.WARNING, logger="fw"):
+        retry.close()
+    assert len(path.read_text().splitlines()) == 2  # the old list: retried again, not lost
+    assert f"cannot update the failures file {path}: {part}: Is a directory" in caplog.text
 
 
 def test_the_failures_file_is_for_its_user_alone(tmp_path: Path) -> None:
