@@ -10,7 +10,6 @@ A site may set a cookie for its own registrable domain (``Domain=example.com`` f
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Sequence
 from functools import cache
 from http.cookies import Morsel
@@ -24,9 +23,6 @@ from yarl import URL
 __all__ = ["CookieJar"]
 
 _NOWHERE = URL()
-
-#: A Set-Cookie's Domain attribute; the last one counts (RFC 6265 section 5.3).
-_DOMAIN = re.compile(r";\s*domain\s*=\s*([^;]*)", re.IGNORECASE)
 
 
 class CookieJar(aiohttp.CookieJar):
@@ -44,10 +40,16 @@ class CookieJar(aiohttp.CookieJar):
         super().update_cookies(list(_allowed_morsels(items, host)), response_url)
 
     def update_cookies_from_headers(self, headers: Sequence[str], response_url: URL) -> None:
-        """Store the cookies of ``Set-Cookie`` fields that ``response_url`` may set."""
-        host = (response_url.raw_host or "").lower()
-        kept = [h for h in (_allowed_header(header, host) for header in headers) if h]
-        super().update_cookies_from_headers(kept, response_url)
+        """Store the cookies of ``Set-Cookie`` fields that ``response_url`` may set.
+
+        Read by aiohttp's own parser (aiohttp 3.14 and later call this), so that the Domain
+        judged is the one stored: a pattern over the raw field missed ``Domain="co.uk"``.
+        """
+        # Here, not above: aiohttp has it from 3.12, and calls this method from 3.14 on.
+        from aiohttp._cookie_helpers import parse_set_cookie_headers
+
+        if headers:
+            self.update_cookies(parse_set_cookie_headers(headers), response_url)
 
 
 def _allowed_morsels(cookies: Iterable[tuple[str, Any]], host: str) -> Iterable[tuple[str, Any]]:
@@ -62,16 +64,6 @@ def _allowed_morsels(cookies: Iterable[tuple[str, Any]], host: str) -> Iterable[
             yield name, own
         elif verdict == "keep":
             yield name, cookie
-
-
-def _allowed_header(header: str, host: str) -> str | None:
-    found = _DOMAIN.findall(header)
-    if not found:
-        return header
-    verdict = _verdict(found[-1], host)
-    if verdict == "host-only":
-        return _DOMAIN.sub("", header)
-    return None if verdict == "drop" else header
 
 
 def _verdict(domain: str, host: str) -> str:

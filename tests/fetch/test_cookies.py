@@ -55,7 +55,15 @@ async def test_a_cookie_for_a_public_suffix_is_refused(tmp_path: Path, serve: Se
                 )
             },
             "shop.example.co.uk": {
-                "/": page(["http://other.com/", "http://other.co.uk/"], ("uk=1; Domain=.co.uk",))
+                "/": page(
+                    ["http://other.com/", "http://other.co.uk/"],
+                    # As aiohttp reads them: quotes stripped, an attribute with no ; before it.
+                    (
+                        "uk=1; Domain=.co.uk",
+                        'quoted=1; Domain="co.uk"',
+                        "bare=1; Path=/ Domain=co.uk",
+                    ),
+                )
             },
             "www.example.com": {"/": page([])},
             "other.com": {"/": page([])},
