@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from email.utils import formatdate
 from http.cookies import Morsel
 from typing import TYPE_CHECKING, Any
@@ -48,13 +48,11 @@ def _key(cookie: Mapping[str, Any]) -> Key:
 
 def _of_jar(jar: AbstractCookieJar) -> Iterable[dict[str, Any]]:
     """The jar's cookies as Playwright takes them."""
-    host_only: set[tuple[str, str]] = getattr(
-        jar, "_host_only_cookies", set()
-    )  # aiohttp keeps no public flag
+    host_only = _host_only(jar)
     for morsel in jar:
         domain = morsel["domain"]
-        if domain and (domain, morsel.key) not in host_only and not _is_ip(domain):
-            domain = "." + domain
+        if domain and not host_only(morsel) and not _is_ip(domain):
+            domain = "." + domain  # a Domain cookie: its subdomains get it too
         yield {
             "name": morsel.key,
             "value": morsel.value,
@@ -63,6 +61,17 @@ def _of_jar(jar: AbstractCookieJar) -> Iterable[dict[str, Any]]:
             "secure": bool(morsel["secure"]),
             "httpOnly": bool(morsel["httponly"]),
         }
+
+
+def _host_only(jar: AbstractCookieJar) -> Callable[[Morsel[str]], bool]:
+    """Tell a host-only cookie of ``jar`` (set with no Domain) by how aiohttp keys them."""
+    keys = getattr(jar, "host_only_cookies", None)
+    if keys is not None:  # aiohttp 3.14 on: (domain, path less its last /, name)
+        return lambda morsel: (
+            (morsel["domain"], (morsel["path"] or "/").rstrip("/"), morsel.key) in keys
+        )
+    pairs: set[tuple[str, str]] = getattr(jar, "_host_only_cookies", set())  # before: 2-tuples
+    return lambda morsel: (morsel["domain"], morsel.key) in pairs
 
 
 def _store(jar: AbstractCookieJar, cookie: Mapping[str, Any]) -> None:

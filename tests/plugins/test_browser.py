@@ -15,8 +15,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from fwcrawl_plugins.browser.cookies import _of_jar
+from yarl import URL
 
 from framework.crawl.stats import Stats
+from framework.fetch.cookies import CookieJar
 from tests.conftest import Serve, crawl, read_jsonl, run_fw, write_project
 from tests.plugins.browser_site import PRODUCTS, SCROLL_TOTAL, BrowserSite
 
@@ -293,6 +296,15 @@ async def test_cookies_go_both_ways_between_fws_jar_and_the_browser(
     # "from_http=h1", 12 characters; the script's cookie reached the jar (browser -> jar).
     assert site.cookies == [{"from_http": "h1", "from_js": "12"}]
     assert json.loads(items["whoami"]["text"]) == {"from_http": "h1", "from_js": "12"}
+
+
+async def test_a_cookie_set_without_domain_stays_on_its_host_in_the_browser() -> None:
+    jar = CookieJar()  # fw's: the crawl's cookies, which each rendered page starts with
+    headers = ["sid=h", "dom=d; Domain=shop.test", "deep=p; Path=/a/"]
+    jar.update_cookies_from_headers(headers, URL("http://shop.test/a/x"))
+    given = {cookie["name"]: cookie["domain"] for cookie in _of_jar(jar)}
+    # A leading dot gives Chromium a cookie for every subdomain: the Domain one alone.
+    assert given == {"sid": "shop.test", "dom": ".shop.test", "deep": "shop.test"}
 
 
 @pytest.mark.parametrize(
