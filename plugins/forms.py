@@ -184,12 +184,12 @@ async def _followed(handler: Handler, request: Request) -> Response:
         if response.status not in _REDIRECTS or not location:
             if response.status >= 400:
                 raise FetchError(
-                    f"http_{response.status}", f"HTTP {response.status} ({response.url})"
+                    f"http_{response.status}", f"HTTP {response.status} ({_shown(response.url)})"
                 )
             return response
         target = urljoin(response.url, location)
         if not target.startswith(("http://", "https://")):
-            raise FetchError("bad_redirect", f"redirected to {target[:200]!r}")
+            raise FetchError("bad_redirect", f"redirected to {_shown(target)[:200]!r}")
         if response.status in (307, 308):  # the method and body go along
             if request.body and not _same_site(request.url, target):
                 raise FetchError(
@@ -201,7 +201,7 @@ async def _followed(handler: Handler, request: Request) -> Response:
         else:  # GET, without the body or what described it
             referer = (request.headers or {}).get("Referer")
             request = Request(target, headers={"Referer": referer} if referer else None)
-    raise FetchError("redirects", f"more than {_MAX_REDIRECTS} redirects ({request.url})")
+    raise FetchError("redirects", f"more than {_MAX_REDIRECTS} redirects ({_shown(request.url)})")
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

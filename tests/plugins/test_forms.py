@@ -174,6 +174,26 @@ async def test_the_password_never_goes_to_another_site_outside_allowed_domains(
         assert thief.posted and thief.posted[0]["password"] == "s3cret", again.stderr
 
 
+async def test_a_get_forms_password_is_never_shown_in_the_error(
+    tmp_path: Path, serve: Serve
+) -> None:
+    form = '<form method="get" action="/do"><input name="u"><input type="password" name="p">'
+
+    async def page(request: web.Request) -> web.Response:
+        if request.path == "/do":  # its query: u=ada&p=s3cret
+            return web.Response(status=401)
+        return web.Response(text=form, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    base = await serve(app)
+    path = project(tmp_path, base, "data: {u: ada, p: {$env: SITE_PASSWORD}}")
+    done = await run_fw("run", str(path), cwd=tmp_path, env={"SITE_PASSWORD": "s3cret"})
+    assert done.returncode == 1
+    assert f"login: signing in at {base}/accounts/login failed: HTTP 401 ({base}/do)" in done.stderr
+    assert "s3cret" not in done.stderr
+
+
 async def test_without_check_an_answer_without_the_form_again_is_signed_in(
     tmp_path: Path, serve: Serve
 ) -> None:
