@@ -202,7 +202,7 @@ class Recording:
         part = {suffix: self.folder / f".{key}.{suffix}.{owner}.part" for suffix in final}
         try:
             for suffix, data in (("body", body), ("json", record.encode("ascii"))):
-                with open_new(part[suffix]) as file:
+                with open_new(part[suffix], 0o600) as file:  # Set-Cookie: a session's token
                     file.write(data)
             # The old record first: a rename failing after this leaves no record, never an
             # old one with a new body; the .json last, so that a record never lacks its body.

@@ -518,6 +518,8 @@ async def test_a_link_planted_at_a_temporary_name_is_replaced_never_written_thro
     assert victim.read_text() == "keep me\n"
     assert not [p for p in rec.iterdir() if p.is_symlink() or p.name.endswith(".part")]
     assert b"<h1>Home</h1>" in entry(rec, f"{base}/", "body").read_bytes()
+    # A record keeps the answer's headers, a session's Set-Cookie among them: its user's.
+    assert {p.stat().st_mode & 0o777 for p in rec.iterdir()} == {0o600}
 
 
 async def test_a_header_not_in_utf8_is_recorded_and_replayed(tmp_path: Path) -> None:
