@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from framework.config.project import Project
 from framework.crawl.stats import Stats
@@ -36,11 +36,21 @@ _WHY = {
 class Admission:
     """Sort out the requests a crawl finds before they reach the frontier, counting why."""
 
-    def __init__(self, project: Project, stats: Stats, spider: str, *, persistent: bool) -> None:
+    def __init__(
+        self,
+        project: Project,
+        stats: Stats,
+        spider: str,
+        *,
+        persistent: bool,
+        forgets: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.offsite = Offsite(project.allowed_domains or ())
         self._max_depth, self._stats, self._spider = project.max_depth, stats, spider
         self._persistent, self._backend = persistent, project.frontier.split(":")[0]
         self._known: set[str] = set()
+        #: The frontier's count of what it may have forgotten (``Frontier.forgets``).
+        self._forgets, self._forgot = forgets, 0
         self._warned = 0  # the spider's mistakes said so far
 
     def admit(
@@ -53,6 +63,9 @@ class Admission:
         or broken links are only counted. The spider's mistakes are said: a start request
         refused (``starting``), or a relative URL a callback on ``found_on`` made a request of.
         """
+        if (forgot := self._forgets()) != self._forgot:  # Redis back from a snapshot, say:
+            self._forgot = forgot  # the pages it lost are fetched again, and their links
+            self._known.clear()  # must reach it again, not be taken for queued
         admitted, filtered, max_depth = [], self._stats.filtered, self._max_depth
         known = self._known
         for request in requests:

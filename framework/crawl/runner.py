@@ -284,7 +284,13 @@ def build_engine(
             pace,
             stalls,
             retry,
-            Admission(project, stats, spider.name, persistent=frontier.persistent),
+            Admission(
+                project,
+                stats,
+                spider.name,
+                persistent=frontier.persistent,
+                forgets=lambda: frontier.forgets,
+            ),
             Seeder(
                 _starts(prepared, frontier),
                 frontier.counts,

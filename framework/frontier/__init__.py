@@ -153,6 +153,11 @@ class Frontier(Protocol):
     keeps_checkpoints: bool
 
     @property
+    def forgets(self) -> int:
+        """How many times the backend may have forgotten requests queued before (a Redis
+        back from an outage, restored from a snapshot): what a worker remembers is void."""
+
+    @property
     def memory(self) -> Memory:
         """What plugins note about each page for the next rounds; usable once open."""
 

@@ -45,6 +45,7 @@ class MemoryFrontier:
 
     persistent = False
     keeps_checkpoints = False
+    forgets = 0  # it forgets nothing it was told
     memory = Forgetful()
 
     def __init__(

@@ -111,6 +111,7 @@ class SqliteFrontier:
 
     persistent = True
     keeps_checkpoints = True
+    forgets = 0  # it forgets nothing it was told
 
     def __init__(
         self,

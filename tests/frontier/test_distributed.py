@@ -201,6 +201,36 @@ async def test_a_flushed_redis_stops_every_worker_with_an_error_never_finished(
     assert state.fetched.total() < 2000
 
 
+async def test_a_redis_back_from_an_older_snapshot_loses_no_page(
+    serve: Serve, tmp_path: Path
+) -> None:
+    state = LinkedSite(PAGES, latency=0.01)
+    base = await state.start(serve)
+    server = RedisServer(tmp_path / "redis")  # no append-only file: its snapshot alone
+    await asyncio.to_thread(server.start)
+    try:
+        out = tmp_path / "items.jsonl"
+        project = linked_project(tmp_path, base, f"{server.url}?lease=2")
+        worker = await start_worker(project, out)
+        assert worker.stderr is not None
+        await state.served(PAGES // 8)
+        with server.client() as client:
+            client.save()  # what Redis comes back with: the pages queued since are lost
+        await state.served(PAGES // 3)
+        assert server.process is not None
+        server.process.kill()  # no flush: it restarts from the snapshot
+        await asyncio.to_thread(server.process.wait)
+        await read_until(worker.stderr, "unreachable")
+        await asyncio.to_thread(server.start)
+        async with asyncio.timeout(60):
+            assert await worker.wait() == 0
+    finally:
+        await asyncio.to_thread(server.stop)
+    # Pages settled since the snapshot are fetched and exported again; none is missing.
+    # The worker had taken the links they led to for queued, and dropped them as duplicates.
+    assert set(pages_in(out)) == {f"p/{n}" for n in range(PAGES)}
+
+
 async def test_two_workers_go_on_after_redis_restarts_with_its_append_only_file(
     serve: Serve, tmp_path: Path
 ) -> None:

@@ -143,6 +143,11 @@ class RedisFrontier:
     #: Each worker writes its own exports, whose positions mean nothing to the others.
     keeps_checkpoints = False
 
+    @property
+    def forgets(self) -> int:
+        """Outages ended: a Redis restored from a snapshot lost what was queued since."""
+        return self._scripts.outages
+
     def __init__(
         self,
         url: str,

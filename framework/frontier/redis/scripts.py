@@ -93,6 +93,8 @@ class Scripts:
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._up = asyncio.Event()  # cleared while Redis is unreachable
+        #: Outages ended so far: Redis may have come back from an older snapshot.
+        self.outages = 0
         self._up.set()
         self._running: set[asyncio.Future[Any]] = set()  # commands under way, see _shielded
 
@@ -226,6 +228,7 @@ class Scripts:
         """Wake the calls waiting out an outage, which Redis has just answered."""
         if not self._up.is_set():
             self._up.set()
+            self.outages += 1
             log.warning("redis is back; resuming")
 
     async def _shielded(self, attempt: Callable[[], Awaitable[T]]) -> T:
