@@ -592,11 +592,12 @@ def page(n: int, *links: str) -> web.Response:
     )
 
 
-def small_site(pages: int) -> web.Application:
-    """``/`` links to ``/1`` .. ``/{pages - 1}``; each page is one item."""
+def small_site(pages: int, latency: float = 0.0) -> web.Application:
+    """``/`` links to ``/1`` .. ``/{pages - 1}``; each page is one item, ``latency`` late."""
 
     async def handler(request: web.Request) -> web.Response:
         n = int(request.match_info["n"] or 0)
+        await asyncio.sleep(latency)
         return page(n, *(f"/{k}" for k in range(1, pages))) if n == 0 else page(n)
 
     app = web.Application()
@@ -1470,7 +1471,8 @@ async def test_o_dash_into_a_reader_that_stops_early_ends_quietly(
 async def test_stdout_closing_early_leaves_the_other_exports_whole(
     tmp_path: Path, serve: Serve
 ) -> None:
-    base = await serve(small_site(40))
+    # Slow enough that head has gone before half the items came, on a loaded machine too.
+    base = await serve(small_site(40, latency=0.05))
     items = tmp_path / "items.jsonl"
     code, out, err = await fw_into_head(pages_project(tmp_path, base), "-", str(items))
     assert code == 0, err
