@@ -17,7 +17,7 @@ from typing import Any
 from framework.frontier import Counts
 from framework.http.urls import host_of, redact_all, site_of
 from framework.middleware import Middleware
-from framework.paths import descriptor, is_stream
+from framework.paths import descriptor, is_stream, open_new
 
 __all__ = ["Stats"]
 
@@ -254,10 +254,9 @@ class Stats:
             return
         # Not mkstemp: its files are 0600 whatever the umask; a report is made as open() would.
         part = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(text)
+            with open_new(part) as file:
+                file.write(text.encode("utf-8"))
             part.replace(path)
         except BaseException:
             with contextlib.suppress(OSError):
