@@ -20,8 +20,8 @@ Five kinds of hooks:
 * **Event hooks** run during a crawl. They may be ``async def``; fw awaits what they
   return. An exception from one plugin is reported with the plugin's name and the URL,
   counted as ``plugin_error``, and does not stop the crawl or the other plugins. One that
-  has not returned after a minute is named in a warning, every minute while the crawl
-  waits for it. A middleware object may implement event hooks too, as methods marked
+  has not returned after a minute or two is named in a warning, every minute while the
+  crawl waits for it. A middleware object may implement event hooks too, as methods marked
   ``@hookimpl``: fw calls them for that middleware's own crawl, which is how a plugin
   keeps state per crawl.
 
