@@ -570,6 +570,18 @@ async def test_an_outage_pauses_a_call_until_redis_is_back(
     assert (status.pending, status.leased, status.done) == (1, 1, 1)
 
 
+async def test_a_redis_restarted_between_two_calls_counts_as_one_that_may_forget(
+    make: Make, server: RedisServer
+) -> None:
+    frontier = await make()
+    await frontier.add(urls("1"))
+    before = frontier.forgets
+    server.stop()
+    server.start()  # no call fails: redis-py reconnects on its own, to a new run of Redis
+    await frontier.add(urls("2"))
+    assert frontier.forgets > before  # the worker's memo of what was queued is void
+
+
 async def test_a_call_whose_answer_was_lost_is_not_run_twice(
     make: Make, server: RedisServer
 ) -> None:

@@ -93,8 +93,10 @@ class Scripts:
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._up = asyncio.Event()  # cleared while Redis is unreachable
-        #: Outages ended so far: Redis may have come back from an older snapshot.
+        #: Outages ended so far, and restarts seen on connecting: Redis may have come back
+        #: from an older snapshot (see ``_on_connect``).
         self.outages = 0
+        self._run_id: str | None = None  # of the Redis server last connected to
         self._up.set()
         self._running: set[asyncio.Future[Any]] = set()  # commands under way, see _shielded
 
@@ -191,10 +193,33 @@ class Scripts:
         """Make a client that fails fast: ``_retrying`` does the waiting, and logs it."""
         try:
             return Redis.from_url(
-                self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5, socket_timeout=30
+                self.url,
+                retry=Retry(NoBackoff(), 0),
+                socket_connect_timeout=5,
+                socket_timeout=30,
+                redis_connect_func=self._on_connect,
             )
         except ValueError as exc:
             raise UsageError(f"frontier: {redact(self.url)}: {exc}") from exc
+
+    async def _on_connect(self, connection: Any) -> None:
+        """Set up a new connection; count a Redis that restarted since the last one.
+
+        redis-py reconnects on its own when a restart falls between two commands, and no
+        call fails: without this the restart, from an older snapshot maybe, went unseen.
+        """
+        await connection.on_connect()
+        try:
+            await connection.send_command("INFO", "server")
+            info = await connection.read_response()
+        except redis_errors.ResponseError:  # an ACL without INFO: outages alone are counted
+            return
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        found = re.search(r"run_id:(\w+)", text)
+        run_id = found[1] if found else None
+        if self._run_id is not None and run_id != self._run_id:
+            self.outages += 1
+        self._run_id = run_id
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Await ``attempt()`` until Redis answers; say once that it is away, and when back."""
