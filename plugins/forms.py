@@ -219,9 +219,11 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 
 
 def _same_site(source: str, target: str) -> bool:
-    """Whether ``target`` is ``source``'s origin, or its host over https (an upgrade)."""
+    """Whether ``target`` is ``source``'s origin, or its upgrade: http on 80 to https on 443."""
     (scheme, host, port), to = _origin(source), _origin(target)
-    return to == (scheme, host, port) or to[:2] == ("https", host)
+    return to == (scheme, host, port) or (
+        (scheme, port) == ("http", 80) and to == ("https", host, 443)
+    )
 
 
 def _shown(url: str) -> str:

@@ -146,7 +146,8 @@ def _xml(data: bytes) -> Document:
     try:
         for chunk, element in _events(parser, data):
             if element is None:
-                size, tags = size + len(chunk), tags + chunk.count(b"<")
+                # An attribute is a node to lxml as an element is: count its = too.
+                size, tags = size + len(chunk), tags + chunk.count(b"<") + chunk.count(b"=")
                 if size > _MAX_ENTRY or tags > _MAX_ENTRY_TAGS:
                     document.problem = _too_long()
                     break

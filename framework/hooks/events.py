@@ -76,14 +76,15 @@ class Waiting:
 
     async def __call__(self, outcome: Awaitable[Any], plugin: str, hook: str) -> None:
         """Await ``outcome``, what ``plugin``'s ``hook`` returned."""
-        self._since[outcome] = (plugin, hook, time.monotonic())
+        key = object()  # not the awaitable: a plugin may hand one task to several calls
+        self._since[key] = (plugin, hook, time.monotonic())
         if not self._looking:
             self._looking = True
             asyncio.get_running_loop().call_later(PATIENCE, self._look)
         try:
             await outcome
         finally:
-            del self._since[outcome]
+            del self._since[key]
 
     def _look(self) -> None:
         now = time.monotonic()

@@ -70,8 +70,12 @@ def _host_only(jar: AbstractCookieJar) -> Callable[[Morsel[str]], bool]:
         return lambda morsel: (
             (morsel["domain"], (morsel["path"] or "/").rstrip("/"), morsel.key) in keys
         )
-    pairs: set[tuple[str, str]] = getattr(jar, "_host_only_cookies", set())  # before: 2-tuples
-    return lambda morsel: (morsel["domain"], morsel.key) in pairs
+    found: set[tuple[str, ...]] = getattr(jar, "_host_only_cookies", set())  # unpublished
+    if any(len(key) == 3 for key in found):  # (domain, path, name), as published later
+        return lambda morsel: (
+            (morsel["domain"], (morsel["path"] or "/").rstrip("/"), morsel.key) in found
+        )
+    return lambda morsel: (morsel["domain"], morsel.key) in found  # (domain, name)
 
 
 def _store(jar: AbstractCookieJar, cookie: Mapping[str, Any]) -> None:

@@ -428,8 +428,8 @@ async def test_crawl_delay_spaces_requests(tmp_path: Path, serve: Serve) -> None
     await crawl(project(tmp_path, [f"{base}/"]), "robots=obey")
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     # The delay, jittered 0.5-1.5x, at the crawler; the server sees each request a little
-    # after it went, the one before as late or later: 10 ms of that, on a loaded machine.
-    assert len(gaps) == 3 and min(gaps) >= 0.3 * 0.5 - 0.01
+    # after it went, the one before later still at times: 50 ms of that, on a loaded machine.
+    assert len(gaps) == 3 and min(gaps) >= 0.3 * 0.5 - 0.05
 
 
 @pytest.mark.parametrize("robots", ["missing", "500", "garbage"])

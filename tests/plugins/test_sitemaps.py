@@ -227,6 +227,12 @@ def test_an_entry_that_runs_on_and_on_is_cut_with_the_entries_before_it_kept() -
     nested = b"<url><loc>http://a.test/n</loc>" + (b"<a/>" * 1_000 + b"<x:url/>") * 60
     document = read(HEAD + nested + b"</url></urlset>", 1 << 30)
     assert document.entries == [] and document.problem == CUT
+    # Nor do attributes escape the count: each is a node to lxml, as an element is.
+    attributes = b"<url><loc>http://a.test/a</loc><a" + b"".join(
+        b' a%d=""' % n for n in range(60_000)
+    )
+    document = read(HEAD + attributes + b"/></url></urlset>", 1 << 30)
+    assert document.entries == [] and document.problem == CUT
 
 
 def test_a_long_entry_of_an_image_sitemap_is_read_whole_and_so_are_those_after_it() -> None:
