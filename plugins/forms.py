@@ -161,14 +161,18 @@ class LoginMiddleware(Middleware):
         """Whether ``login.data`` may go to ``url``: the site of ``login.url`` (or that site
         over https) and hosts of ``allowed_domains``; never from https to http."""
         assert self.options.url is not None
-        if _origin(self.options.url)[0] == "https" and _origin(url)[0] != "https":
+        if self._downgrades(url):
             return False
         return _same_site(self.options.url, url) or self._allows(url)
 
+    def _downgrades(self, url: str) -> bool:
+        """Whether ``url`` is http where the sign-in page is https."""
+        assert self.options.url is not None
+        return _origin(self.options.url)[0] == "https" and _origin(url)[0] != "https"
+
     def _why(self, url: str) -> str:
         """Name ``url`` and say why ``login.data`` does not go there."""
-        assert self.options.url is not None
-        if _origin(self.options.url)[0] == "https" and _origin(url)[0] != "https":
+        if self._downgrades(url):
             return f"{_shown(url)}, over http from an https sign-in page"
         return (
             f"{_shown(url)}, another site outside allowed_domains (add its host there if it "

@@ -18,7 +18,15 @@ from aiohttp import web
 
 from framework import __version__
 from framework.cli import _parser as cli_parser
-from tests.conftest import Serve, fw_command, pages, read_jsonl, run_fw, write_project
+from tests.conftest import (
+    Completed,
+    Serve,
+    fw_command,
+    pages,
+    read_jsonl,
+    run_fw,
+    write_project,
+)
 
 SPIDER = """
 from framework import Spider, hookimpl
@@ -75,6 +83,12 @@ async def site(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Site, Path]]
     )
     yield state, project
     state.release.set()
+
+
+def last_line(done: Completed, code: int) -> str:
+    """Check that ``done`` exited with ``code``; return the last line it wrote to stderr."""
+    assert done.returncode == code, done.stderr
+    return done.stderr.strip().splitlines()[-1]
 
 
 async def start_fw(*args: str) -> asyncio.subprocess.Process:
@@ -393,10 +407,7 @@ async def test_stats_to_a_fifo_nothing_reads_fails_instead_of_hanging(
     fifo = tmp_path / "stats.fifo"
     os.mkfifo(fifo)  # opened to write, it once waited for a reader that never came
     result = await run_fw("run", str(project), "--stats", str(fifo), timeout=30)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: --stats {fifo}: a FIFO that nothing reads"
-    )
+    assert last_line(result, 1) == (f"Error: --stats {fifo}: a FIFO that nothing reads")
 
 
 @pytest.mark.parametrize(
@@ -417,8 +428,7 @@ async def test_an_export_to_a_fifo_nothing_reads_fails_instead_of_hanging(
     fifo = tmp_path / name
     os.mkfifo(fifo)  # its blocking open held the loop: no signal stopped it, only kill -9
     result = await run_fw("run", str(project), "-o", str(fifo), timeout=30)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == "Error: " + error.format(fifo=fifo)
+    assert last_line(result, 1) == "Error: " + error.format(fifo=fifo)
     assert state.hits == []
 
 
@@ -572,8 +582,7 @@ async def test_a_crawl_that_got_no_page_only_error_answers_exits_1(
         "rules: {items: [{fields: {page: {value: url}}}]}\n",
     )
     done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
-    assert done.returncode == 1, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert last_line(done, 1) == (
         f"Error: nothing was fetched: every request failed ({kinds}); check the start URLs "
         "and the network"
     )
@@ -630,8 +639,7 @@ async def test_start_requests_the_crawl_refuses_are_said_and_all_refused_exits_1
     if good:  # one start request went out: its failure is the crawl's story, not this
         assert "every start request was refused" not in done.stderr
         return
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert last_line(done, 1) == (
         "Error: nothing was fetched: every start request was refused (offsite 5, scheme 1, "
         "invalid_url 1); see the warnings above"
     )
@@ -679,8 +687,8 @@ async def test_a_crawl_robots_txt_forbids_entirely_exits_1_and_says_so(
     text = f"[{base}/a, {base}/broken]\nretries: 0"
     project.write_text(project.read_text().replace(f"[{base}/go]", text))
     failed = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
-    assert failed.returncode == 1  # one start refused, the other failed: both are said
-    assert failed.stderr.strip().splitlines()[-1] == (
+    # One start refused, the other failed: both are said.
+    assert last_line(failed, 1) == (
         "Error: nothing was fetched: every request failed (http_500 1) or robots.txt "
         "forbade it (robots 1); check the start URLs and the network"
     )
@@ -710,8 +718,7 @@ async def test_a_retry_of_pages_robots_txt_now_forbids_exits_1(
     assert first.returncode == 0, first.stderr  # /a answered; /deep/x is listed as failed
     rules["robots"] = "User-agent: *\nDisallow: /deep/\n"
     again = await run_fw("run", str(project), "--retry-failed", "-o", "items.jsonl", cwd=tmp_path)
-    assert again.returncode == 1
-    assert again.stderr.strip().splitlines()[-1] == (
+    assert last_line(again, 1) == (
         "Error: nothing was fetched: robots.txt forbids every request the crawl made "
         "(robots 1); fw obeys it (robots: obey)"
     )
@@ -821,8 +828,7 @@ async def test_a_crawl_whose_every_page_or_item_failed_exits_1(
     )
     exports = [arg for name in outputs for arg in ("-o", str(tmp_path / name))]
     done = await run_fw("run", str(project), *exports, env=env)
-    assert done.returncode == 1, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "Error: " + error.format(tmp=tmp_path)
+    assert last_line(done, 1) == "Error: " + error.format(tmp=tmp_path)
 
 
 CLOSES = """
@@ -913,8 +919,7 @@ async def test_a_file_the_crawl_writes_is_not_written_by_anything_else(
     (tmp_path / "linked.yaml").symlink_to(project)
     given = "linked.yaml" if "linked.yaml" in args else str(project)
     done = await run_fw("run", given, *args, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "Error: " + error.format(tmp=tmp_path)
+    assert last_line(done, 2) == "Error: " + error.format(tmp=tmp_path)
     assert state.hits == [] and (tmp_path / "out/items.jsonl").read_text() == '{"kept": 1}\n'
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from email.utils import formatdate
 from http.cookies import Morsel
 from typing import TYPE_CHECKING, Any
@@ -65,17 +65,15 @@ def _of_jar(jar: AbstractCookieJar) -> Iterable[dict[str, Any]]:
 
 def _host_only(jar: AbstractCookieJar) -> Callable[[Morsel[str]], bool]:
     """Tell a host-only cookie of ``jar`` (set with no Domain) by how aiohttp keys them."""
-    keys = getattr(jar, "host_only_cookies", None)
-    if keys is not None:  # aiohttp 3.14 on: (domain, path less its last /, name)
-        return lambda morsel: (
-            (morsel["domain"], (morsel["path"] or "/").rstrip("/"), morsel.key) in keys
-        )
-    found: set[tuple[str, ...]] = getattr(jar, "_host_only_cookies", set())  # unpublished
-    if any(len(key) == 3 for key in found):  # (domain, path, name), as published later
-        return lambda morsel: (
-            (morsel["domain"], (morsel["path"] or "/").rstrip("/"), morsel.key) in found
-        )
-    return lambda morsel: (morsel["domain"], morsel.key) in found  # (domain, name)
+    # Published from aiohttp 3.14; before, only the jar's own set, of 2-tuples at first.
+    found: Collection[tuple[str, ...]] = (
+        getattr(jar, "host_only_cookies", None) or getattr(jar, "_host_only_cookies", None) or ()
+    )
+    if any(len(key) == 2 for key in found):  # (domain, name)
+        return lambda morsel: (morsel["domain"], morsel.key) in found
+    return lambda morsel: (  # (domain, path less its last /, name)
+        (morsel["domain"], (morsel["path"] or "/").rstrip("/"), morsel.key) in found
+    )
 
 
 def _store(jar: AbstractCookieJar, cookie: Mapping[str, Any]) -> None:

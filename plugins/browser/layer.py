@@ -178,10 +178,9 @@ class BrowserLayer(FetchLayer):
             try:
                 await asyncio.to_thread(_write, path, data)
             except OSError as exc:
-                why = exc.strerror or str(exc)
-                if exc.filename and str(exc.filename) != str(path):  # its temporary name, beside it
-                    why = f"{exc.filename}: {why}"
-                raise FetchError("browser_file", f"cannot write the {key} {path}: {why}") from exc
+                raise FetchError(
+                    "browser_file", f"cannot write the {key} {path}: {exc.strerror or exc}"
+                ) from exc
             saved[key] = str(path)
         return saved
 
