@@ -308,7 +308,25 @@ class Engine:
         self.stats.starts += len(requests)
         admitted = self._admission.admit(requests, starting=True)
         if admitted:
-            await self._scheduled(await self._frontier.add(admitted), len(admitted))
+            new = await self._frontier.add(admitted)
+            if self._crew.retrying and len(new) < len(admitted):
+                self._retried_before(admitted, new)
+            await self._scheduled(new, len(admitted))
+
+    def _retried_before(self, admitted: Sequence[Request], new: list[Request]) -> None:
+        """Note the retried requests a persistent frontier already had: a retry killed
+        part-way queued them, and they are settled or resumed like the rest of its queue.
+        Their lines in the failures file are out of date."""
+        queued = {id(request) for request in new}
+        earlier = [request for request in admitted if id(request) not in queued]
+        for request in earlier:
+            self._failures.settled(request)
+        log.info(
+            "%s: %d of the listed failures were queued by an earlier retry, and are not "
+            "queued again",
+            self.project.name,
+            len(earlier),
+        )
 
     async def _scheduled(self, new: list[Request], admitted: int) -> None:
         """Account for requests the frontier accepted, and wake a worker for them."""

@@ -16,8 +16,9 @@ import re
 import stat
 import time
 from collections.abc import Sequence
+from hashlib import blake2b
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import pluggy
 
@@ -30,7 +31,7 @@ from framework.http.urls import fingerprint, redact, redact_all, redacted_reques
 from framework.paths import open_new
 from framework.spider import Spider
 
-__all__ = ["FailureLog", "Failures", "failures_path", "load_failures", "spider_origin"]
+__all__ = ["FailureLog", "Failures", "Listed", "failures_path", "load_failures", "spider_origin"]
 
 log = logging.getLogger("fw")
 
@@ -199,7 +200,9 @@ class FailureLog:
     earlier lines of the requests this run settled (fetched, or failed again and listed
     anew), by an atomic rename: a retry stopped half-way leaves the requests it never
     reached listed for the next one. A run killed before that leaves the file listing
-    the requests it retried as well; a next retry fetches them again, but none is lost.
+    the requests it retried as well: with a persistent frontier, a next retry finds
+    their lines queued already (``frontier.ONCE``) and drops them (``settled``); with
+    the memory frontier it fetches them again, but none is lost.
     """
 
     def __init__(self, path: Path) -> None:
@@ -395,7 +398,15 @@ def _fingerprint(line: bytes) -> int | None:
         return None
 
 
-def load_failures(path: Path) -> list[Request]:
+class Listed(NamedTuple):
+    """A request the failures file lists, and a digest of its line (``frontier.ONCE``):
+    the next failure of that request is a line of its own."""
+
+    request: Request
+    line: int
+
+
+def load_failures(path: Path) -> list[Listed]:
     """Read the failed requests back, ready to be tried again from their first attempt.
 
     A last line without its line break was torn by a crawl that stopped while writing it:
@@ -419,9 +430,8 @@ def load_failures(path: Path) -> list[Request]:
             len(lines),
         )
         lines[-1] = b""
-    # A run killed after retrying a request lists it twice: the last line is its latest.
-    found = [_request(line, path, number) for number, line in enumerate(lines, 1) if line]
-    bare = {fingerprint(request) for request, bared in found if bared}
+    found = [_listed(line, path, number) for number, line in enumerate(lines, 1) if line]
+    bare = {fingerprint(listed.request) for listed, bared in found if bared}
     if bare:
         log.warning(
             "%s: %d request%s had credentials in the URL (user:password@), which the file "
@@ -430,7 +440,8 @@ def load_failures(path: Path) -> list[Request]:
             len(bare),
             "" if len(bare) == 1 else "s",
         )
-    return list({fingerprint(request): request for request, _ in found}.values())
+    # A run killed after retrying a request lists it twice: the last line is its latest.
+    return list({fingerprint(listed.request): listed for listed, _ in found}.values())
 
 
 #: A URL whose credentials the file did not keep (see ``FailureLog.record``).
@@ -445,9 +456,10 @@ def _unlisted(data: dict[str, Any]) -> tuple[Request, bool]:
     return (request, False) if bare == request.url else (request.replace(url=bare), True)
 
 
-def _request(line: bytes, path: Path, number: int) -> tuple[Request, bool]:
+def _listed(line: bytes, path: Path, number: int) -> tuple[Listed, bool]:
     try:
         request, bared = _unlisted(json.loads(line)["request"])
-        return request.replace(retries=0, redirects=0), bared
     except (ValueError, KeyError, TypeError) as exc:  # an edited or damaged file
         raise UsageError(f"{path}:{number}: not a failure record: {exc}") from exc
+    digest = int.from_bytes(blake2b(line, digest_size=8).digest(), "big")
+    return Listed(request.replace(retries=0, redirects=0), digest), bared

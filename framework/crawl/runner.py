@@ -26,6 +26,7 @@ from framework.crawl.engine import Crew, Engine
 from framework.crawl.failures import (
     FailureLog,
     Failures,
+    Listed,
     failures_path,
     load_failures,
     spider_origin,
@@ -44,7 +45,7 @@ from framework.fetch.recording import Recorder, Replayer
 from framework.fetch.retry import RetryPolicy
 from framework.fetch.robots import Robots
 from framework.fetch.stalls import Stalls
-from framework.frontier import Frontier
+from framework.frontier import ONCE, Frontier
 from framework.frontier.backends import make_frontier
 from framework.frontier.memory import MemoryFrontier
 from framework.hooks.components import Components, assemble, configure_plugins, item_steps
@@ -77,7 +78,7 @@ class Prepared:
     #: Where this crawl lists the requests that failed.
     failures: Path
     #: The requests to start from instead of the spider's (``--retry-failed``).
-    seeds: list[Request] | None = None
+    seeds: list[Listed] | None = None
     #: Discard a persistent frontier's saved state (``--fresh``).
     fresh: bool = False
     #: Save every response to this folder (``--record``).
@@ -371,13 +372,22 @@ def _starts(prepared: Prepared, frontier: Frontier) -> Callable[[], CallbackResu
     """The start requests plugins add, then the spider's; or those ``--retry-failed`` tries
     again.
 
-    A persistent frontier has seen every retried request: they must pass its dedup.
+    A persistent frontier has seen every retried request: they must pass its dedup, yet
+    be queued once per line of the failures file, lest a retry run again after a crash
+    fetch (and export) again what it had already retried.
     """
     if prepared.seeds is None:
         start = prepared.components.spider.start_requests
         return plugins_first(prepared.added, start) if prepared.added else start
-    retried = [r.replace(dont_filter=True) if frontier.persistent else r for r in prepared.seeds]
+    if not frontier.persistent:
+        retried = [listed.request for listed in prepared.seeds]
+    else:
+        retried = [_once(request, line) for request, line in prepared.seeds]
     return lambda: retried
+
+
+def _once(request: Request, line: int) -> Request:
+    return request.replace(dont_filter=True, meta={**request.meta, ONCE: line})
 
 
 def run(prepared: Prepared, progress: Mode = "off") -> Stats:

@@ -30,8 +30,10 @@ from typing import Any, NamedTuple, Protocol
 
 from framework.errors import CrawlAborted
 from framework.http import Request
+from framework.http.urls import fingerprint
 
 __all__ = [
+    "ONCE",
     "Counts",
     "Frontier",
     "HostStatus",
@@ -44,8 +46,10 @@ __all__ = [
     "Status",
     "WorkerStatus",
     "decode_request",
+    "dedup_key",
     "encode_request",
     "signed_fingerprint",
+    "without_once",
 ]
 
 
@@ -258,8 +262,33 @@ class Status:
 
 
 # -------------------------------------------------------------------------------------------
-# How persistent backends store requests
+# Dedup, and how persistent backends store requests
 # -------------------------------------------------------------------------------------------
+
+#: A ``meta`` entry that makes a ``dont_filter`` request a duplicate of any earlier one
+#: with the same value (an unsigned 64-bit int): a persistent backend queues it once per
+#: value. ``fw run --retry-failed`` sets it to a digest of the request's line in the
+#: failures file, so that a retry killed part-way and run again resumes instead of
+#: queueing every listed request anew. Backends take it out before they store a request.
+ONCE = "fw.once"
+
+
+def dedup_key(request: Request) -> int | None:
+    """Return the unsigned 64-bit key ``request`` is deduplicated by: its fingerprint; for
+    a ``dont_filter`` request its ``ONCE`` value, or None (never a duplicate)."""
+    if not request.dont_filter:
+        return fingerprint(request)
+    once: int | None = request.meta.get(ONCE)
+    return once
+
+
+def without_once(request: Request) -> Request:
+    """Return ``request`` as a backend stores it: without its ``ONCE`` entry."""
+    if not request.dont_filter or ONCE not in request.meta:
+        return request
+    meta = dict(request.meta)
+    del meta[ONCE]
+    return request.replace(meta=meta)
 
 
 def encode_request(request: Request) -> str:

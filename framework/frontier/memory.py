@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from framework.fetch.politeness import HostPolicy, Politeness
-from framework.frontier import Counts, Lease, LeaseLost, Saved, Settlement
+from framework.frontier import ONCE, Counts, Lease, LeaseLost, Saved, Settlement, without_once
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
 from framework.http.urls import fingerprint, host_of
@@ -125,12 +125,16 @@ class MemoryFrontier:
         new = []
         seen = self._seen
         for request in requests:
+            stored, key = request, None
             if not request.dont_filter:
                 key = fingerprint(request)
+            elif ONCE in request.meta:  # queued once per key, as a persistent backend does
+                stored, key = without_once(request), request.meta[ONCE]
+            if key is not None:
                 if key in seen:
                     continue
                 seen.add(key)
-            self._enqueue(request)
+            self._enqueue(stored)
             new.append(request)
         return new
 

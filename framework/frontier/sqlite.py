@@ -56,8 +56,10 @@ from framework.frontier import (
     Status,
     WorkerStatus,
     decode_request,
+    dedup_key,
     encode_request,
     signed_fingerprint,
+    without_once,
 )
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
@@ -74,7 +76,7 @@ _TOKENS = itertools.count(1)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
-    fp INTEGER UNIQUE,          -- signed 64-bit fingerprint; NULL for dont_filter requests
+    fp INTEGER UNIQUE,          -- signed 64-bit dedup key (dedup_key); NULL: none
     host TEXT NOT NULL,
     priority INTEGER NOT NULL,
     state INTEGER NOT NULL,     -- 0 pending, 1 leased, 2 done, 3 failed, 4 delayed
@@ -373,11 +375,16 @@ class SqliteFrontier:
         """Insert the requests not seen before; return them for ``_queued`` after commit."""
         new = []
         for request in requests:
-            key = None if request.dont_filter else signed_fingerprint(fingerprint(request))
+            key = dedup_key(request)
             cursor = db.execute(
                 "INSERT OR IGNORE INTO requests (fp, host, priority, state, "
                 "data) VALUES (?, ?, ?, 0, ?)",
-                (key, host_of(request.url), request.priority, encode_request(request)),
+                (
+                    None if key is None else signed_fingerprint(key),
+                    host_of(request.url),
+                    request.priority,
+                    encode_request(without_once(request)),
+                ),
             )
             if cursor.rowcount:
                 new.append(request)

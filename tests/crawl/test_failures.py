@@ -9,6 +9,7 @@ import logging
 import signal
 import sqlite3
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from framework.http import Request
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 from tests.crawl.test_engine import SPIDER
 from tests.disks import small_disk
+from tests.redis_server import RedisServer, redis_binary
 from tests.test_cli import read_until, start_fw
 
 
@@ -41,6 +43,11 @@ class Site:
         links = {"/": ["/a", "/b", "/down", "/down2"], "/down": ["/c"]}.get(request.path, [])
         body = "".join(f'<a href="{href}">x</a>' for href in links)
         return web.Response(text=body, content_type="text/html")
+
+
+def listed(path: Path) -> list[Request]:
+    """The requests a failures file lists, as ``--retry-failed`` reads them back."""
+    return [entry.request for entry in load_failures(path)]
 
 
 async def start(serve: Serve, tmp_path: Path) -> tuple[Site, Path]:
@@ -313,7 +320,7 @@ def test_a_request_listed_twice_is_retried_once(tmp_path: Path) -> None:
     path = tmp_path / "x.failures.jsonl"
     line = json.dumps({"kind": "http_503", "request": Request("http://a.test/p").to_dict()})
     path.write_text(f"{line}\n{line}\n")
-    assert load_failures(path) == [Request("http://a.test/p")]
+    assert listed(path) == [Request("http://a.test/p")]
 
 
 def test_a_torn_last_line_is_skipped_with_a_warning(
@@ -328,7 +335,7 @@ def test_a_torn_last_line_is_skipped_with_a_warning(
     )
     cut = len(torn[: torn.index("é")].encode()) + 1  # one byte of the two
     path.write_bytes(f"{whole}\n".encode() + torn.encode()[:cut])
-    assert load_failures(path) == [Request("http://a.test/p")]
+    assert listed(path) == [Request("http://a.test/p")]
     assert f"{path}:2: skipped its last line, torn" in caplog.text
 
 
@@ -347,7 +354,7 @@ def test_a_line_break_inside_a_reason_does_not_split_its_line(tmp_path: Path) ->
         {"reason": "a\u2028b", "request": Request("http://a.test/p").to_dict()}, ensure_ascii=False
     )
     path.write_text(f"{line}\n", encoding="utf-8")
-    assert load_failures(path) == [Request("http://a.test/p")]
+    assert listed(path) == [Request("http://a.test/p")]
 
 
 async def test_a_retry_cuts_a_torn_last_line_off_before_listing_again(
@@ -364,7 +371,7 @@ async def test_a_retry_cuts_a_torn_last_line_off_before_listing_again(
     assert f"{failures}:3: skipped its last line" in again.stderr
     assert site.hits["/down"] == site.hits["/down2"] == 2  # retries: 1
     assert failures.read_bytes().endswith(b"\n")
-    assert sorted(r.url.rsplit("/", 1)[1] for r in load_failures(failures)) == ["down", "down2"]
+    assert sorted(r.url.rsplit("/", 1)[1] for r in listed(failures)) == ["down", "down2"]
 
 
 async def test_a_full_disk_under_the_failures_file_stops_the_crawl_listing_whole_lines(
@@ -435,8 +442,108 @@ def test_a_continued_list_appends_after_a_whole_last_line(tmp_path: Path, torn: 
     listing.record(Request("http://a.test/3"), "http_404", "HTTP 404")
     listing.close()
     kept = ["1", "3"] if torn else ["1", "2", "3"]
-    assert [r.url.rsplit("/", 1)[1] for r in load_failures(path)] == kept
+    assert [r.url.rsplit("/", 1)[1] for r in listed(path)] == kept
     assert listing.count == len(kept) and path.read_bytes().endswith(b"\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# A retry killed part-way and run again
+# ---------------------------------------------------------------------------------------------
+
+DOWN = 40
+
+
+class Outage:
+    """``/`` links to ``/d/0`` … ``/d/39``, which answer 503 until the site is ``fixed``."""
+
+    def __init__(self) -> None:
+        self.fixed = False
+        self.fetched: Counter[str] = Counter()
+        self._changed = asyncio.Condition()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.path == "/":
+            links = "".join(f'<a href="/d/{n}">x</a>' for n in range(DOWN))
+            return web.Response(text=links, content_type="text/html")
+        if not self.fixed:
+            return web.Response(status=503)
+        await asyncio.sleep(0.01)  # so that a retry lasts long enough to kill it
+        async with self._changed:
+            self.fetched[request.path] += 1
+            self._changed.notify_all()
+        return web.Response(text="<p>back</p>", content_type="text/html")
+
+    async def served(self, count: int) -> None:
+        """Wait until the fixed site has served ``count`` pages in all."""
+        async with asyncio.timeout(30), self._changed:
+            await self._changed.wait_for(lambda: self.fetched.total() >= count)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def frontier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield "sqlite:///state/crawl.db"
+        return
+    if redis_binary() is None:
+        pytest.skip("no redis-server to run")
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield f"{server.url}?lease=2"  # the killed run's leases expire soon
+    server.stop()
+
+
+async def test_a_retry_killed_part_way_and_run_again_fetches_each_page_once_more(
+    tmp_path: Path, serve: Serve, frontier: str
+) -> None:
+    # Its retried requests skip the dedup of the crawl that failed them; the rerun's
+    # must not, or every page the killed retry had done is fetched and exported again.
+    site = Outage()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", site.handle)
+    base = await serve(app)
+    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: links
+        start_urls: [{base}/]
+        plugins: [./links.py]
+        robots: ignore
+        retries: 0
+        delay: 0
+        throttle: false  # else 40 answers of 503 slow the host down
+        frontier: "{frontier}"
+        concurrency: {{total: 2, per_domain: 2}}
+        exporters: [{{path: out/items.jsonl}}, {{path: out/items.db}}]
+        """,
+    )
+    first = await run_fw("run", str(project))
+    assert first.returncode == 0, first.stderr
+    assert f"failures: {DOWN} requests listed" in first.stderr
+
+    site.fixed = True
+    retry = await start_fw("run", str(project), "--retry-failed")
+    try:
+        await site.served(DOWN // 2)
+        retry.kill()
+    finally:
+        async with asyncio.timeout(30):
+            assert await retry.wait() == -signal.SIGKILL
+    again = await run_fw("run", str(project), "--retry-failed")
+    assert again.returncode == 0, again.stderr
+    assert "were queued by an earlier retry, and are not queued again" in again.stderr
+
+    pages = {f"/d/{n}" for n in range(DOWN)}
+    assert set(site.fetched) == pages
+    # Only the pages in flight when it was killed are fetched twice.
+    assert sum(site.fetched.values()) <= DOWN + 4, site.fetched
+    assert not list((tmp_path / "out").glob("*.failures.jsonl"))  # each page fetched
+    if frontier.startswith("sqlite"):  # it keeps the exports' checkpoints: exactly once
+        jsonl = Counter(item["url"] for item in read_jsonl(tmp_path / "out/items.jsonl"))
+        with closing(sqlite3.connect(tmp_path / "out/items.db")) as db:
+            table = Counter(row[0] for row in db.execute("SELECT url FROM items"))
+        expected = Counter([f"{base}/", *(f"{base}{page}" for page in pages)])
+        assert jsonl == table == expected
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from framework.fetch.politeness import HostPolicy, Politeness
-from framework.frontier import Counts, Frontier, Lease, LeaseLost, Settlement
+from framework.frontier import ONCE, Counts, Frontier, Lease, LeaseLost, Settlement
 from framework.frontier.memory import MemoryFrontier
 from framework.frontier.redis import RedisFrontier
 from framework.frontier.sqlite import SqliteFrontier
@@ -166,6 +166,20 @@ async def test_dont_filter_bypasses_dedup(make: Backend) -> None:
     assert await frontier.add([again, again]) == [again, again]
     assert frontier.counts().pending == 3
     assert await urls_claimed(frontier) == ["http://a.test/"] * 3
+
+
+async def test_a_dont_filter_request_with_a_once_key_is_queued_once_per_key(
+    make: Backend,
+) -> None:
+    # --retry-failed's requests: they pass the dedup, but a rerun must not queue them anew.
+    frontier = await make()
+    await frontier.add([req("http://a.test/")])
+    once = [req("http://a.test/", dont_filter=True, meta={ONCE: key, "n": 1}) for key in (7, 8, 7)]
+    assert await frontier.add(once) == once[:2]
+    assert await frontier.add(once) == []
+    leases = [await lease_of(frontier) for _ in range(3)]
+    assert [lease.request.meta for lease in leases] == [{}, {"n": 1}, {"n": 1}]  # stored bare
+    assert frontier.counts().seen == 3
 
 
 # -------------------------------------------------------------------------------------------

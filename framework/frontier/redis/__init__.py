@@ -98,8 +98,10 @@ from framework.frontier import (
     Status,
     WorkerStatus,
     decode_request,
+    dedup_key,
     encode_request,
     signed_fingerprint,
+    without_once,
 )
 from framework.frontier.redis.scripts import Gone, OutOfMemory, Owned, Scripts
 from framework.http import Request
@@ -490,11 +492,12 @@ class RedisFrontier:
         packed = []
         for request in requests:
             host = host_of(request.url)
-            shard, member = ("", "") if request.dont_filter else _fingerprint(request)
+            key = dedup_key(request)
+            shard, member = ("", "") if key is None else _seen(key)
             concurrency, delay, interval = self._policy(host)
             packed.append(
                 f"{shard}\t{member}\t{host}\t{request.priority}\t{concurrency}\t"
-                f"{delay}\t{interval}\t{encode_request(request)}"
+                f"{delay}\t{interval}\t{encode_request(without_once(request))}"
             )
         return packed
 
@@ -644,10 +647,8 @@ class _Memory:
         await self._frontier._run("memory_put", key, "-" if value is None else "=" + value)
 
 
-def _fingerprint(request: Request) -> tuple[int, int]:
-    """Return the request's seen-set shard and its fingerprint, signed (see
-    ``signed_fingerprint``)."""
-    key = fingerprint(request)
+def _seen(key: int) -> tuple[int, int]:
+    """Return a dedup key's seen-set shard, and the key signed (see ``signed_fingerprint``)."""
     return key >> (64 - SHARD_BITS), signed_fingerprint(key)
 
 
