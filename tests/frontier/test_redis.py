@@ -22,7 +22,7 @@ import pytest
 from framework.errors import CrawlAborted, UsageError
 from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import HostStatus, Lease, LeaseLost, Saved, Settlement, Status
-from framework.frontier.redis import RedisFrontier, read_status
+from framework.frontier.redis import RedisFrontier, read_status, where
 from framework.http import Request
 from tests.frontier.leases import ack, fail
 from tests.redis_server import CuttingProxy, RedisServer, redis_binary
@@ -526,6 +526,27 @@ async def test_fresh_wipes_this_crawl_only(make: Make) -> None:
     assert fresh.counts().pending == 0
     assert await fresh.add(urls("1")) == urls("1")
     assert (await status_of(neighbour)).pending == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "error"),
+    [
+        ("?prefix=fw:a:q:", "a", "prefix 'fw:a:q:' has the part 'q'"),
+        ("?prefix=seen:", "a", "prefix 'seen:' has the part 'seen'"),
+        ("?prefix=fw:shop", "a", "prefix 'fw:shop' must end with ':'"),
+        ("?prefix=", "a", "prefix '' must end with ':'"),
+        ("", "calls", "prefix 'fw:calls:' has the part 'calls', a name fw gives keys of its own"),
+        ("", "h", "could delete this one's keys; rename the project (name:) or set ?prefix="),
+    ],
+)
+def test_a_prefix_that_could_nest_in_another_crawls_keys_is_refused(
+    query: str, name: str, error: str
+) -> None:
+    # fw run --fresh under fw:a: deletes every fw:a:q:… key: all of a crawl under fw:a:q:.
+    with pytest.raises(UsageError, match=re.escape(error)):
+        where(f"redis://127.0.0.1:6379/0{query}", name)
+    assert where("redis://127.0.0.1:6379/0?prefix=fw:shop:eu:", "a")[1] == "fw:shop:eu:"
+    assert where("redis://127.0.0.1:6379/0", "quick")[1] == "fw:quick:"
 
 
 async def test_two_prefixes_do_not_interfere(make: Make) -> None:

@@ -543,7 +543,30 @@ def where(url: str, name: str) -> tuple[str, str, float]:
     the rest of the URL is redis-py's.
     """
     server, options = _split_url(url)
-    return server, options.get("prefix", f"fw:{name}:"), _seconds(options.get("lease", "30"), url)
+    prefix = _prefix(options.get("prefix", f"fw:{name}:"), url, "prefix" in options)
+    return server, prefix, _seconds(options.get("lease", "30"), url)
+
+
+#: The names of keys a crawl has many of, each followed by ``:`` and a host, a shard or a
+#: worker (lib.lua's ``KINDS_OF``).
+_MANY = ("seen", "q", "h", "calls")
+
+
+def _prefix(prefix: str, url: str, chosen: bool) -> str:
+    """Check that no crawl's keys can nest among another's: ``fw run --fresh`` of a crawl
+    under ``fw:a:`` deletes every ``fw:a:q:…`` key, which would hold all of a crawl under
+    ``fw:a:q:``. So a prefix ends with ``:`` and none of its parts is one of ``_MANY``."""
+    how = "choose another ?prefix=" if chosen else "rename the project (name:) or set ?prefix="
+    if not prefix.endswith(":"):
+        raise UsageError(f"frontier: {shown(url)}: prefix {prefix!r} must end with ':'")
+    clash = next((part for part in prefix.split(":") if part in _MANY), None)
+    if clash is not None:
+        raise UsageError(
+            f"frontier: {shown(url)}: prefix {prefix!r} has the part {clash!r}, a name fw "
+            f"gives keys of its own ({', '.join(_MANY)}), so another crawl's `fw run "
+            f"--fresh` could delete this one's keys; {how}"
+        )
+    return prefix
 
 
 async def read_status(url: str, prefix: str, *, lease: float = 30.0) -> Status:

@@ -21,6 +21,7 @@ local MEMORY = P .. 'memory'
 local KINDS = {meta = true, req = true, hosts = true, ready = true, waiting = true,
                leases = true, tokens = true, delayed = true, failures = true,
                workers = true, memory = true}
+-- A prefix with one of these as a part is refused (_prefix in __init__.py): it could nest.
 local KINDS_OF = {seen = true, q = true, h = true, calls = true}
 
 local function ours(key)
