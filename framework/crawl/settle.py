@@ -145,12 +145,31 @@ class Settler:
             if not reportable(exc):
                 raise
             raise CrawlAborted(f"cannot resume the exports: {_reason(exc)}") from exc
+        if saved.resumed and saved.checkpoints:
+            self._warn_of_changed_exports(saved.checkpoints)
         unsure = [key for key, value in self._mark.items() if value is None]
         if unsure and saved.resumed:
             log.warning(
                 "%s cannot be rewound: after a crash it may repeat the items of pages "
                 "that were not acknowledged",
                 ", ".join(unsure),
+            )
+
+    def _warn_of_changed_exports(self, checkpoints: Mapping[str, Any]) -> None:
+        """Name the exports this run writes that the run it resumes did not, and those it
+        wrote that this run does not: either lacks the items of one of the two runs."""
+        now = [_key(exporter) for exporter in self._exporters]
+        if joined := [key for key in now if key not in checkpoints]:
+            log.warning(
+                "export %s: not written by the run this crawl resumes, so without the "
+                "items exported before now",
+                ", ".join(joined),
+            )
+        if left := [key for key in checkpoints if key not in now]:
+            log.warning(
+                "export %s: written by the run this crawl resumes but not by this one, so "
+                "without the items exported from now on",
+                ", ".join(left),
             )
 
     def close_now(self) -> None:

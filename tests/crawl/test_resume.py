@@ -106,6 +106,26 @@ async def test_ctrl_c_then_a_rerun_continues_where_it_stopped(site: SiteAndProje
     assert set(state.fetched.values()) == {1} and len(state.fetched) == PAGES
 
 
+async def test_an_export_left_out_of_a_resumed_run_is_named_both_ways(
+    site: SiteAndProject,
+) -> None:
+    # Each export lacks the items of the run it missed: never silently.
+    state, project = site
+    folder = project.parent
+    assert await run_until_killed(project, state, 40, signal.SIGINT) == 130
+    fewer = [arg for name in OUTPUTS if name != "items.csv" for arg in ("-o", str(folder / name))]
+    second = await run_fw("run", str(project), *fewer, "-s", "max_items=40")
+    assert second.returncode == 0, second.stderr
+    left = f"export csv:{folder / 'items.csv'}: written by the run this crawl resumes but not"
+    assert left in second.stderr
+    third = await run_fw("run", str(project), *outputs(folder))
+    assert third.returncode == 0, third.stderr
+    joined = f"export csv:{folder / 'items.csv'}: not written by the run this crawl resumes"
+    assert joined in third.stderr
+    counts = {name: len(pages) for name, pages in exported(folder).items()}
+    assert counts["jsonl"] == counts["sqlite"] == PAGES > counts["csv"]
+
+
 async def test_a_finished_crawl_says_so_and_fresh_starts_over(site: SiteAndProject) -> None:
     state, project = site
     first = await run_fw("run", str(project), *outputs(project.parent))
