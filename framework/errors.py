@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sysconfig
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -257,10 +258,13 @@ _STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 def reportable(exc: BaseException) -> bool:
     """Whether ``exc``, caught around a spider's or a plugin's code, is that code's failure
     to report: any ``Exception``, and what would otherwise stop fw's own machinery without
-    a word (``sys.exit()``, ``GeneratorExit``, a cancellation of a task nobody cancelled).
+    a word (``sys.exit()``, ``GeneratorExit``, a cancellation of a task nobody cancelled, a
+    ``KeyboardInterrupt`` while the crawl handles Ctrl-C itself, which no key raised).
     A real cancellation, or Ctrl-C outside the crawl's signal handlers, is not."""
     if isinstance(exc, asyncio.CancelledError):
         return not _being_cancelled()
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     return isinstance(exc, (Exception, SystemExit, GeneratorExit))
 
 

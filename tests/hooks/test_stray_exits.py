@@ -5,6 +5,7 @@ exception, never a page dropped without a word or a crawl stopped that reports s
 from __future__ import annotations
 
 import asyncio
+import signal
 import textwrap
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import asyncio, os, sys
 from framework import Middleware, Spider, hookimpl
 
 RAISED = {"cancel": asyncio.CancelledError, "exit": lambda: SystemExit(0),
-          "generator": GeneratorExit}[os.environ["FW_TEST_RAISE"]]
+          "generator": GeneratorExit, "interrupt": KeyboardInterrupt}[os.environ["FW_TEST_RAISE"]]
 WHERE = os.environ["FW_TEST_WHERE"]
 
 
@@ -130,6 +131,19 @@ async def test_fw_run_names_the_exit_on_one_line_and_finishes(tmp_path: Path, se
     assert len(read_jsonl(tmp_path / "items.jsonl")) == 4
 
 
+async def test_a_keyboard_interrupt_no_key_raised_is_the_plugins_failure(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # fw run handles Ctrl-C itself: a KeyboardInterrupt inside the crawl is code's own.
+    await site_and_project(tmp_path, serve, PLUGIN, "spider: stray\n")
+    env = {"FW_TEST_RAISE": "interrupt", "FW_TEST_WHERE": "item_scraped"}
+    done = await run_fw("run", "project.yaml", "-o", "items.jsonl", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr
+    assert "plugin_error: plugin 'plugin.py': item_scraped raised KeyboardInterrupt" in done.stderr
+    assert len(read_jsonl(tmp_path / "items.jsonl")) == 4
+
+
 async def test_a_real_cancellation_is_not_reportable() -> None:
     seen: list[bool] = []
 
@@ -148,7 +162,8 @@ async def test_a_real_cancellation_is_not_reportable() -> None:
     assert seen == [False]
     assert reportable(asyncio.CancelledError())  # raised by code, in a task nobody cancelled
     assert reportable(SystemExit(0)) and reportable(GeneratorExit())
-    assert not reportable(KeyboardInterrupt())
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Ctrl-C may raise it
+        assert not reportable(KeyboardInterrupt())
 
 
 LIFECYCLE = """
