@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from framework.__about__ import __version__
+from framework.config.project import Override
 from framework.crawl.progress import Mode
 from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, FwError, PluginError, ProjectErrors, UsageError
@@ -254,7 +255,7 @@ def _plugin_flags(run: argparse.ArgumentParser) -> None:
         run.add_argument(
             flag.flag,
             action="append_const",
-            const=flag.override,
+            const=Override(flag.override, flag.flag),
             dest="flagged",
             help=f"{flag.help} (-s {flag.override}; plugin {flag.plugin})",
         )
@@ -411,14 +412,14 @@ def _run(args: argparse.Namespace) -> int:
     return _STOPPED.get(stats.reason, OK)
 
 
-def _cache_overrides(args: argparse.Namespace) -> list[str]:
+def _cache_overrides(args: argparse.Namespace) -> list[Override]:
     """Turn ``--cache DIR`` and ``--cache-refresh`` into the cache plugin's section."""
     overrides = []
     if args.cache is not None:  # quoted: a path may hold what YAML reads otherwise (: # [)
         folder = json.dumps(os.path.abspath(args.cache), ensure_ascii=False)  # noqa: PTH100
-        overrides.append(f"cache.dir={folder}")
+        overrides.append(Override(f"cache.dir={folder}", "--cache"))
     if args.cache_refresh:
-        overrides.append("cache.refresh=true")
+        overrides.append(Override("cache.refresh=true", "--cache-refresh"))
     return overrides
 
 

@@ -399,6 +399,19 @@ async def test_an_unwritable_stats_path_fails_before_the_crawl(
     assert state.hits == []  # checked before crawling
 
 
+async def test_an_error_in_a_flags_value_names_the_flag(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    # --cache stands for -s cache.dir=…: its error named -s, which the user never typed.
+    state, project = site
+    (tmp_path / "file").write_text("")
+    flag = await run_fw("run", str(project), "--cache", str(tmp_path / "file"))
+    assert last_line(flag, 2) == f"Error: --cache: cache.dir: {tmp_path / 'file'} is not a folder"
+    dash_s = await run_fw("run", str(project), "-s", f"cache.dir={tmp_path / 'file'}")
+    assert last_line(dash_s, 2) == f"Error: -s: cache.dir: {tmp_path / 'file'} is not a folder"
+    assert state.hits == []
+
+
 async def test_stats_to_a_fifo_nothing_reads_fails_instead_of_hanging(
     site: tuple[Site, Path], tmp_path: Path
 ) -> None:

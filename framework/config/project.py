@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 
@@ -40,6 +40,7 @@ __all__ = [
     "Concurrency",
     "DomainPolicy",
     "ExporterSpec",
+    "Override",
     "Project",
     "Throttle",
     "load_project",
@@ -380,8 +381,18 @@ class Project:
         return self.source or Source(self.file, {})
 
 
-def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
-    """Read, override and validate a project file; raise ``ProjectError`` on any problem."""
+class Override(NamedTuple):
+    """A ``KEY=VALUE`` from the command line, and what gave it: ``-s``, or a flag that
+    stands for it (``--cache``), which errors in its value then name."""
+
+    text: str
+    given: str = "-s"
+
+
+def load_project(file: Path, overrides: Sequence[str | Override] = ()) -> Project:
+    """Read, override and validate a project file; raise ``ProjectError`` on any problem.
+
+    A plain string in ``overrides`` is an ``-s`` one."""
     data, source = load(file)
     if data is None:
         raise source.error(
@@ -390,11 +401,12 @@ def load_project(file: Path, overrides: Sequence[str] = ()) -> Project:
     if not isinstance(data, dict):
         raise source.error((), "expected a mapping of keys such as spider: and start_urls:")
     check_key_names(data, source, ())
-    parsed = [parse_override(text) for text in overrides]
-    source = source.with_overrides(frozenset(path for path, _ in parsed))
-    for path, value in parsed:  # {$env: NAME} works on the command line too
-        node, replaced = _place(data, path)  # first: a wrong path is the error, not its value
-        source = source.with_overrides(frozenset({replaced}))
+    given = [o if isinstance(o, Override) else Override(o) for o in overrides]
+    parsed = [(*parse_override(o.text, o.given), o.given) for o in given]
+    source = source.with_overrides({path: by for path, _, by in parsed})
+    for path, value, by in parsed:  # {$env: NAME} works on the command line too
+        node, replaced = _place(data, path, by)  # first: a wrong path is the error, not its value
+        source = source.with_overrides({replaced: by})
         node[path[-1]] = resolve_env(value, source, path)
     core = {f.name for f in keys_of(Project)}
     sections = MappingProxyType({k: v for k, v in data.items() if k not in core})
@@ -438,15 +450,16 @@ def _with_defaults(project: Project) -> Project:
     return dataclasses.replace(project, name=name, allowed_domains=domains, frontier=frontier)
 
 
-def parse_override(text: str) -> tuple[KeyPath, Any]:
-    """Parse ``-s rules.items[0].fields.title=h1`` into a key path and a YAML value."""
+def parse_override(text: str, given: str = "-s") -> tuple[KeyPath, Any]:
+    """Parse ``-s rules.items[0].fields.title=h1`` into a key path and a YAML value;
+    ``given`` is what gave it, for errors."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise UsageError(f"-s {text}: expected KEY=VALUE, e.g. -s concurrency.total=8")
-    path = _key_path(key.strip(), text)
+        raise UsageError(f"{given} {text}: expected KEY=VALUE, e.g. -s concurrency.total=8")
+    path = _key_path(key.strip(), text, given)
     if len(path) > MAX_DEPTH:  # each key is a level of nesting, as in the file
         raise ProjectError(
-            "-s",
+            given,
             f"{format_key(path[:3])}…",
             f"the key path is {len(path):,} keys deep; fw reads values nested up to "
             f"{MAX_DEPTH} levels",
@@ -454,7 +467,7 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     try:  # the value sits as deep as its key path
         parsed = parse(value, len(path)) if value.strip() else ""
     except Overrun as exc:
-        raise ProjectError("-s", format_key(path), exc.problem) from exc
+        raise ProjectError(given, format_key(path), exc.problem) from exc
     except yaml.YAMLError:  # not YAML: the text itself
         parsed = value
     return path, parsed
@@ -469,35 +482,35 @@ _STEP = re.compile(
 )
 
 
-def _key_path(key: str, text: str) -> KeyPath:
+def _key_path(key: str, text: str, given: str) -> KeyPath:
     """Split ``rules.items[0].fields`` (or ``rules.items.0.fields``) into its keys.
 
     The first name is a key even if it is all digits: the top level is a mapping.
     """
     top = _NAME.match(key)
     if top is None:
-        raise _not_a_path(key, text)
+        raise _not_a_path(key, text, given)
     path: list[str | int] = [top.group()]
     at = top.end()
     while at < len(key):
         step = _STEP.match(key, at)
         if step is None:
-            raise _not_a_path(key, text)
+            raise _not_a_path(key, text, given)
         number = step["number"] or step["index"]
         path.append(int(number) if number else step["name"] or step["quoted"])
         at = step.end()
     return tuple(path)
 
 
-def _not_a_path(key: str, text: str) -> UsageError:
+def _not_a_path(key: str, text: str, given: str) -> UsageError:
     return UsageError(
-        f"-s {text}: {key!r} is not a key path: join keys with dots and name a list item "
+        f"{given} {text}: {key!r} is not a key path: join keys with dots and name a list item "
         "by its index, as in rules.items[0].fields.title or rules.items.0.fields.title; "
         "a key with dots goes in quotes, as in domains['example.com'].delay"
     )
 
 
-def _place(data: dict[str, Any], path: KeyPath) -> tuple[Any, KeyPath]:
+def _place(data: dict[str, Any], path: KeyPath, given: str) -> tuple[Any, KeyPath]:
     """Return the mapping or list that an override of ``path`` sets its last key in, and
     the shortest key whose whole value is now the override's (for ``Source.where``).
 
@@ -507,7 +520,7 @@ def _place(data: dict[str, Any], path: KeyPath) -> tuple[Any, KeyPath]:
     node: Any = data
     replaced = path
     for depth, part in enumerate(path[:-1]):
-        _check_step(node, path[: depth + 1])
+        _check_step(node, path[: depth + 1], given)
         child = node[part] if _has(node, part) else None
         if isinstance(child, dict | list):  # a copy: a YAML alias shares it with another key
             child = node[part] = child.copy()
@@ -515,21 +528,21 @@ def _place(data: dict[str, Any], path: KeyPath) -> tuple[Any, KeyPath]:
             child = node[part] = {}
             replaced = path[: depth + 1] if replaced == path else replaced
         node = child
-    _check_step(node, path)
+    _check_step(node, path, given)
     return node, replaced
 
 
-def _check_step(node: Any, path: KeyPath) -> None:
+def _check_step(node: Any, path: KeyPath, given: str) -> None:
     """Refuse to step into a list by a name, or to an item it does not have."""
     if not isinstance(node, list) or _has(node, path[-1]):
         return
     if not isinstance(path[-1], int):
         raise UsageError(
-            f"-s: {format_key(path)}: {format_key(path[:-1])} is a list: name an item by "
+            f"{given}: {format_key(path)}: {format_key(path[:-1])} is a list: name an item by "
             f"its index, e.g. {format_key((*path[:-1], 0))}"
         )
     size = f"has {len(node)}" if node else "is empty"
-    raise UsageError(f"-s: {format_key(path)}: no such item (the list {size})")
+    raise UsageError(f"{given}: {format_key(path)}: no such item (the list {size})")
 
 
 def _has(node: Any, part: str | int) -> bool:

@@ -13,6 +13,7 @@ import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -62,35 +63,43 @@ class Source:
     """The file a document came from, and where each of its keys was written."""
 
     def __init__(
-        self, file: Path, lines: Mapping[KeyPath, int], overrides: frozenset[KeyPath] = frozenset()
+        self,
+        file: Path,
+        lines: Mapping[KeyPath, int],
+        overrides: Mapping[KeyPath, str] = MappingProxyType({}),
     ) -> None:
         self.file, self._lines, self._overrides = file, lines, overrides
 
-    def with_overrides(self, paths: frozenset[KeyPath]) -> Source:
-        """Return a copy that attributes ``paths`` to ``-s`` on the command line."""
-        return Source(self.file, self._lines, self._overrides | paths)
+    def with_overrides(self, paths: Mapping[KeyPath, str]) -> Source:
+        """Return a copy that attributes each of ``paths`` to what gave it on the command
+        line: ``-s``, or a flag that stands for one (``--cache``)."""
+        return Source(self.file, self._lines, {**self._overrides, **paths})
 
     def where(self, path: KeyPath) -> str:
-        """Return ``-s`` for a value from the command line, else ``FILE:LINE``.
+        """Return what gave a value from the command line (``-s``), else ``FILE:LINE``.
 
         The line is that of the nearest enclosing key the file has.
         """
-        if self._overridden(path):
-            return "-s"
+        if (given := self._overridden(path)) is not None:
+            return given
         for n in range(len(path), -1, -1):
             if path[:n] in self._lines:
                 return f"{self.file}:{self._lines[path[:n]]}"
         return f"{self.file}:1"
 
-    def _overridden(self, path: KeyPath) -> bool:
-        """Tell whether ``path`` lies in, or is a key created by, a ``-s`` override.
+    def _overridden(self, path: KeyPath) -> str | None:
+        """Return what gave the override ``path`` lies in, or is a key created by; None if
+        none did.
 
         An override replaces the whole value at its key, so the file's lines for what it
         replaced must not be blamed: any overridden prefix wins over a longer line.
         """
-        if any(path[:n] in self._overrides for n in range(1, len(path) + 1)):
-            return True
-        return path not in self._lines and any(o[: len(path)] == path for o in self._overrides)
+        for n in range(1, len(path) + 1):
+            if (given := self._overrides.get(path[:n])) is not None:
+                return given
+        if path in self._lines:
+            return None
+        return next((g for o, g in self._overrides.items() if o[: len(path)] == path), None)
 
     def error(self, path: KeyPath, message: str) -> ProjectError:
         """Build the error for a problem with the value at ``path``."""

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from framework.config.project import ExporterSpec, Project, load_project
+from framework.config.project import ExporterSpec, Override, Project, load_project
 from framework.crawl.admission import Admission
 from framework.crawl.downloads import Downloads, sharing_slots
 from framework.crawl.engine import Crew, Engine
@@ -126,7 +126,7 @@ def output_spec(path: str) -> ExporterSpec:
 
 def prepare(
     file: Path,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[str | Override] = (),
     outputs: Sequence[str] = (),
     *,
     retry_failed: bool = False,

@@ -276,8 +276,8 @@ def live_workers(client: redis.Redis, key: str) -> int:
 
 async def test_without_a_persistent_frontier_it_is_refused_at_its_line(tmp_path: Path) -> None:
     path = project(tmp_path, "http://127.0.0.1:9", "memory")
-    # --incremental stands for -s incremental.enabled=true, and is blamed as such.
-    for command, where in ((["check"], f"{path}:5"), (["run", "--incremental"], "-s")):
+    # --incremental stands for -s incremental.enabled=true, and is blamed by its own name.
+    for command, where in ((["check"], f"{path}:5"), (["run", "--incremental"], "--incremental")):
         done = await run_fw(*command, str(path))
         assert done.returncode == 2
         assert done.stderr.startswith(
