@@ -38,6 +38,7 @@ import os
 import random
 import socket
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -518,7 +519,10 @@ def _lock(path: Path) -> IO[bytes]:
         # planted in its place is refused, never followed.
         state = os.fdopen(os.open(path, _STATE, 0o600), "ab")
     except OSError as exc:
-        raise UsageError(f"frontier: cannot open {path}: {_why(exc)}") from exc
+        raise UsageError(f"frontier: cannot open {path}: {_why(exc, path)}") from exc
+    if not stat.S_ISREG(os.fstat(state.fileno()).st_mode):  # /dev/null: SQLite's I/O error
+        state.close()
+        raise UsageError(f"frontier: {path}: not a regular file; the crawl's state needs one")
     try:
         fcntl.flock(state, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -547,10 +551,17 @@ def _name_holder(lock: Path) -> None:
         file.write(f"{socket.gethostname()}:{os.getpid()}\n")
 
 
-def _why(exc: OSError) -> str:
+def _why(exc: OSError, path: Path | None = None) -> str:
     if exc.errno == errno.ELOOP:
         return "a symbolic link; fw does not write through one (remove it)"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR) and path is not None:  # a file on its way
+        return f"{_file_in_the_way(path)} is not a folder"
     return exc.strerror or str(exc)
+
+
+def _file_in_the_way(path: Path) -> Path:
+    """Return the first of ``path``'s folders that is something else (a file)."""
+    return next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
 
 
 def _holder(path: Path) -> WorkerStatus | None:

@@ -345,6 +345,24 @@ async def test_a_symlink_in_place_of_the_state_is_refused_and_its_target_kept(
     assert precious.read_text() == "keep me"
 
 
+@pytest.mark.parametrize(
+    ("state", "error"),
+    [
+        ("/dev/null", "frontier: /dev/null: not a regular file; the crawl's state needs one"),
+        ("file/crawl.db", "frontier: cannot open {tmp}/file/crawl.db: {tmp}/file is not a folder"),
+        ("file/a/b.db", "frontier: cannot open {tmp}/file/a/b.db: {tmp}/file is not a folder"),
+    ],
+)
+async def test_a_state_path_that_cannot_hold_a_database_is_named(
+    tmp_path: Path, state: str, error: str
+) -> None:
+    # /dev/null gave "disk I/O error (0 requests settled; a rerun continues from them)".
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError) as raised:
+        await opened(tmp_path / state)
+    assert str(raised.value) == error.format(tmp=tmp_path)
+
+
 async def test_a_symlink_in_place_of_the_lock_file_is_not_followed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
