@@ -42,7 +42,7 @@ from framework.fetch.retry import RetryPolicy
 from framework.fetch.robots import Robots
 from framework.fetch.stalls import Stalls
 from framework.fetch.statuses import check_status, redirect_of
-from framework.frontier import Frontier, Lease, LeaseLost, Settlement
+from framework.frontier import Frontier, Lease, LeaseLost, Settlement, without_once
 from framework.hooks.events import Events
 from framework.http import Request, Response
 from framework.middleware import Handler, Middleware, opened
@@ -283,7 +283,9 @@ class Engine:
         stats.throttled, stats.crawl_delays = crew.pace.throttled(), dict(crew.pace.crawl_delays)
         stats.robots_fetched = crew.robots.fetched if crew.robots else 0
         stats.stalls = dict(crew.stalls.culprits)
-        stats.failures = self._failures.close_listing()  # now: the count is what it lists
+        left = stats.left
+        drained = not (left.pending or left.delayed or left.leased)
+        stats.failures = self._failures.close_listing(drained=drained)  # the count it lists
 
     # ---------------------------------------------------------------------------------------
     # Scheduling
@@ -309,23 +311,24 @@ class Engine:
         admitted = self._admission.admit(requests, starting=True)
         if admitted:
             new = await self._frontier.add(admitted)
-            if self._crew.retrying and len(new) < len(admitted):
-                self._retried_before(admitted, new)
+            if self._crew.retrying:  # the frontier stores them without their ONCE key
+                if len(new) < len(admitted):
+                    self._retried_before(admitted, new)
+                new = [without_once(request) for request in new]
             await self._scheduled(new, len(admitted))
 
     def _retried_before(self, admitted: Sequence[Request], new: list[Request]) -> None:
         """Note the retried requests a persistent frontier already had: a retry killed
-        part-way queued them, and they are settled or resumed like the rest of its queue.
-        Their lines in the failures file are out of date."""
+        part-way queued them, and they are settled or resumed like the rest of its queue."""
         queued = {id(request) for request in new}
-        earlier = [request for request in admitted if id(request) not in queued]
-        for request in earlier:
-            self._failures.settled(request)
+        before = [request for request in admitted if id(request) not in queued]
+        for request in before:
+            self._failures.queued_before(request)
         log.info(
-            "%s: %d of the listed failures were queued by an earlier retry, and are not "
-            "queued again",
+            "%s: %d of the listed failures were queued already, by a retry that did not "
+            "finish: they are not queued again",
             self.project.name,
-            len(earlier),
+            len(before),
         )
 
     async def _scheduled(self, new: list[Request], admitted: int) -> None:

@@ -120,11 +120,20 @@ class Failures:
         if self._file is not None:
             self._file.settled(request)
 
-    def close_listing(self) -> tuple[int, str] | None:
-        """Close the failures file; return how many requests it lists and where, if any."""
+    def queued_before(self, request: Request) -> None:
+        """Note that an earlier retry, killed part-way, queued ``request`` already: the
+        crawl settles it in the end, if not this run then the one it continues."""
+        if self._file is not None:
+            self._file.queued_before(request)
+
+    def close_listing(self, *, drained: bool = False) -> tuple[int, str] | None:
+        """Close the failures file; return how many requests it lists and where, if any.
+
+        ``drained``: the crawl's queue is empty, so every request is settled by now.
+        """
         if self._file is None:
             return None
-        self._file.close()
+        self._file.close(drained=drained)
         return (self._file.count, str(self._file.path)) if self._file.count else None
 
     async def spider_error(
@@ -215,6 +224,7 @@ class FailureLog:
         self._logged: set[int] = set()
         self._earlier = 0  # lines the earlier run left at the head of the file
         self._unsettled: set[int] = set()  # their requests, until this run settles them
+        self._queued_before: set[int] = set()  # their requests a killed retry had queued
         self._broken: CrawlAborted | None = None  # why the file can no longer be written
 
     def start(self, *, keep: bool = False) -> None:
@@ -302,11 +312,20 @@ class FailureLog:
         if self._unsettled:  # empty, and free, unless this run continues an earlier one
             self._unsettled.discard(fingerprint(request))
 
-    def close(self) -> None:
-        """Close the file; drop the earlier lines of the requests this run settled."""
+    def queued_before(self, request: Request) -> None:
+        """Note that a killed retry queued ``request`` already: its earlier line goes once
+        the crawl's queue is drained (see ``close``)."""
+        self._queued_before.add(fingerprint(request))
+
+    def close(self, *, drained: bool = False) -> None:
+        """Close the file; drop the earlier lines of the requests this run settled, and
+        if the queue is ``drained``, of those a killed retry had queued: the crawl settled
+        them, in this run or in that one. A run stopped before leaves their lines."""
         if self._file is not None:
             self._file.close()
             self._file = None
+        if drained:
+            self._unsettled -= self._queued_before
         if self._earlier and self._broken is None:
             self._drop_settled()
             self._earlier = 0
