@@ -531,9 +531,9 @@ async def test_fresh_wipes_this_crawl_only(make: Make) -> None:
 @pytest.mark.parametrize(
     ("query", "name", "error"),
     [
-        ("?prefix=fw:a:q:", "a", "prefix 'fw:a:q:' has the part 'q'"),
+        ("?prefix=fw:a:q:", "a", "frontier: the key prefix 'fw:a:q:' has the part 'q'"),
         ("?prefix=seen:", "a", "prefix 'seen:' has the part 'seen'"),
-        ("?prefix=fw:shop", "a", "prefix 'fw:shop' must end with ':'"),
+        ("?prefix=fw:shop", "a", "frontier: the key prefix 'fw:shop' must end with ':'"),
         ("?prefix=", "a", "prefix '' must end with ':'"),
         ("", "calls", "prefix 'fw:calls:' has the part 'calls', a name fw gives keys of its own"),
         ("", "h", "could delete this one's keys; rename the project (name:) or set ?prefix="),

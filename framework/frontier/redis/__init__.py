@@ -161,7 +161,10 @@ class RedisFrontier:
         renew: bool = False,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.url, self.prefix, self.lease = where(url, name)
+        try:
+            self.url, self.prefix, self.lease = where(url, name)
+        except UsageError as exc:  # at the frontier: key's line
+            raise exc if owner is None else UsageError(f"{owner.where}: {exc}") from None
         self._owner = owner
         self._scripts = Scripts(self.url, self.prefix)
         self._politeness, self._fresh, self._renew = politeness, fresh, renew
@@ -543,7 +546,7 @@ def where(url: str, name: str) -> tuple[str, str, float]:
     the rest of the URL is redis-py's.
     """
     server, options = _split_url(url)
-    prefix = _prefix(options.get("prefix", f"fw:{name}:"), url, "prefix" in options)
+    prefix = _prefix(options.get("prefix", f"fw:{name}:"), "prefix" in options)
     return server, prefix, _seconds(options.get("lease", "30"), url)
 
 
@@ -552,19 +555,19 @@ def where(url: str, name: str) -> tuple[str, str, float]:
 _MANY = ("seen", "q", "h", "calls")
 
 
-def _prefix(prefix: str, url: str, chosen: bool) -> str:
+def _prefix(prefix: str, chosen: bool) -> str:
     """Check that no crawl's keys can nest among another's: ``fw run --fresh`` of a crawl
     under ``fw:a:`` deletes every ``fw:a:q:…`` key, which would hold all of a crawl under
     ``fw:a:q:``. So a prefix ends with ``:`` and none of its parts is one of ``_MANY``."""
     how = "choose another ?prefix=" if chosen else "rename the project (name:) or set ?prefix="
     if not prefix.endswith(":"):
-        raise UsageError(f"frontier: {shown(url)}: prefix {prefix!r} must end with ':'")
+        raise UsageError(f"frontier: the key prefix {prefix!r} must end with ':'")
     clash = next((part for part in prefix.split(":") if part in _MANY), None)
     if clash is not None:
         raise UsageError(
-            f"frontier: {shown(url)}: prefix {prefix!r} has the part {clash!r}, a name fw "
-            f"gives keys of its own ({', '.join(_MANY)}), so another crawl's `fw run "
-            f"--fresh` could delete this one's keys; {how}"
+            f"frontier: the key prefix {prefix!r} has the part {clash!r}, a name fw gives "
+            f"keys of its own ({', '.join(_MANY)}), so another crawl's `fw run --fresh` "
+            f"could delete this one's keys; {how}"
         )
     return prefix
 
