@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import inspect
 import json
 import logging
@@ -15,7 +16,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -222,7 +223,7 @@ class FailureLog:
         # One line per request, however many problems it had; by fingerprint, the identity
         # the frontier dedups by (an id() is reused once its request is freed).
         self._logged: set[int] = set()
-        self._earlier = 0  # lines the earlier run left at the head of the file
+        self._earlier: set[int] = set()  # the lines an earlier run left, by their digest
         self._unsettled: set[int] = set()  # their requests, until this run settles them
         self._queued_before: set[int] = set()  # their requests a killed retry had queued
         self._broken: CrawlAborted | None = None  # why the file can no longer be written
@@ -244,9 +245,11 @@ class FailureLog:
             with contextlib.suppress(OSError):  # unwritable: record() will say so
                 self.path.unlink(missing_ok=True)
             return
-        _mend_last_line(self.path)  # else the first line appended would be glued to it
-        lines = _lines(self.path)
-        self._earlier = self.count = len(lines)
+        with _exclusive(self.path):  # another worker may be appending to it
+            _mend_last_line(self.path)  # else the first line appended would be glued to it
+            lines = _lines(self.path)
+        self._earlier = {_digest(line) for line, _ in lines}
+        self.count = len(lines)
         self._unsettled = {key for _, key in lines if key is not None}
 
     def record(self, request: Request, kind: str, reason: str) -> None:
@@ -284,14 +287,32 @@ class FailureLog:
 
     def _append(self, data: bytes) -> None:
         """Write one line at the end of the file, whole: one torn part-way is cut back off."""
-        if self._file is None:  # a crawl without failures leaves no file behind
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = os.fdopen(os.open(self.path, _APPEND, 0o600), "ab", buffering=0)
-        now = os.fstat(self._file.fileno())
+        file = self._locked_file()
+        try:
+            self._write(file, data)
+        finally:
+            _unlock(file)
+
+    def _locked_file(self) -> BinaryIO:
+        """Return the file open to append to, locked against its other writers: Redis
+        workers in one folder share it. One that closes may rewrite it and rename the copy
+        into its place, so a file no longer at ``path`` is opened anew, lest a line go
+        to a copy nobody reads."""
+        while True:
+            if self._file is None:  # a crawl without failures leaves no file behind
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = os.fdopen(os.open(self.path, _APPEND, 0o600), "ab", buffering=0)
+            if not _lock(self._file.fileno()) or _is_at(self._file.fileno(), self.path):
+                return self._file
+            self._file.close()  # and its lock with it
+            self._file = None
+
+    def _write(self, file: BinaryIO, data: bytes) -> None:
+        now = os.fstat(file.fileno())
         try:
             view = memoryview(data)
             while view:  # an unbuffered write may take only part of it, as a full disk does
-                written = self._file.write(view)
+                written = file.write(view)
                 if not written:  # a FIFO no one reads: never spin, never drop the line
                     raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
                 view = view[written:]
@@ -328,14 +349,23 @@ class FailureLog:
             self._unsettled -= self._queued_before
         if self._earlier and self._broken is None:
             self._drop_settled()
-            self._earlier = 0
+            self._earlier = set()
 
     def _drop_settled(self) -> None:
+        """Rewrite the file without the earlier lines of settled requests. By content, not
+        by place: another worker sharing the file may have rewritten it, or added lines."""
+        try:
+            with _exclusive(self.path):
+                self._rewrite()
+        except OSError as exc:  # the old list stays: some requests may be retried again
+            log.warning("cannot update the failures file %s: %s", self.path, exc.strerror or exc)
+
+    def _rewrite(self) -> None:
         lines = _lines(self.path)
         kept = [
             line
-            for n, (line, key) in enumerate(lines)
-            if n >= self._earlier or key is None or key in self._unsettled
+            for line, key in lines
+            if key is None or key in self._unsettled or _digest(line) not in self._earlier
         ]
         if len(kept) == len(lines):
             return
@@ -356,6 +386,61 @@ class FailureLog:
             log.warning("cannot update the failures file %s: %s", self.path, why)
             return
         self.count = len(kept)
+
+
+def _lock(fd: int) -> bool:
+    """Lock a regular file for its writers to take turns; say whether it is one (not
+    /dev/null, nor a FIFO, which nobody rewrites)."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return False
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held for one line, or one rewrite
+    return True
+
+
+def _unlock(file: BinaryIO) -> None:
+    with contextlib.suppress(OSError, ValueError):  # closed: its lock went with it
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the file open as ``fd`` is still the one at ``path``."""
+    try:
+        there = path.lstat()
+    except FileNotFoundError:  # another worker's rewrite left no line: it removed it
+        return False
+    here = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold the lock of the file at ``path`` (if one is there), the one there once locked."""
+    fd = _locked(path)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _locked(path: Path) -> int | None:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        if not _lock(fd):
+            os.close(fd)
+            return None
+        if _is_at(fd, path):
+            return fd
+        os.close(fd)  # renamed over while this waited: lock the new one
+
+
+def _digest(line: bytes) -> int:
+    """A line's identity: how ``--retry-failed`` keys its request, and how a rewrite
+    knows the lines an earlier run left, wherever they are now."""
+    return int.from_bytes(blake2b(line, digest_size=8).digest(), "big")
 
 
 def _mend_last_line(path: Path) -> None:
@@ -480,5 +565,4 @@ def _listed(line: bytes, path: Path, number: int) -> tuple[Listed, bool]:
         request, bared = _unlisted(json.loads(line)["request"])
     except (ValueError, KeyError, TypeError) as exc:  # an edited or damaged file
         raise UsageError(f"{path}:{number}: not a failure record: {exc}") from exc
-    digest = int.from_bytes(blake2b(line, digest_size=8).digest(), "big")
-    return Listed(request.replace(retries=0, redirects=0), digest), bared
+    return Listed(request.replace(retries=0, redirects=0), _digest(line)), bared

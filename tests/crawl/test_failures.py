@@ -446,6 +446,31 @@ def test_a_continued_list_appends_after_a_whole_last_line(tmp_path: Path, torn: 
     assert listing.count == len(kept) and path.read_bytes().endswith(b"\n")
 
 
+def test_two_workers_sharing_one_failures_file_lose_no_line(tmp_path: Path) -> None:
+    # Two Redis workers exporting to one folder keep one list. Each drops the earlier lines
+    # of what it settled, by content: the other may have rewritten the file meanwhile, and a
+    # line written after that rewrite goes to the new file, not the replaced one.
+    path = tmp_path / "x.failures.jsonl"
+    lines = [
+        json.dumps({"kind": "http_503", "request": Request(f"http://a.test/{n}").to_dict()})
+        for n in "ABCD"
+    ]
+    path.write_text("".join(line + "\n" for line in lines))
+    one, two = FailureLog(path), FailureLog(path)
+    one.start(keep=True)
+    two.start(keep=True)
+    for listing, settled in ((one, "AC"), (two, "B")):
+        for name in settled:
+            listing.settled(Request(f"http://a.test/{name}"))
+    two.record(Request("http://a.test/E"), "http_503", "HTTP 503")
+    one.record(Request("http://a.test/F"), "http_503", "HTTP 503")
+    one.close()
+    two.record(Request("http://a.test/G"), "http_503", "HTTP 503")  # into the rewritten file
+    two.close()
+    assert sorted(r.url.rsplit("/", 1)[1] for r in listed(path)) == ["D", "E", "F", "G"]
+    assert not path.with_name(path.name + ".part").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # A retry killed part-way and run again
 # ---------------------------------------------------------------------------------------------
