@@ -325,8 +325,8 @@ class Engine:
         for request in before:
             self._failures.queued_before(request)
         log.info(
-            "%s: %d of the listed failures were queued already, by a retry that did not "
-            "finish: they are not queued again",
+            "%s: %d of the listed failures were queued already (by a retry killed part-way, "
+            "or by another worker's): they are not queued again",
             self.project.name,
             len(before),
         )

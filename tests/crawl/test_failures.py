@@ -569,7 +569,7 @@ async def test_a_retry_killed_part_way_and_run_again_fetches_each_page_once_more
     # Stopped early, the rerun leaves listed what it has not settled, resumed or not.
     early = await run_fw("run", str(project), "--retry-failed", "-s", "max_pages=2")
     assert early.returncode == 0, early.stderr
-    assert "were queued already, by a retry that did not finish" in early.stderr
+    assert "were queued already (by a retry killed part-way" in early.stderr
     listed = {entry.request.url.removeprefix(base) for entry in load_failures(failures)}
     assert {page for page in pages if not site.fetched[page]} <= listed
     again = await run_fw("run", str(project), "--retry-failed")
