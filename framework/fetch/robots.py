@@ -14,6 +14,7 @@ from urllib.parse import urljoin, urlsplit
 from protego import Protego
 
 from framework.errors import FetchError, IgnoreRequest, Unchanged
+from framework.fetch.credentials import UNCREDENTIALED
 from framework.fetch.downloader import READ_AT_MOST
 from framework.fetch.politeness import Pace
 from framework.fetch.statuses import REDIRECTS
@@ -44,10 +45,13 @@ class Robots:
         origin = _origin(request.url)
         site = self._sites.get(origin)
         # Once a site's robots.txt is read, asking it costs no await (it runs per request).
-        rules = site.result() if site is not None and site.done() else await self._rules(origin)
+        if site is not None and site.done():
+            rules = site.result()
+        else:  # a request that a redirect brought here uncredentialed reads it so too
+            rules = await self._rules(origin, bool(request.meta.get(UNCREDENTIALED)))
         return rules is None or bool(rules.can_fetch(request.url, self._agent))
 
-    async def _rules(self, origin: str) -> Protego | None:
+    async def _rules(self, origin: str, uncredentialed: bool) -> Protego | None:
         site = self._sites.get(origin)
         if site is not None:
             return await site
@@ -55,16 +59,16 @@ class Robots:
         site = self._sites[origin] = asyncio.get_running_loop().create_future()
         rules = None
         try:
-            rules = await self._read(origin)
+            rules = await self._read(origin, uncredentialed)
         finally:  # even if cancelled: the others must not wait forever
             site.set_result(rules)
         return rules
 
-    async def _read(self, origin: str) -> Protego | None:
+    async def _read(self, origin: str, uncredentialed: bool) -> Protego | None:
         url = origin + "/robots.txt"
         self.fetched += 1
         try:
-            response = await self._get(url)
+            response = await self._get(url, uncredentialed)
         except (FetchError, IgnoreRequest, Unchanged) as exc:
             log.info("robots.txt of %s could not be read (%s): crawling it all", origin, exc)
             return None
@@ -80,9 +84,12 @@ class Robots:
             await self._pace.crawl_delay(host_of(origin), float(delay))
         return rules
 
-    async def _get(self, url: str) -> Response:
+    async def _get(self, url: str, uncredentialed: bool) -> Response:
         """Fetch robots.txt, following a few redirects (sites move it to www., https)."""
-        request = Request(url, meta={"robots.txt": True, READ_AT_MOST: _READ})
+        meta: dict[str, object] = {"robots.txt": True, READ_AT_MOST: _READ}
+        if uncredentialed:
+            meta[UNCREDENTIALED] = True
+        request = Request(url, meta=meta)
         for _ in range(_MAX_REDIRECTS):
             response = await self._fetch(request)
             location = response.headers.get("Location")

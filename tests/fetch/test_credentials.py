@@ -306,3 +306,22 @@ async def test_an_https_page_redirecting_to_plain_http_elsewhere_loses_its_crede
     assert secure.got("/", "Cookie") == ["s=1"]
     assert plain.got("/landing", "Cookie") == [None]
     assert [item["title"] for item in read_jsonl(out)] == ["landing"]
+
+
+async def test_robots_txt_of_a_site_an_https_page_downgraded_to_gets_no_credentials(
+    start: Start, https: Callable[[Host], Awaitable[tuple[str, Path]]], tmp_path: Path
+) -> None:
+    # The redirect's target goes without the host's Authorization (it crossed to http);
+    # so must the robots.txt read on its behalf, which went over http with it.
+    plain = Host({"/landing": html("<title>landing</title>"), "/robots.txt": html("")})
+    await start(plain)
+    secure = Host({"/": redirect(lambda: plain.url + "/landing")})
+    url, bundle = await https(secure)
+    allowed = f"{url.split('//')[1]}, {plain.url.split('//')[1]}"
+    extra = f'domains: {{"127.0.0.1": {{headers: {{Authorization: "{TOKEN}"}}}}}}'
+    path = project(tmp_path, url + "/", f"{extra}\nallowed_domains: [{allowed}]")
+    done = await run_fw("run", str(path), env={"SSL_CERT_FILE": str(bundle)})
+    assert done.returncode == 0, done.stderr
+    assert secure.got("/", "Authorization") == [TOKEN]
+    assert plain.got("/landing", "Authorization") == [None]
+    assert plain.got("/robots.txt", "Authorization") == [None]
