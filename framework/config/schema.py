@@ -271,6 +271,7 @@ def _sequence(item: Any, raw: Any, source: Source, path: KeyPath) -> tuple[Any, 
 def _mapping(value_type: Any, raw: Any, source: Source, path: KeyPath) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         raise source.error(path, f"expected a mapping, got {_show(raw)}")
+    check_key_names(raw, source, path)  # else headers: {on: x} sent a header named True
     values = check_all(lambda k, v: convert(value_type, v, source, (*path, k)), raw.items())
     return types.MappingProxyType(dict(zip(map(str, raw), values, strict=True)))
 

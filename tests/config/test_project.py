@@ -240,6 +240,18 @@ INVALID = {
         "delay",
         "written twice (first on line 4)",
     ),
+    "yaml boolean as a header name": (
+        VALID + "headers:\n  on: x\n",
+        4,
+        "headers",
+        "True is not a key name",
+    ),
+    "number as a host pattern": (
+        VALID + "domains:\n  1: {delay: 1}\n",
+        4,
+        "domains",
+        "1 is not a key name",
+    ),
     "yaml boolean as a key": (
         VALID + "concurrency:\n  on: 3\n",
         4,
