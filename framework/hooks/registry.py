@@ -173,7 +173,17 @@ def flags(pm: PluginManager) -> list[Flag]:
             raise _Refused(f"register_flags: {flag!r} is not a long option like --incremental")
         if not (isinstance(override, str) and "=" in override and isinstance(text, str)):
             raise _Refused(f"register_flags: {flag} needs an override KEY=VALUE and a help text")
-        found.setdefault(flag, Flag(flag, override, text, plugin))
+        taken = found.setdefault(flag, Flag(flag, override, text, plugin))
+        if taken.plugin != plugin:  # two installed plugins: say which one a user gets
+            log.warning(
+                "plugin '%s': register_flags: %s is plugin '%s''s flag already (-s %s); "
+                "this one (-s %s) is left out",
+                plugin,
+                flag,
+                taken.plugin,
+                taken.override,
+                override,
+            )
 
     for call in hook_calls(pm, "register_flags"):
         try:

@@ -160,6 +160,22 @@ async def test_a_plugin_flag_fw_run_has_already_is_refused(tmp_path: Path, flag:
     )
 
 
+async def test_a_plugin_flag_another_plugin_has_already_is_named(tmp_path: Path) -> None:
+    source = (
+        "from framework import hookimpl\n\n@hookimpl\ndef register_flags(register):\n"
+        "    register('--incremental', 'max_pages=1', 'mine')\n"
+    )
+    fake_distribution(tmp_path, "fw-mine", "0.1", "mine", "fw_mine", source)
+    result = await run_fw("run", "--help", env=on_path(tmp_path))
+    assert result.returncode == 0, result.stderr
+    # Installed later, it comes first, as a later plugin's exporter does: it is named.
+    assert result.stderr.strip() == (
+        "plugin 'incremental': register_flags: --incremental is plugin 'mine''s flag "
+        "already (-s max_pages=1); this one (-s incremental.enabled=true) is left out"
+    )
+    assert "-s max_pages=1; plugin mine" in result.stdout
+
+
 class BetterJson(Exporter):
     format = "jsonl"
     extensions = (".jsonl",)
