@@ -44,6 +44,8 @@ class ForwardProxy:
         self.dropped = 0
         self.answer: int | None = None
         self.drop = False
+        #: Answer every request with this instead of HTTP (a broken or hostile proxy).
+        self.garbage: bytes | None = None
         self._expected = (
             "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
             if credentials
@@ -100,6 +102,11 @@ class ForwardProxy:
             self.answered += 1
             await _write(writer, self.answer)
             return method != "CONNECT"
+        if self.garbage is not None:
+            self.answered += 1
+            writer.write(self.garbage)
+            await writer.drain()
+            return False
         if method == "CONNECT":
             await self._tunnel(target, reader, writer)
             return False

@@ -34,8 +34,9 @@ Options = ProxiesOptions
 
 log = logging.getLogger("fw.proxies")
 
-#: Failures a proxy may be to blame for, short of failing outright (``proxy``).
-_SUSPECT_KINDS = frozenset({"timeout", "connection", "disconnected"})
+#: Failures a proxy may be to blame for, short of failing outright (``proxy``): an answer
+#: that is not HTTP comes from the proxy as often as from the site behind it.
+_SUSPECT_KINDS = frozenset({"timeout", "connection", "disconnected", "bad_response"})
 
 
 class ProxiesMiddleware(Middleware):

@@ -149,7 +149,8 @@ class ProxiesOptions:
     fail_after: int = option(
         3,
         doc="A proxy rests after this many strikes in a row: answers with a "
-        "`ban_statuses` status, timeouts, dropped connections. One that cannot be "
+        "`ban_statuses` status, answers that are not HTTP, timeouts, dropped connections. "
+        "One that cannot be "
         "reached, or refuses its credentials (407), rests at once.",
         minimum=1,
     )

@@ -155,6 +155,27 @@ async def test_a_proxy_the_site_bans_rests_after_fail_after_refusals_in_a_row(
     assert stats.to_dict()["plugins"]["proxies"][urls[0]]["failures"] == {"http_403": 2}
 
 
+async def test_a_proxy_answering_garbage_rests_after_fail_after_answers_in_a_row(
+    tmp_path: Path, serve: Serve, proxies: Proxies
+) -> None:
+    # It never got a strike: every request it took failed as bad_response, on and on.
+    base = await serve(Site(8).app())
+    broken, good = ForwardProxy(), ForwardProxy()
+    broken.garbage = b"SSH-2.0-OpenSSH_9.2\r\n\r\n"
+    urls = [await proxies(broken), await proxies(good)]
+    path = project(
+        tmp_path,
+        base,
+        f"proxies: {{urls: [{', '.join(urls)}], fail_after: 2}}",
+        "concurrency: {total: 1, per_domain: 1}",
+    )
+    stats = await crawl(path, outputs=(str(tmp_path / "items.jsonl"),))
+    assert exported(read_jsonl(tmp_path / "items.jsonl")) == pages_of(base, 8)
+    assert not stats.errors  # each sent again through the other proxy at once
+    assert broken.answered == 2  # then it rested for the rest of the crawl
+    assert stats.to_dict()["plugins"]["proxies"][urls[0]]["failures"] == {"bad_response": 2}
+
+
 async def test_politeness_is_per_site_however_many_proxies_carry_it(
     tmp_path: Path, serve: Serve, proxies: Proxies
 ) -> None:
