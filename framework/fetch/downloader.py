@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 from urllib.parse import urlsplit
-from urllib.request import getproxies
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import yarl
@@ -28,7 +28,7 @@ from framework.fetch.parsers import Parsers
 from framework.fetch.retry import retryable_status
 from framework.fetch.stalls import Stalls
 from framework.http import Request, Response, media_type
-from framework.http.urls import redact_proxy
+from framework.http.urls import host_of, redact_proxy
 
 __all__ = [
     "DEFAULT_HEADERS",
@@ -166,6 +166,18 @@ class Downloader:
         )
         return self
 
+    def _env_proxy(self, request: Request) -> str | None:
+        """Return the environment's proxy that carried ``request``, if one did (a 407
+        answer is that proxy's, never the site's)."""
+        assert self._session is not None
+        if not self._session.trust_env:
+            return None
+        proxies = getproxies()
+        found = proxies.get(request.url.partition(":")[0].lower())
+        if found is None or proxy_bypass(host_of(request.url)):
+            return None
+        return found
+
     def _new_socket(self, address: AddrInfoType) -> socket.socket:
         """Open a socket for a new connection, counting it: what pooling saves."""
         self._traffic.connections += 1
@@ -213,8 +225,8 @@ class Downloader:
                     proxy=proxy,
                 ) as answer,
             ):
-                if answer.status == 407 and proxy is not None:
-                    raise _proxy_refused(proxy)
+                if answer.status == 407 and (refused := proxy or self._env_proxy(request)):
+                    raise _proxy_refused(refused)
                 body = await self._read(
                     answer, request.meta.get(READ_AT_MOST), request.meta.get(MAX_SIZE)
                 )

@@ -119,6 +119,30 @@ async def test_a_proxy_that_answers_407_fails_the_request_as_proxy(
     assert "wrong" not in str(failed.value)
 
 
+@pytest.mark.parametrize(
+    ("userinfo", "why"),
+    [("", "it asks for credentials"), ("crawler:wrong@", "it refused the credentials")],
+)
+async def test_a_407_of_the_environments_proxy_fails_the_request_as_proxy(
+    serve: Serve, proxies: Proxies, monkeypatch: pytest.MonkeyPatch, userinfo: str, why: str
+) -> None:
+    # For a plain-http page the proxy answers in the site's place: it was http_407.
+    site = await serve(pages({"/": "<h1>hi</h1>"}))
+    proxy_url = await proxies(ForwardProxy(credentials=("crawler", "right")))
+    proxy = proxy_url.replace("http://", f"http://{userinfo}")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "")
+    async with downloader() as fetcher:
+        with pytest.raises(FetchError) as failed:
+            await fetcher.fetch(Request(f"{site}/"))
+    assert failed.value.kind == "proxy"
+    assert str(failed.value) == f"proxy {redact_proxy(proxy)}: HTTP 407: {why}"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # not through it: the site's own 407
+    async with downloader() as fetcher:
+        answer = await fetcher.fetch(Request(f"{site}/"))
+    assert answer.status == 200
+
+
 @pytest.mark.parametrize("userinfo", ["crawler:hunter2@", ""])
 async def test_a_proxy_that_is_down_fails_as_proxy_and_names_it_without_its_secret(
     serve: Serve, userinfo: str
