@@ -16,9 +16,10 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from hashlib import blake2b
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, BinaryIO, NamedTuple
 
 import pluggy
@@ -211,12 +212,16 @@ class FailureLog:
     anew), by an atomic rename: a retry stopped half-way leaves the requests it never
     reached listed for the next one. A run killed before that leaves the file listing
     the requests it retried as well: with a persistent frontier, a next retry finds
-    their lines queued already (``frontier.ONCE``) and drops them (``settled``); with
-    the memory frontier it fetches them again, but none is lost.
+    them queued already (``frontier.ONCE``; a line for a retry that failed again names
+    the one it retried, ``retry_of``), and drops their lines once the crawl's queue is
+    drained; with the memory frontier it fetches them again, but none is lost. Workers
+    sharing the file write it under a lock, and drop lines by their content.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, retried: Mapping[int, int] = MappingProxyType({})) -> None:
         self.path = path
+        #: The ``Listed.once`` of each request this run retries, by its fingerprint.
+        self._retried = retried
         #: How many requests the file lists.
         self.count = 0
         self._file: BinaryIO | None = None
@@ -271,6 +276,8 @@ class FailureLog:
             # A proxy's credentials stay out: proxies: gives them back (docs/proxies.md).
             "request": redacted_request(request),
         }
+        if (once := self._retried.get(key)) is not None:  # failed again: the same entry
+            line["retry_of"] = once
         text = json.dumps(line, ensure_ascii=False)
         # backslashreplace: a lone surrogate (a header not in UTF-8) stays a JSON escape.
         data = (text + "\n").encode("utf-8", "backslashreplace")
@@ -503,11 +510,13 @@ def _fingerprint(line: bytes) -> int | None:
 
 
 class Listed(NamedTuple):
-    """A request the failures file lists, and a digest of its line (``frontier.ONCE``):
-    the next failure of that request is a line of its own."""
+    """A request the failures file lists, and the key a persistent frontier queues its
+    retries under (``frontier.ONCE``): a digest of the line that first listed it, which
+    each later line for it names (``retry_of``), so that all its retries share one entry
+    that a frontier reopens while it is failed, and only then."""
 
     request: Request
-    line: int
+    once: int
 
 
 def load_failures(path: Path) -> list[Listed]:
@@ -562,7 +571,11 @@ def _unlisted(data: dict[str, Any]) -> tuple[Request, bool]:
 
 def _listed(line: bytes, path: Path, number: int) -> tuple[Listed, bool]:
     try:
-        request, bared = _unlisted(json.loads(line)["request"])
+        record = json.loads(line)
+        request, bared = _unlisted(record["request"])
     except (ValueError, KeyError, TypeError) as exc:  # an edited or damaged file
         raise UsageError(f"{path}:{number}: not a failure record: {exc}") from exc
-    return Listed(request.replace(retries=0, redirects=0), _digest(line)), bared
+    once = record.get("retry_of")
+    if not (type(once) is int and 0 <= once < 1 << 64):  # the first line, or hand-edited
+        once = _digest(line)
+    return Listed(request.replace(retries=0, redirects=0), once), bared

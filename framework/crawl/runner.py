@@ -58,6 +58,7 @@ from framework.hooks.manager import (
 )
 from framework.hooks.registry import Registry
 from framework.http import Request, Response
+from framework.http.urls import fingerprint
 from framework.middleware import chain
 from framework.paths import identity
 from framework.spider import CallbackResult, Spider
@@ -237,7 +238,7 @@ def build_engine(
         stats,
         spider,
         hook_calls(prepared.pm, "crawl_error"),
-        FailureLog(prepared.failures) if failures_file else None,
+        FailureLog(prepared.failures, _retried(prepared.seeds)) if failures_file else None,
         spider_origin(prepared.pm, spider),
     )
     events = Events(prepared.pm, failures.plugin_failed)
@@ -382,12 +383,18 @@ def _starts(prepared: Prepared, frontier: Frontier) -> Callable[[], CallbackResu
     if not frontier.persistent:
         retried = [listed.request for listed in prepared.seeds]
     else:
-        retried = [_once(request, line) for request, line in prepared.seeds]
+        retried = [_once(request, once) for request, once in prepared.seeds]
     return lambda: retried
 
 
-def _once(request: Request, line: int) -> Request:
-    return request.replace(dont_filter=True, meta={**request.meta, ONCE: line})
+def _once(request: Request, once: int) -> Request:
+    return request.replace(dont_filter=True, meta={**request.meta, ONCE: once})
+
+
+def _retried(seeds: list[Listed] | None) -> dict[int, int]:
+    """The ``Listed.once`` of each retried request, by fingerprint: the line a request
+    that fails again is listed with names it."""
+    return {fingerprint(listed.request): listed.once for listed in seeds or ()}
 
 
 def run(prepared: Prepared, progress: Mode = "off") -> Stats:

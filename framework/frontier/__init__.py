@@ -266,10 +266,11 @@ class Status:
 # -------------------------------------------------------------------------------------------
 
 #: A ``meta`` entry that makes a ``dont_filter`` request a duplicate of any earlier one
-#: with the same value (an unsigned 64-bit int): a persistent backend queues it once per
-#: value. ``fw run --retry-failed`` sets it to a digest of the request's line in the
-#: failures file, so that a retry killed part-way and run again resumes instead of
-#: queueing every listed request anew. Backends take it out before they store a request.
+#: with the same value (an unsigned 64-bit int) while that one is queued, leased or done;
+#: a persistent backend queues the entry of a value again only once it failed. ``fw run
+#: --retry-failed`` sets it per request (``failures.Listed``), so that a retry killed
+#: part-way and run again resumes instead of queueing every listed request anew, while a
+#: retry that failed is retried. Backends take it out before they store a request.
 ONCE = "fw.once"
 
 

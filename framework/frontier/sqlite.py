@@ -136,6 +136,7 @@ class SqliteFrontier:
         self._lock: IO[bytes] | None = None
         self._pending = self._leased = self._delayed = self._seen = 0
         self._done = self._failed = 0
+        self._reopened = 0  # of the last _insert: failed entries queued again, not new
         self._next_due = math.inf  # the soonest delayed request's due time
         self._leases: dict[int | str, int] = {}  # lease token -> row id
         self._round = 1
@@ -373,22 +374,28 @@ class SqliteFrontier:
         self._hosts.released(self._hosts.get(lease.host))
 
     def _insert(self, db: sqlite3.Connection, requests: Sequence[Request]) -> list[Request]:
-        """Insert the requests not seen before; return them for ``_queued`` after commit."""
+        """Insert the requests not seen before, and reopen the failed entry of a request
+        with a ``ONCE`` key; return them for ``_queued`` after commit."""
         new = []
+        self._reopened = 0
         for request in requests:
             key = dedup_key(request)
+            row = (
+                None if key is None else signed_fingerprint(key),
+                host_of(request.url),
+                request.priority,
+                encode_request(without_once(request)),
+            )
             cursor = db.execute(
-                "INSERT OR IGNORE INTO requests (fp, host, priority, state, "
-                "data) VALUES (?, ?, ?, 0, ?)",
-                (
-                    None if key is None else signed_fingerprint(key),
-                    host_of(request.url),
-                    request.priority,
-                    encode_request(without_once(request)),
-                ),
+                "INSERT OR IGNORE INTO requests (fp, host, priority, state, data) "
+                "VALUES (?, ?, ?, 0, ?)",
+                row,
             )
             if cursor.rowcount:
                 new.append(request)
+            elif request.dont_filter and key is not None and _reopen(db, row):
+                new.append(request)
+                self._reopened += 1
         return new
 
     def _queued(self, new: list[Request]) -> None:
@@ -396,7 +403,8 @@ class SqliteFrontier:
         for request in new:
             self._hosts.queued(self._hosts.get(host_of(request.url)), -request.priority)
         self._pending += len(new)
-        self._seen += len(new)
+        self._seen += len(new) - self._reopened
+        self._failed -= self._reopened
 
     def _promote(self) -> None:
         """Queue the delayed requests that are due."""
@@ -482,6 +490,18 @@ def read_status(path: Path) -> Status:
         return _status(db, _holder(path))
     finally:
         db.close()
+
+
+def _reopen(db: sqlite3.Connection, row: tuple[int | None, str, int, str]) -> bool:
+    """Queue again the entry of a ``ONCE`` key that failed: a retry of it (an entry still
+    queued, leased or done stays as it is: a killed retry's rerun resumes it)."""
+    key, host, priority, data = row
+    cursor = db.execute(
+        "UPDATE requests SET state = 0, host = ?, priority = ?, data = ?, reason = NULL "
+        "WHERE fp = ? AND state = ?",
+        (host, priority, data, key, _FAILED),
+    )
+    return bool(cursor.rowcount)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -18,7 +18,11 @@ from aiohttp import web
 
 from framework.crawl.failures import FailureLog, load_failures
 from framework.errors import CrawlAborted, UsageError
+from framework.fetch.politeness import HostPolicy, Politeness
+from framework.frontier import ONCE, Lease
+from framework.frontier.sqlite import SqliteFrontier
 from framework.http import Request
+from framework.http.urls import fingerprint
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 from tests.crawl.test_engine import SPIDER
 from tests.disks import small_disk
@@ -586,6 +590,36 @@ async def test_a_retry_killed_part_way_and_run_again_fetches_each_page_once_more
             table = Counter(row[0] for row in db.execute("SELECT url FROM items"))
         expected = Counter([f"{base}/", *(f"{base}{page}" for page in pages)])
         assert jsonl == table == expected
+
+
+async def test_a_retry_killed_between_listing_a_failure_again_and_settling_it_queues_it_once(
+    tmp_path: Path,
+) -> None:
+    # The new line names the entry it retries (retry_of), which the rerun finds still
+    # queued: it is not queued a second time under the new line's own key.
+    path, state = tmp_path / "x.failures.jsonl", tmp_path / "crawl.db"
+    line = json.dumps({"kind": "http_503", "request": Request("http://a.test/p").to_dict()})
+    path.write_text(line + "\n")
+    ((request, once),) = load_failures(path)
+    frontier = SqliteFrontier(state, Politeness(HostPolicy(1, 0.0), {}))
+    await frontier.open()
+    retried = request.replace(dont_filter=True, meta={ONCE: once})
+    assert await frontier.add([retried]) == [retried]
+    lease = await frontier.claim()
+    assert isinstance(lease, Lease)
+    listing = FailureLog(path, {fingerprint(request): once})
+    listing.start(keep=True)
+    listing.record(lease.request, "http_503", "HTTP 503")  # failed again; then killed
+    listing.close()  # nothing settled: the file is as the kill leaves it
+    await frontier.close()
+
+    again = SqliteFrontier(state, Politeness(HostPolicy(1, 0.0), {}))
+    await again.open()
+    ((request, latest),) = load_failures(path)
+    assert latest == once  # the last line retries the first one's entry
+    assert await again.add([request.replace(dont_filter=True, meta={ONCE: latest})]) == []
+    assert again.counts().pending == 1  # the killed retry's, resumed: fetched once
+    await again.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -182,6 +182,30 @@ async def test_a_dont_filter_request_with_a_once_key_is_queued_once_per_key(
     assert frontier.counts().seen == 3
 
 
+async def test_the_failed_entry_of_a_once_key_is_queued_again_and_only_then(
+    make: Backend,
+) -> None:
+    # A retry of a failures-file line that failed again: it is retried from its next line,
+    # but a rerun after a kill must not queue what the killed retry still holds.
+    if make.name == "memory":
+        pytest.skip("nothing survives a memory frontier's run to be retried")
+    frontier = await make()
+    once = req("http://a.test/", dont_filter=True, meta={ONCE: 7})
+    assert await frontier.add([once]) == [once]
+    assert await frontier.add([once]) == []  # queued
+    lease = await lease_of(frontier)
+    assert await frontier.add([once]) == []  # leased
+    await fail(frontier, lease, "http_503")
+    assert frontier.counts() == Counts(pending=0, delayed=0, leased=0, seen=1)
+    assert frontier.counts().failed == 1
+    assert await frontier.add([once, once]) == [once]  # failed: queued again, once
+    assert frontier.counts() == Counts(pending=1, delayed=0, leased=0, seen=1)
+    assert frontier.counts().failed == 0
+    await ack(frontier, await lease_of(frontier))
+    assert await frontier.add([once]) == []  # done
+    assert frontier.counts().done == 1
+
+
 # -------------------------------------------------------------------------------------------
 # Priority
 # -------------------------------------------------------------------------------------------

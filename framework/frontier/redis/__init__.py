@@ -19,6 +19,8 @@ back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by def
     leases, tokens   zset, hash   leased ids by expiry; id -> the lease's token
     delayed          zset   retries by due time
     failures         hash   id -> reason and request, for failed requests
+    once             hash   ``ONCE`` key -> id of the entry a ``--retry-failed`` request
+                            was queued as: a retry of it, failed, is queued again
     workers          hash   worker id -> last heartbeat (server time), "… stopped" after close
     calls:<worker>   hash   the worker's last 4096 answers, to make repeated calls safe
     memory           hash   the crawl's memory: a page's entry by fingerprint, and the
@@ -496,7 +498,7 @@ class RedisFrontier:
         for request in requests:
             host = host_of(request.url)
             key = dedup_key(request)
-            shard, member = ("", "") if key is None else _seen(key)
+            shard, member = ("", "") if key is None else _seen(key, request.dont_filter)
             concurrency, delay, interval = self._policy(host)
             packed.append(
                 f"{shard}\t{member}\t{host}\t{request.priority}\t{concurrency}\t"
@@ -673,9 +675,11 @@ class _Memory:
         await self._frontier._run("memory_put", key, "-" if value is None else "=" + value)
 
 
-def _seen(key: int) -> tuple[int, int]:
-    """Return a dedup key's seen-set shard, and the key signed (see ``signed_fingerprint``)."""
-    return key >> (64 - SHARD_BITS), signed_fingerprint(key)
+def _seen(key: int, once: bool) -> tuple[str, int]:
+    """Return a dedup key's seen-set shard, marked ``o`` for a ``ONCE`` key (whose failed
+    entry ``push`` in lib.lua reopens), and the key signed (``signed_fingerprint``)."""
+    shard = key >> (64 - SHARD_BITS)
+    return f"o{shard}" if once else str(shard), signed_fingerprint(key)
 
 
 def _picked(requests: Sequence[Request], positions: bytes | str) -> list[Request]:

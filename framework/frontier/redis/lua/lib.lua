@@ -11,6 +11,8 @@ local META, REQ, SEEN = P .. 'meta', P .. 'req', P .. 'seen:'
 local READY, WAITING, HOSTS = P .. 'ready', P .. 'waiting', P .. 'hosts'
 local LEASES, TOKENS, DELAYED = P .. 'leases', P .. 'tokens', P .. 'delayed'
 local WORKERS, FAILURES = P .. 'workers', P .. 'failures'
+-- The entry each ONCE key (a --retry-failed request's, see frontier.ONCE) was queued as.
+local ONCE = P .. 'once'
 -- The crawl's memory, which a new round keeps (see memory_put.lua): its field 'round' is
 -- the current round's number (1 while absent), every other a page's entry.
 local MEMORY = P .. 'memory'
@@ -20,7 +22,7 @@ local MEMORY = P .. 'memory'
 -- only these.
 local KINDS = {meta = true, req = true, hosts = true, ready = true, waiting = true,
                leases = true, tokens = true, delayed = true, failures = true,
-               workers = true, memory = true}
+               workers = true, memory = true, once = true}
 -- A prefix with one of these as a part is refused (_prefix in __init__.py): it could nest.
 local KINDS_OF = {seen = true, q = true, h = true, calls = true}
 
@@ -286,27 +288,49 @@ local function enqueue(id, host, priority, t)
   end
 end
 
+-- The id of the failed entry a ONCE key was queued as, now taken out of the failures to be
+-- queued again; nil if it is queued, leased or done (a killed retry's rerun resumes it).
+local function reopened(fp, host)
+  local id = redis.call('HGET', ONCE, fp)
+  if not id or redis.call('HDEL', FAILURES, id) == 0 then
+    return nil
+  end
+  bump('failed', -1)
+  add_to(host, 'failed', -1)
+  return id
+end
+
 -- Queue the requests in ARGV[from] to ARGV[last] whose fingerprint is new; return their
 -- positions among them. Each is one argument (one is far cheaper to send than eight):
 -- fingerprint shard, fingerprint, host, priority, the host's concurrency, delay and
 -- interval, separated by tabs, then the JSON, which has no raw tab. An empty fingerprint
--- (dont_filter) is never a duplicate.
+-- (dont_filter) is never a duplicate; a shard starting with 'o' marks a ONCE key, whose
+-- failed entry is queued again.
 local REQUEST = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t()'
 
 local function push(from, last, t)
-  local new = {}
+  local new, again = {}, 0
   for i = from, last do
     local shard, fp, host, priority, conc, delay, interval, at = string.match(ARGV[i], REQUEST)
+    local once = string.sub(shard, 1, 1) == 'o'
+    if once then shard = string.sub(shard, 2) end
+    local id
     if fp == '' or redis.call('SADD', SEEN .. shard, fp) == 1 then
+      id = string.format('%012d', next_of('seq'))
+      if once then redis.call('HSET', ONCE, fp, id) end
+    elseif once then
+      id = reopened(fp, host)
+      if id then again = again + 1 end
+    end
+    if id then
       priority = tonumber(priority)
-      local id = string.format('%012d', next_of('seq'))
       set_policy(host, conc, delay, interval)
       append(stored, id, record(host, priority, string.sub(ARGV[i], at)))
       enqueue(id, host, priority, t)
       new[#new + 1] = i - from + 1
     end
   end
-  bump('seen', #new)
+  bump('seen', #new - again)
   return new
 end
 
