@@ -4,7 +4,8 @@ What plugin authors import: ``Spider``, ``Request``, ``Response``, ``hookimpl``,
 classes ``Exporter``, ``Middleware``, ``ItemStep`` (with the ``ItemContext`` a step is
 given) and ``FetchLayer`` (with its ``FetchContext``), the ``option`` helper for option
 schemas, ``Recording`` (the folder ``--record`` writes, with ``Recorded`` and ``Entry``:
-what it holds), ``open_new`` (a temporary file no planted link can redirect), the
+what it holds), ``open_new`` (a temporary file no planted link can redirect),
+``no_room`` (whether ``ulimit -f`` is why SQLite could not write a file), the
 control-flow exceptions, and ``CrawlAborted``, which stops a crawl that cannot go on
 (exit 1).
 """
@@ -33,7 +34,7 @@ from framework.hookspecs import hookimpl
 from framework.http import NotSupported, Request, Response
 from framework.items import ItemContext, ItemStep
 from framework.middleware import Handler, Middleware
-from framework.paths import open_new
+from framework.paths import no_room, open_new
 from framework.spider import Spider
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "Unchanged",
     "__version__",
     "hookimpl",
+    "no_room",
     "open_new",
     "option",
 ]

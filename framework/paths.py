@@ -4,18 +4,21 @@ A crawl writes its exports, its failures file and its state, and ``--stats`` and
 ``--log-file`` name two more. Each must be a file of its own, whatever name it is given: a
 relative path, a symbolic link, a hard link, or ``/dev/stdout`` standing for ``-o -``.
 And a file written whole goes to a temporary name beside it first: ``open_new`` makes that
-one anew, so that no link planted at the known name redirects the write.
+one anew, so that no link planted at the known name redirects the write. When SQLite cannot
+write one of its files, ``no_room`` tells whether the file size limit is why.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import resource
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["descriptor", "identity", "is_stream", "open_new"]
+__all__ = ["descriptor", "identity", "is_stream", "no_room", "open_new"]
 
 #: The names of this process's own open files: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
 _OWN = re.compile(r"/dev/(?:std(?:in|out|err)|fd/\d+)|/proc/self/fd/\d+")
@@ -76,3 +79,26 @@ def open_new(path: Path, mode: int = 0o666) -> BinaryIO:
     path.unlink(missing_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     return os.fdopen(os.open(path, flags, mode), "wb")
+
+
+#: How close to the file size limit a SQLite file must be for the limit to be the cause.
+_NEAR = 1 << 20
+
+
+def no_room(path: Path) -> OSError | None:
+    """Return the error a write of SQLite's to ``path`` ran into if the file size limit
+    (``ulimit -f``) is the cause: SQLite reports it as a full disk or an I/O error."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    files = [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-journal"))]
+    if max(map(_size, files)) + _NEAR < limit:
+        return None
+    return OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))  # as any other file says
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

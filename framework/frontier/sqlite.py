@@ -65,6 +65,7 @@ from framework.frontier import (
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
 from framework.http.urls import fingerprint, host_of
+from framework.paths import no_room
 
 __all__ = ["SqliteFrontier", "read_status"]
 
@@ -612,12 +613,20 @@ def _discard(path: Path, state: IO[bytes]) -> None:
 
 def _unwritable(path: Path, exc: sqlite3.Error, settled: int | None) -> CrawlAborted:
     """Say that the state file cannot be written (or read), and that a rerun continues."""
-    reason = "No space left on device" if _full(exc) else str(exc)
+    limited = no_room(path) if _full(exc) or _io(exc) else None
+    if limited is not None:
+        reason = limited.strerror or ""
+    else:
+        reason = "No space left on device" if _full(exc) else str(exc)
     if settled is None:
         return CrawlAborted(f"frontier {path}: {reason} (a rerun continues from it)")
     return CrawlAborted(
         f"frontier {path}: {reason} ({settled} requests settled; a rerun continues from them)"
     )
+
+
+def _io(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "").startswith("SQLITE_IOERR")
 
 
 def _full(exc: sqlite3.Error) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from framework import Exporter, option
+from framework import Exporter, no_room, option
 
 from .values import dumps, encode, simplify
 
@@ -174,6 +174,9 @@ def _disk_error(exc: sqlite3.OperationalError, path: str) -> OSError | None:
     A statement that fails is rolled back whole, so the table holds whole rows.
     """
     code = exc.sqlite_errorcode & 0xFF  # the primary code, without the extended part
+    limited = no_room(Path(path)) if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) else None
+    if limited is not None:  # SQLite says a full disk, or an I/O error, for ulimit -f
+        return limited
     if code == sqlite3.SQLITE_FULL:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
     if code == sqlite3.SQLITE_IOERR:  # SQLite keeps the system's own reason to itself

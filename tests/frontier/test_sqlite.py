@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
+import resource
 import sqlite3
 from pathlib import Path
 
@@ -244,6 +245,32 @@ async def test_a_deleted_lock_file_does_not_let_a_second_process_in(
     finally:
         first.kill()
         await first.wait()
+
+
+async def test_the_file_size_limit_under_the_state_file_is_named_not_a_full_disk(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # SQLite reports both as SQLITE_FULL: it was "No space left on device" on an empty disk.
+    base = await LinkedSite(3000, latency=0).start(serve)
+    state = tmp_path / "state" / "crawl.db"
+    project = rules_project(tmp_path, "shop", [f"{base}/p/0"], state)
+    limit = 96 * 1024
+    process = await asyncio.create_subprocess_exec(
+        *fw_command(),
+        "run",
+        str(project),
+        "-q",
+        "-o",
+        "-",  # a pipe: not a file the limit applies to
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
+    async with asyncio.timeout(60):
+        _, err = await process.communicate()
+    assert process.returncode == 1, err
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith(f"Error: frontier {state}: File too large ("), last
 
 
 async def test_a_full_disk_under_the_state_file_is_one_located_error(

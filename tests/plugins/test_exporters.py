@@ -1002,11 +1002,8 @@ async def test_a_full_disk_leaves_whole_records_and_says_how_many(
     assert done.returncode == 1, done.stderr
     held = whole_records(output, fmt)
     assert len(held) > 1  # the disk filled up part-way through the crawl
-    reason = small_disk.reason
-    if fmt == "sqlite" and small_disk.limit:  # SQLite tells only a full disk from other failures
-        reason = "disk I/O error"
     assert _one_error_line(done.stderr) == (
-        f"Error: export {output}: {reason} {items_written(len(held))}"
+        f"Error: export {output}: {small_disk.reason} {items_written(len(held))}"
     )
     assert f", {len(held)} items exported" in done.stderr  # the summary agrees with the file
     # No temporary file; SQLite keeps its journal until it has the room to fold it in.
