@@ -34,9 +34,11 @@ Options = ProxiesOptions
 
 log = logging.getLogger("fw.proxies")
 
-#: Failures a proxy may be to blame for, short of failing outright (``proxy``): an answer
-#: that is not HTTP comes from the proxy as often as from the site behind it.
-_SUSPECT_KINDS = frozenset({"timeout", "connection", "disconnected", "bad_response"})
+#: Failures a proxy may be to blame for, short of failing outright (``proxy``).
+_SUSPECT_KINDS = frozenset({"timeout", "connection", "disconnected"})
+#: Failures the site's as often as the proxy's: an answer fw cannot read (no HTTP at all,
+#: or a body that will not decode). Only another proxy's answer tells: then it is suspect.
+_DOUBTFUL_KINDS = frozenset({"bad_response"})
 
 
 class ProxiesMiddleware(Middleware):
@@ -91,6 +93,7 @@ class ProxiesMiddleware(Middleware):
         """Send a request through the pool, through others at once if its proxy fails."""
         host = _host(request.url)
         tried: list[Proxy] = []
+        doubts: list[_Outcome] = []  # unreadable answers, each the site's or its proxy's
         outcome: _Outcome | None = None
         while True:
             proxy = await self._pick(host, tried, waits=outcome is None)
@@ -99,6 +102,14 @@ class ProxiesMiddleware(Middleware):
                 return outcome.result()
             tried.append(proxy)
             outcome = await self._attempt(proxy, request, handler, proxy.url)
+            if outcome.doubt is not None:
+                doubts.append(outcome)
+            elif doubts:  # another proxy got an answer fw reads: the unreadable ones were theirs
+                for doubted in doubts:
+                    assert doubted.doubt is not None
+                    suspect, epoch, detail = doubted.doubt
+                    self._judge(suspect, epoch, detail, doubted, Verdict.SUSPECT)
+                doubts.clear()
             if not outcome.reroute or len(tried) > self.options.reroutes:
                 return outcome.result()
             log.debug("%s: through another proxy after %s", request.url, outcome.why)
@@ -118,7 +129,8 @@ class ProxiesMiddleware(Middleware):
     async def _attempt(
         self, proxy: Proxy, request: Request, handler: Handler, url: str
     ) -> _Outcome:
-        """Fetch through ``proxy`` once, and tell the pool how it went."""
+        """Fetch through ``proxy`` once, and tell the pool how it went (an unreadable
+        answer: once another proxy has answered, see ``_rotated``)."""
         epoch = proxy.epoch
         proxy.requests += 1
         try:
@@ -134,19 +146,28 @@ class ProxiesMiddleware(Middleware):
             verdict = Verdict.SUSPECT if banned else Verdict.OK
             outcome = _Outcome(response=response, why=f"http_{status}", verdict=verdict)
             detail = f"HTTP {status}"
-        rest = self.pool.judge(proxy, epoch, outcome.verdict, outcome.why, detail)
+        if outcome.why in _DOUBTFUL_KINDS:
+            outcome.doubt = (proxy, epoch, detail)
+        else:
+            self._judge(proxy, epoch, detail, outcome, outcome.verdict)
+        return outcome
+
+    def _judge(
+        self, proxy: Proxy, epoch: int, detail: str, outcome: _Outcome, verdict: Verdict
+    ) -> None:
+        """Tell the pool how an attempt through ``proxy`` went; rest it if it must."""
+        rest = self.pool.judge(proxy, epoch, verdict, outcome.why, detail)
         if rest is not None:
             self._rested(proxy, rest)
             if self.pool.all_dead():
                 raise CrawlAborted(self._obituary())
-        return outcome
 
     def _verdict_of(self, kind: str) -> Verdict:
         """Judge a failure: the proxy's own, perhaps its fault, or nothing to do with it."""
         if kind == "proxy":
             return Verdict.FAILED
-        if kind in _SUSPECT_KINDS or kind in self._banned:
-            return Verdict.SUSPECT
+        if kind in _SUSPECT_KINDS or kind in _DOUBTFUL_KINDS or kind in self._banned:
+            return Verdict.SUSPECT  # doubtful ones: another proxy is tried at once
         return Verdict.NEUTRAL
 
     def _rested(self, proxy: Proxy, seconds: float) -> None:
@@ -190,7 +211,7 @@ class ProxiesMiddleware(Middleware):
 class _Outcome:
     """One attempt through one proxy: its response or error, and what it says."""
 
-    __slots__ = ("error", "response", "verdict", "why")
+    __slots__ = ("doubt", "error", "response", "verdict", "why")
 
     def __init__(
         self,
@@ -201,6 +222,8 @@ class _Outcome:
         error: FetchError | None = None,
     ) -> None:
         self.why, self.verdict, self.response, self.error = why, verdict, response, error
+        #: An unreadable answer's proxy, epoch and detail, judged once another proxy answers.
+        self.doubt: tuple[Proxy, int, str] | None = None
 
     @property
     def reroute(self) -> bool:

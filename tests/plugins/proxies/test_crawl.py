@@ -163,6 +163,31 @@ async def test_a_proxy_the_site_bans_or_that_answers_garbage_rests_after_fail_af
     assert stats.to_dict()["plugins"]["proxies"][urls[0]]["failures"] == {kind: 2}
 
 
+async def test_a_site_whose_answers_fw_cannot_read_rests_no_proxy(
+    tmp_path: Path, serve: Serve, proxies: Proxies
+) -> None:
+    # Every proxy brings the same undecodable body: the site's fault, not theirs.
+    async def undecodable(request: web.Request) -> web.Response:
+        if request.path == "/":
+            links = "".join(f'<a href="/p{n}">{n}</a>' for n in range(8))
+            return web.Response(text=links, content_type="text/html")
+        return web.Response(
+            body=b"not gzip at all", headers={"Content-Encoding": "gzip"}, content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", undecodable)
+    base = await serve(app)
+    one, two = ForwardProxy(), ForwardProxy()
+    urls = [await proxies(one), await proxies(two)]
+    path = project(tmp_path, base, f"proxies: {{urls: [{', '.join(urls)}], fail_after: 2}}")
+    stats = await crawl(path, "retries=0")
+    assert stats.aborted is None and stats.errors == {"bad_response": 8}
+    report = stats.to_dict()["plugins"]["proxies"]
+    assert [report[url]["state"] for url in urls] == ["up", "up"]
+    assert [report[url]["rests"] for url in urls] == [0, 0]
+
+
 async def test_politeness_is_per_site_however_many_proxies_carry_it(
     tmp_path: Path, serve: Serve, proxies: Proxies
 ) -> None:
