@@ -94,7 +94,7 @@ class Source:
         An override replaces the whole value at its key, so the file's lines for what it
         replaced must not be blamed: any overridden prefix wins over a longer line.
         """
-        for n in range(1, len(path) + 1):
+        for n in range(len(path), 0, -1):  # the override nearest the value gave it
             if (given := self._overrides.get(path[:n])) is not None:
                 return given
         if path in self._lines:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import inspect
 import json
 import logging
@@ -250,9 +251,12 @@ class FailureLog:
             with contextlib.suppress(OSError):  # unwritable: record() will say so
                 self.path.unlink(missing_ok=True)
             return
-        with _exclusive(self.path):  # another worker may be appending to it
-            _mend_last_line(self.path)  # else the first line appended would be glued to it
-            lines = _lines(self.path)
+        try:
+            with _exclusive(self.path):  # another worker may be appending to it
+                _mend_last_line(self.path)  # else the first line appended would be glued on
+                lines = _lines(self.path)
+        except OSError as exc:  # its lock: the other two report their own errors
+            raise CrawlAborted(f"failures file {self.path}: {exc.strerror or exc}") from exc
         self._earlier = {_digest(line) for line, _ in lines}
         self.count = len(lines)
         self._unsettled = {key for _, key in lines if key is not None}
@@ -395,13 +399,46 @@ class FailureLog:
         self.count = len(kept)
 
 
+#: How long a writer waits for another to let go of the failures file, which it holds for
+#: one line or one rewrite: longer means that one is stuck (stopped with Ctrl-Z?).
+_PATIENCE = 10.0
+#: What ``flock`` says on a file system without locks (NFS without lockd, some FUSE).
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
 def _lock(fd: int) -> bool:
-    """Lock a regular file for its writers to take turns; say whether it is one (not
-    /dev/null, nor a FIFO, which nobody rewrites)."""
+    """Lock a regular file for its writers to take turns; say whether it is locked (not
+    /dev/null, nor a FIFO, which nobody rewrites; nor a file where there are no locks).
+
+    Raises ``OSError`` if another process holds the lock past ``_PATIENCE``: the line must
+    not go unwritten, and waiting on would stop the crawl for good.
+    """
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         return False
-    fcntl.flock(fd, fcntl.LOCK_EX)  # held for one line, or one rewrite
-    return True
+    deadline = time.monotonic() + _PATIENCE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise OSError(
+                    errno.EWOULDBLOCK, f"another process has held its lock for {_PATIENCE:g}s"
+                ) from None
+            time.sleep(0.005)  # briefly: another worker writes one line, or rewrites it
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                raise
+            _unlockable()
+            return False
+
+
+@functools.cache  # once
+def _unlockable() -> None:
+    log.warning(
+        "the failures file's file system has no locks: two processes writing it at once "
+        "(Redis workers exporting to one folder) may lose lines"
+    )
 
 
 def _unlock(file: BinaryIO) -> None:
@@ -433,10 +470,16 @@ def _exclusive(path: Path) -> Iterator[None]:
 def _locked(path: Path) -> int | None:
     while True:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO in its place must not wait for a writer (it is not locked).
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
-        if not _lock(fd):
+        try:
+            locked = _lock(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if not locked:
             os.close(fd)
             return None
         if _is_at(fd, path):
@@ -525,15 +568,7 @@ def load_failures(path: Path) -> list[Listed]:
     A last line without its line break was torn by a crawl that stopped while writing it:
     it is skipped, with a warning. Any other line that is not a record is an error.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(
-            f"--retry-failed: no failures file {path}: the last crawl had no "
-            "failures, or exported elsewhere"
-        ) from None
-    except OSError as exc:
-        raise UsageError(f"--retry-failed: {path}: {exc.strerror or exc}") from exc
+    data = _read_list(path)
     # Split at line breaks alone: a reason may hold U+2028, which splitlines() breaks at.
     lines = data.split(b"\n")
     if lines[-1] and _fingerprint(lines[-1]) is None:
@@ -544,7 +579,7 @@ def load_failures(path: Path) -> list[Listed]:
         )
         lines[-1] = b""
     found = [_listed(line, path, number) for number, line in enumerate(lines, 1) if line]
-    bare = {fingerprint(listed.request) for listed, bared in found if bared}
+    bare = {fingerprint(listed.request) for listed, bared, _ in found if bared}
     if bare:
         log.warning(
             "%s: %d request%s had credentials in the URL (user:password@), which the file "
@@ -554,7 +589,49 @@ def load_failures(path: Path) -> list[Listed]:
             "" if len(bare) == 1 else "s",
         )
     # A run killed after retrying a request lists it twice: the last line is its latest.
-    return list({fingerprint(listed.request): listed for listed, _ in found}.values())
+    latest = {fingerprint(listed.request): (listed, own) for listed, _, own in found}
+    return _unshared(list(latest.values()), path)
+
+
+def _read_list(path: Path) -> bytes:
+    """Read the failures file; a FIFO or a device in its place is refused, never waited on."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UsageError(
+            f"--retry-failed: no failures file {path}: the last crawl had no "
+            "failures, or exported elsewhere"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"--retry-failed: {path}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"--retry-failed: {path}: not a regular file")
+        try:
+            return file.read()
+        except OSError as exc:
+            raise UsageError(f"--retry-failed: {path}: {exc.strerror or exc}") from exc
+
+
+def _unshared(found: list[tuple[Listed, int]], path: Path) -> list[Listed]:
+    """Give each request an entry of its own: a ``retry_of`` names one request's, and a
+    line copied by hand for another URL must not take it (that one would never be
+    fetched)."""
+    owners: dict[int, int] = {}
+    kept = []
+    for listed, own in found:
+        key = fingerprint(listed.request)
+        if owners.setdefault(listed.once, key) == key:
+            kept.append(listed)
+            continue
+        log.warning(
+            "%s: the line of %s names the retry_of of another request's: retried anew",
+            path,
+            redact(listed.request.url),
+        )
+        owners[own] = key
+        kept.append(listed._replace(once=own))
+    return kept
 
 
 #: A URL whose credentials the file did not keep (see ``FailureLog.record``).
@@ -569,13 +646,15 @@ def _unlisted(data: dict[str, Any]) -> tuple[Request, bool]:
     return (request, False) if bare == request.url else (request.replace(url=bare), True)
 
 
-def _listed(line: bytes, path: Path, number: int) -> tuple[Listed, bool]:
+def _listed(line: bytes, path: Path, number: int) -> tuple[Listed, bool, int]:
+    """Read one line: its request, whether it lost credentials, and the line's digest."""
     try:
         record = json.loads(line)
         request, bared = _unlisted(record["request"])
     except (ValueError, KeyError, TypeError) as exc:  # an edited or damaged file
         raise UsageError(f"{path}:{number}: not a failure record: {exc}") from exc
+    own = _digest(line)
     once = record.get("retry_of")
     if not (type(once) is int and 0 <= once < 1 << 64):  # the first line, or hand-edited
-        once = _digest(line)
-    return Listed(request.replace(retries=0, redirects=0), once), bared
+        once = own
+    return Listed(request.replace(retries=0, redirects=0), once), bared, own

@@ -137,7 +137,7 @@ class SqliteFrontier:
         self._lock: IO[bytes] | None = None
         self._pending = self._leased = self._delayed = self._seen = 0
         self._done = self._failed = 0
-        self._reopened = 0  # of the last _insert: failed entries queued again, not new
+        self._reopened = 0  # failed entries queued again in this step, not new: not seen
         self._next_due = math.inf  # the soonest delayed request's due time
         self._leases: dict[int | str, int] = {}  # lease token -> row id
         self._round = 1
@@ -246,9 +246,11 @@ class SqliteFrontier:
 
     async def add(self, requests: Sequence[Request]) -> list[Request]:
         """Queue the requests whose fingerprint is new and return them."""
+        self._reopened = 0
         with self._transaction() as db:
             new = self._insert(db, requests)
         self._queued(new)
+        self._count_reopened()
         return new
 
     async def claim(self) -> Lease | float | None:
@@ -282,6 +284,7 @@ class SqliteFrontier:
         """Mark the requests done or failed (with the reason), queue what they found and
         record the checkpoint, in one transaction."""
         keys = [self._leases.pop(s.lease.token, None) for s in settlements]
+        self._reopened = 0
         with self._transaction() as db:
             found = [
                 None if key is None else self._settled(db, key, settlement)
@@ -300,6 +303,7 @@ class SqliteFrontier:
                     self._done += 1
                 else:
                     self._failed += 1
+        self._count_reopened()
         return found
 
     async def retry(self, lease: Lease, request: Request, delay: float) -> None:
@@ -378,7 +382,6 @@ class SqliteFrontier:
         """Insert the requests not seen before, and reopen the failed entry of a request
         with a ``ONCE`` key; return them for ``_queued`` after commit."""
         new = []
-        self._reopened = 0
         for request in requests:
             key = dedup_key(request)
             row = (
@@ -404,8 +407,13 @@ class SqliteFrontier:
         for request in new:
             self._hosts.queued(self._hosts.get(host_of(request.url)), -request.priority)
         self._pending += len(new)
-        self._seen += len(new) - self._reopened
+        self._seen += len(new)
+
+    def _count_reopened(self) -> None:
+        """Count the committed step's reopened entries: failed no more, and seen before."""
+        self._seen -= self._reopened
         self._failed -= self._reopened
+        self._reopened = 0
 
     def _promote(self) -> None:
         """Queue the delayed requests that are due."""
@@ -538,7 +546,8 @@ def _lock(path: Path) -> IO[bytes]:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Only this user reads it (it holds requests, their headers too); a symbolic link
         # planted in its place is refused, never followed.
-        state = os.fdopen(os.open(path, _STATE, 0o600), "ab")
+        # O_NONBLOCK: a FIFO in its place fails at once (ENXIO) instead of waiting.
+        state = os.fdopen(os.open(path, _STATE | os.O_NONBLOCK, 0o600), "ab")
     except OSError as exc:
         raise UsageError(f"frontier: cannot open {path}: {_why(exc, path)}") from exc
     if not stat.S_ISREG(os.fstat(state.fileno()).st_mode):  # /dev/null: SQLite's I/O error
@@ -577,6 +586,8 @@ def _why(exc: OSError, path: Path | None = None) -> str:
         return "a symbolic link; fw does not write through one (remove it)"
     if exc.errno in (errno.EEXIST, errno.ENOTDIR) and path is not None:  # a file on its way
         return f"{_file_in_the_way(path)} is not a folder"
+    if exc.errno == errno.ENXIO:  # a FIFO nobody reads, or a device without its driver
+        return "not a regular file; the crawl's state needs one"
     return exc.strerror or str(exc)
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import errno
+import fcntl
 import json
 import logging
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
@@ -16,6 +21,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from framework.crawl import failures
 from framework.crawl.failures import FailureLog, load_failures
 from framework.errors import CrawlAborted, UsageError
 from framework.fetch.politeness import HostPolicy, Politeness
@@ -473,6 +479,88 @@ def test_two_workers_sharing_one_failures_file_lose_no_line(tmp_path: Path) -> N
     two.close()
     assert sorted(r.url.rsplit("/", 1)[1] for r in listed(path)) == ["D", "E", "F", "G"]
     assert not path.with_name(path.name + ".part").exists()
+
+
+def test_a_fifo_in_place_of_a_continued_list_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    # Opening it to lock it waited for a writer: no signal but SIGKILL ended the crawl.
+    path = tmp_path / "x.failures.jsonl"
+    os.mkfifo(path)
+    code = (
+        "import sys; from pathlib import Path; from framework.crawl.failures import FailureLog\n"
+        "FailureLog(Path(sys.argv[1])).start(keep=True)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"CrawlAborted: failures file {path}: cannot mend its torn last line" in done.stderr
+
+
+def test_a_line_copied_by_hand_for_another_url_gets_an_entry_of_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It kept the retry_of of the line it was copied from: one of the two was never fetched.
+    path = tmp_path / "x.failures.jsonl"
+    first = json.dumps({"kind": "http_503", "request": Request("http://a.test/1").to_dict()})
+    ((_, once),) = load_failures(write(path, first))
+    copy = json.loads(first) | {"retry_of": once}
+    copy["request"]["url"] = "http://a.test/2"
+    entries = load_failures(write(path, first, json.dumps(copy)))
+    assert [e.request.url for e in entries] == ["http://a.test/1", "http://a.test/2"]
+    assert len({e.once for e in entries}) == 2 and entries[0].once == once
+    assert "the line of http://a.test/2 names the retry_of of another request's" in caplog.text
+
+
+def test_a_fifo_as_the_list_to_retry_is_refused_not_waited_on(tmp_path: Path) -> None:
+    path = tmp_path / "x.failures.jsonl"
+    os.mkfifo(path)
+    with pytest.raises(UsageError, match="not a regular file"):
+        load_failures(path)
+
+
+def write(path: Path, *lines: str) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_a_file_system_without_locks_still_gets_every_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(failures.fcntl, "flock", no_locks)
+    path = tmp_path / "x.failures.jsonl"
+    listing = FailureLog(path)
+    listing.start()
+    for n in range(3):
+        listing.record(Request(f"http://a.test/{n}"), "http_503", "HTTP 503")
+    listing.close()
+    assert [r.url for r in listed(path)] == [f"http://a.test/{n}" for n in range(3)]
+    assert caplog.text.count("the failures file's file system has no locks") <= 1
+
+
+def test_a_lock_held_too_long_stops_the_crawl_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another worker stopped (Ctrl-Z) while it held the lock: waiting on would hang this one.
+    monkeypatch.setattr(failures, "_PATIENCE", 0.2)
+    path = tmp_path / "x.failures.jsonl"
+    listing = FailureLog(path)
+    listing.start()
+    listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
+    with path.open("rb") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(CrawlAborted) as stopped:
+            listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
+    assert str(stopped.value) == (
+        f"failures file {path}: another process has held its lock for 0.2s (1 request listed)"
+    )
+    listing.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import resource
 import sqlite3
@@ -376,6 +377,10 @@ async def test_a_symlink_in_place_of_the_state_is_refused_and_its_target_kept(
     ("state", "error"),
     [
         ("/dev/null", "frontier: /dev/null: not a regular file; the crawl's state needs one"),
+        (
+            "fifo",  # its open waited for a reader: no signal but SIGKILL ended it
+            "frontier: cannot open {tmp}/fifo: not a regular file; the crawl's state needs one",
+        ),
         ("file/crawl.db", "frontier: cannot open {tmp}/file/crawl.db: {tmp}/file is not a folder"),
         ("file/a/b.db", "frontier: cannot open {tmp}/file/a/b.db: {tmp}/file is not a folder"),
     ],
@@ -385,6 +390,7 @@ async def test_a_state_path_that_cannot_hold_a_database_is_named(
 ) -> None:
     # /dev/null gave "disk I/O error (0 requests settled; a rerun continues from them)".
     (tmp_path / "file").write_text("")
+    os.mkfifo(tmp_path / "fifo")
     with pytest.raises(UsageError) as raised:
         await opened(tmp_path / state)
     assert str(raised.value) == error.format(tmp=tmp_path)
