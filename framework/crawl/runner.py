@@ -374,8 +374,9 @@ def _starts(prepared: Prepared, frontier: Frontier) -> Callable[[], CallbackResu
     again.
 
     A persistent frontier has seen every retried request: they must pass its dedup, yet
-    be queued once per line of the failures file, lest a retry run again after a crash
-    fetch (and export) again what it had already retried.
+    share one entry per request across retries (``Listed.once``), queued again only once
+    it failed, lest a retry run again after a crash fetch (and export) again what it had
+    already retried.
     """
     if prepared.seeds is None:
         start = prepared.components.spider.start_requests
