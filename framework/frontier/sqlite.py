@@ -350,10 +350,14 @@ class SqliteFrontier:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # A full disk may have rolled it back already: the error to report is that
+                # one, not "cannot rollback - no transaction is active".
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:

@@ -18,7 +18,7 @@ from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import Lease, LeaseLost, Saved
 from framework.frontier.sqlite import SqliteFrontier, read_status
 from framework.http import Request
-from tests.conftest import Serve, fw_command, read_jsonl, run_fw, write_project
+from tests.conftest import Serve, fw_command, pages, read_jsonl, run_fw, write_project
 from tests.disks import small_disk
 from tests.frontier.leases import ack, fail
 from tests.linked_site import LinkedSite
@@ -286,6 +286,23 @@ async def test_a_full_disk_under_the_state_file_is_one_located_error(
     assert last.startswith(f"Error: frontier {folder / 'crawl.db'}: No space left on device (")
     assert "internal error" not in done.stderr and "Traceback" not in done.stderr
     assert all(json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines())
+
+
+async def test_a_full_disk_in_one_large_step_names_the_disk_not_the_rollback(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # SQLite rolls a transaction back itself when the disk fills mid-way: fw's own ROLLBACK
+    # then failed, and "cannot rollback - no transaction is active" hid the full disk.
+    links = "".join(f'<a href="/p/{n}">x</a>' for n in range(20_000))
+    base = await serve(pages({"/": links}))
+    with small_disk(tmp_path / "state", "600k") as folder:
+        project = rules_project(tmp_path, "shop", [f"{base}/"], folder / "crawl.db")
+        done = await run_fw("run", str(project), "-q", "-o", str(tmp_path / "items.jsonl"))
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: frontier {folder / 'crawl.db'}: No space left on device ("), (
+        last
+    )
 
 
 def fill(folder: Path) -> None:
