@@ -104,12 +104,12 @@ class ProxiesMiddleware(Middleware):
             outcome = await self._attempt(proxy, request, handler, proxy.url)
             if outcome.doubt is not None:
                 doubts.append(outcome)
-            elif doubts:  # another proxy got an answer fw reads: the unreadable ones were theirs
+            elif doubts and outcome.response is not None:  # another proxy's answer is read:
                 for doubted in doubts:
                     assert doubted.doubt is not None
                     suspect, epoch, detail = doubted.doubt
-                    self._judge(suspect, epoch, detail, doubted, Verdict.SUSPECT)
-                doubts.clear()
+                    self._judge(suspect, epoch, detail, doubted, Verdict.SUSPECT, counted=True)
+                doubts.clear()  # the unreadable ones were their proxies' doing
             if not outcome.reroute or len(tried) > self.options.reroutes:
                 return outcome.result()
             log.debug("%s: through another proxy after %s", request.url, outcome.why)
@@ -146,17 +146,25 @@ class ProxiesMiddleware(Middleware):
             verdict = Verdict.SUSPECT if banned else Verdict.OK
             outcome = _Outcome(response=response, why=f"http_{status}", verdict=verdict)
             detail = f"HTTP {status}"
-        if outcome.why in _DOUBTFUL_KINDS:
+        if outcome.why in _DOUBTFUL_KINDS:  # counted now, held against it maybe later
+            self.pool.count(proxy, outcome.why, detail)
             outcome.doubt = (proxy, epoch, detail)
         else:
             self._judge(proxy, epoch, detail, outcome, outcome.verdict)
         return outcome
 
     def _judge(
-        self, proxy: Proxy, epoch: int, detail: str, outcome: _Outcome, verdict: Verdict
+        self,
+        proxy: Proxy,
+        epoch: int,
+        detail: str,
+        outcome: _Outcome,
+        verdict: Verdict,
+        *,
+        counted: bool = False,
     ) -> None:
         """Tell the pool how an attempt through ``proxy`` went; rest it if it must."""
-        rest = self.pool.judge(proxy, epoch, verdict, outcome.why, detail)
+        rest = self.pool.judge(proxy, epoch, verdict, outcome.why, detail, counted=counted)
         if rest is not None:
             self._rested(proxy, rest)
             if self.pool.all_dead():

@@ -129,25 +129,37 @@ class Pool:
         return None
 
     def judge(
-        self, proxy: Proxy, epoch: int, verdict: Verdict, why: str, detail: str = ""
+        self,
+        proxy: Proxy,
+        epoch: int,
+        verdict: Verdict,
+        why: str,
+        detail: str = "",
+        *,
+        counted: bool = False,
     ) -> float | None:
         """Learn from one answer through ``proxy``, sent in ``epoch``: ``why`` is its kind
-        (``proxy``, ``http_403``), ``detail`` says more. Return how long the proxy now
-        rests, or None."""
+        (``proxy``, ``http_403``), ``detail`` says more; ``counted`` if ``count`` counted
+        it already. Return how long the proxy now rests, or None."""
         if verdict is Verdict.OK:
             proxy.answered += 1
             proxy.streak = proxy.strikes = 0
             return None
         if verdict is Verdict.NEUTRAL:
             return None
-        proxy.failures[why] += 1
-        proxy.last = detail or why
+        if not counted:
+            self.count(proxy, why, detail)
         if epoch != proxy.epoch:  # sent before its last rest began: counted, not held against it
             return None
         proxy.streak += 1
         if verdict is Verdict.SUSPECT and proxy.streak < self.options.fail_after:
             return None
         return self._rest(proxy)
+
+    def count(self, proxy: Proxy, why: str, detail: str = "") -> None:
+        """Count a failed answer through ``proxy``, whether or not it is held against it."""
+        proxy.failures[why] += 1
+        proxy.last = detail or why
 
     def _rest(self, proxy: Proxy) -> float:
         backoff = self.options.backoff

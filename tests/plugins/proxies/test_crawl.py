@@ -186,6 +186,27 @@ async def test_a_site_whose_answers_fw_cannot_read_rests_no_proxy(
     report = stats.to_dict()["plugins"]["proxies"]
     assert [report[url]["state"] for url in urls] == ["up", "up"]
     assert [report[url]["rests"] for url in urls] == [0, 0]
+    # Each page (and robots.txt) went through both: every answer counted, none held against.
+    assert sum(report[url]["failures"]["bad_response"] for url in urls) == 18
+    for url in urls:
+        counts = report[url]
+        assert counts["requests"] == counts["answered"] + sum(counts["failures"].values())
+
+
+async def test_an_unreadable_answer_is_not_held_against_its_proxy_when_the_other_fails_too(
+    tmp_path: Path, serve: Serve, proxies: Proxies
+) -> None:
+    # Only a readable answer through another proxy says whose fault it was: a proxy that
+    # cannot be reached says nothing, and both were taken for dead.
+    base = await serve(Site(4).app())
+    broken = ForwardProxy()
+    broken.garbage = b"SSH-2.0-OpenSSH_9.2\r\n\r\n"
+    urls = [await proxies(broken), closed_port()]
+    path = project(tmp_path, base, f"proxies: {{urls: [{', '.join(urls)}], fail_after: 1}}")
+    stats = await crawl(path, "retries=0", "robots=ignore")
+    assert stats.aborted is None  # not "every proxy failed"
+    report = stats.to_dict()["plugins"]["proxies"]
+    assert report[urls[0]]["rests"] == 0 and report[urls[0]]["failures"] == {"bad_response": 1}
 
 
 async def test_politeness_is_per_site_however_many_proxies_carry_it(
