@@ -247,6 +247,8 @@ class FailureLog:
                 f"failures file {self.path}: a symbolic link; fw does not write through one "
                 "(remove it)"
             )
+        if self.path.is_dir() or (keep and _special(self.path)):  # a folder would abort the
+            raise UsageError(f"failures file {self.path}: not a regular file")  # first failure
         if not keep:
             with contextlib.suppress(OSError):  # unwritable: record() will say so
                 self.path.unlink(missing_ok=True)
@@ -487,6 +489,14 @@ def _locked(path: Path) -> int | None:
         os.close(fd)  # renamed over while this waited: lock the new one
 
 
+def _special(path: Path) -> bool:
+    """Whether something that is not a regular file stands at ``path`` (a FIFO, a device)."""
+    try:
+        return not stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def _digest(line: bytes) -> int:
     """A line's identity: how ``--retry-failed`` keys its request, and how a rewrite
     knows the lines an earlier run left, wherever they are now."""
@@ -604,9 +614,10 @@ def _read_list(path: Path) -> bytes:
         ) from None
     except OSError as exc:
         raise UsageError(f"--retry-failed: {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a FIFO, a device
+        os.close(fd)
+        raise UsageError(f"--retry-failed: {path}: not a regular file")
     with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"--retry-failed: {path}: not a regular file")
         try:
             return file.read()
         except OSError as exc:

@@ -481,23 +481,33 @@ def test_two_workers_sharing_one_failures_file_lose_no_line(tmp_path: Path) -> N
     assert not path.with_name(path.name + ".part").exists()
 
 
-def test_a_fifo_in_place_of_a_continued_list_is_an_error_not_a_hang(tmp_path: Path) -> None:
-    # Opening it to lock it waited for a writer: no signal but SIGKILL ended the crawl.
+@pytest.mark.parametrize("thing", ["fifo", "folder"])
+def test_a_fifo_or_a_folder_in_place_of_the_list_is_refused_at_once(
+    tmp_path: Path, thing: str
+) -> None:
+    # A FIFO's open waited for a writer: no signal but SIGKILL ended the crawl. A folder
+    # aborted the crawl at its first failure, and --retry-failed with an internal error.
     path = tmp_path / "x.failures.jsonl"
-    os.mkfifo(path)
+    if thing == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
     code = (
         "import sys; from pathlib import Path; from framework.crawl.failures import FailureLog\n"
-        "FailureLog(Path(sys.argv[1])).start(keep=True)"
+        "FailureLog(Path(sys.argv[1])).start(keep=sys.argv[2] == 'keep')"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert f"CrawlAborted: failures file {path}: cannot mend its torn last line" in done.stderr
+    # A new crawl starts the list over: a FIFO is removed then, a folder is not.
+    for keep in ("keep", "start over") if thing == "folder" else ("keep",):
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path), keep],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert f"UsageError: failures file {path}: not a regular file" in done.stderr
+    with pytest.raises(UsageError, match=f"--retry-failed: {path}: not a regular file"):
+        load_failures(path)
 
 
 def test_a_line_copied_by_hand_for_another_url_gets_an_entry_of_its_own(
@@ -513,13 +523,6 @@ def test_a_line_copied_by_hand_for_another_url_gets_an_entry_of_its_own(
     assert [e.request.url for e in entries] == ["http://a.test/1", "http://a.test/2"]
     assert len({e.once for e in entries}) == 2 and entries[0].once == once
     assert "the line of http://a.test/2 names the retry_of of another request's" in caplog.text
-
-
-def test_a_fifo_as_the_list_to_retry_is_refused_not_waited_on(tmp_path: Path) -> None:
-    path = tmp_path / "x.failures.jsonl"
-    os.mkfifo(path)
-    with pytest.raises(UsageError, match="not a regular file"):
-        load_failures(path)
 
 
 def write(path: Path, *lines: str) -> Path:
