@@ -409,9 +409,13 @@ async def test_an_error_in_a_flags_value_names_the_flag(
     assert last_line(flag, 2) == f"Error: --cache: cache.dir: {tmp_path / 'file'} is not a folder"
     dash_s = await run_fw("run", str(project), "-s", f"cache.dir={tmp_path / 'file'}")
     assert last_line(dash_s, 2) == f"Error: -s: cache.dir: {tmp_path / 'file'} is not a folder"
-    # The flag made the section; a key -s added to it is the -s's.
+    # The flag made the section; a key -s added to it is the -s's, and so is a value -s
+    # put in place of the flag's.
     both = await run_fw("run", str(project), "--cache", str(tmp_path), "-s", "cache.bogus=1")
     assert last_line(both, 2).startswith("Error: -s: cache.bogus: unknown key")
+    for later in ("incremental.bogus=1", "incremental={enabled: maybe}"):
+        done = await run_fw("run", str(project), "--incremental", "-s", later)
+        assert last_line(done, 2).startswith("Error: -s: incremental."), later
     assert state.hits == []
 
 

@@ -71,9 +71,15 @@ class Source:
         self.file, self._lines, self._overrides = file, lines, overrides
 
     def with_overrides(self, paths: Mapping[KeyPath, str]) -> Source:
-        """Return a copy that attributes each of ``paths`` to what gave it on the command
-        line: ``-s``, or a flag that stands for one (``--cache``)."""
-        return Source(self.file, self._lines, {**self._overrides, **paths})
+        """Return a copy that attributes each of ``paths``, in order, to what gave it on
+        the command line: ``-s``, or a flag that stands for one (``--cache``). A path
+        replaces what was overridden under it: its value is the later override's."""
+        overrides = dict(self._overrides)
+        for path, given in paths.items():
+            for older in [o for o in overrides if o[: len(path)] == path]:
+                del overrides[older]
+            overrides[path] = given
+        return Source(self.file, self._lines, overrides)
 
     def where(self, path: KeyPath) -> str:
         """Return what gave a value from the command line (``-s``), else ``FILE:LINE``.
