@@ -92,9 +92,18 @@ def no_room(path: Path) -> OSError | None:
     if limit == resource.RLIM_INFINITY:
         return None
     files = [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-journal"))]
-    if max(map(_size, files)) + _NEAR < limit:
+    if max(map(_size, files)) + _NEAR < limit or _disk_full(path):
         return None
     return OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))  # as any other file says
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system under ``path`` has next to no room left: a full disk."""
+    try:
+        room = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return room.f_bavail * room.f_frsize < _NEAR
 
 
 def _size(path: Path) -> int:
