@@ -128,7 +128,7 @@ class MemoryFrontier:
             stored, key = request, None
             if not request.dont_filter:
                 key = fingerprint(request)
-            elif ONCE in request.meta:  # queued once per key, as a persistent backend does
+            elif ONCE in request.meta:  # once per key: nothing outlives the run to reopen
                 stored, key = without_once(request), request.meta[ONCE]
             if key is not None:
                 if key in seen:

@@ -248,47 +248,40 @@ async def test_a_deleted_lock_file_does_not_let_a_second_process_in(
         await first.wait()
 
 
-async def last_error_under_limit(project: Path, limit: int) -> str:
-    """Run ``fw run`` with files limited to ``limit`` bytes (``ulimit -f``); it must fail:
-    return the last line it wrote."""
-    process = await asyncio.create_subprocess_exec(
-        *fw_command(),
-        "run",
-        str(project),
-        "-q",
-        "-o",
-        "-",  # a pipe: not a file the limit applies to
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
-    )
-    async with asyncio.timeout(60):
-        _, err = await process.communicate()
-    assert process.returncode == 1, err
-    return err.decode().strip().splitlines()[-1]
-
-
-async def test_the_file_size_limit_under_the_state_file_is_named_not_a_full_disk(
-    tmp_path: Path, serve: Serve
+@pytest.mark.parametrize(
+    ("disk", "limit", "reason"),
+    [
+        # SQLite reports both as SQLITE_FULL: it was "No space left on device" on an empty disk.
+        (None, 96 * 1024, "File too large"),
+        # And close to a small limit, a full disk was taken for the limit.
+        ("96k", 1 << 20, "No space left on device"),
+    ],
+    ids=["the limit", "a full disk near it"],
+)
+async def test_the_file_size_limit_and_a_full_disk_under_the_state_are_told_apart(
+    tmp_path: Path, serve: Serve, disk: str | None, limit: int, reason: str
 ) -> None:
-    # SQLite reports both as SQLITE_FULL: it was "No space left on device" on an empty disk.
     base = await LinkedSite(3000, latency=0).start(serve)
-    state = tmp_path / "state" / "crawl.db"
-    project = rules_project(tmp_path, "shop", [f"{base}/p/0"], state)
-    last = await last_error_under_limit(project, 96 * 1024)
-    assert last.startswith(f"Error: frontier {state}: File too large ("), last
-
-
-async def test_a_full_disk_is_named_so_even_with_a_small_file_size_limit(
-    tmp_path: Path, serve: Serve
-) -> None:
-    # Close to a limit of 1 MiB, a full disk was taken for the limit: "File too large".
-    base = await LinkedSite(3000, latency=0).start(serve)
-    with small_disk(tmp_path / "state", "96k") as folder:
+    folder = tmp_path / "state"
+    with small_disk(folder, disk) if disk else contextlib.nullcontext(folder):
         state = folder / "crawl.db"
         project = rules_project(tmp_path, "shop", [f"{base}/p/0"], state)
-        last = await last_error_under_limit(project, 1 << 20)
-    assert last.startswith(f"Error: frontier {state}: No space left on device ("), last
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(),
+            "run",
+            str(project),
+            "-q",
+            "-o",
+            "-",  # a pipe: not a file the limit applies to
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+        )
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+    assert process.returncode == 1, err
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith(f"Error: frontier {state}: {reason} ("), last
 
 
 async def test_a_full_disk_under_the_state_file_is_one_located_error(
