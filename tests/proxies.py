@@ -114,7 +114,7 @@ class ForwardProxy:
             await self._tunnel(target, reader, writer)
             return False
         await self._relay(method, target, headers, body, writer)
-        return True
+        return headers.get("Connection", "").lower() != "close"
 
     async def _relay(
         self,

@@ -1,5 +1,5 @@
 """The crawl's headless Chromium: found, launched when first needed, launched again after a
-crash or a hang, with one shared context whose pages are reused."""
+crash or a hang, with a shared context per proxy whose pages are reused."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from framework import CrawlAborted, Response
 
 from .options import INSTALL, BrowserOptions
+from .relay import Relay
 
 if TYPE_CHECKING:
     from playwright.async_api import (
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         CDPSession,
         Page,
         Playwright,
+        ProxySettings,
         Route,
     )
     from playwright.async_api import Request as BrowserRequest
@@ -76,9 +78,13 @@ class Chromium:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._cdp: CDPSession | None = None
-        self._context: BrowserContext | None = None
-        self._idle: list[Page] = []
+        #: The shared contexts (cookies and cache kept), one per proxy their tabs go through.
+        self._contexts: dict[str | None, BrowserContext] = {}
+        self._idle: dict[str | None, list[Page]] = {}
         self._uses: dict[Page, int] = {}
+        self._proxies: dict[Page, str | None] = {}
+        self._relays: dict[str, Relay] = {}
+        self._relay_urls: dict[str, asyncio.Future[str]] = {}
         self._pid: int | None = None
         #: The answer each tab's next navigation gets: the document fw fetched.
         self.documents: dict[Page, Response] = {}
@@ -147,8 +153,10 @@ class Chromium:
         """Let go of a browser that is gone or going; its pages went with it."""
         self._idle.clear()
         self._uses.clear()
+        self._proxies.clear()
+        self._contexts.clear()
         self.documents.clear()
-        self._context = self._cdp = None
+        self._cdp = None
         browser, self._browser = self._browser, None
         if browser is not None:
             with contextlib.suppress(Exception):
@@ -162,6 +170,8 @@ class Chromium:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
             await self._drop()
+            for relay in self._relays.values():
+                await relay.close()
             playwright, self._playwright = self._playwright, None
             if playwright is not None:
                 with contextlib.suppress(Exception):
@@ -174,28 +184,35 @@ class Chromium:
 
     # -- tabs -------------------------------------------------------------------------------
 
-    async def page(self) -> Page:
-        """Return a tab: an idle one of the shared context, or a new one."""
+    async def page(self, proxy: str | None = None) -> Page:
+        """Return a tab whose own requests go through ``proxy`` (a proxy's URL, or None
+        for none): an idle one of the shared context for that proxy, or a new one."""
         browser = await self._running()
-        while self._idle:
-            page = self._idle.pop()
+        idle = self._idle.get(proxy, [])
+        while idle:
+            page = idle.pop()
             if not page.is_closed():
                 return page
         if not self._setup.shared:
-            return await (await self._new_context(browser)).new_page()
-        async with self._lock:  # one shared context, however many tabs open at once
-            if self._context is None:
-                self._context = await self._new_context(browser)
-            context = self._context
-        return await context.new_page()
+            return await (await self._new_context(browser, proxy)).new_page()
+        async with self._lock:  # one shared context per proxy, however many tabs open at once
+            if proxy not in self._contexts:
+                self._contexts[proxy] = await self._new_context(browser, proxy)
+            context = self._contexts[proxy]
+        page = await context.new_page()
+        self._proxies[page] = proxy
+        return page
 
     def done(self, page: Page) -> None:
         """Take a tab back to reuse it (a tab of its own context is closed instead)."""
         self.documents.pop(page, None)
         uses = self._uses[page] = self._uses.get(page, 0) + 1
-        shared = self._setup.shared and page.context is self._context
-        if shared and uses < _TAB_USES and not page.is_closed():
-            self._idle.append(page)
+        proxy = self._proxies.get(page)
+        shared = self._contexts.get(proxy) is page.context
+        # Never more idle than may render at once, however many proxies they went through.
+        room = sum(map(len, self._idle.values())) < self._options.concurrency
+        if shared and room and uses < _TAB_USES and not page.is_closed():
+            self._idle.setdefault(proxy, []).append(page)
         else:
             self.discard(page)
 
@@ -204,21 +221,26 @@ class Chromium:
         while."""
         self.documents.pop(page, None)
         self._uses.pop(page, None)
+        self._proxies.pop(page, None)
         task = asyncio.ensure_future(_close_tab(page, not self._setup.shared))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    @property
-    def context(self) -> BrowserContext | None:
-        """The shared context, once a tab was opened."""
-        return self._context
-
-    async def _new_context(self, browser: Browser) -> BrowserContext:
+    async def _new_context(self, browser: Browser, proxy: str | None) -> BrowserContext:
         context = await browser.new_context(
             user_agent=self._setup.user_agent,
             extra_http_headers=dict(self._setup.headers),
+            proxy=None if proxy is None else await self._relayed(proxy),
         )
         await context.route("**/*", self._route)
         return context
+
+    async def _relayed(self, proxy: str) -> ProxySettings:
+        """The context's proxy: a relay to ``proxy`` that holds its credentials."""
+        if proxy not in self._relays:  # started once, however many tabs ask at once
+            relay = self._relays[proxy] = Relay(proxy)
+            self._relay_urls[proxy] = asyncio.ensure_future(relay.start())
+        # Loopback too, as fw's own requests: Chromium would go to 127.0.0.1 directly.
+        return {"server": await self._relay_urls[proxy], "bypass": "<-loopback>"}
 
     async def _route(self, route: Route, request: BrowserRequest) -> None:
         """Answer a tab's navigation with the document fw fetched; block unwanted types."""

@@ -110,7 +110,7 @@ class BrowserLayer(FetchLayer):
         deadline, page = Deadline(self._timeout), None
         try:
             async with asyncio.timeout(self._timeout + _GRACE):  # a hung browser says nothing
-                page = await chromium.page()
+                page = await chromium.page(request.proxy)
                 if self._cookies is not None:
                     await self._cookies.to_browser(page.context)
                 chromium.documents[page] = document

@@ -20,8 +20,9 @@ from yarl import URL
 
 from framework.crawl.stats import Stats
 from framework.fetch.cookies import CookieJar
-from tests.conftest import Serve, crawl, read_jsonl, run_fw, write_project
+from tests.conftest import Proxies, Serve, crawl, read_jsonl, run_fw, write_project
 from tests.plugins.browser_site import PRODUCTS, SCROLL_TOTAL, BrowserSite
+from tests.proxies import ForwardProxy
 
 #: A spider that asks for the requests a test lists, each with its own render and meta.
 SPIDER = """
@@ -379,6 +380,38 @@ domains: {"127.0.0.2": {headers: {Authorization: Bearer cdn}}}
     }
     accepts = {accept for _, path, _, _, accept in seen if path != "/page"}
     assert not any(accept.startswith("text/html") for accept in accepts)  # an image's
+
+
+@pytest.mark.parametrize("cookies", [True, False])  # one context for all pages, or one each
+async def test_a_rendered_pages_own_requests_go_through_the_proxy_its_page_came_through(
+    serve: Serve, proxies: Proxies, chromium: str, tmp_path: Path, cookies: bool
+) -> None:
+    """What a page fetches itself leaves through its document's proxy, loopback hosts
+    included, as fw's own requests do; the proxy's credentials never reach Chromium (it
+    would first ask without them, and the proxy would count a refusal)."""
+    seen: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        seen.append(f"{request.host}{request.path}")
+        if request.path == "/page":
+            images = f'<img src="/x.gif"><img src="{cdn}/y.gif">'
+            return web.Response(text=f"<h1>hi</h1>{images}", content_type="text/html")
+        return web.Response(body=b"GIF89a", content_type="image/gif")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    cdn = await serve(app, host="127.0.0.3")
+    base = await serve(app)
+    guarded = ForwardProxy(credentials=("crawler", "s3cret:/@"))
+    proxy = (await proxies(guarded)).replace("http://", "http://crawler:s3cret%3A%2F%40@")
+    extra = f"proxies: {{urls: ['{proxy}']}}\ncookies: {str(cookies).lower()}\n"
+    stats, items = await crawl_asks(
+        tmp_path, [{"url": f"{base}/page", "render": True}], BROWSER, extra
+    )
+    assert stats.errors == {} and items["page"]["status"] == 200
+    assert guarded.relayed == {f"{base}/page": 1, f"{base}/x.gif": 1, f"{cdn}/y.gif": 1}
+    assert len(seen) == 3  # nothing went around the proxy
+    assert guarded.refused == 0
 
 
 async def test_screenshots_and_pdfs_are_stored_as_files_named_in_meta(
