@@ -6,6 +6,7 @@ each request that failed for good listed in the failures file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -98,7 +99,7 @@ class Failures:
         else:
             log.warning("%s: %s%s", kind, message, where)
         if listed and request is not None and self._file is not None:
-            self._file.record(request, kind, message)
+            await self._file.record(request, kind, message)
         if self._crawl_error:
             await self._crawl_error(error=error, kind=kind, request=request, spider=self._spider)
 
@@ -263,7 +264,7 @@ class FailureLog:
         self.count = len(lines)
         self._unsettled = {key for _, key in lines if key is not None}
 
-    def record(self, request: Request, kind: str, reason: str) -> None:
+    async def record(self, request: Request, kind: str, reason: str) -> None:
         """Append ``request`` with why it failed; a request is recorded once.
 
         Raises ``CrawlAborted`` if the line cannot be written.
@@ -273,6 +274,7 @@ class FailureLog:
             return
         if self._broken is not None:  # another worker's request: it must not go unlisted
             raise self._broken
+        self._logged.add(key)  # now: another failure of it while this one waits is the same
         # Credentials in a URL (user:password@) are not kept: it is retried without them.
         # The rest of the request (its headers, its body) is kept as it is, to be resent.
         line = {
@@ -288,37 +290,41 @@ class FailureLog:
         # backslashreplace: a lone surrogate (a header not in UTF-8) stays a JSON escape.
         data = (text + "\n").encode("utf-8", "backslashreplace")
         try:
-            self._append(data)
+            await self._append(data)
         except OSError as exc:
             listed = f"{self.count} request{'' if self.count == 1 else 's'} listed"
             self._broken = CrawlAborted(
                 f"failures file {self.path}: {exc.strerror or exc} ({listed})"
             )
             raise self._broken from exc
-        self._logged.add(key)
         self.count += 1
 
-    def _append(self, data: bytes) -> None:
+    async def _append(self, data: bytes) -> None:
         """Write one line at the end of the file, whole: one torn part-way is cut back off."""
-        file = self._locked_file()
-        try:
+        file = await self._locked_file()
+        try:  # nothing awaited while the lock is held: the crawl's other failures wait
             self._write(file, data)
         finally:
             _unlock(file)
 
-    def _locked_file(self) -> BinaryIO:
+    async def _locked_file(self) -> BinaryIO:
         """Return the file open to append to, locked against its other writers: Redis
         workers in one folder share it. One that closes may rewrite it and rename the copy
         into its place, so a file no longer at ``path`` is opened anew, lest a line go
-        to a copy nobody reads."""
+        to a copy nobody reads. The crawl goes on while another process holds the lock."""
+        deadline = time.monotonic() + _PATIENCE
         while True:
             if self._file is None:  # a crawl without failures leaves no file behind
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = os.fdopen(os.open(self.path, _APPEND, 0o600), "ab", buffering=0)
-            if not _lock(self._file.fileno()) or _is_at(self._file.fileno(), self.path):
+            locked = _try_lock(self._file.fileno(), deadline)
+            if locked is None:
+                await asyncio.sleep(_RETRY_S)
+            elif not locked or _is_at(self._file.fileno(), self.path):
                 return self._file
-            self._file.close()  # and its lock with it
-            self._file = None
+            else:
+                self._file.close()  # and its lock with it
+                self._file = None
 
     def _write(self, file: BinaryIO, data: bytes) -> None:
         now = os.fstat(file.fileno())
@@ -404,35 +410,45 @@ class FailureLog:
 #: How long a writer waits for another to let go of the failures file, which it holds for
 #: one line or one rewrite: longer means that one is stuck (stopped with Ctrl-Z?).
 _PATIENCE = 10.0
+#: How soon a lock another process holds is tried again: it writes one line, or rewrites.
+_RETRY_S = 0.005
 #: What ``flock`` says on a file system without locks (NFS without lockd, some FUSE).
 _NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def _lock(fd: int) -> bool:
-    """Lock a regular file for its writers to take turns; say whether it is locked (not
-    /dev/null, nor a FIFO, which nobody rewrites; nor a file where there are no locks).
+    """Lock a regular file for its writers to take turns, waiting as ``_try_lock`` says;
+    for the start and the close of a crawl, when nothing else runs meanwhile."""
+    deadline = time.monotonic() + _PATIENCE
+    while (locked := _try_lock(fd, deadline)) is None:
+        time.sleep(_RETRY_S)
+    return locked
 
-    Raises ``OSError`` if another process holds the lock past ``_PATIENCE``: the line must
+
+def _try_lock(fd: int, deadline: float) -> bool | None:
+    """Try to lock a regular file for its writers to take turns: say whether it is locked
+    (not /dev/null, nor a FIFO, which nobody rewrites; nor a file where there are no
+    locks), or None if another process holds it: try again shortly.
+
+    Raises ``OSError`` if another process still holds it past ``deadline``: the line must
     not go unwritten, and waiting on would stop the crawl for good.
     """
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         return False
-    deadline = time.monotonic() + _PATIENCE
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise OSError(
-                    errno.EWOULDBLOCK, f"another process has held its lock for {_PATIENCE:g}s"
-                ) from None
-            time.sleep(0.005)  # briefly: another worker writes one line, or rewrites it
-        except OSError as exc:
-            if exc.errno not in _NO_LOCKS:
-                raise
-            _unlockable()
-            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        if time.monotonic() > deadline:
+            raise OSError(
+                errno.EWOULDBLOCK, f"another process has held its lock for {_PATIENCE:g}s"
+            ) from None
+        return None
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        _unlockable()
+        return False
 
 
 @functools.cache  # once

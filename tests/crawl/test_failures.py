@@ -440,7 +440,7 @@ async def test_a_full_disk_under_the_failures_file_stops_the_crawl_listing_whole
 
 
 @pytest.mark.parametrize("torn", [False, True], ids=["lacking_its_line_break", "torn"])
-def test_a_continued_list_appends_after_a_whole_last_line(tmp_path: Path, torn: bool) -> None:
+async def test_a_continued_list_appends_after_a_whole_last_line(tmp_path: Path, torn: bool) -> None:
     path = tmp_path / "x.failures.jsonl"
     first, second = (
         json.dumps({"kind": "http_503", "request": Request(url).to_dict()}).encode()
@@ -449,14 +449,14 @@ def test_a_continued_list_appends_after_a_whole_last_line(tmp_path: Path, torn: 
     path.write_bytes(first + b"\n" + (second[:-5] if torn else second))
     listing = FailureLog(path)
     listing.start(keep=True)
-    listing.record(Request("http://a.test/3"), "http_404", "HTTP 404")
+    await listing.record(Request("http://a.test/3"), "http_404", "HTTP 404")
     listing.close()
     kept = ["1", "3"] if torn else ["1", "2", "3"]
     assert [r.url.rsplit("/", 1)[1] for r in listed(path)] == kept
     assert listing.count == len(kept) and path.read_bytes().endswith(b"\n")
 
 
-def test_two_workers_sharing_one_failures_file_lose_no_line(tmp_path: Path) -> None:
+async def test_two_workers_sharing_one_failures_file_lose_no_line(tmp_path: Path) -> None:
     # Two Redis workers exporting to one folder keep one list. Each drops the earlier lines
     # of what it settled, by content: the other may have rewritten the file meanwhile, and a
     # line written after that rewrite goes to the new file, not the replaced one.
@@ -472,10 +472,10 @@ def test_two_workers_sharing_one_failures_file_lose_no_line(tmp_path: Path) -> N
     for listing, settled in ((one, "AC"), (two, "B")):
         for name in settled:
             listing.settled(Request(f"http://a.test/{name}"))
-    two.record(Request("http://a.test/E"), "http_503", "HTTP 503")
-    one.record(Request("http://a.test/F"), "http_503", "HTTP 503")
+    await two.record(Request("http://a.test/E"), "http_503", "HTTP 503")
+    await one.record(Request("http://a.test/F"), "http_503", "HTTP 503")
     one.close()
-    two.record(Request("http://a.test/G"), "http_503", "HTTP 503")  # into the rewritten file
+    await two.record(Request("http://a.test/G"), "http_503", "HTTP 503")  # into the rewritten file
     two.close()
     assert sorted(r.url.rsplit("/", 1)[1] for r in listed(path)) == ["D", "E", "F", "G"]
     assert not path.with_name(path.name + ".part").exists()
@@ -530,7 +530,7 @@ def write(path: Path, *lines: str) -> Path:
     return path
 
 
-def test_a_file_system_without_locks_still_gets_every_line(
+async def test_a_file_system_without_locks_still_gets_every_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def no_locks(fd: int, operation: int) -> None:
@@ -541,13 +541,13 @@ def test_a_file_system_without_locks_still_gets_every_line(
     listing = FailureLog(path)
     listing.start()
     for n in range(3):
-        listing.record(Request(f"http://a.test/{n}"), "http_503", "HTTP 503")
+        await listing.record(Request(f"http://a.test/{n}"), "http_503", "HTTP 503")
     listing.close()
     assert [r.url for r in listed(path)] == [f"http://a.test/{n}" for n in range(3)]
     assert caplog.text.count("the failures file's file system has no locks") <= 1
 
 
-def test_a_lock_held_too_long_stops_the_crawl_naming_it(
+async def test_a_lock_held_too_long_stops_the_crawl_naming_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Another worker stopped (Ctrl-Z) while it held the lock: waiting on would hang this one.
@@ -555,15 +555,40 @@ def test_a_lock_held_too_long_stops_the_crawl_naming_it(
     path = tmp_path / "x.failures.jsonl"
     listing = FailureLog(path)
     listing.start()
-    listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
+    await listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
     with path.open("rb") as other:
         fcntl.flock(other, fcntl.LOCK_EX)
         with pytest.raises(CrawlAborted) as stopped:
-            listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
+            await listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
     assert str(stopped.value) == (
         f"failures file {path}: another process has held its lock for 0.2s (1 request listed)"
     )
     listing.close()
+
+
+async def test_the_crawl_goes_on_while_another_process_holds_the_lock(tmp_path: Path) -> None:
+    # The wait for the lock (up to 10 s) stopped every other request of the crawl with it.
+    path = tmp_path / "x.failures.jsonl"
+    listing = FailureLog(path)
+    listing.start()
+    await listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
+    ran = asyncio.Event()
+
+    async def meanwhile() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0.001)
+        ran.set()
+
+    with path.open("rb") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        recording = asyncio.create_task(
+            listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
+        )
+        await asyncio.wait_for(asyncio.gather(meanwhile(), ran.wait()), 5)
+        assert not recording.done()
+    await asyncio.wait_for(recording, 5)  # the lock went with ``other``
+    listing.close()
+    assert [r.url for r in listed(path)] == ["http://a.test/1", "http://a.test/2"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -700,7 +725,7 @@ async def test_a_retry_killed_between_listing_a_failure_again_and_settling_it_qu
     assert isinstance(lease, Lease)
     listing = FailureLog(path, {fingerprint(request): once})
     listing.start(keep=True)
-    listing.record(lease.request, "http_503", "HTTP 503")  # failed again; then killed
+    await listing.record(lease.request, "http_503", "HTTP 503")  # failed again; then killed
     listing.close()  # nothing settled: the file is as the kill leaves it
     await frontier.close()
 
@@ -808,24 +833,24 @@ def test_a_symlink_in_place_of_the_failures_file_is_refused(tmp_path: Path, keep
     assert precious.read_text() == "keep me\n"
 
 
-def test_a_symlink_planted_during_the_crawl_is_not_followed(tmp_path: Path) -> None:
+async def test_a_symlink_planted_during_the_crawl_is_not_followed(tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.write_text("keep me\n")
     listing = FailureLog(tmp_path / "shop.failures.jsonl")
     listing.start()
     (tmp_path / "shop.failures.jsonl").symlink_to(precious)  # after fw checked
     with pytest.raises(CrawlAborted):
-        listing.record(Request("https://a.test/"), "http_503", "HTTP 503")
+        await listing.record(Request("https://a.test/"), "http_503", "HTTP 503")
     assert precious.read_text() == "keep me\n"
 
 
-def test_a_retry_rewrites_the_list_anew_for_its_user_alone(tmp_path: Path) -> None:
+async def test_a_retry_rewrites_the_list_anew_for_its_user_alone(tmp_path: Path) -> None:
     path, precious = tmp_path / "shop.failures.jsonl", tmp_path / "precious"
     precious.write_text("keep me\n")
     listing = FailureLog(path)
     listing.start()
     for url in ("https://a.test/1", "https://a.test/2"):
-        listing.record(Request(url), "http_503", "HTTP 503")
+        await listing.record(Request(url), "http_503", "HTTP 503")
     listing.close()
     path.with_name(path.name + ".part").symlink_to(precious)  # where the new list is written
     retry = FailureLog(path)
@@ -838,14 +863,14 @@ def test_a_retry_rewrites_the_list_anew_for_its_user_alone(tmp_path: Path) -> No
     assert precious.read_text() == "keep me\n" and path.stat().st_mode & 0o777 == 0o600
 
 
-def test_a_list_that_cannot_be_rewritten_stays_and_the_warning_names_what_was_in_the_way(
+async def test_a_list_that_cannot_be_rewritten_stays_and_the_warning_names_what_was_in_the_way(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "shop.failures.jsonl"
     listing = FailureLog(path)
     listing.start()
     for url in ("https://a.test/1", "https://a.test/2"):
-        listing.record(Request(url), "http_503", "HTTP 503")
+        await listing.record(Request(url), "http_503", "HTTP 503")
     listing.close()
     part = path.with_name(path.name + ".part")
     part.mkdir()  # where the new list is written
@@ -858,9 +883,11 @@ def test_a_list_that_cannot_be_rewritten_stays_and_the_warning_names_what_was_in
     assert f"cannot update the failures file {path}: {part}: Is a directory" in caplog.text
 
 
-def test_the_failures_file_is_for_its_user_alone(tmp_path: Path) -> None:
+async def test_the_failures_file_is_for_its_user_alone(tmp_path: Path) -> None:
     listing = FailureLog(tmp_path / "shop.failures.jsonl")
     listing.start()
-    listing.record(Request("https://a.test/", headers={"Authorization": "x"}), "http_503", "503")
+    await listing.record(
+        Request("https://a.test/", headers={"Authorization": "x"}), "http_503", "503"
+    )
     listing.close()
     assert (tmp_path / "shop.failures.jsonl").stat().st_mode & 0o777 == 0o600
