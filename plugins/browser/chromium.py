@@ -9,7 +9,8 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from framework import CrawlAborted, Response
 
 from .options import INSTALL, BrowserOptions
 from .relay import Relay
+from .upstream import Upstream, browser_environment
 
 if TYPE_CHECKING:
     from playwright.async_api import (
@@ -41,6 +43,9 @@ _LAUNCH_TIMEOUT, _CHECK_TIMEOUT, _CLOSE_TIMEOUT = 60.0, 5.0, 10.0
 #: Pages one tab renders before it is closed: a reused tab's renderer grows by megabytes
 #: with every page it loads (155 MB to 273 MB in 30 pages, measured); a new one starts afresh.
 _TAB_USES = 20
+#: Proxies whose shared contexts (their cache, their idle tabs) are kept: past them, the
+#: least recently used one no tab renders in is closed.
+_CONTEXTS = 8
 
 
 def find_chromium(configured: str | None) -> str | None:
@@ -78,13 +83,15 @@ class Chromium:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._cdp: CDPSession | None = None
-        #: The shared contexts (cookies and cache kept), one per proxy their tabs go through.
-        self._contexts: dict[str | None, BrowserContext] = {}
-        self._idle: dict[str | None, list[Page]] = {}
+        #: The shared contexts (cookies and cache kept), one per proxy their tabs' own
+        #: requests go through, the least recently used first.
+        self._contexts: OrderedDict[Upstream | None, BrowserContext] = OrderedDict()
+        self._idle: dict[Upstream | None, list[Page]] = {}
         self._uses: dict[Page, int] = {}
-        self._proxies: dict[Page, str | None] = {}
-        self._relays: dict[str, Relay] = {}
-        self._relay_urls: dict[str, asyncio.Future[str]] = {}
+        self._upstreams: dict[Page, Upstream | None] = {}  # of each open tab
+        self._lent: set[Page] = set()  # the tabs rendering now
+        self._relays: dict[BrowserContext, Relay] = {}  # of each context with a proxy
+        self._closing: set[asyncio.Task[None]] = set()  # tabs and contexts closing
         self._pid: int | None = None
         #: The answer each tab's next navigation gets: the document fw fetched.
         self.documents: dict[Page, Response] = {}
@@ -119,6 +126,7 @@ class Chromium:
                 executable_path=executable,
                 headless=True,
                 args=["--disable-dev-shm-usage", *self._options.args],
+                env=browser_environment(),  # proxies reach it through relays, by context
                 timeout=_LAUNCH_TIMEOUT * 1000,
             )
         except Error as exc:
@@ -153,7 +161,8 @@ class Chromium:
         """Let go of a browser that is gone or going; its pages went with it."""
         self._idle.clear()
         self._uses.clear()
-        self._proxies.clear()
+        self._upstreams.clear()
+        self._lent.clear()
         self._contexts.clear()
         self.documents.clear()
         self._cdp = None
@@ -161,17 +170,19 @@ class Chromium:
         if browser is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
+        relays, self._relays = list(self._relays.values()), {}
+        for relay in relays:
+            await relay.close()
 
     async def close(self) -> None:
-        """Close the browser and Playwright."""
+        """Close the browser and Playwright, once the tabs closing have."""
+        await asyncio.gather(*self._closing, return_exceptions=True)  # each has a timeout
         async with self._lock:
             browser = self._browser
             if browser is not None and browser.is_connected():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
             await self._drop()
-            for relay in self._relays.values():
-                await relay.close()
             playwright, self._playwright = self._playwright, None
             if playwright is not None:
                 with contextlib.suppress(Exception):
@@ -184,30 +195,55 @@ class Chromium:
 
     # -- tabs -------------------------------------------------------------------------------
 
-    async def page(self, proxy: str | None = None) -> Page:
-        """Return a tab whose own requests go through ``proxy`` (a proxy's URL, or None
-        for none): an idle one of the shared context for that proxy, or a new one."""
+    async def page(self, proxy: Upstream | None = None) -> Page:
+        """Return a tab whose own requests go through ``proxy``: an idle one of the shared
+        context for that proxy, or a new one."""
         browser = await self._running()
+        page = self._reused(proxy) or await self._new_page(browser, proxy)
+        self._lent.add(page)
+        return page
+
+    def _reused(self, proxy: Upstream | None) -> Page | None:
         idle = self._idle.get(proxy, [])
         while idle:
             page = idle.pop()
             if not page.is_closed():
                 return page
+        return None
+
+    async def _new_page(self, browser: Browser, proxy: Upstream | None) -> Page:
         if not self._setup.shared:
-            return await (await self._new_context(browser, proxy)).new_page()
-        async with self._lock:  # one shared context per proxy, however many tabs open at once
-            if proxy not in self._contexts:
-                self._contexts[proxy] = await self._new_context(browser, proxy)
-            context = self._contexts[proxy]
-        page = await context.new_page()
-        self._proxies[page] = proxy
+            page = await (await self._new_context(browser, proxy)).new_page()
+        else:
+            async with self._lock:  # one shared context per proxy, however many tabs open
+                context = self._contexts.get(proxy)
+                if context is None:
+                    context = self._contexts[proxy] = await self._new_context(browser, proxy)
+                self._contexts.move_to_end(proxy)
+                self._evict(keep=proxy)
+                page = await context.new_page()  # before another eviction could close it
+        self._upstreams[page] = proxy
         return page
+
+    def _evict(self, keep: Upstream | None) -> None:
+        """Close the least recently used shared contexts past ``_CONTEXTS`` that no tab
+        renders in: a rotating pool of many proxies must not keep a context for each."""
+        busy = {self._upstreams.get(page) for page in self._lent} | {keep}
+        for proxy in [p for p in self._contexts if p not in busy]:
+            if len(self._contexts) <= _CONTEXTS:
+                return
+            context = self._contexts.pop(proxy)
+            for page in self._idle.pop(proxy, []):
+                self._uses.pop(page, None)
+                self._upstreams.pop(page, None)
+            self._background(self._close_context(context))
 
     def done(self, page: Page) -> None:
         """Take a tab back to reuse it (a tab of its own context is closed instead)."""
         self.documents.pop(page, None)
+        self._lent.discard(page)
         uses = self._uses[page] = self._uses.get(page, 0) + 1
-        proxy = self._proxies.get(page)
+        proxy = self._upstreams.get(page)
         shared = self._contexts.get(proxy) is page.context
         # Never more idle than may render at once, however many proxies they went through.
         room = sum(map(len, self._idle.values())) < self._options.concurrency
@@ -220,27 +256,53 @@ class Chromium:
         """Close a tab that failed or is used up, in the background: a hung one may take a
         while."""
         self.documents.pop(page, None)
+        self._lent.discard(page)
         self._uses.pop(page, None)
-        self._proxies.pop(page, None)
-        task = asyncio.ensure_future(_close_tab(page, not self._setup.shared))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._upstreams.pop(page, None)
+        self._background(self._close_tab(page, with_context=not self._setup.shared))
 
-    async def _new_context(self, browser: Browser, proxy: str | None) -> BrowserContext:
-        context = await browser.new_context(
-            user_agent=self._setup.user_agent,
-            extra_http_headers=dict(self._setup.headers),
-            proxy=None if proxy is None else await self._relayed(proxy),
-        )
+    async def _new_context(self, browser: Browser, proxy: Upstream | None) -> BrowserContext:
+        """A context whose tabs' own requests go through ``proxy``, by a relay of its own."""
+        relay = None if proxy is None else Relay(proxy.url)
+        try:
+            settings: ProxySettings | None = None
+            if relay is not None and proxy is not None:
+                settings = {"server": await relay.start(), "bypass": proxy.bypass}
+            context = await browser.new_context(
+                user_agent=self._setup.user_agent,
+                extra_http_headers=dict(self._setup.headers),
+                proxy=settings,
+            )
+        except BaseException:
+            if relay is not None:
+                await relay.close()
+            raise
+        if relay is not None:
+            self._relays[context] = relay
         await context.route("**/*", self._route)
         return context
 
-    async def _relayed(self, proxy: str) -> ProxySettings:
-        """The context's proxy: a relay to ``proxy`` that holds its credentials."""
-        if proxy not in self._relays:  # started once, however many tabs ask at once
-            relay = self._relays[proxy] = Relay(proxy)
-            self._relay_urls[proxy] = asyncio.ensure_future(relay.start())
-        # Loopback too, as fw's own requests: Chromium would go to 127.0.0.1 directly.
-        return {"server": await self._relay_urls[proxy], "bypass": "<-loopback>"}
+    async def _close_tab(self, page: Page, *, with_context: bool) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(page.close(run_before_unload=False), _CLOSE_TIMEOUT)
+        if with_context:
+            await self._close_context(page.context)
+
+    async def _close_context(self, context: BrowserContext) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(context.close(), _CLOSE_TIMEOUT)
+        if (relay := self._relays.pop(context, None)) is not None:
+            await relay.close()
+
+    def _background(self, closing: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(closing)
+        self._closing.add(task)
+        task.add_done_callback(self._closed)
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.debug("browser: closing a tab: %s", error)
 
     async def _route(self, route: Route, request: BrowserRequest) -> None:
         """Answer a tab's navigation with the document fw fetched; block unwanted types."""
@@ -268,13 +330,6 @@ def _served(headers: Mapping[str, str]) -> dict[str, str]:
     """The document's headers as the browser should see them: the body is decoded."""
     dropped = {"content-length", "content-encoding", "transfer-encoding", "set-cookie"}
     return {name: value for name, value in headers.items() if name.lower() not in dropped}
-
-
-async def _close_tab(page: Page, with_context: bool) -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(page.close(run_before_unload=False), _CLOSE_TIMEOUT)
-        if with_context:
-            await asyncio.wait_for(page.context.close(), _CLOSE_TIMEOUT)
 
 
 async def _browser_pid(cdp: CDPSession) -> int | None:

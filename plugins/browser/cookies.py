@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from email.utils import formatdate
 from http.cookies import Morsel
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from yarl import URL
 
@@ -20,25 +21,31 @@ Key = tuple[str, str, str]
 
 
 class CookieSync:
-    """Copy cookies new to one side to the other, remembering what each side was told."""
+    """Copy cookies new to one side to the other, remembering what each side was told.
+
+    What a context knows is its own: pages through different proxies render in different
+    contexts, and a cookie one of them set reaches the others through the jar.
+    """
 
     def __init__(self, jar: AbstractCookieJar) -> None:
         self._jar = jar
-        self._known: dict[Key, str] = {}
+        self._known: WeakKeyDictionary[BrowserContext, dict[Key, str]] = WeakKeyDictionary()
 
     async def to_browser(self, context: BrowserContext) -> None:
-        """Give the browser the cookies fw's jar holds that it does not have yet."""
-        new = [c for c in _of_jar(self._jar) if self._known.get(_key(c)) != c["value"]]
+        """Give the context the cookies fw's jar holds that it does not have yet."""
+        known = self._known.setdefault(context, {})
+        new = [c for c in _of_jar(self._jar) if known.get(_key(c)) != c["value"]]
         if new:
             await context.add_cookies(new)  # type: ignore[arg-type]
-            self._known.update((_key(c), c["value"]) for c in new)
+            known.update((_key(c), c["value"]) for c in new)
 
     async def to_jar(self, context: BrowserContext) -> None:
-        """Put the cookies the browser set (by HTTP or by script) into fw's jar."""
+        """Put the cookies the context set (by HTTP or by script) into fw's jar."""
+        known = self._known.setdefault(context, {})
         for cookie in await context.cookies():
             key = _key(cookie)
-            if self._known.get(key) != cookie["value"]:
-                self._known[key] = cookie["value"]
+            if known.get(key) != cookie["value"]:
+                known[key] = cookie["value"]
                 _store(self._jar, cookie)
 
 

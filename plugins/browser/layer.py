@@ -24,6 +24,7 @@ from .chromium import Chromium, Setup
 from .cookies import CookieSync
 from .options import BrowserOptions, PageOptions, page_options
 from .render import Deadline, Rendered, render
+from .upstream import upstream
 
 __all__ = ["BrowserLayer"]
 
@@ -110,7 +111,7 @@ class BrowserLayer(FetchLayer):
         deadline, page = Deadline(self._timeout), None
         try:
             async with asyncio.timeout(self._timeout + _GRACE):  # a hung browser says nothing
-                page = await chromium.page(request.proxy)
+                page = await chromium.page(upstream(request))
                 if self._cookies is not None:
                     await self._cookies.to_browser(page.context)
                 chromium.documents[page] = document

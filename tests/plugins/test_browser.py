@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from fwcrawl_plugins.browser.chromium import _CONTEXTS as CONTEXTS_KEPT
+from fwcrawl_plugins.browser.chromium import Chromium, Setup
 from fwcrawl_plugins.browser.cookies import _of_jar
+from fwcrawl_plugins.browser.options import BrowserOptions
+from fwcrawl_plugins.browser.upstream import Upstream
 from yarl import URL
 
 from framework.crawl.stats import Stats
@@ -412,6 +416,142 @@ async def test_a_rendered_pages_own_requests_go_through_the_proxy_its_page_came_
     assert guarded.relayed == {f"{base}/page": 1, f"{base}/x.gif": 1, f"{cdn}/y.gif": 1}
     assert len(seen) == 3  # nothing went around the proxy
     assert guarded.refused == 0
+
+
+@pytest.mark.parametrize("no_proxy", ["", "127.0.0.3"])
+async def test_the_environments_proxy_carries_a_rendered_pages_own_requests_too(
+    serve: Serve,
+    proxies: Proxies,
+    chromium: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_proxy: str,
+) -> None:
+    """HTTP_PROXY as fw reads it, NO_PROXY included; its credentials reach the relay, not
+    Chromium, whose environment has no proxy variables."""
+    seen: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        seen.append(f"{request.host}{request.path}")
+        if request.path == "/page":
+            images = f'<img src="/x.gif"><img src="{cdn}/y.gif">'
+            return web.Response(text=f"<h1>hi</h1>{images}", content_type="text/html")
+        return web.Response(body=b"GIF89a", content_type="image/gif")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    cdn = await serve(app, host="127.0.0.3")
+    base = await serve(app)
+    guarded = ForwardProxy(credentials=("crawler", "s3cret"))
+    monkeypatch.setenv("HTTP_PROXY", (await proxies(guarded)).replace("//", "//crawler:s3cret@"))
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    stats, items = await crawl_asks(tmp_path, [{"url": f"{base}/page", "render": True}], BROWSER)
+    assert stats.errors == {} and items["page"]["status"] == 200
+    through = {f"{base}/page": 1, f"{base}/x.gif": 1} | ({} if no_proxy else {f"{cdn}/y.gif": 1})
+    assert guarded.relayed == through
+    assert len(seen) == 3 and guarded.refused == 0
+
+
+#: Renders the listed paths one after another (each asked once the last one's parsed),
+#: an item per page with the cookie its script saw and the one its XHR sent.
+IN_TURN = """
+import json
+from framework import Request, Spider, hookimpl
+
+class InTurn(Spider):
+    name = "in_turn"
+
+    def start_requests(self):
+        yield self.ask(0)
+
+    def ask(self, i):
+        path, render = json.loads(self.options["paths"])[i]
+        return Request(self.options["base"] + path, render=render, dont_filter=True,
+                       meta={"i": i, "browser": {"wait_for": ".done"}} if render else {"i": i})
+
+    def parse(self, response):
+        i = response.meta["i"]
+        yield {"i": i, "seen": response.css("#seen::text").get(),
+               "sent": response.css("#sent::text").get(), "text": response.text}
+        if i + 1 < len(json.loads(self.options["paths"])):
+            yield self.ask(i + 1)
+
+@hookimpl
+def register_spiders(register):
+    register(InTurn)
+"""
+
+
+async def test_cookies_reach_every_proxys_context_and_a_stale_one_never_writes_back(
+    serve: Serve, proxies: Proxies, chromium: str, tmp_path: Path
+) -> None:
+    """Pages through two proxies in turn render in two contexts: a cookie one of them got
+    reaches the other through the jar, and the first, which saw an older value, must not
+    put that back."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.path == "/api":
+            return web.Response(text=str(request.cookies.get("sid")))
+        script = (
+            "<p id=seen></p><p id=sent></p><script>"
+            + (
+                f"document.cookie = 'sid={request.query['v']}; path=/';"
+                if "v" in request.query
+                else ""
+            )
+            + "document.getElementById('seen').textContent = document.cookie || '(none)';"
+            "fetch('/api').then(r => r.text()).then(t => {"
+            "document.getElementById('sent').textContent = t;"
+            "document.body.classList.add('done')})</script>"
+        )
+        page = web.Response(text=script, content_type="text/html")
+        if request.path == "/login":
+            page.set_cookie("sid", "s1", path="/")
+        return page
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    base = await serve(app)
+    two = [await proxies(ForwardProxy()) for _ in range(2)]
+    paths = [["/login", True], ["/a", True], ["/set?v=s2", True], ["/b", True], ["/api", False]]
+    (tmp_path / "in_turn.py").write_text(IN_TURN, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: in_turn
+        plugins: [./in_turn.py]
+        start_urls: []
+        robots: ignore
+        retries: 0
+        in_turn: {{base: '{base}', paths: '{json.dumps(paths)}'}}
+        browser: {{args: ['{LOOPBACK_HOSTS}']}}
+        proxies: {{urls: {json.dumps(two)}, rotate: round_robin}}
+        exporters: [{{path: items.jsonl}}]
+        """,
+    )
+    stats = await crawl(project)
+    assert stats.errors == {}
+    items = sorted(read_jsonl(tmp_path / "items.jsonl"), key=lambda item: item["i"])
+    seen = [(item["seen"], item["sent"]) for item in items[:4]]
+    assert seen == [("sid=s1", "s1"), ("sid=s1", "s1"), ("sid=s2", "s2"), ("sid=s2", "s2")]
+    assert items[4]["text"] == "s2"  # fw's own request, after all four pages
+
+
+async def test_many_proxies_keep_a_bounded_number_of_contexts_and_relays(chromium: str) -> None:
+    """A rotating pool of many proxies (or a user name per session) must not keep a
+    context, a relay and their sockets for each."""
+    browser = Chromium(BrowserOptions(), Setup(user_agent="fw", headers={}, shared=True))
+    try:
+        lent = await browser.page(Upstream("http://127.0.0.2:1", "<-loopback>"))  # kept busy
+        for port in range(2, 30):
+            browser.done(await browser.page(Upstream(f"http://127.0.0.2:{port}", "")))
+        await asyncio.wait_for(asyncio.gather(*browser._closing), 30)
+        assert browser._browser is not None
+        assert len(browser._browser.contexts) == len(browser._relays) == CONTEXTS_KEPT
+        assert not lent.is_closed()  # its context was the least recently used, and busy
+    finally:
+        await browser.close()
+    assert browser._relays == {}
 
 
 async def test_screenshots_and_pdfs_are_stored_as_files_named_in_meta(
