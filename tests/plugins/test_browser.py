@@ -386,13 +386,9 @@ domains: {"127.0.0.2": {headers: {Authorization: Bearer cdn}}}
     assert not any(accept.startswith("text/html") for accept in accepts)  # an image's
 
 
-@pytest.mark.parametrize("cookies", [True, False])  # one context for all pages, or one each
-async def test_a_rendered_pages_own_requests_go_through_the_proxy_its_page_came_through(
-    serve: Serve, proxies: Proxies, chromium: str, tmp_path: Path, cookies: bool
-) -> None:
-    """What a page fetches itself leaves through its document's proxy, loopback hosts
-    included, as fw's own requests do; the proxy's credentials never reach Chromium (it
-    would first ask without them, and the proxy would count a refusal)."""
+async def two_hosts_of_images(serve: Serve) -> tuple[str, str, list[str]]:
+    """Serve ``/page`` with an image of its own host and one of a CDN's, on 127.0.0.3;
+    return both hosts' URLs and the list of what they served."""
     seen: list[str] = []
 
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -405,7 +401,17 @@ async def test_a_rendered_pages_own_requests_go_through_the_proxy_its_page_came_
     app = web.Application()
     app.router.add_get("/{tail:.*}", answer)
     cdn = await serve(app, host="127.0.0.3")
-    base = await serve(app)
+    return await serve(app), cdn, seen
+
+
+@pytest.mark.parametrize("cookies", [True, False])  # one context for all pages, or one each
+async def test_a_rendered_pages_own_requests_go_through_the_proxy_its_page_came_through(
+    serve: Serve, proxies: Proxies, chromium: str, tmp_path: Path, cookies: bool
+) -> None:
+    """What a page fetches itself leaves through its document's proxy, loopback hosts
+    included, as fw's own requests do; the proxy's credentials never reach Chromium (it
+    would first ask without them, and the proxy would count a refusal)."""
+    base, cdn, seen = await two_hosts_of_images(serve)
     guarded = ForwardProxy(credentials=("crawler", "s3cret:/@"))
     proxy = (await proxies(guarded)).replace("http://", "http://crawler:s3cret%3A%2F%40@")
     extra = f"proxies: {{urls: ['{proxy}']}}\ncookies: {str(cookies).lower()}\n"
@@ -429,19 +435,7 @@ async def test_the_environments_proxy_carries_a_rendered_pages_own_requests_too(
 ) -> None:
     """HTTP_PROXY as fw reads it, NO_PROXY included; its credentials reach the relay, not
     Chromium, whose environment has no proxy variables."""
-    seen: list[str] = []
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        seen.append(f"{request.host}{request.path}")
-        if request.path == "/page":
-            images = f'<img src="/x.gif"><img src="{cdn}/y.gif">'
-            return web.Response(text=f"<h1>hi</h1>{images}", content_type="text/html")
-        return web.Response(body=b"GIF89a", content_type="image/gif")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", answer)
-    cdn = await serve(app, host="127.0.0.3")
-    base = await serve(app)
+    base, cdn, seen = await two_hosts_of_images(serve)
     guarded = ForwardProxy(credentials=("crawler", "s3cret"))
     monkeypatch.setenv("HTTP_PROXY", (await proxies(guarded)).replace("//", "//crawler:s3cret@"))
     monkeypatch.setenv("NO_PROXY", no_proxy)
