@@ -200,6 +200,8 @@ class Chromium:
         context for that proxy, or a new one."""
         browser = await self._running()
         page = self._reused(proxy) or await self._new_page(browser, proxy)
+        if proxy in self._contexts:  # the most recently used now, the last to be closed
+            self._contexts.move_to_end(proxy)
         self._lent.add(page)
         return page
 
@@ -219,8 +221,7 @@ class Chromium:
                 context = self._contexts.get(proxy)
                 if context is None:
                     context = self._contexts[proxy] = await self._new_context(browser, proxy)
-                self._contexts.move_to_end(proxy)
-                self._evict(keep=proxy)
+                    self._evict(keep=proxy)
                 page = await context.new_page()  # before another eviction could close it
         self._upstreams[page] = proxy
         return page
@@ -266,8 +267,8 @@ class Chromium:
         relay = None if proxy is None else Relay(proxy.url)
         try:
             settings: ProxySettings | None = None
-            if relay is not None and proxy is not None:
-                settings = {"server": await relay.start(), "bypass": proxy.bypass}
+            if relay is not None:  # loopback hosts too, as fw's own requests: the relay says
+                settings = {"server": await relay.start(), "bypass": "<-loopback>"}
             context = await browser.new_context(
                 user_agent=self._setup.user_agent,
                 extra_http_headers=dict(self._setup.headers),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from email.utils import formatdate
-from http.cookies import Morsel
+from http.cookies import CookieError, Morsel
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from playwright.async_api import BrowserContext
 
 __all__ = ["CookieSync"]
+
+log = logging.getLogger("fw.browser")
 
 #: A cookie's identity: domain (a leading dot for a domain cookie), path, name.
 Key = tuple[str, str, str]
@@ -33,11 +36,22 @@ class CookieSync:
 
     async def to_browser(self, context: BrowserContext) -> None:
         """Give the context the cookies fw's jar holds that it does not have yet."""
+        from playwright.async_api import Error
+
         known = self._known.setdefault(context, {})
         new = [c for c in _of_jar(self._jar) if known.get(_key(c)) != c["value"]]
-        if new:
+        if not new:
+            return
+        try:
             await context.add_cookies(new)  # type: ignore[arg-type]
-            known.update((_key(c), c["value"]) for c in new)
+        except Error:  # one Chromium refuses (a quoted value with a ';') fails them all
+            for cookie in new:
+                try:
+                    await context.add_cookies([cookie])  # type: ignore[list-item]
+                except Error as exc:
+                    log.debug("browser: cookie %s refused: %s", cookie["name"], exc)
+        # Refused ones too: offered again only once the jar holds another value.
+        known.update((_key(c), c["value"]) for c in new)
 
     async def to_jar(self, context: BrowserContext) -> None:
         """Put the cookies the context set (by HTTP or by script) into fw's jar."""
@@ -85,7 +99,11 @@ def _host_only(jar: AbstractCookieJar) -> Callable[[Morsel[str]], bool]:
 
 def _store(jar: AbstractCookieJar, cookie: Mapping[str, Any]) -> None:
     morsel: Morsel[str] = Morsel()
-    morsel.set(cookie["name"], cookie["value"], cookie["value"])
+    try:
+        morsel.set(cookie["name"], cookie["value"], cookie["value"])
+    except CookieError:  # a name a browser takes and Python's cookies do not (a space)
+        log.debug("browser: cookie %r not kept: not a name fw can send", cookie["name"])
+        return
     morsel["path"] = cookie["path"]
     domain = cookie["domain"]
     if domain.startswith("."):

@@ -122,6 +122,10 @@ class BrowserLayer(FetchLayer):
             if page is not None:
                 chromium.discard(page)
             raise await self._failure(exc, deadline) from exc
+        except BaseException:  # cancelled (the crawl cut short), or a bug: not reused
+            if page is not None:
+                chromium.discard(page)
+            raise
         chromium.done(page)
         return rendered
 

@@ -1,55 +1,56 @@
-"""A proxy on this machine through which a tab's own requests reach the crawl's proxy.
+"""A proxy on this machine through which a tab's own requests leave as fw's own would.
 
 What a rendered page fetches itself (scripts, XHR, images) leaves through the proxy its
 document came through, as everything fw fetches does. Chromium takes a proxy per context,
 but while fw routes a tab's requests it cannot answer a proxy's 407 with credentials
 (measured: it asks again without them until it gives up). So a tab's context is given this
 relay, which asks for nothing, and the relay adds the proxy's credentials on the way out:
-they never reach the browser.
+they never reach the browser. A relay either sends everything through one proxy, or
+chooses for each request as fw's downloader does from the environment (``HTTP_PROXY``,
+``HTTPS_PROXY``, ``NO_PROXY``, ``~/.netrc``, read by aiohttp's own functions), going
+straight to the site where no proxy applies.
 
 Since it adds credentials, the relay is strict about whom it serves and what it passes on:
 
-- on Linux it asks the kernel (sock_diag) who owns the connecting socket, and serves only
-  live connections of this user's processes: any other local user reaching its port would
-  ride on the credentials;
-- it passes on only what a browser sends a proxy, in one reading: ``CONNECT host:port``
-  (then bytes, both ways) or requests in absolute form, each head in CRLF lines with at
-  most one ``Content-Length``. Anything a proxy might split otherwise (bare LF, folded or
-  repeated headers, ``Content-Length`` with ``Transfer-Encoding``) is answered 400, lest
-  the credentials go out with a request the relay did not see;
-- a connection quiet for ``_IDLE_S`` is closed, so none outlives its tab for long.
+- only live connections of this user's processes (``peer.py``);
+- only what a browser sends a proxy, in one reading: ``CONNECT host:port`` (then bytes,
+  both ways) or requests in absolute form, each head in CRLF lines with at most one
+  ``Content-Length``. Anything a proxy might split otherwise (bare LF, folded or repeated
+  headers, ``Transfer-Encoding``) is answered 400, lest the credentials go out with a
+  request the relay did not see;
+- a connection quiet both ways for ``_IDLE_S`` is closed, so none outlives its tab.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import functools
-import logging
-import os
 import re
-import socket
-import struct
-import sys
+import ssl
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from urllib.request import proxy_bypass
 
 import aiohttp
+from aiohttp.helpers import proxies_from_env
 from yarl import URL
+
+from .peer import same_user
 
 __all__ = ["Relay"]
 
-log = logging.getLogger("fw.browser")
-
 #: Headers of the tab's request that are the relay's to set, not the tab's.
 _REPLACED = frozenset({b"proxy-authorization", b"proxy-connection"})
-#: A head's longest line and most lines, as a browser never comes near.
+#: A head's most bytes, as a browser never comes near.
 _HEAD_BYTES = 65_536
+#: Bytes of a body or a tunnel passed on at a time.
+_CHUNK = 65_536
 #: Seconds a connection may stay quiet both ways before the relay closes it.
 _IDLE_S = 120.0
 #: A request line a browser sends a proxy: absolute form, or CONNECT host:port.
 _LINE = re.compile(rb"(?:CONNECT [^\s/]+:\d+|[A-Z]+ https?://[\x21-\x7e]+) HTTP/1\.[01]", re.ASCII)
 #: A header line: a token, a colon, a value of visible characters, spaces and tabs.
 _FIELD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
+_BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 
 
 class Refused(Exception):
@@ -60,16 +61,30 @@ class Refused(Exception):
         self.answer = answer
 
 
-class Relay:
-    """Forward a tab's proxy requests to ``upstream``, with its credentials."""
+@dataclass(frozen=True)
+class Hop:
+    """Where the relay sends a request: a proxy, with the line that carries its
+    credentials, or the site itself."""
 
-    def __init__(self, upstream: str) -> None:
-        url = URL(upstream)
-        self._tls = url.scheme == "https"
-        self._host = url.host or ""
-        self._port = url.port or (443 if self._tls else 80)
-        auth = aiohttp.BasicAuth.from_url(url)  # encoded as fw's own requests encode them
-        self._auth = b"" if auth is None else f"Proxy-Authorization: {auth.encode()}\r\n".encode()
+    host: str
+    port: int
+    proxy: bool
+    tls: bool = False
+    auth: bytes = field(default=b"", repr=False)
+
+
+class Relay:
+    """Forward a tab's proxy requests, with the credentials: to ``upstream``, or, for
+    None, each as the environment says."""
+
+    def __init__(self, upstream: str | None) -> None:
+        if upstream is None:
+            self._fixed: Hop | None = None
+            self._environment = proxies_from_env()  # once: it reads ~/.netrc
+        else:
+            url = URL(upstream)
+            self._fixed = _proxy(url, aiohttp.BasicAuth.from_url(url))
+        self._tls: ssl.SSLContext | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -93,7 +108,7 @@ class Relay:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            if _same_user(writer):
+            if same_user(writer):
                 head = await asyncio.wait_for(_head(reader), _IDLE_S)
                 await self._relay(head, reader, writer)
         except Refused as refused:
@@ -103,19 +118,35 @@ class Relay:
         finally:
             writer.close()
 
+    def _hop(self, head: bytes) -> Hop:
+        """The way out for the request ``head`` starts."""
+        if self._fixed is not None:
+            return self._fixed
+        target = _target(head)
+        found = None if target.host and proxy_bypass(target.host) else target.scheme
+        info = self._environment.get(found or "")
+        if info is None:
+            return Hop(target.raw_host or "", target.port or 80, proxy=False)
+        return _proxy(info.proxy, info.proxy_auth)
+
     async def _relay(
         self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        hop = self._hop(head)
         try:
             far_reader, far_writer = await asyncio.open_connection(
-                self._host, self._port, ssl=True if self._tls else None
+                hop.host, hop.port, ssl=self._context() if hop.tls else None
             )
         except OSError:  # the tab's request fails as the proxy's, as it would without us
             raise Refused(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n") from None
         quiet = _Quiet()
-        asking = asyncio.ensure_future(self._ask(head, reader, far_writer, quiet))
+        if hop.proxy or not _tunnel(head):
+            asking = asyncio.ensure_future(self._ask(head, hop, reader, far_writer, quiet))
+        else:  # straight to the site: the relay is the end of the tunnel
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            asking = asyncio.ensure_future(_pipe(reader, far_writer, quiet))
         answering = asyncio.ensure_future(_pipe(far_reader, writer, quiet))
-        try:  # until the proxy hangs up, or the tab does and the proxy cannot be told
+        try:  # until the far end hangs up, or the tab does and the far end cannot be told
             await asyncio.wait({answering, asking}, return_when=asyncio.FIRST_COMPLETED)
             if not answering.done() and _ended_badly(asking):
                 answering.cancel()
@@ -129,30 +160,60 @@ class Relay:
     async def _ask(
         self,
         head: bytes,
+        hop: Hop,
         reader: asyncio.StreamReader,
         far: asyncio.StreamWriter,
         quiet: _Quiet,
     ) -> None:
-        """Send the tab's requests on, each with the credentials, until it hangs up."""
+        """Send the tab's requests on, each with the credentials, while they take ``hop``."""
         while True:
-            length = _body_length(head)
-            far.write(self._forwarded(head))
-            if length is None:  # CONNECT: bytes from now on, both ways
+            far.write(_forwarded(head, hop))
+            if _tunnel(head):  # through the proxy: bytes from now on, both ways
                 await _pipe(reader, far, quiet)
                 return
-            far.write(await quiet.read(reader.readexactly(length)))
-            await far.drain()
+            await _send_body(reader, far, _body_length(head), quiet)
             try:
                 head = await quiet.read(_head(reader))
             except (asyncio.IncompleteReadError, Refused):  # done, or nothing to pass on
                 _end(far)  # the answers to what went before still come back
                 return
+            if self._hop(head) != hop or (_tunnel(head) and not hop.proxy):
+                _end(far)  # another way out: the tab asks again on a new connection
+                return
 
-    def _forwarded(self, head: bytes) -> bytes:
-        """The tab's request head as the proxy gets it: with the relay's credentials."""
-        line, *fields = head[:-4].split(b"\r\n")
-        kept = [field for field in fields if _name(field) not in _REPLACED]
-        return b"\r\n".join([line, *kept]) + b"\r\n" + self._auth + b"\r\n"
+    def _context(self) -> ssl.SSLContext:
+        """The TLS settings for an https proxy, made once: a new one costs ~20 ms."""
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
+
+
+def _proxy(url: URL, auth: aiohttp.BasicAuth | None) -> Hop:
+    """The hop through the proxy at ``url``; its credentials encoded as aiohttp does."""
+    line = b"" if auth is None else f"Proxy-Authorization: {auth.encode()}\r\n".encode()
+    tls = url.scheme == "https"
+    return Hop(url.raw_host or "", url.port or (443 if tls else 80), True, tls, line)
+
+
+def _forwarded(head: bytes, hop: Hop) -> bytes:
+    """The tab's request head as ``hop`` gets it: a proxy with its credentials, a site in
+    origin form (``GET /path``) with no proxy headers."""
+    line, *fields = head[:-4].split(b"\r\n")
+    kept = [f for f in fields if f.partition(b":")[0].lower() not in _REPLACED]
+    if not hop.proxy:
+        method, target, version = line.split(b" ")
+        line = b" ".join([method, URL(target.decode("ascii")).raw_path_qs.encode(), version])
+    return b"\r\n".join([line, *kept]) + b"\r\n" + hop.auth + b"\r\n"
+
+
+def _tunnel(head: bytes) -> bool:
+    return head.startswith(b"CONNECT ")
+
+
+def _target(head: bytes) -> URL:
+    """The URL a checked head asks for (``https://host:port`` for a tunnel)."""
+    target = head.split(b" ", 2)[1].decode("ascii")
+    return URL(f"https://{target}") if _tunnel(head) else URL(target)
 
 
 class _Quiet:
@@ -164,15 +225,16 @@ class _Quiet:
 
     async def read(self, reading: Awaitable[bytes]) -> bytes:
         task = asyncio.ensure_future(reading)
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                left = self.last + _IDLE_S - asyncio.get_running_loop().time()
+                left = self.last + _IDLE_S - loop.time()
                 done, _ = await asyncio.wait({task}, timeout=max(left, 0.0))
                 if done:
-                    data: bytes = task.result()
-                    self.last = asyncio.get_running_loop().time()
+                    data = task.result()
+                    self.last = loop.time()
                     return data
-                if self.last + _IDLE_S <= asyncio.get_running_loop().time():
+                if self.last + _IDLE_S <= loop.time():
                     raise TimeoutError
         finally:
             task.cancel()
@@ -185,107 +247,57 @@ async def _head(reader: asyncio.StreamReader) -> bytes:
     except asyncio.LimitOverrunError:
         raise Refused(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n") from None
     line, *fields = head[:-4].split(b"\r\n")
-    bare = b"\n" in head.replace(b"\r\n", b"") or b"\r" in head.replace(b"\r\n", b"")
-    if bare or not _LINE.fullmatch(line) or not all(map(_FIELD.fullmatch, fields)):
-        raise Refused(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-    names = [_name(field) for field in fields]
+    lines = head.replace(b"\r\n", b"")
+    if b"\n" in lines or b"\r" in lines:  # a bare LF or CR: where a line ends is moot
+        raise Refused(_BAD_REQUEST)
+    if not _LINE.fullmatch(line) or not all(map(_FIELD.fullmatch, fields)):
+        raise Refused(_BAD_REQUEST)
+    names = [f.partition(b":")[0].lower() for f in fields]
     if names.count(b"content-length") > 1 or b"transfer-encoding" in names:
-        raise Refused(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # framing a proxy may read otherwise
-    if not line.startswith(b"CONNECT ") and _body_length(head) is None:
-        raise Refused(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # a length that is no number
+        raise Refused(_BAD_REQUEST)  # framing a proxy may read otherwise
+    if not _tunnel(head) and _body_length(head) < 0:
+        raise Refused(_BAD_REQUEST)  # a length that is no number
     return head
 
 
-def _name(field: bytes) -> bytes:
-    return field.partition(b":")[0].lower()
-
-
-def _body_length(head: bytes) -> int | None:
-    """The length of the body after ``head``: None for a tunnel (or an unreadable length)."""
-    if head.startswith(b"CONNECT "):
-        return None
-    for field in head[:-4].split(b"\r\n")[1:]:
-        name, _, value = field.partition(b":")
+def _body_length(head: bytes) -> int:
+    """The length of the body after ``head``; -1 if it says no number."""
+    for field_ in head[:-4].split(b"\r\n")[1:]:
+        name, _, value = field_.partition(b":")
         if name.lower() == b"content-length":
-            return int(value) if value.strip().isdigit() else None
+            return int(value) if value.strip().isdigit() else -1
     return 0
+
+
+async def _send_body(
+    reader: asyncio.StreamReader, far: asyncio.StreamWriter, length: int, quiet: _Quiet
+) -> None:
+    """Pass a body on as it comes, a chunk at a time: a big upload is never held whole."""
+    while length:
+        chunk = await quiet.read(reader.read(min(length, _CHUNK)))
+        if not chunk:
+            raise asyncio.IncompleteReadError(b"", length)
+        far.write(chunk)
+        await far.drain()
+        length -= len(chunk)
+    await far.drain()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, quiet: _Quiet) -> None:
     """Copy one direction until it ends; then end it on the other side too."""
-    while data := await quiet.read(reader.read(65_536)):
+    while data := await quiet.read(reader.read(_CHUNK)):
         writer.write(data)
         await writer.drain()
     _end(writer)
 
 
 def _end(writer: asyncio.StreamWriter) -> None:
-    """Tell the other side nothing more comes; a TLS stream cannot be half-closed."""
+    """Tell the other side nothing more comes. A TLS stream cannot be half-closed: it is
+    left open for the answers still coming, until its far end or the quiet ends it."""
     if writer.can_write_eof():
         writer.write_eof()
-    else:
-        writer.close()
 
 
 def _ended_badly(task: asyncio.Future[None]) -> bool:
-    """Whether the tab's side ended in a way the proxy's answers cannot outlive."""
+    """Whether the tab's side ended in a way the far end's answers cannot outlive."""
     return task.done() and (task.cancelled() or task.exception() is not None)
-
-
-# -- who is asking ------------------------------------------------------------------------
-
-#: Linux's sock_diag: the netlink family, its request type and TCP's ESTABLISHED state.
-_NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY, _NLMSG_ERROR, _ESTABLISHED = 4, 20, 2, 1
-
-
-def _same_user(writer: asyncio.StreamWriter) -> bool:
-    """Tell whether a live connection of this user's comes in. Where the kernel cannot
-    say (not Linux), assume so; on Linux, a connection it cannot vouch for is refused."""
-    if sys.platform != "linux":
-        return True
-    peer, own = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
-    try:
-        state, uid = _owner(peer, own)
-    except OSError as exc:
-        _unverifiable(exc)
-        return False
-    return state == _ESTABLISHED and uid == os.getuid()
-
-
-def _owner(peer: tuple[str, int], own: tuple[str, int]) -> tuple[int, int]:
-    """Ask the kernel for the TCP state and owner of the socket at ``peer`` connected to
-    ``own`` (an exact look-up, not a scan of every socket). Raises ``OSError``."""
-    sockid = (
-        struct.pack("!HH", peer[1], own[1])
-        + socket.inet_aton(peer[0]).ljust(16, b"\0")
-        + socket.inet_aton(own[0]).ljust(16, b"\0")
-        + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface, no cookie
-    )
-    ask = struct.pack("=BBxxI", socket.AF_INET, socket.IPPROTO_TCP, 0xFFFFFFFF) + sockid
-    head = struct.pack("=IHHII", 16 + len(ask), _SOCK_DIAG_BY_FAMILY, 1, 1, 0)  # a request
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as diag:
-        diag.settimeout(1.0)
-        diag.send(head + ask)
-        answer = diag.recv(4096)
-    if len(answer) < 20:
-        raise OSError(errno.EPROTO, "a short answer from sock_diag")
-    if struct.unpack_from("=H", answer, 4)[0] == _NLMSG_ERROR:
-        code = -struct.unpack_from("=i", answer, 16)[0]
-        raise OSError(code, os.strerror(code))  # ENOENT: that socket is gone already
-    if len(answer) < 16 + 72:
-        raise OSError(errno.EPROTO, "a short answer from sock_diag")
-    return answer[17], struct.unpack_from("=I", answer, 16 + 64)[0]
-
-
-def _unverifiable(error: OSError) -> None:
-    if error.errno != errno.ENOENT:  # a socket gone already is no news
-        _cannot_verify(error.strerror or str(error))
-
-
-@functools.cache  # once a crawl
-def _cannot_verify(why: str) -> None:
-    log.warning(
-        "browser: the kernel will not say who connects to the proxy relay (%s): its "
-        "connections are refused, so rendered pages' resources fail",
-        why,
-    )

@@ -303,6 +303,36 @@ async def test_cookies_go_both_ways_between_fws_jar_and_the_browser(
     assert json.loads(items["whoami"]["text"]) == {"from_http": "h1", "from_js": "12"}
 
 
+async def test_a_cookie_one_side_cannot_hold_fails_no_render(
+    serve: Serve, chromium: str, tmp_path: Path
+) -> None:
+    """fw's jar takes ``q="a;b"``, which Chromium refuses: all the jar's cookies went to
+    the browser at once, so every render after it failed. A page's script may set a name
+    fw cannot hold (``a b``): that failed its render and kept its tab lent."""
+    sent: list[dict[str, str]] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        sent.append(dict(request.cookies))
+        script = "document.cookie = 'a b=1; path=/'; " if request.path == "/odd" else ""
+        script += "document.body.classList.add('done');"
+        page = web.Response(text=f"<body><script>{script}</script>", content_type="text/html")
+        if request.path == "/poison":
+            page.headers.add("Set-Cookie", 'q="a;b"; Path=/')
+            page.headers.add("Set-Cookie", "ok=1; Path=/")
+        return page
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    base = await serve(app)
+    wait = {"browser": {"wait_for": ".done"}}
+    asks = [{"url": f"{base}/poison"}, {"url": f"{base}/odd", "render": True, "meta": wait}]
+    asks += [{"url": f"{base}/after{n}", "render": True, "meta": wait} for n in range(2)]
+    stats, items = await crawl_asks(tmp_path, asks, extra="concurrency: {total: 1}\n")
+    assert stats.errors == {}
+    assert sorted(items) == ["after0", "after1", "odd", "poison"]
+    assert all(cookies.get("ok") == "1" for cookies in sent[1:])  # the rest went through
+
+
 async def test_a_cookie_set_without_domain_stays_on_its_host_in_the_browser() -> None:
     jar = CookieJar()  # fw's: the crawl's cookies, which each rendered page starts with
     headers = ["sid=h", "dom=d; Domain=shop.test", "deep=p; Path=/a/"]
@@ -536,13 +566,16 @@ async def test_many_proxies_keep_a_bounded_number_of_contexts_and_relays(chromiu
     context, a relay and their sockets for each."""
     browser = Chromium(BrowserOptions(), Setup(user_agent="fw", headers={}, shared=True))
     try:
-        lent = await browser.page(Upstream("http://127.0.0.2:1", "<-loopback>"))  # kept busy
-        for port in range(2, 30):
-            browser.done(await browser.page(Upstream(f"http://127.0.0.2:{port}", "")))
+        lent = await browser.page(Upstream("http://127.0.0.2:1"))  # kept busy
+        hot = Upstream("http://127.0.0.2:2")  # used between every two others
+        for port in range(3, 30):
+            browser.done(await browser.page(hot))
+            browser.done(await browser.page(Upstream(f"http://127.0.0.2:{port}")))
         await asyncio.wait_for(asyncio.gather(*browser._closing), 30)
         assert browser._browser is not None
         assert len(browser._browser.contexts) == len(browser._relays) == CONTEXTS_KEPT
         assert not lent.is_closed()  # its context was the least recently used, and busy
+        assert hot in browser._contexts  # its tabs were reused, never new ones opened
     finally:
         await browser.close()
     assert browser._relays == {}

@@ -12,9 +12,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from fwcrawl_plugins.browser import peer
 from fwcrawl_plugins.browser import relay as relays_module
 from fwcrawl_plugins.browser.relay import Relay
 
+from framework import Request
+from framework.fetch.downloader import Downloader, DownloadSettings
+from framework.fetch.parsers import Parsers
 from tests.conftest import Proxies, Serve, pages
 from tests.proxies import ForwardProxy, closed_port
 
@@ -30,7 +34,7 @@ async def relays() -> AsyncIterator[list[Relay]]:
         await relay.close()
 
 
-async def relayed(relays: list[Relay], upstream: str) -> tuple[str, int]:
+async def relayed(relays: list[Relay], upstream: str | None) -> tuple[str, int]:
     relay = Relay(upstream)
     relays.append(relay)
     host, _, port = (await relay.start()).removeprefix("http://").partition(":")
@@ -128,6 +132,83 @@ async def test_every_request_of_a_kept_alive_connection_goes_with_the_credential
     assert answer.endswith(b"GET /c ") and b"POST /b hello" in answer
     assert proxy.relayed == {f"{site}/a": 1, f"{site}/b": 1, f"{site}/c": 1}
     assert proxy.refused == 0
+
+
+#: NO_PROXY values, as curl and Python read them; "PORT" stands for the site's port.
+NO_PROXIES = ["", "127.0.0.3", ".0.0.3", "localhost,*", "*", "*.0.0.3", "127.0.0.0/8", "x:PORT"]
+
+
+@pytest.mark.parametrize("no_proxy", NO_PROXIES)
+async def test_the_environments_proxy_is_taken_or_left_as_fws_own_requests_do(
+    serve: Serve,
+    proxies: Proxies,
+    relays: list[Relay],
+    monkeypatch: pytest.MonkeyPatch,
+    no_proxy: str,
+) -> None:
+    """A tab's request leaves as fw's downloader sends the same request: through
+    HTTP_PROXY, credentials added, or straight to the site."""
+    site = await serve(anything(), host="127.0.0.3")
+    proxy, upstream = await guarded(proxies)
+    monkeypatch.setenv("HTTP_PROXY", upstream)
+    monkeypatch.setenv("NO_PROXY", no_proxy.replace("PORT", site.rsplit(":", 1)[1]))
+    settings = DownloadSettings(4, 10.0, 1 << 20, {}, cookies=False)
+    async with Downloader(settings, Parsers()) as fetcher:
+        assert (await fetcher.fetch(Request(f"{site}/fw"))).status == 200
+    asked = f"GET {site}/tab HTTP/1.1\r\nHost: {site[7:]}\r\nConnection: close\r\n\r\n"
+    answer = await ask(await relayed(relays, None), asked.encode())
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"GET /tab ")
+    assert (f"{site}/tab" in proxy.relayed) == (f"{site}/fw" in proxy.relayed)
+    assert proxy.refused == 0
+
+
+async def test_each_scheme_takes_its_own_proxy_from_the_environment(
+    serve: Serve, proxies: Proxies, relays: list[Relay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY alone: a tunnel goes through it, a plain request straight to the site,
+    as fw's own would; one connection that asks for both ends at the switch."""
+    site = await serve(anything())
+    proxy, upstream = await guarded(proxies)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", upstream)
+    monkeypatch.setenv("NO_PROXY", "")
+    address = await relayed(relays, None)
+    plain = f"GET {site}/plain HTTP/1.1\r\nHost: {site[7:]}\r\n\r\n"
+    answer = await ask(address, (plain + f"CONNECT {site[7:]} HTTP/1.1\r\n\r\n").encode())
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"GET /plain ")
+    assert proxy.relayed == {} and proxy.tunnelled == {}  # straight, and no tunnel after it
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        writer.write(f"CONNECT {site[7:]} HTTP/1.1\r\n\r\n".encode())
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        writer.write(f"GET /t HTTP/1.1\r\nHost: {site[7:]}\r\nConnection: close\r\n\r\n".encode())
+        assert (await asyncio.wait_for(reader.read(), 10)).endswith(b"GET /t ")
+    finally:
+        writer.close()
+    assert proxy.tunnelled == {site[7:]: 1} and proxy.refused == 0
+
+
+async def test_a_slow_upload_goes_on_as_it_comes_and_stays_alive(
+    serve: Serve, proxies: Proxies, relays: list[Relay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body is passed on a chunk at a time (never held whole: a page could upload
+    gigabytes), and each chunk counts as the connection moving."""
+    monkeypatch.setattr(relays_module, "_IDLE_S", 0.5)
+    site = await serve(anything())
+    proxy, upstream = await guarded(proxies)
+    reader, writer = await asyncio.open_connection(*await relayed(relays, upstream))
+    try:
+        writer.write(
+            f"POST {site}/up HTTP/1.1\r\nContent-Length: 6\r\nConnection: close\r\n\r\n".encode()
+        )
+        for part in (b"ab", b"cd", b"ef"):  # 0.9 s in all: longer than the quiet allowed
+            await asyncio.sleep(0.3)
+            writer.write(part)
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert answer.endswith(b"POST /up abcdef")
+    assert proxy.relayed == {f"{site}/up": 1}
 
 
 #: Heads a proxy might split otherwise than the relay, so that the credentials would go
@@ -261,8 +342,8 @@ async def test_no_word_from_the_kernel_on_whos_asking_refuses_them_saying_why(
     def refused(*_: object) -> tuple[int, int]:
         raise OSError(errno.EPROTONOSUPPORT, os.strerror(errno.EPROTONOSUPPORT))
 
-    monkeypatch.setattr(relays_module, "_owner", refused)
-    relays_module._cannot_verify.cache_clear()
+    monkeypatch.setattr(peer, "_owner", refused)
+    peer._cannot_verify.cache_clear()
     recorder = Recorder()
     async with recorder as upstream:
         address = await relayed(relays, upstream)
