@@ -297,6 +297,9 @@ class FailureLog:
                 f"failures file {self.path}: {exc.strerror or exc} ({listed})"
             )
             raise self._broken from exc
+        except BaseException:  # cancelled while it waited: not written, so not listed
+            self._logged.discard(key)
+            raise
         self.count += 1
 
     async def _append(self, data: bytes) -> None:
@@ -312,13 +315,14 @@ class FailureLog:
         workers in one folder share it. One that closes may rewrite it and rename the copy
         into its place, so a file no longer at ``path`` is opened anew, lest a line go
         to a copy nobody reads. The crawl goes on while another process holds the lock."""
-        deadline = time.monotonic() + _PATIENCE
+        patience = _Patience()
         while True:
             if self._file is None:  # a crawl without failures leaves no file behind
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = os.fdopen(os.open(self.path, _APPEND, 0o600), "ab", buffering=0)
-            locked = _try_lock(self._file.fileno(), deadline)
+            locked = _try_lock(self._file.fileno())
             if locked is None:
+                patience.spend()
                 await asyncio.sleep(_RETRY_S)
             elif not locked or _is_at(self._file.fileno(), self.path):
                 return self._file
@@ -417,32 +421,46 @@ _NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def _lock(fd: int) -> bool:
-    """Lock a regular file for its writers to take turns, waiting as ``_try_lock`` says;
+    """Lock a regular file for its writers to take turns, waiting as ``_Patience`` says;
     for the start and the close of a crawl, when nothing else runs meanwhile."""
-    deadline = time.monotonic() + _PATIENCE
-    while (locked := _try_lock(fd, deadline)) is None:
+    patience = _Patience()
+    while (locked := _try_lock(fd)) is None:
+        patience.spend()
         time.sleep(_RETRY_S)
     return locked
 
 
-def _try_lock(fd: int, deadline: float) -> bool | None:
+class _Patience:
+    """How long a writer waits for another to let go of the lock.
+
+    It gives up (``OSError``) past ``_PATIENCE`` seconds, and only once it has tried all
+    along: a crawl whose loop stalled meanwhile saw the lock held once, not for that long.
+    The line must not go unwritten, and waiting on would stop the crawl for good.
+    """
+
+    def __init__(self) -> None:
+        self._deadline = time.monotonic() + _PATIENCE
+        self._tries = 0
+
+    def spend(self) -> None:
+        """Count one more try that found the lock held; raise if patience ran out."""
+        self._tries += 1
+        if time.monotonic() > self._deadline and self._tries * _RETRY_S * 2 >= _PATIENCE:
+            raise OSError(
+                errno.EWOULDBLOCK, f"another process has held its lock for {_PATIENCE:g}s"
+            )
+
+
+def _try_lock(fd: int) -> bool | None:
     """Try to lock a regular file for its writers to take turns: say whether it is locked
     (not /dev/null, nor a FIFO, which nobody rewrites; nor a file where there are no
-    locks), or None if another process holds it: try again shortly.
-
-    Raises ``OSError`` if another process still holds it past ``deadline``: the line must
-    not go unwritten, and waiting on would stop the crawl for good.
-    """
+    locks), or None if another process holds it: try again shortly."""
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
-        if time.monotonic() > deadline:
-            raise OSError(
-                errno.EWOULDBLOCK, f"another process has held its lock for {_PATIENCE:g}s"
-            ) from None
         return None
     except OSError as exc:
         if exc.errno not in _NO_LOCKS:

@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
@@ -587,6 +588,51 @@ async def test_the_crawl_goes_on_while_another_process_holds_the_lock(tmp_path: 
         await asyncio.wait_for(asyncio.gather(meanwhile(), ran.wait()), 5)
         assert not recording.done()
     await asyncio.wait_for(recording, 5)  # the lock went with ``other``
+    listing.close()
+    assert [r.url for r in listed(path)] == ["http://a.test/1", "http://a.test/2"]
+
+
+async def test_a_stalled_loop_is_not_taken_for_a_lock_held_too_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A callback held the loop past the patience: the next try found another worker
+    # writing its one line, and the crawl stopped, as if that worker were stuck.
+    monkeypatch.setattr(failures, "_PATIENCE", 0.2)
+    path = tmp_path / "x.failures.jsonl"
+    listing = FailureLog(path)
+    listing.start()
+    await listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
+    with path.open("rb") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        recording = asyncio.create_task(
+            listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
+        )
+        await asyncio.sleep(0)  # its first try: the lock is held
+        time.sleep(0.3)  # the loop stalls, past the patience
+        await asyncio.sleep(0.02)  # a few more tries, still held
+        assert not recording.done()
+    await asyncio.wait_for(recording, 5)
+    listing.close()
+    assert [r.url for r in listed(path)] == ["http://a.test/1", "http://a.test/2"]
+
+
+async def test_a_record_cancelled_while_it_waited_is_written_when_it_fails_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.failures.jsonl"
+    listing = FailureLog(path)
+    listing.start()
+    await listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
+    with path.open("rb") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        waiting = asyncio.create_task(
+            listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
+        )
+        await asyncio.sleep(0.02)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    await listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
     listing.close()
     assert [r.url for r in listed(path)] == ["http://a.test/1", "http://a.test/2"]
 
