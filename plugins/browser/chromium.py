@@ -79,6 +79,13 @@ class Chromium:
     def __init__(self, options: BrowserOptions, setup: Setup) -> None:
         self._options, self._setup = options, setup
         self._blocked = frozenset(options.block)
+        #: Chromium's checks on pages reaching local addresses are off (``args``): a relay
+        #: connecting to a site itself, where Chromium cannot check, lets them through too.
+        self._local = any(
+            arg.startswith("--disable-features")
+            and ("LocalNetwork" in arg or "PrivateNetwork" in arg)
+            for arg in options.args
+        )
         self._lock = asyncio.Lock()
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
@@ -125,7 +132,13 @@ class Chromium:
             browser = await self._playwright.chromium.launch(
                 executable_path=executable,
                 headless=True,
-                args=["--disable-dev-shm-usage", *self._options.args],
+                # WebRTC's UDP would go around every proxy, telling the site this
+                # machine's address: a page's own traffic leaves through its proxy or not at all.
+                args=[
+                    "--disable-dev-shm-usage",
+                    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+                    *self._options.args,
+                ],
                 env=browser_environment(),  # proxies reach it through relays, by context
                 timeout=_LAUNCH_TIMEOUT * 1000,
             )
@@ -264,7 +277,7 @@ class Chromium:
 
     async def _new_context(self, browser: Browser, proxy: Upstream | None) -> BrowserContext:
         """A context whose tabs' own requests go through ``proxy``, by a relay of its own."""
-        relay = None if proxy is None else Relay(proxy.url)
+        relay = None if proxy is None else Relay(proxy.url, local=self._local)
         try:
             settings: ProxySettings | None = None
             if relay is not None:  # loopback hosts too, as fw's own requests: the relay says

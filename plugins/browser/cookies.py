@@ -24,7 +24,8 @@ Key = tuple[str, str, str]
 
 
 class CookieSync:
-    """Copy cookies new to one side to the other, remembering what each side was told.
+    """Copy what changed on one side to the other — cookies set, changed or deleted —
+    remembering what each context was told and has.
 
     What a context knows is its own: pages through different proxies render in different
     contexts, and a cookie one of them set reaches the others through the jar.
@@ -32,35 +33,60 @@ class CookieSync:
 
     def __init__(self, jar: AbstractCookieJar) -> None:
         self._jar = jar
-        self._known: WeakKeyDictionary[BrowserContext, dict[Key, str]] = WeakKeyDictionary()
+        #: The cookies each context holds, as last seen or told, by key: their values.
+        self._held: WeakKeyDictionary[BrowserContext, dict[Key, str]] = WeakKeyDictionary()
+        #: Cookies each context refused, by key: offered again only with another value.
+        self._refused: WeakKeyDictionary[BrowserContext, dict[Key, str]] = WeakKeyDictionary()
 
     async def to_browser(self, context: BrowserContext) -> None:
-        """Give the context the cookies fw's jar holds that it does not have yet."""
+        """Give the context the jar's cookies it does not hold, and delete from it those
+        the jar no longer has (a logout fw fetched)."""
+        held = self._held.setdefault(context, {})
+        refused = self._refused.setdefault(context, {})
+        jar = {_key(c): c for c in _of_jar(self._jar)}
+        for key in [key for key in held if key not in jar]:
+            domain, path, name = key
+            await context.clear_cookies(name=name, domain=domain, path=path)
+            del held[key]
+        new = [c for key, c in jar.items() if c["value"] not in (held.get(key), refused.get(key))]
+        for cookie in await self._added(context, new):
+            held[_key(cookie)] = cookie["value"]
+        refused.update((_key(c), c["value"]) for c in new if held.get(_key(c)) != c["value"])
+
+    async def _added(
+        self, context: BrowserContext, cookies: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Add ``cookies`` to the context; return those it took. One Chromium refuses (a
+        quoted value with a ``;``) fails them all at once: then they go one by one."""
         from playwright.async_api import Error
 
-        known = self._known.setdefault(context, {})
-        new = [c for c in _of_jar(self._jar) if known.get(_key(c)) != c["value"]]
-        if not new:
-            return
         try:
-            await context.add_cookies(new)  # type: ignore[arg-type]
-        except Error:  # one Chromium refuses (a quoted value with a ';') fails them all
-            for cookie in new:
-                try:
-                    await context.add_cookies([cookie])  # type: ignore[list-item]
-                except Error as exc:
-                    log.debug("browser: cookie %s refused: %s", cookie["name"], exc)
-        # Refused ones too: offered again only once the jar holds another value.
-        known.update((_key(c), c["value"]) for c in new)
+            await context.add_cookies(cookies)  # type: ignore[arg-type]
+            return cookies
+        except Error:
+            pass
+        taken = []
+        for cookie in cookies:
+            try:
+                await context.add_cookies([cookie])  # type: ignore[list-item]
+                taken.append(cookie)
+            except Error as exc:
+                log.debug("browser: cookie %s refused: %s", cookie["name"], exc)
+        return taken
 
     async def to_jar(self, context: BrowserContext) -> None:
-        """Put the cookies the context set (by HTTP or by script) into fw's jar."""
-        known = self._known.setdefault(context, {})
-        for cookie in await context.cookies():
-            key = _key(cookie)
-            if known.get(key) != cookie["value"]:
-                known[key] = cookie["value"]
+        """Put the cookies the context set (by HTTP or by script) into fw's jar, and delete
+        from it those the context deleted (or let expire) since."""
+        held = self._held.setdefault(context, {})
+        now = {_key(cookie): cookie for cookie in await context.cookies()}
+        for key, cookie in now.items():
+            if held.get(key) != cookie["value"]:
+                held[key] = cookie["value"]
                 _store(self._jar, cookie)
+        jar = {_key(c): c["value"] for c in _of_jar(self._jar)}
+        for key in [key for key in held if key not in now]:
+            if jar.get(key) == held.pop(key):  # not set anew meanwhile by fw's own fetch
+                _delete(self._jar, key)
 
 
 def _key(cookie: Mapping[str, Any]) -> Key:
@@ -74,9 +100,10 @@ def _of_jar(jar: AbstractCookieJar) -> Iterable[dict[str, Any]]:
         domain = morsel["domain"]
         if domain and not host_only(morsel) and not _is_ip(domain):
             domain = "." + domain  # a Domain cookie: its subdomains get it too
+        quoted = morsel.coded_value.startswith('"')  # sent quoted: the page sees it so
         yield {
             "name": morsel.key,
-            "value": morsel.value,
+            "value": morsel.coded_value if quoted else morsel.value,
             "domain": domain,
             "path": morsel["path"] or "/",
             "secure": bool(morsel["secure"]),
@@ -114,6 +141,18 @@ def _store(jar: AbstractCookieJar, cookie: Mapping[str, Any]) -> None:
     morsel["httponly"] = cookie.get("httpOnly", False)
     scheme = "https" if cookie.get("secure") else "http"
     jar.update_cookies({cookie["name"]: morsel}, URL.build(scheme=scheme, host=domain.lstrip(".")))
+
+
+def _delete(jar: AbstractCookieJar, key: Key) -> None:
+    """Delete a cookie from the jar, as a server does: the same one, expired."""
+    domain, path, name = key
+    morsel: Morsel[str] = Morsel()
+    morsel.set(name, "", "")
+    morsel["path"] = path
+    if domain.startswith("."):
+        morsel["domain"] = domain[1:]
+    morsel["max-age"] = "0"
+    jar.update_cookies({name: morsel}, URL.build(scheme="http", host=domain.lstrip(".")))
 
 
 def _is_ip(host: str) -> bool:

@@ -24,9 +24,12 @@ Since it adds credentials, the relay is strict about whom it serves and what it 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
+import socket
 import ssl
 from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.request import proxy_bypass
 
@@ -46,11 +49,19 @@ _HEAD_BYTES = 65_536
 _CHUNK = 65_536
 #: Seconds a connection may stay quiet both ways before the relay closes it.
 _IDLE_S = 120.0
+#: Seconds the far end has to finish its answers once the tab hung up (a tab never
+#: half-closes: it is gone), and to be found and connected to.
+_GRACE_S, _CONNECT_S = 5.0, 10.0
+#: Threads looking up the sites the relay connects to itself, apart from the crawl's:
+#: a name that never resolves must not hold up fw's own work.
+_LOOKUPS = 4
 #: A request line a browser sends a proxy: absolute form, or CONNECT host:port.
 _LINE = re.compile(rb"(?:CONNECT [^\s/]+:\d+|[A-Z]+ https?://[\x21-\x7e]+) HTTP/1\.[01]", re.ASCII)
-#: A header line: a token, a colon, a value of visible characters, spaces and tabs.
-_FIELD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*")
+#: A header line: a token, a colon, a value of anything but NUL (CR and LF end lines).
+_FIELD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00\r\n]*")
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+_BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+_TIMEOUT = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n"
 
 
 class Refused(Exception):
@@ -75,16 +86,23 @@ class Hop:
 
 class Relay:
     """Forward a tab's proxy requests, with the credentials: to ``upstream``, or, for
-    None, each as the environment says."""
+    None, each as the environment says.
 
-    def __init__(self, upstream: str | None) -> None:
+    Where the relay connects to a site itself, Chromium cannot tell what address it is:
+    so, as Chromium's own Local Network Access checks would, it refuses one that is not
+    public (loopback, private, link-local), unless ``local``.
+    """
+
+    def __init__(self, upstream: str | None, *, local: bool = False) -> None:
         if upstream is None:
             self._fixed: Hop | None = None
             self._environment = proxies_from_env()  # once: it reads ~/.netrc
         else:
             url = URL(upstream)
             self._fixed = _proxy(url, aiohttp.BasicAuth.from_url(url))
+        self._local = local
         self._tls: ssl.SSLContext | None = None
+        self._lookups: ThreadPoolExecutor | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -100,6 +118,8 @@ class Relay:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._lookups is not None:  # a look-up still hanging ends in its own time
+            self._lookups.shutdown(wait=False, cancel_futures=True)
 
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.ensure_future(self._serve(reader, writer))
@@ -123,7 +143,8 @@ class Relay:
         if self._fixed is not None:
             return self._fixed
         target = _target(head)
-        found = None if target.host and proxy_bypass(target.host) else target.scheme
+        scheme = "ws" if _tunnel(head) and target.port == 80 else target.scheme
+        found = None if target.host and proxy_bypass(target.host) else scheme
         info = self._environment.get(found or "")
         if info is None:
             return Hop(target.raw_host or "", target.port or 80, proxy=False)
@@ -132,13 +153,17 @@ class Relay:
     async def _relay(
         self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        hop = self._hop(head)
         try:
-            far_reader, far_writer = await asyncio.open_connection(
-                hop.host, hop.port, ssl=self._context() if hop.tls else None
-            )
+            hop = self._hop(head)
+        except ValueError:  # a host no URL can hold (bad IDNA, a port past 65535)
+            raise Refused(_BAD_REQUEST) from None
+        try:
+            async with asyncio.timeout(_CONNECT_S):
+                far_reader, far_writer = await self._connect(hop)
+        except TimeoutError:
+            raise Refused(_TIMEOUT) from None
         except OSError:  # the tab's request fails as the proxy's, as it would without us
-            raise Refused(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n") from None
+            raise Refused(_BAD_GATEWAY) from None
         quiet = _Quiet()
         if hop.proxy or not _tunnel(head):
             asking = asyncio.ensure_future(self._ask(head, hop, reader, far_writer, quiet))
@@ -146,11 +171,10 @@ class Relay:
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             asking = asyncio.ensure_future(_pipe(reader, far_writer, quiet))
         answering = asyncio.ensure_future(_pipe(far_reader, writer, quiet))
-        try:  # until the far end hangs up, or the tab does and the far end cannot be told
+        try:  # until the far end hangs up, or shortly after the tab did
             await asyncio.wait({answering, asking}, return_when=asyncio.FIRST_COMPLETED)
-            if not answering.done() and _ended_badly(asking):
-                answering.cancel()
-            await asyncio.wait({answering})
+            if not answering.done() and not _ended_badly(asking):
+                await asyncio.wait({answering}, timeout=_GRACE_S)
         finally:
             far_writer.close()  # first: the relay's close may cancel the wait below
             for task in (asking, answering):
@@ -177,9 +201,33 @@ class Relay:
             except (asyncio.IncompleteReadError, Refused):  # done, or nothing to pass on
                 _end(far)  # the answers to what went before still come back
                 return
-            if self._hop(head) != hop or (_tunnel(head) and not hop.proxy):
+            if (_tunnel(head) and not hop.proxy) or self._same_hop(head) != hop:
                 _end(far)  # another way out: the tab asks again on a new connection
                 return
+
+    def _same_hop(self, head: bytes) -> Hop | None:
+        """The hop of a later request on a connection; None for one with no valid host."""
+        try:
+            return self._hop(head)
+        except ValueError:
+            return None
+
+    async def _connect(self, hop: Hop) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a connection to ``hop``: a proxy by its name; a site at an address looked up
+        on the relay's own threads, and refused if not public (unless ``local``)."""
+        if hop.proxy:
+            tls = self._context() if hop.tls else None
+            return await asyncio.open_connection(hop.host, hop.port, ssl=tls)
+        if self._lookups is None:
+            self._lookups = ThreadPoolExecutor(_LOOKUPS, thread_name_prefix="fw-relay-lookup")
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(
+            self._lookups, socket.getaddrinfo, hop.host, hop.port, 0, socket.SOCK_STREAM
+        )
+        addresses = [str(info[4][0]) for info in found]
+        if not self._local and not all(map(_public, addresses)):
+            raise OSError(f"{hop.host} is not a public address")
+        return await asyncio.open_connection(addresses[0], hop.port)
 
     def _context(self) -> ssl.SSLContext:
         """The TLS settings for an https proxy, made once: a new one costs ~20 ms."""
@@ -197,13 +245,20 @@ def _proxy(url: URL, auth: aiohttp.BasicAuth | None) -> Hop:
 
 def _forwarded(head: bytes, hop: Hop) -> bytes:
     """The tab's request head as ``hop`` gets it: a proxy with its credentials, a site in
-    origin form (``GET /path``) with no proxy headers."""
+    origin form (``GET /path``, the rest of the target byte for byte) with no proxy
+    headers."""
     line, *fields = head[:-4].split(b"\r\n")
     kept = [f for f in fields if f.partition(b":")[0].lower() not in _REPLACED]
     if not hop.proxy:
         method, target, version = line.split(b" ")
-        line = b" ".join([method, URL(target.decode("ascii")).raw_path_qs.encode(), version])
+        rest = re.sub(rb"^[a-z]+://[^/?]*", b"", target, flags=re.IGNORECASE)
+        line = b" ".join([method, rest if rest.startswith(b"/") else b"/" + rest, version])
     return b"\r\n".join([line, *kept]) + b"\r\n" + hop.auth + b"\r\n"
+
+
+def _public(address: str) -> bool:
+    """Whether a site's address is on the public internet (not 127.x, 10.x, fe80::...)."""
+    return ipaddress.ip_address(address.partition("%")[0]).is_global
 
 
 def _tunnel(head: bytes) -> bool:

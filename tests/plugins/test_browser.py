@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from yarl import URL
 
 from framework.crawl.stats import Stats
 from framework.fetch.cookies import CookieJar
-from tests.conftest import Proxies, Serve, crawl, read_jsonl, run_fw, write_project
+from tests.conftest import Proxies, Serve, crawl, pages, read_jsonl, run_fw, write_project
 from tests.plugins.browser_site import PRODUCTS, SCROLL_TOTAL, BrowserSite
 from tests.proxies import ForwardProxy
 
@@ -476,6 +477,57 @@ async def test_the_environments_proxy_carries_a_rendered_pages_own_requests_too(
     assert len(seen) == 3 and guarded.refused == 0
 
 
+def this_machines_address() -> str | None:
+    """The address this machine reaches other networks from (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only to pick a route
+        except OSError:
+            return None
+        found = probe.getsockname()[0]
+    return None if found.startswith("127.") else str(found)
+
+
+class Stun(asyncio.DatagramProtocol):
+    """A STUN server that only counts what reaches it."""
+
+    def __init__(self) -> None:
+        self.got = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.got += 1
+
+
+async def test_webrtc_never_goes_around_the_pages_proxy(
+    serve: Serve, proxies: Proxies, chromium: str, tmp_path: Path
+) -> None:
+    """WebRTC's UDP would reach any host straight from this machine, telling it the
+    machine's address, whatever proxy the page's other requests go through."""
+    address = this_machines_address()
+    if address is None:
+        pytest.skip("no address but loopback for a STUN server off it")
+    loop = asyncio.get_running_loop()
+    transport, stun = await loop.create_datagram_endpoint(Stun, local_addr=(address, 0))
+    port = transport.get_extra_info("sockname")[1]
+    script = (
+        f"const pc = new RTCPeerConnection({{iceServers: [{{urls: 'stun:{address}:{port}'}}]}});"
+        "const done = () => document.body.classList.add('done');"
+        "pc.onicecandidate = e => e.candidate || done(); setTimeout(done, 3000);"
+        "pc.createDataChannel('x'); pc.createOffer().then(o => pc.setLocalDescription(o));"
+    )
+    base = await serve(pages({"/page": f"<p>hi</p><script>{script}</script>"}))
+    extra = f"proxies: {{urls: ['{await proxies(ForwardProxy())}']}}\n"
+    wait = {"browser": {"wait_for": ".done"}}
+    try:
+        stats, _ = await crawl_asks(
+            tmp_path, [{"url": f"{base}/page", "render": True, "meta": wait}], BROWSER, extra
+        )
+    finally:
+        transport.close()
+    assert stats.errors == {}
+    assert stun.got == 0
+
+
 #: Renders the listed paths one after another (each asked once the last one's parsed),
 #: an item per page with the cookie its script saw and the one its XHR sent.
 IN_TURN = """
@@ -559,6 +611,69 @@ async def test_cookies_reach_every_proxys_context_and_a_stale_one_never_writes_b
     seen = [(item["seen"], item["sent"]) for item in items[:4]]
     assert seen == [("sid=s1", "s1"), ("sid=s1", "s1"), ("sid=s2", "s2"), ("sid=s2", "s2")]
     assert items[4]["text"] == "s2"  # fw's own request, after all four pages
+
+
+async def test_a_cookie_deleted_on_either_side_is_deleted_on_the_other(
+    serve: Serve, chromium: str, tmp_path: Path
+) -> None:
+    """A logout fw fetched must end the session of the pages it renders after, and a
+    cookie a page's script deleted must not go on in fw's own requests."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.path == "/api":
+            return web.Response(text=json.dumps(dict(request.cookies), sort_keys=True))
+        script = {
+            "/setk": "document.cookie = 'k=v; path=/';",
+            "/delk": "document.cookie = 'k=; path=/; max-age=0';",
+        }.get(request.path, "")
+        script += (
+            "document.getElementById('seen').textContent = document.cookie || '(none)';"
+            "fetch('/api').then(r => r.text()).then(t => {"
+            "document.getElementById('sent').textContent = t;"
+            "document.body.classList.add('done')})"
+        )
+        page = web.Response(
+            text=f"<p id=seen></p><p id=sent></p><script>{script}</script>",
+            content_type="text/html",
+        )
+        if request.path == "/login":
+            page.headers.add("Set-Cookie", 'sid="s1"; Path=/')  # the page sees the quotes
+        if request.path == "/logout":
+            page.del_cookie("sid", path="/")
+        return page
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    base = await serve(app)
+    paths = [
+        ["/login", True],
+        ["/logout", False],
+        ["/a", True],
+        ["/setk", True],
+        ["/delk", True],
+        ["/api", False],
+    ]
+    (tmp_path / "in_turn.py").write_text(IN_TURN, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: in_turn
+        plugins: [./in_turn.py]
+        start_urls: []
+        robots: ignore
+        retries: 0
+        in_turn: {{base: '{base}', paths: '{json.dumps(paths)}'}}
+        browser: {{args: ['{LOOPBACK_HOSTS}']}}
+        exporters: [{{path: items.jsonl}}]
+        """,
+    )
+    stats = await crawl(project)
+    assert stats.errors == {}
+    items = {item["i"]: item for item in read_jsonl(tmp_path / "items.jsonl")}
+    assert items[0]["seen"] == 'sid="s1"'
+    assert (items[2]["seen"], items[2]["sent"]) == ("(none)", "{}")  # logged out
+    assert (items[3]["seen"], items[4]["seen"]) == ("k=v", "(none)")
+    assert items[5]["text"] == "{}"  # fw's own request: k went with the page's delete
 
 
 async def test_many_proxies_keep_a_bounded_number_of_contexts_and_relays(chromium: str) -> None:

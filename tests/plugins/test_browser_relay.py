@@ -34,8 +34,12 @@ async def relays() -> AsyncIterator[list[Relay]]:
         await relay.close()
 
 
-async def relayed(relays: list[Relay], upstream: str | None) -> tuple[str, int]:
-    relay = Relay(upstream)
+async def relayed(
+    relays: list[Relay], upstream: str | None, *, local: bool = False
+) -> tuple[str, int]:
+    """Start a relay; return its address. ``local``: it may reach this machine's sites
+    itself (the tests' sites are all on loopback)."""
+    relay = Relay(upstream, local=local)
     relays.append(relay)
     host, _, port = (await relay.start()).removeprefix("http://").partition(":")
     return host, int(port)
@@ -156,7 +160,7 @@ async def test_the_environments_proxy_is_taken_or_left_as_fws_own_requests_do(
     async with Downloader(settings, Parsers()) as fetcher:
         assert (await fetcher.fetch(Request(f"{site}/fw"))).status == 200
     asked = f"GET {site}/tab HTTP/1.1\r\nHost: {site[7:]}\r\nConnection: close\r\n\r\n"
-    answer = await ask(await relayed(relays, None), asked.encode())
+    answer = await ask(await relayed(relays, None, local=True), asked.encode())
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"GET /tab ")
     assert (f"{site}/tab" in proxy.relayed) == (f"{site}/fw" in proxy.relayed)
     assert proxy.refused == 0
@@ -172,7 +176,7 @@ async def test_each_scheme_takes_its_own_proxy_from_the_environment(
     monkeypatch.delenv("HTTP_PROXY", raising=False)
     monkeypatch.setenv("HTTPS_PROXY", upstream)
     monkeypatch.setenv("NO_PROXY", "")
-    address = await relayed(relays, None)
+    address = await relayed(relays, None, local=True)
     plain = f"GET {site}/plain HTTP/1.1\r\nHost: {site[7:]}\r\n\r\n"
     answer = await ask(address, (plain + f"CONNECT {site[7:]} HTTP/1.1\r\n\r\n").encode())
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"GET /plain ")
@@ -186,6 +190,90 @@ async def test_each_scheme_takes_its_own_proxy_from_the_environment(
     finally:
         writer.close()
     assert proxy.tunnelled == {site[7:]: 1} and proxy.refused == 0
+
+
+@pytest.mark.parametrize("tunnel", [False, True])
+async def test_a_site_on_this_machine_or_its_network_is_not_reached_for_a_page(
+    serve: Serve, relays: list[Relay], monkeypatch: pytest.MonkeyPatch, tunnel: bool
+) -> None:
+    """Chromium keeps a public page from local services (Local Network Access); it cannot
+    tell where the relay connects, so the relay refuses non-public addresses itself."""
+    served: list[str] = []
+
+    async def secret(request: web.Request) -> web.Response:
+        served.append(request.path)
+        return web.Response(text="SECRET", headers={"Access-Control-Allow-Origin": "*"})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", secret)
+    site = (await serve(app, host="127.0.0.3")).removeprefix("http://")
+    monkeypatch.setenv("HTTP_PROXY", closed_port())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.3,localhost")
+    head = f"CONNECT {site} HTTP/1.1" if tunnel else f"GET http://{site}/s HTTP/1.1"
+    for name in (site, site.replace("127.0.0.3", "localhost")):
+        answer = await ask(
+            await relayed(relays, None), head.replace(site, name).encode() + b"\r\n\r\n"
+        )
+        assert answer.startswith(b"HTTP/1.1 502 Bad Gateway")
+    assert served == []
+
+
+async def test_a_target_with_no_valid_host_is_a_bad_request(
+    relays: list[Relay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", closed_port())
+    address = await relayed(relays, None)
+    for head in (b"GET http://xn--a.com/ HTTP/1.1", b"CONNECT h:99999 HTTP/1.1"):
+        assert await ask(address, head + b"\r\n\r\n") == b"HTTP/1.1 400 Bad Request\r\n\r\n"
+
+
+async def test_a_direct_request_keeps_its_target_byte_for_byte(
+    serve: Serve, relays: list[Relay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signed URL must reach the site as the page wrote it."""
+    seen: list[str] = []
+
+    async def raw(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", raw)
+    site = await serve(app)
+    monkeypatch.setenv("HTTP_PROXY", closed_port())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    address = await relayed(relays, None, local=True)
+    for target in ("/a%7eb/%41/c%27d?x=[1]&y=%zz&s=Ab%2fD%3d&e=%7E", "?q", ""):
+        asked = f"GET {site}{target} HTTP/1.1\r\nHost: {site[7:]}\r\nConnection: close\r\n\r\n"
+        assert (await ask(address, asked.encode())).startswith(b"HTTP/1.1 200")
+    assert seen == ["/a%7eb/%41/c%27d?x=[1]&y=%zz&s=Ab%2fD%3d&e=%7E", "/?q", "/"]
+
+
+async def test_a_far_end_that_ignores_the_tabs_leaving_is_let_go_of_shortly(
+    relays: list[Relay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tab never half-closes: once it hung up, the relay gives the far end a few seconds
+    to finish, not the two minutes a quiet connection gets."""
+    monkeypatch.setattr(relays_module, "_GRACE_S", 0.2)
+    asked, never = asyncio.Event(), asyncio.Event()
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        asked.set()
+        await never.wait()  # no answer, and the tab's FIN ignored
+        writer.close()
+
+    server = await asyncio.start_server(deaf, "127.0.0.1", 0)
+    async with server:
+        relay = Relay(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        relays.append(relay)
+        host, port = (await relay.start()).removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET http://a/ HTTP/1.1\r\n\r\n")
+        await asyncio.wait_for(asked.wait(), 10)
+        writer.close()  # the tab goes
+        await asyncio.wait_for(asyncio.gather(*relay._tasks), 5)
+        never.set()
 
 
 async def test_a_slow_upload_goes_on_as_it_comes_and_stays_alive(
