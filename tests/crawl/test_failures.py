@@ -16,7 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -548,19 +548,31 @@ async def test_a_file_system_without_locks_still_gets_every_line(
     assert caplog.text.count("the failures file's file system has no locks") <= 1
 
 
+async def listed_once(tmp_path: Path) -> tuple[Path, FailureLog]:
+    """Start a failures file with one request listed in it: the file exists, to lock."""
+    path = tmp_path / "x.failures.jsonl"
+    listing = FailureLog(path)
+    listing.start()
+    await listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
+    return path, listing
+
+
+@contextmanager
+def locked_by_another(path: Path) -> Iterator[None]:
+    """Hold the file's lock as another worker would (another open file, another lock)."""
+    with path.open("rb") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        yield
+
+
 async def test_a_lock_held_too_long_stops_the_crawl_naming_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Another worker stopped (Ctrl-Z) while it held the lock: waiting on would hang this one.
     monkeypatch.setattr(failures, "_PATIENCE", 0.2)
-    path = tmp_path / "x.failures.jsonl"
-    listing = FailureLog(path)
-    listing.start()
-    await listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
-    with path.open("rb") as other:
-        fcntl.flock(other, fcntl.LOCK_EX)
-        with pytest.raises(CrawlAborted) as stopped:
-            await listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
+    path, listing = await listed_once(tmp_path)
+    with locked_by_another(path), pytest.raises(CrawlAborted) as stopped:
+        await listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
     assert str(stopped.value) == (
         f"failures file {path}: another process has held its lock for 0.2s (1 request listed)"
     )
@@ -569,10 +581,7 @@ async def test_a_lock_held_too_long_stops_the_crawl_naming_it(
 
 async def test_the_crawl_goes_on_while_another_process_holds_the_lock(tmp_path: Path) -> None:
     # The wait for the lock (up to 10 s) stopped every other request of the crawl with it.
-    path = tmp_path / "x.failures.jsonl"
-    listing = FailureLog(path)
-    listing.start()
-    await listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
+    path, listing = await listed_once(tmp_path)
     ran = asyncio.Event()
 
     async def meanwhile() -> None:
@@ -580,14 +589,13 @@ async def test_the_crawl_goes_on_while_another_process_holds_the_lock(tmp_path: 
             await asyncio.sleep(0.001)
         ran.set()
 
-    with path.open("rb") as other:
-        fcntl.flock(other, fcntl.LOCK_EX)
+    with locked_by_another(path):
         recording = asyncio.create_task(
             listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
         )
         await asyncio.wait_for(asyncio.gather(meanwhile(), ran.wait()), 5)
         assert not recording.done()
-    await asyncio.wait_for(recording, 5)  # the lock went with ``other``
+    await asyncio.wait_for(recording, 5)  # the lock went with the other file
     listing.close()
     assert [r.url for r in listed(path)] == ["http://a.test/1", "http://a.test/2"]
 
@@ -598,12 +606,8 @@ async def test_a_stalled_loop_is_not_taken_for_a_lock_held_too_long(
     # A callback held the loop past the patience: the next try found another worker
     # writing its one line, and the crawl stopped, as if that worker were stuck.
     monkeypatch.setattr(failures, "_PATIENCE", 0.2)
-    path = tmp_path / "x.failures.jsonl"
-    listing = FailureLog(path)
-    listing.start()
-    await listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
-    with path.open("rb") as other:
-        fcntl.flock(other, fcntl.LOCK_EX)
+    path, listing = await listed_once(tmp_path)
+    with locked_by_another(path):
         recording = asyncio.create_task(
             listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
         )
@@ -619,12 +623,8 @@ async def test_a_stalled_loop_is_not_taken_for_a_lock_held_too_long(
 async def test_a_record_cancelled_while_it_waited_is_written_when_it_fails_again(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "x.failures.jsonl"
-    listing = FailureLog(path)
-    listing.start()
-    await listing.record(Request("http://a.test/1"), "http_503", "HTTP 503")
-    with path.open("rb") as other:
-        fcntl.flock(other, fcntl.LOCK_EX)
+    path, listing = await listed_once(tmp_path)
+    with locked_by_another(path):
         waiting = asyncio.create_task(
             listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
         )

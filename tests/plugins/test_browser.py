@@ -558,118 +558,12 @@ def register_spiders(register):
 """
 
 
-async def test_cookies_reach_every_proxys_context_and_a_stale_one_never_writes_back(
-    serve: Serve, proxies: Proxies, chromium: str, tmp_path: Path
-) -> None:
-    """Pages through two proxies in turn render in two contexts: a cookie one of them got
-    reaches the other through the jar, and the first, which saw an older value, must not
-    put that back."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        if request.path == "/api":
-            return web.Response(text=str(request.cookies.get("sid")))
-        script = (
-            "<p id=seen></p><p id=sent></p><script>"
-            + (
-                f"document.cookie = 'sid={request.query['v']}; path=/';"
-                if "v" in request.query
-                else ""
-            )
-            + "document.getElementById('seen').textContent = document.cookie || '(none)';"
-            "fetch('/api').then(r => r.text()).then(t => {"
-            "document.getElementById('sent').textContent = t;"
-            "document.body.classList.add('done')})</script>"
-        )
-        page = web.Response(text=script, content_type="text/html")
-        if request.path == "/login":
-            page.set_cookie("sid", "s1", path="/")
-        return page
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", answer)
-    base = await serve(app)
-    two = [await proxies(ForwardProxy()) for _ in range(2)]
-    paths = [["/login", True], ["/a", True], ["/set?v=s2", True], ["/b", True], ["/api", False]]
-    (tmp_path / "in_turn.py").write_text(IN_TURN, encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"""
-        spider: in_turn
-        plugins: [./in_turn.py]
-        start_urls: []
-        robots: ignore
-        retries: 0
-        in_turn: {{base: '{base}', paths: '{json.dumps(paths)}'}}
-        browser: {{args: ['{LOOPBACK_HOSTS}']}}
-        proxies: {{urls: {json.dumps(two)}, rotate: round_robin}}
-        exporters: [{{path: items.jsonl}}]
-        """,
-    )
-    stats = await crawl(project)
-    assert stats.errors == {}
-    items = sorted(read_jsonl(tmp_path / "items.jsonl"), key=lambda item: item["i"])
-    seen = [(item["seen"], item["sent"]) for item in items[:4]]
-    assert seen == [("sid=s1", "s1"), ("sid=s1", "s1"), ("sid=s2", "s2"), ("sid=s2", "s2")]
-    assert items[4]["text"] == "s2"  # fw's own request, after all four pages
-
-
-async def test_a_cookie_deleted_on_either_side_is_deleted_on_the_other(
-    serve: Serve, chromium: str, tmp_path: Path
-) -> None:
-    """A logout fw fetched must end the session of the pages it renders after, and a
-    cookie a page's script deleted must not go on in fw's own requests."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        if request.path == "/api":
-            return web.Response(text=json.dumps(dict(request.cookies), sort_keys=True))
-        script = {
-            "/setk": "document.cookie = 'k=v; path=/';",
-            "/delk": "document.cookie = 'k=; path=/; max-age=0';",
-        }.get(request.path, "")
-        script += (
-            "document.getElementById('seen').textContent = document.cookie || '(none)';"
-            "fetch('/api').then(r => r.text()).then(t => {"
-            "document.getElementById('sent').textContent = t;"
-            "document.body.classList.add('done')})"
-        )
-        page = web.Response(
-            text=f"<p id=seen></p><p id=sent></p><script>{script}</script>",
-            content_type="text/html",
-        )
-        if request.path == "/login":
-            page.headers.add("Set-Cookie", 'sid="s1"; Path=/')  # the page sees the quotes
-        if request.path == "/logout":
-            page.del_cookie("sid", path="/")
-        return page
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", answer)
-    base = await serve(app)
-    paths = [
-        ["/login", True],
-        ["/logout", False],
-        ["/a", True],
-        ["/setk", True],
-        ["/delk", True],
-        ["/api", False],
-    ]
-    (tmp_path / "in_turn.py").write_text(IN_TURN, encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"""
-        spider: in_turn
-        plugins: [./in_turn.py]
-        start_urls: []
-        robots: ignore
-        retries: 0
-        in_turn: {{base: '{base}', paths: '{json.dumps(paths)}'}}
-        browser: {{args: ['{LOOPBACK_HOSTS}']}}
-        exporters: [{{path: items.jsonl}}]
-        """,
-    )
-    stats = await crawl(project)
-    assert stats.errors == {}
-    items = {item["i"]: item for item in read_jsonl(tmp_path / "items.jsonl")}
+async def crawl_in_turn(
+    tmp_path: Path, base: str, paths: list[list[Any]], extra: str = ""
+) -> list[dict[str, Any]]:
+    """Crawl ``paths`` of ``base`` one after another (``IN_TURN``); return the items in
+    that order, the crawl having had no error."""
+    items = await crawl_in_turn(tmp_path, base, paths)
     assert items[0]["seen"] == 'sid="s1"'
     assert (items[2]["seen"], items[2]["sent"]) == ("(none)", "{}")  # logged out
     assert (items[3]["seen"], items[4]["seen"]) == ("k=v", "(none)")
