@@ -10,7 +10,7 @@ import os
 import shutil
 import signal
 from collections import OrderedDict
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,11 +81,9 @@ class Chromium:
         self._blocked = frozenset(options.block)
         #: Chromium's checks on pages reaching local addresses are off (``args``): a relay
         #: connecting to a site itself, where Chromium cannot check, lets them through too.
-        self._local = any(
-            arg.startswith("--disable-features")
-            and ("LocalNetwork" in arg or "PrivateNetwork" in arg)
-            for arg in options.args
-        )
+        self._local = bool(_CHECKS_OFF & _disabled_features(options.args))
+        #: The hosts of the pages rendered: their own resources may be on a local address.
+        self.pages: set[str] = set()
         self._lock = asyncio.Lock()
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
@@ -277,7 +275,7 @@ class Chromium:
 
     async def _new_context(self, browser: Browser, proxy: Upstream | None) -> BrowserContext:
         """A context whose tabs' own requests go through ``proxy``, by a relay of its own."""
-        relay = None if proxy is None else Relay(proxy.url, local=self._local)
+        relay = None if proxy is None else Relay(proxy.url, local=self._local, pages=self.pages)
         try:
             settings: ProxySettings | None = None
             if relay is not None:  # loopback hosts too, as fw's own requests: the relay says
@@ -333,6 +331,20 @@ class Chromium:
                 await route.fulfill(status=204)  # which browsers do not navigate to
         except Exception as exc:  # the tab closed meanwhile: nobody waits for the answer
             log.debug("browser: routing %s: %s", request.url, exc)
+
+
+#: Chromium's features whose absence lets pages reach local addresses.
+_CHECKS_OFF = frozenset({"LocalNetworkAccessChecks", "BlockInsecurePrivateNetworkRequests"})
+
+
+def _disabled_features(args: Sequence[str]) -> set[str]:
+    """The features ``--disable-features=A,B`` switches off, over all such arguments."""
+    found: set[str] = set()
+    for arg in args:
+        name, _, value = arg.partition("=")
+        if name == "--disable-features":
+            found.update(feature.strip() for feature in value.split(","))
+    return found
 
 
 def _is_page_load(request: BrowserRequest) -> bool:

@@ -44,14 +44,28 @@ class CookieSync:
         held = self._held.setdefault(context, {})
         refused = self._refused.setdefault(context, {})
         jar = {_key(c): c for c in _of_jar(self._jar)}
-        for key in [key for key in held if key not in jar]:
-            domain, path, name = key
-            await context.clear_cookies(name=name, domain=domain, path=path)
-            del held[key]
+        if gone := [key for key in held if key not in jar]:
+            await self._delete_in(context, gone, held)
         new = [c for key, c in jar.items() if c["value"] not in (held.get(key), refused.get(key))]
         for cookie in await self._added(context, new):
             held[_key(cookie)] = cookie["value"]
         refused.update((_key(c), c["value"]) for c in new if held.get(_key(c)) != c["value"])
+
+    async def _delete_in(
+        self, context: BrowserContext, gone: list[Key], held: dict[Key, str]
+    ) -> None:
+        """Delete from the context the cookies the jar lost, unless the context set one
+        anew meanwhile (another tab of it): then the jar gets the new one back."""
+        now = {_key(cookie): cookie for cookie in await context.cookies()}
+        for key in gone:
+            cookie = now.get(key)
+            if cookie is not None and cookie["value"] != held[key]:
+                held[key] = cookie["value"]
+                _store(self._jar, cookie)
+                continue
+            domain, path, name = key
+            await context.clear_cookies(name=name, domain=domain, path=path)
+            del held[key]
 
     async def _added(
         self, context: BrowserContext, cookies: list[dict[str, Any]]
@@ -80,9 +94,8 @@ class CookieSync:
         held = self._held.setdefault(context, {})
         now = {_key(cookie): cookie for cookie in await context.cookies()}
         for key, cookie in now.items():
-            if held.get(key) != cookie["value"]:
-                held[key] = cookie["value"]
-                _store(self._jar, cookie)
+            if held.get(key) != cookie["value"] and _store(self._jar, cookie):
+                held[key] = cookie["value"]  # a cookie the jar cannot hold stays unheld
         jar = {_key(c): c["value"] for c in _of_jar(self._jar)}
         for key in [key for key in held if key not in now]:
             if jar.get(key) == held.pop(key):  # not set anew meanwhile by fw's own fetch
@@ -124,13 +137,14 @@ def _host_only(jar: AbstractCookieJar) -> Callable[[Morsel[str]], bool]:
     )
 
 
-def _store(jar: AbstractCookieJar, cookie: Mapping[str, Any]) -> None:
+def _store(jar: AbstractCookieJar, cookie: Mapping[str, Any]) -> bool:
+    """Put a cookie of the browser's into the jar; say whether the jar could take it."""
     morsel: Morsel[str] = Morsel()
     try:
         morsel.set(cookie["name"], cookie["value"], cookie["value"])
-    except CookieError:  # a name a browser takes and Python's cookies do not (a space)
+    except CookieError:  # a name a browser takes and Python's do not: a space, "version"
         log.debug("browser: cookie %r not kept: not a name fw can send", cookie["name"])
-        return
+        return False
     morsel["path"] = cookie["path"]
     domain = cookie["domain"]
     if domain.startswith("."):
@@ -141,6 +155,7 @@ def _store(jar: AbstractCookieJar, cookie: Mapping[str, Any]) -> None:
     morsel["httponly"] = cookie.get("httpOnly", False)
     scheme = "https" if cookie.get("secure") else "http"
     jar.update_cookies({cookie["name"]: morsel}, URL.build(scheme=scheme, host=domain.lstrip(".")))
+    return True
 
 
 def _delete(jar: AbstractCookieJar, key: Key) -> None:

@@ -108,6 +108,7 @@ class BrowserLayer(FetchLayer):
 
         chromium = self._chromium
         await chromium.start()  # a relaunch, if it crashed, is not charged to this page
+        chromium.pages.add((urlsplit(request.url).hostname or "").lower())
         deadline, page = Deadline(self._timeout), None
         try:
             async with asyncio.timeout(self._timeout + _GRACE):  # a hung browser says nothing

@@ -24,11 +24,12 @@ Since it adds credentials, the relay is strict about whom it serves and what it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.request import proxy_bypass
@@ -54,7 +55,7 @@ _IDLE_S = 120.0
 _GRACE_S, _CONNECT_S = 5.0, 10.0
 #: Threads looking up the sites the relay connects to itself, apart from the crawl's:
 #: a name that never resolves must not hold up fw's own work.
-_LOOKUPS = 4
+_LOOKUPS = 16
 #: A request line a browser sends a proxy: absolute form, or CONNECT host:port.
 _LINE = re.compile(rb"(?:CONNECT [^\s/]+:\d+|[A-Z]+ https?://[\x21-\x7e]+) HTTP/1\.[01]", re.ASCII)
 #: A header line: a token, a colon, a value of anything but NUL (CR and LF end lines).
@@ -90,17 +91,21 @@ class Relay:
 
     Where the relay connects to a site itself, Chromium cannot tell what address it is:
     so, as Chromium's own Local Network Access checks would, it refuses one that is not
-    public (loopback, private, link-local), unless ``local``.
+    public (loopback, private, link-local), unless ``local``, or unless it is one of
+    ``pages``: the hosts of the pages rendered, whose own resources a page may load, as
+    Chromium lets a page reach its own origin.
     """
 
-    def __init__(self, upstream: str | None, *, local: bool = False) -> None:
+    def __init__(
+        self, upstream: str | None, *, local: bool = False, pages: Set[str] = frozenset()
+    ) -> None:
         if upstream is None:
             self._fixed: Hop | None = None
             self._environment = proxies_from_env()  # once: it reads ~/.netrc
         else:
             url = URL(upstream)
             self._fixed = _proxy(url, aiohttp.BasicAuth.from_url(url))
-        self._local = local
+        self._local, self._pages = local, pages
         self._tls: ssl.SSLContext | None = None
         self._lookups: ThreadPoolExecutor | None = None
         self._server: asyncio.Server | None = None
@@ -225,9 +230,13 @@ class Relay:
             self._lookups, socket.getaddrinfo, hop.host, hop.port, 0, socket.SOCK_STREAM
         )
         addresses = [str(info[4][0]) for info in found]
-        if not self._local and not all(map(_public, addresses)):
+        trusted = self._local or hop.host.lower() in self._pages
+        if not trusted and not all(map(_public, addresses)):
             raise OSError(f"{hop.host} is not a public address")
-        return await asyncio.open_connection(addresses[0], hop.port)
+        for address in addresses[:-1]:  # as a browser does: the next one if one fails
+            with contextlib.suppress(OSError):
+                return await asyncio.open_connection(address, hop.port)
+        return await asyncio.open_connection(addresses[-1], hop.port)
 
     def _context(self) -> ssl.SSLContext:
         """The TLS settings for an https proxy, made once: a new one costs ~20 ms."""
@@ -257,8 +266,22 @@ def _forwarded(head: bytes, hop: Hop) -> bytes:
 
 
 def _public(address: str) -> bool:
-    """Whether a site's address is on the public internet (not 127.x, 10.x, fe80::...)."""
-    return ipaddress.ip_address(address.partition("%")[0]).is_global
+    """Whether a site's address is on the public internet (not 127.x, 10.x, fe80::...),
+    IPv4 addresses carried in IPv6 ones (mapped, 6to4, Teredo, NAT64) included."""
+    ip = ipaddress.ip_address(address.partition("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        carried = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if carried is None and (ip in _NAT64 or int(ip) >> 32 == 0):  # or ::a.b.c.d
+            carried = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+        if carried is not None and not _public(str(carried)):
+            return False
+    return ip.is_global and not ip.is_multicast and not any(ip in net for net in _NOT_PUBLIC)
+
+
+#: Python's is_global leaves out: NAT64's prefix (checked by the address it carries),
+#: IPv6 site-local addresses, and the IETF's 192.0.0.0/24 past its first /29.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NOT_PUBLIC = (ipaddress.IPv6Network("fec0::/10"), ipaddress.IPv4Network("192.0.0.0/24"))
 
 
 def _tunnel(head: bytes) -> bool:

@@ -18,9 +18,10 @@ import pytest
 from aiohttp import web
 from fwcrawl_plugins.browser.chromium import _CONTEXTS as CONTEXTS_KEPT
 from fwcrawl_plugins.browser.chromium import Chromium, Setup
-from fwcrawl_plugins.browser.cookies import _of_jar
+from fwcrawl_plugins.browser.cookies import CookieSync, _of_jar
 from fwcrawl_plugins.browser.options import BrowserOptions
 from fwcrawl_plugins.browser.upstream import Upstream
+from playwright.async_api import async_playwright
 from yarl import URL
 
 from framework.crawl.stats import Stats
@@ -528,6 +529,31 @@ async def test_webrtc_never_goes_around_the_pages_proxy(
     assert stun.got == 0
 
 
+async def test_an_intranet_page_past_the_environments_proxy_loads_its_own_scripts(
+    serve: Serve, proxies: Proxies, chromium: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NO_PROXY names the intranet: its pages reach their own (local) host, as Chromium
+    lets a page reach its own origin; Chromium's checks are on (no args)."""
+    base = await serve(
+        pages(
+            {
+                "/page": "<p id=out></p><script src='/s.js'></script>",
+                "/s.js": "document.getElementById('out').textContent = 'ran';"
+                "document.body.classList.add('done');",
+            }
+        ),
+        host="127.0.0.2",
+    )
+    monkeypatch.setenv("HTTP_PROXY", await proxies(ForwardProxy()))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.2")
+    wait = {"browser": {"wait_for": ".done"}}
+    stats, items = await crawl_asks(
+        tmp_path, [{"url": f"{base}/page", "render": True, "meta": wait}], "{block: []}"
+    )
+    assert stats.errors == {}  # .done: the script ran; without it, a render_timeout
+    assert items["page"]["status"] == 200
+
+
 #: Renders the listed paths one after another (each asked once the last one's parsed),
 #: an item per page with the cookie its script saw and the one its XHR sent.
 IN_TURN = """
@@ -568,6 +594,58 @@ async def crawl_in_turn(
     assert (items[2]["seen"], items[2]["sent"]) == ("(none)", "{}")  # logged out
     assert (items[3]["seen"], items[4]["seen"]) == ("k=v", "(none)")
     assert items[5]["text"] == "{}"  # fw's own request: k went with the page's delete
+
+
+async def test_a_cookie_set_anew_in_the_browser_outlives_the_jars_older_deletion(
+    chromium: str,
+) -> None:
+    """The jar lost a cookie (it expired, say) while a tab of the context set it anew:
+    the next sync must not delete the new one, and the jar gets it back. A cookie the jar
+    cannot hold (a reserved name) stays in the browser."""
+    jar = CookieJar()
+    jar.update_cookies({"sid": "old"}, URL("http://127.0.0.1/"))
+    sync = CookieSync(jar)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium)
+        try:
+            context = await browser.new_context()
+            await sync.to_browser(context)  # the context holds sid=old
+            await context.add_cookies(
+                [
+                    {"name": "sid", "value": "new", "domain": "127.0.0.1", "path": "/"},
+                    {"name": "version", "value": "2", "domain": "127.0.0.1", "path": "/"},
+                ]
+            )  # as a tab of it would: Set-Cookie, or a script
+            jar.clear()
+            await sync.to_browser(context)
+            await sync.to_jar(context)
+            held = {c["name"]: c["value"] for c in await context.cookies()}
+        finally:
+            await browser.close()
+    assert held == {"sid": "new", "version": "2"}
+    assert {m.key: m.value for m in jar} == {"sid": "new"}
+
+
+@pytest.mark.parametrize(
+    ("args", "local"),
+    [
+        ((LOOPBACK_HOSTS,), True),
+        (
+            ("--disable-features=Foo", "--disable-features=BlockInsecurePrivateNetworkRequests"),
+            True,
+        ),
+        (
+            ("--disable-features=LocalNetworkAccessChecksWarn,PrivateNetworkAccessSendPreflights",),
+            False,
+        ),
+        (("--enable-features=LocalNetworkAccessChecks",), False),
+    ],
+)
+def test_only_switching_chromiums_local_network_checks_off_lets_relays_reach_local_sites(
+    args: tuple[str, ...], local: bool
+) -> None:
+    browser = Chromium(BrowserOptions(args=args), Setup(user_agent="fw", headers={}, shared=True))
+    assert browser._local is local
 
 
 async def test_many_proxies_keep_a_bounded_number_of_contexts_and_relays(chromium: str) -> None:

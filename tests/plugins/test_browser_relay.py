@@ -218,6 +218,49 @@ async def test_a_site_on_this_machine_or_its_network_is_not_reached_for_a_page(
     assert served == []
 
 
+async def test_a_local_page_may_load_its_own_resources_but_no_other_local_hosts(
+    serve: Serve, relays: list[Relay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chromium lets a page reach its own origin, an intranet page included: the hosts of
+    the pages rendered are reached, however local; other local hosts are not."""
+    own = await serve(anything(), host="127.0.0.2")
+    other = await serve(anything(), host="127.0.0.3")
+    monkeypatch.setenv("HTTP_PROXY", closed_port())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.2,127.0.0.3")
+    relay = Relay(None, pages={"127.0.0.2"})
+    relays.append(relay)
+    host, port = (await relay.start()).removeprefix("http://").split(":")
+    for site, answered in ((own, b"HTTP/1.1 200"), (other, b"HTTP/1.1 502")):
+        asked = f"GET {site}/s.js HTTP/1.1\r\nHost: {site[7:]}\r\nConnection: close\r\n\r\n"
+        assert (await ask((host, int(port)), asked.encode())).startswith(answered)
+
+
+PUBLIC = {
+    "93.184.216.34": True,
+    "2606:2800:220:1:248:1893:25c8:1946": True,
+    "127.0.0.1": False,
+    "10.1.2.3": False,
+    "169.254.169.254": False,  # a cloud's metadata service
+    "0.0.0.0": False,
+    "::1": False,
+    "fe80::1%eth0": False,
+    "::ffff:127.0.0.1": False,  # IPv4-mapped
+    "::7f00:1": False,  # IPv4-compatible
+    "2002:7f00:1::": False,  # 6to4 of 127.0.0.1
+    "64:ff9b::a00:1": False,  # NAT64 of 10.0.0.1
+    "fec0::1": False,  # site-local
+    "192.0.0.8": False,
+    "224.0.0.1": False,  # multicast
+}
+
+
+@pytest.mark.parametrize(("address", "public"), PUBLIC.items(), ids=PUBLIC.keys())
+def test_only_an_address_on_the_public_internet_counts_as_public(
+    address: str, public: bool
+) -> None:
+    assert relays_module._public(address) is public
+
+
 async def test_a_target_with_no_valid_host_is_a_bad_request(
     relays: list[Relay], monkeypatch: pytest.MonkeyPatch
 ) -> None:
