@@ -11,10 +11,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from framework.fetch.politeness import HostPolicy, Politeness
-from framework.frontier import ONCE, Counts, Lease, LeaseLost, Saved, Settlement, without_once
+from framework.frontier import (
+    Counts,
+    Lease,
+    LeaseLost,
+    Saved,
+    Settlement,
+    dedup_key,
+    without_once,
+)
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
-from framework.http.urls import fingerprint, host_of
+from framework.http.urls import host_of
 
 __all__ = ["Forgetful", "MemoryFrontier"]
 
@@ -125,16 +133,12 @@ class MemoryFrontier:
         new = []
         seen = self._seen
         for request in requests:
-            stored, key = request, None
-            if not request.dont_filter:
-                key = fingerprint(request)
-            elif ONCE in request.meta:  # once per key: nothing outlives the run to reopen
-                stored, key = without_once(request), request.meta[ONCE]
-            if key is not None:
+            # ONCE's key is kept for the run: nothing outlives it to be reopened.
+            if (key := dedup_key(request)) is not None:
                 if key in seen:
                     continue
                 seen.add(key)
-            self._enqueue(stored)
+            self._enqueue(without_once(request))
             new.append(request)
         return new
 
