@@ -13,9 +13,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.connections import Connections
@@ -133,6 +134,20 @@ class RedisServer:
                     if time.monotonic() > deadline:
                         raise
                 time.sleep(0.01)  # polling for readiness, not waiting for a guess
+
+
+def persistent_frontier(kind: str, folder: Path, query: str) -> Iterator[str]:
+    """Yield a persistent frontier's URL: ``kind`` "sqlite", a file; "redis", a fresh
+    redis-server in ``folder`` (skipped where there is none), with ``query`` after it."""
+    if kind == "sqlite":
+        yield "sqlite:///state/crawl.db"
+        return
+    if redis_binary() is None:
+        pytest.skip("no redis-server to run")
+    server = RedisServer(folder)
+    server.start()
+    yield f"{server.url}?{query}"
+    server.stop()
 
 
 class CuttingProxy:

@@ -33,7 +33,7 @@ from framework.http.urls import fingerprint
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 from tests.crawl.test_engine import SPIDER
 from tests.disks import small_disk
-from tests.redis_server import RedisServer, redis_binary
+from tests.redis_server import persistent_frontier
 from tests.test_cli import read_until, start_fw
 
 
@@ -680,15 +680,10 @@ def request_scheduled(request, spider):
 
 @pytest.fixture(params=["sqlite", "redis"])
 def frontier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield "sqlite:///state/crawl.db"
-        return
-    if redis_binary() is None:
-        pytest.skip("no redis-server to run")
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield f"{server.url}?lease=2"  # the killed run's leases expire soon
-    server.stop()
+    """A persistent frontier's URL: a SQLite file, or a fresh redis-server's."""
+    yield from persistent_frontier(
+        request.param, tmp_path / "redis", "lease=2"
+    )  # the killed run's leases expire soon
 
 
 async def test_a_retry_killed_part_way_and_run_again_fetches_each_page_once_more(

@@ -25,7 +25,7 @@ from framework.crawl.stats import Stats
 from framework.frontier.redis.scripts import Scripts
 from tests.conftest import Serve, crawl, fw_command, read_jsonl, run_fw, write_project
 from tests.plugins.test_douban import DOUBAN, PROJECT, SUBJECT_PAGES, fixture, html
-from tests.redis_server import RedisServer, redis_binary
+from tests.redis_server import RedisServer, persistent_frontier, redis_binary
 
 #: When every page of the site was first modified.
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -148,15 +148,7 @@ async def site(serve: Serve) -> AsyncIterator[tuple[Site, str]]:
 @pytest.fixture(params=["sqlite", "redis"])
 def frontier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A persistent frontier's URL: a SQLite file, or a fresh redis-server's."""
-    if request.param == "sqlite":
-        yield "sqlite:///state/crawl.db"
-        return
-    if redis_binary() is None:
-        pytest.skip("no redis-server to run")
-    server = RedisServer(tmp_path)
-    server.start()
-    yield f"{server.url}?prefix=fw:rounds:"
-    server.stop()
+    yield from persistent_frontier(request.param, tmp_path, "prefix=fw:rounds:")
 
 
 async def test_each_round_exports_only_the_new_and_changed_pages(
