@@ -628,7 +628,8 @@ async def test_a_record_cancelled_while_it_waited_is_written_when_it_fails_again
         waiting = asyncio.create_task(
             listing.record(Request("http://a.test/2"), "http_503", "HTTP 503")
         )
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0)  # its first try found the lock held: it waits
+        assert not waiting.done()
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
