@@ -10,8 +10,10 @@ trusted no more than a page:
   sitemap has none), so no entity is ever declared or expanded (billion laughs, XXE);
   nothing is fetched from the network and lxml's huge-tree mode stays off. Tags are
   matched by their local name, whatever their namespace;
-- a document gives at most 50,000 entries, the protocol's limit; the rest is left out,
-  and said so.
+- a document gives at most 50,000 entries, the protocol's limit (a text one is read up
+  to 50,000 lines); the rest is left out, and said so;
+- a bare ``&``, which sitemaps often leave in a query, is read as ``&amp;``, chunk by chunk
+  so that a document of them costs no more memory than any other.
 
 What could be read before a document broke off (a cut gzip stream, broken XML, too many
 entries) is kept, and ``Document.problem`` says what went wrong.
@@ -49,11 +51,17 @@ _MAX_ENTRY_TAGS = 50_000
 #: A ``&`` that starts no entity or character reference: sitemaps often leave the ``&`` of
 #: a query unescaped, which strict XML refuses and lxml's recover mode silently drops.
 _BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z_][\w.-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
+#: How far back from a chunk's end an entity or a CDATA marker may begin: held for the next.
+_HOLD = 40
+_CDATA, _CDATA_END = b"<![CDATA[", b"]]>"
+#: What may come before the root element: an XML declaration, comments, instructions.
+_PROLOG = re.compile(rb"(?:\s|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
 #: The root element's start tag, and its local name (no namespace prefix).
-_FIRST_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)")
-_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+_ROOT_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)")
+_DOCTYPE = b"<!DOCTYPE"
 _REFUSED = "refused: it has a <!DOCTYPE>, which no sitemap has"
 _TEXT_URL = re.compile(r"https?://\S+\Z", re.IGNORECASE)
+_LINE = re.compile(rb"[^\r\n]+")
 
 
 @dataclass(frozen=True)
@@ -121,14 +129,7 @@ def _gunzip(body: bytes, limit: int) -> tuple[bytes, str | None]:
 
 
 def _xml(data: bytes) -> Document:
-    first = _FIRST_TAG.search(data)
-    if first is None:
-        raise FetchError("bad_sitemap", "not a sitemap: no XML element in it")
-    if _DOCTYPE.search(data, 0, first.start()):
-        raise FetchError("bad_sitemap", _REFUSED)
-    document = _begin(first.group(1).decode("ascii"))
-    if b"&" in data:
-        data = _BARE_AMPERSAND.sub(b"&amp;", data)
+    document = _begin(_root(data))
     # No DTD, no entity expanded, nothing fetched, no huge tree: see the module docstring.
     # Only the entries' ends are events: a Python call per element would cost 5 times more.
     parser = etree.XMLPullParser(
@@ -160,6 +161,21 @@ def _xml(data: bytes) -> Document:
     return document
 
 
+def _root(data: bytes) -> str:
+    """Return the local name of the root element, refusing a document type before it.
+
+    Comments and processing instructions may come first, and may hold anything.
+    """
+    prolog = _PROLOG.match(data)
+    start = prolog.end() if prolog else 0
+    if data[start : start + len(_DOCTYPE)].upper() == _DOCTYPE:
+        raise FetchError("bad_sitemap", _REFUSED)
+    root = _ROOT_TAG.match(data, start)
+    if root is None:
+        raise FetchError("bad_sitemap", "not a sitemap: no XML element in it")
+    return root.group(1).decode("ascii")
+
+
 def _of_root(element: etree._Element) -> bool:
     """Whether ``element`` is an entry: a child of the root."""
     parent = element.getparent()
@@ -181,9 +197,10 @@ def _events(
 
     A pull parser rather than ``iterparse``, which drops the events of the chunk that broke.
     """
+    escape = _Ampersands()
     try:
         for offset in range(0, len(data), _CHUNK):
-            chunk = data[offset : offset + _CHUNK]
+            chunk = escape(data[offset : offset + _CHUNK], last=offset + _CHUNK >= len(data))
             parser.feed(chunk)
             yield chunk, None
             yield from ((b"", element) for _, element in parser.read_events())
@@ -192,6 +209,45 @@ def _events(
         raise
     parser.close()  # if it raises, the elements it would close were cut: not yielded
     yield from ((b"", element) for _, element in parser.read_events())
+
+
+class _Ampersands:
+    """Escape the bare ``&`` of a document chunk by chunk, but in CDATA sections (whose
+    text is as written): a whole document at once costs a Python object per ``&``, 1.5 GB
+    for a 16 MiB document of them."""
+
+    def __init__(self) -> None:
+        self._held = b""  # the end of the last chunk, which may have begun an entity
+        self._in_cdata = False
+
+    def __call__(self, chunk: bytes, *, last: bool) -> bytes:
+        data = self._held + chunk
+        cut = len(data) if last else _cut(data)
+        data, self._held = data[:cut], data[cut:]
+        out, at = [], 0
+        while at < len(data):
+            if self._in_cdata:
+                end = data.find(_CDATA_END, at)
+                stop = len(data) if end < 0 else end + len(_CDATA_END)
+                out.append(data[at:stop])
+            else:
+                end = data.find(_CDATA, at)
+                stop = len(data) if end < 0 else end
+                out.append(_BARE_AMPERSAND.sub(b"&amp;", data[at:stop]))
+            self._in_cdata = self._in_cdata != (end >= 0)
+            at = stop
+        return b"".join(out)
+
+
+def _cut(data: bytes) -> int:
+    """Where to end a chunk so that no entity or CDATA marker is split: before the first
+    ``&``, ``<`` or ``]`` near its end, and before the ``]`` of a ``]]>`` just before it."""
+    tail = max(len(data) - _HOLD, 0)
+    cut = min((at for at in (data.find(c, tail) for c in b"&<]") if at >= 0), default=len(data))
+    for _ in range(2):
+        if cut > 0 and data[cut - 1 : cut] == b"]":
+            cut -= 1
+    return cut
 
 
 def _cause(error: etree.XMLSyntaxError) -> str:
@@ -254,8 +310,8 @@ def _local(element: etree._Element) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
-def _too_many() -> str:
-    return f"it lists more than {MAX_ENTRIES:,} entries, the protocol's limit; the rest is left out"
+def _too_many(what: str = "entries") -> str:
+    return f"it has more than {MAX_ENTRIES:,} {what}, the protocol's limit; the rest is left out"
 
 
 # -------------------------------------------------------------------------------------------
@@ -265,17 +321,17 @@ def _too_many() -> str:
 
 def _text(data: bytes) -> Document:
     document = Document("text")
-    for line in data.decode("utf-8", "replace").splitlines():
-        url = line.strip()
+    for line in _LINE.finditer(data):  # one at a time: a list of them all may be 30 times
+        url = line.group().decode("utf-8", "replace").strip()  # the size of the body
         if not url:
             continue
+        if len(document.entries) + document.unusable == MAX_ENTRIES:
+            document.problem = _too_many("lines")
+            break
         if not _TEXT_URL.match(url) or len(url) > _MAX_URL:
             document.unusable += 1
-        elif len(document.entries) < MAX_ENTRIES:
-            document.entries.append(Entry(url))
         else:
-            document.problem = _too_many()
-            break
+            document.entries.append(Entry(url))
     if not document.entries and document.unusable:
         raise FetchError("bad_sitemap", "not a sitemap: neither XML nor a list of URLs")
     return document

@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import re
+import tracemalloc
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from aiohttp import web
 from fwcrawl_plugins.sitemaps import SitemapsOptions
 from fwcrawl_plugins.sitemaps_documents import Entry, period, read
 
+from framework import FetchError
 from framework.crawl import runner
 from framework.crawl.stats import Stats
 from framework.errors import ProjectError
@@ -242,6 +244,61 @@ def test_a_long_entry_of_an_image_sitemap_is_read_whole_and_so_are_those_after_i
     document = read(HEAD + entry + tail, 1 << 30)
     assert document.entries == [Entry("http://a.test/1"), Entry("http://a.test/2")]
     assert document.problem is None  # the element named url in the second left its <loc>
+
+
+def test_a_document_of_bare_ampersands_costs_no_more_memory_than_another() -> None:
+    # Escaped at once, 16 MiB of them took 1.5 GB: a Python object for each.
+    body = HEAD + b"<url><loc>http://a.test/" + b"&" * (4 << 20)
+    tracemalloc.start()
+    try:
+        document = read(body, 1 << 30)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert document.entries == [] and document.problem == CUT
+    assert peak < 32 << 20, f"{peak:,} bytes"
+
+
+def test_bare_ampersands_are_escaped_but_in_cdata_wherever_the_chunks_end() -> None:
+    entries = (
+        b"<url><loc>http://a.test/?a=1&amp;b=2&c=3&#38;d</loc></url>"
+        b"<url><loc><![CDATA[http://a.test/?x=1&y=2&amp;z]]></loc></url>"
+    )
+    for shift in range(-len(entries), 8):
+        # A comment moves the entries, byte by byte, across the parser's first 64 KiB.
+        padding = b"<!--" + b"x" * (65_536 - len(HEAD) - 7 + shift) + b"-->"
+        document = read(HEAD + padding + entries + b"</urlset>", 1 << 30)
+        assert document.entries == [
+            Entry("http://a.test/?a=1&b=2&c=3&d"),
+            Entry("http://a.test/?x=1&y=2&amp;z"),  # CDATA: as written, never escaped
+        ], shift
+
+
+def test_a_comment_before_the_root_may_hold_tags_and_a_doctype_after_it_is_refused() -> None:
+    urls = b"<urlset><url><loc>http://a.test/1</loc></url></urlset>"
+    made_by = b"<?xml version='1.0'?>\n<!-- made by <b>SiteGen</b> --><?pi <x>?>\n"
+    assert read(made_by + urls, 1 << 20).entries == [Entry("http://a.test/1")]
+    with pytest.raises(FetchError, match="refused: it has a <!DOCTYPE>"):
+        read(made_by + b"<!doctype urlset>" + urls, 1 << 20)
+
+
+def test_a_text_sitemap_is_read_a_line_at_a_time_up_to_the_protocols_limit() -> None:
+    lines = b"".join(b"http://a.test/%d\n" % n for n in range(60_000))
+    document = read(lines, 1 << 30)
+    assert len(document.entries) == 50_000 and document.entries[-1] == Entry("http://a.test/49999")
+    assert (
+        document.problem
+        == "it has more than 50,000 lines, the protocol's limit; the rest is left out"
+    )
+    junk = b"ab\n" * (4 << 20)  # split at once: 400 MB of lines
+    tracemalloc.start()
+    try:
+        with pytest.raises(FetchError, match="neither XML nor a list of URLs"):
+            read(junk, 1 << 30)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak:,} bytes"
 
 
 def test_a_lastmod_past_the_moments_python_knows_is_unreadable_not_an_error() -> None:
