@@ -56,6 +56,8 @@ READ_AT_MOST = "read_at_most"
 DONT_CACHE = "dont_cache"
 #: Statuses that say "try later" or "not you": a re-run asks again rather than remember them.
 TRANSIENT = frozenset({403, 408, 418, 429})
+#: Statuses that answer a request's conditions (If-None-Match, If-Match, ...), not the URL.
+_CONDITIONAL = frozenset({304, 412})
 #: What is kept of ``max_size`` after entries are removed for room, so that not every
 #: answer stored then removes one.
 _KEEP = 0.9
@@ -177,6 +179,7 @@ class Cache(Middleware):
         super().__init__(options)
         self._recording: Recording | None = None
         self._size = 0  # what the folder holds, as far as this process knows
+        self._added = 0  # what this process has stored, ever
         self._pruning = asyncio.Lock()
         self._warned = False
 
@@ -254,7 +257,7 @@ class Cache(Middleware):
             self.counts["uncacheable"] += 1
             return
         try:
-            self._size += await recording.save(request, response)
+            size = await recording.save(request, response)
         except OSError as exc:
             self.counts["unwritable"] += 1
             if not self._warned:
@@ -266,6 +269,7 @@ class Cache(Middleware):
                     exc.strerror or exc,
                 )
             return
+        self._size, self._added = self._size + size, self._added + size
         self.counts["stored"] += 1
         if self.options.max_size is not None and self._size > self.options.max_size:
             await self._prune()
@@ -274,11 +278,16 @@ class Cache(Middleware):
         """Remove the oldest answers until the folder holds 90% of ``max_size``.
 
         Runs that share the folder each count what they store; listing it is the truth.
+        A store while a prune runs waits for it, then prunes again if it must: skipped, it
+        went uncounted, and the folder grew past ``max_size``.
         """
         recording, limit = self._recording, self.options.max_size
-        if recording is None or limit is None or (self._pruning.locked() and not force):
+        if recording is None or limit is None:
             return
         async with self._pruning:
+            if self._size <= limit and not force:  # the prune it waited for made room
+                return
+            added = self._added
             entries = sorted(await recording.entries(), key=lambda entry: entry.saved)
             total = sum(entry.size for entry in entries)
             if total > limit:
@@ -288,12 +297,14 @@ class Cache(Middleware):
                     await recording.remove(entry.key)
                     total -= entry.size
                     self.counts["evicted"] += 1
-            self._size = total
+            self._size = total + self._added - added  # and what was stored meanwhile
 
 
 def _storable(status: int) -> bool:
-    """Tell whether an answer with ``status`` is one to remember."""
-    return status < 500 and status not in TRANSIENT
+    """Tell whether an answer with ``status`` is one to remember: not a failure that may
+    pass, nor the answer to a conditional request (an incremental re-crawl's "not
+    modified"), which is no answer to the plain request the cache keys it by."""
+    return status < 500 and status not in TRANSIENT and status not in _CONDITIONAL
 
 
 @hookimpl(trylast=True)  # the innermost middleware: it stands where the network would

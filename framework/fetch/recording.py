@@ -10,12 +10,14 @@ naming the URL. Middlewares, spider and exporters run as usual, so a recorded cr
 to identical items.
 
 The format: one pair of files per request, named by the request's fingerprint (method,
-canonical URL, body): ``<fp>.json`` (method, URL, status, headers, or the failure) and
-``<fp>.body`` (the body, as received after decompression). A request saved again (a retry)
-keeps its last answer; the ``.json``'s modification time is when it was saved. Each pair
-is written whole or not at all, under hidden names first (a writer killed meanwhile leaves
-those, and the next one on that machine removes them); a pair that cannot be written (a
-full disk) aborts a recording crawl, as an export that cannot be written does.
+canonical URL, body): ``<fp>.json`` (method, URL, status, headers and the body's size and
+CRC-32, or the failure) and ``<fp>.body`` (the body, as received after decompression). A
+body that does not match its record (cut short by a crash or a partial copy) is a bad
+entry; records written before they held a size are read unchecked. A request saved again
+(a retry) keeps its last answer; the ``.json``'s modification time is when it was saved.
+Each pair is written whole or not at all, under hidden names first (a writer killed
+meanwhile leaves those, and the next one on that machine removes them); a pair that cannot
+be written (a full disk) aborts a recording crawl, as an export that cannot be written does.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 import re
 import socket
 import stat
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +158,13 @@ class Recording:
 
         Raises ``OSError`` if it cannot be written whole (nothing of it is left then).
         """
-        outcome = {"status": response.status, "headers": list(response.headers.items())}
-        return await asyncio.to_thread(self._save, request, outcome, response.body)
+        body = response.body
+        outcome = {
+            "status": response.status,
+            "headers": list(response.headers.items()),
+            "body": {"size": len(body), "crc32": zlib.crc32(body)},
+        }
+        return await asyncio.to_thread(self._save, request, outcome, body)
 
     async def save_failure(self, request: Request, error: FetchError) -> int:
         """Record that ``request`` failed with ``error``; return the bytes written.
@@ -245,12 +253,14 @@ class Recording:
         if len(data) > _RECORD_LIMIT:
             raise self._bad(f"{key}.json", f"larger than {_RECORD_LIMIT // MiB} MiB")
         try:
-            status, headers, error = _parse(data, request)
+            status, headers, error, made = _parse(data, request)
         except _Malformed as exc:
             raise self._bad(f"{key}.json", str(exc)) from None
         if error is not None:
             return Recorded(0, CIMultiDict(), b"", saved, error)
         body = self._body(key, request.meta.get("max_size"))  # the downloader's MAX_SIZE
+        if made is not None and (len(body), zlib.crc32(body)) != made:
+            raise self._bad(f"{key}.body", _unlike(body, made))
         return Recorded(status, CIMultiDict(headers), body, saved)
 
     def _body(self, key: str, max_size: int | None = None) -> bytes:
@@ -444,6 +454,8 @@ class _Parsed(NamedTuple):
     status: int
     headers: list[tuple[str, str]]
     error: FetchError | None
+    #: The body's size and CRC-32 as saved; None in a record from before they were kept.
+    body: tuple[int, int] | None = None
 
 
 def _same(url: str) -> str:
@@ -462,7 +474,27 @@ def _parse(data: bytes, request: Request) -> _Parsed:
         return _Parsed(0, [], _failure(record["error"]))
     status: int = _get(record, "status", _is_status, "an integer from 100 to 999")
     headers = _get(record, "headers", _is_pairs, "a list of [name, value] pairs of strings")
-    return _Parsed(status, [(name, value) for name, value in headers], None)
+    body = _made(record["body"]) if "body" in record else None
+    return _Parsed(status, [(name, value) for name, value in headers], None, body)
+
+
+def _made(body: object) -> tuple[int, int]:
+    """Return the size and CRC-32 a record says its body has."""
+    if not isinstance(body, dict):
+        raise _Malformed("body: not an object")
+    try:
+        size: int = _get(body, "size", _is_count, "a number of bytes")
+        crc: int = _get(body, "crc32", _is_crc, "a CRC-32")
+    except _Malformed as exc:
+        raise _Malformed(f"body.{exc}") from None
+    return size, crc
+
+
+def _unlike(body: bytes, made: tuple[int, int]) -> str:
+    """Say how a body differs from what its record says was saved."""
+    if len(body) != made[0]:
+        return f"cut short or damaged: {len(body):,} bytes where {made[0]:,} were saved"
+    return "damaged: its bytes are not those saved (their CRC-32 differs)"
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
@@ -528,6 +560,14 @@ def _is_pairs(value: Any) -> bool:
         isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, str) for s in pair)
         for pair in value
     )
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_crc(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 1 << 32
 
 
 def _is_delay(value: Any) -> bool:

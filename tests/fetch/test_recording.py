@@ -17,7 +17,8 @@ from aiohttp import web
 
 from framework.config.project import MiB
 from framework.crawl import runner
-from framework.http import Request
+from framework.fetch.recording import Recording
+from framework.http import Request, Response
 from framework.http.urls import fingerprint
 from tests.conftest import Completed, Serve, fw_command, read_jsonl, run_fw, write_project
 from tests.disks import small_disk
@@ -374,7 +375,36 @@ BAD_ENTRIES: dict[str, tuple[Change, str, str]] = {
     "record a link inside": (replaced("json", linked_to_a_sibling), "json", "a symbolic link"),
     "body a link inside": (replaced("body", linked_to_a_sibling), "body", "a symbolic link"),
     "body missing": (replaced("body", lambda path: None), "body", "missing"),
+    "body cut short": (
+        lambda record, body: body.write_bytes(body.read_bytes()[:-3]),
+        "body",
+        "cut short or damaged",
+    ),
+    "body changed": (
+        lambda record, body: body.write_bytes(body.read_bytes().swapcase()),
+        "body",
+        "damaged: its bytes are not those saved (their CRC-32 differs)",
+    ),
+    "body size not a count": (
+        edited(body={"size": -1, "crc32": 0}),
+        "json",
+        "body.size: not a number of bytes",
+    ),
+    "body crc32 missing": (edited(body={"size": 0}), "json", "body.crc32: missing"),
+    "body not an object": (edited(body=12), "json", "body: not an object"),
 }
+
+
+async def test_a_record_from_before_bodies_were_checked_is_still_read(tmp_path: Path) -> None:
+    # The bundled douban-recording, and folders users made, hold no body size.
+    request = Request("http://a.test/page")
+    async with Recording(tmp_path, create=True) as recording:
+        await recording.save(request, Response(request.url, 200, {}, b"<p>whole</p>", request))
+        record = tmp_path / f"{recording.key(request)}.json"
+        edited(body=_DELETE)(record, record)
+        assert "body" not in json.loads(record.read_text())
+        loaded = await recording.load(request)
+    assert loaded is not None and loaded.body == b"<p>whole</p>"
 
 
 @pytest.mark.parametrize("bad", BAD_ENTRIES.values(), ids=BAD_ENTRIES.keys())

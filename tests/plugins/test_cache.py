@@ -39,8 +39,13 @@ class Site:
             return web.Response(status=503, text="busy")
         if request.path not in PAGES:
             return web.Response(status=404, text="no")
+        etag = f'"{self.version}"'
+        if request.headers.get("If-None-Match") == etag:  # what incremental re-crawls ask
+            return web.Response(status=304, headers={"ETag": etag})
         html = PAGES[request.path].replace("</h1>", f" v{self.version}</h1>")
-        return web.Response(text=f"<html>{html}</html>", content_type="text/html")
+        return web.Response(
+            text=f"<html>{html}</html>", content_type="text/html", headers={"ETag": etag}
+        )
 
     def pages(self) -> list[str]:
         return [hit for hit in self.hits if hit != "/robots.txt"]
@@ -304,3 +309,22 @@ async def test_a_request_marked_dont_cache_is_neither_answered_nor_stored(
     await fw_run(path, tmp_path / "warm.jsonl", "--cache", cache)
     assert site.pages() == ["/b"]
     assert titles(tmp_path / "warm.jsonl") == ["A — é v1", "B v2"]
+
+
+async def test_an_answer_to_a_conditional_request_is_not_stored_for_plain_ones(
+    serve: Serve, tmp_path: Path
+) -> None:
+    site = Site()
+    path = project(tmp_path, await site.start(serve), "frontier: sqlite:///state.db")
+    cache = str(tmp_path / "cache")
+    await fw_run(path, tmp_path / "1.jsonl", "--cache", cache, "--incremental")
+    # The re-crawl asks "changed since?" of the site, which answers 304: not a page.
+    again = await fw_run(
+        path, tmp_path / "2.jsonl", "--cache", cache, "--cache-refresh", "--incremental"
+    )
+    assert site.pages().count("/a") == 2 and "3 unchanged" in again.stderr
+    site.hits.clear()
+    fresh = await fw_run(path, tmp_path / "3.jsonl", "--cache", cache, "--fresh")
+    assert site.pages() == ["/busy"]  # the rest from the cache: the pages, not the 304s
+    assert titles(tmp_path / "3.jsonl") == ["A — é v1", "B v1", "Home v1"]
+    assert "http_304" not in fresh.stderr
