@@ -263,6 +263,11 @@ class Settler:
 
     async def run(self) -> None:
         """Settle batches as pages arrive, until ``close()`` and every page is settled."""
+        if self._frontier.keeps_checkpoints and not self._stored:
+            # Where the exports begin, before any write: a crawl killed before its first
+            # acknowledged page resumes cut back to it, not appending to what it wrote.
+            await self._frontier.settle([], self._mark)
+            self._stored = True
         while self._queue or not self._closing:
             await self._arrived.wait()
             self._arrived.clear()

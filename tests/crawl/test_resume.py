@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from framework.crawl import runner
 from framework.fetch.politeness import Politeness
@@ -312,3 +313,76 @@ async def test_a_failure_handed_back_by_max_items_is_counted_by_the_run_that_set
             break
     assert triples(tmp_path) == [("0", 0), *((f"gone{p}", n) for p in range(1, 5) for n in (0, 1))]
     assert failures == 4  # each failure once, not again each time its page was handed back
+
+
+#: A spider whose one page has thousands of items, and an export that stops for good in
+#: the middle of them: the crawl is killed before it acknowledged any page.
+MANY_ITEMS_THEN_STUCK = """
+import asyncio
+from framework import Exporter, Spider, hookimpl
+
+class Many(Spider):
+    name = "many"
+
+    def parse(self, response):
+        for n in range(3000):
+            yield {"page": str(n), "text": "x" * 100}
+
+class Stuck(Exporter):
+    format = "stuck"
+    extensions = (".stuck",)
+
+    async def write(self, item):
+        if item["page"] == "2500":  # past what the other exports keep in memory
+            print("stuck", flush=True)
+            await asyncio.Event().wait()
+
+@hookimpl
+def register_spiders(register):
+    register(Many)
+
+@hookimpl
+def register_exporters(register):
+    register(Stuck)
+"""
+
+
+async def test_a_crawl_killed_before_its_first_acknowledged_page_resumes_exactly(
+    serve: Serve, tmp_path: Path
+) -> None:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<p>one page</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    base = await serve(app)
+    (tmp_path / "many.py").write_text(MANY_ITEMS_THEN_STUCK, encoding="utf-8")
+    frontier = "sqlite:///state/crawl.db"
+    project = write_project(
+        tmp_path,
+        f"spider: many\nstart_urls: [{base}/]\nplugins: [./many.py]\nfrontier: {frontier}\n",
+    )
+    exports = outputs(tmp_path)
+    process = await asyncio.create_subprocess_exec(
+        *fw_command(),
+        "run",
+        str(project),
+        *exports,
+        "-o",
+        str(tmp_path / "x.stuck"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            assert await process.stdout.readline() == b"stuck\n"
+        assert (tmp_path / "items.jsonl").stat().st_size > 0  # written, not acknowledged
+    finally:
+        process.kill()
+        await process.wait()
+    done = await run_fw("run", str(project), *exports)
+    assert done.returncode == 0, done.stderr
+    every = sorted(str(n) for n in range(3000))
+    for name, pages in exported(tmp_path).items():
+        assert sorted(pages) == every, f"{name}: {len(pages)} items for 3000"
