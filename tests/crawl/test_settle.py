@@ -37,10 +37,15 @@ class Losing(SqliteFrontier):
         self.lost: set[str] = set()
         self.batches: list[list[str]] = []
         self.checkpoints: list[Mapping[str, Any] | None] = []
+        #: The positions stored with no page: where the exports began.
+        self.opening: list[Mapping[str, Any] | None] = []
 
     async def settle(
         self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
     ) -> list[list[Request] | None]:
+        if not settlements:
+            self.opening.append(checkpoint)
+            return await super().settle(settlements, checkpoint)
         self.batches.append([s.lease.request.url for s in settlements])
         self.checkpoints.append(checkpoint)
         found = await super().settle(settlements, checkpoint)
@@ -150,6 +155,14 @@ async def test_a_lost_lease_in_a_batch_takes_only_its_own_items_out(crawl: Crawl
     assert crawl.frontier.checkpoints[-1] == {
         f"jsonl:{crawl.export.path}": Path(crawl.export.path).stat().st_size
     }
+
+
+async def test_where_the_exports_begin_is_stored_before_the_first_page(crawl: Crawl) -> None:
+    # A crawl killed while writing its first page resumes cut back to this, not appending.
+    [one] = await crawl.leases("1")
+    await crawl.committer.commit(*page(one))
+    assert crawl.frontier.opening == [{f"jsonl:{crawl.export.path}": 0}]
+    assert crawl.frontier.batches == [["http://a.test/1"]]
 
 
 async def test_a_settle_that_carries_no_new_items_stores_no_positions_again(crawl: Crawl) -> None:
