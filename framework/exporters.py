@@ -120,6 +120,17 @@ class Exporter:
             file.seek(0)  # else ``tell()`` gives the old length until the first write
         return typing.cast(BinaryIO, file)
 
+    def lock(self) -> IO[bytes]:
+        """Hold ``path`` for this export alone, as ``open_binary`` does, for an exporter
+        that opens it by other means (a database); close the file returned to let go.
+
+        Raises ``OSError`` (``EBUSY``) if another fw process is writing it.
+        """
+        path = Path(self.path)
+        file = _open(path, "ab")  # "a": neither cut nor created past what exists
+        _exclusive(file, path)
+        return file
+
 
 def _open(path: Path, mode: str) -> IO[bytes]:
     """Open ``path`` unbuffered. A FIFO gets a few seconds for its reader to come (``mkfifo

@@ -381,7 +381,7 @@ class Settler:
                 exc,
                 "item_error",
                 request,
-                f"spider {self._spider.name}: exporter {exporter.format} "
+                f"spider {self._spider.name}: exporter {exporter.format} ({exporter.path}) "
                 f"cannot write this item: {type(exc).__name__}: {exc}",
             )
             return False

@@ -21,6 +21,8 @@ __all__ = ["SqliteExporter"]
 #: The table's key column; an item key of that name gets a column of its own.
 _ROWID = "_rowid"
 _INT64 = range(-(2**63), 2**63)
+#: Seconds a write waits for another program's lock on the database (a reader's).
+_PATIENCE = 5.0
 
 
 def _table_name(name: str) -> str:
@@ -58,10 +60,19 @@ class SqliteExporter(Exporter):
     stdout: ClassVar[bool] = False
 
     def open(self) -> None:
-        """Open the database and (re)create the table."""
+        """Hold the database, open it and (re)create the table."""
         self._opts: SqliteOptions = self.options or SqliteOptions()
         _create(Path(self.path))
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # SQLite's own locks are for one statement: another fw run would drop the table.
+        self._held = self.lock()
+        try:
+            self._connect()
+        except BaseException:
+            self._held.close()
+            raise
+
+    def _connect(self) -> None:
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=_PATIENCE)
         # WAL with synchronous=NORMAL makes each commit cheap while keeping it atomic.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -117,8 +128,11 @@ class SqliteExporter(Exporter):
         )
 
     def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+        """Close the database, then let go of it."""
+        try:
+            self._db.close()
+        finally:
+            self._held.close()
 
     def count(self) -> int | None:
         """Return how many rows the table holds."""
@@ -169,11 +183,14 @@ def _create(path: Path) -> None:
 
 
 def _disk_error(exc: sqlite3.OperationalError, path: str) -> OSError | None:
-    """Return the ``OSError`` a failed write is, or None for another error (a bad item).
+    """Return the ``OSError`` a failed write is (a full disk, the database locked by
+    another program), or None for another error (a bad item).
 
     A statement that fails is rolled back whole, so the table holds whole rows.
     """
     code = exc.sqlite_errorcode & 0xFF  # the primary code, without the extended part
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # not the item: try again later
+        return OSError(errno.EBUSY, "another program holds the database locked", path)
     limited = no_room(Path(path)) if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) else None
     if limited is not None:  # SQLite says a full disk, or an I/O error, for ulimit -f
         return limited

@@ -489,6 +489,43 @@ def test_sqlite_replace_leaves_other_tables_alone(tmp_path: Path) -> None:
     assert read_sqlite(path) == [{"a": 2}]
 
 
+def test_sqlite_a_second_writer_is_refused_and_drops_nothing(tmp_path: Path) -> None:
+    # SQLite locks a statement, not a run: a second run dropped the first one's table.
+    path = str(tmp_path / "items.db")
+    first = SqliteExporter(path)
+    first.open()
+    first.write({"n": 1})
+    with pytest.raises(OSError, match="another fw process is writing it"):
+        SqliteExporter(path).open()
+    first.write({"n": 2})
+    first.close()
+    assert read_sqlite(Path(path)) == [{"n": 1}, {"n": 2}]
+    export(SqliteExporter(path), [{"n": 3}])  # let go once closed
+    assert read_sqlite(Path(path)) == [{"n": 3}]
+
+
+def test_sqlite_a_database_another_program_locks_fails_the_write_not_the_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "database is locked" was an item_error: the page was acknowledged, its item lost.
+    monkeypatch.setattr("fwcrawl_plugins.exporters.sqlite._PATIENCE", 0.05)
+    path = str(tmp_path / "items.db")
+    exporter = SqliteExporter(path)
+    exporter.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a program holding the write lock
+    try:
+        with pytest.raises(OSError, match="another program holds the database locked") as raised:
+            exporter.write({"n": 1})
+        assert raised.value.filename == path
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    exporter.write({"n": 2})
+    exporter.close()
+    assert read_sqlite(Path(path)) == [{"n": 2}]
+
+
 @pytest.mark.parametrize(
     ("name", "exporter"),
     [
