@@ -262,7 +262,15 @@ def _urls(item: Mapping[str, Any], fields: tuple[str, ...], base: str) -> Iterat
         for one in value if isinstance(value, list | tuple) else (value,):
             if one is None or one == "":
                 continue
-            yield urljoin(base, one.strip()) if isinstance(one, str) else repr(one)
+            yield _absolute(base, one.strip()) if isinstance(one, str) else repr(one)
+
+
+def _absolute(base: str, url: str) -> str:
+    """Read ``url`` against the page; leave it as written if it is too broken to read."""
+    try:
+        return urljoin(base, url)
+    except ValueError:  # e.g. a bad [IPv6] host: its fetch fails as invalid_url, on its own
+        return url
 
 
 def _extension(response: Response) -> str:

@@ -22,7 +22,15 @@ from fwcrawl_plugins.files import FilesStep
 
 from framework.crawl.runner import prepare
 from framework.errors import ProjectError
-from tests.conftest import Serve, crawl, fw_command, read_jsonl, run_fw, write_project
+from tests.conftest import (
+    Serve,
+    crawl,
+    fw_command,
+    pages,
+    read_jsonl,
+    run_fw,
+    write_project,
+)
 
 
 class ImageHost:
@@ -244,6 +252,34 @@ async def test_a_failed_download_is_counted_and_recorded_and_its_item_exported(
     assert files["1:Fine"]["error"] is None
     assert stats.errors == {"http_404": 1, "too_large": 1}
     assert stats.retries == 1
+
+
+async def test_a_malformed_url_fails_on_its_own_and_its_neighbours_download(
+    serve: Serve, tmp_path: Path
+) -> None:
+    images = ImageHost()
+    host = await images.start(serve)
+    imgs = f'<img src="{host}/a.png"><img src="http://[zz]/c.png"><img src="{host}/b.png">'
+    site = await serve(pages({"/": f"<h1>Alien</h1>{imgs}"}))
+    folder = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [{site}/]
+        robots: ignore
+        rules: {{items: [{{fields: {{stills: {{css: 'img::attr(src)', many: true}}}}}}]}}
+        files: {{fields: [stills]}}
+        """,
+    )
+    stats = await crawl(folder, outputs=(str(tmp_path / "items.jsonl"),))
+    [item] = read_jsonl(tmp_path / "items.jsonl")
+    assert [(f["url"], f["error"]) for f in item["files"]] == [
+        (f"{host}/a.png", None),
+        ("http://[zz]/c.png", "invalid_url: 'http://[zz]/c.png' is not a valid URL"),
+        (f"{host}/b.png", None),
+    ]
+    assert images.hits == {"a.png": 1, "b.png": 1}
+    assert stats.errors == {"invalid_url": 1}
 
 
 @pytest.mark.parametrize("in_the_way", ["a file", "a link"])
