@@ -58,6 +58,8 @@ __all__ = ["IncrementalOptions", "Options", "Revisits", "Visit"]
 MAX_LINKS = 4 * 1024 * 1024
 #: The conditional headers this plugin adds; left out of what a request asks.
 _CONDITIONS = ("If-None-Match", "If-Modified-Since")
+#: What aiohttp refuses in a header it sends, as a guard against header injection.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Memory(Protocol):
@@ -165,8 +167,8 @@ class Visit:
         """Return this visit with the validators ``response`` gives, where it gives any."""
         return replace(
             self,
-            etag=response.headers.get("ETag", self.etag),
-            modified=response.headers.get("Last-Modified", self.modified),
+            etag=_validator(response, "ETag", self.etag),
+            modified=_validator(response, "Last-Modified", self.modified),
         )
 
 
@@ -278,6 +280,22 @@ class Revisits(Middleware):
                 text = pattern.sub("", text)
             data = text.encode("utf-8", "surrogatepass")
         return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _validator(response: Response, name: str, known: str | None) -> str | None:
+    """Return the validator ``response`` gives in header ``name`` (else ``known``), or None
+    if it cannot go back as it came: bytes that were not UTF-8 (aiohttp hands them over as
+    lone surrogates) or a control character, which aiohttp refuses to send."""
+    value = response.headers.get(name)
+    if value is None:
+        return known
+    if _CONTROL.search(value):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def _ok(status: int) -> bool:

@@ -6,6 +6,7 @@ a round killed and run again, and the Douban spider on its saved pages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import shlex
@@ -424,6 +425,63 @@ async def test_fresh_forgets_the_memory_that_a_new_round_keeps(
         every, 0, 0
     )
     assert len(read_jsonl(out)) == every
+
+
+class RawValidator:
+    """A one-page site on a bare socket, for a validator of any bytes (aiohttp's server
+    writes headers as UTF-8); it answers 304 to a condition naming those bytes exactly."""
+
+    def __init__(self, header: bytes, value: bytes) -> None:
+        self.header, self.value = header, value
+        self.asked: list[bytes] = []  # the conditions each request brought, as sent
+
+    @contextlib.asynccontextmanager
+    async def serve(self) -> AsyncIterator[str]:
+        server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        async with server:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() in (b"if-none-match", b"if-modified-since"):
+                self.asked.append(value.strip())
+        body = b"<html><h1>home</h1></html>"
+        status = b"304 Not Modified" if self.value in self.asked[-1:] else b"200 OK"
+        head = b"HTTP/1.1 %s\r\nContent-Type: text/html\r\n%s: %s\r\n" % (
+            status,
+            self.header,
+            self.value,
+        )
+        head += b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        writer.write(head + (body if status == b"200 OK" else b""))
+        await writer.drain()
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "kept"),
+    [
+        (b"ETag", b'"\xffaa\xee"', False),  # not UTF-8: aiohttp cannot send it back
+        (b"Last-Modified", b"Mon, 01 Jan 2024 00:00:00 \xff", False),
+        (b"ETag", b'"a\x01b"', False),  # a control character: aiohttp refuses to send it
+        (b"ETag", '"caf\u00e9"'.encode(), True),  # UTF-8 goes back byte for byte
+    ],
+)
+async def test_a_validator_that_cannot_go_back_as_it_came_is_dropped(
+    tmp_path: Path, header: bytes, value: bytes, kept: bool
+) -> None:
+    site = RawValidator(header, value)
+    async with site.serve() as base:
+        path = project(tmp_path, base)
+        stats, pages = await round_of(path, "1.jsonl")
+        assert pages == [""] and not stats.errors, stats.summary()
+        stats, pages = await round_of(path, "2.jsonl")
+        # Unchanged all the same: by the server's 304, or else by the body's hash.
+        assert pages == [] and not stats.errors, stats.summary()
+        assert stats.plugins()["incremental"] == figures(0, 0, 1)
+        assert site.asked == ([value] if kept else [])
 
 
 async def test_the_downloads_of_the_files_step_are_not_counted_as_pages(
