@@ -59,6 +59,7 @@ from parsel import Selector
 from framework import NotSupported, Request, Response, Spider, hookimpl
 
 from .rules_schema import Field, FollowRule, ItemRule, Query, RulesOptions
+from .rules_values import is_element
 
 __all__ = ["Field", "FollowRule", "ItemRule", "Query", "RulesOptions", "RulesSpider"]
 
@@ -76,6 +77,7 @@ class RulesSpider(Spider):
         super().__init__(options, start_urls=start_urls)
         #: Items skipped for a missing required field, by rule and field.
         self.skipped: Counter[str] = Counter()
+        self._strays: set[int] = set()  # item rules already reported: each matched strings
 
     def parse(self, response: Response) -> Iterator[dict[str, Any] | Request]:
         """Yield the page's items, then a request for each link to follow."""
@@ -92,12 +94,31 @@ class RulesSpider(Spider):
         for index, rule in enumerate(self.options.items):
             if rule.pages is not None and not rule.pages.search(response.url):
                 continue
-            for scope in rule.scopes(page):
+            for scope in self._scopes(index, rule, page, response):
                 item = rule.extract(scope, response)
                 if (missing := rule.missing(item)) is None:
                     yield item
                 else:
                     self._skip(f"rules.items[{index}].fields.{missing}", response)
+
+    def _scopes(
+        self, index: int, rule: ItemRule, page: Selector, response: Response
+    ) -> list[Selector]:
+        """Return the parts of ``page`` that are one item each; say once per rule when
+        ``each`` matched text, attributes or a value, which hold no fields to read."""
+        found = rule.scopes(page)
+        elements = [scope for scope in found if is_element(scope)]
+        if len(elements) < len(found) and index not in self._strays:
+            self._strays.add(index)
+            key = "each" if rule.each is not None else "each_xpath"
+            self.logger.error(
+                "rules.items[%d].%s: matched strings or a value on %s, not elements: "
+                "no item is read from those; select elements, and read text in fields",
+                index,
+                key,
+                response.url,
+            )
+        return elements
 
     def _links(self, page: Selector, response: Response) -> Iterator[str]:
         for rule in self.options.follow:

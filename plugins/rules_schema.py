@@ -8,19 +8,20 @@ page. See ``plugins.rules`` for the section by example.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from re import Pattern
 from types import MappingProxyType
 from typing import Any, Literal
 
 from cssselect import SelectorError
+from cssselect import parse as parse_css
 from parsel import Selector, css2xpath
 
 from framework import Response, option
 from framework.config import KeyPath, Source, build, convert
 
-from .rules_values import TYPES, FieldType, fresh, hrefs, is_missing, text_of
+from .rules_values import TYPES, FieldType, fresh, hrefs, is_element, is_missing, text_of
 
 __all__ = ["Field", "FollowRule", "ItemRule", "Query", "RulesOptions"]
 
@@ -71,6 +72,44 @@ def _xpath_query(text: str) -> Query:
 _css = _compiled(_css_query, "CSS selector", SelectorError)
 _xpath = _compiled(_xpath_query, "XPath expression", ValueError)
 _regex = _compiled(re.compile, "regular expression", re.error)
+
+#: The last step of an XPath selecting text or attributes: ``/text()``, ``/@href``.
+_LAST_STEP_NOT_ELEMENTS = re.compile(
+    r"(?:(?:^|/|::)\s*text\(\)|(?:^|/)\s*(?:@|attribute::)[\w.:*-]+)\s*$"
+)
+#: What ``each`` needs, with an example in its own language.
+_EACH_NEEDS = (
+    "{key} needs elements, one item per match (such as {example}); read text and attributes "
+    "in its fields"
+)
+
+
+def _each_css(raw: Any, source: Source, path: KeyPath) -> Query | None:
+    """Read ``each``: a CSS query of elements, without ``::text`` or ``::attr()``."""
+    query: Query | None = _css(raw, source, path)
+    if query is not None and any(s.pseudo_element for s in parse_css(query.written)):
+        needs = _EACH_NEEDS.format(key="each", example="div.quote")
+        raise source.error(path, f"::text and ::attr() select strings, not elements: {needs}")
+    return query
+
+
+def _each_xpath(raw: Any, source: Source, path: KeyPath) -> Query | None:
+    """Read ``each_xpath``: an XPath that may select elements, as far as can be told."""
+    query: Query | None = _xpath(raw, source, path)
+    if query is not None and not _selects_elements(query.xpath):
+        needs = _EACH_NEEDS.format(key="each_xpath", example="//div[@class='quote']")
+        raise source.error(path, f"selects strings or a value, not elements: {needs}")
+    return query
+
+
+def _selects_elements(xpath: str) -> bool:
+    """Tell whether ``xpath`` may select elements: not if it is a value (``count(//a)``,
+    ``string(.)``), which the probe page shows, or ends in ``/text()`` or ``/@name``."""
+    if _LAST_STEP_NOT_ELEMENTS.search(xpath):
+        return False
+    return all(is_element(found) for found in _PROBE.xpath(xpath))
+
+
 #: What a follow rule without css or xpath follows.
 _ALL_LINKS = _css_query("a[href]")
 
@@ -233,12 +272,12 @@ class ItemRule:
     )
     each: Query | None = option(
         None,
-        doc="A CSS query: one item per match, its fields "
+        doc="A CSS query of elements: one item per match, its fields "
         "queried inside it. Default: the page is one item.",
-        parse=_css,
+        parse=_each_css,
     )
     each_xpath: Query | None = option(
-        None, doc="The same as an XPath query, instead of each.", parse=_xpath
+        None, doc="The same as an XPath query, instead of each.", parse=_each_xpath
     )
     pages: Pattern[str] | None = option(
         None, doc="Apply the rule only on pages whose URL this regex matches.", parse=_regex
@@ -248,7 +287,7 @@ class ItemRule:
         if self.each is not None and self.each_xpath is not None:
             raise ValueError("give each or each_xpath, not both")
 
-    def scopes(self, page: Selector) -> Iterable[Selector]:
+    def scopes(self, page: Selector) -> list[Selector]:
         """Return the parts of ``page`` that are one item each."""
         each = self.each or self.each_xpath
         return [page] if each is None else page.xpath(each.xpath)

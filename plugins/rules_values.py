@@ -11,11 +11,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Literal
 
+from lxml import etree
 from parsel import Selector
 
 from framework import Response
 
-__all__ = ["TYPES", "FieldType", "fresh", "hrefs", "is_missing", "text_of"]
+__all__ = ["TYPES", "FieldType", "fresh", "hrefs", "is_element", "is_missing", "text_of"]
 
 FieldType = Literal["str", "int", "float", "bool", "url"]
 
@@ -34,6 +35,11 @@ def text_of(match: Selector, attr: str | None, *, link: bool) -> str | None:
         value: str | None = root.get(attr)
         return value
     return _own_link(root) if link else "".join(root.itertext())
+
+
+def is_element(match: Selector) -> bool:
+    """Tell whether a match is an element, not text, an attribute or an XPath value."""
+    return isinstance(match.root, etree._Element)
 
 
 def hrefs(match: Selector) -> list[str]:

@@ -343,6 +343,30 @@ def test_the_page_is_one_item_without_each_and_pages_picks_the_rules(tmp_path: P
     assert basket_items == [{"title": "The Widget shop"}]
 
 
+def test_an_each_that_matches_strings_is_an_error_once_not_empty_items(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Past the checks at load time (it ends in a bracket), found out when it runs.
+    spider = rules_spider(
+        tmp_path,
+        """
+        items:
+          - each_xpath: '(//div[@class="product"]/@data-sku)'
+            fields: {name: h2}
+          - each: div.product
+            fields: {name: h2}
+        """,
+    )
+    with caplog.at_level(logging.ERROR, logger="fw"):
+        for _ in range(2):
+            items, _ = parse(spider, html(SHOP, SHOP_PAGE))
+            assert items == [{"name": "Widget"}, {"name": "Gadget"}, {"name": None}]
+    assert caplog.messages == [
+        f"rules.items[0].each_xpath: matched strings or a value on {SHOP}, not elements: "
+        "no item is read from those; select elements, and read text in fields"
+    ]
+
+
 def test_follow_rules_pick_links_by_query_url_and_page(tmp_path: Path) -> None:
     spider = rules_spider(
         tmp_path,
@@ -435,6 +459,15 @@ def test_a_page_without_a_parser_is_skipped(tmp_path: Path) -> None:
 # Invalid rules: one located line, exit 2
 # ---------------------------------------------------------------------------------------
 
+EACH_STRINGS = (
+    "rules.items[0].each: ::text and ::attr() select strings, not elements: each needs "
+    "elements, one item per match (such as div.quote); read text and attributes in its fields"
+)
+EACH_XPATH_STRINGS = (
+    "rules.items[0].each_xpath: selects strings or a value, not elements: each_xpath needs "
+    "elements, one item per match (such as //div[@class='quote']); read text and attributes "
+    "in its fields"
+)
 ERRORS = [
     (
         """
@@ -522,6 +555,51 @@ ERRORS = [
         "each_xpath:",
         "rules.items[0].each_xpath: not a valid XPath expression: XPath "
         "error: Invalid expression in //div[",
+    ),
+    (
+        """
+     items:
+       - each: 'a::attr(href)'
+         fields: {title: b}
+     """,
+        "each:",
+        EACH_STRINGS,
+    ),
+    (
+        """
+     items:
+       - each: 'div.quote, div.quote *::text'
+         fields: {title: b}
+     """,
+        "each:",
+        EACH_STRINGS,
+    ),
+    (
+        """
+     items:
+       - each_xpath: count(//a)
+         fields: {title: b}
+     """,
+        "each_xpath:",
+        EACH_XPATH_STRINGS,
+    ),
+    (
+        """
+     items:
+       - each_xpath: '//div[@class="quote"]/text()'
+         fields: {title: b}
+     """,
+        "each_xpath:",
+        EACH_XPATH_STRINGS,
+    ),
+    (
+        """
+     items:
+       - each_xpath: //a/@href
+         fields: {title: b}
+     """,
+        "each_xpath:",
+        EACH_XPATH_STRINGS,
     ),
     (
         """
