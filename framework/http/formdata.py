@@ -67,6 +67,8 @@ _WEB_NAMES = {
     "mac-roman": "macintosh",
     "mac-cyrillic": "x-mac-cyrillic",
 }
+#: The Encoding Standard's other encodings, as Python names them.
+_WEB_FAMILIES = re.compile(r"cp(?:125\d|874)|iso8859-\d+|utf-(?:16|32)(?:-[bl]e)?")
 
 
 def output_encoding(label: str | None) -> str:
@@ -74,12 +76,24 @@ def output_encoding(label: str | None) -> str:
 
     Browsers never send a form in UTF-16 or UTF-32: such a page's forms go in UTF-8.
     """
+    name = web_codec(label) or "utf-8"
+    return "utf-8" if name.startswith(("utf-16", "utf-32")) else name
+
+
+def web_codec(label: str | None) -> str | None:
+    """Return the Python codec of an encoding the web knows by ``label``; None for a label
+    no browser knows, though Python may (``base64``, ``rot13``, ``cp037``)."""
     name = resolve_encoding(label) if label else None
     try:
-        name = codecs.lookup(name or "utf-8").name
+        name = codecs.lookup(name).name if name else None
     except LookupError:
-        return "utf-8"
-    return "utf-8" if name.startswith(("utf-16", "utf-32")) else name
+        return None
+    return name if name is not None and _of_the_web(name) else None
+
+
+def _of_the_web(name: str) -> bool:
+    """Whether the Python codec ``name`` is one of the Encoding Standard's encodings."""
+    return name in _WEB_NAMES or bool(_WEB_FAMILIES.fullmatch(name))
 
 
 def charset_name(encoding: str) -> str:

@@ -25,7 +25,6 @@ from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 from parsel import Selector, SelectorList
-from w3lib.encoding import resolve_encoding
 
 from framework.errors import FormError
 from framework.http.formdata import (
@@ -36,6 +35,7 @@ from framework.http.formdata import (
     output_encoding,
     text_plain,
     urlencoded,
+    web_codec,
 )
 
 __all__ = ["Click", "FormData", "Page", "Submission", "submission"]
@@ -274,12 +274,13 @@ def _action(form: etree._Element, button: etree._Element | None, page: Page) -> 
 
 
 def _encoding(form: etree._Element, page: Page) -> str:
-    """Pick the form's charset: the first known of ``accept-charset``, else the page's."""
+    """Pick the form's charset: the first of ``accept-charset`` browsers know, else the
+    page's."""
     accepted = form.get("accept-charset")
     if accepted is None:
         return output_encoding(page.encoding)
     labels = re.split(r"[\s,]+", accepted)  # browsers also split on commas
-    known = next((label for label in labels if label and resolve_encoding(label)), "utf-8")
+    known = next((label for label in labels if web_codec(label)), "utf-8")
     return output_encoding(known)
 
 

@@ -194,6 +194,37 @@ async def test_a_get_forms_password_is_never_shown_in_the_error(
     assert "s3cret" not in done.stderr
 
 
+class OddCharset(LoginSite):
+    """A sign-in form whose ``accept-charset`` names a Python codec no browser has."""
+
+    charset = ""
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        answer = await super().login_page(request)
+        assert isinstance(answer.text, str)
+        answer.text = answer.text.replace(
+            'id="login"', f'id="login" accept-charset="{self.charset}"'
+        )
+        return answer
+
+
+@pytest.mark.parametrize("charset", ["base64", "rot13", "undefined", "cp037"])
+async def test_a_form_whose_charset_no_browser_knows_is_sent_in_utf8_and_signs_in(
+    tmp_path: Path, serve: Serve, charset: str
+) -> None:
+    # base64 raised out of form(), and the sign-in was tried again for every request.
+    site = OddCharset()
+    site.charset = charset
+    base = await serve(site.app())
+    path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
+    two = f"start_urls: [{base}/members, '{base}/members?page=2']"
+    path.write_text(path.read_text().replace(f"start_urls: [{base}/members]", two))
+    done = await run_fw("run", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "plugin_error" not in done.stderr
+    assert len(site.logins) == 1  # signed in once, not for each request
+
+
 async def test_without_check_an_answer_without_the_form_again_is_signed_in(
     tmp_path: Path, serve: Serve
 ) -> None:
