@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from framework.__about__ import __version__
-from framework.config.project import Override
+from framework.config.project import Override, Project, load_project
 from framework.crawl.progress import Mode
 from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, FwError, PluginError, ProjectErrors, UsageError
+from framework.hooks.components import read_files
 from framework.hooks.manager import make_plugin_manager
 from framework.hooks.registry import Registry, flags
 from framework.http.urls import redact_all
-from framework.logs import configure_logging
+from framework.logs import configure_logging, ensure_stderr
 from framework.paths import descriptor, identity, is_stream
 
 if TYPE_CHECKING:
@@ -45,22 +46,29 @@ log = logging.getLogger("fw")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fw`` command line and return its exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    ensure_stderr()
     try:
-        parser = _parser(plugin_flags=_command(argv) == "run")
-    except PluginError as exc:  # a plugin's flag is not one fw can take
-        _print_errors([exc])
+        args = _parse_argv(_parser(plugin_flags=_command(argv) == "run"), argv)
+    except (UsageError, PluginError) as exc:  # a plugin's flag is not one fw can take
+        _print_errors(exc.errors if isinstance(exc, ProjectErrors) else [exc])
         return USAGE
     except KeyboardInterrupt:  # while the installed plugins load, for fw run's flags
         return INTERRUPTED
-    args = parser.parse_args(argv)
     try:
-        configure_logging(
+        log_file = configure_logging(
             args.log_level, args.log_format, args.log_file, quiet=getattr(args, "quiet", False)
         )
     except OSError as exc:
         print(f"Error: --log-file {args.log_file}: {_why(exc)}", file=sys.stderr)
         return USAGE
-    command: Callable[[argparse.Namespace], int] = args.command
+    code = _call(args.command, args)
+    if log_file is not None and log_file.failure is not None and code == OK:
+        return ABORTED  # the log lacks lines: a script must see it (said on stderr already)
+    return code
+
+
+def _call(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run ``command``; turn what it raises into its message and exit code."""
     try:
         return command(args)
     except (UsageError, PluginError) as exc:
@@ -106,9 +114,12 @@ def _drop_stdout() -> None:
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def _parser(*, plugin_flags: bool = True) -> argparse.ArgumentParser:
+def _parser(
+    *, plugin_flags: bool = True, project: Project | None = None
+) -> argparse.ArgumentParser:
     """Build the ``fw`` parser: the global options, then one sub-parser per command;
-    ``fw run`` with the flags plugins add, unless ``plugin_flags`` is false."""
+    ``fw run`` with the flags plugins add (those ``project`` does not disable), unless
+    ``plugin_flags`` is false."""
     parser = argparse.ArgumentParser(prog="fw", description="Crawl the web with plugins.")
     parser.add_argument("--version", action="version", version=f"fw {__version__}")
     _logging_arguments(parser, defaults=True)
@@ -116,7 +127,7 @@ def _parser(*, plugin_flags: bool = True) -> argparse.ArgumentParser:
     run = _run_parser(commands)
     _logging_arguments(run, defaults=False)  # first: a plugin's flag may not take these
     if plugin_flags:
-        _plugin_flags(run)
+        _plugin_flags(run, project)
     for add in (
         _check_parser,
         _parse_parser,
@@ -173,11 +184,22 @@ def _logging_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
     )
     group.add_argument(
         "--log-file",
-        type=Path,
+        type=_path,
         metavar="PATH",
         default=default(None),
         help="also write the log to PATH (appending)",
     )
+
+
+def _named(text: str) -> str:
+    """Take a path argument, refusing an empty one: it would be the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(_named(text))
 
 
 def _run_parser(commands: Commands) -> argparse.ArgumentParser:
@@ -190,12 +212,13 @@ def _run_parser(commands: Commands) -> argparse.ArgumentParser:
         "--output",
         action="append",
         default=[],
+        type=_named,
         metavar="PATH",
         help="also export items to PATH; the extension picks the format "
         "(.jsonl .json .csv .db .sqlite); - streams JSON lines to stdout",
     )
     run.add_argument(
-        "--stats", type=Path, metavar="PATH", help="write the final stats as JSON to PATH"
+        "--stats", type=_path, metavar="PATH", help="write the final stats as JSON to PATH"
     )
     run.add_argument(
         "--retry-failed",
@@ -204,18 +227,18 @@ def _run_parser(commands: Commands) -> argparse.ArgumentParser:
         "adding to its exports",
     )
     run.add_argument(
-        "--record", type=Path, metavar="DIR", help="save every response to DIR, for --replay"
+        "--record", type=_path, metavar="DIR", help="save every response to DIR, for --replay"
     )
     run.add_argument(
         "--replay",
-        type=Path,
+        type=_path,
         metavar="DIR",
         help="answer every request from a recording in DIR; never touch the "
         "network (a request not recorded fails as not_recorded)",
     )
     run.add_argument(
         "--cache",
-        type=Path,
+        type=_path,
         metavar="DIR",
         help="answer requests from the cache in DIR when it holds them (no network, no "
         "delay) and store what is fetched; sets cache.dir (the cache plugin)",
@@ -240,12 +263,29 @@ def _run_parser(commands: Commands) -> argparse.ArgumentParser:
     return run
 
 
-def _plugin_flags(run: argparse.ArgumentParser) -> None:
+def _parse_argv(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; with an installed plugin that failed to load (``unloaded``), a flag
+    fw run does not know may be another plugin's: load the plugins as the project says
+    (``disable_plugins``) and parse again, or say why they do not load, as fw run would."""
+    args, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return args
+    if getattr(args, "unloaded", None) is None:
+        return parser.parse_args(argv)  # argparse's own error: unrecognized arguments
+    return _parser(project=load_project(args.project, args.overrides)).parse_args(argv)
+
+
+def _plugin_flags(run: argparse.ArgumentParser, project: Project | None = None) -> None:
     """Add the flags installed plugins register (``register_flags``), each one standing
-    for a ``-s`` override. A plugin that fails to load adds none: ``fw run`` says why."""
+    for a ``-s`` override, less the plugins ``project`` disables. Without a project, a
+    plugin that fails to load adds none and is kept as ``unloaded`` (see ``_parse_argv``)."""
+    source, disabled = (project.source, project.disable_plugins) if project else (None, ())
     try:
-        pm = make_plugin_manager()
-    except FwError:
+        pm = make_plugin_manager(source=source, disabled=disabled)
+    except FwError as exc:
+        if project is not None:
+            raise
+        run.set_defaults(unloaded=exc)
         return
     for flag in flags(pm):
         if flag.flag in run._option_string_actions:
@@ -440,9 +480,10 @@ def _check_cache_apart(prepared: Prepared, args: argparse.Namespace) -> None:
 
 
 def _check_own_files(prepared: Prepared, args: argparse.Namespace) -> None:
-    """Refuse ``--log-file`` or ``--stats`` on a file the crawl writes, or on its project
-    file: the log would be mixed into it, the stats would replace it."""
-    taken = prepared.files()
+    """Refuse ``--log-file`` or ``--stats`` on a file the crawl writes, or on one it reads
+    (its project file, its plugin files): the log would be mixed into it, the stats would
+    replace it."""
+    taken = {**read_files(prepared.project), **prepared.files()}
     for option, path, what in (
         ("--log-file", args.log_file, "writes its log (--log-file)"),
         ("--stats", args.stats, "writes its stats (--stats)"),

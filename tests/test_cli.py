@@ -1023,3 +1023,105 @@ async def test_stats_to_standard_output_are_written_in_place(
     result = await run_fw("run", str(project), "--stats", "/dev/stdout")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["pages"] >= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# What the crawl reads is never written: its plugin files
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["--stats", "slow.py"],
+            "--stats slow.py: the crawl reads its plugin file ./slow.py there; give it its "
+            "own file",
+        ),
+        (
+            ["--log-file", "slow.py"],
+            "--log-file slow.py: the crawl reads its plugin file ./slow.py there; give it its "
+            "own file",
+        ),
+        (
+            ["-s", "exporters=[{format: jsonl, path: slow.py}]"],
+            "-s: exporters[0].path: the crawl reads its plugin file ./slow.py there; give the "
+            "export its own file",
+        ),
+        (
+            ["-o", "linked.jsonl"],  # a link to the plugin: the export would write through it
+            "-o: {tmp}/linked.jsonl: the crawl reads its plugin file ./slow.py there; give the "
+            "export its own file",
+        ),
+    ],
+)
+async def test_no_output_may_replace_a_plugin_file_the_crawl_reads(
+    site: tuple[Site, Path], tmp_path: Path, args: list[str], error: str
+) -> None:
+    state, project = site
+    state.release.set()
+    (tmp_path / "linked.jsonl").symlink_to(tmp_path / "slow.py")
+    done = await run_fw("run", str(project), *args, cwd=tmp_path)
+    assert last_line(done, 2) == "Error: " + error.format(tmp=tmp_path)
+    assert (tmp_path / "slow.py").read_text(encoding="utf-8") == SPIDER and state.hits == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Standard error: a log file that cannot be written, or no stderr at all
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+async def test_a_log_file_that_cannot_be_written_is_said_once_and_fw_exits_1(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    result = await run_fw("run", str(project), "--log-file", "/dev/full")
+    assert result.returncode == 1, result.stderr
+    assert "Logging error" not in result.stderr and "Traceback" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if "/dev/full" in line]
+    assert said == ["Error: --log-file /dev/full: No space left on device; logging to stderr only"]
+    assert len(read_jsonl(tmp_path / "out/items.jsonl")) == 7  # the crawl itself went on
+
+
+@pytest.mark.parametrize(("extra", "code"), [((), 0), (("-s", "timeout=fast"), 2)])
+async def test_with_stderr_closed_stdout_gets_the_items_and_nothing_else(
+    site: tuple[Site, Path], extra: tuple[str, ...], code: int
+) -> None:
+    state, project = site
+    state.release.set()
+    process = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        'exec "$@" 2>&-',  # started as `fw run … 2>&-` is: with no descriptor 2 at all
+        "sh",
+        *fw_command(),
+        "run",
+        str(project),
+        "-o",
+        "-",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == code, out
+    items = [json.loads(line) for line in out.decode().splitlines()]  # no Error: line among them
+    assert len(items) == (7 if code == 0 else 0)
+
+
+@pytest.mark.parametrize(
+    "option", ["-o", "--stats", "--record", "--replay", "--cache", "--log-file"]
+)
+async def test_an_empty_path_is_refused(
+    site: tuple[Site, Path], tmp_path: Path, option: str
+) -> None:
+    state, project = site
+    state.release.set()
+    (tmp_path / "cwd").mkdir()
+    result = await run_fw("run", str(project), option, "", cwd=tmp_path / "cwd")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(
+        f"argument {option if option != '-o' else '-o/--output'}: expected a path, got an empty one"
+    )
+    assert list((tmp_path / "cwd").iterdir()) == [] and state.hits == []

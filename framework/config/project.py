@@ -20,7 +20,7 @@ from typing import Any, Literal, NamedTuple
 
 import yaml
 
-from framework.config.schema import build, check_key_names, keys_of, option, strings
+from framework.config.schema import build, check_key_names, keys_of, option, show, strings
 from framework.config.yamlfile import (
     MAX_DEPTH,
     EnvText,
@@ -31,6 +31,7 @@ from framework.config.yamlfile import (
     load,
     parse,
     resolve_env,
+    shorten,
 )
 from framework.errors import ErrorList, ProjectError, UsageError, check_all
 from framework.http.urls import Offsite, host_of, redact, site_of, split_host, unfetchable
@@ -57,13 +58,13 @@ def _empty() -> Mapping[str, Any]:
 def _http_url(url: str) -> str:
     problem = unfetchable(url)
     if problem == "scheme":
-        raise ValueError(f"{url!r} is not an http(s) URL; fw fetches only http:// and https://")
+        raise ValueError(f"{show(url)} is not an http(s) URL; fw fetches only http:// and https://")
     try:  # its host and port are the default allowed_domains: they must read as one
         split_host(site_of(url))
     except ValueError:
         problem = "invalid_url"
     if problem:
-        raise ValueError(f"{url!r} is not a valid URL (check the host and port)")
+        raise ValueError(f"{show(url)} is not a valid URL (check the host and port)")
     return url
 
 
@@ -71,7 +72,7 @@ def _host_name(host: str) -> str:
     try:
         split_host(host)
     except ValueError as exc:
-        raise ValueError(f"{host!r}: {exc}") from None
+        raise ValueError(f"{show(host)}: {shorten(str(exc), 200)}") from None
     return host.lower()
 
 
@@ -81,7 +82,7 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field names
 def _headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     for name, value in headers.items():
         if not _TOKEN.match(name):
-            raise ValueError(f"{name!r} is not a valid header name")
+            raise ValueError(f"{show(name)} is not a valid header name")
         if "\r" in value or "\n" in value or "\0" in value:
             raise ValueError(f"the value of {name} contains a line break")
         if name.lower() == "proxy-authorization":  # inside an https tunnel, the site gets it
@@ -100,7 +101,7 @@ def _crawl_name(name: str) -> str:
     # "/" or ".." to climb out of the folder, and no ":" to nest in another crawl's keys.
     if name and not _CRAWL_NAME.match(name):
         raise ValueError(
-            f"{name!r} is not a crawl name: use letters, digits, '.', '_' and '-', "
+            f"{show(name)} is not a crawl name: use letters, digits, '.', '_' and '-', "
             "starting with a letter or digit"
         )
     return name
@@ -113,7 +114,7 @@ _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
 def _frontier(url: str) -> str:
     if url != "memory" and not url.startswith(_FRONTIERS[1:]):
         raise ValueError(
-            f"{redact(url)!r} is not a frontier; use memory, sqlite:///path/to/crawl.db "
+            f"{show(redact(url))} is not a frontier; use memory, sqlite:///path/to/crawl.db "
             "or redis://host:6379/0"
         )
     if url.startswith("sqlite:///") and not url.removeprefix("sqlite:///").strip("/"):
@@ -166,7 +167,7 @@ def _pattern(pattern: str) -> str:
         if port is None and ":" in host:
             return host
     raise ValueError(
-        f"{pattern!r} is not a host pattern; write it like *.douban.com (no port), "
+        f"{show(pattern)} is not a host pattern; write it like *.douban.com (no port), "
         "or an IPv6 address like ::1"
     )
 
@@ -400,7 +401,10 @@ def load_project(file: Path, overrides: Sequence[str | Override] = ()) -> Projec
         )
     if not isinstance(data, dict):
         raise source.error((), "expected a mapping of keys such as spider: and start_urls:")
-    check_key_names(data, source, ())
+    errors = ErrorList()
+    with errors.collect():  # and go on without them: the other keys may hold mistakes too
+        check_key_names(data, source, ())
+    data = {key: value for key, value in data.items() if isinstance(key, str)}
     given = [o if isinstance(o, Override) else Override(o) for o in overrides]
     parsed = [(*parse_override(o.text, o.given), o.given) for o in given]
     source = source.with_overrides({path: by for path, _, by in parsed})
@@ -410,12 +414,14 @@ def load_project(file: Path, overrides: Sequence[str | Override] = ()) -> Projec
         node[path[-1]] = resolve_env(value, source, path)
     core = {f.name for f in keys_of(Project)}
     sections = MappingProxyType({k: v for k, v in data.items() if k not in core})
-    project = build(
-        Project,
-        {k: v for k, v in data.items() if k in core},
-        source,
-        internal={"file": file, "source": source, "sections": sections},
-    )
+    with errors.collect():
+        project = build(
+            Project,
+            {k: v for k, v in data.items() if k in core},
+            source,
+            internal={"file": file, "source": source, "sections": sections},
+        )
+    errors.raise_any()
     _check_on_site(project)
     return _with_defaults(project)
 

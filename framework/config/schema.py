@@ -19,13 +19,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from framework.config.yamlfile import EnvText, KeyPath, Source, quoted
-from framework.errors import ErrorList, check_all
+from framework.config.yamlfile import EnvText, KeyPath, Source, format_key, quoted, shorten
+from framework.errors import ErrorList, ProjectError, check_all
 
 __all__ = [
     "build",
@@ -35,6 +36,7 @@ __all__ = [
     "has_default",
     "keys_of",
     "option",
+    "show",
     "strings",
 ]
 
@@ -91,7 +93,7 @@ def strings(check: Check, what: str, *, optional: bool = False) -> Parse:
 
     def one(item: Any, source: Source, at: KeyPath) -> Any:
         if not isinstance(item, str):
-            raise source.error(at, f"expected {what}, got {_show(item)}")
+            raise source.error(at, f"expected {what}, got {show(item)}")
         return _checked(lambda text: check(str(text)), item, source, at)
 
     return parse
@@ -124,9 +126,10 @@ def check_key_names(data: Mapping[Any, Any], source: Source, path: KeyPath) -> N
     for key in data:
         if not isinstance(key, str):
             errors.add(
-                source.error(
-                    path,
-                    f"{key!r} is not a key name: YAML reads on/off/yes/no "
+                ProjectError(
+                    source.where((*path, key)),  # the key's own line, not its mapping's
+                    format_key(path),
+                    f"{shorten(repr(key))} is not a key name: YAML reads on/off/yes/no "
                     "as true/false and digits as numbers; quote it ('on')",
                 )
             )
@@ -154,7 +157,7 @@ def build(
     if "enabled" in fields and isinstance(_plain(data), bool):
         data = {"enabled": data}
     if not isinstance(data, Mapping):
-        raise source.error(path, f"expected a mapping of keys, got {_show(data)}")
+        raise source.error(path, f"expected a mapping of keys, got {show(data)}")
     hints = get_type_hints(schema)
     errors = ErrorList()
     with errors.collect():
@@ -203,9 +206,9 @@ def _field_value(
     if value is None:
         return None
     if meta["minimum"] is not None and value < meta["minimum"]:
-        raise source.error(path, f"must be at least {meta['minimum']}, got {_show(raw)}")
+        raise source.error(path, f"must be at least {meta['minimum']}, got {show(raw)}")
     if meta["maximum"] is not None and value > meta["maximum"]:
-        raise source.error(path, f"must be at most {meta['maximum']}, got {_show(raw)}")
+        raise source.error(path, f"must be at most {meta['maximum']}, got {show(raw)}")
     if meta["each"] is not None:
         each = meta["each"]
         value = tuple(
@@ -224,10 +227,13 @@ def _checked(check: Check, value: Any, source: Source, path: KeyPath) -> Any:
 
 
 def _masked(message: str, value: Any) -> str:
-    """Say ``message`` without the value of an ``$env``, which may be a secret."""
+    """Say ``message`` without the value of an ``$env``, which may be a secret, whole or
+    cut short by ``show``."""
     if not isinstance(value, EnvText) or not value:
         return message
-    return message.replace(repr(str(value)), quoted(value)).replace(str(value), "***")
+    for shown in (show(str(value)), repr(str(value))):
+        message = message.replace(shown, quoted(value))
+    return message.replace(str(value), "***")
 
 
 def convert(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
@@ -240,7 +246,7 @@ def convert(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
     if origin is Literal:
         if raw not in args:
             choices = ", ".join(repr(a) for a in args)
-            raise source.error(path, f"must be one of {choices}, got {_show(raw)}")
+            raise source.error(path, f"must be one of {choices}, got {show(raw)}")
         return args[args.index(raw)]
     if origin is tuple:
         return _sequence(args[0], raw, source, path)
@@ -262,7 +268,7 @@ def _union(args: tuple[Any, ...], raw: Any, source: Source, path: KeyPath) -> An
 
 def _sequence(item: Any, raw: Any, source: Source, path: KeyPath) -> tuple[Any, ...]:
     if not isinstance(raw, list):
-        raise source.error(path, f"expected a list, got {_show(raw)}")
+        raise source.error(path, f"expected a list, got {show(raw)}")
     return tuple(
         check_all(lambda i, value: convert(item, value, source, (*path, i)), enumerate(raw))
     )
@@ -270,7 +276,7 @@ def _sequence(item: Any, raw: Any, source: Source, path: KeyPath) -> tuple[Any, 
 
 def _mapping(value_type: Any, raw: Any, source: Source, path: KeyPath) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
-        raise source.error(path, f"expected a mapping, got {_show(raw)}")
+        raise source.error(path, f"expected a mapping, got {show(raw)}")
     check_key_names(raw, source, path)  # else headers: {on: x} sent a header named True
     values = check_all(lambda k, v: convert(value_type, v, source, (*path, k)), raw.items())
     return types.MappingProxyType(dict(zip(map(str, raw), values, strict=True)))
@@ -279,19 +285,25 @@ def _mapping(value_type: Any, raw: Any, source: Source, path: KeyPath) -> Mappin
 def _scalar(hint: Any, raw: Any, source: Source, path: KeyPath) -> Any:
     # An environment variable is text; a key that takes a number reads it as YAML would.
     value = raw.scalar() if isinstance(raw, EnvText) and hint is not str else raw
+    if hint is float and isinstance(value, str) and _EXPONENT.fullmatch(value):
+        value = float(value)  # YAML 1.1 reads 1e3 and 2.5e1 (no dot, no sign) as text
     if hint is bool and isinstance(value, bool):
         return value
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value):
-            raise source.error(path, f"expected a finite number, got {_show(raw)}")
+            raise source.error(path, f"expected a finite number, got {show(raw)}")
         return float(value)
     # YAML reads `name: 2024` as a number; a string field takes it as written.
     if hint is str and isinstance(value, str | int | float) and not isinstance(value, bool):
         # An $env value stays EnvText: it is a secret, which credentials.py keeps scoped.
         return value if isinstance(value, str) else str(value)
-    raise source.error(path, f"expected {_describe(hint)}, got {_show(raw)}")
+    raise source.error(path, f"expected {_describe(hint)}, got {show(raw)}")
+
+
+#: A number with an exponent, as YAML 1.2 reads one (``1e3``, ``2.5e1``, ``.5E-2``).
+_EXPONENT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 def _describe(hint: Any) -> str:
@@ -301,7 +313,7 @@ def _describe(hint: Any) -> str:
     return "a mapping" if dataclasses.is_dataclass(hint) else f"a {getattr(hint, '__name__', hint)}"
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """Render a YAML value for an error message, short enough for one line."""
     if value is None:
         return "nothing (null)"
@@ -316,4 +328,4 @@ def _show(value: Any) -> str:
         if isinstance(value, bool)
         else str(value)
     )
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shorten(text)

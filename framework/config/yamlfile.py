@@ -33,6 +33,7 @@ __all__ = [
     "parse",
     "quoted",
     "resolve_env",
+    "shorten",
 ]
 
 #: Project files are a few KB; PyYAML reads about 1 MB a second, and a file much larger
@@ -52,11 +53,17 @@ KeyPath = tuple[str | int, ...]
 
 
 def format_key(path: KeyPath) -> str:
-    """Render ``("exporters", 0, "path")`` as ``exporters[0].path``."""
+    """Render ``("exporters", 0, "path")`` as ``exporters[0].path``, each key cut short."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        key = f"[{part}]" if isinstance(part, int) else shorten(str(part))
+        out += f".{key}" if out and not isinstance(part, int) else key
     return out
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """Cut ``text`` to ``limit`` characters for an error message: a value may be 1 MB long."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Source:
@@ -182,7 +189,8 @@ def _parse(text: str, file: Path) -> tuple[Any, dict[KeyPath, int]]:
         lines: dict[KeyPath, int] = {}
         if root is None:
             return None, lines
-        _record_lines(root, (), lines, set(), file)  # first: building merges ``<<`` into nodes
+        # First: building merges ``<<`` into nodes.
+        _record_lines(root, (), lines, set(), (file, loader))
         return loader.construct_document(root), lines
     finally:
         loader.dispose()
@@ -388,7 +396,11 @@ def _env(name: Any, source: Source, path: KeyPath) -> EnvText:
 
 
 def _record_lines(
-    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], seen: set[int], file: Path
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    seen: set[int],
+    reading: tuple[Path, yaml.SafeLoader],
 ) -> None:
     """Walk the composed node tree beside the loaded data and note each key's line.
 
@@ -406,15 +418,23 @@ def _record_lines(
                 line = key.start_mark.line + 1
                 if key.value in keys and key.tag != "tag:yaml.org,2002:merge":
                     raise ProjectError(
-                        f"{file}:{line}",
+                        f"{reading[0]}:{line}",
                         format_key((*path, key.value)),
                         f"written twice (first on line {keys[key.value]})",
                     )
                 keys[key.value] = lines[(*path, key.value)] = line
-                _record_lines(value, (*path, key.value), lines, seen, file)
+                if key.tag in _TYPED:  # `on:` is the key True: its errors point here too
+                    lines.setdefault((*path, reading[1].construct_object(key)), line)
+                _record_lines(value, (*path, key.value), lines, seen, reading)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines, seen, file)
+            _record_lines(item, (*path, index), lines, seen, reading)
+
+
+#: The tags of keys YAML reads as something else than text.
+_TYPED = frozenset(
+    f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float", "null", "timestamp")
+)
 
 
 def _reason(exc: Exception) -> str:

@@ -16,13 +16,27 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from framework.config.project import ExporterSpec, Project
-from framework.config.schema import build, did_you_mean, has_default, keys_of
-from framework.config.yamlfile import KeyPath, Source, format_key
-from framework.errors import ErrorList, PluginError, ProjectError, check_all, raised_at, reportable
+from framework.config.schema import build, did_you_mean, has_default, keys_of, show
+from framework.config.yamlfile import KeyPath, Source, format_key, shorten
+from framework.errors import (
+    ErrorList,
+    FwError,
+    PluginError,
+    ProjectError,
+    check_all,
+    raised_at,
+    reportable,
+)
 from framework.exporters import Exporter
 from framework.fetch.layers import FetchLayer
 from framework.fetch.parsers import Parsers
-from framework.hooks.manager import PluginManager, exited, hook_calls, project_plugin_name
+from framework.hooks.manager import (
+    PluginManager,
+    exited,
+    hook_calls,
+    plugin_files,
+    project_plugin_name,
+)
 from framework.hooks.registry import Registry, section_schema
 from framework.items import ItemStep
 from framework.middleware import Middleware
@@ -37,6 +51,7 @@ __all__ = [
     "fetch_layers",
     "item_steps",
     "middlewares",
+    "read_files",
 ]
 
 T = TypeVar("T")
@@ -94,6 +109,7 @@ def assemble(
         with errors.collect():
             _require_section(project, registry, project_plugin_name(spec))
     specs = enumerate((*project.exporters, *outputs))
+    reserved = {**read_files(project), **reserved}
     for error in _misplaced((*project.exporters, *outputs), project, reserved):
         with errors.collect():
             raise error
@@ -116,6 +132,16 @@ def assemble(
         callbacks=callbacks,
         fetch_layers=layers,
     )
+
+
+def read_files(project: Project) -> dict[object, str]:
+    """The project's own plugin files (by ``paths.identity``), saying so: the crawl reads
+    them, so nothing it writes may replace one. A link to one too: it is read through."""
+    files: dict[object, str] = {}
+    for spec, path in plugin_files(project.plugins, project.file.parent):
+        for follow in (True, False):
+            files[identity(str(path), follow=follow)] = f"reads its plugin file {spec}"
+    return files
 
 
 def middlewares(project: Project, registry: Registry) -> tuple[Middleware, ...]:
@@ -240,9 +266,9 @@ def configure_plugins(project: Project, plugins: Iterable[tuple[str, object]]) -
             continue
         with errors.collect():
             if name in sections:
-                sections[name] = build(schema, sections[name], project.error_source, (name,))
+                sections[name] = _build(project, name, schema, sections[name], (name,))
             elif all(has_default(f) for f in keys_of(schema)):
-                sections[name] = build(schema, None, project.error_source, (name,))
+                sections[name] = _build(project, name, schema, None, (name,))
     errors.raise_any()
     return dataclasses.replace(project, sections=MappingProxyType(sections))
 
@@ -251,25 +277,40 @@ def _require_section(project: Project, registry: Registry, plugin: str) -> None:
     """Insist on the section of a plugin the crawl uses, if its schema has required keys."""
     schema = registry.schemas.get(plugin)
     if schema is not None and project.section(plugin) is None:
-        build(schema, None, project.error_source, (plugin,))  # raises: which key is missing
+        _build(project, plugin, schema, None, (plugin,))  # raises: which key is missing
 
 
 def _check_sections(project: Project, registry: Registry, plugin_names: set[str]) -> None:
-    """Every top-level key that is not a core key must name a plugin or something it provides."""
-    owners = plugin_names | set(registry.spiders) | set(registry.middlewares)
+    """Every top-level key that is not a core key must be a section something reads: a
+    plugin's (see ``Registry.readers``), or a spider's, middleware's or fetch layer's."""
+    owners = registry.readers | set(registry.spiders) | set(registry.middlewares)
     owners |= set(registry.fetch_layers)
     known = [f.name for f in keys_of(Project)] + sorted(owners)
     errors = ErrorList()
     for key in project.sections:
-        if key not in owners:
-            errors.add(
-                project.error_source.error(
-                    (key,),
-                    f"unknown key{did_you_mean(key, known)}; "
-                    "top-level keys are fw's own or a plugin's name",
-                )
-            )
+        if key in owners:
+            continue
+        why = (
+            _no_section(key, registry)
+            if key in plugin_names
+            else f"unknown key{did_you_mean(key, known)}; "
+            "top-level keys are fw's own or a plugin's name"
+        )
+        errors.add(project.error_source.error((key,), why))
     errors.raise_any()
+
+
+def _no_section(plugin: str, registry: Registry) -> str:
+    """Say that ``plugin`` reads no section of its name, and which of its parts do."""
+    kinds = ("spiders", "middlewares", "fetch_layers")
+    parts = [(k, n) for (k, n), p in registry.owners.items() if p == plugin and k in kinds]
+    if not parts:
+        return f"plugin '{plugin}' takes no options; remove this section"
+    kind, name = parts[0]
+    return (
+        f"plugin '{plugin}' takes no options of its own; its {_singular(kind)} '{name}' "
+        f"does: write them under {name}:"
+    )
 
 
 def _options(
@@ -298,10 +339,36 @@ def _options(
             )
         return section
     if component.Options is not None:
-        return build(component.Options, section, project.error_source, (name,))
+        return _build(project, owner, component.Options, section, (name,))
     if section is not None and not isinstance(section, dict):
         raise project.error_source.error((name,), "expected a mapping of options")
     return section or {}
+
+
+def _build(project: Project, plugin: str, schema: type[T], raw: Any, path: KeyPath) -> T:
+    """Build ``plugin``'s options; a schema that fails otherwise than by refusing a value
+    (its check raising TypeError, its ``__post_init__`` KeyError) is the plugin's to fix."""
+    try:
+        return build(schema, raw, project.error_source, path)
+    except BaseException as exc:
+        if isinstance(exc, FwError) or not reportable(exc):
+            raise
+        raise _plugin_fault(
+            project,
+            plugin,
+            f"its Options for {format_key(path)} raised{_at(raised_at(exc))}: "
+            f"{type(exc).__name__}: {shorten(str(exc), 200)} (a schema refuses a value by "
+            "raising ValueError)",
+        ) from exc
+
+
+def _plugin_fault(project: Project, plugin: str, message: str) -> FwError:
+    """An error in ``plugin``: at its ``plugins:`` entry if the project lists it (as
+    ``PluginManager.error`` locates one), else naming it."""
+    for index, spec in enumerate(project.plugins):
+        if project_plugin_name(spec) == plugin:
+            return project.error_source.error(("plugins", index), f"plugin '{plugin}': {message}")
+    return PluginError(f"plugin '{plugin}': {message}")
 
 
 def _is_built(section: Any) -> bool:
@@ -327,8 +394,9 @@ def _exporter(spec: ExporterSpec, project: Project, registry: Registry, append: 
             f"exporter '{exporter.format}' cannot write to standard output; give a file",
         )
     options: Any = dict(spec.options)
+    owner = registry.owners.get(("exporters", exporter.format), "?")
     if exporter.Options is not None:
-        options = build(exporter.Options, options, source, spec.at)
+        options = _build(project, owner, exporter.Options, options, spec.at)
     elif options:
         unknown = next(iter(options))
         raise source.error(
@@ -388,6 +456,6 @@ def _lookup(table: dict[str, Any], name: str, what: str, source: Source, at: Key
     installed = ", ".join(sorted(table)) or "none"
     raise source.error(
         at,
-        f"unknown {what} {name!r}{did_you_mean(name, table)}; installed: "
+        f"unknown {what} {show(name)}{did_you_mean(name, table)}; installed: "
         f"{installed} (see fw plugins)",
     )

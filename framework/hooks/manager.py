@@ -37,9 +37,9 @@ import pluggy
 
 from framework import hookspecs
 from framework.__about__ import DISTRIBUTION, __version__
-from framework.config.schema import did_you_mean
-from framework.config.yamlfile import KeyPath, Source
-from framework.errors import FwError, PluginError
+from framework.config.schema import did_you_mean, show
+from framework.config.yamlfile import KeyPath, Source, shorten
+from framework.errors import ErrorList, FwError, PluginError
 from framework.hooks import builtin
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "PluginManager",
     "hook_calls",
     "make_plugin_manager",
+    "plugin_files",
     "project_plugin_name",
     "register_for_crawl",
 ]
@@ -166,8 +167,11 @@ def make_plugin_manager(
         read: dict[Distribution, tuple[str, str]] = {}
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             _register_entry_point(pm, entry_point, read)
+    errors = ErrorList()  # each entry is the project's to fix: say what is wrong with each
     for index, spec in enumerate(project_plugins):
-        _register_project_plugin(pm, spec, index)
+        with errors.collect():
+            _register_project_plugin(pm, spec, index)
+    errors.raise_any()
     _check(pm)
     if os.environ.get("FW_TRACE_PLUGINS"):
         pm.add_hookcall_monitoring(_trace_registry_call, lambda *_: None)
@@ -184,7 +188,7 @@ def _disable(pm: PluginManager, names: Sequence[str], source: Source) -> None:
         if name not in installed:
             raise source.error(
                 at,
-                f"no installed plugin {name!r}"
+                f"no installed plugin {show(name)}"
                 f"{did_you_mean(name, installed)}; installed: "
                 f"{', '.join(sorted(installed))}",
             )
@@ -252,6 +256,13 @@ def _is_file(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or "\\" in spec
 
 
+def plugin_files(project_plugins: Sequence[str], folder: Path) -> list[tuple[str, Path]]:
+    """Return each ``plugins:`` entry that is a file, with its path (relative to
+    ``folder``, the project file's, links kept)."""
+    files = [spec for spec in project_plugins if _is_file(spec)]
+    return [(spec, Path(os.path.abspath(folder / spec))) for spec in files]  # noqa: PTH100
+
+
 def project_plugin_name(spec: str) -> str:
     """Return the name a ``plugins:`` entry is registered under.
 
@@ -297,16 +308,16 @@ def _load_failure(exc: BaseException) -> str:
 
 def _import_failure(spec: str, exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
-        return f"{spec} {_load_failure(exc)}"
+        return f"{shorten(spec)} {_load_failure(exc)}"
     if isinstance(exc, FileNotFoundError):
-        return f"no such plugin file {spec!r}"
+        return f"no such plugin file {show(spec)}"
     if (
         isinstance(exc, ModuleNotFoundError)
         and exc.name
         and (spec == exc.name or spec.startswith(exc.name + "."))
     ):
-        return f"no module named {spec!r} (install it, or give a path ending in .py)"
-    return f"{spec} failed to import: {_describe(exc)}"
+        return f"no module named {show(spec)} (install it, or give a path ending in .py)"
+    return f"{shorten(spec)} failed to import: {_describe(exc)}"
 
 
 def _import_file(spec: str, source: Source) -> ModuleType:
@@ -334,7 +345,7 @@ def _import_file(spec: str, source: Source) -> ModuleType:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {shorten(str(exc), 300)}"
 
 
 def _register(pm: PluginManager, plugin: object, name: str) -> None:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from framework.config.yamlfile import shorten
 from framework.exporters import Exporter
 from framework.fetch.layers import FetchLayer
 from framework.fetch.parsers import Parsers
@@ -37,6 +38,9 @@ class Registry:
         self.owners: dict[tuple[str, str], str] = {}
         #: The schema each plugin module declares for its own section (``Options``).
         self.schemas: dict[str, type[Any]] = {}
+        #: The plugins that may read a section named after them: those declaring
+        #: ``Options``, those with a hook handed the project, and disabled ones (unknown).
+        self.readers: set[str] = set()
 
     @classmethod
     def collect(cls, pm: PluginManager) -> Registry:
@@ -63,6 +67,10 @@ class Registry:
             schema = section_schema(plugin)
             if name is not None and schema is not None:
                 registry.schemas[name] = schema
+            if name is not None and (
+                plugin is None or schema is not None or _sees_project(pm, plugin)
+            ):
+                registry.readers.add(name)
         return registry
 
     def describe(self, pm: PluginManager) -> list[dict[str, Any]]:
@@ -219,10 +227,23 @@ def _argnames(function: Callable[..., Any], what: str) -> tuple[str, ...]:
     return names
 
 
+def _sees_project(pm: PluginManager, plugin: object) -> bool:
+    """Tell whether one of ``plugin``'s hooks is handed the project: only such a plugin
+    can read a section of its own without declaring ``Options``."""
+    callers = pm.get_hookcallers(plugin) or ()
+    impls = (impl for caller in callers for impl in caller.get_hookimpls())
+    return any(impl.plugin is plugin and "project" in impl.argnames for impl in impls)
+
+
 def _require(value: Any, base: type, attribute: str) -> None:
     if not (isinstance(value, type) and issubclass(value, base) and getattr(value, attribute)):
         raise _Refused(
             f"registered {value!r}, which is not a {base.__name__} subclass with a {attribute}"
+        )
+    named = getattr(value, attribute)
+    if not isinstance(named, str):  # it names a section, an export format: it is a key
+        raise _Refused(
+            f"registered {value!r}, whose {attribute} is {shorten(repr(named))}, not a string"
         )
 
 

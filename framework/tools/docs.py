@@ -71,8 +71,10 @@ def project_page() -> str:
         _GENERATED.format("framework/config/project.py"),
         "# Project file reference",
         "",
-        "Every key fw reads from a project file. Any other top-level key must name a "
-        "plugin (or a spider or middleware one provides): it is that plugin's section.",
+        "Every key fw reads from a project file. Any other top-level key must be a section "
+        "something reads: a spider's, a middleware's or a fetch layer's, by its name, or that "
+        "of a plugin that declares `Options` or whose hooks are handed the project; any other "
+        "is an error.",
         "",
     ]
     return "\n".join(lines) + "\n" + options_table(Project)

@@ -242,19 +242,19 @@ INVALID = {
     ),
     "yaml boolean as a header name": (
         VALID + "headers:\n  on: x\n",
-        4,
+        5,
         "headers",
         "True is not a key name",
     ),
     "number as a host pattern": (
         VALID + "domains:\n  1: {delay: 1}\n",
-        4,
+        5,
         "domains",
         "1 is not a key name",
     ),
     "yaml boolean as a key": (
         VALID + "concurrency:\n  on: 3\n",
-        4,
+        5,
         "concurrency",
         "True is not a key name",
     ),
@@ -848,12 +848,68 @@ def test_a_crawl_named_after_its_file_keeps_only_the_characters_a_name_may_have(
         "frontier={$env: FW_SECRET}",
     ],
 )
+@pytest.mark.parametrize("secret", ["tok/s3cret", "tok/s3cret" + "x" * 100])  # or cut short
 def test_an_env_value_is_never_shown_in_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, override: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, override: str, secret: str
 ) -> None:
-    monkeypatch.setenv("FW_SECRET", "tok/s3cret")  # invalid for every one of these keys
+    monkeypatch.setenv("FW_SECRET", secret)  # invalid for every one of these keys
     path = write_project(tmp_path, "spider: rules\nstart_urls: [https://a.example/]\n")
     with pytest.raises(ProjectError) as caught:
         load_project(path, [override])
     assert "s3cret" not in str(caught.value)
     assert "$env FW_SECRET (not shown)" in str(caught.value)
+
+
+def test_a_key_that_is_no_name_is_blamed_at_its_own_line_with_the_other_mistakes(
+    tmp_path: Path,
+) -> None:
+    text = VALID + "\n\non: 1\nheaders:\n  User-Agent: x\n\n  yes: 1\ntimeout: fast\n"
+    with pytest.raises(ProjectErrors) as raised:
+        load_project(write_project(tmp_path, text))
+    assert [(e.where, e.key, e.message.split(":")[0]) for e in raised.value.errors] == [
+        (f"{tmp_path / 'project.yaml'}:6", "", "True is not a key name"),
+        (f"{tmp_path / 'project.yaml'}:10", "headers", "True is not a key name"),
+        (f"{tmp_path / 'project.yaml'}:11", "timeout", "expected a number, got 'fast'"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("start_urls", "[ftp://{long}]"),
+        ("start_urls", "['http://{long} x/']"),
+        ("name", "n{long}"),
+        ("allowed_domains", "['{long}:1:2']"),
+        ("allowed_domains", "['[1::2::{long}]:80']"),
+        ("frontier", "x{long}"),
+        ("spider", "s{long}"),
+        ("exporters", "[{{format: x{long}, path: out.x}}]"),
+    ],
+)
+def test_a_long_value_is_cut_short_in_its_error(
+    tmp_path: Path, key: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "shop.py").write_text(PLUGIN_FILES["shop.py"], encoding="utf-8")
+    text = "spider: shop\nstart_urls: [https://shop.example/]\nplugins: [./shop.py]\n"
+    lines = [line for line in text.splitlines() if not line.startswith(f"{key}:")]
+    lines.append(f"{key}: {value.format(long='q' * 100_000)}")
+    path = write_project(tmp_path, "\n".join(lines) + "\n")
+    assert main(["check", str(path)]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"Error: {path}:{len(lines)}: {key}") and "qqq..." in line
+    assert len(line) < 400, line
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("1e3", 1000.0), ("2.5e1", 25.0), ("5E-1", 0.5), ("+2e+1", 20.0)]
+)
+def test_a_number_with_an_exponent_is_a_number_where_one_is_expected(
+    tmp_path: Path, text: str, value: float
+) -> None:
+    # YAML 1.1 reads 1e3 and 2.5e1 as text; a key that takes a number reads them as one.
+    path = write_project(
+        tmp_path, f"spider: shop\nstart_urls: [https://a.example/]\ntimeout: {text}\n"
+    )
+    project = load_project(path, [f"delay={text}", f"headers.X-N={text}"])
+    assert (project.timeout, project.delay) == (value, value)
+    assert project.headers == {"X-N": text}  # where text is expected, it stays as written

@@ -105,3 +105,56 @@ async def test_the_section_of_a_spider_not_in_use_is_checked_all_the_same(tmp_pa
     assert result.stderr.strip() == (
         f"Error: {path}:4: douban.subject: unknown key (did you mean 'subjects'?)"
     )
+
+
+async def test_a_section_no_plugin_reads_is_an_unknown_key(tmp_path: Path) -> None:
+    (tmp_path / "shop.py").write_text(
+        "from framework import Spider, hookimpl\n\nclass Shop(Spider):\n    name = 'shop'\n\n"
+        "@hookimpl\ndef register_spiders(register):\n    register(Shop)\n",
+        encoding="utf-8",
+    )
+    path = write_project(
+        tmp_path,
+        """
+        spider: shop
+        start_urls: [https://a.example/]
+        plugins: [./shop.py]
+        forms: {url: https://a.example/login}
+        schema: {strict: yes}
+        fw: {whatever: 1}
+        shop.py: {pages: 2}
+        shop: {pages: 2}
+        sitemaps: {urls: [https://a.example/sitemap.xml]}
+        """,
+    )
+    result = await run_fw("check", str(path))
+    assert result.returncode == 2
+    # A spider's section (shop:) is read, and so is that of a plugin whose hooks are handed
+    # the project (sitemaps:); the others would be ignored without a word.
+    assert result.stderr.splitlines() == [
+        f"Error: {path}:4: forms: plugin 'forms' takes no options of its own; its middleware "
+        "'login' does: write them under login:",
+        f"Error: {path}:5: schema: plugin 'schema' takes no options; remove this section",
+        f"Error: {path}:6: fw: plugin 'fw' takes no options; remove this section",
+        f"Error: {path}:7: shop.py: plugin 'shop.py' takes no options of its own; its spider "
+        "'shop' does: write them under shop:",
+    ]
+
+
+async def test_every_plugin_file_that_fails_to_load_is_named(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(BROKEN_PLUGIN, encoding="utf-8")
+    path = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [https://a.example/]
+        plugins:
+          - ./nowhere.py
+          - ./broken.py
+        """,
+    )
+    result = await run_fw("check", str(path))
+    assert result.returncode == 2
+    first, second = result.stderr.splitlines()
+    assert first == f"Error: {path}:4: plugins[0]: no such plugin file './nowhere.py'"
+    assert second.startswith(f"Error: {path}:5: plugins[1]: ./broken.py failed to import: ")

@@ -868,3 +868,134 @@ async def test_a_fetch_layer_that_raises_or_answers_no_response_fails_that_reque
     assert {item["url"] for item in read_jsonl(out)} == {f"{base}/", f"{base}/ok"}
     assert "fetch layer 'broken' raised KeyError: 'oops'" in caplog.text
     assert "fetch layer 'broken' returned str, not a Response" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# A plugin's own faults (its schema, its names) are the plugin's errors, named
+# ---------------------------------------------------------------------------------------------
+
+RULES_PROJECT = """\
+spider: rules
+start_urls: [https://a.example/]
+rules: {items: [{fields: {title: h1}}]}
+"""
+
+FAULTY_CHECK = """
+from dataclasses import dataclass
+from framework import Spider, hookimpl, option
+
+def positive(value):
+    if value < 0:
+        raise TypeError("must be positive")  # ValueError is what a check raises
+    return value
+
+class S(Spider):
+    name = "boom"
+
+    @dataclass(frozen=True)
+    class Options:
+        pages: int = option(1, doc="Pages.", check=positive)
+
+@hookimpl
+def register_spiders(register):
+    register(S)
+"""
+
+FAULTY_POST_INIT = """
+from dataclasses import dataclass
+from framework import Spider, hookimpl, option
+
+@dataclass(frozen=True)
+class Options:
+    n: int = option(0, doc="N.")
+
+    def __post_init__(self):
+        raise KeyError("post")
+
+class S(Spider):
+    name = "boom"
+
+@hookimpl
+def register_spiders(register):
+    register(S)
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "section", "message"),
+    [
+        (
+            FAULTY_CHECK,
+            "boom: {pages: -1}\n",
+            "its Options for boom raised at {file}:7: TypeError: must be positive",
+        ),
+        # Its section is not even written: building it from the defaults fails.
+        (FAULTY_POST_INIT, "", "its Options for boom.py raised at {file}:10: KeyError: 'post'"),
+    ],
+)
+def test_a_plugin_schema_that_fails_is_the_plugin_s_error(
+    tmp_path: Path, source: str, section: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "boom.py").write_text(source, encoding="utf-8")
+    project = write_project(tmp_path, f"spider: boom\nplugins: [./boom.py]\n{section}")
+    assert main(["check", str(project)]) == 2
+    expected = message.format(file=(tmp_path / "boom.py").resolve())
+    assert capsys.readouterr().err.strip() == (
+        f"Error: {project}:2: plugins[0]: plugin 'boom.py': {expected} (a schema refuses a "
+        "value by raising ValueError)"
+    )
+
+
+async def test_an_installed_plugin_whose_schema_fails_is_named(tmp_path: Path) -> None:
+    site = fake_distribution(tmp_path, "fw-boom", "0.1", "boom", "fw_boom", FAULTY_POST_INIT)
+    project = write_project(tmp_path, RULES_PROJECT)
+    result = await run_fw("check", str(project), env=on_path(site))
+    assert result.returncode == 2
+    raised = (site / "fw_boom.py").read_text().splitlines().index('        raise KeyError("post")')
+    assert result.stderr.strip() == (
+        f"Error: plugin 'boom': its Options for boom raised at {site / 'fw_boom.py'}:{raised + 1}: "
+        "KeyError: 'post' (a schema refuses a value by raising ValueError)"
+    )
+
+
+def test_a_spider_whose_name_is_no_string_is_refused_by_its_plugin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spider_file(tmp_path, "shop.py", "shop")
+    (tmp_path / "five.py").write_text(
+        "from framework import Spider, hookimpl\n\nclass Five(Spider):\n    name = 5\n\n"
+        "@hookimpl\ndef register_spiders(register):\n    register(Five)\n",
+        encoding="utf-8",
+    )
+    # Not the spider in use: another project's plugin, listed here too.
+    project = write_project(tmp_path, "spider: shop\nplugins: [./shop.py, ./five.py]\n")
+    assert main(["check", str(project)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"Error: {project}:2: plugins[1]: plugin 'five.py': registered ")
+    assert error.endswith(".Five'>, whose name is 5, not a string"), error
+
+
+@pytest.mark.parametrize(
+    ("disabled", "error"),
+    [
+        # Without the plugin that failed to load, --incremental was "unrecognized".
+        ("", "plugin 'brokenimp' (from fw-brokenimp 0.1) failed to load: RuntimeError: broken"),
+        # The project disables it: the flag is the bundled incremental plugin's, and taken.
+        ("disable_plugins: [brokenimp]\n", "--incremental: incremental: needs a persistent"),
+    ],
+)
+async def test_a_broken_installed_plugin_is_named_whatever_flags_are_given(
+    tmp_path: Path, disabled: str, error: str
+) -> None:
+    site = fake_distribution(
+        tmp_path / "site",
+        "fw-brokenimp",
+        "0.1",
+        "brokenimp",
+        "fw_brokenimp",
+        "raise RuntimeError('broken')\n",
+    )
+    project = write_project(tmp_path, RULES_PROJECT + disabled)
+    result = await run_fw("run", str(project), "--incremental", env=on_path(site))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Error: {error}"), result.stderr
