@@ -533,7 +533,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.close()
         if _foreign(exc):
             raise UsageError(
-                f"frontier: {path} is not fw crawl state ({exc}); remove it or run with --fresh"
+                f"frontier: {path} is not fw crawl state ({exc}); give the frontier a path "
+                "of its own, or remove the file if it is a crawl's state damaged"
             ) from exc
         raise _unwritable(path, exc, _settled_in(path)) from exc  # intact: say so
     return db
@@ -574,6 +575,8 @@ def _lock(path: Path) -> IO[bytes]:
 
 
 #: How fw opens its own state files: created for this user alone, never through a link.
+#: How a SQLite database begins.
+_SQLITE = b"SQLite format 3\x00"
 _STATE = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -620,10 +623,36 @@ def _holder_file(path: Path) -> Path:
 
 def _discard(path: Path, state: IO[bytes]) -> None:
     """Discard saved state (``--fresh``) while holding its lock: empty the database and
-    remove its WAL files, which would otherwise be replayed into the empty file."""
+    remove its WAL files, which would otherwise be replayed into the empty file.
+
+    Only fw's own state: a frontier path naming any other file (the project file, a
+    plugin, a database of the user's) is refused, never emptied.
+    """
+    if not _is_state(path):
+        raise UsageError(
+            f"frontier: {path} is not fw crawl state, so --fresh leaves it alone; give the "
+            "frontier a path of its own"
+        )
     state.truncate(0)
     for suffix in ("-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _is_state(path: Path) -> bool:
+    """Tell whether ``path`` holds fw's crawl state: nothing yet, or a SQLite database
+    with the frontier's tables."""
+    with path.open("rb") as file:
+        head = file.read(len(_SQLITE))
+    if not head:
+        return True
+    if head != _SQLITE:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error:  # damaged beyond reading: whose it was cannot be told
+        return False
+    return {"requests", "meta"} <= tables
 
 
 def _unwritable(path: Path, exc: sqlite3.Error, settled: int | None) -> CrawlAborted:

@@ -106,6 +106,32 @@ async def test_a_finished_crawl_says_so_and_fresh_starts_over(tmp_path: Path) ->
     await fresh.close()
 
 
+async def test_fresh_discards_a_crawls_state_and_nothing_that_is_not_state(
+    tmp_path: Path,
+) -> None:
+    stopped, _ = await opened(tmp_path / "crawl.db")
+    await stopped.add(urls("1"))
+    await lease_of(stopped)
+    await stopped.close()
+    again, saved = await opened(tmp_path / "crawl.db", fresh=True)
+    assert saved == Saved()
+    await again.close()
+    # The message of a file that is no state once said "or run with --fresh", which
+    # then emptied the project file, a plugin or the user's own database.
+    for name, data in (("project.yaml", b"spider: x\n"), ("theirs.db", None)):
+        path = tmp_path / name
+        if data is None:
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                db.execute("CREATE TABLE notes (text)")
+                db.commit()
+        else:
+            path.write_bytes(data)
+        before = path.read_bytes()
+        with pytest.raises(UsageError, match="is not fw crawl state, so --fresh leaves it alone"):
+            await opened(path, fresh=True)
+        assert path.read_bytes() == before
+
+
 async def test_a_second_process_on_the_same_state_is_refused(tmp_path: Path) -> None:
     frontier, _ = await opened(tmp_path / "crawl.db")
     with pytest.raises(UsageError, match="another fw process is running this crawl"):
