@@ -44,6 +44,7 @@ from framework.config.project import MiB
 from framework.errors import CrawlAborted, FetchError, UsageError
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
+from framework.http.forms import SECRET_QUERY
 from framework.http.urls import canonical_url, fingerprint, redact
 from framework.paths import open_new
 
@@ -204,7 +205,7 @@ class Recording:
         key = self.key(request)
         # ASCII: a header aiohttp decoded with surrogates (bytes not UTF-8) is escaped, not lost.
         # The URL is for people to read (the key finds the record): no password in it.
-        record = json.dumps({"method": request.method, "url": redact(request.url), **outcome})
+        record = json.dumps({"method": request.method, "url": _shown(request), **outcome})
         final = {suffix: self.folder / f"{key}.{suffix}" for suffix in ("body", "json")}
         owner = f"{_HOST}-{os.getpid()}"
         part = {suffix: self.folder / f".{key}.{suffix}.{owner}.part" for suffix in final}
@@ -462,13 +463,20 @@ def _same(url: str) -> str:
     return redact(canonical_url(url))
 
 
+def _shown(request: Request) -> str:
+    """Return the request's URL as its record keeps it: no ``user:password@``, and no
+    query when a sign-in form sent by GET put the password there."""
+    url = redact(request.url)
+    return url.partition("?")[0] if request.meta.get(SECRET_QUERY) else url
+
+
 def _parse(data: bytes, request: Request) -> _Parsed:
     """Return what a record holds: a status and headers, or a failure."""
     record = _json_object(data)
     method: str = _get(record, "method", _is_string, "a string")
     url: str = _get(record, "url", _is_string, "a string")
     # A tampered record, or two requests sharing a fingerprint: never another URL's page.
-    if method != request.method or _same(url) != _same(request.url):
+    if method != request.method or _same(url) != _same(_shown(request)):
         raise _Malformed(f"records another request, not {request.method} {request.url}")
     if "error" in record:
         return _Parsed(0, [], _failure(record["error"]))

@@ -19,7 +19,7 @@ from w3lib.html import get_base_url
 
 from framework.errors import FormError
 from framework.http.encoding import decode, is_utf8, sniff
-from framework.http.forms import Click, FormData, submission
+from framework.http.forms import SECRET_QUERY, Click, FormData, submission
 from framework.http.links import Joiner, hrefs
 
 __all__ = ["NotSupported", "Parser", "Request", "Response", "media_type"]
@@ -381,6 +381,7 @@ class Response:
         )
         given = {name.lower() for name in headers or ()}
         merged = {name: value for name, value in sent.headers.items() if name.lower() not in given}
+        meta = {} if meta is None else meta
         return Request(
             sent.url,
             method=sent.method,
@@ -388,7 +389,7 @@ class Response:
             body=sent.body,
             callback=callback,
             priority=priority,
-            meta={} if meta is None else meta,
+            meta={**meta, SECRET_QUERY: True} if sent.secret_query else meta,
             **kwargs,
         )
 

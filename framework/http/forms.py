@@ -18,7 +18,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
@@ -38,7 +38,7 @@ from framework.http.formdata import (
     web_codec,
 )
 
-__all__ = ["Click", "FormData", "Page", "Submission", "submission"]
+__all__ = ["SECRET_QUERY", "Click", "FormData", "Page", "Submission", "submission"]
 
 #: What ``click`` may be: True (the default button), False (none), a CSS query, an element.
 Click = bool | str | Selector | SelectorList[Selector]
@@ -79,6 +79,11 @@ class Page(Protocol):
     def text(self) -> str: ...
 
 
+#: A request's meta key: its URL's query holds a password (a sign-in form sent by GET),
+#: so what fw keeps of the request on disk (a recording) leaves the query out.
+SECRET_QUERY = "secret_query"
+
+
 @dataclass(frozen=True)
 class Submission:
     """What submitting a form sends: method, URL, headers and body."""
@@ -87,6 +92,8 @@ class Submission:
     url: str
     headers: dict[str, str]
     body: bytes | None
+    #: Whether the URL's query holds a password: a GET form with a password field.
+    secret_query: bool = False
 
 
 def submission(
@@ -115,13 +122,21 @@ def submission(
     entries = _entries(owners, form, button, encoding)
     if data:
         entries = _override(entries, data, owners.controls_of(form))
-    return _encode(
+    sent = _encode(
         method,
         action,
         _enctype(form, button),
         [(name, value) for _, name, value in entries],
         encoding,
         page.url,
+    )
+    return replace(sent, secret_query=sent.method == "GET" and _has_password(owners, form))
+
+
+def _has_password(owners: _Owners, form: etree._Element) -> bool:
+    return any(
+        control.tag == "input" and _input_type(control) == "password"
+        for control in owners.controls_of(form)
     )
 
 

@@ -194,6 +194,34 @@ async def test_a_get_forms_password_is_never_shown_in_the_error(
     assert "s3cret" not in done.stderr
 
 
+async def test_a_get_forms_password_is_kept_out_of_a_recording_which_still_replays(
+    tmp_path: Path, serve: Serve
+) -> None:
+    form = '<form method="get" action="/do"><input name="u"><input type="password" name="p">'
+
+    async def page(request: web.Request) -> web.Response:
+        if request.path == "/do":
+            signed_in = request.query.get("p") == "s3cret"
+            return web.Response(text="<p>hello</p>" if signed_in else "no", status=200)
+        if request.path == "/members":
+            return web.Response(text='<li class="member">Ada</li>', content_type="text/html")
+        return web.Response(text=form, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    base = await serve(app)
+    path = project(tmp_path, base, "data: {u: ada, p: {$env: SITE_PASSWORD}}")
+    env = {"SITE_PASSWORD": "s3cret"}
+    recorded = await run_fw("run", str(path), "--record", "rec", cwd=tmp_path, env=env)
+    assert recorded.returncode == 0, recorded.stderr
+    records = [record.read_text() for record in (tmp_path / "rec").glob("*.json")]
+    assert len(records) == 4 and not [record for record in records if "s3cret" in record]
+    assert [record for record in records if f'"url": "{base}/do",' in record]
+    replayed = await run_fw("run", str(path), "--replay", "rec", cwd=tmp_path, env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "1 items exported, 0 errors" in replayed.stderr
+
+
 class OddCharset(LoginSite):
     """A sign-in form whose ``accept-charset`` names a Python codec no browser has."""
 
