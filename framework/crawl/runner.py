@@ -15,9 +15,11 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from framework.config.project import ExporterSpec, Override, Project, load_project
 from framework.crawl.admission import Admission
@@ -441,6 +443,8 @@ def _collector_tuned() -> Iterator[None]:
 
 #: What each signal is called for people, and the reason it gives the crawl's end.
 _SIGNALS = {signal.SIGINT: ("Ctrl-C", "interrupted"), signal.SIGTERM: ("SIGTERM", "terminated")}
+#: Seconds a second signal lets the step holding the loop finish before exiting without it.
+_QUIT_GRACE = 1.0
 
 
 async def _run(crawl: Engine, stop_timeout: float, progress: Progress) -> Stats:
@@ -450,45 +454,95 @@ async def _run(crawl: Engine, stop_timeout: float, progress: Progress) -> Stats:
     seconds, then are cut short and handed back; closing the exports and the frontier gets
     as long again, then the crawl is cancelled outright. A second signal exits at once.
     """
-    loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
-    signalled: list[signal.Signals] = []
-
-    def stop(sig: signal.Signals) -> None:
-        name, reason = _SIGNALS[sig]
-        signalled.append(sig)
-        if len(signalled) > 1:
-            print(f"Quitting now ({name} again).", file=sys.stderr, flush=True)
-            try:
-                crawl.quit_now()  # a JSON array gets its closing bracket
-            finally:
-                os._exit(128 + sig)  # whole records are on disk: nothing is torn
-        again = " (press Ctrl-C again to quit now)" if sig == signal.SIGINT else ""
-        print(
-            f"\nStopping ({name}): letting {crawl.in_flight} requests in flight finish, at most "
-            f"{stop_timeout:g}s{again}",
-            file=sys.stderr,
-            flush=True,
-        )
-        crawl.stop(reason)
-        loop.call_later(stop_timeout, _cut_short, crawl)
-        loop.call_later(2 * stop_timeout + 1, main.cancel)
-
-    for sig in _SIGNALS:
-        loop.add_signal_handler(sig, stop, sig)
+    stopping = _Stopping(crawl, stop_timeout, main)
     shown = asyncio.create_task(progress.run())
     try:
-        return await crawl.run()
+        with stopping.installed():
+            return await crawl.run()
     except asyncio.CancelledError:
-        if signalled and crawl.stats.reason == "finished":  # crawl_finished hooks cut short
-            crawl.stats.reason = _SIGNALS[signalled[0]][1]
+        if stopping.signalled and crawl.stats.reason == "finished":  # crawl_finished cut short
+            crawl.stats.reason = _SIGNALS[stopping.signalled[0]][1]
         raise
     finally:
         shown.cancel()
         await asyncio.gather(shown, return_exceptions=True)
-        for sig in _SIGNALS:
-            loop.remove_signal_handler(sig)
+
+
+class _Stopping:
+    """Stop a crawl on SIGINT or SIGTERM: cleanly on the first, at once on the second.
+
+    The handlers are Python's (``signal.signal``), not the loop's: they run in the main
+    thread between two bytecodes, so also while a callback holds the loop (spinning, or in
+    ``time.sleep``), and must raise nothing into the code they interrupt. The clean stop is
+    handed to the loop, which runs it once it can.
+    """
+
+    def __init__(self, crawl: Engine, stop_timeout: float, main: asyncio.Task[Stats]) -> None:
+        self._crawl, self._stop_timeout, self._main = crawl, stop_timeout, main
+        self._loop = main.get_loop()
+        #: The signals received, in order.
+        self.signalled: list[signal.Signals] = []
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle the signals meanwhile; then restore the handlers there were."""
+        saved = {sig: signal.signal(sig, self._caught) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    def _caught(self, signum: int, frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        self.signalled.append(sig)
+        if len(self.signalled) > 1:
+            self._quit(sig)
+            return
+        name, reason = _SIGNALS[sig]
+        again = " (press Ctrl-C again to quit now)" if sig == signal.SIGINT else ""
+        # Said at once, even if the loop is held: the user knows the signal arrived.
+        _say(
+            f"\nStopping ({name}): letting {self._crawl.in_flight} requests in flight "
+            f"finish, at most {self._stop_timeout:g}s{again}"
+        )
+        self._loop.call_soon_threadsafe(self._stop, reason)
+
+    def _stop(self, reason: str) -> None:
+        self._crawl.stop(reason)
+        self._loop.call_later(self._stop_timeout, _cut_short, self._crawl)
+        self._loop.call_later(2 * self._stop_timeout + 1, self._main.cancel)
+
+    def _quit(self, sig: signal.Signals) -> None:
+        """Exit now, the exports finished between two steps of the loop if one comes soon."""
+        _say(f"Quitting now ({_SIGNALS[sig][0]} again).")
+        if asyncio.current_task(self._loop) is None:  # between two steps: no write half done
+            self._exit(sig)
+        # A step holds the loop, maybe in an export's write. "At once" gives up on a step
+        # that does not end within the grace (a callback spinning or asleep): fw exits
+        # without finishing the exports, as a kill would (a JSON array lacks its "]").
+        self._loop.call_soon_threadsafe(self._exit, sig)
+        threading.Timer(_QUIT_GRACE, os._exit, (128 + sig,)).start()
+
+    def _exit(self, sig: signal.Signals) -> None:
+        try:
+            self._crawl.quit_now()  # a JSON array gets its closing bracket
+        finally:
+            os._exit(128 + sig)  # whole records are on disk: nothing is torn
+
+
+def _say(text: str) -> None:
+    """Print ``text`` on stderr from a signal handler, which may have interrupted a write
+    to stderr (then write around its buffer) and must raise nothing."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except RuntimeError:  # a reentrant call: the handler interrupted a print
+        with contextlib.suppress(OSError):
+            os.write(2, f"{text}\n".encode())
+    except (OSError, ValueError):  # stderr is gone: there is no one to tell
+        pass
 
 
 def _cut_short(crawl: Engine) -> None:

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import Serve, run_fw, write_project
+from tests.conftest import pages as site_of
 from tests.test_cli import read_until, start_fw
 
 STALLED = ("/stall/1", "/stall/2", "/stall/3")
@@ -135,3 +136,61 @@ async def test_a_signal_keeps_its_exit_code_when_nothing_was_fetched(
     assert process.returncode == 143, rest
     assert "terminated in" in rest and "0 pages" in rest and "1 error (connection 1)" in rest
     assert "nothing was fetched" not in rest
+
+
+HOLDING = """
+import time
+from framework import Spider, hookimpl
+
+class Holds(Spider):
+    name = "holds"
+
+    def parse(self, response):
+        if response.url.endswith("/hold"):
+            print("holding", flush=True)
+            {hold}  # a spider bug that holds the event loop
+        yield {{"page": response.url}}
+        yield response.follow("/hold")
+
+@hookimpl
+def register_spiders(register):
+    register(Holds)
+"""
+
+
+@pytest.mark.parametrize(
+    ("hold", "sig", "code", "name"),
+    [
+        ("while True: pass", signal.SIGINT, 130, "Ctrl-C"),
+        ("time.sleep(60)", signal.SIGTERM, 143, "SIGTERM"),
+    ],
+    ids=["spinning-SIGINT", "sleeping-SIGTERM"],
+)
+async def test_a_second_signal_exits_even_while_a_callback_holds_the_loop(
+    serve: Serve, tmp_path: Path, hold: str, sig: signal.Signals, code: int, name: str
+) -> None:
+    base = await serve(site_of({"/": "ok", "/hold": "ok"}))
+    (tmp_path / "holds.py").write_text(HOLDING.format(hold=hold), encoding="utf-8")
+    project = write_project(
+        tmp_path, f"spider: holds\nstart_urls: [{base}/]\nplugins: [./holds.py]\nrobots: ignore\n"
+    )
+    export = tmp_path / "items.json"
+    process = await start_fw("run", str(project), "-o", str(export))
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        async with asyncio.timeout(10):
+            assert await process.stdout.readline() == b"holding\n"
+        process.send_signal(sig)
+        assert f"Stopping ({name})" in await read_until(process.stderr, "Stopping")
+        process.send_signal(sig)
+        async with asyncio.timeout(5):  # the grace a step holding the loop gets, and more
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    rest = (await process.stderr.read()).decode()
+    assert process.returncode == code, rest
+    assert f"Quitting now ({name} again)." in rest
+    # Exited without closing the array, as a kill would: the element written is whole.
+    assert json.loads(export.read_text() + "]") == [{"page": f"{base}/"}]
