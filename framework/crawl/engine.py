@@ -125,7 +125,8 @@ class Engine:
         self._active = 0  # leases being handled, plus the seeder while it runs
         self._sent = 0  # requests that went to the fetcher, for max_pages
         self._stopping: str | None = None
-        self._seeding: asyncio.Task[None] | None = None
+        self._seeding: asyncio.Task[None] | None = None  # hands start requests over
+        self._pulling: asyncio.Task[None] | None = None  # runs start_requests
         self._processing: set[asyncio.Task[Any]] = set()  # workers fetching or parsing
         self._cut: set[asyncio.Task[Any]] = set()  # those cut_short() cancelled
         #: The running loop, once ``run()`` has started: looking it up costs a system call
@@ -138,8 +139,9 @@ class Engine:
             self._stopping = reason
             self._idle.wake_all()
             self._crew.seeder.stop()
-            if self._seeding is not None and self._seeding is not asyncio.current_task():
-                self._seeding.cancel()
+            for task in (self._pulling, self._seeding):
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
 
     def cut_short(self) -> int:
         """Cancel the requests in flight; their leases go back to the frontier unsettled.
@@ -253,6 +255,9 @@ class Engine:
                 # First: a start_requests that blocks in its first batch must be watched too.
                 watching = tasks.create_task(self._crew.stalls.run())
                 self._active += 1  # the seeder counts as work until it is done
+                # Before the workers: what start_requests yields before it first waits (a
+                # list, say) is queued before they claim anything.
+                self._pulling = tasks.create_task(self._crew.seeder.pull())
                 self._seeding = tasks.create_task(self._seed())
                 tasks.create_task(self._settler.run())
                 downloads = self._crew.downloads

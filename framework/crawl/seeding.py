@@ -1,9 +1,10 @@
 """A crawl's start requests: those plugins add, checked at start-up, then the spider's,
-taken in batches as the frontier has room for them."""
+taken in batches as they come and as the frontier has room for them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
@@ -25,6 +26,8 @@ from framework.spider import (
 __all__ = ["Seeder", "extra_start_requests", "plugins_first"]
 
 _BATCH = 100
+#: The longest a start request waits for others to fill its batch: short beside a fetch.
+_LINGER = 0.005
 #: Start requests wait while this many requests are queued, so an endless start_requests
 #: cannot fill memory; they resume below the low mark.
 _HIGH, _LOW = 10_000, 5_000
@@ -33,6 +36,9 @@ _HIGH, _LOW = 10_000, 5_000
 class Seeder:
     """Batch what ``start()`` yields: the spider's start requests, or the ones retried.
 
+    ``pull()`` runs ``start()`` and collects what it yields; ``batches()`` hands over a
+    batch once it is whole, or ``_LINGER`` after its first request: a fast ``start()``
+    is queued in whole batches, a slow or endless one (reading a queue, an API) as it goes.
     ``counts`` reads the frontier's sizes, for its room; ``close_reason`` is the reason
     the spider gave if ``start_requests`` raised ``CloseSpider``.
     """
@@ -49,40 +55,59 @@ class Seeder:
         self._plugins = plugins
         self._room = asyncio.Event()
         self._stopped = False
+        self._collected: list[Request] = []  # by pull(), for batches() to take
+        self._pulled = False  # start() has ended
+        #: Set by pull() at a batch's first request, at a whole batch and at the end.
+        self._ready = asyncio.Event()
+        self._taken = asyncio.Event()  # set by batches() when it took what was collected
         #: Why the spider closed the crawl while starting it (``CloseSpider``), if it did.
         self.close_reason: str | None = None
 
-    async def batches(self) -> AsyncGenerator[list[Request]]:
-        """Yield the start requests a batch at a time, waiting for room between batches.
+    async def pull(self) -> None:
+        """Run ``start()`` to its end, collecting what it yields for ``batches()``.
 
         What start_requests yielded before it raised is kept, as a callback's results are.
         """
-        batch: list[Request] = []
         try:
             async for request in results(self._start()):
                 if self._stopped:
                     break
                 if not isinstance(request, Request):
                     await self._misfit(f"{type(request).__name__}; expected a Request")
-                    continue
-                if (mistake := unknown_callback(self._spider, request, self._plugins)) is not None:
+                elif (
+                    mistake := unknown_callback(self._spider, request, self._plugins)
+                ) is not None:
                     await self._misfit(mistake)
-                    continue
-                batch.append(request)
-                if len(batch) >= _BATCH:
-                    yield batch
-                    batch = []
-                    await self._wait_for_room()
+                else:
+                    self._collected.append(request)
+                    if len(self._collected) in (1, _BATCH):  # a batch's first, or a whole one
+                        await self._hand_over()
         except CloseSpider as exc:
             self.close_reason = exc.reason
-        except GeneratorExit:  # this generator closed at its own yield: not the spider's doing
-            raise
         except BaseException as exc:
             if not reportable(exc):
                 raise
             await self._failures.spider_error(exc, None, "start_requests")
-        if batch:
+        finally:
+            self._pulled = True
+            self._ready.set()
+
+    async def batches(self) -> AsyncGenerator[list[Request]]:
+        """Yield what ``pull()`` collects, a batch at a time, until it has ended; wait
+        for room in the frontier between batches."""
+        while True:
+            if not self._collected and not self._pulled:
+                await self._next_ready()  # a first request
+            if len(self._collected) < _BATCH and not self._pulled:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_LINGER):
+                        await self._next_ready()  # a whole batch
+            if not self._collected:
+                return  # pull() has ended
+            batch, self._collected = self._collected, []
+            self._taken.set()
             yield batch
+            await self._wait_for_room()
 
     def stop(self) -> None:
         """Take no more start requests."""
@@ -94,13 +119,23 @@ class Seeder:
         if not self._room.is_set() and self._counts().pending < _LOW:
             self._room.set()
 
+    async def _hand_over(self) -> None:
+        """Tell ``batches()`` of a first request; with a whole batch, wait until it took it."""
+        self._ready.set()
+        while len(self._collected) >= _BATCH:  # a start() that never waits, batched
+            self._taken.clear()
+            await self._taken.wait()
+
+    async def _next_ready(self) -> None:
+        self._ready.clear()
+        await self._ready.wait()
+
     async def _misfit(self, what: str) -> None:
         message = f"spider {self._spider.name}: start_requests yielded {what}"
         await self._failures.report(TypeError(message), "spider_error", None, message)
 
     async def _wait_for_room(self) -> None:
-        """Let workers run, and wait while the frontier is full of unclaimed requests."""
-        await asyncio.sleep(0)  # a generator that never awaits must not starve the loop
+        """Wait while the frontier is full of unclaimed requests."""
         while not self._stopped and self._counts().pending >= _HIGH:
             self._room.clear()
             await self._room.wait()
