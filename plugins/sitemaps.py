@@ -48,13 +48,11 @@ _VIA = "sitemaps.via"
 # -------------------------------------------------------------------------------------------
 
 
-def _urls(raw: Any, source: Source, path: KeyPath) -> tuple[str, ...]:
-    urls = convert(tuple[str, ...], raw, source, path)
-    for index, url in enumerate(urls):
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise source.error((*path, index), f"{url!r} is not an http(s) URL")
-    return tuple(urls)
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url
 
 
 def _regexes(raw: Any, source: Source, path: KeyPath) -> tuple[re.Pattern[str], ...]:
@@ -92,7 +90,7 @@ class SitemapsOptions:
         (),
         doc="The sitemaps to read: XML (a urlset or a sitemap index) or text (one URL a "
         "line), gzip-compressed or not; a URL ending in /robots.txt reads the sitemaps it lists.",
-        parse=_urls,
+        each=_http_url,
     )
     robots: bool = option(
         False,

@@ -14,5 +14,6 @@ from __future__ import annotations
 
 from framework.config.schema import Check, Parse, build, convert, option
 from framework.config.yamlfile import KeyPath, Source
+from framework.errors import check_all
 
-__all__ = ["Check", "KeyPath", "Parse", "Source", "build", "convert", "option"]
+__all__ = ["Check", "KeyPath", "Parse", "Source", "build", "check_all", "convert", "option"]

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from framework import option
-from framework.config import KeyPath, Source, build, convert
+from framework.config import KeyPath, Source, build, check_all, convert
 
 __all__ = ["Backoff", "ProxiesOptions", "ProxyURL", "origin_of", "redact"]
 
@@ -102,11 +102,14 @@ def _addresses(raw: Any, source: Source, path: KeyPath) -> tuple[ProxyURL, ...]:
     if not isinstance(raw, list):
         raise source.error(path, "expected a list of proxy URLs")
     pool: list[ProxyURL] = []
-    for index, item in enumerate(raw):
+
+    def add(index: int, item: Any) -> None:  # every bad entry is said, not the first alone
         address = _address(item, source, (*path, index))
         if any(address.url == other.url for other in pool):
             raise source.error((*path, index), f"{address.shown} is listed twice")
         pool.append(address)
+
+    check_all(add, enumerate(raw))
     return tuple(pool)
 
 

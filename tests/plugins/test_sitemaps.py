@@ -553,6 +553,17 @@ def test_a_mistake_in_the_section_is_one_located_line(
         runner.prepare(project)
 
 
+def test_every_url_of_the_section_that_is_no_http_url_is_said_in_one_run(tmp_path: Path) -> None:
+    urls = "{urls: ['ftp://a.test/s.xml', 'http://shop.test/s.xml', 's.xml']}"
+    project = shop_project(tmp_path, "http://shop.test", urls)
+    with pytest.raises(ProjectError) as raised:
+        runner.prepare(project)
+    assert str(raised.value).splitlines() == [
+        f"{project}:4: sitemaps.urls[0]: 'ftp://a.test/s.xml' is not an http(s) URL",
+        f"{project}:4: sitemaps.urls[2]: 's.xml' is not an http(s) URL",
+    ]
+
+
 def test_a_project_with_neither_start_urls_nor_allowed_domains_is_refused(tmp_path: Path) -> None:
     project = write_project(
         tmp_path, "spider: rules\nsitemaps: {urls: ['http://a.test/s.xml']}\n" + RULES

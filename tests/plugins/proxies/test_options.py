@@ -115,3 +115,15 @@ def test_without_a_section_the_pool_is_empty_and_the_defaults_hold(tmp_path: Pat
         3,
         (403, 429),
     )
+
+
+def test_every_bad_proxy_of_the_list_is_said_in_one_run(tmp_path: Path) -> None:
+    section = "proxies:\n  urls: [socks5://p.test:1, http://p.test:2, 'http://', http://p.test:2]"
+    with pytest.raises(ProjectError) as raised:
+        load(tmp_path, section)
+    said = str(raised.value).splitlines()
+    assert [line.partition(": ")[2].partition(":")[0] for line in said] == [
+        "proxies.urls[0]",
+        "proxies.urls[2]",
+        "proxies.urls[3]",
+    ]
