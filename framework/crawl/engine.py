@@ -237,6 +237,13 @@ class Engine:
                 counts.pending,
                 counts.delayed,
             )
+        if crew.retrying and not self._frontier.persistent:
+            log.warning(
+                "%s: --retry-failed with a memory frontier knows nothing of what the run it "
+                "retries fetched: the links the retried pages lead to are fetched, and their "
+                "items exported, again; a sqlite:// frontier retries exactly",
+                self.project.name,
+            )
         self._settler.open(stack, saved)
         # Kept when continuing after a crash, or retrying: until each of its requests is
         # settled, lest a stop or a crash lose the others.

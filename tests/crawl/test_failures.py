@@ -108,6 +108,10 @@ async def test_failures_are_listed_and_retried_into_the_same_exports(
     assert again.returncode == 0, again.stderr
     # Only the failed pages, and what they link to, were fetched again.
     assert site.hits == {"/down": 1, "/down2": 1, "/c": 1}
+    # A memory frontier has no seen-set of the first run: a link back to a page it had
+    # done would be fetched and exported again, which the retry says up front.
+    warned = "--retry-failed with a memory frontier knows nothing of what the run it retries"
+    assert (warned in again.stderr) == (frontier == "memory")
     assert not failures.exists()  # nothing failed this time
     out = tmp_path / "out"
     expected = sorted(f"{path}" for path in ("/", "/a", "/b", "/down", "/down2", "/c"))
