@@ -220,6 +220,9 @@ class Engine:
                 saved.settled,
             )
             self.stats.finish("already finished")
+            # Opened and closed all the same: an export left unfinished by the last run (a
+            # CSV header a full disk cut short) is finished now, or the run says it is not.
+            self._settler.open(stack, saved)
             return False
         if saved.renewed:
             log.info(

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import shutil
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from framework import Exporter, open_new, option
 
 from .csvrows import count_rows, end_of_row, header, pad_rows
 from .records import RecordFile
-from .values import dumps, encode, simplify
+from .values import dumps, encode, named, simplify
 
 __all__ = ["CsvExporter"]
 
@@ -78,36 +79,77 @@ class CsvExporter(Exporter):
 
     def open(self) -> None:
         """Create the file; the header waits for the first item, unless the columns are
-        known up front (``fields``, or the item type's)."""
+        known up front (``fields``, or the item type's).
+
+        Appending, the rows go on with the columns of the rows written, which may be more
+        than the header has: an earlier run's copy with the whole header (see ``close``)
+        names them, and the header is completed when this run closes.
+        """
         self._opts: CsvOptions = self.options or CsvOptions()
         self._delimiter = self._opts.delimiter.encode()
         self._escape = self._opts.formulas == "escape"
         self._columns: list[str] = self._known_columns()
-        self._header: list[str] | None = self._earlier_header() if self.append else None
-        if self._header is not None:  # appending: keep the earlier run's columns
-            self._columns = list(self._header)
+        self._header: list[str] | None = self._earlier_header(self.path) if self.append else None
         self._file = RecordFile(self.open_binary(), self.path, self._count_rows)
-        if self._file.seekable:  # a copy a killed run left half-written
-            self._copy_path().unlink(missing_ok=True)
-        if self._header is None and self._columns:
+        #: Whether a copy an earlier run left is kept until the header is completed.
+        self._leftover = False
+        whole = self._leftover_header() if self._file.seekable else None
+        if self._header is not None:  # appending: keep the earlier run's columns
+            self._columns = self._continued(whole or self._header)
+            self._warn_of_changed_fields()
+        elif self._columns:
             self._write_header()
 
     def _known_columns(self) -> list[str]:
         """Return the columns known before the first item: ``fields``, or the item type's."""
         return list(self._opts.fields or self.columns or ())
 
-    def _earlier_header(self) -> list[str] | None:
+    def _continued(self, columns: list[str]) -> list[str]:
+        """Return the columns of the rows written, then any of ``fields`` they lack."""
+        return columns + [name for name in self._opts.fields or () if name not in columns]
+
+    def _warn_of_changed_fields(self) -> None:
+        """Say so when ``fields`` are not the columns this run goes on with."""
+        fields = list(self._opts.fields or ())
+        if fields and self._columns != fields:  # the rows written keep their cells' order
+            log.warning(
+                "export %s: its rows have the columns %s, not fields (%s): it goes on with %s",
+                self.path,
+                _names(self._header or []),
+                _names(fields),
+                _names(self._columns),
+            )
+
+    def _earlier_header(self, path: str | Path) -> list[str] | None:
         """Return the header of the file an earlier run wrote, if there is one."""
         try:
-            names = header(self.path, self._opts.delimiter)
+            names = header(str(path), self._opts.delimiter)
         except FileNotFoundError:
             return None
         if names is None or self._opts.formulas != "escape":
             return names
         return [_undone(name) for name in names]
 
+    def _leftover_header(self) -> list[str] | None:
+        """Return the header of the copy an earlier run left (killed while copying, or out
+        of room for it), if it completes the file's header; else remove the copy."""
+        copy = self._copy_path()
+        try:
+            regular = stat.S_ISREG(copy.lstat().st_mode)  # never a link or a FIFO planted there
+        except FileNotFoundError:
+            return None
+        whole = None
+        if regular and end_of_row(str(copy), 0, self._delimiter) is not None:  # header whole
+            whole = self._earlier_header(copy)
+        if not _extends(whole, self._header):  # cut short, or a fresh start: of no use
+            copy.unlink(missing_ok=True)
+            return None
+        self._leftover = True
+        return whole
+
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one row."""
+        item = named(item)
         if not self._opts.fields:
             self._columns += [key for key in item if key not in self._columns]
         if self._header is None:
@@ -119,12 +161,16 @@ class CsvExporter(Exporter):
         """Close the file, first completing the header if columns were added on the way.
 
         If the header cannot be completed, the file keeps its old header and every row
-        whole; rows written after a column was added have more cells than the header.
+        whole; rows written after a column was added have more cells than the header. The
+        copy is cut down to its header: the next run appending to the file completes the
+        file's header from it.
         """
         failed = self._file.failed
         try:
             if self._header is not None and self._columns != self._header:
                 self._complete_header()
+            elif self._leftover:  # its columns were cut back off: nothing left to complete
+                self._copy_path().unlink(missing_ok=True)
         except OSError as exc:
             log.warning(
                 "%s: cannot add columns %s to the header: %s",
@@ -161,7 +207,7 @@ class CsvExporter(Exporter):
             self._rewind_moved(checkpoint["rows"])
         else:
             self._file.rewind(checkpoint["offset"], checkpoint["rows"])
-            self._columns = list(checkpoint["columns"])
+            self._columns = self._continued(list(checkpoint["columns"]))
         if self._file.offset() == 0:
             self._header = None
             self._columns = self._known_columns()
@@ -180,7 +226,7 @@ class CsvExporter(Exporter):
             )
             return
         self._file.rewind(end, rows)
-        self._columns = list(self._header or ())
+        self._columns = self._continued(list(self._header or ()))
 
     def _write_header(self) -> None:
         self._file.append(self._row(self._head()), records=0)
@@ -213,19 +259,40 @@ class CsvExporter(Exporter):
                 _names(self._columns[len(self._header or ()) :]),
             )
             return
-        copy = self._copy_path()
+        copy, head = self._copy_path(), self._row(self._head())
         try:
             with open_new(copy) as new:
-                new.write(self._row(self._head()))
+                new.write(head)
+                new.flush()  # first on its own: if the rows do not fit, it names the columns
                 pad_rows(self.path, new, len(self._columns), self._delimiter)
                 new.flush()
                 os.fsync(new.fileno())  # whole on disk before it replaces the file
             shutil.copymode(self.path, copy)
             copy.replace(Path(self.path).resolve())
         except BaseException:
-            copy.unlink(missing_ok=True)
+            _cut_to_header(copy, len(head))
             raise
         self._header = list(self._columns)
+        self._leftover = False
+
+
+def _cut_to_header(copy: Path, size: int) -> None:
+    """Keep only the header of a copy that failed, to name the columns the next run adds
+    to the file's header; remove the copy if even its header did not fit."""
+    try:
+        if copy.stat().st_size >= size:  # what was written reached the disk in order
+            os.truncate(copy, size)
+            return
+    except OSError:
+        pass
+    copy.unlink(missing_ok=True)
+
+
+def _extends(whole: list[str] | None, header: list[str] | None) -> bool:
+    """Whether ``whole`` is ``header`` with more columns after it."""
+    if whole is None or header is None:
+        return False
+    return len(whole) > len(header) and whole[: len(header)] == header
 
 
 def _names(columns: list[str]) -> str:

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO, ClassVar
 from framework import Exporter
 
 from .records import RecordFile, chunks
-from .values import dumps, encode
+from .values import dumps, encode, named
 
 __all__ = ["JsonArrayExporter"]
 
@@ -40,7 +40,7 @@ class JsonArrayExporter(Exporter):
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one element."""
-        self._file.append(self._separator + encode(dumps(item)))
+        self._file.append(self._separator + encode(dumps(named(item))))
         self._separator = b",\n"
 
     def close(self) -> None:
@@ -71,8 +71,9 @@ class JsonArrayExporter(Exporter):
     def rewind(self, checkpoint: int | None) -> None:
         """Cut off the elements written after ``checkpoint``."""
         self._file.rewind(checkpoint)
-        if checkpoint is not None and self._file.seekable:
-            self._separator = _separator_after(self.path, checkpoint)
+        end = self._file.offset()  # short of ``checkpoint`` if the file was cut or moved since
+        if checkpoint is not None and end is not None:
+            self._separator = _separator_after(self.path, end)
 
 
 def _reopen(file: BinaryIO) -> bytes:

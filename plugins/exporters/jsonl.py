@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from framework import Exporter
 
 from .records import RecordFile, chunks
-from .values import dumps, encode
+from .values import dumps, encode, named
 
 __all__ = ["JsonLinesExporter"]
 
@@ -25,7 +25,7 @@ class JsonLinesExporter(Exporter):
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one line."""
-        self._file.append(encode(dumps(item) + "\n"))
+        self._file.append(encode(dumps(named(item)) + "\n"))
 
     def close(self) -> None:
         """Close the file."""

@@ -29,8 +29,12 @@ class RecordFile:
 
     def __init__(self, file: BinaryIO, path: str, counter: RecordCounter) -> None:
         self.file, self.path, self._counter = file, path, counter
-        #: Whether the file can be cut back: a regular file, not stdout or a device.
-        self.seekable = path != "-" and stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+        regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+        #: Whether the file can be rewound: a regular file of its own, not stdout or a device.
+        self.seekable = path != "-" and regular
+        # A torn record can be cut off stdout too when it is a file (`-o - > FILE`); what a
+        # pipe or a terminal was given has reached its reader already.
+        self._cuttable = regular
         self._end = file.tell() if self.seekable else 0
         #: Records held; None until counted, for a file that held some when opened.
         self._count: int | None = 0 if self._end == 0 else None
@@ -40,10 +44,9 @@ class RecordFile:
     def append(self, data: bytes, records: int = 1) -> None:
         """Write ``data``, holding ``records`` whole records, at the end of the file."""
         try:
-            _write_all(self.file, data)
+            self._write_all(data)
         except OSError as exc:
             self.failed = self.failed or exc
-            self._cut(self._end)
             raise
         self._end += len(data)
         if self._count is not None:
@@ -86,12 +89,30 @@ class RecordFile:
         """Close the file."""
         self.file.close()
 
-    def _cut(self, offset: int) -> None:
-        """Cut off what a failed write left; its own error is the one reported."""
-        if not self.seekable:
+    def _write_all(self, data: bytes) -> None:
+        """Write all of ``data``; unbuffered files may accept a write only in part."""
+        written = self.file.write(data)  # one that fails writes nothing
+        if written is None or written == len(data):  # the usual case: all of it at once
+            return
+        view = memoryview(data)[written:]
+        while view:
+            try:
+                written = self.file.write(view)
+            except OSError:
+                self._cut(len(data) - len(view))
+                raise
+            view = view[written if written is not None else len(view) :]
+
+    def _cut(self, torn: int) -> None:
+        """Cut off the ``torn`` bytes a failed write left; its own error is the one reported.
+
+        They end where the file stands now: stdout's offset may have moved with other
+        writers of the same file (``2>&1``), so ``_end`` may not say where they start.
+        """
+        if not self._cuttable:
             return
         try:
-            self._truncate(offset)
+            self._truncate(self.file.tell() - torn)
         except OSError as exc:
             log.error("%s: cannot cut a torn record off: %s", self.path, exc.strerror or exc)
 
@@ -122,14 +143,3 @@ def _missing(chunk: bytes) -> int:
             length = 1 if byte < 0xC0 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return max(length - back, 0)
     return 0
-
-
-def _write_all(file: BinaryIO, data: bytes) -> None:
-    """Write all of ``data``; unbuffered files may accept a write only in part."""
-    written = file.write(data)
-    if written is None or written == len(data):  # the usual case: all of it at once
-        return
-    view = memoryview(data)[written:]
-    while view:
-        written = file.write(view)
-        view = view[written if written is not None else len(view) :]

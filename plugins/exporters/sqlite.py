@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import sqlite3
 import stat
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +16,11 @@ from typing import Any, ClassVar, Literal
 
 from framework import Exporter, no_room, option
 
-from .values import dumps, encode, simplify
+from .values import dumps, encode, named, simplify
 
 __all__ = ["SqliteExporter"]
+
+log = logging.getLogger("fw.exporters.sqlite")
 
 #: The table's key column; an item key of that name gets a column of its own.
 _ROWID = "_rowid"
@@ -103,7 +107,11 @@ class SqliteExporter(Exporter):
         if not item:
             self._db.execute(f"INSERT INTO {self._table} DEFAULT VALUES")
             return
-        keys = [_text(str(key)) for key in item]
+        item = named(item)
+        keys = [_text(key) for key in item]
+        if len(set(keys)) < len(keys):  # "k\udc80" and "k\\udc80": one column, one value lost
+            twice = next(key for key, n in Counter(keys).items() if n > 1)
+            raise ValueError(f"two keys of this item are both the column {twice!r}")
         if all(key in self._columns for key in keys):
             self._insert_row(keys, item.values())
             return
@@ -148,8 +156,20 @@ class SqliteExporter(Exporter):
 
     def rewind(self, checkpoint: int | None) -> None:
         """Delete the rows inserted after ``checkpoint``."""
-        if checkpoint is not None:
+        if checkpoint is None:
+            return
+        last = self.checkpoint()
+        if last > checkpoint:
             self._db.execute(f"DELETE FROM {self._table} WHERE {_quote(_ROWID)} > ?", (checkpoint,))
+        elif last < checkpoint:  # never silent: the table was emptied, or the file moved away
+            log.warning(
+                "%s is shorter than when its last items were acknowledged (table %s ends at "
+                "row %d, not %d): items may be missing from it",
+                self.path,
+                self._opts.table,
+                last,
+                checkpoint,
+            )
 
     def _column(self, key: str) -> str:
         """Return the column for ``key``, adding one the first time the key is seen."""

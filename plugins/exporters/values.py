@@ -1,4 +1,4 @@
-"""Turn item values into JSON (and text) the same way in every exporter."""
+"""Turn items' keys and values into JSON (and text) the same way in every exporter."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["dumps", "encode", "simplify"]
+__all__ = ["dumps", "encode", "named", "simplify"]
 
 #: Characters json leaves raw that ``str.splitlines`` (and older JavaScript) take as a line
 #: break: one would split a JSON line in two for many readers.
@@ -36,6 +36,31 @@ def simplify(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return value
+
+
+def named(item: Mapping[Any, Any]) -> Mapping[str, Any]:
+    """Return ``item`` with every key as text, the same in every format: None, booleans and
+    numbers as JSON writes them (``null``, ``true``, ``1.5``), other keys with ``str``.
+
+    Raises ``ValueError`` for two keys with one name (``1`` and ``"1"``): a file holds one
+    value per name, so the other would be lost.
+    """
+    if all(type(key) is str for key in item):  # the usual case: nothing to name
+        return item
+    names: dict[str, Any] = {}
+    for key in item:
+        first = names.setdefault(_name(key), key)
+        if first is not key:
+            raise ValueError(f"keys {first!r} and {key!r} are both {_name(key)!r} once written")
+    return {name: item[key] for name, key in names.items()}
+
+
+def _name(key: Any) -> str:
+    if isinstance(key, str):
+        return str.__str__(key)  # the text itself, as JSON takes it: not a StrEnum's str()
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    return str(key)
 
 
 def _default(value: Any) -> Any:

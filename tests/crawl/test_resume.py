@@ -127,6 +127,27 @@ async def test_an_export_left_out_of_a_resumed_run_is_named_both_ways(
     assert counts["jsonl"] == counts["sqlite"] == PAGES > counts["csv"]
 
 
+async def test_exports_moved_away_between_runs_are_named_and_start_again_valid(
+    site: SiteAndProject,
+) -> None:
+    state, project = site
+    folder, moved = project.parent, project.parent / "moved"
+    assert await run_until_killed(project, state, 40, signal.SIGINT) == 130
+    moved.mkdir()
+    for name in OUTPUTS:
+        (folder / name).rename(moved / name)
+    done = await run_fw("run", str(project), *outputs(folder))
+    assert done.returncode == 0, done.stderr
+    for name in OUTPUTS:  # what was moved is not put back: said of each, never silently
+        assert f"{folder / name} is shorter than when its last items were acknowledged" in (
+            done.stderr
+        )
+    before, after = exported(moved), exported(folder)  # every file whole and valid
+    for fmt, pages in after.items():
+        assert sorted(before[fmt] + pages) == sorted(before["jsonl"] + after["jsonl"]), fmt
+        assert len(set(before[fmt] + pages)) == len(before[fmt]) + len(pages) == PAGES, fmt
+
+
 async def test_a_finished_crawl_says_so_and_fresh_starts_over(site: SiteAndProject) -> None:
     state, project = site
     first = await run_fw("run", str(project), *outputs(project.parent))

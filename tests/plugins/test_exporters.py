@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from aiohttp import web
@@ -545,6 +545,57 @@ def test_the_extension_picks_the_exporter(name: str, exporter: type[Exporter]) -
 
 
 # ---------------------------------------------------------------------------------------------
+# Keys: named alike in every format, one value per name
+# ---------------------------------------------------------------------------------------------
+
+EXPORTERS = [JsonLinesExporter, JsonArrayExporter, CsvExporter, SqliteExporter]
+
+
+def written(path: Path) -> list[dict[str, Any]]:
+    """Read the records of a finished export of any format, as mappings."""
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    if path.suffix == ".json":
+        return read_json_array(path)
+    if path.suffix == ".csv":
+        header, *rows = read_csv(path)
+        return [dict(zip(header, row, strict=True)) for row in rows]
+    return read_sqlite(path)
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_keys_that_are_not_text_are_named_as_json_names_them(
+    tmp_path: Path, exporter: type[Exporter]
+) -> None:
+    item: dict[Any, str] = {None: "n", True: "t", 2.5: "f", 7: "i", "s": "s"}
+    path = export(exporter(str(tmp_path / f"items{exporter.extensions[0]}")), [item])
+    assert written(path) == [{"null": "n", "true": "t", "2.5": "f", "7": "i", "s": "s"}]
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_an_item_with_two_keys_of_one_name_is_refused_whole(
+    tmp_path: Path, exporter: type[Exporter]
+) -> None:
+    opened = exporter(str(tmp_path / f"items{exporter.extensions[0]}"))
+    opened.open()
+    clash: dict[Any, str] = {1: "int", "1": "str"}  # a file keeps one value per name
+    with pytest.raises(ValueError, match="keys 1 and '1' are both '1' once written"):
+        opened.write(clash)
+    opened.write({"1": "alone"})
+    opened.close()
+    assert written(Path(opened.path)) == [{"1": "alone"}]
+
+
+def test_sqlite_refuses_two_keys_its_escapes_make_one_column(tmp_path: Path) -> None:
+    opened = SqliteExporter(str(tmp_path / "items.db"))
+    opened.open()
+    with pytest.raises(ValueError, match="both the column"):
+        opened.write({"k\udc80": 1, "k\\udc80": 2})  # a lone surrogate is kept escaped
+    opened.close()
+    assert read_sqlite(Path(opened.path)) == []
+
+
+# ---------------------------------------------------------------------------------------------
 # Streaming: every write is on disk, whole, before the next one
 # ---------------------------------------------------------------------------------------------
 
@@ -974,13 +1025,16 @@ def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Small
         subprocess.run(["umount", str(folder)], check=True)
 
 
-async def run_fw_on(disk: SmallDisk, *args: str, cwd: Path) -> Completed:
-    """Run ``fw`` as ``run_fw`` does, within the small disk's limit."""
+async def run_fw_on(
+    disk: SmallDisk, *args: str, cwd: Path, stdout: BinaryIO | None = None
+) -> Completed:
+    """Run ``fw`` as ``run_fw`` does, within the small disk's limit; its standard output
+    goes to ``stdout`` if given."""
     process = await asyncio.create_subprocess_exec(
         *fw_command(),
         *args,
         cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=stdout or asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=disk.limit,
     )
@@ -991,7 +1045,7 @@ async def run_fw_on(disk: SmallDisk, *args: str, cwd: Path) -> Completed:
         await process.wait()
         raise
     assert process.returncode is not None
-    return Completed(process.returncode, out.decode(), err.decode())
+    return Completed(process.returncode, (out or b"").decode(), err.decode())
 
 
 def wordy_site(pages: int) -> web.Application:
@@ -1046,6 +1100,24 @@ async def test_a_full_disk_leaves_whole_records_and_says_how_many(
     # No temporary file; SQLite keeps its journal until it has the room to fold it in.
     journal = {f"{output.name}-wal", f"{output.name}-shm"}
     assert {p.name for p in small_disk.folder.iterdir()} - journal == {output.name}
+
+
+async def test_o_dash_into_a_file_on_a_full_disk_leaves_whole_lines_and_says_how_many(
+    tmp_path: Path, serve: Serve, small_disk: SmallDisk
+) -> None:
+    base = await serve(wordy_site(200))
+    output = small_disk.folder / "items.jsonl"
+    project = pages_project(tmp_path, base)
+    with output.open("wb") as stdout:  # fw run -o - > items.jsonl
+        done = await run_fw_on(
+            small_disk, "run", str(project), "-o", "-", cwd=tmp_path, stdout=stdout
+        )
+    assert done.returncode == 1, done.stderr
+    held = read_jsonl(output)  # the line the disk cut short is cut off
+    assert len(held) > 1
+    assert _one_error_line(done.stderr) == (
+        f"Error: export -: {small_disk.reason} {items_written(len(held))}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1127,7 +1199,7 @@ async def test_csv_with_a_huge_cell_and_a_column_first_seen_late_is_valid(
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["items.csv"]
 
 
-async def test_a_csv_header_that_cannot_be_completed_leaves_the_rows_and_no_other_file(
+async def test_a_csv_header_that_cannot_be_completed_is_completed_by_the_next_run_appending(
     tmp_path: Path, serve: Serve
 ) -> None:
     base = await serve(chain_site(LATE_ITEMS))
@@ -1142,11 +1214,42 @@ async def test_a_csv_header_that_cannot_be_completed_leaves_the_rows_and_no_othe
     assert _one_error_line(done.stderr) == (
         f"Error: export {output}: cannot close it: File too large (4 items written)"
     )
-    assert [p.name for p in output.parent.iterdir()] == ["items.csv"]
     header, *rows = read_csv(output)
     assert header == ["url", "n"]  # the columns seen later could not be added to it
     assert [row[:2] for row in rows] == [[f"{base}/{n}", str(n)] for n in range(4)]
     assert rows[1][2] == HUGE
+    # Beside it, the copy's header alone names them, for the next run that appends to it
+    # (resumed or retried) to complete the header with.
+    whole = ["url", "n", "huge", "late"]
+    assert read_csv(output.parent / ".items.csv.fw-header") == [whole]
+    export(CsvExporter(str(output), append=True), [])
+    assert read_csv(output) == [whole, *(row + [""] * (4 - len(row)) for row in rows)]
+    assert [p.name for p in output.parent.iterdir()] == ["items.csv"]
+
+
+async def test_a_finished_crawl_run_again_completes_the_header_its_last_run_could_not(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # Its last page was acknowledged, so the rerun found the crawl finished and, without
+    # opening its exports, said so with exit 0 over the short header.
+    base = await serve(chain_site(LATE_ITEMS))
+    project = cells_project(tmp_path, base)
+    output = tmp_path / "out/items.csv"
+    state = ("-s", 'frontier="sqlite:///state.db"')
+    done = await run_fw("run", str(project), "-o", str(output), *state, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    disk = SmallDisk(output.parent, "File too large", limit_files_to(output.stat().st_size - 1))
+    done = await run_fw_on(
+        disk, "run", str(project), "-o", str(output), *state, "--fresh", cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr
+    assert read_csv(output)[0] == ["url", "n"]
+    again = await run_fw("run", str(project), "-o", str(output), *state, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "this crawl is already finished" in again.stderr
+    header, *rows = read_csv(output)
+    assert header == ["url", "n", "huge", "late"] and len(rows) == 4
+    assert [p.name for p in output.parent.iterdir()] == ["items.csv"]
 
 
 #: The cells spider, and a plugin that fills the disk under the export as the crawl ends.
@@ -1325,9 +1428,9 @@ from fwcrawl_plugins.exporters import CsvExporter
 
 exporter = CsvExporter(sys.argv[1])
 exporter.open()
-exporter.write({"a": 1})
-exporter.write({"a": 2, "b": "x"})
-print(json.dumps(exporter.checkpoint()))
+for item in ({"a": 1}, {"a": 2, "b": "x"}):
+    exporter.write(item)
+    print(json.dumps(exporter.checkpoint()))  # acknowledged
 os._exit(0)  # killed: close() never runs, the header lacks b
 """
 
@@ -1339,10 +1442,65 @@ def test_csv_resumed_after_a_kill_keeps_the_columns_of_its_checkpoint(tmp_path: 
     )
     again = CsvExporter(str(path), append=True)
     again.open()
-    again.rewind(json.loads(killed.stdout))
+    again.rewind(json.loads(killed.stdout.splitlines()[-1]))
     again.write({"c": "z", "b": "y"})
     again.close()
     assert read_csv(path) == [["a", "b", "c"], ["1", "", ""], ["2", "x", ""], ["", "y", "z"]]
+
+
+def test_csv_resumed_with_more_fields_adds_their_columns(tmp_path: Path) -> None:
+    path = str(tmp_path / "items.csv")
+    first = CsvExporter(path, CsvOptions(fields=("page", "i")))
+    first.open()
+    first.write({"page": 1, "i": 0, "key": "1-0"})
+    checkpoint = first.checkpoint()
+    first.close()
+    again = CsvExporter(path, CsvOptions(fields=("page", "i", "key")), append=True)
+    again.open()
+    again.rewind(checkpoint)
+    again.write({"page": 2, "i": 0, "key": "2-0"})
+    again.close()
+    assert read_csv(Path(path)) == [["page", "i", "key"], ["1", "0", ""], ["2", "0", "2-0"]]
+
+
+def test_csv_resumed_with_other_fields_keeps_its_rows_columns_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "items.csv")
+    export(CsvExporter(path, CsvOptions(fields=("page", "i"))), [{"page": 1, "i": 0}])
+    item = {"page": 2, "i": 1, "key": "2-1"}
+    export(CsvExporter(path, CsvOptions(fields=("key", "page")), append=True), [item])
+    assert read_csv(Path(path)) == [["page", "i", "key"], ["1", "0", ""], ["2", "1", "2-1"]]
+    assert (
+        f"export {path}: its rows have the columns page, i, not fields (key, page): "
+        "it goes on with page, i, key"
+    ) in caplog.text
+
+
+def test_csv_appending_completes_the_header_a_run_killed_while_copying_left_short(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "items.csv"
+    subprocess.run([sys.executable, "-c", KILLED_CSV, str(path)], check=True, capture_output=True)
+    (tmp_path / ".items.csv.fw-header").write_bytes(b"a,b\r\n1,\r\n2,")  # killed while copying
+    # As a finished crawl run again would: no checkpoint, and no item with b.
+    export(CsvExporter(str(path), append=True), [{"a": 3}])
+    assert read_csv(path) == [["a", "b"], ["1", ""], ["2", "x"], ["3", ""]]
+    assert [p.name for p in tmp_path.iterdir()] == ["items.csv"]
+
+
+def test_a_copy_whose_columns_a_resume_cuts_back_off_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CSV, str(path)], capture_output=True, check=True, text=True
+    )
+    (tmp_path / ".items.csv.fw-header").write_bytes(b"a,b\r\n1,\r\n")  # killed while copying
+    again = CsvExporter(str(path), append=True)
+    again.open()
+    again.rewind(json.loads(killed.stdout.splitlines()[0]))  # before the row with b
+    again.close()
+    assert read_csv(path) == [["a"], ["1"]]
+    assert [p.name for p in tmp_path.iterdir()] == ["items.csv"]
 
 
 @pytest.mark.parametrize(
@@ -1363,6 +1521,26 @@ def test_a_rewind_mid_crawl_cuts_the_items_written_since(
         assert opened.count() == 2
     finally:
         opened.close()
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_an_export_moved_away_before_a_resume_starts_valid_and_says_so(
+    tmp_path: Path, exporter: type[Exporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / f"items{exporter.extensions[0]}"
+    first = exporter(str(path))
+    first.open()
+    first.write({"n": "1"})
+    checkpoint = first.checkpoint()
+    first.close()
+    path.rename(tmp_path / f"moved{exporter.extensions[0]}")
+    again = exporter(str(path), append=True)
+    again.open()
+    again.rewind(checkpoint)
+    again.write({"n": "2"})
+    again.close()
+    assert written(path) == [{"n": "2"}]
+    assert f"{path} is shorter than when its last items were acknowledged" in caplog.text
 
 
 # ---------------------------------------------------------------------------------------------
