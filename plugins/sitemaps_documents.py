@@ -53,7 +53,11 @@ _MAX_ENTRY_TAGS = 50_000
 _BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z_][\w.-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
 #: How far back from a chunk's end an entity or a CDATA marker may begin: held for the next.
 _HOLD = 40
-_CDATA, _CDATA_END = b"<![CDATA[", b"]]>"
+#: What text is left as written in, by the markers that open and end it.
+_SECTIONS = ((b"<![CDATA[", b"]]>"), (b"<!--", b"-->"), (b"<?", b"?>"))
+#: A reference may be longer (``&#`` and leading zeros); one past this is left unended.
+_MAX_REFERENCE = 4096
+_UNENDED = re.compile(rb"#?[\w.-]*")
 #: What may come before the root element: an XML declaration, comments, instructions.
 _PROLOG = re.compile(rb"(?:\s|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
 #: The root element's start tag, and its local name (no namespace prefix).
@@ -213,12 +217,13 @@ def _events(
 
 class _Ampersands:
     """Escape the bare ``&`` of a document chunk by chunk, but in CDATA sections (whose
-    text is as written): a whole document at once costs a Python object per ``&``, 1.5 GB
-    for a 16 MiB document of them."""
+    text is as written), comments and processing instructions (which may hold a CDATA
+    marker that is none): a whole document at once costs a Python object per ``&``,
+    1.5 GB for a 16 MiB document of them."""
 
     def __init__(self) -> None:
         self._held = b""  # the end of the last chunk, which may have begun an entity
-        self._in_cdata = False
+        self._until: bytes | None = None  # the end of the section the text is in, if any
 
     def __call__(self, chunk: bytes, *, last: bool) -> bytes:
         data = self._held + chunk
@@ -226,27 +231,45 @@ class _Ampersands:
         data, self._held = data[:cut], data[cut:]
         out, at = [], 0
         while at < len(data):
-            if self._in_cdata:
-                end = data.find(_CDATA_END, at)
-                stop = len(data) if end < 0 else end + len(_CDATA_END)
+            if self._until is not None:  # as written, up to the section's end
+                end = data.find(self._until, at)
+                stop = len(data) if end < 0 else end + len(self._until)
+                self._until = self._until if end < 0 else None
                 out.append(data[at:stop])
             else:
-                end = data.find(_CDATA, at)
-                stop = len(data) if end < 0 else end
-                out.append(_BARE_AMPERSAND.sub(b"&amp;", data[at:stop]))
-            self._in_cdata = self._in_cdata != (end >= 0)
+                start, opener, self._until = _next_section(data, at)
+                out.append(_BARE_AMPERSAND.sub(b"&amp;", data[at:start]) + opener)
+                stop = start + len(opener)
             at = stop
         return b"".join(out)
 
 
+def _next_section(data: bytes, at: int) -> tuple[int, bytes, bytes | None]:
+    """Find the first section opening in ``data`` from ``at``: where, its opener and its
+    end; (``len(data)``, b"", None) if none does."""
+    found = [(data.find(opener, at), opener, end) for opener, end in _SECTIONS]
+    return min(
+        ((start, opener, end) for start, opener, end in found if start >= 0),
+        default=(len(data), b"", None),
+    )
+
+
 def _cut(data: bytes) -> int:
-    """Where to end a chunk so that no entity or CDATA marker is split: before the first
-    ``&``, ``<`` or ``]`` near its end, and before the ``]`` of a ``]]>`` just before it."""
+    """Where to end a chunk so that no reference or section marker is split: before the
+    first ``&``, ``<``, ``]``, ``-`` or ``?`` near its end, before the ``]]`` of a ``]]>``,
+    the ``--`` of a ``-->`` or the start of a ``<!--`` just before it, and before a
+    reference not ended yet."""
     tail = max(len(data) - _HOLD, 0)
-    cut = min((at for at in (data.find(c, tail) for c in b"&<]") if at >= 0), default=len(data))
+    cut = min((at for at in (data.find(c, tail) for c in b"&<]-?") if at >= 0), default=len(data))
     for _ in range(2):
-        if cut > 0 and data[cut - 1 : cut] == b"]":
+        if cut > 0 and data[cut - 1 : cut] in (b"]", b"-"):
             cut -= 1
+    opens = data.rfind(b"<", max(cut - 8, 0), cut)  # "<!-" of a "<!--" the window began in
+    if opens >= 0 and any(opener.startswith(data[opens:cut]) for opener, _ in _SECTIONS):
+        cut = opens
+    amp = data.rfind(b"&", max(len(data) - _MAX_REFERENCE, 0), cut)
+    if amp >= 0 and _UNENDED.fullmatch(data, amp + 1, cut):  # &#0000…038; may be long
+        cut = amp
     return cut
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import random
 import re
 import tracemalloc
 from collections import Counter
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from fwcrawl_plugins.sitemaps import SitemapsOptions
-from fwcrawl_plugins.sitemaps_documents import Entry, period, read
+from fwcrawl_plugins.sitemaps_documents import Entry, _Ampersands, period, read
 
 from framework import FetchError
 from framework.crawl import runner
@@ -272,6 +273,26 @@ def test_bare_ampersands_are_escaped_but_in_cdata_wherever_the_chunks_end() -> N
             Entry("http://a.test/?a=1&b=2&c=3&d"),
             Entry("http://a.test/?x=1&y=2&amp;z"),  # CDATA: as written, never escaped
         ], shift
+
+
+def test_a_cdata_marker_in_a_comment_or_instruction_opens_no_section() -> None:
+    # It turned escaping off for the rest of the document, which then broke off.
+    for aside in (b"<!-- <![CDATA[ -->", b"<?x <![CDATA[ ?>"):
+        body = HEAD + aside + b"<url><loc>http://a.test/?a=1&b=2</loc></url></urlset>"
+        assert read(body, 1 << 20).entries == [Entry("http://a.test/?a=1&b=2")]
+
+
+def test_escaping_chunk_by_chunk_is_escaping_the_whole_document() -> None:
+    pieces = [b"&", b"&amp;", b"&#38;", b"&#" + b"0" * 60 + b"38;", b"&x-y;", b"<![CDATA[", b"]]>"]
+    pieces += [b"<!--", b"-->", b"<?", b"?>", b"]", b"-", b"?", b"<", b"a", b";", b">", b"!"]
+    draw = random.Random(15)
+    for _ in range(1500):
+        document = b"".join(draw.choice(pieces) for _ in range(draw.randint(1, 120)))
+        whole = _Ampersands()(document, last=True)
+        escape, size, chunks = _Ampersands(), draw.choice((1, 2, 3, 7, 41, 64)), []
+        for at in range(0, len(document), size):
+            chunks.append(escape(document[at : at + size], last=at + size >= len(document)))
+        assert b"".join(chunks) == whole, document
 
 
 def test_a_comment_before_the_root_may_hold_tags_and_a_doctype_after_it_is_refused() -> None:
