@@ -648,7 +648,8 @@ def _is_state(path: Path) -> bool:
     if head != _SQLITE:
         return False
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        uri = f"{path.resolve().as_uri()}?mode=ro"  # a %, ? or # in the path, as written
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     except sqlite3.Error:  # damaged beyond reading: whose it was cannot be told
         return False

@@ -132,6 +132,26 @@ async def test_fresh_discards_a_crawls_state_and_nothing_that_is_not_state(
         assert path.read_bytes() == before
 
 
+async def test_fresh_reads_the_state_at_its_path_as_written(tmp_path: Path) -> None:
+    # A URI read "st%41te" as "stAte": the check looked at another file than --fresh empties.
+    theirs = tmp_path / "st%41te" / "crawl.db"
+    theirs.parent.mkdir()
+    with contextlib.closing(sqlite3.connect(theirs)) as db:
+        db.execute("CREATE TABLE notes (text)")
+        db.commit()
+    state, _ = await opened(tmp_path / "stAte" / "crawl.db")
+    await state.close()
+    with pytest.raises(UsageError, match="is not fw crawl state"):
+        await opened(theirs, fresh=True)
+    for odd in ("st#te", "st?te"):
+        frontier, _ = await opened(tmp_path / odd / "crawl.db")
+        await frontier.close()
+        again, saved = await opened(tmp_path / odd / "crawl.db", fresh=True)
+        assert saved == Saved()
+        await again.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["st#te", "st%41te", "st?te", "stAte"]
+
+
 async def test_a_second_process_on_the_same_state_is_refused(tmp_path: Path) -> None:
     frontier, _ = await opened(tmp_path / "crawl.db")
     with pytest.raises(UsageError, match="another fw process is running this crawl"):
