@@ -5,9 +5,10 @@ classes ``Exporter``, ``Middleware``, ``ItemStep`` (with the ``ItemContext`` a s
 given) and ``FetchLayer`` (with its ``FetchContext``), the ``option`` helper for option
 schemas, ``Recording`` (the folder ``--record`` writes, with ``Recorded`` and ``Entry``:
 what it holds), ``open_new`` (a temporary file no planted link can redirect),
-``no_room`` (whether ``ulimit -f`` is why SQLite could not write a file), the
-control-flow exceptions, and ``CrawlAborted``, which stops a crawl that cannot go on
-(exit 1).
+``no_room`` (whether ``ulimit -f`` is why SQLite could not write a file),
+``SECRET_QUERY`` (the meta key of a request whose query holds a password: fw shows and
+records its URL without it), the control-flow exceptions, and ``CrawlAborted``, which
+stops a crawl that cannot go on (exit 1).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from framework.fetch.layers import FetchContext, FetchLayer
 from framework.fetch.recording import Entry, Recorded, Recording
 from framework.hookspecs import hookimpl
 from framework.http import NotSupported, Request, Response
+from framework.http.forms import SECRET_QUERY
 from framework.items import ItemContext, ItemStep
 from framework.middleware import Handler, Middleware
 from framework.paths import no_room, open_new
 from framework.spider import Spider
 
 __all__ = [
+    "SECRET_QUERY",
     "Blocked",
     "CloseSpider",
     "CrawlAborted",

@@ -30,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 from parsel import Selector
 
 from framework import (
+    SECRET_QUERY,
     CrawlAborted,
     FetchError,
     FormError,
@@ -204,7 +205,11 @@ async def _followed(handler: Handler, request: Request) -> Response:
             request = request.replace(url=target)
         else:  # GET, without the body or what described it
             referer = (request.headers or {}).get("Referer")
-            request = Request(target, headers={"Referer": referer} if referer else None)
+            # Where a GET sign-in redirects, its query (the password) may go along.
+            secret = {SECRET_QUERY: True} if request.meta.get(SECRET_QUERY) else None
+            request = Request(
+                target, headers={"Referer": referer} if referer else None, meta=secret
+            )
     raise FetchError("redirects", f"more than {_MAX_REDIRECTS} redirects ({_shown(request.url)})")
 
 

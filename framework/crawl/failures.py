@@ -31,7 +31,7 @@ from framework.errors import CrawlAborted, UsageError, raised_at
 from framework.hooks.events import EventHook
 from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
-from framework.http.urls import fingerprint, redact, redact_all, redacted_request
+from framework.http.urls import fingerprint, redact, redact_all, redacted_request, shown_url
 from framework.paths import open_new
 from framework.spider import Spider
 
@@ -187,7 +187,7 @@ def _file_of(cls: type) -> str | None:
 
 def at(request: Request | None) -> str:
     """Return `` (URL)`` to end a message about ``request`` with, if there is one."""
-    return f" ({request.url})" if request else ""
+    return f" ({shown_url(request)})" if request else ""
 
 
 # -------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
@@ -45,7 +46,7 @@ from framework.errors import CrawlAborted, FetchError, UsageError
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
 from framework.http.forms import SECRET_QUERY
-from framework.http.urls import canonical_url, fingerprint, redact
+from framework.http.urls import canonical_url, fingerprint, redact, shown_url
 from framework.paths import open_new
 
 if TYPE_CHECKING:  # the downloader imports aiohttp, which a plugin importing fw need not
@@ -65,6 +66,8 @@ _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _HOST = socket.gethostname()
 _PART = re.compile(r"\.[0-9a-f]{16}\.(?:body|json)\.(?P<host>.*)-(?P<pid>[0-9]{1,9})\.part")
 _ENTRY = re.compile(r"[0-9a-f]{16}\.json")
+#: What a record holds in place of a sign-in form's query (see ``_hidden``).
+_SECRET_MARK = "{fw:sign-in query}"
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ class Recording:
         body = response.body
         outcome = {
             "status": response.status,
-            "headers": list(response.headers.items()),
+            "headers": _hidden(list(response.headers.items()), request),
             "body": {"size": len(body), "crc32": zlib.crc32(body)},
         }
         return await asyncio.to_thread(self._save, request, outcome, body)
@@ -205,7 +208,7 @@ class Recording:
         key = self.key(request)
         # ASCII: a header aiohttp decoded with surrogates (bytes not UTF-8) is escaped, not lost.
         # The URL is for people to read (the key finds the record): no password in it.
-        record = json.dumps({"method": request.method, "url": _shown(request), **outcome})
+        record = json.dumps({"method": request.method, "url": shown_url(request), **outcome})
         final = {suffix: self.folder / f"{key}.{suffix}" for suffix in ("body", "json")}
         owner = f"{_HOST}-{os.getpid()}"
         part = {suffix: self.folder / f".{key}.{suffix}.{owner}.part" for suffix in final}
@@ -463,11 +466,28 @@ def _same(url: str) -> str:
     return redact(canonical_url(url))
 
 
-def _shown(request: Request) -> str:
-    """Return the request's URL as its record keeps it: no ``user:password@``, and no
-    query when a sign-in form sent by GET put the password there."""
-    url = redact(request.url)
-    return url.partition("?")[0] if request.meta.get(SECRET_QUERY) else url
+def _secret(request: Request) -> str | None:
+    """Return the query of a sign-in form sent by GET, which holds the password; else None."""
+    query = urlsplit(request.url).query if request.meta.get(SECRET_QUERY) else ""
+    return query or None
+
+
+def _hidden(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
+    """Return ``headers`` as a record keeps them: a redirect repeating a sign-in's query
+    (``Location: /login/?user=…&password=…``) with a mark in its place."""
+    secret = _secret(request)
+    if secret is None:
+        return headers
+    return [(name, value.replace(secret, _SECRET_MARK)) for name, value in headers]
+
+
+def _restored(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
+    """Put the sign-in's query back where ``_hidden`` marked it: the replaying run sends
+    the same form, so the redirect leads where it led when recorded."""
+    secret = _secret(request)
+    if secret is None:
+        return headers
+    return [(name, value.replace(_SECRET_MARK, secret)) for name, value in headers]
 
 
 def _parse(data: bytes, request: Request) -> _Parsed:
@@ -476,14 +496,20 @@ def _parse(data: bytes, request: Request) -> _Parsed:
     method: str = _get(record, "method", _is_string, "a string")
     url: str = _get(record, "url", _is_string, "a string")
     # A tampered record, or two requests sharing a fingerprint: never another URL's page.
-    if method != request.method or _same(url) != _same(_shown(request)):
-        raise _Malformed(f"records another request, not {request.method} {request.url}")
+    # A record made before sign-in queries were left out keeps the query: still this one's.
+    if method != request.method or _same(url) not in {
+        _same(shown_url(request)),
+        _same(request.url),
+    }:
+        raise _Malformed(f"records another request, not {request.method} {shown_url(request)}")
     if "error" in record:
         return _Parsed(0, [], _failure(record["error"]))
     status: int = _get(record, "status", _is_status, "an integer from 100 to 999")
     headers = _get(record, "headers", _is_pairs, "a list of [name, value] pairs of strings")
     body = _made(record["body"]) if "body" in record else None
-    return _Parsed(status, [(name, value) for name, value in headers], None, body)
+    return _Parsed(
+        status, _restored([(name, value) for name, value in headers], request), None, body
+    )
 
 
 def _made(body: object) -> tuple[int, int]:

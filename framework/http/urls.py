@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from w3lib.url import canonicalize_url
 
 from framework.http import Request
+from framework.http.forms import SECRET_QUERY
 
 __all__ = [
     "Offsite",
@@ -63,6 +64,14 @@ def redact(url: str) -> str:
         return url
     shown, stop = _masked(url, found.end(), lambda start: url.rfind("@", start))
     return url[: found.end()] + shown + url[stop:]
+
+
+def shown_url(request: Request) -> str:
+    """Return ``request``'s URL as fw shows and records it: redacted (``redact``), and
+    without the query of a sign-in form sent by GET (``SECRET_QUERY``), which holds the
+    password."""
+    url = redact(request.url)
+    return url.partition("?")[0] if request.meta.get(SECRET_QUERY) else url
 
 
 def redact_all(text: str) -> str:
