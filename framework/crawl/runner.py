@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from framework.config.project import ExporterSpec, Override, Project, load_project
 from framework.crawl.admission import Admission
@@ -38,7 +39,7 @@ from framework.crawl.progress import Mode, Progress
 from framework.crawl.seeding import Seeder, extra_start_requests, plugins_first
 from framework.crawl.settle import Settler
 from framework.crawl.stats import Stats
-from framework.errors import CrawlAborted, PluginError, UsageError
+from framework.errors import CrawlAborted, ErrorList, PluginError, ProjectError, UsageError
 from framework.fetch.credentials import warn_of_wide_credentials
 from framework.fetch.downloader import Downloader, DownloadSettings, Fetcher, user_agent
 from framework.fetch.layers import layered
@@ -50,7 +51,13 @@ from framework.fetch.stalls import Stalls
 from framework.frontier import ONCE, Frontier
 from framework.frontier.backends import make_frontier
 from framework.frontier.memory import MemoryFrontier
-from framework.hooks.components import Components, assemble, configure_plugins, item_steps
+from framework.hooks.components import (
+    Components,
+    assemble,
+    check_names,
+    configure_plugins,
+    item_steps,
+)
 from framework.hooks.events import Events
 from framework.hooks.manager import (
     PluginManager,
@@ -206,7 +213,24 @@ def load_plugins(project: Project) -> tuple[Project, PluginManager, Registry]:
         project.plugins, source=project.source, disabled=project.disable_plugins
     )
     registry = Registry.collect(pm)
-    return configure_plugins(project, pm.list_name_plugin()), pm, registry
+    try:
+        return configure_plugins(project, pm.list_name_plugin()), pm, registry
+    except ProjectError as exc:
+        _raise_with_names_checked(exc, project, pm, registry)
+
+
+def _raise_with_names_checked(
+    error: ProjectError, project: Project, pm: PluginManager, registry: Registry
+) -> NoReturn:
+    """Raise ``error`` (a plugin's options refused) with what ``check_names`` finds: a
+    mistake in one section must not hide a typo elsewhere until it is fixed."""
+    errors = ErrorList()
+    with errors.collect():
+        raise error
+    with errors.collect():
+        check_names(project, registry, [name for name, _ in pm.list_name_plugin() if name])
+    errors.raise_any()
+    raise error  # not reached: ``errors`` holds ``error`` at least
 
 
 def build_engine(

@@ -47,6 +47,7 @@ __all__ = [
     "Components",
     "ItemSteps",
     "assemble",
+    "check_names",
     "configure_plugins",
     "fetch_layers",
     "item_steps",
@@ -132,6 +133,20 @@ def assemble(
         callbacks=callbacks,
         fetch_layers=layers,
     )
+
+
+def check_names(project: Project, registry: Registry, plugin_names: Iterable[str]) -> None:
+    """Check what needs no plugin's options built: the top-level keys, and the formats the
+    exporters name. Run with the options' own errors too, so that one run says them all."""
+    errors = ErrorList()
+    with errors.collect():
+        _check_sections(project, registry, set(plugin_names))
+    for spec in project.exporters:
+        if spec.format is not None:
+            with errors.collect():
+                at = (*spec.at, "format")
+                _lookup(registry.exporters, spec.format, "exporter", project.error_source, at)
+    errors.raise_any()
 
 
 def read_files(project: Project) -> dict[object, str]:

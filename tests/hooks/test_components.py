@@ -158,3 +158,22 @@ async def test_every_plugin_file_that_fails_to_load_is_named(tmp_path: Path) -> 
     first, second = result.stderr.splitlines()
     assert first == f"Error: {path}:4: plugins[0]: no such plugin file './nowhere.py'"
     assert second.startswith(f"Error: {path}:5: plugins[1]: ./broken.py failed to import: ")
+
+
+async def test_a_plugins_section_refused_hides_no_other_mistake(tmp_path: Path) -> None:
+    # The unknown key and exporter format showed only once the proxies were fixed.
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [http://a.test/]
+        foo: 1
+        proxies: {urls: ['socks5://p.test:1']}
+        exporters: [{format: nope, path: out.jsonl}]
+        rules: {items: [{fields: {t: h1}}]}
+        """,
+    )
+    done = await run_fw("check", str(project))
+    assert done.returncode == 2
+    said = [line.split(": ")[2] for line in done.stderr.splitlines()]
+    assert said == ["foo", "proxies.urls[0]", "exporters[0].format"], done.stderr
