@@ -206,7 +206,8 @@ async def _followed(handler: Handler, request: Request) -> Response:
         else:  # GET, without the body or what described it
             referer = (request.headers or {}).get("Referer")
             # Where a GET sign-in redirects, its query (the password) may go along.
-            secret = {SECRET_QUERY: True} if request.meta.get(SECRET_QUERY) else None
+            fields = request.meta.get(SECRET_QUERY)
+            secret = {SECRET_QUERY: fields} if fields else None
             request = Request(
                 target, headers={"Referer": referer} if referer else None, meta=secret
             )

@@ -37,7 +37,7 @@ from framework.fetch.stalls import Stalls
 from framework.fetch.statuses import check_status, redirect_of
 from framework.frontier import Frontier, Lease, Settlement
 from framework.http import Request, Response
-from framework.http.urls import Offsite, unfetchable
+from framework.http.urls import Offsite, shown_url, unfetchable
 from framework.middleware import Handler
 
 __all__ = ["Downloads", "sharing_slots"]
@@ -198,7 +198,7 @@ class Downloads:
         if delay is None:
             return False
         self._stats.retries += 1
-        log.debug("retrying the download in %.2fs (%s): %s", delay, error.kind, request.url)
+        log.debug("retrying the download in %.2fs (%s): %s", delay, error.kind, shown_url(request))
         await self._queue.retry(lease, request.replace(retries=request.retries + 1), delay)
         self._changed.set()
         return True

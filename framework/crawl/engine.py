@@ -45,6 +45,7 @@ from framework.fetch.statuses import check_status, redirect_of
 from framework.frontier import Frontier, Lease, LeaseLost, Settlement, without_once
 from framework.hooks.events import Events
 from framework.http import Request, Response
+from framework.http.urls import shown_url
 from framework.middleware import Handler, Middleware, opened
 from framework.spider import (
     CallbackOutput,
@@ -404,7 +405,7 @@ class Engine:
                 "internal_error: %s: %s (%s)",
                 type(exc).__name__,
                 exc,
-                lease.request.url,
+                shown_url(lease.request),
                 exc_info=exc,
             )
             self.stats.errors["internal_error"] += 1
@@ -415,7 +416,7 @@ class Engine:
         except LeaseLost:  # it expired while we worked: another worker has the request now
             log.warning(
                 "lease of %s expired before it was settled; another worker took it over",
-                lease.request.url,
+                shown_url(lease.request),
             )
             self.stats.errors["lease_lost"] += 1
             self._admission.forget(handled.discovered)  # nothing queued them
@@ -568,7 +569,7 @@ class Engine:
         delay = retry.delay(request.retries, error.retry_after) if error.retryable else None
         if delay is not None:
             self.stats.retries += 1
-            log.debug("retrying in %.2fs (%s): %s", delay, error.kind, request.url)
+            log.debug("retrying in %.2fs (%s): %s", delay, error.kind, shown_url(request))
             return Handled(retry=request.replace(retries=request.retries + 1), delay=delay)
         if error.redirect_to:
             self.stats.redirected(request.url, error.redirect_to)

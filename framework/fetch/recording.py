@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict
 
@@ -66,8 +67,10 @@ _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _HOST = socket.gethostname()
 _PART = re.compile(r"\.[0-9a-f]{16}\.(?:body|json)\.(?P<host>.*)-(?P<pid>[0-9]{1,9})\.part")
 _ENTRY = re.compile(r"[0-9a-f]{16}\.json")
-#: What a record holds in place of a sign-in form's query (see ``_hidden``).
-_SECRET_MARK = "{fw:sign-in query}"
+#: A sign-in password a record's headers repeat is masked if at least this long.
+_SHORTEST_SECRET = 4
+#: What a record holds in place of a sign-in password (see ``_hidden``).
+_MARK = re.compile(r"\{fw:sign-in ([0-9]+):([lxX+]+)\}")
 
 
 @dataclass(frozen=True)
@@ -436,7 +439,7 @@ class Replayer:
         if recorded is None:
             raise FetchError(
                 "not_recorded",
-                f"{request.method} {request.url} is not in the recording {self.folder}",
+                f"{request.method} {shown_url(request)} is not in the recording {self.folder}",
             )
         if recorded.error is not None:
             raise recorded.error
@@ -466,28 +469,72 @@ def _same(url: str) -> str:
     return redact(canonical_url(url))
 
 
-def _secret(request: Request) -> str | None:
-    """Return the query of a sign-in form sent by GET, which holds the password; else None."""
-    query = urlsplit(request.url).query if request.meta.get(SECRET_QUERY) else ""
-    return query or None
+def _secrets(request: Request) -> list[str]:
+    """Return the passwords of a sign-in form sent by GET, decoded; else nothing."""
+    fields = request.meta.get(SECRET_QUERY)
+    if not fields:
+        return []
+    pairs = parse_qsl(urlsplit(request.url).query, keep_blank_values=True)
+    found = [value for name, value in pairs if fields is True or name in fields]
+    return [value for value in found if len(value) >= _SHORTEST_SECRET]
 
 
 def _hidden(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
-    """Return ``headers`` as a record keeps them: a redirect repeating a sign-in's query
-    (``Location: /login/?user=…&password=…``) with a mark in its place."""
-    secret = _secret(request)
-    if secret is None:
-        return headers
-    return [(name, value.replace(secret, _SECRET_MARK)) for name, value in headers]
+    """Return ``headers`` as a record keeps them: a sign-in's password repeated in them (a
+    redirect's ``Location``, a ``Set-Cookie``), however percent-encoded, with a mark in its
+    place that says how it was encoded, not what it was."""
+    for n, secret in enumerate(_secrets(request)):
+        pattern = _spelled(secret)
+        mark = functools.partial(_mark, n, secret)
+        headers = [(name, pattern.sub(mark, value)) for name, value in headers]
+    return headers
 
 
 def _restored(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
-    """Put the sign-in's query back where ``_hidden`` marked it: the replaying run sends
-    the same form, so the redirect leads where it led when recorded."""
-    secret = _secret(request)
-    if secret is None:
-        return headers
-    return [(name, value.replace(_SECRET_MARK, secret)) for name, value in headers]
+    """Put the sign-in's passwords back where ``_hidden`` marked them, encoded as they
+    were: the replaying run sends the same form, so a redirect leads where it led."""
+    secrets = _secrets(request)
+
+    def unmark(found: re.Match[str]) -> str:
+        n, shape = int(found[1]), found[2]
+        return _encoded(secrets[n], shape) if n < len(secrets) else found[0]
+
+    return [(name, _MARK.sub(unmark, value)) for name, value in headers]
+
+
+def _spelled(secret: str) -> re.Pattern[str]:
+    """Match ``secret`` with any of its characters percent-encoded (``+`` for a space)."""
+    parts = []
+    for char in secret:
+        encoded = "".join(f"%{byte:02x}" for byte in char.encode())
+        either = [re.escape(char), "(?i:" + re.escape(encoded) + ")"]
+        parts.append("(?:" + "|".join(either + ([r"\+"] if char == " " else [])) + ")")
+    return re.compile("".join(parts))
+
+
+def _mark(n: int, secret: str, found: re.Match[str]) -> str:
+    """Return the mark of secret ``n`` as ``found`` spelled it: for each character, ``l``
+    as itself, ``+`` as a plus, ``x`` or ``X`` percent-encoded in lower or upper case."""
+    text, at, shape = found[0], 0, []
+    for char in secret:
+        encoded = "".join(f"%{byte:02x}" for byte in char.encode())
+        piece = text[at : at + len(encoded)]
+        if piece.lower() == encoded:
+            shape.append("x" if piece == encoded else "X")
+            at += len(encoded)
+        else:  # itself, or a plus for a space
+            shape.append("+" if text[at] == "+" and char == " " else "l")
+            at += 1
+    return f"{{fw:sign-in {n}:{''.join(shape)}}}"
+
+
+def _encoded(secret: str, shape: str) -> str:
+    """Spell ``secret`` as ``shape`` says (see ``_mark``)."""
+    pieces = []
+    for char, how in zip(secret, shape, strict=False):
+        encoded = "".join(f"%{byte:02X}" for byte in char.encode())
+        pieces.append({"l": char, "+": "+", "X": encoded, "x": encoded.lower()}[how])
+    return "".join(pieces)
 
 
 def _parse(data: bytes, request: Request) -> _Parsed:

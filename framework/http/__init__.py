@@ -389,7 +389,7 @@ class Response:
             body=sent.body,
             callback=callback,
             priority=priority,
-            meta={**meta, SECRET_QUERY: True} if sent.secret_query else meta,
+            meta={**meta, SECRET_QUERY: list(sent.secret_query)} if sent.secret_query else meta,
             **kwargs,
         )
 

@@ -80,7 +80,8 @@ class Page(Protocol):
 
 
 #: A request's meta key: its URL's query holds a password (a sign-in form sent by GET),
-#: so what fw keeps of the request on disk (a recording) leaves the query out.
+#: so what fw shows and records of the request leaves the query out. Its value lists the
+#: fields that hold one (True: every field), whose values a recording masks in headers.
 SECRET_QUERY = "secret_query"
 
 
@@ -92,8 +93,8 @@ class Submission:
     url: str
     headers: dict[str, str]
     body: bytes | None
-    #: Whether the URL's query holds a password: a GET form with a password field.
-    secret_query: bool = False
+    #: The fields of the URL's query that hold a password: a GET form's password fields.
+    secret_query: tuple[str, ...] = ()
 
 
 def submission(
@@ -130,13 +131,16 @@ def submission(
         encoding,
         page.url,
     )
-    return replace(sent, secret_query=sent.method == "GET" and _has_password(owners, form))
+    if sent.method != "GET":
+        return sent
+    return replace(sent, secret_query=_password_fields(owners, form))
 
 
-def _has_password(owners: _Owners, form: etree._Element) -> bool:
-    return any(
-        control.tag == "input" and _input_type(control) == "password"
+def _password_fields(owners: _Owners, form: etree._Element) -> tuple[str, ...]:
+    return tuple(
+        control.get("name") or ""
         for control in owners.controls_of(form)
+        if control.tag == "input" and _input_type(control) == "password" and control.get("name")
     )
 
 

@@ -22,7 +22,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from framework import CrawlAborted, FetchError, Handler, Middleware, Request, Response, hookimpl
+from framework import (
+    SECRET_QUERY,
+    CrawlAborted,
+    FetchError,
+    Handler,
+    Middleware,
+    Request,
+    Response,
+    hookimpl,
+)
 
 from .options import ProxiesOptions, origin_of, redact
 from .pool import Pool, Proxy, Verdict
@@ -112,7 +121,7 @@ class ProxiesMiddleware(Middleware):
                 doubts.clear()  # the unreadable ones were their proxies' doing
             if not outcome.reroute or len(tried) > self.options.reroutes:
                 return outcome.result()
-            log.debug("%s: through another proxy after %s", request.url, outcome.why)
+            log.debug("%s: through another proxy after %s", _shown(request), outcome.why)
 
     async def _pick(self, host: str, tried: Sequence[Proxy], *, waits: bool) -> Proxy | None:
         """Pick a proxy; for a first try, wait while every proxy rests."""
@@ -261,6 +270,11 @@ def _described(name: str, counts: Mapping[str, Any]) -> str:
 
 def _times(count: int, what: str) -> str:
     return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def _shown(request: Request) -> str:
+    """The request's URL for a log line: a GET sign-in's query holds its password."""
+    return request.url.partition("?")[0] if request.meta.get(SECRET_QUERY) else request.url
 
 
 def _host(url: str) -> str:

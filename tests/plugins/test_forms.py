@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -199,10 +200,13 @@ def get_sign_in_site() -> web.Application:
     form = '<form method="get" action="/do"><input name="u"><input type="password" name="p">'
 
     async def page(request: web.Request) -> web.Response:
-        if request.path == "/do":
-            raise web.HTTPMovedPermanently(f"/do/?{request.query_string}")
+        if request.path == "/do":  # quoted its own way, and kept in a cookie too
+            password = quote(request.query["p"], safe="")
+            answer = web.HTTPMovedPermanently(f"/do/?p={password}&u=ada")
+            answer.headers["Set-Cookie"] = f"pw={password}; Path=/"
+            raise answer
         if request.path == "/do/":
-            signed_in = request.query.get("p") == "s3cret"
+            signed_in = request.query.get("p") == "s3cret word@x"
             return web.Response(text="<p>hello</p>" if signed_in else "no", status=200)
         if request.path == "/members":
             return web.Response(text='<li class="member">Ada</li>', content_type="text/html")
@@ -218,21 +222,23 @@ async def test_a_get_forms_password_is_kept_out_of_a_recording_which_still_repla
 ) -> None:
     base = await serve(get_sign_in_site())
     path = project(tmp_path, base, "data: {u: ada, p: {$env: SITE_PASSWORD}}")
-    env = {"SITE_PASSWORD": "s3cret"}
+    env = {"SITE_PASSWORD": "s3cret word@x"}
     recorded = await run_fw("run", str(path), "--record", "rec", cwd=tmp_path, env=env)
     assert recorded.returncode == 0, recorded.stderr
     records = {p: p.read_text() for p in (tmp_path / "rec").glob("*.json")}
     assert len(records) == 5 and not [text for text in records.values() if "s3cret" in text]
     [redirect] = [p for p, text in records.items() if f'"url": "{base}/do",' in text]
-    assert '"Location", "/do/?{fw:sign-in query}"' in records[redirect]  # not its password
+    assert '"Location", "/do/?p={fw:sign-in 0:' in records[redirect]  # not its password
+    assert '"Set-Cookie", "pw={fw:sign-in 0:' in records[redirect]
     replayed = await run_fw("run", str(path), "--replay", "rec", cwd=tmp_path, env=env)
     assert replayed.returncode == 0, replayed.stderr
     assert "1 items exported, 0 errors" in replayed.stderr
     # Made by an older fw, the records keep the query: they still replay.
     for record, made in records.items():
-        text = made.replace(f'{base}/do",', f'{base}/do?u=ada&p=s3cret",')
-        text = text.replace(f'{base}/do/",', f'{base}/do/?u=ada&p=s3cret",')
-        record.write_text(text.replace("{fw:sign-in query}", "u=ada&p=s3cret"))
+        text = made.replace(f'{base}/do",', f'{base}/do?u=ada&p=s3cret+word%40x",')
+        text = text.replace(f'{base}/do/",', f'{base}/do/?p=s3cret%20word%40x&u=ada",')
+        text = re.sub(r"p=\{fw:sign-in 0:[lxX+]+\}", "p=s3cret%20word@x", text)
+        record.write_text(re.sub(r"pw=\{fw:sign-in 0:[lxX+]+\}", "pw=s3cret%20word%40x", text))
     older = await run_fw("run", str(path), "--replay", "rec", cwd=tmp_path, env=env)
     assert older.returncode == 0, older.stderr
     # A record of another request is refused without the sign-in's password in the error.
@@ -241,6 +247,10 @@ async def test_a_get_forms_password_is_kept_out_of_a_recording_which_still_repla
     assert refused.returncode == 1
     assert f"records another request, not GET {base}/do" in refused.stderr
     assert "s3cret" not in refused.stderr
+    redirect.unlink()
+    missing = await run_fw("run", str(path), "--replay", "rec", cwd=tmp_path, env=env)
+    assert f"GET {base}/do is not in the recording" in missing.stderr
+    assert "s3cret" not in missing.stderr
 
 
 #: A spider that signs in with a GET form itself, with response.form().
@@ -278,9 +288,11 @@ async def test_a_get_sign_in_that_fails_is_logged_without_its_password(
     (tmp_path / "signs_in.py").write_text(SIGNS_IN_ITSELF, encoding="utf-8")
     path = write_project(
         tmp_path,
-        f"spider: signs_in\nstart_urls: [{base}/]\nplugins: [./signs_in.py]\nretries: 0\n",
+        f"spider: signs_in\nstart_urls: [{base}/]\nplugins: [./signs_in.py]\nretries: 1\n"
+        "backoff: {base: 0.01, max: 0.01}\n",
     )
-    done = await run_fw("run", str(path), "-o", "items.jsonl", cwd=tmp_path)
+    done = await run_fw("--log-level", "debug", "run", str(path), "-o", "items.jsonl", cwd=tmp_path)
+    assert f"retrying in 0.01s (http_500): {base}/do\n" in done.stderr
     assert f"http_500: HTTP 500 ({base}/do)" in done.stderr
     assert "s3cret" not in done.stderr
     # The failures file keeps it whole (0600, as the crawl's state does): a retry sends it.
