@@ -73,6 +73,11 @@ class Exporter:
         Exports of whole records need nothing, the default; one with a footer writes it.
         """
 
+    def unfinished(self) -> bool:
+        """Tell whether an earlier run left this export to finish (a header to complete):
+        a crawl found already finished opens and closes such an export, and no other."""
+        return False
+
     def count(self) -> int | None:
         """Return how many items the export holds whole, or None if it cannot say.
 

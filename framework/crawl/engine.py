@@ -221,9 +221,9 @@ class Engine:
                 saved.settled,
             )
             self.stats.finish("already finished")
-            # Opened and closed all the same: an export left unfinished by the last run (a
-            # CSV header a full disk cut short) is finished now, or the run says it is not.
-            self._settler.open(stack, saved)
+            # An export the last run left unfinished (a CSV header a full disk cut short) is
+            # finished now, or the run says it cannot be; the others are left as they are.
+            self._settler.finish_leftovers(stack)
             return False
         if saved.renewed:
             log.info(

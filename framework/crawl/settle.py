@@ -127,16 +127,7 @@ class Settler:
         self._loop = asyncio.get_running_loop()
         for exporter in self._exporters:
             exporter.append = exporter.append or saved.resumed
-            try:
-                exporter.open()
-            except BaseException as exc:
-                if not reportable(exc):
-                    raise
-                raise CrawlAborted(
-                    f"exporter {exporter.format} cannot open {exporter.path}: {_reason(exc)}"
-                ) from exc
-            self._open.append(exporter)
-            stack.callback(self._close, exporter)
+            self._opened(exporter, stack)
         stack.callback(self._items.close)  # first: its steps are done before the exports close
         try:
             self._rewind(saved.checkpoints)
@@ -154,6 +145,27 @@ class Settler:
                 "that were not acknowledged",
                 ", ".join(unsure),
             )
+
+    def finish_leftovers(self, stack: AsyncExitStack) -> None:
+        """Open, appending, and close (with ``stack``) only the exports an earlier run left
+        to finish (``Exporter.unfinished``): a crawl found finished writes nothing else."""
+        for exporter in self._exporters:
+            if exporter.unfinished():
+                exporter.append = True
+                self._opened(exporter, stack)
+
+    def _opened(self, exporter: Exporter, stack: AsyncExitStack) -> None:
+        """Open ``exporter``, to be closed by ``stack``; one that cannot stops the crawl."""
+        try:
+            exporter.open()
+        except BaseException as exc:
+            if not reportable(exc):
+                raise
+            raise CrawlAborted(
+                f"exporter {exporter.format} cannot open {exporter.path}: {_reason(exc)}"
+            ) from exc
+        self._open.append(exporter)
+        stack.callback(self._close, exporter)
 
     def _warn_of_changed_exports(self, checkpoints: Mapping[str, Any]) -> None:
         """Name the exports this run writes that the run it resumes did not, and those it

@@ -245,6 +245,10 @@ class CsvExporter(Exporter):
         rows = count_rows(path, start, self._delimiter)
         return rows - 1 if start == 0 and rows else rows  # the header is no item
 
+    def unfinished(self) -> bool:
+        """Whether a run that could not complete the header left its copy beside the file."""
+        return self.path != "-" and self._copy_path().is_file()
+
     def _copy_path(self) -> Path:
         """Return where the copy with the completed header is written, beside the file."""
         real = Path(self.path).resolve()  # through a symlink: replace its target, not it

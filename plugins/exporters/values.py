@@ -14,6 +14,11 @@ from typing import Any
 
 __all__ = ["dumps", "encode", "named", "simplify"]
 
+#: How deep ``named`` looks for keys that are not text (a cycle ends there too).
+_DEEPEST = 100
+#: Values that hold no keys: most of an item's, passed over without a call.
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
 #: Characters json leaves raw that ``str.splitlines`` (and older JavaScript) take as a line
 #: break: one would split a JSON line in two for many readers.
 _LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
@@ -39,20 +44,46 @@ def simplify(value: Any) -> Any:
 
 
 def named(item: Mapping[Any, Any]) -> Mapping[str, Any]:
-    """Return ``item`` with every key as text, the same in every format: None, booleans and
-    numbers as JSON writes them (``null``, ``true``, ``1.5``), other keys with ``str``.
+    """Return ``item`` with every key as text, at every depth, the same in every format:
+    None, booleans and numbers as JSON writes them (``null``, ``true``, ``1.5``), other
+    keys with ``str``.
 
-    Raises ``ValueError`` for two keys with one name (``1`` and ``"1"``): a file holds one
-    value per name, so the other would be lost.
+    Raises ``ValueError`` for two keys of one mapping with one name (``1`` and ``"1"``): a
+    file holds one value per name, so the other would be lost.
     """
-    if all(type(key) is str for key in item):  # the usual case: nothing to name
+    if _plain(item, 0):  # the usual case: nothing to name
         return item
+    named: Mapping[str, Any] = _named(item, frozenset())
+    return named
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """Whether every key in ``value``, down to ``_DEEPEST``, is text already."""
+    if depth > _DEEPEST:  # a cycle, or deeper than items go: json says what it makes of it
+        return True
+    if isinstance(value, Mapping):
+        for key, each in value.items():
+            if type(key) is not str or (type(each) not in _LEAVES and not _plain(each, depth + 1)):
+                return False
+    elif isinstance(value, list | tuple):
+        for each in value:
+            if type(each) not in _LEAVES and not _plain(each, depth + 1):
+                return False
+    return True
+
+
+def _named(value: Any, path: frozenset[int]) -> Any:
+    if not isinstance(value, Mapping | list | tuple) or id(value) in path:
+        return value  # a cycle is left for json to report
+    path = path | {id(value)}
+    if not isinstance(value, Mapping):
+        return [_named(each, path) for each in value]
     names: dict[str, Any] = {}
-    for key in item:
+    for key in value:
         first = names.setdefault(_name(key), key)
         if first is not key:
             raise ValueError(f"keys {first!r} and {key!r} are both {_name(key)!r} once written")
-    return {name: item[key] for name, key in names.items()}
+    return {name: _named(value[key], path) for name, key in names.items()}
 
 
 def _name(key: Any) -> str:

@@ -153,10 +153,19 @@ async def test_a_finished_crawl_says_so_and_fresh_starts_over(site: SiteAndProje
     first = await run_fw("run", str(project), *outputs(project.parent))
     assert first.returncode == 0, first.stderr
 
-    again = await run_fw("run", str(project), *outputs(project.parent))
+    before = {name: (project.parent / name).read_bytes() for name in OUTPUTS}
+    again = await run_fw("run", str(project), *outputs(project.parent), "-o", "-")
     assert again.returncode == 0
     assert "already finished" in again.stderr and "--fresh" in again.stderr
     assert state.fetched.total() == PAGES  # nothing fetched a second time
+    # Nothing to write: every export as it was, none made, nothing on stdout.
+    assert {name: (project.parent / name).read_bytes() for name in OUTPUTS} == before
+    assert again.stdout == ""
+    (project.parent / "items.json").rename(project.parent / "moved.json")
+    moved = await run_fw("run", str(project), *outputs(project.parent))
+    assert moved.returncode == 0 and not (project.parent / "items.json").exists()
+    assert "shorter than" not in moved.stderr and "cannot be rewound" not in moved.stderr
+    (project.parent / "moved.json").rename(project.parent / "items.json")
 
     status = await run_fw("status", str(project))
     assert status.returncode == 0, status.stderr

@@ -581,6 +581,8 @@ def test_an_item_with_two_keys_of_one_name_is_refused_whole(
     clash: dict[Any, str] = {1: "int", "1": "str"}  # a file keeps one value per name
     with pytest.raises(ValueError, match="keys 1 and '1' are both '1' once written"):
         opened.write(clash)
+    with pytest.raises(ValueError, match="keys 1 and '1' are both '1' once written"):
+        opened.write({"meta": [{"at": clash}]})  # at any depth
     opened.write({"1": "alone"})
     opened.close()
     assert written(Path(opened.path)) == [{"1": "alone"}]
