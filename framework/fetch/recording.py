@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import json
 import math
 import os
@@ -69,8 +68,12 @@ _PART = re.compile(r"\.[0-9a-f]{16}\.(?:body|json)\.(?P<host>.*)-(?P<pid>[0-9]{1
 _ENTRY = re.compile(r"[0-9a-f]{16}\.json")
 #: A sign-in password a record's headers repeat is masked if at least this long.
 _SHORTEST_SECRET = 4
-#: What a record holds in place of a sign-in password (see ``_hidden``).
-_MARK = re.compile(r"\{fw:sign-in ([0-9]+):([lxX+]+)\}")
+#: What a record holds in place of a sign-in password (see ``_hidden``), and in place of
+#: the text's own "{fw:" (``lit``).
+_MARK_START = "{fw:"
+_MARK = re.compile(r"\{fw:(?:lit\}|sign-in ([0-9]+):([lxX+]+)\})")
+#: The headers that may repeat a request's query: URLs and cookies.
+_CARRIERS = frozenset({"location", "content-location", "set-cookie", "refresh", "link"})
 
 
 @dataclass(frozen=True)
@@ -480,56 +483,84 @@ def _secrets(request: Request) -> list[str]:
 
 
 def _hidden(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
-    """Return ``headers`` as a record keeps them: a sign-in's password repeated in them (a
-    redirect's ``Location``, a ``Set-Cookie``), however percent-encoded, with a mark in its
-    place that says how it was encoded, not what it was."""
-    for n, secret in enumerate(_secrets(request)):
-        pattern = _spelled(secret)
-        mark = functools.partial(_mark, n, secret)
-        headers = [(name, pattern.sub(mark, value)) for name, value in headers]
-    return headers
+    """Return ``headers`` as a record keeps them: a sign-in's password repeated in those
+    that carry a URL or a cookie (a redirect's ``Location``, a ``Set-Cookie``), however
+    percent-encoded, replaced by a mark that says how it was spelled, not what it was."""
+    secrets = _secrets(request)
+    if not secrets:
+        return headers
+    masker = _Masker(secrets)
+    return [(name, masker.hide(value) if _carries(name) else value) for name, value in headers]
 
 
 def _restored(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
-    """Put the sign-in's passwords back where ``_hidden`` marked them, encoded as they
+    """Put the sign-in's passwords back where ``_hidden`` marked them, spelled as they
     were: the replaying run sends the same form, so a redirect leads where it led."""
     secrets = _secrets(request)
+    if not secrets:
+        return headers
+    masker = _Masker(secrets)
+    return [(name, masker.show(value) if _carries(name) else value) for name, value in headers]
 
-    def unmark(found: re.Match[str]) -> str:
+
+def _carries(header: str) -> bool:
+    """Whether a header may repeat a request's query: one holding a URL, or a cookie."""
+    return header.lower() in _CARRIERS
+
+
+class _Masker:
+    """Mark the passwords ``secrets`` in a header's text, in one pass over it (a mark never
+    holds a password), and put them back; a ``{fw:`` already in the text is escaped."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self._secrets = secrets
+        self._groups: list[tuple[int, int]] = []  # (secret, its group), longest first
+        parts, group = [re.escape(_MARK_START)], 1
+        for n in sorted(range(len(secrets)), key=lambda n: -len(secrets[n])):
+            parts.append("(" + "".join(f"({_either(c)})" for c in secrets[n]) + ")")
+            self._groups.append((n, group))
+            group += 1 + len(secrets[n])
+        self._pattern = re.compile("|".join(parts))
+
+    def hide(self, text: str) -> str:
+        return self._pattern.sub(self._mark, text)
+
+    def show(self, text: str) -> str:
+        return _MARK.sub(self._unmark, text)
+
+    def _mark(self, found: re.Match[str]) -> str:
+        for n, group in self._groups:
+            if found[group] is not None:
+                spelled = [found[group + 1 + i] for i in range(len(self._secrets[n]))]
+                shape = "".join(map(_shape, self._secrets[n], spelled))
+                return f"{_MARK_START}sign-in {n}:{shape}}}"
+        return f"{_MARK_START}lit}}"  # the text's own "{fw:"
+
+    def _unmark(self, found: re.Match[str]) -> str:
+        if found[1] is None:
+            return _MARK_START
         n, shape = int(found[1]), found[2]
-        return _encoded(secrets[n], shape) if n < len(secrets) else found[0]
-
-    return [(name, _MARK.sub(unmark, value)) for name, value in headers]
+        return _spelled(self._secrets[n], shape) if n < len(self._secrets) else found[0]
 
 
-def _spelled(secret: str) -> re.Pattern[str]:
-    """Match ``secret`` with any of its characters percent-encoded (``+`` for a space)."""
-    parts = []
-    for char in secret:
-        encoded = "".join(f"%{byte:02x}" for byte in char.encode())
-        either = [re.escape(char), "(?i:" + re.escape(encoded) + ")"]
-        parts.append("(?:" + "|".join(either + ([r"\+"] if char == " " else [])) + ")")
-    return re.compile("".join(parts))
+def _either(char: str) -> str:
+    """Match ``char`` as itself or percent-encoded (``+`` for a space)."""
+    encoded = "".join(f"%{byte:02x}" for byte in char.encode())
+    ways = [re.escape(char), "(?i:" + re.escape(encoded) + ")"]
+    return "|".join([*ways, r"\+"] if char == " " else ways)
 
 
-def _mark(n: int, secret: str, found: re.Match[str]) -> str:
-    """Return the mark of secret ``n`` as ``found`` spelled it: for each character, ``l``
-    as itself, ``+`` as a plus, ``x`` or ``X`` percent-encoded in lower or upper case."""
-    text, at, shape = found[0], 0, []
-    for char in secret:
-        encoded = "".join(f"%{byte:02x}" for byte in char.encode())
-        piece = text[at : at + len(encoded)]
-        if piece.lower() == encoded:
-            shape.append("x" if piece == encoded else "X")
-            at += len(encoded)
-        else:  # itself, or a plus for a space
-            shape.append("+" if text[at] == "+" and char == " " else "l")
-            at += 1
-    return f"{{fw:sign-in {n}:{''.join(shape)}}}"
+def _shape(char: str, spelled: str) -> str:
+    """Say how ``char`` was spelled: ``l`` as itself, ``+``, ``x``/``X`` percent-encoded."""
+    if spelled == char:
+        return "l"
+    if spelled == "+":
+        return "+"
+    return "x" if spelled == spelled.lower() else "X"
 
 
-def _encoded(secret: str, shape: str) -> str:
-    """Spell ``secret`` as ``shape`` says (see ``_mark``)."""
+def _spelled(secret: str, shape: str) -> str:
+    """Spell ``secret`` as ``shape`` says (see ``_shape``)."""
     pieces = []
     for char, how in zip(secret, shape, strict=False):
         encoded = "".join(f"%{byte:02X}" for byte in char.encode())

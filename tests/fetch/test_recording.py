@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from framework import SECRET_QUERY
 from framework.config.project import MiB
 from framework.crawl import runner
 from framework.fetch.recording import Recording
@@ -393,6 +394,37 @@ BAD_ENTRIES: dict[str, tuple[Change, str, str]] = {
     "body crc32 missing": (edited(body={"size": 0}), "json", "body.crc32: missing"),
     "body not an object": (edited(body=12), "json", "body: not an object"),
 }
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "hidden"),
+    [
+        # Quoted the server's own way, and kept in a cookie; a Date is left as it is.
+        (
+            "u=ada&p=s3cret+word%40x",
+            {"Location": "/in?p=s3cret%20word@x", "Set-Cookie": "pw=s3cret+word%40x"},
+            ["s3cret"],
+        ),
+        ("p=%25252x", {"Set-Cookie": "a=%252x; b=%25252x"}, ["%252x", "%25252x"]),  # a % in it
+        # Two passwords, the second in the first's mark; the text's own marks kept as such.
+        (
+            "p=password1&q=sign",
+            {"Link": "</?p=password1&q=sign>; x={fw:lit} {fw:sign-in 0:llll}"},
+            ["password1", "q=sign"],
+        ),
+    ],
+)
+async def test_a_sign_in_password_in_a_header_is_masked_and_comes_back_exactly(
+    tmp_path: Path, query: str, headers: dict[str, str], hidden: list[str]
+) -> None:
+    request = Request(f"http://a.test/do?{query}", meta={SECRET_QUERY: ["p", "q"]})
+    answer = {**headers, "Date": "Mon, 07 Dec 2026 06:41:28 GMT"}
+    async with Recording(tmp_path, create=True) as recording:
+        await recording.save(request, Response(request.url, 302, answer, b"", request))
+        record = (tmp_path / f"{recording.key(request)}.json").read_text()
+        loaded = await recording.load(request)
+    assert not [secret for secret in hidden if secret in record], record
+    assert loaded is not None and dict(loaded.headers) == answer
 
 
 async def test_a_record_from_before_bodies_were_checked_is_still_read(tmp_path: Path) -> None:
