@@ -246,8 +246,9 @@ class CsvExporter(Exporter):
         return rows - 1 if start == 0 and rows else rows  # the header is no item
 
     def unfinished(self) -> bool:
-        """Whether a run that could not complete the header left its copy beside the file."""
-        return self.path != "-" and self._copy_path().is_file()
+        """Whether a run that could not complete the header left its copy beside the file
+        (a file moved away since is not made anew for it)."""
+        return self.path != "-" and Path(self.path).is_file() and self._copy_path().is_file()
 
     def _copy_path(self) -> Path:
         """Return where the copy with the completed header is written, beside the file."""

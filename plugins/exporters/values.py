@@ -14,8 +14,6 @@ from typing import Any
 
 __all__ = ["dumps", "encode", "named", "simplify"]
 
-#: How deep ``named`` looks for keys that are not text (a cycle ends there too).
-_DEEPEST = 100
 #: Values that hold no keys: most of an item's, passed over without a call.
 _LEAVES = frozenset({str, int, float, bool, type(None)})
 
@@ -51,39 +49,57 @@ def named(item: Mapping[Any, Any]) -> Mapping[str, Any]:
     Raises ``ValueError`` for two keys of one mapping with one name (``1`` and ``"1"``): a
     file holds one value per name, so the other would be lost.
     """
-    if _plain(item, 0):  # the usual case: nothing to name
+    if _plain(item):  # the usual case: nothing to name
         return item
-    named: Mapping[str, Any] = _named(item, frozenset())
+    named: Mapping[str, Any] = _named(item, frozenset(), {})
     return named
 
 
-def _plain(value: Any, depth: int) -> bool:
-    """Whether every key in ``value``, down to ``_DEEPEST``, is text already."""
-    if depth > _DEEPEST:  # a cycle, or deeper than items go: json says what it makes of it
-        return True
-    if isinstance(value, Mapping):
-        for key, each in value.items():
-            if type(key) is not str or (type(each) not in _LEAVES and not _plain(each, depth + 1)):
-                return False
-    elif isinstance(value, list | tuple):
-        for each in value:
-            if type(each) not in _LEAVES and not _plain(each, depth + 1):
-                return False
+def _plain(item: Mapping[Any, Any]) -> bool:
+    """Whether every key in ``item``, at every depth, is text already. Each container is
+    looked at once: one met again (a cycle, a list shared twice) is not walked again."""
+    stack: list[Any] = [item]
+    seen: set[int] = set()
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, Mapping):
+            for key, each in value.items():
+                if type(key) is not str:
+                    return False
+                if type(each) not in _LEAVES:
+                    stack.append(each)
+        elif isinstance(value, list | tuple):
+            stack.extend(each for each in value if type(each) not in _LEAVES)
     return True
 
 
-def _named(value: Any, path: frozenset[int]) -> Any:
+def _named(value: Any, path: frozenset[int], done: dict[int, Any]) -> Any:
+    """Name the keys of ``value`` at every depth; ``done`` holds each container named
+    already (one shared twice is named once), ``path`` those it is inside."""
     if not isinstance(value, Mapping | list | tuple) or id(value) in path:
         return value  # a cycle is left for json to report
-    path = path | {id(value)}
-    if not isinstance(value, Mapping):
-        return [_named(each, path) for each in value]
+    if id(value) not in done:
+        inside = path | {id(value)}
+        if not isinstance(value, Mapping):
+            done[id(value)] = [_named(each, inside, done) for each in value]
+        else:
+            done[id(value)] = {
+                name: _named(value[key], inside, done) for name, key in _names(value).items()
+            }
+    return done[id(value)]
+
+
+def _names(mapping: Mapping[Any, Any]) -> dict[str, Any]:
+    """Map each key's name to the key; two keys of one name are a ``ValueError``."""
     names: dict[str, Any] = {}
-    for key in value:
+    for key in mapping:
         first = names.setdefault(_name(key), key)
         if first is not key:
             raise ValueError(f"keys {first!r} and {key!r} are both {_name(key)!r} once written")
-    return {name: _named(value[key], path) for name, key in names.items()}
+    return names
 
 
 def _name(key: Any) -> str:

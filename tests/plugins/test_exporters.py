@@ -33,6 +33,7 @@ from fwcrawl_plugins.exporters import (
 )
 from fwcrawl_plugins.exporters.csvfile import CsvOptions
 from fwcrawl_plugins.exporters.sqlite import SqliteOptions
+from fwcrawl_plugins.exporters.values import named
 
 from framework import Exporter
 from framework.cli import main
@@ -583,6 +584,13 @@ def test_an_item_with_two_keys_of_one_name_is_refused_whole(
         opened.write(clash)
     with pytest.raises(ValueError, match="keys 1 and '1' are both '1' once written"):
         opened.write({"meta": [{"at": clash}]})  # at any depth
+    shared: list[Any] = [1]
+    for _ in range(64):  # each list twice in the next: 2**64 paths, walked once each
+        shared = [shared, shared]
+    named({"shared": shared, 2: "named"})
+    looped: list[Any] = []
+    looped += [looped, looped]
+    assert named({"a": looped})["a"] is looped  # json says what it makes of a cycle
     opened.write({"1": "alone"})
     opened.close()
     assert written(Path(opened.path)) == [{"1": "alone"}]
@@ -1252,6 +1260,19 @@ async def test_a_finished_crawl_run_again_completes_the_header_its_last_run_coul
     header, *rows = read_csv(output)
     assert header == ["url", "n", "huge", "late"] and len(rows) == 4
     assert [p.name for p in output.parent.iterdir()] == ["items.csv"]
+
+
+def test_a_csv_is_unfinished_while_its_header_copy_is_beside_it_and_it_is_still_there(
+    tmp_path: Path,
+) -> None:
+    csv_path, copy = tmp_path / "items.csv", tmp_path / ".items.csv.fw-header"
+    exporter = CsvExporter(str(csv_path))
+    copy.write_text("url,n,late\r\n")
+    assert not exporter.unfinished()  # moved away: a finished crawl must not make it anew
+    csv_path.write_text("url,n\r\na,1\r\n")
+    assert exporter.unfinished()
+    copy.unlink()
+    assert not exporter.unfinished()
 
 
 #: The cells spider, and a plugin that fills the disk under the export as the crawl ends.
