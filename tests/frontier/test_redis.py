@@ -333,6 +333,20 @@ async def test_reopening_resumes_a_crawl_and_close_hands_leases_back(make: Make)
     assert await last.open() == Saved(resumed=True, finished=True, settled=2)
 
 
+async def test_a_worker_stopping_while_redis_does_not_answer_waits_for_it_briefly(
+    make: Make, proxy: CuttingProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A frozen Redis (SIGSTOP) kept a worker told to stop for up to 40 s more.
+    frontier = await make(url=proxy.url)
+    await frontier.add(urls("1"))
+    await lease_of(frontier)
+    proxy.hold_when(lambda: True)
+    async with asyncio.timeout(6):  # its own deadline, 3 s, and a margin
+        await frontier.close()
+    assert "did not answer within 3s: 1 leases go back" in caplog.text
+    proxy.release()
+
+
 async def test_a_meta_that_is_not_json_is_refused_and_nothing_breaks(make: Make) -> None:
     frontier = await make()
     with pytest.raises(CrawlAborted, match="JSON"):

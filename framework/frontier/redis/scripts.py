@@ -65,6 +65,9 @@ _REFUSALS = (
     redis_errors.AuthenticationWrongNumberOfArgsError,
     redis_errors.NoPermissionError,
 )
+#: The longest a stopping worker waits for Redis to take its leases back: past it they
+#: go back when they expire, and a SIGTERM must end the worker within its stop_timeout.
+_CLOSING_S = 3.0
 #: How lib.lua's GONE reply starts.
 _GONE = "FWGONE "
 #: How Redis 6 words a script's write refused for lack of memory, inside its own message;
@@ -148,10 +151,13 @@ class Scripts:
         """
         if self._client is None:
             return None
-        if self._running:  # commands of cancelled calls: let them finish on this client
-            await asyncio.wait(self._running, timeout=10)
         try:
-            await self._call(script, args)
+            async with asyncio.timeout(_CLOSING_S):
+                if self._running:  # commands of cancelled calls: let them finish on this client
+                    await asyncio.wait(self._running)
+                await self._call(script, args)
+        except TimeoutError:
+            return f"redis at {self.address} did not answer within {_CLOSING_S:g}s"
         except _UNREACHABLE as exc:
             return f"redis at {self.address} is unreachable ({exc})"
         finally:
