@@ -51,8 +51,8 @@ async def read_status(project: Project) -> Status:
     if url != "memory":
         from framework.frontier import redis
 
-        server, prefix, lease = redis.where(url, project.name)
-        return await redis.read_status(server, prefix, lease=lease)
+        place = redis.where(url, project.name)
+        return await redis.read_status(place.url, place.prefix, lease=place.lease)
     raise UsageError(
         f"{project.file}: frontier: memory keeps no state outside its `fw run`; "
         "set frontier: sqlite:///… or redis://… to follow a crawl"

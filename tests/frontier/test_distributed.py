@@ -149,6 +149,40 @@ async def test_a_redis_outage_pauses_the_crawl_which_then_finishes_with_nothing_
     assert sorted(pages) == sorted(f"p/{n}" for n in range(PAGES))  # each exactly once
 
 
+async def test_a_redis_that_stays_away_stops_the_worker_after_its_patience_and_a_rerun_finishes(
+    serve: Serve, tmp_path: Path
+) -> None:
+    state = LinkedSite(PAGES, latency=0.01)
+    base = await state.start(serve)
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    await asyncio.to_thread(server.start)
+    try:
+        # Its leases were not handed back (Redis was away): the rerun waits for them.
+        project = linked_project(tmp_path, base, f"{server.url}?patience=1&lease=2")
+        first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+        worker = await start_worker(project, first)
+        await state.served(PAGES // 4)
+        await asyncio.to_thread(server.stop)
+        [(code, stderr)] = await ended([worker])
+        assert code == 1, stderr
+        found = re.search(
+            rf"^Error: redis at 127.0.0.1:{server.port} did not answer for 1s \(the frontier "
+            r"URL's \?patience=\); (\d+) pages settled by this worker, its exports are "
+            r"complete up to them; a rerun continues once Redis is back$",
+            stderr,
+            re.MULTILINE,
+        )
+        assert found is not None, stderr
+        assert 0 < int(found[1]) <= len(set(pages_in(first))) < PAGES
+        await asyncio.to_thread(server.start)
+        rerun = await start_worker(project, second)
+        assert [code for code, _ in await ended([rerun])] == [0]
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert set(pages_in(first) + pages_in(second)) == {f"p/{n}" for n in range(PAGES)}
+
+
 def lines_in(path: Path) -> int:
     """Count the whole lines a worker has exported so far."""
     return path.read_bytes().count(b"\n") if path.exists() else 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -68,13 +69,14 @@ async def make(server: RedisServer) -> AsyncIterator[Make]:
         rate: float | None = None,
         *,
         lease: float = 30,
+        patience: str = "600",
         prefix: str = PREFIX,
         fresh: bool = False,
         url: str | None = None,
         open: bool = True,
     ) -> RedisFrontier:
         frontier = RedisFrontier(
-            f"{url or server.url}?lease={lease}&prefix={prefix}",
+            f"{url or server.url}?lease={lease}&prefix={prefix}&patience={patience}",
             Politeness(HostPolicy(concurrency, delay, rate), {}),
             name="test",
             fresh=fresh,
@@ -368,6 +370,14 @@ async def test_options_and_mistakes_in_the_url(server: RedisServer) -> None:
     assert RedisFrontier(server.url, politeness, name="n").prefix == "fw:n:"
     with pytest.raises(UsageError, match="lease=soon"):
         RedisFrontier(f"{server.url}?lease=soon", politeness, name="n")
+    assert where(server.url, "n").patience == 600  # ten minutes, unless told
+    assert where(f"{server.url}?patience=2.5", "n") == (server.url, "fw:n:", 30, 2.5)
+    assert where(f"{server.url}?patience=inf", "n").patience == math.inf
+    for wrong in ("0", "-1", "soon", ""):
+        with pytest.raises(
+            UsageError, match=f"patience={wrong}: expected a number of seconds > 0, or inf$"
+        ):
+            where(f"{server.url}?patience={wrong}", "n")
     with pytest.raises(UsageError, match="no crawl state"):
         await status_of(frontier)
 
@@ -559,8 +569,8 @@ def test_a_prefix_that_could_nest_in_another_crawls_keys_is_refused(
     # fw run --fresh under fw:a: deletes every fw:a:q:… key: all of a crawl under fw:a:q:.
     with pytest.raises(UsageError, match=re.escape(error)):
         where(f"redis://127.0.0.1:6379/0{query}", name)
-    assert where("redis://127.0.0.1:6379/0?prefix=fw:shop:eu:", "a")[1] == "fw:shop:eu:"
-    assert where("redis://127.0.0.1:6379/0", "quick")[1] == "fw:quick:"
+    assert where("redis://127.0.0.1:6379/0?prefix=fw:shop:eu:", "a").prefix == "fw:shop:eu:"
+    assert where("redis://127.0.0.1:6379/0", "quick").prefix == "fw:quick:"
 
 
 async def test_two_prefixes_do_not_interfere(make: Make) -> None:
@@ -599,10 +609,62 @@ async def test_an_outage_pauses_a_call_until_redis_is_back(
     messages = [r.getMessage() for r in caplog.records if r.name == "fw"]
     assert len([m for m in messages if "unreachable" in m]) == 1
     assert messages[0].startswith(f"redis at 127.0.0.1:{server.port} is unreachable (")
-    assert messages[0].endswith("); pausing until it is back")
+    assert messages[0].endswith("); pausing until it is back, for up to 600s")
     assert "redis is back; resuming" in messages
     status = await status_of(frontier)
     assert (status.pending, status.leased, status.done) == (1, 1, 1)
+
+
+async def test_a_call_gives_up_after_its_patience_and_every_later_call_at_once(
+    make: Make, server: RedisServer
+) -> None:
+    frontier = await make(patience="1")
+    await frontier.add(urls("1", "2"))
+    server.stop()  # and it never comes back
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(CrawlAborted) as raised:
+        async with asyncio.timeout(10):
+            await frontier.claim()
+    assert 1 <= loop.time() - began < 5
+    assert str(raised.value) == (
+        f"redis at 127.0.0.1:{server.port} did not answer for 1s (the frontier URL's "
+        "?patience=); 0 pages settled by this worker, its exports are complete up to them; "
+        "a rerun continues once Redis is back"
+    )
+    began = loop.time()
+    with pytest.raises(CrawlAborted, match="did not answer for 1s"):
+        await frontier.add(urls("3"))
+    assert loop.time() - began < 0.5  # the worker is stopping: no second wait
+    server.start()
+
+
+async def test_a_frozen_redis_is_given_up_on_before_its_sockets_timeout(
+    make: Make, proxy: CuttingProxy
+) -> None:
+    # A SIGSTOPped Redis accepts and never answers: redis-py's own timeout is 30 s.
+    frontier = await make(url=proxy.url, patience="1")
+    proxy.hold_when(lambda: True)
+    with pytest.raises(CrawlAborted, match="did not answer for 1s"):
+        async with asyncio.timeout(6):
+            await frontier.add(urls("1"))
+    proxy.release()
+
+
+async def test_a_redis_down_when_a_worker_starts_is_given_up_on_too(
+    server: RedisServer,
+) -> None:
+    frontier = RedisFrontier(
+        f"{server.url}?patience=1", Politeness(HostPolicy(1, 0.0), {}), name="n"
+    )
+    server.stop()
+    try:
+        with pytest.raises(CrawlAborted, match="did not answer for 1s"):
+            async with asyncio.timeout(6):
+                await frontier.open()
+    finally:
+        await frontier.close()
+        server.start()
 
 
 async def test_a_redis_restarted_between_two_calls_counts_as_one_that_may_forget(

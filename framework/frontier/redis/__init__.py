@@ -59,7 +59,8 @@ fingerprint at 1M URLs, where the per-key overhead dominates, and 8.2-8.9 bytes 
 density of 100M URLs (381 per set, measured with 1.56M in 2^12 sets), about 0.9 GB.
 Past about 130M URLs the fullest sets turn into hash tables of 56 bytes an entry.
 
-If Redis is unreachable, every call waits for it (``scripts.py``) and then carries on.
+If Redis is unreachable, every call waits for it (``scripts.py``) and then carries on, or,
+past the URL's ``patience``, stops the worker: its leases go back when they expire.
 A call may have run before the connection dropped, so each mutating call carries a number
 and the worker's answers are kept (``calls:<worker>``): a repeated push, claim, settle or
 retry gets its first answer instead of running twice. A lease that expired during the
@@ -77,6 +78,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import random
 import secrets
@@ -105,7 +107,7 @@ from framework.frontier import (
     signed_fingerprint,
     without_once,
 )
-from framework.frontier.redis.scripts import Gone, OutOfMemory, Owned, Scripts
+from framework.frontier.redis.scripts import Gone, OutOfMemory, Owned, Scripts, Unreachable
 from framework.http import Request
 from framework.http.urls import fingerprint, host_of, redact
 
@@ -164,11 +166,11 @@ class RedisFrontier:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         try:
-            self.url, self.prefix, self.lease = where(url, name)
+            self.url, self.prefix, self.lease, patience = where(url, name)
         except UsageError as exc:  # at the frontier: key's line
             raise exc if owner is None else UsageError(f"{owner.where}: {exc}") from None
         self._owner = owner
-        self._scripts = Scripts(self.url, self.prefix)
+        self._scripts = Scripts(self.url, self.prefix, patience)
         self._politeness, self._fresh, self._renew = politeness, fresh, renew
         self._jitter = jitter
         self.memory = _Memory(self)
@@ -204,6 +206,9 @@ class RedisFrontier:
         except Owned as exc:
             await self._scripts.disconnect()
             raise self._not_ours(*exc.args) from None
+        except Unreachable as exc:
+            await self._scripts.disconnect()
+            raise self._abandoned(exc) from None
         except BaseException:
             await self._scripts.disconnect()
             raise
@@ -402,6 +407,8 @@ class RedisFrontier:
         except Gone as exc:
             self._gone = True
             raise self._lost() from exc
+        except Unreachable as exc:
+            raise self._abandoned(exc) from exc
         except OutOfMemory as exc:
             raise CrawlAborted(
                 f"the Redis at {shown(self.url)} is out of memory (used memory > maxmemory) "
@@ -431,6 +438,10 @@ class RedisFrontier:
             f"the crawl's state in Redis at {shown(self.url)} is gone (flushed or restarted "
             f"without persistence); {self._whole()}"
         )
+
+    def _abandoned(self, exc: Unreachable) -> CrawlAborted:
+        """Say that this worker stopped waiting for Redis, and how far its exports are whole."""
+        return CrawlAborted(f"{exc}; {self._whole()}; a rerun continues once Redis is back")
 
     def _whole(self) -> str:
         """Say how far this worker's exports are whole, for a message that stops it."""
@@ -534,22 +545,29 @@ class RedisFrontier:
             try:
                 await self._run("extend", self.worker, self.lease, *self._pairs())
             except CrawlAborted as exc:
-                if self._gone:
+                if self._gone or isinstance(exc.__cause__, Unreachable):
                     return
                 log.error("redis heartbeat failed: %s", exc.__cause__)  # out of memory
             except redis_errors.RedisError as exc:  # a refusal, not an outage: try again
                 log.error("redis heartbeat failed: %s", exc)
 
 
-def where(url: str, name: str) -> tuple[str, str, float]:
-    """Read a ``redis://`` frontier URL: the server's URL, the crawl's key prefix, the lease.
+class Place(NamedTuple):
+    """Where a crawl lives in Redis, and how fw treats it, from a ``redis://`` URL."""
 
-    ``prefix`` and ``lease`` are fw's options in the query (``?lease=30&prefix=fw:shop:``);
-    the rest of the URL is redis-py's.
-    """
+    url: str  # the server's, as redis-py reads it
+    prefix: str  # of the crawl's keys
+    lease: float  # seconds a claimed request stays a worker's without a heartbeat
+    patience: float  # seconds a call waits for an unreachable Redis; inf: for ever
+
+
+def where(url: str, name: str) -> Place:
+    """Read a ``redis://`` frontier URL: the server's URL and fw's options in its query
+    (``?lease=30&prefix=fw:shop:&patience=600``); the rest of the URL is redis-py's."""
     server, options = _split_url(url)
     prefix = _prefix(options.get("prefix", f"fw:{name}:"), "prefix" in options)
-    return server, prefix, _seconds(options.get("lease", "30"), url)
+    lease = _seconds("lease", options.get("lease", "30"), url)
+    return Place(server, prefix, lease, _patience(options.get("patience", "600"), url))
 
 
 #: The names of keys a crawl has many of, each followed by ``:`` and a host, a shard or a
@@ -607,10 +625,11 @@ async def read_status(url: str, prefix: str, *, lease: float = 30.0) -> Status:
 
 
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
-    """Take fw's own options (``lease``, ``prefix``) out of a ``redis://`` URL's query."""
+    """Take fw's own options (``lease``, ``prefix``, ``patience``) out of a ``redis://``
+    URL's query."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {key: value for key, value in query if key in ("lease", "prefix")}
+    ours = {key: value for key, value in query if key in ("lease", "prefix", "patience")}
     rest = urlencode([(key, value) for key, value in query if key not in ours])
     return urlunsplit(parts._replace(query=rest)), ours
 
@@ -646,15 +665,27 @@ def shown(url: str) -> str:
 _SECRET_OPTIONS = frozenset({"password", "username"})
 
 
-def _seconds(text: str, url: str) -> float:
-    """Read the ``lease`` option: a positive, finite number of seconds."""
+def _seconds(option: str, text: str, url: str) -> float:
+    """Read a URL option that is a positive, finite number of seconds."""
     try:
         seconds = float(text)
     except ValueError:
         seconds = 0.0
-    if not seconds > 0 or seconds == float("inf"):
-        raise UsageError(f"frontier: {shown(url)}: lease={text}: expected a number of seconds > 0")
+    if not seconds > 0 or seconds == math.inf:
+        raise UsageError(
+            f"frontier: {shown(url)}: {option}={text}: expected a number of seconds > 0"
+        )
     return seconds
+
+
+def _patience(text: str, url: str) -> float:
+    """Read the ``patience`` option: seconds, or ``inf`` to wait for Redis for ever."""
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        return _seconds("patience", text, url)
+    except UsageError as exc:
+        raise UsageError(f"{exc}, or inf") from None
 
 
 class _Memory:

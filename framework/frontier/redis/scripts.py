@@ -4,7 +4,9 @@ Every state change of a Redis frontier is one script of ``lua/`` (each behind th
 ``lib.lua``), run on one crawl's keys: ``ARGV[1]`` is always the crawl's key prefix. If
 Redis is unreachable, a call waits for it (one warning, then retries backing off from
 0.1 s to 5 s) and then carries on; whether a repeated call is safe is the scripts' own
-business (they remember their answers). A script that finds the crawl gone (its epoch,
+business (they remember their answers). A call that has waited ``patience`` seconds
+raises ``Unreachable``, and so does every call after it: a Redis that never comes back
+must end the crawl, not hang it. A script that finds the crawl gone (its epoch,
 ``ARGV[2]``, is not the one in Redis) changes nothing and raises ``Gone``: a Redis
 restarted without its data answers "unreachable", then this. One that Redis refuses for
 lack of memory raises ``OutOfMemory``, having changed nothing either: Redis refuses a
@@ -34,7 +36,7 @@ from redis.commands.core import AsyncScript
 from framework.errors import UsageError
 from framework.http.urls import redact
 
-__all__ = ["Gone", "OutOfMemory", "Scripts"]
+__all__ = ["Gone", "OutOfMemory", "Scripts", "Unreachable"]
 
 log = logging.getLogger("fw")
 
@@ -88,11 +90,17 @@ class OutOfMemory(Exception):
     """Redis is at its ``maxmemory`` and refused a script, which changed nothing."""
 
 
-class Scripts:
-    """Run the frontier's scripts on the keys under ``prefix`` in the Redis at ``url``."""
+class Unreachable(Exception):
+    """Redis has not answered a call for the whole of the frontier's ``patience``."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self.url, self.prefix = url, prefix
+
+class Scripts:
+    """Run the frontier's scripts on the keys under ``prefix`` in the Redis at ``url``,
+    each call waiting at most ``patience`` seconds for an unreachable Redis."""
+
+    def __init__(self, url: str, prefix: str, patience: float = float("inf")) -> None:
+        self.url, self.prefix, self.patience = url, prefix, patience
+        self._given_up = False  # a call ran out of patience: every later one does at once
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._up = asyncio.Event()  # cleared while Redis is unreachable
@@ -228,6 +236,24 @@ class Scripts:
         self._run_id = run_id
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Await ``attempt()`` until Redis answers; raise ``Unreachable`` once the call has
+        waited ``patience`` seconds, and at once after any call did."""
+        if self._given_up:
+            raise self._unreachable()
+        loop = asyncio.get_running_loop()
+        patience = None if self.patience == float("inf") else loop.time() + self.patience
+        try:
+            async with asyncio.timeout_at(patience) as deadline:
+                return await self._until_answered(attempt)
+        except TimeoutError:
+            # Not a timeout of redis-py's (a RedisError): a Redis gone, or frozen (SIGSTOP)
+            # with the socket's own timeout not yet up.
+            if not deadline.expired():
+                raise
+        self._given_up = True
+        raise self._unreachable()
+
+    async def _until_answered(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Await ``attempt()`` until Redis answers; say once that it is away, and when back."""
         pause = _PAUSE_FIRST
         while True:
@@ -238,13 +264,7 @@ class Scripts:
             except _UNREACHABLE as exc:
                 if _untrusted(exc):
                     raise self._refused(exc) from None
-                if self._up.is_set():
-                    self._up.clear()
-                    log.warning(
-                        "redis at %s is unreachable (%s); pausing until it is back",
-                        self.address,
-                        exc,
-                    )
+                self._down(exc)
                 with contextlib.suppress(TimeoutError):  # or until another call got through
                     await asyncio.wait_for(self._up.wait(), pause)
                 pause = min(pause * 2, _PAUSE_MAX)
@@ -254,6 +274,23 @@ class Scripts:
                 raise
             self._back()
             return result
+
+    def _down(self, exc: Exception) -> None:
+        """Say once, when an outage begins, that Redis is unreachable."""
+        if self._up.is_set():
+            self._up.clear()
+            log.warning(
+                "redis at %s is unreachable (%s); pausing until it is back, for up to %s",
+                self.address,
+                exc,
+                _duration(self.patience),
+            )
+
+    def _unreachable(self) -> Unreachable:
+        return Unreachable(
+            f"redis at {self.address} did not answer for {_duration(self.patience)} "
+            "(the frontier URL's ?patience=)"
+        )
 
     def _back(self) -> None:
         """Wake the calls waiting out an outage, which Redis has just answered."""
@@ -312,6 +349,11 @@ class Scripts:
             if cursor.startswith("owner\n"):
                 _, project, spider = cursor.split("\n")
                 raise Owned(project, spider)
+
+
+def _duration(seconds: float) -> str:
+    """Say a ``patience`` for people: ``600s``, or ``ever`` for no limit."""
+    return "ever" if seconds == float("inf") else f"{seconds:g}s"
 
 
 def _untrusted(exc: BaseException) -> bool:
