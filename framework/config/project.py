@@ -33,7 +33,7 @@ from framework.config.yamlfile import (
     resolve_env,
     shorten,
 )
-from framework.errors import ErrorList, ProjectError, UsageError, check_all
+from framework.errors import ErrorList, ProjectError, ProjectErrors, UsageError, check_all
 from framework.http.urls import Offsite, host_of, redact, site_of, split_host, unfetchable
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Project",
     "Throttle",
     "load_project",
+    "load_project_without",
     "parse_override",
 ]
 
@@ -394,6 +395,37 @@ def load_project(file: Path, overrides: Sequence[str | Override] = ()) -> Projec
     """Read, override and validate a project file; raise ``ProjectError`` on any problem.
 
     A plain string in ``overrides`` is an ``-s`` one."""
+    data, source, errors = _read(file, overrides)
+    return _build(data, source, file, errors)
+
+
+def load_project_without(
+    file: Path, overrides: Sequence[str | Override], error: ProjectError
+) -> Project | None:
+    """Load the project with the core keys ``error`` faults left at their defaults, for
+    the checks that need a project to run at all (the plugins' own options): one run of
+    ``fw check`` then says those too. None if ``error`` is about a key that says which
+    plugins load, or about no key, or if the project needs the keys left out."""
+    faulty = {re.split(r"[.\[]", one.key, maxsplit=1)[0] for one in _each(error)}
+    if faulty & {"", "plugins", "disable_plugins"}:
+        return None
+    try:
+        data, source, _ = _read(file, overrides)  # the key-name errors are in ``error``
+        kept = {key: value for key, value in data.items() if key not in faulty}
+        return _build(kept, source, file, ErrorList())
+    except ProjectError:
+        return None
+
+
+def _each(error: ProjectError) -> tuple[ProjectError, ...]:
+    return error.errors if isinstance(error, ProjectErrors) else (error,)
+
+
+def _read(
+    file: Path, overrides: Sequence[str | Override]
+) -> tuple[dict[str, Any], Source, ErrorList]:
+    """Read the project file's keys with ``overrides`` applied; the errors in key names
+    are collected, not raised, so that the keys' values are checked too."""
     data, source = load(file)
     if data is None:
         raise source.error(
@@ -412,6 +444,11 @@ def load_project(file: Path, overrides: Sequence[str | Override] = ()) -> Projec
         node, replaced = _place(data, path, by)  # first: a wrong path is the error, not its value
         source = source.with_overrides({replaced: by})
         node[path[-1]] = resolve_env(value, source, path)
+    return data, source, errors
+
+
+def _build(data: dict[str, Any], source: Source, file: Path, errors: ErrorList) -> Project:
+    """Validate the core keys into a ``Project``; the other keys are plugins' sections."""
     core = {f.name for f in keys_of(Project)}
     sections = MappingProxyType({k: v for k, v in data.items() if k not in core})
     with errors.collect():

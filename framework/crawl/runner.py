@@ -22,7 +22,13 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from framework.config.project import ExporterSpec, Override, Project, load_project
+from framework.config.project import (
+    ExporterSpec,
+    Override,
+    Project,
+    load_project,
+    load_project_without,
+)
 from framework.crawl.admission import Admission
 from framework.crawl.downloads import Downloads, sharing_slots
 from framework.crawl.engine import Crew, Engine
@@ -39,7 +45,14 @@ from framework.crawl.progress import Mode, Progress
 from framework.crawl.seeding import Seeder, extra_start_requests, plugins_first
 from framework.crawl.settle import Settler
 from framework.crawl.stats import Stats
-from framework.errors import CrawlAborted, ErrorList, PluginError, ProjectError, UsageError
+from framework.errors import (
+    CrawlAborted,
+    ErrorList,
+    FwError,
+    PluginError,
+    ProjectError,
+    UsageError,
+)
 from framework.fetch.credentials import warn_of_wide_credentials
 from framework.fetch.downloader import Downloader, DownloadSettings, Fetcher, user_agent
 from framework.fetch.layers import layered
@@ -149,18 +162,18 @@ def prepare(
     With ``retry_failed`` the crawl starts from the last run's failures file and the
     exporters add to what that run wrote.
     """
-    project, pm, registry = load_plugins(load_project(file, overrides))
+    try:
+        project = load_project(file, overrides)
+    except ProjectError as exc:
+        partial = load_project_without(file, overrides, exc)
+        _raise_with_plugins_checked(exc, partial, outputs, retry_failed)
+    project, pm, registry = load_plugins(project)
     if fresh and retry_failed and project.frontier != "memory":  # a memory one has no state
         raise UsageError(  # the state the failures belong to would be wiped first
             "--fresh and --retry-failed exclude each other: --fresh starts the crawl over, "
             "--retry-failed retries what its last run failed"
         )
-    names = [name for name, _ in pm.list_name_plugin() if name]
-    specs = [output_spec(o) for o in outputs]
-    failures = failures_path(file, project.name, [s.path for s in (*project.exporters, *specs)])
-    components = assemble(
-        project, registry, names, specs, append=retry_failed, reserved=own_files(project, failures)
-    )
+    components, failures = _components(project, pm, registry, outputs, retry_failed)
     components = dataclasses.replace(components, items=item_steps(pm, project, components.spider))
     added = extra_start_requests(pm, project, components.spider, components.callbacks)
     if not retry_failed:
@@ -205,6 +218,40 @@ def _check_has_start(project: Project, spider: Spider, added: Sequence[Request])
             f"no start URLs, and spider {spider.name} starts from them: "
             "the crawl would fetch nothing; give one, e.g. start_urls: [https://example.com/]",
         )
+
+
+def _components(
+    project: Project,
+    pm: PluginManager,
+    registry: Registry,
+    outputs: Sequence[str],
+    append: bool,
+) -> tuple[Components, Path]:
+    """Build the crawl's components; return them and where its failures file goes."""
+    names = [name for name, _ in pm.list_name_plugin() if name]
+    specs = [output_spec(o) for o in outputs]
+    paths = [spec.path for spec in (*project.exporters, *specs)]
+    failures = failures_path(project.file, project.name, paths)
+    reserved = own_files(project, failures)
+    return assemble(project, registry, names, specs, append=append, reserved=reserved), failures
+
+
+def _raise_with_plugins_checked(
+    error: ProjectError, partial: Project | None, outputs: Sequence[str], append: bool
+) -> NoReturn:
+    """Raise ``error`` (core keys refused) with the mistakes the plugins find in
+    ``partial``, the project without those keys: fixing ``delay: -1`` must not be what it
+    takes to hear of a typo in ``rules:``. What is not a mistake in the project file (a
+    plugin that fails to load, a wrong ``-o``) is said once the core keys are right."""
+    errors = ErrorList()
+    with errors.collect():
+        raise error
+    if partial is not None:
+        with contextlib.suppress(FwError), errors.collect():
+            project, pm, registry = load_plugins(partial)
+            _components(project, pm, registry, outputs, append)
+    errors.raise_any()
+    raise error  # not reached: ``errors`` holds ``error`` at least
 
 
 def load_plugins(project: Project) -> tuple[Project, PluginManager, Registry]:

@@ -82,8 +82,8 @@ INVALID = {
     ),
     "wrong type": (VALID + "timeout: fast\n", 4, "timeout", "expected a number, got 'fast'"),
     "wrong type in list": (
-        "spider: shop\nstart_urls:\n  - https://a.example/\n  - 42\n",
-        4,
+        "spider: shop\nplugins: [./shop.py]\nstart_urls:\n  - https://a.example/\n  - 42\n",
+        5,
         "start_urls[1]",
         "expected an http(s) URL, got 42",
     ),
@@ -163,8 +163,8 @@ INVALID = {
         "no module named 'team_pkg.spiders'",
     ),
     "ftp start url": (
-        "spider: shop\nstart_urls: [ftp://files.example/x]\n",
-        2,
+        "spider: shop\nplugins: [./shop.py]\nstart_urls: [ftp://files.example/x]\n",
+        3,
         "start_urls[0]",
         "not an http(s) URL",
     ),
@@ -181,8 +181,9 @@ INVALID = {
         "a port is a number from 1 to 65535",
     ),
     "ipv6 start url on another port than allowed": (
-        "spider: shop\nstart_urls: ['http://[::1]:8080/']\nallowed_domains: ['[::1]:8081']\n",
-        2,
+        "spider: shop\nplugins: [./shop.py]\nstart_urls: ['http://[::1]:8080/']\n"
+        "allowed_domains: ['[::1]:8081']\n",
+        3,
         "start_urls[0]",
         "host ::1 is not in allowed_domains [[::1]:8081]",
     ),
@@ -223,14 +224,14 @@ INVALID = {
         "at most 10000",
     ),
     "start url whose host is no host": (
-        "spider: shop\nstart_urls: ['http://a b/']\n",
-        2,
+        "spider: shop\nplugins: [./shop.py]\nstart_urls: ['http://a b/']\n",
+        3,
         "start_urls[0]",
         "'http://a b/' is not a valid URL",
     ),
     "start url with a bad port": (
-        "spider: shop\nstart_urls: [http://a.example:99999/]\n",
-        2,
+        "spider: shop\nplugins: [./shop.py]\nstart_urls: [http://a.example:99999/]\n",
+        3,
         "start_urls[0]",
         "not a valid URL",
     ),
@@ -361,15 +362,17 @@ async def test_every_error_in_the_file_gets_its_own_line_in_file_order(
 
 async def test_past_twenty_errors_fw_check_says_how_many_more(project_dir: Path) -> None:
     urls = "".join(f"  - {n}\n" for n in range(25))
-    path = write_project(project_dir, f"spider: shop\nstart_urls:\n{urls}timeout: fast\n")
+    path = write_project(
+        project_dir, f"spider: shop\nplugins: [./shop.py]\nstart_urls:\n{urls}timeout: fast\n"
+    )
     result = await run_fw("check", str(path))
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert lines[:2] == [
-        f"Error: {path}:3: start_urls[0]: expected an http(s) URL, got 0",
-        f"Error: {path}:4: start_urls[1]: expected an http(s) URL, got 1",
+        f"Error: {path}:4: start_urls[0]: expected an http(s) URL, got 0",
+        f"Error: {path}:5: start_urls[1]: expected an http(s) URL, got 1",
     ]
-    assert lines[19] == f"Error: {path}:22: start_urls[19]: expected an http(s) URL, got 19"
+    assert lines[19] == f"Error: {path}:23: start_urls[19]: expected an http(s) URL, got 19"
     assert lines[20:] == ["… and 6 more errors"]
 
 
@@ -757,8 +760,8 @@ async def test_env_values_are_read_as_the_key_needs(tmp_path: Path, serve: Serve
     assert read_jsonl(tmp_path / "out.jsonl") == [{"title": "Hi", "token": "0123"}]
 
 
-async def test_an_env_value_of_the_wrong_type_names_the_variable(tmp_path: Path) -> None:
-    path = write_project(tmp_path, VALID + "delay: {$env: FW_DELAY}\n")
+async def test_an_env_value_of_the_wrong_type_names_the_variable(project_dir: Path) -> None:
+    path = write_project(project_dir, VALID + "delay: {$env: FW_DELAY}\n")
     result = await run_fw("check", str(path), env={"FW_DELAY": "soon"})
     assert result.returncode == 2
     assert error_line(result.stderr) == (

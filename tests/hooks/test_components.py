@@ -177,3 +177,34 @@ async def test_a_plugins_section_refused_hides_no_other_mistake(tmp_path: Path) 
     assert done.returncode == 2
     said = [line.split(": ")[2] for line in done.stderr.splitlines()]
     assert said == ["foo", "proxies.urls[0]", "exporters[0].format"], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("core", "said"),
+    [
+        # The plugins' mistakes showed only once the core key was fixed.
+        ("delay: -1", ["delay", "foo", "exporters[0].format", "rules.itemz"]),
+        ("-s timeout=fast", ["timeout", "foo", "exporters[0].format", "rules.itemz"]),
+        # Which plugins load is in doubt: the core mistakes alone are said.
+        ("plugins: 3", ["plugins"]),
+    ],
+)
+async def test_a_core_key_refused_hides_no_plugins_mistake(
+    tmp_path: Path, core: str, said: list[str]
+) -> None:
+    in_file = "" if core.startswith("-s") else core
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [http://a.test/]
+        {in_file}
+        foo: 1
+        exporters: [{{format: nope, path: out.jsonl}}]
+        rules: {{follow: [a], itemz: []}}
+        """,
+    )
+    overrides = core.split(" ", 1) if core.startswith("-s") else []
+    done = await run_fw("check", str(project), *overrides)
+    assert done.returncode == 2
+    assert [line.split(": ")[2] for line in done.stderr.splitlines()] == said, done.stderr
