@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -233,6 +234,31 @@ async def test_a_local_page_may_load_its_own_resources_but_no_other_local_hosts(
     for site, answered in ((own, b"HTTP/1.1 200"), (other, b"HTTP/1.1 502")):
         asked = f"GET {site}/s.js HTTP/1.1\r\nHost: {site[7:]}\r\nConnection: close\r\n\r\n"
         assert (await ask((host, int(port)), asked.encode())).startswith(answered)
+
+
+async def test_a_site_whose_first_address_does_not_answer_is_reached_at_the_next(
+    serve: Serve, relays: list[Relay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a browser does, the relay tries a name's addresses in turn: one dead address of
+    several must not fail the page's resources."""
+    site = await serve(anything(), host="127.0.0.3")
+    port = int(site.rpartition(":")[2])
+    looked_up = socket.getaddrinfo
+
+    def two_addresses(host: str, *args: object) -> list[tuple[object, ...]]:
+        if host != "two.test":
+            return looked_up(host, *args)  # type: ignore[arg-type]
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+            for address in ("127.0.0.5", "127.0.0.3")  # nothing listens on the first
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    monkeypatch.setenv("HTTP_PROXY", closed_port())
+    monkeypatch.setenv("NO_PROXY", "two.test")
+    asked = f"GET http://two.test:{port}/s HTTP/1.1\r\nHost: two.test\r\nConnection: close\r\n\r\n"
+    answer = await ask(await relayed(relays, None, local=True), asked.encode())
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"GET /s "), answer
 
 
 PUBLIC = {
