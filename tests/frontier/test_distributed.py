@@ -11,11 +11,13 @@ start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -45,6 +47,18 @@ async def site(
     state = LinkedSite(PAGES, latency=0.01)
     base = await state.start(serve)
     yield state, linked_project(tmp_path, base, f"{redis_server.url}?lease=2", per_domain=6)
+
+
+@contextlib.asynccontextmanager
+async def redis_of_its_own(folder: Path, **options: Any) -> AsyncIterator[RedisServer]:
+    """A redis-server the test may stop and start again; stopped at the end."""
+    folder.mkdir(exist_ok=True)
+    server = RedisServer(folder, **options)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 async def start_worker(project: Path, out: Path, *options: str) -> asyncio.subprocess.Process:
@@ -127,10 +141,8 @@ async def test_a_redis_outage_pauses_the_crawl_which_then_finishes_with_nothing_
 ) -> None:
     state = LinkedSite(PAGES, latency=0.01)
     base = await state.start(serve)
-    (tmp_path / "redis").mkdir()
-    server = RedisServer(tmp_path / "redis", appendonly=True)  # survives its restart
-    await asyncio.to_thread(server.start)
-    try:
+    # With its append-only file, it survives its restart.
+    async with redis_of_its_own(tmp_path / "redis", appendonly=True) as server:
         project = linked_project(tmp_path, base, server.url)
         out = tmp_path / "items.jsonl"
         worker = await start_worker(project, out)
@@ -143,8 +155,6 @@ async def test_a_redis_outage_pauses_the_crawl_which_then_finishes_with_nothing_
         await read_until(worker.stderr, "redis is back; resuming")
         async with asyncio.timeout(60):
             assert await worker.wait() == 0
-    finally:
-        await asyncio.to_thread(server.stop)
     pages = pages_in(out)
     assert sorted(pages) == sorted(f"p/{n}" for n in range(PAGES))  # each exactly once
 
@@ -154,10 +164,7 @@ async def test_a_redis_that_stays_away_stops_the_worker_after_its_patience_and_a
 ) -> None:
     state = LinkedSite(PAGES, latency=0.01)
     base = await state.start(serve)
-    (tmp_path / "redis").mkdir()
-    server = RedisServer(tmp_path / "redis", appendonly=True)
-    await asyncio.to_thread(server.start)
-    try:
+    async with redis_of_its_own(tmp_path / "redis", appendonly=True) as server:
         # Its leases were not handed back (Redis was away): the rerun waits for them.
         project = linked_project(tmp_path, base, f"{server.url}?patience=1&lease=2")
         first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
@@ -178,9 +185,9 @@ async def test_a_redis_that_stays_away_stops_the_worker_after_its_patience_and_a
         await asyncio.to_thread(server.start)
         rerun = await start_worker(project, second)
         assert [code for code, _ in await ended([rerun])] == [0]
-    finally:
-        await asyncio.to_thread(server.stop)
-    assert set(pages_in(first) + pages_in(second)) == {f"p/{n}" for n in range(PAGES)}
+    before, after = pages_in(first), pages_in(second)
+    assert set(before) | set(after) == {f"p/{n}" for n in range(PAGES)}
+    assert len(set(before) & set(after)) <= 4  # the last batch, written but not acknowledged
 
 
 def lines_in(path: Path) -> int:
@@ -240,9 +247,8 @@ async def test_a_redis_back_from_an_older_snapshot_loses_no_page(
 ) -> None:
     state = LinkedSite(PAGES, latency=0.01)
     base = await state.start(serve)
-    server = RedisServer(tmp_path / "redis")  # no append-only file: its snapshot alone
-    await asyncio.to_thread(server.start)
-    try:
+    # No append-only file: its snapshot alone.
+    async with redis_of_its_own(tmp_path / "redis") as server:
         out = tmp_path / "items.jsonl"
         project = linked_project(tmp_path, base, f"{server.url}?lease=2")
         worker = await start_worker(project, out)
@@ -258,8 +264,6 @@ async def test_a_redis_back_from_an_older_snapshot_loses_no_page(
         await asyncio.to_thread(server.start)
         async with asyncio.timeout(60):
             assert await worker.wait() == 0
-    finally:
-        await asyncio.to_thread(server.stop)
     # Pages settled since the snapshot are fetched and exported again; none is missing.
     # The worker had taken the links they led to for queued, and dropped them as duplicates.
     assert set(pages_in(out)) == {f"p/{n}" for n in range(PAGES)}
@@ -270,10 +274,7 @@ async def test_two_workers_go_on_after_redis_restarts_with_its_append_only_file(
 ) -> None:
     state = LinkedSite(PAGES, latency=0.01)
     base = await state.start(serve)
-    (tmp_path / "redis").mkdir()
-    server = RedisServer(tmp_path / "redis", appendonly=True)
-    await asyncio.to_thread(server.start)
-    try:
+    async with redis_of_its_own(tmp_path / "redis", appendonly=True) as server:
         project = linked_project(tmp_path, base, server.url, per_domain=8)
         outs = [tmp_path / f"worker{i}.jsonl" for i in range(2)]
         workers = [await start_worker(project, out) for out in outs]
@@ -284,8 +285,6 @@ async def test_two_workers_go_on_after_redis_restarts_with_its_append_only_file(
             await read_until(worker.stderr, "unreachable")
         await asyncio.to_thread(server.start)
         results = await ended(workers)
-    finally:
-        await asyncio.to_thread(server.stop)
     assert [code for code, _ in results] == [0, 0], results
     pages = pages_in(outs[0]) + pages_in(outs[1])
     assert sorted(pages) == sorted(f"p/{n}" for n in range(PAGES))  # each exactly once
@@ -405,9 +404,7 @@ async def test_redis_out_of_memory_stops_the_worker_and_a_rerun_finishes_the_cra
     base = await state.start(serve)
     (tmp_path / "redis").mkdir()
     options = ["--maxmemory", "100mb", "--maxmemory-policy", "noeviction"]
-    server = RedisServer(tmp_path / "redis", options=options)
-    await asyncio.to_thread(server.start)
-    try:
+    async with redis_of_its_own(tmp_path / "redis", options=options) as server:
         project = linked_project(tmp_path, base, server.url)
         first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
         worker = await start_worker(project, first)
@@ -425,8 +422,6 @@ async def test_redis_out_of_memory_stops_the_worker_and_a_rerun_finishes_the_cra
         rerun = await run_fw("run", "-q", str(project), "-o", str(second))
         assert rerun.returncode == 0, rerun.stderr
         status = await run_fw("status", str(project))
-    finally:
-        await asyncio.to_thread(server.stop)
     before, after = pages_in(first), pages_in(second)
     assert len(before) == len(set(before)) and len(after) == len(set(after))
     assert set(before) | set(after) == {f"p/{n}" for n in range(PAGES)}
