@@ -19,7 +19,7 @@ from framework.fetch.downloader import READ_AT_MOST
 from framework.fetch.politeness import Pace
 from framework.fetch.statuses import REDIRECTS
 from framework.http import Request, Response
-from framework.http.urls import host_of, redact
+from framework.http.urls import header_url, host_of, redact
 from framework.middleware import Handler
 
 __all__ = ["Robots"]
@@ -95,7 +95,7 @@ class Robots:
             location = response.headers.get("Location")
             if response.status not in REDIRECTS or not location:
                 return response
-            target = urljoin(response.url, location)
+            target = urljoin(response.url, header_url(location))
             if not _same_site(request.url, target):
                 log.info(
                     "robots.txt of %s redirects to %s, off its site: not followed",

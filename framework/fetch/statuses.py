@@ -9,7 +9,7 @@ from framework.errors import FetchError, HttpError
 from framework.fetch.credentials import UNCREDENTIALED, crossed_origin, without_credentials
 from framework.fetch.retry import parse_retry_after, retryable_status
 from framework.http import Request, Response
-from framework.http.urls import Offsite, canonical_url, redact, unfetchable
+from framework.http.urls import Offsite, canonical_url, header_url, redact, unfetchable
 
 __all__ = ["REDIRECTS", "check_status", "redirect_of"]
 
@@ -34,8 +34,9 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
     request = response.request
     if request.redirects >= max_redirects:
         raise FetchError("redirects", f"more than {max_redirects} redirects")
+    location = header_url(location)
     try:
-        target = urljoin(response.url, location.strip())
+        target = urljoin(response.url, location)
     except ValueError:
         target = location
     problem = unfetchable(target)

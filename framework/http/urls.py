@@ -18,6 +18,7 @@ __all__ = [
     "Offsite",
     "canonical_url",
     "fingerprint",
+    "header_url",
     "host_and_port",
     "host_of",
     "redact",
@@ -48,7 +49,10 @@ _BLANK = re.compile(r"\s")
 _GOES_ON = frozenset("/?#@")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
 #: C0 controls and DEL: a raw line break in an href would forge a log line or a header.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: And lone surrogates, which no URL can be encoded with (a spider's own, undecoded bytes).
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+#: A byte of a header that is not UTF-8, as aiohttp keeps it: a surrogate escape.
+_RAW_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def redact(url: str) -> str:
@@ -149,6 +153,12 @@ def unfetchable(url: str) -> str | None:
     except ValueError:  # an unbalanced IPv6 bracket, a port like 99999
         valid = False
     return None if valid else "invalid_url"
+
+
+def header_url(value: str) -> str:
+    """Return the URL a header gives (``Location``) as a browser reads it: its bytes that
+    are not UTF-8 (a Latin-1 ``é``) percent-encoded, as they came."""
+    return _RAW_BYTE.sub(lambda raw: f"%{ord(raw[0]) - 0xDC00:02X}", value.strip())
 
 
 def host_of(url: str) -> str:

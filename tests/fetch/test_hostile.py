@@ -503,6 +503,25 @@ async def test_a_redirect_loop_is_counted(tmp_path: Path, serve: Serve) -> None:
     assert stats.errors == {"redirects": 2}
 
 
+async def test_a_location_with_bytes_that_are_not_utf8_is_followed_percent_encoded(
+    tmp_path: Path, serve: Serve, hostile: Hostile
+) -> None:
+    # A raw Latin-1 "é" crashed the whole crawl, when it fingerprinted the redirect.
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if server.heads[-1].startswith(b"GET /moved "):
+            writer.write(head("302 Found", Content_Length=0)[:-2] + b"Location: /caf\xe9\r\n\r\n")
+        else:
+            writer.write(head(Content_Type="text/html", Content_Length=6) + b"<html>")
+        await writer.drain()
+
+    server = await hostile.raw(respond)
+    base, _ = await site(serve, server.url + "/moved")
+    stats = await crawl_quickly(hostile_project(tmp_path, base))
+    assert stats.reason == "finished" and stats.errors == {}
+    assert exported(tmp_path) == good_urls(base) | {server.url + "/caf%E9"}
+    assert server.heads[-1].startswith(b"GET /caf%E9 HTTP/1.1")
+
+
 # -------------------------------------------------------------------------------------------
 # 8: bodies larger than max_response_size
 # -------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from framework.http.urls import (
     Offsite,
     canonical_url,
     fingerprint,
+    header_url,
     host_of,
     redact,
     redact_all,
@@ -58,10 +59,18 @@ def test_the_fast_path_is_taken_for_ordinary_urls() -> None:
         ("http://a.test/x\nINFO: forged", "invalid_url"),  # urllib would drop the line break
         ("http://a.test/x\ty", "invalid_url"),
         ("http://a.test/\x00", "invalid_url"),
+        ("http://a.test/caf\udce9", "invalid_url"),  # a spider's undecoded byte: no URL
+        ("http://a.test/café", None),
     ],
 )
 def test_unfetchable(url: str, problem: str | None) -> None:
     assert unfetchable(url) == problem
+
+
+def test_a_header_urls_bytes_that_are_not_utf8_are_percent_encoded() -> None:
+    # aiohttp keeps such bytes as surrogate escapes, which no URL can be encoded with.
+    raw = b" /caf\xe9/\xc3\xa9?q=\xff ".decode("utf-8", "surrogateescape")
+    assert header_url(raw) == "/caf%E9/é?q=%FF"
 
 
 def test_offsite_allows_subdomains_only_of_allowed_domains() -> None:
