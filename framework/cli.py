@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
@@ -523,14 +524,14 @@ def _check_did_something(stats: Stats) -> None:
             f"nothing was fetched: robots.txt forbids every request the crawl made "
             f"(robots {forbidden}); fw obeys it (robots: obey)"
         )
-    if not stats.errors:
+    if not (stats.errors or stats.retries):
         return
-    if not _answered_well(stats):
+    if not _answered_well(stats):  # max_pages may have cut it with every request retrying
         raise CrawlAborted(
             f"nothing was fetched: every request failed ({_kinds(stats)}){_and_robots(stats)}; "
             "check the start URLs and the network"
         )
-    if stats.unexportable or not stats.handled:
+    if stats.errors and (stats.unexportable or not stats.handled):
         raise CrawlAborted(
             f"nothing was exported: every page or item failed ({_kinds(stats)}); see the "
             "errors above"
@@ -543,7 +544,15 @@ def _answered_well(stats: Stats) -> bool:
 
 
 def _kinds(stats: Stats) -> str:
-    return ", ".join(f"{kind} {n}" for kind, n in stats.errors.most_common())
+    """Name the failures by kind; or, where a limit stopped the crawl while every request
+    was to be retried, what was retried."""
+    if stats.errors:
+        return _counted(stats.errors)
+    return f"{_counted(stats.retried)}; their retries were cut short"
+
+
+def _counted(counts: Counter[str]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in counts.most_common())
 
 
 def _and_robots(stats: Stats) -> str:

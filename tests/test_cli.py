@@ -554,14 +554,24 @@ def test_the_readme_synopsis_lists_every_option_of_every_command() -> None:
                 assert any(flag in line for flag in flags), f"fw {name}: {flags} not in {line!r}"
 
 
-@pytest.mark.parametrize("ended_by", ["running out", "max_pages"])
-async def test_a_crawl_that_fetched_nothing_at_all_exits_1(tmp_path: Path, ended_by: str) -> None:
+@pytest.mark.parametrize(
+    ("ended_by", "retries", "kinds"),
+    [
+        ("running out", 0, "connection 2"),
+        ("max_pages", 0, "connection 2"),
+        # Every request was waiting to be retried when max_pages stopped it: exit 0 was said.
+        ("max_pages", 1, "connection 2; their retries were cut short"),
+    ],
+)
+async def test_a_crawl_that_fetched_nothing_at_all_exits_1(
+    tmp_path: Path, ended_by: str, retries: int, kinds: str
+) -> None:
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
     project = write_project(
         tmp_path,
-        f"spider: rules\nstart_urls: [{dead}/a, {dead}/b]\nretries: 0\nrules: {{items: "
+        f"spider: rules\nstart_urls: [{dead}/a, {dead}/b]\nretries: {retries}\nrules: {{items: "
         "[{fields: {page: {value: url}}}]}\n",
     )
     limit = ["-s", "max_pages=2"] if ended_by == "max_pages" else []
@@ -571,7 +581,7 @@ async def test_a_crawl_that_fetched_nothing_at_all_exits_1(tmp_path: Path, ended
     reason = "max_pages reached" if limit else "finished"
     assert any(line.startswith(f"project: {reason} in ") for line in lines), done.stderr
     assert lines[-1] == (
-        "Error: nothing was fetched: every request failed (connection 2); check the start URLs "
+        f"Error: nothing was fetched: every request failed ({kinds}); check the start URLs "
         "and the network"
     )
 

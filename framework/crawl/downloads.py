@@ -197,7 +197,7 @@ class Downloads:
         delay = self._retry.delay(request.retries, error.retry_after) if error.retryable else None
         if delay is None:
             return False
-        self._stats.retries += 1
+        self._stats.retried[error.kind] += 1
         log.debug("retrying the download in %.2fs (%s): %s", delay, error.kind, shown_url(request))
         await self._queue.retry(lease, request.replace(retries=request.retries + 1), delay)
         self._changed.set()

@@ -568,7 +568,7 @@ class Engine:
             await self._crew.pace.rest(lease.host, retry.rest(error.retry_after))
         delay = retry.delay(request.retries, error.retry_after) if error.retryable else None
         if delay is not None:
-            self.stats.retries += 1
+            self.stats.retried[error.kind] += 1
             log.debug("retrying in %.2fs (%s): %s", delay, error.kind, shown_url(request))
             return Handled(retry=request.replace(retries=request.retries + 1), delay=delay)
         if error.redirect_to:

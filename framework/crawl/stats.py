@@ -40,7 +40,8 @@ class Stats:
     handled: int = 0
     items: int = 0
     requests: int = 0
-    retries: int = 0
+    #: Retries made, by the kind of failure retried (``http_503``, ``connection``).
+    retried: Counter[str] = field(default_factory=Counter)
     #: Items no exporter could write (each is also an ``item_error``).
     unexportable: int = 0
     #: By export path, items that export could not write though another did (each is also
@@ -90,6 +91,11 @@ class Stats:
     started: float = field(default_factory=time.time)
     clock_start: float = field(default_factory=time.monotonic, repr=False)
     elapsed: float = 0.0
+
+    @property
+    def retries(self) -> int:
+        """Retries made, of every kind."""
+        return self.retried.total()
 
     def response(self, host: str, status: int, size: int) -> None:
         """Count one response."""
@@ -277,6 +283,7 @@ class Stats:
             "items": self.items,
             "requests": self.requests,
             "retries": self.retries,
+            "retried": dict(self.retried),
             "dropped_items": self.dropped,
             "unexportable_items": self.unexportable,
             "missed_items": {path: n for path, n in self.missed.items() if n},
