@@ -10,19 +10,17 @@ the same form always gives the same request: fw's dedup and ``--replay`` compare
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
-from w3lib.encoding import resolve_encoding
+from framework.http.encoding import web_codec
 
 __all__ = [
     "Entry",
     "File",
-    "charset_name",
     "multipart",
     "output_encoding",
     "text_plain",
@@ -47,28 +45,6 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 _KEPT = re.compile(r"[A-Za-z0-9*\-._]*")
 #: What a name or file name cannot hold inside a quoted multipart header parameter.
 _QUOTED_ESCAPES = str.maketrans({"\n": "%0A", "\r": "%0D", '"': "%22"})
-#: Python codec names as the Encoding Standard spells them, for ``_charset_`` fields.
-_WEB_NAMES = {
-    "utf-8": "UTF-8",
-    "gb18030": "gb18030",
-    "gbk": "GBK",
-    "big5": "Big5",
-    "big5hkscs": "Big5",
-    "cp950": "Big5",
-    "shift_jis": "Shift_JIS",
-    "cp932": "Shift_JIS",
-    "euc_jp": "EUC-JP",
-    "iso2022_jp": "ISO-2022-JP",
-    "euc_kr": "EUC-KR",
-    "cp949": "EUC-KR",
-    "koi8-r": "KOI8-R",
-    "koi8-u": "KOI8-U",
-    "cp866": "IBM866",
-    "mac-roman": "macintosh",
-    "mac-cyrillic": "x-mac-cyrillic",
-}
-#: The Encoding Standard's other encodings, as Python names them.
-_WEB_FAMILIES = re.compile(r"cp(?:125\d|874)|iso8859-\d+|utf-(?:16|32)(?:-[bl]e)?")
 
 
 def output_encoding(label: str | None) -> str:
@@ -78,34 +54,6 @@ def output_encoding(label: str | None) -> str:
     """
     name = web_codec(label) or "utf-8"
     return "utf-8" if name.startswith(("utf-16", "utf-32")) else name
-
-
-def web_codec(label: str | None) -> str | None:
-    """Return the Python codec of an encoding the web knows by ``label``; None for a label
-    no browser knows, though Python may (``base64``, ``rot13``, ``cp037``)."""
-    name = resolve_encoding(label) if label else None
-    try:
-        name = codecs.lookup(name).name if name else None
-    except LookupError:
-        return None
-    return name if name is not None and _of_the_web(name) else None
-
-
-def _of_the_web(name: str) -> bool:
-    """Whether the Python codec ``name`` is one of the Encoding Standard's encodings."""
-    return name in _WEB_NAMES or bool(_WEB_FAMILIES.fullmatch(name))
-
-
-def charset_name(encoding: str) -> str:
-    """Return the name a browser gives ``encoding`` (a Python codec) in a ``_charset_`` field."""
-    name = codecs.lookup(encoding).name
-    if name in _WEB_NAMES:
-        return _WEB_NAMES[name]
-    if re.fullmatch(r"cp(125\d|874)", name):
-        return "windows-" + name[2:]
-    if name.startswith("iso8859-"):
-        return "ISO-8859-" + name[8:]
-    return name
 
 
 def urlencoded(entries: Sequence[Entry], encoding: str) -> str:

@@ -27,15 +27,14 @@ from lxml import etree
 from parsel import Selector, SelectorList
 
 from framework.errors import FormError
+from framework.http.encoding import charset_name, web_codec
 from framework.http.formdata import (
     Entry,
     File,
-    charset_name,
     multipart,
     output_encoding,
     text_plain,
     urlencoded,
-    web_codec,
 )
 
 __all__ = ["SECRET_QUERY", "Click", "FormData", "Page", "Submission", "submission"]

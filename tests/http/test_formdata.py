@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from framework.http.encoding import charset_name
 from framework.http.formdata import (
     File,
-    charset_name,
     multipart,
     output_encoding,
     text_plain,

@@ -57,6 +57,13 @@ def test_gbk_page_with_only_a_meta_charset_decodes() -> None:
         ),
         # Nothing declared: valid UTF-8 is UTF-8.
         ("<p>日本語</p>".encode(), None, "utf-8"),
+        # A label only Python knows is no label: it failed the page in the spider.
+        ("<p>é</p>".encode(), "text/html; charset=idna", "utf-8"),
+        ("<p>é</p>".encode(), "text/html; charset=undefined", "utf-8"),
+        ('<meta charset="idna"><p>é</p>'.encode(), "text/html", "utf-8"),
+        ('<meta charset="base64"><p>é</p>'.encode(), "text/html; charset=x", "utf-8"),
+        # Past an unknown HTTP label, the <meta> one counts.
+        ('<meta charset="koi8-r"><p>ж</p>'.encode("koi8_r"), "text/html; charset=idna", "koi8-r"),
     ],
 )
 def test_decoding_follows_the_browser_order(
