@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Mapping
@@ -275,6 +276,7 @@ class Downloader:
             raise _too_large(limit, max_size is not None)
         if length is not None and length <= limit and "Content-Encoding" not in answer.headers:
             return await answer.read()  # the usual case: bounded by the length just checked
+        end = _connections_end(answer)
         chunks, size = [], 0
         async for chunk in answer.content.iter_any():
             chunks.append(chunk)
@@ -283,7 +285,31 @@ class Downloader:
                 if at_most is None:
                     raise _too_large(limit, max_size is not None)
                 return b"".join(chunks)[:limit]
+        if end is not None and end.done() and (reset := end.exception()) is not None:
+            raise aiohttp.ClientPayloadError(f"the connection broke before the body's end: {reset}")
         return b"".join(chunks)
+
+
+def _connections_end(answer: aiohttp.ClientResponse) -> asyncio.Future[None] | None:
+    """For a body that the connection's end delimits (no length, not chunked), the future
+    of that end: aiohttp takes a reset there for the body's end, a cut page for a whole one.
+
+    None for a body with a length, or none at all.
+    """
+    if answer.content_length is not None or "Transfer-Encoding" in answer.headers:
+        return None
+    if answer.status in (204, 304) or answer.method == "HEAD":
+        return None
+    protocol = answer.connection.protocol if answer.connection is not None else None
+    end = protocol.closed if protocol is not None else None
+    if end is not None:  # seen by the read, or here: never "exception never retrieved"
+        end.add_done_callback(_seen)
+    return end
+
+
+def _seen(end: asyncio.Future[None]) -> None:
+    if not end.cancelled():
+        end.exception()
 
 
 #: Hosts whose encoded forms yarl keeps; its own caches keep 256-512.

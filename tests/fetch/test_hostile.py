@@ -309,6 +309,23 @@ async def test_a_connection_reset_mid_body_is_truncated(
     assert exported(tmp_path) == good_urls(base)
 
 
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+async def test_a_body_the_connection_ends_is_truncated_by_a_reset_and_whole_by_a_close(
+    tmp_path: Path, serve: Serve, hostile: Hostile, version: str
+) -> None:
+    # No length, not chunked: the body ends with the connection. A reset was taken for
+    # its end, and the half page exported as whole.
+    data = head(Content_Type="text/html").replace(b"HTTP/1.1", version.encode(), 1)
+    data += b"<html>" * 1000
+    cut, whole = await hostile.raw(reset(data)), await hostile.raw(answer(data))
+    base, _ = await site(serve, cut.url + "/cut", whole.url + "/whole")
+    stats = await crawl_quickly(hostile_project(tmp_path, base))
+    assert stats.reason == "finished"
+    assert stats.errors == {"truncated": 1} and cut.attempts == 3
+    assert exported(tmp_path) == good_urls(base) | {whole.url + "/whole"}
+    assert sizes(tmp_path)[whole.url + "/whole"] == 6000
+
+
 async def test_a_body_shorter_than_its_content_length_is_truncated(
     tmp_path: Path, serve: Serve, hostile: Hostile
 ) -> None:
