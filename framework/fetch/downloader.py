@@ -23,6 +23,7 @@ from multidict import CIMultiDict
 from framework.__about__ import DISTRIBUTION, __version__
 from framework.config.project import DomainPolicy, Project
 from framework.errors import FetchError
+from framework.fetch.codings import CutShort, Decoding, TooLarge, Undecodable
 from framework.fetch.cookies import CookieJar
 from framework.fetch.credentials import HostHeaders
 from framework.fetch.parsers import Parsers
@@ -164,6 +165,7 @@ class Downloader:
             cookie_jar=jar,
             trust_env=_environment_matters(),
             timeout=aiohttp.ClientTimeout(total=None),  # fetch() keeps its own deadline
+            auto_decompress=False,  # _read undoes codings, checking each stream whole
         )
         return self
 
@@ -265,7 +267,8 @@ class Downloader:
     ) -> bytes:
         """Read the body as it streams in, stopping as soon as it exceeds the limit.
 
-        The limit applies to decompressed bytes, so a small gzip bomb is cut off too.
+        The limit applies to decoded bytes, so a small gzip bomb is cut off too; a coded
+        body must be whole (``codings``).
         ``at_most`` (the request's ``READ_AT_MOST``) keeps that many bytes instead of failing;
         ``max_size`` (its ``MAX_SIZE``) replaces ``max_response_size``.
         """
@@ -277,16 +280,27 @@ class Downloader:
         if length is not None and length <= limit and "Content-Encoding" not in answer.headers:
             return await answer.read()  # the usual case: bounded by the length just checked
         end = _connections_end(answer)
-        chunks, size = [], 0
-        async for chunk in answer.content.iter_any():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                if at_most is None:
-                    raise _too_large(limit, max_size is not None)
-                return b"".join(chunks)[:limit]
-        if end is not None and end.done() and (reset := end.exception()) is not None:
-            raise aiohttp.ClientPayloadError(f"the connection broke before the body's end: {reset}")
+        decoding = Decoding(answer.headers.get("Content-Encoding", ""))
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for received in answer.content.iter_any():
+                chunk = decoding.feed(received, limit - size) if decoding.active else received
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge
+            if end is not None and end.done() and (reset := end.exception()) is not None:
+                raise aiohttp.ClientPayloadError(f"the connection broke before its end: {reset}")
+            decoding.end()
+        except TooLarge:
+            if at_most is None:
+                raise _too_large(limit, max_size is not None) from None
+            return b"".join(chunks)[:limit]
+        except CutShort as exc:  # on the way, most likely: another try may get it whole
+            raise aiohttp.ClientPayloadError(f"the body was cut short: {exc}") from None
+        except Undecodable as exc:  # the same bytes would come again
+            raise FetchError("bad_response", f"undecodable body: {exc}") from None
         return b"".join(chunks)
 
 
