@@ -152,7 +152,8 @@ def persistent_frontier(kind: str, folder: Path, query: str) -> Iterator[str]:
 
 class CuttingProxy:
     """Forward TCP to a Redis server; ``cut_next_reply`` drops the connection instead of
-    passing on the next reply, so the client cannot know whether its command ran.
+    passing on the next reply, so the client cannot know whether its command ran; ``slow``
+    holds each reply back a while.
 
     ``hold_when(condition)`` holds back the first reply for which ``condition()`` is
     true, and every one after it, until ``release()``: a client is stopped at a point
@@ -161,6 +162,8 @@ class CuttingProxy:
 
     def __init__(self, port: int) -> None:
         self.target_port = port
+        #: Seconds each reply is held back: a Redis slow to answer, but answering.
+        self.slow = 0.0
         self.cut_next_reply = False
         self.cuts = 0
         self.holding = asyncio.Event()
@@ -226,6 +229,8 @@ class CuttingProxy:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool
     ) -> None:
         while data := await reader.read(65536):
+            if replies and self.slow:
+                await asyncio.sleep(self.slow)
             if replies and (self.holding.is_set() or (self._hold and self._hold())):
                 self.holding.set()
                 await self._released.wait()

@@ -405,9 +405,11 @@ def load_project_without(
     """Load the project with the core keys ``error`` faults left at their defaults, for
     the checks that need a project to run at all (the plugins' own options): one run of
     ``fw check`` then says those too. None if ``error`` is about a key that says which
-    plugins load, or about no key, or if the project needs the keys left out."""
+    plugins load, or about the crawl's name, which says where its own files go (another
+    name would clash with other paths), or about no key, or if the project needs the keys
+    left out."""
     faulty = {re.split(r"[.\[]", one.key, maxsplit=1)[0] for one in _each(error)}
-    if faulty & {"", "plugins", "disable_plugins"}:
+    if faulty & {"", "plugins", "disable_plugins", "name"}:
         return None
     try:
         data, source, _ = _read(file, overrides)  # the key-name errors are in ``error``

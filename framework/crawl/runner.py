@@ -62,7 +62,7 @@ from framework.fetch.retry import RetryPolicy
 from framework.fetch.robots import Robots
 from framework.fetch.stalls import Stalls
 from framework.frontier import ONCE, Frontier
-from framework.frontier.backends import make_frontier
+from framework.frontier.backends import check_frontier, make_frontier
 from framework.frontier.memory import MemoryFrontier
 from framework.hooks.components import (
     Components,
@@ -168,6 +168,7 @@ def prepare(
         partial = load_project_without(file, overrides, exc)
         _raise_with_plugins_checked(exc, partial, outputs, retry_failed)
     project, pm, registry = load_plugins(project)
+    check_frontier(project)
     if fresh and retry_failed and project.frontier != "memory":  # a memory one has no state
         raise UsageError(  # the state the failures belong to would be wiped first
             "--fresh and --retry-failed exclude each other: --fresh starts the crawl over, "

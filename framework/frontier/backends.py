@@ -10,7 +10,22 @@ from framework.fetch.politeness import Politeness
 from framework.frontier import Frontier, Owner, Status
 from framework.frontier.memory import MemoryFrontier
 
-__all__ = ["make_frontier", "read_status", "shown"]
+__all__ = ["check_frontier", "make_frontier", "read_status", "shown"]
+
+
+def check_frontier(project: Project) -> None:
+    """Refuse a ``redis://`` frontier whose fw options (``?lease=``, ``?patience=``,
+    ``?prefix=``) are wrong, as ``fw check`` must, without connecting to it."""
+    url = project.frontier
+    if url == "memory" or url.startswith("sqlite:///"):
+        return
+    from framework.frontier import redis
+
+    try:
+        redis.where(url, project.name)
+    except UsageError as exc:
+        message = str(exc).removeprefix("frontier: ")
+        raise project.error_source.error(("frontier",), message) from None
 
 
 def make_frontier(

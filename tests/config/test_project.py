@@ -81,6 +81,14 @@ INVALID = {
         "did you mean 'per_domain'",
     ),
     "wrong type": (VALID + "timeout: fast\n", 4, "timeout", "expected a number, got 'fast'"),
+    # fw check said OK, and fw run refused it.
+    "redis frontier option": (
+        VALID + 'frontier: "redis://127.0.0.1:1/0?lease=30&patience=soon"\n',
+        4,
+        "frontier",
+        "redis://127.0.0.1:1/0?lease=30&patience=soon: patience=soon: expected a number of "
+        "seconds > 0, or inf",
+    ),
     "wrong type in list": (
         "spider: shop\nplugins: [./shop.py]\nstart_urls:\n  - https://a.example/\n  - 42\n",
         5,

@@ -10,6 +10,7 @@ frontier itself asked for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -373,6 +374,10 @@ async def test_options_and_mistakes_in_the_url(server: RedisServer) -> None:
     assert where(server.url, "n").patience == 600  # ten minutes, unless told
     assert where(f"{server.url}?patience=2.5", "n") == (server.url, "fw:n:", 30, 2.5)
     assert where(f"{server.url}?patience=inf", "n").patience == math.inf
+    with pytest.raises(UsageError, match=r"patience=0\.5: expected at least 1 second, or inf$"):
+        where(f"{server.url}?patience=0.5", "n")
+    with pytest.raises(UsageError, match=r"patience= is given twice; give it once$"):
+        where(f"{server.url}?patience=abc&patience=2", "n")
     for wrong in ("0", "-1", "soon", ""):
         with pytest.raises(
             UsageError, match=f"patience={wrong}: expected a number of seconds > 0, or inf$"
@@ -649,6 +654,44 @@ async def test_a_frozen_redis_is_given_up_on_before_its_sockets_timeout(
         async with asyncio.timeout(6):
             await frontier.add(urls("1"))
     proxy.release()
+
+
+async def test_patience_counts_from_redis_last_answer_so_a_flapping_redis_is_waited_out(
+    make: Make, server: RedisServer
+) -> None:
+    # Each outage is shorter than the patience, all of them together longer: the first
+    # version counted them all against one call and gave up.
+    frontier = await make(patience="3")
+    adding = asyncio.create_task(keep_adding(frontier))
+    for _ in range(3):
+        server.stop()
+        await asyncio.sleep(1.8)  # an outage: a call's backoff had grown past what follows
+        server.start()
+        await asyncio.sleep(0.5)  # Redis back for a moment
+    assert not adding.done(), adding
+    adding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await adding
+    assert (await status_of(frontier)).pending > 3
+
+
+async def keep_adding(frontier: RedisFrontier) -> None:
+    for n in itertools.count():
+        await frontier.add(urls(str(n)))
+
+
+async def test_a_long_wipe_redis_answers_all_along_is_no_outage(
+    make: Make, proxy: CuttingProxy, server: RedisServer
+) -> None:
+    # A --fresh of a big crawl is one call of many SCAN pages: it took more than the
+    # patience, every page answered, and the worker gave up.
+    with server.client() as client:
+        client.mset({f"{PREFIX}calls:old{n}": 1 for n in range(12_000)})
+    proxy.slow = 0.1  # each of the wipe's 12 or more pages: 1.2 s at least, past patience
+    frontier = await make(url=proxy.url, patience="1", fresh=True)
+    assert frontier.counts().pending == 0
+    with server.client() as client:
+        assert not client.keys(f"{PREFIX}calls:old*")
 
 
 async def test_a_redis_down_when_a_worker_starts_is_given_up_on_too(

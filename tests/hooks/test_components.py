@@ -208,3 +208,23 @@ async def test_a_core_key_refused_hides_no_plugins_mistake(
     done = await run_fw("check", str(project), *overrides)
     assert done.returncode == 2
     assert [line.split(": ")[2] for line in done.stderr.splitlines()] == said, done.stderr
+
+
+async def test_a_name_refused_is_said_alone_not_with_what_another_name_would_clash_with(
+    tmp_path: Path,
+) -> None:
+    # The crawl's own files are named after it: checked under the file's name instead, its
+    # failures file went where this export goes, and that was said too.
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        name: my crawl
+        start_urls: [http://a.test/]
+        exporters: [{path: project.failures.jsonl}]
+        rules: {follow: [a], itemz: []}
+        """,
+    )
+    done = await run_fw("check", str(project))
+    assert done.returncode == 2
+    assert [line.split(": ")[2] for line in done.stderr.splitlines()] == ["name"], done.stderr

@@ -624,12 +624,21 @@ async def read_status(url: str, prefix: str, *, lease: float = 30.0) -> Status:
     )
 
 
+#: fw's own options in a ``redis://`` URL's query.
+_OURS = ("lease", "prefix", "patience")
+
+
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
     """Take fw's own options (``lease``, ``prefix``, ``patience``) out of a ``redis://``
     URL's query."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {key: value for key, value in query if key in ("lease", "prefix", "patience")}
+    ours: dict[str, str] = {}
+    for key, value in query:
+        if key in _OURS and key in ours:
+            raise UsageError(f"frontier: {shown(url)}: {key}= is given twice; give it once")
+        if key in _OURS:
+            ours[key] = value
     rest = urlencode([(key, value) for key, value in query if key not in ours])
     return urlunsplit(parts._replace(query=rest)), ours
 
@@ -679,13 +688,18 @@ def _seconds(option: str, text: str, url: str) -> float:
 
 
 def _patience(text: str, url: str) -> float:
-    """Read the ``patience`` option: seconds, or ``inf`` to wait for Redis for ever."""
+    """Read the ``patience`` option: seconds, at least one, or ``inf`` for ever."""
     if text.strip().lower() in ("inf", "infinity"):
         return math.inf
     try:
-        return _seconds("patience", text, url)
+        seconds = _seconds("patience", text, url)
     except UsageError as exc:
         raise UsageError(f"{exc}, or inf") from None
+    if seconds < 1:  # shorter than a busy Redis may take to answer: no outage at all
+        raise UsageError(
+            f"frontier: {shown(url)}: patience={text}: expected at least 1 second, or inf"
+        )
+    return seconds
 
 
 class _Memory:

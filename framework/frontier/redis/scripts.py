@@ -20,8 +20,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -101,6 +103,7 @@ class Scripts:
     def __init__(self, url: str, prefix: str, patience: float = float("inf")) -> None:
         self.url, self.prefix, self.patience = url, prefix, patience
         self._given_up = False  # a call ran out of patience: every later one does at once
+        self._answered = -math.inf  # when Redis last answered a call (time.monotonic)
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._up = asyncio.Event()  # cleared while Redis is unreachable
@@ -236,29 +239,19 @@ class Scripts:
         self._run_id = run_id
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Await ``attempt()`` until Redis answers; raise ``Unreachable`` once the call has
-        waited ``patience`` seconds, and at once after any call did."""
-        if self._given_up:
-            raise self._unreachable()
-        loop = asyncio.get_running_loop()
-        patience = None if self.patience == float("inf") else loop.time() + self.patience
-        try:
-            async with asyncio.timeout_at(patience) as deadline:
-                return await self._until_answered(attempt)
-        except TimeoutError:
-            # Not a timeout of redis-py's (a RedisError): a Redis gone, or frozen (SIGSTOP)
-            # with the socket's own timeout not yet up.
-            if not deadline.expired():
-                raise
-        self._given_up = True
-        raise self._unreachable()
+        """Await ``attempt()`` until Redis answers; say once that it is away, and when back.
 
-    async def _until_answered(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Await ``attempt()`` until Redis answers; say once that it is away, and when back."""
+        Raise ``Unreachable`` once Redis has answered neither this call nor any other for
+        ``patience`` seconds (an outage, or a Redis frozen with SIGSTOP, whose socket
+        timeout is far off), and at once after any call did.
+        """
+        since = time.monotonic()
         pause = _PAUSE_FIRST
         while True:
+            self._check_patience(since)
+            task = self._shielded(attempt)
             try:
-                result = await self._shielded(attempt)
+                result = await self._within_patience(task, since)
             except _REFUSALS as exc:
                 raise self._refused(exc) from None
             except _UNREACHABLE as exc:
@@ -266,14 +259,37 @@ class Scripts:
                     raise self._refused(exc) from None
                 self._down(exc)
                 with contextlib.suppress(TimeoutError):  # or until another call got through
-                    await asyncio.wait_for(self._up.wait(), pause)
-                pause = min(pause * 2, _PAUSE_MAX)
+                    await asyncio.wait_for(self._up.wait(), min(pause, self._left(since)))
+                pause = min(pause * 2, _PAUSE_MAX, max(self.patience / 8, _PAUSE_FIRST))
                 continue
             except (redis_errors.RedisError, Gone, OutOfMemory):  # an answer: Redis is back
                 self._back()
                 raise
             self._back()
             return result
+
+    async def _within_patience(self, task: asyncio.Future[T], since: float) -> T:
+        """Return ``task``'s result, unless Redis answers nothing for ``patience``."""
+        while True:
+            left = self._check_patience(since)
+            # asyncio.wait leaves the task running: another call's answer may come first.
+            await asyncio.wait({task}, timeout=None if left == math.inf else left)
+            if task.done():
+                return task.result()
+
+    def _check_patience(self, since: float) -> float:
+        """Return the seconds of patience left to a call made at ``since``; raise
+        ``Unreachable`` if none are, for this call and every later one."""
+        left = self._left(since)
+        if left <= 0 or self._given_up:
+            self._given_up = True
+            raise self._unreachable()
+        return left
+
+    def _left(self, since: float) -> float:
+        """Seconds of patience left to a call made at ``since``: counted from then, or
+        from the last answer to any call, whichever came later."""
+        return max(since, self._answered) + self.patience - time.monotonic()
 
     def _down(self, exc: Exception) -> None:
         """Say once, when an outage begins, that Redis is unreachable."""
@@ -292,14 +308,20 @@ class Scripts:
             "(the frontier URL's ?patience=)"
         )
 
+    def _heard(self) -> None:
+        """Note that Redis answered: a call of many commands (loading the scripts, a
+        wipe's SCAN pages) answered all along is no outage, however long it takes."""
+        self._answered = time.monotonic()
+
     def _back(self) -> None:
-        """Wake the calls waiting out an outage, which Redis has just answered."""
+        """Note that Redis answered; wake the calls waiting out an outage."""
+        self._heard()
         if not self._up.is_set():
             self._up.set()
             self.outages += 1
             log.warning("redis is back; resuming")
 
-    async def _shielded(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    def _shielded(self, attempt: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
         """Run ``attempt()`` in a task of its own, which cancelling the caller does not reach.
 
         redis-py can lose a cancellation that lands mid-command, or turn it into a
@@ -310,7 +332,7 @@ class Scripts:
         task = asyncio.ensure_future(attempt())
         self._running.add(task)
         task.add_done_callback(self._finished)
-        return await asyncio.shield(task)
+        return task
 
     def _finished(self, task: asyncio.Future[Any]) -> None:
         self._running.discard(task)
@@ -321,6 +343,7 @@ class Scripts:
         assert self._client is not None
         for script in self._scripts.values():
             await self._client.script_load(script.script)
+            self._heard()
 
     async def _check_eviction(self) -> None:
         """Refuse a Redis that evicts any key when full: it would drop the seen-set or the
@@ -344,6 +367,7 @@ class Scripts:
         while cursor != "0":
             args = (token, cursor, pattern, *owner, renews, keep)
             cursor = (await self._call("wipe", args)).decode()
+            self._heard()
             if cursor == "taken":
                 return
             if cursor.startswith("owner\n"):
@@ -353,7 +377,7 @@ class Scripts:
 
 def _duration(seconds: float) -> str:
     """Say a ``patience`` for people: ``600s``, or ``ever`` for no limit."""
-    return "ever" if seconds == float("inf") else f"{seconds:g}s"
+    return "ever" if seconds == math.inf else f"{seconds:g}s"
 
 
 def _untrusted(exc: BaseException) -> bool:
