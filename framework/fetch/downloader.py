@@ -467,5 +467,11 @@ def _tunnel_refused(exc: aiohttp.ClientHttpProxyError) -> FetchError:
 
 
 def _one_line(detail: object) -> str:
-    """Squeeze a message onto one line: aiohttp's span several for some errors."""
-    return " ".join(str(detail).split())
+    """Squeeze a message onto one line: aiohttp's span several for some errors, and echo
+    what the server sent (a bad status line quotes kilobytes of the page): cut short."""
+    line = " ".join(str(detail).split())
+    return line if len(line) <= _LONGEST else line[: _LONGEST - 1] + "…"
+
+
+#: The most of an error's detail a failure's message keeps.
+_LONGEST = 300

@@ -382,6 +382,7 @@ async def test_a_server_that_stalls_times_out(
 
 GARBAGE = {
     "status line": b"HELLO THERE\r\n\r\n",
+    "a page for a status line": b"<html>" + b"<p>words</p>" * 700 + b"\r\n\r\n",
     "no status line at all (HTTP/0.9)": b"<html><body>hello</body></html>",
     "header without a colon": head(Content_Length=5)[:-2] + b"No colon here\r\n\r\nhello",
     "two content lengths": head(Content_Length=5)[:-2] + b"Content-Length: 9\r\n\r\nhello",
@@ -715,6 +716,7 @@ async def test_each_failure_is_logged_on_one_line(
     failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(failures) == len(servers)
     assert [message for message in failures if "\n" in message] == []
+    assert max(map(len, failures)) < 500  # a page sent for a status line is not echoed whole
 
 
 # -------------------------------------------------------------------------------------------
