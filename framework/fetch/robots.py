@@ -32,6 +32,10 @@ _MAX_REDIRECTS = 5
 _READ = 500 * 1024
 
 
+class _Abandoned(Exception):
+    """The request reading a site's robots.txt stopped before it was read."""
+
+
 class Robots:
     """The robots.txt of every site the crawl visits, each fetched once on first use."""
 
@@ -52,16 +56,26 @@ class Robots:
         return rules is None or bool(rules.can_fetch(request.url, self._agent))
 
     async def _rules(self, origin: str, uncredentialed: bool) -> Protego | None:
-        site = self._sites.get(origin)
-        if site is not None:
-            return await site
-        # The first request to this site reads robots.txt for all the others, which wait.
+        """The site's rules: read by the first request to it, which the others wait for.
+
+        A waiter cancelled (a stop, its deadline) leaves the reading to go on for the
+        others; a reader cancelled leaves it to the next request, which reads it itself:
+        never a site crawled unread, nor a waiter whose cancellation is lost.
+        """
+        while (site := self._sites.get(origin)) is not None:
+            try:
+                return await asyncio.shield(site)
+            except _Abandoned:
+                continue
         site = self._sites[origin] = asyncio.get_running_loop().create_future()
-        rules = None
         try:
             rules = await self._read(origin, uncredentialed)
-        finally:  # even if cancelled: the others must not wait forever
-            site.set_result(rules)
+        except BaseException:
+            del self._sites[origin]
+            site.set_exception(_Abandoned())
+            site.exception()  # seen here: a site nobody else waited for logs nothing
+            raise
+        site.set_result(rules)
         return rules
 
     async def _read(self, origin: str, uncredentialed: bool) -> Protego | None:

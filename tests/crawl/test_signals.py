@@ -24,9 +24,11 @@ STALLED = ("/stall/1", "/stall/2", "/stall/3")
 
 
 class Stalling:
-    """``/`` links to three pages that answer only once ``release`` is set, and two others."""
+    """``/`` links to three pages that answer only once ``release`` is set, and two others;
+    with ``robots``, robots.txt too stalls until then."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, robots: bool = False) -> None:
+        self.stalls = (*STALLED, "/robots.txt") if robots else STALLED
         self.release = asyncio.Event()
         self.waiting: set[str] = set()
         self.arrived = asyncio.Condition()
@@ -35,7 +37,7 @@ class Stalling:
         if request.path == "/":
             links = "".join(f'<a href="{p}">x</a>' for p in (*STALLED, "/ok/1", "/ok/2"))
             return web.Response(text=links, content_type="text/html")
-        if request.path.startswith("/stall/") and not self.release.is_set():
+        if request.path in self.stalls and not self.release.is_set():
             async with self.arrived:
                 self.waiting.add(request.path)
                 self.arrived.notify_all()
@@ -50,15 +52,25 @@ class Stalling:
 @pytest.fixture
 async def stalling(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Stalling, Path]]:
     site = Stalling()
+    yield site, await stalling_project(serve, site, tmp_path)
+    site.release.set()
+
+
+async def stalling_project(
+    serve: Serve, site: Stalling, tmp_path: Path, starts: tuple[str, ...] = ("/",)
+) -> Path:
+    """Serve ``site``; return a project crawling it from ``starts`` with a persistent
+    frontier."""
     app = web.Application()
     app.router.add_get("/{tail:.*}", site.handle)
     base = await serve(app)
-    project = write_project(
+    robots = "obey" if "/robots.txt" in site.stalls else "ignore"
+    return write_project(
         tmp_path,
         f"""
         spider: rules
-        start_urls: [{base}/]
-        robots: ignore
+        start_urls: [{", ".join(base + start for start in starts)}]
+        robots: {robots}
         timeout: 30
         stop_timeout: 1
         frontier: "sqlite:///state/crawl.db"
@@ -68,8 +80,6 @@ async def stalling(serve: Serve, tmp_path: Path) -> AsyncIterator[tuple[Stalling
         exporters: [{{path: out/items.json}}]
         """,
     )
-    yield site, project
-    site.release.set()
 
 
 def pages(export: Path) -> list[str]:
@@ -104,6 +114,37 @@ async def test_a_signal_stops_stalled_requests_within_stop_timeout_and_hands_the
     assert "" in first and set(first) <= {"", "ok/1", "ok/2"}
 
     site.release.set()
+    again = await run_fw("run", str(project), "-q")
+    assert again.returncode == 0, again.stderr
+    assert sorted(pages(tmp_path / "out" / "items.json")) == [
+        "",
+        "ok/1",
+        "ok/2",
+        *(p[1:] for p in STALLED),
+    ]
+
+
+async def test_a_signal_while_robots_txt_is_read_hands_back_every_request_waiting_for_it(
+    serve: Serve, tmp_path: Path
+) -> None:
+    # A request waiting for robots.txt, cancelled, cancelled the reading itself: the
+    # reader's page was lost as an internal_error, and the rerun said all was well.
+    site = Stalling(robots=True)
+    project = await stalling_project(serve, site, tmp_path, ("/", "/ok/1", "/ok/2"))
+    try:
+        process = await start_fw("run", str(project))
+        assert process.stderr is not None
+        async with asyncio.timeout(10), site.arrived:
+            await site.arrived.wait_for(lambda: "/robots.txt" in site.waiting)
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5):
+            await process.wait()
+        rest = (await process.stderr.read()).decode()
+        assert process.returncode == 143, rest
+        assert "internal_error" not in rest and "0 errors" in rest, rest
+        assert "cut short: 3 requests in flight" in rest
+    finally:
+        site.release.set()
     again = await run_fw("run", str(project), "-q")
     assert again.returncode == 0, again.stderr
     assert sorted(pages(tmp_path / "out" / "items.json")) == [
