@@ -140,6 +140,7 @@ class SqliteFrontier:
         self._reopened = 0  # failed entries queued again in this step, not new: not seen
         self._next_due = math.inf  # the soonest delayed request's due time
         self._leases: dict[int | str, int] = {}  # lease token -> row id
+        self._file = (0, 0)  # the state file's device and inode, once open
         self._round = 1
         self._has_memory = False
         self.memory = _Memory(self)
@@ -157,9 +158,13 @@ class SqliteFrontier:
                 _discard(self.path, self._lock)
             existed = self.path.stat().st_size > 0
             self._db = _connect(self.path)
-            settled = self._load()  # first: a message that stops the crawl counts them
-            self._claim_ownership()
-            self._round = int(self._meta("round") or 1)
+            self._file = _identity(self._lock)
+            try:
+                settled = self._load()  # first: a message that stops the crawl counts them
+                self._claim_ownership()
+                self._round = int(self._meta("round") or 1)
+            except sqlite3.Error as exc:
+                raise _unreadable(self.path, exc) from exc
             finished = existed and not (self._pending or self._delayed) and settled > 0
             if finished and self._renew:
                 return Saved(renewed=self._start_round())
@@ -273,10 +278,22 @@ class SqliteFrontier:
             token = next(_TOKENS)
             self._hosts.started(host, now, -rest[0][2] if rest else math.inf, token)
             self._leases[token] = key
-            return Lease(decode_request(data), host.name, token)
+            return Lease(self._decoded(key, data), host.name, token)
         if not self._pending and not self._delayed:
             return None
         return self._hosts.wait(now, self._next_due)
+
+    def _decoded(self, key: int, data: str | bytes | None) -> Request:
+        """Rebuild a queued request, or stop the crawl saying the state is damaged."""
+        try:
+            if data is None:
+                raise ValueError("it is empty")
+            return decode_request(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CrawlAborted(
+                f"frontier {self.path}: the state is damaged: queued request {key} cannot be "
+                f"read ({exc}); fw run --fresh starts the crawl over"
+            ) from None
 
     async def settle(
         self, settlements: Sequence[Settlement], checkpoint: Mapping[str, Any] | None = None
@@ -346,6 +363,7 @@ class SqliteFrontier:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._conn
+        self._check_in_place()
         with self._writing():
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -358,6 +376,21 @@ class SqliteFrontier:
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                 raise
+
+    def _check_in_place(self) -> None:
+        """Stop the crawl if its state file was removed or replaced under it: it would
+        write to a file nobody reads again, and the lock would not keep out the next
+        ``fw run`` of the same project."""
+        try:
+            here = self.path.stat()
+        except OSError:
+            here = None
+        if here is None or (here.st_dev, here.st_ino) != self._file:
+            raise CrawlAborted(
+                f"frontier {self.path}: the state file was removed or replaced while the "
+                f"crawl ran; it stops here, with {self._done + self._failed} requests "
+                "settled in the exports but in no state a rerun can continue from"
+            )
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -532,12 +565,26 @@ def _connect(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         db.close()
         if _foreign(exc):
-            raise UsageError(
-                f"frontier: {path} is not fw crawl state ({exc}); give the frontier a path "
-                "of its own, or remove the file if it is a crawl's state damaged"
-            ) from exc
+            raise _unreadable(path, exc) from exc
         raise _unwritable(path, exc, _settled_in(path)) from exc  # intact: say so
     return db
+
+
+def _identity(lock: IO[bytes] | None) -> tuple[int, int]:
+    """The device and inode of the state file, as the crawl opened and locked it."""
+    assert lock is not None
+    opened = os.fstat(lock.fileno())
+    return opened.st_dev, opened.st_ino
+
+
+def _unreadable(path: Path, exc: sqlite3.Error) -> UsageError | CrawlAborted:
+    """Say why a state that opened cannot be read: damaged, or the disk failing."""
+    if _foreign(exc):
+        return UsageError(
+            f"frontier: {path} is not fw crawl state ({exc}); give the frontier a path "
+            "of its own, or remove the file if it is a crawl's state damaged"
+        )
+    return _unwritable(path, exc, None)
 
 
 def _lock(path: Path) -> IO[bytes]:

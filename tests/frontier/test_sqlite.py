@@ -201,6 +201,66 @@ async def test_a_state_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -
         await opened(tmp_path / "crawl.db")
 
 
+async def test_a_state_damaged_anywhere_is_a_clear_error_never_an_internal_one(
+    tmp_path: Path,
+) -> None:
+    # A damaged page past the schema failed the first count as "internal error".
+    for page in range(2, 12):
+        path = tmp_path / f"crawl{page}.db"
+        frontier, _ = await opened(path)
+        await frontier.add([Request(f"http://a.test/{n}") for n in range(3000)])
+        await frontier.close()
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with path.open("r+b") as file:
+            file.seek(4096 * (page - 1))
+            file.write(b"\xff" * 4096)
+        try:
+            again, _ = await opened(path)
+        except UsageError as exc:
+            assert "is not fw crawl state (database disk image is malformed)" in str(exc)
+        else:
+            await again.close()  # the page held only requests: what claims find, below
+
+
+async def test_a_queued_request_that_cannot_be_read_stops_the_crawl_saying_so(
+    tmp_path: Path,
+) -> None:
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.add(urls("1"))
+    await frontier.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "crawl.db")) as db, db:
+        db.execute("UPDATE requests SET data = NULL")
+    again, _ = await opened(tmp_path / "crawl.db")
+    with pytest.raises(CrawlAborted, match=r"the state is damaged: queued request 1 cannot be"):
+        await again.claim()  # an AttributeError: "internal error", and a crawl that hung
+    await again.close()
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+async def test_a_state_file_removed_or_replaced_under_the_crawl_stops_it(
+    tmp_path: Path, how: str
+) -> None:
+    # The crawl wrote on to a file nobody would read, and its lock no longer kept out a
+    # second fw run: both crawled everything and said all was well.
+    path = tmp_path / "crawl.db"
+    frontier, _ = await opened(path)
+    await frontier.add(urls("1"))
+    if how == "removed":
+        path.unlink()
+    else:
+        copy = tmp_path / "copy.db"
+        with (
+            contextlib.closing(sqlite3.connect(path)) as db,
+            contextlib.closing(sqlite3.connect(copy)) as backup,
+        ):
+            db.backup(backup)
+        copy.replace(path)
+    with pytest.raises(CrawlAborted, match="the state file was removed or replaced while"):
+        await frontier.add(urls("2"))
+    await frontier.close()
+
+
 # -------------------------------------------------------------------------------------------
 # Whose crawl the state is, who holds it, and a state file that cannot be written
 # -------------------------------------------------------------------------------------------
