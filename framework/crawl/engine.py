@@ -125,6 +125,7 @@ class Engine:
         self._idle = Idle()
         self._active = 0  # leases being handled, plus the seeder while it runs
         self._sent = 0  # requests that went to the fetcher, for max_pages
+        self._narrowing_said = False  # warned of saved requests allowed_domains leaves out
         self._stopping: str | None = None
         self._seeding: asyncio.Task[None] | None = None  # hands start requests over
         self._pulling: asyncio.Task[None] | None = None  # runs start_requests
@@ -454,6 +455,19 @@ class Engine:
         if self._settler.stop_reason is not None:
             self.stop(self._settler.stop_reason)
 
+    def _narrowed(self, request: Request) -> None:
+        """Drop a request queued before allowed_domains left out its host; say so once:
+        changing start_urls changes allowed_domains too, unless the project sets it."""
+        if not self._narrowing_said:
+            self._narrowing_said = True
+            log.warning(
+                "dropping requests the saved crawl queued whose hosts allowed_domains now "
+                "leaves out, starting with %s (unless set, allowed_domains follows the hosts "
+                "of start_urls)",
+                shown_url(request),
+            )
+        self.stats.filtered["offsite"] += 1
+
     # ---------------------------------------------------------------------------------------
     # Handling one request: fetch, decide, parse
     # ---------------------------------------------------------------------------------------
@@ -462,7 +476,7 @@ class Engine:
         """Fetch and parse one request; return what it came to."""
         request, robots = lease.request, self._crew.robots
         if not self._admission.offsite.allows(request.url):  # queued before it was narrowed
-            self.stats.filtered["offsite"] += 1
+            self._narrowed(request)
             return _NOTHING
         if robots is not None and not await robots.allows(request):
             self.stats.filtered["robots"] += 1

@@ -325,6 +325,9 @@ async def test_narrowing_allowed_domains_between_runs_takes_effect(
     assert second.returncode == 0, second.stderr
     pages = [item["page"] for item in read_jsonl(tmp_path / "second.jsonl")]
     assert pages and not any(page.startswith(other) for page in pages)
+    # Said, once: changing start_urls changes allowed_domains too, unless it is set.
+    said = [line for line in second.stderr.splitlines() if "allowed_domains now" in line]
+    assert len(said) == 1 and f"starting with {other}/p/" in said[0], second.stderr
 
 
 async def test_a_deleted_lock_file_does_not_let_a_second_process_in(
