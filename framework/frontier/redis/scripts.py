@@ -3,15 +3,15 @@
 Every state change of a Redis frontier is one script of ``lua/`` (each behind the shared
 ``lib.lua``), run on one crawl's keys: ``ARGV[1]`` is always the crawl's key prefix. If
 Redis is unreachable, a call waits for it (one warning, then retries backing off from
-0.1 s to 5 s) and then carries on; whether a repeated call is safe is the scripts' own
-business (they remember their answers). A call that has waited ``patience`` seconds
-raises ``Unreachable``, and so does every call after it: a Redis that never comes back
-must end the crawl, not hang it. A script that finds the crawl gone (its epoch,
-``ARGV[2]``, is not the one in Redis) changes nothing and raises ``Gone``: a Redis
-restarted without its data answers "unreachable", then this. One that Redis refuses for
-lack of memory raises ``OutOfMemory``, having changed nothing either: Redis refuses a
-script's writes only until its first write has run, and its first write is then the one
-refused.
+0.1 s to 5 s, or an eighth of ``patience``) and then carries on; whether a repeated call
+is safe is the scripts' own business (they remember their answers). Once Redis has
+answered no call for ``patience`` seconds, a waiting call raises ``Unreachable``, and so
+does every call after it: a Redis that never comes back must end the crawl, not hang it.
+A script that finds the crawl gone (its epoch, ``ARGV[2]``, is not the one in Redis)
+changes nothing and raises ``Gone``: a Redis restarted without its data answers
+"unreachable", then this. One that Redis refuses for lack of memory raises
+``OutOfMemory``, having changed nothing either: Redis refuses a script's writes only until
+its first write has run, and its first write is then the one refused.
 """
 
 from __future__ import annotations
