@@ -41,7 +41,11 @@ class CutShort(Undecodable):
 
 
 class TooLarge(Exception):
-    """Undoing a coding would make more than the body may hold."""
+    """The body would be larger than it may be; ``read`` is what was decoded of it."""
+
+    def __init__(self, read: bytes = b"") -> None:
+        super().__init__(f"more than fits, past {len(read)} bytes")
+        self.read = read
 
 
 class _Step(Protocol):

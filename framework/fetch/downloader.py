@@ -279,29 +279,38 @@ class Downloader:
             raise _too_large(limit, max_size is not None)
         if length is not None and length <= limit and "Content-Encoding" not in answer.headers:
             return await answer.read()  # the usual case: bounded by the length just checked
-        end = _connections_end(answer)
-        decoding = Decoding(answer.headers.get("Content-Encoding", ""))
-        chunks: list[bytes] = []
-        size = 0
         try:
-            async for received in answer.content.iter_any():
-                chunk = decoding.feed(received, limit - size) if decoding.active else received
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge
-            if end is not None and end.done() and (reset := end.exception()) is not None:
-                raise aiohttp.ClientPayloadError(f"the connection broke before its end: {reset}")
-            decoding.end()
-        except TooLarge:
+            return await _streamed(answer, limit)
+        except TooLarge as exc:
             if at_most is None:
                 raise _too_large(limit, max_size is not None) from None
-            return b"".join(chunks)[:limit]
+            return exc.read[:limit]
         except CutShort as exc:  # on the way, most likely: another try may get it whole
             raise aiohttp.ClientPayloadError(f"the body was cut short: {exc}") from None
         except Undecodable as exc:  # the same bytes would come again
             raise FetchError("bad_response", f"undecodable body: {exc}") from None
-        return b"".join(chunks)
+
+
+async def _streamed(answer: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read the body as it streams in, its codings undone; raise ``TooLarge`` past
+    ``limit`` bytes, and ``CutShort`` for a body that did not come whole."""
+    end = _connections_end(answer)
+    decoding = Decoding(answer.headers.get("Content-Encoding", ""))
+    chunks: list[bytes] = []
+    size = 0
+    async for received in answer.content.iter_any():
+        try:
+            chunk = decoding.feed(received, limit - size) if decoding.active else received
+        except TooLarge:  # inflated under another coding: what was read so far
+            raise TooLarge(b"".join(chunks)) from None
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(b"".join(chunks))
+    if end is not None and end.done() and (reset := end.exception()) is not None:
+        raise aiohttp.ClientPayloadError(f"the connection broke before its end: {reset}")
+    decoding.end()
+    return b"".join(chunks)
 
 
 def _connections_end(answer: aiohttp.ClientResponse) -> asyncio.Future[None] | None:
