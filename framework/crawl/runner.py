@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from framework.config.project import (
     ExporterSpec,
@@ -167,16 +167,12 @@ def prepare(
     except ProjectError as exc:
         partial = load_project_without(file, overrides, exc)
         _raise_with_plugins_checked(exc, partial, outputs, retry_failed)
-    project, pm, registry = load_plugins(project)
-    check_frontier(project)
+    project, pm, registry, components, failures, added = _checked(project, outputs, retry_failed)
     if fresh and retry_failed and project.frontier != "memory":  # a memory one has no state
         raise UsageError(  # the state the failures belong to would be wiped first
             "--fresh and --retry-failed exclude each other: --fresh starts the crawl over, "
             "--retry-failed retries what its last run failed"
         )
-    components, failures = _components(project, pm, registry, outputs, retry_failed)
-    components = dataclasses.replace(components, items=item_steps(pm, project, components.spider))
-    added = extra_start_requests(pm, project, components.spider, components.callbacks)
     if not retry_failed:
         _check_has_start(project, components.spider, added)
     seeds = load_failures(failures) if retry_failed else None
@@ -221,6 +217,28 @@ def _check_has_start(project: Project, spider: Spider, added: Sequence[Request])
         )
 
 
+class _Checked(NamedTuple):
+    """A project with its plugins loaded and the crawl's parts built, each having checked
+    its own options."""
+
+    project: Project
+    pm: PluginManager
+    registry: Registry
+    components: Components
+    failures: Path
+    added: tuple[Request, ...]
+
+
+def _checked(project: Project, outputs: Sequence[str], append: bool) -> _Checked:
+    """Load the project's plugins and build the crawl's parts from it."""
+    project, pm, registry = load_plugins(project)
+    check_frontier(project)
+    components, failures = _components(project, pm, registry, outputs, append)
+    components = dataclasses.replace(components, items=item_steps(pm, project, components.spider))
+    added = extra_start_requests(pm, project, components.spider, components.callbacks)
+    return _Checked(project, pm, registry, components, failures, added)
+
+
 def _components(
     project: Project,
     pm: PluginManager,
@@ -249,8 +267,7 @@ def _raise_with_plugins_checked(
         raise error
     if partial is not None:
         with contextlib.suppress(FwError), errors.collect():
-            project, pm, registry = load_plugins(partial)
-            _components(project, pm, registry, outputs, append)
+            _checked(partial, outputs, append)
     errors.raise_any()
     raise error  # not reached: ``errors`` holds ``error`` at least
 

@@ -228,3 +228,28 @@ async def test_a_name_refused_is_said_alone_not_with_what_another_name_would_cla
     done = await run_fw("check", str(project))
     assert done.returncode == 2
     assert [line.split(": ")[2] for line in done.stderr.splitlines()] == ["name"], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("sitemaps: {bogus: 1}", "sitemaps.bogus"),  # checked as it adds start requests
+        ("frontier: 'redis://127.0.0.1:1/0?patience=0'", "frontier"),
+    ],
+)
+async def test_a_core_key_refused_hides_no_mistake_found_later_either(
+    tmp_path: Path, line: str, key: str
+) -> None:
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [http://a.test/]
+        delay: -1
+        {line}
+        rules: {{follow: [a], items: [{{fields: {{t: h1}}}}]}}
+        """,
+    )
+    done = await run_fw("check", str(project))
+    assert done.returncode == 2
+    assert [line.split(": ")[2] for line in done.stderr.splitlines()] == ["delay", key]
