@@ -101,27 +101,58 @@ class Decoding:
 
 
 class _Zlib:
-    """gzip, or deflate: zlib's wrapping as the standard says, or raw as some servers send."""
+    """gzip, or deflate: zlib's wrapping as the standard says, or raw as some servers send.
+
+    A gzip body may be several members one after the other (files concatenated, a log
+    appended to), each undone in turn; anything else after the end is not gzip.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._inflate: zlib._Decompress | None = None
+        self._carry = b""  # a gzip member's first byte, its second yet to come
 
     def undo(self, data: bytes, room: int) -> bytes:
-        if self._inflate is None:
-            if not data:
-                return b""
-            self._inflate = zlib.decompressobj(self._bits(data))
-        return self._inflate.decompress(data, room + 1)
+        data, self._carry = self._carry + data, b""
+        pieces: list[bytes] = []
+        made = 0
+        while data and made <= room:
+            if self._inflate is not None and self._inflate.eof and not self._begins(data):
+                break
+            if self._inflate is None:
+                self._inflate = zlib.decompressobj(self._bits(data))
+            piece = self._inflate.decompress(data, room + 1 - made)
+            pieces.append(piece)
+            made += len(piece)
+            data = self._inflate.unused_data if self._inflate.eof else b""
+        return b"".join(pieces)
 
     def finished(self) -> bool:
-        return self._inflate is not None and self._inflate.eof
+        return self._inflate is not None and self._inflate.eof and not self._carry
+
+    def _begins(self, data: bytes) -> bool:
+        """Whether ``data``, past a stream's end, begins another gzip member (made ready to
+        start); what follows deflate's end is left, as browsers do, and a member's first
+        byte alone waits for the next chunk. Anything else is not gzip."""
+        if self.name == "deflate":
+            return False
+        if len(data) < len(_GZIP_MAGIC) and _GZIP_MAGIC.startswith(data):
+            self._carry = data
+            return False
+        if not data.startswith(_GZIP_MAGIC):
+            raise zlib.error("data after the end of the gzip stream")
+        self._inflate = None
+        return True
 
     def _bits(self, first: bytes) -> int:
         if self.name in ("gzip", "x-gzip"):
             return 16 + zlib.MAX_WBITS
         # RFC 1950's header: its low four bits say "deflate" (8); else a raw stream.
         return zlib.MAX_WBITS if first[0] & 0x0F == 8 else -zlib.MAX_WBITS
+
+
+#: How every gzip member begins.
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class _Brotli:

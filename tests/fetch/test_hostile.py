@@ -679,6 +679,22 @@ async def test_every_coding_of_a_list_is_undone_up_to_one_no_browser_knows(
     assert sizes(tmp_path)[f"{base}/unknown"] == len(unknown)  # left as it came, as browsers do
 
 
+async def test_a_gzip_body_of_several_members_is_undone_whole_and_garbage_after_one_is_not(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # Files concatenated, a log appended to: the first version kept the first member alone.
+    html = b'<html><body><a href="/ok/2">x</a>' + b"<p>ok</p>" * 1_000
+    routes = {
+        "/members": coded(compress("gzip", html) + compress("gzip", html), "gzip"),
+        "/garbage": coded(compress("gzip", html) + b"not gzip", "gzip"),
+    }
+    base, _ = await site(serve, "/members", "/garbage", routes=routes)
+    stats = await crawl_quickly(hostile_project(tmp_path, base))
+    assert stats.reason == "finished" and stats.errors == {"bad_response": 1}
+    assert sizes(tmp_path)[f"{base}/members"] == 2 * len(html)
+    assert f"{base}/garbage" not in sizes(tmp_path)
+
+
 CORRUPT_GZIP = (
     head(Content_Type="text/html", Content_Encoding="gzip", Content_Length=20)
     + b"this is not gzip !!!"
