@@ -472,17 +472,30 @@ class Engine:
     # Handling one request: fetch, decide, parse
     # ---------------------------------------------------------------------------------------
 
+    async def _unless_robots_allow(self, lease: Lease, robots: Robots) -> Handled | None:
+        """Ask robots.txt: None if it allows the request, else what the request came to. A
+        plugin failing on the way to robots.txt fails the request as any fetch's failure."""
+        request = lease.request
+        try:
+            if await robots.allows(request):
+                return None
+        except FetchError as exc:
+            return await self._failed(lease, exc)
+        self.stats.filtered["robots"] += 1
+        if not request.depth:  # a crawl whose every start request is refused did nothing
+            self._admission.forbidden_start(request)
+        return _NOTHING
+
     async def _process(self, lease: Lease) -> Handled:
         """Fetch and parse one request; return what it came to."""
         request, robots = lease.request, self._crew.robots
         if not self._admission.offsite.allows(request.url):  # queued before it was narrowed
             self._narrowed(request)
             return _NOTHING
-        if robots is not None and not await robots.allows(request):
-            self.stats.filtered["robots"] += 1
-            if not request.depth:  # a crawl whose every start request is refused did nothing
-                self._admission.forbidden_start(request)
-            return _NOTHING
+        if robots is not None:
+            refused = await self._unless_robots_allow(lease, robots)
+            if refused is not None:
+                return refused
         if not self._spend():  # max_pages went to requests claimed with this one
             return Handled(retry=request)  # handed back unfetched, as when stopping
         try:

@@ -2,7 +2,9 @@
 
 A robots.txt that is missing (4xx), broken (5xx, a timeout, a refused connection) or not
 parseable allows the whole site: a crawler that stopped on a flaky robots.txt would fail
-for no reason of the site's making.
+for no reason of the site's making. A plugin that fails on the way to it is fw's own
+failure, not the site's: the request that asked fails with it, and the next one reads
+robots.txt again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ __all__ = ["Robots"]
 log = logging.getLogger("fw")
 
 _MAX_REDIRECTS = 5
+#: The failure of a plugin (a middleware, a fetch layer) on the way to robots.txt: the
+#: requests waiting for it fail too, and the next one reads it again.
+_OURS = "plugin_error"
 #: RFC 9309: a crawler reads at least the first 500 KiB of a robots.txt; a longer one is
 #: cut there, not ignored (ignoring it would crawl everything it disallows).
 _READ = 500 * 1024
@@ -83,7 +88,12 @@ class Robots:
         self.fetched += 1
         try:
             response = await self._get(url, uncredentialed)
-        except (FetchError, IgnoreRequest, Unchanged) as exc:
+        except FetchError as exc:
+            if exc.kind == _OURS:  # fw's side failed, not the site: no licence to crawl it
+                raise
+            log.info("robots.txt of %s could not be read (%s): crawling it all", origin, exc)
+            return None
+        except (IgnoreRequest, Unchanged) as exc:
             log.info("robots.txt of %s could not be read (%s): crawling it all", origin, exc)
             return None
         if response.status != 200:

@@ -448,6 +448,40 @@ async def test_a_missing_or_failing_robots_txt_allows_the_crawl(
     assert stats.to_dict()["robots"] == {"fetched": 1, "crawl_delay": {}}
 
 
+FAILS_ONCE_ON_ROBOTS = """
+from framework import Middleware, hookimpl
+
+class FailsOnce(Middleware):
+    name = "fails_once"
+    failed = False
+
+    async def __call__(self, request, handler):
+        if request.meta.get("robots.txt") and not FailsOnce.failed:
+            FailsOnce.failed = True
+            raise RuntimeError("a plugin bug")
+        return await handler(request)
+
+@hookimpl
+def register_middlewares(register):
+    register(FailsOnce)
+"""
+
+
+async def test_a_plugin_failing_on_the_way_to_robots_txt_fails_its_request_not_the_rules(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # fw's own side failing is no licence to crawl the site as if it had no robots.txt:
+    # the whole site was crawled, its Disallow ignored, and the run said 0 errors.
+    hits: Counter[str] = Counter()
+    base = await serve(robots_site(web.Response(text=ROBOTS), hits))
+    (tmp_path / "fails.py").write_text(FAILS_ONCE_ON_ROBOTS, encoding="utf-8")
+    path = project(tmp_path, [f"{base}/", f"{base}/public/1"], "retries: 0")
+    path.write_text(path.read_text().replace("[./links.py]", "[./links.py, ./fails.py]"))
+    stats = await crawl(path, "robots=obey")
+    assert stats.errors == {"plugin_error": 1}  # the request that asked first
+    assert hits["/private/x"] == 0 and hits["/robots.txt"] == 1  # read by the next one
+
+
 @pytest.mark.parametrize("failure", ["timeout", "refused"])
 async def test_a_robots_txt_that_times_out_or_is_refused_allows_the_crawl(
     tmp_path: Path, serve: Serve, failure: str
