@@ -87,6 +87,18 @@ def pages(export: Path) -> list[str]:
     return [item["page"].split("/", 3)[3] for item in json.loads(export.read_text())]
 
 
+async def rerun_finishes_every_page(project: Path, tmp_path: Path) -> None:
+    """Run the stopped crawl again: its export must then hold every page once."""
+    again = await run_fw("run", str(project), "-q")
+    assert again.returncode == 0, again.stderr
+    assert sorted(pages(tmp_path / "out" / "items.json")) == [
+        "",
+        "ok/1",
+        "ok/2",
+        *(p[1:] for p in STALLED),
+    ]
+
+
 @pytest.mark.parametrize(
     ("sig", "code", "name"),
     [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")],
@@ -114,14 +126,7 @@ async def test_a_signal_stops_stalled_requests_within_stop_timeout_and_hands_the
     assert "" in first and set(first) <= {"", "ok/1", "ok/2"}
 
     site.release.set()
-    again = await run_fw("run", str(project), "-q")
-    assert again.returncode == 0, again.stderr
-    assert sorted(pages(tmp_path / "out" / "items.json")) == [
-        "",
-        "ok/1",
-        "ok/2",
-        *(p[1:] for p in STALLED),
-    ]
+    await rerun_finishes_every_page(project, tmp_path)
 
 
 async def test_a_signal_while_robots_txt_is_read_hands_back_every_request_waiting_for_it(
@@ -145,14 +150,7 @@ async def test_a_signal_while_robots_txt_is_read_hands_back_every_request_waitin
         assert "cut short: 3 requests in flight" in rest
     finally:
         site.release.set()
-    again = await run_fw("run", str(project), "-q")
-    assert again.returncode == 0, again.stderr
-    assert sorted(pages(tmp_path / "out" / "items.json")) == [
-        "",
-        "ok/1",
-        "ok/2",
-        *(p[1:] for p in STALLED),
-    ]
+    await rerun_finishes_every_page(project, tmp_path)
 
 
 async def test_a_signal_keeps_its_exit_code_when_nothing_was_fetched(
