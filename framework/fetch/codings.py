@@ -104,53 +104,61 @@ class _Zlib:
     """gzip, or deflate: zlib's wrapping as the standard says, or raw as some servers send.
 
     A gzip body may be several members one after the other (files concatenated, a log
-    appended to), each undone in turn; anything else after the end is not gzip.
+    appended to), each undone in turn. What follows the last stream's end and is no
+    member (zero padding, stray bytes) is left, as gzip and browsers leave it: the stream
+    before it was whole, its CRC checked.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._inflate: zlib._Decompress | None = None
         self._carry = b""  # a gzip member's first byte, its second yet to come
+        self._past_end = False  # what is left after the end is no member: all the rest too
 
     def undo(self, data: bytes, room: int) -> bytes:
-        data, self._carry = self._carry + data, b""
+        view, self._carry = memoryview(self._carry + data), b""
         pieces: list[bytes] = []
-        made = 0
-        while data and made <= room:
-            if self._inflate is not None and self._inflate.eof and not self._begins(data):
-                break
+        made = at = 0
+        while at < len(view) and made <= room and self._goes_on(view[at:]):
             if self._inflate is None:
-                self._inflate = zlib.decompressobj(self._bits(data))
-            piece = self._inflate.decompress(data, room + 1 - made)
+                self._inflate = zlib.decompressobj(self._bits(view[at]))
+            # A window at a time: zlib copies what it leaves after a member's end, and a
+            # hostile body of many tiny members would be copied whole at each one.
+            window = view[at : at + _WINDOW]
+            piece = self._inflate.decompress(window, room + 1 - made)
             pieces.append(piece)
             made += len(piece)
-            data = self._inflate.unused_data if self._inflate.eof else b""
+            at += len(window) - len(self._inflate.unused_data or self._inflate.unconsumed_tail)
         return b"".join(pieces)
 
     def finished(self) -> bool:
         return self._inflate is not None and self._inflate.eof and not self._carry
 
-    def _begins(self, data: bytes) -> bool:
-        """Whether ``data``, past a stream's end, begins another gzip member (made ready to
-        start); what follows deflate's end is left, as browsers do, and a member's first
-        byte alone waits for the next chunk. Anything else is not gzip."""
-        if self.name == "deflate":
+    def _goes_on(self, rest: memoryview) -> bool:
+        """Whether ``rest`` is more of the body: the stream under way, or after its end
+        another gzip member, made ready to start. A member's first byte alone waits for
+        the next chunk."""
+        if self._past_end or self._inflate is None or not self._inflate.eof:
+            return not self._past_end
+        gzip = self.name != "deflate"
+        if gzip and len(rest) < len(_GZIP_MAGIC) and _GZIP_MAGIC.startswith(rest):
+            self._carry = bytes(rest)
             return False
-        if len(data) < len(_GZIP_MAGIC) and _GZIP_MAGIC.startswith(data):
-            self._carry = data
+        if not gzip or rest[: len(_GZIP_MAGIC)] != _GZIP_MAGIC:
+            self._past_end = True
             return False
-        if not data.startswith(_GZIP_MAGIC):
-            raise zlib.error("data after the end of the gzip stream")
         self._inflate = None
         return True
 
-    def _bits(self, first: bytes) -> int:
+    def _bits(self, first: int) -> int:
         if self.name in ("gzip", "x-gzip"):
             return 16 + zlib.MAX_WBITS
         # RFC 1950's header: its low four bits say "deflate" (8); else a raw stream.
-        return zlib.MAX_WBITS if first[0] & 0x0F == 8 else -zlib.MAX_WBITS
+        return zlib.MAX_WBITS if first & 0x0F == 8 else -zlib.MAX_WBITS
 
 
+#: How much of a chunk is handed to zlib at a time.
+_WINDOW = 16_384
 #: How every gzip member begins.
 _GZIP_MAGIC = b"\x1f\x8b"
 
