@@ -404,12 +404,10 @@ def load_project_without(
 ) -> Project | None:
     """Load the project with the core keys ``error`` faults left at their defaults, for
     the checks that need a project to run at all (the plugins' own options): one run of
-    ``fw check`` then says those too. None if ``error`` is about a key that says which
-    plugins load, or about the crawl's name, which says where its own files go (another
-    name would clash with other paths), or about no key, or if the project needs the keys
-    left out."""
+    ``fw check`` then says those too. None if ``error`` is about a key other checks read
+    (``_DECISIVE``), or about no key, or if the project needs the keys left out."""
     faulty = {re.split(r"[.\[]", one.key, maxsplit=1)[0] for one in _each(error)}
-    if faulty & {"", "plugins", "disable_plugins", "name"}:
+    if faulty & _DECISIVE:
         return None
     try:
         data, source, _ = _read(file, overrides)  # the key-name errors are in ``error``
@@ -417,6 +415,14 @@ def load_project_without(
         return _build(kept, source, file, ErrorList())
     except ProjectError:
         return None
+
+
+#: Core keys other checks read: left at their defaults, they would make those checks say
+#: what is not so. Which plugins load; where the crawl's own files go (its name); the
+#: hosts it may visit (allowed_domains, which follows start_urls); its frontier.
+_DECISIVE = frozenset(
+    {"", "plugins", "disable_plugins", "name", "allowed_domains", "start_urls", "frontier"}
+)
 
 
 def _each(error: ProjectError) -> tuple[ProjectError, ...]:

@@ -167,7 +167,8 @@ def prepare(
     except ProjectError as exc:
         partial = load_project_without(file, overrides, exc)
         _raise_with_plugins_checked(exc, partial, outputs, retry_failed)
-    project, pm, registry, components, failures, added = _checked(project, outputs, retry_failed)
+    checked = _checked(project, outputs, retry_failed)
+    project, pm, registry, components, failures, added, renew = checked
     if fresh and retry_failed and project.frontier != "memory":  # a memory one has no state
         raise UsageError(  # the state the failures belong to would be wiped first
             "--fresh and --retry-failed exclude each other: --fresh starts the crawl over, "
@@ -178,7 +179,6 @@ def prepare(
     seeds = load_failures(failures) if retry_failed else None
     if record is not None and replay is not None:
         raise UsageError("--record and --replay exclude each other")
-    renew = _renews(project, pm)
     return Prepared(
         project, pm, registry, components, failures, seeds, fresh, record, replay, added, renew
     )
@@ -227,6 +227,7 @@ class _Checked(NamedTuple):
     components: Components
     failures: Path
     added: tuple[Request, ...]
+    renew: bool
 
 
 def _checked(project: Project, outputs: Sequence[str], append: bool) -> _Checked:
@@ -236,7 +237,8 @@ def _checked(project: Project, outputs: Sequence[str], append: bool) -> _Checked
     components, failures = _components(project, pm, registry, outputs, append)
     components = dataclasses.replace(components, items=item_steps(pm, project, components.spider))
     added = extra_start_requests(pm, project, components.spider, components.callbacks)
-    return _Checked(project, pm, registry, components, failures, added)
+    renew = _renews(project, pm)
+    return _Checked(project, pm, registry, components, failures, added, renew)
 
 
 def _components(

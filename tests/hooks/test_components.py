@@ -235,6 +235,7 @@ async def test_a_name_refused_is_said_alone_not_with_what_another_name_would_cla
     [
         ("sitemaps: {bogus: 1}", "sitemaps.bogus"),  # checked as it adds start requests
         ("frontier: 'redis://127.0.0.1:1/0?patience=0'", "frontier"),
+        ("incremental: true", "incremental"),  # needs a persistent frontier
     ],
 )
 async def test_a_core_key_refused_hides_no_mistake_found_later_either(
@@ -253,3 +254,24 @@ async def test_a_core_key_refused_hides_no_mistake_found_later_either(
     done = await run_fw("check", str(project))
     assert done.returncode == 2
     assert [line.split(": ")[2] for line in done.stderr.splitlines()] == ["delay", key]
+
+
+async def test_a_refused_key_other_checks_read_is_said_alone_not_with_what_its_default_causes(
+    tmp_path: Path,
+) -> None:
+    # Left at its default (the start URLs' hosts), allowed_domains made the sitemaps check
+    # refuse a host the user had allowed.
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [http://shop.example/]
+        allowed_domains: [shop.example, sitemaps.example, "http://typo.example/"]
+        sitemaps: {urls: ['http://sitemaps.example/sitemap.xml']}
+        rules: {follow: [a], items: [{fields: {t: h1}}]}
+        """,
+    )
+    done = await run_fw("check", str(project))
+    assert done.returncode == 2
+    said = [line.split(": ")[2] for line in done.stderr.splitlines()]
+    assert said == ["allowed_domains[2]"], done.stderr
