@@ -10,6 +10,7 @@ counts as no label.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 
 from charset_normalizer import from_bytes
@@ -94,6 +95,7 @@ def _detect(body: bytes) -> str | None:
     return "utf-8"
 
 
+@functools.lru_cache(maxsize=256)  # asked for every page, of a handful of labels
 def web_codec(label: str | None) -> str | None:
     """Return the Python codec of an encoding the web knows by ``label``; None for a label
     no browser knows, though Python may (``base64``, ``rot13``, ``cp037``)."""
