@@ -524,8 +524,8 @@ def _check_did_something(stats: Stats) -> None:
             f"nothing was fetched: robots.txt forbids every request the crawl made "
             f"(robots {forbidden}); fw obeys it (robots: obey)"
         )
-    if not (stats.errors or stats.retries):
-        return
+    if not stats.errors and (not stats.retries or stats.handled):
+        return  # none failed; or some were retried, and a page was handled (a 404 asked for)
     if not _answered_well(stats):  # max_pages may have cut it with every request retrying
         raise CrawlAborted(
             f"nothing was fetched: every request failed ({_kinds(stats)}){_and_robots(stats)}; "

@@ -586,6 +586,47 @@ async def test_a_crawl_that_fetched_nothing_at_all_exits_1(
     )
 
 
+ASKS_FOR_404 = """
+from framework import Spider, hookimpl
+
+class Gone(Spider):
+    name = "gone"
+    allowed_status = (404,)
+
+    def parse(self, response):
+        return []
+
+@hookimpl
+def register_spiders(register):
+    register(Gone)
+"""
+
+
+async def test_a_crawl_whose_retried_request_then_got_the_answer_it_asked_for_exits_0(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # A 503, retried, then the 404 the spider handles: a page was handled, nothing failed.
+    answers = iter(
+        [web.Response(status=503, headers={"Retry-After": "0"}), web.Response(status=404)]
+    )
+
+    async def handler(request: web.Request) -> web.Response:
+        return next(answers)
+
+    app = web.Application()
+    app.router.add_get("/gone", handler)
+    base = await serve(app)
+    (tmp_path / "gone.py").write_text(ASKS_FOR_404, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"spider: gone\nplugins: [./gone.py]\nstart_urls: [{base}/gone]\nrobots: ignore\n"
+        "backoff: {base: 0.01, max: 0.05}\n",
+    )
+    done = await run_fw("run", str(project), "-o", str(tmp_path / "items.jsonl"))
+    assert done.returncode == 0, done.stderr
+    assert "2 pages" in done.stderr and "0 errors, 1 retries" in done.stderr, done.stderr
+
+
 def refusing() -> web.Application:
     """A site whose start page never answers with a page: 503 forever, or a redirect loop."""
 
