@@ -295,7 +295,8 @@ async def _streamed(answer: aiohttp.ClientResponse, limit: int) -> bytes:
     """Read the body as it streams in, its codings undone; raise ``TooLarge`` past
     ``limit`` bytes, and ``CutShort`` for a body that did not come whole."""
     end = _connections_end(answer)
-    decoding = Decoding(answer.headers.get("Content-Encoding", ""))
+    # A list header may come as several lines: they mean the lines joined by commas.
+    decoding = Decoding(", ".join(answer.headers.getall("Content-Encoding", ())))
     chunks: list[bytes] = []
     size = 0
     async for received in answer.content.iter_any():

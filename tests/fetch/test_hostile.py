@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
 from framework.crawl.stats import Stats
 from tests.conftest import Serve, crawl, read_jsonl, run_fw, write_project
@@ -677,6 +678,21 @@ async def test_every_coding_of_a_list_is_undone_up_to_one_no_browser_knows(
     assert stats.reason == "finished" and stats.errors == {}
     assert sizes(tmp_path)[f"{base}/twice"] == len(html)
     assert sizes(tmp_path)[f"{base}/unknown"] == len(unknown)  # left as it came, as browsers do
+
+
+async def test_codings_named_on_two_header_lines_are_one_list(tmp_path: Path, serve: Serve) -> None:
+    # HTTP lets a list header come as several lines; they mean the lines joined by commas.
+    html = b'<html><body><a href="/ok/2">x</a>' + b"<p>ok</p>" * 1_000
+    twice = compress("br", compress("gzip", html))
+
+    async def handler(request: web.Request) -> web.Response:
+        lines = [("Content-Type", "text/html"), ("Content-Encoding", "gzip")]
+        return web.Response(body=twice, headers=CIMultiDict([*lines, ("Content-Encoding", "br")]))
+
+    base, _ = await site(serve, "/twice", routes={"/twice": handler})
+    stats = await crawl_quickly(hostile_project(tmp_path, base))
+    assert stats.reason == "finished" and stats.errors == {}
+    assert sizes(tmp_path)[f"{base}/twice"] == len(html)
 
 
 async def test_a_gzip_body_of_several_members_is_undone_whole_and_what_follows_the_end_left(
