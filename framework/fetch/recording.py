@@ -71,7 +71,7 @@ _SHORTEST_SECRET = 4
 #: What a record holds in place of a sign-in password (see ``_hidden``), and in place of
 #: the text's own "{fw:" (``lit``).
 _MARK_START = "{fw:"
-_MARK = re.compile(r"\{fw:(?:lit\}|sign-in ([0-9]+):([lxX+]+)\})")
+_MARK = re.compile(r"\{fw:(?:lit\}|sign-in ([0-9]+):([lxXbBr+]+)\})")
 #: The headers that may repeat a request's query: URLs and cookies.
 _CARRIERS = frozenset({"location", "content-location", "set-cookie", "refresh", "link"})
 
@@ -477,9 +477,20 @@ def _secrets(request: Request) -> list[str]:
     fields = request.meta.get(SECRET_QUERY)
     if not fields:
         return []
-    pairs = parse_qsl(urlsplit(request.url).query, keep_blank_values=True)
-    found = [value for name, value in pairs if fields is True or name in fields]
+    pairs = parse_qsl(urlsplit(request.url).query, keep_blank_values=True, encoding="latin-1")
+    found = [_decoded(value) for name, value in pairs if fields is True or _decoded(name) in fields]
     return [value for value in found if len(value) >= _SHORTEST_SECRET]
+
+
+def _decoded(text: str) -> str:
+    """Return a query's word (its bytes as Latin-1) as UTF-8 if it is that; else each byte
+    a character, so that a form sent in another charset (Latin-1, cp1251) still has its
+    password found byte by byte (``_either``), not replaced by U+FFFD."""
+    raw = text.encode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return text
 
 
 def _hidden(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
@@ -544,28 +555,50 @@ class _Masker:
 
 
 def _either(char: str) -> str:
-    """Match ``char`` as itself or percent-encoded (``+`` for a space)."""
+    """Match ``char`` as itself or percent-encoded (``+`` for a space); a character that
+    is one byte in Latin-1 also as that byte, percent-encoded or raw (a header that is not
+    UTF-8 keeps it as a surrogate escape): a form's charset need not be UTF-8."""
     encoded = "".join(f"%{byte:02x}" for byte in char.encode())
     ways = [re.escape(char), "(?i:" + re.escape(encoded) + ")"]
+    if 0x80 <= ord(char) <= 0xFF:
+        ways += [f"(?i:%{ord(char):02x})", re.escape(_raw_byte(char))]
     return "|".join([*ways, r"\+"] if char == " " else ways)
 
 
 def _shape(char: str, spelled: str) -> str:
-    """Say how ``char`` was spelled: ``l`` as itself, ``+``, ``x``/``X`` percent-encoded."""
+    """Say how ``char`` was spelled: ``l`` as itself, ``+``, ``x``/``X`` percent-encoded
+    in UTF-8, ``b``/``B`` percent-encoded as one byte, ``r`` as a raw byte."""
     if spelled == char:
         return "l"
     if spelled == "+":
         return "+"
-    return "x" if spelled == spelled.lower() else "X"
+    if spelled == _raw_byte(char):
+        return "r"
+    lower = spelled == spelled.lower()
+    if len(spelled) == 3 and len(char.encode()) > 1:  # one byte where UTF-8 has more
+        return "b" if lower else "B"
+    return "x" if lower else "X"
 
 
 def _spelled(secret: str, shape: str) -> str:
     """Spell ``secret`` as ``shape`` says (see ``_shape``)."""
-    pieces = []
-    for char, how in zip(secret, shape, strict=False):
+    return "".join(map(_spelling, secret, shape))
+
+
+def _spelling(char: str, how: str) -> str:
+    """Spell one character of a secret the way ``how`` (a letter of ``_shape``) says."""
+    if how in "l+r":
+        return {"l": char, "+": "+", "r": _raw_byte(char)}[how]
+    if how in "bB" and ord(char) <= 0xFF:
+        encoded = f"%{ord(char):02X}"
+    else:
         encoded = "".join(f"%{byte:02X}" for byte in char.encode())
-        pieces.append({"l": char, "+": "+", "X": encoded, "x": encoded.lower()}[how])
-    return "".join(pieces)
+    return encoded.lower() if how in "xb" else encoded
+
+
+def _raw_byte(char: str) -> str:
+    """Return how aiohttp keeps the byte ``char`` (Latin-1) raw in a header: escaped."""
+    return chr(0xDC00 + ord(char)) if 0x80 <= ord(char) <= 0xFF else char
 
 
 def _parse(data: bytes, request: Request) -> _Parsed:

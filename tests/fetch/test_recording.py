@@ -406,6 +406,15 @@ BAD_ENTRIES: dict[str, tuple[Change, str, str]] = {
             ["s3cret"],
         ),
         ("p=%25252x", {"Set-Cookie": "a=%252x; b=%25252x"}, ["%252x", "%25252x"]),  # a % in it
+        # A form sent in Latin-1, and one in cp1251 (пароль): their bytes are no UTF-8.
+        (
+            "p=s%E4cret",
+            {"Location": "/in?p=s%e4cret", "Set-Cookie": "pw=s%E4cret", "Link": "s\udce4cret"},
+            ["cret"],
+        ),
+        ("p=%EF%E0%F0%EE%EB%FC", {"Location": "/?p=%ef%e0%f0%ee%eb%fc"}, ["%ef%e0", "%EF%E0"]),
+        # UTF-8, percent-encoded and raw.
+        ("p=s%C3%A4cret", {"Location": "/?p=s%c3%a4cret", "Link": "säcret"}, ["cret"]),
         # Two passwords, the second in the first's mark; the text's own marks kept as such.
         (
             "p=password1&q=sign",
