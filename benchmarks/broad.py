@@ -54,7 +54,7 @@ from report import write_results
 from servers import Server, serving_hosts
 from timeline import Timeline, politeness_floor, read_times, timeline
 
-__all__ = ["BROAD_CRAWLERS", "DEFAULT_BROAD", "run_broad"]
+__all__ = ["BROAD_CRAWLERS", "DEFAULT_BROAD", "raise_file_limit", "run_broad"]
 
 HERE = Path(__file__).resolve().parent
 #: Makes a crawler's command line: (site, items file, the one-host copy?) -> argv.
@@ -113,7 +113,7 @@ def run_broad(args: argparse.Namespace) -> int:
     """Run the broad benchmark; exit 0 if every run was valid."""
     started = datetime.now()
     crawlers = _crawlers(args)
-    files = _raise_file_limit(args.hosts)
+    files = raise_file_limit(args.hosts)
     root = args.site_dir or HERE / "site-broad" / f"{args.hosts}x{args.pages_per_host}"
     print(f"site: {args.hosts:,} hosts x {args.pages_per_host} pages under {root} ...", flush=True)
     site = ensure_broad_site(root, args.hosts, args.pages_per_host)
@@ -274,7 +274,7 @@ def _fw_version() -> str:
     return found[0].version
 
 
-def _raise_file_limit(hosts: int) -> int:
+def raise_file_limit(hosts: int) -> int:
     """Let the crawlers keep a connection to every host: raise the open-files limit.
 
     A crawler may hold a keep-alive connection per host (fw's aiohttp pool and Scrapy's
