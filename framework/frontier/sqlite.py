@@ -71,7 +71,7 @@ __all__ = ["SqliteFrontier", "read_status"]
 
 log = logging.getLogger("fw")
 
-_PENDING, _LEASED, _DONE, _FAILED, _DELAYED = range(5)
+_PENDING, _LEASED, _DONE, _FAILED, _DELAYED, _RETRIED = range(6)
 #: Lease tokens, unique in the process: a lease from an earlier opening never matches.
 _TOKENS = itertools.count(1)
 
@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS requests (
     fp INTEGER UNIQUE,          -- signed 64-bit dedup key (dedup_key); NULL: none
     host TEXT NOT NULL,
     priority INTEGER NOT NULL,
-    state INTEGER NOT NULL,     -- 0 pending, 1 leased, 2 done, 3 failed, 4 delayed
+    state INTEGER NOT NULL,     -- 0 pending, 1 leased, 2 done, 3 failed, 4 delayed,
+                                -- 5 failed, then taken over by a --retry-failed entry
     due REAL,                   -- when a delayed request may go (Unix time)
     reason TEXT,                -- why it failed
     data TEXT                   -- the request as JSON; dropped once it is done
@@ -239,7 +240,9 @@ class SqliteFrontier:
             "SELECT count(*), min(due) FROM requests WHERE state = 4"
         ).fetchone()
         self._next_due = self._to_clock(due)
-        self._seen = db.execute("SELECT count(*) FROM requests").fetchone()[0]
+        self._seen = db.execute(
+            "SELECT count(*) FROM requests WHERE state != ?", (_RETRIED,)
+        ).fetchone()[0]
         self._done, self._failed = db.execute(
             "SELECT coalesce(sum(state = 2), 0), coalesce(sum(state = 3), 0) FROM requests"
         ).fetchone()
@@ -434,6 +437,8 @@ class SqliteFrontier:
             )
             if cursor.rowcount:
                 new.append(request)
+                if request.dont_filter and key is not None:  # a retry's first entry
+                    self._reopened += _take_over(db, request)
             elif request.dont_filter and key is not None and _reopen(db, row):
                 new.append(request)
                 self._reopened += 1
@@ -447,7 +452,8 @@ class SqliteFrontier:
         self._seen += len(new)
 
     def _count_reopened(self) -> None:
-        """Count the committed step's reopened entries: failed no more, and seen before."""
+        """Count the committed step's reopened entries, and the failed ones retries took
+        over: failed no more, and seen before."""
         self._seen -= self._reopened
         self._failed -= self._reopened
         self._reopened = 0
@@ -536,6 +542,18 @@ def read_status(path: Path) -> Status:
         return _status(db, _holder(path))
     finally:
         db.close()
+
+
+def _take_over(db: sqlite3.Connection, retry: Request) -> int:
+    """Retire the failed entry of the request a ``--retry-failed`` request retries: the
+    retry's own entry takes the failure over, so the crawl counts it once, as whatever the
+    retry makes of it. The retired entry stays, for its fingerprint. Return 1 if there was
+    one (0: the request had no fingerprint, or a killed retry retired it already)."""
+    cursor = db.execute(
+        "UPDATE requests SET state = ?, data = NULL WHERE fp = ? AND state = ?",
+        (_RETRIED, signed_fingerprint(fingerprint(retry)), _FAILED),
+    )
+    return cursor.rowcount
 
 
 def _reopen(db: sqlite3.Connection, row: tuple[int | None, str, int, str]) -> bool:
@@ -756,7 +774,8 @@ def _status(db: sqlite3.Connection, holder: WorkerStatus | None) -> Status:
     totals = [0] * 5
     hosts: dict[str, list[int]] = {}
     for host, state, count in db.execute(
-        "SELECT host, state, count(*) FROM requests GROUP BY host, state"
+        "SELECT host, state, count(*) FROM requests WHERE state != ? GROUP BY host, state",
+        (_RETRIED,),
     ):
         totals[state] += count
         slot = {_PENDING: 0, _DELAYED: 0, _LEASED: 1, _DONE: 2, _FAILED: 3}[state]

@@ -746,6 +746,11 @@ async def test_a_retry_killed_part_way_and_run_again_fetches_each_page_once_more
     # Only the pages in flight when it was killed are fetched twice.
     assert sum(site.fetched.values()) <= DOWN + 4, site.fetched
     assert not failures.exists()  # each page fetched
+    # Each page counted once, as its retry ended: done, not failed as well.
+    shown = await run_fw("status", str(project), "--json")
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert (status["state"], status["done"], status["failed"]) == ("finished", DOWN + 1, 0)
     if frontier.startswith("sqlite"):  # it keeps the exports' checkpoints: exactly once
         jsonl = Counter(item["url"] for item in read_jsonl(tmp_path / "out/items.jsonl"))
         with closing(sqlite3.connect(tmp_path / "out/items.db")) as db:

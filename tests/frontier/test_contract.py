@@ -206,6 +206,28 @@ async def test_the_failed_entry_of_a_once_key_is_queued_again_and_only_then(
     assert frontier.counts().done == 1
 
 
+async def test_a_retry_takes_over_the_failure_of_the_request_it_retries(make: Backend) -> None:
+    # Counted once, as the retry ends: a page a retry fetched is not "failed" as well.
+    if make.name == "memory":
+        pytest.skip("nothing survives a memory frontier's run to be retried")
+    frontier = await make()
+    original, other = req("http://a.test/"), req("http://a.test/other")
+    assert await frontier.add([original, other]) == [original, other]
+    await fail(frontier, await lease_of(frontier), "http_503")
+    await fail(frontier, await lease_of(frontier), "http_503")
+    assert frontier.counts().failed == 2
+    retry = req("http://a.test/", dont_filter=True, meta={ONCE: 7})
+    assert await frontier.add([retry]) == [retry]
+    assert frontier.counts() == Counts(pending=1, delayed=0, leased=0, seen=2)
+    assert frontier.counts().failed == 1  # the other's failure stays
+    await ack(frontier, await lease_of(frontier))
+    assert (frontier.counts().done, frontier.counts().failed) == (1, 1)
+    assert await frontier.add([original]) == []  # its fingerprint is still seen
+    again = req("http://a.test/", dont_filter=True, meta={ONCE: 8})  # a second listing
+    assert await frontier.add([again]) == [again]
+    assert (frontier.counts().failed, frontier.counts().seen) == (1, 3)  # nothing to take
+
+
 # -------------------------------------------------------------------------------------------
 # Priority
 # -------------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by def
     failures         hash   id -> reason and request, for failed requests
     once             hash   ``ONCE`` key -> id of the entry a ``--retry-failed`` request
                             was queued as: a retry of it, failed, is queued again
+    failed_fp        hash   fingerprint -> id of a failed request's entry: a retry's first
+                            entry takes the failure over (it is counted once, as the
+                            retry ends), and the request's fingerprint stays seen
     workers          hash   worker id -> last heartbeat (server time), "… stopped" after close
     calls:<worker>   hash   the worker's last 4096 answers, to make repeated calls safe
     memory           hash   the crawl's memory: a page's entry by fingerprint, and the
@@ -310,7 +313,7 @@ class RedisFrontier:
                 outcome = "done" if failure is None else "failed"
                 args.append(
                     f"{key}\t{settlement.lease.token}\t{outcome}\t{len(discovered)}"
-                    f"\t{failure or ''}"
+                    f"\t{_failed_as(settlement)}\t{failure or ''}"
                 )
                 args += self._requests(discovered)
         answers: list[str] = []
@@ -510,6 +513,8 @@ class RedisFrontier:
             host = host_of(request.url)
             key = dedup_key(request)
             shard, member = ("", "") if key is None else _seen(key, request.dont_filter)
+            if shard.startswith("o"):  # a retry: it takes over the failure of what it retries
+                shard += f":{signed_fingerprint(fingerprint(request))}"
             concurrency, delay, interval = self._policy(host)
             packed.append(
                 f"{shard}\t{member}\t{host}\t{request.priority}\t{concurrency}\t"
@@ -718,6 +723,15 @@ class _Memory:
         """Keep ``value`` for ``request`` for the next rounds."""
         key = signed_fingerprint(fingerprint(request))
         await self._frontier._run("memory_put", key, "-" if value is None else "=" + value)
+
+
+def _failed_as(settlement: Settlement) -> str:
+    """The fingerprint a failed request is kept under, for a retry to take its failure
+    over (``failed_fp``); empty for one that was done, or has none (``dont_filter``)."""
+    request = settlement.lease.request
+    if settlement.failure is None or request.dont_filter:
+        return ""
+    return str(signed_fingerprint(fingerprint(request)))
 
 
 def _seen(key: int, once: bool) -> tuple[str, int]:

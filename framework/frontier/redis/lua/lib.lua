@@ -13,6 +13,8 @@ local LEASES, TOKENS, DELAYED = P .. 'leases', P .. 'tokens', P .. 'delayed'
 local WORKERS, FAILURES = P .. 'workers', P .. 'failures'
 -- The entry each ONCE key (a --retry-failed request's, see frontier.ONCE) was queued as.
 local ONCE = P .. 'once'
+-- The entry of each failed request by its fingerprint, for a retry to take over.
+local FAILED_FP = P .. 'failed_fp'
 -- The crawl's memory, which a new round keeps (see memory_put.lua): its field 'round' is
 -- the current round's number (1 while absent), every other a page's entry.
 local MEMORY = P .. 'memory'
@@ -22,7 +24,7 @@ local MEMORY = P .. 'memory'
 -- only these.
 local KINDS = {meta = true, req = true, hosts = true, ready = true, waiting = true,
                leases = true, tokens = true, delayed = true, failures = true,
-               workers = true, memory = true, once = true}
+               workers = true, memory = true, once = true, failed_fp = true}
 -- A prefix with one of these as a part is refused (_prefix in __init__.py): it could nest.
 local KINDS_OF = {seen = true, q = true, h = true, calls = true}
 
@@ -300,12 +302,26 @@ local function reopened(fp, host)
   return id
 end
 
+-- Take the failure of the request whose fingerprint is fp over for a retry of it (its
+-- first entry): the failure is counted no more, so that the request counts once, as the
+-- retry ends. Return 1 if there was one to take over, else 0.
+local function taken_over(fp, host)
+  local id = redis.call('HGET', FAILED_FP, fp)
+  if not id then return 0 end
+  redis.call('HDEL', FAILED_FP, fp)
+  if redis.call('HDEL', FAILURES, id) == 0 then return 0 end
+  bump('failed', -1)
+  add_to(host, 'failed', -1)
+  return 1
+end
+
 -- Queue the requests in ARGV[from] to ARGV[last] whose fingerprint is new; return their
 -- positions among them. Each is one argument (one is far cheaper to send than eight):
 -- fingerprint shard, fingerprint, host, priority, the host's concurrency, delay and
 -- interval, separated by tabs, then the JSON, which has no raw tab. An empty fingerprint
 -- (dont_filter) is never a duplicate; a shard starting with 'o' marks a ONCE key, whose
--- failed entry is queued again.
+-- failed entry is queued again, and after a ':' the fingerprint of the request it
+-- retries, whose failure its first entry takes over.
 local REQUEST = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t()'
 
 local function push(from, last, t)
@@ -313,11 +329,15 @@ local function push(from, last, t)
   for i = from, last do
     local shard, fp, host, priority, conc, delay, interval, at = string.match(ARGV[i], REQUEST)
     local once = string.sub(shard, 1, 1) == 'o'
-    if once then shard = string.sub(shard, 2) end
+    local retried = ''
+    if once then shard, retried = string.match(shard, '^o([^:]*):?(.*)$') end
     local id
     if fp == '' or redis.call('SADD', SEEN .. shard, fp) == 1 then
       id = string.format('%012d', next_of('seq'))
-      if once then redis.call('HSET', ONCE, fp, id) end
+      if once then
+        redis.call('HSET', ONCE, fp, id)
+        if retried ~= '' then again = again + taken_over(retried, host) end
+      end
     elseif once then
       id = reopened(fp, host)
       if id then again = again + 1 end

@@ -1,6 +1,7 @@
 -- Settle leases as done or failed and queue what their pages discovered, in one step.
 -- ARGV: prefix, epoch, worker, call, then for each lease: one argument with its request
--- id, lease token, 'done' or 'failed', how many requests it discovered and the reason,
+-- id, lease token, 'done' or 'failed', how many requests it discovered, the fingerprint a
+-- failed request is kept under for a retry to take over (or nothing) and the reason,
 -- separated by tabs; then those requests (see push in lib.lua).
 -- Returns {answers, counts}: for each lease in order, joined by '|', the positions of its
 -- new requests (comma-separated), or '!' when the token no longer holds the lease (it
@@ -17,11 +18,11 @@ local t = now()
 -- deleted in a few calls for the whole batch, not a few per lease.
 local leases, i = {}, 5
 while i <= #ARGV do
-  local id, token, outcome, found, reason =
-    string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  local id, token, outcome, found, fp, reason =
+    string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   local last = i + tonumber(found)
-  leases[#leases + 1] = {id = id, token = token, outcome = outcome, reason = reason,
-                         from = i + 1, last = last}
+  leases[#leases + 1] = {id = id, token = token, outcome = outcome, fp = fp,
+                         reason = reason, from = i + 1, last = last}
   i = last + 1
 end
 
@@ -47,6 +48,7 @@ local function settle(lease)
   add_to(host, lease.outcome, 1)
   if lease.outcome == 'failed' then  -- kept for the record: why, and the request itself
     redis.call('HSET', FAILURES, lease.id, lease.reason .. '\n' .. json)
+    if lease.fp ~= '' then redis.call('HSET', FAILED_FP, lease.fp, lease.id) end
   end
   release(host, t)
   return table.concat(push(lease.from, lease.last, t), ',')
