@@ -70,6 +70,7 @@ from framework.hooks.components import (
     check_names,
     configure_plugins,
     item_steps,
+    spider_alone,
 )
 from framework.hooks.events import Events
 from framework.hooks.manager import (
@@ -231,14 +232,31 @@ class _Checked(NamedTuple):
 
 
 def _checked(project: Project, outputs: Sequence[str], append: bool) -> _Checked:
-    """Load the project's plugins and build the crawl's parts from it."""
+    """Load the project's plugins and build the crawl's parts from it.
+
+    The checks that do not need each other's results all run, and their mistakes are
+    said together: a wrong exporter must not hide a wrong ``sitemaps:`` until it is fixed.
+    """
     project, pm, registry = load_plugins(project)
-    check_frontier(project)
-    components, failures = _components(project, pm, registry, outputs, append)
-    components = dataclasses.replace(components, items=item_steps(pm, project, components.spider))
-    added = extra_start_requests(pm, project, components.spider, components.callbacks)
-    renew = _renews(project, pm)
-    return _Checked(project, pm, registry, components, failures, added, renew)
+    errors = ErrorList()
+    renew, built, items = False, None, None
+    added: tuple[Request, ...] = ()
+    with errors.collect():
+        check_frontier(project)
+    with errors.collect():
+        built = _components(project, pm, registry, outputs, append)
+    spider = (built[0].spider, built[0].callbacks) if built else spider_alone(project, registry)
+    if spider is not None:
+        with errors.collect():
+            items = item_steps(pm, project, spider[0])
+        with errors.collect():
+            added = extra_start_requests(pm, project, *spider)
+    with errors.collect():
+        renew = _renews(project, pm)
+    errors.raise_any()
+    assert built is not None and items is not None  # else raise_any() raised
+    components = dataclasses.replace(built[0], items=items)
+    return _Checked(project, pm, registry, components, built[1], added, renew)
 
 
 def _components(

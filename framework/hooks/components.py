@@ -53,6 +53,7 @@ __all__ = [
     "item_steps",
     "middlewares",
     "read_files",
+    "spider_alone",
 ]
 
 T = TypeVar("T")
@@ -211,6 +212,15 @@ def fetch_layers(project: Project, registry: Registry) -> tuple[FetchLayer, ...]
     return tuple(
         check_all(lambda _, cls: _component(project, registry, "fetch_layers", cls), classes)
     )
+
+
+def spider_alone(project: Project, registry: Registry) -> tuple[Spider, PluginCallbacks] | None:
+    """Start the project's spider alone, with the plugins' callbacks, for the checks that
+    need it when another part of the crawl was refused; None if the spider was too."""
+    try:
+        return _spider(project, registry), PluginCallbacks(registry.callbacks, project)
+    except ProjectError:  # said already, by assemble()
+        return None
 
 
 def _spider(project: Project, registry: Registry) -> Spider:

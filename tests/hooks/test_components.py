@@ -256,6 +256,26 @@ async def test_a_core_key_refused_hides_no_mistake_found_later_either(
     assert [line.split(": ")[2] for line in done.stderr.splitlines()] == ["delay", key]
 
 
+async def test_the_crawls_parts_refused_together_are_said_together(tmp_path: Path) -> None:
+    # The exporter's mistake hid the sitemaps' (a start request a plugin adds), and the
+    # frontier's hid both, until each was fixed in turn.
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [http://a.test/]
+        frontier: 'redis://127.0.0.1:1/0?patience=0'
+        sitemaps: {bogus: 1}
+        exporters: [{path: out.jsonl, fields: 3}]
+        rules: {follow: [a], items: [{fields: {t: h1}}]}
+        """,
+    )
+    done = await run_fw("check", str(project))
+    assert done.returncode == 2
+    said = [line.split(": ")[2] for line in done.stderr.splitlines()]
+    assert said == ["frontier", "sitemaps.bogus", "exporters[0].fields"], done.stderr
+
+
 async def test_a_refused_key_other_checks_read_is_said_alone_not_with_what_its_default_causes(
     tmp_path: Path,
 ) -> None:
