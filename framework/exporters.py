@@ -28,7 +28,8 @@ class Exporter:
     returning, so that a crash leaves whole records behind and never a torn one.
 
     An ``OSError`` from ``write`` (a full disk) aborts the crawl, naming the path and
-    ``count()``; the exporter should first cut off what the failed write left.
+    ``count()``; the exporter should first cut off what the failed write left. So does an
+    export whose file was removed or replaced while the crawl wrote it (``in_place``).
     """
 
     #: The name a project file selects the exporter by (``format: jsonl``).
@@ -50,6 +51,8 @@ class Exporter:
         #: item (the spider declares ``Item``); None otherwise. Set before ``open()``: an
         #: exporter with a header or a table writes every column from the start.
         self.columns: tuple[str, ...] | None = None
+        #: The device and inode of the file ``open_binary`` or ``lock`` opened at ``path``.
+        self._opened_as: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.format} {self.path}>"
@@ -98,6 +101,29 @@ class Exporter:
     def rewind(self, checkpoint: Any) -> None:
         """Drop everything written after ``checkpoint`` (called just after ``open``)."""
 
+    def in_place(self) -> None:
+        """Raise ``OSError`` if the file at ``path`` is no longer the one the export opened
+        (removed, moved away, replaced): whatever is written goes where nobody looks.
+
+        fw asks after each batch of items and before closing. The default knows the file
+        that ``open_binary`` or ``lock`` opened; an exporter opening its own by other means
+        checks nothing unless it overrides this.
+        """
+        opened = getattr(self, "_opened_as", None)  # a subclass may skip our __init__
+        if opened is None:
+            return
+        try:
+            here = Path(self.path).stat()
+        except FileNotFoundError:
+            here = None
+        if here is None or (here.st_dev, here.st_ino) != opened:
+            raise OSError(
+                errno.ENOENT,
+                "the file was removed or replaced while the crawl wrote it: the items "
+                "written to it are not at this path",
+                self.path,
+            )
+
     def open_binary(self, mode: str | None = None) -> BinaryIO:
         """Open ``path`` unbuffered, creating its folder; ``-`` gives standard output.
 
@@ -120,6 +146,7 @@ class Exporter:
             path.parent.mkdir(parents=True, exist_ok=True)
             file = _open(path, opening)
         _exclusive(file, path)
+        self._opened_as = _identity(file)
         if mode == "wb" and stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # not /dev/null
             file.truncate(0)
             file.seek(0)  # else ``tell()`` gives the old length until the first write
@@ -134,7 +161,13 @@ class Exporter:
         path = Path(self.path)
         file = _open(path, "ab")  # "a": neither cut nor created past what exists
         _exclusive(file, path)
+        self._opened_as = _identity(file)
         return file
+
+
+def _identity(file: IO[bytes]) -> tuple[int, int]:
+    opened = os.fstat(file.fileno())
+    return opened.st_dev, opened.st_ino
 
 
 def _open(path: Path, mode: str) -> IO[bytes]:

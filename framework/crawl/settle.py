@@ -307,6 +307,9 @@ class Settler:
         """Steps 3-6 for one batch: write, checkpoint, acknowledge, cut back."""
         written = await self._write(batch)
         wrote = any(page.items for page in batch)
+        if wrote:  # before the pages are acknowledged: their items must be somewhere
+            for exporter in self._open:
+                _in_place(exporter)
         # A persistent frontier may lose a lease (Redis) or store the positions (SQLite).
         mark = self._checkpoint() if wrote and self._frontier.persistent else self._mark
         keeps = self._frontier.keeps_checkpoints
@@ -469,7 +472,22 @@ def _key(exporter: Exporter) -> str:
     return f"{exporter.format}:{exporter.path}"
 
 
+def _in_place(exporter: Exporter) -> None:
+    """Stop the crawl if ``exporter``'s file was removed or replaced under it."""
+    try:
+        exporter.in_place()
+    except OSError as exc:
+        raise CrawlAborted(f"export {exporter.path}: {_reason(exc)}") from exc
+
+
 def _close(exporter: Exporter) -> None:
+    try:
+        _in_place(exporter)
+    finally:  # closed all the same: its lock and file are let go
+        _closed(exporter)
+
+
+def _closed(exporter: Exporter) -> None:
     try:
         exporter.close()
     except BaseException as exc:

@@ -977,6 +977,45 @@ async def test_output_that_fails_mid_crawl_aborts(tmp_path: Path, serve: Serve) 
     assert len(read_jsonl(tmp_path / "ok.jsonl")) == 0  # the crawl stopped at the first item
 
 
+@pytest.mark.parametrize(
+    ("output", "gone"),
+    [
+        ("items.jsonl", "removed"),
+        ("items.json", "removed"),
+        ("items.csv", "removed"),
+        ("items.db", "removed"),
+        ("items.jsonl", "moved"),
+        ("items.db", "moved"),  # its rows went on into a WAL file left beside the old name
+    ],
+)
+async def test_an_export_removed_or_moved_mid_crawl_stops_it_instead_of_reporting_success(
+    tmp_path: Path, serve: Serve, output: str, gone: str
+) -> None:
+    export = tmp_path / "out" / output
+    pages = 8
+
+    async def handler(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"] or 0)
+        if n == 3:  # items were written before, and more come after
+            if gone == "removed":
+                shutil.rmtree(export.parent)
+            else:
+                export.rename(export.with_name("moved" + export.suffix))
+        return page(n, *(f"/{k}" for k in range(1, pages))) if n == 0 else page(n)
+
+    app = web.Application()
+    app.router.add_get("/{n:[0-9]*}", handler)
+    project = pages_project(tmp_path, await serve(app))
+    serially = ["-s", "concurrency.total=1", "-s", "concurrency.per_domain=1"]
+    done = await run_fw("run", str(project), "-o", str(export), *serially)
+    assert done.returncode == 1, done.stderr
+    error = _one_error_line(done.stderr)
+    assert error == (
+        f"Error: export {export}: the file was removed or replaced while the crawl wrote "
+        "it: the items written to it are not at this path"
+    )
+
+
 async def test_o_through_a_symlink_picks_the_exporter_by_the_name_given(
     tmp_path: Path, serve: Serve
 ) -> None:
