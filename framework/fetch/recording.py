@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from multidict import CIMultiDict
 
@@ -71,7 +71,7 @@ _SHORTEST_SECRET = 4
 #: What a record holds in place of a sign-in password (see ``_hidden``), and in place of
 #: the text's own "{fw:" (``lit``).
 _MARK_START = "{fw:"
-_MARK = re.compile(r"\{fw:(?:lit\}|sign-in ([0-9]+):([lxXbBr+]+)\})")
+_MARK = re.compile(r"\{fw:(?:lit\}|sign-in ([0-9]+):([lxXbBr+]+|R)\})")
 #: The headers that may repeat a request's query: URLs and cookies.
 _CARRIERS = frozenset({"location", "content-location", "set-cookie", "refresh", "link"})
 
@@ -472,25 +472,44 @@ def _same(url: str) -> str:
     return redact(canonical_url(url))
 
 
-def _secrets(request: Request) -> list[str]:
+class _Secret(NamedTuple):
+    """A sign-in password: as text, and the bytes the query sent it as."""
+
+    text: str
+    raw: bytes
+
+    @property
+    def echo(self) -> str | None:
+        """How a header repeating the bytes raw reads once aiohttp decoded it (UTF-8, any
+        byte that is not kept as a surrogate escape), if matching it character by
+        character would miss it: bytes not UTF-8 as a whole may hold UTF-8 sequences."""
+        echo = self.raw.decode("utf-8", "surrogateescape")
+        return None if echo == self.text else echo
+
+
+def _secrets(request: Request) -> list[_Secret]:
     """Return the passwords of a sign-in form sent by GET, decoded; else nothing."""
     fields = request.meta.get(SECRET_QUERY)
     if not fields:
         return []
-    pairs = parse_qsl(urlsplit(request.url).query, keep_blank_values=True, encoding="latin-1")
-    found = [_decoded(value) for name, value in pairs if fields is True or _decoded(name) in fields]
-    return [value for value in found if len(value) >= _SHORTEST_SECRET]
+    words = [part.partition("=") for part in urlsplit(request.url).query.split("&") if part]
+    found = [
+        _decoded(value)
+        for name, _, value in words
+        if fields is True or _decoded(name).text in fields
+    ]
+    return [secret for secret in found if len(secret.text) >= _SHORTEST_SECRET]
 
 
-def _decoded(text: str) -> str:
-    """Return a query's word (its bytes as Latin-1) as UTF-8 if it is that; else each byte
-    a character, so that a form sent in another charset (Latin-1, cp1251) still has its
-    password found byte by byte (``_either``), not replaced by U+FFFD."""
-    raw = text.encode("latin-1")
+def _decoded(word: str) -> _Secret:
+    """Decode a query's word: UTF-8 if its bytes are that, else a character a byte, so
+    that a form sent in another charset (Latin-1, cp1251) still has its password found
+    byte by byte (``_either``), not replaced by U+FFFD."""
+    raw = unquote_to_bytes(word.replace("+", " ").encode("utf-8", "surrogatepass"))
     try:
-        return raw.decode("utf-8")
+        return _Secret(raw.decode("utf-8"), raw)
     except UnicodeDecodeError:
-        return text
+        return _Secret(raw.decode("latin-1"), raw)
 
 
 def _hidden(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
@@ -523,14 +542,17 @@ class _Masker:
     """Mark the passwords ``secrets`` in a header's text, in one pass over it (a mark never
     holds a password), and put them back; a ``{fw:`` already in the text is escaped."""
 
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, secrets: list[_Secret]) -> None:
         self._secrets = secrets
         self._groups: list[tuple[int, int]] = []  # (secret, its group), longest first
         parts, group = [re.escape(_MARK_START)], 1
-        for n in sorted(range(len(secrets)), key=lambda n: -len(secrets[n])):
-            parts.append("(" + "".join(f"({_either(c)})" for c in secrets[n]) + ")")
+        for n in sorted(range(len(secrets)), key=lambda n: -len(secrets[n].text)):
+            text, echo = secrets[n].text, secrets[n].echo
+            each = "".join(f"({_either(c)})" for c in text)
+            # The raw echo last, in a group of its own (``R``): the characters' group first.
+            parts.append(f"({each}|({re.escape(echo)}))" if echo else f"({each}|(?!)())")
             self._groups.append((n, group))
-            group += 1 + len(secrets[n])
+            group += 2 + len(text)
         self._pattern = re.compile("|".join(parts))
 
     def hide(self, text: str) -> str:
@@ -542,8 +564,11 @@ class _Masker:
     def _mark(self, found: re.Match[str]) -> str:
         for n, group in self._groups:
             if found[group] is not None:
-                spelled = [found[group + 1 + i] for i in range(len(self._secrets[n]))]
-                shape = "".join(map(_shape, self._secrets[n], spelled))
+                text = self._secrets[n].text
+                if found[group + 1 + len(text)] is not None:
+                    return f"{_MARK_START}sign-in {n}:R}}"
+                spelled = [found[group + 1 + i] for i in range(len(text))]
+                shape = "".join(map(_shape, text, spelled))
                 return f"{_MARK_START}sign-in {n}:{shape}}}"
         return f"{_MARK_START}lit}}"  # the text's own "{fw:"
 
@@ -551,7 +576,10 @@ class _Masker:
         if found[1] is None:
             return _MARK_START
         n, shape = int(found[1]), found[2]
-        return _spelled(self._secrets[n], shape) if n < len(self._secrets) else found[0]
+        if n >= len(self._secrets):
+            return found[0]
+        secret = self._secrets[n]
+        return secret.echo or secret.text if shape == "R" else _spelled(secret.text, shape)
 
 
 def _either(char: str) -> str:
