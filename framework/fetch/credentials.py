@@ -7,7 +7,10 @@ plugin's downloads, fetched wherever they are) gets none. ``domains: {PATTERN:
 ``Cookie``, ``Proxy-Authorization``, and any header whose value comes from ``$env`` — are
 never sent after a redirect that changed the scheme, host or port (curl's and requests'
 rule, after their CVEs about credentials leaking on redirects): the redirect's target gets
-the request without them, the spider's own included, and without a body.
+the request without them, the spider's own included, and without a body. Nor are the
+project's credentials sent over plain ``http`` to a host the crawl reaches over ``https``
+(a start URL's, or one it has fetched so): a link or a sitemap entry written with
+``http://`` would otherwise send them in clear.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from urllib.parse import urlsplit
 from framework.config.project import DomainPolicy, Project
 from framework.config.yamlfile import EnvText
 from framework.http import Request
-from framework.http.urls import Offsite, host_of
+from framework.http.urls import Offsite, host_of, shown_url
 
 __all__ = [
     "UNCREDENTIALED",
@@ -74,6 +77,7 @@ class HostHeaders:
         headers: Mapping[str, str],
         domains: Mapping[str, DomainPolicy],
         allowed_domains: Sequence[str] = (),
+        start_urls: Sequence[str] = (),
     ) -> None:
         #: Every host gets these with each request, redirected or not.
         self.everywhere = {k: v for k, v in headers.items() if not is_credential(k, v)}
@@ -85,6 +89,9 @@ class HostHeaders:
             key=lambda item: ("*" in item[0] or "?" in item[0], -len(item[0])),
         )
         self._cache: dict[tuple[str, bool, bool], Mapping[str, str]] = {}
+        #: Hosts reached over https: their credentials never go over plain http.
+        self._secure = {host_of(url) for url in start_urls if _is_https(url)}
+        self._warned: set[str] = set()
 
     def __bool__(self) -> bool:
         """Whether any request gets headers of its own: else the session's are all."""
@@ -95,11 +102,32 @@ class HostHeaders:
         url = request.url
         # A file on a host outside allowed_domains: its pattern's headers, not the project's.
         offsite = bool(self._credentials) and not self._offsite.allows(url)
-        key = (host_of(url), bool(request.meta.get(UNCREDENTIALED)), offsite)
+        host = host_of(url)
+        uncredentialed = bool(request.meta.get(UNCREDENTIALED)) or self._downgraded(request, host)
+        key = (host, uncredentialed, offsite)
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = self._resolve(*key)
         return found
+
+    def _downgraded(self, request: Request, host: str) -> bool:
+        """Whether ``request`` goes over plain http to a host the crawl reaches over https."""
+        if _is_https(request.url):
+            self._secure.add(host)
+            return False
+        if host not in self._secure:
+            return False
+        if host not in self._warned and self._resolve(host, False, False) != self._resolve(
+            host, True, False
+        ):
+            self._warned.add(host)
+            log.warning(
+                "%s: sent without credentials: the crawl reaches %s over https, and they "
+                "never go over plain http",
+                shown_url(request),
+                host,
+            )
+        return True
 
     def _resolve(self, host: str, uncredentialed: bool, offsite: bool) -> Mapping[str, str]:
         headers = {} if offsite else dict(self._credentials)
@@ -110,6 +138,10 @@ class HostHeaders:
         if uncredentialed:
             return {k: v for k, v in headers.items() if not is_credential(k, v)}
         return headers
+
+
+def _is_https(url: str) -> bool:
+    return url[:6].lower() == "https:"
 
 
 def warn_of_wide_credentials(project: Project) -> None:

@@ -90,6 +90,8 @@ class DownloadSettings:
     domains: Mapping[str, DomainPolicy] = field(default_factory=dict)
     #: The hosts the project's credentials go to (none named: every host).
     allowed_domains: tuple[str, ...] = ()
+    #: The start URLs: a host one names with ``https`` gets no credentials over ``http``.
+    start_urls: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, project: Project, concurrency: int | None = None) -> DownloadSettings:
@@ -102,6 +104,7 @@ class DownloadSettings:
             project.cookies,
             project.domains,
             project.allowed_domains or (),
+            project.start_urls,
         )
 
 
@@ -141,7 +144,7 @@ class Downloader:
         self._stalls = stalls or Stalls()
         self._session: aiohttp.ClientSession | None = None
         self._host_headers = HostHeaders(
-            settings.headers, settings.domains, settings.allowed_domains
+            settings.headers, settings.domains, settings.allowed_domains, settings.start_urls
         )
 
     async def __aenter__(self) -> Downloader:

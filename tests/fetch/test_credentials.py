@@ -325,3 +325,32 @@ async def test_robots_txt_of_a_site_an_https_page_downgraded_to_gets_no_credenti
     assert secure.got("/", "Authorization") == [TOKEN]
     assert plain.got("/landing", "Authorization") == [None]
     assert plain.got("/robots.txt", "Authorization") == [None]
+
+
+@pytest.mark.parametrize("scoped", [False, True])
+async def test_a_link_from_an_https_site_to_plain_http_on_its_host_gets_no_credentials(
+    start: Start,
+    https: Callable[[Host], Awaitable[tuple[str, Path]]],
+    tmp_path: Path,
+    scoped: bool,
+) -> None:
+    # Not a redirect: a link (or a sitemap entry) written with http:// on the host the
+    # crawl reaches over https. The credentials would cross the network in clear.
+    plain = Host({"/plain": html("<title>plain</title>"), "/robots.txt": html("")})
+    await start(plain)  # the same host, 127.0.0.1, another port
+    secure = Host({"/": lambda _: web.Response(text="", content_type="text/html")})
+    url, bundle = await https(secure)
+    secure.routes["/"] = html(f'<title>secure</title><a href="{plain.url}/plain">x</a>')
+    allowed = f"{url.split('//')[1]}, {plain.url.split('//')[1]}"
+    given = f'{{Authorization: "{TOKEN}"}}'
+    extra = f'domains: {{"127.0.0.1": {{headers: {given}}}}}' if scoped else f"headers: {given}"
+    path = project(tmp_path, url + "/", f"{extra}\nallowed_domains: [{allowed}]")
+    out = tmp_path / "out.jsonl"
+    done = await run_fw("run", str(path), "-o", str(out), env={"SSL_CERT_FILE": str(bundle)})
+    assert done.returncode == 0, done.stderr
+    assert secure.got("/", "Authorization") == [TOKEN]
+    assert plain.got("/plain", "Authorization") == [None]
+    assert plain.got("/robots.txt", "Authorization") == [None]
+    assert sorted(item["title"] for item in read_jsonl(out)) == ["plain", "secure"]
+    warned = [line for line in done.stderr.splitlines() if "never go over plain http" in line]
+    assert len(warned) == 1 and f"{plain.url}/" in warned[0], done.stderr
