@@ -41,6 +41,8 @@ from framework.config.schema import did_you_mean, show
 from framework.config.yamlfile import KeyPath, Source, shorten
 from framework.errors import ErrorList, FwError, PluginError
 from framework.hooks import builtin
+from framework.http import Request
+from framework.http.urls import redact_all, shown_url
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -408,7 +410,12 @@ def trace(hook: str, plugin: str, kwargs: Mapping[str, Any] | None = None) -> No
 
 
 def _short(value: object) -> str:
-    text = getattr(value, "url", None) or repr(value)
+    """Show a hook's request, response or item as fw shows URLs: without passwords."""
+    request = getattr(value, "request", value)
+    if isinstance(request, Request):  # a sign-in's query is left out along its redirects
+        text = shown_url(request.replace(url=getattr(value, "url", request.url)))
+    else:
+        text = redact_all(repr(value))
     return text if len(text) <= 120 else text[:117] + "..."
 
 

@@ -544,14 +544,19 @@ async def test_trace_prints_every_hook_call_with_its_plugin(tmp_path: Path, serv
         @hookimpl
         def item_scraped(item):
             pass
+
+        @hookimpl
+        def response_received(response):
+            pass
         """),
         encoding="utf-8",
     )
+    signed_in = base.replace("://", "://ada:s3cret-pw@")  # a password the trace must not print
     project = write_project(
         tmp_path,
         f"""
         spider: rules
-        start_urls: [{base}/]
+        start_urls: [{signed_in}/]
         robots: ignore
         plugins: [./watch.py]
         rules: {{items: [{{fields: {{title: h1::text}}}}]}}
@@ -561,6 +566,9 @@ async def test_trace_prints_every_hook_call_with_its_plugin(tmp_path: Path, serv
     assert result.returncode == 0, result.stderr
     assert "fw trace: register_spiders -> rules" in result.stderr
     assert "fw trace: item_scraped -> watch.py item={'title': 'hi'}" in result.stderr
+    shown = base.replace("://", "://***@")
+    assert f"fw trace: response_received -> watch.py response={shown}/" in result.stderr
+    assert "s3cret-pw" not in result.stderr
 
 
 WATCH = """
