@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import subprocess
 import sys
@@ -166,6 +167,36 @@ async def test_fw_status_and_its_errors_never_print_the_password(
         assert done.returncode == code, done.stderr
         assert PASSWORD not in done.stdout + done.stderr, extra
         assert "redis://***@127.0.0.1:" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:ab12?xyzSECRET@127.0.0.1:6399/0",  # a raw ? ends the "port" inside it
+        "redis://127.0.0.1:99999/0?password=QSECRET",  # refused for its port, not its password
+    ],
+)
+async def test_a_redis_url_refused_for_its_form_never_prints_the_password(
+    tmp_path: Path, url: str
+) -> None:
+    project = tmp_path / "shop.yaml"
+    project.write_text(
+        "spider: rules\nstart_urls: [http://127.0.0.1:1/]\n"
+        "rules: {items: [{fields: {t: h1}}]}\nfrontier: {$env: FRONTIER}\n"
+    )
+    for command in ("status", "run"):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "framework", command, str(project)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "FRONTIER": url},
+        )
+        assert done.returncode == 2, done.stderr
+        assert "SECRET" not in done.stdout + done.stderr and "ab12" not in done.stderr, command
+        assert done.stderr.count("Error:") == 1 and "frontier: redis://" in done.stderr
 
 
 # -------------------------------------------------------------------------------------------

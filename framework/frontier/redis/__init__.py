@@ -110,9 +110,17 @@ from framework.frontier import (
     signed_fingerprint,
     without_once,
 )
-from framework.frontier.redis.scripts import Gone, OutOfMemory, Owned, Scripts, Unreachable
+from framework.frontier.redis.scripts import (
+    Gone,
+    OutOfMemory,
+    Owned,
+    Scripts,
+    Unreachable,
+    shown,
+    url_problem,
+)
 from framework.http import Request
-from framework.http.urls import fingerprint, host_of, redact
+from framework.http.urls import fingerprint, host_of
 
 __all__ = ["RedisFrontier", "read_status", "shown", "where"]
 
@@ -637,6 +645,10 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
     """Take fw's own options (``lease``, ``prefix``, ``patience``) out of a ``redis://``
     URL's query."""
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - a "port" that is the start of a password: refused now
+    except ValueError as exc:  # before the URL is written again, mangling what masks it
+        raise UsageError(f"frontier: {shown(url)}: {url_problem(exc)}") from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     ours: dict[str, str] = {}
     for key, value in query:
@@ -662,21 +674,6 @@ def _half_wiped(url: str, idle: float, renewing: bool) -> UsageError:
         f"stopped {idle:.0f}s ago before it finished; run `fw run --fresh` to start the "
         "crawl over"
     )
-
-
-def shown(url: str) -> str:
-    """Return a ``redis://`` URL for people to read: its credentials, in the userinfo or
-    in the query (``?password=``), masked."""
-    parts = urlsplit(redact(url))
-    query = [
-        (key, "***" if key.lower() in _SECRET_OPTIONS else value)
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*:/")))
-
-
-#: Query options of a redis-py URL that hold credentials.
-_SECRET_OPTIONS = frozenset({"password", "username"})
 
 
 def _seconds(option: str, text: str, url: str) -> float:

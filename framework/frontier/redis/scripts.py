@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -38,7 +38,7 @@ from redis.commands.core import AsyncScript
 from framework.errors import UsageError
 from framework.http.urls import redact
 
-__all__ = ["Gone", "OutOfMemory", "Scripts", "Unreachable"]
+__all__ = ["Gone", "OutOfMemory", "Scripts", "Unreachable", "shown", "url_problem"]
 
 log = logging.getLogger("fw")
 
@@ -217,7 +217,7 @@ class Scripts:
                 redis_connect_func=self._on_connect,
             )
         except ValueError as exc:
-            raise UsageError(f"frontier: {redact(self.url)}: {exc}") from exc
+            raise UsageError(f"frontier: {shown(self.url)}: {url_problem(exc)}") from exc
 
     async def _on_connect(self, connection: Any) -> None:
         """Set up a new connection; count a Redis that restarted since the last one.
@@ -403,3 +403,26 @@ def _source(name: str) -> str:
     """Return a script's text, behind the helpers every script shares."""
     folder = resources.files("framework.frontier.redis") / "lua"
     return (folder / "lib.lua").read_text("utf-8") + (folder / f"{name}.lua").read_text("utf-8")
+
+
+def shown(url: str) -> str:
+    """Return a ``redis://`` URL for people to read: its credentials, in the userinfo or
+    in the query (``?password=``), masked."""
+    parts = urlsplit(redact(url))
+    query = [
+        (key, "***" if key.lower() in _SECRET_OPTIONS else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*:/")))
+
+
+#: Query options of a redis-py URL that hold credentials.
+_SECRET_OPTIONS = frozenset({"password", "username"})
+
+
+def url_problem(exc: ValueError) -> str:
+    """Say what is wrong with a URL redis-py refused, without urllib's quote of a "port"
+    that may be the start of a password written with a raw / ? or #."""
+    if "could not be cast to integer" in str(exc):
+        return "its port is not a number; a password with / ? or # in it must be percent-encoded"
+    return str(exc)
