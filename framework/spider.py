@@ -319,7 +319,9 @@ def _sort(
             message = f"{code.label} yielded {mistake}"
             output.problems.append((code.kind, AttributeError(message), message))
     elif (item := as_item(result)) is not None:
-        output.items.append(item)
+        # A copy of a dict as it was yielded: a callback may yield one dict again and again,
+        # changed between yields, and its items are exported once it has finished.
+        output.items.append(dict(item) if item is result else item)
     elif result is not None:
         message = f"{code.label} yielded {type(result).__name__}; expected a dict item or a Request"
         output.problems.append((code.kind, TypeError(message), message))

@@ -86,8 +86,8 @@ class Pipeline:
 
     async def _stepped(self, item: Item, context: ItemContext) -> Item:
         for plugin, step in self._steps:
-            try:
-                result: Any = step.process(item, context)
+            try:  # on a copy: a step that fails half-way leaves the item as it was
+                result: Any = step.process(dict(item), context)
                 if inspect.isawaitable(result):
                     result = await result
             except DropItem:

@@ -51,9 +51,11 @@ class EventHook:
         ``DropItem`` from ``item_scraped`` passes through (a verdict, not a failure), and
         so does ``CrawlAborted`` (the crawl's memory cannot be written); any other
         exception is handed to ``on_error`` with the plugin's name, and the next plugin
-        still runs.
+        still runs, with the item as it was before the plugin that failed.
         """
+        item = kwargs.get("item") if self.name == "item_scraped" else None
         for call in self._calls:
+            before = dict(item) if item is not None else None
             try:
                 outcome = call(**kwargs)
                 if inspect.isawaitable(outcome):
@@ -63,6 +65,9 @@ class EventHook:
             except BaseException as exc:
                 if not reportable(exc):
                     raise
+                if item is not None and before is not None:  # as it was before this plugin
+                    item.clear()
+                    item.update(before)
                 await self._on_error(call.plugin, self.name, exc, kwargs)
 
 

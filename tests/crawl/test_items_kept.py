@@ -1,0 +1,79 @@
+"""An item is exported as its callback yielded it, whatever its code does with the dict
+afterwards, and as it was before a plugin that failed half-way through changing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from tests.conftest import Serve, crawl, read_jsonl, write_project
+
+PLUGIN = """
+from framework import ItemStep, Spider, hookimpl
+
+
+class Reuses(Spider):
+    name = "reuses"
+
+    def parse(self, response):
+        item = {}  # one dict, changed and yielded again: each item as it was yielded
+        for n in range(3):
+            item["n"] = n
+            item["price"] = 10 * n
+            yield item
+
+
+class Cents(ItemStep):
+    def process(self, item, context):
+        item["cents"] = item.pop("price") * 100
+        if item["n"] == 1:
+            raise RuntimeError("a bug after the change")
+        return item
+
+
+@hookimpl
+def register_spiders(register):
+    register(Reuses)
+
+
+@hookimpl
+def item_step(project, spider):
+    return Cents()
+
+
+@hookimpl
+def item_scraped(item):
+    item["seen"] = True
+    if item["n"] == 2:
+        del item["n"]
+        raise RuntimeError("a bug after the change")
+"""
+
+
+async def test_items_are_kept_as_yielded_and_as_they_were_before_a_failing_plugin(
+    tmp_path: Path, serve: Serve
+) -> None:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<p>x</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    base = await serve(app)
+    (tmp_path / "reuses.py").write_text(PLUGIN, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: reuses
+        start_urls: [{base}/]
+        plugins: [./reuses.py]
+        robots: ignore
+        """,
+    )
+    stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+    assert stats.errors == {"plugin_error": 2}
+    assert read_jsonl(tmp_path / "items.jsonl") == [
+        {"n": 0, "cents": 0, "seen": True},
+        {"n": 1, "price": 10, "seen": True},  # the step failed: the item as it was
+        {"n": 2, "cents": 2000},  # item_scraped failed: the item as the step left it
+    ]
