@@ -221,9 +221,14 @@ def _split_genres(text: str) -> list[str]:
 
 
 def _digits(text: str | None) -> int | None:
-    """Read ``16577人想看`` as 16577; None if there is no number."""
-    digits = re.sub(r"\D", "", text or "")
-    return int(digits) if digits else None
+    """Read ``16577人想看`` as 16577; None if there is no number, or none a count can be
+    (a page padded with thousands of digits must not cost the listing's other films)."""
+    digits = re.sub(r"[^0-9]", "", text or "")
+    return int(digits) if 0 < len(digits) <= _MOST_DIGITS else None
+
+
+#: More digits than any count of people has.
+_MOST_DIGITS = 12
 
 
 # -------------------------------------------------------------------------------------------

@@ -209,9 +209,10 @@ def test_listing_entries_are_told_apart_by_content_and_links_resolved_against_th
         <li class="dt last"><span>7人想看</span></li>
         <li><a class="ticket_btn">3家影院有影讯 »</a></li></ul></div></div>
       <div class="item mod odd"><div class="intro"><h3><a href="../../../subject/22/">乙</a></h3>
-        <ul><li class="dt">1月5日</li><li class="dt">喜剧</li><li class="dt">法国</li></ul>
+        <ul><li class="dt">1月5日</li><li class="dt">喜剧</li><li class="dt">法国</li>
+        <li class="dt last"><span>%s人想看</span></li></ul>
       </div></div>
-    </div></body></html>"""
+    </div></body></html>""" % ("9" * 5_000)  # no count: not the listing's end
     url = "http://mirror.test/cinema/later/beijing/"
     films = [r.meta["film"] for r in DoubanSpider().parse(response(url, page.encode()))]
     assert films == [
