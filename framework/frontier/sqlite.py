@@ -71,7 +71,10 @@ __all__ = ["SqliteFrontier", "read_status"]
 
 log = logging.getLogger("fw")
 
-_PENDING, _LEASED, _DONE, _FAILED, _DELAYED, _RETRIED = range(6)
+_PENDING, _LEASED, _DONE, _FAILED, _DELAYED = range(5)
+#: The reason of a failed entry a ``--retry-failed`` entry took over: counted no more (see
+#: ``_take_over``). A reason, not a state of its own, so that an older fw reads the state.
+_TAKEN_OVER = "(retried)"
 #: Lease tokens, unique in the process: a lease from an earlier opening never matches.
 _TOKENS = itertools.count(1)
 
@@ -81,15 +84,17 @@ CREATE TABLE IF NOT EXISTS requests (
     fp INTEGER UNIQUE,          -- signed 64-bit dedup key (dedup_key); NULL: none
     host TEXT NOT NULL,
     priority INTEGER NOT NULL,
-    state INTEGER NOT NULL,     -- 0 pending, 1 leased, 2 done, 3 failed, 4 delayed,
-                                -- 5 failed, then taken over by a --retry-failed entry
+    state INTEGER NOT NULL,     -- 0 pending, 1 leased, 2 done, 3 failed, 4 delayed
     due REAL,                   -- when a delayed request may go (Unix time)
-    reason TEXT,                -- why it failed
+    reason TEXT,                -- why it failed; '(retried)': a retry's entry took it over
     data TEXT                   -- the request as JSON; dropped once it is done
 );
 CREATE INDEX IF NOT EXISTS queue ON requests (host, priority DESC, id) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS delayed ON requests (due) WHERE state = 4;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The failed entries of requests without a dedup key (dont_filter), by fingerprint: for
+-- a --retry-failed entry to take over.
+CREATE TABLE IF NOT EXISTS failed_fp (fp INTEGER PRIMARY KEY, id INTEGER NOT NULL);
 """
 
 #: Made by the first ``memory.put``: a crawl whose plugins keep nothing has no such table.
@@ -186,6 +191,7 @@ class SqliteFrontier:
         the new round's number."""
         with self._transaction() as db:
             db.execute("DELETE FROM requests")
+            db.execute("DELETE FROM failed_fp")
             db.execute("DELETE FROM meta WHERE key = 'checkpoints'")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('round', ?)", (str(self._round + 1),))
         self._round += 1
@@ -240,11 +246,10 @@ class SqliteFrontier:
             "SELECT count(*), min(due) FROM requests WHERE state = 4"
         ).fetchone()
         self._next_due = self._to_clock(due)
-        self._seen = db.execute(
-            "SELECT count(*) FROM requests WHERE state != ?", (_RETRIED,)
-        ).fetchone()[0]
-        self._done, self._failed = db.execute(
-            "SELECT coalesce(sum(state = 2), 0), coalesce(sum(state = 3), 0) FROM requests"
+        self._seen, self._done, self._failed = db.execute(
+            "SELECT count(*) - coalesce(sum(reason IS ?1), 0), coalesce(sum(state = 2), 0), "
+            "coalesce(sum(state = 3 AND reason IS NOT ?1), 0) FROM requests",
+            (_TAKEN_OVER,),
         ).fetchone()
         return self._done + self._failed
 
@@ -411,6 +416,11 @@ class SqliteFrontier:
             db.execute(
                 "UPDATE requests SET state = 3, reason = ? WHERE id = ?", (settlement.failure, key)
             )
+            if (request := settlement.lease.request).dont_filter:  # no key to find it by
+                db.execute(
+                    "INSERT OR REPLACE INTO failed_fp VALUES (?, ?)",
+                    (signed_fingerprint(fingerprint(request)), key),
+                )
         return self._insert(db, settlement.discovered) if settlement.discovered else []
 
     def _released(self, lease: Lease) -> None:
@@ -441,7 +451,7 @@ class SqliteFrontier:
                     self._reopened += _take_over(db, request)
             elif request.dont_filter and key is not None and _reopen(db, row):
                 new.append(request)
-                self._reopened += 1
+                self._reopened += 1 + _take_over(db, request)  # a state an older fw left
         return new
 
     def _queued(self, new: list[Request]) -> None:
@@ -548,11 +558,17 @@ def _take_over(db: sqlite3.Connection, retry: Request) -> int:
     """Retire the failed entry of the request a ``--retry-failed`` request retries: the
     retry's own entry takes the failure over, so the crawl counts it once, as whatever the
     retry makes of it. The retired entry stays, for its fingerprint. Return 1 if there was
-    one (0: the request had no fingerprint, or a killed retry retired it already)."""
-    cursor = db.execute(
-        "UPDATE requests SET state = ?, data = NULL WHERE fp = ? AND state = ?",
-        (_RETRIED, signed_fingerprint(fingerprint(retry)), _FAILED),
-    )
+    one (0: none failed, or a killed retry took it over already)."""
+    key = signed_fingerprint(fingerprint(retry))
+    taken = "UPDATE requests SET reason = ?, data = NULL WHERE {} AND state = ? AND reason IS NOT ?"
+    cursor = db.execute(taken.format("fp = ?"), (_TAKEN_OVER, key, _FAILED, _TAKEN_OVER))
+    if cursor.rowcount:
+        return 1
+    found = db.execute("SELECT id FROM failed_fp WHERE fp = ?", (key,)).fetchone()
+    if found is None:
+        return 0
+    db.execute("DELETE FROM failed_fp WHERE fp = ?", (key,))
+    cursor = db.execute(taken.format("id = ?"), (_TAKEN_OVER, found[0], _FAILED, _TAKEN_OVER))
     return cursor.rowcount
 
 
@@ -774,8 +790,8 @@ def _status(db: sqlite3.Connection, holder: WorkerStatus | None) -> Status:
     totals = [0] * 5
     hosts: dict[str, list[int]] = {}
     for host, state, count in db.execute(
-        "SELECT host, state, count(*) FROM requests WHERE state != ? GROUP BY host, state",
-        (_RETRIED,),
+        "SELECT host, state, count(*) FROM requests WHERE reason IS NOT ? GROUP BY host, state",
+        (_TAKEN_OVER,),
     ):
         totals[state] += count
         slot = {_PENDING: 0, _DELAYED: 0, _LEASED: 1, _DONE: 2, _FAILED: 3}[state]

@@ -228,6 +228,23 @@ async def test_a_retry_takes_over_the_failure_of_the_request_it_retries(make: Ba
     assert (frontier.counts().failed, frontier.counts().seen) == (1, 3)  # nothing to take
 
 
+async def test_a_retry_takes_over_the_failure_of_a_request_without_a_dedup_key(
+    make: Backend,
+) -> None:
+    # dont_filter: a start URL, or a page a redirect reached during a retry.
+    if make.name == "memory":
+        pytest.skip("nothing survives a memory frontier's run to be retried")
+    frontier = await make()
+    original = req("http://a.test/again", dont_filter=True)
+    assert await frontier.add([original]) == [original]
+    await fail(frontier, await lease_of(frontier), "http_503")
+    retry = req("http://a.test/again", dont_filter=True, meta={ONCE: 7})
+    assert await frontier.add([retry]) == [retry]
+    assert (frontier.counts().failed, frontier.counts().seen) == (0, 1)
+    await ack(frontier, await lease_of(frontier))
+    assert (frontier.counts().done, frontier.counts().failed) == (1, 0)
+
+
 # -------------------------------------------------------------------------------------------
 # Priority
 # -------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 
 from framework.errors import CrawlAborted, UsageError
 from framework.fetch.politeness import HostPolicy, Politeness
-from framework.frontier import Lease, LeaseLost, Saved
+from framework.frontier import ONCE, Lease, LeaseLost, Saved
 from framework.frontier.sqlite import SqliteFrontier, read_status
 from framework.http import Request
 from tests.conftest import Serve, fw_command, pages, read_jsonl, run_fw, write_project
@@ -397,7 +397,7 @@ async def test_a_full_disk_under_the_state_file_is_one_located_error(
     tmp_path: Path, serve: Serve
 ) -> None:
     base = await LinkedSite(3000, latency=0).start(serve)
-    with small_disk(tmp_path / "state", "96k") as folder:
+    with small_disk(tmp_path / "state", "128k") as folder:
         project = rules_project(tmp_path, "shop", [f"{base}/p/0"], folder / "crawl.db")
         done = await run_fw("run", str(project), "-q", "-o", str(tmp_path / "items.jsonl"))
     assert done.returncode == 1, done.stderr
@@ -548,3 +548,30 @@ async def test_the_state_is_for_its_user_alone(tmp_path: Path) -> None:
     frontier, _ = await opened(tmp_path / "crawl.db")
     await frontier.close()
     assert (tmp_path / "crawl.db").stat().st_mode & 0o777 == 0o600  # it holds request headers
+
+
+async def test_a_retry_takes_over_a_failure_an_older_fw_left_and_older_fws_read_the_state(
+    tmp_path: Path,
+) -> None:
+    # An older fw left both a request's failure and its retry's failure counted.
+    frontier, _ = await opened(tmp_path / "crawl.db")
+    await frontier.add(urls("page"))
+    await fail(frontier, await lease_of(frontier), "http_503")
+    retry = Request("http://a.test/page", dont_filter=True, meta={ONCE: 7})
+    await frontier.add([retry])
+    await fail(frontier, await lease_of(frontier), "http_503")
+    await frontier.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "crawl.db")) as db, db:
+        db.execute("UPDATE requests SET reason = 'http_503' WHERE state = 3")  # as it left it
+    assert read_status(tmp_path / "crawl.db").failed == 2
+
+    again, _ = await opened(tmp_path / "crawl.db")
+    assert await again.add([retry]) == [retry]  # its retry's entry, queued again
+    await ack(again, await lease_of(again))
+    assert (again.counts().done, again.counts().failed, again.counts().seen) == (1, 0, 1)
+    await again.close()
+    status = read_status(tmp_path / "crawl.db")
+    assert (status.done, status.failed) == (1, 0)
+    with contextlib.closing(sqlite3.connect(tmp_path / "crawl.db")) as db:
+        states = {state for (state,) in db.execute("SELECT DISTINCT state FROM requests")}
+    assert states <= {0, 1, 2, 3, 4}  # the states every fw knows

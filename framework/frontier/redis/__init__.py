@@ -724,11 +724,10 @@ class _Memory:
 
 def _failed_as(settlement: Settlement) -> str:
     """The fingerprint a failed request is kept under, for a retry to take its failure
-    over (``failed_fp``); empty for one that was done, or has none (``dont_filter``)."""
-    request = settlement.lease.request
-    if settlement.failure is None or request.dont_filter:
+    over (``failed_fp``); empty for one that was done."""
+    if settlement.failure is None:
         return ""
-    return str(signed_fingerprint(fingerprint(request)))
+    return str(signed_fingerprint(fingerprint(settlement.lease.request)))
 
 
 def _seen(key: int, once: bool) -> tuple[str, int]:

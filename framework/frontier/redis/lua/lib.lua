@@ -340,7 +340,10 @@ local function push(from, last, t)
       end
     elseif once then
       id = reopened(fp, host)
-      if id then again = again + 1 end
+      if id then
+        again = again + 1
+        if retried ~= '' then again = again + taken_over(retried, host) end
+      end
     end
     if id then
       priority = tonumber(priority)
