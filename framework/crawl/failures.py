@@ -31,7 +31,14 @@ from framework.errors import CrawlAborted, UsageError, raised_at
 from framework.hooks.events import EventHook
 from framework.hooks.manager import HookCall, PluginManager
 from framework.http import Request
-from framework.http.urls import fingerprint, redact, redact_all, redacted_request, shown_url
+from framework.http.urls import (
+    fingerprint,
+    redact,
+    redact_all,
+    redacted_request,
+    shown_url,
+    without_sign_in,
+)
 from framework.paths import open_new
 from framework.spider import Spider
 
@@ -88,8 +95,9 @@ class Failures:
         failures of the network or the server are warnings.
         """
         self._stats.errors[kind] += 1
+        message = without_sign_in(message, request)
         if kind == "blocked":
-            self._stats.blocked_pages.append(redact(request.url) if request else "")
+            self._stats.blocked_pages.append(shown_url(request) if request else "")
         where = at(request)
         if kind == "spider_error":
             where += self._blame(error)

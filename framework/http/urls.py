@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable
 from hashlib import blake2b
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from w3lib.url import canonicalize_url
 
@@ -28,6 +28,7 @@ __all__ = [
     "site_of",
     "split_host",
     "unfetchable",
+    "without_sign_in",
 ]
 
 _FETCHABLE = ("http://", "https://")
@@ -76,6 +77,26 @@ def shown_url(request: Request) -> str:
     password."""
     url = redact(request.url)
     return url.partition("?")[0] if request.meta.get(SECRET_QUERY) else url
+
+
+def without_sign_in(text: str, request: Request | None) -> str:
+    """Return ``text`` (an error about ``request``) with the passwords a sign-in form sent
+    in its query (``SECRET_QUERY``) masked, as the URL writes them and decoded: a redirect
+    or a spider's error may quote the URL, or a URL that repeats them."""
+    fields = request.meta.get(SECRET_QUERY) if request is not None else None
+    if not fields or request is None:
+        return text
+    for part in urlsplit(request.url).query.split("&"):
+        name, _, value = part.partition("=")
+        if fields is True or unquote_plus(name) in fields:
+            for spelling in sorted({value, unquote_plus(value)}, key=len, reverse=True):
+                if len(spelling) >= _SHORTEST_SECRET:
+                    text = text.replace(spelling, "***")
+    return text
+
+
+#: A shorter value is not masked where it is repeated: it would mask words of the text.
+_SHORTEST_SECRET = 4
 
 
 def redact_all(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -298,6 +299,38 @@ async def test_a_get_sign_in_that_fails_is_logged_without_its_password(
     # The failures file keeps it whole (0600, as the crawl's state does): a retry sends it.
     [line] = (tmp_path / "project.failures.jsonl").read_text().splitlines()
     assert "p=s3cret" in line
+
+
+@pytest.mark.parametrize(
+    ("where", "kind"),
+    [
+        ("/do?u=ada&p=s3cret", "redirects"),  # a loop: its message gives the chain
+        ("http://elsewhere.test/in?return=%2Fdo%3Fp%3Ds3cret", "offsite_redirect"),
+    ],
+)
+async def test_a_get_sign_in_redirected_astray_is_said_without_its_password(
+    tmp_path: Path, serve: Serve, where: str, kind: str
+) -> None:
+    form = '<form method="get" action="/do"><input name="u"><input type="password" name="p">'
+
+    async def page(request: web.Request) -> web.Response:
+        if request.path == "/do":
+            raise web.HTTPFound(where)
+        return web.Response(text=form, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    base = await serve(app)
+    (tmp_path / "signs_in.py").write_text(SIGNS_IN_ITSELF, encoding="utf-8")
+    path = write_project(
+        tmp_path, f"spider: signs_in\nstart_urls: [{base}/]\nplugins: [./signs_in.py]\n"
+    )
+    stats = tmp_path / "stats.json"
+    done = await run_fw("run", str(path), "-o", "items.jsonl", "--stats", str(stats), cwd=tmp_path)
+    assert f"{kind}: " in done.stderr, done.stderr
+    assert "s3cret" not in done.stderr + stats.read_text()
+    [line] = (tmp_path / "project.failures.jsonl").read_text().splitlines()
+    assert "s3cret" not in json.loads(line)["reason"]
 
 
 class OddCharset(LoginSite):
