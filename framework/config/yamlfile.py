@@ -74,8 +74,11 @@ class Source:
         file: Path,
         lines: Mapping[KeyPath, int],
         overrides: Mapping[KeyPath, str] = MappingProxyType({}),
+        secrets: list[EnvText] | None = None,
     ) -> None:
         self.file, self._lines, self._overrides = file, lines, overrides
+        #: The ``$env`` values read through this source (and its copies): never shown.
+        self._secrets = [] if secrets is None else secrets
 
     def with_overrides(self, paths: Mapping[KeyPath, str]) -> Source:
         """Return a copy that attributes each of ``paths``, in order, to what gave it on
@@ -86,7 +89,7 @@ class Source:
             for older in [o for o in overrides if o[: len(path)] == path]:
                 del overrides[older]
             overrides[path] = given
-        return Source(self.file, self._lines, overrides)
+        return Source(self.file, self._lines, overrides, self._secrets)
 
     def where(self, path: KeyPath) -> str:
         """Return what gave a value from the command line (``-s``), else ``FILE:LINE``.
@@ -115,8 +118,26 @@ class Source:
         return next((g for o, g in self._overrides.items() if o[: len(path)] == path), None)
 
     def error(self, path: KeyPath, message: str) -> ProjectError:
-        """Build the error for a problem with the value at ``path``."""
-        return ProjectError(self.where(path), format_key(path), message)
+        """Build the error for a problem with the value at ``path``; an ``$env`` value it
+        quotes (a plugin's check may) is named instead, as ``quoted`` does."""
+        return ProjectError(self.where(path), format_key(path), self._masked(message))
+
+    def secret(self, value: EnvText) -> EnvText:
+        """Remember ``value``, read from ``$env``, so that no error of this file shows it."""
+        if len(value) >= _SHORTEST_SECRET:
+            self._secrets.append(value)
+        return value
+
+    def _masked(self, message: str) -> str:
+        for value in sorted(self._secrets, key=len, reverse=True):
+            message = message.replace(repr(str(value)), quoted(value))
+            for spelling in {str(value), value.lower()}:  # a host name comes lower-cased
+                message = message.replace(spelling, "***")
+        return message
+
+
+#: A shorter ``$env`` value is not masked in errors: it would mask their words (``0.5``).
+_SHORTEST_SECRET = 4
 
 
 #: What YAML counts as a line break (YAML 1.1, as PyYAML reads it).
@@ -340,7 +361,7 @@ def resolve_env(
     if id(value) in memo:
         return memo[id(value)]
     if isinstance(value, dict) and set(value) == {"$env"}:
-        resolved: Any = _env(value["$env"], source, path)
+        resolved: Any = source.secret(_env(value["$env"], source, path))
     elif isinstance(value, dict):
         values = check_all(lambda k, v: resolve_env(v, source, (*path, k), memo), value.items())
         resolved = dict(zip(value, values, strict=True))

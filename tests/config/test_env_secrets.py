@@ -1,0 +1,38 @@
+"""A value from ``$env`` may be a secret: no error about the project file shows it, the
+plugins' checks included, however they quote it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_fw, write_project
+
+SECRET = "hunter2-Secret"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "cache: {dir: c, expire: {$env: S}}",
+        "files: {fields: [poster], max_size: {$env: S}}",
+        "sitemaps: {since: {$env: S}}",
+        "proxies: {urls: [{$env: S}]}",
+        "allowed_domains: [{$env: S}]",  # quoted lower-cased, as host names are
+    ],
+)
+async def test_an_env_value_a_check_refuses_is_never_shown(tmp_path: Path, line: str) -> None:
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: ["http://127.0.0.1:1/"]
+        rules: {{items: [{{fields: {{u: h1}}}}]}}
+        {line}
+        """,
+    )
+    done = await run_fw("check", str(project), env={"S": SECRET})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"Error: {project}:"), done.stderr
+    assert SECRET not in done.stderr and SECRET.lower() not in done.stderr
