@@ -34,7 +34,15 @@ from framework.config.yamlfile import (
     shorten,
 )
 from framework.errors import ErrorList, ProjectError, ProjectErrors, UsageError, check_all
-from framework.http.urls import Offsite, host_of, redact, site_of, split_host, unfetchable
+from framework.http.urls import (
+    Offsite,
+    blank_in_authority,
+    host_of,
+    redact,
+    site_of,
+    split_host,
+    unfetchable,
+)
 
 __all__ = [
     "Backoff",
@@ -58,6 +66,11 @@ def _empty() -> Mapping[str, Any]:
 
 def _http_url(url: str) -> str:
     problem = unfetchable(url)
+    if problem and blank_in_authority(url):  # not quoted: a password may be in it
+        raise ValueError(
+            "a URL with a blank before its path (in its host, or in user:password@) is not "
+            "valid; write a blank in a password as %20"
+        )
     if problem == "scheme":
         raise ValueError(f"{show(url)} is not an http(s) URL; fw fetches only http:// and https://")
     try:  # its host and port are the default allowed_domains: they must read as one

@@ -16,6 +16,7 @@ from framework.http.forms import SECRET_QUERY
 
 __all__ = [
     "Offsite",
+    "blank_in_authority",
     "canonical_url",
     "fingerprint",
     "header_url",
@@ -168,12 +169,23 @@ def unfetchable(url: str) -> str | None:
         return "invalid_url"
     if not url[:8].lower().startswith(_FETCHABLE):
         return "scheme"
+    if blank_in_authority(url):  # in user:password@, it would hide the password from redact
+        return "invalid_url"
     try:
         parts = urlsplit(url)
         valid = bool(parts.hostname) and (parts.port is None or parts.port > 0)
     except ValueError:  # an unbalanced IPv6 bracket, a port like 99999
         valid = False
     return None if valid else "invalid_url"
+
+
+def blank_in_authority(url: str) -> bool:
+    """Whether ``url`` has a blank before its path: in its host, or in its credentials
+    (``ada:pass word@``), where ``redact`` would not find all of them."""
+    return _BLANK_IN_AUTHORITY.match(url) is not None
+
+
+_BLANK_IN_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#\s]*\s")
 
 
 def header_url(value: str) -> str:

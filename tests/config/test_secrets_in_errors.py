@@ -1,5 +1,5 @@
-"""A value from ``$env`` may be a secret: no error about the project file shows it, the
-plugins' checks included, however they quote it."""
+"""A value from ``$env``, or a password in a start URL, may be a secret: no error about the
+project file shows it, the plugins' checks included, however they quote it."""
 
 from __future__ import annotations
 
@@ -36,3 +36,20 @@ async def test_an_env_value_a_check_refuses_is_never_shown(tmp_path: Path, line:
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"Error: {project}:"), done.stderr
     assert SECRET not in done.stderr and SECRET.lower() not in done.stderr
+
+
+async def test_a_start_url_with_a_blank_in_its_password_is_refused_without_showing_it(
+    tmp_path: Path,
+) -> None:
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: ["http://ada:correct horse battery@127.0.0.1:1/"]
+        rules: {items: [{fields: {u: h1}}]}
+        """,
+    )
+    done = await run_fw("check", str(project))
+    assert done.returncode == 2, done.stderr
+    assert "horse" not in done.stderr
+    assert "write a blank in a password as %20" in done.stderr
