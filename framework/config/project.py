@@ -66,10 +66,10 @@ def _empty() -> Mapping[str, Any]:
 
 def _http_url(url: str) -> str:
     problem = unfetchable(url)
-    if problem and blank_in_authority(url):  # not quoted: a password may be in it
+    if problem and blank_in_authority(url) and "@" in url:  # not quoted: it may be a password
         raise ValueError(
-            "a URL with a blank before its path (in its host, or in user:password@) is not "
-            "valid; write a blank in a password as %20"
+            "a URL with a blank in its user:password@ is not valid; write a blank in a "
+            "password as %20"
         )
     if problem == "scheme":
         raise ValueError(f"{show(url)} is not an http(s) URL; fw fetches only http:// and https://")
