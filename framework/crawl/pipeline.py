@@ -121,13 +121,14 @@ class Pipeline:
         await self._failures.report(exc, "item_invalid", request, message, listed=True)
 
     def close(self) -> None:
-        """Tell every step the crawl is over; a step that raises is logged, no more."""
+        """Tell every step the crawl is over; a step that raises is logged and counted."""
         for plugin, step in self._steps:
             try:
                 step.close()
             except BaseException as exc:
                 if not reportable(exc):
                     raise
+                self._stats.errors["plugin_error"] += 1
                 log.error(
                     "plugin_error: plugin '%s': %s.close raised %s: %s",
                     plugin,

@@ -25,6 +25,9 @@ class Reuses(Spider):
 
 
 class Cents(ItemStep):
+    def close(self):
+        raise RuntimeError("a bug at the end")  # counted too
+
     def process(self, item, context):
         item["cents"] = item.pop("price") * 100
         if item["n"] == 1:
@@ -71,7 +74,7 @@ async def test_items_are_kept_as_yielded_and_as_they_were_before_a_failing_plugi
         """,
     )
     stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
-    assert stats.errors == {"plugin_error": 2}
+    assert stats.errors == {"plugin_error": 3}
     assert read_jsonl(tmp_path / "items.jsonl") == [
         {"n": 0, "cents": 0, "seen": True},
         {"n": 1, "price": 10, "seen": True},  # the step failed: the item as it was
