@@ -481,10 +481,9 @@ class Engine:
                 return None
         except FetchError as exc:
             return await self._failed(lease, exc)
-        self.stats.filtered["robots"] += 1
         if not request.depth:  # a crawl whose every start request is refused did nothing
             self._admission.forbidden_start(request)
-        return _NOTHING
+        return await self._filtered(request, FetchError("robots", "robots.txt forbids it"))
 
     async def _process(self, lease: Lease) -> Handled:
         """Fetch and parse one request; return what it came to."""
@@ -508,9 +507,8 @@ class Engine:
             if redirect is not None:
                 return Handled(discovered=self._admission.admit([redirect]))
             check_status(response, allowed_status(self.spider, request, self._crew.callbacks))
-        except IgnoreRequest:
-            self.stats.filtered["ignored"] += 1
-            return _NOTHING
+        except IgnoreRequest as exc:
+            return await self._filtered(request, FetchError("ignored", str(exc) or "ignored"))
         except Unchanged as exc:  # no callback: the links the page had last time
             self.stats.handled += 1
             found = _deeper(list(exc.requests), request, request.callback)
@@ -603,19 +601,28 @@ class Engine:
         if not request.errback:
             await self._failures.report(error, error.kind, request, str(error), listed=True)
             return Handled(failure=error.kind)
+        return await self._errback(request, error, failed=True)
+
+    async def _filtered(self, request: Request, why: FetchError) -> Handled:
+        """Count a request fw chose not to fetch (robots.txt forbids it, a middleware
+        ignored it): no failure, yet its errback runs, as Scrapy's does, so that a spider
+        keeps what it knew (the Douban spider, a film from its listing)."""
+        self.stats.filtered[why.kind] += 1
+        return await self._errback(request, why, failed=False) if request.errback else _NOTHING
+
+    async def _errback(self, request: Request, error: FetchError, *, failed: bool) -> Handled:
+        """Run the request's errback and take what it found; a ``failed`` request is also
+        reported, and listed in the failures file."""
         output = await self._callback(request.errback, request, error)
         accepted = await self._settler.accept(output.items, None, request=request)
         if accepted is None:  # max_items: the next run fetches it again, errback and all
             return Handled(retry=request)  # so it is not a failure of this run
-        await self._failures.report(error, error.kind, request, str(error), listed=True)
+        if failed:
+            await self._failures.report(error, error.kind, request, str(error), listed=True)
         await self._report(output, request, listed=False)
-        return Handled(
-            accepted,
-            self._admission.admit(
-                _deeper(output.requests, request, request.errback), found_on=request.url
-            ),
-            error.kind,
-        )
+        found = _deeper(output.requests, request, request.errback)
+        failure = error.kind if failed else None
+        return Handled(accepted, self._admission.admit(found, found_on=request.url), failure)
 
     async def _callback(self, name: str | None, *args: Any) -> CallbackOutput:
         """Run a spider callback and return what it found and what went wrong in it, to be

@@ -80,3 +80,53 @@ async def test_items_are_kept_as_yielded_and_as_they_were_before_a_failing_plugi
         {"n": 1, "price": 10, "seen": True},  # the step failed: the item as it was
         {"n": 2, "cents": 2000},  # item_scraped failed: the item as the step left it
     ]
+
+
+LISTING = """
+from framework import Spider, hookimpl
+
+
+class Listing(Spider):
+    name = "listing"
+
+    def parse(self, response):
+        for n in range(2):
+            yield response.follow(
+                f"/subject/{n}", callback=self.subject, errback=self.missed, meta={"n": n}
+            )
+
+    def subject(self, response):
+        yield {"n": response.meta["n"], "from": "subject"}
+
+    def missed(self, request, error):
+        yield {"n": request.meta["n"], "from": error.kind}
+
+
+@hookimpl
+def register_spiders(register):
+    register(Listing)
+"""
+
+
+async def test_a_request_robots_txt_forbids_still_runs_its_errback(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # As Scrapy's do: the spider keeps what it knew of the page it may not fetch.
+    async def page(request: web.Request) -> web.Response:
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nDisallow: /subject/1\n")
+        return web.Response(text="<p>x</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    base = await serve(app)
+    (tmp_path / "listing.py").write_text(LISTING, encoding="utf-8")
+    project = write_project(
+        tmp_path, f"spider: listing\nstart_urls: [{base}/]\nplugins: [./listing.py]\n"
+    )
+    stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+    assert (stats.errors, stats.filtered["robots"]) == ({}, 1)
+    assert sorted(map(tuple, map(dict.values, read_jsonl(tmp_path / "items.jsonl")))) == [
+        (0, "subject"),
+        (1, "robots"),
+    ]

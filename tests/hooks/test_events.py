@@ -232,7 +232,11 @@ async def test_a_callback_yielding_neither_item_nor_request_is_a_spider_error(
 async def test_errbacks_turn_failed_requests_into_items(crawled: Crawled) -> None:
     base = crawled.base
     missing = sorted((i["url"], i["kind"]) for i in crawled.exported if i["page"] == "missing")
-    assert missing == [(f"{base}/buggy", "plugin_error"), (f"{base}/gone", "http_404")]
+    assert missing == [
+        (f"{base}/buggy", "plugin_error"),
+        (f"{base}/gone", "http_404"),
+        (f"{base}/private", "ignored"),  # not fetched, by a middleware's IgnoreRequest
+    ]
     assert f"http_404: HTTP 404 ({base}/gone)" in crawled.messages
 
 
