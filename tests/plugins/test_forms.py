@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -273,14 +274,16 @@ def register_spiders(register):
 """
 
 
-async def test_a_get_sign_in_that_fails_is_logged_without_its_password(
-    tmp_path: Path, serve: Serve
-) -> None:
+async def signing_in(
+    tmp_path: Path, serve: Serve, sign_in: Callable[[], web.Response], extra: str = ""
+) -> tuple[str, Path]:
+    """Serve a GET sign-in form whose ``/do`` answers with ``sign_in()``; write a project
+    whose spider submits it with the password ``s3cret``. Return the site and project."""
     form = '<form method="get" action="/do"><input name="u"><input type="password" name="p">'
 
     async def page(request: web.Request) -> web.Response:
         if request.path == "/do":
-            return web.Response(status=500, text="down")
+            return sign_in()
         return web.Response(text=form, content_type="text/html")
 
     app = web.Application()
@@ -288,9 +291,19 @@ async def test_a_get_sign_in_that_fails_is_logged_without_its_password(
     base = await serve(app)
     (tmp_path / "signs_in.py").write_text(SIGNS_IN_ITSELF, encoding="utf-8")
     path = write_project(
+        tmp_path, f"spider: signs_in\nstart_urls: [{base}/]\nplugins: [./signs_in.py]\n{extra}"
+    )
+    return base, path
+
+
+async def test_a_get_sign_in_that_fails_is_logged_without_its_password(
+    tmp_path: Path, serve: Serve
+) -> None:
+    base, path = await signing_in(
         tmp_path,
-        f"spider: signs_in\nstart_urls: [{base}/]\nplugins: [./signs_in.py]\nretries: 1\n"
-        "backoff: {base: 0.01, max: 0.01}\n",
+        serve,
+        lambda: web.Response(status=500, text="down"),
+        "retries: 1\nbackoff: {base: 0.01, max: 0.01}\n",
     )
     done = await run_fw("--log-level", "debug", "run", str(path), "-o", "items.jsonl", cwd=tmp_path)
     assert f"retrying in 0.01s (http_500): {base}/do\n" in done.stderr
@@ -311,19 +324,8 @@ async def test_a_get_sign_in_that_fails_is_logged_without_its_password(
 async def test_a_get_sign_in_redirected_astray_is_said_without_its_password(
     tmp_path: Path, serve: Serve, where: str, kind: str
 ) -> None:
-    form = '<form method="get" action="/do"><input name="u"><input type="password" name="p">'
-
-    async def page(request: web.Request) -> web.Response:
-        if request.path == "/do":
-            raise web.HTTPFound(where)
-        return web.Response(text=form, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    base = await serve(app)
-    (tmp_path / "signs_in.py").write_text(SIGNS_IN_ITSELF, encoding="utf-8")
-    path = write_project(
-        tmp_path, f"spider: signs_in\nstart_urls: [{base}/]\nplugins: [./signs_in.py]\n"
+    _, path = await signing_in(
+        tmp_path, serve, lambda: web.Response(status=302, headers={"Location": where})
     )
     stats = tmp_path / "stats.json"
     done = await run_fw("run", str(path), "-o", "items.jsonl", "--stats", str(stats), cwd=tmp_path)
