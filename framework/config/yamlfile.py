@@ -123,8 +123,10 @@ class Source:
         return ProjectError(self.where(path), format_key(path), self._masked(message))
 
     def secret(self, value: EnvText) -> EnvText:
-        """Remember ``value``, read from ``$env``, so that no error of this file shows it."""
-        if len(value) >= _SHORTEST_SECRET:
+        """Remember ``value``, read from ``$env``, so that no error of this file shows it:
+        one long enough to be a secret and not a number or true/false, which an error's
+        own words may hold (``must be true or false``)."""
+        if len(value) >= _SHORTEST_SECRET and isinstance(value.scalar(), str):
             self._secrets.append(value)
         return value
 
@@ -132,12 +134,12 @@ class Source:
         for value in sorted(self._secrets, key=len, reverse=True):
             message = message.replace(repr(str(value)), quoted(value))
             for spelling in {str(value), value.lower()}:  # a host name comes lower-cased
-                message = message.replace(spelling, "***")
+                message = re.sub(rf"(?<!\w){re.escape(spelling)}(?!\w)", "***", message)
         return message
 
 
-#: A shorter ``$env`` value is not masked in errors: it would mask their words (``0.5``).
-_SHORTEST_SECRET = 4
+#: A shorter ``$env`` value is not masked in errors: it would mask their words (``obey``).
+_SHORTEST_SECRET = 8
 
 
 #: What YAML counts as a line break (YAML 1.1, as PyYAML reads it).

@@ -53,3 +53,22 @@ async def test_a_start_url_with_a_blank_in_its_password_is_refused_without_showi
     assert done.returncode == 2, done.stderr
     assert "horse" not in done.stderr
     assert "write a blank in a password as %20" in done.stderr
+
+
+async def test_a_short_or_plain_env_value_leaves_other_errors_as_written(tmp_path: Path) -> None:
+    # Masked everywhere, "obey" and "1000" garbled fw's own words and gave themselves away.
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: ["http://127.0.0.1:1/"]
+        rules: {items: [{fields: {u: h1}}]}
+        headers: {X-Mode: {$env: MODE}, X-Count: {$env: COUNT}}
+        robots: sometimes
+        delay: -1000
+        """,
+    )
+    done = await run_fw("check", str(project), env={"MODE": "obey", "COUNT": "1000"})
+    assert done.returncode == 2, done.stderr
+    assert "robots: must be one of 'obey', 'ignore'" in done.stderr
+    assert "got -1000" in done.stderr and "***" not in done.stderr
