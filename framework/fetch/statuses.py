@@ -9,6 +9,7 @@ from framework.errors import FetchError, HttpError
 from framework.fetch.credentials import UNCREDENTIALED, crossed_origin, without_credentials
 from framework.fetch.retry import parse_retry_after, retryable_status
 from framework.http import Request, Response
+from framework.http.forms import SECRET_QUERY
 from framework.http.urls import Offsite, canonical_url, header_url, redact, unfetchable
 
 __all__ = ["REDIRECTS", "check_status", "redirect_of"]
@@ -41,19 +42,23 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
         target = location
     problem = unfetchable(target)
     if problem == "invalid_url":
-        raise FetchError("invalid_url", f"redirected to an invalid URL: {location!r}")
+        raise FetchError(
+            "invalid_url", f"redirected to an invalid URL: {_said(location, request)!r}"
+        )
     if problem == "scheme":  # file:, data:, ftp:: never followed, but never silently
-        raise FetchError("bad_redirect", f"redirected to {target[:200]!r}, which is not http(s)")
+        shown = _said(target, request)[:200]
+        raise FetchError("bad_redirect", f"redirected to {shown!r}, which is not http(s)")
     if not offsite.allows(target):
         raise FetchError(
             "offsite_redirect",
-            f"redirected to {target}, outside allowed_domains",
+            f"redirected to {_said(target, request)}, outside allowed_domains",
             redirect_to=target,
         )
     # The chain travels in meta, so that a loop is a failure rather than a lost page.
     chain = [*request.meta.get("redirect_urls", ()), request.url]
     if canonical_url(target) in {canonical_url(url) for url in chain}:
-        raise FetchError("redirects", f"redirect loop: {' -> '.join([*chain, target])}")
+        loop = " -> ".join(_said(url, request) for url in [*chain, target])
+        raise FetchError("redirects", f"redirect loop: {loop}")
     becomes_get = response.status == 303 or (
         response.status in (301, 302) and request.method == "POST"
     )
@@ -75,6 +80,13 @@ def redirect_of(response: Response, *, max_redirects: int, offsite: Offsite) -> 
         method="GET" if becomes_get else request.method,
         body=None if becomes_get else request.body,
     )
+
+
+def _said(url: str, request: Request) -> str:
+    """``url`` as a message about ``request`` may show it: without its query along a GET
+    sign-in's redirects (``SECRET_QUERY``), where it may repeat the password however
+    encoded."""
+    return url.partition("?")[0] if request.meta.get(SECRET_QUERY) else url
 
 
 def _without_body_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:

@@ -143,6 +143,7 @@ def test_a_password_is_masked_wherever_fw_shows_a_redis_url() -> None:
         shown(f"redis://:{PASSWORD}@h:6379/0?prefix=fw:x:") == "redis://***@h:6379/0?prefix=fw:x:"
     )
     assert shown(f"redis://h/0?password={PASSWORD}&db=1") == "redis://h/0?password=***&db=1"
+    assert shown("redis://h/0?password=ab#cdSECRET") == "redis://h/0?password=***"
     with pytest.raises(UsageError) as bad_lease:
         RedisFrontier(f"redis://:{PASSWORD}@h/0?lease=soon", POLITENESS, name="x")
     assert PASSWORD not in str(bad_lease.value) and "lease=soon" in str(bad_lease.value)

@@ -413,7 +413,8 @@ def shown(url: str) -> str:
         (key, "***" if key.lower() in _SECRET_OPTIONS else value)
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
     ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*:/")))
+    # No fragment: a Redis URL has none, so one is the rest of a password written with "#".
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*:/"), fragment=""))
 
 
 #: Query options of a redis-py URL that hold credentials.
