@@ -533,8 +533,9 @@ class Engine:
         return Handled(accepted, self._admission.admit(found, found_on=request.url))
 
     def _spend(self) -> bool:
-        """Count one request going to the fetcher against ``max_pages``; False if none is
-        left. Counting here, not at claim time, leaves out what offsite and robots.txt drop.
+        """Count one request going to the fetcher, or to its errback unfetched, against
+        ``max_pages``; False if none is left. Counting here, not at claim time, leaves out
+        what offsite and robots.txt drop without an errback.
         """
         limit = self.project.max_pages
         if limit is None:
@@ -608,7 +609,11 @@ class Engine:
         ignored it): no failure, yet its errback runs, as Scrapy's does, so that a spider
         keeps what it knew (the Douban spider, a film from its listing)."""
         self.stats.filtered[why.kind] += 1
-        return await self._errback(request, why, failed=False) if request.errback else _NOTHING
+        if not request.errback:
+            return _NOTHING
+        if not self._spend():  # an errback that yields its request again: max_pages ends it
+            return Handled(retry=request)
+        return await self._errback(request, why, failed=False)
 
     async def _errback(self, request: Request, error: FetchError, *, failed: bool) -> Handled:
         """Run the request's errback and take what it found; a ``failed`` request is also

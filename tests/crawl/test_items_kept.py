@@ -3,6 +3,7 @@ afterwards, and as it was before a plugin that failed half-way through changing 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aiohttp import web
@@ -130,3 +131,31 @@ async def test_a_request_robots_txt_forbids_still_runs_its_errback(
         (0, "subject"),
         (1, "robots"),
     ]
+
+
+async def test_an_errback_yielding_its_forbidden_request_again_is_stopped_by_max_pages(
+    tmp_path: Path, serve: Serve
+) -> None:
+    again = LISTING.replace(
+        'yield {"n": request.meta["n"], "from": error.kind}',
+        'yield {"n": request.meta["n"], "from": error.kind}\n'
+        "        yield request.replace(dont_filter=True)",
+    )
+
+    async def page(request: web.Request) -> web.Response:
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nDisallow: /subject/\n")
+        return web.Response(text="<p>x</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    base = await serve(app)
+    (tmp_path / "listing.py").write_text(again, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"spider: listing\nstart_urls: [{base}/]\nplugins: [./listing.py]\nmax_pages: 5\n",
+    )
+    async with asyncio.timeout(30):
+        stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+    assert stats.reason == "max_pages reached"
+    assert len(read_jsonl(tmp_path / "items.jsonl")) == 4  # the listing, then 4 errbacks
