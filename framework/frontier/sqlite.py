@@ -94,7 +94,8 @@ CREATE INDEX IF NOT EXISTS delayed ON requests (due) WHERE state = 4;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- The failed entries of requests without a dedup key (dont_filter), by fingerprint: for
 -- a --retry-failed entry to take over.
-CREATE TABLE IF NOT EXISTS failed_fp (fp INTEGER PRIMARY KEY, id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS failed_fp (id INTEGER PRIMARY KEY, fp INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS failed_by_fp ON failed_fp (fp);
 """
 
 #: Made by the first ``memory.put``: a crawl whose plugins keep nothing has no such table.
@@ -419,7 +420,7 @@ class SqliteFrontier:
             if (request := settlement.lease.request).dont_filter:  # no key to find it by
                 db.execute(
                     "INSERT OR REPLACE INTO failed_fp VALUES (?, ?)",
-                    (signed_fingerprint(fingerprint(request)), key),
+                    (key, signed_fingerprint(fingerprint(request))),
                 )
         return self._insert(db, settlement.discovered) if settlement.discovered else []
 
@@ -555,21 +556,21 @@ def read_status(path: Path) -> Status:
 
 
 def _take_over(db: sqlite3.Connection, retry: Request) -> int:
-    """Retire the failed entry of the request a ``--retry-failed`` request retries: the
+    """Retire the failed entries of the request a ``--retry-failed`` request retries: the
     retry's own entry takes the failure over, so the crawl counts it once, as whatever the
-    retry makes of it. The retired entry stays, for its fingerprint. Return 1 if there was
-    one (0: none failed, or a killed retry took it over already)."""
+    retry makes of it. A retired entry stays, for its fingerprint. Return how many there
+    were (0: none failed, or a killed retry took them over already): its own, and those
+    of it sent again with ``dont_filter``, which the failures file lists once."""
     key = signed_fingerprint(fingerprint(retry))
     taken = "UPDATE requests SET reason = ?, data = NULL WHERE {} AND state = ? AND reason IS NOT ?"
-    cursor = db.execute(taken.format("fp = ?"), (_TAKEN_OVER, key, _FAILED, _TAKEN_OVER))
-    if cursor.rowcount:
-        return 1
-    found = db.execute("SELECT id FROM failed_fp WHERE fp = ?", (key,)).fetchone()
-    if found is None:
-        return 0
+    count = db.execute(taken.format("fp = ?"), (_TAKEN_OVER, key, _FAILED, _TAKEN_OVER)).rowcount
+    ids = [row[0] for row in db.execute("SELECT id FROM failed_fp WHERE fp = ?", (key,))]
     db.execute("DELETE FROM failed_fp WHERE fp = ?", (key,))
-    cursor = db.execute(taken.format("id = ?"), (_TAKEN_OVER, found[0], _FAILED, _TAKEN_OVER))
-    return cursor.rowcount
+    for found in ids:
+        count += db.execute(
+            taken.format("id = ?"), (_TAKEN_OVER, found, _FAILED, _TAKEN_OVER)
+        ).rowcount
+    return count
 
 
 def _reopen(db: sqlite3.Connection, row: tuple[int | None, str, int, str]) -> bool:

@@ -21,9 +21,9 @@ back to the queue. All keys start with the crawl's prefix (``fw:<name>:`` by def
     failures         hash   id -> reason and request, for failed requests
     once             hash   ``ONCE`` key -> id of the entry a ``--retry-failed`` request
                             was queued as: a retry of it, failed, is queued again
-    failed_fp        hash   fingerprint -> id of a failed request's entry: a retry's first
-                            entry takes the failure over (it is counted once, as the
-                            retry ends), and the request's fingerprint stays seen
+    failed_fp        hash   fingerprint -> ids (comma-separated) of a request's failed
+                            entries: a retry's first entry takes the failures over (it
+                            is counted once, as the retry ends)
     workers          hash   worker id -> last heartbeat (server time), "… stopped" after close
     calls:<worker>   hash   the worker's last 4096 answers, to make repeated calls safe
     memory           hash   the crawl's memory: a page's entry by fingerprint, and the

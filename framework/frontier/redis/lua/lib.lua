@@ -302,17 +302,20 @@ local function reopened(fp, host)
   return id
 end
 
--- Take the failure of the request whose fingerprint is fp over for a retry of it (its
--- first entry): the failure is counted no more, so that the request counts once, as the
--- retry ends. Return 1 if there was one to take over, else 0.
+-- Take the failures of the request whose fingerprint is fp over for a retry of it (its
+-- first entry): they are counted no more, so that the request counts once, as the retry
+-- ends. Return how many there were: its own, and those of it sent again with dont_filter.
 local function taken_over(fp, host)
-  local id = redis.call('HGET', FAILED_FP, fp)
-  if not id then return 0 end
+  local ids = redis.call('HGET', FAILED_FP, fp)
+  if not ids then return 0 end
   redis.call('HDEL', FAILED_FP, fp)
-  if redis.call('HDEL', FAILURES, id) == 0 then return 0 end
-  bump('failed', -1)
-  add_to(host, 'failed', -1)
-  return 1
+  local n = 0
+  for id in string.gmatch(ids, '[^,]+') do
+    n = n + redis.call('HDEL', FAILURES, id)
+  end
+  bump('failed', -n)
+  add_to(host, 'failed', -n)
+  return n
 end
 
 -- Queue the requests in ARGV[from] to ARGV[last] whose fingerprint is new; return their

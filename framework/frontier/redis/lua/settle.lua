@@ -48,7 +48,10 @@ local function settle(lease)
   add_to(host, lease.outcome, 1)
   if lease.outcome == 'failed' then  -- kept for the record: why, and the request itself
     redis.call('HSET', FAILURES, lease.id, lease.reason .. '\n' .. json)
-    if lease.fp ~= '' then redis.call('HSET', FAILED_FP, lease.fp, lease.id) end
+    if lease.fp ~= '' then  -- every failure of the request: sent again, it fails anew
+      local ids = redis.call('HGET', FAILED_FP, lease.fp)
+      redis.call('HSET', FAILED_FP, lease.fp, ids and ids .. ',' .. lease.id or lease.id)
+    end
   end
   release(host, t)
   return table.concat(push(lease.from, lease.last, t), ',')
