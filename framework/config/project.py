@@ -66,7 +66,8 @@ def _empty() -> Mapping[str, Any]:
 
 def _http_url(url: str) -> str:
     problem = unfetchable(url)
-    if problem and blank_in_authority(url) and "@" in url:  # not quoted: it may be a password
+    credentials = "@" in re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+    if problem and credentials and blank_in_authority(url):  # not quoted: it may be a password
         raise ValueError(
             "a URL with a blank in its user:password@ is not valid; write a blank in a "
             "password as %20"
