@@ -109,22 +109,31 @@ def register_spiders(register):
 """
 
 
-async def test_a_request_robots_txt_forbids_still_runs_its_errback(
-    tmp_path: Path, serve: Serve
-) -> None:
-    # As Scrapy's do: the spider keeps what it knew of the page it may not fetch.
+async def listing_project(
+    tmp_path: Path, serve: Serve, disallow: str, spider: str = LISTING, extra: str = ""
+) -> Path:
+    """Serve a listing whose robots.txt disallows ``disallow``; write a project crawling
+    it with ``spider`` (``LISTING``)."""
+
     async def page(request: web.Request) -> web.Response:
         if request.path == "/robots.txt":
-            return web.Response(text="User-agent: *\nDisallow: /subject/1\n")
+            return web.Response(text=f"User-agent: *\nDisallow: {disallow}\n")
         return web.Response(text="<p>x</p>", content_type="text/html")
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", page)
     base = await serve(app)
-    (tmp_path / "listing.py").write_text(LISTING, encoding="utf-8")
-    project = write_project(
-        tmp_path, f"spider: listing\nstart_urls: [{base}/]\nplugins: [./listing.py]\n"
+    (tmp_path / "listing.py").write_text(spider, encoding="utf-8")
+    return write_project(
+        tmp_path, f"spider: listing\nstart_urls: [{base}/]\nplugins: [./listing.py]\n{extra}"
     )
+
+
+async def test_a_request_robots_txt_forbids_still_runs_its_errback(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # As Scrapy's do: the spider keeps what it knew of the page it may not fetch.
+    project = await listing_project(tmp_path, serve, "/subject/1")
     stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
     assert (stats.errors, stats.filtered["robots"]) == ({}, 1)
     assert sorted(map(tuple, map(dict.values, read_jsonl(tmp_path / "items.jsonl")))) == [
@@ -141,20 +150,7 @@ async def test_an_errback_yielding_its_forbidden_request_again_is_stopped_by_max
         'yield {"n": request.meta["n"], "from": error.kind}\n'
         "        yield request.replace(dont_filter=True)",
     )
-
-    async def page(request: web.Request) -> web.Response:
-        if request.path == "/robots.txt":
-            return web.Response(text="User-agent: *\nDisallow: /subject/\n")
-        return web.Response(text="<p>x</p>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    base = await serve(app)
-    (tmp_path / "listing.py").write_text(again, encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"spider: listing\nstart_urls: [{base}/]\nplugins: [./listing.py]\nmax_pages: 5\n",
-    )
+    project = await listing_project(tmp_path, serve, "/subject/", again, "max_pages: 5\n")
     async with asyncio.timeout(30):
         stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
     assert stats.reason == "max_pages reached"
