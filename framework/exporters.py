@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO, ClassVar
 
+from framework.paths import opened, replaced
+
 __all__ = ["Exporter"]
 
 #: Seconds an export to a FIFO waits for a reader before it fails.
@@ -109,14 +111,8 @@ class Exporter:
         that ``open_binary`` or ``lock`` opened; an exporter opening its own by other means
         checks nothing unless it overrides this.
         """
-        opened = getattr(self, "_opened_as", None)  # a subclass may skip our __init__
-        if opened is None:
-            return
-        try:
-            here = Path(self.path).stat()
-        except FileNotFoundError:
-            here = None
-        if here is None or (here.st_dev, here.st_ino) != opened:
+        file = getattr(self, "_opened_as", None)  # a subclass may skip our __init__
+        if file is not None and replaced(self.path, file):
             raise OSError(
                 errno.ENOENT,
                 "the file was removed or replaced while the crawl wrote it: the items "
@@ -146,7 +142,7 @@ class Exporter:
             path.parent.mkdir(parents=True, exist_ok=True)
             file = _open(path, opening)
         _exclusive(file, path)
-        self._opened_as = _identity(file)
+        self._opened_as = opened(file)
         if mode == "wb" and stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # not /dev/null
             file.truncate(0)
             file.seek(0)  # else ``tell()`` gives the old length until the first write
@@ -161,13 +157,8 @@ class Exporter:
         path = Path(self.path)
         file = _open(path, "ab")  # "a": neither cut nor created past what exists
         _exclusive(file, path)
-        self._opened_as = _identity(file)
+        self._opened_as = opened(file)
         return file
-
-
-def _identity(file: IO[bytes]) -> tuple[int, int]:
-    opened = os.fstat(file.fileno())
-    return opened.st_dev, opened.st_ino
 
 
 def _open(path: Path, mode: str) -> IO[bytes]:

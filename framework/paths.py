@@ -16,9 +16,9 @@ import re
 import resource
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
-__all__ = ["descriptor", "identity", "is_stream", "no_room", "open_new"]
+__all__ = ["descriptor", "identity", "is_stream", "no_room", "open_new", "opened", "replaced"]
 
 #: The names of this process's own open files: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
 _OWN = re.compile(r"/dev/(?:std(?:in|out|err)|fd/\d+)|/proc/self/fd/\d+")
@@ -57,6 +57,22 @@ def identity(path: str, *, follow: bool = True) -> object:
     if stat.S_ISCHR(found.st_mode):
         return path
     return (found.st_dev, found.st_ino)
+
+
+def opened(file: IO[bytes]) -> tuple[int, int]:
+    """Return the device and inode of an open file: what ``replaced`` compares."""
+    found = os.fstat(file.fileno())
+    return found.st_dev, found.st_ino
+
+
+def replaced(path: str | Path, file: tuple[int, int]) -> bool:
+    """Tell whether ``path`` no longer names ``file`` (``opened``): removed, moved away or
+    replaced while it was written, so that what goes to it reaches nobody."""
+    try:
+        here = Path(path).stat()
+    except OSError:
+        return True
+    return (here.st_dev, here.st_ino) != file
 
 
 def is_stream(path: Path) -> bool:

@@ -65,7 +65,7 @@ from framework.frontier import (
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
 from framework.http.urls import fingerprint, host_of
-from framework.paths import no_room
+from framework.paths import no_room, opened, replaced
 
 __all__ = ["SqliteFrontier", "read_status"]
 
@@ -165,7 +165,8 @@ class SqliteFrontier:
                 _discard(self.path, self._lock)
             existed = self.path.stat().st_size > 0
             self._db = _connect(self.path)
-            self._file = _identity(self._lock)
+            assert self._lock is not None
+            self._file = opened(self._lock)  # the state file, as the crawl locked it
             try:
                 settled = self._load()  # first: a message that stops the crawl counts them
                 self._claim_ownership()
@@ -390,11 +391,7 @@ class SqliteFrontier:
         """Stop the crawl if its state file was removed or replaced under it: it would
         write to a file nobody reads again, and the lock would not keep out the next
         ``fw run`` of the same project."""
-        try:
-            here = self.path.stat()
-        except OSError:
-            here = None
-        if here is None or (here.st_dev, here.st_ino) != self._file:
+        if replaced(self.path, self._file):
             raise CrawlAborted(
                 f"frontier {self.path}: the state file was removed or replaced while the "
                 f"crawl ran; it stops here, with {self._done + self._failed} requests "
@@ -603,13 +600,6 @@ def _connect(path: Path) -> sqlite3.Connection:
             raise _unreadable(path, exc) from exc
         raise _unwritable(path, exc, _settled_in(path)) from exc  # intact: say so
     return db
-
-
-def _identity(lock: IO[bytes] | None) -> tuple[int, int]:
-    """The device and inode of the state file, as the crawl opened and locked it."""
-    assert lock is not None
-    opened = os.fstat(lock.fileno())
-    return opened.st_dev, opened.st_ino
 
 
 def _unreadable(path: Path, exc: sqlite3.Error) -> UsageError | CrawlAborted:
