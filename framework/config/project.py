@@ -36,7 +36,7 @@ from framework.config.yamlfile import (
 from framework.errors import ErrorList, ProjectError, ProjectErrors, UsageError, check_all
 from framework.http.urls import (
     Offsite,
-    blank_in_authority,
+    blank_in_credentials,
     host_of,
     redact,
     site_of,
@@ -66,8 +66,7 @@ def _empty() -> Mapping[str, Any]:
 
 def _http_url(url: str) -> str:
     problem = unfetchable(url)
-    credentials = "@" in re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
-    if problem and credentials and blank_in_authority(url):  # not quoted: it may be a password
+    if problem and blank_in_credentials(url):  # not quoted: the password it may show
         raise ValueError(
             "a URL with a blank in its user:password@ is not valid; write a blank in a "
             "password as %20"

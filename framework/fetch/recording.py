@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
-from urllib.parse import unquote_to_bytes, urlsplit
 
 from multidict import CIMultiDict
 
@@ -45,8 +44,14 @@ from framework.config.project import MiB
 from framework.errors import CrawlAborted, FetchError, UsageError
 from framework.fetch.parsers import Parsers
 from framework.http import Request, Response, media_type
-from framework.http.forms import SECRET_QUERY
-from framework.http.urls import canonical_url, fingerprint, redact, shown_url
+from framework.http.urls import (
+    SignInPassword,
+    canonical_url,
+    fingerprint,
+    redact,
+    shown_url,
+    sign_in_passwords,
+)
 from framework.paths import open_new
 
 if TYPE_CHECKING:  # the downloader imports aiohttp, which a plugin importing fw need not
@@ -66,8 +71,6 @@ _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _HOST = socket.gethostname()
 _PART = re.compile(r"\.[0-9a-f]{16}\.(?:body|json)\.(?P<host>.*)-(?P<pid>[0-9]{1,9})\.part")
 _ENTRY = re.compile(r"[0-9a-f]{16}\.json")
-#: A sign-in password a record's headers repeat is masked if at least this long.
-_SHORTEST_SECRET = 4
 #: What a record holds in place of a sign-in password (see ``_hidden``), and in place of
 #: the text's own "{fw:" (``lit``).
 _MARK_START = "{fw:"
@@ -472,51 +475,19 @@ def _same(url: str) -> str:
     return redact(canonical_url(url))
 
 
-class _Secret(NamedTuple):
-    """A sign-in password: as text, and the bytes the query sent it as."""
-
-    text: str
-    raw: bytes
-
-    @property
-    def echo(self) -> str | None:
-        """How a header repeating the bytes raw reads once aiohttp decoded it (UTF-8, any
-        byte that is not kept as a surrogate escape), if matching it character by
-        character would miss it: bytes not UTF-8 as a whole may hold UTF-8 sequences."""
-        echo = self.raw.decode("utf-8", "surrogateescape")
-        return None if echo == self.text else echo
-
-
-def _secrets(request: Request) -> list[_Secret]:
-    """Return the passwords of a sign-in form sent by GET, decoded; else nothing."""
-    fields = request.meta.get(SECRET_QUERY)
-    if not fields:
-        return []
-    words = [part.partition("=") for part in urlsplit(request.url).query.split("&") if part]
-    found = [
-        _decoded(value)
-        for name, _, value in words
-        if fields is True or _decoded(name).text in fields
-    ]
-    return [secret for secret in found if len(secret.text) >= _SHORTEST_SECRET]
-
-
-def _decoded(word: str) -> _Secret:
-    """Decode a query's word: UTF-8 if its bytes are that, else a character a byte, so
-    that a form sent in another charset (Latin-1, cp1251) still has its password found
-    byte by byte (``_either``), not replaced by U+FFFD."""
-    raw = unquote_to_bytes(word.replace("+", " ").encode("utf-8", "surrogatepass"))
-    try:
-        return _Secret(raw.decode("utf-8"), raw)
-    except UnicodeDecodeError:
-        return _Secret(raw.decode("latin-1"), raw)
+def _echo(secret: SignInPassword) -> str | None:
+    """How a header repeating the password's bytes raw reads once aiohttp decoded it
+    (UTF-8, any other byte kept as a surrogate escape), if matching it character by
+    character would miss it: bytes not UTF-8 as a whole may hold UTF-8 sequences."""
+    echo = secret.raw.decode("utf-8", "surrogateescape")
+    return None if echo == secret.text else echo
 
 
 def _hidden(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
     """Return ``headers`` as a record keeps them: a sign-in's password repeated in those
     that carry a URL or a cookie (a redirect's ``Location``, a ``Set-Cookie``), however
     percent-encoded, replaced by a mark that says how it was spelled, not what it was."""
-    secrets = _secrets(request)
+    secrets = sign_in_passwords(request)
     if not secrets:
         return headers
     masker = _Masker(secrets)
@@ -526,7 +497,7 @@ def _hidden(headers: list[tuple[str, str]], request: Request) -> list[tuple[str,
 def _restored(headers: list[tuple[str, str]], request: Request) -> list[tuple[str, str]]:
     """Put the sign-in's passwords back where ``_hidden`` marked them, spelled as they
     were: the replaying run sends the same form, so a redirect leads where it led."""
-    secrets = _secrets(request)
+    secrets = sign_in_passwords(request)
     if not secrets:
         return headers
     masker = _Masker(secrets)
@@ -542,12 +513,12 @@ class _Masker:
     """Mark the passwords ``secrets`` in a header's text, in one pass over it (a mark never
     holds a password), and put them back; a ``{fw:`` already in the text is escaped."""
 
-    def __init__(self, secrets: list[_Secret]) -> None:
+    def __init__(self, secrets: list[SignInPassword]) -> None:
         self._secrets = secrets
         self._groups: list[tuple[int, int]] = []  # (secret, its group), longest first
         parts, group = [re.escape(_MARK_START)], 1
         for n in sorted(range(len(secrets)), key=lambda n: -len(secrets[n].text)):
-            text, echo = secrets[n].text, secrets[n].echo
+            text, echo = secrets[n].text, _echo(secrets[n])
             each = "".join(f"({_either(c)})" for c in text)
             # The raw echo last, in a group of its own (``R``): the characters' group first.
             parts.append(f"({each}|({re.escape(echo)}))" if echo else f"({each}|(?!)())")
@@ -579,7 +550,7 @@ class _Masker:
         if n >= len(self._secrets):
             return found[0]
         secret = self._secrets[n]
-        return secret.echo or secret.text if shape == "R" else _spelled(secret.text, shape)
+        return _echo(secret) or secret.text if shape == "R" else _spelled(secret.text, shape)
 
 
 def _either(char: str) -> str:

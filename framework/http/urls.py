@@ -6,8 +6,8 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from hashlib import blake2b
-from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from w3lib.url import canonicalize_url
 
@@ -16,7 +16,8 @@ from framework.http.forms import SECRET_QUERY
 
 __all__ = [
     "Offsite",
-    "blank_in_authority",
+    "SignInPassword",
+    "blank_in_credentials",
     "canonical_url",
     "fingerprint",
     "header_url",
@@ -26,6 +27,7 @@ __all__ = [
     "redact_all",
     "redact_proxy",
     "redacted_request",
+    "sign_in_passwords",
     "site_of",
     "split_host",
     "unfetchable",
@@ -80,24 +82,52 @@ def shown_url(request: Request) -> str:
     return url.partition("?")[0] if request.meta.get(SECRET_QUERY) else url
 
 
-def without_sign_in(text: str, request: Request | None) -> str:
-    """Return ``text`` (an error about ``request``) with the passwords a sign-in form sent
-    in its query (``SECRET_QUERY``) masked, as the URL writes them and decoded: a redirect
-    or a spider's error may quote the URL, or a URL that repeats them."""
-    fields = request.meta.get(SECRET_QUERY) if request is not None else None
-    if not fields or request is None:
-        return text
+class SignInPassword(NamedTuple):
+    """A password a sign-in form sent in a request's query (``SECRET_QUERY``)."""
+
+    written: str  # as the query writes it, percent-encoded
+    text: str  # decoded: UTF-8, else a character a byte (a form sent in Latin-1, cp1251)
+    raw: bytes  # the bytes sent
+
+
+def sign_in_passwords(request: Request) -> list[SignInPassword]:
+    """Return the passwords a GET sign-in form sent in ``request``'s query; those too
+    short to tell from other words of a text (``_SHORTEST_SECRET``) are left out."""
+    fields = request.meta.get(SECRET_QUERY)
+    if not fields:
+        return []
+    found = []
     for part in urlsplit(request.url).query.split("&"):
         name, _, value = part.partition("=")
-        if fields is True or unquote_plus(name) in fields:
-            for spelling in sorted({value, unquote_plus(value)}, key=len, reverse=True):
-                if len(spelling) >= _SHORTEST_SECRET:
-                    text = text.replace(spelling, "***")
-    return text
+        if fields is True or _query_word(name)[0] in fields:
+            text, raw = _query_word(value)
+            if len(text) >= _SHORTEST_SECRET:
+                found.append(SignInPassword(value, text, raw))
+    return found
 
 
-#: A shorter value is not masked where it is repeated: it would mask words of the text.
+def _query_word(word: str) -> tuple[str, bytes]:
+    """Decode a name or value of a query, and return it with its bytes: UTF-8 if they are
+    that, else a character a byte, never U+FFFD, so that it is still found byte by byte."""
+    raw = unquote_to_bytes(word.replace("+", " ").encode("utf-8", "surrogatepass"))
+    try:
+        return raw.decode("utf-8"), raw
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), raw
+
+
+#: A shorter password is not masked where it is repeated: it would mask words of the text.
 _SHORTEST_SECRET = 4
+
+
+def without_sign_in(text: str, request: Request | None) -> str:
+    """Return ``text`` (an error about ``request``) with the passwords a sign-in form sent
+    in its query masked, as the URL writes them and decoded: a redirect or a spider's
+    error may quote the URL, or a URL that repeats them."""
+    for password in sign_in_passwords(request) if request is not None else ():
+        for spelling in sorted({password.written, password.text}, key=len, reverse=True):
+            text = text.replace(spelling, "***")
+    return text
 
 
 def redact_all(text: str) -> str:
@@ -169,7 +199,7 @@ def unfetchable(url: str) -> str | None:
         return "invalid_url"
     if not url[:8].lower().startswith(_FETCHABLE):
         return "scheme"
-    if blank_in_authority(url):  # in user:password@, it would hide the password from redact
+    if _BLANK_IN_AUTHORITY.match(url):  # in user:password@, redact could not find it all
         return "invalid_url"
     try:
         parts = urlsplit(url)
@@ -179,13 +209,15 @@ def unfetchable(url: str) -> str | None:
     return None if valid else "invalid_url"
 
 
-def blank_in_authority(url: str) -> bool:
-    """Whether ``url`` has a blank before its path: in its host, or in its credentials
-    (``ada:pass word@``), where ``redact`` would not find all of them."""
-    return _BLANK_IN_AUTHORITY.match(url) is not None
+def blank_in_credentials(url: str) -> bool:
+    """Whether ``url`` has a blank in its credentials (``ada:pass word@``): an error must
+    not quote it, since ``redact`` cannot find where its password ends."""
+    return _BLANK_IN_CREDENTIALS.match(url) is not None
 
 
+#: A blank before a URL's path: in its host, or in its credentials.
 _BLANK_IN_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#\s]*\s")
+_BLANK_IN_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*\s[^/?#]*@")
 
 
 def header_url(value: str) -> str:
