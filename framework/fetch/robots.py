@@ -88,12 +88,9 @@ class Robots:
         self.fetched += 1
         try:
             response = await self._get(url, uncredentialed)
-        except FetchError as exc:
-            if exc.kind == _OURS:  # fw's side failed, not the site: no licence to crawl it
-                raise
-            log.info("robots.txt of %s could not be read (%s): crawling it all", origin, exc)
-            return None
-        except (IgnoreRequest, Unchanged) as exc:
+        except (FetchError, IgnoreRequest, Unchanged) as exc:
+            if isinstance(exc, FetchError) and exc.kind == _OURS:  # fw's side, not the site's:
+                raise  # no licence to crawl it
             log.info("robots.txt of %s could not be read (%s): crawling it all", origin, exc)
             return None
         if response.status != 200:

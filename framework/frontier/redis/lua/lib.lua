@@ -13,7 +13,7 @@ local LEASES, TOKENS, DELAYED = P .. 'leases', P .. 'tokens', P .. 'delayed'
 local WORKERS, FAILURES = P .. 'workers', P .. 'failures'
 -- The entry each ONCE key (a --retry-failed request's, see frontier.ONCE) was queued as.
 local ONCE = P .. 'once'
--- The entry of each failed request by its fingerprint, for a retry to take over.
+-- The failed entries of each request by its fingerprint, for a retry to take over.
 local FAILED_FP = P .. 'failed_fp'
 -- The crawl's memory, which a new round keeps (see memory_put.lua): its field 'round' is
 -- the current round's number (1 while absent), every other a page's entry.
@@ -337,16 +337,13 @@ local function push(from, last, t)
     local id
     if fp == '' or redis.call('SADD', SEEN .. shard, fp) == 1 then
       id = string.format('%012d', next_of('seq'))
-      if once then
-        redis.call('HSET', ONCE, fp, id)
-        if retried ~= '' then again = again + taken_over(retried, host) end
-      end
+      if once then redis.call('HSET', ONCE, fp, id) end
     elseif once then
       id = reopened(fp, host)
-      if id then
-        again = again + 1
-        if retried ~= '' then again = again + taken_over(retried, host) end
-      end
+      if id then again = again + 1 end
+    end
+    if id and retried ~= '' then  -- a retry queued: it takes over what failed before
+      again = again + taken_over(retried, host)
     end
     if id then
       priority = tonumber(priority)
