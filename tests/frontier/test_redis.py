@@ -122,10 +122,12 @@ class Heard(logging.Handler):
             self.event.set()
 
 
-def stall(frontier: RedisFrontier) -> None:
-    """Stop the worker's heartbeat, as if its process hung: its leases will expire."""
+async def stall(frontier: RedisFrontier) -> None:
+    """Stop the worker's heartbeat, as if its process hung: its leases will expire. A beat
+    under way ends first (its script runs on, shielded), so no call of it comes later."""
     assert frontier._heartbeat is not None
     frontier._heartbeat.cancel()
+    await asyncio.gather(*frontier._scripts._running, return_exceptions=True)
 
 
 # -------------------------------------------------------------------------------------------
@@ -192,10 +194,10 @@ async def test_a_settle_of_many_leases_is_one_call_and_a_lost_one_changes_nothin
     frontier, other = await make(lease=1), await make(lease=1)
     await frontier.add(urls("1"))
     lost = await lease_of(frontier)
-    stall(frontier)
+    await stall(frontier)
     taken = await lease_of(other)  # once the lease expired, a claim put it back
     assert taken.request == lost.request
-    stall(other)  # its heartbeat would run scripts among those counted below
+    await stall(other)  # its heartbeat would run scripts among those counted below
     await frontier.add(urls("2", "3"))
     second, third = await lease_of(frontier), await lease_of(frontier)  # fresh: still held
     before = script_calls(server)
@@ -499,7 +501,7 @@ async def test_an_expired_lease_goes_back_and_a_late_ack_changes_nothing(make: M
     slow, other = await make(lease=1), await make(lease=1)
     await slow.add(urls("1"))
     late = await lease_of(slow)
-    stall(slow)
+    await stall(slow)
     taken = await lease_of(other)  # once the lease expired, a claim puts it back
     assert taken.request == late.request
     with pytest.raises(LeaseLost):
@@ -534,7 +536,7 @@ async def test_opening_forgets_workers_silent_for_a_day_and_their_call_records(
 ) -> None:
     dead = await make()
     await dead.add(urls("1"))
-    stall(dead)
+    await stall(dead)
     calls = f"{PREFIX}calls:{dead.worker}"
     with server.client() as client:
         assert client.exists(calls)
