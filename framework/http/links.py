@@ -6,8 +6,11 @@ whitespace around what is left, then resolves it against one base URL exactly as
 again for each link: the usual forms (``x.html``, ``../x/y.html``, ``/x``, an absolute
 ``https://…``) take a fast path, anything unusual goes to ``urljoin``. The answers of the
 fast path depend only on the base's folder, so they are kept for every page of that folder
-(pages of one site link to the same places over and over); the others for the page. A test
-checks it against ``urljoin`` on generated links.
+(pages of one site link to the same places over and over); the others for the page. A clean
+absolute link joins to itself on any page, so those are kept for every page of every site:
+a broad crawl meets a host's links again only after the host's delay, when hundreds of
+other folders have come and gone. A test checks it all against ``urljoin`` on generated
+links.
 
 ``hrefs`` reads links straight from lxml: strings, not a parsel ``Selector`` per ``<a>``.
 """
@@ -37,6 +40,10 @@ _KEPT = 4_000
 #: Folders whose links are remembered, the least recently used forgotten first.
 _FOLDERS = 64
 _shared: OrderedDict[str, dict[str, str]] = OrderedDict()
+#: Clean absolute links met lately on any page, each its own join; forgotten all at once
+#: past this many (a few megabytes), to start again with what the crawl meets now.
+_ABSOLUTE_KEPT = 50_000
+_absolute: dict[str, str] = {}
 
 
 class Joiner:
@@ -68,12 +75,22 @@ class Joiner:
         """Return ``href`` resolved against the base, without its fragment."""
         if "#" in href:  # links to many places in one page join alike
             href = href.partition("#")[0]
-        url = self._folder.get(href) or self._cache.get(href)
+        url = _absolute.get(href) or self._folder.get(href) or self._cache.get(href)
         if url is None:
-            url, folder_wide = self._join(href)
-            kept = self._folder if folder_wide else self._cache
-            if len(kept) < _KEPT:
-                kept[href] = url
+            url = self._join_new(href)
+        return url
+
+    def _join_new(self, href: str) -> str:
+        """Resolve a link not met lately, and remember the answer for where it holds."""
+        if _CLEAN_ABSOLUTE.fullmatch(href) and "/." not in href:
+            if len(_absolute) >= _ABSOLUTE_KEPT:
+                _absolute.clear()
+            _absolute[href] = href
+            return href
+        url, folder_wide = self._join(href)
+        kept = self._folder if folder_wide else self._cache
+        if len(kept) < _KEPT:
+            kept[href] = url
         return url
 
     def _join(self, href: str) -> tuple[str, bool]:
@@ -91,9 +108,8 @@ class Joiner:
             return link, False
 
     def _fast_join(self, link: str) -> tuple[str, bool] | None:
-        """Resolve the usual forms without urljoin, as ``_join``; None for any other."""
-        if _CLEAN_ABSOLUTE.fullmatch(link) and "/." not in link:
-            return link, True  # first: a broad crawl's links are mostly such, each seen once
+        """Resolve the usual relative forms without urljoin, as ``_join``; None for any
+        other (a clean absolute link never comes here: ``_join_new``)."""
         if not link.strip():
             return self._base, False  # this page itself
         if _SIMPLE.fullmatch(link) and not _SCHEME.match(link) and not link.startswith("//"):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urldefrag, urljoin
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from framework.fetch.parsers import html_root
+from framework.http import links
 from framework.http.links import Joiner, hrefs
 
 BASES = [
@@ -65,6 +67,23 @@ def test_the_usual_links_of_a_docs_page() -> None:
     assert joiner.join("#abs") == "http://docs.test/3/library/functions.html"
     assert joiner.join("/3/x.html?a=1") == "http://docs.test/3/x.html?a=1"
     assert joiner.join("https://other.test/p") == "https://other.test/p"
+
+
+def test_absolute_links_met_on_any_page_are_remembered_within_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(links, "_absolute", {})
+    monkeypatch.setattr(links, "_ABSOLUTE_KEPT", 3)
+    first, other = Joiner("http://a.test/x/"), Joiner("mailto:x@y.z")
+    assert first.join("https://h.test/p#f") == "https://h.test/p"
+    assert links._absolute == {"https://h.test/p": "https://h.test/p"}
+    assert other.join("https://h.test/p") == "https://h.test/p"  # from any page
+    for number in range(10):
+        assert first.join(f"http://h.test/{number}") == f"http://h.test/{number}"
+        assert len(links._absolute) <= 3
+    dotted = "http://h.test/a/./b"
+    assert first.join(dotted) == urljoin("http://a.test/x/", dotted)
+    assert dotted not in links._absolute  # joined the careful way
 
 
 def test_hrefs_come_as_strings_from_elements_attributes_and_text() -> None:
