@@ -520,8 +520,10 @@ class Engine:
         accepted = await self._settler.accept(output.items, response)
         if accepted is None:  # max_items: the next run fetches the page again, whole
             return Handled(retry=request)  # and reports what went wrong in it then
+        failure = None
         if output.problems:  # a page's output is lost: listed, to be retried
             await self._report(output, request, listed=True)
+            failure = output.problems[0][0]  # failed, as listed: a retry takes it over
         else:
             self.stats.handled += 1
         whole = not output.problems and output.close is None
@@ -530,7 +532,7 @@ class Engine:
                 request=request, response=response, requests=output.requests, spider=self.spider
             )
         found = _deeper(output.requests, request, request.callback)
-        return Handled(accepted, self._admission.admit(found, found_on=request.url))
+        return Handled(accepted, self._admission.admit(found, found_on=request.url), failure)
 
     def _spend(self) -> bool:
         """Count one request going to the fetcher, or to its errback unfetched, against

@@ -942,3 +942,60 @@ async def test_the_failures_file_is_for_its_user_alone(tmp_path: Path) -> None:
     )
     listing.close()
     assert (tmp_path / "shop.failures.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+RAISES_ON_DOWN = """
+import os
+from framework import Spider, hookimpl
+
+class Links(Spider):
+    name = "links"
+
+    def parse(self, response):
+        yield {"url": response.url}
+        if response.url.endswith("/down") and not os.environ.get("FW_TEST_FIXED"):
+            raise RuntimeError("the spider's bug")
+        for href in response.css("a::attr(href)").getall():
+            yield response.follow(href)
+
+@hookimpl
+def register_spiders(register):
+    register(Links)
+"""
+
+
+async def test_a_page_whose_callback_raised_counts_failed_until_its_retry_is_done(
+    tmp_path: Path, serve: Serve, frontier: str
+) -> None:
+    site = Site()
+    site.broken = False
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", site.handle)
+    base = await serve(app)
+    (tmp_path / "links.py").write_text(RAISES_ON_DOWN, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: links
+        start_urls: [{base}/]
+        plugins: [./links.py]
+        robots: ignore
+        frontier: "{frontier}"
+        exporters: [{{path: out/items.jsonl}}]
+        """,
+    )
+
+    async def counts() -> tuple[int, int]:
+        shown = await run_fw("status", str(project), "--json")
+        assert shown.returncode == 0, shown.stderr
+        status = json.loads(shown.stdout)
+        return status["done"], status["failed"]
+
+    first = await run_fw("run", str(project))
+    assert first.returncode == 0, first.stderr
+    assert "spider_error" in first.stderr
+    assert await counts() == (4, 1)  # /, /a, /b, /down2 done; /down listed, and failed
+    again = await run_fw("run", str(project), "--retry-failed", env={"FW_TEST_FIXED": "1"})
+    assert again.returncode == 0, again.stderr
+    assert site.hits["/down"] == 2 and site.hits["/c"] == 1
+    assert await counts() == (6, 0)  # each page once: /down as its retry ended
