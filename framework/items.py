@@ -9,6 +9,7 @@ once all of them are done with it, so a crawl killed while a step waits loses no
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,9 +18,33 @@ if TYPE_CHECKING:
     from framework.http import Request, Response
     from framework.spider import Spider
 
-__all__ = ["Fetch", "ItemContext", "ItemStep", "Report"]
+__all__ = ["Fetch", "ItemContext", "ItemStep", "Report", "snapshot"]
 
 Item = dict[str, Any]
+
+#: Values that cannot change after they are yielded: kept as they are, not copied.
+_UNCHANGING = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def snapshot(item: Item) -> Item:
+    """Return a copy of ``item`` as it is now, with the lists and dicts in it copied too.
+
+    An item is exported once its callback has finished: one that yields a dict (or a list
+    inside it) and then changes it must not change what it yielded before; a plugin that
+    fails half-way through changing an item must leave it as it was.
+    """
+    copied = dict(item)
+    for key, value in copied.items():
+        if type(value) not in _UNCHANGING:
+            copied[key] = _copy_of(value)
+    return copied
+
+
+def _copy_of(value: object) -> object:
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # a value nothing can copy (a generator): the exporters judge it as is
+        return value
 
 
 class Fetch(Protocol):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from framework.config.schema import did_you_mean
 from framework.errors import Blocked, CloseSpider, FetchError, reportable
 from framework.http import Request, Response
+from framework.items import snapshot
 
 if TYPE_CHECKING:
     from itemadapter import ItemAdapter
@@ -319,9 +320,7 @@ def _sort(
             message = f"{code.label} yielded {mistake}"
             output.problems.append((code.kind, AttributeError(message), message))
     elif (item := as_item(result)) is not None:
-        # A copy of a dict as it was yielded: a callback may yield one dict again and again,
-        # changed between yields, and its items are exported once it has finished.
-        output.items.append(dict(item) if item is result else item)
+        output.items.append(snapshot(item))  # as it is now, whatever the callback does next
     elif result is not None:
         message = f"{code.label} yielded {type(result).__name__}; expected a dict item or a Request"
         output.problems.append((code.kind, TypeError(message), message))

@@ -20,7 +20,7 @@ from framework.crawl.stats import Stats
 from framework.errors import DropItem, InvalidItem, reportable
 from framework.hooks.events import EventHook
 from framework.http import Request, Response
-from framework.items import Fetch, ItemContext, ItemStep, Report
+from framework.items import Fetch, ItemContext, ItemStep, Report, snapshot
 from framework.spider import Spider
 
 __all__ = ["NamedStep", "Pipeline"]
@@ -87,7 +87,7 @@ class Pipeline:
     async def _stepped(self, item: Item, context: ItemContext) -> Item:
         for plugin, step in self._steps:
             try:  # on a copy: a step that fails half-way leaves the item as it was
-                result: Any = step.process(dict(item), context)
+                result: Any = step.process(snapshot(item), context)
                 if inspect.isawaitable(result):
                     result = await result
             except DropItem:

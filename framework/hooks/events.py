@@ -13,6 +13,7 @@ import pluggy
 
 from framework.errors import CrawlAborted, DropItem, reportable
 from framework.hooks.manager import HookCall, hook_calls
+from framework.items import snapshot
 
 __all__ = ["EventHook", "Events", "PluginFailed", "Waiting"]
 
@@ -55,7 +56,7 @@ class EventHook:
         """
         item = kwargs.get("item") if self.name == "item_scraped" else None
         for call in self._calls:
-            before = dict(item) if item is not None else None
+            before = snapshot(item) if item is not None else None
             try:
                 outcome = call(**kwargs)
                 if inspect.isawaitable(outcome):

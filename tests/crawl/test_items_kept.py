@@ -18,10 +18,12 @@ class Reuses(Spider):
     name = "reuses"
 
     def parse(self, response):
-        item = {}  # one dict, changed and yielded again: each item as it was yielded
-        for n in range(3):
+        item = {"tags": [], "meta": {}}  # one dict, changed and yielded again, and the
+        for n in range(3):  # list and dict in it: each item as it was yielded
             item["n"] = n
             item["price"] = 10 * n
+            item["tags"].append(n)
+            item["meta"]["n"] = n
             yield item
 
 
@@ -31,6 +33,7 @@ class Cents(ItemStep):
 
     def process(self, item, context):
         item["cents"] = item.pop("price") * 100
+        item["tags"].append("step")
         if item["n"] == 1:
             raise RuntimeError("a bug after the change")
         return item
@@ -51,6 +54,7 @@ def item_scraped(item):
     item["seen"] = True
     if item["n"] == 2:
         del item["n"]
+        item["meta"].clear()
         raise RuntimeError("a bug after the change")
 """
 
@@ -77,9 +81,11 @@ async def test_items_are_kept_as_yielded_and_as_they_were_before_a_failing_plugi
     stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
     assert stats.errors == {"plugin_error": 3}
     assert read_jsonl(tmp_path / "items.jsonl") == [
-        {"n": 0, "cents": 0, "seen": True},
-        {"n": 1, "price": 10, "seen": True},  # the step failed: the item as it was
-        {"n": 2, "cents": 2000},  # item_scraped failed: the item as the step left it
+        {"tags": [0, "step"], "meta": {"n": 0}, "n": 0, "cents": 0, "seen": True},
+        # the step failed: the item as it was
+        {"tags": [0, 1], "meta": {"n": 1}, "n": 1, "price": 10, "seen": True},
+        # item_scraped failed: the item as the step left it
+        {"tags": [0, 1, 2, "step"], "meta": {"n": 2}, "n": 2, "cents": 2000},
     ]
 
 
