@@ -27,6 +27,9 @@ _ROWID = "_rowid"
 _INT64 = range(-(2**63), 2**63)
 #: Seconds a write waits for another program's lock on the database (a reader's).
 _PATIENCE = 5.0
+#: The item key each renamed column holds, so that a later run appending to the table puts
+#: the key's values there again; made only when a column had to be renamed.
+_RENAMED = "fw_renamed_columns"
 
 
 def _table_name(name: str) -> str:
@@ -34,6 +37,8 @@ def _table_name(name: str) -> str:
         raise ValueError(
             f"{name!r} cannot name a table: SQLite reserves names that start with sqlite_"
         )
+    if name.lower() == _RENAMED:
+        raise ValueError(f"{name!r} cannot name a table: fw notes its renamed columns there")
     return name
 
 
@@ -53,7 +58,8 @@ class SqliteExporter(Exporter):
     The table has a column for each of the item type's fields from the start (``columns``,
     when the spider declares ``Item``), and one is added for each new key; SQLite ignores
     case in column names, so a key
-    differing from an earlier one only in case gets a column named ``key_2``. Text and
+    differing from an earlier one only in case gets a column named ``key_2`` (noted in the
+    table ``fw_renamed_columns``, for the runs that append to it later). Text and
     numbers are stored as such (integers beyond 64 bits as text), booleans as 0/1, bytes
     as blobs, lists and mappings as JSON text, dates and decimals as in the JSON exporters.
     """
@@ -72,6 +78,8 @@ class SqliteExporter(Exporter):
         try:
             self._connect()
         except BaseException:
+            if hasattr(self, "_db"):
+                self._db.close()  # what the failing step began is rolled back
             self._held.close()
             raise
 
@@ -81,17 +89,38 @@ class SqliteExporter(Exporter):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._table = _quote(self._opts.table)
+        self._db.execute("BEGIN")
         if self._opts.if_exists == "replace" and not self.append:
             self._db.execute(f"DROP TABLE IF EXISTS {self._table}")
+            self._forget_renamed()
         self._db.execute(
             f"CREATE TABLE IF NOT EXISTS {self._table} ({_quote(_ROWID)} INTEGER PRIMARY KEY)"
         )
         existing = [row[1] for row in self._db.execute(f"PRAGMA table_info({self._table})")]
+        renamed = self._renamed()
         #: Item key -> its column, and every column name in lower case (as SQLite compares).
-        self._columns = {name: name for name in existing if name != _ROWID}
+        self._columns = {renamed.get(name, name): name for name in existing if name != _ROWID}
         self._taken = {name.lower() for name in existing}
         for key in self.columns or ():  # the item type's fields: every column from the start
             self._column(_text(key))
+        self._db.execute("COMMIT")
+
+    def _renamed(self) -> dict[str, str]:
+        """Return the table's renamed columns, each with the item key it holds."""
+        if not self._has_renamed():
+            return {}
+        rows = self._db.execute(
+            f'SELECT "column", key FROM {_RENAMED} WHERE "table" = ?', (self._opts.table,)
+        )
+        return {column: key for column, key in rows}
+
+    def _forget_renamed(self) -> None:
+        if self._has_renamed():
+            self._db.execute(f'DELETE FROM {_RENAMED} WHERE "table" = ?', (self._opts.table,))
+
+    def _has_renamed(self) -> bool:
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self._db.execute(found, (_RENAMED,)).fetchone() is not None
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Insert one row; a full disk is an ``OSError``, as in the other exporters."""
@@ -180,9 +209,21 @@ class SqliteExporter(Exporter):
                 n += 1
                 column = f"{key}_{n}"
             self._db.execute(f"ALTER TABLE {self._table} ADD COLUMN {_quote(column)}")
+            if column != key:
+                self._note_renamed(column, key)
             self._columns[key] = column
             self._taken.add(column.lower())
         return column
+
+    def _note_renamed(self, column: str, key: str) -> None:
+        """Note which key ``column`` holds, in the transaction that adds it."""
+        self._db.execute(
+            f'CREATE TABLE IF NOT EXISTS {_RENAMED} ("table" TEXT, "column" TEXT, key TEXT, '
+            'PRIMARY KEY ("table", "column"))'
+        )
+        self._db.execute(
+            f"INSERT OR REPLACE INTO {_RENAMED} VALUES (?, ?, ?)", (self._opts.table, column, key)
+        )
 
 
 def _create(path: Path) -> None:

@@ -30,6 +30,7 @@ from fwcrawl_plugins.exporters import (
     JsonArrayExporter,
     JsonLinesExporter,
     SqliteExporter,
+    sqlite,
 )
 from fwcrawl_plugins.exporters.csvfile import CsvOptions
 from fwcrawl_plugins.exporters.sqlite import SqliteOptions
@@ -874,6 +875,11 @@ async def test_a_typo_in_an_exporter_option_is_a_usage_error(tmp_path: Path) -> 
             "sqlite",
             "table: sqlite_master",
             "exporters[0].table: 'sqlite_master' cannot name a table",
+        ),
+        (
+            "sqlite",
+            "table: FW_renamed_columns",
+            "exporters[0].table: 'FW_renamed_columns' cannot name a table: fw notes",
         ),
         ("sqlite", "tabel: x", "exporters[0].tabel: unknown key (did you mean 'table'?)"),
     ],
@@ -1822,3 +1828,23 @@ def test_a_second_writer_of_one_export_is_refused_and_truncates_nothing(tmp_path
     first.write({"n": 2})
     first.close()
     assert read_jsonl(Path(path)) == [{"n": 1}, {"n": 2}]
+
+
+def test_sqlite_appending_puts_each_key_in_the_column_it_had(tmp_path: Path) -> None:
+    path = tmp_path / "items.db"
+    append = SqliteOptions(if_exists="append")
+    export(SqliteExporter(str(path)), [{"Name": 1}, {"name": 2}, {"_rowid": 3}])
+    for run in range(2):  # a later run, and one more: the keys find their columns
+        export(
+            SqliteExporter(str(path), append),
+            [{"name": 10 + run}, {"Name_2": 20 + run}, {"_rowid": 30 + run}],
+        )
+    assert sqlite_columns(path) == ["_rowid", "Name", "name_2", "_rowid_2", "Name_2_2"]
+    rows = read_sqlite(path)
+    assert [row["name_2"] for row in rows if row["name_2"]] == [2, 10, 11]
+    assert [row["Name_2_2"] for row in rows if row["Name_2_2"]] == [20, 21]
+    assert [row["_rowid_2"] for row in rows if row["_rowid_2"]] == [3, 30, 31]
+    export(SqliteExporter(str(path)), [{"name": 1}])  # replaced: nothing renamed is left
+    assert sqlite_columns(path) == ["_rowid", "name"]
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute(f"SELECT count(*) FROM {sqlite._RENAMED}").fetchone() == (0,)
