@@ -18,7 +18,7 @@ from framework import Exporter, open_new, option
 
 from .csvrows import count_rows, end_of_row, header, pad_rows
 from .records import RecordFile
-from .values import dumps, encode, named, simplify
+from .values import dumps, named, simplify, without_surrogates
 
 __all__ = ["CsvExporter"]
 
@@ -55,7 +55,9 @@ class CsvOptions:
         "keep",
         doc="``escape``: a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a "
         "carriage return gets a leading ``'``, so that a spreadsheet shows it instead of "
-        "running it as a formula (OWASP's CSV injection advice); numbers are left alone. "
+        "running it as a formula (OWASP's CSV injection advice), and so does one starting "
+        "with ``'`` and one of those, so that none is read back changed; numbers are left "
+        "alone. "
         "``keep``: cells are written as scraped.",
     )
 
@@ -148,13 +150,15 @@ class CsvExporter(Exporter):
         return whole
 
     def write(self, item: Mapping[str, Any]) -> None:
-        """Append one row."""
+        """Append one row; an item with a value that cannot be written adds no column."""
         item = named(item)
-        if not self._opts.fields:
-            self._columns += [key for key in item if key not in self._columns]
+        columns = self._columns
+        if not self._opts.fields and (new := [key for key in item if key not in columns]):
+            columns = columns + new
+        cells = [_cell(item.get(column), self._escape) for column in columns]
+        self._columns = columns
         if self._header is None:
             self._write_header()
-        cells = [_cell(item.get(column), self._escape) for column in self._columns]
         self._file.append(self._row(cells))
 
     def close(self) -> None:
@@ -238,8 +242,9 @@ class CsvExporter(Exporter):
 
     def _row(self, cells: list[str]) -> bytes:
         buffer = io.StringIO()
-        csv.writer(buffer, delimiter=self._opts.delimiter, lineterminator="\r\n").writerow(cells)
-        return encode(buffer.getvalue())
+        writer = csv.writer(buffer, delimiter=self._opts.delimiter, lineterminator="\r\n")
+        writer.writerow([without_surrogates(cell) for cell in cells])  # quoted as written
+        return buffer.getvalue().encode()
 
     def _count_rows(self, path: str, start: int) -> int:
         rows = count_rows(path, start, self._delimiter)
@@ -319,8 +324,10 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _defused(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    """Put a ``'`` before a formula, and before a text that looks defused already
+    (``'=x``), so that ``_undone`` gives back every text as it was."""
+    return "'" + text if text.lstrip("'").startswith(_FORMULA_STARTS) else text
 
 
 def _undone(text: str) -> str:
-    return text[1:] if text[:1] == "'" and text[1:].startswith(_FORMULA_STARTS) else text
+    return text[1:] if text[:1] == "'" and text.lstrip("'").startswith(_FORMULA_STARTS) else text

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from framework import Exporter, no_room, option
 
-from .values import dumps, encode, named, simplify
+from .values import dumps, named, simplify, without_surrogates
 
 __all__ = ["SqliteExporter"]
 
@@ -102,7 +102,7 @@ class SqliteExporter(Exporter):
         self._columns = {renamed.get(name, name): name for name in existing if name != _ROWID}
         self._taken = {name.lower() for name in existing}
         for key in self.columns or ():  # the item type's fields: every column from the start
-            self._column(_text(key))
+            self._column(without_surrogates(key))
         self._db.execute("COMMIT")
 
     def _renamed(self) -> dict[str, str]:
@@ -137,7 +137,7 @@ class SqliteExporter(Exporter):
             self._db.execute(f"INSERT INTO {self._table} DEFAULT VALUES")
             return
         item = named(item)
-        keys = [_text(key) for key in item]
+        keys = [without_surrogates(key) for key in item]
         if len(set(keys)) < len(keys):  # "k\udc80" and "k\\udc80": one column, one value lost
             twice = next(key for key, n in Counter(keys).items() if n > 1)
             raise ValueError(f"two keys of this item are both the column {twice!r}")
@@ -274,9 +274,4 @@ def _value(value: Any) -> Any:
     if value is None or isinstance(value, float | bytes):
         return value
     value = simplify(value)
-    return _text(value if isinstance(value, str) else dumps(value))
-
-
-def _text(text: str) -> str:
-    """Escape lone surrogates as JSON does: sqlite3 cannot store them, and fails the crawl."""
-    return encode(text).decode("utf-8")
+    return without_surrogates(value if isinstance(value, str) else dumps(value))

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["dumps", "encode", "named", "simplify"]
+__all__ = ["dumps", "encode", "named", "simplify", "without_surrogates"]
 
 #: Values that hold no keys: most of an item's, passed over without a call.
 _LEAVES = frozenset({str, int, float, bool, type(None)})
@@ -144,6 +144,12 @@ def dumps(value: Mapping[str, Any] | Any) -> str:
     if _LINE_BREAKS.search(text) is None:  # the usual case: nothing to escape
         return text
     return _LINE_BREAKS.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
+
+
+def without_surrogates(text: str) -> str:
+    r"""Return ``text`` with each lone surrogate written ``\udXXX``, as ``encode`` writes it:
+    before a format decides how to quote the text (a CSV cell), not after."""
+    return text if text.isascii() else encode(text).decode("utf-8")
 
 
 def encode(text: str) -> bytes:

@@ -303,6 +303,36 @@ def test_csv_formulas_escape_appends_under_its_own_escaped_header(tmp_path: Path
     assert read_csv(path) == [["'=k"], ["'=1"], ["'=2"]]
 
 
+def test_csv_formulas_escape_reads_back_a_text_that_looks_escaped_as_it_was(
+    tmp_path: Path,
+) -> None:
+    options = CsvOptions(formulas="escape")
+    first = [{"'=k": "'=1", "''+": "'x"}]
+    path = export(CsvExporter(str(tmp_path / "items.csv"), options), first)
+    again = [{"'=k": "'=2", "''+": "'y"}]
+    export(CsvExporter(str(tmp_path / "items.csv"), options, append=True), again)
+    assert read_csv(path) == [["''=k", "'''+"], ["''=1", "'x"], ["''=2", "'y"]]
+
+
+def test_csv_an_item_that_cannot_be_written_adds_no_column(tmp_path: Path) -> None:
+    exporter = CsvExporter(str(tmp_path / "items.csv"))
+    exporter.open()
+    exporter.write({"id": 1})
+    with pytest.raises(TypeError):
+        exporter.write({"id": 2, "bad": complex(1, 2)})
+    exporter.write({"id": 3})
+    exporter.close()
+    assert read_csv(Path(exporter.path)) == [["id"], ["1"], ["3"]]
+
+
+@pytest.mark.parametrize("delimiter", ["\\", "u", "d", "8"])
+def test_csv_a_lone_surrogate_is_quoted_as_written(tmp_path: Path, delimiter: str) -> None:
+    options = CsvOptions(delimiter=delimiter)
+    items = [{"k\ud800": "a\ud800b", "w": "W"}]
+    path = export(CsvExporter(str(tmp_path / "items.csv"), options), items)
+    assert read_csv(path, delimiter) == [["k\\ud800", "w"], ["a\\ud800b", "W"]]
+
+
 def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(tmp_path: Path) -> None:
     exporter = CsvExporter(str(tmp_path / "items.csv"))
     path = Path(exporter.path)
