@@ -92,6 +92,8 @@ class CsvExporter(Exporter):
         self._escape = self._opts.formulas == "escape"
         self._columns: list[str] = self._known_columns()
         self._header: list[str] | None = self._earlier_header(self.path) if self.append else None
+        if self._header is not None:
+            self._refuse_another_delimiter(self._header)
         self._file = RecordFile(self.open_binary(), self.path, self._count_rows)
         #: Whether a copy an earlier run left is kept until the header is completed.
         self._leftover = False
@@ -121,6 +123,18 @@ class CsvExporter(Exporter):
                 _names(fields),
                 _names(self._columns),
             )
+
+    def _refuse_another_delimiter(self, names: list[str]) -> None:
+        """Refuse to append to a file written with another delimiter: its header reads as
+        one cell with ours, and as several with one of the usual others."""
+        if len(names) != 1:
+            return
+        for other in _USUAL_DELIMITERS:
+            if other != self._opts.delimiter and len(header(self.path, other) or ()) > 1:
+                raise ValueError(
+                    f"its rows are delimited by {other!r}, not {self._opts.delimiter!r}: "
+                    f"set delimiter: {other!r} to append to it, or export to another file"
+                )
 
     def _earlier_header(self, path: str | Path) -> list[str] | None:
         """Return the header of the file an earlier run wrote, if there is one."""
@@ -319,6 +333,8 @@ def _cell(value: Any, escape: bool = False) -> str:
     return _defused(value) if escape else value
 
 
+#: Delimiters a file appended to with another one was most likely written with.
+_USUAL_DELIMITERS = (",", ";", "\t", "|")
 #: What a spreadsheet may read as the start of a formula (OWASP: CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

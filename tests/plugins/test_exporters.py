@@ -333,6 +333,17 @@ def test_csv_a_lone_surrogate_is_quoted_as_written(tmp_path: Path, delimiter: st
     assert read_csv(path, delimiter) == [["k\\ud800", "w"], ["a\\ud800b", "W"]]
 
 
+def test_csv_refuses_to_append_with_another_delimiter(tmp_path: Path) -> None:
+    path = export(CsvExporter(str(tmp_path / "items.csv")), [{"id": 1, "a": 2}])
+    again = CsvExporter(str(path), CsvOptions(delimiter=";"), append=True)
+    with pytest.raises(ValueError, match="its rows are delimited by ',', not ';': set delim"):
+        again.open()
+    assert read_csv(path) == [["id", "a"], ["1", "2"]]
+    one = export(CsvExporter(str(tmp_path / "one.csv")), [{"id": 1}])
+    export(CsvExporter(str(one), CsvOptions(delimiter=";"), append=True), [{"id": 2}])
+    assert read_csv(one) == [["id"], ["1"], ["2"]]  # one column: no delimiter to differ
+
+
 def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(tmp_path: Path) -> None:
     exporter = CsvExporter(str(tmp_path / "items.csv"))
     path = Path(exporter.path)
