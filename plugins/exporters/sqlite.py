@@ -218,7 +218,8 @@ class SqliteExporter(Exporter):
     def _note_renamed(self, column: str, key: str) -> None:
         """Note which key ``column`` holds, in the transaction that adds it."""
         self._db.execute(
-            f'CREATE TABLE IF NOT EXISTS {_RENAMED} ("table" TEXT, "column" TEXT, key TEXT, '
+            f"CREATE TABLE IF NOT EXISTS {_RENAMED} ("  # names as SQLite compares them
+            '"table" TEXT COLLATE NOCASE, "column" TEXT COLLATE NOCASE, key TEXT, '
             'PRIMARY KEY ("table", "column"))'
         )
         self._db.execute(

@@ -1885,6 +1885,9 @@ def test_sqlite_appending_puts_each_key_in_the_column_it_had(tmp_path: Path) -> 
     assert [row["name_2"] for row in rows if row["name_2"]] == [2, 10, 11]
     assert [row["Name_2_2"] for row in rows if row["Name_2_2"]] == [20, 21]
     assert [row["_rowid_2"] for row in rows if row["_rowid_2"]] == [3, 30, 31]
+    upper = SqliteOptions(table="ITEMS", if_exists="append")  # SQLite's names ignore case
+    export(SqliteExporter(str(path), upper), [{"name": 12}])
+    assert [row["name_2"] for row in read_sqlite(path) if row["name_2"]] == [2, 10, 11, 12]
     export(SqliteExporter(str(path)), [{"name": 1}])  # replaced: nothing renamed is left
     assert sqlite_columns(path) == ["_rowid", "name"]
     with closing(sqlite3.connect(path)) as db:
