@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from framework import Exporter, open_new, option
 
-from .csvrows import count_rows, end_of_row, header, pad_rows
+from .csvrows import count_rows, end_of_row, end_of_rows, header, pad_rows
 from .records import RecordFile
 from .values import dumps, named, simplify, without_surrogates
 
@@ -94,7 +94,7 @@ class CsvExporter(Exporter):
         self._header: list[str] | None = self._earlier_header(self.path) if self.append else None
         if self._header is not None:
             self._refuse_another_delimiter(self._header)
-        self._file = RecordFile(self.open_binary(), self.path, self._count_rows)
+        self._file = RecordFile(self.open_binary(), self.path, self._count_rows, self._end_of_rows)
         #: Whether a copy an earlier run left is kept until the header is completed.
         self._leftover = False
         whole = self._leftover_header() if self._file.seekable else None
@@ -242,6 +242,7 @@ class CsvExporter(Exporter):
                 self.path,
                 rows,
             )
+            self._file.cut_torn()
             return
         self._file.rewind(end, rows)
         self._columns = self._continued(list(self._header or ()))
@@ -259,6 +260,9 @@ class CsvExporter(Exporter):
         writer = csv.writer(buffer, delimiter=self._opts.delimiter, lineterminator="\r\n")
         writer.writerow([without_surrogates(cell) for cell in cells])  # quoted as written
         return buffer.getvalue().encode()
+
+    def _end_of_rows(self, path: str) -> int:
+        return end_of_rows(path, self._delimiter)
 
     def _count_rows(self, path: str, start: int) -> int:
         rows = count_rows(path, start, self._delimiter)

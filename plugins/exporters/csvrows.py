@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from .records import chunks
 
-__all__ = ["Rows", "cells", "count_rows", "end_of_row", "header", "pad_rows"]
+__all__ = ["Rows", "cells", "count_rows", "end_of_row", "end_of_rows", "header", "pad_rows"]
 
 
 class Rows:
@@ -73,6 +73,16 @@ def end_of_row(path: str, index: int, delimiter: bytes) -> int | None:
             seen += 1
         offset += len(chunk)
     return None
+
+
+def end_of_rows(path: str, delimiter: bytes) -> int:
+    """Return where the file's last whole row ends (0 if none is)."""
+    rows, offset, last = Rows(delimiter), 0, 0
+    for chunk in chunks(path):
+        for end, _ in rows.ends(chunk):
+            last = offset + end
+        offset += len(chunk)
+    return last
 
 
 def header(path: str, delimiter: str) -> list[str] | None:

@@ -9,7 +9,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from framework import Exporter
 
-from .records import RecordFile, chunks
+from .records import RecordFile, chunks, last_line_break
 from .values import dumps, encode, named
 
 __all__ = ["JsonArrayExporter"]
@@ -32,9 +32,11 @@ class JsonArrayExporter(Exporter):
         if self.append and Path(self.path).is_file() and Path(self.path).stat().st_size:
             file = self.open_binary("r+b")
             self._separator = _reopen(file)
-            self._file = RecordFile(file, self.path, _count_elements)
+            self._file = RecordFile(file, self.path, _count_elements, _end_of_elements)
             return
-        self._file = RecordFile(self.open_binary("wb"), self.path, _count_elements)
+        self._file = RecordFile(
+            self.open_binary("wb"), self.path, _count_elements, _end_of_elements
+        )
         self._separator = b"\n"
         self._file.append(b"[", records=0)
 
@@ -72,7 +74,10 @@ class JsonArrayExporter(Exporter):
         """Cut off the elements written after ``checkpoint``."""
         self._file.rewind(checkpoint)
         end = self._file.offset()  # short of ``checkpoint`` if the file was cut or moved since
-        if checkpoint is not None and end is not None:
+        if end == 0:  # cut before its [ even: begun again
+            self._file.append(b"[", records=0)
+            self._separator = b"\n"
+        elif checkpoint is not None and end is not None:
             self._separator = _separator_after(self.path, end)
 
 
@@ -91,6 +96,18 @@ def _reopen(file: BinaryIO) -> bytes:
     file.seek(start + len(body))
     file.truncate()
     return b"\n" if body.endswith(b"[") else b",\n"
+
+
+def _end_of_elements(path: str) -> int:
+    """Return where the array's last whole element ends: before the line break (and the
+    ``,``) that begins the next one, or past the ``[`` (0 without even that)."""
+    at = last_line_break(path)
+    if at < 0:
+        with Path(path).open("rb") as file:
+            return 1 if file.read(1) == b"[" else 0
+    with Path(path).open("rb") as file:
+        file.seek(max(at - 1, 0))
+        return at - 1 if file.read(1) == b"," else at
 
 
 def _separator_after(path: str, end: int) -> bytes:

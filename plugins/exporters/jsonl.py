@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from framework import Exporter
 
-from .records import RecordFile, chunks
+from .records import RecordFile, chunks, last_line_break
 from .values import dumps, encode, named
 
 __all__ = ["JsonLinesExporter"]
@@ -21,7 +21,7 @@ class JsonLinesExporter(Exporter):
 
     def open(self) -> None:
         """Create (or truncate, or append to) the file."""
-        self._file = RecordFile(self.open_binary(), self.path, _count_lines)
+        self._file = RecordFile(self.open_binary(), self.path, _count_lines, _end_of_lines)
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one line."""
@@ -46,3 +46,7 @@ class JsonLinesExporter(Exporter):
 
 def _count_lines(path: str, start: int) -> int:
     return sum(chunk.count(b"\n") for chunk in chunks(path, start))
+
+
+def _end_of_lines(path: str) -> int:
+    return last_line_break(path) + 1

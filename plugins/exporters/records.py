@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["RecordCounter", "RecordFile", "chunks"]
+__all__ = ["RecordCounter", "RecordFile", "WholeEnd", "chunks", "last_line_break"]
 
 log = logging.getLogger("fw.exporters")
 
 #: Count the records of the file at a path, from a byte offset where one starts to its end.
 RecordCounter = Callable[[str, int], int]
+#: Return where the last whole record of the file at a path ends (0: none is whole).
+WholeEnd = Callable[[str], int]
 
 _CHUNK = 1 << 20
 
@@ -27,8 +29,10 @@ class RecordFile:
     output and other streams cannot be cut back or rewound.
     """
 
-    def __init__(self, file: BinaryIO, path: str, counter: RecordCounter) -> None:
-        self.file, self.path, self._counter = file, path, counter
+    def __init__(
+        self, file: BinaryIO, path: str, counter: RecordCounter, whole_end: WholeEnd
+    ) -> None:
+        self.file, self.path, self._counter, self._whole_end = file, path, counter, whole_end
         regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
         #: Whether the file can be rewound: a regular file of its own, not stdout or a device.
         self.seekable = path != "-" and regular
@@ -78,12 +82,22 @@ class RecordFile:
                 size,
                 offset,
             )
-            self._end, self._count = size, None
+            self.cut_torn()
             return
         if count is None and self._count is not None:
             count = self._count - self._counter(self.path, offset)
         self._truncate(offset)
         self._count = count
+
+    def cut_torn(self) -> None:
+        """Cut the file back to the end of its last whole record: it was cut short behind
+        the export's back (a lost tail, a truncated copy), maybe inside a record, and what
+        comes next must not be glued onto a piece of one."""
+        end = self._whole_end(self.path)
+        if end < self.file.seek(0, os.SEEK_END):
+            log.warning("%s: its torn last record is cut off (%d bytes kept)", self.path, end)
+        self._truncate(end)
+        self._count = None
 
     def close(self) -> None:
         """Close the file."""
@@ -120,6 +134,16 @@ class RecordFile:
         self.file.truncate(offset)
         self.file.seek(offset)
         self._end = offset
+
+
+def last_line_break(path: str) -> int:
+    """Return the offset of the file's last line break, or -1 if it has none."""
+    found, offset = -1, 0
+    for chunk in chunks(path):
+        if (at := chunk.rfind(b"\n")) >= 0:
+            found = offset + at
+        offset += len(chunk)
+    return found
 
 
 def chunks(path: str, start: int = 0) -> Iterator[bytes]:

@@ -1652,6 +1652,35 @@ def test_an_export_moved_away_before_a_resume_starts_valid_and_says_so(
     assert f"{path} is shorter than when its last items were acknowledged" in caplog.text
 
 
+@pytest.mark.parametrize("exporter", EXPORTERS[:3])
+def test_an_export_cut_short_before_a_resume_is_cut_back_to_whole_records(
+    tmp_path: Path, exporter: type[Exporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    items = [{"n": str(n), "text": f"line {n}\nof a cell, ' quoted'"} for n in range(3)]
+    whole = exporter(str(tmp_path / f"whole{exporter.extensions[0]}"))
+    size = len(export(whole, items).read_bytes())
+    for cut in range(size):  # a lost tail: anywhere, inside a record too
+        path = tmp_path / f"items{exporter.extensions[0]}"
+        first = exporter(str(path))
+        first.open()
+        for item in items:
+            first.write(item)
+        checkpoint = first.checkpoint()
+        first.close()
+        with path.open("r+b") as file:
+            file.truncate(cut)
+        again = exporter(str(path), append=True)
+        again.open()
+        again.rewind(checkpoint)
+        again.write({"n": "new", "text": "x"})
+        again.close()
+        kept = written(path)  # valid, whatever was cut: the whole records before, then one
+        assert kept[-1] == {"n": "new", "text": "x"}, (cut, path.read_bytes())
+        assert kept[:-1] == items[: len(kept) - 1], cut
+    assert f"{path} is shorter than when its last items were acknowledged" in caplog.text
+    assert "its torn last record is cut off" in caplog.text
+
+
 # ---------------------------------------------------------------------------------------------
 # A crash (SIGKILL) leaves whole records behind
 # ---------------------------------------------------------------------------------------------
