@@ -287,6 +287,8 @@ class Engine:
             self._stopping = self._stopping or "aborted"
             raise
         finally:
+            if self._crew.retrying:
+                await self._failures.left_behind(self._frontier.left_behind())
             self._finish()
             await self._events.crawl_finished(
                 project=self.project, spider=self.spider, stats=self.stats

@@ -138,6 +138,14 @@ class Failures:
         if self._file is not None:
             self._file.queued_before(request)
 
+    async def left_behind(self, requests: list[Request]) -> None:
+        """List the requests a retry with a memory frontier leaves queued as it stops: the
+        links its retried pages led to are remembered nowhere else."""
+        if self._file is None:
+            return
+        for request in requests:
+            await self._file.unfetched(request)
+
     def close_listing(self, *, drained: bool = False) -> tuple[int, str] | None:
         """Close the failures file; return how many requests it lists and where, if any.
 
@@ -359,6 +367,11 @@ class FailureLog:
         except OSError as exc:  # the write's own error is the one reported
             log.error("%s: cannot cut a torn line off: %s", self.path, exc.strerror or exc)
 
+    async def unfetched(self, request: Request) -> None:
+        """List ``request``, which the run stopped before fetching, unless it is listed."""
+        if fingerprint(request) not in self._unsettled:
+            await self.record(request, "not_fetched", _UNFETCHED)
+
     def settled(self, request: Request) -> None:
         """Note that this run settled ``request``: an earlier line for it is out of date."""
         if self._unsettled:  # empty, and free, unless this run continues an earlier one
@@ -419,6 +432,8 @@ class FailureLog:
         self.count = len(kept)
 
 
+#: Why a request a retry did not reach is listed.
+_UNFETCHED = "the retry stopped before fetching it, and nothing else remembers it"
 #: How long a writer waits for another to let go of the failures file, which it holds for
 #: one line or one rewrite: longer means that one is stuck (stopped with Ctrl-Z?).
 _PATIENCE = 10.0

@@ -215,6 +215,10 @@ class Frontier(Protocol):
     def counts(self) -> Counts:
         """Return the current sizes (may be slightly stale for shared backends)."""
 
+    def left_behind(self) -> list[Request]:
+        """Return the requests queued now that no later run will find: a memory frontier's,
+        as its run ends; none for a persistent one."""
+
 
 # -------------------------------------------------------------------------------------------
 # A crawl's state as ``fw status`` reads it (``backends.read_status``)

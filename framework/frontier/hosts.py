@@ -88,6 +88,10 @@ class Hosts(Generic[H]):
             host = self._hosts[name] = self._make(name, self._politeness.for_host(name))
         return host
 
+    def all(self) -> list[H]:
+        """Return every host known."""
+        return list(self._hosts.values())
+
     def queued(self, host: H, rank: float) -> None:
         """Count one more request queued for ``host``, of rank ``-priority``."""
         host.pending += 1

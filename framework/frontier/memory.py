@@ -118,6 +118,11 @@ class MemoryFrontier:
         """Give back the turn ``lease`` took of its host's pace."""
         self._hosts.refund(lease.host, lease.token)
 
+    def left_behind(self) -> list[Request]:
+        """Return every request still queued or held back: all is forgotten with the run."""
+        queued = [entry[2] for host in self._hosts.all() for entry in host.queue]
+        return queued + [entry[2] for entry in self._delayed]
+
     def counts(self) -> Counts:
         """Return the queue sizes."""
         return Counts(

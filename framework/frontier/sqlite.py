@@ -355,6 +355,10 @@ class SqliteFrontier:
         """Give back the turn ``lease`` took of its host's pace."""
         self._hosts.refund(lease.host, lease.token)
 
+    def left_behind(self) -> list[Request]:
+        """None: the next run finds what is queued in the file."""
+        return []
+
     def counts(self) -> Counts:
         """Return the queue sizes, kept in memory as the table changes."""
         return Counts(

@@ -999,3 +999,29 @@ async def test_a_page_whose_callback_raised_counts_failed_until_its_retry_is_don
     assert again.returncode == 0, again.stderr
     assert site.hits["/down"] == 2 and site.hits["/c"] == 1
     assert await counts() == (6, 0)  # each page once: /down as its retry ended
+
+
+async def test_a_retry_stopped_with_a_memory_frontier_lists_the_links_it_had_not_fetched(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # Nothing else remembers what the retried pages led to: the next retry must find it.
+    site, project = await start(serve, tmp_path)
+    assert (await run_fw("run", str(project), "-s", "concurrency.total=1")).returncode == 0
+    failures = tmp_path / "out/shop.failures.jsonl"
+    site.broken = False
+    site.hits.clear()
+    stopped = await run_fw(
+        "run", str(project), "--retry-failed", "-s", "max_pages=1", "-s", "concurrency.total=1"
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert site.hits == {"/down": 1}  # its link /c is queued, /down2 not reached
+    listed = {r["request"]["url"].rsplit("/", 1)[1]: r for r in read_jsonl(failures)}
+    assert sorted(listed) == ["c", "down2"]
+    assert (listed["c"]["kind"], listed["down2"]["kind"]) == ("not_fetched", "http_503")
+    site.hits.clear()
+    again = await run_fw("run", str(project), "--retry-failed")
+    assert again.returncode == 0, again.stderr
+    assert site.hits == {"/c": 1, "/down2": 1}
+    assert not failures.exists()
+    items = [item["url"].rsplit("/", 1)[1] for item in read_jsonl(tmp_path / "out/items.jsonl")]
+    assert sorted(items) == sorted(["", "a", "b", "down", "down2", "c"])

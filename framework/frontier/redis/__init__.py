@@ -370,6 +370,10 @@ class RedisFrontier:
         """Do nothing: the host's pace is shared by every worker, and a turn is not given
         back (a cache hit on a Redis frontier waits its host's delay)."""
 
+    def left_behind(self) -> list[Request]:
+        """None: the next run, or another worker, finds what is queued in Redis."""
+        return []
+
     def counts(self) -> Counts:
         """Return the sizes the last call saw; other workers change them meanwhile."""
         return self._counts
