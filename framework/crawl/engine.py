@@ -287,12 +287,14 @@ class Engine:
             self._stopping = self._stopping or "aborted"
             raise
         finally:
-            if self._crew.retrying:
-                await self._failures.left_behind(self._frontier.left_behind())
-            self._finish()
-            await self._events.crawl_finished(
-                project=self.project, spider=self.spider, stats=self.stats
-            )
+            try:
+                if self._crew.retrying:
+                    await self._failures.left_behind(self._frontier.left_behind())
+            finally:
+                self._finish()
+                await self._events.crawl_finished(
+                    project=self.project, spider=self.spider, stats=self.stats
+                )
 
     def _finish(self) -> None:
         """Stop the clock and note what the crawl left and who slowed it down."""
