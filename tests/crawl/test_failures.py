@@ -61,12 +61,12 @@ def listed(path: Path) -> list[Request]:
     return [entry.request for entry in load_failures(path)]
 
 
-async def start(serve: Serve, tmp_path: Path) -> tuple[Site, Path]:
+async def start(serve: Serve, tmp_path: Path, spider: str = SPIDER) -> tuple[Site, Path]:
     site = Site()
     app = web.Application()
     app.router.add_get("/{tail:.*}", site.handle)
     base = await serve(app)
-    (tmp_path / "links.py").write_text(SPIDER, encoding="utf-8")
+    (tmp_path / "links.py").write_text(spider, encoding="utf-8")
     project = write_project(
         tmp_path,
         f"""
@@ -967,23 +967,10 @@ def register_spiders(register):
 async def test_a_page_whose_callback_raised_counts_failed_until_its_retry_is_done(
     tmp_path: Path, serve: Serve, frontier: str
 ) -> None:
-    site = Site()
+    site, project = await start(serve, tmp_path, RAISES_ON_DOWN)
     site.broken = False
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", site.handle)
-    base = await serve(app)
-    (tmp_path / "links.py").write_text(RAISES_ON_DOWN, encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"""
-        spider: links
-        start_urls: [{base}/]
-        plugins: [./links.py]
-        robots: ignore
-        frontier: "{frontier}"
-        exporters: [{{path: out/items.jsonl}}]
-        """,
-    )
+    with project.open("a", encoding="utf-8") as file:
+        file.write(f'frontier: "{frontier}"\n')
 
     async def counts() -> tuple[int, int]:
         shown = await run_fw("status", str(project), "--json")
