@@ -97,8 +97,10 @@ def _headers(headers: Mapping[str, str]) -> Mapping[str, str]:
     for name, value in headers.items():
         if not _TOKEN.match(name):
             raise ValueError(f"{show(name)} is not a valid header name")
-        if "\r" in value or "\n" in value or "\0" in value:
+        if "\r" in value or "\n" in value:
             raise ValueError(f"the value of {name} contains a line break")
+        if "\0" in value:
+            raise ValueError(f"the value of {name} contains a NUL character")
         if name.lower() == "proxy-authorization":  # inside an https tunnel, the site gets it
             raise ValueError(
                 "Proxy-Authorization would reach the sites, not just the proxy; put the "

@@ -280,13 +280,16 @@ class FailureLog:
         self.count = len(lines)
         self._unsettled = {key for _, key in lines if key is not None}
 
-    async def record(self, request: Request, kind: str, reason: str) -> None:
-        """Append ``request`` with why it failed; a request is recorded once.
+    async def record(
+        self, request: Request, kind: str, reason: str, *, again: bool = False
+    ) -> None:
+        """Append ``request`` with why it failed; a request is recorded once, unless
+        ``again`` (a ``dont_filter`` request, which may differ in its callback).
 
         Raises ``CrawlAborted`` if the line cannot be written.
         """
         key = fingerprint(request)
-        if key in self._logged:
+        if key in self._logged and not again:
             return
         if self._broken is not None:  # another worker's request: it must not go unlisted
             raise self._broken
@@ -370,7 +373,7 @@ class FailureLog:
     async def unfetched(self, request: Request) -> None:
         """List ``request``, which the run stopped before fetching, unless it is listed."""
         if fingerprint(request) not in self._unsettled:
-            await self.record(request, "not_fetched", _UNFETCHED)
+            await self.record(request, "not_fetched", _UNFETCHED, again=request.dont_filter)
 
     def settled(self, request: Request) -> None:
         """Note that this run settled ``request``: an earlier line for it is out of date."""

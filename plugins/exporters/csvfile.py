@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from framework import Exporter, open_new, option
 
-from .csvrows import count_rows, end_of_row, end_of_rows, header, pad_rows
+from .csvrows import count_rows, end_of_row, end_of_rows, header, pad_rows, widths
 from .records import RecordFile
 from .values import dumps, named, simplify, without_surrogates
 
@@ -126,11 +126,16 @@ class CsvExporter(Exporter):
 
     def _refuse_another_delimiter(self, names: list[str]) -> None:
         """Refuse to append to a file written with another delimiter: its header reads as
-        one cell with ours, and as several with one of the usual others."""
+        one cell with ours, and its header and first row read as the same number of cells,
+        more than one, with one of the usual others (a one-column file's key may hold a
+        comma; its first row seldom holds as many)."""
         if len(names) != 1:
             return
         for other in _USUAL_DELIMITERS:
-            if other != self._opts.delimiter and len(header(self.path, other) or ()) > 1:
+            if other == self._opts.delimiter:
+                continue
+            head, *row = widths(self.path, other.encode(), 2) or [1]
+            if head > 1 and row == [head]:
                 raise ValueError(
                     f"its rows are delimited by {other!r}, not {self._opts.delimiter!r}: "
                     f"set delimiter: {other!r} to append to it, or export to another file"

@@ -15,7 +15,16 @@ from typing import BinaryIO
 
 from .records import chunks
 
-__all__ = ["Rows", "cells", "count_rows", "end_of_row", "end_of_rows", "header", "pad_rows"]
+__all__ = [
+    "Rows",
+    "cells",
+    "count_rows",
+    "end_of_row",
+    "end_of_rows",
+    "header",
+    "pad_rows",
+    "widths",
+]
 
 
 class Rows:
@@ -73,6 +82,18 @@ def end_of_row(path: str, index: int, delimiter: bytes) -> int | None:
             seen += 1
         offset += len(chunk)
     return None
+
+
+def widths(path: str, delimiter: bytes, rows: int) -> list[int]:
+    """Return how many cells each of the file's first ``rows`` whole rows has."""
+    found: list[int] = []
+    parser = Rows(delimiter)
+    for chunk in chunks(path):
+        for _, cells in parser.ends(chunk):
+            found.append(cells)
+            if len(found) == rows:
+                return found
+    return found
 
 
 def end_of_rows(path: str, delimiter: bytes) -> int:

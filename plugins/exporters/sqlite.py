@@ -33,7 +33,9 @@ _RENAMED = "fw_renamed_columns"
 
 
 def _table_name(name: str) -> str:
-    if not name or name.lower().startswith("sqlite_"):
+    if not name:
+        raise ValueError("a table needs a name")
+    if name.lower().startswith("sqlite_"):
         raise ValueError(
             f"{name!r} cannot name a table: SQLite reserves names that start with sqlite_"
         )

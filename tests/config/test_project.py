@@ -223,6 +223,18 @@ INVALID = {
         "headers",
         "not a valid header name",
     ),
+    "header value with a line break": (
+        VALID + 'headers: {X-A: "v\\r\\nX-B: w"}\n',
+        4,
+        "headers",
+        "the value of X-A contains a line break",
+    ),
+    "header value with a NUL": (
+        VALID + 'headers: {X-A: "v\\0w"}\n',
+        4,
+        "headers",
+        "the value of X-A contains a NUL character",
+    ),
     "not a number": (VALID + "delay: .nan\n", 4, "delay", "expected a finite number"),
     "infinite": (VALID + "timeout: .inf\n", 4, "timeout", "expected a finite number"),
     "absurd concurrency": (

@@ -1012,3 +1012,30 @@ async def test_a_retry_stopped_with_a_memory_frontier_lists_the_links_it_had_not
     assert not failures.exists()
     items = [item["url"].rsplit("/", 1)[1] for item in read_jsonl(tmp_path / "out/items.jsonl")]
     assert sorted(items) == sorted(["", "a", "b", "down", "down2", "c"])
+
+
+async def test_requests_a_retry_left_behind_are_listed_each_dont_filter_one_too(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shop.failures.jsonl"
+    listing = FailureLog(path)
+    listing.start()
+    await listing.record(Request("https://a.test/listed"), "http_503", "HTTP 503")
+    listing.close()
+    retry = FailureLog(path)
+    retry.start(keep=True)
+    left = [
+        Request("https://a.test/listed", dont_filter=True),  # the listed one, not reached
+        Request("https://a.test/1", callback="parse_b"),
+        Request("https://a.test/1", callback="parse_c", dont_filter=True),
+    ]
+    for request in left:
+        await retry.unfetched(request)
+    retry.close()
+    lines = read_jsonl(path)
+    assert [(line["request"]["url"], line["kind"]) for line in lines] == [
+        ("https://a.test/listed", "http_503"),
+        ("https://a.test/1", "not_fetched"),
+        ("https://a.test/1", "not_fetched"),
+    ]
+    assert [line["request"]["callback"] for line in lines[1:]] == ["parse_b", "parse_c"]

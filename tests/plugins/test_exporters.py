@@ -342,6 +342,12 @@ def test_csv_refuses_to_append_with_another_delimiter(tmp_path: Path) -> None:
     one = export(CsvExporter(str(tmp_path / "one.csv")), [{"id": 1}])
     export(CsvExporter(str(one), CsvOptions(delimiter=";"), append=True), [{"id": 2}])
     assert read_csv(one) == [["id"], ["1"], ["2"]]  # one column: no delimiter to differ
+    for key, delimiter in (("a;b", ","), ("price, EUR", ";"), ("a|b", "\t")):
+        options = CsvOptions(delimiter=delimiter)
+        path = tmp_path / "key.csv"
+        export(CsvExporter(str(path), options), [{key: "v1"}])
+        export(CsvExporter(str(path), options, append=True), [{key: "v2"}])
+        assert read_csv(path, delimiter) == [[key], ["v1"], ["v2"]]  # its own, appended to
 
 
 def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(tmp_path: Path) -> None:
@@ -917,6 +923,7 @@ async def test_a_typo_in_an_exporter_option_is_a_usage_error(tmp_path: Path) -> 
             "table: sqlite_master",
             "exporters[0].table: 'sqlite_master' cannot name a table",
         ),
+        ("sqlite", "table: ''", "exporters[0].table: a table needs a name"),
         (
             "sqlite",
             "table: FW_renamed_columns",
