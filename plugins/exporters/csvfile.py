@@ -171,6 +171,8 @@ class CsvExporter(Exporter):
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one row; an item with a value that cannot be written adds no column."""
         item = named(item)
+        if not all(key.isascii() for key in item):
+            item = _keys_as_written(item)
         columns = self._columns
         if not self._opts.fields and (new := [key for key in item if key not in columns]):
             columns = columns + new
@@ -326,6 +328,15 @@ def _extends(whole: list[str] | None, header: list[str] | None) -> bool:
     if whole is None or header is None:
         return False
     return len(whole) > len(header) and whole[: len(header)] == header
+
+
+def _keys_as_written(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``item`` with its keys as the header writes them (a lone surrogate as
+    ``\\udXXX``), so that a run appending finds their columns again."""
+    written = {without_surrogates(key): value for key, value in item.items()}
+    if len(written) < len(item):  # "k\udc80" and "k\\udc80": one column, one value lost
+        raise ValueError("two keys of this item are written as the same column")
+    return written
 
 
 def _names(columns: list[str]) -> str:

@@ -350,6 +350,19 @@ def test_csv_refuses_to_append_with_another_delimiter(tmp_path: Path) -> None:
         assert read_csv(path, delimiter) == [[key], ["v1"], ["v2"]]  # its own, appended to
 
 
+def test_csv_a_key_with_a_lone_surrogate_keeps_its_column_when_appended_to(
+    tmp_path: Path,
+) -> None:
+    path = export(CsvExporter(str(tmp_path / "items.csv")), [{"x\udc80y": 1}])
+    export(CsvExporter(str(path), append=True), [{"x\udc80y": 2}])
+    assert read_csv(path) == [["x\\udc80y"], ["1"], ["2"]]
+    exporter = CsvExporter(str(tmp_path / "two.csv"))
+    exporter.open()
+    with pytest.raises(ValueError, match="two keys of this item are written as the same"):
+        exporter.write({"k\udc80": 1, "k\\udc80": 2})
+    exporter.close()
+
+
 def test_csv_late_key_gets_a_column_and_the_header_is_rewritten_at_close(tmp_path: Path) -> None:
     exporter = CsvExporter(str(tmp_path / "items.csv"))
     path = Path(exporter.path)
