@@ -95,6 +95,12 @@ class Admission:
                     self._remember(url)
         return admitted
 
+    def admit_one(self, request: Request) -> tuple[list[Request], str | None]:
+        """Admit one request; say why it was dropped (its ``filtered`` key), if it was."""
+        before = self._stats.filtered.copy()
+        admitted = self.admit([request])
+        return admitted, next(iter(self._stats.filtered - before), None)
+
     def refused_start(self, url: str, why: str) -> None:
         """Count and warn of a start request the crawl will not fetch: refused here, or by
         robots.txt when its turn came."""

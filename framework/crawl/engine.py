@@ -509,7 +509,7 @@ class Engine:
                 offsite=self._admission.offsite,
             )
             if redirect is not None:
-                return Handled(discovered=self._admission.admit([redirect]))
+                return await self._redirected(request, redirect)
             check_status(response, allowed_status(self.spider, request, self._crew.callbacks))
         except IgnoreRequest as exc:
             return await self._filtered(request, FetchError("ignored", str(exc) or "ignored"))
@@ -609,6 +609,19 @@ class Engine:
             await self._failures.report(error, error.kind, request, str(error), listed=True)
             return Handled(failure=error.kind)
         return await self._errback(request, error, failed=True)
+
+    async def _redirected(self, request: Request, redirect: Request) -> Handled:
+        """Follow a redirect. One to a page the crawl drops (queued or fetched already, too
+        deep) runs the request's errback, as for a page robots.txt forbids: the spider
+        hears of its request either way (Douban answers a merged film's page with a
+        redirect to the other film's)."""
+        admitted, dropped = self._admission.admit_one(redirect)
+        if dropped is None or not request.errback:
+            return Handled(discovered=admitted)
+        if not self._spend():  # as _filtered: an errback that yields it again ends
+            return Handled(retry=request)
+        why = f"redirected to {shown_url(redirect)}, which the crawl does not fetch ({dropped})"
+        return await self._errback(request, FetchError(dropped, why), failed=False)
 
     async def _filtered(self, request: Request, why: FetchError) -> Handled:
         """Count a request fw chose not to fetch (robots.txt forbids it, a middleware

@@ -161,3 +161,28 @@ async def test_an_errback_yielding_its_forbidden_request_again_is_stopped_by_max
         stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
     assert stats.reason == "max_pages reached"
     assert len(read_jsonl(tmp_path / "items.jsonl")) == 4  # the listing, then 4 errbacks
+
+
+async def test_a_redirect_to_a_page_the_crawl_has_already_runs_the_errback(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # Douban answers a merged film's page with a redirect to the other film's page, which
+    # the listing linked too: the film is kept from its listing, not lost.
+    async def page(request: web.Request) -> web.Response:
+        if request.path == "/subject/1":
+            raise web.HTTPMovedPermanently("/subject/0")
+        return web.Response(text="<p>x</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    base = await serve(app)
+    (tmp_path / "listing.py").write_text(LISTING, encoding="utf-8")
+    project = write_project(
+        tmp_path, f"spider: listing\nstart_urls: [{base}/]\nplugins: [./listing.py]\n"
+    )
+    stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+    assert (stats.errors, stats.filtered["duplicate"]) == ({}, 1)
+    assert sorted(map(tuple, map(dict.values, read_jsonl(tmp_path / "items.jsonl")))) == [
+        (0, "subject"),
+        (1, "duplicate"),
+    ]
