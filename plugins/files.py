@@ -211,12 +211,9 @@ class FilesStep(ItemStep):
         return entry
 
     async def _download(self, url: str, context: ItemContext) -> Entry:
-        if not url.lower().startswith(("http://", "https://")):
-            self.failed += 1
-            return _failed(url, f"not an http(s) URL: {url[:200]!r}")
         try:
             response = await context.fetch(Request(url), max_size=self._options.max_size)
-        except FetchError as exc:  # counted and logged by fw already
+        except FetchError as exc:  # counted and logged by fw already (a mailto: link too)
             self.failed += 1
             return _failed(url, f"{exc.kind}: {exc}")
         try:

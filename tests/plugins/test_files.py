@@ -247,10 +247,10 @@ async def test_a_failed_download_is_counted_and_recorded_and_its_item_exported(
         "error": "http_404: HTTP 404",
     }
     assert files["1:Huge"]["error"] == "too_large: body larger than its max_size (4000 bytes)"
-    assert files["1:Mail"]["error"].startswith("not an http(s) URL")
+    assert files["1:Mail"]["error"] == "scheme: 'mailto:someone@example.com' is not an http(s) URL"
     assert files["1:Flaky"]["error"] is None and images.hits["flaky.png"] == 2  # retried
     assert files["1:Fine"]["error"] is None
-    assert stats.errors == {"http_404": 1, "too_large": 1}
+    assert stats.errors == {"http_404": 1, "too_large": 1, "scheme": 1}  # each said
     assert stats.retries == 1
 
 
