@@ -15,11 +15,13 @@ import itertools
 import logging
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from framework.errors import CrawlAborted, UsageError
 from framework.fetch.politeness import HostPolicy, Politeness
@@ -620,6 +622,70 @@ async def test_an_outage_pauses_a_call_until_redis_is_back(
     assert "redis is back; resuming" in messages
     status = await status_of(frontier)
     assert (status.pending, status.leased, status.done) == (1, 1, 1)
+
+
+async def test_a_claim_drops_a_ready_entry_whose_host_state_is_gone(
+    make: Make, server: RedisServer
+) -> None:
+    # An evicted or deleted host key left its entry in the ready list, and the claim
+    # script took it for ever, holding Redis until SHUTDOWN NOSAVE.
+    frontier = await make(concurrency=1)
+    await frontier.add(urls("1", "2"))
+    with redis.Redis(port=server.port) as raw:
+        assert raw.delete(f"{PREFIX}h:a.test") == 1
+    first = await lease_of(frontier)
+    await ack(frontier, first)
+    second = await lease_of(frontier)
+    assert sorted([first.request.url, second.request.url]) == ["http://a.test/1", "http://a.test/2"]
+    await ack(frontier, second)
+    assert await asyncio.wait_for(frontier.claim(), 10) is None  # over, not taken for ever
+    with redis.Redis(port=server.port, socket_timeout=5) as raw:
+        assert raw.ping()  # answering: no script holds it
+
+
+#: A read-only script that holds Redis for 1.5 s: other clients are answered BUSY meanwhile.
+BUSY_SCRIPT = """
+local start = redis.call('TIME')
+repeat
+  local now = redis.call('TIME')
+until (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > 1500000
+return 1
+"""
+
+
+@pytest.mark.parametrize("server", [["--lua-time-limit", "20"]], indirect=True, ids=["busy"])
+async def test_a_redis_busy_with_another_clients_script_is_waited_out(
+    make: Make, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fw")
+    frontier = await make()
+    await frontier.add(urls("1", "2"))
+    other, probe = redis.Redis(port=server.port), redis.Redis(port=server.port)
+    try:
+        holding = asyncio.create_task(asyncio.to_thread(other.eval, BUSY_SCRIPT, 0))
+        await asyncio.to_thread(_until_busy, probe, 10)
+        claimed = await asyncio.wait_for(frontier.claim(), 15)
+        assert await holding == 1
+    finally:
+        other.close()
+        probe.close()
+    assert isinstance(claimed, Lease)
+    messages = [r.getMessage() for r in caplog.records if r.name == "fw"]
+    assert any("is unreachable (BUSY Redis is busy running a script" in m for m in messages)
+    assert "redis is back; resuming" in messages
+
+
+def _until_busy(client: redis.Redis, seconds: float) -> None:
+    """Ping until Redis answers BUSY, a round trip at a time; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+        except redis.ResponseError as exc:
+            if str(exc).startswith("BUSY"):
+                return
+            raise
+    raise AssertionError(f"Redis was not busy within {seconds}s")
 
 
 async def test_a_call_gives_up_after_its_patience_and_every_later_call_at_once(

@@ -60,7 +60,6 @@ _NAMES = (
 )
 #: Backoff while Redis is unreachable: the first pause and the longest.
 _PAUSE_FIRST, _PAUSE_MAX = 0.1, 5.0
-_UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 #: Answers that say fw may not use this Redis as configured: a wrong or missing password,
 #: an ACL that forbids a command. redis-py makes some of them ConnectionErrors.
 _REFUSALS = (
@@ -90,6 +89,17 @@ class Gone(Exception):
 
 class OutOfMemory(Exception):
     """Redis is at its ``maxmemory`` and refused a script, which changed nothing."""
+
+
+class Busy(Exception):
+    """Redis is running another client's script, and runs no other command until it ends:
+    an outage, however well it answers (``BUSY``)."""
+
+
+#: What a call meets while Redis is away: waited out for up to ``patience`` seconds.
+_UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, Busy)
+#: How Redis begins its answer while it runs another client's script.
+_BUSY = "BUSY "
 
 
 class Unreachable(Exception):
@@ -179,7 +189,12 @@ class Scripts:
         """Run a script that changes nothing once, on a connection of its own."""
         client = self._connect()
         try:
-            return await client.register_script(_source(script))(args=[self.prefix, *args])
+            try:
+                return await client.register_script(_source(script))(args=[self.prefix, *args])
+            except redis_errors.ResponseError as exc:
+                if str(exc).startswith(_BUSY):
+                    raise Busy(str(exc)) from None
+                raise
         except _REFUSALS as exc:
             raise self._refused(exc) from None
         except _UNREACHABLE as exc:
@@ -199,6 +214,8 @@ class Scripts:
                 raise Gone(str(exc)) from None
             if isinstance(exc, redis_errors.OutOfMemoryError) or _OOM in str(exc):
                 raise OutOfMemory(str(exc)) from None
+            if str(exc).startswith(_BUSY):
+                raise Busy(str(exc)) from None
             raise
 
     def _refused(self, exc: Exception) -> UsageError:

@@ -88,10 +88,8 @@ local function take(host, room, rival)
   return ids
 end
 
-local ids, expiries, tokens, expiry = {}, {}, {}, t + lease
-while #ids < count do
-  local top = redis.call('ZRANGE', READY, 0, 1, 'WITHSCORES')
-  if not top[1] then break end
+-- Lease the best requests of the host whose ready entry is `top`.
+local function lease_from(top, ids, expiries, tokens, expiry)
   local host = string.sub(top[1], 13)
   local h = host_state(host)
   local after, room = next_start(host, t, jitter), 1
@@ -109,6 +107,21 @@ while #ids < count do
   set_field(host, 'last', t)
   set_field(host, 'next', math.max(num(h.next), after))
   file(host, t)
+end
+
+local ids, expiries, tokens, expiry = {}, {}, {}, t + lease
+while #ids < count do
+  local top = redis.call('ZRANGE', READY, 0, 1, 'WITHSCORES')
+  if not top[1] then break end
+  local host = string.sub(top[1], 13)
+  if host_state(host).entry == top[1] then
+    lease_from(top, ids, expiries, tokens, expiry)
+  else
+    -- An entry its host no longer knows (the host's key was evicted or deleted): taken
+    -- for ever, it would hold Redis in this loop. Dropped, and the host filed again.
+    redis.call('ZREM', READY, top[1])
+    file(host, t)
+  end
 end
 if #ids > 0 then
   call_all('ZADD', LEASES, expiries, 2)
