@@ -4,7 +4,9 @@ afterwards, and as it was before a plugin that failed half-way through changing 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from aiohttp import web
 
@@ -116,12 +118,19 @@ def register_spiders(register):
 
 
 async def listing_project(
-    tmp_path: Path, serve: Serve, disallow: str, spider: str = LISTING, extra: str = ""
+    tmp_path: Path,
+    serve: Serve,
+    disallow: str,
+    spider: str = LISTING,
+    extra: str = "",
+    moved: Mapping[str, str] = MappingProxyType({}),
 ) -> Path:
-    """Serve a listing whose robots.txt disallows ``disallow``; write a project crawling
-    it with ``spider`` (``LISTING``)."""
+    """Serve a listing whose robots.txt disallows ``disallow`` and whose pages ``moved``
+    redirect; write a project crawling it with ``spider`` (``LISTING``)."""
 
     async def page(request: web.Request) -> web.Response:
+        if request.path in moved:
+            raise web.HTTPMovedPermanently(moved[request.path])
         if request.path == "/robots.txt":
             return web.Response(text=f"User-agent: *\nDisallow: {disallow}\n")
         return web.Response(text="<p>x</p>", content_type="text/html")
@@ -168,18 +177,7 @@ async def test_a_redirect_to_a_page_the_crawl_has_already_runs_the_errback(
 ) -> None:
     # Douban answers a merged film's page with a redirect to the other film's page, which
     # the listing linked too: the film is kept from its listing, not lost.
-    async def page(request: web.Request) -> web.Response:
-        if request.path == "/subject/1":
-            raise web.HTTPMovedPermanently("/subject/0")
-        return web.Response(text="<p>x</p>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", page)
-    base = await serve(app)
-    (tmp_path / "listing.py").write_text(LISTING, encoding="utf-8")
-    project = write_project(
-        tmp_path, f"spider: listing\nstart_urls: [{base}/]\nplugins: [./listing.py]\n"
-    )
+    project = await listing_project(tmp_path, serve, "", moved={"/subject/1": "/subject/0"})
     stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
     assert (stats.errors, stats.filtered["duplicate"]) == ({}, 1)
     assert sorted(map(tuple, map(dict.values, read_jsonl(tmp_path / "items.jsonl")))) == [
