@@ -618,8 +618,6 @@ class Engine:
         admitted, dropped = self._admission.admit_one(redirect)
         if dropped is None or not request.errback:
             return Handled(discovered=admitted)
-        if not self._spend():  # as _filtered: an errback that yields it again ends
-            return Handled(retry=request)
         why = f"redirected to {shown_url(redirect)}, which the crawl does not fetch ({dropped})"
         return await self._errback(request, FetchError(dropped, why), failed=False)
 

@@ -90,6 +90,8 @@ class CsvExporter(Exporter):
         self._opts: CsvOptions = self.options or CsvOptions()
         self._delimiter = self._opts.delimiter.encode()
         self._escape = self._opts.formulas == "escape"
+        #: ``fields`` as the header writes them: items' keys are matched so (``write``).
+        self._fields = [without_surrogates(name) for name in self._opts.fields or ()]
         self._columns: list[str] = self._known_columns()
         self._header: list[str] | None = self._earlier_header(self.path) if self.append else None
         if self._header is not None:
@@ -106,15 +108,15 @@ class CsvExporter(Exporter):
 
     def _known_columns(self) -> list[str]:
         """Return the columns known before the first item: ``fields``, or the item type's."""
-        return list(self._opts.fields or self.columns or ())
+        return list(self._fields) or [without_surrogates(name) for name in self.columns or ()]
 
     def _continued(self, columns: list[str]) -> list[str]:
         """Return the columns of the rows written, then any of ``fields`` they lack."""
-        return columns + [name for name in self._opts.fields or () if name not in columns]
+        return columns + [name for name in self._fields if name not in columns]
 
     def _warn_of_changed_fields(self) -> None:
         """Say so when ``fields`` are not the columns this run goes on with."""
-        fields = list(self._opts.fields or ())
+        fields = self._fields
         if fields and self._columns != fields:  # the rows written keep their cells' order
             log.warning(
                 "export %s: its rows have the columns %s, not fields (%s): it goes on with %s",
@@ -135,7 +137,7 @@ class CsvExporter(Exporter):
             if other == self._opts.delimiter:
                 continue
             head, *row = widths(self.path, other.encode(), 2) or [1]
-            if head > 1 and row == [head]:
+            if head > 1 and row in ([], [head]):  # a header alone: `fields`, nothing exported
                 raise ValueError(
                     f"its rows are delimited by {other!r}, not {self._opts.delimiter!r}: "
                     f"set delimiter: {other!r} to append to it, or export to another file"
@@ -174,7 +176,7 @@ class CsvExporter(Exporter):
         if not all(key.isascii() for key in item):
             item = _keys_as_written(item)
         columns = self._columns
-        if not self._opts.fields and (new := [key for key in item if key not in columns]):
+        if not self._fields and (new := [key for key in item if key not in columns]):
             columns = columns + new
         cells = [_cell(item.get(column), self._escape) for column in columns]
         self._columns = columns

@@ -177,7 +177,10 @@ async def test_a_redirect_to_a_page_the_crawl_has_already_runs_the_errback(
 ) -> None:
     # Douban answers a merged film's page with a redirect to the other film's page, which
     # the listing linked too: the film is kept from its listing, not lost.
-    project = await listing_project(tmp_path, serve, "", moved={"/subject/1": "/subject/0"})
+    moved = {"/subject/1": "/subject/0"}
+    # Three requests: the listing and both films' pages; the errback spends none more.
+    extra = "max_pages: 3\nconcurrency: {total: 1, per_domain: 1}\n"
+    project = await listing_project(tmp_path, serve, "", extra=extra, moved=moved)
     stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
     assert (stats.errors, stats.filtered["duplicate"]) == ({}, 1)
     assert sorted(map(tuple, map(dict.values, read_jsonl(tmp_path / "items.jsonl")))) == [

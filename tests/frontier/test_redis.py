@@ -675,6 +675,27 @@ async def test_a_redis_busy_with_another_clients_script_is_waited_out(
     assert "redis is back; resuming" in messages
 
 
+@pytest.mark.parametrize(
+    "server",
+    [["--lua-time-limit", "20", "--maxmemory-policy", "allkeys-lru"]],
+    indirect=True,
+    ids=["busy-allkeys-lru"],
+)
+async def test_a_worker_starting_on_a_busy_redis_waits_and_still_checks_its_policy(
+    make: Make, server: RedisServer
+) -> None:
+    other, probe = redis.Redis(port=server.port), redis.Redis(port=server.port)
+    try:
+        holding = asyncio.create_task(asyncio.to_thread(other.eval, BUSY_SCRIPT, 0))
+        await asyncio.to_thread(_until_busy, probe, 10)
+        with pytest.raises(UsageError, match="has maxmemory-policy allkeys-lru, which evicts"):
+            await asyncio.wait_for(make(), 15)
+        assert await holding == 1
+    finally:
+        other.close()
+        probe.close()
+
+
 def _until_busy(client: redis.Redis, seconds: float) -> None:
     """Ping until Redis answers BUSY, a round trip at a time; fail after ``seconds``."""
     deadline = time.monotonic() + seconds

@@ -342,6 +342,9 @@ def test_csv_refuses_to_append_with_another_delimiter(tmp_path: Path) -> None:
     one = export(CsvExporter(str(tmp_path / "one.csv")), [{"id": 1}])
     export(CsvExporter(str(one), CsvOptions(delimiter=";"), append=True), [{"id": 2}])
     assert read_csv(one) == [["id"], ["1"], ["2"]]  # one column: no delimiter to differ
+    header_only = export(CsvExporter(str(tmp_path / "h.csv"), CsvOptions(fields=("a", "b"))), [])
+    with pytest.raises(ValueError, match="its rows are delimited by ',', not ';'"):
+        CsvExporter(str(header_only), CsvOptions(delimiter=";"), append=True).open()
     for key, delimiter in (("a;b", ","), ("price, EUR", ";"), ("a|b", "\t")):
         options = CsvOptions(delimiter=delimiter)
         path = tmp_path / "key.csv"
@@ -356,6 +359,9 @@ def test_csv_a_key_with_a_lone_surrogate_keeps_its_column_when_appended_to(
     path = export(CsvExporter(str(tmp_path / "items.csv")), [{"x\udc80y": 1}])
     export(CsvExporter(str(path), append=True), [{"x\udc80y": 2}])
     assert read_csv(path) == [["x\\udc80y"], ["1"], ["2"]]
+    named = CsvOptions(fields=("x\udc80y", "名"))
+    fields = export(CsvExporter(str(tmp_path / "fields.csv"), named), [{"x\udc80y": 1, "名": 2}])
+    assert read_csv(fields) == [["x\\udc80y", "名"], ["1", "2"]]
     exporter = CsvExporter(str(tmp_path / "two.csv"))
     exporter.open()
     with pytest.raises(ValueError, match="two keys of this item are written as the same"):

@@ -176,7 +176,7 @@ class Scripts:
             async with asyncio.timeout(_CLOSING_S):
                 if self._running:  # commands of cancelled calls: let them finish on this client
                     await asyncio.wait(self._running)
-                await self._call(script, args)
+                await _busy_as_outage(lambda: self._call(script, args))
         except TimeoutError:
             return f"redis at {self.address} did not answer within {_CLOSING_S:g}s"
         except _UNREACHABLE as exc:
@@ -189,12 +189,9 @@ class Scripts:
         """Run a script that changes nothing once, on a connection of its own."""
         client = self._connect()
         try:
-            try:
-                return await client.register_script(_source(script))(args=[self.prefix, *args])
-            except redis_errors.ResponseError as exc:
-                if str(exc).startswith(_BUSY):
-                    raise Busy(str(exc)) from None
-                raise
+            return await _busy_as_outage(
+                lambda: client.register_script(_source(script))(args=[self.prefix, *args])
+            )
         except _REFUSALS as exc:
             raise self._refused(exc) from None
         except _UNREACHABLE as exc:
@@ -214,8 +211,6 @@ class Scripts:
                 raise Gone(str(exc)) from None
             if isinstance(exc, redis_errors.OutOfMemoryError) or _OOM in str(exc):
                 raise OutOfMemory(str(exc)) from None
-            if str(exc).startswith(_BUSY):
-                raise Busy(str(exc)) from None
             raise
 
     def _refused(self, exc: Exception) -> UsageError:
@@ -266,7 +261,7 @@ class Scripts:
         pause = _PAUSE_FIRST
         while True:
             self._check_patience(since)
-            task = self._shielded(attempt)
+            task = self._shielded(lambda: _busy_as_outage(attempt))
             try:
                 result = await self._within_patience(task, since)
             except _REFUSALS as exc:
@@ -369,6 +364,8 @@ class Scripts:
         try:
             policy = (await self._client.config_get("maxmemory-policy")).get("maxmemory-policy")
         except redis_errors.ResponseError as exc:  # CONFIG disabled, as managed Redis may do
+            if _busy(exc):
+                raise
             log.debug("redis at %s: cannot read maxmemory-policy (%s)", self.address, exc)
             return
         if str(policy).startswith("allkeys-"):
@@ -395,6 +392,20 @@ class Scripts:
 def _duration(seconds: float) -> str:
     """Say a ``patience`` for people: ``600s``, or ``ever`` for no limit."""
     return "ever" if seconds == math.inf else f"{seconds:g}s"
+
+
+async def _busy_as_outage(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Await ``attempt()``; raise ``Busy`` for a Redis busy with another client's script."""
+    try:
+        return await attempt()
+    except redis_errors.ResponseError as exc:
+        if _busy(exc):
+            raise Busy(str(exc)) from None
+        raise
+
+
+def _busy(exc: redis_errors.ResponseError) -> bool:
+    return str(exc).startswith(_BUSY)
 
 
 def _untrusted(exc: BaseException) -> bool:
