@@ -104,6 +104,8 @@ def web_codec(label: str | None) -> str | None:
         name = codecs.lookup(name).name if name else None
     except LookupError:
         return None
+    if name == "gbk":  # w3lib 2.6 on; the Encoding Standard decodes GBK as gb18030
+        name = "gb18030"
     return name if name is not None and _of_the_web(name) else None
 
 

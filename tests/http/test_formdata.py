@@ -75,6 +75,7 @@ def test_urlencoded_and_text_plain_use_the_charset_and_character_references() ->
         ("latin1", "cp1252", "windows-1252"),
         ("ISO-8859-2", "iso8859-2", "ISO-8859-2"),
         ("gb2312", "gb18030", "gb18030"),
+        ("GBK", "gb18030", "gb18030"),  # whichever w3lib: 2.6 says gbk
         ("shift_jis", "cp932", "Shift_JIS"),
         ("euc-kr", "cp949", "EUC-KR"),
         ("koi8-r", "koi8-r", "KOI8-R"),
