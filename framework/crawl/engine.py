@@ -615,8 +615,10 @@ class Engine:
         deep) runs the request's errback, as for a page robots.txt forbids: the spider
         hears of its request either way (Douban answers a merged film's page with a
         redirect to the other film's)."""
+        if not request.errback:  # the usual case: nothing to tell, nothing to count twice
+            return Handled(discovered=self._admission.admit([redirect]))
         admitted, dropped = self._admission.admit_one(redirect)
-        if dropped is None or not request.errback:
+        if dropped is None:
             return Handled(discovered=admitted)
         why = f"redirected to {shown_url(redirect)}, which the crawl does not fetch ({dropped})"
         return await self._errback(request, FetchError(dropped, why), failed=False)

@@ -18,7 +18,7 @@ from framework import Exporter, open_new, option
 
 from .csvrows import count_rows, end_of_row, end_of_rows, header, pad_rows, widths
 from .records import RecordFile
-from .values import dumps, named, simplify, without_surrogates
+from .values import dumps, keys_as_written, named, simplify, without_surrogates
 
 __all__ = ["CsvExporter"]
 
@@ -172,9 +172,7 @@ class CsvExporter(Exporter):
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one row; an item with a value that cannot be written adds no column."""
-        item = named(item)
-        if not all(key.isascii() for key in item):
-            item = _keys_as_written(item)
+        item = keys_as_written(named(item))
         columns = self._columns
         if not self._fields and (new := [key for key in item if key not in columns]):
             columns = columns + new
@@ -330,15 +328,6 @@ def _extends(whole: list[str] | None, header: list[str] | None) -> bool:
     if whole is None or header is None:
         return False
     return len(whole) > len(header) and whole[: len(header)] == header
-
-
-def _keys_as_written(item: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``item`` with its keys as the header writes them (a lone surrogate as
-    ``\\udXXX``), so that a run appending finds their columns again."""
-    written = {without_surrogates(key): value for key, value in item.items()}
-    if len(written) < len(item):  # "k\udc80" and "k\\udc80": one column, one value lost
-        raise ValueError("two keys of this item are written as the same column")
-    return written
 
 
 def _names(columns: list[str]) -> str:

@@ -8,7 +8,6 @@ import logging
 import os
 import sqlite3
 import stat
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from framework import Exporter, no_room, option
 
-from .values import dumps, named, simplify, without_surrogates
+from .values import dumps, keys_as_written, named, simplify, without_surrogates
 
 __all__ = ["SqliteExporter"]
 
@@ -138,11 +137,8 @@ class SqliteExporter(Exporter):
         if not item:
             self._db.execute(f"INSERT INTO {self._table} DEFAULT VALUES")
             return
-        item = named(item)
-        keys = [without_surrogates(key) for key in item]
-        if len(set(keys)) < len(keys):  # "k\udc80" and "k\\udc80": one column, one value lost
-            twice = next(key for key, n in Counter(keys).items() if n > 1)
-            raise ValueError(f"two keys of this item are both the column {twice!r}")
+        item = keys_as_written(named(item))
+        keys = list(item)
         if all(key in self._columns for key in keys):
             self._insert_row(keys, item.values())
             return

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["dumps", "encode", "named", "simplify", "without_surrogates"]
+__all__ = ["dumps", "encode", "keys_as_written", "named", "simplify", "without_surrogates"]
 
 #: Values that hold no keys: most of an item's, passed over without a call.
 _LEAVES = frozenset({str, int, float, bool, type(None)})
@@ -144,6 +144,20 @@ def dumps(value: Mapping[str, Any] | Any) -> str:
     if _LINE_BREAKS.search(text) is None:  # the usual case: nothing to escape
         return text
     return _LINE_BREAKS.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
+
+
+def keys_as_written(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return ``item`` with its keys as a header or a table writes them (a lone surrogate
+    as ``\\udXXX``), so that a later run finds their columns again; raise ``ValueError``
+    for two keys written alike (``k\\udc80`` and ``k\\\\udc80``): one value would be lost."""
+    if all(key.isascii() for key in item):
+        return item
+    written = {without_surrogates(key): value for key, value in item.items()}
+    if len(written) < len(item):
+        keys = [without_surrogates(key) for key in item]
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"two keys of this item are both the column {twice!r}")
+    return written
 
 
 def without_surrogates(text: str) -> str:

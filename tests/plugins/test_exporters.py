@@ -364,7 +364,7 @@ def test_csv_a_key_with_a_lone_surrogate_keeps_its_column_when_appended_to(
     assert read_csv(fields) == [["x\\udc80y", "名"], ["1", "2"]]
     exporter = CsvExporter(str(tmp_path / "two.csv"))
     exporter.open()
-    with pytest.raises(ValueError, match="two keys of this item are written as the same"):
+    with pytest.raises(ValueError, match="two keys of this item are both the column"):
         exporter.write({"k\udc80": 1, "k\\udc80": 2})
     exporter.close()
 
