@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol
 
 from framework.errors import CrawlAborted
 from framework.http import Request
-from framework.http.urls import fingerprint
+from framework.http.urls import fingerprint, split_host
 
 __all__ = [
     "ONCE",
@@ -116,11 +116,35 @@ class Saved:
 @dataclass(frozen=True)
 class Owner:
     """Whose crawl a persistent frontier holds; ``where`` locates the project's
-    ``frontier:`` key (``FILE:LINE``) for the error when the state is another's."""
+    ``frontier:`` key (``FILE:LINE``) for the error when the state is another's.
+
+    ``domains`` are the project's ``allowed_domains`` (empty: every host), ``None`` when
+    unknown. Workers of one crawl running at once must agree on them: each drops as
+    offsite the pages only the others may visit.
+    """
 
     project: str
     spider: str
     where: str = "frontier"
+    domains: tuple[str, ...] | None = None
+
+    @property
+    def scope(self) -> str:
+        """The allowed domains as one string, the same for the same set ('' unknown, '*'
+        every host)."""
+        if self.domains is None:
+            return ""
+        return " ".join(sorted({_domain(entry) for entry in self.domains})) or "*"
+
+
+def _domain(entry: str) -> str:
+    """Write an ``allowed_domains`` entry one way: ``::1`` and ``[::1]`` are one host, and
+    ports 80 and 443 one port (``Offsite``)."""
+    host, port = split_host(entry)
+    host = f"[{host}]" if ":" in host else host
+    if port is None:
+        return host
+    return f"{host}:{'web' if port in (80, 443) else port}"
 
 
 class Memory(Protocol):

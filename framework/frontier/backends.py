@@ -39,7 +39,8 @@ def make_frontier(
     ``renew`` starts a new round of a finished crawl (see ``frontier``)."""
     politeness = politeness or Politeness.of(project)
     url = project.frontier
-    owner = Owner(project.name, project.spider, project.error_source.where(("frontier",)))
+    where = project.error_source.where(("frontier",))
+    owner = Owner(project.name, project.spider, where, project.allowed_domains)
     if url.startswith("sqlite:///"):
         from framework.frontier.sqlite import SqliteFrontier
 

@@ -126,6 +126,31 @@ async def test_a_worker_joining_a_finished_crawl_says_so(
     assert state.fetched.total() == PAGES
 
 
+async def test_a_project_of_the_same_name_with_other_allowed_domains_cannot_join_a_running_crawl(
+    serve: Serve, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    state = LinkedSite(PAGES, latency=0.01)
+    base = await state.start(serve)
+    project = linked_project(tmp_path, base, f"{redis_server.url}?lease=30")
+    worker = await start_worker(project, tmp_path / "a.jsonl")
+    await state.served(10)
+    worker.send_signal(signal.SIGSTOP)  # running, as far as Redis knows, for a lease
+    try:
+        wider = ("-s", "allowed_domains=[127.0.0.1]")
+        other = await run_fw("run", str(project), *wider, "-o", str(tmp_path / "b.jsonl"))
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    assert other.returncode == 2, other.stderr
+    assert (
+        f"have allowed_domains [127.0.0.1:{urlsplit(base).port}], and this project [127.0.0.1]"
+        in (other.stderr)
+    )
+    async with asyncio.timeout(60):
+        assert await worker.wait() == 0
+    assert set(pages_in(tmp_path / "a.jsonl")) == {f"p/{n}" for n in range(PAGES)}
+    assert not (tmp_path / "b.jsonl").exists() or pages_in(tmp_path / "b.jsonl") == []
+
+
 async def read_until(stream: asyncio.StreamReader, words: str) -> str:
     """Read stderr lines until one contains ``words``; fail after 30 seconds."""
     seen = []

@@ -87,6 +87,75 @@ async def test_fresh_does_not_wipe_another_projects_crawl(server: RedisServer) -
         assert owner.counts().pending == 1
 
 
+async def test_another_project_of_the_same_name_and_spider_is_refused_while_its_workers_run(
+    server: RedisServer,
+) -> None:
+    shop = Owner("project", "rules", "a.yaml:3", ("shop.test",))
+    news = Owner("project", "rules", "b.yaml:3", ("news.test", "127.0.0.1:8080"))
+    async with opened(server.url, "project", shop) as running:
+        await running.add([Request("http://shop.test/1")])
+        for fresh in (False, True):  # nor may its --fresh wipe the running crawl
+            with pytest.raises(ProjectError) as refused:
+                async with opened(server.url, "project", news, fresh=fresh):
+                    pass
+            assert str(refused.value) == (
+                "b.yaml:3: frontier: the Redis at redis://127.0.0.1:"
+                f"{server.port}/0 holds, under 'fw:project:', a crawl whose running workers "
+                "have allowed_domains [shop.test], and this project [127.0.0.1:8080, "
+                "news.test]: each would drop the other's pages as offsite. If it is another "
+                "project's crawl, give this project a name of its own (name:) or its crawl "
+                "another ?prefix=; to change allowed_domains for the rest of this crawl, stop "
+                "its workers first (one killed counts as running for a lease, 30s)"
+            )
+        assert running.counts().pending == 1
+        # The same domains written another way are the same crawl's.
+        same = Owner("project", "rules", "c.yaml:3", ("SHOP.test", "shop.test"))
+        async with opened(server.url, "project", same) as joined:
+            assert joined.counts().pending == 1
+
+
+async def test_allowed_domains_changed_between_runs_are_taken_with_a_warning(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with opened(server.url, "project", Owner("project", "rules", "", ("a.test",))) as first:
+        await first.add([Request("http://a.test/1")])
+    wider = Owner("project", "rules", "", ("a.test", "b.test"))
+    async with opened(server.url, "project", wider) as resumed:
+        assert resumed.counts().pending == 1
+        assert "allowed_domains changed since the crawl under 'fw:project:' last ran: " in (
+            caplog.text
+        )
+        assert "[a.test] before, [a.test, b.test] now" in caplog.text
+        # Now the crawl's running workers are the wider ones'.
+        with pytest.raises(ProjectError, match=r"have allowed_domains \[a.test, b.test\]"):
+            async with opened(server.url, "project", Owner("project", "rules", "", ("a.test",))):
+                pass
+    caplog.clear()
+    async with opened(server.url, "project", wider):
+        assert "allowed_domains changed" not in caplog.text
+    every = Owner("project", "rules", "", ())
+    async with opened(server.url, "project", every):
+        assert "[a.test, b.test] before, [] (every host) now" in caplog.text
+
+
+async def test_a_worker_killed_counts_as_running_for_a_lease(server: RedisServer) -> None:
+    url = f"{server.url}?lease=30"
+    dead = RedisFrontier(url, POLITENESS, name="project", owner=Owner("p", "s", "", ("a.test",)))
+    await dead.open()
+    assert dead._heartbeat is not None
+    dead._heartbeat.cancel()  # as if killed: no beat, no close
+    await dead._scripts.disconnect()
+    other = Owner("p", "s", "", ("b.test",))
+    with pytest.raises(ProjectError, match="stop its workers first"):
+        async with opened(url, "project", other):
+            pass
+    client = redis.Redis.from_url(server.url)
+    seconds, _ = client.time()
+    client.hset("fw:project:workers", dead.worker, str(seconds - 31))  # silent for a lease
+    async with opened(url, "project", other) as taken:
+        assert taken.counts().pending == 0
+
+
 async def test_fresh_leaves_a_crawl_whose_prefix_starts_with_its_own(
     server: RedisServer,
 ) -> None:

@@ -531,7 +531,7 @@ async def test_a_new_round_left_half_started_is_taken_over_by_its_own_project_on
         assert epoch is not None
         scripts = Scripts(server.url, "fw:half:")
         await scripts.open()
-        await scripts.wipe("died", ("project", "rules"), renews=epoch.decode())
+        await scripts.wipe("died", ("project", "rules", "", "30", "w"), renews=epoch.decode())
         await scripts.disconnect()
         with server.client() as client:
             client.hset("fw:half:meta", "beat", "0")  # long ago: its worker is gone

@@ -111,6 +111,7 @@ from framework.frontier import (
     without_once,
 )
 from framework.frontier.redis.scripts import (
+    Disagrees,
     Gone,
     OutOfMemory,
     Owned,
@@ -210,13 +211,16 @@ class RedisFrontier:
             await self._scripts.open()
             wipe = secrets.token_hex(8) if self._fresh else ""
             if wipe:
-                await self._scripts.wipe(wipe, self._owner_names)
+                await self._scripts.wipe(wipe, self._owner_args)
             joined = await self._join(wipe)
             if self._renew and joined.finished:
                 joined = await self._new_round(joined.epoch)
         except Owned as exc:
             await self._scripts.disconnect()
             raise self._not_ours(*exc.args) from None
+        except Disagrees as exc:
+            await self._scripts.disconnect()
+            raise self._disagrees(*exc.args) from None
         except Unreachable as exc:
             await self._scripts.disconnect()
             raise self._abandoned(exc) from None
@@ -240,7 +244,7 @@ class RedisFrontier:
     async def _new_round(self, epoch: bytes) -> _Joined:
         """Renew the finished crawl of ``epoch``, or join the round another worker starts."""
         token = secrets.token_hex(8)
-        await self._scripts.wipe(token, self._owner_names, renews=epoch.decode())
+        await self._scripts.wipe(token, self._owner_args, renews=epoch.decode())
         return (await self._join(token))._replace(renewed=True)
 
     async def close(self) -> None:
@@ -388,17 +392,20 @@ class RedisFrontier:
         over a new round's wipe that stopped, if this worker renews."""
         pause, waiting, took_over = _WIPE_POLL_FIRST, False, False
         while True:
-            kind, *answer = await self._run("open", self.worker, wipe, *self._owner_names)
+            kind, *answer = await self._run("open", self.worker, wipe, *self._owner_args[:4])
             if kind == b"open":
-                existed, epoch, counts, round_ = answer
+                existed, epoch, counts, round_, was = answer
+                self._domains_changed(was.decode())
                 return _Joined(existed, epoch, counts, waiting, int(round_), took_over)
             if kind == b"owner":
                 raise self._not_ours(*(name.decode() for name in answer))
+            if kind == b"scope":
+                raise self._disagrees(answer[0].decode())
             idle, renewing = float(answer[0]), answer[1] == b"1"
             if idle > self.lease and renewing and self._renew:
                 wipe, took_over = secrets.token_hex(8), True
                 log.warning("taking over a new round that another worker left half started")
-                await self._scripts.wipe(wipe, self._owner_names, keep=True)
+                await self._scripts.wipe(wipe, self._owner_args, keep=True)
                 continue
             if idle > self.lease:  # its worker died (or lost Redis for a lease)
                 raise _half_wiped(self.url, idle, renewing)
@@ -432,9 +439,13 @@ class RedisFrontier:
             ) from exc
 
     @property
-    def _owner_names(self) -> tuple[str, str]:
-        owner = self._owner
-        return ("", "") if owner is None else (owner.project, owner.spider)
+    def _owner_args(self) -> tuple[str, str, str, str, str]:
+        """The project's name, spider and allowed domains, how long a running worker may
+        be silent, and this worker: what open.lua and wipe.lua check the crawl against."""
+        owner, window = self._owner, f"{self.lease:g}"
+        if owner is None:
+            return ("", "", "", window, self.worker)
+        return (owner.project, owner.spider, owner.scope, window, self.worker)
 
     def _not_ours(self, project: str, spider: str) -> ProjectError:
         """Say that the crawl under this prefix is another project's."""
@@ -446,6 +457,32 @@ class RedisFrontier:
             f"project '{project}' (spider {spider}); give this project a name of its own "
             "(name:), or its crawl another ?prefix=",
         )
+
+    def _disagrees(self, running: str) -> ProjectError:
+        """Say that the crawl's running workers allow other domains than this project."""
+        assert self._owner is not None  # no owner, no domains to compare: scripts pass ''
+        return ProjectError(
+            self._owner.where,
+            "frontier",
+            f"the Redis at {shown(self.url)} holds, under {self.prefix!r}, a crawl whose "
+            f"running workers have allowed_domains {_shown_scope(running)}, and this project "
+            f"{_shown_scope(self._owner.scope)}: each would drop the other's pages as "
+            "offsite. If it is another project's crawl, give this project a name of its own "
+            "(name:) or its crawl another ?prefix=; to change allowed_domains for the rest "
+            f"of this crawl, stop its workers first (one killed counts as running for a "
+            f"lease, {self.lease:g}s)",
+        )
+
+    def _domains_changed(self, was: str) -> None:
+        """Say that this run changed the allowed domains the crawl ran with."""
+        if was and self._owner is not None:
+            log.warning(
+                "allowed_domains changed since the crawl under %r last ran: %s before, %s "
+                "now; queued requests now offsite are not fetched",
+                self.prefix,
+                _shown_scope(was),
+                _shown_scope(self._owner.scope),
+            )
 
     def _lost(self) -> CrawlAborted:
         """Say that the crawl's state is gone, and how far this worker's exports are whole."""
@@ -757,3 +794,8 @@ def _worker(name: bytes, value: bytes, now: float, lease: float) -> WorkerStatus
     beat, _, stopped = value.decode().partition(" ")
     idle = max(now - float(beat), 0.0)
     return WorkerStatus(name.decode(), idle, not stopped and idle <= lease)
+
+
+def _shown_scope(scope: str) -> str:
+    """Say an ``Owner.scope`` for people: ``[a.test, b.test]``, or every host."""
+    return "[] (every host)" if scope == "*" else f"[{scope.replace(' ', ', ')}]"

@@ -82,6 +82,10 @@ class Owned(Exception):
     """The crawl under the prefix is another project's: ``args`` are its name and spider."""
 
 
+class Disagrees(Exception):
+    """The crawl's running workers allow other domains: ``args`` holds theirs."""
+
+
 class Gone(Exception):
     """The crawl's keys are gone, or are another crawl's: Redis was flushed, restarted
     without its data, or the crawl wiped by ``--fresh``."""
@@ -141,13 +145,20 @@ class Scripts:
         await self._retrying(self._load)
 
     async def wipe(
-        self, token: str, owner: tuple[str, str], *, renews: str = "", keep: bool = False
+        self,
+        token: str,
+        owner: tuple[str, str, str, str, str],
+        *,
+        renews: str = "",
+        keep: bool = False,
     ) -> None:
         """Delete every key of this crawl (``--fresh``) under a mark that keeps other
         workers from creating a crawl meanwhile: see ``lua/wipe.lua``. ``open.lua``, run
         with the same ``token``, lifts the mark; a wipe another worker took over is its.
-        ``owner`` is the project's name and spider: another project's crawl is left alone
-        and ``Owned`` raised.
+        ``owner`` is the project's name, spider and allowed domains, how long a running
+        worker may be silent, and the wiping worker: another project's crawl is left alone
+        and ``Owned`` raised, and one whose running workers allow other domains
+        ``Disagrees``.
 
         A new round keeps the memory: ``renews`` is the epoch of the finished crawl it
         renews, if it is still there; ``keep`` takes over a new round's wipe that stopped.
@@ -375,11 +386,13 @@ class Scripts:
                 "it to noeviction"
             )
 
-    async def _wipe(self, token: str, owner: tuple[str, str], renews: str, keep: str) -> None:
+    async def _wipe(
+        self, token: str, owner: tuple[str, str, str, str, str], renews: str, keep: str
+    ) -> None:
         """Delete this crawl's keys, other crawls' stay, one SCAN page a call."""
         cursor, pattern = "", _glob_escape(self.prefix) + "*"
         while cursor != "0":
-            args = (token, cursor, pattern, *owner, renews, keep)
+            args = (token, cursor, pattern, *owner[:4], renews, keep, owner[4])
             cursor = (await self._call("wipe", args)).decode()
             self._heard()
             if cursor == "taken":
@@ -387,6 +400,8 @@ class Scripts:
             if cursor.startswith("owner\n"):
                 _, project, spider = cursor.split("\n")
                 raise Owned(project, spider)
+            if cursor.startswith("scope\n"):
+                raise Disagrees(cursor.removeprefix("scope\n"))
 
 
 def _duration(seconds: float) -> str:

@@ -56,6 +56,24 @@ local function num(value)
   return tonumber(value) or 0
 end
 
+-- The allowed domains of the crawl's running workers, if they are not `scope` ('' when
+-- the caller has none to check): workers of one crawl must agree on them, or each drops as
+-- offsite the pages only the others may visit. A worker stopped, or silent for `window`
+-- seconds (a lease), is not running: a crawl resumed with other allowed_domains takes
+-- them, as narrowing them on purpose between runs does.
+local function running_scope(scope, worker, window)
+  local kept = redis.call('HGET', META, 'scope')
+  if scope == '' or not kept or kept == scope then return nil end
+  local t, workers = now(), redis.call('HGETALL', WORKERS)
+  for i = 1, #workers, 2 do
+    local beat, rest = string.match(workers[i + 1], '^(%S+)(.*)$')
+    if workers[i] ~= worker and rest == '' and t - tonumber(beat) <= window then
+      return kept
+    end
+  end
+  return nil
+end
+
 local function current_round()
   return tonumber(redis.call('HGET', MEMORY, 'round')) or 1
 end
