@@ -12,7 +12,7 @@ from framework.crawl.stats import Stats
 from framework.http import Request
 from framework.http.urls import Offsite, redact, unfetchable
 
-__all__ = ["Admission"]
+__all__ = ["WHY", "Admission"]
 
 log = logging.getLogger("fw")
 
@@ -25,10 +25,11 @@ _MISTAKES_SHOWN = 5
 _RELATIVE = "a relative URL; response.follow() resolves it against the page"
 #: A scheme at the start of a URL (``mailto:``, ``http:``).
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
-_WHY = {
+WHY = {
     "scheme": "not an http(s) URL",
     "invalid_url": "not a valid URL",
     "offsite": "its host is outside allowed_domains",
+    "depth": "it is deeper than max_depth",
     "robots": "its site's robots.txt forbids it",
 }
 
@@ -81,11 +82,11 @@ class Admission:
                     self._warn(
                         f"request {redact(url)!r} from {redact(found_on)} dropped: {_RELATIVE}"
                     )
-            elif not self.offsite.allows(url):
+            elif not self.offsite.allows(url) and (starting or not request.errback):
                 filtered["offsite"] += 1
                 if starting:
                     self.refused_start(url, "offsite")
-            elif max_depth is not None and request.depth > max_depth:
+            elif max_depth is not None and request.depth > max_depth and not request.errback:
                 filtered["depth"] += 1
             elif request.meta and self._persistent and not self._storable(request):
                 filtered["unstorable"] += 1
@@ -94,6 +95,20 @@ class Admission:
                 if plain:
                     self._remember(url)
         return admitted
+
+    def refuses(self, request: Request) -> str | None:
+        """Say why a claimed request may not be fetched (``offsite``, ``depth``), if so.
+
+        A request with an errback is queued whatever its host and depth, and refused
+        here, when its turn comes, so that its errback runs (the Douban spider keeps a film
+        from its listing); and so is a request queued before the project narrowed
+        ``allowed_domains`` or ``max_depth``.
+        """
+        if not self.offsite.allows(request.url):
+            return "offsite"
+        if self._max_depth is not None and request.depth > self._max_depth:
+            return "depth"
+        return None
 
     def admit_one(self, request: Request) -> tuple[list[Request], str | None]:
         """Admit one request; say why it was dropped (its ``filtered`` key), if it was."""
@@ -105,7 +120,7 @@ class Admission:
         """Count and warn of a start request the crawl will not fetch: refused here, or by
         robots.txt when its turn came."""
         self._stats.refused_starts[why] += 1
-        self._warn(f"start request {redact(url)!r} dropped: {_WHY[why]}")
+        self._warn(f"start request {redact(url)!r} dropped: {WHY[why]}")
 
     def forbidden_start(self, request: Request) -> None:
         """A start request robots.txt forbids: refused, or, if a redirect led there, said."""

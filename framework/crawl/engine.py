@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from framework.config.project import Project
-from framework.crawl.admission import Admission
+from framework.crawl.admission import WHY, Admission
 from framework.crawl.downloads import Downloads
 from framework.crawl.failures import Failures
 from framework.crawl.idle import Idle
@@ -355,7 +355,8 @@ class Engine:
     async def _scheduled(self, new: list[Request], admitted: int) -> None:
         """Account for requests the frontier accepted, and wake a worker for them."""
         self.stats.requests += len(new)
-        self.stats.filtered["duplicate"] += admitted - len(new)
+        if admitted > len(new):  # no zero count in the stats
+            self.stats.filtered["duplicate"] += admitted - len(new)
         if new:
             self._idle.wake_one()
         if self._events.request_scheduled:
@@ -459,6 +460,17 @@ class Engine:
         if self._settler.stop_reason is not None:
             self.stop(self._settler.stop_reason)
 
+    async def _refused(self, request: Request, kind: str) -> Handled:
+        """Drop a request offsite or too deep: one with an errback, queued for it to run;
+        else one queued before the project narrowed allowed_domains or max_depth."""
+        if request.errback:
+            return await self._filtered(request, FetchError(kind, f"not fetched: {WHY[kind]}"))
+        if kind == "offsite":
+            self._narrowed(request)
+        else:
+            self.stats.filtered[kind] += 1
+        return _NOTHING
+
     def _narrowed(self, request: Request) -> None:
         """Drop a request queued before allowed_domains left out its host; say so once:
         changing start_urls changes allowed_domains too, unless the project sets it."""
@@ -492,9 +504,8 @@ class Engine:
     async def _process(self, lease: Lease) -> Handled:
         """Fetch and parse one request; return what it came to."""
         request, robots = lease.request, self._crew.robots
-        if not self._admission.offsite.allows(request.url):  # queued before it was narrowed
-            self._narrowed(request)
-            return _NOTHING
+        if (refused_as := self._admission.refuses(request)) is not None:
+            return await self._refused(request, refused_as)
         if robots is not None:
             refused = await self._unless_robots_allow(lease, robots)
             if refused is not None:

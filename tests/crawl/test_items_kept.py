@@ -187,3 +187,31 @@ async def test_a_redirect_to_a_page_the_crawl_has_already_runs_the_errback(
         (0, "subject"),
         (1, "duplicate"),
     ]
+
+
+async def test_a_request_offsite_or_too_deep_runs_its_errback_and_a_plain_one_is_only_counted(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # A listing's film on a host the crawl may not visit, or past max_depth, is kept from
+    # the listing; the plain link beside it, without an errback, is dropped and counted.
+    elsewhere = LISTING.replace(
+        'f"/subject/{n}"', '"http://elsewhere.test/subject/1" if n else "/subject/0"'
+    ).replace(
+        "        for n in range(2):",
+        "        yield response.follow('http://elsewhere.test/x')\n        for n in range(2):",
+    )
+    project = await listing_project(tmp_path, serve, "", elsewhere)
+    stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+    assert (stats.errors, stats.filtered) == ({}, {"offsite": 2})
+    assert sorted(map(tuple, map(dict.values, read_jsonl(tmp_path / "items.jsonl")))) == [
+        (0, "subject"),
+        (1, "offsite"),
+    ]
+
+    shallow = await listing_project(tmp_path, serve, "", extra="max_depth: 0\n")
+    stats = await crawl(shallow, outputs=(str(tmp_path / "shallow.jsonl"),))
+    assert (stats.errors, stats.filtered, stats.pages) == ({}, {"depth": 2}, 1)
+    assert sorted(map(tuple, map(dict.values, read_jsonl(tmp_path / "shallow.jsonl")))) == [
+        (0, "depth"),
+        (1, "depth"),
+    ]

@@ -440,6 +440,28 @@ async def test_fw_run_exports_films_whose_subject_page_failed(tmp_path: Path, se
     assert hits["/subject/27624661/"] == 4 and hits["/subject/30474016/"] == 1
 
 
+@pytest.mark.parametrize("dropped", ["depth", "offsite"])
+async def test_fw_run_exports_films_whose_subject_page_the_crawl_does_not_fetch(
+    tmp_path: Path, serve: Serve, dropped: str
+) -> None:
+    hits: dict[str, int] = {}
+    base = await start_douban(serve, hits=hits)
+    if dropped == "depth":
+        listing, override = base, "max_depth=0"
+    else:  # the listing on a host of its own, the subjects it links to on another
+        listing = base.replace("127.0.0.1", "localhost")
+        override = f"allowed_domains=[localhost:{urlsplit(base).port}]"
+    starts = f"start_urls=[{listing}/cinema/later/chengdu/]"
+    result, items, stats = await run_douban(tmp_path, base, [], "-s", starts, "-s", override)
+    assert result.returncode == 0, result.stderr
+    assert not [path for path in hits if path.startswith("/subject/")]
+    assert len(items) == FILMS_MARCH
+    assert all({key: item[key] for key in NO_SUBJECT} == NO_SUBJECT for item in items)
+    chosen = [item for item in items if item["id"] in LISTED]
+    assert chosen and all(item == listed(base, item["id"]) | NO_SUBJECT for item in chosen)
+    assert stats["filtered"] == {dropped: FILMS_MARCH} and stats["errors"] == {}
+
+
 async def test_fw_run_reports_a_host_that_refuses_everything(tmp_path: Path, serve: Serve) -> None:
     async def teapot(request: web.Request) -> web.Response:
         return web.Response(status=418)
