@@ -90,7 +90,7 @@ class HostHeaders:
         )
         self._cache: dict[tuple[str, bool, bool], Mapping[str, str]] = {}
         #: Hosts reached over https: their credentials never go over plain http.
-        self._secure = {host_of(url) for url in start_urls if _is_https(url)}
+        self._secure = {_named(host_of(url)) for url in start_urls if _is_https(url)}
         self._warned: set[str] = set()
 
     def __bool__(self) -> bool:
@@ -113,9 +113,9 @@ class HostHeaders:
     def _downgraded(self, request: Request, host: str) -> bool:
         """Whether ``request`` goes over plain http to a host the crawl reaches over https."""
         if _is_https(request.url):
-            self._secure.add(host)
+            self._secure.add(_named(host))
             return False
-        if host not in self._secure:
+        if _named(host) not in self._secure:
             return False
         if host not in self._warned and self._resolve(host, False, False) != self._resolve(
             host, True, False
@@ -138,6 +138,11 @@ class HostHeaders:
         if uncredentialed:
             return {k: v for k, v in headers.items() if not is_credential(k, v)}
         return headers
+
+
+def _named(host: str) -> str:
+    """Return ``host`` without the dot that may end it: ``localhost.`` is ``localhost``."""
+    return host.rstrip(".")
 
 
 def _is_https(url: str) -> bool:

@@ -18,6 +18,8 @@ import pytest
 import trustme
 from aiohttp import web
 
+from framework import Request
+from framework.fetch.credentials import HostHeaders
 from tests.conftest import Serve, crawl, read_jsonl, run_fw, write_project
 
 TOKEN = "Bearer t0ken-for-the-api"
@@ -354,3 +356,12 @@ async def test_a_link_from_an_https_site_to_plain_http_on_its_host_gets_no_crede
     assert sorted(item["title"] for item in read_jsonl(out)) == ["plain", "secure"]
     warned = [line for line in done.stderr.splitlines() if "never go over plain http" in line]
     assert len(warned) == 1 and f"{plain.url}/" in warned[0], done.stderr
+
+
+@pytest.mark.parametrize("host", ["localhost.", "LOCALHOST.", "localhost.."])
+def test_a_host_written_with_its_final_dot_is_the_host_the_crawl_reaches_over_https(
+    host: str,
+) -> None:
+    headers = HostHeaders({"Authorization": TOKEN}, {}, (), ["https://localhost:8443/"])
+    assert headers.for_request(Request("https://localhost:8443/a"))["Authorization"] == TOKEN
+    assert "Authorization" not in headers.for_request(Request(f"http://{host}:8080/b"))
