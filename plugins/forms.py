@@ -41,6 +41,7 @@ from framework import (
     hookimpl,
     option,
 )
+from framework.fetch.credentials import UNCREDENTIALED, crossed_origin, without_credentials
 
 __all__ = ["LoginMiddleware", "LoginOptions", "register_middlewares"]
 
@@ -195,23 +196,31 @@ async def _followed(handler: Handler, request: Request) -> Response:
         target = urljoin(response.url, location)
         if not target.startswith(("http://", "https://")):
             raise FetchError("bad_redirect", f"redirected to {_shown(target)[:200]!r}")
-        if response.status in (307, 308):  # the method and body go along
-            if request.body and not _same_site(request.url, target):
-                raise FetchError(
-                    "bad_redirect",
-                    f"a {response.status} redirect would send the form to {_shown(target)}, "
-                    "another origin; fw does not send it there",
-                )
-            request = request.replace(url=target)
-        else:  # GET, without the body or what described it
-            referer = (request.headers or {}).get("Referer")
-            # Where a GET sign-in redirects, its query (the password) may go along.
-            fields = request.meta.get(SECRET_QUERY)
-            secret = {SECRET_QUERY: fields} if fields else None
-            request = Request(
-                target, headers={"Referer": referer} if referer else None, meta=secret
-            )
+        request = _redirected(request, target, response.status)
     raise FetchError("redirects", f"more than {_MAX_REDIRECTS} redirects ({_shown(request.url)})")
+
+
+def _redirected(request: Request, target: str, status: int) -> Request:
+    """The request a redirect to ``target`` makes of ``request``: past another origin, and
+    from then on, without the project's credentials, as the engine's redirects go."""
+    meta: dict[str, Any] = {}
+    if request.meta.get(UNCREDENTIALED) or crossed_origin(request.url, target):
+        meta[UNCREDENTIALED] = True
+    if status in (307, 308):  # the method and body go along
+        if request.body and not _same_site(request.url, target):
+            raise FetchError(
+                "bad_redirect",
+                f"a {status} redirect would send the form to {_shown(target)}, "
+                "another origin; fw does not send it there",
+            )
+        headers = without_credentials(request.headers) if meta else request.headers
+        return request.replace(url=target, headers=headers, meta={**request.meta, **meta})
+    # GET, without the body or what described it
+    referer = (request.headers or {}).get("Referer")
+    # Where a GET sign-in redirects, its query (the password) may go along.
+    if fields := request.meta.get(SECRET_QUERY):
+        meta[SECRET_QUERY] = fields
+    return Request(target, headers={"Referer": referer} if referer else None, meta=meta or None)
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

@@ -177,6 +177,46 @@ async def test_the_password_never_goes_to_another_site_outside_allowed_domains(
         assert thief.posted and thief.posted[0]["password"] == "s3cret", again.stderr
 
 
+async def test_a_sign_in_redirected_to_another_origin_goes_there_without_the_credentials(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # As the crawl's own redirects: another origin gets the project's Authorization only
+    # when the project sends a request there, never because a server redirected there.
+    there = LoginSite()
+    elsewhere = await serve(there.app(), host="127.0.0.2")
+
+    class Moved(LoginSite):
+        async def login_page(self, request: web.Request) -> web.Response:
+            self._seen(request)
+            raise web.HTTPFound(f"{elsewhere}/accounts/login")
+
+    here = Moved()
+    base = await serve(here.app())
+    (tmp_path / "members.py").write_text(SPIDER, encoding="utf-8")
+    path = write_project(
+        tmp_path,
+        f"""
+        spider: members
+        start_urls: [{elsewhere}/members]
+        plugins: [./members.py]
+        allowed_domains: [127.0.0.1, 127.0.0.2]
+        headers: {{Authorization: Bearer T0KEN}}
+        login:
+          url: {base}/accounts/login
+          data: {{username: ada, password: s3cret}}
+        """,
+    )
+    done = await run_fw("run", str(path), "-o", str(tmp_path / "members.jsonl"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")] == list(MEMBERS)
+    assert [seen.headers.get("Authorization") for seen in here.log] == ["Bearer T0KEN"]
+    redirected = [seen for seen in there.log if seen.path == "/accounts/login"]
+    assert [seen.method for seen in redirected] == ["GET", "POST"]
+    assert redirected[0].headers.get("Authorization") is None  # where the redirect led
+    # The crawl's own requests to that host, the form's too, are the project's to send.
+    assert {seen.headers.get("Authorization") for seen in there.log[1:]} == {"Bearer T0KEN"}
+
+
 async def test_a_get_forms_password_is_never_shown_in_the_error(
     tmp_path: Path, serve: Serve
 ) -> None:
