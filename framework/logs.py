@@ -13,7 +13,7 @@ from typing import Literal, TextIO
 
 from framework.http.urls import redact_all
 
-__all__ = ["JsonFormatter", "LogFile", "configure_logging", "ensure_stderr"]
+__all__ = ["MASK", "JsonFormatter", "LogFile", "configure_logging", "ensure_stderr"]
 
 _TEXT = "%(levelname)s: %(message)s"
 
@@ -28,10 +28,10 @@ class JsonFormatter(logging.Formatter):
             "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _masked(record, record.getMessage()),
         }
         if record.exc_info:
-            line["traceback"] = self.formatException(record.exc_info)
+            line["traceback"] = _masked(record, self.formatException(record.exc_info))
         return redact_all(json.dumps(line, ensure_ascii=False))
 
 
@@ -40,7 +40,17 @@ class _TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as text, no password in it."""
-        return redact_all(super().format(record))
+        return redact_all(_masked(record, super().format(record)))
+
+
+#: A record's attribute (``extra={MASK: …}``): a function that hides the secrets its text
+#: may hold beyond URLs' credentials, a sign-in form's password say, traceback included.
+MASK = "fw_mask"
+
+
+def _masked(record: logging.LogRecord, text: str) -> str:
+    mask = getattr(record, MASK, None)
+    return text if mask is None else str(mask(text))
 
 
 class LogFile(logging.StreamHandler[TextIO]):

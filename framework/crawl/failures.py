@@ -39,6 +39,7 @@ from framework.http.urls import (
     shown_url,
     without_sign_in,
 )
+from framework.logs import MASK
 from framework.paths import open_new
 from framework.spider import Spider
 
@@ -103,7 +104,14 @@ class Failures:
             where += self._blame(error)
         if kind in _CODE_FAILURES:
             debug = log.isEnabledFor(logging.DEBUG)
-            log.error("%s: %s%s", kind, message, where, exc_info=error if debug else None)
+            log.error(
+                "%s: %s%s",
+                kind,
+                message,
+                where,
+                exc_info=error if debug else None,
+                extra={MASK: lambda text: without_sign_in(text, request)},
+            )
         else:
             log.warning("%s: %s%s", kind, message, where)
         if listed and request is not None and self._file is not None:

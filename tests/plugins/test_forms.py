@@ -378,6 +378,23 @@ async def test_a_get_sign_in_redirected_astray_is_said_without_its_password(
     assert "s3cret" not in json.loads(line)["reason"]
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_the_traceback_of_an_error_naming_a_get_sign_in_hides_its_password(
+    tmp_path: Path, serve: Serve, log_format: str
+) -> None:
+    _, path = await signing_in(
+        tmp_path, serve, lambda: web.Response(text="<p>hi</p>", content_type="text/html")
+    )
+    spider = SIGNS_IN_ITSELF.replace(
+        'yield {"url": response.url}', 'response.form(css="#none")  # names the page, query too'
+    )
+    (tmp_path / "signs_in.py").write_text(spider, encoding="utf-8")
+    debug = ("--log-level", "debug", "--log-format", log_format)
+    done = await run_fw(*debug, "run", str(path), "-o", "items.jsonl", cwd=tmp_path)
+    assert "spider_error: " in done.stderr and "FormError" in done.stderr, done.stderr
+    assert "Traceback" in done.stderr and "s3cret" not in done.stderr
+
+
 class OddCharset(LoginSite):
     """A sign-in form whose ``accept-charset`` names a Python codec no browser has."""
 
