@@ -19,8 +19,34 @@ from framework import Request
 
 __all__ = ["Upstream", "browser_environment", "upstream"]
 
-#: The environment's proxy variables, which Chromium would read itself.
-_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "no_proxy"})
+#: What of fw's environment Chromium gets: what a browser needs to start, find its fonts
+#: and display, and speak the locale. Nothing else: a variable may hold a secret
+#: (``$env`` values, a proxy's URL with its password, API tokens), and the proxy variables
+#: Chromium would read itself, going around the relays.
+_BROWSER_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "DISPLAY",
+        "WAYLAND_DISPLAY",
+        "XAUTHORITY",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "FONTCONFIG_FILE",
+        "FONTCONFIG_PATH",
+        "LD_LIBRARY_PATH",
+        "CHROME_DEVEL_SANDBOX",
+    }
+)
+_BROWSER_PREFIXES = ("LC_", "XDG_")
 #: The schemes whose proxies fw's downloader (aiohttp) takes from the environment.
 _SCHEMES = ("http", "https", "ws", "wss")
 
@@ -44,5 +70,10 @@ def upstream(request: Request) -> Upstream | None:
 def browser_environment(
     environment: Mapping[str, str] = os.environ,
 ) -> dict[str, str | float | bool]:
-    """The environment Chromium is launched with: fw's, less its proxy variables."""
-    return {k: v for k, v in environment.items() if k.lower() not in _PROXY_VARIABLES}
+    """The environment Chromium is launched with: the part of fw's a browser needs
+    (``_BROWSER_VARIABLES``), never its proxy variables nor its secrets."""
+    return {
+        name: value
+        for name, value in environment.items()
+        if name in _BROWSER_VARIABLES or name.startswith(_BROWSER_PREFIXES)
+    }

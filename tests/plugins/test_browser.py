@@ -773,3 +773,35 @@ def test_the_install_commands_the_docs_show_name_the_real_extra_and_package() ->
     ci = (root / ".ci" / "run").read_text(encoding="utf-8")
     assert "apt-get install -y -q chromium" in ci
     assert "FW_REQUIRE_BROWSER=1" in ci
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    """The environment process ``pid`` was started with."""
+    items = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+    pairs = (item.decode(errors="replace").partition("=") for item in items if item)
+    return {name: value for name, _, value in pairs}
+
+
+async def test_chromium_gets_none_of_fws_environment_but_what_a_browser_needs(
+    serve: Serve, chromium: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # $env values, a proxy URL with its password, API tokens: fw's environment is secrets.
+    monkeypatch.setenv("SHOP_API_TOKEN", "t0ken-never-in-chromium")
+    monkeypatch.setenv("LC_TIME", "C")
+    environments: list[dict[str, str]] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.path == "/page":
+            return web.Response(text='<h1>hi</h1><img src="/x.gif">', content_type="text/html")
+        environments.extend(environ_of(pid) for pid in browser_processes())  # it renders
+        return web.Response(body=b"GIF89a", content_type="image/gif")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    base = await serve(app)
+    stats, items = await crawl_asks(tmp_path, [{"url": f"{base}/page", "render": True}], BROWSER)
+    assert stats.errors == {} and items["page"]["status"] == 200
+    assert environments, "no Chromium process found under this one"
+    assert all("SHOP_API_TOKEN" not in environment for environment in environments)
+    assert {environment.get("LC_TIME") for environment in environments} == {"C"}
+    assert all(environment.get("PATH") for environment in environments)
