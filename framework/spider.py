@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from framework.config.schema import did_you_mean
 from framework.errors import Blocked, CloseSpider, FetchError, reportable
-from framework.http import Request, Response
+from framework.http import Request, Response, is_plugin_callback
 from framework.items import snapshot
 
 if TYPE_CHECKING:
@@ -194,11 +194,6 @@ def _given(args: tuple[Any, ...]) -> dict[str, Any]:
 
 #: A crawl whose plugins registered no callback.
 NO_PLUGIN_CALLBACKS = PluginCallbacks()
-
-
-def is_plugin_callback(name: str | None) -> bool:
-    """Tell whether ``name`` names a plugin's callback rather than a spider method."""
-    return name is not None and ":" in name
 
 
 def allowed_status(spider: Spider, request: Request, plugins: PluginCallbacks) -> Collection[int]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from framework.config.project import Project
 from framework.crawl.stats import Stats
-from framework.http import Request
+from framework.http import Request, is_plugin_callback
 from framework.http.urls import Offsite, redact, unfetchable
 
 __all__ = ["WHY", "Admission"]
@@ -184,5 +184,11 @@ class Admission:
 
 
 def _plain(request: Request) -> bool:
-    """A plain GET, deduplicated by URL alone: its exact URL queued means a duplicate."""
-    return request.method == "GET" and not request.body and not request.dont_filter
+    """A plain GET, deduplicated by URL alone: its exact URL queued means a duplicate. A
+    plugin's request (a sitemap) is not: its fingerprint holds its callback."""
+    return (
+        request.method == "GET"
+        and not request.body
+        and not request.dont_filter
+        and not is_plugin_callback(request.callback)
+    )

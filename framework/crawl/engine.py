@@ -44,7 +44,7 @@ from framework.fetch.stalls import Stalls
 from framework.fetch.statuses import check_status, redirect_of
 from framework.frontier import Frontier, Lease, LeaseLost, Settlement, without_once
 from framework.hooks.events import Events
-from framework.http import Request, Response
+from framework.http import Request, Response, is_plugin_callback
 from framework.http.urls import shown_url
 from framework.middleware import Handler, Middleware, opened
 from framework.spider import (
@@ -52,7 +52,6 @@ from framework.spider import (
     PluginCallbacks,
     Spider,
     allowed_status,
-    is_plugin_callback,
     run_callback,
 )
 

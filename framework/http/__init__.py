@@ -22,7 +22,7 @@ from framework.http.encoding import decode, is_utf8, sniff
 from framework.http.forms import SECRET_QUERY, Click, FormData, submission
 from framework.http.links import Joiner, hrefs
 
-__all__ = ["NotSupported", "Parser", "Request", "Response", "media_type"]
+__all__ = ["NotSupported", "Parser", "Request", "Response", "is_plugin_callback", "media_type"]
 
 #: Turns a response into the document its ``css()``/``xpath()`` query (see ``hookspecs``).
 Parser = Callable[["Response"], Selector]
@@ -136,6 +136,12 @@ class Request:
         if fields.get("body") is not None:
             fields["body"] = base64.b64decode(fields["body"])
         return cls(**fields)
+
+
+def is_plugin_callback(name: str | None) -> bool:
+    """Tell whether ``name`` names a plugin's callback (``plugin:name``) rather than a
+    spider method."""
+    return name is not None and ":" in name
 
 
 def _method_name(callback: object) -> str | None:

@@ -11,7 +11,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from w3lib.url import canonicalize_url
 
-from framework.http import Request
+from framework.http import Request, is_plugin_callback
 from framework.http.forms import SECRET_QUERY
 
 __all__ = [
@@ -262,7 +262,8 @@ def canonical_url(url: str) -> str:
 
 
 def fingerprint(request: Request) -> int:
-    """Return a 64-bit fingerprint of method + canonical URL + body.
+    """Return a 64-bit fingerprint of method + canonical URL + body, and the callback of
+    a plugin's request: a sitemap a page links to is a page, and a sitemap too.
 
     64 bits keep a billion-URL seen-set small; the chance of any collision among
     10 million URLs is about 3 in a million.
@@ -272,6 +273,8 @@ def fingerprint(request: Request) -> int:
     digest.update(canonical_url(request.url).encode())
     if request.body:
         digest.update(request.body)
+    if is_plugin_callback(request.callback):  # a spider's pages' fingerprints stay as they were
+        digest.update(b"\0" + str(request.callback).encode())
     return int.from_bytes(digest.digest(), "big")
 
 

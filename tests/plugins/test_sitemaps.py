@@ -384,6 +384,35 @@ async def test_a_site_without_robots_txt_lists_no_sitemap_and_that_is_no_failure
     assert f"{base}/robots.txt: HTTP 404: no robots.txt, so no sitemap from it" in caplog.text
 
 
+async def test_a_sitemap_a_page_links_to_is_read_as_a_sitemap_too(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # robots.txt busy at first: the home page, linking to the sitemap, is parsed before
+    # robots.txt lists it. Fetched as a page, the sitemap must still be read as one.
+    class Busy(Site):
+        async def handle(self, request: web.Request) -> web.Response:
+            if request.path == "/robots.txt" and self.hits[request.path] < 2:
+                self.hits[request.path] += 1
+                return web.Response(status=503)
+            return await super().handle(request)
+
+    site = Busy(
+        {
+            "/": '<h1>Home</h1><footer><a href="/map.xml">sitemap</a></footer>',
+            "/robots.txt": "User-agent: *\nAllow: /\nSitemap: {base}/map.xml\n",
+            "/map.xml": urlset(("/products/1", None), ("/products/2", None)),
+            **{f"/products/{n}": product(n) for n in (1, 2)},
+        }
+    )
+    base = await site.start(serve)
+    follow = "  follow: [a]\n"
+    project = shop_project(tmp_path, base, "{robots: true}", "backoff: {base: 0.01}")
+    project.write_text(project.read_text() + follow)
+    stats = await run(project)
+    assert names(tmp_path) == ["Product 1", "Product 2"] and not stats.errors
+    assert site.hits["/map.xml"] == 2  # as the page the home links to, and as a sitemap
+
+
 async def test_a_looping_index_is_cut_and_each_sitemap_read_once(
     tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
