@@ -181,7 +181,7 @@ class Cache(Middleware):
         self._size = 0  # what the folder holds, as far as this process knows
         self._added = 0  # what this process has stored, ever
         self._pruning = asyncio.Lock()
-        self._warned = False
+        self._warned = self._prune_warned = False
 
     @property
     def active(self) -> bool:
@@ -288,16 +288,41 @@ class Cache(Middleware):
             if self._size <= limit and not force:  # the prune it waited for made room
                 return
             added = self._added
-            entries = sorted(await recording.entries(), key=lambda entry: entry.saved)
+            try:
+                entries = sorted(await recording.entries(), key=lambda entry: entry.saved)
+            except OSError as exc:
+                self._cannot_prune(recording, exc)
+                return
             total = sum(entry.size for entry in entries)
             if total > limit:
                 for entry in entries:
                     if total <= limit * _KEEP:
                         break
-                    await recording.remove(entry.key)
-                    total -= entry.size
-                    self.counts["evicted"] += 1
+                    if await self._removed(recording, entry.key):
+                        total -= entry.size
+                        self.counts["evicted"] += 1
             self._size = total + self._added - added  # and what was stored meanwhile
+
+    async def _removed(self, recording: Recording, key: str) -> bool:
+        """Remove an answer; one that will not go (a read-only disk, a folder in its
+        stead) is told once, never a reason to lose the page being stored."""
+        try:
+            await recording.remove(key)
+        except OSError as exc:
+            self._cannot_prune(recording, exc)
+            return False
+        return True
+
+    def _cannot_prune(self, recording: Recording, exc: OSError) -> None:
+        self.counts["unprunable"] += 1
+        if not self._prune_warned:
+            self._prune_warned = True
+            log.warning(
+                "cache %s: cannot remove old answers: %s; the crawl goes on, and the folder "
+                "may hold more than max_size",
+                recording.folder,
+                f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc,
+            )
 
 
 def _storable(status: int) -> bool:

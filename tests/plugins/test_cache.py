@@ -209,6 +209,24 @@ async def test_max_size_removes_the_oldest_answers(serve: Serve, tmp_path: Path)
     assert "evicted" in cold.stderr
 
 
+async def test_an_answer_that_will_not_go_is_told_once_and_loses_no_page(
+    serve: Serve, tmp_path: Path
+) -> None:
+    site = Site()
+    path = project(tmp_path, await site.start(serve), "cache: {dir: cache, max_size: 600}")
+    stuck = tmp_path / "cache" / "0000000000000000.json"  # the oldest, and no file
+    stuck.mkdir(parents=True)
+    body = stuck.with_suffix(".body")
+    body.write_bytes(b"x")
+    for old in (stuck, body):
+        os.utime(old, (1, 1))
+    done = await fw_run(path, tmp_path / "items.jsonl")
+    assert titles(tmp_path / "items.jsonl") == ["A — é v1", "B v1", "Home v1"]
+    assert "plugin_error" not in done.stderr and "unprunable" in done.stderr, done.stderr
+    assert done.stderr.count("cannot remove old answers") == 1, done.stderr
+    assert f"{stuck}: Is a directory" in done.stderr
+
+
 async def test_a_cache_with_record_or_replay_is_a_usage_error(tmp_path: Path) -> None:
     path = project(tmp_path, "http://127.0.0.1:9")
     for other in ("--record", "--replay"):
