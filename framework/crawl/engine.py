@@ -540,13 +540,14 @@ class Engine:
             failure = output.problems[0][0]  # failed, as listed: a retry takes it over
         else:
             self.stats.handled += 1
-        whole = not output.problems and output.close is None
+        whole = not output.problems and not accepted.invalid and output.close is None
         if whole and self._events.page_parsed and self._settler.stop_reason is None:
             await self._events.page_parsed(
                 request=request, response=response, requests=output.requests, spider=self.spider
             )
         found = _deeper(output.requests, request, request.callback)
-        return Handled(accepted, self._admission.admit(found, found_on=request.url), failure)
+        discovered = self._admission.admit(found, found_on=request.url)
+        return Handled(accepted.items, discovered, failure)
 
     def _spend(self) -> bool:
         """Count one request going to the fetcher, or to its errback unfetched, against
@@ -656,7 +657,8 @@ class Engine:
         await self._report(output, request, listed=False)
         found = _deeper(output.requests, request, request.errback)
         failure = error.kind if failed else None
-        return Handled(accepted, self._admission.admit(found, found_on=request.url), failure)
+        discovered = self._admission.admit(found, found_on=request.url)
+        return Handled(accepted.items, discovered, failure)
 
     async def _callback(self, name: str | None, *args: Any) -> CallbackOutput:
         """Run a spider callback and return what it found and what went wrong in it, to be

@@ -10,6 +10,7 @@ steps concurrently, so that a page of twenty films waits for twenty posters at o
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from framework.http import Request, Response
 from framework.items import Fetch, ItemContext, ItemStep, Report, snapshot
 from framework.spider import Spider
 
-__all__ = ["NamedStep", "Pipeline"]
+__all__ = ["NamedStep", "Pipeline", "Refused"]
 
 log = logging.getLogger("fw")
 
@@ -32,8 +33,17 @@ Item = dict[str, Any]
 NamedStep = tuple[str, ItemStep]
 
 
+class Refused(enum.Enum):
+    """Why an item is not exported: a step or hook dropped it (``DropItem``, on purpose),
+    or it is invalid (``InvalidItem``: a failure of its page)."""
+
+    DROPPED = "dropped"
+    INVALID = "invalid"
+
+
 class Pipeline:
-    """Run items through the steps, then ``item_scraped``; None for a rejected item."""
+    """Run items through the steps, then ``item_scraped``; ``Refused`` for an item not to
+    export."""
 
     def __init__(
         self,
@@ -54,7 +64,7 @@ class Pipeline:
 
     async def each(
         self, items: list[Item], request: Request, response: Response | None
-    ) -> list[Item | None]:
+    ) -> list[Item | Refused]:
         """Run every item of one page; return each one's outcome, in order."""
         if not self._steps or len(items) < 2:
             return [await self.run(item, request, response) for item in items]
@@ -65,8 +75,8 @@ class Pipeline:
             raise _first(failed) from None
         return [run.result() for run in runs]
 
-    async def run(self, item: Item, request: Request, response: Response | None) -> Item | None:
-        """Take one item through every step and ``item_scraped``; None if rejected."""
+    async def run(self, item: Item, request: Request, response: Response | None) -> Item | Refused:
+        """Take one item through every step and ``item_scraped``; say why if refused."""
         try:
             if self._steps:
                 context = ItemContext(
@@ -77,11 +87,11 @@ class Pipeline:
                 await self._item_scraped(item=item, response=response, spider=self._spider)
         except InvalidItem as exc:
             await self._invalid(exc, request)
-            return None
+            return Refused.INVALID
         except DropItem as exc:
             self._stats.dropped += 1
             log.debug("item dropped (%s): %s", exc, item)
-            return None
+            return Refused.DROPPED
         return item
 
     async def _stepped(self, item: Item, context: ItemContext) -> Item:

@@ -40,10 +40,10 @@ from collections import Counter
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from framework.crawl.failures import Failures
-from framework.crawl.pipeline import Pipeline
+from framework.crawl.pipeline import Pipeline, Refused
 from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, reportable
 from framework.exporters import Exporter
@@ -51,11 +51,19 @@ from framework.frontier import Frontier, LeaseLost, Saved, Settlement
 from framework.http import Request, Response
 from framework.spider import Spider
 
-__all__ = ["Settler"]
+__all__ = ["Accepted", "Settler"]
 
 log = logging.getLogger("fw")
 
 Item = dict[str, Any]
+
+
+class Accepted(NamedTuple):
+    """The items of a page (or an errback) to export, and whether one was invalid: a
+    failure of the page, which is then not parsed whole."""
+
+    items: list[Item]
+    invalid: bool = False
 
 
 @dataclass
@@ -206,33 +214,35 @@ class Settler:
 
     async def accept(
         self, items: list[Item], response: Response | None, *, request: Request | None = None
-    ) -> list[Item] | None:
+    ) -> Accepted | None:
         """Return the items that pass the item pipeline and the ``max_items`` limit; None
         for a page to hand back unsettled, whose items the limit would cut.
 
         ``response`` is None for items of an errback, which gives its ``request``.
         """
         if not self._items and self._limit is None:  # the usual case: nothing to ask
-            return items
+            return Accepted(items)
         limit = self._limit_for(items)
         if limit == -1:
             self.stop_reason = self.stop_reason or "max_items reached"
             return None
         request = request or (response.request if response is not None else None)
         assert request is not None, "an errback's items come with its request"
-        accepted: list[Item] = []
+        accepted, invalid = Accepted([]), False
         while items:
             room = len(items) if limit is None else limit - self._taken
             if room <= 0:
                 break
             batch, items = items[:room], items[room:]
             self._taken += len(batch)  # before the await: concurrent pages must not pass it
-            kept = [item for item in await self._items.each(batch, request, response) if item]
+            outcomes = await self._items.each(batch, request, response)
+            kept = [item for item in outcomes if not isinstance(item, Refused)]
+            invalid = invalid or Refused.INVALID in outcomes
             self._taken -= len(batch) - len(kept)  # the rejected leave room for the next
-            accepted += kept
+            accepted.items.extend(kept)
         if self._limit is not None and self._taken >= self._limit:
             self.stop_reason = self.stop_reason or "max_items reached"
-        return accepted
+        return accepted._replace(invalid=invalid)
 
     def _limit_for(self, items: list[Item]) -> int | None:
         """The ``max_items`` limit for this page's items; -1: leave the page for the next run.

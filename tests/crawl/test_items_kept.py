@@ -215,3 +215,41 @@ async def test_a_request_offsite_or_too_deep_runs_its_errback_and_a_plain_one_is
         (0, "depth"),
         (1, "depth"),
     ]
+
+
+EMPTY = """
+from framework import Spider, hookimpl
+
+
+class Empty(Spider):
+    name = "empty"
+
+    def parse(self, response):
+        yield {}
+        yield {"n": 1}
+
+
+@hookimpl
+def register_spiders(register):
+    register(Empty)
+"""
+
+
+async def test_an_empty_item_is_exported_with_or_without_a_limit(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # An empty dict is falsy: taken for an item the pipeline refused, it went missing
+    # whenever max_items (or an item step) was set.
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<p>x</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    base = await serve(app)
+    (tmp_path / "empty.py").write_text(EMPTY, encoding="utf-8")
+    for extra in ("", "max_items: 10\n"):
+        project = write_project(
+            tmp_path, f"spider: empty\nstart_urls: [{base}/]\nplugins: [./empty.py]\n{extra}"
+        )
+        stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+        assert stats.items == 2 and read_jsonl(tmp_path / "items.jsonl") == [{}, {"n": 1}]

@@ -222,7 +222,10 @@ async def test_max_items_on_a_resumable_crawl_takes_whole_pages_only(crawl: Craw
     def items(n: int) -> list[dict[str, Any]]:
         return [{"n": i} for i in range(n)]
 
-    assert await settler.accept(items(3), None, request=request) == items(3)  # a run's first
+    assert await settler.accept(items(3), None, request=request) == (
+        items(3),
+        False,
+    )  # a run's first
     assert settler.stop_reason == "max_items reached"
     assert await settler.accept(items(1), None, request=request) is None  # handed back whole
-    assert await settler.accept([], None, request=request) == []  # nothing to cut: settled
+    assert await settler.accept([], None, request=request) == ([], False)  # nothing to cut: settled

@@ -152,6 +152,38 @@ def frontier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from persistent_frontier(request.param, tmp_path, "prefix=fw:rounds:")
 
 
+#: An item step that finds the item of /plain/0 invalid while the file ``broken`` exists.
+STRICT = """
+from pathlib import Path
+from framework import InvalidItem, ItemStep, hookimpl
+
+class Strict(ItemStep):
+    def process(self, item, context):
+        if item["page"].endswith("/plain/0") and (Path(__file__).parent / "broken").exists():
+            raise InvalidItem("no price", field="price")
+        return item
+
+@hookimpl
+def item_step(project, spider):
+    return Strict()
+"""
+
+
+async def test_a_page_whose_item_was_invalid_is_parsed_again_the_next_round(
+    tmp_path: Path, site: tuple[Site, str]
+) -> None:
+    _, base = site
+    path = project(tmp_path, base)
+    (tmp_path / "strict.py").write_text(STRICT, encoding="utf-8")
+    path.write_text(path.read_text() + "plugins: [./strict.py]\n")
+    (tmp_path / "broken").touch()
+    stats, pages = await round_of(path, "1.jsonl")
+    assert stats.errors == {"item_invalid": 1} and "plain/0" not in pages
+    (tmp_path / "broken").unlink()  # the spider (or the site) fixed
+    stats, pages = await round_of(path, "2.jsonl")
+    assert pages == ["plain/0"] and stats.errors == {}  # exported now; the rest unchanged
+
+
 async def test_each_round_exports_only_the_new_and_changed_pages(
     tmp_path: Path, site: tuple[Site, str], frontier: str
 ) -> None:
