@@ -37,9 +37,10 @@ its text content (``attr:`` one of its attributes instead; with ``type: url``, i
 src). Whitespace is normalised. ``re`` keeps the first group (or the whole match) of its
 first match. ``type`` converts the text: ``str``; ``int`` and ``float`` read the first
 number (``1,234`` → 1234, ``1.5k`` → 1500, ``3M``, ``2B``; a fraction is dropped for
-``int``); ``bool`` is false for false/no/off/0 and true for any other match; ``url`` is
-joined against the page. A field is missing when nothing matched or the text is empty: it
-is then null (``[]`` with ``many``), or its ``default``. Inside ``each``, an XPath
+``int``); ``bool`` is false for false/no/off/0 and true for any other match, an empty
+element included (a flag: ``<span class="sale"></span>`` there or not); ``url`` is
+joined against the page. Any other field is missing when nothing matched or the text is
+empty: it is then null (``[]`` with ``many``), or its ``default``. Inside ``each``, an XPath
 starting with ``//`` searches the whole page: write ``.//`` to stay inside.
 
 This module is the plugin: the spider and its hooks. The section's schema, and what each
@@ -77,48 +78,42 @@ class RulesSpider(Spider):
         super().__init__(options, start_urls=start_urls)
         #: Items skipped for a missing required field, by rule and field.
         self.skipped: Counter[str] = Counter()
-        self._strays: set[int] = set()  # item rules already reported: each matched strings
 
     def parse(self, response: Response) -> Iterator[dict[str, Any] | Request]:
-        """Yield the page's items, then a request for each link to follow."""
+        """Yield the page's items, then a request for each link to follow; then fail the
+        page if an ``each`` matched text, attributes or a value, which hold no fields."""
         try:
             page = response.selector
         except NotSupported:  # an image or PDF a broad follow rule led to: nothing to read
             self.logger.debug("no parser for %s; not read: %s", response.media_type, response.url)
             return
-        yield from self._items(page, response)
+        strays: list[str] = []
+        yield from self._items(page, response, strays)
         for url in dict.fromkeys(self._links(page, response)):
             yield Request(url)
+        if strays:  # last: the page's other items and links are kept
+            raise ValueError(
+                f"{', '.join(strays)} matched strings or a value, not elements: no item is "
+                "read from those; select elements, and read text in fields"
+            )
 
-    def _items(self, page: Selector, response: Response) -> Iterator[dict[str, Any]]:
+    def _items(
+        self, page: Selector, response: Response, strays: list[str]
+    ) -> Iterator[dict[str, Any]]:
         for index, rule in enumerate(self.options.items):
             if rule.pages is not None and not rule.pages.search(response.url):
                 continue
-            for scope in self._scopes(index, rule, page, response):
+            found = rule.scopes(page)
+            scopes = [scope for scope in found if is_element(scope)]
+            if len(scopes) < len(found):
+                key = "each" if rule.each is not None else "each_xpath"
+                strays.append(f"rules.items[{index}].{key}")
+            for scope in scopes:
                 item = rule.extract(scope, response)
                 if (missing := rule.missing(item)) is None:
                     yield item
                 else:
                     self._skip(f"rules.items[{index}].fields.{missing}", response)
-
-    def _scopes(
-        self, index: int, rule: ItemRule, page: Selector, response: Response
-    ) -> list[Selector]:
-        """Return the parts of ``page`` that are one item each; say once per rule when
-        ``each`` matched text, attributes or a value, which hold no fields to read."""
-        found = rule.scopes(page)
-        elements = [scope for scope in found if is_element(scope)]
-        if len(elements) < len(found) and index not in self._strays:
-            self._strays.add(index)
-            key = "each" if rule.each is not None else "each_xpath"
-            self.logger.error(
-                "rules.items[%d].%s: matched strings or a value on %s, not elements: "
-                "no item is read from those; select elements, and read text in fields",
-                index,
-                key,
-                response.url,
-            )
-        return elements
 
     def _links(self, page: Selector, response: Response) -> Iterator[str]:
         for rule in self.options.follow:

@@ -75,7 +75,8 @@ _regex = _compiled(re.compile, "regular expression", re.error)
 
 #: The last step of an XPath selecting text or attributes: ``/text()``, ``/@href``.
 _LAST_STEP_NOT_ELEMENTS = re.compile(
-    r"(?:(?:^|/|::)\s*text\(\)|(?:^|/)\s*(?:@|attribute::)[\w.:*-]+)\s*$"
+    r"(?:(?:^|/|::)\s*text\(\)|(?:^|/)\s*(?:@|attribute::)[\w.:*-]+)"
+    r"(?:\s*\[[^\[\]]*\])*\s*$"  # and predicates: text()[normalize-space()], @href[1]
 )
 #: What ``each`` needs, with an example in its own language.
 _EACH_NEEDS = (

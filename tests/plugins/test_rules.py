@@ -343,13 +343,15 @@ def test_the_page_is_one_item_without_each_and_pages_picks_the_rules(tmp_path: P
     assert basket_items == [{"title": "The Widget shop"}]
 
 
-def test_an_each_that_matches_strings_is_an_error_once_not_empty_items(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_an_each_that_matches_strings_fails_the_page_after_its_items_and_links(
+    tmp_path: Path,
 ) -> None:
-    # Past the checks at load time (it ends in a bracket), found out when it runs.
+    # Past the checks at load time (it ends in a bracket), found out when it runs: the
+    # page fails (a counted spider_error, listed), with what the other rules read kept.
     spider = rules_spider(
         tmp_path,
         """
+        follow: [li.next]
         items:
           - each_xpath: '(//div[@class="product"]/@data-sku)'
             fields: {name: h2}
@@ -357,14 +359,16 @@ def test_an_each_that_matches_strings_is_an_error_once_not_empty_items(
             fields: {name: h2}
         """,
     )
-    with caplog.at_level(logging.ERROR, logger="fw"):
-        for _ in range(2):
-            items, _ = parse(spider, html(SHOP, SHOP_PAGE))
-            assert items == [{"name": "Widget"}, {"name": "Gadget"}, {"name": None}]
-    assert caplog.messages == [
-        f"rules.items[0].each_xpath: matched strings or a value on {SHOP}, not elements: "
-        "no item is read from those; select elements, and read text in fields"
-    ]
+    results: list[Any] = []
+    with pytest.raises(ValueError) as failed:
+        results.extend(spider.parse(html(SHOP, SHOP_PAGE)))
+    assert str(failed.value) == (
+        "rules.items[0].each_xpath matched strings or a value, not elements: no item is read "
+        "from those; select elements, and read text in fields"
+    )
+    items = [result for result in results if isinstance(result, dict)]
+    assert items == [{"name": "Widget"}, {"name": "Gadget"}, {"name": None}]
+    assert [result.url for result in results if isinstance(result, Request)]
 
 
 def test_follow_rules_pick_links_by_query_url_and_page(tmp_path: Path) -> None:
@@ -596,6 +600,24 @@ ERRORS = [
         """
      items:
        - each_xpath: //a/@href
+         fields: {title: b}
+     """,
+        "each_xpath:",
+        EACH_XPATH_STRINGS,
+    ),
+    (
+        """
+     items:
+       - each_xpath: '//p/text()[normalize-space()]'
+         fields: {title: b}
+     """,
+        "each_xpath:",
+        EACH_XPATH_STRINGS,
+    ),
+    (
+        """
+     items:
+       - each_xpath: //a/@href[1]
          fields: {title: b}
      """,
         "each_xpath:",
