@@ -294,12 +294,20 @@ class _Found:
     problem: str | None = None
 
 
+#: Why the section's own options leave an entry out: on purpose, not worth a warning.
+_FILTERS = ("not matching follow", "older than since")
+
+
 def _log(url: str, document: Document, found: _Found) -> None:
     listed = len(document.entries) + document.unusable
     what = "sitemaps" if document.kind == "sitemapindex" else "pages"
     left = found.left_out + Counter({"unusable (no URL)": document.unusable})
     why = ", ".join(f"{n} {reason}" for reason, n in left.items() if n)
-    log.info(
+    # Nothing queued, and not only by the section's own filters: a sitemap of another
+    # host (allowed_domains), or of no URLs, seeds nothing, which the user must hear of.
+    unmeant = +(left - Counter({reason: left[reason] for reason in _FILTERS}))
+    log.log(
+        logging.WARNING if listed and not found.requests and unmeant else logging.INFO,
         "sitemap %s: %d listed, %d %s queued%s",
         url,
         listed,

@@ -21,8 +21,6 @@ entries) is kept, and ``Document.problem`` says what went wrong.
 
 from __future__ import annotations
 
-import gzip
-import io
 import re
 import zlib
 from collections.abc import Iterator
@@ -111,20 +109,35 @@ def read(body: bytes, limit: int) -> Document:
 
 
 def _gunzip(body: bytes, limit: int) -> tuple[bytes, str | None]:
-    """Decompress ``body``, never past ``limit`` bytes; say where the stream broke, if it did."""
-    data = bytearray()
-    with gzip.GzipFile(fileobj=io.BytesIO(body)) as stream:
+    """Decompress ``body``, never past ``limit`` bytes; say where the stream broke, if it did.
+
+    Member after member, as gzip(1) reads them; bytes after the last that start no member
+    (a newline a server added) are ignored, as gzip(1) ignores them.
+    """
+    data, rest = bytearray(), body
+    while True:
+        inflater = zlib.decompressobj(wbits=31)  # a gzip member: header, deflate, trailer
         try:
-            while chunk := stream.read1(_CHUNK):
+            while not inflater.eof:
+                chunk = inflater.decompress(rest, _CHUNK)
+                rest = inflater.unconsumed_tail
+                if not chunk and not rest:  # nothing more to give it: cut short
+                    return bytes(data), _broken(data, "it ends before its end")
                 data += chunk
                 if len(data) > limit:
                     raise FetchError(
                         "too_large",
                         f"larger than max_response_size ({limit:,} bytes) once decompressed",
                     )
-        except (OSError, EOFError, zlib.error) as exc:
-            return bytes(data), f"its gzip stream breaks off after {len(data):,} bytes ({exc})"
-    return bytes(data), None
+        except zlib.error as exc:
+            return bytes(data), _broken(data, str(exc))
+        rest = inflater.unused_data
+        if not rest.startswith(_GZIP):
+            return bytes(data), None
+
+
+def _broken(data: bytearray, why: str) -> str:
+    return f"its gzip stream breaks off after {len(data):,} bytes ({why})"
 
 
 # -------------------------------------------------------------------------------------------

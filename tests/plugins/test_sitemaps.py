@@ -413,6 +413,29 @@ async def test_a_sitemap_a_page_links_to_is_read_as_a_sitemap_too(
     assert site.hits["/map.xml"] == 2  # as the page the home links to, and as a sitemap
 
 
+async def test_a_sitemap_of_pages_all_outside_allowed_domains_is_a_warning(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = Site(
+        {
+            "/": "<h1>Home</h1>",
+            "/theirs.xml": urlset(("http://other.test/products/1", None)),
+            "/old.xml": urlset(("/products/1", "2020-01-01")),  # left out on purpose
+            "/products/1": product(1),
+        }
+    )
+    base = await site.start(serve)
+    urls = f"['{base}/theirs.xml', '{base}/old.xml']"
+    project = shop_project(tmp_path, base, f"{{urls: {urls}, since: 2026-01-01}}")
+    with caplog.at_level(logging.INFO, logger="fw.sitemaps"):
+        await run(project)
+    said = {r.levelname: r.getMessage() for r in caplog.records if r.name == "fw.sitemaps"}
+    assert said["WARNING"] == (
+        f"sitemap {base}/theirs.xml: 1 listed, 0 pages queued; left out: 1 outside allowed_domains"
+    )
+    assert said["INFO"].startswith(f"sitemap {base}/old.xml: 1 listed, 0 pages queued")
+
+
 async def test_a_looping_index_is_cut_and_each_sitemap_read_once(
     tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -496,6 +519,31 @@ async def test_hostile_sitemaps_are_refused_without_expanding_or_fetching_anythi
     assert "hunter2" not in caplog.text
     assert "refused: it has a <!DOCTYPE>, which no sitemap has" in caplog.text
     assert "its XML breaks off: Entity 'x' not defined" in caplog.text
+
+
+SECOND = gzip.compress(b"http://shop.test/c\nhttp://shop.test/d\n")
+
+
+@pytest.mark.parametrize(
+    ("after", "more", "problem"),
+    [
+        (b"", [], False),
+        (b"\n", [], False),  # a newline a server added: ignored, as gzip(1) ignores it
+        (b"\0\0\0\0", [], False),  # padding to a block's end, as tar leaves it
+        (SECOND, ["c", "d"], False),  # a second member: read too
+        (SECOND[:-9], ["c", "d"], True),  # its trailer cut: its lines are whole
+        (SECOND[:12], [], True),  # cut in its header
+    ],
+    ids=["one", "newline", "padding", "two-members", "second-cut", "second-header-cut"],
+)
+def test_a_gzip_sitemap_is_read_member_after_member_up_to_its_end(
+    after: bytes, more: list[str], problem: bool
+) -> None:
+    document = read(gzip.compress(b"http://shop.test/a\nhttp://shop.test/b\n") + after, 1 << 20)
+    assert [entry.loc for entry in document.entries] == [
+        f"http://shop.test/{name}" for name in ["a", "b", *more]
+    ]
+    assert (document.problem or "").startswith("its gzip stream breaks off after") == problem
 
 
 async def test_a_sitemap_that_breaks_off_gives_the_pages_it_listed_whole(
