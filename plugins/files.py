@@ -236,7 +236,7 @@ class FilesStep(ItemStep):
         sha = hashlib.sha256(body).hexdigest()
         relative = f"{sha[:2]}/{sha}{extension}"
         target = self.dir / relative
-        if target.is_file() and target.stat().st_size == len(body):
+        if _holds(target, body):
             return sha, relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.parent.is_symlink():  # planted for a folder: it would take files elsewhere
@@ -250,6 +250,19 @@ class FilesStep(ItemStep):
             part.unlink(missing_ok=True)
             raise
         return sha, relative
+
+
+def _holds(target: Path, body: bytes) -> bool:
+    """Whether ``target`` holds ``body`` already: the same bytes, not only as many (a file
+    damaged on disk, or put there by hand, is written again)."""
+    try:
+        return (
+            target.is_file()
+            and target.stat().st_size == len(body)
+            and (target.read_bytes() == body)
+        )
+    except OSError:  # unreadable: written again, or the write says what is wrong
+        return False
 
 
 def _urls(item: Mapping[str, Any], fields: tuple[str, ...], base: str) -> Iterator[str]:

@@ -170,6 +170,17 @@ async def test_posters_are_stored_by_their_hash_and_listed_in_each_item(
     assert not list((tmp_path / "out").rglob(".*.part"))  # nothing half-written is left
 
 
+async def test_a_stored_file_damaged_on_disk_is_written_again(serve: Serve, tmp_path: Path) -> None:
+    images = ImageHost()
+    host = await images.start(serve)
+    films = [("Alien", f"{host}/alien.jpg")]
+    items, _ = await crawl_films(serve, tmp_path, films, files="{fields: [poster], dir: out}")
+    stored = tmp_path / "out" / items[0]["files"][0]["path"]
+    stored.write_bytes(bytes(len(stored.read_bytes())))  # as many bytes, all zero
+    await crawl_films(serve, tmp_path, films, files="{fields: [poster], dir: out}")
+    assert stored.read_bytes() == ImageHost.body("alien.jpg")
+
+
 async def test_a_url_many_items_share_is_fetched_once(serve: Serve, tmp_path: Path) -> None:
     images = ImageHost()
     host = await images.start(serve)
