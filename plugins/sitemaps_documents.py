@@ -39,6 +39,17 @@ MAX_ENTRIES = 50_000
 #: A longer ``<loc>`` is left out: the protocol allows 2,048 characters, servers about 8 KiB.
 _MAX_URL = 8192
 _GZIP = b"\x1f\x8b"
+#: Byte order marks, and the codec each says the body is in (UTF-32's first: it starts as
+#: UTF-16's does).
+_MARKS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+#: The encoding an XML declaration names.
+_DECLARED = re.compile(r"""(\A\s*<\?xml[^>]*?\bencoding\s*=\s*["'])[^"']*(["'])""")
 _CHUNK = 1 << 16
 #: Read this far, or this many tags, with no entry of the root ending, and the document is
 #: cut there: what lxml holds of an entry grows with its tags (a <url> of 4 million empty
@@ -96,7 +107,7 @@ def read(body: bytes, limit: int) -> Document:
     broken = None
     if body.startswith(_GZIP):
         body, broken = _gunzip(body, limit)
-    start = body.removeprefix(b"\xef\xbb\xbf").lstrip()
+    start = _utf8(body).lstrip()
     if not start:
         raise FetchError("bad_sitemap", f"not a sitemap: {broken or 'the body is empty'}")
     if start.startswith(b"<"):
@@ -106,6 +117,20 @@ def read(body: bytes, limit: int) -> Document:
     if broken:
         document.problem = broken
     return document
+
+
+def _utf8(body: bytes) -> bytes:
+    """Return ``body`` in UTF-8 without a byte order mark. The protocol asks for UTF-8;
+    a server that wrote UTF-16 or UTF-32 says so with its mark, and is read all the same
+    (its XML declaration then names UTF-8, which the text now is)."""
+    codec = next((codec for mark, codec in _MARKS if body.startswith(mark)), None)
+    if codec is None:
+        return body
+    try:
+        text = body.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise FetchError("bad_sitemap", f"not a sitemap: not valid {codec}: {exc}") from None
+    return _DECLARED.sub(r"\g<1>UTF-8\g<2>", text.lstrip("\ufeff"), count=1).encode()
 
 
 def _gunzip(body: bytes, limit: int) -> tuple[bytes, str | None]:

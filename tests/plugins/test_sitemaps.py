@@ -546,6 +546,20 @@ def test_a_gzip_sitemap_is_read_member_after_member_up_to_its_end(
     assert (document.problem or "").startswith("its gzip stream breaks off after") == problem
 
 
+@pytest.mark.parametrize("mark", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_a_sitemap_in_utf16_or_utf32_with_its_mark_is_read(mark: str) -> None:
+    # The protocol asks for UTF-8; a server that wrote another encoding says so.
+    xml = urlset(("/caf\u00e9", None)).replace("{base}", "http://shop.test")
+    xml = xml.replace("encoding='UTF-8'", "encoding='UTF-16'")
+    body = b"\xfe\xff" + xml.encode(mark) if mark == "utf-16-be" else xml.encode(mark)
+    assert [entry.loc for entry in read(body, 1 << 20).entries] == ["http://shop.test/caf\u00e9"]
+    text = "http://shop.test/a\nhttp://shop.test/b\n".encode("utf-16")
+    assert [entry.loc for entry in read(text, 1 << 20).entries] == [
+        "http://shop.test/a",
+        "http://shop.test/b",
+    ]
+
+
 async def test_a_sitemap_that_breaks_off_gives_the_pages_it_listed_whole(
     tmp_path: Path, serve: Serve
 ) -> None:
