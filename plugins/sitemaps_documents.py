@@ -172,6 +172,7 @@ def _broken(data: bytearray, why: str) -> str:
 
 def _xml(data: bytes) -> Document:
     document = _begin(_root(data))
+    etree.clear_error_log()  # the thread's log: _cause reads this document's errors only
     # No DTD, no entity expanded, nothing fetched, no huge tree: see the module docstring.
     # Only the entries' ends are events: a Python call per element would cost 5 times more.
     parser = etree.XMLPullParser(
@@ -312,11 +313,16 @@ def _cut(data: bytes) -> int:
 
 
 def _cause(error: etree.XMLSyntaxError) -> str:
-    """Say what broke the XML: libxml2's last error, where it is more telling than lxml's."""
-    last = error.error_log.last_error if error.error_log else None
-    if last is None:
+    """Say what broke the XML: libxml2's first error since ``_xml`` cleared the log, more
+    telling than lxml's. Not its last: chunks fed after the first error each add one
+    ("Extra content")."""
+    first = next((entry for entry in error.error_log or () if entry.level >= _ERROR), None)
+    if first is None:
         return f"{error.msg} (line {error.lineno})"
-    return f"{last.message} (line {last.line})"
+    return f"{first.message} (line {first.line})"
+
+
+_ERROR = etree.ErrorLevels.ERROR
 
 
 def _begin(root: str) -> Document:

@@ -560,6 +560,16 @@ def test_a_sitemap_in_utf16_or_utf32_with_its_mark_is_read(mark: str) -> None:
     ]
 
 
+@pytest.mark.parametrize("entries", [3, 3000])  # one chunk, or many fed after the error
+def test_a_sitemap_that_breaks_off_says_what_broke_it_however_long(entries: int) -> None:
+    urls = [f"/{n}" for n in range(entries)]
+    urls[1] = "/1?a=1&amp;b&nbsp;c"  # an entity XML does not define
+    body = urlset(*((url, None) for url in urls)).replace("{base}", "http://shop.test")
+    document = read(body.encode(), 1 << 24)
+    assert [entry.loc for entry in document.entries] == ["http://shop.test/0"]
+    assert document.problem == "its XML breaks off: Entity 'nbsp' not defined (line 1)"
+
+
 async def test_a_sitemap_that_breaks_off_gives_the_pages_it_listed_whole(
     tmp_path: Path, serve: Serve
 ) -> None:
