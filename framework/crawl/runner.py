@@ -75,6 +75,7 @@ from framework.hooks.components import (
 from framework.hooks.events import Events
 from framework.hooks.manager import (
     PluginManager,
+    exited,
     hook_calls,
     make_plugin_manager,
     register_for_crawl,
@@ -194,6 +195,10 @@ def _renews(project: Project, pm: PluginManager) -> bool:
             answers.append(call(project=project))
         except ValueError as exc:
             raise project.error_source.error((call.plugin,), str(exc)) from None
+        except SystemExit as exc:  # no Exception: it would end fw, its code for fw's
+            raise PluginError(
+                f"{pm.named(call.plugin)}: renew_finished_crawl {exited(exc)}"
+            ) from exc
         except Exception as exc:
             raise PluginError(
                 f"plugin '{call.plugin}': renew_finished_crawl raised {type(exc).__name__}: {exc}"

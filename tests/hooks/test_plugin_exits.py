@@ -111,3 +111,21 @@ async def test_an_installed_plugin_exiting_is_named_with_its_distribution(tmp_pa
     assert result.stderr == (
         f"Error: plugin 'quits' (from fw-quits 1.0) called sys.exit() {ADVICE}\n"
     )
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_a_plugin_exiting_in_renew_finished_crawl_is_named(
+    tmp_path: Path, command: str
+) -> None:
+    (tmp_path / "renews.py").write_text(
+        "import sys\nfrom framework import hookimpl\n\n@hookimpl\n"
+        "def renew_finished_crawl(project):\n    sys.exit(0)\n",
+        encoding="utf-8",
+    )
+    project = project_with(tmp_path, "./renews.py")
+    project.write_text(project.read_text() + "frontier: sqlite:///state.db\n")
+    result = await run_fw(command, str(project))
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        "Error: plugin 'renews.py': renew_finished_crawl called sys.exit(0)\n"
+    ), result.stderr
