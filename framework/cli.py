@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     except KeyboardInterrupt:  # while the installed plugins load, for fw run's flags
         return INTERRUPTED
+    except Exception as exc:  # a bug, fw's or a plugin's: one line, not a traceback
+        return _internal(exc)
     try:
         log_file = configure_logging(
             args.log_level, args.log_format, args.log_file, quiet=getattr(args, "quiet", False)
@@ -84,13 +86,18 @@ def _call(command: Callable[[argparse.Namespace], int], args: argparse.Namespace
         _drop_stdout()
         return OK
     except Exception as exc:  # a bug in fw: one line, the traceback on request
-        log.debug("internal error", exc_info=exc)
-        print(
-            f"Error: internal error: {type(exc).__name__}: {redact_all(str(exc))} (rerun with "
-            "--log-level debug for the traceback)",
-            file=sys.stderr,
-        )
-        return ABORTED
+        return _internal(exc)
+
+
+def _internal(exc: Exception) -> int:
+    """Say what a bug raised in one line, the traceback at debug level; exit 1."""
+    log.debug("internal error", exc_info=exc)
+    print(
+        f"Error: internal error: {type(exc).__name__}: {redact_all(str(exc))} (rerun with "
+        "--log-level debug for the traceback)",
+        file=sys.stderr,
+    )
+    return ABORTED
 
 
 #: More would scroll the first errors, often the cause of the rest, off the screen.

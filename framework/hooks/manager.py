@@ -214,6 +214,11 @@ def _register_entry_point(
         raise
     except BaseException as exc:  # SystemExit, CancelledError too: a plugin's, named
         raise PluginError(f"{pm.named(name)} {_load_failure(exc)}") from exc
+    if pm.is_registered(plugin):  # pluggy would refuse it with a traceback
+        raise PluginError(
+            f"{pm.named(name)}: its module {getattr(plugin, '__name__', plugin)} is plugin "
+            f"'{pm.get_name(plugin)}' already: name one module in one fw entry point"
+        )
     _check_api(pm, plugin, name)
     _register(pm, plugin, name)
 

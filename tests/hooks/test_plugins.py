@@ -145,6 +145,22 @@ async def test_a_plugin_name_two_distributions_register_is_refused_naming_both(
     )
 
 
+@pytest.mark.parametrize("command", ["plugins", "run"])
+async def test_one_module_under_two_entry_points_is_refused_naming_them(
+    tmp_path: Path, command: str
+) -> None:
+    fake_distribution(tmp_path, "fw-twice", "0.1", "twice_a", "fw_twice", '"""One."""')
+    entry_points = next(tmp_path.glob("fw_twice-*.dist-info")) / "entry_points.txt"
+    entry_points.write_text("[fw]\ntwice_a = fw_twice\ntwice_b = fw_twice\n", encoding="utf-8")
+    project = write_project(tmp_path, "spider: x\n")
+    result = await run_fw(*[command, str(project)][: 1 + (command == "run")], env=on_path(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Error: plugin 'twice_b' (from fw-twice 0.1): its module fw_twice is plugin "
+        "'twice_a' already: name one module in one fw entry point"
+    )
+
+
 @pytest.mark.parametrize("flag", ["--quiet", "--log-level"])
 async def test_a_plugin_flag_fw_run_has_already_is_refused(tmp_path: Path, flag: str) -> None:
     source = (
