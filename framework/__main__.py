@@ -1,5 +1,5 @@
 """Allow ``python -m framework``, the same as the ``fw`` command."""
 
-from framework.cli import main
+from framework.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

@@ -8,7 +8,6 @@ invalid project; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import logging
@@ -18,7 +17,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from framework.__about__ import __version__
 from framework.config.project import Override, Project, load_project
@@ -30,6 +29,7 @@ from framework.hooks.manager import make_plugin_manager
 from framework.hooks.registry import Registry, flags
 from framework.http.urls import redact_all
 from framework.logs import configure_logging, ensure_stderr
+from framework.output import data, drop_data, keep_stdout_for_data, printing_to_data
 from framework.paths import descriptor, identity, is_stream
 
 if TYPE_CHECKING:
@@ -42,6 +42,13 @@ OK, ABORTED, USAGE, INTERRUPTED, TERMINATED = 0, 1, 2, 130, 143
 _STOPPED = {"interrupted": INTERRUPTED, "terminated": TERMINATED}
 
 log = logging.getLogger("fw")
+
+
+def console() -> int:
+    """The ``fw`` command: ``main``, with standard output kept for fw's data."""
+    ensure_stderr()
+    keep_stdout_for_data()
+    return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +90,7 @@ def _call(command: Callable[[argparse.Namespace], int], args: argparse.Namespace
     except KeyboardInterrupt:
         return INTERRUPTED
     except BrokenPipeError:  # the reader is gone (fw plugins | head -1): stop quietly
-        _drop_stdout()
+        drop_data()
         return OK
     except Exception as exc:  # a bug in fw: one line, the traceback on request
         return _internal(exc)
@@ -112,14 +119,15 @@ def _print_errors(errors: Sequence[Exception]) -> None:
         print(f"… and {len(errors) - MAX_ERRORS_SHOWN} more errors", file=sys.stderr)
 
 
-def _drop_stdout() -> None:
-    """Point stdout at /dev/null, so that Python's last flush at exit finds no broken pipe."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+class _Parser(argparse.ArgumentParser):
+    """fw's argument parser: ``--help`` and ``--version`` are data, on standard output."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        super()._print_message(message, data() if file is None or file is sys.stdout else file)
 
 
 #: The ``add_subparsers()`` object each command's parser is added to.
-Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 
 def _parser(
@@ -128,7 +136,7 @@ def _parser(
     """Build the ``fw`` parser: the global options, then one sub-parser per command;
     ``fw run`` with the flags plugins add (those ``project`` does not disable), unless
     ``plugin_flags`` is false."""
-    parser = argparse.ArgumentParser(prog="fw", description="Crawl the web with plugins.")
+    parser = _Parser(prog="fw", description="Crawl the web with plugins.")
     parser.add_argument("--version", action="version", version=f"fw {__version__}")
     _logging_arguments(parser, defaults=True)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -634,7 +642,8 @@ def _check(args: argparse.Namespace) -> int:
     outputs = ", ".join(f"{e.format} -> {e.path}" for e in components.exporters) or "none"
     print(
         f"OK: {args.project}: {project.name}: spider {components.spider.name}, "
-        f"{len(project.start_urls)} start URL(s){_added(prepared.added)}, exporters: {outputs}"
+        f"{len(project.start_urls)} start URL(s){_added(prepared.added)}, exporters: {outputs}",
+        file=data(),
     )
     return OK
 
@@ -649,14 +658,16 @@ def _parse(args: argparse.Namespace) -> int:
 
     found = probe.Probe.load(args.url, args.spider, args.project, args.overrides)
     outcome = probe.parse(found, args.url, args.callback)
-    print(probe.format_outcome(outcome, as_json=args.json))
+    print(probe.format_outcome(outcome, as_json=args.json), file=data())
     return ABORTED if outcome.problems else OK
 
 
 def _shell(args: argparse.Namespace) -> int:
     from framework.tools import probe
 
-    probe.shell(probe.Probe.load(args.url, args.spider, args.project, args.overrides), args.url)
+    loaded = probe.Probe.load(args.url, args.spider, args.project, args.overrides)
+    with printing_to_data():  # the session is the user's to read on standard output
+        probe.shell(loaded, args.url)
     return OK
 
 
@@ -664,18 +675,18 @@ def _new(args: argparse.Namespace) -> int:
     from framework.tools.scaffold import new
 
     target = new(args.kind, args.name, args.directory)
-    print(f"wrote {target}")
+    print(f"wrote {target}", file=data())
     if args.kind == "project":
-        print(f"next: cd {target} && fw run project.yaml   (tests: pytest)")
+        print(f"next: cd {target} && fw run project.yaml   (tests: pytest)", file=data())
     else:
-        print(f"next: pip install -e '{target}[test]' && pytest {target}")
+        print(f"next: pip install -e '{target}[test]' && pytest {target}", file=data())
     return OK
 
 
 def _status(args: argparse.Namespace) -> int:
     from framework.tools import status
 
-    print(status.show(args.project, args.overrides, as_json=args.json))
+    print(status.show(args.project, args.overrides, as_json=args.json), file=data())
     return OK
 
 
@@ -683,11 +694,11 @@ def _plugins(args: argparse.Namespace) -> int:
     pm = make_plugin_manager()
     if args.requirements:
         for name, version in sorted(set(pm.distributions.values()), key=lambda d: d[0].lower()):
-            print(f"{name}=={version}")
+            print(f"{name}=={version}", file=data())
         return OK
     rows = Registry.collect(pm).describe(pm)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2), file=data())
         return OK
     table = [["NAME", "DISTRIBUTION", "VERSION", "HOOKS", "PROVIDES"]]
     table += [
@@ -703,5 +714,6 @@ def _plugins(args: argparse.Namespace) -> int:
     ]
     widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
     for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        print(line.rstrip(), file=data())
     return OK

@@ -6,13 +6,13 @@ import errno
 import fcntl
 import os
 import stat
-import sys
 import time
 import typing
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO, ClassVar
 
+from framework.output import data_fileno
 from framework.paths import opened, replaced
 
 __all__ = ["Exporter"]
@@ -128,10 +128,9 @@ class Exporter:
         """
         mode = mode or ("ab" if self.append else "wb")
         if self.path == "-":
-            if sys.stdout is None:  # started with stdout closed (fw run -o - >&-)
+            if (fd := data_fileno()) is None:  # started with stdout closed (fw run -o - >&-)
                 raise OSError(errno.EBADF, "standard output is closed", "-")
-            sys.stdout.flush()
-            stdout = open(sys.stdout.fileno(), mode, buffering=0, closefd=False)  # noqa: SIM115
+            stdout = open(fd, mode, buffering=0, closefd=False)  # noqa: SIM115
             return typing.cast(BinaryIO, stdout)
         path = Path(self.path)
         # Truncating waits until the lock is held: never cut another process's export.

@@ -279,8 +279,7 @@ async def signalled_when(
         "run", str(project), "-s", "plugins=[./slow.py, ./signalled.py]", *args
     )
     assert process.stdout is not None and process.stderr is not None
-    async with asyncio.timeout(10):
-        assert await process.stdout.readline() == f"{said}\n".encode()
+    await read_until(process.stderr, said)  # what a plugin prints goes to stderr
     process.send_signal(sig)
     async with asyncio.timeout(10):  # twice stop_timeout, and a second
         await process.wait()

@@ -117,6 +117,39 @@ async def test_an_installed_spider_is_usable_by_name(
     assert "teamshop-1.2.3" in result.stderr  # the plugins header
 
 
+NOISY = """
+from framework import hookimpl
+
+print("noisy: at import")
+
+@hookimpl
+def item_scraped(item):
+    print("noisy: scraped", item)
+"""
+
+
+async def test_what_a_plugin_prints_stays_out_of_fws_data_on_stdout(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = fake_distribution(tmp_path / "site", "fw-noisy", "0.1", "noisy", "fw_noisy", NOISY)
+    base = await serve(pages({"/": "<h1>hi</h1>", "/b": "<h1>b</h1>"}))
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [{base}/, {base}/b]
+        rules: {{items: [{{fields: {{h1: h1}}}}]}}
+        """,
+    )
+    crawled = await run_fw("run", str(project), "-o", "-", env=on_path(site))
+    assert crawled.returncode == 0, crawled.stderr
+    assert sorted(json.loads(line)["h1"] for line in crawled.stdout.splitlines()) == ["b", "hi"]
+    assert crawled.stderr.count("noisy: scraped") == 2
+    listed = await run_fw("plugins", "--json", env=on_path(site))
+    assert "noisy" in {row["name"] for row in json.loads(listed.stdout)}
+    assert "noisy: at import" in listed.stderr
+
+
 async def test_a_broken_installed_plugin_is_named(tmp_path: Path) -> None:
     # A distribution whose entry point cannot be imported, faked as pytest does.
     info = tmp_path / "fw_broken-0.1.dist-info"
@@ -632,7 +665,7 @@ async def test_a_plugin_declares_the_schema_of_its_own_section(
     result = await run_fw("run", "-q", str(project))
     if error is None:  # the section was built: the crawl ran (and, offline, fetched nothing)
         assert result.returncode == 1 and "nothing was fetched" in result.stderr, result.stderr
-        assert "watching: Options https://hooks.example/x 5" in result.stdout
+        assert "watching: Options https://hooks.example/x 5" in result.stderr  # print() goes there
     else:
         assert result.returncode == 2
         assert result.stderr.startswith(f"Error: {project}:6: watch.py.{error}"), result.stderr
@@ -718,7 +751,7 @@ async def test_a_plugin_module_and_its_spider_share_one_section(
     result = await run_fw("run", str(project), "-o", str(tmp_path / "out.jsonl"), env=myplug)
     assert result.returncode == 0, result.stderr
     assert read_jsonl(tmp_path / "out.jsonl") == [{"title": "Home", "token": "secret", "every": 3}]
-    assert "myplug: Options, the spider's: True" in result.stdout
+    assert "myplug: Options, the spider's: True" in result.stderr  # print() goes there
 
 
 @pytest.mark.parametrize(

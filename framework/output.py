@@ -1,0 +1,70 @@
+"""Standard output is fw's data: the items of ``-o -``, ``--json``, the listings it prints.
+
+A plugin that prints (at import, in a hook) would put its lines among them, and a script
+reading ``fw run -o - | jq`` or ``fw plugins --json`` would break. The ``fw`` command
+keeps standard output for fw's data and points ``sys.stdout``, where ``print()`` writes,
+at standard error, where the logs go. Called in process (by tests), nothing is moved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from typing import TextIO
+
+__all__ = ["data", "data_fileno", "drop_data", "keep_stdout_for_data", "printing_to_data"]
+
+
+class _Kept:
+    """Standard output, once kept for fw's data: one a process."""
+
+    stream: TextIO | None = None
+
+
+def keep_stdout_for_data() -> None:
+    """Keep standard output for fw's data; let ``print()`` write to stderr, through a
+    stream of its own (one that is not ``sys.stderr``: fw tells the two apart)."""
+    if _Kept.stream is not None or sys.stdout is None or sys.stderr is None:
+        return
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # no descriptor: leave it be
+        return
+    printed = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    _Kept.stream, sys.stdout = sys.stdout, printed
+
+
+def data() -> TextIO | None:
+    """Return where fw writes its data: the kept standard output, else ``sys.stdout``
+    (None if fw was started without one)."""
+    return _Kept.stream if _Kept.stream is not None else sys.stdout
+
+
+def data_fileno() -> int | None:
+    """Return the descriptor of fw's data (``-o -`` writes to it), or None if closed."""
+    stream = data()
+    if stream is None:  # started with stdout closed (fw run -o - >&-)
+        return None
+    stream.flush()
+    return stream.fileno()
+
+
+@contextlib.contextmanager
+def printing_to_data() -> Iterator[None]:
+    """Let ``print()`` write to standard output again, for a session the user reads
+    there (``fw shell``)."""
+    before, sys.stdout = sys.stdout, data()
+    try:
+        yield
+    finally:
+        sys.stdout = before
+
+
+def drop_data() -> None:
+    """Point fw's data at /dev/null: its reader left (``fw plugins | head -1``), and the
+    last flush at exit must not find a broken pipe."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), data().fileno())  # type: ignore[union-attr]
