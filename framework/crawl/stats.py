@@ -9,7 +9,7 @@ import os
 import secrets
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,12 +205,12 @@ class Stats:
                 "waiting to retry when the crawl stopped"
             )
         for reporter in self.reporters:
-            lines += _reported(reporter, reporter.summary, ())
+            lines += _reported(reporter, reporter.summary, (), _lines)
         return lines
 
     def plugins(self) -> dict[str, Any]:
         """Return what each middleware counted itself, by its name (``plugins`` in --stats)."""
-        found = {m.name: _reported(m, m.stats, None) for m in self.reporters}
+        found = {m.name: _reported(m, m.stats, None, _counts) for m in self.reporters}
         return {name: counts for name, counts in found.items() if counts is not None}
 
     def _items(self) -> str:
@@ -309,10 +309,13 @@ class Stats:
         }
 
 
-def _reported(middleware: Middleware, report: Callable[[], Any], instead: Any) -> Any:
-    """Ask a middleware for its counts; one that raises is named, and the stats go on."""
+def _reported(
+    middleware: Middleware, report: Callable[[], Any], instead: Any, check: Callable[[Any], Any]
+) -> Any:
+    """Ask a middleware for its counts, ``check``-ed; one that raises, or gives what
+    ``check`` refuses, is named, and the stats go on."""
     try:
-        return report()
+        return check(report())
     except Exception as exc:
         log.error(
             "plugin_error: middleware '%s' failed to report its stats: %s: %s",
@@ -321,6 +324,26 @@ def _reported(middleware: Middleware, report: Callable[[], Any], instead: Any) -
             exc,
         )
         return instead
+
+
+def _lines(lines: Any) -> list[str]:
+    """Check what ``summary()`` gave: lines of text."""
+    if isinstance(lines, str) or not isinstance(lines, Iterable):
+        raise TypeError(f"summary() gave {type(lines).__name__}, not a list of lines")
+    found = list(lines)
+    if wrong := next((line for line in found if not isinstance(line, str)), None):
+        raise TypeError(f"summary() gave a line that is {type(wrong).__name__}, not text")
+    return found
+
+
+def _counts(counts: Any) -> Any:
+    """Check what ``stats()`` gave: None, or a mapping that JSON can write."""
+    if counts is None:
+        return None
+    if not isinstance(counts, Mapping):
+        raise TypeError(f"stats() gave {type(counts).__name__}, not a mapping")
+    json.dumps(counts, allow_nan=False)  # TypeError or ValueError: said, left out
+    return counts
 
 
 def _hosts(delays: dict[str, float], shown: int = 3) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -286,6 +287,38 @@ def test_a_middleware_that_fails_to_report_is_named_and_the_stats_go_on(
     assert "plugin_error: middleware 'broken' failed to report its stats: KeyError: 'count'" in (
         caplog.messages
     )
+
+
+@pytest.mark.parametrize(
+    ("counts", "lines", "said"),
+    [
+        ({"x": object()}, ["fine"], "TypeError: Object of type object is not JSON serializable"),
+        ({"x": float("nan")}, ["fine"], "ValueError: Out of range float values are not JSON"),
+        ([1, 2], ["fine"], "TypeError: stats() gave list, not a mapping"),
+        ({"x": 1}, 5, "TypeError: summary() gave int, not a list of lines"),
+        ({"x": 1}, "one line", "TypeError: summary() gave str, not a list of lines"),
+        ({"x": 1}, ["a", 2], "TypeError: summary() gave a line that is int, not text"),
+    ],
+)
+def test_a_middleware_reporting_what_is_no_count_is_named_and_the_stats_go_on(
+    caplog: pytest.LogCaptureFixture, counts: Any, lines: Any, said: str
+) -> None:
+    class Odd(Middleware):
+        name = "odd"
+
+        def stats(self) -> Any:
+            return counts
+
+        def summary(self) -> Any:
+            return lines
+
+    stats = Stats("shop", reporters=(Odd(),))
+    json.dumps(stats.to_dict())  # writable whole
+    stats.summary()
+    assert any(
+        message.startswith(f"plugin_error: middleware 'odd' failed to report its stats: {said}")
+        for message in caplog.messages
+    ), caplog.messages
 
 
 async def test_the_crawl_event_hooks_run_in_order(crawled: Crawled) -> None:
