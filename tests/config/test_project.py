@@ -89,6 +89,12 @@ INVALID = {
         "redis://127.0.0.1:1/0?lease=30&patience=soon: patience=soon: expected a number of "
         "seconds > 0, or inf",
     ),
+    "redis frontier with an unclosed bracket": (
+        VALID + 'frontier: "redis://ada:pw@[::1/0"\n',
+        4,
+        "frontier",
+        "redis://***@[::1/0: Invalid IPv6 URL",
+    ),
     "wrong type in list": (
         "spider: shop\nplugins: [./shop.py]\nstart_urls:\n  - https://a.example/\n  - 42\n",
         5,

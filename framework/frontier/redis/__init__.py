@@ -685,8 +685,8 @@ _OURS = ("lease", "prefix", "patience")
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
     """Take fw's own options (``lease``, ``prefix``, ``patience``) out of a ``redis://``
     URL's query."""
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)  # "redis://[::1/0": an unclosed bracket
         parts.port  # noqa: B018 - a "port" that is the start of a password: refused now
     except ValueError as exc:  # before the URL is written again, mangling what masks it
         raise UsageError(f"frontier: {shown(url)}: {url_problem(exc)}") from None

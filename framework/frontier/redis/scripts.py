@@ -451,7 +451,10 @@ def _source(name: str) -> str:
 def shown(url: str) -> str:
     """Return a ``redis://`` URL for people to read: its credentials, in the userinfo or
     in the query (``?password=``), masked."""
-    parts = urlsplit(redact(url))
+    try:
+        parts = urlsplit(redact(url))
+    except ValueError:  # an unclosed [: no query to mask, and no userinfo left to show
+        return redact(url).partition("?")[0]
     query = [
         (key, "***" if key.lower() in _SECRET_OPTIONS else value)
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
