@@ -131,7 +131,10 @@ def ensure_stderr() -> None:
 
 def _appended(file: Path) -> TextIO:
     """Open the log file to append to it; a symbolic link planted there is refused (ELOOP),
-    never followed to truncate or fill its target."""
+    never followed to truncate or fill its target, and a FIFO that nothing reads (ENXIO)
+    rather than waited on for ever."""
     file.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(file, flags, 0o666), "a", encoding="utf-8")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    fd = os.open(file, flags, 0o666)
+    os.set_blocking(fd, True)  # only the open must not wait: a reader may be slow
+    return os.fdopen(fd, "a", encoding="utf-8")

@@ -429,6 +429,18 @@ async def test_stats_to_a_fifo_nothing_reads_fails_instead_of_hanging(
     assert last_line(result, 1) == (f"Error: --stats {fifo}: a FIFO that nothing reads")
 
 
+async def test_a_log_file_that_is_a_fifo_nothing_reads_fails_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)  # every command waited for a reader before doing anything
+    result = await run_fw("plugins", "--log-file", str(fifo), timeout=30)
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"Error: --log-file {fifo}: a FIFO that nothing reads\n",
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "error"),
     [
