@@ -63,7 +63,8 @@ async def read_status(project: Project) -> Status:
     if url.startswith("sqlite:///"):
         from framework.frontier import sqlite
 
-        return sqlite.read_status(Path(url.removeprefix("sqlite:///")))
+        owner = Owner(project.name, project.spider, project.error_source.where(("frontier",)))
+        return sqlite.read_status(Path(url.removeprefix("sqlite:///")), owner)
     if url != "memory":
         from framework.frontier import redis
 

@@ -545,15 +545,40 @@ def _memory_key(request: Request) -> int:
     return signed_fingerprint(fingerprint(request))
 
 
-def read_status(path: Path) -> Status:
-    """Read a crawl's state without taking its lock, so it works while the crawl runs."""
+def read_status(path: Path, owner: Owner | None = None) -> Status:
+    """Read a crawl's state without taking its lock, so it works while the crawl runs;
+    refuse, as ``fw run`` does, a file that is no crawl state or is another project's."""
     if not path.is_file():
         raise UsageError(f"{path}: no crawl state here yet")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        _check_owner(db, path, owner)
         return _status(db, _holder(path))
+    except sqlite3.Error as exc:
+        raise _unreadable(path, exc) from None
     finally:
         db.close()
+
+
+def _check_owner(db: sqlite3.Connection, path: Path, owner: Owner | None) -> None:
+    """Refuse the state of another project (``SqliteFrontier._claim_ownership``)."""
+    found = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('project', 'spider')"))
+    if (
+        owner is None
+        or not found
+        or (found.get("project"), found.get("spider"))
+        == (
+            owner.project,
+            owner.spider,
+        )
+    ):
+        return
+    raise ProjectError(
+        owner.where,
+        "frontier",
+        f"{path} holds the crawl of project '{found.get('project')}' (spider "
+        f"{found.get('spider')}), not this one's",
+    )
 
 
 def _take_over(db: sqlite3.Connection, retry: Request) -> int:

@@ -302,9 +302,27 @@ async def test_another_projects_state_is_refused_not_continued(
         "use another path, or --fresh to discard it"
     )
     assert not (tmp_path / "b.jsonl").exists() or not read_jsonl(tmp_path / "b.jsonl")
+    status = await run_fw("status", str(beta))  # not shown as beta's either
+    assert (status.returncode, status.stderr.strip()) == (
+        2,
+        f"Error: {beta}:5: frontier: {state} holds the crawl of project 'alpha' (spider "
+        "rules), not this one's",
+    )
     fresh = await run_fw("run", str(beta), "-q", "--fresh", "-o", str(tmp_path / "b.jsonl"))
     assert fresh.returncode == 0, fresh.stderr
     assert len(read_jsonl(tmp_path / "b.jsonl")) == 20
+
+
+async def test_fw_status_of_a_file_that_is_no_crawl_state_says_so(tmp_path: Path) -> None:
+    state = tmp_path / "notes.db"
+    state.write_text("my notes, not a database\n", encoding="utf-8")
+    project = rules_project(tmp_path, "alpha", ["http://127.0.0.1:9/"], state)
+    status = await run_fw("status", str(project))
+    assert status.returncode == 2
+    assert status.stderr.startswith(f"Error: frontier: {state} is not fw crawl state ("), (
+        status.stderr
+    )
+    assert state.read_text(encoding="utf-8") == "my notes, not a database\n"
 
 
 async def test_narrowing_allowed_domains_between_runs_takes_effect(
