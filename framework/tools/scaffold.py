@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -19,7 +20,8 @@ from typing import Literal
 
 from framework.__about__ import DISTRIBUTION, __version__
 from framework.errors import UsageError
-from framework.hooks.manager import BUILTIN, ENTRY_POINT_GROUP
+from framework.hooks.manager import BUILTIN, ENTRY_POINT_GROUP, make_plugin_manager
+from framework.hooks.registry import Registry
 from framework.hookspecs import API_VERSION
 
 __all__ = ["new"]
@@ -42,6 +44,8 @@ def new(kind: Literal["project", "plugin"], name: str, where: Path) -> Path:
             f"fw new plugin {name}: an installed plugin ({owner}) is named {name!r} already; "
             "choose another name"
         )
+    if kind == "plugin" and (taken := _taken(name)):
+        raise UsageError(f"fw new plugin {name}: {taken} has that name; choose another")
     dist = f"fw-{name.replace('_', '-')}"  # the distribution's name, as pip spells it
     target = where / (name if kind == "project" else dist)
     if os.path.lexists(target):  # False for a path too long: the writing says so
@@ -72,6 +76,30 @@ def _installed(name: str) -> str | None:
         return DISTRIBUTION
     for entry_point in entry_points(group=ENTRY_POINT_GROUP, name=name):
         return entry_point.dist.name if entry_point.dist else name
+    return None
+
+
+def _taken(name: str) -> str | None:
+    """Say what of the installed plugins is called ``name`` already, if anything: the new
+    plugin registers a spider, a section and an exporter (format and extension) by that
+    name, and would clash with it, or quietly take the place of fw's own."""
+    pm = make_plugin_manager()
+    registry = Registry.collect(pm)
+    kinds: dict[str, Mapping[str, object]] = {
+        "spider": registry.spiders,
+        "middleware": registry.middlewares,
+        "fetch layer": registry.fetch_layers,
+        "section": registry.schemas,
+        "exporter": registry.exporters,
+    }
+    for what, found in kinds.items():
+        if name in found:
+            owner = registry.owners.get((f"{what.replace(' ', '_')}s", name), name)
+            return f"the {what} {name!r} of {pm.named(owner)}"
+    for format_name, exporter in registry.exporters.items():
+        if f".{name}" in exporter.extensions:  # -o items.NAME would be the new one's
+            owner = registry.owners.get(("exporters", format_name), format_name)
+            return f"the extension .{name} of exporter {format_name!r} of {pm.named(owner)}"
     return None
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from framework.__about__ import __version__
 from tests.conftest import run_fw
 
 
@@ -139,6 +140,19 @@ async def test_bad_names_and_existing_folders_are_usage_errors(tmp_path: Path) -
         "Error: fw new plugin files: an installed plugin (fwcrawl) is named 'files' already; "
         "choose another name"
     )
+    # Not a plugin's name, but what the new one would register: a clash, or fw's own
+    # exporter quietly replaced.
+    for name, taken in [
+        ("login", "the middleware 'login' of plugin 'forms'"),
+        ("jsonl", "the exporter 'jsonl' of plugin 'exporters'"),
+        ("db", "the extension .db of exporter 'sqlite' of plugin 'exporters'"),
+    ]:
+        clash = await run_fw("new", "plugin", name, "-d", str(tmp_path))
+        assert clash.returncode == 2 and not (tmp_path / f"fw-{name}").exists()
+        assert clash.stderr.strip() == (
+            f"Error: fw new plugin {name}: {taken} (from fwcrawl {__version__}) has that "
+            "name; choose another"
+        )
     (tmp_path / "afile").write_text("")
     into_a_file = await run_fw("new", "project", "shop", "-d", str(tmp_path / "afile"))
     assert into_a_file.stderr.strip() == (
