@@ -388,6 +388,12 @@ def _check_api(pm: PluginManager, plugin: object, name: str) -> None:
     if declared is None:
         return
     versions = declared if isinstance(declared, tuple | list | range) else (declared,)
+    if wrong := [version for version in versions if type(version) is not int]:
+        raise pm.error(
+            name,
+            f"{pm.named(name)}: FW_API_VERSION is a number, or a tuple of them "
+            f"(FW_API_VERSION = {hookspecs.API_VERSION}), not {wrong[0]!r}",
+        )
     if hookspecs.API_VERSION not in versions:
         raise pm.error(
             name,

@@ -114,6 +114,14 @@ class Registry:
 
     def _add_exporter(self, plugin: str, exporter: Any) -> None:
         _require(exporter, Exporter, "format")
+        extensions = exporter.extensions
+        if not isinstance(extensions, tuple | list) or not all(
+            isinstance(e, str) and e.startswith(".") and len(e) > 1 for e in extensions
+        ):  # a string would be taken letter by letter: -o data.txz going to it
+            raise _Refused(
+                f"registered {exporter!r}, whose extensions are {shorten(repr(extensions))}, "
+                "not a tuple of extensions such as ('.jsonl',)"
+            )
         self._keep("exporters", exporter.format, exporter, plugin)
 
     def _add_middleware(self, plugin: str, middleware: Any) -> None:

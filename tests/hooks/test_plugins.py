@@ -584,6 +584,18 @@ async def test_an_installed_plugin_for_another_api_version_is_one_line_naming_it
         )
 
 
+@pytest.mark.parametrize("declared", ['"1"', '(1, "2")', "1.0"])
+async def test_an_api_version_that_is_no_number_is_said_so(tmp_path: Path, declared: str) -> None:
+    source = f"FW_API_VERSION = {declared}\n"
+    site = fake_distribution(tmp_path / "site", "fw-typed", "0.1", "typed", "fw_typed", source)
+    result = await run_fw("plugins", env=on_path(site))
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "Error: plugin 'typed' (from fw-typed 0.1): FW_API_VERSION is a number, or a tuple of "
+        "them (FW_API_VERSION = 1), not "
+    ), result.stderr
+
+
 async def test_trace_prints_every_hook_call_with_its_plugin(tmp_path: Path, serve: Serve) -> None:
     base = await serve(pages({"/": "<h1>hi</h1>"}))
     (tmp_path / "watch.py").write_text(
@@ -1056,3 +1068,22 @@ async def test_a_broken_installed_plugin_is_named_whatever_flags_are_given(
     result = await run_fw("run", str(project), "--incremental", env=on_path(site))
     assert result.returncode == 2
     assert result.stderr.startswith(f"Error: {error}"), result.stderr
+
+
+@pytest.mark.parametrize("extensions", ['".zz"', '("zz",)', '(".",)', "None"])
+def test_an_exporter_whose_extensions_are_no_tuple_of_extensions_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extensions: str
+) -> None:
+    # A string was taken letter by letter: every -o PATH ending in . or z went to it.
+    spider_file(tmp_path, "shop.py", "shop")
+    (tmp_path / "zz.py").write_text(
+        "from framework import Exporter, hookimpl\n\nclass Zz(Exporter):\n"
+        f"    format = 'zz'\n    extensions = {extensions}\n\n"
+        "@hookimpl\ndef register_exporters(register):\n    register(Zz)\n",
+        encoding="utf-8",
+    )
+    project = write_project(tmp_path, "spider: shop\nplugins: [./shop.py, ./zz.py]\n")
+    assert main(["check", str(project)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"Error: {project}:2: plugins[1]: plugin 'zz.py': registered ")
+    assert error.endswith("not a tuple of extensions such as ('.jsonl',)"), error
