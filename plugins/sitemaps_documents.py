@@ -137,27 +137,35 @@ def _gunzip(body: bytes, limit: int) -> tuple[bytes, str | None]:
     """Decompress ``body``, never past ``limit`` bytes; say where the stream broke, if it did.
 
     Member after member, as gzip(1) reads them; bytes after the last that start no member
-    (a newline a server added) are ignored, as gzip(1) ignores them.
+    (a newline a server added) are ignored, as gzip(1) ignores them. The input goes in
+    pieces: what a member leaves unread is copied, and a body of many small members must
+    not copy all of the rest for each one.
     """
-    data, rest = bytearray(), body
+    data, view, at, left = bytearray(), memoryview(body), 0, b""
     while True:
         inflater = zlib.decompressobj(wbits=31)  # a gzip member: header, deflate, trailer
         try:
             while not inflater.eof:
-                chunk = inflater.decompress(rest, _CHUNK)
-                rest = inflater.unconsumed_tail
-                if not chunk and not rest:  # nothing more to give it: cut short
-                    return bytes(data), _broken(data, "it ends before its end")
+                feed: bytes | memoryview
+                if inflater.unconsumed_tail:
+                    feed = inflater.unconsumed_tail
+                elif left:
+                    feed, left = left, b""
+                else:
+                    feed, at = view[at : at + _CHUNK], at + _CHUNK
+                chunk = inflater.decompress(feed, _CHUNK)
                 data += chunk
                 if len(data) > limit:
                     raise FetchError(
                         "too_large",
                         f"larger than max_response_size ({limit:,} bytes) once decompressed",
                     )
+                if not feed and not chunk and not inflater.eof:  # nothing more to give it
+                    return bytes(data), _broken(data, "it ends before its end")
         except zlib.error as exc:
             return bytes(data), _broken(data, str(exc))
-        rest = inflater.unused_data
-        if not rest.startswith(_GZIP):
+        left = inflater.unused_data
+        if not (left + view[at : at + len(_GZIP)]).startswith(_GZIP):
             return bytes(data), None
 
 

@@ -531,10 +531,11 @@ SECOND = gzip.compress(b"http://shop.test/c\nhttp://shop.test/d\n")
         (b"\n", [], False),  # a newline a server added: ignored, as gzip(1) ignores it
         (b"\0\0\0\0", [], False),  # padding to a block's end, as tar leaves it
         (SECOND, ["c", "d"], False),  # a second member: read too
+        (gzip.compress(b"") + SECOND, ["c", "d"], False),  # an empty one between
         (SECOND[:-9], ["c", "d"], True),  # its trailer cut: its lines are whole
         (SECOND[:12], [], True),  # cut in its header
     ],
-    ids=["one", "newline", "padding", "two-members", "second-cut", "second-header-cut"],
+    ids=["one", "newline", "padding", "two-members", "empty-member", "second-cut", "header-cut"],
 )
 def test_a_gzip_sitemap_is_read_member_after_member_up_to_its_end(
     after: bytes, more: list[str], problem: bool
