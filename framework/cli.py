@@ -25,7 +25,7 @@ from framework.crawl.progress import Mode
 from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, FwError, PluginError, ProjectErrors, UsageError
 from framework.hooks.components import read_files
-from framework.hooks.manager import make_plugin_manager
+from framework.hooks.manager import NO_METADATA, make_plugin_manager
 from framework.hooks.registry import Registry, flags
 from framework.http.urls import redact_all
 from framework.logs import configure_logging, ensure_stderr
@@ -117,6 +117,17 @@ def _print_errors(errors: Sequence[Exception]) -> None:
         print(f"Error: {redact_all(str(error))}", file=sys.stderr)
     if len(errors) > MAX_ERRORS_SHOWN:
         print(f"… and {len(errors) - MAX_ERRORS_SHOWN} more errors", file=sys.stderr)
+
+
+def _print(text: str) -> None:
+    """Write ``text`` as fw's data, to standard output; one that cannot take it (a full
+    disk) is said as such, not as a bug of fw's."""
+    try:
+        print(text, file=data(), flush=True)
+    except BrokenPipeError:  # its reader left: _call ends quietly
+        raise
+    except OSError as exc:
+        raise CrawlAborted(f"standard output: {exc.strerror or exc}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -640,10 +651,9 @@ def _check(args: argparse.Namespace) -> int:
     prepared = runner.prepare(args.project, args.overrides)
     project, components = prepared.project, prepared.components
     outputs = ", ".join(f"{e.format} -> {e.path}" for e in components.exporters) or "none"
-    print(
+    _print(
         f"OK: {args.project}: {project.name}: spider {components.spider.name}, "
-        f"{len(project.start_urls)} start URL(s){_added(prepared.added)}, exporters: {outputs}",
-        file=data(),
+        f"{len(project.start_urls)} start URL(s){_added(prepared.added)}, exporters: {outputs}"
     )
     return OK
 
@@ -658,7 +668,7 @@ def _parse(args: argparse.Namespace) -> int:
 
     found = probe.Probe.load(args.url, args.spider, args.project, args.overrides)
     outcome = probe.parse(found, args.url, args.callback)
-    print(probe.format_outcome(outcome, as_json=args.json), file=data())
+    _print(probe.format_outcome(outcome, as_json=args.json))
     return ABORTED if outcome.problems else OK
 
 
@@ -675,30 +685,36 @@ def _new(args: argparse.Namespace) -> int:
     from framework.tools.scaffold import new
 
     target = new(args.kind, args.name, args.directory)
-    print(f"wrote {target}", file=data())
+    _print(f"wrote {target}")
     if args.kind == "project":
-        print(f"next: cd {target} && fw run project.yaml   (tests: pytest)", file=data())
+        _print(f"next: cd {target} && fw run project.yaml   (tests: pytest)")
     else:
-        print(f"next: pip install -e '{target}[test]' && pytest {target}", file=data())
+        _print(f"next: pip install -e '{target}[test]' && pytest {target}")
     return OK
 
 
 def _status(args: argparse.Namespace) -> int:
     from framework.tools import status
 
-    print(status.show(args.project, args.overrides, as_json=args.json), file=data())
+    _print(status.show(args.project, args.overrides, as_json=args.json))
     return OK
 
 
 def _plugins(args: argparse.Namespace) -> int:
     pm = make_plugin_manager()
     if args.requirements:
-        for name, version in sorted(set(pm.distributions.values()), key=lambda d: d[0].lower()):
-            print(f"{name}=={version}", file=data())
+        found = sorted(set(pm.distributions.values()), key=lambda d: d[0].lower())
+        if lost := [name for name, _ in found if name.startswith(NO_METADATA)]:
+            raise UsageError(
+                f"fw plugins --requirements: {', '.join(lost)}: an installed plugin's "
+                "distribution has lost its metadata, so no requirement names it; reinstall it"
+            )
+        for name, version in found:
+            _print(f"{name}=={version}")
         return OK
     rows = Registry.collect(pm).describe(pm)
     if args.json:
-        print(json.dumps(rows, indent=2), file=data())
+        _print(json.dumps(rows, indent=2))
         return OK
     table = [["NAME", "DISTRIBUTION", "VERSION", "HOOKS", "PROVIDES"]]
     table += [
@@ -715,5 +731,5 @@ def _plugins(args: argparse.Namespace) -> int:
     widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
     for row in table:
         line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-        print(line.rstrip(), file=data())
+        _print(line.rstrip())
     return OK

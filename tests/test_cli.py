@@ -105,6 +105,20 @@ async def read_until(stream: asyncio.StreamReader, words: str) -> str:
     return line
 
 
+@pytest.mark.parametrize("command", [["plugins"], ["plugins", "--json"]])
+async def test_a_full_standard_output_is_said_so(command: list[str]) -> None:
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(), *command, stdout=full, stderr=asyncio.subprocess.PIPE
+        )
+    finally:
+        os.close(full)
+    _, err = await process.communicate()
+    assert process.returncode == 1
+    assert err.decode() == "Error: standard output: No space left on device\n"
+
+
 async def test_version() -> None:
     result = await run_fw("--version")
     assert (result.returncode, result.stdout.strip()) == (0, f"fw {__version__}")

@@ -254,9 +254,20 @@ def _name_and_version(
     ``dist.name`` and ``dist.version`` parses its metadata file again."""
     found = read.get(dist)
     if found is None:
-        metadata = dist.metadata
-        found = read[dist] = (metadata["Name"], metadata["Version"])
+        metadata = dist.metadata  # empty when the install lost its METADATA file
+        name, version = metadata["Name"] or _unnamed(dist), metadata["Version"] or "?"
+        found = read[dist] = (name, version)
     return found
+
+
+#: How a distribution whose metadata is gone is named, before its folder.
+NO_METADATA = "(no metadata)"
+
+
+def _unnamed(dist: Distribution) -> str:
+    """Name a distribution whose metadata is gone by its folder (``fw_x-1.0.dist-info``)."""
+    folder = getattr(dist, "_path", None)
+    return f"{NO_METADATA} {folder.name}" if folder is not None else NO_METADATA
 
 
 def _is_file(spec: str) -> bool:

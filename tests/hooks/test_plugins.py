@@ -164,6 +164,24 @@ async def test_a_broken_installed_plugin_is_named(tmp_path: Path) -> None:
     )
 
 
+async def test_a_distribution_that_lost_its_metadata_is_listed_but_no_requirement(
+    tmp_path: Path,
+) -> None:
+    info = tmp_path / "fw_bare-0.1.dist-info"  # an install cut short: no METADATA
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[fw]\nbare = fw_bare\n", encoding="utf-8")
+    (tmp_path / "fw_bare.py").write_text('"""Bare."""\n', encoding="utf-8")
+    table = await run_fw("plugins", env=on_path(tmp_path))
+    assert table.returncode == 0, table.stderr
+    assert "(no metadata) fw_bare-0.1.dist-info" in table.stdout
+    pinned = await run_fw("plugins", "--requirements", env=on_path(tmp_path))
+    assert (pinned.returncode, pinned.stdout) == (2, "")
+    assert pinned.stderr == (
+        "Error: fw plugins --requirements: (no metadata) fw_bare-0.1.dist-info: an installed "
+        "plugin's distribution has lost its metadata, so no requirement names it; reinstall it\n"
+    )
+
+
 async def test_a_plugin_name_two_distributions_register_is_refused_naming_both(
     tmp_path: Path,
 ) -> None:
