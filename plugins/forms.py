@@ -63,6 +63,13 @@ def _css(query: str) -> str:
 def _page(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"{url!r} is not an http(s) URL")
+    try:  # checked now, not when the crawl starts: an unclosed [, a port that is none
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - it raises for a bad port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a valid URL: {exc}") from None
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host")
     return url
 
 
