@@ -66,8 +66,9 @@ def _page(url: str) -> str:
     try:  # checked now, not when the crawl starts: an unclosed [, a port that is none
         parts = urlsplit(url)
         parts.port  # noqa: B018 - it raises for a bad port
-    except ValueError as exc:
-        raise ValueError(f"{url!r} is not a valid URL: {exc}") from None
+    except ValueError as exc:  # urllib quotes a bad "port", maybe a password's start
+        why = "its port is not a number" if "Port" in str(exc) else str(exc)
+        raise ValueError(f"{url!r} is not a valid URL: {why}") from None
     if not parts.hostname:
         raise ValueError(f"{url!r} names no host")
     return url
