@@ -41,8 +41,9 @@ _MAX_URL = 8192
 _GZIP = b"\x1f\x8b"
 #: Byte order marks, and the codec each says the body is in (UTF-32's first: it starts as
 #: UTF-16's does).
+_UTF8_MARK = b"\xef\xbb\xbf"
 _MARKS = (
-    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (_UTF8_MARK, "utf-8"),
     (b"\xff\xfe\x00\x00", "utf-32"),
     (b"\x00\x00\xfe\xff", "utf-32"),
     (b"\xff\xfe", "utf-16"),
@@ -50,6 +51,7 @@ _MARKS = (
 )
 #: The encoding an XML declaration names.
 _DECLARED = re.compile(r"""(\A\s*<\?xml[^>]*?\bencoding\s*=\s*["'])[^"']*(["'])""")
+_DECLARED_BYTES = re.compile(_DECLARED.pattern.encode())
 _CHUNK = 1 << 16
 #: Read this far, or this many tags, with no entry of the root ending, and the document is
 #: cut there: what lxml holds of an entry grows with its tags (a <url> of 4 million empty
@@ -121,16 +123,16 @@ def read(body: bytes, limit: int) -> Document:
 
 def _utf8(body: bytes) -> bytes:
     """Return ``body`` in UTF-8 without a byte order mark. The protocol asks for UTF-8;
-    a server that wrote UTF-16 or UTF-32 says so with its mark, and is read all the same
-    (its XML declaration then names UTF-8, which the text now is)."""
+    a server that wrote UTF-16 or UTF-32 says so with its mark, and is read all the same.
+    The mark wins over the XML declaration, which then names UTF-8, as the text now is."""
     codec = next((codec for mark, codec in _MARKS if body.startswith(mark)), None)
     if codec is None:
         return body
-    try:
-        text = body.decode(codec)
-    except UnicodeDecodeError as exc:
-        raise FetchError("bad_sitemap", f"not a sitemap: not valid {codec}: {exc}") from None
-    return _DECLARED.sub(r"\g<1>UTF-8\g<2>", text.lstrip("\ufeff"), count=1).encode()
+    if codec == "utf-8":  # already UTF-8: a bad byte later is the XML reader's to find
+        return _DECLARED_BYTES.sub(rb"\g<1>UTF-8\g<2>", body[len(_UTF8_MARK) :], count=1)
+    # A bad unit (a body cut short) becomes U+FFFD: the entries before it are read.
+    text = body.decode(codec, errors="replace").lstrip("\ufeff")
+    return _DECLARED.sub(r"\g<1>UTF-8\g<2>", text, count=1).encode()
 
 
 def _gunzip(body: bytes, limit: int) -> tuple[bytes, str | None]:
@@ -321,16 +323,19 @@ def _cut(data: bytes) -> int:
 
 
 def _cause(error: etree.XMLSyntaxError) -> str:
-    """Say what broke the XML: libxml2's first error since ``_xml`` cleared the log, more
-    telling than lxml's. Not its last: chunks fed after the first error each add one
-    ("Extra content")."""
-    first = next((entry for entry in error.error_log or () if entry.level >= _ERROR), None)
+    """Say what broke the XML: libxml2's first fatal error since ``_xml`` cleared the log
+    (an undeclared prefix is an error that breaks nothing), more telling than lxml's. Not
+    its last: chunks fed after the first error each add one ("Extra content")."""
+    log = error.error_log or ()
+    first = next((entry for entry in log if entry.level >= _FATAL), None) or next(
+        (entry for entry in log if entry.level >= _ERROR), None
+    )
     if first is None:
         return f"{error.msg} (line {error.lineno})"
     return f"{first.message} (line {first.line})"
 
 
-_ERROR = etree.ErrorLevels.ERROR
+_ERROR, _FATAL = etree.ErrorLevels.ERROR, etree.ErrorLevels.FATAL
 
 
 def _begin(root: str) -> Document:

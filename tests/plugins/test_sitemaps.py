@@ -561,6 +561,27 @@ def test_a_sitemap_in_utf16_or_utf32_with_its_mark_is_read(mark: str) -> None:
     ]
 
 
+def test_a_utf8_sitemap_with_its_mark_and_a_bad_byte_keeps_the_entries_before_it() -> None:
+    xml = urlset(*((f"/{n}", None) for n in range(5))).replace("{base}", "http://shop.test")
+    body = b"\xef\xbb\xbf" + xml.encode().replace(b"/3<", b"/3\xe9<")  # one Latin-1 byte
+    document = read(body, 1 << 20)
+    assert [entry.loc for entry in document.entries][:3] == [
+        f"http://shop.test/{n}" for n in range(3)
+    ]
+    assert document.problem is not None and document.problem.startswith("its XML breaks off")
+
+
+def test_an_error_that_breaks_nothing_is_not_named_for_the_one_that_does() -> None:
+    # An undeclared prefix (common in image sitemaps) is an error libxml2 reads past.
+    xml = urlset(("/0", None), ("/1?a=1&nbsp;b", None)).replace("{base}", "http://shop.test")
+    xml = xml.replace(
+        "<url><loc>http://shop.test/0</loc>", "<url><img:image/><loc>http://shop.test/0</loc>"
+    )
+    assert read(xml.encode(), 1 << 20).problem == (
+        "its XML breaks off: Entity 'nbsp' not defined (line 1)"
+    )
+
+
 @pytest.mark.parametrize("entries", [3, 3000])  # one chunk, or many fed after the error
 def test_a_sitemap_that_breaks_off_says_what_broke_it_however_long(entries: int) -> None:
     urls = [f"/{n}" for n in range(entries)]
