@@ -331,8 +331,8 @@ def _lines(lines: Any) -> list[str]:
     if isinstance(lines, str) or not isinstance(lines, Iterable):
         raise TypeError(f"summary() gave {type(lines).__name__}, not a list of lines")
     found = list(lines)
-    if wrong := next((line for line in found if not isinstance(line, str)), None):
-        raise TypeError(f"summary() gave a line that is {type(wrong).__name__}, not text")
+    if wrong := [line for line in found if not isinstance(line, str)]:
+        raise TypeError(f"summary() gave a line that is {type(wrong[0]).__name__}, not text")
     return found
 
 

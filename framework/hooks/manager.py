@@ -399,7 +399,8 @@ def _check_api(pm: PluginManager, plugin: object, name: str) -> None:
     if declared is None:
         return
     versions = declared if isinstance(declared, tuple | list | range) else (declared,)
-    if wrong := [version for version in versions if type(version) is not int]:
+    numbers = () if isinstance(versions, range) else versions  # a range holds numbers only
+    if wrong := [version for version in numbers if type(version) is not int]:
         raise pm.error(
             name,
             f"{pm.named(name)}: FW_API_VERSION is a number, or a tuple of them "

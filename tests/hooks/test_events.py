@@ -298,6 +298,8 @@ def test_a_middleware_that_fails_to_report_is_named_and_the_stats_go_on(
         ({"x": 1}, 5, "TypeError: summary() gave int, not a list of lines"),
         ({"x": 1}, "one line", "TypeError: summary() gave str, not a list of lines"),
         ({"x": 1}, ["a", 2], "TypeError: summary() gave a line that is int, not text"),
+        ({"x": 1}, ["a", 0], "TypeError: summary() gave a line that is int, not text"),
+        ({"x": 1}, [None], "TypeError: summary() gave a line that is NoneType, not text"),
     ],
 )
 def test_a_middleware_reporting_what_is_no_count_is_named_and_the_stats_go_on(

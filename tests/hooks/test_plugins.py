@@ -602,6 +602,13 @@ async def test_an_installed_plugin_for_another_api_version_is_one_line_naming_it
         )
 
 
+async def test_a_range_of_api_versions_is_taken_at_once(tmp_path: Path) -> None:
+    source = "import sys\n\nFW_API_VERSION = range(1, sys.maxsize)\n"
+    site = fake_distribution(tmp_path / "site", "fw-wide", "0.1", "wide", "fw_wide", source)
+    result = await run_fw("plugins", env=on_path(site), timeout=20)  # not walked number by number
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("declared", ['"1"', '(1, "2")', "1.0"])
 async def test_an_api_version_that_is_no_number_is_said_so(tmp_path: Path, declared: str) -> None:
     source = f"FW_API_VERSION = {declared}\n"
