@@ -178,7 +178,8 @@ class Failures:
         request = kwargs.get("request") or getattr(kwargs.get("response"), "request", None)
         message = f"plugin '{plugin}': {hook} raised {type(error).__name__}: {error}"
         if hook == "crawl_error":  # reporting it through crawl_error again could loop
-            log.error("plugin_error: %s%s", message, at(request))
+            self._stats.errors["plugin_error"] += 1
+            log.error("plugin_error: %s%s", without_sign_in(message, request), at(request))
             return
         await self.report(error, "plugin_error", request, message)
 

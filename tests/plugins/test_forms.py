@@ -395,6 +395,28 @@ async def test_the_traceback_of_an_error_naming_a_get_sign_in_hides_its_password
     assert "Traceback" in done.stderr and "s3cret" not in done.stderr
 
 
+REPORTER = """
+from framework import hookimpl
+
+@hookimpl
+def crawl_error(error, kind, request, spider):
+    raise RuntimeError(f"could not report {request.url}")
+"""
+
+
+async def test_a_crawl_error_hook_that_fails_naming_a_get_sign_in_hides_its_password(
+    tmp_path: Path, serve: Serve
+) -> None:
+    _, path = await signing_in(tmp_path, serve, lambda: web.Response(status=500, text="down"))
+    (tmp_path / "reporter.py").write_text(REPORTER, encoding="utf-8")
+    path.write_text(path.read_text().replace("./signs_in.py]", "./signs_in.py, ./reporter.py]"))
+    stats = tmp_path / "stats.json"
+    done = await run_fw("run", str(path), "-o", "items.jsonl", "--stats", str(stats), cwd=tmp_path)
+    assert "plugin_error: plugin 'reporter.py': crawl_error raised RuntimeError" in done.stderr
+    assert "s3cret" not in done.stderr, done.stderr
+    assert json.loads(stats.read_text())["errors"]["plugin_error"] == 1
+
+
 class OddCharset(LoginSite):
     """A sign-in form whose ``accept-charset`` names a Python codec no browser has."""
 
