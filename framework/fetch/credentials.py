@@ -15,6 +15,7 @@ project's credentials sent over plain ``http`` to a host the crawl reaches over 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -140,9 +141,15 @@ class HostHeaders:
         return headers
 
 
+@functools.lru_cache(maxsize=4096)
 def _named(host: str) -> str:
-    """Return ``host`` without the dot that may end it: ``localhost.`` is ``localhost``."""
-    return host.rstrip(".")
+    """Return ``host`` as one name however it is written: without the dot that may end it,
+    and as IDNA writes it, which is the host the request reaches (``localhost.``,
+    ``localhost。`` and ``ＬＯＣＡＬＨＯＳＴ`` are ``localhost``)."""
+    try:
+        return host.encode("idna").decode("ascii").lower().rstrip(".")
+    except UnicodeError:  # no name IDNA can write: no request reaches it by another
+        return host.lower().rstrip(".")
 
 
 def _is_https(url: str) -> bool:

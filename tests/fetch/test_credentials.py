@@ -358,8 +358,17 @@ async def test_a_link_from_an_https_site_to_plain_http_on_its_host_gets_no_crede
     assert len(warned) == 1 and f"{plain.url}/" in warned[0], done.stderr
 
 
-@pytest.mark.parametrize("host", ["localhost.", "LOCALHOST.", "localhost.."])
-def test_a_host_written_with_its_final_dot_is_the_host_the_crawl_reaches_over_https(
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost.",
+        "LOCALHOST.",
+        "localhost..",
+        "localhost\u3002",
+        "\uff2c\uff2f\uff23\uff21\uff2c\uff28\uff2f\uff33\uff34",
+    ],
+)
+def test_a_host_written_another_way_is_the_host_the_crawl_reaches_over_https(
     host: str,
 ) -> None:
     headers = HostHeaders({"Authorization": TOKEN}, {}, (), ["https://localhost:8443/"])
