@@ -44,9 +44,38 @@ _BROWSER_VARIABLES = frozenset(
         "FONTCONFIG_PATH",
         "LD_LIBRARY_PATH",
         "CHROME_DEVEL_SANDBOX",
+        *(
+            f"LC_{category}"
+            for category in (
+                "ALL",
+                "CTYPE",
+                "COLLATE",
+                "MESSAGES",
+                "MONETARY",
+                "NUMERIC",
+                "TIME",
+                "PAPER",
+                "NAME",
+                "ADDRESS",
+                "TELEPHONE",
+                "MEASUREMENT",
+                "IDENTIFICATION",
+            )
+        ),
+        *(
+            f"XDG_{folder}"
+            for folder in (
+                "RUNTIME_DIR",
+                "CONFIG_HOME",
+                "CACHE_HOME",
+                "DATA_HOME",
+                "STATE_HOME",
+                "CONFIG_DIRS",
+                "DATA_DIRS",
+            )
+        ),
     }
 )
-_BROWSER_PREFIXES = ("LC_", "XDG_")
 #: The schemes whose proxies fw's downloader (aiohttp) takes from the environment.
 _SCHEMES = ("http", "https", "ws", "wss")
 
@@ -72,8 +101,4 @@ def browser_environment(
 ) -> dict[str, str | float | bool]:
     """The environment Chromium is launched with: the part of fw's a browser needs
     (``_BROWSER_VARIABLES``), never its proxy variables nor its secrets."""
-    return {
-        name: value
-        for name, value in environment.items()
-        if name in _BROWSER_VARIABLES or name.startswith(_BROWSER_PREFIXES)
-    }
+    return {name: value for name, value in environment.items() if name in _BROWSER_VARIABLES}
