@@ -8,6 +8,7 @@ The files come from ``framework/tools/templates/``: ``project/`` or ``plugin/``,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from string import Template
 from typing import Literal
 
 from framework.__about__ import DISTRIBUTION, __version__
+from framework.config.project import Project
 from framework.errors import UsageError
 from framework.hooks.manager import BUILTIN, ENTRY_POINT_GROUP, make_plugin_manager
 from framework.hooks.registry import Registry
@@ -45,7 +47,7 @@ def new(kind: Literal["project", "plugin"], name: str, where: Path) -> Path:
             "choose another name"
         )
     if kind == "plugin" and (taken := _taken(name)):
-        raise UsageError(f"fw new plugin {name}: {taken} has that name; choose another")
+        raise UsageError(f"fw new plugin {name}: {name!r} is taken, by {taken}; choose another")
     dist = f"fw-{name.replace('_', '-')}"  # the distribution's name, as pip spells it
     target = where / (name if kind == "project" else dist)
     if os.path.lexists(target):  # False for a path too long: the writing says so
@@ -83,6 +85,8 @@ def _taken(name: str) -> str | None:
     """Say what of the installed plugins is called ``name`` already, if anything: the new
     plugin registers a spider, a section and an exporter (format and extension) by that
     name, and would clash with it, or quietly take the place of fw's own."""
+    if name in {field.name for field in dataclasses.fields(Project)}:
+        return "fw's own project key of that name, which the plugin's section would need"
     pm = make_plugin_manager()
     registry = Registry.collect(pm)
     kinds: dict[str, Mapping[str, object]] = {
@@ -95,7 +99,7 @@ def _taken(name: str) -> str | None:
     for what, found in kinds.items():
         if name in found:
             owner = registry.owners.get((f"{what.replace(' ', '_')}s", name), name)
-            return f"the {what} {name!r} of {pm.named(owner)}"
+            return f"the {what} of {pm.named(owner)}"
     for format_name, exporter in registry.exporters.items():
         if f".{name}" in exporter.extensions:  # -o items.NAME would be the new one's
             owner = registry.owners.get(("exporters", format_name), format_name)

@@ -143,15 +143,19 @@ async def test_bad_names_and_existing_folders_are_usage_errors(tmp_path: Path) -
     # Not a plugin's name, but what the new one would register: a clash, or fw's own
     # exporter quietly replaced.
     for name, taken in [
-        ("login", "the middleware 'login' of plugin 'forms'"),
-        ("jsonl", "the exporter 'jsonl' of plugin 'exporters'"),
-        ("db", "the extension .db of exporter 'sqlite' of plugin 'exporters'"),
+        ("login", f"the middleware of plugin 'forms' (from fwcrawl {__version__})"),
+        ("jsonl", f"the exporter of plugin 'exporters' (from fwcrawl {__version__})"),
+        (
+            "db",
+            f"the extension .db of exporter 'sqlite' of plugin 'exporters' (from fwcrawl "
+            f"{__version__})",
+        ),
+        ("delay", "fw's own project key of that name, which the plugin's section would need"),
     ]:
         clash = await run_fw("new", "plugin", name, "-d", str(tmp_path))
         assert clash.returncode == 2 and not (tmp_path / f"fw-{name}").exists()
         assert clash.stderr.strip() == (
-            f"Error: fw new plugin {name}: {taken} (from fwcrawl {__version__}) has that "
-            "name; choose another"
+            f"Error: fw new plugin {name}: {name!r} is taken, by {taken}; choose another"
         )
     (tmp_path / "afile").write_text("")
     into_a_file = await run_fw("new", "project", "shop", "-d", str(tmp_path / "afile"))
