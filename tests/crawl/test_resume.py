@@ -400,13 +400,14 @@ async def test_a_crawl_killed_before_its_first_acknowledged_page_resumes_exactly
         *exports,
         "-o",
         str(tmp_path / "x.stuck"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,  # where what a plugin prints goes
     )
-    assert process.stdout is not None
+    assert process.stderr is not None
     try:
         async with asyncio.timeout(30):
-            assert await process.stdout.readline() == b"stuck\n"
+            while (line := await process.stderr.readline()) != b"stuck\n":
+                assert line, "fw ended before it was stuck"
         assert (tmp_path / "items.jsonl").stat().st_size > 0  # written, not acknowledged
     finally:
         process.kill()
