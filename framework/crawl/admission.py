@@ -25,6 +25,8 @@ _MISTAKES_SHOWN = 5
 _RELATIVE = "a relative URL; response.follow() resolves it against the page"
 #: A scheme at the start of a URL (``mailto:``, ``http:``).
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+#: Why a page's request with an errback is not fetched, for which its errback runs.
+_ERRBACKS = frozenset({"offsite", "depth"})
 WHY = {
     "scheme": "not an http(s) URL",
     "invalid_url": "not a valid URL",
@@ -55,7 +57,12 @@ class Admission:
         self._warned = 0  # the spider's mistakes said so far
 
     def admit(
-        self, requests: Iterable[Request], *, starting: bool = False, found_on: str | None = None
+        self,
+        requests: Iterable[Request],
+        *,
+        starting: bool = False,
+        found_on: str | None = None,
+        unfetched: list[tuple[Request, str]] | None = None,
     ) -> list[Request]:
         """Keep the requests the crawl may fetch: valid http(s), allowed host, not too deep.
 
@@ -63,51 +70,46 @@ class Admission:
         queued before is a duplicate at the cost of one set look-up. A page's ``mailto:``
         or broken links are only counted. The spider's mistakes are said: a start request
         refused (``starting``), or a relative URL a callback on ``found_on`` made a request of.
+        A request with an errback dropped offsite or too deep goes to ``unfetched``, with
+        why, for its errback to run.
         """
         if (forgot := self._forgets()) != self._forgot:  # Redis back from a snapshot, say:
             self._forgot = forgot  # the pages it lost are fetched again, and their links
             self._known.clear()  # must reach it again, not be taken for queued
-        admitted, filtered, max_depth = [], self._stats.filtered, self._max_depth
-        known = self._known
+        admitted, filtered, known = [], self._stats.filtered, self._known
         for request in requests:
             url = request.url
             plain = _plain(request)
             if plain and url in known:
                 filtered["duplicate"] += 1
-            elif (problem := unfetchable(url)) is not None:
-                filtered[problem] += 1
-                if starting:
-                    self.refused_start(url, problem)
-                elif found_on is not None and problem == "scheme" and not _SCHEME.match(url):
-                    self._warn(
-                        f"request {redact(url)!r} from {redact(found_on)} dropped: {_RELATIVE}"
-                    )
-            elif not self.offsite.allows(url) and (starting or not request.errback):
-                filtered["offsite"] += 1
-                if starting:
-                    self.refused_start(url, "offsite")
-            elif max_depth is not None and request.depth > max_depth and not request.errback:
-                filtered["depth"] += 1
-            elif request.meta and self._persistent and not self._storable(request):
-                filtered["unstorable"] += 1
+            elif (why := self._refused(request, starting, found_on)) is not None:
+                filtered[why] += 1
+                if unfetched is not None and request.errback and why in _ERRBACKS:
+                    unfetched.append((request, why))
             else:
                 admitted.append(request)
                 if plain:
                     self._remember(url)
         return admitted
 
-    def refuses(self, request: Request) -> str | None:
-        """Say why a claimed request may not be fetched (``offsite``, ``depth``), if so.
-
-        A request with an errback is queued whatever its host and depth, and refused
-        here, when its turn comes, so that its errback runs (the Douban spider keeps a film
-        from its listing); and so is a request queued before the project narrowed
-        ``allowed_domains`` or ``max_depth``.
-        """
-        if not self.offsite.allows(request.url):
+    def _refused(self, request: Request, starting: bool, found_on: str | None) -> str | None:
+        """Say why the crawl may not fetch ``request`` (its ``filtered`` key), if so; warn
+        of a start request refused, or a relative URL a callback made a request of."""
+        url = request.url
+        if (problem := unfetchable(url)) is not None:
+            if starting:
+                self.refused_start(url, problem)
+            elif found_on is not None and problem == "scheme" and not _SCHEME.match(url):
+                self._warn(f"request {redact(url)!r} from {redact(found_on)} dropped: {_RELATIVE}")
+            return problem
+        if not self.offsite.allows(url):
+            if starting:
+                self.refused_start(url, "offsite")
             return "offsite"
         if self._max_depth is not None and request.depth > self._max_depth:
             return "depth"
+        if request.meta and self._persistent and not self._storable(request):
+            return "unstorable"
         return None
 
     def admit_one(self, request: Request) -> tuple[list[Request], str | None]:

@@ -459,17 +459,6 @@ class Engine:
         if self._settler.stop_reason is not None:
             self.stop(self._settler.stop_reason)
 
-    async def _refused(self, request: Request, kind: str) -> Handled:
-        """Drop a request offsite or too deep: one with an errback, queued for it to run;
-        else one queued before the project narrowed allowed_domains or max_depth."""
-        if request.errback:
-            return await self._filtered(request, FetchError(kind, f"not fetched: {WHY[kind]}"))
-        if kind == "offsite":
-            self._narrowed(request)
-        else:
-            self.stats.filtered[kind] += 1
-        return _NOTHING
-
     def _narrowed(self, request: Request) -> None:
         """Drop a request queued before allowed_domains left out its host; say so once:
         changing start_urls changes allowed_domains too, unless the project sets it."""
@@ -503,8 +492,9 @@ class Engine:
     async def _process(self, lease: Lease) -> Handled:
         """Fetch and parse one request; return what it came to."""
         request, robots = lease.request, self._crew.robots
-        if (refused_as := self._admission.refuses(request)) is not None:
-            return await self._refused(request, refused_as)
+        if not self._admission.offsite.allows(request.url):  # queued before it was narrowed
+            self._narrowed(request)
+            return _NOTHING
         if robots is not None:
             refused = await self._unless_robots_allow(lease, robots)
             if refused is not None:
@@ -530,24 +520,47 @@ class Engine:
         except FetchError as exc:
             return await self._failed(lease, exc)
         await parse_big(response)
+        return await self._parsed(request, response)
+
+    async def _parsed(self, request: Request, response: Response) -> Handled:
+        """Run the request's callback on its page; return what the page came to."""
         output = await self._callback(request.callback, response)
-        accepted = await self._settler.accept(output.items, response)
+        found = _deeper(output.requests, request, request.callback)
+        unfetched: list[tuple[Request, str]] = []
+        discovered = self._admission.admit(found, found_on=request.url, unfetched=unfetched)
+        errbacks = [await self._unfetched(*dropped, discovered) for dropped in unfetched]
+        items = [*output.items, *(item for ran, _ in errbacks for item in ran.items)]
+        accepted = await self._settler.accept(items, response)
         if accepted is None:  # max_items: the next run fetches the page again, whole
-            return Handled(retry=request)  # and reports what went wrong in it then
+            self._admission.forget(discovered)  # and reports what went wrong in it then
+            return Handled(retry=request)
         failure = None
         if output.problems:  # a page's output is lost: listed, to be retried
             await self._report(output, request, listed=True)
             failure = output.problems[0][0]  # failed, as listed: a retry takes it over
         else:
             self.stats.handled += 1
+        for ran, dropped in errbacks:
+            await self._report(ran, dropped, listed=False)
         whole = not output.problems and not accepted.invalid and output.close is None
         if whole and self._events.page_parsed and self._settler.stop_reason is None:
             await self._events.page_parsed(
                 request=request, response=response, requests=output.requests, spider=self.spider
             )
-        found = _deeper(output.requests, request, request.callback)
-        discovered = self._admission.admit(found, found_on=request.url)
         return Handled(accepted.items, discovered, failure)
+
+    async def _unfetched(
+        self, request: Request, kind: str, discovered: list[Request]
+    ) -> tuple[CallbackOutput, Request]:
+        """Run the errback of a request a page yielded that the crawl will not fetch
+        (offsite, too deep), as it would for one robots.txt forbids: the spider keeps what
+        it knew (the Douban spider, a film from its listing). Its items go with the page's,
+        the requests it yields into ``discovered``; one it drops runs no errback again."""
+        error = FetchError(kind, f"not fetched: {WHY[kind]}")
+        output = await self._callback(request.errback, request, error)
+        found = _deeper(output.requests, request, request.errback)
+        discovered += self._admission.admit(found, found_on=request.url)
+        return output, request
 
     def _spend(self) -> bool:
         """Count one request going to the fetcher, or to its errback unfetched, against

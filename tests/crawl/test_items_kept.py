@@ -253,3 +253,31 @@ async def test_an_empty_item_is_exported_with_or_without_a_limit(
         )
         stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
         assert stats.items == 2 and read_jsonl(tmp_path / "items.jsonl") == [{}, {"n": 1}]
+
+
+async def test_the_errbacks_of_requests_dropped_offsite_take_no_turn_nor_max_pages(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # Run with the page that yields them, not queued: no host's delay, no request of
+    # max_pages spent on what is never fetched.
+    far = LISTING.replace("for n in range(2):", "for n in range(30):").replace(
+        'f"/subject/{n}"', 'f"http://far.invalid/subject/{n}"'
+    )
+    extra = "max_pages: 1\ndelay: 30\n"  # one request for the listing; a turn is 30 s
+    project = await listing_project(tmp_path, serve, "", far, extra)
+    async with asyncio.timeout(20):
+        stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+    assert (stats.errors, stats.filtered, stats.pages) == ({}, {"offsite": 30}, 1)
+    assert sorted(item["n"] for item in read_jsonl(tmp_path / "items.jsonl")) == list(range(30))
+
+
+async def test_an_unchanged_page_runs_no_errback_again_in_a_later_round(
+    tmp_path: Path, serve: Serve
+) -> None:
+    extra = "max_depth: 0\nfrontier: sqlite:///state.db\nincremental: true\n"
+    project = await listing_project(tmp_path, serve, "", extra=extra)
+    first = await crawl(project, outputs=(str(tmp_path / "1.jsonl"),))
+    assert first.reason == "finished" and len(read_jsonl(tmp_path / "1.jsonl")) == 2
+    second = await crawl(project, outputs=(str(tmp_path / "2.jsonl"),))
+    assert second.plugins()["incremental"] == {"new": 0, "changed": 0, "unchanged": 1}
+    assert read_jsonl(tmp_path / "2.jsonl") == []  # the films of an unchanged listing
