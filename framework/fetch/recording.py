@@ -48,6 +48,7 @@ from framework.http.urls import (
     SignInPassword,
     canonical_url,
     fingerprint,
+    older_fingerprint,
     redact,
     shown_url,
     sign_in_passwords,
@@ -257,9 +258,13 @@ class Recording:
     # -------------------------------------------------------------------------------------
 
     def _load(self, request: Request) -> Recorded | None:
-        """Read and check ``request``'s entry."""
+        """Read and check ``request``'s entry (under the key an older fw gave it, if not
+        under its own: see ``older_fingerprint``)."""
         key = self.key(request)
         read = self._read(f"{key}.json", _RECORD_LIMIT)
+        if read is None and (older := older_fingerprint(request)) is not None:
+            key = f"{older:016x}"
+            read = self._read(f"{key}.json", _RECORD_LIMIT)
         if read is None:
             return None
         data, saved = read

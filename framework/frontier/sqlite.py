@@ -64,7 +64,7 @@ from framework.frontier import (
 )
 from framework.frontier.hosts import Host, Hosts
 from framework.http import Request
-from framework.http.urls import fingerprint, host_of
+from framework.http.urls import fingerprint, host_of, older_fingerprint
 from framework.paths import no_room, opened, replaced
 
 __all__ = ["SqliteFrontier", "read_status"]
@@ -587,7 +587,14 @@ def _take_over(db: sqlite3.Connection, retry: Request) -> int:
     retry makes of it. A retired entry stays, for its fingerprint. Return how many there
     were (0: none failed, or a killed retry took them over already): its own, and those
     of it sent again with ``dont_filter``, which the failures file lists once."""
-    key = signed_fingerprint(fingerprint(retry))
+    count = 0
+    for key in (fingerprint(retry), older_fingerprint(retry)):  # what an older fw stored
+        if key is not None:
+            count += _take_over_key(db, signed_fingerprint(key))
+    return count
+
+
+def _take_over_key(db: sqlite3.Connection, key: int) -> int:
     taken = "UPDATE requests SET reason = ?, data = NULL WHERE {} AND state = ? AND reason IS NOT ?"
     count = db.execute(taken.format("fp = ?"), (_TAKEN_OVER, key, _FAILED, _TAKEN_OVER)).rowcount
     ids = [row[0] for row in db.execute("SELECT id FROM failed_fp WHERE fp = ?", (key,))]

@@ -23,6 +23,7 @@ __all__ = [
     "header_url",
     "host_and_port",
     "host_of",
+    "older_fingerprint",
     "redact",
     "redact_all",
     "redact_proxy",
@@ -268,14 +269,28 @@ def fingerprint(request: Request) -> int:
     64 bits keep a billion-URL seen-set small; the chance of any collision among
     10 million URLs is about 3 in a million.
     """
+    digest = _digest(request)
+    if is_plugin_callback(request.callback):  # a spider's pages' fingerprints stay as they were
+        digest.update(b"\0" + str(request.callback).encode())
+    return int.from_bytes(digest.digest(), "big")
+
+
+def older_fingerprint(request: Request) -> int | None:
+    """Return the fingerprint fw gave a plugin's request before its callback was part of
+    it, to find what an older fw stored under it (a recording, a failure); None for any
+    other request, whose fingerprint has not changed."""
+    if not is_plugin_callback(request.callback):
+        return None
+    return int.from_bytes(_digest(request).digest(), "big")
+
+
+def _digest(request: Request) -> Any:
     digest = blake2b(digest_size=8)
     digest.update(request.method.encode())
     digest.update(canonical_url(request.url).encode())
     if request.body:
         digest.update(request.body)
-    if is_plugin_callback(request.callback):  # a spider's pages' fingerprints stay as they were
-        digest.update(b"\0" + str(request.callback).encode())
-    return int.from_bytes(digest.digest(), "big")
+    return digest
 
 
 #: The standard web ports count as one, so that a site's redirect from http to https stays

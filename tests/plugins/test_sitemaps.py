@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import re
+import sqlite3
 import tracemalloc
 from collections import Counter
 from collections.abc import Mapping
@@ -16,13 +17,15 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from fwcrawl_plugins.sitemaps import SitemapsOptions
+from fwcrawl_plugins.sitemaps import SITEMAP, SitemapsOptions
 from fwcrawl_plugins.sitemaps_documents import Entry, _Ampersands, period, read
 
-from framework import FetchError
+from framework import FetchError, Request
 from framework.crawl import runner
 from framework.crawl.stats import Stats
 from framework.errors import ProjectError
+from framework.frontier import signed_fingerprint
+from framework.http.urls import fingerprint, older_fingerprint
 from framework.tools.docs import options_table
 from tests.conftest import Serve, read_jsonl, run_fw, write_project
 
@@ -372,6 +375,30 @@ async def test_a_sitemap_that_fails_is_counted_and_listed_in_the_failures_file(
     assert site.hits["/"] == 1
 
 
+async def test_a_retry_takes_over_a_sitemaps_failure_an_older_fw_stored(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = Site(SHOP)
+    base = await site.start(serve)
+    project = shop_project(
+        tmp_path, base, f"{{urls: ['{base}/missing.xml']}}", "frontier: sqlite:///state.db"
+    )
+    assert (await run(project)).errors == Counter({"http_404": 1})
+    # As an older fw stored it: under the fingerprint without the plugin's callback.
+    sitemap = Request(f"{base}/missing.xml", callback=SITEMAP)
+    new, old = (
+        signed_fingerprint(fingerprint(sitemap)),
+        signed_fingerprint(older_fingerprint(sitemap) or 0),
+    )
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("UPDATE requests SET fp = ? WHERE fp = ?", (old, new)).rowcount == 1
+        db.execute("UPDATE failed_fp SET fp = ? WHERE fp = ?", (old, new))
+    site.files["/missing.xml"] = urlset(("/products/7", None))
+    assert not (await run(project, retry_failed=True)).errors
+    status = await run_fw("status", str(project))
+    assert " failed 0" in status.stdout and site.hits["/products/7"] == 1, status.stdout
+
+
 async def test_a_site_without_robots_txt_lists_no_sitemap_and_that_is_no_failure(
     tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -434,6 +461,32 @@ async def test_a_sitemap_of_pages_all_outside_allowed_domains_is_a_warning(
         f"sitemap {base}/theirs.xml: 1 listed, 0 pages queued; left out: 1 outside allowed_domains"
     )
     assert said["INFO"].startswith(f"sitemap {base}/old.xml: 1 listed, 0 pages queued")
+
+
+async def test_a_recording_an_older_fw_made_of_a_sitemap_still_replays(
+    tmp_path: Path, serve: Serve
+) -> None:
+    # Its sitemap's record is named by the fingerprint fw gave before a plugin's callback
+    # was part of it.
+    site = Site(
+        {
+            "/": "<h1>Home</h1>",
+            "/map.xml": urlset(("/products/1", None), ("/products/2", None)),
+            **{f"/products/{n}": product(n) for n in (1, 2)},
+        }
+    )
+    base = await site.start(serve)
+    project = shop_project(tmp_path, base, f"{{urls: ['{base}/map.xml']}}")
+    recorded = await run_fw("run", str(project), "--record", "rec", cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    sitemap = Request(f"{base}/map.xml", callback=SITEMAP)
+    new, old = f"{fingerprint(sitemap):016x}", f"{older_fingerprint(sitemap):016x}"
+    for suffix in (".json", ".body"):
+        (tmp_path / "rec" / f"{new}{suffix}").rename(tmp_path / "rec" / f"{old}{suffix}")
+    (tmp_path / "items.jsonl").unlink()
+    replayed = await run_fw("run", str(project), "--replay", "rec", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert names(tmp_path) == ["Product 1", "Product 2"]
 
 
 async def test_a_looping_index_is_cut_and_each_sitemap_read_once(
