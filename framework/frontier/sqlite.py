@@ -164,6 +164,11 @@ class SqliteFrontier:
             if self._fresh:
                 _discard(self.path, self._lock)
             existed = self.path.stat().st_size > 0
+            if existed and _anothers(self.path):  # another program's database: untouched
+                raise UsageError(
+                    f"frontier: {self.path} is not fw crawl state; give the frontier a path "
+                    "of its own"
+                )
             self._db = _connect(self.path)
             assert self._lock is not None
             self._file = opened(self._lock)  # the state file, as the crawl locked it
@@ -755,13 +760,30 @@ def _is_state(path: Path) -> bool:
         return True
     if head != _SQLITE:
         return False
+    tables = _tables(path)  # None: damaged beyond reading, whose it was cannot be told
+    return tables is not None and tables >= _OURS
+
+
+def _anothers(path: Path) -> bool:
+    """Tell whether ``path`` is another program's SQLite database: one that reads, with
+    tables, not the frontier's. One that does not read is for opening it to say why (a
+    full disk, damage)."""
+    tables = _tables(path)
+    return tables is not None and bool(tables) and not tables >= _OURS
+
+
+#: The tables of the frontier's that every state has.
+_OURS = frozenset({"requests", "meta"})
+
+
+def _tables(path: Path) -> set[str] | None:
+    """Return the tables of the SQLite database at ``path``, or None if it does not read."""
     try:
         uri = f"{path.resolve().as_uri()}?mode=ro"  # a %, ? or # in the path, as written
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    except sqlite3.Error:  # damaged beyond reading: whose it was cannot be told
-        return False
-    return {"requests", "meta"} <= tables
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error:
+        return None
 
 
 def _unwritable(path: Path, exc: sqlite3.Error, settled: int | None) -> CrawlAborted:

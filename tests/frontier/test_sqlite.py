@@ -132,6 +132,18 @@ async def test_fresh_discards_a_crawls_state_and_nothing_that_is_not_state(
         assert path.read_bytes() == before
 
 
+async def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    # fw run wrote its own tables into it, and fw status then showed it as a crawl.
+    theirs = tmp_path / "theirs.db"
+    with contextlib.closing(sqlite3.connect(theirs)) as db:
+        db.execute("CREATE TABLE notes (text)")
+        db.commit()
+    before = theirs.read_bytes()
+    with pytest.raises(UsageError, match="is not fw crawl state; give the frontier a path"):
+        await opened(theirs)
+    assert theirs.read_bytes() == before
+
+
 async def test_fresh_reads_the_state_at_its_path_as_written(tmp_path: Path) -> None:
     # A URI read "st%41te" as "stAte": the check looked at another file than --fresh empties.
     theirs = tmp_path / "st%41te" / "crawl.db"
