@@ -7,8 +7,10 @@ schemas, ``Recording`` (the folder ``--record`` writes, with ``Recorded`` and ``
 what it holds), ``open_new`` (a temporary file no planted link can redirect),
 ``no_room`` (whether ``ulimit -f`` is why SQLite could not write a file),
 ``SECRET_QUERY`` (the meta key of a request whose query holds a password: fw shows and
-records its URL without it), the control-flow exceptions, and ``CrawlAborted``, which
-stops a crawl that cannot go on (exit 1).
+records its URL without it), ``UNCREDENTIALED`` (the meta key of a request that goes
+without the project's credentials) with ``crossed_origin`` and ``without_credentials``
+for a plugin that follows redirects itself, the control-flow exceptions, and
+``CrawlAborted``, which stops a crawl that cannot go on (exit 1).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from framework.errors import (
     Unchanged,
 )
 from framework.exporters import Exporter
+from framework.fetch.credentials import UNCREDENTIALED, crossed_origin, without_credentials
 from framework.fetch.layers import FetchContext, FetchLayer
 from framework.fetch.recording import Entry, Recorded, Recording
 from framework.hookspecs import hookimpl
@@ -41,6 +44,7 @@ from framework.spider import Spider
 
 __all__ = [
     "SECRET_QUERY",
+    "UNCREDENTIALED",
     "Blocked",
     "CloseSpider",
     "CrawlAborted",
@@ -67,8 +71,10 @@ __all__ = [
     "Spider",
     "Unchanged",
     "__version__",
+    "crossed_origin",
     "hookimpl",
     "no_room",
     "open_new",
     "option",
+    "without_credentials",
 ]

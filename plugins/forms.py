@@ -31,6 +31,7 @@ from parsel import Selector
 
 from framework import (
     SECRET_QUERY,
+    UNCREDENTIALED,
     CrawlAborted,
     FetchError,
     FormError,
@@ -38,10 +39,11 @@ from framework import (
     Middleware,
     Request,
     Response,
+    crossed_origin,
     hookimpl,
     option,
+    without_credentials,
 )
-from framework.fetch.credentials import UNCREDENTIALED, crossed_origin, without_credentials
 
 __all__ = ["LoginMiddleware", "LoginOptions", "register_middlewares"]
 
