@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import random
+import re
 import socket
 import sqlite3
 import stat
@@ -633,7 +634,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
+        db.executescript(f"BEGIN;{_SCHEMA}COMMIT;")  # whole or not at all: a kill may come
         db.execute("UPDATE requests SET state = ? WHERE state = ?", (_PENDING, _LEASED))
     except sqlite3.Error as exc:
         db.close()
@@ -761,19 +762,20 @@ def _is_state(path: Path) -> bool:
     if head != _SQLITE:
         return False
     tables = _tables(path)  # None: damaged beyond reading, whose it was cannot be told
-    return tables is not None and tables >= _OURS
+    return bool(tables and tables & _OURS)
 
 
 def _anothers(path: Path) -> bool:
     """Tell whether ``path`` is another program's SQLite database: one that reads, with
-    tables, not the frontier's. One that does not read is for opening it to say why (a
-    full disk, damage)."""
+    tables, none of them the frontier's. One that does not read is for opening it to say
+    why (a full disk, damage)."""
     tables = _tables(path)
-    return tables is not None and bool(tables) and not tables >= _OURS
+    return tables is not None and bool(tables) and not tables & _OURS
 
 
-#: The tables of the frontier's that every state has.
-_OURS = frozenset({"requests", "meta"})
+#: The frontier's tables, any of which makes a database fw's state (one made by an older
+#: fw, or whose making was cut short, may lack some).
+_OURS = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA + _MEMORY))
 
 
 def _tables(path: Path) -> set[str] | None:

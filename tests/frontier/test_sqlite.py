@@ -16,7 +16,7 @@ import pytest
 from framework.errors import CrawlAborted, UsageError
 from framework.fetch.politeness import HostPolicy, Politeness
 from framework.frontier import ONCE, Lease, LeaseLost, Saved
-from framework.frontier.sqlite import SqliteFrontier, read_status
+from framework.frontier.sqlite import _SCHEMA, SqliteFrontier, read_status
 from framework.http import Request
 from tests.conftest import Serve, fw_command, pages, read_jsonl, run_fw, write_project
 from tests.disks import small_disk
@@ -142,6 +142,18 @@ async def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path:
     with pytest.raises(UsageError, match="is not fw crawl state; give the frontier a path"):
         await opened(theirs)
     assert theirs.read_bytes() == before
+
+
+async def test_a_state_whose_making_was_cut_short_is_fws_still(tmp_path: Path) -> None:
+    # Killed between two of its CREATE TABLEs (by an older fw, which made them one by one):
+    # refused as another program's, with --fresh refusing it too, only deleting it helped.
+    path = tmp_path / "crawl.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(_SCHEMA[: _SCHEMA.index(");\n") + 2])  # the requests table alone
+        db.commit()
+    for fresh in (False, True):
+        frontier, _ = await opened(path, fresh=fresh)
+        await frontier.close()
 
 
 async def test_fresh_reads_the_state_at_its_path_as_written(tmp_path: Path) -> None:
