@@ -459,9 +459,13 @@ class Engine:
         if self._settler.stop_reason is not None:
             self.stop(self._settler.stop_reason)
 
-    def _narrowed(self, request: Request) -> None:
-        """Drop a request queued before allowed_domains left out its host; say so once:
-        changing start_urls changes allowed_domains too, unless the project sets it."""
+    async def _narrowed(self, request: Request) -> Handled:
+        """Drop a request queued before allowed_domains left out its host, running its
+        errback as for one a page yielded offsite; say so once: changing start_urls
+        changes allowed_domains too, unless the project sets it."""
+        if request.errback:
+            self.stats.filtered["offsite"] += 1
+            return await self._errback(request, _unfetched_as("offsite"), failed=False)
         if not self._narrowing_said:
             self._narrowing_said = True
             log.warning(
@@ -471,6 +475,7 @@ class Engine:
                 shown_url(request),
             )
         self.stats.filtered["offsite"] += 1
+        return _NOTHING
 
     # ---------------------------------------------------------------------------------------
     # Handling one request: fetch, decide, parse
@@ -493,8 +498,8 @@ class Engine:
         """Fetch and parse one request; return what it came to."""
         request, robots = lease.request, self._crew.robots
         if not self._admission.offsite.allows(request.url):  # queued before it was narrowed
-            self._narrowed(request)
-            return _NOTHING
+            await self._frontier.refund(lease)  # nothing is fetched: the host's turn is not
+            return await self._narrowed(request)
         if robots is not None:
             refused = await self._unless_robots_allow(lease, robots)
             if refused is not None:
@@ -526,9 +531,7 @@ class Engine:
         """Run the request's callback on its page; return what the page came to."""
         output = await self._callback(request.callback, response)
         found = _deeper(output.requests, request, request.callback)
-        unfetched: list[tuple[Request, str]] = []
-        discovered = self._admission.admit(found, found_on=request.url, unfetched=unfetched)
-        errbacks = [await self._unfetched(*dropped, discovered) for dropped in unfetched]
+        discovered, errbacks = await self._admitted(found, request)
         items = [*output.items, *(item for ran, _ in errbacks for item in ran.items)]
         accepted = await self._settler.accept(items, response)
         if accepted is None:  # max_items: the next run fetches the page again, whole
@@ -549,18 +552,23 @@ class Engine:
             )
         return Handled(accepted.items, discovered, failure)
 
-    async def _unfetched(
-        self, request: Request, kind: str, discovered: list[Request]
-    ) -> tuple[CallbackOutput, Request]:
-        """Run the errback of a request a page yielded that the crawl will not fetch
-        (offsite, too deep), as it would for one robots.txt forbids: the spider keeps what
-        it knew (the Douban spider, a film from its listing). Its items go with the page's,
-        the requests it yields into ``discovered``; one it drops runs no errback again."""
-        error = FetchError(kind, f"not fetched: {WHY[kind]}")
-        output = await self._callback(request.errback, request, error)
-        found = _deeper(output.requests, request, request.errback)
-        discovered += self._admission.admit(found, found_on=request.url)
-        return output, request
+    async def _admitted(
+        self, found: list[Request], parent: Request
+    ) -> tuple[list[Request], list[tuple[CallbackOutput, Request]]]:
+        """Admit what handling ``parent`` found; run the errbacks of those the crawl will
+        not fetch (offsite, too deep), as for one robots.txt forbids: the spider keeps what
+        it knew (the Douban spider, a film from its listing). Return the requests admitted,
+        those errbacks' too, and what each errback gave, its items to go with ``parent``'s.
+        A request an errback yields that the crawl drops runs no errback again."""
+        unfetched: list[tuple[Request, str]] = []
+        discovered = self._admission.admit(found, found_on=parent.url, unfetched=unfetched)
+        errbacks = []
+        for request, kind in unfetched:
+            output = await self._callback(request.errback, request, _unfetched_as(kind))
+            more = _deeper(output.requests, request, request.errback)
+            discovered += self._admission.admit(more, found_on=request.url)
+            errbacks.append((output, request))
+        return discovered, errbacks
 
     def _spend(self) -> bool:
         """Count one request going to the fetcher, or to its errback unfetched, against
@@ -662,16 +670,19 @@ class Engine:
         """Run the request's errback and take what it found; a ``failed`` request is also
         reported, and listed in the failures file."""
         output = await self._callback(request.errback, request, error)
-        accepted = await self._settler.accept(output.items, None, request=request)
+        found = _deeper(output.requests, request, request.errback)
+        discovered, errbacks = await self._admitted(found, request)
+        items = [*output.items, *(item for ran, _ in errbacks for item in ran.items)]
+        accepted = await self._settler.accept(items, None, request=request)
         if accepted is None:  # max_items: the next run fetches it again, errback and all
-            return Handled(retry=request)  # so it is not a failure of this run
+            self._admission.forget(discovered)  # so it is not a failure of this run
+            return Handled(retry=request)
         if failed:
             await self._failures.report(error, error.kind, request, str(error), listed=True)
         await self._report(output, request, listed=False)
-        found = _deeper(output.requests, request, request.errback)
-        failure = error.kind if failed else None
-        discovered = self._admission.admit(found, found_on=request.url)
-        return Handled(accepted.items, discovered, failure)
+        for ran, dropped in errbacks:
+            await self._report(ran, dropped, listed=False)
+        return Handled(accepted.items, discovered, error.kind if failed else None)
 
     async def _callback(self, name: str | None, *args: Any) -> CallbackOutput:
         """Run a spider callback and return what it found and what went wrong in it, to be
@@ -688,6 +699,11 @@ class Engine:
         for kind, error, message in output.problems:
             await self._failures.report(error, kind, request, message, listed=listed)
             _let_go(error)
+
+
+def _unfetched_as(kind: str) -> FetchError:
+    """The error an errback is given for a request the crawl does not fetch (``WHY``)."""
+    return FetchError(kind, f"not fetched: {WHY[kind]}")
 
 
 def _let_go(error: BaseException) -> None:

@@ -281,3 +281,51 @@ async def test_an_unchanged_page_runs_no_errback_again_in_a_later_round(
     second = await crawl(project, outputs=(str(tmp_path / "2.jsonl"),))
     assert second.plugins()["incremental"] == {"new": 0, "changed": 0, "unchanged": 1}
     assert read_jsonl(tmp_path / "2.jsonl") == []  # the films of an unchanged listing
+
+
+FALLBACK = """
+from framework import Request, Spider, hookimpl
+
+
+class Fallback(Spider):
+    name = "listing"
+
+    def parse(self, response):
+        yield response.follow("/missing", callback=self.parse, errback=self.first)
+
+    def first(self, request, error):
+        yield Request("http://far.invalid/fallback", errback=self.second)
+
+    def second(self, request, error):
+        yield {"from": error.kind}
+"""
+
+
+async def test_an_errback_of_a_failed_request_runs_the_errback_of_what_it_yields_offsite(
+    tmp_path: Path, serve: Serve
+) -> None:
+    spider = FALLBACK + LISTING[LISTING.index("@hookimpl") :].replace("Listing", "Fallback")
+    moved = {"/missing": "http://far.invalid/gone"}  # an offsite redirect: a failure
+    project = await listing_project(tmp_path, serve, "", spider, moved=moved)
+    stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+    assert stats.errors == {"offsite_redirect": 1}
+    assert read_jsonl(tmp_path / "items.jsonl") == [{"from": "offsite"}]
+
+
+async def test_a_queued_request_now_offsite_runs_its_errback(tmp_path: Path, serve: Serve) -> None:
+    # Queued while its host was allowed; allowed_domains narrowed before the resume.
+    elsewhere = LISTING.replace(
+        'f"/subject/{n}"', 'response.url.replace("127.0.0.1", "localhost") + f"subject/{n}"'
+    )
+    extra = "frontier: sqlite:///state.db\nmax_pages: 1\nallowed_domains: [127.0.0.1, localhost]\n"
+    project = await listing_project(tmp_path, serve, "", elsewhere, extra)
+    first = await crawl(project, outputs=(str(tmp_path / "1.jsonl"),))
+    assert first.reason == "max_pages reached" and read_jsonl(tmp_path / "1.jsonl") == []
+    narrowed = project.read_text().replace("max_pages: 1\n", "").replace(", localhost]", "]")
+    project.write_text(narrowed)
+    second = await crawl(project, outputs=(str(tmp_path / "2.jsonl"),))
+    assert second.filtered["offsite"] == 2
+    assert sorted(map(tuple, map(dict.values, read_jsonl(tmp_path / "2.jsonl")))) == [
+        (0, "offsite"),
+        (1, "offsite"),
+    ]
