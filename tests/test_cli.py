@@ -293,10 +293,15 @@ async def signalled_when(
         "run", str(project), "-s", "plugins=[./slow.py, ./signalled.py]", *args
     )
     assert process.stdout is not None and process.stderr is not None
-    await read_until(process.stderr, said)  # what a plugin prints goes to stderr
-    process.send_signal(sig)
-    async with asyncio.timeout(10):  # twice stop_timeout, and a second
-        await process.wait()
+    try:
+        await read_until(process.stderr, said)  # what a plugin prints goes to stderr
+        process.send_signal(sig)
+        async with asyncio.timeout(10):  # twice stop_timeout, and a second
+            await process.wait()
+    finally:  # a crawl stuck on purpose outlives a failed test otherwise
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     assert process.returncode is not None
     return process.returncode, (await process.stderr.read()).decode()
 
