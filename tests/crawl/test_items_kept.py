@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from aiohttp import web
 
-from tests.conftest import Serve, crawl, read_jsonl, write_project
+from tests.conftest import Serve, crawl, pages, read_jsonl, write_project
 
 PLUGIN = """
 from framework import ItemStep, Spider, hookimpl
@@ -64,12 +64,7 @@ def item_scraped(item):
 async def test_items_are_kept_as_yielded_and_as_they_were_before_a_failing_plugin(
     tmp_path: Path, serve: Serve
 ) -> None:
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<p>x</p>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    base = await serve(app)
+    base = await serve(pages({"/": "<p>x</p>"}))
     (tmp_path / "reuses.py").write_text(PLUGIN, encoding="utf-8")
     project = write_project(
         tmp_path,
@@ -240,12 +235,7 @@ async def test_an_empty_item_is_exported_with_or_without_a_limit(
 ) -> None:
     # An empty dict is falsy: taken for an item the pipeline refused, it went missing
     # whenever max_items (or an item step) was set.
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<p>x</p>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    base = await serve(app)
+    base = await serve(pages({"/": "<p>x</p>"}))
     (tmp_path / "empty.py").write_text(EMPTY, encoding="utf-8")
     for extra in ("", "max_items: 10\n"):
         project = write_project(
