@@ -292,7 +292,10 @@ def _code(spider: Spider, name: str | None, plugins: PluginCallbacks) -> _Code |
         if plugin is None or bound is None:
             return None
         return _Code(bound, f"plugin '{plugin.plugin}': callback {name}", "plugin_error")
-    method = getattr(spider, name or "parse", None)
+    name = name or "parse"
+    if name.startswith("__") and name.endswith("__"):  # __init__ is no callback: never run it
+        return None
+    method = getattr(spider, name, None)
     if not callable(method):
         return None
     label = f"spider {spider.name}: {getattr(method, '__name__', name)}"

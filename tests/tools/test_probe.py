@@ -104,6 +104,16 @@ async def test_parse_json_and_a_failing_callback(project: tuple[str, Path]) -> N
     assert shown["problems"] == [f"spider shop: detail raised ValueError: no price on {base}/b"]
 
 
+@pytest.mark.parametrize("callback", ["__init__", "__class__"])
+async def test_parse_runs_no_dunder_of_the_spider_as_a_callback(
+    project: tuple[str, Path], callback: str
+) -> None:
+    base, path = project
+    done = await run_fw("parse", f"{base}/b", "-p", str(path), "--callback", callback, "--json")
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["problems"] == [f"spider shop has no callback {callback!r}"]
+
+
 async def test_parse_needs_a_spider_and_a_live_server(project: tuple[str, Path]) -> None:
     nothing = await run_fw("parse", "http://127.0.0.1:9/")
     assert nothing.returncode == 2 and "--spider NAME" in nothing.stderr
