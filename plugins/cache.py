@@ -181,7 +181,7 @@ class Cache(Middleware):
         self._size = 0  # what the folder holds, as far as this process knows
         self._added = 0  # what this process has stored, ever
         self._pruning = asyncio.Lock()
-        self._warned = self._prune_warned = False
+        self._warned: set[str] = set()  # the kinds of failure warned of (once each)
 
     @property
     def active(self) -> bool:
@@ -259,15 +259,11 @@ class Cache(Middleware):
         try:
             size = await recording.save(request, response)
         except OSError as exc:
-            self.counts["unwritable"] += 1
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "cache %s: cannot store answers: %s; the crawl goes on, and a re-run "
-                    "fetches them again",
-                    recording.folder,
-                    exc.strerror or exc,
-                )
+            self._failed(
+                "unwritable",
+                f"cache {recording.folder}: cannot store answers: {exc.strerror or exc}; the "
+                "crawl goes on, and a re-run fetches them again",
+            )
             return
         self._size, self._added = self._size + size, self._added + size
         self.counts["stored"] += 1
@@ -314,15 +310,19 @@ class Cache(Middleware):
         return True
 
     def _cannot_prune(self, recording: Recording, exc: OSError) -> None:
-        self.counts["unprunable"] += 1
-        if not self._prune_warned:
-            self._prune_warned = True
-            log.warning(
-                "cache %s: cannot remove old answers: %s; the crawl goes on, and the folder "
-                "may hold more than max_size",
-                recording.folder,
-                f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc,
-            )
+        why = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc
+        self._failed(
+            "unprunable",
+            f"cache {recording.folder}: cannot remove old answers: {why}; the crawl goes on, "
+            "and the folder may hold more than max_size",
+        )
+
+    def _failed(self, kind: str, message: str) -> None:
+        """Count a failure of the disk under the cache; warn of the first of each kind."""
+        self.counts[kind] += 1
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("%s", message)
 
 
 def _storable(status: int) -> bool:
