@@ -25,7 +25,8 @@ class Exporter:
     """Subclass this, set ``format`` and ``extensions``, and write ``write(item)``.
 
     fw calls ``open()`` before the first item, ``write(item)`` for each item (it may
-    return an awaitable, which fw awaits), and ``close()`` once at the end, also after
+    return an awaitable, which fw awaits, naming the export in a warning every minute it
+    keeps the crawl waiting), and ``close()`` once at the end, also after
     an interrupted crawl. Exporters should write each item completely before
     returning, so that a crash leaves whole records behind and never a torn one.
 

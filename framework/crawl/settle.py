@@ -48,6 +48,7 @@ from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, reportable
 from framework.exporters import Exporter
 from framework.frontier import Frontier, LeaseLost, Saved, Settlement
+from framework.hooks.events import Waiting
 from framework.http import Request, Response
 from framework.spider import Spider
 
@@ -124,6 +125,7 @@ class Settler:
         #: The running loop, from ``open()``: looking it up for each page costs a system
         #: call (``getpid``) on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting = Waiting()  # an exporter's async write() that does not return
 
     # ---------------------------------------------------------------------------------------
     # Opening the exports
@@ -390,7 +392,7 @@ class Settler:
         try:
             written: Awaitable[None] | None = exporter.write(item)
             if inspect.isawaitable(written):
-                await _waited_for(written, exporter)
+                await self._waited_for(written, exporter)
             return True
         except OSError as exc:
             if isinstance(exc, BrokenPipeError) and exporter.path == "-":
@@ -410,6 +412,17 @@ class Settler:
                 f"cannot write this item: {type(exc).__name__}: {exc}",
             )
             return False
+
+    async def _waited_for(self, write: Awaitable[None], exporter: Exporter) -> None:
+        """Await an exporter's write, named in a warning while it keeps the crawl waiting
+        and when the crawl is cancelled, or a crawl stuck on it would not say why."""
+        try:
+            await self._waiting(write, f"export {exporter.path}: write()")
+        except asyncio.CancelledError:
+            log.error(
+                "export %s: write() had not returned when the crawl was cancelled", exporter.path
+            )
+            raise
 
     def _stdout_closed(self, stdout: Exporter) -> None:
         """`fw run -o - | head` is done reading: stop quietly, as Unix tools do, unless
@@ -466,16 +479,6 @@ class Settler:
         await self._write([page for page, new in zip(batch, found, strict=True) if new is not None])
         self._stored = False  # what the frontier stored counted the lost items: store anew
         return self._checkpoint()
-
-
-async def _waited_for(write: Awaitable[None], exporter: Exporter) -> None:
-    """Await an exporter's write; one still waiting when the crawl is cancelled is named,
-    or a crawl stuck on it would end without saying why."""
-    try:
-        await write
-    except asyncio.CancelledError:
-        log.error("export %s: write() had not returned when the crawl was cancelled", exporter.path)
-        raise
 
 
 def _key(exporter: Exporter) -> str:

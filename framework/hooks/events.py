@@ -60,7 +60,7 @@ class EventHook:
             try:
                 outcome = call(**kwargs)
                 if inspect.isawaitable(outcome):
-                    await self._waiting(outcome, call.plugin, self.name)
+                    await self._waiting(outcome, f"plugin {call.plugin!r}: {self.name}")
             except self._passed:
                 raise
             except BaseException as exc:
@@ -73,17 +73,18 @@ class EventHook:
 
 
 class Waiting:
-    """The async hooks awaited now, looked at every ``PATIENCE`` seconds while there are
-    any: one timer for them all, not one a call (a few microseconds, on every page)."""
+    """The plugin code awaited now (async hooks, exporters' writes), looked at every
+    ``PATIENCE`` seconds while there is any: one timer for all, not one a call (a few
+    microseconds, on every page)."""
 
     def __init__(self) -> None:
-        self._since: dict[object, tuple[str, str, float]] = {}
+        self._since: dict[object, tuple[str, float]] = {}
         self._looking = False
 
-    async def __call__(self, outcome: Awaitable[Any], plugin: str, hook: str) -> None:
-        """Await ``outcome``, what ``plugin``'s ``hook`` returned."""
+    async def __call__(self, outcome: Awaitable[Any], what: str) -> None:
+        """Await ``outcome``, which ``what`` (``plugin 'x': crawl_started``) returned."""
         key = object()  # not the awaitable: a plugin may hand one task to several calls
-        self._since[key] = (plugin, hook, time.monotonic())
+        self._since[key] = (what, time.monotonic())
         if not self._looking:
             self._looking = True
             asyncio.get_running_loop().call_later(PATIENCE, self._look)
@@ -94,13 +95,11 @@ class Waiting:
 
     def _look(self) -> None:
         now = time.monotonic()
-        for plugin, hook, since in list(self._since.values()):
+        for what, since in list(self._since.values()):
             if now - since >= PATIENCE:
                 log.warning(
-                    "plugin %r: %s has not returned for %.0fs; the crawl waits for it "
-                    "(Ctrl-C stops it)",
-                    plugin,
-                    hook,
+                    "%s has not returned for %.0fs; the crawl waits for it (Ctrl-C stops it)",
+                    what,
                     now - since,
                 )
         self._looking = bool(self._since)

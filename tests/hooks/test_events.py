@@ -445,3 +445,64 @@ async def test_an_async_hook_that_does_not_return_is_named_while_the_crawl_waits
         "plugin 'slow.py': item_scraped has not returned for 0s; the crawl waits for it "
         "(Ctrl-C stops it)"
     ]
+
+
+SLOW_EXPORT = """
+import asyncio
+from framework import Exporter, hookimpl
+
+ANSWERED = asyncio.Event()  # set by the test once fw has named this export
+WRITTEN = []
+
+
+class Slow(Exporter):
+    format = "slow"
+    extensions = (".slow",)
+
+    async def write(self, item):
+        await ANSWERED.wait()
+        WRITTEN.append(item)
+
+
+@hookimpl
+def register_exporters(register):
+    register(Slow)
+"""
+
+
+async def test_an_async_export_write_that_does_not_return_is_named_while_the_crawl_waits(
+    tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("framework.hooks.events.PATIENCE", 0.05)
+    base = await serve(pages({"/": "<h1>one</h1>"}))
+    (tmp_path / "slowexport.py").write_text(SLOW_EXPORT, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"spider: rules\nstart_urls: [{base}/]\nplugins: [./slowexport.py]\n"
+        "rules: {items: [{fields: {h: h1}}]}\n",
+    )
+    said: list[str] = []
+    plugin = str((tmp_path / "slowexport.py").resolve())
+
+    def loaded() -> Any:
+        (module,) = [m for m in list(sys.modules.values()) if m.__dict__.get("__file__") == plugin]
+        return module
+
+    class Answer(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+            if "has not returned" in said[-1]:
+                loaded().ANSWERED.set()
+
+    answer = Answer(logging.WARNING)
+    logging.getLogger("fw").addHandler(answer)
+    out = tmp_path / "items.slow"
+    try:
+        async with asyncio.timeout(30):
+            stats = await crawl(project, outputs=(str(out),))
+    finally:
+        logging.getLogger("fw").removeHandler(answer)
+    assert stats.items == 1 and loaded().WRITTEN == [{"h": "one"}]
+    assert [m for m in said if "has not returned" in m] == [
+        f"export {out}: write() has not returned for 0s; the crawl waits for it (Ctrl-C stops it)"
+    ]
