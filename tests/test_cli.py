@@ -323,6 +323,10 @@ async def test_a_signal_during_crawl_finished_is_no_finished_crawl(
     returncode, stderr = await signalled_when(site, "finishing", FINISHING_FOREVER, signal.SIGTERM)
     assert returncode == 143  # it said "finished", exit 0: a plugin's end was cut
     assert ": terminated in " in stderr
+    assert (  # and says whose end it cut, or the hook's failure goes unnoticed
+        "plugin 'signalled.py': crawl_finished had not returned when the crawl was cancelled"
+        in stderr
+    )
 
 
 async def test_an_aborted_crawl_still_summarises_and_writes_stats(

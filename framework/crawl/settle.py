@@ -125,7 +125,8 @@ class Settler:
         #: The running loop, from ``open()``: looking it up for each page costs a system
         #: call (``getpid``) on Python 3.11.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiting = Waiting()  # an exporter's async write() that does not return
+        #: Names an exporter's async write() that keeps the crawl waiting, or is cancelled.
+        self._waiting = Waiting()
 
     # ---------------------------------------------------------------------------------------
     # Opening the exports
@@ -392,7 +393,7 @@ class Settler:
         try:
             written: Awaitable[None] | None = exporter.write(item)
             if inspect.isawaitable(written):
-                await self._waited_for(written, exporter)
+                await self._waiting(written, f"export {exporter.path}: write()")
             return True
         except OSError as exc:
             if isinstance(exc, BrokenPipeError) and exporter.path == "-":
@@ -412,17 +413,6 @@ class Settler:
                 f"cannot write this item: {type(exc).__name__}: {exc}",
             )
             return False
-
-    async def _waited_for(self, write: Awaitable[None], exporter: Exporter) -> None:
-        """Await an exporter's write, named in a warning while it keeps the crawl waiting
-        and when the crawl is cancelled, or a crawl stuck on it would not say why."""
-        try:
-            await self._waiting(write, f"export {exporter.path}: write()")
-        except asyncio.CancelledError:
-            log.error(
-                "export %s: write() had not returned when the crawl was cancelled", exporter.path
-            )
-            raise
 
     def _stdout_closed(self, stdout: Exporter) -> None:
         """`fw run -o - | head` is done reading: stop quietly, as Unix tools do, unless

@@ -75,11 +75,13 @@ class EventHook:
 class Waiting:
     """The plugin code awaited now (async hooks, exporters' writes), looked at every
     ``PATIENCE`` seconds while there is any: one timer for all, not one a call (a few
-    microseconds, on every page)."""
+    microseconds, on every page). Code still awaited when the crawl is cancelled is named
+    too, once: a crawl that ends held by it would not say why otherwise."""
 
     def __init__(self) -> None:
         self._since: dict[object, tuple[str, float]] = {}
         self._looking = False
+        self._cancelled: set[str] = set()  # named already: 256 workers may wait on one hook
 
     async def __call__(self, outcome: Awaitable[Any], what: str) -> None:
         """Await ``outcome``, which ``what`` (``plugin 'x': crawl_started``) returned."""
@@ -90,6 +92,11 @@ class Waiting:
             asyncio.get_running_loop().call_later(PATIENCE, self._look)
         try:
             await outcome
+        except asyncio.CancelledError:
+            if what not in self._cancelled:
+                self._cancelled.add(what)
+                log.error("%s had not returned when the crawl was cancelled", what)
+            raise
         finally:
             del self._since[key]
 
