@@ -408,10 +408,12 @@ def _exporter(spec: ExporterSpec, project: Project, registry: Registry, append: 
             registry.exporters, spec.format, "exporter", source, (*spec.at, "format")
         )
     else:
-        found = registry.exporter_for_extension(spec.path)
-        if found is None:
+        found = registry.exporters_for_extension(spec.path)
+        if not found:
             raise _no_exporter_for(spec, registry, source)
-        exporter = found
+        if len(found) > 1:  # another team's exporter must not take -o x.jsonl unnoticed
+            raise _export_error(spec, _claimed_twice(found, registry), project)
+        (exporter,) = found
     _require_section(project, registry, registry.owners.get(("exporters", exporter.format), "?"))
     if spec.path == "-" and not exporter.stdout:
         raise source.error(
@@ -461,6 +463,17 @@ def _export_error(spec: ExporterSpec, message: str, project: Project) -> Project
     if not spec.at:  # from -o on the command line
         return ProjectError("-o", spec.path, message)
     return project.error_source.error((*spec.at, "path"), message)
+
+
+def _claimed_twice(exporters: Sequence[type[Exporter]], registry: Registry) -> str:
+    def who(exporter: type[Exporter]) -> str:
+        owner = registry.owners.get(("exporters", exporter.format), "?")
+        return f"'{exporter.format}' of {registry.named.get(owner, f'plugin {owner!r}')}"
+
+    return (
+        f"exporters {' and '.join(who(e) for e in exporters)} both write this extension; "
+        "list the export under exporters: with the format: to use"
+    )
 
 
 def _no_exporter_for(spec: ExporterSpec, registry: Registry, source: Source) -> ProjectError:

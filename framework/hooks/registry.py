@@ -41,6 +41,10 @@ class Registry:
         #: The plugins that may read a section named after them: those declaring
         #: ``Options``, those with a hook handed the project, and disabled ones (unknown).
         self.readers: set[str] = set()
+        #: Each plugin as errors name it: ``plugin 'x' (from fw-x 1.0)``.
+        self.named: dict[str, str] = {}
+        #: The distribution each installed plugin came from (fw's own share one).
+        self._installed: dict[str, str] = {}
 
     @classmethod
     def collect(cls, pm: PluginManager) -> Registry:
@@ -50,6 +54,8 @@ class Registry:
         entry when the project listed it (see ``PluginManager.error``).
         """
         registry = cls()
+        registry.named = {name: pm.named(name) for name, _ in pm.list_name_plugin() if name}
+        registry._installed = {name: dist for name, (dist, _) in pm.distributions.items()}
         for hook, adder in (
             ("register_spiders", registry._add_spider),
             ("register_exporters", registry._add_exporter),
@@ -90,19 +96,20 @@ class Registry:
             for i in pm.infos()
         ]
 
-    def exporter_for_extension(self, path: str) -> type[Exporter] | None:
-        """Return the exporter whose longest extension matches the end of ``path``.
+    def exporters_for_extension(self, path: str) -> list[type[Exporter]]:
+        """Return the exporters whose longest extension matches the end of ``path``: one,
+        unless plugins of two formats claim the same extension.
 
         The longest match wins, so ``.ndjson`` is not taken for ``.json``.
         """
         lowered = path.lower()
-        matches = [
-            (len(ext), exporter)
+        matches = {
+            exporter: max(len(e) for e in exporter.extensions if lowered.endswith(e.lower()))
             for exporter in self.exporters.values()
-            for ext in exporter.extensions
-            if lowered.endswith(ext.lower())
-        ]
-        return max(matches, key=lambda match: match[0])[1] if matches else None
+            if any(lowered.endswith(e.lower()) for e in exporter.extensions)
+        }
+        longest = max(matches.values(), default=0)
+        return [exporter for exporter, length in matches.items() if length == longest]
 
     def extensions(self) -> list[str]:
         """Return every extension ``-o`` understands."""
@@ -159,13 +166,34 @@ class Registry:
             table[name] = value
             self.owners[kind, name] = plugin
         elif table[name] is not value:
+            self._overridden(kind, name, plugin)
+
+    def _overridden(self, kind: str, name: str, plugin: str) -> None:
+        """Say that ``plugin``'s thing ``name`` is left out: in passing if the project's own
+        plugin overrides it, as a warning if another distribution's plugin does, since which
+        of two installed plugins wins depends on the order the packages were found in."""
+        winner = self.owners[kind, name]
+        dists = {self._installed.get(winner), self._installed.get(plugin)}
+        if None in dists or len(dists) == 1:
             log.info(
                 "%s '%s' of plugin '%s' is overridden by plugin '%s'",
                 kind[:-1],
                 name,
                 plugin,
-                self.owners[kind, name],
+                winner,
             )
+            return
+        log.warning(
+            "%s '%s': installed plugins register it twice, %s and %s; %s's is used, which "
+            "depends on the order the packages were found in: disable_plugins: [%s] in the "
+            "project (or uninstalling one) leaves no doubt",
+            kind[:-1],
+            name,
+            self.named.get(winner, f"plugin '{winner}'"),
+            self.named.get(plugin, f"plugin '{plugin}'"),
+            winner,
+            plugin,
+        )
 
 
 class Flag(NamedTuple):

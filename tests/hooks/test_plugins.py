@@ -243,6 +243,75 @@ async def test_a_plugin_flag_another_plugin_has_already_is_named(tmp_path: Path)
     assert "-s max_pages=1; plugin mine" in result.stdout
 
 
+SPIDER_NAMED_SAME = """
+from framework import Spider, hookimpl
+
+class Same(Spider):
+    name = "same"
+
+@hookimpl
+def register_spiders(register):
+    register(Same)
+"""
+
+
+async def test_a_name_two_installed_distributions_register_is_a_warning_naming_both(
+    tmp_path: Path,
+) -> None:
+    for team in ("a", "b"):
+        fake_distribution(
+            tmp_path, f"fw-team{team}", "0.1", f"team{team}", f"fw_team{team}", SPIDER_NAMED_SAME
+        )
+    result = await run_fw("plugins", env=on_path(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if "register it twice" in line]
+    # Which one wins is the order the packages were found in: the user must hear of it.
+    assert "(from fw-teama 0.1)" in warning and "(from fw-teamb 0.1)" in warning
+    assert warning.startswith("WARNING: spider 'same': installed plugins register it twice")
+
+
+COMPACT_JSONL = """
+from framework import Exporter, hookimpl
+
+class Compact(Exporter):
+    format = "compact"
+    extensions = (".jsonl", ".compact")
+
+    def write(self, item):
+        raise AssertionError("never chosen for .jsonl")
+
+@hookimpl
+def register_exporters(register):
+    register(Compact)
+"""
+
+
+async def test_an_extension_two_installed_formats_claim_is_refused_for_o(
+    tmp_path: Path, serve: Serve
+) -> None:
+    fake_distribution(tmp_path / "site", "fw-teamd", "0.1", "teamd", "fw_teamd", COMPACT_JSONL)
+    base = await serve(pages({"/": "<h1>hi</h1>"}))
+    project = write_project(
+        tmp_path,
+        f"spider: rules\nstart_urls: [{base}/]\nrules: {{items: [{{fields: {{h: h1}}}}]}}\n",
+    )
+    out = tmp_path / "items.jsonl"
+    env = on_path(tmp_path / "site")
+    refused = await run_fw("run", str(project), "-o", str(out), env=env)
+    assert refused.returncode == 2 and not out.exists()
+    assert refused.stderr.strip() == (
+        f"Error: -o: {out}: exporters 'compact' of plugin 'teamd' (from fw-teamd 0.1) and "
+        f"'jsonl' of plugin 'exporters' (from fwcrawl {__version__}) both write this "
+        "extension; list the export under exporters: with the format: to use"
+    )
+    # Its own extension, and a format named in the project, still choose without doubt.
+    with project.open("a", encoding="utf-8") as file:
+        file.write(f"exporters: [{{format: jsonl, path: {out}}}]\n")
+    crawled = await run_fw("run", str(project), env=env)
+    assert crawled.returncode == 0, crawled.stderr
+    assert read_jsonl(out) == [{"h": "hi"}]
+
+
 class BetterJson(Exporter):
     format = "jsonl"
     extensions = (".jsonl",)

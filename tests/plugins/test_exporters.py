@@ -609,7 +609,7 @@ def test_sqlite_a_database_another_program_locks_fails_the_write_not_the_item(
 )
 def test_the_extension_picks_the_exporter(name: str, exporter: type[Exporter]) -> None:
     registry = Registry.collect(make_plugin_manager())
-    assert registry.exporter_for_extension(f"/out/{name}") is exporter
+    assert registry.exporters_for_extension(f"/out/{name}") == [exporter]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1890,10 +1890,10 @@ async def test_sqlite_cannot_write_to_stdout(tmp_path: Path, serve: Serve) -> No
 def test_the_longest_extension_picks_the_exporter() -> None:
     registry = Registry.collect(make_plugin_manager())
     picks = {
-        name: registry.exporter_for_extension(name)
+        name: registry.exporters_for_extension(name)
         for name in ("a.ndjson", "a.json", "A.JSONL", "a.sqlite3", "a.xml")
     }
-    assert {name: e.format if e else None for name, e in picks.items()} == {
+    assert {name: e[0].format if e else None for name, e in picks.items()} == {
         "a.ndjson": "jsonl",
         "a.json": "json",
         "A.JSONL": "jsonl",
