@@ -251,7 +251,8 @@ async def run_callback(
     output = CallbackOutput()
     code = _code(spider, name, plugins)
     if code is None:
-        output.problems.append(("spider_error", AttributeError(name), _missing(spider, name)))
+        kind = "plugin_error" if is_plugin_callback(name) else "spider_error"
+        output.problems.append((kind, AttributeError(name), _missing(spider, name)))
         return output
     try:
         produced = code.call(*args)
@@ -304,7 +305,8 @@ def _code(spider: Spider, name: str | None, plugins: PluginCallbacks) -> _Code |
 
 def _missing(spider: Spider, name: str | None) -> str:
     if is_plugin_callback(name):
-        return f"no plugin registered callback {name!r}"
+        # A request stored by an earlier run whose plugin is now uninstalled or disabled.
+        return f"no plugin registered callback {name!r}: is its plugin installed and enabled?"
     return f"spider {spider.name} has no callback {name!r}"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from framework.spider import Spider, run_callback
 from tests.conftest import Serve, crawl, pages, read_jsonl, write_project
 
 SPIDER = """
@@ -108,4 +109,19 @@ async def test_a_misspelt_callback_is_an_error_where_it_is_yielded_and_never_fet
         "'on_failure'?)"
         in m
         for m in messages
+    )
+
+
+async def test_a_stored_request_whose_plugin_callback_is_gone_blames_no_spider() -> None:
+    """A request queued by an earlier run for a plugin since uninstalled: the plugin's
+    failure, not the spider's (whose plugin would be named as the culprit)."""
+
+    class Shop(Spider):
+        name = "shop"
+
+    output = await run_callback(Shop(), "gone:page", None)
+    ((kind, _, message),) = output.problems
+    assert kind == "plugin_error"
+    assert message == (
+        "no plugin registered callback 'gone:page': is its plugin installed and enabled?"
     )
