@@ -9,7 +9,8 @@ Five kinds of hooks:
 * **Registry hooks** run once at start-up, before the project is checked, in llm's callback
   style: the plugin calls ``register(...)`` for each thing it provides. When two plugins
   register the same name the first one called wins; plugins are called newest first, so a
-  user's plugin overrides a bundled one (order them with ``tryfirst``/``trylast``).
+  user's plugin overrides a bundled one (order them with ``tryfirst``/``trylast``). Two
+  installed packages registering one name get a warning naming both.
 * **Start-up hooks** run once the project is checked and the spider built, before anything
   is fetched (``fw check`` runs them too, so that their mistakes show there).
 * **The item pipeline hook** ``item_step`` runs once per crawl, once the project is
@@ -24,6 +25,10 @@ Five kinds of hooks:
   crawl waits for it. A middleware object may implement event hooks too, as methods marked
   ``@hookimpl``: fw calls them for that middleware's own crawl, which is how a plugin
   keeps state per crawl.
+
+An implementation is a ``def`` that returns (an event hook's may be ``async def``): a
+generator is refused when the plugin loads, since calling it would run none of its body,
+except for ``extra_start_requests``, whose answer fw iterates.
 
 ``firstresult`` and hook wrappers are not used by fw: anything that wraps a request is a
 middleware (see ``register_middlewares``).
@@ -384,7 +389,8 @@ def crawl_error(
     """Be told something failed: a request after its last retry, a callback, a plugin.
 
     Called once per counted failure, after it has been logged. May be async. An
-    exception raised here is logged and otherwise ignored (it is not reported again).
+    exception raised here is logged and counted as one ``plugin_error`` (a failure of the
+    plugin's own), but not handed to ``crawl_error`` again, which could loop.
     Read or format the error's traceback during the call: once every hook has returned,
     fw drops it, because its frames hold the page in memory until a rare collection.
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import inspect
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from framework.config.project import (
     load_project,
     load_project_without,
 )
+from framework.config.yamlfile import shorten
 from framework.crawl.admission import Admission
 from framework.crawl.downloads import Downloads, sharing_slots
 from framework.crawl.engine import Crew, Engine
@@ -192,7 +194,7 @@ def _renews(project: Project, pm: PluginManager) -> bool:
     answers = []
     for call in hook_calls(pm, "renew_finished_crawl"):
         try:
-            answers.append(call(project=project))
+            answer = call(project=project)
         except ValueError as exc:
             raise project.error_source.error((call.plugin,), str(exc)) from None
         except SystemExit as exc:  # no Exception: it would end fw, its code for fw's
@@ -203,7 +205,22 @@ def _renews(project: Project, pm: PluginManager) -> bool:
             raise PluginError(
                 f"plugin '{call.plugin}': renew_finished_crawl raised {type(exc).__name__}: {exc}"
             ) from exc
+        answers.append(_answer(answer, pm.named(call.plugin)))
     return any(answer is True for answer in answers)
+
+
+def _answer(answer: object, named: str) -> bool | None:
+    """Take a plugin's answer to ``renew_finished_crawl``: a coroutine or a truthy 1 would
+    otherwise be a silent "no"."""
+    if inspect.iscoroutine(answer):
+        answer.close()
+        raise PluginError(f"{named}: renew_finished_crawl must be a plain def, not async def")
+    if answer is not None and not isinstance(answer, bool):
+        raise PluginError(
+            f"{named}: renew_finished_crawl returned {shorten(repr(answer))}; "
+            "it returns True, False or None"
+        )
+    return answer
 
 
 def _check_has_start(project: Project, spider: Spider, added: Sequence[Request]) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -443,7 +444,7 @@ def _short(value: object) -> str:
 
 
 def _check(pm: PluginManager) -> None:
-    """Reject hooks fw does not define (typos) and wrappers, naming the plugin."""
+    """Reject hooks fw does not define (typos), wrappers and generators, naming the plugin."""
     for name in dir(pm.hook):
         caller = getattr(pm.hook, name)
         if not isinstance(caller, pluggy.HookCaller):
@@ -459,6 +460,21 @@ def _check(pm: PluginManager) -> None:
                     f"{pm.named(plugin)}: {name} is a wrapper; fw hooks "
                     "take plain implementations (use a middleware)",
                 )
+            if _generates(impl.function) and name not in _YIELDING_HOOKS:
+                raise pm.error(
+                    plugin,
+                    f"{pm.named(plugin)}: {name} is a generator: fw would call it and its body "
+                    "would never run; make it a def that returns (or an async def for an event "
+                    "hook)",
+                )
+
+
+#: The hooks whose answer fw iterates: their implementations may yield it.
+_YIELDING_HOOKS = frozenset({"extra_start_requests"})
+
+
+def _generates(function: object) -> bool:
+    return inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
 
 
 def _spec_names(pm: PluginManager) -> list[str]:

@@ -129,3 +129,24 @@ async def test_a_plugin_exiting_in_renew_finished_crawl_is_named(
     assert result.stderr.endswith(
         "Error: plugin 'renews.py': renew_finished_crawl called sys.exit(0)\n"
     ), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("implementation", "said"),
+    [
+        ("async def renew_finished_crawl(project):\n    return True\n", "must be a plain def"),
+        ("def renew_finished_crawl(project):\n    return 1\n", "returned 1; it returns True"),
+    ],
+)
+async def test_a_renew_answer_that_is_no_bool_is_named_not_taken_for_no(
+    tmp_path: Path, implementation: str, said: str
+) -> None:
+    (tmp_path / "renews.py").write_text(
+        f"from framework import hookimpl\n\n@hookimpl\n{implementation}", encoding="utf-8"
+    )
+    project = project_with(tmp_path, "./renews.py")
+    project.write_text(project.read_text() + "frontier: sqlite:///state.db\n")
+    result = await run_fw("check", str(project))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Error: plugin 'renews.py': renew_finished_crawl {said}")
+    assert "never awaited" not in result.stderr  # no bare Python warning instead of fw's

@@ -493,6 +493,16 @@ def test_a_hook_with_a_wrong_signature_is_one_located_line(
             "async def register_spiders(register):\n    pass",
             "register_spiders must be a plain def, not async def",
         ),
+        (  # a generator's body never runs when called: nothing would be registered
+            "def register_spiders(register):\n    yield",
+            "register_spiders is a generator: fw would call it and its body would never run; "
+            "make it a def that returns (or an async def for an event hook)",
+        ),
+        (  # nor would an event hook's: the item would not be enriched, with exit 0
+            "async def item_scraped(item, response, spider):\n    yield",
+            "item_scraped is a generator: fw would call it and its body would never run; "
+            "make it a def that returns (or an async def for an event hook)",
+        ),
     ],
 )
 def test_a_project_plugin_that_breaks_registration_is_located_at_its_entry(
