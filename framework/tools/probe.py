@@ -28,7 +28,7 @@ from framework.errors import CrawlAborted, FetchError, ProjectError, UsageError
 from framework.fetch.downloader import Downloader, DownloadSettings
 from framework.fetch.layers import FetchLayer, layered
 from framework.fetch.parsers import Parsers
-from framework.fetch.statuses import redirect_of
+from framework.fetch.statuses import check_status, redirect_of
 from framework.hooks.components import assemble, fetch_layers, middlewares
 from framework.http import Request, Response
 from framework.http.urls import Offsite, redacted_request, site_of, unfetchable
@@ -38,6 +38,7 @@ from framework.spider import (
     CallbackOutput,
     PluginCallbacks,
     Spider,
+    allowed_status,
     run_callback,
 )
 
@@ -146,6 +147,9 @@ def parse(probe: Probe, url: str, callback: str | None) -> CallbackOutput:
 
     async def run() -> CallbackOutput:
         response = await probe.fetch(url)
+        # An error page is no page to parse, as in fw run: unless the callback takes it.
+        asked = Request(url, callback=callback)
+        check_status(response, allowed_status(spider, asked, probe.callbacks))
         return await run_callback(spider, callback, response, plugins=probe.callbacks)
 
     try:

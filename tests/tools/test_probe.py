@@ -48,6 +48,8 @@ async def project(serve: Serve, tmp_path: Path) -> tuple[str, Path]:
         seen.append(request.headers.get("X-Team", ""))
         if request.path == "/old":
             raise web.HTTPFound("/a")
+        if request.path == "/gone":
+            raise web.HTTPNotFound(text="<h1>Not here</h1>", content_type="text/html")
         return web.Response(text=f"<h1>Page {request.path}</h1>", content_type="text/html")
 
     app = web.Application()
@@ -112,6 +114,16 @@ async def test_parse_runs_no_dunder_of_the_spider_as_a_callback(
     done = await run_fw("parse", f"{base}/b", "-p", str(path), "--callback", callback, "--json")
     assert done.returncode == 1, done.stderr
     assert json.loads(done.stdout)["problems"] == [f"spider shop has no callback {callback!r}"]
+
+
+async def test_parse_of_an_error_page_fails_as_fw_run_would_without_parsing_it(
+    project: tuple[str, Path],
+) -> None:
+    base, path = project
+    done = await run_fw("parse", f"{base}/gone", "-p", str(path))
+    assert done.returncode == 1
+    assert done.stdout == ""  # not {"title": "Not here"}: fw run counts it http_404
+    assert done.stderr.strip() == f"Error: {base}/gone: http_404: HTTP 404"
 
 
 async def test_parse_needs_a_spider_and_a_live_server(project: tuple[str, Path]) -> None:
