@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -438,13 +439,15 @@ def _exporter(spec: ExporterSpec, project: Project, registry: Registry, append: 
 def _misplaced(
     specs: Sequence[ExporterSpec], project: Project, reserved: Mapping[object, str]
 ) -> Iterator[ProjectError]:
-    """An error for each exporter that writes where an earlier one does (two writers of one
-    file tear each other's records; stdout, ``-``, too) or where the crawl writes a file
-    of its own (which would replace the export, or break)."""
+    """An error for each exporter whose path is a folder, that writes where an earlier one
+    does (two writers of one file tear each other's records; stdout, ``-``, too) or where
+    the crawl writes a file of its own (which would replace the export, or break)."""
     seen: dict[object, ExporterSpec] = {}
     for spec in specs:
         file = identity(spec.path)
-        if (first := seen.get(file)) is not None:
+        if spec.path != "-" and Path(spec.path).is_dir():  # else fw check passes, fw run fails
+            yield _export_error(spec, "is a folder; give the export a file in it", project)
+        elif (first := seen.get(file)) is not None:
             earlier = format_key(first.at) if first.at else f"-o {first.path}"
             yield _export_error(
                 spec, f"already written by {earlier}; give each exporter its own file", project

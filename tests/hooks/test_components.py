@@ -90,6 +90,27 @@ async def test_two_exporters_writing_one_file_are_refused_naming_both(
     assert sorted(result.stderr.splitlines()) == sorted(lines)
 
 
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_an_export_path_that_is_a_folder_is_refused_before_any_fetch(
+    tmp_path: Path, command: str
+) -> None:
+    path = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [https://a.example/]
+        rules: {items: [{fields: {page: {value: url}}}]}
+        exporters: [{format: jsonl, path: out}]
+        """,
+    )
+    (tmp_path / "out").mkdir()
+    result = await run_fw(command, str(path), cwd=tmp_path)
+    assert result.returncode == 2  # fw check said OK, and fw run failed with exit 1
+    assert result.stderr.strip() == (
+        f"Error: {path}:4: exporters[0].path: is a folder; give the export a file in it"
+    )
+
+
 async def test_the_section_of_a_spider_not_in_use_is_checked_all_the_same(tmp_path: Path) -> None:
     path = write_project(
         tmp_path,

@@ -990,15 +990,15 @@ def _one_error_line(stderr: str) -> str:
     ("output", "fmt"),
     [("out.jsonl", "jsonl"), ("out.json", "json"), ("out.csv", "csv"), ("out.db", "sqlite")],
 )
-async def test_output_that_is_a_directory_aborts(
+async def test_output_that_is_a_directory_is_refused_before_the_crawl(
     tmp_path: Path, serve: Serve, output: str, fmt: str
 ) -> None:
     base = await serve(small_site(2))
     (tmp_path / output).mkdir()
     done = await run_fw("run", str(pages_project(tmp_path, base)), "-o", output, cwd=tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     error = _one_error_line(done.stderr)
-    assert error == f"Error: exporter {fmt} cannot open {tmp_path / output}: Is a directory"
+    assert error == f"Error: -o: {tmp_path / output}: is a folder; give the export a file in it"
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "sqlite"])
