@@ -49,7 +49,7 @@ from framework.http.urls import (
     canonical_url,
     fingerprint,
     older_fingerprint,
-    redact,
+    redact_all,
     shown_url,
     sign_in_passwords,
 )
@@ -477,7 +477,7 @@ class _Parsed(NamedTuple):
 
 
 def _same(url: str) -> str:
-    return redact(canonical_url(url))
+    return redact_all(canonical_url(url))
 
 
 def _echo(secret: SignInPassword) -> str | None:

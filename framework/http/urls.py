@@ -76,10 +76,10 @@ def redact(url: str) -> str:
 
 
 def shown_url(request: Request) -> str:
-    """Return ``request``'s URL as fw shows and records it: redacted (``redact``), and
-    without the query of a sign-in form sent by GET (``SECRET_QUERY``), which holds the
-    password."""
-    url = redact(request.url)
+    """Return ``request``'s URL as fw shows and records it: redacted, a URL in its query
+    too (``redact_all``: a redirector's ``?to=ftp://user:password@host/``), and without the
+    query of a sign-in form sent by GET (``SECRET_QUERY``), which holds the password."""
+    url = redact_all(request.url)
     return url.partition("?")[0] if request.meta.get(SECRET_QUERY) else url
 
 

@@ -96,6 +96,30 @@ async def test_a_recording_keeps_no_password_of_a_url_and_still_replays(
     assert "3 items" in replayed.stderr and len(hits) == 5
 
 
+async def test_a_recording_keeps_no_password_of_a_url_in_a_query_and_still_replays(
+    serve: Serve, tmp_path: Path
+) -> None:
+    hits: list[str] = []
+    base = await site(serve, hits)
+    start = f"{base}/b?to=ftp://ada:Nested5ecret@127.0.0.1/x"  # a redirector's query
+    path = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: ['{start}']
+        rules: {{items: [{{fields: {{title: h1::text}}}}]}}
+        """,
+    )
+    recorded = await run_fw("run", str(path), "--record", str(tmp_path / "rec"))
+    assert recorded.returncode == 0, recorded.stderr
+    records = [p.read_text() for p in (tmp_path / "rec").glob("*.json")]
+    assert len(records) == 2 and not [r for r in records if "Nested5ecret" in r]
+    replayed = await run_fw("run", str(path), "--replay", str(tmp_path / "rec"), "-o", "-")
+    assert replayed.returncode == 0, replayed.stderr
+    assert [json.loads(line) for line in replayed.stdout.splitlines()] == [{"title": "B"}]
+    assert len(hits) == 2
+
+
 async def test_a_request_missing_from_the_recording_is_a_clear_failure(
     serve: Serve, tmp_path: Path
 ) -> None:
