@@ -444,6 +444,12 @@ def _classify(exc: BaseException, timeout: float) -> FetchError:
     """Name a failed fetch for the stats, and say whether trying again may help."""
     if isinstance(exc, TimeoutError):
         return FetchError("timeout", f"no complete answer within {timeout:g}s", retryable=True)
+    if isinstance(exc, ValueError) and "AUTHORIZATION header" in str(exc):  # aiohttp's words
+        return FetchError(
+            "invalid_url",
+            "the URL's user:password@ and an Authorization header (headers:, domains:) both "
+            "give credentials; keep one",
+        )
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         return FetchError("invalid_url", f"cannot fetch this URL: {exc}")
     if isinstance(exc.__cause__, ContentEncodingError):  # the same bytes will not inflate

@@ -374,3 +374,15 @@ def test_a_host_written_another_way_is_the_host_the_crawl_reaches_over_https(
     headers = HostHeaders({"Authorization": TOKEN}, {}, (), ["https://localhost:8443/"])
     assert headers.for_request(Request("https://localhost:8443/a"))["Authorization"] == TOKEN
     assert "Authorization" not in headers.for_request(Request(f"http://{host}:8080/b"))
+
+
+async def test_a_url_with_credentials_and_an_authorization_header_name_the_clash(
+    start: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = Host({"/": html("<title>home</title>")})
+    url = (await start(site)).replace("http://", "http://ada:pa55@") + "/"
+    extra = f'headers: {{Authorization: "{TOKEN}"}}\nrobots: ignore'
+    stats = await crawl(project(tmp_path, url, extra))
+    assert stats.errors == {"invalid_url": 1} and site.seen == []
+    (said,) = [r.getMessage() for r in caplog.records if "invalid_url" in r.getMessage()]
+    assert "user:password@ and an Authorization header (headers:, domains:) both" in said
