@@ -576,6 +576,9 @@ def _collector_tuned() -> Iterator[None]:
 _SIGNALS = {signal.SIGINT: ("Ctrl-C", "interrupted"), signal.SIGTERM: ("SIGTERM", "terminated")}
 #: Seconds a second signal lets the step holding the loop finish before exiting without it.
 _QUIT_GRACE = 1.0
+#: Seconds past twice ``stop_timeout`` after which a crawl a signal did not stop (its loop
+#: held by a callback, a hostile page's million links) quits as on a second signal.
+_OVERDUE = 2.0
 
 
 async def _run(crawl: Engine, stop_timeout: float, progress: Progress) -> Stats:
@@ -615,6 +618,7 @@ class _Stopping:
         self._loop = main.get_loop()
         #: The signals received, in order.
         self.signalled: list[signal.Signals] = []
+        self._overdue: threading.Timer | None = None  # quits if the first signal did not
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -623,6 +627,8 @@ class _Stopping:
         try:
             yield
         finally:
+            if self._overdue is not None:  # stopped in time: the summary is not cut
+                self._overdue.cancel()
             for sig, handler in saved.items():
                 signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
@@ -640,6 +646,20 @@ class _Stopping:
             f"finish, at most {self._stop_timeout:g}s{again}"
         )
         self._loop.call_soon_threadsafe(self._stop, reason)
+        # The loop may not run _stop for a long time: a promise to stop needs a deadline.
+        self._overdue = threading.Timer(2 * self._stop_timeout + _OVERDUE, self._gave_up, (sig,))
+        self._overdue.daemon = True
+        self._overdue.start()
+
+    def _gave_up(self, sig: signal.Signals) -> None:
+        """Quit as on a second signal: the first has not stopped the crawl in time."""
+        waited = 2 * self._stop_timeout + _OVERDUE
+        _say(
+            f"Quitting now: the crawl has not stopped {waited:g}s after {_SIGNALS[sig][0]} "
+            "(something holds its event loop)."
+        )
+        self._loop.call_soon_threadsafe(self._exit, sig)
+        threading.Timer(_QUIT_GRACE, os._exit, (128 + sig,)).start()
 
     def _stop(self, reason: str) -> None:
         self._crawl.stop(reason)

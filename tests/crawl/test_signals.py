@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.conftest import Serve, run_fw, write_project
+from tests.conftest import Serve, read_jsonl, run_fw, write_project
 from tests.conftest import pages as site_of
 from tests.test_cli import read_until, start_fw
 
@@ -232,3 +232,32 @@ async def test_a_second_signal_exits_even_while_a_callback_holds_the_loop(
     assert f"Quitting now ({name} again)." in rest
     # Exited without closing the array, as a kill would: the element written is whole.
     assert json.loads(export.read_text() + "]") == [{"page": f"{base}/"}]
+
+
+async def test_one_signal_exits_in_bounded_time_even_while_a_callback_holds_the_loop(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """``docker stop`` sends one SIGTERM: fw must keep its promise to stop without a second."""
+    base = await serve(site_of({"/": "ok", "/hold": "ok"}))
+    (tmp_path / "holds.py").write_text(HOLDING.format(hold="time.sleep(60)"), encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"spider: holds\nstart_urls: [{base}/]\nplugins: [./holds.py]\nrobots: ignore\n"
+        "stop_timeout: 0.2\n",
+    )
+    export = tmp_path / "items.jsonl"
+    process = await start_fw("run", str(project), "-o", str(export))
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        await read_until(process.stderr, "holding")
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):  # 2 × 0.2 s + 2 s, the grace of 1 s, and slack
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    rest = (await process.stderr.read()).decode()
+    assert process.returncode == 143, rest
+    assert "Quitting now: the crawl has not stopped 2.4s after SIGTERM" in rest
+    assert read_jsonl(export) == [{"page": f"{base}/"}]  # what was written is whole
