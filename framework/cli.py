@@ -17,7 +17,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from framework.__about__ import __version__
 from framework.config.project import Override, Project, load_project
@@ -56,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ensure_stderr()
     try:
-        args = _parse_argv(_parser(plugin_flags=_command(argv) == "run"), argv)
+        project = _project_read_ahead(argv)
+        args = _parse_argv(_parser(plugin_flags=_command(argv) == "run", project=project), argv)
     except (UsageError, PluginError) as exc:  # a plugin's flag is not one fw can take
         _print_errors(exc.errors if isinstance(exc, ProjectErrors) else [exc])
         return USAGE
@@ -137,17 +138,47 @@ class _Parser(argparse.ArgumentParser):
         super()._print_message(message, data() if file is None or file is sys.stdout else file)
 
 
+class _Unreadable(Exception):
+    """``argv`` does not parse: the real parser says why."""
+
+
+class _ReadAhead(_Parser):
+    """A parser that says nothing and never exits: it reads ``argv`` ahead of the real one."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _Unreadable(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise _Unreadable(message)
+
+
+def _project_read_ahead(argv: Sequence[str]) -> Project | None:
+    """Return the project ``fw run`` is given, read before the plugins load for their
+    flags, so that those it disables never load (nor run their import-time code); None
+    for another command, for help, or when it does not read (``fw run`` says why)."""
+    if _command(argv) != "run" or {"-h", "--help", "--version"} & set(argv):
+        return None
+    try:
+        args, _ = _parser(plugin_flags=False, cls=_ReadAhead).parse_known_args(argv)
+        return load_project(args.project, args.overrides)
+    except (_Unreadable, FwError, OSError):
+        return None
+
+
 #: The ``add_subparsers()`` object each command's parser is added to.
 Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 
 def _parser(
-    *, plugin_flags: bool = True, project: Project | None = None
+    *,
+    plugin_flags: bool = True,
+    project: Project | None = None,
+    cls: type[_Parser] = _Parser,
 ) -> argparse.ArgumentParser:
     """Build the ``fw`` parser: the global options, then one sub-parser per command;
     ``fw run`` with the flags plugins add (those ``project`` does not disable), unless
     ``plugin_flags`` is false."""
-    parser = _Parser(prog="fw", description="Crawl the web with plugins.")
+    parser = cls(prog="fw", description="Crawl the web with plugins.")
     parser.add_argument("--version", action="version", version=f"fw {__version__}")
     _logging_arguments(parser, defaults=True)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")

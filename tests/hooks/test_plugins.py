@@ -606,6 +606,43 @@ async def test_the_plugins_header_leaves_disabled_plugins_out(tmp_path: Path, se
     assert not [name for name in listed if name.startswith(("douban-", "exporters-"))]
 
 
+MARKS_ITS_IMPORT = """
+import os
+from pathlib import Path
+
+Path(os.environ["FW_TEST_MARK"]).write_text("imported")
+"""
+
+
+@pytest.mark.parametrize("flag", [[], ["--incremental"]])
+async def test_fw_run_never_imports_a_disabled_plugin(
+    tmp_path: Path, serve: Serve, flag: list[str]
+) -> None:
+    """Not even to read the flags plugins add to fw run: its import may do anything."""
+    site = fake_distribution(
+        tmp_path / "site", "fw-teamh", "0.1", "teamh", "fw_teamh", MARKS_ITS_IMPORT
+    )
+    base = await serve(pages({"/": "<h1>hi</h1>"}))
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [{base}/]
+        disable_plugins: [teamh]
+        frontier: sqlite:///state.db
+        rules: {{items: [{{fields: {{title: h1::text}}}}]}}
+        """,
+    )
+    mark = tmp_path / "mark"
+    env = {**on_path(site), "FW_TEST_MARK": str(mark)}
+    result = await run_fw("run", str(project), *flag, "-o", "-", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"title": "hi"}
+    assert not mark.exists()
+    listed = await run_fw("plugins", env=env)  # while it still loads where not disabled
+    assert listed.returncode == 0 and mark.read_text() == "imported"
+
+
 def test_fw_plugins_does_not_describe_a_disabled_plugin() -> None:
     pm = make_plugin_manager(disabled=["douban"])
     assert "douban" not in [info.name for info in pm.infos()]
