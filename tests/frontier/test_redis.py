@@ -858,12 +858,16 @@ async def test_a_cancelled_call_ends_at_once_and_leaves_the_frontier_usable(make
 # -------------------------------------------------------------------------------------------
 
 
-def gone(url: str, settled: int) -> str:
+def gone(url: str, settled: int, unsettled: int = 0) -> str:
     """The error that stops a worker whose crawl's state is no longer in Redis."""
+    more = (
+        f", and hold the items of {unsettled} more whose settling did not go through: "
+        "another worker may export them again"
+    )
     return (
         f"the crawl's state in Redis at {url} is gone (flushed or restarted without "
         f"persistence); {settled} pages settled by this worker, its exports are complete "
-        "up to them"
+        f"up to them{more if unsettled else ''}"
     )
 
 
@@ -906,7 +910,8 @@ async def test_a_flush_stops_the_worker_at_its_next_call_and_it_writes_nothing(
     flush(server)
     with pytest.raises(CrawlAborted) as raised:
         await CALLS[call](frontier, held)
-    assert str(raised.value) == gone(server.url, 2)
+    # A page being settled has its items exported: they may come again from another worker.
+    assert str(raised.value) == gone(server.url, 2, unsettled=int(call == "settle"))
     with pytest.raises(CrawlAborted):  # and every call after it
         await frontier.claim()
     await frontier.close()
@@ -1181,3 +1186,30 @@ async def test_a_redis_that_spares_keys_without_expiry_or_hides_its_config_is_us
         assert {client.ttl(key) for key in client.scan_iter(match=PREFIX + "*")} == {-1}
     disabled = "--rename-command" in server.options
     assert ("cannot read maxmemory-policy" in caplog.text) == disabled
+
+
+async def test_a_settle_stopped_before_redis_answered_is_said_to_repeat_its_items(
+    make: Make, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker stopped (a signal) while Redis holds its settle back: its export has the
+    page's items, and whether Redis took the settle no one knows."""
+    frontier = await make()
+    await frontier.add(urls("1"))
+    lease = await lease_of(frontier)
+    with server.client() as client:
+        client.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")  # the settle waits
+        try:
+            settling = asyncio.create_task(ack(frontier, lease))
+            async with asyncio.timeout(5):
+                while not frontier._settling:  # noqa: ASYNC110 - sent, not answered
+                    await asyncio.sleep(0.01)
+            settling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settling
+        finally:
+            client.execute_command("CLIENT", "UNPAUSE")
+    assert (
+        "Redis did not answer the settling of 1 pages: their items are in this worker's "
+        "exports, and if it did not take it, another worker exports them again"
+    ) in caplog.messages
+    await frontier.close()

@@ -191,6 +191,8 @@ class RedisFrontier:
         self._joined = False  # open registered this worker in a crawl: close deregisters it
         self._gone = False  # the crawl's state vanished from Redis: every call stops the crawl
         self._settled_here = 0  # pages this worker settled: its exports hold their items
+        self._unsettled = 0  # pages whose settle call had no answer: their items too
+        self._settling = 0  # pages of the settle call under way
         self._calls = itertools.count(1)  # numbers this worker's mutating calls
         self._held: dict[str, str] = {}  # lease token -> request id, for the heartbeat
         self._policies: dict[str, tuple[int, str, str]] = {}  # by host, see _policy
@@ -330,7 +332,16 @@ class RedisFrontier:
                 args += self._requests(discovered)
         answers: list[str] = []
         if args:
-            answer, counts = await self._run("settle", self.worker, next(self._calls), *args)
+            self._settling = sum(key is not None for key in keys)  # said if Redis is given up
+            try:
+                answer, counts = await self._run("settle", self.worker, next(self._calls), *args)
+            except BaseException as exc:  # no answer: given up on Redis, or stopped
+                if isinstance(exc, asyncio.CancelledError):  # else the error says so
+                    self._unanswered()
+                self._unsettled += self._settling
+                raise
+            finally:
+                self._settling = 0
             self._note(counts)
             answers = answer.decode().split("|")
             self._settled_here += len(answers) - answers.count("!")
@@ -497,9 +508,24 @@ class RedisFrontier:
 
     def _whole(self) -> str:
         """Say how far this worker's exports are whole, for a message that stops it."""
-        return (
+        said = (
             f"{self._settled_here} pages settled by this worker, its exports are complete "
             "up to them"
+        )
+        if unsettled := self._unsettled + self._settling:
+            said += (
+                f", and hold the items of {unsettled} more whose settling did not go through: "
+                "another worker may export them again"
+            )
+        return said
+
+    def _unanswered(self) -> None:
+        """Say that the settling of the pages being settled, whose items the exports hold,
+        had no answer: Redis may have taken it or not."""
+        log.warning(
+            "Redis did not answer the settling of %d pages: their items are in this "
+            "worker's exports, and if it did not take it, another worker exports them again",
+            self._settling,
         )
 
     async def _claim_batches(self) -> None:
