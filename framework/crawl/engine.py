@@ -223,7 +223,7 @@ class Engine:
             self.stats.finish("already finished")
             # An export the last run left unfinished (a CSV header a full disk cut short) is
             # finished now, or the run says it cannot be; the others are left as they are.
-            self._settler.finish_leftovers(stack)
+            self._settler.finish_leftovers(stack, saved.checkpoints)
             return False
         if saved.renewed:
             log.info(

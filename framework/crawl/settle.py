@@ -157,13 +157,17 @@ class Settler:
                 ", ".join(unsure),
             )
 
-    def finish_leftovers(self, stack: AsyncExitStack) -> None:
+    def finish_leftovers(self, stack: AsyncExitStack, checkpoints: Mapping[str, Any]) -> None:
         """Open, appending, and close (with ``stack``) only the exports an earlier run left
-        to finish (``Exporter.unfinished``): a crawl found finished writes nothing else."""
+        to finish (``Exporter.unfinished``: killed before it closed them, say), each cut
+        back to where it stood at the last acknowledged page, which says what it holds (a
+        CSV's columns): a crawl found finished writes nothing else."""
         for exporter in self._exporters:
             if exporter.unfinished():
                 exporter.append = True
                 self._opened(exporter, stack)
+                if (key := _key(exporter)) in checkpoints:
+                    exporter.rewind(checkpoints[key])
 
     def _opened(self, exporter: Exporter, stack: AsyncExitStack) -> None:
         """Open ``exporter``, to be closed by ``stack``; one that cannot stops the crawl."""

@@ -417,3 +417,70 @@ async def test_a_crawl_killed_before_its_first_acknowledged_page_resumes_exactly
     every = sorted(str(n) for n in range(3000))
     for name, pages in exported(tmp_path).items():
         assert sorted(pages) == every, f"{name}: {len(pages)} items for 3000"
+
+
+LATE_COLUMN = """
+import asyncio
+from framework import Spider, hookimpl
+
+class Late(Spider):
+    name = "late"
+
+    def parse(self, response):
+        number = int(response.url.rsplit("/", 1)[1])
+        # A column the CSV header lacks until the export closes.
+        yield {"page": number, **({"late": number} if number % 5 == 3 else {})}
+        yield from response.follow_all(css="a")
+
+@hookimpl
+def register_spiders(register):
+    register(Late)
+
+@hookimpl
+async def crawl_finished(project, spider, stats):
+    print("finishing", flush=True)
+    await asyncio.Event().wait()  # killed here: every page settled, no export closed
+"""
+
+
+async def test_a_crawl_killed_after_its_last_page_has_its_exports_closed_by_the_rerun(
+    serve: Serve, tmp_path: Path
+) -> None:
+    state = LinkedSite(30, latency=0.0)
+    base = await state.start(serve)
+    (tmp_path / "late.py").write_text(LATE_COLUMN, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"spider: late\nstart_urls: [{base}/p/0]\nrobots: ignore\nplugins: [./late.py]\n"
+        "frontier: sqlite:///state.db\n",
+    )
+    exports = ["-o", str(tmp_path / "items.json"), "-o", str(tmp_path / "items.csv")]
+    process = await asyncio.create_subprocess_exec(
+        *fw_command(), "run", str(project), *exports, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"finishing" not in (line := await process.stderr.readline()):
+                assert line, "fw ended before crawl_finished"
+    finally:
+        process.kill()
+        await process.wait()
+    with pytest.raises(json.JSONDecodeError):  # no "]" yet
+        json.loads((tmp_path / "items.json").read_text())
+
+    rerun = await run_fw("run", str(project), *exports)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "already finished" in rerun.stderr
+    assert state.fetched.total() == 30  # nothing fetched again: only the exports closed
+    array = json.loads((tmp_path / "items.json").read_text())
+    assert sorted(item["page"] for item in array) == list(range(30))
+    with (tmp_path / "items.csv").open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["page", "late"]  # the header completed, every row as wide
+    assert sorted((int(r["page"]), r["late"]) for r in rows) == [
+        (n, str(n) if n % 5 == 3 else "") for n in range(30)
+    ]
+    again = {name: (tmp_path / name).read_bytes() for name in ("items.json", "items.csv")}
+    assert (await run_fw("run", str(project), *exports)).returncode == 0
+    assert {name: (tmp_path / name).read_bytes() for name in again} == again  # once only
