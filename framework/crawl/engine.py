@@ -126,6 +126,9 @@ class Engine:
         self._sent = 0  # requests that went to the fetcher, for max_pages
         self._narrowing_said = False  # warned of saved requests allowed_domains leaves out
         self._stopping: str | None = None
+        #: Set once what is left is closing the exports and the frontier: work of fw's own,
+        #: which may hold the loop a while (a CSV's header completed), never a plugin's.
+        self.closing = False
         self._seeding: asyncio.Task[None] | None = None  # hands start requests over
         self._pulling: asyncio.Task[None] | None = None  # runs start_requests
         self._processing: set[asyncio.Task[Any]] = set()  # workers fetching or parsing
@@ -197,8 +200,11 @@ class Engine:
     async def _run(self) -> None:
         try:
             async with AsyncExitStack() as stack:
-                if await self._open(stack):
-                    await self._crawl()
+                try:
+                    if await self._open(stack):
+                        await self._crawl()
+                finally:
+                    self.closing = True
         except BaseExceptionGroup as group:
             # The task group wraps what a worker raised: report the first cause plainly.
             raise _first(group) from group

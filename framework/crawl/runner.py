@@ -652,7 +652,10 @@ class _Stopping:
         self._overdue.start()
 
     def _gave_up(self, sig: signal.Signals) -> None:
-        """Quit as on a second signal: the first has not stopped the crawl in time."""
+        """Quit as on a second signal: the first has not stopped the crawl in time, unless
+        the crawl is closing its exports, which may take a while and must not be cut."""
+        if self._crawl.closing:
+            return
         waited = 2 * self._stop_timeout + _OVERDUE
         _say(
             f"Quitting now: the crawl has not stopped {waited:g}s after {_SIGNALS[sig][0]} "

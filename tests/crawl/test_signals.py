@@ -261,3 +261,53 @@ async def test_one_signal_exits_in_bounded_time_even_while_a_callback_holds_the_
     assert process.returncode == 143, rest
     assert "Quitting now: the crawl has not stopped 2.4s after SIGTERM" in rest
     assert read_jsonl(export) == [{"page": f"{base}/"}]  # what was written is whole
+
+
+SLOW_CLOSE = """
+import time
+from pathlib import Path
+from framework import Exporter, hookimpl
+
+class SlowClose(Exporter):
+    format = "slowclose"
+    extensions = (".slow",)
+
+    def write(self, item):
+        print("written", flush=True)
+
+    def close(self):
+        time.sleep(3)  # a big CSV's header completed, say: fw's own closing, not a hang
+        Path(self.path).write_text("closed")
+
+@hookimpl
+def register_exporters(register):
+    register(SlowClose)
+"""
+
+
+async def test_an_export_closing_slowly_after_a_signal_is_not_cut_short(
+    serve: Serve, tmp_path: Path
+) -> None:
+    base = await serve(site_of({"/": "ok", "/hold": "ok"}))
+    (tmp_path / "slowclose.py").write_text(SLOW_CLOSE, encoding="utf-8")
+    (tmp_path / "holds.py").write_text(HOLDING.format(hold="pass"), encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"spider: holds\nstart_urls: [{base}/]\nplugins: [./holds.py, ./slowclose.py]\n"
+        "robots: ignore\nstop_timeout: 0.2\n",
+    )
+    export = tmp_path / "items.slow"
+    process = await start_fw("run", str(project), "-o", str(export))
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        await read_until(process.stderr, "written")
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    rest = (await process.stderr.read()).decode()
+    assert "Quitting now" not in rest  # 3 s is past the 2.4 s a held loop gets
+    assert export.read_text() == "closed" and process.returncode in (0, 143), rest
