@@ -247,17 +247,7 @@ async def test_one_signal_exits_in_bounded_time_even_while_a_callback_holds_the_
     )
     export = tmp_path / "items.jsonl"
     process = await start_fw("run", str(project), "-o", str(export))
-    assert process.stdout is not None and process.stderr is not None
-    try:
-        await read_until(process.stderr, "holding")
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):  # 2 × 0.2 s + 2 s, the grace of 1 s, and slack
-            await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    rest = (await process.stderr.read()).decode()
+    rest = await terminated_when(process, "holding")
     assert process.returncode == 143, rest
     assert "Quitting now: the crawl has not stopped 2.4s after SIGTERM" in rest
     assert read_jsonl(export) == [{"page": f"{base}/"}]  # what was written is whole
@@ -298,9 +288,17 @@ async def test_an_export_closing_slowly_after_a_signal_is_not_cut_short(
     )
     export = tmp_path / "items.slow"
     process = await start_fw("run", str(project), "-o", str(export))
-    assert process.stdout is not None and process.stderr is not None
+    rest = await terminated_when(process, "written")
+    assert "Quitting now" not in rest  # 3 s is past the 2.4 s a held loop gets
+    assert export.read_text() == "closed" and process.returncode in (0, 143), rest
+
+
+async def terminated_when(process: asyncio.subprocess.Process, said: str) -> str:
+    """Send one SIGTERM once ``process`` prints ``said``; wait for its exit (15 s: twice
+    0.2 s, 2 s, the grace of 1 s, and slack); return the rest of its stderr."""
+    assert process.stderr is not None
     try:
-        await read_until(process.stderr, "written")
+        await read_until(process.stderr, said)
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             await process.wait()
@@ -308,6 +306,4 @@ async def test_an_export_closing_slowly_after_a_signal_is_not_cut_short(
         if process.returncode is None:
             process.kill()
             await process.wait()
-    rest = (await process.stderr.read()).decode()
-    assert "Quitting now" not in rest  # 3 s is past the 2.4 s a held loop gets
-    assert export.read_text() == "closed" and process.returncode in (0, 143), rest
+    return (await process.stderr.read()).decode()
