@@ -414,37 +414,47 @@ async def test_an_async_hook_that_does_not_return_is_named_while_the_crawl_waits
     tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("framework.hooks.events.PATIENCE", 0.05)
+    stats, said, _ = await crawl_answered(tmp_path, serve, "slow.py", SLOW_HOOK, "items.jsonl")
+    assert stats.items == 1 and read_jsonl(tmp_path / "items.jsonl") == [{"h": "one"}]
+    assert said == [
+        "plugin 'slow.py': item_scraped has not returned for 0s; the crawl waits for it "
+        "(Ctrl-C stops it)"
+    ]
+
+
+async def crawl_answered(
+    tmp_path: Path, serve: Serve, name: str, plugin: str, output: str
+) -> tuple[Stats, list[str], Any]:
+    """Crawl one page with ``plugin``, whose ``ANSWERED`` event is set once fw says it waits
+    for it; return the stats, the warnings that it has not returned, and the plugin."""
     base = await serve(pages({"/": "<h1>one</h1>"}))
-    (tmp_path / "slow.py").write_text(SLOW_HOOK, encoding="utf-8")
+    (tmp_path / name).write_text(plugin, encoding="utf-8")
     project = write_project(
         tmp_path,
-        f"spider: rules\nstart_urls: [{base}/]\nplugins: [./slow.py]\n"
+        f"spider: rules\nstart_urls: [{base}/]\nplugins: [./{name}]\n"
         "rules: {items: [{fields: {h: h1}}]}\n",
     )
     said: list[str] = []
+    path = str((tmp_path / name).resolve())
+
+    def loaded() -> Any:
+        (module,) = [m for m in list(sys.modules.values()) if m.__dict__.get("__file__") == path]
+        return module
 
     class Answer(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            said.append(record.getMessage())
-            if "has not returned" in said[-1]:
-                plugin = str((tmp_path / "slow.py").resolve())
-                (slow,) = [
-                    m for m in list(sys.modules.values()) if m.__dict__.get("__file__") == plugin
-                ]
-                slow.ANSWERED.set()
+            if "has not returned" in record.getMessage():
+                said.append(record.getMessage())
+                loaded().ANSWERED.set()
 
     answer = Answer(logging.WARNING)
     logging.getLogger("fw").addHandler(answer)
     try:
         async with asyncio.timeout(30):
-            stats = await crawl(project, outputs=(str(tmp_path / "items.jsonl"),))
+            stats = await crawl(project, outputs=(str(tmp_path / output),))
     finally:
         logging.getLogger("fw").removeHandler(answer)
-    assert stats.items == 1 and read_jsonl(tmp_path / "items.jsonl") == [{"h": "one"}]
-    assert [m for m in said if "has not returned" in m] == [
-        "plugin 'slow.py': item_scraped has not returned for 0s; the crawl waits for it "
-        "(Ctrl-C stops it)"
-    ]
+    return stats, said, loaded()
 
 
 SLOW_EXPORT = """
@@ -474,35 +484,11 @@ async def test_an_async_export_write_that_does_not_return_is_named_while_the_cra
     tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("framework.hooks.events.PATIENCE", 0.05)
-    base = await serve(pages({"/": "<h1>one</h1>"}))
-    (tmp_path / "slowexport.py").write_text(SLOW_EXPORT, encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"spider: rules\nstart_urls: [{base}/]\nplugins: [./slowexport.py]\n"
-        "rules: {items: [{fields: {h: h1}}]}\n",
+    stats, said, plugin = await crawl_answered(
+        tmp_path, serve, "slowexport.py", SLOW_EXPORT, "items.slow"
     )
-    said: list[str] = []
-    plugin = str((tmp_path / "slowexport.py").resolve())
-
-    def loaded() -> Any:
-        (module,) = [m for m in list(sys.modules.values()) if m.__dict__.get("__file__") == plugin]
-        return module
-
-    class Answer(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            said.append(record.getMessage())
-            if "has not returned" in said[-1]:
-                loaded().ANSWERED.set()
-
-    answer = Answer(logging.WARNING)
-    logging.getLogger("fw").addHandler(answer)
-    out = tmp_path / "items.slow"
-    try:
-        async with asyncio.timeout(30):
-            stats = await crawl(project, outputs=(str(out),))
-    finally:
-        logging.getLogger("fw").removeHandler(answer)
-    assert stats.items == 1 and loaded().WRITTEN == [{"h": "one"}]
-    assert [m for m in said if "has not returned" in m] == [
-        f"export {out}: write() has not returned for 0s; the crawl waits for it (Ctrl-C stops it)"
+    assert stats.items == 1 and plugin.WRITTEN == [{"h": "one"}]
+    assert said == [
+        f"export {tmp_path / 'items.slow'}: write() has not returned for 0s; the crawl waits "
+        "for it (Ctrl-C stops it)"
     ]
