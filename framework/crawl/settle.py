@@ -120,6 +120,7 @@ class Settler:
         self._mark: dict[str, Any] = {}  # the exporters' positions after the last settle
         self._stored = False  # whether the frontier holds ``_mark``
         self._open: list[Exporter] = []  # opened and not closed yet
+        self._unclosed = False  # an export failed to close: its file is not whole
         self._unsure: set[int] = set()  # ids of the exporters whose checkpoint() failed
         self._stdout_left = False  # stdout's reader left while other exports go on
         #: The running loop, from ``open()``: looking it up for each page costs a system
@@ -136,6 +137,7 @@ class Settler:
         """Open the exporters (closed by ``stack``); a resumed crawl adds to its exports,
         cut back to the positions stored with its last acknowledged page."""
         self._loop = asyncio.get_running_loop()
+        stack.push_async_callback(self._note_closed)  # last: once every export is closed
         for exporter in self._exporters:
             exporter.append = exporter.append or saved.resumed
             self._opened(exporter, stack)
@@ -159,15 +161,33 @@ class Settler:
 
     def finish_leftovers(self, stack: AsyncExitStack, checkpoints: Mapping[str, Any]) -> None:
         """Open, appending, and close (with ``stack``) only the exports an earlier run left
-        to finish (``Exporter.unfinished``: killed before it closed them, say), each cut
-        back to where it stood at the last acknowledged page, which says what it holds (a
-        CSV's columns): a crawl found finished writes nothing else."""
+        to finish: those it wrote and was killed before closing (the positions it stored
+        lack the mark of a clean close), each cut back to its position first, which also
+        says what it holds (a CSV's columns), and those whose exporter says so
+        (``Exporter.unfinished``: a CSV header a full disk cut short). A crawl found
+        finished writes nothing else."""
+        left_open = bool(checkpoints) and not checkpoints.get(_CLOSED)
+        self._mark = {key: value for key, value in checkpoints.items() if key != _CLOSED}
+        stack.push_async_callback(self._note_closed)
         for exporter in self._exporters:
-            if exporter.unfinished():
+            key = _key(exporter)
+            written = left_open and key in checkpoints and exporter.path != "-"
+            if written or exporter.unfinished():
                 exporter.append = True
                 self._opened(exporter, stack)
-                if (key := _key(exporter)) in checkpoints:
+                if key in checkpoints:
                     exporter.rewind(checkpoints[key])
+
+    async def _note_closed(self) -> None:
+        """Store, with the exports' positions, that every export was closed: a run killed
+        before that leaves them to the next run to close, even if its crawl is finished.
+        Not stored, the next run closes them again, which a rewind makes harmless."""
+        if not self._frontier.keeps_checkpoints or self._open or self._unclosed:
+            return
+        try:
+            await self._frontier.settle([], {**self._mark, _CLOSED: True})
+        except Exception as exc:  # the crawl's own error, if any, is the one to report
+            log.debug("cannot note that the exports were closed: %s", _reason(exc))
 
     def _opened(self, exporter: Exporter, stack: AsyncExitStack) -> None:
         """Open ``exporter``, to be closed by ``stack``; one that cannot stops the crawl."""
@@ -186,6 +206,7 @@ class Settler:
         """Name the exports this run writes that the run it resumes did not, and those it
         wrote that this run does not: either lacks the items of one of the two runs."""
         now = [_key(exporter) for exporter in self._exporters]
+        checkpoints = {key: value for key, value in checkpoints.items() if key != _CLOSED}
         if joined := [key for key in now if key not in checkpoints]:
             log.warning(
                 "export %s: not written by the run this crawl resumes, so without the "
@@ -213,7 +234,11 @@ class Settler:
 
     def _close(self, exporter: Exporter) -> None:
         self._open.remove(exporter)
-        _close(exporter)
+        try:
+            _close(exporter)
+        except BaseException:
+            self._unclosed = True
+            raise
 
     # ---------------------------------------------------------------------------------------
     # 1. Accept
@@ -477,6 +502,11 @@ class Settler:
 
 def _key(exporter: Exporter) -> str:
     return f"{exporter.format}:{exporter.path}"
+
+
+#: Stored among the exports' positions once every export is closed: no ``_key``, which
+#: always holds a format and a colon, is empty.
+_CLOSED = ""
 
 
 def _in_place(exporter: Exporter) -> None:

@@ -276,17 +276,9 @@ class CsvExporter(Exporter):
         return rows - 1 if start == 0 and rows else rows  # the header is no item
 
     def unfinished(self) -> bool:
-        """Whether a run left the header to complete: one that could not left its copy
-        beside the file (a file moved away since is not made anew for it), one killed
-        before it closed left rows wider than the header."""
-        if self.path == "-" or not Path(self.path).is_file():
-            return False
-        return self._copy_path().is_file() or self._rows_outgrew_header()
-
-    def _rows_outgrew_header(self) -> bool:
-        delimiter = (self.options or CsvOptions()).delimiter.encode()
-        rows = widths(self.path, delimiter, -1)  # every row: read once, by a finished crawl
-        return bool(rows) and max(rows) > rows[0]
+        """Whether a run that could not complete the header left its copy beside the file
+        (a file moved away since is not made anew for it)."""
+        return self.path != "-" and Path(self.path).is_file() and self._copy_path().is_file()
 
     def _copy_path(self) -> Path:
         """Return where the copy with the completed header is written, beside the file."""

@@ -58,17 +58,6 @@ class JsonArrayExporter(Exporter):
         finally:
             self._file.close()
 
-    def unfinished(self) -> bool:
-        """Whether the array lacks its ``]``: a run killed once its crawl had finished (in
-        a ``crawl_finished`` hook, say) never wrote it, and the next closes it."""
-        if self.path == "-" or not Path(self.path).is_file():
-            return False
-        with Path(self.path).open("rb") as file:
-            end = file.seek(0, 2)
-            file.seek(max(end - 64, 0))
-            tail = file.read().rstrip()
-        return bool(tail) and not tail.endswith(b"]")
-
     def close_now(self) -> None:
         """Close the array: quitting at once must not leave a document no tool can read."""
         self.close()

@@ -482,5 +482,8 @@ async def test_a_crawl_killed_after_its_last_page_has_its_exports_closed_by_the_
         (n, str(n) if n % 5 == 3 else "") for n in range(30)
     ]
     again = {name: (tmp_path / name).read_bytes() for name in ("items.json", "items.csv")}
-    assert (await run_fw("run", str(project), *exports)).returncode == 0
+    report = tmp_path / "report.json"  # not this crawl's export: never touched
+    report.write_text('{"report": 1}\n')
+    assert (await run_fw("run", str(project), *exports, "-o", str(report))).returncode == 0
     assert {name: (tmp_path / name).read_bytes() for name in again} == again  # once only
+    assert report.read_text() == '{"report": 1}\n'
