@@ -276,7 +276,7 @@ async def test_an_export_stuck_in_write_is_named_when_ctrl_c_gives_up(
         site, "writing", STUCK_EXPORT, signal.SIGINT, "-o", str(stuck)
     )
     assert returncode == 130
-    assert f"export {stuck}: write() had not returned when the crawl was cancelled" in stderr
+    assert f"export {stuck}: write() had not returned when it was cancelled" in stderr
 
 
 async def signalled_when(
@@ -324,8 +324,7 @@ async def test_a_signal_during_crawl_finished_is_no_finished_crawl(
     assert returncode == 143  # it said "finished", exit 0: a plugin's end was cut
     assert ": terminated in " in stderr
     assert (  # and says whose end it cut, or the hook's failure goes unnoticed
-        "plugin 'signalled.py': crawl_finished had not returned when the crawl was cancelled"
-        in stderr
+        "plugin 'signalled.py': crawl_finished had not returned when it was cancelled" in stderr
     )
 
 

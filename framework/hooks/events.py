@@ -75,8 +75,8 @@ class EventHook:
 class Waiting:
     """The plugin code awaited now (async hooks, exporters' writes), looked at every
     ``PATIENCE`` seconds while there is any: one timer for all, not one a call (a few
-    microseconds, on every page). Code still awaited when the crawl is cancelled is named
-    too, once: a crawl that ends held by it would not say why otherwise."""
+    microseconds, on every page). Code still awaited when a stopping crawl cancels it is
+    named too, once: a crawl that ends held by it would not say why otherwise."""
 
     def __init__(self) -> None:
         self._since: dict[object, tuple[str, float]] = {}
@@ -93,9 +93,9 @@ class Waiting:
         try:
             await outcome
         except asyncio.CancelledError:
-            if what not in self._cancelled:
+            if what not in self._cancelled:  # a stopping crawl cut it short: say whose work
                 self._cancelled.add(what)
-                log.error("%s had not returned when the crawl was cancelled", what)
+                log.warning("%s had not returned when it was cancelled", what)
             raise
         finally:
             del self._since[key]
