@@ -9,8 +9,9 @@ Five kinds of hooks:
 * **Registry hooks** run once at start-up, before the project is checked, in llm's callback
   style: the plugin calls ``register(...)`` for each thing it provides. When two plugins
   register the same name the first one called wins; plugins are called newest first, so a
-  user's plugin overrides a bundled one (order them with ``tryfirst``/``trylast``). Two
-  installed packages registering one name get a warning naming both.
+  user's plugin overrides a bundled one (order them with ``tryfirst``/``trylast``); fw's
+  bundled plugins load before other packages', which may so replace a bundled name. Two
+  other packages registering one name get a warning naming both.
 * **Start-up hooks** run once the project is checked and the spider built, before anything
   is fetched (``fw check`` runs them too, so that their mistakes show there).
 * **The item pipeline hook** ``item_step`` runs once per crawl, once the project is

@@ -27,7 +27,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint, entry_points
 from pathlib import Path
@@ -168,7 +168,7 @@ def make_plugin_manager(
         autoload = not os.environ.get("FW_DISABLE_PLUGIN_AUTOLOAD")
     if autoload:
         read: dict[Distribution, tuple[str, str]] = {}
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        for entry_point in _bundled_first(entry_points(group=ENTRY_POINT_GROUP)):
             _register_entry_point(pm, entry_point, read)
     errors = ErrorList()  # each entry is the project's to fix: say what is wrong with each
     for index, spec in enumerate(project_plugins):
@@ -241,6 +241,20 @@ def _check_one_owner(
         f"{second[0]} {second[1]}: only one of them could load; uninstall one, or rename "
         "the entry point of yours in the [project.entry-points.fw] of its pyproject.toml"
     )
+
+
+def _bundled_first(found: Iterable[EntryPoint]) -> list[EntryPoint]:
+    """Order the entry points fw's own first, so that an installed package's plugin always
+    overrides a bundled one's name, whatever order the packages were found in."""
+    return sorted(found, key=lambda entry: not _is_bundled(entry))
+
+
+def _is_bundled(entry: EntryPoint) -> bool:
+    try:  # a distribution that lost its METADATA has no name: not fw's own
+        name = entry.dist.metadata["Name"] if entry.dist is not None else None
+    except Exception:
+        return False
+    return isinstance(name, str) and _normal(name) == DISTRIBUTION
 
 
 def _normal(distribution: str) -> str:

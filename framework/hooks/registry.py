@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from framework.__about__ import DISTRIBUTION
 from framework.config.yamlfile import shorten
 from framework.exporters import Exporter
 from framework.fetch.layers import FetchLayer
@@ -170,11 +171,12 @@ class Registry:
 
     def _overridden(self, kind: str, name: str, plugin: str) -> None:
         """Say that ``plugin``'s thing ``name`` is left out: in passing if the project's own
-        plugin overrides it, as a warning if another distribution's plugin does, since which
-        of two installed plugins wins depends on the order the packages were found in."""
+        plugin or an installed package overrides it where it is fw's (bundled plugins load
+        first, so that is meant), as a warning if two other packages' plugins clash, since
+        which one wins depends on the order the packages were found in."""
         winner = self.owners[kind, name]
         dists = {self._installed.get(winner), self._installed.get(plugin)}
-        if None in dists or len(dists) == 1:
+        if None in dists or len(dists) == 1 or DISTRIBUTION in dists:  # meant: fw's come first
             log.info(
                 "%s '%s' of plugin '%s' is overridden by plugin '%s'",
                 kind[:-1],
@@ -184,7 +186,7 @@ class Registry:
             )
             return
         log.warning(
-            "%s '%s': installed plugins register it twice, %s and %s; %s's is used, which "
+            "%s '%s': installed packages register it twice, %s and %s; %s's is used, which "
             "depends on the order the packages were found in: disable_plugins: [%s] in the "
             "project (or uninstalling one) leaves no doubt",
             kind[:-1],

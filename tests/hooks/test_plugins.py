@@ -190,8 +190,8 @@ async def test_a_plugin_name_two_distributions_register_is_refused_naming_both(
     result = await run_fw("plugins", env=on_path(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "Error: plugin name 'exporters' is registered twice, by fw-shadow 0.1 and by "
-        f"fwcrawl {framework.__version__}: only one of them could load; uninstall one, or "
+        f"Error: plugin name 'exporters' is registered twice, by fwcrawl {framework.__version__} "
+        "and by fw-shadow 0.1: only one of them could load; uninstall one, or "
         "rename the entry point of yours in the [project.entry-points.fw] of its pyproject.toml"
     )
 
@@ -267,7 +267,32 @@ async def test_a_name_two_installed_distributions_register_is_a_warning_naming_b
     (warning,) = [line for line in result.stderr.splitlines() if "register it twice" in line]
     # Which one wins is the order the packages were found in: the user must hear of it.
     assert "(from fw-teama 0.1)" in warning and "(from fw-teamb 0.1)" in warning
-    assert warning.startswith("WARNING: spider 'same': installed plugins register it twice")
+    assert warning.startswith("WARNING: spider 'same': installed packages register it twice")
+
+
+FAST_CSV = """
+from framework import Exporter, hookimpl
+
+class FastCsv(Exporter):
+    format = "csv"
+    extensions = (".csv",)
+
+@hookimpl
+def register_exporters(register):
+    register(FastCsv)
+"""
+
+
+async def test_a_package_replacing_a_bundled_name_wins_whatever_the_order_found(
+    tmp_path: Path,
+) -> None:
+    # Found before fw's own on the path: bundled plugins still load first, so it wins.
+    site = fake_distribution(tmp_path, "fw-fastcsv", "1.0", "fastcsv", "fw_fastcsv", FAST_CSV)
+    result = await run_fw("plugins", "--json", env=on_path(site))
+    assert result.returncode == 0, result.stderr
+    assert "register it twice" not in result.stderr  # meant: no warning on every run
+    (fast,) = [p for p in json.loads(result.stdout) if p["name"] == "fastcsv"]
+    assert fast["provides"] == {"exporters": ["csv"]}
 
 
 COMPACT_JSONL = """
