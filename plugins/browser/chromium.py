@@ -186,13 +186,18 @@ class Chromium:
             await relay.close()
 
     async def close(self) -> None:
-        """Close the browser and Playwright, once the tabs closing have."""
+        """Close the browser and Playwright, once the tabs closing have; a browser that
+        does not close in time (hung) is killed, or it would outlive fw."""
         await asyncio.gather(*self._closing, return_exceptions=True)  # each has a timeout
         async with self._lock:
             browser = self._browser
             if browser is not None and browser.is_connected():
-                with contextlib.suppress(Exception):
+                try:
                     await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
+                except BaseException as exc:  # hung, or fw quits meanwhile
+                    self._kill()
+                    if not isinstance(exc, Exception):
+                        raise
             await self._drop()
             playwright, self._playwright = self._playwright, None
             if playwright is not None:
@@ -235,7 +240,13 @@ class Chromium:
                     self._evict(keep=proxy)
                 page = await context.new_page()  # before another eviction could close it
         self._upstreams[page] = proxy
+        # A popup (window.open) is no page fw asked for: left open, each would hold its
+        # memory for as long as the context lives.
+        page.on("popup", self._close_popup)
         return page
+
+    def _close_popup(self, popup: Page) -> None:
+        self._background(self._close_tab(popup, with_context=False))
 
     def _evict(self, keep: Upstream | None) -> None:
         """Close the least recently used shared contexts past ``_CONTEXTS`` that no tab
@@ -284,6 +295,7 @@ class Chromium:
                 user_agent=self._setup.user_agent,
                 extra_http_headers=dict(self._setup.headers),
                 proxy=settings,
+                accept_downloads=False,  # a page's download bypasses max_response_size
             )
         except BaseException:
             if relay is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -806,3 +807,41 @@ async def test_chromium_gets_none_of_fws_environment_but_what_a_browser_needs(
     assert not [e for e in environments if "SHOP_API_TOKEN" in e or "LC_TOKEN" in e]
     assert {environment.get("LC_TIME") for environment in environments} == {"C"}
     assert all(environment.get("PATH") for environment in environments)
+
+
+async def test_popups_a_page_opens_are_closed_and_downloads_refused(chromium: str) -> None:
+    """window.open five times a page would keep five tabs for as long as the context
+    lives; a download would write any size to disk, past max_response_size."""
+    browser = Chromium(BrowserOptions(), Setup(user_agent="fw", headers={}, shared=True))
+    try:
+        page = await browser.page()
+        await page.evaluate("for (let i = 0; i < 5; i++) window.open('about:blank')")
+        async with asyncio.timeout(10):
+            while len(page.context.pages) > 1:  # noqa: ASYNC110 - no event says all closed
+                await asyncio.sleep(0.05)
+        assert page.context.pages == [page]
+        assert browser._browser is not None
+        async with page.expect_download(timeout=5_000) as started:
+            await page.evaluate(
+                "const a = document.createElement('a'); a.href = 'data:,x';"
+                "a.download = 'x.txt'; document.body.appendChild(a); a.click()"
+            )
+        assert await (await started.value).failure() is not None  # cancelled, never on disk
+    finally:
+        await browser.close()
+
+
+async def test_a_hung_chromium_is_killed_when_fw_quits_closing_it(chromium: str) -> None:
+    """SIGTERM while Chromium hangs: it must not outlive fw, nor keep its children."""
+    browser = Chromium(BrowserOptions(), Setup(user_agent="fw", headers={}, shared=True))
+    await browser.page()
+    assert browser._pid is not None
+    os.kill(browser._pid, signal.SIGSTOP)
+    closing = asyncio.create_task(browser.close())
+    await asyncio.sleep(0.3)  # not a wait for a condition: the time fw's stop gives it
+    closing.cancel()  # fw quitting past stop_timeout, as after SIGTERM
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
+    async with asyncio.timeout(10):
+        while browser._pid in browser_processes():  # noqa: ASYNC110 - it dies when it dies
+            await asyncio.sleep(0.05)
