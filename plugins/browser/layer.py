@@ -162,7 +162,16 @@ class BrowserLayer(FetchLayer):
                 "too_large", f"rendered page larger than max_response_size ({limit} bytes)"
             )
         headers = CIMultiDict(document.headers)
-        for name in ("Content-Length", "Content-Encoding", "Transfer-Encoding"):
+        # Nor do the document's validators describe the page its scripts made: a re-crawl
+        # asking "changed since?" by them would miss every change the scripts fetch.
+        dropped = (
+            "Content-Length",
+            "Content-Encoding",
+            "Transfer-Encoding",
+            "ETag",
+            "Last-Modified",
+        )
+        for name in dropped:
             headers.popall(name, None)
         headers["Content-Type"] = "text/html; charset=utf-8"
         saved = await self._save(request.url, rendered)

@@ -845,3 +845,54 @@ async def test_a_hung_chromium_is_killed_when_fw_quits_closing_it(chromium: str)
     async with asyncio.timeout(10):
         while browser._pid in browser_processes():  # noqa: ASYNC110 - it dies when it dies
             await asyncio.sleep(0.05)
+
+
+SHELL = """<html><body><div id="list"></div><script>
+fetch("/api").then(r => r.json()).then(names => {
+  for (const name of names) {
+    const div = document.createElement("div");
+    div.className = "product";
+    div.innerHTML = "<h2>" + name + "</h2>";
+    document.getElementById("list").appendChild(div);
+  }
+});
+</script></body></html>"""
+
+
+async def test_a_rendered_page_is_re_crawled_by_what_its_scripts_made_not_its_etag(
+    serve: Serve, tmp_path: Path, chromium: str
+) -> None:
+    """A static shell with an ETag whose products come from an API: the next round must
+    see the products change though the shell does not (it would answer 304)."""
+    names = ["a", "b"]
+
+    async def shell(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == '"shell-1"':
+            return web.Response(status=304, headers={"ETag": '"shell-1"'})
+        return web.Response(text=SHELL, content_type="text/html", headers={"ETag": '"shell-1"'})
+
+    async def api(request: web.Request) -> web.Response:
+        return web.json_response(names)
+
+    app = web.Application()
+    app.router.add_get("/shell", shell)
+    app.router.add_get("/api", api)
+    base = await serve(app)
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [{base}/shell]
+        robots: ignore
+        frontier: sqlite:///state.db
+        incremental: true
+        browser: {{render: [127.0.0.1], wait_for: .product}}
+        rules: {{items: [{{fields: {{products: {{css: .product h2::text, many: true}}}}}}]}}
+        """,
+    )
+    first = await crawl(project, outputs=(str(tmp_path / "first.jsonl"),))
+    assert first.items == 1 and read_jsonl(tmp_path / "first.jsonl") == [{"products": ["a", "b"]}]
+    names.append("NEW")
+    second = await crawl(project, outputs=(str(tmp_path / "second.jsonl"),))
+    assert second.items == 1, second.errors
+    assert read_jsonl(tmp_path / "second.jsonl") == [{"products": ["a", "b", "NEW"]}]
