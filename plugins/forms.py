@@ -16,6 +16,11 @@ the site's session cookie then goes with every request (keep ``cookies: true``).
 that fails — the page or the form is missing, the site refuses, the answer does not
 match ``check`` or shows the form again — stops the crawl with exit 1, naming why:
 crawling a members-only site signed out would export nothing and look like success.
+
+A session that ends mid-crawl shows as a page redirected to the sign-in page: the
+middleware signs in again, once for all the requests that met the end together, and
+fetches the page anew; a page sent there even so fails as ``signed_out``, listed for
+``--retry-failed``, rather than being dropped as the sign-in page seen before.
 """
 
 from __future__ import annotations
@@ -117,6 +122,7 @@ class LoginMiddleware(Middleware):
         super().__init__(options)
         self._lock = asyncio.Lock()
         self._signed_in = options.url is None
+        self._session = 0  # how many times the crawl signed in anew: a session ended
         self._failure: str | None = None
         self._allows: Callable[[str], bool] = lambda url: False
 
@@ -139,7 +145,42 @@ class LoginMiddleware(Middleware):
                     self._signed_in = self._failure is None
             if self._failure is not None:
                 raise CrawlAborted(self._failure)
-        return await handler(request)
+        session = self._session
+        response = await handler(request)
+        if not self._sent_to_sign_in(response):
+            return response
+        await self._sign_in_again(session, handler, request)
+        response = await handler(request)
+        if self._sent_to_sign_in(response):
+            raise FetchError(
+                "signed_out",
+                f"sent to the sign-in page {_shown(self.options.url or '')} even after "
+                "signing in again",
+            )
+        return response
+
+    def _sent_to_sign_in(self, response: Response) -> bool:
+        """Whether ``response`` redirects to the sign-in page: the session ended."""
+        location = response.headers.get("Location")
+        if self.options.url is None or response.status not in _REDIRECTS or not location:
+            return False
+        try:  # often with ?next=: the page, whatever its query
+            return _where(urljoin(response.url, location)) == _where(self.options.url)
+        except ValueError:  # no URL at all: the engine says so, as for any redirect
+            return False
+
+    async def _sign_in_again(self, session: int, handler: Handler, request: Request) -> None:
+        """Sign in anew, unless another request already did since ``session``."""
+        async with self._lock:
+            if self._session != session:
+                return
+            log.warning(
+                "login: the session ended (%s was sent to the sign-in page); signing in again",
+                _shown(request.url),
+            )
+            if (failure := await self._sign_in(handler)) is not None:
+                raise CrawlAborted(failure)
+            self._session += 1
 
     async def _sign_in(self, handler: Handler) -> str | None:
         """Sign in; return why it failed, or None."""
@@ -245,6 +286,11 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
         parts.hostname,
         port or {"http": 80, "https": 443}.get(parts.scheme),
     )
+
+
+def _where(url: str) -> tuple[tuple[str, str | None, int | None], str]:
+    """Return the origin and path of ``url``: a page, whatever its query."""
+    return _origin(url), urlsplit(url).path or "/"
 
 
 def _same_site(source: str, target: str) -> bool:

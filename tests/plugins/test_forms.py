@@ -497,3 +497,76 @@ async def test_the_forms_page_signs_in_from_the_project_file_as_written(
     assert done.returncode == 0, done.stderr
     assert [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")] == list(MEMBERS)
     assert [seen.verdict for seen in site.log if seen.method == "POST"] == ["logged in"]
+
+
+class SessionsEnd(LoginSite):
+    """Member pages ``/members/<n>``, each linking to the next; a session ends after two
+    of them, and a page asked for without one redirects to the sign-in page."""
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.router.add_get("/members/{n}", self.member)
+        return app
+
+    async def member(self, request: web.Request) -> web.Response:
+        seen = self._seen(request)
+        session = request.cookies.get("session")
+        if session not in self.sessions:
+            seen.verdict = "signed out"
+            raise web.HTTPFound(f"/accounts/login?next={quote(request.path)}")
+        seen.verdict = "member"
+        if sum(s.verdict == "member" and s.path.startswith("/members/") for s in self.log) % 2 == 0:
+            self.sessions.discard(session)  # the next page finds the session ended
+        n = int(request.match_info["n"])
+        link = f'<a href="/members/{n + 1}">next</a>' if n < 5 else ""
+        return web.Response(
+            text=f'<li class="member">member {n}</li>{link}', content_type="text/html"
+        )
+
+
+FOLLOWS = SPIDER.replace(
+    '            yield {"name": name}',
+    '            yield {"name": name}\n        for link in response.follow_all(css="a"):\n'
+    "            yield link",
+)
+
+
+async def test_a_session_that_ends_mid_crawl_is_opened_again_and_no_page_lost(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = SessionsEnd()
+    base = await serve(site.app())
+    path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
+    (tmp_path / "members.py").write_text(FOLLOWS, encoding="utf-8")
+    path.write_text(
+        path.read_text().replace(f"{base}/members]", f"{base}/members/0]")
+        + "concurrency: {total: 1}\n"
+    )
+    done = await run_fw("run", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    names = [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")]
+    assert names == [f"member {n}" for n in range(6)]  # none dropped as the sign-in page
+    assert [s.verdict for s in site.log if s.method == "POST"] == ["logged in"] * 3
+    assert done.stderr.count("the session ended") == 2 and "s3cret" not in done.stderr
+
+
+class NeverLetsIn(SessionsEnd):
+    """Sends every member page to the sign-in page, signed in or not."""
+
+    async def member(self, request: web.Request) -> web.Response:
+        self._seen(request).verdict = "signed out"
+        raise web.HTTPFound(f"/accounts/login?next={quote(request.path)}")
+
+
+async def test_a_page_sent_to_sign_in_even_after_signing_in_again_fails_listed(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = NeverLetsIn()
+    base = await serve(site.app())
+    path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
+    path.write_text(path.read_text().replace(f"{base}/members]", f"{base}/members/0]"))
+    done = await run_fw("run", str(path), cwd=tmp_path)
+    assert done.returncode == 1  # not a crawl of nothing reported as success
+    assert "signed_out 1" in done.stderr
+    (listed,) = read_jsonl(tmp_path / "project.failures.jsonl")
+    assert listed["kind"] == "signed_out" and listed["request"]["url"] == f"{base}/members/0"
