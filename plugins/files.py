@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 from framework import (
     FetchError,
@@ -276,9 +276,10 @@ def _urls(item: Mapping[str, Any], fields: tuple[str, ...], base: str) -> Iterat
 
 
 def _absolute(base: str, url: str) -> str:
-    """Read ``url`` against the page; leave it as written if it is too broken to read."""
+    """Read ``url`` against the page, without its fragment (never sent: ``a.png#x`` is
+    ``a.png``, downloaded once); leave it as written if it is too broken to read."""
     try:
-        return urljoin(base, url)
+        return urldefrag(urljoin(base, url))[0]
     except ValueError:  # e.g. a bad [IPv6] host: its fetch fails as invalid_url, on its own
         return url
 

@@ -194,6 +194,17 @@ async def test_a_url_many_items_share_is_fetched_once(serve: Serve, tmp_path: Pa
         assert item["files"][0]["error"] is None
 
 
+async def test_urls_that_differ_only_in_their_fragment_are_one_download(
+    serve: Serve, tmp_path: Path
+) -> None:
+    images = ImageHost()
+    host = await images.start(serve)
+    films = [("Film 0", f"{host}/poster0.png"), ("Film 1", f"{host}/poster0.png#large")]
+    items, _ = await crawl_films(serve, tmp_path, films)
+    assert images.hits == {"poster0.png": 1}  # a fragment is never sent: one file
+    assert [item["files"][0]["url"] for item in items] == [f"{host}/poster0.png"] * 2
+
+
 async def test_several_urls_in_a_field_and_an_item_without_any(
     serve: Serve, tmp_path: Path
 ) -> None:
