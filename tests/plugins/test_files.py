@@ -200,7 +200,12 @@ async def test_urls_that_differ_only_in_their_fragment_are_one_download(
     images = ImageHost()
     host = await images.start(serve)
     films = [("Film 0", f"{host}/poster0.png"), ("Film 1", f"{host}/poster0.png#large")]
-    items, _ = await crawl_films(serve, tmp_path, films)
+    site = await serve(film_site(films))
+    path = project(tmp_path, site)  # the poster as written, fragment and all
+    path.write_text(path.read_text().replace("{css: img, type: url}", "{css: img, attr: src}"))
+    await crawl(path, outputs=(str(tmp_path / "items.jsonl"),))
+    items = read_jsonl(tmp_path / "items.jsonl")
+    assert [item["poster"] for item in items] == [url for _, url in films]
     assert images.hits == {"poster0.png": 1}  # a fragment is never sent: one file
     assert [item["files"][0]["url"] for item in items] == [f"{host}/poster0.png"] * 2
 
