@@ -171,11 +171,12 @@ class Settler:
         stack.push_async_callback(self._note_closed)
         for exporter in self._exporters:
             key = _key(exporter)
-            written = left_open and key in checkpoints and exporter.path != "-"
+            # Only one that can be cut back: closing another again might add a second footer.
+            written = left_open and checkpoints.get(key) is not None and exporter.path != "-"
             if written or exporter.unfinished():
                 exporter.append = True
                 self._opened(exporter, stack)
-                if key in checkpoints:
+                if checkpoints.get(key) is not None:
                     exporter.rewind(checkpoints[key])
 
     async def _note_closed(self) -> None:
