@@ -255,6 +255,7 @@ class Engine:
                 self.project.name,
             )
         self._settler.open(stack, saved)
+        await self._settler.began()
         # Kept when continuing after a crash, or retrying: until each of its requests is
         # settled, lest a stop or a crash lose the others.
         self._failures.start_listing(keep=saved.resumed or crew.retrying)

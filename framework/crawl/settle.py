@@ -40,6 +40,7 @@ from collections import Counter
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from framework.crawl.failures import Failures
@@ -121,6 +122,7 @@ class Settler:
         self._stored = False  # whether the frontier holds ``_mark``
         self._open: list[Exporter] = []  # opened and not closed yet
         self._unclosed = False  # an export failed to close: its file is not whole
+        self._began = False  # the positions stored are this run's (began())
         self._unsure: set[int] = set()  # ids of the exporters whose checkpoint() failed
         self._stdout_left = False  # stdout's reader left while other exports go on
         #: The running loop, from ``open()``: looking it up for each page costs a system
@@ -159,31 +161,46 @@ class Settler:
                 ", ".join(unsure),
             )
 
+    async def began(self) -> None:
+        """Store where the exports begin, before any write, and that they are open: a crawl
+        killed before its first acknowledged page resumes cut back to it, not appending to
+        what it wrote, and one killed before they close has them closed by the next run."""
+        if self._frontier.keeps_checkpoints:
+            await self._frontier.settle([], self._mark)
+            self._stored = True
+        self._began = True
+
     def finish_leftovers(self, stack: AsyncExitStack, checkpoints: Mapping[str, Any]) -> None:
         """Open, appending, and close (with ``stack``) only the exports an earlier run left
-        to finish: those it wrote and was killed before closing (the positions it stored
-        lack the mark of a clean close), each cut back to its position first, which also
-        says what it holds (a CSV's columns), and those whose exporter says so
-        (``Exporter.unfinished``: a CSV header a full disk cut short). A crawl found
-        finished writes nothing else."""
-        left_open = bool(checkpoints) and not checkpoints.get(_CLOSED)
-        self._mark = {key: value for key, value in checkpoints.items() if key != _CLOSED}
-        stack.push_async_callback(self._note_closed)
+        to finish: those it opened and was killed before closing (its state says they are
+        open), each cut back to its position first, which also says what it holds (a
+        CSV's columns), and those whose exporter says so (``Exporter.unfinished``: a CSV
+        header a full disk cut short). A crawl found finished writes nothing else."""
+        stack.push_async_callback(self._note_closed)  # last: once every export is closed
+        left, closed = _left_open(checkpoints), []
         for exporter in self._exporters:
             key = _key(exporter)
-            # Only one that can be cut back: closing another again might add a second footer.
-            written = left_open and checkpoints.get(key) is not None and exporter.path != "-"
-            if written or exporter.unfinished():
+            reopened = key in left and Path(exporter.path).exists()  # moved away: not made
+            if reopened or exporter.unfinished():
                 exporter.append = True
                 self._opened(exporter, stack)
-                if checkpoints.get(key) is not None:
+            if reopened:
+                closed.append(key)
+                try:
                     exporter.rewind(checkpoints[key])
+                except OSError as exc:
+                    raise CrawlAborted(f"cannot finish the exports: {_reason(exc)}") from exc
+        # Noted closed only once every export left open is: else a later run closes the rest.
+        self._mark = {**checkpoints, _CLOSED: False}
+        self._began = bool(left) and sorted(closed) == sorted(left)
 
     async def _note_closed(self) -> None:
         """Store, with the exports' positions, that every export was closed: a run killed
         before that leaves them to the next run to close, even if its crawl is finished.
         Not stored, the next run closes them again, which a rewind makes harmless."""
         if not self._frontier.keeps_checkpoints or self._open or self._unclosed:
+            return
+        if not self._began:  # aborted before it began: what is stored is the last run's
             return
         try:
             await self._frontier.settle([], {**self._mark, _CLOSED: True})
@@ -318,11 +335,6 @@ class Settler:
 
     async def run(self) -> None:
         """Settle batches as pages arrive, until ``close()`` and every page is settled."""
-        if self._frontier.keeps_checkpoints and not self._stored:
-            # Where the exports begin, before any write: a crawl killed before its first
-            # acknowledged page resumes cut back to it, not appending to what it wrote.
-            await self._frontier.settle([], self._mark)
-            self._stored = True
         while self._queue or not self._closing:
             await self._arrived.wait()
             self._arrived.clear()
@@ -459,8 +471,8 @@ class Settler:
     # ---------------------------------------------------------------------------------------
 
     def _checkpoint(self) -> dict[str, Any]:
-        """Return every exporter's position, by ``format:path``."""
-        return {_key(e): self._position(e) for e in self._exporters}
+        """Return every exporter's position, by ``format:path``, and that they are open."""
+        return {**{_key(e): self._position(e) for e in self._exporters}, _CLOSED: False}
 
     def _position(self, exporter: Exporter) -> Any:
         """Return an exporter's checkpoint; None, said once, for one that raises or is not
@@ -505,9 +517,22 @@ def _key(exporter: Exporter) -> str:
     return f"{exporter.format}:{exporter.path}"
 
 
-#: Stored among the exports' positions once every export is closed: no ``_key``, which
-#: always holds a format and a colon, is empty.
+#: Stored among the exports' positions: False while they are open, True once every one
+#: was closed (a state from before it has neither). No ``_key``, which always holds a
+#: format and a colon, is empty.
 _CLOSED = ""
+
+
+def _left_open(checkpoints: Mapping[str, Any]) -> list[str]:
+    """Return the exports a run left open, by key: those it stored a position for (one
+    without cannot be cut back, and closing it again might add a second footer)."""
+    if checkpoints.get(_CLOSED) is not False:
+        return []
+    return [
+        key
+        for key, position in checkpoints.items()
+        if key != _CLOSED and position is not None and not key.endswith(":-")
+    ]
 
 
 def _in_place(exporter: Exporter) -> None:

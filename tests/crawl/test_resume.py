@@ -468,6 +468,8 @@ async def test_a_crawl_killed_after_its_last_page_has_its_exports_closed_by_the_
         await process.wait()
     with pytest.raises(json.JSONDecodeError):  # no "]" yet
         json.loads((tmp_path / "items.json").read_text())
+    # A run without those exports finishes nothing, and must not say they were closed.
+    assert (await run_fw("run", str(project), "-o", str(tmp_path / "other.jsonl"))).returncode == 0
 
     rerun = await run_fw("run", str(project), *exports)
     assert rerun.returncode == 0, rerun.stderr
@@ -487,3 +489,19 @@ async def test_a_crawl_killed_after_its_last_page_has_its_exports_closed_by_the_
     assert (await run_fw("run", str(project), *exports, "-o", str(report))).returncode == 0
     assert {name: (tmp_path / name).read_bytes() for name in again} == again  # once only
     assert report.read_text() == '{"report": 1}\n'
+
+
+async def test_a_resumed_run_that_cannot_open_an_export_keeps_the_positions_stored(
+    site: SiteAndProject,
+) -> None:
+    state, project = site
+    assert await run_until_killed(project, state, 60) == -signal.SIGKILL
+    unopenable = project.parent / "missing-folder" / "file" / "x.jsonl"
+    (project.parent / "missing-folder").write_text("a file where a folder should be")
+    failed = await run_fw("run", str(project), *outputs(project.parent), "-o", str(unopenable))
+    assert failed.returncode == 1, failed.stderr
+    done = await run_fw("run", str(project), *outputs(project.parent))
+    assert done.returncode == 0, done.stderr
+    assert "not written by the run this crawl resumes" not in done.stderr
+    for name, pages in exported(project.parent).items():  # cut back as stored: none twice
+        assert len(pages) == PAGES == len(set(pages)), name

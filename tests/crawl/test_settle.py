@@ -106,6 +106,7 @@ async def crawl(tmp_path: Path) -> AsyncIterator[Crawl]:
     await crawl.frontier.open()
     async with AsyncExitStack() as exports:
         crawl.open(exports)
+        await crawl.committer.began()
         running = asyncio.create_task(crawl.committer.run())
         yield crawl
         crawl.committer.close()
@@ -126,7 +127,7 @@ async def test_pages_finished_together_are_settled_in_one_step(crawl: Crawl) -> 
     assert crawl.exported() == [lease.request.url for lease in leases]
     # The positions stored with the settle are the export's end, where a resume cuts back to.
     assert crawl.frontier.checkpoints == [
-        {f"jsonl:{crawl.export.path}": Path(crawl.export.path).stat().st_size}
+        {f"jsonl:{crawl.export.path}": Path(crawl.export.path).stat().st_size, "": False}
     ]
 
 
@@ -153,7 +154,8 @@ async def test_a_lost_lease_in_a_batch_takes_only_its_own_items_out(crawl: Crawl
     (next_one,) = await crawl.leases("4")
     await crawl.committer.commit(Settlement(next_one), [])
     assert crawl.frontier.checkpoints[-1] == {
-        f"jsonl:{crawl.export.path}": Path(crawl.export.path).stat().st_size
+        f"jsonl:{crawl.export.path}": Path(crawl.export.path).stat().st_size,
+        "": False,  # open: a crawl killed now has its exports closed by the next run
     }
 
 
@@ -161,7 +163,7 @@ async def test_where_the_exports_begin_is_stored_before_the_first_page(crawl: Cr
     # A crawl killed while writing its first page resumes cut back to this, not appending.
     [one] = await crawl.leases("1")
     await crawl.committer.commit(*page(one))
-    assert crawl.frontier.opening == [{f"jsonl:{crawl.export.path}": 0}]
+    assert crawl.frontier.opening == [{f"jsonl:{crawl.export.path}": 0, "": False}]
     assert crawl.frontier.batches == [["http://a.test/1"]]
 
 
@@ -205,6 +207,7 @@ async def test_a_memory_frontiers_pages_are_batched_too(tmp_path: Path) -> None:
     leases = [await frontier.claim() for _ in range(3)]
     async with AsyncExitStack() as exports:
         crawl.open(exports)
+        await crawl.committer.began()
         running = asyncio.create_task(crawl.committer.run())
         await asyncio.gather(
             *(crawl.committer.commit(*page(lease)) for lease in leases if isinstance(lease, Lease))
