@@ -17,10 +17,11 @@ that fails — the page or the form is missing, the site refuses, the answer doe
 match ``check`` or shows the form again — stops the crawl with exit 1, naming why:
 crawling a members-only site signed out would export nothing and look like success.
 
-A session that ends mid-crawl shows as a page redirected to the sign-in page: the
-middleware signs in again, once for all the requests that met the end together, and
-fetches the page anew; a page sent there even so fails as ``signed_out``, listed for
-``--retry-failed``, rather than being dropped as the sign-in page seen before.
+A session that ends mid-crawl shows as a page redirected to the sign-in page (``url``, or
+where it redirected): the middleware signs in again, once for all the requests that met
+the end together, and fetches the page anew; a page sent there even with a session opened
+for it (a logout link) fails as ``signed_out``, listed for ``--retry-failed``, rather than
+being dropped as the sign-in page seen before.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ __all__ = ["LoginMiddleware", "LoginOptions", "register_middlewares"]
 log = logging.getLogger("fw.login")
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Times a request may be sent to the sign-in page, fw signing in again after each: one
+#: whose session another request ended meanwhile (a logout link) gets another chance.
+_SIGN_INS = 4
 _MAX_REDIRECTS = 10
 
 
@@ -123,6 +127,8 @@ class LoginMiddleware(Middleware):
         self._lock = asyncio.Lock()
         self._signed_in = options.url is None
         self._session = 0  # how many times the crawl signed in anew: a session ended
+        #: The sign-in page, as ``_where`` gives it: ``login.url`` and where it redirected.
+        self._sign_in_pages: set[Any] = set()
         self._failure: str | None = None
         self._allows: Callable[[str], bool] = lambda url: False
 
@@ -145,19 +151,20 @@ class LoginMiddleware(Middleware):
                     self._signed_in = self._failure is None
             if self._failure is not None:
                 raise CrawlAborted(self._failure)
-        session = self._session
-        response = await handler(request)
-        if not self._sent_to_sign_in(response):
-            return response
-        await self._sign_in_again(session, handler, request)
-        response = await handler(request)
-        if self._sent_to_sign_in(response):
-            raise FetchError(
-                "signed_out",
-                f"sent to the sign-in page {_shown(self.options.url or '')} even after "
-                "signing in again",
-            )
-        return response
+        signed_in = False  # whether this request's last redirect had fw sign in anew
+        for _ in range(_SIGN_INS):
+            session = self._session
+            response = await handler(request)
+            if not self._sent_to_sign_in(response):
+                return response
+            if signed_in and session == self._session:  # ended the session it was given
+                break
+            signed_in = await self._sign_in_again(session, handler, request)
+        raise FetchError(
+            "signed_out",
+            f"sent to the sign-in page {_shown(self.options.url or '')} even with a session "
+            "opened for it (a logout link?)",
+        )
 
     def _sent_to_sign_in(self, response: Response) -> bool:
         """Whether ``response`` redirects to the sign-in page: the session ended."""
@@ -165,22 +172,27 @@ class LoginMiddleware(Middleware):
         if self.options.url is None or response.status not in _REDIRECTS or not location:
             return False
         try:  # often with ?next=: the page, whatever its query
-            return _where(urljoin(response.url, location)) == _where(self.options.url)
+            return _where(urljoin(response.url, location)) in self._sign_in_pages
         except ValueError:  # no URL at all: the engine says so, as for any redirect
             return False
 
-    async def _sign_in_again(self, session: int, handler: Handler, request: Request) -> None:
-        """Sign in anew, unless another request already did since ``session``."""
+    async def _sign_in_again(self, session: int, handler: Handler, request: Request) -> bool:
+        """Sign in anew, unless another request already did since ``session``; say whether
+        this call did."""
         async with self._lock:
+            if self._failure is not None:  # one that could not sign in again: all stop
+                raise CrawlAborted(self._failure)
             if self._session != session:
-                return
+                return False
             log.warning(
                 "login: the session ended (%s was sent to the sign-in page); signing in again",
                 _shown(request.url),
             )
-            if (failure := await self._sign_in(handler)) is not None:
-                raise CrawlAborted(failure)
+            self._failure = await self._sign_in(handler)
+            if self._failure is not None:
+                raise CrawlAborted(self._failure)
             self._session += 1
+            return True
 
     async def _sign_in(self, handler: Handler) -> str | None:
         """Sign in; return why it failed, or None."""
@@ -188,6 +200,8 @@ class LoginMiddleware(Middleware):
         assert url is not None
         try:
             page = await _followed(handler, Request(url))
+            # Where the site sends an ended session: login.url, or where it redirects.
+            self._sign_in_pages = {_where(url), _where(page.url)}
             submit = _form(page, query, dict(self.options.data))
             if problem := self._elsewhere(page.url, submit.url):
                 return f"login: {problem}; fw does not send login.data there"

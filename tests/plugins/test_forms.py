@@ -570,3 +570,77 @@ async def test_a_page_sent_to_sign_in_even_after_signing_in_again_fails_listed(
     assert "signed_out 1" in done.stderr
     (listed,) = read_jsonl(tmp_path / "project.failures.jsonl")
     assert listed["kind"] == "signed_out" and listed["request"]["url"] == f"{base}/members/0"
+
+
+class SignInMoved(SessionsEnd):
+    """``/login`` redirects to the sign-in page, where ended sessions are sent."""
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.router.add_get("/login", self.moved)
+        return app
+
+    async def moved(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/accounts/login")
+
+
+async def test_a_session_sent_where_the_sign_in_page_redirects_is_opened_again(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = SignInMoved()
+    base = await serve(site.app())
+    path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
+    (tmp_path / "members.py").write_text(FOLLOWS, encoding="utf-8")
+    path.write_text(
+        path.read_text()
+        .replace(f"{base}/members]", f"{base}/members/0]")
+        .replace(f"url: {base}/accounts/login", f"url: {base}/login")
+    )
+    done = await run_fw("run", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    names = [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")]
+    assert sorted(names) == [f"member {n}" for n in range(6)]
+    assert done.stderr.count("the session ended") == 2
+
+
+class LogsOut(SessionsEnd):
+    """No session ends by itself; ``/logout``, linked from the first page, ends them all."""
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.router.add_get("/logout", self.logout)
+        return app
+
+    async def logout(self, request: web.Request) -> web.Response:
+        self._seen(request).verdict = "logged out"
+        self.sessions.clear()
+        raise web.HTTPFound("/accounts/login")
+
+    async def member(self, request: web.Request) -> web.Response:
+        seen = self._seen(request)
+        if request.cookies.get("session") not in self.sessions:
+            seen.verdict = "signed out"
+            raise web.HTTPFound(f"/accounts/login?next={quote(request.path)}")
+        seen.verdict = "member"
+        n = int(request.match_info["n"])
+        links = "".join(f'<a href="/members/{k}">m</a>' for k in range(1, 9)) if n == 0 else ""
+        return web.Response(
+            text=f'<li class="member">member {n}</li><a href="/logout">out</a>{links}',
+            content_type="text/html",
+        )
+
+
+async def test_a_logout_link_costs_no_page_but_its_own(tmp_path: Path, serve: Serve) -> None:
+    site = LogsOut()
+    base = await serve(site.app())
+    path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
+    (tmp_path / "members.py").write_text(FOLLOWS, encoding="utf-8")
+    path.write_text(
+        path.read_text().replace(f"{base}/members]", f"{base}/members/0]")
+        + "concurrency: {total: 8, per_domain: 8}\n"
+    )
+    done = await run_fw("run", str(path), cwd=tmp_path)
+    names = [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")]
+    assert sorted(names) == [f"member {n}" for n in range(9)], done.stderr
+    (listed,) = read_jsonl(tmp_path / "project.failures.jsonl")
+    assert listed["kind"] == "signed_out" and listed["request"]["url"] == f"{base}/logout"
