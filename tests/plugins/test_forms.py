@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
-from tests.conftest import Serve, read_jsonl, run_fw, write_project
+from tests.conftest import Completed, Serve, read_jsonl, run_fw, write_project
 from tests.login_site import LOGIN_PAGE, MEMBERS, LoginSite
 from tests.proxies import TestCA
 
@@ -531,18 +531,28 @@ FOLLOWS = SPIDER.replace(
 )
 
 
-async def test_a_session_that_ends_mid_crawl_is_opened_again_and_no_page_lost(
-    tmp_path: Path, serve: Serve
-) -> None:
-    site = SessionsEnd()
+async def crawl_members(
+    tmp_path: Path, serve: Serve, site: LoginSite, more: str = "", sign_in: str = "accounts/login"
+) -> tuple[str, Completed]:
+    """Crawl the member pages from ``/members/0``, following links, signed in at
+    ``sign_in``; ``more`` are project lines. Return the site's URL and how fw ran."""
     base = await serve(site.app())
     path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
     (tmp_path / "members.py").write_text(FOLLOWS, encoding="utf-8")
     path.write_text(
-        path.read_text().replace(f"{base}/members]", f"{base}/members/0]")
-        + "concurrency: {total: 1}\n"
+        path.read_text()
+        .replace(f"{base}/members]", f"{base}/members/0]")
+        .replace(f"url: {base}/accounts/login", f"url: {base}/{sign_in}")
+        + more
     )
-    done = await run_fw("run", str(path), cwd=tmp_path)
+    return base, await run_fw("run", str(path), cwd=tmp_path)
+
+
+async def test_a_session_that_ends_mid_crawl_is_opened_again_and_no_page_lost(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = SessionsEnd()
+    _, done = await crawl_members(tmp_path, serve, site, "concurrency: {total: 1}\n")
     assert done.returncode == 0, done.stderr
     names = [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")]
     assert names == [f"member {n}" for n in range(6)]  # none dropped as the sign-in page
@@ -561,11 +571,7 @@ class NeverLetsIn(SessionsEnd):
 async def test_a_page_sent_to_sign_in_even_after_signing_in_again_fails_listed(
     tmp_path: Path, serve: Serve
 ) -> None:
-    site = NeverLetsIn()
-    base = await serve(site.app())
-    path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
-    path.write_text(path.read_text().replace(f"{base}/members]", f"{base}/members/0]"))
-    done = await run_fw("run", str(path), cwd=tmp_path)
+    base, done = await crawl_members(tmp_path, serve, NeverLetsIn())
     assert done.returncode == 1  # not a crawl of nothing reported as success
     assert "signed_out 1" in done.stderr
     (listed,) = read_jsonl(tmp_path / "project.failures.jsonl")
@@ -587,16 +593,7 @@ class SignInMoved(SessionsEnd):
 async def test_a_session_sent_where_the_sign_in_page_redirects_is_opened_again(
     tmp_path: Path, serve: Serve
 ) -> None:
-    site = SignInMoved()
-    base = await serve(site.app())
-    path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
-    (tmp_path / "members.py").write_text(FOLLOWS, encoding="utf-8")
-    path.write_text(
-        path.read_text()
-        .replace(f"{base}/members]", f"{base}/members/0]")
-        .replace(f"url: {base}/accounts/login", f"url: {base}/login")
-    )
-    done = await run_fw("run", str(path), cwd=tmp_path)
+    _, done = await crawl_members(tmp_path, serve, SignInMoved(), sign_in="login")
     assert done.returncode == 0, done.stderr
     names = [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")]
     assert sorted(names) == [f"member {n}" for n in range(6)]
@@ -631,15 +628,8 @@ class LogsOut(SessionsEnd):
 
 
 async def test_a_logout_link_costs_no_page_but_its_own(tmp_path: Path, serve: Serve) -> None:
-    site = LogsOut()
-    base = await serve(site.app())
-    path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
-    (tmp_path / "members.py").write_text(FOLLOWS, encoding="utf-8")
-    path.write_text(
-        path.read_text().replace(f"{base}/members]", f"{base}/members/0]")
-        + "concurrency: {total: 8, per_domain: 8}\n"
-    )
-    done = await run_fw("run", str(path), cwd=tmp_path)
+    more = "concurrency: {total: 8, per_domain: 8}\n"
+    base, done = await crawl_members(tmp_path, serve, LogsOut(), more)
     names = [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")]
     assert sorted(names) == [f"member {n}" for n in range(9)], done.stderr
     (listed,) = read_jsonl(tmp_path / "project.failures.jsonl")
