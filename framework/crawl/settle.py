@@ -190,9 +190,17 @@ class Settler:
                     exporter.rewind(checkpoints[key])
                 except OSError as exc:
                     raise CrawlAborted(f"cannot finish the exports: {_reason(exc)}") from exc
-        # Noted closed only once every export left open is: else a later run closes the rest.
+        if missed := [key for key in left if key not in closed]:
+            log.warning(
+                "export %s: left unfinished by the run that was killed, and not written by "
+                "this one: it stays as it is (a JSON array without its ], a CSV header "
+                "without its late columns)",
+                ", ".join(key.partition(":")[2] for key in missed),
+            )
+        # Noted closed all the same: cutting files back on every run would damage any
+        # changed since; the warning says what is left.
         self._mark = {**checkpoints, _CLOSED: False}
-        self._began = bool(left) and sorted(closed) == sorted(left)
+        self._began = bool(left)
 
     async def _note_closed(self) -> None:
         """Store, with the exports' positions, that every export was closed: a run killed
