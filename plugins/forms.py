@@ -58,7 +58,9 @@ log = logging.getLogger("fw.login")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Times a request may be sent to the sign-in page, fw signing in again after each: one
 #: whose session another request ended meanwhile (a logout link) gets another chance.
-_SIGN_INS = 4
+_SIGN_INS = 5
+#: Sign-ins again in a row, with no page coming back signed in between, that stop the crawl.
+_FUTILE = 10
 _MAX_REDIRECTS = 10
 
 
@@ -127,6 +129,7 @@ class LoginMiddleware(Middleware):
         self._lock = asyncio.Lock()
         self._signed_in = options.url is None
         self._session = 0  # how many times the crawl signed in anew: a session ended
+        self._futile = 0  # sign-ins again since a page last came back signed in
         #: The sign-in page, as ``_where`` gives it: ``login.url`` and where it redirected.
         self._sign_in_pages: set[Any] = set()
         self._failure: str | None = None
@@ -151,19 +154,22 @@ class LoginMiddleware(Middleware):
                     self._signed_in = self._failure is None
             if self._failure is not None:
                 raise CrawlAborted(self._failure)
-        signed_in = False  # whether this request's last redirect had fw sign in anew
+        opened, strikes = -1, 0  # the session this request had fw open; its ends met
         for _ in range(_SIGN_INS):
             session = self._session
             response = await handler(request)
             if not self._sent_to_sign_in(response):
+                self._futile = 0
                 return response
-            if signed_in and session == self._session:  # ended the session it was given
-                break
-            signed_in = await self._sign_in_again(session, handler, request)
+            if session == opened == self._session:  # the end of a session opened for it
+                strikes += 1
+                if strikes == 2:  # twice: it ends the session itself (a logout link)
+                    break
+            opened = await self._sign_in_again(session, handler, request)
         raise FetchError(
             "signed_out",
             f"sent to the sign-in page {_shown(self.options.url or '')} even with a session "
-            "opened for it (a logout link?)",
+            "opened for it, twice (a logout link?)",
         )
 
     def _sent_to_sign_in(self, response: Response) -> bool:
@@ -176,14 +182,20 @@ class LoginMiddleware(Middleware):
         except ValueError:  # no URL at all: the engine says so, as for any redirect
             return False
 
-    async def _sign_in_again(self, session: int, handler: Handler, request: Request) -> bool:
-        """Sign in anew, unless another request already did since ``session``; say whether
-        this call did."""
+    async def _sign_in_again(self, session: int, handler: Handler, request: Request) -> int:
+        """Sign in anew, unless another request already did since ``session``; return the
+        session this call opened, or -1."""
         async with self._lock:
             if self._failure is not None:  # one that could not sign in again: all stop
                 raise CrawlAborted(self._failure)
             if self._session != session:
-                return False
+                return -1
+            if self._futile >= _FUTILE:  # a sign-in per page, for ever: the password too
+                self._failure = (
+                    f"login: signed in again {_FUTILE} times in a row and every page was "
+                    "still sent to the sign-in page: the site does not keep the session"
+                )
+                raise CrawlAborted(self._failure)
             log.warning(
                 "login: the session ended (%s was sent to the sign-in page); signing in again",
                 _shown(request.url),
@@ -192,7 +204,8 @@ class LoginMiddleware(Middleware):
             if self._failure is not None:
                 raise CrawlAborted(self._failure)
             self._session += 1
-            return True
+            self._futile += 1
+            return self._session
 
     async def _sign_in(self, handler: Handler) -> str | None:
         """Sign in; return why it failed, or None."""

@@ -532,16 +532,23 @@ FOLLOWS = SPIDER.replace(
 
 
 async def crawl_members(
-    tmp_path: Path, serve: Serve, site: LoginSite, more: str = "", sign_in: str = "accounts/login"
+    tmp_path: Path,
+    serve: Serve,
+    site: LoginSite,
+    more: str = "",
+    sign_in: str = "accounts/login",
+    starts: int = 1,
 ) -> tuple[str, Completed]:
-    """Crawl the member pages from ``/members/0``, following links, signed in at
-    ``sign_in``; ``more`` are project lines. Return the site's URL and how fw ran."""
+    """Crawl the member pages from ``/members/0`` (to ``starts`` - 1), following links,
+    signed in at ``sign_in``; ``more`` are project lines. Return the site's URL and how
+    fw ran."""
     base = await serve(site.app())
     path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
     (tmp_path / "members.py").write_text(FOLLOWS, encoding="utf-8")
+    first = ", ".join(f"{base}/members/{n}" for n in range(starts))
     path.write_text(
         path.read_text()
-        .replace(f"{base}/members]", f"{base}/members/0]")
+        .replace(f"{base}/members]", f"{first}]")
         .replace(f"url: {base}/accounts/login", f"url: {base}/{sign_in}")
         + more
     )
@@ -634,3 +641,16 @@ async def test_a_logout_link_costs_no_page_but_its_own(tmp_path: Path, serve: Se
     assert sorted(names) == [f"member {n}" for n in range(9)], done.stderr
     (listed,) = read_jsonl(tmp_path / "project.failures.jsonl")
     assert listed["kind"] == "signed_out" and listed["request"]["url"] == f"{base}/logout"
+
+
+async def test_a_site_that_keeps_no_session_stops_the_crawl_not_signing_in_for_ever(
+    tmp_path: Path, serve: Serve
+) -> None:
+    site = NeverLetsIn()
+    _, done = await crawl_members(tmp_path, serve, site, "concurrency: {total: 1}\n", starts=40)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        "Error: login: signed in again 10 times in a row and every page was still sent to "
+        "the sign-in page: the site does not keep the session"
+    )
+    assert len([seen for seen in site.log if seen.method == "POST"]) == 11  # not 80
