@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ from framework import (
     FetchError,
     FormError,
     Handler,
+    IgnoreRequest,
     Middleware,
     Request,
     Response,
@@ -71,6 +73,19 @@ def _css(query: str) -> str:
     except Exception as exc:  # cssselect's errors share no useful base
         raise ValueError(f"not a valid CSS query: {exc}") from None
     return query
+
+
+#: URLs that look like a logout link: ``/logout``, ``?action=sign_out``, ``/log-off``.
+_LOGOUT = r"(?i)(?<![a-z])(log|sign)[-_]?(out|off)(?![a-z])"
+
+
+def _regex(pattern: str) -> str:
+    """Check that ``pattern`` is a regular expression Python can compile."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return pattern
 
 
 def _page(url: str) -> str:
@@ -112,6 +127,13 @@ class LoginOptions:
         "it, an answer that shows the sign-in form again is a failure.",
     )
 
+    avoid: str | None = option(
+        _LOGOUT,
+        check=_regex,
+        doc="Regex of URLs the signed-in crawl does not fetch, counted as `ignored`: by "
+        "default logout links, which would end the session; `null` fetches every link.",
+    )
+
     def __post_init__(self) -> None:
         if self.url is None and (self.data or self.form or self.check):
             raise ValueError("url: the sign-in page is required to sign in")
@@ -130,6 +152,8 @@ class LoginMiddleware(Middleware):
         self._signed_in = options.url is None
         self._session = 0  # how many times the crawl signed in anew: a session ended
         self._futile = 0  # sign-ins again since a page last came back signed in
+        self._avoid = re.compile(options.avoid) if options.avoid else None
+        self._avoided = False  # said once that links were left out
         #: The sign-in page, as ``_where`` gives it: ``login.url`` and where it redirected.
         self._sign_in_pages: set[Any] = set()
         self._failure: str | None = None
@@ -154,6 +178,9 @@ class LoginMiddleware(Middleware):
                     self._signed_in = self._failure is None
             if self._failure is not None:
                 raise CrawlAborted(self._failure)
+        if self._avoid is not None and self._avoid.search(request.url):
+            self._say_avoided(request)
+            raise IgnoreRequest(f"login.avoid: {_shown(request.url)} would end the session")
         opened, strikes = -1, 0  # the session this request had fw open; its ends met
         for _ in range(_SIGN_INS):
             session = self._session
@@ -171,6 +198,15 @@ class LoginMiddleware(Middleware):
             f"sent to the sign-in page {_shown(self.options.url or '')} even with a session "
             "opened for it, twice (a logout link?)",
         )
+
+    def _say_avoided(self, request: Request) -> None:
+        if not self._avoided:
+            self._avoided = True
+            log.warning(
+                "login: leaving out links that look like logging out, such as %s "
+                "(login.avoid; null fetches them)",
+                _shown(request.url),
+            )
 
     def _sent_to_sign_in(self, response: Response) -> bool:
         """Whether ``response`` redirects to the sign-in page: the session ended."""

@@ -538,12 +538,13 @@ async def crawl_members(
     more: str = "",
     sign_in: str = "accounts/login",
     starts: int = 1,
+    login: str = "",
 ) -> tuple[str, Completed]:
     """Crawl the member pages from ``/members/0`` (to ``starts`` - 1), following links,
     signed in at ``sign_in``; ``more`` are project lines. Return the site's URL and how
     fw ran."""
     base = await serve(site.app())
-    path = project(tmp_path, base, "data: {username: ada, password: s3cret}")
+    path = project(tmp_path, base, "data: {username: ada, password: s3cret}" + login)
     (tmp_path / "members.py").write_text(FOLLOWS, encoding="utf-8")
     first = ", ".join(f"{base}/members/{n}" for n in range(starts))
     path.write_text(
@@ -634,11 +635,19 @@ class LogsOut(SessionsEnd):
         )
 
 
-async def test_a_logout_link_costs_no_page_but_its_own(tmp_path: Path, serve: Serve) -> None:
+@pytest.mark.parametrize("avoid", ["", "\n          avoid: null"])
+async def test_a_logout_link_costs_no_page_but_its_own(
+    tmp_path: Path, serve: Serve, avoid: str
+) -> None:
     more = "concurrency: {total: 8, per_domain: 8}\n"
-    base, done = await crawl_members(tmp_path, serve, LogsOut(), more)
+    base, done = await crawl_members(tmp_path, serve, LogsOut(), more, login=avoid)
     names = [item["name"] for item in read_jsonl(tmp_path / "members.jsonl")]
     assert sorted(names) == [f"member {n}" for n in range(9)], done.stderr
+    if not avoid:  # left out: it would end the session
+        assert "login: leaving out links that look like logging out" in done.stderr
+        assert done.returncode == 0, done.stderr
+        assert not (tmp_path / "project.failures.jsonl").exists()
+        return
     (listed,) = read_jsonl(tmp_path / "project.failures.jsonl")
     assert listed["kind"] == "signed_out" and listed["request"]["url"] == f"{base}/logout"
 
