@@ -20,7 +20,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -32,7 +32,7 @@ from framework.crawl.failures import Failures
 from framework.crawl.idle import Idle
 from framework.crawl.progress import Sample
 from framework.crawl.seeding import Seeder
-from framework.crawl.settle import Item, Settler
+from framework.crawl.settle import Accepted, Item, Settler
 from framework.crawl.stats import Stats
 from framework.errors import CrawlAborted, FetchError, IgnoreRequest, Unchanged
 from framework.fetch.downloader import Fetcher
@@ -94,6 +94,20 @@ class Crew:
     downloads: Downloads | None = None
     #: What ``fetch`` passes through; each is opened after the fetcher, closed before it.
     middlewares: Sequence[Middleware] = ()
+
+
+class _Kept(NamedTuple):
+    """What a callback's output came to once admitted and accepted (``Engine._kept``)."""
+
+    accepted: Accepted
+    discovered: list[Request]
+    #: What the errbacks of requests the crawl dropped gave, and for which request.
+    errbacks: list[tuple[CallbackOutput, Request]]
+
+    async def report_errbacks(self, report: Callable[..., Awaitable[None]]) -> None:
+        """Report what went wrong in those errbacks, none of which is listed."""
+        for output, request in self.errbacks:
+            await report(output, request, listed=False)
 
 
 class Handled(NamedTuple):
@@ -537,27 +551,44 @@ class Engine:
     async def _parsed(self, request: Request, response: Response) -> Handled:
         """Run the request's callback on its page; return what the page came to."""
         output = await self._callback(request.callback, response)
-        found = _deeper(output.requests, request, request.callback)
-        discovered, errbacks = await self._admitted(found, request)
-        items = [*output.items, *(item for ran, _ in errbacks for item in ran.items)]
-        accepted = await self._settler.accept(items, response)
-        if accepted is None:  # max_items: the next run fetches the page again, whole
-            self._admission.forget(discovered)  # and reports what went wrong in it then
-            return Handled(retry=request)
+        kept = await self._kept(output, request, request.callback, response)
+        if kept is None:  # max_items: the next run fetches the page again, whole, and
+            return Handled(retry=request)  # reports what went wrong in it then
         failure = None
         if output.problems:  # a page's output is lost: listed, to be retried
             await self._report(output, request, listed=True)
             failure = output.problems[0][0]  # failed, as listed: a retry takes it over
         else:
             self.stats.handled += 1
-        for ran, dropped in errbacks:
-            await self._report(ran, dropped, listed=False)
-        whole = not output.problems and not accepted.invalid and output.close is None
+        await kept.report_errbacks(self._report)
+        whole = not output.problems and not kept.accepted.invalid and output.close is None
         if whole and self._events.page_parsed and self._settler.stop_reason is None:
             await self._events.page_parsed(
                 request=request, response=response, requests=output.requests, spider=self.spider
             )
-        return Handled(accepted.items, discovered, failure)
+        return Handled(kept.accepted.items, kept.discovered, failure)
+
+    async def _kept(
+        self,
+        output: CallbackOutput,
+        request: Request,
+        callback: str | None,
+        response: Response | None,
+    ) -> _Kept | None:
+        """Admit what a callback on ``request`` found, running the errbacks of those the
+        crawl drops, and accept its items with theirs; None for a request ``max_items``
+        hands back, whose discoveries are forgotten."""
+        found = _deeper(output.requests, request, callback)
+        discovered, errbacks = await self._admitted(found, request)
+        items = output.items
+        if errbacks:  # rare: no copy of the page's items otherwise
+            items = [*items, *(item for ran, _ in errbacks for item in ran.items)]
+        asked = request if response is None else None  # a page's items go with its response
+        accepted = await self._settler.accept(items, response, request=asked)
+        if accepted is None:
+            self._admission.forget(discovered)
+            return None
+        return _Kept(accepted, discovered, errbacks)
 
     async def _admitted(
         self, found: list[Request], parent: Request
@@ -677,19 +708,14 @@ class Engine:
         """Run the request's errback and take what it found; a ``failed`` request is also
         reported, and listed in the failures file."""
         output = await self._callback(request.errback, request, error)
-        found = _deeper(output.requests, request, request.errback)
-        discovered, errbacks = await self._admitted(found, request)
-        items = [*output.items, *(item for ran, _ in errbacks for item in ran.items)]
-        accepted = await self._settler.accept(items, None, request=request)
-        if accepted is None:  # max_items: the next run fetches it again, errback and all
-            self._admission.forget(discovered)  # so it is not a failure of this run
-            return Handled(retry=request)
+        kept = await self._kept(output, request, request.errback, None)
+        if kept is None:  # max_items: the next run fetches it again, errback and all, so
+            return Handled(retry=request)  # it is not a failure of this run
         if failed:
             await self._failures.report(error, error.kind, request, str(error), listed=True)
         await self._report(output, request, listed=False)
-        for ran, dropped in errbacks:
-            await self._report(ran, dropped, listed=False)
-        return Handled(accepted.items, discovered, error.kind if failed else None)
+        await kept.report_errbacks(self._report)
+        return Handled(kept.accepted.items, kept.discovered, error.kind if failed else None)
 
     async def _callback(self, name: str | None, *args: Any) -> CallbackOutput:
         """Run a spider callback and return what it found and what went wrong in it, to be
