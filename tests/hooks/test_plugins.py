@@ -1196,18 +1196,29 @@ async def test_an_installed_plugin_whose_schema_fails_is_named(tmp_path: Path) -
 def test_a_spider_whose_name_is_no_string_is_refused_by_its_plugin(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spider_file(tmp_path, "shop.py", "shop")
-    (tmp_path / "five.py").write_text(
+    # Not the spider in use: another project's plugin, listed here too.
+    error = refused_beside_a_spider(
+        tmp_path,
+        capsys,
+        "five.py",
         "from framework import Spider, hookimpl\n\nclass Five(Spider):\n    name = 5\n\n"
         "@hookimpl\ndef register_spiders(register):\n    register(Five)\n",
-        encoding="utf-8",
     )
-    # Not the spider in use: another project's plugin, listed here too.
-    project = write_project(tmp_path, "spider: shop\nplugins: [./shop.py, ./five.py]\n")
+    assert error.endswith(".Five'>, whose name is 5, not a string"), error
+
+
+def refused_beside_a_spider(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, source: str
+) -> str:
+    """Check a project using spider ``shop`` with the plugin ``name`` listed second; return
+    the one error line, located at that plugin's entry and saying what it registered."""
+    spider_file(tmp_path, "shop.py", "shop")
+    (tmp_path / name).write_text(source, encoding="utf-8")
+    project = write_project(tmp_path, f"spider: shop\nplugins: [./shop.py, ./{name}]\n")
     assert main(["check", str(project)]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith(f"Error: {project}:2: plugins[1]: plugin 'five.py': registered ")
-    assert error.endswith(".Five'>, whose name is 5, not a string"), error
+    assert error.startswith(f"Error: {project}:2: plugins[1]: plugin '{name}': registered ")
+    return error
 
 
 @pytest.mark.parametrize(
@@ -1241,15 +1252,12 @@ def test_an_exporter_whose_extensions_are_no_tuple_of_extensions_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extensions: str
 ) -> None:
     # A string was taken letter by letter: every -o PATH ending in . or z went to it.
-    spider_file(tmp_path, "shop.py", "shop")
-    (tmp_path / "zz.py").write_text(
+    error = refused_beside_a_spider(
+        tmp_path,
+        capsys,
+        "zz.py",
         "from framework import Exporter, hookimpl\n\nclass Zz(Exporter):\n"
         f"    format = 'zz'\n    extensions = {extensions}\n\n"
         "@hookimpl\ndef register_exporters(register):\n    register(Zz)\n",
-        encoding="utf-8",
     )
-    project = write_project(tmp_path, "spider: shop\nplugins: [./shop.py, ./zz.py]\n")
-    assert main(["check", str(project)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith(f"Error: {project}:2: plugins[1]: plugin 'zz.py': registered ")
     assert error.endswith("not a tuple of extensions such as ('.jsonl',)"), error
