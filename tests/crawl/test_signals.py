@@ -238,13 +238,7 @@ async def test_one_signal_exits_in_bounded_time_even_while_a_callback_holds_the_
     serve: Serve, tmp_path: Path
 ) -> None:
     """``docker stop`` sends one SIGTERM: fw must keep its promise to stop without a second."""
-    base = await serve(site_of({"/": "ok", "/hold": "ok"}))
-    (tmp_path / "holds.py").write_text(HOLDING.format(hold="time.sleep(60)"), encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"spider: holds\nstart_urls: [{base}/]\nplugins: [./holds.py]\nrobots: ignore\n"
-        "stop_timeout: 0.2\n",
-    )
+    base, project = await holding(serve, tmp_path, "time.sleep(60)")
     export = tmp_path / "items.jsonl"
     process = await start_fw("run", str(project), "-o", str(export))
     rest = await terminated_when(process, "holding")
@@ -278,19 +272,27 @@ def register_exporters(register):
 async def test_an_export_closing_slowly_after_a_signal_is_not_cut_short(
     serve: Serve, tmp_path: Path
 ) -> None:
-    base = await serve(site_of({"/": "ok", "/hold": "ok"}))
     (tmp_path / "slowclose.py").write_text(SLOW_CLOSE, encoding="utf-8")
-    (tmp_path / "holds.py").write_text(HOLDING.format(hold="pass"), encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"spider: holds\nstart_urls: [{base}/]\nplugins: [./holds.py, ./slowclose.py]\n"
-        "robots: ignore\nstop_timeout: 0.2\n",
-    )
+    _, project = await holding(serve, tmp_path, "pass", "./slowclose.py")
     export = tmp_path / "items.slow"
     process = await start_fw("run", str(project), "-o", str(export))
     rest = await terminated_when(process, "written")
     assert "Quitting now" not in rest  # 3 s is past the 2.4 s a held loop gets
     assert export.read_text() == "closed" and process.returncode in (0, 143), rest
+
+
+async def holding(serve: Serve, tmp_path: Path, hold: str, *plugins: str) -> tuple[str, Path]:
+    """Serve ``/`` and ``/hold``, whose callback runs ``hold``; return the site and a
+    project crawling it with ``plugins`` too, which gives requests 0.2 s to stop."""
+    base = await serve(site_of({"/": "ok", "/hold": "ok"}))
+    (tmp_path / "holds.py").write_text(HOLDING.format(hold=hold), encoding="utf-8")
+    listed = ", ".join(("./holds.py", *plugins))
+    project = write_project(
+        tmp_path,
+        f"spider: holds\nstart_urls: [{base}/]\nplugins: [{listed}]\nrobots: ignore\n"
+        "stop_timeout: 0.2\n",
+    )
+    return base, project
 
 
 async def terminated_when(process: asyncio.subprocess.Process, said: str) -> str:
