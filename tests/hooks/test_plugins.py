@@ -118,6 +118,8 @@ async def test_an_installed_spider_is_usable_by_name(
 
 
 NOISY = """
+import os
+import subprocess
 from framework import hookimpl
 
 print("noisy: at import")
@@ -125,11 +127,16 @@ print("noisy: at import")
 @hookimpl
 def item_scraped(item):
     print("noisy: scraped", item)
+    os.write(1, b"noisy: on descriptor 1\\n")  # as a C library would
+    subprocess.run(["echo", "noisy: a child process"], check=True)
 """
 
 
+@pytest.mark.parametrize(
+    "stdout", [["-o", "-"], ["-s", "exporters=[{format: jsonl, path: /dev/stdout}]"]]
+)
 async def test_what_a_plugin_prints_stays_out_of_fws_data_on_stdout(
-    tmp_path: Path, serve: Serve
+    tmp_path: Path, serve: Serve, stdout: list[str]
 ) -> None:
     site = fake_distribution(tmp_path / "site", "fw-noisy", "0.1", "noisy", "fw_noisy", NOISY)
     base = await serve(pages({"/": "<h1>hi</h1>", "/b": "<h1>b</h1>"}))
@@ -141,10 +148,11 @@ async def test_what_a_plugin_prints_stays_out_of_fws_data_on_stdout(
         rules: {{items: [{{fields: {{h1: h1}}}}]}}
         """,
     )
-    crawled = await run_fw("run", str(project), "-o", "-", env=on_path(site))
+    crawled = await run_fw("run", str(project), *stdout, env=on_path(site))
     assert crawled.returncode == 0, crawled.stderr
     assert sorted(json.loads(line)["h1"] for line in crawled.stdout.splitlines()) == ["b", "hi"]
-    assert crawled.stderr.count("noisy: scraped") == 2
+    for noise in ("noisy: scraped", "noisy: on descriptor 1", "noisy: a child process"):
+        assert crawled.stderr.count(noise) == 2
     listed = await run_fw("plugins", "--json", env=on_path(site))
     assert "noisy" in {row["name"] for row in json.loads(listed.stdout)}
     assert "noisy: at import" in listed.stderr
