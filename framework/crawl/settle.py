@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from framework.crawl import openmarks
 from framework.crawl.failures import Failures
 from framework.crawl.pipeline import Pipeline, Refused
 from framework.crawl.stats import Stats
@@ -112,6 +113,9 @@ class Settler:
         #: Whether a next run takes what this one hands back: a persistent frontier's, or
         #: the failures file's for a ``--retry-failed`` run.
         self._resumable = frontier.persistent or retrying
+        #: Whether the exports that are open are marked beside their files: a persistent
+        #: frontier that stores no positions does not say which a killed run left open.
+        self._marking = frontier.persistent and not frontier.keeps_checkpoints
         #: Why the crawl should stop taking pages, once it should.
         self.stop_reason: str | None = None
         self._taken = 0  # items past the limit check, counted before any await
@@ -181,7 +185,8 @@ class Settler:
         for exporter in self._exporters:
             key = _key(exporter)
             reopened = key in left and Path(exporter.path).exists()  # moved away: not made
-            if reopened or exporter.unfinished():
+            marked = self._marking and openmarks.marked(exporter.path)
+            if reopened or marked or exporter.unfinished():
                 exporter.append = True
                 self._opened(exporter, stack)
             if reopened:
@@ -227,6 +232,8 @@ class Settler:
             ) from exc
         self._open.append(exporter)
         stack.callback(self._close, exporter)
+        if self._marking:
+            openmarks.mark(exporter.path)
 
     def _warn_of_changed_exports(self, checkpoints: Mapping[str, Any]) -> None:
         """Name the exports this run writes that the run it resumes did not, and those it
@@ -256,6 +263,8 @@ class Settler:
                 exporter.close_now()
             except Exception as exc:  # quitting anyway: say what is left unfinished
                 log.error("export %s: cannot finish it: %s", exporter.path, _reason(exc))
+            else:
+                self._unmark(exporter)
         self._open.clear()
 
     def _close(self, exporter: Exporter) -> None:
@@ -265,6 +274,11 @@ class Settler:
         except BaseException:
             self._unclosed = True
             raise
+        self._unmark(exporter)
+
+    def _unmark(self, exporter: Exporter) -> None:
+        if self._marking:
+            openmarks.unmark(exporter.path)
 
     # ---------------------------------------------------------------------------------------
     # 1. Accept

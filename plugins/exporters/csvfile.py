@@ -177,10 +177,36 @@ class CsvExporter(Exporter):
         if not self._fields and (new := [key for key in item if key not in columns]):
             columns = columns + new
         cells = [_cell(item.get(column), self._escape) for column in columns]
-        self._columns = columns
+        grew, self._columns = columns is not self._columns, columns
         if self._header is None:
             self._write_header()
+        elif grew:
+            self._note_columns()
         self._file.append(self._row(cells))
+
+    def _note_columns(self) -> None:
+        """Keep every column in the copy beside the file, cut down to its header, as
+        ``close`` leaves it when it cannot complete the header: a run killed before it
+        closes the file (even after its crawl's last page) leaves the next run the names
+        of the columns its rows have and its header lacks."""
+        if not self._file.seekable:
+            return
+        copy = self._copy_path()
+        part = copy.with_name(f"{copy.name}.part")
+        try:
+            with open_new(part) as new:
+                new.write(self._row(self._head()))
+            part.replace(copy)  # whole or not at all: a torn copy would be thrown away
+        except OSError as exc:
+            log.warning(
+                "%s: cannot note columns %s beside it: if the crawl is killed before the "
+                "export closes, its header will lack them: %s",
+                self.path,
+                _names(self._columns[len(self._header or ()) :]),
+                exc.strerror or exc,
+            )
+            return
+        self._leftover = True
 
     def close(self) -> None:
         """Close the file, first completing the header if columns were added on the way.
