@@ -57,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_stderr()
     try:
         project = _project_read_ahead(argv)
-        args = _parse_argv(_parser(plugin_flags=_command(argv) == "run", project=project), argv)
+        args = _parse_argv(
+            _parser(plugin_flags=_command(argv) == "run", project=project), argv, project
+        )
     except (UsageError, PluginError) as exc:  # a plugin's flag is not one fw can take
         _print_errors(exc.errors if isinstance(exc, ProjectErrors) else [exc])
         return USAGE
@@ -321,16 +323,25 @@ def _run_parser(commands: Commands) -> argparse.ArgumentParser:
     return run
 
 
-def _parse_argv(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+def _parse_argv(
+    parser: argparse.ArgumentParser, argv: Sequence[str], project: Project | None = None
+) -> argparse.Namespace:
     """Parse ``argv``; with an installed plugin that failed to load (``unloaded``), a flag
     fw run does not know may be another plugin's: load the plugins as the project says
-    (``disable_plugins``) and parse again, or say why they do not load, as fw run would."""
+    (``disable_plugins``) and parse again, or say why they do not load, as fw run would.
+    A flag of a plugin the project disables is unknown, and said to be why it may be."""
     args, unknown = parser.parse_known_args(argv)
     if not unknown:
         return args
-    if getattr(args, "unloaded", None) is None:
-        return parser.parse_args(argv)  # argparse's own error: unrecognized arguments
-    return _parser(project=load_project(args.project, args.overrides)).parse_args(argv)
+    if getattr(args, "unloaded", None) is not None:
+        return _parser(project=load_project(args.project, args.overrides)).parse_args(argv)
+    if project is not None and project.disable_plugins:  # never loaded: its flags unknown
+        raise UsageError(
+            f"fw run: unrecognized arguments: {' '.join(unknown)} (the project's "
+            f"disable_plugins turns off {', '.join(project.disable_plugins)}, whose flags "
+            "fw run then does not take)"
+        )
+    return parser.parse_args(argv)  # argparse's own error: unrecognized arguments
 
 
 def _plugin_flags(run: argparse.ArgumentParser, project: Project | None = None) -> None:

@@ -676,6 +676,24 @@ async def test_fw_run_never_imports_a_disabled_plugin(
     assert listed.returncode == 0 and mark.read_text() == "imported"
 
 
+async def test_a_flag_of_a_disabled_plugin_names_the_plugins_disabled(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [http://127.0.0.1:9/]
+        disable_plugins: [incremental]
+        frontier: sqlite:///state.db
+        """,
+    )
+    result = await run_fw("run", str(project), "--incremental")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "Error: fw run: unrecognized arguments: --incremental (the project's disable_plugins "
+        "turns off incremental, whose flags fw run then does not take)"
+    ]
+
+
 def test_fw_plugins_does_not_describe_a_disabled_plugin() -> None:
     pm = make_plugin_manager(disabled=["douban"])
     assert "douban" not in [info.name for info in pm.infos()]
