@@ -353,6 +353,14 @@ class Project:
         "run goes whole).",
         minimum=1,
     )
+    max_requests_per_page: int = option(
+        50_000,
+        doc="Requests one page's callback may add to the crawl (its links, mostly); the "
+        "rest are dropped, counted as filtered too_many_on_page, and the page named in a "
+        "warning. The default takes a whole sitemap (50,000 URLs) and bounds what a hostile "
+        "page of a million links costs.",
+        minimum=1,
+    )
     max_response_size: int = option(
         16 * MiB,
         doc="Largest body in bytes, after decompression; a larger response fails.",

@@ -50,6 +50,7 @@ class Admission:
     ) -> None:
         self.offsite = Offsite(project.allowed_domains or ())
         self._max_depth, self._stats, self._spider = project.max_depth, stats, spider
+        self._max_per_page = project.max_requests_per_page
         self._persistent, self._backend = persistent, project.frontier.split(":")[0]
         self._known: set[str] = set()
         #: The frontier's count of what it may have forgotten (``Frontier.forgets``).
@@ -134,6 +135,15 @@ class Admission:
                 f"start request {redact(chain[0])!r} redirected to {redact(request.url)!r}, "
                 "which its site's robots.txt forbids"
             )
+
+    def overflowed(self, found_on: str, dropped: int) -> None:
+        """Count the requests a callback on ``found_on`` added past ``max_requests_per_page``,
+        which it dropped; name the page."""
+        self._stats.filtered["too_many_on_page"] += dropped
+        self._warn(
+            f"{dropped} requests from {redact(found_on)} dropped: past max_requests_per_page "
+            f"({self._max_per_page}), which bounds what one page adds to the crawl"
+        )
 
     def _warn(self, mistake: str) -> None:
         """Warn of the spider's first few mistakes; then say how to count the rest."""

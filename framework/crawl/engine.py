@@ -721,9 +721,17 @@ class Engine:
         """Run a spider callback and return what it found and what went wrong in it, to be
         reported once its items are accepted (a page handed back is reported by the run
         that settles it). A ``CloseSpider`` from it stops the crawl at once."""
-        output = await run_callback(self.spider, name, *args, plugins=self._crew.callbacks)
+        output = await run_callback(
+            self.spider,
+            name,
+            *args,
+            plugins=self._crew.callbacks,
+            max_requests=self.project.max_requests_per_page,
+        )
         if output.close is not None:
             self.stop(f"closed by spider: {output.close}")
+        if output.dropped:
+            self._admission.overflowed(args[0].url, output.dropped)
         return output
 
     async def _report(self, output: CallbackOutput, request: Request, *, listed: bool) -> None:

@@ -367,6 +367,27 @@ async def test_max_depth_max_pages_and_max_items(tmp_path: Path, serve: Serve) -
     assert len(read_jsonl(tmp_path / "out/items.jsonl")) == 3
 
 
+async def test_a_page_adds_at_most_max_requests_per_page_and_is_named(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    fetched: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        fetched.append(request.path)
+        return page(*(f"/{n}" for n in range(1, 61))) if request.path == "/" else page()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    base = await serve(app)
+    project = links_project(tmp_path, base, "concurrency: {total: 1, per_domain: 1}")
+    stats = await crawl(project, "max_requests_per_page=50")
+    assert stats.reason == "finished" and stats.filtered["too_many_on_page"] == 10
+    assert sorted(fetched) == sorted(["/", *(f"/{n}" for n in range(1, 51))])  # the first 50
+    assert f"10 requests from {base}/ dropped: past max_requests_per_page (50)" in caplog.text
+    whole = await crawl(project)  # the default takes a sitemap's 50,000 links
+    assert whole.pages == 61 and "too_many_on_page" not in whole.filtered
+
+
 async def test_max_pages_counts_only_requests_that_went_to_the_network(
     tmp_path: Path, serve: Serve
 ) -> None:
