@@ -652,6 +652,8 @@ class Engine:
         else:
             took = self._loop.time() - started
             latency = took - self._crew.stalls.held_since(started, held)  # not a callback's
+            if response.latency is not None:  # a layer's own work (rendering) is not the host's
+                latency = min(latency, response.latency)
             await self._crew.pace.replied(lease.host, response.status, latency)
         self.stats.response(lease.host, response.status, len(response.body))
         if self._events.response_received:

@@ -168,6 +168,7 @@ class Response:
         "body",
         "cached",
         "headers",
+        "latency",
         "request",
         "status",
         "url",
@@ -183,12 +184,17 @@ class Response:
         parser: Parser | None = None,
         *,
         cached: bool = False,
+        latency: float | None = None,
     ) -> None:
         self.url, self.status, self.headers, self.body = url, status, headers, body
         self.request, self._parser = request, parser
         #: Answered without the network (from a cache or a recording): fw neither waits
         #: the host's delay for it nor learns the host's speed from it.
         self.cached = cached
+        #: Seconds the host took to answer, set by a fetch layer that knows better than the
+        #: time the whole fetch took (a rendered page: its document's, not the rendering);
+        #: adaptive throttling learns the host's speed from it.
+        self.latency = latency
         self._text: str | None = None
         self._encoding: str | None = None
         self._bom = 0

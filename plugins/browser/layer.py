@@ -75,7 +75,11 @@ class BrowserLayer(FetchLayer):
     async def fetch(self, request: Request) -> Response:
         if not self._wants(request):
             return await self.context.fetch(request)
+        clock = asyncio.get_running_loop().time
+        started = clock()
         document = await self.context.fetch(request.replace(render=False))
+        if document.latency is None:  # how fast the host is: waiting for a tab is not it
+            document.latency = clock() - started
         if not 200 <= document.status < 300 or document.media_type not in _HTML:
             # A redirect, an error page, a PDF: fw handles it as fetched, answering the
             # request as asked (its redirect is rendered too).
@@ -177,7 +181,9 @@ class BrowserLayer(FetchLayer):
         saved = await self._save(request.url, rendered)
         if saved:
             request = request.replace(meta={**request.meta, **saved})
-        return self.context.response(request.url, document.status, headers, body, request)
+        response = self.context.response(request.url, document.status, headers, body, request)
+        response.latency = document.latency
+        return response
 
     async def _save(self, url: str, rendered: Rendered) -> dict[str, str]:
         """Write the screenshot and PDF into ``files``; return their paths by meta key."""

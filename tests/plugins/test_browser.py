@@ -187,6 +187,29 @@ async def test_a_page_that_never_settles_is_a_counted_timeout_and_the_crawl_goes
     assert items["js/"]["products"] == [name for name, _ in PRODUCTS[1]]
 
 
+async def test_a_slow_render_is_not_taken_for_a_slow_host(
+    serve: Serve, chromium: str, tmp_path: Path
+) -> None:
+    """Throttling learns a host's speed from its document's fetch: the scripts a page runs
+    for a second (and the wait for a tab) are the browser's time, not the host's."""
+
+    async def answer(request: web.Request) -> web.Response:
+        wait = 1000 if request.path.startswith("/slow") else 0
+        script = f"setTimeout(() => document.body.classList.add('done'), {wait});"
+        return web.Response(text=f"<body><script>{script}</script>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    base = await serve(app)
+    wait = {"browser": {"wait_for": ".done"}}
+    paths = ("launch", "fast", "slow1", "slow2")  # the first render waits for Chromium
+    asks = [{"url": f"{base}/{path}", "render": True, "meta": wait} for path in paths]
+    one = "concurrency: {total: 1, per_domain: 1}\n"
+    stats, items = await crawl_asks(tmp_path, asks, extra=one)
+    assert stats.errors == {} and len(items) == 4
+    assert stats.to_dict()["throttled"] == {}  # was {host: 1.4}: "slow replies"
+
+
 async def test_a_render_timeout_is_retried_and_listed_in_the_failures_file(
     shop: tuple[BrowserSite, str], tmp_path: Path
 ) -> None:
