@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, ClassVar
 
 from framework.output import data_fileno
-from framework.paths import named, opened, replaced
+from framework.paths import opened, replaced
 
 __all__ = ["Exporter"]
 
@@ -137,10 +137,10 @@ class Exporter:
         # Truncating waits until the lock is held: never cut another process's export.
         opening = "ab" if mode == "wb" else mode
         try:
-            file = _open(named(path), opening)
+            file = _open(path, opening)
         except FileNotFoundError:  # only then create the folder: a file in the way says so
             path.parent.mkdir(parents=True, exist_ok=True)
-            file = _open(named(path), opening)
+            file = _open(path, opening)
         _exclusive(file, path)
         self._opened_as = opened(file)
         if mode == "wb" and stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # not /dev/null
@@ -155,7 +155,7 @@ class Exporter:
         Raises ``OSError`` (``EBUSY``) if another fw process is writing it.
         """
         path = Path(self.path)
-        file = _open(named(path), "ab")  # "a": neither cut nor created past what exists
+        file = _open(path, "ab")  # "a": neither cut nor created past what exists
         _exclusive(file, path)
         self._opened_as = opened(file)
         return file

@@ -18,18 +18,7 @@ import stat
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from framework.output import own_descriptor
-
-__all__ = [
-    "descriptor",
-    "identity",
-    "is_stream",
-    "named",
-    "no_room",
-    "open_new",
-    "opened",
-    "replaced",
-]
+__all__ = ["descriptor", "identity", "is_stream", "no_room", "open_new", "opened", "replaced"]
 
 #: The names of this process's own open files: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
 _OWN = re.compile(r"/dev/(?:std(?:in|out|err)|fd/\d+)|/proc/self/fd/\d+")
@@ -37,8 +26,7 @@ _STANDARD = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 
 
 def descriptor(path: str | Path) -> int | None:
-    """Return the file descriptor ``path`` names (``/dev/stdout`` is 1, or where the ``fw``
-    command keeps standard output: see ``framework.output``), or None.
+    """Return the file descriptor ``path`` names (``/dev/stdout`` is 1), or None.
 
     Such a path is written in place, through the descriptor: renaming a file over it would
     replace the system's ``/dev/stdout`` link.
@@ -46,14 +34,7 @@ def descriptor(path: str | Path) -> int | None:
     name = os.path.abspath(path)  # noqa: PTH100 - not resolved: /dev/stdout is a link
     if not _OWN.fullmatch(name):
         return None
-    return own_descriptor(_STANDARD[name] if name in _STANDARD else int(name.rsplit("/", 1)[1]))
-
-
-def named(path: str | Path) -> Path:
-    """Return the name to open ``path`` by: ``/dev/stdout`` is where the ``fw`` command keeps
-    standard output, not descriptor 1, which writes to stderr (see ``framework.output``)."""
-    fd = descriptor(path)
-    return Path(path) if fd is None else Path(f"/dev/fd/{fd}")
+    return _STANDARD[name] if name in _STANDARD else int(name.rsplit("/", 1)[1])
 
 
 def identity(path: str, *, follow: bool = True) -> object:
@@ -65,7 +46,7 @@ def identity(path: str, *, follow: bool = True) -> object:
     replaces. A terminal or a device such as ``/dev/null`` is shared by design: only its
     path tells it apart.
     """
-    fd = own_descriptor(1) if path == "-" else descriptor(path)
+    fd = 1 if path == "-" else descriptor(path)
     try:
         if fd is not None:
             found = os.fstat(fd)
@@ -88,7 +69,7 @@ def replaced(path: str | Path, file: tuple[int, int]) -> bool:
     """Tell whether ``path`` no longer names ``file`` (``opened``): removed, moved away or
     replaced while it was written, so that what goes to it reaches nobody."""
     try:
-        here = named(path).stat()
+        here = Path(path).stat()
     except OSError:
         return True
     return (here.st_dev, here.st_ino) != file

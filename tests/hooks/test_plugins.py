@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ from framework.crawl import runner
 from framework.errors import PluginError, ProjectError
 from framework.hooks.manager import make_plugin_manager
 from framework.hooks.registry import Registry
-from tests.conftest import Serve, crawl, pages, read_jsonl, run_fw, write_project
+from tests.conftest import Serve, crawl, fw_command, pages, read_jsonl, run_fw, write_project
 from tests.distributions import fake_distribution, on_path
 
 PACKAGE = {
@@ -132,11 +133,8 @@ def item_scraped(item):
 """
 
 
-@pytest.mark.parametrize(
-    "stdout", [["-o", "-"], ["-s", "exporters=[{format: jsonl, path: /dev/stdout}]"]]
-)
 async def test_what_a_plugin_prints_stays_out_of_fws_data_on_stdout(
-    tmp_path: Path, serve: Serve, stdout: list[str]
+    tmp_path: Path, serve: Serve
 ) -> None:
     site = fake_distribution(tmp_path / "site", "fw-noisy", "0.1", "noisy", "fw_noisy", NOISY)
     base = await serve(pages({"/": "<h1>hi</h1>", "/b": "<h1>b</h1>"}))
@@ -148,7 +146,7 @@ async def test_what_a_plugin_prints_stays_out_of_fws_data_on_stdout(
         rules: {{items: [{{fields: {{h1: h1}}}}]}}
         """,
     )
-    crawled = await run_fw("run", str(project), *stdout, env=on_path(site))
+    crawled = await run_fw("run", str(project), "-o", "-", env=on_path(site))
     assert crawled.returncode == 0, crawled.stderr
     assert sorted(json.loads(line)["h1"] for line in crawled.stdout.splitlines()) == ["b", "hi"]
     for noise in ("noisy: scraped", "noisy: on descriptor 1", "noisy: a child process"):
@@ -156,6 +154,52 @@ async def test_what_a_plugin_prints_stays_out_of_fws_data_on_stdout(
     listed = await run_fw("plugins", "--json", env=on_path(site))
     assert "noisy" in {row["name"] for row in json.loads(listed.stdout)}
     assert "noisy: at import" in listed.stderr
+
+
+LATE_COLUMN = """
+from framework import Spider, hookimpl
+
+class Late(Spider):
+    name = "late"
+
+    def parse(self, response):
+        yield {"page": response.url[-1], **({"late": 1} if response.url.endswith("b") else {})}
+        yield from response.follow_all(css="a")
+
+@hookimpl
+def register_spiders(register):
+    register(Late)
+"""
+
+
+async def test_an_export_naming_stdout_by_a_path_is_written_through_descriptor_1(
+    tmp_path: Path, serve: Serve
+) -> None:
+    """``/dev/stdout`` is opened by its name, so descriptor 1 stays standard output: a CSV
+    there completes its header in the file the shell opened, and stderr is left alone."""
+    base = await serve(pages({"/a": '<a href="/b">b</a>', "/b": "b"}))
+    (tmp_path / "late.py").write_text(LATE_COLUMN, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: late
+        plugins: [./late.py]
+        start_urls: [{base}/a]
+        concurrency: {{total: 1}}
+        exporters: [{{format: csv, path: /dev/stdout}}]
+        """,
+    )
+    out, err = tmp_path / "out.csv", tmp_path / "err.log"
+    err.write_text("an earlier line\n", encoding="utf-8")
+    with out.open("wb") as stdout, err.open("ab") as stderr:  # `> out.csv 2>> err.log`
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(), "run", str(project), stdout=stdout, stderr=stderr
+        )
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0
+    assert out.read_text(encoding="utf-8").splitlines() == ["page,late", "a,", "b,1"]
+    assert err.read_text(encoding="utf-8").startswith("an earlier line\n")
+    assert not list(tmp_path.glob(".*"))
 
 
 async def test_a_broken_installed_plugin_is_named(tmp_path: Path) -> None:
