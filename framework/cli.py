@@ -8,6 +8,7 @@ invalid project; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -658,8 +659,12 @@ def _progress_mode(args: argparse.Namespace) -> Mode:
 
 
 def _summarise(stats: Stats, path: Path | None) -> None:
-    for line in stats.summary():
-        print(redact_all(line), file=sys.stderr)
+    try:
+        for line in stats.summary():
+            print(redact_all(line), file=sys.stderr)
+    except BrokenPipeError:  # stderr's reader left: nobody to tell, but --stats is written
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
     if path is None:
         return
     try:

@@ -524,6 +524,24 @@ async def test_stats_to_dev_stdout_go_to_the_file_stdout_is(
     assert Path("/dev/stdout").readlink() == link
 
 
+async def test_stats_are_written_when_stderrs_reader_has_left(
+    site: tuple[Site, Path], tmp_path: Path
+) -> None:
+    state, project = site
+    state.release.set()
+    reader, writer = os.pipe()
+    os.close(reader)  # as `fw run … 2> >(head -c 10)` once head has left
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(), "run", str(project), "--stats", str(tmp_path / "s.json"), stderr=writer
+        )
+    finally:
+        os.close(writer)
+    async with asyncio.timeout(30):
+        assert await process.wait() == 0
+    assert json.loads((tmp_path / "s.json").read_text())["reason"] == "finished"
+
+
 async def test_a_stats_path_is_only_written_at_the_end(
     site: tuple[Site, Path], tmp_path: Path
 ) -> None:
