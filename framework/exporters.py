@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, ClassVar
 
 from framework.output import data_fileno
-from framework.paths import opened, replaced
+from framework.paths import descriptor, opened, replaced
 
 __all__ = ["Exporter"]
 
@@ -143,7 +143,8 @@ class Exporter:
             file = _open(path, opening)
         _exclusive(file, path)
         self._opened_as = opened(file)
-        if mode == "wb" and stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # not /dev/null
+        # Not /dev/null; nor /dev/stdout, opened by the shell as asked: `>>` appends.
+        if mode == "wb" and stat.S_ISREG(os.fstat(file.fileno()).st_mode) and not _own(path):
             file.truncate(0)
             file.seek(0)  # else ``tell()`` gives the old length until the first write
         return typing.cast(BinaryIO, file)
@@ -159,6 +160,11 @@ class Exporter:
         _exclusive(file, path)
         self._opened_as = opened(file)
         return file
+
+
+def _own(path: Path) -> bool:
+    """Tell whether ``path`` names a descriptor fw was started with (``/dev/stdout``)."""
+    return descriptor(path) is not None
 
 
 def _open(path: Path, mode: str) -> IO[bytes]:

@@ -191,15 +191,23 @@ async def test_an_export_naming_stdout_by_a_path_is_written_through_descriptor_1
     )
     out, err = tmp_path / "out.csv", tmp_path / "err.log"
     err.write_text("an earlier line\n", encoding="utf-8")
-    with out.open("wb") as stdout, err.open("ab") as stderr:  # `> out.csv 2>> err.log`
-        process = await asyncio.create_subprocess_exec(
-            *fw_command(), "run", str(project), stdout=stdout, stderr=stderr
-        )
-        async with asyncio.timeout(30):
-            assert await process.wait() == 0
+
+    async def run(*args: str, mode: str) -> None:
+        with out.open(mode) as stdout, err.open("ab") as stderr:  # `> out.csv 2>> err.log`
+            process = await asyncio.create_subprocess_exec(
+                *fw_command(), "run", str(project), *args, stdout=stdout, stderr=stderr
+            )
+            async with asyncio.timeout(30):
+                assert await process.wait() == 0
+
+    await run(mode="wb")
     assert out.read_text(encoding="utf-8").splitlines() == ["page,late", "a,", "b,1"]
     assert err.read_text(encoding="utf-8").startswith("an earlier line\n")
     assert not list(tmp_path.glob(".*"))
+    await run("-s", "exporters=[{format: jsonl, path: /dev/stdout}]", mode="ab")  # `>>`
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[:3] == ["page,late", "a,", "b,1"]  # appended to, never cut
+    assert [json.loads(line) for line in lines[3:]] == [{"page": "a"}, {"page": "b", "late": 1}]
 
 
 async def test_a_broken_installed_plugin_is_named(tmp_path: Path) -> None:
