@@ -1,18 +1,20 @@
 """Marks beside the exports that are open, where no crawl state says so.
 
 A crawl killed after its last page was settled, before its exports closed (in a
-``crawl_finished`` hook, by a second signal), leaves a JSON array without its ``]`` and a
-CSV header without its late columns. Its rerun finds the crawl finished and fetches
-nothing; it must still close those exports, and touch no other file. A SQLite frontier's
-state says which exports were left open. A Redis frontier keeps no state of them: each
-worker writes its own files, on its own machine. So with Redis the state of a file lives
-beside it: a hidden empty file ``.NAME.fw-open``, made once the export opens and removed
-once it closes (as the CSV exporter keeps its ``.NAME.fw-header`` copy there).
+``crawl_finished`` hook, by a second signal), leaves a JSON array without its ``]``. Its
+rerun finds the crawl finished and fetches nothing; it must still close those exports,
+and touch no other file. A SQLite frontier's state says which exports were left open. A
+Redis frontier keeps no state of them: each worker writes its own files, on its own
+machine. So with Redis the state of a file lives beside it: a hidden file
+``.NAME.fw-open``, made once the export opens and removed once it closes. It names the
+crawl and the file it was made for, so that a mark the file outlived (moved away,
+replaced) or another crawl's never has a file closed that is not the one left open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import stat
 from pathlib import Path
@@ -23,13 +25,17 @@ __all__ = ["mark", "marked", "unmark"]
 
 log = logging.getLogger("fw")
 
+#: More than any mark fw writes holds: a file planted there is not read whole.
+_MOST = 4096
 
-def mark(path: str) -> None:
-    """Note beside the export at ``path`` that it is open; say so if it cannot be noted."""
-    if not _regular(path) or (beside := _mark_of(path)) is None:
+
+def mark(path: str, crawl: str) -> None:
+    """Note beside the export at ``path`` that ``crawl`` has it open; say so if it cannot."""
+    if (beside := _mark_of(path)) is None or (file := _identity(path)) is None:
         return
     try:
-        open_new(beside).close()
+        with open_new(beside) as note:
+            note.write(json.dumps({"crawl": crawl, "file": file}).encode())
     except OSError as exc:
         log.warning(
             "export %s: cannot note beside it that it is open (%s): if this worker is "
@@ -46,10 +52,17 @@ def unmark(path: str) -> None:
             beside.unlink(missing_ok=True)
 
 
-def marked(path: str) -> bool:
-    """Tell whether a run left the export at ``path`` open (and it is still there)."""
-    beside = _mark_of(path)
-    return beside is not None and _regular(path) and beside.is_file()
+def marked(path: str, crawl: str) -> bool:
+    """Tell whether a run of ``crawl`` left the export at ``path`` open: the file there is
+    the one its mark names."""
+    if (beside := _mark_of(path)) is None or (file := _identity(path)) is None:
+        return False
+    try:
+        with beside.open("rb") as note:
+            found = json.loads(note.read(_MOST))
+    except (OSError, ValueError):  # none, or not one fw wrote whole
+        return False
+    return isinstance(found, dict) and found == {"crawl": crawl, "file": file}
 
 
 def _mark_of(path: str) -> Path | None:
@@ -61,9 +74,13 @@ def _mark_of(path: str) -> Path | None:
     return real.with_name(f".{real.name}.fw-open")
 
 
-def _regular(path: str) -> bool:
-    """Tell whether ``path`` is a file (not moved away, nor a FIFO or a device)."""
+def _identity(path: str) -> list[int] | None:
+    """Return what tells the file at ``path`` from another there (its device and inode);
+    None unless it is a regular file."""
     try:
-        return stat.S_ISREG(Path(path).stat().st_mode)
+        found = Path(path).stat()
     except OSError:
-        return False
+        return None
+    if not stat.S_ISREG(found.st_mode):  # a FIFO or a device: never reopened
+        return None
+    return [found.st_dev, found.st_ino]

@@ -449,6 +449,7 @@ def build_engine(
                 spider,
                 max_items=project.max_items,
                 retrying=prepared.seeds is not None,
+                crawl=project.name,
             ),
             failures,
             events,

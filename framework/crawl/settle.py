@@ -105,8 +105,10 @@ class Settler:
         *,
         max_items: int | None = None,
         retrying: bool = False,
+        crawl: str = "",
     ) -> None:
         self._frontier, self._exporters = frontier, tuple(exporters)
+        self._crawl = crawl  # the project's name: what marks an export this crawl left open
         self._exporting = bool(exporters)  # items of a crawl without exporters go nowhere
         self._items, self._failures = items, failures
         self._stats, self._spider, self._limit = stats, spider, max_items
@@ -185,7 +187,7 @@ class Settler:
         for exporter in self._exporters:
             key = _key(exporter)
             reopened = key in left and Path(exporter.path).exists()  # moved away: not made
-            marked = self._marking and openmarks.marked(exporter.path)
+            marked = self._marking and openmarks.marked(exporter.path, self._crawl)
             if reopened or marked or exporter.unfinished():
                 exporter.append = True
                 self._opened(exporter, stack)
@@ -233,7 +235,7 @@ class Settler:
         self._open.append(exporter)
         stack.callback(self._close, exporter)
         if self._marking:
-            openmarks.mark(exporter.path)
+            openmarks.mark(exporter.path, self._crawl)
 
     def _warn_of_changed_exports(self, checkpoints: Mapping[str, Any]) -> None:
         """Name the exports this run writes that the run it resumes did not, and those it
