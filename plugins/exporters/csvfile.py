@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
 import logging
 import math
 import os
@@ -12,7 +14,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, BinaryIO, ClassVar, Literal
 
 from framework import Exporter, open_new, option
 
@@ -97,8 +99,12 @@ class CsvExporter(Exporter):
         if self._header is not None:
             self._refuse_another_delimiter(self._header)
         self._file = RecordFile(self.open_binary(), self.path, self._count_rows, self._end_of_rows)
-        #: Whether a copy an earlier run left is kept until the header is completed.
+        #: Whether a copy or notes an earlier run left are kept until the header is completed.
         self._leftover = False
+        #: The late columns noted beside the file (``_note_columns``), and where.
+        self._noted: set[str] = set()
+        self._notes: BinaryIO | None = None
+        self._notes_failed = False
         whole = self._leftover_header() if self._file.seekable else None
         if self._header is not None:  # appending: keep the earlier run's columns
             self._columns = self._continued(whole or self._header)
@@ -154,21 +160,43 @@ class CsvExporter(Exporter):
         return [_undone(name) for name in names]
 
     def _leftover_header(self) -> list[str] | None:
-        """Return the header of the copy an earlier run left (killed while copying, or out
-        of room for it), if it completes the file's header; else remove the copy."""
-        copy = self._copy_path()
-        try:
-            regular = stat.S_ISREG(copy.lstat().st_mode)  # never a link or a FIFO planted there
-        except FileNotFoundError:
-            return None
-        whole = None
-        if regular and end_of_row(str(copy), 0, self._delimiter) is not None:  # header whole
-            whole = self._earlier_header(copy)
-        if not _extends(whole, self._header):  # cut short, or a fresh start: of no use
-            copy.unlink(missing_ok=True)
+        """Return the whole header an earlier run left the names for, if it completes the
+        file's header: its copy (killed while copying, or out of room for it) or the late
+        columns it noted as they came (killed before it closed). Remove those that do not
+        (cut short, or a fresh start: of no use)."""
+        copied, noted = self._copied_header(), self._noted_header()
+        if not _extends(copied, self._header):
+            _remove(self._copy_path())
+            copied = None
+        if not _extends(noted, self._header):
+            _remove(self._notes_path())
+            noted = None
+        elif noted is not None:  # appended to from here on
+            self._noted = set(noted[len(self._header or ()) :])
+        found = [names for names in (copied, noted) if names is not None]
+        if not found:
             return None
         self._leftover = True
-        return whole
+        return max(found, key=len)
+
+    def _copied_header(self) -> list[str] | None:
+        """Return the header of the copy an earlier run left, if it is whole."""
+        copy = self._copy_path()
+        if not _regular(copy) or end_of_row(str(copy), 0, self._delimiter) is None:
+            return None
+        return self._earlier_header(copy)
+
+    def _noted_header(self) -> list[str] | None:
+        """Return the file's header with the late columns an earlier run noted, each on a
+        whole line (a kill may tear the last), or None if it left no notes."""
+        notes = self._notes_path()
+        if not _regular(notes):
+            return None
+        with notes.open("rb") as file:
+            lines = file.read().split(b"\n")[:-1]  # what follows the last line break: torn
+        header = list(self._header or ())
+        names = dict.fromkeys(name for name in map(_noted, lines) if name is not None)
+        return header + [name for name in names if name not in header]
 
     def write(self, item: Mapping[str, Any]) -> None:
         """Append one row; an item with a value that cannot be written adds no column."""
@@ -181,32 +209,46 @@ class CsvExporter(Exporter):
         if self._header is None:
             self._write_header()
         elif grew:
-            self._note_columns()
+            self._note_columns(new)
         self._file.append(self._row(cells))
 
-    def _note_columns(self) -> None:
-        """Keep every column in the copy beside the file, cut down to its header, as
-        ``close`` leaves it when it cannot complete the header: a run killed before it
-        closes the file (even after its crawl's last page) leaves the next run the names
-        of the columns its rows have and its header lacks."""
-        if not self._file.seekable:
+    def _note_columns(self, names: list[str]) -> None:
+        """Note the late columns not noted yet, each on a line, in a file beside the
+        export: a run killed before it closes the file (even after its crawl's last page)
+        leaves the next run the names of the columns its rows have and its header lacks.
+        Appended to, never rewritten: a crawl of many late columns pays for each once."""
+        if self._notes is None and not self._open_notes():
             return
-        copy = self._copy_path()
-        part = copy.with_name(f"{copy.name}.part")
+        assert self._notes is not None
+        new = [name for name in names if name not in self._noted]
         try:
-            with open_new(part) as new:
-                new.write(self._row(self._head()))
-            part.replace(copy)  # whole or not at all: a torn copy would be thrown away
+            self._notes.write(b"".join(json.dumps(name).encode() + b"\n" for name in new))
         except OSError as exc:
-            log.warning(
-                "%s: cannot note columns %s beside it: if the crawl is killed before the "
-                "export closes, its header will lack them: %s",
-                self.path,
-                _names(self._columns[len(self._header or ()) :]),
-                exc.strerror or exc,
-            )
+            self._stop_noting(exc)
             return
+        self._noted.update(new)
+
+    def _open_notes(self) -> bool:
+        """Open the notes of late columns to append to them; say why not, once."""
+        if not self._file.seekable or self._notes_failed:
+            return False
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            self._notes = os.fdopen(os.open(self._notes_path(), flags, 0o666), "ab", buffering=0)
+        except OSError as exc:
+            self._stop_noting(exc)
+            return False
         self._leftover = True
+        return True
+
+    def _stop_noting(self, exc: OSError) -> None:
+        self._notes_failed = True
+        log.warning(
+            "%s: cannot note its late columns beside it (%s): if the crawl is killed "
+            "before the export closes, its header will lack those that come from now on",
+            self.path,
+            exc.strerror or exc,
+        )
 
     def close(self) -> None:
         """Close the file, first completing the header if columns were added on the way.
@@ -222,6 +264,7 @@ class CsvExporter(Exporter):
                 self._complete_header()
             elif self._leftover:  # its columns were cut back off: nothing left to complete
                 self._copy_path().unlink(missing_ok=True)
+            self._drop_notes()  # the header names every column now
         except OSError as exc:
             log.warning(
                 "%s: cannot add columns %s to the header: %s",
@@ -232,7 +275,15 @@ class CsvExporter(Exporter):
             if failed is None:  # else the failed write is what fw reports
                 raise
         finally:
+            if self._notes is not None:
+                self._notes.close()
             self._file.close()
+
+    def _drop_notes(self) -> None:
+        """Remove the notes of late columns: the header names them now. Notes that cannot
+        be removed name no column past the header: the next run drops them too."""
+        if self._file.seekable:
+            _remove(self._notes_path())
 
     def count(self) -> int | None:
         """Return how many rows the file holds, not counting the header."""
@@ -304,7 +355,13 @@ class CsvExporter(Exporter):
     def unfinished(self) -> bool:
         """Whether a run that could not complete the header left its copy beside the file
         (a file moved away since is not made anew for it)."""
-        return self.path != "-" and Path(self.path).is_file() and self._copy_path().is_file()
+        if self.path == "-" or not Path(self.path).is_file():
+            return False
+        return self._copy_path().is_file() or self._notes_path().is_file()
+
+    def _notes_path(self) -> Path:
+        """Return where the late columns are noted as they come, beside the file."""
+        return self._copy_path().with_name(self._copy_path().name[: -len("header")] + "columns")
 
     def _copy_path(self) -> Path:
         """Return where the copy with the completed header is written, beside the file."""
@@ -335,6 +392,30 @@ class CsvExporter(Exporter):
             raise
         self._header = list(self._columns)
         self._leftover = False
+
+
+def _noted(line: bytes) -> str | None:
+    """Return the column name a line of notes holds, or None for one not written whole."""
+    try:
+        name = json.loads(line)
+    except ValueError:
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _remove(path: Path) -> None:
+    """Remove what an earlier run left beside the file, if it can: what is left names no
+    column past the header, and the next run drops it too."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file: never a link or a FIFO planted there."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _cut_to_header(copy: Path, size: int) -> None:

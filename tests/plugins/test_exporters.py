@@ -1419,7 +1419,13 @@ async def test_a_csv_header_that_a_full_disk_stops_completing_keeps_the_old_one_
         assert _one_error_line(done.stderr) == (
             f"Error: export {output}: cannot close it: No space left on device (6 items written)"
         )
-        assert sorted(p.name for p in disk.iterdir()) == ["ballast", "items.csv"]
+        # The late column, noted as it came, is left for the next run to name.
+        assert sorted(p.name for p in disk.iterdir()) == [
+            ".items.csv.fw-columns",
+            "ballast",
+            "items.csv",
+        ]
+        assert (disk / ".items.csv.fw-columns").read_text() == '"late"\n'
         header, *rows = read_csv(output)
     assert header == ["url", "n"]  # as it was: the copy with the late column did not fit
     assert rows == [[f"{base}/{n}", str(n), *(["at last"] if n >= 3 else [])] for n in range(6)]
@@ -1636,6 +1642,26 @@ def test_a_copy_whose_columns_a_resume_cuts_back_off_is_removed(tmp_path: Path) 
     again.close()
     assert read_csv(path) == [["a"], ["1"]]
     assert [p.name for p in tmp_path.iterdir()] == ["items.csv"]
+
+
+def test_late_columns_noted_as_they_came_name_the_header_after_a_kill(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    subprocess.run([sys.executable, "-c", KILLED_CSV, str(path)], check=True, capture_output=True)
+    assert (tmp_path / ".items.csv.fw-columns").read_text() == '"b"\n'  # appended, as it came
+    # As a finished crawl run again would: no checkpoint says what the rows hold.
+    export(CsvExporter(str(path), append=True), [{"a": 3, "c": "y"}])
+    assert read_csv(path) == [["a", "b", "c"], ["1", "", ""], ["2", "x", ""], ["3", "", "y"]]
+    assert [p.name for p in tmp_path.iterdir()] == ["items.csv"]
+
+
+def test_late_columns_that_cannot_be_noted_are_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / ".items.csv.fw-columns").mkdir()  # in the way: no notes can be written
+    items = [{"a": 0}, *({"a": n, f"late{n}": n} for n in range(1, 4))]
+    path = export(CsvExporter(str(tmp_path / "items.csv")), items)
+    assert read_csv(path)[0] == ["a", "late1", "late2", "late3"]  # completed all the same
+    assert caplog.text.count("cannot note its late columns beside it") == 1
 
 
 @pytest.mark.parametrize(
