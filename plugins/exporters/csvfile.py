@@ -101,7 +101,9 @@ class CsvExporter(Exporter):
         self._file = RecordFile(self.open_binary(), self.path, self._count_rows, self._end_of_rows)
         #: Whether a copy or notes an earlier run left are kept until the header is completed.
         self._leftover = False
-        #: The late columns noted beside the file (``_note_columns``), and where.
+        #: The late columns noted beside the file (``_note_columns``), and where: found
+        #: now, as completing the header replaces the file (/dev/stdout names the old one).
+        self._notes_at = self._notes_path()
         self._noted: set[str] = set()
         self._notes: BinaryIO | None = None
         self._notes_failed = False
@@ -169,7 +171,7 @@ class CsvExporter(Exporter):
             _remove(self._copy_path())
             copied = None
         if not _extends(noted, self._header):
-            _remove(self._notes_path())
+            _remove(self._notes_at)
             noted = None
         elif noted is not None:  # appended to from here on
             self._noted = set(noted[len(self._header or ()) :])
@@ -189,7 +191,7 @@ class CsvExporter(Exporter):
     def _noted_header(self) -> list[str] | None:
         """Return the file's header with the late columns an earlier run noted, each on a
         whole line (a kill may tear the last), or None if it left no notes."""
-        notes = self._notes_path()
+        notes = self._notes_at
         if not _regular(notes):
             return None
         with notes.open("rb") as file:
@@ -234,7 +236,7 @@ class CsvExporter(Exporter):
             return False
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            self._notes = os.fdopen(os.open(self._notes_path(), flags, 0o666), "ab", buffering=0)
+            self._notes = os.fdopen(os.open(self._notes_at, flags, 0o666), "ab", buffering=0)
         except OSError as exc:
             self._stop_noting(exc)
             return False
@@ -283,7 +285,7 @@ class CsvExporter(Exporter):
         """Remove the notes of late columns: the header names them now. Notes that cannot
         be removed name no column past the header: the next run drops them too."""
         if self._file.seekable:
-            _remove(self._notes_path())
+            _remove(self._notes_at)
 
     def count(self) -> int | None:
         """Return how many rows the file holds, not counting the header."""
