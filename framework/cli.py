@@ -30,13 +30,7 @@ from framework.hooks.manager import NO_METADATA, make_plugin_manager
 from framework.hooks.registry import Registry, flags
 from framework.http.urls import redact_all
 from framework.logs import configure_logging, ensure_stderr
-from framework.output import (
-    data,
-    drop_data,
-    keep_stdout_for_data,
-    printing_to_data,
-    shield_stdout,
-)
+from framework.output import data, drop_data, keep_stdout_for_data, printing_to_data
 from framework.paths import descriptor, identity, is_stream
 
 if TYPE_CHECKING:
@@ -74,8 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
     except Exception as exc:  # a bug, fw's or a plugin's: one line, not a traceback
         return _internal(exc)
-    if args.command is not _shell and not _names_stdout(args, project):
-        shield_stdout()  # fw shell's session is the user's: readline needs descriptor 1
     try:
         log_file = configure_logging(
             args.log_level, args.log_format, args.log_file, quiet=getattr(args, "quiet", False)
@@ -87,14 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if log_file is not None and log_file.failure is not None and code == OK:
         return ABORTED  # the log lacks lines: a script must see it (said on stderr already)
     return code
-
-
-def _names_stdout(args: argparse.Namespace, project: Project | None) -> bool:
-    """Tell whether a file the command writes names standard output by a path
-    (``--stats /dev/stdout``): opened by that name, it is descriptor 1's."""
-    paths = [*(getattr(args, "output", None) or ()), getattr(args, "stats", None), args.log_file]
-    paths += [exporter.path for exporter in project.exporters] if project else []
-    return any(descriptor(path) == 1 for path in paths if path is not None and path != "-")
 
 
 def _call(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -3,11 +3,7 @@
 A plugin that prints (at import, in a hook) would put its lines among them, and a script
 reading ``fw run -o - | jq`` or ``fw plugins --json`` would break. The ``fw`` command
 keeps standard output for fw's data and points ``sys.stdout``, where ``print()`` writes,
-at standard error, where the logs go. A program a plugin runs, or a C library, writes to
-descriptor 1 itself: once the command knows that nothing it writes names standard output
-by a path (``/dev/stdout``, which opens descriptor 1), it moves fw's data to a descriptor
-of its own, which no child process inherits, and points descriptor 1 at standard error
-too (``shield_stdout``). Called in process (by tests), nothing is moved.
+at standard error, where the logs go. Called in process (by tests), nothing is moved.
 """
 
 from __future__ import annotations
@@ -19,28 +15,18 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-__all__ = [
-    "data",
-    "data_fileno",
-    "drop_data",
-    "keep_stdout_for_data",
-    "printing_to_data",
-    "shield_stdout",
-]
+__all__ = ["data", "data_fileno", "drop_data", "keep_stdout_for_data", "printing_to_data"]
 
 
 class _Kept:
     """Standard output, once kept for fw's data: one a process."""
 
     stream: TextIO | None = None
-    #: Whether the ``fw`` command kept it (``keep_stdout_for_data``), even if closed.
-    command = False
 
 
 def keep_stdout_for_data() -> None:
     """Keep standard output for fw's data; let ``print()`` write to stderr, through a
     stream of its own (one that is not ``sys.stderr``: fw tells the two apart)."""
-    _Kept.command = True
     if _Kept.stream is not None or sys.stdout is None or sys.stderr is None:
         return
     try:
@@ -49,39 +35,6 @@ def keep_stdout_for_data() -> None:
         return
     printed = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
     _Kept.stream, sys.stdout = sys.stdout, printed
-
-
-def shield_stdout() -> None:
-    """Move fw's data off descriptor 1, to a descriptor no child process inherits, and
-    point descriptor 1 at stderr, as ``print()`` is; with standard output closed, hold
-    descriptor 1 on /dev/null, lest the next file fw opens (an export) take it. For the
-    ``fw`` command only, and only when nothing it writes names standard output by a path."""
-    if not _Kept.command or sys.stderr is None:
-        return
-    kept = _Kept.stream
-    try:
-        if kept is None:  # started with stdout closed (>&-)
-            _hold_on_devnull(1)
-            return
-        kept.flush()
-        fd = kept.fileno()
-        moved = os.fdopen(os.dup(fd), "w", encoding=kept.encoding, errors=kept.errors)
-        os.dup2(sys.stderr.fileno(), fd)
-    except (OSError, ValueError, io.UnsupportedOperation):  # no descriptor: leave it be
-        return
-    moved.reconfigure(line_buffering=bool(kept.line_buffering))
-    _Kept.stream = moved
-
-
-def _hold_on_devnull(fd: int) -> None:
-    """Open /dev/null on descriptor ``fd`` if it is free."""
-    try:
-        os.fstat(fd)
-    except OSError:
-        null = os.open(os.devnull, os.O_WRONLY)
-        if null != fd:
-            os.dup2(null, fd)
-            os.close(null)
 
 
 def data() -> TextIO | None:
