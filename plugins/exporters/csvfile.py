@@ -101,6 +101,9 @@ class CsvExporter(Exporter):
         self._file = RecordFile(self.open_binary(), self.path, self._count_rows, self._end_of_rows)
         #: Whether a copy or notes an earlier run left are kept until the header is completed.
         self._leftover = False
+        #: Where the header starts: past 0 in a file that held more (``>> file`` through
+        #: /dev/stdout), whose header is never completed by rewriting the whole file.
+        self._header_at: int | None = 0
         #: The late columns noted beside the file (``_note_columns``), and where: found
         #: now, as completing the header replaces the file (/dev/stdout names the old one).
         self._notes_at = self._notes_path()
@@ -232,7 +235,7 @@ class CsvExporter(Exporter):
 
     def _open_notes(self) -> bool:
         """Open the notes of late columns to append to them; say why not, once."""
-        if not self._file.seekable or self._notes_failed:
+        if not self._file.seekable or self._header_at != 0 or self._notes_failed:
             return False
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
@@ -334,6 +337,7 @@ class CsvExporter(Exporter):
         self._columns = self._continued(list(self._header or ()))
 
     def _write_header(self) -> None:
+        self._header_at = self._file.offset()
         self._file.append(self._row(self._head()), records=0)
         self._header = list(self._columns)
 
@@ -372,7 +376,7 @@ class CsvExporter(Exporter):
 
     def _complete_header(self) -> None:
         """Replace the file at once by a copy with every column in its header."""
-        if not self._file.seekable:
+        if not self._file.seekable or self._header_at != 0:
             log.warning(
                 "csv on %s: columns %s appeared after the header was written",
                 self.path,
