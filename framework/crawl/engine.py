@@ -541,7 +541,7 @@ class Engine:
             return await self._filtered(request, FetchError("ignored", str(exc) or "ignored"))
         except Unchanged as exc:  # no callback: the links the page had last time
             self.stats.handled += 1
-            found = _deeper(list(exc.requests), request, request.callback)
+            found = _deeper(self._at_most(list(exc.requests), request), request, request.callback)
             return Handled(discovered=self._admission.admit(found))
         except FetchError as exc:
             return await self._failed(lease, exc)
@@ -561,7 +561,11 @@ class Engine:
         else:
             self.stats.handled += 1
         await kept.report_errbacks(self._report)
-        whole = not output.problems and not kept.accepted.invalid and output.close is None
+        # Not whole: a page cut short (max_requests_per_page) is parsed again next round.
+        whole = (
+            not (output.problems or output.dropped or kept.accepted.invalid)
+            and output.close is None
+        )
         if whole and self._events.page_parsed and self._settler.stop_reason is None:
             await self._events.page_parsed(
                 request=request, response=response, requests=output.requests, spider=self.spider
@@ -735,6 +739,14 @@ class Engine:
         if output.dropped:
             self._admission.overflowed(args[0].url, output.dropped)
         return output
+
+    def _at_most(self, requests: list[Request], page: Request) -> list[Request]:
+        """Keep the first ``max_requests_per_page`` of what ``page`` adds (those an earlier
+        round noted, say); count and name the rest."""
+        most = self.project.max_requests_per_page
+        if len(requests) > most:
+            self._admission.overflowed(page.url, len(requests) - most)
+        return requests[:most]
 
     async def _report(self, output: CallbackOutput, request: Request, *, listed: bool) -> None:
         """Report what went wrong in a callback; ``listed`` puts the request in the failures

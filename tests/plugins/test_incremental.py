@@ -184,6 +184,22 @@ async def test_a_page_whose_item_was_invalid_is_parsed_again_the_next_round(
     assert pages == ["plain/0"] and stats.errors == {}  # exported now; the rest unchanged
 
 
+async def test_a_page_cut_short_by_max_requests_per_page_is_parsed_again_the_next_round(
+    tmp_path: Path, site: tuple[Site, str]
+) -> None:
+    state, base = site
+    path = project(tmp_path, base)
+    every = len(state.pages)
+    links = 1 + len(state.leaves)  # the listing's: /section and its leaves
+    stats, first = await round_of(path, "1.jsonl", "max_requests_per_page=2")
+    assert stats.filtered["too_many_on_page"] == links - 2
+    assert first == ["", "etag/0", "section", "section/leaf"]  # the listing's first 2 links
+    stats, pages = await round_of(path, "2.jsonl")  # the limit raised: the rest are found
+    assert "" in pages and len(pages) == 1 + every - len(first)  # the listing parsed anew
+    stats, _ = await round_of(path, "3.jsonl", "max_requests_per_page=2")
+    assert stats.filtered["too_many_on_page"] == links - 2  # the listing unchanged: held too
+
+
 async def test_each_round_exports_only_the_new_and_changed_pages(
     tmp_path: Path, site: tuple[Site, str], frontier: str
 ) -> None:
