@@ -21,7 +21,7 @@ from typing import IO, BinaryIO
 __all__ = ["descriptor", "identity", "is_stream", "no_room", "open_new", "opened", "replaced"]
 
 #: The names of this process's own open files: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
-_OWN = re.compile(r"/dev/(?:std(?:in|out|err)|fd/\d+)|/proc/self/fd/\d+")
+_OWN = re.compile(r"/dev/(?:std(?:in|out|err)|fd/\d+)|/proc/(?:self|thread-self)/fd/\d+")
 _STANDARD = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 
 
@@ -32,6 +32,7 @@ def descriptor(path: str | Path) -> int | None:
     replace the system's ``/dev/stdout`` link.
     """
     name = os.path.abspath(path)  # noqa: PTH100 - not resolved: /dev/stdout is a link
+    name = "/" + name.lstrip("/")  # POSIX keeps a leading "//": the same file here
     if not _OWN.fullmatch(name):
         return None
     return _STANDARD[name] if name in _STANDARD else int(name.rsplit("/", 1)[1])
