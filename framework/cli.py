@@ -336,11 +336,12 @@ def _parse_argv(
         return args
     if getattr(args, "unloaded", None) is not None:
         return _parser(project=load_project(args.project, args.overrides)).parse_args(argv)
-    if project is not None and project.disable_plugins:  # never loaded: its flags unknown
+    flagged = any(arg.startswith("--") for arg in unknown)
+    if flagged and project is not None and project.disable_plugins:  # never loaded
         raise UsageError(
-            f"fw run: unrecognized arguments: {' '.join(unknown)} (the project's "
-            f"disable_plugins turns off {', '.join(project.disable_plugins)}, whose flags "
-            "fw run then does not take)"
+            f"fw run: unrecognized arguments: {' '.join(unknown)} (fw run takes no flag of "
+            f"a plugin the project's disable_plugins turns off: "
+            f"{', '.join(project.disable_plugins)})"
         )
     return parser.parse_args(argv)  # argparse's own error: unrecognized arguments
 

@@ -740,9 +740,11 @@ async def test_a_flag_of_a_disabled_plugin_names_the_plugins_disabled(tmp_path: 
     result = await run_fw("run", str(project), "--incremental")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "Error: fw run: unrecognized arguments: --incremental (the project's disable_plugins "
-        "turns off incremental, whose flags fw run then does not take)"
+        "Error: fw run: unrecognized arguments: --incremental (fw run takes no flag of a "
+        "plugin the project's disable_plugins turns off: incremental)"
     ]
+    extra = await run_fw("run", str(project), "other.yaml")  # no flag: argparse says it
+    assert extra.returncode == 2 and "disable_plugins" not in extra.stderr
 
 
 def test_fw_plugins_does_not_describe_a_disabled_plugin() -> None:
