@@ -58,6 +58,8 @@ def marked(path: str, crawl: str) -> bool:
     if (beside := _mark_of(path)) is None or (file := _identity(path)) is None:
         return False
     try:
+        if not stat.S_ISREG(beside.lstat().st_mode):  # a FIFO planted there would hold fw
+            return False
         with beside.open("rb") as note:
             found = json.loads(note.read(_MOST))
     except (OSError, ValueError):  # none, or not one fw wrote whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from framework.crawl import openmarks
@@ -31,6 +32,9 @@ def test_a_mark_not_written_whole_or_planted_marks_nothing(tmp_path: Path) -> No
     for planted in (b"", b'{"crawl": "shop", "file": [', b"\x00" * 10_000):
         beside.write_bytes(planted)
         assert not openmarks.marked(str(export), "shop")
+    beside.unlink()
+    os.mkfifo(beside)  # never opened: nothing would ever write it
+    assert not openmarks.marked(str(export), "shop")
     for path in ("-", "/dev/stdout"):  # written in place, never reopened by a rerun
         openmarks.mark(path, "shop")
         assert not openmarks.marked(path, "shop")
