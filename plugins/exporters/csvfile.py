@@ -192,15 +192,12 @@ class CsvExporter(Exporter):
         return self._earlier_header(copy)
 
     def _noted_header(self) -> list[str] | None:
-        """Return the file's header with the late columns an earlier run noted, each on a
-        whole line (a kill may tear the last), or None if it left no notes."""
-        notes = self._notes_at
-        if not _regular(notes):
+        """Return the file's header with the late columns an earlier run noted, or None if
+        it left no notes of this file's."""
+        names = _notes(self._notes_at, _identity(os.fstat(self._file.file.fileno())))
+        if names is None:
             return None
-        with notes.open("rb") as file:
-            lines = file.read().split(b"\n")[:-1]  # what follows the last line break: torn
         header = list(self._header or ())
-        names = dict.fromkeys(name for name in map(_noted, lines) if name is not None)
         return header + [name for name in names if name not in header]
 
     def write(self, item: Mapping[str, Any]) -> None:
@@ -227,11 +224,24 @@ class CsvExporter(Exporter):
         assert self._notes is not None
         new = [name for name in names if name not in self._noted]
         try:
-            self._notes.write(b"".join(json.dumps(name).encode() + b"\n" for name in new))
+            self._notes.write(b"".join(_line(name) for name in new))
         except OSError as exc:
             self._stop_noting(exc)
             return
         self._noted.update(new)
+
+    def _renote(self) -> None:
+        """Note the late columns anew, once a rewind cut some back: the notes must name
+        the columns of the rows in their order, or a rerun heads cells wrongly."""
+        if not self._file.seekable:
+            return
+        if self._notes is not None:
+            self._notes.close()
+            self._notes = None
+        _remove(self._notes_at)
+        self._noted = set()
+        if late := self._columns[len(self._header or ()) :]:
+            self._note_columns(late)
 
     def _open_notes(self) -> bool:
         """Open the notes of late columns to append to them; say why not, once."""
@@ -240,6 +250,8 @@ class CsvExporter(Exporter):
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             self._notes = os.fdopen(os.open(self._notes_at, flags, 0o666), "ab", buffering=0)
+            if self._notes.seek(0, os.SEEK_END) == 0:  # made now: first, the file it is of
+                self._notes.write(_line(_identity(os.fstat(self._file.file.fileno()))))
         except OSError as exc:
             self._stop_noting(exc)
             return False
@@ -320,6 +332,7 @@ class CsvExporter(Exporter):
             self._columns = self._known_columns()
             if self._columns:
                 self._write_header()
+        self._renote()
 
     def _rewind_moved(self, rows: int) -> None:
         """Cut the file back after row ``rows``, found anew: completing the header moved it."""
@@ -361,9 +374,13 @@ class CsvExporter(Exporter):
     def unfinished(self) -> bool:
         """Whether a run that could not complete the header left its copy beside the file
         (a file moved away since is not made anew for it)."""
-        if self.path == "-" or not Path(self.path).is_file():
+        try:
+            found = Path(self.path).stat()
+        except OSError:
             return False
-        return self._copy_path().is_file() or self._notes_path().is_file()
+        if self.path == "-" or not stat.S_ISREG(found.st_mode):
+            return False
+        return _regular(self._copy_path()) or bool(_notes(self._notes_path(), _identity(found)))
 
     def _notes_path(self) -> Path:
         """Return where the late columns are noted as they come, beside the file."""
@@ -400,13 +417,36 @@ class CsvExporter(Exporter):
         self._leftover = False
 
 
-def _noted(line: bytes) -> str | None:
-    """Return the column name a line of notes holds, or None for one not written whole."""
-    try:
-        name = json.loads(line)
-    except ValueError:
+def _notes(path: Path, file: dict[str, int]) -> list[str] | None:
+    """Return the late columns noted at ``path`` for ``file`` (``_identity``), each on a
+    whole line (a kill may tear the last); None for notes of another file, or none."""
+    if not _regular(path):
         return None
-    return name if isinstance(name, str) else None
+    with path.open("rb") as notes:
+        whole = notes.read().split(b"\n")[:-1]  # past the last line break: torn
+    if not whole:
+        return None
+    first, *lines = whole
+    if _parsed(first) != file:  # another file there now (moved, replaced): not its notes
+        return None
+    names = (_parsed(line) for line in lines)
+    return list(dict.fromkeys(name for name in names if isinstance(name, str)))
+
+
+def _parsed(line: bytes) -> object:
+    try:
+        return json.loads(line)
+    except ValueError:  # not written whole
+        return None
+
+
+def _line(value: object) -> bytes:
+    return json.dumps(value).encode() + b"\n"
+
+
+def _identity(found: os.stat_result) -> dict[str, int]:
+    """What tells a file from another at its path: its device and inode."""
+    return {"device": found.st_dev, "inode": found.st_ino}
 
 
 def _remove(path: Path) -> None:

@@ -1425,7 +1425,7 @@ async def test_a_csv_header_that_a_full_disk_stops_completing_keeps_the_old_one_
             "ballast",
             "items.csv",
         ]
-        assert (disk / ".items.csv.fw-columns").read_text() == '"late"\n'
+        assert (disk / ".items.csv.fw-columns").read_text().splitlines()[1:] == ['"late"']
         header, *rows = read_csv(output)
     assert header == ["url", "n"]  # as it was: the copy with the late column did not fit
     assert rows == [[f"{base}/{n}", str(n), *(["at last"] if n >= 3 else [])] for n in range(6)]
@@ -1647,11 +1647,50 @@ def test_a_copy_whose_columns_a_resume_cuts_back_off_is_removed(tmp_path: Path) 
 def test_late_columns_noted_as_they_came_name_the_header_after_a_kill(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     subprocess.run([sys.executable, "-c", KILLED_CSV, str(path)], check=True, capture_output=True)
-    assert (tmp_path / ".items.csv.fw-columns").read_text() == '"b"\n'  # appended, as it came
+    notes = (tmp_path / ".items.csv.fw-columns").read_text().splitlines()
+    found = path.stat()
+    assert json.loads(notes[0]) == {"device": found.st_dev, "inode": found.st_ino}
+    assert notes[1:] == ['"b"']  # appended, as it came
     # As a finished crawl run again would: no checkpoint says what the rows hold.
     export(CsvExporter(str(path), append=True), [{"a": 3, "c": "y"}])
     assert read_csv(path) == [["a", "b", "c"], ["1", "", ""], ["2", "x", ""], ["3", "", "y"]]
     assert [p.name for p in tmp_path.iterdir()] == ["items.csv"]
+
+
+def test_notes_of_late_columns_never_head_another_file(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    subprocess.run([sys.executable, "-c", KILLED_CSV, str(path)], check=True, capture_output=True)
+    mine = tmp_path / "mine.csv"
+    mine.write_bytes(b"a\r\n7\r\n")
+    mine.replace(path)  # the user's own file there now
+    assert not CsvExporter(str(path)).unfinished()
+    export(CsvExporter(str(path), append=True), [])
+    assert path.read_bytes() == b"a\r\n7\r\n"  # no column b: those notes were another's
+    assert [p.name for p in tmp_path.iterdir()] == ["items.csv"]
+
+
+CUT_BACK_CSV = """
+import os, sys
+from fwcrawl_plugins.exporters import CsvExporter
+
+exporter = CsvExporter(sys.argv[1])
+exporter.open()
+exporter.write({"a": 1})
+mark = exporter.checkpoint()
+exporter.write({"a": 2, "lost": "x"})
+exporter.rewind(mark)  # a lost lease's page cut back out, its column with it
+exporter.write({"a": 3, "kept": "y"})  # in the rows where "lost" was
+os._exit(0)  # killed: close() never runs
+"""
+
+
+def test_a_rewind_notes_the_late_columns_anew_in_the_order_of_the_rows(tmp_path: Path) -> None:
+    """The notes must name the rows' columns in their order, or a rerun heads cells
+    wrongly: every value under another page's column, in a well-formed file."""
+    path = tmp_path / "items.csv"
+    subprocess.run([sys.executable, "-c", CUT_BACK_CSV, str(path)], check=True, capture_output=True)
+    export(CsvExporter(str(path), append=True), [])
+    assert read_csv(path) == [["a", "kept"], ["1", ""], ["3", "y"]]
 
 
 def test_late_columns_that_cannot_be_noted_are_said_once(
