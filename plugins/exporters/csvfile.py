@@ -372,8 +372,9 @@ class CsvExporter(Exporter):
         return rows - 1 if start == 0 and rows else rows  # the header is no item
 
     def unfinished(self) -> bool:
-        """Whether a run that could not complete the header left its copy beside the file
-        (a file moved away since is not made anew for it)."""
+        """Whether a run left the header to complete: its copy beside the file (it could
+        not complete it), or notes of this file's late columns (it was killed first). A file
+        moved away since is not made anew for it."""
         try:
             found = Path(self.path).stat()
         except OSError:
@@ -384,7 +385,8 @@ class CsvExporter(Exporter):
 
     def _notes_path(self) -> Path:
         """Return where the late columns are noted as they come, beside the file."""
-        return self._copy_path().with_name(self._copy_path().name[: -len("header")] + "columns")
+        real = Path(self.path).resolve()  # through a symlink: beside its target
+        return real.with_name(f".{real.name}.fw-columns")
 
     def _copy_path(self) -> Path:
         """Return where the copy with the completed header is written, beside the file."""
