@@ -237,26 +237,20 @@ class CallbackOutput:
     problems: list[tuple[str, BaseException, str]] = field(default_factory=list)
     #: Set when the callback raised ``CloseSpider``: why the crawl should stop.
     close: str | None = None
-    #: The most requests kept (``run_callback``'s ``max_requests``), and those past it.
-    room: int | None = None
+    #: Requests past ``max_requests_per_page``, which the engine dropped.
     dropped: int = 0
 
 
 async def run_callback(
-    spider: Spider,
-    name: str | None,
-    *args: Any,
-    plugins: PluginCallbacks = NO_PLUGIN_CALLBACKS,
-    max_requests: int | None = None,
+    spider: Spider, name: str | None, *args: Any, plugins: PluginCallbacks = NO_PLUGIN_CALLBACKS
 ) -> CallbackOutput:
     """Run one callback, the spider's or a plugin's; keep what it yielded even if it raises
-    half-way, up to ``max_requests`` requests (the others only counted, so that a page of a
-    million links costs no memory for them).
+    half-way.
 
     A callback that raises ``FetchError`` says the page is no good: the failure is counted
     by the error's ``kind``, as a failed fetch is.
     """
-    output = CallbackOutput(room=max_requests)
+    output = CallbackOutput()
     code = _code(spider, name, plugins)
     if code is None:
         kind = "plugin_error" if is_plugin_callback(name) else "spider_error"
@@ -322,9 +316,7 @@ def _sort(
     result: object, output: CallbackOutput, code: _Code, spider: Spider, plugins: PluginCallbacks
 ) -> None:
     if isinstance(result, Request):
-        if output.room is not None and len(output.requests) >= output.room:
-            output.dropped += 1
-        elif (mistake := unknown_callback(spider, result, plugins)) is None:
+        if (mistake := unknown_callback(spider, result, plugins)) is None:
             output.requests.append(result)
         else:  # now, not once the page is fetched: the request is dropped, and said why
             message = f"{code.label} yielded {mistake}"

@@ -541,7 +541,9 @@ class Engine:
             return await self._filtered(request, FetchError("ignored", str(exc) or "ignored"))
         except Unchanged as exc:  # no callback: the links the page had last time
             self.stats.handled += 1
-            found = _deeper(self._at_most(list(exc.requests), request), request, request.callback)
+            found = _deeper(
+                self._at_most(list(exc.requests), request.url), request, request.callback
+            )
             return Handled(discovered=self._admission.admit(found))
         except FetchError as exc:
             return await self._failed(lease, exc)
@@ -727,25 +729,20 @@ class Engine:
         """Run a spider callback and return what it found and what went wrong in it, to be
         reported once its items are accepted (a page handed back is reported by the run
         that settles it). A ``CloseSpider`` from it stops the crawl at once."""
-        output = await run_callback(
-            self.spider,
-            name,
-            *args,
-            plugins=self._crew.callbacks,
-            max_requests=self.project.max_requests_per_page,
-        )
+        output = await run_callback(self.spider, name, *args, plugins=self._crew.callbacks)
         if output.close is not None:
             self.stop(f"closed by spider: {output.close}")
-        if output.dropped:
-            self._admission.overflowed(args[0].url, output.dropped)
+        if len(output.requests) > self.project.max_requests_per_page:
+            kept = self._at_most(output.requests, args[0].url)
+            output.dropped, output.requests = len(output.requests) - len(kept), kept
         return output
 
-    def _at_most(self, requests: list[Request], page: Request) -> list[Request]:
-        """Keep the first ``max_requests_per_page`` of what ``page`` adds (those an earlier
-        round noted, say); count and name the rest."""
+    def _at_most(self, requests: list[Request], url: str) -> list[Request]:
+        """Keep the first ``max_requests_per_page`` of what the page at ``url`` adds (its
+        callback, or an earlier round that noted its links); count and name the rest."""
         most = self.project.max_requests_per_page
         if len(requests) > most:
-            self._admission.overflowed(page.url, len(requests) - most)
+            self._admission.overflowed(url, len(requests) - most)
         return requests[:most]
 
     async def _report(self, output: CallbackOutput, request: Request, *, listed: bool) -> None:
