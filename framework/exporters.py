@@ -143,8 +143,9 @@ class Exporter:
             file = _open(path, opening)
         _exclusive(file, path)
         self._opened_as = opened(file)
+        regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
         # Not /dev/null; nor /dev/stdout, opened by the shell as asked: `>>` appends.
-        if mode == "wb" and stat.S_ISREG(os.fstat(file.fileno()).st_mode) and not _own(path):
+        if mode == "wb" and regular and descriptor(path) is None:
             file.truncate(0)
             file.seek(0)  # else ``tell()`` gives the old length until the first write
         return typing.cast(BinaryIO, file)
@@ -160,11 +161,6 @@ class Exporter:
         _exclusive(file, path)
         self._opened_as = opened(file)
         return file
-
-
-def _own(path: Path) -> bool:
-    """Tell whether ``path`` names a descriptor fw was started with (``/dev/stdout``)."""
-    return descriptor(path) is not None
 
 
 def _open(path: Path, mode: str) -> IO[bytes]:
