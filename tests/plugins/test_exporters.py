@@ -1928,7 +1928,8 @@ async def test_stdout_closing_early_leaves_the_other_exports_whole(
 async def test_pages_whose_items_stdout_never_took_are_fetched_by_the_next_run(
     tmp_path: Path, serve: Serve
 ) -> None:
-    base = await serve(small_site(40))
+    # Slow enough that head has gone before the last page came: 40 pages in 0.1 s fit a pipe.
+    base = await serve(small_site(40, latency=0.05))
     project = pages_project(tmp_path, base, 'frontier: "sqlite:///state/crawl.db"')
     code, out, err = await fw_into_head(project, "-")
     assert code == 0 and "stdout closed" in err, err
