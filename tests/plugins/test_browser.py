@@ -861,7 +861,9 @@ async def test_a_hung_chromium_is_killed_when_fw_quits_closing_it(chromium: str)
     assert browser._pid is not None
     os.kill(browser._pid, signal.SIGSTOP)
     closing = asyncio.create_task(browser.close())
-    await asyncio.sleep(0.3)  # not a wait for a condition: the time fw's stop gives it
+    async with asyncio.timeout(10):  # held once it awaits the browser's close, its last step
+        while not browser._lock.locked():  # noqa: ASYNC110 - no event says so
+            await asyncio.sleep(0.01)
     closing.cancel()  # fw quitting past stop_timeout, as after SIGTERM
     with contextlib.suppress(asyncio.CancelledError):
         await closing
