@@ -138,7 +138,20 @@ class _Parser(argparse.ArgumentParser):
     """fw's argument parser: ``--help`` and ``--version`` are data, on standard output."""
 
     def _print_message(self, message: str, file: Any = None) -> None:
-        super()._print_message(message, data() if file is None or file is sys.stdout else file)
+        stream = data() if file is None or file is sys.stdout else None
+        if not message or stream is None:  # an error's message, or stdout closed: stderr
+            super()._print_message(message, file)
+            return
+        # Not argparse's own writing: it drops what the write raises, so a full disk would
+        # get no help and exit 0.
+        try:
+            stream.write(message)
+            stream.flush()
+        except BrokenPipeError:  # its reader left (fw --help | head -1)
+            drop_data()
+        except OSError as exc:
+            print(f"Error: standard output: {exc.strerror or exc}", file=sys.stderr)
+            raise SystemExit(ABORTED) from None
 
 
 class _Unreadable(Exception):

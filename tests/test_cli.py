@@ -105,7 +105,9 @@ async def read_until(stream: asyncio.StreamReader, words: str) -> str:
     return line
 
 
-@pytest.mark.parametrize("command", [["plugins"], ["plugins", "--json"]])
+@pytest.mark.parametrize(
+    "command", [["plugins"], ["plugins", "--json"], ["--help"], ["--version"], ["run", "--help"]]
+)
 async def test_a_full_standard_output_is_said_so(command: list[str]) -> None:
     full = os.open("/dev/full", os.O_WRONLY)
     try:
