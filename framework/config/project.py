@@ -286,7 +286,10 @@ class Project:
         parse=strings(_host_name, "a host name such as movie.douban.com", optional=True),
     )
     disable_plugins: tuple[str, ...] = option(
-        (), doc="Installed plugins not to load, by name (see `fw plugins`)."
+        (),
+        doc="Installed plugins not to load, by name (see `fw plugins`). The file may keep "
+        "a disabled plugin's section; the command line setting it (`-s`, `--cache`) is "
+        "refused, since it would do nothing.",
     )
     plugins: tuple[str, ...] = option(
         (),

@@ -312,8 +312,11 @@ def _check_sections(project: Project, registry: Registry, plugin_names: set[str]
     owners = registry.readers | set(registry.spiders) | set(registry.middlewares)
     owners |= set(registry.fetch_layers)
     known = [f.name for f in keys_of(Project)] + sorted(owners)
-    errors = ErrorList()
+    errors, source = ErrorList(), project.error_source
     for key in project.sections:
+        if key in registry.disabled and (path := source.set_under((key,))) is not None:
+            errors.add(source.error(path, _disabled(key, source.where(path))))
+            continue
         if key in owners:
             continue
         why = (
@@ -322,8 +325,19 @@ def _check_sections(project: Project, registry: Registry, plugin_names: set[str]
             else f"unknown key{did_you_mean(key, known)}; "
             "top-level keys are fw's own or a plugin's name"
         )
-        errors.add(project.error_source.error((key,), why))
+        errors.add(source.error((key,), why))
     errors.raise_any()
+
+
+def _disabled(plugin: str, given: str) -> str:
+    """Say that what ``given`` sets would do nothing: the plugin reading it is disabled.
+    A section the file keeps for a disabled plugin is fine; one the command line adds is
+    a user expecting it to act (``--cache``)."""
+    option = "the option" if given == "-s" else given
+    return (
+        f"plugin '{plugin}' is disabled (disable_plugins), so {option} would do nothing; "
+        f"enable the plugin, or drop {option}"
+    )
 
 
 def _no_section(plugin: str, registry: Registry) -> str:

@@ -42,6 +42,8 @@ class Registry:
         #: The plugins that may read a section named after them: those declaring
         #: ``Options``, those with a hook handed the project, and disabled ones (unknown).
         self.readers: set[str] = set()
+        #: The plugins the project disables (``disable_plugins``): installed, not loaded.
+        self.disabled: set[str] = set()
         #: Each plugin as errors name it: ``plugin 'x' (from fw-x 1.0)``.
         self.named: dict[str, str] = {}
         #: The distribution each installed plugin came from (fw's own share one).
@@ -71,6 +73,8 @@ class Registry:
                 except _Refused as exc:
                     raise pm.error(call.plugin, f"{pm.named(call.plugin)}: {exc}") from exc
         for name, plugin in pm.list_name_plugin():
+            if name is not None and plugin is None:
+                registry.disabled.add(name)
             schema = section_schema(plugin)
             if name is not None and schema is not None:
                 registry.schemas[name] = schema

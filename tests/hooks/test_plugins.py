@@ -747,6 +747,41 @@ async def test_a_flag_of_a_disabled_plugin_names_the_plugins_disabled(tmp_path: 
     assert extra.returncode == 2 and "disable_plugins" not in extra.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "given", "key"),
+    [
+        (["--cache", "c"], "--cache", "cache.dir"),
+        (["--cache-refresh"], "--cache-refresh", "cache.refresh"),
+        (["-s", "cache.dir=c"], "the option", "cache.dir"),
+        (["-s", "cache={dir: c}"], "the option", "cache"),
+    ],
+)
+async def test_what_sets_a_disabled_plugin_on_the_command_line_is_refused(
+    tmp_path: Path, args: list[str], given: str, key: str
+) -> None:
+    """It would do nothing: a crawl the user meant to cache would fetch everything."""
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [http://127.0.0.1:9/]
+        disable_plugins: [cache]
+        cache: {dir: kept}
+        rules: {items: [{fields: {title: h1::text}}]}
+        """,
+    )
+    kept = await run_fw("check", str(project))  # the file may keep its section
+    assert kept.returncode == 0, kept.stderr
+    result = await run_fw("run", str(project), *args)
+    assert result.returncode == 2
+    flag = "-s" if given == "the option" else given
+    assert result.stderr.splitlines() == [
+        f"Error: {flag}: {key}: plugin 'cache' is disabled (disable_plugins), so {given} "
+        f"would do nothing; enable the plugin, or drop {given}"
+    ]
+    assert not (tmp_path / "c").exists()
+
+
 def test_fw_plugins_does_not_describe_a_disabled_plugin() -> None:
     pm = make_plugin_manager(disabled=["douban"])
     assert "douban" not in [info.name for info in pm.infos()]
