@@ -150,12 +150,20 @@ def parse(probe: Probe, url: str, callback: str | None) -> CallbackOutput:
         # An error page is no page to parse, as in fw run: unless the callback takes it.
         asked = Request(url, callback=callback)
         check_status(response, allowed_status(spider, asked, probe.callbacks))
-        return await run_callback(spider, callback, response, plugins=probe.callbacks)
+        output = await run_callback(spider, callback, response, plugins=probe.callbacks)
+        return _at_most(output, probe.project.max_requests_per_page)
 
     try:
         return asyncio.run(run())
     except FetchError as exc:
         raise CrawlAborted(f"{url}: {exc.kind}: {exc}") from exc
+
+
+def _at_most(output: CallbackOutput, most: int) -> CallbackOutput:
+    """Keep the requests a crawl would: the first ``most`` (``max_requests_per_page``)."""
+    if len(output.requests) > most:
+        output.dropped, output.requests = len(output.requests) - most, output.requests[:most]
+    return output
 
 
 def format_outcome(outcome: CallbackOutput, *, as_json: bool) -> str:
@@ -165,6 +173,7 @@ def format_outcome(outcome: CallbackOutput, *, as_json: bool) -> str:
             {
                 "items": outcome.items,
                 "requests": [redacted_request(r) for r in outcome.requests],
+                "dropped_requests": outcome.dropped,
                 "problems": [message for _, _, message in outcome.problems],
             },
             ensure_ascii=False,
@@ -175,6 +184,8 @@ def format_outcome(outcome: CallbackOutput, *, as_json: bool) -> str:
     lines += [json.dumps(item, ensure_ascii=False, default=str) for item in outcome.items]
     lines.append(f"# requests ({len(outcome.requests)})")
     lines += [_request_line(r) for r in outcome.requests]
+    if outcome.dropped:
+        lines.append(f"# dropped ({outcome.dropped}): past max_requests_per_page, as a crawl does")
     if outcome.problems:
         lines.append(f"# problems ({len(outcome.problems)})")
         lines += [f"{kind}: {message}" for kind, _, message in outcome.problems]

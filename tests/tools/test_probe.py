@@ -106,6 +106,36 @@ async def test_parse_json_and_a_failing_callback(project: tuple[str, Path]) -> N
     assert shown["problems"] == [f"spider shop: detail raised ValueError: no price on {base}/b"]
 
 
+async def test_parse_keeps_the_requests_a_crawl_would(serve: Serve, tmp_path: Path) -> None:
+    async def five_links(_: web.Request) -> web.Response:
+        links = "".join(f'<a href="/{n}">{n}</a>' for n in range(5))
+        return web.Response(text=links, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", five_links)
+    base = await serve(app)
+    path = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [{base}/]
+        max_requests_per_page: 2
+        rules: {{follow: [a], items: [{{fields: {{title: h1::text}}}}]}}
+        """,
+    )
+    text = await run_fw("parse", f"{base}/", "-p", str(path))
+    shown = await run_fw("parse", f"{base}/", "-p", str(path), "--json")
+    assert text.returncode == shown.returncode == 0, text.stderr + shown.stderr
+    assert text.stdout.splitlines()[-4:] == [
+        "# requests (2)",
+        f"GET {base}/0",
+        f"GET {base}/1",
+        "# dropped (3): past max_requests_per_page, as a crawl does",
+    ]
+    assert [r["url"] for r in json.loads(shown.stdout)["requests"]] == [f"{base}/0", f"{base}/1"]
+    assert json.loads(shown.stdout)["dropped_requests"] == 3
+
+
 @pytest.mark.parametrize("callback", ["__init__", "__class__"])
 async def test_parse_runs_no_dunder_of_the_spider_as_a_callback(
     project: tuple[str, Path], callback: str
