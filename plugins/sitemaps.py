@@ -273,7 +273,7 @@ async def read_sitemap(response: Response, project: Any) -> AsyncIterator[Reques
         found = _Pages(response.url, options, project).read(document)
     for request in found.requests:
         yield request
-    _log(response.url, document, found)
+    _log(response.url, document, found, project.max_requests_per_page)
     problem = found.problem or document.problem
     if problem:
         raise FetchError("bad_sitemap", problem)
@@ -298,10 +298,17 @@ class _Found:
 _FILTERS = ("not matching follow", "older than since")
 
 
-def _log(url: str, document: Document, found: _Found) -> None:
+def _log(url: str, document: Document, found: _Found, most: int) -> None:
+    """Say what the sitemap came to; of its requests, the crawl keeps ``most``."""
     listed = len(document.entries) + document.unusable
     what = "sitemaps" if document.kind == "sitemapindex" else "pages"
-    left = found.left_out + Counter({"unusable (no URL)": document.unusable})
+    queued = min(len(found.requests), most)
+    left = found.left_out + Counter(
+        {
+            "unusable (no URL)": document.unusable,
+            "past max_requests_per_page": len(found.requests) - queued,
+        }
+    )
     why = ", ".join(f"{n} {reason}" for reason, n in left.items() if n)
     # Nothing queued, and not only by the section's own filters: a sitemap of another
     # host (allowed_domains), or of no URLs, seeds nothing, which the user must hear of.
@@ -311,7 +318,7 @@ def _log(url: str, document: Document, found: _Found) -> None:
         "sitemap %s: %d listed, %d %s queued%s",
         url,
         listed,
-        len(found.requests),
+        queued,
         what,
         f"; left out: {why}" if why else "",
     )

@@ -136,24 +136,26 @@ class Admission:
                 "which its site's robots.txt forbids"
             )
 
-    def overflowed(self, found_on: str, dropped: int) -> None:
-        """Count the requests a callback on ``found_on`` added past ``max_requests_per_page``,
-        which it dropped; name the page."""
+    def overflowed(self, found_on: str, dropped: int, callback: str | None) -> None:
+        """Count the requests ``callback`` on ``found_on`` added past
+        ``max_requests_per_page``, which it dropped; name the page, and the plugin whose
+        callback it was (a sitemap's), if not the spider's."""
         self._stats.filtered["too_many_on_page"] += dropped
         self._warn(
             f"{dropped} requests from {redact(found_on)} dropped: past max_requests_per_page "
-            f"({self._max_per_page}), which bounds what one page adds to the crawl"
+            f"({self._max_per_page}), which bounds what one page adds to the crawl",
+            f"callback {callback}" if is_plugin_callback(callback) else None,
         )
 
-    def _warn(self, mistake: str) -> None:
-        """Warn of the spider's first few mistakes; then say how to count the rest."""
+    def _warn(self, mistake: str, by: str | None = None) -> None:
+        """Warn of the first few mistakes of the spider (or of ``by``, a plugin's
+        callback); then say how to count the rest."""
         self._warned += 1
+        by = by or f"spider {self._spider}"
         if self._warned <= _MISTAKES_SHOWN:
-            log.warning("spider %s: %s", self._spider, mistake)
+            log.warning("%s: %s", by, mistake)
         elif self._warned == _MISTAKES_SHOWN + 1:
-            log.warning(
-                "spider %s: more requests dropped; --stats counts them (filtered)", self._spider
-            )
+            log.warning("%s: more requests dropped; --stats counts them (filtered)", by)
 
     def queued(self, request: Request) -> None:
         """Remember a request the frontier holds (this worker leased it), as if admitted.

@@ -542,7 +542,9 @@ class Engine:
         except Unchanged as exc:  # no callback: the links the page had last time
             self.stats.handled += 1
             found = _deeper(
-                self._at_most(list(exc.requests), request.url), request, request.callback
+                self._at_most(list(exc.requests), request.url, request.callback),
+                request,
+                request.callback,
             )
             return Handled(discovered=self._admission.admit(found))
         except FetchError as exc:
@@ -733,16 +735,16 @@ class Engine:
         if output.close is not None:
             self.stop(f"closed by spider: {output.close}")
         if len(output.requests) > self.project.max_requests_per_page:
-            kept = self._at_most(output.requests, args[0].url)
+            kept = self._at_most(output.requests, args[0].url, name)
             output.dropped, output.requests = len(output.requests) - len(kept), kept
         return output
 
-    def _at_most(self, requests: list[Request], url: str) -> list[Request]:
+    def _at_most(self, requests: list[Request], url: str, callback: str | None) -> list[Request]:
         """Keep the first ``max_requests_per_page`` of what the page at ``url`` adds (its
-        callback, or an earlier round that noted its links); count and name the rest."""
+        ``callback``, or an earlier round that noted its links); count and name the rest."""
         most = self.project.max_requests_per_page
         if len(requests) > most:
-            self._admission.overflowed(url, len(requests) - most)
+            self._admission.overflowed(url, len(requests) - most, callback)
         return requests[:most]
 
     async def _report(self, output: CallbackOutput, request: Request, *, listed: bool) -> None:

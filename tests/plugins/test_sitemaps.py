@@ -463,6 +463,34 @@ async def test_a_sitemap_of_pages_all_outside_allowed_domains_is_a_warning(
     assert said["INFO"].startswith(f"sitemap {base}/old.xml: 1 listed, 0 pages queued")
 
 
+async def test_a_sitemap_past_max_requests_per_page_says_what_the_crawl_kept(
+    tmp_path: Path, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = Site(
+        {
+            "/": "<h1>Home</h1>",
+            "/map.xml": urlset(*((f"/products/{n}", None) for n in range(1, 6))),
+            **{f"/products/{n}": product(n) for n in range(1, 6)},
+        }
+    )
+    base = await site.start(serve)
+    project = shop_project(
+        tmp_path, base, f"{{urls: ['{base}/map.xml']}}", "max_requests_per_page: 2"
+    )
+    with caplog.at_level(logging.INFO, logger="fw"):
+        stats = await run(project)
+    assert names(tmp_path) == ["Product 1", "Product 2"]
+    assert stats.filtered["too_many_on_page"] == 3
+    said = [r.getMessage() for r in caplog.records]
+    assert (
+        f"sitemap {base}/map.xml: 5 listed, 2 pages queued; left out: 3 past max_requests_per_page"
+    ) in said
+    assert (
+        f"callback sitemaps:sitemap: 3 requests from {base}/map.xml dropped: past "
+        "max_requests_per_page (2), which bounds what one page adds to the crawl"
+    ) in said
+
+
 async def test_a_recording_an_older_fw_made_of_a_sitemap_still_replays(
     tmp_path: Path, serve: Serve
 ) -> None:
