@@ -237,8 +237,15 @@ class CallbackOutput:
     problems: list[tuple[str, BaseException, str]] = field(default_factory=list)
     #: Set when the callback raised ``CloseSpider``: why the crawl should stop.
     close: str | None = None
-    #: Requests past ``max_requests_per_page``, which the engine dropped.
+    #: Requests past ``max_requests_per_page``, dropped (``cut_to``).
     dropped: int = 0
+
+    def cut_to(self, most: int) -> int:
+        """Keep the first ``most`` requests (``max_requests_per_page``), as a crawl does;
+        return how many were dropped."""
+        if len(self.requests) > most:
+            self.dropped, self.requests = len(self.requests) - most, self.requests[:most]
+        return self.dropped
 
 
 async def run_callback(

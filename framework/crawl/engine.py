@@ -734,14 +734,14 @@ class Engine:
         output = await run_callback(self.spider, name, *args, plugins=self._crew.callbacks)
         if output.close is not None:
             self.stop(f"closed by spider: {output.close}")
-        if len(output.requests) > self.project.max_requests_per_page:
-            kept = self._at_most(output.requests, args[0].url, name)
-            output.dropped, output.requests = len(output.requests) - len(kept), kept
+        if dropped := output.cut_to(self.project.max_requests_per_page):
+            self._admission.overflowed(args[0].url, dropped, name)
         return output
 
     def _at_most(self, requests: list[Request], url: str, callback: str | None) -> list[Request]:
-        """Keep the first ``max_requests_per_page`` of what the page at ``url`` adds (its
-        ``callback``, or an earlier round that noted its links); count and name the rest."""
+        """Keep the first ``max_requests_per_page`` of the links an earlier round noted on
+        the page at ``url``, as its ``callback``'s own are (``_callback``); count and name
+        the rest."""
         most = self.project.max_requests_per_page
         if len(requests) > most:
             self._admission.overflowed(url, len(requests) - most, callback)

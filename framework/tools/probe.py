@@ -151,19 +151,13 @@ def parse(probe: Probe, url: str, callback: str | None) -> CallbackOutput:
         asked = Request(url, callback=callback)
         check_status(response, allowed_status(spider, asked, probe.callbacks))
         output = await run_callback(spider, callback, response, plugins=probe.callbacks)
-        return _at_most(output, probe.project.max_requests_per_page)
+        output.cut_to(probe.project.max_requests_per_page)
+        return output
 
     try:
         return asyncio.run(run())
     except FetchError as exc:
         raise CrawlAborted(f"{url}: {exc.kind}: {exc}") from exc
-
-
-def _at_most(output: CallbackOutput, most: int) -> CallbackOutput:
-    """Keep the requests a crawl would: the first ``most`` (``max_requests_per_page``)."""
-    if len(output.requests) > most:
-        output.dropped, output.requests = len(output.requests) - most, output.requests[:most]
-    return output
 
 
 def format_outcome(outcome: CallbackOutput, *, as_json: bool) -> str:
