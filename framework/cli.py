@@ -138,10 +138,10 @@ class _Parser(argparse.ArgumentParser):
     """fw's argument parser: ``--help`` and ``--version`` are data, on standard output."""
 
     def _print_message(self, message: str, file: Any = None) -> None:
-        stream = data() if file is None or file is sys.stdout else None
-        if not message or stream is None:  # an error's message, or stdout closed: stderr
+        if not message or (file is not None and file is not sys.stdout):  # an error's usage
             super()._print_message(message, file)
             return
+        stream = data() or sys.stderr  # stdout closed (fw --help >&-): the help still shows
         # Not argparse's own writing: it drops what the write raises, so a full disk would
         # get no help and exit 0.
         try:
@@ -150,7 +150,8 @@ class _Parser(argparse.ArgumentParser):
         except BrokenPipeError:  # its reader left (fw --help | head -1)
             drop_data()
         except OSError as exc:
-            print(f"Error: standard output: {exc.strerror or exc}", file=sys.stderr)
+            with contextlib.suppress(OSError):  # stderr may be what is full
+                print(f"Error: standard output: {exc.strerror or exc}", file=sys.stderr)
             raise SystemExit(ABORTED) from None
 
 
@@ -160,6 +161,9 @@ class _Unreadable(Exception):
 
 class _ReadAhead(_Parser):
     """A parser that says nothing and never exits: it reads ``argv`` ahead of the real one."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        pass  # help asked for in any spelling (--hel, -qh): the real parser prints it
 
     def error(self, message: str) -> NoReturn:
         raise _Unreadable(message)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -119,6 +120,35 @@ async def test_a_full_standard_output_is_said_so(command: list[str]) -> None:
     _, err = await process.communicate()
     assert process.returncode == 1
     assert err.decode() == "Error: standard output: No space left on device\n"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "printed"),
+    [([], ["--hel"], "usage: fw run"), ([], ["-qh"], "usage: fw run"), (["--vers"], [], "fw ")],
+)
+async def test_help_asked_for_in_any_spelling_is_printed_once(
+    tmp_path: Path, before: list[str], after: list[str], printed: str
+) -> None:
+    """argparse takes an abbreviation; fw's reading ahead of argv must print nothing."""
+    project = tmp_path / "p.yaml"
+    project.write_text("spider: rules\nstart_urls: [http://127.0.0.1:9/]\n")
+    result = await run_fw(*before, "run", str(project), *after)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(printed) == 1, result.stdout
+
+
+async def test_help_with_standard_output_closed_and_a_full_stderr_says_it_failed() -> None:
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(), "--help", stdout=subprocess.DEVNULL, stderr=full
+        )
+    finally:
+        os.close(full)
+    assert await process.wait() == 0  # the help went to standard output
+    command = " ".join(shlex.quote(part) for part in fw_command())
+    closed = await asyncio.create_subprocess_shell(f"exec {command} --help >&- 2>/dev/full")
+    assert await closed.wait() == 1  # to stderr instead, which took none of it
 
 
 async def test_version() -> None:
