@@ -288,8 +288,8 @@ class Project:
     disable_plugins: tuple[str, ...] = option(
         (),
         doc="Installed plugins not to load, by name (see `fw plugins`). The file may keep "
-        "a disabled plugin's section; the command line setting it (`-s`, `--cache`) is "
-        "refused, since it would do nothing.",
+        "the section named after a disabled plugin; the command line setting a value in it "
+        "(`-s cache.dir=...`, `--cache`) is refused, since it would do nothing.",
     )
     plugins: tuple[str, ...] = option(
         (),

@@ -103,10 +103,10 @@ class Source:
                 return f"{self.file}:{self._lines[path[:n]]}"
         return f"{self.file}:1"
 
-    def set_under(self, path: KeyPath) -> KeyPath | None:
-        """Return the first key at or under ``path`` that the command line set (``-s``, or
-        a flag standing for one); None if it set none."""
-        return next((o for o in self._overrides if o[: len(path)] == path), None)
+    def set_under(self, path: KeyPath) -> list[KeyPath]:
+        """Return the keys at or under ``path`` that the command line set (``-s``, or a
+        flag standing for one)."""
+        return [o for o in self._overrides if o[: len(path)] == path]
 
     def _overridden(self, path: KeyPath) -> str | None:
         """Return what gave the override ``path`` lies in, or is a key created by; None if

@@ -313,10 +313,11 @@ def _check_sections(project: Project, registry: Registry, plugin_names: set[str]
     owners |= set(registry.fetch_layers)
     known = [f.name for f in keys_of(Project)] + sorted(owners)
     errors, source = ErrorList(), project.error_source
-    for key in project.sections:
-        if key in registry.disabled and (path := source.set_under((key,))) is not None:
-            errors.add(source.error(path, _disabled(key, source.where(path))))
-            continue
+    for key, section in project.sections.items():
+        if key in registry.disabled:
+            for path in source.set_under((key,)):
+                if _sets_anything(_value_at(section, path[1:])):
+                    errors.add(source.error(path, _disabled(key, source.where(path))))
         if key in owners:
             continue
         why = (
@@ -333,11 +334,30 @@ def _disabled(plugin: str, given: str) -> str:
     """Say that what ``given`` sets would do nothing: the plugin reading it is disabled.
     A section the file keeps for a disabled plugin is fine; one the command line adds is
     a user expecting it to act (``--cache``)."""
-    option = "the option" if given == "-s" else given
     return (
-        f"plugin '{plugin}' is disabled (disable_plugins), so {option} would do nothing; "
-        f"enable the plugin, or drop {option}"
+        f"plugin '{plugin}' is disabled (disable_plugins): what {given} sets here would do "
+        f"nothing; enable the plugin, or leave {given} out"
     )
+
+
+def _value_at(value: Any, path: KeyPath) -> Any:
+    """Return what ``path`` leads to in ``value`` (None if nothing)."""
+    for step in path:
+        if isinstance(value, Mapping):
+            value = value.get(step)
+        elif isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(value):
+            value = value[step]
+        else:
+            return None
+    return value
+
+
+def _sets_anything(value: Any) -> bool:
+    """Tell whether ``value`` sets anything: null, or a mapping of nulls, turns off what a
+    disabled plugin never does anyway (``-s cache.dir=null``)."""
+    if isinstance(value, Mapping):
+        return any(_sets_anything(v) for v in value.values())
+    return value is not None
 
 
 def _no_section(plugin: str, registry: Registry) -> str:

@@ -747,39 +747,56 @@ async def test_a_flag_of_a_disabled_plugin_names_the_plugins_disabled(tmp_path: 
     assert extra.returncode == 2 and "disable_plugins" not in extra.stderr
 
 
+DISABLES_CACHE = """
+spider: rules
+start_urls: [http://127.0.0.1:9/]
+disable_plugins: [cache]
+rules: {items: [{fields: {title: h1::text}}]}
+"""
+
+
+@pytest.mark.parametrize("kept", ["", "cache: {dir: kept}\n"])
 @pytest.mark.parametrize(
-    ("args", "given", "key"),
+    ("args", "given"),
     [
-        (["--cache", "c"], "--cache", "cache.dir"),
-        (["--cache-refresh"], "--cache-refresh", "cache.refresh"),
-        (["-s", "cache.dir=c"], "the option", "cache.dir"),
-        (["-s", "cache={dir: c}"], "the option", "cache"),
+        (["--cache", "c"], "--cache"),
+        (["--cache-refresh"], "--cache-refresh"),
+        (["-s", "cache.dir=c"], "-s"),
+        (["-s", "cache={dir: c}"], "-s"),
     ],
 )
 async def test_what_sets_a_disabled_plugin_on_the_command_line_is_refused(
-    tmp_path: Path, args: list[str], given: str, key: str
+    tmp_path: Path, args: list[str], given: str, kept: str
 ) -> None:
     """It would do nothing: a crawl the user meant to cache would fetch everything."""
-    project = write_project(
-        tmp_path,
-        """
-        spider: rules
-        start_urls: [http://127.0.0.1:9/]
-        disable_plugins: [cache]
-        cache: {dir: kept}
-        rules: {items: [{fields: {title: h1::text}}]}
-        """,
-    )
-    kept = await run_fw("check", str(project))  # the file may keep its section
-    assert kept.returncode == 0, kept.stderr
+    project = write_project(tmp_path, DISABLES_CACHE + kept)
     result = await run_fw("run", str(project), *args)
     assert result.returncode == 2
-    flag = "-s" if given == "the option" else given
-    assert result.stderr.splitlines() == [
-        f"Error: {flag}: {key}: plugin 'cache' is disabled (disable_plugins), so {given} "
-        f"would do nothing; enable the plugin, or drop {given}"
-    ]
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: {given}: cache") and line.endswith(
+        f": plugin 'cache' is disabled (disable_plugins): what {given} sets here would do "
+        f"nothing; enable the plugin, or leave {given} out"
+    )
     assert not (tmp_path / "c").exists()
+
+
+async def test_a_disabled_plugins_section_the_file_keeps_or_the_command_line_nulls_is_fine(
+    tmp_path: Path,
+) -> None:
+    project = write_project(tmp_path, DISABLES_CACHE + "cache: {dir: kept}\n")
+    for nulled in ([], ["-s", "cache=null"], ["-s", "cache.dir=null"], ["-s", "cache={dir: null}"]):
+        checked = await run_fw("check", str(project), *nulled)
+        assert checked.returncode == 0, (nulled, checked.stderr)
+
+
+async def test_every_option_setting_a_disabled_plugin_is_named(tmp_path: Path) -> None:
+    project = write_project(tmp_path, DISABLES_CACHE + "cache: {dir: kept}\n")
+    result = await run_fw("run", str(project), "--cache-refresh", "-s", "cache.dir=c")
+    assert result.returncode == 2
+    assert [line.split(": ")[1:3] for line in result.stderr.splitlines()] == [
+        ["-s", "cache.dir"],
+        ["--cache-refresh", "cache.refresh"],
+    ]
 
 
 def test_fw_plugins_does_not_describe_a_disabled_plugin() -> None:
