@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from framework.config.project import Project
@@ -55,7 +56,7 @@ class Admission:
         self._known: set[str] = set()
         #: The frontier's count of what it may have forgotten (``Frontier.forgets``).
         self._forgets, self._forgot = forgets, 0
-        self._warned = 0  # the spider's mistakes said so far
+        self._warned: Counter[str] = Counter()  # mistakes said so far, by whose
 
     def admit(
         self,
@@ -142,7 +143,7 @@ class Admission:
         callback it was (a sitemap's), if not the spider's."""
         self._stats.filtered["too_many_on_page"] += dropped
         self._warn(
-            f"{dropped} requests from {redact(found_on)} dropped: past max_requests_per_page "
+            f"{_requests(dropped)} from {redact(found_on)} dropped: past max_requests_per_page "
             f"({self._max_per_page}), which bounds what one page adds to the crawl",
             f"callback {callback}" if is_plugin_callback(callback) else None,
         )
@@ -150,11 +151,11 @@ class Admission:
     def _warn(self, mistake: str, by: str | None = None) -> None:
         """Warn of the first few mistakes of the spider (or of ``by``, a plugin's
         callback); then say how to count the rest."""
-        self._warned += 1
         by = by or f"spider {self._spider}"
-        if self._warned <= _MISTAKES_SHOWN:
+        self._warned[by] += 1  # each its own few: a sitemap's cut is not hidden by the spider's
+        if self._warned[by] <= _MISTAKES_SHOWN:
             log.warning("%s: %s", by, mistake)
-        elif self._warned == _MISTAKES_SHOWN + 1:
+        elif self._warned[by] == _MISTAKES_SHOWN + 1:
             log.warning("%s: more requests dropped; --stats counts them (filtered)", by)
 
     def queued(self, request: Request) -> None:
@@ -195,6 +196,10 @@ class Admission:
             self._stats.errors["spider_error"] += 1
             return False
         return True
+
+
+def _requests(count: int) -> str:
+    return "1 request" if count == 1 else f"{count} requests"
 
 
 def _plain(request: Request) -> bool:

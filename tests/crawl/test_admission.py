@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from framework.config.project import load_project
 from framework.crawl.admission import Admission
 from framework.crawl.stats import Stats
@@ -32,3 +34,19 @@ def test_the_links_of_a_page_whose_lease_was_lost_are_admitted_again(tmp_path: P
     gate.forget(links)  # what the engine does when the page's lease was lost
     assert gate.admit(links) == links  # nothing queued them: they must be sent again
     assert gate.admit(links) == []
+
+
+def test_a_plugins_callback_gets_its_own_few_warnings_after_the_spiders(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = admission(tmp_path)
+    for n in range(7):  # past the few warnings shown
+        gate.overflowed(f"http://a.test/{n}", 2, "parse")
+    gate.overflowed("http://a.test/map.xml", 1, "sitemaps:sitemap")
+    said = [record.getMessage() for record in caplog.records]
+    assert said[5] == "spider x: more requests dropped; --stats counts them (filtered)"
+    assert said[6:] == [
+        "callback sitemaps:sitemap: 1 request from http://a.test/map.xml dropped: past "
+        "max_requests_per_page (50000), which bounds what one page adds to the crawl"
+    ]
+    assert len(said) == 7
