@@ -360,8 +360,9 @@ class Project:
         50_000,
         doc="Requests one page's callback may add to the crawl (its links, mostly); the "
         "rest are dropped, counted as filtered too_many_on_page, and the page named in a "
-        "warning (the first few: the spider's, and each plugin callback's). The default takes a whole sitemap (50,000 URLs) and bounds what a hostile "
-        "page of a million links adds to the crawl.",
+        "warning (the first few: the spider's, and each plugin callback's). The default "
+        "takes a whole sitemap (50,000 URLs) and bounds what a hostile page of a million "
+        "links adds to the crawl.",
         minimum=1,
     )
     max_response_size: int = option(
