@@ -64,6 +64,7 @@ class Admission:
         *,
         starting: bool = False,
         found_on: str | None = None,
+        callback: str | None = None,
         unfetched: list[tuple[Request, str]] | None = None,
     ) -> list[Request]:
         """Keep the requests the crawl may fetch: valid http(s), allowed host, not too deep.
@@ -71,7 +72,8 @@ class Admission:
         Most links on a page lead to pages already queued; a plain GET whose exact URL was
         queued before is a duplicate at the cost of one set look-up. A page's ``mailto:``
         or broken links are only counted. The spider's mistakes are said: a start request
-        refused (``starting``), or a relative URL a callback on ``found_on`` made a request of.
+        refused (``starting``), or a relative URL ``callback`` on ``found_on`` made a request
+        of (a plugin's callback is named, not the spider).
         A request with an errback dropped offsite or too deep goes to ``unfetched``, with
         why, for its errback to run.
         """
@@ -84,7 +86,7 @@ class Admission:
             plain = _plain(request)
             if plain and url in known:
                 filtered["duplicate"] += 1
-            elif (why := self._refused(request, starting, found_on)) is not None:
+            elif (why := self._refused(request, starting, found_on, callback)) is not None:
                 filtered[why] += 1
                 if unfetched is not None and request.errback and why in _ERRBACKS:
                     unfetched.append((request, why))
@@ -94,15 +96,20 @@ class Admission:
                     self._remember(url)
         return admitted
 
-    def _refused(self, request: Request, starting: bool, found_on: str | None) -> str | None:
+    def _refused(
+        self, request: Request, starting: bool, found_on: str | None, callback: str | None
+    ) -> str | None:
         """Say why the crawl may not fetch ``request`` (its ``filtered`` key), if so; warn
-        of a start request refused, or a relative URL a callback made a request of."""
+        of a start request refused, or a relative URL ``callback`` made a request of."""
         url = request.url
         if (problem := unfetchable(url)) is not None:
             if starting:
                 self.refused_start(url, problem)
             elif found_on is not None and problem == "scheme" and not _SCHEME.match(url):
-                self._warn(f"request {redact(url)!r} from {redact(found_on)} dropped: {_RELATIVE}")
+                self._warn(
+                    f"request {redact(url)!r} from {redact(found_on)} dropped: {_RELATIVE}",
+                    _plugins(callback),
+                )
             return problem
         if not self.offsite.allows(url):
             if starting:
@@ -145,7 +152,7 @@ class Admission:
         self._warn(
             f"{_requests(dropped)} from {redact(found_on)} dropped: past max_requests_per_page "
             f"({self._max_per_page}), which bounds what one page adds to the crawl",
-            f"callback {callback}" if is_plugin_callback(callback) else None,
+            _plugins(callback),
         )
 
     def _warn(self, mistake: str, by: str | None = None) -> None:
@@ -196,6 +203,11 @@ class Admission:
             self._stats.errors["spider_error"] += 1
             return False
         return True
+
+
+def _plugins(callback: str | None) -> str | None:
+    """Name a plugin's callback, whose mistakes are not the spider's; None for the spider's."""
+    return f"callback {callback}" if is_plugin_callback(callback) else None
 
 
 def _requests(count: int) -> str:

@@ -587,7 +587,7 @@ class Engine:
         crawl drops, and accept its items with theirs; None for a request ``max_items``
         hands back, whose discoveries are forgotten."""
         found = _deeper(output.requests, request, callback)
-        discovered, errbacks = await self._admitted(found, request)
+        discovered, errbacks = await self._admitted(found, request, callback)
         items = output.items
         if errbacks:  # rare: no copy of the page's items otherwise
             items = [*items, *(item for ran, _ in errbacks for item in ran.items)]
@@ -599,20 +599,24 @@ class Engine:
         return _Kept(accepted, discovered, errbacks)
 
     async def _admitted(
-        self, found: list[Request], parent: Request
+        self, found: list[Request], parent: Request, callback: str | None
     ) -> tuple[list[Request], list[tuple[CallbackOutput, Request]]]:
-        """Admit what handling ``parent`` found; run the errbacks of those the crawl will
-        not fetch (offsite, too deep), as for one robots.txt forbids: the spider keeps what
-        it knew (the Douban spider, a film from its listing). Return the requests admitted,
-        those errbacks' too, and what each errback gave, its items to go with ``parent``'s.
-        A request an errback yields that the crawl drops runs no errback again."""
+        """Admit what ``callback`` found handling ``parent``; run the errbacks of those the
+        crawl will not fetch (offsite, too deep), as for one robots.txt forbids: the spider
+        keeps what it knew (the Douban spider, a film from its listing). Return the requests
+        admitted, those errbacks' too, and what each errback gave, its items to go with
+        ``parent``'s. A request an errback yields that the crawl drops runs no errback again."""
         unfetched: list[tuple[Request, str]] = []
-        discovered = self._admission.admit(found, found_on=parent.url, unfetched=unfetched)
+        discovered = self._admission.admit(
+            found, found_on=parent.url, callback=callback, unfetched=unfetched
+        )
         errbacks = []
         for request, kind in unfetched:
             output = await self._callback(request.errback, request, _unfetched_as(kind))
             more = _deeper(output.requests, request, request.errback)
-            discovered += self._admission.admit(more, found_on=request.url)
+            discovered += self._admission.admit(
+                more, found_on=request.url, callback=request.errback
+            )
             errbacks.append((output, request))
         return discovered, errbacks
 

@@ -50,3 +50,15 @@ def test_a_plugins_callback_gets_its_own_few_warnings_after_the_spiders(
         "max_requests_per_page (50000), which bounds what one page adds to the crawl"
     ]
     assert len(said) == 7
+
+
+def test_a_relative_url_from_a_plugins_callback_is_said_to_be_the_callbacks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = admission(tmp_path)
+    for callback in ("parse", "sitemaps:sitemap"):
+        assert gate.admit([Request("b.html")], found_on="http://a.test/", callback=callback) == []
+    assert [record.getMessage().partition(":")[0] for record in caplog.records] == [
+        "spider x",
+        "callback sitemaps",
+    ]
