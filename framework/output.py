@@ -15,7 +15,14 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-__all__ = ["data", "data_fileno", "drop_data", "keep_stdout_for_data", "printing_to_data"]
+__all__ = [
+    "data",
+    "data_fileno",
+    "descriptor_1_to_stderr",
+    "drop_data",
+    "keep_stdout_for_data",
+    "printing_to_data",
+]
 
 
 class _Kept:
@@ -35,6 +42,40 @@ def keep_stdout_for_data() -> None:
         return
     printed = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
     _Kept.stream, sys.stdout = sys.stdout, printed
+
+
+@contextlib.contextmanager
+def descriptor_1_to_stderr() -> Iterator[None]:
+    """While plugins load, point fw's data descriptor at stderr: what an import writes
+    there itself (``os.write(1, ...)``, a C library, a program it starts) is no data of
+    fw's. Nothing of fw's is written meanwhile. In process, nothing was kept: nothing moves."""
+    saved = _pointed_at_stderr()
+    try:
+        yield
+    finally:
+        if saved is not None:
+            fd, copy = saved
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def _pointed_at_stderr() -> tuple[int, int] | None:
+    """Point the kept data's descriptor at stderr; return it and a copy of what it was."""
+    stream = _Kept.stream
+    if stream is None:
+        return None
+    try:
+        stream.flush()
+        fd = stream.fileno()
+        copy = os.dup(fd)
+    except (OSError, ValueError, io.UnsupportedOperation):  # its reader left: nothing to keep
+        return None
+    try:
+        os.dup2(sys.stderr.fileno(), fd)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        os.close(copy)
+        return None
+    return fd, copy
 
 
 def data() -> TextIO | None:

@@ -44,6 +44,7 @@ from framework.errors import ErrorList, FwError, PluginError
 from framework.hooks import builtin
 from framework.http import Request
 from framework.http.urls import redact_all, shown_url
+from framework.output import descriptor_1_to_stderr
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -166,14 +167,15 @@ def make_plugin_manager(
     _disable(pm, disabled, pm.source)
     if autoload is None:
         autoload = not os.environ.get("FW_DISABLE_PLUGIN_AUTOLOAD")
-    if autoload:
-        read: dict[Distribution, tuple[str, str]] = {}
-        for entry_point in _bundled_first(entry_points(group=ENTRY_POINT_GROUP)):
-            _register_entry_point(pm, entry_point, read)
-    errors = ErrorList()  # each entry is the project's to fix: say what is wrong with each
-    for index, spec in enumerate(project_plugins):
-        with errors.collect():
-            _register_project_plugin(pm, spec, index)
+    with descriptor_1_to_stderr():  # what an import writes to fd 1 is not fw's data
+        if autoload:
+            read: dict[Distribution, tuple[str, str]] = {}
+            for entry_point in _bundled_first(entry_points(group=ENTRY_POINT_GROUP)):
+                _register_entry_point(pm, entry_point, read)
+        errors = ErrorList()  # each entry is the project's to fix: say what is wrong with each
+        for index, spec in enumerate(project_plugins):
+            with errors.collect():
+                _register_project_plugin(pm, spec, index)
     errors.raise_any()
     _check(pm)
     if os.environ.get("FW_TRACE_PLUGINS"):

@@ -119,9 +119,12 @@ async def test_an_installed_spider_is_usable_by_name(
 
 
 NOISY = """
+import os, subprocess, sys
 from framework import hookimpl
 
 print("noisy: at import")
+os.write(1, b"noisy: to descriptor 1\\n")
+subprocess.run([sys.executable, "-c", "print('noisy: a child of its import')"], check=True)
 
 @hookimpl
 def item_scraped(item):
@@ -148,7 +151,8 @@ async def test_what_a_plugin_prints_stays_out_of_fws_data_on_stdout(
     assert crawled.stderr.count("noisy: scraped") == 2
     listed = await run_fw("plugins", "--json", env=on_path(site))
     assert "noisy" in {row["name"] for row in json.loads(listed.stdout)}
-    assert "noisy: at import" in listed.stderr
+    for said in ("at import", "to descriptor 1", "a child of its import"):
+        assert f"noisy: {said}" in crawled.stderr and f"noisy: {said}" in listed.stderr
 
 
 LATE_COLUMN = """
