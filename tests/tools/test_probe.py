@@ -13,7 +13,7 @@ from aiohttp import web
 from framework.http import Request
 from framework.spider import CallbackOutput
 from framework.tools.probe import format_outcome
-from tests.conftest import Completed, Serve, fw_command, run_fw, write_project
+from tests.conftest import Completed, Serve, fw_command, pages, run_fw, write_project
 from tests.distributions import fake_distribution, on_path
 
 SPIDER = """
@@ -107,13 +107,7 @@ async def test_parse_json_and_a_failing_callback(project: tuple[str, Path]) -> N
 
 
 async def test_parse_keeps_the_requests_a_crawl_would(serve: Serve, tmp_path: Path) -> None:
-    async def five_links(_: web.Request) -> web.Response:
-        links = "".join(f'<a href="/{n}">{n}</a>' for n in range(5))
-        return web.Response(text=links, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", five_links)
-    base = await serve(app)
+    base = await serve(pages({"/": "".join(f'<a href="/{n}">{n}</a>' for n in range(5))}))
     path = write_project(
         tmp_path,
         f"""
