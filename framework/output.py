@@ -9,11 +9,14 @@ at standard error, where the logs go. Called in process (by tests), nothing is m
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import os
 import sys
 from collections.abc import Iterator
 from typing import TextIO
+
+from framework.errors import PluginError
 
 __all__ = [
     "data",
@@ -47,20 +50,22 @@ def keep_stdout_for_data() -> None:
 @contextlib.contextmanager
 def descriptor_1_to_stderr() -> Iterator[None]:
     """While plugins load, point fw's data descriptor at stderr: what an import writes
-    there itself (``os.write(1, ...)``, a C library, a program it starts) is no data of
-    fw's. Nothing of fw's is written meanwhile. In process, nothing was kept: nothing moves."""
+    there itself (``os.write(1, ...)``, C's ``printf``, a program it starts) is no data of
+    fw's. Nothing of fw's is written meanwhile. In process, nothing was kept: nothing moves.
+
+    A thread the import starts that writes later writes to stdout again, as does a program
+    a plugin starts during the crawl."""
     saved = _pointed_at_stderr()
     try:
         yield
     finally:
         if saved is not None:
-            fd, copy = saved
-            os.dup2(copy, fd)
-            os.close(copy)
+            _restore(*saved)
 
 
 def _pointed_at_stderr() -> tuple[int, int] | None:
-    """Point the kept data's descriptor at stderr; return it and a copy of what it was."""
+    """Point the kept data's descriptor at stderr (descriptor 2: a plugin may have put
+    anything in ``sys.stderr``); return it and a copy of what it was."""
     stream = _Kept.stream
     if stream is None:
         return None
@@ -68,14 +73,31 @@ def _pointed_at_stderr() -> tuple[int, int] | None:
         stream.flush()
         fd = stream.fileno()
         copy = os.dup(fd)
-    except (OSError, ValueError, io.UnsupportedOperation):  # its reader left: nothing to keep
+    except (OSError, ValueError):  # its reader left already: nothing to keep apart
         return None
     try:
-        os.dup2(sys.stderr.fileno(), fd)
-    except (OSError, ValueError, io.UnsupportedOperation):
+        os.dup2(2, fd)
+    except OSError:  # no stderr: the import's writes go where they would have
         os.close(copy)
         return None
     return fd, copy
+
+
+def _restore(fd: int, copy: int) -> None:
+    """Give ``fd`` back what ``copy`` holds, once what the imports left in buffers (Python's
+    own standard output, C's) has gone to stderr."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.__stdout__.flush()  # type: ignore[union-attr]
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).fflush(None)
+    try:
+        os.dup2(copy, fd)
+        os.close(copy)
+    except OSError:  # an import closed descriptors it did not own (os.closerange)
+        raise PluginError(
+            "standard output was lost while the plugins loaded: an import closed the "
+            f"descriptor ({copy}) fw kept it in"
+        ) from None
 
 
 def data() -> TextIO | None:

@@ -119,12 +119,14 @@ async def test_an_installed_spider_is_usable_by_name(
 
 
 NOISY = """
-import os, subprocess, sys
+import ctypes, os, subprocess, sys
 from framework import hookimpl
 
 print("noisy: at import")
 os.write(1, b"noisy: to descriptor 1\\n")
 subprocess.run([sys.executable, "-c", "print('noisy: a child of its import')"], check=True)
+ctypes.CDLL(None).printf(b"noisy: C's printf, buffered\\n")
+sys.__stdout__.write("noisy: Python's stdout, buffered\\n")
 
 @hookimpl
 def item_scraped(item):
@@ -145,14 +147,77 @@ async def test_what_a_plugin_prints_stays_out_of_fws_data_on_stdout(
         rules: {{items: [{{fields: {{h1: h1}}}}]}}
         """,
     )
-    crawled = await run_fw("run", str(project), "-o", "-", env=on_path(site))
+    env = {**on_path(site), "PYTHONUNBUFFERED": ""}  # buffered, as where users run fw
+    crawled = await run_fw("run", str(project), "-o", "-", env=env)
     assert crawled.returncode == 0, crawled.stderr
     assert sorted(json.loads(line)["h1"] for line in crawled.stdout.splitlines()) == ["b", "hi"]
     assert crawled.stderr.count("noisy: scraped") == 2
-    listed = await run_fw("plugins", "--json", env=on_path(site))
+    listed = await run_fw("plugins", "--json", env=env)
     assert "noisy" in {row["name"] for row in json.loads(listed.stdout)}
-    for said in ("at import", "to descriptor 1", "a child of its import"):
+    for said in (
+        "at import",
+        "to descriptor 1",
+        "a child of its import",
+        "C's printf, buffered",
+        "Python's stdout, buffered",
+    ):
         assert f"noisy: {said}" in crawled.stderr and f"noisy: {said}" in listed.stderr
+
+
+WRAPS_STDERR = """
+import sys
+
+class Tee:  # no fileno(): a log shipper's wrapper, say
+    def __init__(self, stream):
+        self.stream = stream
+    def write(self, text):
+        return self.stream.write(text)
+    def flush(self):
+        self.stream.flush()
+    def isatty(self):
+        return False
+
+sys.stderr = Tee(sys.stderr)
+"""
+
+
+async def test_a_plugin_that_wraps_stderr_at_import_leaves_stdout_to_fws_data(
+    tmp_path: Path, serve: Serve
+) -> None:
+    """fw loads the plugins twice for fw run (its flags, then the crawl): the second time,
+    ``sys.stderr`` is the plugin's."""
+    site = fake_distribution(tmp_path / "site", "fw-tee", "0.1", "tee", "fw_tee", WRAPS_STDERR)
+    base = await serve(pages({"/": "<h1>hi</h1>"}))
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [{base}/]
+        rules: {{items: [{{fields: {{h1: h1}}}}]}}
+        """,
+    )
+    crawled = await run_fw("run", str(project), "-o", "-", env=on_path(site))
+    assert crawled.returncode == 0, crawled.stderr
+    assert [json.loads(line) for line in crawled.stdout.splitlines()] == [{"h1": "hi"}]
+
+
+async def test_an_import_that_closes_fws_copy_of_stdout_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "closer.py").write_text("import os\nos.closerange(3, 256)\n")
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [http://127.0.0.1:9/]
+        plugins: [./closer.py]
+        """,
+    )
+    done = await run_fw("run", str(project), "-o", "-")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(
+        "Error: standard output was lost while the plugins loaded: an import closed the "
+        "descriptor ("
+    )
+    assert done.stdout == ""
 
 
 LATE_COLUMN = """
