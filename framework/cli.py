@@ -31,7 +31,7 @@ from framework.hooks.registry import Registry, flags
 from framework.http.urls import redact_all
 from framework.logs import configure_logging, ensure_stderr
 from framework.output import data, drop_data, keep_stdout_for_data, printing_to_data
-from framework.paths import descriptor, identity, is_stream
+from framework.paths import descriptor, identity, is_socket, is_stream
 
 if TYPE_CHECKING:
     from framework.crawl.runner import Prepared
@@ -678,8 +678,14 @@ def _summarise(stats: Stats, path: Path | None) -> None:
 def _why(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:  # what O_NOFOLLOW gives
         return "a symbolic link; fw does not write through one (remove it)"
-    # What a FIFO that nothing reads gives an open that must not wait for a reader.
-    return "a FIFO that nothing reads" if exc.errno == errno.ENXIO else exc.strerror or str(exc)
+    if exc.errno != errno.ENXIO:
+        return exc.strerror or str(exc)
+    # What an open gives a socket, or a FIFO nothing reads when it must not wait for one.
+    return (
+        "a socket"
+        if exc.filename and is_socket(Path(exc.filename))
+        else "a FIFO that nothing reads"
+    )
 
 
 def _check_writable(path: Path, option: str) -> None:
@@ -695,6 +701,8 @@ def _check_writable(path: Path, option: str) -> None:
         return
     if is_stream(path):
         return  # a FIFO or a device: opening it to try would end a reader's stream
+    if is_socket(path):  # replacing it would take a service's address away
+        raise UsageError(f"{option} {path}: cannot write it: a socket")
     if path.is_dir():
         raise UsageError(f"{option} {path}: cannot write it: {os.strerror(errno.EISDIR)}")
     try:

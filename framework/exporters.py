@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, ClassVar
 
 from framework.output import data_fileno
-from framework.paths import descriptor, opened, replaced
+from framework.paths import descriptor, is_socket, opened, replaced
 
 __all__ = ["Exporter"]
 
@@ -133,6 +133,8 @@ class Exporter:
                 raise OSError(errno.EBADF, "standard output is closed", "-")
             stdout = open(fd, mode, buffering=0, closefd=False)  # noqa: SIM115
             return typing.cast(BinaryIO, stdout)
+        if (fd := _socket_named(self.path)) is not None:  # no open() by name takes a socket
+            return typing.cast(BinaryIO, open(fd, mode, buffering=0, closefd=False))
         path = Path(self.path)
         # Truncating waits until the lock is held: never cut another process's export.
         opening = "ab" if mode == "wb" else mode
@@ -163,6 +165,19 @@ class Exporter:
         return file
 
 
+def _socket_named(path: str) -> int | None:
+    """Return the descriptor ``path`` names (``/dev/stdout`` of ``fw run ... | nc``) if it
+    is a socket, which Linux opens by no name; None for any other path."""
+    if (fd := descriptor(path)) is None:
+        return None
+    if fd == 1 and data_fileno() is None:  # fw's data: its stream flushed first
+        return None
+    try:
+        return fd if stat.S_ISSOCK(os.fstat(fd).st_mode) else None
+    except OSError:  # not open: opening the path by name says so
+        return None
+
+
 def _open(path: Path, mode: str) -> IO[bytes]:
     """Open ``path`` unbuffered. A FIFO gets a few seconds for its reader to come (``mkfifo
     p; fw run -o p & cat p`` starts fw first), then fails: a blocking open would hold the
@@ -174,6 +189,10 @@ def _open(path: Path, mode: str) -> IO[bytes]:
         except OSError as exc:
             if exc.errno != errno.ENXIO:
                 raise
+            if is_socket(path):  # no reader will come: it is no FIFO
+                raise OSError(
+                    errno.ENXIO, "a socket, which no file is opened as", str(path)
+                ) from None
             if time.monotonic() >= deadline:
                 raise OSError(errno.ENXIO, "a FIFO that nothing reads", str(path)) from None
         time.sleep(0.05)  # opened before the crawl: nothing else waits on the loop yet

@@ -18,7 +18,16 @@ import stat
 from pathlib import Path
 from typing import IO, BinaryIO
 
-__all__ = ["descriptor", "identity", "is_stream", "no_room", "open_new", "opened", "replaced"]
+__all__ = [
+    "descriptor",
+    "identity",
+    "is_socket",
+    "is_stream",
+    "no_room",
+    "open_new",
+    "opened",
+    "replaced",
+]
 
 #: The names of this process's own open files: /dev/stdout, /dev/fd/3, /proc/self/fd/1.
 _OWN = re.compile(r"/dev/(?:std(?:in|out|err)|fd/\d+)|/proc/(?:self|thread-self)/fd/\d+")
@@ -83,6 +92,14 @@ def is_stream(path: Path) -> bool:
     except OSError:
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def is_socket(path: Path) -> bool:
+    """Tell whether ``path`` is (or links to) a socket, which no ``open()`` takes."""
+    try:
+        return stat.S_ISSOCK(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def open_new(path: Path, mode: int = 0o666) -> BinaryIO:

@@ -10,7 +10,9 @@ import os
 import shlex
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -514,6 +516,29 @@ async def test_an_export_to_a_fifo_nothing_reads_fails_instead_of_hanging(
     os.mkfifo(fifo)  # its blocking open held the loop: no signal stopped it, only kill -9
     result = await run_fw("run", str(project), "-o", str(fifo), timeout=30)
     assert last_line(result, 1) == "Error: " + error.format(fifo=fifo)
+    assert state.hits == []
+
+
+@pytest.mark.parametrize(
+    ("option", "code", "error"),
+    [
+        ("-o", 1, "exporter jsonl cannot open {sock}: a socket, which no file is opened as"),
+        ("--stats", 2, "--stats {sock}: cannot write it: a socket"),
+        ("--log-file", 2, "--log-file {sock}: a socket"),
+    ],
+)
+async def test_a_socket_in_place_of_a_file_is_said_to_be_one_and_left_alone(
+    site: tuple[Site, Path], option: str, code: int, error: str
+) -> None:
+    state, project = site
+    state.release.set()
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:  # a socket's path is short
+        sock = Path(folder) / "s.jsonl"
+        with socket.socket(socket.AF_UNIX) as listening:
+            listening.bind(str(sock))
+            result = await run_fw("run", str(project), option, str(sock), timeout=30)
+            assert stat.S_ISSOCK(sock.stat().st_mode)  # not replaced by a file
+    assert last_line(result, code) == "Error: " + error.format(sock=sock)
     assert state.hits == []
 
 

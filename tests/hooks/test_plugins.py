@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -276,6 +277,51 @@ async def test_an_export_naming_stdout_by_a_path_is_written_through_descriptor_1
     assert out.read_text(encoding="utf-8").splitlines() == [*lines, "page", "a", "b,1"]
     assert "columns late appeared after the header was written" in err.read_text()
     assert not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("exporter", ["jsonl", "csv"])
+async def test_an_export_at_dev_stdout_writes_to_a_socket_there(
+    tmp_path: Path, serve: Serve, exporter: str
+) -> None:
+    """No open() by name takes a socket (``fw run | nc``, a supervisor's log socket): the
+    export writes through the descriptor, as ``-o -`` does."""
+    base = await serve(pages({"/a": '<a href="/b">b</a>', "/b": "b"}))
+    (tmp_path / "late.py").write_text(LATE_COLUMN, encoding="utf-8")
+    project = write_project(
+        tmp_path,
+        f"""
+        spider: late
+        plugins: [./late.py]
+        start_urls: [{base}/a]
+        concurrency: {{total: 1}}
+        exporters: [{{format: {exporter}, path: /dev/stdout}}]
+        """,
+    )
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(), "run", str(project), stdout=theirs, stderr=asyncio.subprocess.PIPE
+        )
+        theirs.close()
+        received = await asyncio.to_thread(_read_all, ours)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    if exporter == "jsonl":
+        assert [json.loads(line) for line in received.splitlines()] == [
+            {"page": "a"},
+            {"page": "b", "late": 1},
+        ]
+    else:  # a header on a socket cannot be written again: it says so
+        assert received.splitlines() == ["page", "a", "b,1"]
+        assert "columns late appeared after the header was written" in err.decode()
+
+
+def _read_all(sock: socket.socket) -> str:
+    sock.settimeout(30)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
 
 
 async def test_a_broken_installed_plugin_is_named(tmp_path: Path) -> None:
