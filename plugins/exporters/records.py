@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -104,18 +105,21 @@ class RecordFile:
         self.file.close()
 
     def _write_all(self, data: bytes) -> None:
-        """Write all of ``data``; unbuffered files may accept a write only in part."""
+        """Write all of ``data``; unbuffered files may accept a write only in part, and one
+        left non-blocking by whoever opened it (a shell's socket) none (``None``) while full."""
         written = self.file.write(data)  # one that fails writes nothing
-        if written is None or written == len(data):  # the usual case: all of it at once
+        if written == len(data):  # the usual case: all of it at once
             return
-        view = memoryview(data)[written:]
+        view = memoryview(data)[written or 0 :]
         while view:
+            if written is None:  # full: wait for room, as a blocking write would
+                select.select([], [self.file], [])
             try:
                 written = self.file.write(view)
             except OSError:
                 self._cut(len(data) - len(view))
                 raise
-            view = view[written if written is not None else len(view) :]
+            view = view[written or 0 :]
 
     def _cut(self, torn: int) -> None:
         """Cut off the ``torn`` bytes a failed write left; its own error is the one reported.

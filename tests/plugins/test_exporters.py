@@ -6,6 +6,7 @@ import asyncio
 import csv
 import datetime
 import decimal
+import fcntl
 import html
 import json
 import os
@@ -14,8 +15,11 @@ import resource
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
@@ -1953,6 +1957,46 @@ async def test_pages_whose_items_stdout_never_took_are_fetched_by_the_next_run(
     rest_urls = {item["url"] for item in read_jsonl(tmp_path / "rest.jsonl")}
     assert json.loads(out)["url"] not in rest_urls
     assert len(rest_urls) == 40 - int(found[1])  # none lost: a page handed back comes again
+
+
+async def test_a_non_blocking_stdout_that_fills_up_loses_no_item(
+    tmp_path: Path, serve: Serve
+) -> None:
+    """Whoever opened stdout may have left it non-blocking (a shell's socket, a parent's
+    pipe): a full one then takes nothing (EAGAIN), which is no record written."""
+    base = await serve(small_site(200))
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, 4096)  # 200 items are more than it holds
+    os.set_blocking(write, False)
+    with os.fdopen(read, "rb") as reader:
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(),
+            "run",
+            str(pages_project(tmp_path, base)),
+            "-o",
+            "-",
+            stdout=write,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        os.close(write)
+        out = await asyncio.to_thread(_slowly, reader)  # fw meets it full, again and again
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert len({json.loads(line)["url"] for line in out.splitlines()}) == 200
+
+
+def _slowly(pipe: BinaryIO) -> bytes:
+    """Read ``pipe`` to its end once it is nearly full, a little at a time: a reader far
+    slower than the crawl, which keeps meeting the pipe full."""
+    deadline = time.monotonic() + 30
+    while struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0" * 4))[0] < 3072:
+        assert time.monotonic() < deadline, "the pipe never filled"
+        time.sleep(0.01)
+    chunks = []
+    while chunk := os.read(pipe.fileno(), 256):
+        chunks.append(chunk)
+        time.sleep(0.005)  # a slow reader: ~50 KB/s against the crawl's far more
+    return b"".join(chunks)
 
 
 async def test_sqlite_cannot_write_to_stdout(tmp_path: Path, serve: Serve) -> None:
