@@ -167,8 +167,9 @@ class Exporter:
 
 def _socket_named(path: str) -> int | None:
     """Return the descriptor ``path`` names (``/dev/stdout`` of ``fw run ... | nc``) if it
-    is a socket, which Linux opens by no name; None for any other path."""
-    if (fd := descriptor(path)) is None:
+    is stdout or stderr and a socket, which Linux opens by no name; None for any other
+    path. Past those two, a descriptor may be fw's own (its event loop's socket)."""
+    if (fd := descriptor(path)) not in (1, 2):
         return None
     if fd == 1 and data_fileno() is None:  # fw's data: its stream flushed first
         return None

@@ -316,6 +316,39 @@ async def test_an_export_at_dev_stdout_writes_to_a_socket_there(
         assert "columns late appeared after the header was written" in err.decode()
 
 
+async def test_an_export_at_a_descriptor_past_stderr_that_is_a_socket_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Past stdout and stderr a socket may be fw's own (its event loop's): writing there
+    would lose every item with exit 0. An inherited one is refused alike, said so."""
+    project = write_project(
+        tmp_path,
+        """
+        spider: rules
+        start_urls: [http://127.0.0.1:9/]
+        rules: {items: [{fields: {h1: h1}}]}
+        """,
+    )
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        fd = theirs.fileno()
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(),
+            "run",
+            str(project),
+            "-s",
+            f"exporters=[{{format: jsonl, path: /dev/fd/{fd}}}]",
+            pass_fds=[fd],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert err.decode().splitlines()[-1] == (
+        f"Error: exporter jsonl cannot open /dev/fd/{fd}: a socket, which no file is opened as"
+    )
+
+
 def _read_all(sock: socket.socket) -> str:
     sock.settimeout(30)
     chunks = []
