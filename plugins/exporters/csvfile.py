@@ -155,8 +155,12 @@ class CsvExporter(Exporter):
                 )
 
     def _earlier_header(self, path: str | Path) -> list[str] | None:
-        """Return the header of the file an earlier run wrote, if there is one."""
+        """Return the header of the file an earlier run wrote, if there is one. A stream
+        (stdout to a pipe or a socket, a FIFO) has none to read back: reading it would
+        wait, or take what is meant for its reader."""
         try:
+            if str(path) == "-" or not stat.S_ISREG(Path(path).stat().st_mode):
+                return None
             names = header(str(path), self._opts.delimiter)
         except FileNotFoundError:
             return None

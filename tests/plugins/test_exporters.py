@@ -1999,6 +1999,22 @@ def _slowly(pipe: BinaryIO) -> bytes:
     return b"".join(chunks)
 
 
+async def test_a_csv_at_dev_stdout_resumed_into_a_pipe_starts_its_own_header(
+    tmp_path: Path, serve: Serve
+) -> None:
+    """Appending, it read the earlier header back through /dev/stdout: from a pipe, which
+    is no file (not seekable, and its reader's to read)."""
+    base = await serve(small_site(4))
+    project = pages_project(tmp_path, base, 'frontier: "sqlite:///state/crawl.db"')
+    csv = ["-s", "exporters=[{format: csv, path: /dev/stdout, fields: [url]}]"]
+    first = await run_fw("run", str(project), *csv, "-s", "max_pages=2")
+    rest = await run_fw("run", str(project), *csv)
+    assert first.returncode == rest.returncode == 0, first.stderr + rest.stderr
+    assert first.stdout.splitlines()[0] == rest.stdout.splitlines()[0] == "url"
+    urls = first.stdout.splitlines()[1:] + rest.stdout.splitlines()[1:]
+    assert sorted(urls) == sorted([f"{base}/", *(f"{base}/{n}" for n in range(1, 4))])
+
+
 async def test_sqlite_cannot_write_to_stdout(tmp_path: Path, serve: Serve) -> None:
     base = await serve(small_site(1))
     project = pages_project(tmp_path, base, "exporters: [{format: sqlite, path: '-'}]")
