@@ -462,7 +462,8 @@ class Settler:
                 await self._waiting(written, f"export {exporter.path}: write()")
             return True
         except OSError as exc:
-            if isinstance(exc, BrokenPipeError) and exporter.path == "-":
+            # A TCP reader that leaves with data unread resets rather than closes.
+            if isinstance(exc, BrokenPipeError | ConnectionResetError) and exporter.path == "-":
                 self._stdout_closed(exporter)
                 return False
             raise CrawlAborted(

@@ -14,6 +14,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -1939,6 +1940,42 @@ async def test_stdout_closing_early_leaves_the_other_exports_whole(
     assert len(read_jsonl(items)) == 40  # every page's item, not those before the reader left
     # Stdout lacks every item after its reader left, not just the one that found it gone.
     assert "40 items exported (39 not in -)" in err, err
+
+
+async def test_o_dash_into_a_tcp_reader_that_resets_ends_quietly(
+    tmp_path: Path, serve: Serve
+) -> None:
+    """A TCP reader leaving without reading all resets the connection: ECONNRESET, not
+    EPIPE, is how fw learns it left."""
+    left = asyncio.Event()
+    base = await serve(small_site(40, held=left))
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        writer = socket.create_connection(server.getsockname())
+        reader, _ = server.accept()
+    with writer, reader:
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(),
+            "run",
+            str(pages_project(tmp_path, base)),
+            "-s",
+            "concurrency.total=1",
+            "-o",
+            "-",
+            "-o",
+            str(tmp_path / "all.jsonl"),
+            stdout=writer,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        writer.close()
+        reader.settimeout(30)
+        first = await asyncio.to_thread(reader.recv, 65536)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    left.set()  # closed with linger 0: a reset; the pages past the first come now
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert json.loads(first.splitlines()[0])["url"] == f"{base}/"
+    assert "stdout closed" in err.decode()
+    assert len(read_jsonl(tmp_path / "all.jsonl")) == 40
 
 
 async def test_pages_whose_items_stdout_never_took_are_fetched_by_the_next_run(
