@@ -14,7 +14,7 @@ import io
 import os
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from framework.errors import PluginError
 
@@ -60,12 +60,20 @@ def descriptor_1_to_stderr() -> Iterator[None]:
         yield
     finally:
         if saved is not None:
-            _restore(*saved)
+            _restore(saved)
 
 
-def _pointed_at_stderr() -> tuple[int, int] | None:
+class _Saved(NamedTuple):
+    """The data descriptor, the copy of it kept while plugins load, and what it was."""
+
+    fd: int
+    copy: int
+    was: tuple[int, int]
+
+
+def _pointed_at_stderr() -> _Saved | None:
     """Point the kept data's descriptor at stderr (descriptor 2: a plugin may have put
-    anything in ``sys.stderr``); return it and a copy of what it was."""
+    anything in ``sys.stderr``); return what it was."""
     stream = _Kept.stream
     if stream is None:
         return None
@@ -76,28 +84,34 @@ def _pointed_at_stderr() -> tuple[int, int] | None:
     except (OSError, ValueError):  # its reader left already: nothing to keep apart
         return None
     try:
+        found = os.fstat(copy)
         os.dup2(2, fd)
     except OSError:  # no stderr: the import's writes go where they would have
         os.close(copy)
         return None
-    return fd, copy
+    return _Saved(fd, copy, (found.st_dev, found.st_ino))
 
 
-def _restore(fd: int, copy: int) -> None:
-    """Give ``fd`` back what ``copy`` holds, once what the imports left in buffers (Python's
-    own standard output, C's) has gone to stderr."""
+def _restore(saved: _Saved) -> None:
+    """Give the data descriptor back what the copy holds, once what the imports left in
+    buffers (Python's own standard output, C's) has gone to stderr."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
         sys.__stdout__.flush()  # type: ignore[union-attr]
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).fflush(None)
     try:
-        os.dup2(copy, fd)
-        os.close(copy)
-    except OSError:  # an import closed descriptors it did not own (os.closerange)
+        found = os.fstat(saved.copy)
+    except OSError:
+        found = None
+    # An import closed descriptors it did not own (os.closerange), and may have opened a
+    # file of its own in the copy's place: fw's data would go into that file.
+    if found is None or (found.st_dev, found.st_ino) != saved.was:
         raise PluginError(
             "standard output was lost while the plugins loaded: an import closed the "
-            f"descriptor ({copy}) fw kept it in"
-        ) from None
+            f"descriptor ({saved.copy}) fw kept it in"
+        )
+    os.dup2(saved.copy, saved.fd)
+    os.close(saved.copy)
 
 
 def data() -> TextIO | None:

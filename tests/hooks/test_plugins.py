@@ -202,8 +202,12 @@ async def test_a_plugin_that_wraps_stderr_at_import_leaves_stdout_to_fws_data(
     assert [json.loads(line) for line in crawled.stdout.splitlines()] == [{"h1": "hi"}]
 
 
-async def test_an_import_that_closes_fws_copy_of_stdout_is_one_line(tmp_path: Path) -> None:
-    (tmp_path / "closer.py").write_text("import os\nos.closerange(3, 256)\n")
+@pytest.mark.parametrize("then", ["", "logs = [open(f'log{n}', 'w') for n in range(3)]\n"])
+async def test_an_import_that_closes_fws_copy_of_stdout_is_one_line(
+    tmp_path: Path, then: str
+) -> None:
+    """Whether or not the import opens files of its own in the copy's place next."""
+    (tmp_path / "closer.py").write_text(f"import os\nos.closerange(3, 256)\n{then}")
     project = write_project(
         tmp_path,
         """
@@ -212,13 +216,14 @@ async def test_an_import_that_closes_fws_copy_of_stdout_is_one_line(tmp_path: Pa
         plugins: [./closer.py]
         """,
     )
-    done = await run_fw("run", str(project), "-o", "-")
+    done = await run_fw("run", str(project), "-o", "-", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].startswith(
         "Error: standard output was lost while the plugins loaded: an import closed the "
         "descriptor ("
     )
     assert done.stdout == ""
+    assert all(not log.read_text() for log in tmp_path.glob("log*"))
 
 
 LATE_COLUMN = """
