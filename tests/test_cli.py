@@ -21,6 +21,7 @@ from aiohttp import web
 
 from framework import __version__
 from framework.cli import _parser as cli_parser
+from framework.crawl.stats import Stats
 from tests.conftest import (
     Completed,
     Serve,
@@ -540,6 +541,16 @@ async def test_a_socket_in_place_of_a_file_is_said_to_be_one_and_left_alone(
             assert stat.S_ISSOCK(sock.stat().st_mode)  # not replaced by a file
     assert last_line(result, code) == "Error: " + error.format(sock=sock)
     assert state.hits == []
+
+
+def test_stats_bound_to_a_socket_since_the_crawl_began_leave_it_in_place() -> None:
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        sock = Path(folder) / "stats.json"
+        with socket.socket(socket.AF_UNIX) as listening:
+            listening.bind(str(sock))
+            with pytest.raises(OSError, match="a socket"):
+                Stats("x").save(sock)
+            assert stat.S_ISSOCK(sock.stat().st_mode)
 
 
 async def test_an_export_to_a_fifo_waits_for_a_reader_that_comes_after_fw(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Any
 from framework.frontier import Counts
 from framework.http.urls import host_of, redact_all, site_of
 from framework.middleware import Middleware
-from framework.paths import descriptor, is_stream, open_new
+from framework.paths import descriptor, is_socket, is_stream, open_new
 
 __all__ = ["Stats"]
 
@@ -252,6 +253,8 @@ class Stats:
                 file.write(text)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
+        if is_socket(path):  # bound there since fw started: replacing it takes a service's address
+            raise OSError(errno.ENXIO, "a socket", str(path))
         if is_stream(path):
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
             os.set_blocking(fd, True)  # only the open must not wait: a reader may be slow
