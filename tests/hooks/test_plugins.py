@@ -242,23 +242,28 @@ def register_spiders(register):
 """
 
 
-async def test_an_export_naming_stdout_by_a_path_is_written_through_descriptor_1(
-    tmp_path: Path, serve: Serve
-) -> None:
-    """``/dev/stdout`` is opened by its name: a CSV there completes its header in the file
-    the shell opened, stderr is left alone, and a shell's ``>>`` appends."""
+async def late_column_to_stdout(tmp_path: Path, serve: Serve, exporter: str) -> Path:
+    """A project exporting to /dev/stdout items of which the second has a late column."""
     base = await serve(pages({"/a": '<a href="/b">b</a>', "/b": "b"}))
     (tmp_path / "late.py").write_text(LATE_COLUMN, encoding="utf-8")
-    project = write_project(
+    return write_project(
         tmp_path,
         f"""
         spider: late
         plugins: [./late.py]
         start_urls: [{base}/a]
         concurrency: {{total: 1}}
-        exporters: [{{format: csv, path: /dev/stdout}}]
+        exporters: [{{format: {exporter}, path: /dev/stdout}}]
         """,
     )
+
+
+async def test_an_export_naming_stdout_by_a_path_is_written_through_descriptor_1(
+    tmp_path: Path, serve: Serve
+) -> None:
+    """``/dev/stdout`` is opened by its name: a CSV there completes its header in the file
+    the shell opened, stderr is left alone, and a shell's ``>>`` appends."""
+    project = await late_column_to_stdout(tmp_path, serve, "csv")
     out, err = tmp_path / "out.csv", tmp_path / "err.log"
     err.write_text("an earlier line\n", encoding="utf-8")
 
@@ -290,18 +295,7 @@ async def test_an_export_at_dev_stdout_writes_to_a_socket_there(
 ) -> None:
     """No open() by name takes a socket (``fw run | nc``, a supervisor's log socket): the
     export writes through the descriptor, as ``-o -`` does."""
-    base = await serve(pages({"/a": '<a href="/b">b</a>', "/b": "b"}))
-    (tmp_path / "late.py").write_text(LATE_COLUMN, encoding="utf-8")
-    project = write_project(
-        tmp_path,
-        f"""
-        spider: late
-        plugins: [./late.py]
-        start_urls: [{base}/a]
-        concurrency: {{total: 1}}
-        exporters: [{{format: {exporter}, path: /dev/stdout}}]
-        """,
-    )
+    project = await late_column_to_stdout(tmp_path, serve, exporter)
     ours, theirs = socket.socketpair()
     with ours, theirs:
         process = await asyncio.create_subprocess_exec(
