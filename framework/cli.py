@@ -30,7 +30,13 @@ from framework.hooks.manager import NO_METADATA, make_plugin_manager
 from framework.hooks.registry import Registry, flags
 from framework.http.urls import redact_all
 from framework.logs import configure_logging, ensure_stderr
-from framework.output import data, drop_data, keep_stdout_for_data, printing_to_data
+from framework.output import (
+    data,
+    drop_data,
+    keep_stdout_for_data,
+    printing_to_data,
+    write_data,
+)
 from framework.paths import descriptor, identity, is_socket, is_stream
 
 if TYPE_CHECKING:
@@ -127,7 +133,7 @@ def _print(text: str) -> None:
     """Write ``text`` as fw's data, to standard output; one that cannot take it (a full
     disk) is said as such, not as a bug of fw's."""
     try:
-        print(text, file=data(), flush=True)
+        write_data(text + "\n")
     except BrokenPipeError:  # its reader left: _call ends quietly
         raise
     except OSError as exc:
@@ -141,12 +147,14 @@ class _Parser(argparse.ArgumentParser):
         if not message or (file is not None and file is not sys.stdout):  # an error's usage
             super()._print_message(message, file)
             return
-        stream = data() or sys.stderr  # stdout closed (fw --help >&-): the help still shows
         # Not argparse's own writing: it drops what the write raises, so a full disk would
         # get no help and exit 0.
         try:
-            stream.write(message)
-            stream.flush()
+            if data() is None:  # stdout closed (fw --help >&-): the help still shows
+                sys.stderr.write(message)
+                sys.stderr.flush()
+            else:
+                write_data(message)
         except BrokenPipeError:  # its reader left (fw --help | head -1)
             drop_data()
         except OSError as exc:

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import io
 import os
+import select
 import sys
 from collections.abc import Iterator
 from typing import NamedTuple, TextIO
@@ -25,6 +26,8 @@ __all__ = [
     "drop_data",
     "keep_stdout_for_data",
     "printing_to_data",
+    "write_data",
+    "write_fully",
 ]
 
 
@@ -112,6 +115,34 @@ def _restore(saved: _Saved) -> None:
         )
     os.dup2(saved.copy, saved.fd)
     os.close(saved.copy)
+
+
+def write_fully(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, waiting for room while it is full: one whoever
+    opened it left non-blocking (a shell's socket, a parent's pipe) takes a write in part,
+    or none (EAGAIN), where a blocking one waits."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
+def write_data(text: str) -> None:
+    """Write ``text`` as fw's data (a listing, ``--json``, help), all of it, as
+    ``write_fully`` does; through ``print`` where the stream has no descriptor (in process).
+    None kept (stdout closed): to ``sys.stdout``, where ``print()`` writes."""
+    stream = data()
+    try:
+        if stream is None:
+            raise io.UnsupportedOperation
+        stream.flush()
+        fd = stream.fileno()
+    except (io.UnsupportedOperation, AttributeError, ValueError):
+        print(text, end="", file=stream, flush=True)
+        return
+    write_fully(fd, text.encode(stream.encoding or "utf-8", stream.errors or "strict"))
 
 
 def data() -> TextIO | None:

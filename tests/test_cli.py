@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -13,8 +14,10 @@ import socket
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from aiohttp import web
@@ -152,6 +155,53 @@ async def test_help_with_standard_output_closed_and_a_full_stderr_says_it_failed
     command = " ".join(shlex.quote(part) for part in fw_command())
     closed = await asyncio.create_subprocess_shell(f"exec {command} --help >&- 2>/dev/full")
     assert await closed.wait() == 1  # to stderr instead, which took none of it
+
+
+@pytest.mark.parametrize("command", [["plugins", "--json"], ["--help"], ["check", "--stats"]])
+async def test_a_full_non_blocking_standard_output_is_waited_on(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Whoever opened stdout may have left it non-blocking: full, it takes nothing
+    (EAGAIN), and fw waits for room as a blocking write does, rather than fail."""
+    if command[0] == "check":  # --stats /dev/stdout of a run: written through fd 1
+        project = tmp_path / "p.yaml"
+        project.write_text(
+            "spider: rules\nstart_urls: [http://127.0.0.1:9/]\n"
+            "rules: {items: [{fields: {h1: h1}}]}\nretries: 0\n"
+        )
+        command = ["run", str(project), "-q", "--stats", "/dev/stdout"]
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, 4096)  # a page: full until fw has started
+    os.set_blocking(write, False)
+    prefill = 0
+    with contextlib.suppress(BlockingIOError):
+        while True:  # the pipe full before fw writes, as a busy reader leaves it
+            prefill += os.write(write, b"x" * 4096)
+    with os.fdopen(read, "rb") as reader:
+        process = await asyncio.create_subprocess_exec(
+            *fw_command(), *command, stdout=write, stderr=asyncio.subprocess.PIPE
+        )
+        os.close(write)
+        out = await asyncio.to_thread(_slowly, reader)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    written = out[prefill:].decode()
+    errors = [line for line in err.decode().splitlines() if line.startswith("Error:")]
+    assert len(errors) == (1 if command[0] == "run" else 0), err.decode()
+    if command == ["plugins", "--json"]:
+        assert "douban" in {row["name"] for row in json.loads(written)}
+    elif command == ["--help"]:
+        assert written.startswith("usage: fw") and written.endswith("\n")
+    else:  # nothing was fetched (exit 1), but the stats are whole
+        assert json.loads(written)["pages"] == 0
+
+
+def _slowly(pipe: BinaryIO) -> bytes:
+    """Read ``pipe`` to its end a little at a time: a reader slower than fw's writing."""
+    chunks = []
+    while chunk := os.read(pipe.fileno(), 64):
+        chunks.append(chunk)
+        time.sleep(0.01)
+    return b"".join(chunks)
 
 
 async def test_version() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from framework.frontier import Counts
 from framework.http.urls import host_of, redact_all, site_of
 from framework.middleware import Middleware
+from framework.output import write_fully
 from framework.paths import descriptor, is_socket, is_stream, open_new
 
 __all__ = ["Stats"]
@@ -249,8 +250,7 @@ class Stats:
         """
         text = redact_all(json.dumps(self.to_dict(), indent=2, ensure_ascii=False)) + "\n"
         if (fd := descriptor(path)) is not None:  # /dev/stdout: fw's own, whatever it is
-            with os.fdopen(os.dup(fd), "w", encoding="utf-8") as file:
-                file.write(text)
+            write_fully(fd, text.encode("utf-8"))
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         if is_socket(path):  # bound there since fw started: replacing it takes a service's address
