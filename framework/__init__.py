@@ -5,7 +5,8 @@ classes ``Exporter``, ``Middleware``, ``ItemStep`` (with the ``ItemContext`` a s
 given) and ``FetchLayer`` (with its ``FetchContext``), the ``option`` helper for option
 schemas, ``Recording`` (the folder ``--record`` writes, with ``Recorded`` and ``Entry``:
 what it holds), ``open_new`` (a temporary file no planted link can redirect),
-``no_room`` (whether ``ulimit -f`` is why SQLite could not write a file),
+``no_room`` (whether ``ulimit -f`` is why SQLite could not write a file), ``write_fully``
+(a write that waits for room where a non-blocking descriptor takes none: a shell's socket),
 ``SECRET_QUERY`` (the meta key of a request whose query holds a password: fw shows and
 records its URL without it), ``UNCREDENTIALED`` (the meta key of a request that goes
 without the project's credentials) with ``crossed_origin`` and ``without_credentials``
@@ -39,6 +40,7 @@ from framework.http import NotSupported, Request, Response
 from framework.http.forms import SECRET_QUERY
 from framework.items import ItemContext, ItemStep
 from framework.middleware import Handler, Middleware
+from framework.output import write_fully
 from framework.paths import no_room, open_new
 from framework.spider import Spider
 
@@ -77,4 +79,5 @@ __all__ = [
     "open_new",
     "option",
     "without_credentials",
+    "write_fully",
 ]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from framework import write_fully
 
 __all__ = ["RecordCounter", "RecordFile", "WholeEnd", "chunks", "last_line_break"]
 
@@ -105,32 +106,22 @@ class RecordFile:
         self.file.close()
 
     def _write_all(self, data: bytes) -> None:
-        """Write all of ``data``; unbuffered files may accept a write only in part, and one
-        left non-blocking by whoever opened it (a shell's socket) none (``None``) while full."""
-        written = self.file.write(data)  # one that fails writes nothing
-        if written == len(data):  # the usual case: all of it at once
-            return
-        view = memoryview(data)[written or 0 :]
-        while view:
-            if written is None:  # full: wait for room, as a blocking write would
-                select.select([], [self.file], [])
-            try:
-                written = self.file.write(view)
-            except OSError:
-                self._cut(len(data) - len(view))
-                raise
-            view = view[written or 0 :]
+        """Write all of ``data`` (``write_fully``); cut off what a write that failed part-way
+        left, its own error being the one reported.
 
-    def _cut(self, torn: int) -> None:
-        """Cut off the ``torn`` bytes a failed write left; its own error is the one reported.
-
-        They end where the file stands now: stdout's offset may have moved with other
-        writers of the same file (``2>&1``), so ``_end`` may not say where they start.
-        """
-        if not self._cuttable:
-            return
+        The record starts where the file stands before it: stdout's offset may have moved
+        with other writers of the same file (``2>&1``), so ``_end`` may not say where."""
+        start = self.file.tell() if self._cuttable else 0
         try:
-            self._truncate(self.file.tell() - torn)
+            write_fully(self.file.fileno(), data)
+        except OSError:
+            if self._cuttable:
+                self._cut_to(start)
+            raise
+
+    def _cut_to(self, start: int) -> None:
+        try:
+            self._truncate(start)
         except OSError as exc:
             log.error("%s: cannot cut a torn record off: %s", self.path, exc.strerror or exc)
 
