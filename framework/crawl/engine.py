@@ -541,11 +541,10 @@ class Engine:
             return await self._filtered(request, FetchError("ignored", str(exc) or "ignored"))
         except Unchanged as exc:  # no callback: the links the page had last time
             self.stats.handled += 1
-            found = _deeper(
-                self._at_most(list(exc.requests), request.url, request.callback),
-                request,
-                request.callback,
+            noted = self._capped(
+                CallbackOutput(requests=list(exc.requests)), request.url, request.callback
             )
+            found = _deeper(noted.requests, request, request.callback)
             return Handled(discovered=self._admission.admit(found))
         except FetchError as exc:
             return await self._failed(lease, exc)
@@ -738,18 +737,14 @@ class Engine:
         output = await run_callback(self.spider, name, *args, plugins=self._crew.callbacks)
         if output.close is not None:
             self.stop(f"closed by spider: {output.close}")
-        if dropped := output.cut_to(self.project.max_requests_per_page):
-            self._admission.overflowed(args[0].url, dropped, name)
-        return output
+        return self._capped(output, args[0].url, name)
 
-    def _at_most(self, requests: list[Request], url: str, callback: str | None) -> list[Request]:
-        """Keep the first ``max_requests_per_page`` of the links an earlier round noted on
-        the page at ``url``, as its ``callback``'s own are (``_callback``); count and name
-        the rest."""
-        most = self.project.max_requests_per_page
-        if len(requests) > most:
-            self._admission.overflowed(url, len(requests) - most, callback)
-        return requests[:most]
+    def _capped(self, output: CallbackOutput, url: str, callback: str | None) -> CallbackOutput:
+        """Keep the first ``max_requests_per_page`` requests ``callback`` added on the page
+        at ``url`` (or an earlier round noted there); count and name the rest."""
+        if dropped := output.cut_to(self.project.max_requests_per_page):
+            self._admission.overflowed(url, dropped, callback)
+        return output
 
     async def _report(self, output: CallbackOutput, request: Request, *, listed: bool) -> None:
         """Report what went wrong in a callback; ``listed`` puts the request in the failures
