@@ -32,6 +32,7 @@ from framework.http.urls import redact_all
 from framework.logs import configure_logging, ensure_stderr
 from framework.output import (
     data,
+    drop,
     drop_data,
     keep_stdout_for_data,
     printing_to_data,
@@ -673,8 +674,7 @@ def _summarise(stats: Stats, path: Path | None) -> None:
         for line in stats.summary():
             print(redact_all(line), file=sys.stderr)
     except BrokenPipeError:  # stderr's reader left: nobody to tell, but --stats is written
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        drop(sys.stderr)
     if path is None:
         return
     try:

@@ -23,6 +23,7 @@ __all__ = [
     "data",
     "data_fileno",
     "descriptor_1_to_stderr",
+    "drop",
     "drop_data",
     "keep_stdout_for_data",
     "printing_to_data",
@@ -174,5 +175,15 @@ def printing_to_data() -> Iterator[None]:
 def drop_data() -> None:
     """Point fw's data at /dev/null: its reader left (``fw plugins | head -1``), and the
     last flush at exit must not find a broken pipe."""
+    drop(data())
+
+
+def drop(stream: TextIO | None) -> None:
+    """Point ``stream``'s descriptor at /dev/null: its reader left, and later writes (a
+    flush at exit) must not find a broken pipe."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), data().fileno())  # type: ignore[union-attr]
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())  # type: ignore[union-attr]
+        finally:
+            os.close(null)
