@@ -4,7 +4,8 @@ What plugin authors import: ``Spider``, ``Request``, ``Response``, ``hookimpl``,
 classes ``Exporter``, ``Middleware``, ``ItemStep`` (with the ``ItemContext`` a step is
 given) and ``FetchLayer`` (with its ``FetchContext``), the ``option`` helper for option
 schemas, ``Recording`` (the folder ``--record`` writes, with ``Recorded`` and ``Entry``:
-what it holds), ``open_new`` (a temporary file no planted link can redirect),
+what it holds), ``open_new`` (a temporary file no planted link can redirect), ``beside``
+(where an exporter keeps a hidden note of its file, ``.NAME.fw-KIND``),
 ``no_room`` (whether ``ulimit -f`` is why SQLite could not write a file), ``write_fully``
 (a write that waits for room where a non-blocking descriptor takes none: a shell's socket),
 ``SECRET_QUERY`` (the meta key of a request whose query holds a password: fw shows and
@@ -41,7 +42,7 @@ from framework.http.forms import SECRET_QUERY
 from framework.items import ItemContext, ItemStep
 from framework.middleware import Handler, Middleware
 from framework.output import write_fully
-from framework.paths import no_room, open_new
+from framework.paths import beside, no_room, open_new
 from framework.spider import Spider
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "Spider",
     "Unchanged",
     "__version__",
+    "beside",
     "crossed_origin",
     "hookimpl",
     "no_room",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 __all__ = [
+    "beside",
     "descriptor",
     "identity",
     "is_socket",
@@ -92,6 +93,14 @@ def is_stream(path: Path) -> bool:
     except OSError:
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def beside(path: str | Path, kind: str) -> Path:
+    """Return the hidden file ``.NAME.fw-KIND`` that goes beside the export at ``path``
+    (fw's notes of it: a header copy, late columns, a mark that it is open), through a
+    symbolic link: beside the file written, not the link."""
+    real = Path(path).resolve()
+    return real.with_name(f".{real.name}.fw-{kind}")
 
 
 def is_socket(path: Path) -> bool:

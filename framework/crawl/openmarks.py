@@ -19,7 +19,7 @@ import logging
 import stat
 from pathlib import Path
 
-from framework.paths import descriptor, open_new
+from framework.paths import beside, descriptor, open_new
 
 __all__ = ["mark", "marked", "unmark"]
 
@@ -72,8 +72,7 @@ def _mark_of(path: str) -> Path | None:
     a descriptor, which no rerun reopens."""
     if path == "-" or descriptor(path) is not None:
         return None
-    real = Path(path).resolve()  # through a symlink: beside the file written
-    return real.with_name(f".{real.name}.fw-open")
+    return beside(path, "open")
 
 
 def _identity(path: str) -> list[int] | None:

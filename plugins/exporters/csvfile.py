@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Literal
 
-from framework import Exporter, open_new, option
+from framework import Exporter, beside, open_new, option
 
 from .csvrows import count_rows, end_of_row, end_of_rows, header, pad_rows, widths
 from .records import RecordFile
@@ -389,13 +389,12 @@ class CsvExporter(Exporter):
 
     def _notes_path(self) -> Path:
         """Return where the late columns are noted as they come, beside the file."""
-        real = Path(self.path).resolve()  # through a symlink: beside its target
-        return real.with_name(f".{real.name}.fw-columns")
+        return beside(self.path, "columns")
 
     def _copy_path(self) -> Path:
-        """Return where the copy with the completed header is written, beside the file."""
-        real = Path(self.path).resolve()  # through a symlink: replace its target, not it
-        return real.with_name(f".{real.name}.fw-header")
+        """Return where the copy with the completed header is written, beside the file
+        (through a symlink: it replaces the target, not the link)."""
+        return beside(self.path, "header")
 
     def _complete_header(self) -> None:
         """Replace the file at once by a copy with every column in its header."""
