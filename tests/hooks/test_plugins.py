@@ -135,19 +135,25 @@ def item_scraped(item):
 """
 
 
+async def h1_project(tmp_path: Path, serve: Serve, site: dict[str, str]) -> Path:
+    """A project crawling each page of ``site`` for its ``h1``."""
+    base = await serve(pages(site))
+    starts = ", ".join(f"{base}{path}" for path in site)
+    return write_project(
+        tmp_path,
+        f"""
+        spider: rules
+        start_urls: [{starts}]
+        rules: {{items: [{{fields: {{h1: h1}}}}]}}
+        """,
+    )
+
+
 async def test_what_a_plugin_prints_stays_out_of_fws_data_on_stdout(
     tmp_path: Path, serve: Serve
 ) -> None:
     site = fake_distribution(tmp_path / "site", "fw-noisy", "0.1", "noisy", "fw_noisy", NOISY)
-    base = await serve(pages({"/": "<h1>hi</h1>", "/b": "<h1>b</h1>"}))
-    project = write_project(
-        tmp_path,
-        f"""
-        spider: rules
-        start_urls: [{base}/, {base}/b]
-        rules: {{items: [{{fields: {{h1: h1}}}}]}}
-        """,
-    )
+    project = await h1_project(tmp_path, serve, {"/": "<h1>hi</h1>", "/b": "<h1>b</h1>"})
     env = {**on_path(site), "PYTHONUNBUFFERED": ""}  # buffered, as where users run fw
     crawled = await run_fw("run", str(project), "-o", "-", env=env)
     assert crawled.returncode == 0, crawled.stderr
@@ -188,15 +194,7 @@ async def test_a_plugin_that_wraps_stderr_at_import_leaves_stdout_to_fws_data(
     """fw loads the plugins twice for fw run (its flags, then the crawl): the second time,
     ``sys.stderr`` is the plugin's."""
     site = fake_distribution(tmp_path / "site", "fw-tee", "0.1", "tee", "fw_tee", WRAPS_STDERR)
-    base = await serve(pages({"/": "<h1>hi</h1>"}))
-    project = write_project(
-        tmp_path,
-        f"""
-        spider: rules
-        start_urls: [{base}/]
-        rules: {{items: [{{fields: {{h1: h1}}}}]}}
-        """,
-    )
+    project = await h1_project(tmp_path, serve, {"/": "<h1>hi</h1>"})
     crawled = await run_fw("run", str(project), "-o", "-", env=on_path(site))
     assert crawled.returncode == 0, crawled.stderr
     assert [json.loads(line) for line in crawled.stdout.splitlines()] == [{"h1": "hi"}]
